@@ -1,0 +1,292 @@
+/* store/compact.c — online compaction.
+ *
+ * Phase 1, without the writer lock: copy every live message of a snapshot
+ * into log.<gen+1>.tmp (keyword slots first, so keyword bits keep their
+ * meaning) and build its index and cache.  Phase 2, with the lock: bring the
+ * new log up to date with what happened meanwhile (new messages, flag
+ * changes as FLAGS records carrying the same modseq, expunges as EXPUNGE
+ * records), make it durable, and swap: cache and log renames, then the
+ * index rename — the commit point — and the old index is marked superseded.
+ * Readers keep their snapshots of the old files; writers wait only for
+ * phase 2.  UIDs, UIDVALIDITY, flags and modseqs do not change. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+#define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+
+struct seen {                   /* what phase 1 wrote for an old entry */
+    uint64_t fm, keywords;
+};
+
+struct cw {                     /* the new log being written */
+    int fd;
+    uint64_t end;
+    store_buf buf;              /* records waiting to be written */
+};
+
+static int cw_flush(struct cw *w)
+{
+    if (!w->buf.len)
+        return 0;
+    int rc = fs_pwrite_all(w->fd, w->buf.data, w->buf.len, w->end);
+    w->end += w->buf.len;
+    w->buf.len = 0;
+    return rc;
+}
+
+static int cw_rec(struct cw *w, uint16_t type, const void *a, size_t an,
+                  const void *b, size_t bn)
+{
+    size_t at = w->buf.len;
+    struct log_rec r = {0};
+    static const uint8_t zero[8];
+    int rc;
+    if ((rc = store_buf_append(&w->buf, &r, sizeof r)) < 0 ||
+        (rc = store_buf_append(&w->buf, a, an)) < 0 ||
+        (bn && (rc = store_buf_append(&w->buf, b, bn)) < 0))
+        return rc;
+    log_rec_seal((struct log_rec *)(w->buf.data + at), type, 0,
+                 (uint32_t)(an + bn));
+    rc = store_buf_append(&w->buf, zero, ALIGN8(w->buf.len) - w->buf.len);
+    if (rc == 0 && w->buf.len >= (4u << 20))
+        rc = cw_flush(w);
+    return rc;
+}
+
+static int cw_keywords(struct cw *w, struct idx_hdr *h, unsigned from)
+{
+    unsigned n = A_LOAD(&h->nkeywords);
+    for (unsigned i = from; i < n; i++) {
+        struct log_keyword k = {.slot = i, .len = (uint32_t)strlen(h->keywords[i])};
+        if (!k.len)
+            continue;
+        int rc = cw_rec(w, LOG_KEYWORD, &k, sizeof k, h->keywords[i], k.len);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Copy the message of old entry e with the given flags. */
+static int cw_message(struct cw *w, struct gen *old, const struct idx_entry *e,
+                      uint64_t fm, uint64_t keywords)
+{
+    const uint8_t *rec = mapchain_get(&old->log, e->log_off,
+                                      sizeof(struct log_rec) +
+                                          sizeof(struct log_message) + e->size);
+    if (!rec)
+        return -ENOMEM;
+    struct log_message m;
+    memcpy(&m, rec + sizeof(struct log_rec), sizeof m);
+    if (m.uid != e->uid || m.size != e->size)
+        return -EBADMSG;
+    m.flags = FM_FLAGS(fm) & STORE_F_ALL;
+    m.modseq = FM_MODSEQ(fm);
+    m.keywords = keywords;
+    return cw_rec(w, LOG_MESSAGE, &m, sizeof m,
+                  rec + sizeof(struct log_rec) + sizeof m, e->size);
+}
+
+static int cw_flags(struct cw *w, uint32_t uid, uint64_t fm, uint64_t kw)
+{
+    struct {
+        struct log_flags f;
+        struct log_range r;
+    } p = {{.modseq = FM_MODSEQ(fm), .op = STORE_FLAGS_SET,
+            .flags = FM_FLAGS(fm) & STORE_F_ALL, .keywords = kw, .nranges = 1},
+           {uid, uid}};
+    return cw_rec(w, LOG_FLAGS, &p, sizeof p, NULL, 0);
+}
+
+static int cw_expunge(struct cw *w, uint32_t uid, uint64_t modseq)
+{
+    struct {
+        struct log_expunge x;
+        struct log_range r;
+    } p = {{.modseq = modseq, .nranges = 1}, {uid, uid}};
+    return cw_rec(w, LOG_EXPUNGE, &p, sizeof p, NULL, 0);
+}
+
+int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
+{
+    store_snap *s = store_snap_get(mb);
+    if (!s)
+        return -ENOMEM;
+    struct gen *old = s->g, *ng = NULL;
+    struct idx_hdr *oh = gen_hdr(old);
+    uint64_t G = old->generation + 1;
+    char logt[PATH_MAX], logp[PATH_MAX], idxt[PATH_MAX], idxp[PATH_MAX];
+    char cachet[PATH_MAX], cachep[PATH_MAX];
+    struct cw w = {.fd = -1, .end = LOG_HDR_SIZE};
+    struct seen *seen = NULL;
+    bool locked = false;
+    int rc;
+    if ((rc = path_in(mb, logt, sizeof logt, "log.%" PRIu64 ".tmp", G)) < 0 ||
+        (rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, G)) < 0 ||
+        (rc = path_in(mb, idxt, sizeof idxt, "index.compact", 0)) < 0 ||
+        (rc = path_in(mb, idxp, sizeof idxp, "index", 0)) < 0 ||
+        (rc = path_in(mb, cachet, sizeof cachet, "cache.%" PRIu64 ".tmp", G)) < 0 ||
+        (rc = path_in(mb, cachep, sizeof cachep, "cache.%" PRIu64, G)) < 0)
+        goto out;
+
+    /* ---- phase 1 ---- */
+    w.fd = open(logt, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (w.fd < 0) {
+        rc = -errno;
+        goto out;
+    }
+    struct log_file_hdr lh = {0};
+    memcpy(lh.magic, LOG_MAGIC, 8);
+    lh.version = FMT_VERSION;
+    lh.hdr_size = LOG_HDR_SIZE;
+    lh.mailbox_id = oh->mailbox_id;
+    lh.generation = G;
+    lh.uidvalidity = oh->uidvalidity;
+    lh.base_uidnext = A_LOAD(&oh->uidnext);
+    lh.base_modseq = A_LOAD(&oh->highestmodseq);
+    lh.tomb_floor = oh->tomb_floor;
+    log_hdr_seal(&lh);
+    if ((rc = fs_pwrite_all(w.fd, &lh, sizeof lh, 0)) < 0)
+        goto out;
+    unsigned nkw0 = A_LOAD(&oh->nkeywords);
+    if ((rc = cw_keywords(&w, oh, 0)) < 0)
+        goto out;
+    uint32_t n0 = s->count;
+    seen = calloc(n0 ? n0 : 1, sizeof *seen);
+    if (!seen) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    uint64_t total = 0, done = 0;
+    for (uint32_t p = 0; p < n0; p++)
+        total += gen_entry(old, p)->size;
+    for (uint32_t p = 0; p < n0; p++) {
+        const struct idx_entry *e = gen_entry(old, p);
+        uint64_t fm = A_LOAD(&e->fm), kw = A_LOAD(&e->keywords);
+        seen[p] = (struct seen){fm, kw};
+        if (FM_FLAGS(fm) & ENT_EXPUNGED) {
+            if (FM_MODSEQ(fm) > lh.tomb_floor)
+                lh.tomb_floor = FM_MODSEQ(fm);
+            continue;
+        }
+        if ((rc = cw_message(&w, old, e, fm, kw)) < 0)
+            goto out;
+        done += e->size;
+        if (progress && (p & 255) == 0)
+            progress(arg, done, total);
+    }
+    if ((rc = cw_flush(&w)) < 0)
+        goto out;
+    unlink(idxt);
+    unlink(cachet);
+    if ((rc = gen_open_paths(logt, idxt, cachet, O_CREAT | O_TRUNC, &ng)) < 0)
+        goto out;
+    ng->generation = G;
+    if ((rc = cache_hdr_write(ng->cache_fd, G)) < 0)
+        goto out;
+    idx_hdr_init(gen_hdr(ng), &lh);
+    uint64_t nend;
+    if ((rc = gen_catch_up(ng, false, &nend)) < 0)
+        goto out;
+
+    /* ---- phase 2 ---- */
+    if ((rc = mbox_wlock(mb)) < 0)
+        goto out;
+    locked = true;
+    if (mb->gen != old) {
+        rc = -EAGAIN;   /* someone else compacted meanwhile */
+        goto out;
+    }
+    if ((rc = cw_keywords(&w, oh, nkw0)) < 0)
+        goto out;
+    for (uint32_t p = 0; p < n0; p++) {
+        const struct idx_entry *e = gen_entry(old, p);
+        uint64_t fm = A_LOAD(&e->fm), kw = A_LOAD(&e->keywords);
+        if (FM_FLAGS(seen[p].fm) & ENT_EXPUNGED)
+            continue;
+        if (FM_FLAGS(fm) & ENT_EXPUNGED)
+            rc = cw_expunge(&w, e->uid, FM_MODSEQ(fm));
+        else if (fm != seen[p].fm || kw != seen[p].keywords)
+            rc = cw_flags(&w, e->uid, fm, kw);
+        if (rc < 0)
+            goto out;
+    }
+    uint32_t n1 = A_LOAD(&oh->count);
+    for (uint32_t p = n0; p < n1; p++) {
+        const struct idx_entry *e = gen_entry(old, p);
+        uint64_t fm = A_LOAD(&e->fm);
+        if (FM_FLAGS(fm) & ENT_EXPUNGED) {
+            if (FM_MODSEQ(fm) > lh.tomb_floor)
+                lh.tomb_floor = FM_MODSEQ(fm);
+        } else if ((rc = cw_message(&w, old, e, fm, A_LOAD(&e->keywords))) < 0) {
+            goto out;
+        }
+    }
+    if ((rc = cw_flush(&w)) < 0)
+        goto out;
+    /* Final header: the counters as they are now. */
+    lh.base_uidnext = A_LOAD(&oh->uidnext);
+    lh.base_modseq = A_LOAD(&oh->highestmodseq);
+    log_hdr_seal(&lh);
+    if ((rc = fs_pwrite_all(w.fd, &lh, sizeof lh, 0)) < 0 ||
+        (rc = gen_catch_up(ng, false, &nend)) < 0)
+        goto out;
+    struct idx_hdr *nh = gen_hdr(ng);
+    if (lh.base_uidnext > nh->uidnext)
+        nh->uidnext = lh.base_uidnext;
+    if (lh.base_modseq > nh->highestmodseq)
+        nh->highestmodseq = lh.base_modseq;
+    nh->tomb_floor = lh.tomb_floor;
+    nh->recent_uid = A_LOAD(&oh->recent_uid);
+    nh->dead_bytes = 0;
+    if (fdatasync(w.fd) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if ((rc = mbox_checkpoint(mb, ng)) < 0)
+        goto out;
+    if (rename(logt, logp) < 0 || rename(cachet, cachep) < 0 ||
+        rename(idxt, idxp) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    rc = fs_fsync_dir(mb->dir);
+    /* The index rename was the commit point; from here on the new files
+     * are the mailbox, whatever the directory fsync said. */
+    __atomic_store_n(&oh->superseded, 1, __ATOMIC_RELEASE);
+    mb->log_end = nend;
+    mbox_gen_install(mb, ng);
+    ng = NULL;
+    char p[PATH_MAX];
+    path_in(mb, p, sizeof p, "log.%" PRIu64, G - 1);
+    unlink(p);
+    path_in(mb, p, sizeof p, "cache.%" PRIu64, G - 1);
+    unlink(p);
+    if (progress)
+        progress(arg, total, total);
+out:
+    if (locked)
+        mbox_wunlock(mb);
+    if (ng) {
+        gen_put(ng);
+        unlink(logt);
+        unlink(idxt);
+        unlink(cachet);
+    } else if (rc < 0 && w.fd >= 0) {
+        unlink(logt);
+    }
+    if (w.fd >= 0)
+        close(w.fd);
+    free(w.buf.data);
+    free(seen);
+    store_snap_put(s);
+    return rc;
+}

@@ -1,0 +1,213 @@
+/* store/internal.h — in-memory structures shared by the store's files. */
+#ifndef RINGMAIL_STORE_INTERNAL_H
+#define RINGMAIL_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "store/format.h"
+#include "store/store.h"
+
+/* ---- fsutil.c ---------------------------------------------------------- */
+
+int fs_mkdirs(const char *path, mode_t mode);
+int fs_rmtree(const char *path);
+int fs_fsync_dir(const char *dir);
+/* Write data to path atomically: path.tmp, fdatasync, rename, fsync dir. */
+int fs_write_atomic(const char *path, const void *data, size_t len);
+int fs_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
+int fs_pread_all(int fd, void *p, size_t n, uint64_t off);
+/* The kernel's boot id (16 bytes), zero if unknown. */
+void fs_boot_id(uint8_t out[16]);
+
+/* ---- mapchain: growing read-only maps of a growing file ---------------- */
+
+/* A file is mapped with a reservation larger than it, so growth needs no
+ * remap; when it outgrows the reservation a larger map is made and the old
+ * one kept (readers may still hold pointers into it) until the chain is
+ * destroyed. */
+struct mapseg {
+    uint8_t *base;
+    size_t len;
+    struct mapseg *prev;
+};
+
+struct mapchain {
+    _Atomic(struct mapseg *) cur;
+    pthread_mutex_t lock;
+    int fd;
+    int prot;
+};
+
+int mapchain_init(struct mapchain *mc, int fd, int prot, size_t need);
+void mapchain_destroy(struct mapchain *mc);
+/* Pointer to [off, off+len); the caller knows those bytes exist in the file.
+ * NULL on mmap failure. */
+uint8_t *mapchain_get(struct mapchain *mc, uint64_t off, uint64_t len);
+
+/* ---- a generation: one set of log/index/cache files -------------------- */
+
+struct tombcache {
+    uint32_t count;             /* entry count it was built for */
+    uint64_t expunge_seq;       /* and expunge sequence */
+    uint32_t n;
+    uint32_t *pos;              /* sorted entry positions of tombstones */
+    atomic_int refs;
+};
+
+struct gen {
+    atomic_int refs;
+    uint64_t generation;
+    int log_fd, idx_fd, cache_fd;
+    struct mapchain log, idx, cache;
+    pthread_mutex_t tlock;      /* guards tomb */
+    struct tombcache *tomb;
+};
+
+struct store_snap {
+    struct store_mbox *mb;
+    struct gen *g;
+    struct tombcache *tomb;
+    uint32_t count;
+    uint32_t live;
+    struct reparse *reparse;    /* blobs re-parsed for damaged cache entries */
+};
+
+/* A queued write; see write.c (group commit). */
+struct wop;
+
+struct store_mbox {
+    struct store_user *user;
+    uint64_t id;
+    char *dir;                  /* owned */
+    int lock_fd;                /* flock()ed by writers */
+    atomic_int refs;            /* guarded by user->lock for open/close */
+
+    pthread_mutex_t glock;      /* guards `gen` swaps */
+    struct gen *gen;
+
+    pthread_mutex_t wlock;      /* one writer in the process */
+    int failed;                 /* -errno after a failed fsync: read-only */
+    uint64_t log_end;           /* writer's view of the log size */
+    uint64_t ckpt_log;          /* log offset of the last checkpoint */
+
+    pthread_mutex_t qlock;      /* group commit queue */
+    pthread_cond_t qcond;
+    struct wop *qhead, **qtail;
+    int leader;
+
+    struct store_mbox *next;    /* in user->open list */
+};
+
+struct mbox_entry {             /* the mailbox list */
+    char *name;
+    uint64_t id;
+    uint32_t uidvalidity;
+    uint32_t special;
+};
+
+struct store_user {
+    char *root;                 /* <mail_root>/<user>, owned */
+    char *key;                  /* registry key */
+    store_opts opts;
+    int refs;                   /* guarded by the registry lock */
+    pthread_mutex_t lock;       /* guards everything below */
+    int lock_fd;                /* flock()ed around list changes */
+    struct mbox_entry *boxes;
+    size_t nboxes;
+    char **subs;
+    size_t nsubs;
+    uint64_t next_id;
+    uint32_t last_uidvalidity;
+    struct timespec list_mtime;
+    ino_t list_ino;
+    off_t list_size;
+    struct store_mbox *open;
+    struct store_user *next;
+};
+
+/* ---- mbox.c ------------------------------------------------------------ */
+
+static inline struct idx_hdr *gen_hdr(struct gen *g)
+{
+    return (struct idx_hdr *)mapchain_get(&g->idx, 0, IDX_HDR_SIZE);
+}
+struct idx_entry *gen_entry(struct gen *g, uint32_t pos);
+struct gen *mbox_gen_get(struct store_mbox *mb);
+void gen_put(struct gen *g);
+/* Binary search: position of uid among the first count entries, or -1. */
+int64_t gen_find(struct gen *g, uint32_t count, uint32_t uid);
+/* First position with entry uid >= uid. */
+uint32_t gen_lower_bound(struct gen *g, uint32_t count, uint32_t uid);
+
+/* Take the write lock (mutex + flock), switch to a newer generation if one
+ * was swapped in, and apply log records other processes wrote. */
+int mbox_wlock(struct store_mbox *mb);
+void mbox_wunlock(struct store_mbox *mb);
+
+/* Apply the log from hdr->log_applied to the end (writer held).  Cuts a torn
+ * tail if `cut`. */
+int mbox_catch_up(struct store_mbox *mb, struct gen *g, bool cut);
+
+int gen_catch_up(struct gen *g, bool cut, uint64_t *log_end);
+void idx_hdr_init(struct idx_hdr *h, const struct log_file_hdr *lh);
+int cache_hdr_write(int fd, uint64_t generation);
+int gen_open_paths(const char *logp, const char *idxp, const char *cachep,
+                   int oflags, struct gen **out);
+int read_log_hdr(int fd, struct log_file_hdr *lh);
+void mbox_gen_install(struct store_mbox *mb, struct gen *g);
+int path_in(const struct store_mbox *mb, char *buf, size_t n, const char *fmt,
+            uint64_t arg);
+
+/* Rebuild index and cache from the log into a new index file and swap it in
+ * (writer held). */
+int mbox_rebuild(struct store_mbox *mb);
+
+/* Write a checkpoint (writer held). */
+int mbox_checkpoint(struct store_mbox *mb, struct gen *g);
+
+/* Open a generation's files; create = make fresh ones. */
+int gen_open(struct store_mbox *mb, uint64_t generation, struct gen **out);
+
+/* Apply one valid record at log offset `off` to the index (writer held).
+ * Used by the writer, catch-up and rebuild alike. */
+int idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
+              uint64_t off);
+/* Make room in the index file for `count` entries. */
+int idx_reserve(struct gen *g, uint32_t count);
+/* Append a cache entry for the message; returns offset in *off. */
+int cache_add(struct gen *g, const char *raw, size_t len, uint64_t *off,
+              uint32_t *clen);
+uint32_t entry_crc(const struct idx_entry *e);
+
+/* ---- log.c ------------------------------------------------------------- */
+
+/* Validate the record at off (within size).  Returns its total aligned
+ * length, 0 at a clean end, or -EBADMSG for a torn/corrupt record. */
+int64_t log_rec_check(const uint8_t *base, uint64_t size, uint64_t off);
+/* Fill rec header fields and crc over header+payload (payload follows rec
+ * in memory). */
+void log_rec_seal(struct log_rec *r, uint16_t type, uint16_t rflags,
+                  uint32_t len);
+int log_hdr_check(const struct log_file_hdr *h);
+void log_hdr_seal(struct log_file_hdr *h);
+
+/* Valid end of the log: the end of the last complete transaction. */
+int log_scan_end(const uint8_t *base, uint64_t size, uint64_t from,
+                 uint64_t *end);
+
+/* ---- write.c ----------------------------------------------------------- */
+
+int mbox_sync_policy(struct store_mbox *mb);
+
+/* ---- user.c ------------------------------------------------------------ */
+
+int user_mbox_dir(struct store_user *u, uint64_t id, char **out);
+
+/* mbox.c: create a new mailbox's directory and empty log. */
+int mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity);
+int mbox_open_dir(struct store_user *u, uint64_t id, const char *dir,
+                  struct store_mbox **out);
+void mbox_destroy(struct store_mbox *mb);
+
+#endif

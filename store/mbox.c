@@ -1,0 +1,917 @@
+/* store/mbox.c — opening a mailbox, recovery, and applying log records to
+ * the index.
+ *
+ * The log is the truth; the index and cache are derived.  Opening trusts
+ * the index when its header is sane and was written in this boot (or was
+ * checkpointed to disk after its last change), applies any log records
+ * beyond what it has seen, and cuts a torn tail.  Anything else — a missing,
+ * truncated or inconsistent index, a power loss since the last checkpoint —
+ * rebuilds index and cache from the log. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+#define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define A_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+int path_in(const struct store_mbox *mb, char *buf, size_t n,
+                   const char *fmt, uint64_t arg)
+{
+    char name[64];
+    snprintf(name, sizeof name, fmt, arg);
+    if ((size_t)snprintf(buf, n, "%s/%s", mb->dir, name) >= n)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+uint32_t entry_crc(const struct idx_entry *e)
+{
+    struct idx_entry c = *e;
+    c.fm = 0;
+    c.keywords = 0;
+    c.crc = 0;
+    return store_crc32c(0, &c, sizeof c);
+}
+
+struct idx_entry *gen_entry(struct gen *g, uint32_t pos)
+{
+    return (struct idx_entry *)mapchain_get(
+        &g->idx, IDX_HDR_SIZE + (uint64_t)pos * sizeof(struct idx_entry),
+        sizeof(struct idx_entry));
+}
+
+uint32_t gen_lower_bound(struct gen *g, uint32_t count, uint32_t uid)
+{
+    uint32_t lo = 0, hi = count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (gen_entry(g, mid)->uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int64_t gen_find(struct gen *g, uint32_t count, uint32_t uid)
+{
+    uint32_t p = gen_lower_bound(g, count, uid);
+    if (p < count && gen_entry(g, p)->uid == uid)
+        return p;
+    return -1;
+}
+
+/* ---- generations -------------------------------------------------------- */
+
+static void gen_free(struct gen *g)
+{
+    if (!g)
+        return;
+    if (g->tomb && atomic_fetch_sub(&g->tomb->refs, 1) == 1) {
+        free(g->tomb->pos);
+        free(g->tomb);
+    }
+    if (atomic_load(&g->log.cur))
+        mapchain_destroy(&g->log);
+    if (atomic_load(&g->idx.cur))
+        mapchain_destroy(&g->idx);
+    if (atomic_load(&g->cache.cur))
+        mapchain_destroy(&g->cache);
+    if (g->log_fd >= 0)
+        close(g->log_fd);
+    if (g->idx_fd >= 0)
+        close(g->idx_fd);
+    if (g->cache_fd >= 0)
+        close(g->cache_fd);
+    pthread_mutex_destroy(&g->tlock);
+    free(g);
+}
+
+void gen_put(struct gen *g)
+{
+    if (g && atomic_fetch_sub(&g->refs, 1) == 1)
+        gen_free(g);
+}
+
+struct gen *mbox_gen_get(struct store_mbox *mb)
+{
+    pthread_mutex_lock(&mb->glock);
+    struct gen *g = mb->gen;
+    atomic_fetch_add(&g->refs, 1);
+    pthread_mutex_unlock(&mb->glock);
+    return g;
+}
+
+void mbox_gen_install(struct store_mbox *mb, struct gen *g)
+{
+    pthread_mutex_lock(&mb->glock);
+    struct gen *old = mb->gen;
+    mb->gen = g;
+    pthread_mutex_unlock(&mb->glock);
+    gen_put(old);
+}
+
+static int file_size(int fd, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Open (or with O_CREAT in flags, create) a generation's three files at
+ * explicit paths and map them. */
+int gen_open_paths(const char *logp, const char *idxp,
+                          const char *cachep, int oflags, struct gen **out)
+{
+    struct gen *g = calloc(1, sizeof *g);
+    if (!g)
+        return -ENOMEM;
+    atomic_init(&g->refs, 1);
+    g->log_fd = g->idx_fd = g->cache_fd = -1;
+    pthread_mutex_init(&g->tlock, NULL);
+    int rc = 0;
+    uint64_t lsz, isz, csz;
+    g->log_fd = open(logp, O_RDWR | O_CLOEXEC);
+    if (g->log_fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    g->idx_fd = open(idxp, O_RDWR | O_CLOEXEC | oflags, 0600);
+    g->cache_fd = open(cachep, O_RDWR | O_CLOEXEC | oflags, 0600);
+    if (g->idx_fd < 0 || g->cache_fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if ((rc = file_size(g->log_fd, &lsz)) < 0 ||
+        (rc = file_size(g->idx_fd, &isz)) < 0 ||
+        (rc = file_size(g->cache_fd, &csz)) < 0)
+        goto fail;
+    if (isz < IDX_HDR_SIZE) {
+        if (!(oflags & O_CREAT)) {
+            rc = -EBADMSG;
+            goto fail;
+        }
+        if (ftruncate(g->idx_fd, IDX_HDR_SIZE + 64 * sizeof(struct idx_entry)) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        isz = IDX_HDR_SIZE;
+    }
+    if ((rc = mapchain_init(&g->log, g->log_fd, PROT_READ, lsz)) < 0 ||
+        (rc = mapchain_init(&g->idx, g->idx_fd, PROT_READ | PROT_WRITE, isz)) < 0 ||
+        (rc = mapchain_init(&g->cache, g->cache_fd, PROT_READ, csz)) < 0)
+        goto fail;
+    *out = g;
+    return 0;
+fail:
+    gen_free(g);
+    return rc;
+}
+
+int gen_open(struct store_mbox *mb, uint64_t generation, struct gen **out)
+{
+    char logp[PATH_MAX], idxp[PATH_MAX], cachep[PATH_MAX];
+    int rc;
+    if ((rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, generation)) < 0 ||
+        (rc = path_in(mb, idxp, sizeof idxp, "index", 0)) < 0 ||
+        (rc = path_in(mb, cachep, sizeof cachep, "cache.%" PRIu64, generation)) < 0)
+        return rc;
+    rc = gen_open_paths(logp, idxp, cachep, 0, out);
+    if (rc == 0)
+        (*out)->generation = generation;
+    return rc;
+}
+
+/* ---- index and cache growth --------------------------------------------- */
+
+int idx_reserve(struct gen *g, uint32_t count)
+{
+    uint64_t need = IDX_HDR_SIZE + (uint64_t)count * sizeof(struct idx_entry);
+    uint64_t size;
+    int rc = file_size(g->idx_fd, &size);
+    if (rc < 0)
+        return rc;
+    if (size >= need)
+        return 0;
+    uint64_t n = size < 4096 ? 4096 : size;
+    while (n < need)
+        n = n < (64u << 20) ? n * 2 : n + (64u << 20);
+    if (ftruncate(g->idx_fd, (off_t)n) < 0)
+        return -errno;
+    return mapchain_get(&g->idx, 0, need) ? 0 : -ENOMEM;
+}
+
+int cache_add(struct gen *g, const char *raw, size_t len, uint64_t *off,
+              uint32_t *clen)
+{
+    struct idx_hdr *h = gen_hdr(g);
+    store_buf b = {0};
+    struct cache_rec cr = {0};
+    int rc = store_buf_append(&b, &cr, sizeof cr);
+    if (rc == 0)
+        rc = store_msg_parse(raw, len, &b);
+    if (rc < 0)
+        goto out;
+    cr.len = (uint32_t)(b.len - sizeof cr);
+    cr.crc = store_crc32c(0, b.data + sizeof cr, cr.len);
+    memcpy(b.data, &cr, sizeof cr);
+    static const uint8_t zero[8];
+    size_t pad = ALIGN8(b.len) - b.len;
+    if ((rc = store_buf_append(&b, zero, pad)) < 0)
+        goto out;
+    uint64_t at = h->cache_end;
+    if (at < CACHE_HDR_SIZE)
+        at = CACHE_HDR_SIZE;
+    if ((rc = fs_pwrite_all(g->cache_fd, b.data, b.len, at)) < 0)
+        goto out;
+    *off = at;
+    *clen = cr.len;
+    A_STORE(&h->cache_end, at + b.len);
+out:
+    free(b.data);
+    return rc;
+}
+
+/* ---- applying records ------------------------------------------------------ */
+
+static void count_flags(struct idx_hdr *h, uint32_t flags, int dir)
+{
+    if (!(flags & STORE_F_SEEN))
+        A_STORE(&h->unseen, h->unseen + (uint32_t)dir);
+    if (flags & STORE_F_DELETED)
+        A_STORE(&h->deleted, h->deleted + (uint32_t)dir);
+}
+
+static void bump_modseq(struct idx_hdr *h, uint64_t m)
+{
+    if (m > h->highestmodseq)
+        A_STORE(&h->highestmodseq, m);
+}
+
+static int apply_message(struct gen *g, struct idx_hdr *h,
+                         const struct log_rec *r, uint64_t off)
+{
+    struct log_message m;
+    memcpy(&m, r + 1, sizeof m);
+    uint32_t count = h->count;
+    if (count && gen_entry(g, count - 1)->uid >= m.uid)
+        return 0;   /* already applied (replay after a crash) */
+    const char *raw = (const char *)(r + 1) + sizeof m;
+    struct idx_entry e = {0};
+    int rc = cache_add(g, raw, m.size, &e.cache_off, &e.cache_len);
+    if (rc < 0)
+        return rc;
+    if ((rc = idx_reserve(g, count + 1)) < 0)
+        return rc;
+    h = gen_hdr(g);
+    e.uid = m.uid;
+    e.size = m.size;
+    e.fm = FM_MAKE(m.modseq, m.flags & STORE_F_ALL);
+    e.keywords = m.keywords;
+    e.log_off = off;
+    e.internal_date = m.internal_date;
+    e.hdr_len = m.hdr_len;
+    e.tz_min = m.tz_min;
+    e.crc = entry_crc(&e);
+    *gen_entry(g, count) = e;
+    A_STORE(&h->count, count + 1);
+    if (m.uid >= h->uidnext)
+        A_STORE(&h->uidnext, m.uid + 1);
+    bump_modseq(h, m.modseq);
+    A_STORE(&h->messages, h->messages + 1);
+    count_flags(h, m.flags, 1);
+    A_STORE(&h->size_live, h->size_live + m.size);
+    return 0;
+}
+
+static uint64_t rec_bytes(const struct log_rec *r)
+{
+    return ALIGN8(sizeof *r + (uint64_t)r->len);
+}
+
+static void apply_flags(struct gen *g, struct idx_hdr *h,
+                        const struct log_rec *r)
+{
+    struct log_flags f;
+    memcpy(&f, r + 1, sizeof f);
+    const uint8_t *rp = (const uint8_t *)(r + 1) + sizeof f;
+    uint32_t count = h->count;
+    for (uint32_t i = 0; i < f.nranges; i++) {
+        struct log_range rg;
+        memcpy(&rg, rp + i * sizeof rg, sizeof rg);
+        for (uint32_t p = gen_lower_bound(g, count, rg.lo); p < count; p++) {
+            struct idx_entry *e = gen_entry(g, p);
+            if (e->uid > rg.hi)
+                break;
+            uint64_t fm = A_LOAD(&e->fm);
+            uint32_t fl = FM_FLAGS(fm);
+            if (fl & ENT_EXPUNGED)
+                continue;
+            uint32_t nf = fl;
+            uint64_t kw = A_LOAD(&e->keywords), nk = kw;
+            switch (f.op) {
+            case STORE_FLAGS_SET: nf = f.flags; nk = f.keywords; break;
+            case STORE_FLAGS_ADD: nf = fl | f.flags; nk = kw | f.keywords; break;
+            default: nf = fl & ~f.flags; nk = kw & ~f.keywords; break;
+            }
+            count_flags(h, fl, -1);
+            count_flags(h, nf, 1);
+            A_STORE(&e->keywords, nk);
+            A_STORE(&e->fm, FM_MAKE(f.modseq, nf));
+        }
+    }
+    bump_modseq(h, f.modseq);
+    A_STORE(&h->dead_bytes, h->dead_bytes + rec_bytes(r));
+}
+
+static void apply_expunge(struct gen *g, struct idx_hdr *h,
+                          const struct log_rec *r)
+{
+    struct log_expunge x;
+    memcpy(&x, r + 1, sizeof x);
+    const uint8_t *rp = (const uint8_t *)(r + 1) + sizeof x;
+    uint32_t count = h->count;
+    for (uint32_t i = 0; i < x.nranges; i++) {
+        struct log_range rg;
+        memcpy(&rg, rp + i * sizeof rg, sizeof rg);
+        for (uint32_t p = gen_lower_bound(g, count, rg.lo); p < count; p++) {
+            struct idx_entry *e = gen_entry(g, p);
+            if (e->uid > rg.hi)
+                break;
+            uint64_t fm = A_LOAD(&e->fm);
+            uint32_t fl = FM_FLAGS(fm);
+            if (fl & ENT_EXPUNGED)
+                continue;
+            count_flags(h, fl, -1);
+            A_STORE(&e->fm, FM_MAKE(x.modseq, fl | ENT_EXPUNGED));
+            A_STORE(&h->messages, h->messages - 1);
+            A_STORE(&h->tombstones, h->tombstones + 1);
+            A_STORE(&h->size_live, h->size_live - e->size);
+            A_STORE(&h->dead_bytes, h->dead_bytes +
+                    ALIGN8(sizeof *r + sizeof(struct log_message) + e->size));
+        }
+    }
+    bump_modseq(h, x.modseq);
+    A_STORE(&h->dead_bytes, h->dead_bytes + rec_bytes(r));
+    A_STORE(&h->expunge_seq, h->expunge_seq + 1);
+}
+
+static void apply_keyword(struct idx_hdr *h, const struct log_rec *r)
+{
+    struct log_keyword k;
+    memcpy(&k, r + 1, sizeof k);
+    char *slot = h->keywords[k.slot];
+    memcpy(slot, (const char *)(r + 1) + sizeof k, k.len);
+    slot[k.len] = '\0';
+    if (k.slot + 1 > h->nkeywords)
+        A_STORE(&h->nkeywords, k.slot + 1);
+}
+
+int idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
+              uint64_t off)
+{
+    (void)mb;
+    struct idx_hdr *h = gen_hdr(g);
+    int rc = 0;
+    switch (r->type) {
+    case LOG_MESSAGE: rc = apply_message(g, h, r, off); break;
+    case LOG_FLAGS: apply_flags(g, h, r); break;
+    case LOG_EXPUNGE: apply_expunge(g, h, r); break;
+    case LOG_KEYWORD: apply_keyword(h, r); break;
+    }
+    if (rc == 0)
+        A_STORE(&gen_hdr(g)->log_applied, off + rec_bytes(r));
+    return rc;
+}
+
+/* ---- catch-up, checkpoint, rebuild --------------------------------------- */
+
+int gen_catch_up(struct gen *g, bool cut, uint64_t *log_end)
+{
+    uint64_t size;
+    int rc = file_size(g->log_fd, &size);
+    if (rc < 0)
+        return rc;
+    struct idx_hdr *h = gen_hdr(g);
+    uint64_t from = h->log_applied;
+    if (from < LOG_HDR_SIZE)
+        from = LOG_HDR_SIZE;
+    if (from > size)
+        return -EBADMSG;    /* the index is ahead of the log */
+    if (size > from) {
+        const uint8_t *base = mapchain_get(&g->log, 0, size);
+        if (!base)
+            return -ENOMEM;
+        uint64_t end;
+        log_scan_end(base, size, from, &end);
+        for (uint64_t off = from; off < end;) {
+            const struct log_rec *r = (const void *)(base + off);
+            if ((rc = idx_apply(NULL, g, r, off)) < 0)
+                return rc;
+            off += rec_bytes(r);
+        }
+        if (end < size && cut) {
+            /* A torn tail (a writer died mid-write): cut it, under the
+             * flock, so the next record starts on a clean boundary. */
+            if (ftruncate(g->log_fd, (off_t)end) < 0)
+                return -errno;
+            size = end;
+        }
+        A_STORE(&h->log_applied, ALIGN8(end));
+    }
+    *log_end = ALIGN8(size);
+    return 0;
+}
+
+int mbox_catch_up(struct store_mbox *mb, struct gen *g, bool cut)
+{
+    return gen_catch_up(g, cut, &mb->log_end);
+}
+
+static uint32_t ckpt_crc(const struct idx_ckpt *c)
+{
+    return store_crc32c(0, c, offsetof(struct idx_ckpt, crc));
+}
+
+int mbox_checkpoint(struct store_mbox *mb, struct gen *g)
+{
+    (void)mb;
+    struct idx_hdr *h = gen_hdr(g);
+    uint64_t isz = IDX_HDR_SIZE + (uint64_t)h->count * sizeof(struct idx_entry);
+    uint8_t *base = mapchain_get(&g->idx, 0, isz);
+    if (!base)
+        return -ENOMEM;
+    if (fdatasync(g->cache_fd) < 0 || fdatasync(g->log_fd) < 0 ||
+        msync(base, isz, MS_SYNC) < 0)
+        return -errno;
+    struct idx_ckpt c = {0};
+    int slot = h->ckpt[0].seq <= h->ckpt[1].seq ? 0 : 1;
+    c.seq = (slot == 0 ? h->ckpt[1].seq : h->ckpt[0].seq) + 1;
+    c.log_applied = h->log_applied;
+    c.cache_end = h->cache_end;
+    c.count = h->count;
+    c.crc = ckpt_crc(&c);
+    h->ckpt[slot] = c;
+    if (msync(base, IDX_HDR_SIZE, MS_SYNC) < 0)
+        return -errno;
+    return 0;
+}
+
+static bool ckpt_current(const struct idx_hdr *h)
+{
+    for (int i = 0; i < 2; i++) {
+        const struct idx_ckpt *c = &h->ckpt[i];
+        if (c->seq && c->crc == ckpt_crc(c) && c->log_applied == h->log_applied &&
+            c->count == h->count && c->cache_end == h->cache_end)
+            return true;
+    }
+    return false;
+}
+
+static uint32_t idx_static_crc(const struct idx_hdr *h)
+{
+    return store_crc32c(0, h, offsetof(struct idx_hdr, static_crc));
+}
+
+void idx_hdr_init(struct idx_hdr *h, const struct log_file_hdr *lh)
+{
+    memset(h, 0, sizeof *h);
+    memcpy(h->magic, IDX_MAGIC, 8);
+    h->version = FMT_VERSION;
+    h->hdr_size = IDX_HDR_SIZE;
+    h->entry_size = sizeof(struct idx_entry);
+    h->uidvalidity = lh->uidvalidity;
+    h->mailbox_id = lh->mailbox_id;
+    h->generation = lh->generation;
+    h->static_crc = idx_static_crc(h);
+    h->uidnext = lh->base_uidnext ? lh->base_uidnext : 1;
+    h->highestmodseq = lh->base_modseq ? lh->base_modseq : 1;
+    h->tomb_floor = lh->tomb_floor;
+    h->recent_uid = h->uidnext;
+    h->log_applied = LOG_HDR_SIZE;
+    h->cache_end = CACHE_HDR_SIZE;
+    fs_boot_id(h->boot_id);
+}
+
+int cache_hdr_write(int fd, uint64_t generation)
+{
+    struct cache_file_hdr ch = {0};
+    memcpy(ch.magic, CACHE_MAGIC, 8);
+    ch.version = FMT_VERSION;
+    ch.hdr_size = CACHE_HDR_SIZE;
+    ch.generation = generation;
+    return fs_pwrite_all(fd, &ch, sizeof ch, 0);
+}
+
+int read_log_hdr(int fd, struct log_file_hdr *lh)
+{
+    int rc = fs_pread_all(fd, lh, sizeof *lh, 0);
+    if (rc == -EIO)
+        return -EBADMSG;
+    return rc < 0 ? rc : log_hdr_check(lh);
+}
+
+/* Build a fresh index + cache for log.<generation> from the log alone and
+ * swap them in.  Writer held (or the mailbox not yet shared). */
+static int rebuild_gen(struct store_mbox *mb, uint64_t generation,
+                       struct gen **out)
+{
+    char logp[PATH_MAX], idxp[PATH_MAX], cachep[PATH_MAX];
+    char idxt[PATH_MAX + 8], cachet[PATH_MAX + 8];
+    struct gen *g = NULL;
+    int rc;
+    if ((rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, generation)) < 0 ||
+        (rc = path_in(mb, idxp, sizeof idxp, "index", 0)) < 0 ||
+        (rc = path_in(mb, cachep, sizeof cachep, "cache.%" PRIu64, generation)) < 0)
+        return rc;
+    snprintf(idxt, sizeof idxt, "%s.tmp", idxp);
+    snprintf(cachet, sizeof cachet, "%s.tmp", cachep);
+    unlink(idxt);
+    unlink(cachet);
+    if ((rc = gen_open_paths(logp, idxt, cachet, O_CREAT | O_TRUNC, &g)) < 0)
+        return rc;
+    g->generation = generation;
+    struct log_file_hdr lh;
+    if ((rc = read_log_hdr(g->log_fd, &lh)) < 0)
+        goto fail;
+    if ((rc = cache_hdr_write(g->cache_fd, generation)) < 0)
+        goto fail;
+    idx_hdr_init(gen_hdr(g), &lh);
+    if ((rc = mbox_catch_up(mb, g, true)) < 0)
+        goto fail;
+    if ((rc = mbox_checkpoint(mb, g)) < 0)
+        goto fail;
+    if (rename(cachet, cachep) < 0 || rename(idxt, idxp) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if ((rc = fs_fsync_dir(mb->dir)) < 0)
+        goto fail;
+    *out = g;
+    return 0;
+fail:
+    gen_put(g);
+    unlink(idxt);
+    unlink(cachet);
+    return rc;
+}
+
+int mbox_rebuild(struct store_mbox *mb)
+{
+    struct gen *old = mb->gen, *g;
+    int rc = rebuild_gen(mb, old->generation, &g);
+    if (rc < 0)
+        return rc;
+    A_STORE(&gen_hdr(old)->superseded, 1);
+    mbox_gen_install(mb, g);
+    return 0;
+}
+
+/* Highest N with a log.N in the directory, or 0. */
+static uint64_t newest_log(const char *dir)
+{
+    char cmd[PATH_MAX];
+    uint64_t best = 0;
+    for (uint64_t n = 1;; n++) {
+        /* Generations are dense from 1 upward only while compaction keeps
+         * the old log until swap; look for a short gap too. */
+        snprintf(cmd, sizeof cmd, "%s/log.%" PRIu64, dir, n);
+        if (access(cmd, F_OK) == 0)
+            best = n;
+        else if (n > best + 64)
+            break;
+    }
+    return best;
+}
+
+/* Is the index usable as it is?  Cheap checks only: opening must not scan. */
+static int idx_sane(struct gen *g, uint64_t log_size, const struct log_file_hdr *lh)
+{
+    uint64_t isz;
+    if (file_size(g->idx_fd, &isz) < 0 || isz < IDX_HDR_SIZE)
+        return 0;
+    struct idx_hdr *h = gen_hdr(g);
+    if (memcmp(h->magic, IDX_MAGIC, 8) || h->version != FMT_VERSION ||
+        h->hdr_size != IDX_HDR_SIZE || h->entry_size != sizeof(struct idx_entry) ||
+        h->static_crc != idx_static_crc(h) || h->generation != lh->generation ||
+        h->uidvalidity != lh->uidvalidity)
+        return 0;
+    if (IDX_HDR_SIZE + (uint64_t)h->count * sizeof(struct idx_entry) > isz ||
+        h->log_applied > log_size || h->log_applied < LOG_HDR_SIZE ||
+        h->nkeywords > STORE_MAX_KEYWORDS || h->messages > h->count ||
+        h->tombstones > h->count)
+        return 0;
+    uint8_t boot[16];
+    fs_boot_id(boot);
+    if (memcmp(boot, h->boot_id, 16) != 0 && !ckpt_current(h))
+        return 0;   /* the machine went down since unsynced changes */
+    /* Spot-check entries: the last, and a few spread over the file. */
+    uint32_t n = h->count;
+    for (uint32_t k = 0; k < 16 && n; k++) {
+        uint32_t p = k == 0 ? n - 1 : (uint32_t)((uint64_t)n * k / 16);
+        const struct idx_entry *e = gen_entry(g, p);
+        if (e->crc != entry_crc(e) || e->uid == 0 || e->uid >= h->uidnext ||
+            e->log_off + sizeof(struct log_rec) + sizeof(struct log_message) +
+                e->size > log_size)
+            return 0;
+        if (p && gen_entry(g, p - 1)->uid >= e->uid)
+            return 0;
+    }
+    return 1;
+}
+
+/* Recovery at first open in this process, with the flock held. */
+static int mbox_recover(struct store_mbox *mb)
+{
+    char idxp[PATH_MAX];
+    int rc = path_in(mb, idxp, sizeof idxp, "index", 0);
+    if (rc < 0)
+        return rc;
+    uint64_t generation = 0;
+    int fd = open(idxp, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        struct idx_hdr h;
+        if (fs_pread_all(fd, &h, offsetof(struct idx_hdr, static_crc) + 4, 0) == 0 &&
+            memcmp(h.magic, IDX_MAGIC, 8) == 0 && h.static_crc == idx_static_crc(&h))
+            generation = h.generation;
+        close(fd);
+    }
+    char logp[PATH_MAX];
+    if (generation) {
+        path_in(mb, logp, sizeof logp, "log.%" PRIu64, generation);
+        if (access(logp, F_OK) != 0)
+            generation = 0;
+    }
+    if (!generation)
+        generation = newest_log(mb->dir);
+    if (!generation)
+        return -EBADMSG;    /* no log at all: nothing to recover from */
+
+    struct gen *g = NULL;
+    rc = gen_open(mb, generation, &g);
+    bool ok = false;
+    if (rc == 0) {
+        struct log_file_hdr lh;
+        uint64_t lsz = 0;
+        if ((rc = read_log_hdr(g->log_fd, &lh)) < 0 ||
+            (rc = file_size(g->log_fd, &lsz)) < 0) {
+            gen_put(g);
+            return rc;
+        }
+        ok = idx_sane(g, lsz, &lh);
+        if (ok) {
+            struct idx_hdr *h = gen_hdr(g);
+            rc = mbox_catch_up(mb, g, true);
+            if (rc == -EBADMSG)
+                ok = false;
+            else if (rc < 0) {
+                gen_put(g);
+                return rc;
+            }
+            fs_boot_id(h->boot_id);
+        }
+        if (!ok)
+            gen_put(g);
+    }
+    if (!ok) {
+        if ((rc = rebuild_gen(mb, generation, &g)) < 0)
+            return rc;
+        uint64_t lsz = 0;
+        file_size(g->log_fd, &lsz);
+        mb->log_end = ALIGN8(lsz);
+    }
+    mb->gen = g;
+    /* Leftovers of an interrupted compaction or rebuild. */
+    char p[PATH_MAX];
+    for (uint64_t n = 1; n < generation + 2; n++) {
+        if (n == generation)
+            continue;
+        path_in(mb, p, sizeof p, "log.%" PRIu64, n);
+        unlink(p);
+        path_in(mb, p, sizeof p, "cache.%" PRIu64, n);
+        unlink(p);
+    }
+    path_in(mb, p, sizeof p, "log.%" PRIu64 ".tmp", generation + 1);
+    unlink(p);
+    return 0;
+}
+
+int mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity)
+{
+    char p[PATH_MAX];
+    int rc = fs_mkdirs(dir, 0700);
+    if (rc < 0)
+        return rc;
+    struct log_file_hdr lh = {0};
+    memcpy(lh.magic, LOG_MAGIC, 8);
+    lh.version = FMT_VERSION;
+    lh.hdr_size = LOG_HDR_SIZE;
+    lh.mailbox_id = id;
+    lh.generation = 1;
+    lh.uidvalidity = uidvalidity;
+    lh.base_uidnext = 1;
+    lh.base_modseq = 1;
+    log_hdr_seal(&lh);
+    snprintf(p, sizeof p, "%s/log.1", dir);
+    if ((rc = fs_write_atomic(p, &lh, sizeof lh)) < 0)
+        return rc;
+    snprintf(p, sizeof p, "%s/lock", dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    close(fd);
+    return fs_fsync_dir(dir);
+}
+
+/* ---- locking --------------------------------------------------------------- */
+
+static int same_file(int fd, const char *path)
+{
+    struct stat a, b;
+    if (fstat(fd, &a) < 0 || stat(path, &b) < 0)
+        return 0;
+    return a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
+int mbox_wlock(struct store_mbox *mb)
+{
+    pthread_mutex_lock(&mb->wlock);
+    if (flock(mb->lock_fd, LOCK_EX) < 0) {
+        int rc = -errno;
+        pthread_mutex_unlock(&mb->wlock);
+        return rc;
+    }
+    int rc = 0;
+    struct gen *g = mb->gen;
+    char idxp[PATH_MAX];
+    path_in(mb, idxp, sizeof idxp, "index", 0);
+    if (A_LOAD(&gen_hdr(g)->superseded) || !same_file(g->idx_fd, idxp)) {
+        /* Another process compacted or rebuilt: move to its files. */
+        struct idx_hdr h;
+        int fd = open(idxp, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fs_pread_all(fd, &h, sizeof h.magic + 64, 0) < 0) {
+            rc = fd < 0 ? -errno : -EBADMSG;
+        } else {
+            struct gen *ng;
+            rc = gen_open(mb, h.generation, &ng);
+            if (rc == 0)
+                mbox_gen_install(mb, ng);
+        }
+        if (fd >= 0)
+            close(fd);
+        if (rc < 0)
+            goto fail;
+        g = mb->gen;
+    }
+    rc = mbox_catch_up(mb, g, true);
+    if (rc == -EBADMSG)
+        rc = mbox_rebuild(mb);
+    if (rc < 0)
+        goto fail;
+    return 0;
+fail:
+    flock(mb->lock_fd, LOCK_UN);
+    pthread_mutex_unlock(&mb->wlock);
+    return rc;
+}
+
+void mbox_wunlock(struct store_mbox *mb)
+{
+    flock(mb->lock_fd, LOCK_UN);
+    pthread_mutex_unlock(&mb->wlock);
+}
+
+/* ---- open / close ------------------------------------------------------------ */
+
+int mbox_open_dir(struct store_user *u, uint64_t id, const char *dir,
+                  struct store_mbox **out)
+{
+    struct store_mbox *mb = calloc(1, sizeof *mb);
+    if (!mb)
+        return -ENOMEM;
+    mb->user = u;
+    mb->id = id;
+    mb->lock_fd = -1;
+    atomic_init(&mb->refs, 1);
+    pthread_mutex_init(&mb->glock, NULL);
+    pthread_mutex_init(&mb->wlock, NULL);
+    pthread_mutex_init(&mb->qlock, NULL);
+    pthread_cond_init(&mb->qcond, NULL);
+    mb->qtail = &mb->qhead;
+    int rc = 0;
+    char p[PATH_MAX];
+    mb->dir = strdup(dir);
+    if (!mb->dir) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    snprintf(p, sizeof p, "%s/lock", dir);
+    mb->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (mb->lock_fd < 0) {
+        rc = errno == ENOENT ? -ENOENT : -errno;
+        goto fail;
+    }
+    if (flock(mb->lock_fd, LOCK_EX) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = mbox_recover(mb);
+    flock(mb->lock_fd, LOCK_UN);
+    if (rc < 0)
+        goto fail;
+    *out = mb;
+    return 0;
+fail:
+    mbox_destroy(mb);
+    return rc;
+}
+
+void mbox_destroy(struct store_mbox *mb)
+{
+    if (!mb)
+        return;
+    if (mb->gen && mb->lock_fd >= 0 && !mb->failed) {
+        /* Leave a checkpoint so that a reboot does not force a rebuild. */
+        if (flock(mb->lock_fd, LOCK_EX) == 0) {
+            if (!A_LOAD(&gen_hdr(mb->gen)->superseded) &&
+                gen_hdr(mb->gen)->log_applied == mb->log_end)
+                mbox_checkpoint(mb, mb->gen);
+            flock(mb->lock_fd, LOCK_UN);
+        }
+    }
+    gen_put(mb->gen);
+    if (mb->lock_fd >= 0)
+        close(mb->lock_fd);
+    pthread_mutex_destroy(&mb->glock);
+    pthread_mutex_destroy(&mb->wlock);
+    pthread_mutex_destroy(&mb->qlock);
+    pthread_cond_destroy(&mb->qcond);
+    free(mb->dir);
+    free(mb);
+}
+
+int store_mbox_refresh(struct store_mbox *mb)
+{
+    int rc = mbox_wlock(mb);
+    if (rc == 0)
+        mbox_wunlock(mb);
+    return rc;
+}
+
+int store_mbox_claim_recent(struct store_mbox *mb, uint32_t *first)
+{
+    int rc = mbox_wlock(mb);
+    if (rc < 0)
+        return rc;
+    struct idx_hdr *h = gen_hdr(mb->gen);
+    *first = h->recent_uid;
+    A_STORE(&h->recent_uid, h->uidnext);
+    mbox_wunlock(mb);
+    return 0;
+}
+
+int store_mbox_status(struct store_mbox *mb, store_status *st)
+{
+    struct gen *g = mbox_gen_get(mb);
+    if (A_LOAD(&gen_hdr(g)->superseded)) {
+        gen_put(g);
+        int rc = store_mbox_refresh(mb);
+        if (rc < 0)
+            return rc;
+        g = mbox_gen_get(mb);
+    }
+    struct idx_hdr *h = gen_hdr(g);
+    memset(st, 0, sizeof *st);
+    st->messages = A_LOAD(&h->messages);
+    st->unseen = A_LOAD(&h->unseen);
+    st->deleted = A_LOAD(&h->deleted);
+    st->uidnext = A_LOAD(&h->uidnext);
+    st->uidvalidity = h->uidvalidity;
+    st->highestmodseq = A_LOAD(&h->highestmodseq);
+    st->size = A_LOAD(&h->size_live);
+    st->dead_bytes = A_LOAD(&h->dead_bytes);
+    st->generation = g->generation;
+    uint64_t lsz = 0;
+    file_size(g->log_fd, &lsz);
+    st->log_bytes = lsz;
+    uint32_t count = A_LOAD(&h->count);
+    uint32_t recent = A_LOAD(&h->recent_uid);
+    for (uint32_t p = gen_lower_bound(g, count, recent); p < count; p++)
+        if (!(FM_FLAGS(A_LOAD(&gen_entry(g, p)->fm)) & ENT_EXPUNGED))
+            st->recent++;
+    gen_put(g);
+    return 0;
+}

@@ -1,0 +1,118 @@
+/* store/message.h — the message parser and the cache blob.
+ *
+ * At append the store parses each message once (store_msg_parse) into a
+ * compact, position-independent blob that is written to the mailbox's cache
+ * file.  Everything a header listing needs later — ENVELOPE fields, the
+ * References header, and the whole MIME tree with each part's byte offsets —
+ * is read back from that blob (store_cache_open and accessors) without
+ * touching the message again.
+ *
+ * The parser must accept any bytes: malformed MIME, missing or unterminated
+ * boundaries, 8-bit and NUL bytes in headers, LF-only line ends, absurd
+ * nesting.  It never fails on content; it only fails on allocation failure
+ * (-ENOMEM) or a message larger than UINT32_MAX bytes (-EFBIG).  Nesting
+ * deeper than STORE_MIME_MAX_DEPTH is treated as an opaque leaf part and at
+ * most STORE_MIME_MAX_PARTS parts are recorded (the rest are folded into
+ * their parent as opaque bytes).
+ */
+#ifndef RINGMAIL_STORE_MESSAGE_H
+#define RINGMAIL_STORE_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_MIME_MAX_DEPTH 32
+#define STORE_MIME_MAX_PARTS 4096
+
+/* A byte string pointing into a blob (or message).  Not NUL-terminated.
+ * p == NULL means absent (IMAP NIL); p != NULL && len == 0 is the empty
+ * string. */
+typedef struct store_str {
+    const char *p;
+    uint32_t len;
+} store_str;
+
+/* A growable output buffer; owned by the caller, freed with free(buf.data). */
+typedef struct store_buf {
+    uint8_t *data;
+    size_t len, cap;
+} store_buf;
+
+/* Raw header values of one message (top level or an embedded
+ * message/rfc822), unfolded (CRLF+WSP -> WSP) but otherwise undecoded: RFC
+ * 2047 words are left as they are, exactly as ENVELOPE must send them.  A
+ * header that occurs more than once keeps its first occurrence. */
+typedef struct store_envelope {
+    store_str date, subject, from, sender, reply_to, to, cc, bcc;
+    store_str in_reply_to, message_id, references;
+} store_envelope;
+
+/* One MIME part.  Part 0 is the whole message.  Offsets are relative to the
+ * start of the message that was parsed (the top level one, also for parts
+ * inside an embedded message/rfc822).  For part 0, hdr_off = 0 and
+ * body_off = hdr_len (the header includes the blank separator line). */
+typedef struct store_part {
+    store_str type, subtype;        /* lowercased; default "text"/"plain"
+                                       (or "message"/"rfc822" inside a
+                                       multipart/digest) */
+    store_str id, description, encoding, md5;   /* Content-* values, NIL if
+                                                   absent; encoding as sent */
+    store_str disposition, language, location;  /* disposition lowercased */
+    uint64_t hdr_off, hdr_len;      /* the part's MIME header incl. the blank
+                                       line (hdr_len 0 if the part has none) */
+    uint64_t body_off, body_len;    /* the part's body; body_len is the
+                                       BODYSTRUCTURE size */
+    uint32_t lines;                 /* body lines (text and message/rfc822) */
+    uint32_t nparams, ndisp_params; /* Content-Type / Disposition parameters */
+    uint32_t parent;                /* index of the parent part; 0 for part 0 */
+    uint32_t first_child;           /* index, or 0 if none */
+    uint32_t next_sibling;          /* index, or 0 if none */
+    uint32_t nchildren;
+    int32_t envelope;               /* message/rfc822: index of the embedded
+                                       message's envelope (>= 1); else -1 */
+} store_part;
+
+/* A decoded view of a blob.  It holds pointers into the blob, which must
+ * outlive it.  No allocation. */
+typedef struct store_cache {
+    const uint8_t *blob;
+    size_t len;
+    uint32_t nparts, nenvelopes;
+    /* private to message.c */
+    const uint8_t *parts_, *envs_, *params_, *pool_;
+    uint32_t nparams_total_, pool_len_;
+} store_cache;
+
+/* Parse raw message bytes and append the blob to out (out may already hold
+ * data; the blob starts at the old out->len).  Returns 0 or -errno. */
+int store_msg_parse(const char *raw, size_t len, store_buf *out);
+
+/* Validate a blob and fill a view.  Returns 0, or -EBADMSG if the blob is
+ * damaged or of an unknown version (the caller then re-parses the message). */
+int store_cache_open(const void *blob, size_t len, store_cache *c);
+
+/* Envelope i: 0 is the message's own, others belong to message/rfc822 parts.
+ * Returns 0 or -ERANGE. */
+int store_cache_envelope(const store_cache *c, uint32_t i, store_envelope *out);
+
+/* Part i, 0 <= i < c->nparts, in depth-first order.  Returns 0 or -ERANGE. */
+int store_cache_part(const store_cache *c, uint32_t i, store_part *out);
+
+/* Parameter j of part i's Content-Type (disp = 0) or Content-Disposition
+ * (disp = 1).  Names are lowercased; RFC 2231 continuations are joined
+ * (name*0, name*1 -> name; an extended name keeps its trailing '*' and its
+ * charset'lang' prefix).  Returns 0 or -ERANGE. */
+int store_cache_param(const store_cache *c, uint32_t i, int disp, uint32_t j,
+                      store_str *name, store_str *value);
+
+/* Find the part for an IMAP section path like {1,2} (n numbers).  n == 0 is
+ * the whole message.  Follows IMAP's rules: a non-multipart message's part 1
+ * is its body; the parts of a message/rfc822 are numbered as its embedded
+ * message's.  Returns the part index or -ENOENT. */
+int store_cache_find(const store_cache *c, const uint32_t *path, size_t n);
+
+/* Growable buffer helpers shared by the store. */
+int store_buf_reserve(store_buf *b, size_t extra);
+int store_buf_append(store_buf *b, const void *p, size_t n);
+
+#endif

@@ -1,0 +1,304 @@
+/* store/store.h — Ringmail's mailbox store.
+ *
+ * This header is the contract.  The on-disk format is described in
+ * docs/store-format.md.
+ *
+ * Layout: <mail_root>/<user>/mailboxes (the mailbox list) and one directory
+ * per mailbox, <mail_root>/<user>/m/<id>/, holding `log.<gen>` (append-only,
+ * the truth), `index` (mmap'd, derived), `cache.<gen>` (parsed headers and
+ * MIME trees, derived) and `lock`.
+ *
+ * Errors: every int function returns 0 (or a documented count) on success
+ * and -errno on failure.  Common codes: -ENOENT no such mailbox or message,
+ * -EEXIST mailbox exists, -EINVAL bad argument or mailbox name, -EPERM the
+ * operation is not allowed on INBOX, -ENOSPC keyword table full, -EFBIG
+ * message too large, -EBADMSG a corrupt file that could not be repaired,
+ * -EIO a failed write or fsync (the mailbox then refuses further writes:
+ * after a failed fsync the kernel may have dropped the data, so nothing is
+ * acknowledged that might not be on disk).
+ *
+ * Threads: store_user and store_mbox handles are shared.  Opening the same
+ * user (same mail_root) or the same mailbox twice in one process returns the
+ * same object with its reference count raised, so all sessions of a user in
+ * the process see one state.  Any thread may call any function.  Writers
+ * are serialized by a mutex in the process and an flock() on the mailbox's
+ * `lock` file across processes; readers take no locks: they pin a snapshot
+ * (store_snap_get) and read index, cache and log through read-only maps.
+ *
+ * A change made by another process (ringmail-admin while the server runs)
+ * becomes visible at the next store_mbox_refresh() or store_snap_get().
+ */
+#ifndef RINGMAIL_STORE_STORE_H
+#define RINGMAIL_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "store/message.h"
+
+/* System flags, as stored.  \Recent is not a stored flag: see
+ * store_mbox_claim_recent(). */
+#define STORE_F_ANSWERED 0x01u
+#define STORE_F_FLAGGED  0x02u
+#define STORE_F_DELETED  0x04u
+#define STORE_F_SEEN     0x08u
+#define STORE_F_DRAFT    0x10u
+#define STORE_F_ALL      0x1fu
+
+/* Special-use attributes (RFC 6154). */
+#define STORE_SPECIAL_SENT    0x01u
+#define STORE_SPECIAL_DRAFTS  0x02u
+#define STORE_SPECIAL_TRASH   0x04u
+#define STORE_SPECIAL_JUNK    0x08u
+#define STORE_SPECIAL_ARCHIVE 0x10u
+#define STORE_SPECIAL_ALL     0x1fu
+
+#define STORE_MAX_KEYWORDS   64   /* per mailbox */
+#define STORE_MAX_KEYWORD_LEN 100
+#define STORE_MAX_NAME_LEN   1000 /* mailbox name, bytes of UTF-8 */
+
+typedef enum store_fsync {
+    STORE_FSYNC_NEVER = 0,  /* never fsync: fast, loses recent mail on power loss */
+    STORE_FSYNC_BATCH,      /* group commit: concurrent writers share one fdatasync */
+    STORE_FSYNC_ALWAYS,     /* fdatasync after every write, no sharing */
+} store_fsync;
+
+typedef struct store_opts {
+    store_fsync fsync;
+    char separator;         /* hierarchy separator, '/' (default) or '.' */
+} store_opts;
+
+typedef struct store_user store_user;
+typedef struct store_mbox store_mbox;
+typedef struct store_snap store_snap;
+
+/* Parse "always" | "batch" | "never".  Returns 0 or -EINVAL. */
+int store_fsync_parse(const char *s, store_fsync *out);
+void store_opts_default(store_opts *o);
+
+/* ---- users and the mailbox list ------------------------------------- */
+
+/* Open (creating on first use, with an INBOX) the store of `user` under
+ * mail_root.  The user name must be a valid single path component (no '/',
+ * not "." or "..", no control characters).  opts may be NULL (defaults). */
+int store_user_open(const char *mail_root, const char *user,
+                    const store_opts *opts, store_user **out);
+void store_user_close(store_user *u);
+char store_user_separator(const store_user *u);
+
+typedef struct store_mailbox_info {
+    char *name;             /* owned; "INBOX" is always spelled so */
+    uint64_t id;            /* stable id; names the mailbox directory */
+    uint32_t uidvalidity;
+    uint32_t special;       /* STORE_SPECIAL_* */
+    bool subscribed;
+} store_mailbox_info;
+
+/* All mailboxes, sorted by name (INBOX first).  *out is owned by the caller:
+ * free with store_mailbox_info_free. */
+int store_mailbox_list(store_user *u, store_mailbox_info **out, size_t *n);
+void store_mailbox_info_free(store_mailbox_info *v, size_t n);
+/* One mailbox; out->name is owned by the caller (free()). */
+int store_mailbox_get(store_user *u, const char *name, store_mailbox_info *out);
+
+/* Mailbox names are UTF-8.  "INBOX" matches case-insensitively.  A name is
+ * invalid (-EINVAL) if empty, longer than STORE_MAX_NAME_LEN, not UTF-8,
+ * with control characters, starting or ending with the separator, with an
+ * empty or "."/".." level, or containing '/' when the separator is '.'.
+ * Creating "a/b/c" creates missing parents "a" and "a/b" as well. */
+int store_mailbox_create(store_user *u, const char *name, uint32_t special);
+/* Deleting INBOX is -EPERM; a mailbox with children is -ENOTEMPTY (the IMAP
+ * layer may instead keep it as \Noselect, later).  Deletion is durable when
+ * this returns; open handles keep working on the old files until closed. */
+int store_mailbox_delete(store_user *u, const char *name);
+/* Renames the mailbox and all its children.  Renaming INBOX moves its
+ * messages to a new mailbox `to` and leaves INBOX empty, as RFC 3501 says.
+ * -ENOENT, -EEXIST (target or a child target exists), -EINVAL (into
+ * itself). */
+int store_mailbox_rename(store_user *u, const char *from, const char *to);
+/* Subscriptions are names, kept even for mailboxes that do not exist. */
+int store_mailbox_subscribe(store_user *u, const char *name, bool on);
+int store_subscriptions(store_user *u, char ***names, size_t *n); /* free each and the array */
+int store_mailbox_set_special(store_user *u, const char *name, uint32_t special);
+
+/* ---- an open mailbox -------------------------------------------------- */
+
+int store_mbox_open(store_user *u, const char *name, store_mbox **out);
+void store_mbox_close(store_mbox *mb);
+/* Pick up changes written by another process. */
+int store_mbox_refresh(store_mbox *mb);
+
+typedef struct store_status {
+    uint32_t messages, recent, unseen, deleted;
+    uint32_t uidnext, uidvalidity;
+    uint64_t highestmodseq;
+    uint64_t size;          /* sum of RFC822.SIZE of live messages */
+    uint64_t log_bytes;     /* size of the log file */
+    uint64_t dead_bytes;    /* log bytes held by expunged messages and
+                               superseded records: what compaction frees */
+    uint64_t generation;
+} store_status;
+
+int store_mbox_status(store_mbox *mb, store_status *st);
+int store_mailbox_status(store_user *u, const char *name, store_status *st);
+
+/* \Recent: returns in *first the lowest UID that is recent for the caller
+ * (messages with uid >= *first are \Recent for this session) and marks every
+ * current message non-recent for everybody else.  Not durable. */
+int store_mbox_claim_recent(store_mbox *mb, uint32_t *first);
+
+/* ---- writing -------------------------------------------------------- */
+
+typedef struct store_new_msg {
+    const void *data;       /* RFC 5322 bytes, CRLF line ends; not retained */
+    size_t len;
+    int64_t internal_date;  /* seconds since the epoch; 0 means now */
+    int16_t tz_min;         /* the internal date's zone, minutes east of UTC */
+    uint32_t flags;         /* STORE_F_* */
+    const char *const *keywords;
+    size_t nkeywords;
+} store_new_msg;
+
+/* An inclusive UID range; a set is an array of them (need not be sorted or
+ * disjoint).  hi may be UINT32_MAX for "*". */
+typedef struct store_range {
+    uint32_t lo, hi;
+} store_range;
+
+typedef struct store_uidlist {
+    uint32_t *uids;
+    size_t n, cap;
+} store_uidlist;
+void store_uidlist_free(store_uidlist *l);
+
+/* Append n messages atomically (all or none, also across a crash).  Returns
+ * when they are durable under the fsync policy; uids_out (n entries) gets
+ * their UIDs. */
+int store_append(store_mbox *mb, const store_new_msg *msgs, size_t n,
+                 uint32_t *uids_out);
+
+/* Copy the live messages of src in the set to dst (same user or not),
+ * keeping flags, keywords and internal dates.  src_uids/dst_uids (either may
+ * be NULL) get the pairs in UID order (COPYUID).  With move, the copies are
+ * made durable first and the originals then expunged.  src != dst. */
+int store_copy(store_mbox *src, const store_range *set, size_t nset,
+               store_mbox *dst, bool move,
+               store_uidlist *src_uids, store_uidlist *dst_uids);
+
+typedef enum store_flag_op {
+    STORE_FLAGS_SET,
+    STORE_FLAGS_ADD,
+    STORE_FLAGS_REMOVE,
+} store_flag_op;
+
+/* Change system flags and keywords of the live messages in the set.  Only
+ * messages whose flags actually change get a new modseq (all of them the
+ * same one, returned in *modseq; 0 if nothing changed).  With
+ * unchangedsince != 0, messages whose modseq is above it are left alone and
+ * listed in `modified` (RFC 7162).  `changed` (optional) gets the UIDs that
+ * changed. */
+int store_flags(store_mbox *mb, const store_range *set, size_t nset,
+                store_flag_op op, uint32_t flags,
+                const char *const *keywords, size_t nkeywords,
+                uint64_t unchangedsince, store_uidlist *changed,
+                store_uidlist *modified, uint64_t *modseq);
+
+/* Expunge the live messages in the set (set NULL = all); with only_deleted,
+ * only those with \Deleted.  `expunged` (optional) gets their UIDs.  A
+ * tombstone (uid, modseq) is kept for store_snap_expunged_since. */
+int store_expunge(store_mbox *mb, const store_range *set, size_t nset,
+                  bool only_deleted, store_uidlist *expunged,
+                  uint64_t *modseq);
+
+/* ---- reading -------------------------------------------------------- */
+
+/* A snapshot pins the mailbox's current files and entry count.  Entries
+ * below the count never move while it is held (flags and modseq may change
+ * and are read atomically).  Cheap; take one per command. */
+store_snap *store_snap_get(store_mbox *mb);
+void store_snap_put(store_snap *s);
+
+typedef struct store_msg {
+    uint32_t uid;
+    uint32_t flags;         /* STORE_F_* */
+    uint64_t keywords;      /* bit i = keyword i (store_snap_keyword) */
+    uint64_t modseq;
+    int64_t internal_date;
+    int16_t tz_min;
+    uint32_t size;          /* RFC822.SIZE */
+    uint32_t hdr_len;       /* header length incl. the blank line */
+} store_msg;
+
+uint32_t store_snap_messages(const store_snap *s);   /* live messages */
+uint32_t store_snap_uidnext(const store_snap *s);
+uint64_t store_snap_highestmodseq(const store_snap *s);
+uint32_t store_snap_uidvalidity(const store_snap *s);
+
+/* Name of keyword i, or NULL.  Valid while the snapshot is held. */
+const char *store_snap_keyword(const store_snap *s, unsigned i);
+/* Index of a keyword (case-insensitive), or -ENOENT. */
+int store_snap_keyword_index(const store_snap *s, const char *name);
+
+/* Positional access to every index entry, live or expunged:
+ * 0 <= pos < store_snap_entries().  Returns 1 live, 0 expunged.  This is
+ * the fast path for listings. */
+uint32_t store_snap_entries(const store_snap *s);
+int store_snap_entry(const store_snap *s, uint32_t pos, store_msg *m);
+
+/* Sequence numbers here are 1-based ranks among live messages of the
+ * snapshot (a session keeps its own view on top).  O(log n). */
+uint32_t store_snap_seq_of_uid(const store_snap *s, uint32_t uid); /* 0 if none */
+uint32_t store_snap_uid_of_seq(const store_snap *s, uint32_t seq); /* 0 if none */
+/* Returns 0 and fills m, or -ENOENT (absent or expunged). */
+int store_snap_msg(const store_snap *s, uint32_t uid, store_msg *m);
+
+/* Bytes of a message, as pointers into the read-only log mapping, valid
+ * while the snapshot is held.  Whole message: off 0, len SIZE_MAX.  The
+ * header is [0, hdr_len), the body [hdr_len, size).  A range past the end
+ * is clipped; *got says how much there is. */
+int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
+                     size_t len, const char **ptr, size_t *got);
+
+/* The cache blob of a message (see message.h), read-only, valid while the
+ * snapshot is held.  If the cache entry is missing or damaged the message is
+ * re-parsed into a buffer the snapshot owns. */
+int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c);
+
+/* Messages with modseq > since (changed flags or appended), in UID order. */
+int store_snap_changed_since(const store_snap *s, uint64_t since,
+                             store_uidlist *out);
+/* UIDs expunged with modseq > since.  If tombstones older than `since` were
+ * dropped by compaction, the answer is every UID below UIDNEXT that does not
+ * exist, which RFC 7162 allows (*exact is then false). */
+int store_snap_expunged_since(const store_snap *s, uint64_t since,
+                              store_uidlist *out, bool *exact);
+
+/* ---- maintenance ---------------------------------------------------- */
+
+typedef void (*store_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/* Rewrite the live messages into a new log, index and cache and swap them
+ * in atomically while readers go on; UIDs, UIDVALIDITY, flags and modseqs
+ * are unchanged.  Tombstones are dropped (see expunged_since).  Progress is
+ * reported in log bytes. */
+int store_compact(store_mbox *mb, store_progress_fn progress, void *arg);
+
+typedef struct store_check_report {
+    uint64_t records, messages, bad_records, torn_bytes;
+    uint64_t index_mismatches, cache_errors;
+    bool repaired;
+} store_check_report;
+
+/* Verify every log record's checksum and the index and cache against the
+ * log.  With repair, cut a torn tail and rebuild index and cache from the
+ * log.  Returns 0 if the mailbox is (now) consistent, -EBADMSG if problems
+ * remain (see the report). */
+int store_check(store_mbox *mb, bool repair, store_check_report *rep,
+                store_progress_fn progress, void *arg);
+
+/* CRC32C (Castagnoli), as used by every record. */
+uint32_t store_crc32c(uint32_t crc, const void *p, size_t n);
+
+#endif

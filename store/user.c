@@ -1,0 +1,837 @@
+/* store/user.c — a user's store: the registry of open users and mailboxes,
+ * mailbox names, and the mailbox list file.
+ *
+ * The list (<user>/mailboxes) is small text, replaced atomically on every
+ * change (write temp, fdatasync, rename): it is the commit point of CREATE,
+ * DELETE and RENAME.  Mailbox directories are named by id, so RENAME moves
+ * no files.  Changes are serialized across processes by an flock on
+ * <user>/lock, and a process re-reads the list when the file changed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+#define LIST_MAGIC "RINGMAIL-MAILBOXES 1"
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct store_user *registry;
+
+int store_fsync_parse(const char *s, store_fsync *out)
+{
+    if (!strcmp(s, "always"))
+        *out = STORE_FSYNC_ALWAYS;
+    else if (!strcmp(s, "batch"))
+        *out = STORE_FSYNC_BATCH;
+    else if (!strcmp(s, "never"))
+        *out = STORE_FSYNC_NEVER;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+void store_opts_default(store_opts *o)
+{
+    o->fsync = STORE_FSYNC_BATCH;
+    o->separator = '/';
+}
+
+char store_user_separator(const store_user *u)
+{
+    return u->opts.separator;
+}
+
+/* ---- names ------------------------------------------------------------------ */
+
+static bool utf8_valid(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s, n;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3;
+        else
+            return false;
+        unsigned cp = c & (0x3f >> n);
+        for (unsigned i = 1; i <= n; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+        s += n + 1;
+    }
+    return true;
+}
+
+/* Validate and canonicalize a mailbox name (INBOX in any case, also as the
+ * first level, is spelled "INBOX").  *out is malloc'd. */
+static int name_canon(const store_user *u, const char *name, char **out)
+{
+    char sep = u->opts.separator;
+    size_t n = strlen(name);
+    if (n == 0 || n > STORE_MAX_NAME_LEN || !utf8_valid((const unsigned char *)name))
+        return -EINVAL;
+    if (name[0] == sep || name[n - 1] == sep)
+        return -EINVAL;
+    const char *level = name;
+    for (const char *p = name;; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c && (c < 0x20 || c == 0x7f || c == '*' || c == '%' ||
+                  (sep == '.' && c == '/')))
+            return -EINVAL;
+        if (c == (unsigned char)sep || c == '\0') {
+            size_t len = (size_t)(p - level);
+            if (len == 0 || (len == 1 && level[0] == '.') ||
+                (len == 2 && level[0] == '.' && level[1] == '.'))
+                return -EINVAL;
+            if (!c)
+                break;
+            level = p + 1;
+        }
+    }
+    char *s = strdup(name);
+    if (!s)
+        return -ENOMEM;
+    if (!strncasecmp(s, "INBOX", 5) && (s[5] == '\0' || s[5] == sep))
+        memcpy(s, "INBOX", 5);
+    *out = s;
+    return 0;
+}
+
+static bool user_name_ok(const char *user)
+{
+    size_t n = strlen(user);
+    if (n == 0 || n > 255 || !strcmp(user, ".") || !strcmp(user, ".."))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)user; *p; p++)
+        if (*p == '/' || *p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
+/* ---- the list file -------------------------------------------------------------- */
+
+static void list_clear(store_user *u)
+{
+    for (size_t i = 0; i < u->nboxes; i++)
+        free(u->boxes[i].name);
+    free(u->boxes);
+    u->boxes = NULL;
+    u->nboxes = 0;
+    for (size_t i = 0; i < u->nsubs; i++)
+        free(u->subs[i]);
+    free(u->subs);
+    u->subs = NULL;
+    u->nsubs = 0;
+}
+
+static int push_box(store_user *u, const char *name, uint64_t id,
+                    uint32_t uidvalidity, uint32_t special)
+{
+    struct mbox_entry *b = realloc(u->boxes, (u->nboxes + 1) * sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    u->boxes = b;
+    char *nm = strdup(name);
+    if (!nm)
+        return -ENOMEM;
+    b[u->nboxes++] = (struct mbox_entry){nm, id, uidvalidity, special};
+    return 0;
+}
+
+static int push_sub(store_user *u, const char *name)
+{
+    char **s = realloc(u->subs, (u->nsubs + 1) * sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    u->subs = s;
+    if (!(s[u->nsubs] = strdup(name)))
+        return -ENOMEM;
+    u->nsubs++;
+    return 0;
+}
+
+static void list_path(const store_user *u, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/mailboxes", u->root);
+}
+
+int user_mbox_dir(struct store_user *u, uint64_t id, char **out)
+{
+    char buf[PATH_MAX];
+    if ((size_t)snprintf(buf, sizeof buf, "%s/m/%" PRIu64, u->root, id) >= sizeof buf)
+        return -ENAMETOOLONG;
+    return (*out = strdup(buf)) ? 0 : -ENOMEM;
+}
+
+static int list_load(store_user *u)
+{
+    char path[PATH_MAX];
+    list_path(u, path, sizeof path);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -errno;
+    if (u->boxes && st.st_ino == u->list_ino && st.st_size == u->list_size &&
+        st.st_mtim.tv_sec == u->list_mtime.tv_sec &&
+        st.st_mtim.tv_nsec == u->list_mtime.tv_nsec)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    list_clear(u);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0, lineno = 0;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        if (line[len - 1] == '\n')
+            line[--len] = '\0';
+        lineno++;
+        uint64_t id;
+        unsigned uv, sp;
+        int off = 0;
+        if (lineno == 1) {
+            if (strcmp(line, LIST_MAGIC)) {
+                rc = -EBADMSG;
+                break;
+            }
+        } else if (sscanf(line, "next_id %" SCNu64, &id) == 1) {
+            u->next_id = id;
+        } else if (sscanf(line, "last_uidvalidity %u", &uv) == 1) {
+            u->last_uidvalidity = uv;
+        } else if (sscanf(line, "M %" SCNu64 " %u %u %n", &id, &uv, &sp, &off) == 3 && off) {
+            rc = push_box(u, line + off, id, uv, sp);
+        } else if (line[0] == 'S' && line[1] == ' ') {
+            rc = push_sub(u, line + 2);
+        } else if (len) {
+            rc = -EBADMSG;
+        }
+        if (rc < 0)
+            break;
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0) {
+        u->list_ino = st.st_ino;
+        u->list_size = st.st_size;
+        u->list_mtime = st.st_mtim;
+    }
+    return rc;
+}
+
+static int list_save(store_user *u)
+{
+    char path[PATH_MAX];
+    list_path(u, path, sizeof path);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return -ENOMEM;
+    fprintf(f, "%s\nnext_id %" PRIu64 "\nlast_uidvalidity %u\n", LIST_MAGIC,
+            u->next_id, u->last_uidvalidity);
+    for (size_t i = 0; i < u->nboxes; i++)
+        fprintf(f, "M %" PRIu64 " %u %u %s\n", u->boxes[i].id,
+                u->boxes[i].uidvalidity, u->boxes[i].special, u->boxes[i].name);
+    for (size_t i = 0; i < u->nsubs; i++)
+        fprintf(f, "S %s\n", u->subs[i]);
+    if (fclose(f) != 0) {
+        free(buf);
+        return -ENOMEM;
+    }
+    int rc = fs_write_atomic(path, buf, len);
+    free(buf);
+    if (rc == 0) {
+        struct stat st;
+        if (stat(path, &st) == 0) {
+            u->list_ino = st.st_ino;
+            u->list_size = st.st_size;
+            u->list_mtime = st.st_mtim;
+        }
+    }
+    return rc;
+}
+
+/* Lock the list for a change or a consistent read. */
+static int ulock(store_user *u)
+{
+    pthread_mutex_lock(&u->lock);
+    if (flock(u->lock_fd, LOCK_EX) < 0) {
+        int rc = -errno;
+        pthread_mutex_unlock(&u->lock);
+        return rc;
+    }
+    int rc = list_load(u);
+    if (rc < 0) {
+        flock(u->lock_fd, LOCK_UN);
+        pthread_mutex_unlock(&u->lock);
+    }
+    return rc;
+}
+
+static void uunlock(store_user *u)
+{
+    flock(u->lock_fd, LOCK_UN);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static struct mbox_entry *find_box(store_user *u, const char *canon)
+{
+    for (size_t i = 0; i < u->nboxes; i++)
+        if (!strcmp(u->boxes[i].name, canon))
+            return &u->boxes[i];
+    return NULL;
+}
+
+static bool is_child(const char *name, const char *parent, char sep)
+{
+    size_t n = strlen(parent);
+    return !strncmp(name, parent, n) && name[n] == sep;
+}
+
+static uint32_t new_uidvalidity(store_user *u)
+{
+    uint32_t now = (uint32_t)time(NULL);
+    u->last_uidvalidity = now > u->last_uidvalidity ? now : u->last_uidvalidity + 1;
+    return u->last_uidvalidity;
+}
+
+/* Add a mailbox (files first, the list is saved by the caller). */
+static int add_box(store_user *u, const char *canon, uint32_t special)
+{
+    uint64_t id = u->next_id++;
+    uint32_t uv = new_uidvalidity(u);
+    char *dir;
+    int rc = user_mbox_dir(u, id, &dir);
+    if (rc < 0)
+        return rc;
+    /* A leftover directory of a crashed create is not ours to reuse. */
+    fs_rmtree(dir);
+    rc = mbox_create_files(dir, id, uv);
+    free(dir);
+    if (rc == 0)
+        rc = push_box(u, canon, id, uv, special);
+    return rc;
+}
+
+/* Create missing parents of canon. */
+static int add_parents(store_user *u, const char *canon)
+{
+    char sep = u->opts.separator;
+    char *tmp = strdup(canon);
+    if (!tmp)
+        return -ENOMEM;
+    int rc = 0;
+    for (char *p = strchr(tmp, sep); p && rc == 0; p = strchr(p + 1, sep)) {
+        *p = '\0';
+        if (!find_box(u, tmp))
+            rc = add_box(u, tmp, 0);
+        *p = sep;
+    }
+    free(tmp);
+    return rc;
+}
+
+/* ---- users -------------------------------------------------------------------- */
+
+static void user_free(store_user *u)
+{
+    list_clear(u);
+    if (u->lock_fd >= 0)
+        close(u->lock_fd);
+    pthread_mutex_destroy(&u->lock);
+    free(u->root);
+    free(u->key);
+    free(u);
+}
+
+int store_user_open(const char *mail_root, const char *user,
+                    const store_opts *opts, store_user **out)
+{
+    if (!mail_root || !*mail_root || !user_name_ok(user))
+        return -EINVAL;
+    store_opts o;
+    if (opts)
+        o = *opts;
+    else
+        store_opts_default(&o);
+    if (o.separator != '/' && o.separator != '.')
+        return -EINVAL;
+    char key[PATH_MAX];
+    if ((size_t)snprintf(key, sizeof key, "%s/%s", mail_root, user) >= sizeof key)
+        return -ENAMETOOLONG;
+
+    pthread_mutex_lock(&registry_lock);
+    for (store_user *u = registry; u; u = u->next)
+        if (!strcmp(u->key, key)) {
+            u->refs++;
+            pthread_mutex_unlock(&registry_lock);
+            *out = u;
+            return 0;
+        }
+    int rc = 0;
+    store_user *u = calloc(1, sizeof *u);
+    if (!u) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    u->lock_fd = -1;
+    u->refs = 1;
+    u->opts = o;
+    pthread_mutex_init(&u->lock, NULL);
+    u->key = strdup(key);
+    u->root = strdup(key);
+    if (!u->key || !u->root) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/m", u->root);
+    if ((rc = fs_mkdirs(path, 0700)) < 0)
+        goto fail;
+    snprintf(path, sizeof path, "%s/lock", u->root);
+    u->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (u->lock_fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (flock(u->lock_fd, LOCK_EX) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    list_path(u, path, sizeof path);
+    if (access(path, F_OK) != 0) {
+        /* First use: an INBOX. */
+        u->next_id = 1;
+        if ((rc = add_box(u, "INBOX", 0)) == 0)
+            rc = list_save(u);
+    } else {
+        rc = list_load(u);
+    }
+    flock(u->lock_fd, LOCK_UN);
+    if (rc < 0)
+        goto fail;
+    u->next = registry;
+    registry = u;
+    *out = u;
+    goto out;
+fail:
+    user_free(u);
+out:
+    pthread_mutex_unlock(&registry_lock);
+    return rc;
+}
+
+void store_user_close(store_user *u)
+{
+    if (!u)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    if (--u->refs == 0) {
+        for (store_user **pp = &registry; *pp; pp = &(*pp)->next)
+            if (*pp == u) {
+                *pp = u->next;
+                break;
+            }
+        user_free(u);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* ---- mailbox list operations -------------------------------------------------- */
+
+static int info_fill(store_user *u, const struct mbox_entry *b,
+                     store_mailbox_info *out)
+{
+    out->name = strdup(b->name);
+    if (!out->name)
+        return -ENOMEM;
+    out->id = b->id;
+    out->uidvalidity = b->uidvalidity;
+    out->special = b->special;
+    out->subscribed = false;
+    for (size_t i = 0; i < u->nsubs; i++)
+        if (!strcmp(u->subs[i], b->name))
+            out->subscribed = true;
+    return 0;
+}
+
+static int info_cmp(const void *a, const void *b)
+{
+    const store_mailbox_info *x = a, *y = b;
+    bool xi = !strcmp(x->name, "INBOX"), yi = !strcmp(y->name, "INBOX");
+    if (xi != yi)
+        return xi ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+void store_mailbox_info_free(store_mailbox_info *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i].name);
+    free(v);
+}
+
+int store_mailbox_list(store_user *u, store_mailbox_info **out, size_t *n)
+{
+    int rc = ulock(u);
+    if (rc < 0)
+        return rc;
+    store_mailbox_info *v = calloc(u->nboxes ? u->nboxes : 1, sizeof *v);
+    size_t k = 0;
+    if (!v)
+        rc = -ENOMEM;
+    for (; rc == 0 && k < u->nboxes; k++)
+        rc = info_fill(u, &u->boxes[k], &v[k]);
+    uunlock(u);
+    if (rc < 0) {
+        store_mailbox_info_free(v, k);
+        return rc;
+    }
+    qsort(v, k, sizeof *v, info_cmp);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+int store_mailbox_get(store_user *u, const char *name, store_mailbox_info *out)
+{
+    char *canon;
+    int rc = name_canon(u, name, &canon);
+    if (rc < 0)
+        return rc;
+    if ((rc = ulock(u)) < 0) {
+        free(canon);
+        return rc;
+    }
+    struct mbox_entry *b = find_box(u, canon);
+    rc = b ? info_fill(u, b, out) : -ENOENT;
+    uunlock(u);
+    free(canon);
+    return rc;
+}
+
+int store_mailbox_create(store_user *u, const char *name, uint32_t special)
+{
+    if (special & ~STORE_SPECIAL_ALL)
+        return -EINVAL;
+    char *canon;
+    int rc = name_canon(u, name, &canon);
+    if (rc < 0)
+        return rc;
+    if ((rc = ulock(u)) < 0) {
+        free(canon);
+        return rc;
+    }
+    if (find_box(u, canon))
+        rc = -EEXIST;
+    else if ((rc = add_parents(u, canon)) == 0 && (rc = add_box(u, canon, special)) == 0)
+        rc = list_save(u);
+    if (rc < 0 && rc != -EEXIST)
+        u->list_size = -1;  /* force a reload: memory may be ahead of disk */
+    uunlock(u);
+    free(canon);
+    return rc;
+}
+
+int store_mailbox_delete(store_user *u, const char *name)
+{
+    char *canon;
+    int rc = name_canon(u, name, &canon);
+    if (rc < 0)
+        return rc;
+    if (!strcmp(canon, "INBOX")) {
+        free(canon);
+        return -EPERM;
+    }
+    if ((rc = ulock(u)) < 0) {
+        free(canon);
+        return rc;
+    }
+    struct mbox_entry *b = find_box(u, canon);
+    if (!b) {
+        rc = -ENOENT;
+        goto out;
+    }
+    for (size_t i = 0; i < u->nboxes; i++)
+        if (is_child(u->boxes[i].name, canon, u->opts.separator)) {
+            rc = -ENOTEMPTY;
+            goto out;
+        }
+    uint64_t id = b->id;
+    free(b->name);
+    *b = u->boxes[--u->nboxes];
+    if ((rc = list_save(u)) < 0) {
+        u->list_size = -1;
+        goto out;
+    }
+    char *dir;
+    if (user_mbox_dir(u, id, &dir) == 0) {
+        fs_rmtree(dir);     /* the list no longer names it: best effort */
+        free(dir);
+    }
+out:
+    uunlock(u);
+    free(canon);
+    return rc;
+}
+
+int store_mailbox_rename(store_user *u, const char *from, const char *to)
+{
+    char *cf = NULL, *ct = NULL;
+    char sep = u->opts.separator;
+    int rc = name_canon(u, from, &cf);
+    if (rc == 0)
+        rc = name_canon(u, to, &ct);
+    if (rc < 0)
+        goto done;
+    if ((rc = ulock(u)) < 0)
+        goto done;
+    struct mbox_entry *b = find_box(u, cf);
+    bool inbox = !strcmp(cf, "INBOX");
+    if (!b) {
+        rc = -ENOENT;
+        goto out;
+    }
+    if (!strcmp(cf, ct) || (!inbox && is_child(ct, cf, sep))) {
+        rc = -EINVAL;
+        goto out;
+    }
+    if (find_box(u, ct)) {
+        rc = -EEXIST;
+        goto out;
+    }
+    size_t nf = strlen(cf);
+    if (!inbox) {
+        for (size_t i = 0; i < u->nboxes; i++) {
+            if (!is_child(u->boxes[i].name, cf, sep))
+                continue;
+            char buf[PATH_MAX];
+            snprintf(buf, sizeof buf, "%s%s", ct, u->boxes[i].name + nf);
+            if (strlen(buf) > STORE_MAX_NAME_LEN) {
+                rc = -EINVAL;
+                goto out;
+            }
+            if (find_box(u, buf)) {
+                rc = -EEXIST;
+                goto out;
+            }
+        }
+    }
+    if ((rc = add_parents(u, ct)) < 0)
+        goto fail;
+    b = find_box(u, cf);
+    if (inbox) {
+        /* RFC 3501: INBOX's messages move to the new name, INBOX stays,
+         * empty, and its children stay where they are. */
+        char *nm = strdup(ct);
+        if (!nm) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        free(b->name);
+        b->name = nm;
+        if ((rc = add_box(u, "INBOX", 0)) < 0)
+            goto fail;
+    } else {
+        for (size_t i = 0; i < u->nboxes; i++) {
+            struct mbox_entry *e = &u->boxes[i];
+            if (strcmp(e->name, cf) && !is_child(e->name, cf, sep))
+                continue;
+            size_t len = strlen(ct) + strlen(e->name) - nf + 1;
+            char *nm = malloc(len);
+            if (!nm) {
+                rc = -ENOMEM;
+                goto fail;
+            }
+            snprintf(nm, len, "%s%s", ct, e->name + nf);
+            free(e->name);
+            e->name = nm;
+        }
+    }
+    if ((rc = list_save(u)) == 0)
+        goto out;
+fail:
+    u->list_size = -1;
+out:
+    uunlock(u);
+done:
+    free(cf);
+    free(ct);
+    return rc;
+}
+
+int store_mailbox_subscribe(store_user *u, const char *name, bool on)
+{
+    char *canon;
+    int rc = name_canon(u, name, &canon);
+    if (rc < 0)
+        return rc;
+    if ((rc = ulock(u)) < 0) {
+        free(canon);
+        return rc;
+    }
+    size_t i;
+    for (i = 0; i < u->nsubs; i++)
+        if (!strcmp(u->subs[i], canon))
+            break;
+    if (on && i == u->nsubs)
+        rc = push_sub(u, canon);
+    else if (!on && i < u->nsubs) {
+        free(u->subs[i]);
+        u->subs[i] = u->subs[--u->nsubs];
+    } else {
+        goto out;   /* nothing to change */
+    }
+    if (rc == 0)
+        rc = list_save(u);
+    if (rc < 0)
+        u->list_size = -1;
+out:
+    uunlock(u);
+    free(canon);
+    return rc;
+}
+
+int store_subscriptions(store_user *u, char ***names, size_t *n)
+{
+    int rc = ulock(u);
+    if (rc < 0)
+        return rc;
+    char **v = calloc(u->nsubs ? u->nsubs : 1, sizeof *v);
+    size_t k = 0;
+    if (!v)
+        rc = -ENOMEM;
+    for (; rc == 0 && k < u->nsubs; k++)
+        if (!(v[k] = strdup(u->subs[k])))
+            rc = -ENOMEM;
+    uunlock(u);
+    if (rc < 0) {
+        for (size_t i = 0; i < k; i++)
+            free(v[i]);
+        free(v);
+        return rc;
+    }
+    *names = v;
+    *n = k;
+    return 0;
+}
+
+int store_mailbox_set_special(store_user *u, const char *name, uint32_t special)
+{
+    if (special & ~STORE_SPECIAL_ALL)
+        return -EINVAL;
+    char *canon;
+    int rc = name_canon(u, name, &canon);
+    if (rc < 0)
+        return rc;
+    if ((rc = ulock(u)) < 0) {
+        free(canon);
+        return rc;
+    }
+    struct mbox_entry *b = find_box(u, canon);
+    if (!b)
+        rc = -ENOENT;
+    else {
+        b->special = special;
+        if ((rc = list_save(u)) < 0)
+            u->list_size = -1;
+    }
+    uunlock(u);
+    free(canon);
+    return rc;
+}
+
+/* ---- opening mailboxes ------------------------------------------------------- */
+
+int store_mbox_open(store_user *u, const char *name, store_mbox **out)
+{
+    char *canon;
+    int rc = name_canon(u, name, &canon);
+    if (rc < 0)
+        return rc;
+    if ((rc = ulock(u)) < 0) {
+        free(canon);
+        return rc;
+    }
+    struct mbox_entry *b = find_box(u, canon);
+    free(canon);
+    if (!b) {
+        uunlock(u);
+        return -ENOENT;
+    }
+    uint64_t id = b->id;
+    for (store_mbox *m = u->open; m; m = m->next)
+        if (m->id == id) {
+            atomic_fetch_add(&m->refs, 1);
+            uunlock(u);
+            *out = m;
+            return 0;
+        }
+    char *dir;
+    if ((rc = user_mbox_dir(u, id, &dir)) == 0) {
+        rc = mbox_open_dir(u, id, dir, out);
+        free(dir);
+    }
+    if (rc == 0) {
+        (*out)->next = u->open;
+        u->open = *out;
+        pthread_mutex_lock(&registry_lock);
+        u->refs++;      /* the mailbox keeps its user alive */
+        pthread_mutex_unlock(&registry_lock);
+    }
+    uunlock(u);
+    return rc;
+}
+
+void store_mbox_close(store_mbox *mb)
+{
+    if (!mb)
+        return;
+    store_user *u = mb->user;
+    pthread_mutex_lock(&u->lock);
+    bool last = atomic_fetch_sub(&mb->refs, 1) == 1;
+    if (last)
+        for (store_mbox **pp = &u->open; *pp; pp = &(*pp)->next)
+            if (*pp == mb) {
+                *pp = mb->next;
+                break;
+            }
+    pthread_mutex_unlock(&u->lock);
+    if (last) {
+        mbox_destroy(mb);
+        store_user_close(u);
+    }
+}
+
+int store_mailbox_status(store_user *u, const char *name, store_status *st)
+{
+    store_mbox *mb;
+    int rc = store_mbox_open(u, name, &mb);
+    if (rc < 0)
+        return rc;
+    rc = store_mbox_status(mb, st);
+    store_mbox_close(mb);
+    return rc;
+}

@@ -1,0 +1,610 @@
+/* store/write.c — appends, flag changes and expunges, with group commit.
+ *
+ * Every change is a log transaction written with one pwrite under the
+ * writer lock, then applied to the index.  Writers queue up per mailbox;
+ * whoever finds no leader becomes it, runs every queued operation and
+ * issues one fdatasync for all of them (fsync = batch), so many sessions
+ * appending at once share a disk flush.  Nobody is answered before the
+ * flush that covers their records has returned.  A failed flush makes the
+ * mailbox refuse writes: the kernel may have dropped the pages, and we
+ * never claim durability we do not have. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+#define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+
+enum wop_kind { WOP_APPEND, WOP_FLAGS, WOP_EXPUNGE };
+
+struct wop {
+    enum wop_kind kind;
+    const store_new_msg *msgs;
+    size_t n;
+    uint32_t *uids_out;
+    const store_range *set;
+    size_t nset;
+    store_flag_op op;
+    uint32_t flags;
+    const char *const *keywords;
+    size_t nkeywords;
+    uint64_t unchangedsince;
+    bool only_deleted;
+    store_uidlist *changed, *modified;
+    uint64_t modseq;
+    int rc;
+    bool done;
+    struct wop *next;
+};
+
+void store_uidlist_free(store_uidlist *l)
+{
+    free(l->uids);
+    l->uids = NULL;
+    l->n = l->cap = 0;
+}
+
+static int uidlist_add(store_uidlist *l, uint32_t uid)
+{
+    if (!l)
+        return 0;
+    if (l->n == l->cap) {
+        size_t c = l->cap ? l->cap * 2 : 64;
+        uint32_t *p = realloc(l->uids, c * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        l->uids = p;
+        l->cap = c;
+    }
+    l->uids[l->n++] = uid;
+    return 0;
+}
+
+/* ---- building records ------------------------------------------------------ */
+
+static int rec_begin(store_buf *b, size_t *at)
+{
+    static const uint8_t zero[8];
+    size_t pad = ALIGN8(b->len) - b->len;
+    int rc = store_buf_append(b, zero, pad);
+    if (rc == 0) {
+        *at = b->len;
+        struct log_rec r = {0};
+        rc = store_buf_append(b, &r, sizeof r);
+    }
+    return rc;
+}
+
+static void rec_end(store_buf *b, size_t at, uint16_t type, uint16_t rflags)
+{
+    struct log_rec *r = (struct log_rec *)(b->data + at);
+    log_rec_seal(r, type, rflags, (uint32_t)(b->len - at - sizeof *r));
+}
+
+/* Slot of a keyword, adding a KEYWORD record to the transaction for a new
+ * one.  pending[] holds names added earlier in this transaction. */
+static int keyword_slot(struct idx_hdr *h, const char *name, store_buf *b,
+                        const char **pending, unsigned *npending, int *slot)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > STORE_MAX_KEYWORD_LEN)
+        return -EINVAL;
+    unsigned nk = A_LOAD(&h->nkeywords);
+    for (unsigned i = 0; i < nk; i++)
+        if (!strcasecmp(h->keywords[i], name)) {
+            *slot = (int)i;
+            return 0;
+        }
+    for (unsigned i = 0; i < *npending; i++)
+        if (!strcasecmp(pending[i], name)) {
+            *slot = (int)(nk + i);
+            return 0;
+        }
+    if (nk + *npending >= STORE_MAX_KEYWORDS)
+        return -ENOSPC;
+    size_t at = 0;
+    struct log_keyword k = {.slot = nk + *npending, .len = (uint32_t)len};
+    int rc;
+    if ((rc = rec_begin(b, &at)) < 0 || (rc = store_buf_append(b, &k, sizeof k)) < 0 ||
+        (rc = store_buf_append(b, name, len)) < 0)
+        return rc;
+    rec_end(b, at, LOG_KEYWORD, LOGF_CONT);
+    *slot = (int)k.slot;
+    pending[(*npending)++] = name;
+    return 0;
+}
+
+static int keywords_mask(struct idx_hdr *h, const char *const *kw, size_t n,
+                         store_buf *b, const char **pending, unsigned *npending,
+                         uint64_t *mask)
+{
+    *mask = 0;
+    for (size_t i = 0; i < n; i++) {
+        int slot, rc = keyword_slot(h, kw[i], b, pending, npending, &slot);
+        if (rc < 0)
+            return rc;
+        *mask |= 1ull << slot;
+    }
+    return 0;
+}
+
+/* Write a built transaction at the end of the log and apply it. */
+static int txn_commit(struct store_mbox *mb, store_buf *b)
+{
+    struct gen *g = mb->gen;
+    uint64_t at = mb->log_end;
+    static const uint8_t zero[8];
+    int rc = store_buf_append(b, zero, ALIGN8(b->len) - b->len);
+    if (rc == 0)
+        rc = fs_pwrite_all(g->log_fd, b->data, b->len, at);
+    if (rc < 0) {
+        /* Cut whatever part made it, so the log ends on a record boundary. */
+        if (ftruncate(g->log_fd, (off_t)at) < 0)
+            mb->failed = -EIO;
+        return rc;
+    }
+    mb->log_end = at + b->len;
+    const uint8_t *base = mapchain_get(&g->log, 0, mb->log_end);
+    if (!base)
+        return -ENOMEM;
+    for (uint64_t off = at; off < mb->log_end;) {
+        const struct log_rec *r = (const void *)(base + off);
+        if ((rc = idx_apply(mb, g, r, off)) < 0)
+            return rc;
+        off += ALIGN8(sizeof *r + (uint64_t)r->len);
+    }
+    return 0;
+}
+
+/* Mark the last record of a transaction as its end. */
+static void txn_close(store_buf *b, size_t last_at)
+{
+    struct log_rec *r = (struct log_rec *)(b->data + last_at);
+    log_rec_seal(r, r->type, r->rflags & ~LOGF_CONT, r->len);
+}
+
+/* ---- the operations (writer lock held) --------------------------------------- */
+
+static size_t header_len(const char *p, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (p[i] != '\n')
+            continue;
+        if (p[i + 1] == '\n')
+            return i + 2;
+        if (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n')
+            return i + 3;
+    }
+    if (n >= 2 && p[0] == '\r' && p[1] == '\n')
+        return 2;
+    return n;
+}
+
+static int do_append(struct store_mbox *mb, struct wop *op)
+{
+    struct idx_hdr *h = gen_hdr(mb->gen);
+    store_buf b = {0};
+    const char *pending[STORE_MAX_KEYWORDS];
+    unsigned npending = 0;
+    uint32_t uid = A_LOAD(&h->uidnext);
+    uint64_t modseq = A_LOAD(&h->highestmodseq) + 1;
+    size_t last = 0;
+    int rc = 0;
+    for (size_t i = 0; i < op->n; i++) {
+        const store_new_msg *m = &op->msgs[i];
+        if (m->len > UINT32_MAX - 4096) {
+            rc = -EFBIG;
+            goto out;
+        }
+        if (uid == UINT32_MAX) {
+            rc = -EOVERFLOW;    /* UIDs exhausted: needs a new UIDVALIDITY */
+            goto out;
+        }
+        struct log_message lm = {0};
+        if ((rc = keywords_mask(h, m->keywords, m->nkeywords, &b, pending,
+                                &npending, &lm.keywords)) < 0)
+            goto out;
+        lm.uid = uid;
+        lm.flags = m->flags & STORE_F_ALL;
+        lm.modseq = modseq;
+        lm.internal_date = m->internal_date ? m->internal_date : time(NULL);
+        lm.tz_min = m->tz_min;
+        lm.size = (uint32_t)m->len;
+        lm.hdr_len = (uint32_t)header_len(m->data, m->len);
+        if ((rc = rec_begin(&b, &last)) < 0 ||
+            (rc = store_buf_append(&b, &lm, sizeof lm)) < 0 ||
+            (rc = store_buf_append(&b, m->data, m->len)) < 0)
+            goto out;
+        rec_end(&b, last, LOG_MESSAGE, LOGF_CONT);
+        if (op->uids_out)
+            op->uids_out[i] = uid;
+        uid++;
+    }
+    if (op->n == 0)
+        goto out;
+    txn_close(&b, last);
+    rc = txn_commit(mb, &b);
+out:
+    free(b.data);
+    return rc;
+}
+
+/* Normalize a UID set into sorted disjoint ranges clipped to [1, uidnext). */
+static int norm_set(const store_range *set, size_t nset, uint32_t uidnext,
+                    struct log_range **out, size_t *nout)
+{
+    struct log_range *r = malloc((nset ? nset : 1) * sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    size_t n = 0;
+    if (!set) {
+        r[n++] = (struct log_range){1, uidnext ? uidnext - 1 : 0};
+    } else {
+        for (size_t i = 0; i < nset; i++) {
+            uint32_t lo = set[i].lo < set[i].hi ? set[i].lo : set[i].hi;
+            uint32_t hi = set[i].lo < set[i].hi ? set[i].hi : set[i].lo;
+            if (lo == 0)
+                lo = 1;
+            if (hi >= uidnext)
+                hi = uidnext - 1;
+            if (lo <= hi)
+                r[n++] = (struct log_range){lo, hi};
+        }
+    }
+    /* insertion sort is fine for typical sets; merge overlaps */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && r[j - 1].lo > r[j].lo; j--) {
+            struct log_range t = r[j];
+            r[j] = r[j - 1];
+            r[j - 1] = t;
+        }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m && (uint64_t)r[m - 1].hi + 1 >= r[i].lo) {
+            if (r[i].hi > r[m - 1].hi)
+                r[m - 1].hi = r[i].hi;
+        } else {
+            r[m++] = r[i];
+        }
+    }
+    *out = r;
+    *nout = m;
+    return 0;
+}
+
+/* Append a UID to a growing range list (UIDs come in increasing order). */
+static int ranges_add(store_buf *b, uint32_t uid, uint32_t *n)
+{
+    if (*n) {
+        struct log_range *last = (struct log_range *)(b->data + b->len) - 1;
+        if (last->hi + 1 == uid) {
+            last->hi = uid;
+            return 0;
+        }
+    }
+    struct log_range r = {uid, uid};
+    (*n)++;
+    return store_buf_append(b, &r, sizeof r);
+}
+
+static int do_flags(struct store_mbox *mb, struct wop *op)
+{
+    struct gen *g = mb->gen;
+    struct idx_hdr *h = gen_hdr(g);
+    store_buf b = {0};
+    const char *pending[STORE_MAX_KEYWORDS];
+    unsigned npending = 0;
+    struct log_range *set = NULL;
+    size_t nset = 0;
+    uint64_t kwmask;
+    int rc = keywords_mask(h, op->keywords, op->nkeywords, &b, pending,
+                           &npending, &kwmask);
+    if (rc < 0)
+        goto out;
+    if ((rc = norm_set(op->set, op->nset, A_LOAD(&h->uidnext), &set, &nset)) < 0)
+        goto out;
+    size_t at = 0;
+    struct log_flags lf = {0};
+    lf.modseq = A_LOAD(&h->highestmodseq) + 1;
+    lf.op = op->op;
+    lf.flags = op->flags & STORE_F_ALL;
+    lf.keywords = kwmask;
+    if ((rc = rec_begin(&b, &at)) < 0 || (rc = store_buf_append(&b, &lf, sizeof lf)) < 0)
+        goto out;
+    uint32_t nr = 0, count = h->count;
+    for (size_t i = 0; i < nset; i++) {
+        for (uint32_t p = gen_lower_bound(g, count, set[i].lo); p < count; p++) {
+            struct idx_entry *e = gen_entry(g, p);
+            if (e->uid > set[i].hi)
+                break;
+            uint64_t fm = e->fm;
+            uint32_t fl = FM_FLAGS(fm);
+            if (fl & ENT_EXPUNGED)
+                continue;
+            if (op->unchangedsince && FM_MODSEQ(fm) > op->unchangedsince) {
+                if ((rc = uidlist_add(op->modified, e->uid)) < 0)
+                    goto out;
+                continue;
+            }
+            uint32_t nf;
+            uint64_t nk;
+            switch (op->op) {
+            case STORE_FLAGS_SET: nf = lf.flags; nk = kwmask; break;
+            case STORE_FLAGS_ADD: nf = fl | lf.flags; nk = e->keywords | kwmask; break;
+            default: nf = fl & ~lf.flags; nk = e->keywords & ~kwmask; break;
+            }
+            if (nf == fl && nk == e->keywords)
+                continue;
+            if ((rc = ranges_add(&b, e->uid, &nr)) < 0 ||
+                (rc = uidlist_add(op->changed, e->uid)) < 0)
+                goto out;
+        }
+    }
+    if (nr == 0) {
+        op->modseq = 0;     /* nothing changed: no record, no new modseq */
+        goto out;
+    }
+    ((struct log_flags *)(b.data + at + sizeof(struct log_rec)))->nranges = nr;
+    rec_end(&b, at, LOG_FLAGS, 0);
+    if ((rc = txn_commit(mb, &b)) == 0)
+        op->modseq = lf.modseq;
+out:
+    free(set);
+    free(b.data);
+    return rc;
+}
+
+static int do_expunge(struct store_mbox *mb, struct wop *op)
+{
+    struct gen *g = mb->gen;
+    struct idx_hdr *h = gen_hdr(g);
+    store_buf b = {0};
+    struct log_range *set = NULL;
+    size_t nset = 0, at = 0;
+    int rc = norm_set(op->set, op->nset, A_LOAD(&h->uidnext), &set, &nset);
+    if (rc < 0)
+        goto out;
+    struct log_expunge lx = {.modseq = A_LOAD(&h->highestmodseq) + 1};
+    if ((rc = rec_begin(&b, &at)) < 0 || (rc = store_buf_append(&b, &lx, sizeof lx)) < 0)
+        goto out;
+    uint32_t nr = 0, count = h->count;
+    for (size_t i = 0; i < nset; i++) {
+        for (uint32_t p = gen_lower_bound(g, count, set[i].lo); p < count; p++) {
+            struct idx_entry *e = gen_entry(g, p);
+            if (e->uid > set[i].hi)
+                break;
+            uint32_t fl = FM_FLAGS(e->fm);
+            if ((fl & ENT_EXPUNGED) || (op->only_deleted && !(fl & STORE_F_DELETED)))
+                continue;
+            if ((rc = ranges_add(&b, e->uid, &nr)) < 0 ||
+                (rc = uidlist_add(op->changed, e->uid)) < 0)
+                goto out;
+        }
+    }
+    if (nr == 0) {
+        op->modseq = 0;
+        goto out;
+    }
+    ((struct log_expunge *)(b.data + at + sizeof(struct log_rec)))->nranges = nr;
+    rec_end(&b, at, LOG_EXPUNGE, 0);
+    if ((rc = txn_commit(mb, &b)) == 0)
+        op->modseq = lx.modseq;
+out:
+    free(set);
+    free(b.data);
+    return rc;
+}
+
+/* ---- group commit -------------------------------------------------------------- */
+
+static int run_op(struct store_mbox *mb, struct wop *op)
+{
+    switch (op->kind) {
+    case WOP_APPEND: return do_append(mb, op);
+    case WOP_FLAGS: return do_flags(mb, op);
+    default: return do_expunge(mb, op);
+    }
+}
+
+static void run_batch(struct store_mbox *mb, struct wop *batch)
+{
+    int rc = mb->failed ? mb->failed : mbox_wlock(mb);
+    if (rc < 0) {
+        for (struct wop *o = batch; o; o = o->next)
+            o->rc = rc;
+        return;
+    }
+    store_fsync pol = mb->user->opts.fsync;
+    uint64_t start = mb->log_end;
+    for (struct wop *o = batch; o; o = o->next) {
+        o->rc = mb->failed ? mb->failed : run_op(mb, o);
+        if (o->rc == 0 && pol == STORE_FSYNC_ALWAYS && mb->log_end != start &&
+            fdatasync(mb->gen->log_fd) < 0)
+            mb->failed = o->rc = -EIO;
+    }
+    if (pol == STORE_FSYNC_BATCH && mb->log_end != start &&
+        fdatasync(mb->gen->log_fd) < 0) {
+        mb->failed = -EIO;
+        for (struct wop *o = batch; o; o = o->next)
+            o->rc = -EIO;
+    }
+    mbox_wunlock(mb);
+}
+
+static int submit(struct store_mbox *mb, struct wop *op)
+{
+    pthread_mutex_lock(&mb->qlock);
+    op->next = NULL;
+    *mb->qtail = op;
+    mb->qtail = &op->next;
+    while (!op->done) {
+        if (mb->leader) {
+            pthread_cond_wait(&mb->qcond, &mb->qlock);
+            continue;
+        }
+        mb->leader = 1;
+        struct wop *batch = mb->qhead;
+        mb->qhead = NULL;
+        mb->qtail = &mb->qhead;
+        pthread_mutex_unlock(&mb->qlock);
+        run_batch(mb, batch);
+        pthread_mutex_lock(&mb->qlock);
+        for (struct wop *o = batch, *nx; o; o = nx) {
+            nx = o->next;
+            o->done = true;
+        }
+        mb->leader = 0;
+        pthread_cond_broadcast(&mb->qcond);
+    }
+    pthread_mutex_unlock(&mb->qlock);
+    return op->rc;
+}
+
+int store_append(store_mbox *mb, const store_new_msg *msgs, size_t n,
+                 uint32_t *uids_out)
+{
+    struct wop op = {.kind = WOP_APPEND, .msgs = msgs, .n = n, .uids_out = uids_out};
+    return n ? submit(mb, &op) : 0;
+}
+
+int store_flags(store_mbox *mb, const store_range *set, size_t nset,
+                store_flag_op fop, uint32_t flags, const char *const *keywords,
+                size_t nkeywords, uint64_t unchangedsince,
+                store_uidlist *changed, store_uidlist *modified,
+                uint64_t *modseq)
+{
+    if (fop > STORE_FLAGS_REMOVE || (!set && nset))
+        return -EINVAL;
+    struct wop op = {.kind = WOP_FLAGS, .set = set, .nset = nset, .op = fop,
+                     .flags = flags, .keywords = keywords, .nkeywords = nkeywords,
+                     .unchangedsince = unchangedsince, .changed = changed,
+                     .modified = modified};
+    int rc = set ? submit(mb, &op) : 0;
+    if (modseq)
+        *modseq = rc == 0 ? op.modseq : 0;
+    return rc;
+}
+
+int store_expunge(store_mbox *mb, const store_range *set, size_t nset,
+                  bool only_deleted, store_uidlist *expunged, uint64_t *modseq)
+{
+    struct wop op = {.kind = WOP_EXPUNGE, .set = set, .nset = nset,
+                     .only_deleted = only_deleted, .changed = expunged};
+    int rc = submit(mb, &op);
+    if (modseq)
+        *modseq = rc == 0 ? op.modseq : 0;
+    return rc;
+}
+
+/* COPY and MOVE: read the source through a snapshot, append to the target
+ * as one transaction, and for MOVE expunge the originals once the copies
+ * are durable. */
+int store_copy(store_mbox *src, const store_range *set, size_t nset,
+               store_mbox *dst, bool move, store_uidlist *src_uids,
+               store_uidlist *dst_uids)
+{
+    if (src == dst)
+        return -EINVAL;
+    store_snap *s = store_snap_get(src);
+    if (!s)
+        return -ENOMEM;
+    struct log_range *rs = NULL;
+    size_t nrs = 0;
+    store_new_msg *msgs = NULL;
+    const char **kwv = NULL;
+    uint32_t *uids = NULL, *srcv = NULL;
+    size_t n = 0, cap = 0, nkw = 0, kwcap = 0;
+    int rc = norm_set(set, nset, store_snap_uidnext(s), &rs, &nrs);
+    if (rc < 0)
+        goto out;
+    uint32_t count = store_snap_entries(s);
+    struct gen *g = s->g;
+    for (size_t i = 0; i < nrs; i++) {
+        for (uint32_t p = gen_lower_bound(g, count, rs[i].lo); p < count; p++) {
+            store_msg m;
+            int live = store_snap_entry(s, p, &m);
+            if (m.uid > rs[i].hi)
+                break;
+            if (!live)
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                store_new_msg *nm = realloc(msgs, cap * sizeof *nm);
+                uint32_t *ns = realloc(srcv, cap * sizeof *ns);
+                if (nm)
+                    msgs = nm;
+                if (ns)
+                    srcv = ns;
+                if (!nm || !ns) {
+                    rc = -ENOMEM;
+                    goto out;
+                }
+            }
+            const char *ptr;
+            size_t got;
+            if ((rc = store_snap_bytes(s, m.uid, 0, SIZE_MAX, &ptr, &got)) < 0)
+                goto out;
+            /* keywords by name: slots differ between mailboxes */
+            size_t kw0 = nkw;
+            for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
+                if (!(m.keywords & (1ull << k)) || !store_snap_keyword(s, k))
+                    continue;
+                if (nkw == kwcap) {
+                    kwcap = kwcap ? kwcap * 2 : 64;
+                    const char **nk = realloc(kwv, kwcap * sizeof *nk);
+                    if (!nk) {
+                        rc = -ENOMEM;
+                        goto out;
+                    }
+                    kwv = nk;
+                }
+                kwv[nkw++] = store_snap_keyword(s, k);
+            }
+            msgs[n] = (store_new_msg){.data = ptr, .len = got,
+                                      .internal_date = m.internal_date,
+                                      .tz_min = m.tz_min, .flags = m.flags,
+                                      .keywords = (const char *const *)(uintptr_t)kw0,
+                                      .nkeywords = nkw - kw0};
+            srcv[n++] = m.uid;
+        }
+    }
+    /* kwv may have moved while growing: resolve the offsets now. */
+    for (size_t i = 0; i < n; i++)
+        msgs[i].keywords = msgs[i].nkeywords ? kwv + (uintptr_t)msgs[i].keywords : NULL;
+    if (n == 0)
+        goto out;
+    if (!(uids = malloc(n * sizeof *uids))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((rc = store_append(dst, msgs, n, uids)) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        if ((src_uids && (rc = uidlist_add(src_uids, srcv[i])) < 0) ||
+            (dst_uids && (rc = uidlist_add(dst_uids, uids[i])) < 0))
+            goto out;
+    }
+    if (move) {
+        store_range *xs = malloc(n * sizeof *xs);
+        if (!xs) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++)
+            xs[i] = (store_range){srcv[i], srcv[i]};
+        rc = store_expunge(src, xs, n, false, NULL, NULL);
+        free(xs);
+    }
+out:
+    store_snap_put(s);
+    free(rs);
+    free(msgs);
+    free(kwv);
+    free(uids);
+    free(srcv);
+    return rc;
+}
