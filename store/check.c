@@ -17,49 +17,41 @@
 
 #define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 
-/* Next offset >= off (8-aligned) where a valid record starts, or size. */
-static uint64_t resync(const uint8_t *base, uint64_t size, uint64_t off)
-{
-    for (off = ALIGN8(off + 1); off + sizeof(struct log_rec) <= size; off += 8)
-        if (log_rec_check(base, size, off) > 0)
-            return off;
-    return size;
-}
-
 static int scan_log(struct gen *g, store_check_report *rep,
                     store_progress_fn progress, void *arg)
 {
-    struct stat_size { uint64_t v; } sz;
-    off_t end = lseek(g->log_fd, 0, SEEK_END);
-    if (end < 0)
+    off_t fend = lseek(g->log_fd, 0, SEEK_END);
+    if (fend < 0)
         return -errno;
-    sz.v = (uint64_t)end;
-    const uint8_t *base = mapchain_get(&g->log, 0, sz.v);
+    uint64_t size = (uint64_t)fend;
+    const uint8_t *base = mapchain_get(&g->log, 0, size);
     if (!base)
         return -ENOMEM;
     uint64_t off = LOG_HDR_SIZE, n = 0;
-    while (off < sz.v) {
-        int64_t len = log_rec_check(base, sz.v, off);
-        if (len > 0) {
+    while (off < size) {
+        uint64_t end;
+        log_scan_end(base, size, off, &end);
+        while (off < end) {
             const struct log_rec *r = (const void *)(base + off);
             rep->records++;
             if (r->type == LOG_MESSAGE)
                 rep->messages++;
-            off += (uint64_t)len;
-        } else {
-            uint64_t next = resync(base, sz.v, off);
-            if (next >= sz.v) {
-                rep->torn_bytes = sz.v - off;
-                break;
-            }
-            rep->bad_records++;
-            off = next;
+            off += ALIGN8(sizeof *r + (uint64_t)r->len);
+            if (progress && (++n & 1023) == 0)
+                progress(arg, off, size);
         }
-        if (progress && (++n & 1023) == 0)
-            progress(arg, off, sz.v);
+        if (off >= size)
+            break;
+        uint64_t next = log_resync(base, size, off);
+        if (next >= size) {
+            rep->torn_bytes = size - off;
+            break;
+        }
+        rep->bad_records++;     /* a damaged stretch inside the log */
+        off = next;
     }
     if (progress)
-        progress(arg, sz.v, sz.v);
+        progress(arg, size, size);
     return 0;
 }
 
@@ -82,7 +74,7 @@ static int compare_index(struct store_mbox *mb, struct gen *g,
         goto out;
     idx_hdr_init(gen_hdr(ref), &lh);
     uint64_t end;
-    if ((rc = gen_catch_up(ref, false, &end)) < 0)
+    if ((rc = gen_catch_up(ref, CU_SALVAGE, &end, NULL)) < 0)
         goto out;
     struct idx_hdr *h = gen_hdr(g), *rh = gen_hdr(ref);
     uint32_t n = A_LOAD(&h->count);
@@ -128,8 +120,9 @@ int store_check(store_mbox *mb, bool repair, store_check_report *rep,
                 store_progress_fn progress, void *arg)
 {
     memset(rep, 0, sizeof *rep);
-    /* The lock keeps writers out while we compare; readers go on.  Taking
-     * it also cuts a torn tail, so look at the tail before that. */
+    /* Scan before taking the writer lock: taking it cuts a torn tail, and
+     * the report should say there was one.  The mutex keeps this
+     * process's writers out meanwhile. */
     pthread_mutex_lock(&mb->wlock);
     struct gen *g0 = mbox_gen_get(mb);
     int rc = scan_log(g0, rep, progress, arg);
@@ -137,24 +130,25 @@ int store_check(store_mbox *mb, bool repair, store_check_report *rep,
     pthread_mutex_unlock(&mb->wlock);
     if (rc < 0)
         return rc;
-    bool torn = rep->torn_bytes > 0;
-    if (torn && !repair)
+    if ((rep->torn_bytes || rep->bad_records) && !repair)
         return -EBADMSG;
-    if ((rc = mbox_wlock(mb)) < 0)      /* cuts the torn tail */
+    /* Damage inside the log makes the writer lock rebuild the index with
+     * every intact record (salvage); a torn tail is cut. */
+    if ((rc = mbox_wlock(mb)) < 0)
         return rc;
-    if (torn)
-        rep->repaired = true;
     rc = compare_index(mb, mb->gen, rep);
-    if (rc == 0 && repair && (rep->index_mismatches || rep->cache_errors)) {
-        if ((rc = mbox_rebuild(mb)) == 0)
-            rep->repaired = true;
-    }
+    if (rc == 0 && repair && (rep->index_mismatches || rep->cache_errors))
+        rc = mbox_rebuild(mb);
     mbox_wunlock(mb);
     if (rc < 0)
         return rc;
-    if (rep->bad_records)
-        return -EBADMSG;
-    if (!repair && (rep->index_mismatches || rep->cache_errors))
-        return -EBADMSG;
+    if (!repair)
+        return rep->index_mismatches || rep->cache_errors ? -EBADMSG : 0;
+    /* Rewrite the log without its damaged stretches, so that what is left
+     * checks clean.  Everything intact is kept. */
+    if (rep->bad_records && (rc = store_compact(mb, NULL, NULL)) < 0)
+        return rc;
+    rep->repaired = rep->torn_bytes || rep->bad_records ||
+                    rep->index_mismatches || rep->cache_errors;
     return 0;
 }

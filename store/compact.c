@@ -194,7 +194,7 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
         goto out;
     idx_hdr_init(gen_hdr(ng), &lh);
     uint64_t nend;
-    if ((rc = gen_catch_up(ng, false, &nend)) < 0)
+    if ((rc = gen_catch_up(ng, CU_KEEP, &nend, NULL)) < 0)
         goto out;
 
     /* ---- phase 2 ---- */
@@ -237,7 +237,7 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     lh.base_modseq = A_LOAD(&oh->highestmodseq);
     log_hdr_seal(&lh);
     if ((rc = fs_pwrite_all(w.fd, &lh, sizeof lh, 0)) < 0 ||
-        (rc = gen_catch_up(ng, false, &nend)) < 0)
+        (rc = gen_catch_up(ng, CU_KEEP, &nend, NULL)) < 0)
         goto out;
     struct idx_hdr *nh = gen_hdr(ng);
     if (lh.base_uidnext > nh->uidnext)

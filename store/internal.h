@@ -60,6 +60,8 @@ struct gen {
     uint64_t generation;
     int log_fd, idx_fd, cache_fd;
     struct mapchain log, idx, cache;
+    uint32_t pend;              /* entries written but not yet published:
+                                   a transaction becomes visible at once */
     pthread_mutex_t tlock;      /* guards tomb */
     struct tombcache *tomb;
 };
@@ -70,6 +72,8 @@ struct store_snap {
     struct tombcache *tomb;
     uint32_t count;
     uint32_t live;
+    uint32_t uidnext;
+    uint64_t highestmodseq;
     struct reparse *reparse;    /* blobs re-parsed for damaged cache entries */
 };
 
@@ -145,11 +149,15 @@ uint32_t gen_lower_bound(struct gen *g, uint32_t count, uint32_t uid);
 int mbox_wlock(struct store_mbox *mb);
 void mbox_wunlock(struct store_mbox *mb);
 
-/* Apply the log from hdr->log_applied to the end (writer held).  Cuts a torn
- * tail if `cut`. */
-int mbox_catch_up(struct store_mbox *mb, struct gen *g, bool cut);
+/* Apply the log from hdr->log_applied to the end (writer held), cutting a
+ * torn tail; -EBADMSG for damage inside the log. */
+int mbox_catch_up(struct store_mbox *mb, struct gen *g);
 
-int gen_catch_up(struct gen *g, bool cut, uint64_t *log_end);
+/* How catch-up treats a bad stretch of log: CU_KEEP leaves a torn tail,
+ * CU_CUT truncates a torn tail, CU_SALVAGE also skips damage inside the log
+ * (counted in *skipped) instead of failing with -EBADMSG. */
+enum { CU_KEEP, CU_CUT, CU_SALVAGE };
+int gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *skipped);
 void idx_hdr_init(struct idx_hdr *h, const struct log_file_hdr *lh);
 int cache_hdr_write(int fd, uint64_t generation);
 int gen_open_paths(const char *logp, const char *idxp, const char *cachep,
@@ -195,6 +203,12 @@ void log_hdr_seal(struct log_file_hdr *h);
 /* Valid end of the log: the end of the last complete transaction. */
 int log_scan_end(const uint8_t *base, uint64_t size, uint64_t from,
                  uint64_t *end);
+/* Same, and *stop = where the run of valid records ends. */
+int log_scan(const uint8_t *base, uint64_t size, uint64_t from,
+             uint64_t *committed, uint64_t *stop);
+/* The first offset after off where a complete transaction starts, or size
+ * if there is none (then everything from off on is a torn tail). */
+uint64_t log_resync(const uint8_t *base, uint64_t size, uint64_t off);
 
 /* ---- write.c ----------------------------------------------------------- */
 

@@ -80,16 +80,25 @@ int64_t log_rec_check(const uint8_t *base, uint64_t size, uint64_t off)
         break;
     }
     }
+    /* The padding belongs to the record: it was written by the same
+     * pwrite, so a record whose padding is missing was torn too. */
     uint64_t aligned = ALIGN8(total);
     if (off + aligned > size)
-        aligned = size - off;   /* last record without its padding yet */
+        return -EBADMSG;
     return (int64_t)aligned;
 }
 
 int log_scan_end(const uint8_t *base, uint64_t size, uint64_t from,
                  uint64_t *end)
 {
-    uint64_t off = from, committed = from;
+    uint64_t stop;
+    return log_scan(base, size, from, end, &stop);
+}
+
+int log_scan(const uint8_t *base, uint64_t size, uint64_t from,
+             uint64_t *committed, uint64_t *stop)
+{
+    uint64_t off = from, c = from;
     for (;;) {
         int64_t n = log_rec_check(base, size, off);
         if (n <= 0)
@@ -98,10 +107,30 @@ int log_scan_end(const uint8_t *base, uint64_t size, uint64_t from,
         memcpy(&r, base + off, sizeof r);
         off += (uint64_t)n;
         if (!(r.rflags & LOGF_CONT))
-            committed = off;
+            c = off;
     }
-    *end = committed;
+    *committed = c;
+    *stop = off;
     return 0;
+}
+
+uint64_t log_resync(const uint8_t *base, uint64_t size, uint64_t off)
+{
+    uint64_t p = ALIGN8(off + 1);
+    while (p + sizeof(struct log_rec) <= size) {
+        if (log_rec_check(base, size, p) > 0) {
+            uint64_t c, stop;
+            log_scan(base, size, p, &c, &stop);
+            if (c > p)
+                return p;
+            /* Valid records that never complete a transaction: none of
+             * them can start one either, so go on after them. */
+            p = ALIGN8(stop + 1);
+        } else {
+            p += 8;
+        }
+    }
+    return size;
 }
 
 void log_hdr_seal(struct log_file_hdr *h)

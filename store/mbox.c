@@ -266,7 +266,7 @@ static int apply_message(struct gen *g, struct idx_hdr *h,
 {
     struct log_message m;
     memcpy(&m, r + 1, sizeof m);
-    uint32_t count = h->count;
+    uint32_t count = h->count + g->pend;
     if (count && gen_entry(g, count - 1)->uid >= m.uid)
         return 0;   /* already applied (replay after a crash) */
     const char *raw = (const char *)(r + 1) + sizeof m;
@@ -287,7 +287,7 @@ static int apply_message(struct gen *g, struct idx_hdr *h,
     e.tz_min = m.tz_min;
     e.crc = entry_crc(&e);
     *gen_entry(g, count) = e;
-    A_STORE(&h->count, count + 1);
+    g->pend++;
     if (m.uid >= h->uidnext)
         A_STORE(&h->uidnext, m.uid + 1);
     bump_modseq(h, m.modseq);
@@ -392,53 +392,79 @@ int idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
     case LOG_EXPUNGE: apply_expunge(g, h, r); break;
     case LOG_KEYWORD: apply_keyword(h, r); break;
     }
-    if (rc == 0)
-        A_STORE(&gen_hdr(g)->log_applied, off + rec_bytes(r));
-    return rc;
+    if (rc < 0) {
+        /* Forget the transaction's unpublished entries; log_applied still
+         * points at its start, so the next catch-up applies it again. */
+        g->pend = 0;
+        return rc;
+    }
+    h = gen_hdr(g);
+    if (!(r->rflags & LOGF_CONT)) {
+        /* The end of a transaction: publish its messages together. */
+        if (g->pend) {
+            A_STORE(&h->count, h->count + g->pend);
+            g->pend = 0;
+        }
+        A_STORE(&h->log_applied, off + rec_bytes(r));
+    }
+    return 0;
 }
 
 /* ---- catch-up, checkpoint, rebuild --------------------------------------- */
 
-int gen_catch_up(struct gen *g, bool cut, uint64_t *log_end)
+int gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *skipped)
 {
     uint64_t size;
     int rc = file_size(g->log_fd, &size);
     if (rc < 0)
         return rc;
     struct idx_hdr *h = gen_hdr(g);
-    uint64_t from = h->log_applied;
-    if (from < LOG_HDR_SIZE)
-        from = LOG_HDR_SIZE;
-    if (from > size)
+    uint64_t off = h->log_applied;
+    if (off < LOG_HDR_SIZE)
+        off = LOG_HDR_SIZE;
+    if (off > size)
         return -EBADMSG;    /* the index is ahead of the log */
-    if (size > from) {
-        const uint8_t *base = mapchain_get(&g->log, 0, size);
-        if (!base)
-            return -ENOMEM;
+    const uint8_t *base = size > off ? mapchain_get(&g->log, 0, size) : NULL;
+    if (size > off && !base)
+        return -ENOMEM;
+    while (off < size) {
         uint64_t end;
-        log_scan_end(base, size, from, &end);
-        for (uint64_t off = from; off < end;) {
+        log_scan_end(base, size, off, &end);
+        while (off < end) {
             const struct log_rec *r = (const void *)(base + off);
             if ((rc = idx_apply(NULL, g, r, off)) < 0)
                 return rc;
             off += rec_bytes(r);
         }
-        if (end < size && cut) {
-            /* A torn tail (a writer died mid-write): cut it, under the
-             * flock, so the next record starts on a clean boundary. */
-            if (ftruncate(g->log_fd, (off_t)end) < 0)
-                return -errno;
-            size = end;
+        A_STORE(&h->log_applied, ALIGN8(off));
+        if (off >= size)
+            break;
+        uint64_t next = log_resync(base, size, off);
+        if (next >= size) {
+            /* A torn tail: a write that was never acknowledged. */
+            if (mode != CU_KEEP) {
+                if (ftruncate(g->log_fd, (off_t)off) < 0)
+                    return -errno;
+                size = off;
+            }
+            break;
         }
-        A_STORE(&h->log_applied, ALIGN8(end));
+        /* Damage with intact transactions after it. */
+        if (mode != CU_SALVAGE)
+            return -EBADMSG;
+        if (skipped)
+            (*skipped)++;
+        A_STORE(&h->dead_bytes, h->dead_bytes + (next - off));
+        off = next;
+        A_STORE(&h->log_applied, off);
     }
     *log_end = ALIGN8(size);
     return 0;
 }
 
-int mbox_catch_up(struct store_mbox *mb, struct gen *g, bool cut)
+int mbox_catch_up(struct store_mbox *mb, struct gen *g)
 {
-    return gen_catch_up(g, cut, &mb->log_end);
+    return gen_catch_up(g, CU_CUT, &mb->log_end, NULL);
 }
 
 static uint32_t ckpt_crc(const struct idx_ckpt *c)
@@ -550,8 +576,11 @@ static int rebuild_gen(struct store_mbox *mb, uint64_t generation,
     if ((rc = cache_hdr_write(g->cache_fd, generation)) < 0)
         goto fail;
     idx_hdr_init(gen_hdr(g), &lh);
-    if ((rc = mbox_catch_up(mb, g, true)) < 0)
-        goto fail;
+    {
+        uint64_t skipped = 0;
+        if ((rc = gen_catch_up(g, CU_SALVAGE, &mb->log_end, &skipped)) < 0)
+            goto fail;
+    }
     if ((rc = mbox_checkpoint(mb, g)) < 0)
         goto fail;
     if (rename(cachet, cachep) < 0 || rename(idxt, idxp) < 0) {
@@ -600,7 +629,7 @@ static uint64_t newest_log(const char *dir)
 /* Is the index usable as it is?  Cheap checks only: opening must not scan. */
 static int idx_sane(struct gen *g, uint64_t log_size, const struct log_file_hdr *lh)
 {
-    uint64_t isz;
+    uint64_t isz = 0;
     if (file_size(g->idx_fd, &isz) < 0 || isz < IDX_HDR_SIZE)
         return 0;
     struct idx_hdr *h = gen_hdr(g);
@@ -609,6 +638,9 @@ static int idx_sane(struct gen *g, uint64_t log_size, const struct log_file_hdr 
         h->static_crc != idx_static_crc(h) || h->generation != lh->generation ||
         h->uidvalidity != lh->uidvalidity)
         return 0;
+    uint64_t csz = 0;
+    if (file_size(g->cache_fd, &csz) < 0 || csz < h->cache_end)
+        return 0;   /* cache entries would point past its end */
     if (IDX_HDR_SIZE + (uint64_t)h->count * sizeof(struct idx_entry) > isz ||
         h->log_applied > log_size || h->log_applied < LOG_HDR_SIZE ||
         h->nkeywords > STORE_MAX_KEYWORDS || h->messages > h->count ||
@@ -674,7 +706,7 @@ static int mbox_recover(struct store_mbox *mb)
         ok = idx_sane(g, lsz, &lh);
         if (ok) {
             struct idx_hdr *h = gen_hdr(g);
-            rc = mbox_catch_up(mb, g, true);
+            rc = mbox_catch_up(mb, g);
             if (rc == -EBADMSG)
                 ok = false;
             else if (rc < 0) {
@@ -776,7 +808,7 @@ int mbox_wlock(struct store_mbox *mb)
             goto fail;
         g = mb->gen;
     }
-    rc = mbox_catch_up(mb, g, true);
+    rc = mbox_catch_up(mb, g);
     if (rc == -EBADMSG)
         rc = mbox_rebuild(mb);
     if (rc < 0)

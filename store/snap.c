@@ -87,6 +87,8 @@ store_snap *store_snap_get(store_mbox *mb)
     s->g = g;
     struct idx_hdr *h = gen_hdr(g);
     s->count = A_LOAD(&h->count);
+    s->uidnext = A_LOAD(&h->uidnext);
+    s->highestmodseq = A_LOAD(&h->highestmodseq);
     /* The entry pages must be mapped before anyone dereferences them. */
     if (s->count && !gen_entry(g, s->count - 1)) {
         store_snap_put(s);
@@ -121,8 +123,8 @@ void store_snap_put(store_snap *s)
 
 uint32_t store_snap_messages(const store_snap *s) { return s->live; }
 uint32_t store_snap_entries(const store_snap *s) { return s->count; }
-uint32_t store_snap_uidnext(const store_snap *s) { return A_LOAD(&gen_hdr(s->g)->uidnext); }
-uint64_t store_snap_highestmodseq(const store_snap *s) { return A_LOAD(&gen_hdr(s->g)->highestmodseq); }
+uint32_t store_snap_uidnext(const store_snap *s) { return s->uidnext; }
+uint64_t store_snap_highestmodseq(const store_snap *s) { return s->highestmodseq; }
 uint32_t store_snap_uidvalidity(const store_snap *s) { return gen_hdr(s->g)->uidvalidity; }
 
 const char *store_snap_keyword(const store_snap *s, unsigned i)
