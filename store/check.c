@@ -81,7 +81,9 @@ static int compare_index(struct store_mbox *mb, struct gen *g,
     if (n != rh->count || h->uidnext != rh->uidnext ||
         h->highestmodseq != rh->highestmodseq || h->messages != rh->messages ||
         h->unseen != rh->unseen || h->deleted != rh->deleted ||
-        h->size_live != rh->size_live || h->nkeywords != rh->nkeywords)
+        h->size_live != rh->size_live || h->nkeywords != rh->nkeywords ||
+        h->tombstones != rh->tombstones ||
+        memcmp(h->keywords, rh->keywords, sizeof h->keywords))
         rep->index_mismatches++;
     if (n > rh->count)
         n = rh->count;

@@ -147,7 +147,8 @@ struct idx_hdr {
     uint32_t superseded;        /* set when a new index replaced this file:
                                    holders must reopen */
     uint32_t nkeywords;
-    uint32_t pad1;
+    uint32_t kw_crc;            /* CRC32C of the keyword table (bit rot in
+                                   names must not go unnoticed) */
     struct idx_ckpt ckpt[2];
     uint8_t reserved[256];
     char keywords[64][IDX_KW_SLOT];

@@ -62,6 +62,10 @@ struct gen {
     struct mapchain log, idx, cache;
     uint32_t pend;              /* entries written but not yet published:
                                    a transaction becomes visible at once */
+    struct {
+        uint32_t unseen, deleted;
+        uint64_t size;
+    } pend_messages;            /* their counter deltas */
     pthread_mutex_t tlock;      /* guards tomb */
     struct tombcache *tomb;
 };
@@ -69,7 +73,8 @@ struct gen {
 struct store_snap {
     struct store_mbox *mb;
     struct gen *g;
-    struct tombcache *tomb;
+    struct tombcache *tomb;     /* built on first use by a seq function */
+    bool has_tombs;
     uint32_t count;
     uint32_t live;
     uint32_t uidnext;
@@ -187,6 +192,7 @@ int idx_reserve(struct gen *g, uint32_t count);
 int cache_add(struct gen *g, const char *raw, size_t len, uint64_t *off,
               uint32_t *clen);
 uint32_t entry_crc(const struct idx_entry *e);
+uint32_t idx_kw_crc(const struct idx_hdr *h);
 
 /* ---- log.c ------------------------------------------------------------- */
 

@@ -77,5 +77,6 @@ uint8_t *mapchain_get(struct mapchain *mc, uint64_t off, uint64_t len)
     }
     s = atomic_load(&mc->cur);
     pthread_mutex_unlock(&mc->lock);
-    return s->base + off;
+    /* A damaged offset can ask for more than any reservation holds. */
+    return off + len <= s->len ? s->base + off : NULL;
 }

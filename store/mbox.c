@@ -291,9 +291,10 @@ static int apply_message(struct gen *g, struct idx_hdr *h,
     if (m.uid >= h->uidnext)
         A_STORE(&h->uidnext, m.uid + 1);
     bump_modseq(h, m.modseq);
-    A_STORE(&h->messages, h->messages + 1);
-    count_flags(h, m.flags, 1);
-    A_STORE(&h->size_live, h->size_live + m.size);
+    /* Counters move with the count, at publication (see idx_apply). */
+    g->pend_messages.unseen += !(m.flags & STORE_F_SEEN);
+    g->pend_messages.deleted += !!(m.flags & STORE_F_DELETED);
+    g->pend_messages.size += m.size;
     return 0;
 }
 
@@ -369,6 +370,11 @@ static void apply_expunge(struct gen *g, struct idx_hdr *h,
     A_STORE(&h->expunge_seq, h->expunge_seq + 1);
 }
 
+uint32_t idx_kw_crc(const struct idx_hdr *h)
+{
+    return store_crc32c(0, h->keywords, sizeof h->keywords);
+}
+
 static void apply_keyword(struct idx_hdr *h, const struct log_rec *r)
 {
     struct log_keyword k;
@@ -376,6 +382,7 @@ static void apply_keyword(struct idx_hdr *h, const struct log_rec *r)
     char *slot = h->keywords[k.slot];
     memcpy(slot, (const char *)(r + 1) + sizeof k, k.len);
     slot[k.len] = '\0';
+    h->kw_crc = idx_kw_crc(h);
     if (k.slot + 1 > h->nkeywords)
         A_STORE(&h->nkeywords, k.slot + 1);
 }
@@ -396,14 +403,20 @@ int idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
         /* Forget the transaction's unpublished entries; log_applied still
          * points at its start, so the next catch-up applies it again. */
         g->pend = 0;
+        memset(&g->pend_messages, 0, sizeof g->pend_messages);
         return rc;
     }
     h = gen_hdr(g);
     if (!(r->rflags & LOGF_CONT)) {
         /* The end of a transaction: publish its messages together. */
         if (g->pend) {
+            A_STORE(&h->unseen, h->unseen + g->pend_messages.unseen);
+            A_STORE(&h->deleted, h->deleted + g->pend_messages.deleted);
+            A_STORE(&h->size_live, h->size_live + g->pend_messages.size);
             A_STORE(&h->count, h->count + g->pend);
+            A_STORE(&h->messages, h->messages + g->pend);
             g->pend = 0;
+            memset(&g->pend_messages, 0, sizeof g->pend_messages);
         }
         A_STORE(&h->log_applied, off + rec_bytes(r));
     }
@@ -527,6 +540,7 @@ void idx_hdr_init(struct idx_hdr *h, const struct log_file_hdr *lh)
     h->highestmodseq = lh->base_modseq ? lh->base_modseq : 1;
     h->tomb_floor = lh->tomb_floor;
     h->recent_uid = h->uidnext;
+    h->kw_crc = idx_kw_crc(h);
     h->log_applied = LOG_HDR_SIZE;
     h->cache_end = CACHE_HDR_SIZE;
     fs_boot_id(h->boot_id);
@@ -643,8 +657,9 @@ static int idx_sane(struct gen *g, uint64_t log_size, const struct log_file_hdr 
         return 0;   /* cache entries would point past its end */
     if (IDX_HDR_SIZE + (uint64_t)h->count * sizeof(struct idx_entry) > isz ||
         h->log_applied > log_size || h->log_applied < LOG_HDR_SIZE ||
-        h->nkeywords > STORE_MAX_KEYWORDS || h->messages > h->count ||
-        h->tombstones > h->count)
+        h->nkeywords > STORE_MAX_KEYWORDS || h->messages + h->tombstones != h->count ||
+        h->unseen > h->messages || h->deleted > h->messages ||
+        h->kw_crc != idx_kw_crc(h) || h->recent_uid > h->uidnext)
         return 0;
     uint8_t boot[16];
     fs_boot_id(boot);
@@ -941,9 +956,14 @@ int store_mbox_status(struct store_mbox *mb, store_status *st)
     st->log_bytes = lsz;
     uint32_t count = A_LOAD(&h->count);
     uint32_t recent = A_LOAD(&h->recent_uid);
-    for (uint32_t p = gen_lower_bound(g, count, recent); p < count; p++)
-        if (!(FM_FLAGS(A_LOAD(&gen_entry(g, p)->fm)) & ENT_EXPUNGED))
-            st->recent++;
+    uint32_t p = gen_lower_bound(g, count, recent);
+    if (p == 0) {
+        st->recent = st->messages;  /* nobody has claimed any yet */
+    } else {
+        for (; p < count; p++)
+            if (!(FM_FLAGS(A_LOAD(&gen_entry(g, p)->fm)) & ENT_EXPUNGED))
+                st->recent++;
+    }
     gen_put(g);
     return 0;
 }

@@ -94,14 +94,12 @@ store_snap *store_snap_get(store_mbox *mb)
         store_snap_put(s);
         return NULL;
     }
-    if (A_LOAD(&h->tombstones)) {
-        s->tomb = tomb_get(g, s->count);
-        if (!s->tomb) {
-            store_snap_put(s);
-            return NULL;
-        }
-    }
-    s->live = s->count - (s->tomb ? s->tomb->n : 0);
+    /* The tombstone positions cost a scan: only sequence-number lookups
+     * need them, so they are collected on first use. */
+    s->has_tombs = A_LOAD(&h->tombstones) != 0;
+    s->live = s->has_tombs ? A_LOAD(&h->messages) : s->count;
+    if (s->live > s->count)
+        s->live = s->count;
     return s;
 }
 
@@ -189,8 +187,22 @@ static bool is_tomb(const struct tombcache *t, uint32_t pos)
     return t && i < t->n && t->pos[i] == pos;
 }
 
+/* The snapshot's tombstone positions, collected on first use.  The
+ * snapshot is used by one thread at a time, so no lock. */
+static const struct tombcache *snap_tombs(const store_snap *cs)
+{
+    store_snap *s = (store_snap *)cs;
+    if (s->has_tombs && !s->tomb) {
+        s->tomb = tomb_get(s->g, s->count);
+        if (s->tomb)
+            s->live = s->count - s->tomb->n;
+    }
+    return s->tomb;
+}
+
 uint32_t store_snap_seq_of_uid(const store_snap *s, uint32_t uid)
 {
+    snap_tombs(s);
     int64_t p = gen_find(s->g, s->count, uid);
     if (p < 0 || is_tomb(s->tomb, (uint32_t)p))
         return 0;
@@ -199,6 +211,7 @@ uint32_t store_snap_seq_of_uid(const store_snap *s, uint32_t uid)
 
 uint32_t store_snap_uid_of_seq(const store_snap *s, uint32_t seq)
 {
+    snap_tombs(s);
     if (seq == 0 || seq > s->live)
         return 0;
     if (!s->tomb)
@@ -235,6 +248,19 @@ int store_snap_msg(const store_snap *s, uint32_t uid, store_msg *m)
     return 0;
 }
 
+/* An entry whose immutable fields fail their checksum, or point outside
+ * what the log and cache hold, is damage (bit rot, a stray write): never
+ * follow its offsets. */
+static bool entry_sound(const store_snap *s, const struct idx_entry *e)
+{
+    const struct idx_hdr *h = gen_hdr(s->g);
+    return e->crc == entry_crc(e) &&
+           e->log_off + sizeof(struct log_rec) + sizeof(struct log_message) + e->size <=
+               A_LOAD(&h->log_applied) &&
+           (!e->cache_off || e->cache_off + sizeof(struct cache_rec) + e->cache_len <=
+                                 A_LOAD(&h->cache_end));
+}
+
 /* Expunged messages stay readable in the snapshot's files until the next
  * compaction, so a session may still fetch what it was told exists. */
 int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
@@ -244,6 +270,8 @@ int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
     if (p < 0)
         return -ENOENT;
     const struct idx_entry *e = gen_entry(s->g, (uint32_t)p);
+    if (!entry_sound(s, e))
+        return -EBADMSG;
     if (off > e->size)
         off = e->size;
     uint64_t n = e->size - off;
@@ -264,15 +292,17 @@ int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c)
     if (p < 0)
         return -ENOENT;
     const struct idx_entry *e = gen_entry(s->g, (uint32_t)p);
+    if (!entry_sound(s, e))
+        return -EBADMSG;
     if (e->cache_off) {
         const uint8_t *b = mapchain_get(&s->g->cache, e->cache_off,
                                         sizeof(struct cache_rec) + e->cache_len);
         struct cache_rec cr;
         if (b) {
+            /* The blob carries its own CRC, which store_cache_open checks;
+             * the record's CRC is for check, not for every read. */
             memcpy(&cr, b, sizeof cr);
-            if (cr.len == e->cache_len &&
-                cr.crc == store_crc32c(0, b + sizeof cr, cr.len) &&
-                store_cache_open(b + sizeof cr, cr.len, c) == 0)
+            if (cr.len == e->cache_len && store_cache_open(b + sizeof cr, cr.len, c) == 0)
                 return 0;
         }
     }

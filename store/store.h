@@ -182,7 +182,8 @@ int store_append(store_mbox *mb, const store_new_msg *msgs, size_t n,
 /* Copy the live messages of src in the set to dst (same user or not),
  * keeping flags, keywords and internal dates.  src_uids/dst_uids (either may
  * be NULL) get the pairs in UID order (COPYUID).  With move, the copies are
- * made durable first and the originals then expunged.  src != dst. */
+ * made durable first and the originals then expunged.  Copying a mailbox
+ * into itself is allowed; moving one into itself is -EINVAL. */
 int store_copy(store_mbox *src, const store_range *set, size_t nset,
                store_mbox *dst, bool move,
                store_uidlist *src_uids, store_uidlist *dst_uids);
