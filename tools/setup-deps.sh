@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# tools/setup-deps.sh — install the Debian 12 packages Ringmail builds with.
+#
+# Installs only what is missing (checked with dpkg-query), runs apt-get update
+# at most once and only when something has to be installed, and is quick and
+# silent-ish when everything is there.  Needs root (or sudo) only to install.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential             # gcc 12, make, libc headers
+  cmake
+  pkg-config
+  liburing-dev                # io_uring (the server's runtime)
+  android-libboringssl-dev    # TLS for the server (BoringSSL)
+  libjemalloc-dev             # the server's allocator
+  libbenchmark-dev            # Google Benchmark: bench/ringmail-microbench
+  zlib1g-dev                  # COMPRESS=DEFLATE, later
+  libcrypt-dev                # libxcrypt: password hashes
+  python3                     # integration tests
+  clang                       # fuzz targets (libFuzzer), later
+  isync                       # mbsync: a real IMAP client in the integration tests
+  offlineimap3                # offlineimap: another real client in those tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  if [[ "$status" != "installed" ]]; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+echo "setup-deps: installing ${missing[*]}"
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "setup-deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# Wait for another apt/dpkg (unattended upgrades) instead of failing at once.
+APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0)
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" update -qq
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" install -y -qq \
+  --no-install-recommends "${missing[@]}"
+
+# Check again: apt-get can succeed without installing (e.g. a held package).
+still=()
+for p in "${missing[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "installed" ]] || still+=("$p")
+done
+if ((${#still[@]})); then
+  echo "setup-deps: still missing after install: ${still[*]}" >&2
+  exit 1
+fi
+echo "setup-deps: done"
