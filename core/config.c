@@ -41,6 +41,16 @@ static const config_key config_table[] = {
       "PEM private key for tls_cert" },
     { "allow_plaintext_auth", CONFIG_BOOL, "no", NULL, 0, 0,
       "allow LOGIN/AUTHENTICATE PLAIN without TLS from non-loopback peers" },
+    { "login_timeout", CONFIG_INT, "60", NULL, 1, 86400,
+      "seconds a connection may take to log in" },
+    { "idle_timeout", CONFIG_INT, "1860", NULL, 1800, 86400,
+      "seconds of silence before autologout (RFC 3501: at least 30 min)" },
+    { "max_bad_commands", CONFIG_INT, "50", NULL, 0, 100000,
+      "BAD answers in a row before the server says BYE; 0 = no limit" },
+    { "max_line_length", CONFIG_INT, "65536", NULL, 1024, 16777216,
+      "longest command line, literals excluded" },
+    { "append_limit", CONFIG_INT, "67108864", NULL, 1024, 2147483647,
+      "largest message APPEND accepts (APPENDLIMIT)" },
 };
 
 #define CONFIG_NKEYS (sizeof config_table / sizeof config_table[0])

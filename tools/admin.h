@@ -110,5 +110,9 @@ int admin_cmd_export(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_expunge(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_compact(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_check(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_user_add(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_user_passwd(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_user_del(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_user_list(admin_ctx *ctx, int argc, char **argv);
 
 #endif

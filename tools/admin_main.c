@@ -29,6 +29,13 @@ static const char usage_text[] =
 "  export USER MAILBOX PATH          write an mboxrd file (PATH '-': stdout)\n"
 "  expunge USER MAILBOX UIDSET       e.g. 1,3:5,7:*\n"
 "\n"
+"Users (the passwd-file; the password is read from standard input):\n"
+"  user add [--scheme NAME] USER     NAME: SHA512-CRYPT (default), SHA256-CRYPT,\n"
+"                                    BLF-CRYPT or PLAIN\n"
+"  user passwd [--scheme NAME] USER  change a password\n"
+"  user del USER                     remove from the passwd-file (mail stays)\n"
+"  user list                         user names, one a line\n"
+"\n"
 "Maintenance:\n"
 "  compact USER [MAILBOX]            rewrite logs without dead records\n"
 "  check USER [MAILBOX] [--repair]   verify logs, indexes and caches;\n"
@@ -98,6 +105,10 @@ static const struct admin_command commands[] = {
     { NULL, "expunge", admin_cmd_expunge },
     { NULL, "compact", admin_cmd_compact },
     { NULL, "check", admin_cmd_check },
+    { "user", "add", admin_cmd_user_add },
+    { "user", "passwd", admin_cmd_user_passwd },
+    { "user", "del", admin_cmd_user_del },
+    { "user", "list", admin_cmd_user_list },
     { NULL, "config", cmd_config },
 };
 

@@ -1,0 +1,330 @@
+/* core/cmd_fetch.c — FETCH and UID FETCH.
+ *
+ * A header listing (FLAGS, UID, RFC822.SIZE, INTERNALDATE, ENVELOPE,
+ * BODYSTRUCTURE) reads only the index and the cache.  Message bytes are
+ * read only for body sections, and large ones are not copied: they are
+ * queued as references into the store's mapping, kept alive by the
+ * snapshot until the socket has taken them. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/fetch_render.h"
+#include "core/log.h"
+#include "core/session.h"
+
+#define ZERO_COPY_MIN 16384     /* smaller sections are cheaper to copy */
+
+enum {
+    F_UID = 1 << 0,
+    F_FLAGS = 1 << 1,
+    F_INTERNALDATE = 1 << 2,
+    F_SIZE = 1 << 3,
+    F_ENVELOPE = 1 << 4,
+    F_BODY = 1 << 5,
+    F_BODYSTRUCTURE = 1 << 6,
+};
+
+typedef struct fetch_item {
+    imap_section sec;
+} fetch_item;
+
+typedef struct fetch_req {
+    unsigned simple;        /* F_* */
+    fetch_item *items;
+    size_t nitems;
+    bool sets_seen;         /* a non-peek body item */
+} fetch_req;
+
+static void req_free(fetch_req *r)
+{
+    for (size_t i = 0; i < r->nitems; i++)
+        imap_section_free(&r->items[i].sec);
+    free(r->items);
+}
+
+static int add_item(fetch_req *r, const char *spec, size_t len, const char **err)
+{
+    fetch_item *n = realloc(r->items, (r->nitems + 1) * sizeof *n);
+    if (!n)
+        return -ENOMEM;
+    r->items = n;
+    fetch_item *it = &n[r->nitems];
+    memset(it, 0, sizeof *it);
+    int rc = imap_section_parse(spec, len, &it->sec);
+    if (rc < 0) {
+        *err = rc == -E2BIG ? "Part number too deep" : "Bad section";
+        return rc == -ENOMEM ? rc : -EINVAL;
+    }
+    if (!it->sec.peek)
+        r->sets_seen = true;
+    r->nitems++;
+    return 0;
+}
+
+static int parse_att(fetch_req *r, const imap_arg *a, bool in_list, const char **err)
+{
+    if (a->type != IMAP_ARG_ATOM) {
+        *err = "Fetch attribute expected";
+        return -EINVAL;
+    }
+    const char *s = a->s;
+    static const struct { const char *name; unsigned bits; } simple[] = {
+        {"UID", F_UID}, {"FLAGS", F_FLAGS}, {"INTERNALDATE", F_INTERNALDATE},
+        {"RFC822.SIZE", F_SIZE}, {"ENVELOPE", F_ENVELOPE}, {"BODY", F_BODY},
+        {"BODYSTRUCTURE", F_BODYSTRUCTURE},
+        {"ALL", F_FLAGS | F_INTERNALDATE | F_SIZE | F_ENVELOPE},
+        {"FAST", F_FLAGS | F_INTERNALDATE | F_SIZE},
+        {"FULL", F_FLAGS | F_INTERNALDATE | F_SIZE | F_ENVELOPE | F_BODY},
+    };
+    for (size_t i = 0; i < sizeof simple / sizeof *simple; i++)
+        if (!strcasecmp(s, simple[i].name)) {
+            if (in_list && i >= 7) {
+                *err = "ALL, FAST and FULL cannot be in a list";
+                return -EINVAL;
+            }
+            r->simple |= simple[i].bits;
+            return 0;
+        }
+    if (strchr(s, '[') || !strncasecmp(s, "RFC822", 6))
+        return add_item(r, s, a->len, err);
+    *err = "Unknown fetch attribute";
+    return -EINVAL;
+}
+
+/* The snapshot shared by the zero-copy chunks of one FETCH.  Released on
+ * the connection's worker, so a plain counter is enough. */
+typedef struct snapref {
+    store_snap *snap;
+    unsigned refs;
+} snapref;
+
+static void snapref_put(void *arg)
+{
+    snapref *r = arg;
+    if (--r->refs == 0) {
+        store_snap_put(r->snap);
+        free(r);
+    }
+}
+
+static void internaldate(imap_out *o, int64_t t, int16_t tz)
+{
+    static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t local = (time_t)(t + tz * 60);
+    struct tm tm;
+    gmtime_r(&local, &tm);
+    int z = tz < 0 ? -tz : tz;
+    imap_out_printf(o, "\"%02d-%s-%04d %02d:%02d:%02d %c%02d%02d\"", tm.tm_mday,
+                    mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                    tz < 0 ? '-' : '+', z / 60, z % 60);
+}
+
+/* One message's FETCH response.  Returns 0 or -errno (then nothing useful
+ * was added for it). */
+static int fetch_one(session *s, snapref *ref, const fetch_req *req, uint32_t seq,
+                     uint32_t uid, bool uidcmd, bool seen_changed)
+{
+    store_snap *snap = ref->snap;
+    store_msg m;
+    if (store_snap_msg(snap, uid, &m) < 0) {
+        /* Expunged by another session but still in our view: the bytes are
+         * still in the log until compaction; only the flags are gone. */
+        if (store_snap_bytes(snap, uid, 0, 0, &(const char *){NULL}, &(size_t){0}) < 0)
+            return -ENOENT;
+        memset(&m, 0, sizeof m);
+        m.uid = uid;
+        for (uint32_t p = 0; p < store_snap_entries(snap); p++) {
+            store_msg e;
+            store_snap_entry(snap, p, &e);
+            if (e.uid == uid) {
+                m = e;
+                break;
+            }
+        }
+    }
+    imap_out *o = &s->out;
+    imap_out_printf(o, "* %u FETCH (", seq);
+    const char *sp = "";
+    if (uidcmd || (req->simple & F_UID)) {
+        imap_out_printf(o, "UID %u", uid);
+        sp = " ";
+    }
+    if ((req->simple & F_FLAGS) || seen_changed) {
+        imap_out_printf(o, "%sFLAGS ", sp);
+        sess_flags(s, o, snap, m.flags, m.keywords, uid >= s->recent_first);
+        sp = " ";
+    }
+    if (req->simple & F_INTERNALDATE) {
+        imap_out_printf(o, "%sINTERNALDATE ", sp);
+        internaldate(o, m.internal_date, m.tz_min);
+        sp = " ";
+    }
+    if (req->simple & F_SIZE) {
+        imap_out_printf(o, "%sRFC822.SIZE %u", sp, m.size);
+        sp = " ";
+    }
+    store_cache cache;
+    bool have_cache = false;
+    if (req->simple & (F_ENVELOPE | F_BODY | F_BODYSTRUCTURE) || req->nitems) {
+        if (store_snap_cache(snap, uid, &cache) < 0) {
+            imap_out_printf(o, ")\r\n");
+            return -EIO;
+        }
+        have_cache = true;
+    }
+    if (req->simple & F_ENVELOPE) {
+        imap_out_printf(o, "%sENVELOPE ", sp);
+        imap_render_envelope(o, &cache, 0, s->utf8);
+        sp = " ";
+    }
+    if (req->simple & F_BODY) {
+        imap_out_printf(o, "%sBODY ", sp);
+        imap_render_body(o, &cache, false, s->utf8);
+        sp = " ";
+    }
+    if (req->simple & F_BODYSTRUCTURE) {
+        imap_out_printf(o, "%sBODYSTRUCTURE ", sp);
+        imap_render_body(o, &cache, true, s->utf8);
+        sp = " ";
+    }
+    const char *raw = NULL;
+    size_t rawlen = 0;
+    if (req->nitems && store_snap_bytes(snap, uid, 0, SIZE_MAX, &raw, &rawlen) < 0)
+        return -EIO;
+    int result = 0;
+    for (size_t i = 0; i < req->nitems && have_cache; i++) {
+        const imap_section *sec = &req->items[i].sec;
+        imap_section_data d;
+        int rc = imap_section_fetch(sec, &cache, raw, rawlen, &d);
+        imap_out_printf(o, "%s", sp);
+        sp = " ";
+        imap_section_echo(o, sec);
+        imap_out_add(o, " ", 1);
+        if (rc == -ENOMEM) {
+            imap_out_printf(o, "NIL");
+            result = rc;
+            continue;
+        }
+        if (rc < 0) {
+            /* A part that does not exist or does not fit the section:
+             * NIL for BODY; BINARY makes the command fail (RFC 3516). */
+            imap_out_printf(o, "NIL");
+            if (sec->item != IMAP_ITEM_BODY)
+                result = rc == -ENOTSUP ? -ENOTSUP : -ENOENT;
+            continue;
+        }
+        if (sec->item == IMAP_ITEM_BINARY_SIZE) {
+            imap_out_printf(o, "%llu", (unsigned long long)d.size);
+        } else if (d.nul) {
+            imap_out_printf(o, "~{%zu}\r\n", d.len);
+            imap_out_add(o, d.p, d.len);
+        } else if (d.len >= ZERO_COPY_MIN && !d.buf.data) {
+            imap_out_printf(o, "{%zu}\r\n", d.len);
+            sess_flush(s);
+            ref->refs++;
+            net_conn_send_ref(s->conn, d.p, d.len, snapref_put, ref);
+        } else {
+            imap_out_printf(o, "{%zu}\r\n", d.len);
+            imap_out_add(o, d.p, d.len);
+        }
+        imap_section_data_free(&d);
+    }
+    imap_out_printf(o, ")\r\n");
+    return result;
+}
+
+void cmd_fetch(session *s, const char *tag, imap_args *a, imap_arg *args,
+               size_t nargs, bool uid)
+{
+    (void)a;
+    fetch_req req = {0};
+    const char *err = "Bad fetch attributes";
+    store_range *r = NULL;
+    size_t nr = 0;
+    if (nargs < 2 || nargs > 3 || args[0].type != IMAP_ARG_ATOM) {
+        sess_bad(s, tag, "FETCH takes a set and attributes");
+        return;
+    }
+    if (nargs == 3) {   /* (CHANGEDSINCE n) etc.: not offered */
+        sess_bad(s, tag, "Unknown FETCH modifier");
+        return;
+    }
+    int rc = 0;
+    if (args[1].type == IMAP_ARG_LIST) {
+        for (size_t i = 0; i < args[1].nlist && rc == 0; i++)
+            rc = parse_att(&req, &args[1].list[i], true, &err);
+    } else {
+        rc = parse_att(&req, &args[1], false, &err);
+    }
+    if (rc < 0) {
+        sess_bad(s, tag, "%s", rc == -ENOMEM ? "Out of memory" : err);
+        goto out;
+    }
+    if ((rc = sess_set_to_uids(s, args[0].s, uid, &r, &nr)) < 0) {
+        sess_bad(s, tag, rc == -ERANGE ? "Invalid message number" : "Bad sequence set");
+        goto out;
+    }
+    /* Implicit \Seen first, so the responses show it. */
+    store_uidlist seen = {0};
+    if (req.sets_seen && !s->readonly && nr) {
+        uint64_t modseq = 0;
+        if (store_flags(s->mb, r, nr, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, 0, &seen,
+                        NULL, &modseq) == 0 && modseq) {
+            if (modseq == s->modseq_seen + 1)
+                s->modseq_seen = modseq;
+            sess_changed(s, s->mb);
+        }
+    }
+    snapref *ref = malloc(sizeof *ref);
+    store_snap *snap = ref ? store_snap_get(s->mb) : NULL;
+    if (!snap) {
+        free(ref);
+        store_uidlist_free(&seen);
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        goto out;
+    }
+    ref->snap = snap;
+    ref->refs = 1;
+    int failed = 0;
+    size_t sj = 0;      /* seen.uids ascends like the view: merge */
+    for (size_t k = 0; k < nr; k++) {
+        /* The view is sorted by UID: start at the range's first. */
+        uint32_t lo = 0, hi = s->nview;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (s->view[mid] < r[k].lo)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (uint32_t i = lo; i < s->nview && s->view[i] <= r[k].hi; i++) {
+            uint32_t u = s->view[i];
+            while (sj < seen.n && seen.uids[sj] < u)
+                sj++;
+            bool sc = sj < seen.n && seen.uids[sj] == u;
+            int frc = fetch_one(s, ref, &req, i + 1, u, uid, sc);
+            if (frc < 0 && (!failed || frc == -ENOTSUP))
+                failed = frc;
+            if (s->out.len > (1u << 20))
+                sess_flush(s);
+        }
+    }
+    snapref_put(ref);
+    store_uidlist_free(&seen);
+    sess_sync(s, false);
+    if (failed == -ENOTSUP)
+        sess_tagged(s, tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
+    else if (failed == -ENOENT)
+        sess_tagged(s, tag, "NO", "[CANNOT] No such part for BINARY");
+    else if (failed)
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Some messages could not be fetched");
+    else
+        sess_tagged(s, tag, "OK", "FETCH completed");
+out:
+    req_free(&req);
+    free(r);
+}

@@ -1,0 +1,561 @@
+/* core/cmd_mailbox.c — SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
+ * UNSUBSCRIBE, LIST, LSUB and STATUS. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "core/session.h"
+
+/* The mailbox argument in UTF-8, or NULL after answering. */
+static char *mbox_arg(session *s, const char *tag, imap_args *a, const imap_arg *arg)
+{
+    if (arg->type == IMAP_ARG_LIST) {
+        sess_bad(s, tag, "Mailbox name expected");
+        return NULL;
+    }
+    const char *raw = imap_arg_astring(a, arg);
+    char *name = raw && strlen(raw) == arg->len ? sess_mbox_from_client(s, raw) : NULL;
+    if (!name)
+        sess_tagged(s, tag, "NO", "[CANNOT] Invalid mailbox name encoding");
+    return name;
+}
+
+static const char *special_name(uint32_t sp)
+{
+    switch (sp) {
+    case STORE_SPECIAL_SENT: return "\\Sent";
+    case STORE_SPECIAL_DRAFTS: return "\\Drafts";
+    case STORE_SPECIAL_TRASH: return "\\Trash";
+    case STORE_SPECIAL_JUNK: return "\\Junk";
+    case STORE_SPECIAL_ARCHIVE: return "\\Archive";
+    }
+    return NULL;
+}
+
+static uint32_t special_parse(const char *s)
+{
+    for (uint32_t b = 1; b <= STORE_SPECIAL_ARCHIVE; b <<= 1)
+        if (!strcasecmp(s, special_name(b)))
+            return b;
+    return 0;
+}
+
+/* ---- SELECT / EXAMINE -------------------------------------------------------- */
+
+static void do_select(session *s, const char *tag, imap_args *a, imap_arg *args,
+                      size_t nargs, bool readonly)
+{
+    if (nargs < 1 || nargs > 2 || (nargs == 2 && args[1].type != IMAP_ARG_LIST)) {
+        sess_bad(s, tag, "%s takes a mailbox name", readonly ? "EXAMINE" : "SELECT");
+        return;
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name)
+        return;
+    bool was_selected = s->state == ST_SELECTED;
+    sess_unselect(s);
+    if (was_selected && s->rev2)
+        sess_untagged(s, "OK [CLOSED] Previous mailbox closed");
+    store_mbox *mb;
+    int rc = store_mbox_open(s->su, name, &mb);
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, "select");
+        free(name);
+        return;
+    }
+    uint32_t recent_first = UINT32_MAX;
+    if (!readonly && store_mbox_claim_recent(mb, &recent_first) < 0)
+        recent_first = UINT32_MAX;
+    store_snap *snap = store_snap_get(mb);
+    if (!snap) {
+        store_mbox_close(mb);
+        free(name);
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        return;
+    }
+    s->mb = mb;
+    s->mbname = name;
+    s->readonly = readonly;
+    s->recent_first = recent_first;
+    s->state = ST_SELECTED;
+    uint32_t entries = store_snap_entries(snap), first_unseen = 0, recent = 0;
+    s->view = malloc((entries + 1) * sizeof *s->view);
+    s->capview = s->view ? entries + 1 : 0;
+    for (uint32_t p = 0; s->view && p < entries; p++) {
+        store_msg m;
+        if (store_snap_entry(snap, p, &m) != 1 || s->nview == s->capview)
+            continue;
+        s->view[s->nview++] = m.uid;
+        if (!first_unseen && !(m.flags & STORE_F_SEEN))
+            first_unseen = s->nview;
+        if (m.uid >= recent_first)
+            recent++;
+    }
+    if (readonly) {
+        store_status st;
+        if (store_mbox_status(mb, &st) == 0)
+            recent = st.recent;
+    }
+    s->nrecent = recent;
+    s->modseq_seen = store_snap_highestmodseq(snap);
+    imap_out kw = {0};
+    for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
+        const char *n = store_snap_keyword(snap, k);
+        if (n)
+            imap_out_printf(&kw, " %s", n);
+    }
+    const char *kws = kw.p ? kw.p : "";
+    int kwl = (int)kw.len;
+    imap_out_printf(&s->out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n",
+                    kwl, kws);
+    if (readonly)
+        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    else
+        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted "
+                        "\\Seen \\Draft%.*s \\*)] Flags permitted\r\n", kwl, kws);
+    imap_out_free(&kw);
+    imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
+    if (!s->rev2) {
+        imap_out_printf(&s->out, "* %u RECENT\r\n", recent);
+        if (first_unseen)
+            imap_out_printf(&s->out, "* OK [UNSEEN %u] First unseen\r\n", first_unseen);
+    }
+    imap_out_printf(&s->out, "* OK [UIDVALIDITY %u] UIDs valid\r\n", store_snap_uidvalidity(snap));
+    imap_out_printf(&s->out, "* OK [UIDNEXT %u] Predicted next UID\r\n", store_snap_uidnext(snap));
+    if (s->rev2) {
+        imap_out_printf(&s->out, "* LIST () \"%c\" ", store_user_separator(s->su));
+        sess_mbox_to_client(s, &s->out, name);
+        imap_out_printf(&s->out, "\r\n");
+    }
+    store_snap_put(snap);
+    if (notify_watch(s->srv, mb, net_conn_get_id(s->conn)) < 0)
+        log_msg(LOGL_WARN, s->id, s->user, "no memory to watch the mailbox");
+    sess_tagged(s, tag, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
+                readonly ? "EXAMINE" : "SELECT");
+}
+
+void cmd_select(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    do_select(s, tag, a, args, nargs, false);
+}
+
+void cmd_examine(session *s, const char *tag, imap_args *a, imap_arg *args,
+                 size_t nargs, bool uid)
+{
+    (void)uid;
+    do_select(s, tag, a, args, nargs, true);
+}
+
+/* ---- CREATE / DELETE / RENAME / SUBSCRIBE ----------------------------------- */
+
+void cmd_create(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    if (nargs < 1 || nargs > 2 || (nargs == 2 && args[1].type != IMAP_ARG_LIST)) {
+        sess_bad(s, tag, "CREATE takes a mailbox name and optional parameters");
+        return;
+    }
+    uint32_t special = 0;
+    if (nargs == 2) {
+        /* RFC 6154 CREATE-SPECIAL-USE: (USE (\Sent ...)) */
+        const imap_arg *l = &args[1];
+        for (size_t i = 0; i < l->nlist; i += 2) {
+            if (!imap_arg_is(&l->list[i], "USE") || i + 1 >= l->nlist ||
+                l->list[i + 1].type != IMAP_ARG_LIST) {
+                sess_bad(s, tag, "Unknown CREATE parameter");
+                return;
+            }
+            for (size_t k = 0; k < l->list[i + 1].nlist; k++) {
+                const imap_arg *u = &l->list[i + 1].list[k];
+                uint32_t b = u->type == IMAP_ARG_ATOM ? special_parse(u->s) : 0;
+                if (!b) {
+                    sess_tagged(s, tag, "NO", "[USEATTR] Unsupported special-use attribute");
+                    return;
+                }
+                special |= b;
+            }
+        }
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name)
+        return;
+    size_t n = strlen(name);
+    char sep = store_user_separator(s->su);
+    if (n > 1 && name[n - 1] == sep)    /* "foo/" creates "foo" (RFC 3501) */
+        name[n - 1] = '\0';
+    int rc = store_mailbox_create(s->su, name, special);
+    if (rc < 0)
+        sess_store_error(s, tag, rc, "create");
+    else
+        sess_tagged(s, tag, "OK", "CREATE completed");
+    free(name);
+}
+
+void cmd_delete(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    if (nargs != 1) {
+        sess_bad(s, tag, "DELETE takes a mailbox name");
+        return;
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name)
+        return;
+    int rc = store_mailbox_delete(s->su, name);
+    if (rc < 0)
+        sess_store_error(s, tag, rc, "delete");
+    else
+        sess_tagged(s, tag, "OK", "DELETE completed");
+    free(name);
+}
+
+void cmd_rename(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    if (nargs != 2) {
+        sess_bad(s, tag, "RENAME takes two mailbox names");
+        return;
+    }
+    char *from = mbox_arg(s, tag, a, &args[0]);
+    if (!from)
+        return;
+    char *to = mbox_arg(s, tag, a, &args[1]);
+    if (!to) {
+        free(from);
+        return;
+    }
+    int rc = store_mailbox_rename(s->su, from, to);
+    if (rc == -ENOENT)
+        sess_tagged(s, tag, "NO", "[NONEXISTENT] No such mailbox");
+    else if (rc < 0)
+        sess_store_error(s, tag, rc, "rename");
+    else
+        sess_tagged(s, tag, "OK", "RENAME completed");
+    free(from);
+    free(to);
+}
+
+static void do_subscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
+                         size_t nargs, bool on)
+{
+    if (nargs != 1) {
+        sess_bad(s, tag, "%s takes a mailbox name", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+        return;
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name)
+        return;
+    int rc = store_mailbox_subscribe(s->su, name, on);
+    if (rc < 0)
+        sess_store_error(s, tag, rc, "subscribe");
+    else
+        sess_tagged(s, tag, "OK", "%s completed", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+    free(name);
+}
+
+void cmd_subscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
+                   size_t nargs, bool uid)
+{
+    (void)uid;
+    do_subscribe(s, tag, a, args, nargs, true);
+}
+
+void cmd_unsubscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
+                     size_t nargs, bool uid)
+{
+    (void)uid;
+    do_subscribe(s, tag, a, args, nargs, false);
+}
+
+/* ---- STATUS -------------------------------------------------------------------- */
+
+enum { ST_MESSAGES = 1, ST_UIDNEXT = 2, ST_UIDVALIDITY = 4, ST_UNSEEN = 8,
+       ST_RECENT = 16, ST_SIZE = 32, ST_DELETED = 64 };
+
+static int status_items(const imap_arg *l, unsigned *items)
+{
+    static const char *const names[] = {"MESSAGES", "UIDNEXT", "UIDVALIDITY",
+                                        "UNSEEN", "RECENT", "SIZE", "DELETED"};
+    *items = 0;
+    if (l->type != IMAP_ARG_LIST || !l->nlist)
+        return -EINVAL;
+    for (size_t i = 0; i < l->nlist; i++) {
+        unsigned bit = 0;
+        for (unsigned k = 0; k < sizeof names / sizeof *names; k++)
+            if (imap_arg_is(&l->list[i], names[k]))
+                bit = 1u << k;
+        if (!bit)
+            return -EINVAL;
+        *items |= bit;
+    }
+    return 0;
+}
+
+static int status_line(session *s, const char *name, unsigned items)
+{
+    store_status st;
+    int rc = store_mailbox_status(s->su, name, &st);
+    if (rc < 0)
+        return rc;
+    imap_out_printf(&s->out, "* STATUS ");
+    sess_mbox_to_client(s, &s->out, name);
+    imap_out_printf(&s->out, " (");
+    const char *sp = "";
+    if (items & ST_MESSAGES) { imap_out_printf(&s->out, "%sMESSAGES %u", sp, st.messages); sp = " "; }
+    if (items & ST_UIDNEXT) { imap_out_printf(&s->out, "%sUIDNEXT %u", sp, st.uidnext); sp = " "; }
+    if (items & ST_UIDVALIDITY) { imap_out_printf(&s->out, "%sUIDVALIDITY %u", sp, st.uidvalidity); sp = " "; }
+    if (items & ST_UNSEEN) { imap_out_printf(&s->out, "%sUNSEEN %u", sp, st.unseen); sp = " "; }
+    if (items & ST_RECENT) { imap_out_printf(&s->out, "%sRECENT %u", sp, st.recent); sp = " "; }
+    if (items & ST_SIZE) { imap_out_printf(&s->out, "%sSIZE %llu", sp, (unsigned long long)st.size); sp = " "; }
+    if (items & ST_DELETED) { imap_out_printf(&s->out, "%sDELETED %u", sp, st.deleted); sp = " "; }
+    imap_out_printf(&s->out, ")\r\n");
+    return 0;
+}
+
+void cmd_status(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    unsigned items;
+    if (nargs != 2 || status_items(&args[1], &items) < 0) {
+        sess_bad(s, tag, "STATUS takes a mailbox and a list of items");
+        return;
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name)
+        return;
+    int rc = status_line(s, name, items);
+    if (rc < 0)
+        sess_store_error(s, tag, rc, "status");
+    else
+        sess_tagged(s, tag, "OK", "STATUS completed");
+    free(name);
+}
+
+/* ---- LIST / LSUB ------------------------------------------------------------------ */
+
+/* IMAP LIST wildcards: '*' matches anything, '%' anything but the
+ * separator.  The first `ci` bytes of the name (an "INBOX") compare
+ * case-insensitively. */
+static bool wm(const char *p, const char *n, const char *n0, char sep, size_t ci)
+{
+    for (; *p; p++, n++) {
+        if (*p == '*' || *p == '%') {
+            for (const char *k = n;; k++) {
+                if (wm(p + 1, k, n0, sep, ci))
+                    return true;
+                if (!*k || (*p == '%' && *k == sep))
+                    return false;
+            }
+        }
+        if ((size_t)(n - n0) < ci ? (!*n || (*p | 0x20) != (*n | 0x20)) : *p != *n)
+            return false;
+    }
+    return *n == '\0';
+}
+
+static bool wild_match(const char *p, const char *n, char sep)
+{
+    size_t ci = !strncmp(n, "INBOX", 5) && (n[5] == '\0' || n[5] == sep) ? 5 : 0;
+    return wm(p, n, n, sep, ci);
+}
+
+/* "inbox..." in a pattern means INBOX. */
+static void canon_inbox(char *p, char sep)
+{
+    if (!strncasecmp(p, "INBOX", 5) && (p[5] == '\0' || p[5] == sep))
+        memcpy(p, "INBOX", 5);
+}
+
+enum { RET_SUBSCRIBED = 1, RET_CHILDREN = 2, RET_SPECIAL = 4, RET_STATUS = 8 };
+enum { SEL_SUBSCRIBED = 1, SEL_SPECIAL = 2, SEL_RECURSIVE = 4 };
+
+static bool is_subscribed(char **subs, size_t nsubs, const char *name)
+{
+    for (size_t i = 0; i < nsubs; i++)
+        if (!strcmp(subs[i], name))
+            return true;
+    return false;
+}
+
+static bool has_children(const store_mailbox_info *v, size_t n, const char *name, char sep)
+{
+    size_t l = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (!strncmp(v[i].name, name, l) && v[i].name[l] == sep)
+            return true;
+    return false;
+}
+
+static void list_line(session *s, const char *verb, const char *attrs, char sep,
+                      const char *name)
+{
+    imap_out_printf(&s->out, "* %s (%s) \"%c\" ", verb, attrs, sep);
+    sess_mbox_to_client(s, &s->out, name);
+    imap_out_printf(&s->out, "\r\n");
+}
+
+static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
+                    size_t nargs, bool lsub)
+{
+    unsigned sel = 0, ret = 0, status_items_ = 0;
+    size_t i = 0;
+    if (!lsub && nargs && args[0].type == IMAP_ARG_LIST) {
+        for (size_t k = 0; k < args[0].nlist; k++) {
+            const imap_arg *o = &args[0].list[k];
+            if (imap_arg_is(o, "SUBSCRIBED")) sel |= SEL_SUBSCRIBED;
+            else if (imap_arg_is(o, "SPECIAL-USE")) sel |= SEL_SPECIAL;
+            else if (imap_arg_is(o, "RECURSIVEMATCH")) sel |= SEL_RECURSIVE;
+            else if (imap_arg_is(o, "REMOTE")) ;
+            else {
+                sess_bad(s, tag, "Unknown LIST selection option");
+                return;
+            }
+        }
+        if ((sel & SEL_RECURSIVE) && !(sel & ~SEL_RECURSIVE)) {
+            sess_bad(s, tag, "RECURSIVEMATCH needs another selection option");
+            return;
+        }
+        i = 1;
+    }
+    if (nargs < i + 2) {
+        sess_bad(s, tag, "%s takes a reference and a pattern", lsub ? "LSUB" : "LIST");
+        return;
+    }
+    const imap_arg *ref = &args[i], *pat = &args[i + 1];
+    i += 2;
+    if (!lsub && i < nargs) {
+        if (!imap_arg_is(&args[i], "RETURN") || i + 1 >= nargs ||
+            args[i + 1].type != IMAP_ARG_LIST || i + 2 != nargs) {
+            sess_bad(s, tag, "Bad LIST return options");
+            return;
+        }
+        const imap_arg *l = &args[i + 1];
+        for (size_t k = 0; k < l->nlist; k++) {
+            if (imap_arg_is(&l->list[k], "SUBSCRIBED")) ret |= RET_SUBSCRIBED;
+            else if (imap_arg_is(&l->list[k], "CHILDREN")) ret |= RET_CHILDREN;
+            else if (imap_arg_is(&l->list[k], "SPECIAL-USE")) ret |= RET_SPECIAL;
+            else if (imap_arg_is(&l->list[k], "STATUS") && k + 1 < l->nlist &&
+                     status_items(&l->list[k + 1], &status_items_) == 0) {
+                ret |= RET_STATUS;
+                k++;
+            } else {
+                sess_bad(s, tag, "Unknown LIST return option");
+                return;
+            }
+        }
+    } else if (i != nargs) {
+        sess_bad(s, tag, "Too many arguments");
+        return;
+    }
+    if (ref->type == IMAP_ARG_LIST) {
+        sess_bad(s, tag, "Bad reference name");
+        return;
+    }
+    char *refname = mbox_arg(s, tag, a, ref);
+    if (!refname)
+        return;
+    /* Several patterns are allowed in LIST-EXTENDED. */
+    const imap_arg *pats = pat->type == IMAP_ARG_LIST && !lsub ? pat->list : pat;
+    size_t npats = pat->type == IMAP_ARG_LIST && !lsub ? pat->nlist : 1;
+    char sep = store_user_separator(s->su);
+    store_mailbox_info *v = NULL;
+    size_t n = 0, nsubs = 0;
+    char **subs = NULL;
+    int rc = store_mailbox_list(s->su, &v, &n);
+    if (rc == 0)
+        rc = store_subscriptions(s->su, &subs, &nsubs);
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, "list");
+        goto out;
+    }
+    for (size_t pi = 0; pi < npats; pi++) {
+        char *pname = mbox_arg(s, tag, a, &pats[pi]);
+        if (!pname)
+            goto out;
+        if (!*pname && !lsub) {
+            /* LIST "" "": the hierarchy delimiter and the root. */
+            imap_out_printf(&s->out, "* LIST (\\Noselect) \"%c\" \"\"\r\n", sep);
+            free(pname);
+            continue;
+        }
+        size_t fl = strlen(refname) + strlen(pname) + 1;
+        char *full = malloc(fl);
+        if (!full) {
+            free(pname);
+            goto out;
+        }
+        snprintf(full, fl, "%s%s", refname, pname);
+        free(pname);
+        canon_inbox(full, sep);
+        if (lsub || (sel & SEL_SUBSCRIBED)) {
+            for (size_t k = 0; k < nsubs; k++) {
+                if (!wild_match(full, subs[k], sep))
+                    continue;
+                size_t m;
+                for (m = 0; m < n && strcmp(v[m].name, subs[k]); m++)
+                    ;
+                char attrs[160] = "";
+                if (m == n)
+                    strcat(attrs, lsub ? "\\Noselect" : "\\NonExistent");
+                if (!lsub) {
+                    strcat(attrs, *attrs ? " \\Subscribed" : "\\Subscribed");
+                    if (m < n && special_name(v[m].special)) {
+                        strcat(attrs, " ");
+                        strcat(attrs, special_name(v[m].special));
+                    }
+                }
+                list_line(s, lsub ? "LSUB" : "LIST", attrs, sep, subs[k]);
+            }
+        } else {
+            for (size_t k = 0; k < n; k++) {
+                if (!wild_match(full, v[k].name, sep))
+                    continue;
+                if ((sel & SEL_SPECIAL) && !v[k].special)
+                    continue;
+                char attrs[160];
+                strcpy(attrs, has_children(v, n, v[k].name, sep) ? "\\HasChildren"
+                                                                 : "\\HasNoChildren");
+                if (ret & RET_SUBSCRIBED && is_subscribed(subs, nsubs, v[k].name))
+                    strcat(attrs, " \\Subscribed");
+                if (special_name(v[k].special)) {
+                    strcat(attrs, " ");
+                    strcat(attrs, special_name(v[k].special));
+                }
+                list_line(s, "LIST", attrs, sep, v[k].name);
+                if (ret & RET_STATUS)
+                    status_line(s, v[k].name, status_items_);
+            }
+        }
+        free(full);
+    }
+    sess_tagged(s, tag, "OK", "%s completed", lsub ? "LSUB" : "LIST");
+out:
+    free(refname);
+    store_mailbox_info_free(v, n);
+    for (size_t k = 0; k < nsubs; k++)
+        free(subs[k]);
+    free(subs);
+}
+
+void cmd_list(session *s, const char *tag, imap_args *a, imap_arg *args,
+              size_t nargs, bool uid)
+{
+    (void)uid;
+    do_list(s, tag, a, args, nargs, false);
+}
+
+void cmd_lsub(session *s, const char *tag, imap_args *a, imap_arg *args,
+              size_t nargs, bool uid)
+{
+    (void)uid;
+    do_list(s, tag, a, args, nargs, true);
+}

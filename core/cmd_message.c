@@ -1,0 +1,478 @@
+/* core/cmd_message.c — APPEND, CLOSE, UNSELECT, EXPUNGE, STORE, COPY and
+ * MOVE. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/session.h"
+
+/* ---- flags ------------------------------------------------------------------- */
+
+static const struct { const char *name; uint32_t bit; } sysflags[] = {
+    {"\\Seen", STORE_F_SEEN}, {"\\Answered", STORE_F_ANSWERED},
+    {"\\Flagged", STORE_F_FLAGGED}, {"\\Deleted", STORE_F_DELETED},
+    {"\\Draft", STORE_F_DRAFT},
+};
+
+/* Parse flags (a list, or bare flags) into system bits and keyword names
+ * (pointers into args).  -EINVAL for something that is not a flag. */
+static int parse_flags(const imap_arg *v, size_t n, uint32_t *flags,
+                       const char ***kw, size_t *nkw)
+{
+    *flags = 0;
+    *nkw = 0;
+    *kw = calloc(n ? n : 1, sizeof **kw);
+    if (!*kw)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].type != IMAP_ARG_ATOM)
+            return -EINVAL;
+        const char *f = v[i].s;
+        if (f[0] == '\\') {
+            size_t k;
+            for (k = 0; k < sizeof sysflags / sizeof *sysflags; k++)
+                if (!strcasecmp(f, sysflags[k].name))
+                    break;
+            if (k == sizeof sysflags / sizeof *sysflags)
+                return -EINVAL;     /* \Recent cannot be stored, nor unknown \x */
+            *flags |= sysflags[k].bit;
+            continue;
+        }
+        if (strlen(f) > STORE_MAX_KEYWORD_LEN || strpbrk(f, "(){%*\"\\]"))
+            return -EINVAL;
+        (*kw)[(*nkw)++] = f;
+    }
+    return 0;
+}
+
+/* "dd-Mon-yyyy hh:mm:ss +zzzz" -> seconds and zone minutes. */
+static int parse_datetime(const char *s, int64_t *t, int16_t *tz)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    int d, y, hh, mm, ss, z;
+    char mon[4], sign;
+    if (*s == ' ')
+        s++;
+    if (sscanf(s, "%2d-%3s-%4d %2d:%2d:%2d %c%4d", &d, mon, &y, &hh, &mm, &ss, &sign, &z) != 8 ||
+        (sign != '+' && sign != '-'))
+        return -EINVAL;
+    const char *m = strstr(months, mon);
+    if (!m || strlen(mon) != 3 || (m - months) % 3 || d < 1 || d > 31 || y < 1970 ||
+        hh > 23 || mm > 59 || ss > 60 || z % 100 > 59 || z > 2359)
+        return -EINVAL;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = (int)(m - months) / 3, .tm_mday = d,
+                    .tm_hour = hh, .tm_min = mm, .tm_sec = ss};
+    int zm = (z / 100) * 60 + z % 100;
+    if (sign == '-')
+        zm = -zm;
+    *t = (int64_t)timegm(&tm) - (int64_t)zm * 60;
+    *tz = (int16_t)zm;
+    return 0;
+}
+
+/* Write a UID set compactly ("3:5,9"). */
+static void out_uidset(imap_out *o, const uint32_t *u, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && u[j + 1] == u[j] + 1)
+            j++;
+        imap_out_printf(o, "%s%u", i ? "," : "", u[i]);
+        if (j > i)
+            imap_out_printf(o, ":%u", u[j]);
+        i = j + 1;
+    }
+}
+
+/* ---- APPEND ------------------------------------------------------------------- */
+
+void cmd_append(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    if (nargs < 2) {
+        sess_bad(s, tag, "APPEND takes a mailbox and a message");
+        return;
+    }
+    const char *raw = imap_arg_astring(a, &args[0]);
+    char *name = raw ? sess_mbox_from_client(s, raw) : NULL;
+    if (!name) {
+        sess_tagged(s, tag, "NO", "[CANNOT] Invalid mailbox name");
+        return;
+    }
+    store_new_msg *msgs = calloc(nargs, sizeof *msgs);
+    const char ***kws = calloc(nargs, sizeof *kws);
+    uint32_t *uids = calloc(nargs, sizeof *uids);
+    size_t n = 0;
+    store_mbox *mb = NULL;
+    if (!msgs || !kws || !uids) {
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        goto out;
+    }
+    for (size_t i = 1; i < nargs;) {
+        store_new_msg *m = &msgs[n];
+        if (args[i].type == IMAP_ARG_LIST) {
+            if (parse_flags(args[i].list, args[i].nlist, &m->flags, &kws[n], &m->nkeywords) < 0) {
+                sess_bad(s, tag, "Bad flag list");
+                goto out;
+            }
+            m->keywords = kws[n];
+            i++;
+        }
+        if (i < nargs && args[i].type == IMAP_ARG_STRING) {
+            if (parse_datetime(args[i].s, &m->internal_date, &m->tz_min) < 0) {
+                sess_bad(s, tag, "Bad date-time");
+                goto out;
+            }
+            i++;
+        }
+        if (i >= nargs || args[i].type != IMAP_ARG_LITERAL) {
+            sess_bad(s, tag, "Message literal expected");
+            goto out;
+        }
+        if (args[i].len == 0) {
+            sess_tagged(s, tag, "NO", "[CANNOT] Empty messages are not accepted");
+            goto out;
+        }
+        m->data = args[i].s;
+        m->len = args[i].len;
+        if (!m->internal_date) {
+            m->internal_date = time(NULL);
+            struct tm lt;
+            time_t now = (time_t)m->internal_date;
+            localtime_r(&now, &lt);
+            m->tz_min = (int16_t)(lt.tm_gmtoff / 60);
+        }
+        n++;
+        i++;
+    }
+    int rc = store_mbox_open(s->su, name, &mb);
+    if (rc == -ENOENT) {
+        sess_tagged(s, tag, "NO", "[TRYCREATE] No such mailbox");
+        goto out;
+    }
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, "append");
+        goto out;
+    }
+    rc = store_append(mb, msgs, n, uids);
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, "append");
+        goto out;
+    }
+    sess_changed(s, mb);
+    if (mb == s->mb)
+        sess_sync(s, true);
+    store_status st;
+    uint32_t uv = store_mbox_status(mb, &st) == 0 ? st.uidvalidity : 0;
+    imap_out_printf(&s->out, "%s OK [APPENDUID %u ", tag, uv);
+    out_uidset(&s->out, uids, n);
+    imap_out_printf(&s->out, "] APPEND completed\r\n");
+out:
+    if (mb)
+        store_mbox_close(mb);
+    if (kws)
+        for (size_t i = 0; i < nargs; i++)
+            free(kws[i]);
+    free(kws);
+    free(msgs);
+    free(uids);
+    free(name);
+}
+
+/* ---- CLOSE / UNSELECT / EXPUNGE -------------------------------------------- */
+
+void cmd_close(session *s, const char *tag, imap_args *a, imap_arg *args,
+               size_t nargs, bool uid)
+{
+    (void)a; (void)args; (void)uid;
+    if (nargs) {
+        sess_bad(s, tag, "CLOSE takes no arguments");
+        return;
+    }
+    if (!s->readonly) {
+        store_uidlist x = {0};
+        int rc = store_expunge(s->mb, NULL, 0, true, &x, NULL);
+        if (rc == 0 && x.n)
+            sess_changed(s, s->mb);
+        store_uidlist_free(&x);
+    }
+    sess_unselect(s);
+    sess_tagged(s, tag, "OK", "CLOSE completed");
+}
+
+void cmd_unselect(session *s, const char *tag, imap_args *a, imap_arg *args,
+                  size_t nargs, bool uid)
+{
+    (void)a; (void)args; (void)uid;
+    if (nargs) {
+        sess_bad(s, tag, "UNSELECT takes no arguments");
+        return;
+    }
+    sess_unselect(s);
+    sess_tagged(s, tag, "OK", "UNSELECT completed");
+}
+
+/* Announce EXPUNGE for these UIDs (sorted) and drop them from the view. */
+static void announce_expunged(session *s, const uint32_t *uids, size_t n)
+{
+    for (size_t i = n; i-- > 0;) {
+        uint32_t seq = sess_seq_of_uid(s, uids[i]);
+        if (!seq)
+            continue;
+        imap_out_printf(&s->out, "* %u EXPUNGE\r\n", seq);
+        memmove(&s->view[seq - 1], &s->view[seq], (s->nview - seq) * sizeof *s->view);
+        s->nview--;
+    }
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void cmd_expunge(session *s, const char *tag, imap_args *a, imap_arg *args,
+                 size_t nargs, bool uid)
+{
+    (void)a;
+    if (nargs != (uid ? 1u : 0u) || (uid && args[0].type != IMAP_ARG_ATOM)) {
+        sess_bad(s, tag, uid ? "UID EXPUNGE takes a UID set" : "EXPUNGE takes no arguments");
+        return;
+    }
+    if (s->readonly) {
+        sess_tagged(s, tag, "NO", "[READ-ONLY] Mailbox is read-only");
+        return;
+    }
+    store_range *r = NULL;
+    size_t nr = 0;
+    if (uid && sess_set_to_uids(s, args[0].s, true, &r, &nr) < 0) {
+        sess_bad(s, tag, "Bad UID set");
+        return;
+    }
+    store_uidlist x = {0};
+    int rc = (uid && !nr) ? 0 : store_expunge(s->mb, uid ? r : NULL, nr, true, &x, NULL);
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, "expunge");
+    } else {
+        qsort(x.uids, x.n, sizeof *x.uids, cmp_u32);
+        announce_expunged(s, x.uids, x.n);
+        if (x.n)
+            sess_changed(s, s->mb);
+        sess_sync(s, true);
+        sess_tagged(s, tag, "OK", "EXPUNGE completed");
+    }
+    store_uidlist_free(&x);
+    free(r);
+}
+
+/* ---- STORE ----------------------------------------------------------------------- */
+
+void cmd_store(session *s, const char *tag, imap_args *a, imap_arg *args,
+               size_t nargs, bool uid)
+{
+    (void)a;
+    size_t i = 1;
+    uint64_t unchangedsince = 0;
+    if (nargs >= 2 && args[1].type == IMAP_ARG_LIST) {
+        const imap_arg *l = &args[1];
+        if (l->nlist != 2 || !imap_arg_is(&l->list[0], "UNCHANGEDSINCE") ||
+            imap_arg_number(&l->list[1], &unchangedsince) < 0) {
+            sess_bad(s, tag, "Bad STORE modifier");
+            return;
+        }
+        i = 2;
+    }
+    if (nargs < i + 2 || args[0].type != IMAP_ARG_ATOM || args[i].type != IMAP_ARG_ATOM) {
+        sess_bad(s, tag, "STORE takes a set, an operation and flags");
+        return;
+    }
+    const char *op = args[i].s;
+    store_flag_op fop;
+    if (*op == '+') {
+        fop = STORE_FLAGS_ADD;
+        op++;
+    } else if (*op == '-') {
+        fop = STORE_FLAGS_REMOVE;
+        op++;
+    } else {
+        fop = STORE_FLAGS_SET;
+    }
+    bool silent;
+    if (!strcasecmp(op, "FLAGS"))
+        silent = false;
+    else if (!strcasecmp(op, "FLAGS.SILENT"))
+        silent = true;
+    else {
+        sess_bad(s, tag, "Unknown STORE operation");
+        return;
+    }
+    const imap_arg *fl = &args[i + 1];
+    size_t nfl = nargs - i - 1;
+    if (fl->type == IMAP_ARG_LIST) {
+        if (nfl != 1) {
+            sess_bad(s, tag, "Bad flag list");
+            return;
+        }
+        nfl = fl->nlist;
+        fl = fl->list;
+    }
+    uint32_t flags;
+    const char **kw = NULL;
+    size_t nkw;
+    store_range *r = NULL;
+    size_t nr = 0;
+    store_uidlist changed = {0}, modified = {0};
+    if (parse_flags(fl, nfl, &flags, &kw, &nkw) < 0) {
+        sess_bad(s, tag, "Bad flags");
+        goto out;
+    }
+    int rc = sess_set_to_uids(s, args[0].s, uid, &r, &nr);
+    if (rc < 0) {
+        sess_bad(s, tag, rc == -ERANGE ? "Invalid message number" : "Bad sequence set");
+        goto out;
+    }
+    if (s->readonly) {
+        sess_tagged(s, tag, "NO", "[READ-ONLY] Mailbox is read-only");
+        goto out;
+    }
+    uint64_t modseq = 0;
+    if (nr)
+        rc = store_flags(s->mb, r, nr, fop, flags, kw, nkw, unchangedsince, &changed,
+                         &modified, &modseq);
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, "store");
+        goto out;
+    }
+    if (modseq) {
+        if (modseq == s->modseq_seen + 1)
+            s->modseq_seen = modseq;    /* only our own change: announced here */
+        sess_changed(s, s->mb);
+    }
+    if (!silent && nr) {
+        store_snap *snap = store_snap_get(s->mb);
+        for (size_t k = 0; snap && k < nr; k++) {
+            for (uint32_t seq = 1; seq <= s->nview; seq++) {
+                uint32_t u = s->view[seq - 1];
+                store_msg m;
+                if (u < r[k].lo || u > r[k].hi || store_snap_msg(snap, u, &m) < 0)
+                    continue;
+                imap_out_printf(&s->out, "* %u FETCH (FLAGS ", seq);
+                sess_flags(s, &s->out, snap, m.flags, m.keywords, u >= s->recent_first);
+                if (uid)
+                    imap_out_printf(&s->out, " UID %u", u);
+                imap_out_printf(&s->out, ")\r\n");
+            }
+        }
+        store_snap_put(snap);
+    }
+    sess_sync(s, false);
+    if (modified.n) {
+        qsort(modified.uids, modified.n, sizeof *modified.uids, cmp_u32);
+        imap_out_printf(&s->out, "%s OK [MODIFIED ", tag);
+        out_uidset(&s->out, modified.uids, modified.n);
+        imap_out_printf(&s->out, "] Conditional STORE failed for some\r\n");
+    } else {
+        sess_tagged(s, tag, "OK", "STORE completed");
+    }
+out:
+    store_uidlist_free(&changed);
+    store_uidlist_free(&modified);
+    free(kw);
+    free(r);
+}
+
+/* ---- COPY / MOVE -------------------------------------------------------------- */
+
+static void do_copy(session *s, const char *tag, imap_args *a, imap_arg *args,
+                    size_t nargs, bool uid, bool move)
+{
+    const char *verb = move ? "MOVE" : "COPY";
+    if (nargs != 2 || args[0].type != IMAP_ARG_ATOM) {
+        sess_bad(s, tag, "%s takes a set and a mailbox", verb);
+        return;
+    }
+    store_range *r = NULL;
+    size_t nr = 0;
+    int rc = sess_set_to_uids(s, args[0].s, uid, &r, &nr);
+    if (rc < 0) {
+        sess_bad(s, tag, rc == -ERANGE ? "Invalid message number" : "Bad sequence set");
+        return;
+    }
+    const char *raw = imap_arg_astring(a, &args[1]);
+    char *name = raw ? sess_mbox_from_client(s, raw) : NULL;
+    store_mbox *dst = NULL;
+    store_uidlist su = {0}, du = {0};
+    if (!name) {
+        sess_tagged(s, tag, "NO", "[CANNOT] Invalid mailbox name");
+        goto out;
+    }
+    if (move && s->readonly) {
+        sess_tagged(s, tag, "NO", "[READ-ONLY] Mailbox is read-only");
+        goto out;
+    }
+    rc = store_mbox_open(s->su, name, &dst);
+    if (rc == -ENOENT) {
+        sess_tagged(s, tag, "NO", "[TRYCREATE] No such mailbox");
+        goto out;
+    }
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, verb);
+        goto out;
+    }
+    if (move && dst == s->mb) {
+        sess_tagged(s, tag, "NO", "[CANNOT] Source and target are the same mailbox");
+        goto out;
+    }
+    if (nr && (rc = store_copy(s->mb, r, nr, dst, move, &su, &du)) < 0) {
+        sess_store_error(s, tag, rc, verb);
+        goto out;
+    }
+    if (du.n)
+        sess_changed(s, dst);
+    imap_out cu = {0};
+    if (su.n) {
+        store_status st;
+        imap_out_printf(&cu, "[COPYUID %u ", store_mbox_status(dst, &st) == 0 ? st.uidvalidity : 0);
+        out_uidset(&cu, su.uids, su.n);
+        imap_out_printf(&cu, " ");
+        out_uidset(&cu, du.uids, du.n);
+        imap_out_printf(&cu, "] ");
+    }
+    if (move) {
+        if (su.n)
+            imap_out_printf(&s->out, "* OK %.*s\r\n", (int)cu.len - 1, cu.p);
+        announce_expunged(s, su.uids, su.n);
+        if (su.n)
+            sess_changed(s, s->mb);
+        sess_sync(s, true);
+        sess_tagged(s, tag, "OK", "MOVE completed");
+    } else {
+        sess_sync(s, true);
+        sess_tagged(s, tag, "OK", "%.*sCOPY completed", (int)cu.len, cu.p ? cu.p : "");
+    }
+    imap_out_free(&cu);
+out:
+    if (dst)
+        store_mbox_close(dst);
+    store_uidlist_free(&su);
+    store_uidlist_free(&du);
+    free(name);
+    free(r);
+}
+
+void cmd_copy(session *s, const char *tag, imap_args *a, imap_arg *args,
+              size_t nargs, bool uid)
+{
+    do_copy(s, tag, a, args, nargs, uid, false);
+}
+
+void cmd_move(session *s, const char *tag, imap_args *a, imap_arg *args,
+              size_t nargs, bool uid)
+{
+    do_copy(s, tag, a, args, nargs, uid, true);
+}

@@ -1,0 +1,49 @@
+/* core/server.h — the IMAP server: shared state and the session API.
+ *
+ * One imap_server per process.  Sessions (one per connection) live on the
+ * worker that accepted them; the only state they share is the store (which
+ * is thread-safe) and the notifier below. */
+#ifndef RINGMAIL_CORE_SERVER_H
+#define RINGMAIL_CORE_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/imap_args.h"
+#include "core/passwd.h"
+#include "net/net.h"
+#include "store/store.h"
+
+typedef struct imap_server {
+    const config *cfg;
+    const char *mail_root;
+    store_opts sopts;
+    passwd_db *pw;
+    net_server *net;
+    imap_reader_limits limits;
+    bool plaintext_anywhere;    /* LOGIN allowed off loopback (no TLS yet) */
+    unsigned login_timeout_ms, idle_timeout_ms;
+    unsigned max_bad;           /* BAD answers before BYE */
+    atomic_uint_fast64_t next_session;
+    /* notifier: which connections have which mailbox selected */
+    pthread_mutex_t nlock;
+    struct watch **watches;     /* hash buckets */
+    size_t nbuckets;
+} imap_server;
+
+/* The connection callbacks for net (on_open ... on_shutdown). */
+extern const net_conn_ops imap_session_ops;
+
+int imap_server_init(imap_server *srv, const config *cfg);
+void imap_server_fini(imap_server *srv);
+
+/* notify.c: sessions watching a mailbox get on_wake when it changes. */
+int notify_watch(imap_server *srv, const store_mbox *mb, net_conn_id id);
+void notify_unwatch(imap_server *srv, const store_mbox *mb, net_conn_id id);
+/* Wake every watcher of mb except `self` (pass an id with seq 0 for none). */
+void notify_changed(imap_server *srv, const store_mbox *mb, net_conn_id self);
+
+#endif

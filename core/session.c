@@ -1,0 +1,362 @@
+/* core/session.c — the life of a connection: greeting, reading commands,
+ * dispatching them in order, timers, wake-ups and goodbye. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "core/session.h"
+
+/* ---- responses ----------------------------------------------------------- */
+
+static void vline(session *s, const char *prefix, const char *status,
+                  const char *fmt, va_list ap)
+{
+    imap_out_printf(&s->out, "%s%s%s", prefix, status ? " " : "", status ? status : "");
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    imap_out_printf(&s->out, " %s\r\n", buf);
+}
+
+void sess_tagged(session *s, const char *tag, const char *status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(s, tag, status, fmt, ap);
+    va_end(ap);
+}
+
+void sess_bad(session *s, const char *tag, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(s, tag ? tag : "*", "BAD", fmt, ap);
+    va_end(ap);
+    s->bad++;
+}
+
+void sess_untagged(session *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    imap_out_printf(&s->out, "* %s\r\n", buf);
+}
+
+void sess_flush(session *s)
+{
+    if (s->out.len)
+        net_conn_send(s->conn, s->out.p, s->out.len);
+    s->out.len = 0;
+    if (s->out.cap > 65536) {   /* do not keep a big buffer on an idle session */
+        imap_out_free(&s->out);
+        memset(&s->out, 0, sizeof s->out);
+    }
+}
+
+void sess_capabilities(session *s, imap_out *o)
+{
+    imap_out_printf(o, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE "
+                       "NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE "
+                       "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES "
+                       "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND "
+                       "APPENDLIMIT=%zu", s->srv->limits.max_literal);
+    if (s->state == ST_NOAUTH) {
+        if (s->loopback || s->srv->plaintext_anywhere)
+            imap_out_printf(o, " AUTH=PLAIN");
+        else
+            imap_out_printf(o, " LOGINDISABLED");
+    }
+}
+
+/* ---- the dispatch table ------------------------------------------------------ */
+
+enum { IN_NOAUTH = 1, IN_AUTH = 2, IN_SELECTED = 4, ANY = 7, AUTHED = 6 };
+
+static const struct command {
+    const char *name;
+    cmd_fn fn;
+    unsigned states;
+    bool uid_ok;            /* has a UID form */
+    bool keep_expunges;     /* no EXPUNGE responses after it (RFC 3501 7.4.1) */
+} commands[] = {
+    {"CAPABILITY", cmd_capability, ANY, false, false},
+    {"NOOP", cmd_noop, ANY, false, false},
+    {"LOGOUT", cmd_logout, ANY, false, false},
+    {"ID", cmd_id, ANY, false, false},
+    {"ENABLE", cmd_enable, AUTHED, false, false},
+    {"LOGIN", cmd_login, IN_NOAUTH, false, false},
+    {"AUTHENTICATE", cmd_authenticate, IN_NOAUTH, false, false},
+    {"NAMESPACE", cmd_namespace, AUTHED, false, false},
+    {"SELECT", cmd_select, AUTHED, false, false},
+    {"EXAMINE", cmd_examine, AUTHED, false, false},
+    {"CREATE", cmd_create, AUTHED, false, false},
+    {"DELETE", cmd_delete, AUTHED, false, false},
+    {"RENAME", cmd_rename, AUTHED, false, false},
+    {"SUBSCRIBE", cmd_subscribe, AUTHED, false, false},
+    {"UNSUBSCRIBE", cmd_unsubscribe, AUTHED, false, false},
+    {"LIST", cmd_list, AUTHED, false, false},
+    {"LSUB", cmd_lsub, AUTHED, false, false},
+    {"STATUS", cmd_status, AUTHED, false, false},
+    {"APPEND", cmd_append, AUTHED, false, false},
+    {"IDLE", cmd_idle, AUTHED, false, false},
+    {"CHECK", cmd_check, IN_SELECTED, false, false},
+    {"CLOSE", cmd_close, IN_SELECTED, false, false},
+    {"UNSELECT", cmd_unselect, IN_SELECTED, false, false},
+    {"EXPUNGE", cmd_expunge, IN_SELECTED, true, false},
+    {"STORE", cmd_store, IN_SELECTED, true, true},
+    {"COPY", cmd_copy, IN_SELECTED, true, false},
+    {"MOVE", cmd_move, IN_SELECTED, true, false},
+    {"FETCH", cmd_fetch, IN_SELECTED, true, true},
+    {"SEARCH", cmd_search, IN_SELECTED, true, true},
+};
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcasecmp(commands[i].name, name))
+            return &commands[i];
+    return NULL;
+}
+
+static unsigned state_bit(sess_state st)
+{
+    return st == ST_NOAUTH ? IN_NOAUTH : st == ST_AUTH ? IN_AUTH : st == ST_SELECTED ? IN_SELECTED : 0;
+}
+
+static void arm_timer(session *s)
+{
+    net_conn_timer(s->conn, s->state == ST_NOAUTH ? s->srv->login_timeout_ms
+                                                  : s->srv->idle_timeout_ms);
+}
+
+static void run_command(session *s, const uint8_t *p, size_t n)
+{
+    imap_args *a = NULL;
+    const char *tag = NULL, *name = NULL, *err = NULL;
+    size_t taglen = 0, nargs = 0, nlits = 0;
+    imap_arg *args = NULL;
+    const imap_literal_pos *lits = NULL;
+    char tagbuf[128];
+    imap_reader_literals(s->rd, &lits, &nlits);
+    int rc = imap_args_parse_framed(p, n, lits, nlits, &a, &tag, &taglen, &name,
+                                    &args, &nargs, &err);
+    if (tag && taglen < sizeof tagbuf) {
+        memcpy(tagbuf, tag, taglen);
+        tagbuf[taglen] = '\0';
+        tag = tagbuf;
+    } else {
+        tag = NULL;
+    }
+    if (rc < 0 || !tag) {
+        sess_bad(s, tag, "%s", err ? err : "Bad command");
+        goto out;
+    }
+    bool uid = false;
+    if (!strcmp(name, "UID")) {
+        if (nargs < 1 || args[0].type != IMAP_ARG_ATOM) {
+            sess_bad(s, tag, "UID what?");
+            goto out;
+        }
+        uid = true;
+        name = args[0].s;
+        args++;
+        nargs--;
+    }
+    const struct command *c = find_command(name);
+    if (!c || (uid && !c->uid_ok)) {
+        sess_bad(s, tag, "Unknown command");
+        goto out;
+    }
+    if (!(c->states & state_bit(s->state))) {
+        sess_bad(s, tag, "%s", s->state == ST_NOAUTH ? "Log in first"
+                         : s->state == ST_SELECTED || c->states == IN_NOAUTH ? "Already logged in"
+                         : "Select a mailbox first");
+        goto out;
+    }
+    log_msg(LOGL_DEBUG, s->id, s->user, "command %s%s", uid ? "UID " : "", c->name);
+    unsigned bad = s->bad;
+    c->fn(s, tag, a, args, nargs, uid);
+    if (s->bad == bad)
+        s->bad = 0;     /* the limit is on BAD answers in a row */
+out:
+    imap_args_free(a);
+}
+
+/* After a tagged answer has been produced: the updates that must precede
+ * it are inserted by the handlers themselves through sess_sync; this is
+ * the hook for the BAD limit. */
+static bool too_many_bad(session *s)
+{
+    if (s->srv->max_bad && s->bad >= s->srv->max_bad) {
+        sess_untagged(s, "BYE Too many invalid commands");
+        s->state = ST_LOGOUT;
+        return true;
+    }
+    return false;
+}
+
+static void feed(session *s, const uint8_t *p, size_t n)
+{
+    while (n && s->state != ST_LOGOUT) {
+        size_t used = 0;
+        imap_read_status st = imap_reader_feed(s->rd, p, n, &used);
+        p += used;
+        n -= used;
+        switch (st) {
+        case IMAP_READ_MORE:
+            break;
+        case IMAP_READ_CONTINUE:
+            imap_out_printf(&s->out, "+ Ready for literal data\r\n");
+            break;
+        case IMAP_READ_LINE_TOO_LONG:
+        case IMAP_READ_LITERAL_TOO_BIG: {
+            const char *t;
+            size_t tl;
+            char tag[128] = "*";
+            if (imap_reader_error_tag(s->rd, &t, &tl) && tl && tl < sizeof tag) {
+                memcpy(tag, t, tl);
+                tag[tl] = '\0';
+            }
+            if (st == IMAP_READ_LINE_TOO_LONG)
+                sess_bad(s, tag, "[TOOBIG] Line too long");
+            else if (strcmp(tag, "*"))
+                sess_tagged(s, tag, "NO", "[TOOBIG] Literal too big (APPENDLIMIT=%zu)",
+                            s->srv->limits.max_literal);
+            else
+                sess_bad(s, NULL, "[TOOBIG] Literal too big");
+            break;
+        }
+        case IMAP_READ_COMMAND: {
+            const uint8_t *cp;
+            size_t cn;
+            imap_reader_command(s->rd, &cp, &cn);
+            if (s->wait == WAIT_IDLE)
+                idle_line(s, cp, cn);
+            else if (s->wait == WAIT_AUTH)
+                auth_continue(s, cp, cn);
+            else
+                run_command(s, cp, cn);
+            imap_reader_release(s->rd);
+            if (s->wait == WAIT_NONE)
+                arm_timer(s);
+            break;
+        }
+        }
+        if (too_many_bad(s))
+            break;
+        if (st == IMAP_READ_MORE && used == 0)
+            break;
+    }
+    sess_flush(s);
+    if (s->state == ST_LOGOUT)
+        net_conn_close(s->conn);
+}
+
+/* ---- net callbacks ------------------------------------------------------- */
+
+/* The one server of the process (net callbacks carry no context). */
+static imap_server *the_server;
+
+void sess_set_server(imap_server *srv)
+{
+    the_server = srv;
+}
+
+static void *on_open(net_conn *c)
+{
+    imap_server *srv = the_server;
+    session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->srv = srv;
+    s->conn = c;
+    s->id = atomic_fetch_add(&srv->next_session, 1) + 1;
+    s->loopback = net_conn_is_loopback(c);
+    s->rd = imap_reader_new(&srv->limits);
+    if (!s->rd) {
+        free(s);
+        return NULL;
+    }
+    log_msg(LOGL_INFO, s->id, NULL, "connect from %s", net_conn_peer(c));
+    imap_out_printf(&s->out, "* OK [CAPABILITY ");
+    sess_capabilities(s, &s->out);
+    imap_out_printf(&s->out, "] Ringmail ready\r\n");
+    sess_flush(s);
+    arm_timer(s);
+    return s;
+}
+
+static void on_data(net_conn *c, void *user, const uint8_t *p, size_t n)
+{
+    (void)c;
+    feed(user, p, n);
+}
+
+static void on_drain(net_conn *c, void *user)
+{
+    (void)c;
+    (void)user;
+}
+
+static void on_timer(net_conn *c, void *user)
+{
+    session *s = user;
+    log_msg(LOGL_INFO, s->id, s->user, "timeout in state %d", (int)s->state);
+    imap_out_printf(&s->out, "* BYE %s\r\n", s->state == ST_NOAUTH
+                    ? "Login timeout" : "Autologout; idle for too long");
+    sess_flush(s);
+    s->state = ST_LOGOUT;
+    net_conn_close(c);
+}
+
+static void on_wake(net_conn *c, void *user)
+{
+    (void)c;
+    session *s = user;
+    s->woken = true;
+    if (s->wait == WAIT_IDLE && s->state == ST_SELECTED) {
+        sess_sync(s, true);
+        sess_flush(s);
+    }
+}
+
+static void on_close(net_conn *c, void *user)
+{
+    (void)c;
+    session *s = user;
+    log_msg(LOGL_INFO, s->id, s->user, "disconnect");
+    sess_unselect(s);
+    store_user_close(s->su);
+    imap_reader_free(s->rd);
+    imap_out_free(&s->out);
+    free(s->user);
+    free(s->wait_tag);
+    free(s->auth_mech);
+    free(s->saved);
+    free(s);
+}
+
+static void on_shutdown(net_conn *c, void *user)
+{
+    session *s = user;
+    imap_out_printf(&s->out, "* BYE Server shutting down\r\n");
+    sess_flush(s);
+    s->state = ST_LOGOUT;
+    net_conn_close(c);
+}
+
+const net_conn_ops imap_session_ops = {
+    .on_open = on_open,
+    .on_data = on_data,
+    .on_drain = on_drain,
+    .on_timer = on_timer,
+    .on_wake = on_wake,
+    .on_close = on_close,
+    .on_shutdown = on_shutdown,
+};

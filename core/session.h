@@ -1,0 +1,136 @@
+/* core/session.h — one IMAP connection's state (private to core/).
+ *
+ * A session lives on one worker; its callbacks never run concurrently, so
+ * nothing here is locked.  Commands run to completion one at a time, in the
+ * order they arrived; responses are collected in `out` and handed to the
+ * connection when the command ends. */
+#ifndef RINGMAIL_CORE_SESSION_H
+#define RINGMAIL_CORE_SESSION_H
+
+#include "core/server.h"
+
+typedef enum sess_state {
+    ST_NOAUTH,
+    ST_AUTH,
+    ST_SELECTED,
+    ST_LOGOUT,
+} sess_state;
+
+typedef enum sess_wait {
+    WAIT_NONE,
+    WAIT_IDLE,          /* IDLE: waiting for DONE */
+    WAIT_AUTH,          /* AUTHENTICATE: waiting for the client's response */
+} sess_wait;
+
+typedef struct session {
+    imap_server *srv;
+    net_conn *conn;
+    uint64_t id;
+    imap_reader *rd;
+    sess_state state;
+    sess_wait wait;
+    char *wait_tag;             /* tag of IDLE / AUTHENTICATE */
+    char *auth_mech;
+    bool rev2, utf8;            /* ENABLE IMAP4rev2 / UTF8=ACCEPT */
+    bool loopback;
+    unsigned bad;               /* BAD answers so far */
+
+    char *user;
+    store_user *su;
+
+    /* the selected mailbox and this session's view of it */
+    store_mbox *mb;
+    char *mbname;               /* as the client named it (UTF-8) */
+    bool readonly;
+    uint32_t *view;             /* view[seq - 1] = uid */
+    uint32_t nview, capview;
+    uint32_t recent_first;      /* uids >= this are \Recent for us */
+    uint32_t nrecent;           /* \Recent count last announced */
+    uint64_t modseq_seen;       /* flag changes up to here were announced */
+    uint32_t *saved;            /* SEARCHRES $, as UIDs */
+    uint32_t nsaved;
+    bool woken;                 /* another session changed the mailbox */
+
+    imap_out out;               /* responses of the current command */
+} session;
+
+/* Command handlers get the tag, the arguments after the name, and `uid`
+ * for the UID forms. */
+typedef void (*cmd_fn)(session *s, const char *tag, imap_args *a,
+                       imap_arg *args, size_t nargs, bool uid);
+
+/* Responses.  `text` may contain a response code "[...] ". */
+void sess_tagged(session *s, const char *tag, const char *status,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void sess_bad(session *s, const char *tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sess_untagged(session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Hand what is in s->out to the connection. */
+void sess_flush(session *s);
+
+/* The capability list for the current state (no leading "* CAPABILITY"). */
+void sess_capabilities(session *s, imap_out *o);
+
+/* Mailbox names between client and store: modified UTF-7 for IMAP4rev1
+ * clients that did not ENABLE UTF8=ACCEPT, UTF-8 otherwise.  Returns a
+ * malloc'd UTF-8 name or NULL (bad encoding). */
+char *sess_mbox_from_client(session *s, const char *name);
+/* Writes the name as an IMAP string in the client's encoding. */
+void sess_mbox_to_client(session *s, imap_out *o, const char *utf8name);
+
+/* The selected mailbox. */
+void sess_unselect(session *s);
+/* Bring the view up to date and announce what changed: EXISTS, RECENT,
+ * FETCH FLAGS and, when allowed, EXPUNGE. */
+void sess_sync(session *s, bool allow_expunge);
+/* seq -> uid and uid -> seq in the view (0 if none). */
+uint32_t sess_seq_of_uid(const session *s, uint32_t uid);
+/* Turn a sequence set (uid = false) or UID set into sorted UID ranges of
+ * messages in the view.  *r is malloc'd. */
+int sess_set_to_uids(session *s, const char *spec, bool uid,
+                     store_range **r, size_t *n);
+/* The store error as an IMAP answer "NO [CODE] text". */
+void sess_store_error(session *s, const char *tag, int rc, const char *what);
+/* Tell others a mailbox changed. */
+void sess_changed(session *s, store_mbox *mb);
+/* FLAGS list of a message. */
+void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
+                uint64_t keywords, bool recent);
+
+void sess_set_server(imap_server *srv);
+
+/* Command handlers by file. */
+void cmd_capability(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_noop(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_logout(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_id(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_enable(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_login(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_authenticate(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void auth_continue(session *s, const uint8_t *line, size_t n);
+void cmd_namespace(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_select(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_examine(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_create(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_delete(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_rename(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_subscribe(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_unsubscribe(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_list(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_lsub(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_status(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_append(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_check(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_close(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_unselect(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_expunge(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_store(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_copy(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_move(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_fetch(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_search(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_idle(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void idle_line(session *s, const uint8_t *line, size_t n);
+
+#endif

@@ -1,0 +1,306 @@
+/* core/view.c — a session's view of its selected mailbox.
+ *
+ * IMAP sequence numbers belong to the session: they change only when this
+ * session is told of an EXPUNGE.  The view is the array of UIDs the client
+ * knows, in order.  sess_sync compares it with the store and announces the
+ * difference: new messages (EXISTS, RECENT), flag changes (FETCH) and, at
+ * points where RFC 3501 7.4.1 allows it, expunges (EXPUNGE, highest
+ * sequence number first so that each one is still valid when read). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/session.h"
+
+void sess_changed(session *s, store_mbox *mb)
+{
+    notify_changed(s->srv, mb, net_conn_get_id(s->conn));
+}
+
+void sess_unselect(session *s)
+{
+    if (s->mb) {
+        notify_unwatch(s->srv, s->mb, net_conn_get_id(s->conn));
+        store_mbox_close(s->mb);
+    }
+    s->mb = NULL;
+    free(s->view);
+    s->view = NULL;
+    s->nview = s->capview = 0;
+    free(s->mbname);
+    s->mbname = NULL;
+    free(s->saved);
+    s->saved = NULL;
+    s->nsaved = 0;
+    s->nrecent = 0;
+    if (s->state == ST_SELECTED)
+        s->state = ST_AUTH;
+}
+
+uint32_t sess_seq_of_uid(const session *s, uint32_t uid)
+{
+    uint32_t lo = 0, hi = s->nview;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->view[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->nview && s->view[lo] == uid ? lo + 1 : 0;
+}
+
+static int view_push(session *s, uint32_t uid)
+{
+    if (s->nview == s->capview) {
+        uint32_t cap = s->capview ? s->capview * 2 : 16;
+        uint32_t *v = realloc(s->view, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        s->view = v;
+        s->capview = cap;
+    }
+    s->view[s->nview++] = uid;
+    return 0;
+}
+
+void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
+                uint64_t keywords, bool recent)
+{
+    (void)s;
+    static const struct { uint32_t bit; const char *name; } sys[] = {
+        {STORE_F_SEEN, "\\Seen"}, {STORE_F_ANSWERED, "\\Answered"},
+        {STORE_F_FLAGGED, "\\Flagged"}, {STORE_F_DELETED, "\\Deleted"},
+        {STORE_F_DRAFT, "\\Draft"},
+    };
+    imap_out_add(o, "(", 1);
+    bool first = true;
+    for (size_t i = 0; i < sizeof sys / sizeof *sys; i++)
+        if (flags & sys[i].bit) {
+            imap_out_printf(o, "%s%s", first ? "" : " ", sys[i].name);
+            first = false;
+        }
+    for (unsigned k = 0; k < STORE_MAX_KEYWORDS && keywords; k++) {
+        if (!(keywords & (1ull << k)))
+            continue;
+        const char *kw = store_snap_keyword(snap, k);
+        if (kw) {
+            imap_out_printf(o, "%s%s", first ? "" : " ", kw);
+            first = false;
+        }
+    }
+    if (recent)
+        imap_out_printf(o, "%s\\Recent", first ? "" : " ");
+    imap_out_add(o, ")", 1);
+}
+
+void sess_sync(session *s, bool allow_expunge)
+{
+    if (!s->mb)
+        return;
+    store_snap *snap = store_snap_get(s->mb);
+    if (!snap)
+        return;
+    s->woken = false;
+    uint32_t last = s->nview ? s->view[s->nview - 1] : 0;
+    /* New messages sit at the end of the index. */
+    uint32_t entries = store_snap_entries(snap), first_new = entries, nnew = 0;
+    while (first_new > 0) {
+        store_msg m;
+        store_snap_entry(snap, first_new - 1, &m);
+        if (m.uid <= last)
+            break;
+        first_new--;
+    }
+    for (uint32_t p = first_new; p < entries; p++) {
+        store_msg m;
+        if (store_snap_entry(snap, p, &m) == 1)
+            nnew++;
+    }
+    if (allow_expunge && store_snap_messages(snap) - nnew != s->nview) {
+        uint32_t keep = 0;
+        /* Announce from the top so every number is valid as read. */
+        for (uint32_t i = s->nview; i-- > 0;) {
+            store_msg m;
+            if (store_snap_msg(snap, s->view[i], &m) == -ENOENT)
+                imap_out_printf(&s->out, "* %u EXPUNGE\r\n", i + 1);
+        }
+        for (uint32_t i = 0; i < s->nview; i++) {
+            store_msg m;
+            if (store_snap_msg(snap, s->view[i], &m) == 0)
+                s->view[keep++] = s->view[i];
+        }
+        s->nview = keep;
+    }
+    if (nnew) {
+        if (!s->readonly) {
+            uint32_t first;
+            if (store_mbox_claim_recent(s->mb, &first) == 0 && first < s->recent_first)
+                s->recent_first = first;
+        }
+        for (uint32_t p = first_new; p < entries; p++) {
+            store_msg m;
+            if (store_snap_entry(snap, p, &m) == 1 && view_push(s, m.uid) < 0)
+                break;
+        }
+        imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
+        uint32_t recent = 0;
+        for (uint32_t i = s->nview; i-- > 0 && s->view[i] >= s->recent_first;)
+            recent++;
+        if (!s->rev2 && recent != s->nrecent)
+            imap_out_printf(&s->out, "* %u RECENT\r\n", recent);
+        s->nrecent = recent;
+    }
+    uint64_t hms = store_snap_highestmodseq(snap);
+    if (hms > s->modseq_seen) {
+        store_uidlist ch = {0};
+        if (store_snap_changed_since(snap, s->modseq_seen, &ch) == 0) {
+            for (size_t i = 0; i < ch.n; i++) {
+                if (ch.uids[i] > last)
+                    continue;   /* new: the client fetches its flags itself */
+                uint32_t seq = sess_seq_of_uid(s, ch.uids[i]);
+                store_msg m;
+                if (!seq || store_snap_msg(snap, ch.uids[i], &m) < 0)
+                    continue;
+                imap_out_printf(&s->out, "* %u FETCH (", seq);
+                if (s->rev2)
+                    imap_out_printf(&s->out, "UID %u ", m.uid);
+                imap_out_printf(&s->out, "FLAGS ");
+                sess_flags(s, &s->out, snap, m.flags, m.keywords, m.uid >= s->recent_first);
+                imap_out_printf(&s->out, ")\r\n");
+            }
+        }
+        store_uidlist_free(&ch);
+        s->modseq_seen = hms;
+    }
+    store_snap_put(snap);
+}
+
+int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,
+                     size_t *nout)
+{
+    imap_seqset set = {0};
+    bool dollar = false;
+    int rc = imap_seqset_parse(spec, strlen(spec), 100000, &set, &dollar);
+    if (rc < 0)
+        return rc;
+    store_range *r = NULL;
+    size_t n = 0;
+    if (dollar) {
+        r = malloc((s->nsaved ? s->nsaved : 1) * sizeof *r);
+        if (!r)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < s->nsaved; i++)
+            r[n++] = (store_range){s->saved[i], s->saved[i]};
+        *out = r;
+        *nout = n;
+        return 0;
+    }
+    r = malloc((set.n ? set.n : 1) * sizeof *r);
+    if (!r) {
+        free(set.r);
+        return -ENOMEM;
+    }
+    uint32_t last = s->nview ? s->view[s->nview - 1] : 0;
+    for (size_t i = 0; i < set.n; i++) {
+        uint32_t lo = set.r[i].lo, hi = set.r[i].hi;
+        if (uid) {
+            if (lo == UINT32_MAX)
+                lo = last;
+            if (hi == UINT32_MAX)
+                hi = last;
+        } else {
+            if (lo == UINT32_MAX)
+                lo = s->nview;
+            if (hi == UINT32_MAX)
+                hi = s->nview;
+        }
+        if (lo > hi) {
+            uint32_t t = lo;
+            lo = hi;
+            hi = t;
+        }
+        if (!uid) {
+            if (hi > s->nview || lo == 0) {
+                rc = -ERANGE;   /* a message number that does not exist */
+                break;
+            }
+            lo = s->view[lo - 1];
+            hi = s->view[hi - 1];
+        } else if (hi > last) {
+            hi = last;
+        }
+        if (lo && lo <= hi)
+            r[n++] = (store_range){lo, hi};
+    }
+    free(set.r);
+    if (rc < 0) {
+        free(r);
+        return rc;
+    }
+    *out = r;
+    *nout = n;
+    return 0;
+}
+
+void sess_store_error(session *s, const char *tag, int rc, const char *what)
+{
+    const char *code;
+    switch (rc) {
+    case -ENOENT: code = "[NONEXISTENT] No such mailbox"; break;
+    case -EEXIST: code = "[ALREADYEXISTS] Mailbox already exists"; break;
+    case -EINVAL: code = "[CANNOT] Invalid mailbox name"; break;
+    case -EPERM: code = "[CANNOT] Not allowed on INBOX"; break;
+    case -ENOTEMPTY: code = "[HASCHILDREN] Mailbox has children; delete them first"; break;
+    case -ENOSPC: code = "[LIMIT] Too many keywords in this mailbox"; break;
+    case -EFBIG: code = "[TOOBIG] Message too large"; break;
+    case -EOVERFLOW: code = "[LIMIT] UIDs exhausted"; break;
+    default: code = "[SERVERBUG] Internal error; the event is logged"; break;
+    }
+    if (!strncmp(code, "[SERVERBUG]", 11))
+        log_msg(LOGL_ERROR, s->id, s->user, "%s failed: %s", what, strerror(-rc));
+    sess_tagged(s, tag, "NO", "%s", code);
+}
+
+/* ---- mailbox names ------------------------------------------------------------ */
+
+static bool utf8_ok(const unsigned char *p)
+{
+    while (*p) {
+        unsigned c = *p, n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1
+                         : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 9;
+        if (n == 9)
+            return false;
+        for (unsigned i = 1; i <= n; i++)
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+        p += n + 1;
+    }
+    return true;
+}
+
+char *sess_mbox_from_client(session *s, const char *name)
+{
+    if (s->utf8) {
+        if (!utf8_ok((const unsigned char *)name))
+            return NULL;
+        return strdup(name);
+    }
+    return imap_mutf7_to_utf8(name, strlen(name));
+}
+
+void sess_mbox_to_client(session *s, imap_out *o, const char *utf8name)
+{
+    if (s->utf8) {
+        imap_out_string(o, utf8name, strlen(utf8name), true);
+        return;
+    }
+    char *m = imap_utf8_to_mutf7(utf8name);
+    if (m) {
+        imap_out_string(o, m, strlen(m), false);
+        free(m);
+    } else {
+        imap_out_string(o, utf8name, strlen(utf8name), false);
+    }
+}

@@ -1,0 +1,124 @@
+/* net/net.h — Ringmail's thread-per-core network runtime.
+ *
+ * One worker thread per core, each with its own event loop (io_uring, or
+ * epoll where io_uring cannot be set up), its own SO_REUSEPORT listening
+ * sockets, its connections and its timers.  A connection lives on one
+ * worker for its whole life, so the callbacks of one connection never run
+ * concurrently and need no locks.  net knows nothing about IMAP.
+ *
+ * Ownership: received bytes passed to on_data are valid only during the
+ * call (they sit in a shared receive buffer: an idle connection holds no
+ * receive memory).  Bytes given to net_conn_send are copied; bytes given to
+ * net_conn_send_ref are borrowed until their release callback runs (used to
+ * send message bodies straight from the store's mapping).
+ *
+ * Threads: every net_conn_* function must be called on the connection's
+ * worker (from a callback).  net_wake and net_server_stop may be called
+ * from any thread.
+ */
+#ifndef RINGMAIL_NET_NET_H
+#define RINGMAIL_NET_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct net_server net_server;
+typedef struct net_conn net_conn;
+
+/* A stable name of a connection usable from other threads: the worker
+ * index and a per-worker sequence number that is never reused. */
+typedef struct net_conn_id {
+    uint32_t worker;
+    uint64_t seq;
+} net_conn_id;
+
+typedef struct net_conn_ops {
+    /* A new connection was accepted.  Return a per-connection pointer
+     * (passed to every later callback), or NULL to refuse (it is closed). */
+    void *(*on_open)(net_conn *c);
+    /* Bytes arrived.  Called again with more data later; the callee keeps
+     * what it needs (e.g. a partial command). */
+    void (*on_data)(net_conn *c, void *user, const uint8_t *p, size_t n);
+    /* The output queue drained below net_config.low_water after having
+     * been above high_water (backpressure: stop producing until then). */
+    void (*on_drain)(net_conn *c, void *user);
+    /* The connection's timer (net_conn_timer) fired. */
+    void (*on_timer)(net_conn *c, void *user);
+    /* Someone called net_wake for this connection. */
+    void (*on_wake)(net_conn *c, void *user);
+    /* The connection is gone (peer closed, error, or net_conn_close
+     * finished).  Free `user` here.  No callback follows. */
+    void (*on_close)(net_conn *c, void *user);
+    /* Graceful shutdown (net_server_stop): say goodbye (e.g. "* BYE") and
+     * call net_conn_close.  Connections that do not close within
+     * net_config.shutdown_ms are closed anyway. */
+    void (*on_shutdown)(net_conn *c, void *user);
+} net_conn_ops;
+
+typedef enum net_backend {
+    NET_BACKEND_AUTO = 0,   /* io_uring if it can be set up, else epoll */
+    NET_BACKEND_IO_URING,
+    NET_BACKEND_EPOLL,
+} net_backend;
+
+typedef struct net_config {
+    unsigned workers;           /* 0 = online CPUs */
+    net_backend backend;
+    size_t high_water;          /* output bytes queued before on_drain is armed
+                                   (default 256 KiB) */
+    size_t low_water;           /* default 64 KiB */
+    unsigned shutdown_ms;       /* default 10000 */
+} net_config;
+
+/* Parse "auto" | "io_uring" | "epoll".  Returns 0 or -EINVAL. */
+int net_backend_parse(const char *s, net_backend *out);
+const char *net_backend_name(net_backend b);
+
+int net_server_new(const net_config *cfg, const net_conn_ops *ops,
+                   net_server **out);
+/* Listen on "host:port" ("[::1]:143", "127.0.0.1:0").  Each worker gets its
+ * own SO_REUSEPORT socket.  Port 0 picks a free port (the same for every
+ * worker); net_server_port() tells it.  Call before net_server_start. */
+int net_server_listen(net_server *s, const char *hostport);
+int net_server_port(const net_server *s, unsigned listener);
+/* Start the workers (threads).  Returns once they are running. */
+int net_server_start(net_server *s);
+/* Which backend the workers use (after start). */
+net_backend net_server_backend(const net_server *s);
+/* Ask for a graceful stop; async-signal-safe.  on_shutdown is called for
+ * every connection, listeners close last. */
+void net_server_stop(net_server *s);
+/* Wait for the workers to finish after a stop. */
+void net_server_wait(net_server *s);
+void net_server_free(net_server *s);
+
+/* Queue bytes (copied). */
+void net_conn_send(net_conn *c, const void *p, size_t n);
+/* Queue borrowed bytes; release(arg) runs once they are sent or the
+ * connection is gone. */
+void net_conn_send_ref(net_conn *c, const void *p, size_t n,
+                       void (*release)(void *arg), void *arg);
+/* Bytes queued and not yet written to the socket. */
+size_t net_conn_pending(const net_conn *c);
+/* Stop / resume delivering on_data (while a command waits for the disk or
+ * the client is being slow to read). */
+void net_conn_pause(net_conn *c, bool pause);
+/* Flush what is queued, then close.  on_close follows. */
+void net_conn_close(net_conn *c);
+/* Arm the connection's one timer (ms from now); 0 cancels. */
+void net_conn_timer(net_conn *c, uint32_t ms);
+net_conn_id net_conn_get_id(const net_conn *c);
+/* "ip:port" of the peer. */
+const char *net_conn_peer(const net_conn *c);
+bool net_conn_is_loopback(const net_conn *c);
+/* The worker index, 0 <= i < workers. */
+unsigned net_conn_worker(const net_conn *c);
+
+/* From any thread: have on_wake run for the connection on its worker, if
+ * it still exists.  Wakes for the same connection may be coalesced. */
+void net_wake(net_server *s, net_conn_id id);
+/* From any thread: run fn(arg) on worker w's thread. */
+int net_post(net_server *s, unsigned w, void (*fn)(void *arg), void *arg);
+
+#endif

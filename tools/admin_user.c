@@ -1,0 +1,149 @@
+/* tools/admin_user.c — `user add|passwd|del|list`: the passwd-file.
+ *
+ * The password is read from standard input (its first line), never from
+ * the command line, where other users could see it in ps. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "core/passwd.h"
+#include "tools/admin.h"
+
+#define DEFAULT_SCHEME "SHA512-CRYPT"
+
+static int read_password(char **out)
+{
+    struct termios old, quiet;
+    bool tty = isatty(0) && tcgetattr(0, &old) == 0;
+    if (tty) {
+        fputs("Password: ", stderr);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(0, TCSAFLUSH, &quiet);
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, stdin);
+    if (tty) {
+        tcsetattr(0, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+    }
+    if (n <= 0) {
+        free(line);
+        admin_err("no password on standard input");
+        return -EINVAL;
+    }
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    if (!n) {
+        free(line);
+        admin_err("empty password");
+        return -EINVAL;
+    }
+    *out = line;
+    return 0;
+}
+
+static int set_user(admin_ctx *ctx, int argc, char **argv, bool add)
+{
+    const char *scheme = DEFAULT_SCHEME;
+    admin_opt opts[] = {{"scheme", NULL, &scheme}};
+    char *pos[1];
+    size_t npos;
+    if (admin_args(argc, argv, opts, 1, pos, 1, 1, &npos,
+                   add ? "user add [--scheme NAME] USER" : "user passwd [--scheme NAME] USER") < 0)
+        return ADMIN_USAGE;
+    const char *user = pos[0];
+    if (!*user || strpbrk(user, ":/\n\r") || !strcmp(user, ".") || !strcmp(user, "..")) {
+        admin_err("invalid user name '%s'", user);
+        return ADMIN_FAIL;
+    }
+    char *pw = NULL, *entry = NULL;
+    int rc = read_password(&pw);
+    if (rc < 0)
+        return ADMIN_FAIL;
+    rc = passwd_hash(scheme, pw, &entry);
+    memset(pw, 0, strlen(pw));
+    free(pw);
+    if (rc == -EINVAL) {
+        admin_err("unknown password scheme '%s' (PLAIN, SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT)",
+                  scheme);
+        return ADMIN_FAIL;
+    }
+    if (rc < 0) {
+        admin_err("cannot hash the password: %s", strerror(-rc));
+        return ADMIN_FAIL;
+    }
+    const char *path = config_get(&ctx->cfg, "passwd_file");
+    rc = passwd_file_set(path, user, entry, !add);
+    free(entry);
+    if (rc == -EEXIST) {
+        admin_err("user '%s' already exists (use user passwd)", user);
+        return ADMIN_FAIL;
+    }
+    if (rc == -ENOENT && !add) {
+        admin_err("user '%s' does not exist", user);
+        return ADMIN_FAIL;
+    }
+    if (rc < 0) {
+        admin_err("%s: %s", path, strerror(-rc));
+        return ADMIN_FAIL;
+    }
+    printf("%s %s\n", add ? "added" : "changed password of", user);
+    return ADMIN_OK;
+}
+
+int admin_cmd_user_add(admin_ctx *ctx, int argc, char **argv)
+{
+    return set_user(ctx, argc, argv, true);
+}
+
+int admin_cmd_user_passwd(admin_ctx *ctx, int argc, char **argv)
+{
+    return set_user(ctx, argc, argv, false);
+}
+
+int admin_cmd_user_del(admin_ctx *ctx, int argc, char **argv)
+{
+    char *pos[1];
+    size_t npos;
+    if (admin_args(argc, argv, NULL, 0, pos, 1, 1, &npos, "user del USER") < 0)
+        return ADMIN_USAGE;
+    const char *path = config_get(&ctx->cfg, "passwd_file");
+    int rc = passwd_file_set(path, pos[0], NULL, false);
+    if (rc == -ENOENT) {
+        admin_err("user '%s' does not exist", pos[0]);
+        return ADMIN_FAIL;
+    }
+    if (rc < 0) {
+        admin_err("%s: %s", path, strerror(-rc));
+        return ADMIN_FAIL;
+    }
+    printf("deleted %s (mail in %s is kept)\n", pos[0], ctx->mail_root);
+    return ADMIN_OK;
+}
+
+int admin_cmd_user_list(admin_ctx *ctx, int argc, char **argv)
+{
+    char *pos[1];
+    size_t npos;
+    if (admin_args(argc, argv, NULL, 0, pos, 0, 0, &npos, "user list") < 0)
+        return ADMIN_USAGE;
+    const char *path = config_get(&ctx->cfg, "passwd_file");
+    char **names;
+    size_t n;
+    int rc = passwd_file_users(path, &names, &n);
+    if (rc < 0) {
+        admin_err("%s: %s", path, strerror(-rc));
+        return ADMIN_FAIL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        printf("%s\n", names[i]);
+        free(names[i]);
+    }
+    free(names);
+    return ADMIN_OK;
+}
