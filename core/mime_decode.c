@@ -663,12 +663,12 @@ int mime_decode_header(const char *in, size_t len, store_buf *out)
     size_t run = 0, i = 0;
     bool last_ew = false;
     while (i + 1 < len) {
-        const char *q = memmem(in + i, len - i, "=?", 2);
+        const char *q = memchr(in + i, '=', len - i - 1);
         if (!q)
             break;
         i = (size_t)(q - in);
         ew w;
-        if (!parse_ew(&d, i, &w)) {
+        if (in[i + 1] != '?' || !parse_ew(&d, i, &w)) {
             i++;
             continue;
         }
