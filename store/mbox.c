@@ -893,8 +893,11 @@ void mbox_destroy(struct store_mbox *mb)
     if (mb->gen && mb->lock_fd >= 0 && !mb->failed) {
         /* Leave a checkpoint so that a reboot does not force a rebuild. */
         if (flock(mb->lock_fd, LOCK_EX) == 0) {
-            if (!A_LOAD(&gen_hdr(mb->gen)->superseded) &&
-                gen_hdr(mb->gen)->log_applied == mb->log_end)
+            /* ... unless the last one still describes the index: closing
+             * a mailbox that was only read costs no disk flush. */
+            struct idx_hdr *h = gen_hdr(mb->gen);
+            if (!A_LOAD(&h->superseded) && h->log_applied == mb->log_end &&
+                !ckpt_current(h))
                 mbox_checkpoint(mb, mb->gen);
             flock(mb->lock_fd, LOCK_UN);
         }
