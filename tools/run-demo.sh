@@ -73,32 +73,31 @@ echo "--- ringmail-admin check $DEMO_USER"
 admin check "$DEMO_USER"
 
 # ---------------------------------------------------------------------------
-# SERVER START — when ringmaild exists, start it here on the demo store, e.g.
-#   "$ROOT/build/ringmaild" -o "mail_root=$DATA" -o listen=127.0.0.1:1143 ...
-# (with a passwd file for user demo), print how to connect, and stop it on
-# exit.  Until then this demo ends with the store and ringmail-admin.
-# ---------------------------------------------------------------------------
-if [[ -x "$ROOT/build/ringmaild" ]]; then
-  echo
-  echo "run-demo: build/ringmaild exists, but starting it is not wired up yet"
-  echo "          (see the SERVER START block in tools/run-demo.sh)."
+# The server: user demo (password "demo") in a passwd-file beside the store,
+# ringmaild on loopback in the foreground; ^C (SIGINT) stops it cleanly.
+PORT=${RINGMAIL_PORT:-1143}
+PASSWD="$DATA/passwd"
+if ! grep -q "^$DEMO_USER:" "$PASSWD" 2>/dev/null; then
+  echo demo | admin -o "passwd_file=$PASSWD" user add --scheme SHA512-CRYPT "$DEMO_USER"
 fi
 
 cat <<NEXT
 
-=== run-demo: what next ===
-The demo store is in $DATA (user '$DEMO_USER').  Try:
+=== run-demo: ringmaild on 127.0.0.1:$PORT ===
+Connect with any IMAP client: host 127.0.0.1, port $PORT, no TLS (plaintext
+login is accepted on loopback), user '$DEMO_USER', password 'demo'.  E.g.:
 
-  build/ringmail-admin -o mail_root=$DATA mailbox list $DEMO_USER
-  build/ringmail-admin -o mail_root=$DATA export $DEMO_USER INBOX -    # as mboxrd
-  build/ringmail-admin -o mail_root=$DATA expunge $DEMO_USER INBOX 2
-  build/ringmail-admin -o mail_root=$DATA compact $DEMO_USER
-  build/ringmail-admin -o mail_root=$DATA check $DEMO_USER --repair
-  build/ringmail-admin --help
+  python3 -c "import imaplib; M = imaplib.IMAP4('127.0.0.1', $PORT); \\
+    M.login('demo', 'demo'); print(M.select('INBOX')); \\
+    print(M.fetch('1:*', '(FLAGS ENVELOPE)'))"
 
+Meanwhile, in another terminal:
+  build/ringmail-admin -o mail_root=$DATA stats $DEMO_USER
+  build/ringmail-admin -o mail_root=$DATA check $DEMO_USER
   bash tools/run-tests.sh                      # all tests (release + ASan/UBSan)
-  build/bench/ringmail-microbench --help       # store microbenchmarks
 
-The IMAP server (ringmaild) is not written yet; this demo shows the mail
-store it will serve.  Remove the demo with: rm -rf $DATA
+Stop the server with ^C.  Remove the demo with: rm -rf $DATA
 NEXT
+
+exec "${RINGMAIL_DEMO_BUILD:-$ROOT/build}/ringmaild" -o "mail_root=$DATA" -o "passwd_file=$PASSWD" \
+  -o "listen=127.0.0.1:$PORT"
