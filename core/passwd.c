@@ -25,7 +25,6 @@ struct passwd_db {
     struct pw_user *users;
     size_t n;
     struct stat st;
-    time_t checked;
     bool loaded;
 };
 
@@ -124,10 +123,7 @@ void passwd_close(passwd_db *db)
 /* Re-read the file if it changed (lock held). */
 static int refresh(passwd_db *db)
 {
-    time_t now = time(NULL);
-    if (db->loaded && now == db->checked)
-        return 0;
-    db->checked = now;
+    /* One stat per login: a changed file takes effect at once. */
     struct stat st;
     if (stat(db->path, &st) < 0)
         return -errno;
@@ -329,7 +325,7 @@ int passwd_file_set(const char *path, const char *user, const char *entry,
     int rc = 0;
     if (entry && found && !replace)
         rc = -EEXIST;
-    else if (!entry && !found)
+    else if (!found && (!entry || replace))
         rc = -ENOENT;
     else if (entry && !found)
         fprintf(m, "%s:%s\n", user, entry);

@@ -6,8 +6,8 @@
  * {SHA256-CRYPT}, {BLF-CRYPT}, {CRYPT} (whatever crypt() understands).
  * A secret without a scheme is taken as crypt(3) output.
  *
- * The file is re-read when its mtime, size or inode change (checked at
- * most once a second), so `ringmail-admin user add` takes effect without a
+ * The file is re-read when its mtime, size or inode change (one stat per
+ * verification), so `ringmail-admin user add` takes effect without a
  * restart.  Thread-safe.
  */
 #ifndef RINGMAIL_CORE_PASSWD_H
@@ -31,8 +31,9 @@ int passwd_verify(passwd_db *db, const char *user, const char *password);
  * "{SCHEME}secret".  -EINVAL unknown scheme. */
 int passwd_hash(const char *scheme, const char *password, char **out);
 
-/* Add or replace (replace = true) a user's line, or delete it (password
- * NULL), rewriting the file atomically.  -EEXIST / -ENOENT as fits. */
+/* Add (replace = false: -EEXIST if present) or replace (replace = true:
+ * -ENOENT if absent) a user's line, or delete it (entry NULL: -ENOENT if
+ * absent), rewriting the file atomically. */
 int passwd_file_set(const char *path, const char *user, const char *entry,
                     bool replace);
 /* User names, one per element; free each and the array. */
