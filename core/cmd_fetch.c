@@ -130,22 +130,11 @@ static int fetch_one(session *s, snapref *ref, const fetch_req *req, uint32_t se
 {
     store_snap *snap = ref->snap;
     store_msg m;
-    if (store_snap_msg(snap, uid, &m) < 0) {
-        /* Expunged by another session but still in our view: the bytes are
-         * still in the log until compaction; only the flags are gone. */
-        if (store_snap_bytes(snap, uid, 0, 0, &(const char *){NULL}, &(size_t){0}) < 0)
-            return -ENOENT;
-        memset(&m, 0, sizeof m);
-        m.uid = uid;
-        for (uint32_t p = 0; p < store_snap_entries(snap); p++) {
-            store_msg e;
-            store_snap_entry(snap, p, &e);
-            if (e.uid == uid) {
-                m = e;
-                break;
-            }
-        }
-    }
+    /* Expunged by another session but still in our view: its bytes stay in
+     * the log until compaction, so it can still be fetched (RFC 3501 7.4.1
+     * forbids telling the client about the expunge during a FETCH). */
+    if (store_snap_lookup(snap, uid, &m) < 0)
+        return -ENOENT;
     imap_out *o = &s->out;
     imap_out_printf(o, "* %u FETCH (", seq);
     const char *sp = "";
@@ -292,16 +281,8 @@ void cmd_fetch(session *s, const char *tag, imap_args *a, imap_arg *args,
     int failed = 0;
     size_t sj = 0;      /* seen.uids ascends like the view: merge */
     for (size_t k = 0; k < nr; k++) {
-        /* The view is sorted by UID: start at the range's first. */
-        uint32_t lo = 0, hi = s->nview;
-        while (lo < hi) {
-            uint32_t mid = lo + (hi - lo) / 2;
-            if (s->view[mid] < r[k].lo)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        for (uint32_t i = lo; i < s->nview && s->view[i] <= r[k].hi; i++) {
+        for (uint32_t i = sess_view_lower(s, r[k].lo); i < s->nview && s->view[i] <= r[k].hi;
+             i++) {
             uint32_t u = s->view[i];
             while (sj < seen.n && seen.uids[sj] < u)
                 sj++;

@@ -356,10 +356,11 @@ void cmd_store(session *s, const char *tag, imap_args *a, imap_arg *args,
     if (!silent && nr) {
         store_snap *snap = store_snap_get(s->mb);
         for (size_t k = 0; snap && k < nr; k++) {
-            for (uint32_t seq = 1; seq <= s->nview; seq++) {
+            for (uint32_t seq = sess_view_lower(s, r[k].lo) + 1;
+                 seq <= s->nview && s->view[seq - 1] <= r[k].hi; seq++) {
                 uint32_t u = s->view[seq - 1];
                 store_msg m;
-                if (u < r[k].lo || u > r[k].hi || store_snap_msg(snap, u, &m) < 0)
+                if (store_snap_msg(snap, u, &m) < 0)
                     continue;
                 imap_out_printf(&s->out, "* %u FETCH (FLAGS ", seq);
                 sess_flags(s, &s->out, snap, m.flags, m.keywords, u >= s->recent_first);

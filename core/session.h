@@ -84,8 +84,10 @@ void sess_unselect(session *s);
 /* Bring the view up to date and announce what changed: EXISTS, RECENT,
  * FETCH FLAGS and, when allowed, EXPUNGE. */
 void sess_sync(session *s, bool allow_expunge);
-/* seq -> uid and uid -> seq in the view (0 if none). */
+/* uid -> seq in the view (0 if none). */
 uint32_t sess_seq_of_uid(const session *s, uint32_t uid);
+/* Index of the first view entry with a UID >= uid (nview if none). */
+uint32_t sess_view_lower(const session *s, uint32_t uid);
 /* Turn a sequence set (uid = false) or UID set into sorted UID ranges of
  * messages in the view.  *r is malloc'd. */
 int sess_set_to_uids(session *s, const char *spec, bool uid,

@@ -38,7 +38,7 @@ void sess_unselect(session *s)
         s->state = ST_AUTH;
 }
 
-uint32_t sess_seq_of_uid(const session *s, uint32_t uid)
+uint32_t sess_view_lower(const session *s, uint32_t uid)
 {
     uint32_t lo = 0, hi = s->nview;
     while (lo < hi) {
@@ -48,7 +48,13 @@ uint32_t sess_seq_of_uid(const session *s, uint32_t uid)
         else
             hi = mid;
     }
-    return lo < s->nview && s->view[lo] == uid ? lo + 1 : 0;
+    return lo;
+}
+
+uint32_t sess_seq_of_uid(const session *s, uint32_t uid)
+{
+    uint32_t i = sess_view_lower(s, uid);
+    return i < s->nview && s->view[i] == uid ? i + 1 : 0;
 }
 
 static int view_push(session *s, uint32_t uid)

@@ -239,6 +239,14 @@ static const struct idx_entry *find_live(const store_snap *s, uint32_t uid)
     return e;
 }
 
+int store_snap_lookup(const store_snap *s, uint32_t uid, store_msg *m)
+{
+    int64_t p = gen_find(s->g, s->count, uid);
+    if (p < 0)
+        return -ENOENT;
+    return store_snap_entry(s, (uint32_t)p, m);
+}
+
 int store_snap_msg(const store_snap *s, uint32_t uid, store_msg *m)
 {
     const struct idx_entry *e = find_live(s, uid);

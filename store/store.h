@@ -254,6 +254,9 @@ uint32_t store_snap_seq_of_uid(const store_snap *s, uint32_t uid); /* 0 if none 
 uint32_t store_snap_uid_of_seq(const store_snap *s, uint32_t seq); /* 0 if none */
 /* Returns 0 and fills m, or -ENOENT (absent or expunged). */
 int store_snap_msg(const store_snap *s, uint32_t uid, store_msg *m);
+/* Like store_snap_entry by UID: 1 live, 0 expunged (still readable until
+ * compaction), -ENOENT absent. */
+int store_snap_lookup(const store_snap *s, uint32_t uid, store_msg *m);
 
 /* Bytes of a message, as pointers into the read-only log mapping, valid
  * while the snapshot is held.  Whole message: off 0, len SIZE_MAX.  The
