@@ -259,7 +259,8 @@ void cmd_expunge(session *s, const char *tag, imap_args *a, imap_arg *args,
     if (rc < 0) {
         sess_store_error(s, tag, rc, "expunge");
     } else {
-        qsort(x.uids, x.n, sizeof *x.uids, cmp_u32);
+        if (x.n)
+            qsort(x.uids, x.n, sizeof *x.uids, cmp_u32);
         announce_expunged(s, x.uids, x.n);
         if (x.n)
             sess_changed(s, s->mb);
