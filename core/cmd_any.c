@@ -82,8 +82,8 @@ void cmd_enable(session *s, const char *tag, imap_args *a, imap_arg *args,
         if (!strcasecmp(args[i].s, "IMAP4rev2") && !s->rev2) {
             s->rev2 = s->utf8 = true;
             imap_out_printf(&o, " IMAP4rev2");
-        } else if (!strcasecmp(args[i].s, "UTF8=ACCEPT") && !(s->utf8 && !s->rev2)) {
-            s->utf8 = true;
+        } else if (!strcasecmp(args[i].s, "UTF8=ACCEPT") && !s->utf8_accept) {
+            s->utf8 = s->utf8_accept = true;
             imap_out_printf(&o, " UTF8=ACCEPT");
         }
     }

@@ -18,7 +18,9 @@ static char *mbox_arg(session *s, const char *tag, imap_args *a, const imap_arg 
     }
     const char *raw = imap_arg_astring(a, arg);
     char *name = raw && strlen(raw) == arg->len ? sess_mbox_from_client(s, raw) : NULL;
-    if (!name)
+    if (!name && s->utf8)
+        sess_bad(s, tag, "Mailbox name is not valid UTF-8");   /* RFC 6855 3 */
+    else if (!name)
         sess_tagged(s, tag, "NO", "[CANNOT] Invalid mailbox name encoding");
     return name;
 }

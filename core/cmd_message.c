@@ -130,16 +130,23 @@ void cmd_append(session *s, const char *tag, imap_args *a, imap_arg *args,
             }
             i++;
         }
-        if (i >= nargs || args[i].type != IMAP_ARG_LITERAL) {
+        const imap_arg *lit = i < nargs ? &args[i] : NULL;
+        /* RFC 6855: UTF8 (~{n}) carries a message with UTF-8 headers. */
+        if (lit && lit->type == IMAP_ARG_ATOM && imap_arg_is(lit, "UTF8") && i + 1 < nargs &&
+            args[i + 1].type == IMAP_ARG_LIST && args[i + 1].nlist == 1) {
+            i++;
+            lit = &args[i].list[0];
+        }
+        if (!lit || lit->type != IMAP_ARG_LITERAL) {
             sess_bad(s, tag, "Message literal expected");
             goto out;
         }
-        if (args[i].len == 0) {
+        if (lit->len == 0) {
             sess_tagged(s, tag, "NO", "[CANNOT] Empty messages are not accepted");
             goto out;
         }
-        m->data = args[i].s;
-        m->len = args[i].len;
+        m->data = lit->s;
+        m->len = lit->len;
         if (!m->internal_date) {
             m->internal_date = time(NULL);
             struct tm lt;

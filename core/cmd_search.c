@@ -28,6 +28,12 @@ void cmd_search(session *s, const char *tag, imap_args *a, imap_arg *args,
     imap_search_prog *prog = NULL;
     const char *err = NULL;
     imap_search_result res = {0};
+    /* RFC 6855 3: after ENABLE UTF8=ACCEPT, a CHARSET is an error. */
+    size_t at = nargs >= 2 && imap_arg_is(&args[0], "RETURN") ? 2 : 0;
+    if (s->utf8_accept && at < nargs && imap_arg_is(&args[at], "CHARSET")) {
+        sess_bad(s, tag, "CHARSET is not allowed after ENABLE UTF8=ACCEPT");
+        return;
+    }
     int rc = imap_search_parse(args, nargs, NULL, &prog, &err);
     bool save = false;
     if (rc == IMAP_SEARCH_EBADCHARSET) {

@@ -31,7 +31,8 @@ typedef struct session {
     sess_wait wait;
     char *wait_tag;             /* tag of IDLE / AUTHENTICATE */
     char *auth_mech;
-    bool rev2, utf8;            /* ENABLE IMAP4rev2 / UTF8=ACCEPT */
+    bool rev2, utf8;            /* ENABLE IMAP4rev2 / either (UTF-8 names) */
+    bool utf8_accept;           /* ENABLE UTF8=ACCEPT itself (RFC 6855) */
     bool loopback;
     unsigned bad;               /* BAD answers so far */
 

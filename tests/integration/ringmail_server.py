@@ -217,6 +217,7 @@ class Server:
                     break
                 try:
                     socket.create_connection((self.host, self.port), timeout=1).close()
+                    self.check_backend()
                     return self
                 except OSError as e:
                     last = e
@@ -231,6 +232,18 @@ class Server:
                 raise ServerError("ringmaild exited with status %d at start\n%s"
                                   % (rc, self.stderr_tail()))
         raise ServerError("ringmaild could not bind a free port\n" + self.stderr_tail())
+
+    def check_backend(self):
+        """A test asked for io_uring must not silently run on epoll (or the
+        reverse): ringmaild logs "started: BACKEND backend" at start."""
+        if self.backend not in ("io_uring", "epoll"):
+            return
+        text = self.stderr_tail(20000)
+        m = re.findall(r"started: (\S+) backend", text)
+        if m and m[-1] != self.backend:
+            self.kill()
+            raise ServerError("asked for io_backend=%s but ringmaild runs %s\n%s"
+                              % (self.backend, m[-1], text[-3000:]))
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -874,6 +887,17 @@ class Imap:
 # Test case base: one server per class and backend, one fresh user per test
 
 
+def sanitizer_report(text):
+    """The first ASan/UBSan/LSan report in a server's stderr, or None."""
+    for pat in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                "WARNING: ThreadSanitizer"):
+        i = text.find(pat)
+        if i >= 0:
+            start = text.rfind("\n", 0, max(0, i - 200)) + 1
+            return text[start:start + 6000]
+    return None
+
+
 class ServerTestCase(unittest.TestCase):
     """Subclass and call parametrize(globals(), Class).  Each test gets
     self.server (shared by the class), self.user / self.password (a fresh
@@ -911,7 +935,11 @@ class ServerTestCase(unittest.TestCase):
             return
         rc = srv.stop()
         tail = srv.stderr_tail()
+        report = sanitizer_report(srv.stderr_since(0, 10 ** 7))
         srv.cleanup()
+        if report:
+            raise AssertionError("sanitizer report in ringmaild's stderr (%s):\n%s"
+                                 % (cls.backend, report))
         if rc != 0:
             raise AssertionError("ringmaild (%s) did not exit with status 0 after SIGTERM: "
                                  "%r\n--- server stderr ---\n%s" % (cls.backend, rc, tail))
@@ -922,6 +950,7 @@ class ServerTestCase(unittest.TestCase):
             self.server.start()
         self.log_offset = self.server.stderr_size()
         self.conns = []
+        self._fail_count = self._failures_so_far()
         cls = type(self)
         self.user = "user%d" % cls.next_user
         self.password = "pw%d-secret" % cls.next_user
@@ -932,8 +961,9 @@ class ServerTestCase(unittest.TestCase):
     def tearDown(self):
         for c in self.conns:
             c.close()
-        failed = not getattr(getattr(self, "_outcome", None), "success", True)
+        failed = self._failures_so_far() != self._fail_count
         crashed = not self.server.alive()
+        sanitizer = sanitizer_report(self.server.stderr_since(self.log_offset, 200000))
         if failed or crashed or VERBOSE:
             sys.stderr.write("\n--- %s: ringmaild stderr during the test (%s) ---\n%s\n"
                              % (self.id(), self.backend, self.server.stderr_since(self.log_offset)))
@@ -944,6 +974,16 @@ class ServerTestCase(unittest.TestCase):
             rc = self.server.proc.poll()
             self.server.stop()
             self.fail("ringmaild died during the test (status %r)" % rc)
+        if sanitizer:
+            self.fail("sanitizer report in ringmaild's stderr:\n" + sanitizer)
+
+    def _failures_so_far(self):
+        # Python 3.11 records a failure in the result as soon as the test
+        # method raises, before tearDown runs.
+        res = getattr(getattr(self, "_outcome", None), "result", None)
+        if res is None:
+            return 0
+        return len(getattr(res, "failures", [])) + len(getattr(res, "errors", []))
 
     # helpers
 
@@ -980,6 +1020,18 @@ class ServerTestCase(unittest.TestCase):
 
     def ok(self, c, text, **kw):
         return self.expect(c.cmd(text, **kw), "OK")
+
+    def each(self, make, cmds, status, code=None, what=""):
+        """Send each command on a fresh connection from make() and expect
+        status: servers may end a session after a few bad commands in a row
+        (ringmaild: "repeated garbage gets a BYE"), so errors are not
+        piled up on one connection."""
+        for cmd in cmds:
+            c = make()
+            self.expect(c.cmd(cmd), status, code, msg=(what + ": " if what else "") +
+                        (cmd.decode("utf-8", "replace") if isinstance(cmd, bytes) else cmd)[:120])
+            c.close()
+            self.conns.remove(c)
 
     def append_msgs(self, c, mailbox, msgs):
         """APPEND each (raw, flags) or raw; returns the UIDs (APPENDUID)."""

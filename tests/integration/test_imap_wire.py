@@ -32,17 +32,20 @@ class Wire(rs.ServerTestCase):
 
     # -- framing --
 
+    def send_bytewise(self, c, data):
+        for i in range(len(data)):
+            c.sock.send(data[i:i + 1])
+            time.sleep(0.001)
+
     def test_one_byte_pieces(self):
         c = self.connect()
         data = ("a1 %s\r\na2 SELECT INBOX\r\n" % self.login_cmd()).encode()
         data += b"a3 APPEND INBOX {%d+}\r\n%s\r\n" % (len(msg(1)), msg(1))
-        data += b"a4 FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n"
-        for i in range(len(data)):
-            c.sock.send(data[i:i + 1])
-            time.sleep(0.001)
+        self.send_bytewise(c, data)
         for tag in ("a1", "a2", "a3"):
             u, t, _ = self.read_tagged(c, tag)
             self.assertEqual(t.status()[0], "OK", t)
+        self.send_bytewise(c, b"a4 FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
         u, t, _ = self.read_tagged(c, "a4")
         self.assertEqual(t.status()[0], "OK", t)
         self.assertIn(b"Subject: wire 1", b"".join(x.raw for x in u))
@@ -54,27 +57,28 @@ class Wire(rs.ServerTestCase):
         self.ok(c, "SELECT INBOX")
         for i in range(25):
             m = msg(i, rnd.randint(0, 3000))
-            data = (b"p%d APPEND INBOX (\\Seen) {%d+}\r\n%s\r\n"
-                    b"q%d FETCH %d (BODY.PEEK[] FLAGS)\r\n" % (i, len(m), m, i, i + 1))
-            pos = 0
-            while pos < len(data):
-                n = rnd.choice([1, 2, 3, 7, 50, 500, 4096])
-                c.sock.sendall(data[pos:pos + n])
-                pos += n
-                if rnd.random() < 0.3:
-                    time.sleep(0.002)
+            data = b"p%d APPEND INBOX (\\Seen) {%d+}\r\n%s\r\n" % (i, len(m), m)
+            self.send_pieces(c, data, rnd)
             u, t, _ = self.read_tagged(c, "p%d" % i)
             self.assertEqual(t.status()[0], "OK", t)
+            self.send_pieces(c, b"q%d FETCH %d (BODY.PEEK[] FLAGS)\r\n" % (i, i + 1), rnd)
             u, t, _ = self.read_tagged(c, "q%d" % i)
             self.assertEqual(t.status()[0], "OK", t)
             body = [rs.fetch_dict(x) for x in u if x.kind() == "FETCH"]
             self.assertEqual(bytes(body[-1]["BODY[]"]), m)
 
+    def send_pieces(self, c, data, rnd):
+        pos = 0
+        while pos < len(data):
+            n = rnd.choice([1, 2, 3, 7, 50, 500, 4096])
+            c.sock.sendall(data[pos:pos + n])
+            pos += n
+            if rnd.random() < 0.3:
+                time.sleep(0.002)
+
     def test_synchronizing_literal(self):
         c = self.connect()
-        c.send(b"a1 LOGIN {%d}" % len(self.user))
-        self.assertEqual(c.pending(0.5), [], "no continuation before the line's CRLF")
-        c.send(b"\r\n")
+        c.send(b"a1 LOGIN {%d}\r\n" % len(self.user))
         r = c.read()
         self.assertTrue(r.continuation, "synchronizing literal needs '+', got %r" % r)
         c.send(self.user.encode() + b" {%d}\r\n" % len(self.password))
@@ -142,6 +146,8 @@ class Wire(rs.ServerTestCase):
             u, t, _ = self.read_tagged(c, "r%d" % i)
             self.assertEqual(t.status()[0], "OK", t)
             s = [x for x in u if x.kind() == "SEARCH"]
+            self.assertEqual(len(s), 1, "pipelined commands must be answered in order "
+                             "(design.md): r%d got %r" % (i, u))
             self.assertEqual(len(s[0].raw.split()) - 2, i + 1,
                              "SEARCH r%d must see the %d APPENDs before it" % (i, i + 1))
 
