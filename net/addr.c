@@ -94,23 +94,21 @@ void net_addr_store(struct net_conn *c, const struct sockaddr *sa)
 const char *net_conn_peer(const net_conn *c_)
 {
     struct net_conn *c = (struct net_conn *)c_;
-    char ip[INET6_ADDRSTRLEN];
+    char ip[INET6_ADDRSTRLEN], buf[INET6_ADDRSTRLEN + 9];   /* "[v6]:65535" */
 
     if (c->peer)
         return c->peer;
-    /* Room for "[v6]:65535".  The string lives until the connection is
-     * freed; on allocation failure callers still get something printable. */
-    char *s = malloc(INET6_ADDRSTRLEN + 9);
-    if (!s)
-        return "?";
     if (c->family == AF_INET && inet_ntop(AF_INET, c->addr, ip, sizeof ip))
-        snprintf(s, INET6_ADDRSTRLEN + 9, "%s:%u", ip, c->port);
+        snprintf(buf, sizeof buf, "%s:%u", ip, c->port);
     else if (c->family == AF_INET6 && inet_ntop(AF_INET6, c->addr, ip, sizeof ip))
-        snprintf(s, INET6_ADDRSTRLEN + 9, "[%s]:%u", ip, c->port);
+        snprintf(buf, sizeof buf, "[%s]:%u", ip, c->port);
     else
-        snprintf(s, INET6_ADDRSTRLEN + 9, "?");
-    c->peer = s;
-    return s;
+        snprintf(buf, sizeof buf, "?");
+    /* Kept (sized to fit: most sessions log their peer, and this is per
+     * connection) until the connection is freed.  Without memory, callers
+     * still get something printable. */
+    c->peer = strdup(buf);
+    return c->peer ? c->peer : "?";
 }
 
 bool net_conn_is_loopback(const net_conn *c)

@@ -1,6 +1,6 @@
 /* net/internal.h — what the files of net/ share: the server, worker and
  * connection structures, the output queue, the timer heap, the connection
- * table and the backend interface.  Nothing here is visible outside net/.
+ * table and the backend interface.  Only net/ and its unit tests use it.
  *
  * Threads: everything reachable from a net_worker belongs to that worker's
  * thread, except the message queue (qlock) and the eventfd, which other
@@ -46,11 +46,10 @@ enum {
     NC_RECV_ARMED  = 1u << 9,  /* io_uring: multishot recv in flight */
     NC_SEND_BUSY   = 1u << 10, /* io_uring: a send in flight */
     NC_CANCELING   = 1u << 11, /* io_uring: recv cancel submitted */
-    NC_NEED_ARM    = 1u << 12, /* io_uring: (re)arm the recv when allowed */
-    NC_READABLE    = 1u << 13, /* epoll: the socket may have bytes */
-    NC_WRITABLE    = 1u << 14, /* epoll: the socket may take bytes */
-    NC_LATER       = 1u << 15, /* epoll: on the read-again-next-round list */
-    NC_RDHUP       = 1u << 16, /* epoll: the peer's FIN was seen */
+    NC_READABLE    = 1u << 12, /* epoll: the socket may have bytes */
+    NC_WRITABLE    = 1u << 13, /* epoll: the socket may take bytes */
+    NC_LATER       = 1u << 14, /* epoll: on the read-again-next-round list */
+    NC_RDHUP       = 1u << 15, /* epoll: the peer's FIN was seen */
 };
 
 /* One piece of queued output.  A copied chunk owns data[] (cap bytes); a
@@ -217,6 +216,9 @@ struct net_server {
 
 /* worker.c */
 uint64_t net_now_ms(void);
+/* Times a worker gave up waiting for in-flight operations at exit (the
+ * kernel never completed them): a bug if it is not 0, which tests check. */
+extern atomic_uint net_hard_stops;
 void *net_worker_main(void *arg);
 void net_worker_attend(struct net_worker *w, struct net_conn *c);
 

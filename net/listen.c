@@ -83,30 +83,30 @@ int net_server_listen(net_server *s, const char *hostport)
     for (int attempt = 0; attempt < 16; attempt++) {
         unsigned n = 0;
         int port = 0;
+        rc = 0;
         if (any_port)
             set_port(&ss, 0);
         for (; n < s->nworkers; n++) {
-            fds[n] = listen_socket(&ss, len);
-            if (fds[n] < 0)
+            rc = listen_socket(&ss, len);
+            if (rc < 0)
                 break;
+            fds[n] = rc;
             if (n == 0) {
-                port = get_port(fds[0]);
-                if (port < 0) {
+                port = rc = get_port(fds[0]);
+                if (rc < 0) {
                     close(fds[0]);
-                    fds[0] = port;
                     break;
                 }
                 set_port(&ss, port);
             }
         }
-        if (n == s->nworkers) {
+        if (rc >= 0) {
             struct net_listener *l = &s->lst[s->nlisteners++];
             l->family = ss.ss_family;
             l->port = port;
             l->fds = fds;
             return 0;
         }
-        rc = fds[n];
         while (n--)
             close(fds[n]);
         if (!(any_port && rc == -EADDRINUSE))

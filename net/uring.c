@@ -56,6 +56,17 @@ struct ur_state {
 
 unsigned net_uring_bufs = 128;
 
+/* An SQE, submitting what is queued if the ring is full.  need > 1 makes
+ * room for a linked chain first: a link split by a submission leaves its
+ * head dangling (the kernel punts it to a worker thread), where it runs
+ * after the next SQEs, e.g. a shutdown after the close of its fd. */
+static struct io_uring_sqe *get_sqes(struct ur_state *st, unsigned need)
+{
+    if (io_uring_sq_space_left(&st->ring) < need)
+        io_uring_submit(&st->ring);
+    return io_uring_get_sqe(&st->ring);
+}
+
 static struct io_uring_sqe *get_sqe(struct ur_state *st)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
@@ -388,7 +399,7 @@ static void ur_release(struct net_worker *w, struct net_conn *c)
      * ends it (it completes with 0).  Hard-linked, so the close happens
      * even if the shutdown fails (ENOTCONN after a reset). */
     if ((c->flags & NC_RECV_ARMED) && !(c->flags & NC_SEND_BUSY)) {
-        sqe = get_sqe(st);
+        sqe = get_sqes(st, 2);
         if (!sqe)
             goto sync;
         io_uring_prep_shutdown(sqe, fd, SHUT_RDWR);
@@ -453,7 +464,11 @@ static void ur_fini(struct net_worker *w)
             io_uring_sqe_set_data64(sqe, UD_IGNORE);
         }
         uint64_t until = net_now_ms() + 1000;
-        while (busy(w, st) && net_now_ms() < until) {
+        while (busy(w, st)) {
+            if (net_now_ms() >= until) {
+                atomic_fetch_add(&net_hard_stops, 1);
+                break;
+            }
             struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 50000000 };
             struct io_uring_cqe *cqe;
             (void)io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);

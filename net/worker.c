@@ -11,6 +11,8 @@
 
 #include "net/internal.h"
 
+atomic_uint net_hard_stops;
+
 uint64_t net_now_ms(void)
 {
     struct timespec ts;
@@ -186,8 +188,10 @@ static void loop(struct net_worker *w)
             if (!w->nconns) {
                 if (!hard_stop)
                     hard_stop = w->now + 1000;
-                else if (w->now >= hard_stop)
+                else if (w->now >= hard_stop) {
+                    atomic_fetch_add(&net_hard_stops, 1);
                     break;
+                }
             }
         }
         int timeout = next_timeout(w);
