@@ -4,13 +4,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/abuse.h"
 #include "core/log.h"
 #include "core/session.h"
 
-static bool plaintext_ok(session *s)
-{
-    return s->loopback || s->srv->plaintext_anywhere;
-}
 
 /* Strict RFC 4648 base64 (SASL wants exact encodings).  Returns the
  * decoded length or -EINVAL; out must hold 3 * n / 4 + 1 bytes. */
@@ -51,8 +48,15 @@ static void login_done(session *s, const char *tag, const char *user,
 {
     int rc = passwd_verify(s->srv->pw, user, pass);
     if (rc == -EACCES) {
-        log_msg(LOGL_INFO, s->id, user, "login failed from %s", net_conn_peer(s->conn));
+        /* Each failure in a row, from this address or for this user,
+         * doubles the wait for the answer (up to 64 times the base). */
+        unsigned n = abuse_login_failed(s->srv->abuse, s->ip, user);
+        unsigned delay = s->srv->auth_failure_delay_ms << (n - 1 < 6 ? n - 1 : 6);
+        log_msg(LOGL_INFO, s->id, user, "login failed from %s (%u in a row, answer in %u ms)",
+                net_conn_peer(s->conn), n, delay);
+        sess_flush(s);  /* what came before is not delayed */
         sess_tagged(s, tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
+        sess_delay_answer(s, delay);
         return;
     }
     if (rc < 0) {
@@ -60,8 +64,15 @@ static void login_done(session *s, const char *tag, const char *user,
         sess_tagged(s, tag, "NO", "[UNAVAILABLE] Authentication temporarily unavailable");
         return;
     }
+    if (!abuse_user_open(s->srv->abuse, user, s->srv->max_conn_user)) {
+        log_msg(LOGL_WARN, s->id, user, "refused: max_connections_per_user");
+        sess_tagged(s, tag, "NO", "[LIMIT] Too many connections for this user");
+        return;
+    }
     store_user *su;
     rc = store_user_open(s->srv->mail_root, user, &s->srv->sopts, &su);
+    if (rc < 0)
+        abuse_user_close(s->srv->abuse, user);
     if (rc < 0) {
         log_msg(LOGL_ERROR, s->id, user, "store: %s", strerror(-rc));
         sess_tagged(s, tag, "NO", "[UNAVAILABLE] Mail store unavailable");
@@ -69,6 +80,12 @@ static void login_done(session *s, const char *tag, const char *user,
     }
     s->su = su;
     s->user = strdup(user);
+    if (!s->user) {
+        abuse_user_close(s->srv->abuse, user);
+    } else {
+        s->counted_user = true;
+    }
+    abuse_login_ok(s->srv->abuse, s->ip, user);
     s->state = ST_AUTH;
     log_msg(LOGL_INFO, s->id, user, "login from %s", net_conn_peer(s->conn));
     imap_out_printf(&s->out, "%s OK [CAPABILITY ", tag);
@@ -84,7 +101,7 @@ void cmd_login(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_bad(s, tag, "LOGIN takes a user name and a password");
         return;
     }
-    if (!plaintext_ok(s)) {
+    if (!sess_plaintext_ok(s)) {
         sess_tagged(s, tag, "NO", "[PRIVACYREQUIRED] Plaintext login is not allowed here");
         return;
     }
@@ -138,7 +155,7 @@ void cmd_authenticate(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_tagged(s, tag, "NO", "[CANNOT] Unsupported mechanism");
         return;
     }
-    if (!plaintext_ok(s)) {
+    if (!sess_plaintext_ok(s)) {
         sess_tagged(s, tag, "NO", "[PRIVACYREQUIRED] Plaintext authentication is not allowed here");
         return;
     }

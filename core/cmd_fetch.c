@@ -254,7 +254,7 @@ void cmd_fetch(session *s, const char *tag, imap_args *a, imap_arg *args,
         goto out;
     }
     if ((rc = sess_set_to_uids(s, args[0].s, uid, &r, &nr)) < 0) {
-        sess_bad(s, tag, rc == -ERANGE ? "Invalid message number" : "Bad sequence set");
+        sess_set_error(s, tag, rc);
         goto out;
     }
     /* Implicit \Seen first, so the responses show it. */

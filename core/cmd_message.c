@@ -341,7 +341,7 @@ void cmd_store(session *s, const char *tag, imap_args *a, imap_arg *args,
     }
     int rc = sess_set_to_uids(s, args[0].s, uid, &r, &nr);
     if (rc < 0) {
-        sess_bad(s, tag, rc == -ERANGE ? "Invalid message number" : "Bad sequence set");
+        sess_set_error(s, tag, rc);
         goto out;
     }
     if (s->readonly) {
@@ -409,7 +409,7 @@ static void do_copy(session *s, const char *tag, imap_args *a, imap_arg *args,
     size_t nr = 0;
     int rc = sess_set_to_uids(s, args[0].s, uid, &r, &nr);
     if (rc < 0) {
-        sess_bad(s, tag, rc == -ERANGE ? "Invalid message number" : "Bad sequence set");
+        sess_set_error(s, tag, rc);
         return;
     }
     const char *raw = imap_arg_astring(a, &args[1]);

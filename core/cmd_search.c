@@ -34,7 +34,10 @@ void cmd_search(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_bad(s, tag, "CHARSET is not allowed after ENABLE UTF8=ACCEPT");
         return;
     }
-    int rc = imap_search_parse(args, nargs, NULL, &prog, &err);
+    imap_search_limits lim = {.max_depth = s->srv->search_max_depth,
+                              .max_keys = s->srv->search_max_keys,
+                              .max_ranges = s->srv->max_seqset_ranges};
+    int rc = imap_search_parse(args, nargs, &lim, &prog, &err);
     bool save = false;
     if (rc == IMAP_SEARCH_EBADCHARSET) {
         sess_tagged(s, tag, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");

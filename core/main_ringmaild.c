@@ -7,6 +7,9 @@
  * acknowledged is lost: writes are acknowledged only once durable. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,40 @@ static void on_signal(int sig)
     (void)sig;
     if (running)
         net_server_stop(running);
+}
+
+/* Started as root: ports are bound, now become `user`/`group` before any
+ * mail is touched.  Refuses to go on as root when a user is configured
+ * but cannot be switched to. */
+static int drop_privileges(const config *cfg)
+{
+    const char *user = config_get(cfg, "user"), *group = config_get(cfg, "group");
+    umask(077);     /* mail files 0600, directories 0700 */
+    if (geteuid() != 0 || !*user)
+        return 0;
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        fprintf(stderr, "ringmaild: user '%s' does not exist\n", user);
+        return -1;
+    }
+    gid_t gid = pw->pw_gid;
+    if (*group) {
+        struct group *gr = getgrnam(group);
+        if (!gr) {
+            fprintf(stderr, "ringmaild: group '%s' does not exist\n", group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
+        fprintf(stderr, "ringmaild: cannot become %s: %s\n", user, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0) {   /* must be impossible now */
+        fprintf(stderr, "ringmaild: still able to regain root; refusing to run\n");
+        return -1;
+    }
+    return 0;
 }
 
 static void usage(FILE *f)
@@ -101,6 +138,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringmaild: nothing to listen on (set listen)\n");
         goto out;
     }
+    if (drop_privileges(&cfg) < 0)
+        goto out;
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/abuse.h"
 #include "core/log.h"
 #include "core/session.h"
 
@@ -20,12 +21,26 @@ int imap_server_init(imap_server *srv, const config *cfg)
     int rc = config_store_opts(cfg, &srv->sopts);
     if (rc < 0)
         return rc;
+    const char *pt = config_get(cfg, "plaintext_auth");
+    srv->plaintext = !strcmp(pt, "yes") ? PLAINTEXT_YES
+                     : !strcmp(pt, "no") ? PLAINTEXT_NO : PLAINTEXT_LOOPBACK;
     bool b = false;
-    config_get_bool(cfg, "allow_plaintext_auth", &b);
-    srv->plaintext_anywhere = b;
+    config_get_bool(cfg, "log_commands", &b);
+    srv->log_commands = b;
     srv->login_timeout_ms = (unsigned)cfg_int(cfg, "login_timeout") * 1000u;
     srv->idle_timeout_ms = (unsigned)cfg_int(cfg, "idle_timeout") * 1000u;
+    srv->partial_timeout_ms = (unsigned)cfg_int(cfg, "partial_command_timeout") * 1000u;
     srv->max_bad = (unsigned)cfg_int(cfg, "max_bad_commands");
+    srv->auth_failure_delay_ms = (unsigned)cfg_int(cfg, "auth_failure_delay");
+    srv->max_conn_ip = (unsigned)cfg_int(cfg, "max_connections_per_ip");
+    srv->max_conn_user = (unsigned)cfg_int(cfg, "max_connections_per_user");
+    srv->max_cmds_preauth = (unsigned)cfg_int(cfg, "max_commands_before_auth");
+    srv->max_output = (size_t)cfg_int(cfg, "max_output_buffer");
+    srv->max_seqset_ranges = (size_t)cfg_int(cfg, "max_seqset_ranges");
+    srv->search_max_depth = (unsigned)cfg_int(cfg, "search_max_depth");
+    srv->search_max_keys = (unsigned)cfg_int(cfg, "search_max_keys");
+    if ((rc = abuse_new(config_get(cfg, "trusted_networks"), &srv->abuse)) < 0)
+        return rc;
     srv->limits.max_line = (size_t)cfg_int(cfg, "max_line_length");
     srv->limits.max_literal = (size_t)cfg_int(cfg, "append_limit");
     srv->limits.max_command = srv->limits.max_literal + (16u << 20);
@@ -43,6 +58,7 @@ void notify_fini(imap_server *srv);
 void imap_server_fini(imap_server *srv)
 {
     notify_fini(srv);
+    abuse_free(srv->abuse);
     passwd_close(srv->pw);
     pthread_mutex_destroy(&srv->nlock);
 }

@@ -24,9 +24,16 @@ typedef struct imap_server {
     passwd_db *pw;
     net_server *net;
     imap_reader_limits limits;
-    bool plaintext_anywhere;    /* LOGIN allowed off loopback (no TLS yet) */
-    unsigned login_timeout_ms, idle_timeout_ms;
-    unsigned max_bad;           /* BAD answers before BYE */
+    enum { PLAINTEXT_LOOPBACK, PLAINTEXT_YES, PLAINTEXT_NO } plaintext;
+    unsigned login_timeout_ms, idle_timeout_ms, partial_timeout_ms;
+    unsigned max_bad;           /* BAD answers in a row before BYE */
+    unsigned auth_failure_delay_ms;
+    unsigned max_conn_ip, max_conn_user, max_cmds_preauth;
+    size_t max_output;          /* unsent bytes before we stop reading */
+    size_t max_seqset_ranges;
+    unsigned search_max_depth, search_max_keys;
+    bool log_commands;
+    struct abuse *abuse;
     atomic_uint_fast64_t next_session;
     /* notifier: which connections have which mailbox selected */
     pthread_mutex_t nlock;

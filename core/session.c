@@ -7,7 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/abuse.h"
 #include "core/log.h"
+#include "core/search.h"
 #include "core/session.h"
 
 /* ---- responses ----------------------------------------------------------- */
@@ -67,10 +69,19 @@ void sess_capabilities(session *s, imap_out *o)
                        "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND "
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
     if (s->state == ST_NOAUTH) {
-        if (s->loopback || s->srv->plaintext_anywhere)
+        if (sess_plaintext_ok(s))
             imap_out_printf(o, " AUTH=PLAIN");
         else
             imap_out_printf(o, " LOGINDISABLED");
+    }
+}
+
+bool sess_plaintext_ok(const session *s)
+{
+    switch (s->srv->plaintext) {
+    case PLAINTEXT_YES: return true;
+    case PLAINTEXT_NO: return false;
+    default: return s->loopback;
     }
 }
 
@@ -173,13 +184,19 @@ static void run_command(session *s, const uint8_t *p, size_t n)
         sess_bad(s, tag, "Unknown command");
         goto out;
     }
+    if (s->state == ST_NOAUTH && ++s->ncmds > s->srv->max_cmds_preauth) {
+        sess_untagged(s, "BYE Too many commands before login");
+        s->state = ST_LOGOUT;
+        goto out;
+    }
     if (!(c->states & state_bit(s->state))) {
         sess_bad(s, tag, "%s", s->state == ST_NOAUTH ? "Log in first"
                          : s->state == ST_SELECTED || c->states == IN_NOAUTH ? "Already logged in"
                          : "Select a mailbox first");
         goto out;
     }
-    log_msg(LOGL_DEBUG, s->id, s->user, "command %s%s", uid ? "UID " : "", c->name);
+    log_msg(s->srv->log_commands ? LOGL_INFO : LOGL_DEBUG, s->id, s->user, "command %s%s",
+            uid ? "UID " : "", c->name);
     unsigned bad = s->bad;
     c->fn(s, tag, a, args, nargs, uid);
     if (s->bad == bad)
@@ -201,8 +218,30 @@ static bool too_many_bad(session *s)
     return false;
 }
 
+static void stash_rest(session *s, const uint8_t *p, size_t n)
+{
+    uint8_t *b = realloc(s->stash, s->nstash + n);
+    if (!b) {
+        s->state = ST_LOGOUT;   /* cannot keep the client's bytes: drop it */
+        return;
+    }
+    memcpy(b + s->nstash, p, n);
+    s->stash = b;
+    s->nstash += n;
+}
+
 static void feed(session *s, const uint8_t *p, size_t n)
 {
+    if (s->delayed) {
+        /* An answer is held back: keep what arrives for later, in order. */
+        if (s->nstash + n > s->srv->limits.max_line + 65536)
+            s->state = ST_LOGOUT;
+        else
+            stash_rest(s, p, n);
+        if (s->state == ST_LOGOUT)
+            net_conn_close(s->conn);
+        return;
+    }
     while (n && s->state != ST_LOGOUT) {
         size_t used = 0;
         imap_read_status st = imap_reader_feed(s->rd, p, n, &used);
@@ -243,19 +282,72 @@ static void feed(session *s, const uint8_t *p, size_t n)
             else
                 run_command(s, cp, cn);
             imap_reader_release(s->rd);
-            if (s->wait == WAIT_NONE)
+            if (s->wait == WAIT_NONE && !s->delayed)
                 arm_timer(s);
             break;
         }
         }
         if (too_many_bad(s))
             break;
+        if (s->delayed) {
+            stash_rest(s, p, n);
+            return;
+        }
         if (st == IMAP_READ_MORE && used == 0)
             break;
     }
     sess_flush(s);
-    if (s->state == ST_LOGOUT)
+    if (s->state == ST_LOGOUT) {
         net_conn_close(s->conn);
+        return;
+    }
+    /* A half-sent command must make progress (slowloris). */
+    if (s->wait == WAIT_NONE && imap_reader_busy(s->rd))
+        net_conn_timer(s->conn, s->srv->partial_timeout_ms);
+    /* A client that does not read its answers cannot make us buffer
+     * without bound: stop reading until the output drains. */
+    if (!s->out_paused && net_conn_pending(s->conn) > s->srv->max_output) {
+        s->out_paused = true;
+        net_conn_pause(s->conn, true);
+    }
+}
+
+void sess_delay_answer(session *s, unsigned delay_ms)
+{
+    if (!delay_ms) {
+        sess_flush(s);
+        return;
+    }
+    char *held = malloc(s->out.len + 1);
+    if (!held) {
+        sess_flush(s);
+        return;
+    }
+    memcpy(held, s->out.p, s->out.len);
+    held[s->out.len] = '\0';
+    s->out.len = 0;
+    s->delayed = held;
+    net_conn_pause(s->conn, true);
+    net_conn_timer(s->conn, delay_ms);
+}
+
+/* The delay is over: send the held answer and go on with what came
+ * meanwhile. */
+static void release_delayed(session *s)
+{
+    net_conn_send(s->conn, s->delayed, strlen(s->delayed));
+    free(s->delayed);
+    s->delayed = NULL;
+    if (!s->out_paused)
+        net_conn_pause(s->conn, false);
+    arm_timer(s);
+    uint8_t *st = s->stash;
+    size_t n = s->nstash;
+    s->stash = NULL;
+    s->nstash = 0;
+    if (n)
+        feed(s, st, n);
+    free(st);
 }
 
 /* ---- net callbacks ------------------------------------------------------- */
@@ -278,8 +370,21 @@ static void *on_open(net_conn *c)
     s->conn = c;
     s->id = atomic_fetch_add(&srv->next_session, 1) + 1;
     s->loopback = net_conn_is_loopback(c);
+    abuse_peer_ip(net_conn_peer(c), s->ip, sizeof s->ip);
+    if (!abuse_trusted(srv->abuse, s->ip)) {
+        if (!abuse_conn_open(srv->abuse, s->ip, srv->max_conn_ip)) {
+            log_msg(LOGL_WARN, s->id, NULL, "refused %s: max_connections_per_ip", s->ip);
+            static const char bye[] = "* BYE Too many connections from your address\r\n";
+            net_conn_send(c, bye, sizeof bye - 1);
+            free(s);
+            return NULL;
+        }
+        s->counted_ip = true;
+    }
     s->rd = imap_reader_new(&srv->limits);
     if (!s->rd) {
+        if (s->counted_ip)
+            abuse_conn_close(srv->abuse, s->ip);
         free(s);
         return NULL;
     }
@@ -300,16 +405,26 @@ static void on_data(net_conn *c, void *user, const uint8_t *p, size_t n)
 
 static void on_drain(net_conn *c, void *user)
 {
-    (void)c;
-    (void)user;
+    session *s = user;
+    if (s->out_paused && net_conn_pending(c) <= s->srv->max_output / 2) {
+        s->out_paused = false;
+        if (!s->delayed)
+            net_conn_pause(c, false);
+    }
 }
 
 static void on_timer(net_conn *c, void *user)
 {
     session *s = user;
-    log_msg(LOGL_INFO, s->id, s->user, "timeout in state %d", (int)s->state);
-    imap_out_printf(&s->out, "* BYE %s\r\n", s->state == ST_NOAUTH
-                    ? "Login timeout" : "Autologout; idle for too long");
+    if (s->delayed) {
+        release_delayed(s);
+        return;
+    }
+    bool partial = imap_reader_busy(s->rd) && s->wait == WAIT_NONE;
+    log_msg(LOGL_INFO, s->id, s->user, "timeout in state %d%s", (int)s->state,
+            partial ? " with a half-sent command" : "");
+    imap_out_printf(&s->out, "* BYE %s\r\n", partial ? "Command not completed in time"
+                    : s->state == ST_NOAUTH ? "Login timeout" : "Autologout; idle for too long");
     sess_flush(s);
     s->state = ST_LOGOUT;
     net_conn_close(c);
@@ -331,6 +446,12 @@ static void on_close(net_conn *c, void *user)
     (void)c;
     session *s = user;
     log_msg(LOGL_INFO, s->id, s->user, "disconnect");
+    if (s->counted_ip)
+        abuse_conn_close(s->srv->abuse, s->ip);
+    if (s->counted_user)
+        abuse_user_close(s->srv->abuse, s->user);
+    free(s->delayed);
+    free(s->stash);
     sess_unselect(s);
     store_user_close(s->su);
     imap_reader_free(s->rd);

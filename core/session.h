@@ -34,7 +34,14 @@ typedef struct session {
     bool rev2, utf8;            /* ENABLE IMAP4rev2 / either (UTF-8 names) */
     bool utf8_accept;           /* ENABLE UTF8=ACCEPT itself (RFC 6855) */
     bool loopback;
-    unsigned bad;               /* BAD answers so far */
+    bool counted_ip, counted_user;  /* in the abuse accounting */
+    bool out_paused;            /* reading stopped: the client does not read */
+    char ip[64];
+    unsigned bad;               /* BAD answers in a row */
+    unsigned ncmds;             /* commands before authentication */
+    char *delayed;              /* an answer held back (failed login delay) */
+    uint8_t *stash;             /* bytes received while an answer is held */
+    size_t nstash;
 
     char *user;
     store_user *su;
@@ -69,6 +76,10 @@ void sess_untagged(session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Hand what is in s->out to the connection. */
 void sess_flush(session *s);
+/* Send s->out (the answer so far) only after delay_ms, reading nothing
+ * meanwhile: the failed-login delay.  Pipelined commands wait. */
+void sess_delay_answer(session *s, unsigned delay_ms);
+bool sess_plaintext_ok(const session *s);
 
 /* The capability list for the current state (no leading "* CAPABILITY"). */
 void sess_capabilities(session *s, imap_out *o);
@@ -93,6 +104,8 @@ uint32_t sess_view_lower(const session *s, uint32_t uid);
  * messages in the view.  *r is malloc'd. */
 int sess_set_to_uids(session *s, const char *spec, bool uid,
                      store_range **r, size_t *n);
+/* The answer to a sequence set sess_set_to_uids refused. */
+void sess_set_error(session *s, const char *tag, int rc);
 /* The store error as an IMAP answer "NO [CODE] text". */
 void sess_store_error(session *s, const char *tag, int rc, const char *what);
 /* Tell others a mailbox changed. */

@@ -188,7 +188,7 @@ int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,
 {
     imap_seqset set = {0};
     bool dollar = false;
-    int rc = imap_seqset_parse(spec, strlen(spec), 100000, &set, &dollar);
+    int rc = imap_seqset_parse(spec, strlen(spec), s->srv->max_seqset_ranges, &set, &dollar);
     if (rc < 0)
         return rc;
     store_range *r = NULL;
@@ -248,6 +248,16 @@ int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,
     *out = r;
     *nout = n;
     return 0;
+}
+
+void sess_set_error(session *s, const char *tag, int rc)
+{
+    if (rc == -E2BIG)
+        sess_tagged(s, tag, "NO", "[LIMIT] Too many ranges in the sequence set");
+    else if (rc == -ERANGE)
+        sess_bad(s, tag, "Invalid message number");
+    else
+        sess_bad(s, tag, "Bad sequence set");
 }
 
 void sess_store_error(session *s, const char *tag, int rc, const char *what)

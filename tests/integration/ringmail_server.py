@@ -45,7 +45,8 @@ VERBOSE = os.environ.get("RINGMAIL_TEST_VERBOSE") == "1"
 # loopback, where plaintext LOGIN/AUTHENTICATE must be allowed.
 BASE_OPTIONS = {
     "listen_tls": "",
-    "allow_plaintext_auth": "yes",
+    "plaintext_auth": "loopback",
+    "auth_failure_delay": "0",
     "fsync": "never",
     "workers": "2",
     "log_level": "info",

@@ -37,7 +37,7 @@ class Basic(rs.ServerTestCase):
         self.assertIn("IMAP4REV1", caps)
         self.assertIn("AUTH=PLAIN", caps)
         self.assertNotIn("LOGINDISABLED", caps,
-                         "loopback with allow_plaintext_auth=yes must allow LOGIN")
+                         "loopback with plaintext_auth=loopback must allow LOGIN")
 
     def test_capability_before_and_after_login(self):
         c = self.connect()

@@ -57,7 +57,7 @@ class Conn:
 
 class Many(rs.ServerTestCase):
     users_per_class = 1
-    server_options = {"log_level": "warn"}
+    server_options = {"log_level": "warn", "max_connections_per_user": "0"}
 
     @classmethod
     def setUpClass(cls):

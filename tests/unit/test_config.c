@@ -37,7 +37,7 @@ static void test_defaults(void)
     CHECK_EQ(config_get_int(&c, "workers", &w), 0);
     CHECK_EQ(w, 0);
     bool b = true;
-    CHECK_EQ(config_get_bool(&c, "allow_plaintext_auth", &b), 0);
+    CHECK_EQ(config_get_bool(&c, "log_commands", &b), 0);
     CHECK(!b);
     CHECK_EQ(config_get_int(&c, "nope", &w), -ENOENT);
     CHECK_EQ(config_get_int(&c, "mail_root", &w), -EINVAL);
@@ -76,7 +76,7 @@ static void test_file(void)
         "tls_key = \"a\\\"b\\\\c\"\n"
         "log_level = debug\n"
         "log_level = warn\n"          /* later wins */
-        "allow_plaintext_auth = Yes\n"
+        "log_commands = Yes\n"
         "listen =\n"                  /* empty string is a value */
         "hierarchy_separator = .\n"
         "\t# indented comment\n"
@@ -97,7 +97,7 @@ static void test_file(void)
     CHECK_EQ(config_get_int(&c, "workers", &w), 0);
     CHECK_EQ(w, 4);
     bool b = false;
-    CHECK_EQ(config_get_bool(&c, "allow_plaintext_auth", &b), 0);
+    CHECK_EQ(config_get_bool(&c, "log_commands", &b), 0);
     CHECK(b);
 
     char want[700];
@@ -154,7 +154,7 @@ static void test_file_errors(void)
     expect_file_error("workers =\n", "'workers'", 1);
     expect_file_error("fsync = sometimes\n", "always|batch|never", 1);
     expect_file_error("fsync = Batch\n", "'fsync'", 1);
-    expect_file_error("allow_plaintext_auth = maybe\n", "yes or no", 1);
+    expect_file_error("log_commands = maybe\n", "yes or no", 1);
     expect_file_error("hierarchy_separator = :\n", "'hierarchy_separator'", 1);
     expect_file_error("# ok\njust words\n", "expected 'key = value'", 2);
     expect_file_error(" = value\n", "expected 'key = value'", 1);
