@@ -20,7 +20,7 @@ static const net_conn_ops *ops_of(const struct net_conn *c)
 }
 
 struct net_conn *net_conn_accepted(struct net_worker *w, int fd,
-                                   const struct sockaddr *sa)
+                                   const struct sockaddr *sa, unsigned l)
 {
     struct net_conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -37,6 +37,15 @@ struct net_conn *net_conn_accepted(struct net_worker *w, int fd,
         return NULL;
     }
     w->nconns++;
+
+    /* Implicit TLS: the filter is in place before on_open, so a greeting
+     * queued there goes out encrypted once the handshake is done. */
+    net_tls *tls = l < w->s->nlisteners ? w->s->lst[l].tls : NULL;
+    if (tls && net_tls_conn_start(c, tls) < 0) {
+        net_conn_abort(c);      /* no on_open, hence no on_close */
+        net_worker_attend(w, c);
+        return c;
+    }
 
     const net_conn_ops *ops = ops_of(c);
     void *user = ops->on_open ? ops->on_open(c) : NULL;
@@ -73,10 +82,26 @@ int net_stash_add(struct net_conn *c, const uint8_t *p, size_t n)
     return 0;
 }
 
+size_t net_conn_outbytes(const struct net_conn *c)
+{
+    return (c->out ? c->out->pending : 0) + (c->tls ? net_tls_pending(c) : 0);
+}
+
 void net_conn_deliver(struct net_conn *c, const uint8_t *p, size_t n)
 {
     /* After a close request input is read only to notice the peer going
      * away (and to avoid a reset from unread bytes); nobody wants it. */
+    if (c->flags & (NC_CLOSING | NC_ABORT | NC_DEAD))
+        return;
+    if (c->tls) {
+        net_tls_input(c, p, n);     /* calls net_conn_deliver_plain */
+        return;
+    }
+    net_conn_deliver_plain(c, p, n);
+}
+
+void net_conn_deliver_plain(struct net_conn *c, const uint8_t *p, size_t n)
+{
     if (c->flags & (NC_CLOSING | NC_ABORT | NC_DEAD))
         return;
     if ((c->flags & NC_PAUSED) || c->stash) {
@@ -94,7 +119,7 @@ void net_conn_sent(struct net_conn *c, size_t n)
 {
     const net_config *cfg = &c->w->s->cfg;
     net_out_advance(c, n);
-    if ((c->flags & NC_HIGH) && c->out->pending <= cfg->low_water) {
+    if ((c->flags & NC_HIGH) && net_conn_outbytes(c) <= cfg->low_water) {
         c->flags &= ~NC_HIGH;
         if (!(c->flags & (NC_CLOSING | NC_ABORT | NC_DEAD)) && ops_of(c)->on_drain)
             ops_of(c)->on_drain(c, c->user);
@@ -167,6 +192,7 @@ static void zombie_del(struct net_worker *w, struct net_conn *c)
 
 static void conn_free(struct net_conn *c)
 {
+    net_tls_conn_free(c);
     free(c->out);
     free(c->stash);
     free(c->peer);
@@ -200,6 +226,8 @@ void net_conn_finalize(struct net_conn *c)
     net_tab_del(&w->tab, c);
     w->nconns--;
     net_out_release_all(c);
+    if (c->tls)
+        net_tls_release_plain(c);
     free(c->stash);
     c->stash = NULL;
     if (c->flags & NC_OPEN) {
@@ -207,6 +235,7 @@ void net_conn_finalize(struct net_conn *c)
         if (ops_of(c)->on_close)
             ops_of(c)->on_close(c, c->user);
     }
+    net_tls_conn_free(c);
     w->be->release(w, c);
     if (c->refs)
         zombie_add(w, c);
@@ -239,12 +268,16 @@ void net_conn_service(struct net_conn *c)
             !(c->flags & (NC_PAUSED | NC_CLOSING)))
             net_conn_begin_close(c);
     }
+    if (c->tls && !(c->flags & NC_ABORT))
+        net_tls_service(c);
     if (!(c->flags & NC_ABORT))
         w->be->service(w, c);
     if ((c->flags & NC_ABORT) ||
         ((c->flags & NC_CLOSING) && !(c->flags & NC_SEND_BUSY) &&
-         (!c->out || !c->out->pending)))
+         !net_conn_outbytes(c)))
         net_conn_finalize(c);
+    else if (c->tls && net_tls_more(c))
+        net_worker_attend(w, c);    /* the wire queue drained at once */
 }
 
 /* ---- the public calls ---- */
@@ -253,12 +286,13 @@ void net_conn_send(net_conn *c, const void *p, size_t n)
 {
     if (!n || (c->flags & (NC_DEAD | NC_ABORT)))
         return;
-    if (net_out_copy(c, p, n) < 0) {
+    if ((c->tls ? net_tls_send(c, p, n, NULL, NULL, true)
+                : net_out_copy(c, p, n)) < 0) {
         /* A hole in the stream would be worse than losing the connection. */
         net_conn_abort(c);
         return;
     }
-    if (c->out->pending > c->w->s->cfg.high_water)
+    if (net_conn_outbytes(c) > c->w->s->cfg.high_water)
         c->flags |= NC_HIGH;
     net_worker_attend(c->w, c);
 }
@@ -271,20 +305,22 @@ void net_conn_send_ref(net_conn *c, const void *p, size_t n,
             release(arg);
         return;
     }
-    if (net_out_ref(c, p, n, release, arg) < 0) {
+    int rc = c->tls ? net_tls_send(c, p, n, release, arg, false)
+                    : net_out_ref(c, p, n, release, arg);
+    if (rc < 0) {
         if (release)
             release(arg);
         net_conn_abort(c);
         return;
     }
-    if (c->out->pending > c->w->s->cfg.high_water)
+    if (net_conn_outbytes(c) > c->w->s->cfg.high_water)
         c->flags |= NC_HIGH;
     net_worker_attend(c->w, c);
 }
 
 size_t net_conn_pending(const net_conn *c)
 {
-    return c->out ? c->out->pending : 0;
+    return net_conn_outbytes(c);
 }
 
 void net_conn_pause(net_conn *c, bool pause)

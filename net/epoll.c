@@ -177,7 +177,7 @@ static void ep_accept(struct net_worker *w, unsigned l)
                 st->ready[l] = false;
             return;
         }
-        struct net_conn *c = net_conn_accepted(w, fd, (struct sockaddr *)&ss);
+        struct net_conn *c = net_conn_accepted(w, fd, (struct sockaddr *)&ss, l);
         if (!c)
             continue;
         c->flags |= NC_WRITABLE;

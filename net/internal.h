@@ -93,7 +93,8 @@ struct net_conn {
     struct net_conn *hnext;         /* table chain */
     struct net_conn *anext;         /* attention list */
     uint64_t deadline;              /* timer, worker clock (ms) */
-    struct net_stash *stash;        /* io_uring, paused: received bytes */
+    struct net_stash *stash;        /* paused: received (plain) bytes */
+    struct net_tlsc *tls;           /* TLS state (tls.c); NULL: cleartext */
     char *peer;                     /* formatted lazily */
     uint32_t flags;
     int fd;
@@ -197,6 +198,7 @@ struct net_worker {
 struct net_listener {
     int family;
     int port;
+    net_tls *tls;                   /* implicit TLS; NULL: cleartext */
     int *fds;                       /* one per worker, -1 once closed */
 };
 
@@ -224,8 +226,14 @@ void net_worker_attend(struct net_worker *w, struct net_conn *c);
 
 /* conn.c */
 struct net_conn *net_conn_accepted(struct net_worker *w, int fd,
-                                   const struct sockaddr *sa);
+                                   const struct sockaddr *sa, unsigned l);
+/* Received bytes from the socket (ciphertext on a TLS connection). */
 void net_conn_deliver(struct net_conn *c, const uint8_t *p, size_t n);
+/* Plaintext for the owner: on_data, or the stash while paused. */
+void net_conn_deliver_plain(struct net_conn *c, const uint8_t *p, size_t n);
+/* Output bytes not yet on the wire: ciphertext/cleartext queue plus TLS
+ * plaintext waiting for encryption. */
+size_t net_conn_outbytes(const struct net_conn *c);
 void net_conn_sent(struct net_conn *c, size_t n);
 void net_conn_abort(struct net_conn *c);
 void net_conn_begin_close(struct net_conn *c);
@@ -236,13 +244,34 @@ void net_conn_reap(struct net_conn *c);
 void net_conn_on_timer(struct net_conn *c);
 int net_stash_add(struct net_conn *c, const uint8_t *p, size_t n);
 
-/* outq.c */
+/* outq.c.  The net_outq_* forms work on any queue (the TLS plaintext
+ * queue too); the net_out_* ones on the connection's wire queue. */
+int net_outq_copy(struct net_out **op, const void *p, size_t n);
+int net_outq_ref(struct net_out **op, const void *p, size_t n,
+                 void (*release)(void *), void *arg);
+void net_outq_advance(struct net_out *o, size_t n);
+void net_outq_release_all(struct net_out *o);
 int net_out_copy(struct net_conn *c, const void *p, size_t n);
 int net_out_ref(struct net_conn *c, const void *p, size_t n,
                 void (*release)(void *), void *arg);
 int net_out_iov(struct net_out *o, struct iovec *iov, int max);
 void net_out_advance(struct net_conn *c, size_t n);
 void net_out_release_all(struct net_conn *c);
+
+/* tls.c: TLS as a filter between the socket and the owner. */
+int net_tls_conn_start(struct net_conn *c, net_tls *tls);
+void net_tls_input(struct net_conn *c, const uint8_t *p, size_t n);
+int net_tls_send(struct net_conn *c, const void *p, size_t n,
+                 void (*release)(void *), void *arg, bool copy);
+/* Before the backend's service: encrypt queued plaintext, close_notify. */
+void net_tls_service(struct net_conn *c);
+/* Plaintext still to be encrypted (0 once the handshake failed). */
+size_t net_tls_pending(const struct net_conn *c);
+/* More plaintext could be encrypted now if the wire queue were polled
+ * again (epoll writes synchronously and may drain it in one go). */
+bool net_tls_more(const struct net_conn *c);
+void net_tls_release_plain(struct net_conn *c);
+void net_tls_conn_free(struct net_conn *c);
 
 /* timer.c */
 int net_heap_set(struct net_heap *h, struct net_conn *c, uint64_t deadline);

@@ -122,3 +122,14 @@ int net_server_port(const net_server *s, unsigned listener)
         return -EINVAL;
     return s->lst[listener].port;
 }
+
+int net_server_listen_tls(net_server *s, const char *hostport, net_tls *tls)
+{
+    if (!tls)
+        return -EINVAL;
+    int rc = net_server_listen(s, hostport);
+    if (rc < 0)
+        return rc;
+    s->lst[s->nlisteners - 1].tls = tls;
+    return 0;
+}

@@ -115,6 +115,52 @@ bool net_conn_is_loopback(const net_conn *c);
 /* The worker index, 0 <= i < workers. */
 unsigned net_conn_worker(const net_conn *c);
 
+/* ---- TLS (BoringSSL, through memory BIOs: the loop moves ciphertext) ---- */
+
+typedef struct net_tls net_tls;     /* a server TLS context; thread-safe */
+
+/* TLS 1.2 and 1.3 only, modern AEAD suites, ALPN "imap".  cert/key are PEM
+ * files (the cert file may hold a chain).  sni[i] = "domain=certfile:keyfile"
+ * adds a pair chosen when the client's SNI matches domain (exactly, or
+ * "*.example.com" style).  On error, err gets one line. */
+int net_tls_new(const char *cert, const char *key, const char *const *sni,
+                size_t nsni, net_tls **out, char *err, size_t errlen);
+/* Re-read every file (SIGHUP).  New handshakes use the new certificates;
+ * established sessions are untouched.  On error the old ones stay. */
+int net_tls_reload(net_tls *t, char *err, size_t errlen);
+void net_tls_free(net_tls *t);   /* after the server that uses it is freed */
+
+/* An implicit-TLS listener (port 993).  Call before net_server_start. */
+int net_server_listen_tls(net_server *s, const char *hostport, net_tls *tls);
+
+/* STARTTLS: once the output queued so far has been sent in the clear, run
+ * a server handshake on the connection.  Bytes the client sent after the
+ * command that are already received are discarded (so pipelined plaintext
+ * cannot be injected into the TLS session: CVE-2011-0411); the caller must
+ * also drop what is left of the buffer passed to its current on_data.
+ * -EALREADY if TLS is already on.
+ *
+ * Use from on_data: queue the tagged OK (net_conn_send) first, then call
+ * net_conn_starttls, then return from on_data without looking at the rest
+ * of the buffer (and forget any partial command kept from earlier).  Output
+ * queued after the call is encrypted once the handshake is done; on_data
+ * then sees decrypted bytes only.  A failed handshake closes the
+ * connection (on_close as usual).  While the handshake runs (here and on an
+ * implicit-TLS listener, where on_open already runs before it) the
+ * connection's timer is the owner's: arm the login timeout in on_open. */
+int net_conn_starttls(net_conn *c, net_tls *tls);
+bool net_conn_is_tls(const net_conn *c);
+/* Channel binding for SCRAM-*-PLUS (RFC 5929 / RFC 9266): type
+ * "tls-exporter" (TLS 1.3 exporter, 32 bytes) or "tls-server-end-point"
+ * (hash of the server certificate).  *len in: size of out, out: bytes.
+ * -ENOTCONN without TLS, -EINVAL for an unknown type. */
+int net_conn_tls_binding(const net_conn *c, const char *type, uint8_t *out,
+                         size_t *len);
+/* Also: -ENOTCONN while the handshake is still running, -ENOTSUP for
+ * "tls-exporter" on TLS 1.2 (RFC 9266), -ENOSPC if *len is too small
+ * (32 bytes for the exporter; up to 64 for the end-point hash, which is
+ * SHA-256 unless the certificate's signature hash is stronger). */
+
 /* From any thread: have on_wake run for the connection on its worker, if
  * it still exists.  Wakes for the same connection may be coalesced. */
 void net_wake(net_server *s, net_conn_id id);

@@ -11,11 +11,11 @@
 
 #include "net/internal.h"
 
-static struct net_out *out_get(struct net_conn *c)
+static struct net_out *out_get(struct net_out **op)
 {
-    if (!c->out)
-        c->out = calloc(1, sizeof *c->out);
-    return c->out;
+    if (!*op)
+        *op = calloc(1, sizeof **op);
+    return *op;
 }
 
 static void out_link(struct net_out *o, struct net_chunk *ch)
@@ -29,10 +29,10 @@ static void out_link(struct net_out *o, struct net_chunk *ch)
     o->pending += ch->len;
 }
 
-int net_out_copy(struct net_conn *c, const void *p_, size_t n)
+int net_outq_copy(struct net_out **op, const void *p_, size_t n)
 {
     const uint8_t *p = p_;
-    struct net_out *o = out_get(c);
+    struct net_out *o = out_get(op);
     if (!o)
         return -ENOMEM;
 
@@ -68,10 +68,10 @@ int net_out_copy(struct net_conn *c, const void *p_, size_t n)
     return 0;
 }
 
-int net_out_ref(struct net_conn *c, const void *p, size_t n,
-                void (*release)(void *), void *arg)
+int net_outq_ref(struct net_out **op, const void *p, size_t n,
+                 void (*release)(void *), void *arg)
 {
-    struct net_out *o = out_get(c);
+    struct net_out *o = out_get(op);
     if (!o)
         return -ENOMEM;
     struct net_chunk *ch = malloc(sizeof *ch);
@@ -107,9 +107,8 @@ static void chunk_done(struct net_chunk *ch)
     free(ch);
 }
 
-void net_out_advance(struct net_conn *c, size_t n)
+void net_outq_advance(struct net_out *o, size_t n)
 {
-    struct net_out *o = c->out;
     while (o->head) {
         struct net_chunk *ch = o->head;
         size_t k = ch->len < n ? ch->len : n;
@@ -126,9 +125,8 @@ void net_out_advance(struct net_conn *c, size_t n)
     }
 }
 
-void net_out_release_all(struct net_conn *c)
+void net_outq_release_all(struct net_out *o)
 {
-    struct net_out *o = c->out;
     if (!o)
         return;
     /* Unlink first: a release callback may reach back into net (say, to
@@ -141,4 +139,25 @@ void net_out_release_all(struct net_conn *c)
         chunk_done(ch);
         ch = next;
     }
+}
+
+int net_out_copy(struct net_conn *c, const void *p, size_t n)
+{
+    return net_outq_copy(&c->out, p, n);
+}
+
+int net_out_ref(struct net_conn *c, const void *p, size_t n,
+                void (*release)(void *), void *arg)
+{
+    return net_outq_ref(&c->out, p, n, release, arg);
+}
+
+void net_out_advance(struct net_conn *c, size_t n)
+{
+    net_outq_advance(c->out, n);
+}
+
+void net_out_release_all(struct net_conn *c)
+{
+    net_outq_release_all(c->out);
 }

@@ -216,7 +216,7 @@ static void start_send(struct ur_state *st, struct net_conn *c)
     c->refs++;
 }
 
-static void on_accept(struct net_worker *w, int fd)
+static void on_accept(struct net_worker *w, int fd, unsigned l)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
@@ -231,7 +231,7 @@ static void on_accept(struct net_worker *w, int fd)
         close(fd);
         return;
     }
-    net_conn_accepted(w, fd, (struct sockaddr *)&ss);
+    net_conn_accepted(w, fd, (struct sockaddr *)&ss, l);
 }
 
 static void on_cqe(struct net_worker *w, struct ur_state *st,
@@ -253,7 +253,7 @@ static void on_cqe(struct net_worker *w, struct ur_state *st,
         if (!more)
             st->accept_armed[ud >> 3] = false;
         if (res >= 0)
-            on_accept(w, res);
+            on_accept(w, res, (unsigned)(ud >> 3));
         else if (res == -EMFILE || res == -ENFILE || res == -ENOMEM ||
                  res == -ENOBUFS)
             w->accept_retry_at = w->now + NET_ACCEPT_RETRY_MS;
