@@ -13,6 +13,11 @@
 #include <unistd.h>
 
 #include "core/passwd.h"
+#include "core/sasl_crypto.h"
+
+#ifdef RINGMAIL_HAVE_SODIUM
+#include <sodium.h>
+#endif
 
 struct pw_user {
     char *name;
@@ -26,6 +31,7 @@ struct passwd_db {
     size_t n;
     struct stat st;
     bool loaded;
+    uint64_t generation;    /* bumped on every (re-)read */
 };
 
 static void users_free(struct pw_user *u, size_t n)
@@ -47,7 +53,7 @@ static int load_file(const char *path, struct pw_user **out, size_t *nout)
 {
     FILE *f = fopen(path, "re");
     if (!f)
-        return -errno;
+        return errno == EACCES ? -EIO : -errno;
     struct pw_user *v = NULL;
     size_t n = 0, cap = 0;
     char *line = NULL;
@@ -125,8 +131,10 @@ static int refresh(passwd_db *db)
 {
     /* One stat per login: a changed file takes effect at once. */
     struct stat st;
+    /* -EACCES means "wrong password" to callers: a file we may not read
+     * is an operator's problem, reported as such (-EIO). */
     if (stat(db->path, &st) < 0)
-        return -errno;
+        return errno == EACCES ? -EIO : -errno;
     if (db->loaded && st.st_ino == db->st.st_ino && st.st_size == db->st.st_size &&
         st.st_mtim.tv_sec == db->st.st_mtim.tv_sec &&
         st.st_mtim.tv_nsec == db->st.st_mtim.tv_nsec)
@@ -141,7 +149,102 @@ static int refresh(passwd_db *db)
     db->n = n;
     db->st = st;
     db->loaded = true;
+    db->generation++;
     return 0;
+}
+
+uint64_t passwd_generation(passwd_db *db)
+{
+    pthread_mutex_lock(&db->lock);
+    uint64_t g = refresh(db) == 0 ? db->generation : 0;
+    pthread_mutex_unlock(&db->lock);
+    return g;
+}
+
+/* ---- SCRAM-SHA-256 ---- */
+
+static pthread_once_t proc_key_once = PTHREAD_ONCE_INIT;
+static uint8_t proc_key[32];
+
+static void proc_key_init(void)
+{
+    if (rm_random(proc_key, sizeof proc_key) < 0)
+        abort();        /* no randomness: nothing safe to do */
+}
+
+void passwd_scram_salt(const char *user, uint8_t salt[16])
+{
+    uint8_t mac[RM_SHA256_LEN];
+    pthread_once(&proc_key_once, proc_key_init);
+    rm_hmac_sha256(proc_key, sizeof proc_key, user, strlen(user), mac);
+    memcpy(salt, mac, 16);
+}
+
+int passwd_scram_derive(const char *password, size_t pwlen, const uint8_t *salt,
+                        size_t salt_len, unsigned iterations, passwd_scram *out)
+{
+    if (salt_len > PASSWD_SCRAM_SALT_MAX || iterations < 1 ||
+        iterations > PASSWD_SCRAM_MAX_ITERATIONS)
+        return -EINVAL;
+    uint8_t sp[RM_SHA256_LEN], ck[RM_SHA256_LEN];
+    rm_pbkdf2_sha256(password, pwlen, salt, salt_len, iterations, sp);
+    rm_hmac_sha256(sp, sizeof sp, "Client Key", 10, ck);
+    rm_sha256(ck, sizeof ck, out->stored_key);
+    rm_hmac_sha256(sp, sizeof sp, "Server Key", 10, out->server_key);
+    memcpy(out->salt, salt, salt_len);
+    out->salt_len = salt_len;
+    out->iterations = iterations;
+    memset(sp, 0, sizeof sp);
+    memset(ck, 0, sizeof ck);
+    return 0;
+}
+
+/* One base64 field of a SCRAM secret, up to ',' or the end. */
+static int scram_field(const char **s, uint8_t *out, size_t max, size_t *len)
+{
+    const char *e = strchr(*s, ',');
+    size_t n = e ? (size_t)(e - *s) : strlen(*s);
+    if (n / 4 * 3 > max + 2)
+        return -EINVAL;
+    uint8_t buf[PASSWD_SCRAM_SALT_MAX + 3];
+    long r = rm_b64_decode(*s, n, buf);
+    if (r <= 0 || (size_t)r > max)
+        return -EINVAL;
+    memcpy(out, buf, (size_t)r);
+    *len = (size_t)r;
+    *s += n + (e ? 1 : 0);
+    return e ? 1 : 0;
+}
+
+int passwd_scram_parse(const char *s, passwd_scram *out)
+{
+    char *end;
+    if (*s < '1' || *s > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long it = strtoul(s, &end, 10);
+    if (errno || *end != ',' || it > PASSWD_SCRAM_MAX_ITERATIONS)
+        return -EINVAL;
+    out->iterations = (unsigned)it;
+    s = end + 1;
+    size_t kl;
+    if (scram_field(&s, out->salt, sizeof out->salt, &out->salt_len) != 1 ||
+        scram_field(&s, out->stored_key, 32, &kl) != 1 || kl != 32 ||
+        scram_field(&s, out->server_key, 32, &kl) != 0 || kl != 32)
+        return -EINVAL;
+    return 0;
+}
+
+static int scram_check(const char *s, const char *password)
+{
+    passwd_scram want, got;
+    if (passwd_scram_parse(s, &want) < 0)
+        return -EACCES;
+    passwd_scram_derive(password, strlen(password), want.salt, want.salt_len,
+                        want.iterations, &got);
+    bool ok = rm_memeq(want.stored_key, got.stored_key, 32) &
+              rm_memeq(want.server_key, got.server_key, 32);
+    return ok ? 0 : -EACCES;
 }
 
 static bool ct_equal(const char *a, const char *b)
@@ -153,12 +256,38 @@ static bool ct_equal(const char *a, const char *b)
     return d == 0;
 }
 
+#ifdef RINGMAIL_HAVE_SODIUM
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+
+static void sodium_setup(void)
+{
+    if (sodium_init() < 0)
+        abort();
+}
+#endif
+
 static int check_secret(const char *secret, const char *password)
 {
     if (!strncmp(secret, "{PLAIN}", 7))
         return ct_equal(secret + 7, password) ? 0 : -EACCES;
     if (!strncmp(secret, "{CLEAR}", 7))
         return ct_equal(secret + 7, password) ? 0 : -EACCES;
+    if (!strncmp(secret, "{SCRAM-SHA-256}", 15))
+        return scram_check(secret + 15, password);
+    if (!strncmp(secret, "{ARGON2ID}", 10) || !strncmp(secret, "{ARGON2I}", 9)) {
+#ifdef RINGMAIL_HAVE_SODIUM
+        const char *h = strchr(secret, '}') + 1;
+        /* The stored string names its own variant; refuse a mismatch. */
+        if (strncmp(h, secret[8] == 'D' ? "$argon2id$" : "$argon2i$",
+                    secret[8] == 'D' ? 10 : 9))
+            return -EACCES;
+        pthread_once(&sodium_once, sodium_setup);
+        return crypto_pwhash_str_verify(h, password, strlen(password)) == 0
+                   ? 0 : -EACCES;
+#else
+        return -EACCES;     /* cannot verify: never matches */
+#endif
+    }
     const char *hash = secret;
     if (secret[0] == '{') {
         const char *end = strchr(secret, '}');
@@ -185,6 +314,20 @@ static int check_secret(const char *secret, const char *password)
     return rc;
 }
 
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+static char *dummy_secret;      /* never freed: one per process */
+
+static void dummy_init(void)
+{
+    uint8_t r[16];
+    char pw[rm_b64_enc_len(16) + 1];
+    if (rm_random(r, sizeof r) == 0) {
+        rm_b64_encode(r, sizeof r, pw);
+        if (passwd_hash(PASSWD_DEFAULT_SCHEME, pw, &dummy_secret) < 0)
+            dummy_secret = NULL;
+    }
+}
+
 int passwd_verify(passwd_db *db, const char *user, const char *password)
 {
     pthread_mutex_lock(&db->lock);
@@ -200,9 +343,11 @@ int passwd_verify(passwd_db *db, const char *user, const char *password)
     if (rc < 0)
         return rc;
     if (!secret) {
-        /* Spend the time of a real check so that timing does not tell
-         * which users exist. */
-        check_secret("{SHA512-CRYPT}$6$aaaaaaaaaaaaaaaa$", password);
+        /* Spend the time of a real check (of the default scheme, which
+         * new users get) so that timing does not tell who exists. */
+        pthread_once(&dummy_once, dummy_init);
+        check_secret(dummy_secret ? dummy_secret : "{SHA512-CRYPT}$6$aaaaaaaaaaaaaaaa$",
+                     password);
         return -EACCES;
     }
     rc = check_secret(secret, password);
@@ -210,15 +355,64 @@ int passwd_verify(passwd_db *db, const char *user, const char *password)
     return rc;
 }
 
+const char *passwd_schemes(void)
+{
+#ifdef RINGMAIL_HAVE_SODIUM
+    return "ARGON2ID SHA512-CRYPT SHA256-CRYPT BLF-CRYPT SCRAM-SHA-256 PLAIN CLEAR";
+#else
+    return "SHA512-CRYPT SHA256-CRYPT BLF-CRYPT SCRAM-SHA-256 PLAIN CLEAR";
+#endif
+}
+
+static int with_prefix(const char *scheme, const char *secret, char **out)
+{
+    size_t n = strlen(scheme) + strlen(secret) + 3;
+    if (!(*out = malloc(n)))
+        return -ENOMEM;
+    snprintf(*out, n, "{%s}%s", scheme, secret);
+    return 0;
+}
+
+static int hash_scram(const char *password, char **out)
+{
+    uint8_t salt[16];
+    passwd_scram k;
+    int rc = rm_random(salt, sizeof salt);
+    if (rc < 0)
+        return rc;
+    passwd_scram_derive(password, strlen(password), salt, sizeof salt,
+                        PASSWD_SCRAM_ITERATIONS, &k);
+    char s64[rm_b64_enc_len(16) + 1], st64[rm_b64_enc_len(32) + 1],
+        sv64[rm_b64_enc_len(32) + 1], buf[200];
+    rm_b64_encode(k.salt, k.salt_len, s64);
+    rm_b64_encode(k.stored_key, 32, st64);
+    rm_b64_encode(k.server_key, 32, sv64);
+    snprintf(buf, sizeof buf, "%u,%s,%s,%s", k.iterations, s64, st64, sv64);
+    memset(&k, 0, sizeof k);
+    return with_prefix("SCRAM-SHA-256", buf, out);
+}
+
 int passwd_hash(const char *scheme, const char *password, char **out)
 {
     const char *prefix;
-    if (!strcmp(scheme, "PLAIN") || !strcmp(scheme, "CLEAR")) {
-        size_t n = strlen(password) + 8;
-        if (!(*out = malloc(n)))
+    if (!strcmp(scheme, "PLAIN") || !strcmp(scheme, "CLEAR"))
+        return with_prefix(scheme, password, out);
+    if (!strcmp(scheme, "SCRAM-SHA-256"))
+        return hash_scram(password, out);
+    if (!strcmp(scheme, "ARGON2ID")) {
+#ifdef RINGMAIL_HAVE_SODIUM
+        char h[crypto_pwhash_STRBYTES];
+        pthread_once(&sodium_once, sodium_setup);
+        /* libsodium's "interactive" cost: t=2, m=64 MiB, p=1. */
+        if (crypto_pwhash_str_alg(h, password, strlen(password),
+                                  crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                                  crypto_pwhash_MEMLIMIT_INTERACTIVE,
+                                  crypto_pwhash_ALG_ARGON2ID13) != 0)
             return -ENOMEM;
-        snprintf(*out, n, "{%s}%s", scheme, password);
-        return 0;
+        return with_prefix(scheme, h, out);
+#else
+        return -ENOTSUP;
+#endif
     }
     if (!strcmp(scheme, "SHA512-CRYPT"))
         prefix = "$6$";
@@ -235,17 +429,39 @@ int passwd_hash(const char *scheme, const char *password, char **out)
     if (!cd)
         return -ENOMEM;
     const char *h = crypt_r(password, salt, cd);
-    int rc = 0;
-    if (!h || h[0] == '*') {
-        rc = -EINVAL;
-    } else {
-        size_t n = strlen(scheme) + strlen(h) + 3;
-        if (!(*out = malloc(n)))
-            rc = -ENOMEM;
-        else
-            snprintf(*out, n, "{%s}%s", scheme, h);
-    }
+    int rc = !h || h[0] == '*' ? -EINVAL : with_prefix(scheme, h, out);
     free(cd);
+    return rc;
+}
+
+int passwd_scram_lookup(passwd_db *db, const char *user, passwd_scram *out)
+{
+    pthread_mutex_lock(&db->lock);
+    int rc = refresh(db);
+    char *secret = NULL;
+    if (rc == 0) {
+        struct pw_user key = {.name = (char *)user};
+        struct pw_user *u = bsearch(&key, db->users, db->n, sizeof key, cmp_user);
+        if (u && !(secret = strdup(u->secret)))
+            rc = -ENOMEM;
+    }
+    pthread_mutex_unlock(&db->lock);
+    if (rc < 0)
+        return rc;
+    rc = -EACCES;
+    if (!secret)
+        return rc;
+    if (!strncmp(secret, "{SCRAM-SHA-256}", 15)) {
+        if (passwd_scram_parse(secret + 15, out) == 0)
+            rc = 0;
+    } else if (!strncmp(secret, "{PLAIN}", 7) || !strncmp(secret, "{CLEAR}", 7)) {
+        uint8_t salt[16];
+        passwd_scram_salt(user, salt);
+        rc = passwd_scram_derive(secret + 7, strlen(secret + 7), salt, sizeof salt,
+                                 PASSWD_SCRAM_ITERATIONS, out);
+    }
+    memset(secret, 0, strlen(secret));
+    free(secret);
     return rc;
 }
 

@@ -12,7 +12,7 @@
 #include "core/passwd.h"
 #include "tools/admin.h"
 
-#define DEFAULT_SCHEME "SHA512-CRYPT"
+#define DEFAULT_SCHEME PASSWD_DEFAULT_SCHEME
 
 static int read_password(char **out)
 {
@@ -68,9 +68,9 @@ static int set_user(admin_ctx *ctx, int argc, char **argv, bool add)
     rc = passwd_hash(scheme, pw, &entry);
     memset(pw, 0, strlen(pw));
     free(pw);
-    if (rc == -EINVAL) {
-        admin_err("unknown password scheme '%s' (PLAIN, SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT)",
-                  scheme);
+    if (rc == -EINVAL || rc == -ENOTSUP) {
+        admin_err("%s password scheme '%s' (this build has: %s)",
+                  rc == -EINVAL ? "unknown" : "unsupported", scheme, passwd_schemes());
         return ADMIN_FAIL;
     }
     if (rc < 0) {
