@@ -20,6 +20,28 @@ void cmd_capability(session *s, const char *tag, imap_args *a, imap_arg *args,
     sess_tagged(s, tag, "OK", "CAPABILITY completed");
 }
 
+/* STARTTLS (RFC 2595, RFC 9051 6.2.1): answer in the clear, then the
+ * handshake; the session loop drops what follows and tells net. */
+void cmd_starttls(session *s, const char *tag, imap_args *a, imap_arg *args,
+                  size_t nargs, bool uid)
+{
+    (void)a; (void)args; (void)uid;
+    if (nargs) {
+        sess_bad(s, tag, "STARTTLS takes no arguments");
+        return;
+    }
+    if (!s->srv->tls) {
+        sess_tagged(s, tag, "NO", "[UNAVAILABLE] TLS is not configured");
+        return;
+    }
+    if (net_conn_is_tls(s->conn)) {
+        sess_bad(s, tag, "TLS is already active");
+        return;
+    }
+    sess_tagged(s, tag, "OK", "Begin TLS negotiation now");
+    s->starttls = true;
+}
+
 void cmd_noop(session *s, const char *tag, imap_args *a, imap_arg *args,
               size_t nargs, bool uid)
 {

@@ -1,97 +1,150 @@
-/* core/cmd_auth.c — LOGIN and AUTHENTICATE PLAIN (with SASL-IR). */
+/* core/cmd_auth.c — LOGIN and AUTHENTICATE (PLAIN, LOGIN, SCRAM-SHA-256,
+ * SCRAM-SHA-256-PLUS; SASL-IR).
+ *
+ * Password checks are slow on purpose (ARGON2ID, crypt), so they run on the
+ * auth pool, never on a worker's loop: the session stops reading, keeps
+ * what arrives, and goes on when the pool's answer comes back on its
+ * worker.  A session that closes meanwhile is freed by that answer. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "core/abuse.h"
+#include "core/authpool.h"
 #include "core/log.h"
+#include "core/sasl.h"
+#include "core/sasl_crypto.h"
 #include "core/session.h"
 
+enum job_kind { JOB_LOGIN, JOB_SASL };
 
-/* Strict RFC 4648 base64 (SASL wants exact encodings).  Returns the
- * decoded length or -EINVAL; out must hold 3 * n / 4 + 1 bytes. */
-static long b64_decode(const char *in, size_t n, char *out)
+struct auth_job {
+    session *s;
+    enum job_kind kind;
+    char *user, *pass;          /* JOB_LOGIN */
+    int rc;
+};
+
+/* ---- after the check ------------------------------------------------------- */
+
+static void login_failed(session *s, const char *tag, const char *user)
 {
-    static const char alpha[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    if (n % 4)
-        return -EINVAL;
-    long o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        unsigned v = 0;
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            char c = in[i + k];
-            const char *p = c ? strchr(alpha, c) : NULL;
-            if (c == '=' && i + 4 == n && k >= 2) {
-                pad++;
-                v <<= 6;
-                continue;
-            }
-            if (!p || pad)
-                return -EINVAL;
-            v = v << 6 | (unsigned)(p - alpha);
-        }
-        out[o++] = (char)(v >> 16);
-        if (pad < 2)
-            out[o++] = (char)(v >> 8);
-        if (pad < 1)
-            out[o++] = (char)v;
-    }
-    out[o] = '\0';
-    return o;
+    /* Each failure in a row, from this address or for this user, doubles
+     * the wait for the answer (up to 64 times the base). */
+    unsigned n = abuse_login_failed(s->srv->abuse, s->ip, user);
+    unsigned delay = s->srv->auth_failure_delay_ms << (n - 1 < 6 ? n - 1 : 6);
+    log_msg(LOGL_INFO, s->id, user, "login failed from %s (%u in a row, answer in %u ms)",
+            net_conn_peer(s->conn), n, delay);
+    sess_flush(s);  /* what came before is not delayed */
+    sess_tagged(s, tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
+    sess_delay_answer(s, delay);
 }
 
-static void login_done(session *s, const char *tag, const char *user,
-                       const char *pass)
+static void login_ok(session *s, const char *tag, const char *user, const char *mech)
 {
-    int rc = passwd_verify(s->srv->pw, user, pass);
-    if (rc == -EACCES) {
-        /* Each failure in a row, from this address or for this user,
-         * doubles the wait for the answer (up to 64 times the base). */
-        unsigned n = abuse_login_failed(s->srv->abuse, s->ip, user);
-        unsigned delay = s->srv->auth_failure_delay_ms << (n - 1 < 6 ? n - 1 : 6);
-        log_msg(LOGL_INFO, s->id, user, "login failed from %s (%u in a row, answer in %u ms)",
-                net_conn_peer(s->conn), n, delay);
-        sess_flush(s);  /* what came before is not delayed */
-        sess_tagged(s, tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
-        sess_delay_answer(s, delay);
-        return;
-    }
-    if (rc < 0) {
-        log_msg(LOGL_ERROR, s->id, user, "passwd-file: %s", strerror(-rc));
-        sess_tagged(s, tag, "NO", "[UNAVAILABLE] Authentication temporarily unavailable");
-        return;
-    }
     if (!abuse_user_open(s->srv->abuse, user, s->srv->max_conn_user)) {
         log_msg(LOGL_WARN, s->id, user, "refused: max_connections_per_user");
         sess_tagged(s, tag, "NO", "[LIMIT] Too many connections for this user");
         return;
     }
     store_user *su;
-    rc = store_user_open(s->srv->mail_root, user, &s->srv->sopts, &su);
-    if (rc < 0)
+    int rc = store_user_open(s->srv->mail_root, user, &s->srv->sopts, &su);
+    if (rc < 0 || !(s->user = strdup(user))) {
         abuse_user_close(s->srv->abuse, user);
-    if (rc < 0) {
-        log_msg(LOGL_ERROR, s->id, user, "store: %s", strerror(-rc));
+        if (rc == 0)
+            store_user_close(su);
+        log_msg(LOGL_ERROR, s->id, user, "store: %s", strerror(rc < 0 ? -rc : ENOMEM));
         sess_tagged(s, tag, "NO", "[UNAVAILABLE] Mail store unavailable");
         return;
     }
     s->su = su;
-    s->user = strdup(user);
-    if (!s->user) {
-        abuse_user_close(s->srv->abuse, user);
-    } else {
-        s->counted_user = true;
-    }
+    s->counted_user = true;
     abuse_login_ok(s->srv->abuse, s->ip, user);
     s->state = ST_AUTH;
-    log_msg(LOGL_INFO, s->id, user, "login from %s", net_conn_peer(s->conn));
+    log_msg(LOGL_INFO, s->id, user, "login (%s) from %s%s", mech, net_conn_peer(s->conn),
+            net_conn_is_tls(s->conn) ? " over TLS" : "");
     imap_out_printf(&s->out, "%s OK [CAPABILITY ", tag);
     sess_capabilities(s, &s->out);
     imap_out_printf(&s->out, "] Logged in\r\n");
 }
+
+/* ---- the pool -------------------------------------------------------------- */
+
+static void job_work(void *arg)
+{
+    struct auth_job *j = arg;
+    if (j->kind == JOB_LOGIN)
+        j->rc = authcache_verify(j->s->srv->authcache, j->s->srv->pw, j->user, j->pass);
+    else
+        sasl_work(j->s->sasl);
+}
+
+static void job_free(struct auth_job *j)
+{
+    if (j->pass)
+        memset(j->pass, 0, strlen(j->pass));
+    free(j->user);
+    free(j->pass);
+    free(j);
+}
+
+static void sasl_advance(session *s, sasl_status st, const uint8_t *out, size_t outlen);
+
+/* On the session's worker (or on the pool thread once the workers are
+ * gone, when the session is dead anyway). */
+static void job_done(void *arg, int status)
+{
+    struct auth_job *j = arg;
+    session *s = j->s;
+    s->pool_busy = false;
+    if (s->dead) {
+        job_free(j);
+        sess_free(s);
+        return;
+    }
+    char *tag = s->wait_tag;
+    s->wait_tag = NULL;
+    if (status < 0) {
+        sess_tagged(s, tag, "NO", "[UNAVAILABLE] Authentication temporarily unavailable");
+        sasl_free(s->sasl);
+        s->sasl = NULL;
+    } else if (j->kind == JOB_LOGIN) {
+        if (j->rc == 0)
+            login_ok(s, tag, j->user, "LOGIN");
+        else if (j->rc == -EACCES)
+            login_failed(s, tag, j->user);
+        else {
+            log_msg(LOGL_ERROR, s->id, j->user, "passwd-file: %s", strerror(-j->rc));
+            sess_tagged(s, tag, "NO", "[UNAVAILABLE] Authentication temporarily unavailable");
+        }
+    } else {
+        const uint8_t *out = NULL;
+        size_t outlen = 0;
+        s->wait_tag = tag;
+        tag = NULL;
+        sasl_status st = sasl_resume(s->sasl, &out, &outlen);
+        sasl_advance(s, st, out, outlen);
+    }
+    free(tag);
+    job_free(j);
+    sess_resume_input(s);
+}
+
+static int submit(session *s, struct auth_job *j, const char *tag)
+{
+    if (!s->wait_tag && !(s->wait_tag = strdup(tag)))
+        return -ENOMEM;
+    int rc = authpool_submit(s->srv->authpool, job_work, j, job_done, s->srv->net,
+                             net_conn_worker(s->conn));
+    if (rc < 0)
+        return rc;
+    s->pool_busy = true;
+    sess_hold_input(s);
+    return 0;
+}
+
+/* ---- LOGIN ------------------------------------------------------------------- */
 
 void cmd_login(session *s, const char *tag, imap_args *a, imap_arg *args,
                size_t nargs, bool uid)
@@ -111,35 +164,138 @@ void cmd_login(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_bad(s, tag, "Bad user name or password syntax");
         return;
     }
-    login_done(s, tag, user, pass);
+    struct auth_job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->s = s;
+        j->kind = JOB_LOGIN;
+        j->user = strdup(user);
+        j->pass = strdup(pass);
+    }
+    if (!j || !j->user || !j->pass || submit(s, j, tag) < 0) {
+        if (j)
+            job_free(j);
+        free(s->wait_tag);
+        s->wait_tag = NULL;
+        sess_tagged(s, tag, "NO", "[UNAVAILABLE] Authentication temporarily unavailable");
+    }
 }
 
-/* PLAIN: [authzid] NUL authcid NUL password (RFC 4616). */
-static void plain_response(session *s, const char *tag, const char *b64, size_t n)
+/* ---- AUTHENTICATE -------------------------------------------------------------- */
+
+static int be_verify(void *arg, const char *user, const char *pass)
 {
-    char *buf = malloc(n / 4 * 3 + 4);
-    if (!buf) {
-        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+    session *s = arg;
+    return authcache_verify(s->srv->authcache, s->srv->pw, user, pass);
+}
+
+static int be_scram(void *arg, const char *user, passwd_scram *out)
+{
+    session *s = arg;
+    return passwd_scram_lookup(s->srv->pw, user, out);
+}
+
+static int be_binding(void *arg, const char *type, uint8_t *out, size_t *len)
+{
+    session *s = arg;
+    return net_conn_tls_binding(s->conn, type, out, len);
+}
+
+static void auth_end(session *s)
+{
+    sasl_free(s->sasl);
+    s->sasl = NULL;
+    free(s->wait_tag);
+    s->wait_tag = NULL;
+    s->wait = WAIT_NONE;
+    imap_reader_line_mode(s->rd, false);
+}
+
+/* Act on what the mechanism says. */
+static void sasl_advance(session *s, sasl_status st, const uint8_t *out, size_t outlen)
+{
+    const char *tag = s->wait_tag;
+    switch (st) {
+    case SASL_CONTINUE: {
+        char *b = malloc(outlen / 3 * 4 + 8);
+        if (!b) {
+            sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+            auth_end(s);
+            return;
+        }
+        size_t n = rm_b64_encode(out, outlen, b);
+        imap_out_printf(&s->out, "+ %.*s\r\n", (int)n, b);
+        free(b);
+        s->wait = WAIT_AUTH;
+        imap_reader_line_mode(s->rd, true);
         return;
     }
-    long len = b64_decode(b64, n, buf);
-    const char *authz = buf, *authc = NULL, *pass = NULL;
-    if (len > 0) {
-        char *z1 = memchr(buf, '\0', (size_t)len);
-        char *z2 = z1 ? memchr(z1 + 1, '\0', (size_t)(len - (z1 + 1 - buf))) : NULL;
-        if (z2 && !memchr(z2 + 1, '\0', (size_t)(len - (z2 + 1 - buf)))) {
-            authc = z1 + 1;
-            pass = z2 + 1;
+    case SASL_WORK: {
+        struct auth_job *j = calloc(1, sizeof *j);
+        if (j) {
+            j->s = s;
+            j->kind = JOB_SASL;
         }
+        if (!j || submit(s, j, tag) < 0) {
+            free(j);
+            sess_tagged(s, tag, "NO", "[UNAVAILABLE] Authentication temporarily unavailable");
+            auth_end(s);
+        }
+        return;
     }
-    if (!authc || !*authc) {
-        sess_bad(s, tag, "Malformed PLAIN response");
-    } else if (*authz && strcmp(authz, authc)) {
-        sess_tagged(s, tag, "NO", "[AUTHORIZATIONFAILED] No authorization as another user");
-    } else {
-        login_done(s, tag, authc, pass);
+    case SASL_DONE: {
+        char *user = strdup(sasl_user(s->sasl));
+        const char *mech = s->auth_mech ? s->auth_mech : "SASL";
+        if (user)
+            login_ok(s, tag, user, mech);
+        else
+            sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        free(user);
+        auth_end(s);
+        return;
     }
-    free(buf);
+    case SASL_FAIL: {
+        int err = sasl_error(s->sasl);
+        const char *user = sasl_user(s->sasl);
+        char *u = user ? strdup(user) : NULL;
+        char *t = strdup(tag);
+        auth_end(s);
+        if (!t)
+            return;
+        if (err == -EACCES)
+            login_failed(s, t, u ? u : "");
+        else if (err == -EPERM)
+            sess_tagged(s, t, "NO", "[AUTHORIZATIONFAILED] No authorization as another user");
+        else if (err == -EINVAL)
+            sess_bad(s, t, "Malformed SASL message");
+        else if (err == -ENOTSUP)
+            sess_tagged(s, t, "NO", "[CANNOT] Channel binding is not possible here");
+        else
+            sess_tagged(s, t, "NO", "[UNAVAILABLE] Authentication temporarily unavailable");
+        free(u);
+        free(t);
+        return;
+    }
+    }
+}
+
+/* Feed a client message (base64 text) to the mechanism. */
+static void sasl_feed(session *s, const char *b64, size_t n)
+{
+    uint8_t *raw = malloc(n / 4 * 3 + 4);
+    long len = raw ? rm_b64_decode(b64, n, raw) : -ENOMEM;
+    if (len < 0) {
+        free(raw);
+        sess_bad(s, s->wait_tag, "Invalid base64");
+        auth_end(s);
+        return;
+    }
+    const uint8_t *out = NULL;
+    size_t outlen = 0;
+    sasl_status st = sasl_step(s->sasl, raw, (size_t)len, &out, &outlen);
+    if (raw)
+        memset(raw, 0, (size_t)len);
+    free(raw);
+    sasl_advance(s, st, out, outlen);
 }
 
 void cmd_authenticate(session *s, const char *tag, imap_args *a, imap_arg *args,
@@ -151,41 +307,49 @@ void cmd_authenticate(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_bad(s, tag, "AUTHENTICATE takes a mechanism and an optional initial response");
         return;
     }
-    if (strcasecmp(args[0].s, "PLAIN")) {
+    sasl_mech mech;
+    bool tls = net_conn_is_tls(s->conn);
+    if (sasl_mech_parse(args[0].s, &mech) < 0 ||
+        (mech == SASL_MECH_SCRAM_SHA_256_PLUS && !tls)) {
         sess_tagged(s, tag, "NO", "[CANNOT] Unsupported mechanism");
         return;
     }
-    if (!sess_plaintext_ok(s)) {
+    if (sasl_mech_is_plaintext(mech) && !sess_plaintext_ok(s)) {
         sess_tagged(s, tag, "NO", "[PRIVACYREQUIRED] Plaintext authentication is not allowed here");
         return;
     }
-    if (nargs == 2) {
-        /* SASL-IR: "=" is an empty initial response. */
-        if (!strcmp(args[1].s, "="))
-            plain_response(s, tag, "", 0);
-        else
-            plain_response(s, tag, args[1].s, args[1].len);
-        return;
-    }
-    free(s->wait_tag);
-    if (!(s->wait_tag = strdup(tag))) {
+    sasl_backend be = {.verify = be_verify, .scram_lookup = be_scram, .binding = be_binding,
+                       .arg = s};
+    if (sasl_new(mech, &be, tls, &s->sasl) < 0 || !(s->wait_tag = strdup(tag))) {
+        sasl_free(s->sasl);
+        s->sasl = NULL;
         sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         return;
     }
-    s->wait = WAIT_AUTH;
-    imap_reader_line_mode(s->rd, true);
-    imap_out_printf(&s->out, "+ \r\n");
+    free(s->auth_mech);
+    s->auth_mech = strdup(sasl_mech_name(mech));
+    if (nargs == 2) {
+        /* SASL-IR: "=" is an empty initial response. */
+        if (!strcmp(args[1].s, "="))
+            sasl_feed(s, "", 0);
+        else
+            sasl_feed(s, args[1].s, args[1].len);
+        return;
+    }
+    const uint8_t *out = NULL;
+    size_t outlen = 0;
+    sasl_status st = sasl_step(s->sasl, NULL, 0, &out, &outlen);
+    sasl_advance(s, st, out, outlen);
 }
 
 void auth_continue(session *s, const uint8_t *line, size_t n)
 {
     imap_reader_line_mode(s->rd, false);
     s->wait = WAIT_NONE;
-    char *tag = s->wait_tag;
-    s->wait_tag = NULL;
-    if (n == 1 && line[0] == '*')
-        sess_bad(s, tag, "Authentication cancelled");
-    else
-        plain_response(s, tag, (const char *)line, n);
-    free(tag);
+    if (n == 1 && line[0] == '*') {
+        sess_bad(s, s->wait_tag, "Authentication cancelled");
+        auth_end(s);
+        return;
+    }
+    sasl_feed(s, (const char *)line, n);
 }

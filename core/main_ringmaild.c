@@ -7,6 +7,7 @@
  * acknowledged is lost: writes are acknowledged only once durable. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -16,17 +17,61 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/authpool.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/server.h"
 
-static net_server *running;
+/* Signals are taken by one thread with sigwait, so that SIGHUP can do
+ * what a handler may not (re-read certificates). */
+struct sigctx {
+    net_server *net;
+    net_tls *tls;
+    sigset_t set;
+};
 
-static void on_signal(int sig)
+static void *signal_thread(void *arg)
 {
-    (void)sig;
-    if (running)
-        net_server_stop(running);
+    struct sigctx *sc = arg;
+    for (;;) {
+        int sig;
+        if (sigwait(&sc->set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            char err[256] = "";
+            if (!sc->tls)
+                log_msg(LOGL_INFO, 0, NULL, "SIGHUP: no TLS configured, nothing to reload");
+            else if (net_tls_reload(sc->tls, err, sizeof err) < 0)
+                log_msg(LOGL_ERROR, 0, NULL, "SIGHUP: certificates not reloaded: %s", err);
+            else
+                log_msg(LOGL_INFO, 0, NULL, "SIGHUP: certificates reloaded");
+            continue;
+        }
+        log_msg(LOGL_INFO, 0, NULL, "signal %d: stopping", sig);
+        net_server_stop(sc->net);
+        return NULL;
+    }
+}
+
+/* The TLS context from tls_cert/tls_key/tls_sni; NULL without tls_cert. */
+static int setup_tls(const config *cfg, net_tls **out)
+{
+    const char *cert = config_get(cfg, "tls_cert"), *key = config_get(cfg, "tls_key");
+    *out = NULL;
+    if (!*cert)
+        return 0;
+    char *sni = strdup(config_get(cfg, "tls_sni"));
+    const char *v[64];
+    size_t n = 0;
+    for (char *save = NULL, *t = sni ? strtok_r(sni, " \t,", &save) : NULL; t && n < 64;
+         t = strtok_r(NULL, " \t,", &save))
+        v[n++] = t;
+    char err[512] = "";
+    int rc = net_tls_new(cert, *key ? key : cert, v, n, out, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "ringmaild: TLS: %s\n", err[0] ? err : strerror(-rc));
+    free(sni);
+    return rc;
 }
 
 /* Started as root: ports are bound, now become `user`/`group` before any
@@ -106,6 +151,17 @@ int main(int argc, char **argv)
     if (log_level_parse(config_get(&cfg, "log_level"), &lvl) == 0)
         log_set_level(lvl);
 
+    /* Blocked before any thread exists (the auth pool starts in
+     * imap_server_init), so every thread inherits the mask and only the
+     * signal thread takes them. */
+    signal(SIGPIPE, SIG_IGN);
+    struct sigctx sc = {0};
+    sigemptyset(&sc.set);
+    sigaddset(&sc.set, SIGTERM);
+    sigaddset(&sc.set, SIGINT);
+    sigaddset(&sc.set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+
     imap_server srv;
     int exit_code = 1;
     if ((rc = imap_server_init(&srv, &cfg)) < 0) {
@@ -134,32 +190,60 @@ int main(int argc, char **argv)
         nlisten++;
     }
     free(listen);
+    if ((rc = setup_tls(&cfg, &srv.tls)) < 0)
+        goto out;
+    const char *ltls = config_get(&cfg, "listen_tls");
+    if (*ltls && !srv.tls) {
+        log_msg(LOGL_WARN, 0, NULL, "listen_tls = %s but no tls_cert: no TLS listener", ltls);
+    } else if (*ltls) {
+        char *l = strdup(ltls);
+        for (char *save = NULL, *tok = l ? strtok_r(l, ", \t", &save) : NULL; tok;
+             tok = strtok_r(NULL, ", \t", &save)) {
+            if ((rc = net_server_listen_tls(srv.net, tok, srv.tls)) < 0) {
+                fprintf(stderr, "ringmaild: cannot listen (TLS) on %s: %s\n", tok,
+                        strerror(-rc));
+                free(l);
+                goto out;
+            }
+            nlisten++;
+        }
+        free(l);
+    }
     if (!nlisten) {
-        fprintf(stderr, "ringmaild: nothing to listen on (set listen)\n");
+        fprintf(stderr, "ringmaild: nothing to listen on (set listen or listen_tls)\n");
         goto out;
     }
     if (drop_privileges(&cfg) < 0)
         goto out;
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    running = srv.net;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    sc.net = srv.net;
+    sc.tls = srv.tls;
     if ((rc = net_server_start(srv.net)) < 0) {
         fprintf(stderr, "ringmaild: cannot start workers: %s\n", strerror(-rc));
+        goto out;
+    }
+    pthread_t sigthr;
+    if (pthread_create(&sigthr, NULL, signal_thread, &sc) != 0) {
+        fprintf(stderr, "ringmaild: cannot start the signal thread\n");
+        net_server_stop(srv.net);
+        net_server_wait(srv.net);
         goto out;
     }
     log_msg(LOGL_INFO, 0, NULL, "ringmaild started: %s backend, listening on %s, mail_root %s",
             net_backend_name(net_server_backend(srv.net)), config_get(&cfg, "listen"),
             srv.mail_root);
     net_server_wait(srv.net);
+    /* The workers stop only through the signal thread, which has ended. */
+    pthread_join(sigthr, NULL);
+    /* Password checks still queued are answered (cancelled) now that no
+     * session can be woken; their sessions are closed already. */
+    authpool_free(srv.authpool);
+    srv.authpool = NULL;
     log_msg(LOGL_INFO, 0, NULL, "ringmaild stopped");
     exit_code = 0;
 out:
-    running = NULL;
     if (srv.net)
         net_server_free(srv.net);
+    net_tls_free(srv.tls);
     imap_server_fini(&srv);
     config_free(&cfg);
     return exit_code;

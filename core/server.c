@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/abuse.h"
+#include "core/authpool.h"
 #include "core/log.h"
 #include "core/session.h"
 
@@ -41,6 +42,9 @@ int imap_server_init(imap_server *srv, const config *cfg)
     srv->search_max_keys = (unsigned)cfg_int(cfg, "search_max_keys");
     if ((rc = abuse_new(config_get(cfg, "trusted_networks"), &srv->abuse)) < 0)
         return rc;
+    if ((rc = authpool_new((unsigned)cfg_int(cfg, "auth_pool_threads"), 0, &srv->authpool)) < 0 ||
+        (rc = authcache_new((unsigned)cfg_int(cfg, "auth_cache_ttl"), 0, &srv->authcache)) < 0)
+        return rc;
     srv->limits.max_line = (size_t)cfg_int(cfg, "max_line_length");
     srv->limits.max_literal = (size_t)cfg_int(cfg, "append_limit");
     srv->limits.max_command = srv->limits.max_literal + (16u << 20);
@@ -58,6 +62,8 @@ void notify_fini(imap_server *srv);
 void imap_server_fini(imap_server *srv)
 {
     notify_fini(srv);
+    authpool_free(srv->authpool);   /* after the workers: see main */
+    authcache_free(srv->authcache);
     abuse_free(srv->abuse);
     passwd_close(srv->pw);
     pthread_mutex_destroy(&srv->nlock);

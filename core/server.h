@@ -34,6 +34,9 @@ typedef struct imap_server {
     unsigned search_max_depth, search_max_keys;
     bool log_commands;
     struct abuse *abuse;
+    net_tls *tls;               /* NULL: no TLS configured */
+    struct authpool *authpool;  /* password checks off the workers' loops */
+    struct authcache *authcache;
     atomic_uint_fast64_t next_session;
     /* notifier: which connections have which mailbox selected */
     pthread_mutex_t nlock;

@@ -9,6 +9,7 @@
 
 #include "core/abuse.h"
 #include "core/log.h"
+#include "core/sasl.h"
 #include "core/search.h"
 #include "core/session.h"
 
@@ -69,15 +70,22 @@ void sess_capabilities(session *s, imap_out *o)
                        "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND "
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
     if (s->state == ST_NOAUTH) {
+        if (s->srv->tls && !net_conn_is_tls(s->conn))
+            imap_out_printf(o, " STARTTLS");
         if (sess_plaintext_ok(s))
-            imap_out_printf(o, " AUTH=PLAIN");
+            imap_out_printf(o, " AUTH=PLAIN AUTH=LOGIN");
         else
             imap_out_printf(o, " LOGINDISABLED");
+        imap_out_printf(o, " AUTH=SCRAM-SHA-256");
+        if (net_conn_is_tls(s->conn))
+            imap_out_printf(o, " AUTH=SCRAM-SHA-256-PLUS");
     }
 }
 
 bool sess_plaintext_ok(const session *s)
 {
+    if (net_conn_is_tls(s->conn))
+        return true;
     switch (s->srv->plaintext) {
     case PLAINTEXT_YES: return true;
     case PLAINTEXT_NO: return false;
@@ -101,6 +109,7 @@ static const struct command {
     {"LOGOUT", cmd_logout, ANY, false, false},
     {"ID", cmd_id, ANY, false, false},
     {"ENABLE", cmd_enable, AUTHED, false, false},
+    {"STARTTLS", cmd_starttls, IN_NOAUTH, false, false},
     {"LOGIN", cmd_login, IN_NOAUTH, false, false},
     {"AUTHENTICATE", cmd_authenticate, IN_NOAUTH, false, false},
     {"NAMESPACE", cmd_namespace, AUTHED, false, false},
@@ -232,7 +241,7 @@ static void stash_rest(session *s, const uint8_t *p, size_t n)
 
 static void feed(session *s, const uint8_t *p, size_t n)
 {
-    if (s->delayed) {
+    if (s->delayed || s->pool_busy) {
         /* An answer is held back: keep what arrives for later, in order. */
         if (s->nstash + n > s->srv->limits.max_line + 65536)
             s->state = ST_LOGOUT;
@@ -289,8 +298,18 @@ static void feed(session *s, const uint8_t *p, size_t n)
         }
         if (too_many_bad(s))
             break;
-        if (s->delayed) {
+        if (s->starttls) {
+            /* Whatever the client sent after STARTTLS in the clear is
+             * dropped, never read as a command (CVE-2011-0411). */
+            s->starttls = false;
+            sess_flush(s);
+            if (net_conn_starttls(s->conn, s->srv->tls) < 0)
+                s->state = ST_LOGOUT;
+            break;
+        }
+        if (s->delayed || s->pool_busy) {
             stash_rest(s, p, n);
+            sess_flush(s);
             return;
         }
         if (st == IMAP_READ_MORE && used == 0)
@@ -331,16 +350,24 @@ void sess_delay_answer(session *s, unsigned delay_ms)
     net_conn_timer(s->conn, delay_ms);
 }
 
-/* The delay is over: send the held answer and go on with what came
- * meanwhile. */
-static void release_delayed(session *s)
+void sess_hold_input(session *s)
 {
-    net_conn_send(s->conn, s->delayed, strlen(s->delayed));
-    free(s->delayed);
-    s->delayed = NULL;
+    net_conn_pause(s->conn, true);
+}
+
+void sess_resume_input(session *s)
+{
+    sess_flush(s);
+    if (s->delayed || s->pool_busy)
+        return;
+    if (s->state == ST_LOGOUT) {
+        net_conn_close(s->conn);
+        return;
+    }
     if (!s->out_paused)
         net_conn_pause(s->conn, false);
-    arm_timer(s);
+    if (s->wait == WAIT_NONE)
+        arm_timer(s);
     uint8_t *st = s->stash;
     size_t n = s->nstash;
     s->stash = NULL;
@@ -348,6 +375,16 @@ static void release_delayed(session *s)
     if (n)
         feed(s, st, n);
     free(st);
+}
+
+/* The delay is over: send the held answer and go on with what came
+ * meanwhile. */
+static void release_delayed(session *s)
+{
+    net_conn_send(s->conn, s->delayed, strlen(s->delayed));
+    free(s->delayed);
+    s->delayed = NULL;
+    sess_resume_input(s);
 }
 
 /* ---- net callbacks ------------------------------------------------------- */
@@ -441,6 +478,19 @@ static void on_wake(net_conn *c, void *user)
     }
 }
 
+void sess_free(session *s)
+{
+    sasl_free(s->sasl);
+    store_user_close(s->su);
+    imap_reader_free(s->rd);
+    imap_out_free(&s->out);
+    free(s->user);
+    free(s->wait_tag);
+    free(s->auth_mech);
+    free(s->saved);
+    free(s);
+}
+
 static void on_close(net_conn *c, void *user)
 {
     (void)c;
@@ -451,16 +501,15 @@ static void on_close(net_conn *c, void *user)
     if (s->counted_user)
         abuse_user_close(s->srv->abuse, s->user);
     free(s->delayed);
+    s->delayed = NULL;
     free(s->stash);
+    s->stash = NULL;
     sess_unselect(s);
-    store_user_close(s->su);
-    imap_reader_free(s->rd);
-    imap_out_free(&s->out);
-    free(s->user);
-    free(s->wait_tag);
-    free(s->auth_mech);
-    free(s->saved);
-    free(s);
+    if (s->pool_busy) {
+        s->dead = true;     /* the pool job still points here: it frees us */
+        return;
+    }
+    sess_free(s);
 }
 
 static void on_shutdown(net_conn *c, void *user)

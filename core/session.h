@@ -36,10 +36,14 @@ typedef struct session {
     bool loopback;
     bool counted_ip, counted_user;  /* in the abuse accounting */
     bool out_paused;            /* reading stopped: the client does not read */
+    bool starttls;              /* STARTTLS answered: drop the rest of the input */
     char ip[64];
     unsigned bad;               /* BAD answers in a row */
     unsigned ncmds;             /* commands before authentication */
     char *delayed;              /* an answer held back (failed login delay) */
+    bool pool_busy;             /* a password check runs on the auth pool */
+    bool dead;                  /* closed while pool_busy: freed by the job */
+    struct sasl *sasl;          /* AUTHENTICATE in progress */
     uint8_t *stash;             /* bytes received while an answer is held */
     size_t nstash;
 
@@ -80,6 +84,12 @@ void sess_flush(session *s);
  * meanwhile: the failed-login delay.  Pipelined commands wait. */
 void sess_delay_answer(session *s, unsigned delay_ms);
 bool sess_plaintext_ok(const session *s);
+/* Stop reading commands (keep what arrives) while the pool works for us;
+ * sess_resume_input goes on with what was kept. */
+void sess_hold_input(session *s);
+void sess_resume_input(session *s);
+/* Free a session whose connection is gone. */
+void sess_free(session *s);
 
 /* The capability list for the current state (no leading "* CAPABILITY"). */
 void sess_capabilities(session *s, imap_out *o);
@@ -118,6 +128,7 @@ void sess_set_server(imap_server *srv);
 
 /* Command handlers by file. */
 void cmd_capability(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_starttls(session *, const char *, imap_args *, imap_arg *, size_t, bool);
 void cmd_noop(session *, const char *, imap_args *, imap_arg *, size_t, bool);
 void cmd_logout(session *, const char *, imap_args *, imap_arg *, size_t, bool);
 void cmd_id(session *, const char *, imap_args *, imap_arg *, size_t, bool);

@@ -76,16 +76,32 @@ admin check "$DEMO_USER"
 # The server: user demo (password "demo") in a passwd-file beside the store,
 # ringmaild on loopback in the foreground; ^C (SIGINT) stops it cleanly.
 PORT=${RINGMAIL_PORT:-1143}
+TLS_PORT=${RINGMAIL_TLS_PORT:-1993}
 PASSWD="$DATA/passwd"
 if ! grep -q "^$DEMO_USER:" "$PASSWD" 2>/dev/null; then
   echo demo | admin -o "passwd_file=$PASSWD" user add --scheme SHA512-CRYPT "$DEMO_USER"
 fi
+# A self-signed certificate for localhost, made on the first run.
+CERT="$DATA/tls/cert.pem"
+KEY="$DATA/tls/key.pem"
+if [[ ! -s "$CERT" || ! -s "$KEY" ]]; then
+  mkdir -p "$DATA/tls"
+  chmod 700 "$DATA/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
+    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$KEY" -out "$CERT" 2>/dev/null
+  chmod 600 "$KEY"
+  echo "made a self-signed certificate: $CERT"
+fi
 
 cat <<NEXT
 
-=== run-demo: ringmaild on 127.0.0.1:$PORT ===
-Connect with any IMAP client: host 127.0.0.1, port $PORT, no TLS (plaintext
-login is accepted on loopback), user '$DEMO_USER', password 'demo'.  E.g.:
+=== run-demo: ringmaild on 127.0.0.1:$PORT (STARTTLS) and :$TLS_PORT (TLS) ===
+Connect with any IMAP client: host 127.0.0.1, port $TLS_PORT with TLS (trust
+$CERT), or port $PORT (STARTTLS, or plain: plaintext login is accepted on
+loopback), user '$DEMO_USER', password 'demo'.  E.g.:
+
+  openssl s_client -quiet -connect 127.0.0.1:$TLS_PORT -CAfile $CERT
 
   python3 -c "import imaplib; M = imaplib.IMAP4('127.0.0.1', $PORT); \\
     M.login('demo', 'demo'); print(M.select('INBOX')); \\
@@ -100,4 +116,5 @@ Stop the server with ^C.  Remove the demo with: rm -rf $DATA
 NEXT
 
 exec "${RINGMAIL_DEMO_BUILD:-$ROOT/build}/ringmaild" -o "mail_root=$DATA" -o "passwd_file=$PASSWD" \
-  -o "listen=127.0.0.1:$PORT"
+  -o "listen=127.0.0.1:$PORT" -o "listen_tls=127.0.0.1:$TLS_PORT" \
+  -o "tls_cert=$CERT" -o "tls_key=$KEY"

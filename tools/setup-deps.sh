@@ -16,6 +16,8 @@ PACKAGES=(
   libbenchmark-dev            # Google Benchmark: bench/ringmail-microbench
   zlib1g-dev                  # COMPRESS=DEFLATE, later
   libcrypt-dev                # libxcrypt: password hashes
+  libsodium-dev               # {ARGON2ID} password hashes
+  openssl                     # the demo's self-signed certificate; TLS tests' certificates
   python3                     # integration tests
   clang                       # fuzz targets (libFuzzer), later
   isync                       # mbsync: a real IMAP client in the integration tests

@@ -96,6 +96,14 @@ def sha512_crypt(password):
         return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
 
 
+def make_cert(cert, key, cn):
+    """A self-signed P-256 certificate for cn (and 127.0.0.1)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=" + cn,
+                    "-addext", "subjectAltName=DNS:%s,IP:127.0.0.1" % cn,
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+
+
 def write_passwd(path, users):
     """users: {name: password} or {name: (password, scheme)}; scheme PLAIN
     (default) or SHA512-CRYPT."""
@@ -134,7 +142,7 @@ class ServerError(Exception):
 class Server:
     """One ringmaild with its own temp dir, users and mail_root."""
 
-    def __init__(self, backend="auto", users=None, options=None, name="ringmaild"):
+    def __init__(self, backend="auto", users=None, options=None, name="ringmaild", tls=False):
         if not RINGMAILD or not os.access(RINGMAILD, os.X_OK):
             raise ServerError("RINGMAILD is not set to an executable (got %r)" % RINGMAILD)
         self.backend = backend
@@ -152,6 +160,13 @@ class Server:
         self.proc = None
         self.log = None
         write_passwd(self.passwd, self.users)
+        self.tls = tls
+        self.tls_port = None
+        self.cert = os.path.join(self.tmp, "cert.pem")
+        self.key = os.path.join(self.tmp, "key.pem")
+        if tls:
+            make_cert(self.cert, self.key, "localhost")
+            self.options.update({"tls_cert": self.cert, "tls_key": self.key})
         with open(self.conf, "w") as f:
             f.write("# written by tests/integration/ringmail_server.py\n")
             f.write("mail_root = %s\npasswd_file = %s\n" % (self.mail_root, self.passwd))
@@ -200,12 +215,15 @@ class Server:
                "-o", "io_backend=" + self.backend]
         for k, v in self.options.items():
             cmd += ["-o", "%s=%s" % (k, v)]
+        if self.tls:
+            cmd += ["-o", "listen_tls=%s:%d" % (self.host, self.tls_port)]
         return cmd
 
     def start(self):
         last = None
         for _attempt in range(3):        # a picked port can be taken meanwhile
             self.port = free_port()
+            self.tls_port = free_port() if self.tls else None
             self.log = open(self.log_path, "ab")
             self.log.write(("=== start: %s\n" % " ".join(self.command_line())).encode())
             self.log.flush()
@@ -300,8 +318,19 @@ class Server:
     def stderr_tail(self, limit=6000):
         return self.stderr_since(0, limit)
 
-    def connect(self, timeout=IO_TIMEOUT):
+    def connect(self, timeout=IO_TIMEOUT, tls=False):
+        if tls:
+            return Imap(self.host, self.tls_port, timeout=timeout,
+                        ssl_context=self.client_context())
         return Imap(self.host, self.port, timeout=timeout)
+
+    def client_context(self, **kw):
+        """A client TLS context that trusts this server's certificate."""
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.cert)
+        for k, v in kw.items():
+            setattr(ctx, k, v)
+        return ctx
 
     def password_of(self, user):
         pw = self.users[user]
@@ -670,9 +699,11 @@ class Imap:
     """A raw IMAP client: what is sent and received is exactly what the test
     says.  Every read has a timeout; a silent server is an error."""
 
-    def __init__(self, host, port, timeout=IO_TIMEOUT, read_greeting=True):
+    def __init__(self, host, port, timeout=IO_TIMEOUT, read_greeting=True, ssl_context=None):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname="localhost")
         self.timeout = timeout
         self.buf = b""
         self.n = 0
@@ -687,6 +718,12 @@ class Imap:
             data = data.encode("utf-8")
         self.transcript.append(b"C: " + data[:500])
         self.sock.sendall(data)
+
+    def starttls(self, ssl_context):
+        """After the server's OK to STARTTLS: run the handshake."""
+        if self.buf:
+            raise ImapError("bytes after the STARTTLS answer in the clear: %r" % self.buf)
+        self.sock = ssl_context.wrap_socket(self.sock, server_hostname="localhost")
 
     def _fill(self, timeout):
         self.sock.settimeout(timeout)
@@ -907,6 +944,7 @@ class ServerTestCase(unittest.TestCase):
 
     backend = None          # set by parametrize
     server_options = {}
+    server_tls = False      # also a TLS listener with a self-signed certificate
     users_per_class = 60
 
     @classmethod
@@ -916,7 +954,7 @@ class ServerTestCase(unittest.TestCase):
         users = {"user%d" % i: "pw%d-secret" % i for i in range(cls.users_per_class)}
         users["crypt"] = ("crypt-secret", "SHA512-CRYPT")
         cls.server = Server(cls.backend, users, cls.server_options,
-                            name=cls.__name__.lower())
+                            name=cls.__name__.lower(), tls=cls.server_tls)
         cls.next_user = 0
         cls.prepare_server(cls.server)
         try:

@@ -47,7 +47,7 @@ class AdminUser(unittest.TestCase):
 
     def test_schemes_add_list_passwd_del(self):
         schemes = {"ann": "SHA512-CRYPT", "bob": "SHA256-CRYPT", "cy": "BLF-CRYPT",
-                   "dee": "PLAIN"}
+                   "dee": "PLAIN", "fay": "ARGON2ID", "gus": "SCRAM-SHA-256"}
         for user, scheme in schemes.items():
             self.admin("user", "add", "--scheme", scheme, user, password="pw-" + user)
         self.admin("user", "add", "eve", password="pw-eve")     # the default scheme
@@ -56,7 +56,11 @@ class AdminUser(unittest.TestCase):
         self.assertTrue(e["bob"].startswith("{SHA256-CRYPT}$5$"), e)
         self.assertTrue(e["cy"].startswith("{BLF-CRYPT}$2"), e)
         self.assertEqual(e["dee"], "{PLAIN}pw-dee")
-        self.assertTrue(e["eve"].startswith("{SHA512-CRYPT}$6$"), e)
+        self.assertTrue(e["fay"].startswith("{ARGON2ID}$argon2id$"), e)
+        self.assertRegex(e["gus"], r"^\{SCRAM-SHA-256\}\d+,[A-Za-z0-9+/=]+,[A-Za-z0-9+/=]+,"
+                         r"[A-Za-z0-9+/=]+$")
+        # the strong default: ARGON2ID
+        self.assertTrue(e["eve"].startswith("{ARGON2ID}$argon2id$"), e)
         self.assertNotIn("pw-eve", open(self.srv.passwd).read().replace("pw-dee", ""))
         listed = self.admin("user", "list").stdout.decode().split()
         self.assertEqual(sorted(listed), sorted(list(schemes) + ["eve"]))

@@ -41,6 +41,7 @@ def by_msgid(items):
 
 class Mbsync(rs.ServerTestCase):
     users_per_class = 1
+    use_tls = False
 
     @classmethod
     def prepare_server(cls, server):
@@ -60,7 +61,7 @@ Host %(host)s
 Port %(port)d
 User %(user)s
 Pass %(pw)s
-SSLType None
+%(ssl)s
 AuthMechs LOGIN
 Timeout 60
 
@@ -80,8 +81,11 @@ Create Both
 Expunge Both
 Sync All
 SyncState *
-""" % {"host": self.server.host, "port": self.server.port, "user": USER, "pw": PASSWORD,
-       "mail": self.mail})
+""" % {"host": "localhost" if self.use_tls else self.server.host,
+       "port": self.server.tls_port if self.use_tls else self.server.port,
+       "ssl": ("SSLType IMAPS\nCertificateFile %s" % self.server.cert) if self.use_tls
+       else "SSLType None",
+       "user": USER, "pw": PASSWORD, "mail": self.mail})
 
     def run_mbsync(self, step):
         exe = rs.require_program(self, "mbsync")
@@ -184,7 +188,13 @@ SyncState *
         self.assertEqual(srv2, srv)
 
 
-rs.parametrize(globals(), Mbsync)
+class MbsyncTls(Mbsync):
+    """The same over implicit TLS, trusting the server's certificate."""
+    server_tls = True
+    use_tls = True
+
+
+rs.parametrize(globals(), Mbsync, MbsyncTls)
 
 if __name__ == "__main__":
     rs.main()

@@ -39,6 +39,7 @@ def by_msgid(items):
 
 class OfflineImap(rs.ServerTestCase):
     users_per_class = 1
+    use_tls = False
 
     @classmethod
     def prepare_server(cls, server):
@@ -76,12 +77,14 @@ remotehost = %(host)s
 remoteport = %(port)d
 remoteuser = %(user)s
 remotepass = %(pw)s
-ssl = no
-starttls = no
+%(ssl)s
 maxconnections = 2
 expunge = yes
-""" % {"host": self.server.host, "port": self.server.port, "user": USER, "pw": PASSWORD,
-       "mail": self.mail, "meta": self.meta})
+""" % {"host": "localhost" if self.use_tls else self.server.host,
+       "port": self.server.tls_port if self.use_tls else self.server.port,
+       "ssl": ("ssl = yes\nsslcacertfile = %s\nstarttls = no" % self.server.cert)
+       if self.use_tls else "ssl = no\nstarttls = no",
+       "user": USER, "pw": PASSWORD, "mail": self.mail, "meta": self.meta})
 
     def run_offlineimap(self, step):
         exe = rs.require_program(self, "offlineimap")
@@ -188,7 +191,13 @@ expunge = yes
         self.assertNotIn("<remote-1@example.com>", loc, "server expunge not applied locally")
 
 
-rs.parametrize(globals(), OfflineImap)
+class OfflineImapTls(OfflineImap):
+    """The same over implicit TLS, trusting the server's certificate."""
+    server_tls = True
+    use_tls = True
+
+
+rs.parametrize(globals(), OfflineImap, OfflineImapTls)
 
 if __name__ == "__main__":
     rs.main()
