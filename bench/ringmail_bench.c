@@ -1,0 +1,269 @@
+/* ringmail-bench: command line, the populate and measuring phases, and the
+ * report (a table, or exactly one JSON object with --json).
+ *
+ * Exit status: 0 clean run, 1 errors were counted (or nothing got done),
+ * 2 usage error or a feature that is not implemented. */
+#include "bench/ringmail_bench.h"
+
+#include <getopt.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const unsigned default_weights[OP_N] = {
+    /* login select list status headers body store append expunge logout */
+    1, 5, 2, 5, 10, 20, 10, 5, 1, 1
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ringmail-bench --host H --port P [--tls] --users PATTERN --nusers N\n"
+            "         --password PW --clients N --duration S --workload W [--json]\n"
+            "         [--weights login=1,select=5,...] [--populate N] [--threads N]\n"
+            "workloads: login headers bodies append idle-hold mixed\n"
+            "PATTERN: user%%d is expanded for 1..N; clients go to users round robin.\n"
+            "mixed weights (default): login=1 select=5 list=2 status=5 headers=10 body=20\n"
+            "  store=10 append=5 expunge=1 logout=1\n"
+            "exit: 0 ok, 1 errors counted, 2 usage / not implemented\n");
+}
+
+static int parse_weights(const char *s, unsigned *w)
+{
+    char *dup = strdup(s), *save = NULL;
+    int rc = 0;
+    for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq) {
+            rc = -1;
+            break;
+        }
+        *eq = 0;
+        int found = 0;
+        for (int i = 0; i < OP_N; i++) {
+            if (!strcmp(tok, bench_op_name[i]) ||
+                (i == OP_HEADERS && !strcmp(tok, "fetch_headers")) ||
+                (i == OP_BODY && !strcmp(tok, "fetch_body"))) {
+                char *end;
+                long v = strtol(eq + 1, &end, 10);
+                if (*end || v < 0 || v > 1000000) {
+                    rc = -1;
+                    break;
+                }
+                w[i] = (unsigned)v;
+                found = 1;
+            }
+        }
+        if (!found || rc) {
+            fprintf(stderr, "ringmail-bench: bad weight '%s'\n", tok);
+            rc = -1;
+            break;
+        }
+    }
+    free(dup);
+    return rc;
+}
+
+static double ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+static uint64_t total_errors(const struct bench_result *r)
+{
+    uint64_t e = 0;
+    for (int k = 0; k < BC_NCMD; k++)
+        e += r->st.errors[k];
+    return e;
+}
+
+static void report_table(const struct bench_config *cfg, const struct bench_result *r)
+{
+    uint64_t ops = 0;
+    for (int k = 0; k < BC_NCMD; k++)
+        ops += r->st.hist[k].count;
+    printf("workload %s: %d clients, %.1f s, %.0f ops/s total, %llu errors, "
+           "connections held %ld (peak %ld)\n",
+           cfg->workload_name, cfg->clients, r->elapsed_s, (double)ops / r->elapsed_s,
+           (unsigned long long)total_errors(r), r->conns_end, r->conns_peak);
+    printf("%-14s %9s %10s %9s %9s %9s %9s %7s\n", "command", "ops", "ops/s", "p50 ms",
+           "p99 ms", "p99.9 ms", "max ms", "errors");
+    for (int k = 0; k < BC_NCMD; k++) {
+        const bench_hist *h = &r->st.hist[k];
+        if (!h->count && !r->st.errors[k])
+            continue;
+        printf("%-14s %9llu %10.1f %9.3f %9.3f %9.3f %9.3f %7llu\n", bench_cmd_name[k],
+               (unsigned long long)h->count, (double)h->count / r->elapsed_s,
+               ms(bench_hist_quantile(h, 0.5)), ms(bench_hist_quantile(h, 0.99)),
+               ms(bench_hist_quantile(h, 0.999)), ms(h->max),
+               (unsigned long long)r->st.errors[k]);
+    }
+    if (cfg->workload == BW_IDLE)
+        printf("fanout (APPEND until every IDLE session saw EXISTS): %ld of %ld appends seen "
+               "by all %ld sessions; p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+               r->appends_seen, r->appends_sent, r->sessions,
+               ms(bench_hist_quantile(&r->fanout, 0.5)),
+               ms(bench_hist_quantile(&r->fanout, 0.99)), ms(r->fanout.max));
+}
+
+static void report_json(const struct bench_config *cfg, const struct bench_result *r)
+{
+    uint64_t ops = 0;
+    for (int k = 0; k < BC_NCMD; k++)
+        ops += r->st.hist[k].count;
+    printf("{\"workload\": \"%s\", \"clients\": %d, \"duration_s\": %.3f, "
+           "\"total_ops_per_sec\": %.1f, \"errors\": %llu, \"connections_held\": %ld, "
+           "\"connections_peak\": %ld, \"commands\": {",
+           cfg->workload_name, cfg->clients, r->elapsed_s, (double)ops / r->elapsed_s,
+           (unsigned long long)total_errors(r), r->conns_end, r->conns_peak);
+    int first = 1;
+    for (int k = 0; k < BC_NCMD; k++) {
+        const bench_hist *h = &r->st.hist[k];
+        if (!h->count && !r->st.errors[k])
+            continue;
+        printf("%s\"%s\": {\"ops\": %llu, \"ops_per_sec\": %.1f, \"p50_ms\": %.3f, "
+               "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"errors\": %llu}",
+               first ? "" : ", ", bench_cmd_name[k], (unsigned long long)h->count,
+               (double)h->count / r->elapsed_s, ms(bench_hist_quantile(h, 0.5)),
+               ms(bench_hist_quantile(h, 0.99)), ms(bench_hist_quantile(h, 0.999)),
+               ms(h->max), (unsigned long long)r->st.errors[k]);
+        first = 0;
+    }
+    printf("}");
+    if (cfg->workload == BW_IDLE)
+        printf(", \"fanout\": {\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
+               "\"appends\": %ld, \"appends_sent\": %ld, \"sessions\": %ld}",
+               ms(bench_hist_quantile(&r->fanout, 0.5)),
+               ms(bench_hist_quantile(&r->fanout, 0.99)), ms(r->fanout.max),
+               r->appends_seen, r->appends_sent, r->sessions);
+    if (cfg->populate > 0)
+        printf(", \"populate\": %ld", cfg->populate);
+    printf("}\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct bench_config cfg = { .host = NULL, .port = 0, .nusers = 1, .password = NULL,
+                                .clients = 1, .duration = 10 };
+    const char *workload = NULL, *weights = NULL;
+    memcpy(cfg.weights, default_weights, sizeof cfg.weights);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg.threads = ncpu > 0 ? (int)ncpu : 1;
+    static const struct option opts[] = {
+        { "host", required_argument, NULL, 'h' },
+        { "port", required_argument, NULL, 'p' },
+        { "tls", no_argument, NULL, 't' },
+        { "users", required_argument, NULL, 'u' },
+        { "nusers", required_argument, NULL, 'n' },
+        { "password", required_argument, NULL, 'P' },
+        { "clients", required_argument, NULL, 'c' },
+        { "duration", required_argument, NULL, 'd' },
+        { "workload", required_argument, NULL, 'w' },
+        { "json", no_argument, NULL, 'j' },
+        { "weights", required_argument, NULL, 'W' },
+        { "populate", required_argument, NULL, 'o' },
+        { "threads", required_argument, NULL, 'T' },
+        { "help", no_argument, NULL, 'H' },
+        { NULL, 0, NULL, 0 }
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'h': cfg.host = optarg; break;
+        case 'p': cfg.port = atoi(optarg); break;
+        case 't': cfg.tls = 1; break;
+        case 'u': cfg.users = optarg; break;
+        case 'n': cfg.nusers = atoi(optarg); break;
+        case 'P': cfg.password = optarg; break;
+        case 'c': cfg.clients = atoi(optarg); break;
+        case 'd': cfg.duration = atof(optarg); break;
+        case 'w': workload = optarg; break;
+        case 'j': cfg.json = 1; break;
+        case 'W': weights = optarg; break;
+        case 'o': cfg.populate = atol(optarg); break;
+        case 'T': cfg.threads = atoi(optarg); break;
+        case 'H': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc || !cfg.host || cfg.port <= 0 || cfg.port > 65535 || !cfg.users ||
+        !cfg.password || !workload || cfg.nusers < 1 || cfg.clients < 1 ||
+        cfg.duration <= 0 || cfg.populate < 0 || cfg.threads < 1) {
+        usage(stderr);
+        return 2;
+    }
+    static const char *const names[] = { "login", "headers", "bodies", "append", "idle-hold",
+                                         "mixed" };
+    int found = -1;
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (!strcmp(workload, names[i]))
+            found = i;
+    if (found < 0) {
+        fprintf(stderr, "ringmail-bench: unknown workload '%s'\n", workload);
+        usage(stderr);
+        return 2;
+    }
+    cfg.workload = (enum bench_workload)found;
+    cfg.workload_name = names[found];
+    if (weights && parse_weights(weights, cfg.weights) < 0)
+        return 2;
+    unsigned wsum = 0;
+    for (int i = 0; i < OP_N; i++)
+        wsum += cfg.weights[i];
+    if (wsum == 0) {
+        fprintf(stderr, "ringmail-bench: all weights are zero\n");
+        return 2;
+    }
+
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg.port);
+    int gai = getaddrinfo(cfg.host, port, &hints, &ai);
+    if (gai) {
+        fprintf(stderr, "ringmail-bench: %s: %s\n", cfg.host, gai_strerror(gai));
+        return 2;
+    }
+    memcpy(&cfg.addr, ai->ai_addr, ai->ai_addrlen);
+    cfg.addrlen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+
+    int progress = isatty(2);
+    if (cfg.populate > 0) {
+        struct bench_result *pr = calloc(1, sizeof *pr);
+        if (!pr || bench_run(&cfg, BW_POPULATE, cfg.nusers, 600, progress, pr) < 0) {
+            fprintf(stderr, "ringmail-bench: cannot start the populate phase\n");
+            return 1;
+        }
+        uint64_t perr = total_errors(pr);
+        if (pr->populate_done < cfg.nusers || perr) {
+            fprintf(stderr, "ringmail-bench: populate failed: %ld of %d users done, "
+                    "%llu errors\n", pr->populate_done, cfg.nusers,
+                    (unsigned long long)perr);
+            return 1;
+        }
+        if (!cfg.json)
+            printf("populated: %d users with >= %ld messages (%llu appended)\n", cfg.nusers,
+                   cfg.populate, (unsigned long long)pr->st.hist[BC_APPEND].count);
+        free(pr);
+    }
+
+    struct bench_result *r = calloc(1, sizeof *r);
+    if (!r)
+        return 1;
+    if (bench_run(&cfg, cfg.workload, cfg.clients, cfg.duration, progress, r) < 0) {
+        fprintf(stderr, "ringmail-bench: cannot start the worker threads\n");
+        return 1;
+    }
+    if (cfg.json)
+        report_json(&cfg, r);
+    else
+        report_table(&cfg, r);
+    uint64_t ops = 0;
+    for (int k = 0; k < BC_NCMD; k++)
+        ops += r->st.hist[k].count;
+    int rc = total_errors(r) || ops == 0 ? 1 : 0;
+    free(r);
+    return rc;
+}

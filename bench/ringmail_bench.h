@@ -1,0 +1,98 @@
+/* ringmail-bench: an IMAP load generator (a client; it speaks IMAP to any
+ * server, Ringmail or Dovecot).  First version: one thread per core, each
+ * with an epoll set and non-blocking sockets; every client is a small state
+ * machine that issues one command at a time and parses the responses as a
+ * stream (literals are skipped, never stored).  --tls: BoringSSL on the same
+ * non-blocking sockets, the server's certificate is not verified.
+ *
+ * idle-hold: the sessions go to users 1..min(nusers, clients) round robin;
+ * one extra appender connection per such user takes turns so that one
+ * message a second is appended (to each user in turn), starting once every
+ * session idles; "fanout" is the time from sending that APPEND until the
+ * last IDLE session of that user has seen its "* n EXISTS".
+ *
+ *   ringmail_bench.c       command line, phases, report (table / JSON)
+ *   ringmail_bench_conn.c  the client engine (threads, epoll, IMAP parsing)
+ *   ringmail_bench_hist.c  fixed-memory log-linear latency histogram
+ */
+#ifndef RINGMAIL_BENCH_H
+#define RINGMAIL_BENCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Log-linear histogram of nanosecond values: exact below 128, then 64 linear
+ * sub-buckets per power of two (relative error < 1.6%).  Fixed memory. */
+#define BENCH_HIST_BUCKETS (128 + 57 * 64)
+typedef struct {
+    uint64_t count, max;
+    uint64_t b[BENCH_HIST_BUCKETS];
+} bench_hist;
+
+void bench_hist_add(bench_hist *h, uint64_t ns);
+void bench_hist_merge(bench_hist *dst, const bench_hist *src);
+/* The value at quantile q (0..1], never above the recorded maximum. */
+uint64_t bench_hist_quantile(const bench_hist *h, double q);
+
+enum bench_cmd {
+    BC_CONNECT, BC_LOGIN, BC_SELECT, BC_LIST, BC_STATUS, BC_FETCH_HDR, BC_FETCH_BODY,
+    BC_STORE, BC_APPEND, BC_EXPUNGE, BC_LOGOUT, BC_IDLE, BC_NOOP, BC_NCMD
+};
+extern const char *const bench_cmd_name[BC_NCMD];
+
+enum bench_workload { BW_LOGIN, BW_HEADERS, BW_BODIES, BW_APPEND, BW_IDLE, BW_MIXED, BW_POPULATE };
+
+/* Operations of the mixed workload (--weights NAME=W,...). */
+enum bench_op {
+    OP_LOGIN, OP_SELECT, OP_LIST, OP_STATUS, OP_HEADERS, OP_BODY, OP_STORE, OP_APPEND,
+    OP_EXPUNGE, OP_LOGOUT, OP_N
+};
+extern const char *const bench_op_name[OP_N];
+
+struct bench_config {
+    const char *host;
+    int port;
+    int tls;
+    const char *users;          /* pattern, "%d" replaced by 1..nusers */
+    int nusers;
+    const char *password;
+    int clients;
+    double duration;
+    enum bench_workload workload;
+    const char *workload_name;
+    int json;
+    unsigned weights[OP_N];
+    long populate;
+    int threads;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
+
+struct bench_stats {
+    bench_hist hist[BC_NCMD];
+    uint64_t errors[BC_NCMD];
+};
+
+struct bench_result {
+    struct bench_stats st;       /* merged over threads */
+    double elapsed_s;
+    long conns_peak, conns_end;
+    /* idle-hold */
+    bench_hist fanout;
+    long appends_sent, appends_seen, sessions;
+    /* populate */
+    long populate_done;
+};
+
+/* Runs one phase: nclients clients of workload w for duration seconds (the
+ * populate phase runs until done or duration).  Returns 0, or -errno if
+ * threads could not be started. */
+int bench_run(const struct bench_config *cfg, enum bench_workload w, int nclients,
+              double duration, int progress, struct bench_result *out);
+
+/* The login name of user i (0-based) into buf. */
+void bench_user_name(const struct bench_config *cfg, int i, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,1001 @@
+/* The client engine of ringmail-bench: one thread per core, each with an
+ * epoll set (edge-triggered) over its clients' non-blocking sockets.  A
+ * client has at most one command in flight; responses are parsed as a
+ * stream of lines, literals skipped.  Tagged NO/BAD and dropped connections
+ * are errors of the command in flight (CONNECT if none); the client then
+ * reconnects after a short back-off and goes on. */
+#include "bench/ringmail_bench.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+const char *const bench_cmd_name[BC_NCMD] = {
+    "CONNECT", "LOGIN", "SELECT", "LIST", "STATUS", "FETCH_HEADERS", "FETCH_BODY",
+    "STORE", "APPEND", "EXPUNGE", "LOGOUT", "IDLE", "NOOP"
+};
+const char *const bench_op_name[OP_N] = {
+    "login", "select", "list", "status", "headers", "body", "store", "append",
+    "expunge", "logout"
+};
+
+enum { ST_WAIT, ST_CONNECTING, ST_HANDSHAKE, ST_GREETING, ST_READY, ST_BUSY, ST_IDLING, ST_DONE };
+enum { ROLE_NORMAL, ROLE_SESSION, ROLE_APPENDER, ROLE_POPULATE };
+#define OP_EXPUNGE2 OP_N          /* internal: EXPUNGE after STORE \Deleted */
+#define OP_NONE (-1)
+
+#define BACKOFF_NS 20000000ull    /* 20 ms before reconnecting after an error */
+#define MAX_EVENTS 65536          /* idle-hold appends remembered */
+
+struct client {
+    int id, fd, user, role, state;
+    SSL *ssl;                 /* --tls: owned, freed by disconnect() */
+    int authed, selected, in_conn_count;
+    long exists, exists0, seen;
+    long status_messages, to_append;
+    int cmd, pending_op;
+    uint32_t tag, gen;      /* gen: bumped by every disconnect */
+    uint64_t t0, wake_at;
+    char *out;
+    size_t outlen, outoff, outcap;
+    char *in;
+    size_t inlen, incap;
+    size_t lit;
+    int contline;
+};
+
+struct worker {
+    pthread_t th;
+    int ep;
+    struct client *cl;
+    int ncl;
+    uint64_t rng;
+    struct bench_stats *st;
+    _Atomic uint64_t ops;
+    char *msgbuf;
+};
+
+struct fan_event {
+    int user;
+    long seq;
+    uint64_t start;
+    _Atomic int remaining;
+};
+
+static struct {
+    const struct bench_config *cfg;
+    enum bench_workload w;
+    int nclients, nsessions, nappenders;
+    _Atomic int stop_new, stop_all;
+    _Atomic long conns_now, conns_peak, done;
+    /* idle-hold */
+    _Atomic int idling, appending_started;
+    _Atomic long append_seq;
+    _Atomic uint64_t next_append_ns;
+    uint64_t start_ns, force_append_ns;
+    _Atomic long nevents, seen_events;
+    struct fan_event *events;
+    _Atomic long *user_seq;       /* per user: appends created */
+    _Atomic int *user_sessions;   /* per user: sessions idling */
+    pthread_mutex_t fan_lock;
+    bench_hist *fanout;
+    SSL_CTX *tls;
+} g;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t rnd(struct worker *w)
+{
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return w->rng = x;
+}
+
+void bench_user_name(const struct bench_config *cfg, int i, char *buf, size_t cap)
+{
+    const char *p = strstr(cfg->users, "%d");
+    if (!p) {
+        snprintf(buf, cap, "%s", cfg->users);
+        return;
+    }
+    snprintf(buf, cap, "%.*s%d%s", (int)(p - cfg->users), cfg->users, i + 1, p + 2);
+}
+
+/* ---- output buffer ---- */
+
+static void out_reserve(struct client *c, size_t n)
+{
+    if (c->outlen + n <= c->outcap)
+        return;
+    size_t cap = c->outcap ? c->outcap : 4096;
+    while (cap < c->outlen + n)
+        cap *= 2;
+    char *p = realloc(c->out, cap);
+    if (!p) {
+        fprintf(stderr, "ringmail-bench: out of memory\n");
+        exit(1);
+    }
+    c->out = p;
+    c->outcap = cap;
+}
+
+__attribute__((format(printf, 2, 3)))
+static void out_printf(struct client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    out_reserve(c, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(c->out + c->outlen, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    c->outlen += (size_t)n;
+}
+
+static void out_bytes(struct client *c, const char *p, size_t n)
+{
+    out_reserve(c, n);
+    memcpy(c->out + c->outlen, p, n);
+    c->outlen += n;
+}
+
+static void out_quoted(struct client *c, const char *s)
+{
+    out_bytes(c, "\"", 1);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            out_bytes(c, "\\", 1);
+        out_bytes(c, s, 1);
+    }
+    out_bytes(c, "\"", 1);
+}
+
+/* A plausible text/plain message of 4-40 KB into w->msgbuf; returns its
+ * length. */
+static size_t gen_message(struct worker *w)
+{
+    static const char *const words[] = {
+        "the", "meeting", "report", "quarterly", "numbers", "please", "review", "attached",
+        "server", "mailbox", "deadline", "project", "update", "thanks", "regards", "budget",
+        "schedule", "customer", "release", "notes", "about", "tomorrow", "question", "and",
+        "with", "for", "from", "our", "team", "will", "have", "been", "this", "that"
+    };
+    size_t nwords = sizeof words / sizeof words[0];
+    size_t target = 4096 + (size_t)(rnd(w) % (36 * 1024));
+    char date[64];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    char *b = w->msgbuf;
+    int n = snprintf(b, 1024,
+                     "From: Bench Sender <sender%u@example.com>\r\n"
+                     "To: Bench Reader <reader@example.org>\r\n"
+                     "Subject: %s %s %s #%u\r\n"
+                     "Date: %s\r\n"
+                     "Message-ID: <%016llx@ringmail-bench>\r\n"
+                     "MIME-Version: 1.0\r\n"
+                     "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+                     (unsigned)(rnd(w) % 1000), words[rnd(w) % nwords], words[rnd(w) % nwords],
+                     words[rnd(w) % nwords], (unsigned)(rnd(w) % 100000), date,
+                     (unsigned long long)rnd(w));
+    size_t len = (size_t)n, line = 0;
+    while (len < target) {
+        const char *wd = words[rnd(w) % nwords];
+        size_t wl = strlen(wd);
+        if (line + wl + 1 > 72) {
+            memcpy(b + len, "\r\n", 2);
+            len += 2;
+            line = 0;
+        } else if (line) {
+            b[len++] = ' ';
+            line++;
+        }
+        memcpy(b + len, wd, wl);
+        len += wl;
+        line += wl;
+    }
+    memcpy(b + len, "\r\n", 2);
+    return len + 2;
+}
+
+/* ---- connection life ---- */
+
+static void step(struct worker *w, struct client *c);
+
+static void count_error(struct worker *w, int cmd)
+{
+    w->st->errors[cmd]++;
+}
+
+static void disconnect(struct worker *w, struct client *c, uint64_t backoff)
+{
+    (void)w;
+    c->gen++;
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    if (c->fd >= 0) {
+        close(c->fd);              /* also removes it from the epoll set */
+        c->fd = -1;
+    }
+    if (c->in_conn_count) {
+        atomic_fetch_sub(&g.conns_now, 1);
+        c->in_conn_count = 0;
+    }
+    if (c->state == ST_IDLING && c->role == ROLE_SESSION) {
+        atomic_fetch_sub(&g.idling, 1);
+        atomic_fetch_sub(&g.user_sessions[c->user], 1);
+    }
+    c->authed = c->selected = 0;
+    c->exists = 0;
+    c->outlen = c->outoff = 0;
+    c->inlen = 0;
+    c->lit = 0;
+    c->contline = 0;
+    c->status_messages = -1;
+    c->state = ST_WAIT;
+    c->wake_at = now_ns() + backoff;
+}
+
+/* The connection failed or dropped: an error of the command in flight. */
+static void fail(struct worker *w, struct client *c)
+{
+    if (c->state == ST_DONE)
+        return;
+    count_error(w, c->state == ST_BUSY || c->state == ST_IDLING ? c->cmd : BC_CONNECT);
+    disconnect(w, c, BACKOFF_NS);
+}
+
+static int flush_out(struct worker *w, struct client *c)
+{
+    while (c->ssl && c->outoff < c->outlen) {
+        int n = SSL_write(c->ssl, c->out + c->outoff, (int)(c->outlen - c->outoff));
+        if (n <= 0) {
+            int e = SSL_get_error(c->ssl, n);
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+                return 0;              /* retried on the next event */
+            fail(w, c);
+            return -1;
+        }
+        c->outoff += (size_t)n;
+    }
+    while (c->outoff < c->outlen) {
+        ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            if (errno == EINTR)
+                continue;
+            fail(w, c);
+            return -1;
+        }
+        c->outoff += (size_t)n;
+    }
+    c->outoff = c->outlen = 0;
+    return 0;
+}
+
+static void start_connect(struct worker *w, struct client *c)
+{
+    const struct bench_config *cfg = g.cfg;
+    int fd = socket(cfg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        count_error(w, BC_CONNECT);
+        c->state = ST_WAIT;
+        c->wake_at = now_ns() + 100000000ull;
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    c->cmd = BC_CONNECT;
+    c->t0 = now_ns();
+    c->state = ST_CONNECTING;
+    if (connect(fd, (const struct sockaddr *)&cfg->addr, cfg->addrlen) < 0 &&
+        errno != EINPROGRESS) {
+        fail(w, c);
+        return;
+    }
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                              .data.ptr = c };
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+        fail(w, c);
+}
+
+static void send_cmd(struct worker *w, struct client *c, int cmd, int op)
+{
+    char user[256];
+    c->tag++;
+    out_printf(c, "a%u ", c->tag);
+    switch (cmd) {
+    case BC_LOGIN:
+        bench_user_name(g.cfg, c->user, user, sizeof user);
+        out_printf(c, "LOGIN ");
+        out_quoted(c, user);
+        out_printf(c, " ");
+        out_quoted(c, g.cfg->password);
+        out_printf(c, "\r\n");
+        break;
+    case BC_SELECT:
+        out_printf(c, "SELECT INBOX\r\n");
+        break;
+    case BC_LIST:
+        out_printf(c, "LIST \"\" \"*\"\r\n");
+        break;
+    case BC_STATUS:
+        out_printf(c, "STATUS INBOX (MESSAGES UIDNEXT UNSEEN)\r\n");
+        break;
+    case BC_FETCH_HDR:
+        out_printf(c, "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)\r\n");
+        break;
+    case BC_FETCH_BODY:
+        out_printf(c, "FETCH %ld BODY.PEEK[]\r\n", 1 + (long)(rnd(w) % (uint64_t)c->exists));
+        break;
+    case BC_STORE: {
+        long n = 1 + (long)(rnd(w) % (uint64_t)c->exists);
+        if (op == OP_EXPUNGE) {
+            out_printf(c, "STORE %ld +FLAGS.SILENT (\\Deleted)\r\n", n);
+        } else {
+            static const char *const v[] = { "+FLAGS.SILENT (\\Seen)", "-FLAGS.SILENT (\\Seen)",
+                                             "+FLAGS.SILENT (\\Flagged)",
+                                             "-FLAGS.SILENT (\\Flagged)" };
+            out_printf(c, "STORE %ld %s\r\n", n, v[rnd(w) % 4]);
+        }
+        break;
+    }
+    case BC_APPEND: {
+        size_t len = gen_message(w);
+        out_printf(c, "APPEND INBOX {%zu+}\r\n", len);
+        out_bytes(c, w->msgbuf, len);
+        out_printf(c, "\r\n");
+        break;
+    }
+    case BC_EXPUNGE:
+        out_printf(c, "EXPUNGE\r\n");
+        break;
+    case BC_LOGOUT:
+        out_printf(c, "LOGOUT\r\n");
+        break;
+    case BC_IDLE:
+        out_printf(c, "IDLE\r\n");
+        break;
+    default:
+        out_printf(c, "NOOP\r\n");
+        break;
+    }
+    c->cmd = cmd;
+    c->state = ST_BUSY;
+    c->t0 = now_ns();
+    flush_out(w, c);
+}
+
+static int pick_op(struct worker *w)
+{
+    unsigned total = 0;
+    for (int i = 0; i < OP_N; i++)
+        total += g.cfg->weights[i];
+    unsigned r = (unsigned)(rnd(w) % total);
+    for (int i = 0; i < OP_N; i++) {
+        if (r < g.cfg->weights[i])
+            return i;
+        r -= g.cfg->weights[i];
+    }
+    return OP_SELECT;
+}
+
+/* The mixed workload: the command that brings the client closer to its
+ * pending operation (prerequisites first: LOGIN, SELECT). */
+static int mixed_next(struct worker *w, struct client *c, int *op_out)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        if (c->pending_op == OP_NONE)
+            c->pending_op = pick_op(w);
+        int op = c->pending_op;
+        *op_out = op;
+        if (op == OP_EXPUNGE2) {
+            c->pending_op = OP_NONE;
+            return BC_EXPUNGE;
+        }
+        if (op == OP_LOGIN) {              /* a fresh session: LOGIN is issued next */
+            c->pending_op = OP_NONE;
+            return BC_LOGOUT;
+        }
+        if (op == OP_LOGOUT) {
+            c->pending_op = OP_NONE;
+            return BC_LOGOUT;
+        }
+        if (op == OP_LIST || op == OP_STATUS || op == OP_APPEND || op == OP_SELECT) {
+            c->pending_op = OP_NONE;
+            return op == OP_LIST ? BC_LIST : op == OP_STATUS ? BC_STATUS
+                 : op == OP_APPEND ? BC_APPEND : BC_SELECT;
+        }
+        if (!c->selected)
+            return BC_SELECT;              /* pending op stays */
+        if (op == OP_HEADERS) {
+            c->pending_op = OP_NONE;
+            return BC_FETCH_HDR;
+        }
+        if ((op == OP_BODY || op == OP_STORE) && c->exists > 0) {
+            c->pending_op = OP_NONE;
+            return op == OP_BODY ? BC_FETCH_BODY : BC_STORE;
+        }
+        if (op == OP_EXPUNGE && c->exists > 1) {
+            c->pending_op = OP_EXPUNGE2;
+            return BC_STORE;
+        }
+        c->pending_op = OP_NONE;           /* not possible now: pick again */
+    }
+    *op_out = OP_NONE;
+    return BC_NOOP;
+}
+
+/* The idle-hold appender: one APPEND a second, users in turn, once every
+ * session idles (or half the run has passed). */
+static int appender_next(struct client *c)
+{
+    uint64_t now = now_ns();
+    if (!atomic_load(&g.appending_started)) {
+        if (atomic_load(&g.idling) < g.nsessions && now < g.force_append_ns) {
+            c->wake_at = now + 2000000ull;
+            return -1;
+        }
+        int z = 0;
+        if (atomic_compare_exchange_strong(&g.appending_started, &z, 1))
+            atomic_store(&g.next_append_ns, now);
+    }
+    long seq = atomic_load(&g.append_seq);
+    uint64_t due = atomic_load(&g.next_append_ns);
+    if (now < due || seq % g.nappenders != c->user ||
+        atomic_load(&g.nevents) >= MAX_EVENTS) {
+        c->wake_at = now + 2000000ull;
+        return -1;
+    }
+    if (!atomic_compare_exchange_strong(&g.append_seq, &seq, seq + 1)) {
+        c->wake_at = now + 1000000ull;
+        return -1;
+    }
+    atomic_store(&g.next_append_ns, now + 1000000000ull);
+    long k = atomic_load(&g.nevents);
+    struct fan_event *e = &g.events[k];
+    e->user = c->user;
+    e->seq = atomic_load(&g.user_seq[c->user]) + 1;
+    e->start = now;
+    atomic_store(&e->remaining, atomic_load(&g.user_sessions[c->user]));
+    atomic_store(&g.nevents, k + 1);
+    atomic_store(&g.user_seq[c->user], e->seq);
+    if (atomic_load(&e->remaining) == 0)
+        atomic_fetch_add(&g.seen_events, 1);
+    return BC_APPEND;
+}
+
+/* Next command for a ready client, or -1 to wait until c->wake_at. */
+static int next_cmd(struct worker *w, struct client *c, int *op)
+{
+    *op = OP_NONE;
+    if (c->role == ROLE_POPULATE) {
+        if (!c->authed)
+            return BC_LOGIN;
+        if (c->status_messages < 0)
+            return BC_STATUS;
+        if (c->to_append > 0)
+            return BC_APPEND;
+        return BC_LOGOUT;
+    }
+    if (!c->authed)
+        return BC_LOGIN;
+    if (c->role == ROLE_APPENDER)
+        return appender_next(c);
+    switch (g.w) {
+    case BW_LOGIN:
+        return BC_LOGOUT;
+    case BW_HEADERS:
+        return c->selected ? BC_FETCH_HDR : BC_SELECT;
+    case BW_BODIES:
+        if (!c->selected)
+            return BC_SELECT;
+        return c->exists > 0 ? BC_FETCH_BODY : BC_APPEND;
+    case BW_APPEND:
+        return BC_APPEND;
+    case BW_IDLE:
+        return c->selected ? BC_IDLE : BC_SELECT;
+    case BW_MIXED:
+        return mixed_next(w, c, op);
+    default:
+        return BC_NOOP;
+    }
+}
+
+static void step(struct worker *w, struct client *c)
+{
+    if (atomic_load(&g.stop_new) || c->state == ST_DONE) {
+        if (c->state != ST_DONE)
+            c->state = ST_WAIT;
+        c->wake_at = UINT64_MAX;
+        return;
+    }
+    if (c->fd < 0) {
+        start_connect(w, c);
+        return;
+    }
+    int op;
+    int cmd = next_cmd(w, c, &op);
+    if (cmd < 0) {
+        c->state = ST_WAIT;
+        return;
+    }
+    send_cmd(w, c, cmd, op);
+}
+
+/* ---- responses ---- */
+
+static void fanout_seen(struct client *c, long n)
+{
+    long have = n - c->exists0;
+    uint64_t now = now_ns();
+    long nev = atomic_load(&g.nevents);
+    for (long k = c->seen + 1; k <= have; k++) {
+        for (long i = nev - 1; i >= 0; i--) {
+            struct fan_event *e = &g.events[i];
+            if (e->user != c->user || e->seq != k)
+                continue;
+            if (atomic_fetch_sub(&e->remaining, 1) == 1) {
+                pthread_mutex_lock(&g.fan_lock);
+                bench_hist_add(g.fanout, now - e->start);
+                pthread_mutex_unlock(&g.fan_lock);
+                atomic_fetch_add(&g.seen_events, 1);
+            }
+            break;
+        }
+    }
+    if (have > c->seen)
+        c->seen = have;
+}
+
+static void complete(struct worker *w, struct client *c, int ok)
+{
+    uint64_t lat = now_ns() - c->t0;
+    int cmd = c->cmd;
+    if (ok) {
+        bench_hist_add(&w->st->hist[cmd], lat);
+        atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
+    } else {
+        count_error(w, cmd);
+    }
+    c->state = ST_READY;
+    switch (cmd) {
+    case BC_LOGIN:
+        if (!ok) {
+            disconnect(w, c, BACKOFF_NS * 5);
+            return;
+        }
+        c->authed = 1;
+        break;
+    case BC_SELECT:
+        if (!ok) {
+            disconnect(w, c, BACKOFF_NS * 5);
+            return;
+        }
+        c->selected = 1;
+        c->exists0 = c->exists;
+        c->seen = 0;
+        break;
+    case BC_STATUS:
+        if (c->role == ROLE_POPULATE) {
+            if (!ok || c->status_messages < 0) {
+                disconnect(w, c, BACKOFF_NS * 5);
+                return;
+            }
+            c->to_append = g.cfg->populate - c->status_messages;
+        }
+        break;
+    case BC_APPEND:
+        if (c->role == ROLE_POPULATE && ok)
+            c->to_append--;
+        break;
+    case BC_LOGOUT:
+        if (c->role == ROLE_POPULATE) {
+            disconnect(w, c, 0);
+            c->state = ST_DONE;
+            atomic_fetch_add(&g.done, 1);
+            return;
+        }
+        disconnect(w, c, 0);
+        step(w, c);
+        return;
+    default:
+        break;
+    }
+    step(w, c);
+}
+
+/* One response line (without CRLF); returns -1 if the client was reset. */
+static int on_line(struct worker *w, struct client *c, const char *line, size_t len)
+{
+    if (c->state == ST_GREETING) {
+        if (len >= 4 && (!strncmp(line, "* OK", 4) || !strncmp(line, "* PREAUTH", 9))) {
+            bench_hist_add(&w->st->hist[BC_CONNECT], now_ns() - c->t0);
+            atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
+            c->in_conn_count = 1;
+            long now = atomic_fetch_add(&g.conns_now, 1) + 1;
+            long peak = atomic_load(&g.conns_peak);
+            while (now > peak && !atomic_compare_exchange_weak(&g.conns_peak, &peak, now))
+                ;
+            c->state = ST_READY;
+            if (!strncmp(line, "* PREAUTH", 9))
+                c->authed = 1;
+            uint32_t gen = c->gen;
+            step(w, c);
+            return c->gen != gen ? -1 : 0;
+        }
+        fail(w, c);
+        return -1;
+    }
+    if (len >= 2 && line[0] == '*' && line[1] == ' ') {
+        const char *p = line + 2, *end = line + len;
+        if (p < end && *p >= '0' && *p <= '9') {
+            long n = 0;
+            while (p < end && *p >= '0' && *p <= '9')
+                n = n * 10 + (*p++ - '0');
+            if ((size_t)(end - p) >= 7 && !strncmp(p, " EXISTS", 7)) {
+                c->exists = n;
+                if (c->role == ROLE_SESSION && c->state == ST_IDLING)
+                    fanout_seen(c, n);
+            } else if ((size_t)(end - p) >= 8 && !strncmp(p, " EXPUNGE", 8)) {
+                if (c->exists > 0)
+                    c->exists--;
+            }
+        } else if (c->cmd == BC_STATUS && len > 9 && !strncmp(p, "STATUS ", 7)) {
+            const char *m = memmem(line, len, "MESSAGES ", 9);
+            if (m)
+                c->status_messages = strtol(m + 9, NULL, 10);
+        }
+        return 0;
+    }
+    if (len >= 1 && line[0] == '+') {
+        if (c->state == ST_BUSY && c->cmd == BC_IDLE) {
+            bench_hist_add(&w->st->hist[BC_IDLE], now_ns() - c->t0);
+            atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
+            c->state = ST_IDLING;
+            if (c->role == ROLE_SESSION) {
+                atomic_fetch_add(&g.user_sessions[c->user], 1);
+                atomic_fetch_add(&g.idling, 1);
+            }
+        }
+        return 0;
+    }
+    if (c->state != ST_BUSY || len < 2 || line[0] != 'a')
+        return 0;
+    const char *p = line + 1, *end = line + len;
+    uint32_t tag = 0;
+    while (p < end && *p >= '0' && *p <= '9')
+        tag = tag * 10 + (uint32_t)(*p++ - '0');
+    if (tag != c->tag || p >= end || *p != ' ')
+        return 0;
+    p++;
+    int ok = (size_t)(end - p) >= 2 && !strncmp(p, "OK", 2);
+    uint32_t gen = c->gen;
+    complete(w, c, ok);
+    return c->gen != gen ? -1 : 0;
+}
+
+/* Parses what is buffered; returns -1 if the client was reset. */
+static int parse(struct worker *w, struct client *c)
+{
+    size_t pos = 0;
+    int rc = 0;
+    while (pos < c->inlen) {
+        if (c->lit) {
+            size_t k = c->inlen - pos < c->lit ? c->inlen - pos : c->lit;
+            pos += k;
+            c->lit -= k;
+            continue;
+        }
+        char *nl = memchr(c->in + pos, '\n', c->inlen - pos);
+        if (!nl)
+            break;
+        char *line = c->in + pos;
+        size_t len = (size_t)(nl - line);
+        pos += len + 1;
+        if (len && line[len - 1] == '\r')
+            len--;
+        int cont = c->contline;
+        c->contline = 0;
+        if (len && line[len - 1] == '}') {
+            size_t i = len - 1;
+            while (i > 0 && line[i - 1] != '{')
+                i--;
+            if (i > 0) {
+                c->lit = (size_t)strtoull(line + i, NULL, 10);
+                c->contline = 1;
+            }
+        }
+        if (!cont && on_line(w, c, line, len) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0) {
+        memmove(c->in, c->in + pos, c->inlen - pos);
+        c->inlen -= pos;
+    }
+    return rc;
+}
+
+static void on_event(struct worker *w, struct client *c, uint32_t ev)
+{
+    if (c->fd < 0)
+        return;
+    if (c->state == ST_CONNECTING) {
+        int err = 0;
+        socklen_t l = sizeof err;
+        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err) {
+            fail(w, c);
+            return;
+        }
+        c->state = ST_GREETING;
+        if (g.tls) {
+            c->ssl = SSL_new(g.tls);
+            if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+                fail(w, c);
+                return;
+            }
+            SSL_set_connect_state(c->ssl);
+            SSL_set_tlsext_host_name(c->ssl, g.cfg->host);
+            c->state = ST_HANDSHAKE;
+        }
+    }
+    if (c->state == ST_HANDSHAKE) {
+        int r = SSL_do_handshake(c->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                fail(w, c);
+            return;
+        }
+        c->state = ST_GREETING;
+    }
+    if ((ev & EPOLLOUT) && c->outoff < c->outlen && flush_out(w, c) < 0)
+        return;
+    for (;;) {
+        if (c->incap - c->inlen < 4096) {
+            size_t cap = c->incap ? c->incap * 2 : 65536;
+            char *p = realloc(c->in, cap);
+            if (!p) {
+                fprintf(stderr, "ringmail-bench: out of memory\n");
+                exit(1);
+            }
+            c->in = p;
+            c->incap = cap;
+        }
+        ssize_t n;
+        if (c->ssl) {
+            int r = SSL_read(c->ssl, c->in + c->inlen, (int)(c->incap - c->inlen));
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                    return;
+                if (e == SSL_ERROR_ZERO_RETURN) {
+                    r = 0;
+                } else {
+                    ERR_clear_error();
+                    fail(w, c);
+                    return;
+                }
+            }
+            n = r;
+        } else {
+            n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, 0);
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR)
+                continue;
+            fail(w, c);
+            return;
+        }
+        if (n == 0) {
+            uint32_t gen = c->gen;
+            parse(w, c);
+            if (c->gen == gen)
+                fail(w, c);
+            return;
+        }
+        c->inlen += (size_t)n;
+        if (parse(w, c) < 0)
+            return;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct epoll_event evs[256];
+    while (!atomic_load(&g.stop_all)) {
+        uint64_t now = now_ns();
+        for (int i = 0; i < w->ncl; i++) {
+            struct client *c = &w->cl[i];
+            if (c->state == ST_WAIT && now >= c->wake_at)
+                step(w, c);
+        }
+        int n = epoll_wait(w->ep, evs, 256, 2);
+        for (int i = 0; i < n; i++)
+            on_event(w, evs[i].data.ptr, evs[i].events);
+    }
+    for (int i = 0; i < w->ncl; i++) {
+        struct client *c = &w->cl[i];
+        if (c->ssl)
+            SSL_free(c->ssl);
+        if (c->fd >= 0)
+            close(c->fd);
+        free(c->in);
+        free(c->out);
+    }
+    return NULL;
+}
+
+int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclients,
+              double duration, int progress, struct bench_result *out)
+{
+    int rc = 0;
+    memset(&g, 0, sizeof g);
+    g.cfg = cfg;
+    g.w = wl;
+    g.nsessions = nclients;
+    g.nappenders = 0;
+    int total = nclients;
+    if (wl == BW_IDLE) {
+        g.nappenders = cfg->nusers < nclients ? cfg->nusers : nclients;
+        total += g.nappenders;
+    }
+    g.nclients = total;
+    pthread_mutex_init(&g.fan_lock, NULL);
+    if (cfg->tls) {
+        /* A load generator: the server's certificate is not verified. */
+        g.tls = SSL_CTX_new(TLS_method());
+        if (!g.tls)
+            return -ENOMEM;
+        SSL_CTX_set_verify(g.tls, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(g.tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+    g.fanout = &out->fanout;
+    g.events = calloc(MAX_EVENTS, sizeof *g.events);
+    g.user_seq = calloc((size_t)cfg->nusers, sizeof *g.user_seq);
+    g.user_sessions = calloc((size_t)cfg->nusers, sizeof *g.user_sessions);
+    int nth = cfg->threads < total ? cfg->threads : total;
+    if (nth < 1)
+        nth = 1;
+    struct worker *ws = calloc((size_t)nth, sizeof *ws);
+    if (!g.events || !g.user_seq || !g.user_sessions || !ws)
+        return -ENOMEM;
+    uint64_t seed = now_ns() | 1;
+    for (int t = 0; t < nth; t++) {
+        struct worker *w = &ws[t];
+        w->ep = epoll_create1(EPOLL_CLOEXEC);
+        w->st = calloc(1, sizeof *w->st);
+        w->msgbuf = malloc(48 * 1024);
+        w->cl = calloc((size_t)(total / nth + 1), sizeof *w->cl);
+        w->rng = seed * (uint64_t)(t + 1) * 0x9e3779b97f4a7c15ull | 1;
+        if (w->ep < 0 || !w->st || !w->msgbuf || !w->cl)
+            return -ENOMEM;
+    }
+    for (int i = 0; i < total; i++) {
+        struct worker *w = &ws[i % nth];
+        struct client *c = &w->cl[w->ncl++];
+        c->id = i;
+        c->fd = -1;
+        c->state = ST_WAIT;
+        c->pending_op = OP_NONE;
+        c->status_messages = -1;
+        if (i < nclients) {
+            c->user = i % cfg->nusers;
+            c->role = wl == BW_POPULATE ? ROLE_POPULATE : wl == BW_IDLE ? ROLE_SESSION
+                    : ROLE_NORMAL;
+            if (wl == BW_IDLE)      /* sessions only on users that get appends */
+                c->user = i % g.nappenders;
+        } else {
+            c->user = i - nclients;
+            c->role = ROLE_APPENDER;
+        }
+    }
+    uint64_t start = now_ns();
+    g.start_ns = start;
+    uint64_t end = start + (uint64_t)(duration * 1e9);
+    g.force_append_ns = start + (end - start) / 2;
+    int started = 0;
+    for (int t = 0; t < nth; t++) {
+        if (pthread_create(&ws[t].th, NULL, worker_main, &ws[t]) != 0) {
+            rc = -EAGAIN;
+            atomic_store(&g.stop_all, 1);
+            break;
+        }
+        started++;
+    }
+    uint64_t last_print = start;
+    int tty_line = 0;
+    while (rc == 0) {
+        uint64_t now = now_ns();
+        if (now >= end)
+            break;
+        if (wl == BW_POPULATE && atomic_load(&g.done) >= nclients)
+            break;
+        if (progress && now - last_print >= 1000000000ull) {
+            uint64_t ops = 0;
+            for (int t = 0; t < nth; t++)
+                ops += atomic_load_explicit(&ws[t].ops, memory_order_relaxed);
+            double el = (double)(now - start) / 1e9;
+            fprintf(stderr, "\r%s %5.1f/%gs  ops %llu (%.0f/s)  conns %ld%s   ",
+                    wl == BW_POPULATE ? "populate" : cfg->workload_name, el, duration,
+                    (unsigned long long)ops, ops / el, atomic_load(&g.conns_now),
+                    wl == BW_IDLE ? (atomic_load(&g.appending_started) ? "  appending"
+                                                                         : "  holding") : "");
+            tty_line = 1;
+            last_print = now;
+        }
+        struct timespec ts = { 0, 20000000 };
+        nanosleep(&ts, NULL);
+    }
+    uint64_t stop = now_ns();
+    atomic_store(&g.stop_new, 1);
+    if (wl == BW_IDLE) {
+        /* grace: let the sessions see the last appends */
+        uint64_t grace = now_ns() + 3000000000ull;
+        while (now_ns() < grace && atomic_load(&g.seen_events) < atomic_load(&g.nevents)) {
+            struct timespec ts = { 0, 5000000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    out->conns_end = atomic_load(&g.conns_now);
+    out->sessions = atomic_load(&g.idling);
+    atomic_store(&g.stop_all, 1);
+    for (int t = 0; t < started; t++)
+        pthread_join(ws[t].th, NULL);
+    if (tty_line)
+        fprintf(stderr, "\n");
+    out->elapsed_s = (double)(stop - start) / 1e9;
+    out->conns_peak = atomic_load(&g.conns_peak);
+    out->appends_sent = atomic_load(&g.nevents);
+    out->appends_seen = atomic_load(&g.seen_events);
+    out->populate_done = atomic_load(&g.done);
+    for (int t = 0; t < nth; t++) {
+        for (int k = 0; k < BC_NCMD; k++) {
+            bench_hist_merge(&out->st.hist[k], &ws[t].st->hist[k]);
+            out->st.errors[k] += ws[t].st->errors[k];
+        }
+        close(ws[t].ep);
+        free(ws[t].st);
+        free(ws[t].msgbuf);
+        free(ws[t].cl);
+    }
+    free(ws);
+    free(g.events);
+    free(g.user_seq);
+    free(g.user_sessions);
+    pthread_mutex_destroy(&g.fan_lock);
+    if (g.tls)
+        SSL_CTX_free(g.tls);
+    return rc;
+}

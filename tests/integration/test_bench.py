@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""ringmail-bench (the IMAP load generator) against ringmaild: every
+implemented workload runs ~2 s with --json and must report zero errors,
+plausible counts and ordered percentiles; --populate must create the
+messages (checked with STATUS over imaplib) and skip users that have enough;
+idle-hold must see every append in every session; --tls works against the
+TLS listener; a dead server gives errors and exit 1, never a hang.  Timings decide
+nothing."""
+
+import imaplib
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ringmail_server as rs  # noqa: E402
+
+BENCH = os.path.join(os.path.dirname(rs.RINGMAILD), "ringmail-bench") if rs.RINGMAILD else ""
+NUSERS = 5
+PASSWORD = "bench-secret"
+POPULATE = 20
+
+
+class Bench(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        if not BENCH or not os.access(BENCH, os.X_OK):
+            raise AssertionError("ringmail-bench not found next to ringmaild (%r)" % BENCH)
+        users = {"user%d" % i: PASSWORD for i in range(1, NUSERS + 1)}
+        cls.server = rs.Server("auto", users, name="bench", tls=True)
+        try:
+            cls.server.start()
+        except Exception:
+            cls.server.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.server.stop()
+        tail = cls.server.stderr_tail()
+        report = rs.sanitizer_report(cls.server.stderr_since(0, 10 ** 7))
+        cls.server.cleanup()
+        if report:
+            raise AssertionError("sanitizer report in ringmaild's stderr:\n" + report)
+        if rc != 0:
+            raise AssertionError("ringmaild exit status %r after SIGTERM\n%s" % (rc, tail))
+
+    def bench(self, workload, clients, duration=2, extra=(), port=None, expect_rc=0,
+              json_out=True):
+        cmd = [BENCH, "--host", "127.0.0.1", "--port", str(port or self.server.port),
+               "--users", "user%d", "--nusers", str(NUSERS), "--password", PASSWORD,
+               "--clients", str(clients), "--duration", str(duration),
+               "--workload", workload] + (["--json"] if json_out else []) + list(extra)
+        p = subprocess.run(cmd, capture_output=True, timeout=duration + 60)
+        out = p.stdout.decode(errors="replace")
+        err = p.stderr.decode(errors="replace")
+        self.assertEqual(p.returncode, expect_rc, "%s\nexit %d\nstdout: %s\nstderr: %s\n%s"
+                         % (" ".join(cmd), p.returncode, out[-3000:], err[-3000:],
+                            self.server.stderr_tail(3000)))
+        if not json_out or expect_rc == 2:
+            return out, err
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        self.assertEqual(len(lines), 1, "--json must print exactly one object: %r" % out)
+        return json.loads(lines[0])
+
+    def check_result(self, r, workload, clients, must_have):
+        self.assertEqual(r["workload"], workload)
+        self.assertEqual(r["clients"], clients)
+        self.assertEqual(r["errors"], 0, json.dumps(r, indent=1))
+        self.assertGreater(r["duration_s"], 0)
+        self.assertGreater(r["total_ops_per_sec"], 0)
+        for name in must_have:
+            self.assertIn(name, r["commands"], json.dumps(r, indent=1))
+            self.assertGreater(r["commands"][name]["ops"], 0, name)
+        for name, c in r["commands"].items():
+            self.assertEqual(c["errors"], 0, name)
+            self.assertGreaterEqual(c["ops_per_sec"], 0)
+            self.assertLessEqual(c["p50_ms"], c["p99_ms"], name)
+            self.assertLessEqual(c["p99_ms"], c["p999_ms"], name)
+            self.assertLessEqual(c["p999_ms"], c["max_ms"], name)
+            if c["ops"]:
+                self.assertGreater(c["max_ms"], 0, name)
+
+    def messages(self, user):
+        m = imaplib.IMAP4("127.0.0.1", self.server.port)
+        try:
+            m.login(user, PASSWORD)
+            typ, data = m.status("INBOX", "(MESSAGES)")
+            self.assertEqual(typ, "OK")
+            return int(data[0].decode().split("MESSAGES")[1].strip(" )"))
+        finally:
+            m.logout()
+
+    # The populate tests run first (test names sort), before workloads that
+    # append or expunge.
+    def test_0_populate_then_bodies(self):
+        r = self.bench("bodies", 8, extra=["--populate", str(POPULATE)])
+        self.check_result(r, "bodies", 8, ["LOGIN", "SELECT", "FETCH_BODY"])
+        self.assertNotIn("APPEND", r["commands"], "bodies appends only into empty mailboxes")
+        for i in range(1, NUSERS + 1):
+            self.assertEqual(self.messages("user%d" % i), POPULATE, "user%d" % i)
+
+    def test_1_populate_skips_full_users(self):
+        r = self.bench("login", 4, duration=1, extra=["--populate", str(POPULATE // 2)])
+        self.check_result(r, "login", 4, ["CONNECT", "LOGIN", "LOGOUT"])
+        for i in range(1, NUSERS + 1):
+            self.assertEqual(self.messages("user%d" % i), POPULATE, "user%d" % i)
+
+    def test_2_headers(self):
+        r = self.bench("headers", 6)
+        self.check_result(r, "headers", 6, ["LOGIN", "SELECT", "FETCH_HEADERS"])
+
+    def test_3_idle_hold(self):
+        clients = 12
+        r = self.bench("idle-hold", clients, duration=3)
+        self.check_result(r, "idle-hold", clients, ["LOGIN", "SELECT", "IDLE", "APPEND"])
+        f = r["fanout"]
+        self.assertEqual(f["sessions"], clients, json.dumps(r, indent=1))
+        self.assertGreaterEqual(f["appends"], 1, json.dumps(r, indent=1))
+        self.assertEqual(f["appends"], f["appends_sent"],
+                         "every append must reach every IDLE session: " + json.dumps(f))
+        self.assertLessEqual(f["p50_ms"], f["p99_ms"])
+        self.assertLessEqual(f["p99_ms"], f["max_ms"])
+        self.assertEqual(r["commands"]["IDLE"]["ops"], clients)
+
+    def test_4_login(self):
+        r = self.bench("login", 20)
+        self.check_result(r, "login", 20, ["CONNECT", "LOGIN", "LOGOUT"])
+
+    def test_5_append(self):
+        before = sum(self.messages("user%d" % i) for i in range(1, NUSERS + 1))
+        r = self.bench("append", 4)
+        self.check_result(r, "append", 4, ["LOGIN", "APPEND"])
+        after = sum(self.messages("user%d" % i) for i in range(1, NUSERS + 1))
+        n = r["commands"]["APPEND"]["ops"]
+        # appends in flight when the run ended may land without being counted
+        self.assertGreaterEqual(after - before, n)
+        self.assertLessEqual(after - before, n + 4)
+
+    def test_6_mixed(self):
+        r = self.bench("mixed", 10)
+        self.check_result(r, "mixed", 10, ["LOGIN", "SELECT", "FETCH_BODY", "STORE"])
+        r = self.bench("mixed", 4, duration=1,
+                       extra=["--weights", "login=0,select=1,list=1,status=1,headers=1,"
+                              "body=1,store=1,append=2,expunge=1,logout=0"])
+        self.check_result(r, "mixed", 4, ["LIST", "STATUS", "APPEND"])
+        self.assertNotIn("LOGOUT", r["commands"])
+
+    def test_7_table_output(self):
+        out, _ = self.bench("login", 2, duration=1, json_out=False)
+        self.assertIn("LOGIN", out)
+        self.assertIn("p99.9 ms", out)
+
+    def test_8_tls(self):
+        port = self.server.tls_port
+        r = self.bench("login", 4, duration=1, extra=["--tls"], port=port)
+        self.check_result(r, "login", 4, ["CONNECT", "LOGIN", "LOGOUT"])
+        r = self.bench("mixed", 4, duration=1, extra=["--tls"], port=port)
+        self.check_result(r, "mixed", 4, ["LOGIN", "SELECT", "FETCH_BODY"])
+        # TLS to the plaintext port: handshake failures are errors, no hang
+        r = self.bench("login", 2, duration=1, extra=["--tls"], expect_rc=1)
+        self.assertGreater(r["commands"]["CONNECT"]["errors"], 0)
+
+    def test_9a_dead_server(self):
+        port = rs.free_port()
+        r = self.bench("headers", 4, duration=1, port=port, expect_rc=1)
+        self.assertGreater(r["errors"], 0)
+        self.assertGreater(r["commands"]["CONNECT"]["errors"], 0)
+
+    def test_9b_server_dies_mid_run(self):
+        srv = rs.Server("auto", {"user%d" % i: PASSWORD for i in range(1, NUSERS + 1)},
+                        name="bench-dies")
+        try:
+            srv.start()
+            cmd = [BENCH, "--host", "127.0.0.1", "--port", str(srv.port), "--users", "user%d",
+                   "--nusers", str(NUSERS), "--password", PASSWORD, "--clients", "6",
+                   "--duration", "3", "--workload", "mixed", "--json"]
+            t0 = time.monotonic()
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            time.sleep(1)
+            srv.kill()
+            out, err = p.communicate(timeout=30)
+            self.assertLess(time.monotonic() - t0, 15)
+            self.assertEqual(p.returncode, 1, err.decode(errors="replace"))
+            r = json.loads(out)
+            self.assertGreater(r["errors"], 0)
+            self.assertGreater(r["commands"]["LOGIN"]["ops"], 0)
+        finally:
+            srv.cleanup()
+
+
+if __name__ == "__main__":
+    rs.main()
