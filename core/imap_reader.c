@@ -295,8 +295,9 @@ static imap_read_status line_end(imap_reader *r)
     uint64_t size;
     bool sync, binary;
     size_t ann;
-    if (r->line_mode ||
-        !literal_suffix(r->buf + r->line_start, linelen, &size, &sync, &binary, &ann)) {
+    /* An empty line on an idle reader has no buffer at all. */
+    const uint8_t *line = r->buf ? r->buf + r->line_start : (const uint8_t *)"";
+    if (r->line_mode || !literal_suffix(line, linelen, &size, &sync, &binary, &ann)) {
         r->done = true;
         return IMAP_READ_COMMAND;
     }

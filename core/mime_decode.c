@@ -350,6 +350,8 @@ static const char REPL[3] = { (char)0xef, (char)0xbf, (char)0xbd };
  * and LF are dropped when drop_crlf. */
 static int utf8_copy(store_buf *out, const char *s, size_t n, bool drop_crlf)
 {
+    if (n == 0)
+        return 0;   /* s may be NULL (an empty decoded part) */
     const uint8_t *p = (const uint8_t *)s;
     size_t i = 0, run = 0;
     while (i < n) {

@@ -242,8 +242,9 @@ static int scram_check(const char *s, const char *password)
         return -EACCES;
     passwd_scram_derive(password, strlen(password), want.salt, want.salt_len,
                         want.iterations, &got);
-    bool ok = rm_memeq(want.stored_key, got.stored_key, 32) &
-              rm_memeq(want.server_key, got.server_key, 32);
+    /* Both compared always (no short cut): constant time. */
+    int ok = (int)rm_memeq(want.stored_key, got.stored_key, 32) &
+             (int)rm_memeq(want.server_key, got.server_key, 32);
     return ok ? 0 : -EACCES;
 }
 
