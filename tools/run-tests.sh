@@ -147,6 +147,29 @@ else
   record "ctest asan" "SKIPPED (build failed)"
 fi
 
+# libFuzzer targets (tests/fuzz/run-fuzz.sh): clang ASan+UBSan build in
+# build-fuzz/, each target for RINGMAIL_FUZZ_SECONDS (default 60), two at a
+# time, then a replay of the corpus.  A crash, leak or timeout fails the
+# step; the inputs are kept in build-fuzz/crashes/.
+mkdir -p "$ROOT/build-fuzz"
+echo
+echo "=== run-tests: fuzz (build-fuzz, ${RINGMAIL_FUZZ_SECONDS:-60}s per target) ==="
+fuzz_rc=0
+RINGMAIL_FUZZ_SECONDS=${RINGMAIL_FUZZ_SECONDS:-60} \
+  run_grouped "$ROOT/build-fuzz/run-tests-fuzz.log" \
+  bash "$ROOT/tests/fuzz/run-fuzz.sh" || fuzz_rc=$?
+fuzz_ok=$(grep -cE '^fuzz_[a-z0-9_]+ +ok ' "$ROOT/build-fuzz/run-tests-fuzz.log" || true)
+fuzz_skip=$(grep -cE '^fuzz_[a-z0-9_]+ +SKIPPED' "$ROOT/build-fuzz/run-tests-fuzz.log" || true)
+fuzz_note=""
+((fuzz_skip)) && fuzz_note=", $fuzz_skip SKIPPED (see build-fuzz/*.skipped)"
+if ((fuzz_rc == 0)); then
+  record "fuzz" "ok ($fuzz_ok targets$fuzz_note)"
+elif ((fuzz_rc == 2)); then
+  record "fuzz" "FAILED (build; log build-fuzz/run-tests-fuzz.log)"
+else
+  record "fuzz" "FAILED (inputs in build-fuzz/crashes/)"
+fi
+
 ELAPSED=$(( $(date +%s) - START ))
 echo
 echo "=== run-tests: summary ($((ELAPSED / 60))m$((ELAPSED % 60))s) ==="
