@@ -74,20 +74,6 @@ static int parse_datetime(const char *s, int64_t *t, int16_t *tz)
     return 0;
 }
 
-/* Write a UID set compactly ("3:5,9"). */
-static void out_uidset(imap_out *o, const uint32_t *u, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j + 1 < n && u[j + 1] == u[j] + 1)
-            j++;
-        imap_out_printf(o, "%s%u", i ? "," : "", u[i]);
-        if (j > i)
-            imap_out_printf(o, ":%u", u[j]);
-        i = j + 1;
-    }
-}
-
 /* ---- APPEND ------------------------------------------------------------------- */
 
 void cmd_append(session *s, const char *tag, imap_args *a, imap_arg *args,
@@ -177,7 +163,7 @@ void cmd_append(session *s, const char *tag, imap_args *a, imap_arg *args,
     store_status st;
     uint32_t uv = store_mbox_status(mb, &st) == 0 ? st.uidvalidity : 0;
     imap_out_printf(&s->out, "%s OK [APPENDUID %u ", tag, uv);
-    out_uidset(&s->out, uids, n);
+    imap_out_set(&s->out, uids, n);
     imap_out_printf(&s->out, "] APPEND completed\r\n");
 out:
     if (mb)
@@ -383,7 +369,7 @@ void cmd_store(session *s, const char *tag, imap_args *a, imap_arg *args,
     if (modified.n) {
         qsort(modified.uids, modified.n, sizeof *modified.uids, cmp_u32);
         imap_out_printf(&s->out, "%s OK [MODIFIED ", tag);
-        out_uidset(&s->out, modified.uids, modified.n);
+        imap_out_set(&s->out, modified.uids, modified.n);
         imap_out_printf(&s->out, "] Conditional STORE failed for some\r\n");
     } else {
         sess_tagged(s, tag, "OK", "STORE completed");
@@ -447,9 +433,9 @@ static void do_copy(session *s, const char *tag, imap_args *a, imap_arg *args,
     if (su.n) {
         store_status st;
         imap_out_printf(&cu, "[COPYUID %u ", store_mbox_status(dst, &st) == 0 ? st.uidvalidity : 0);
-        out_uidset(&cu, su.uids, su.n);
+        imap_out_set(&cu, su.uids, su.n);
         imap_out_printf(&cu, " ");
-        out_uidset(&cu, du.uids, du.n);
+        imap_out_set(&cu, du.uids, du.n);
         imap_out_printf(&cu, "] ");
     }
     if (move) {

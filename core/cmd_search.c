@@ -7,20 +7,6 @@
 #include "core/search.h"
 #include "core/session.h"
 
-/* "1:3,7" from ascending numbers. */
-static void out_set(imap_out *o, const uint32_t *v, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j + 1 < n && v[j + 1] == v[j] + 1)
-            j++;
-        imap_out_printf(o, "%s%u", i ? "," : "", v[i]);
-        if (j > i)
-            imap_out_printf(o, ":%u", v[j]);
-        i = j + 1;
-    }
-}
-
 void cmd_search(session *s, const char *tag, imap_args *a, imap_arg *args,
                 size_t nargs, bool uid)
 {
@@ -99,7 +85,7 @@ void cmd_search(session *s, const char *tag, imap_args *a, imap_arg *args,
                 imap_out_printf(&s->out, " MAX %u", nums[res.n - 1]);
             if (res.n && (ret & IMAP_SEARCH_RET_ALL)) {
                 imap_out_printf(&s->out, " ALL ");
-                out_set(&s->out, nums, res.n);
+                imap_out_set(&s->out, nums, res.n);
             }
             if (ret & IMAP_SEARCH_RET_COUNT)
                 imap_out_printf(&s->out, " COUNT %zu", res.n);

@@ -232,5 +232,7 @@ void imap_out_string(imap_out *o, const char *s, size_t n, bool utf8_ok);
 /* NIL for s == NULL. */
 void imap_out_nstring(imap_out *o, const char *s, size_t n, bool utf8_ok);
 void imap_out_free(imap_out *o);
+/* Ascending numbers as a compact set: "1:3,7". */
+void imap_out_set(imap_out *o, const uint32_t *v, size_t n);
 
 #endif

@@ -147,3 +147,16 @@ void imap_out_free(imap_out *o)
     free(o->p);
     memset(o, 0, sizeof *o);
 }
+
+void imap_out_set(imap_out *o, const uint32_t *v, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && v[j + 1] == v[j] + 1)
+            j++;
+        imap_out_printf(o, "%s%u", i ? "," : "", v[i]);
+        if (j > i)
+            imap_out_printf(o, ":%u", v[j]);
+        i = j + 1;
+    }
+}

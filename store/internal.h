@@ -219,6 +219,8 @@ uint64_t log_resync(const uint8_t *base, uint64_t size, uint64_t off);
 /* ---- write.c ----------------------------------------------------------- */
 
 int mbox_sync_policy(struct store_mbox *mb);
+/* Append a UID to a growable list (l may be NULL: nothing to do). */
+int uidlist_add(store_uidlist *l, uint32_t uid);
 
 /* ---- user.c ------------------------------------------------------------ */
 

@@ -335,20 +335,6 @@ int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c)
     return 0;
 }
 
-static int list_add(store_uidlist *l, uint32_t uid)
-{
-    if (l->n == l->cap) {
-        size_t c = l->cap ? l->cap * 2 : 64;
-        uint32_t *p = realloc(l->uids, c * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        l->uids = p;
-        l->cap = c;
-    }
-    l->uids[l->n++] = uid;
-    return 0;
-}
-
 int store_snap_changed_since(const store_snap *s, uint64_t since,
                              store_uidlist *out)
 {
@@ -356,7 +342,7 @@ int store_snap_changed_since(const store_snap *s, uint64_t since,
         const struct idx_entry *e = gen_entry(s->g, p);
         uint64_t fm = A_LOAD(&e->fm);
         if (!(FM_FLAGS(fm) & ENT_EXPUNGED) && FM_MODSEQ(fm) > since) {
-            int rc = list_add(out, e->uid);
+            int rc = uidlist_add(out, e->uid);
             if (rc < 0)
                 return rc;
         }
@@ -375,7 +361,7 @@ int store_snap_expunged_since(const store_snap *s, uint64_t since,
             const struct idx_entry *e = gen_entry(s->g, p);
             uint64_t fm = A_LOAD(&e->fm);
             if ((FM_FLAGS(fm) & ENT_EXPUNGED) && FM_MODSEQ(fm) > since)
-                rc = list_add(out, e->uid);
+                rc = uidlist_add(out, e->uid);
         }
     } else {
         /* Tombstones were dropped: every UID below UIDNEXT that is not
@@ -391,10 +377,10 @@ int store_snap_expunged_since(const store_snap *s, uint64_t since,
                 live = !(FM_FLAGS(A_LOAD(&e->fm)) & ENT_EXPUNGED);
             }
             for (uint32_t u = next; u < upto && rc == 0; u++)
-                rc = list_add(out, u);
+                rc = uidlist_add(out, u);
             if (p < s->count) {
                 if (!live && rc == 0)
-                    rc = list_add(out, upto);
+                    rc = uidlist_add(out, upto);
                 next = upto + 1;
             }
         }

@@ -48,7 +48,7 @@ void store_uidlist_free(store_uidlist *l)
     l->n = l->cap = 0;
 }
 
-static int uidlist_add(store_uidlist *l, uint32_t uid)
+int uidlist_add(store_uidlist *l, uint32_t uid)
 {
     if (!l)
         return 0;
