@@ -1206,3 +1206,59 @@ def require_program(testcase, name):
         testcase.fail("%s is not installed: tools/setup-deps.sh must install it "
                       "(Debian package %s)" % (name, {"mbsync": "isync"}.get(name, name)))
     return path
+
+
+class SyncClientCase(ServerTestCase):
+    """What the real-client sync tests (mbsync, offlineimap) share: a user
+    with three preloaded folders, and message-by-message comparison of a
+    local Maildir with the expected messages or the server.  Subclasses set
+    USER, PASSWORD, INBOX_MSGS, ARCHIVE_MSGS, PROJECT_MSGS, IGNORE (headers
+    the client or the import may add or drop) and self.mail (the Maildir)."""
+    users_per_class = 1
+    use_tls = False
+    IGNORE = []
+
+    @classmethod
+    def prepare_server(cls, server):
+        server.add_users({cls.USER: cls.PASSWORD})
+        server.import_mbox(cls.USER, "INBOX", cls.INBOX_MSGS)
+        server.import_mbox(cls.USER, "Archive", cls.ARCHIVE_MSGS)
+        server.import_mbox(cls.USER, "Work/Projects", cls.PROJECT_MSGS)
+
+    def norm(self, raw):
+        raw = lf(raw)
+        if raw and not raw.endswith(b"\n"):
+            raw += b"\n"
+        return strip_headers(raw, self.IGNORE)
+
+    def by_msgid(self, items):
+        out = {}
+        for raw, flags in items:
+            mid = header_value(raw, "Message-ID")
+            assert mid not in out, "duplicate Message-ID %s" % mid
+            out[mid] = (self.norm(raw), set(flags))
+        return out
+
+    def local(self, folder):
+        path = maildir_folders(self.mail).get(folder)
+        self.assertIsNotNone(path, "Maildir folder %s missing; have %s"
+                             % (folder, sorted(maildir_folders(self.mail))))
+        return maildir_messages(path)
+
+    def compare(self, folder, want, step):
+        got = self.by_msgid([(raw, flags) for _, raw, flags in self.local(folder)])
+        self.assertEqual(sorted(got), sorted(want),
+                         "%s: %s has other messages than expected" % (step, folder))
+        for mid, (raw, flags) in want.items():
+            graw, gflags = got[mid]
+            if graw != raw:
+                i = next((k for k in range(min(len(raw), len(graw))) if raw[k] != graw[k]),
+                         min(len(raw), len(graw)))
+                self.fail("%s: %s message %s differs at byte %d (len %d vs %d):\n"
+                          "want %r\ngot  %r" % (step, folder, mid, i, len(raw), len(graw),
+                                                raw[max(0, i - 60):i + 60],
+                                                graw[max(0, i - 60):i + 60]))
+            self.assertEqual(gflags, flags, "%s: flags of %s in %s" % (step, mid, folder))
+
+    def server_view(self, c, mailbox):
+        return self.by_msgid([(body, flags) for flags, body in fetch_all(c, mailbox).values()])

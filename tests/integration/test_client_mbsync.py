@@ -23,32 +23,12 @@ PROJECT_MSGS = gen_mbox.generate(3, 4444)
 IGNORE = ["Status", "X-Status", "X-TUID"]
 
 
-def norm(raw):
-    raw = rs.lf(raw)
-    if raw and not raw.endswith(b"\n"):
-        raw += b"\n"
-    return rs.strip_headers(raw, IGNORE)
 
 
-def by_msgid(items):
-    out = {}
-    for raw, flags in items:
-        mid = rs.header_value(raw, "Message-ID")
-        assert mid not in out, "duplicate Message-ID %s" % mid
-        out[mid] = (norm(raw), set(flags))
-    return out
-
-
-class Mbsync(rs.ServerTestCase):
-    users_per_class = 1
-    use_tls = False
-
-    @classmethod
-    def prepare_server(cls, server):
-        server.add_users({USER: PASSWORD})
-        server.import_mbox(USER, "INBOX", INBOX_MSGS)
-        server.import_mbox(USER, "Archive", ARCHIVE_MSGS)
-        server.import_mbox(USER, "Work/Projects", PROJECT_MSGS)
+class Mbsync(rs.SyncClientCase):
+    USER, PASSWORD = USER, PASSWORD
+    INBOX_MSGS, ARCHIVE_MSGS, PROJECT_MSGS = INBOX_MSGS, ARCHIVE_MSGS, PROJECT_MSGS
+    IGNORE = IGNORE
 
     def write_config(self):
         d = os.path.join(self.server.tmp, "mbsync")
@@ -97,42 +77,18 @@ SyncState *
                 step, p.returncode, out[-6000:], self.server.stderr_since(self.log_offset)))
         return out
 
-    def local(self, folder):
-        path = rs.maildir_folders(self.mail).get(folder)
-        self.assertIsNotNone(path, "Maildir folder %s missing; have %s"
-                             % (folder, sorted(rs.maildir_folders(self.mail))))
-        return rs.maildir_messages(path)
-
-    def compare(self, folder, want, step):
-        got = by_msgid([(raw, flags) for _, raw, flags in self.local(folder)])
-        self.assertEqual(sorted(got), sorted(want),
-                         "%s: %s has other messages than expected" % (step, folder))
-        for mid, (raw, flags) in want.items():
-            graw, gflags = got[mid]
-            if graw != raw:
-                i = next((k for k in range(min(len(raw), len(graw))) if raw[k] != graw[k]),
-                         min(len(raw), len(graw)))
-                self.fail("%s: %s message %s differs at byte %d (len %d vs %d):\n"
-                          "want %r\ngot  %r" % (step, folder, mid, i, len(raw), len(graw),
-                                                raw[max(0, i - 60):i + 60],
-                                                graw[max(0, i - 60):i + 60]))
-            self.assertEqual(gflags, flags, "%s: flags of %s in %s" % (step, mid, folder))
-
-    def server_view(self, c, mailbox):
-        return by_msgid([(body, flags) for flags, body in rs.fetch_all(c, mailbox).values()])
-
     def test_mbsync_two_way(self):
         rs.require_program(self, "mbsync")
         self.write_config()
         # ---- 1: first pull
         self.run_mbsync("first sync")
         live = [m for m in INBOX_MSGS if "\\Deleted" not in m.flags]
-        want_inbox = by_msgid([(m.raw, m.flags) for m in live])
+        want_inbox = self.by_msgid([(m.raw, m.flags) for m in live])
         self.compare("INBOX", want_inbox, "first sync")
-        self.compare("Archive", by_msgid([(m.raw, m.flags) for m in ARCHIVE_MSGS
+        self.compare("Archive", self.by_msgid([(m.raw, m.flags) for m in ARCHIVE_MSGS
                                           if "\\Deleted" not in m.flags]), "first sync")
         self.compare(os.path.join("Work", "Projects"),
-                     by_msgid([(m.raw, m.flags) for m in PROJECT_MSGS
+                     self.by_msgid([(m.raw, m.flags) for m in PROJECT_MSGS
                                if "\\Deleted" not in m.flags]), "first sync")
 
         # ---- 2: changes on both sides
@@ -170,19 +126,19 @@ SyncState *
         self.assertEqual(srv[mid_flag][1], {"\\Seen", "\\Flagged"} | set(), "local F+S flags")
         self.assertNotIn(mid_del, srv, "message deleted in the Maildir still on the server")
         self.assertIn("<near-1@example.com>", srv, "message written in the Maildir not uploaded")
-        self.assertEqual(srv["<near-1@example.com>"][0], norm(new_local))
+        self.assertEqual(srv["<near-1@example.com>"][0], self.norm(new_local))
         self.assertIn("<far-1@example.com>", srv)
         self.assertEqual(len(srv), len(live) - 1 + 2)
         # ---- 4: the Maildir has the server's changes
-        loc = by_msgid([(raw, fl) for _, raw, fl in self.local("INBOX")])
+        loc = self.by_msgid([(raw, fl) for _, raw, fl in self.local("INBOX")])
         self.assertIn("<far-1@example.com>", loc, "server APPEND not pulled")
-        self.assertEqual(loc["<far-1@example.com>"], (norm(new_server), {"\\Answered"}))
+        self.assertEqual(loc["<far-1@example.com>"], (self.norm(new_server), {"\\Answered"}))
         self.assertIn("\\Flagged", loc[mid_srvflag][1], "server flag change not pulled")
         self.assertEqual(sorted(loc), sorted(srv))
 
         # ---- 5: a third run changes nothing
         self.run_mbsync("third sync")
-        loc2 = by_msgid([(raw, fl) for _, raw, fl in self.local("INBOX")])
+        loc2 = self.by_msgid([(raw, fl) for _, raw, fl in self.local("INBOX")])
         self.assertEqual(loc2, loc)
         srv2 = self.server_view(c, "INBOX")
         self.assertEqual(srv2, srv)

@@ -21,32 +21,12 @@ PROJECT_MSGS = gen_mbox.generate(3, 5353)
 IGNORE = ["Status", "X-Status", "X-OfflineIMAP"]
 
 
-def norm(raw):
-    raw = rs.lf(raw)
-    if raw and not raw.endswith(b"\n"):
-        raw += b"\n"
-    return rs.strip_headers(raw, IGNORE)
 
 
-def by_msgid(items):
-    out = {}
-    for raw, flags in items:
-        mid = rs.header_value(raw, "Message-ID")
-        assert mid not in out, "duplicate Message-ID %s" % mid
-        out[mid] = (norm(raw), set(flags))
-    return out
-
-
-class OfflineImap(rs.ServerTestCase):
-    users_per_class = 1
-    use_tls = False
-
-    @classmethod
-    def prepare_server(cls, server):
-        server.add_users({USER: PASSWORD})
-        server.import_mbox(USER, "INBOX", INBOX_MSGS)
-        server.import_mbox(USER, "Archive", ARCHIVE_MSGS)
-        server.import_mbox(USER, "Work/Projects", PROJECT_MSGS)
+class OfflineImap(rs.SyncClientCase):
+    USER, PASSWORD = USER, PASSWORD
+    INBOX_MSGS, ARCHIVE_MSGS, PROJECT_MSGS = INBOX_MSGS, ARCHIVE_MSGS, PROJECT_MSGS
+    IGNORE = IGNORE
 
     def write_config(self):
         d = os.path.join(self.server.tmp, "offlineimap")
@@ -98,40 +78,16 @@ expunge = yes
                 self.server.stderr_since(self.log_offset)))
         return out
 
-    def local(self, folder):
-        path = rs.maildir_folders(self.mail).get(folder)
-        self.assertIsNotNone(path, "Maildir folder %s missing; have %s"
-                             % (folder, sorted(rs.maildir_folders(self.mail))))
-        return rs.maildir_messages(path)
-
-    def compare(self, folder, want, step):
-        got = by_msgid([(raw, flags) for _, raw, flags in self.local(folder)])
-        self.assertEqual(sorted(got), sorted(want),
-                         "%s: %s has other messages than expected" % (step, folder))
-        for mid, (raw, flags) in want.items():
-            graw, gflags = got[mid]
-            if graw != raw:
-                i = next((k for k in range(min(len(raw), len(graw))) if raw[k] != graw[k]),
-                         min(len(raw), len(graw)))
-                self.fail("%s: %s message %s differs at byte %d (len %d vs %d):\n"
-                          "want %r\ngot  %r" % (step, folder, mid, i, len(raw), len(graw),
-                                                raw[max(0, i - 60):i + 60],
-                                                graw[max(0, i - 60):i + 60]))
-            self.assertEqual(gflags, flags, "%s: flags of %s in %s" % (step, mid, folder))
-
-    def server_view(self, c, mailbox):
-        return by_msgid([(body, flags) for flags, body in rs.fetch_all(c, mailbox).values()])
-
     def test_offlineimap_two_way(self):
         rs.require_program(self, "offlineimap")
         self.write_config()
         # ---- 1: first sync pulls everything.  offlineimap copies \Deleted
         # messages too (as T), so every message is expected.
         self.run_offlineimap("first sync")
-        self.compare("INBOX", by_msgid([(m.raw, m.flags) for m in INBOX_MSGS]), "first sync")
-        self.compare("Archive", by_msgid([(m.raw, m.flags) for m in ARCHIVE_MSGS]), "first sync")
+        self.compare("INBOX", self.by_msgid([(m.raw, m.flags) for m in INBOX_MSGS]), "first sync")
+        self.compare("Archive", self.by_msgid([(m.raw, m.flags) for m in ARCHIVE_MSGS]), "first sync")
         self.compare(os.path.join("Work", "Projects"),
-                     by_msgid([(m.raw, m.flags) for m in PROJECT_MSGS]), "first sync")
+                     self.by_msgid([(m.raw, m.flags) for m in PROJECT_MSGS]), "first sync")
 
         # ---- 2: changes on both sides
         files = self.local("INBOX")
@@ -167,10 +123,10 @@ expunge = yes
                          "local flag change not on the server")
         self.assertNotIn(mid_del, srv, "local deletion not on the server")
         self.assertIn("<local-1@example.com>", srv, "local message not uploaded")
-        self.assertEqual(srv["<local-1@example.com>"][0], norm(new_local))
-        loc = by_msgid([(raw, fl) for _, raw, fl in self.local("INBOX")])
+        self.assertEqual(srv["<local-1@example.com>"][0], self.norm(new_local))
+        loc = self.by_msgid([(raw, fl) for _, raw, fl in self.local("INBOX")])
         self.assertIn("<remote-1@example.com>", loc, "server APPEND not downloaded")
-        self.assertEqual(loc["<remote-1@example.com>"], (norm(new_server), {"\\Flagged"}))
+        self.assertEqual(loc["<remote-1@example.com>"], (self.norm(new_server), {"\\Flagged"}))
         self.assertIn("\\Answered", loc[mid_srv][1], "server flag change not downloaded")
         # offlineimap (expunge = yes) expunged the server's \Deleted messages
         # after the first sync; its Maildir keeps them (flag T) until a later run
@@ -187,7 +143,7 @@ expunge = yes
         self.ok(c, "EXPUNGE")
         self.ok(c, "LOGOUT")
         self.run_offlineimap("third sync")
-        loc = by_msgid([(raw, fl) for _, raw, fl in self.local("INBOX")])
+        loc = self.by_msgid([(raw, fl) for _, raw, fl in self.local("INBOX")])
         self.assertNotIn("<remote-1@example.com>", loc, "server expunge not applied locally")
 
 
