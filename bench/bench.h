@@ -95,6 +95,11 @@ void bench_bm_min_time(bench_bm *b, double seconds);
 typedef struct bench_opts {
     uint64_t sizes[BENCH_MAX_SIZES];  /* mailbox sizes to prepare and measure */
     size_t nsizes;
+    uint64_t fetch_sizes[BENCH_MAX_SIZES];  /* FETCH listing mailbox sizes */
+    size_t nfetch_sizes;
+    uint64_t search_size;     /* messages for the index/header SEARCH keys */
+    uint64_t search_body_size;  /* messages for SEARCH BODY */
+    uint64_t parse_commands;  /* commands in the pipelined parsing stream */
     const char *tmp_base;     /* parent of the temporary data directory */
     const char *data_dir;     /* if set: keep prepared mailboxes here across
                                  runs instead of a temporary directory */
@@ -118,6 +123,49 @@ double bench_now(void);
  * work directory). */
 int bench_suite_store_register(const bench_opts *o);
 void bench_suite_store_teardown(void);
+int bench_suite_imap_register(const bench_opts *o);     /* bench_imap.c */
+void bench_suite_imap_teardown(void);
+int bench_suite_fetch_register(const bench_opts *o);    /* bench_fetch.c */
+void bench_suite_fetch_teardown(void);
+int bench_suite_search_register(const bench_opts *o);   /* bench_search.c */
+void bench_suite_search_teardown(void);
+int bench_suite_tls_register(const bench_opts *o);      /* bench_tls.c */
+void bench_suite_tls_teardown(void);
+
+/* ---- shared test mailboxes (bench_mail.c) ------------------------------ */
+
+/* What the generator put into message number `no` (0-based, in append
+ * order), so that a benchmark can compute the answer it must get. */
+typedef struct bench_mail_info {
+    uint32_t uid;
+    uint32_t flags;           /* STORE_F_* */
+    int64_t internal_date;    /* UTC, zone +0000 */
+    uint8_t from_last;        /* index into bench_mail_last_names */
+    bool marker;              /* the body contains BENCH_MAIL_MARKER */
+    bool multipart;           /* multipart/alternative (plain + html) */
+    bool live;                /* not expunged */
+} bench_mail_info;
+
+/* A word in ~1 % of the bodies, in no header. */
+#define BENCH_MAIL_MARKER "QX-7731"
+
+/* A mailbox of n live realistic messages (~1-2 KB, realistic headers, one
+ * in five multipart/alternative; one message in 11 appended is expunged, so
+ * UIDs have gaps), built once per size under a user of the work directory
+ * and shared by every suite.  Returns NULL after bench_error on failure. */
+typedef struct bench_mail {
+    uint64_t n;
+    char name[32];
+    struct store_user *u;     /* owned by bench_mail.c */
+    struct store_mbox *mb;    /* open; owned by bench_mail.c */
+    uint32_t *live;           /* live UIDs ascending (live[seq - 1]) */
+    uint32_t nlive;
+    bench_mail_info *info;    /* every appended message, by number */
+    uint64_t ninfo;
+} bench_mail;
+const bench_mail *bench_mail_get(bench_state *st, uint64_t n);
+void bench_mail_teardown(void);
+extern const char *const bench_mail_last_names[12];
 
 #ifdef __cplusplus
 }

@@ -49,6 +49,10 @@ std::deque<std::string> g_strings;
 // 10^6 is in the default: it builds in ~20 s here (1.6 GB of log in the
 // temporary directory), well within a run one waits for.
 const uint64_t kDefaultSizes[] = {10000, 100000, 1000000};
+const uint64_t kDefaultFetchSizes[] = {1000, 10000};
+const uint64_t kDefaultSearchSize = 100000;
+const uint64_t kDefaultSearchBodySize = 100000;
+const uint64_t kDefaultParseCommands = 1000;
 
 void usage_extra()
 {
@@ -59,6 +63,11 @@ void usage_extra()
         "                     (default 10000,100000,1000000; env\n"
         "                     RINGMAIL_BENCH_SIZES; 1e6-style shorthands work).\n"
         "                     10^6 takes ~20 s to build and ~1.8 GB of disk\n"
+        "  --fetch-sizes=N[,N...]  mailbox sizes for the FETCH listings\n"
+        "                     (default 1000,10000)\n"
+        "  --search-size=N    messages for the SEARCH benchmarks (default 1e5)\n"
+        "  --search-body-size=N  messages for SEARCH BODY (default 1e5)\n"
+        "  --parse-commands=N commands in the command-parsing stream (default 1000)\n"
         "  --data-dir=DIR     keep prepared mailboxes in DIR and reuse them on\n"
         "                     later runs (env RINGMAIL_BENCH_DATA); default is a\n"
         "                     temporary directory removed at exit\n"
@@ -71,16 +80,16 @@ void usage_extra()
         "  ringmail-microbench --sizes=1e6 --data-dir=/var/tmp/rm-bench\n");
 }
 
-int parse_sizes(const char *s)
+// "N[,N...]" (1e5-style shorthands too) into v[0..*n); max entries.
+int parse_list(const char *opt, const char *s, uint64_t *v, size_t *n, size_t max)
 {
-    g_opts.nsizes = 0;
+    *n = 0;
     while (*s) {
         char *end;
         errno = 0;
-        unsigned long long v = std::strtoull(s, &end, 10);
-        if (errno || end == s || v == 0 || v > 100000000ull ||
-            g_opts.nsizes == BENCH_MAX_SIZES) {
-            std::fprintf(stderr, "ringmail-microbench: bad --sizes value: %s\n", s);
+        unsigned long long x = std::strtoull(s, &end, 10);
+        if (errno || end == s || x == 0 || x > 100000000ull || *n == max) {
+            std::fprintf(stderr, "ringmail-microbench: bad %s value: %s\n", opt, s);
             return -1;
         }
         // Accept 1e5-style shorthands as well: "1e5" -> 100000.
@@ -88,23 +97,34 @@ int parse_sizes(const char *s)
             char *e2;
             unsigned long exp = std::strtoul(end + 1, &e2, 10);
             if (e2 == end + 1 || exp > 8) {
-                std::fprintf(stderr, "ringmail-microbench: bad --sizes value: %s\n", s);
+                std::fprintf(stderr, "ringmail-microbench: bad %s value: %s\n", opt, s);
                 return -1;
             }
             while (exp--)
-                v *= 10;
+                x *= 10;
             end = e2;
         }
-        g_opts.sizes[g_opts.nsizes++] = v;
+        v[(*n)++] = x;
         if (*end == ',')
             end++;
         else if (*end) {
-            std::fprintf(stderr, "ringmail-microbench: bad --sizes value: %s\n", s);
+            std::fprintf(stderr, "ringmail-microbench: bad %s value: %s\n", opt, s);
             return -1;
         }
         s = end;
     }
-    return g_opts.nsizes ? 0 : -1;
+    return *n ? 0 : -1;
+}
+
+int parse_sizes(const char *s)
+{
+    return parse_list("--sizes", s, g_opts.sizes, &g_opts.nsizes, BENCH_MAX_SIZES);
+}
+
+int parse_one(const char *opt, const char *s, uint64_t *v)
+{
+    size_t n;
+    return parse_list(opt, s, v, &n, 1);
 }
 
 // Takes Ringmail's options out of argv; leaves the rest for Google Benchmark.
@@ -114,6 +134,11 @@ int parse_own_args(int *argc, char **argv)
 
     std::memcpy(g_opts.sizes, kDefaultSizes, sizeof kDefaultSizes);
     g_opts.nsizes = sizeof kDefaultSizes / sizeof kDefaultSizes[0];
+    std::memcpy(g_opts.fetch_sizes, kDefaultFetchSizes, sizeof kDefaultFetchSizes);
+    g_opts.nfetch_sizes = sizeof kDefaultFetchSizes / sizeof kDefaultFetchSizes[0];
+    g_opts.search_size = kDefaultSearchSize;
+    g_opts.search_body_size = kDefaultSearchBodySize;
+    g_opts.parse_commands = kDefaultParseCommands;
     if ((env = std::getenv("RINGMAIL_BENCH_SIZES")) && *env && parse_sizes(env) < 0)
         return -1;
     if ((env = std::getenv("RINGMAIL_BENCH_DATA")) && *env)
@@ -130,6 +155,19 @@ int parse_own_args(int *argc, char **argv)
         const char *a = argv[i];
         if (!std::strncmp(a, "--sizes=", 8)) {
             if (parse_sizes(a + 8) < 0)
+                return -1;
+        } else if (!std::strncmp(a, "--fetch-sizes=", 14)) {
+            if (parse_list("--fetch-sizes", a + 14, g_opts.fetch_sizes,
+                           &g_opts.nfetch_sizes, BENCH_MAX_SIZES) < 0)
+                return -1;
+        } else if (!std::strncmp(a, "--search-size=", 14)) {
+            if (parse_one("--search-size", a + 14, &g_opts.search_size) < 0)
+                return -1;
+        } else if (!std::strncmp(a, "--search-body-size=", 19)) {
+            if (parse_one("--search-body-size", a + 19, &g_opts.search_body_size) < 0)
+                return -1;
+        } else if (!std::strncmp(a, "--parse-commands=", 17)) {
+            if (parse_one("--parse-commands", a + 17, &g_opts.parse_commands) < 0)
                 return -1;
         } else if (!std::strncmp(a, "--data-dir=", 11) && a[11]) {
             g_opts.data_dir = a + 11;
@@ -348,11 +386,24 @@ int main(int argc, char **argv)
     if (benchmark::ReportUnrecognizedArguments(argc, argv))
         return 2;
 
-    int r = bench_suite_store_register(&g_opts);
-    if (r < 0) {
-        std::fprintf(stderr, "ringmail-microbench: store suite: %s\n", std::strerror(-r));
-        stop_watcher();
-        return 1;
+    static const struct {
+        const char *name;
+        int (*reg)(const bench_opts *);
+    } suites[] = {
+        {"store", bench_suite_store_register},
+        {"imap", bench_suite_imap_register},
+        {"fetch", bench_suite_fetch_register},
+        {"search", bench_suite_search_register},
+        {"tls", bench_suite_tls_register},
+    };
+    for (const auto &su : suites) {
+        int r = su.reg(&g_opts);
+        if (r < 0) {
+            std::fprintf(stderr, "ringmail-microbench: %s suite: %s\n", su.name,
+                         std::strerror(-r));
+            stop_watcher();
+            return 1;
+        }
     }
     if (g_workdir_temp)
         bench_note("data in %s (removed at exit)", g_workdir.c_str());
@@ -361,6 +412,11 @@ int main(int argc, char **argv)
 
     benchmark::RunSpecifiedBenchmarks();
 
+    bench_suite_tls_teardown();
+    bench_suite_search_teardown();
+    bench_suite_fetch_teardown();
+    bench_suite_imap_teardown();
+    bench_mail_teardown();
     bench_suite_store_teardown();
     benchmark::Shutdown();
     stop_watcher();

@@ -1,0 +1,174 @@
+/* bench/bench_search.c — SEARCH (core/search*.c) over a large mailbox.
+ *
+ *   search/unseen/msgs:N           UNSEEN                  (index only)
+ *   search/from/msgs:N             FROM "fischer"          (envelope cache)
+ *   search/since/msgs:N            SINCE <date>            (index only;
+ *                                  ~10 % of the mailbox is newer)
+ *   search/or_not/msgs:N           OR FLAGGED NOT (SEEN FROM "fischer")
+ *                                  (index, then the cache for the seen ones)
+ *   search/body/msgs:M             BODY "qx-7731"          (every text part
+ *                                  decoded; ~1 % match)
+ *
+ * N is --search-size (default 10^5), M --search-body-size (default 10^5).
+ * One iteration = one command as the server runs it: tokenize "t SEARCH
+ * ...", imap_search_parse, a snapshot, imap_search_run over a view of all
+ * live messages, free.  items_per_second = messages searched/s.
+ *
+ * The mailbox is bench_mail.c's (realistic messages, one in five
+ * multipart/alternative, UID gaps).  A first run is checked against the
+ * UIDs the generator's record says must match, in order.
+ */
+#include "bench/bench.h"
+#include "core/search.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FISCHER 5   /* bench_mail_last_names[5] */
+
+typedef enum kind { K_UNSEEN, K_FROM, K_SINCE, K_OR_NOT, K_BODY, K_COUNT } kind;
+
+typedef struct search_arg {
+    kind k;
+    uint64_t n;
+} search_arg;
+
+static search_arg g_args[K_COUNT];
+
+/* The SINCE date: the midnight (UTC) after 90 % of the messages. */
+static int64_t since_midnight(const bench_mail *m, char *buf, size_t cap)
+{
+    static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    int64_t t = m->info[m->ninfo * 9 / 10].internal_date;
+    t -= t % 86400;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    snprintf(buf, cap, "%d-%s-%d", tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900);
+    return t;
+}
+
+static bool expect(kind k, const bench_mail_info *mi, int64_t since)
+{
+    bool seen = mi->flags & STORE_F_SEEN, fischer = mi->from_last == FISCHER;
+    switch (k) {
+    case K_UNSEEN: return !seen;
+    case K_FROM: return fischer;
+    case K_SINCE: return mi->internal_date >= since;
+    case K_OR_NOT: return (mi->flags & STORE_F_FLAGGED) || !(seen && fischer);
+    case K_BODY: return mi->marker;
+    default: return false;
+    }
+}
+
+/* One SEARCH command, start to end.  Returns 0 or -errno. */
+static int run_search(const bench_mail *m, const char *line, imap_search_result *res,
+                      const char **err)
+{
+    imap_args *a = NULL;
+    imap_search_prog *p = NULL;
+    const char *tag, *name;
+    size_t taglen, nargs;
+    imap_arg *args;
+    int r = imap_args_parse((const uint8_t *)line, strlen(line), &a, &tag, &taglen,
+                            &name, &args, &nargs, err);
+    if (r == 0)
+        r = imap_search_parse(args, nargs, NULL, &p, err);
+    if (r == 0) {
+        store_snap *snap = store_snap_get(m->mb);
+        if (!snap) {
+            r = -ENOMEM;
+        } else {
+            imap_search_view v = {.snap = snap, .uids = m->live, .count = m->nlive};
+            r = imap_search_run(p, &v, res);
+            store_snap_put(snap);
+        }
+    }
+    imap_search_free(p);
+    imap_args_free(a);
+    return r;
+}
+
+static void bm_search(bench_state *st, void *arg)
+{
+    const search_arg *a = arg;
+    const bench_mail *m = bench_mail_get(st, a->n);
+    if (!m)
+        return;
+    char date[32], line[256];
+    int64_t since = since_midnight(m, date, sizeof date);
+    switch (a->k) {
+    case K_UNSEEN: snprintf(line, sizeof line, "t SEARCH UNSEEN"); break;
+    case K_FROM: snprintf(line, sizeof line, "t SEARCH FROM \"fischer\""); break;
+    case K_SINCE: snprintf(line, sizeof line, "t SEARCH SINCE %s", date); break;
+    case K_OR_NOT:
+        snprintf(line, sizeof line, "t SEARCH OR FLAGGED NOT (SEEN FROM \"fischer\")");
+        break;
+    default:
+        snprintf(line, sizeof line, "t SEARCH BODY \"%s\"", BENCH_MAIL_MARKER);
+        for (char *c = strchr(line, '"'); *c; c++)   /* case folding at work */
+            *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+        break;
+    }
+
+    imap_search_result res = {0};
+    const char *err = NULL;
+    int r = run_search(m, line, &res, &err);
+    if (r < 0) {
+        bench_error(st, "%s: %s (%s)", line, strerror(-r), err ? err : "");
+        goto out;
+    }
+    size_t want = 0;
+    for (uint64_t i = 0; i < m->ninfo; i++) {
+        const bench_mail_info *mi = &m->info[i];
+        if (!mi->live || !expect(a->k, mi, since))
+            continue;
+        if (want >= res.n || res.uids[want] != mi->uid) {
+            bench_error(st, "%s: result differs from the generator's at match %zu "
+                        "(%zu found)", line, want, res.n);
+            goto out;
+        }
+        want++;
+    }
+    if (want != res.n || want == 0) {
+        bench_error(st, "%s: %zu found, %zu expected", line, res.n, want);
+        goto out;
+    }
+    while (bench_keep_running(st)) {
+        if ((r = run_search(m, line, &res, &err)) < 0 || res.n != want) {
+            bench_error(st, "%s: %s", line, r < 0 ? strerror(-r) : "count changed");
+            goto out;
+        }
+    }
+    bench_set_items_processed(st, bench_iterations(st) * (int64_t)m->nlive);
+    bench_set_counter(st, "matches", (double)want, BENCH_COUNTER_PLAIN);
+out:
+    imap_search_result_free(&res);
+}
+
+int bench_suite_search_register(const bench_opts *o)
+{
+    static const char *const names[K_COUNT] = {"unseen", "from", "since", "or_not", "body"};
+    char name[96];
+    for (int k = 0; k < K_COUNT; k++) {
+        search_arg *a = &g_args[k];
+        a->k = (kind)k;
+        a->n = k == K_BODY ? o->search_body_size : o->search_size;
+        snprintf(name, sizeof name, "search/%s/msgs:%" PRIu64, names[k], a->n);
+        bench_bm *b = bench_register(name, bm_search, a);
+        if (!b)
+            return -ENOMEM;
+        bench_bm_unit(b, BENCH_MS);
+    }
+    return 0;
+}
+
+void bench_suite_search_teardown(void)
+{
+}
