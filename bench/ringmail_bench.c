@@ -23,10 +23,12 @@ static void usage(FILE *f)
             "usage: ringmail-bench --host H --port P [--tls] --users PATTERN --nusers N\n"
             "         --password PW --clients N --duration S --workload W [--json]\n"
             "         [--weights login=1,select=5,...] [--populate N] [--threads N]\n"
+            "         [--io uring|epoll]\n"
             "workloads: login headers bodies append idle-hold mixed\n"
             "PATTERN: user%%d is expanded for 1..N; clients go to users round robin.\n"
             "mixed weights (default): login=1 select=5 list=2 status=5 headers=10 body=20\n"
             "  store=10 append=5 expunge=1 logout=1\n"
+            "--io: the I/O engine, io_uring by default (epoll if io_uring is unavailable)\n"
             "exit: 0 ok, 1 errors counted, 2 usage / not implemented\n");
 }
 
@@ -165,6 +167,7 @@ int main(int argc, char **argv)
         { "weights", required_argument, NULL, 'W' },
         { "populate", required_argument, NULL, 'o' },
         { "threads", required_argument, NULL, 'T' },
+        { "io", required_argument, NULL, 'I' },
         { "help", no_argument, NULL, 'H' },
         { NULL, 0, NULL, 0 }
     };
@@ -184,6 +187,16 @@ int main(int argc, char **argv)
         case 'W': weights = optarg; break;
         case 'o': cfg.populate = atol(optarg); break;
         case 'T': cfg.threads = atoi(optarg); break;
+        case 'I':
+            if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring")) {
+                cfg.io = BENCH_IO_URING;
+            } else if (!strcmp(optarg, "epoll")) {
+                cfg.io = BENCH_IO_EPOLL;
+            } else {
+                fprintf(stderr, "ringmail-bench: --io uring|epoll\n");
+                return 2;
+            }
+            break;
         case 'H': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -2,8 +2,9 @@
  * server, Ringmail or Dovecot).  First version: one thread per core, each
  * with an epoll set and non-blocking sockets; every client is a small state
  * machine that issues one command at a time and parses the responses as a
- * stream (literals are skipped, never stored).  --tls: BoringSSL on the same
- * non-blocking sockets, the server's certificate is not verified.
+ * stream (literals are skipped, never stored).  Two I/O engines run the same
+ * client logic: io_uring (default) and epoll (--io epoll).  --tls: BoringSSL
+ * on memory BIOs; the server's certificate is not verified.
  *
  * idle-hold: the sessions go to users 1..min(nusers, clients) round robin;
  * one extra appender connection per such user takes turns so that one
@@ -12,7 +13,10 @@
  * last IDLE session of that user has seen its "* n EXISTS".
  *
  *   ringmail_bench.c       command line, phases, report (table / JSON)
- *   ringmail_bench_conn.c  the client engine (threads, epoll, IMAP parsing)
+ *   ringmail_bench_conn.c  the client logic (state machines, IMAP parsing, TLS),
+ *                          threads and phases (ringmail_bench_conn.h)
+ *   ringmail_bench_epoll.c the epoll engine (non-blocking sockets, edge-triggered)
+ *   ringmail_bench_uring.c the io_uring engine (CONNECT, RECV, SEND operations)
  *   ringmail_bench_hist.c  fixed-memory log-linear latency histogram
  */
 #ifndef RINGMAIL_BENCH_H
@@ -51,6 +55,8 @@ enum bench_op {
 };
 extern const char *const bench_op_name[OP_N];
 
+enum bench_io { BENCH_IO_URING, BENCH_IO_EPOLL };
+
 struct bench_config {
     const char *host;
     int port;
@@ -66,6 +72,7 @@ struct bench_config {
     unsigned weights[OP_N];
     long populate;
     int threads;
+    enum bench_io io;           /* --io: the engine (uring falls back to epoll) */
     struct sockaddr_storage addr;
     socklen_t addrlen;
 };

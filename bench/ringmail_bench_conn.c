@@ -1,10 +1,9 @@
-/* The client engine of ringmail-bench: one thread per core, each with an
- * epoll set (edge-triggered) over its clients' non-blocking sockets.  A
- * client has at most one command in flight; responses are parsed as a
- * stream of lines, literals skipped.  Tagged NO/BAD and dropped connections
- * are errors of the command in flight (CONNECT if none); the client then
- * reconnects after a short back-off and goes on. */
-#include "bench/ringmail_bench.h"
+/* The client logic of ringmail-bench, shared by both I/O engines
+ * (ringmail_bench_conn.h): a client has at most one command in flight;
+ * responses are parsed as a stream of lines, literals skipped.  Tagged NO/BAD
+ * and dropped connections are errors of the command in flight (CONNECT if
+ * none); the client then reconnects after a short back-off and goes on. */
+#include "bench/ringmail_bench_conn.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,12 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
-#include <openssl/ssl.h>
 
 const char *const bench_cmd_name[BC_NCMD] = {
     "CONNECT", "LOGIN", "SELECT", "LIST", "STATUS", "FETCH_HEADERS", "FETCH_BODY",
@@ -29,41 +27,12 @@ const char *const bench_op_name[OP_N] = {
     "expunge", "logout"
 };
 
-enum { ST_WAIT, ST_CONNECTING, ST_HANDSHAKE, ST_GREETING, ST_READY, ST_BUSY, ST_IDLING, ST_DONE };
 enum { ROLE_NORMAL, ROLE_SESSION, ROLE_APPENDER, ROLE_POPULATE };
 #define OP_EXPUNGE2 OP_N          /* internal: EXPUNGE after STORE \Deleted */
 #define OP_NONE (-1)
 
 #define BACKOFF_NS 20000000ull    /* 20 ms before reconnecting after an error */
 #define MAX_EVENTS 65536          /* idle-hold appends remembered */
-
-struct client {
-    int id, fd, user, role, state;
-    SSL *ssl;                 /* --tls: owned, freed by disconnect() */
-    int authed, selected, in_conn_count;
-    long exists, exists0, seen;
-    long status_messages, to_append;
-    int cmd, pending_op;
-    uint32_t tag, gen;      /* gen: bumped by every disconnect */
-    uint64_t t0, wake_at;
-    char *out;
-    size_t outlen, outoff, outcap;
-    char *in;
-    size_t inlen, incap;
-    size_t lit;
-    int contline;
-};
-
-struct worker {
-    pthread_t th;
-    int ep;
-    struct client *cl;
-    int ncl;
-    uint64_t rng;
-    struct bench_stats *st;
-    _Atomic uint64_t ops;
-    char *msgbuf;
-};
 
 struct fan_event {
     int user;
@@ -74,6 +43,7 @@ struct fan_event {
 
 static struct {
     const struct bench_config *cfg;
+    const struct bench_engine *eng;
     enum bench_workload w;
     int nclients, nsessions, nappenders;
     _Atomic int stop_new, stop_all;
@@ -92,14 +62,30 @@ static struct {
     SSL_CTX *tls;
 } g;
 
-static uint64_t now_ns(void)
+static void oom(void)
+{
+    fprintf(stderr, "ringmail-bench: out of memory\n");
+    exit(1);
+}
+
+uint64_t bench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t rnd(struct worker *w)
+const struct bench_config *bench_conn_config(void)
+{
+    return g.cfg;
+}
+
+int bench_conn_stop_all(void)
+{
+    return atomic_load(&g.stop_all);
+}
+
+static uint64_t rnd(struct bench_worker *w)
 {
     uint64_t x = w->rng;
     x ^= x << 13;
@@ -118,46 +104,46 @@ void bench_user_name(const struct bench_config *cfg, int i, char *buf, size_t ca
     snprintf(buf, cap, "%.*s%d%s", (int)(p - cfg->users), cfg->users, i + 1, p + 2);
 }
 
-/* ---- output buffer ---- */
+/* ---- output buffers ---- */
 
-static void out_reserve(struct client *c, size_t n)
+static void obuf_reserve(struct bench_obuf *b, size_t n)
 {
-    if (c->outlen + n <= c->outcap)
+    if (b->off && b->off == b->len)
+        b->off = b->len = 0;
+    if (b->len + n <= b->cap)
         return;
-    size_t cap = c->outcap ? c->outcap : 4096;
-    while (cap < c->outlen + n)
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n)
         cap *= 2;
-    char *p = realloc(c->out, cap);
-    if (!p) {
-        fprintf(stderr, "ringmail-bench: out of memory\n");
-        exit(1);
-    }
-    c->out = p;
-    c->outcap = cap;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        oom();
+    b->p = p;
+    b->cap = cap;
 }
 
 __attribute__((format(printf, 2, 3)))
-static void out_printf(struct client *c, const char *fmt, ...)
+static void out_printf(struct bench_client *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    out_reserve(c, (size_t)n + 1);
+    obuf_reserve(&c->out, (size_t)n + 1);
     va_start(ap, fmt);
-    vsnprintf(c->out + c->outlen, (size_t)n + 1, fmt, ap);
+    vsnprintf(c->out.p + c->out.len, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    c->outlen += (size_t)n;
+    c->out.len += (size_t)n;
 }
 
-static void out_bytes(struct client *c, const char *p, size_t n)
+static void out_bytes(struct bench_client *c, const char *p, size_t n)
 {
-    out_reserve(c, n);
-    memcpy(c->out + c->outlen, p, n);
-    c->outlen += n;
+    obuf_reserve(&c->out, n);
+    memcpy(c->out.p + c->out.len, p, n);
+    c->out.len += n;
 }
 
-static void out_quoted(struct client *c, const char *s)
+static void out_quoted(struct bench_client *c, const char *s)
 {
     out_bytes(c, "\"", 1);
     for (; *s; s++) {
@@ -168,9 +154,14 @@ static void out_quoted(struct client *c, const char *s)
     out_bytes(c, "\"", 1);
 }
 
+struct bench_obuf *bench_conn_wire(struct bench_client *c)
+{
+    return c->ssl ? &c->wire : &c->out;
+}
+
 /* A plausible text/plain message of 4-40 KB into w->msgbuf; returns its
  * length. */
-static size_t gen_message(struct worker *w)
+static size_t gen_message(struct bench_worker *w)
 {
     static const char *const words[] = {
         "the", "meeting", "report", "quarterly", "numbers", "please", "review", "attached",
@@ -219,24 +210,23 @@ static size_t gen_message(struct worker *w)
 
 /* ---- connection life ---- */
 
-static void step(struct worker *w, struct client *c);
-
-static void count_error(struct worker *w, int cmd)
+static void count_error(struct bench_worker *w, int cmd)
 {
     w->st->errors[cmd]++;
 }
 
-static void disconnect(struct worker *w, struct client *c, uint64_t backoff)
+static void disconnect(struct bench_worker *w, struct bench_client *c, uint64_t backoff)
 {
-    (void)w;
     c->gen++;
+    if (c->fd >= 0) {
+        g.eng->closing(w, c);
+        close(c->fd);
+        c->fd = -1;
+    }
     if (c->ssl) {
         SSL_free(c->ssl);
         c->ssl = NULL;
-    }
-    if (c->fd >= 0) {
-        close(c->fd);              /* also removes it from the epoll set */
-        c->fd = -1;
+        c->rbio = c->wbio = NULL;
     }
     if (c->in_conn_count) {
         atomic_fetch_sub(&g.conns_now, 1);
@@ -248,81 +238,114 @@ static void disconnect(struct worker *w, struct client *c, uint64_t backoff)
     }
     c->authed = c->selected = 0;
     c->exists = 0;
-    c->outlen = c->outoff = 0;
+    c->out.len = c->out.off = 0;
+    c->wire.len = c->wire.off = 0;
     c->inlen = 0;
     c->lit = 0;
     c->contline = 0;
     c->status_messages = -1;
     c->state = ST_WAIT;
-    c->wake_at = now_ns() + backoff;
+    c->wake_at = bench_now_ns() + backoff;
 }
 
 /* The connection failed or dropped: an error of the command in flight. */
-static void fail(struct worker *w, struct client *c)
+void bench_conn_fail(struct bench_worker *w, struct bench_client *c)
 {
-    if (c->state == ST_DONE)
+    if (c->state == ST_DONE || c->state == ST_WAIT)
         return;
     count_error(w, c->state == ST_BUSY || c->state == ST_IDLING ? c->cmd : BC_CONNECT);
     disconnect(w, c, BACKOFF_NS);
 }
 
-static int flush_out(struct worker *w, struct client *c)
+/* TLS: moves the records the SSL produced into c->wire. */
+static void tls_drain(struct bench_client *c)
 {
-    while (c->ssl && c->outoff < c->outlen) {
-        int n = SSL_write(c->ssl, c->out + c->outoff, (int)(c->outlen - c->outoff));
-        if (n <= 0) {
-            int e = SSL_get_error(c->ssl, n);
-            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
-                return 0;              /* retried on the next event */
-            fail(w, c);
-            return -1;
-        }
-        c->outoff += (size_t)n;
+    size_t n;
+    while ((n = BIO_pending(c->wbio)) > 0) {
+        obuf_reserve(&c->wire, n);
+        int r = BIO_read(c->wbio, c->wire.p + c->wire.len, (int)n);
+        if (r <= 0)
+            break;
+        c->wire.len += (size_t)r;
     }
-    while (c->outoff < c->outlen) {
-        ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            if (errno == EINTR)
-                continue;
-            fail(w, c);
-            return -1;
-        }
-        c->outoff += (size_t)n;
-    }
-    c->outoff = c->outlen = 0;
-    return 0;
 }
 
-static void start_connect(struct worker *w, struct client *c)
+/* Hands what is queued to the engine (through the SSL first with TLS). */
+static void flush_out(struct bench_worker *w, struct bench_client *c)
+{
+    if (c->ssl) {
+        while (c->state != ST_HANDSHAKE && c->out.off < c->out.len) {
+            int n = SSL_write(c->ssl, c->out.p + c->out.off, (int)(c->out.len - c->out.off));
+            if (n <= 0) {
+                ERR_clear_error();
+                bench_conn_fail(w, c);
+                return;
+            }
+            c->out.off += (size_t)n;
+        }
+        if (c->out.off == c->out.len)
+            c->out.off = c->out.len = 0;
+        tls_drain(c);
+    }
+    struct bench_obuf *b = bench_conn_wire(c);
+    if (b->off < b->len)
+        g.eng->kick(w, c);
+}
+
+static void start_connect(struct bench_worker *w, struct bench_client *c)
 {
     const struct bench_config *cfg = g.cfg;
+    if (g.eng->can_connect(w, c) < 0) {
+        c->state = ST_WAIT;
+        c->wake_at = bench_now_ns() + 1000000ull;
+        return;
+    }
     int fd = socket(cfg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         count_error(w, BC_CONNECT);
         c->state = ST_WAIT;
-        c->wake_at = now_ns() + 100000000ull;
+        c->wake_at = bench_now_ns() + 100000000ull;
         return;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->fd = fd;
     c->cmd = BC_CONNECT;
-    c->t0 = now_ns();
+    c->t0 = bench_now_ns();
     c->state = ST_CONNECTING;
-    if (connect(fd, (const struct sockaddr *)&cfg->addr, cfg->addrlen) < 0 &&
-        errno != EINPROGRESS) {
-        fail(w, c);
-        return;
-    }
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                              .data.ptr = c };
-    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
-        fail(w, c);
+    g.eng->connect(w, c);
 }
 
-static void send_cmd(struct worker *w, struct client *c, int cmd, int op)
+void bench_conn_connected(struct bench_worker *w, struct bench_client *c)
+{
+    c->state = ST_GREETING;
+    if (!g.tls)
+        return;
+    c->ssl = SSL_new(g.tls);
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (!c->ssl || !c->rbio || !c->wbio) {
+        BIO_free(c->rbio);
+        BIO_free(c->wbio);
+        c->rbio = c->wbio = NULL;
+        bench_conn_fail(w, c);
+        return;
+    }
+    BIO_set_mem_eof_return(c->rbio, -1);    /* empty: "retry", not EOF */
+    SSL_set_bio(c->ssl, c->rbio, c->wbio);  /* the SSL owns both */
+    SSL_set_connect_state(c->ssl);
+    SSL_set_tlsext_host_name(c->ssl, g.cfg->host);
+    c->state = ST_HANDSHAKE;
+    int r = SSL_do_handshake(c->ssl);
+    if (r != 1 && SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+        ERR_clear_error();
+        bench_conn_fail(w, c);
+        return;
+    }
+    flush_out(w, c);
+}
+
+static void send_cmd(struct bench_worker *w, struct bench_client *c, int cmd, int op)
 {
     char user[256];
     c->tag++;
@@ -385,11 +408,11 @@ static void send_cmd(struct worker *w, struct client *c, int cmd, int op)
     }
     c->cmd = cmd;
     c->state = ST_BUSY;
-    c->t0 = now_ns();
+    c->t0 = bench_now_ns();
     flush_out(w, c);
 }
 
-static int pick_op(struct worker *w)
+static int pick_op(struct bench_worker *w)
 {
     unsigned total = 0;
     for (int i = 0; i < OP_N; i++)
@@ -405,7 +428,7 @@ static int pick_op(struct worker *w)
 
 /* The mixed workload: the command that brings the client closer to its
  * pending operation (prerequisites first: LOGIN, SELECT). */
-static int mixed_next(struct worker *w, struct client *c, int *op_out)
+static int mixed_next(struct bench_worker *w, struct bench_client *c, int *op_out)
 {
     for (int tries = 0; tries < 8; tries++) {
         if (c->pending_op == OP_NONE)
@@ -451,9 +474,9 @@ static int mixed_next(struct worker *w, struct client *c, int *op_out)
 
 /* The idle-hold appender: one APPEND a second, users in turn, once every
  * session idles (or half the run has passed). */
-static int appender_next(struct client *c)
+static int appender_next(struct bench_client *c)
 {
-    uint64_t now = now_ns();
+    uint64_t now = bench_now_ns();
     if (!atomic_load(&g.appending_started)) {
         if (atomic_load(&g.idling) < g.nsessions && now < g.force_append_ns) {
             c->wake_at = now + 2000000ull;
@@ -489,7 +512,7 @@ static int appender_next(struct client *c)
 }
 
 /* Next command for a ready client, or -1 to wait until c->wake_at. */
-static int next_cmd(struct worker *w, struct client *c, int *op)
+static int next_cmd(struct bench_worker *w, struct bench_client *c, int *op)
 {
     *op = OP_NONE;
     if (c->role == ROLE_POPULATE) {
@@ -525,7 +548,7 @@ static int next_cmd(struct worker *w, struct client *c, int *op)
     }
 }
 
-static void step(struct worker *w, struct client *c)
+void bench_conn_step(struct bench_worker *w, struct bench_client *c)
 {
     if (atomic_load(&g.stop_new) || c->state == ST_DONE) {
         if (c->state != ST_DONE)
@@ -548,10 +571,10 @@ static void step(struct worker *w, struct client *c)
 
 /* ---- responses ---- */
 
-static void fanout_seen(struct client *c, long n)
+static void fanout_seen(struct bench_client *c, long n)
 {
     long have = n - c->exists0;
-    uint64_t now = now_ns();
+    uint64_t now = bench_now_ns();
     long nev = atomic_load(&g.nevents);
     for (long k = c->seen + 1; k <= have; k++) {
         for (long i = nev - 1; i >= 0; i--) {
@@ -571,9 +594,9 @@ static void fanout_seen(struct client *c, long n)
         c->seen = have;
 }
 
-static void complete(struct worker *w, struct client *c, int ok)
+static void complete(struct bench_worker *w, struct bench_client *c, int ok)
 {
-    uint64_t lat = now_ns() - c->t0;
+    uint64_t lat = bench_now_ns() - c->t0;
     int cmd = c->cmd;
     if (ok) {
         bench_hist_add(&w->st->hist[cmd], lat);
@@ -620,20 +643,20 @@ static void complete(struct worker *w, struct client *c, int ok)
             return;
         }
         disconnect(w, c, 0);
-        step(w, c);
+        bench_conn_step(w, c);
         return;
     default:
         break;
     }
-    step(w, c);
+    bench_conn_step(w, c);
 }
 
 /* One response line (without CRLF); returns -1 if the client was reset. */
-static int on_line(struct worker *w, struct client *c, const char *line, size_t len)
+static int on_line(struct bench_worker *w, struct bench_client *c, const char *line, size_t len)
 {
     if (c->state == ST_GREETING) {
         if (len >= 4 && (!strncmp(line, "* OK", 4) || !strncmp(line, "* PREAUTH", 9))) {
-            bench_hist_add(&w->st->hist[BC_CONNECT], now_ns() - c->t0);
+            bench_hist_add(&w->st->hist[BC_CONNECT], bench_now_ns() - c->t0);
             atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
             c->in_conn_count = 1;
             long now = atomic_fetch_add(&g.conns_now, 1) + 1;
@@ -644,10 +667,10 @@ static int on_line(struct worker *w, struct client *c, const char *line, size_t 
             if (!strncmp(line, "* PREAUTH", 9))
                 c->authed = 1;
             uint32_t gen = c->gen;
-            step(w, c);
+            bench_conn_step(w, c);
             return c->gen != gen ? -1 : 0;
         }
-        fail(w, c);
+        bench_conn_fail(w, c);
         return -1;
     }
     if (len >= 2 && line[0] == '*' && line[1] == ' ') {
@@ -673,7 +696,7 @@ static int on_line(struct worker *w, struct client *c, const char *line, size_t 
     }
     if (len >= 1 && line[0] == '+') {
         if (c->state == ST_BUSY && c->cmd == BC_IDLE) {
-            bench_hist_add(&w->st->hist[BC_IDLE], now_ns() - c->t0);
+            bench_hist_add(&w->st->hist[BC_IDLE], bench_now_ns() - c->t0);
             atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
             c->state = ST_IDLING;
             if (c->role == ROLE_SESSION) {
@@ -699,7 +722,7 @@ static int on_line(struct worker *w, struct client *c, const char *line, size_t 
 }
 
 /* Parses what is buffered; returns -1 if the client was reset. */
-static int parse(struct worker *w, struct client *c)
+static int parse(struct bench_worker *w, struct bench_client *c)
 {
     size_t pos = 0;
     int rc = 0;
@@ -741,117 +764,114 @@ static int parse(struct worker *w, struct client *c)
     return rc;
 }
 
-static void on_event(struct worker *w, struct client *c, uint32_t ev)
+
+/* ---- input, from the engines ---- */
+
+static void in_reserve(struct bench_client *c)
 {
-    if (c->fd < 0)
+    if (c->incap - c->inlen >= 4096)
         return;
-    if (c->state == ST_CONNECTING) {
-        int err = 0;
-        socklen_t l = sizeof err;
-        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-            return;
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err) {
-            fail(w, c);
-            return;
-        }
-        c->state = ST_GREETING;
-        if (g.tls) {
-            c->ssl = SSL_new(g.tls);
-            if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
-                fail(w, c);
-                return;
-            }
-            SSL_set_connect_state(c->ssl);
-            SSL_set_tlsext_host_name(c->ssl, g.cfg->host);
-            c->state = ST_HANDSHAKE;
-        }
+    size_t cap = c->incap ? c->incap * 2 : 16384;
+    char *p = realloc(c->in, cap);
+    if (!p)
+        oom();
+    c->in = p;
+    c->incap = cap;
+}
+
+char *bench_conn_rxbuf(struct bench_client *c, size_t *cap)
+{
+    if (c->ssl) {
+        if (!c->rx && !(c->rx = malloc(BENCH_RX_CAP)))
+            oom();
+        *cap = BENCH_RX_CAP;
+        return c->rx;
     }
+    in_reserve(c);
+    *cap = c->incap - c->inlen;
+    return c->in + c->inlen;
+}
+
+void bench_conn_eof(struct bench_worker *w, struct bench_client *c)
+{
+    bench_conn_fail(w, c);
+}
+
+void bench_conn_input(struct bench_worker *w, struct bench_client *c, size_t n)
+{
+    if (!c->ssl) {
+        c->inlen += n;
+        parse(w, c);
+        return;
+    }
+    if (BIO_write(c->rbio, c->rx, (int)n) != (int)n) {
+        bench_conn_fail(w, c);
+        return;
+    }
+    uint32_t gen = c->gen;
     if (c->state == ST_HANDSHAKE) {
         int r = SSL_do_handshake(c->ssl);
         if (r != 1) {
-            int e = SSL_get_error(c->ssl, r);
-            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
-                fail(w, c);
+            if (SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ) {
+                flush_out(w, c);
+                return;
+            }
+            ERR_clear_error();
+            bench_conn_fail(w, c);
             return;
         }
         c->state = ST_GREETING;
     }
-    if ((ev & EPOLLOUT) && c->outoff < c->outlen && flush_out(w, c) < 0)
-        return;
     for (;;) {
-        if (c->incap - c->inlen < 4096) {
-            size_t cap = c->incap ? c->incap * 2 : 65536;
-            char *p = realloc(c->in, cap);
-            if (!p) {
-                fprintf(stderr, "ringmail-bench: out of memory\n");
-                exit(1);
-            }
-            c->in = p;
-            c->incap = cap;
-        }
-        ssize_t n;
-        if (c->ssl) {
-            int r = SSL_read(c->ssl, c->in + c->inlen, (int)(c->incap - c->inlen));
-            if (r <= 0) {
-                int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-                    return;
-                if (e == SSL_ERROR_ZERO_RETURN) {
-                    r = 0;
-                } else {
-                    ERR_clear_error();
-                    fail(w, c);
-                    return;
-                }
-            }
-            n = r;
-        } else {
-            n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, 0);
-        }
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            if (errno == EINTR)
-                continue;
-            fail(w, c);
+        in_reserve(c);
+        int r = SSL_read(c->ssl, c->in + c->inlen, (int)(c->incap - c->inlen));
+        if (r <= 0) {
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ)
+                break;
+            ERR_clear_error();
+            bench_conn_fail(w, c);   /* close_notify included: the server went away */
             return;
         }
-        if (n == 0) {
-            uint32_t gen = c->gen;
-            parse(w, c);
-            if (c->gen == gen)
-                fail(w, c);
-            return;
-        }
-        c->inlen += (size_t)n;
+        c->inlen += (size_t)r;
         if (parse(w, c) < 0)
             return;
     }
+    if (c->gen == gen)
+        flush_out(w, c);
 }
+
+void bench_conn_tick(struct bench_worker *w)
+{
+    uint64_t now = bench_now_ns();
+    if (now - w->last_tick < 1000000ull)
+        return;
+    w->last_tick = now;
+    for (int i = 0; i < w->ncl; i++) {
+        struct bench_client *c = &w->cl[i];
+        if (c->state == ST_WAIT && now >= c->wake_at)
+            bench_conn_step(w, c);
+    }
+}
+
+/* ---- threads and phases ---- */
 
 static void *worker_main(void *arg)
 {
-    struct worker *w = arg;
-    struct epoll_event evs[256];
-    while (!atomic_load(&g.stop_all)) {
-        uint64_t now = now_ns();
-        for (int i = 0; i < w->ncl; i++) {
-            struct client *c = &w->cl[i];
-            if (c->state == ST_WAIT && now >= c->wake_at)
-                step(w, c);
-        }
-        int n = epoll_wait(w->ep, evs, 256, 2);
-        for (int i = 0; i < n; i++)
-            on_event(w, evs[i].data.ptr, evs[i].events);
-    }
+    struct bench_worker *w = arg;
+    g.eng->loop(w);
+    g.eng->fini(w);          /* nothing of the kernel's reads a buffer any more */
     for (int i = 0; i < w->ncl; i++) {
-        struct client *c = &w->cl[i];
+        struct bench_client *c = &w->cl[i];
         if (c->ssl)
             SSL_free(c->ssl);
         if (c->fd >= 0)
             close(c->fd);
         free(c->in);
-        free(c->out);
+        free(c->rx);
+        free(c->out.p);
+        free(c->wire.p);
+        free(c->tx.p);
     }
     return NULL;
 }
@@ -888,26 +908,39 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
     int nth = cfg->threads < total ? cfg->threads : total;
     if (nth < 1)
         nth = 1;
-    struct worker *ws = calloc((size_t)nth, sizeof *ws);
+    struct bench_worker *ws = calloc((size_t)nth, sizeof *ws);
     if (!g.events || !g.user_seq || !g.user_sessions || !ws)
         return -ENOMEM;
-    uint64_t seed = now_ns() | 1;
+    uint64_t seed = bench_now_ns() | 1;
+    g.eng = cfg->io == BENCH_IO_EPOLL ? &bench_engine_epoll : &bench_engine_uring;
     for (int t = 0; t < nth; t++) {
-        struct worker *w = &ws[t];
-        w->ep = epoll_create1(EPOLL_CLOEXEC);
+        struct bench_worker *w = &ws[t];
         w->st = calloc(1, sizeof *w->st);
         w->msgbuf = malloc(48 * 1024);
         w->cl = calloc((size_t)(total / nth + 1), sizeof *w->cl);
         w->rng = seed * (uint64_t)(t + 1) * 0x9e3779b97f4a7c15ull | 1;
-        if (w->ep < 0 || !w->st || !w->msgbuf || !w->cl)
+        if (!w->st || !w->msgbuf || !w->cl)
             return -ENOMEM;
+        int e = g.eng->init(w);
+        if (e < 0 && g.eng == &bench_engine_uring && t == 0) {
+            static int noted;
+            if (!noted++)
+                fprintf(stderr, "ringmail-bench: io_uring unavailable (%s), using epoll\n",
+                        strerror(-e));
+            g.eng = &bench_engine_epoll;
+            e = g.eng->init(w);
+        }
+        if (e < 0)
+            return e;
+        w->eng = g.eng;
     }
     for (int i = 0; i < total; i++) {
-        struct worker *w = &ws[i % nth];
-        struct client *c = &w->cl[w->ncl++];
+        struct bench_worker *w = &ws[i % nth];
+        struct bench_client *c = &w->cl[w->ncl++];
         c->id = i;
         c->fd = -1;
         c->state = ST_WAIT;
+        c->wake_at = 0;
         c->pending_op = OP_NONE;
         c->status_messages = -1;
         if (i < nclients) {
@@ -921,7 +954,7 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
             c->role = ROLE_APPENDER;
         }
     }
-    uint64_t start = now_ns();
+    uint64_t start = bench_now_ns();
     g.start_ns = start;
     uint64_t end = start + (uint64_t)(duration * 1e9);
     g.force_append_ns = start + (end - start) / 2;
@@ -937,7 +970,7 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
     uint64_t last_print = start;
     int tty_line = 0;
     while (rc == 0) {
-        uint64_t now = now_ns();
+        uint64_t now = bench_now_ns();
         if (now >= end)
             break;
         if (wl == BW_POPULATE && atomic_load(&g.done) >= nclients)
@@ -958,12 +991,12 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
         struct timespec ts = { 0, 20000000 };
         nanosleep(&ts, NULL);
     }
-    uint64_t stop = now_ns();
+    uint64_t stop = bench_now_ns();
     atomic_store(&g.stop_new, 1);
     if (wl == BW_IDLE) {
         /* grace: let the sessions see the last appends */
-        uint64_t grace = now_ns() + 3000000000ull;
-        while (now_ns() < grace && atomic_load(&g.seen_events) < atomic_load(&g.nevents)) {
+        uint64_t grace = bench_now_ns() + 3000000000ull;
+        while (bench_now_ns() < grace && atomic_load(&g.seen_events) < atomic_load(&g.nevents)) {
             struct timespec ts = { 0, 5000000 };
             nanosleep(&ts, NULL);
         }
@@ -985,7 +1018,6 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
             bench_hist_merge(&out->st.hist[k], &ws[t].st->hist[k]);
             out->st.errors[k] += ws[t].st->errors[k];
         }
-        close(ws[t].ep);
         free(ws[t].st);
         free(ws[t].msgbuf);
         free(ws[t].cl);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """ringmail-bench (the IMAP load generator) against ringmaild: every
-implemented workload runs ~2 s with --json and must report zero errors,
+implemented workload runs 1-2 s with --json on each I/O engine (--io uring,
+--io epoll; one server per engine) and must report zero errors,
 plausible counts and ordered percentiles; --populate must create the
 messages (checked with STATUS over imaplib) and skip users that have enough;
 idle-hold must see every append in every session; --tls works against the
@@ -24,14 +25,15 @@ PASSWORD = "bench-secret"
 POPULATE = 20
 
 
-class Bench(unittest.TestCase):
+class BenchBase:
+    IO = None
 
     @classmethod
     def setUpClass(cls):
         if not BENCH or not os.access(BENCH, os.X_OK):
             raise AssertionError("ringmail-bench not found next to ringmaild (%r)" % BENCH)
         users = {"user%d" % i: PASSWORD for i in range(1, NUSERS + 1)}
-        cls.server = rs.Server("auto", users, name="bench", tls=True)
+        cls.server = rs.Server("auto", users, name="bench-" + cls.IO, tls=True)
         try:
             cls.server.start()
         except Exception:
@@ -49,15 +51,17 @@ class Bench(unittest.TestCase):
         if rc != 0:
             raise AssertionError("ringmaild exit status %r after SIGTERM\n%s" % (rc, tail))
 
-    def bench(self, workload, clients, duration=2, extra=(), port=None, expect_rc=0,
+    def bench(self, workload, clients, duration=1, extra=(), port=None, expect_rc=0,
               json_out=True):
         cmd = [BENCH, "--host", "127.0.0.1", "--port", str(port or self.server.port),
                "--users", "user%d", "--nusers", str(NUSERS), "--password", PASSWORD,
                "--clients", str(clients), "--duration", str(duration),
-               "--workload", workload] + (["--json"] if json_out else []) + list(extra)
+               "--workload", workload, "--io", self.IO] + (["--json"] if json_out else []) \
+            + list(extra)
         p = subprocess.run(cmd, capture_output=True, timeout=duration + 60)
         out = p.stdout.decode(errors="replace")
         err = p.stderr.decode(errors="replace")
+        self.assertNotIn("using epoll", err, "io_uring must work on this machine")
         self.assertEqual(p.returncode, expect_rc, "%s\nexit %d\nstdout: %s\nstderr: %s\n%s"
                          % (" ".join(cmd), p.returncode, out[-3000:], err[-3000:],
                             self.server.stderr_tail(3000)))
@@ -116,7 +120,7 @@ class Bench(unittest.TestCase):
 
     def test_3_idle_hold(self):
         clients = 12
-        r = self.bench("idle-hold", clients, duration=3)
+        r = self.bench("idle-hold", clients, duration=2)
         self.check_result(r, "idle-hold", clients, ["LOGIN", "SELECT", "IDLE", "APPEND"])
         f = r["fanout"]
         self.assertEqual(f["sessions"], clients, json.dumps(r, indent=1))
@@ -178,7 +182,7 @@ class Bench(unittest.TestCase):
             srv.start()
             cmd = [BENCH, "--host", "127.0.0.1", "--port", str(srv.port), "--users", "user%d",
                    "--nusers", str(NUSERS), "--password", PASSWORD, "--clients", "6",
-                   "--duration", "3", "--workload", "mixed", "--json"]
+                   "--duration", "3", "--workload", "mixed", "--json", "--io", self.IO]
             t0 = time.monotonic()
             p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             time.sleep(1)
@@ -191,6 +195,14 @@ class Bench(unittest.TestCase):
             self.assertGreater(r["commands"]["LOGIN"]["ops"], 0)
         finally:
             srv.cleanup()
+
+
+class BenchUring(BenchBase, unittest.TestCase):
+    IO = "uring"
+
+
+class BenchEpoll(BenchBase, unittest.TestCase):
+    IO = "epoll"
 
 
 if __name__ == "__main__":

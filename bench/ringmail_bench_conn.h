@@ -1,0 +1,107 @@
+/* Internal contract between ringmail-bench's client logic
+ * (ringmail_bench_conn.c: the IMAP state machines, parsing, TLS) and its two
+ * I/O engines (ringmail_bench_epoll.c, ringmail_bench_uring.c).
+ *
+ * The logic never touches a socket except to create and close it; it asks
+ * the engine to connect (bench_engine.connect), to send what is pending
+ * (bench_engine.kick) and is told by the engine what happened:
+ * bench_conn_connected, bench_conn_input (bytes received into the buffer
+ * bench_conn_rxbuf handed out), bench_conn_eof, bench_conn_fail.  Any of
+ * these may reset the client (disconnect, c->gen bumped): engines compare
+ * c->gen before and after and drop what they were doing if it changed.
+ *
+ * TLS is done on memory BIOs for both engines: received ciphertext is
+ * written into the SSL's read BIO, records it produces are moved into
+ * c->wire, which the engine sends like plaintext. */
+#ifndef RINGMAIL_BENCH_CONN_H
+#define RINGMAIL_BENCH_CONN_H
+
+#include "bench/ringmail_bench.h"
+
+#include <openssl/ssl.h>
+
+/* Bytes [off, len) of p are pending; p is owned by the client. */
+struct bench_obuf {
+    char *p;
+    size_t len, off, cap;
+};
+
+enum { ST_WAIT, ST_CONNECTING, ST_HANDSHAKE, ST_GREETING, ST_READY, ST_BUSY, ST_IDLING,
+       ST_DONE };
+
+struct bench_client {
+    int id, fd, user, role, state;
+    SSL *ssl;                 /* --tls: owned, freed by the disconnect */
+    BIO *rbio, *wbio;         /* borrowed from ssl */
+    int authed, selected, in_conn_count;
+    long exists, exists0, seen;
+    long status_messages, to_append;
+    int cmd, pending_op;
+    uint32_t tag, gen;        /* gen: bumped by every disconnect */
+    uint64_t t0, wake_at;
+    struct bench_obuf out;    /* commands (plaintext); the wire without TLS */
+    struct bench_obuf wire;   /* TLS records to send */
+    struct bench_obuf tx;     /* io_uring: the buffer a SEND is reading */
+    char *in;                 /* plaintext received, parsed in place */
+    size_t inlen, incap;
+    char *rx;                 /* TLS: ciphertext received (BENCH_RX_CAP) */
+    size_t lit;
+    int contline;
+    int src;                  /* source address index (0: none bound) */
+    int inflight;             /* io_uring: operations the kernel holds */
+    unsigned armed;           /* io_uring: bit per operation kind in flight */
+};
+
+struct bench_worker;
+
+struct bench_engine {
+    const char *name;
+    /* Sets up the worker's epoll set / ring; 0 or -errno. */
+    int (*init)(struct bench_worker *w);
+    void (*fini)(struct bench_worker *w);
+    /* 0 if the engine can take a new socket for c now (io_uring: nothing of
+     * the previous connection is still in flight). */
+    int (*can_connect)(struct bench_worker *w, struct bench_client *c);
+    /* Starts connecting c->fd (non-blocking socket) to the server; on failure
+     * calls bench_conn_fail. */
+    void (*connect)(struct bench_worker *w, struct bench_client *c);
+    /* bench_conn_wire(c) has bytes: send them (now or when possible). */
+    void (*kick)(struct bench_worker *w, struct bench_client *c);
+    /* c->fd is about to be closed. */
+    void (*closing)(struct bench_worker *w, struct bench_client *c);
+    /* Runs the worker's clients until bench_conn_stop_all(). */
+    void (*loop)(struct bench_worker *w);
+};
+
+extern const struct bench_engine bench_engine_epoll, bench_engine_uring;
+
+struct bench_worker {
+    pthread_t th;
+    const struct bench_engine *eng;
+    void *eng_state;          /* owned by the engine */
+    struct bench_client *cl;
+    int ncl;
+    uint64_t rng, last_tick;
+    struct bench_stats *st;
+    _Atomic uint64_t ops;
+    char *msgbuf;
+};
+
+#define BENCH_RX_CAP 16384
+
+uint64_t bench_now_ns(void);
+const struct bench_config *bench_conn_config(void);
+int bench_conn_stop_all(void);
+/* Wakes the clients whose back-off or wait is over (at most every ms). */
+void bench_conn_tick(struct bench_worker *w);
+void bench_conn_connected(struct bench_worker *w, struct bench_client *c);
+/* Where the engine receives raw bytes for c, at least 4096 bytes. */
+char *bench_conn_rxbuf(struct bench_client *c, size_t *cap);
+/* n > 0 bytes arrived in the buffer of bench_conn_rxbuf. */
+void bench_conn_input(struct bench_worker *w, struct bench_client *c, size_t n);
+void bench_conn_eof(struct bench_worker *w, struct bench_client *c);
+void bench_conn_fail(struct bench_worker *w, struct bench_client *c);
+struct bench_obuf *bench_conn_wire(struct bench_client *c);
+void bench_conn_step(struct bench_worker *w, struct bench_client *c);
+
+#endif
