@@ -6,11 +6,17 @@
 #include "bench/ringmail_bench.h"
 
 #include <getopt.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define SOCKETS_PER_PROC 18000   /* under the usual 20000-descriptor hard limit */
+#define CONNS_PER_SOURCE 25000   /* of the 28232 ephemeral ports per 4-tuple */
 
 static const unsigned default_weights[OP_N] = {
     /* login select list status headers body store append expunge logout */
@@ -23,13 +29,17 @@ static void usage(FILE *f)
             "usage: ringmail-bench --host H --port P [--tls] --users PATTERN --nusers N\n"
             "         --password PW --clients N --duration S --workload W [--json]\n"
             "         [--weights login=1,select=5,...] [--populate N] [--threads N]\n"
-            "         [--io uring|epoll]\n"
+            "         [--io uring|epoll] [--procs N] [--source-addrs N]\n"
             "workloads: login headers bodies append idle-hold mixed\n"
             "PATTERN: user%%d is expanded for 1..N; clients go to users round robin.\n"
             "mixed weights (default): login=1 select=5 list=2 status=5 headers=10 body=20\n"
             "  store=10 append=5 expunge=1 logout=1\n"
             "--io: the I/O engine, io_uring by default (epoll if io_uring is unavailable)\n"
-            "exit: 0 ok, 1 errors counted, 2 usage / not implemented\n");
+            "--procs: processes sharing the clients (0, default: one per %d sockets)\n"
+            "--source-addrs: spread the clients over 127.0.0.1..N (loopback servers; by\n"
+            "  default when more than %d connections go to one address)\n"
+            "exit: 0 ok, 1 errors counted, 2 usage / not implemented\n",
+            SOCKETS_PER_PROC, CONNS_PER_SOURCE);
 }
 
 static int parse_weights(const char *s, unsigned *w)
@@ -87,9 +97,9 @@ static void report_table(const struct bench_config *cfg, const struct bench_resu
     for (int k = 0; k < BC_NCMD; k++)
         ops += r->st.hist[k].count;
     printf("workload %s: %d clients, %.1f s, %.0f ops/s total, %llu errors, "
-           "connections held %ld (peak %ld)\n",
+           "connections held %ld (%ld at the end)\n",
            cfg->workload_name, cfg->clients, r->elapsed_s, (double)ops / r->elapsed_s,
-           (unsigned long long)total_errors(r), r->conns_end, r->conns_peak);
+           (unsigned long long)total_errors(r), r->conns_peak, r->conns_end);
     printf("%-14s %9s %10s %9s %9s %9s %9s %7s\n", "command", "ops", "ops/s", "p50 ms",
            "p99 ms", "p99.9 ms", "max ms", "errors");
     for (int k = 0; k < BC_NCMD; k++) {
@@ -117,9 +127,11 @@ static void report_json(const struct bench_config *cfg, const struct bench_resul
         ops += r->st.hist[k].count;
     printf("{\"workload\": \"%s\", \"clients\": %d, \"duration_s\": %.3f, "
            "\"total_ops_per_sec\": %.1f, \"errors\": %llu, \"connections_held\": %ld, "
-           "\"connections_peak\": %ld, \"commands\": {",
+           "\"connections_peak\": %ld, \"connections_at_end\": %ld, \"procs\": %d, "
+           "\"io\": \"%s\", \"commands\": {",
            cfg->workload_name, cfg->clients, r->elapsed_s, (double)ops / r->elapsed_s,
-           (unsigned long long)total_errors(r), r->conns_end, r->conns_peak);
+           (unsigned long long)total_errors(r), r->conns_peak, r->conns_peak, r->conns_end,
+           cfg->procs, cfg->io == BENCH_IO_EPOLL ? "epoll" : "uring");
     int first = 1;
     for (int k = 0; k < BC_NCMD; k++) {
         const bench_hist *h = &r->st.hist[k];
@@ -168,6 +180,8 @@ int main(int argc, char **argv)
         { "populate", required_argument, NULL, 'o' },
         { "threads", required_argument, NULL, 'T' },
         { "io", required_argument, NULL, 'I' },
+        { "procs", required_argument, NULL, 'R' },
+        { "source-addrs", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'H' },
         { NULL, 0, NULL, 0 }
     };
@@ -187,6 +201,8 @@ int main(int argc, char **argv)
         case 'W': weights = optarg; break;
         case 'o': cfg.populate = atol(optarg); break;
         case 'T': cfg.threads = atoi(optarg); break;
+        case 'R': cfg.procs = atoi(optarg); break;
+        case 'S': cfg.source_addrs = atoi(optarg); break;
         case 'I':
             if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring")) {
                 cfg.io = BENCH_IO_URING;
@@ -203,7 +219,8 @@ int main(int argc, char **argv)
     }
     if (optind < argc || !cfg.host || cfg.port <= 0 || cfg.port > 65535 || !cfg.users ||
         !cfg.password || !workload || cfg.nusers < 1 || cfg.clients < 1 ||
-        cfg.duration <= 0 || cfg.populate < 0 || cfg.threads < 1) {
+        cfg.duration <= 0 || cfg.populate < 0 || cfg.threads < 1 || cfg.procs < 0 ||
+        cfg.source_addrs < 0 || cfg.source_addrs > 254) {
         usage(stderr);
         return 2;
     }
@@ -241,6 +258,32 @@ int main(int argc, char **argv)
     memcpy(&cfg.addr, ai->ai_addr, ai->ai_addrlen);
     cfg.addrlen = ai->ai_addrlen;
     freeaddrinfo(ai);
+
+    /* Sockets: as many as the hard limit allows, in enough processes. */
+    struct rlimit rl;
+    long per_proc = SOCKETS_PER_PROC;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        getrlimit(RLIMIT_NOFILE, &rl);
+        if (rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur - 100 < per_proc)
+            per_proc = (long)rl.rlim_cur > 200 ? (long)rl.rlim_cur - 100 : 100;
+    }
+    long sockets = cfg.clients + (cfg.workload == BW_IDLE ? cfg.nusers : 0);
+    if (cfg.procs == 0)
+        cfg.procs = (int)((sockets + per_proc - 1) / per_proc);
+    if (cfg.procs > cfg.clients)
+        cfg.procs = cfg.clients;
+    int loopback = cfg.addr.ss_family == AF_INET &&
+                   (ntohl(((struct sockaddr_in *)&cfg.addr)->sin_addr.s_addr) >> 24) == 127;
+    if (cfg.source_addrs > 0 && !loopback) {
+        fprintf(stderr, "ringmail-bench: --source-addrs only for a 127.x server, ignored\n");
+        cfg.source_addrs = 0;
+    } else if (cfg.source_addrs == 0 && loopback && sockets > CONNS_PER_SOURCE) {
+        cfg.source_addrs = (int)((sockets + CONNS_PER_SOURCE - 1) / CONNS_PER_SOURCE);
+    }
 
     int progress = isatty(2);
     if (cfg.populate > 0) {

@@ -13,6 +13,12 @@
  * last IDLE session of that user has seen its "* n EXISTS".
  *
  *   ringmail_bench.c       command line, phases, report (table / JSON)
+ * --procs N: N processes, each with its own threads, share one report
+ * through a MAP_SHARED mapping (so that more than one process's descriptor
+ * limit of sockets can be held); idle-hold's appenders are all in the first
+ * process, and every session stamps when it saw an append, fanout being the
+ * latest stamp minus the APPEND's send time (CLOCK_MONOTONIC).
+ *
  *   ringmail_bench_conn.c  the client logic (state machines, IMAP parsing, TLS),
  *                          threads and phases (ringmail_bench_conn.h)
  *   ringmail_bench_epoll.c the epoll engine (non-blocking sockets, edge-triggered)
@@ -73,6 +79,8 @@ struct bench_config {
     long populate;
     int threads;
     enum bench_io io;           /* --io: the engine (uring falls back to epoll) */
+    int procs;                  /* processes (resolved by main: >= 1) */
+    int source_addrs;           /* > 0: bind clients to 127.0.0.1..N in turn */
     struct sockaddr_storage addr;
     socklen_t addrlen;
 };
@@ -85,7 +93,7 @@ struct bench_stats {
 struct bench_result {
     struct bench_stats st;       /* merged over threads */
     double elapsed_s;
-    long conns_peak, conns_end;
+    long conns_peak, conns_end;  /* established: most at once, at the end */
     /* idle-hold */
     bench_hist fanout;
     long appends_sent, appends_seen, sessions;

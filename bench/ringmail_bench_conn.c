@@ -7,12 +7,17 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,11 +39,29 @@ enum { ROLE_NORMAL, ROLE_SESSION, ROLE_APPENDER, ROLE_POPULATE };
 #define BACKOFF_NS 20000000ull    /* 20 ms before reconnecting after an error */
 #define MAX_EVENTS 65536          /* idle-hold appends remembered */
 
+/* One idle-hold APPEND: every session of that user that sees its EXISTS
+ * raises last_seen and decrements remaining; fanout = last_seen - start once
+ * remaining is 0 (CLOCK_MONOTONIC is one clock for all processes). */
 struct fan_event {
     int user;
     long seq;
     uint64_t start;
+    _Atomic uint64_t last_seen;
     _Atomic int remaining;
+};
+
+/* What the processes of one phase share: a MAP_SHARED anonymous mapping
+ * made before the fork (lock-free atomics only).  Behind it: events,
+ * per-process statistics, per-user counters (see phase_map). */
+struct bench_shared {
+    _Atomic int stop_new, stop_all, failed;
+    _Atomic long conns_now, conns_peak, done;
+    _Atomic uint64_t ops;
+    /* idle-hold */
+    _Atomic int idling, appending_started;
+    _Atomic long append_seq;
+    _Atomic uint64_t next_append_ns;
+    _Atomic long nevents, seen_events;
 };
 
 static struct {
@@ -46,20 +69,13 @@ static struct {
     const struct bench_engine *eng;
     enum bench_workload w;
     int nclients, nsessions, nappenders;
-    _Atomic int stop_new, stop_all;
-    _Atomic long conns_now, conns_peak, done;
-    /* idle-hold */
-    _Atomic int idling, appending_started;
-    _Atomic long append_seq;
-    _Atomic uint64_t next_append_ns;
+    struct bench_shared *sh;
     uint64_t start_ns, force_append_ns;
-    _Atomic long nevents, seen_events;
-    struct fan_event *events;
-    _Atomic long *user_seq;       /* per user: appends created */
-    _Atomic int *user_sessions;   /* per user: sessions idling */
-    pthread_mutex_t fan_lock;
-    bench_hist *fanout;
-    SSL_CTX *tls;
+    struct fan_event *events;     /* MAX_EVENTS, shared */
+    struct bench_stats *pstats;   /* one per process, shared */
+    _Atomic long *user_seq;       /* per user: appends created, shared */
+    _Atomic int *user_sessions;   /* per user: sessions idling, shared */
+    SSL_CTX *tls;                 /* per process */
 } g;
 
 static void oom(void)
@@ -82,7 +98,7 @@ const struct bench_config *bench_conn_config(void)
 
 int bench_conn_stop_all(void)
 {
-    return atomic_load(&g.stop_all);
+    return atomic_load(&g.sh->stop_all);
 }
 
 static uint64_t rnd(struct bench_worker *w)
@@ -229,11 +245,11 @@ static void disconnect(struct bench_worker *w, struct bench_client *c, uint64_t 
         c->rbio = c->wbio = NULL;
     }
     if (c->in_conn_count) {
-        atomic_fetch_sub(&g.conns_now, 1);
+        atomic_fetch_sub(&g.sh->conns_now, 1);
         c->in_conn_count = 0;
     }
     if (c->state == ST_IDLING && c->role == ROLE_SESSION) {
-        atomic_fetch_sub(&g.idling, 1);
+        atomic_fetch_sub(&g.sh->idling, 1);
         atomic_fetch_sub(&g.user_sessions[c->user], 1);
     }
     c->authed = c->selected = 0;
@@ -309,6 +325,19 @@ static void start_connect(struct bench_worker *w, struct bench_client *c)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->src > 0) {
+        /* 127.0.0.src, the port chosen by connect() for the whole 4-tuple */
+        struct sockaddr_in sin = { .sin_family = AF_INET,
+                                   .sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)c->src) };
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+            close(fd);
+            count_error(w, BC_CONNECT);
+            c->state = ST_WAIT;
+            c->wake_at = bench_now_ns() + 100000000ull;
+            return;
+        }
+    }
     c->fd = fd;
     c->cmd = BC_CONNECT;
     c->t0 = bench_now_ns();
@@ -477,37 +506,37 @@ static int mixed_next(struct bench_worker *w, struct bench_client *c, int *op_ou
 static int appender_next(struct bench_client *c)
 {
     uint64_t now = bench_now_ns();
-    if (!atomic_load(&g.appending_started)) {
-        if (atomic_load(&g.idling) < g.nsessions && now < g.force_append_ns) {
+    if (!atomic_load(&g.sh->appending_started)) {
+        if (atomic_load(&g.sh->idling) < g.nsessions && now < g.force_append_ns) {
             c->wake_at = now + 2000000ull;
             return -1;
         }
         int z = 0;
-        if (atomic_compare_exchange_strong(&g.appending_started, &z, 1))
-            atomic_store(&g.next_append_ns, now);
+        if (atomic_compare_exchange_strong(&g.sh->appending_started, &z, 1))
+            atomic_store(&g.sh->next_append_ns, now);
     }
-    long seq = atomic_load(&g.append_seq);
-    uint64_t due = atomic_load(&g.next_append_ns);
+    long seq = atomic_load(&g.sh->append_seq);
+    uint64_t due = atomic_load(&g.sh->next_append_ns);
     if (now < due || seq % g.nappenders != c->user ||
-        atomic_load(&g.nevents) >= MAX_EVENTS) {
+        atomic_load(&g.sh->nevents) >= MAX_EVENTS) {
         c->wake_at = now + 2000000ull;
         return -1;
     }
-    if (!atomic_compare_exchange_strong(&g.append_seq, &seq, seq + 1)) {
+    if (!atomic_compare_exchange_strong(&g.sh->append_seq, &seq, seq + 1)) {
         c->wake_at = now + 1000000ull;
         return -1;
     }
-    atomic_store(&g.next_append_ns, now + 1000000000ull);
-    long k = atomic_load(&g.nevents);
+    atomic_store(&g.sh->next_append_ns, now + 1000000000ull);
+    long k = atomic_load(&g.sh->nevents);
     struct fan_event *e = &g.events[k];
     e->user = c->user;
     e->seq = atomic_load(&g.user_seq[c->user]) + 1;
     e->start = now;
     atomic_store(&e->remaining, atomic_load(&g.user_sessions[c->user]));
-    atomic_store(&g.nevents, k + 1);
+    atomic_store(&g.sh->nevents, k + 1);
     atomic_store(&g.user_seq[c->user], e->seq);
     if (atomic_load(&e->remaining) == 0)
-        atomic_fetch_add(&g.seen_events, 1);
+        atomic_fetch_add(&g.sh->seen_events, 1);
     return BC_APPEND;
 }
 
@@ -550,7 +579,7 @@ static int next_cmd(struct bench_worker *w, struct bench_client *c, int *op)
 
 void bench_conn_step(struct bench_worker *w, struct bench_client *c)
 {
-    if (atomic_load(&g.stop_new) || c->state == ST_DONE) {
+    if (atomic_load(&g.sh->stop_new) || c->state == ST_DONE) {
         if (c->state != ST_DONE)
             c->state = ST_WAIT;
         c->wake_at = UINT64_MAX;
@@ -575,18 +604,17 @@ static void fanout_seen(struct bench_client *c, long n)
 {
     long have = n - c->exists0;
     uint64_t now = bench_now_ns();
-    long nev = atomic_load(&g.nevents);
+    long nev = atomic_load(&g.sh->nevents);
     for (long k = c->seen + 1; k <= have; k++) {
         for (long i = nev - 1; i >= 0; i--) {
             struct fan_event *e = &g.events[i];
             if (e->user != c->user || e->seq != k)
                 continue;
-            if (atomic_fetch_sub(&e->remaining, 1) == 1) {
-                pthread_mutex_lock(&g.fan_lock);
-                bench_hist_add(g.fanout, now - e->start);
-                pthread_mutex_unlock(&g.fan_lock);
-                atomic_fetch_add(&g.seen_events, 1);
-            }
+            uint64_t last = atomic_load(&e->last_seen);
+            while (now > last && !atomic_compare_exchange_weak(&e->last_seen, &last, now))
+                ;
+            if (atomic_fetch_sub(&e->remaining, 1) == 1)
+                atomic_fetch_add(&g.sh->seen_events, 1);
             break;
         }
     }
@@ -600,7 +628,7 @@ static void complete(struct bench_worker *w, struct bench_client *c, int ok)
     int cmd = c->cmd;
     if (ok) {
         bench_hist_add(&w->st->hist[cmd], lat);
-        atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&g.sh->ops, 1, memory_order_relaxed);
     } else {
         count_error(w, cmd);
     }
@@ -639,7 +667,7 @@ static void complete(struct bench_worker *w, struct bench_client *c, int ok)
         if (c->role == ROLE_POPULATE) {
             disconnect(w, c, 0);
             c->state = ST_DONE;
-            atomic_fetch_add(&g.done, 1);
+            atomic_fetch_add(&g.sh->done, 1);
             return;
         }
         disconnect(w, c, 0);
@@ -657,11 +685,11 @@ static int on_line(struct bench_worker *w, struct bench_client *c, const char *l
     if (c->state == ST_GREETING) {
         if (len >= 4 && (!strncmp(line, "* OK", 4) || !strncmp(line, "* PREAUTH", 9))) {
             bench_hist_add(&w->st->hist[BC_CONNECT], bench_now_ns() - c->t0);
-            atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&g.sh->ops, 1, memory_order_relaxed);
             c->in_conn_count = 1;
-            long now = atomic_fetch_add(&g.conns_now, 1) + 1;
-            long peak = atomic_load(&g.conns_peak);
-            while (now > peak && !atomic_compare_exchange_weak(&g.conns_peak, &peak, now))
+            long now = atomic_fetch_add(&g.sh->conns_now, 1) + 1;
+            long peak = atomic_load(&g.sh->conns_peak);
+            while (now > peak && !atomic_compare_exchange_weak(&g.sh->conns_peak, &peak, now))
                 ;
             c->state = ST_READY;
             if (!strncmp(line, "* PREAUTH", 9))
@@ -697,11 +725,11 @@ static int on_line(struct bench_worker *w, struct bench_client *c, const char *l
     if (len >= 1 && line[0] == '+') {
         if (c->state == ST_BUSY && c->cmd == BC_IDLE) {
             bench_hist_add(&w->st->hist[BC_IDLE], bench_now_ns() - c->t0);
-            atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&g.sh->ops, 1, memory_order_relaxed);
             c->state = ST_IDLING;
             if (c->role == ROLE_SESSION) {
                 atomic_fetch_add(&g.user_sessions[c->user], 1);
-                atomic_fetch_add(&g.idling, 1);
+                atomic_fetch_add(&g.sh->idling, 1);
             }
         }
         return 0;
@@ -876,6 +904,144 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* The clients of process p (of nprocs): sessions and normal clients round
+ * robin, every idle-hold appender in process 0. */
+static int proc_of(int i, int nprocs)
+{
+    return i >= g.nsessions ? 0 : i % nprocs;
+}
+
+struct proc {
+    struct bench_worker *ws;
+    int nth, started;
+};
+
+/* Sets up and starts the worker threads of process p.  0 or -errno. */
+static int proc_start(int p, int nprocs, struct proc *pr)
+{
+    const struct bench_config *cfg = g.cfg;
+    int mine = 0;
+    for (int i = 0; i < g.nclients; i++)
+        mine += proc_of(i, nprocs) == p;
+    int threads = (cfg->threads + nprocs - 1) / nprocs;
+    int nth = threads < mine ? threads : mine;
+    if (nth < 1)
+        nth = 1;
+    pr->nth = nth;
+    pr->started = 0;
+    pr->ws = calloc((size_t)nth, sizeof *pr->ws);
+    if (!pr->ws)
+        return -ENOMEM;
+    if (cfg->tls) {
+        /* A load generator: the server's certificate is not verified. */
+        g.tls = SSL_CTX_new(TLS_method());
+        if (!g.tls)
+            return -ENOMEM;
+        SSL_CTX_set_verify(g.tls, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(g.tls, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    }
+    uint64_t seed = (bench_now_ns() ^ (uint64_t)getpid() << 32) | 1;
+    g.eng = cfg->io == BENCH_IO_EPOLL ? &bench_engine_epoll : &bench_engine_uring;
+    for (int t = 0; t < nth; t++) {
+        struct bench_worker *w = &pr->ws[t];
+        w->st = calloc(1, sizeof *w->st);
+        w->msgbuf = malloc(48 * 1024);
+        w->cl = calloc((size_t)(mine / nth + 1), sizeof *w->cl);
+        w->rng = seed * (uint64_t)(t + 1) * 0x9e3779b97f4a7c15ull | 1;
+        if (!w->st || !w->msgbuf || !w->cl)
+            return -ENOMEM;
+        int e = g.eng->init(w);
+        if (e < 0 && g.eng == &bench_engine_uring && t == 0) {
+            if (p == 0)
+                fprintf(stderr, "ringmail-bench: io_uring unavailable (%s), using epoll\n",
+                        strerror(-e));
+            g.eng = &bench_engine_epoll;
+            e = g.eng->init(w);
+        }
+        if (e < 0)
+            return e;
+        w->eng = g.eng;
+    }
+    int k = 0;
+    for (int i = 0; i < g.nclients; i++) {
+        if (proc_of(i, nprocs) != p)
+            continue;
+        struct bench_worker *w = &pr->ws[k++ % nth];
+        struct bench_client *c = &w->cl[w->ncl++];
+        c->id = i;
+        c->fd = -1;
+        c->state = ST_WAIT;
+        c->wake_at = 0;
+        c->pending_op = OP_NONE;
+        c->status_messages = -1;
+        c->src = cfg->source_addrs > 0 ? 1 + i % cfg->source_addrs : 0;
+        if (i < g.nsessions) {
+            c->user = i % cfg->nusers;
+            c->role = g.w == BW_POPULATE ? ROLE_POPULATE : g.w == BW_IDLE ? ROLE_SESSION
+                    : ROLE_NORMAL;
+            if (g.w == BW_IDLE)     /* sessions only on users that get appends */
+                c->user = i % g.nappenders;
+        } else {
+            c->user = i - g.nsessions;
+            c->role = ROLE_APPENDER;
+        }
+    }
+    for (int t = 0; t < nth; t++) {
+        if (pthread_create(&pr->ws[t].th, NULL, worker_main, &pr->ws[t]) != 0)
+            return -EAGAIN;
+        pr->started++;
+    }
+    return 0;
+}
+
+/* Joins the threads (after stop_all) and adds their statistics to
+ * process p's slot. */
+static void proc_finish(int p, struct proc *pr)
+{
+    for (int t = 0; t < pr->started; t++)
+        pthread_join(pr->ws[t].th, NULL);
+    for (int t = 0; pr->ws && t < pr->nth; t++) {
+        struct bench_worker *w = &pr->ws[t];
+        if (w->st) {
+            for (int k = 0; k < BC_NCMD; k++) {
+                bench_hist_merge(&g.pstats[p].hist[k], &w->st->hist[k]);
+                g.pstats[p].errors[k] += w->st->errors[k];
+            }
+        }
+        if (w->eng && w->eng_state && t >= pr->started)
+            w->eng->fini(w);
+        free(w->st);
+        free(w->msgbuf);
+        free(w->cl);
+    }
+    free(pr->ws);
+    pr->ws = NULL;
+    if (g.tls)
+        SSL_CTX_free(g.tls);
+    g.tls = NULL;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+    nanosleep(&ts, NULL);
+}
+
+/* A forked process: runs its clients until the parent says stop. */
+static void proc_child(int p, int nprocs)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct proc pr = { 0 };
+    if (proc_start(p, nprocs, &pr) < 0) {
+        atomic_store(&g.sh->failed, 1);
+        atomic_store(&g.sh->stop_all, 1);
+    }
+    while (!atomic_load(&g.sh->stop_all))
+        sleep_ms(5);
+    proc_finish(p, &pr);
+    _exit(0);
+}
+
 int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclients,
               double duration, int progress, struct bench_result *out)
 {
@@ -891,143 +1057,121 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
         total += g.nappenders;
     }
     g.nclients = total;
-    pthread_mutex_init(&g.fan_lock, NULL);
-    if (cfg->tls) {
-        /* A load generator: the server's certificate is not verified. */
-        g.tls = SSL_CTX_new(TLS_method());
-        if (!g.tls)
-            return -ENOMEM;
-        SSL_CTX_set_verify(g.tls, SSL_VERIFY_NONE, NULL);
-        SSL_CTX_set_mode(g.tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    }
-    g.fanout = &out->fanout;
-    g.events = calloc(MAX_EVENTS, sizeof *g.events);
-    g.user_seq = calloc((size_t)cfg->nusers, sizeof *g.user_seq);
-    g.user_sessions = calloc((size_t)cfg->nusers, sizeof *g.user_sessions);
-    int nth = cfg->threads < total ? cfg->threads : total;
-    if (nth < 1)
-        nth = 1;
-    struct bench_worker *ws = calloc((size_t)nth, sizeof *ws);
-    if (!g.events || !g.user_seq || !g.user_sessions || !ws)
-        return -ENOMEM;
-    uint64_t seed = bench_now_ns() | 1;
-    g.eng = cfg->io == BENCH_IO_EPOLL ? &bench_engine_epoll : &bench_engine_uring;
-    for (int t = 0; t < nth; t++) {
-        struct bench_worker *w = &ws[t];
-        w->st = calloc(1, sizeof *w->st);
-        w->msgbuf = malloc(48 * 1024);
-        w->cl = calloc((size_t)(total / nth + 1), sizeof *w->cl);
-        w->rng = seed * (uint64_t)(t + 1) * 0x9e3779b97f4a7c15ull | 1;
-        if (!w->st || !w->msgbuf || !w->cl)
-            return -ENOMEM;
-        int e = g.eng->init(w);
-        if (e < 0 && g.eng == &bench_engine_uring && t == 0) {
-            static int noted;
-            if (!noted++)
-                fprintf(stderr, "ringmail-bench: io_uring unavailable (%s), using epoll\n",
-                        strerror(-e));
-            g.eng = &bench_engine_epoll;
-            e = g.eng->init(w);
-        }
-        if (e < 0)
-            return e;
-        w->eng = g.eng;
-    }
-    for (int i = 0; i < total; i++) {
-        struct bench_worker *w = &ws[i % nth];
-        struct bench_client *c = &w->cl[w->ncl++];
-        c->id = i;
-        c->fd = -1;
-        c->state = ST_WAIT;
-        c->wake_at = 0;
-        c->pending_op = OP_NONE;
-        c->status_messages = -1;
-        if (i < nclients) {
-            c->user = i % cfg->nusers;
-            c->role = wl == BW_POPULATE ? ROLE_POPULATE : wl == BW_IDLE ? ROLE_SESSION
-                    : ROLE_NORMAL;
-            if (wl == BW_IDLE)      /* sessions only on users that get appends */
-                c->user = i % g.nappenders;
-        } else {
-            c->user = i - nclients;
-            c->role = ROLE_APPENDER;
-        }
-    }
+    int nprocs = wl == BW_POPULATE || cfg->procs < 1 ? 1 : cfg->procs;
+    if (nprocs > nclients)
+        nprocs = nclients;
+
+    /* The shared mapping: header, events, per-process stats, per-user
+     * counters; anonymous memory is zeroed. */
+    size_t off_ev = (sizeof(struct bench_shared) + 63) & ~(size_t)63;
+    size_t off_st = off_ev + MAX_EVENTS * sizeof(struct fan_event);
+    size_t off_us = off_st + (size_t)nprocs * sizeof(struct bench_stats);
+    size_t off_ss = off_us + (size_t)cfg->nusers * sizeof(_Atomic long);
+    size_t maplen = off_ss + (size_t)cfg->nusers * sizeof(_Atomic int);
+    char *map = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
+        return -errno;
+    g.sh = (struct bench_shared *)map;
+    g.events = (struct fan_event *)(map + off_ev);
+    g.pstats = (struct bench_stats *)(map + off_st);
+    g.user_seq = (_Atomic long *)(map + off_us);
+    g.user_sessions = (_Atomic int *)(map + off_ss);
+
     uint64_t start = bench_now_ns();
     g.start_ns = start;
     uint64_t end = start + (uint64_t)(duration * 1e9);
     g.force_append_ns = start + (end - start) / 2;
-    int started = 0;
-    for (int t = 0; t < nth; t++) {
-        if (pthread_create(&ws[t].th, NULL, worker_main, &ws[t]) != 0) {
-            rc = -EAGAIN;
-            atomic_store(&g.stop_all, 1);
-            break;
-        }
-        started++;
+
+    struct proc pr = { 0 };
+    pid_t *pids = calloc((size_t)nprocs, sizeof *pids);
+    if (!pids) {
+        munmap(map, maplen);
+        return -ENOMEM;
     }
+    if (nprocs == 1) {
+        rc = proc_start(0, 1, &pr);
+    } else {
+        fflush(stdout);
+        fflush(stderr);
+        for (int p = 0; p < nprocs; p++) {
+            pids[p] = fork();
+            if (pids[p] == 0)
+                proc_child(p, nprocs);
+            if (pids[p] < 0) {
+                rc = -errno;
+                break;
+            }
+        }
+    }
+    if (rc < 0)
+        atomic_store(&g.sh->stop_all, 1);
+
     uint64_t last_print = start;
     int tty_line = 0;
-    while (rc == 0) {
+    while (rc == 0 && !atomic_load(&g.sh->failed)) {
         uint64_t now = bench_now_ns();
         if (now >= end)
             break;
-        if (wl == BW_POPULATE && atomic_load(&g.done) >= nclients)
+        if (wl == BW_POPULATE && atomic_load(&g.sh->done) >= nclients)
             break;
         if (progress && now - last_print >= 1000000000ull) {
-            uint64_t ops = 0;
-            for (int t = 0; t < nth; t++)
-                ops += atomic_load_explicit(&ws[t].ops, memory_order_relaxed);
+            uint64_t ops = atomic_load_explicit(&g.sh->ops, memory_order_relaxed);
             double el = (double)(now - start) / 1e9;
             fprintf(stderr, "\r%s %5.1f/%gs  ops %llu (%.0f/s)  conns %ld%s   ",
                     wl == BW_POPULATE ? "populate" : cfg->workload_name, el, duration,
-                    (unsigned long long)ops, ops / el, atomic_load(&g.conns_now),
-                    wl == BW_IDLE ? (atomic_load(&g.appending_started) ? "  appending"
-                                                                         : "  holding") : "");
+                    (unsigned long long)ops, ops / el, atomic_load(&g.sh->conns_now),
+                    wl == BW_IDLE ? (atomic_load(&g.sh->appending_started) ? "  appending"
+                                                                            : "  holding")
+                                  : "");
             tty_line = 1;
             last_print = now;
         }
-        struct timespec ts = { 0, 20000000 };
-        nanosleep(&ts, NULL);
+        sleep_ms(20);
     }
     uint64_t stop = bench_now_ns();
-    atomic_store(&g.stop_new, 1);
+    atomic_store(&g.sh->stop_new, 1);
     if (wl == BW_IDLE) {
         /* grace: let the sessions see the last appends */
         uint64_t grace = bench_now_ns() + 3000000000ull;
-        while (bench_now_ns() < grace && atomic_load(&g.seen_events) < atomic_load(&g.nevents)) {
-            struct timespec ts = { 0, 5000000 };
-            nanosleep(&ts, NULL);
+        while (bench_now_ns() < grace &&
+               atomic_load(&g.sh->seen_events) < atomic_load(&g.sh->nevents))
+            sleep_ms(5);
+    }
+    out->conns_end = atomic_load(&g.sh->conns_now);
+    out->sessions = atomic_load(&g.sh->idling);
+    atomic_store(&g.sh->stop_all, 1);
+    if (nprocs == 1) {
+        proc_finish(0, &pr);
+    } else {
+        for (int p = 0; p < nprocs; p++) {
+            int status;
+            if (pids[p] > 0 && (waitpid(pids[p], &status, 0) < 0 || !WIFEXITED(status) ||
+                                WEXITSTATUS(status) != 0))
+                rc = rc ? rc : -ECHILD;
         }
     }
-    out->conns_end = atomic_load(&g.conns_now);
-    out->sessions = atomic_load(&g.idling);
-    atomic_store(&g.stop_all, 1);
-    for (int t = 0; t < started; t++)
-        pthread_join(ws[t].th, NULL);
+    if (atomic_load(&g.sh->failed) && rc == 0)
+        rc = -EAGAIN;
     if (tty_line)
         fprintf(stderr, "\n");
     out->elapsed_s = (double)(stop - start) / 1e9;
-    out->conns_peak = atomic_load(&g.conns_peak);
-    out->appends_sent = atomic_load(&g.nevents);
-    out->appends_seen = atomic_load(&g.seen_events);
-    out->populate_done = atomic_load(&g.done);
-    for (int t = 0; t < nth; t++) {
-        for (int k = 0; k < BC_NCMD; k++) {
-            bench_hist_merge(&out->st.hist[k], &ws[t].st->hist[k]);
-            out->st.errors[k] += ws[t].st->errors[k];
-        }
-        free(ws[t].st);
-        free(ws[t].msgbuf);
-        free(ws[t].cl);
+    out->conns_peak = atomic_load(&g.sh->conns_peak);
+    out->appends_sent = atomic_load(&g.sh->nevents);
+    out->appends_seen = atomic_load(&g.sh->seen_events);
+    out->populate_done = atomic_load(&g.sh->done);
+    for (long k = 0; k < out->appends_sent; k++) {
+        struct fan_event *e = &g.events[k];
+        if (atomic_load(&e->remaining) == 0 && atomic_load(&e->last_seen))
+            bench_hist_add(&out->fanout, atomic_load(&e->last_seen) - e->start);
     }
-    free(ws);
-    free(g.events);
-    free(g.user_seq);
-    free(g.user_sessions);
-    pthread_mutex_destroy(&g.fan_lock);
-    if (g.tls)
-        SSL_CTX_free(g.tls);
+    for (int p = 0; p < nprocs; p++) {
+        for (int k = 0; k < BC_NCMD; k++) {
+            bench_hist_merge(&out->st.hist[k], &g.pstats[p].hist[k]);
+            out->st.errors[k] += g.pstats[p].errors[k];
+        }
+    }
+    free(pids);
+    munmap(map, maplen);
+    g.sh = NULL;
     return rc;
 }

@@ -83,7 +83,6 @@ struct bench_worker {
     int ncl;
     uint64_t rng, last_tick;
     struct bench_stats *st;
-    _Atomic uint64_t ops;
     char *msgbuf;
 };
 

@@ -169,6 +169,35 @@ class BenchBase:
         r = self.bench("login", 2, duration=1, extra=["--tls"], expect_rc=1)
         self.assertGreater(r["commands"]["CONNECT"]["errors"], 0)
 
+    def test_8b_procs_idle_hold(self):
+        # two processes: sessions in both, the appenders in the first; every
+        # session of both must see every append
+        clients = 10
+        r = self.bench("idle-hold", clients, duration=2, extra=["--procs", "2"])
+        self.check_result(r, "idle-hold", clients, ["LOGIN", "SELECT", "IDLE", "APPEND"])
+        self.assertEqual(r["procs"], 2)
+        f = r["fanout"]
+        self.assertEqual(f["sessions"], clients, json.dumps(r, indent=1))
+        self.assertGreaterEqual(f["appends"], 1, json.dumps(r, indent=1))
+        self.assertEqual(f["appends"], f["appends_sent"], json.dumps(f))
+        self.assertEqual(r["commands"]["IDLE"]["ops"], clients)
+        self.assertEqual(r["commands"]["SELECT"]["ops"], clients)
+        self.assertEqual(r["commands"]["LOGIN"]["ops"], clients + NUSERS)  # + appenders
+        self.assertEqual(r["connections_held"], clients + NUSERS)
+        self.assertGreater(f["max_ms"], 0)
+
+    def test_8c_procs_mixed_and_source_addrs(self):
+        r = self.bench("mixed", 6, extra=["--procs", "2", "--source-addrs", "3"])
+        self.check_result(r, "mixed", 6, ["LOGIN", "SELECT", "FETCH_BODY"])
+        self.assertEqual(r["procs"], 2)
+        self.assertLessEqual(r["connections_held"], 6)
+        # every client's first CONNECT and LOGIN land in the merged counts
+        self.assertGreaterEqual(r["commands"]["CONNECT"]["ops"], 6)
+        self.assertGreaterEqual(r["commands"]["LOGIN"]["ops"], 6)
+        total = sum(c["ops"] for c in r["commands"].values())
+        self.assertAlmostEqual(r["total_ops_per_sec"], total / r["duration_s"],
+                               delta=0.01 * total + 1)
+
     def test_9a_dead_server(self):
         port = rs.free_port()
         r = self.bench("headers", 4, duration=1, port=port, expect_rc=1)
