@@ -238,6 +238,8 @@ int main(int argc, char **argv)
      * session can be woken; their sessions are closed already. */
     authpool_free(srv.authpool);
     srv.authpool = NULL;
+    authpool_free(srv.syncpool);    /* likewise the flushes still queued */
+    srv.syncpool = NULL;
     log_msg(LOGL_INFO, 0, NULL, "ringmaild stopped");
     exit_code = 0;
 out:

@@ -43,6 +43,7 @@ int imap_server_init(imap_server *srv, const config *cfg)
     if ((rc = abuse_new(config_get(cfg, "trusted_networks"), &srv->abuse)) < 0)
         return rc;
     if ((rc = authpool_new((unsigned)cfg_int(cfg, "auth_pool_threads"), 0, &srv->authpool)) < 0 ||
+        (rc = authpool_new(SYNCPOOL_THREADS, SYNCPOOL_QUEUE, &srv->syncpool)) < 0 ||
         (rc = authcache_new((unsigned)cfg_int(cfg, "auth_cache_ttl"), 0, &srv->authcache)) < 0)
         return rc;
     srv->limits.max_line = (size_t)cfg_int(cfg, "max_line_length");
@@ -63,6 +64,7 @@ void imap_server_fini(imap_server *srv)
 {
     notify_fini(srv);
     authpool_free(srv->authpool);   /* after the workers: see main */
+    authpool_free(srv->syncpool);
     authcache_free(srv->authcache);
     abuse_free(srv->abuse);
     passwd_close(srv->pw);

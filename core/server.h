@@ -17,6 +17,12 @@
 #include "net/net.h"
 #include "store/store.h"
 
+/* The sync pool: threads that wait in fdatasync for the sessions (several,
+ * so mailboxes flush in parallel; each flush serves all writers of its
+ * log), and how many flushes may wait for a thread. */
+#define SYNCPOOL_THREADS 8
+#define SYNCPOOL_QUEUE 65536
+
 typedef struct imap_server {
     const config *cfg;
     const char *mail_root;
@@ -36,6 +42,7 @@ typedef struct imap_server {
     struct abuse *abuse;
     net_tls *tls;               /* NULL: no TLS configured */
     struct authpool *authpool;  /* password checks off the workers' loops */
+    struct authpool *syncpool;  /* disk flushes off the workers' loops */
     struct authcache *authcache;
     atomic_uint_fast64_t next_session;
     /* notifier: which connections have which mailbox selected */

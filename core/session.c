@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "core/abuse.h"
+#include "core/authpool.h"
 #include "core/log.h"
 #include "core/sasl.h"
 #include "core/search.h"
@@ -155,6 +156,85 @@ static void arm_timer(session *s)
                                                   : s->srv->idle_timeout_ms);
 }
 
+/* ---- answers that wait for the disk ---------------------------------------
+ * A command that changed a mailbox has written its records and produced
+ * its answer, but the answer may go out only once those records are on
+ * disk (fsync = batch/always).  The flush runs on the sync pool, where one
+ * fdatasync serves every session that wrote to that log meanwhile; the
+ * worker goes on serving the others.  The session reads no further
+ * commands until then, so answers keep their order. */
+
+struct sync_job {
+    session *s;
+    store_defer d;
+    int rc;
+};
+
+static void sync_work(void *arg)
+{
+    struct sync_job *j = arg;
+    j->rc = store_defer_sync(&j->d);
+}
+
+static void sync_done(void *arg, int status)
+{
+    struct sync_job *j = arg;
+    session *s = j->s;
+    int rc = status < 0 ? status : j->rc;
+    store_defer_release(&j->d);
+    free(j);
+    s->pool_busy = false;
+    if (s->dead) {
+        sess_free(s);
+        return;
+    }
+    if (rc < 0) {
+        /* Never acknowledge what may not be on disk: the client hears no
+         * OK for it and must assume it failed. */
+        log_msg(LOGL_ERROR, s->id, s->user, "flushing the mailbox failed: %s",
+                strerror(-rc));
+        s->held.len = 0;
+        imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
+        s->state = ST_LOGOUT;
+    } else if (s->held.len) {
+        net_conn_send(s->conn, s->held.p, s->held.len);
+    }
+    imap_out_free(&s->held);
+    memset(&s->held, 0, sizeof s->held);
+    sess_resume_input(s);
+}
+
+static void hold_until_durable(session *s, store_defer *d)
+{
+    struct sync_job *j = malloc(sizeof *j);
+    if (j) {
+        j->s = s;
+        j->d = *d;
+        j->rc = 0;
+        /* What is in s->out (this answer and any earlier pipelined ones)
+         * waits for the flush. */
+        s->held = s->out;
+        memset(&s->out, 0, sizeof s->out);
+        if (authpool_submit(s->srv->syncpool, sync_work, j, sync_done, s->srv->net,
+                            net_conn_worker(s->conn)) == 0) {
+            s->pool_busy = true;
+            sess_hold_input(s);
+            return;
+        }
+        s->out = s->held;
+        memset(&s->held, 0, sizeof s->held);
+        free(j);
+    }
+    /* No pool (queue full, out of memory): flush here, on the worker. */
+    int rc = store_defer_sync(d);
+    store_defer_release(d);
+    if (rc < 0) {
+        s->out.len = 0;
+        imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
+        s->state = ST_LOGOUT;
+    }
+}
+
 static void run_command(session *s, const uint8_t *p, size_t n)
 {
     imap_args *a = NULL;
@@ -207,7 +287,12 @@ static void run_command(session *s, const uint8_t *p, size_t n)
     log_msg(s->srv->log_commands ? LOGL_INFO : LOGL_DEBUG, s->id, s->user, "command %s%s",
             uid ? "UID " : "", c->name);
     unsigned bad = s->bad;
+    store_defer d;
+    store_defer_begin(&d);
     c->fn(s, tag, a, args, nargs, uid);
+    store_defer_end();
+    if (d.n)
+        hold_until_durable(s, &d);
     if (s->bad == bad)
         s->bad = 0;     /* the limit is on BAD answers in a row */
 out:
@@ -502,6 +587,8 @@ static void on_close(net_conn *c, void *user)
         abuse_user_close(s->srv->abuse, s->user);
     free(s->delayed);
     s->delayed = NULL;
+    imap_out_free(&s->held);
+    memset(&s->held, 0, sizeof s->held);
     free(s->stash);
     s->stash = NULL;
     sess_unselect(s);

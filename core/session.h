@@ -41,7 +41,8 @@ typedef struct session {
     unsigned bad;               /* BAD answers in a row */
     unsigned ncmds;             /* commands before authentication */
     char *delayed;              /* an answer held back (failed login delay) */
-    bool pool_busy;             /* a password check runs on the auth pool */
+    bool pool_busy;             /* a password check or a flush runs on a pool */
+    imap_out held;              /* answers waiting for their flush (durable) */
     bool dead;                  /* closed while pool_busy: freed by the job */
     struct sasl *sasl;          /* AUTHENTICATE in progress */
     uint8_t *stash;             /* bytes received while an answer is held */

@@ -68,6 +68,11 @@ struct gen {
     } pend_messages;            /* their counter deltas */
     pthread_mutex_t tlock;      /* guards tomb */
     struct tombcache *tomb;
+    /* Deferred durability (store_defer_*): how far the log has been
+     * written and how far it is known to be on disk. */
+    _Atomic uint64_t written, synced;
+    atomic_int sync_failed;     /* -EIO once a deferred flush failed */
+    pthread_mutex_t slock;      /* one flush of this log at a time */
 };
 
 struct store_snap {

@@ -95,6 +95,7 @@ static void gen_free(struct gen *g)
     if (g->cache_fd >= 0)
         close(g->cache_fd);
     pthread_mutex_destroy(&g->tlock);
+    pthread_mutex_destroy(&g->slock);
     free(g);
 }
 
@@ -142,6 +143,7 @@ int gen_open_paths(const char *logp, const char *idxp,
     atomic_init(&g->refs, 1);
     g->log_fd = g->idx_fd = g->cache_fd = -1;
     pthread_mutex_init(&g->tlock, NULL);
+    pthread_mutex_init(&g->slock, NULL);
     int rc = 0;
     uint64_t lsz, isz, csz;
     g->log_fd = open(logp, O_RDWR | O_CLOEXEC);

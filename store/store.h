@@ -179,6 +179,26 @@ void store_uidlist_free(store_uidlist *l);
 int store_append(store_mbox *mb, const store_new_msg *msgs, size_t n,
                  uint32_t *uids_out);
 
+/* ---- deferred durability ----
+ * A worker thread must not wait for the disk while other sessions wait for
+ * it.  Between store_defer_begin and store_defer_end, this thread's writes
+ * under fsync = batch/always return as soon as they are written and
+ * visible, without the flush; `d` collects what must still be flushed.
+ * The caller may acknowledge those writes only after store_defer_sync(d)
+ * returned 0 (any thread; it blocks, and one flush serves every write made
+ * to that log before it started: group commit across sessions).  A failed
+ * flush makes the mailbox refuse further writes, as a failed inline flush
+ * does.  store_defer_release drops what d holds (always call it). */
+#define STORE_DEFER_MAX 4
+typedef struct store_defer {
+    size_t n;
+    struct { void *gen; uint64_t end; } e[STORE_DEFER_MAX];
+} store_defer;
+void store_defer_begin(store_defer *d);
+void store_defer_end(void);
+int store_defer_sync(store_defer *d);
+void store_defer_release(store_defer *d);
+
 /* Copy the live messages of src in the set to dst (same user or not),
  * keeping flags, keywords and internal dates.  src_uids/dst_uids (either may
  * be NULL) get the pairs in UID order (COPYUID).  With move, the copies are

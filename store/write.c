@@ -38,6 +38,9 @@ struct wop {
     uint64_t modseq;
     int rc;
     bool done;
+    bool defer;                 /* skip the flush: the caller defers it */
+    struct gen *dgen;           /* deferred: the log it must flush, to dend */
+    uint64_t dend;
     struct wop *next;
 };
 
@@ -418,25 +421,105 @@ static void run_batch(struct store_mbox *mb, struct wop *batch)
             o->rc = rc;
         return;
     }
+    struct gen *g = mb->gen;    /* stable: swapped only under the lock */
+    if (!mb->failed && atomic_load(&g->sync_failed))
+        mb->failed = atomic_load(&g->sync_failed);
     store_fsync pol = mb->user->opts.fsync;
     uint64_t start = mb->log_end;
+    bool inline_sync = false;   /* somebody in the batch waits for the disk */
     for (struct wop *o = batch; o; o = o->next) {
         o->rc = mb->failed ? mb->failed : run_op(mb, o);
-        if (o->rc == 0 && pol == STORE_FSYNC_ALWAYS && mb->log_end != start &&
-            fdatasync(mb->gen->log_fd) < 0)
+        if (o->rc == 0 && pol == STORE_FSYNC_ALWAYS && !o->defer &&
+            mb->log_end != start && fdatasync(g->log_fd) < 0)
             mb->failed = o->rc = -EIO;
+        inline_sync |= !o->defer;
     }
-    if (pol == STORE_FSYNC_BATCH && mb->log_end != start &&
-        fdatasync(mb->gen->log_fd) < 0) {
-        mb->failed = -EIO;
-        for (struct wop *o = batch; o; o = o->next)
-            o->rc = -EIO;
+    atomic_store(&g->written, mb->log_end);
+    if (pol != STORE_FSYNC_NEVER && mb->log_end != start) {
+        if (inline_sync && !mb->failed) {
+            if (fdatasync(g->log_fd) < 0) {
+                mb->failed = -EIO;
+                for (struct wop *o = batch; o; o = o->next)
+                    o->rc = -EIO;
+            } else {
+                atomic_store(&g->synced, mb->log_end);
+            }
+        }
+        for (struct wop *o = batch; o; o = o->next) {
+            if (o->rc == 0 && o->defer) {
+                atomic_fetch_add(&g->refs, 1);
+                o->dgen = g;
+                o->dend = mb->log_end;
+            }
+        }
     }
     mbox_wunlock(mb);
 }
 
+/* The store_defer of this thread between store_defer_begin and _end. */
+static __thread store_defer *tls_defer;
+
+void store_defer_begin(store_defer *d)
+{
+    d->n = 0;
+    tls_defer = d;
+}
+
+void store_defer_end(void)
+{
+    tls_defer = NULL;
+}
+
+static void defer_add(store_defer *d, struct gen *g, uint64_t end)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->e[i].gen == g) {
+            if (d->e[i].end < end)
+                d->e[i].end = end;
+            gen_put(g);
+            return;
+        }
+    }
+    d->e[d->n].gen = g;        /* submit checked there is room */
+    d->e[d->n++].end = end;
+}
+
+int store_defer_sync(store_defer *d)
+{
+    int rc = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        struct gen *g = d->e[i].gen;
+        if (atomic_load(&g->synced) >= d->e[i].end)
+            continue;
+        pthread_mutex_lock(&g->slock);
+        /* Whoever flushed while we waited may have covered us; otherwise
+         * one flush covers everything written so far (group commit). */
+        if (atomic_load(&g->synced) < d->e[i].end) {
+            int failed = atomic_load(&g->sync_failed);
+            uint64_t target = atomic_load(&g->written);
+            if (failed)
+                rc = failed;
+            else if (fdatasync(g->log_fd) < 0)
+                atomic_store(&g->sync_failed, rc = -EIO);
+            else if (atomic_load(&g->synced) < target)
+                atomic_store(&g->synced, target);
+        }
+        pthread_mutex_unlock(&g->slock);
+    }
+    return rc;
+}
+
+void store_defer_release(store_defer *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        gen_put(d->e[i].gen);
+    d->n = 0;
+}
+
 static int submit(struct store_mbox *mb, struct wop *op)
 {
+    store_defer *d = tls_defer;
+    op->defer = d && d->n < STORE_DEFER_MAX;
     pthread_mutex_lock(&mb->qlock);
     op->next = NULL;
     *mb->qtail = op;
@@ -461,6 +544,8 @@ static int submit(struct store_mbox *mb, struct wop *op)
         pthread_cond_broadcast(&mb->qcond);
     }
     pthread_mutex_unlock(&mb->qlock);
+    if (op->dgen)
+        defer_add(d, op->dgen, op->dend);
     return op->rc;
 }
 
@@ -581,7 +666,14 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
         rc = -ENOMEM;
         goto out;
     }
-    if ((rc = store_append(dst, msgs, n, uids)) < 0)
+    /* MOVE: the copies must be on disk before the originals go, so their
+     * flush is never deferred (a crash in between must not lose both). */
+    store_defer *d = tls_defer;
+    if (move)
+        tls_defer = NULL;
+    rc = store_append(dst, msgs, n, uids);
+    tls_defer = d;
+    if (rc < 0)
         goto out;
     for (size_t i = 0; i < n; i++) {
         if ((src_uids && (rc = uidlist_add(src_uids, srcv[i])) < 0) ||
