@@ -37,6 +37,9 @@ enum { ROLE_NORMAL, ROLE_SESSION, ROLE_APPENDER, ROLE_POPULATE };
 #define OP_NONE (-1)
 
 #define BACKOFF_NS 20000000ull    /* 20 ms before reconnecting after an error */
+/* Connections a worker opens at once: a storm of thousands of SYNs overflows
+ * the server's accept queue and turns into retransmits and resets. */
+#define MAX_OPENING 64
 #define MAX_EVENTS 65536          /* idle-hold appends remembered */
 
 /* One idle-hold APPEND: every session of that user that sees its EXISTS
@@ -231,8 +234,15 @@ static void count_error(struct bench_worker *w, int cmd)
     w->st->errors[cmd]++;
 }
 
+static int opening(const struct bench_client *c)
+{
+    return c->state == ST_CONNECTING || c->state == ST_HANDSHAKE || c->state == ST_GREETING;
+}
+
 static void disconnect(struct bench_worker *w, struct bench_client *c, uint64_t backoff)
 {
+    if (opening(c))
+        w->opening--;
     c->gen++;
     if (c->fd >= 0) {
         g.eng->closing(w, c);
@@ -311,7 +321,7 @@ static void flush_out(struct bench_worker *w, struct bench_client *c)
 static void start_connect(struct bench_worker *w, struct bench_client *c)
 {
     const struct bench_config *cfg = g.cfg;
-    if (g.eng->can_connect(w, c) < 0) {
+    if (w->opening >= MAX_OPENING || g.eng->can_connect(w, c) < 0) {
         c->state = ST_WAIT;
         c->wake_at = bench_now_ns() + 1000000ull;
         return;
@@ -342,6 +352,7 @@ static void start_connect(struct bench_worker *w, struct bench_client *c)
     c->cmd = BC_CONNECT;
     c->t0 = bench_now_ns();
     c->state = ST_CONNECTING;
+    w->opening++;
     g.eng->connect(w, c);
 }
 
@@ -687,6 +698,7 @@ static int on_line(struct bench_worker *w, struct bench_client *c, const char *l
             bench_hist_add(&w->st->hist[BC_CONNECT], bench_now_ns() - c->t0);
             atomic_fetch_add_explicit(&g.sh->ops, 1, memory_order_relaxed);
             c->in_conn_count = 1;
+            w->opening--;
             long now = atomic_fetch_add(&g.sh->conns_now, 1) + 1;
             long peak = atomic_load(&g.sh->conns_peak);
             while (now > peak && !atomic_compare_exchange_weak(&g.sh->conns_peak, &peak, now))

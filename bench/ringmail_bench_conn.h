@@ -82,6 +82,7 @@ struct bench_worker {
     struct bench_client *cl;
     int ncl;
     uint64_t rng, last_tick;
+    int opening;              /* clients connecting, up to the greeting */
     struct bench_stats *st;
     char *msgbuf;
 };
