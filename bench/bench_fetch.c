@@ -63,14 +63,18 @@ static int listing(const bench_mail *m, const imap_section *sec, imap_out *o,
         store_cache cache;
         if ((r = store_snap_lookup(snap, uid, &msg)) < 0)
             break;
-        imap_out_printf(o, "* %u FETCH (UID %u", i + 1, uid);
+        imap_out_lit(o, "* ");
+        imap_out_uint(o, i + 1);
+        imap_out_lit(o, " FETCH (UID ");
+        imap_out_uint(o, uid);
         if ((r = store_snap_cache(snap, uid, &cache)) < 0)
             break;
         if (!sec) {
-            imap_out_printf(o, " FLAGS ");
+            imap_out_lit(o, " FLAGS ");
             sess_flags(&g_sess, o, snap, msg.flags, msg.keywords, false);
-            imap_out_printf(o, " RFC822.SIZE %u", msg.size);
-            imap_out_printf(o, " ENVELOPE ");
+            imap_out_lit(o, " RFC822.SIZE ");
+            imap_out_uint(o, msg.size);
+            imap_out_lit(o, " ENVELOPE ");
             imap_render_envelope(o, &cache, 0, false);
         } else {
             const char *raw;
@@ -85,7 +89,7 @@ static int listing(const bench_mail *m, const imap_section *sec, imap_out *o,
             imap_out_add(o, d.p, d.len);
             imap_section_data_free(&d);
         }
-        imap_out_printf(o, ")\r\n");
+        imap_out_lit(o, ")\r\n");
         if (o->err)
             r = o->err;
         if (!keep_all && o->len > FLUSH_AT) {

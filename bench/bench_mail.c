@@ -9,6 +9,7 @@
  * size left by an earlier run is reused (the generator is deterministic).
  */
 #include "bench/bench.h"
+#include "core/fetch_render.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -307,6 +308,8 @@ static int build(uint64_t n, bench_mail **out)
         store_opts so;
         store_opts_default(&so);
         so.fsync = STORE_FSYNC_NEVER;
+        /* As ringmaild does: blobs carry the rendered envelope. */
+        store_msg_set_renderer(imap_envelope_prerender);
         if ((r = store_user_open(root, "bench-mail", &so, &g_user)) < 0)
             return r;
     }

@@ -136,14 +136,18 @@ static int fetch_one(session *s, snapref *ref, const fetch_req *req, uint32_t se
     if (store_snap_lookup(snap, uid, &m) < 0)
         return -ENOENT;
     imap_out *o = &s->out;
-    imap_out_printf(o, "* %u FETCH (", seq);
+    imap_out_lit(o, "* ");
+    imap_out_uint(o, seq);
+    imap_out_lit(o, " FETCH (");
     const char *sp = "";
     if (uidcmd || (req->simple & F_UID)) {
-        imap_out_printf(o, "UID %u", uid);
+        imap_out_lit(o, "UID ");
+        imap_out_uint(o, uid);
         sp = " ";
     }
     if ((req->simple & F_FLAGS) || seen_changed) {
-        imap_out_printf(o, "%sFLAGS ", sp);
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "FLAGS ");
         sess_flags(s, o, snap, m.flags, m.keywords, uid >= s->recent_first);
         sp = " ";
     }
@@ -153,7 +157,9 @@ static int fetch_one(session *s, snapref *ref, const fetch_req *req, uint32_t se
         sp = " ";
     }
     if (req->simple & F_SIZE) {
-        imap_out_printf(o, "%sRFC822.SIZE %u", sp, m.size);
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "RFC822.SIZE ");
+        imap_out_uint(o, m.size);
         sp = " ";
     }
     store_cache cache;
@@ -166,7 +172,8 @@ static int fetch_one(session *s, snapref *ref, const fetch_req *req, uint32_t se
         have_cache = true;
     }
     if (req->simple & F_ENVELOPE) {
-        imap_out_printf(o, "%sENVELOPE ", sp);
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "ENVELOPE ");
         imap_render_envelope(o, &cache, 0, s->utf8);
         sp = " ";
     }
@@ -189,7 +196,7 @@ static int fetch_one(session *s, snapref *ref, const fetch_req *req, uint32_t se
         const imap_section *sec = &req->items[i].sec;
         imap_section_data d;
         int rc = imap_section_fetch(sec, &cache, raw, rawlen, &d);
-        imap_out_printf(o, "%s", sp);
+        imap_out_add(o, sp, strlen(sp));
         sp = " ";
         imap_section_echo(o, sec);
         imap_out_add(o, " ", 1);
@@ -222,7 +229,7 @@ static int fetch_one(session *s, snapref *ref, const fetch_req *req, uint32_t se
         }
         imap_section_data_free(&d);
     }
-    imap_out_printf(o, ")\r\n");
+    imap_out_lit(o, ")\r\n");
     return result;
 }
 

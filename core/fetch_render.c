@@ -235,6 +235,15 @@ static bool dot_follows(const char *s, size_t n, size_t i)
     return false;
 }
 
+/* Is c one of stops (or NUL, which also ends a domain)? */
+static inline bool in_stops(const char *stops, char c)
+{
+    for (const char *p = stops; *p; p++)
+        if (*p == c)
+            return true;
+    return c == '\0';
+}
+
 /* A domain (or route) up to a stop character; blanks and comments are
  * dropped, domain literals kept whole.  stop_ws: a blank or comment ends it
  * too, unless a dot is next to it (obsolete "host . example"), so that a
@@ -255,7 +264,7 @@ static size_t scan_domain(rctx *x, const char *s, size_t n, size_t i,
             i++;
         } else if (c == '(') {
             i = take_comment(x, s, n, i);
-        } else if (strchr(stops, c)) {
+        } else if (in_stops(stops, c)) {
             break;
         } else if (c == '[') {
             size_t e = i + 1;
@@ -268,8 +277,13 @@ static size_t scan_domain(rctx *x, const char *s, size_t n, size_t i,
             unquote(x, b, s, i, e);
             i = e;
         } else {
-            buf_put(x, b, s + i, 1);
-            i++;
+            /* A run of plain characters in one append. */
+            size_t j = i + 1;
+            while (j < n && !is_ws(s[j]) && s[j] != '(' && s[j] != '[' &&
+                   !in_stops(stops, s[j]))
+                j++;
+            buf_put(x, b, s + i, j - i);
+            i = j;
         }
     }
     return i;
@@ -470,6 +484,13 @@ int imap_render_envelope(imap_out *o, const store_cache *c,
 {
     if (env_index >= c->nenvelopes)
         return -ERANGE;
+    if (env_index == 0) {
+        store_str t = store_cache_envelope_text(c);
+        if (t.p) {
+            imap_out_add(o, t.p, t.len);
+            return o->err ? o->err : 0;
+        }
+    }
     rctx x;
     rctx_init(&x, o, c, utf8);
     envelope(&x, env_index);
@@ -673,4 +694,17 @@ int imap_render_body(imap_out *o, const store_cache *c, bool extensible,
     rctx_init(&x, o, c, utf8);
     body(&x, 0, extensible);
     return rctx_done(&x);
+}
+
+int imap_envelope_prerender(const store_cache *c, store_buf *out)
+{
+    imap_out o = { 0 };
+    rctx x;
+    rctx_init(&x, &o, c, false);
+    envelope(&x, 0);
+    int rc = rctx_done(&x);
+    if (!rc && store_buf_append(out, o.p, o.len))
+        rc = -ENOMEM;
+    imap_out_free(&o);
+    return rc;
 }

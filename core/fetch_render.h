@@ -178,4 +178,8 @@ void imap_section_data_free(imap_section_data *d);
 int imap_section_range(const imap_section *s, const store_cache *c,
                        uint64_t *off, uint64_t *len);
 
+/* The store's envelope hook (store_msg_set_renderer): envelope 0 as a
+ * client without UTF8=ACCEPT gets it. */
+int imap_envelope_prerender(const store_cache *c, store_buf *out);
+
 #endif

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 
 /* ---- the reader ---------------------------------------------------------- */
@@ -225,7 +226,22 @@ typedef struct imap_out {
     size_t len, cap;
     int err;                /* -ENOMEM once an append failed */
 } imap_out;
-void imap_out_add(imap_out *o, const void *p, size_t n);
+void imap_out_add_slow(imap_out *o, const void *p, size_t n);
+/* Append n bytes.  Inline: responses are built from many small pieces. */
+static inline void imap_out_add(imap_out *o, const void *p, size_t n)
+{
+    if (n <= o->cap - o->len && !o->err) {
+        if (n)
+            memcpy(o->p + o->len, p, n);
+        o->len += n;
+        return;
+    }
+    imap_out_add_slow(o, p, n);
+}
+/* A string constant. */
+#define imap_out_lit(o, s) imap_out_add((o), (s), sizeof(s) - 1)
+/* A decimal number (without printf: it runs once per message in FETCH). */
+void imap_out_uint(imap_out *o, uint64_t v);
 void imap_out_printf(imap_out *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void imap_out_string(imap_out *o, const char *s, size_t n, bool utf8_ok);

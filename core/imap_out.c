@@ -32,12 +32,22 @@ static int grow(imap_out *o, size_t add)
     return 0;
 }
 
-void imap_out_add(imap_out *o, const void *p, size_t n)
+void imap_out_add_slow(imap_out *o, const void *p, size_t n)
 {
     if (!n || grow(o, n) < 0)
         return;
     memcpy(o->p + o->len, p, n);
     o->len += n;
+}
+
+void imap_out_uint(imap_out *o, uint64_t v)
+{
+    char b[20], *e = b + sizeof b, *d = e;
+    do {
+        *--d = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    imap_out_add(o, d, (size_t)(e - d));
 }
 
 void imap_out_printf(imap_out *o, const char *fmt, ...)
@@ -98,37 +108,55 @@ static bool valid_utf8(const unsigned char *s, size_t n)
     return true;
 }
 
-static bool quotable(const char *s, size_t n, bool utf8_ok)
+/* Byte classes for quoted strings: 0 copied as is, 1 escaped with a
+ * backslash, 2 forces a literal (NUL CR LF), 3 8-bit (UTF-8 when allowed). */
+static const uint8_t qclass[256] = {
+    [0] = 2, ['\r'] = 2, ['\n'] = 2, ['"'] = 1, ['\\'] = 1,
+    [0x80 ... 0xff] = 3,
+};
+
+static void out_literal(imap_out *o, const char *s, size_t n)
 {
-    if (n >= QUOTED_MAX)
-        return false;
-    bool eight = false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\0' || c == '\r' || c == '\n')
-            return false;
-        if (c >= 0x80)
-            eight = true;
-    }
-    return !eight || (utf8_ok && valid_utf8((const unsigned char *)s, n));
+    imap_out_add(o, "{", 1);
+    imap_out_uint(o, n);
+    imap_out_add(o, "}\r\n", 3);
+    imap_out_add(o, s, n);
 }
 
+/* A quoted string when the bytes allow one, else a literal.  One pass: the
+ * bytes are copied (escaped) while they are classified, and the copy is
+ * dropped for the rare string that turns out to need a literal. */
 void imap_out_string(imap_out *o, const char *s, size_t n, bool utf8_ok)
 {
-    if (!quotable(s, n, utf8_ok)) {
-        imap_out_printf(o, "{%zu}\r\n", n);
-        imap_out_add(o, s, n);
+    if (n >= QUOTED_MAX) {
+        out_literal(o, s, n);
         return;
     }
     /* Worst case every byte escaped. */
     if (grow(o, 2 * n + 2) < 0)
         return;
     char *d = o->p + o->len;
+    bool eight = false;
     *d++ = '"';
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\\' || s[i] == '"')
+        unsigned char c = (unsigned char)s[i];
+        switch (qclass[c]) {
+        case 0:
+            break;
+        case 1:
             *d++ = '\\';
-        *d++ = s[i];
+            break;
+        case 2:
+            out_literal(o, s, n);
+            return;
+        default:
+            eight = true;
+        }
+        *d++ = (char)c;
+    }
+    if (eight && !(utf8_ok && valid_utf8((const unsigned char *)s, n))) {
+        out_literal(o, s, n);
+        return;
     }
     *d++ = '"';
     o->len = (size_t)(d - o->p);

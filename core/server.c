@@ -4,6 +4,7 @@
 
 #include "core/abuse.h"
 #include "core/authpool.h"
+#include "core/fetch_render.h"
 #include "core/log.h"
 #include "core/session.h"
 
@@ -55,6 +56,7 @@ int imap_server_init(imap_server *srv, const config *cfg)
     if ((rc = passwd_open(config_get(cfg, "passwd_file"), &srv->pw)) < 0)
         return rc;
     sess_set_server(srv);
+    store_msg_set_renderer(imap_envelope_prerender);
     return 0;
 }
 

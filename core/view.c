@@ -81,23 +81,28 @@ void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
         {STORE_F_DRAFT, "\\Draft"},
     };
     imap_out_add(o, "(", 1);
-    bool first = true;
+    size_t start = o->len;
     for (size_t i = 0; i < sizeof sys / sizeof *sys; i++)
         if (flags & sys[i].bit) {
-            imap_out_printf(o, "%s%s", first ? "" : " ", sys[i].name);
-            first = false;
+            if (o->len != start)
+                imap_out_add(o, " ", 1);
+            imap_out_add(o, sys[i].name, strlen(sys[i].name));
         }
     for (unsigned k = 0; k < STORE_MAX_KEYWORDS && keywords; k++) {
         if (!(keywords & (1ull << k)))
             continue;
         const char *kw = store_snap_keyword(snap, k);
         if (kw) {
-            imap_out_printf(o, "%s%s", first ? "" : " ", kw);
-            first = false;
+            if (o->len != start)
+                imap_out_add(o, " ", 1);
+            imap_out_add(o, kw, strlen(kw));
         }
     }
-    if (recent)
-        imap_out_printf(o, "%s\\Recent", first ? "" : " ");
+    if (recent) {
+        if (o->len != start)
+            imap_out_add(o, " ", 1);
+        imap_out_lit(o, "\\Recent");
+    }
     imap_out_add(o, ")", 1);
 }
 

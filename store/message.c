@@ -1,13 +1,13 @@
 /* store/message.c — the message parser and the cache blob (contract in
  * store/message.h).
  *
- * Blob format, version 1.  All integers are little-endian and nothing is
+ * Blob format, version 2.  All integers are little-endian and nothing is
  * aligned, so a blob can be copied or mapped anywhere (readers use byte
  * loads).
  *
  *   header, 40 bytes
  *      0  magic "RMcb"
- *      4  u16 version (1)
+ *      4  u16 version (2; 1 is still read: it had no field 36)
  *      6  u16 header size (40)
  *      8  u32 total blob length, header included
  *     12  u32 CRC32C (Castagnoli, as in the log) over bytes [0,12) and
@@ -17,7 +17,9 @@
  *     24  u32 nenvelopes (>= 1)
  *     28  u32 nparams
  *     32  u32 pool length
- *     36  u32 reserved, 0
+ *     36  u32 pool ref of envelope 0 already rendered as IMAP ENVELOPE, or
+ *         NIL: listings copy it instead of parsing addresses (only set
+ *         when the text is the same for every client: 7-bit, no literal)
  *   parts      nparts x 88 bytes, depth-first order
  *   envelopes  nenvelopes x 44 bytes (11 string refs, in store_envelope order)
  *   params     nparams x 8 bytes (name ref, value ref)
@@ -104,7 +106,7 @@
 #endif
 
 #define BLOB_MAGIC "RMcb"
-#define BLOB_VERSION 1
+#define BLOB_VERSION 2
 #define HDR_SIZE 40
 #define PART_SIZE 88
 #define ENV_SIZE 44
@@ -347,6 +349,7 @@ typedef struct parser {
     rparam **rps;
     uint32_t cap_rps;
     bool full;                  /* part limit hit: split nothing more */
+    uint32_t rendered;          /* pool ref of the rendered envelope, or NIL */
 } parser;
 
 typedef struct fields {
@@ -1235,7 +1238,7 @@ static int emit_blob(parser *P, store_buf *out)
     st32(b + 24, P->nenvs);
     st32(b + 28, P->nparams);
     st32(b + 32, (uint32_t)P->pool.len);
-    st32(b + 36, 0);
+    st32(b + 36, P->rendered);
     for (uint32_t i = 0; i < P->nparts; i++, w += PART_SIZE) {
         const bpart *p = &P->parts[i];
         for (int k = 0; k < NPSTR; k++)
@@ -1262,6 +1265,38 @@ static int emit_blob(parser *P, store_buf *out)
     return 0;
 }
 
+static store_envelope_renderer *renderer;
+
+void store_msg_set_renderer(store_envelope_renderer *fn)
+{
+    renderer = fn;
+}
+
+/* The blob is at out[old..]: render its envelope through the hook and, if
+ * the text is client-independent (7-bit, no literal, so UTF8=ACCEPT does
+ * not change it), emit the blob again with the text in the pool. */
+static int prerender(parser *P, store_buf *out, size_t old)
+{
+    store_cache c;
+    store_buf txt = { 0 };
+    if (store_cache_open(out->data + old, out->len - old, &c) < 0 ||
+        renderer(&c, &txt) < 0)
+        goto out;
+    for (size_t i = 0; i < txt.len; i++)
+        if (txt.data[i] >= 0x80 || txt.data[i] == '\r' || txt.data[i] == '\n')
+            goto out;
+    uint32_t ref;
+    if (txt.len > UINT32_MAX / 2 || pool_add(P, (const char *)txt.data, txt.len, &ref))
+        goto out;
+    P->rendered = ref;
+    out->len = old;
+    free(txt.data);
+    return emit_blob(P, out);
+out:
+    free(txt.data);
+    return 0;   /* the blob without the text is as good, only slower */
+}
+
 int store_msg_parse(const char *raw, size_t len, store_buf *out)
 {
     if (len > UINT32_MAX)
@@ -1270,12 +1305,15 @@ int store_msg_parse(const char *raw, size_t len, store_buf *out)
     memset(&P, 0, sizeof P);
     P.msg = raw && len ? raw : "";
     P.len = len;
+    P.rendered = NIL_REF;
     uint32_t idx;
     int32_t env;
     size_t old = out->len;
     int r = parse_entity(&P, 0, len, 0, 0, false, true, &idx, &env);
     if (!r)
         r = emit_blob(&P, out);
+    if (!r && renderer)
+        r = prerender(&P, out, old);
     if (r)
         out->len = old;
     free(P.parts);
@@ -1351,12 +1389,13 @@ int store_cache_open(const void *blob, size_t len, store_cache *c)
 {
     const uint8_t *b = blob;
     if (!b || len < HDR_SIZE || memcmp(b, BLOB_MAGIC, 4) ||
-        ld16(b + 4) != BLOB_VERSION || ld16(b + 6) != HDR_SIZE)
+        (ld16(b + 4) != BLOB_VERSION && ld16(b + 4) != 1) || ld16(b + 6) != HDR_SIZE)
         return -EBADMSG;
+    uint32_t rendered = ld16(b + 4) == 1 ? NIL_REF : ld32(b + 36);
     uint32_t total = ld32(b + 8), msg_len = ld32(b + 16);
     uint32_t nparts = ld32(b + 20), nenvs = ld32(b + 24);
     uint32_t nparams = ld32(b + 28), pool_len = ld32(b + 32);
-    if (total < HDR_SIZE || total > len || ld32(b + 36) != 0 || nparts == 0 ||
+    if (total < HDR_SIZE || total > len || (ld16(b + 4) == 1 && ld32(b + 36) != 0) || nparts == 0 ||
         nparts > STORE_MIME_MAX_PARTS || nenvs == 0 || nenvs > nparts)
         return -EBADMSG;
     uint64_t need = HDR_SIZE + (uint64_t)nparts * PART_SIZE +
@@ -1377,6 +1416,9 @@ int store_cache_open(const void *blob, size_t len, store_cache *c)
     v.pool_ = v.params_ + (size_t)nparams * PARAM_SIZE;
     v.nparams_total_ = nparams;
     v.pool_len_ = pool_len;
+    if (!ref_ok(&v, rendered, true))
+        return -EBADMSG;
+    v.rendered_ = rendered;
 
     for (uint32_t i = 0; i < nenvs; i++)
         for (int k = 0; k < NENV; k++)
@@ -1453,6 +1495,11 @@ int store_cache_open(const void *blob, size_t len, store_cache *c)
         return -EBADMSG;
     *c = v;
     return 0;
+}
+
+store_str store_cache_envelope_text(const store_cache *c)
+{
+    return get_str(c, c->rendered_);
 }
 
 int store_cache_envelope(const store_cache *c, uint32_t i, store_envelope *out)

@@ -80,8 +80,19 @@ typedef struct store_cache {
     uint32_t nparts, nenvelopes;
     /* private to message.c */
     const uint8_t *parts_, *envs_, *params_, *pool_;
-    uint32_t nparams_total_, pool_len_;
+    uint32_t nparams_total_, pool_len_, rendered_;
 } store_cache;
+
+/* The IMAP layer renders ENVELOPE; the store keeps the rendered text of a
+ * message's own envelope in its blob when one is registered, so header
+ * listings copy it.  fn appends the text for c's envelope 0 to out (0 or
+ * -errno).  Register once at start, before any store use; blobs written
+ * without it are served by rendering at fetch time.  A change to the
+ * rendering must bump BLOB_VERSION in store/message.c. */
+typedef int store_envelope_renderer(const store_cache *c, store_buf *out);
+void store_msg_set_renderer(store_envelope_renderer *fn);
+/* Envelope 0 as rendered at append, or {NULL, 0}. */
+store_str store_cache_envelope_text(const store_cache *c);
 
 /* Parse raw message bytes and append the blob to out (out may already hold
  * data; the blob starts at the old out->len).  Returns 0 or -errno. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fetch_render.h"
 #include "tools/admin.h"
 
 static const char usage_text[] =
@@ -158,6 +159,9 @@ int main(int argc, char **argv)
         admin_err("out of memory");
         return ADMIN_FAIL;
     }
+    /* Caches written by import, compaction and repair carry the rendered
+     * envelope, as the server's do. */
+    store_msg_set_renderer(imap_envelope_prerender);
     opterr = 0;
     /* '+': stop at the command word, whose own options are its business. */
     for (int c; (c = getopt_long(argc, argv, "+c:o:h", longopts, NULL)) != -1;) {

@@ -696,6 +696,48 @@ static void test_addresses(void)
         free(to_of(junk[i]));
 }
 
+/* The envelope rendered at append and kept in the blob must be exactly
+ * what rendering at fetch time gives, for clients with and without
+ * UTF8=ACCEPT; it is kept only when both would get the same text (7-bit,
+ * no literal).  Every case is rendered live first (no hook registered). */
+static void test_prerendered(void)
+{
+    static const char *const heads[] = {
+        "From: Ann <a@b.example>\r\nTo: x@y, \"Doe, John\" <jd@x.org>\r\n"
+        "Subject: plain ASCII \\ \"quoted\"\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
+        "Message-ID: <1@x>\r\nIn-Reply-To: <0@x>\r\nCc: Group: a@b, c@d;\r\n",
+        "Subject: =?utf-8?Q?J=C3=B6rg?=\r\n",
+        "From: \"J\xc3\xb6rg\" <j@x>\r\nSubject: caf\xc3\xa9\r\n",
+        "Subject: bad \xff byte\r\n",
+        "Subject: has a\x01control\r\n",
+        "Sender: s@x\r\nReply-To: r@x\r\n",
+        "",
+    };
+    for (size_t i = 0; i < sizeof heads / sizeof *heads; i++) {
+        char *raw = cat(heads[i], "\r\nbody\r\n", NULL);
+        msg live, pre;
+        store_msg_set_renderer(NULL);
+        REQUIRE_OK(msg_raw(&live, raw, strlen(raw)));
+        CHECK(store_cache_envelope_text(&live.c).p == NULL);
+        store_msg_set_renderer(imap_envelope_prerender);
+        REQUIRE_OK(msg_raw(&pre, raw, strlen(raw)));
+        store_msg_set_renderer(NULL);
+        bool eight = false;
+        for (const char *p = heads[i]; *p; p++)
+            eight |= (unsigned char)*p >= 0x80;
+        /* 7-bit headers are kept rendered; 8-bit ones are rendered live. */
+        CHECK(!store_cache_envelope_text(&pre.c).p == eight);
+        for (int u = 0; u < 2; u++) {
+            char *want = env_str(&live, 0, u);
+            CHECK_STR(env_str(&pre, 0, u), want);
+            free(want);
+        }
+        msg_free(&live);
+        msg_free(&pre);
+        free(raw);
+    }
+}
+
 static void test_envelope_defaults(void)
 {
     /* Nothing at all. */
@@ -1557,6 +1599,7 @@ int main(void)
     RUN(test_nested);
     RUN(test_message_global);
     RUN(test_addresses);
+    RUN(test_prerendered);
     RUN(test_envelope_defaults);
     RUN(test_body_defaults);
     RUN(test_section_parse);

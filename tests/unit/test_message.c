@@ -1217,10 +1217,22 @@ static void test_blob_truncation(void)
         copy[0] ^= 1;
         CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
         copy[0] ^= 1;
-        copy[4] = 2;
+        copy[4] = 3;
         reseal(copy, full);
         CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
+        /* Version 1 (no rendered envelope; field 36 must be 0) is read. */
+        uint8_t f36[4];
+        memcpy(f36, copy + 36, 4);
         copy[4] = 1;
+        memset(copy + 36, 0, 4);
+        reseal(copy, full);
+        CHECK_EQ(store_cache_open(copy, full, &c), 0);
+        CHECK(store_cache_envelope_text(&c).p == NULL);
+        copy[36] = 1;
+        reseal(copy, full);
+        CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
+        memcpy(copy + 36, f36, 4);
+        copy[4] = 2;
         reseal(copy, full);
         /* The test's CRC32C agrees with the blob's. */
         CHECK(!memcmp(copy, p.buf.data, full));
