@@ -110,6 +110,7 @@ struct store_mbox {
     struct wop *qhead, **qtail;
     int leader;
 
+    bool lingering;             /* refs 0, kept open for the next user */
     struct store_mbox *next;    /* in user->open list */
 };
 
@@ -137,6 +138,7 @@ struct store_user {
     ino_t list_ino;
     off_t list_size;
     struct store_mbox *open;
+    unsigned nlinger;           /* mailboxes in `open` with refs 0 */
     struct store_user *next;
 };
 

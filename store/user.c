@@ -446,15 +446,23 @@ void store_user_close(store_user *u)
     if (!u)
         return;
     pthread_mutex_lock(&registry_lock);
-    if (--u->refs == 0) {
+    bool last = --u->refs == 0;
+    if (last)
         for (store_user **pp = &registry; *pp; pp = &(*pp)->next)
             if (*pp == u) {
                 *pp = u->next;
                 break;
             }
-        user_free(u);
-    }
     pthread_mutex_unlock(&registry_lock);
+    if (!last)
+        return;
+    /* Nobody can find the user now; what is left open is lingering. */
+    for (store_mbox *m = u->open, *nx; m; m = nx) {
+        nx = m->next;
+        mbox_destroy(m);
+    }
+    u->open = NULL;
+    user_free(u);
 }
 
 /* ---- mailbox list operations -------------------------------------------------- */
@@ -784,7 +792,14 @@ int store_mbox_open(store_user *u, const char *name, store_mbox **out)
     uint64_t id = b->id;
     for (store_mbox *m = u->open; m; m = m->next)
         if (m->id == id) {
-            atomic_fetch_add(&m->refs, 1);
+            if (atomic_fetch_add(&m->refs, 1) == 0) {
+                /* A lingering one: it holds its user again. */
+                m->lingering = false;
+                u->nlinger--;
+                pthread_mutex_lock(&registry_lock);
+                u->refs++;
+                pthread_mutex_unlock(&registry_lock);
+            }
             uunlock(u);
             *out = m;
             return 0;
@@ -805,6 +820,12 @@ int store_mbox_open(store_user *u, const char *name, store_mbox **out)
     return rc;
 }
 
+/* Mailboxes nobody holds stay open (mapped, index validated) while their
+ * user is open, up to this many per user: APPEND and STATUS open and
+ * close a mailbox per command, and opening costs a dozen system calls and
+ * a checkpoint at the close. */
+#define STORE_LINGER 8
+
 void store_mbox_close(store_mbox *mb)
 {
     if (!mb)
@@ -812,16 +833,22 @@ void store_mbox_close(store_mbox *mb)
     store_user *u = mb->user;
     pthread_mutex_lock(&u->lock);
     bool last = atomic_fetch_sub(&mb->refs, 1) == 1;
-    if (last)
+    bool linger = last && !mb->failed && u->nlinger < STORE_LINGER;
+    if (linger) {
+        mb->lingering = true;
+        u->nlinger++;
+    } else if (last) {
         for (store_mbox **pp = &u->open; *pp; pp = &(*pp)->next)
             if (*pp == mb) {
                 *pp = mb->next;
                 break;
             }
+    }
     pthread_mutex_unlock(&u->lock);
     if (last) {
-        mbox_destroy(mb);
-        store_user_close(u);
+        if (!linger)
+            mbox_destroy(mb);
+        store_user_close(u);    /* a lingering mailbox does not hold its user */
     }
 }
 

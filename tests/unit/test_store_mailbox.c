@@ -944,6 +944,84 @@ static void test_bad_user_names(void)
     else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
         #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
 
+/* A closed mailbox lingers open while its user is open: reopening it must
+ * still see what another process (a fork with its own handles) appended
+ * meanwhile and go on with the right UIDs; a lingering mailbox that was
+ * deleted is not revived by a new one of the same name; more than the
+ * linger limit of mailboxes can be opened and closed in turn. */
+static void test_linger(void)
+{
+    char *root = new_root("mbx-linger");
+    store_user *u = NULL;
+    REQUIRE_OK(store_user_open(root, "lin", NULL, &u));
+    store_mbox *mb = NULL;
+    uint32_t uid1 = 0, uid3 = 0;
+    REQUIRE_OK(store_mbox_open(u, "INBOX", &mb));
+    REQUIRE_OK(append_raw(mb, MSG1, 0, &uid1));
+    store_mbox_close(mb);           /* lingers */
+
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        store_user *cu = NULL;
+        store_mbox *cm = NULL;
+        uint32_t cuid = 0;
+        int ok = store_user_open(root, "lin", NULL, &cu) == 0 &&
+                 store_mbox_open(cu, "INBOX", &cm) == 0 &&
+                 append_raw(cm, MSG2, 0, &cuid) == 0 && cuid == uid1 + 1;
+        store_mbox_close(cm);
+        store_user_close(cu);
+        _exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    REQUIRE(pid > 0 && waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    REQUIRE_OK(store_mbox_open(u, "INBOX", &mb));   /* the lingering handle */
+    REQUIRE_OK(append_raw(mb, MSG3, 0, &uid3));
+    CHECK_EQ(uid3, uid1 + 2);
+    store_mbox_close(mb);
+    const char *const all[] = { MSG1, MSG2, MSG3 };
+    check_contents(u, "INBOX", all, 3);
+
+    /* Delete a lingering mailbox, create one of the same name: empty. */
+    REQUIRE_OK(store_mailbox_create(u, "Old", 0));
+    REQUIRE_OK(store_mbox_open(u, "Old", &mb));
+    REQUIRE_OK(append_raw(mb, MSG1, 0, NULL));
+    store_mbox_close(mb);
+    REQUIRE_OK(store_mailbox_delete(u, "Old"));
+    REQUIRE_OK(store_mailbox_create(u, "Old", 0));
+    check_contents(u, "Old", NULL, 0);
+
+    /* Twenty mailboxes, each opened, written and closed in turn, twice. */
+    char name[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof name, "box%d", i);
+        REQUIRE_OK(store_mailbox_create(u, name, 0));
+    }
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 20; i++) {
+            snprintf(name, sizeof name, "box%d", i);
+            REQUIRE_OK(store_mbox_open(u, name, &mb));
+            REQUIRE_OK(append_raw(mb, round ? MSG2 : MSG1, 0, NULL));
+            store_mbox_close(mb);
+        }
+    const char *const two[] = { MSG1, MSG2 };
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof name, "box%d", i);
+        check_contents(u, name, two, 2);
+    }
+    store_user_close(u);            /* closes what lingers */
+
+    /* And everything is there for a fresh open. */
+    REQUIRE_OK(store_user_open(root, "lin", NULL, &u));
+    check_contents(u, "INBOX", all, 3);
+    check_contents(u, "box19", two, 2);
+    store_user_close(u);
+    rm_rf(root);
+    free(root);
+}
+
 int main(void)
 {
     RUN_ISOLATED(test_opts_and_fsync_parse, 300);
@@ -961,5 +1039,6 @@ int main(void)
     RUN_ISOLATED(test_dot_separator, 300);
     RUN_ISOLATED(test_persistence, 300);
     RUN_ISOLATED(test_bad_user_names, 300);
+    RUN_ISOLATED(test_linger, 300);
     return test_summary();
 }
