@@ -243,6 +243,7 @@ int main(int argc, char **argv)
     log_msg(LOGL_INFO, 0, NULL, "ringmaild stopped");
     exit_code = 0;
 out:
+    notify_stop(&srv);      /* it wakes sessions through srv.net */
     if (srv.net)
         net_server_free(srv.net);
     net_tls_free(srv.tls);

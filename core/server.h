@@ -49,6 +49,7 @@ typedef struct imap_server {
     pthread_mutex_t nlock;
     struct watch **watches;     /* hash buckets */
     size_t nbuckets;
+    struct notify_ino *ino;     /* changes by other processes (inotify) */
 } imap_server;
 
 /* The connection callbacks for net (on_open ... on_shutdown). */
@@ -62,5 +63,8 @@ int notify_watch(imap_server *srv, const store_mbox *mb, net_conn_id id);
 void notify_unwatch(imap_server *srv, const store_mbox *mb, net_conn_id id);
 /* Wake every watcher of mb except `self` (pass an id with seq 0 for none). */
 void notify_changed(imap_server *srv, const store_mbox *mb, net_conn_id self);
+/* Stop the thread that watches for other processes' changes; call after
+ * the workers stopped and before net_server_free (it calls net_wake). */
+void notify_stop(imap_server *srv);
 
 #endif

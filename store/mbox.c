@@ -923,6 +923,11 @@ int store_mbox_refresh(struct store_mbox *mb)
     return rc;
 }
 
+const char *store_mbox_dir(const struct store_mbox *mb)
+{
+    return mb->dir;
+}
+
 int store_mbox_claim_recent(struct store_mbox *mb, uint32_t *first)
 {
     int rc = mbox_wlock(mb);

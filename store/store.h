@@ -129,6 +129,10 @@ int store_mbox_open(store_user *u, const char *name, store_mbox **out);
 void store_mbox_close(store_mbox *mb);
 /* Pick up changes written by another process. */
 int store_mbox_refresh(store_mbox *mb);
+/* The mailbox's directory (its files: see the top of this header), for
+ * watching it for changes made by other processes.  Owned by mb: valid
+ * until store_mbox_close. */
+const char *store_mbox_dir(const store_mbox *mb);
 
 typedef struct store_status {
     uint32_t messages, recent, unseen, deleted;
