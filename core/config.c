@@ -31,6 +31,11 @@ static const config_key config_table[] = {
       "users and password hashes, in Dovecot's passwd-file format" },
     { "workers", CONFIG_INT, "0", NULL, 0, 4096,
       "server worker threads; 0 = one per online CPU" },
+    { "processes", CONFIG_INT, "1", NULL, 1, 256,
+      "server processes sharing the ports (SO_REUSEPORT), each with `workers` threads "
+      "and its own fd limit, under a parent that restarts them; > 1 needs fixed ports. "
+      "Per process, not shared: max_connections_per_ip, max_connections_per_user, "
+      "failed-login delays and the auth cache" },
     { "io_backend", CONFIG_ENUM, "auto", "auto|io_uring|epoll", 0, 0,
       "event loop backend; auto falls back to epoll without io_uring" },
     { "log_level", CONFIG_ENUM, "info", "error|warn|info|debug", 0, 0,

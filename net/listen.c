@@ -1,5 +1,13 @@
 /* net/listen.c — listening sockets: one per worker and address, bound with
- * SO_REUSEPORT so the kernel spreads new connections over the workers. */
+ * SO_REUSEPORT so the kernel spreads new connections over the workers.
+ *
+ * SO_REUSEPORT is set always, not only with `processes` > 1: the workers
+ * of one process need it already, and the same option lets the N server
+ * processes of `processes = N` bind the same ports, so the kernel spreads
+ * connections over processes × workers sockets alike.  The kernel allows
+ * the sharing only among sockets bound by the same effective uid (all
+ * servers bind before dropping privileges, as the same user), so another
+ * user cannot join the group and take connections. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>

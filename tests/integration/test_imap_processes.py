@@ -108,7 +108,140 @@ class CrossProcessIdle(ServerTestCase):
         end_idle(self, c)
 
 
-parametrize(globals(), CrossProcessIdle)
+def child_pids(ppid):
+    """Live (not zombie) processes whose parent is ppid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[1]) == ppid and fields[0] != "Z":
+            out.append(int(d))
+    return sorted(out)
+
+
+def established(pid, port):
+    """Established TCP connections to local `port` held by process pid."""
+    inodes = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        return 0
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            c = line.split()
+            if c[3] == "01" and int(c[1].rsplit(":", 1)[1], 16) == port and c[9] in inodes:
+                n += 1
+    return n
+
+
+def wait_until(pred, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+class MultiProcess(ServerTestCase):
+    """processes = 2: two servers share the ports, under a supervisor.
+    Tests run in name order (1, 2, 3); the last kills a server."""
+
+    server_options = {"processes": "2", "workers": "1", "max_connections_per_user": "1000"}
+    server_tls = True
+    NCONN = 40
+
+    def servers(self, n=2):
+        pids = wait_until(lambda: (lambda p: p if len(p) == n else None)(
+            child_pids(self.server.proc.pid)), 10)
+        self.assertEqual(len(pids or []), n, "want %d server processes under the supervisor "
+                         "%d, got %r" % (n, self.server.proc.pid, pids))
+        return pids
+
+    def test_1_idle_fanout_across_processes(self):
+        pids = self.servers()
+        idlers = []
+        for _ in range(self.NCONN):
+            c = self.login(select="INBOX")
+            start_idle(self, c)
+            idlers.append(c)
+        # Without SO_REUSEPORT the second server cannot bind at all; with
+        # it the kernel spreads 40 connections over both (one-sided with
+        # probability 2^-39).
+        per = {p: established(p, self.server.port) for p in pids}
+        self.assertTrue(all(per.values()), "connections per server process: %r" % per)
+        w = self.login()
+        self.expect(w.append("INBOX", msg(1)), "OK")
+        for i, c in enumerate(idlers):
+            wait_for(self, c, rb"^\* 1 EXISTS", "IDLE session %d of %d" % (i + 1, self.NCONN))
+        for c in idlers:
+            end_idle(self, c)
+
+    def test_2_sighup_reaches_every_server(self):
+        pids = self.servers()
+        off = self.server.stderr_size()
+        os.kill(self.server.proc.pid, signal.SIGHUP)
+        got = wait_until(lambda: self.server.stderr_since(off).count("certificates reloaded") >= 2
+                         or None, 10)
+        self.assertTrue(got, "want 'certificates reloaded' from both servers:\n"
+                        + self.server.stderr_since(off))
+        self.assertEqual(self.servers(), pids, "SIGHUP must not restart servers")
+        c = self.server.connect(tls=True)
+        self.conns.append(c)
+        self.ok(c, "LOGIN %s %s" % (quote(self.user), quote(self.password)))
+
+    def test_3_killed_server_is_restarted(self):
+        pids = self.servers()
+        off = self.server.stderr_size()
+        os.kill(pids[0], signal.SIGKILL)
+        new = wait_until(lambda: (lambda p: p if len(p) == 2 and pids[0] not in p else None)(
+            child_pids(self.server.proc.pid)), 10)
+        self.assertTrue(new, "no replacement for the killed server; supervisor log:\n"
+                        + self.server.stderr_since(off))
+        self.assertIn("killed by signal 9", self.server.stderr_since(off))
+        self.assertTrue(wait_until(lambda: self.server.stderr_since(off).count(
+            "ringmaild started") >= 1, 10), self.server.stderr_since(off))
+        fresh = [p for p in new if p not in pids][0]
+        conns = [self.login(select="INBOX") for _ in range(self.NCONN)]
+        per = {p: established(p, self.server.port) for p in new}
+        self.assertTrue(per[fresh] > 0, "the restarted server %d takes no connections: %r"
+                        % (fresh, per))
+        self.expect(conns[0].append("INBOX", msg(2)), "OK")
+        self.ok(conns[-1], "NOOP")
+        # Remember the servers: tearDownClass checks they are gone.
+        type(self).last_servers = new
+
+    @classmethod
+    def tearDownClass(cls):
+        srv = getattr(cls, "server", None)
+        pids = child_pids(srv.proc.pid) if srv is not None and srv.alive() else []
+        super().tearDownClass()     # SIGTERM to the supervisor: exit 0
+        left = [p for p in pids if os.path.exists("/proc/%d" % p)
+                and open("/proc/%d/stat" % p).read().split(")")[1].split()[0] != "Z"]
+        if left:
+            raise AssertionError("server processes left after SIGTERM: %r" % left)
+
+
+parametrize(globals(), CrossProcessIdle, MultiProcess)
 
 if __name__ == "__main__":
     main()
