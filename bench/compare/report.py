@@ -45,7 +45,8 @@ def p99(rec):
     if not b:
         return None
     if rec["workload"] == "idle-hold":
-        return (b.get("fanout") or {}).get("p99_ms")
+        f = b.get("fanout") or {}
+        return f.get("p99_ms") if f.get("appends") else None
     cmds = b.get("commands") or {}
     name = PRIMARY.get(rec["workload"])
     if name:
@@ -62,7 +63,9 @@ def mem(rec):
     s = rec.get("sample") if rec else None
     if not s:
         return "-"
-    return "%.0f (%.0f)" % (s["rss_peak_kib"] / 1024.0, s["pss_peak_kib"] / 1024.0)
+    anon = s.get("anon_peak_kib")
+    return "%.0f (%.0f, %s)" % (s["rss_peak_kib"] / 1024.0, s["pss_peak_kib"] / 1024.0,
+                                "-" if anon is None else "%.0f" % (anon / 1024.0))
 
 
 def table(args):
@@ -85,7 +88,7 @@ def table(args):
                 order.append(key)
             rows[key][r["server"]] = r
     head = ["workload", "clients", "Ringmail ops/s", "Dovecot ops/s", "ratio R/D",
-            "p99 ms R", "p99 ms D", "peak RSS (PSS) MiB R", "peak RSS (PSS) MiB D",
+            "p99 ms R", "p99 ms D", "peak RSS (PSS, anon) MiB R", "peak RSS (PSS, anon) MiB D",
             "CPU s R", "CPU s D", "errors R/D"]
     body = []
     notes = []
@@ -117,7 +120,14 @@ def table(args):
                        if c.get("errors")]
                 notes.append("%s, %s, %d clients: %d errors (%s)" % (
                     x["server"], key[0], key[1], x["bench"]["errors"], ", ".join(bad)))
-            elif x and not x.get("bench"):
+            if x and x.get("bench") and x["workload"] == "idle-hold":
+                f = x["bench"].get("fanout") or {}
+                if not f.get("appends"):
+                    notes.append("%s, idle-hold: no APPEND reached all %d sessions during the "
+                                 "run (%s of them idling, %s appends sent): no fan-out figure"
+                                 % (x["server"], key[1], f.get("sessions"),
+                                    f.get("appends_sent")))
+            if x and not x.get("bench"):
                 notes.append("%s, %s, %d clients: ringmail-bench printed no result (exit %d)"
                              % (x["server"], key[0], key[1], x["rc"]))
     w = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
@@ -141,8 +151,10 @@ def table(args):
                   "FETCH_HEADERS, bodies: FETCH_BODY, append: APPEND; mixed: the slowest "
                   "command's p99; idle-hold: APPEND-to-EXISTS fan-out to every IDLE "
                   "session). Peak RSS: sum of VmRSS over all of the server's processes, "
-                  "sampled each second during the run; PSS in parentheses (Dovecot's "
-                  "processes share pages, so its RSS sum counts them many times). CPU s: "
+                  "sampled each second during the run; in parentheses the peak PSS (Dovecot's "
+                  "processes share pages, so its RSS sum counts them many times) and the "
+                  "peak anonymous RSS (RssAnon: without file mappings, so without mail "
+                  "files a server mmaps, which are page cache). CPU s: "
                   "utime+stime of all of the server's processes over the run, reaped "
                   "children included.")
         if notes:

@@ -11,6 +11,8 @@ writes one JSON object to --out:
 
   rss_peak_kib   peak of the sum of VmRSS over the tree
   pss_peak_kib   peak of the sum of Pss (/proc/PID/smaps_rollup) over the tree
+  anon_peak_kib  peak of the sum of RssAnon (RSS less file mappings and shmem:
+                 mmapped mail files count in RSS but are page cache)
   procs_peak     most processes seen at once
   cpu_s          utime+stime of the tree, end minus start, counting children
                  reaped meanwhile through the top process's cutime+cstime
@@ -107,11 +109,13 @@ def main():
     start_ticks, _ = cpu_ticks(a.pid)
     if a.ready:
         open(a.ready, "w").close()
-    rss_peak = pss_peak = procs_peak = samples = 0
+    rss_peak = pss_peak = anon_peak = procs_peak = samples = 0
     while True:
         _, t = cpu_ticks(a.pid)
         rss = sum(status_kib(p, "VmRSS:") for p in t)
         pss = sum(pss_kib(p) for p in t)
+        anon = sum(status_kib(p, "RssAnon:") for p in t)
+        anon_peak = max(anon_peak, anon)
         rss_peak, pss_peak = max(rss_peak, rss), max(pss_peak, pss)
         procs_peak = max(procs_peak, len(t))
         samples += 1
@@ -121,7 +125,8 @@ def main():
         while not stop and time.monotonic() < deadline:
             time.sleep(min(0.05, a.interval))
     end_ticks, _ = cpu_ticks(a.pid)
-    res = {"rss_peak_kib": rss_peak, "pss_peak_kib": pss_peak, "procs_peak": procs_peak,
+    res = {"rss_peak_kib": rss_peak, "pss_peak_kib": pss_peak,
+           "anon_peak_kib": anon_peak, "procs_peak": procs_peak,
            "cpu_s": round((end_ticks - start_ticks) / HZ, 2), "samples": samples,
            "wall_s": round(time.monotonic() - t0, 2)}
     tmp = a.out + ".tmp"
