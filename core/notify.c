@@ -224,16 +224,25 @@ static void ino_overflow(imap_server *srv)
 {
     /* Events were lost: treat every watched directory as changed. */
     struct notify_ino *in = srv->ino;
-    int wds[256];
-    size_t n = 0;
+    int *wds = NULL;
+    size_t n = 0, cap = 0;
     pthread_mutex_lock(&srv->nlock);
-    for (size_t bk = 0; bk < NBUCKETS && n < 256; bk++)
-        for (struct nbox *b = in->boxes[bk]; b && n < 256; b = b->next)
-            if (b->wd >= 0)
-                wds[n++] = b->wd;
+    for (size_t bk = 0; bk < 256; bk++)
+        for (struct nbox *b = in->wboxes[bk]; b; b = b->wnext) {
+            if (n == cap) {
+                int *nw = realloc(wds, (cap = cap ? cap * 2 : 256) * sizeof *wds);
+                if (!nw)
+                    goto done;
+                wds = nw;
+            }
+            wds[n++] = b->wd;
+        }
+done:
     pthread_mutex_unlock(&srv->nlock);
+    log_msg(LOGL_WARN, 0, NULL, "notify: inotify queue overflow: checking %zu mailboxes", n);
     for (size_t i = 0; i < n; i++)
         ino_changed(srv, wds[i]);
+    free(wds);
 }
 
 static void *ino_thread(void *arg)
