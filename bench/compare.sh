@@ -82,6 +82,10 @@ if ! grep -q '^CMAKE_BUILD_TYPE:STRING=Release$' "$BUILD/CMakeCache.txt" 2>/dev/
 fi
 log "building ringmaild, ringmail-admin, ringmail-bench (Release)"
 cmake --build "$BUILD" -j2 --target ringmaild ringmail-admin ringmail-bench >/dev/null
+# What was built: the commit, and sources differing from it in the work tree.
+RM_VERSION=$(git -C "$ROOT" rev-parse --short HEAD)
+DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no -- core net store bench/ringmail_bench*.c bench/ringmail_bench.h CMakeLists.txt | awk '{print $2}' | tr '\n' ' ')
+[[ -n $DIRTY ]] && RM_VERSION+=" plus uncommitted changes in the work tree (${DIRTY% })"
 
 # --- Dovecot -----------------------------------------------------------------
 system_dovecot_pid() {
@@ -370,9 +374,6 @@ for c in $CLIENTS; do pair "login (auth cache off)" login "$c"; done
 # --- report --------------------------------------------------------------------
 ELAPSED=$((SECONDS - T0))
 META=$TMP/meta.md
-RM_VERSION=$(git -C "$ROOT" rev-parse --short HEAD)
-DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no -- core net store bench/ringmail_bench*.c bench/ringmail_bench.h CMakeLists.txt | awk '{print $2}' | tr '\n' ' ')
-[[ -n $DIRTY ]] && RM_VERSION+=" plus uncommitted changes in the work tree (${DIRTY% })"
 {
     echo "# Ringmail vs Dovecot"
     echo
