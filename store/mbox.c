@@ -930,6 +930,27 @@ const char *store_mbox_dir(const struct store_mbox *mb)
 
 int store_mbox_claim_recent(struct store_mbox *mb, uint32_t *first)
 {
+    /* Every session that sees a new message claims it, so this must not
+     * take the writer lock: with a hundred IDLE sessions of one mailbox in
+     * several processes, each append made them queue on the flock, and a
+     * worker blocked there stalls all its sessions.  The index header is
+     * shared memory: a compare-and-swap gives each new UID to exactly one
+     * claimant, across processes too.  A superseded index (compaction)
+     * takes the locked path, which moves to the new files. */
+    struct gen *g = mbox_gen_get(mb);
+    struct idx_hdr *hh = gen_hdr(g);
+    if (!A_LOAD(&hh->superseded)) {
+        uint32_t next = A_LOAD(&hh->uidnext);
+        uint32_t old = A_LOAD(&hh->recent_uid);
+        while (old < next &&
+               !__atomic_compare_exchange_n(&hh->recent_uid, &old, next, false,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            ;
+        *first = old;
+        gen_put(g);
+        return 0;
+    }
+    gen_put(g);
     int rc = mbox_wlock(mb);
     if (rc < 0)
         return rc;
