@@ -81,7 +81,7 @@ struct bench_worker {
     void *eng_state;          /* owned by the engine */
     struct bench_client *cl;
     int ncl;
-    uint64_t rng, last_tick;
+    uint64_t rng, last_tick, next_due;
     int opening;              /* clients connecting, up to the greeting */
     struct bench_stats *st;
     char *msgbuf;
