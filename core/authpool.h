@@ -31,7 +31,11 @@ typedef void (*authpool_work_fn)(void *arg);
 typedef void (*authpool_done_fn)(void *arg, int status);
 
 #define AUTHPOOL_DEFAULT_THREADS 2
-#define AUTHPOOL_DEFAULT_QUEUE 1024
+/* A reconnect storm (every client of a restarted server at once, a cold
+ * auth cache) queues one check per connection; refusing them would only
+ * make the clients retry.  A waiting job is ~100 bytes; the per-address
+ * connection limit and failed-login delays bound what an attacker queues. */
+#define AUTHPOOL_DEFAULT_QUEUE 65536
 
 /* threads 0: AUTHPOOL_DEFAULT_THREADS; queue_max 0: AUTHPOOL_DEFAULT_QUEUE
  * (jobs waiting, not counting running ones).  0 or -errno. */

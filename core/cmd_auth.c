@@ -138,6 +138,9 @@ static int submit(session *s, struct auth_job *j, const char *tag)
     int rc = authpool_submit(s->srv->authpool, job_work, j, job_done, s->srv->net,
                              net_conn_worker(s->conn));
     if (rc < 0)
+        log_msg(LOGL_WARN, s->id, NULL, "password check refused: %s",
+                rc == -EAGAIN ? "auth pool queue full" : strerror(-rc));
+    if (rc < 0)
         return rc;
     s->pool_busy = true;
     sess_hold_input(s);
