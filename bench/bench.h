@@ -165,7 +165,20 @@ typedef struct bench_mail {
 } bench_mail;
 const bench_mail *bench_mail_get(bench_state *st, uint64_t n);
 void bench_mail_teardown(void);
+
+/* What both message generators (bench_mail.c, bench_store.c) draw from. */
+extern const char *const bench_mail_first_names[16];
 extern const char *const bench_mail_last_names[12];
+extern const char *const bench_mail_domains[6];
+extern const char *const bench_mail_subjects[12];   /* may hold one %u */
+extern const char *const bench_mail_body_lines[8];
+#define BENCH_NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#define BENCH_PICK(arr, r) ((arr)[(r) % BENCH_NELEM(arr)])
+/* splitmix64: cheap, deterministic, good enough to vary headers. */
+uint64_t bench_rnd_next(uint64_t *state);
+/* The live UIDs of mb, ascending (*out malloc'd; *n of them; *entries
+ * index entries, tombstones included).  0 or -errno. */
+int bench_live_uids(struct store_mbox *mb, uint32_t **out, uint32_t *n, uint32_t *entries);
 
 #ifdef __cplusplus
 }

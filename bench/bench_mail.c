@@ -27,7 +27,7 @@
 #define BASE_DATE     1672531200    /* 2023-01-01T00:00:00Z */
 #define DATE_STEP     293       /* a message every ~5 minutes */
 
-static const char *const first_names[] = {
+const char *const bench_mail_first_names[16] = {
     "Alice", "Bruno", "Chen", "Dagny", "Emeka", "Fatima", "Gustav", "Hana",
     "Ingrid", "Jonas", "Keiko", "Luis", "Maren", "Nikolai", "Olga", "Priya",
 };
@@ -35,11 +35,11 @@ const char *const bench_mail_last_names[12] = {
     "Andersen", "Baptiste", "Castillo", "Dubois", "Eriksen", "Fischer",
     "Garcia", "Haddad", "Ivanova", "Jensen", "Kowalski", "Lindqvist",
 };
-static const char *const domains[] = {
+const char *const bench_mail_domains[6] = {
     "example.org", "example.com", "mail.example.net", "corp.example",
     "lists.example.org", "university.example.edu",
 };
-static const char *const subjects[] = {
+const char *const bench_mail_subjects[12] = {
     "Quarterly report draft", "Meeting notes from Tuesday",
     "Re: Build failure on the release branch", "Invoice 2024-%u",
     "Your order has shipped", "=?UTF-8?Q?R=C3=A9union_d'=C3=A9quipe?=",
@@ -48,7 +48,7 @@ static const char *const subjects[] = {
     "Password reset requested", "Lunch on Friday?",
     "[ringmail-dev] Patch v%u: faster header listing",
 };
-static const char *const body_lines[] = {
+const char *const bench_mail_body_lines[8] = {
     "Thanks for sending this over. I had a look at the numbers and most of",
     "them line up with what we discussed last week, with two exceptions.",
     "The storage figures for the third quarter look low to me; could you",
@@ -59,10 +59,8 @@ static const char *const body_lines[] = {
     "> On the other hand, the migration can wait until after the release.",
 };
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define PICK(arr, r) (arr[(r) % NELEM(arr)])
 
-static uint64_t rnd_next(uint64_t *s)
+uint64_t bench_rnd_next(uint64_t *s)
 {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);   /* splitmix64 */
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -95,7 +93,7 @@ static bool put_body(char *buf, size_t cap, size_t *n, uint64_t seed,
         return false;
     unsigned line = 0, mark_at = (unsigned)(seed % 5);
     while (*n - start < target) {
-        const char *l = PICK(body_lines, rnd_next(&ls));
+        const char *l = BENCH_PICK(bench_mail_body_lines, bench_rnd_next(&ls));
         if (!put(buf, cap, n, html ? "<p>%s</p>\r\n" : "%s\r\n", l))
             return false;
         if (marker && line++ == mark_at &&
@@ -111,20 +109,20 @@ static bool put_body(char *buf, size_t cap, size_t *n, uint64_t seed,
 static size_t gen_message(char *buf, size_t cap, uint64_t no, bench_mail_info *mi)
 {
     uint64_t rs = no * 7919 + 17;
-    uint64_t r1 = rnd_next(&rs), r2 = rnd_next(&rs), r3 = rnd_next(&rs);
+    uint64_t r1 = bench_rnd_next(&rs), r2 = bench_rnd_next(&rs), r3 = bench_rnd_next(&rs);
     int64_t date = BASE_DATE + (int64_t)no * DATE_STEP;
     char datebuf[64], subj[160];
     struct tm tm;
     time_t t = (time_t)date;
     gmtime_r(&t, &tm);
     strftime(datebuf, sizeof datebuf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    snprintf(subj, sizeof subj, PICK(subjects, r3), (unsigned)(no % 1000));
+    snprintf(subj, sizeof subj, BENCH_PICK(bench_mail_subjects, r3), (unsigned)(no % 1000));
 
-    unsigned fl = (unsigned)((r1 >> 8) % NELEM(bench_mail_last_names));
-    const char *ffirst = PICK(first_names, r1), *flast = bench_mail_last_names[fl];
-    const char *fdom = PICK(domains, r1 >> 16);
-    const char *tfirst = PICK(first_names, r2);
-    const char *tlast = PICK(bench_mail_last_names, r2 >> 8);
+    unsigned fl = (unsigned)((r1 >> 8) % BENCH_NELEM(bench_mail_last_names));
+    const char *ffirst = BENCH_PICK(bench_mail_first_names, r1), *flast = bench_mail_last_names[fl];
+    const char *fdom = BENCH_PICK(bench_mail_domains, r1 >> 16);
+    const char *tfirst = BENCH_PICK(bench_mail_first_names, r2);
+    const char *tlast = BENCH_PICK(bench_mail_last_names, r2 >> 8);
     uint64_t pick = (r3 >> 20) % 100;
     *mi = (bench_mail_info){
         .flags = (pick < 85 ? STORE_F_SEEN : 0) |
@@ -195,9 +193,9 @@ static bench_mail *g_mail[2 * BENCH_MAX_SIZES + 4];
 static uint64_t g_failed_n[2 * BENCH_MAX_SIZES + 4];
 static size_t g_nmail, g_nfailed;
 
-static int collect_live(bench_mail *m)
+int bench_live_uids(store_mbox *mb, uint32_t **out, uint32_t *n, uint32_t *entries)
 {
-    store_snap *s = store_snap_get(m->mb);
+    store_snap *s = store_snap_get(mb);
     if (!s)
         return -ENOMEM;
     uint32_t e = store_snap_entries(s);
@@ -219,9 +217,16 @@ static int collect_live(bench_mail *m)
         free(v);
         return r;
     }
-    m->live = v;
-    m->nlive = k;
+    *out = v;
+    *n = k;
+    if (entries)
+        *entries = e;
     return 0;
+}
+
+static int collect_live(bench_mail *m)
+{
+    return bench_live_uids(m->mb, &m->live, &m->nlive, NULL);
 }
 
 /* Generate every message's info (and, when mb is set, append them). */
@@ -373,9 +378,9 @@ const bench_mail *bench_mail_get(bench_state *st, uint64_t n)
             return NULL;
         }
     bench_mail *m = NULL;
-    int r = g_nmail < NELEM(g_mail) ? build(n, &m) : -ENOSPC;
+    int r = g_nmail < BENCH_NELEM(g_mail) ? build(n, &m) : -ENOSPC;
     if (r < 0) {
-        if (g_nfailed < NELEM(g_failed_n)) {
+        if (g_nfailed < BENCH_NELEM(g_failed_n)) {
             g_failed_n[g_nfailed++] = n;
         }
         bench_error(st, "building a mailbox of %" PRIu64 " messages: %s", n, strerror(-r));

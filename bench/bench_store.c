@@ -43,49 +43,6 @@
 
 /* ---- message generation ------------------------------------------------- */
 
-static const char *const first_names[] = {
-    "Alice", "Bruno", "Chen", "Dagny", "Emeka", "Fatima", "Gustav", "Hana",
-    "Ingrid", "Jonas", "Keiko", "Luis", "Maren", "Nikolai", "Olga", "Priya",
-};
-static const char *const last_names[] = {
-    "Andersen", "Baptiste", "Castillo", "Dubois", "Eriksen", "Fischer",
-    "Garcia", "Haddad", "Ivanova", "Jensen", "Kowalski", "Lindqvist",
-};
-static const char *const domains[] = {
-    "example.org", "example.com", "mail.example.net", "corp.example",
-    "lists.example.org", "university.example.edu",
-};
-static const char *const subjects[] = {
-    "Quarterly report draft", "Meeting notes from Tuesday",
-    "Re: Build failure on the release branch", "Invoice 2024-%u",
-    "Your order has shipped", "=?UTF-8?Q?R=C3=A9union_d'=C3=A9quipe?=",
-    "Fwd: Conference travel arrangements", "Weekly digest #%u",
-    "Re: Re: Proposal for the new storage layout",
-    "Password reset requested", "Lunch on Friday?",
-    "[ringmail-dev] Patch v%u: faster header listing",
-};
-static const char *const body_lines[] = {
-    "Thanks for sending this over. I had a look at the numbers and most of",
-    "them line up with what we discussed last week, with two exceptions.",
-    "The storage figures for the third quarter look low to me; could you",
-    "double-check them against the invoices before we circulate the draft?",
-    "I have attached nothing this time, the spreadsheet is on the share.",
-    "If Thursday does not work for you, Friday morning is also fine.",
-    "Best regards, and apologies for the late reply.",
-    "> On the other hand, the migration can wait until after the release.",
-};
-
-static uint64_t rnd_next(uint64_t *s)
-{
-    /* splitmix64: cheap, deterministic, good enough to vary headers */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-#define PICK(arr, r) (arr[(r) % (sizeof(arr) / sizeof(arr[0]))])
-
 /* Write message number `no` into buf (CRLF line ends) and return its
  * length.  The length is `exact` if nonzero (padding the body), else
  * 900..2000 bytes.  buf must hold max(exact, 2400) bytes. */
@@ -93,17 +50,19 @@ static size_t gen_message(char *buf, size_t cap, uint64_t no, int64_t date,
                           size_t exact)
 {
     uint64_t rs = no * 7919 + 17;
-    uint64_t r1 = rnd_next(&rs), r2 = rnd_next(&rs), r3 = rnd_next(&rs);
+    uint64_t r1 = bench_rnd_next(&rs), r2 = bench_rnd_next(&rs), r3 = bench_rnd_next(&rs);
     char datebuf[64], subj[160];
     struct tm tm;
     time_t t = (time_t)date;
     gmtime_r(&t, &tm);
     strftime(datebuf, sizeof datebuf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    snprintf(subj, sizeof subj, PICK(subjects, r3), (unsigned)(no % 1000));
+    snprintf(subj, sizeof subj, BENCH_PICK(bench_mail_subjects, r3), (unsigned)(no % 1000));
 
-    const char *ffirst = PICK(first_names, r1), *flast = PICK(last_names, r1 >> 8);
-    const char *fdom = PICK(domains, r1 >> 16);
-    const char *tfirst = PICK(first_names, r2), *tlast = PICK(last_names, r2 >> 8);
+    const char *ffirst = BENCH_PICK(bench_mail_first_names, r1);
+    const char *flast = BENCH_PICK(bench_mail_last_names, r1 >> 8);
+    const char *fdom = BENCH_PICK(bench_mail_domains, r1 >> 16);
+    const char *tfirst = BENCH_PICK(bench_mail_first_names, r2);
+    const char *tlast = BENCH_PICK(bench_mail_last_names, r2 >> 8);
     size_t n = 0;
     int w = snprintf(buf, cap,
         "Return-Path: <%c%s@%s>\r\n"
@@ -143,7 +102,7 @@ static size_t gen_message(char *buf, size_t cap, uint64_t no, int64_t date,
     uint64_t ls = r1;
     /* Whole lines while they fit, then pad the last line to the exact size. */
     for (;;) {
-        const char *line = PICK(body_lines, rnd_next(&ls));
+        const char *line = BENCH_PICK(bench_mail_body_lines, bench_rnd_next(&ls));
         size_t ll = strlen(line);
         if (n + ll + 2 > target)
             break;
@@ -199,34 +158,10 @@ static unsigned append_seq;
 
 static int collect_live(sized *z, store_mbox *mb)
 {
-    store_snap *s = store_snap_get(mb);
-    if (!s)
-        return -ENOMEM;
-    uint32_t e = store_snap_entries(s);
-    uint32_t *v = malloc(sizeof *v * (e ? e : 1));
-    if (!v) {
-        store_snap_put(s);
-        return -ENOMEM;
-    }
-    uint32_t k = 0;
-    int r = 0;
-    for (uint32_t pos = 0; pos < e; pos++) {
-        store_msg m;
-        int live = store_snap_entry(s, pos, &m);
-        if (live < 0) {
-            r = live;
-            break;
-        }
-        if (live)
-            v[k++] = m.uid;
-    }
-    if (r == 0 && k != store_snap_messages(s))
-        r = -EBADMSG;
-    store_snap_put(s);
-    if (r < 0) {
-        free(v);
+    uint32_t *v, k, e;
+    int r = bench_live_uids(mb, &v, &k, &e);
+    if (r < 0)
         return r;
-    }
     free(z->live);
     z->live = v;
     z->nlive = k;
@@ -481,7 +416,7 @@ static uint32_t *lookup_keys(const sized *z, bool seqs)
         return NULL;
     uint64_t rs = 12345;
     for (size_t i = 0; i < LOOKUP_KEYS; i++) {
-        uint32_t pos = (uint32_t)(rnd_next(&rs) % z->nlive);
+        uint32_t pos = (uint32_t)(bench_rnd_next(&rs) % z->nlive);
         k[i] = seqs ? pos + 1 : z->live[pos];
     }
     return k;
