@@ -186,20 +186,45 @@ int imap_arg_number(const imap_arg *arg, uint64_t *out);
 
 /* ---- sequence sets ------------------------------------------------------- */
 
+/* A range as written: lo <= hi.  '*' is held as UINT32_MAX with its bit in
+ * `star`, so an explicit 4294967295 (a valid nz-number) is never taken for
+ * '*'. */
+#define IMAP_SEQ_LO_STAR 1u
+#define IMAP_SEQ_HI_STAR 2u
+typedef struct imap_seqrange {
+    uint32_t lo, hi;
+    unsigned star;                    /* IMAP_SEQ_*_STAR bits */
+} imap_seqrange;
+
 typedef struct imap_seqset {
-    struct { uint32_t lo, hi; } *r;   /* inclusive ranges; UINT32_MAX = '*' */
+    imap_seqrange *r;                 /* in the client's order */
     size_t n;
 } imap_seqset;
+
+/* A resolved range of numbers, inclusive. */
+typedef struct imap_range {
+    uint32_t lo, hi;
+} imap_range;
 
 /* Parse "1,3:5,7:*" (also "$" when allow_dollar: n = 0, dollar = true).
  * Rejects 0, empty elements, more than max_ranges ranges (-E2BIG) and bad
  * syntax (-EINVAL).  r is malloc'd (free(set->r)).
  * "$" is allowed when dollar != NULL (*dollar is set false otherwise);
  * max_ranges 0 means no limit.  Ranges keep the client's order, each with
- * lo <= hi (5:2 is 2:5, *:4 is 4:UINT32_MAX); nothing is merged.
+ * lo <= hi (5:2 is 2:5, *:4 is 4:*); nothing is merged here, since what '*'
+ * stands for is known only when the set is used (imap_seqset_resolve).
  * On error set->r is NULL and set->n 0. */
 int imap_seqset_parse(const char *s, size_t len, size_t max_ranges,
                       imap_seqset *out, bool *dollar);
+
+/* Normalize a set before any work is done with it: '*' becomes `star` (the
+ * largest number in use, 0 when there is none), each range is ordered, and
+ * the ranges are sorted and overlapping or adjacent ones merged.  out must
+ * hold set->n entries; returns how many it filled (ascending, disjoint,
+ * never adjacent).  O(n log n), so a client repeating "1:*" thousands of
+ * times costs one range of work.  A range may resolve to include 0 only
+ * when star is 0: callers decide what that means. */
+size_t imap_seqset_resolve(const imap_seqset *set, uint32_t star, imap_range *out);
 
 /* ---- mailbox names ------------------------------------------------------- */
 

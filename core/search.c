@@ -38,7 +38,7 @@ static void node_free(srch_node *n)
         break;
     case SK_SEQSET:
     case SK_UIDSET:
-        free(n->u.set.r);
+        free(n->u.set.set.r);
         free(n->u.set.res);
         break;
     case SK_ENVELOPE:
@@ -212,20 +212,7 @@ static int set_from_atom(pstate *ps, const imap_arg *arg, srch_kind kind,
         free(set.r);
         return -ENOMEM;
     }
-    nd->u.set.n = set.n;
-    if (set.n) {
-        nd->u.set.r = malloc(set.n * sizeof *nd->u.set.r);
-        if (!nd->u.set.r) {
-            free(set.r);
-            free(nd);
-            return -ENOMEM;
-        }
-        for (size_t k = 0; k < set.n; k++) {
-            nd->u.set.r[k].lo = set.r[k].lo;
-            nd->u.set.r[k].hi = set.r[k].hi;
-        }
-    }
-    free(set.r);
+    nd->u.set.set = set;        /* owned by the node now */
     *out = nd;
     return 0;
 }

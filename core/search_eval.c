@@ -38,13 +38,7 @@ typedef struct ev {
 
 /* ---- per-run preparation ------------------------------------------- */
 
-static int range_cmp(const void *a, const void *b)
-{
-    const srch_range *x = a, *y = b;
-    return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
-/* Substitute '*', order each range, sort and merge. */
+/* Substitute '*', order each range, sort and merge (imap_seqset_resolve). */
 static int resolve_set(srch_node *n, uint32_t star)
 {
     if (n->u.set.resolved && n->u.set.star == star)
@@ -53,31 +47,12 @@ static int resolve_set(srch_node *n, uint32_t star)
     n->u.set.res = NULL;
     n->u.set.nres = 0;
     n->u.set.resolved = false;
-    if (n->u.set.n) {
-        srch_range *r = malloc(n->u.set.n * sizeof *r);
+    if (n->u.set.set.n) {
+        imap_range *r = malloc(n->u.set.set.n * sizeof *r);
         if (!r)
             return -ENOMEM;
-        for (size_t i = 0; i < n->u.set.n; i++) {
-            uint32_t lo = n->u.set.r[i].lo, hi = n->u.set.r[i].hi;
-            if (lo == UINT32_MAX)
-                lo = star;
-            if (hi == UINT32_MAX)
-                hi = star;
-            r[i].lo = lo < hi ? lo : hi;
-            r[i].hi = lo < hi ? hi : lo;
-        }
-        qsort(r, n->u.set.n, sizeof *r, range_cmp);
-        size_t w = 0;
-        for (size_t i = 0; i < n->u.set.n; i++) {
-            if (w && r[i].lo <= r[w - 1].hi + (uint64_t)1) {
-                if (r[i].hi > r[w - 1].hi)
-                    r[w - 1].hi = r[i].hi;
-            } else {
-                r[w++] = r[i];
-            }
-        }
         n->u.set.res = r;
-        n->u.set.nres = w;
+        n->u.set.nres = imap_seqset_resolve(&n->u.set.set, star, r);
     }
     n->u.set.star = star;
     n->u.set.resolved = true;
@@ -110,7 +85,7 @@ static int prepare(srch_node *n, const imap_search_view *v)
 
 /* ---- cheap keys ------------------------------------------------------ */
 
-static bool in_ranges(const srch_range *r, size_t n, uint32_t x)
+static bool in_ranges(const imap_range *r, size_t n, uint32_t x)
 {
     size_t lo = 0, hi = n;
     while (lo < hi) {       /* first range with r.lo > x */

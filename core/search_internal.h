@@ -41,10 +41,6 @@ enum {
     ENV_COUNT
 };
 
-typedef struct srch_range {
-    uint32_t lo, hi;
-} srch_range;
-
 typedef struct srch_node srch_node;
 struct srch_node {
     srch_kind kind;
@@ -59,9 +55,8 @@ struct srch_node {
                                        snapshot, or -1 */
         } kw;
         struct {
-            srch_range *r;          /* as parsed; UINT32_MAX = '*' */
-            size_t n;
-            srch_range *res;        /* resolved for star: sorted, merged */
+            imap_seqset set;        /* as parsed */
+            imap_range *res;        /* resolved for star: sorted, merged */
             size_t nres;
             uint32_t star;          /* what res was resolved for */
             bool resolved;

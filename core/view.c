@@ -208,35 +208,27 @@ int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,
         *nout = n;
         return 0;
     }
+    /* Normalized first (sorted, merged): a set naming the same messages
+     * many times costs the work of naming them once. */
+    imap_range *res = malloc((set.n ? set.n : 1) * sizeof *res);
     r = malloc((set.n ? set.n : 1) * sizeof *r);
-    if (!r) {
+    if (!res || !r) {
+        free(res);
+        free(r);
         free(set.r);
         return -ENOMEM;
     }
     uint32_t last = s->nview ? s->view[s->nview - 1] : 0;
-    for (size_t i = 0; i < set.n; i++) {
-        uint32_t lo = set.r[i].lo, hi = set.r[i].hi;
-        if (uid) {
-            if (lo == UINT32_MAX)
-                lo = last;
-            if (hi == UINT32_MAX)
-                hi = last;
-        } else {
-            if (lo == UINT32_MAX)
-                lo = s->nview;
-            if (hi == UINT32_MAX)
-                hi = s->nview;
-        }
-        if (lo > hi) {
-            uint32_t t = lo;
-            lo = hi;
-            hi = t;
-        }
+    size_t nres = imap_seqset_resolve(&set, uid ? last : s->nview, res);
+    free(set.r);
+    for (size_t i = 0; i < nres; i++) {
+        uint32_t lo = res[i].lo, hi = res[i].hi;
         if (!uid) {
             if (hi > s->nview || lo == 0) {
                 rc = -ERANGE;   /* a message number that does not exist */
                 break;
             }
+            /* the view is ascending, so mapped ranges stay sorted and disjoint */
             lo = s->view[lo - 1];
             hi = s->view[hi - 1];
         } else if (hi > last) {
@@ -245,7 +237,7 @@ int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,
         if (lo && lo <= hi)
             r[n++] = (store_range){lo, hi};
     }
-    free(set.r);
+    free(res);
     if (rc < 0) {
         free(r);
         return rc;

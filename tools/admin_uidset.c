@@ -13,18 +13,21 @@ int admin_uidset_parse(const char *s, store_range **out, size_t *n)
     int rc = imap_seqset_parse(s, strlen(s), 0, &set, NULL);
     if (rc < 0)
         return rc == -ENOMEM ? rc : -EINVAL;
+    /* '*' is "up to the last UID": the store clips ranges to UIDNEXT. */
+    imap_range *res = malloc((set.n ? set.n : 1) * sizeof *res);
     store_range *v = malloc((set.n ? set.n : 1) * sizeof *v);
-    if (!v) {
+    if (!res || !v) {
+        free(res);
+        free(v);
         free(set.r);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < set.n; i++) {
-        uint32_t lo = set.r[i].lo, hi = set.r[i].hi;
-        v[i].lo = lo < hi ? lo : hi;    /* "5:3" is 3:5 */
-        v[i].hi = lo < hi ? hi : lo;
-    }
+    size_t nres = imap_seqset_resolve(&set, UINT32_MAX, res);
+    for (size_t i = 0; i < nres; i++)
+        v[i] = (store_range){res[i].lo, res[i].hi};
+    free(res);
     free(set.r);
     *out = v;
-    *n = set.n;
+    *n = nres;
     return 0;
 }

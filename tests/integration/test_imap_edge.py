@@ -267,6 +267,33 @@ class Edge(rs.ServerTestCase):
         r = self.ok(c, "SEARCH *:4")
         self.assertEqual(r.search(), [4, 5])
 
+    def test_explicit_4294967295_is_not_star(self):
+        # RFC 9051 9: "*" is the largest number in use; 4294967295 is an
+        # nz-number like any other, here a UID that does not exist.
+        c, uids = self.box([m(str(i)) for i in range(3)])
+        r = self.ok(c, "UID FETCH 4294967295 UID")
+        self.assertEqual(r.fetch_list(), [], r.describe())
+        r = self.ok(c, "UID SEARCH UID 4294967295")
+        self.assertEqual(r.search(), [])
+        self.ok(c, "UID STORE 4294967295 +FLAGS (\\Deleted)")
+        self.ok(c, "STORE 1:* +FLAGS (\\Deleted)")
+        self.ok(c, "UID EXPUNGE 4294967295")
+        r = self.ok(c, "UID SEARCH ALL")
+        self.assertEqual(r.search(), uids, "UID EXPUNGE 4294967295 must expunge nothing")
+        r = self.ok(c, "UID FETCH 4294967295:* UID")
+        self.assertEqual([d["UID"] for _, d in r.fetch_list()], [uids[-1]],
+                         "4294967295:* is the last UID up to 4294967295")
+
+    def test_repeated_ranges_are_merged(self):
+        c, uids = self.box([m(str(i)) for i in range(4)])
+        spec = ",".join(["1:*"] * 2000)
+        r = self.ok(c, "FETCH %s (UID FLAGS)" % spec)
+        self.assertEqual([n for n, _ in r.fetch_list()], [1, 2, 3, 4],
+                         "each message once, in order, however often the set names it")
+        r = self.ok(c, "UID FETCH %d,%d,%d:%d,%d UID" % (uids[3], uids[0], uids[1], uids[2],
+                                                       uids[0]))
+        self.assertEqual([n for n, _ in r.fetch_list()], [1, 2, 3, 4])
+
     def test_searchres(self):
         c, uids = self.box([m("a"), m("b"), m("c"), m("d")])
         if "SEARCHRES" not in c.capabilities():

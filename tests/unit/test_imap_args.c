@@ -694,8 +694,16 @@ static const char *seq_dump(const char *s, size_t max, bool allow_dollar)
     if (allow_dollar && dollar)
         k += (size_t)snprintf(out + k, sizeof out - k, "$");
     for (size_t i = 0; i < set.n; i++)
-        k += (size_t)snprintf(out + k, sizeof out - k, "%s%u-%u", i ? "," : "",
-                              set.r[i].lo, set.r[i].hi);
+    {
+        if (set.r[i].star & IMAP_SEQ_LO_STAR)
+            k += (size_t)snprintf(out + k, sizeof out - k, "%s*", i ? "," : "");
+        else
+            k += (size_t)snprintf(out + k, sizeof out - k, "%s%u", i ? "," : "", set.r[i].lo);
+        if (set.r[i].star & IMAP_SEQ_HI_STAR)
+            k += (size_t)snprintf(out + k, sizeof out - k, "-*");
+        else
+            k += (size_t)snprintf(out + k, sizeof out - k, "-%u", set.r[i].hi);
+    }
     free(set.r);
     return out;
 }
@@ -707,11 +715,14 @@ static const char *seq_dump(const char *s, size_t max, bool allow_dollar)
 static void test_seqset(void)
 {
     CHECK_SEQ("1", 0, false, "1-1");
-    CHECK_SEQ("1,3:5,7:*", 0, false, "1-1,3-5,7-4294967295");
+    CHECK_SEQ("1,3:5,7:*", 0, false, "1-1,3-5,7-*");
     CHECK_SEQ("5:2", 0, false, "2-5");
-    CHECK_SEQ("*", 0, false, "4294967295-4294967295");
-    CHECK_SEQ("*:4", 0, false, "4-4294967295");
+    CHECK_SEQ("*", 0, false, "*-*");
+    CHECK_SEQ("*:4", 0, false, "4-*");
+    /* an explicit 4294967295 is a number, never '*' */
     CHECK_SEQ("4294967295", 0, false, "4294967295-4294967295");
+    CHECK_SEQ("4294967295:*", 0, false, "4294967295-*");
+    CHECK_SEQ("*:4294967295", 0, false, "4294967295-*");
     CHECK_SEQ("9,1", 0, false, "9-9,1-1");
     CHECK_SEQ("$", 0, true, "$");
     CHECK_SEQ("1", 0, true, "1-1");
@@ -749,6 +760,88 @@ static void test_seqset(void)
           set.r[999].lo == 2000);
     free(set.r);
     CHECK(imap_seqset_parse(big, k, 999, &set, NULL) == -E2BIG);
+}
+
+static const char *resolve_dump(const char *s, uint32_t star)
+{
+    static char out[512];
+    imap_seqset set;
+    CHECK(imap_seqset_parse(s, strlen(s), 0, &set, NULL) == 0);
+    imap_range *r = malloc((set.n ? set.n : 1) * sizeof *r);
+    size_t n = imap_seqset_resolve(&set, star, r), k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        k += (size_t)snprintf(out + k, sizeof out - k, "%s%u-%u", i ? "," : "", r[i].lo, r[i].hi);
+    free(r);
+    free(set.r);
+    return out;
+}
+
+#define CHECK_RES(s, star, want) do { const char *got_ = resolve_dump(s, star); \
+    if (strcmp(got_, want)) { fprintf(stderr, "  resolve %s (*=%u): %s, want %s\n", s, \
+    (unsigned)(star), got_, want); CHECK(!"resolve"); } } while (0)
+
+static void test_seqset_resolve(void)
+{
+    CHECK_RES("1:*", 10, "1-10");
+    CHECK_RES("5:*", 3, "3-5");             /* '*' below the other end */
+    CHECK_RES("3,10:*", 2, "2-10");         /* resolved ranges re-sorted, merged */
+    CHECK_RES("9,1,5:7,2,8", 100, "1-2,5-9");
+    CHECK_RES("1:*,1:*,1:*", 7, "1-7");
+    CHECK_RES("4294967295", 2, "4294967295-4294967295");   /* not '*' */
+    CHECK_RES("4294967294:4294967295,1", 2, "1-1,4294967294-4294967295");
+    CHECK_RES("*", 0, "0-0");               /* empty mailbox: the caller decides */
+
+    /* 2000 copies of "1:*" are one range of work. */
+    char big[16384];
+    size_t k = 0;
+    for (int i = 0; i < 2000; i++)
+        k += (size_t)snprintf(big + k, sizeof big - k, "%s1:*", i ? "," : "");
+    imap_seqset set;
+    CHECK(imap_seqset_parse(big, k, 0, &set, NULL) == 0 && set.n == 2000);
+    imap_range *r = malloc(set.n * sizeof *r);
+    CHECK(imap_seqset_resolve(&set, 1000000, r) == 1 && r[0].lo == 1 && r[0].hi == 1000000);
+    free(r);
+    free(set.r);
+
+    /* random sets: the result is exactly the union, ascending, disjoint */
+    unsigned seed = 12345;
+    for (int round = 0; round < 2000; round++) {
+        char spec[1024];
+        size_t sk = 0, nr = 1 + (seed = seed * 1103515245u + 12345u) % 12;
+        for (size_t i = 0; i < nr; i++) {
+            unsigned a = 1 + (seed = seed * 1103515245u + 12345u) % 60;
+            unsigned b = 1 + (seed = seed * 1103515245u + 12345u) % 60;
+            unsigned kind = (seed = seed * 1103515245u + 12345u) % 4;
+            if (kind == 0)
+                sk += (size_t)snprintf(spec + sk, sizeof spec - sk, "%s%u", i ? "," : "", a);
+            else if (kind == 1)
+                sk += (size_t)snprintf(spec + sk, sizeof spec - sk, "%s%u:*", i ? "," : "", a);
+            else
+                sk += (size_t)snprintf(spec + sk, sizeof spec - sk, "%s%u:%u", i ? "," : "", a, b);
+        }
+        uint32_t star = 1 + (seed = seed * 1103515245u + 12345u) % 60;
+        bool want[62] = {0}, got[62] = {0};
+        CHECK(imap_seqset_parse(spec, sk, 0, &set, NULL) == 0);
+        for (size_t i = 0; i < set.n; i++) {
+            uint32_t lo = (set.r[i].star & IMAP_SEQ_LO_STAR) ? star : set.r[i].lo;
+            uint32_t hi = (set.r[i].star & IMAP_SEQ_HI_STAR) ? star : set.r[i].hi;
+            for (uint32_t x = lo < hi ? lo : hi; x <= (lo < hi ? hi : lo); x++)
+                want[x] = true;
+        }
+        r = malloc(set.n * sizeof *r);
+        size_t n = imap_seqset_resolve(&set, star, r);
+        for (size_t i = 0; i < n; i++) {
+            CHECK(r[i].lo <= r[i].hi);
+            if (i)
+                CHECK(r[i].lo > r[i - 1].hi + 1);
+            for (uint32_t x = r[i].lo; x <= r[i].hi; x++)
+                got[x] = true;
+        }
+        CHECK(!memcmp(want, got, sizeof want));
+        free(r);
+        free(set.r);
+    }
 }
 
 /* ---- modified UTF-7 ------------------------------------------------------ */
@@ -1172,6 +1265,7 @@ int main(void)
     RUN(test_tokens_number);
     RUN(test_tokens_bad);
     RUN(test_seqset);
+    RUN(test_seqset_resolve);
     RUN(test_mutf7);
     RUN(test_out);
     RUN(test_generated);
