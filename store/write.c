@@ -8,6 +8,7 @@
  * flush that covers their records has returned.  A failed flush makes the
  * mailbox refuse writes: the kernel may have dropped the pages, and we
  * never claim durability we do not have. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,7 +237,54 @@ out:
     return rc;
 }
 
-/* Normalize a UID set into sorted disjoint ranges clipped to [1, uidnext). */
+static int range_cmp(const void *a, const void *b)
+{
+    const store_range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Sort a client's UID set into ascending, disjoint, non-adjacent ranges.
+ * O(n log n), and run before the writer lock is taken: the lock is held
+ * only for the O(n) clip in norm_set.  NULL set (every UID) stays NULL.
+ * *out is malloc'd, owned by the caller. */
+static int sort_set(const store_range *set, size_t nset, store_range **out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    if (!set)
+        return 0;
+    store_range *r = malloc((nset ? nset : 1) * sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    bool sorted = true;
+    for (size_t i = 0; i < nset; i++) {
+        r[i].lo = set[i].lo < set[i].hi ? set[i].lo : set[i].hi;
+        r[i].hi = set[i].lo < set[i].hi ? set[i].hi : set[i].lo;
+        if (r[i].lo == 0)
+            r[i].lo = 1;        /* UIDs start at 1; a 0:0 range stays empty */
+        if (i && r[i].lo < r[i - 1].lo)
+            sorted = false;
+    }
+    if (!sorted)
+        qsort(r, nset, sizeof *r, range_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < nset; i++) {
+        if (r[i].lo > r[i].hi)
+            continue;
+        if (m && (uint64_t)r[m - 1].hi + 1 >= r[i].lo) {
+            if (r[i].hi > r[m - 1].hi)
+                r[m - 1].hi = r[i].hi;
+        } else {
+            r[m++] = r[i];
+        }
+    }
+    *out = r;
+    *nout = m;
+    return 0;
+}
+
+/* Clip a sorted set (sort_set's output, or NULL for every UID) to
+ * [1, uidnext).  O(n): this runs under the writer lock. */
 static int norm_set(const store_range *set, size_t nset, uint32_t uidnext,
                     struct log_range **out, size_t *nout)
 {
@@ -247,35 +295,14 @@ static int norm_set(const store_range *set, size_t nset, uint32_t uidnext,
     if (!set) {
         r[n++] = (struct log_range){1, uidnext ? uidnext - 1 : 0};
     } else {
-        for (size_t i = 0; i < nset; i++) {
-            uint32_t lo = set[i].lo < set[i].hi ? set[i].lo : set[i].hi;
-            uint32_t hi = set[i].lo < set[i].hi ? set[i].hi : set[i].lo;
-            if (lo == 0)
-                lo = 1;
-            if (hi >= uidnext)
-                hi = uidnext - 1;
-            if (lo <= hi)
-                r[n++] = (struct log_range){lo, hi};
-        }
-    }
-    /* insertion sort is fine for typical sets; merge overlaps */
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && r[j - 1].lo > r[j].lo; j--) {
-            struct log_range t = r[j];
-            r[j] = r[j - 1];
-            r[j - 1] = t;
-        }
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (m && (uint64_t)r[m - 1].hi + 1 >= r[i].lo) {
-            if (r[i].hi > r[m - 1].hi)
-                r[m - 1].hi = r[i].hi;
-        } else {
-            r[m++] = r[i];
+        for (size_t i = 0; i < nset && set[i].lo < uidnext; i++) {
+            assert(set[i].lo <= set[i].hi && (!i || set[i - 1].hi < set[i].lo));
+            r[n++] = (struct log_range){set[i].lo,
+                                        set[i].hi < uidnext ? set[i].hi : uidnext - 1};
         }
     }
     *out = r;
-    *nout = m;
+    *nout = n;
     return 0;
 }
 
@@ -564,11 +591,17 @@ int store_flags(store_mbox *mb, const store_range *set, size_t nset,
 {
     if (fop > STORE_FLAGS_REMOVE || (!set && nset))
         return -EINVAL;
-    struct wop op = {.kind = WOP_FLAGS, .set = set, .nset = nset, .op = fop,
+    store_range *sorted;
+    size_t nsorted;
+    int rc = sort_set(set, nset, &sorted, &nsorted);
+    if (rc < 0)
+        return rc;
+    struct wop op = {.kind = WOP_FLAGS, .set = sorted, .nset = nsorted, .op = fop,
                      .flags = flags, .keywords = keywords, .nkeywords = nkeywords,
                      .unchangedsince = unchangedsince, .changed = changed,
                      .modified = modified};
-    int rc = set ? submit(mb, &op) : 0;
+    rc = set ? submit(mb, &op) : 0;
+    free(sorted);
     if (modseq)
         *modseq = rc == 0 ? op.modseq : 0;
     return rc;
@@ -577,9 +610,15 @@ int store_flags(store_mbox *mb, const store_range *set, size_t nset,
 int store_expunge(store_mbox *mb, const store_range *set, size_t nset,
                   bool only_deleted, store_uidlist *expunged, uint64_t *modseq)
 {
-    struct wop op = {.kind = WOP_EXPUNGE, .set = set, .nset = nset,
+    store_range *sorted;
+    size_t nsorted;
+    int rc = sort_set(set, nset, &sorted, &nsorted);
+    if (rc < 0)
+        return rc;
+    struct wop op = {.kind = WOP_EXPUNGE, .set = sorted, .nset = nsorted,
                      .only_deleted = only_deleted, .changed = expunged};
-    int rc = submit(mb, &op);
+    rc = submit(mb, &op);
+    free(sorted);
     if (modseq)
         *modseq = rc == 0 ? op.modseq : 0;
     return rc;
@@ -602,9 +641,12 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
     store_new_msg *msgs = NULL;
     const char **kwv = NULL;
     uint32_t *uids = NULL, *srcv = NULL;
-    size_t n = 0, cap = 0, nkw = 0, kwcap = 0;
-    int rc = norm_set(set, nset, store_snap_uidnext(s), &rs, &nrs);
+    size_t n = 0, cap = 0, nkw = 0, kwcap = 0, nsorted = 0;
+    store_range *sorted = NULL;
+    int rc = sort_set(set, nset, &sorted, &nsorted);
     if (rc < 0)
+        goto out;
+    if ((rc = norm_set(sorted, nsorted, store_snap_uidnext(s), &rs, &nrs)) < 0)
         goto out;
     uint32_t count = store_snap_entries(s);
     struct gen *g = s->g;
@@ -693,6 +735,7 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
     }
 out:
     store_snap_put(s);
+    free(sorted);
     free(rs);
     free(msgs);
     free(kwv);
