@@ -344,32 +344,6 @@ void cmd_status(session *s, const char *tag, imap_args *a, imap_arg *args,
 
 /* ---- LIST / LSUB ------------------------------------------------------------------ */
 
-/* IMAP LIST wildcards: '*' matches anything, '%' anything but the
- * separator.  The first `ci` bytes of the name (an "INBOX") compare
- * case-insensitively. */
-static bool wm(const char *p, const char *n, const char *n0, char sep, size_t ci)
-{
-    for (; *p; p++, n++) {
-        if (*p == '*' || *p == '%') {
-            for (const char *k = n;; k++) {
-                if (wm(p + 1, k, n0, sep, ci))
-                    return true;
-                if (!*k || (*p == '%' && *k == sep))
-                    return false;
-            }
-        }
-        if ((size_t)(n - n0) < ci ? (!*n || (*p | 0x20) != (*n | 0x20)) : *p != *n)
-            return false;
-    }
-    return *n == '\0';
-}
-
-static bool wild_match(const char *p, const char *n, char sep)
-{
-    size_t ci = !strncmp(n, "INBOX", 5) && (n[5] == '\0' || n[5] == sep) ? 5 : 0;
-    return wm(p, n, n, sep, ci);
-}
-
 /* "inbox..." in a pattern means INBOX. */
 static void canon_inbox(char *p, char sep)
 {
@@ -500,7 +474,7 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
         canon_inbox(full, sep);
         if (lsub || (sel & SEL_SUBSCRIBED)) {
             for (size_t k = 0; k < nsubs; k++) {
-                if (!wild_match(full, subs[k], sep))
+                if (!imap_list_match(full, subs[k], sep))
                     continue;
                 size_t m;
                 for (m = 0; m < n && strcmp(v[m].name, subs[k]); m++)
@@ -519,7 +493,7 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
             }
         } else {
             for (size_t k = 0; k < n; k++) {
-                if (!wild_match(full, v[k].name, sep))
+                if (!imap_list_match(full, v[k].name, sep))
                     continue;
                 if ((sel & SEL_SPECIAL) && !v[k].special)
                     continue;

@@ -237,6 +237,11 @@ size_t imap_seqset_resolve(const imap_seqset *set, uint32_t star, imap_range *ou
 char *imap_mutf7_to_utf8(const char *s, size_t len);
 char *imap_utf8_to_mutf7(const char *s);
 
+/* LIST/LSUB pattern matching: '*' matches any run of bytes, '%' any run
+ * without `sep`.  A name whose first level is INBOX matches it
+ * case-insensitively.  O(len(name) * len(pattern)), never exponential. */
+bool imap_list_match(const char *pattern, const char *name, char sep);
+
 /* ---- writing ------------------------------------------------------------- */
 
 /* Append s as an IMAP string to a malloc'd growing buffer: an atom-safe

@@ -7,6 +7,7 @@ STATUS, SELECT/EXAMINE, CLOSE, UNSELECT, CHECK.  RFC 3501, 9051, 5258, 6154,
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmail_server as rs  # noqa: E402
@@ -549,7 +550,36 @@ class Mailbox(rs.ServerTestCase):
         self.ok(c, "CHECK")
 
 
+
+class ListOneWorker(rs.ServerTestCase):
+    """LIST patterns cost linear-ish time: a pathological pattern must not
+    stall the other sessions of its worker (one worker here, so a
+    bystander shares it)."""
+    server_options = {"workers": "1"}
+    users_per_class = 4
+
+    def test_pathological_pattern_stalls_nobody(self):
+        c = self.login()
+        long_name = "a" * 300
+        self.ok(c, "CREATE " + quote(long_name))
+        self.ok(c, "CREATE " + quote("a" * 299 + "b"))
+        bystander = self.login()
+        tag = c.tag()
+        # 13 stars: a backtracking matcher needs ~300^13 steps here.
+        c.send(("%s LIST \"\" \"*a*a*a*a*a*a*a*a*a*a*a*a*a*b\"\r\n" % tag).encode())
+        t0 = time.monotonic()
+        # A stall of the worker shows as a NOOP answered after many
+        # seconds; the bound is far above any honest answer time.
+        self.ok(bystander, "NOOP", timeout=10)
+        self.assertLess(time.monotonic() - t0, 10)
+        untagged, tagged, _ = c.read_until_tag(tag, timeout=20)
+        self.assertEqual(tagged.status()[0], "OK", tagged.raw)
+        names = [rs.s(u.items()[3]) for u in untagged if u.kind() == "LIST"]
+        self.assertEqual(names, ["a" * 299 + "b"])
+
+
 rs.parametrize(globals(), Mailbox)
+rs.parametrize(globals(), ListOneWorker)
 
 if __name__ == "__main__":
     rs.main()

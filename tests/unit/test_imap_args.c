@@ -844,6 +844,94 @@ static void test_seqset_resolve(void)
     }
 }
 
+/* ---- LIST patterns -------------------------------------------------------- */
+
+/* The obvious backtracking matcher, exponential but plainly right: the
+ * reference for imap_list_match on small inputs. */
+static bool ref_match(const char *p, const char *n, const char *n0, char sep, size_t ci)
+{
+    for (; *p; p++, n++) {
+        if (*p == '*' || *p == '%') {
+            for (const char *k = n;; k++) {
+                if (ref_match(p + 1, k, n0, sep, ci))
+                    return true;
+                if (!*k || (*p == '%' && *k == sep))
+                    return false;
+            }
+        }
+        if ((size_t)(n - n0) < ci ? (!*n || (*p | 0x20) != (*n | 0x20)) : *p != *n)
+            return false;
+    }
+    return *n == '\0';
+}
+
+static void test_list_match(void)
+{
+    CHECK(imap_list_match("*", "a/b/c", '/'));
+    CHECK(imap_list_match("%", "abc", '/'));
+    CHECK(!imap_list_match("%", "a/b", '/'));
+    CHECK(imap_list_match("a/%", "a/b", '/'));
+    CHECK(!imap_list_match("a/%", "a/b/c", '/'));
+    CHECK(imap_list_match("a/*", "a/b/c", '/'));
+    CHECK(imap_list_match("INBOX", "INBOX", '/'));
+    CHECK(imap_list_match("inbox/%", "INBOX/x", '/'));
+    CHECK(!imap_list_match("inbox/X", "INBOX/x", '/'));   /* only the INBOX level folds */
+    CHECK(!imap_list_match("work", "Work", '/'));
+    CHECK(imap_list_match("", "", '/'));
+    CHECK(!imap_list_match("", "a", '/'));
+    CHECK(imap_list_match("%*%", "a/b", '/'));
+    CHECK(imap_list_match("a%%b", "ab", '/'));
+    CHECK(!imap_list_match("a%%b", "a/b", '/'));
+
+    /* The pattern that made the old matcher run for minutes: it now
+     * answers at once (a ctest timeout would catch a regression). */
+    char name[301], pat[64];
+    memset(name, 'a', 300);
+    name[300] = '\0';
+    snprintf(pat, sizeof pat, "*a*a*a*a*a*a*a*a*a*a*a*a*a*b");
+    for (int i = 0; i < 1000; i++)
+        CHECK(!imap_list_match(pat, name, '/'));
+    name[299] = 'b';
+    CHECK(imap_list_match(pat, name, '/'));
+    /* a long pattern: more literals than the name has bytes */
+    char longpat[4096];
+    for (int i = 0; i < 4095; i++)
+        longpat[i] = i % 2 ? 'a' : '*';
+    longpat[4095] = '\0';
+    CHECK(!imap_list_match(longpat, name, '/'));
+
+    /* random patterns against random names, over a small alphabet */
+    static const char alpha[] = "aAb/*%";
+    unsigned seed = 99;
+    for (int round = 0; round < 200000; round++) {
+        char p[12], n[12];
+        size_t pl = (seed = seed * 1103515245u + 12345u) >> 16 & 7;
+        size_t nl = (seed = seed * 1103515245u + 12345u) >> 16 & 7;
+        for (size_t i = 0; i < pl; i++)
+            p[i] = alpha[((seed = seed * 1103515245u + 12345u) >> 16) % 6];
+        for (size_t i = 0; i < nl; i++)
+            n[i] = alpha[((seed = seed * 1103515245u + 12345u) >> 16) % 4];
+        p[pl] = n[nl] = '\0';
+        if (round % 7 == 0 && nl >= 1) {            /* names under INBOX */
+            char t[20];
+            snprintf(t, sizeof t, "INBOX/%s", n);
+            snprintf(n, sizeof n, "%.11s", t);
+        }
+        if (round % 5 == 0 && pl >= 1) {
+            char t[20];
+            snprintf(t, sizeof t, "inbox%s", p);
+            snprintf(p, sizeof p, "%.11s", t);
+        }
+        size_t ci = !strncmp(n, "INBOX", 5) && (n[5] == '\0' || n[5] == '/') ? 5 : 0;
+        bool want = ref_match(p, n, n, '/', ci), got = imap_list_match(p, n, '/');
+        if (want != got) {
+            fprintf(stderr, "  match %s ~ %s: %d, want %d\n", p, n, got, want);
+            CHECK(!"list match");
+            break;
+        }
+    }
+}
+
 /* ---- modified UTF-7 ------------------------------------------------------ */
 
 static void check_mutf7_pair(const char *mutf7, const char *utf8)
@@ -1266,6 +1354,7 @@ int main(void)
     RUN(test_tokens_bad);
     RUN(test_seqset);
     RUN(test_seqset_resolve);
+    RUN(test_list_match);
     RUN(test_mutf7);
     RUN(test_out);
     RUN(test_generated);
