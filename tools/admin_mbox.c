@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "store/crlf.h"
 #include "store/store.h"
 
 static const char *const wdays[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
@@ -253,24 +254,20 @@ static bool quoted_from(const char *p, size_t avail)
 
 int admin_mbox_to_crlf(const char *msg, size_t len, bool unquote, admin_buf *out)
 {
+    /* Line by line, so a quoted From_ line can lose its '>'; the line end
+     * itself is the store's conversion, the same as IMAP APPEND's. */
     size_t i = 0;
     while (i < len) {
         const char *nl = memchr(msg + i, '\n', len - i);
-        size_t e = nl ? (size_t)(nl - msg) : len;
+        size_t e = nl ? (size_t)(nl - msg) + 1 : len;     /* past the LF */
         size_t s = i;
         if (unquote && msg[s] == '>' && quoted_from(msg + s, len - s))
             s++;
-        int r = admin_buf_reserve(out, e - s + 2);
+        int r = admin_buf_reserve(out, e - s + 1);
         if (r < 0)
             return r;
-        memcpy(out->data + out->len, msg + s, e - s);
-        out->len += e - s;
-        if (nl) {
-            if (e == i || msg[e - 1] != '\r')
-                out->data[out->len++] = '\r';
-            out->data[out->len++] = '\n';
-        }
-        i = e + 1;
+        out->len += store_crlf_copy(out->data + out->len, msg + s, e - s);
+        i = e;
     }
     return 0;
 }
