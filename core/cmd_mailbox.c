@@ -47,11 +47,58 @@ static uint32_t special_parse(const char *s)
 
 /* ---- SELECT / EXAMINE -------------------------------------------------------- */
 
+/* What the select-params asked for; filled by parse_select_params. */
+struct select_opts {
+    bool none_yet;          /* placeholder: no parameter is supported yet */
+};
+
+/* The parameters this server supports, by the extension that defines them.
+ * None yet: CONDSTORE ("CONDSTORE", no value) and QRESYNC ("QRESYNC" with a
+ * list) go here, each with a parser that fills struct select_opts, when
+ * those extensions are offered. */
+static const struct select_param {
+    const char *name;
+    /* Reads the value at args[*i] if the parameter takes one (advancing
+     * *i); returns false for a bad value. */
+    bool (*parse)(const imap_arg *args, size_t n, size_t *i, struct select_opts *o);
+} select_params[] = {
+    {NULL, NULL},
+};
+
+/* RFC 4466 2.1: select-params = SP "(" select-param *(SP select-param) ")",
+ * select-param = select-param-name [SP select-param-value], and "Any
+ * parameter not defined by extensions that the server supports must be
+ * rejected with a BAD response."  Returns NULL, or the reason for BAD. */
+static const char *parse_select_params(const imap_arg *list, struct select_opts *o)
+{
+    if (list->nlist == 0)
+        return "Empty SELECT parameter list";
+    for (size_t i = 0; i < list->nlist;) {
+        const imap_arg *p = &list->list[i++];
+        if (p->type != IMAP_ARG_ATOM)
+            return "SELECT parameter name expected";
+        const struct select_param *sp = select_params;
+        while (sp->name && strcasecmp(sp->name, p->s))
+            sp++;
+        if (!sp->name)
+            return "Unknown parameter in SELECT command";
+        if (sp->parse && !sp->parse(list->list, list->nlist, &i, o))
+            return "Bad SELECT parameter value";
+    }
+    return NULL;
+}
+
 static void do_select(session *s, const char *tag, imap_args *a, imap_arg *args,
                       size_t nargs, bool readonly)
 {
     if (nargs < 1 || nargs > 2 || (nargs == 2 && args[1].type != IMAP_ARG_LIST)) {
         sess_bad(s, tag, "%s takes a mailbox name", readonly ? "EXAMINE" : "SELECT");
+        return;
+    }
+    struct select_opts opts = {0};
+    const char *perr = nargs == 2 ? parse_select_params(&args[1], &opts) : NULL;
+    if (perr) {
+        sess_bad(s, tag, "%s", perr);
         return;
     }
     char *name = mbox_arg(s, tag, a, &args[0]);

@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "core/session.h"
+#include "store/crlf.h"
 
 /* ---- flags ------------------------------------------------------------------- */
 
@@ -93,9 +94,10 @@ void cmd_append(session *s, const char *tag, imap_args *a, imap_arg *args,
     store_new_msg *msgs = calloc(nargs, sizeof *msgs);
     const char ***kws = calloc(nargs, sizeof *kws);
     uint32_t *uids = calloc(nargs, sizeof *uids);
+    char **conv = calloc(nargs, sizeof *conv);     /* CRLF copies; owned */
     size_t n = 0;
     store_mbox *mb = NULL;
-    if (!msgs || !kws || !uids) {
+    if (!msgs || !kws || !uids || !conv) {
         sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         goto out;
     }
@@ -131,8 +133,42 @@ void cmd_append(session *s, const char *tag, imap_args *a, imap_arg *args,
             sess_tagged(s, tag, "NO", "[CANNOT] Empty messages are not accepted");
             goto out;
         }
+        /* RFC 3516 4.4: "The APPEND command is extended to allow the client
+         * to append data containing NULs by using the <literal8> syntax";
+         * a plain literal is *CHAR8, "any OCTET except NUL" (RFC 9051 9,
+         * RFC 3501 9), so a NUL there is a syntax error: BAD, and the
+         * client learns to use ~{n} (BINARY is offered). */
+        if (!lit->binary && memchr(lit->s, '\0', lit->len)) {
+            sess_bad(s, tag, "NUL octets in a message literal: use a literal8 ~{n}");
+            goto out;
+        }
         m->data = lit->s;
         m->len = lit->len;
+        /* Store CRLF, as import does: BODY[], RFC822.SIZE ("the number of
+         * octets in the message when the message is expressed in [RFC5322]
+         * format", RFC 9051 2.3.4), BODYSTRUCTURE and BINARY.SIZE then all
+         * describe the same bytes.  A literal8 may hold binary parts whose
+         * LF bytes are data, and RFC 3516 4.4 forbids a transformation
+         * that loses data: it is stored as sent. */
+        size_t clen = lit->binary ? lit->len : store_crlf_len(lit->s, lit->len);
+        if (clen != lit->len) {
+            /* APPENDLIMIT bounds what is stored, the safe reading: RFC 4469
+             * 4.2 answers TOOBIG when "the resulting message exceeds a
+             * server-specific message size limit", and every message in a
+             * mailbox then fits the limit a client or a copy relies on. */
+            if (clen > s->srv->limits.max_literal) {
+                sess_tagged(s, tag, "NO", "[TOOBIG] Message too big once stored with CRLF "
+                            "line ends (APPENDLIMIT=%zu)", s->srv->limits.max_literal);
+                goto out;
+            }
+            conv[n] = malloc(clen);
+            if (!conv[n]) {
+                sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+                goto out;
+            }
+            m->len = store_crlf_copy(conv[n], lit->s, lit->len);
+            m->data = conv[n];
+        }
         if (!m->internal_date) {
             m->internal_date = time(NULL);
             struct tm lt;
@@ -172,6 +208,10 @@ out:
         for (size_t i = 0; i < nargs; i++)
             free(kws[i]);
     free(kws);
+    if (conv)
+        for (size_t i = 0; i < nargs; i++)
+            free(conv[i]);
+    free(conv);
     free(msgs);
     free(uids);
     free(name);

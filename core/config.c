@@ -80,7 +80,7 @@ static const config_key config_table[] = {
     { "group", CONFIG_STR, "", NULL, 0, 0,
       "started as root: the group to run as (default: the user's)" },
     { "login_timeout", CONFIG_INT, "60", NULL, 1, 86400,
-      "seconds a connection may take to log in" },
+      "seconds from connecting until the login must be done" },
     { "idle_timeout", CONFIG_INT, "1860", NULL, 1800, 86400,
       "seconds of silence before autologout (RFC 3501: at least 30 min)" },
     { "max_bad_commands", CONFIG_INT, "50", NULL, 0, 100000,

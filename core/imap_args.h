@@ -70,6 +70,10 @@ typedef struct imap_reader imap_reader;
  * geometrically: large literals cost linear time. */
 imap_reader *imap_reader_new(const imap_reader_limits *lim /* NULL: defaults */);
 void imap_reader_free(imap_reader *r);
+/* Change the limits (NULL: defaults), e.g. from the small ones before login
+ * to the full ones after.  Call it between commands (!imap_reader_busy), so
+ * no command is framed under two sets of limits. */
+void imap_reader_set_limits(imap_reader *r, const imap_reader_limits *lim);
 
 /* Feed bytes; consumes as much as it can and returns the first event.  Call
  * repeatedly with the rest (p + *used) until it returns IMAP_READ_MORE (all

@@ -52,16 +52,21 @@ static size_t limit_or(size_t v, size_t def)
     return v > LIMIT_CAP ? LIMIT_CAP : v;
 }
 
-imap_reader *imap_reader_new(const imap_reader_limits *lim)
+void imap_reader_set_limits(imap_reader *r, const imap_reader_limits *lim)
 {
-    imap_reader *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
     imap_reader_limits l = lim ? *lim : (imap_reader_limits){0};
     r->lim.max_line = limit_or(l.max_line, DEF_MAX_LINE);
     r->lim.max_literal = limit_or(l.max_literal, DEF_MAX_LITERAL);
     r->lim.max_command = limit_or(l.max_command, DEF_MAX_COMMAND);
     r->lim.literal_minus = l.literal_minus;
+}
+
+imap_reader *imap_reader_new(const imap_reader_limits *lim)
+{
+    imap_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    imap_reader_set_limits(r, lim);
     return r;
 }
 

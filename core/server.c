@@ -51,6 +51,11 @@ int imap_server_init(imap_server *srv, const config *cfg)
     srv->limits.max_literal = (size_t)cfg_int(cfg, "append_limit");
     srv->limits.max_command = srv->limits.max_literal + (16u << 20);
     srv->limits.literal_minus = false;
+    srv->preauth_limits = srv->limits;
+    if (srv->preauth_limits.max_literal > PREAUTH_MAX_LITERAL)
+        srv->preauth_limits.max_literal = PREAUTH_MAX_LITERAL;
+    if (srv->preauth_limits.max_command > srv->limits.max_line + PREAUTH_MAX_COMMAND_EXTRA)
+        srv->preauth_limits.max_command = srv->limits.max_line + PREAUTH_MAX_COMMAND_EXTRA;
     pthread_mutex_init(&srv->nlock, NULL);
     atomic_init(&srv->next_session, 0);
     if ((rc = passwd_open(config_get(cfg, "passwd_file"), &srv->pw)) < 0)

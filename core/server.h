@@ -23,6 +23,13 @@
 #define SYNCPOOL_THREADS 8
 #define SYNCPOOL_QUEUE 65536
 
+/* Before login a literal carries at most a user name, a password or an ID
+ * value: a few KB, so unauthenticated clients cannot make the server hold
+ * APPENDLIMIT-sized buffers (10 of them held 672 MB).  A command before
+ * login is bounded by a line plus a couple of such literals. */
+#define PREAUTH_MAX_LITERAL (8u * 1024)
+#define PREAUTH_MAX_COMMAND_EXTRA (16u * 1024)
+
 typedef struct imap_server {
     const config *cfg;
     const char *mail_root;
@@ -30,6 +37,7 @@ typedef struct imap_server {
     passwd_db *pw;
     net_server *net;
     imap_reader_limits limits;
+    imap_reader_limits preauth_limits;  /* before login: small literals */
     enum { PLAINTEXT_LOOPBACK, PLAINTEXT_YES, PLAINTEXT_NO } plaintext;
     unsigned login_timeout_ms, idle_timeout_ms, partial_timeout_ms;
     unsigned max_bad;           /* BAD answers in a row before BYE */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/abuse.h"
 #include "core/authpool.h"
@@ -150,10 +151,36 @@ static unsigned state_bit(sess_state st)
     return st == ST_NOAUTH ? IN_NOAUTH : st == ST_AUTH ? IN_AUTH : st == ST_SELECTED ? IN_SELECTED : 0;
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Arm the connection's timer.  Before login never beyond the login
+ * deadline, which counts from the connection's start: neither a command
+ * trickled in byte by byte, nor NOOPs, nor STARTTLS push it back
+ * (slowloris), so an unauthenticated connection lives login_timeout at
+ * most. */
+static void set_timer(session *s, unsigned ms)
+{
+    s->timer_login = false;
+    if (s->state == ST_NOAUTH && ms) {
+        uint64_t now = now_ms();
+        uint64_t left = s->login_deadline > now ? s->login_deadline - now : 0;
+        if (left <= ms) {
+            ms = left ? (unsigned)left : 1;     /* 0 would cancel the timer */
+            s->timer_login = true;
+        }
+    }
+    net_conn_timer(s->conn, ms);
+}
+
 static void arm_timer(session *s)
 {
-    net_conn_timer(s->conn, s->state == ST_NOAUTH ? s->srv->login_timeout_ms
-                                                  : s->srv->idle_timeout_ms);
+    set_timer(s, s->state == ST_NOAUTH ? s->srv->login_timeout_ms
+                                       : s->srv->idle_timeout_ms);
 }
 
 /* ---- answers that wait for the disk ---------------------------------------
@@ -337,6 +364,10 @@ static void feed(session *s, const uint8_t *p, size_t n)
         return;
     }
     while (n && s->state != ST_LOGOUT) {
+        if (!s->full_limits && s->state != ST_NOAUTH && !imap_reader_busy(s->rd)) {
+            imap_reader_set_limits(s->rd, &s->srv->limits);
+            s->full_limits = true;
+        }
         size_t used = 0;
         imap_read_status st = imap_reader_feed(s->rd, p, n, &used);
         p += used;
@@ -356,13 +387,27 @@ static void feed(session *s, const uint8_t *p, size_t n)
                 memcpy(tag, t, tl);
                 tag[tl] = '\0';
             }
-            if (st == IMAP_READ_LINE_TOO_LONG)
+            if (st == IMAP_READ_LINE_TOO_LONG) {
                 sess_bad(s, tag, "[TOOBIG] Line too long");
-            else if (strcmp(tag, "*"))
+            } else if (!s->full_limits && imap_reader_busy(s->rd)) {
+                /* Before login, a non-synchronizing literal over the limit
+                 * (the reader is skipping its bytes): RFC 7888 4 lets the
+                 * server "send an untagged BYE response explaining the
+                 * reason for rejecting the literal ... and close the
+                 * connection", rather than read megabytes from a client
+                 * that has not even logged in. */
+                sess_untagged(s, "BYE [TOOBIG] Literal too big before login (limit %u)",
+                              PREAUTH_MAX_LITERAL);
+                s->state = ST_LOGOUT;
+            } else if (!s->full_limits) {
+                sess_tagged(s, tag, "NO", "[TOOBIG] Literal too big before login (limit %u)",
+                            PREAUTH_MAX_LITERAL);
+            } else if (strcmp(tag, "*")) {
                 sess_tagged(s, tag, "NO", "[TOOBIG] Literal too big (APPENDLIMIT=%zu)",
                             s->srv->limits.max_literal);
-            else
+            } else {
                 sess_bad(s, NULL, "[TOOBIG] Literal too big");
+            }
             break;
         }
         case IMAP_READ_COMMAND: {
@@ -407,7 +452,7 @@ static void feed(session *s, const uint8_t *p, size_t n)
     }
     /* A half-sent command must make progress (slowloris). */
     if (s->wait == WAIT_NONE && imap_reader_busy(s->rd))
-        net_conn_timer(s->conn, s->srv->partial_timeout_ms);
+        set_timer(s, s->srv->partial_timeout_ms);
     /* A client that does not read its answers cannot make us buffer
      * without bound: stop reading until the output drains. */
     if (!s->out_paused && net_conn_pending(s->conn) > s->srv->max_output) {
@@ -503,7 +548,8 @@ static void *on_open(net_conn *c)
         }
         s->counted_ip = true;
     }
-    s->rd = imap_reader_new(&srv->limits);
+    s->login_deadline = now_ms() + srv->login_timeout_ms;
+    s->rd = imap_reader_new(&srv->preauth_limits);
     if (!s->rd) {
         if (s->counted_ip)
             abuse_conn_close(srv->abuse, s->ip);
@@ -543,9 +589,11 @@ static void on_timer(net_conn *c, void *user)
         return;
     }
     bool partial = imap_reader_busy(s->rd) && s->wait == WAIT_NONE;
+    bool login = s->state == ST_NOAUTH && s->timer_login;
     log_msg(LOGL_INFO, s->id, s->user, "timeout in state %d%s", (int)s->state,
-            partial ? " with a half-sent command" : "");
-    imap_out_printf(&s->out, "* BYE %s\r\n", partial ? "Command not completed in time"
+            login ? " (login deadline)" : partial ? " with a half-sent command" : "");
+    imap_out_printf(&s->out, "* BYE %s\r\n", login ? "Login timeout"
+                    : partial ? "Command not completed in time"
                     : s->state == ST_NOAUTH ? "Login timeout" : "Autologout; idle for too long");
     sess_flush(s);
     s->state = ST_LOGOUT;

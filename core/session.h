@@ -40,6 +40,9 @@ typedef struct session {
     char ip[64];
     unsigned bad;               /* BAD answers in a row */
     unsigned ncmds;             /* commands before authentication */
+    uint64_t login_deadline;    /* CLOCK_MONOTONIC ms: absolute, from connect */
+    bool timer_login;           /* the timer is armed for login_deadline */
+    bool full_limits;           /* the reader has the limits of a logged-in user */
     char *delayed;              /* an answer held back (failed login delay) */
     bool pool_busy;             /* a password check or a flush runs on a pool */
     imap_out held;              /* answers waiting for their flush (durable) */

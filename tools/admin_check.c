@@ -24,22 +24,32 @@ static int check_one(store_user *u, const char *name, bool repair)
     admin_progress_start(&pr, label, 0, true);
     r = store_check(mb, repair, &rep, admin_progress_cb, &pr);
     admin_progress_end(&pr);
+    /* The message count is of live messages, as `stats` and STATUS report
+     * them: rep.messages counts MESSAGE records in the log, expunged ones
+     * included until compaction drops them. */
+    store_status st = { 0 };
+    int sr = r == 0 || r == -EBADMSG ? store_mbox_status(mb, &st) : 0;
     store_mbox_close(mb);
     if (r < 0 && r != -EBADMSG) {
         admin_err("mailbox '%s': check failed: %s", name, strerror(-r));
         return r;
     }
+    if (sr < 0) {
+        admin_err("mailbox '%s': cannot read its status after the check: %s", name,
+                  strerror(-sr));
+        return sr;
+    }
     bool problems = rep.bad_records || rep.torn_bytes || rep.index_mismatches ||
                     rep.cache_errors;
     if (!problems && r == 0) {
-        printf("%s: ok, %llu records, %llu messages\n", name,
-               (unsigned long long)rep.records, (unsigned long long)rep.messages);
+        printf("%s: ok, %llu records, %u messages\n", name,
+               (unsigned long long)rep.records, st.messages);
         return 0;
     }
-    printf("%s: %s, %llu records, %llu messages: %llu bad records, %llu torn bytes, "
+    printf("%s: %s, %llu records, %u messages: %llu bad records, %llu torn bytes, "
            "%llu index mismatches, %llu cache errors%s\n",
            name, r == 0 ? "repaired" : "PROBLEMS",
-           (unsigned long long)rep.records, (unsigned long long)rep.messages,
+           (unsigned long long)rep.records, st.messages,
            (unsigned long long)rep.bad_records, (unsigned long long)rep.torn_bytes,
            (unsigned long long)rep.index_mismatches, (unsigned long long)rep.cache_errors,
            r == 0 ? "" : repair ? " (could not repair)" : " (run with --repair)");

@@ -1,7 +1,8 @@
 /* tools/admin_import.c — `import USER MAILBOX PATH` from an mbox file or a
  * Maildir.
  *
- * Messages are converted to CRLF and appended in batches of up to
+ * Messages are converted to CRLF (mbox: unquoted, and without the Status:
+ * and X-Status: fields that became flags) and appended in batches of up to
  * BATCH_MSGS messages or BATCH_BYTES bytes: one store_append (so one fsync
  * and one lock round) per batch instead of per message is what makes a
  * large import fast.  Each batch is atomic; if an import fails midway the
@@ -69,15 +70,19 @@ static int batch_flush(batch *b)
     return 0;
 }
 
-static int batch_add(batch *b, const char *raw, size_t len, bool unquote,
+/* mbox: raw is an mbox entry (quoted From_ lines; Status:/X-Status: fields
+ * already read into flags, so they are dropped). */
+static int batch_add(batch *b, const char *raw, size_t len, bool mbox,
                      int64_t date, uint32_t flags)
 {
     size_t off = b->data.len;
-    int r = admin_mbox_to_crlf(raw, len, unquote, &b->data);
+    int r = admin_mbox_to_crlf(raw, len, mbox, &b->data);
     if (r < 0) {
         admin_err("out of memory");
         return r;
     }
+    if (mbox)
+        b->data.len = off + admin_mbox_drop_status(b->data.data + off, b->data.len - off);
     b->items[b->n++] = (struct batch_item){ off, b->data.len - off, date, flags };
     if (b->n == BATCH_MSGS || b->data.len >= BATCH_BYTES)
         return batch_flush(b);

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "store/crlf.h"
 #include "store/store.h"
 
 static const char *const wdays[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
@@ -253,24 +254,20 @@ static bool quoted_from(const char *p, size_t avail)
 
 int admin_mbox_to_crlf(const char *msg, size_t len, bool unquote, admin_buf *out)
 {
+    /* Line by line, so a quoted From_ line can lose its '>'; the line end
+     * itself is the store's conversion, the same as IMAP APPEND's. */
     size_t i = 0;
     while (i < len) {
         const char *nl = memchr(msg + i, '\n', len - i);
-        size_t e = nl ? (size_t)(nl - msg) : len;
+        size_t e = nl ? (size_t)(nl - msg) + 1 : len;     /* past the LF */
         size_t s = i;
         if (unquote && msg[s] == '>' && quoted_from(msg + s, len - s))
             s++;
-        int r = admin_buf_reserve(out, e - s + 2);
+        int r = admin_buf_reserve(out, e - s + 1);
         if (r < 0)
             return r;
-        memcpy(out->data + out->len, msg + s, e - s);
-        out->len += e - s;
-        if (nl) {
-            if (e == i || msg[e - 1] != '\r')
-                out->data[out->len++] = '\r';
-            out->data[out->len++] = '\n';
-        }
-        i = e + 1;
+        out->len += store_crlf_copy(out->data + out->len, msg + s, e - s);
+        i = e;
     }
     return 0;
 }
@@ -304,6 +301,14 @@ int admin_mbox_quote(const char *msg, size_t len, admin_buf *out)
 
 /* ---- flags ------------------------------------------------------------------- */
 
+/* Is the header line p[0..n) (line end excluded) a Status: or X-Status:
+ * field?  *x says which. */
+static bool status_field(const char *p, size_t n, bool *x)
+{
+    *x = n >= 9 && strncasecmp(p, "X-Status:", 9) == 0;
+    return *x || (n >= 7 && strncasecmp(p, "Status:", 7) == 0);
+}
+
 uint32_t admin_mbox_flags(const char *msg, size_t len)
 {
     uint32_t flags = 0;
@@ -314,28 +319,48 @@ uint32_t admin_mbox_flags(const char *msg, size_t len)
         size_t ce = e > i && msg[e - 1] == '\r' ? e - 1 : e;
         if (ce == i)
             break;              /* the blank line: end of the header */
-        const char *v = NULL;
-        size_t vl = 0;
-        bool x = false;
-        if (ce - i >= 7 && strncasecmp(msg + i, "Status:", 7) == 0) {
-            v = msg + i + 7;
-            vl = ce - i - 7;
-        } else if (ce - i >= 9 && strncasecmp(msg + i, "X-Status:", 9) == 0) {
-            v = msg + i + 9;
-            vl = ce - i - 9;
-            x = true;
-        }
-        for (size_t k = 0; v && k < vl; k++) {
-            switch (v[k]) {
-            case 'R': flags |= x ? 0 : STORE_F_SEEN; break;
-            case 'A': flags |= x ? STORE_F_ANSWERED : 0; break;
-            case 'F': flags |= x ? STORE_F_FLAGGED : 0; break;
-            case 'D': flags |= x ? STORE_F_DELETED : 0; break;
-            case 'T': flags |= x ? STORE_F_DRAFT : 0; break;
-            default: break;
+        bool x;
+        if (status_field(msg + i, ce - i, &x)) {
+            size_t skip = x ? 9 : 7;
+            const char *v = msg + i + skip;
+            for (size_t k = 0; k < ce - i - skip; k++) {
+                switch (v[k]) {
+                case 'R': flags |= x ? 0 : STORE_F_SEEN; break;
+                case 'A': flags |= x ? STORE_F_ANSWERED : 0; break;
+                case 'F': flags |= x ? STORE_F_FLAGGED : 0; break;
+                case 'D': flags |= x ? STORE_F_DELETED : 0; break;
+                case 'T': flags |= x ? STORE_F_DRAFT : 0; break;
+                default: break;
+                }
             }
         }
         i = e + 1;
     }
     return flags;
+}
+
+size_t admin_mbox_drop_status(char *msg, size_t len)
+{
+    size_t r = 0, w = 0;
+    bool dropping = false;
+    while (r < len) {
+        const char *nl = memchr(msg + r, '\n', len - r);
+        size_t e = nl ? (size_t)(nl - msg) + 1 : len;     /* past the line end */
+        size_t ce = nl ? e - 1 : e;
+        if (ce > r && msg[ce - 1] == '\r')
+            ce--;
+        if (ce == r)
+            break;              /* the blank line: the body is never touched */
+        bool x;
+        /* A folded continuation line belongs to the field above it. */
+        if (msg[r] != ' ' && msg[r] != '\t')
+            dropping = status_field(msg + r, ce - r, &x);
+        if (!dropping) {
+            memmove(msg + w, msg + r, e - r);
+            w += e - r;
+        }
+        r = e;
+    }
+    memmove(msg + w, msg + r, len - r);
+    return w + (len - r);
 }

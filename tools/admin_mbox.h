@@ -20,9 +20,12 @@
  *     carries a numeric zone (+hhmm/-hhmm).
  *
  * Flags: `Status:` R -> \Seen; `X-Status:` A -> \Answered, F -> \Flagged,
- * D -> \Deleted, T -> \Draft (the letters mutt and Dovecot write).  Those
- * headers are left in the message: import stores the bytes it was given
- * (but for line ends), and export writes them back as stored.
+ * D -> \Deleted, T -> \Draft (the letters mutt and Dovecot write).  Once
+ * they are flags those header fields are dropped (admin_mbox_drop_status),
+ * as Dovecot's mbox storage hides them from clients: a stale "Status: RO" would otherwise contradict
+ * the message's real flags as soon as a client changes them.  Everything
+ * else is stored as given (but for line ends), and export writes it back
+ * as stored.
  */
 #ifndef RINGMAIL_TOOLS_ADMIN_MBOX_H
 #define RINGMAIL_TOOLS_ADMIN_MBOX_H
@@ -66,6 +69,11 @@ int admin_mbox_to_crlf(const char *msg, size_t len, bool unquote, admin_buf *out
 
 /* Store flags (STORE_F_*) from the Status:/X-Status: headers. */
 uint32_t admin_mbox_flags(const char *msg, size_t len);
+
+/* Remove the Status: and X-Status: fields (with their continuation lines)
+ * from the message's header, in place; the body, after the first empty
+ * line, is never touched.  Returns the new length. */
+size_t admin_mbox_drop_status(char *msg, size_t len);
 
 /* "From MAILER-DAEMON <asctime UTC>\n" into buf; returns its length, or
  * -EINVAL for a date that cannot be formatted. */

@@ -4,11 +4,58 @@
  * summed and compared by scripts; LIVE is what the log would keep after
  * compaction (log bytes - dead bytes). */
 #include <errno.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include "tools/admin.h"
+
+/* Terminal columns of a UTF-8 name: wide (CJK) characters take two,
+ * combining marks none, so the MAILBOX column lines up whatever the names
+ * (printf pads by bytes).  Measured in C.UTF-8 whatever the user's locale:
+ * names are UTF-8 by the store's contract.  Bytes that are not UTF-8, and
+ * characters wcwidth does not know, count one column each. */
+static size_t display_width(const char *s)
+{
+    static locale_t utf8;
+    if (!utf8)
+        utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    size_t w = 0, n = strlen(s);
+    if (!utf8) {
+        /* No C.UTF-8 here: one column per character is close. */
+        for (size_t i = 0; i < n; i++)
+            w += ((unsigned char)s[i] & 0xc0) != 0x80;
+        return w;
+    }
+    locale_t old = uselocale(utf8);
+    mbstate_t st;
+    memset(&st, 0, sizeof st);
+    while (n) {
+        wchar_t wc;
+        size_t k = mbrtowc(&wc, s, n, &st);
+        if (k == (size_t)-1 || k == (size_t)-2 || k == 0) {
+            memset(&st, 0, sizeof st);
+            k = 1;              /* not UTF-8: a byte */
+            w++;
+        } else {
+            int cw = wcwidth(wc);
+            w += cw < 0 ? 1 : (size_t)cw;
+        }
+        s += k;
+        n -= k;
+    }
+    uselocale(old);
+    return w;
+}
+
+/* name, then spaces up to `width` columns. */
+static void print_padded(const char *name, size_t width)
+{
+    size_t w = display_width(name);
+    printf("%s%*s", name, (int)(w < width ? width - w : 0), "");
+}
 
 int admin_cmd_stats(admin_ctx *ctx, int argc, char **argv)
 {
@@ -34,23 +81,25 @@ int admin_cmd_stats(admin_ctx *ctx, int argc, char **argv)
         admin_err("out of memory");
         goto out;
     }
-    int width = (int)strlen("MAILBOX");
+    size_t width = strlen("MAILBOX");
     for (size_t i = 0; i < n; i++) {
         r = store_mailbox_status(u, v[i].name, &st[i]);
         if (r < 0) {
             admin_mailbox_error(v[i].name, r);
             goto out;
         }
-        int l = (int)strlen(v[i].name);
+        size_t l = display_width(v[i].name);
         if (l > width)
             width = l;
     }
     store_status tot = { 0 };
-    printf("%-*s %10s %14s %14s %14s %14s\n", width, "MAILBOX", "MESSAGES",
-           "SIZE", "LIVE_BYTES", "DEAD_BYTES", "HIGHESTMODSEQ");
+    print_padded("MAILBOX", width);
+    printf(" %10s %14s %14s %14s %14s\n", "MESSAGES", "SIZE", "LIVE_BYTES", "DEAD_BYTES",
+           "HIGHESTMODSEQ");
     for (size_t i = 0; i < n; i++) {
         uint64_t live = st[i].log_bytes - st[i].dead_bytes;
-        printf("%-*s %10u %14llu %14llu %14llu %14llu\n", width, v[i].name,
+        print_padded(v[i].name, width);
+        printf(" %10u %14llu %14llu %14llu %14llu\n",
                st[i].messages, (unsigned long long)st[i].size,
                (unsigned long long)live, (unsigned long long)st[i].dead_bytes,
                (unsigned long long)st[i].highestmodseq);
@@ -59,7 +108,8 @@ int admin_cmd_stats(admin_ctx *ctx, int argc, char **argv)
         tot.log_bytes += st[i].log_bytes;
         tot.dead_bytes += st[i].dead_bytes;
     }
-    printf("%-*s %10u %14llu %14llu %14llu %14s\n", width, "(total)", tot.messages,
+    print_padded("(total)", width);
+    printf(" %10u %14llu %14llu %14llu %14s\n", tot.messages,
            (unsigned long long)tot.size,
            (unsigned long long)(tot.log_bytes - tot.dead_bytes),
            (unsigned long long)tot.dead_bytes, "-");

@@ -22,6 +22,7 @@ PACKAGES=(
   clang                       # fuzz targets (libFuzzer), later
   isync                       # mbsync: a real IMAP client in the integration tests
   offlineimap3                # offlineimap: another real client in those tests
+  curl                        # curl -T imap://: a bare-LF APPEND in the integration tests
 )
 
 missing=()

@@ -5,7 +5,8 @@
 
 The same (count, seed) always gives the same bytes.  The file follows the
 convention ringmail-admin writes on export, so import followed by export
-reproduces it byte for byte:
+reproduces it byte for byte, but for the Status:/X-Status: header fields,
+which import turns into flags and drops (as_imported gives what is stored):
 
     From MAILER-DAEMON <asctime(UTC)>\\n
     <message, LF line ends, lines matching ^>*From  quoted with one more '>'>
@@ -310,6 +311,25 @@ def make_message(rng, i, seed):
 def generate(count, seed=1):
     rng = random.Random(seed)
     return [make_message(rng, i, seed) for i in range(count)]
+
+
+def without_status(raw):
+    """raw as ringmail-admin import stores it from an mbox (but for line
+    ends): the Status:/X-Status: header fields became flags and are gone,
+    with their continuation lines; the body is untouched."""
+    head, sep, body = raw.partition(b"\n\n")
+    out, skip = [], False
+    for line in head.split(b"\n"):
+        if not line[:1] in (b" ", b"\t"):
+            skip = re.match(rb"(?i)(x-)?status:", line) is not None
+        if not skip:
+            out.append(line)
+    return b"\n".join(out) + sep + body
+
+
+def as_imported(msg):
+    """The Message as an mbox import stores it (see without_status)."""
+    return msg._replace(raw=without_status(msg.raw))
 
 
 _FROM_RE = re.compile(rb"^(>*From )", re.M)

@@ -461,6 +461,33 @@ static void test_reader_memory(void)
     imap_reader_free(rd);
 }
 
+/* Limits change between commands (small before login, full after). */
+static void test_reader_set_limits(void)
+{
+    imap_reader_limits small = {.max_literal = 8, .max_command = 64};
+    imap_reader_limits full = {.max_literal = 1000, .max_command = 2000};
+    imap_reader *rd = imap_reader_new(&small);
+    REQUIRE(rd);
+    size_t used;
+    CHECK(imap_reader_feed(rd, (const uint8_t *)"a LOGIN {9}\r\n", 13, &used) ==
+          IMAP_READ_LITERAL_TOO_BIG);
+    CHECK(!imap_reader_busy(rd));           /* {n}: nothing to skip */
+    CHECK(imap_reader_feed(rd, (const uint8_t *)"b LOGIN {8+}\r\n12345678\r\n", 24, &used) ==
+          IMAP_READ_COMMAND && used == 24);
+    imap_reader_release(rd);
+    imap_reader_set_limits(rd, &full);
+    char cmd[600];
+    int n = snprintf(cmd, sizeof cmd, "c APPEND INBOX {500+}\r\n%500s\r\n", "x");
+    CHECK(imap_reader_feed(rd, (const uint8_t *)cmd, (size_t)n, &used) == IMAP_READ_COMMAND &&
+          used == (size_t)n);
+    imap_reader_release(rd);
+    imap_reader_set_limits(rd, &small);
+    CHECK(imap_reader_feed(rd, (const uint8_t *)cmd, (size_t)n, &used) ==
+          IMAP_READ_LITERAL_TOO_BIG);
+    CHECK(imap_reader_busy(rd));            /* {n+}: its bytes are being skipped */
+    imap_reader_free(rd);
+}
+
 static void test_reader_large_literal(void)
 {
     const size_t size = 50u * 1024 * 1024, piece = 16 * 1024;
@@ -1348,6 +1375,7 @@ int main(void)
     RUN(test_reader_pipelined);
     RUN(test_reader_limits);
     RUN(test_reader_memory);
+    RUN(test_reader_set_limits);
     RUN(test_reader_large_literal);
     RUN(test_tokens_good);
     RUN(test_tokens_number);

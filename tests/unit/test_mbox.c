@@ -253,6 +253,21 @@ static void test_flags(void)
     CHECK_EQ(admin_mbox_flags(m3, strlen(m3)), 0);
     CHECK_EQ(admin_mbox_flags("", 0), 0);
 
+    /* The fields that became flags leave the header; nothing else does. */
+    char d1[] = "Subject: x\nStatus: RO\nX-Status: AF\n\tfolded\nTo: y\n\nStatus: D\n";
+    size_t l1 = admin_mbox_drop_status(d1, strlen(d1));
+    CHECK(l1 == strlen("Subject: x\nTo: y\n\nStatus: D\n") &&
+          memcmp(d1, "Subject: x\nTo: y\n\nStatus: D\n", l1) == 0);
+    char d2[] = "status: O\r\nX-Status-Note: R\r\nSubject: Status: R\r\n x\r\n\r\nX-Status: A\r\n";
+    const char *w2 = "X-Status-Note: R\r\nSubject: Status: R\r\n x\r\n\r\nX-Status: A\r\n";
+    size_t l2 = admin_mbox_drop_status(d2, strlen(d2));
+    CHECK(l2 == strlen(w2) && memcmp(d2, w2, l2) == 0);
+    char d3[] = "Status: RO";                   /* a header without a line end */
+    CHECK_EQ(admin_mbox_drop_status(d3, strlen(d3)), 0);
+    char d4[] = "\nStatus: RO\n";               /* empty header: all body */
+    CHECK_EQ(admin_mbox_drop_status(d4, strlen(d4)), strlen("\nStatus: RO\n"));
+    CHECK_EQ(admin_mbox_drop_status(d4, 0), 0);
+
     CHECK_EQ(admin_maildir_flags("1700000000.M1P2.host:2,FRS"),
              STORE_F_FLAGGED | STORE_F_ANSWERED | STORE_F_SEEN);
     CHECK_EQ(admin_maildir_flags("1700000000.M1P2.host:2,DT"), STORE_F_DRAFT | STORE_F_DELETED);
