@@ -116,9 +116,10 @@ struct store_mbox {
 
 struct mbox_entry {             /* the mailbox list */
     char *name;
-    uint64_t id;
+    uint64_t id;                /* 0 for a \Noselect name */
     uint32_t uidvalidity;
     uint32_t special;
+    bool noselect;              /* a name kept for its children, no files */
 };
 
 struct store_user {
