@@ -60,6 +60,8 @@ struct gen {
     uint64_t generation;
     int log_fd, idx_fd, cache_fd;
     struct mapchain log, idx, cache;
+    uint64_t idx_alloc;         /* index bytes known allocated (idx_alloc()):
+                                   only those may be stored to via the map */
     uint32_t pend;              /* entries written but not yet published:
                                    a transaction becomes visible at once */
     struct {

@@ -11,11 +11,20 @@
  * Errors: every int function returns 0 (or a documented count) on success
  * and -errno on failure.  Common codes: -ENOENT no such mailbox or message,
  * -EEXIST mailbox exists, -EINVAL bad argument or mailbox name, -EPERM the
- * operation is not allowed on INBOX, -ENOSPC keyword table full, -EFBIG
- * message too large, -EBADMSG a corrupt file that could not be repaired,
- * -EIO a failed write or fsync (the mailbox then refuses further writes:
- * after a failed fsync the kernel may have dropped the data, so nothing is
- * acknowledged that might not be on disk).
+ * operation is not allowed on INBOX, -EMLINK keyword table full
+ * (STORE_MAX_KEYWORDS), -ENOSPC (or -EDQUOT) no room left on the file
+ * system, -EFBIG message too large, -EBADMSG a corrupt file that could not
+ * be repaired, -EIO a failed write or fsync (the mailbox then refuses
+ * further writes: after a failed fsync the kernel may have dropped the data,
+ * so nothing is acknowledged that might not be on disk).
+ *
+ * A write that fails leaves nothing behind: a transaction whose log record
+ * was written but could not be applied to the index (no room for its cache
+ * or index entries) is cut from the log again before the error is returned,
+ * so it never appears later.  On a full disk writes fail with -ENOSPC while
+ * reading (opening, snapshots, status, the mailbox list) goes on: no file
+ * is grown sparsely and then written through a mapping, so a full disk is
+ * an error, never a SIGBUS.
  *
  * Threads: store_user and store_mbox handles are shared.  Opening the same
  * user (same mail_root) or the same mailbox twice in one process returns the
