@@ -633,6 +633,51 @@ fail:
     return rc;
 }
 
+/* No room on the disk for a new index and cache: build them in memory
+ * (memfd), from the log alone, without writing anything to the mailbox, and
+ * open the mailbox read-only (mb->failed: writes get -ENOSPC, the close
+ * leaves no checkpoint and does not linger, so the next open tries the disk
+ * again).  Reading a mailbox must not depend on free space. */
+static int rebuild_in_memory(struct store_mbox *mb, uint64_t generation,
+                             struct gen **out)
+{
+    char logp[PATH_MAX], idxp[64], cachep[64];
+    struct gen *g = NULL;
+    int rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, generation);
+    if (rc < 0)
+        return rc;
+    int ifd = memfd_create("ringmail-index", MFD_CLOEXEC);
+    int cfd = memfd_create("ringmail-cache", MFD_CLOEXEC);
+    if (ifd < 0 || cfd < 0) {
+        rc = -errno;
+        goto out;
+    }
+    /* gen_open_paths opens by name: the memfds' names in /proc. */
+    snprintf(idxp, sizeof idxp, "/proc/self/fd/%d", ifd);
+    snprintf(cachep, sizeof cachep, "/proc/self/fd/%d", cfd);
+    if ((rc = gen_open_paths(logp, idxp, cachep, O_CREAT, &g)) < 0)
+        goto out;
+    g->generation = generation;
+    struct log_file_hdr lh;
+    uint64_t end;
+    if ((rc = read_log_hdr(g->log_fd, &lh)) < 0 ||
+        (rc = cache_hdr_write(g->cache_fd, generation)) < 0)
+        goto out;
+    idx_hdr_init(gen_hdr(g), &lh);
+    if ((rc = gen_catch_up(g, CU_KEEP, &end, NULL)) < 0)
+        goto out;
+    mb->failed = -ENOSPC;
+    *out = g;
+    g = NULL;
+out:
+    gen_put(g);
+    if (ifd >= 0)
+        close(ifd);
+    if (cfd >= 0)
+        close(cfd);
+    return rc;
+}
+
 int mbox_rebuild(struct store_mbox *mb)
 {
     struct gen *old = mb->gen, *g;
@@ -760,7 +805,10 @@ static int mbox_recover(struct store_mbox *mb)
             gen_put(g);
     }
     if (!ok) {
-        if ((rc = rebuild_gen(mb, generation, &g)) < 0)
+        rc = rebuild_gen(mb, generation, &g);
+        if (rc == -ENOSPC || rc == -EDQUOT)
+            rc = rebuild_in_memory(mb, generation, &g);
+        if (rc < 0)
             return rc;
         uint64_t lsz = 0;
         file_size(g->log_fd, &lsz);

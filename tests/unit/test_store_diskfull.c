@@ -304,6 +304,10 @@ static void test_full_filesystem(void)
         REQUIRE_OK(append_tiny(b.mb, ids[n] = i, NULL, &uid));
     REQUIRE_OK(append_tiny(other, 7, NULL, &uid));
     store_mbox_close(other);
+    REQUIRE_OK(store_mailbox_create(b.u, "Fresh", 0));     /* no index yet */
+    store_mailbox_info oinfo;
+    REQUIRE_OK(store_mailbox_get(b.u, "Other", &oinfo));
+    free(oinfo.name);
     REQUIRE_OK(fill(mnt, filler, sizeof filler));
 
     /* Appends (each its own transaction) and keyword changes until the
@@ -342,18 +346,38 @@ static void test_full_filesystem(void)
     CHECK_EQ(store_mailbox_create(b.u, "New", 0), -ENOSPC);
     box_close(&b);
 
-    /* Reading goes on while the disk is full: open, list, status. */
+    /* Other's index is damaged (its header, in place: no room is freed), so
+     * opening it must rebuild from the log, and there is no room for that. */
+    char ip[PATH_MAX + 64];
+    pathf(ip, sizeof ip, "%s/dana/m/%llu/index", mnt, (unsigned long long)oinfo.id);
+    int ifd = open(ip, O_WRONLY);
+    CHECK(ifd >= 0 && pwrite(ifd, "XXXXXXXX", 8, 0) == 8);
+    if (ifd >= 0)
+        close(ifd);
+
+    /* Reading goes on while the disk is full: open, list, status, also
+     * of mailboxes whose index cannot be written (built in memory). */
     REQUIRE_OK(box_open(&b, mnt, false));
     check_msgs(b.mb, ids, n, "reopened on the full disk");
     store_mailbox_info *v = NULL;
     size_t nv = 0;
     CHECK_EQ(store_mailbox_list(b.u, &v, &nv), 0);
-    CHECK_EQ(nv, 2);
+    CHECK_EQ(nv, 3);
     store_mailbox_info_free(v, nv);
     store_status st;
     CHECK_EQ(store_mailbox_status(b.u, "Other", &st), 0);
     CHECK_EQ(st.messages, 1);
+    CHECK_EQ(store_mailbox_status(b.u, "Fresh", &st), 0);
+    CHECK_EQ(st.messages, 0);
     CHECK_EQ(append_tiny(b.mb, 5000, NULL, &uid), -ENOSPC);
+    other = NULL;
+    CHECK_EQ(store_mbox_open(b.u, "Other", &other), 0);
+    if (other) {
+        const unsigned seven[] = { 7 };
+        check_msgs(other, seven, 1, "Other, rebuilt in memory");
+        CHECK_EQ(append_tiny(other, 5002, NULL, &uid), -ENOSPC);
+        store_mbox_close(other);
+    }
     box_close(&b);
 
     /* Room again: writing works, and exactly the acknowledged messages
@@ -363,6 +387,11 @@ static void test_full_filesystem(void)
     REQUIRE_OK(append_tiny(b.mb, 5001, NULL, &uid));
     ids[n++] = 5001;
     CHECK_EQ(store_mailbox_create(b.u, "New", 0), 0);
+    REQUIRE_OK(store_mbox_open(b.u, "Other", &other));
+    CHECK_EQ(append_tiny(other, 8, NULL, &uid), 0);
+    const unsigned seven8[] = { 7, 8 };
+    check_msgs(other, seven8, 2, "Other with room again");
+    store_mbox_close(other);
     box_close(&b);
     REQUIRE_OK(box_open(&b, mnt, false));
     check_msgs(b.mb, ids, n, "after room was made");
