@@ -350,7 +350,7 @@ static void test_invalid_names(void)
     REQUIRE_OK(store_user_open(root, "dave", NULL, &u));
     static const char *const bad[] = {
         "", "/", "/x", "x/", "a//b", ".", "..", "a/../b", "a/./b", "../a", "a/..",
-        "p/../q", "a\x01" "b", "a\nb", "a\rb", "\t", "a\x1f",
+        "p/../q", ("a\x01" "b"), "a\nb", "a\rb", "\t", "a\x1f",
         "\xff", "a\xc3", "\xc3\x28", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80",
         "\xf8\x88\x80\x80\x80", "\x80", "x\xf4\x90\x80\x80",
     };
