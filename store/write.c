@@ -744,6 +744,7 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
     tls_defer = d;
     if (rc < 0)
         goto out;
+    size_t su0 = src_uids ? src_uids->n : 0, du0 = dst_uids ? dst_uids->n : 0;
     for (size_t i = 0; i < n; i++) {
         if ((src_uids && (rc = uidlist_add(src_uids, srcv[i])) < 0) ||
             (dst_uids && (rc = uidlist_add(dst_uids, uids[i])) < 0))
@@ -758,6 +759,18 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
         for (size_t i = 0; i < n; i++)
             xs[i] = (store_range){srcv[i], srcv[i]};
         rc = store_expunge(src, xs, n, false, NULL, NULL);
+        if (rc < 0) {
+            /* RFC 6851 3.3: a failed MOVE should leave no message in both
+             * mailboxes (a retry would duplicate them): take the copies
+             * back.  If that fails too, both stay: never neither. */
+            for (size_t i = 0; i < n; i++)
+                xs[i] = (store_range){uids[i], uids[i]};
+            store_expunge(dst, xs, n, false, NULL, NULL);
+            if (src_uids)
+                src_uids->n = su0;
+            if (dst_uids)
+                dst_uids->n = du0;
+        }
         free(xs);
     }
 out:

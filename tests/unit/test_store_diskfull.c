@@ -249,6 +249,63 @@ static void test_cache_write_fails(void)
     failed_apply(FAIL_CACHE);
 }
 
+/* A MOVE whose copies are stored but whose expunge in the source is refused
+ * (the source log may not grow) takes the copies back: no message in both
+ * mailboxes after a NO, which a retry would duplicate (RFC 6851 3.3). */
+static void test_move_expunge_fails(void)
+{
+    char *root = strdup(test_tmpdir("full-move"));
+    struct box b;
+    REQUIRE_OK(box_open(&b, root, true));
+    REQUIRE_OK(store_mailbox_create(b.u, "Dst", 0));
+    store_mbox *dst;
+    REQUIRE_OK(store_mbox_open(b.u, "Dst", &dst));
+    /* A big message that stays makes the source log long; the small one
+     * moves. */
+    size_t blen = 60000;
+    char *big = malloc(blen);
+    REQUIRE(big);
+    memcpy(big, "Subject: big\r\n\r\n", 16);
+    memset(big + 16, 'x', blen - 16);
+    store_new_msg bm = { .data = big, .len = blen, .internal_date = 1700000000 };
+    uint32_t buid, muid;
+    REQUIRE_OK(store_append(b.mb, &bm, 1, &buid));
+    free(big);
+    REQUIRE_OK(append_tiny(b.mb, 1, NULL, &muid));
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 30000;     /* Dst's files fit, the source log does not */
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    store_range r = { muid, muid };
+    store_uidlist su = {0}, du = {0};
+    int rc = store_copy(b.mb, &r, 1, dst, true, &su, &du);
+    lim.rlim_cur = old.rlim_cur;
+    setrlimit(RLIMIT_FSIZE, &lim);
+    fprintf(stderr, "  move with a refused expunge returned %s\n", strerror(-rc));
+    CHECK(rc < 0);
+    CHECK_EQ(su.n, 0);
+    CHECK_EQ(du.n, 0);
+    store_uidlist_free(&su);
+    store_uidlist_free(&du);
+    store_status st;
+    REQUIRE_OK(store_mbox_status(dst, &st));
+    CHECK_EQ(st.messages, 0);
+    REQUIRE_OK(store_mbox_status(b.mb, &st));
+    CHECK_EQ(st.messages, 2);
+    store_mbox_close(dst);
+    box_close(&b);
+    REQUIRE_OK(box_open(&b, root, false));
+    REQUIRE_OK(store_mailbox_status(b.u, "Dst", &st));
+    CHECK_EQ(st.messages, 0);
+    REQUIRE_OK(store_mbox_status(b.mb, &st));
+    CHECK_EQ(st.messages, 2);
+    box_close(&b);
+    rm_rf(root);
+    free(root);
+}
+
 /* ---- a full file system --------------------------------------------- */
 
 /* Fill the file system holding dir: a file that takes every free block. */
@@ -404,6 +461,7 @@ int main(void)
 {
     RUN_ISOLATED(test_index_write_fails, 300);
     RUN_ISOLATED(test_cache_write_fails, 300);
+    RUN_ISOLATED(test_move_expunge_fails, 300);
     /* The directory is made here, so that the mount is undone even if the
      * child that runs the test dies (of the SIGBUS this test is about). */
     pathf(fs_base, sizeof fs_base, "%s", test_tmpdir("full-fs"));
