@@ -222,12 +222,89 @@ static const char *parse_box_line(const char *p, uint64_t *id, uint32_t *uv,
     uint64_t a, b, c;
     if (!(p = parse_num_sp(p, UINT64_MAX, &a)) ||
         !(p = parse_num_sp(p, UINT32_MAX, &b)) ||
-        !(p = parse_num_sp(p, UINT32_MAX, &c)) || !*p)
-        return NULL;
+        !(p = parse_num_sp(p, UINT32_MAX, &c)))
+        return NULL;    /* an empty name is repaired by repair_names() */
     *id = a;
     *uv = (uint32_t)b;
     *special = (uint32_t)c;
     return p;
+}
+
+static int box_order(const void *a, const void *b, void *arg)
+{
+    const struct mbox_entry *v = arg;
+    const struct mbox_entry *x = &v[*(const size_t *)a], *y = &v[*(const size_t *)b];
+    int c = strcmp(x->name, y->name);
+    if (c)
+        return c;
+    if (x->noselect != y->noselect)
+        return x->noselect ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Give box i the name "<old>-<id>" ("mailbox-<id>" for an empty one), made
+ * unique with a further "-<k>" if need be. */
+static int rename_apart(store_user *u, size_t i)
+{
+    struct mbox_entry *b = &u->boxes[i];
+    const char *stem = b->name[0] ? b->name : "mailbox";
+    size_t cap = strlen(stem) + 48;
+    char *nm = malloc(cap);
+    if (!nm)
+        return -ENOMEM;
+    for (unsigned k = 0;; k++) {
+        if (k == 0)
+            snprintf(nm, cap, "%s-%" PRIu64, stem, b->id);
+        else
+            snprintf(nm, cap, "%s-%" PRIu64 "-%u", stem, b->id, k);
+        bool taken = false;
+        for (size_t j = 0; j < u->nboxes && !taken; j++)
+            taken = !strcmp(u->boxes[j].name, nm);
+        if (!taken)
+            break;
+    }
+    free(b->name);
+    b->name = nm;
+    return 0;
+}
+
+/* Names in the list are unique and never empty as the store makes them, but
+ * a list saved by an earlier version, whose loader dropped a name's leading
+ * spaces, can hold "" (from " ") and duplicates (" Work" saved as "Work"):
+ * the later ones were unreachable, and deleting the name deleted the other
+ * mailbox's files.  Each such mailbox gets a name of its own, "<name>-<id>",
+ * so it can be read, renamed or deleted again; of duplicates, the oldest
+ * mailbox (lowest id) keeps the name.  The repair depends on the file only,
+ * so every process makes the same one; the next change saves it. */
+static int repair_names(store_user *u)
+{
+    size_t n = u->nboxes;
+    size_t *ix = malloc((n ? n : 1) * sizeof *ix);
+    if (!ix)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        ix[i] = i;
+    qsort_r(ix, n, sizeof *ix, box_order, u->boxes);
+    size_t nfix = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool dup = i > 0 && !strcmp(u->boxes[ix[i]].name, u->boxes[ix[i - 1]].name);
+        if (dup || !u->boxes[ix[i]].name[0])
+            ix[nfix++] = ix[i];     /* ix[0..nfix) are the ones to rename */
+    }
+    /* Rename in id order, so that the result does not depend on qsort. */
+    int rc = 0;
+    for (size_t done = 0; rc == 0 && done < nfix; done++) {
+        size_t best = done;
+        for (size_t k = done + 1; k < nfix; k++)
+            if (u->boxes[ix[k]].id < u->boxes[ix[best]].id)
+                best = k;
+        size_t t = ix[done];
+        ix[done] = ix[best];
+        ix[best] = t;
+        rc = rename_apart(u, ix[done]);
+    }
+    free(ix);
+    return rc;
 }
 
 static int list_load(store_user *u)
@@ -279,6 +356,8 @@ static int list_load(store_user *u)
     }
     free(line);
     fclose(f);
+    if (rc == 0)
+        rc = repair_names(u);
     if (rc == 0) {
         u->list_ino = st.st_ino;
         u->list_size = st.st_size;

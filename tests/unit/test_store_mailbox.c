@@ -1138,7 +1138,7 @@ static void test_list_file_compat(void)
     store_user_close(u);
 
     static const char *const bad[] = {
-        "M 5 1 0\n", "M 5 1 0 \n", "M 5 x 0 a\n", "M 5  1 0 a\n", "M -5 1 0 a\n",
+        "M 5 1 0\n", "M 5 x 0 a\n", "M 5  1 0 a\n", "M -5 1 0 a\n",
         "M 5 1 4294967296 a\n", "M 99999999999999999999 1 0 a\n", "N \n", "Q x\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -1153,6 +1153,47 @@ static void test_list_file_compat(void)
         if (r == 0)
             store_user_close(u);
     }
+
+    /* What an earlier version saved after its loader had dropped leading
+     * spaces: " INBOX" as a second "INBOX", " Work" as a second "Work", " "
+     * as "".  Every mailbox is reachable again under a name of its own; the
+     * oldest keeps the name; deleting one leaves the other's files. */
+    write_file(path, "RINGMAIL-MAILBOXES 1\nnext_id 6\nlast_uidvalidity 8\n"
+               "M 4 7 0 Work\nM 2 5 0 INBOX\nM 1 1 0 INBOX\nM 3 6 0 Work\n"
+               "M 5 8 0 \nM 6 9 0 Work-4\nS Work\n");
+    REQUIRE_OK(store_user_open(root, "olga", NULL, &u));
+    static const struct { const char *name; uint64_t id; } want[] = {
+        {"INBOX", 1}, {"INBOX-2", 2}, {"Work", 3}, {"Work-4-1", 4}, {"mailbox-5", 5},
+        {"Work-4", 6},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        memset(&g, 0, sizeof g);
+        CHECK_EQ(store_mailbox_get(u, want[i].name, &g), 0);
+        if (g.id != want[i].id)
+            fprintf(stderr, "  repaired %s: id %llu, want %llu\n", want[i].name,
+                    (unsigned long long)g.id, (unsigned long long)want[i].id);
+        CHECK_EQ(g.id, want[i].id);
+        free(g.name);
+    }
+    CHECK_EQ(count_mailboxes(u), 6);
+    for (int id = 1; id <= 6; id++) {
+        pathf(dir, sizeof dir, "%s/olga/m/%d", root, id);
+        mkdir(dir, 0700);
+    }
+    CHECK_EQ(store_mailbox_delete(u, "Work"), 0);
+    pathf(dir, sizeof dir, "%s/olga/m/4", root);
+    CHECK(path_exists(dir));
+    pathf(dir, sizeof dir, "%s/olga/m/3", root);
+    CHECK(!path_exists(dir));
+    store_user_close(u);
+    /* The repair was saved with that change: the same names after reload. */
+    REQUIRE_OK(store_user_open(root, "olga", NULL, &u));
+    CHECK_EQ(count_mailboxes(u), 5);
+    CHECK(has_mailbox(u, "Work-4-1"));
+    CHECK(has_mailbox(u, "mailbox-5"));
+    CHECK(has_mailbox(u, "INBOX-2"));
+    CHECK(!has_mailbox(u, "Work"));
+    store_user_close(u);
     rm_rf(root);
     free(root);
 }
