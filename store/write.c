@@ -226,7 +226,8 @@ cut:
     if (ftruncate(g->log_fd, (off_t)at) < 0 ||
         (mb->user->opts.fsync != STORE_FSYNC_NEVER && fdatasync(g->log_fd) < 0))
         mb->failed = -EIO;
-    if (ftruncate(g->cache_fd, (off_t)undo.cache_end) < 0) {
+    uint64_t cend = undo.cache_end < CACHE_HDR_SIZE ? CACHE_HDR_SIZE : undo.cache_end;
+    if (ftruncate(g->cache_fd, (off_t)cend) < 0) {
         /* harmless: bytes past cache_end are overwritten by the next entry */
     }
     return rc;
