@@ -10,6 +10,9 @@
 - DELETE of a mailbox with children removes its messages and keeps the name
   as \\Noselect (RFC 3501 6.3.4), as neomutt, alpine and offlineimap expect;
   the state survives a restart; CREATE makes the name a mailbox again.
+  Every step matches what Dovecot 2.3 (mdbox) answers: SELECT/STATUS NO,
+  APPEND NO [TRYCREATE], DELETE of the \\Noselect parent NO while it has
+  children, RENAME moves it, it stays after its last child is deleted.
 
 Clients are Python's imaplib, as a client program would drive it, and the
 raw client of ringmail_server.py where the exact wire form matters.  Runs
