@@ -257,7 +257,10 @@ void cmd_delete(session *s, const char *tag, imap_args *a, imap_arg *args,
     char *name = mbox_arg(s, tag, a, &args[0]);
     if (!name)
         return;
-    int rc = store_mailbox_delete(s->su, name);
+    /* RFC 3501 6.3.4: a parent loses its messages and stays as \Noselect;
+     * RFC 3501 clients (neomutt, alpine, offlineimap) count on it, and RFC
+     * 9051 allows it. */
+    int rc = store_mailbox_delete_ext(s->su, name, STORE_DELETE_KEEP_PARENT);
     if (rc < 0)
         sess_store_error(s, tag, rc, "delete");
     else
@@ -493,7 +496,7 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
     store_mailbox_info *v = NULL;
     size_t n = 0, nsubs = 0;
     char **subs = NULL;
-    int rc = store_mailbox_list(s->su, &v, &n);
+    int rc = store_mailbox_list_all(s->su, &v, &n);    /* \Noselect names too */
     if (rc == 0)
         rc = store_subscriptions(s->su, &subs, &nsubs);
     if (rc < 0) {
@@ -529,6 +532,8 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
                 char attrs[160] = "";
                 if (m == n)
                     strcat(attrs, lsub ? "\\Noselect" : "\\NonExistent");
+                else if (v[m].noselect)
+                    strcat(attrs, "\\Noselect");
                 if (!lsub) {
                     strcat(attrs, *attrs ? " \\Subscribed" : "\\Subscribed");
                     if (m < n && special_name(v[m].special)) {
@@ -547,6 +552,8 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
                 char attrs[160];
                 strcpy(attrs, has_children(v, n, v[k].name, sep) ? "\\HasChildren"
                                                                  : "\\HasNoChildren");
+                if (v[k].noselect)
+                    strcat(attrs, " \\Noselect");
                 if (ret & RET_SUBSCRIBED && is_subscribed(subs, nsubs, v[k].name))
                     strcat(attrs, " \\Subscribed");
                 if (special_name(v[k].special)) {

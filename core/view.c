@@ -266,12 +266,23 @@ void sess_store_error(session *s, const char *tag, int rc, const char *what)
     case -EINVAL: code = "[CANNOT] Invalid mailbox name"; break;
     case -EPERM: code = "[CANNOT] Not allowed on INBOX"; break;
     case -ENOTEMPTY: code = "[HASCHILDREN] Mailbox has children; delete them first"; break;
-    case -ENOSPC: code = "[LIMIT] Too many keywords in this mailbox"; break;
+    case -EMLINK: code = "[LIMIT] Too many keywords in this mailbox"; break;
+    /* A full file system (or a file-system quota).  RFC 5530 has no code
+     * for "the server's disk is full"; OVERQUOTA ("the user would be over
+     * quota after the operation") is the one whose remedy is right for the
+     * client: the write was refused for want of space, nothing of it was
+     * stored, deleting mail or retrying later helps, and reading goes on.
+     * UNAVAILABLE means a subsystem is down (reads would fail too), LIMIT an
+     * implementation limit that retrying never lifts.  Dovecot answers the
+     * same "NO [OVERQUOTA] Not enough disk space", so clients already know
+     * it.  The operator must hear of it: it is logged as an error. */
+    case -ENOSPC:
+    case -EDQUOT: code = "[OVERQUOTA] Not enough disk space"; break;
     case -EFBIG: code = "[TOOBIG] Message too large"; break;
     case -EOVERFLOW: code = "[LIMIT] UIDs exhausted"; break;
     default: code = "[SERVERBUG] Internal error; the event is logged"; break;
     }
-    if (!strncmp(code, "[SERVERBUG]", 11))
+    if (!strncmp(code, "[SERVERBUG]", 11) || rc == -ENOSPC || rc == -EDQUOT)
         log_msg(LOGL_ERROR, s->id, s->user, "%s failed: %s", what, strerror(-rc));
     sess_tagged(s, tag, "NO", "%s", code);
 }

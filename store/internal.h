@@ -60,6 +60,8 @@ struct gen {
     uint64_t generation;
     int log_fd, idx_fd, cache_fd;
     struct mapchain log, idx, cache;
+    uint64_t idx_alloc;         /* index bytes known allocated (idx_alloc()):
+                                   only those may be stored to via the map */
     uint32_t pend;              /* entries written but not yet published:
                                    a transaction becomes visible at once */
     struct {
@@ -116,9 +118,10 @@ struct store_mbox {
 
 struct mbox_entry {             /* the mailbox list */
     char *name;
-    uint64_t id;
+    uint64_t id;                /* 0 for a \Noselect name */
     uint32_t uidvalidity;
     uint32_t special;
+    bool noselect;              /* a name kept for its children, no files */
 };
 
 struct store_user {

@@ -132,6 +132,27 @@ static int file_size(int fd, uint64_t *size)
     return 0;
 }
 
+/* Allocate the index file's blocks up to `size` (growing the file) before
+ * anything is stored through its shared writable mapping.  A store into a
+ * page the file system cannot back (a sparse hole on a full disk) is a
+ * SIGBUS, not an error: the file must never be grown with ftruncate and then
+ * written through the map.  posix_fallocate reports ENOSPC instead; it also
+ * fills the holes of an index grown sparsely by an earlier version, since it
+ * covers the file from 0.  Blocks already allocated cost nothing. */
+static int idx_alloc(struct gen *g, uint64_t size)
+{
+    if (size <= g->idx_alloc)
+        return 0;
+    int e;
+    do
+        e = posix_fallocate(g->idx_fd, 0, (off_t)size);
+    while (e == EINTR);
+    if (e)
+        return -e;
+    g->idx_alloc = size;
+    return 0;
+}
+
 /* Open (or with O_CREAT in flags, create) a generation's three files at
  * explicit paths and map them. */
 int gen_open_paths(const char *logp, const char *idxp,
@@ -166,10 +187,8 @@ int gen_open_paths(const char *logp, const char *idxp,
             rc = -EBADMSG;
             goto fail;
         }
-        if (ftruncate(g->idx_fd, IDX_HDR_SIZE + 64 * sizeof(struct idx_entry)) < 0) {
-            rc = -errno;
+        if ((rc = idx_alloc(g, IDX_HDR_SIZE + 64 * sizeof(struct idx_entry))) < 0)
             goto fail;
-        }
         isz = IDX_HDR_SIZE;
     }
     if ((rc = mapchain_init(&g->log, g->log_fd, PROT_READ, lsz)) < 0 ||
@@ -202,17 +221,17 @@ int gen_open(struct store_mbox *mb, uint64_t generation, struct gen **out)
 int idx_reserve(struct gen *g, uint32_t count)
 {
     uint64_t need = IDX_HDR_SIZE + (uint64_t)count * sizeof(struct idx_entry);
+    if (need <= g->idx_alloc)
+        return 0;
     uint64_t size;
     int rc = file_size(g->idx_fd, &size);
     if (rc < 0)
         return rc;
-    if (size >= need)
-        return 0;
     uint64_t n = size < 4096 ? 4096 : size;
     while (n < need)
         n = n < (64u << 20) ? n * 2 : n + (64u << 20);
-    if (ftruncate(g->idx_fd, (off_t)n) < 0)
-        return -errno;
+    if ((rc = idx_alloc(g, n)) < 0)
+        return rc;
     return mapchain_get(&g->idx, 0, need) ? 0 : -ENOMEM;
 }
 
@@ -614,6 +633,51 @@ fail:
     return rc;
 }
 
+/* No room on the disk for a new index and cache: build them in memory
+ * (memfd), from the log alone, without writing anything to the mailbox, and
+ * open the mailbox read-only (mb->failed: writes get -ENOSPC, the close
+ * leaves no checkpoint and does not linger, so the next open tries the disk
+ * again).  Reading a mailbox must not depend on free space. */
+static int rebuild_in_memory(struct store_mbox *mb, uint64_t generation,
+                             struct gen **out)
+{
+    char logp[PATH_MAX], idxp[64], cachep[64];
+    struct gen *g = NULL;
+    int rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, generation);
+    if (rc < 0)
+        return rc;
+    int ifd = memfd_create("ringmail-index", MFD_CLOEXEC);
+    int cfd = memfd_create("ringmail-cache", MFD_CLOEXEC);
+    if (ifd < 0 || cfd < 0) {
+        rc = -errno;
+        goto out;
+    }
+    /* gen_open_paths opens by name: the memfds' names in /proc. */
+    snprintf(idxp, sizeof idxp, "/proc/self/fd/%d", ifd);
+    snprintf(cachep, sizeof cachep, "/proc/self/fd/%d", cfd);
+    if ((rc = gen_open_paths(logp, idxp, cachep, O_CREAT, &g)) < 0)
+        goto out;
+    g->generation = generation;
+    struct log_file_hdr lh;
+    uint64_t end;
+    if ((rc = read_log_hdr(g->log_fd, &lh)) < 0 ||
+        (rc = cache_hdr_write(g->cache_fd, generation)) < 0)
+        goto out;
+    idx_hdr_init(gen_hdr(g), &lh);
+    if ((rc = gen_catch_up(g, CU_KEEP, &end, NULL)) < 0)
+        goto out;
+    mb->failed = -ENOSPC;
+    *out = g;
+    g = NULL;
+out:
+    gen_put(g);
+    if (ifd >= 0)
+        close(ifd);
+    if (cfd >= 0)
+        close(cfd);
+    return rc;
+}
+
 int mbox_rebuild(struct store_mbox *mb)
 {
     struct gen *old = mb->gen, *g;
@@ -726,6 +790,11 @@ static int mbox_recover(struct store_mbox *mb)
             rc = mbox_catch_up(mb, g);
             if (rc == -EBADMSG)
                 ok = false;
+            else if (rc == -ENOSPC || rc == -EDQUOT)
+                /* Records another process wrote need room that the disk
+                 * lacks: open the index as it stands, so reading goes on;
+                 * the next write applies them first (or fails alike). */
+                rc = 0;
             else if (rc < 0) {
                 gen_put(g);
                 return rc;
@@ -736,7 +805,10 @@ static int mbox_recover(struct store_mbox *mb)
             gen_put(g);
     }
     if (!ok) {
-        if ((rc = rebuild_gen(mb, generation, &g)) < 0)
+        rc = rebuild_gen(mb, generation, &g);
+        if (rc == -ENOSPC || rc == -EDQUOT)
+            rc = rebuild_in_memory(mb, generation, &g);
+        if (rc < 0)
             return rc;
         uint64_t lsz = 0;
         file_size(g->log_fd, &lsz);

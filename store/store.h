@@ -11,11 +11,20 @@
  * Errors: every int function returns 0 (or a documented count) on success
  * and -errno on failure.  Common codes: -ENOENT no such mailbox or message,
  * -EEXIST mailbox exists, -EINVAL bad argument or mailbox name, -EPERM the
- * operation is not allowed on INBOX, -ENOSPC keyword table full, -EFBIG
- * message too large, -EBADMSG a corrupt file that could not be repaired,
- * -EIO a failed write or fsync (the mailbox then refuses further writes:
- * after a failed fsync the kernel may have dropped the data, so nothing is
- * acknowledged that might not be on disk).
+ * operation is not allowed on INBOX, -EMLINK keyword table full
+ * (STORE_MAX_KEYWORDS), -ENOSPC (or -EDQUOT) no room left on the file
+ * system, -EFBIG message too large, -EBADMSG a corrupt file that could not
+ * be repaired, -EIO a failed write or fsync (the mailbox then refuses
+ * further writes: after a failed fsync the kernel may have dropped the data,
+ * so nothing is acknowledged that might not be on disk).
+ *
+ * A write that fails leaves nothing behind: a transaction whose log record
+ * was written but could not be applied to the index (no room for its cache
+ * or index entries) is cut from the log again before the error is returned,
+ * so it never appears later.  On a full disk writes fail with -ENOSPC while
+ * reading (opening, snapshots, status, the mailbox list) goes on: no file
+ * is grown sparsely and then written through a mapping, so a full disk is
+ * an error, never a SIGBUS.
  *
  * Threads: store_user and store_mbox handles are shared.  Opening the same
  * user (same mail_root) or the same mailbox twice in one process returns the
@@ -94,25 +103,41 @@ typedef struct store_mailbox_info {
     uint32_t uidvalidity;
     uint32_t special;       /* STORE_SPECIAL_* */
     bool subscribed;
+    bool noselect;          /* a \Noselect name (id 0): see store_mailbox_delete_ext */
 } store_mailbox_info;
 
 /* All mailboxes, sorted by name (INBOX first).  *out is owned by the caller:
- * free with store_mailbox_info_free. */
+ * free with store_mailbox_info_free.  \Noselect names are left out: every
+ * name listed here can be opened. */
 int store_mailbox_list(store_user *u, store_mailbox_info **out, size_t *n);
+/* The same with the \Noselect names too (noselect set), for IMAP LIST. */
+int store_mailbox_list_all(store_user *u, store_mailbox_info **out, size_t *n);
 void store_mailbox_info_free(store_mailbox_info *v, size_t n);
-/* One mailbox; out->name is owned by the caller (free()). */
+/* One mailbox; out->name is owned by the caller (free()).  A \Noselect name
+ * is -ENOENT here, as for store_mbox_open and store_mailbox_status. */
 int store_mailbox_get(store_user *u, const char *name, store_mailbox_info *out);
 
 /* Mailbox names are UTF-8.  "INBOX" matches case-insensitively.  A name is
  * invalid (-EINVAL) if empty, longer than STORE_MAX_NAME_LEN, not UTF-8,
  * with control characters, starting or ending with the separator, with an
  * empty or "."/".." level, or containing '/' when the separator is '.'.
- * Creating "a/b/c" creates missing parents "a" and "a/b" as well. */
+ * Any other bytes are kept exactly (spaces anywhere, quotes, backslashes,
+ * '%', '*'), also across a reload of the list.
+ * Creating "a/b/c" creates missing parents "a" and "a/b" as well.  Creating
+ * a \Noselect name makes it a new, empty mailbox (new UIDVALIDITY). */
 int store_mailbox_create(store_user *u, const char *name, uint32_t special);
-/* Deleting INBOX is -EPERM; a mailbox with children is -ENOTEMPTY (the IMAP
- * layer may instead keep it as \Noselect, later).  Deletion is durable when
- * this returns; open handles keep working on the old files until closed. */
+/* Deleting INBOX is -EPERM; a mailbox with children is -ENOTEMPTY.
+ * Deletion is durable when this returns; open handles keep working on the
+ * old files until closed.  Deleting a \Noselect name without children
+ * removes the name. */
 int store_mailbox_delete(store_user *u, const char *name);
+/* With STORE_DELETE_KEEP_PARENT, a mailbox with children is not refused: its
+ * messages go and its name stays as \Noselect (RFC 3501 6.3.4), kept in the
+ * list file.  A \Noselect name with children is still -ENOTEMPTY, and the
+ * last child's deletion leaves its \Noselect parent in place.  RENAME moves
+ * a \Noselect name like any other. */
+#define STORE_DELETE_KEEP_PARENT 0x1u
+int store_mailbox_delete_ext(store_user *u, const char *name, unsigned flags);
 /* Renames the mailbox and all its children.  Renaming INBOX moves its
  * messages to a new mailbox `to` and leaves INBOX empty, as RFC 3501 says.
  * -ENOENT, -EEXIST (target or a child target exists), -EINVAL (into

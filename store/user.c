@@ -95,8 +95,10 @@ static int name_canon(const store_user *u, const char *name, char **out)
     const char *level = name;
     for (const char *p = name;; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c && (c < 0x20 || c == 0x7f || c == '*' || c == '%' ||
-                  (sep == '.' && c == '/')))
+        /* '%' and '*' are allowed (RFC 9051 5.1: awkward with LIST, but
+         * valid, and a migrated account may hold them): names are never
+         * sent as atoms, so they go out quoted. */
+        if (c && (c < 0x20 || c == 0x7f || (sep == '.' && c == '/')))
             return -EINVAL;
         if (c == (unsigned char)sep || c == '\0') {
             size_t len = (size_t)(p - level);
@@ -154,8 +156,17 @@ static int push_box(store_user *u, const char *name, uint64_t id,
     char *nm = strdup(name);
     if (!nm)
         return -ENOMEM;
-    b[u->nboxes++] = (struct mbox_entry){nm, id, uidvalidity, special};
+    b[u->nboxes++] = (struct mbox_entry){nm, id, uidvalidity, special, false};
     return 0;
+}
+
+/* A \Noselect name: no id, no files, only a place in the hierarchy. */
+static int push_noselect(store_user *u, const char *name)
+{
+    int rc = push_box(u, name, 0, 0, 0);
+    if (rc == 0)
+        u->boxes[u->nboxes - 1].noselect = true;
+    return rc;
 }
 
 static int push_sub(store_user *u, const char *name)
@@ -183,6 +194,119 @@ int user_mbox_dir(struct store_user *u, uint64_t id, char **out)
     return (*out = strdup(buf)) ? 0 : -ENOMEM;
 }
 
+/* One decimal number and the single space after it; NULL if malformed. */
+static const char *parse_num_sp(const char *p, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *start = p;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (max - (uint64_t)(*p - '0')) / 10)
+            return NULL;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (p == start || *p != ' ')
+        return NULL;
+    *out = v;
+    return p + 1;
+}
+
+/* "<id> <uidvalidity> <special> <name>" after the "M ": exactly one space
+ * after each number, and the name is everything after the third one, to the
+ * end of the line.  sscanf's " %n" would skip a name's leading spaces, and a
+ * name may begin with a space (or be one), so the name is never tokenized.
+ * Names hold no control characters (name_canon), so a line cannot hold a
+ * newline of a name. */
+static const char *parse_box_line(const char *p, uint64_t *id, uint32_t *uv,
+                                  uint32_t *special)
+{
+    uint64_t a, b, c;
+    if (!(p = parse_num_sp(p, UINT64_MAX, &a)) ||
+        !(p = parse_num_sp(p, UINT32_MAX, &b)) ||
+        !(p = parse_num_sp(p, UINT32_MAX, &c)))
+        return NULL;    /* an empty name is repaired by repair_names() */
+    *id = a;
+    *uv = (uint32_t)b;
+    *special = (uint32_t)c;
+    return p;
+}
+
+static int box_order(const void *a, const void *b, void *arg)
+{
+    const struct mbox_entry *v = arg;
+    const struct mbox_entry *x = &v[*(const size_t *)a], *y = &v[*(const size_t *)b];
+    int c = strcmp(x->name, y->name);
+    if (c)
+        return c;
+    if (x->noselect != y->noselect)
+        return x->noselect ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Give box i the name "<old>-<id>" ("mailbox-<id>" for an empty one), made
+ * unique with a further "-<k>" if need be. */
+static int rename_apart(store_user *u, size_t i)
+{
+    struct mbox_entry *b = &u->boxes[i];
+    const char *stem = b->name[0] ? b->name : "mailbox";
+    size_t cap = strlen(stem) + 48;
+    char *nm = malloc(cap);
+    if (!nm)
+        return -ENOMEM;
+    for (unsigned k = 0;; k++) {
+        if (k == 0)
+            snprintf(nm, cap, "%s-%" PRIu64, stem, b->id);
+        else
+            snprintf(nm, cap, "%s-%" PRIu64 "-%u", stem, b->id, k);
+        bool taken = false;
+        for (size_t j = 0; j < u->nboxes && !taken; j++)
+            taken = !strcmp(u->boxes[j].name, nm);
+        if (!taken)
+            break;
+    }
+    free(b->name);
+    b->name = nm;
+    return 0;
+}
+
+/* Names in the list are unique and never empty as the store makes them, but
+ * a list saved by an earlier version, whose loader dropped a name's leading
+ * spaces, can hold "" (from " ") and duplicates (" Work" saved as "Work"):
+ * the later ones were unreachable, and deleting the name deleted the other
+ * mailbox's files.  Each such mailbox gets a name of its own, "<name>-<id>",
+ * so it can be read, renamed or deleted again; of duplicates, the oldest
+ * mailbox (lowest id) keeps the name.  The repair depends on the file only,
+ * so every process makes the same one; the next change saves it. */
+static int repair_names(store_user *u)
+{
+    size_t n = u->nboxes;
+    size_t *ix = malloc((n ? n : 1) * sizeof *ix);
+    if (!ix)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        ix[i] = i;
+    qsort_r(ix, n, sizeof *ix, box_order, u->boxes);
+    size_t nfix = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool dup = i > 0 && !strcmp(u->boxes[ix[i]].name, u->boxes[ix[i - 1]].name);
+        if (dup || !u->boxes[ix[i]].name[0])
+            ix[nfix++] = ix[i];     /* ix[0..nfix) are the ones to rename */
+    }
+    /* Rename in id order, so that the result does not depend on qsort. */
+    int rc = 0;
+    for (size_t done = 0; rc == 0 && done < nfix; done++) {
+        size_t best = done;
+        for (size_t k = done + 1; k < nfix; k++)
+            if (u->boxes[ix[k]].id < u->boxes[ix[best]].id)
+                best = k;
+        size_t t = ix[done];
+        ix[done] = ix[best];
+        ix[best] = t;
+        rc = rename_apart(u, ix[done]);
+    }
+    free(ix);
+    return rc;
+}
+
 static int list_load(store_user *u)
 {
     char path[PATH_MAX];
@@ -207,8 +331,7 @@ static int list_load(store_user *u)
             line[--len] = '\0';
         lineno++;
         uint64_t id;
-        unsigned uv, sp;
-        int off = 0;
+        uint32_t uv, sp;
         if (lineno == 1) {
             if (strcmp(line, LIST_MAGIC)) {
                 rc = -EBADMSG;
@@ -216,10 +339,13 @@ static int list_load(store_user *u)
             }
         } else if (sscanf(line, "next_id %" SCNu64, &id) == 1) {
             u->next_id = id;
-        } else if (sscanf(line, "last_uidvalidity %u", &uv) == 1) {
+        } else if (sscanf(line, "last_uidvalidity %" SCNu32, &uv) == 1) {
             u->last_uidvalidity = uv;
-        } else if (sscanf(line, "M %" SCNu64 " %u %u %n", &id, &uv, &sp, &off) == 3 && off) {
-            rc = push_box(u, line + off, id, uv, sp);
+        } else if (!strncmp(line, "M ", 2)) {
+            const char *name = parse_box_line(line + 2, &id, &uv, &sp);
+            rc = name ? push_box(u, name, id, uv, sp) : -EBADMSG;
+        } else if (!strncmp(line, "N ", 2) && line[2]) {
+            rc = push_noselect(u, line + 2);
         } else if (line[0] == 'S' && line[1] == ' ') {
             rc = push_sub(u, line + 2);
         } else if (len) {
@@ -230,6 +356,8 @@ static int list_load(store_user *u)
     }
     free(line);
     fclose(f);
+    if (rc == 0)
+        rc = repair_names(u);
     if (rc == 0) {
         u->list_ino = st.st_ino;
         u->list_size = st.st_size;
@@ -249,9 +377,14 @@ static int list_save(store_user *u)
         return -ENOMEM;
     fprintf(f, "%s\nnext_id %" PRIu64 "\nlast_uidvalidity %u\n", LIST_MAGIC,
             u->next_id, u->last_uidvalidity);
-    for (size_t i = 0; i < u->nboxes; i++)
-        fprintf(f, "M %" PRIu64 " %u %u %s\n", u->boxes[i].id,
-                u->boxes[i].uidvalidity, u->boxes[i].special, u->boxes[i].name);
+    for (size_t i = 0; i < u->nboxes; i++) {
+        const struct mbox_entry *b = &u->boxes[i];
+        if (b->noselect)
+            fprintf(f, "N %s\n", b->name);
+        else
+            fprintf(f, "M %" PRIu64 " %u %u %s\n", b->id, b->uidvalidity,
+                    b->special, b->name);
+    }
     for (size_t i = 0; i < u->nsubs; i++)
         fprintf(f, "S %s\n", u->subs[i]);
     if (fclose(f) != 0) {
@@ -315,19 +448,31 @@ static uint32_t new_uidvalidity(store_user *u)
     return u->last_uidvalidity;
 }
 
-/* Add a mailbox (files first, the list is saved by the caller). */
-static int add_box(store_user *u, const char *canon, uint32_t special)
+/* A new mailbox's directory and empty log, under a fresh id and
+ * UIDVALIDITY (the list is saved by the caller). */
+static int new_box_files(store_user *u, uint64_t *id, uint32_t *uv)
 {
-    uint64_t id = u->next_id++;
-    uint32_t uv = new_uidvalidity(u);
+    *id = u->next_id++;
+    *uv = new_uidvalidity(u);
     char *dir;
-    int rc = user_mbox_dir(u, id, &dir);
+    int rc = user_mbox_dir(u, *id, &dir);
     if (rc < 0)
         return rc;
     /* A leftover directory of a crashed create is not ours to reuse. */
     fs_rmtree(dir);
-    rc = mbox_create_files(dir, id, uv);
+    rc = mbox_create_files(dir, *id, *uv);
+    if (rc < 0)
+        fs_rmtree(dir);     /* a half-made one (a full disk) is nobody's */
     free(dir);
+    return rc;
+}
+
+/* Add a mailbox (files first, the list is saved by the caller). */
+static int add_box(store_user *u, const char *canon, uint32_t special)
+{
+    uint64_t id;
+    uint32_t uv;
+    int rc = new_box_files(u, &id, &uv);
     if (rc == 0)
         rc = push_box(u, canon, id, uv, special);
     return rc;
@@ -476,6 +621,7 @@ static int info_fill(store_user *u, const struct mbox_entry *b,
     out->id = b->id;
     out->uidvalidity = b->uidvalidity;
     out->special = b->special;
+    out->noselect = b->noselect;
     out->subscribed = false;
     for (size_t i = 0; i < u->nsubs; i++)
         if (!strcmp(u->subs[i], b->name))
@@ -501,7 +647,8 @@ void store_mailbox_info_free(store_mailbox_info *v, size_t n)
     free(v);
 }
 
-int store_mailbox_list(store_user *u, store_mailbox_info **out, size_t *n)
+static int list_boxes(store_user *u, bool noselect, store_mailbox_info **out,
+                      size_t *n)
 {
     int rc = ulock(u);
     if (rc < 0)
@@ -510,8 +657,10 @@ int store_mailbox_list(store_user *u, store_mailbox_info **out, size_t *n)
     size_t k = 0;
     if (!v)
         rc = -ENOMEM;
-    for (; rc == 0 && k < u->nboxes; k++)
-        rc = info_fill(u, &u->boxes[k], &v[k]);
+    for (size_t i = 0; rc == 0 && i < u->nboxes; i++)
+        if (noselect || !u->boxes[i].noselect)
+            if ((rc = info_fill(u, &u->boxes[i], &v[k])) == 0)
+                k++;
     uunlock(u);
     if (rc < 0) {
         store_mailbox_info_free(v, k);
@@ -521,6 +670,16 @@ int store_mailbox_list(store_user *u, store_mailbox_info **out, size_t *n)
     *out = v;
     *n = k;
     return 0;
+}
+
+int store_mailbox_list(store_user *u, store_mailbox_info **out, size_t *n)
+{
+    return list_boxes(u, false, out, n);
+}
+
+int store_mailbox_list_all(store_user *u, store_mailbox_info **out, size_t *n)
+{
+    return list_boxes(u, true, out, n);
 }
 
 int store_mailbox_get(store_user *u, const char *name, store_mailbox_info *out)
@@ -534,7 +693,7 @@ int store_mailbox_get(store_user *u, const char *name, store_mailbox_info *out)
         return rc;
     }
     struct mbox_entry *b = find_box(u, canon);
-    rc = b ? info_fill(u, b, out) : -ENOENT;
+    rc = b && !b->noselect ? info_fill(u, b, out) : -ENOENT;
     uunlock(u);
     free(canon);
     return rc;
@@ -552,10 +711,22 @@ int store_mailbox_create(store_user *u, const char *name, uint32_t special)
         free(canon);
         return rc;
     }
-    if (find_box(u, canon))
+    struct mbox_entry *b = find_box(u, canon);
+    if (b && b->noselect) {
+        /* CREATE of a \Noselect name makes it a mailbox again (RFC 3501
+         * 6.3.4), a new one: fresh id and UIDVALIDITY. */
+        uint64_t id;
+        uint32_t uv;
+        if ((rc = new_box_files(u, &id, &uv)) == 0) {
+            b = find_box(u, canon);
+            *b = (struct mbox_entry){b->name, id, uv, special, false};
+            rc = list_save(u);
+        }
+    } else if (b) {
         rc = -EEXIST;
-    else if ((rc = add_parents(u, canon)) == 0 && (rc = add_box(u, canon, special)) == 0)
+    } else if ((rc = add_parents(u, canon)) == 0 && (rc = add_box(u, canon, special)) == 0) {
         rc = list_save(u);
+    }
     if (rc < 0 && rc != -EEXIST)
         u->list_size = -1;  /* force a reload: memory may be ahead of disk */
     uunlock(u);
@@ -564,6 +735,11 @@ int store_mailbox_create(store_user *u, const char *name, uint32_t special)
 }
 
 int store_mailbox_delete(store_user *u, const char *name)
+{
+    return store_mailbox_delete_ext(u, name, 0);
+}
+
+int store_mailbox_delete_ext(store_user *u, const char *name, unsigned flags)
 {
     char *canon;
     int rc = name_canon(u, name, &canon);
@@ -582,20 +758,34 @@ int store_mailbox_delete(store_user *u, const char *name)
         rc = -ENOENT;
         goto out;
     }
+    bool children = false;
     for (size_t i = 0; i < u->nboxes; i++)
-        if (is_child(u->boxes[i].name, canon, u->opts.separator)) {
-            rc = -ENOTEMPTY;
-            goto out;
-        }
+        if (is_child(u->boxes[i].name, canon, u->opts.separator))
+            children = true;
+    /* RFC 3501 6.3.4: a mailbox with inferiors loses its messages and
+     * keeps its name as \Noselect; a \Noselect name with inferiors cannot
+     * be deleted. */
+    if (children && (b->noselect || !(flags & STORE_DELETE_KEEP_PARENT))) {
+        rc = -ENOTEMPTY;
+        goto out;
+    }
     uint64_t id = b->id;
-    free(b->name);
-    *b = u->boxes[--u->nboxes];
+    bool files = !b->noselect;
+    if (children) {
+        b->noselect = true;
+        b->id = 0;
+        b->uidvalidity = 0;
+        b->special = 0;
+    } else {
+        free(b->name);
+        *b = u->boxes[--u->nboxes];
+    }
     if ((rc = list_save(u)) < 0) {
         u->list_size = -1;
         goto out;
     }
     char *dir;
-    if (user_mbox_dir(u, id, &dir) == 0) {
+    if (files && user_mbox_dir(u, id, &dir) == 0) {
         fs_rmtree(dir);     /* the list no longer names it: best effort */
         free(dir);
     }
@@ -759,7 +949,7 @@ int store_mailbox_set_special(store_user *u, const char *name, uint32_t special)
         return rc;
     }
     struct mbox_entry *b = find_box(u, canon);
-    if (!b)
+    if (!b || b->noselect)
         rc = -ENOENT;
     else {
         b->special = special;
@@ -785,9 +975,9 @@ int store_mbox_open(store_user *u, const char *name, store_mbox **out)
     }
     struct mbox_entry *b = find_box(u, canon);
     free(canon);
-    if (!b) {
+    if (!b || b->noselect) {
         uunlock(u);
-        return -ENOENT;
+        return -ENOENT;     /* a \Noselect name has no messages to open */
     }
     uint64_t id = b->id;
     for (store_mbox *m = u->open; m; m = m->next)

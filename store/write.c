@@ -19,6 +19,7 @@
 #include "store/internal.h"
 
 #define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define A_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 enum wop_kind { WOP_APPEND, WOP_FLAGS, WOP_EXPUNGE };
 
@@ -109,7 +110,7 @@ static int keyword_slot(struct idx_hdr *h, const char *name, store_buf *b,
             return 0;
         }
     if (nk + *npending >= STORE_MAX_KEYWORDS)
-        return -ENOSPC;
+        return -EMLINK;     /* not -ENOSPC: that is a full disk (store.h) */
     size_t at = 0;
     struct log_keyword k = {.slot = nk + *npending, .len = (uint32_t)len};
     int rc;
@@ -136,32 +137,101 @@ static int keywords_mask(struct idx_hdr *h, const char *const *kw, size_t n,
     return 0;
 }
 
-/* Write a built transaction at the end of the log and apply it. */
-static int txn_commit(struct store_mbox *mb, store_buf *b)
+/* What applying a transaction changes in the index header before the
+ * transaction is published, so that a failed apply can be taken back. */
+struct txn_undo {
+    uint32_t uidnext, nkeywords, kw_crc;
+    uint64_t highestmodseq, cache_end;
+    char (*keywords)[IDX_KW_SLOT];  /* owned; a copy, if the txn adds any */
+};
+
+static int undo_save(struct idx_hdr *h, const store_buf *b, struct txn_undo *u)
 {
-    struct gen *g = mb->gen;
-    uint64_t at = mb->log_end;
-    static const uint8_t zero[8];
-    int rc = store_buf_append(b, zero, ALIGN8(b->len) - b->len);
-    if (rc == 0)
-        rc = fs_pwrite_all(g->log_fd, b->data, b->len, at);
-    if (rc < 0) {
-        /* Cut whatever part made it, so the log ends on a record boundary. */
-        if (ftruncate(g->log_fd, (off_t)at) < 0)
-            mb->failed = -EIO;
-        return rc;
-    }
-    mb->log_end = at + b->len;
-    const uint8_t *base = mapchain_get(&g->log, 0, mb->log_end);
-    if (!base)
-        return -ENOMEM;
-    for (uint64_t off = at; off < mb->log_end;) {
-        const struct log_rec *r = (const void *)(base + off);
-        if ((rc = idx_apply(mb, g, r, off)) < 0)
-            return rc;
+    u->uidnext = A_LOAD(&h->uidnext);
+    u->nkeywords = A_LOAD(&h->nkeywords);
+    u->kw_crc = h->kw_crc;
+    u->highestmodseq = A_LOAD(&h->highestmodseq);
+    u->cache_end = A_LOAD(&h->cache_end);
+    u->keywords = NULL;
+    for (size_t off = 0; off < b->len;) {
+        const struct log_rec *r = (const void *)(b->data + off);
+        if (r->type == LOG_KEYWORD) {
+            if (!(u->keywords = malloc(sizeof h->keywords)))
+                return -ENOMEM;
+            memcpy(u->keywords, h->keywords, sizeof h->keywords);
+            break;
+        }
         off += ALIGN8(sizeof *r + (uint64_t)r->len);
     }
     return 0;
+}
+
+static void undo_apply(struct idx_hdr *h, const struct txn_undo *u)
+{
+    if (u->keywords) {
+        A_STORE(&h->nkeywords, u->nkeywords);
+        memcpy(h->keywords, u->keywords, sizeof h->keywords);
+        h->kw_crc = u->kw_crc;
+    }
+    A_STORE(&h->uidnext, u->uidnext);
+    A_STORE(&h->highestmodseq, u->highestmodseq);
+    A_STORE(&h->cache_end, u->cache_end);
+}
+
+/* Write a built transaction at the end of the log and apply it.
+ *
+ * All or nothing: a transaction the index could not take (no room for its
+ * cache entries or index entries, a message the parser refuses) is cut from
+ * the log again, so the caller's error stands.  Left in the log, it would
+ * be applied by the next catch-up, and a client told NO would find the
+ * message later, or twice after retrying.  The cut is flushed unless the
+ * policy is `never`, or a power loss could bring the record back; if
+ * it cannot be cut or flushed, the mailbox refuses writes (mb->failed),
+ * as after a failed fsync. */
+static int txn_commit(struct store_mbox *mb, store_buf *b)
+{
+    struct gen *g = mb->gen;
+    struct idx_hdr *h = gen_hdr(g);
+    uint64_t at = mb->log_end;
+    static const uint8_t zero[8];
+    struct txn_undo undo = {0};
+    int rc = store_buf_append(b, zero, ALIGN8(b->len) - b->len);
+    if (rc == 0)
+        rc = undo_save(h, b, &undo);
+    if (rc < 0)
+        return rc;
+    rc = fs_pwrite_all(g->log_fd, b->data, b->len, at);
+    if (rc < 0)
+        goto cut;
+    mb->log_end = at + b->len;
+    const uint8_t *base = mapchain_get(&g->log, 0, mb->log_end);
+    if (!base) {
+        rc = -ENOMEM;
+        goto cut;
+    }
+    for (uint64_t off = at; off < mb->log_end;) {
+        const struct log_rec *r = (const void *)(base + off);
+        if ((rc = idx_apply(mb, g, r, off)) < 0)
+            goto cut;
+        off += ALIGN8(sizeof *r + (uint64_t)r->len);
+    }
+    free(undo.keywords);
+    return 0;
+cut:
+    /* Nothing of the transaction was published (idx_apply publishes at
+     * its last record and forgot the pending entries), so no reader has
+     * seen it; take back what reached the header and the files. */
+    undo_apply(gen_hdr(g), &undo);
+    free(undo.keywords);
+    mb->log_end = at;
+    if (ftruncate(g->log_fd, (off_t)at) < 0 ||
+        (mb->user->opts.fsync != STORE_FSYNC_NEVER && fdatasync(g->log_fd) < 0))
+        mb->failed = -EIO;
+    uint64_t cend = undo.cache_end < CACHE_HDR_SIZE ? CACHE_HDR_SIZE : undo.cache_end;
+    if (ftruncate(g->cache_fd, (off_t)cend) < 0) {
+        /* harmless: bytes past cache_end are overwritten by the next entry */
+    }
+    return rc;
 }
 
 /* Mark the last record of a transaction as its end. */
@@ -717,6 +787,7 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
     tls_defer = d;
     if (rc < 0)
         goto out;
+    size_t su0 = src_uids ? src_uids->n : 0, du0 = dst_uids ? dst_uids->n : 0;
     for (size_t i = 0; i < n; i++) {
         if ((src_uids && (rc = uidlist_add(src_uids, srcv[i])) < 0) ||
             (dst_uids && (rc = uidlist_add(dst_uids, uids[i])) < 0))
@@ -731,6 +802,18 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
         for (size_t i = 0; i < n; i++)
             xs[i] = (store_range){srcv[i], srcv[i]};
         rc = store_expunge(src, xs, n, false, NULL, NULL);
+        if (rc < 0) {
+            /* RFC 6851 3.3: a failed MOVE should leave no message in both
+             * mailboxes (a retry would duplicate them): take the copies
+             * back.  If that fails too, both stay: never neither. */
+            for (size_t i = 0; i < n; i++)
+                xs[i] = (store_range){uids[i], uids[i]};
+            store_expunge(dst, xs, n, false, NULL, NULL);
+            if (src_uids)
+                src_uids->n = su0;
+            if (dst_uids)
+                dst_uids->n = du0;
+        }
         free(xs);
     }
 out:

@@ -2,6 +2,7 @@
  * names, create/delete/rename, subscriptions, special-use, UIDVALIDITY,
  * the '.' separator, user-name validation and persistence across reopen. */
 #include <ftw.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -349,7 +350,7 @@ static void test_invalid_names(void)
     REQUIRE_OK(store_user_open(root, "dave", NULL, &u));
     static const char *const bad[] = {
         "", "/", "/x", "x/", "a//b", ".", "..", "a/../b", "a/./b", "../a", "a/..",
-        "p/../q", "a\x01" "b", "a\nb", "a\rb", "\t", "a\x1f",
+        "p/../q", ("a\x01" "b"), "a\nb", "a\rb", "\t", "a\x1f",
         "\xff", "a\xc3", "\xc3\x28", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80",
         "\xf8\x88\x80\x80\x80", "\x80", "x\xf4\x90\x80\x80",
     };
@@ -1022,6 +1023,285 @@ static void test_linger(void)
     free(root);
 }
 
+/* ---- names that round-trip, \Noselect ------------------------------ */
+
+static const char *const RT_NAMES[] = {
+    " Work", "Work", "Work ", "  two  spaces  ", " ", "a \"quoted\" name",
+    "back\\slash", "100%", "a*b", "%", "*", "Caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac",
+    " INBOX", "x/ y /z ", "M 1 2 3 x", "N x", "S y",
+};
+#define RT_N (sizeof RT_NAMES / sizeof *RT_NAMES)
+
+/* Each of RT_NAMES but `gone` exists under its id, subscribed, holding one
+ * message whose bytes are its name; `gone` does not exist. */
+static void check_rt_names(store_user *u, const uint64_t *ids, const char *gone)
+{
+    for (size_t i = 0; i < RT_N; i++) {
+        store_mailbox_info g = {0};
+        if (gone && !strcmp(RT_NAMES[i], gone)) {
+            CHECK_EQ(store_mailbox_get(u, RT_NAMES[i], &g), -ENOENT);
+            continue;
+        }
+        CHECK_EQ(store_mailbox_get(u, RT_NAMES[i], &g), 0);
+        CHECK(g.name && strcmp(g.name, RT_NAMES[i]) == 0);
+        CHECK_EQ(g.id, ids[i]);
+        CHECK(g.subscribed);
+        free(g.name);
+        CHECK_EQ(count_subscriptions(u, RT_NAMES[i]), 1);
+        const char *const one[] = { RT_NAMES[i] };
+        check_contents(u, RT_NAMES[i], one, 1);
+    }
+    store_mailbox_info *v = NULL;
+    size_t n = 0;
+    REQUIRE_OK(store_mailbox_list(u, &v, &n));
+    CHECK_EQ(n, RT_N + 3 - (gone != NULL));    /* + INBOX, "x", "x/ y " */
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = i + 1; k < n; k++)
+            CHECK(strcmp(v[i].name, v[k].name) != 0);
+    store_mailbox_info_free(v, n);
+}
+
+/* Every valid name comes back byte for byte after the list is read again,
+ * and a name that differs from another only in spaces stays apart from it
+ * (a loader that skipped a leading space made " Work" a second "Work", " "
+ * an unreachable "", and DELETE of one removed the other's files). */
+static void test_names_round_trip(void)
+{
+    char *root = new_root("mbx-names");
+    store_user *u = NULL;
+    uint64_t ids[RT_N];
+    REQUIRE_OK(store_user_open(root, "nina", NULL, &u));
+    for (size_t i = 0; i < RT_N; i++) {
+        CHECK_EQ(store_mailbox_create(u, RT_NAMES[i], 0), 0);
+        CHECK_EQ(store_mailbox_subscribe(u, RT_NAMES[i], true), 0);
+        store_mbox *mb = NULL;
+        REQUIRE_OK(store_mbox_open(u, RT_NAMES[i], &mb));
+        uint32_t uid;
+        CHECK_EQ(append_raw(mb, RT_NAMES[i], 0, &uid), 0);
+        store_mbox_close(mb);
+        store_mailbox_info g = {0};
+        REQUIRE_OK(store_mailbox_get(u, RT_NAMES[i], &g));
+        ids[i] = g.id;
+        free(g.name);
+    }
+    check_rt_names(u, ids, NULL);
+    store_user_close(u);
+
+    REQUIRE_OK(store_user_open(root, "nina", NULL, &u));
+    check_rt_names(u, ids, NULL);
+    CHECK_EQ(store_mailbox_delete(u, " Work"), 0);
+    store_user_close(u);
+
+    REQUIRE_OK(store_user_open(root, "nina", NULL, &u));
+    check_rt_names(u, ids, " Work");
+    store_user_close(u);
+    rm_rf(root);
+    free(root);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A list file written by an earlier version loads with its names exact;
+ * malformed mailbox lines are refused, not guessed at. */
+static void test_list_file_compat(void)
+{
+    char *root = new_root("mbx-listfile");
+    char dir[PATH_MAX], path[PATH_MAX];
+    pathf(dir, sizeof dir, "%s/olga", root);
+    REQUIRE(mkdir(dir, 0700) == 0);
+    pathf(path, sizeof path, "%s/mailboxes", dir);
+    write_file(path, "RINGMAIL-MAILBOXES 1\nnext_id 4\nlast_uidvalidity 1700000003\n"
+               "M 1 1700000001 0 INBOX\nM 2 1700000002 0  lead\n"
+               "M 3 1700000003 4 Trash can \nS  lead\nS gone\n");
+    store_user *u = NULL;
+    REQUIRE_OK(store_user_open(root, "olga", NULL, &u));
+    store_mailbox_info g = {0};
+    CHECK_EQ(store_mailbox_get(u, " lead", &g), 0);
+    CHECK_EQ(g.id, 2);
+    CHECK_EQ(g.uidvalidity, 1700000002u);
+    CHECK(g.subscribed);
+    free(g.name);
+    memset(&g, 0, sizeof g);
+    CHECK_EQ(store_mailbox_get(u, "Trash can ", &g), 0);
+    CHECK_EQ(g.id, 3);
+    CHECK_EQ(g.special, STORE_SPECIAL_TRASH);
+    free(g.name);
+    CHECK_EQ(store_mailbox_get(u, "lead", &g), -ENOENT);
+    CHECK_EQ(count_mailboxes(u), 3);
+    CHECK(has_subscription(u, "gone", false));
+    store_user_close(u);
+
+    static const char *const bad[] = {
+        "M 5 1 0\n", "M 5 x 0 a\n", "M 5  1 0 a\n", "M -5 1 0 a\n",
+        "M 5 1 4294967296 a\n", "M 99999999999999999999 1 0 a\n", "N \n", "Q x\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "RINGMAIL-MAILBOXES 1\nnext_id 9\nM 1 1 0 INBOX\n%s",
+                 bad[i]);
+        write_file(path, text);
+        int r = store_user_open(root, "olga", NULL, &u);
+        if (r != -EBADMSG)
+            fprintf(stderr, "  bad list line #%zu: open returned %d\n", i, r);
+        CHECK_EQ(r, -EBADMSG);
+        if (r == 0)
+            store_user_close(u);
+    }
+
+    /* What an earlier version saved after its loader had dropped leading
+     * spaces: " INBOX" as a second "INBOX", " Work" as a second "Work", " "
+     * as "".  Every mailbox is reachable again under a name of its own; the
+     * oldest keeps the name; deleting one leaves the other's files. */
+    write_file(path, "RINGMAIL-MAILBOXES 1\nnext_id 6\nlast_uidvalidity 8\n"
+               "M 4 7 0 Work\nM 2 5 0 INBOX\nM 1 1 0 INBOX\nM 3 6 0 Work\n"
+               "M 5 8 0 \nM 6 9 0 Work-4\nS Work\n");
+    REQUIRE_OK(store_user_open(root, "olga", NULL, &u));
+    static const struct { const char *name; uint64_t id; } want[] = {
+        {"INBOX", 1}, {"INBOX-2", 2}, {"Work", 3}, {"Work-4-1", 4}, {"mailbox-5", 5},
+        {"Work-4", 6},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        memset(&g, 0, sizeof g);
+        CHECK_EQ(store_mailbox_get(u, want[i].name, &g), 0);
+        if (g.id != want[i].id)
+            fprintf(stderr, "  repaired %s: id %llu, want %llu\n", want[i].name,
+                    (unsigned long long)g.id, (unsigned long long)want[i].id);
+        CHECK_EQ(g.id, want[i].id);
+        free(g.name);
+    }
+    CHECK_EQ(count_mailboxes(u), 6);
+    for (int id = 1; id <= 6; id++) {
+        pathf(dir, sizeof dir, "%s/olga/m/%d", root, id);
+        mkdir(dir, 0700);
+    }
+    CHECK_EQ(store_mailbox_delete(u, "Work"), 0);
+    pathf(dir, sizeof dir, "%s/olga/m/4", root);
+    CHECK(path_exists(dir));
+    pathf(dir, sizeof dir, "%s/olga/m/3", root);
+    CHECK(!path_exists(dir));
+    store_user_close(u);
+    /* The repair was saved with that change: the same names after reload. */
+    REQUIRE_OK(store_user_open(root, "olga", NULL, &u));
+    CHECK_EQ(count_mailboxes(u), 5);
+    CHECK(has_mailbox(u, "Work-4-1"));
+    CHECK(has_mailbox(u, "mailbox-5"));
+    CHECK(has_mailbox(u, "INBOX-2"));
+    CHECK(!has_mailbox(u, "Work"));
+    store_user_close(u);
+    rm_rf(root);
+    free(root);
+}
+
+/* RFC 3501 6.3.4 through store_mailbox_delete_ext: a parent's messages go,
+ * its name stays \Noselect (persistently), a \Noselect parent cannot be
+ * deleted, CREATE revives it, RENAME moves it, and the plain delete keeps
+ * refusing parents. */
+static void test_noselect(void)
+{
+    char *root = new_root("mbx-noselect");
+    store_user *u = NULL;
+    REQUIRE_OK(store_user_open(root, "paul", NULL, &u));
+    REQUIRE_OK(store_mailbox_create(u, "p/q", 0));
+    REQUIRE_OK(store_mailbox_set_special(u, "p", STORE_SPECIAL_ARCHIVE));
+    store_mailbox_info g = {0};
+    REQUIRE_OK(store_mailbox_get(u, "p", &g));
+    uint64_t pid = g.id;
+    uint32_t puv = g.uidvalidity;
+    free(g.name);
+    store_mbox *mb = NULL;
+    REQUIRE_OK(store_mbox_open(u, "p", &mb));
+    uint32_t uid;
+    REQUIRE_OK(append_raw(mb, MSG1, 0, &uid));
+    store_mbox_close(mb);
+    char dir[PATH_MAX];
+    pathf(dir, sizeof dir, "%s/paul/m/%llu", root, (unsigned long long)pid);
+    CHECK(path_exists(dir));
+
+    CHECK_EQ(store_mailbox_delete(u, "p"), -ENOTEMPTY);
+    CHECK_EQ(store_mailbox_delete_ext(u, "p", STORE_DELETE_KEEP_PARENT), 0);
+    CHECK(!path_exists(dir));   /* its messages are gone */
+    CHECK_EQ(store_mbox_open(u, "p", &mb), -ENOENT);
+    CHECK_EQ(store_mailbox_get(u, "p", &g), -ENOENT);
+    store_status st;
+    CHECK_EQ(store_mailbox_status(u, "p", &st), -ENOENT);
+    CHECK_EQ(store_mailbox_set_special(u, "p", 0), -ENOENT);
+    CHECK(!has_mailbox(u, "p"));    /* store_mailbox_list: openable ones only */
+    CHECK(has_mailbox(u, "p/q"));
+    CHECK_EQ(store_mailbox_delete_ext(u, "p", STORE_DELETE_KEEP_PARENT), -ENOTEMPTY);
+    CHECK_EQ(store_mailbox_delete(u, "p"), -ENOTEMPTY);
+    CHECK_EQ(store_mailbox_create(u, "p/r", 0), 0);    /* under a \Noselect parent */
+    store_user_close(u);
+
+    /* Persistent; store_mailbox_list_all shows it. */
+    REQUIRE_OK(store_user_open(root, "paul", NULL, &u));
+    store_mailbox_info *v = NULL;
+    size_t n = 0;
+    REQUIRE_OK(store_mailbox_list_all(u, &v, &n));
+    long k = find_info(v, n, "p");
+    CHECK(k >= 0);
+    if (k >= 0) {
+        CHECK(v[k].noselect);
+        CHECK_EQ(v[k].id, 0);
+        CHECK_EQ(v[k].special, 0);
+    }
+    CHECK_EQ(n, 4);
+    long q = find_info(v, n, "p/q");
+    CHECK(q >= 0 && !v[q].noselect);
+    store_mailbox_info_free(v, n);
+    CHECK_EQ(count_mailboxes(u), 3);
+
+    /* RENAME moves it along with its children. */
+    CHECK_EQ(store_mailbox_rename(u, "p", "z"), 0);
+    REQUIRE_OK(store_mailbox_list_all(u, &v, &n));
+    k = find_info(v, n, "z");
+    CHECK(k >= 0 && v[k].noselect);
+    CHECK(find_info(v, n, "p") < 0);
+    CHECK(find_info(v, n, "z/q") >= 0 && find_info(v, n, "z/r") >= 0);
+    store_mailbox_info_free(v, n);
+
+    /* The last child's deletion leaves the parent; then it can go. */
+    CHECK_EQ(store_mailbox_delete(u, "z/q"), 0);
+    CHECK_EQ(store_mailbox_delete(u, "z/r"), 0);
+    REQUIRE_OK(store_mailbox_list_all(u, &v, &n));
+    k = find_info(v, n, "z");
+    CHECK(k >= 0 && v[k].noselect);
+    store_mailbox_info_free(v, n);
+
+    /* CREATE makes it a new, empty mailbox. */
+    CHECK_EQ(store_mailbox_create(u, "z", 0), 0);
+    CHECK_EQ(store_mailbox_create(u, "z", 0), -EEXIST);
+    REQUIRE_OK(store_mailbox_get(u, "z", &g));
+    CHECK(!g.noselect);
+    CHECK(g.id != 0 && g.id != pid);
+    CHECK(g.uidvalidity > puv);
+    free(g.name);
+    CHECK_EQ(store_mailbox_status(u, "z", &st), 0);
+    CHECK_EQ(st.messages, 0);
+    store_user_close(u);
+    REQUIRE_OK(store_user_open(root, "paul", NULL, &u));
+    CHECK(has_mailbox(u, "z"));
+    CHECK_EQ(store_mailbox_delete(u, "z"), 0);
+
+    /* A \Noselect name without children is deleted like a mailbox. */
+    REQUIRE_OK(store_mailbox_create(u, "a/b", 0));
+    CHECK_EQ(store_mailbox_delete_ext(u, "a", STORE_DELETE_KEEP_PARENT), 0);
+    CHECK_EQ(store_mailbox_delete(u, "a/b"), 0);
+    CHECK_EQ(store_mailbox_delete(u, "a"), 0);
+    REQUIRE_OK(store_mailbox_list_all(u, &v, &n));
+    CHECK_EQ(n, 1);
+    store_mailbox_info_free(v, n);
+    CHECK_EQ(store_mailbox_delete_ext(u, "INBOX", STORE_DELETE_KEEP_PARENT), -EPERM);
+    store_user_close(u);
+    rm_rf(root);
+    free(root);
+}
+
 int main(void)
 {
     RUN_ISOLATED(test_opts_and_fsync_parse, 300);
@@ -1040,5 +1320,8 @@ int main(void)
     RUN_ISOLATED(test_persistence, 300);
     RUN_ISOLATED(test_bad_user_names, 300);
     RUN_ISOLATED(test_linger, 300);
+    RUN_ISOLATED(test_names_round_trip, 300);
+    RUN_ISOLATED(test_list_file_compat, 300);
+    RUN_ISOLATED(test_noselect, 300);
     return test_summary();
 }
