@@ -83,6 +83,10 @@ typedef struct store_user store_user;
 typedef struct store_mbox store_mbox;
 typedef struct store_snap store_snap;
 
+/* A store error code (-errno, as returned above) in words: the codes with a
+ * store meaning (-EMLINK keyword table full, ...) are named as such. */
+const char *store_strerror(int rc);
+
 /* Parse "always" | "batch" | "never".  Returns 0 or -EINVAL. */
 int store_fsync_parse(const char *s, store_fsync *out);
 void store_opts_default(store_opts *o);

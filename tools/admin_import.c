@@ -59,7 +59,7 @@ static int batch_flush(batch *b)
         admin_err("cannot append input messages %llu to %llu: %s "
                   "(the %llu before them were imported)",
                   (unsigned long long)b->done + 1,
-                  (unsigned long long)(b->done + b->n), strerror(-r),
+                  (unsigned long long)(b->done + b->n), store_strerror(r),
                   (unsigned long long)b->done);
         return r;
     }

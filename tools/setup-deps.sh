@@ -23,6 +23,7 @@ PACKAGES=(
   isync                       # mbsync: a real IMAP client in the integration tests
   offlineimap3                # offlineimap: another real client in those tests
   curl                        # curl -T imap://: a bare-LF APPEND in the integration tests
+  e2fsprogs                   # mkfs.ext4: the disk-full test makes a small ext4 on a loop device
 )
 
 missing=()
