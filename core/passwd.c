@@ -31,6 +31,7 @@ struct passwd_db {
     size_t n;
     struct stat st;
     bool loaded;
+    bool scram_everyone;    /* every user has SCRAM-capable credentials */
     uint64_t generation;    /* bumped on every (re-)read */
 };
 
@@ -126,6 +127,20 @@ void passwd_close(passwd_db *db)
     free(db);
 }
 
+static bool scram_capable(const char *secret)
+{
+    passwd_scram k;
+    if (!strncmp(secret, "{SCRAM-SHA-256}", 15))
+        return passwd_scram_parse(secret + 15, &k) == 0;
+    return !strncmp(secret, "{PLAIN}", 7) || !strncmp(secret, "{CLEAR}", 7);
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 /* Re-read the file if it changed (lock held). */
 static int refresh(passwd_db *db)
 {
@@ -135,9 +150,7 @@ static int refresh(passwd_db *db)
      * is an operator's problem, reported as such (-EIO). */
     if (stat(db->path, &st) < 0)
         return errno == EACCES ? -EIO : -errno;
-    if (db->loaded && st.st_ino == db->st.st_ino && st.st_size == db->st.st_size &&
-        st.st_mtim.tv_sec == db->st.st_mtim.tv_sec &&
-        st.st_mtim.tv_nsec == db->st.st_mtim.tv_nsec)
+    if (db->loaded && same_file(&st, &db->st))
         return 0;
     struct pw_user *v;
     size_t n;
@@ -147,6 +160,10 @@ static int refresh(passwd_db *db)
     users_free(db->users, db->n);
     db->users = v;
     db->n = n;
+    db->scram_everyone = true;
+    for (size_t i = 0; i < n; i++)
+        if (!scram_capable(v[i].secret))
+            db->scram_everyone = false;
     db->st = st;
     db->loaded = true;
     db->generation++;
@@ -329,31 +346,127 @@ static void dummy_init(void)
     }
 }
 
-int passwd_verify(passwd_db *db, const char *user, const char *password)
+/* ---- how long a real verification takes ----
+ * The durations of the last TIMING_SAMPLES verifications of secrets of the
+ * default scheme (what new users get), process-wide: an unknown user's
+ * answer waits one of them, drawn at random, so its timing looks like a
+ * real check's. */
+#define TIMING_SAMPLES 64
+
+static pthread_mutex_t timing_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t timing_us[TIMING_SAMPLES];
+static size_t timing_n, timing_next;
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static bool default_scheme(const char *secret)
+{
+    size_t n = strlen(PASSWD_DEFAULT_SCHEME);
+    return secret[0] == '{' && !strncmp(secret + 1, PASSWD_DEFAULT_SCHEME, n) &&
+           secret[n + 1] == '}';
+}
+
+static void timing_record(uint64_t us)
+{
+    pthread_mutex_lock(&timing_lock);
+    timing_us[timing_next] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    timing_next = (timing_next + 1) % TIMING_SAMPLES;
+    if (timing_n < TIMING_SAMPLES)
+        timing_n++;
+    pthread_mutex_unlock(&timing_lock);
+}
+
+/* A real check of the dummy secret, timed: the first sample. */
+static void timing_seed(const char *password)
+{
+    pthread_once(&dummy_once, dummy_init);
+    const char *sec = dummy_secret ? dummy_secret : "{SHA512-CRYPT}$6$aaaaaaaaaaaaaaaa$";
+    uint64_t t0 = mono_us();
+    check_secret(sec, password);
+    timing_record(mono_us() - t0);
+}
+
+static unsigned timing_draw_ms(const char *password)
+{
+    pthread_mutex_lock(&timing_lock);
+    size_t n = timing_n;
+    pthread_mutex_unlock(&timing_lock);
+    if (!n)         /* nothing measured yet: measure once (by each thread
+                     * that gets here first, at most one per pool thread) */
+        timing_seed(password);
+    uint32_t r = 0;
+    if (rm_random(&r, sizeof r) < 0)
+        r = (uint32_t)mono_us();
+    pthread_mutex_lock(&timing_lock);
+    uint32_t us = timing_n ? timing_us[r % timing_n] : 0;
+    pthread_mutex_unlock(&timing_lock);
+    return (us + 500) / 1000;
+}
+
+/* The user's secret (malloc'd) in *secret, NULL if there is no such user. */
+static int find_secret(passwd_db *db, const char *user, char **secret)
 {
     pthread_mutex_lock(&db->lock);
     int rc = refresh(db);
-    char *secret = NULL;
+    *secret = NULL;
     if (rc == 0) {
         struct pw_user key = {.name = (char *)user};
         struct pw_user *u = bsearch(&key, db->users, db->n, sizeof key, cmp_user);
-        if (u && !(secret = strdup(u->secret)))
+        if (u && !(*secret = strdup(u->secret)))
             rc = -ENOMEM;
     }
     pthread_mutex_unlock(&db->lock);
+    return rc;
+}
+
+static int verify_known(char *secret, const char *password)
+{
+    bool timed = default_scheme(secret);
+    uint64_t t0 = timed ? mono_us() : 0;
+    int rc = check_secret(secret, password);
+    if (timed)
+        timing_record(mono_us() - t0);
+    memset(secret, 0, strlen(secret));
+    free(secret);
+    return rc;
+}
+
+int passwd_verify(passwd_db *db, const char *user, const char *password)
+{
+    char *secret;
+    int rc = find_secret(db, user, &secret);
     if (rc < 0)
         return rc;
     if (!secret) {
         /* Spend the time of a real check (of the default scheme, which
-         * new users get) so that timing does not tell who exists. */
+         * new users get) so that timing does not tell who exists: this
+         * caller cannot wait on a timer instead (passwd_verify_timed). */
         pthread_once(&dummy_once, dummy_init);
         check_secret(dummy_secret ? dummy_secret : "{SHA512-CRYPT}$6$aaaaaaaaaaaaaaaa$",
                      password);
         return -EACCES;
     }
-    rc = check_secret(secret, password);
-    free(secret);
-    return rc;
+    return verify_known(secret, password);
+}
+
+int passwd_verify_timed(passwd_db *db, const char *user, const char *password,
+                        unsigned *answer_delay_ms)
+{
+    char *secret;
+    *answer_delay_ms = 0;
+    int rc = find_secret(db, user, &secret);
+    if (rc < 0)
+        return rc;
+    if (!secret) {
+        *answer_delay_ms = timing_draw_ms(password);
+        return -EACCES;
+    }
+    return verify_known(secret, password);
 }
 
 const char *passwd_schemes(void)
@@ -432,6 +545,18 @@ int passwd_hash(const char *scheme, const char *password, char **out)
     const char *h = crypt_r(password, salt, cd);
     int rc = !h || h[0] == '*' ? -EINVAL : with_prefix(scheme, h, out);
     free(cd);
+    return rc;
+}
+
+int passwd_scram_everyone(passwd_db *db)
+{
+    struct stat st;
+    if (pthread_mutex_trylock(&db->lock) != 0)
+        return -EAGAIN;
+    int rc = -EAGAIN;
+    if (db->loaded && stat(db->path, &st) == 0 && same_file(&st, &db->st))
+        rc = db->scram_everyone ? 1 : 0;
+    pthread_mutex_unlock(&db->lock);
     return rc;
 }
 
