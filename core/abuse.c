@@ -10,13 +10,15 @@
 #include "core/abuse.h"
 
 #define NBUCKETS 4096
-#define FAIL_MEMORY_S 900
+#define FAIL_MEMORY_MS 900000u
 
 struct counter {
     char *key;              /* "i:<ip>" or "u:<user>" */
     unsigned conns;
-    unsigned fails;
-    time_t last_fail;
+    unsigned pending;       /* password checks admitted, not ended */
+    unsigned fails;         /* failed logins in a row */
+    uint64_t last_fail;     /* abuse_now_ms() */
+    uint64_t next_ok;       /* no check starts before (penalty, reservations) */
     struct counter *next;
 };
 
@@ -68,10 +70,25 @@ static struct counter *get(abuse *a, char kind, const char *name, bool create)
     return c;
 }
 
-/* Drop a counter that holds nothing any more. Lock held. */
-static void tidy(abuse *a, struct counter *c, time_t now)
+uint64_t abuse_now_ms(void)
 {
-    if (c->conns || (c->fails && now - c->last_fail < FAIL_MEMORY_S))
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Forget failures older than FAIL_MEMORY_MS. */
+static void forget_old(struct counter *c, uint64_t now)
+{
+    if (c->fails && now - c->last_fail >= FAIL_MEMORY_MS)
+        c->fails = 0;
+}
+
+/* Drop a counter that holds nothing any more. Lock held. */
+static void tidy(abuse *a, struct counter *c, uint64_t now)
+{
+    forget_old(c, now);
+    if (c->conns || c->pending || c->fails || c->next_ok > now)
         return;
     for (struct counter **pp = &a->b[hash(c->key)]; *pp; pp = &(*pp)->next)
         if (*pp == c) {
@@ -207,7 +224,7 @@ static void close_one(abuse *a, char kind, const char *name)
     struct counter *c = get(a, kind, name, false);
     if (c && c->conns) {
         c->conns--;
-        tidy(a, c, time(NULL));
+        tidy(a, c, abuse_now_ms());
     }
     pthread_mutex_unlock(&a->lock);
 }
@@ -217,38 +234,112 @@ void abuse_conn_close(abuse *a, const char *ip) { close_one(a, 'i', ip); }
 bool abuse_user_open(abuse *a, const char *user, unsigned max) { return open_one(a, 'u', user, max); }
 void abuse_user_close(abuse *a, const char *user) { close_one(a, 'u', user); }
 
-unsigned abuse_login_failed(abuse *a, const char *ip, const char *user)
+/* The penalty after n failures in a row. */
+static uint64_t penalty(unsigned base_ms, unsigned n)
 {
-    time_t now = time(NULL);
+    if (!n)
+        return 0;
+    return (uint64_t)base_ms << (n - 1 < 6 ? n - 1 : 6);
+}
+
+int abuse_check_begin(abuse *a, const char *ip, const char *user, unsigned base_ms,
+                      unsigned max_pending, uint64_t *start_ms)
+{
+    uint64_t now = abuse_now_ms();
+    int rc = 0;
+    pthread_mutex_lock(&a->lock);
+    /* Without memory for a counter the check goes ahead unthrottled:
+     * refusing every login would be worse. */
+    struct counter *ci = ip && *ip ? get(a, 'i', ip, true) : NULL;
+    struct counter *cu = user && *user ? get(a, 'u', user, true) : NULL;
+    uint64_t start = now;
+    for (int k = 0; k < 2; k++) {
+        struct counter *c = k ? cu : ci;
+        if (!c)
+            continue;
+        forget_old(c, now);
+        if (c->next_ok > start)
+            start = c->next_ok;
+    }
+    if (ci && max_pending && ci->pending >= max_pending)
+        rc = -EAGAIN;
+    else if (start - now > (uint64_t)base_ms * ABUSE_MAX_FACTOR)
+        rc = -EAGAIN;
+    if (rc == 0) {
+        for (int k = 0; k < 2; k++) {
+            struct counter *c = k ? cu : ci;
+            if (c && c->fails && start + penalty(base_ms, c->fails) > c->next_ok)
+                c->next_ok = start + penalty(base_ms, c->fails);
+        }
+        if (ci)
+            ci->pending++;
+        *start_ms = start;
+    } else {
+        if (ci)
+            tidy(a, ci, now);
+        if (cu)
+            tidy(a, cu, now);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+void abuse_check_end(abuse *a, const char *ip)
+{
+    if (!ip || !*ip)
+        return;
+    pthread_mutex_lock(&a->lock);
+    struct counter *c = get(a, 'i', ip, false);
+    if (c && c->pending) {
+        c->pending--;
+        tidy(a, c, abuse_now_ms());
+    }
+    pthread_mutex_unlock(&a->lock);
+}
+
+unsigned abuse_login_failed(abuse *a, const char *ip, const char *user, unsigned base_ms,
+                            unsigned *in_row)
+{
+    uint64_t now = abuse_now_ms();
     unsigned worst = 1;
+    struct counter *cs[2] = {NULL, NULL};
     pthread_mutex_lock(&a->lock);
     for (int k = 0; k < 2; k++) {
         const char *name = k ? user : ip;
         if (!name || !*name)
             continue;
-        struct counter *c = get(a, k ? 'u' : 'i', name, true);
+        struct counter *c = cs[k] = get(a, k ? 'u' : 'i', name, true);
         if (!c)
             continue;
-        if (now - c->last_fail >= FAIL_MEMORY_S)
-            c->fails = 0;
+        forget_old(c, now);
         if (c->fails < 1000000)
             c->fails++;
         c->last_fail = now;
         if (c->fails > worst)
             worst = c->fails;
     }
+    uint64_t d = penalty(base_ms, worst);
+    for (int k = 0; k < 2; k++)
+        if (cs[k] && now + d > cs[k]->next_ok)
+            cs[k]->next_ok = now + d;
     pthread_mutex_unlock(&a->lock);
-    return worst;
+    if (in_row)
+        *in_row = worst;
+    return (unsigned)d;
 }
 
 void abuse_login_ok(abuse *a, const char *ip, const char *user)
 {
-    time_t now = time(NULL);
+    uint64_t now = abuse_now_ms();
     pthread_mutex_lock(&a->lock);
     for (int k = 0; k < 2; k++) {
-        struct counter *c = get(a, k ? 'u' : 'i', k ? user : ip, false);
+        const char *name = k ? user : ip;
+        if (!name || !*name)
+            continue;
+        struct counter *c = get(a, k ? 'u' : 'i', name, false);
         if (c) {
             c->fails = 0;
+            c->next_ok = 0;
             tidy(a, c, now);
         }
     }

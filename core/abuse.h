@@ -1,12 +1,16 @@
 /* core/abuse.h — accounting against abuse: connections per address and per
- * user, failed logins in a row per address and per user, trusted networks.
- * One per server, shared by every worker (a mutex; the operations are a
- * hash lookup each). */
+ * user, failed logins in a row per address and per user, password checks
+ * waiting per address, trusted networks.  One per server, shared by every
+ * worker and connection (a mutex; the operations are a hash lookup each),
+ * so a guesser gains nothing by opening a new connection per guess.
+ *
+ * Times are CLOCK_MONOTONIC milliseconds, the clock of authpool_now_ms. */
 #ifndef RINGMAIL_CORE_ABUSE_H
 #define RINGMAIL_CORE_ABUSE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct abuse abuse;
 
@@ -27,11 +31,37 @@ void abuse_conn_close(abuse *a, const char *ip);
 bool abuse_user_open(abuse *a, const char *user, unsigned max);
 void abuse_user_close(abuse *a, const char *user);
 
-/* A failed login: returns the failures in a row (the larger of the
- * address's and the user's, this one included).  Failures older than 15
- * minutes are forgotten. */
-unsigned abuse_login_failed(abuse *a, const char *ip, const char *user);
-/* A successful login clears the user's and the address's count. */
+/* Failed-login penalties.  An address is NULL where it is not to be
+ * counted (trusted_networks: a proxy speaks for many users, and one
+ * user's typos must not hold back everybody behind it); user names are
+ * counted whether or not the user exists, so the penalties do not tell
+ * who does. */
+
+/* Before a password check for user from ip: 0 and *start_ms, the time the
+ * check may start (now, or when the address's or the user's penalty
+ * ends).  While failures are counted, each admitted check also reserves
+ * the next penalty period, so checks for one account (or from one
+ * address) run one per period however many connections ask at once.
+ * -EAGAIN, nothing counted: ip already has max_pending checks admitted
+ * and not ended (0 = no limit), or the start would be more than
+ * ABUSE_MAX_FACTOR penalty steps away.  After 0, call abuse_check_end
+ * exactly once (with the same ip) when the check ran or was dropped. */
+int abuse_check_begin(abuse *a, const char *ip, const char *user, unsigned base_ms,
+                      unsigned max_pending, uint64_t *start_ms);
+void abuse_check_end(abuse *a, const char *ip);
+/* A failed login: counts it for ip and user and holds back their next
+ * checks for the penalty: base_ms doubled per failure in a row (the larger
+ * count of the two), at most ABUSE_MAX_FACTOR times base_ms.  Returns the
+ * penalty (ms; the caller delays its answer as long).  *in_row (if not
+ * NULL): failures in a row.  Failures older than 15 minutes are
+ * forgotten. */
+#define ABUSE_MAX_FACTOR 64
+unsigned abuse_login_failed(abuse *a, const char *ip, const char *user, unsigned base_ms,
+                            unsigned *in_row);
+/* A successful login clears the user's and the address's count and
+ * penalty. */
 void abuse_login_ok(abuse *a, const char *ip, const char *user);
+/* The current clock (ms). */
+uint64_t abuse_now_ms(void);
 
 #endif

@@ -93,6 +93,11 @@ sasl_status sasl_step_sync(sasl *s, const uint8_t *in, size_t n,
 
 /* After DONE: the authenticated user (authzid, if given, equals it). */
 const char *sasl_user(const sasl *s);
+/* The names the client sent, whatever the outcome (for the log: a failed
+ * login must say whom it tried): the authentication identity and the
+ * authorization identity; NULL if not (yet) sent or not well-formed. */
+const char *sasl_authcid(const sasl *s);
+const char *sasl_authzid(const sasl *s);
 /* After FAIL: -EACCES authentication failed (tagged NO
  * [AUTHENTICATIONFAILED]); -EPERM authzid is another user
  * ([AUTHORIZATIONFAILED]); -EINVAL malformed client message (BAD or NO);

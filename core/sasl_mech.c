@@ -66,6 +66,7 @@ void sasl_free(sasl *s)
     wipe_password(s);
     sasl_scram_free_(s);
     free(s->user);
+    free(s->authzid);
     memset(s, 0, sizeof *s);
     free(s);
 }
@@ -156,9 +157,11 @@ static sasl_status plain_message(sasl *s, const uint8_t *in, size_t n)
         !sasl_valid_name_((const char *)z1 + 1, cl) ||
         (zl && !sasl_valid_name_((const char *)in, zl)))
         return sasl_fail_(s, -EINVAL, NULL);
+    if (!(s->user = dup_bytes(z1 + 1, cl)) || (zl && !(s->authzid = dup_bytes(in, zl))))
+        return sasl_fail_(s, -ENOMEM, NULL);
     if (zl && (zl != cl || memcmp(in, z1 + 1, cl)))
         return sasl_fail_(s, -EPERM, NULL);
-    if (!(s->user = dup_bytes(z1 + 1, cl)) || !(s->password = dup_bytes(z2 + 1, pl)))
+    if (!(s->password = dup_bytes(z2 + 1, pl)))
         return sasl_fail_(s, -ENOMEM, NULL);
     s->state = s->work = SS_WORK_VERIFY;
     return SASL_WORK;
@@ -278,6 +281,16 @@ sasl_status sasl_step_sync(sasl *s, const uint8_t *in, size_t n,
 const char *sasl_user(const sasl *s)
 {
     return s->state == SS_DONE ? s->user : NULL;
+}
+
+const char *sasl_authcid(const sasl *s)
+{
+    return s->user;
+}
+
+const char *sasl_authzid(const sasl *s)
+{
+    return s->authzid;
 }
 
 int sasl_error(const sasl *s)
