@@ -618,10 +618,55 @@ int passwd_file_users(const char *path, char ***names, size_t *n)
     return 0;
 }
 
+const char *passwd_user_name_problem(const char *name)
+{
+    const unsigned char *u = (const unsigned char *)name;
+    size_t n = strlen(name);
+    if (n == 0)
+        return "it is empty";
+    if (n > PASSWD_USER_MAX)
+        return "it is longer than 255 bytes";
+    if (name[0] == '#')
+        return "a line starting with '#' is a comment in the passwd-file";
+    if (!strcmp(name, ".") || !strcmp(name, ".."))
+        return "it cannot name a mail directory";
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        if (c == ':')
+            return "':' separates the passwd-file's fields";
+        if (c == '/')
+            return "'/' cannot be in a mail directory's name";
+        if (c < 0x20 || c == 0x7f)
+            return "it contains a control character (such as TAB)";
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+        static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (!len || n - i < len)
+            return "it is not UTF-8";
+        for (size_t k = 1; k < len; k++) {
+            if ((u[i + k] & 0xc0) != 0x80)
+                return "it is not UTF-8";
+            cp = cp << 6 | (u[i + k] & 0x3f);
+        }
+        if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return "it is not UTF-8";
+        if (cp < 0xa0)
+            return "it contains a control character";
+        i += len;
+    }
+    return NULL;
+}
+
 int passwd_file_set(const char *path, const char *user, const char *entry,
                     bool replace)
 {
-    if (!*user || strpbrk(user, ":\n\r/") || (entry && strpbrk(entry, "\n\r")))
+    /* A name that is already in the file may still be deleted. */
+    if (!*user || strpbrk(user, ":\n\r") || (entry && strpbrk(entry, "\n\r")) ||
+        (entry && passwd_user_name_problem(user)))
         return -EINVAL;
     char *old = NULL;
     size_t oldlen = 0;

@@ -112,9 +112,20 @@ void passwd_scram_salt(const char *user, uint8_t salt[16]);
  * the lock): answer "no" and have passwd_generation run on a pool. */
 int passwd_scram_everyone(passwd_db *db);
 
+/* NULL if `name` can be a user name, else why not (for messages).  A
+ * user name must be able to log in with LOGIN and with every SASL
+ * mechanism, fit a passwd-file line and name a store directory: 1 to
+ * PASSWD_USER_MAX bytes of UTF-8 without control characters (TAB
+ * included), without ':' (the file's separator) or '/', not starting with
+ * '#' (a comment line), not "." or "..". */
+#define PASSWD_USER_MAX 255
+const char *passwd_user_name_problem(const char *name);
+
 /* Add (replace = false: -EEXIST if present) or replace (replace = true:
  * -ENOENT if absent) a user's line, or delete it (entry NULL: -ENOENT if
- * absent), rewriting the file atomically. */
+ * absent), rewriting the file atomically.  -EINVAL: a user name
+ * passwd_user_name_problem refuses (when adding or replacing), or a line
+ * break in entry. */
 int passwd_file_set(const char *path, const char *user, const char *entry,
                     bool replace);
 /* User names, one per element; free each and the array. */
