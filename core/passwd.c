@@ -99,7 +99,8 @@ static int load_file(const char *path, struct pw_user **out, size_t *nout)
         users_free(v, n);
         return rc;
     }
-    qsort(v, n, sizeof *v, cmp_user);
+    if (n)          /* qsort must not get NULL, even for 0 elements */
+        qsort(v, n, sizeof *v, cmp_user);
     *out = v;
     *nout = n;
     return 0;
@@ -416,7 +417,8 @@ static int find_secret(passwd_db *db, const char *user, char **secret)
     *secret = NULL;
     if (rc == 0) {
         struct pw_user key = {.name = (char *)user};
-        struct pw_user *u = bsearch(&key, db->users, db->n, sizeof key, cmp_user);
+        struct pw_user *u = db->n ? bsearch(&key, db->users, db->n, sizeof key, cmp_user)
+                                  : NULL;
         if (u && !(*secret = strdup(u->secret)))
             rc = -ENOMEM;
     }
@@ -567,7 +569,8 @@ int passwd_scram_lookup(passwd_db *db, const char *user, passwd_scram *out)
     char *secret = NULL;
     if (rc == 0) {
         struct pw_user key = {.name = (char *)user};
-        struct pw_user *u = bsearch(&key, db->users, db->n, sizeof key, cmp_user);
+        struct pw_user *u = db->n ? bsearch(&key, db->users, db->n, sizeof key, cmp_user)
+                                  : NULL;
         if (u && !(secret = strdup(u->secret)))
             rc = -ENOMEM;
     }

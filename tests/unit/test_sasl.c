@@ -554,11 +554,11 @@ static void t_mech_names(void)
 static void t_fuzz_smoke(void)
 {
     static const char *const seeds[] = {
-        "\x12n,,n=user,r=rOprNGfwEbeRWgbNEkqO\xff"
-        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-        "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=\xff",
-        "\x0bp=tls-exporter,a=user,n=user,r=abc\xff"
-        "c=cD10bHMtZXhwb3J0ZXIsLEJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC,r=abc%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA\xff",
+        ("\x12n,,n=user,r=rOprNGfwEbeRWgbNEkqO\xff"
+         "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+         "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=\xff"),
+        ("\x0bp=tls-exporter,a=user,n=user,r=abc\xff"
+         "c=cD10bHMtZXhwb3J0ZXIsLEJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC,r=abc%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA\xff"),
         "\x00\x00user\x00pencil",
         "\x11user\xffpencil",
         "\x04y,,n=user,r=abc",
