@@ -31,6 +31,8 @@ struct cidr {
 struct abuse {
     pthread_mutex_t lock;
     struct counter *b[NBUCKETS];
+    size_t ncounters;
+    uint64_t last_sweep;        /* abuse_now_ms() of the last full sweep */
     struct cidr *trusted;
     size_t ntrusted;
 };
@@ -43,8 +45,14 @@ static size_t hash(const char *s)
     return (size_t)(h % NBUCKETS);
 }
 
-/* The counter for kind+name, created when `create`. Lock held. */
-static struct counter *get(abuse *a, char kind, const char *name, bool create)
+enum { FIND, CREATE, CREATE_IF_ROOM };
+
+static void sweep(abuse *a);
+
+/* The counter for kind+name, created when `create` (CREATE_IF_ROOM: only
+ * below ABUSE_MAX_COUNTERS, for the login accounting; connection counts
+ * are bounded by the connections themselves). Lock held. */
+static struct counter *get(abuse *a, char kind, const char *name, int create)
 {
     char key[300];
     size_t n = strlen(name);
@@ -58,8 +66,13 @@ static struct counter *get(abuse *a, char kind, const char *name, bool create)
     for (struct counter *c = a->b[h]; c; c = c->next)
         if (!strcmp(c->key, key))
             return c;
-    if (!create)
+    if (create == FIND)
         return NULL;
+    if (create == CREATE_IF_ROOM && a->ncounters >= ABUSE_MAX_COUNTERS) {
+        sweep(a);
+        if (a->ncounters >= ABUSE_MAX_COUNTERS)
+            return NULL;
+    }
     struct counter *c = calloc(1, sizeof *c);
     if (!c || !(c->key = strdup(key))) {
         free(c);
@@ -67,6 +80,7 @@ static struct counter *get(abuse *a, char kind, const char *name, bool create)
     }
     c->next = a->b[h];
     a->b[h] = c;
+    a->ncounters++;
     return c;
 }
 
@@ -95,7 +109,24 @@ static void tidy(abuse *a, struct counter *c, uint64_t now)
             *pp = c->next;
             free(c->key);
             free(c);
+            a->ncounters--;
             return;
+        }
+}
+
+/* Drop every counter that holds nothing any more (failures forgotten,
+ * penalty over), at most once a second: only when the table is full.
+ * Lock held. */
+static void sweep(abuse *a)
+{
+    uint64_t now = abuse_now_ms();
+    if (a->last_sweep && now - a->last_sweep < 1000)
+        return;
+    a->last_sweep = now;
+    for (size_t i = 0; i < NBUCKETS; i++)
+        for (struct counter *c = a->b[i], *n; c; c = n) {
+            n = c->next;
+            tidy(a, c, now);
         }
 }
 
@@ -210,7 +241,7 @@ bool abuse_trusted(const abuse *a, const char *ip)
 static bool open_one(abuse *a, char kind, const char *name, unsigned max)
 {
     pthread_mutex_lock(&a->lock);
-    struct counter *c = get(a, kind, name, true);
+    struct counter *c = get(a, kind, name, CREATE);
     bool ok = !c || !max || c->conns < max;   /* without memory: let it in */
     if (c && ok)
         c->conns++;
@@ -221,7 +252,7 @@ static bool open_one(abuse *a, char kind, const char *name, unsigned max)
 static void close_one(abuse *a, char kind, const char *name)
 {
     pthread_mutex_lock(&a->lock);
-    struct counter *c = get(a, kind, name, false);
+    struct counter *c = get(a, kind, name, FIND);
     if (c && c->conns) {
         c->conns--;
         tidy(a, c, abuse_now_ms());
@@ -250,8 +281,8 @@ int abuse_check_begin(abuse *a, const char *ip, const char *user, unsigned base_
     pthread_mutex_lock(&a->lock);
     /* Without memory for a counter the check goes ahead unthrottled:
      * refusing every login would be worse. */
-    struct counter *ci = ip && *ip ? get(a, 'i', ip, true) : NULL;
-    struct counter *cu = user && *user ? get(a, 'u', user, true) : NULL;
+    struct counter *ci = ip && *ip ? get(a, 'i', ip, CREATE_IF_ROOM) : NULL;
+    struct counter *cu = user && *user ? get(a, 'u', user, CREATE_IF_ROOM) : NULL;
     uint64_t start = now;
     for (int k = 0; k < 2; k++) {
         struct counter *c = k ? cu : ci;
@@ -273,6 +304,8 @@ int abuse_check_begin(abuse *a, const char *ip, const char *user, unsigned base_
         }
         if (ci)
             ci->pending++;
+        if (cu)
+            tidy(a, cu, now);   /* a user without failures holds nothing */
         *start_ms = start;
     } else {
         if (ci)
@@ -289,7 +322,7 @@ void abuse_check_end(abuse *a, const char *ip)
     if (!ip || !*ip)
         return;
     pthread_mutex_lock(&a->lock);
-    struct counter *c = get(a, 'i', ip, false);
+    struct counter *c = get(a, 'i', ip, FIND);
     if (c && c->pending) {
         c->pending--;
         tidy(a, c, abuse_now_ms());
@@ -298,9 +331,9 @@ void abuse_check_end(abuse *a, const char *ip)
 }
 
 unsigned abuse_login_failed(abuse *a, const char *ip, const char *user, unsigned base_ms,
-                            unsigned *in_row)
+                            unsigned after_ms, unsigned *in_row)
 {
-    uint64_t now = abuse_now_ms();
+    uint64_t now = abuse_now_ms() + after_ms;
     unsigned worst = 1;
     struct counter *cs[2] = {NULL, NULL};
     pthread_mutex_lock(&a->lock);
@@ -308,7 +341,7 @@ unsigned abuse_login_failed(abuse *a, const char *ip, const char *user, unsigned
         const char *name = k ? user : ip;
         if (!name || !*name)
             continue;
-        struct counter *c = cs[k] = get(a, k ? 'u' : 'i', name, true);
+        struct counter *c = cs[k] = get(a, k ? 'u' : 'i', name, CREATE_IF_ROOM);
         if (!c)
             continue;
         forget_old(c, now);
@@ -336,7 +369,7 @@ void abuse_login_ok(abuse *a, const char *ip, const char *user)
         const char *name = k ? user : ip;
         if (!name || !*name)
             continue;
-        struct counter *c = get(a, k ? 'u' : 'i', name, false);
+        struct counter *c = get(a, k ? 'u' : 'i', name, FIND);
         if (c) {
             c->fails = 0;
             c->next_ok = 0;

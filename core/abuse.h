@@ -23,6 +23,11 @@ void abuse_free(abuse *a);
 const char *abuse_peer_ip(const char *peer, char *buf, size_t n);
 bool abuse_trusted(const abuse *a, const char *ip);
 
+/* Counters kept at most (addresses and user names, known or not): past
+ * it, new names are not counted (a flood of made-up names cannot exhaust
+ * memory; the per-address counts still hold the flood back). */
+#define ABUSE_MAX_COUNTERS (1u << 18)
+
 /* Count a connection from ip; false (and nothing counted) if that would
  * exceed max (0 = no limit). */
 bool abuse_conn_open(abuse *a, const char *ip, unsigned max);
@@ -51,13 +56,15 @@ int abuse_check_begin(abuse *a, const char *ip, const char *user, unsigned base_
 void abuse_check_end(abuse *a, const char *ip);
 /* A failed login: counts it for ip and user and holds back their next
  * checks for the penalty: base_ms doubled per failure in a row (the larger
- * count of the two), at most ABUSE_MAX_FACTOR times base_ms.  Returns the
- * penalty (ms; the caller delays its answer as long).  *in_row (if not
- * NULL): failures in a row.  Failures older than 15 minutes are
- * forgotten. */
+ * count of the two), at most ABUSE_MAX_FACTOR times base_ms, from
+ * after_ms from now (the stand-in time of a check that did not need a
+ * hash, so that the penalty ends when a real check's would).  Returns the
+ * penalty (ms; the caller delays its answer as long, plus after_ms).
+ * *in_row (if not NULL): failures in a row.  Failures older than 15
+ * minutes are forgotten. */
 #define ABUSE_MAX_FACTOR 64
 unsigned abuse_login_failed(abuse *a, const char *ip, const char *user, unsigned base_ms,
-                            unsigned *in_row);
+                            unsigned after_ms, unsigned *in_row);
 /* A successful login clears the user's and the address's count and
  * penalty. */
 void abuse_login_ok(abuse *a, const char *ip, const char *user);

@@ -58,7 +58,7 @@ static void login_failed(session *s, const char *tag, const char *user, const ch
      * and so does the next check for either, on any connection. */
     unsigned n;
     unsigned delay = abuse_login_failed(s->srv->abuse, counted_ip(s), user,
-                                        s->srv->auth_failure_delay_ms, &n);
+                                        s->srv->auth_failure_delay_ms, extra_ms, &n);
     log_msg(LOGL_INFO, s->id, user, "login failed (%s%s) from %s (%u in a row, answer in %u ms)",
             mech, extra_ms ? ", no such user" : "", net_conn_peer(s->conn), n,
             delay + extra_ms);
