@@ -2,8 +2,9 @@
  * SCRAM-SHA-256-PLUS; SASL-IR).
  *
  * Password checks are slow on purpose (ARGON2ID, crypt), so they run on the
- * auth pool, never on a worker's loop: the session stops reading, keeps
- * what arrives, and goes on when the pool's answer comes back on its
+ * auth pool, never on a worker's loop: the session runs no command
+ * meanwhile (it keeps what arrives, still reading, so that a client that
+ * leaves is seen) and goes on when the pool's answer comes back on its
  * worker.  A session that closes meanwhile is freed by that answer, and a
  * check still queued for it is dropped: nobody waits for its result.
  *
@@ -13,8 +14,8 @@
  * may have only auth_queue_per_ip checks admitted at a time.  A user that
  * does not exist costs no hash: the answer waits, on a timer, as long as
  * a real check takes (passwd_verify_timed), and reads the same. */
-#include <stdatomic.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
