@@ -299,13 +299,25 @@ int abuse_check_begin(abuse *a, const char *ip, const char *user, unsigned base_
     if (rc == 0) {
         for (int k = 0; k < 2; k++) {
             struct counter *c = k ? cu : ci;
-            if (c && c->fails && start + penalty(base_ms, c->fails) > c->next_ok)
-                c->next_ok = start + penalty(base_ms, c->fails);
+            if (!c)
+                continue;
+            /* For a user, each check still pending may fail too: count
+             * it, so a burst of checks for one account is spread as its
+             * failures would spread it (doubling), and more than a few at
+             * once count as failing already.  An address's checks are
+             * spread by its failures only (behind it may be many users). */
+            unsigned steps = c->fails;
+            if (c == cu && c->fails)
+                steps = c->fails + c->pending;
+            else if (c == cu && c->pending >= ABUSE_FREE_CHECKS)
+                steps = c->pending - ABUSE_FREE_CHECKS + 1;
+            if (steps && start + penalty(base_ms, steps) > c->next_ok)
+                c->next_ok = start + penalty(base_ms, steps);
         }
         if (ci)
             ci->pending++;
         if (cu)
-            tidy(a, cu, now);   /* a user without failures holds nothing */
+            cu->pending++;
         *start_ms = start;
     } else {
         if (ci)
@@ -317,15 +329,17 @@ int abuse_check_begin(abuse *a, const char *ip, const char *user, unsigned base_
     return rc;
 }
 
-void abuse_check_end(abuse *a, const char *ip)
+void abuse_check_end(abuse *a, const char *ip, const char *user)
 {
-    if (!ip || !*ip)
-        return;
+    uint64_t now = abuse_now_ms();
     pthread_mutex_lock(&a->lock);
-    struct counter *c = get(a, 'i', ip, FIND);
-    if (c && c->pending) {
-        c->pending--;
-        tidy(a, c, abuse_now_ms());
+    for (int k = 0; k < 2; k++) {
+        const char *name = k ? user : ip;
+        struct counter *c = name && *name ? get(a, k ? 'u' : 'i', name, FIND) : NULL;
+        if (c && c->pending) {
+            c->pending--;
+            tidy(a, c, now);
+        }
     }
     pthread_mutex_unlock(&a->lock);
 }

@@ -44,16 +44,19 @@ void abuse_user_close(abuse *a, const char *user);
 
 /* Before a password check for user from ip: 0 and *start_ms, the time the
  * check may start (now, or when the address's or the user's penalty
- * ends).  While failures are counted, each admitted check also reserves
- * the next penalty period, so checks for one account (or from one
- * address) run one per period however many connections ask at once.
- * -EAGAIN, nothing counted: ip already has max_pending checks admitted
- * and not ended (0 = no limit), or the start would be more than
- * ABUSE_MAX_FACTOR penalty steps away.  After 0, call abuse_check_end
- * exactly once (with the same ip) when the check ran or was dropped. */
+ * ends).  While failures are counted, and while a user has
+ * ABUSE_FREE_CHECKS checks admitted already, each admitted check also
+ * reserves the next penalty period, so checks for one account (or from one
+ * address) run one per period however many connections ask at once, while
+ * a client's few parallel logins are not slowed.  -EAGAIN, nothing
+ * counted: ip already has max_pending checks admitted and not ended (0 =
+ * no limit), or the start would be more than ABUSE_MAX_FACTOR penalty
+ * steps away.  After 0, call abuse_check_end exactly once (with the same
+ * ip and user) when the check ran or was dropped. */
+#define ABUSE_FREE_CHECKS 4
 int abuse_check_begin(abuse *a, const char *ip, const char *user, unsigned base_ms,
                       unsigned max_pending, uint64_t *start_ms);
-void abuse_check_end(abuse *a, const char *ip);
+void abuse_check_end(abuse *a, const char *ip, const char *user);
 /* A failed login: counts it for ip and user and holds back their next
  * checks for the penalty: base_ms doubled per failure in a row (the larger
  * count of the two), at most ABUSE_MAX_FACTOR times base_ms, from

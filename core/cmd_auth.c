@@ -34,7 +34,8 @@ struct auth_job {
     enum job_kind kind;
     char *user, *pass;          /* JOB_LOGIN */
     int rc;
-    bool admitted;              /* abuse_check_begin said yes: end it once */
+    char *admitted;             /* abuse_check_begin said yes for this user
+                                   name: end it once */
     authpool_job *handle;       /* for authpool_cancel */
     unsigned answer_delay_ms;   /* unknown user: wait this before the NO */
 };
@@ -125,8 +126,9 @@ static void job_end(struct auth_job *j)
 {
     session *s = j->s;
     if (j->admitted)
-        abuse_check_end(s->srv->abuse, counted_ip(s));
-    j->admitted = false;
+        abuse_check_end(s->srv->abuse, counted_ip(s), j->admitted);
+    free(j->admitted);
+    j->admitted = NULL;
     if (s->auth_job == j)
         s->auth_job = NULL;
 }
@@ -180,15 +182,18 @@ static int submit(session *s, struct auth_job *j, const char *tag, const char *u
     if (!s->wait_tag && !(s->wait_tag = strdup(tag)))
         return -ENOMEM;
     uint64_t start;
+    if (!(j->admitted = strdup(user ? user : "")))
+        return -ENOMEM;
     int rc = abuse_check_begin(s->srv->abuse, counted_ip(s), user,
                                s->srv->auth_failure_delay_ms, s->srv->auth_queue_per_ip,
                                &start);
     if (rc < 0) {
+        free(j->admitted);
+        j->admitted = NULL;
         log_msg(LOGL_WARN, s->id, user, "password check refused: too many login attempts "
                 "from %s or for this user", s->ip);
         return rc;
     }
-    j->admitted = true;
     uint64_t now = abuse_now_ms();
     if (start > now)
         log_msg(LOGL_INFO, s->id, user, "password check held back %llu ms (failed logins)",

@@ -28,6 +28,11 @@ FAILED = b"NO [AUTHENTICATIONFAILED] Authentication failed"
 TOO_MANY = b"NO [UNAVAILABLE] Too many login attempts, try again later"
 
 
+def report(text):
+    """A figure for the reader of the test's output (never asserted here)."""
+    print("  [figure] " + text, file=sys.stderr)
+
+
 def raw_connect(server, source="127.0.0.1", timeout=20):
     s = socket.create_connection((server.host, server.port), timeout=timeout,
                                  source_address=(source, 0))
@@ -125,6 +130,7 @@ class AuthFlood(rs.ServerTestCase):
             # unknown name costs a full ARGON2ID hash first (n of them on two
             # threads, 10 s and more); it must not wait for them
             answer, took = login_answer(self.server, "real", "pw-real")
+            report("real login beside %d unknown-user LOGINs: %.3f s" % (n, took))
             self.assertTrue(answer.startswith(b"OK"), answer)
             self.assertLess(took, 4.0, "a real login waited %.1f s behind %d unknown-user "
                             "LOGINs" % (took, n))
@@ -149,6 +155,7 @@ class AuthFlood(rs.ServerTestCase):
         # today all m ARGON2ID checks still run (m/2 times a hash: seconds);
         # a real login right after must not wait for them
         answer, took = login_answer(self.server, "real", "pw-real")
+        report("real login after %d closed connections' LOGINs: %.3f s" % (m, took))
         self.assertTrue(answer.startswith(b"OK"), answer)
         self.assertLess(took, 4.0, "a real login waited %.1f s behind the checks of %d "
                         "closed connections" % (took, m))
@@ -163,6 +170,7 @@ class AuthFlood(rs.ServerTestCase):
             if log.count("disconnect") >= m:
                 break
             time.sleep(0.2)
+        report("checks of closed connections dropped: %d of %d" % (dropped, m))
         self.assertGreaterEqual(dropped, m // 2, "only %d of %d checks of closed connections "
                                 "were dropped" % (dropped, m))
 
@@ -271,11 +279,15 @@ class GuessRate(rs.ServerTestCase):
         guesses = [t for t, a in results if a == FAILED and t <= stop]
         others = {a for t, a in results} - {FAILED, TOO_MANY}
         self.assertEqual(others, set(), "unexpected answers")
+        report("guesses answered against one account in %.0f s from 30 connection loops: %d "
+               "(%d refused)" % (window, len(guesses),
+                                 sum(1 for t, a in results if a == TOO_MANY)))
         # the penalty doubles per failure of the account (50 ms .. 3.2 s)
-        # and each check waits for the one before: about 8 guesses fit in
-        # 4 s, however many connections ask; today hundreds do
+        # and checks asked for at once are spread as their failures would
+        # spread them: about 8 guesses fit in 4 s, however many connections
+        # ask (today 30 connection loops get over 30, more connections more)
         self.assertGreaterEqual(len(guesses), 2)
-        self.assertLessEqual(len(guesses), 20, "%d guesses answered in %.0f s against one "
+        self.assertLessEqual(len(guesses), 15, "%d guesses answered in %.0f s against one "
                              "account" % (len(guesses), window))
         # once the attack stops and the penalty ends, the owner logs in
         time.sleep(3.5)

@@ -20,7 +20,7 @@ static void t_pending_per_address(void)
     CHECK_EQ(abuse_check_begin(a, "10.0.0.2", "u3", 100, 2, &start), 0);
     for (int i = 0; i < 10; i++)
         CHECK_EQ(abuse_check_begin(a, NULL, "u4", 100, 2, &start), 0);
-    abuse_check_end(a, "10.0.0.1");
+    abuse_check_end(a, "10.0.0.1", "u1");
     CHECK_EQ(abuse_check_begin(a, "10.0.0.1", "u3", 100, 2, &start), 0);
     abuse_free(a);
 }
@@ -62,6 +62,31 @@ static void t_penalty_holds_next_check(void)
     CHECK(start < now + 100);
     CHECK_EQ(abuse_login_failed(a, NULL, "v", 100, 0, &n), 100);
     CHECK_EQ(n, 1);
+    abuse_free(a);
+}
+
+/* A few checks of one user at once go ahead (a client's parallel
+ * logins); past ABUSE_FREE_CHECKS each reserves a period, as after a
+ * failure, and ending checks frees the slots again. */
+static void t_parallel_checks_of_one_user(void)
+{
+    abuse *a;
+    REQUIRE_OK(abuse_new("", &a));
+    uint64_t start, now = abuse_now_ms();
+    for (int i = 0; i < ABUSE_FREE_CHECKS; i++) {
+        CHECK_EQ(abuse_check_begin(a, NULL, "p", 100, 0, &start), 0);
+        CHECK(start < now + 50);
+    }
+    CHECK_EQ(abuse_check_begin(a, NULL, "p", 100, 0, &start), 0);  /* at once, */
+    CHECK(start < now + 50);
+    CHECK_EQ(abuse_check_begin(a, NULL, "p", 100, 0, &start), 0);  /* the next waits */
+    CHECK(start >= now + 100);
+    for (int i = 0; i < ABUSE_FREE_CHECKS + 2; i++)
+        abuse_check_end(a, NULL, "p");
+    abuse_login_ok(a, NULL, "p");
+    now = abuse_now_ms();
+    CHECK_EQ(abuse_check_begin(a, NULL, "p", 100, 0, &start), 0);
+    CHECK(start < now + 50);
     abuse_free(a);
 }
 
@@ -120,6 +145,7 @@ int main(void)
 {
     RUN(t_pending_per_address);
     RUN(t_penalty_holds_next_check);
+    RUN(t_parallel_checks_of_one_user);
     RUN(t_cap_ahead);
     RUN(t_many_names);
     return test_summary();
