@@ -53,7 +53,7 @@ void abuse_user_close(abuse *a, const char *user);
  * no limit), or the start would be more than ABUSE_MAX_FACTOR penalty
  * steps away.  After 0, call abuse_check_end exactly once (with the same
  * ip and user) when the check ran or was dropped. */
-#define ABUSE_FREE_CHECKS 4
+#define ABUSE_FREE_CHECKS 16
 int abuse_check_begin(abuse *a, const char *ip, const char *user, unsigned base_ms,
                       unsigned max_pending, uint64_t *start_ms);
 void abuse_check_end(abuse *a, const char *ip, const char *user);

@@ -550,6 +550,18 @@ int passwd_hash(const char *scheme, const char *password, char **out)
     return rc;
 }
 
+uint64_t passwd_generation_nowait(passwd_db *db)
+{
+    struct stat st;
+    if (pthread_mutex_trylock(&db->lock) != 0)
+        return 0;
+    uint64_t g = 0;
+    if (db->loaded && stat(db->path, &st) == 0 && same_file(&st, &db->st))
+        g = db->generation;
+    pthread_mutex_unlock(&db->lock);
+    return g;
+}
+
 int passwd_scram_everyone(passwd_db *db)
 {
     struct stat st;

@@ -63,6 +63,10 @@ int passwd_verify_timed(passwd_db *db, const char *user, const char *password,
  * re-reads it if changed).  0 if it cannot be read.  The auth cache keys
  * its entries on it. */
 uint64_t passwd_generation(passwd_db *db);
+/* The same for a worker's loop: never reads the file and never waits for
+ * the lock; 0 (not known now) if the file changed since it was read or
+ * another thread holds the lock. */
+uint64_t passwd_generation_nowait(passwd_db *db);
 
 /* Make a passwd-file entry's secret for `scheme` (one of passwd_schemes,
  * case-sensitive).  *out is malloc'd "{SCHEME}secret".  -EINVAL unknown

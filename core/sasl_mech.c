@@ -144,6 +144,19 @@ static char *dup_bytes(const uint8_t *p, size_t n)
     return s;
 }
 
+/* The password is in s: verify it, from the backend's cache if it knows
+ * it, else through SASL_WORK. */
+static sasl_status need_verify(sasl *s)
+{
+    if (s->be.verify_cached && s->be.verify_cached(s->be.arg, s->user, s->password) == 0) {
+        wipe_password(s);
+        s->state = SS_DONE;
+        return SASL_DONE;
+    }
+    s->state = s->work = SS_WORK_VERIFY;
+    return SASL_WORK;
+}
+
 /* PLAIN: [authzid] NUL authcid NUL passwd (RFC 4616). */
 static sasl_status plain_message(sasl *s, const uint8_t *in, size_t n)
 {
@@ -163,8 +176,7 @@ static sasl_status plain_message(sasl *s, const uint8_t *in, size_t n)
         return sasl_fail_(s, -EPERM, NULL);
     if (!(s->password = dup_bytes(z2 + 1, pl)))
         return sasl_fail_(s, -ENOMEM, NULL);
-    s->state = s->work = SS_WORK_VERIFY;
-    return SASL_WORK;
+    return need_verify(s);
 }
 
 static sasl_status login_step(sasl *s, const uint8_t *in, size_t n)
@@ -188,8 +200,7 @@ static sasl_status login_step(sasl *s, const uint8_t *in, size_t n)
         return sasl_fail_(s, -EINVAL, NULL);
     if (!(s->password = dup_bytes(in, n)))
         return sasl_fail_(s, -ENOMEM, NULL);
-    s->state = s->work = SS_WORK_VERIFY;
-    return SASL_WORK;
+    return need_verify(s);
 }
 
 static sasl_status finish(sasl *s, sasl_status st, const uint8_t **out, size_t *outlen)
