@@ -10,13 +10,15 @@
 #include "core/abuse.h"
 
 #define NBUCKETS 4096
-#define FAIL_MEMORY_S 900
+#define FAIL_MEMORY_MS 900000u
 
 struct counter {
     char *key;              /* "i:<ip>" or "u:<user>" */
     unsigned conns;
-    unsigned fails;
-    time_t last_fail;
+    unsigned pending;       /* password checks admitted, not ended */
+    unsigned fails;         /* failed logins in a row */
+    uint64_t last_fail;     /* abuse_now_ms() */
+    uint64_t next_ok;       /* no check starts before (penalty, reservations) */
     struct counter *next;
 };
 
@@ -29,6 +31,8 @@ struct cidr {
 struct abuse {
     pthread_mutex_t lock;
     struct counter *b[NBUCKETS];
+    size_t ncounters;
+    uint64_t last_sweep;        /* abuse_now_ms() of the last full sweep */
     struct cidr *trusted;
     size_t ntrusted;
 };
@@ -41,8 +45,14 @@ static size_t hash(const char *s)
     return (size_t)(h % NBUCKETS);
 }
 
-/* The counter for kind+name, created when `create`. Lock held. */
-static struct counter *get(abuse *a, char kind, const char *name, bool create)
+enum { FIND, CREATE, CREATE_IF_ROOM };
+
+static void sweep(abuse *a);
+
+/* The counter for kind+name, created when `create` (CREATE_IF_ROOM: only
+ * below ABUSE_MAX_COUNTERS, for the login accounting; connection counts
+ * are bounded by the connections themselves). Lock held. */
+static struct counter *get(abuse *a, char kind, const char *name, int create)
 {
     char key[300];
     size_t n = strlen(name);
@@ -56,8 +66,13 @@ static struct counter *get(abuse *a, char kind, const char *name, bool create)
     for (struct counter *c = a->b[h]; c; c = c->next)
         if (!strcmp(c->key, key))
             return c;
-    if (!create)
+    if (create == FIND)
         return NULL;
+    if (create == CREATE_IF_ROOM && a->ncounters >= ABUSE_MAX_COUNTERS) {
+        sweep(a);
+        if (a->ncounters >= ABUSE_MAX_COUNTERS)
+            return NULL;
+    }
     struct counter *c = calloc(1, sizeof *c);
     if (!c || !(c->key = strdup(key))) {
         free(c);
@@ -65,20 +80,53 @@ static struct counter *get(abuse *a, char kind, const char *name, bool create)
     }
     c->next = a->b[h];
     a->b[h] = c;
+    a->ncounters++;
     return c;
 }
 
-/* Drop a counter that holds nothing any more. Lock held. */
-static void tidy(abuse *a, struct counter *c, time_t now)
+uint64_t abuse_now_ms(void)
 {
-    if (c->conns || (c->fails && now - c->last_fail < FAIL_MEMORY_S))
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Forget failures older than FAIL_MEMORY_MS. */
+static void forget_old(struct counter *c, uint64_t now)
+{
+    if (c->fails && now - c->last_fail >= FAIL_MEMORY_MS)
+        c->fails = 0;
+}
+
+/* Drop a counter that holds nothing any more. Lock held. */
+static void tidy(abuse *a, struct counter *c, uint64_t now)
+{
+    forget_old(c, now);
+    if (c->conns || c->pending || c->fails || c->next_ok > now)
         return;
     for (struct counter **pp = &a->b[hash(c->key)]; *pp; pp = &(*pp)->next)
         if (*pp == c) {
             *pp = c->next;
             free(c->key);
             free(c);
+            a->ncounters--;
             return;
+        }
+}
+
+/* Drop every counter that holds nothing any more (failures forgotten,
+ * penalty over), at most once a second: only when the table is full.
+ * Lock held. */
+static void sweep(abuse *a)
+{
+    uint64_t now = abuse_now_ms();
+    if (a->last_sweep && now - a->last_sweep < 1000)
+        return;
+    a->last_sweep = now;
+    for (size_t i = 0; i < NBUCKETS; i++)
+        for (struct counter *c = a->b[i], *n; c; c = n) {
+            n = c->next;
+            tidy(a, c, now);
         }
 }
 
@@ -193,7 +241,7 @@ bool abuse_trusted(const abuse *a, const char *ip)
 static bool open_one(abuse *a, char kind, const char *name, unsigned max)
 {
     pthread_mutex_lock(&a->lock);
-    struct counter *c = get(a, kind, name, true);
+    struct counter *c = get(a, kind, name, CREATE);
     bool ok = !c || !max || c->conns < max;   /* without memory: let it in */
     if (c && ok)
         c->conns++;
@@ -204,10 +252,10 @@ static bool open_one(abuse *a, char kind, const char *name, unsigned max)
 static void close_one(abuse *a, char kind, const char *name)
 {
     pthread_mutex_lock(&a->lock);
-    struct counter *c = get(a, kind, name, false);
+    struct counter *c = get(a, kind, name, FIND);
     if (c && c->conns) {
         c->conns--;
-        tidy(a, c, time(NULL));
+        tidy(a, c, abuse_now_ms());
     }
     pthread_mutex_unlock(&a->lock);
 }
@@ -217,38 +265,128 @@ void abuse_conn_close(abuse *a, const char *ip) { close_one(a, 'i', ip); }
 bool abuse_user_open(abuse *a, const char *user, unsigned max) { return open_one(a, 'u', user, max); }
 void abuse_user_close(abuse *a, const char *user) { close_one(a, 'u', user); }
 
-unsigned abuse_login_failed(abuse *a, const char *ip, const char *user)
+/* The penalty after n failures in a row. */
+static uint64_t penalty(unsigned base_ms, unsigned n)
 {
-    time_t now = time(NULL);
+    if (!n)
+        return 0;
+    return (uint64_t)base_ms << (n - 1 < 6 ? n - 1 : 6);
+}
+
+int abuse_check_begin(abuse *a, const char *ip, const char *user, unsigned base_ms,
+                      unsigned max_pending, uint64_t *start_ms)
+{
+    uint64_t now = abuse_now_ms();
+    int rc = 0;
+    pthread_mutex_lock(&a->lock);
+    /* Without memory for a counter the check goes ahead unthrottled:
+     * refusing every login would be worse. */
+    struct counter *ci = ip && *ip ? get(a, 'i', ip, CREATE_IF_ROOM) : NULL;
+    struct counter *cu = user && *user ? get(a, 'u', user, CREATE_IF_ROOM) : NULL;
+    uint64_t start = now;
+    for (int k = 0; k < 2; k++) {
+        struct counter *c = k ? cu : ci;
+        if (!c)
+            continue;
+        forget_old(c, now);
+        if (c->next_ok > start)
+            start = c->next_ok;
+    }
+    if (ci && max_pending && ci->pending >= max_pending)
+        rc = -EAGAIN;
+    else if (start - now > (uint64_t)base_ms * ABUSE_MAX_FACTOR)
+        rc = -EAGAIN;
+    if (rc == 0) {
+        for (int k = 0; k < 2; k++) {
+            struct counter *c = k ? cu : ci;
+            if (!c)
+                continue;
+            /* For a user, each check still pending may fail too: count
+             * it, so a burst of checks for one account is spread as its
+             * failures would spread it (doubling), and more than a few at
+             * once count as failing already.  An address's checks are
+             * spread by its failures only (behind it may be many users). */
+            unsigned steps = c->fails;
+            if (c == cu && c->fails)
+                steps = c->fails + c->pending;
+            else if (c == cu && c->pending >= ABUSE_FREE_CHECKS)
+                steps = c->pending - ABUSE_FREE_CHECKS + 1;
+            if (steps && start + penalty(base_ms, steps) > c->next_ok)
+                c->next_ok = start + penalty(base_ms, steps);
+        }
+        if (ci)
+            ci->pending++;
+        if (cu)
+            cu->pending++;
+        *start_ms = start;
+    } else {
+        if (ci)
+            tidy(a, ci, now);
+        if (cu)
+            tidy(a, cu, now);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+void abuse_check_end(abuse *a, const char *ip, const char *user)
+{
+    uint64_t now = abuse_now_ms();
+    pthread_mutex_lock(&a->lock);
+    for (int k = 0; k < 2; k++) {
+        const char *name = k ? user : ip;
+        struct counter *c = name && *name ? get(a, k ? 'u' : 'i', name, FIND) : NULL;
+        if (c && c->pending) {
+            c->pending--;
+            tidy(a, c, now);
+        }
+    }
+    pthread_mutex_unlock(&a->lock);
+}
+
+unsigned abuse_login_failed(abuse *a, const char *ip, const char *user, unsigned base_ms,
+                            unsigned after_ms, unsigned *in_row)
+{
+    uint64_t now = abuse_now_ms() + after_ms;
     unsigned worst = 1;
+    struct counter *cs[2] = {NULL, NULL};
     pthread_mutex_lock(&a->lock);
     for (int k = 0; k < 2; k++) {
         const char *name = k ? user : ip;
         if (!name || !*name)
             continue;
-        struct counter *c = get(a, k ? 'u' : 'i', name, true);
+        struct counter *c = cs[k] = get(a, k ? 'u' : 'i', name, CREATE_IF_ROOM);
         if (!c)
             continue;
-        if (now - c->last_fail >= FAIL_MEMORY_S)
-            c->fails = 0;
+        forget_old(c, now);
         if (c->fails < 1000000)
             c->fails++;
         c->last_fail = now;
         if (c->fails > worst)
             worst = c->fails;
     }
+    uint64_t d = penalty(base_ms, worst);
+    for (int k = 0; k < 2; k++)
+        if (cs[k] && now + d > cs[k]->next_ok)
+            cs[k]->next_ok = now + d;
     pthread_mutex_unlock(&a->lock);
-    return worst;
+    if (in_row)
+        *in_row = worst;
+    return (unsigned)d;
 }
 
 void abuse_login_ok(abuse *a, const char *ip, const char *user)
 {
-    time_t now = time(NULL);
+    uint64_t now = abuse_now_ms();
     pthread_mutex_lock(&a->lock);
     for (int k = 0; k < 2; k++) {
-        struct counter *c = get(a, k ? 'u' : 'i', k ? user : ip, false);
+        const char *name = k ? user : ip;
+        if (!name || !*name)
+            continue;
+        struct counter *c = get(a, k ? 'u' : 'i', name, FIND);
         if (c) {
             c->fails = 0;
+            c->next_ok = 0;
             tidy(a, c, now);
         }
     }

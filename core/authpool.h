@@ -45,8 +45,29 @@ int authpool_new(unsigned threads, unsigned queue_max, authpool **out);
  * nor done is called. */
 int authpool_submit(authpool *p, authpool_work_fn work, void *arg,
                     authpool_done_fn done, net_server *srv, unsigned worker);
-/* Jobs queued and not yet started (for stats and tests). */
+/* A queued job, named for authpool_cancel. */
+typedef struct authpool_job authpool_job;
+/* CLOCK_MONOTONIC in milliseconds: the clock of not_before_ms. */
+uint64_t authpool_now_ms(void);
+/* authpool_submit, and: the job does not start before not_before_ms
+ * (authpool_now_ms() time; 0 or a past time: as soon as a thread is free)
+ * without holding a thread while it waits, so a penalty delay costs no
+ * CPU; *handle (if not NULL) names the job for authpool_cancel.  A waiting
+ * job counts against queue_max. */
+int authpool_submit_at(authpool *p, authpool_work_fn work, void *arg,
+                       authpool_done_fn done, net_server *srv, unsigned worker,
+                       uint64_t not_before_ms, authpool_job **handle);
+/* Drop a job nobody waits for any more (its client left).  true: it had
+ * not started and never will; neither work nor done runs, the caller owns
+ * arg again.  false: it is running or ran; done comes as usual.  The
+ * handle is valid until done starts: call this on the thread done is
+ * delivered to (the worker), before done ran. */
+bool authpool_cancel(authpool *p, authpool_job *job);
+/* Jobs queued and not yet started, waiting ones included (for stats and
+ * tests). */
 size_t authpool_queued(authpool *p);
+/* Jobs whose work ran, and jobs authpool_cancel dropped, since the start. */
+void authpool_counts(authpool *p, uint64_t *ran, uint64_t *cancelled);
 void authpool_free(authpool *p);
 
 /* ---- verified-credentials cache ----
@@ -71,5 +92,9 @@ size_t authcache_size(authcache *c);
  * passwd_verify; slow on a miss: call it on the pool. */
 int authcache_verify(authcache *c, passwd_db *db, const char *user,
                      const char *password);
+/* The same with passwd_verify_timed: an unknown user costs no hash, and
+ * *answer_delay_ms says how long to wait before answering (see there). */
+int authcache_verify_timed(authcache *c, passwd_db *db, const char *user,
+                           const char *password, unsigned *answer_delay_ms);
 
 #endif

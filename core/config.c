@@ -55,14 +55,22 @@ static const config_key config_table[] = {
     { "auth_cache_ttl", CONFIG_INT, "60", NULL, 0, 86400,
       "seconds a verified password is remembered (0: never); a passwd-file change forgets all" },
     { "auth_failure_delay", CONFIG_INT, "250", NULL, 0, 60000,
-      "ms before answering a failed login; doubles with each failure in a row "
-      "from the same address or for the same user (at most 64 times)" },
+      "ms a failed login is penalized: its answer and the next login check for the same "
+      "address or user, on any connection, wait that long; doubles with each failure in "
+      "a row (at most 64 times)" },
+    { "auth_queue_per_ip", CONFIG_INT, "32", NULL, 0, 1000000,
+      "password checks one address may have queued or running at a time; more get "
+      "NO [UNAVAILABLE] (trusted_networks exempt); 0 = no limit" },
+    { "auth_scram", CONFIG_ENUM, "auto", "auto|no", 0, 0,
+      "offer AUTH=SCRAM-SHA-256: auto = while every user in passwd_file has SCRAM-capable "
+      "credentials ({SCRAM-SHA-256}, {PLAIN}, {CLEAR}), no = never" },
     { "max_connections_per_ip", CONFIG_INT, "1000", NULL, 0, 10000000,
       "connections from one address (loopback and trusted_networks exempt); 0 = no limit" },
     { "max_connections_per_user", CONFIG_INT, "50", NULL, 0, 10000000,
       "logged-in connections of one user; 0 = no limit" },
     { "trusted_networks", CONFIG_STR, "127.0.0.0/8 ::1/128", NULL, 0, 0,
-      "addresses exempt from max_connections_per_ip (proxies, benchmarks): CIDR list" },
+      "addresses exempt from max_connections_per_ip, auth_queue_per_ip and per-address "
+      "failed-login penalties (proxies, benchmarks): CIDR list" },
     { "max_commands_before_auth", CONFIG_INT, "30", NULL, 1, 100000,
       "commands a connection may send before it logs in" },
     { "partial_command_timeout", CONFIG_INT, "60", NULL, 1, 86400,

@@ -31,6 +31,7 @@ struct passwd_db {
     size_t n;
     struct stat st;
     bool loaded;
+    bool scram_everyone;    /* every user has SCRAM-capable credentials */
     uint64_t generation;    /* bumped on every (re-)read */
 };
 
@@ -98,7 +99,8 @@ static int load_file(const char *path, struct pw_user **out, size_t *nout)
         users_free(v, n);
         return rc;
     }
-    qsort(v, n, sizeof *v, cmp_user);
+    if (n)          /* qsort must not get NULL, even for 0 elements */
+        qsort(v, n, sizeof *v, cmp_user);
     *out = v;
     *nout = n;
     return 0;
@@ -126,6 +128,20 @@ void passwd_close(passwd_db *db)
     free(db);
 }
 
+static bool scram_capable(const char *secret)
+{
+    passwd_scram k;
+    if (!strncmp(secret, "{SCRAM-SHA-256}", 15))
+        return passwd_scram_parse(secret + 15, &k) == 0;
+    return !strncmp(secret, "{PLAIN}", 7) || !strncmp(secret, "{CLEAR}", 7);
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 /* Re-read the file if it changed (lock held). */
 static int refresh(passwd_db *db)
 {
@@ -135,9 +151,7 @@ static int refresh(passwd_db *db)
      * is an operator's problem, reported as such (-EIO). */
     if (stat(db->path, &st) < 0)
         return errno == EACCES ? -EIO : -errno;
-    if (db->loaded && st.st_ino == db->st.st_ino && st.st_size == db->st.st_size &&
-        st.st_mtim.tv_sec == db->st.st_mtim.tv_sec &&
-        st.st_mtim.tv_nsec == db->st.st_mtim.tv_nsec)
+    if (db->loaded && same_file(&st, &db->st))
         return 0;
     struct pw_user *v;
     size_t n;
@@ -147,6 +161,10 @@ static int refresh(passwd_db *db)
     users_free(db->users, db->n);
     db->users = v;
     db->n = n;
+    db->scram_everyone = true;
+    for (size_t i = 0; i < n; i++)
+        if (!scram_capable(v[i].secret))
+            db->scram_everyone = false;
     db->st = st;
     db->loaded = true;
     db->generation++;
@@ -329,31 +347,128 @@ static void dummy_init(void)
     }
 }
 
-int passwd_verify(passwd_db *db, const char *user, const char *password)
+/* ---- how long a real verification takes ----
+ * The durations of the last TIMING_SAMPLES verifications of secrets of the
+ * default scheme (what new users get), process-wide: an unknown user's
+ * answer waits one of them, drawn at random, so its timing looks like a
+ * real check's. */
+#define TIMING_SAMPLES 64
+
+static pthread_mutex_t timing_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t timing_us[TIMING_SAMPLES];
+static size_t timing_n, timing_next;
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static bool default_scheme(const char *secret)
+{
+    size_t n = strlen(PASSWD_DEFAULT_SCHEME);
+    return secret[0] == '{' && !strncmp(secret + 1, PASSWD_DEFAULT_SCHEME, n) &&
+           secret[n + 1] == '}';
+}
+
+static void timing_record(uint64_t us)
+{
+    pthread_mutex_lock(&timing_lock);
+    timing_us[timing_next] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    timing_next = (timing_next + 1) % TIMING_SAMPLES;
+    if (timing_n < TIMING_SAMPLES)
+        timing_n++;
+    pthread_mutex_unlock(&timing_lock);
+}
+
+/* A real check of the dummy secret, timed: the first sample. */
+static void timing_seed(const char *password)
+{
+    pthread_once(&dummy_once, dummy_init);
+    const char *sec = dummy_secret ? dummy_secret : "{SHA512-CRYPT}$6$aaaaaaaaaaaaaaaa$";
+    uint64_t t0 = mono_us();
+    check_secret(sec, password);
+    timing_record(mono_us() - t0);
+}
+
+static unsigned timing_draw_ms(const char *password)
+{
+    pthread_mutex_lock(&timing_lock);
+    size_t n = timing_n;
+    pthread_mutex_unlock(&timing_lock);
+    if (!n)         /* nothing measured yet: measure once (by each thread
+                     * that gets here first, at most one per pool thread) */
+        timing_seed(password);
+    uint32_t r = 0;
+    if (rm_random(&r, sizeof r) < 0)
+        r = (uint32_t)mono_us();
+    pthread_mutex_lock(&timing_lock);
+    uint32_t us = timing_n ? timing_us[r % timing_n] : 0;
+    pthread_mutex_unlock(&timing_lock);
+    return (us + 500) / 1000;
+}
+
+/* The user's secret (malloc'd) in *secret, NULL if there is no such user. */
+static int find_secret(passwd_db *db, const char *user, char **secret)
 {
     pthread_mutex_lock(&db->lock);
     int rc = refresh(db);
-    char *secret = NULL;
+    *secret = NULL;
     if (rc == 0) {
         struct pw_user key = {.name = (char *)user};
-        struct pw_user *u = bsearch(&key, db->users, db->n, sizeof key, cmp_user);
-        if (u && !(secret = strdup(u->secret)))
+        struct pw_user *u = db->n ? bsearch(&key, db->users, db->n, sizeof key, cmp_user)
+                                  : NULL;
+        if (u && !(*secret = strdup(u->secret)))
             rc = -ENOMEM;
     }
     pthread_mutex_unlock(&db->lock);
+    return rc;
+}
+
+static int verify_known(char *secret, const char *password)
+{
+    bool timed = default_scheme(secret);
+    uint64_t t0 = timed ? mono_us() : 0;
+    int rc = check_secret(secret, password);
+    if (timed)
+        timing_record(mono_us() - t0);
+    memset(secret, 0, strlen(secret));
+    free(secret);
+    return rc;
+}
+
+int passwd_verify(passwd_db *db, const char *user, const char *password)
+{
+    char *secret;
+    int rc = find_secret(db, user, &secret);
     if (rc < 0)
         return rc;
     if (!secret) {
         /* Spend the time of a real check (of the default scheme, which
-         * new users get) so that timing does not tell who exists. */
+         * new users get) so that timing does not tell who exists: this
+         * caller cannot wait on a timer instead (passwd_verify_timed). */
         pthread_once(&dummy_once, dummy_init);
         check_secret(dummy_secret ? dummy_secret : "{SHA512-CRYPT}$6$aaaaaaaaaaaaaaaa$",
                      password);
         return -EACCES;
     }
-    rc = check_secret(secret, password);
-    free(secret);
-    return rc;
+    return verify_known(secret, password);
+}
+
+int passwd_verify_timed(passwd_db *db, const char *user, const char *password,
+                        unsigned *answer_delay_ms)
+{
+    char *secret;
+    *answer_delay_ms = 0;
+    int rc = find_secret(db, user, &secret);
+    if (rc < 0)
+        return rc;
+    if (!secret) {
+        *answer_delay_ms = timing_draw_ms(password);
+        return -EACCES;
+    }
+    return verify_known(secret, password);
 }
 
 const char *passwd_schemes(void)
@@ -435,6 +550,30 @@ int passwd_hash(const char *scheme, const char *password, char **out)
     return rc;
 }
 
+uint64_t passwd_generation_nowait(passwd_db *db)
+{
+    struct stat st;
+    if (pthread_mutex_trylock(&db->lock) != 0)
+        return 0;
+    uint64_t g = 0;
+    if (db->loaded && stat(db->path, &st) == 0 && same_file(&st, &db->st))
+        g = db->generation;
+    pthread_mutex_unlock(&db->lock);
+    return g;
+}
+
+int passwd_scram_everyone(passwd_db *db)
+{
+    struct stat st;
+    if (pthread_mutex_trylock(&db->lock) != 0)
+        return -EAGAIN;
+    int rc = -EAGAIN;
+    if (db->loaded && stat(db->path, &st) == 0 && same_file(&st, &db->st))
+        rc = db->scram_everyone ? 1 : 0;
+    pthread_mutex_unlock(&db->lock);
+    return rc;
+}
+
 int passwd_scram_lookup(passwd_db *db, const char *user, passwd_scram *out)
 {
     pthread_mutex_lock(&db->lock);
@@ -442,7 +581,8 @@ int passwd_scram_lookup(passwd_db *db, const char *user, passwd_scram *out)
     char *secret = NULL;
     if (rc == 0) {
         struct pw_user key = {.name = (char *)user};
-        struct pw_user *u = bsearch(&key, db->users, db->n, sizeof key, cmp_user);
+        struct pw_user *u = db->n ? bsearch(&key, db->users, db->n, sizeof key, cmp_user)
+                                  : NULL;
         if (u && !(secret = strdup(u->secret)))
             rc = -ENOMEM;
     }
@@ -493,10 +633,55 @@ int passwd_file_users(const char *path, char ***names, size_t *n)
     return 0;
 }
 
+const char *passwd_user_name_problem(const char *name)
+{
+    const unsigned char *u = (const unsigned char *)name;
+    size_t n = strlen(name);
+    if (n == 0)
+        return "it is empty";
+    if (n > PASSWD_USER_MAX)
+        return "it is longer than 255 bytes";
+    if (name[0] == '#')
+        return "a line starting with '#' is a comment in the passwd-file";
+    if (!strcmp(name, ".") || !strcmp(name, ".."))
+        return "it cannot name a mail directory";
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        if (c == ':')
+            return "':' separates the passwd-file's fields";
+        if (c == '/')
+            return "'/' cannot be in a mail directory's name";
+        if (c < 0x20 || c == 0x7f)
+            return "it contains a control character (such as TAB)";
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+        static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (!len || n - i < len)
+            return "it is not UTF-8";
+        for (size_t k = 1; k < len; k++) {
+            if ((u[i + k] & 0xc0) != 0x80)
+                return "it is not UTF-8";
+            cp = cp << 6 | (u[i + k] & 0x3f);
+        }
+        if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return "it is not UTF-8";
+        if (cp < 0xa0)
+            return "it contains a control character";
+        i += len;
+    }
+    return NULL;
+}
+
 int passwd_file_set(const char *path, const char *user, const char *entry,
                     bool replace)
 {
-    if (!*user || strpbrk(user, ":\n\r/") || (entry && strpbrk(entry, "\n\r")))
+    /* A name that is already in the file may still be deleted. */
+    if (!*user || strpbrk(user, ":\n\r") || (entry && strpbrk(entry, "\n\r")) ||
+        (entry && passwd_user_name_problem(user)))
         return -EINVAL;
     char *old = NULL;
     size_t oldlen = 0;

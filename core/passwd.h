@@ -49,11 +49,24 @@ void passwd_close(passwd_db *db);
  * user (the caller must not tell the two apart to the client); -EIO etc.
  * if the file cannot be read.  Constant-time comparisons. */
 int passwd_verify(passwd_db *db, const char *user, const char *password);
+/* passwd_verify without the cost of a hash for a user that does not
+ * exist: -EACCES at once, and *answer_delay_ms a duration drawn from
+ * recent real verifications of PASSWD_DEFAULT_SCHEME secrets.  The caller
+ * must wait that long (on a timer, burning no CPU) before it answers, so
+ * that neither the answer nor its timing tells who exists; a flood of
+ * made-up names then costs the server almost nothing.  *answer_delay_ms is
+ * 0 for users that exist. */
+int passwd_verify_timed(passwd_db *db, const char *user, const char *password,
+                        unsigned *answer_delay_ms);
 
 /* A number that changes whenever the file is re-read (stats the file,
  * re-reads it if changed).  0 if it cannot be read.  The auth cache keys
  * its entries on it. */
 uint64_t passwd_generation(passwd_db *db);
+/* The same for a worker's loop: never reads the file and never waits for
+ * the lock; 0 (not known now) if the file changed since it was read or
+ * another thread holds the lock. */
+uint64_t passwd_generation_nowait(passwd_db *db);
 
 /* Make a passwd-file entry's secret for `scheme` (one of passwd_schemes,
  * case-sensitive).  *out is malloc'd "{SCHEME}secret".  -EINVAL unknown
@@ -93,10 +106,30 @@ int passwd_scram_lookup(passwd_db *db, const char *user, passwd_scram *out);
  * salts do not reveal who exists) but is not predictable across restarts,
  * so nobody can precompute keys for it. */
 void passwd_scram_salt(const char *user, uint8_t salt[16]);
+/* Whether AUTH=SCRAM-SHA-256 can be offered: SCRAM needs keys that a
+ * one-way hash such as {ARGON2ID} cannot give, and a client offered SCRAM
+ * may not fall back (mbsync does not), so it is offered only while every
+ * user has {SCRAM-SHA-256}, {PLAIN} or {CLEAR} credentials.  For the
+ * capability list, called on a worker's loop: never reads the file and
+ * never waits for the lock.  1 yes; 0 no; -EAGAIN not known now (the file
+ * changed since it was read, or was never read, or another thread holds
+ * the lock): answer "no" and have passwd_generation run on a pool. */
+int passwd_scram_everyone(passwd_db *db);
+
+/* NULL if `name` can be a user name, else why not (for messages).  A
+ * user name must be able to log in with LOGIN and with every SASL
+ * mechanism, fit a passwd-file line and name a store directory: 1 to
+ * PASSWD_USER_MAX bytes of UTF-8 without control characters (TAB
+ * included), without ':' (the file's separator) or '/', not starting with
+ * '#' (a comment line), not "." or "..". */
+#define PASSWD_USER_MAX 255
+const char *passwd_user_name_problem(const char *name);
 
 /* Add (replace = false: -EEXIST if present) or replace (replace = true:
  * -ENOENT if absent) a user's line, or delete it (entry NULL: -ENOENT if
- * absent), rewriting the file atomically. */
+ * absent), rewriting the file atomically.  -EINVAL: a user name
+ * passwd_user_name_problem refuses (when adding or replacing), or a line
+ * break in entry. */
 int passwd_file_set(const char *path, const char *user, const char *entry,
                     bool replace);
 /* User names, one per element; free each and the array. */

@@ -50,6 +50,12 @@ typedef struct sasl_backend {
      * such user; other -errno: cannot check now (temporary failure).
      * E.g. passwd_verify or authcache_verify. */
     int (*verify)(void *arg, const char *user, const char *password);
+    /* Optional, cheap, called inside sasl_step (the connection's thread)
+     * before a password check would need SASL_WORK: 0 the password is
+     * known to be right (a cache of verified credentials), and the
+     * exchange is DONE without the slow part; anything else: go on with
+     * SASL_WORK and verify. */
+    int (*verify_cached)(void *arg, const char *user, const char *password);
     /* Slow, called from sasl_work.  0 and *out; -EACCES unknown user or
      * no SCRAM credentials for the user; other -errno temporary.  E.g.
      * passwd_scram_lookup. */
@@ -93,6 +99,11 @@ sasl_status sasl_step_sync(sasl *s, const uint8_t *in, size_t n,
 
 /* After DONE: the authenticated user (authzid, if given, equals it). */
 const char *sasl_user(const sasl *s);
+/* The names the client sent, whatever the outcome (for the log: a failed
+ * login must say whom it tried): the authentication identity and the
+ * authorization identity; NULL if not (yet) sent or not well-formed. */
+const char *sasl_authcid(const sasl *s);
+const char *sasl_authzid(const sasl *s);
 /* After FAIL: -EACCES authentication failed (tagged NO
  * [AUTHENTICATIONFAILED]); -EPERM authzid is another user
  * ([AUTHORIZATIONFAILED]); -EINVAL malformed client message (BAD or NO);

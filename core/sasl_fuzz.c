@@ -50,7 +50,8 @@ int sasl_fuzz_exchange(const uint8_t *data, size_t n)
     if (n == 0)
         return SASL_FAIL;
     uint8_t flags = data[0];
-    sasl_backend be = {fake_verify, fake_lookup, flags & 8 ? fake_binding : NULL, NULL};
+    sasl_backend be = {.verify = fake_verify, .scram_lookup = fake_lookup,
+                       .binding = flags & 8 ? fake_binding : NULL};
     sasl *s;
     if (sasl_new((sasl_mech)(flags & 3), &be, flags & 4, &s) < 0)
         return SASL_FAIL;

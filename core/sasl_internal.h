@@ -31,6 +31,7 @@ struct sasl {
     int work_rc;
     int err;
     char *user;                 /* authcid, NUL-terminated, owned */
+    char *authzid;              /* as sent, if sent; owned */
     char *password;             /* PLAIN/LOGIN, wiped and freed */
     char out[640];              /* the last server message */
     size_t outlen;

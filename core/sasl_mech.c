@@ -66,6 +66,7 @@ void sasl_free(sasl *s)
     wipe_password(s);
     sasl_scram_free_(s);
     free(s->user);
+    free(s->authzid);
     memset(s, 0, sizeof *s);
     free(s);
 }
@@ -143,6 +144,19 @@ static char *dup_bytes(const uint8_t *p, size_t n)
     return s;
 }
 
+/* The password is in s: verify it, from the backend's cache if it knows
+ * it, else through SASL_WORK. */
+static sasl_status need_verify(sasl *s)
+{
+    if (s->be.verify_cached && s->be.verify_cached(s->be.arg, s->user, s->password) == 0) {
+        wipe_password(s);
+        s->state = SS_DONE;
+        return SASL_DONE;
+    }
+    s->state = s->work = SS_WORK_VERIFY;
+    return SASL_WORK;
+}
+
 /* PLAIN: [authzid] NUL authcid NUL passwd (RFC 4616). */
 static sasl_status plain_message(sasl *s, const uint8_t *in, size_t n)
 {
@@ -156,12 +170,13 @@ static sasl_status plain_message(sasl *s, const uint8_t *in, size_t n)
         !sasl_valid_name_((const char *)z1 + 1, cl) ||
         (zl && !sasl_valid_name_((const char *)in, zl)))
         return sasl_fail_(s, -EINVAL, NULL);
+    if (!(s->user = dup_bytes(z1 + 1, cl)) || (zl && !(s->authzid = dup_bytes(in, zl))))
+        return sasl_fail_(s, -ENOMEM, NULL);
     if (zl && (zl != cl || memcmp(in, z1 + 1, cl)))
         return sasl_fail_(s, -EPERM, NULL);
-    if (!(s->user = dup_bytes(z1 + 1, cl)) || !(s->password = dup_bytes(z2 + 1, pl)))
+    if (!(s->password = dup_bytes(z2 + 1, pl)))
         return sasl_fail_(s, -ENOMEM, NULL);
-    s->state = s->work = SS_WORK_VERIFY;
-    return SASL_WORK;
+    return need_verify(s);
 }
 
 static sasl_status login_step(sasl *s, const uint8_t *in, size_t n)
@@ -185,8 +200,7 @@ static sasl_status login_step(sasl *s, const uint8_t *in, size_t n)
         return sasl_fail_(s, -EINVAL, NULL);
     if (!(s->password = dup_bytes(in, n)))
         return sasl_fail_(s, -ENOMEM, NULL);
-    s->state = s->work = SS_WORK_VERIFY;
-    return SASL_WORK;
+    return need_verify(s);
 }
 
 static sasl_status finish(sasl *s, sasl_status st, const uint8_t **out, size_t *outlen)
@@ -278,6 +292,16 @@ sasl_status sasl_step_sync(sasl *s, const uint8_t *in, size_t n,
 const char *sasl_user(const sasl *s)
 {
     return s->state == SS_DONE ? s->user : NULL;
+}
+
+const char *sasl_authcid(const sasl *s)
+{
+    return s->user;
+}
+
+const char *sasl_authzid(const sasl *s)
+{
+    return s->authzid;
 }
 
 int sasl_error(const sasl *s)

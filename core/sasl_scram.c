@@ -183,7 +183,7 @@ static sasl_status client_first(sasl *s, const char *m, size_t n)
                           oom ? "no-resources" : "invalid-username-encoding");
     }
     bool authz_ok = !authzid || !strcmp(authzid, user);
-    free(authzid);
+    s->authzid = authzid;
     s->user = user;
     p = c + 1;
     if (end - p < 3 || p[0] != 'r' || p[1] != '=') 

@@ -34,6 +34,8 @@ int imap_server_init(imap_server *srv, const config *cfg)
     srv->partial_timeout_ms = (unsigned)cfg_int(cfg, "partial_command_timeout") * 1000u;
     srv->max_bad = (unsigned)cfg_int(cfg, "max_bad_commands");
     srv->auth_failure_delay_ms = (unsigned)cfg_int(cfg, "auth_failure_delay");
+    srv->auth_queue_per_ip = (unsigned)cfg_int(cfg, "auth_queue_per_ip");
+    srv->scram_auto = !strcmp(config_get(cfg, "auth_scram"), "auto");
     srv->max_conn_ip = (unsigned)cfg_int(cfg, "max_connections_per_ip");
     srv->max_conn_user = (unsigned)cfg_int(cfg, "max_connections_per_user");
     srv->max_cmds_preauth = (unsigned)cfg_int(cfg, "max_commands_before_auth");
@@ -60,6 +62,10 @@ int imap_server_init(imap_server *srv, const config *cfg)
     atomic_init(&srv->next_session, 0);
     if ((rc = passwd_open(config_get(cfg, "passwd_file"), &srv->pw)) < 0)
         return rc;
+    /* Read the users now, so the first greeting knows whether SCRAM can be
+     * offered (passwd_scram_everyone); an unreadable file is reported at
+     * the first login, as before. */
+    passwd_generation(srv->pw);
     sess_set_server(srv);
     store_msg_set_renderer(imap_envelope_prerender);
     return 0;

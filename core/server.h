@@ -42,6 +42,8 @@ typedef struct imap_server {
     unsigned login_timeout_ms, idle_timeout_ms, partial_timeout_ms;
     unsigned max_bad;           /* BAD answers in a row before BYE */
     unsigned auth_failure_delay_ms;
+    unsigned auth_queue_per_ip; /* password checks admitted per address */
+    bool scram_auto;            /* auth_scram = auto */
     unsigned max_conn_ip, max_conn_user, max_cmds_preauth;
     size_t max_output;          /* unsent bytes before we stop reading */
     size_t max_seqset_ranges;

@@ -78,9 +78,11 @@ void sess_capabilities(session *s, imap_out *o)
             imap_out_printf(o, " AUTH=PLAIN AUTH=LOGIN");
         else
             imap_out_printf(o, " LOGINDISABLED");
-        imap_out_printf(o, " AUTH=SCRAM-SHA-256");
-        if (net_conn_is_tls(s->conn))
-            imap_out_printf(o, " AUTH=SCRAM-SHA-256-PLUS");
+        if (auth_scram_offered(s)) {
+            imap_out_printf(o, " AUTH=SCRAM-SHA-256");
+            if (net_conn_is_tls(s->conn))
+                imap_out_printf(o, " AUTH=SCRAM-SHA-256-PLUS");
+        }
     }
 }
 
@@ -640,6 +642,7 @@ static void on_close(net_conn *c, void *user)
     free(s->stash);
     s->stash = NULL;
     sess_unselect(s);
+    auth_cancel(s);         /* never run a hash nobody waits for */
     if (s->pool_busy) {
         s->dead = true;     /* the pool job still points here: it frees us */
         return;

@@ -48,6 +48,7 @@ typedef struct session {
     imap_out held;              /* answers waiting for their flush (durable) */
     bool dead;                  /* closed while pool_busy: freed by the job */
     struct sasl *sasl;          /* AUTHENTICATE in progress */
+    struct auth_job *auth_job;  /* a password check queued or running */
     uint8_t *stash;             /* bytes received while an answer is held */
     size_t nstash;
 
@@ -140,6 +141,11 @@ void cmd_enable(session *, const char *, imap_args *, imap_arg *, size_t, bool);
 void cmd_login(session *, const char *, imap_args *, imap_arg *, size_t, bool);
 void cmd_authenticate(session *, const char *, imap_args *, imap_arg *, size_t, bool);
 void auth_continue(session *s, const uint8_t *line, size_t n);
+/* The connection closed: drop its password check if it has not started. */
+void auth_cancel(session *s);
+/* AUTH=SCRAM-SHA-256(-PLUS) is offered only where it works for every
+ * user (see passwd_scram_everyone) and auth_scram allows it. */
+bool auth_scram_offered(session *s);
 void cmd_namespace(session *, const char *, imap_args *, imap_arg *, size_t, bool);
 void cmd_select(session *, const char *, imap_args *, imap_arg *, size_t, bool);
 void cmd_examine(session *, const char *, imap_args *, imap_arg *, size_t, bool);

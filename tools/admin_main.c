@@ -34,7 +34,7 @@ static const char usage_text[] =
 "  user add [--scheme NAME] USER     NAME: ARGON2ID (default), SCRAM-SHA-256,\n"
 "                                    SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, PLAIN\n"
 "  user passwd [--scheme NAME] USER  change a password\n"
-"  user del USER                     remove from the passwd-file (mail stays)\n"
+"  user del [--purge] USER           remove from the passwd-file; --purge: and the mail\n"
 "  user list                         user names, one a line\n"
 "\n"
 "Maintenance:\n"

@@ -1,8 +1,14 @@
 /* tools/admin_user.c — `user add|passwd|del|list`: the passwd-file.
  *
  * The password is read from standard input (its first line), never from
- * the command line, where other users could see it in ps. */
+ * the command line, where other users could see it in ps.
+ *
+ * A user's mail lives under mail_root by name, so `user del` keeps it
+ * unless --purge: a later `user add` of the same name would read it. */
+#define _XOPEN_SOURCE 700       /* nftw */
 #include <errno.h>
+#include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,8 +63,10 @@ static int set_user(admin_ctx *ctx, int argc, char **argv, bool add)
                    add ? "user add [--scheme NAME] USER" : "user passwd [--scheme NAME] USER") < 0)
         return ADMIN_USAGE;
     const char *user = pos[0];
-    if (!*user || strpbrk(user, ":/\n\r") || !strcmp(user, ".") || !strcmp(user, "..")) {
-        admin_err("invalid user name '%s'", user);
+    const char *why = passwd_user_name_problem(user);
+    if (why) {
+        /* Such a name would be written, and then never log in. */
+        admin_err("invalid user name: %s", why);
         return ADMIN_FAIL;
     }
     char *pw = NULL, *entry = NULL;
@@ -106,23 +114,70 @@ int admin_cmd_user_passwd(admin_ctx *ctx, int argc, char **argv)
     return set_user(ctx, argc, argv, false);
 }
 
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if ((type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+/* Remove <mail_root>/<user>: renamed aside first (a name no user can
+ * have: ':' is refused in user names), so an interrupted purge leaves no
+ * half-removed store that a later user of the name would open. */
+static int purge_mail(const char *mail_root, const char *user, bool *had)
+{
+    char dir[PATH_MAX], aside[PATH_MAX];
+    *had = false;
+    if (snprintf(dir, sizeof dir, "%s/%s", mail_root, user) >= (int)sizeof dir ||
+        snprintf(aside, sizeof aside, "%s/%s:deleted.%ld", mail_root, user,
+                 (long)getpid()) >= (int)sizeof aside)
+        return -ENAMETOOLONG;
+    if (rename(dir, aside) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    *had = true;
+    int rc = nftw(aside, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return rc < 0 ? (errno ? -errno : -EIO) : -rc;
+}
+
 int admin_cmd_user_del(admin_ctx *ctx, int argc, char **argv)
 {
+    bool purge = false;
+    admin_opt opts[] = {{"purge", &purge, NULL}};
     char *pos[1];
     size_t npos;
-    if (admin_args(argc, argv, NULL, 0, pos, 1, 1, &npos, "user del USER") < 0)
+    if (admin_args(argc, argv, opts, 1, pos, 1, 1, &npos, "user del [--purge] USER") < 0)
         return ADMIN_USAGE;
+    const char *user = pos[0];
+    if (purge && (!*user || strchr(user, '/') || !strcmp(user, ".") || !strcmp(user, ".."))) {
+        admin_err("invalid user name '%s'", user);
+        return ADMIN_FAIL;
+    }
     const char *path = config_get(&ctx->cfg, "passwd_file");
-    int rc = passwd_file_set(path, pos[0], NULL, false);
+    int rc = passwd_file_set(path, user, NULL, false);
     if (rc == -ENOENT) {
-        admin_err("user '%s' does not exist", pos[0]);
+        admin_err("user '%s' does not exist", user);
         return ADMIN_FAIL;
     }
     if (rc < 0) {
         admin_err("%s: %s", path, strerror(-rc));
         return ADMIN_FAIL;
     }
-    printf("deleted %s (mail in %s is kept)\n", pos[0], ctx->mail_root);
+    if (!purge) {
+        printf("deleted %s; the mail in %s/%s is kept, and a user added later under the "
+               "same name would read it (user del --purge removes it)\n",
+               user, ctx->mail_root, user);
+        return ADMIN_OK;
+    }
+    bool had;
+    rc = purge_mail(ctx->mail_root, user, &had);
+    if (rc < 0) {
+        admin_err("deleted %s, but removing %s/%s failed: %s", user, ctx->mail_root, user,
+                  strerror(-rc));
+        return ADMIN_FAIL;
+    }
+    printf("deleted %s and %s\n", user, had ? "its mail" : "no mail (it had none)");
     return ADMIN_OK;
 }
 

@@ -1218,9 +1218,16 @@ class SyncClientCase(ServerTestCase):
     use_tls = False
     IGNORE = []
 
+    # The user is made as an operator makes one: `ringmail-admin user add`
+    # with its defaults (SCHEME None), so the client meets the capabilities
+    # and password scheme of a default setup.
+    SCHEME = None
+
     @classmethod
     def prepare_server(cls, server):
-        server.add_users({cls.USER: cls.PASSWORD})
+        add = ["user", "add"] + (["--scheme", cls.SCHEME] if cls.SCHEME else []) + [cls.USER]
+        server.admin("-o", "passwd_file=" + server.passwd, *add,
+                     input=(cls.PASSWORD + "\n").encode())
         server.import_mbox(cls.USER, "INBOX", cls.INBOX_MSGS)
         server.import_mbox(cls.USER, "Archive", cls.ARCHIVE_MSGS)
         server.import_mbox(cls.USER, "Work/Projects", cls.PROJECT_MSGS)

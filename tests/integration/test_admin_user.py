@@ -6,7 +6,7 @@ import imaplib
 import os
 import unittest
 
-from ringmail_server import Server
+from ringmail_server import Imap, Server, quote
 
 
 class AdminUser(unittest.TestCase):
@@ -91,6 +91,86 @@ class AdminUser(unittest.TestCase):
         self.admin("user", "add", "carl", password="", rc=1)             # empty password
         self.admin("user", "add", rc=2)                                  # usage
         self.assertEqual(sorted(self.entries()), ["ann"])
+
+    def test_names_that_cannot_log_in_are_refused(self):
+        bad = {
+            "#x": "comment",                # would become a comment line
+            "a\tb": "control character",    # TAB
+            "a\x01b": "control character",
+            "a:b": "':'",
+            "a/b": "'/'",
+            "..": "mail directory",
+            "x" * 256: "longer than 255",
+            os.fsdecode(b"bad\xffname"): "not UTF-8",
+        }
+        for name, why in bad.items():
+            p = self.admin("user", "add", name, password="pw", rc=1)
+            err = p.stderr.decode(errors="replace")
+            self.assertIn("invalid user name", err, name)
+            self.assertIn(why, err, name)
+        self.assertFalse(os.path.exists(self.srv.passwd) and self.entries(),
+                         "a refused name reached the passwd-file")
+        # what the rules allow logs in: 255 bytes, UTF-8, a space, a '#' inside
+        good = ["u" * 255, "jos\u00e9", "a b", "x#y"]
+        for name in good:
+            self.admin("user", "add", "--scheme", "SHA512-CRYPT", name, password="pw-good")
+        self.assertEqual(sorted(self.entries()), sorted(good))
+        self.srv.start()
+        for name in good:
+            c = Imap(self.srv.host, self.srv.port)
+            try:
+                r = c.cmd("LOGIN %s %s" % (quote(name), quote("pw-good")))
+                self.assertEqual(r.status, "OK", (name, r.describe()))
+            finally:
+                c.close()
+        self.assertEqual(self.srv.stop(), 0)
+
+    def mail_count(self, user, password):
+        M = imaplib.IMAP4(self.srv.host, self.srv.port)
+        try:
+            M.login(user, password)
+            typ, data = M.select("INBOX")
+            self.assertEqual(typ, "OK")
+            return int(data[0])
+        finally:
+            M.logout()
+
+    def test_del_keeps_mail_and_says_so_purge_removes_it(self):
+        self.admin("user", "add", "--scheme", "PLAIN", "ann", password="pw-ann")
+        self.srv.start()
+        M = imaplib.IMAP4(self.srv.host, self.srv.port)
+        M.login("ann", "pw-ann")
+        self.assertEqual(M.append("INBOX", None, None,
+                                  b"From: a@example.com\r\nSubject: private\r\n\r\nold mail\r\n")[0],
+                         "OK")
+        M.logout()
+        mail = os.path.join(self.srv.mail_root, "ann")
+        self.assertTrue(os.path.isdir(mail))
+        out = self.admin("user", "del", "ann").stdout.decode()
+        # the operator is told that the mail stays, who would read it, and how not
+        self.assertIn("kept", out)
+        self.assertIn("same name would read it", out)
+        self.assertIn("--purge", out)
+        self.assertTrue(os.path.isdir(mail))
+        # as said: a new ann reads the old ann's mail
+        self.admin("user", "add", "--scheme", "PLAIN", "ann", password="pw-new")
+        self.assertEqual(self.mail_count("ann", "pw-new"), 1)
+        # --purge removes the mail as well
+        self.assertEqual(self.srv.stop(), 0)
+        out = self.admin("user", "del", "--purge", "ann").stdout.decode()
+        self.assertIn("its mail", out)
+        self.assertFalse(os.path.exists(mail))
+        self.assertEqual([n for n in os.listdir(self.srv.mail_root) if n.startswith("ann")], [])
+        self.assertNotIn("ann", self.entries())
+        self.srv.start()
+        self.admin("user", "add", "--scheme", "PLAIN", "ann", password="pw-third")
+        self.assertEqual(self.mail_count("ann", "pw-third"), 0)
+        # a user without mail: purged all the same
+        self.admin("user", "add", "--scheme", "PLAIN", "bob", password="pw-bob")
+        out = self.admin("user", "del", "--purge", "bob").stdout.decode()
+        self.assertIn("no mail", out)
+        self.admin("user", "del", "--purge", "bob", rc=1)                # gone
+        self.assertEqual(self.srv.stop(), 0)
 
 
 if __name__ == "__main__":

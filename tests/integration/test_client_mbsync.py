@@ -3,8 +3,12 @@
 (plus two more folders) into a Maildir, byte for byte with the right flags;
 then changes on both sides (local flag change, local delete, local new
 message, server-side APPEND and flag change) are synced both ways and checked
-over IMAP.  mbsync must be installed (tools/setup-deps.sh); a missing binary
-is a failure, not a skip.  Runs once per io backend."""
+over IMAP.  mbsync runs with its defaults (AuthMechs *: the best mechanism
+the server offers, SCRAM-SHA-256 where offered, without falling back) against
+a user made by `ringmail-admin user add` with its defaults; a second case
+has every user SCRAM-capable, so SCRAM is offered and used.  mbsync must be
+installed (tools/setup-deps.sh); a missing binary is a failure, not a skip.
+Runs once per io backend."""
 
 import os
 import subprocess
@@ -42,7 +46,6 @@ Port %(port)d
 User %(user)s
 Pass %(pw)s
 %(ssl)s
-AuthMechs LOGIN
 Timeout 60
 
 IMAPStore ring-far
@@ -150,7 +153,35 @@ class MbsyncTls(Mbsync):
     use_tls = True
 
 
-rs.parametrize(globals(), Mbsync, MbsyncTls)
+class MbsyncScram(Mbsync):
+    """Every user has SCRAM-capable credentials: AUTH=SCRAM-SHA-256 is
+    offered, mbsync picks it, and logs in with it."""
+    SCHEME = "SCRAM-SHA-256"
+
+    @classmethod
+    def prepare_server(cls, server):
+        super().prepare_server(server)
+        # the harness's users: {PLAIN} ones can serve SCRAM, its one
+        # SHA512-CRYPT user cannot
+        server.users.pop("crypt", None)
+        with open(server.passwd) as f:
+            lines = [l for l in f if not l.startswith("crypt:")]
+        with open(server.passwd, "w") as f:
+            f.writelines(lines)
+
+    test_mbsync_two_way = None
+
+    def test_mbsync_scram(self):
+        rs.require_program(self, "mbsync")
+        self.assertIn("AUTH=SCRAM-SHA-256", self.connect().capabilities())
+        self.write_config()
+        self.run_mbsync("sync with SCRAM")
+        self.compare("INBOX", self.by_msgid([(m.raw, m.flags) for m in INBOX_MSGS
+                                             if "\\Deleted" not in m.flags]), "SCRAM sync")
+        self.assertIn("login (SCRAM-SHA-256)", self.server.stderr_since(self.log_offset))
+
+
+rs.parametrize(globals(), Mbsync, MbsyncTls, MbsyncScram)
 
 if __name__ == "__main__":
     rs.main()

@@ -1,7 +1,10 @@
 """AUTHENTICATE with every mechanism (PLAIN, LOGIN, SCRAM-SHA-256 and, over
 TLS, SCRAM-SHA-256-PLUS with tls-server-end-point channel binding), with and
 without SASL-IR, and LOGIN with every password scheme the passwd-file
-accepts.  The SCRAM client is written here from RFC 5802 / RFC 7677."""
+accepts.  AUTH=SCRAM-SHA-256 is offered only while every user's
+credentials can serve it (a client offered SCRAM may not fall back), and a
+failed SASL login logs the names the client sent.  The SCRAM client is
+written here from RFC 5802 / RFC 7677."""
 
 import base64
 import hashlib
@@ -9,6 +12,7 @@ import hmac
 import os
 import secrets
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmail_server as rs  # noqa: E402
@@ -118,7 +122,75 @@ class Sasl(rs.ServerTestCase):
         return self.sasl(c, "SCRAM-SHA-256-PLUS" if plus else "SCRAM-SHA-256", steps,
                          ir=cl.first() if ir else None)
 
+    def test_scram_not_offered_with_one_way_hashes(self):
+        # users stored with one-way hashes (ARGON2ID, crypt) cannot pass
+        # SCRAM: it is not offered, with or without TLS
+        for tls in (False, True):
+            caps = self.connect(tls=tls).capabilities()
+            self.assertNotIn("AUTH=SCRAM-SHA-256", caps)
+            self.assertNotIn("AUTH=SCRAM-SHA-256-PLUS", caps)
+        # a client that tries it anyway: works where the credentials allow
+        for scheme in ("PLAIN", "SCRAM-SHA-256"):
+            user = "s-" + scheme.lower()
+            r = self.scram(self.connect(), user, "pw-" + user)
+            self.assertEqual(r.status()[0], "OK", (scheme, r))
+        # a one-way hash gives no SCRAM keys: authentication fails cleanly
+        r = self.scram(self.connect(), "s-argon2id", "pw-s-argon2id")
+        self.assertEqual(r.status()[0], "NO", r)
+
+    def test_failed_sasl_login_logs_the_names_sent(self):
+        checks = []
+        r = self.sasl(self.connect(), "PLAIN", None, ir=b"\0s-plain\0wrong-pw")
+        self.assertEqual(r.status()[0], "NO", r)
+        checks.append("user=s-plain ")
+        answers = iter([b"s-sha512-crypt", b"wrong"])
+        r = self.sasl(self.connect(), "LOGIN", lambda ch: next(answers))
+        self.assertEqual(r.status()[0], "NO", r)
+        checks.append("user=s-sha512-crypt ")
+        r = self.scram(self.connect(), "s-scram-sha-256", "wrong")
+        self.assertEqual(r.status()[0], "NO", r)
+        checks.append("user=s-scram-sha-256 ")
+        r = self.scram(self.connect(), "nobody-at-all", "x")
+        self.assertEqual(r.status()[0], "NO", r)
+        checks.append("user=nobody-at-all ")
+        # an authorization identity that is another user: both names
+        r = self.sasl(self.connect(), "PLAIN", None, ir=b"boss\0s-plain\0pw-s-plain")
+        self.assertEqual(r.status()[0], "NO", r)
+        self.assertIn(b"AUTHORIZATIONFAILED", r.raw)
+        checks.append("authzid boss")
+        log = self.server.stderr_since(self.log_offset)
+        for want in checks:
+            self.assertIn(want, log, "the log does not name the user (%r):\n%s" % (want, log))
+        self.assertNotIn("user= ", log)
+
+
+class SaslScram(Sasl):
+    """Every user has SCRAM-capable credentials ({PLAIN} or {SCRAM-SHA-256}):
+    SCRAM is offered, and works for every user it is offered to."""
+
+    @classmethod
+    def prepare_server(cls, server):
+        for scheme in ("PLAIN", "SCRAM-SHA-256"):
+            user = "s-" + scheme.lower()
+            server.admin("-o", "passwd_file=" + server.passwd, "user", "add", "--scheme",
+                         scheme, user, input=("pw-" + user + "\n").encode())
+        # the harness's one-way-hashed user would keep SCRAM from being offered
+        server.users.pop("crypt", None)
+        with open(server.passwd) as f:
+            lines = [l for l in f if not l.startswith("crypt:")]
+        with open(server.passwd, "w") as f:
+            f.writelines(lines)
+
+    test_login_every_scheme = None
+    test_scram_not_offered_with_one_way_hashes = None
+    test_failed_sasl_login_logs_the_names_sent = None
+
+    def test_scram_plus_over_tls(self):
+        self.check_scram_plus_over_tls()
+
     def test_scram(self):
+        caps = self.connect().capabilities()
+        self.assertIn("AUTH=SCRAM-SHA-256", caps)
         for scheme in ("PLAIN", "SCRAM-SHA-256"):
             user = "s-" + scheme.lower()
             for ir in (False, True):
@@ -126,13 +198,39 @@ class Sasl(rs.ServerTestCase):
                 self.assertEqual(r.status()[0], "OK", (scheme, ir, r))
             r = self.scram(self.connect(), user, "wrong")
             self.assertEqual(r.status()[0], "NO", r)
-        # a one-way hash gives no SCRAM keys: authentication fails cleanly
-        r = self.scram(self.connect(), "s-argon2id", "pw-s-argon2id")
-        self.assertEqual(r.status()[0], "NO", r)
         r = self.scram(self.connect(), "nobody-here", "x")
         self.assertEqual(r.status()[0], "NO", r)
+        # every user of the file passes SCRAM (the harness's users are {PLAIN})
+        r = self.scram(self.connect(), self.user, self.password)
+        self.assertEqual(r.status()[0], "OK", r)
 
-    def test_scram_plus_over_tls(self):
+    def test_offer_follows_the_passwd_file(self):
+        self.assertIn("AUTH=SCRAM-SHA-256", self.connect().capabilities())
+        # `user add` with the defaults (ARGON2ID): SCRAM could not serve the
+        # new user, so it is no longer offered (the file is re-read at once)
+        self.server.admin("-o", "passwd_file=" + self.server.passwd, "user", "add", "argon",
+                          input=b"pw-argon\n")
+        try:
+            caps = None
+            for _ in range(50):
+                caps = self.connect().capabilities()
+                if "AUTH=SCRAM-SHA-256" not in caps:
+                    break
+                time.sleep(0.1)
+            self.assertNotIn("AUTH=SCRAM-SHA-256", caps)
+            # and the new user logs in with what is offered
+            self.ok(self.connect(), "LOGIN argon pw-argon")
+        finally:
+            self.server.admin("-o", "passwd_file=" + self.server.passwd, "user", "del",
+                              "argon")
+        for _ in range(50):
+            caps = self.connect().capabilities()
+            if "AUTH=SCRAM-SHA-256" in caps:
+                break
+            time.sleep(0.1)
+        self.assertIn("AUTH=SCRAM-SHA-256", caps)
+
+    def check_scram_plus_over_tls(self):
         c = self.connect()
         self.assertNotIn("AUTH=SCRAM-SHA-256-PLUS", c.capabilities())
         c = self.connect(tls=True)
@@ -161,7 +259,7 @@ class Sasl(rs.ServerTestCase):
         self.ok(c, "NOOP")
 
 
-rs.parametrize(globals(), Sasl)
+rs.parametrize(globals(), Sasl, SaslScram)
 
 if __name__ == "__main__":
     import unittest

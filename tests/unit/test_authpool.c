@@ -284,11 +284,87 @@ static void t_cache_verify(void)
     passwd_close(db);
 }
 
+/* A queued job dropped by authpool_cancel never runs, and its done never
+ * comes; a running one cannot be dropped. */
+static void t_cancel(void)
+{
+    authpool *p;
+    REQUIRE_OK(authpool_new(1, 100, &p));
+    atomic_int gate = 0, started = 0, done = 0;
+    struct job blocker = {.gate = &gate, .started = &started, .done_count = &done};
+    authpool_job *hb = NULL, *h[4] = {NULL};
+    struct job q[4];
+    REQUIRE_OK(authpool_submit_at(p, job_work, &blocker, job_done, NULL, 0, 0, &hb));
+    wait_until(&started, 1);
+    for (int i = 0; i < 4; i++) {
+        q[i] = (struct job){.done_count = &done, .status = 99};
+        REQUIRE_OK(authpool_submit_at(p, job_work, &q[i], job_done, NULL, 0, 0, &h[i]));
+    }
+    CHECK_EQ(authpool_queued(p), 4);
+    CHECK(!authpool_cancel(p, hb));         /* running: its done comes */
+    CHECK(authpool_cancel(p, h[1]));
+    CHECK(authpool_cancel(p, h[3]));
+    CHECK_EQ(authpool_queued(p), 2);
+    atomic_store(&gate, 1);
+    wait_until(&done, 3);
+    usleep(50000);                          /* nothing else may come */
+    CHECK_EQ(atomic_load(&done), 3);
+    CHECK(blocker.worked && q[0].worked && q[2].worked);
+    CHECK(!q[1].worked && !q[3].worked);
+    CHECK_EQ(q[1].status, 99);
+    CHECK_EQ(q[3].status, 99);
+    uint64_t ran = 0, cancelled = 0;
+    authpool_counts(p, &ran, &cancelled);
+    CHECK_EQ(ran, 3);
+    CHECK_EQ(cancelled, 2);
+    authpool_free(p);
+}
+
+static void stamp_work(void *arg)
+{
+    struct job *j = arg;
+    j->worked = true;
+    j->status = (int)authpool_now_ms();     /* reused: when it ran (low bits) */
+    if (j->started)
+        atomic_fetch_add(j->started, 1);
+}
+
+/* A job told to wait does not start early and holds no thread meanwhile:
+ * with one thread, a job submitted later without a wait runs first. */
+static void t_not_before(void)
+{
+    authpool *p;
+    REQUIRE_OK(authpool_new(1, 100, &p));
+    atomic_int started = 0, done = 0;
+    struct job late = {.started = &started, .done_count = &done};
+    struct job now = {.started = &started, .done_count = &done};
+    struct job gone = {.started = &started, .done_count = &done};
+    uint64_t t0 = authpool_now_ms();
+    authpool_job *hg;
+    REQUIRE_OK(authpool_submit_at(p, stamp_work, &late, NULL, NULL, 0, t0 + 300, NULL));
+    REQUIRE_OK(authpool_submit_at(p, stamp_work, &gone, NULL, NULL, 0, t0 + 200, &hg));
+    REQUIRE_OK(authpool_submit_at(p, stamp_work, &now, NULL, NULL, 0, 0, NULL));
+    wait_until(&started, 1);
+    CHECK(now.worked);
+    CHECK(!late.worked);
+    CHECK(authpool_cancel(p, hg));          /* a waiting job can be dropped too */
+    CHECK_EQ(authpool_queued(p), 1);
+    wait_until(&started, 2);
+    CHECK(late.worked);
+    CHECK(!gone.worked);
+    CHECK(authpool_now_ms() - t0 >= 300);
+    /* the late one ran no earlier than asked (compare the low 31 bits) */
+    CHECK(((uint32_t)late.status - (uint32_t)(t0 + 300)) < 0x40000000u);
+    authpool_free(p);
+}
+
 int main(void)
 {
     RUN(t_runs_off_thread_done_on_worker);
     RUN(t_queue_full);
     RUN(t_shutdown);
+    RUN(t_cancel);
+    RUN(t_not_before);
     RUN(t_cache);
     RUN(t_cache_verify);
     return test_summary();

@@ -59,8 +59,9 @@ static int fake_binding(void *arg, const char *type, uint8_t *out, size_t *len)
     return -EINVAL;
 }
 
-static const sasl_backend BE = {fake_verify, fake_lookup, fake_binding, NULL};
-static const sasl_backend BE_NOCB = {fake_verify, fake_lookup, NULL, NULL};
+static const sasl_backend BE = {.verify = fake_verify, .scram_lookup = fake_lookup,
+                                .binding = fake_binding};
+static const sasl_backend BE_NOCB = {.verify = fake_verify, .scram_lookup = fake_lookup};
 
 static void setup(void)
 {
@@ -554,11 +555,11 @@ static void t_mech_names(void)
 static void t_fuzz_smoke(void)
 {
     static const char *const seeds[] = {
-        "\x12n,,n=user,r=rOprNGfwEbeRWgbNEkqO\xff"
-        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-        "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=\xff",
-        "\x0bp=tls-exporter,a=user,n=user,r=abc\xff"
-        "c=cD10bHMtZXhwb3J0ZXIsLEJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC,r=abc%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA\xff",
+        ("\x12n,,n=user,r=rOprNGfwEbeRWgbNEkqO\xff"
+         "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+         "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=\xff"),
+        ("\x0bp=tls-exporter,a=user,n=user,r=abc\xff"
+         "c=cD10bHMtZXhwb3J0ZXIsLEJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC,r=abc%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA\xff"),
         "\x00\x00user\x00pencil",
         "\x11user\xffpencil",
         "\x04y,,n=user,r=abc",
@@ -594,6 +595,47 @@ static void t_fuzz_smoke(void)
     CHECK_EQ(sasl_fuzz_exchange(NULL, 0), SASL_FAIL);
 }
 
+static int cache_knows(void *arg, const char *user, const char *password)
+{
+    (void)arg;
+    return !strcmp(user, "user") && !strcmp(password, "pencil") ? 0 : -ENOENT;
+}
+
+/* A password the backend's cache knows is DONE at once, with no slow work
+ * (PLAIN and LOGIN); anything else still goes through SASL_WORK. */
+static void t_verify_cached(void)
+{
+    sasl_backend be = BE;
+    be.verify_cached = cache_knows;
+    const uint8_t *out;
+    size_t outlen;
+    sasl *s;
+    REQUIRE_OK(sasl_new(SASL_MECH_PLAIN, &be, false, &s));
+    CHECK_EQ(sasl_step(s, (const uint8_t *)"\0user\0pencil", 12, &out, &outlen), SASL_DONE);
+    CHECK(sasl_user(s) && !strcmp(sasl_user(s), "user"));
+    sasl_free(s);
+    REQUIRE_OK(sasl_new(SASL_MECH_PLAIN, &be, false, &s));
+    CHECK_EQ(sasl_step(s, (const uint8_t *)"\0user\0wrong", 11, &out, &outlen), SASL_WORK);
+    sasl_work(s);
+    CHECK_EQ(sasl_resume(s, &out, &outlen), SASL_FAIL);
+    CHECK_EQ(sasl_error(s), -EACCES);
+    CHECK(sasl_authcid(s) && !strcmp(sasl_authcid(s), "user"));   /* for the log */
+    sasl_free(s);
+    REQUIRE_OK(sasl_new(SASL_MECH_LOGIN, &be, false, &s));
+    CHECK_EQ(sasl_step(s, NULL, 0, &out, &outlen), SASL_CONTINUE);
+    CHECK_EQ(sasl_step(s, (const uint8_t *)"user", 4, &out, &outlen), SASL_CONTINUE);
+    CHECK_EQ(sasl_step(s, (const uint8_t *)"pencil", 6, &out, &outlen), SASL_DONE);
+    sasl_free(s);
+    /* PLAIN with an authzid of another user: refused, both names kept */
+    REQUIRE_OK(sasl_new(SASL_MECH_PLAIN, &be, false, &s));
+    CHECK_EQ(sasl_step(s, (const uint8_t *)"boss\0user\0pencil", 16, &out, &outlen),
+             SASL_FAIL);
+    CHECK_EQ(sasl_error(s), -EPERM);
+    CHECK(sasl_authzid(s) && !strcmp(sasl_authzid(s), "boss"));
+    CHECK(sasl_authcid(s) && !strcmp(sasl_authcid(s), "user"));
+    sasl_free(s);
+}
+
 int main(void)
 {
     setup();
@@ -606,6 +648,7 @@ int main(void)
     RUN(t_plain);
     RUN(t_login);
     RUN(t_async);
+    RUN(t_verify_cached);
     RUN(t_fuzz_smoke);
     return test_summary();
 }
