@@ -204,7 +204,7 @@ static void sync_done(void *arg, int status)
     sess_resume_input(s);
 }
 
-static void hold_until_durable(session *s, store_defer *d)
+void sess_hold_until_durable(session *s, store_defer *d)
 {
     struct sync_job *j = malloc(sizeof *j);
     if (j) {
@@ -292,7 +292,7 @@ static void run_command(session *s, const uint8_t *p, size_t n)
     c->fn(s, tag, a, args, nargs, uid);
     store_defer_end();
     if (d.n)
-        hold_until_durable(s, &d);
+        sess_hold_until_durable(s, &d);
     if (s->bad == bad)
         s->bad = 0;     /* the limit is on BAD answers in a row */
 out:
@@ -326,7 +326,7 @@ static void stash_rest(session *s, const uint8_t *p, size_t n)
 
 static void feed(session *s, const uint8_t *p, size_t n)
 {
-    if (s->delayed || s->pool_busy) {
+    if (s->delayed || s->pool_busy || s->cont_step) {
         /* An answer is held back: keep what arrives for later, in order. */
         if (s->nstash + n > s->srv->limits.max_line + 65536)
             s->state = ST_LOGOUT;
@@ -392,7 +392,7 @@ static void feed(session *s, const uint8_t *p, size_t n)
                 s->state = ST_LOGOUT;
             break;
         }
-        if (s->delayed || s->pool_busy) {
+        if (s->delayed || s->pool_busy || s->cont_step) {
             stash_rest(s, p, n);
             sess_flush(s);
             return;
@@ -447,6 +447,10 @@ void sess_resume_input(session *s)
         return;
     if (s->state == ST_LOGOUT) {
         net_conn_close(s->conn);
+        return;
+    }
+    if (s->cont_step) {
+        sess_cont_next(s);  /* a long command goes on before any other */
         return;
     }
     if (!s->out_paused)
@@ -530,9 +534,20 @@ static void on_drain(net_conn *c, void *user)
     session *s = user;
     if (s->out_paused && net_conn_pending(c) <= s->srv->max_output / 2) {
         s->out_paused = false;
-        if (!s->delayed)
+        if (!s->delayed && !s->cont_step && !s->pool_busy)
             net_conn_pause(c, false);
     }
+    /* Not from here (we are inside the send's completion): next round. */
+    if (s->cont_drain) {
+        s->cont_drain = false;
+        net_conn_yield(c);
+    }
+}
+
+static void on_resume(net_conn *c, void *user)
+{
+    (void)c;
+    sess_cont_run(user);
 }
 
 static void on_timer(net_conn *c, void *user)
@@ -565,6 +580,7 @@ static void on_wake(net_conn *c, void *user)
 
 void sess_free(session *s)
 {
+    sess_cont_free(s);
     sasl_free(s->sasl);
     store_user_close(s->su);
     imap_reader_free(s->rd);
@@ -591,6 +607,7 @@ static void on_close(net_conn *c, void *user)
     memset(&s->held, 0, sizeof s->held);
     free(s->stash);
     s->stash = NULL;
+    sess_cont_free(s);      /* before unselect: it may pin the mailbox */
     sess_unselect(s);
     if (s->pool_busy) {
         s->dead = true;     /* the pool job still points here: it frees us */
@@ -614,6 +631,7 @@ const net_conn_ops imap_session_ops = {
     .on_drain = on_drain,
     .on_timer = on_timer,
     .on_wake = on_wake,
+    .on_resume = on_resume,
     .on_close = on_close,
     .on_shutdown = on_shutdown,
 };
