@@ -405,6 +405,105 @@ static void list_line(session *s, const char *verb, const char *attrs, char sep,
     imap_out_printf(&s->out, "\r\n");
 }
 
+/* A LIST or LSUB in progress: one mailbox (with its STATUS, if asked) is
+ * a unit of work, so a long list, or one with STATUS for every mailbox,
+ * runs in slices and stops while the client is slow to read. */
+typedef struct list_cont {
+    bool lsub;
+    unsigned sel, ret, status_items;
+    char sep;
+    store_mailbox_info *v;
+    size_t n;
+    char **subs;
+    size_t nsubs;
+    char **pats;                /* full patterns; NULL: LIST "" "" */
+    size_t npats;
+    size_t pi, k;               /* next pattern, next mailbox or subscription */
+    char tag[];
+} list_cont;
+
+static void list_cont_free(void *arg)
+{
+    list_cont *lc = arg;
+    store_mailbox_info_free(lc->v, lc->n);
+    for (size_t k = 0; k < lc->nsubs; k++)
+        free(lc->subs[k]);
+    free(lc->subs);
+    for (size_t k = 0; k < lc->npats; k++)
+        free(lc->pats[k]);
+    free(lc->pats);
+    free(lc);
+}
+
+static bool list_step(session *s, void *arg)
+{
+    list_cont *lc = arg;
+    const store_mailbox_info *v = lc->v;
+    size_t n = lc->n, nsubs = lc->nsubs;
+    char **subs = lc->subs;
+    char sep = lc->sep;
+    bool lsub = lc->lsub;
+    sess_slice sl;
+    sess_slice_begin(&sl);
+    for (; lc->pi < lc->npats; lc->pi++, lc->k = 0) {
+        const char *full = lc->pats[lc->pi];
+        if (!full) {
+            if (sess_slice_over(s, &sl))
+                return false;
+            /* LIST "" "": the hierarchy delimiter and the root. */
+            imap_out_printf(&s->out, "* LIST (\\Noselect) \"%c\" \"\"\r\n", sep);
+            continue;
+        }
+        if (lsub || (lc->sel & SEL_SUBSCRIBED)) {
+            for (; lc->k < nsubs; lc->k++) {
+                size_t k = lc->k;
+                if (sess_slice_over(s, &sl))
+                    return false;
+                if (!wild_match(full, subs[k], sep))
+                    continue;
+                size_t m;
+                for (m = 0; m < n && strcmp(v[m].name, subs[k]); m++)
+                    ;
+                char attrs[160] = "";
+                if (m == n)
+                    strcat(attrs, lsub ? "\\Noselect" : "\\NonExistent");
+                if (!lsub) {
+                    strcat(attrs, *attrs ? " \\Subscribed" : "\\Subscribed");
+                    if (m < n && special_name(v[m].special)) {
+                        strcat(attrs, " ");
+                        strcat(attrs, special_name(v[m].special));
+                    }
+                }
+                list_line(s, lsub ? "LSUB" : "LIST", attrs, sep, subs[k]);
+            }
+        } else {
+            for (; lc->k < n; lc->k++) {
+                size_t k = lc->k;
+                if (sess_slice_over(s, &sl))
+                    return false;
+                if (!wild_match(full, v[k].name, sep))
+                    continue;
+                if ((lc->sel & SEL_SPECIAL) && !v[k].special)
+                    continue;
+                char attrs[160];
+                strcpy(attrs, has_children(v, n, v[k].name, sep) ? "\\HasChildren"
+                                                                 : "\\HasNoChildren");
+                if (lc->ret & RET_SUBSCRIBED && is_subscribed(subs, nsubs, v[k].name))
+                    strcat(attrs, " \\Subscribed");
+                if (special_name(v[k].special)) {
+                    strcat(attrs, " ");
+                    strcat(attrs, special_name(v[k].special));
+                }
+                list_line(s, "LIST", attrs, sep, v[k].name);
+                if (lc->ret & RET_STATUS)
+                    status_line(s, v[k].name, lc->status_items);
+            }
+        }
+    }
+    sess_tagged(s, lc->tag, "OK", "%s completed", lsub ? "LSUB" : "LIST");
+    return true;
+}
+
 static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
                     size_t nargs, bool lsub)
 {
@@ -468,24 +567,25 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
     /* Several patterns are allowed in LIST-EXTENDED. */
     const imap_arg *pats = pat->type == IMAP_ARG_LIST && !lsub ? pat->list : pat;
     size_t npats = pat->type == IMAP_ARG_LIST && !lsub ? pat->nlist : 1;
-    char sep = store_user_separator(s->su);
-    store_mailbox_info *v = NULL;
-    size_t n = 0, nsubs = 0;
-    char **subs = NULL;
-    int rc = store_mailbox_list(s->su, &v, &n);
-    if (rc == 0)
-        rc = store_subscriptions(s->su, &subs, &nsubs);
-    if (rc < 0) {
-        sess_store_error(s, tag, rc, "list");
+    size_t taglen = strlen(tag);
+    list_cont *lc = calloc(1, sizeof *lc + taglen + 1);
+    if (!lc || !(lc->pats = calloc(npats ? npats : 1, sizeof *lc->pats))) {
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         goto out;
     }
+    lc->lsub = lsub;
+    lc->sel = sel;
+    lc->ret = ret;
+    lc->status_items = status_items_;
+    lc->sep = store_user_separator(s->su);
+    memcpy(lc->tag, tag, taglen + 1);
+    /* The patterns first: the arguments are gone once the command yields. */
     for (size_t pi = 0; pi < npats; pi++) {
         char *pname = mbox_arg(s, tag, a, &pats[pi]);
         if (!pname)
             goto out;
+        lc->npats++;
         if (!*pname && !lsub) {
-            /* LIST "" "": the hierarchy delimiter and the root. */
-            imap_out_printf(&s->out, "* LIST (\\Noselect) \"%c\" \"\"\r\n", sep);
             free(pname);
             continue;
         }
@@ -493,59 +593,30 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
         char *full = malloc(fl);
         if (!full) {
             free(pname);
+            sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
             goto out;
         }
         snprintf(full, fl, "%s%s", refname, pname);
         free(pname);
-        canon_inbox(full, sep);
-        if (lsub || (sel & SEL_SUBSCRIBED)) {
-            for (size_t k = 0; k < nsubs; k++) {
-                if (!wild_match(full, subs[k], sep))
-                    continue;
-                size_t m;
-                for (m = 0; m < n && strcmp(v[m].name, subs[k]); m++)
-                    ;
-                char attrs[160] = "";
-                if (m == n)
-                    strcat(attrs, lsub ? "\\Noselect" : "\\NonExistent");
-                if (!lsub) {
-                    strcat(attrs, *attrs ? " \\Subscribed" : "\\Subscribed");
-                    if (m < n && special_name(v[m].special)) {
-                        strcat(attrs, " ");
-                        strcat(attrs, special_name(v[m].special));
-                    }
-                }
-                list_line(s, lsub ? "LSUB" : "LIST", attrs, sep, subs[k]);
-            }
-        } else {
-            for (size_t k = 0; k < n; k++) {
-                if (!wild_match(full, v[k].name, sep))
-                    continue;
-                if ((sel & SEL_SPECIAL) && !v[k].special)
-                    continue;
-                char attrs[160];
-                strcpy(attrs, has_children(v, n, v[k].name, sep) ? "\\HasChildren"
-                                                                 : "\\HasNoChildren");
-                if (ret & RET_SUBSCRIBED && is_subscribed(subs, nsubs, v[k].name))
-                    strcat(attrs, " \\Subscribed");
-                if (special_name(v[k].special)) {
-                    strcat(attrs, " ");
-                    strcat(attrs, special_name(v[k].special));
-                }
-                list_line(s, "LIST", attrs, sep, v[k].name);
-                if (ret & RET_STATUS)
-                    status_line(s, v[k].name, status_items_);
-            }
-        }
-        free(full);
+        canon_inbox(full, lc->sep);
+        lc->pats[pi] = full;
     }
-    sess_tagged(s, tag, "OK", "%s completed", lsub ? "LSUB" : "LIST");
+    int rc = store_mailbox_list(s->su, &lc->v, &lc->n);
+    if (rc == 0)
+        rc = store_subscriptions(s->su, &lc->subs, &lc->nsubs);
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, "list");
+        goto out;
+    }
+    if (!list_step(s, lc))
+        sess_cont_start(s, list_step, list_cont_free, lc);
+    else
+        list_cont_free(lc);
+    lc = NULL;
 out:
     free(refname);
-    store_mailbox_info_free(v, n);
-    for (size_t k = 0; k < nsubs; k++)
-        free(subs[k]);
-    free(subs);
+    if (lc)
+        list_cont_free(lc);
 }
 
 void cmd_list(session *s, const char *tag, imap_args *a, imap_arg *args,
