@@ -33,6 +33,11 @@ void sess_slice_begin(sess_slice *sl)
     sl->n = 0;
 }
 
+bool sess_slice_expired(const sess_slice *sl)
+{
+    return now_ns() >= sl->deadline_ns;
+}
+
 bool sess_slice_over(session *s, sess_slice *sl)
 {
     if (sl->n++ == 0)

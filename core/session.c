@@ -324,9 +324,24 @@ static void stash_rest(session *s, const uint8_t *p, size_t n)
     s->nstash += n;
 }
 
+/* Stop reading commands until the next round of the loop, or until the
+ * output drains if it is over its limit; what was received is stashed. */
+static void input_yield(session *s)
+{
+    s->in_yield = true;
+    sess_hold_input(s);
+    sess_flush(s);
+    if (net_conn_pending(s->conn) > s->srv->max_output)
+        s->out_paused = true;   /* on_drain yields */
+    else
+        net_conn_yield(s->conn);
+}
+
 static void feed(session *s, const uint8_t *p, size_t n)
 {
-    if (s->delayed || s->pool_busy || s->cont_step) {
+    sess_slice sl;
+    sess_slice_begin(&sl);
+    if (s->delayed || s->pool_busy || s->cont_step || s->in_yield) {
         /* An answer is held back: keep what arrives for later, in order. */
         if (s->nstash + n > s->srv->limits.max_line + 65536)
             s->state = ST_LOGOUT;
@@ -397,6 +412,18 @@ static void feed(session *s, const uint8_t *p, size_t n)
             sess_flush(s);
             return;
         }
+        if (n && st == IMAP_READ_COMMAND &&
+            (sess_slice_expired(&sl) ||
+             s->out.len + net_conn_pending(s->conn) > s->srv->max_output)) {
+            /* A long pipeline: the worker's other sessions get their turn
+             * (and a slow client reads) before the next command. */
+            stash_rest(s, p, n);
+            if (s->state != ST_LOGOUT) {
+                input_yield(s);
+                return;
+            }
+            break;
+        }
         if (st == IMAP_READ_MORE && used == 0)
             break;
     }
@@ -453,8 +480,6 @@ void sess_resume_input(session *s)
         sess_cont_next(s);  /* a long command goes on before any other */
         return;
     }
-    if (!s->out_paused)
-        net_conn_pause(s->conn, false);
     if (s->wait == WAIT_NONE)
         arm_timer(s);
     uint8_t *st = s->stash;
@@ -464,6 +489,11 @@ void sess_resume_input(session *s)
     if (n)
         feed(s, st, n);
     free(st);
+    /* Reading goes on only once what was kept is used up: a pipeline that
+     * yielded again keeps the rest in the socket meanwhile. */
+    if (!s->out_paused && !s->delayed && !s->pool_busy && !s->cont_step && !s->in_yield &&
+        s->state != ST_LOGOUT)
+        net_conn_pause(s->conn, false);
 }
 
 /* The delay is over: send the held answer and go on with what came
@@ -534,7 +564,9 @@ static void on_drain(net_conn *c, void *user)
     session *s = user;
     if (s->out_paused && net_conn_pending(c) <= s->srv->max_output / 2) {
         s->out_paused = false;
-        if (!s->delayed && !s->cont_step && !s->pool_busy)
+        if (s->in_yield)
+            net_conn_yield(c);
+        else if (!s->delayed && !s->cont_step && !s->pool_busy)
             net_conn_pause(c, false);
     }
     /* Not from here (we are inside the send's completion): next round. */
@@ -547,7 +579,13 @@ static void on_drain(net_conn *c, void *user)
 static void on_resume(net_conn *c, void *user)
 {
     (void)c;
-    sess_cont_run(user);
+    session *s = user;
+    if (s->cont_step) {
+        sess_cont_run(s);
+    } else if (s->in_yield && !s->out_paused) {
+        s->in_yield = false;
+        sess_resume_input(s);
+    }
 }
 
 static void on_timer(net_conn *c, void *user)

@@ -78,6 +78,8 @@ struct session {
     void (*cont_free)(void *state);
     void *cont;                 /* its state, owned */
     bool cont_drain;            /* waits for the output queue to drain */
+    bool in_yield;              /* a pipeline paused for one loop round
+                                   (or for the output to drain) */
 };
 
 /* Command handlers get the tag, the arguments after the name, and `uid`
@@ -119,6 +121,8 @@ typedef struct sess_slice {
 } sess_slice;
 #define SESS_SLICE_NS 1000000u  /* ~1 ms of work per step */
 void sess_slice_begin(sess_slice *sl);
+/* The slice's time is up (the output is not looked at). */
+bool sess_slice_expired(const sess_slice *sl);
 /* Count one unit of work (a message, a mailbox, a few KB of output) and
  * say whether the step should end now: its time is up, or the output
  * queued for the client is over max_output_buffer.  Never true before the
