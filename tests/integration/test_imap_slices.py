@@ -20,6 +20,7 @@ QUICK = os.environ.get("RINGMAIL_TEST_QUICK") == "1"
 NMSG = 1000 if QUICK else 3000
 MAX_OUTPUT = 1 << 20
 NMBOX = 300 if QUICK else 1000
+NTINY = 5000 if QUICK else 20000
 
 
 def message(i):
@@ -117,6 +118,8 @@ class Slices(rs.ServerTestCase):
     @classmethod
     def prepare_server(cls, server):
         server.import_mbox("user0", "INBOX", [message(i) for i in range(NMSG)])
+        server.import_mbox("user1", "INBOX", [b"Subject: m%d\r\n\r\nx\r\n" % i
+                                              for i in range(NTINY)])
 
     def setUp(self):
         super().setUp()
@@ -217,6 +220,36 @@ class Slices(rs.ServerTestCase):
         heavy.close()
         self.raws.remove(heavy)
         self.ok(self.login(), "NOOP")
+
+    def test_bystander_answered_during_big_copies(self):
+        self.user, self.password = "user1", "pw1-secret"
+        heavy = self.raw()
+        by = self.login(user="user2", password="pw2-secret")
+        heavy.s.sendall(b"c CREATE Target\r\n")
+        self.assertIn(b"c OK", heavy.tagged(b"c"))
+        k = 20 if QUICK else 60
+        heavy.s.sendall(b"".join(b"h%d COPY 1:* Target\r\n" % i for i in range(k)))
+        worst, n = 0.0, 0
+        t_end = time.monotonic() + 3
+        while time.monotonic() < t_end:
+            t = time.monotonic()
+            self.ok(by, "NOOP", timeout=120)
+            worst = max(worst, time.monotonic() - t)
+            n += 1
+            time.sleep(0.01)
+        self.assertLess(worst, 2.0, "a NOOP waited %.1f s behind another session's COPY" % worst)
+        # every copy answered so far is complete and atomic
+        got = heavy.tagged(b"h0", timeout=120)
+        self.assertEqual(got, b"h0 OK [COPYUID %s 1:%d 1:%d] COPY completed\r\n"
+                         % (got.split()[3], NTINY, NTINY))
+        # leave with copies still running or queued: freed (ASan), counted
+        heavy.close()
+        self.raws.remove(heavy)
+        c = self.login()
+        r = self.ok(c, "STATUS Target (MESSAGES)")
+        m = int(r.untagged[0].raw.split(b"MESSAGES ")[1].split(b")")[0])
+        self.assertEqual(m % NTINY, 0, "a COPY was acknowledged or stored in part: %d" % m)
+        self.assertGreaterEqual(m, NTINY)
 
     def test_slow_reader_search_identical(self):
         # a result big enough for many slices and a full output queue
