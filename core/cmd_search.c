@@ -23,7 +23,7 @@ typedef struct search_cont {
     char tag[];
 } search_cont;
 
-#define SEARCH_CHUNK 32         /* messages per evaluation call */
+#define SEARCH_CHUNK 8          /* messages per evaluation call */
 #define SEARCH_OUT_CHUNK 2048   /* numbers (or ranges) per unit of output */
 
 static void search_cont_free(void *arg)

@@ -119,7 +119,7 @@ typedef struct sess_slice {
     uint64_t deadline_ns;       /* CLOCK_MONOTONIC */
     unsigned n;                 /* units of work so far */
 } sess_slice;
-#define SESS_SLICE_NS 1000000u  /* ~1 ms of work per step */
+#define SESS_SLICE_NS 500000u   /* ~0.5 ms of work per step */
 void sess_slice_begin(sess_slice *sl);
 /* The slice's time is up (the output is not looked at). */
 bool sess_slice_expired(const sess_slice *sl);
