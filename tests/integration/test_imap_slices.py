@@ -112,7 +112,9 @@ def split_answers(data, tags):
 
 
 class Slices(rs.ServerTestCase):
-    server_options = {"workers": "1", "max_output_buffer": str(MAX_OUTPUT)}
+    # fsync = batch: a FETCH that sets \\Seen holds its answer until the flag
+    # is on disk, then goes on in slices
+    server_options = {"workers": "1", "max_output_buffer": str(MAX_OUTPUT), "fsync": "batch"}
     users_per_class = 8
 
     @classmethod
@@ -173,6 +175,18 @@ class Slices(rs.ServerTestCase):
         for t in tags:
             got = slow.tagged(t, timeout=120)
             self.assertEqual(got, ref.replace(b"r OK FETCH", t + b" OK FETCH"))
+        # a client that goes away in the middle of a FETCH (waiting for it
+        # to read, snapshot pinned) and one in the middle of a SEARCH: their
+        # state is freed (ASan's leak check when the class ends)
+        gone = self.raw()
+        gone.s.sendall(b"g " + self.FETCH + b"\r\n")
+        gone2 = self.raw()
+        gone2.s.sendall(b"".join(b"g%d SEARCH TEXT needle\r\n" % i for i in range(50)))
+        time.sleep(0.5)
+        for g in (gone, gone2):
+            g.close()
+            self.raws.remove(g)
+        self.ok(self.login(), "NOOP")
 
     def test_bystander_answered_during_heavy_pipeline(self):
         heavy = self.raw()
@@ -250,6 +264,24 @@ class Slices(rs.ServerTestCase):
         m = int(r.untagged[0].raw.split(b"MESSAGES ")[1].split(b")")[0])
         self.assertEqual(m % NTINY, 0, "a COPY was acknowledged or stored in part: %d" % m)
         self.assertGreaterEqual(m, NTINY)
+
+    def test_z_fetch_setting_seen_in_slices(self):
+        # last (names sort): it changes user0's flags
+        slow = self.raw()
+        slow.s.sendall(b"f FETCH 1:* (FLAGS BODY[HEADER.FIELDS (SUBJECT)])\r\n"
+                       b"n NOOP\r\n")
+        time.sleep(1)
+        got = slow.tagged(b"f", timeout=120)
+        self.assertTrue(got.endswith(b"\r\nf OK FETCH completed\r\n"), got[-200:])
+        self.assertEqual(got.count(b" FETCH (FLAGS (\\Seen) BODY[HEADER.FIELDS (SUBJECT)] {"),
+                         NMSG)
+        for i in range(NMSG):
+            self.assertIn(b"* %d FETCH (FLAGS (\\Seen) BODY[HEADER.FIELDS (SUBJECT)] {%d}\r\n"
+                          b"Subject: message number %d\r\n\r\n)\r\n"
+                          % (i + 1, len(b"Subject: message number %d\r\n\r\n" % i), i), got)
+        self.assertTrue(slow.tagged(b"n").startswith(b"n OK"))
+        c = self.login(select="INBOX")
+        self.assertEqual(c.cmd("SEARCH UNSEEN").search(), [])
 
     def test_slow_reader_search_identical(self):
         # a result big enough for many slices and a full output queue
