@@ -380,21 +380,45 @@ static void canon_inbox(char *p, char sep)
 enum { RET_SUBSCRIBED = 1, RET_CHILDREN = 2, RET_SPECIAL = 4, RET_STATUS = 8 };
 enum { SEL_SUBSCRIBED = 1, SEL_SPECIAL = 2, SEL_RECURSIVE = 4 };
 
-static bool is_subscribed(char **subs, size_t nsubs, const char *name)
+/* Names sorted by strcmp, so that a LIST of n mailboxes costs n log n,
+ * not n^2: each one looks up its children and its subscription. */
+static int cmp_name(const void *a, const void *b)
 {
-    for (size_t i = 0; i < nsubs; i++)
-        if (!strcmp(subs[i], name))
-            return true;
-    return false;
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static bool has_children(const store_mailbox_info *v, size_t n, const char *name, char sep)
+/* The first of the n sorted names that is >= key. */
+static size_t name_lower(const char *const *sorted, size_t n, const char *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(sorted[mid], key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static bool is_subscribed(const char *const *sorted_subs, size_t nsubs, const char *name)
+{
+    size_t i = name_lower(sorted_subs, nsubs, name);
+    return i < nsubs && !strcmp(sorted_subs[i], name);
+}
+
+/* Is there a mailbox "name<sep>..."?  Those sort together, from name+sep. */
+static bool has_children(const char *const *sorted, size_t n, const char *name, char sep)
 {
     size_t l = strlen(name);
-    for (size_t i = 0; i < n; i++)
-        if (!strncmp(v[i].name, name, l) && v[i].name[l] == sep)
-            return true;
-    return false;
+    char key[STORE_MAX_NAME_LEN + 2];
+    if (l + 1 >= sizeof key)
+        return false;   /* a longer name cannot have children */
+    memcpy(key, name, l);
+    key[l] = sep;
+    key[l + 1] = '\0';
+    size_t i = name_lower(sorted, n, key);
+    return i < n && !strncmp(sorted[i], key, l + 1);
 }
 
 static void list_line(session *s, const char *verb, const char *attrs, char sep,
@@ -416,6 +440,9 @@ typedef struct list_cont {
     size_t n;
     char **subs;
     size_t nsubs;
+    const char **names;         /* v's names, sorted (strcmp) */
+    size_t *names_at;           /* names_at[i]: the index in v of names[i] */
+    const char **ssubs;         /* subs, sorted */
     char **pats;                /* full patterns; NULL: LIST "" "" */
     size_t npats;
     size_t pi, k;               /* next pattern, next mailbox or subscription */
@@ -432,7 +459,36 @@ static void list_cont_free(void *arg)
     for (size_t k = 0; k < lc->npats; k++)
         free(lc->pats[k]);
     free(lc->pats);
+    free(lc->names);
+    free(lc->names_at);
+    free(lc->ssubs);
     free(lc);
+}
+
+static int list_index(list_cont *lc)
+{
+    lc->names = malloc((lc->n ? lc->n : 1) * sizeof *lc->names);
+    lc->names_at = malloc((lc->n ? lc->n : 1) * sizeof *lc->names_at);
+    lc->ssubs = malloc((lc->nsubs ? lc->nsubs : 1) * sizeof *lc->ssubs);
+    if (!lc->names || !lc->names_at || !lc->ssubs)
+        return -ENOMEM;
+    for (size_t i = 0; i < lc->n; i++)
+        lc->names[i] = lc->v[i].name;
+    qsort(lc->names, lc->n, sizeof *lc->names, cmp_name);
+    /* Names are unique: each of v's is found at its sorted place. */
+    for (size_t i = 0; i < lc->n; i++)
+        lc->names_at[i] = SIZE_MAX;
+    for (size_t k = 0; k < lc->n; k++) {
+        size_t i = name_lower(lc->names, lc->n, lc->v[k].name);
+        while (i < lc->n && lc->names_at[i] != SIZE_MAX)
+            i++;    /* equal names cannot happen; stay safe if they do */
+        if (i < lc->n)
+            lc->names_at[i] = k;
+    }
+    for (size_t i = 0; i < lc->nsubs; i++)
+        lc->ssubs[i] = lc->subs[i];
+    qsort(lc->ssubs, lc->nsubs, sizeof *lc->ssubs, cmp_name);
+    return 0;
 }
 
 static bool list_step(session *s, void *arg)
@@ -461,9 +517,8 @@ static bool list_step(session *s, void *arg)
                     return false;
                 if (!wild_match(full, subs[k], sep))
                     continue;
-                size_t m;
-                for (m = 0; m < n && strcmp(v[m].name, subs[k]); m++)
-                    ;
+                size_t m = name_lower(lc->names, n, subs[k]);
+                m = m < n && !strcmp(lc->names[m], subs[k]) ? lc->names_at[m] : n;
                 char attrs[160] = "";
                 if (m == n)
                     strcat(attrs, lsub ? "\\Noselect" : "\\NonExistent");
@@ -486,9 +541,9 @@ static bool list_step(session *s, void *arg)
                 if ((lc->sel & SEL_SPECIAL) && !v[k].special)
                     continue;
                 char attrs[160];
-                strcpy(attrs, has_children(v, n, v[k].name, sep) ? "\\HasChildren"
-                                                                 : "\\HasNoChildren");
-                if (lc->ret & RET_SUBSCRIBED && is_subscribed(subs, nsubs, v[k].name))
+                strcpy(attrs, has_children(lc->names, n, v[k].name, sep) ? "\\HasChildren"
+                                                                         : "\\HasNoChildren");
+                if (lc->ret & RET_SUBSCRIBED && is_subscribed(lc->ssubs, nsubs, v[k].name))
                     strcat(attrs, " \\Subscribed");
                 if (special_name(v[k].special)) {
                     strcat(attrs, " ");
@@ -606,6 +661,10 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
         rc = store_subscriptions(s->su, &lc->subs, &lc->nsubs);
     if (rc < 0) {
         sess_store_error(s, tag, rc, "list");
+        goto out;
+    }
+    if (list_index(lc) < 0) {
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         goto out;
     }
     if (!list_step(s, lc))

@@ -327,6 +327,14 @@ class ListSlices(rs.ServerTestCase):
             eager.close()
         parents = {n.split("/")[0] for n in names}
         self.assertEqual(ref[0].count(b"* STATUS "), NMBOX + len(parents) + 1)
+        subscribed = {names[i] for i in range(0, len(names), 7)}
+        for line in ref[0].split(b"\r\n"):
+            if line.startswith(b"* LIST "):
+                name = line.rsplit(b" ", 1)[1].decode().strip('"')
+                attrs = line.split(b"(")[1].split(b")")[0].split()
+                self.assertEqual(b"\\HasChildren" in attrs, name in parents, line)
+                self.assertEqual(b"\\HasNoChildren" in attrs, name not in parents, line)
+                self.assertEqual(b"\\Subscribed" in attrs, name in subscribed, line)
         # one by one
         one = Raw(self.server, self.user, self.password, select=None)
         try:
@@ -338,6 +346,18 @@ class ListSlices(rs.ServerTestCase):
         finally:
             one.close()
         self.assertEqual(b"".join(lines) + b"a OK LIST completed\r\n", ref[0])
+        # one answer of a few times max_output_buffer, then a command sent
+        # only once the server has stopped for the client: both answered
+        slow = Raw(self.server, self.user, self.password, select=None)
+        try:
+            slow.s.sendall(cmds[0] + b"\r\n")
+            time.sleep(0.5)
+            slow.s.sendall(b"n NOOP\r\n")
+            time.sleep(0.5)
+            self.assertEqual(slow.tagged(b"a", timeout=20), ref[0])
+            self.assertTrue(slow.tagged(b"n", timeout=20).startswith(b"n OK"))
+        finally:
+            slow.close()
         slow = Raw(self.server, self.user, self.password, select=None)
         try:
             slow.s.sendall(b"".join(x + b"\r\n" for x in cmds * 5))
