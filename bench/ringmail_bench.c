@@ -30,7 +30,12 @@ static void usage(FILE *f)
             "         --password PW --clients N --duration S --workload W [--json]\n"
             "         [--weights login=1,select=5,...] [--populate N] [--threads N]\n"
             "         [--io uring|epoll] [--procs N] [--source-addrs N]\n"
-            "workloads: login headers bodies append idle-hold mixed\n"
+            "         [--bystander N]\n"
+            "workloads: login headers bodies append idle-hold mixed search-body copy\n"
+            "  search-body: SEARCH BODY for a word no message has (every body is read);\n"
+            "  copy: COPY 1:* into a mailbox of the client's own, again and again\n"
+            "--bystander N: N more sessions (the last users) send NOOP after NOOP beside\n"
+            "  the workload; their round trips are reported as \"bystander NOOP\"\n"
             "PATTERN: user%%d is expanded for 1..N; clients go to users round robin.\n"
             "mixed weights (default): login=1 select=5 list=2 status=5 headers=10 body=20\n"
             "  store=10 append=5 expunge=1 logout=1\n"
@@ -112,6 +117,14 @@ static void report_table(const struct bench_config *cfg, const struct bench_resu
                ms(bench_hist_quantile(h, 0.999)), ms(h->max),
                (unsigned long long)r->st.errors[k]);
     }
+    if (cfg->bystanders)
+        printf("%-14s %9llu %10.1f %9.3f %9.3f %9.3f %9.3f %7llu   (%d sessions beside the "
+               "workload)\n", "bystander NOOP", (unsigned long long)r->bystander.count,
+               (double)r->bystander.count / r->elapsed_s,
+               ms(bench_hist_quantile(&r->bystander, 0.5)),
+               ms(bench_hist_quantile(&r->bystander, 0.99)),
+               ms(bench_hist_quantile(&r->bystander, 0.999)), ms(r->bystander.max),
+               (unsigned long long)r->bystander_errors, cfg->bystanders);
     if (cfg->workload == BW_IDLE)
         printf("fanout (APPEND until every IDLE session saw EXISTS): %ld of %ld appends seen "
                "by all %ld sessions; p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
@@ -154,6 +167,14 @@ static void report_json(const struct bench_config *cfg, const struct bench_resul
                r->appends_seen, r->appends_sent, r->sessions);
     if (cfg->populate > 0)
         printf(", \"populate\": %ld", cfg->populate);
+    if (cfg->bystanders)
+        printf(", \"bystander\": {\"sessions\": %d, \"ops\": %llu, \"p50_ms\": %.3f, "
+               "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"errors\": %llu}",
+               cfg->bystanders, (unsigned long long)r->bystander.count,
+               ms(bench_hist_quantile(&r->bystander, 0.5)),
+               ms(bench_hist_quantile(&r->bystander, 0.99)),
+               ms(bench_hist_quantile(&r->bystander, 0.999)), ms(r->bystander.max),
+               (unsigned long long)r->bystander_errors);
     printf("}\n");
 }
 
@@ -182,6 +203,7 @@ int main(int argc, char **argv)
         { "io", required_argument, NULL, 'I' },
         { "procs", required_argument, NULL, 'R' },
         { "source-addrs", required_argument, NULL, 'S' },
+        { "bystander", required_argument, NULL, 'B' },
         { "help", no_argument, NULL, 'H' },
         { NULL, 0, NULL, 0 }
     };
@@ -203,6 +225,7 @@ int main(int argc, char **argv)
         case 'T': cfg.threads = atoi(optarg); break;
         case 'R': cfg.procs = atoi(optarg); break;
         case 'S': cfg.source_addrs = atoi(optarg); break;
+        case 'B': cfg.bystanders = atoi(optarg); break;
         case 'I':
             if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring")) {
                 cfg.io = BENCH_IO_URING;
@@ -220,12 +243,13 @@ int main(int argc, char **argv)
     if (optind < argc || !cfg.host || cfg.port <= 0 || cfg.port > 65535 || !cfg.users ||
         !cfg.password || !workload || cfg.nusers < 1 || cfg.clients < 1 ||
         cfg.duration <= 0 || cfg.populate < 0 || cfg.threads < 1 || cfg.procs < 0 ||
-        cfg.source_addrs < 0 || cfg.source_addrs > 254) {
+        cfg.source_addrs < 0 || cfg.source_addrs > 254 || cfg.bystanders < 0 ||
+        cfg.bystanders > 1000) {
         usage(stderr);
         return 2;
     }
     static const char *const names[] = { "login", "headers", "bodies", "append", "idle-hold",
-                                         "mixed" };
+                                         "mixed", "search-body", "copy" };
     int found = -1;
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(workload, names[i]))
@@ -239,6 +263,10 @@ int main(int argc, char **argv)
     cfg.workload_name = names[found];
     if (weights && parse_weights(weights, cfg.weights) < 0)
         return 2;
+    if (cfg.bystanders && cfg.tls) {
+        fprintf(stderr, "ringmail-bench: --bystander is not implemented with --tls\n");
+        return 2;
+    }
     unsigned wsum = 0;
     for (int i = 0; i < OP_N; i++)
         wsum += cfg.weights[i];
@@ -308,10 +336,20 @@ int main(int argc, char **argv)
     struct bench_result *r = calloc(1, sizeof *r);
     if (!r)
         return 1;
+    struct bench_bystanders *by = NULL;
+    if (cfg.bystanders) {
+        int brc = bench_bystander_start(&cfg, cfg.bystanders, &by);
+        if (brc < 0) {
+            fprintf(stderr, "ringmail-bench: bystander sessions: %s\n", strerror(-brc));
+            return 1;
+        }
+    }
     if (bench_run(&cfg, cfg.workload, cfg.clients, cfg.duration, progress, r) < 0) {
         fprintf(stderr, "ringmail-bench: cannot start the worker threads\n");
         return 1;
     }
+    if (by)
+        bench_bystander_stop(by, r);
     if (cfg.json)
         report_json(&cfg, r);
     else
@@ -319,7 +357,7 @@ int main(int argc, char **argv)
     uint64_t ops = 0;
     for (int k = 0; k < BC_NCMD; k++)
         ops += r->st.hist[k].count;
-    int rc = total_errors(r) || ops == 0 ? 1 : 0;
+    int rc = total_errors(r) || r->bystander_errors || ops == 0 ? 1 : 0;
     free(r);
     return rc;
 }

@@ -48,11 +48,13 @@ uint64_t bench_hist_quantile(const bench_hist *h, double q);
 
 enum bench_cmd {
     BC_CONNECT, BC_LOGIN, BC_SELECT, BC_LIST, BC_STATUS, BC_FETCH_HDR, BC_FETCH_BODY,
-    BC_STORE, BC_APPEND, BC_EXPUNGE, BC_LOGOUT, BC_IDLE, BC_NOOP, BC_NCMD
+    BC_STORE, BC_APPEND, BC_EXPUNGE, BC_LOGOUT, BC_IDLE, BC_NOOP, BC_SEARCH, BC_COPY,
+    BC_CREATE, BC_NCMD
 };
 extern const char *const bench_cmd_name[BC_NCMD];
 
-enum bench_workload { BW_LOGIN, BW_HEADERS, BW_BODIES, BW_APPEND, BW_IDLE, BW_MIXED, BW_POPULATE };
+enum bench_workload { BW_LOGIN, BW_HEADERS, BW_BODIES, BW_APPEND, BW_IDLE, BW_MIXED,
+                      BW_SEARCH, BW_COPY, BW_POPULATE };
 
 /* Operations of the mixed workload (--weights NAME=W,...). */
 enum bench_op {
@@ -81,6 +83,7 @@ struct bench_config {
     enum bench_io io;           /* --io: the engine (uring falls back to epoll) */
     int procs;                  /* processes (resolved by main: >= 1) */
     int source_addrs;           /* > 0: bind clients to 127.0.0.1..N in turn */
+    int bystanders;             /* --bystander N: NOOP sessions beside the workload */
     struct sockaddr_storage addr;
     socklen_t addrlen;
 };
@@ -99,6 +102,9 @@ struct bench_result {
     long appends_sent, appends_seen, sessions;
     /* populate */
     long populate_done;
+    /* --bystander: NOOP round trips of the bystander sessions */
+    bench_hist bystander;
+    uint64_t bystander_errors;
 };
 
 /* Runs one phase: nclients clients of workload w for duration seconds (the
@@ -106,6 +112,16 @@ struct bench_result {
  * threads could not be started. */
 int bench_run(const struct bench_config *cfg, enum bench_workload w, int nclients,
               double duration, int progress, struct bench_result *out);
+
+/* --bystander (ringmail_bench_bystander.c): n sessions of their own, logged
+ * in before the workload starts, each sending NOOP after NOOP (with a short
+ * pause between) and timing the round trip, until bench_bystander_stop.  On a
+ * server with one worker they share it with the workload: their latency is
+ * what a heavy session costs everyone else.  0 or -errno (could not log in). */
+struct bench_bystanders;
+int bench_bystander_start(const struct bench_config *cfg, int n, struct bench_bystanders **out);
+/* Stops them and adds their round trips to r->bystander. */
+void bench_bystander_stop(struct bench_bystanders *b, struct bench_result *r);
 
 /* The login name of user i (0-based) into buf. */
 void bench_user_name(const struct bench_config *cfg, int i, char *buf, size_t cap);

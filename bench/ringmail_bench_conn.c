@@ -25,7 +25,8 @@
 
 const char *const bench_cmd_name[BC_NCMD] = {
     "CONNECT", "LOGIN", "SELECT", "LIST", "STATUS", "FETCH_HEADERS", "FETCH_BODY",
-    "STORE", "APPEND", "EXPUNGE", "LOGOUT", "IDLE", "NOOP"
+    "STORE", "APPEND", "EXPUNGE", "LOGOUT", "IDLE", "NOOP", "SEARCH_BODY", "COPY",
+    "CREATE"
 };
 const char *const bench_op_name[OP_N] = {
     "login", "select", "list", "status", "headers", "body", "store", "append",
@@ -436,6 +437,16 @@ static void send_cmd(struct bench_worker *w, struct bench_client *c, int cmd, in
     case BC_EXPUNGE:
         out_printf(c, "EXPUNGE\r\n");
         break;
+    case BC_SEARCH:
+        /* a word no generated message has: every body is read */
+        out_printf(c, "SEARCH BODY \"ringmail-bench-absent\"\r\n");
+        break;
+    case BC_CREATE:
+        out_printf(c, "CREATE bench-copy-%d\r\n", c->id);
+        break;
+    case BC_COPY:
+        out_printf(c, "COPY 1:* bench-copy-%d\r\n", c->id);
+        break;
     case BC_LOGOUT:
         out_printf(c, "LOGOUT\r\n");
         break;
@@ -583,6 +594,12 @@ static int next_cmd(struct bench_worker *w, struct bench_client *c, int *op)
         return c->selected ? BC_IDLE : BC_SELECT;
     case BW_MIXED:
         return mixed_next(w, c, op);
+    case BW_SEARCH:
+        return c->selected ? BC_SEARCH : BC_SELECT;
+    case BW_COPY:
+        if (!c->copy_ready)
+            return BC_CREATE;
+        return c->selected ? BC_COPY : BC_SELECT;
     default:
         return BC_NOOP;
     }
@@ -674,6 +691,9 @@ static void complete(struct bench_worker *w, struct bench_client *c, int ok)
         if (c->role == ROLE_POPULATE && ok)
             c->to_append--;
         break;
+    case BC_CREATE:
+        c->copy_ready = 1;
+        break;
     case BC_LOGOUT:
         if (c->role == ROLE_POPULATE) {
             disconnect(w, c, 0);
@@ -756,6 +776,9 @@ static int on_line(struct bench_worker *w, struct bench_client *c, const char *l
         return 0;
     p++;
     int ok = (size_t)(end - p) >= 2 && !strncmp(p, "OK", 2);
+    /* the copy target of an earlier run */
+    if (c->cmd == BC_CREATE && memmem(p, (size_t)(end - p), "[ALREADYEXISTS]", 15))
+        ok = 1;
     uint32_t gen = c->gen;
     complete(w, c, ok);
     return c->gen != gen ? -1 : 0;

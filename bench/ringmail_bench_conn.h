@@ -34,6 +34,7 @@ struct bench_client {
     SSL *ssl;                 /* --tls: owned, freed by the disconnect */
     BIO *rbio, *wbio;         /* borrowed from ssl */
     int authed, selected, in_conn_count;
+    int copy_ready;           /* copy: the target mailbox exists */
     long exists, exists0, seen;
     long status_messages, to_append;
     int cmd, pending_op;

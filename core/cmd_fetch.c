@@ -233,6 +233,71 @@ static int fetch_one(session *s, snapref *ref, const fetch_req *req, uint32_t se
     return result;
 }
 
+/* A FETCH in progress: where it is in the set, and what it holds. */
+typedef struct fetch_cont {
+    fetch_req req;
+    store_range *r;             /* the set as UID ranges, owned */
+    size_t nr, k;               /* next range */
+    uint32_t i;                 /* next view index in range k; UINT32_MAX:
+                                   not looked up yet */
+    store_uidlist seen;         /* UIDs whose \Seen this FETCH set */
+    size_t sj;                  /* seen.uids ascends like the view: merge */
+    snapref *ref;               /* the snapshot of the whole command */
+    int failed;
+    bool uid;
+    char tag[];
+} fetch_cont;
+
+static void fetch_cont_free(void *arg)
+{
+    fetch_cont *fc = arg;
+    if (fc->ref)
+        snapref_put(fc->ref);
+    store_uidlist_free(&fc->seen);
+    req_free(&fc->req);
+    free(fc->r);
+    free(fc);
+}
+
+/* One slice of the FETCH: messages until the slice is over, then the
+ * tagged answer once the set is done.  The view does not change between
+ * steps: the session runs nothing else meanwhile. */
+static bool fetch_step(session *s, void *arg)
+{
+    fetch_cont *fc = arg;
+    sess_slice sl;
+    sess_slice_begin(&sl);
+    for (; fc->k < fc->nr; fc->k++, fc->i = UINT32_MAX) {
+        const store_range *rk = &fc->r[fc->k];
+        if (fc->i == UINT32_MAX)
+            fc->i = sess_view_lower(s, rk->lo);
+        for (; fc->i < s->nview && s->view[fc->i] <= rk->hi; fc->i++) {
+            if (sess_slice_over(s, &sl))
+                return false;
+            uint32_t u = s->view[fc->i];
+            while (fc->sj < fc->seen.n && fc->seen.uids[fc->sj] < u)
+                fc->sj++;
+            bool sc = fc->sj < fc->seen.n && fc->seen.uids[fc->sj] == u;
+            int frc = fetch_one(s, fc->ref, &fc->req, fc->i + 1, u, fc->uid, sc);
+            if (frc < 0 && (!fc->failed || frc == -ENOTSUP))
+                fc->failed = frc;
+            if (s->out.len > (1u << 18))
+                sess_flush(s);
+        }
+    }
+    sess_sync(s, false);
+    const char *tag = fc->tag;
+    if (fc->failed == -ENOTSUP)
+        sess_tagged(s, tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
+    else if (fc->failed == -ENOENT)
+        sess_tagged(s, tag, "NO", "[CANNOT] No such part for BINARY");
+    else if (fc->failed)
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Some messages could not be fetched");
+    else
+        sess_tagged(s, tag, "OK", "FETCH completed");
+    return true;
+}
+
 void cmd_fetch(session *s, const char *tag, imap_args *a, imap_arg *args,
                size_t nargs, bool uid)
 {
@@ -275,43 +340,32 @@ void cmd_fetch(session *s, const char *tag, imap_args *a, imap_arg *args,
             sess_changed(s, s->mb);
         }
     }
-    snapref *ref = malloc(sizeof *ref);
+    size_t taglen = strlen(tag);
+    fetch_cont *fc = calloc(1, sizeof *fc + taglen + 1);
+    snapref *ref = fc ? malloc(sizeof *ref) : NULL;
     store_snap *snap = ref ? store_snap_get(s->mb) : NULL;
     if (!snap) {
         free(ref);
+        free(fc);
         store_uidlist_free(&seen);
         sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         goto out;
     }
+    fc->seen = seen;
     ref->snap = snap;
     ref->refs = 1;
-    int failed = 0;
-    size_t sj = 0;      /* seen.uids ascends like the view: merge */
-    for (size_t k = 0; k < nr; k++) {
-        for (uint32_t i = sess_view_lower(s, r[k].lo); i < s->nview && s->view[i] <= r[k].hi;
-             i++) {
-            uint32_t u = s->view[i];
-            while (sj < seen.n && seen.uids[sj] < u)
-                sj++;
-            bool sc = sj < seen.n && seen.uids[sj] == u;
-            int frc = fetch_one(s, ref, &req, i + 1, u, uid, sc);
-            if (frc < 0 && (!failed || frc == -ENOTSUP))
-                failed = frc;
-            if (s->out.len > (1u << 20))
-                sess_flush(s);
-        }
-    }
-    snapref_put(ref);
-    store_uidlist_free(&seen);
-    sess_sync(s, false);
-    if (failed == -ENOTSUP)
-        sess_tagged(s, tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
-    else if (failed == -ENOENT)
-        sess_tagged(s, tag, "NO", "[CANNOT] No such part for BINARY");
-    else if (failed)
-        sess_tagged(s, tag, "NO", "[SERVERBUG] Some messages could not be fetched");
+    fc->req = req;
+    fc->r = r;
+    fc->nr = nr;
+    fc->i = UINT32_MAX;
+    fc->ref = ref;
+    fc->uid = uid;
+    memcpy(fc->tag, tag, taglen + 1);
+    if (fetch_step(s, fc))
+        fetch_cont_free(fc);
     else
-        sess_tagged(s, tag, "OK", "FETCH completed");
+        sess_cont_start(s, fetch_step, fetch_cont_free, fc);
+    return;
 out:
     req_free(&req);
     free(r);

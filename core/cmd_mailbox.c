@@ -404,21 +404,45 @@ static void canon_inbox(char *p, char sep)
 enum { RET_SUBSCRIBED = 1, RET_CHILDREN = 2, RET_SPECIAL = 4, RET_STATUS = 8 };
 enum { SEL_SUBSCRIBED = 1, SEL_SPECIAL = 2, SEL_RECURSIVE = 4 };
 
-static bool is_subscribed(char **subs, size_t nsubs, const char *name)
+/* Names sorted by strcmp, so that a LIST of n mailboxes costs n log n,
+ * not n^2: each one looks up its children and its subscription. */
+static int cmp_name(const void *a, const void *b)
 {
-    for (size_t i = 0; i < nsubs; i++)
-        if (!strcmp(subs[i], name))
-            return true;
-    return false;
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static bool has_children(const store_mailbox_info *v, size_t n, const char *name, char sep)
+/* The first of the n sorted names that is >= key. */
+static size_t name_lower(const char *const *sorted, size_t n, const char *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(sorted[mid], key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static bool is_subscribed(const char *const *sorted_subs, size_t nsubs, const char *name)
+{
+    size_t i = name_lower(sorted_subs, nsubs, name);
+    return i < nsubs && !strcmp(sorted_subs[i], name);
+}
+
+/* Is there a mailbox "name<sep>..."?  Those sort together, from name+sep. */
+static bool has_children(const char *const *sorted, size_t n, const char *name, char sep)
 {
     size_t l = strlen(name);
-    for (size_t i = 0; i < n; i++)
-        if (!strncmp(v[i].name, name, l) && v[i].name[l] == sep)
-            return true;
-    return false;
+    char key[STORE_MAX_NAME_LEN + 2];
+    if (l + 1 >= sizeof key)
+        return false;   /* a longer name cannot have children */
+    memcpy(key, name, l);
+    key[l] = sep;
+    key[l + 1] = '\0';
+    size_t i = name_lower(sorted, n, key);
+    return i < n && !strncmp(sorted[i], key, l + 1);
 }
 
 static void list_line(session *s, const char *verb, const char *attrs, char sep,
@@ -427,6 +451,141 @@ static void list_line(session *s, const char *verb, const char *attrs, char sep,
     imap_out_printf(&s->out, "* %s (%s) \"%c\" ", verb, attrs, sep);
     sess_mbox_to_client(s, &s->out, name);
     imap_out_printf(&s->out, "\r\n");
+}
+
+/* A LIST or LSUB in progress: one mailbox (with its STATUS, if asked) is
+ * a unit of work, so a long list, or one with STATUS for every mailbox,
+ * runs in slices and stops while the client is slow to read. */
+typedef struct list_cont {
+    bool lsub;
+    unsigned sel, ret, status_items;
+    char sep;
+    store_mailbox_info *v;
+    size_t n;
+    char **subs;
+    size_t nsubs;
+    const char **names;         /* v's names, sorted (strcmp) */
+    size_t *names_at;           /* names_at[i]: the index in v of names[i] */
+    const char **ssubs;         /* subs, sorted */
+    char **pats;                /* full patterns; NULL: LIST "" "" */
+    size_t npats;
+    size_t pi, k;               /* next pattern, next mailbox or subscription */
+    char tag[];
+} list_cont;
+
+static void list_cont_free(void *arg)
+{
+    list_cont *lc = arg;
+    store_mailbox_info_free(lc->v, lc->n);
+    for (size_t k = 0; k < lc->nsubs; k++)
+        free(lc->subs[k]);
+    free(lc->subs);
+    for (size_t k = 0; k < lc->npats; k++)
+        free(lc->pats[k]);
+    free(lc->pats);
+    free(lc->names);
+    free(lc->names_at);
+    free(lc->ssubs);
+    free(lc);
+}
+
+static int list_index(list_cont *lc)
+{
+    lc->names = malloc((lc->n ? lc->n : 1) * sizeof *lc->names);
+    lc->names_at = malloc((lc->n ? lc->n : 1) * sizeof *lc->names_at);
+    lc->ssubs = malloc((lc->nsubs ? lc->nsubs : 1) * sizeof *lc->ssubs);
+    if (!lc->names || !lc->names_at || !lc->ssubs)
+        return -ENOMEM;
+    for (size_t i = 0; i < lc->n; i++)
+        lc->names[i] = lc->v[i].name;
+    qsort(lc->names, lc->n, sizeof *lc->names, cmp_name);
+    /* Names are unique: each of v's is found at its sorted place. */
+    for (size_t i = 0; i < lc->n; i++)
+        lc->names_at[i] = SIZE_MAX;
+    for (size_t k = 0; k < lc->n; k++) {
+        size_t i = name_lower(lc->names, lc->n, lc->v[k].name);
+        while (i < lc->n && lc->names_at[i] != SIZE_MAX)
+            i++;    /* equal names cannot happen; stay safe if they do */
+        if (i < lc->n)
+            lc->names_at[i] = k;
+    }
+    for (size_t i = 0; i < lc->nsubs; i++)
+        lc->ssubs[i] = lc->subs[i];
+    qsort(lc->ssubs, lc->nsubs, sizeof *lc->ssubs, cmp_name);
+    return 0;
+}
+
+static bool list_step(session *s, void *arg)
+{
+    list_cont *lc = arg;
+    const store_mailbox_info *v = lc->v;
+    size_t n = lc->n, nsubs = lc->nsubs;
+    char **subs = lc->subs;
+    char sep = lc->sep;
+    bool lsub = lc->lsub;
+    sess_slice sl;
+    sess_slice_begin(&sl);
+    for (; lc->pi < lc->npats; lc->pi++, lc->k = 0) {
+        const char *full = lc->pats[lc->pi];
+        if (!full) {
+            if (sess_slice_over(s, &sl))
+                return false;
+            /* LIST "" "": the hierarchy delimiter and the root. */
+            imap_out_printf(&s->out, "* LIST (\\Noselect) \"%c\" \"\"\r\n", sep);
+            continue;
+        }
+        if (lsub || (lc->sel & SEL_SUBSCRIBED)) {
+            for (; lc->k < nsubs; lc->k++) {
+                size_t k = lc->k;
+                if (sess_slice_over(s, &sl))
+                    return false;
+                if (!imap_list_match(full, subs[k], sep))
+                    continue;
+                size_t m = name_lower(lc->names, n, subs[k]);
+                m = m < n && !strcmp(lc->names[m], subs[k]) ? lc->names_at[m] : n;
+                char attrs[160] = "";
+                if (m == n)
+                    strcat(attrs, lsub ? "\\Noselect" : "\\NonExistent");
+                else if (v[m].noselect)
+                    strcat(attrs, "\\Noselect");
+                if (!lsub) {
+                    strcat(attrs, *attrs ? " \\Subscribed" : "\\Subscribed");
+                    if (m < n && special_name(v[m].special)) {
+                        strcat(attrs, " ");
+                        strcat(attrs, special_name(v[m].special));
+                    }
+                }
+                list_line(s, lsub ? "LSUB" : "LIST", attrs, sep, subs[k]);
+            }
+        } else {
+            for (; lc->k < n; lc->k++) {
+                size_t k = lc->k;
+                if (sess_slice_over(s, &sl))
+                    return false;
+                if (!imap_list_match(full, v[k].name, sep))
+                    continue;
+                if ((lc->sel & SEL_SPECIAL) && !v[k].special)
+                    continue;
+                char attrs[160];
+                strcpy(attrs, has_children(lc->names, n, v[k].name, sep) ? "\\HasChildren"
+                                                                         : "\\HasNoChildren");
+                if (v[k].noselect)
+                    strcat(attrs, " \\Noselect");
+                if (lc->ret & RET_SUBSCRIBED && is_subscribed(lc->ssubs, nsubs, v[k].name))
+                    strcat(attrs, " \\Subscribed");
+                if (special_name(v[k].special)) {
+                    strcat(attrs, " ");
+                    strcat(attrs, special_name(v[k].special));
+                }
+                list_line(s, "LIST", attrs, sep, v[k].name);
+                /* RFC 5819: no STATUS for a \Noselect name */
+                if ((lc->ret & RET_STATUS) && !v[k].noselect)
+                    status_line(s, v[k].name, lc->status_items);
+            }
+        }
+    }
+    sess_tagged(s, lc->tag, "OK", "%s completed", lsub ? "LSUB" : "LIST");
+    return true;
 }
 
 static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
@@ -492,24 +651,25 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
     /* Several patterns are allowed in LIST-EXTENDED. */
     const imap_arg *pats = pat->type == IMAP_ARG_LIST && !lsub ? pat->list : pat;
     size_t npats = pat->type == IMAP_ARG_LIST && !lsub ? pat->nlist : 1;
-    char sep = store_user_separator(s->su);
-    store_mailbox_info *v = NULL;
-    size_t n = 0, nsubs = 0;
-    char **subs = NULL;
-    int rc = store_mailbox_list_all(s->su, &v, &n);    /* \Noselect names too */
-    if (rc == 0)
-        rc = store_subscriptions(s->su, &subs, &nsubs);
-    if (rc < 0) {
-        sess_store_error(s, tag, rc, "list");
+    size_t taglen = strlen(tag);
+    list_cont *lc = calloc(1, sizeof *lc + taglen + 1);
+    if (!lc || !(lc->pats = calloc(npats ? npats : 1, sizeof *lc->pats))) {
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         goto out;
     }
+    lc->lsub = lsub;
+    lc->sel = sel;
+    lc->ret = ret;
+    lc->status_items = status_items_;
+    lc->sep = store_user_separator(s->su);
+    memcpy(lc->tag, tag, taglen + 1);
+    /* The patterns first: the arguments are gone once the command yields. */
     for (size_t pi = 0; pi < npats; pi++) {
         char *pname = mbox_arg(s, tag, a, &pats[pi]);
         if (!pname)
             goto out;
+        lc->npats++;
         if (!*pname && !lsub) {
-            /* LIST "" "": the hierarchy delimiter and the root. */
-            imap_out_printf(&s->out, "* LIST (\\Noselect) \"%c\" \"\"\r\n", sep);
             free(pname);
             continue;
         }
@@ -517,63 +677,34 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
         char *full = malloc(fl);
         if (!full) {
             free(pname);
+            sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
             goto out;
         }
         snprintf(full, fl, "%s%s", refname, pname);
         free(pname);
-        canon_inbox(full, sep);
-        if (lsub || (sel & SEL_SUBSCRIBED)) {
-            for (size_t k = 0; k < nsubs; k++) {
-                if (!imap_list_match(full, subs[k], sep))
-                    continue;
-                size_t m;
-                for (m = 0; m < n && strcmp(v[m].name, subs[k]); m++)
-                    ;
-                char attrs[160] = "";
-                if (m == n)
-                    strcat(attrs, lsub ? "\\Noselect" : "\\NonExistent");
-                else if (v[m].noselect)
-                    strcat(attrs, "\\Noselect");
-                if (!lsub) {
-                    strcat(attrs, *attrs ? " \\Subscribed" : "\\Subscribed");
-                    if (m < n && special_name(v[m].special)) {
-                        strcat(attrs, " ");
-                        strcat(attrs, special_name(v[m].special));
-                    }
-                }
-                list_line(s, lsub ? "LSUB" : "LIST", attrs, sep, subs[k]);
-            }
-        } else {
-            for (size_t k = 0; k < n; k++) {
-                if (!imap_list_match(full, v[k].name, sep))
-                    continue;
-                if ((sel & SEL_SPECIAL) && !v[k].special)
-                    continue;
-                char attrs[160];
-                strcpy(attrs, has_children(v, n, v[k].name, sep) ? "\\HasChildren"
-                                                                 : "\\HasNoChildren");
-                if (v[k].noselect)
-                    strcat(attrs, " \\Noselect");
-                if (ret & RET_SUBSCRIBED && is_subscribed(subs, nsubs, v[k].name))
-                    strcat(attrs, " \\Subscribed");
-                if (special_name(v[k].special)) {
-                    strcat(attrs, " ");
-                    strcat(attrs, special_name(v[k].special));
-                }
-                list_line(s, "LIST", attrs, sep, v[k].name);
-                if (ret & RET_STATUS)
-                    status_line(s, v[k].name, status_items_);
-            }
-        }
-        free(full);
+        canon_inbox(full, lc->sep);
+        lc->pats[pi] = full;
     }
-    sess_tagged(s, tag, "OK", "%s completed", lsub ? "LSUB" : "LIST");
+    int rc = store_mailbox_list_all(s->su, &lc->v, &lc->n);   /* \Noselect names too */
+    if (rc == 0)
+        rc = store_subscriptions(s->su, &lc->subs, &lc->nsubs);
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, "list");
+        goto out;
+    }
+    if (list_index(lc) < 0) {
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        goto out;
+    }
+    if (!list_step(s, lc))
+        sess_cont_start(s, list_step, list_cont_free, lc);
+    else
+        list_cont_free(lc);
+    lc = NULL;
 out:
     free(refname);
-    store_mailbox_info_free(v, n);
-    for (size_t k = 0; k < nsubs; k++)
-        free(subs[k]);
-    free(subs);
+    if (lc)
+        list_cont_free(lc);
 }
 
 void cmd_list(session *s, const char *tag, imap_args *a, imap_arg *args,

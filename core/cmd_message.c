@@ -1,5 +1,5 @@
 /* core/cmd_message.c — APPEND, CLOSE, UNSELECT, EXPUNGE, STORE, COPY and
- * MOVE. */
+ * MOVE (a big COPY/MOVE runs on the sync pool). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/authpool.h"
 #include "core/log.h"
 #include "core/session.h"
 #include "store/crlf.h"
@@ -423,6 +424,152 @@ out:
 
 /* ---- COPY / MOVE -------------------------------------------------------------- */
 
+/* The answer of a COPY or MOVE whose store_copy returned rc. */
+static void copy_answer(session *s, const char *tag, bool move, store_mbox *dst, int rc,
+                        const store_uidlist *su, const store_uidlist *du)
+{
+    const char *verb = move ? "MOVE" : "COPY";
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, verb);
+        return;
+    }
+    if (du->n)
+        sess_changed(s, dst);
+    imap_out cu = {0};
+    if (su->n) {
+        store_status st;
+        imap_out_printf(&cu, "[COPYUID %u ", store_mbox_status(dst, &st) == 0 ? st.uidvalidity : 0);
+        imap_out_set(&cu, su->uids, su->n);
+        imap_out_printf(&cu, " ");
+        imap_out_set(&cu, du->uids, du->n);
+        imap_out_printf(&cu, "] ");
+    }
+    if (move) {
+        if (su->n)
+            imap_out_printf(&s->out, "* OK %.*s\r\n", (int)cu.len - 1, cu.p);
+        announce_expunged(s, su->uids, su->n);
+        if (su->n)
+            sess_changed(s, s->mb);
+        sess_sync(s, true);
+        sess_tagged(s, tag, "OK", "MOVE completed");
+    } else {
+        sess_sync(s, true);
+        sess_tagged(s, tag, "OK", "%.*sCOPY completed", (int)cu.len, cu.p ? cu.p : "");
+    }
+    imap_out_free(&cu);
+}
+
+/* ---- a big COPY / MOVE off the worker ----
+ * Copying many messages is seconds of disk work that cannot be cut into
+ * slices (the copy is atomic: all of it is acknowledged or none), so it runs
+ * on the sync pool, durability included, while the worker serves the other
+ * sessions; this one reads no further command until the answer is out.  The
+ * job holds its own references to both mailboxes: the session may go away
+ * meanwhile (then the job's completion frees it). */
+#define COPY_POOL_MIN 256       /* messages; smaller copies run inline */
+
+typedef struct copy_job {
+    session *s;
+    store_mbox *src, *dst;      /* owned references */
+    store_range *r;             /* owned */
+    size_t nr;
+    bool move;
+    int rc, sync_rc;
+    store_uidlist su, du;
+    char tag[];
+} copy_job;
+
+static void copy_job_free(copy_job *j)
+{
+    store_mbox_close(j->src);
+    store_mbox_close(j->dst);
+    store_uidlist_free(&j->su);
+    store_uidlist_free(&j->du);
+    free(j->r);
+    free(j);
+}
+
+static void copy_work(void *arg)
+{
+    copy_job *j = arg;
+    store_defer d;
+    store_defer_begin(&d);
+    j->rc = store_copy(j->src, j->r, j->nr, j->dst, j->move, &j->su, &j->du);
+    store_defer_end();
+    /* Acknowledged only once durable, as every write (session.c). */
+    if (d.n)
+        j->sync_rc = store_defer_sync(&d);
+    store_defer_release(&d);
+}
+
+static void copy_done(void *arg, int status)
+{
+    copy_job *j = arg;
+    session *s = j->s;
+    s->pool_busy = false;
+    if (s->dead) {
+        copy_job_free(j);
+        sess_free(s);
+        return;
+    }
+    if (j->sync_rc < 0) {
+        /* Never acknowledge what may not be on disk. */
+        log_msg(LOGL_ERROR, s->id, s->user, "flushing the mailbox failed: %s",
+                strerror(-j->sync_rc));
+        imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
+        s->state = ST_LOGOUT;
+    } else {
+        copy_answer(s, j->tag, j->move, j->dst, status < 0 ? status : j->rc, &j->su, &j->du);
+    }
+    copy_job_free(j);
+    sess_resume_input(s);
+}
+
+/* Hand a big copy to the pool.  Returns 0 if it was taken (ownership of
+ * r and dst passes to the job), or -errno to copy inline instead. */
+static int copy_submit(session *s, const char *tag, store_range *r, size_t nr,
+                       store_mbox *dst, bool move)
+{
+    size_t count = 0;
+    for (size_t k = 0; k < nr && count < COPY_POOL_MIN; k++)
+        count += sess_view_lower(s, r[k].hi == UINT32_MAX ? r[k].hi : r[k].hi + 1) -
+                 sess_view_lower(s, r[k].lo);
+    if (count < COPY_POOL_MIN)
+        return -EAGAIN;
+    /* Our own reference to the selected mailbox, checked to be that one
+     * (its name may have been given to another meanwhile). */
+    store_mbox *src = NULL;
+    if (store_mbox_open(s->su, s->mbname, &src) < 0)
+        return -ENOENT;
+    if (src != s->mb) {
+        store_mbox_close(src);
+        return -ESTALE;
+    }
+    size_t taglen = strlen(tag);
+    copy_job *j = calloc(1, sizeof *j + taglen + 1);
+    if (!j) {
+        store_mbox_close(src);
+        return -ENOMEM;
+    }
+    j->s = s;
+    j->src = src;
+    j->dst = dst;
+    j->r = r;
+    j->nr = nr;
+    j->move = move;
+    memcpy(j->tag, tag, taglen + 1);
+    int rc = authpool_submit(s->srv->syncpool, copy_work, j, copy_done, s->srv->net,
+                             net_conn_worker(s->conn));
+    if (rc < 0) {
+        store_mbox_close(src);
+        free(j);
+        return rc;
+    }
+    s->pool_busy = true;
+    sess_hold_input(s);
+    return 0;
+}
+
 static void do_copy(session *s, const char *tag, imap_args *a, imap_arg *args,
                     size_t nargs, bool uid, bool move)
 {
@@ -463,34 +610,13 @@ static void do_copy(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_tagged(s, tag, "NO", "[CANNOT] Source and target are the same mailbox");
         goto out;
     }
-    if (nr && (rc = store_copy(s->mb, r, nr, dst, move, &su, &du)) < 0) {
-        sess_store_error(s, tag, rc, verb);
+    if (nr && copy_submit(s, tag, r, nr, dst, move) == 0) {
+        r = NULL;       /* the job's now */
+        dst = NULL;
         goto out;
     }
-    if (du.n)
-        sess_changed(s, dst);
-    imap_out cu = {0};
-    if (su.n) {
-        store_status st;
-        imap_out_printf(&cu, "[COPYUID %u ", store_mbox_status(dst, &st) == 0 ? st.uidvalidity : 0);
-        imap_out_set(&cu, su.uids, su.n);
-        imap_out_printf(&cu, " ");
-        imap_out_set(&cu, du.uids, du.n);
-        imap_out_printf(&cu, "] ");
-    }
-    if (move) {
-        if (su.n)
-            imap_out_printf(&s->out, "* OK %.*s\r\n", (int)cu.len - 1, cu.p);
-        announce_expunged(s, su.uids, su.n);
-        if (su.n)
-            sess_changed(s, s->mb);
-        sess_sync(s, true);
-        sess_tagged(s, tag, "OK", "MOVE completed");
-    } else {
-        sess_sync(s, true);
-        sess_tagged(s, tag, "OK", "%.*sCOPY completed", (int)cu.len, cu.p ? cu.p : "");
-    }
-    imap_out_free(&cu);
+    rc = nr ? store_copy(s->mb, r, nr, dst, move, &su, &du) : 0;
+    copy_answer(s, tag, move, dst, rc, &su, &du);
 out:
     if (dst)
         store_mbox_close(dst);

@@ -157,6 +157,12 @@ static int serve(const config *cfg, int ready_fd, pid_t supervisor)
     long long workers = 0;
     config_get_int(cfg, "workers", &workers);
     net_config nc = {.workers = (unsigned)workers};
+    /* on_drain must come for a queue over max_output_buffer (a session
+     * waits for it to go on), so the net layer's high water is below it. */
+    if (srv.max_output / 2 < 256 * 1024) {
+        nc.high_water = srv.max_output / 2;
+        nc.low_water = nc.high_water / 4;
+    }
     if (net_backend_parse(config_get(cfg, "io_backend"), &nc.backend) < 0)
         nc.backend = NET_BACKEND_AUTO;
     if ((rc = net_server_new(&nc, &imap_session_ops, &srv.net)) < 0) {

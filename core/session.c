@@ -233,7 +233,7 @@ static void sync_done(void *arg, int status)
     sess_resume_input(s);
 }
 
-static void hold_until_durable(session *s, store_defer *d)
+void sess_hold_until_durable(session *s, store_defer *d)
 {
     struct sync_job *j = malloc(sizeof *j);
     if (j) {
@@ -321,7 +321,7 @@ static void run_command(session *s, const uint8_t *p, size_t n)
     c->fn(s, tag, a, args, nargs, uid);
     store_defer_end();
     if (d.n)
-        hold_until_durable(s, &d);
+        sess_hold_until_durable(s, &d);
     if (s->bad == bad)
         s->bad = 0;     /* the limit is on BAD answers in a row */
 out:
@@ -353,9 +353,24 @@ static void stash_rest(session *s, const uint8_t *p, size_t n)
     s->nstash += n;
 }
 
+/* Stop reading commands until the next round of the loop, or until the
+ * output drains if it is over its limit; what was received is stashed. */
+static void input_yield(session *s)
+{
+    s->in_yield = true;
+    sess_hold_input(s);
+    sess_flush(s);
+    if (net_conn_pending(s->conn) > s->srv->max_output)
+        s->out_paused = true;   /* on_drain yields */
+    else
+        net_conn_yield(s->conn);
+}
+
 static void feed(session *s, const uint8_t *p, size_t n)
 {
-    if (s->delayed || s->pool_busy) {
+    sess_slice sl;
+    sess_slice_begin(&sl);
+    if (s->delayed || s->pool_busy || s->cont_step || s->in_yield) {
         /* An answer is held back: keep what arrives for later, in order. */
         if (s->nstash + n > s->srv->limits.max_line + 65536)
             s->state = ST_LOGOUT;
@@ -439,10 +454,22 @@ static void feed(session *s, const uint8_t *p, size_t n)
                 s->state = ST_LOGOUT;
             break;
         }
-        if (s->delayed || s->pool_busy) {
+        if (s->delayed || s->pool_busy || s->cont_step) {
             stash_rest(s, p, n);
             sess_flush(s);
             return;
+        }
+        if (n && st == IMAP_READ_COMMAND &&
+            (sess_slice_expired(&sl) ||
+             s->out.len + net_conn_pending(s->conn) > s->srv->max_output)) {
+            /* A long pipeline: the worker's other sessions get their turn
+             * (and a slow client reads) before the next command. */
+            stash_rest(s, p, n);
+            if (s->state != ST_LOGOUT) {
+                input_yield(s);
+                return;
+            }
+            break;
         }
         if (st == IMAP_READ_MORE && used == 0)
             break;
@@ -496,8 +523,10 @@ void sess_resume_input(session *s)
         net_conn_close(s->conn);
         return;
     }
-    if (!s->out_paused)
-        net_conn_pause(s->conn, false);
+    if (s->cont_step) {
+        sess_cont_next(s);  /* a long command goes on before any other */
+        return;
+    }
     if (s->wait == WAIT_NONE)
         arm_timer(s);
     uint8_t *st = s->stash;
@@ -507,6 +536,11 @@ void sess_resume_input(session *s)
     if (n)
         feed(s, st, n);
     free(st);
+    /* Reading goes on only once what was kept is used up: a pipeline that
+     * yielded again keeps the rest in the socket meanwhile. */
+    if (!s->out_paused && !s->delayed && !s->pool_busy && !s->cont_step && !s->in_yield &&
+        s->state != ST_LOGOUT)
+        net_conn_pause(s->conn, false);
 }
 
 /* The delay is over: send the held answer and go on with what came
@@ -578,8 +612,27 @@ static void on_drain(net_conn *c, void *user)
     session *s = user;
     if (s->out_paused && net_conn_pending(c) <= s->srv->max_output / 2) {
         s->out_paused = false;
-        if (!s->delayed)
+        if (s->in_yield)
+            net_conn_yield(c);
+        else if (!s->delayed && !s->cont_step && !s->pool_busy)
             net_conn_pause(c, false);
+    }
+    /* Not from here (we are inside the send's completion): next round. */
+    if (s->cont_drain) {
+        s->cont_drain = false;
+        net_conn_yield(c);
+    }
+}
+
+static void on_resume(net_conn *c, void *user)
+{
+    (void)c;
+    session *s = user;
+    if (s->cont_step) {
+        sess_cont_run(s);
+    } else if (s->in_yield && !s->out_paused) {
+        s->in_yield = false;
+        sess_resume_input(s);
     }
 }
 
@@ -615,6 +668,7 @@ static void on_wake(net_conn *c, void *user)
 
 void sess_free(session *s)
 {
+    sess_cont_free(s);
     sasl_free(s->sasl);
     store_user_close(s->su);
     imap_reader_free(s->rd);
@@ -641,6 +695,7 @@ static void on_close(net_conn *c, void *user)
     memset(&s->held, 0, sizeof s->held);
     free(s->stash);
     s->stash = NULL;
+    sess_cont_free(s);      /* before unselect: it may pin the mailbox */
     sess_unselect(s);
     auth_cancel(s);         /* never run a hash nobody waits for */
     if (s->pool_busy) {
@@ -665,6 +720,7 @@ const net_conn_ops imap_session_ops = {
     .on_drain = on_drain,
     .on_timer = on_timer,
     .on_wake = on_wake,
+    .on_resume = on_resume,
     .on_close = on_close,
     .on_shutdown = on_shutdown,
 };

@@ -1,9 +1,11 @@
 /* core/session.h — one IMAP connection's state (private to core/).
  *
  * A session lives on one worker; its callbacks never run concurrently, so
- * nothing here is locked.  Commands run to completion one at a time, in the
- * order they arrived; responses are collected in `out` and handed to the
- * connection when the command ends. */
+ * nothing here is locked.  Commands run one at a time, in the order they
+ * arrived; responses are collected in `out` and handed to the connection
+ * when the command ends.  A long command (FETCH, SEARCH, LIST) runs in
+ * steps (core/cmd_cont.c): between them the worker serves the other
+ * sessions, and this one reads no further command until it is done. */
 #ifndef RINGMAIL_CORE_SESSION_H
 #define RINGMAIL_CORE_SESSION_H
 
@@ -22,7 +24,12 @@ typedef enum sess_wait {
     WAIT_AUTH,          /* AUTHENTICATE: waiting for the client's response */
 } sess_wait;
 
-typedef struct session {
+typedef struct session session;
+/* One step of a long command: do a bounded amount of work (sess_slice_over
+ * says when to stop) and return true once the tagged answer is out. */
+typedef bool (*sess_step_fn)(session *s, void *state);
+
+struct session {
     imap_server *srv;
     net_conn *conn;
     uint64_t id;
@@ -69,7 +76,15 @@ typedef struct session {
     bool woken;                 /* another session changed the mailbox */
 
     imap_out out;               /* responses of the current command */
-} session;
+
+    /* a command that runs in steps (core/cmd_cont.c) */
+    sess_step_fn cont_step;     /* NULL: none */
+    void (*cont_free)(void *state);
+    void *cont;                 /* its state, owned */
+    bool cont_drain;            /* waits for the output queue to drain */
+    bool in_yield;              /* a pipeline paused for one loop round
+                                   (or for the output to drain) */
+};
 
 /* Command handlers get the tag, the arguments after the name, and `uid`
  * for the UID forms. */
@@ -93,6 +108,39 @@ bool sess_plaintext_ok(const session *s);
  * sess_resume_input goes on with what was kept. */
 void sess_hold_input(session *s);
 void sess_resume_input(session *s);
+/* The answer of the command just run must wait for these writes to be on
+ * disk (fsync = batch/always): flushed on the sync pool, input held. */
+void sess_hold_until_durable(session *s, store_defer *d);
+
+/* ---- long commands (core/cmd_cont.c) ----
+ * A handler that has more to do than one slice allows calls
+ * sess_cont_start with its step and state (owned from then on, freed with
+ * freefn when the command ends or the connection goes); the step then runs
+ * again once the loop has served the other sessions, or, when the client
+ * is slow to read, once the output queue has drained below its limit.  The
+ * session reads no further command meanwhile, so answers keep their order. */
+typedef struct sess_slice {
+    uint64_t deadline_ns;       /* CLOCK_MONOTONIC */
+    unsigned n;                 /* units of work so far */
+} sess_slice;
+#define SESS_SLICE_NS 500000u   /* ~0.5 ms of work per step */
+void sess_slice_begin(sess_slice *sl);
+/* The slice's time is up (the output is not looked at). */
+bool sess_slice_expired(const sess_slice *sl);
+/* Count one unit of work (a message, a mailbox, a few KB of output) and
+ * say whether the step should end now: its time is up, or the output
+ * queued for the client is over max_output_buffer.  Never true before the
+ * first unit, so every step makes progress. */
+bool sess_slice_over(session *s, sess_slice *sl);
+void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void *state);
+/* Run the next step (on_resume). */
+void sess_cont_run(session *s);
+/* Schedule the next step: now (after one loop round) or, if the output
+ * queue is over its limit, once it drains. */
+void sess_cont_next(session *s);
+/* Drop the command in progress (the connection is gone). */
+void sess_cont_free(session *s);
+
 /* Free a session whose connection is gone. */
 void sess_free(session *s);
 

@@ -258,6 +258,11 @@ void net_conn_service(struct net_conn *c)
             if (!(c->flags & NC_CLOSING) && ops->on_wake)
                 ops->on_wake(c, c->user);
         }
+        if (c->flags & NC_RESUME) {
+            c->flags &= ~NC_RESUME;
+            if (!(c->flags & NC_CLOSING) && ops->on_resume)
+                ops->on_resume(c, c->user);
+        }
         if (c->stash && !(c->flags & (NC_PAUSED | NC_CLOSING | NC_ABORT))) {
             struct net_stash *st = c->stash;
             c->stash = NULL;
@@ -336,6 +341,28 @@ void net_conn_pause(net_conn *c, bool pause)
         c->flags &= ~NC_PAUSED;
         net_worker_attend(c->w, c);
     }
+}
+
+void net_conn_yield(net_conn *c)
+{
+    struct net_worker *w = c->w;
+    if (c->flags & (NC_DEAD | NC_ABORT | NC_CLOSING | NC_YIELD))
+        return;
+    if (w->nyield == w->yieldcap) {
+        size_t cap = w->yieldcap ? w->yieldcap * 2 : 16;
+        uint64_t *y = realloc(w->yield, cap * sizeof *y);
+        if (!y) {
+            /* Cannot wait for the next round: resume at once rather than
+             * never (the caller's slice bounds the delay anyway). */
+            c->flags |= NC_RESUME;
+            net_worker_attend(w, c);
+            return;
+        }
+        w->yield = y;
+        w->yieldcap = cap;
+    }
+    w->yield[w->nyield++] = c->seq;
+    c->flags |= NC_YIELD;
 }
 
 void net_conn_close(net_conn *c)

@@ -50,6 +50,8 @@ enum {
     NC_WRITABLE    = 1u << 13, /* epoll: the socket may take bytes */
     NC_LATER       = 1u << 14, /* epoll: on the read-again-next-round list */
     NC_RDHUP       = 1u << 15, /* epoll: the peer's FIN was seen */
+    NC_YIELD       = 1u << 16, /* net_conn_yield: on the worker's yield list */
+    NC_RESUME      = 1u << 17, /* on_resume owed (this round) */
 };
 
 /* One piece of queued output.  A copied chunk owns data[] (cap bytes); a
@@ -187,6 +189,10 @@ struct net_worker {
     size_t nzombies, zcap;
     bool more;                      /* work left for the next round (epoll
                                        readers holding more bytes) */
+    /* Connections that yielded (net_conn_yield), by sequence number so a
+     * closed one is simply not found: resumed after the next wait. */
+    uint64_t *yield;
+    size_t nyield, yieldcap;
 
     uint64_t now;                   /* ms, CLOCK_MONOTONIC, per round */
     enum net_wstate state;

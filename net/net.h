@@ -47,6 +47,9 @@ typedef struct net_conn_ops {
     void (*on_timer)(net_conn *c, void *user);
     /* Someone called net_wake for this connection. */
     void (*on_wake)(net_conn *c, void *user);
+    /* net_conn_yield asked for it: the loop has gone round once since,
+     * serving the I/O and timers of the worker's other connections. */
+    void (*on_resume)(net_conn *c, void *user);
     /* The connection is gone (peer closed, error, or net_conn_close
      * finished).  Free `user` here.  No callback follows. */
     void (*on_close)(net_conn *c, void *user);
@@ -104,6 +107,11 @@ size_t net_conn_pending(const net_conn *c);
 /* Stop / resume delivering on_data (while a command waits for the disk or
  * the client is being slow to read). */
 void net_conn_pause(net_conn *c, bool pause);
+/* Give the worker back to the others and be called again (on_resume)
+ * after one round of the loop: long work is done in slices this way, so no
+ * other connection on the worker waits for it.  Several calls before the
+ * round are one; nothing follows once the connection is closing. */
+void net_conn_yield(net_conn *c);
 /* Flush what is queued, then close.  on_close follows. */
 void net_conn_close(net_conn *c);
 /* Arm the connection's one timer (ms from now); 0 cancels. */

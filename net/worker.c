@@ -78,6 +78,24 @@ static void drain_queue(struct net_worker *w)
     }
 }
 
+/* After a wait: the connections that yielded get their on_resume, behind
+ * whatever the wait brought in for the others. */
+static void resume_yielded(struct net_worker *w)
+{
+    size_t n = w->nyield;
+    w->nyield = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct net_conn *c = net_tab_get(&w->tab, w->yield[i]);
+        if (!c || !(c->flags & NC_YIELD))
+            continue;
+        c->flags &= ~NC_YIELD;
+        if (c->flags & (NC_DEAD | NC_CLOSING | NC_ABORT))
+            continue;
+        c->flags |= NC_RESUME;
+        net_worker_attend(w, c);
+    }
+}
+
 static struct net_conn **snapshot(struct net_worker *w, size_t *n)
 {
     struct net_conn **a = malloc((w->tab.n ? w->tab.n : 1) * sizeof *a);
@@ -140,7 +158,7 @@ static void force_close_all(struct net_worker *w)
 
 static int next_timeout(struct net_worker *w)
 {
-    if (w->att_head || w->more || w->signaled)
+    if (w->att_head || w->more || w->signaled || w->nyield)
         return 0;
     uint64_t until = UINT64_MAX;
     struct net_conn *top = net_heap_top(&w->heap);
@@ -206,6 +224,7 @@ static void loop(struct net_worker *w)
         if (w->state == NW_RUNNING && atomic_load(&s->stopping))
             begin_drain(w);
         run_timers(w);
+        resume_yielded(w);
         if (w->accept_retry_at && w->now >= w->accept_retry_at) {
             w->accept_retry_at = 0;
             if (w->state == NW_RUNNING)
@@ -266,6 +285,9 @@ void *net_worker_main(void *arg)
     }
     w->nzombies = 0;
     free(w->zombies);
+    free(w->yield);
+    w->yield = NULL;
+    w->nyield = w->yieldcap = 0;
     w->zombies = NULL;
     net_heap_free(&w->heap);
     net_tab_free(&w->tab);

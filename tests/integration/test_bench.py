@@ -154,6 +154,22 @@ class BenchBase:
         self.check_result(r, "mixed", 4, ["LIST", "STATUS", "APPEND"])
         self.assertNotIn("LOGOUT", r["commands"])
 
+    def test_6b_search_copy_bystander(self):
+        for workload, cmd in (("search-body", "SEARCH_BODY"), ("copy", "COPY")):
+            r = self.bench(workload, 2, duration=1, extra=["--bystander", "2"])
+            self.check_result(r, workload, 2, ["LOGIN", "SELECT", cmd])
+            b = r["bystander"]
+            self.assertEqual(b["sessions"], 2)
+            self.assertGreater(b["ops"], 0, json.dumps(r, indent=1))
+            self.assertEqual(b["errors"], 0)
+            self.assertLessEqual(b["p50_ms"], b["p99_ms"])
+            self.assertLessEqual(b["p99_ms"], b["max_ms"])
+        self.assertIn("CREATE", r["commands"])
+        out, _ = self.bench("headers", 1, duration=1, json_out=False,
+                            extra=["--bystander", "1"])
+        self.assertIn("bystander NOOP", out)
+        self.bench("login", 1, extra=["--bystander", "1", "--tls"], expect_rc=2)
+
     def test_7_table_output(self):
         out, _ = self.bench("login", 2, duration=1, json_out=False)
         self.assertIn("LOGIN", out)
