@@ -1526,6 +1526,10 @@ static void t_yield(void)
             answered++;
     CHECK_EQ(answered, 20);
     CHECK(atomic_load(&g_resumes) < 200000);   /* A was still at it */
+    /* The rest of A's yields may take a while on a loaded machine under
+     * the sanitizers: wait for them longer than client()'s 5 s. */
+    struct timeval tv = { 120, 0 };
+    setsockopt(a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     CHECK(read_line(a, line, sizeof line) && !strcmp(line, "done 200000"));
     CHECK_EQ(atomic_load(&g_resumes), 200000);
     /* Closed while yielding: no on_resume after on_close (ASan would see
