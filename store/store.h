@@ -316,6 +316,8 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg);
 typedef struct store_check_report {
     uint64_t records, messages, bad_records, torn_bytes;
     uint64_t index_mismatches, cache_errors;
+    uint64_t leftovers;     /* files of dead compactions, rebuilds and
+                               generations, removed (they are never data) */
     bool repaired;
 } store_check_report;
 
@@ -325,6 +327,14 @@ typedef struct store_check_report {
  * remain (see the report). */
 int store_check(store_mbox *mb, bool repair, store_check_report *rep,
                 store_progress_fn progress, void *arg);
+
+/* Mailbox directories under the user's m/ that the mailbox list does not
+ * name: what a crash during DELETE (the list saved, the files not yet
+ * removed) leaves behind.  The list is locked meanwhile, so a CREATE in
+ * progress is never taken for one.  With reclaim they are removed.
+ * Returns how many were found; *ids (may be NULL; free()) gets their ids
+ * in ascending order. */
+int store_user_orphans(store_user *u, bool reclaim, uint64_t **ids, size_t *n);
 
 /* CRC32C (Castagnoli), as used by every record. */
 uint32_t store_crc32c(uint32_t crc, const void *p, size_t n);
