@@ -785,7 +785,9 @@ int mbox_sweep(struct store_mbox *mb, uint64_t keep, unsigned *removed)
         if (!g)
             g = gen_of_name(de->d_name, "cache.");
         bool dead = (g && g != keep) || (tmp_ok && tmp_name(de->d_name));
-        if (dead && unlinkat(dirfd(d), de->d_name, 0) == 0)
+        char p[PATH_MAX];
+        if (dead && (size_t)snprintf(p, sizeof p, "%s/%s", mb->dir, de->d_name) < sizeof p &&
+            unlink(p) == 0)
             n++;
     }
     closedir(d);
