@@ -225,7 +225,8 @@ int store_user_orphans(store_user *u, bool reclaim, uint64_t **ids, size_t *n)
     closedir(d);
     if (rc < 0)
         goto out;
-    qsort(v, nv, sizeof *v, cmp_u64);
+    if (nv > 1)
+        qsort(v, nv, sizeof *v, cmp_u64);
     for (size_t i = 0; reclaim && i < nv; i++) {
         char p[PATH_MAX + 24];
         snprintf(p, sizeof p, "%s/%" PRIu64, mdir, v[i]);

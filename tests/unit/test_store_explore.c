@@ -626,7 +626,8 @@ static size_t build(const struct choice *c, struct img **out)
     for (size_t i = 0; i < R.ninos; i++) {
         len[i] = R.inos[i].init_len;
         data[i] = xmalloc(len[i]);
-        memcpy(data[i], R.inos[i].init, len[i]);
+        if (len[i])
+            memcpy(data[i], R.inos[i].init, len[i]);
     }
     for (size_t i = 0; i < R.ninit; i++)
         v[i] = (struct img){xstrdup(R.init_names[i].path), R.init_names[i].ino, NULL, 0};
@@ -1095,7 +1096,7 @@ static const char *verify(const char *dir, size_t k, char **detail)
         bad = why;
         goto out;
     }
-    char s[512];
+    char s[400];
     if (strays(store_mbox_dir(mb), s, sizeof s) != 0) {
         snprintf(why, sizeof why, "left behind: %s", s);
         bad = why;
