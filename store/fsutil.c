@@ -24,8 +24,23 @@ int fs_mkdirs(const char *path, mode_t mode)
             continue;
         char c = buf[i];
         buf[i] = '\0';
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-            return -errno;
+        if (mkdir(buf, mode) < 0) {
+            if (errno != EEXIST)
+                return -errno;
+        } else {
+            /* A new directory's name is an entry of its parent: durable
+             * only once the parent is synced, or a power loss can take a
+             * mailbox directory (and all that was synced inside it) away
+             * while the mailbox list still names it. */
+            char *slash = strrchr(buf, '/');
+            if (slash && slash != buf) {
+                *slash = '\0';
+                int rc = fs_fsync_dir(buf);
+                *slash = '/';
+                if (rc < 0)
+                    return rc;
+            }
+        }
         buf[i] = c;
     }
     return 0;

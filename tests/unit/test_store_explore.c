@@ -922,6 +922,41 @@ static char *describe(store_mbox *mb)
     return out;
 }
 
+/* Every mailbox of the user (name, id, UIDVALIDITY and content).  Mailboxes
+ * this process has open are the same objects (no second recovery). */
+static char *describe_user(store_user *u)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    store_mailbox_info *v;
+    size_t n;
+    if (!f)
+        abort();
+    int rc = store_mailbox_list(u, &v, &n);
+    if (rc < 0) {
+        fprintf(f, "mailbox list: %s\n", strerror(-rc));
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "== %s id %" PRIu64 " uidvalidity %u\n", v[i].name, v[i].id,
+                v[i].uidvalidity);
+        store_mbox *mb;
+        if ((rc = store_mbox_open(u, v[i].name, &mb)) < 0) {
+            fprintf(f, "open: %s\n", strerror(-rc));
+            continue;
+        }
+        char *d = describe(mb);
+        fputs(d, f);
+        free(d);
+        store_mbox_close(mb);
+    }
+    if (rc >= 0 || n)
+        store_mailbox_info_free(v, n);
+    fclose(f);
+    return out;
+}
+
 struct call {                   /* one store call of the workload */
     const char *what;
     size_t start, end;          /* ops it made: [start, end) */
@@ -961,7 +996,7 @@ static int open_mb(const char *root, store_user **u, store_mbox **mb)
         int rc_ = (expr); \
         if (rc_ < 0) { fprintf(stderr, "workload: %s: %s\n", label, strerror(-rc_)); return rc_; } \
         calls[ncalls].end = R.nops; \
-        calls[ncalls].after = mb ? describe(mb) : xstrdup(calls[ncalls - 1].after); \
+        calls[ncalls].after = u ? describe_user(u) : xstrdup(calls[ncalls - 1].after); \
         ncalls++; \
     } while (0)
 
@@ -976,6 +1011,17 @@ static int expunge_of(store_mbox *mb, uint32_t lo, uint32_t hi)
 {
     store_range r = {lo, hi};
     return store_expunge(mb, &r, 1, false, NULL, NULL);
+}
+
+static int append_to(store_user *u, const char *name, unsigned id, unsigned n)
+{
+    store_mbox *mb;
+    int rc = store_mbox_open(u, name, &mb);
+    if (rc < 0)
+        return rc;
+    rc = append_ids(mb, id, n);
+    store_mbox_close(mb);
+    return rc;
 }
 
 static int reopen(const char *root, store_user **u, store_mbox **mb)
@@ -1007,6 +1053,10 @@ static int workload(const char *root)
     STEP("flags -Seen 1:3", flags_of(mb, 1, 3, STORE_FLAGS_REMOVE, STORE_F_SEEN, NULL));
     STEP("append 2", append_ids(mb, 130, 2));
     STEP("expunge 7", expunge_of(mb, 7, 7));
+    STEP("create Box", store_mailbox_create(u, "Box", 0));
+    STEP("append 2 to Box", append_to(u, "Box", 150, 2));
+    STEP("create Other", store_mailbox_create(u, "Other", 0));
+    STEP("delete Box", store_mailbox_delete(u, "Box"));
     STEP("close+open (checkpoint)", reopen(root, &u, &mb));
     STEP("flags =Deleted 8", flags_of(mb, 8, 8, STORE_FLAGS_SET, STORE_F_DELETED, NULL));
     STEP("compact", store_compact(mb, NULL, NULL));
@@ -1014,6 +1064,7 @@ static int workload(const char *root)
     store_mbox_close(mb);
     store_user_close(u);
     mb = NULL;
+    u = NULL;
     STEP("close", 0);
     return 0;
 }
@@ -1060,64 +1111,90 @@ static const char *verify(const char *dir, size_t k, char **detail)
         a++;
     const char *want_a = a ? calls[a - 1].after : initial;
     const char *want_b = a < ncalls && calls[a].start < k ? calls[a].after : want_a;
-    store_user *u;
-    store_mbox *mb;
+    store_user *u = NULL;
+    store_mbox *mb = NULL;
+    const char *bad = NULL;
+    char *got = NULL, *more = NULL, *again = NULL;
     int rc = open_mb(dir, &u, &mb);
     if (rc < 0) {
         snprintf(why, sizeof why, "open failed: %s", strerror(-rc));
         return why;
     }
-    char *got = describe(mb);
-    const char *bad = NULL;
+    /* A DELETE or CREATE cut short leaves a directory the list does not
+     * name: check --repair reclaims it, and nothing else changes. */
+    uint64_t *ids = NULL;
+    size_t norphans = 0;
+    rc = store_user_orphans(u, false, &ids, &norphans);
+    free(ids);
+    if (rc < 0 || (norphans && store_user_orphans(u, true, NULL, NULL) != (int)norphans) ||
+        store_user_orphans(u, false, NULL, NULL) != 0) {
+        snprintf(why, sizeof why, "orphan mailbox directories not reclaimed cleanly");
+        bad = why;
+        goto out;
+    }
+    got = describe_user(u);
     if (strcmp(got, want_a) && strcmp(got, want_b)) {
         snprintf(why, sizeof why, "content differs from what was acknowledged "
                  "(after '%s'%s%s%s)", a ? calls[a - 1].what : "start",
                  want_b != want_a ? " or after '" : "",
                  want_b != want_a ? calls[a].what : "", want_b != want_a ? "'" : "");
-        if (asprintf(detail, "want:\n%s%sgot:\n%s", want_a,
-                     want_b != want_a ? "or:\n" : "", got) < 0)
+        if (asprintf(detail, "want:\n%s%s%sgot:\n%s", want_a,
+                     want_b != want_a ? "or:\n" : "", want_b != want_a ? want_b : "",
+                     got) < 0)
             *detail = NULL;
-        if (want_b != want_a && *detail) {
-            char *d2;
-            if (asprintf(&d2, "want:\n%sor:\n%sgot:\n%s", want_a, want_b, got) >= 0) {
-                free(*detail);
-                *detail = d2;
-            }
+        bad = why;
+        goto out;
+    }
+    store_mailbox_info *v;
+    size_t n;
+    if ((rc = store_mailbox_list(u, &v, &n)) < 0) {
+        snprintf(why, sizeof why, "mailbox list: %s", strerror(-rc));
+        bad = why;
+        goto out;
+    }
+    for (size_t i = 0; i < n && !bad; i++) {
+        store_mbox *m;
+        store_check_report rep;
+        if ((rc = store_mbox_open(u, v[i].name, &m)) < 0) {
+            snprintf(why, sizeof why, "%s: open: %s", v[i].name, strerror(-rc));
+            bad = why;
+            break;
         }
-        bad = why;
-        goto out;
+        rc = store_check(m, false, &rep, NULL, NULL);
+        char s[400];
+        if (rc != 0) {
+            snprintf(why, sizeof why, "%s: check: %s (bad %" PRIu64 " torn %" PRIu64
+                     " index %" PRIu64 " cache %" PRIu64 ")", v[i].name, strerror(-rc),
+                     rep.bad_records, rep.torn_bytes, rep.index_mismatches,
+                     rep.cache_errors);
+            bad = why;
+        } else if (strays(store_mbox_dir(m), s, sizeof s) != 0) {
+            snprintf(why, sizeof why, "%s: left behind: %s", v[i].name, s);
+            bad = why;
+        }
+        store_mbox_close(m);
     }
-    store_check_report rep;
-    rc = store_check(mb, false, &rep, NULL, NULL);
-    if (rc != 0) {
-        snprintf(why, sizeof why, "check: %s (bad %" PRIu64 " torn %" PRIu64
-                 " index %" PRIu64 " cache %" PRIu64 ")", strerror(-rc), rep.bad_records,
-                 rep.torn_bytes, rep.index_mismatches, rep.cache_errors);
-        bad = why;
+    store_mailbox_info_free(v, n);
+    if (bad)
         goto out;
-    }
-    char s[400];
-    if (strays(store_mbox_dir(mb), s, sizeof s) != 0) {
-        snprintf(why, sizeof why, "left behind: %s", s);
-        bad = why;
-        goto out;
-    }
     /* It goes on working: a new message survives a reopen. */
     if ((rc = append_ids(mb, 900, 1)) < 0) {
         snprintf(why, sizeof why, "append after recovery: %s", strerror(-rc));
         bad = why;
         goto out;
     }
-    char *more = describe(mb);
+    more = describe_user(u);
     store_mbox_close(mb);
     store_user_close(u);
     mb = NULL;
+    u = NULL;
     if ((rc = open_mb(dir, &u, &mb)) < 0) {
-        free(more);
         snprintf(why, sizeof why, "reopen after append: %s", strerror(-rc));
-        return why;
+        bad = why;
+        goto out;
     }
-    char *again = describe(mb);
+    again = describe_user(u);
+    store_check_report rep;
     if (strcmp(more, again)) {
         snprintf(why, sizeof why, "appended after recovery, then lost or changed by a reopen");
         if (asprintf(detail, "want:\n%sgot:\n%s", more, again) < 0)
@@ -1127,14 +1204,14 @@ static const char *verify(const char *dir, size_t k, char **detail)
         snprintf(why, sizeof why, "check after append and reopen");
         bad = why;
     }
-    free(more);
-    free(again);
 out:
     free(got);
-    if (mb) {
+    free(more);
+    free(again);
+    if (mb)
         store_mbox_close(mb);
+    if (u)
         store_user_close(u);
-    }
     return bad;
 }
 
@@ -1310,7 +1387,7 @@ static void test_explore(void)
     REQUIRE_OK(open_mb(root, &u, &mb));
     REQUIRE_OK(append_ids(mb, 1, 3));
     REQUIRE_OK(append_ids(mb, 4, 3));
-    initial = describe(mb);
+    initial = describe_user(u);
     store_mbox_close(mb);
     store_user_close(u);
 
