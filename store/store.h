@@ -323,8 +323,10 @@ typedef struct store_check_report {
 
 /* Verify every log record's checksum and the index and cache against the
  * log.  With repair, cut a torn tail and rebuild index and cache from the
- * log.  Returns 0 if the mailbox is (now) consistent, -EBADMSG if problems
- * remain (see the report). */
+ * log.  Either way, files of a dead compaction, rebuild or check and of
+ * stale generations are removed (counted in leftovers; a live compaction's
+ * are left alone).  Returns 0 if the mailbox is (now) consistent, -EBADMSG
+ * if problems remain (see the report). */
 int store_check(store_mbox *mb, bool repair, store_check_report *rep,
                 store_progress_fn progress, void *arg);
 

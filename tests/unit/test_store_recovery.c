@@ -3,9 +3,10 @@
  * DELETEs, a compaction racing with other processes' opens, and \Recent
  * claims carried across a compaction.
  *
- * rename() is interposed (defined here, so the store's calls land here
- * first) to run a hook or to kill the process at a chosen point: crashes at
- * exact places, not at the mercy of timing. */
+ * rename, fdatasync, msync, pwrite and unlink are interposed (defined here,
+ * so the store's calls land here first) to run a hook at a rename or to
+ * kill the process at a chosen call: crashes at exact places, not at the
+ * mercy of timing. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
