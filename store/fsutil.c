@@ -37,7 +37,9 @@ int fs_mkdirs(const char *path, mode_t mode)
                 *slash = '\0';
                 int rc = fs_fsync_dir(buf);
                 *slash = '/';
-                if (rc < 0)
+                /* A parent we may not open (above mail_root, for a server
+                 * that dropped root) is not ours to make durable. */
+                if (rc < 0 && rc != -EACCES && rc != -EPERM)
                     return rc;
             }
         }
