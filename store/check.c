@@ -6,10 +6,13 @@
  * index is compared field by field with one replayed from the log into
  * scratch files, and every cache entry's checksum and structure is
  * verified.  Repair cuts a torn tail and rebuilds index and cache. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -138,6 +141,14 @@ int store_check(store_mbox *mb, bool repair, store_check_report *rep,
      * every intact record (salvage); a torn tail is cut. */
     if ((rc = mbox_wlock(mb)) < 0)
         return rc;
+    /* Files of a dead compaction, rebuild or check and stale generations
+     * are garbage whatever we are asked: opening removes them too. */
+    unsigned swept = 0;
+    if ((rc = mbox_sweep(mb, mb->gen->generation, &swept)) < 0) {
+        mbox_wunlock(mb);
+        return rc;
+    }
+    rep->leftovers = swept;
     rc = compare_index(mb, mb->gen, rep);
     if (rc == 0 && repair && (rep->index_mismatches || rep->cache_errors))
         rc = mbox_rebuild(mb);
@@ -153,4 +164,86 @@ int store_check(store_mbox *mb, bool repair, store_check_report *rep,
     rep->repaired = rep->torn_bytes || rep->bad_records ||
                     rep->index_mismatches || rep->cache_errors;
     return 0;
+}
+
+/* A mailbox directory's name is its id in canonical decimal. */
+static bool id_of_name(const char *name, uint64_t *id)
+{
+    if (name[0] < '1' || name[0] > '9')
+        return false;
+    uint64_t v = 0;
+    for (const char *p = name; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *id = v;
+    return true;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int store_user_orphans(store_user *u, bool reclaim, uint64_t **ids, size_t *n)
+{
+    char mdir[PATH_MAX];
+    uint64_t *v = NULL;
+    size_t nv = 0, cap = 0;
+    if ((size_t)snprintf(mdir, sizeof mdir, "%s/m", u->root) >= sizeof mdir)
+        return -ENAMETOOLONG;
+    /* With the list locked no CREATE (files first, then the list), DELETE
+     * (the list first, then the files) or RENAME of INBOX is half done in
+     * any process, so a directory the list does not name is dead: its
+     * DELETE was committed and crashed before removing it. */
+    int rc = user_list_lock(u);
+    if (rc < 0)
+        return rc;
+    DIR *d = opendir(mdir);
+    if (!d) {
+        rc = errno == ENOENT ? 0 : -errno;
+        goto out;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        uint64_t id;
+        if (!id_of_name(de->d_name, &id) || user_list_has_id(u, id))
+            continue;
+        if (nv == cap) {
+            cap = cap ? cap * 2 : 8;
+            uint64_t *nw = realloc(v, cap * sizeof *nw);
+            if (!nw) {
+                rc = -ENOMEM;
+                break;
+            }
+            v = nw;
+        }
+        v[nv++] = id;
+    }
+    closedir(d);
+    if (rc < 0)
+        goto out;
+    if (nv > 1)
+        qsort(v, nv, sizeof *v, cmp_u64);
+    for (size_t i = 0; reclaim && i < nv; i++) {
+        char p[PATH_MAX + 24];
+        snprintf(p, sizeof p, "%s/%" PRIu64, mdir, v[i]);
+        if ((rc = fs_rmtree(p)) < 0)
+            goto out;
+    }
+    if (reclaim && nv && (rc = fs_fsync_dir(mdir)) < 0)
+        goto out;
+    rc = (int)nv;
+out:
+    user_list_unlock(u);
+    if (rc >= 0 && ids) {
+        *ids = v;
+        v = NULL;
+    }
+    if (n)
+        *n = rc >= 0 ? nv : 0;
+    free(v);
+    return rc;
 }

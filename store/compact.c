@@ -117,9 +117,18 @@ static int cw_expunge(struct cw *w, uint32_t uid, uint64_t modseq)
 
 int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
 {
+    /* One compaction at a time, and its temporary files are its own while
+     * it runs: recovery in another process sweeps them only when it can
+     * take this lock (see mbox_sweep).  Taken before the snapshot, so a
+     * compaction that waited here compacts what the previous one left. */
+    int cfd = mbox_compact_lock(mb, true);
+    if (cfd < 0)
+        return cfd;
     store_snap *s = store_snap_get(mb);
-    if (!s)
+    if (!s) {
+        mbox_compact_unlock(cfd);
         return -ENOMEM;
+    }
     struct gen *old = s->g, *ng = NULL;
     struct idx_hdr *oh = gen_hdr(old);
     uint64_t G = old->generation + 1;
@@ -128,6 +137,7 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     struct cw w = {.fd = -1, .end = LOG_HDR_SIZE};
     struct seen *seen = NULL;
     bool locked = false;
+    int renamed = 0;            /* how many of log, cache were renamed */
     int rc;
     if ((rc = path_in(mb, logt, sizeof logt, "log.%" PRIu64 ".tmp", G)) < 0 ||
         (rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, G)) < 0 ||
@@ -245,7 +255,7 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     if (lh.base_modseq > nh->highestmodseq)
         nh->highestmodseq = lh.base_modseq;
     nh->tomb_floor = lh.tomb_floor;
-    nh->recent_uid = A_LOAD(&oh->recent_uid);
+    nh->recent_uid = A_LOAD(&oh->recent_uid);  /* final hand-over below */
     nh->dead_bytes = 0;
     if (fdatasync(w.fd) < 0) {
         rc = -errno;
@@ -253,15 +263,25 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     }
     if ((rc = mbox_checkpoint(mb, ng)) < 0)
         goto out;
-    if (rename(logt, logp) < 0 || rename(cachet, cachep) < 0 ||
-        rename(idxt, idxp) < 0) {
+    if (rename(logt, logp) < 0) {
         rc = -errno;
         goto out;
     }
+    renamed = 1;
+    if (rename(cachet, cachep) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    renamed = 2;
+    if (rename(idxt, idxp) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    renamed = 0;    /* committed */
     rc = fs_fsync_dir(mb->dir);
     /* The index rename was the commit point; from here on the new files
      * are the mailbox, whatever the directory fsync said. */
-    __atomic_store_n(&oh->superseded, 1, __ATOMIC_RELEASE);
+    gen_recent_handover(old, ng);
     mb->log_end = nend;
     mbox_gen_install(mb, ng);
     ng = NULL;
@@ -273,6 +293,15 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     if (progress)
         progress(arg, total, total);
 out:
+    if (renamed) {
+        /* The index rename did not happen: the old generation is still the
+         * mailbox, and a log.<G+1> left beside it would be taken for the
+         * newest if the index were lost later, without what is appended
+         * to the old log from now on. */
+        unlink(logp);
+        if (renamed > 1)
+            unlink(cachep);
+    }
     if (locked)
         mbox_wunlock(mb);
     if (ng) {
@@ -288,5 +317,6 @@ out:
     free(w.buf.data);
     free(seen);
     store_snap_put(s);
+    mbox_compact_unlock(cfd);
     return rc;
 }

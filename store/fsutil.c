@@ -24,8 +24,25 @@ int fs_mkdirs(const char *path, mode_t mode)
             continue;
         char c = buf[i];
         buf[i] = '\0';
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-            return -errno;
+        if (mkdir(buf, mode) < 0) {
+            if (errno != EEXIST)
+                return -errno;
+        } else {
+            /* A new directory's name is an entry of its parent: durable
+             * only once the parent is synced, or a power loss can take a
+             * mailbox directory (and all that was synced inside it) away
+             * while the mailbox list still names it. */
+            char *slash = strrchr(buf, '/');
+            if (slash && slash != buf) {
+                *slash = '\0';
+                int rc = fs_fsync_dir(buf);
+                *slash = '/';
+                /* A parent we may not open (above mail_root, for a server
+                 * that dropped root) is not ours to make durable. */
+                if (rc < 0 && rc != -EACCES && rc != -EPERM)
+                    return rc;
+            }
+        }
         buf[i] = c;
     }
     return 0;

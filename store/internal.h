@@ -186,6 +186,20 @@ int path_in(const struct store_mbox *mb, char *buf, size_t n, const char *fmt,
  * (writer held). */
 int mbox_rebuild(struct store_mbox *mb);
 
+/* The compaction lock: a locked fd, or -EWOULDBLOCK (!wait) / -errno. */
+int mbox_compact_lock(struct store_mbox *mb, bool wait);
+void mbox_compact_unlock(int fd);
+/* Remove every file of the mailbox directory that is not part of
+ * generation `keep`: stale generations, and temporary files unless a live
+ * compaction owns them (writer held).  *removed (may be NULL) counts. */
+int mbox_sweep(struct store_mbox *mb, uint64_t keep, unsigned *removed);
+
+/* recent_uid of an index whose claims moved to a newer one. */
+#define RECENT_MOVED UINT32_MAX
+/* Mark old superseded and carry its \Recent claims over to ng, which is
+ * not yet installed (writer held). */
+void gen_recent_handover(struct gen *old, struct gen *ng);
+
 /* Write a checkpoint (writer held). */
 int mbox_checkpoint(struct store_mbox *mb, struct gen *g);
 
@@ -235,6 +249,11 @@ int uidlist_add(store_uidlist *l, uint32_t uid);
 /* ---- user.c ------------------------------------------------------------ */
 
 int user_mbox_dir(struct store_user *u, uint64_t id, char **out);
+/* Lock the mailbox list (mutex + flock) and load it; unlock.  While held,
+ * no CREATE, DELETE or RENAME runs in any process. */
+int user_list_lock(struct store_user *u);
+void user_list_unlock(struct store_user *u);
+bool user_list_has_id(const struct store_user *u, uint64_t id);
 
 /* mbox.c: create a new mailbox's directory and empty log. */
 int mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity);

@@ -7,6 +7,7 @@
  * beyond what it has seen, and cuts a torn tail.  Anything else — a missing,
  * truncated or inconsistent index, a power loss since the last checkpoint —
  * rebuilds index and cache from the log. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -408,12 +409,50 @@ static void apply_keyword(struct idx_hdr *h, const struct log_rec *r)
         A_STORE(&h->nkeywords, k.slot + 1);
 }
 
+/* Why the index can be trusted after a power loss, and what that costs.
+ *
+ * The index is written through a shared mapping, so the kernel writes its
+ * pages back whenever it likes and in any order: after a power loss, any
+ * page may be older or newer than any other.  A checkpoint (page 0 of the
+ * header, synced last) says "every page was on disk, matching this header,
+ * when I was written".  It stays true only while no page changes: an entry
+ * page changed after it (a flag, an expunge, a new entry) can reach the
+ * disk while page 0 still holds the matching checkpoint, and that entry
+ * then carries a change whose log record may be lost (the log is synced
+ * only for acknowledged writes) or will be applied again on top of it, so
+ * counters drift and a message can look expunged that the log says is
+ * live.  Hence the order:
+ *
+ *   1. checkpoint: msync every page, fdatasync log and cache, write the
+ *      checkpoint slot, msync the header (mbox_checkpoint);
+ *   2. before the first change after it, clear both slots and msync the
+ *      header (here): a checkpoint on disk is now never older than a page
+ *      beside it, because no page changes until the retraction is on disk;
+ *   3. at open after a reboot, the index is trusted only with a matching
+ *      checkpoint (idx_sane), else it is rebuilt from the log.
+ *
+ * The price is one header flush at the first change after each
+ * checkpoint, and checkpoints are written when a process lets go of the
+ * mailbox, not per write.  (The same boot needs none of this: the page
+ * cache survived and holds every page at its newest.) */
+static int ckpt_retract(struct idx_hdr *h)
+{
+    if (!h->ckpt[0].seq && !h->ckpt[1].seq)
+        return 0;
+    memset(h->ckpt, 0, sizeof h->ckpt);
+    if (msync(h, IDX_HDR_SIZE, MS_SYNC) < 0)
+        return -errno;
+    return 0;
+}
+
 int idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
               uint64_t off)
 {
     (void)mb;
     struct idx_hdr *h = gen_hdr(g);
-    int rc = 0;
+    int rc = ckpt_retract(h);
+    if (rc < 0)
+        return rc;
     switch (r->type) {
     case LOG_MESSAGE: rc = apply_message(g, h, r, off); break;
     case LOG_FLAGS: apply_flags(g, h, r); break;
@@ -678,32 +717,148 @@ out:
     return rc;
 }
 
+void gen_recent_handover(struct gen *old, struct gen *ng)
+{
+    /* Claims are lock-free compare-and-swaps on the old header (see
+     * store_mbox_claim_recent), from this process and others, right up to
+     * the moment they see `superseded`.  Copying recent_uid and then
+     * setting superseded would lose a claim made in between: the next
+     * session would get the same messages as \Recent again.  So the old
+     * value is taken with an exchange that leaves RECENT_MOVED behind: a
+     * claim before it is in the value we carry over, a claim after it fails
+     * its compare-and-swap and goes to the new header.  Nobody can claim
+     * on the new header yet: it is not installed here, and other processes
+     * reach it only through the writer lock, which the caller holds. */
+    struct idx_hdr *oh = gen_hdr(old), *nh = gen_hdr(ng);
+    A_STORE(&oh->superseded, 1);
+    uint32_t v = __atomic_exchange_n(&oh->recent_uid, RECENT_MOVED, __ATOMIC_ACQ_REL);
+    if (v == RECENT_MOVED)
+        return;     /* handed over before (cannot happen twice) */
+    if (v > nh->uidnext)
+        v = nh->uidnext;
+    if (v > A_LOAD(&nh->recent_uid))
+        A_STORE(&nh->recent_uid, v);
+}
+
 int mbox_rebuild(struct store_mbox *mb)
 {
     struct gen *old = mb->gen, *g;
     int rc = rebuild_gen(mb, old->generation, &g);
     if (rc < 0)
         return rc;
-    A_STORE(&gen_hdr(old)->superseded, 1);
+    /* A rebuilt index starts with nothing claimed; what was claimed in the
+     * old one stays claimed. */
+    gen_recent_handover(old, g);
     mbox_gen_install(mb, g);
     return 0;
 }
 
-/* Highest N with a log.N in the directory, or 0. */
-static uint64_t newest_log(const char *dir)
+/* "log.<N>" or "cache.<N>" with N a generation number (no suffix): the
+ * number, else 0. */
+static uint64_t gen_of_name(const char *name, const char *prefix)
 {
-    char cmd[PATH_MAX];
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) || name[n] < '1' || name[n] > '9')
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long g = strtoull(name + n, &end, 10);
+    return *end || errno ? 0 : (uint64_t)g;
+}
+
+/* Highest N with a log.N in the directory, or 0.  Found by listing the
+ * directory: generations are not dense (each compaction removes the old
+ * one), so probing log.1, log.2, ... would give up after a gap. */
+static int newest_log(const char *dir, uint64_t *out)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
     uint64_t best = 0;
-    for (uint64_t n = 1;; n++) {
-        /* Generations are dense from 1 upward only while compaction keeps
-         * the old log until swap; look for a short gap too. */
-        snprintf(cmd, sizeof cmd, "%s/log.%" PRIu64, dir, n);
-        if (access(cmd, F_OK) == 0)
-            best = n;
-        else if (n > best + 64)
-            break;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        uint64_t g = gen_of_name(de->d_name, "log.");
+        if (g > best)
+            best = g;
     }
-    return best;
+    closedir(d);
+    *out = best;
+    return 0;
+}
+
+/* The compaction lock (see store_compact): held by a running compaction
+ * for its whole run, so that its temporary files, written without the
+ * writer lock, are never taken for the leftovers of a dead one.  Returns
+ * the locked fd, -EWOULDBLOCK if a compaction holds it and !wait. */
+int mbox_compact_lock(struct store_mbox *mb, bool wait)
+{
+    char p[PATH_MAX];
+    int rc = path_in(mb, p, sizeof p, "compact.lock", 0);
+    if (rc < 0)
+        return rc;
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+        if (errno == EINTR)
+            continue;
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+void mbox_compact_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd);  /* drops the flock */
+}
+
+/* Is this the name of a temporary file of compaction, rebuild or check? */
+static bool tmp_name(const char *name)
+{
+    size_t n = strlen(name);
+    return (n > 4 && !strcmp(name + n - 4, ".tmp") &&
+            (!strncmp(name, "log.", 4) || !strncmp(name, "cache.", 6) ||
+             !strncmp(name, "index.", 6))) ||
+           !strcmp(name, "index.compact") || !strcmp(name, "index.check") ||
+           !strcmp(name, "cache.check");
+}
+
+int mbox_sweep(struct store_mbox *mb, uint64_t keep, unsigned *removed)
+{
+    /* Writer lock held: no rebuild or check of another process is running,
+     * and compaction renames its files to their final names only under it.
+     * So every log.N and cache.N but the current generation's is dead (an
+     * old generation whose unlink was lost, or a new one whose index rename
+     * never happened), and so is every temporary file, unless a compaction
+     * is running right now: its phase 1 works without the writer lock, and
+     * then its files are left alone (they are swept at a later open). */
+    int cfd = mbox_compact_lock(mb, false);
+    bool tmp_ok = cfd >= 0;
+    DIR *d = opendir(mb->dir);
+    if (!d) {
+        mbox_compact_unlock(cfd);
+        return -errno;
+    }
+    unsigned n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        uint64_t g = gen_of_name(de->d_name, "log.");
+        if (!g)
+            g = gen_of_name(de->d_name, "cache.");
+        bool dead = (g && g != keep) || (tmp_ok && tmp_name(de->d_name));
+        char p[PATH_MAX];
+        if (dead && (size_t)snprintf(p, sizeof p, "%s/%s", mb->dir, de->d_name) < sizeof p &&
+            unlink(p) == 0)
+            n++;
+    }
+    closedir(d);
+    mbox_compact_unlock(cfd);
+    if (removed)
+        *removed = n;
+    return 0;
 }
 
 /* Is the index usable as it is?  Cheap checks only: opening must not scan. */
@@ -768,8 +923,8 @@ static int mbox_recover(struct store_mbox *mb)
         if (access(logp, F_OK) != 0)
             generation = 0;
     }
-    if (!generation)
-        generation = newest_log(mb->dir);
+    if (!generation && (rc = newest_log(mb->dir, &generation)) < 0)
+        return rc;
     if (!generation)
         return -EBADMSG;    /* no log at all: nothing to recover from */
 
@@ -816,17 +971,7 @@ static int mbox_recover(struct store_mbox *mb)
     }
     mb->gen = g;
     /* Leftovers of an interrupted compaction or rebuild. */
-    char p[PATH_MAX];
-    for (uint64_t n = 1; n < generation + 2; n++) {
-        if (n == generation)
-            continue;
-        path_in(mb, p, sizeof p, "log.%" PRIu64, n);
-        unlink(p);
-        path_in(mb, p, sizeof p, "cache.%" PRIu64, n);
-        unlink(p);
-    }
-    path_in(mb, p, sizeof p, "log.%" PRIu64 ".tmp", generation + 1);
-    unlink(p);
+    mbox_sweep(mb, generation, NULL);
     return 0;
 }
 
@@ -1007,30 +1152,34 @@ int store_mbox_claim_recent(struct store_mbox *mb, uint32_t *first)
      * several processes, each append made them queue on the flock, and a
      * worker blocked there stalls all its sessions.  The index header is
      * shared memory: a compare-and-swap gives each new UID to exactly one
-     * claimant, across processes too.  A superseded index (compaction)
-     * takes the locked path, which moves to the new files. */
-    struct gen *g = mbox_gen_get(mb);
-    struct idx_hdr *hh = gen_hdr(g);
-    if (!A_LOAD(&hh->superseded)) {
-        uint32_t next = A_LOAD(&hh->uidnext);
-        uint32_t old = A_LOAD(&hh->recent_uid);
-        while (old < next &&
-               !__atomic_compare_exchange_n(&hh->recent_uid, &old, next, false,
-                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            ;
-        *first = old;
+     * claimant, across processes too.  An index that compaction or a
+     * rebuild replaced (superseded, or its claims already handed over:
+     * RECENT_MOVED) sends us through the writer lock, which moves to the
+     * new files, and we claim there. */
+    for (;;) {
+        struct gen *g = mbox_gen_get(mb);
+        struct idx_hdr *hh = gen_hdr(g);
+        bool moved = A_LOAD(&hh->superseded);
+        if (!moved) {
+            uint32_t next = A_LOAD(&hh->uidnext);
+            uint32_t old = A_LOAD(&hh->recent_uid);
+            while (old < next && old != RECENT_MOVED &&
+                   !__atomic_compare_exchange_n(&hh->recent_uid, &old, next, false,
+                                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                ;
+            /* RECENT_MOVED is also a legal UIDNEXT; then nothing is recent
+             * unless the index was replaced. */
+            moved = old == RECENT_MOVED && A_LOAD(&hh->superseded);
+            if (!moved)
+                *first = old;
+        }
         gen_put(g);
-        return 0;
+        if (!moved)
+            return 0;
+        int rc = store_mbox_refresh(mb);
+        if (rc < 0)
+            return rc;
     }
-    gen_put(g);
-    int rc = mbox_wlock(mb);
-    if (rc < 0)
-        return rc;
-    struct idx_hdr *h = gen_hdr(mb->gen);
-    *first = h->recent_uid;
-    A_STORE(&h->recent_uid, h->uidnext);
-    mbox_wunlock(mb);
-    return 0;
 }
 
 int store_mbox_status(struct store_mbox *mb, store_status *st)
@@ -1059,6 +1208,11 @@ int store_mbox_status(struct store_mbox *mb, store_status *st)
     st->log_bytes = lsz;
     uint32_t count = A_LOAD(&h->count);
     uint32_t recent = A_LOAD(&h->recent_uid);
+    if (recent == RECENT_MOVED && A_LOAD(&h->superseded)) {
+        /* Replaced while we read: ask the new index. */
+        gen_put(g);
+        return store_mbox_status(mb, st);
+    }
     uint32_t p = gen_lower_bound(g, count, recent);
     if (p == 0) {
         st->recent = st->messages;  /* nobody has claimed any yet */

@@ -345,15 +345,27 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg);
 typedef struct store_check_report {
     uint64_t records, messages, bad_records, torn_bytes;
     uint64_t index_mismatches, cache_errors;
+    uint64_t leftovers;     /* files of dead compactions, rebuilds and
+                               generations, removed (they are never data) */
     bool repaired;
 } store_check_report;
 
 /* Verify every log record's checksum and the index and cache against the
  * log.  With repair, cut a torn tail and rebuild index and cache from the
- * log.  Returns 0 if the mailbox is (now) consistent, -EBADMSG if problems
- * remain (see the report). */
+ * log.  Either way, files of a dead compaction, rebuild or check and of
+ * stale generations are removed (counted in leftovers; a live compaction's
+ * are left alone).  Returns 0 if the mailbox is (now) consistent, -EBADMSG
+ * if problems remain (see the report). */
 int store_check(store_mbox *mb, bool repair, store_check_report *rep,
                 store_progress_fn progress, void *arg);
+
+/* Mailbox directories under the user's m/ that the mailbox list does not
+ * name: what a crash during DELETE (the list saved, the files not yet
+ * removed) leaves behind.  The list is locked meanwhile, so a CREATE in
+ * progress is never taken for one.  With reclaim they are removed.
+ * Returns how many were found; *ids (may be NULL; free()) gets their ids
+ * in ascending order. */
+int store_user_orphans(store_user *u, bool reclaim, uint64_t **ids, size_t *n);
 
 /* CRC32C (Castagnoli), as used by every record. */
 uint32_t store_crc32c(uint32_t crc, const void *p, size_t n);

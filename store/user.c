@@ -1052,3 +1052,22 @@ int store_mailbox_status(store_user *u, const char *name, store_status *st)
     store_mbox_close(mb);
     return rc;
 }
+
+/* For store_user_orphans (check.c): the list, locked and current. */
+int user_list_lock(store_user *u)
+{
+    return ulock(u);
+}
+
+void user_list_unlock(store_user *u)
+{
+    uunlock(u);
+}
+
+bool user_list_has_id(const store_user *u, uint64_t id)
+{
+    for (size_t i = 0; i < u->nboxes; i++)
+        if (u->boxes[i].id == id)
+            return true;
+    return false;
+}

@@ -4,6 +4,7 @@
  * is 1 if any mailbox still has problems, so scripts can act on it. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tools/admin.h"
@@ -41,6 +42,9 @@ static int check_one(store_user *u, const char *name, bool repair)
     }
     bool problems = rep.bad_records || rep.torn_bytes || rep.index_mismatches ||
                     rep.cache_errors;
+    if (rep.leftovers)
+        printf("%s: removed %llu leftover files of an interrupted compaction or rebuild\n",
+               name, (unsigned long long)rep.leftovers);
     if (!problems && r == 0) {
         printf("%s: ok, %llu records, %u messages\n", name,
                (unsigned long long)rep.records, st.messages);
@@ -54,6 +58,26 @@ static int check_one(store_user *u, const char *name, bool repair)
            (unsigned long long)rep.index_mismatches, (unsigned long long)rep.cache_errors,
            r == 0 ? "" : repair ? " (could not repair)" : " (run with --repair)");
     return r;
+}
+
+/* Mailbox directories no mailbox owns (a DELETE that crashed after its
+ * commit point).  Only --repair removes them: if the mailbox list were an
+ * older copy (restored by hand), they would be mail, not garbage. */
+static int check_orphans(store_user *u, bool repair)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    int r = store_user_orphans(u, repair, &ids, &n);
+    if (r < 0) {
+        admin_err("orphan mailbox directories: %s", strerror(-r));
+        return r;
+    }
+    for (size_t i = 0; i < n; i++)
+        printf("m/%llu: orphan mailbox directory (no mailbox names it)%s\n",
+               (unsigned long long)ids[i],
+               repair ? ": removed" : " (run with --repair to remove it)");
+    free(ids);
+    return n && !repair ? -EBADMSG : 0;
 }
 
 int admin_cmd_check(admin_ctx *ctx, int argc, char **argv)
@@ -77,6 +101,8 @@ int admin_cmd_check(admin_ctx *ctx, int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         if (check_one(u, v[i].name, repair) < 0)
             ret = ADMIN_FAIL;
+    if (npos == 1 && check_orphans(u, repair) < 0)
+        ret = ADMIN_FAIL;
 out:
     if (v)
         store_mailbox_info_free(v, n);
