@@ -500,6 +500,19 @@ int mime_to_utf8(store_str charset, const char *in, size_t len,
     } else {
         r = iconv_all(cd, in, len, out);
         iconv_close(cd);
+        /* The output must be UTF-8, but glibc's UTF-8 decoder lets
+         * sequences above U+10FFFF through (a UTF-8 label iconv knows
+         * under another spelling, "utf-8(", sends such input there):
+         * those are cleaned like any other bad bytes. */
+        if (!r && !mime_utf8_valid((const char *)out->data + old, out->len - old)) {
+            store_buf t = { 0 };
+            r = utf8_copy(&t, (const char *)out->data + old, out->len - old, false);
+            if (!r) {
+                out->len = old;
+                r = store_buf_append(out, t.data, t.len);
+            }
+            free(t.data);
+        }
     }
     if (r)
         out->len = old;

@@ -1152,6 +1152,16 @@ static void test_charsets(void)
     REQUIRE_OK(mime_to_utf8(mime_str("ISO-2022-JP"),
                             "\x1b$B$\"\x1b(B!", 9, &b));
     CHECK(streq_report("iso-2022-jp", (char *)b.data, b.len, "\xe3\x81\x82!", 4));
+    b.len = 0;
+    /* A UTF-8 label in another spelling goes through iconv, whose UTF-8
+     * decoder passes sequences above U+10FFFF: the output is still
+     * valid UTF-8 (found by fuzz_message). */
+    REQUIRE_OK(mime_to_utf8(mime_str("utf-8("), "\xf7\x8a\xae\xa2z", 5, &b));
+    CHECK(mime_utf8_valid((char *)b.data, b.len));
+    CHECK(b.len >= 1 && b.data[b.len - 1] == 'z');
+    b.len = 0;
+    REQUIRE_OK(mime_decode_header("=?utf8(?b?94quot?=", 18, &b));
+    CHECK(mime_utf8_valid((char *)b.data, b.len));
     CHECK(mime_utf8_valid("caf\xc3\xa9", 5));
     CHECK(!mime_utf8_valid("\xc0\xaf", 2));                 /* overlong */
     CHECK(!mime_utf8_valid("\xed\xa0\x80", 3));             /* surrogate */
