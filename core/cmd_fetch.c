@@ -285,16 +285,15 @@ static bool fetch_step(session *s, void *arg)
                 sess_flush(s);
         }
     }
-    sess_sync(s, false);
     const char *tag = fc->tag;
     if (fc->failed == -ENOTSUP)
-        sess_tagged(s, tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
+        sess_sync_tagged(s, false, tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
     else if (fc->failed == -ENOENT)
-        sess_tagged(s, tag, "NO", "[CANNOT] No such part for BINARY");
+        sess_sync_tagged(s, false, tag, "NO", "[CANNOT] No such part for BINARY");
     else if (fc->failed)
-        sess_tagged(s, tag, "NO", "[SERVERBUG] Some messages could not be fetched");
+        sess_sync_tagged(s, false, tag, "NO", "[SERVERBUG] Some messages could not be fetched");
     else
-        sess_tagged(s, tag, "OK", "FETCH completed");
+        sess_sync_tagged(s, false, tag, "OK", "FETCH completed");
     return true;
 }
 

@@ -195,13 +195,18 @@ void cmd_append(session *s, const char *tag, imap_args *a, imap_arg *args,
         goto out;
     }
     sess_changed(s, mb);
-    if (mb == s->mb)
-        sess_sync(s, true);
     store_status st;
     uint32_t uv = store_mbox_status(mb, &st) == 0 ? st.uidvalidity : 0;
-    imap_out_printf(&s->out, "%s OK [APPENDUID %u ", tag, uv);
-    imap_out_set(&s->out, uids, n);
-    imap_out_printf(&s->out, "] APPEND completed\r\n");
+    sess_update_req u = {.allow_expunge = true};
+    imap_out_printf(&u.tail, "%s OK [APPENDUID %u ", tag, uv);
+    imap_out_set(&u.tail, uids, n);
+    imap_out_printf(&u.tail, "] APPEND completed\r\n");
+    if (mb == s->mb) {
+        sess_update(s, &u);
+    } else {
+        imap_out_add(&s->out, u.tail.p, u.tail.len);
+        imap_out_free(&u.tail);
+    }
 out:
     if (mb)
         store_mbox_close(mb);
@@ -251,19 +256,6 @@ void cmd_unselect(session *s, const char *tag, imap_args *a, imap_arg *args,
     sess_tagged(s, tag, "OK", "UNSELECT completed");
 }
 
-/* Announce EXPUNGE for these UIDs (sorted) and drop them from the view. */
-static void announce_expunged(session *s, const uint32_t *uids, size_t n)
-{
-    for (size_t i = n; i-- > 0;) {
-        uint32_t seq = sess_seq_of_uid(s, uids[i]);
-        if (!seq)
-            continue;
-        imap_out_printf(&s->out, "* %u EXPUNGE\r\n", seq);
-        memmove(&s->view[seq - 1], &s->view[seq], (s->nview - seq) * sizeof *s->view);
-        s->nview--;
-    }
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -293,13 +285,15 @@ void cmd_expunge(session *s, const char *tag, imap_args *a, imap_arg *args,
     if (rc < 0) {
         sess_store_error(s, tag, rc, "expunge");
     } else {
-        if (x.n)
+        if (x.n) {
             qsort(x.uids, x.n, sizeof *x.uids, cmp_u32);
-        announce_expunged(s, x.uids, x.n);
-        if (x.n)
             sess_changed(s, s->mb);
-        sess_sync(s, true);
-        sess_tagged(s, tag, "OK", "EXPUNGE completed");
+        }
+        sess_update_req u = {.allow_expunge = true, .gone = x.uids, .ngone = x.n};
+        x.uids = NULL;
+        x.n = 0;
+        imap_out_printf(&u.tail, "%s OK EXPUNGE completed\r\n", tag);
+        sess_update(s, &u);
     }
     store_uidlist_free(&x);
     free(r);
@@ -388,33 +382,23 @@ void cmd_store(session *s, const char *tag, imap_args *a, imap_arg *args,
             s->modseq_seen = modseq;    /* only our own change: announced here */
         sess_changed(s, s->mb);
     }
+    /* The FETCH lines of the messages named (a line each: in steps), the
+     * others' changes, then the answer. */
+    sess_update_req u = {.allow_expunge = false, .echo_uid = uid};
     if (!silent && nr) {
-        store_snap *snap = store_snap_get(s->mb);
-        for (size_t k = 0; snap && k < nr; k++) {
-            for (uint32_t seq = sess_view_lower(s, r[k].lo) + 1;
-                 seq <= s->nview && s->view[seq - 1] <= r[k].hi; seq++) {
-                uint32_t u = s->view[seq - 1];
-                store_msg m;
-                if (store_snap_msg(snap, u, &m) < 0)
-                    continue;
-                imap_out_printf(&s->out, "* %u FETCH (FLAGS ", seq);
-                sess_flags(s, &s->out, snap, m.flags, m.keywords, u >= s->recent_first);
-                if (uid)
-                    imap_out_printf(&s->out, " UID %u", u);
-                imap_out_printf(&s->out, ")\r\n");
-            }
-        }
-        store_snap_put(snap);
+        u.echo = r;
+        u.necho = nr;
+        r = NULL;
     }
-    sess_sync(s, false);
     if (modified.n) {
         qsort(modified.uids, modified.n, sizeof *modified.uids, cmp_u32);
-        imap_out_printf(&s->out, "%s OK [MODIFIED ", tag);
-        imap_out_set(&s->out, modified.uids, modified.n);
-        imap_out_printf(&s->out, "] Conditional STORE failed for some\r\n");
+        imap_out_printf(&u.tail, "%s OK [MODIFIED ", tag);
+        imap_out_set(&u.tail, modified.uids, modified.n);
+        imap_out_printf(&u.tail, "] Conditional STORE failed for some\r\n");
     } else {
-        sess_tagged(s, tag, "OK", "STORE completed");
+        imap_out_printf(&u.tail, "%s OK STORE completed\r\n", tag);
     }
+    sess_update(s, &u);
 out:
     store_uidlist_free(&changed);
     store_uidlist_free(&modified);
@@ -444,18 +428,25 @@ static void copy_answer(session *s, const char *tag, bool move, store_mbox *dst,
         imap_out_set(&cu, du->uids, du->n);
         imap_out_printf(&cu, "] ");
     }
+    sess_update_req u = {.allow_expunge = true};
     if (move) {
         if (su->n)
             imap_out_printf(&s->out, "* OK %.*s\r\n", (int)cu.len - 1, cu.p);
-        announce_expunged(s, su->uids, su->n);
+        /* The source UIDs come in the order of the COPYUID answer. */
+        u.gone = su->n ? malloc(su->n * sizeof *u.gone) : NULL;
+        if (u.gone) {
+            memcpy(u.gone, su->uids, su->n * sizeof *u.gone);
+            qsort(u.gone, su->n, sizeof *u.gone, cmp_u32);
+            u.ngone = su->n;
+        }   /* else: the expunges are found as another session's would be */
         if (su->n)
             sess_changed(s, s->mb);
-        sess_sync(s, true);
-        sess_tagged(s, tag, "OK", "MOVE completed");
+        imap_out_printf(&u.tail, "%s OK MOVE completed\r\n", tag);
     } else {
-        sess_sync(s, true);
-        sess_tagged(s, tag, "OK", "%.*sCOPY completed", (int)cu.len, cu.p ? cu.p : "");
+        imap_out_printf(&u.tail, "%s OK %.*sCOPY completed\r\n", tag, (int)cu.len,
+                        cu.p ? cu.p : "");
     }
+    sess_update(s, &u);
     imap_out_free(&cu);
 }
 
