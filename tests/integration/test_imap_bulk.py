@@ -131,6 +131,28 @@ class Bulk(rs.ServerTestCase):
         self.raws.remove(gone)
         self.ok(self.login(user="user6", password="pw6-secret"), "NOOP")
 
+    def test_a_select_built_in_steps(self):
+        # first (names sort): user1's mailbox is still whole.  The view of
+        # a big mailbox is built in steps; the answer is the same
+        c = self.raw("user1", select=None)
+        c.s.sendall(b"x EXAMINE INBOX\r\n")
+        got = c.tagged(b"x", timeout=60)
+        self.assertIn(b"* %d EXISTS\r\n" % NEXP, got)
+        self.assertIn(b"* OK [UNSEEN 1] ", got)
+        self.assertIn(b"* OK [UIDNEXT %d] " % (NEXP + 1), got)
+        self.assertTrue(got.endswith(b"x OK [READ-ONLY] EXAMINE completed\r\n"), got)
+        c.s.sendall(b"f FETCH %d (UID)\r\n" % NEXP)
+        self.assertIn(b"* %d FETCH (UID %d)\r\n" % (NEXP, NEXP), c.tagged(b"f"))
+        # a session that leaves while its SELECT is being built: freed
+        # (ASan), and the mailbox can be selected again
+        for k in range(3):
+            g = self.raw("user1", select=None)
+            g.s.sendall(b"s EXAMINE INBOX\r\n")
+            g.close()
+            self.raws.remove(g)
+        c.s.sendall(b"y EXAMINE INBOX\r\n")
+        self.assertIn(b"* %d EXISTS\r\n" % NEXP, c.tagged(b"y", timeout=60))
+
     def test_expunge_in_steps(self):
         slow = self.raw("user1")
         before = rss_anon_kib(self.server.proc.pid)
