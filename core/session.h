@@ -3,9 +3,10 @@
  * A session lives on one worker; its callbacks never run concurrently, so
  * nothing here is locked.  Commands run one at a time, in the order they
  * arrived; responses are collected in `out` and handed to the connection
- * when the command ends.  A long command (FETCH, SEARCH, LIST) runs in
- * steps (core/cmd_cont.c): between them the worker serves the other
- * sessions, and this one reads no further command until it is done. */
+ * when the command ends.  A long command (FETCH, SEARCH, LIST, SELECT,
+ * and the updates of core/view_sync.c) runs in steps (core/cmd_cont.c):
+ * between them the worker serves the other sessions, and this one reads no
+ * further command until it is done. */
 #ifndef RINGMAIL_CORE_SESSION_H
 #define RINGMAIL_CORE_SESSION_H
 

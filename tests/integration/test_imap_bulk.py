@@ -123,6 +123,14 @@ class Bulk(rs.ServerTestCase):
         self.assertEqual(len(uids), NFLAG)
         self.assertEqual([int(a) for a, _ in uids], list(range(1, NFLAG + 1)))
         self.assertNotIn(KEYWORDS[0].encode(), got)
+        # FETCH BODY[] sets \\Seen on every message first (a write as big
+        # as the STORE), then answers in steps, showing it
+        slow.s.sendall(b"b FETCH 1:* (BODY[TEXT])\r\n")
+        got = slow.tagged(b"b", timeout=120)
+        self.assertTrue(got.endswith(b"b OK FETCH completed\r\n"), got[-200:])
+        seen = re.findall(rb"\* (\d+) FETCH \(FLAGS \([^)]*\\Seen[^)]*\) BODY\[TEXT\] \{3\}\r\nx\r\n\)",
+                          got)
+        self.assertEqual([int(x) for x in seen], list(range(1, NFLAG + 1)), got[:300])
         # a client that leaves mid-answer: freed (ASan), the server goes on
         gone = self.raw("user0")
         gone.s.sendall(b"g STORE 1:* FLAGS %s\r\n" % KWLIST.encode())
