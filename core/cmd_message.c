@@ -455,6 +455,7 @@ void cmd_expunge(session *s, const char *tag, imap_args *a, imap_arg *args,
         return;
     }
     if (uid && !nr) {
+        free(r);
         expunge_answer(s, tag, 0, &(store_uidlist){0});
         return;
     }
