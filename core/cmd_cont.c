@@ -118,6 +118,8 @@ void sess_cont_run(session *s)
         void (*then_free)(void *) = s->cont_then_free;
         void *then_state = s->cont_then_state;
         s->cont_then = NULL;
+        s->cont_then_free = NULL;
+        s->cont_then_state = NULL;
         sess_cont_free(s);
         if (then) {
             s->cont_step = then;

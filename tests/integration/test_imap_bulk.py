@@ -198,6 +198,18 @@ class Bulk(rs.ServerTestCase):
         self.assertTrue(got.endswith(b"n OK NOOP completed\r\n"), got[-200:])
         self.check_flag_lines(got.replace(b" \\Recent", b"").replace(b"\\Deleted ", b""),
                               list(range(1, NFLAG + 1)), KEYWORDS)
+        # a FETCH long enough to run in steps, then the updates before its
+        # tagged answer (in steps of their own, after the FETCH's)
+        self.ok(other, "STORE 1:* -FLAGS.SILENT (%s)" % KEYWORDS[0], timeout=120)
+        slow.s.sendall(b"g FETCH 1:* (UID)\r\n")
+        got = slow.tagged(b"g", timeout=120)
+        self.assertTrue(got.endswith(b"g OK FETCH completed\r\n"), got[-200:])
+        uids = re.findall(rb"\* (\d+) FETCH \(UID (\d+)\)\r\n", got)
+        self.assertEqual(uids, [(b"%d" % k, b"%d" % k) for k in range(1, NFLAG + 1)])
+        tail = got[got.index(b"* %d FETCH (UID %d)\r\n" % (NFLAG, NFLAG)):]
+        flags = re.findall(rb"\* (\d+) FETCH \(FLAGS \(([^)]*)\)\)\r\n", tail)
+        self.assertEqual([int(x) for x, _ in flags], list(range(1, NFLAG + 1)))
+        self.assertFalse([f for _, f in flags if KEYWORDS[0].encode() in f])
         # the IDLE session was told the same, and ends its IDLE
         idler.read_until(b"* %d FETCH" % NFLAG, timeout=120)
         idler.read_until(b")\r\n", start=idler.buf.rindex(b"* %d FETCH" % NFLAG))
@@ -205,7 +217,7 @@ class Bulk(rs.ServerTestCase):
         got = idler.tagged(b"i", timeout=60)
         self.assertTrue(got.endswith(b"i OK IDLE terminated\r\n"), got[-200:])
         self.assertEqual([int(x) for x in re.findall(rb"\* (\d+) FETCH", got)],
-                         list(range(1, NFLAG + 1)))
+                         list(range(1, NFLAG + 1)) * 2)
         # expunges: the even-numbered ones were \Deleted
         idler.s.sendall(b"j IDLE\r\n")
         idler.read_until(b"+ idling\r\n")
