@@ -255,6 +255,7 @@ typedef struct write_job {
     session *s;
     store_mbox *mb;             /* owned reference */
     bool expunge;               /* else STORE */
+    bool close;                 /* EXPUNGE for CLOSE: then unselect */
     store_range *r;             /* owned; NULL for EXPUNGE of all \Deleted */
     size_t nr;
     store_flag_op fop;
@@ -328,6 +329,7 @@ static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
                          store_uidlist *modified, store_range *r, size_t nr, bool silent,
                          bool uid);
 static void expunge_answer(session *s, const char *tag, int rc, store_uidlist *x);
+static void close_answer(session *s, const char *tag, int rc, const store_uidlist *x);
 
 static void write_done(void *arg, int status)
 {
@@ -345,6 +347,8 @@ static void write_done(void *arg, int status)
                 strerror(-j->sync_rc));
         imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
         s->state = ST_LOGOUT;
+    } else if (j->close) {
+        close_answer(s, j->tag, status < 0 ? status : j->rc, &j->expunged);
     } else if (j->expunge) {
         expunge_answer(s, j->tag, status < 0 ? status : j->rc, &j->expunged);
     } else {
@@ -395,13 +399,30 @@ void cmd_close(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_bad(s, tag, "CLOSE takes no arguments");
         return;
     }
+    store_uidlist x = {0};
+    int rc = 0;
     if (!s->readonly) {
-        store_uidlist x = {0};
-        int rc = store_expunge(s->mb, NULL, 0, true, &x, NULL);
-        if (rc == 0 && x.n)
-            sess_changed(s, s->mb);
-        store_uidlist_free(&x);
+        if (s->nview >= WRITE_POOL_MIN) {
+            write_job *j = write_job_new(tag);
+            if (j) {
+                j->expunge = j->close = true;
+                if (write_submit(s, j) == 0)
+                    return;
+                write_job_free(j);
+            }
+        }
+        rc = store_expunge(s->mb, NULL, 0, true, &x, NULL);
     }
+    close_answer(s, tag, rc, &x);
+    store_uidlist_free(&x);
+}
+
+/* CLOSE announces nothing (RFC 3501 6.4.2): the expunge, then unselect.  A
+ * failed expunge closes the mailbox all the same, as before. */
+static void close_answer(session *s, const char *tag, int rc, const store_uidlist *x)
+{
+    if (rc == 0 && x->n)
+        sess_changed(s, s->mb);
     sess_unselect(s);
     sess_tagged(s, tag, "OK", "CLOSE completed");
 }

@@ -179,6 +179,13 @@ class Bulk(rs.ServerTestCase):
         self.assertEqual(re.findall(rb"\* (\d+) FETCH \(UID (\d+)\)", got),
                          [(b"%d" % (k + 1), b"%d" % (NEXP // 2 + k + 1))
                           for k in range(NEXP // 2)])
+        # CLOSE expunges silently (on the pool, for a mailbox this big)
+        slow.s.sendall(b"d STORE 1:1000 +FLAGS.SILENT (\\Deleted)\r\nz CLOSE\r\n"
+                       b"x EXAMINE INBOX\r\n")
+        got = slow.tagged(b"z", timeout=120)
+        self.assertNotIn(b"EXPUNGE", got)
+        self.assertTrue(got.endswith(b"z OK CLOSE completed\r\n"), got[-200:])
+        self.assertIn(b"* %d EXISTS\r\n" % (NEXP // 2 - 1000), slow.tagged(b"x", timeout=60))
 
     def test_others_changes_in_steps(self):
         slow = self.raw("user2")
