@@ -31,9 +31,11 @@ static void usage(FILE *f)
             "         [--weights login=1,select=5,...] [--populate N] [--threads N]\n"
             "         [--io uring|epoll] [--procs N] [--source-addrs N]\n"
             "         [--bystander N]\n"
-            "workloads: login headers bodies append idle-hold mixed search-body copy\n"
+            "workloads: login headers bodies append idle-hold mixed search-body copy store\n"
             "  search-body: SEARCH BODY for a word no message has (every body is read);\n"
             "  copy: COPY 1:* into a mailbox of the client's own, again and again\n"
+            "  store: STORE 1:* +FLAGS (\\Flagged), then -FLAGS, again and again (not\n"
+            "  .SILENT: a FETCH line per message in every answer)\n"
             "--bystander N: N more sessions (the last users) send NOOP after NOOP beside\n"
             "  the workload; their round trips are reported as \"bystander NOOP\"\n"
             "PATTERN: user%%d is expanded for 1..N; clients go to users round robin.\n"
@@ -249,7 +251,7 @@ int main(int argc, char **argv)
         return 2;
     }
     static const char *const names[] = { "login", "headers", "bodies", "append", "idle-hold",
-                                         "mixed", "search-body", "copy" };
+                                         "mixed", "search-body", "copy", "store" };
     int found = -1;
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(workload, names[i]))

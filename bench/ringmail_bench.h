@@ -49,12 +49,12 @@ uint64_t bench_hist_quantile(const bench_hist *h, double q);
 enum bench_cmd {
     BC_CONNECT, BC_LOGIN, BC_SELECT, BC_LIST, BC_STATUS, BC_FETCH_HDR, BC_FETCH_BODY,
     BC_STORE, BC_APPEND, BC_EXPUNGE, BC_LOGOUT, BC_IDLE, BC_NOOP, BC_SEARCH, BC_COPY,
-    BC_CREATE, BC_NCMD
+    BC_CREATE, BC_STORE_ALL, BC_NCMD
 };
 extern const char *const bench_cmd_name[BC_NCMD];
 
 enum bench_workload { BW_LOGIN, BW_HEADERS, BW_BODIES, BW_APPEND, BW_IDLE, BW_MIXED,
-                      BW_SEARCH, BW_COPY, BW_POPULATE };
+                      BW_SEARCH, BW_COPY, BW_STORE, BW_POPULATE };
 
 /* Operations of the mixed workload (--weights NAME=W,...). */
 enum bench_op {

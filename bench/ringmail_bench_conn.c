@@ -26,7 +26,7 @@
 const char *const bench_cmd_name[BC_NCMD] = {
     "CONNECT", "LOGIN", "SELECT", "LIST", "STATUS", "FETCH_HEADERS", "FETCH_BODY",
     "STORE", "APPEND", "EXPUNGE", "LOGOUT", "IDLE", "NOOP", "SEARCH_BODY", "COPY",
-    "CREATE"
+    "CREATE", "STORE_ALL"
 };
 const char *const bench_op_name[OP_N] = {
     "login", "select", "list", "status", "headers", "body", "store", "append",
@@ -447,6 +447,11 @@ static void send_cmd(struct bench_worker *w, struct bench_client *c, int cmd, in
     case BC_COPY:
         out_printf(c, "COPY 1:* bench-copy-%d\r\n", c->id);
         break;
+    case BC_STORE_ALL:
+        /* not .SILENT: the answer has a FETCH line per message */
+        out_printf(c, "STORE 1:* %cFLAGS (\\Flagged)\r\n", c->store_flip ? '-' : '+');
+        c->store_flip = !c->store_flip;
+        break;
     case BC_LOGOUT:
         out_printf(c, "LOGOUT\r\n");
         break;
@@ -600,6 +605,8 @@ static int next_cmd(struct bench_worker *w, struct bench_client *c, int *op)
         if (!c->copy_ready)
             return BC_CREATE;
         return c->selected ? BC_COPY : BC_SELECT;
+    case BW_STORE:
+        return c->selected ? BC_STORE_ALL : BC_SELECT;
     default:
         return BC_NOOP;
     }

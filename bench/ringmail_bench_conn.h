@@ -35,6 +35,7 @@ struct bench_client {
     BIO *rbio, *wbio;         /* borrowed from ssl */
     int authed, selected, in_conn_count;
     int copy_ready;           /* copy: the target mailbox exists */
+    int store_flip;           /* store: the next STORE removes \Flagged */
     long exists, exists0, seen;
     long status_messages, to_append;
     int cmd, pending_op;

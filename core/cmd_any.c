@@ -50,8 +50,7 @@ void cmd_noop(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_bad(s, tag, "NOOP takes no arguments");
         return;
     }
-    sess_sync(s, true);
-    sess_tagged(s, tag, "OK", "NOOP completed");
+    sess_sync_tagged(s, true, tag, "OK", "NOOP completed");
 }
 
 void cmd_check(session *s, const char *tag, imap_args *a, imap_arg *args,
@@ -158,8 +157,7 @@ void idle_line(session *s, const uint8_t *line, size_t n)
     char *tag = s->wait_tag;
     s->wait_tag = NULL;
     if (n == 4 && !strncasecmp((const char *)line, "DONE", 4)) {
-        sess_sync(s, true);
-        sess_tagged(s, tag, "OK", "IDLE terminated");
+        sess_sync_tagged(s, true, tag, "OK", "IDLE terminated");
     } else {
         sess_bad(s, tag, "Expected DONE");
     }

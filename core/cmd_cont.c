@@ -50,9 +50,16 @@ bool sess_slice_over(session *s, sess_slice *sl)
 
 void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void *state)
 {
-    /* One command at a time: a handler starts at most one continuation. */
-    if (s->cont_step)
-        abort();
+    if (s->cont_step) {
+        /* A step ends its command with another (FETCH, then the updates
+         * before its tagged answer): that one runs next. */
+        if (s->cont_then)
+            abort();    /* one follower: a step finishes with one call */
+        s->cont_then = step;
+        s->cont_then_free = freefn;
+        s->cont_then_state = state;
+        return;
+    }
     s->cont_step = step;
     s->cont_free = freefn;
     s->cont = state;
@@ -63,6 +70,15 @@ void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void
 
 void sess_cont_free(session *s)
 {
+    if (s->cont_then) {
+        void *st = s->cont_then_state;
+        void (*freefn)(void *) = s->cont_then_free;
+        s->cont_then = NULL;
+        s->cont_then_free = NULL;
+        s->cont_then_state = NULL;
+        if (freefn)
+            freefn(st);
+    }
     if (!s->cont_step)
         return;
     void *st = s->cont;
@@ -94,8 +110,28 @@ void sess_cont_run(session *s)
     store_defer_begin(&d);
     bool done = s->cont_step(s, s->cont);
     store_defer_end();
-    if (done)
+    /* A step that goes on cannot have handed over to another. */
+    if (!done && s->cont_then)
+        abort();
+    if (done) {
+        sess_step_fn then = s->cont_then;
+        void (*then_free)(void *) = s->cont_then_free;
+        void *then_state = s->cont_then_state;
+        s->cont_then = NULL;
+        s->cont_then_free = NULL;
+        s->cont_then_state = NULL;
         sess_cont_free(s);
+        if (then) {
+            s->cont_step = then;
+            s->cont_free = then_free;
+            s->cont = then_state;
+            done = false;
+        } else if (s->woken && s->wait == WAIT_IDLE && s->state == ST_SELECTED) {
+            /* a wake-up came while we ran: IDLE hears of it now */
+            sess_sync(s, true);
+            done = s->cont_step == NULL;
+        }
+    }
     if (d.n)
         sess_hold_until_durable(s, &d);     /* its completion resumes us */
     if (s->pool_busy) {

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/authpool.h"
 #include "core/fetch_render.h"
 #include "core/log.h"
 #include "core/session.h"
@@ -285,17 +286,139 @@ static bool fetch_step(session *s, void *arg)
                 sess_flush(s);
         }
     }
-    sess_sync(s, false);
     const char *tag = fc->tag;
     if (fc->failed == -ENOTSUP)
-        sess_tagged(s, tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
+        sess_sync_tagged(s, false, tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
     else if (fc->failed == -ENOENT)
-        sess_tagged(s, tag, "NO", "[CANNOT] No such part for BINARY");
+        sess_sync_tagged(s, false, tag, "NO", "[CANNOT] No such part for BINARY");
     else if (fc->failed)
-        sess_tagged(s, tag, "NO", "[SERVERBUG] Some messages could not be fetched");
+        sess_sync_tagged(s, false, tag, "NO", "[SERVERBUG] Some messages could not be fetched");
     else
-        sess_tagged(s, tag, "OK", "FETCH completed");
+        sess_sync_tagged(s, false, tag, "OK", "FETCH completed");
     return true;
+}
+
+/* The FETCH with its \Seen written (or none to write): pin the snapshot
+ * and run the first step, the rest in steps.  fc is taken over. */
+static void fetch_go(session *s, fetch_cont *fc)
+{
+    snapref *ref = malloc(sizeof *ref);
+    store_snap *snap = ref && s->mb ? store_snap_get(s->mb) : NULL;
+    if (!snap) {
+        free(ref);
+        sess_tagged(s, fc->tag, "NO", "[SERVERBUG] Out of memory");
+        fetch_cont_free(fc);
+        return;
+    }
+    ref->snap = snap;
+    ref->refs = 1;
+    fc->ref = ref;
+    if (fetch_step(s, fc))
+        fetch_cont_free(fc);
+    else
+        sess_cont_start(s, fetch_step, fetch_cont_free, fc);
+}
+
+static void seen_written(session *s, uint64_t modseq)
+{
+    if (!modseq)
+        return;
+    if (modseq == s->modseq_seen + 1)
+        s->modseq_seen = modseq;
+    sess_changed(s, s->mb);
+}
+
+/* ---- the implicit \Seen of a big FETCH, off the worker ----
+ * Setting \Seen on 10^6 messages is one atomic store_flags call of ~10-50
+ * ms: as a big STORE (core/cmd_message.c), it runs on the sync pool,
+ * durability included, and the FETCH goes on in steps once it is done.
+ * The session reads nothing meanwhile; if it goes away, the job's
+ * completion frees it. */
+#define SEEN_POOL_MIN 16384     /* messages */
+
+typedef struct seen_job {
+    session *s;
+    store_mbox *mb;             /* owned reference to the selected mailbox */
+    fetch_cont *fc;             /* owned until the job ends */
+    uint64_t modseq;
+    int rc, sync_rc;
+} seen_job;
+
+static void seen_work(void *arg)
+{
+    seen_job *j = arg;
+    store_defer d;
+    store_defer_begin(&d);
+    j->rc = store_flags(j->mb, j->fc->r, j->fc->nr, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, 0,
+                        &j->fc->seen, NULL, &j->modseq);
+    store_defer_end();
+    /* The answer shows \Seen: only once it is durable. */
+    if (d.n)
+        j->sync_rc = store_defer_sync(&d);
+    store_defer_release(&d);
+}
+
+static void seen_done(void *arg, int status)
+{
+    seen_job *j = arg;
+    session *s = j->s;
+    fetch_cont *fc = j->fc;
+    store_mbox_close(j->mb);
+    s->pool_busy = false;
+    if (s->dead) {
+        fetch_cont_free(fc);
+        free(j);
+        sess_free(s);
+        return;
+    }
+    if (j->sync_rc < 0) {
+        log_msg(LOGL_ERROR, s->id, s->user, "flushing the mailbox failed: %s",
+                strerror(-j->sync_rc));
+        imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
+        s->state = ST_LOGOUT;
+        fetch_cont_free(fc);
+    } else {
+        if (status == 0 && j->rc == 0)
+            seen_written(s, j->modseq);
+        fetch_go(s, fc);    /* a failed \Seen write leaves the flags as they were */
+    }
+    free(j);
+    sess_resume_input(s);
+}
+
+/* 0 if the \Seen write went to the pool (fc is the job's), or -errno to
+ * write it here. */
+static int seen_submit(session *s, fetch_cont *fc)
+{
+    size_t count = 0;
+    for (size_t k = 0; k < fc->nr && count < SEEN_POOL_MIN; k++)
+        count += sess_view_lower(s, fc->r[k].hi == UINT32_MAX ? fc->r[k].hi : fc->r[k].hi + 1) -
+                 sess_view_lower(s, fc->r[k].lo);
+    if (count < SEEN_POOL_MIN)
+        return -EAGAIN;
+    seen_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    /* our own reference, checked to be the selected mailbox (its name may
+     * have been given to another meanwhile) */
+    if (store_mbox_open(s->su, s->mbname, &j->mb) < 0 || j->mb != s->mb) {
+        if (j->mb)
+            store_mbox_close(j->mb);
+        free(j);
+        return -ESTALE;
+    }
+    j->s = s;
+    j->fc = fc;
+    int rc = authpool_submit(s->srv->syncpool, seen_work, j, seen_done, s->srv->net,
+                             net_conn_worker(s->conn));
+    if (rc < 0) {
+        store_mbox_close(j->mb);
+        free(j);
+        return rc;
+    }
+    s->pool_busy = true;
+    sess_hold_input(s);
+    return 0;
 }
 
 void cmd_fetch(session *s, const char *tag, imap_args *a, imap_arg *args,
@@ -329,42 +452,28 @@ void cmd_fetch(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_set_error(s, tag, rc);
         goto out;
     }
-    /* Implicit \Seen first, so the responses show it. */
-    store_uidlist seen = {0};
-    if (req.sets_seen && !s->readonly && nr) {
-        uint64_t modseq = 0;
-        if (store_flags(s->mb, r, nr, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, 0, &seen,
-                        NULL, &modseq) == 0 && modseq) {
-            if (modseq == s->modseq_seen + 1)
-                s->modseq_seen = modseq;
-            sess_changed(s, s->mb);
-        }
-    }
     size_t taglen = strlen(tag);
     fetch_cont *fc = calloc(1, sizeof *fc + taglen + 1);
-    snapref *ref = fc ? malloc(sizeof *ref) : NULL;
-    store_snap *snap = ref ? store_snap_get(s->mb) : NULL;
-    if (!snap) {
-        free(ref);
-        free(fc);
-        store_uidlist_free(&seen);
+    if (!fc) {
         sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         goto out;
     }
-    fc->seen = seen;
-    ref->snap = snap;
-    ref->refs = 1;
     fc->req = req;
     fc->r = r;
     fc->nr = nr;
     fc->i = UINT32_MAX;
-    fc->ref = ref;
     fc->uid = uid;
     memcpy(fc->tag, tag, taglen + 1);
-    if (fetch_step(s, fc))
-        fetch_cont_free(fc);
-    else
-        sess_cont_start(s, fetch_step, fetch_cont_free, fc);
+    if (req.sets_seen && !s->readonly && nr) {
+        if (seen_submit(s, fc) == 0)
+            return;     /* the job's completion goes on */
+        /* Implicit \Seen first, so the responses show it. */
+        uint64_t modseq = 0;
+        if (store_flags(s->mb, r, nr, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, 0, &fc->seen,
+                        NULL, &modseq) == 0)
+            seen_written(s, modseq);
+    }
+    fetch_go(s, fc);
     return;
 out:
     req_free(&req);

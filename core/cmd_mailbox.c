@@ -88,6 +88,96 @@ static const char *parse_select_params(const imap_arg *list, struct select_opts 
     return NULL;
 }
 
+/* The view of a big mailbox is built in steps (10^6 messages take ~10 ms
+ * in one go, during which the worker's other sessions would wait); the
+ * answer is written once it is whole.  The session is in the selected
+ * state meanwhile but runs nothing else, so nobody sees the view half
+ * built; the snapshot it is built from is pinned, and whatever changes
+ * after it is announced at the next sync, as after any SELECT. */
+typedef struct select_cont {
+    store_snap *snap;           /* owned */
+    uint32_t p, entries;        /* next snapshot position, their count */
+    uint32_t first_unseen, recent;
+    bool readonly;
+    char tag[];
+} select_cont;
+
+static void select_cont_free(void *arg)
+{
+    select_cont *sc = arg;
+    store_snap_put(sc->snap);
+    free(sc);
+}
+
+static void select_answer(session *s, select_cont *sc)
+{
+    store_snap *snap = sc->snap;
+    bool readonly = sc->readonly;
+    uint32_t recent = sc->recent, first_unseen = sc->first_unseen;
+    if (readonly) {
+        store_status st;
+        if (store_mbox_status(s->mb, &st) == 0)
+            recent = st.recent;
+    }
+    s->nrecent = recent;
+    s->modseq_seen = store_snap_highestmodseq(snap);
+    imap_out kw = {0};
+    for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
+        const char *n = store_snap_keyword(snap, k);
+        if (n)
+            imap_out_printf(&kw, " %s", n);
+    }
+    const char *kws = kw.p ? kw.p : "";
+    int kwl = (int)kw.len;
+    imap_out_printf(&s->out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n",
+                    kwl, kws);
+    if (readonly)
+        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    else
+        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted "
+                        "\\Seen \\Draft%.*s \\*)] Flags permitted\r\n", kwl, kws);
+    imap_out_free(&kw);
+    imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
+    if (!s->rev2) {
+        imap_out_printf(&s->out, "* %u RECENT\r\n", recent);
+        if (first_unseen)
+            imap_out_printf(&s->out, "* OK [UNSEEN %u] First unseen\r\n", first_unseen);
+    }
+    imap_out_printf(&s->out, "* OK [UIDVALIDITY %u] UIDs valid\r\n", store_snap_uidvalidity(snap));
+    imap_out_printf(&s->out, "* OK [UIDNEXT %u] Predicted next UID\r\n", store_snap_uidnext(snap));
+    if (s->rev2) {
+        imap_out_printf(&s->out, "* LIST () \"%c\" ", store_user_separator(s->su));
+        sess_mbox_to_client(s, &s->out, s->mbname);
+        imap_out_printf(&s->out, "\r\n");
+    }
+    if (notify_watch(s->srv, s->mb, net_conn_get_id(s->conn)) < 0)
+        log_msg(LOGL_WARN, s->id, s->user, "no memory to watch the mailbox");
+    sess_tagged(s, sc->tag, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
+                readonly ? "EXAMINE" : "SELECT");
+}
+
+static bool select_step(session *s, void *arg)
+{
+    select_cont *sc = arg;
+    sess_slice sl;
+    sess_slice_begin(&sl);
+    for (; sc->p < sc->entries; sc->p++) {
+        /* a unit of work is 1024 entries (~10 us) */
+        if ((sc->p & 1023) == 0 && sess_slice_over(s, &sl))
+            return false;
+        store_msg m;
+        if (store_snap_entry(sc->snap, sc->p, &m) != 1 || s->nview == s->capview)
+            continue;
+        s->view[s->nview++] = m.uid;
+        if (!sc->first_unseen && !(m.flags & STORE_F_SEEN))
+            sc->first_unseen = s->nview;
+        if (m.uid >= s->recent_first)
+            sc->recent++;
+    }
+    select_answer(s, sc);
+    return true;
+}
+
 static void do_select(session *s, const char *tag, imap_args *a, imap_arg *args,
                       size_t nargs, bool readonly)
 {
@@ -130,60 +220,26 @@ static void do_select(session *s, const char *tag, imap_args *a, imap_arg *args,
     s->readonly = readonly;
     s->recent_first = recent_first;
     s->state = ST_SELECTED;
-    uint32_t entries = store_snap_entries(snap), first_unseen = 0, recent = 0;
-    s->view = malloc((entries + 1) * sizeof *s->view);
-    s->capview = s->view ? entries + 1 : 0;
-    for (uint32_t p = 0; s->view && p < entries; p++) {
-        store_msg m;
-        if (store_snap_entry(snap, p, &m) != 1 || s->nview == s->capview)
-            continue;
-        s->view[s->nview++] = m.uid;
-        if (!first_unseen && !(m.flags & STORE_F_SEEN))
-            first_unseen = s->nview;
-        if (m.uid >= recent_first)
-            recent++;
+    size_t taglen = strlen(tag);
+    select_cont *sc = calloc(1, sizeof *sc + taglen + 1);
+    uint32_t entries = store_snap_entries(snap);
+    s->view = sc ? malloc((entries + 1) * sizeof *s->view) : NULL;
+    if (!s->view) {
+        free(sc);
+        store_snap_put(snap);
+        sess_unselect(s);
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        return;
     }
-    if (readonly) {
-        store_status st;
-        if (store_mbox_status(mb, &st) == 0)
-            recent = st.recent;
-    }
-    s->nrecent = recent;
-    s->modseq_seen = store_snap_highestmodseq(snap);
-    imap_out kw = {0};
-    for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
-        const char *n = store_snap_keyword(snap, k);
-        if (n)
-            imap_out_printf(&kw, " %s", n);
-    }
-    const char *kws = kw.p ? kw.p : "";
-    int kwl = (int)kw.len;
-    imap_out_printf(&s->out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n",
-                    kwl, kws);
-    if (readonly)
-        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    s->capview = entries + 1;
+    sc->snap = snap;
+    sc->entries = entries;
+    sc->readonly = readonly;
+    memcpy(sc->tag, tag, taglen + 1);
+    if (select_step(s, sc))
+        select_cont_free(sc);
     else
-        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted "
-                        "\\Seen \\Draft%.*s \\*)] Flags permitted\r\n", kwl, kws);
-    imap_out_free(&kw);
-    imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
-    if (!s->rev2) {
-        imap_out_printf(&s->out, "* %u RECENT\r\n", recent);
-        if (first_unseen)
-            imap_out_printf(&s->out, "* OK [UNSEEN %u] First unseen\r\n", first_unseen);
-    }
-    imap_out_printf(&s->out, "* OK [UIDVALIDITY %u] UIDs valid\r\n", store_snap_uidvalidity(snap));
-    imap_out_printf(&s->out, "* OK [UIDNEXT %u] Predicted next UID\r\n", store_snap_uidnext(snap));
-    if (s->rev2) {
-        imap_out_printf(&s->out, "* LIST () \"%c\" ", store_user_separator(s->su));
-        sess_mbox_to_client(s, &s->out, name);
-        imap_out_printf(&s->out, "\r\n");
-    }
-    store_snap_put(snap);
-    if (notify_watch(s->srv, mb, net_conn_get_id(s->conn)) < 0)
-        log_msg(LOGL_WARN, s->id, s->user, "no memory to watch the mailbox");
-    sess_tagged(s, tag, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
-                readonly ? "EXAMINE" : "SELECT");
+        sess_cont_start(s, select_step, select_cont_free, sc);
 }
 
 void cmd_select(session *s, const char *tag, imap_args *a, imap_arg *args,

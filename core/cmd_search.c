@@ -155,8 +155,7 @@ static bool search_step(session *s, void *arg)
         search_list_chunk(s, sc);
     }
     search_tail(s, sc);
-    sess_sync(s, false);
-    sess_tagged(s, sc->tag, "OK", "SEARCH completed");
+    sess_sync_tagged(s, false, sc->tag, "OK", "SEARCH completed");
     return true;
 }
 

@@ -660,7 +660,9 @@ static void on_wake(net_conn *c, void *user)
     (void)c;
     session *s = user;
     s->woken = true;
-    if (s->wait == WAIT_IDLE && s->state == ST_SELECTED) {
+    /* While a command runs in steps (an announcement among them) the view
+     * is its own: sess_cont_run syncs an IDLE session once it ends. */
+    if (s->wait == WAIT_IDLE && s->state == ST_SELECTED && !s->cont_step) {
         sess_sync(s, true);
         sess_flush(s);
     }

@@ -3,9 +3,10 @@
  * A session lives on one worker; its callbacks never run concurrently, so
  * nothing here is locked.  Commands run one at a time, in the order they
  * arrived; responses are collected in `out` and handed to the connection
- * when the command ends.  A long command (FETCH, SEARCH, LIST) runs in
- * steps (core/cmd_cont.c): between them the worker serves the other
- * sessions, and this one reads no further command until it is done. */
+ * when the command ends.  A long command (FETCH, SEARCH, LIST, SELECT,
+ * and the updates of core/view_sync.c) runs in steps (core/cmd_cont.c):
+ * between them the worker serves the other sessions, and this one reads no
+ * further command until it is done. */
 #ifndef RINGMAIL_CORE_SESSION_H
 #define RINGMAIL_CORE_SESSION_H
 
@@ -82,6 +83,9 @@ struct session {
     void (*cont_free)(void *state);
     void *cont;                 /* its state, owned */
     bool cont_drain;            /* waits for the output queue to drain */
+    sess_step_fn cont_then;     /* started by the last step: runs next */
+    void (*cont_then_free)(void *state);
+    void *cont_then_state;
     bool in_yield;              /* a pipeline paused for one loop round
                                    (or for the output to drain) */
 };
@@ -132,6 +136,8 @@ bool sess_slice_expired(const sess_slice *sl);
  * queued for the client is over max_output_buffer.  Never true before the
  * first unit, so every step makes progress. */
 bool sess_slice_over(session *s, sess_slice *sl);
+/* From a step of a running command (the step then returns true), the new
+ * one follows it: FETCH's closing sync. */
 void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void *state);
 /* Run the next step (on_resume). */
 void sess_cont_run(session *s);
@@ -157,8 +163,30 @@ void sess_mbox_to_client(session *s, imap_out *o, const char *utf8name);
 /* The selected mailbox. */
 void sess_unselect(session *s);
 /* Bring the view up to date and announce what changed: EXISTS, RECENT,
- * FETCH FLAGS and, when allowed, EXPUNGE. */
+ * FETCH FLAGS and, when allowed, EXPUNGE (core/view_sync.c).  There may be
+ * a line per message, so the announcement runs in steps (sess_cont_start)
+ * when it is long, and whatever must follow it (the command's tagged
+ * answer) is handed over as its tail instead of being written after the
+ * call.  Called from a step of a long command, it follows that command. */
+typedef struct sess_update_req {
+    bool allow_expunge;
+    /* STORE without .SILENT: FETCH FLAGS of the view's messages in these
+     * ranges, " UID n" added for UID STORE (malloc'd, taken over) */
+    store_range *echo;
+    size_t necho;
+    bool echo_uid;
+    /* EXPUNGE, MOVE: UIDs the command removed, ascending (malloc'd, taken
+     * over); announced first, as they must be before the tagged answer */
+    uint32_t *gone;
+    size_t ngone;
+    imap_out tail;              /* written last (taken over) */
+} sess_update_req;
+void sess_update(session *s, sess_update_req *u);
+/* sess_update with nothing but the updates (IDLE). */
 void sess_sync(session *s, bool allow_expunge);
+/* sess_update, then the tagged line "tag status text". */
+void sess_sync_tagged(session *s, bool allow_expunge, const char *tag, const char *status,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* uid -> seq in the view (0 if none). */
 uint32_t sess_seq_of_uid(const session *s, uint32_t uid);
 /* Index of the first view entry with a UID >= uid (nview if none). */

@@ -3,9 +3,10 @@
  * IMAP sequence numbers belong to the session: they change only when this
  * session is told of an EXPUNGE.  The view is the array of UIDs the client
  * knows, in order.  sess_sync compares it with the store and announces the
- * difference: new messages (EXISTS, RECENT), flag changes (FETCH) and, at
- * points where RFC 3501 7.4.1 allows it, expunges (EXPUNGE, highest
- * sequence number first so that each one is still valid when read). */
+ * difference (core/view_sync.c, in steps): new messages (EXISTS, RECENT),
+ * flag changes (FETCH) and, at points where RFC 3501 7.4.1 allows it,
+ * expunges (EXPUNGE, highest sequence number first so that each one is
+ * still valid when read). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,20 +58,6 @@ uint32_t sess_seq_of_uid(const session *s, uint32_t uid)
     return i < s->nview && s->view[i] == uid ? i + 1 : 0;
 }
 
-static int view_push(session *s, uint32_t uid)
-{
-    if (s->nview == s->capview) {
-        uint32_t cap = s->capview ? s->capview * 2 : 16;
-        uint32_t *v = realloc(s->view, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        s->view = v;
-        s->capview = cap;
-    }
-    s->view[s->nview++] = uid;
-    return 0;
-}
-
 void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
                 uint64_t keywords, bool recent)
 {
@@ -104,88 +91,6 @@ void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
         imap_out_lit(o, "\\Recent");
     }
     imap_out_add(o, ")", 1);
-}
-
-void sess_sync(session *s, bool allow_expunge)
-{
-    if (!s->mb)
-        return;
-    store_snap *snap = store_snap_get(s->mb);
-    if (!snap)
-        return;
-    s->woken = false;
-    uint32_t last = s->nview ? s->view[s->nview - 1] : 0;
-    /* New messages sit at the end of the index. */
-    uint32_t entries = store_snap_entries(snap), first_new = entries, nnew = 0;
-    while (first_new > 0) {
-        store_msg m;
-        store_snap_entry(snap, first_new - 1, &m);
-        if (m.uid <= last)
-            break;
-        first_new--;
-    }
-    for (uint32_t p = first_new; p < entries; p++) {
-        store_msg m;
-        if (store_snap_entry(snap, p, &m) == 1)
-            nnew++;
-    }
-    if (allow_expunge && store_snap_messages(snap) - nnew != s->nview) {
-        uint32_t keep = 0;
-        /* Announce from the top so every number is valid as read. */
-        for (uint32_t i = s->nview; i-- > 0;) {
-            store_msg m;
-            if (store_snap_msg(snap, s->view[i], &m) == -ENOENT)
-                imap_out_printf(&s->out, "* %u EXPUNGE\r\n", i + 1);
-        }
-        for (uint32_t i = 0; i < s->nview; i++) {
-            store_msg m;
-            if (store_snap_msg(snap, s->view[i], &m) == 0)
-                s->view[keep++] = s->view[i];
-        }
-        s->nview = keep;
-    }
-    if (nnew) {
-        if (!s->readonly) {
-            uint32_t first;
-            if (store_mbox_claim_recent(s->mb, &first) == 0 && first < s->recent_first)
-                s->recent_first = first;
-        }
-        for (uint32_t p = first_new; p < entries; p++) {
-            store_msg m;
-            if (store_snap_entry(snap, p, &m) == 1 && view_push(s, m.uid) < 0)
-                break;
-        }
-        imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
-        uint32_t recent = 0;
-        for (uint32_t i = s->nview; i-- > 0 && s->view[i] >= s->recent_first;)
-            recent++;
-        if (!s->rev2 && recent != s->nrecent)
-            imap_out_printf(&s->out, "* %u RECENT\r\n", recent);
-        s->nrecent = recent;
-    }
-    uint64_t hms = store_snap_highestmodseq(snap);
-    if (hms > s->modseq_seen) {
-        store_uidlist ch = {0};
-        if (store_snap_changed_since(snap, s->modseq_seen, &ch) == 0) {
-            for (size_t i = 0; i < ch.n; i++) {
-                if (ch.uids[i] > last)
-                    continue;   /* new: the client fetches its flags itself */
-                uint32_t seq = sess_seq_of_uid(s, ch.uids[i]);
-                store_msg m;
-                if (!seq || store_snap_msg(snap, ch.uids[i], &m) < 0)
-                    continue;
-                imap_out_printf(&s->out, "* %u FETCH (", seq);
-                if (s->rev2)
-                    imap_out_printf(&s->out, "UID %u ", m.uid);
-                imap_out_printf(&s->out, "FLAGS ");
-                sess_flags(s, &s->out, snap, m.flags, m.keywords, m.uid >= s->recent_first);
-                imap_out_printf(&s->out, ")\r\n");
-            }
-        }
-        store_uidlist_free(&ch);
-        s->modseq_seen = hms;
-    }
-    store_snap_put(snap);
 }
 
 int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,
