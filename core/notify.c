@@ -402,8 +402,14 @@ static void nbox_unwatch(imap_server *srv, const store_mbox *mb)
     struct nbox *b = in ? nbox_find(in, mb) : NULL;
     if (!b || --b->watchers)
         return;
-    while (b->busy)
+    while (b->busy) {
         pthread_cond_wait(&in->idle, &srv->nlock);
+        /* The lock was let go: another session may have watched and
+         * unwatched mb meanwhile, and that second last watcher, waiting
+         * here too, may have woken first and freed b.  Look again. */
+        if (nbox_find(in, mb) != b)
+            return;
+    }
     if (b->watchers)    /* re-watched while we waited */
         return;
     struct nbox **pp = &in->boxes[bucket(mb)];
