@@ -68,6 +68,14 @@ void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void
     net_conn_yield(s->conn);
 }
 
+void sess_cont_begin(session *s, sess_step_fn step, void (*freefn)(void *), void *state)
+{
+    if (step(s, state))
+        freefn(state);
+    else
+        sess_cont_start(s, step, freefn, state);
+}
+
 void sess_cont_free(session *s)
 {
     if (s->cont_then) {

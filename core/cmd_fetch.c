@@ -313,10 +313,7 @@ static void fetch_go(session *s, fetch_cont *fc)
     ref->snap = snap;
     ref->refs = 1;
     fc->ref = ref;
-    if (fetch_step(s, fc))
-        fetch_cont_free(fc);
-    else
-        sess_cont_start(s, fetch_step, fetch_cont_free, fc);
+    sess_cont_begin(s, fetch_step, fetch_cont_free, fc);
 }
 
 static void seen_written(session *s, uint64_t modseq)
@@ -351,11 +348,7 @@ static void seen_work(void *arg)
     store_defer_begin(&d);
     j->rc = store_flags(j->mb, j->fc->r, j->fc->nr, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, 0,
                         &j->fc->seen, NULL, &j->modseq);
-    store_defer_end();
-    /* The answer shows \Seen: only once it is durable. */
-    if (d.n)
-        j->sync_rc = store_defer_sync(&d);
-    store_defer_release(&d);
+    j->sync_rc = sess_defer_flush(&d);
 }
 
 static void seen_done(void *arg, int status)
@@ -371,11 +364,7 @@ static void seen_done(void *arg, int status)
         sess_free(s);
         return;
     }
-    if (j->sync_rc < 0) {
-        log_msg(LOGL_ERROR, s->id, s->user, "flushing the mailbox failed: %s",
-                strerror(-j->sync_rc));
-        imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
-        s->state = ST_LOGOUT;
+    if (sess_flush_failed(s, j->sync_rc)) {
         fetch_cont_free(fc);
     } else {
         if (status == 0 && j->rc == 0)

@@ -236,10 +236,7 @@ static void do_select(session *s, const char *tag, imap_args *a, imap_arg *args,
     sc->entries = entries;
     sc->readonly = readonly;
     memcpy(sc->tag, tag, taglen + 1);
-    if (select_step(s, sc))
-        select_cont_free(sc);
-    else
-        sess_cont_start(s, select_step, select_cont_free, sc);
+    sess_cont_begin(s, select_step, select_cont_free, sc);
 }
 
 void cmd_select(session *s, const char *tag, imap_args *a, imap_arg *args,
@@ -752,10 +749,7 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         goto out;
     }
-    if (!list_step(s, lc))
-        sess_cont_start(s, list_step, list_cont_free, lc);
-    else
-        list_cont_free(lc);
+    sess_cont_begin(s, list_step, list_cont_free, lc);
     lc = NULL;
 out:
     free(refname);

@@ -318,11 +318,7 @@ static void write_work(void *arg)
     else
         j->rc = store_flags(j->mb, j->r, j->nr, j->fop, j->flags, j->kw, j->nkw,
                             j->unchangedsince, &j->changed, &j->modified, &j->modseq);
-    store_defer_end();
-    /* Acknowledged only once durable, as every write (session.c). */
-    if (d.n)
-        j->sync_rc = store_defer_sync(&d);
-    store_defer_release(&d);
+    j->sync_rc = sess_defer_flush(&d);
 }
 
 static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
@@ -341,12 +337,8 @@ static void write_done(void *arg, int status)
         sess_free(s);
         return;
     }
-    if (j->sync_rc < 0) {
-        /* Never acknowledge what may not be on disk. */
-        log_msg(LOGL_ERROR, s->id, s->user, "flushing the mailbox failed: %s",
-                strerror(-j->sync_rc));
-        imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
-        s->state = ST_LOGOUT;
+    if (sess_flush_failed(s, j->sync_rc)) {
+        /* BYE said: no answer for what may not be on disk */
     } else if (j->close) {
         close_answer(s, j->tag, status < 0 ? status : j->rc, &j->expunged);
     } else if (j->expunge) {
@@ -731,11 +723,7 @@ static void copy_work(void *arg)
     store_defer d;
     store_defer_begin(&d);
     j->rc = store_copy(j->src, j->r, j->nr, j->dst, j->move, &j->su, &j->du);
-    store_defer_end();
-    /* Acknowledged only once durable, as every write (session.c). */
-    if (d.n)
-        j->sync_rc = store_defer_sync(&d);
-    store_defer_release(&d);
+    j->sync_rc = sess_defer_flush(&d);
 }
 
 static void copy_done(void *arg, int status)
@@ -748,15 +736,8 @@ static void copy_done(void *arg, int status)
         sess_free(s);
         return;
     }
-    if (j->sync_rc < 0) {
-        /* Never acknowledge what may not be on disk. */
-        log_msg(LOGL_ERROR, s->id, s->user, "flushing the mailbox failed: %s",
-                strerror(-j->sync_rc));
-        imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
-        s->state = ST_LOGOUT;
-    } else {
+    if (!sess_flush_failed(s, j->sync_rc))
         copy_answer(s, j->tag, j->move, j->dst, status < 0 ? status : j->rc, &j->su, &j->du);
-    }
     copy_job_free(j);
     sess_resume_input(s);
 }

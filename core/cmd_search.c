@@ -215,10 +215,7 @@ void cmd_search(session *s, const char *tag, imap_args *a, imap_arg *args,
     if (sc->esearch && !imap_search_has_return(prog))
         sc->ret = IMAP_SEARCH_RET_ALL;
     memcpy(sc->tag, tag, taglen + 1);
-    if (search_step(s, sc))
-        search_cont_free(sc);
-    else
-        sess_cont_start(s, search_step, search_cont_free, sc);
+    sess_cont_begin(s, search_step, search_cont_free, sc);
     return;
 out:
     imap_search_free(prog);

@@ -218,19 +218,34 @@ static void sync_done(void *arg, int status)
         return;
     }
     if (rc < 0) {
-        /* Never acknowledge what may not be on disk: the client hears no
-         * OK for it and must assume it failed. */
-        log_msg(LOGL_ERROR, s->id, s->user, "flushing the mailbox failed: %s",
-                strerror(-rc));
         s->held.len = 0;
-        imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
-        s->state = ST_LOGOUT;
+        sess_flush_failed(s, rc);
     } else if (s->held.len) {
         net_conn_send(s->conn, s->held.p, s->held.len);
     }
     imap_out_free(&s->held);
     memset(&s->held, 0, sizeof s->held);
     sess_resume_input(s);
+}
+
+int sess_defer_flush(store_defer *d)
+{
+    store_defer_end();
+    int rc = d->n ? store_defer_sync(d) : 0;
+    store_defer_release(d);
+    return rc;
+}
+
+bool sess_flush_failed(session *s, int sync_rc)
+{
+    if (sync_rc >= 0)
+        return false;
+    /* Never acknowledge what may not be on disk: the client hears no OK
+     * for it and must assume it failed. */
+    log_msg(LOGL_ERROR, s->id, s->user, "flushing the mailbox failed: %s", strerror(-sync_rc));
+    imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
+    s->state = ST_LOGOUT;
+    return true;
 }
 
 void sess_hold_until_durable(session *s, store_defer *d)

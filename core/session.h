@@ -115,6 +115,14 @@ void sess_resume_input(session *s);
 /* The answer of the command just run must wait for these writes to be on
  * disk (fsync = batch/always): flushed on the sync pool, input held. */
 void sess_hold_until_durable(session *s, store_defer *d);
+/* For writes run on a pool thread (big STORE/EXPUNGE/COPY, FETCH's \Seen):
+ * end the deferral begun with store_defer_begin and flush what the writes
+ * left pending.  Returns the flush's status (0 or -errno). */
+int sess_defer_flush(store_defer *d);
+/* On the worker, when such a write ended with flush status sync_rc < 0:
+ * log it and say BYE (never acknowledge what may not be on disk).
+ * Returns true then; false when the flush succeeded. */
+bool sess_flush_failed(session *s, int sync_rc);
 
 /* ---- long commands (core/cmd_cont.c) ----
  * A handler that has more to do than one slice allows calls
@@ -139,6 +147,10 @@ bool sess_slice_over(session *s, sess_slice *sl);
 /* From a step of a running command (the step then returns true), the new
  * one follows it: FETCH's closing sync. */
 void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void *state);
+/* How a handler runs a long command: the first step at once; if it
+ * finished, its state is freed, else the command goes on in steps
+ * (sess_cont_start). */
+void sess_cont_begin(session *s, sess_step_fn step, void (*freefn)(void *), void *state);
 /* Run the next step (on_resume). */
 void sess_cont_run(session *s);
 /* Schedule the next step: now (after one loop round) or, if the output
@@ -191,6 +203,8 @@ void sess_sync_tagged(session *s, bool allow_expunge, const char *tag, const cha
 uint32_t sess_seq_of_uid(const session *s, uint32_t uid);
 /* Index of the first view entry with a UID >= uid (nview if none). */
 uint32_t sess_view_lower(const session *s, uint32_t uid);
+/* The same within the view's first n entries. */
+uint32_t sess_view_lower_n(const session *s, uint32_t uid, uint32_t n);
 /* Turn a sequence set (uid = false) or UID set into sorted UID ranges of
  * messages in the view.  *r is malloc'd. */
 int sess_set_to_uids(session *s, const char *spec, bool uid,

@@ -41,7 +41,12 @@ void sess_unselect(session *s)
 
 uint32_t sess_view_lower(const session *s, uint32_t uid)
 {
-    uint32_t lo = 0, hi = s->nview;
+    return sess_view_lower_n(s, uid, s->nview);
+}
+
+uint32_t sess_view_lower_n(const session *s, uint32_t uid, uint32_t n)
+{
+    uint32_t lo = 0, hi = n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         if (s->view[mid] < uid)

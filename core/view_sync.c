@@ -143,14 +143,7 @@ static bool step_gone(session *s, view_sync *vs, sess_slice *sl)
             return false;
         uint32_t u = vs->gone[--vs->ngone];
         /* binary search in the part not looked at yet */
-        uint32_t a = 0, b = vs->lo;
-        while (a < b) {
-            uint32_t mid = a + (b - a) / 2;
-            if (s->view[mid] < u)
-                a = mid + 1;
-            else
-                b = mid;
-        }
+        uint32_t a = sess_view_lower_n(s, u, vs->lo);
         if (a == vs->lo || s->view[a] != u)
             continue;   /* announced already (or never in the view) */
         walk_keep_above(s, vs, a + 1);
@@ -344,10 +337,7 @@ void sess_update(session *s, sess_update_req *u)
     }
     vs->since = s->modseq_seen;
     vs->hms = store_snap_highestmodseq(snap);
-    if (view_sync_step(s, vs))
-        view_sync_free(vs);
-    else
-        sess_cont_start(s, view_sync_step, view_sync_free, vs);
+    sess_cont_begin(s, view_sync_step, view_sync_free, vs);
 out:
     free(u->echo);
     free(u->gone);
