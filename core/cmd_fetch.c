@@ -113,14 +113,12 @@ static void snapref_put(void *arg)
 
 static void internaldate(imap_out *o, int64_t t, int16_t tz)
 {
-    static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     time_t local = (time_t)(t + tz * 60);
     struct tm tm;
     gmtime_r(&local, &tm);
     int z = tz < 0 ? -tz : tz;
     imap_out_printf(o, "\"%02d-%s-%04d %02d:%02d:%02d %c%02d%02d\"", tm.tm_mday,
-                    mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                    store_month_abbr(tm.tm_mon), tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
                     tz < 0 ? '-' : '+', z / 60, z % 60);
 }
 

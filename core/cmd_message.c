@@ -54,7 +54,6 @@ static int parse_flags(const imap_arg *v, size_t n, uint32_t *flags,
 /* "dd-Mon-yyyy hh:mm:ss +zzzz" -> seconds and zone minutes. */
 static int parse_datetime(const char *s, int64_t *t, int16_t *tz)
 {
-    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
     int d, y, hh, mm, ss, z;
     char mon[4], sign;
     if (*s == ' ')
@@ -62,11 +61,11 @@ static int parse_datetime(const char *s, int64_t *t, int16_t *tz)
     if (sscanf(s, "%2d-%3s-%4d %2d:%2d:%2d %c%4d", &d, mon, &y, &hh, &mm, &ss, &sign, &z) != 8 ||
         (sign != '+' && sign != '-'))
         return -EINVAL;
-    const char *m = strstr(months, mon);
-    if (!m || strlen(mon) != 3 || (m - months) % 3 || d < 1 || d > 31 || y < 1970 ||
+    int month = strlen(mon) == 3 ? store_month_parse(mon, 3) : -1;
+    if (month < 0 || d < 1 || d > 31 || y < 1970 ||
         hh > 23 || mm > 59 || ss > 60 || z % 100 > 59 || z > 2359)
         return -EINVAL;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = (int)(m - months) / 3, .tm_mday = d,
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = month, .tm_mday = d,
                     .tm_hour = hh, .tm_min = mm, .tm_sec = ss};
     int zm = (z / 100) * 60 + z % 100;
     if (sign == '-')

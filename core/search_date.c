@@ -5,11 +5,6 @@
 #include <errno.h>
 #include <strings.h>
 
-static const char months[12][4] = {
-    "jan", "feb", "mar", "apr", "may", "jun",
-    "jul", "aug", "sep", "oct", "nov", "dec",
-};
-
 /* Howard Hinnant's days_from_civil: exact for the proleptic Gregorian
  * calendar, no time_t or locale involved. */
 int64_t srch_days_from_civil(int64_t y, unsigned m, unsigned d)
@@ -33,12 +28,8 @@ static unsigned days_in_month(int64_t y, unsigned m)
 
 static int month_of(const char *s, size_t n)
 {
-    if (n < 3)
-        return -1;
-    for (int i = 0; i < 12; i++)
-        if (strncasecmp(s, months[i], 3) == 0)
-            return i + 1;
-    return -1;
+    int m = store_month_parse(s, n);
+    return m < 0 ? -1 : m + 1;
 }
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }

@@ -83,6 +83,13 @@ typedef struct store_user store_user;
 typedef struct store_mbox store_mbox;
 typedef struct store_snap store_snap;
 
+/* Month abbreviations ("Jan".."Dec") of RFC 5322 and IMAP dates: the name
+ * of month m (0-11; NULL otherwise), and the month (0-11, or -1) that the
+ * first three bytes of s name, in any case (RFC 5234 strings are
+ * case-insensitive). */
+const char *store_month_abbr(int m);
+int store_month_parse(const char *s, size_t n);
+
 /* A store error code (-errno, as returned above) in words: the codes with a
  * store meaning (-EMLINK keyword table full, ...) are named as such. */
 const char *store_strerror(int rc);

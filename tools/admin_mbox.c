@@ -12,8 +12,6 @@
 #include "store/store.h"
 
 static const char *const wdays[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 
 int admin_buf_reserve(admin_buf *b, size_t extra)
 {
@@ -115,7 +113,7 @@ static int date_at(const char *const *tok, const size_t *tl, size_t ntok,
         return -1;
     if (name_index(wdays, 7, tok[i], tl[i]) < 0)
         return -1;
-    if ((mon = name_index(months, 12, tok[i + 1], tl[i + 1])) < 0)
+    if (tl[i + 1] != 3 || (mon = store_month_parse(tok[i + 1], 3)) < 0)
         return -1;
     if (token_num(tok[i + 2], tl[i + 2], 2, &day) < 0 || day < 1 || day > 31)
         return -1;
@@ -172,7 +170,7 @@ int admin_mbox_from_line(int64_t date, char *buf, size_t len)
         return -EINVAL;
     /* Formatted by hand: strftime's names follow the locale. */
     int n = snprintf(buf, len, "From MAILER-DAEMON %s %s %2d %02d:%02d:%02d %d\n",
-                     wdays[tm.tm_wday], months[tm.tm_mon], tm.tm_mday, tm.tm_hour,
+                     wdays[tm.tm_wday], store_month_abbr(tm.tm_mon), tm.tm_mday, tm.tm_hour,
                      tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
     if (n < 0 || (size_t)n >= len)
         return -EINVAL;

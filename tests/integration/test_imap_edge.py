@@ -249,6 +249,20 @@ class Edge(rs.ServerTestCase):
             self.assertTrue(d.replace(" ", "0", 1).startswith("07-Feb-1994") or
                             d.startswith(" 7-Feb-1994") or "Feb-1994" in d, d)
 
+    def test_internaldate_month_any_case(self):
+        # RFC 9051 9 / RFC 5234 2.3: date-month's strings ("Jan") are
+        # case-insensitive, so "jan" and "FEB" are valid in APPEND.
+        c, _ = self.box([m("a")])
+        self.ok(c, 'APPEND INBOX "07-jan-1994 21:52:25 -0800" {%d+}\r\n%s' % (len(m("b")),
+                                                                              m("b").decode()))
+        self.ok(c, 'APPEND INBOX "07-FEB-1994 21:52:25 +0000" {%d+}\r\n%s' % (len(m("c")),
+                                                                              m("c").decode()))
+        self.expect(c.cmd('APPEND INBOX "07-Jax-1994 21:52:25 +0000" {%d+}\r\n%s'
+                          % (len(m("d")), m("d").decode())), "BAD")
+        f = self.ok(c, "FETCH 2:3 INTERNALDATE").fetches()
+        self.assertEqual(rs.s(f[2]["INTERNALDATE"]), "07-Jan-1994 21:52:25 -0800")
+        self.assertEqual(rs.s(f[3]["INTERNALDATE"]), "07-Feb-1994 21:52:25 +0000")
+
     # -- sequence sets --
 
     def test_uid_star_ranges(self):
