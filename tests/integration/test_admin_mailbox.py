@@ -6,48 +6,16 @@ a scratch directory (else the system's temp dir).
 """
 
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gen_mbox  # noqa: E402
 
-ADMIN = os.environ.get("RINGMAIL_ADMIN", "")
-
-
-def parse_status(text):
-    out = {}
-    for line in text.splitlines():
-        k, _, v = line.partition(":")
-        out[k.strip()] = int(v)
-    return out
+from admin_case import AdminCase  # noqa: E402
 
 
-class AdminMailbox(unittest.TestCase):
-    def setUp(self):
-        if not ADMIN or not os.access(ADMIN, os.X_OK):
-            self.skipTest("RINGMAIL_ADMIN is not set to an executable")
-        base = os.environ.get("RINGMAIL_TEST_TMP") or None
-        if base:
-            os.makedirs(base, exist_ok=True)
-        self.tmp = tempfile.mkdtemp(prefix="admin-mailbox.", dir=base)
-        self.root = os.path.join(self.tmp, "mail")
-        self.extra = []
-
-    def tearDown(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def admin(self, *args, rc=0):
-        p = subprocess.run([ADMIN, "-o", "mail_root=" + self.root] + self.extra + list(args),
-                           capture_output=True, timeout=300)
-        if rc is not None and p.returncode != rc:
-            self.fail("ringmail-admin %s: exit %d (want %d)\nstdout: %s\nstderr: %s" % (
-                " ".join(args), p.returncode, rc, p.stdout.decode(errors="replace"),
-                p.stderr.decode(errors="replace")))
-        return p
+class AdminMailbox(AdminCase):
+    prefix = "admin-mailbox"
 
     def fails(self, rc, fragment, *args):
         p = self.admin(*args, rc=rc)
@@ -61,15 +29,6 @@ class AdminMailbox(unittest.TestCase):
 
     def listing(self, user):
         return self.admin("mailbox", "list", user).stdout.decode().splitlines()
-
-    def status(self, user, name):
-        return parse_status(self.admin("mailbox", "status", user, name).stdout.decode())
-
-    def import_n(self, user, name, n, seed):
-        path = os.path.join(self.tmp, "in-%d.mbox" % seed)
-        with open(path, "wb") as f:
-            gen_mbox.write_mbox(gen_mbox.generate(n, seed), f)
-        self.admin("import", user, name, path)
 
     def test_create_list_delete(self):
         self.fails(1, "user 'bob' does not exist", "mailbox", "list", "bob")

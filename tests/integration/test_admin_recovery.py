@@ -12,55 +12,15 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gen_mbox  # noqa: E402
 
-ADMIN = os.environ.get("RINGMAIL_ADMIN", "")
-
-
-def parse_status(text):
-    out = {}
-    for line in text.splitlines():
-        k, _, v = line.partition(":")
-        out[k.strip()] = int(v)
-    return out
+from admin_case import AdminCase  # noqa: E402
 
 
-class AdminRecovery(unittest.TestCase):
-    def setUp(self):
-        if not ADMIN or not os.access(ADMIN, os.X_OK):
-            self.skipTest("RINGMAIL_ADMIN is not set to an executable")
-        base = os.environ.get("RINGMAIL_TEST_TMP") or None
-        if base:
-            os.makedirs(base, exist_ok=True)
-        self.tmp = tempfile.mkdtemp(prefix="admin-recovery.", dir=base)
-        self.root = os.path.join(self.tmp, "mail")
-
-    def tearDown(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def cmd(self, *args):
-        return [ADMIN, "-o", "mail_root=" + self.root] + list(args)
-
-    def admin(self, *args, rc=0):
-        p = subprocess.run(self.cmd(*args), capture_output=True, timeout=300)
-        if rc is not None and p.returncode != rc:
-            self.fail("ringmail-admin %s: exit %d (want %d)\nstdout: %s\nstderr: %s" % (
-                " ".join(args), p.returncode, rc, p.stdout.decode(errors="replace"),
-                p.stderr.decode(errors="replace")))
-        return p
-
-    def status(self, user, name):
-        return parse_status(self.admin("mailbox", "status", user, name).stdout.decode())
-
-    def import_n(self, user, name, n, seed):
-        path = os.path.join(self.tmp, "in-%d.mbox" % seed)
-        with open(path, "wb") as f:
-            gen_mbox.write_mbox(gen_mbox.generate(n, seed), f)
-        self.admin("import", user, name, path)
+class AdminRecovery(AdminCase):
+    prefix = "admin-recovery"
 
     def export(self, user, name):
         out = os.path.join(self.tmp, "out.mbox")
