@@ -48,21 +48,43 @@ bool sess_slice_over(session *s, sess_slice *sl)
     return (sl->n & 7) == 0 && now_ns() >= sl->deadline_ns;
 }
 
+struct sess_cont {
+    sess_step_fn step;
+    void (*free)(void *state);
+    void *state;                /* owned */
+};
+
+static void cont_drop(struct sess_cont *c)
+{
+    if (!c)
+        return;
+    if (c->free)
+        c->free(c->state);
+    free(c);
+}
+
 void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void *state)
 {
-    if (s->cont_step) {
+    struct sess_cont *c = malloc(sizeof *c);
+    if (!c) {
+        /* No memory to go on later: finish now, unsliced.  Every step
+         * makes progress (sess_slice_over), so this ends. */
+        while (!step(s, state))
+            ;
+        if (freefn)
+            freefn(state);
+        return;
+    }
+    *c = (struct sess_cont){step, freefn, state};
+    if (s->cont) {
         /* A step ends its command with another (FETCH, then the updates
          * before its tagged answer): that one runs next. */
         if (s->cont_then)
             abort();    /* one follower: a step finishes with one call */
-        s->cont_then = step;
-        s->cont_then_free = freefn;
-        s->cont_then_state = state;
+        s->cont_then = c;
         return;
     }
-    s->cont_step = step;
-    s->cont_free = freefn;
-    s->cont = state;
+    s->cont = c;
     s->cont_drain = false;
     sess_hold_input(s);
     net_conn_yield(s->conn);
@@ -78,30 +100,17 @@ void sess_cont_begin(session *s, sess_step_fn step, void (*freefn)(void *), void
 
 void sess_cont_free(session *s)
 {
-    if (s->cont_then) {
-        void *st = s->cont_then_state;
-        void (*freefn)(void *) = s->cont_then_free;
-        s->cont_then = NULL;
-        s->cont_then_free = NULL;
-        s->cont_then_state = NULL;
-        if (freefn)
-            freefn(st);
-    }
-    if (!s->cont_step)
-        return;
-    void *st = s->cont;
-    void (*freefn)(void *) = s->cont_free;
-    s->cont_step = NULL;
-    s->cont_free = NULL;
+    struct sess_cont *then = s->cont_then, *c = s->cont;
+    s->cont_then = NULL;
     s->cont = NULL;
     s->cont_drain = false;
-    if (freefn)
-        freefn(st);
+    cont_drop(then);
+    cont_drop(c);
 }
 
 void sess_cont_next(session *s)
 {
-    if (!s->cont_step || s->pool_busy || s->delayed)
+    if (!s->cont || s->pool_busy || s->delayed)
         return;     /* whoever holds the session calls us again */
     if (net_conn_pending(s->conn) > s->srv->max_output)
         s->cont_drain = true;   /* on_drain: the client has read */
@@ -111,33 +120,27 @@ void sess_cont_next(session *s)
 
 void sess_cont_run(session *s)
 {
-    if (!s->cont_step || s->pool_busy || s->delayed || s->cont_drain ||
+    if (!s->cont || s->pool_busy || s->delayed || s->cont_drain ||
         s->state == ST_LOGOUT)
         return;
     store_defer d;
     store_defer_begin(&d);
-    bool done = s->cont_step(s, s->cont);
+    bool done = s->cont->step(s, s->cont->state);
     store_defer_end();
     /* A step that goes on cannot have handed over to another. */
     if (!done && s->cont_then)
         abort();
     if (done) {
-        sess_step_fn then = s->cont_then;
-        void (*then_free)(void *) = s->cont_then_free;
-        void *then_state = s->cont_then_state;
+        struct sess_cont *then = s->cont_then;
         s->cont_then = NULL;
-        s->cont_then_free = NULL;
-        s->cont_then_state = NULL;
         sess_cont_free(s);
         if (then) {
-            s->cont_step = then;
-            s->cont_free = then_free;
-            s->cont = then_state;
+            s->cont = then;
             done = false;
         } else if (s->woken && s->wait == WAIT_IDLE && s->state == ST_SELECTED) {
             /* a wake-up came while we ran: IDLE hears of it now */
             sess_sync(s, true);
-            done = s->cont_step == NULL;
+            done = s->cont == NULL;
         }
     }
     if (d.n)

@@ -385,7 +385,7 @@ static void feed(session *s, const uint8_t *p, size_t n)
 {
     sess_slice sl;
     sess_slice_begin(&sl);
-    if (s->delayed || s->pool_busy || s->cont_step || s->in_yield) {
+    if (s->delayed || s->pool_busy || s->cont || s->in_yield) {
         /* An answer is held back: keep what arrives for later, in order. */
         if (s->nstash + n > s->srv->limits.max_line + 65536)
             s->state = ST_LOGOUT;
@@ -469,7 +469,7 @@ static void feed(session *s, const uint8_t *p, size_t n)
                 s->state = ST_LOGOUT;
             break;
         }
-        if (s->delayed || s->pool_busy || s->cont_step) {
+        if (s->delayed || s->pool_busy || s->cont) {
             stash_rest(s, p, n);
             sess_flush(s);
             return;
@@ -538,7 +538,7 @@ void sess_resume_input(session *s)
         net_conn_close(s->conn);
         return;
     }
-    if (s->cont_step) {
+    if (s->cont) {
         sess_cont_next(s);  /* a long command goes on before any other */
         return;
     }
@@ -553,7 +553,7 @@ void sess_resume_input(session *s)
     free(st);
     /* Reading goes on only once what was kept is used up: a pipeline that
      * yielded again keeps the rest in the socket meanwhile. */
-    if (!s->out_paused && !s->delayed && !s->pool_busy && !s->cont_step && !s->in_yield &&
+    if (!s->out_paused && !s->delayed && !s->pool_busy && !s->cont && !s->in_yield &&
         s->state != ST_LOGOUT)
         net_conn_pause(s->conn, false);
 }
@@ -629,7 +629,7 @@ static void on_drain(net_conn *c, void *user)
         s->out_paused = false;
         if (s->in_yield)
             net_conn_yield(c);
-        else if (!s->delayed && !s->cont_step && !s->pool_busy)
+        else if (!s->delayed && !s->cont && !s->pool_busy)
             net_conn_pause(c, false);
     }
     /* Not from here (we are inside the send's completion): next round. */
@@ -643,7 +643,7 @@ static void on_resume(net_conn *c, void *user)
 {
     (void)c;
     session *s = user;
-    if (s->cont_step) {
+    if (s->cont) {
         sess_cont_run(s);
     } else if (s->in_yield && !s->out_paused) {
         s->in_yield = false;
@@ -677,7 +677,7 @@ static void on_wake(net_conn *c, void *user)
     s->woken = true;
     /* While a command runs in steps (an announcement among them) the view
      * is its own: sess_cont_run syncs an IDLE session once it ends. */
-    if (s->wait == WAIT_IDLE && s->state == ST_SELECTED && !s->cont_step) {
+    if (s->wait == WAIT_IDLE && s->state == ST_SELECTED && !s->cont) {
         sess_sync(s, true);
         sess_flush(s);
     }

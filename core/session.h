@@ -78,14 +78,11 @@ struct session {
 
     imap_out out;               /* responses of the current command */
 
-    /* a command that runs in steps (core/cmd_cont.c) */
-    sess_step_fn cont_step;     /* NULL: none */
-    void (*cont_free)(void *state);
-    void *cont;                 /* its state, owned */
+    /* a command that runs in steps (core/cmd_cont.c); allocated only
+     * while one runs, so an idle session carries two pointers for it */
+    struct sess_cont *cont;     /* NULL: none */
+    struct sess_cont *cont_then;    /* started by the last step: runs next */
     bool cont_drain;            /* waits for the output queue to drain */
-    sess_step_fn cont_then;     /* started by the last step: runs next */
-    void (*cont_then_free)(void *state);
-    void *cont_then_state;
     bool in_yield;              /* a pipeline paused for one loop round
                                    (or for the output to drain) */
 };
