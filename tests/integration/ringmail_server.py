@@ -72,6 +72,20 @@ def free_port():
     return port
 
 
+def reserve_port():
+    """A free loopback port and a socket that keeps it: bound with
+    SO_REUSEPORT but never listening, so ringmaild (same uid, SO_REUSEPORT)
+    can still bind it while no other test's bind(0) is handed the same
+    number.  A port picked and closed could be picked again by a test
+    running beside this one, and two servers sharing a port through
+    SO_REUSEPORT steal each other's connections (a refused connect when the
+    other one stops).  Close the socket when the server is gone."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1], s
+
+
 def raise_nofile(want):
     """Raise RLIMIT_NOFILE of this process (and so of the servers it starts)
     to at least `want` if the hard limit allows; returns the soft limit."""
@@ -222,8 +236,13 @@ class Server:
     def start(self):
         last = None
         for _attempt in range(3):        # a picked port can be taken meanwhile
-            self.port = free_port()
-            self.tls_port = free_port() if self.tls else None
+            self.release_ports()
+            self.port, hold = reserve_port()
+            self.port_holds.append(hold)
+            self.tls_port = None
+            if self.tls:
+                self.tls_port, hold = reserve_port()
+                self.port_holds.append(hold)
             self.log = open(self.log_path, "ab")
             self.log.write(("=== start: %s\n" % " ".join(self.command_line())).encode())
             self.log.flush()
@@ -293,8 +312,14 @@ class Server:
                 self.proc.kill()
             self.proc.wait()
 
+    def release_ports(self):
+        for h in getattr(self, "port_holds", []):
+            h.close()
+        self.port_holds = []
+
     def cleanup(self):
         self.kill()
+        self.release_ports()
         if not KEEP:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
