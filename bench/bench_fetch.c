@@ -7,8 +7,8 @@
  *
  * over a store mailbox of N realistic messages (bench_mail.c; --fetch-sizes,
  * default 1000 and 10000).  One iteration = the whole listing: a snapshot,
- * then per message what core/cmd_fetch.c's fetch_one does for these items:
- * store_snap_lookup, "* n FETCH (UID u", sess_flags (core/view.c),
+ * then per message what core/server/cmd_fetch.c's fetch_one does for these items:
+ * store_snap_lookup, "* n FETCH (UID u", sess_flags (core/server/view.c),
  * RFC822.SIZE, store_snap_cache + imap_render_envelope, or store_snap_bytes +
  * imap_section_fetch + imap_section_echo and the literal, ")\r\n"; the
  * output is handed off every 1 MiB as cmd_fetch does (here: counted and
@@ -26,8 +26,8 @@
  * fields and the blank line.
  */
 #include "bench/bench.h"
-#include "core/fetch_render.h"
-#include "core/session.h"
+#include "core/fetch/fetch_render.h"
+#include "core/server/session.h"
 #include "store/store.h"
 
 #include <errno.h>

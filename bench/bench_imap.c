@@ -1,5 +1,5 @@
-/* bench/bench_imap.c — reading IMAP commands: core/imap_reader.c framing
- * plus core/imap_tokens.c tokenizing, the way core/session.c feeds them
+/* bench/bench_imap.c — reading IMAP commands: core/imap/imap_reader.c framing
+ * plus core/imap/imap_tokens.c tokenizing, the way core/server/session.c feeds them
  * (imap_reader_feed until MORE; on COMMAND: imap_reader_command,
  * imap_reader_literals, imap_args_parse_framed, imap_args_free,
  * imap_reader_release).  Command dispatch and execution are not included.
@@ -23,7 +23,7 @@
  * password unescaped, the FETCH list's length).
  */
 #include "bench/bench.h"
-#include "core/imap_args.h"
+#include "core/imap/imap_args.h"
 
 #include <errno.h>
 #include <inttypes.h>

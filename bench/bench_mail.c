@@ -9,7 +9,7 @@
  * size left by an earlier run is reused (the generator is deterministic).
  */
 #include "bench/bench.h"
-#include "core/fetch_render.h"
+#include "core/fetch/fetch_render.h"
 #include "store/store.h"
 
 #include <errno.h>

@@ -19,7 +19,7 @@
  * UIDs the generator's record says must match, in order.
  */
 #include "bench/bench.h"
-#include "core/search.h"
+#include "core/search/search.h"
 #include "store/store.h"
 
 #include <errno.h>

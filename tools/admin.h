@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "core/base/config.h"
 #include "store/store.h"
 
 #define ADMIN_OK    0

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/fetch_render.h"
+#include "core/fetch/fetch_render.h"
 #include "tools/admin.h"
 
 static const char usage_text[] =

@@ -1,10 +1,10 @@
 /* tools/admin_uidset.c — IMAP UID set syntax for `expunge`, parsed by the
- * server's own parser (core/imap_seqset.c) so the two never disagree. */
+ * server's own parser (core/imap/imap_seqset.c) so the two never disagree. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/imap_args.h"
+#include "core/imap/imap_args.h"
 #include "tools/admin.h"
 
 int admin_uidset_parse(const char *s, store_range **out, size_t *n)

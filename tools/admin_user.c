@@ -15,7 +15,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "core/passwd.h"
+#include "core/auth/passwd.h"
 #include "tools/admin.h"
 
 #define DEFAULT_SCHEME PASSWD_DEFAULT_SCHEME

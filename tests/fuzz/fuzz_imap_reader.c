@@ -1,5 +1,5 @@
 /* tests/fuzz/fuzz_imap_reader.c — the command reader and tokenizer
- * (core/imap_args.h).
+ * (core/imap/imap_args.h).
  *
  * Input: 4 header bytes, then the client's bytes.
  *   byte 0: max_line   = 8 + 4 * b          (8 .. 1028)
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/imap_args.h"
+#include "core/imap/imap_args.h"
 #include "fuzz_common.h"
 
 static void walk_args(imap_args *a, const imap_arg *args, size_t n,

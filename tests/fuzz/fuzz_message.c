@@ -1,6 +1,6 @@
 /* tests/fuzz/fuzz_message.c — the message parser and cache blob
  * (store/message.h), the FETCH renderers and sections
- * (core/fetch_render.h) and the MIME decoders (core/mime_decode.h).
+ * (core/fetch/fetch_render.h) and the MIME decoders (core/fetch/mime_decode.h).
  *
  * Input: the raw message.  Section paths are derived from the message's
  * own bytes and part tree.  Contract checks abort. */
@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/fetch_render.h"
-#include "core/imap_args.h"
-#include "core/mime_decode.h"
+#include "core/fetch/fetch_render.h"
+#include "core/imap/imap_args.h"
+#include "core/fetch/mime_decode.h"
 #include "store/message.h"
 #include "fuzz_common.h"
 

@@ -1,7 +1,7 @@
-/* tests/fuzz/fuzz_sasl.c — the server SASL state machines (core/sasl.h):
+/* tests/fuzz/fuzz_sasl.c — the server SASL state machines (core/auth/sasl.h):
  * PLAIN, LOGIN, SCRAM-SHA-256 and SCRAM-SHA-256-PLUS.
  *
- * Input, as sasl_fuzz_exchange (core/sasl_fuzz.c) reads it: data[0] flags
+ * Input, as sasl_fuzz_exchange (core/auth/sasl_fuzz.c) reads it: data[0] flags
  * (bits 0-1 mechanism, bit 2 PLUS offered, bit 3 channel binding
  * available, bit 4 no initial response), then the client's messages
  * separated by 0xFF.  The fake store knows user "user" / "pencil" (RFC
@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "core/sasl.h"
+#include "core/auth/sasl.h"
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,4 +1,4 @@
-/* tests/fuzz/fuzz_search.c — SEARCH parsing (core/search.h).
+/* tests/fuzz/fuzz_search.c — SEARCH parsing (core/search/search.h).
  *
  * Input: a command ("a UID SEARCH RETURN (MIN) CHARSET UTF-8 OR ..."),
  * tokenized with imap_args_parse; its arguments (after "UID" if present,
@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/imap_args.h"
-#include "core/search.h"
+#include "core/imap/imap_args.h"
+#include "core/search/search.h"
 #include "fuzz_common.h"
 
 static void run(const imap_arg *args, size_t n, const imap_search_limits *lim,

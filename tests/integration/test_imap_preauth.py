@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmail_server as rs  # noqa: E402
 from ringmail_server import quote  # noqa: E402
 
-PREAUTH_LITERAL = 8192      # core/server.h PREAUTH_MAX_LITERAL
+PREAUTH_LITERAL = 8192      # core/server/server.h PREAUTH_MAX_LITERAL
 
 
 def rss_kib(pid):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Changes made by other processes reach IDLE sessions (inotify in
-core/notify.c), and `processes = N` (several ringmaild processes sharing the
+core/server/notify.c), and `processes = N` (several ringmaild processes sharing the
 listening ports through SO_REUSEPORT, supervised by a parent).
 
 Environment: see ringmail_server.py (RINGMAILD, RINGMAIL_ADMIN, ...).

@@ -163,7 +163,7 @@ class Wire(rs.ServerTestCase):
                 r = c.read(timeout=10)
             except ConnectionError:
                 self.fail("server closed the connection on an over-long line; documented "
-                          "behaviour (core/imap_args.h) is BAD and skip to the line end: %r"
+                          "behaviour (core/imap/imap_args.h) is BAD and skip to the line end: %r"
                           % got)
             got.append(r)
             if r.tag in ("a1", "*") and r.status() and r.status()[0] in ("BAD", "NO", "BYE"):

@@ -4,7 +4,7 @@
  * ahead a check may be put, trusted addresses. */
 #include <stdint.h>
 
-#include "core/abuse.h"
+#include "core/auth/abuse.h"
 #include "testutil.h"
 
 static void t_pending_per_address(void)

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "core/authpool.h"
+#include "core/auth/authpool.h"
 #include "testutil.h"
 
 /* ---- a real net server with 2 workers ---- */

@@ -1,6 +1,6 @@
 /* tests/unit/test_config.c — the configuration file, -o overrides and
  * validation. */
-#include "core/config.h"
+#include "core/base/config.h"
 #include "store/store.h"
 #include "testutil.h"
 

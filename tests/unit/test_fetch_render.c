@@ -1,10 +1,10 @@
-/* tests/unit/test_fetch_render.c — core/fetch_render.c, core/fetch_section.c
- * and core/mime_decode.c: ENVELOPE, BODY/BODYSTRUCTURE, body sections,
+/* tests/unit/test_fetch_render.c — core/fetch/fetch_render.c, core/fetch/fetch_section.c
+ * and core/fetch/mime_decode.c: ENVELOPE, BODY/BODYSTRUCTURE, body sections,
  * BINARY, RFC 2047 and charset decoding, against exact expected output
  * (RFC 3501 / RFC 9051 examples included), plus randomized messages that
  * must always render well-formed. */
-#include "core/fetch_render.h"
-#include "core/mime_decode.h"
+#include "core/fetch/fetch_render.h"
+#include "core/fetch/mime_decode.h"
 #include "store/message.h"
 #include "testutil.h"
 

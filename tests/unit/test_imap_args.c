@@ -1,10 +1,10 @@
 /* tests/unit/test_imap_args.c — the IMAP reader, tokenizer, sequence sets,
- * modified UTF-7 and response strings (core/imap_args.h). */
+ * modified UTF-7 and response strings (core/imap/imap_args.h). */
 #include <stdarg.h>
 #include <stdint.h>
 #include <time.h>
 
-#include "core/imap_args.h"
+#include "core/imap/imap_args.h"
 #include "tests/unit/testutil.h"
 
 /* ---- helpers ------------------------------------------------------------- */

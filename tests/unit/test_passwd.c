@@ -4,8 +4,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "core/passwd.h"
-#include "core/sasl_crypto.h"
+#include "core/auth/passwd.h"
+#include "core/auth/sasl_crypto.h"
 #include "testutil.h"
 
 static void hex(const uint8_t *p, size_t n, char *out)

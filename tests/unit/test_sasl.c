@@ -4,8 +4,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "core/sasl.h"
-#include "core/sasl_crypto.h"
+#include "core/auth/sasl.h"
+#include "core/auth/sasl_crypto.h"
 #include "testutil.h"
 
 /* ---- a fake credential store ---- */

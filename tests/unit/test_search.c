@@ -4,7 +4,7 @@
  * decoded headers and bodies (RFC 2047, base64, QP, ISO-8859-1), case
  * folding, NOT/OR/nesting, sequence and UID sets with '*', $, MODSEQ,
  * views with gaps and expunged messages, slices, and a large mailbox. */
-#include "core/search.h"
+#include "core/search/search.h"
 #include "testutil.h"
 
 #include <ftw.h>

@@ -1,0 +1,776 @@
+/* core/search/search.c — SEARCH arguments to a program tree (the grammar of RFC
+ * 9051 / RFC 3501 search keys, RFC 4731 RETURN options, RFC 7162 MODSEQ,
+ * RFC 5182 "$"), the tree's ordering by cost, and the result helpers.
+ * Evaluation is in search_eval.c, text handling in search_text.c. */
+#include "core/search/search_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DEF_MAX_DEPTH 32
+#define DEF_MAX_KEYS 1000
+#define DEF_MAX_RANGES 65536
+
+enum { COST_INDEX = 0, COST_SAVED = 1, COST_CACHE = 2, COST_HEADER = 3,
+       COST_BODY = 4, COST_TEXT = 5 };
+
+typedef struct pstate {
+    imap_search_limits lim;
+    unsigned nkeys;
+    const char *err;
+    imap_search_prog *prog;
+} pstate;
+
+/* ---- nodes ----------------------------------------------------------- */
+
+static void node_free(srch_node *n)
+{
+    if (!n)
+        return;
+    for (size_t i = 0; i < n->nkids; i++)
+        node_free(n->kids[i]);
+    free(n->kids);
+    switch (n->kind) {
+    case SK_KEYWORD:
+        free(n->u.kw.name);
+        break;
+    case SK_SEQSET:
+    case SK_UIDSET:
+        free(n->u.set.set.r);
+        free(n->u.set.res);
+        break;
+    case SK_ENVELOPE:
+    case SK_HEADER:
+    case SK_BODY:
+    case SK_TEXT:
+        free(n->u.str.needle);
+        free(n->u.str.name);
+        break;
+    default:
+        break;
+    }
+    free(n);
+}
+
+static srch_node *node_new(srch_kind kind, unsigned cost)
+{
+    srch_node *n = calloc(1, sizeof *n);
+    if (n) {
+        n->kind = kind;
+        n->cost = cost;
+    }
+    return n;
+}
+
+static int node_add_kid(srch_node *n, srch_node *kid)
+{
+    srch_node **k = realloc(n->kids, (n->nkids + 1) * sizeof *k);
+    if (!k)
+        return -ENOMEM;
+    n->kids = k;
+    n->kids[n->nkids++] = kid;
+    return 0;
+}
+
+/* ---- argument helpers ---------------------------------------------- */
+
+static int fail(pstate *ps, int rc, const char *why)
+{
+    if (!ps->err)
+        ps->err = why;
+    return rc;
+}
+
+/* An astring argument's bytes (NIL is the atom "NIL"). */
+static bool arg_astring(const imap_arg *a, const char **s, size_t *len)
+{
+    switch (a->type) {
+    case IMAP_ARG_ATOM:
+    case IMAP_ARG_STRING:
+    case IMAP_ARG_LITERAL:
+        *s = a->s;
+        *len = a->len;
+        return true;
+    case IMAP_ARG_NIL:
+        *s = "NIL";
+        *len = 3;
+        return true;
+    default:
+        return false;
+    }
+}
+
+static char *dup_bytes(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+static bool bytes_ieq(const char *s, size_t n, const char *lit)
+{
+    return strlen(lit) == n && strncasecmp(s, lit, n) == 0;
+}
+
+/* ---- keys ------------------------------------------------------------ */
+
+typedef enum argkind {
+    A_NONE, A_STRING, A_DATE, A_NUM, A_SET, A_KEYWORD, A_HEADER, A_NOT,
+    A_OR, A_MODSEQ, A_NEW, A_OLD,
+} argkind;
+
+static const struct keydef {
+    const char *name;
+    srch_kind kind;
+    argkind arg;
+    uint32_t flag;          /* SK_FLAGS: the flag; SK_ENVELOPE: the field */
+    bool want_set;          /* SK_FLAGS / SK_KEYWORD */
+} keydefs[] = {
+    { "ALL", SK_ALL, A_NONE, 0, false },
+    { "ANSWERED", SK_FLAGS, A_NONE, STORE_F_ANSWERED, true },
+    { "BCC", SK_ENVELOPE, A_STRING, ENV_BCC, false },
+    { "BEFORE", SK_BEFORE, A_DATE, 0, false },
+    { "BODY", SK_BODY, A_STRING, 0, false },
+    { "CC", SK_ENVELOPE, A_STRING, ENV_CC, false },
+    { "DELETED", SK_FLAGS, A_NONE, STORE_F_DELETED, true },
+    { "DRAFT", SK_FLAGS, A_NONE, STORE_F_DRAFT, true },
+    { "FLAGGED", SK_FLAGS, A_NONE, STORE_F_FLAGGED, true },
+    { "FROM", SK_ENVELOPE, A_STRING, ENV_FROM, false },
+    { "HEADER", SK_HEADER, A_HEADER, 0, false },
+    { "KEYWORD", SK_KEYWORD, A_KEYWORD, 0, true },
+    { "LARGER", SK_LARGER, A_NUM, 0, false },
+    { "MODSEQ", SK_MODSEQ, A_MODSEQ, 0, false },
+    { "NEW", SK_AND, A_NEW, 0, false },
+    { "NOT", SK_NOT, A_NOT, 0, false },
+    { "OLD", SK_NOT, A_OLD, 0, false },
+    { "ON", SK_ON, A_DATE, 0, false },
+    { "OR", SK_OR, A_OR, 0, false },
+    { "RECENT", SK_RECENT, A_NONE, 0, false },
+    { "SEEN", SK_FLAGS, A_NONE, STORE_F_SEEN, true },
+    { "SENTBEFORE", SK_SENTBEFORE, A_DATE, 0, false },
+    { "SENTON", SK_SENTON, A_DATE, 0, false },
+    { "SENTSINCE", SK_SENTSINCE, A_DATE, 0, false },
+    { "SINCE", SK_SINCE, A_DATE, 0, false },
+    { "SMALLER", SK_SMALLER, A_NUM, 0, false },
+    { "SUBJECT", SK_ENVELOPE, A_STRING, ENV_SUBJECT, false },
+    { "TEXT", SK_TEXT, A_STRING, 0, false },
+    { "TO", SK_ENVELOPE, A_STRING, ENV_TO, false },
+    { "UID", SK_UIDSET, A_SET, 0, false },
+    { "UNANSWERED", SK_FLAGS, A_NONE, STORE_F_ANSWERED, false },
+    { "UNDELETED", SK_FLAGS, A_NONE, STORE_F_DELETED, false },
+    { "UNDRAFT", SK_FLAGS, A_NONE, STORE_F_DRAFT, false },
+    { "UNFLAGGED", SK_FLAGS, A_NONE, STORE_F_FLAGGED, false },
+    { "UNKEYWORD", SK_KEYWORD, A_KEYWORD, 0, false },
+    { "UNSEEN", SK_FLAGS, A_NONE, STORE_F_SEEN, false },
+};
+
+/* Header fields the store cache keeps, in ENV_* order. */
+static const char *const env_names[ENV_COUNT] = {
+    "date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc",
+    "in-reply-to", "message-id", "references",
+};
+
+static const struct { const char *name; uint32_t flag; } sysflags[] = {
+    { "\\Answered", STORE_F_ANSWERED }, { "\\Flagged", STORE_F_FLAGGED },
+    { "\\Deleted", STORE_F_DELETED }, { "\\Seen", STORE_F_SEEN },
+    { "\\Draft", STORE_F_DRAFT },
+};
+
+static int parse_key(pstate *ps, const imap_arg *a, size_t n, size_t *i,
+                     unsigned depth, srch_node **out);
+
+static int set_from_atom(pstate *ps, const imap_arg *arg, srch_kind kind,
+                         srch_node **out)
+{
+    if (arg->type != IMAP_ARG_ATOM)
+        return fail(ps, -EINVAL, "sequence set expected");
+    imap_seqset set = { 0 };
+    bool dollar = false;
+    int rc = imap_seqset_parse(arg->s, arg->len, ps->lim.max_ranges, &set,
+                               &dollar);
+    if (rc == -E2BIG)
+        return fail(ps, rc, "sequence set too large");
+    if (rc < 0)
+        return fail(ps, rc == -ENOMEM ? rc : -EINVAL, "bad sequence set");
+    srch_node *nd;
+    if (dollar) {
+        free(set.r);
+        nd = node_new(SK_SAVED, COST_SAVED);
+        if (!nd)
+            return -ENOMEM;
+        ps->prog->uses_saved = true;
+        *out = nd;
+        return 0;
+    }
+    nd = node_new(kind, COST_INDEX);
+    if (!nd) {
+        free(set.r);
+        return -ENOMEM;
+    }
+    nd->u.set.set = set;        /* owned by the node now */
+    *out = nd;
+    return 0;
+}
+
+static int take_string(pstate *ps, const imap_arg *a, size_t n, size_t *i,
+                       const char **s, size_t *len)
+{
+    if (*i >= n || !arg_astring(&a[*i], s, len))
+        return fail(ps, -EINVAL, "string argument expected");
+    (*i)++;
+    return 0;
+}
+
+static int make_str_node(srch_kind kind, unsigned cost, const char *s,
+                         size_t len, srch_node **out)
+{
+    srch_node *nd = node_new(kind, cost);
+    if (!nd)
+        return -ENOMEM;
+    store_buf b = { 0 };
+    int rc = srch_fold(s, len, &b);
+    if (rc == 0)
+        rc = store_buf_append(&b, "", 1);
+    if (rc < 0) {
+        free(b.data);
+        free(nd);
+        return rc;
+    }
+    nd->u.str.needle = (char *)b.data;
+    nd->u.str.len = b.len - 1;
+    nd->u.str.field = -1;
+    *out = nd;
+    return 0;
+}
+
+static int parse_arg_key(pstate *ps, const struct keydef *kd,
+                         const imap_arg *a, size_t n, size_t *i,
+                         unsigned depth, srch_node **out)
+{
+    srch_node *nd = NULL;
+    const char *s;
+    size_t len;
+    uint64_t num;
+    int rc;
+
+    switch (kd->arg) {
+    case A_NONE:
+        nd = node_new(kd->kind, COST_INDEX);
+        if (!nd)
+            return -ENOMEM;
+        if (kd->kind == SK_FLAGS) {
+            nd->u.flags.mask = kd->flag;
+            nd->u.flags.want_set = kd->want_set;
+        }
+        break;
+
+    case A_STRING:
+        if ((rc = take_string(ps, a, n, i, &s, &len)))
+            return rc;
+        if ((rc = make_str_node(kd->kind, kd->kind == SK_ENVELOPE ? COST_CACHE
+                                : kd->kind == SK_BODY ? COST_BODY : COST_TEXT,
+                                s, len, &nd)))
+            return rc;
+        if (kd->kind == SK_ENVELOPE)
+            nd->u.str.field = (int)kd->flag;
+        break;
+
+    case A_HEADER: {
+        const char *name;
+        size_t nlen;
+        if ((rc = take_string(ps, a, n, i, &name, &nlen)) ||
+            (rc = take_string(ps, a, n, i, &s, &len)))
+            return rc;
+        if (nlen == 0 || memchr(name, ':', nlen))
+            return fail(ps, -EINVAL, "bad header field name");
+        int field = -1;
+        for (int k = 0; k < ENV_COUNT; k++)
+            if (bytes_ieq(name, nlen, env_names[k]))
+                field = k;
+        if (field >= 0) {
+            if ((rc = make_str_node(SK_ENVELOPE, COST_CACHE, s, len, &nd)))
+                return rc;
+            nd->u.str.field = field;
+        } else {
+            if ((rc = make_str_node(SK_HEADER, COST_HEADER, s, len, &nd)))
+                return rc;
+            if (!(nd->u.str.name = dup_bytes(name, nlen))) {
+                node_free(nd);
+                return -ENOMEM;
+            }
+            nd->u.str.name_len = nlen;
+        }
+        break;
+    }
+
+    case A_DATE: {
+        int64_t day;
+        if (*i >= n || (a[*i].type != IMAP_ARG_ATOM &&
+                        a[*i].type != IMAP_ARG_STRING) ||
+            srch_parse_imap_date(a[*i].s, a[*i].len, &day) < 0)
+            return fail(ps, -EINVAL, "bad date");
+        (*i)++;
+        bool sent = kd->kind == SK_SENTBEFORE || kd->kind == SK_SENTON ||
+                    kd->kind == SK_SENTSINCE;
+        nd = node_new(kd->kind, sent ? COST_CACHE : COST_INDEX);
+        if (!nd)
+            return -ENOMEM;
+        nd->u.day = day;
+        break;
+    }
+
+    case A_NUM:
+        if (*i >= n || imap_arg_number(&a[*i], &num) < 0)
+            return fail(ps, -EINVAL, "number expected");
+        (*i)++;
+        nd = node_new(kd->kind, COST_INDEX);
+        if (!nd)
+            return -ENOMEM;
+        nd->u.num = num;
+        break;
+
+    case A_MODSEQ:
+        /* MODSEQ ["/flags/name" priv|shared|all] n: this store keeps one
+         * modseq per message, so RFC 7162 says to ignore the entry. */
+        if (*i < n && imap_arg_number(&a[*i], &num) < 0) {
+            /* the entry name is a quoted string; some clients send an
+             * atom */
+            if (a[*i].type == IMAP_ARG_LIST || a[*i].type == IMAP_ARG_NIL)
+                return fail(ps, -EINVAL, "bad MODSEQ entry name");
+            (*i)++;
+            if (*i >= n || !(imap_arg_is(&a[*i], "priv") ||
+                             imap_arg_is(&a[*i], "shared") ||
+                             imap_arg_is(&a[*i], "all")))
+                return fail(ps, -EINVAL, "bad MODSEQ entry type");
+            (*i)++;
+        }
+        if (*i >= n || imap_arg_number(&a[*i], &num) < 0 ||
+            num > INT64_MAX)
+            return fail(ps, -EINVAL, "mod-sequence expected");
+        (*i)++;
+        nd = node_new(SK_MODSEQ, COST_INDEX);
+        if (!nd)
+            return -ENOMEM;
+        nd->u.num = num;
+        ps->prog->uses_modseq = true;
+        break;
+
+    case A_SET:
+        if (*i >= n)
+            return fail(ps, -EINVAL, "sequence set expected");
+        if ((rc = set_from_atom(ps, &a[*i], kd->kind, &nd)))
+            return rc;
+        (*i)++;
+        break;
+
+    case A_KEYWORD: {
+        if ((rc = take_string(ps, a, n, i, &s, &len)))
+            return rc;
+        if (len == 0)
+            return fail(ps, -EINVAL, "keyword expected");
+        if (s[0] == '\\' && bytes_ieq(s, len, "\\Recent")) {
+            /* KEYWORD \Recent is RECENT, UNKEYWORD \Recent is OLD. */
+            nd = node_new(SK_RECENT, COST_INDEX);
+            if (!nd)
+                return -ENOMEM;
+            if (!kd->want_set) {
+                srch_node *not = node_new(SK_NOT, COST_INDEX);
+                if (!not || node_add_kid(not, nd)) {
+                    free(not);
+                    free(nd);
+                    return -ENOMEM;
+                }
+                nd = not;
+            }
+            break;
+        }
+        nd = node_new(SK_KEYWORD, COST_INDEX);
+        if (!nd)
+            return -ENOMEM;
+        nd->u.kw.want_set = kd->want_set;
+        if (s[0] == '\\') {
+            for (size_t k = 0; k < sizeof sysflags / sizeof sysflags[0]; k++)
+                if (bytes_ieq(s, len, sysflags[k].name))
+                    nd->u.kw.sysflag = sysflags[k].flag;
+        } else if (!(nd->u.kw.name = dup_bytes(s, len))) {
+            free(nd);
+            return -ENOMEM;
+        }
+        nd->u.kw.idx = -1;
+        break;
+    }
+
+    case A_NOT:
+    case A_OR:
+    case A_NEW:
+    case A_OLD: {
+        unsigned nk = kd->arg == A_NOT ? 1 : kd->arg == A_OR ? 2 : 0;
+        if (nk && depth + 1 > ps->lim.max_depth)
+            return fail(ps, -E2BIG, "search keys nested too deeply");
+        nd = node_new(kd->kind, COST_INDEX);
+        if (!nd)
+            return -ENOMEM;
+        for (unsigned k = 0; k < nk; k++) {
+            srch_node *kid = NULL;
+            if ((rc = parse_key(ps, a, n, i, depth + 1, &kid)) ||
+                (rc = node_add_kid(nd, kid))) {
+                node_free(kid);
+                node_free(nd);
+                return rc;
+            }
+        }
+        if (kd->arg == A_NEW || kd->arg == A_OLD) {
+            /* NEW = RECENT UNSEEN (an AND); OLD = NOT RECENT. */
+            srch_node *r = node_new(SK_RECENT, COST_INDEX);
+            if (!r || node_add_kid(nd, r)) {
+                free(r);
+                node_free(nd);
+                return -ENOMEM;
+            }
+            if (kd->arg == A_NEW) {
+                srch_node *u = node_new(SK_FLAGS, COST_INDEX);
+                if (u) {
+                    u->u.flags.mask = STORE_F_SEEN;
+                    u->u.flags.want_set = false;
+                }
+                if (!u || node_add_kid(nd, u)) {
+                    free(u);
+                    node_free(nd);
+                    return -ENOMEM;
+                }
+            }
+        }
+        break;
+    }
+    }
+    *out = nd;
+    return 0;
+}
+
+static int parse_key(pstate *ps, const imap_arg *a, size_t n, size_t *i,
+                     unsigned depth, srch_node **out)
+{
+    if (*i >= n)
+        return fail(ps, -EINVAL, "search key expected");
+    if (++ps->nkeys > ps->lim.max_keys)
+        return fail(ps, -E2BIG, "too many search keys");
+    const imap_arg *k = &a[(*i)++];
+    int rc;
+
+    if (k->type == IMAP_ARG_LIST) {
+        if (k->nlist == 0)
+            return fail(ps, -EINVAL, "empty search key list");
+        if (depth + 1 > ps->lim.max_depth)
+            return fail(ps, -E2BIG, "search keys nested too deeply");
+        srch_node *nd = node_new(SK_AND, COST_INDEX);
+        if (!nd)
+            return -ENOMEM;
+        size_t j = 0;
+        while (j < k->nlist) {
+            srch_node *kid = NULL;
+            if ((rc = parse_key(ps, k->list, k->nlist, &j, depth + 1, &kid)) ||
+                (rc = node_add_kid(nd, kid))) {
+                node_free(kid);
+                node_free(nd);
+                return rc;
+            }
+        }
+        *out = nd;
+        return 0;
+    }
+    if (k->type != IMAP_ARG_ATOM || k->len == 0)
+        return fail(ps, -EINVAL, "search key expected");
+    char c = k->s[0];
+    if ((c >= '0' && c <= '9') || c == '*' || c == '$')
+        return set_from_atom(ps, k, SK_SEQSET, out);
+    for (size_t d = 0; d < sizeof keydefs / sizeof keydefs[0]; d++)
+        if (bytes_ieq(k->s, k->len, keydefs[d].name))
+            return parse_arg_key(ps, &keydefs[d], a, n, i, depth, out);
+    return fail(ps, -EINVAL, "unknown search key");
+}
+
+/* ---- ordering by cost -------------------------------------------------- */
+
+/* Fold nested ANDs into their parent, drop ALL from ANDs with other keys,
+ * NOT NOT x -> x, and sort the children of AND and OR cheapest first
+ * (stable, so equal costs keep the client's order).  Sets each node's cost
+ * to the most expensive key it may evaluate. */
+static srch_node *optimize(srch_node *n)
+{
+    for (size_t i = 0; i < n->nkids; i++)
+        n->kids[i] = optimize(n->kids[i]);
+
+    if (n->kind == SK_NOT && n->kids[0]->kind == SK_NOT) {
+        srch_node *inner = n->kids[0], *x = inner->kids[0];
+        inner->nkids = 0;
+        node_free(inner);
+        n->nkids = 0;
+        node_free(n);
+        return x;
+    }
+    if (n->kind == SK_AND) {
+        size_t total = 0;
+        for (size_t i = 0; i < n->nkids; i++)
+            total += n->kids[i]->kind == SK_AND ? n->kids[i]->nkids : 1;
+        if (total != n->nkids) {
+            srch_node **k = malloc(total * sizeof *k);
+            if (k) {    /* on failure keep the nesting: still correct */
+                size_t w = 0;
+                for (size_t i = 0; i < n->nkids; i++) {
+                    srch_node *c = n->kids[i];
+                    if (c->kind == SK_AND) {
+                        memcpy(k + w, c->kids, c->nkids * sizeof *k);
+                        w += c->nkids;
+                        c->nkids = 0;
+                        node_free(c);
+                    } else {
+                        k[w++] = c;
+                    }
+                }
+                free(n->kids);
+                n->kids = k;
+                n->nkids = w;
+            }
+        }
+        /* ALL adds nothing to an AND with other keys. */
+        size_t w = 0, nall = 0;
+        for (size_t i = 0; i < n->nkids; i++)
+            nall += n->kids[i]->kind == SK_ALL;
+        for (size_t i = 0; i < n->nkids; i++) {
+            bool drop = n->kids[i]->kind == SK_ALL &&
+                        (nall < n->nkids || w > 0);
+            if (drop)
+                node_free(n->kids[i]);
+            else
+                n->kids[w++] = n->kids[i];
+        }
+        n->nkids = w;
+        if (n->nkids == 1) {
+            srch_node *x = n->kids[0];
+            n->nkids = 0;
+            node_free(n);
+            return x;
+        }
+    }
+    if (n->nkids) {
+        /* insertion sort: few children, stable */
+        for (size_t i = 1; i < n->nkids; i++) {
+            srch_node *x = n->kids[i];
+            size_t j = i;
+            while (j > 0 && n->kids[j - 1]->cost > x->cost) {
+                n->kids[j] = n->kids[j - 1];
+                j--;
+            }
+            n->kids[j] = x;
+        }
+        unsigned c = 0;
+        for (size_t i = 0; i < n->nkids; i++)
+            if (n->kids[i]->cost > c)
+                c = n->kids[i]->cost;
+        n->cost = c;
+    }
+    return n;
+}
+
+/* ---- entry points ---------------------------------------------------- */
+
+static void limits_init(pstate *ps, const imap_search_limits *lim)
+{
+    ps->lim.max_depth = lim && lim->max_depth ? lim->max_depth : DEF_MAX_DEPTH;
+    ps->lim.max_keys = lim && lim->max_keys ? lim->max_keys : DEF_MAX_KEYS;
+    ps->lim.max_ranges = lim && lim->max_ranges ? lim->max_ranges
+                                                 : DEF_MAX_RANGES;
+}
+
+static int parse_program(pstate *ps, const imap_arg *a, size_t n, size_t i)
+{
+    if (i >= n)
+        return fail(ps, -EINVAL, "search key expected");
+    srch_node *root = node_new(SK_AND, COST_INDEX);
+    if (!root)
+        return -ENOMEM;
+    while (i < n) {
+        srch_node *kid = NULL;
+        int rc = parse_key(ps, a, n, &i, 0, &kid);
+        if (!rc)
+            rc = node_add_kid(root, kid);
+        if (rc) {
+            node_free(kid);
+            node_free(root);
+            return rc;
+        }
+    }
+    ps->prog->root = optimize(root);
+    return 0;
+}
+
+static int parse_common(const imap_arg *args, size_t nargs,
+                        const imap_search_limits *lim, bool full,
+                        imap_search_prog **out, const char **err)
+{
+    pstate ps = { 0 };
+    limits_init(&ps, lim);
+    int rc = 0;
+    bool charset_ok = true;
+    size_t i = 0;
+
+    *out = NULL;
+    if (!(ps.prog = calloc(1, sizeof *ps.prog)))
+        return -ENOMEM;
+
+    if (full && i < nargs && imap_arg_is(&args[i], "RETURN")) {
+        i++;
+        if (i >= nargs || args[i].type != IMAP_ARG_LIST) {
+            rc = fail(&ps, -EINVAL, "RETURN needs a list of options");
+            goto out;
+        }
+        ps.prog->has_return = true;
+        const imap_arg *l = &args[i++];
+        static const struct { const char *name; unsigned bit; } opts[] = {
+            { "MIN", IMAP_SEARCH_RET_MIN }, { "MAX", IMAP_SEARCH_RET_MAX },
+            { "ALL", IMAP_SEARCH_RET_ALL }, { "COUNT", IMAP_SEARCH_RET_COUNT },
+            { "SAVE", IMAP_SEARCH_RET_SAVE },
+        };
+        for (size_t j = 0; j < l->nlist; j++) {
+            unsigned bit = 0;
+            for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
+                if (imap_arg_is(&l->list[j], opts[k].name))
+                    bit = opts[k].bit;
+            if (!bit) {
+                rc = fail(&ps, -EINVAL, "unknown RETURN option");
+                goto out;
+            }
+            ps.prog->ret |= bit;
+        }
+        if (l->nlist == 0)
+            ps.prog->ret = IMAP_SEARCH_RET_ALL;
+    }
+    if (full && i < nargs && imap_arg_is(&args[i], "CHARSET")) {
+        const char *cs;
+        size_t cslen;
+        i++;
+        if (i >= nargs || !arg_astring(&args[i], &cs, &cslen)) {
+            rc = fail(&ps, -EINVAL, "CHARSET needs a name");
+            goto out;
+        }
+        i++;
+        charset_ok = imap_search_charset_ok(cs, cslen);
+    }
+    if ((rc = parse_program(&ps, args, nargs, i)))
+        goto out;
+    /* A syntax error outranks the charset: BAD before NO. */
+    if (!charset_ok)
+        rc = fail(&ps, IMAP_SEARCH_EBADCHARSET, "unsupported charset");
+out:
+    if (rc) {
+        imap_search_free(ps.prog);
+        if (err)
+            *err = ps.err ? ps.err : "out of memory";
+        return rc;
+    }
+    *out = ps.prog;
+    return 0;
+}
+
+int imap_search_parse(const imap_arg *args, size_t nargs,
+                      const imap_search_limits *lim,
+                      imap_search_prog **out, const char **err)
+{
+    return parse_common(args, nargs, lim, true, out, err);
+}
+
+int imap_search_parse_keys(const imap_arg *args, size_t nargs,
+                           const imap_search_limits *lim,
+                           imap_search_prog **out, const char **err)
+{
+    return parse_common(args, nargs, lim, false, out, err);
+}
+
+bool imap_search_charset_ok(const char *name, size_t len)
+{
+    return bytes_ieq(name, len, "UTF-8") || bytes_ieq(name, len, "US-ASCII");
+}
+
+void imap_search_free(imap_search_prog *p)
+{
+    if (!p)
+        return;
+    node_free(p->root);
+    free(p);
+}
+
+bool imap_search_has_return(const imap_search_prog *p) { return p->has_return; }
+unsigned imap_search_return(const imap_search_prog *p) { return p->ret; }
+bool imap_search_uses_modseq(const imap_search_prog *p) { return p->uses_modseq; }
+bool imap_search_uses_saved(const imap_search_prog *p) { return p->uses_saved; }
+
+/* ---- results --------------------------------------------------------- */
+
+void imap_search_result_free(imap_search_result *res)
+{
+    free(res->seqs);
+    free(res->uids);
+    free(res->modseqs);
+    memset(res, 0, sizeof *res);
+}
+
+/* MIN and/or MAX without ALL or COUNT: only those messages are "returned"
+ * (RFC 4731 3.2, RFC 5182 2.4). */
+static bool only_min_max(const imap_search_prog *p)
+{
+    unsigned r = p->ret;
+    return (r & (IMAP_SEARCH_RET_MIN | IMAP_SEARCH_RET_MAX)) &&
+           !(r & (IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_COUNT));
+}
+
+uint64_t imap_search_result_modseq(const imap_search_prog *p,
+                                   const imap_search_result *res)
+{
+    if (!p->uses_modseq || !res->n || !res->modseqs)
+        return 0;
+    if (only_min_max(p)) {
+        uint64_t m = 0;
+        if (p->ret & IMAP_SEARCH_RET_MIN)
+            m = res->modseqs[0];
+        if ((p->ret & IMAP_SEARCH_RET_MAX) && res->modseqs[res->n - 1] > m)
+            m = res->modseqs[res->n - 1];
+        return m;
+    }
+    uint64_t m = 0;
+    for (size_t i = 0; i < res->n; i++)
+        if (res->modseqs[i] > m)
+            m = res->modseqs[i];
+    return m;
+}
+
+int imap_search_saved_uids(const imap_search_prog *p,
+                           const imap_search_result *res, store_uidlist *out)
+{
+    size_t want = res->n;
+    if (only_min_max(p) && res->n)
+        want = (p->ret & IMAP_SEARCH_RET_MIN) && (p->ret & IMAP_SEARCH_RET_MAX)
+               && res->n > 1 ? 2 : 1;
+    free(out->uids);
+    memset(out, 0, sizeof *out);
+    if (!want)
+        return 0;
+    if (!(out->uids = malloc(want * sizeof *out->uids)))
+        return -ENOMEM;
+    out->cap = want;
+    if (want == res->n && !only_min_max(p)) {
+        memcpy(out->uids, res->uids, want * sizeof *out->uids);
+    } else if (want == 2) {
+        out->uids[0] = res->uids[0];
+        out->uids[1] = res->uids[res->n - 1];
+    } else {
+        out->uids[0] = (p->ret & IMAP_SEARCH_RET_MIN) ? res->uids[0]
+                                                       : res->uids[res->n - 1];
+    }
+    out->n = want;
+    return 0;
+}

@@ -1,0 +1,165 @@
+/* core/server/cmd_any.c — commands valid in any state, and IDLE. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/base/log.h"
+#include "core/server/session.h"
+
+void cmd_capability(session *s, const char *tag, imap_args *a, imap_arg *args,
+                    size_t nargs, bool uid)
+{
+    (void)a; (void)args; (void)uid;
+    if (nargs) {
+        sess_bad(s, tag, "CAPABILITY takes no arguments");
+        return;
+    }
+    imap_out_printf(&s->out, "* CAPABILITY ");
+    sess_capabilities(s, &s->out);
+    imap_out_printf(&s->out, "\r\n");
+    sess_tagged(s, tag, "OK", "CAPABILITY completed");
+}
+
+/* STARTTLS (RFC 2595, RFC 9051 6.2.1): answer in the clear, then the
+ * handshake; the session loop drops what follows and tells net. */
+void cmd_starttls(session *s, const char *tag, imap_args *a, imap_arg *args,
+                  size_t nargs, bool uid)
+{
+    (void)a; (void)args; (void)uid;
+    if (nargs) {
+        sess_bad(s, tag, "STARTTLS takes no arguments");
+        return;
+    }
+    if (!s->srv->tls) {
+        sess_tagged(s, tag, "NO", "[UNAVAILABLE] TLS is not configured");
+        return;
+    }
+    if (net_conn_is_tls(s->conn)) {
+        sess_bad(s, tag, "TLS is already active");
+        return;
+    }
+    sess_tagged(s, tag, "OK", "Begin TLS negotiation now");
+    s->starttls = true;
+}
+
+void cmd_noop(session *s, const char *tag, imap_args *a, imap_arg *args,
+              size_t nargs, bool uid)
+{
+    (void)a; (void)args; (void)uid;
+    if (nargs) {
+        sess_bad(s, tag, "NOOP takes no arguments");
+        return;
+    }
+    sess_sync_tagged(s, true, tag, "OK", "NOOP completed");
+}
+
+void cmd_check(session *s, const char *tag, imap_args *a, imap_arg *args,
+               size_t nargs, bool uid)
+{
+    cmd_noop(s, tag, a, args, nargs, uid);
+}
+
+void cmd_logout(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)a; (void)args; (void)uid;
+    if (nargs) {
+        sess_bad(s, tag, "LOGOUT takes no arguments");
+        return;
+    }
+    sess_untagged(s, "BYE Logging out");
+    sess_tagged(s, tag, "OK", "LOGOUT completed");
+    s->state = ST_LOGOUT;
+}
+
+void cmd_id(session *s, const char *tag, imap_args *a, imap_arg *args,
+            size_t nargs, bool uid)
+{
+    (void)a; (void)uid;
+    if (nargs != 1 || (args[0].type != IMAP_ARG_NIL && args[0].type != IMAP_ARG_LIST) ||
+        (args[0].type == IMAP_ARG_LIST && args[0].nlist % 2)) {
+        sess_bad(s, tag, "ID takes NIL or a list of field/value pairs");
+        return;
+    }
+    sess_untagged(s, "ID (\"name\" \"Ringmail\" \"vendor\" \"Ringmail\")");
+    sess_tagged(s, tag, "OK", "ID completed");
+}
+
+void cmd_enable(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)a; (void)uid;
+    if (!nargs) {
+        sess_bad(s, tag, "ENABLE what?");
+        return;
+    }
+    imap_out o = {0};
+    for (size_t i = 0; i < nargs; i++) {
+        if (args[i].type != IMAP_ARG_ATOM) {
+            sess_bad(s, tag, "ENABLE takes capability names");
+            imap_out_free(&o);
+            return;
+        }
+        if (!strcasecmp(args[i].s, "IMAP4rev2") && !s->rev2) {
+            s->rev2 = s->utf8 = true;
+            imap_out_printf(&o, " IMAP4rev2");
+        } else if (!strcasecmp(args[i].s, "UTF8=ACCEPT") && !s->utf8_accept) {
+            s->utf8 = s->utf8_accept = true;
+            imap_out_printf(&o, " UTF8=ACCEPT");
+        }
+    }
+    imap_out_printf(&s->out, "* ENABLED%.*s\r\n", (int)o.len, o.p ? o.p : "");
+    imap_out_free(&o);
+    sess_tagged(s, tag, "OK", "ENABLE completed");
+}
+
+void cmd_namespace(session *s, const char *tag, imap_args *a, imap_arg *args,
+                   size_t nargs, bool uid)
+{
+    (void)a; (void)args; (void)uid;
+    if (nargs) {
+        sess_bad(s, tag, "NAMESPACE takes no arguments");
+        return;
+    }
+    char sep = store_user_separator(s->su);
+    sess_untagged(s, "NAMESPACE ((\"\" \"%c\")) NIL NIL", sep);
+    sess_tagged(s, tag, "OK", "NAMESPACE completed");
+}
+
+/* ---- IDLE (RFC 2177) ------------------------------------------------------ */
+
+void cmd_idle(session *s, const char *tag, imap_args *a, imap_arg *args,
+              size_t nargs, bool uid)
+{
+    (void)a; (void)args; (void)uid;
+    if (nargs) {
+        sess_bad(s, tag, "IDLE takes no arguments");
+        return;
+    }
+    free(s->wait_tag);
+    s->wait_tag = strdup(tag);
+    if (!s->wait_tag) {
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        return;
+    }
+    s->wait = WAIT_IDLE;
+    imap_reader_line_mode(s->rd, true);
+    imap_out_printf(&s->out, "+ idling\r\n");
+    sess_sync(s, true);
+    /* RFC 2177: clients re-IDLE within 29 minutes; the autologout timer
+     * stays as it is. */
+}
+
+void idle_line(session *s, const uint8_t *line, size_t n)
+{
+    imap_reader_line_mode(s->rd, false);
+    s->wait = WAIT_NONE;
+    char *tag = s->wait_tag;
+    s->wait_tag = NULL;
+    if (n == 4 && !strncasecmp((const char *)line, "DONE", 4)) {
+        sess_sync_tagged(s, true, tag, "OK", "IDLE terminated");
+    } else {
+        sess_bad(s, tag, "Expected DONE");
+    }
+    free(tag);
+}

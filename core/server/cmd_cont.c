@@ -1,0 +1,158 @@
+/* core/server/cmd_cont.c — long commands in steps.
+ *
+ * A worker serves thousands of sessions from one thread, so a command that
+ * runs for a second (FETCH 1:* over a million messages, SEARCH BODY over a
+ * large mailbox, LIST with STATUS over many mailboxes) would stall every
+ * other session on it for that second, and a client that does not read
+ * would have the whole answer buffered for it.  Such a command does at
+ * most one slice of work (SESS_SLICE_NS, or until max_output_buffer bytes
+ * wait for the client) and then gives the worker back: net_conn_yield
+ * brings it back after one round of the loop, or on_drain once a slow
+ * client has read what was queued.
+ *
+ * While a command is in steps the session reads no further command (the
+ * connection is paused; bytes that were already received are kept in the
+ * stash), so pipelined commands keep their order and nothing else changes
+ * the session's view under the command.  A step that writes (FETCH setting
+ * \Seen) has its answer held until the write is durable, as any command. */
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/server/session.h"
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void sess_slice_begin(sess_slice *sl)
+{
+    sl->deadline_ns = now_ns() + SESS_SLICE_NS;
+    sl->n = 0;
+}
+
+bool sess_slice_expired(const sess_slice *sl)
+{
+    return now_ns() >= sl->deadline_ns;
+}
+
+bool sess_slice_over(session *s, sess_slice *sl)
+{
+    if (sl->n++ == 0)
+        return false;
+    if (s->out.len + net_conn_pending(s->conn) > s->srv->max_output)
+        return true;
+    /* The clock is cheap (vDSO) but not free: look every few units. */
+    return (sl->n & 7) == 0 && now_ns() >= sl->deadline_ns;
+}
+
+struct sess_cont {
+    sess_step_fn step;
+    void (*free)(void *state);
+    void *state;                /* owned */
+};
+
+static void cont_drop(struct sess_cont *c)
+{
+    if (!c)
+        return;
+    if (c->free)
+        c->free(c->state);
+    free(c);
+}
+
+void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void *state)
+{
+    struct sess_cont *c = malloc(sizeof *c);
+    if (!c) {
+        /* No memory to go on later: finish now, unsliced.  Every step
+         * makes progress (sess_slice_over), so this ends. */
+        while (!step(s, state))
+            ;
+        if (freefn)
+            freefn(state);
+        return;
+    }
+    *c = (struct sess_cont){step, freefn, state};
+    if (s->cont) {
+        /* A step ends its command with another (FETCH, then the updates
+         * before its tagged answer): that one runs next. */
+        if (s->cont_then)
+            abort();    /* one follower: a step finishes with one call */
+        s->cont_then = c;
+        return;
+    }
+    s->cont = c;
+    s->cont_drain = false;
+    sess_hold_input(s);
+    net_conn_yield(s->conn);
+}
+
+void sess_cont_begin(session *s, sess_step_fn step, void (*freefn)(void *), void *state)
+{
+    if (step(s, state))
+        freefn(state);
+    else
+        sess_cont_start(s, step, freefn, state);
+}
+
+void sess_cont_free(session *s)
+{
+    struct sess_cont *then = s->cont_then, *c = s->cont;
+    s->cont_then = NULL;
+    s->cont = NULL;
+    s->cont_drain = false;
+    cont_drop(then);
+    cont_drop(c);
+}
+
+void sess_cont_next(session *s)
+{
+    if (!s->cont || s->pool_busy || s->delayed)
+        return;     /* whoever holds the session calls us again */
+    if (net_conn_pending(s->conn) > s->srv->max_output)
+        s->cont_drain = true;   /* on_drain: the client has read */
+    else
+        net_conn_yield(s->conn);
+}
+
+void sess_cont_run(session *s)
+{
+    if (!s->cont || s->pool_busy || s->delayed || s->cont_drain ||
+        s->state == ST_LOGOUT)
+        return;
+    store_defer d;
+    store_defer_begin(&d);
+    bool done = s->cont->step(s, s->cont->state);
+    store_defer_end();
+    /* A step that goes on cannot have handed over to another. */
+    if (!done && s->cont_then)
+        abort();
+    if (done) {
+        struct sess_cont *then = s->cont_then;
+        s->cont_then = NULL;
+        sess_cont_free(s);
+        if (then) {
+            s->cont = then;
+            done = false;
+        } else if (s->woken && s->wait == WAIT_IDLE && s->state == ST_SELECTED) {
+            /* a wake-up came while we ran: IDLE hears of it now */
+            sess_sync(s, true);
+            done = s->cont == NULL;
+        }
+    }
+    if (d.n)
+        sess_hold_until_durable(s, &d);     /* its completion resumes us */
+    if (s->pool_busy) {
+        sess_flush(s);
+        return;
+    }
+    if (done) {
+        sess_resume_input(s);   /* sends the answer, reads what came */
+        return;
+    }
+    sess_flush(s);
+    sess_cont_next(s);
+}

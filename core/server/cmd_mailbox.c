@@ -1,0 +1,772 @@
+/* core/server/cmd_mailbox.c — SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
+ * UNSUBSCRIBE, LIST, LSUB and STATUS. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/base/log.h"
+#include "core/server/session.h"
+
+/* The mailbox argument in UTF-8, or NULL after answering. */
+static char *mbox_arg(session *s, const char *tag, imap_args *a, const imap_arg *arg)
+{
+    if (arg->type == IMAP_ARG_LIST) {
+        sess_bad(s, tag, "Mailbox name expected");
+        return NULL;
+    }
+    const char *raw = imap_arg_astring(a, arg);
+    char *name = raw && strlen(raw) == arg->len ? sess_mbox_from_client(s, raw) : NULL;
+    if (!name && s->utf8)
+        sess_bad(s, tag, "Mailbox name is not valid UTF-8");   /* RFC 6855 3 */
+    else if (!name)
+        sess_tagged(s, tag, "NO", "[CANNOT] Invalid mailbox name encoding");
+    return name;
+}
+
+static const char *special_name(uint32_t sp)
+{
+    switch (sp) {
+    case STORE_SPECIAL_SENT: return "\\Sent";
+    case STORE_SPECIAL_DRAFTS: return "\\Drafts";
+    case STORE_SPECIAL_TRASH: return "\\Trash";
+    case STORE_SPECIAL_JUNK: return "\\Junk";
+    case STORE_SPECIAL_ARCHIVE: return "\\Archive";
+    }
+    return NULL;
+}
+
+static uint32_t special_parse(const char *s)
+{
+    for (uint32_t b = 1; b <= STORE_SPECIAL_ARCHIVE; b <<= 1)
+        if (!strcasecmp(s, special_name(b)))
+            return b;
+    return 0;
+}
+
+/* ---- SELECT / EXAMINE -------------------------------------------------------- */
+
+/* What the select-params asked for; filled by parse_select_params. */
+struct select_opts {
+    bool none_yet;          /* placeholder: no parameter is supported yet */
+};
+
+/* The parameters this server supports, by the extension that defines them.
+ * None yet: CONDSTORE ("CONDSTORE", no value) and QRESYNC ("QRESYNC" with a
+ * list) go here, each with a parser that fills struct select_opts, when
+ * those extensions are offered. */
+static const struct select_param {
+    const char *name;
+    /* Reads the value at args[*i] if the parameter takes one (advancing
+     * *i); returns false for a bad value. */
+    bool (*parse)(const imap_arg *args, size_t n, size_t *i, struct select_opts *o);
+} select_params[] = {
+    {NULL, NULL},
+};
+
+/* RFC 4466 2.1: select-params = SP "(" select-param *(SP select-param) ")",
+ * select-param = select-param-name [SP select-param-value], and "Any
+ * parameter not defined by extensions that the server supports must be
+ * rejected with a BAD response."  Returns NULL, or the reason for BAD. */
+static const char *parse_select_params(const imap_arg *list, struct select_opts *o)
+{
+    if (list->nlist == 0)
+        return "Empty SELECT parameter list";
+    for (size_t i = 0; i < list->nlist;) {
+        const imap_arg *p = &list->list[i++];
+        if (p->type != IMAP_ARG_ATOM)
+            return "SELECT parameter name expected";
+        const struct select_param *sp = select_params;
+        while (sp->name && strcasecmp(sp->name, p->s))
+            sp++;
+        if (!sp->name)
+            return "Unknown parameter in SELECT command";
+        if (sp->parse && !sp->parse(list->list, list->nlist, &i, o))
+            return "Bad SELECT parameter value";
+    }
+    return NULL;
+}
+
+/* The view of a big mailbox is built in steps (10^6 messages take ~10 ms
+ * in one go, during which the worker's other sessions would wait); the
+ * answer is written once it is whole.  The session is in the selected
+ * state meanwhile but runs nothing else, so nobody sees the view half
+ * built; the snapshot it is built from is pinned, and whatever changes
+ * after it is announced at the next sync, as after any SELECT. */
+typedef struct select_cont {
+    store_snap *snap;           /* owned */
+    uint32_t p, entries;        /* next snapshot position, their count */
+    uint32_t first_unseen, recent;
+    bool readonly;
+    char tag[];
+} select_cont;
+
+static void select_cont_free(void *arg)
+{
+    select_cont *sc = arg;
+    store_snap_put(sc->snap);
+    free(sc);
+}
+
+static void select_answer(session *s, select_cont *sc)
+{
+    store_snap *snap = sc->snap;
+    bool readonly = sc->readonly;
+    uint32_t recent = sc->recent, first_unseen = sc->first_unseen;
+    if (readonly) {
+        store_status st;
+        if (store_mbox_status(s->mb, &st) == 0)
+            recent = st.recent;
+    }
+    s->nrecent = recent;
+    s->modseq_seen = store_snap_highestmodseq(snap);
+    imap_out kw = {0};
+    for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
+        const char *n = store_snap_keyword(snap, k);
+        if (n)
+            imap_out_printf(&kw, " %s", n);
+    }
+    const char *kws = kw.p ? kw.p : "";
+    int kwl = (int)kw.len;
+    imap_out_printf(&s->out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n",
+                    kwl, kws);
+    if (readonly)
+        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    else
+        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted "
+                        "\\Seen \\Draft%.*s \\*)] Flags permitted\r\n", kwl, kws);
+    imap_out_free(&kw);
+    imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
+    if (!s->rev2) {
+        imap_out_printf(&s->out, "* %u RECENT\r\n", recent);
+        if (first_unseen)
+            imap_out_printf(&s->out, "* OK [UNSEEN %u] First unseen\r\n", first_unseen);
+    }
+    imap_out_printf(&s->out, "* OK [UIDVALIDITY %u] UIDs valid\r\n", store_snap_uidvalidity(snap));
+    imap_out_printf(&s->out, "* OK [UIDNEXT %u] Predicted next UID\r\n", store_snap_uidnext(snap));
+    if (s->rev2) {
+        imap_out_printf(&s->out, "* LIST () \"%c\" ", store_user_separator(s->su));
+        sess_mbox_to_client(s, &s->out, s->mbname);
+        imap_out_printf(&s->out, "\r\n");
+    }
+    if (notify_watch(s->srv, s->mb, net_conn_get_id(s->conn)) < 0)
+        log_msg(LOGL_WARN, s->id, s->user, "no memory to watch the mailbox");
+    sess_tagged(s, sc->tag, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
+                readonly ? "EXAMINE" : "SELECT");
+}
+
+static bool select_step(session *s, void *arg)
+{
+    select_cont *sc = arg;
+    sess_slice sl;
+    sess_slice_begin(&sl);
+    for (; sc->p < sc->entries; sc->p++) {
+        /* a unit of work is 1024 entries (~10 us) */
+        if ((sc->p & 1023) == 0 && sess_slice_over(s, &sl))
+            return false;
+        store_msg m;
+        if (store_snap_entry(sc->snap, sc->p, &m) != 1 || s->nview == s->capview)
+            continue;
+        s->view[s->nview++] = m.uid;
+        if (!sc->first_unseen && !(m.flags & STORE_F_SEEN))
+            sc->first_unseen = s->nview;
+        if (m.uid >= s->recent_first)
+            sc->recent++;
+    }
+    select_answer(s, sc);
+    return true;
+}
+
+static void do_select(session *s, const char *tag, imap_args *a, imap_arg *args,
+                      size_t nargs, bool readonly)
+{
+    if (nargs < 1 || nargs > 2 || (nargs == 2 && args[1].type != IMAP_ARG_LIST)) {
+        sess_bad(s, tag, "%s takes a mailbox name", readonly ? "EXAMINE" : "SELECT");
+        return;
+    }
+    struct select_opts opts = {0};
+    const char *perr = nargs == 2 ? parse_select_params(&args[1], &opts) : NULL;
+    if (perr) {
+        sess_bad(s, tag, "%s", perr);
+        return;
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name)
+        return;
+    bool was_selected = s->state == ST_SELECTED;
+    sess_unselect(s);
+    if (was_selected && s->rev2)
+        sess_untagged(s, "OK [CLOSED] Previous mailbox closed");
+    store_mbox *mb;
+    int rc = store_mbox_open(s->su, name, &mb);
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, "select");
+        free(name);
+        return;
+    }
+    uint32_t recent_first = UINT32_MAX;
+    if (!readonly && store_mbox_claim_recent(mb, &recent_first) < 0)
+        recent_first = UINT32_MAX;
+    store_snap *snap = store_snap_get(mb);
+    if (!snap) {
+        store_mbox_close(mb);
+        free(name);
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        return;
+    }
+    s->mb = mb;
+    s->mbname = name;
+    s->readonly = readonly;
+    s->recent_first = recent_first;
+    s->state = ST_SELECTED;
+    size_t taglen = strlen(tag);
+    select_cont *sc = calloc(1, sizeof *sc + taglen + 1);
+    uint32_t entries = store_snap_entries(snap);
+    s->view = sc ? malloc((entries + 1) * sizeof *s->view) : NULL;
+    if (!s->view) {
+        free(sc);
+        store_snap_put(snap);
+        sess_unselect(s);
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        return;
+    }
+    s->capview = entries + 1;
+    sc->snap = snap;
+    sc->entries = entries;
+    sc->readonly = readonly;
+    memcpy(sc->tag, tag, taglen + 1);
+    sess_cont_begin(s, select_step, select_cont_free, sc);
+}
+
+void cmd_select(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    do_select(s, tag, a, args, nargs, false);
+}
+
+void cmd_examine(session *s, const char *tag, imap_args *a, imap_arg *args,
+                 size_t nargs, bool uid)
+{
+    (void)uid;
+    do_select(s, tag, a, args, nargs, true);
+}
+
+/* ---- CREATE / DELETE / RENAME / SUBSCRIBE ----------------------------------- */
+
+void cmd_create(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    if (nargs < 1 || nargs > 2 || (nargs == 2 && args[1].type != IMAP_ARG_LIST)) {
+        sess_bad(s, tag, "CREATE takes a mailbox name and optional parameters");
+        return;
+    }
+    uint32_t special = 0;
+    if (nargs == 2) {
+        /* RFC 6154 CREATE-SPECIAL-USE: (USE (\Sent ...)) */
+        const imap_arg *l = &args[1];
+        for (size_t i = 0; i < l->nlist; i += 2) {
+            if (!imap_arg_is(&l->list[i], "USE") || i + 1 >= l->nlist ||
+                l->list[i + 1].type != IMAP_ARG_LIST) {
+                sess_bad(s, tag, "Unknown CREATE parameter");
+                return;
+            }
+            for (size_t k = 0; k < l->list[i + 1].nlist; k++) {
+                const imap_arg *u = &l->list[i + 1].list[k];
+                uint32_t b = u->type == IMAP_ARG_ATOM ? special_parse(u->s) : 0;
+                if (!b) {
+                    sess_tagged(s, tag, "NO", "[USEATTR] Unsupported special-use attribute");
+                    return;
+                }
+                special |= b;
+            }
+        }
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name)
+        return;
+    size_t n = strlen(name);
+    char sep = store_user_separator(s->su);
+    if (n > 1 && name[n - 1] == sep)    /* "foo/" creates "foo" (RFC 3501) */
+        name[n - 1] = '\0';
+    int rc = store_mailbox_create(s->su, name, special);
+    if (rc < 0)
+        sess_store_error(s, tag, rc, "create");
+    else
+        sess_tagged(s, tag, "OK", "CREATE completed");
+    free(name);
+}
+
+void cmd_delete(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    if (nargs != 1) {
+        sess_bad(s, tag, "DELETE takes a mailbox name");
+        return;
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name)
+        return;
+    /* RFC 3501 6.3.4: a parent loses its messages and stays as \Noselect;
+     * RFC 3501 clients (neomutt, alpine, offlineimap) count on it, and RFC
+     * 9051 allows it. */
+    int rc = store_mailbox_delete_ext(s->su, name, STORE_DELETE_KEEP_PARENT);
+    if (rc < 0)
+        sess_store_error(s, tag, rc, "delete");
+    else
+        sess_tagged(s, tag, "OK", "DELETE completed");
+    free(name);
+}
+
+void cmd_rename(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    if (nargs != 2) {
+        sess_bad(s, tag, "RENAME takes two mailbox names");
+        return;
+    }
+    char *from = mbox_arg(s, tag, a, &args[0]);
+    if (!from)
+        return;
+    char *to = mbox_arg(s, tag, a, &args[1]);
+    if (!to) {
+        free(from);
+        return;
+    }
+    int rc = store_mailbox_rename(s->su, from, to);
+    if (rc == -ENOENT)
+        sess_tagged(s, tag, "NO", "[NONEXISTENT] No such mailbox");
+    else if (rc < 0)
+        sess_store_error(s, tag, rc, "rename");
+    else
+        sess_tagged(s, tag, "OK", "RENAME completed");
+    free(from);
+    free(to);
+}
+
+static void do_subscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
+                         size_t nargs, bool on)
+{
+    if (nargs != 1) {
+        sess_bad(s, tag, "%s takes a mailbox name", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+        return;
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name)
+        return;
+    int rc = store_mailbox_subscribe(s->su, name, on);
+    if (rc < 0)
+        sess_store_error(s, tag, rc, "subscribe");
+    else
+        sess_tagged(s, tag, "OK", "%s completed", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+    free(name);
+}
+
+void cmd_subscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
+                   size_t nargs, bool uid)
+{
+    (void)uid;
+    do_subscribe(s, tag, a, args, nargs, true);
+}
+
+void cmd_unsubscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
+                     size_t nargs, bool uid)
+{
+    (void)uid;
+    do_subscribe(s, tag, a, args, nargs, false);
+}
+
+/* ---- STATUS -------------------------------------------------------------------- */
+
+enum { ST_MESSAGES = 1, ST_UIDNEXT = 2, ST_UIDVALIDITY = 4, ST_UNSEEN = 8,
+       ST_RECENT = 16, ST_SIZE = 32, ST_DELETED = 64 };
+
+static int status_items(const imap_arg *l, unsigned *items)
+{
+    static const char *const names[] = {"MESSAGES", "UIDNEXT", "UIDVALIDITY",
+                                        "UNSEEN", "RECENT", "SIZE", "DELETED"};
+    *items = 0;
+    if (l->type != IMAP_ARG_LIST || !l->nlist)
+        return -EINVAL;
+    for (size_t i = 0; i < l->nlist; i++) {
+        unsigned bit = 0;
+        for (unsigned k = 0; k < sizeof names / sizeof *names; k++)
+            if (imap_arg_is(&l->list[i], names[k]))
+                bit = 1u << k;
+        if (!bit)
+            return -EINVAL;
+        *items |= bit;
+    }
+    return 0;
+}
+
+static int status_line(session *s, const char *name, unsigned items)
+{
+    store_status st;
+    int rc = store_mailbox_status(s->su, name, &st);
+    if (rc < 0)
+        return rc;
+    imap_out_printf(&s->out, "* STATUS ");
+    sess_mbox_to_client(s, &s->out, name);
+    imap_out_printf(&s->out, " (");
+    const char *sp = "";
+    if (items & ST_MESSAGES) { imap_out_printf(&s->out, "%sMESSAGES %u", sp, st.messages); sp = " "; }
+    if (items & ST_UIDNEXT) { imap_out_printf(&s->out, "%sUIDNEXT %u", sp, st.uidnext); sp = " "; }
+    if (items & ST_UIDVALIDITY) { imap_out_printf(&s->out, "%sUIDVALIDITY %u", sp, st.uidvalidity); sp = " "; }
+    if (items & ST_UNSEEN) { imap_out_printf(&s->out, "%sUNSEEN %u", sp, st.unseen); sp = " "; }
+    if (items & ST_RECENT) { imap_out_printf(&s->out, "%sRECENT %u", sp, st.recent); sp = " "; }
+    if (items & ST_SIZE) { imap_out_printf(&s->out, "%sSIZE %llu", sp, (unsigned long long)st.size); sp = " "; }
+    if (items & ST_DELETED) { imap_out_printf(&s->out, "%sDELETED %u", sp, st.deleted); sp = " "; }
+    imap_out_printf(&s->out, ")\r\n");
+    return 0;
+}
+
+void cmd_status(session *s, const char *tag, imap_args *a, imap_arg *args,
+                size_t nargs, bool uid)
+{
+    (void)uid;
+    unsigned items;
+    if (nargs != 2 || status_items(&args[1], &items) < 0) {
+        sess_bad(s, tag, "STATUS takes a mailbox and a list of items");
+        return;
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name)
+        return;
+    int rc = status_line(s, name, items);
+    if (rc < 0)
+        sess_store_error(s, tag, rc, "status");
+    else
+        sess_tagged(s, tag, "OK", "STATUS completed");
+    free(name);
+}
+
+/* ---- LIST / LSUB ------------------------------------------------------------------ */
+
+/* "inbox..." in a pattern means INBOX. */
+static void canon_inbox(char *p, char sep)
+{
+    if (!strncasecmp(p, "INBOX", 5) && (p[5] == '\0' || p[5] == sep))
+        memcpy(p, "INBOX", 5);
+}
+
+enum { RET_SUBSCRIBED = 1, RET_CHILDREN = 2, RET_SPECIAL = 4, RET_STATUS = 8 };
+enum { SEL_SUBSCRIBED = 1, SEL_SPECIAL = 2, SEL_RECURSIVE = 4 };
+
+/* Names sorted by strcmp, so that a LIST of n mailboxes costs n log n,
+ * not n^2: each one looks up its children and its subscription. */
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first of the n sorted names that is >= key. */
+static size_t name_lower(const char *const *sorted, size_t n, const char *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(sorted[mid], key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static bool is_subscribed(const char *const *sorted_subs, size_t nsubs, const char *name)
+{
+    size_t i = name_lower(sorted_subs, nsubs, name);
+    return i < nsubs && !strcmp(sorted_subs[i], name);
+}
+
+/* Is there a mailbox "name<sep>..."?  Those sort together, from name+sep. */
+static bool has_children(const char *const *sorted, size_t n, const char *name, char sep)
+{
+    size_t l = strlen(name);
+    char key[STORE_MAX_NAME_LEN + 2];
+    if (l + 1 >= sizeof key)
+        return false;   /* a longer name cannot have children */
+    memcpy(key, name, l);
+    key[l] = sep;
+    key[l + 1] = '\0';
+    size_t i = name_lower(sorted, n, key);
+    return i < n && !strncmp(sorted[i], key, l + 1);
+}
+
+static void list_line(session *s, const char *verb, const char *attrs, char sep,
+                      const char *name)
+{
+    imap_out_printf(&s->out, "* %s (%s) \"%c\" ", verb, attrs, sep);
+    sess_mbox_to_client(s, &s->out, name);
+    imap_out_printf(&s->out, "\r\n");
+}
+
+/* A LIST or LSUB in progress: one mailbox (with its STATUS, if asked) is
+ * a unit of work, so a long list, or one with STATUS for every mailbox,
+ * runs in slices and stops while the client is slow to read. */
+typedef struct list_cont {
+    bool lsub;
+    unsigned sel, ret, status_items;
+    char sep;
+    store_mailbox_info *v;
+    size_t n;
+    char **subs;
+    size_t nsubs;
+    const char **names;         /* v's names, sorted (strcmp) */
+    size_t *names_at;           /* names_at[i]: the index in v of names[i] */
+    const char **ssubs;         /* subs, sorted */
+    char **pats;                /* full patterns; NULL: LIST "" "" */
+    size_t npats;
+    size_t pi, k;               /* next pattern, next mailbox or subscription */
+    char tag[];
+} list_cont;
+
+static void list_cont_free(void *arg)
+{
+    list_cont *lc = arg;
+    store_mailbox_info_free(lc->v, lc->n);
+    for (size_t k = 0; k < lc->nsubs; k++)
+        free(lc->subs[k]);
+    free(lc->subs);
+    for (size_t k = 0; k < lc->npats; k++)
+        free(lc->pats[k]);
+    free(lc->pats);
+    free(lc->names);
+    free(lc->names_at);
+    free(lc->ssubs);
+    free(lc);
+}
+
+static int list_index(list_cont *lc)
+{
+    lc->names = malloc((lc->n ? lc->n : 1) * sizeof *lc->names);
+    lc->names_at = malloc((lc->n ? lc->n : 1) * sizeof *lc->names_at);
+    lc->ssubs = malloc((lc->nsubs ? lc->nsubs : 1) * sizeof *lc->ssubs);
+    if (!lc->names || !lc->names_at || !lc->ssubs)
+        return -ENOMEM;
+    for (size_t i = 0; i < lc->n; i++)
+        lc->names[i] = lc->v[i].name;
+    qsort(lc->names, lc->n, sizeof *lc->names, cmp_name);
+    /* Names are unique: each of v's is found at its sorted place. */
+    for (size_t i = 0; i < lc->n; i++)
+        lc->names_at[i] = SIZE_MAX;
+    for (size_t k = 0; k < lc->n; k++) {
+        size_t i = name_lower(lc->names, lc->n, lc->v[k].name);
+        while (i < lc->n && lc->names_at[i] != SIZE_MAX)
+            i++;    /* equal names cannot happen; stay safe if they do */
+        if (i < lc->n)
+            lc->names_at[i] = k;
+    }
+    for (size_t i = 0; i < lc->nsubs; i++)
+        lc->ssubs[i] = lc->subs[i];
+    qsort(lc->ssubs, lc->nsubs, sizeof *lc->ssubs, cmp_name);
+    return 0;
+}
+
+static bool list_step(session *s, void *arg)
+{
+    list_cont *lc = arg;
+    const store_mailbox_info *v = lc->v;
+    size_t n = lc->n, nsubs = lc->nsubs;
+    char **subs = lc->subs;
+    char sep = lc->sep;
+    bool lsub = lc->lsub;
+    sess_slice sl;
+    sess_slice_begin(&sl);
+    for (; lc->pi < lc->npats; lc->pi++, lc->k = 0) {
+        const char *full = lc->pats[lc->pi];
+        if (!full) {
+            if (sess_slice_over(s, &sl))
+                return false;
+            /* LIST "" "": the hierarchy delimiter and the root. */
+            imap_out_printf(&s->out, "* LIST (\\Noselect) \"%c\" \"\"\r\n", sep);
+            continue;
+        }
+        if (lsub || (lc->sel & SEL_SUBSCRIBED)) {
+            for (; lc->k < nsubs; lc->k++) {
+                size_t k = lc->k;
+                if (sess_slice_over(s, &sl))
+                    return false;
+                if (!imap_list_match(full, subs[k], sep))
+                    continue;
+                size_t m = name_lower(lc->names, n, subs[k]);
+                m = m < n && !strcmp(lc->names[m], subs[k]) ? lc->names_at[m] : n;
+                char attrs[160] = "";
+                if (m == n)
+                    strcat(attrs, lsub ? "\\Noselect" : "\\NonExistent");
+                else if (v[m].noselect)
+                    strcat(attrs, "\\Noselect");
+                if (!lsub) {
+                    strcat(attrs, *attrs ? " \\Subscribed" : "\\Subscribed");
+                    if (m < n && special_name(v[m].special)) {
+                        strcat(attrs, " ");
+                        strcat(attrs, special_name(v[m].special));
+                    }
+                }
+                list_line(s, lsub ? "LSUB" : "LIST", attrs, sep, subs[k]);
+            }
+        } else {
+            for (; lc->k < n; lc->k++) {
+                size_t k = lc->k;
+                if (sess_slice_over(s, &sl))
+                    return false;
+                if (!imap_list_match(full, v[k].name, sep))
+                    continue;
+                if ((lc->sel & SEL_SPECIAL) && !v[k].special)
+                    continue;
+                char attrs[160];
+                strcpy(attrs, has_children(lc->names, n, v[k].name, sep) ? "\\HasChildren"
+                                                                         : "\\HasNoChildren");
+                if (v[k].noselect)
+                    strcat(attrs, " \\Noselect");
+                if (lc->ret & RET_SUBSCRIBED && is_subscribed(lc->ssubs, nsubs, v[k].name))
+                    strcat(attrs, " \\Subscribed");
+                if (special_name(v[k].special)) {
+                    strcat(attrs, " ");
+                    strcat(attrs, special_name(v[k].special));
+                }
+                list_line(s, "LIST", attrs, sep, v[k].name);
+                /* RFC 5819: no STATUS for a \Noselect name */
+                if ((lc->ret & RET_STATUS) && !v[k].noselect)
+                    status_line(s, v[k].name, lc->status_items);
+            }
+        }
+    }
+    sess_tagged(s, lc->tag, "OK", "%s completed", lsub ? "LSUB" : "LIST");
+    return true;
+}
+
+static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
+                    size_t nargs, bool lsub)
+{
+    unsigned sel = 0, ret = 0, status_items_ = 0;
+    size_t i = 0;
+    if (!lsub && nargs && args[0].type == IMAP_ARG_LIST) {
+        for (size_t k = 0; k < args[0].nlist; k++) {
+            const imap_arg *o = &args[0].list[k];
+            if (imap_arg_is(o, "SUBSCRIBED")) sel |= SEL_SUBSCRIBED;
+            else if (imap_arg_is(o, "SPECIAL-USE")) sel |= SEL_SPECIAL;
+            else if (imap_arg_is(o, "RECURSIVEMATCH")) sel |= SEL_RECURSIVE;
+            else if (imap_arg_is(o, "REMOTE")) ;
+            else {
+                sess_bad(s, tag, "Unknown LIST selection option");
+                return;
+            }
+        }
+        if ((sel & SEL_RECURSIVE) && !(sel & ~SEL_RECURSIVE)) {
+            sess_bad(s, tag, "RECURSIVEMATCH needs another selection option");
+            return;
+        }
+        i = 1;
+    }
+    if (nargs < i + 2) {
+        sess_bad(s, tag, "%s takes a reference and a pattern", lsub ? "LSUB" : "LIST");
+        return;
+    }
+    const imap_arg *ref = &args[i], *pat = &args[i + 1];
+    i += 2;
+    if (!lsub && i < nargs) {
+        if (!imap_arg_is(&args[i], "RETURN") || i + 1 >= nargs ||
+            args[i + 1].type != IMAP_ARG_LIST || i + 2 != nargs) {
+            sess_bad(s, tag, "Bad LIST return options");
+            return;
+        }
+        const imap_arg *l = &args[i + 1];
+        for (size_t k = 0; k < l->nlist; k++) {
+            if (imap_arg_is(&l->list[k], "SUBSCRIBED")) ret |= RET_SUBSCRIBED;
+            else if (imap_arg_is(&l->list[k], "CHILDREN")) ret |= RET_CHILDREN;
+            else if (imap_arg_is(&l->list[k], "SPECIAL-USE")) ret |= RET_SPECIAL;
+            else if (imap_arg_is(&l->list[k], "STATUS") && k + 1 < l->nlist &&
+                     status_items(&l->list[k + 1], &status_items_) == 0) {
+                ret |= RET_STATUS;
+                k++;
+            } else {
+                sess_bad(s, tag, "Unknown LIST return option");
+                return;
+            }
+        }
+    } else if (i != nargs) {
+        sess_bad(s, tag, "Too many arguments");
+        return;
+    }
+    if (ref->type == IMAP_ARG_LIST) {
+        sess_bad(s, tag, "Bad reference name");
+        return;
+    }
+    char *refname = mbox_arg(s, tag, a, ref);
+    if (!refname)
+        return;
+    /* Several patterns are allowed in LIST-EXTENDED. */
+    const imap_arg *pats = pat->type == IMAP_ARG_LIST && !lsub ? pat->list : pat;
+    size_t npats = pat->type == IMAP_ARG_LIST && !lsub ? pat->nlist : 1;
+    size_t taglen = strlen(tag);
+    list_cont *lc = calloc(1, sizeof *lc + taglen + 1);
+    if (!lc || !(lc->pats = calloc(npats ? npats : 1, sizeof *lc->pats))) {
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        goto out;
+    }
+    lc->lsub = lsub;
+    lc->sel = sel;
+    lc->ret = ret;
+    lc->status_items = status_items_;
+    lc->sep = store_user_separator(s->su);
+    memcpy(lc->tag, tag, taglen + 1);
+    /* The patterns first: the arguments are gone once the command yields. */
+    for (size_t pi = 0; pi < npats; pi++) {
+        char *pname = mbox_arg(s, tag, a, &pats[pi]);
+        if (!pname)
+            goto out;
+        lc->npats++;
+        if (!*pname && !lsub) {
+            free(pname);
+            continue;
+        }
+        size_t fl = strlen(refname) + strlen(pname) + 1;
+        char *full = malloc(fl);
+        if (!full) {
+            free(pname);
+            sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+            goto out;
+        }
+        snprintf(full, fl, "%s%s", refname, pname);
+        free(pname);
+        canon_inbox(full, lc->sep);
+        lc->pats[pi] = full;
+    }
+    int rc = store_mailbox_list_all(s->su, &lc->v, &lc->n);   /* \Noselect names too */
+    if (rc == 0)
+        rc = store_subscriptions(s->su, &lc->subs, &lc->nsubs);
+    if (rc < 0) {
+        sess_store_error(s, tag, rc, "list");
+        goto out;
+    }
+    if (list_index(lc) < 0) {
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        goto out;
+    }
+    sess_cont_begin(s, list_step, list_cont_free, lc);
+    lc = NULL;
+out:
+    free(refname);
+    if (lc)
+        list_cont_free(lc);
+}
+
+void cmd_list(session *s, const char *tag, imap_args *a, imap_arg *args,
+              size_t nargs, bool uid)
+{
+    (void)uid;
+    do_list(s, tag, a, args, nargs, false);
+}
+
+void cmd_lsub(session *s, const char *tag, imap_args *a, imap_arg *args,
+              size_t nargs, bool uid)
+{
+    (void)uid;
+    do_list(s, tag, a, args, nargs, true);
+}

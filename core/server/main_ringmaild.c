@@ -1,0 +1,482 @@
+/* core/server/main_ringmaild.c — ringmaild, the IMAP server.
+ *
+ *   ringmaild [-c CONFIG] [-o key=value]...
+ *
+ * SIGTERM and SIGINT stop it gracefully: every session gets "* BYE" after
+ * the command it is running, then the process exits 0.  Nothing that was
+ * acknowledged is lost: writes are acknowledged only once durable.
+ *
+ * With `processes = N` (N > 1) the process started is a supervisor: it
+ * forks N servers before anything is bound, each of which does the whole
+ * start-up below (bind with SO_REUSEPORT, drop privileges, workers), so the
+ * kernel spreads connections over them and each has its own fd limit.  The
+ * supervisor forwards SIGTERM/SIGINT/SIGHUP, restarts a server that dies
+ * (backing off when one dies right after starting), and exits 0 once all
+ * have stopped after SIGTERM.  IDLE sessions in one process learn of
+ * changes made in another through inotify (core/server/notify.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/auth/authpool.h"
+#include "core/base/config.h"
+#include "core/base/log.h"
+#include "core/server/server.h"
+
+/* Signals are taken by one thread with sigwait, so that SIGHUP can do
+ * what a handler may not (re-read certificates). */
+struct sigctx {
+    net_server *net;
+    net_tls *tls;
+    sigset_t set;
+};
+
+static void *signal_thread(void *arg)
+{
+    struct sigctx *sc = arg;
+    for (;;) {
+        int sig;
+        if (sigwait(&sc->set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            char err[256] = "";
+            if (!sc->tls)
+                log_msg(LOGL_INFO, 0, NULL, "SIGHUP: no TLS configured, nothing to reload");
+            else if (net_tls_reload(sc->tls, err, sizeof err) < 0)
+                log_msg(LOGL_ERROR, 0, NULL, "SIGHUP: certificates not reloaded: %s", err);
+            else
+                log_msg(LOGL_INFO, 0, NULL, "SIGHUP: certificates reloaded");
+            continue;
+        }
+        log_msg(LOGL_INFO, 0, NULL, "signal %d: stopping", sig);
+        net_server_stop(sc->net);
+        return NULL;
+    }
+}
+
+/* The TLS context from tls_cert/tls_key/tls_sni; NULL without tls_cert. */
+static int setup_tls(const config *cfg, net_tls **out)
+{
+    const char *cert = config_get(cfg, "tls_cert"), *key = config_get(cfg, "tls_key");
+    *out = NULL;
+    if (!*cert)
+        return 0;
+    char *sni = strdup(config_get(cfg, "tls_sni"));
+    const char *v[64];
+    size_t n = 0;
+    for (char *save = NULL, *t = sni ? strtok_r(sni, " \t,", &save) : NULL; t && n < 64;
+         t = strtok_r(NULL, " \t,", &save))
+        v[n++] = t;
+    char err[512] = "";
+    int rc = net_tls_new(cert, *key ? key : cert, v, n, out, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "ringmaild: TLS: %s\n", err[0] ? err : strerror(-rc));
+    free(sni);
+    return rc;
+}
+
+/* Started as root: ports are bound, now become `user`/`group` before any
+ * mail is touched.  Refuses to go on as root when a user is configured
+ * but cannot be switched to. */
+static int drop_privileges(const config *cfg)
+{
+    const char *user = config_get(cfg, "user"), *group = config_get(cfg, "group");
+    umask(077);     /* mail files 0600, directories 0700 */
+    if (geteuid() != 0 || !*user)
+        return 0;
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        fprintf(stderr, "ringmaild: user '%s' does not exist\n", user);
+        return -1;
+    }
+    gid_t gid = pw->pw_gid;
+    if (*group) {
+        struct group *gr = getgrnam(group);
+        if (!gr) {
+            fprintf(stderr, "ringmaild: group '%s' does not exist\n", group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
+        fprintf(stderr, "ringmaild: cannot become %s: %s\n", user, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0) {   /* must be impossible now */
+        fprintf(stderr, "ringmaild: still able to regain root; refusing to run\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: ringmaild [-c CONFIG] [-o key=value]...\n"
+          "  -c CONFIG      configuration file\n"
+          "  -o key=value   override one setting (repeatable)\n"
+          "  -h, --help     this text\n", f);
+}
+
+/* The server proper: bind, drop privileges, run the workers until a
+ * signal stops them.  Under a supervisor, ready_fd gets one byte once the
+ * workers run, and the process follows the supervisor into death. */
+static int serve(const config *cfg, int ready_fd, pid_t supervisor)
+{
+    int rc;
+    /* Blocked before any thread exists (the auth pool starts in
+     * imap_server_init), so every thread inherits the mask and only the
+     * signal thread takes them. */
+    signal(SIGPIPE, SIG_IGN);
+    struct sigctx sc = {0};
+    sigemptyset(&sc.set);
+    sigaddset(&sc.set, SIGTERM);
+    sigaddset(&sc.set, SIGINT);
+    sigaddset(&sc.set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+
+    imap_server srv;
+    int exit_code = 1;
+    if ((rc = imap_server_init(&srv, cfg)) < 0) {
+        fprintf(stderr, "ringmaild: cannot start: %s\n", strerror(-rc));
+        return 1;
+    }
+    long long workers = 0;
+    config_get_int(cfg, "workers", &workers);
+    net_config nc = {.workers = (unsigned)workers};
+    /* on_drain must come for a queue over max_output_buffer (a session
+     * waits for it to go on), so the net layer's high water is below it. */
+    if (srv.max_output / 2 < 256 * 1024) {
+        nc.high_water = srv.max_output / 2;
+        nc.low_water = nc.high_water / 4;
+    }
+    if (net_backend_parse(config_get(cfg, "io_backend"), &nc.backend) < 0)
+        nc.backend = NET_BACKEND_AUTO;
+    if ((rc = net_server_new(&nc, &imap_session_ops, &srv.net)) < 0) {
+        fprintf(stderr, "ringmaild: cannot start the runtime: %s\n", strerror(-rc));
+        goto out;
+    }
+    char *listen = strdup(config_get(cfg, "listen"));
+    unsigned nlisten = 0;
+    for (char *save = NULL, *tok = strtok_r(listen, ", \t", &save); tok;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        if ((rc = net_server_listen(srv.net, tok)) < 0) {
+            fprintf(stderr, "ringmaild: cannot listen on %s: %s\n", tok, strerror(-rc));
+            free(listen);
+            goto out;
+        }
+        nlisten++;
+    }
+    free(listen);
+    if ((rc = setup_tls(cfg, &srv.tls)) < 0)
+        goto out;
+    const char *ltls = config_get(cfg, "listen_tls");
+    if (*ltls && !srv.tls) {
+        log_msg(LOGL_WARN, 0, NULL, "listen_tls = %s but no tls_cert: no TLS listener", ltls);
+    } else if (*ltls) {
+        char *l = strdup(ltls);
+        for (char *save = NULL, *tok = l ? strtok_r(l, ", \t", &save) : NULL; tok;
+             tok = strtok_r(NULL, ", \t", &save)) {
+            if ((rc = net_server_listen_tls(srv.net, tok, srv.tls)) < 0) {
+                fprintf(stderr, "ringmaild: cannot listen (TLS) on %s: %s\n", tok,
+                        strerror(-rc));
+                free(l);
+                goto out;
+            }
+            nlisten++;
+        }
+        free(l);
+    }
+    if (!nlisten) {
+        fprintf(stderr, "ringmaild: nothing to listen on (set listen or listen_tls)\n");
+        goto out;
+    }
+    if (drop_privileges(cfg) < 0)
+        goto out;
+    /* Die with the supervisor (set after the uid change, which clears
+     * it), so that killing it never leaves servers holding the ports. */
+    if (supervisor && (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor))
+        goto out;
+    sc.net = srv.net;
+    sc.tls = srv.tls;
+    if ((rc = net_server_start(srv.net)) < 0) {
+        fprintf(stderr, "ringmaild: cannot start workers: %s\n", strerror(-rc));
+        goto out;
+    }
+    pthread_t sigthr;
+    if (pthread_create(&sigthr, NULL, signal_thread, &sc) != 0) {
+        fprintf(stderr, "ringmaild: cannot start the signal thread\n");
+        net_server_stop(srv.net);
+        net_server_wait(srv.net);
+        goto out;
+    }
+    log_msg(LOGL_INFO, 0, NULL, "ringmaild started: %s backend, listening on %s, mail_root %s, "
+            "pid %d", net_backend_name(net_server_backend(srv.net)), config_get(cfg, "listen"),
+            srv.mail_root, (int)getpid());
+    if (ready_fd >= 0) {
+        ssize_t w = write(ready_fd, "r", 1);
+        (void)w;
+        close(ready_fd);
+    }
+    net_server_wait(srv.net);
+    /* The workers stop only through the signal thread, which has ended. */
+    pthread_join(sigthr, NULL);
+    /* Password checks still queued are answered (cancelled) now that no
+     * session can be woken; their sessions are closed already. */
+    authpool_free(srv.authpool);
+    srv.authpool = NULL;
+    authpool_free(srv.syncpool);    /* likewise the flushes still queued */
+    srv.syncpool = NULL;
+    log_msg(LOGL_INFO, 0, NULL, "ringmaild stopped");
+    exit_code = 0;
+out:
+    notify_stop(&srv);      /* it wakes sessions through srv.net */
+    if (srv.net)
+        net_server_free(srv.net);
+    net_tls_free(srv.tls);
+    imap_server_fini(&srv);
+    return exit_code;
+}
+
+/* ---- the supervisor (processes > 1) -------------------------------------- */
+
+struct child {
+    pid_t pid;                  /* 0: not running */
+    struct timespec started;
+    unsigned fast_deaths;       /* deaths in a row soon after starting */
+    struct timespec restart_at; /* when pid == 0 and not stopping */
+};
+
+#define FAST_DEATH_MS 5000      /* a server that lived less died "at once" */
+#define MAX_BACKOFF_MS 30000
+
+static long long ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t->tv_sec) * 1000LL + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+static pid_t spawn(const config *cfg, struct child *c, unsigned slot, int sfd, int ready[2],
+                   const sigset_t *oldmask)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_msg(LOGL_ERROR, 0, NULL, "supervisor: fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        pid_t parent = getppid();
+        close(sfd);
+        close(ready[0]);
+        sigprocmask(SIG_SETMASK, oldmask, NULL);
+        /* exit, not return: main's cleanup belongs to the supervisor */
+        exit(serve(cfg, ready[1], parent));
+    }
+    c->pid = pid;
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
+    log_msg(LOGL_INFO, 0, NULL, "supervisor: started server %u, pid %d", slot, (int)pid);
+    return pid;
+}
+
+static void forward(struct child *ch, unsigned n, int sig)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (ch[i].pid > 0)
+            kill(ch[i].pid, sig);
+}
+
+static int supervise(const config *cfg, unsigned n)
+{
+    sigset_t set, oldmask;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, &oldmask);
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    int ready[2];
+    if (sfd < 0 || pipe2(ready, O_CLOEXEC) < 0) {
+        fprintf(stderr, "ringmaild: supervisor: %s\n", strerror(errno));
+        return 1;
+    }
+    struct child *ch = calloc(n, sizeof *ch);
+    if (!ch) {
+        fprintf(stderr, "ringmaild: supervisor: out of memory\n");
+        return 1;
+    }
+    /* Until every server has come up once, a death is a start-up error
+     * (bad config, port taken): stop all and fail, as one process would. */
+    unsigned up = 0;
+    bool starting = true, stopping = false;
+    int exit_code = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (spawn(cfg, &ch[i], i, sfd, ready, &oldmask) < 0) {
+            stopping = true;
+            exit_code = 1;
+            forward(ch, n, SIGTERM);
+            break;
+        }
+    log_msg(LOGL_INFO, 0, NULL, "supervisor: pid %d, %u server processes", (int)getpid(), n);
+    for (;;) {
+        unsigned running = 0;
+        int timeout = -1;
+        for (unsigned i = 0; i < n; i++) {
+            if (ch[i].pid > 0) {
+                running++;
+            } else if (!stopping) {
+                long long left = -ms_since(&ch[i].restart_at);
+                if (left <= 0) {
+                    log_msg(LOGL_INFO, 0, NULL, "supervisor: restarting server %u", i);
+                    if (spawn(cfg, &ch[i], i, sfd, ready, &oldmask) > 0) {
+                        running++;
+                        continue;
+                    }
+                    left = 1000;    /* fork failed: try again in a second */
+                    clock_gettime(CLOCK_MONOTONIC, &ch[i].restart_at);
+                    ch[i].restart_at.tv_sec += 1;
+                }
+                if (timeout < 0 || left < timeout)
+                    timeout = (int)left;
+            }
+        }
+        if (stopping && !running)
+            break;
+        struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = ready[0], .events = POLLIN}};
+        if (poll(p, 2, timeout) < 0 && errno != EINTR) {
+            log_msg(LOGL_ERROR, 0, NULL, "supervisor: poll: %s", strerror(errno));
+            break;
+        }
+        if (p[1].revents & POLLIN) {
+            char buf[64];
+            ssize_t r = read(ready[0], buf, sizeof buf);
+            if (r > 0 && starting && (up += (unsigned)r) >= n) {
+                starting = false;
+                log_msg(LOGL_INFO, 0, NULL, "supervisor: all %u servers up", n);
+            }
+        }
+        if (!(p[0].revents & POLLIN))
+            continue;
+        struct signalfd_siginfo si;
+        if (read(sfd, &si, sizeof si) != sizeof si)
+            continue;
+        int sig = (int)si.ssi_signo;
+        if (sig == SIGHUP) {
+            log_msg(LOGL_INFO, 0, NULL, "supervisor: SIGHUP: passed to the servers");
+            forward(ch, n, SIGHUP);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            log_msg(LOGL_INFO, 0, NULL, "supervisor: signal %d: stopping the servers", sig);
+            stopping = true;
+            forward(ch, n, sig);
+        } else if (sig == SIGCHLD) {
+            int st;
+            pid_t pid;
+            while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+                unsigned i = 0;
+                while (i < n && ch[i].pid != pid)
+                    i++;
+                if (i == n)
+                    continue;
+                ch[i].pid = 0;
+                bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+                if (stopping) {
+                    if (!clean)
+                        exit_code = 1;
+                    continue;
+                }
+                char how[64];
+                if (WIFSIGNALED(st))
+                    snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(st));
+                else
+                    snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(st));
+                if (starting) {
+                    log_msg(LOGL_ERROR, 0, NULL, "supervisor: server %u (pid %d) failed to "
+                            "start (%s): stopping", i, (int)pid, how);
+                    stopping = true;
+                    exit_code = 1;
+                    forward(ch, n, SIGTERM);
+                    continue;
+                }
+                long long lived = ms_since(&ch[i].started);
+                ch[i].fast_deaths = lived < FAST_DEATH_MS ? ch[i].fast_deaths + 1 : 0;
+                long long delay = 0;
+                if (ch[i].fast_deaths) {
+                    delay = 250LL << (ch[i].fast_deaths < 8 ? ch[i].fast_deaths - 1 : 7);
+                    if (delay > MAX_BACKOFF_MS)
+                        delay = MAX_BACKOFF_MS;
+                }
+                log_msg(LOGL_ERROR, 0, NULL, "supervisor: server %u (pid %d) died (%s) after "
+                        "%lld ms; restarting in %lld ms", i, (int)pid, how, lived, delay);
+                clock_gettime(CLOCK_MONOTONIC, &ch[i].restart_at);
+                ch[i].restart_at.tv_sec += delay / 1000;
+                ch[i].restart_at.tv_nsec += (delay % 1000) * 1000000;
+                if (ch[i].restart_at.tv_nsec >= 1000000000) {
+                    ch[i].restart_at.tv_sec++;
+                    ch[i].restart_at.tv_nsec -= 1000000000;
+                }
+            }
+        }
+    }
+    log_msg(LOGL_INFO, 0, NULL, "supervisor: all servers stopped");
+    free(ch);
+    close(sfd);
+    close(ready[0]);
+    close(ready[1]);
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfgpath = NULL;
+    const char **ov = calloc((size_t)argc, sizeof *ov);
+    size_t nov = 0;
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:o:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': cfgpath = optarg; break;
+        case 'o': ov[nov++] = optarg; break;
+        case 'h': usage(stdout); free(ov); return 0;
+        default: usage(stderr); free(ov); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        free(ov);
+        return 2;
+    }
+    config cfg = {0};
+    char err[512];
+    int rc = config_init(&cfg);
+    if (rc == 0)
+        rc = config_load(&cfg, cfgpath, ov, nov, err, sizeof err);
+    free(ov);
+    if (rc < 0) {
+        fprintf(stderr, "ringmaild: %s\n", err);
+        config_free(&cfg);
+        return 1;
+    }
+    log_level lvl;
+    if (log_level_parse(config_get(&cfg, "log_level"), &lvl) == 0)
+        log_set_level(lvl);
+    long long nproc = 1;
+    config_get_int(&cfg, "processes", &nproc);
+    rc = nproc > 1 ? supervise(&cfg, (unsigned)nproc) : serve(&cfg, -1, 0);
+    config_free(&cfg);
+    return rc;
+}
+

@@ -1,0 +1,743 @@
+/* core/server/session.c — the life of a connection: greeting, reading commands,
+ * dispatching them in order, timers, wake-ups and goodbye. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/auth/abuse.h"
+#include "core/auth/authpool.h"
+#include "core/base/log.h"
+#include "core/auth/sasl.h"
+#include "core/search/search.h"
+#include "core/server/session.h"
+
+/* ---- responses ----------------------------------------------------------- */
+
+static void vline(session *s, const char *prefix, const char *status,
+                  const char *fmt, va_list ap)
+{
+    imap_out_printf(&s->out, "%s%s%s", prefix, status ? " " : "", status ? status : "");
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    imap_out_printf(&s->out, " %s\r\n", buf);
+}
+
+void sess_tagged(session *s, const char *tag, const char *status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(s, tag, status, fmt, ap);
+    va_end(ap);
+}
+
+void sess_bad(session *s, const char *tag, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(s, tag ? tag : "*", "BAD", fmt, ap);
+    va_end(ap);
+    s->bad++;
+}
+
+void sess_untagged(session *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    imap_out_printf(&s->out, "* %s\r\n", buf);
+}
+
+void sess_flush(session *s)
+{
+    if (s->out.len)
+        net_conn_send(s->conn, s->out.p, s->out.len);
+    s->out.len = 0;
+    if (s->out.cap > 65536) {   /* do not keep a big buffer on an idle session */
+        imap_out_free(&s->out);
+        memset(&s->out, 0, sizeof s->out);
+    }
+}
+
+void sess_capabilities(session *s, imap_out *o)
+{
+    imap_out_printf(o, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE "
+                       "NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
+                       "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES "
+                       "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND "
+                       "APPENDLIMIT=%zu", s->srv->limits.max_literal);
+    if (s->state == ST_NOAUTH) {
+        if (s->srv->tls && !net_conn_is_tls(s->conn))
+            imap_out_printf(o, " STARTTLS");
+        if (sess_plaintext_ok(s))
+            imap_out_printf(o, " AUTH=PLAIN AUTH=LOGIN");
+        else
+            imap_out_printf(o, " LOGINDISABLED");
+        if (auth_scram_offered(s)) {
+            imap_out_printf(o, " AUTH=SCRAM-SHA-256");
+            if (net_conn_is_tls(s->conn))
+                imap_out_printf(o, " AUTH=SCRAM-SHA-256-PLUS");
+        }
+    }
+}
+
+bool sess_plaintext_ok(const session *s)
+{
+    if (net_conn_is_tls(s->conn))
+        return true;
+    switch (s->srv->plaintext) {
+    case PLAINTEXT_YES: return true;
+    case PLAINTEXT_NO: return false;
+    default: return s->loopback;
+    }
+}
+
+/* ---- the dispatch table ------------------------------------------------------ */
+
+enum { IN_NOAUTH = 1, IN_AUTH = 2, IN_SELECTED = 4, ANY = 7, AUTHED = 6 };
+
+static const struct command {
+    const char *name;
+    cmd_fn fn;
+    unsigned states;
+    bool uid_ok;            /* has a UID form */
+    bool keep_expunges;     /* no EXPUNGE responses after it (RFC 3501 7.4.1) */
+} commands[] = {
+    {"CAPABILITY", cmd_capability, ANY, false, false},
+    {"NOOP", cmd_noop, ANY, false, false},
+    {"LOGOUT", cmd_logout, ANY, false, false},
+    {"ID", cmd_id, ANY, false, false},
+    {"ENABLE", cmd_enable, AUTHED, false, false},
+    {"STARTTLS", cmd_starttls, IN_NOAUTH, false, false},
+    {"LOGIN", cmd_login, IN_NOAUTH, false, false},
+    {"AUTHENTICATE", cmd_authenticate, IN_NOAUTH, false, false},
+    {"NAMESPACE", cmd_namespace, AUTHED, false, false},
+    {"SELECT", cmd_select, AUTHED, false, false},
+    {"EXAMINE", cmd_examine, AUTHED, false, false},
+    {"CREATE", cmd_create, AUTHED, false, false},
+    {"DELETE", cmd_delete, AUTHED, false, false},
+    {"RENAME", cmd_rename, AUTHED, false, false},
+    {"SUBSCRIBE", cmd_subscribe, AUTHED, false, false},
+    {"UNSUBSCRIBE", cmd_unsubscribe, AUTHED, false, false},
+    {"LIST", cmd_list, AUTHED, false, false},
+    {"LSUB", cmd_lsub, AUTHED, false, false},
+    {"STATUS", cmd_status, AUTHED, false, false},
+    {"APPEND", cmd_append, AUTHED, false, false},
+    {"IDLE", cmd_idle, AUTHED, false, false},
+    {"CHECK", cmd_check, IN_SELECTED, false, false},
+    {"CLOSE", cmd_close, IN_SELECTED, false, false},
+    {"UNSELECT", cmd_unselect, IN_SELECTED, false, false},
+    {"EXPUNGE", cmd_expunge, IN_SELECTED, true, false},
+    {"STORE", cmd_store, IN_SELECTED, true, true},
+    {"COPY", cmd_copy, IN_SELECTED, true, false},
+    {"MOVE", cmd_move, IN_SELECTED, true, false},
+    {"FETCH", cmd_fetch, IN_SELECTED, true, true},
+    {"SEARCH", cmd_search, IN_SELECTED, true, true},
+};
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcasecmp(commands[i].name, name))
+            return &commands[i];
+    return NULL;
+}
+
+static unsigned state_bit(sess_state st)
+{
+    return st == ST_NOAUTH ? IN_NOAUTH : st == ST_AUTH ? IN_AUTH : st == ST_SELECTED ? IN_SELECTED : 0;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Arm the connection's timer.  Before login never beyond the login
+ * deadline, which counts from the connection's start: neither a command
+ * trickled in byte by byte, nor NOOPs, nor STARTTLS push it back
+ * (slowloris), so an unauthenticated connection lives login_timeout at
+ * most. */
+static void set_timer(session *s, unsigned ms)
+{
+    s->timer_login = false;
+    if (s->state == ST_NOAUTH && ms) {
+        uint64_t now = now_ms();
+        uint64_t left = s->login_deadline > now ? s->login_deadline - now : 0;
+        if (left <= ms) {
+            ms = left ? (unsigned)left : 1;     /* 0 would cancel the timer */
+            s->timer_login = true;
+        }
+    }
+    net_conn_timer(s->conn, ms);
+}
+
+static void arm_timer(session *s)
+{
+    set_timer(s, s->state == ST_NOAUTH ? s->srv->login_timeout_ms
+                                       : s->srv->idle_timeout_ms);
+}
+
+/* ---- answers that wait for the disk ---------------------------------------
+ * A command that changed a mailbox has written its records and produced
+ * its answer, but the answer may go out only once those records are on
+ * disk (fsync = batch/always).  The flush runs on the sync pool, where one
+ * fdatasync serves every session that wrote to that log meanwhile; the
+ * worker goes on serving the others.  The session reads no further
+ * commands until then, so answers keep their order. */
+
+struct sync_job {
+    session *s;
+    store_defer d;
+    int rc;
+};
+
+static void sync_work(void *arg)
+{
+    struct sync_job *j = arg;
+    j->rc = store_defer_sync(&j->d);
+}
+
+static void sync_done(void *arg, int status)
+{
+    struct sync_job *j = arg;
+    session *s = j->s;
+    int rc = status < 0 ? status : j->rc;
+    store_defer_release(&j->d);
+    free(j);
+    s->pool_busy = false;
+    if (s->dead) {
+        sess_free(s);
+        return;
+    }
+    if (rc < 0) {
+        s->held.len = 0;
+        sess_flush_failed(s, rc);
+    } else if (s->held.len) {
+        net_conn_send(s->conn, s->held.p, s->held.len);
+    }
+    imap_out_free(&s->held);
+    memset(&s->held, 0, sizeof s->held);
+    sess_resume_input(s);
+}
+
+int sess_defer_flush(store_defer *d)
+{
+    store_defer_end();
+    int rc = d->n ? store_defer_sync(d) : 0;
+    store_defer_release(d);
+    return rc;
+}
+
+bool sess_flush_failed(session *s, int sync_rc)
+{
+    if (sync_rc >= 0)
+        return false;
+    /* Never acknowledge what may not be on disk: the client hears no OK
+     * for it and must assume it failed. */
+    log_msg(LOGL_ERROR, s->id, s->user, "flushing the mailbox failed: %s", strerror(-sync_rc));
+    imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
+    s->state = ST_LOGOUT;
+    return true;
+}
+
+void sess_hold_until_durable(session *s, store_defer *d)
+{
+    struct sync_job *j = malloc(sizeof *j);
+    if (j) {
+        j->s = s;
+        j->d = *d;
+        j->rc = 0;
+        /* What is in s->out (this answer and any earlier pipelined ones)
+         * waits for the flush. */
+        s->held = s->out;
+        memset(&s->out, 0, sizeof s->out);
+        if (authpool_submit(s->srv->syncpool, sync_work, j, sync_done, s->srv->net,
+                            net_conn_worker(s->conn)) == 0) {
+            s->pool_busy = true;
+            sess_hold_input(s);
+            return;
+        }
+        s->out = s->held;
+        memset(&s->held, 0, sizeof s->held);
+        free(j);
+    }
+    /* No pool (queue full, out of memory): flush here, on the worker. */
+    int rc = store_defer_sync(d);
+    store_defer_release(d);
+    if (rc < 0) {
+        s->out.len = 0;
+        imap_out_printf(&s->out, "* BYE [UNAVAILABLE] Mail storage failure\r\n");
+        s->state = ST_LOGOUT;
+    }
+}
+
+static void run_command(session *s, const uint8_t *p, size_t n)
+{
+    imap_args *a = NULL;
+    const char *tag = NULL, *name = NULL, *err = NULL;
+    size_t taglen = 0, nargs = 0, nlits = 0;
+    imap_arg *args = NULL;
+    const imap_literal_pos *lits = NULL;
+    char tagbuf[128];
+    imap_reader_literals(s->rd, &lits, &nlits);
+    int rc = imap_args_parse_framed(p, n, lits, nlits, &a, &tag, &taglen, &name,
+                                    &args, &nargs, &err);
+    if (tag && taglen < sizeof tagbuf) {
+        memcpy(tagbuf, tag, taglen);
+        tagbuf[taglen] = '\0';
+        tag = tagbuf;
+    } else {
+        tag = NULL;
+    }
+    if (rc < 0 || !tag) {
+        sess_bad(s, tag, "%s", err ? err : "Bad command");
+        goto out;
+    }
+    bool uid = false;
+    if (!strcmp(name, "UID")) {
+        if (nargs < 1 || args[0].type != IMAP_ARG_ATOM) {
+            sess_bad(s, tag, "UID what?");
+            goto out;
+        }
+        uid = true;
+        name = args[0].s;
+        args++;
+        nargs--;
+    }
+    const struct command *c = find_command(name);
+    if (!c || (uid && !c->uid_ok)) {
+        sess_bad(s, tag, "Unknown command");
+        goto out;
+    }
+    if (s->state == ST_NOAUTH && ++s->ncmds > s->srv->max_cmds_preauth) {
+        sess_untagged(s, "BYE Too many commands before login");
+        s->state = ST_LOGOUT;
+        goto out;
+    }
+    if (!(c->states & state_bit(s->state))) {
+        sess_bad(s, tag, "%s", s->state == ST_NOAUTH ? "Log in first"
+                         : s->state == ST_SELECTED || c->states == IN_NOAUTH ? "Already logged in"
+                         : "Select a mailbox first");
+        goto out;
+    }
+    log_msg(s->srv->log_commands ? LOGL_INFO : LOGL_DEBUG, s->id, s->user, "command %s%s",
+            uid ? "UID " : "", c->name);
+    unsigned bad = s->bad;
+    store_defer d;
+    store_defer_begin(&d);
+    c->fn(s, tag, a, args, nargs, uid);
+    store_defer_end();
+    if (d.n)
+        sess_hold_until_durable(s, &d);
+    if (s->bad == bad)
+        s->bad = 0;     /* the limit is on BAD answers in a row */
+out:
+    imap_args_free(a);
+}
+
+/* After a tagged answer has been produced: the updates that must precede
+ * it are inserted by the handlers themselves through sess_sync; this is
+ * the hook for the BAD limit. */
+static bool too_many_bad(session *s)
+{
+    if (s->srv->max_bad && s->bad >= s->srv->max_bad) {
+        sess_untagged(s, "BYE Too many invalid commands");
+        s->state = ST_LOGOUT;
+        return true;
+    }
+    return false;
+}
+
+static void stash_rest(session *s, const uint8_t *p, size_t n)
+{
+    uint8_t *b = realloc(s->stash, s->nstash + n);
+    if (!b) {
+        s->state = ST_LOGOUT;   /* cannot keep the client's bytes: drop it */
+        return;
+    }
+    memcpy(b + s->nstash, p, n);
+    s->stash = b;
+    s->nstash += n;
+}
+
+/* Stop reading commands until the next round of the loop, or until the
+ * output drains if it is over its limit; what was received is stashed. */
+static void input_yield(session *s)
+{
+    s->in_yield = true;
+    sess_hold_input(s);
+    sess_flush(s);
+    if (net_conn_pending(s->conn) > s->srv->max_output)
+        s->out_paused = true;   /* on_drain yields */
+    else
+        net_conn_yield(s->conn);
+}
+
+static void feed(session *s, const uint8_t *p, size_t n)
+{
+    sess_slice sl;
+    sess_slice_begin(&sl);
+    if (s->delayed || s->pool_busy || s->cont || s->in_yield) {
+        /* An answer is held back: keep what arrives for later, in order. */
+        if (s->nstash + n > s->srv->limits.max_line + 65536)
+            s->state = ST_LOGOUT;
+        else
+            stash_rest(s, p, n);
+        if (s->state == ST_LOGOUT)
+            net_conn_close(s->conn);
+        return;
+    }
+    while (n && s->state != ST_LOGOUT) {
+        if (!s->full_limits && s->state != ST_NOAUTH && !imap_reader_busy(s->rd)) {
+            imap_reader_set_limits(s->rd, &s->srv->limits);
+            s->full_limits = true;
+        }
+        size_t used = 0;
+        imap_read_status st = imap_reader_feed(s->rd, p, n, &used);
+        p += used;
+        n -= used;
+        switch (st) {
+        case IMAP_READ_MORE:
+            break;
+        case IMAP_READ_CONTINUE:
+            imap_out_printf(&s->out, "+ Ready for literal data\r\n");
+            break;
+        case IMAP_READ_LINE_TOO_LONG:
+        case IMAP_READ_LITERAL_TOO_BIG: {
+            const char *t;
+            size_t tl;
+            char tag[128] = "*";
+            if (imap_reader_error_tag(s->rd, &t, &tl) && tl && tl < sizeof tag) {
+                memcpy(tag, t, tl);
+                tag[tl] = '\0';
+            }
+            if (st == IMAP_READ_LINE_TOO_LONG) {
+                sess_bad(s, tag, "[TOOBIG] Line too long");
+            } else if (!s->full_limits && imap_reader_busy(s->rd)) {
+                /* Before login, a non-synchronizing literal over the limit
+                 * (the reader is skipping its bytes): RFC 7888 4 lets the
+                 * server "send an untagged BYE response explaining the
+                 * reason for rejecting the literal ... and close the
+                 * connection", rather than read megabytes from a client
+                 * that has not even logged in. */
+                sess_untagged(s, "BYE [TOOBIG] Literal too big before login (limit %u)",
+                              PREAUTH_MAX_LITERAL);
+                s->state = ST_LOGOUT;
+            } else if (!s->full_limits) {
+                sess_tagged(s, tag, "NO", "[TOOBIG] Literal too big before login (limit %u)",
+                            PREAUTH_MAX_LITERAL);
+            } else if (strcmp(tag, "*")) {
+                sess_tagged(s, tag, "NO", "[TOOBIG] Literal too big (APPENDLIMIT=%zu)",
+                            s->srv->limits.max_literal);
+            } else {
+                sess_bad(s, NULL, "[TOOBIG] Literal too big");
+            }
+            break;
+        }
+        case IMAP_READ_COMMAND: {
+            const uint8_t *cp;
+            size_t cn;
+            imap_reader_command(s->rd, &cp, &cn);
+            if (s->wait == WAIT_IDLE)
+                idle_line(s, cp, cn);
+            else if (s->wait == WAIT_AUTH)
+                auth_continue(s, cp, cn);
+            else
+                run_command(s, cp, cn);
+            imap_reader_release(s->rd);
+            if (s->wait == WAIT_NONE && !s->delayed)
+                arm_timer(s);
+            break;
+        }
+        }
+        if (too_many_bad(s))
+            break;
+        if (s->starttls) {
+            /* Whatever the client sent after STARTTLS in the clear is
+             * dropped, never read as a command (CVE-2011-0411). */
+            s->starttls = false;
+            sess_flush(s);
+            if (net_conn_starttls(s->conn, s->srv->tls) < 0)
+                s->state = ST_LOGOUT;
+            break;
+        }
+        if (s->delayed || s->pool_busy || s->cont) {
+            stash_rest(s, p, n);
+            sess_flush(s);
+            return;
+        }
+        if (n && st == IMAP_READ_COMMAND &&
+            (sess_slice_expired(&sl) ||
+             s->out.len + net_conn_pending(s->conn) > s->srv->max_output)) {
+            /* A long pipeline: the worker's other sessions get their turn
+             * (and a slow client reads) before the next command. */
+            stash_rest(s, p, n);
+            if (s->state != ST_LOGOUT) {
+                input_yield(s);
+                return;
+            }
+            break;
+        }
+        if (st == IMAP_READ_MORE && used == 0)
+            break;
+    }
+    sess_flush(s);
+    if (s->state == ST_LOGOUT) {
+        net_conn_close(s->conn);
+        return;
+    }
+    /* A half-sent command must make progress (slowloris). */
+    if (s->wait == WAIT_NONE && imap_reader_busy(s->rd))
+        set_timer(s, s->srv->partial_timeout_ms);
+    /* A client that does not read its answers cannot make us buffer
+     * without bound: stop reading until the output drains. */
+    if (!s->out_paused && net_conn_pending(s->conn) > s->srv->max_output) {
+        s->out_paused = true;
+        net_conn_pause(s->conn, true);
+    }
+}
+
+void sess_delay_answer(session *s, unsigned delay_ms)
+{
+    if (!delay_ms) {
+        sess_flush(s);
+        return;
+    }
+    char *held = malloc(s->out.len + 1);
+    if (!held) {
+        sess_flush(s);
+        return;
+    }
+    memcpy(held, s->out.p, s->out.len);
+    held[s->out.len] = '\0';
+    s->out.len = 0;
+    s->delayed = held;
+    net_conn_pause(s->conn, true);
+    net_conn_timer(s->conn, delay_ms);
+}
+
+void sess_hold_input(session *s)
+{
+    net_conn_pause(s->conn, true);
+}
+
+void sess_resume_input(session *s)
+{
+    sess_flush(s);
+    if (s->delayed || s->pool_busy)
+        return;
+    if (s->state == ST_LOGOUT) {
+        net_conn_close(s->conn);
+        return;
+    }
+    if (s->cont) {
+        sess_cont_next(s);  /* a long command goes on before any other */
+        return;
+    }
+    if (s->wait == WAIT_NONE)
+        arm_timer(s);
+    uint8_t *st = s->stash;
+    size_t n = s->nstash;
+    s->stash = NULL;
+    s->nstash = 0;
+    if (n)
+        feed(s, st, n);
+    free(st);
+    /* Reading goes on only once what was kept is used up: a pipeline that
+     * yielded again keeps the rest in the socket meanwhile. */
+    if (!s->out_paused && !s->delayed && !s->pool_busy && !s->cont && !s->in_yield &&
+        s->state != ST_LOGOUT)
+        net_conn_pause(s->conn, false);
+}
+
+/* The delay is over: send the held answer and go on with what came
+ * meanwhile. */
+static void release_delayed(session *s)
+{
+    net_conn_send(s->conn, s->delayed, strlen(s->delayed));
+    free(s->delayed);
+    s->delayed = NULL;
+    sess_resume_input(s);
+}
+
+/* ---- net callbacks ------------------------------------------------------- */
+
+/* The one server of the process (net callbacks carry no context). */
+static imap_server *the_server;
+
+void sess_set_server(imap_server *srv)
+{
+    the_server = srv;
+}
+
+static void *on_open(net_conn *c)
+{
+    imap_server *srv = the_server;
+    session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->srv = srv;
+    s->conn = c;
+    s->id = atomic_fetch_add(&srv->next_session, 1) + 1;
+    s->loopback = net_conn_is_loopback(c);
+    abuse_peer_ip(net_conn_peer(c), s->ip, sizeof s->ip);
+    if (!abuse_trusted(srv->abuse, s->ip)) {
+        if (!abuse_conn_open(srv->abuse, s->ip, srv->max_conn_ip)) {
+            log_msg(LOGL_WARN, s->id, NULL, "refused %s: max_connections_per_ip", s->ip);
+            static const char bye[] = "* BYE Too many connections from your address\r\n";
+            net_conn_send(c, bye, sizeof bye - 1);
+            free(s);
+            return NULL;
+        }
+        s->counted_ip = true;
+    }
+    s->login_deadline = now_ms() + srv->login_timeout_ms;
+    s->rd = imap_reader_new(&srv->preauth_limits);
+    if (!s->rd) {
+        if (s->counted_ip)
+            abuse_conn_close(srv->abuse, s->ip);
+        free(s);
+        return NULL;
+    }
+    log_msg(LOGL_INFO, s->id, NULL, "connect from %s", net_conn_peer(c));
+    imap_out_printf(&s->out, "* OK [CAPABILITY ");
+    sess_capabilities(s, &s->out);
+    imap_out_printf(&s->out, "] Ringmail ready\r\n");
+    sess_flush(s);
+    arm_timer(s);
+    return s;
+}
+
+static void on_data(net_conn *c, void *user, const uint8_t *p, size_t n)
+{
+    (void)c;
+    feed(user, p, n);
+}
+
+static void on_drain(net_conn *c, void *user)
+{
+    session *s = user;
+    if (s->out_paused && net_conn_pending(c) <= s->srv->max_output / 2) {
+        s->out_paused = false;
+        if (s->in_yield)
+            net_conn_yield(c);
+        else if (!s->delayed && !s->cont && !s->pool_busy)
+            net_conn_pause(c, false);
+    }
+    /* Not from here (we are inside the send's completion): next round. */
+    if (s->cont_drain) {
+        s->cont_drain = false;
+        net_conn_yield(c);
+    }
+}
+
+static void on_resume(net_conn *c, void *user)
+{
+    (void)c;
+    session *s = user;
+    if (s->cont) {
+        sess_cont_run(s);
+    } else if (s->in_yield && !s->out_paused) {
+        s->in_yield = false;
+        sess_resume_input(s);
+    }
+}
+
+static void on_timer(net_conn *c, void *user)
+{
+    session *s = user;
+    if (s->delayed) {
+        release_delayed(s);
+        return;
+    }
+    bool partial = imap_reader_busy(s->rd) && s->wait == WAIT_NONE;
+    bool login = s->state == ST_NOAUTH && s->timer_login;
+    log_msg(LOGL_INFO, s->id, s->user, "timeout in state %d%s", (int)s->state,
+            login ? " (login deadline)" : partial ? " with a half-sent command" : "");
+    imap_out_printf(&s->out, "* BYE %s\r\n", login ? "Login timeout"
+                    : partial ? "Command not completed in time"
+                    : s->state == ST_NOAUTH ? "Login timeout" : "Autologout; idle for too long");
+    sess_flush(s);
+    s->state = ST_LOGOUT;
+    net_conn_close(c);
+}
+
+static void on_wake(net_conn *c, void *user)
+{
+    (void)c;
+    session *s = user;
+    s->woken = true;
+    /* While a command runs in steps (an announcement among them) the view
+     * is its own: sess_cont_run syncs an IDLE session once it ends. */
+    if (s->wait == WAIT_IDLE && s->state == ST_SELECTED && !s->cont) {
+        sess_sync(s, true);
+        sess_flush(s);
+    }
+}
+
+void sess_free(session *s)
+{
+    sess_cont_free(s);
+    sasl_free(s->sasl);
+    store_user_close(s->su);
+    imap_reader_free(s->rd);
+    imap_out_free(&s->out);
+    free(s->user);
+    free(s->wait_tag);
+    free(s->auth_mech);
+    free(s->saved);
+    free(s);
+}
+
+static void on_close(net_conn *c, void *user)
+{
+    (void)c;
+    session *s = user;
+    log_msg(LOGL_INFO, s->id, s->user, "disconnect");
+    if (s->counted_ip)
+        abuse_conn_close(s->srv->abuse, s->ip);
+    if (s->counted_user)
+        abuse_user_close(s->srv->abuse, s->user);
+    free(s->delayed);
+    s->delayed = NULL;
+    imap_out_free(&s->held);
+    memset(&s->held, 0, sizeof s->held);
+    free(s->stash);
+    s->stash = NULL;
+    sess_cont_free(s);      /* before unselect: it may pin the mailbox */
+    sess_unselect(s);
+    auth_cancel(s);         /* never run a hash nobody waits for */
+    if (s->pool_busy) {
+        s->dead = true;     /* the pool job still points here: it frees us */
+        return;
+    }
+    sess_free(s);
+}
+
+static void on_shutdown(net_conn *c, void *user)
+{
+    session *s = user;
+    imap_out_printf(&s->out, "* BYE Server shutting down\r\n");
+    sess_flush(s);
+    s->state = ST_LOGOUT;
+    net_conn_close(c);
+}
+
+const net_conn_ops imap_session_ops = {
+    .on_open = on_open,
+    .on_data = on_data,
+    .on_drain = on_drain,
+    .on_timer = on_timer,
+    .on_wake = on_wake,
+    .on_resume = on_resume,
+    .on_close = on_close,
+    .on_shutdown = on_shutdown,
+};

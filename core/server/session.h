@@ -1,0 +1,260 @@
+/* core/server/session.h — one IMAP connection's state (private to core/).
+ *
+ * A session lives on one worker; its callbacks never run concurrently, so
+ * nothing here is locked.  Commands run one at a time, in the order they
+ * arrived; responses are collected in `out` and handed to the connection
+ * when the command ends.  A long command (FETCH, SEARCH, LIST, SELECT,
+ * and the updates of core/server/view_sync.c) runs in steps (core/server/cmd_cont.c):
+ * between them the worker serves the other sessions, and this one reads no
+ * further command until it is done. */
+#ifndef RINGMAIL_CORE_SESSION_H
+#define RINGMAIL_CORE_SESSION_H
+
+#include "core/server/server.h"
+
+typedef enum sess_state {
+    ST_NOAUTH,
+    ST_AUTH,
+    ST_SELECTED,
+    ST_LOGOUT,
+} sess_state;
+
+typedef enum sess_wait {
+    WAIT_NONE,
+    WAIT_IDLE,          /* IDLE: waiting for DONE */
+    WAIT_AUTH,          /* AUTHENTICATE: waiting for the client's response */
+} sess_wait;
+
+typedef struct session session;
+/* One step of a long command: do a bounded amount of work (sess_slice_over
+ * says when to stop) and return true once the tagged answer is out. */
+typedef bool (*sess_step_fn)(session *s, void *state);
+
+struct session {
+    imap_server *srv;
+    net_conn *conn;
+    uint64_t id;
+    imap_reader *rd;
+    sess_state state;
+    sess_wait wait;
+    char *wait_tag;             /* tag of IDLE / AUTHENTICATE */
+    char *auth_mech;
+    bool rev2, utf8;            /* ENABLE IMAP4rev2 / either (UTF-8 names) */
+    bool utf8_accept;           /* ENABLE UTF8=ACCEPT itself (RFC 6855) */
+    bool loopback;
+    bool counted_ip, counted_user;  /* in the abuse accounting */
+    bool out_paused;            /* reading stopped: the client does not read */
+    bool starttls;              /* STARTTLS answered: drop the rest of the input */
+    char ip[64];
+    unsigned bad;               /* BAD answers in a row */
+    unsigned ncmds;             /* commands before authentication */
+    uint64_t login_deadline;    /* CLOCK_MONOTONIC ms: absolute, from connect */
+    bool timer_login;           /* the timer is armed for login_deadline */
+    bool full_limits;           /* the reader has the limits of a logged-in user */
+    char *delayed;              /* an answer held back (failed login delay) */
+    bool pool_busy;             /* a password check or a flush runs on a pool */
+    imap_out held;              /* answers waiting for their flush (durable) */
+    bool dead;                  /* closed while pool_busy: freed by the job */
+    struct sasl *sasl;          /* AUTHENTICATE in progress */
+    struct auth_job *auth_job;  /* a password check queued or running */
+    uint8_t *stash;             /* bytes received while an answer is held */
+    size_t nstash;
+
+    char *user;
+    store_user *su;
+
+    /* the selected mailbox and this session's view of it */
+    store_mbox *mb;
+    char *mbname;               /* as the client named it (UTF-8) */
+    bool readonly;
+    uint32_t *view;             /* view[seq - 1] = uid */
+    uint32_t nview, capview;
+    uint32_t recent_first;      /* uids >= this are \Recent for us */
+    uint32_t nrecent;           /* \Recent count last announced */
+    uint64_t modseq_seen;       /* flag changes up to here were announced */
+    uint32_t *saved;            /* SEARCHRES $, as UIDs */
+    uint32_t nsaved;
+    bool woken;                 /* another session changed the mailbox */
+
+    imap_out out;               /* responses of the current command */
+
+    /* a command that runs in steps (core/server/cmd_cont.c); allocated only
+     * while one runs, so an idle session carries two pointers for it */
+    struct sess_cont *cont;     /* NULL: none */
+    struct sess_cont *cont_then;    /* started by the last step: runs next */
+    bool cont_drain;            /* waits for the output queue to drain */
+    bool in_yield;              /* a pipeline paused for one loop round
+                                   (or for the output to drain) */
+};
+
+/* Command handlers get the tag, the arguments after the name, and `uid`
+ * for the UID forms. */
+typedef void (*cmd_fn)(session *s, const char *tag, imap_args *a,
+                       imap_arg *args, size_t nargs, bool uid);
+
+/* Responses.  `text` may contain a response code "[...] ". */
+void sess_tagged(session *s, const char *tag, const char *status,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void sess_bad(session *s, const char *tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sess_untagged(session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Hand what is in s->out to the connection. */
+void sess_flush(session *s);
+/* Send s->out (the answer so far) only after delay_ms, reading nothing
+ * meanwhile: the failed-login delay.  Pipelined commands wait. */
+void sess_delay_answer(session *s, unsigned delay_ms);
+bool sess_plaintext_ok(const session *s);
+/* Stop reading commands (keep what arrives) while the pool works for us;
+ * sess_resume_input goes on with what was kept. */
+void sess_hold_input(session *s);
+void sess_resume_input(session *s);
+/* The answer of the command just run must wait for these writes to be on
+ * disk (fsync = batch/always): flushed on the sync pool, input held. */
+void sess_hold_until_durable(session *s, store_defer *d);
+/* For writes run on a pool thread (big STORE/EXPUNGE/COPY, FETCH's \Seen):
+ * end the deferral begun with store_defer_begin and flush what the writes
+ * left pending.  Returns the flush's status (0 or -errno). */
+int sess_defer_flush(store_defer *d);
+/* On the worker, when such a write ended with flush status sync_rc < 0:
+ * log it and say BYE (never acknowledge what may not be on disk).
+ * Returns true then; false when the flush succeeded. */
+bool sess_flush_failed(session *s, int sync_rc);
+
+/* ---- long commands (core/server/cmd_cont.c) ----
+ * A handler that has more to do than one slice allows calls
+ * sess_cont_start with its step and state (owned from then on, freed with
+ * freefn when the command ends or the connection goes); the step then runs
+ * again once the loop has served the other sessions, or, when the client
+ * is slow to read, once the output queue has drained below its limit.  The
+ * session reads no further command meanwhile, so answers keep their order. */
+typedef struct sess_slice {
+    uint64_t deadline_ns;       /* CLOCK_MONOTONIC */
+    unsigned n;                 /* units of work so far */
+} sess_slice;
+#define SESS_SLICE_NS 500000u   /* ~0.5 ms of work per step */
+void sess_slice_begin(sess_slice *sl);
+/* The slice's time is up (the output is not looked at). */
+bool sess_slice_expired(const sess_slice *sl);
+/* Count one unit of work (a message, a mailbox, a few KB of output) and
+ * say whether the step should end now: its time is up, or the output
+ * queued for the client is over max_output_buffer.  Never true before the
+ * first unit, so every step makes progress. */
+bool sess_slice_over(session *s, sess_slice *sl);
+/* From a step of a running command (the step then returns true), the new
+ * one follows it: FETCH's closing sync. */
+void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void *state);
+/* How a handler runs a long command: the first step at once; if it
+ * finished, its state is freed, else the command goes on in steps
+ * (sess_cont_start). */
+void sess_cont_begin(session *s, sess_step_fn step, void (*freefn)(void *), void *state);
+/* Run the next step (on_resume). */
+void sess_cont_run(session *s);
+/* Schedule the next step: now (after one loop round) or, if the output
+ * queue is over its limit, once it drains. */
+void sess_cont_next(session *s);
+/* Drop the command in progress (the connection is gone). */
+void sess_cont_free(session *s);
+
+/* Free a session whose connection is gone. */
+void sess_free(session *s);
+
+/* The capability list for the current state (no leading "* CAPABILITY"). */
+void sess_capabilities(session *s, imap_out *o);
+
+/* Mailbox names between client and store: modified UTF-7 for IMAP4rev1
+ * clients that did not ENABLE UTF8=ACCEPT, UTF-8 otherwise.  Returns a
+ * malloc'd UTF-8 name or NULL (bad encoding). */
+char *sess_mbox_from_client(session *s, const char *name);
+/* Writes the name as an IMAP string in the client's encoding. */
+void sess_mbox_to_client(session *s, imap_out *o, const char *utf8name);
+
+/* The selected mailbox. */
+void sess_unselect(session *s);
+/* Bring the view up to date and announce what changed: EXISTS, RECENT,
+ * FETCH FLAGS and, when allowed, EXPUNGE (core/server/view_sync.c).  There may be
+ * a line per message, so the announcement runs in steps (sess_cont_start)
+ * when it is long, and whatever must follow it (the command's tagged
+ * answer) is handed over as its tail instead of being written after the
+ * call.  Called from a step of a long command, it follows that command. */
+typedef struct sess_update_req {
+    bool allow_expunge;
+    /* STORE without .SILENT: FETCH FLAGS of the view's messages in these
+     * ranges, " UID n" added for UID STORE (malloc'd, taken over) */
+    store_range *echo;
+    size_t necho;
+    bool echo_uid;
+    /* EXPUNGE, MOVE: UIDs the command removed, ascending (malloc'd, taken
+     * over); announced first, as they must be before the tagged answer */
+    uint32_t *gone;
+    size_t ngone;
+    imap_out tail;              /* written last (taken over) */
+} sess_update_req;
+void sess_update(session *s, sess_update_req *u);
+/* sess_update with nothing but the updates (IDLE). */
+void sess_sync(session *s, bool allow_expunge);
+/* sess_update, then the tagged line "tag status text". */
+void sess_sync_tagged(session *s, bool allow_expunge, const char *tag, const char *status,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* uid -> seq in the view (0 if none). */
+uint32_t sess_seq_of_uid(const session *s, uint32_t uid);
+/* Index of the first view entry with a UID >= uid (nview if none). */
+uint32_t sess_view_lower(const session *s, uint32_t uid);
+/* The same within the view's first n entries. */
+uint32_t sess_view_lower_n(const session *s, uint32_t uid, uint32_t n);
+/* Turn a sequence set (uid = false) or UID set into sorted UID ranges of
+ * messages in the view.  *r is malloc'd. */
+int sess_set_to_uids(session *s, const char *spec, bool uid,
+                     store_range **r, size_t *n);
+/* The answer to a sequence set sess_set_to_uids refused. */
+void sess_set_error(session *s, const char *tag, int rc);
+/* The store error as an IMAP answer "NO [CODE] text". */
+void sess_store_error(session *s, const char *tag, int rc, const char *what);
+/* Tell others a mailbox changed. */
+void sess_changed(session *s, store_mbox *mb);
+/* FLAGS list of a message. */
+void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
+                uint64_t keywords, bool recent);
+
+void sess_set_server(imap_server *srv);
+
+/* Command handlers by file. */
+void cmd_capability(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_starttls(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_noop(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_logout(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_id(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_enable(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_login(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_authenticate(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void auth_continue(session *s, const uint8_t *line, size_t n);
+/* The connection closed: drop its password check if it has not started. */
+void auth_cancel(session *s);
+/* AUTH=SCRAM-SHA-256(-PLUS) is offered only where it works for every
+ * user (see passwd_scram_everyone) and auth_scram allows it. */
+bool auth_scram_offered(session *s);
+void cmd_namespace(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_select(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_examine(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_create(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_delete(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_rename(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_subscribe(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_unsubscribe(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_list(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_lsub(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_status(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_append(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_check(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_close(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_unselect(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_expunge(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_store(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_copy(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_move(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_fetch(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_search(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_idle(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void idle_line(session *s, const uint8_t *line, size_t n);
+
+#endif

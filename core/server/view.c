@@ -1,0 +1,240 @@
+/* core/server/view.c — a session's view of its selected mailbox.
+ *
+ * IMAP sequence numbers belong to the session: they change only when this
+ * session is told of an EXPUNGE.  The view is the array of UIDs the client
+ * knows, in order.  sess_sync compares it with the store and announces the
+ * difference (core/server/view_sync.c, in steps): new messages (EXISTS, RECENT),
+ * flag changes (FETCH) and, at points where RFC 3501 7.4.1 allows it,
+ * expunges (EXPUNGE, highest sequence number first so that each one is
+ * still valid when read). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/log.h"
+#include "core/server/session.h"
+
+void sess_changed(session *s, store_mbox *mb)
+{
+    notify_changed(s->srv, mb, net_conn_get_id(s->conn));
+}
+
+void sess_unselect(session *s)
+{
+    if (s->mb) {
+        notify_unwatch(s->srv, s->mb, net_conn_get_id(s->conn));
+        store_mbox_close(s->mb);
+    }
+    s->mb = NULL;
+    free(s->view);
+    s->view = NULL;
+    s->nview = s->capview = 0;
+    free(s->mbname);
+    s->mbname = NULL;
+    free(s->saved);
+    s->saved = NULL;
+    s->nsaved = 0;
+    s->nrecent = 0;
+    if (s->state == ST_SELECTED)
+        s->state = ST_AUTH;
+}
+
+uint32_t sess_view_lower(const session *s, uint32_t uid)
+{
+    return sess_view_lower_n(s, uid, s->nview);
+}
+
+uint32_t sess_view_lower_n(const session *s, uint32_t uid, uint32_t n)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->view[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+uint32_t sess_seq_of_uid(const session *s, uint32_t uid)
+{
+    uint32_t i = sess_view_lower(s, uid);
+    return i < s->nview && s->view[i] == uid ? i + 1 : 0;
+}
+
+void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
+                uint64_t keywords, bool recent)
+{
+    (void)s;
+    static const struct { uint32_t bit; const char *name; } sys[] = {
+        {STORE_F_SEEN, "\\Seen"}, {STORE_F_ANSWERED, "\\Answered"},
+        {STORE_F_FLAGGED, "\\Flagged"}, {STORE_F_DELETED, "\\Deleted"},
+        {STORE_F_DRAFT, "\\Draft"},
+    };
+    imap_out_add(o, "(", 1);
+    size_t start = o->len;
+    for (size_t i = 0; i < sizeof sys / sizeof *sys; i++)
+        if (flags & sys[i].bit) {
+            if (o->len != start)
+                imap_out_add(o, " ", 1);
+            imap_out_add(o, sys[i].name, strlen(sys[i].name));
+        }
+    for (unsigned k = 0; k < STORE_MAX_KEYWORDS && keywords; k++) {
+        if (!(keywords & (1ull << k)))
+            continue;
+        const char *kw = store_snap_keyword(snap, k);
+        if (kw) {
+            if (o->len != start)
+                imap_out_add(o, " ", 1);
+            imap_out_add(o, kw, strlen(kw));
+        }
+    }
+    if (recent) {
+        if (o->len != start)
+            imap_out_add(o, " ", 1);
+        imap_out_lit(o, "\\Recent");
+    }
+    imap_out_add(o, ")", 1);
+}
+
+int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,
+                     size_t *nout)
+{
+    imap_seqset set = {0};
+    bool dollar = false;
+    int rc = imap_seqset_parse(spec, strlen(spec), s->srv->max_seqset_ranges, &set, &dollar);
+    if (rc < 0)
+        return rc;
+    store_range *r = NULL;
+    size_t n = 0;
+    if (dollar) {
+        r = malloc((s->nsaved ? s->nsaved : 1) * sizeof *r);
+        if (!r)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < s->nsaved; i++)
+            r[n++] = (store_range){s->saved[i], s->saved[i]};
+        *out = r;
+        *nout = n;
+        return 0;
+    }
+    /* Normalized first (sorted, merged): a set naming the same messages
+     * many times costs the work of naming them once. */
+    imap_range *res = malloc((set.n ? set.n : 1) * sizeof *res);
+    r = malloc((set.n ? set.n : 1) * sizeof *r);
+    if (!res || !r) {
+        free(res);
+        free(r);
+        free(set.r);
+        return -ENOMEM;
+    }
+    uint32_t last = s->nview ? s->view[s->nview - 1] : 0;
+    size_t nres = imap_seqset_resolve(&set, uid ? last : s->nview, res);
+    free(set.r);
+    for (size_t i = 0; i < nres; i++) {
+        uint32_t lo = res[i].lo, hi = res[i].hi;
+        if (!uid) {
+            if (hi > s->nview || lo == 0) {
+                rc = -ERANGE;   /* a message number that does not exist */
+                break;
+            }
+            /* the view is ascending, so mapped ranges stay sorted and disjoint */
+            lo = s->view[lo - 1];
+            hi = s->view[hi - 1];
+        } else if (hi > last) {
+            hi = last;
+        }
+        if (lo && lo <= hi)
+            r[n++] = (store_range){lo, hi};
+    }
+    free(res);
+    if (rc < 0) {
+        free(r);
+        return rc;
+    }
+    *out = r;
+    *nout = n;
+    return 0;
+}
+
+void sess_set_error(session *s, const char *tag, int rc)
+{
+    if (rc == -E2BIG)
+        sess_tagged(s, tag, "NO", "[LIMIT] Too many ranges in the sequence set");
+    else if (rc == -ERANGE)
+        sess_bad(s, tag, "Invalid message number");
+    else
+        sess_bad(s, tag, "Bad sequence set");
+}
+
+void sess_store_error(session *s, const char *tag, int rc, const char *what)
+{
+    const char *code;
+    switch (rc) {
+    case -ENOENT: code = "[NONEXISTENT] No such mailbox"; break;
+    case -EEXIST: code = "[ALREADYEXISTS] Mailbox already exists"; break;
+    case -EINVAL: code = "[CANNOT] Invalid mailbox name"; break;
+    case -EPERM: code = "[CANNOT] Not allowed on INBOX"; break;
+    case -ENOTEMPTY: code = "[HASCHILDREN] Mailbox has children; delete them first"; break;
+    case -EMLINK: code = "[LIMIT] Too many keywords in this mailbox"; break;
+    /* A full file system (or a file-system quota).  RFC 5530 has no code
+     * for "the server's disk is full"; OVERQUOTA ("the user would be over
+     * quota after the operation") is the one whose remedy is right for the
+     * client: the write was refused for want of space, nothing of it was
+     * stored, deleting mail or retrying later helps, and reading goes on.
+     * UNAVAILABLE means a subsystem is down (reads would fail too), LIMIT an
+     * implementation limit that retrying never lifts.  Dovecot answers the
+     * same "NO [OVERQUOTA] Not enough disk space", so clients already know
+     * it.  The operator must hear of it: it is logged as an error. */
+    case -ENOSPC:
+    case -EDQUOT: code = "[OVERQUOTA] Not enough disk space"; break;
+    case -EFBIG: code = "[TOOBIG] Message too large"; break;
+    case -EOVERFLOW: code = "[LIMIT] UIDs exhausted"; break;
+    default: code = "[SERVERBUG] Internal error; the event is logged"; break;
+    }
+    if (!strncmp(code, "[SERVERBUG]", 11) || rc == -ENOSPC || rc == -EDQUOT)
+        log_msg(LOGL_ERROR, s->id, s->user, "%s failed: %s", what, strerror(-rc));
+    sess_tagged(s, tag, "NO", "%s", code);
+}
+
+/* ---- mailbox names ------------------------------------------------------------ */
+
+static bool utf8_ok(const unsigned char *p)
+{
+    while (*p) {
+        unsigned c = *p, n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1
+                         : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 9;
+        if (n == 9)
+            return false;
+        for (unsigned i = 1; i <= n; i++)
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+        p += n + 1;
+    }
+    return true;
+}
+
+char *sess_mbox_from_client(session *s, const char *name)
+{
+    if (s->utf8) {
+        if (!utf8_ok((const unsigned char *)name))
+            return NULL;
+        return strdup(name);
+    }
+    return imap_mutf7_to_utf8(name, strlen(name));
+}
+
+void sess_mbox_to_client(session *s, imap_out *o, const char *utf8name)
+{
+    if (s->utf8) {
+        imap_out_string(o, utf8name, strlen(utf8name), true);
+        return;
+    }
+    char *m = imap_utf8_to_mutf7(utf8name);
+    if (m) {
+        imap_out_string(o, m, strlen(m), false);
+        free(m);
+    } else {
+        imap_out_string(o, utf8name, strlen(utf8name), false);
+    }
+}

@@ -1,0 +1,365 @@
+/* core/server/view_sync.c — announcing changes to a session's view, in steps.
+ *
+ * What a session is told after a command can be as large as the mailbox:
+ * another session (or ringmail-admin) flagged or expunged a million
+ * messages, this one stored flags on 1:* without .SILENT, or expunged
+ * them.  Written in one go, that is a million lines buffered for a client
+ * that may not read, and tens of milliseconds during which the worker's
+ * other sessions wait.  So the announcement is a long command of its own
+ * (core/server/cmd_cont.c): it writes its lines in slices, stops while the output
+ * queue is over max_output_buffer, and the command's tagged answer (the
+ * "tail") goes out once everything before it has.
+ *
+ * The view stays right at every line sent.  EXPUNGEs are announced from the
+ * highest sequence number down, so that the entries below the one announced
+ * are untouched and each number is exact when the client reads it; the
+ * survivors above are moved to the top of the array as the walk goes
+ * (view[0..lo) not yet looked at, view[w..top) kept) and the array is
+ * closed up once the walk ends, which costs O(n) for the whole walk where
+ * removing each entry in place would cost O(n) per EXPUNGE.  In between,
+ * nothing else reads the view: the session runs no other command while a
+ * step is pending, and a wake-up during IDLE only marks the session
+ * (sess_sync runs again once this one ends).
+ *
+ * One snapshot is pinned for the whole announcement.  Flags are read live
+ * from it, so a change made meanwhile may be announced now and again at
+ * the next sync: harmless, where missing one would not be. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/server/session.h"
+
+enum {
+    PH_ECHO,        /* STORE's FETCH responses for the messages it named */
+    PH_GONE,        /* EXPUNGE/MOVE: the UIDs the command removed */
+    PH_EXPUNGE,     /* others' expunges, found by comparing with the snapshot */
+    PH_NEW,         /* EXISTS, RECENT */
+    PH_FLAGS,       /* others' flag changes */
+    PH_DONE,
+};
+
+typedef struct view_sync {
+    store_snap *snap;           /* owned */
+    int phase;
+    bool allow_expunge;
+    uint32_t last;              /* highest UID the view had at the start */
+    uint32_t first_new, nnew;   /* snapshot positions of new messages */
+    /* PH_ECHO */
+    store_range *echo;          /* owned */
+    size_t necho, k;
+    uint32_t i;                 /* view index in echo[k]; UINT32_MAX: not looked up */
+    bool echo_uid;
+    /* PH_GONE */
+    uint32_t *gone;             /* owned, ascending */
+    size_t ngone;               /* gone[0..ngone) not announced yet */
+    /* PH_GONE and PH_EXPUNGE: the walk down the view */
+    bool walking;
+    uint32_t lo, w, top;
+    uint32_t need;              /* PH_EXPUNGE: entries still to find gone */
+    /* PH_FLAGS */
+    uint64_t since, hms;
+    uint32_t pos, vj;           /* snapshot position; view index (merge) */
+    imap_out tail;              /* the command's answer, owned */
+} view_sync;
+
+static void view_sync_free(void *arg)
+{
+    view_sync *vs = arg;
+    if (vs->snap)
+        store_snap_put(vs->snap);
+    free(vs->echo);
+    free(vs->gone);
+    imap_out_free(&vs->tail);
+    free(vs);
+}
+
+/* Big answers go to the connection as they grow, so that the output limit
+ * sees them (sess_slice_over counts what the connection holds). */
+static void out_spill(session *s)
+{
+    if (s->out.len > (1u << 18))
+        sess_flush(s);
+}
+
+static void walk_begin(session *s, view_sync *vs)
+{
+    vs->walking = true;
+    vs->lo = vs->w = vs->top = s->nview;
+}
+
+/* Close the gap between the entries not looked at and the kept ones. */
+static void walk_end(session *s, view_sync *vs)
+{
+    if (!vs->walking)
+        return;
+    if (vs->w > vs->lo)
+        memmove(&s->view[vs->lo], &s->view[vs->w], (vs->top - vs->w) * sizeof *s->view);
+    s->nview = vs->lo + (vs->top - vs->w);
+    vs->walking = false;
+}
+
+/* Keep view[lo - 1 .. from) (above an entry going away): to the top. */
+static void walk_keep_above(session *s, view_sync *vs, uint32_t from)
+{
+    uint32_t n = vs->lo - from;
+    vs->w -= n;
+    memmove(&s->view[vs->w], &s->view[from], n * sizeof *s->view);
+    vs->lo = from;
+}
+
+static bool step_echo(session *s, view_sync *vs, sess_slice *sl)
+{
+    for (; vs->k < vs->necho; vs->k++, vs->i = UINT32_MAX) {
+        const store_range *rk = &vs->echo[vs->k];
+        if (vs->i == UINT32_MAX)
+            vs->i = sess_view_lower(s, rk->lo);
+        for (; vs->i < s->nview && s->view[vs->i] <= rk->hi; vs->i++) {
+            if (sess_slice_over(s, sl))
+                return false;
+            uint32_t u = s->view[vs->i];
+            store_msg m;
+            if (store_snap_msg(vs->snap, u, &m) < 0)
+                continue;
+            imap_out_printf(&s->out, "* %u FETCH (FLAGS ", vs->i + 1);
+            sess_flags(s, &s->out, vs->snap, m.flags, m.keywords, u >= s->recent_first);
+            if (vs->echo_uid)
+                imap_out_printf(&s->out, " UID %u", u);
+            imap_out_lit(&s->out, ")\r\n");
+            out_spill(s);
+        }
+    }
+    return true;
+}
+
+static bool step_gone(session *s, view_sync *vs, sess_slice *sl)
+{
+    if (!vs->walking)
+        walk_begin(s, vs);
+    while (vs->ngone) {
+        if (sess_slice_over(s, sl))
+            return false;
+        uint32_t u = vs->gone[--vs->ngone];
+        /* binary search in the part not looked at yet */
+        uint32_t a = sess_view_lower_n(s, u, vs->lo);
+        if (a == vs->lo || s->view[a] != u)
+            continue;   /* announced already (or never in the view) */
+        walk_keep_above(s, vs, a + 1);
+        vs->lo = a;
+        imap_out_printf(&s->out, "* %u EXPUNGE\r\n", a + 1);
+        out_spill(s);
+    }
+    walk_end(s, vs);
+    return true;
+}
+
+static bool step_expunge(session *s, view_sync *vs, sess_slice *sl)
+{
+    if (!vs->walking) {
+        uint32_t live = store_snap_messages(vs->snap) - vs->nnew;
+        if (!vs->allow_expunge || live >= s->nview)
+            return true;
+        vs->need = s->nview - live;
+        walk_begin(s, vs);
+    }
+    /* Every live message up to `last` is in the view, so once `need`
+     * entries were found gone the rest are live: the walk stops there. */
+    while (vs->lo > 0 && vs->need) {
+        if (sess_slice_over(s, sl))
+            return false;
+        uint32_t i = vs->lo - 1;
+        store_msg m;
+        if (store_snap_msg(vs->snap, s->view[i], &m) == -ENOENT) {
+            vs->lo = i;
+            vs->need--;
+            imap_out_printf(&s->out, "* %u EXPUNGE\r\n", i + 1);
+            out_spill(s);
+        } else {
+            walk_keep_above(s, vs, i);
+        }
+    }
+    walk_end(s, vs);
+    return true;
+}
+
+static int view_push(session *s, uint32_t uid)
+{
+    if (s->nview == s->capview) {
+        uint32_t cap = s->capview ? s->capview * 2 : 16;
+        uint32_t *v = realloc(s->view, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        s->view = v;
+        s->capview = cap;
+    }
+    s->view[s->nview++] = uid;
+    return 0;
+}
+
+/* New messages: one EXISTS whatever their number, so in one go. */
+static void step_new(session *s, view_sync *vs)
+{
+    if (!vs->nnew)
+        return;
+    if (!s->readonly) {
+        uint32_t first;
+        if (store_mbox_claim_recent(s->mb, &first) == 0 && first < s->recent_first)
+            s->recent_first = first;
+    }
+    uint32_t entries = store_snap_entries(vs->snap);
+    for (uint32_t p = vs->first_new; p < entries; p++) {
+        store_msg m;
+        if (store_snap_entry(vs->snap, p, &m) == 1 && view_push(s, m.uid) < 0)
+            break;
+    }
+    imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
+    uint32_t recent = 0;
+    for (uint32_t i = s->nview; i-- > 0 && s->view[i] >= s->recent_first;)
+        recent++;
+    if (!s->rev2 && recent != s->nrecent)
+        imap_out_printf(&s->out, "* %u RECENT\r\n", recent);
+    s->nrecent = recent;
+}
+
+/* Flag changes since the last sync, in UID order: the snapshot's entries
+ * and the view ascend together, so a merge finds each sequence number. */
+static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
+{
+    if (vs->hms <= vs->since)
+        return true;
+    for (; vs->pos < vs->first_new; vs->pos++) {
+        if (sess_slice_over(s, sl))
+            return false;
+        store_msg m;
+        if (store_snap_entry(vs->snap, vs->pos, &m) != 1 || m.modseq <= vs->since)
+            continue;
+        while (vs->vj < s->nview && s->view[vs->vj] < m.uid)
+            vs->vj++;
+        if (vs->vj == s->nview || s->view[vs->vj] != m.uid)
+            continue;
+        imap_out_printf(&s->out, "* %u FETCH (", vs->vj + 1);
+        if (s->rev2)
+            imap_out_printf(&s->out, "UID %u ", m.uid);
+        imap_out_lit(&s->out, "FLAGS ");
+        sess_flags(s, &s->out, vs->snap, m.flags, m.keywords, m.uid >= s->recent_first);
+        imap_out_lit(&s->out, ")\r\n");
+        out_spill(s);
+    }
+    if (s->modseq_seen < vs->hms)
+        s->modseq_seen = vs->hms;
+    return true;
+}
+
+static bool view_sync_step(session *s, void *arg)
+{
+    view_sync *vs = arg;
+    sess_slice sl;
+    sess_slice_begin(&sl);
+    /* the mailbox went away under us (it cannot while we run, but a
+     * session without one has nothing to announce) */
+    if (!s->mb)
+        vs->phase = PH_DONE;
+    switch (vs->phase) {
+    case PH_ECHO:
+        if (!step_echo(s, vs, &sl))
+            return false;
+        vs->phase = PH_GONE;
+        /* fall through */
+    case PH_GONE:
+        if (!step_gone(s, vs, &sl))
+            return false;
+        vs->phase = PH_EXPUNGE;
+        /* fall through */
+    case PH_EXPUNGE:
+        if (!step_expunge(s, vs, &sl))
+            return false;
+        vs->phase = PH_NEW;
+        /* fall through */
+    case PH_NEW:
+        step_new(s, vs);
+        vs->phase = PH_FLAGS;
+        /* fall through */
+    case PH_FLAGS:
+        if (!step_flags(s, vs, &sl))
+            return false;
+        vs->phase = PH_DONE;
+        /* fall through */
+    default:
+        break;
+    }
+    if (vs->tail.len)
+        imap_out_add(&s->out, vs->tail.p, vs->tail.len);
+    return true;
+}
+
+void sess_update(session *s, sess_update_req *u)
+{
+    view_sync *vs = calloc(1, sizeof *vs);
+    store_snap *snap = vs && s->mb ? store_snap_get(s->mb) : NULL;
+    if (!snap) {
+        /* Nothing to announce, or no memory to announce it with: what
+         * was not announced stays due (the view and modseq_seen are
+         * untouched), and the next sync tells it. */
+        free(vs);
+        if (u->tail.len)
+            imap_out_add(&s->out, u->tail.p, u->tail.len);
+        goto out;
+    }
+    if (s->mb)
+        s->woken = false;
+    vs->snap = snap;
+    vs->allow_expunge = u->allow_expunge;
+    vs->echo = u->echo;
+    vs->necho = u->necho;
+    vs->echo_uid = u->echo_uid;
+    vs->i = UINT32_MAX;
+    vs->gone = u->gone;
+    vs->ngone = u->ngone;
+    vs->tail = u->tail;
+    memset(u, 0, sizeof *u);
+    vs->last = s->nview ? s->view[s->nview - 1] : 0;
+    /* New messages sit at the end of the index. */
+    uint32_t entries = store_snap_entries(snap);
+    vs->first_new = entries;
+    while (vs->first_new > 0) {
+        store_msg m;
+        store_snap_entry(snap, vs->first_new - 1, &m);
+        if (m.uid <= vs->last)
+            break;
+        vs->first_new--;
+    }
+    for (uint32_t p = vs->first_new; p < entries; p++) {
+        store_msg m;
+        if (store_snap_entry(snap, p, &m) == 1)
+            vs->nnew++;
+    }
+    vs->since = s->modseq_seen;
+    vs->hms = store_snap_highestmodseq(snap);
+    sess_cont_begin(s, view_sync_step, view_sync_free, vs);
+out:
+    free(u->echo);
+    free(u->gone);
+    imap_out_free(&u->tail);
+    memset(u, 0, sizeof *u);
+}
+
+void sess_sync(session *s, bool allow_expunge)
+{
+    sess_update_req u = {.allow_expunge = allow_expunge};
+    sess_update(s, &u);
+}
+
+void sess_sync_tagged(session *s, bool allow_expunge, const char *tag, const char *status,
+                      const char *fmt, ...)
+{
+    sess_update_req u = {.allow_expunge = allow_expunge};
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    imap_out_printf(&u.tail, "%s %s %s\r\n", tag, status, buf);
+    sess_update(s, &u);
+}

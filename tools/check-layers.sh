@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# tools/check-layers.sh — every project #include points down the layers.
+#
+# A folder may include its own headers and those of the folders listed for
+# it here, nothing else: store/ and net/ know nothing above them, core/imap/
+# knows no session and no store, the server sits on top.  Run from anywhere;
+# exits 1 and names each include that breaks the order.  (A ctest test runs
+# it; CMakeLists.txt links the libraries in the same order.)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+declare -A ALLOW=(
+  [store]=""
+  [net]=""
+  [core/imap]=""
+  [core/base]="store"
+  [core/auth]="net"
+  [core/fetch]="core/imap store"
+  [core/search]="core/fetch core/imap store"
+  [core/server]="core/search core/fetch core/auth core/imap core/base store net"
+  [tools]="core/base core/auth core/fetch core/imap store"
+  [bench]="core/server core/search core/fetch core/auth core/imap core/base store net"
+)
+
+bad=0
+for dir in "${!ALLOW[@]}"; do
+  for f in $(find "$dir" -maxdepth 1 -name '*.[ch]' -o -maxdepth 1 -name '*.cc' | sort); do
+    while IFS= read -r inc; do
+      target=${inc%/*}
+      [ "$target" = "$inc" ] && continue      # same-folder include ("x.h")
+      [ "$target" = "$dir" ] && continue
+      ok=0
+      for a in ${ALLOW[$dir]}; do [ "$target" = "$a" ] && ok=1; done
+      if [ $ok = 0 ]; then
+        echo "check-layers: $f includes \"$inc\": $dir may not know $target" >&2
+        bad=1
+      fi
+    done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f")
+  done
+done
+# Every folder with sources must be in the table, so a new one gets a rule.
+for d in store net tools bench core/*/; do
+  d=${d%/}
+  [ -n "${ALLOW[$d]+x}" ] || { echo "check-layers: $d has no rule" >&2; bad=1; }
+done
+[ -z "$(find core -maxdepth 1 -name '*.[ch]')" ] ||
+  { echo "check-layers: sources directly in core/ (put them in a folder)" >&2; bad=1; }
+[ $bad = 0 ] && echo "check-layers: ok"
+exit $bad
