@@ -1,4 +1,4 @@
-/* bench/bench_search.c — SEARCH (core/search*.c) over a large mailbox.
+/* bench/bench_search.c — SEARCH (core/search/) over a large mailbox.
  *
  *   search/unseen/msgs:N           UNSEEN                  (index only)
  *   search/from/msgs:N             FROM "fischer"          (envelope cache)

@@ -1,4 +1,4 @@
-/* core/auth/sasl_internal.h — the SASL object, shared by core/sasl_*.c. */
+/* core/auth/sasl_internal.h — the SASL object, shared by core/auth/sasl_*.c. */
 #ifndef RINGMAIL_CORE_SASL_INTERNAL_H
 #define RINGMAIL_CORE_SASL_INTERNAL_H
 

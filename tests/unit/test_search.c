@@ -1,4 +1,4 @@
-/* tests/unit/test_search.c — core/search*.c: parsing SEARCH arguments
+/* tests/unit/test_search.c — core/search/: parsing SEARCH arguments
  * (keys, RETURN options, CHARSET, limits, errors) and running programs over
  * a session view of a real store: flags, keywords, sizes, dates in zones,
  * decoded headers and bodies (RFC 2047, base64, QP, ISO-8859-1), case
