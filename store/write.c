@@ -694,6 +694,141 @@ int store_expunge(store_mbox *mb, const store_range *set, size_t nset,
     return rc;
 }
 
+/* The messages a COPY reads from its source snapshot.  Owns the arrays;
+ * message bytes and keyword names point into the snapshot.  While it is
+ * being filled, msgs[i].keywords holds an offset into kwv (kwv may move as
+ * it grows), resolved to a pointer by copy_collect(). */
+struct copy_batch {
+    store_new_msg *msgs;
+    uint32_t *srcv;             /* source UID of each message */
+    size_t n, cap;
+    const char **kwv;           /* keyword names of all messages in a row */
+    size_t nkw, kwcap;
+};
+
+static void copy_batch_free(struct copy_batch *b)
+{
+    free(b->msgs);
+    free(b->srcv);
+    free(b->kwv);
+}
+
+/* Keywords go by name: slots differ between mailboxes. */
+static int copy_batch_keywords(struct copy_batch *b, store_snap *s,
+                               uint64_t keywords)
+{
+    for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
+        if (!(keywords & (1ull << k)) || !store_snap_keyword(s, k))
+            continue;
+        if (b->nkw == b->kwcap) {
+            size_t cap = b->kwcap ? b->kwcap * 2 : 64;
+            const char **nk = realloc(b->kwv, cap * sizeof *nk);
+            if (!nk)
+                return -ENOMEM;
+            b->kwv = nk;
+            b->kwcap = cap;
+        }
+        b->kwv[b->nkw++] = store_snap_keyword(s, k);
+    }
+    return 0;
+}
+
+static int copy_batch_add(struct copy_batch *b, store_snap *s,
+                          const store_msg *m)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        store_new_msg *nm = realloc(b->msgs, b->cap * sizeof *nm);
+        uint32_t *ns = realloc(b->srcv, b->cap * sizeof *ns);
+        if (nm)
+            b->msgs = nm;
+        if (ns)
+            b->srcv = ns;
+        if (!nm || !ns)
+            return -ENOMEM;
+    }
+    const char *ptr;
+    size_t got;
+    int rc = store_snap_bytes(s, m->uid, 0, SIZE_MAX, &ptr, &got);
+    if (rc < 0)
+        return rc;
+    size_t kw0 = b->nkw;
+    if ((rc = copy_batch_keywords(b, s, m->keywords)) < 0)
+        return rc;
+    b->msgs[b->n] = (store_new_msg){.data = ptr, .len = got,
+                                    .internal_date = m->internal_date,
+                                    .tz_min = m->tz_min, .flags = m->flags,
+                                    .keywords = (const char *const *)(uintptr_t)kw0,
+                                    .nkeywords = b->nkw - kw0};
+    b->srcv[b->n++] = m->uid;
+    return 0;
+}
+
+/* Every live message of the set in the snapshot, in UID order. */
+static int copy_collect(store_snap *s, const store_range *set, size_t nset,
+                        struct copy_batch *b)
+{
+    struct log_range *rs = NULL;
+    size_t nrs = 0, nsorted = 0;
+    store_range *sorted = NULL;
+    int rc = sort_set(set, nset, &sorted, &nsorted);
+    if (rc < 0)
+        goto out;
+    if ((rc = norm_set(sorted, nsorted, store_snap_uidnext(s), &rs, &nrs)) < 0)
+        goto out;
+    uint32_t count = store_snap_entries(s);
+    for (size_t i = 0; i < nrs; i++) {
+        for (uint32_t p = store_gen_lower_bound(s->g, count, rs[i].lo); p < count; p++) {
+            store_msg m;
+            int live = store_snap_entry(s, p, &m);
+            if (m.uid > rs[i].hi)
+                break;
+            if (live && (rc = copy_batch_add(b, s, &m)) < 0)
+                goto out;
+        }
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        store_new_msg *nm = &b->msgs[i];
+        nm->keywords = nm->nkeywords ? b->kwv + (uintptr_t)nm->keywords : NULL;
+    }
+out:
+    free(sorted);
+    free(rs);
+    return rc;
+}
+
+/* MOVE, after the copies are durable: expunge the originals.  If that
+ * fails, take the copies back and the UID lists to their lengths before
+ * (src0, dst0). */
+static int move_expunge_originals(store_mbox *src, store_mbox *dst,
+                                  const struct copy_batch *b,
+                                  const uint32_t *uids,
+                                  store_uidlist *src_uids, size_t src0,
+                                  store_uidlist *dst_uids, size_t dst0)
+{
+    size_t n = b->n;
+    store_range *xs = malloc(n * sizeof *xs);
+    if (!xs)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        xs[i] = (store_range){b->srcv[i], b->srcv[i]};
+    int rc = store_expunge(src, xs, n, false, NULL, NULL);
+    if (rc < 0) {
+        /* RFC 6851 3.3: a failed MOVE should leave no message in both
+         * mailboxes (a retry would duplicate them): take the copies
+         * back.  If that fails too, both stay: never neither. */
+        for (size_t i = 0; i < n; i++)
+            xs[i] = (store_range){uids[i], uids[i]};
+        store_expunge(dst, xs, n, false, NULL, NULL);
+        if (src_uids)
+            src_uids->n = src0;
+        if (dst_uids)
+            dst_uids->n = dst0;
+    }
+    free(xs);
+    return rc;
+}
+
 /* COPY and MOVE: read the source through a snapshot, append to the target
  * as one transaction, and for MOVE expunge the originals once the copies
  * are durable. */
@@ -706,75 +841,12 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
     store_snap *s = store_snap_get(src);
     if (!s)
         return -ENOMEM;
-    struct log_range *rs = NULL;
-    size_t nrs = 0;
-    store_new_msg *msgs = NULL;
-    const char **kwv = NULL;
-    uint32_t *uids = NULL, *srcv = NULL;
-    size_t n = 0, cap = 0, nkw = 0, kwcap = 0, nsorted = 0;
-    store_range *sorted = NULL;
-    int rc = sort_set(set, nset, &sorted, &nsorted);
-    if (rc < 0)
+    struct copy_batch b = {0};
+    uint32_t *uids = NULL;
+    int rc = copy_collect(s, set, nset, &b);
+    if (rc < 0 || b.n == 0)
         goto out;
-    if ((rc = norm_set(sorted, nsorted, store_snap_uidnext(s), &rs, &nrs)) < 0)
-        goto out;
-    uint32_t count = store_snap_entries(s);
-    struct gen *g = s->g;
-    for (size_t i = 0; i < nrs; i++) {
-        for (uint32_t p = store_gen_lower_bound(g, count, rs[i].lo); p < count; p++) {
-            store_msg m;
-            int live = store_snap_entry(s, p, &m);
-            if (m.uid > rs[i].hi)
-                break;
-            if (!live)
-                continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                store_new_msg *nm = realloc(msgs, cap * sizeof *nm);
-                uint32_t *ns = realloc(srcv, cap * sizeof *ns);
-                if (nm)
-                    msgs = nm;
-                if (ns)
-                    srcv = ns;
-                if (!nm || !ns) {
-                    rc = -ENOMEM;
-                    goto out;
-                }
-            }
-            const char *ptr;
-            size_t got;
-            if ((rc = store_snap_bytes(s, m.uid, 0, SIZE_MAX, &ptr, &got)) < 0)
-                goto out;
-            /* keywords by name: slots differ between mailboxes */
-            size_t kw0 = nkw;
-            for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
-                if (!(m.keywords & (1ull << k)) || !store_snap_keyword(s, k))
-                    continue;
-                if (nkw == kwcap) {
-                    kwcap = kwcap ? kwcap * 2 : 64;
-                    const char **nk = realloc(kwv, kwcap * sizeof *nk);
-                    if (!nk) {
-                        rc = -ENOMEM;
-                        goto out;
-                    }
-                    kwv = nk;
-                }
-                kwv[nkw++] = store_snap_keyword(s, k);
-            }
-            msgs[n] = (store_new_msg){.data = ptr, .len = got,
-                                      .internal_date = m.internal_date,
-                                      .tz_min = m.tz_min, .flags = m.flags,
-                                      .keywords = (const char *const *)(uintptr_t)kw0,
-                                      .nkeywords = nkw - kw0};
-            srcv[n++] = m.uid;
-        }
-    }
-    /* kwv may have moved while growing: resolve the offsets now. */
-    for (size_t i = 0; i < n; i++)
-        msgs[i].keywords = msgs[i].nkeywords ? kwv + (uintptr_t)msgs[i].keywords : NULL;
-    if (n == 0)
-        goto out;
-    if (!(uids = malloc(n * sizeof *uids))) {
+    if (!(uids = malloc(b.n * sizeof *uids))) {
         rc = -ENOMEM;
         goto out;
     }
@@ -783,46 +855,22 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
     store_defer *d = tls_defer;
     if (move)
         tls_defer = NULL;
-    rc = store_append(dst, msgs, n, uids);
+    rc = store_append(dst, b.msgs, b.n, uids);
     tls_defer = d;
     if (rc < 0)
         goto out;
     size_t su0 = src_uids ? src_uids->n : 0, du0 = dst_uids ? dst_uids->n : 0;
-    for (size_t i = 0; i < n; i++) {
-        if ((src_uids && (rc = store_uidlist_add(src_uids, srcv[i])) < 0) ||
+    for (size_t i = 0; i < b.n; i++) {
+        if ((src_uids && (rc = store_uidlist_add(src_uids, b.srcv[i])) < 0) ||
             (dst_uids && (rc = store_uidlist_add(dst_uids, uids[i])) < 0))
             goto out;
     }
-    if (move) {
-        store_range *xs = malloc(n * sizeof *xs);
-        if (!xs) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++)
-            xs[i] = (store_range){srcv[i], srcv[i]};
-        rc = store_expunge(src, xs, n, false, NULL, NULL);
-        if (rc < 0) {
-            /* RFC 6851 3.3: a failed MOVE should leave no message in both
-             * mailboxes (a retry would duplicate them): take the copies
-             * back.  If that fails too, both stay: never neither. */
-            for (size_t i = 0; i < n; i++)
-                xs[i] = (store_range){uids[i], uids[i]};
-            store_expunge(dst, xs, n, false, NULL, NULL);
-            if (src_uids)
-                src_uids->n = su0;
-            if (dst_uids)
-                dst_uids->n = du0;
-        }
-        free(xs);
-    }
+    if (move)
+        rc = move_expunge_originals(src, dst, &b, uids, src_uids, su0,
+                                    dst_uids, du0);
 out:
     store_snap_put(s);
-    free(sorted);
-    free(rs);
-    free(msgs);
-    free(kwv);
+    copy_batch_free(&b);
     free(uids);
-    free(srcv);
     return rc;
 }
