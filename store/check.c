@@ -27,13 +27,13 @@ static int scan_log(struct gen *g, store_check_report *rep,
     if (fend < 0)
         return -errno;
     uint64_t size = (uint64_t)fend;
-    const uint8_t *base = mapchain_get(&g->log, 0, size);
+    const uint8_t *base = store_mapchain_get(&g->log, 0, size);
     if (!base)
         return -ENOMEM;
     uint64_t off = LOG_HDR_SIZE, n = 0;
     while (off < size) {
         uint64_t end;
-        log_scan_end(base, size, off, &end);
+        store_log_scan_end(base, size, off, &end);
         while (off < end) {
             const struct log_rec *r = (const void *)(base + off);
             rep->records++;
@@ -45,7 +45,7 @@ static int scan_log(struct gen *g, store_check_report *rep,
         }
         if (off >= size)
             break;
-        uint64_t next = log_resync(base, size, off);
+        uint64_t next = store_log_resync(base, size, off);
         if (next >= size) {
             rep->torn_bytes = size - off;
             break;
@@ -64,22 +64,22 @@ static int compare_index(struct store_mbox *mb, struct gen *g,
     char logp[PATH_MAX], idxt[PATH_MAX], cachet[PATH_MAX];
     struct gen *ref = NULL;
     int rc;
-    if ((rc = path_in(mb, logp, sizeof logp, "log.%llu",
-                      (unsigned long long)g->generation)) < 0 ||
-        (rc = path_in(mb, idxt, sizeof idxt, "index.check", 0)) < 0 ||
-        (rc = path_in(mb, cachet, sizeof cachet, "cache.check", 0)) < 0)
+    if ((rc = store_mbox_path(mb, logp, sizeof logp, "log.%llu",
+                              (unsigned long long)g->generation)) < 0 ||
+        (rc = store_mbox_path(mb, idxt, sizeof idxt, "index.check", 0)) < 0 ||
+        (rc = store_mbox_path(mb, cachet, sizeof cachet, "cache.check", 0)) < 0)
         return rc;
-    if ((rc = gen_open_paths(logp, idxt, cachet, O_CREAT | O_TRUNC, &ref)) < 0)
+    if ((rc = store_gen_open_paths(logp, idxt, cachet, O_CREAT | O_TRUNC, &ref)) < 0)
         goto out;
     struct log_file_hdr lh;
-    if ((rc = read_log_hdr(ref->log_fd, &lh)) < 0 ||
-        (rc = cache_hdr_write(ref->cache_fd, g->generation)) < 0)
+    if ((rc = store_log_hdr_read(ref->log_fd, &lh)) < 0 ||
+        (rc = store_cache_hdr_write(ref->cache_fd, g->generation)) < 0)
         goto out;
-    idx_hdr_init(gen_hdr(ref), &lh);
+    store_idx_hdr_init(store_gen_hdr(ref), &lh);
     uint64_t end;
-    if ((rc = gen_catch_up(ref, CU_SALVAGE, &end, NULL)) < 0)
+    if ((rc = store_gen_catch_up(ref, CU_SALVAGE, &end, NULL)) < 0)
         goto out;
-    struct idx_hdr *h = gen_hdr(g), *rh = gen_hdr(ref);
+    struct idx_hdr *h = store_gen_hdr(g), *rh = store_gen_hdr(ref);
     uint32_t n = A_LOAD(&h->count);
     if (n != rh->count || h->uidnext != rh->uidnext ||
         h->highestmodseq != rh->highestmodseq || h->messages != rh->messages ||
@@ -91,17 +91,17 @@ static int compare_index(struct store_mbox *mb, struct gen *g,
     if (n > rh->count)
         n = rh->count;
     for (uint32_t p = 0; p < n; p++) {
-        const struct idx_entry *a = gen_entry(g, p), *b = gen_entry(ref, p);
+        const struct idx_entry *a = store_gen_entry(g, p), *b = store_gen_entry(ref, p);
         if (a->uid != b->uid || a->size != b->size || a->fm != b->fm ||
             a->keywords != b->keywords || a->log_off != b->log_off ||
             a->internal_date != b->internal_date || a->hdr_len != b->hdr_len ||
-            a->tz_min != b->tz_min || a->crc != entry_crc(a)) {
+            a->tz_min != b->tz_min || a->crc != store_entry_crc(a)) {
             rep->index_mismatches++;
             continue;
         }
         /* The cache entry must be intact and describe this message. */
         const uint8_t *c = a->cache_off
-            ? mapchain_get(&g->cache, a->cache_off, sizeof(struct cache_rec) + a->cache_len)
+            ? store_mapchain_get(&g->cache, a->cache_off, sizeof(struct cache_rec) + a->cache_len)
             : NULL;
         struct cache_rec cr;
         store_cache view;
@@ -115,7 +115,7 @@ static int compare_index(struct store_mbox *mb, struct gen *g,
             rep->cache_errors++;
     }
 out:
-    gen_put(ref);
+    store_gen_put(ref);
     unlink(idxt);
     unlink(cachet);
     return rc;
@@ -129,9 +129,9 @@ int store_check(store_mbox *mb, bool repair, store_check_report *rep,
      * the report should say there was one.  The mutex keeps this
      * process's writers out meanwhile. */
     pthread_mutex_lock(&mb->wlock);
-    struct gen *g0 = mbox_gen_get(mb);
+    struct gen *g0 = store_mbox_gen_get(mb);
     int rc = scan_log(g0, rep, progress, arg);
-    gen_put(g0);
+    store_gen_put(g0);
     pthread_mutex_unlock(&mb->wlock);
     if (rc < 0)
         return rc;
@@ -139,20 +139,20 @@ int store_check(store_mbox *mb, bool repair, store_check_report *rep,
         return -EBADMSG;
     /* Damage inside the log makes the writer lock rebuild the index with
      * every intact record (salvage); a torn tail is cut. */
-    if ((rc = mbox_wlock(mb)) < 0)
+    if ((rc = store_mbox_wlock(mb)) < 0)
         return rc;
     /* Files of a dead compaction, rebuild or check and stale generations
      * are garbage whatever we are asked: opening removes them too. */
     unsigned swept = 0;
-    if ((rc = mbox_sweep(mb, mb->gen->generation, &swept)) < 0) {
-        mbox_wunlock(mb);
+    if ((rc = store_mbox_sweep(mb, mb->gen->generation, &swept)) < 0) {
+        store_mbox_wunlock(mb);
         return rc;
     }
     rep->leftovers = swept;
     rc = compare_index(mb, mb->gen, rep);
     if (rc == 0 && repair && (rep->index_mismatches || rep->cache_errors))
-        rc = mbox_rebuild(mb);
-    mbox_wunlock(mb);
+        rc = store_mbox_rebuild(mb);
+    store_mbox_wunlock(mb);
     if (rc < 0)
         return rc;
     if (!repair)
@@ -198,7 +198,7 @@ int store_user_orphans(store_user *u, bool reclaim, uint64_t **ids, size_t *n)
      * (the list first, then the files) or RENAME of INBOX is half done in
      * any process, so a directory the list does not name is dead: its
      * DELETE was committed and crashed before removing it. */
-    int rc = user_list_lock(u);
+    int rc = store_user_list_lock(u);
     if (rc < 0)
         return rc;
     DIR *d = opendir(mdir);
@@ -209,7 +209,7 @@ int store_user_orphans(store_user *u, bool reclaim, uint64_t **ids, size_t *n)
     struct dirent *de;
     while ((de = readdir(d))) {
         uint64_t id;
-        if (!id_of_name(de->d_name, &id) || user_list_has_id(u, id))
+        if (!id_of_name(de->d_name, &id) || store_user_list_has_id(u, id))
             continue;
         if (nv == cap) {
             cap = cap ? cap * 2 : 8;
@@ -230,14 +230,14 @@ int store_user_orphans(store_user *u, bool reclaim, uint64_t **ids, size_t *n)
     for (size_t i = 0; reclaim && i < nv; i++) {
         char p[PATH_MAX + 24];
         snprintf(p, sizeof p, "%s/%" PRIu64, mdir, v[i]);
-        if ((rc = fs_rmtree(p)) < 0)
+        if ((rc = store_fs_rmtree(p)) < 0)
             goto out;
     }
-    if (reclaim && nv && (rc = fs_fsync_dir(mdir)) < 0)
+    if (reclaim && nv && (rc = store_fs_fsync_dir(mdir)) < 0)
         goto out;
     rc = (int)nv;
 out:
-    user_list_unlock(u);
+    store_user_list_unlock(u);
     if (rc >= 0 && ids) {
         *ids = v;
         v = NULL;

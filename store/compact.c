@@ -36,7 +36,7 @@ static int cw_flush(struct cw *w)
 {
     if (!w->buf.len)
         return 0;
-    int rc = fs_pwrite_all(w->fd, w->buf.data, w->buf.len, w->end);
+    int rc = store_fs_pwrite_all(w->fd, w->buf.data, w->buf.len, w->end);
     w->end += w->buf.len;
     w->buf.len = 0;
     return rc;
@@ -53,8 +53,8 @@ static int cw_rec(struct cw *w, uint16_t type, const void *a, size_t an,
         (rc = store_buf_append(&w->buf, a, an)) < 0 ||
         (bn && (rc = store_buf_append(&w->buf, b, bn)) < 0))
         return rc;
-    log_rec_seal((struct log_rec *)(w->buf.data + at), type, 0,
-                 (uint32_t)(an + bn));
+    store_log_rec_seal((struct log_rec *)(w->buf.data + at), type, 0,
+                       (uint32_t)(an + bn));
     rc = store_buf_append(&w->buf, zero, ALIGN8(w->buf.len) - w->buf.len);
     if (rc == 0 && w->buf.len >= (4u << 20))
         rc = cw_flush(w);
@@ -79,8 +79,8 @@ static int cw_keywords(struct cw *w, struct idx_hdr *h, unsigned from)
 static int cw_message(struct cw *w, struct gen *old, const struct idx_entry *e,
                       uint64_t fm, uint64_t keywords)
 {
-    const uint8_t *rec = mapchain_get(&old->log, e->log_off,
-                                      sizeof(struct log_rec) +
+    const uint8_t *rec = store_mapchain_get(&old->log, e->log_off,
+                                            sizeof(struct log_rec) +
                                           sizeof(struct log_message) + e->size);
     if (!rec)
         return -ENOMEM;
@@ -115,208 +115,294 @@ static int cw_expunge(struct cw *w, uint32_t uid, uint64_t modseq)
     return cw_rec(w, LOG_EXPUNGE, &p, sizeof p, NULL, 0);
 }
 
-int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
-{
-    /* One compaction at a time, and its temporary files are its own while
-     * it runs: recovery in another process sweeps them only when it can
-     * take this lock (see mbox_sweep).  Taken before the snapshot, so a
-     * compaction that waited here compacts what the previous one left. */
-    int cfd = mbox_compact_lock(mb, true);
-    if (cfd < 0)
-        return cfd;
-    store_snap *s = store_snap_get(mb);
-    if (!s) {
-        mbox_compact_unlock(cfd);
-        return -ENOMEM;
-    }
-    struct gen *old = s->g, *ng = NULL;
-    struct idx_hdr *oh = gen_hdr(old);
-    uint64_t G = old->generation + 1;
+/* One compaction of generation G-1 into G.  Owns the temporary files, the
+ * new generation until it is installed, `seen` and the log buffer; the
+ * snapshot and the compaction lock are the caller's. */
+struct compaction {
+    store_mbox *mb;
+    store_snap *s;
+    struct gen *old;            /* the snapshot's generation */
+    struct idx_hdr *oh;         /* and its index header */
+    struct gen *ng;             /* the new one, NULL once installed */
+    uint64_t G;
     char logt[PATH_MAX], logp[PATH_MAX], idxt[PATH_MAX], idxp[PATH_MAX];
     char cachet[PATH_MAX], cachep[PATH_MAX];
-    struct cw w = {.fd = -1, .end = LOG_HDR_SIZE};
-    struct seen *seen = NULL;
-    bool locked = false;
-    int renamed = 0;            /* how many of log, cache were renamed */
-    int rc;
-    if ((rc = path_in(mb, logt, sizeof logt, "log.%" PRIu64 ".tmp", G)) < 0 ||
-        (rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, G)) < 0 ||
-        (rc = path_in(mb, idxt, sizeof idxt, "index.compact", 0)) < 0 ||
-        (rc = path_in(mb, idxp, sizeof idxp, "index", 0)) < 0 ||
-        (rc = path_in(mb, cachet, sizeof cachet, "cache.%" PRIu64 ".tmp", G)) < 0 ||
-        (rc = path_in(mb, cachep, sizeof cachep, "cache.%" PRIu64, G)) < 0)
-        goto out;
+    struct cw w;
+    struct log_file_hdr lh;     /* the new log's header; final at the swap */
+    struct seen *seen;          /* per entry of the snapshot */
+    uint32_t n0;                /* entries in the snapshot */
+    unsigned nkw0;              /* keyword slots phase 1 wrote */
+    uint64_t total;             /* message bytes to copy, for progress */
+    uint64_t nend;              /* the new log's end as its index knows it */
+    bool locked;                /* writer lock held (phase 2) */
+    int renamed;                /* how many of log, cache were renamed */
+};
 
-    /* ---- phase 1 ---- */
-    w.fd = open(logt, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (w.fd < 0) {
-        rc = -errno;
-        goto out;
-    }
-    struct log_file_hdr lh = {0};
-    memcpy(lh.magic, LOG_MAGIC, 8);
-    lh.version = FMT_VERSION;
-    lh.hdr_size = LOG_HDR_SIZE;
-    lh.mailbox_id = oh->mailbox_id;
-    lh.generation = G;
-    lh.uidvalidity = oh->uidvalidity;
-    lh.base_uidnext = A_LOAD(&oh->uidnext);
-    lh.base_modseq = A_LOAD(&oh->highestmodseq);
-    lh.tomb_floor = oh->tomb_floor;
-    log_hdr_seal(&lh);
-    if ((rc = fs_pwrite_all(w.fd, &lh, sizeof lh, 0)) < 0)
-        goto out;
-    unsigned nkw0 = A_LOAD(&oh->nkeywords);
-    if ((rc = cw_keywords(&w, oh, 0)) < 0)
-        goto out;
-    uint32_t n0 = s->count;
-    seen = calloc(n0 ? n0 : 1, sizeof *seen);
-    if (!seen) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    uint64_t total = 0, done = 0;
+/* A tombstone dropped from the new log still bounds its modseqs. */
+static void raise_tomb_floor(struct log_file_hdr *lh, uint64_t fm)
+{
+    if (FM_MODSEQ(fm) > lh->tomb_floor)
+        lh->tomb_floor = FM_MODSEQ(fm);
+}
+
+static int compact_paths(struct compaction *c)
+{
+    store_mbox *mb = c->mb;
+    uint64_t G = c->G;
+    int rc;
+    if ((rc = store_mbox_path(mb, c->logt, PATH_MAX, "log.%" PRIu64 ".tmp", G)) < 0 ||
+        (rc = store_mbox_path(mb, c->logp, PATH_MAX, "log.%" PRIu64, G)) < 0 ||
+        (rc = store_mbox_path(mb, c->idxt, PATH_MAX, "index.compact", 0)) < 0 ||
+        (rc = store_mbox_path(mb, c->idxp, PATH_MAX, "index", 0)) < 0 ||
+        (rc = store_mbox_path(mb, c->cachet, PATH_MAX, "cache.%" PRIu64 ".tmp", G)) < 0 ||
+        (rc = store_mbox_path(mb, c->cachep, PATH_MAX, "cache.%" PRIu64, G)) < 0)
+        return rc;
+    return 0;
+}
+
+/* Phase 1: create log.<G>.tmp with a provisional header (the counters of
+ * the snapshot) and the keyword slots known now. */
+static int compact_start_log(struct compaction *c)
+{
+    struct idx_hdr *oh = c->oh;
+    c->w.fd = open(c->logt, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (c->w.fd < 0)
+        return -errno;
+    struct log_file_hdr *lh = &c->lh;
+    memcpy(lh->magic, LOG_MAGIC, 8);
+    lh->version = FMT_VERSION;
+    lh->hdr_size = LOG_HDR_SIZE;
+    lh->mailbox_id = oh->mailbox_id;
+    lh->generation = c->G;
+    lh->uidvalidity = oh->uidvalidity;
+    lh->base_uidnext = A_LOAD(&oh->uidnext);
+    lh->base_modseq = A_LOAD(&oh->highestmodseq);
+    lh->tomb_floor = oh->tomb_floor;
+    store_log_hdr_seal(lh);
+    int rc = store_fs_pwrite_all(c->w.fd, lh, sizeof *lh, 0);
+    if (rc < 0)
+        return rc;
+    c->nkw0 = A_LOAD(&oh->nkeywords);
+    return cw_keywords(&c->w, oh, 0);
+}
+
+/* Phase 1: copy every live message of the snapshot with the flags it has
+ * now, and remember those flags for phase 2. */
+static int compact_copy_live(struct compaction *c, store_progress_fn progress,
+                             void *arg)
+{
+    struct gen *old = c->old;
+    uint32_t n0 = c->n0 = c->s->count;
+    c->seen = calloc(n0 ? n0 : 1, sizeof *c->seen);
+    if (!c->seen)
+        return -ENOMEM;
+    uint64_t done = 0;
     for (uint32_t p = 0; p < n0; p++)
-        total += gen_entry(old, p)->size;
+        c->total += store_gen_entry(old, p)->size;
     for (uint32_t p = 0; p < n0; p++) {
-        const struct idx_entry *e = gen_entry(old, p);
+        const struct idx_entry *e = store_gen_entry(old, p);
         uint64_t fm = A_LOAD(&e->fm), kw = A_LOAD(&e->keywords);
-        seen[p] = (struct seen){fm, kw};
+        c->seen[p] = (struct seen){fm, kw};
         if (FM_FLAGS(fm) & ENT_EXPUNGED) {
-            if (FM_MODSEQ(fm) > lh.tomb_floor)
-                lh.tomb_floor = FM_MODSEQ(fm);
+            raise_tomb_floor(&c->lh, fm);
             continue;
         }
-        if ((rc = cw_message(&w, old, e, fm, kw)) < 0)
-            goto out;
+        int rc = cw_message(&c->w, old, e, fm, kw);
+        if (rc < 0)
+            return rc;
         done += e->size;
         if (progress && (p & 255) == 0)
-            progress(arg, done, total);
+            progress(arg, done, c->total);
     }
-    if ((rc = cw_flush(&w)) < 0)
-        goto out;
-    unlink(idxt);
-    unlink(cachet);
-    if ((rc = gen_open_paths(logt, idxt, cachet, O_CREAT | O_TRUNC, &ng)) < 0)
-        goto out;
-    ng->generation = G;
-    if ((rc = cache_hdr_write(ng->cache_fd, G)) < 0)
-        goto out;
-    idx_hdr_init(gen_hdr(ng), &lh);
-    uint64_t nend;
-    if ((rc = gen_catch_up(ng, CU_KEEP, &nend, NULL)) < 0)
-        goto out;
+    return cw_flush(&c->w);
+}
 
-    /* ---- phase 2 ---- */
-    if ((rc = mbox_wlock(mb)) < 0)
-        goto out;
-    locked = true;
-    if (mb->gen != old) {
-        rc = -EAGAIN;   /* someone else compacted meanwhile */
-        goto out;
-    }
-    if ((rc = cw_keywords(&w, oh, nkw0)) < 0)
-        goto out;
-    for (uint32_t p = 0; p < n0; p++) {
-        const struct idx_entry *e = gen_entry(old, p);
+/* Phase 1: build the new generation's index and cache from the copied log
+ * (fresh files: a crashed compaction's leftovers are overwritten). */
+static int compact_open_new(struct compaction *c)
+{
+    unlink(c->idxt);
+    unlink(c->cachet);
+    int rc = store_gen_open_paths(c->logt, c->idxt, c->cachet,
+                                  O_CREAT | O_TRUNC, &c->ng);
+    if (rc < 0)
+        return rc;
+    c->ng->generation = c->G;
+    if ((rc = store_cache_hdr_write(c->ng->cache_fd, c->G)) < 0)
+        return rc;
+    store_idx_hdr_init(store_gen_hdr(c->ng), &c->lh);
+    return store_gen_catch_up(c->ng, CU_KEEP, &c->nend, NULL);
+}
+
+/* Phase 2 (writer held): append what changed since the snapshot —
+ * keyword slots, flag changes as FLAGS records with the same modseq,
+ * expunges as EXPUNGE records, and the messages added meanwhile. */
+static int compact_replay(struct compaction *c)
+{
+    struct gen *old = c->old;
+    int rc;
+    if ((rc = cw_keywords(&c->w, c->oh, c->nkw0)) < 0)
+        return rc;
+    for (uint32_t p = 0; p < c->n0; p++) {
+        const struct idx_entry *e = store_gen_entry(old, p);
         uint64_t fm = A_LOAD(&e->fm), kw = A_LOAD(&e->keywords);
-        if (FM_FLAGS(seen[p].fm) & ENT_EXPUNGED)
+        const struct seen *was = &c->seen[p];
+        if (FM_FLAGS(was->fm) & ENT_EXPUNGED)
             continue;
         if (FM_FLAGS(fm) & ENT_EXPUNGED)
-            rc = cw_expunge(&w, e->uid, FM_MODSEQ(fm));
-        else if (fm != seen[p].fm || kw != seen[p].keywords)
-            rc = cw_flags(&w, e->uid, fm, kw);
+            rc = cw_expunge(&c->w, e->uid, FM_MODSEQ(fm));
+        else if (fm != was->fm || kw != was->keywords)
+            rc = cw_flags(&c->w, e->uid, fm, kw);
         if (rc < 0)
-            goto out;
+            return rc;
     }
-    uint32_t n1 = A_LOAD(&oh->count);
-    for (uint32_t p = n0; p < n1; p++) {
-        const struct idx_entry *e = gen_entry(old, p);
+    uint32_t n1 = A_LOAD(&c->oh->count);
+    for (uint32_t p = c->n0; p < n1; p++) {
+        const struct idx_entry *e = store_gen_entry(old, p);
         uint64_t fm = A_LOAD(&e->fm);
-        if (FM_FLAGS(fm) & ENT_EXPUNGED) {
-            if (FM_MODSEQ(fm) > lh.tomb_floor)
-                lh.tomb_floor = FM_MODSEQ(fm);
-        } else if ((rc = cw_message(&w, old, e, fm, A_LOAD(&e->keywords))) < 0) {
-            goto out;
-        }
+        if (FM_FLAGS(fm) & ENT_EXPUNGED)
+            raise_tomb_floor(&c->lh, fm);
+        else if ((rc = cw_message(&c->w, old, e, fm, A_LOAD(&e->keywords))) < 0)
+            return rc;
     }
-    if ((rc = cw_flush(&w)) < 0)
-        goto out;
-    /* Final header: the counters as they are now. */
-    lh.base_uidnext = A_LOAD(&oh->uidnext);
-    lh.base_modseq = A_LOAD(&oh->highestmodseq);
-    log_hdr_seal(&lh);
-    if ((rc = fs_pwrite_all(w.fd, &lh, sizeof lh, 0)) < 0 ||
-        (rc = gen_catch_up(ng, CU_KEEP, &nend, NULL)) < 0)
-        goto out;
-    struct idx_hdr *nh = gen_hdr(ng);
-    if (lh.base_uidnext > nh->uidnext)
-        nh->uidnext = lh.base_uidnext;
-    if (lh.base_modseq > nh->highestmodseq)
-        nh->highestmodseq = lh.base_modseq;
-    nh->tomb_floor = lh.tomb_floor;
-    nh->recent_uid = A_LOAD(&oh->recent_uid);  /* final hand-over below */
+    return cw_flush(&c->w);
+}
+
+/* Phase 2: the final header (the counters as they are now), the new index
+ * caught up to the whole log, and the log on disk. */
+static int compact_seal(struct compaction *c)
+{
+    struct idx_hdr *oh = c->oh;
+    struct log_file_hdr *lh = &c->lh;
+    lh->base_uidnext = A_LOAD(&oh->uidnext);
+    lh->base_modseq = A_LOAD(&oh->highestmodseq);
+    store_log_hdr_seal(lh);
+    int rc;
+    if ((rc = store_fs_pwrite_all(c->w.fd, lh, sizeof *lh, 0)) < 0 ||
+        (rc = store_gen_catch_up(c->ng, CU_KEEP, &c->nend, NULL)) < 0)
+        return rc;
+    struct idx_hdr *nh = store_gen_hdr(c->ng);
+    if (lh->base_uidnext > nh->uidnext)
+        nh->uidnext = lh->base_uidnext;
+    if (lh->base_modseq > nh->highestmodseq)
+        nh->highestmodseq = lh->base_modseq;
+    nh->tomb_floor = lh->tomb_floor;
+    nh->recent_uid = A_LOAD(&oh->recent_uid);  /* final hand-over later */
     nh->dead_bytes = 0;
-    if (fdatasync(w.fd) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    if ((rc = mbox_checkpoint(mb, ng)) < 0)
-        goto out;
-    if (rename(logt, logp) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    renamed = 1;
-    if (rename(cachet, cachep) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    renamed = 2;
-    if (rename(idxt, idxp) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    renamed = 0;    /* committed */
-    rc = fs_fsync_dir(mb->dir);
-    /* The index rename was the commit point; from here on the new files
-     * are the mailbox, whatever the directory fsync said. */
-    gen_recent_handover(old, ng);
-    mb->log_end = nend;
-    mbox_gen_install(mb, ng);
-    ng = NULL;
+    if (fdatasync(c->w.fd) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Phase 2: checkpoint the new index, then rename cache and log into place
+ * and the index last: its rename is the commit point.  On failure
+ * c->renamed says what compact_cleanup() must take back. */
+static int compact_swap(struct compaction *c)
+{
+    int rc = store_mbox_checkpoint(c->mb, c->ng);
+    if (rc < 0)
+        return rc;
+    if (rename(c->logt, c->logp) < 0)
+        return -errno;
+    c->renamed = 1;
+    if (rename(c->cachet, c->cachep) < 0)
+        return -errno;
+    c->renamed = 2;
+    if (rename(c->idxt, c->idxp) < 0)
+        return -errno;
+    c->renamed = 0;     /* committed */
+    return 0;
+}
+
+/* After the commit point the new files are the mailbox, whatever the
+ * directory fsync (whose result this returns) said: hand the \Recent
+ * claims over, install the generation and drop the old log and cache. */
+static int compact_install(struct compaction *c)
+{
+    store_mbox *mb = c->mb;
+    int rc = store_fs_fsync_dir(mb->dir);
+    store_gen_recent_handover(c->old, c->ng);
+    mb->log_end = c->nend;
+    store_mbox_gen_install(mb, c->ng);
+    c->ng = NULL;
     char p[PATH_MAX];
-    path_in(mb, p, sizeof p, "log.%" PRIu64, G - 1);
+    store_mbox_path(mb, p, sizeof p, "log.%" PRIu64, c->G - 1);
     unlink(p);
-    path_in(mb, p, sizeof p, "cache.%" PRIu64, G - 1);
+    store_mbox_path(mb, p, sizeof p, "cache.%" PRIu64, c->G - 1);
     unlink(p);
-    if (progress)
-        progress(arg, total, total);
-out:
-    if (renamed) {
+    return rc;
+}
+
+static void compact_cleanup(struct compaction *c, int rc)
+{
+    if (c->renamed) {
         /* The index rename did not happen: the old generation is still the
          * mailbox, and a log.<G+1> left beside it would be taken for the
          * newest if the index were lost later, without what is appended
          * to the old log from now on. */
-        unlink(logp);
-        if (renamed > 1)
-            unlink(cachep);
+        unlink(c->logp);
+        if (c->renamed > 1)
+            unlink(c->cachep);
     }
-    if (locked)
-        mbox_wunlock(mb);
-    if (ng) {
-        gen_put(ng);
-        unlink(logt);
-        unlink(idxt);
-        unlink(cachet);
-    } else if (rc < 0 && w.fd >= 0) {
-        unlink(logt);
+    if (c->locked)
+        store_mbox_wunlock(c->mb);
+    if (c->ng) {
+        store_gen_put(c->ng);
+        unlink(c->logt);
+        unlink(c->idxt);
+        unlink(c->cachet);
+    } else if (rc < 0 && c->w.fd >= 0) {
+        unlink(c->logt);
     }
-    if (w.fd >= 0)
-        close(w.fd);
-    free(w.buf.data);
-    free(seen);
+    if (c->w.fd >= 0)
+        close(c->w.fd);
+    free(c->w.buf.data);
+    free(c->seen);
+}
+
+int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
+{
+    /* One compaction at a time, and its temporary files are its own while
+     * it runs: recovery in another process sweeps them only when it can
+     * take this lock (see store_mbox_sweep).  Taken before the snapshot, so a
+     * compaction that waited here compacts what the previous one left. */
+    int cfd = store_mbox_compact_lock(mb, true);
+    if (cfd < 0)
+        return cfd;
+    store_snap *s = store_snap_get(mb);
+    if (!s) {
+        store_mbox_compact_unlock(cfd);
+        return -ENOMEM;
+    }
+    struct compaction c = {
+        .mb = mb, .s = s, .old = s->g, .oh = store_gen_hdr(s->g),
+        .G = s->g->generation + 1, .w = {.fd = -1, .end = LOG_HDR_SIZE},
+    };
+    int rc;
+    /* Phase 1, without the writer lock. */
+    if ((rc = compact_paths(&c)) < 0 ||
+        (rc = compact_start_log(&c)) < 0 ||
+        (rc = compact_copy_live(&c, progress, arg)) < 0 ||
+        (rc = compact_open_new(&c)) < 0)
+        goto out;
+    /* Phase 2, with it. */
+    if ((rc = store_mbox_wlock(mb)) < 0)
+        goto out;
+    c.locked = true;
+    if (mb->gen != c.old) {
+        rc = -EAGAIN;   /* someone else compacted meanwhile */
+        goto out;
+    }
+    if ((rc = compact_replay(&c)) < 0 ||
+        (rc = compact_seal(&c)) < 0 ||
+        (rc = compact_swap(&c)) < 0)
+        goto out;
+    rc = compact_install(&c);
+    if (progress)
+        progress(arg, c.total, c.total);
+out:
+    compact_cleanup(&c, rc);
     store_snap_put(s);
-    mbox_compact_unlock(cfd);
+    store_mbox_compact_unlock(cfd);
     return rc;
 }

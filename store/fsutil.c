@@ -12,7 +12,7 @@
 
 #include "store/internal.h"
 
-int fs_mkdirs(const char *path, mode_t mode)
+int store_fs_mkdirs(const char *path, mode_t mode)
 {
     char buf[PATH_MAX];
     size_t n = strlen(path);
@@ -35,7 +35,7 @@ int fs_mkdirs(const char *path, mode_t mode)
             char *slash = strrchr(buf, '/');
             if (slash && slash != buf) {
                 *slash = '\0';
-                int rc = fs_fsync_dir(buf);
+                int rc = store_fs_fsync_dir(buf);
                 *slash = '/';
                 /* A parent we may not open (above mail_root, for a server
                  * that dropped root) is not ours to make durable. */
@@ -48,7 +48,7 @@ int fs_mkdirs(const char *path, mode_t mode)
     return 0;
 }
 
-int fs_rmtree(const char *path)
+int store_fs_rmtree(const char *path)
 {
     DIR *d = opendir(path);
     if (!d)
@@ -68,7 +68,7 @@ int fs_rmtree(const char *path)
             rc = -errno;
             break;
         }
-        rc = S_ISDIR(st.st_mode) ? fs_rmtree(sub) : (unlink(sub) < 0 ? -errno : 0);
+        rc = S_ISDIR(st.st_mode) ? store_fs_rmtree(sub) : (unlink(sub) < 0 ? -errno : 0);
         if (rc < 0)
             break;
     }
@@ -78,7 +78,7 @@ int fs_rmtree(const char *path)
     return rc;
 }
 
-int fs_fsync_dir(const char *dir)
+int store_fs_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -88,7 +88,7 @@ int fs_fsync_dir(const char *dir)
     return rc;
 }
 
-int fs_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
+int store_fs_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
 {
     const uint8_t *b = p;
     while (n) {
@@ -105,7 +105,7 @@ int fs_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
     return 0;
 }
 
-int fs_pread_all(int fd, void *p, size_t n, uint64_t off)
+int store_fs_pread_all(int fd, void *p, size_t n, uint64_t off)
 {
     uint8_t *b = p;
     while (n) {
@@ -124,7 +124,7 @@ int fs_pread_all(int fd, void *p, size_t n, uint64_t off)
     return 0;
 }
 
-int fs_write_atomic(const char *path, const void *data, size_t len)
+int store_fs_write_atomic(const char *path, const void *data, size_t len)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
@@ -132,7 +132,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    int rc = fs_pwrite_all(fd, data, len, 0);
+    int rc = store_fs_pwrite_all(fd, data, len, 0);
     if (rc == 0 && fdatasync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && rc == 0)
@@ -147,12 +147,12 @@ int fs_write_atomic(const char *path, const void *data, size_t len)
     char *slash = strrchr(dir, '/');
     if (slash) {
         *slash = '\0';
-        rc = fs_fsync_dir(dir[0] ? dir : "/");
+        rc = store_fs_fsync_dir(dir[0] ? dir : "/");
     }
     return rc;
 }
 
-void fs_boot_id(uint8_t out[16])
+void store_fs_boot_id(uint8_t out[16])
 {
     memset(out, 0, 16);
     FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");

@@ -12,8 +12,8 @@
 
 #define REC_MAX_PAYLOAD (1u << 31)
 
-void log_rec_seal(struct log_rec *r, uint16_t type, uint16_t rflags,
-                  uint32_t len)
+void store_log_rec_seal(struct log_rec *r, uint16_t type, uint16_t rflags,
+                        uint32_t len)
 {
     r->len = len;
     r->type = type;
@@ -22,7 +22,9 @@ void log_rec_seal(struct log_rec *r, uint16_t type, uint16_t rflags,
     r->crc = store_crc32c(0, (const uint8_t *)r + 4, sizeof *r - 4 + len);
 }
 
-int64_t log_rec_check(const uint8_t *base, uint64_t size, uint64_t off)
+/* Validate the record at off (within size).  Returns its total aligned
+ * length, 0 at a clean end, or -EBADMSG for a torn/corrupt record. */
+static int64_t log_rec_check(const uint8_t *base, uint64_t size, uint64_t off)
 {
     if (off == size)
         return 0;
@@ -88,15 +90,10 @@ int64_t log_rec_check(const uint8_t *base, uint64_t size, uint64_t off)
     return (int64_t)aligned;
 }
 
-int log_scan_end(const uint8_t *base, uint64_t size, uint64_t from,
-                 uint64_t *end)
-{
-    uint64_t stop;
-    return log_scan(base, size, from, end, &stop);
-}
-
-int log_scan(const uint8_t *base, uint64_t size, uint64_t from,
-             uint64_t *committed, uint64_t *stop)
+/* The valid end of the log as store_log_scan_end(), and *stop = where the
+ * run of valid records ends. */
+static int log_scan(const uint8_t *base, uint64_t size, uint64_t from,
+                    uint64_t *committed, uint64_t *stop)
 {
     uint64_t off = from, c = from;
     for (;;) {
@@ -114,7 +111,14 @@ int log_scan(const uint8_t *base, uint64_t size, uint64_t from,
     return 0;
 }
 
-uint64_t log_resync(const uint8_t *base, uint64_t size, uint64_t off)
+int store_log_scan_end(const uint8_t *base, uint64_t size, uint64_t from,
+                       uint64_t *end)
+{
+    uint64_t stop;
+    return log_scan(base, size, from, end, &stop);
+}
+
+uint64_t store_log_resync(const uint8_t *base, uint64_t size, uint64_t off)
 {
     uint64_t p = ALIGN8(off + 1);
     while (p + sizeof(struct log_rec) <= size) {
@@ -133,12 +137,12 @@ uint64_t log_resync(const uint8_t *base, uint64_t size, uint64_t off)
     return size;
 }
 
-void log_hdr_seal(struct log_file_hdr *h)
+void store_log_hdr_seal(struct log_file_hdr *h)
 {
     h->crc = store_crc32c(0, h, offsetof(struct log_file_hdr, crc));
 }
 
-int log_hdr_check(const struct log_file_hdr *h)
+int store_log_hdr_check(const struct log_file_hdr *h)
 {
     if (memcmp(h->magic, LOG_MAGIC, 8) != 0)
         return -EBADMSG;

@@ -634,20 +634,67 @@ static int join_segments(parser *P, rparam **segs, uint32_t nseg)
     return 0;
 }
 
-/* Parse "; name=value; ..." and append the parameters to P->params. */
-static int parse_params(parser *P, const char *s, size_t n, uint32_t *count)
+/* Copy the value at s[i..n) to t + *o: a quoted-string without its quotes
+ * and escapes, or a token.  Returns the index after it. */
+static size_t copy_value(const char *s, size_t i, size_t n, uint8_t *t,
+                         size_t *o)
+{
+    if (i < n && s[i] == '"') {
+        for (i++; i < n && s[i] != '"'; i++) {
+            if (s[i] == '\\' && i + 1 < n)
+                i++;
+            t[(*o)++] = (uint8_t)s[i];
+        }
+        if (i < n)
+            i++;
+    } else {
+        while (i < n && s[i] != ';' && s[i] != ' ' && s[i] != '\t' &&
+               s[i] != '(')
+            t[(*o)++] = (uint8_t)s[i++];
+    }
+    return i;
+}
+
+/* Classify p's name (in t): name, name*, name*N, name*N*.  True for an
+ * RFC 2231 continuation segment (name*N, name*N*). */
+static bool classify_param(const uint8_t *t, rparam *p)
+{
+    const char *nm = (const char *)t + p->name;
+    size_t L = p->name_len;
+    if (L > 1 && nm[L - 1] == '*') {
+        p->ext = 1;
+        L--;
+    }
+    size_t k = L;
+    while (k > 0 && nm[k - 1] >= '0' && nm[k - 1] <= '9')
+        k--;
+    p->seg = -1;
+    p->base_len = (uint32_t)L;
+    if (k < L && k > 1 && nm[k - 1] == '*' && L - k <= 6 &&
+        !(L - k > 1 && nm[k] == '0')) {
+        int32_t seg = 0;
+        for (size_t d = k; d < L; d++)
+            seg = seg * 10 + (nm[d] - '0');
+        p->seg = seg;
+        p->base_len = (uint32_t)(k - 1);
+        return true;
+    }
+    return false;
+}
+
+/* Read "; name=value; ..." into P->rp as written, values and lowercased
+ * names into P->tmp2; *nseg counts the continuation segments among them. */
+static int scan_params(parser *P, const char *s, size_t n, uint32_t *nseg)
 {
     int r;
     P->tmp2.len = 0;
     P->nrp = 0;
-    *count = 0;
     if (n > UINT32_MAX / 2)
         return -EFBIG;
     if (store_buf_reserve(&P->tmp2, n + 1))
         return -ENOMEM;
     uint8_t *t = P->tmp2.data;
     size_t o = 0, i = 0;
-    uint32_t nseg = 0;
     while (P->nrp < MAX_PARAMS) {
         i = skip_cfws(s, i, n);
         if (i >= n)
@@ -670,19 +717,7 @@ static int parse_params(parser *P, const char *s, size_t n, uint32_t *count)
             continue;
         i = skip_cfws(s, i + 1, n);
         size_t vo = o;
-        if (i < n && s[i] == '"') {
-            for (i++; i < n && s[i] != '"'; i++) {
-                if (s[i] == '\\' && i + 1 < n)
-                    i++;
-                t[o++] = (uint8_t)s[i];
-            }
-            if (i < n)
-                i++;
-        } else {
-            while (i < n && s[i] != ';' && s[i] != ' ' && s[i] != '\t' &&
-                   s[i] != '(')
-                t[o++] = (uint8_t)s[i++];
-        }
+        i = copy_value(s, i, n, t, &o);
         if (ne == ns) {
             o = vo;
             continue;
@@ -698,69 +733,62 @@ static int parse_params(parser *P, const char *s, size_t n, uint32_t *count)
             t[o++] = (uint8_t)lower(s[k]);
         p->name_len = (uint32_t)(ne - ns);
         p->order = P->nrp++;
-        /* Classify: name, name*, name*N, name*N*. */
-        const char *nm = (const char *)t + p->name;
-        size_t L = p->name_len;
-        if (L > 1 && nm[L - 1] == '*') {
-            p->ext = 1;
-            L--;
-        }
-        size_t k = L;
-        while (k > 0 && nm[k - 1] >= '0' && nm[k - 1] <= '9')
-            k--;
-        p->seg = -1;
-        p->base_len = (uint32_t)L;
-        if (k < L && k > 1 && nm[k - 1] == '*' && L - k <= 6 &&
-            !(L - k > 1 && nm[k] == '0')) {
-            int32_t seg = 0;
-            for (size_t d = k; d < L; d++)
-                seg = seg * 10 + (nm[d] - '0');
-            p->seg = seg;
-            p->base_len = (uint32_t)(k - 1);
-            nseg++;
-        }
+        if (classify_param(t, p))
+            (*nseg)++;
     }
     P->tmp2.len = o;
+    return 0;
+}
 
-    if (nseg) {
-        if ((r = grow(&P->rps, &P->cap_rps, nseg, sizeof *P->rps)))
-            return r;
-        uint32_t m = 0;
-        for (uint32_t j = 0; j < P->nrp; j++) {
-            if (P->rp[j].seg >= 0) {
-                P->rp[j].nm = (const char *)P->tmp2.data + P->rp[j].name;
-                P->rps[m++] = &P->rp[j];
-            }
-        }
-        qsort(P->rps, m, sizeof *P->rps, rp_cmp);
-        for (uint32_t g = 0; g < m;) {
-            /* Not ->nm: an earlier join may have moved tmp2. */
-            const uint8_t *t2 = P->tmp2.data;
-            uint32_t h = g + 1;
-            while (h < m && P->rps[h]->base_len == P->rps[g]->base_len &&
-                   !memcmp(t2 + P->rps[h]->name, t2 + P->rps[g]->name,
-                           P->rps[g]->base_len))
-                h++;
-            /* Take segments 0, 1, 2 ... (first of duplicates) up to a gap;
-             * compact them to the front of the group. */
-            int32_t expect = 0;
-            uint32_t used = 0;
-            for (uint32_t k = g; k < h; k++) {
-                rparam *e = P->rps[k];
-                if (e->seg == expect) {
-                    e->emit = expect ? 2 : 1;
-                    P->rps[g + used++] = e;
-                    expect++;
-                } else if (e->seg > expect) {
-                    break;
-                }
-            }
-            if (used && (r = join_segments(P, P->rps + g, used)))
-                return r;
-            g = h;
+/* RFC 2231: join each name's segments 0, 1, 2 ... (the first of
+ * duplicates, up to a gap) into its head; the others are marked folded. */
+static int join_continuations(parser *P, uint32_t nseg)
+{
+    int r;
+    if ((r = grow(&P->rps, &P->cap_rps, nseg, sizeof *P->rps)))
+        return r;
+    uint32_t m = 0;
+    for (uint32_t j = 0; j < P->nrp; j++) {
+        if (P->rp[j].seg >= 0) {
+            P->rp[j].nm = (const char *)P->tmp2.data + P->rp[j].name;
+            P->rps[m++] = &P->rp[j];
         }
     }
+    qsort(P->rps, m, sizeof *P->rps, rp_cmp);
+    for (uint32_t g = 0; g < m;) {
+        /* Not ->nm: an earlier join may have moved tmp2. */
+        const uint8_t *t2 = P->tmp2.data;
+        uint32_t h = g + 1;
+        while (h < m && P->rps[h]->base_len == P->rps[g]->base_len &&
+               !memcmp(t2 + P->rps[h]->name, t2 + P->rps[g]->name,
+                       P->rps[g]->base_len))
+            h++;
+        /* Take segments 0, 1, 2 ... (first of duplicates) up to a gap;
+         * compact them to the front of the group. */
+        int32_t expect = 0;
+        uint32_t used = 0;
+        for (uint32_t k = g; k < h; k++) {
+            rparam *e = P->rps[k];
+            if (e->seg == expect) {
+                e->emit = expect ? 2 : 1;
+                P->rps[g + used++] = e;
+                expect++;
+            } else if (e->seg > expect) {
+                break;
+            }
+        }
+        if (used && (r = join_segments(P, P->rps + g, used)))
+            return r;
+        g = h;
+    }
+    return 0;
+}
 
+/* Append the parameters that were not folded into a head to P->params,
+ * in the order written. */
+static int emit_params(parser *P, uint32_t *count)
+{
+    int r;
     for (uint32_t j = 0; j < P->nrp; j++) {
         rparam *p = &P->rp[j];
         if (p->emit == 2)
@@ -777,6 +805,18 @@ static int parse_params(parser *P, const char *s, size_t n, uint32_t *count)
         (*count)++;
     }
     return 0;
+}
+
+/* Parse "; name=value; ..." and append the parameters to P->params. */
+static int parse_params(parser *P, const char *s, size_t n, uint32_t *count)
+{
+    uint32_t nseg = 0;
+    int r;
+    *count = 0;
+    if ((r = scan_params(P, s, n, &nseg)) ||
+        (nseg && (r = join_continuations(P, nseg))))
+        return r;
+    return emit_params(P, count);
 }
 
 static bool pool_eq(const parser *P, uint32_t ref, const char *lit)

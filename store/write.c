@@ -53,7 +53,7 @@ void store_uidlist_free(store_uidlist *l)
     l->n = l->cap = 0;
 }
 
-int uidlist_add(store_uidlist *l, uint32_t uid)
+int store_uidlist_add(store_uidlist *l, uint32_t uid)
 {
     if (!l)
         return 0;
@@ -87,7 +87,7 @@ static int rec_begin(store_buf *b, size_t *at)
 static void rec_end(store_buf *b, size_t at, uint16_t type, uint16_t rflags)
 {
     struct log_rec *r = (struct log_rec *)(b->data + at);
-    log_rec_seal(r, type, rflags, (uint32_t)(b->len - at - sizeof *r));
+    store_log_rec_seal(r, type, rflags, (uint32_t)(b->len - at - sizeof *r));
 }
 
 /* Slot of a keyword, adding a KEYWORD record to the transaction for a new
@@ -191,7 +191,7 @@ static void undo_apply(struct idx_hdr *h, const struct txn_undo *u)
 static int txn_commit(struct store_mbox *mb, store_buf *b)
 {
     struct gen *g = mb->gen;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     uint64_t at = mb->log_end;
     static const uint8_t zero[8];
     struct txn_undo undo = {0};
@@ -200,28 +200,28 @@ static int txn_commit(struct store_mbox *mb, store_buf *b)
         rc = undo_save(h, b, &undo);
     if (rc < 0)
         return rc;
-    rc = fs_pwrite_all(g->log_fd, b->data, b->len, at);
+    rc = store_fs_pwrite_all(g->log_fd, b->data, b->len, at);
     if (rc < 0)
         goto cut;
     mb->log_end = at + b->len;
-    const uint8_t *base = mapchain_get(&g->log, 0, mb->log_end);
+    const uint8_t *base = store_mapchain_get(&g->log, 0, mb->log_end);
     if (!base) {
         rc = -ENOMEM;
         goto cut;
     }
     for (uint64_t off = at; off < mb->log_end;) {
         const struct log_rec *r = (const void *)(base + off);
-        if ((rc = idx_apply(mb, g, r, off)) < 0)
+        if ((rc = store_idx_apply(mb, g, r, off)) < 0)
             goto cut;
         off += ALIGN8(sizeof *r + (uint64_t)r->len);
     }
     free(undo.keywords);
     return 0;
 cut:
-    /* Nothing of the transaction was published (idx_apply publishes at
+    /* Nothing of the transaction was published (store_idx_apply publishes at
      * its last record and forgot the pending entries), so no reader has
      * seen it; take back what reached the header and the files. */
-    undo_apply(gen_hdr(g), &undo);
+    undo_apply(store_gen_hdr(g), &undo);
     free(undo.keywords);
     mb->log_end = at;
     if (ftruncate(g->log_fd, (off_t)at) < 0 ||
@@ -238,7 +238,7 @@ cut:
 static void txn_close(store_buf *b, size_t last_at)
 {
     struct log_rec *r = (struct log_rec *)(b->data + last_at);
-    log_rec_seal(r, r->type, r->rflags & ~LOGF_CONT, r->len);
+    store_log_rec_seal(r, r->type, r->rflags & ~LOGF_CONT, r->len);
 }
 
 /* ---- the operations (writer lock held) --------------------------------------- */
@@ -260,7 +260,7 @@ static size_t header_len(const char *p, size_t n)
 
 static int do_append(struct store_mbox *mb, struct wop *op)
 {
-    struct idx_hdr *h = gen_hdr(mb->gen);
+    struct idx_hdr *h = store_gen_hdr(mb->gen);
     store_buf b = {0};
     const char *pending[STORE_MAX_KEYWORDS];
     unsigned npending = 0;
@@ -394,7 +394,7 @@ static int ranges_add(store_buf *b, uint32_t uid, uint32_t *n)
 static int do_flags(struct store_mbox *mb, struct wop *op)
 {
     struct gen *g = mb->gen;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     store_buf b = {0};
     const char *pending[STORE_MAX_KEYWORDS];
     unsigned npending = 0;
@@ -417,8 +417,8 @@ static int do_flags(struct store_mbox *mb, struct wop *op)
         goto out;
     uint32_t nr = 0, count = h->count;
     for (size_t i = 0; i < nset; i++) {
-        for (uint32_t p = gen_lower_bound(g, count, set[i].lo); p < count; p++) {
-            struct idx_entry *e = gen_entry(g, p);
+        for (uint32_t p = store_gen_lower_bound(g, count, set[i].lo); p < count; p++) {
+            struct idx_entry *e = store_gen_entry(g, p);
             if (e->uid > set[i].hi)
                 break;
             uint64_t fm = e->fm;
@@ -426,7 +426,7 @@ static int do_flags(struct store_mbox *mb, struct wop *op)
             if (fl & ENT_EXPUNGED)
                 continue;
             if (op->unchangedsince && FM_MODSEQ(fm) > op->unchangedsince) {
-                if ((rc = uidlist_add(op->modified, e->uid)) < 0)
+                if ((rc = store_uidlist_add(op->modified, e->uid)) < 0)
                     goto out;
                 continue;
             }
@@ -440,7 +440,7 @@ static int do_flags(struct store_mbox *mb, struct wop *op)
             if (nf == fl && nk == e->keywords)
                 continue;
             if ((rc = ranges_add(&b, e->uid, &nr)) < 0 ||
-                (rc = uidlist_add(op->changed, e->uid)) < 0)
+                (rc = store_uidlist_add(op->changed, e->uid)) < 0)
                 goto out;
         }
     }
@@ -461,7 +461,7 @@ out:
 static int do_expunge(struct store_mbox *mb, struct wop *op)
 {
     struct gen *g = mb->gen;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     store_buf b = {0};
     struct log_range *set = NULL;
     size_t nset = 0, at = 0;
@@ -473,15 +473,15 @@ static int do_expunge(struct store_mbox *mb, struct wop *op)
         goto out;
     uint32_t nr = 0, count = h->count;
     for (size_t i = 0; i < nset; i++) {
-        for (uint32_t p = gen_lower_bound(g, count, set[i].lo); p < count; p++) {
-            struct idx_entry *e = gen_entry(g, p);
+        for (uint32_t p = store_gen_lower_bound(g, count, set[i].lo); p < count; p++) {
+            struct idx_entry *e = store_gen_entry(g, p);
             if (e->uid > set[i].hi)
                 break;
             uint32_t fl = FM_FLAGS(e->fm);
             if ((fl & ENT_EXPUNGED) || (op->only_deleted && !(fl & STORE_F_DELETED)))
                 continue;
             if ((rc = ranges_add(&b, e->uid, &nr)) < 0 ||
-                (rc = uidlist_add(op->changed, e->uid)) < 0)
+                (rc = store_uidlist_add(op->changed, e->uid)) < 0)
                 goto out;
         }
     }
@@ -512,7 +512,7 @@ static int run_op(struct store_mbox *mb, struct wop *op)
 
 static void run_batch(struct store_mbox *mb, struct wop *batch)
 {
-    int rc = mb->failed ? mb->failed : mbox_wlock(mb);
+    int rc = mb->failed ? mb->failed : store_mbox_wlock(mb);
     if (rc < 0) {
         for (struct wop *o = batch; o; o = o->next)
             o->rc = rc;
@@ -550,7 +550,7 @@ static void run_batch(struct store_mbox *mb, struct wop *batch)
             }
         }
     }
-    mbox_wunlock(mb);
+    store_mbox_wunlock(mb);
 }
 
 /* The store_defer of this thread between store_defer_begin and _end. */
@@ -573,7 +573,7 @@ static void defer_add(store_defer *d, struct gen *g, uint64_t end)
         if (d->e[i].gen == g) {
             if (d->e[i].end < end)
                 d->e[i].end = end;
-            gen_put(g);
+            store_gen_put(g);
             return;
         }
     }
@@ -609,7 +609,7 @@ int store_defer_sync(store_defer *d)
 void store_defer_release(store_defer *d)
 {
     for (size_t i = 0; i < d->n; i++)
-        gen_put(d->e[i].gen);
+        store_gen_put(d->e[i].gen);
     d->n = 0;
 }
 
@@ -694,6 +694,141 @@ int store_expunge(store_mbox *mb, const store_range *set, size_t nset,
     return rc;
 }
 
+/* The messages a COPY reads from its source snapshot.  Owns the arrays;
+ * message bytes and keyword names point into the snapshot.  While it is
+ * being filled, msgs[i].keywords holds an offset into kwv (kwv may move as
+ * it grows), resolved to a pointer by copy_collect(). */
+struct copy_batch {
+    store_new_msg *msgs;
+    uint32_t *srcv;             /* source UID of each message */
+    size_t n, cap;
+    const char **kwv;           /* keyword names of all messages in a row */
+    size_t nkw, kwcap;
+};
+
+static void copy_batch_free(struct copy_batch *b)
+{
+    free(b->msgs);
+    free(b->srcv);
+    free(b->kwv);
+}
+
+/* Keywords go by name: slots differ between mailboxes. */
+static int copy_batch_keywords(struct copy_batch *b, store_snap *s,
+                               uint64_t keywords)
+{
+    for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
+        if (!(keywords & (1ull << k)) || !store_snap_keyword(s, k))
+            continue;
+        if (b->nkw == b->kwcap) {
+            size_t cap = b->kwcap ? b->kwcap * 2 : 64;
+            const char **nk = realloc(b->kwv, cap * sizeof *nk);
+            if (!nk)
+                return -ENOMEM;
+            b->kwv = nk;
+            b->kwcap = cap;
+        }
+        b->kwv[b->nkw++] = store_snap_keyword(s, k);
+    }
+    return 0;
+}
+
+static int copy_batch_add(struct copy_batch *b, store_snap *s,
+                          const store_msg *m)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        store_new_msg *nm = realloc(b->msgs, b->cap * sizeof *nm);
+        uint32_t *ns = realloc(b->srcv, b->cap * sizeof *ns);
+        if (nm)
+            b->msgs = nm;
+        if (ns)
+            b->srcv = ns;
+        if (!nm || !ns)
+            return -ENOMEM;
+    }
+    const char *ptr;
+    size_t got;
+    int rc = store_snap_bytes(s, m->uid, 0, SIZE_MAX, &ptr, &got);
+    if (rc < 0)
+        return rc;
+    size_t kw0 = b->nkw;
+    if ((rc = copy_batch_keywords(b, s, m->keywords)) < 0)
+        return rc;
+    b->msgs[b->n] = (store_new_msg){.data = ptr, .len = got,
+                                    .internal_date = m->internal_date,
+                                    .tz_min = m->tz_min, .flags = m->flags,
+                                    .keywords = (const char *const *)(uintptr_t)kw0,
+                                    .nkeywords = b->nkw - kw0};
+    b->srcv[b->n++] = m->uid;
+    return 0;
+}
+
+/* Every live message of the set in the snapshot, in UID order. */
+static int copy_collect(store_snap *s, const store_range *set, size_t nset,
+                        struct copy_batch *b)
+{
+    struct log_range *rs = NULL;
+    size_t nrs = 0, nsorted = 0;
+    store_range *sorted = NULL;
+    int rc = sort_set(set, nset, &sorted, &nsorted);
+    if (rc < 0)
+        goto out;
+    if ((rc = norm_set(sorted, nsorted, store_snap_uidnext(s), &rs, &nrs)) < 0)
+        goto out;
+    uint32_t count = store_snap_entries(s);
+    for (size_t i = 0; i < nrs; i++) {
+        for (uint32_t p = store_gen_lower_bound(s->g, count, rs[i].lo); p < count; p++) {
+            store_msg m;
+            int live = store_snap_entry(s, p, &m);
+            if (m.uid > rs[i].hi)
+                break;
+            if (live && (rc = copy_batch_add(b, s, &m)) < 0)
+                goto out;
+        }
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        store_new_msg *nm = &b->msgs[i];
+        nm->keywords = nm->nkeywords ? b->kwv + (uintptr_t)nm->keywords : NULL;
+    }
+out:
+    free(sorted);
+    free(rs);
+    return rc;
+}
+
+/* MOVE, after the copies are durable: expunge the originals.  If that
+ * fails, take the copies back and the UID lists to their lengths before
+ * (src0, dst0). */
+static int move_expunge_originals(store_mbox *src, store_mbox *dst,
+                                  const struct copy_batch *b,
+                                  const uint32_t *uids,
+                                  store_uidlist *src_uids, size_t src0,
+                                  store_uidlist *dst_uids, size_t dst0)
+{
+    size_t n = b->n;
+    store_range *xs = malloc(n * sizeof *xs);
+    if (!xs)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        xs[i] = (store_range){b->srcv[i], b->srcv[i]};
+    int rc = store_expunge(src, xs, n, false, NULL, NULL);
+    if (rc < 0) {
+        /* RFC 6851 3.3: a failed MOVE should leave no message in both
+         * mailboxes (a retry would duplicate them): take the copies
+         * back.  If that fails too, both stay: never neither. */
+        for (size_t i = 0; i < n; i++)
+            xs[i] = (store_range){uids[i], uids[i]};
+        store_expunge(dst, xs, n, false, NULL, NULL);
+        if (src_uids)
+            src_uids->n = src0;
+        if (dst_uids)
+            dst_uids->n = dst0;
+    }
+    free(xs);
+    return rc;
+}
+
 /* COPY and MOVE: read the source through a snapshot, append to the target
  * as one transaction, and for MOVE expunge the originals once the copies
  * are durable. */
@@ -706,75 +841,12 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
     store_snap *s = store_snap_get(src);
     if (!s)
         return -ENOMEM;
-    struct log_range *rs = NULL;
-    size_t nrs = 0;
-    store_new_msg *msgs = NULL;
-    const char **kwv = NULL;
-    uint32_t *uids = NULL, *srcv = NULL;
-    size_t n = 0, cap = 0, nkw = 0, kwcap = 0, nsorted = 0;
-    store_range *sorted = NULL;
-    int rc = sort_set(set, nset, &sorted, &nsorted);
-    if (rc < 0)
+    struct copy_batch b = {0};
+    uint32_t *uids = NULL;
+    int rc = copy_collect(s, set, nset, &b);
+    if (rc < 0 || b.n == 0)
         goto out;
-    if ((rc = norm_set(sorted, nsorted, store_snap_uidnext(s), &rs, &nrs)) < 0)
-        goto out;
-    uint32_t count = store_snap_entries(s);
-    struct gen *g = s->g;
-    for (size_t i = 0; i < nrs; i++) {
-        for (uint32_t p = gen_lower_bound(g, count, rs[i].lo); p < count; p++) {
-            store_msg m;
-            int live = store_snap_entry(s, p, &m);
-            if (m.uid > rs[i].hi)
-                break;
-            if (!live)
-                continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                store_new_msg *nm = realloc(msgs, cap * sizeof *nm);
-                uint32_t *ns = realloc(srcv, cap * sizeof *ns);
-                if (nm)
-                    msgs = nm;
-                if (ns)
-                    srcv = ns;
-                if (!nm || !ns) {
-                    rc = -ENOMEM;
-                    goto out;
-                }
-            }
-            const char *ptr;
-            size_t got;
-            if ((rc = store_snap_bytes(s, m.uid, 0, SIZE_MAX, &ptr, &got)) < 0)
-                goto out;
-            /* keywords by name: slots differ between mailboxes */
-            size_t kw0 = nkw;
-            for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
-                if (!(m.keywords & (1ull << k)) || !store_snap_keyword(s, k))
-                    continue;
-                if (nkw == kwcap) {
-                    kwcap = kwcap ? kwcap * 2 : 64;
-                    const char **nk = realloc(kwv, kwcap * sizeof *nk);
-                    if (!nk) {
-                        rc = -ENOMEM;
-                        goto out;
-                    }
-                    kwv = nk;
-                }
-                kwv[nkw++] = store_snap_keyword(s, k);
-            }
-            msgs[n] = (store_new_msg){.data = ptr, .len = got,
-                                      .internal_date = m.internal_date,
-                                      .tz_min = m.tz_min, .flags = m.flags,
-                                      .keywords = (const char *const *)(uintptr_t)kw0,
-                                      .nkeywords = nkw - kw0};
-            srcv[n++] = m.uid;
-        }
-    }
-    /* kwv may have moved while growing: resolve the offsets now. */
-    for (size_t i = 0; i < n; i++)
-        msgs[i].keywords = msgs[i].nkeywords ? kwv + (uintptr_t)msgs[i].keywords : NULL;
-    if (n == 0)
-        goto out;
-    if (!(uids = malloc(n * sizeof *uids))) {
+    if (!(uids = malloc(b.n * sizeof *uids))) {
         rc = -ENOMEM;
         goto out;
     }
@@ -783,46 +855,22 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
     store_defer *d = tls_defer;
     if (move)
         tls_defer = NULL;
-    rc = store_append(dst, msgs, n, uids);
+    rc = store_append(dst, b.msgs, b.n, uids);
     tls_defer = d;
     if (rc < 0)
         goto out;
     size_t su0 = src_uids ? src_uids->n : 0, du0 = dst_uids ? dst_uids->n : 0;
-    for (size_t i = 0; i < n; i++) {
-        if ((src_uids && (rc = uidlist_add(src_uids, srcv[i])) < 0) ||
-            (dst_uids && (rc = uidlist_add(dst_uids, uids[i])) < 0))
+    for (size_t i = 0; i < b.n; i++) {
+        if ((src_uids && (rc = store_uidlist_add(src_uids, b.srcv[i])) < 0) ||
+            (dst_uids && (rc = store_uidlist_add(dst_uids, uids[i])) < 0))
             goto out;
     }
-    if (move) {
-        store_range *xs = malloc(n * sizeof *xs);
-        if (!xs) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++)
-            xs[i] = (store_range){srcv[i], srcv[i]};
-        rc = store_expunge(src, xs, n, false, NULL, NULL);
-        if (rc < 0) {
-            /* RFC 6851 3.3: a failed MOVE should leave no message in both
-             * mailboxes (a retry would duplicate them): take the copies
-             * back.  If that fails too, both stay: never neither. */
-            for (size_t i = 0; i < n; i++)
-                xs[i] = (store_range){uids[i], uids[i]};
-            store_expunge(dst, xs, n, false, NULL, NULL);
-            if (src_uids)
-                src_uids->n = su0;
-            if (dst_uids)
-                dst_uids->n = du0;
-        }
-        free(xs);
-    }
+    if (move)
+        rc = move_expunge_originals(src, dst, &b, uids, src_uids, su0,
+                                    dst_uids, du0);
 out:
     store_snap_put(s);
-    free(sorted);
-    free(rs);
-    free(msgs);
-    free(kwv);
+    copy_batch_free(&b);
     free(uids);
-    free(srcv);
     return rc;
 }
