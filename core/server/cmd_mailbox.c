@@ -178,9 +178,13 @@ static bool select_step(session *s, void *arg)
     return true;
 }
 
-static void do_select(session *s, const char *tag, imap_args *a, imap_arg *args,
-                      size_t nargs, bool readonly)
+static void do_select(imap_cmd *c, bool readonly)
 {
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs < 1 || nargs > 2 || (nargs == 2 && args[1].type != IMAP_ARG_LIST)) {
         sess_bad(s, tag, "%s takes a mailbox name", readonly ? "EXAMINE" : "SELECT");
         return;
@@ -239,26 +243,25 @@ static void do_select(session *s, const char *tag, imap_args *a, imap_arg *args,
     sess_cont_begin(s, select_step, select_cont_free, sc);
 }
 
-void cmd_select(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_select(imap_cmd *c)
 {
-    (void)uid;
-    do_select(s, tag, a, args, nargs, false);
+    do_select(c, false);
 }
 
-void cmd_examine(session *s, const char *tag, imap_args *a, imap_arg *args,
-                 size_t nargs, bool uid)
+void cmd_examine(imap_cmd *c)
 {
-    (void)uid;
-    do_select(s, tag, a, args, nargs, true);
+    do_select(c, true);
 }
 
 /* ---- CREATE / DELETE / RENAME / SUBSCRIBE ----------------------------------- */
 
-void cmd_create(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_create(imap_cmd *c)
 {
-    (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs < 1 || nargs > 2 || (nargs == 2 && args[1].type != IMAP_ARG_LIST)) {
         sess_bad(s, tag, "CREATE takes a mailbox name and optional parameters");
         return;
@@ -299,10 +302,13 @@ void cmd_create(session *s, const char *tag, imap_args *a, imap_arg *args,
     free(name);
 }
 
-void cmd_delete(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_delete(imap_cmd *c)
 {
-    (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs != 1) {
         sess_bad(s, tag, "DELETE takes a mailbox name");
         return;
@@ -321,10 +327,13 @@ void cmd_delete(session *s, const char *tag, imap_args *a, imap_arg *args,
     free(name);
 }
 
-void cmd_rename(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_rename(imap_cmd *c)
 {
-    (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs != 2) {
         sess_bad(s, tag, "RENAME takes two mailbox names");
         return;
@@ -348,9 +357,13 @@ void cmd_rename(session *s, const char *tag, imap_args *a, imap_arg *args,
     free(to);
 }
 
-static void do_subscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
-                         size_t nargs, bool on)
+static void do_subscribe(imap_cmd *c, bool on)
 {
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs != 1) {
         sess_bad(s, tag, "%s takes a mailbox name", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
         return;
@@ -366,18 +379,14 @@ static void do_subscribe(session *s, const char *tag, imap_args *a, imap_arg *ar
     free(name);
 }
 
-void cmd_subscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
-                   size_t nargs, bool uid)
+void cmd_subscribe(imap_cmd *c)
 {
-    (void)uid;
-    do_subscribe(s, tag, a, args, nargs, true);
+    do_subscribe(c, true);
 }
 
-void cmd_unsubscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
-                     size_t nargs, bool uid)
+void cmd_unsubscribe(imap_cmd *c)
 {
-    (void)uid;
-    do_subscribe(s, tag, a, args, nargs, false);
+    do_subscribe(c, false);
 }
 
 /* ---- STATUS -------------------------------------------------------------------- */
@@ -425,10 +434,13 @@ static int status_line(session *s, const char *name, unsigned items)
     return 0;
 }
 
-void cmd_status(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_status(imap_cmd *c)
 {
-    (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     unsigned items;
     if (nargs != 2 || status_items(&args[1], &items) < 0) {
         sess_bad(s, tag, "STATUS takes a mailbox and a list of items");
@@ -641,9 +653,13 @@ static bool list_step(session *s, void *arg)
     return true;
 }
 
-static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
-                    size_t nargs, bool lsub)
+static void do_list(imap_cmd *c, bool lsub)
 {
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     unsigned sel = 0, ret = 0, status_items_ = 0;
     size_t i = 0;
     if (!lsub && nargs && args[0].type == IMAP_ARG_LIST) {
@@ -757,16 +773,12 @@ out:
         list_cont_free(lc);
 }
 
-void cmd_list(session *s, const char *tag, imap_args *a, imap_arg *args,
-              size_t nargs, bool uid)
+void cmd_list(imap_cmd *c)
 {
-    (void)uid;
-    do_list(s, tag, a, args, nargs, false);
+    do_list(c, false);
 }
 
-void cmd_lsub(session *s, const char *tag, imap_args *a, imap_arg *args,
-              size_t nargs, bool uid)
+void cmd_lsub(imap_cmd *c)
 {
-    (void)uid;
-    do_list(s, tag, a, args, nargs, true);
+    do_list(c, true);
 }

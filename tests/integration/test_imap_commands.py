@@ -99,6 +99,7 @@ class Commands(rs.ServerTestCase):
         a = self.login()
         self.append_msgs(a, "INBOX", [msg(1), msg(2), msg(3)])
         self.ok(a, "SELECT INBOX")
+        self.ok(a, "CREATE OTHER")
         b = self.login(select="INBOX")
 
         def expunge_2_elsewhere():
@@ -112,7 +113,8 @@ class Commands(rs.ServerTestCase):
 
         # announce nothing at all
         expunge_2_elsewhere()
-        for cmd in ("CAPABILITY", "STATUS INBOX (MESSAGES)", 'LIST "" INBOX', "NAMESPACE"):
+        for cmd in ("CAPABILITY", "STATUS INBOX (MESSAGES)", 'LIST "" INBOX', "NAMESPACE",
+                    "APPEND OTHER {3+}\r\nx\r\n"):
             r = self.ok(a, cmd)
             self.assertEqual([u for u in r.untagged if u.kind() in ("EXPUNGE", "EXISTS")], [],
                              r.describe())
@@ -125,7 +127,7 @@ class Commands(rs.ServerTestCase):
         r = self.ok(a, "CHECK")
         self.assertEqual(r.numbers("EXPUNGE"), [2], r.describe())
         self.assertEqual(r.tagged.raw.split(b" ", 1)[1], b"OK NOOP completed")
-        for cmd in ("NOOP", "COPY 1 INBOX", "EXPUNGE"):
+        for cmd in ("NOOP", "COPY 1 INBOX", "EXPUNGE", "APPEND INBOX {3+}\r\nx\r\n"):
             expunge_2_elsewhere()
             r = self.ok(a, cmd)
             self.assertEqual(r.numbers("EXPUNGE"), [2], cmd + "\n" + r.describe())
