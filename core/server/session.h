@@ -87,7 +87,6 @@ struct session {
                                    (or for the output to drain) */
 };
 
-
 /* Responses.  `text` may contain a response code "[...] ". */
 void sess_tagged(session *s, const char *tag, const char *status,
                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -249,7 +248,7 @@ typedef enum cmd_updates {
     CMD_UPD_NONE,               /* none: they wait for a command that does */
     /* all but EXPUNGE: RFC 9051 7.5.1 forbids it while answering FETCH,
      * STORE or SEARCH, whose answers carry sequence numbers; the UID forms
-     * may send it, but keep to the same rule here */
+     * may send it, but hold it back too: one rule for both forms */
     CMD_UPD_NO_EXPUNGE,
     CMD_UPD_ALL,
 } cmd_updates;
