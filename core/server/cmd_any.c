@@ -6,10 +6,11 @@
 #include "core/base/log.h"
 #include "core/server/session.h"
 
-void cmd_capability(session *s, const char *tag, imap_args *a, imap_arg *args,
-                    size_t nargs, bool uid)
+void cmd_capability(imap_cmd *c)
 {
-    (void)a; (void)args; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    size_t nargs = c->nargs;
     if (nargs) {
         sess_bad(s, tag, "CAPABILITY takes no arguments");
         return;
@@ -22,10 +23,11 @@ void cmd_capability(session *s, const char *tag, imap_args *a, imap_arg *args,
 
 /* STARTTLS (RFC 2595, RFC 9051 6.2.1): answer in the clear, then the
  * handshake; the session loop drops what follows and tells net. */
-void cmd_starttls(session *s, const char *tag, imap_args *a, imap_arg *args,
-                  size_t nargs, bool uid)
+void cmd_starttls(imap_cmd *c)
 {
-    (void)a; (void)args; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    size_t nargs = c->nargs;
     if (nargs) {
         sess_bad(s, tag, "STARTTLS takes no arguments");
         return;
@@ -42,27 +44,28 @@ void cmd_starttls(session *s, const char *tag, imap_args *a, imap_arg *args,
     s->starttls = true;
 }
 
-void cmd_noop(session *s, const char *tag, imap_args *a, imap_arg *args,
-              size_t nargs, bool uid)
+void cmd_noop(imap_cmd *c)
 {
-    (void)a; (void)args; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    size_t nargs = c->nargs;
     if (nargs) {
         sess_bad(s, tag, "NOOP takes no arguments");
         return;
     }
-    sess_sync_tagged(s, true, tag, "OK", "NOOP completed");
+    cmd_done(s, c->def, tag, "OK", "NOOP completed");
 }
 
-void cmd_check(session *s, const char *tag, imap_args *a, imap_arg *args,
-               size_t nargs, bool uid)
+void cmd_check(imap_cmd *c)
 {
-    cmd_noop(s, tag, a, args, nargs, uid);
+    cmd_noop(c);
 }
 
-void cmd_logout(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_logout(imap_cmd *c)
 {
-    (void)a; (void)args; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    size_t nargs = c->nargs;
     if (nargs) {
         sess_bad(s, tag, "LOGOUT takes no arguments");
         return;
@@ -72,10 +75,12 @@ void cmd_logout(session *s, const char *tag, imap_args *a, imap_arg *args,
     s->state = ST_LOGOUT;
 }
 
-void cmd_id(session *s, const char *tag, imap_args *a, imap_arg *args,
-            size_t nargs, bool uid)
+void cmd_id(imap_cmd *c)
 {
-    (void)a; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs != 1 || (args[0].type != IMAP_ARG_NIL && args[0].type != IMAP_ARG_LIST) ||
         (args[0].type == IMAP_ARG_LIST && args[0].nlist % 2)) {
         sess_bad(s, tag, "ID takes NIL or a list of field/value pairs");
@@ -85,10 +90,12 @@ void cmd_id(session *s, const char *tag, imap_args *a, imap_arg *args,
     sess_tagged(s, tag, "OK", "ID completed");
 }
 
-void cmd_enable(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_enable(imap_cmd *c)
 {
-    (void)a; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (!nargs) {
         sess_bad(s, tag, "ENABLE what?");
         return;
@@ -113,10 +120,11 @@ void cmd_enable(session *s, const char *tag, imap_args *a, imap_arg *args,
     sess_tagged(s, tag, "OK", "ENABLE completed");
 }
 
-void cmd_namespace(session *s, const char *tag, imap_args *a, imap_arg *args,
-                   size_t nargs, bool uid)
+void cmd_namespace(imap_cmd *c)
 {
-    (void)a; (void)args; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    size_t nargs = c->nargs;
     if (nargs) {
         sess_bad(s, tag, "NAMESPACE takes no arguments");
         return;
@@ -128,10 +136,11 @@ void cmd_namespace(session *s, const char *tag, imap_args *a, imap_arg *args,
 
 /* ---- IDLE (RFC 2177) ------------------------------------------------------ */
 
-void cmd_idle(session *s, const char *tag, imap_args *a, imap_arg *args,
-              size_t nargs, bool uid)
+void cmd_idle(imap_cmd *c)
 {
-    (void)a; (void)args; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    size_t nargs = c->nargs;
     if (nargs) {
         sess_bad(s, tag, "IDLE takes no arguments");
         return;
@@ -145,7 +154,7 @@ void cmd_idle(session *s, const char *tag, imap_args *a, imap_arg *args,
     s->wait = WAIT_IDLE;
     imap_reader_line_mode(s->rd, true);
     imap_out_printf(&s->out, "+ idling\r\n");
-    sess_sync(s, true);
+    cmd_sync(s, c->def);
     /* RFC 2177: clients re-IDLE within 29 minutes; the autologout timer
      * stays as it is. */
 }
@@ -157,7 +166,7 @@ void idle_line(session *s, const uint8_t *line, size_t n)
     char *tag = s->wait_tag;
     s->wait_tag = NULL;
     if (n == 4 && !strncasecmp((const char *)line, "DONE", 4)) {
-        sess_sync_tagged(s, true, tag, "OK", "IDLE terminated");
+        cmd_done(s, &cmd_table[CMD_IDLE], tag, "OK", "IDLE terminated");
     } else {
         sess_bad(s, tag, "Expected DONE");
     }

@@ -263,10 +263,13 @@ static bool verified_recently(session *s, const char *user, const char *pass)
 
 /* ---- LOGIN ------------------------------------------------------------------- */
 
-void cmd_login(session *s, const char *tag, imap_args *a, imap_arg *args,
-               size_t nargs, bool uid)
+void cmd_login(imap_cmd *c)
 {
-    (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs != 2 || args[0].type == IMAP_ARG_LIST || args[1].type == IMAP_ARG_LIST) {
         sess_bad(s, tag, "LOGIN takes a user name and a password");
         return;
@@ -447,10 +450,12 @@ static void sasl_feed(session *s, const char *b64, size_t n)
     sasl_advance(s, st, out, outlen, 0);
 }
 
-void cmd_authenticate(session *s, const char *tag, imap_args *a, imap_arg *args,
-                      size_t nargs, bool uid)
+void cmd_authenticate(imap_cmd *c)
 {
-    (void)a; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs < 1 || nargs > 2 || args[0].type != IMAP_ARG_ATOM ||
         (nargs == 2 && args[1].type != IMAP_ARG_ATOM && args[1].type != IMAP_ARG_STRING)) {
         sess_bad(s, tag, "AUTHENTICATE takes a mechanism and an optional initial response");

@@ -139,7 +139,7 @@ void sess_cont_run(session *s)
             done = false;
         } else if (s->woken && s->wait == WAIT_IDLE && s->state == ST_SELECTED) {
             /* a wake-up came while we ran: IDLE hears of it now */
-            sess_sync(s, true);
+            cmd_sync(s, &cmd_table[CMD_IDLE]);
             done = s->cont == NULL;
         }
     }

@@ -285,14 +285,15 @@ static bool fetch_step(session *s, void *arg)
         }
     }
     const char *tag = fc->tag;
+    const cmd_def *def = &cmd_table[CMD_FETCH];
     if (fc->failed == -ENOTSUP)
-        sess_sync_tagged(s, false, tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
+        cmd_done(s, def, tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
     else if (fc->failed == -ENOENT)
-        sess_sync_tagged(s, false, tag, "NO", "[CANNOT] No such part for BINARY");
+        cmd_done(s, def, tag, "NO", "[CANNOT] No such part for BINARY");
     else if (fc->failed)
-        sess_sync_tagged(s, false, tag, "NO", "[SERVERBUG] Some messages could not be fetched");
+        cmd_done(s, def, tag, "NO", "[SERVERBUG] Some messages could not be fetched");
     else
-        sess_sync_tagged(s, false, tag, "OK", "FETCH completed");
+        cmd_done(s, def, tag, "OK", "FETCH completed");
     return true;
 }
 
@@ -408,10 +409,13 @@ static int seen_submit(session *s, fetch_cont *fc)
     return 0;
 }
 
-void cmd_fetch(session *s, const char *tag, imap_args *a, imap_arg *args,
-               size_t nargs, bool uid)
+void cmd_fetch(imap_cmd *c)
 {
-    (void)a;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
+    bool uid = c->uid;
     fetch_req req = {0};
     const char *err = "Bad fetch attributes";
     store_range *r = NULL;

@@ -178,9 +178,13 @@ static bool select_step(session *s, void *arg)
     return true;
 }
 
-static void do_select(session *s, const char *tag, imap_args *a, imap_arg *args,
-                      size_t nargs, bool readonly)
+static void do_select(imap_cmd *c, bool readonly)
 {
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs < 1 || nargs > 2 || (nargs == 2 && args[1].type != IMAP_ARG_LIST)) {
         sess_bad(s, tag, "%s takes a mailbox name", readonly ? "EXAMINE" : "SELECT");
         return;
@@ -239,26 +243,25 @@ static void do_select(session *s, const char *tag, imap_args *a, imap_arg *args,
     sess_cont_begin(s, select_step, select_cont_free, sc);
 }
 
-void cmd_select(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_select(imap_cmd *c)
 {
-    (void)uid;
-    do_select(s, tag, a, args, nargs, false);
+    do_select(c, false);
 }
 
-void cmd_examine(session *s, const char *tag, imap_args *a, imap_arg *args,
-                 size_t nargs, bool uid)
+void cmd_examine(imap_cmd *c)
 {
-    (void)uid;
-    do_select(s, tag, a, args, nargs, true);
+    do_select(c, true);
 }
 
 /* ---- CREATE / DELETE / RENAME / SUBSCRIBE ----------------------------------- */
 
-void cmd_create(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_create(imap_cmd *c)
 {
-    (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs < 1 || nargs > 2 || (nargs == 2 && args[1].type != IMAP_ARG_LIST)) {
         sess_bad(s, tag, "CREATE takes a mailbox name and optional parameters");
         return;
@@ -299,10 +302,13 @@ void cmd_create(session *s, const char *tag, imap_args *a, imap_arg *args,
     free(name);
 }
 
-void cmd_delete(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_delete(imap_cmd *c)
 {
-    (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs != 1) {
         sess_bad(s, tag, "DELETE takes a mailbox name");
         return;
@@ -321,10 +327,13 @@ void cmd_delete(session *s, const char *tag, imap_args *a, imap_arg *args,
     free(name);
 }
 
-void cmd_rename(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_rename(imap_cmd *c)
 {
-    (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs != 2) {
         sess_bad(s, tag, "RENAME takes two mailbox names");
         return;
@@ -348,9 +357,13 @@ void cmd_rename(session *s, const char *tag, imap_args *a, imap_arg *args,
     free(to);
 }
 
-static void do_subscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
-                         size_t nargs, bool on)
+static void do_subscribe(imap_cmd *c, bool on)
 {
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs != 1) {
         sess_bad(s, tag, "%s takes a mailbox name", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
         return;
@@ -366,18 +379,14 @@ static void do_subscribe(session *s, const char *tag, imap_args *a, imap_arg *ar
     free(name);
 }
 
-void cmd_subscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
-                   size_t nargs, bool uid)
+void cmd_subscribe(imap_cmd *c)
 {
-    (void)uid;
-    do_subscribe(s, tag, a, args, nargs, true);
+    do_subscribe(c, true);
 }
 
-void cmd_unsubscribe(session *s, const char *tag, imap_args *a, imap_arg *args,
-                     size_t nargs, bool uid)
+void cmd_unsubscribe(imap_cmd *c)
 {
-    (void)uid;
-    do_subscribe(s, tag, a, args, nargs, false);
+    do_subscribe(c, false);
 }
 
 /* ---- STATUS -------------------------------------------------------------------- */
@@ -425,10 +434,13 @@ static int status_line(session *s, const char *name, unsigned items)
     return 0;
 }
 
-void cmd_status(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_status(imap_cmd *c)
 {
-    (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     unsigned items;
     if (nargs != 2 || status_items(&args[1], &items) < 0) {
         sess_bad(s, tag, "STATUS takes a mailbox and a list of items");
@@ -641,88 +653,101 @@ static bool list_step(session *s, void *arg)
     return true;
 }
 
-static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
-                    size_t nargs, bool lsub)
+/* What LIST's or LSUB's arguments asked for (RFC 5258, 5819, 6154). */
+typedef struct list_args {
+    unsigned sel, ret, status_items;    /* SEL_*, RET_*, ST_* */
+    const imap_arg *ref;                /* the reference name */
+    const imap_arg *pats;               /* the patterns, npats of them */
+    size_t npats;
+} list_args;
+
+/* The selection options "(SUBSCRIBED ...)" into *sel: NULL, or why BAD. */
+static const char *list_selection(const imap_arg *l, unsigned *sel)
 {
-    unsigned sel = 0, ret = 0, status_items_ = 0;
-    size_t i = 0;
+    for (size_t k = 0; k < l->nlist; k++) {
+        const imap_arg *o = &l->list[k];
+        if (imap_arg_is(o, "SUBSCRIBED")) *sel |= SEL_SUBSCRIBED;
+        else if (imap_arg_is(o, "SPECIAL-USE")) *sel |= SEL_SPECIAL;
+        else if (imap_arg_is(o, "RECURSIVEMATCH")) *sel |= SEL_RECURSIVE;
+        else if (imap_arg_is(o, "REMOTE")) ;
+        else
+            return "Unknown LIST selection option";
+    }
+    if ((*sel & SEL_RECURSIVE) && !(*sel & ~SEL_RECURSIVE))
+        return "RECURSIVEMATCH needs another selection option";
+    return NULL;
+}
+
+/* The return options "(CHILDREN STATUS (...) ...)" into *ret and *items:
+ * NULL, or why BAD. */
+static const char *list_return(const imap_arg *l, unsigned *ret, unsigned *items)
+{
+    for (size_t k = 0; k < l->nlist; k++) {
+        if (imap_arg_is(&l->list[k], "SUBSCRIBED")) *ret |= RET_SUBSCRIBED;
+        else if (imap_arg_is(&l->list[k], "CHILDREN")) *ret |= RET_CHILDREN;
+        else if (imap_arg_is(&l->list[k], "SPECIAL-USE")) *ret |= RET_SPECIAL;
+        else if (imap_arg_is(&l->list[k], "STATUS") && k + 1 < l->nlist &&
+                 status_items(&l->list[k + 1], items) == 0) {
+            *ret |= RET_STATUS;
+            k++;
+        } else {
+            return "Unknown LIST return option";
+        }
+    }
+    return NULL;
+}
+
+/* LIST [(selection)] reference pattern(s) [RETURN (options)], or LSUB
+ * reference pattern, into *la: NULL, or why BAD (the first fault in that
+ * order). */
+static const char *list_parse(const imap_cmd *c, bool lsub, list_args *la)
+{
+    const imap_arg *args = c->args;
+    size_t nargs = c->nargs, i = 0;
+    *la = (list_args){0};
     if (!lsub && nargs && args[0].type == IMAP_ARG_LIST) {
-        for (size_t k = 0; k < args[0].nlist; k++) {
-            const imap_arg *o = &args[0].list[k];
-            if (imap_arg_is(o, "SUBSCRIBED")) sel |= SEL_SUBSCRIBED;
-            else if (imap_arg_is(o, "SPECIAL-USE")) sel |= SEL_SPECIAL;
-            else if (imap_arg_is(o, "RECURSIVEMATCH")) sel |= SEL_RECURSIVE;
-            else if (imap_arg_is(o, "REMOTE")) ;
-            else {
-                sess_bad(s, tag, "Unknown LIST selection option");
-                return;
-            }
-        }
-        if ((sel & SEL_RECURSIVE) && !(sel & ~SEL_RECURSIVE)) {
-            sess_bad(s, tag, "RECURSIVEMATCH needs another selection option");
-            return;
-        }
+        const char *err = list_selection(&args[0], &la->sel);
+        if (err)
+            return err;
         i = 1;
     }
-    if (nargs < i + 2) {
-        sess_bad(s, tag, "%s takes a reference and a pattern", lsub ? "LSUB" : "LIST");
-        return;
-    }
-    const imap_arg *ref = &args[i], *pat = &args[i + 1];
+    if (nargs < i + 2)
+        return lsub ? "LSUB takes a reference and a pattern"
+                    : "LIST takes a reference and a pattern";
+    const imap_arg *pat = &args[i + 1];
+    la->ref = &args[i];
     i += 2;
     if (!lsub && i < nargs) {
         if (!imap_arg_is(&args[i], "RETURN") || i + 1 >= nargs ||
-            args[i + 1].type != IMAP_ARG_LIST || i + 2 != nargs) {
-            sess_bad(s, tag, "Bad LIST return options");
-            return;
-        }
-        const imap_arg *l = &args[i + 1];
-        for (size_t k = 0; k < l->nlist; k++) {
-            if (imap_arg_is(&l->list[k], "SUBSCRIBED")) ret |= RET_SUBSCRIBED;
-            else if (imap_arg_is(&l->list[k], "CHILDREN")) ret |= RET_CHILDREN;
-            else if (imap_arg_is(&l->list[k], "SPECIAL-USE")) ret |= RET_SPECIAL;
-            else if (imap_arg_is(&l->list[k], "STATUS") && k + 1 < l->nlist &&
-                     status_items(&l->list[k + 1], &status_items_) == 0) {
-                ret |= RET_STATUS;
-                k++;
-            } else {
-                sess_bad(s, tag, "Unknown LIST return option");
-                return;
-            }
-        }
+            args[i + 1].type != IMAP_ARG_LIST || i + 2 != nargs)
+            return "Bad LIST return options";
+        const char *err = list_return(&args[i + 1], &la->ret, &la->status_items);
+        if (err)
+            return err;
     } else if (i != nargs) {
-        sess_bad(s, tag, "Too many arguments");
-        return;
+        return "Too many arguments";
     }
-    if (ref->type == IMAP_ARG_LIST) {
-        sess_bad(s, tag, "Bad reference name");
-        return;
-    }
-    char *refname = mbox_arg(s, tag, a, ref);
-    if (!refname)
-        return;
+    if (la->ref->type == IMAP_ARG_LIST)
+        return "Bad reference name";
     /* Several patterns are allowed in LIST-EXTENDED. */
-    const imap_arg *pats = pat->type == IMAP_ARG_LIST && !lsub ? pat->list : pat;
-    size_t npats = pat->type == IMAP_ARG_LIST && !lsub ? pat->nlist : 1;
-    size_t taglen = strlen(tag);
-    list_cont *lc = calloc(1, sizeof *lc + taglen + 1);
-    if (!lc || !(lc->pats = calloc(npats ? npats : 1, sizeof *lc->pats))) {
-        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
-        goto out;
-    }
-    lc->lsub = lsub;
-    lc->sel = sel;
-    lc->ret = ret;
-    lc->status_items = status_items_;
-    lc->sep = store_user_separator(s->su);
-    memcpy(lc->tag, tag, taglen + 1);
-    /* The patterns first: the arguments are gone once the command yields. */
-    for (size_t pi = 0; pi < npats; pi++) {
-        char *pname = mbox_arg(s, tag, a, &pats[pi]);
+    la->pats = pat->type == IMAP_ARG_LIST && !lsub ? pat->list : pat;
+    la->npats = pat->type == IMAP_ARG_LIST && !lsub ? pat->nlist : 1;
+    return NULL;
+}
+
+/* Each pattern joined to the reference, in UTF-8, into lc->pats (NULL
+ * for LIST's empty pattern: the delimiter).  Copied now: the arguments
+ * are gone once the command yields.  false after answering. */
+static bool list_patterns(imap_cmd *c, const list_args *la, const char *refname,
+                          list_cont *lc)
+{
+    session *s = c->s;
+    for (size_t pi = 0; pi < la->npats; pi++) {
+        char *pname = mbox_arg(s, c->tag, c->a, &la->pats[pi]);
         if (!pname)
-            goto out;
+            return false;
         lc->npats++;
-        if (!*pname && !lsub) {
+        if (!*pname && !lc->lsub) {
             free(pname);
             continue;
         }
@@ -730,43 +755,78 @@ static void do_list(session *s, const char *tag, imap_args *a, imap_arg *args,
         char *full = malloc(fl);
         if (!full) {
             free(pname);
-            sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
-            goto out;
+            sess_tagged(s, c->tag, "NO", "[SERVERBUG] Out of memory");
+            return false;
         }
         snprintf(full, fl, "%s%s", refname, pname);
         free(pname);
         canon_inbox(full, lc->sep);
         lc->pats[pi] = full;
     }
-    int rc = store_mailbox_list_all(s->su, &lc->v, &lc->n);   /* \Noselect names too */
+    return true;
+}
+
+/* The listing to run: the patterns, the user's mailboxes (\Noselect names
+ * too) and subscriptions, indexed.  NULL after answering. */
+static list_cont *list_prepare(imap_cmd *c, bool lsub, const list_args *la,
+                               const char *refname)
+{
+    session *s = c->s;
+    size_t taglen = strlen(c->tag);
+    list_cont *lc = calloc(1, sizeof *lc + taglen + 1);
+    if (!lc || !(lc->pats = calloc(la->npats ? la->npats : 1, sizeof *lc->pats))) {
+        sess_tagged(s, c->tag, "NO", "[SERVERBUG] Out of memory");
+        goto fail;
+    }
+    lc->lsub = lsub;
+    lc->sel = la->sel;
+    lc->ret = la->ret;
+    lc->status_items = la->status_items;
+    lc->sep = store_user_separator(s->su);
+    memcpy(lc->tag, c->tag, taglen + 1);
+    if (!list_patterns(c, la, refname, lc))
+        goto fail;
+    int rc = store_mailbox_list_all(s->su, &lc->v, &lc->n);
     if (rc == 0)
         rc = store_subscriptions(s->su, &lc->subs, &lc->nsubs);
     if (rc < 0) {
-        sess_store_error(s, tag, rc, "list");
-        goto out;
+        sess_store_error(s, c->tag, rc, "list");
+        goto fail;
     }
     if (list_index(lc) < 0) {
-        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
-        goto out;
+        sess_tagged(s, c->tag, "NO", "[SERVERBUG] Out of memory");
+        goto fail;
     }
-    sess_cont_begin(s, list_step, list_cont_free, lc);
-    lc = NULL;
-out:
-    free(refname);
+    return lc;
+fail:
     if (lc)
         list_cont_free(lc);
+    return NULL;
 }
 
-void cmd_list(session *s, const char *tag, imap_args *a, imap_arg *args,
-              size_t nargs, bool uid)
+static void do_list(imap_cmd *c, bool lsub)
 {
-    (void)uid;
-    do_list(s, tag, a, args, nargs, false);
+    list_args la;
+    const char *err = list_parse(c, lsub, &la);
+    if (err) {
+        sess_bad(c->s, c->tag, "%s", err);
+        return;
+    }
+    char *refname = mbox_arg(c->s, c->tag, c->a, la.ref);
+    if (!refname)
+        return;
+    list_cont *lc = list_prepare(c, lsub, &la, refname);
+    free(refname);
+    if (lc)
+        sess_cont_begin(c->s, list_step, list_cont_free, lc);
 }
 
-void cmd_lsub(session *s, const char *tag, imap_args *a, imap_arg *args,
-              size_t nargs, bool uid)
+void cmd_list(imap_cmd *c)
 {
-    (void)uid;
-    do_list(s, tag, a, args, nargs, true);
+    do_list(c, false);
+}
+
+void cmd_lsub(imap_cmd *c)
+{
+    do_list(c, true);
 }

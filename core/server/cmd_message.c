@@ -77,10 +77,13 @@ static int parse_datetime(const char *s, int64_t *t, int16_t *tz)
 
 /* ---- APPEND ------------------------------------------------------------------- */
 
-void cmd_append(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_append(imap_cmd *c)
 {
-    (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
     if (nargs < 2) {
         sess_bad(s, tag, "APPEND takes a mailbox and a message");
         return;
@@ -196,12 +199,12 @@ void cmd_append(session *s, const char *tag, imap_args *a, imap_arg *args,
     sess_changed(s, mb);
     store_status st;
     uint32_t uv = store_mbox_status(mb, &st) == 0 ? st.uidvalidity : 0;
-    sess_update_req u = {.allow_expunge = true};
+    sess_update_req u = {0};
     imap_out_printf(&u.tail, "%s OK [APPENDUID %u ", tag, uv);
     imap_out_set(&u.tail, uids, n);
     imap_out_printf(&u.tail, "] APPEND completed\r\n");
     if (mb == s->mb) {
-        sess_update(s, &u);
+        cmd_update(s, c->def, &u);     /* RFC 9051 6.3.12: EXISTS, at least */
     } else {
         imap_out_add(&s->out, u.tail.p, u.tail.len);
         imap_out_free(&u.tail);
@@ -382,10 +385,11 @@ static write_job *write_job_new(const char *tag)
 
 /* ---- CLOSE / UNSELECT / EXPUNGE -------------------------------------------- */
 
-void cmd_close(session *s, const char *tag, imap_args *a, imap_arg *args,
-               size_t nargs, bool uid)
+void cmd_close(imap_cmd *c)
 {
-    (void)a; (void)args; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    size_t nargs = c->nargs;
     if (nargs) {
         sess_bad(s, tag, "CLOSE takes no arguments");
         return;
@@ -418,10 +422,11 @@ static void close_answer(session *s, const char *tag, int rc, const store_uidlis
     sess_tagged(s, tag, "OK", "CLOSE completed");
 }
 
-void cmd_unselect(session *s, const char *tag, imap_args *a, imap_arg *args,
-                  size_t nargs, bool uid)
+void cmd_unselect(imap_cmd *c)
 {
-    (void)a; (void)args; (void)uid;
+    session *s = c->s;
+    const char *tag = c->tag;
+    size_t nargs = c->nargs;
     if (nargs) {
         sess_bad(s, tag, "UNSELECT takes no arguments");
         return;
@@ -441,25 +446,26 @@ static void expunge_answer(session *s, const char *tag, int rc, store_uidlist *x
         sort_uids(x->uids, x->n);
         sess_changed(s, s->mb);
     }
-    sess_update_req u = {.allow_expunge = true, .gone = x->uids, .ngone = x->n};
+    sess_update_req u = {.gone = x->uids, .ngone = x->n};
     x->uids = NULL;
     x->n = 0;
     imap_out_printf(&u.tail, "%s OK EXPUNGE completed\r\n", tag);
-    sess_update(s, &u);
+    cmd_update(s, &cmd_table[CMD_EXPUNGE], &u);
 }
 
-void cmd_expunge(session *s, const char *tag, imap_args *a, imap_arg *args,
-                 size_t nargs, bool uid)
+void cmd_expunge(imap_cmd *c)
 {
-    (void)a;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
+    bool uid = c->uid;
     if (nargs != (uid ? 1u : 0u) || (uid && args[0].type != IMAP_ARG_ATOM)) {
         sess_bad(s, tag, uid ? "UID EXPUNGE takes a UID set" : "EXPUNGE takes no arguments");
         return;
     }
-    if (s->readonly) {
-        sess_tagged(s, tag, "NO", "[READ-ONLY] Mailbox is read-only");
+    if (cmd_read_only(c))
         return;
-    }
     store_range *r = NULL;
     size_t nr = 0;
     if (uid && sess_set_to_uids(s, args[0].s, true, &r, &nr) < 0) {
@@ -510,7 +516,7 @@ static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
     }
     /* The FETCH lines of the messages named (a line each: in steps), the
      * others' changes, then the answer. */
-    sess_update_req u = {.allow_expunge = false, .echo_uid = uid};
+    sess_update_req u = {.echo_uid = uid};
     if (!silent && nr) {
         u.echo = r;
         u.necho = nr;
@@ -525,13 +531,16 @@ static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
     } else {
         imap_out_printf(&u.tail, "%s OK STORE completed\r\n", tag);
     }
-    sess_update(s, &u);
+    cmd_update(s, &cmd_table[CMD_STORE], &u);
 }
 
-void cmd_store(session *s, const char *tag, imap_args *a, imap_arg *args,
-               size_t nargs, bool uid)
+void cmd_store(imap_cmd *c)
 {
-    (void)a;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
+    bool uid = c->uid;
     size_t i = 1;
     uint64_t unchangedsince = 0;
     if (nargs >= 2 && args[1].type == IMAP_ARG_LIST) {
@@ -592,10 +601,8 @@ void cmd_store(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_set_error(s, tag, rc);
         goto out;
     }
-    if (s->readonly) {
-        sess_tagged(s, tag, "NO", "[READ-ONLY] Mailbox is read-only");
+    if (cmd_read_only(c))
         goto out;
-    }
     char *kwcopy = NULL;
     if (nr && view_count(s, r, nr, WRITE_POOL_MIN) >= WRITE_POOL_MIN) {
         write_job *j = write_job_new(tag);
@@ -664,7 +671,7 @@ static void copy_answer(session *s, const char *tag, bool move, store_mbox *dst,
         imap_out_set(&cu, du->uids, du->n);
         imap_out_printf(&cu, "] ");
     }
-    sess_update_req u = {.allow_expunge = true};
+    sess_update_req u = {0};
     if (move) {
         if (su->n)
             imap_out_printf(&s->out, "* OK %.*s\r\n", (int)cu.len - 1, cu.p);
@@ -682,7 +689,7 @@ static void copy_answer(session *s, const char *tag, bool move, store_mbox *dst,
         imap_out_printf(&u.tail, "%s OK %.*sCOPY completed\r\n", tag, (int)cu.len,
                         cu.p ? cu.p : "");
     }
-    sess_update(s, &u);
+    cmd_update(s, &cmd_table[move ? CMD_MOVE : CMD_COPY], &u);
     imap_out_free(&cu);
 }
 
@@ -786,9 +793,14 @@ static int copy_submit(session *s, const char *tag, store_range *r, size_t nr,
     return 0;
 }
 
-static void do_copy(session *s, const char *tag, imap_args *a, imap_arg *args,
-                    size_t nargs, bool uid, bool move)
+static void do_copy(imap_cmd *c, bool move)
 {
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_args *a = c->a;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
+    bool uid = c->uid;
     const char *verb = move ? "MOVE" : "COPY";
     if (nargs != 2 || args[0].type != IMAP_ARG_ATOM) {
         sess_bad(s, tag, "%s takes a set and a mailbox", verb);
@@ -809,10 +821,8 @@ static void do_copy(session *s, const char *tag, imap_args *a, imap_arg *args,
         sess_tagged(s, tag, "NO", "[CANNOT] Invalid mailbox name");
         goto out;
     }
-    if (move && s->readonly) {
-        sess_tagged(s, tag, "NO", "[READ-ONLY] Mailbox is read-only");
+    if (cmd_read_only(c))     /* MOVE; COPY writes elsewhere */
         goto out;
-    }
     rc = store_mbox_open(s->su, name, &dst);
     if (rc == -ENOENT) {
         sess_tagged(s, tag, "NO", "[TRYCREATE] No such mailbox");
@@ -842,14 +852,12 @@ out:
     free(r);
 }
 
-void cmd_copy(session *s, const char *tag, imap_args *a, imap_arg *args,
-              size_t nargs, bool uid)
+void cmd_copy(imap_cmd *c)
 {
-    do_copy(s, tag, a, args, nargs, uid, false);
+    do_copy(c, false);
 }
 
-void cmd_move(session *s, const char *tag, imap_args *a, imap_arg *args,
-              size_t nargs, bool uid)
+void cmd_move(imap_cmd *c)
 {
-    do_copy(s, tag, a, args, nargs, uid, true);
+    do_copy(c, true);
 }

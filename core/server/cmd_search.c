@@ -155,14 +155,17 @@ static bool search_step(session *s, void *arg)
         search_list_chunk(s, sc);
     }
     search_tail(s, sc);
-    sess_sync_tagged(s, false, sc->tag, "OK", "SEARCH completed");
+    cmd_done(s, &cmd_table[CMD_SEARCH], sc->tag, "OK", "SEARCH completed");
     return true;
 }
 
-void cmd_search(session *s, const char *tag, imap_args *a, imap_arg *args,
-                size_t nargs, bool uid)
+void cmd_search(imap_cmd *c)
 {
-    (void)a;
+    session *s = c->s;
+    const char *tag = c->tag;
+    imap_arg *args = c->args;
+    size_t nargs = c->nargs;
+    bool uid = c->uid;
     imap_search_prog *prog = NULL;
     const char *err = NULL;
     /* RFC 6855 3: after ENABLE UTF8=ACCEPT, a CHARSET is an error. */

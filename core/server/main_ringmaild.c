@@ -299,144 +299,193 @@ static void forward(struct child *ch, unsigned n, int sig)
             kill(ch[i].pid, sig);
 }
 
+/* The supervisor's state. */
+typedef struct supervisor {
+    const config *cfg;
+    struct child *ch;           /* n of them */
+    unsigned n;
+    int sfd;                    /* signalfd: TERM, INT, HUP and CHLD */
+    int ready[2];               /* each server writes a byte once it is up */
+    sigset_t oldmask;           /* the mask the servers run with */
+    unsigned up;                /* servers that said they were up */
+    /* until every server has come up once, a death is a start-up error
+     * (bad config, port taken): stop all and fail, as one process would */
+    bool starting;
+    bool stopping;
+    int exit_code;
+} supervisor;
+
+/* Stop every server and exit with a failure. */
+static void sup_fail(supervisor *sv)
+{
+    sv->stopping = true;
+    sv->exit_code = 1;
+    forward(sv->ch, sv->n, SIGTERM);
+}
+
+/* Start again the servers whose restart time has come.  Returns how many
+ * run; *timeout is the wait in ms until the next restart (-1: none). */
+static unsigned sup_restart_due(supervisor *sv, int *timeout)
+{
+    unsigned running = 0;
+    *timeout = -1;
+    for (unsigned i = 0; i < sv->n; i++) {
+        struct child *c = &sv->ch[i];
+        if (c->pid > 0) {
+            running++;
+            continue;
+        }
+        if (sv->stopping)
+            continue;
+        long long left = -ms_since(&c->restart_at);
+        if (left <= 0) {
+            log_msg(LOGL_INFO, 0, NULL, "supervisor: restarting server %u", i);
+            if (spawn(sv->cfg, c, i, sv->sfd, sv->ready, &sv->oldmask) > 0) {
+                running++;
+                continue;
+            }
+            left = 1000;    /* fork failed: try again in a second */
+            clock_gettime(CLOCK_MONOTONIC, &c->restart_at);
+            c->restart_at.tv_sec += 1;
+        }
+        if (*timeout < 0 || left < *timeout)
+            *timeout = (int)left;
+    }
+    return running;
+}
+
+/* Servers saying they are up: the start is over once all of them did. */
+static void sup_read_ready(supervisor *sv)
+{
+    char buf[64];
+    ssize_t r = read(sv->ready[0], buf, sizeof buf);
+    if (r > 0 && sv->starting && (sv->up += (unsigned)r) >= sv->n) {
+        sv->starting = false;
+        log_msg(LOGL_INFO, 0, NULL, "supervisor: all %u servers up", sv->n);
+    }
+}
+
+/* Server slot i (pid) died unasked (how): restart it at once, or, when
+ * it keeps dying soon after starting, after a delay that doubles with
+ * each such death up to MAX_BACKOFF_MS. */
+static void sup_schedule_restart(struct child *c, unsigned i, pid_t pid, const char *how)
+{
+    long long lived = ms_since(&c->started);
+    c->fast_deaths = lived < FAST_DEATH_MS ? c->fast_deaths + 1 : 0;
+    long long delay = 0;
+    if (c->fast_deaths) {
+        delay = 250LL << (c->fast_deaths < 8 ? c->fast_deaths - 1 : 7);
+        if (delay > MAX_BACKOFF_MS)
+            delay = MAX_BACKOFF_MS;
+    }
+    log_msg(LOGL_ERROR, 0, NULL, "supervisor: server %u (pid %d) died (%s) after "
+            "%lld ms; restarting in %lld ms", i, (int)pid, how, lived, delay);
+    clock_gettime(CLOCK_MONOTONIC, &c->restart_at);
+    c->restart_at.tv_sec += delay / 1000;
+    c->restart_at.tv_nsec += (delay % 1000) * 1000000;
+    if (c->restart_at.tv_nsec >= 1000000000) {
+        c->restart_at.tv_sec++;
+        c->restart_at.tv_nsec -= 1000000000;
+    }
+}
+
+/* A child ended with wait status st. */
+static void sup_child_ended(supervisor *sv, pid_t pid, int st)
+{
+    unsigned i = 0;
+    while (i < sv->n && sv->ch[i].pid != pid)
+        i++;
+    if (i == sv->n)
+        return;
+    sv->ch[i].pid = 0;
+    bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (sv->stopping) {
+        if (!clean)
+            sv->exit_code = 1;
+        return;
+    }
+    char how[64];
+    if (WIFSIGNALED(st))
+        snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(st));
+    else
+        snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(st));
+    if (sv->starting) {
+        log_msg(LOGL_ERROR, 0, NULL, "supervisor: server %u (pid %d) failed to "
+                "start (%s): stopping", i, (int)pid, how);
+        sup_fail(sv);
+        return;
+    }
+    sup_schedule_restart(&sv->ch[i], i, pid, how);
+}
+
+static void sup_signal(supervisor *sv, int sig)
+{
+    if (sig == SIGHUP) {
+        log_msg(LOGL_INFO, 0, NULL, "supervisor: SIGHUP: passed to the servers");
+        forward(sv->ch, sv->n, SIGHUP);
+    } else if (sig == SIGTERM || sig == SIGINT) {
+        log_msg(LOGL_INFO, 0, NULL, "supervisor: signal %d: stopping the servers", sig);
+        sv->stopping = true;
+        forward(sv->ch, sv->n, sig);
+    } else if (sig == SIGCHLD) {
+        int st;
+        pid_t pid;
+        while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+            sup_child_ended(sv, pid, st);
+    }
+}
+
 static int supervise(const config *cfg, unsigned n)
 {
-    sigset_t set, oldmask;
+    supervisor sv = {.cfg = cfg, .n = n, .starting = true};
+    sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &set, &oldmask);
-    int sfd = signalfd(-1, &set, SFD_CLOEXEC);
-    int ready[2];
-    if (sfd < 0 || pipe2(ready, O_CLOEXEC) < 0) {
+    sigprocmask(SIG_BLOCK, &set, &sv.oldmask);
+    sv.sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (sv.sfd < 0 || pipe2(sv.ready, O_CLOEXEC) < 0) {
         fprintf(stderr, "ringmaild: supervisor: %s\n", strerror(errno));
         return 1;
     }
-    struct child *ch = calloc(n, sizeof *ch);
-    if (!ch) {
+    sv.ch = calloc(n, sizeof *sv.ch);
+    if (!sv.ch) {
         fprintf(stderr, "ringmaild: supervisor: out of memory\n");
         return 1;
     }
-    /* Until every server has come up once, a death is a start-up error
-     * (bad config, port taken): stop all and fail, as one process would. */
-    unsigned up = 0;
-    bool starting = true, stopping = false;
-    int exit_code = 0;
     for (unsigned i = 0; i < n; i++)
-        if (spawn(cfg, &ch[i], i, sfd, ready, &oldmask) < 0) {
-            stopping = true;
-            exit_code = 1;
-            forward(ch, n, SIGTERM);
+        if (spawn(cfg, &sv.ch[i], i, sv.sfd, sv.ready, &sv.oldmask) < 0) {
+            sup_fail(&sv);
             break;
         }
     log_msg(LOGL_INFO, 0, NULL, "supervisor: pid %d, %u server processes", (int)getpid(), n);
     for (;;) {
-        unsigned running = 0;
-        int timeout = -1;
-        for (unsigned i = 0; i < n; i++) {
-            if (ch[i].pid > 0) {
-                running++;
-            } else if (!stopping) {
-                long long left = -ms_since(&ch[i].restart_at);
-                if (left <= 0) {
-                    log_msg(LOGL_INFO, 0, NULL, "supervisor: restarting server %u", i);
-                    if (spawn(cfg, &ch[i], i, sfd, ready, &oldmask) > 0) {
-                        running++;
-                        continue;
-                    }
-                    left = 1000;    /* fork failed: try again in a second */
-                    clock_gettime(CLOCK_MONOTONIC, &ch[i].restart_at);
-                    ch[i].restart_at.tv_sec += 1;
-                }
-                if (timeout < 0 || left < timeout)
-                    timeout = (int)left;
-            }
-        }
-        if (stopping && !running)
+        int timeout;
+        unsigned running = sup_restart_due(&sv, &timeout);
+        if (sv.stopping && !running)
             break;
-        struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = ready[0], .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = sv.sfd, .events = POLLIN},
+                              {.fd = sv.ready[0], .events = POLLIN}};
         if (poll(p, 2, timeout) < 0 && errno != EINTR) {
             log_msg(LOGL_ERROR, 0, NULL, "supervisor: poll: %s", strerror(errno));
             break;
         }
-        if (p[1].revents & POLLIN) {
-            char buf[64];
-            ssize_t r = read(ready[0], buf, sizeof buf);
-            if (r > 0 && starting && (up += (unsigned)r) >= n) {
-                starting = false;
-                log_msg(LOGL_INFO, 0, NULL, "supervisor: all %u servers up", n);
-            }
-        }
+        if (p[1].revents & POLLIN)
+            sup_read_ready(&sv);
         if (!(p[0].revents & POLLIN))
             continue;
         struct signalfd_siginfo si;
-        if (read(sfd, &si, sizeof si) != sizeof si)
-            continue;
-        int sig = (int)si.ssi_signo;
-        if (sig == SIGHUP) {
-            log_msg(LOGL_INFO, 0, NULL, "supervisor: SIGHUP: passed to the servers");
-            forward(ch, n, SIGHUP);
-        } else if (sig == SIGTERM || sig == SIGINT) {
-            log_msg(LOGL_INFO, 0, NULL, "supervisor: signal %d: stopping the servers", sig);
-            stopping = true;
-            forward(ch, n, sig);
-        } else if (sig == SIGCHLD) {
-            int st;
-            pid_t pid;
-            while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-                unsigned i = 0;
-                while (i < n && ch[i].pid != pid)
-                    i++;
-                if (i == n)
-                    continue;
-                ch[i].pid = 0;
-                bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-                if (stopping) {
-                    if (!clean)
-                        exit_code = 1;
-                    continue;
-                }
-                char how[64];
-                if (WIFSIGNALED(st))
-                    snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(st));
-                else
-                    snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(st));
-                if (starting) {
-                    log_msg(LOGL_ERROR, 0, NULL, "supervisor: server %u (pid %d) failed to "
-                            "start (%s): stopping", i, (int)pid, how);
-                    stopping = true;
-                    exit_code = 1;
-                    forward(ch, n, SIGTERM);
-                    continue;
-                }
-                long long lived = ms_since(&ch[i].started);
-                ch[i].fast_deaths = lived < FAST_DEATH_MS ? ch[i].fast_deaths + 1 : 0;
-                long long delay = 0;
-                if (ch[i].fast_deaths) {
-                    delay = 250LL << (ch[i].fast_deaths < 8 ? ch[i].fast_deaths - 1 : 7);
-                    if (delay > MAX_BACKOFF_MS)
-                        delay = MAX_BACKOFF_MS;
-                }
-                log_msg(LOGL_ERROR, 0, NULL, "supervisor: server %u (pid %d) died (%s) after "
-                        "%lld ms; restarting in %lld ms", i, (int)pid, how, lived, delay);
-                clock_gettime(CLOCK_MONOTONIC, &ch[i].restart_at);
-                ch[i].restart_at.tv_sec += delay / 1000;
-                ch[i].restart_at.tv_nsec += (delay % 1000) * 1000000;
-                if (ch[i].restart_at.tv_nsec >= 1000000000) {
-                    ch[i].restart_at.tv_sec++;
-                    ch[i].restart_at.tv_nsec -= 1000000000;
-                }
-            }
-        }
+        if (read(sv.sfd, &si, sizeof si) == sizeof si)
+            sup_signal(&sv, (int)si.ssi_signo);
     }
     log_msg(LOGL_INFO, 0, NULL, "supervisor: all servers stopped");
-    free(ch);
-    close(sfd);
-    close(ready[0]);
-    close(ready[1]);
-    return exit_code;
+    free(sv.ch);
+    close(sv.sfd);
+    close(sv.ready[0]);
+    close(sv.ready[1]);
+    return sv.exit_code;
 }
 
 int main(int argc, char **argv)

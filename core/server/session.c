@@ -97,60 +97,12 @@ bool sess_plaintext_ok(const session *s)
     }
 }
 
-/* ---- the dispatch table ------------------------------------------------------ */
-
-enum { IN_NOAUTH = 1, IN_AUTH = 2, IN_SELECTED = 4, ANY = 7, AUTHED = 6 };
-
-static const struct command {
-    const char *name;
-    cmd_fn fn;
-    unsigned states;
-    bool uid_ok;            /* has a UID form */
-    bool keep_expunges;     /* no EXPUNGE responses after it (RFC 3501 7.4.1) */
-} commands[] = {
-    {"CAPABILITY", cmd_capability, ANY, false, false},
-    {"NOOP", cmd_noop, ANY, false, false},
-    {"LOGOUT", cmd_logout, ANY, false, false},
-    {"ID", cmd_id, ANY, false, false},
-    {"ENABLE", cmd_enable, AUTHED, false, false},
-    {"STARTTLS", cmd_starttls, IN_NOAUTH, false, false},
-    {"LOGIN", cmd_login, IN_NOAUTH, false, false},
-    {"AUTHENTICATE", cmd_authenticate, IN_NOAUTH, false, false},
-    {"NAMESPACE", cmd_namespace, AUTHED, false, false},
-    {"SELECT", cmd_select, AUTHED, false, false},
-    {"EXAMINE", cmd_examine, AUTHED, false, false},
-    {"CREATE", cmd_create, AUTHED, false, false},
-    {"DELETE", cmd_delete, AUTHED, false, false},
-    {"RENAME", cmd_rename, AUTHED, false, false},
-    {"SUBSCRIBE", cmd_subscribe, AUTHED, false, false},
-    {"UNSUBSCRIBE", cmd_unsubscribe, AUTHED, false, false},
-    {"LIST", cmd_list, AUTHED, false, false},
-    {"LSUB", cmd_lsub, AUTHED, false, false},
-    {"STATUS", cmd_status, AUTHED, false, false},
-    {"APPEND", cmd_append, AUTHED, false, false},
-    {"IDLE", cmd_idle, AUTHED, false, false},
-    {"CHECK", cmd_check, IN_SELECTED, false, false},
-    {"CLOSE", cmd_close, IN_SELECTED, false, false},
-    {"UNSELECT", cmd_unselect, IN_SELECTED, false, false},
-    {"EXPUNGE", cmd_expunge, IN_SELECTED, true, false},
-    {"STORE", cmd_store, IN_SELECTED, true, true},
-    {"COPY", cmd_copy, IN_SELECTED, true, false},
-    {"MOVE", cmd_move, IN_SELECTED, true, false},
-    {"FETCH", cmd_fetch, IN_SELECTED, true, true},
-    {"SEARCH", cmd_search, IN_SELECTED, true, true},
-};
-
-static const struct command *find_command(const char *name)
-{
-    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcasecmp(commands[i].name, name))
-            return &commands[i];
-    return NULL;
-}
+/* ---- dispatch ------------------------------------------------------------ */
 
 static unsigned state_bit(sess_state st)
 {
-    return st == ST_NOAUTH ? IN_NOAUTH : st == ST_AUTH ? IN_AUTH : st == ST_SELECTED ? IN_SELECTED : 0;
+    return st == ST_NOAUTH ? CMD_IN_NOAUTH : st == ST_AUTH ? CMD_IN_AUTH
+         : st == ST_SELECTED ? CMD_IN_SELECTED : 0;
 }
 
 static uint64_t now_ms(void)
@@ -312,8 +264,8 @@ static void run_command(session *s, const uint8_t *p, size_t n)
         args++;
         nargs--;
     }
-    const struct command *c = find_command(name);
-    if (!c || (uid && !c->uid_ok)) {
+    const cmd_def *def = cmd_find(name);
+    if (!def || (uid && !def->uid)) {
         sess_bad(s, tag, "Unknown command");
         goto out;
     }
@@ -322,18 +274,21 @@ static void run_command(session *s, const uint8_t *p, size_t n)
         s->state = ST_LOGOUT;
         goto out;
     }
-    if (!(c->states & state_bit(s->state))) {
+    if (!(def->states & state_bit(s->state))) {
         sess_bad(s, tag, "%s", s->state == ST_NOAUTH ? "Log in first"
-                         : s->state == ST_SELECTED || c->states == IN_NOAUTH ? "Already logged in"
+                         : s->state == ST_SELECTED || def->states == CMD_IN_NOAUTH
+                         ? "Already logged in"
                          : "Select a mailbox first");
         goto out;
     }
     log_msg(s->srv->log_commands ? LOGL_INFO : LOGL_DEBUG, s->id, s->user, "command %s%s",
-            uid ? "UID " : "", c->name);
+            uid ? "UID " : "", def->name);
     unsigned bad = s->bad;
     store_defer d;
     store_defer_begin(&d);
-    c->fn(s, tag, a, args, nargs, uid);
+    imap_cmd c = {.s = s, .def = def, .tag = tag, .a = a, .args = args, .nargs = nargs,
+                  .uid = uid};
+    def->fn(&c);
     store_defer_end();
     if (d.n)
         sess_hold_until_durable(s, &d);
@@ -343,9 +298,9 @@ out:
     imap_args_free(a);
 }
 
-/* After a tagged answer has been produced: the updates that must precede
- * it are inserted by the handlers themselves through sess_sync; this is
- * the hook for the BAD limit. */
+/* After a tagged answer has been produced (the updates that must precede
+ * it went in through cmd_done / cmd_update, as the command's table entry
+ * declares): the hook for the BAD limit. */
 static bool too_many_bad(session *s)
 {
     if (s->srv->max_bad && s->bad >= s->srv->max_bad) {
@@ -678,7 +633,7 @@ static void on_wake(net_conn *c, void *user)
     /* While a command runs in steps (an announcement among them) the view
      * is its own: sess_cont_run syncs an IDLE session once it ends. */
     if (s->wait == WAIT_IDLE && s->state == ST_SELECTED && !s->cont) {
-        sess_sync(s, true);
+        cmd_sync(s, &cmd_table[CMD_IDLE]);
         sess_flush(s);
     }
 }

@@ -87,11 +87,6 @@ struct session {
                                    (or for the output to drain) */
 };
 
-/* Command handlers get the tag, the arguments after the name, and `uid`
- * for the UID forms. */
-typedef void (*cmd_fn)(session *s, const char *tag, imap_args *a,
-                       imap_arg *args, size_t nargs, bool uid);
-
 /* Responses.  `text` may contain a response code "[...] ". */
 void sess_tagged(session *s, const char *tag, const char *status,
                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -178,7 +173,7 @@ void sess_unselect(session *s);
  * answer) is handed over as its tail instead of being written after the
  * call.  Called from a step of a long command, it follows that command. */
 typedef struct sess_update_req {
-    bool allow_expunge;
+    bool allow_expunge;         /* as the command's entry says (cmd_update) */
     /* STORE without .SILENT: FETCH FLAGS of the view's messages in these
      * ranges, " UID n" added for UID STORE (malloc'd, taken over) */
     store_range *echo;
@@ -191,11 +186,6 @@ typedef struct sess_update_req {
     imap_out tail;              /* written last (taken over) */
 } sess_update_req;
 void sess_update(session *s, sess_update_req *u);
-/* sess_update with nothing but the updates (IDLE). */
-void sess_sync(session *s, bool allow_expunge);
-/* sess_update, then the tagged line "tag status text". */
-void sess_sync_tagged(session *s, bool allow_expunge, const char *tag, const char *status,
-                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* uid -> seq in the view (0 if none). */
 uint32_t sess_seq_of_uid(const session *s, uint32_t uid);
 /* Index of the first view entry with a UID >= uid (nview if none). */
@@ -218,43 +208,128 @@ void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
 
 void sess_set_server(imap_server *srv);
 
+/* ---- commands (core/server/commands.c) ----
+ * Each command has an entry in one table that declares what it needs: the
+ * states it is valid in, whether it has a UID form, whether it changes the
+ * selected mailbox, and which updates it announces before its tagged
+ * answer.  The dispatcher (session.c) checks the state and the UID form
+ * before the handler runs; the handler then answers through cmd_done /
+ * cmd_update, which announce what the entry allows, and a command that
+ * writes asks cmd_read_only once its arguments are known to be good. */
+typedef struct cmd_def cmd_def;
+
+/* One command being run: all a handler gets.  Valid while the handler
+ * runs; a command that goes on in steps copies what it keeps (the tag). */
+typedef struct imap_cmd {
+    session *s;
+    const cmd_def *def;         /* its entry in the table */
+    const char *tag;            /* NUL-terminated */
+    imap_args *a;               /* the parsed line (imap_arg_astring) */
+    imap_arg *args;             /* the arguments after the name */
+    size_t nargs;
+    bool uid;                   /* the UID form ("UID FETCH ...") */
+} imap_cmd;
+
+typedef void (*cmd_fn)(imap_cmd *c);
+
+/* The states a command is valid in (cmd_def.states). */
+enum {
+    CMD_IN_NOAUTH = 1,
+    CMD_IN_AUTH = 2,
+    CMD_IN_SELECTED = 4,
+    CMD_IN_AUTHED = CMD_IN_AUTH | CMD_IN_SELECTED,
+    CMD_IN_ANY = CMD_IN_NOAUTH | CMD_IN_AUTH | CMD_IN_SELECTED,
+};
+
+/* The updates of the selected mailbox (EXISTS, RECENT, FETCH FLAGS,
+ * EXPUNGE: core/server/view_sync.c) a command announces before its tagged
+ * answer. */
+typedef enum cmd_updates {
+    CMD_UPD_NONE,               /* none: they wait for a command that does */
+    /* all but EXPUNGE: RFC 9051 7.5.1 forbids it while answering FETCH,
+     * STORE or SEARCH, whose answers carry sequence numbers; the UID forms
+     * may send it, but hold it back too: one rule for both forms */
+    CMD_UPD_NO_EXPUNGE,
+    CMD_UPD_ALL,
+} cmd_updates;
+
+struct cmd_def {
+    const char *name;
+    cmd_fn fn;
+    uint8_t states;             /* CMD_IN_* */
+    bool uid;                   /* has a UID form */
+    /* changes the selected mailbox: refused with NO [READ-ONLY] after
+     * EXAMINE (cmd_read_only); COPY, which writes elsewhere, does not */
+    bool writes;
+    uint8_t updates;            /* cmd_updates */
+};
+
+/* The commands, by their index in cmd_table. */
+typedef enum cmd_code {
+    CMD_CAPABILITY, CMD_NOOP, CMD_LOGOUT, CMD_ID, CMD_ENABLE, CMD_STARTTLS,
+    CMD_LOGIN, CMD_AUTHENTICATE, CMD_NAMESPACE, CMD_SELECT, CMD_EXAMINE,
+    CMD_CREATE, CMD_DELETE, CMD_RENAME, CMD_SUBSCRIBE, CMD_UNSUBSCRIBE,
+    CMD_LIST, CMD_LSUB, CMD_STATUS, CMD_APPEND, CMD_IDLE, CMD_CHECK, CMD_CLOSE,
+    CMD_UNSELECT, CMD_EXPUNGE, CMD_STORE, CMD_COPY, CMD_MOVE, CMD_FETCH,
+    CMD_SEARCH,
+    CMD_COUNT
+} cmd_code;
+extern const cmd_def cmd_table[CMD_COUNT];
+
+/* The entry of a command name (any case; "UID" is not one), or NULL. */
+const cmd_def *cmd_find(const char *name);
+/* The tagged answer "tag status text" of the command def, after the
+ * updates def announces (in steps if they are long: see sess_update). */
+void cmd_done(session *s, const cmd_def *def, const char *tag, const char *status,
+              const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* sess_update for the command def: EXPUNGE only where def allows it.
+ * For a command that announces updates (not CMD_UPD_NONE). */
+void cmd_update(session *s, const cmd_def *def, sess_update_req *u);
+/* The updates def allows, with no tagged answer (IDLE). */
+void cmd_sync(session *s, const cmd_def *def);
+/* Asked by a command that may write once its arguments are known to be
+ * good (a malformed command is BAD even on a read-only mailbox): if its
+ * entry says it writes and the mailbox was opened with EXAMINE, answers
+ * NO [READ-ONLY] and returns true. */
+bool cmd_read_only(imap_cmd *c);
+
 /* Command handlers by file. */
-void cmd_capability(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_starttls(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_noop(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_logout(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_id(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_enable(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_login(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_authenticate(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_capability(imap_cmd *c);
+void cmd_starttls(imap_cmd *c);
+void cmd_noop(imap_cmd *c);
+void cmd_logout(imap_cmd *c);
+void cmd_id(imap_cmd *c);
+void cmd_enable(imap_cmd *c);
+void cmd_login(imap_cmd *c);
+void cmd_authenticate(imap_cmd *c);
 void auth_continue(session *s, const uint8_t *line, size_t n);
 /* The connection closed: drop its password check if it has not started. */
 void auth_cancel(session *s);
 /* AUTH=SCRAM-SHA-256(-PLUS) is offered only where it works for every
  * user (see passwd_scram_everyone) and auth_scram allows it. */
 bool auth_scram_offered(session *s);
-void cmd_namespace(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_select(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_examine(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_create(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_delete(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_rename(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_subscribe(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_unsubscribe(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_list(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_lsub(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_status(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_append(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_check(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_close(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_unselect(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_expunge(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_store(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_copy(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_move(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_fetch(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_search(session *, const char *, imap_args *, imap_arg *, size_t, bool);
-void cmd_idle(session *, const char *, imap_args *, imap_arg *, size_t, bool);
+void cmd_namespace(imap_cmd *c);
+void cmd_select(imap_cmd *c);
+void cmd_examine(imap_cmd *c);
+void cmd_create(imap_cmd *c);
+void cmd_delete(imap_cmd *c);
+void cmd_rename(imap_cmd *c);
+void cmd_subscribe(imap_cmd *c);
+void cmd_unsubscribe(imap_cmd *c);
+void cmd_list(imap_cmd *c);
+void cmd_lsub(imap_cmd *c);
+void cmd_status(imap_cmd *c);
+void cmd_append(imap_cmd *c);
+void cmd_check(imap_cmd *c);
+void cmd_close(imap_cmd *c);
+void cmd_unselect(imap_cmd *c);
+void cmd_expunge(imap_cmd *c);
+void cmd_store(imap_cmd *c);
+void cmd_copy(imap_cmd *c);
+void cmd_move(imap_cmd *c);
+void cmd_fetch(imap_cmd *c);
+void cmd_search(imap_cmd *c);
+void cmd_idle(imap_cmd *c);
 void idle_line(session *s, const uint8_t *line, size_t n);
 
 #endif

@@ -2,11 +2,11 @@
  *
  * IMAP sequence numbers belong to the session: they change only when this
  * session is told of an EXPUNGE.  The view is the array of UIDs the client
- * knows, in order.  sess_sync compares it with the store and announces the
- * difference (core/server/view_sync.c, in steps): new messages (EXISTS, RECENT),
- * flag changes (FETCH) and, at points where RFC 3501 7.4.1 allows it,
- * expunges (EXPUNGE, highest sequence number first so that each one is
- * still valid when read). */
+ * knows, in order.  sess_update compares it with the store and announces
+ * the difference (core/server/view_sync.c, in steps): new messages (EXISTS,
+ * RECENT), flag changes (FETCH) and, where the command's table entry allows
+ * it (RFC 9051 7.5.1), expunges (EXPUNGE, highest sequence number first so
+ * that each one is still valid when read). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -19,14 +19,12 @@
  * removing each entry in place would cost O(n) per EXPUNGE.  In between,
  * nothing else reads the view: the session runs no other command while a
  * step is pending, and a wake-up during IDLE only marks the session
- * (sess_sync runs again once this one ends).
+ * (the sync runs again once this one ends).
  *
  * One snapshot is pinned for the whole announcement.  Flags are read live
  * from it, so a change made meanwhile may be announced now and again at
  * the next sync: harmless, where missing one would not be. */
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -343,23 +341,4 @@ out:
     free(u->gone);
     imap_out_free(&u->tail);
     memset(u, 0, sizeof *u);
-}
-
-void sess_sync(session *s, bool allow_expunge)
-{
-    sess_update_req u = {.allow_expunge = allow_expunge};
-    sess_update(s, &u);
-}
-
-void sess_sync_tagged(session *s, bool allow_expunge, const char *tag, const char *status,
-                      const char *fmt, ...)
-{
-    sess_update_req u = {.allow_expunge = allow_expunge};
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    imap_out_printf(&u.tail, "%s %s %s\r\n", tag, status, buf);
-    sess_update(s, &u);
 }

@@ -299,6 +299,29 @@ class Mailbox(rs.ServerTestCase):
         self.each(self.login, ['LIST ""', "LIST", 'LIST "" * RETURN', 'LIST "" * extra',
                                'LIST (NOSUCHOPTION) "" *'], "BAD")
 
+    def test_list_bad_syntax_answers(self):
+        # the first fault in the order of the arguments names the answer
+        c = self.login()
+        for cmd, want in [
+                ('LIST (SUBSCRIBED NOSUCH) "" *', "BAD Unknown LIST selection option"),
+                ('LIST (RECURSIVEMATCH) "" *', "BAD RECURSIVEMATCH needs another selection option"),
+                ('LIST (NOSUCH) ""', "BAD Unknown LIST selection option"),
+                ('LIST (SUBSCRIBED) ""', "BAD LIST takes a reference and a pattern"),
+                ('LSUB ""', "BAD LSUB takes a reference and a pattern"),
+                ('LSUB "" * RETURN (CHILDREN)', "BAD Too many arguments"),
+                ('LIST "" * RETURN', "BAD Bad LIST return options"),
+                ('LIST "" * RETURN (CHILDREN) x', "BAD Bad LIST return options"),
+                ('LIST "" * RETURN (NOSUCH)', "BAD Unknown LIST return option"),
+                ('LIST "" * RETURN (STATUS (NOSUCH))', "BAD Unknown LIST return option"),
+                ('LIST "" * extra', "BAD Bad LIST return options"),
+                ('LIST () (a) *', "BAD Bad reference name"),
+                ('LSUB (a) *', "BAD Bad reference name"),
+                ('LIST () "" (INBOX (x))', "BAD Mailbox name expected")]:
+            r = c.cmd(cmd)
+            self.assertEqual(r.tagged.raw.split(b" ", 1)[1].decode(), want, r.describe())
+        r = self.ok(c, 'LIST (SUBSCRIBED) "" (INBOX nosuch) RETURN (CHILDREN STATUS (MESSAGES))')
+        self.assertEqual(r.tagged.raw.split(b" ", 1)[1], b"OK LIST completed")
+
     def test_list_multiple_patterns(self):
         c = self.login()
         self.make_tree(c)
