@@ -240,6 +240,18 @@ int log_scan(const uint8_t *base, uint64_t size, uint64_t from,
  * if there is none (then everything from off on is a torn tail). */
 uint64_t log_resync(const uint8_t *base, uint64_t size, uint64_t off);
 
+/* ---- snap.c: reading one entry (snap.c, cursor.c) --------------------- */
+
+/* The entry at pos if pos < count and the entry is sound (its checksum
+ * holds and its offsets stay inside what the log and cache hold), else
+ * NULL: a damaged entry's offsets are never followed. */
+const struct idx_entry *store_snap_sound_entry(const store_snap *s, uint32_t pos);
+/* store_snap_bytes and store_snap_cache for an entry that
+ * store_snap_sound_entry returned. */
+int store_snap_entry_bytes(const store_snap *s, const struct idx_entry *e, uint64_t off,
+                           size_t len, const char **ptr, size_t *got);
+int store_snap_entry_cache(store_snap *s, const struct idx_entry *e, store_cache *c);
+
 /* ---- write.c ----------------------------------------------------------- */
 
 int mbox_sync_policy(struct store_mbox *mb);
