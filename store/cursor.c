@@ -4,7 +4,12 @@
  * order, mostly consecutive entries.  Looking each one up by UID costs a
  * binary search per read (entry, cache, bytes: three per message); the
  * cursor keeps the position, so the next UID is found by looking one or a
- * few entries ahead, and the cache and bytes are read at that position. */
+ * few entries ahead, and the cache and bytes are read at that position.
+ *
+ * The entries are read in place: the snapshot made sure its `count`
+ * entries are mapped (store_snap_get), a mapping is never moved or
+ * unmapped while its generation is pinned, and entries below the count
+ * never move (their flag and keyword words are read atomically). */
 #include <errno.h>
 
 #include "store/internal.h"
@@ -14,78 +19,93 @@
  * tombstones. */
 #define SEEK_PROBE 8
 
+static const struct idx_entry *ent(const store_cursor *c, uint32_t pos)
+{
+    return (const struct idx_entry *)c->ents_ + pos;
+}
+
 void store_cursor_init(store_cursor *c, store_snap *s)
 {
     c->snap = s;
     c->pos = 0;
+    c->count_ = s->count;
+    /* one mapping covers entry 0 up to the last one of the snapshot */
+    c->ents_ = s->count ? gen_entry(s->g, s->count - 1) - (s->count - 1) : NULL;
     c->sound_ = NULL;
 }
 
-static void move_to(store_cursor *c, uint32_t pos)
+static int at(store_cursor *c, uint32_t pos, store_msg *m)
 {
     if (pos != c->pos) {
         c->pos = pos;
         c->sound_ = NULL;
     }
+    if (pos >= c->count_)
+        return -ENOENT;
+    const struct idx_entry *e = ent(c, pos);
+    if (m)
+        store_entry_msg(e, m);
+    return (FM_FLAGS(__atomic_load_n(&e->fm, __ATOMIC_ACQUIRE)) & ENT_EXPUNGED) ? 0 : 1;
 }
 
-int store_cursor_seek(store_cursor *c, uint32_t uid)
+int store_cursor_seek(store_cursor *c, uint32_t uid, store_msg *m)
 {
-    struct gen *g = c->snap->g;
-    uint32_t count = c->snap->count;
+    uint32_t count = c->count_;
     uint32_t lo = 0, hi = count;
     if (c->pos < count) {
-        uint32_t here = gen_entry(g, c->pos)->uid;
+        uint32_t here = ent(c, c->pos)->uid;
+        if (here == uid)
+            return at(c, c->pos, m);
         if (here < uid)
             lo = c->pos + 1;
-        else if (here > uid)
-            hi = c->pos;
         else
-            lo = hi = c->pos;
-    } else if (count && gen_entry(g, count - 1)->uid < uid) {
+            hi = c->pos;
+    } else if (count && ent(c, count - 1)->uid < uid) {
         lo = count;     /* past the last entry: stay at the end */
     }
     for (unsigned k = 0; k < SEEK_PROBE && lo < hi; k++, lo++)
-        if (gen_entry(g, lo)->uid >= uid) {
+        if (ent(c, lo)->uid >= uid) {
             hi = lo;
             break;
         }
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (gen_entry(g, mid)->uid < uid)
+        if (ent(c, mid)->uid < uid)
             lo = mid + 1;
         else
             hi = mid;
     }
-    move_to(c, lo);
-    store_msg m;
-    int rc = store_cursor_msg(c, &m);
-    return rc >= 0 && m.uid != uid ? -ENOENT : rc;
+    if (lo < count && ent(c, lo)->uid == uid)
+        return at(c, lo, m);
+    at(c, lo, NULL);
+    return -ENOENT;
 }
 
-int store_cursor_next(store_cursor *c)
+int store_cursor_next(store_cursor *c, store_msg *m)
 {
-    if (c->pos < c->snap->count)
-        move_to(c, c->pos + 1);
-    store_msg m;
-    return store_cursor_msg(c, &m);
+    return at(c, c->pos < c->count_ ? c->pos + 1 : c->pos, m);
 }
 
 int store_cursor_msg(const store_cursor *c, store_msg *m)
 {
-    int rc = store_snap_entry(c->snap, c->pos, m);
-    return rc == -ERANGE ? -ENOENT : rc;
+    if (c->pos >= c->count_)
+        return -ENOENT;
+    const struct idx_entry *e = ent(c, c->pos);
+    store_entry_msg(e, m);
+    return (FM_FLAGS(__atomic_load_n(&e->fm, __ATOMIC_ACQUIRE)) & ENT_EXPUNGED) ? 0 : 1;
 }
 
 /* The entry here, checked once per position. */
 static int sound(store_cursor *c, const struct idx_entry **e)
 {
-    if (c->pos >= c->snap->count)
+    if (c->pos >= c->count_)
         return -ENOENT;
-    if (!c->sound_)
-        c->sound_ = store_snap_sound_entry(c->snap, c->pos);
-    if (!c->sound_)
-        return -EBADMSG;
+    if (!c->sound_) {
+        const struct idx_entry *x = ent(c, c->pos);
+        if (!store_snap_entry_sound(c->snap, x))
+            return -EBADMSG;
+        c->sound_ = x;
+    }
     *e = c->sound_;
     return 0;
 }

@@ -143,25 +143,12 @@ int store_snap_keyword_index(const store_snap *s, const char *name)
     return -ENOENT;
 }
 
-static void fill_msg(const struct idx_entry *e, store_msg *m)
-{
-    uint64_t fm = A_LOAD(&e->fm);
-    m->uid = e->uid;
-    m->flags = FM_FLAGS(fm) & STORE_F_ALL;
-    m->modseq = FM_MODSEQ(fm);
-    m->keywords = A_LOAD(&e->keywords);
-    m->internal_date = e->internal_date;
-    m->tz_min = e->tz_min;
-    m->size = e->size;
-    m->hdr_len = e->hdr_len;
-}
-
 int store_snap_entry(const store_snap *s, uint32_t pos, store_msg *m)
 {
     if (pos >= s->count)
         return -ERANGE;
     const struct idx_entry *e = gen_entry(s->g, pos);
-    fill_msg(e, m);
+    store_entry_msg(e, m);
     return (FM_FLAGS(A_LOAD(&e->fm)) & ENT_EXPUNGED) ? 0 : 1;
 }
 
@@ -252,7 +239,7 @@ int store_snap_msg(const store_snap *s, uint32_t uid, store_msg *m)
     const struct idx_entry *e = find_live(s, uid);
     if (!e)
         return -ENOENT;
-    fill_msg(e, m);
+    store_entry_msg(e, m);
     return 0;
 }
 
@@ -269,12 +256,9 @@ static bool entry_sound(const store_snap *s, const struct idx_entry *e)
                                  A_LOAD(&h->cache_end));
 }
 
-const struct idx_entry *store_snap_sound_entry(const store_snap *s, uint32_t pos)
+bool store_snap_entry_sound(const store_snap *s, const struct idx_entry *e)
 {
-    if (pos >= s->count)
-        return NULL;
-    const struct idx_entry *e = gen_entry(s->g, pos);
-    return entry_sound(s, e) ? e : NULL;
+    return entry_sound(s, e);
 }
 
 int store_snap_entry_bytes(const store_snap *s, const struct idx_entry *e, uint64_t off,
@@ -337,8 +321,8 @@ int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
     int64_t p = gen_find(s->g, s->count, uid);
     if (p < 0)
         return -ENOENT;
-    const struct idx_entry *e = store_snap_sound_entry(s, (uint32_t)p);
-    if (!e)
+    const struct idx_entry *e = gen_entry(s->g, (uint32_t)p);
+    if (!entry_sound(s, e))
         return -EBADMSG;
     return store_snap_entry_bytes(s, e, off, len, ptr, got);
 }
@@ -348,8 +332,8 @@ int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c)
     int64_t p = gen_find(s->g, s->count, uid);
     if (p < 0)
         return -ENOENT;
-    const struct idx_entry *e = store_snap_sound_entry(s, (uint32_t)p);
-    if (!e)
+    const struct idx_entry *e = gen_entry(s->g, (uint32_t)p);
+    if (!entry_sound(s, e))
         return -EBADMSG;
     return store_snap_entry_cache(s, e, c);
 }

@@ -346,18 +346,21 @@ typedef struct store_cursor {
     uint32_t pos;           /* current position, 0 .. store_snap_entries();
                                the last is the end */
     /* private to store/cursor.c */
+    uint32_t count_;
+    const void *ents_;      /* the snapshot's entries, in place */
     const void *sound_;     /* the entry at pos, once found sound */
 } store_cursor;
 
 /* At position 0. */
 void store_cursor_init(store_cursor *c, store_snap *s);
 /* Move to the first entry whose UID is >= uid (or the end).  Returns 1 if
- * that entry has this UID and is live, 0 if it has it and is expunged,
- * -ENOENT if the snapshot has no entry for uid. */
-int store_cursor_seek(store_cursor *c, uint32_t uid);
-/* Move one entry forward (not past the end).  Returns 1 live, 0 expunged,
- * -ENOENT at the end. */
-int store_cursor_next(store_cursor *c);
+ * that entry has this UID and is live, 0 if it has it and is expunged
+ * (m, if not NULL, then gets it), -ENOENT if the snapshot has no entry for
+ * uid. */
+int store_cursor_seek(store_cursor *c, uint32_t uid, store_msg *m);
+/* Move one entry forward (not past the end).  Returns 1 live, 0 expunged
+ * (m, if not NULL, gets the entry), -ENOENT at the end. */
+int store_cursor_next(store_cursor *c, store_msg *m);
 /* The entry here: 1 live, 0 expunged, -ENOENT at the end. */
 int store_cursor_msg(const store_cursor *c, store_msg *m);
 /* The entry's cache blob and bytes, as store_snap_cache / store_snap_bytes

@@ -191,9 +191,8 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
                    uint32_t uid, bool uidcmd, bool flags_changed)
 {
     store_msg m;
-    if (store_cursor_seek(&x->cur, uid) < 0)
+    if (store_cursor_seek(&x->cur, uid, &m) < 0)
         return -ENOENT;
-    store_cursor_msg(&x->cur, &m);
     imap_out_lit(o, "* ");
     imap_out_uint(o, seq);
     imap_out_lit(o, " FETCH (");

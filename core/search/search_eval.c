@@ -493,9 +493,8 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
     for (uint32_t seq = first; seq <= last; seq++) {
         uint32_t uid = v->uids[seq - 1];
         store_msg cur;
-        if (store_cursor_seek(&e.cur, uid) < 0)
+        if (store_cursor_seek(&e.cur, uid, &cur) < 0)
             continue;       /* gone from the snapshot: matches nothing */
-        store_cursor_msg(&e.cur, &cur);
 
         e.seq = seq;
         e.uid = uid;

@@ -97,8 +97,8 @@ static void test_empty(void)
     const char *p;
     size_t n;
     CHECK_EQ(store_cursor_msg(&c, &m), -ENOENT);
-    CHECK_EQ(store_cursor_next(&c), -ENOENT);
-    CHECK_EQ(store_cursor_seek(&c, 1), -ENOENT);
+    CHECK_EQ(store_cursor_next(&c, NULL), -ENOENT);
+    CHECK_EQ(store_cursor_seek(&c, 1, NULL), -ENOENT);
     CHECK_EQ(c.pos, 0);
     CHECK_EQ(store_cursor_cache(&c, &cache), -ENOENT);
     CHECK_EQ(store_cursor_bytes(&c, 0, SIZE_MAX, &p, &n), -ENOENT);
@@ -145,13 +145,16 @@ static void test_walk(void)
         CHECK(na == 4 && !memcmp(pa, "body", 4));
         REQUIRE_OK(store_cursor_bytes(&c, m.size + 10, 4, &pa, &na));
         CHECK_EQ(na, 0);
-        rc = store_cursor_next(&c);
-        if (rc >= 0)
+        store_msg nm = {0};
+        rc = store_cursor_next(&c, &nm);
+        if (rc >= 0) {
             REQUIRE(store_cursor_msg(&c, &m) == rc);
+            CHECK(nm.uid == m.uid && nm.modseq == m.modseq);
+        }
     }
     CHECK_EQ(rc, -ENOENT);
     CHECK_EQ(c.pos, 20);
-    CHECK_EQ(store_cursor_next(&c), -ENOENT);     /* stays at the end */
+    CHECK_EQ(store_cursor_next(&c, NULL), -ENOENT);     /* stays at the end */
     CHECK_EQ(c.pos, 20);
     store_snap_put(s);
     env_close(&e);
@@ -168,24 +171,24 @@ static void test_seek(void)
     REQUIRE(s);
     store_cursor c;
     store_cursor_init(&c, s);
-    CHECK_EQ(store_cursor_seek(&c, 1), 1);      /* here already */
+    CHECK_EQ(store_cursor_seek(&c, 1, NULL), 1);      /* here already */
     CHECK_EQ(c.pos, 0);
-    CHECK_EQ(store_cursor_seek(&c, 2), 1);      /* the next one */
-    CHECK_EQ(store_cursor_seek(&c, 4), 0);      /* a tombstone: still there */
+    CHECK_EQ(store_cursor_seek(&c, 2, NULL), 1);      /* the next one */
+    CHECK_EQ(store_cursor_seek(&c, 4, NULL), 0);      /* a tombstone: still there */
     CHECK_EQ(here(&c), 4);
-    CHECK_EQ(store_cursor_seek(&c, 6), 1);
-    CHECK_EQ(store_cursor_seek(&c, 90), 1);     /* far ahead: searched */
+    CHECK_EQ(store_cursor_seek(&c, 6, NULL), 1);
+    CHECK_EQ(store_cursor_seek(&c, 90, NULL), 1);     /* far ahead: searched */
     CHECK_EQ(c.pos, 89);
-    CHECK_EQ(store_cursor_seek(&c, 7), 1);      /* back */
+    CHECK_EQ(store_cursor_seek(&c, 7, NULL), 1);      /* back */
     CHECK_EQ(c.pos, 6);
-    CHECK_EQ(store_cursor_seek(&c, 7), 1);      /* same */
-    CHECK_EQ(store_cursor_seek(&c, 101), -ENOENT);  /* past the last */
+    CHECK_EQ(store_cursor_seek(&c, 7, NULL), 1);      /* same */
+    CHECK_EQ(store_cursor_seek(&c, 101, NULL), -ENOENT);  /* past the last */
     CHECK_EQ(c.pos, 100);
-    CHECK_EQ(store_cursor_seek(&c, 1000), -ENOENT); /* at the end, further */
+    CHECK_EQ(store_cursor_seek(&c, 1000, NULL), -ENOENT); /* at the end, further */
     CHECK_EQ(c.pos, 100);
-    CHECK_EQ(store_cursor_seek(&c, 100), 1);    /* back from the end */
+    CHECK_EQ(store_cursor_seek(&c, 100, NULL), 1);    /* back from the end */
     CHECK_EQ(c.pos, 99);
-    CHECK_EQ(store_cursor_seek(&c, 0), -ENOENT);    /* no UID 0: at UID 1 */
+    CHECK_EQ(store_cursor_seek(&c, 0, NULL), -ENOENT);    /* no UID 0: at UID 1 */
     CHECK_EQ(c.pos, 0);
     store_snap_put(s);
 
@@ -195,21 +198,23 @@ static void test_seek(void)
     REQUIRE(s);
     REQUIRE(store_snap_entries(s) == 100 - 3 - 21);
     store_cursor_init(&c, s);
-    CHECK_EQ(store_cursor_seek(&c, 4), -ENOENT);
+    CHECK_EQ(store_cursor_seek(&c, 4, NULL), -ENOENT);
     CHECK_EQ(here(&c), 6);              /* the next UID there is */
     CHECK_EQ(c.pos, 2);
-    CHECK_EQ(store_cursor_seek(&c, 41), -ENOENT);
+    CHECK_EQ(store_cursor_seek(&c, 41, NULL), -ENOENT);
     CHECK_EQ(here(&c), 61);
-    CHECK_EQ(store_cursor_seek(&c, 39), 1);
-    CHECK_EQ(store_cursor_next(&c), 1);
+    CHECK_EQ(store_cursor_seek(&c, 39, NULL), 1);
+    CHECK_EQ(store_cursor_next(&c, NULL), 1);
     CHECK_EQ(here(&c), 61);
     /* every UID, in order, then the end; seek agrees with the lookups */
     store_cursor_init(&c, s);
     for (uint32_t uid = 0; uid <= 101; uid++) {
         store_msg m;
         int want = store_snap_lookup(s, uid, &m);
-        CHECK_EQ(store_cursor_seek(&c, uid), want);
+        store_msg got = {0};
+        CHECK_EQ(store_cursor_seek(&c, uid, &got), want);
         if (want >= 0) {
+            CHECK(got.uid == uid && got.size == m.size && got.flags == m.flags);
             store_cache cache;
             REQUIRE_OK(store_cursor_cache(&c, &cache));
             CHECK(subject_is(&cache, uid));
@@ -273,14 +278,14 @@ static void test_damage(void)
     REQUIRE(s);
     store_cursor c;
     store_cursor_init(&c, s);
-    REQUIRE(store_cursor_seek(&c, 5) == 1);
+    REQUIRE(store_cursor_seek(&c, 5, NULL) == 1);
     store_cache cache, bycache;
     REQUIRE_OK(store_cursor_cache(&c, &cache));
     CHECK(subject_is(&cache, 5));      /* the original, not the flipped byte */
     REQUIRE_OK(store_snap_cache(s, 5, &bycache));
     CHECK(subject_is(&bycache, 5));
     CHECK(cache.blob != bycache.blob);  /* each parse has its own buffer */
-    REQUIRE_OK(store_cursor_next(&c));
+    REQUIRE_OK(store_cursor_next(&c, NULL));
     REQUIRE_OK(store_cursor_cache(&c, &cache));
     CHECK(subject_is(&cache, 6));      /* the neighbour's blob is fine */
     store_snap_put(s);
@@ -294,15 +299,15 @@ static void test_damage(void)
     store_cursor_init(&c, s);
     const char *p;
     size_t got;
-    CHECK_EQ(store_cursor_seek(&c, 3), 1);     /* the flags word is still readable */
+    CHECK_EQ(store_cursor_seek(&c, 3, NULL), 1);     /* the flags word is still readable */
     CHECK_EQ(store_cursor_cache(&c, &cache), -EBADMSG);
     CHECK_EQ(store_cursor_bytes(&c, 0, SIZE_MAX, &p, &got), -EBADMSG);
     CHECK_EQ(store_snap_cache(s, 3, &cache), -EBADMSG);
     CHECK_EQ(store_snap_bytes(s, 3, 0, SIZE_MAX, &p, &got), -EBADMSG);
-    CHECK_EQ(store_cursor_next(&c), 1);
+    CHECK_EQ(store_cursor_next(&c, NULL), 1);
     REQUIRE_OK(store_cursor_cache(&c, &cache));
     CHECK(subject_is(&cache, 4));
-    CHECK_EQ(store_cursor_seek(&c, 3), 1);     /* back: checked again */
+    CHECK_EQ(store_cursor_seek(&c, 3, NULL), 1);     /* back: checked again */
     CHECK_EQ(store_cursor_bytes(&c, 0, SIZE_MAX, &p, &got), -EBADMSG);
     store_snap_put(s);
     REQUIRE_OK(flip(path, IDX_HDR_SIZE + 2 * sizeof(struct idx_entry) +
