@@ -186,7 +186,7 @@ static const char *one(imap_fetch_ctx *x, const char *atts, uint32_t seq, uint32
     if ((*rc = parse(atts, &r, &err)) < 0)
         return "(parse failed)";
     *rc = imap_fetch_one(x, &o, &r, seq, uid, uidcmd, changed);
-    if (o.len < sizeof buf) {
+    if (o.len && o.len < sizeof buf) {
         memcpy(buf, o.p, o.len);
         buf[o.len] = 0;
     }
