@@ -6,18 +6,12 @@
  *       UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID)])
  *
  * over a store mailbox of N realistic messages (bench_mail.c; --fetch-sizes,
- * default 1000 and 10000).  One iteration = the whole listing: a snapshot,
- * then per message what core/server/cmd_fetch.c's fetch_one does for these items:
- * store_snap_lookup, "* n FETCH (UID u", sess_flags (core/server/view.c),
- * RFC822.SIZE, store_snap_cache + imap_render_envelope, or store_snap_bytes +
- * imap_section_fetch + imap_section_echo and the literal, ")\r\n"; the
- * output is handed off every 1 MiB as cmd_fetch does (here: counted and
- * dropped; no socket, no TLS).
- *
- * Why a copy of fetch_one's sequence rather than cmd_fetch itself:
- * cmd_fetch and fetch_one need a live session with a net_conn (sess_flush,
- * sess_sync, the tagged answer) and fetch_one is static.  The rendering
- * (imap_out, sess_flags, fetch_render.c, fetch_section.c) is the server's.
+ * default 1000 and 10000).  One iteration = the whole listing as
+ * core/server/cmd_fetch.c runs it, through the FETCH engine itself
+ * (core/fetch/fetch_engine.h): the attribute list parsed into a request, a
+ * snapshot, then imap_fetch_one for each message in UID order; the output
+ * is handed off every 1 MiB (here: counted and dropped; no session, no
+ * socket, no TLS).
  *
  * bytes_per_second = response bytes/s, items_per_second = messages/s.  A
  * first pass keeps the whole output and checks it: N responses in sequence
@@ -26,8 +20,8 @@
  * fields and the blank line.
  */
 #include "bench/bench.h"
-#include "core/fetch/fetch_render.h"
-#include "core/server/session.h"
+#include "core/fetch/fetch_engine.h"
+#include "core/imap/imap_args.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -36,8 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FLUSH_AT (1u << 20)     /* cmd_fetch hands off s->out above 1 MiB */
-#define HDR_ITEM "BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID)]"
+#define FLUSH_AT (1u << 20)     /* output handed off above 1 MiB */
+#define ENV_CMD "t UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)"
+#define HDR_CMD "t UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID)])"
 
 typedef struct fetch_arg {
     uint64_t n;
@@ -45,51 +40,21 @@ typedef struct fetch_arg {
 } fetch_arg;
 
 static fetch_arg g_args[2 * BENCH_MAX_SIZES];
-static session g_sess;      /* sess_flags takes a session; it reads nothing */
 
 /* One listing.  With keep_all the output is not dropped (for checking).
  * Returns 0 or -errno; *bytes gets the response bytes. */
-static int listing(const bench_mail *m, const imap_section *sec, imap_out *o,
+static int listing(const bench_mail *m, const imap_fetch_req *req, imap_out *o,
                    bool keep_all, uint64_t *bytes)
 {
     store_snap *snap = store_snap_get(m->mb);
     if (!snap)
         return -ENOMEM;
+    imap_fetch_ctx x;
+    imap_fetch_ctx_init(&x, snap, false, UINT32_MAX);
     int r = 0;
     uint64_t sent = 0;
     for (uint32_t i = 0; i < m->nlive && r == 0; i++) {
-        uint32_t uid = m->live[i];
-        store_msg msg;
-        store_cache cache;
-        if ((r = store_snap_lookup(snap, uid, &msg)) < 0)
-            break;
-        imap_out_lit(o, "* ");
-        imap_out_uint(o, i + 1);
-        imap_out_lit(o, " FETCH (UID ");
-        imap_out_uint(o, uid);
-        if ((r = store_snap_cache(snap, uid, &cache)) < 0)
-            break;
-        if (!sec) {
-            imap_out_lit(o, " FLAGS ");
-            sess_flags(&g_sess, o, snap, msg.flags, msg.keywords, false);
-            imap_out_lit(o, " RFC822.SIZE ");
-            imap_out_uint(o, msg.size);
-            imap_out_lit(o, " ENVELOPE ");
-            imap_render_envelope(o, &cache, 0, false);
-        } else {
-            const char *raw;
-            size_t rawlen;
-            imap_section_data d;
-            if ((r = store_snap_bytes(snap, uid, 0, SIZE_MAX, &raw, &rawlen)) < 0 ||
-                (r = imap_section_fetch(sec, &cache, raw, rawlen, &d)) < 0)
-                break;
-            imap_out_add(o, " ", 1);
-            imap_section_echo(o, sec);
-            imap_out_printf(o, " {%zu}\r\n", d.len);
-            imap_out_add(o, d.p, d.len);
-            imap_section_data_free(&d);
-        }
-        imap_out_lit(o, ")\r\n");
+        r = imap_fetch_one(&x, o, req, i + 1, m->live[i], true, false);
         if (o->err)
             r = o->err;
         if (!keep_all && o->len > FLUSH_AT) {
@@ -184,16 +149,22 @@ static void bm_fetch(bench_state *st, void *arg)
     const bench_mail *m = bench_mail_get(st, a->n);
     if (!m)
         return;
-    imap_section sec;
+    const char *cmd = a->header_fields ? HDR_CMD : ENV_CMD;
+    imap_args *args = NULL;
+    imap_arg *av;
+    size_t ac, taglen;
+    const char *tag, *name, *err = NULL;
+    imap_fetch_req req = {0};
     imap_out o = {0};
     uint64_t bytes = 0, total = 0;
-    int r;
-    if (a->header_fields && (r = imap_section_parse(HDR_ITEM, strlen(HDR_ITEM), &sec)) < 0) {
-        bench_error(st, "imap_section_parse: %s", strerror(-r));
-        return;
+    /* the command is tokenized once: av[2] is the attribute list */
+    int r = imap_args_parse((const uint8_t *)cmd, strlen(cmd), &args, &tag, &taglen, &name,
+                            &av, &ac, &err);
+    if (r < 0 || ac != 3 || (r = imap_fetch_parse(&av[2], &req, &err)) < 0) {
+        bench_error(st, "parsing %s: %s", cmd, err ? err : strerror(-r));
+        goto out;
     }
-    const imap_section *sp = a->header_fields ? &sec : NULL;
-    if ((r = listing(m, sp, &o, true, &bytes)) < 0) {
+    if ((r = listing(m, &req, &o, true, &bytes)) < 0) {
         bench_error(st, "listing: %s", strerror(-r));
         goto out;
     }
@@ -204,13 +175,11 @@ static void bm_fetch(bench_state *st, void *arg)
     }
     imap_out_free(&o);
     while (bench_keep_running(st)) {
-        /* cmd_fetch parses the section per command: so does an iteration */
-        if (a->header_fields) {
-            imap_section_free(&sec);
-            if ((r = imap_section_parse(HDR_ITEM, strlen(HDR_ITEM), &sec)) < 0)
-                break;
-        }
-        if ((r = listing(m, sp, &o, false, &bytes)) < 0)
+        /* cmd_fetch parses the attributes per command: so does an iteration */
+        imap_fetch_req_free(&req);
+        if ((r = imap_fetch_parse(&av[2], &req, &err)) < 0)
+            break;
+        if ((r = listing(m, &req, &o, false, &bytes)) < 0)
             break;
         total += bytes;
     }
@@ -223,8 +192,8 @@ static void bm_fetch(bench_state *st, void *arg)
     bench_set_counter(st, "resp_bytes/msg", (double)bytes / m->nlive, BENCH_COUNTER_PLAIN);
 out:
     imap_out_free(&o);
-    if (a->header_fields)
-        imap_section_free(&sec);
+    imap_fetch_req_free(&req);
+    imap_args_free(args);
 }
 
 int bench_suite_fetch_register(const bench_opts *o)

@@ -11,11 +11,11 @@
  *       one lookup per iteration, random keys, on a held snapshot.
  *   store/list_index/msgs:N
  *       a FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE) worth of index
- *       reads: snapshot + every entry.
+ *       reads: snapshot + every entry, walked with a cursor.
  *   store/list_envelope/msgs:N
- *       the same plus the cached ENVELOPE of every message (store_snap_cache
- *       + store_cache_envelope, every field copied out as a response writer
- *       would): a client's header listing.  Time per iteration = one full
+ *       the same plus the cached ENVELOPE of every message
+ *       (store_cursor_cache + store_cache_envelope, every field copied out
+ *       as a response writer would): a client's header listing.  Time per iteration = one full
  *       listing; items_per_second = messages/s.
  *
  * The sized mailboxes are built once per size, before their first
@@ -514,25 +514,20 @@ static void bm_list(bench_state *st, sized *z, bool envelope)
             r = -ENOMEM;
             break;
         }
-        uint32_t e = store_snap_entries(s);
-        for (uint32_t pos = 0; pos < e; pos++) {
-            store_msg m;
-            int live = store_snap_entry(s, pos, &m);
-            if (live <= 0) {
-                if (live < 0) {
-                    r = live;
-                    bad_uid = pos;
-                    break;
-                }
+        store_cursor cur;
+        store_cursor_init(&cur, s);
+        store_msg m;
+        for (int live = store_cursor_msg(&cur, &m); live >= 0;
+             live = store_cursor_next(&cur, &m)) {
+            if (!live)
                 continue;
-            }
             acc += m.uid + m.flags + m.size + (uint64_t)m.internal_date + m.keywords;
             listed++;
             if (!envelope)
                 continue;
             store_cache c;
             store_envelope env;
-            r = store_snap_cache(s, m.uid, &c);
+            r = store_cursor_cache(&cur, &c);
             if (r == 0)
                 r = store_cache_envelope(&c, 0, &env);
             if (r < 0) {

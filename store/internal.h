@@ -225,6 +225,32 @@ int store_log_scan_end(const uint8_t *base, uint64_t size, uint64_t from,
  * if there is none (then everything from off on is a torn tail). */
 uint64_t store_log_resync(const uint8_t *base, uint64_t size, uint64_t off);
 
+/* An entry as a store_msg; its flag and keyword words are read atomically
+ * (the writer changes them in place). */
+static inline void store_entry_msg(const struct idx_entry *e, store_msg *m)
+{
+    uint64_t fm = __atomic_load_n(&e->fm, __ATOMIC_ACQUIRE);
+    m->uid = e->uid;
+    m->flags = FM_FLAGS(fm) & STORE_F_ALL;
+    m->modseq = FM_MODSEQ(fm);
+    m->keywords = __atomic_load_n(&e->keywords, __ATOMIC_ACQUIRE);
+    m->internal_date = e->internal_date;
+    m->tz_min = e->tz_min;
+    m->size = e->size;
+    m->hdr_len = e->hdr_len;
+}
+
+/* ---- snap.c: reading one entry (snap.c, cursor.c) --------------------- */
+
+/* Is the entry sound: its checksum holds and its offsets stay inside what
+ * the snapshot's log and cache hold?  A damaged entry's offsets are never
+ * followed. */
+bool store_snap_entry_sound(const store_snap *s, const struct idx_entry *e);
+/* store_snap_bytes and store_snap_cache for an entry of s found sound. */
+int store_snap_entry_bytes(const store_snap *s, const struct idx_entry *e, uint64_t off,
+                           size_t len, const char **ptr, size_t *got);
+int store_snap_entry_cache(store_snap *s, const struct idx_entry *e, store_cache *c);
+
 /* ---- write.c ----------------------------------------------------------- */
 
 /* Append a UID to a growable list (l may be NULL: nothing to do). */

@@ -143,25 +143,12 @@ int store_snap_keyword_index(const store_snap *s, const char *name)
     return -ENOENT;
 }
 
-static void fill_msg(const struct idx_entry *e, store_msg *m)
-{
-    uint64_t fm = A_LOAD(&e->fm);
-    m->uid = e->uid;
-    m->flags = FM_FLAGS(fm) & STORE_F_ALL;
-    m->modseq = FM_MODSEQ(fm);
-    m->keywords = A_LOAD(&e->keywords);
-    m->internal_date = e->internal_date;
-    m->tz_min = e->tz_min;
-    m->size = e->size;
-    m->hdr_len = e->hdr_len;
-}
-
 int store_snap_entry(const store_snap *s, uint32_t pos, store_msg *m)
 {
     if (pos >= s->count)
         return -ERANGE;
     const struct idx_entry *e = store_gen_entry(s->g, pos);
-    fill_msg(e, m);
+    store_entry_msg(e, m);
     return (FM_FLAGS(A_LOAD(&e->fm)) & ENT_EXPUNGED) ? 0 : 1;
 }
 
@@ -252,7 +239,7 @@ int store_snap_msg(const store_snap *s, uint32_t uid, store_msg *m)
     const struct idx_entry *e = find_live(s, uid);
     if (!e)
         return -ENOENT;
-    fill_msg(e, m);
+    store_entry_msg(e, m);
     return 0;
 }
 
@@ -269,17 +256,14 @@ static bool entry_sound(const store_snap *s, const struct idx_entry *e)
                                  A_LOAD(&h->cache_end));
 }
 
-/* Expunged messages stay readable in the snapshot's files until the next
- * compaction, so a session may still fetch what it was told exists. */
-int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
-                     size_t len, const char **ptr, size_t *got)
+bool store_snap_entry_sound(const store_snap *s, const struct idx_entry *e)
 {
-    int64_t p = store_gen_find(s->g, s->count, uid);
-    if (p < 0)
-        return -ENOENT;
-    const struct idx_entry *e = store_gen_entry(s->g, (uint32_t)p);
-    if (!entry_sound(s, e))
-        return -EBADMSG;
+    return entry_sound(s, e);
+}
+
+int store_snap_entry_bytes(const store_snap *s, const struct idx_entry *e, uint64_t off,
+                           size_t len, const char **ptr, size_t *got)
+{
     if (off > e->size)
         off = e->size;
     uint64_t n = e->size - off;
@@ -294,14 +278,8 @@ int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
     return 0;
 }
 
-int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c)
+int store_snap_entry_cache(store_snap *s, const struct idx_entry *e, store_cache *c)
 {
-    int64_t p = store_gen_find(s->g, s->count, uid);
-    if (p < 0)
-        return -ENOENT;
-    const struct idx_entry *e = store_gen_entry(s->g, (uint32_t)p);
-    if (!entry_sound(s, e))
-        return -EBADMSG;
     if (e->cache_off) {
         const uint8_t *b = store_mapchain_get(&s->g->cache, e->cache_off,
                                               sizeof(struct cache_rec) + e->cache_len);
@@ -318,7 +296,7 @@ int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c)
      * gets its own buffer so earlier views stay valid. */
     const char *raw;
     size_t got;
-    int rc = store_snap_bytes(s, uid, 0, SIZE_MAX, &raw, &got);
+    int rc = store_snap_entry_bytes(s, e, 0, SIZE_MAX, &raw, &got);
     if (rc < 0)
         return rc;
     struct reparse *r = calloc(1, sizeof *r);
@@ -333,6 +311,31 @@ int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c)
     r->next = s->reparse;
     s->reparse = r;
     return 0;
+}
+
+/* Expunged messages stay readable in the snapshot's files until the next
+ * compaction, so a session may still fetch what it was told exists. */
+int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
+                     size_t len, const char **ptr, size_t *got)
+{
+    int64_t p = store_gen_find(s->g, s->count, uid);
+    if (p < 0)
+        return -ENOENT;
+    const struct idx_entry *e = store_gen_entry(s->g, (uint32_t)p);
+    if (!entry_sound(s, e))
+        return -EBADMSG;
+    return store_snap_entry_bytes(s, e, off, len, ptr, got);
+}
+
+int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c)
+{
+    int64_t p = store_gen_find(s->g, s->count, uid);
+    if (p < 0)
+        return -ENOENT;
+    const struct idx_entry *e = store_gen_entry(s->g, (uint32_t)p);
+    if (!entry_sound(s, e))
+        return -EBADMSG;
+    return store_snap_entry_cache(s, e, c);
 }
 
 int store_snap_changed_since(const store_snap *s, uint64_t since,

@@ -330,6 +330,46 @@ int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
  * re-parsed into a buffer the snapshot owns. */
 int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c);
 
+/* ---- cursors ----
+ * A cursor walks a snapshot's entries (live and expunged, in UID order) by
+ * position, for listings: stepping to the next entry, or seeking to a UID
+ * at or a few entries past the current one, is O(1); a farther seek is a
+ * binary search over what lies ahead (or behind).  The entry's cache and
+ * bytes are then read by position, without another lookup, and the
+ * entry's checksum is checked once per position.  Damage is treated as by
+ * store_snap_cache and store_snap_bytes.  A cursor is a plain value owned
+ * by the caller (no allocation, nothing to free); it is valid while its
+ * snapshot is held and is used by one thread at a time, like the
+ * snapshot. */
+typedef struct store_cursor {
+    store_snap *snap;
+    uint32_t pos;           /* current position, 0 .. store_snap_entries();
+                               the last is the end */
+    /* private to store/cursor.c */
+    uint32_t count_;
+    const void *ents_;      /* the snapshot's entries, in place */
+    const void *sound_;     /* the entry at pos, once found sound */
+} store_cursor;
+
+/* At position 0. */
+void store_cursor_init(store_cursor *c, store_snap *s);
+/* Move to the first entry whose UID is >= uid (or the end).  Returns 1 if
+ * that entry has this UID and is live, 0 if it has it and is expunged
+ * (m, if not NULL, then gets it), -ENOENT if the snapshot has no entry for
+ * uid. */
+int store_cursor_seek(store_cursor *c, uint32_t uid, store_msg *m);
+/* Move one entry forward (not past the end).  Returns 1 live, 0 expunged
+ * (m, if not NULL, gets the entry), -ENOENT at the end. */
+int store_cursor_next(store_cursor *c, store_msg *m);
+/* The entry here: 1 live, 0 expunged, -ENOENT at the end. */
+int store_cursor_msg(const store_cursor *c, store_msg *m);
+/* The entry's cache blob and bytes, as store_snap_cache / store_snap_bytes
+ * (valid while the snapshot is held); -ENOENT at the end, -EBADMSG for a
+ * damaged entry. */
+int store_cursor_cache(store_cursor *c, store_cache *out);
+int store_cursor_bytes(store_cursor *c, uint64_t off, size_t len, const char **ptr,
+                       size_t *got);
+
 /* Messages with modseq > since (changed flags or appended), in UID order. */
 int store_snap_changed_since(const store_snap *s, uint64_t since,
                              store_uidlist *out);

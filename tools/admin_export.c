@@ -63,13 +63,15 @@ static int export_snap(store_snap *s, int fd, uint64_t *count, uint64_t *bytes)
     admin_progress pr;
     uint32_t n = store_snap_entries(s);
     admin_progress_start(&pr, "export", n, false);
-    for (uint32_t pos = 0; pos < n; pos++) {
+    store_cursor c;     /* the messages by position: no lookup by UID */
+    store_cursor_init(&c, s);
+    for (uint32_t pos = 0; pos < n; pos++, store_cursor_next(&c, NULL)) {
         store_msg m;
-        if (store_snap_entry(s, pos, &m) != 1)
+        if (store_cursor_msg(&c, &m) != 1)
             continue;
         const char *p;
         size_t got;
-        ret = store_snap_bytes(s, m.uid, 0, SIZE_MAX, &p, &got);
+        ret = store_cursor_bytes(&c, 0, SIZE_MAX, &p, &got);
         if (ret < 0) {
             admin_err("cannot read message UID %u: %s", m.uid, strerror(-ret));
             goto out;

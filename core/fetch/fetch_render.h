@@ -1,8 +1,10 @@
-/* Folder core/fetch/: turning a stored message into FETCH data — ENVELOPE,
+/* Folder core/fetch/: turning a stored message into FETCH data — the
+ * FETCH engine (fetch_engine.c: the attribute list as a request, one
+ * message's response read through a store cursor), ENVELOPE,
  * BODY[STRUCTURE] (fetch_render.c), body sections and BINARY
  * (fetch_section.c), and undoing MIME's encodings and charsets
- * (mime_decode.c, shared with SEARCH).  It reads the store's parsed
- * messages and writes imap_out; it knows no session. */
+ * (mime_decode.c, shared with SEARCH).  It reads the store's snapshots and
+ * parsed messages and writes imap_out; it knows no session. */
 /* core/fetch/fetch_render.h — FETCH data computed from a message's parsed cache
  * (store/message.h): ENVELOPE, BODY and BODYSTRUCTURE, and the body
  * sections BODY[...]<...>, BINARY[...]<...> and BINARY.SIZE[...] (RFC 9051

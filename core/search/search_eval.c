@@ -18,7 +18,7 @@
 typedef struct ev {
     imap_search_prog *p;
     const imap_search_view *v;
-    store_snap *snap;
+    store_cursor cur;       /* at the current message's entry */
 
     /* the current message */
     uint32_t seq, uid;
@@ -129,7 +129,7 @@ static int64_t internal_day(const ev *e)
 static bool load_cache(ev *e)
 {
     if (e->cache_st == 0) {
-        int rc = store_snap_cache(e->snap, e->uid, &e->cache);
+        int rc = store_cursor_cache(&e->cur, &e->cache);
         if (rc == 0)
             rc = store_cache_envelope(&e->cache, 0, &e->env);
         if (rc == -ENOMEM)
@@ -144,8 +144,7 @@ static bool load_cache(ev *e)
 static bool load_msg(ev *e)
 {
     if (!e->have_msg) {
-        int rc = store_snap_bytes(e->snap, e->uid, 0, SIZE_MAX, &e->msg,
-                                  &e->msglen);
+        int rc = store_cursor_bytes(&e->cur, 0, SIZE_MAX, &e->msg, &e->msglen);
         if (rc < 0) {
             if (rc == -ENOMEM)
                 e->err = rc;
@@ -465,21 +464,6 @@ static int res_add(imap_search_result *r, bool modseqs, uint32_t seq,
     return 0;
 }
 
-/* First index position whose UID is >= uid (entries are sorted by UID). */
-static uint32_t entry_pos(const store_snap *s, uint32_t uid)
-{
-    uint32_t lo = 0, hi = store_snap_entries(s);
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        store_msg m;
-        if (store_snap_entry(s, mid, &m) < 0 || m.uid >= uid)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
-}
-
 int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
                           uint32_t first, uint32_t last,
                           imap_search_result *res)
@@ -491,7 +475,7 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
     if (first > last || !p->root)
         return 0;
 
-    ev e = { .p = p, .v = v, .snap = v->snap };
+    ev e = { .p = p, .v = v };
     int rc = prepare(p->root, v);
     if (rc < 0)
         return rc;
@@ -503,24 +487,13 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
             return -ENOMEM;
     }
 
-    uint32_t nent = store_snap_entries(v->snap);
-    uint32_t pos = entry_pos(v->snap, v->uids[first - 1]);
-    store_msg cur;
-    bool have_cur = false;
+    /* The view ascends like the index: each message is at most a few
+     * entries (tombstones) past the last. */
+    store_cursor_init(&e.cur, v->snap);
     for (uint32_t seq = first; seq <= last; seq++) {
         uint32_t uid = v->uids[seq - 1];
-        while (pos < nent) {
-            if (!have_cur) {
-                if (store_snap_entry(v->snap, pos, &cur) < 0)
-                    break;
-                have_cur = true;
-            }
-            if (cur.uid >= uid)
-                break;
-            pos++;
-            have_cur = false;
-        }
-        if (pos >= nent || !have_cur || cur.uid != uid)
+        store_msg cur;
+        if (store_cursor_seek(&e.cur, uid, &cur) < 0)
             continue;       /* gone from the snapshot: matches nothing */
 
         e.seq = seq;

@@ -1,99 +1,18 @@
 /* core/server/cmd_fetch.c — FETCH and UID FETCH.
  *
- * A header listing (FLAGS, UID, RFC822.SIZE, INTERNALDATE, ENVELOPE,
- * BODYSTRUCTURE) reads only the index and the cache.  Message bytes are
- * read only for body sections, and large ones are not copied: they are
- * queued as references into the store's mapping, kept alive by the
- * snapshot until the socket has taken them. */
+ * The command around the FETCH engine (core/fetch/fetch_engine.h): the
+ * set over the session's view, the implicit \Seen (on the sync pool when
+ * large), answering in slices, and the zero-copy hand-off of large
+ * sections to the connection, kept alive by the snapshot until the socket
+ * has taken them. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 
 #include "core/auth/authpool.h"
-#include "core/fetch/fetch_render.h"
+#include "core/fetch/fetch_engine.h"
 #include "core/base/log.h"
 #include "core/server/session.h"
-
-#define ZERO_COPY_MIN 16384     /* smaller sections are cheaper to copy */
-
-enum {
-    F_UID = 1 << 0,
-    F_FLAGS = 1 << 1,
-    F_INTERNALDATE = 1 << 2,
-    F_SIZE = 1 << 3,
-    F_ENVELOPE = 1 << 4,
-    F_BODY = 1 << 5,
-    F_BODYSTRUCTURE = 1 << 6,
-};
-
-typedef struct fetch_item {
-    imap_section sec;
-} fetch_item;
-
-typedef struct fetch_req {
-    unsigned simple;        /* F_* */
-    fetch_item *items;
-    size_t nitems;
-    bool sets_seen;         /* a non-peek body item */
-} fetch_req;
-
-static void req_free(fetch_req *r)
-{
-    for (size_t i = 0; i < r->nitems; i++)
-        imap_section_free(&r->items[i].sec);
-    free(r->items);
-}
-
-static int add_item(fetch_req *r, const char *spec, size_t len, const char **err)
-{
-    fetch_item *n = realloc(r->items, (r->nitems + 1) * sizeof *n);
-    if (!n)
-        return -ENOMEM;
-    r->items = n;
-    fetch_item *it = &n[r->nitems];
-    memset(it, 0, sizeof *it);
-    int rc = imap_section_parse(spec, len, &it->sec);
-    if (rc < 0) {
-        *err = rc == -E2BIG ? "Part number too deep" : "Bad section";
-        return rc == -ENOMEM ? rc : -EINVAL;
-    }
-    if (!it->sec.peek)
-        r->sets_seen = true;
-    r->nitems++;
-    return 0;
-}
-
-static int parse_att(fetch_req *r, const imap_arg *a, bool in_list, const char **err)
-{
-    if (a->type != IMAP_ARG_ATOM) {
-        *err = "Fetch attribute expected";
-        return -EINVAL;
-    }
-    const char *s = a->s;
-    static const struct { const char *name; unsigned bits; } simple[] = {
-        {"UID", F_UID}, {"FLAGS", F_FLAGS}, {"INTERNALDATE", F_INTERNALDATE},
-        {"RFC822.SIZE", F_SIZE}, {"ENVELOPE", F_ENVELOPE}, {"BODY", F_BODY},
-        {"BODYSTRUCTURE", F_BODYSTRUCTURE},
-        {"ALL", F_FLAGS | F_INTERNALDATE | F_SIZE | F_ENVELOPE},
-        {"FAST", F_FLAGS | F_INTERNALDATE | F_SIZE},
-        {"FULL", F_FLAGS | F_INTERNALDATE | F_SIZE | F_ENVELOPE | F_BODY},
-    };
-    for (size_t i = 0; i < sizeof simple / sizeof *simple; i++)
-        if (!strcasecmp(s, simple[i].name)) {
-            if (in_list && i >= 7) {
-                *err = "ALL, FAST and FULL cannot be in a list";
-                return -EINVAL;
-            }
-            r->simple |= simple[i].bits;
-            return 0;
-        }
-    if (strchr(s, '[') || !strncasecmp(s, "RFC822", 6))
-        return add_item(r, s, a->len, err);
-    *err = "Unknown fetch attribute";
-    return -EINVAL;
-}
 
 /* The snapshot shared by the zero-copy chunks of one FETCH.  Released on
  * the connection's worker, so a plain counter is enough. */
@@ -111,130 +30,9 @@ static void snapref_put(void *arg)
     }
 }
 
-static void internaldate(imap_out *o, int64_t t, int16_t tz)
-{
-    time_t local = (time_t)(t + tz * 60);
-    struct tm tm;
-    gmtime_r(&local, &tm);
-    int z = tz < 0 ? -tz : tz;
-    imap_out_printf(o, "\"%02d-%s-%04d %02d:%02d:%02d %c%02d%02d\"", tm.tm_mday,
-                    store_month_abbr(tm.tm_mon), tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                    tz < 0 ? '-' : '+', z / 60, z % 60);
-}
-
-/* One message's FETCH response.  Returns 0 or -errno (then nothing useful
- * was added for it). */
-static int fetch_one(session *s, snapref *ref, const fetch_req *req, uint32_t seq,
-                     uint32_t uid, bool uidcmd, bool seen_changed)
-{
-    store_snap *snap = ref->snap;
-    store_msg m;
-    /* Expunged by another session but still in our view: its bytes stay in
-     * the log until compaction, so it can still be fetched (RFC 3501 7.4.1
-     * forbids telling the client about the expunge during a FETCH). */
-    if (store_snap_lookup(snap, uid, &m) < 0)
-        return -ENOENT;
-    imap_out *o = &s->out;
-    imap_out_lit(o, "* ");
-    imap_out_uint(o, seq);
-    imap_out_lit(o, " FETCH (");
-    const char *sp = "";
-    if (uidcmd || (req->simple & F_UID)) {
-        imap_out_lit(o, "UID ");
-        imap_out_uint(o, uid);
-        sp = " ";
-    }
-    if ((req->simple & F_FLAGS) || seen_changed) {
-        imap_out_add(o, sp, strlen(sp));
-        imap_out_lit(o, "FLAGS ");
-        sess_flags(s, o, snap, m.flags, m.keywords, uid >= s->recent_first);
-        sp = " ";
-    }
-    if (req->simple & F_INTERNALDATE) {
-        imap_out_printf(o, "%sINTERNALDATE ", sp);
-        internaldate(o, m.internal_date, m.tz_min);
-        sp = " ";
-    }
-    if (req->simple & F_SIZE) {
-        imap_out_add(o, sp, strlen(sp));
-        imap_out_lit(o, "RFC822.SIZE ");
-        imap_out_uint(o, m.size);
-        sp = " ";
-    }
-    store_cache cache;
-    bool have_cache = false;
-    if (req->simple & (F_ENVELOPE | F_BODY | F_BODYSTRUCTURE) || req->nitems) {
-        if (store_snap_cache(snap, uid, &cache) < 0) {
-            imap_out_printf(o, ")\r\n");
-            return -EIO;
-        }
-        have_cache = true;
-    }
-    if (req->simple & F_ENVELOPE) {
-        imap_out_add(o, sp, strlen(sp));
-        imap_out_lit(o, "ENVELOPE ");
-        imap_render_envelope(o, &cache, 0, s->utf8);
-        sp = " ";
-    }
-    if (req->simple & F_BODY) {
-        imap_out_printf(o, "%sBODY ", sp);
-        imap_render_body(o, &cache, false, s->utf8);
-        sp = " ";
-    }
-    if (req->simple & F_BODYSTRUCTURE) {
-        imap_out_printf(o, "%sBODYSTRUCTURE ", sp);
-        imap_render_body(o, &cache, true, s->utf8);
-        sp = " ";
-    }
-    const char *raw = NULL;
-    size_t rawlen = 0;
-    if (req->nitems && store_snap_bytes(snap, uid, 0, SIZE_MAX, &raw, &rawlen) < 0)
-        return -EIO;
-    int result = 0;
-    for (size_t i = 0; i < req->nitems && have_cache; i++) {
-        const imap_section *sec = &req->items[i].sec;
-        imap_section_data d;
-        int rc = imap_section_fetch(sec, &cache, raw, rawlen, &d);
-        imap_out_add(o, sp, strlen(sp));
-        sp = " ";
-        imap_section_echo(o, sec);
-        imap_out_add(o, " ", 1);
-        if (rc == -ENOMEM) {
-            imap_out_printf(o, "NIL");
-            result = rc;
-            continue;
-        }
-        if (rc < 0) {
-            /* A part that does not exist or does not fit the section:
-             * NIL for BODY; BINARY makes the command fail (RFC 3516). */
-            imap_out_printf(o, "NIL");
-            if (sec->item != IMAP_ITEM_BODY)
-                result = rc == -ENOTSUP ? -ENOTSUP : -ENOENT;
-            continue;
-        }
-        if (sec->item == IMAP_ITEM_BINARY_SIZE) {
-            imap_out_printf(o, "%llu", (unsigned long long)d.size);
-        } else if (d.nul) {
-            imap_out_printf(o, "~{%zu}\r\n", d.len);
-            imap_out_add(o, d.p, d.len);
-        } else if (d.len >= ZERO_COPY_MIN && !d.buf.data) {
-            imap_out_printf(o, "{%zu}\r\n", d.len);
-            sess_flush(s);
-            ref->refs++;
-            net_conn_send_ref(s->conn, d.p, d.len, snapref_put, ref);
-        } else {
-            imap_out_printf(o, "{%zu}\r\n", d.len);
-            imap_out_add(o, d.p, d.len);
-        }
-        imap_section_data_free(&d);
-    }
-    imap_out_lit(o, ")\r\n");
-    return result;
-}
-
 /* A FETCH in progress: where it is in the set, and what it holds. */
 typedef struct fetch_cont {
-    fetch_req req;
+    imap_fetch_req req;
     store_range *r;             /* the set as UID ranges, owned */
     size_t nr, k;               /* next range */
     uint32_t i;                 /* next view index in range k; UINT32_MAX:
@@ -242,6 +40,8 @@ typedef struct fetch_cont {
     store_uidlist seen;         /* UIDs whose \Seen this FETCH set */
     size_t sj;                  /* seen.uids ascends like the view: merge */
     snapref *ref;               /* the snapshot of the whole command */
+    imap_fetch_ctx fx;          /* the engine's, over ref->snap */
+    session *s;
     int failed;
     bool uid;
     char tag[];
@@ -253,7 +53,7 @@ static void fetch_cont_free(void *arg)
     if (fc->ref)
         snapref_put(fc->ref);
     store_uidlist_free(&fc->seen);
-    req_free(&fc->req);
+    imap_fetch_req_free(&fc->req);
     free(fc->r);
     free(fc);
 }
@@ -277,7 +77,7 @@ static bool fetch_step(session *s, void *arg)
             while (fc->sj < fc->seen.n && fc->seen.uids[fc->sj] < u)
                 fc->sj++;
             bool sc = fc->sj < fc->seen.n && fc->seen.uids[fc->sj] == u;
-            int frc = fetch_one(s, fc->ref, &fc->req, fc->i + 1, u, fc->uid, sc);
+            int frc = imap_fetch_one(&fc->fx, &s->out, &fc->req, fc->i + 1, u, fc->uid, sc);
             if (frc < 0 && (!fc->failed || frc == -ENOTSUP))
                 fc->failed = frc;
             if (s->out.len > (1u << 18))
@@ -297,6 +97,17 @@ static bool fetch_step(session *s, void *arg)
     return true;
 }
 
+/* A large section goes to the socket by reference into the snapshot's
+ * mapping, after what is queued before it. */
+static void send_ref(void *arg, imap_out *o, const char *p, size_t len)
+{
+    fetch_cont *fc = arg;
+    (void)o;    /* o is s->out, which sess_flush empties */
+    sess_flush(fc->s);
+    fc->ref->refs++;
+    net_conn_send_ref(fc->s->conn, p, len, snapref_put, fc->ref);
+}
+
 /* The FETCH with its \Seen written (or none to write): pin the snapshot
  * and run the first step, the rest in steps.  fc is taken over. */
 static void fetch_go(session *s, fetch_cont *fc)
@@ -312,6 +123,10 @@ static void fetch_go(session *s, fetch_cont *fc)
     ref->snap = snap;
     ref->refs = 1;
     fc->ref = ref;
+    fc->s = s;
+    imap_fetch_ctx_init(&fc->fx, snap, s->utf8, s->recent_first);
+    fc->fx.send = send_ref;
+    fc->fx.send_arg = fc;
     sess_cont_begin(s, fetch_step, fetch_cont_free, fc);
 }
 
@@ -416,7 +231,7 @@ void cmd_fetch(imap_cmd *c)
     imap_arg *args = c->args;
     size_t nargs = c->nargs;
     bool uid = c->uid;
-    fetch_req req = {0};
+    imap_fetch_req req = {0};
     const char *err = "Bad fetch attributes";
     store_range *r = NULL;
     size_t nr = 0;
@@ -428,13 +243,7 @@ void cmd_fetch(imap_cmd *c)
         sess_bad(s, tag, "Unknown FETCH modifier");
         return;
     }
-    int rc = 0;
-    if (args[1].type == IMAP_ARG_LIST) {
-        for (size_t i = 0; i < args[1].nlist && rc == 0; i++)
-            rc = parse_att(&req, &args[1].list[i], true, &err);
-    } else {
-        rc = parse_att(&req, &args[1], false, &err);
-    }
+    int rc = imap_fetch_parse(&args[1], &req, &err);
     if (rc < 0) {
         sess_bad(s, tag, "%s", rc == -ENOMEM ? "Out of memory" : err);
         goto out;
@@ -467,6 +276,6 @@ void cmd_fetch(imap_cmd *c)
     fetch_go(s, fc);
     return;
 out:
-    req_free(&req);
+    imap_fetch_req_free(&req);
     free(r);
 }

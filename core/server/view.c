@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/base/log.h"
+#include "core/fetch/fetch_engine.h"
 #include "core/server/session.h"
 
 void sess_changed(session *s, store_mbox *mb)
@@ -67,35 +68,7 @@ void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
                 uint64_t keywords, bool recent)
 {
     (void)s;
-    static const struct { uint32_t bit; const char *name; } sys[] = {
-        {STORE_F_SEEN, "\\Seen"}, {STORE_F_ANSWERED, "\\Answered"},
-        {STORE_F_FLAGGED, "\\Flagged"}, {STORE_F_DELETED, "\\Deleted"},
-        {STORE_F_DRAFT, "\\Draft"},
-    };
-    imap_out_add(o, "(", 1);
-    size_t start = o->len;
-    for (size_t i = 0; i < sizeof sys / sizeof *sys; i++)
-        if (flags & sys[i].bit) {
-            if (o->len != start)
-                imap_out_add(o, " ", 1);
-            imap_out_add(o, sys[i].name, strlen(sys[i].name));
-        }
-    for (unsigned k = 0; k < STORE_MAX_KEYWORDS && keywords; k++) {
-        if (!(keywords & (1ull << k)))
-            continue;
-        const char *kw = store_snap_keyword(snap, k);
-        if (kw) {
-            if (o->len != start)
-                imap_out_add(o, " ", 1);
-            imap_out_add(o, kw, strlen(kw));
-        }
-    }
-    if (recent) {
-        if (o->len != start)
-            imap_out_add(o, " ", 1);
-        imap_out_lit(o, "\\Recent");
-    }
-    imap_out_add(o, ")", 1);
+    imap_fetch_flags(o, snap, flags, keywords, recent);
 }
 
 int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,

@@ -1,0 +1,262 @@
+/* core/fetch/fetch_engine.c — FETCH requests and one message's response
+ * (contract in core/fetch/fetch_engine.h).
+ *
+ * A header listing (FLAGS, UID, RFC822.SIZE, INTERNALDATE, ENVELOPE,
+ * BODYSTRUCTURE) reads only the index and the cache.  Message bytes are
+ * read only for body sections, and large ones are not copied when the
+ * caller can send them by reference into the store's mapping. */
+#include "core/fetch/fetch_engine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+void imap_fetch_req_free(imap_fetch_req *r)
+{
+    for (size_t i = 0; i < r->nsecs; i++)
+        imap_section_free(&r->secs[i]);
+    free(r->secs);
+    memset(r, 0, sizeof *r);
+}
+
+static int add_section(imap_fetch_req *r, const char *spec, size_t len, const char **err)
+{
+    imap_section *n = realloc(r->secs, (r->nsecs + 1) * sizeof *n);
+    if (!n)
+        return -ENOMEM;
+    r->secs = n;
+    imap_section *sec = &n[r->nsecs];
+    memset(sec, 0, sizeof *sec);
+    int rc = imap_section_parse(spec, len, sec);
+    if (rc < 0) {
+        *err = rc == -E2BIG ? "Part number too deep" : "Bad section";
+        return rc == -ENOMEM ? rc : -EINVAL;
+    }
+    if (!sec->peek)
+        r->sets_seen = true;
+    r->nsecs++;
+    return 0;
+}
+
+static int parse_att(imap_fetch_req *r, const imap_arg *a, bool in_list, const char **err)
+{
+    if (a->type != IMAP_ARG_ATOM) {
+        *err = "Fetch attribute expected";
+        return -EINVAL;
+    }
+    const char *s = a->s;
+    enum { NMACRO_FIRST = 7 };      /* ALL, FAST and FULL follow */
+    static const struct { const char *name; unsigned bits; } simple[] = {
+        {"UID", IMAP_FETCH_UID}, {"FLAGS", IMAP_FETCH_FLAGS},
+        {"INTERNALDATE", IMAP_FETCH_INTERNALDATE}, {"RFC822.SIZE", IMAP_FETCH_SIZE},
+        {"ENVELOPE", IMAP_FETCH_ENVELOPE}, {"BODY", IMAP_FETCH_BODY},
+        {"BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE},
+        {"ALL", IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE |
+                    IMAP_FETCH_ENVELOPE},
+        {"FAST", IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE},
+        {"FULL", IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE |
+                     IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY},
+    };
+    for (size_t i = 0; i < sizeof simple / sizeof *simple; i++)
+        if (!strcasecmp(s, simple[i].name)) {
+            if (in_list && i >= NMACRO_FIRST) {
+                *err = "ALL, FAST and FULL cannot be in a list";
+                return -EINVAL;
+            }
+            r->simple |= simple[i].bits;
+            return 0;
+        }
+    if (strchr(s, '[') || !strncasecmp(s, "RFC822", 6))
+        return add_section(r, s, a->len, err);
+    *err = "Unknown fetch attribute";
+    return -EINVAL;
+}
+
+int imap_fetch_parse(const imap_arg *att, imap_fetch_req *req, const char **err)
+{
+    memset(req, 0, sizeof *req);
+    int rc = 0;
+    if (att->type == IMAP_ARG_LIST) {
+        for (size_t i = 0; i < att->nlist && rc == 0; i++)
+            rc = parse_att(req, &att->list[i], true, err);
+    } else {
+        rc = parse_att(req, att, false, err);
+    }
+    if (rc < 0)
+        imap_fetch_req_free(req);
+    return rc;
+}
+
+void imap_fetch_flags(imap_out *o, const store_snap *snap, uint32_t flags, uint64_t keywords,
+                      bool recent)
+{
+    static const struct { uint32_t bit; const char *name; } sys[] = {
+        {STORE_F_SEEN, "\\Seen"}, {STORE_F_ANSWERED, "\\Answered"},
+        {STORE_F_FLAGGED, "\\Flagged"}, {STORE_F_DELETED, "\\Deleted"},
+        {STORE_F_DRAFT, "\\Draft"},
+    };
+    imap_out_add(o, "(", 1);
+    size_t start = o->len;
+    for (size_t i = 0; i < sizeof sys / sizeof *sys; i++)
+        if (flags & sys[i].bit) {
+            if (o->len != start)
+                imap_out_add(o, " ", 1);
+            imap_out_add(o, sys[i].name, strlen(sys[i].name));
+        }
+    for (unsigned k = 0; k < STORE_MAX_KEYWORDS && keywords; k++) {
+        if (!(keywords & (1ull << k)))
+            continue;
+        const char *kw = store_snap_keyword(snap, k);
+        if (kw) {
+            if (o->len != start)
+                imap_out_add(o, " ", 1);
+            imap_out_add(o, kw, strlen(kw));
+        }
+    }
+    if (recent) {
+        if (o->len != start)
+            imap_out_add(o, " ", 1);
+        imap_out_lit(o, "\\Recent");
+    }
+    imap_out_add(o, ")", 1);
+}
+
+void imap_fetch_ctx_init(imap_fetch_ctx *x, store_snap *snap, bool utf8, uint32_t recent_first)
+{
+    memset(x, 0, sizeof *x);
+    store_cursor_init(&x->cur, snap);
+    x->utf8 = utf8;
+    x->recent_first = recent_first;
+}
+
+/* "dd-Mon-yyyy hh:mm:ss +zzzz" in the message's own zone. */
+static void internaldate(imap_out *o, int64_t t, int16_t tz)
+{
+    time_t local = (time_t)(t + tz * 60);
+    struct tm tm;
+    gmtime_r(&local, &tm);
+    int z = tz < 0 ? -tz : tz;
+    imap_out_printf(o, "\"%02d-%s-%04d %02d:%02d:%02d %c%02d%02d\"", tm.tm_mday,
+                    store_month_abbr(tm.tm_mon), tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                    tz < 0 ? '-' : '+', z / 60, z % 60);
+}
+
+/* The sections of one message, after the simple items.  Returns 0 or the
+ * code for the command's answer (imap_fetch_one). */
+static int sections(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req,
+                    const store_cache *cache, const char *raw, size_t rawlen, const char *sp)
+{
+    int result = 0;
+    for (size_t i = 0; i < req->nsecs; i++) {
+        const imap_section *sec = &req->secs[i];
+        imap_section_data d;
+        int rc = imap_section_fetch(sec, cache, raw, rawlen, &d);
+        imap_out_add(o, sp, strlen(sp));
+        sp = " ";
+        imap_section_echo(o, sec);
+        imap_out_add(o, " ", 1);
+        if (rc == -ENOMEM) {
+            imap_out_lit(o, "NIL");
+            result = rc;
+            continue;
+        }
+        if (rc < 0) {
+            /* A part that does not exist or does not fit the section:
+             * NIL for BODY; BINARY makes the command fail (RFC 3516). */
+            imap_out_lit(o, "NIL");
+            if (sec->item != IMAP_ITEM_BODY)
+                result = rc == -ENOTSUP ? -ENOTSUP : -ENOENT;
+            continue;
+        }
+        if (sec->item == IMAP_ITEM_BINARY_SIZE) {
+            imap_out_uint(o, d.size);
+        } else if (d.nul) {
+            imap_out_printf(o, "~{%zu}\r\n", d.len);
+            imap_out_add(o, d.p, d.len);
+        } else if (d.len >= IMAP_FETCH_ZERO_COPY_MIN && !d.buf.data && x->send) {
+            imap_out_printf(o, "{%zu}\r\n", d.len);
+            x->send(x->send_arg, o, d.p, d.len);
+        } else {
+            imap_out_printf(o, "{%zu}\r\n", d.len);
+            imap_out_add(o, d.p, d.len);
+        }
+        imap_section_data_free(&d);
+    }
+    return result;
+}
+
+int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, uint32_t seq,
+                   uint32_t uid, bool uidcmd, bool flags_changed)
+{
+    store_msg m;
+    if (store_cursor_seek(&x->cur, uid, &m) < 0)
+        return -ENOENT;
+    imap_out_lit(o, "* ");
+    imap_out_uint(o, seq);
+    imap_out_lit(o, " FETCH (");
+    const char *sp = "";
+    if (uidcmd || (req->simple & IMAP_FETCH_UID)) {
+        imap_out_lit(o, "UID ");
+        imap_out_uint(o, uid);
+        sp = " ";
+    }
+    if ((req->simple & IMAP_FETCH_FLAGS) || flags_changed) {
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "FLAGS ");
+        imap_fetch_flags(o, x->cur.snap, m.flags, m.keywords, uid >= x->recent_first);
+        sp = " ";
+    }
+    if (req->simple & IMAP_FETCH_INTERNALDATE) {
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "INTERNALDATE ");
+        internaldate(o, m.internal_date, m.tz_min);
+        sp = " ";
+    }
+    if (req->simple & IMAP_FETCH_SIZE) {
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "RFC822.SIZE ");
+        imap_out_uint(o, m.size);
+        sp = " ";
+    }
+    if (!(req->simple & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCTURE)) &&
+        !req->nsecs) {
+        imap_out_lit(o, ")\r\n");
+        return 0;
+    }
+    store_cache cache;
+    if (store_cursor_cache(&x->cur, &cache) < 0) {
+        imap_out_lit(o, ")\r\n");
+        return -EIO;
+    }
+    if (req->simple & IMAP_FETCH_ENVELOPE) {
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "ENVELOPE ");
+        imap_render_envelope(o, &cache, 0, x->utf8);
+        sp = " ";
+    }
+    if (req->simple & IMAP_FETCH_BODY) {
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "BODY ");
+        imap_render_body(o, &cache, false, x->utf8);
+        sp = " ";
+    }
+    if (req->simple & IMAP_FETCH_BODYSTRUCTURE) {
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "BODYSTRUCTURE ");
+        imap_render_body(o, &cache, true, x->utf8);
+        sp = " ";
+    }
+    int result = 0;
+    if (req->nsecs) {
+        const char *raw;
+        size_t rawlen;
+        if (store_cursor_bytes(&x->cur, 0, SIZE_MAX, &raw, &rawlen) < 0)
+            result = -EIO;
+        else
+            result = sections(x, o, req, &cache, raw, rawlen, sp);
+    }
+    imap_out_lit(o, ")\r\n");
+    return result;
+}

@@ -1,0 +1,378 @@
+/* tests/unit/test_fetch_engine.c — core/fetch/fetch_engine.c: FETCH
+ * attribute lists parsed from real command text into requests (and the
+ * BAD reasons), and the exact bytes of each message's response rendered
+ * from a store mailbox: simple items, ENVELOPE, sections, BINARY errors,
+ * \Recent, an expunged message, a missing one, a damaged index entry, and
+ * large sections handed off by reference. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/fetch/fetch_engine.h"
+#include "core/imap/imap_args.h"
+#include "store/format.h"
+#include "store/store.h"
+#include "tests/unit/testutil.h"
+
+/* ---- requests -------------------------------------------------------- */
+
+/* Parse "t FETCH 1 <atts>" and the attribute argument into *req. */
+static int parse(const char *atts, imap_fetch_req *req, const char **err)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof line, "t FETCH 1 %s", atts);
+    imap_args *a;
+    const char *tag, *name, *perr;
+    size_t taglen, nargs;
+    imap_arg *args;
+    int rc = imap_args_parse((const uint8_t *)line, (size_t)n, &a, &tag, &taglen, &name,
+                             &args, &nargs, &perr);
+    if (rc < 0)
+        return -EPROTO;
+    *err = NULL;
+    rc = nargs == 2 ? imap_fetch_parse(&args[1], req, err) : -EPROTO;
+    imap_args_free(a);  /* the request keeps nothing of the arguments */
+    return rc;
+}
+
+static void test_parse(void)
+{
+    imap_fetch_req r;
+    const char *err;
+    REQUIRE_OK(parse("ALL", &r, &err));
+    CHECK_EQ(r.simple, IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE |
+                           IMAP_FETCH_ENVELOPE);
+    CHECK_EQ(r.nsecs, 0);
+    CHECK(!r.sets_seen);
+    imap_fetch_req_free(&r);
+    REQUIRE_OK(parse("fast", &r, &err));
+    CHECK_EQ(r.simple, IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE);
+    imap_fetch_req_free(&r);
+    REQUIRE_OK(parse("FULL", &r, &err));
+    CHECK_EQ(r.simple, IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE |
+                           IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY);
+    imap_fetch_req_free(&r);
+    REQUIRE_OK(parse("(uid Flags BODYSTRUCTURE body.peek[header] RFC822.HEADER)", &r, &err));
+    CHECK_EQ(r.simple, IMAP_FETCH_UID | IMAP_FETCH_FLAGS | IMAP_FETCH_BODYSTRUCTURE);
+    REQUIRE(r.nsecs == 2);
+    CHECK_EQ(r.secs[0].text, IMAP_SECTION_HEADER);
+    CHECK_EQ(r.secs[1].legacy, IMAP_LEGACY_RFC822_HEADER);
+    CHECK(!r.sets_seen);
+    imap_fetch_req_free(&r);
+    CHECK_EQ(r.nsecs, 0);
+    REQUIRE_OK(parse("(BODY.PEEK[1] BINARY[2]<0.10> RFC822.SIZE)", &r, &err));
+    CHECK(r.sets_seen);     /* BINARY without .PEEK */
+    CHECK_EQ(r.simple, IMAP_FETCH_SIZE);
+    REQUIRE(r.nsecs == 2);
+    CHECK_EQ(r.secs[1].item, IMAP_ITEM_BINARY);
+    CHECK(r.secs[1].partial);
+    imap_fetch_req_free(&r);
+    REQUIRE_OK(parse("RFC822", &r, &err));
+    CHECK(r.sets_seen);
+    imap_fetch_req_free(&r);
+    REQUIRE_OK(parse("()", &r, &err));
+    CHECK(r.simple == 0 && r.nsecs == 0);
+    imap_fetch_req_free(&r);
+
+    static const struct { const char *atts, *why; } bad[] = {
+        {"(UID ALL)", "ALL, FAST and FULL cannot be in a list"},
+        {"(FAST)", "ALL, FAST and FULL cannot be in a list"},
+        {"FOO", "Unknown fetch attribute"},
+        {"(UID BODY.PEEK[HEADER] X)", "Unknown fetch attribute"},
+        {"\"UID\"", "Fetch attribute expected"},
+        {"(UID (FLAGS))", "Fetch attribute expected"},
+        {"BODY[MIME]", "Bad section"},
+        {"(UID BODY[1]<0.0>)", "Bad section"},
+        {"RFC822.BOGUS", "Bad section"},
+        {"BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25.26.27.28."
+         "29.30.31.32.33.34.35.36.37.38.39.40.41.42.43.44.45.46.47.48.49.50.51.52.53.54.55."
+         "56.57.58.59.60.61.62.63.64.65]",
+         "Part number too deep"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = parse(bad[i].atts, &r, &err);
+        if (rc != -EINVAL || !err || strcmp(err, bad[i].why)) {
+            fprintf(stderr, "  %s: rc %d, err %s\n", bad[i].atts, rc, err ? err : "-");
+            CHECK(0);
+        }
+        CHECK(r.secs == NULL && r.nsecs == 0 && r.simple == 0);
+    }
+}
+
+/* ---- responses ------------------------------------------------------- */
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+    (void)sb; (void)flag; (void)f;
+    return remove(p);
+}
+
+typedef struct env {
+    char root[512];
+    store_user *u;
+    store_mbox *mb;
+    store_snap *snap;
+    char *big;          /* message 4 */
+    size_t biglen;
+} env;
+
+#define M1 "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nFrom: Ann <ann@example.com>\r\n" \
+           "Subject: hi\r\n\r\nhello\r\n"
+#define M2 "Subject: odd\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: x-foo\r\n" \
+           "\r\n!!!\r\n"
+#define M3 "Subject: gone\r\n\r\nbye\r\n"
+
+/* UIDs 1-5: M1 (\Seen $Label, +0200), M2, M3 (expunged), a big message,
+ * M3 again. */
+static int env_open(env *e, const char *tag)
+{
+    snprintf(e->root, sizeof e->root, "%s", test_tmpdir(tag));
+    store_opts o;
+    store_opts_default(&o);
+    o.fsync = STORE_FSYNC_NEVER;
+    int rc = store_user_open(e->root, "user", &o, &e->u);
+    if (rc < 0 || (rc = store_mbox_open(e->u, "INBOX", &e->mb)) < 0)
+        return rc;
+    static const char hdr[] = "Subject: big\r\n\r\n";
+    e->biglen = sizeof hdr - 1 + 40000;
+    e->big = malloc(e->biglen);
+    if (!e->big)
+        return -ENOMEM;
+    memcpy(e->big, hdr, sizeof hdr - 1);
+    for (size_t i = sizeof hdr - 1; i < e->biglen; i++)
+        e->big[i] = (i % 80 == 78) ? '\r' : (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
+    const char *kw[] = {"$Label"};
+    store_new_msg m[5] = {
+        {.data = M1, .len = sizeof M1 - 1, .internal_date = 1600000000, .tz_min = 120,
+         .flags = STORE_F_SEEN, .keywords = kw, .nkeywords = 1},
+        {.data = M2, .len = sizeof M2 - 1, .internal_date = 1600000000, .tz_min = -330,
+         .flags = STORE_F_FLAGGED | STORE_F_DELETED},
+        {.data = M3, .len = sizeof M3 - 1, .internal_date = 1600000000},
+        {.data = e->big, .len = e->biglen, .internal_date = 1600000000},
+        {.data = M3, .len = sizeof M3 - 1, .internal_date = 1600000000},
+    };
+    uint32_t uids[5];
+    if ((rc = store_append(e->mb, m, 5, uids)) < 0)
+        return rc;
+    store_range r = {3, 3};
+    if ((rc = store_expunge(e->mb, &r, 1, false, NULL, NULL)) < 0)
+        return rc;
+    e->snap = store_snap_get(e->mb);
+    return e->snap ? 0 : -ENOMEM;
+}
+
+static void env_close(env *e)
+{
+    store_snap_put(e->snap);
+    if (e->mb)
+        store_mbox_close(e->mb);
+    if (e->u)
+        store_user_close(e->u);
+    free(e->big);
+    nftw(e->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* One response as a string (static buffer); *rc gets imap_fetch_one's. */
+static const char *one(imap_fetch_ctx *x, const char *atts, uint32_t seq, uint32_t uid,
+                       bool uidcmd, bool changed, int *rc)
+{
+    static char buf[65536];
+    imap_fetch_req r;
+    const char *err;
+    imap_out o = {0};
+    buf[0] = 0;
+    if ((*rc = parse(atts, &r, &err)) < 0)
+        return "(parse failed)";
+    *rc = imap_fetch_one(x, &o, &r, seq, uid, uidcmd, changed);
+    if (o.len && o.len < sizeof buf) {
+        memcpy(buf, o.p, o.len);
+        buf[o.len] = 0;
+    }
+    imap_out_free(&o);
+    imap_fetch_req_free(&r);
+    return buf;
+}
+
+#define EXPECT(x, atts, seq, uid, uidcmd, changed, want_rc, want) do { \
+    int rc_; \
+    const char *got_ = one((x), (atts), (seq), (uid), (uidcmd), (changed), &rc_); \
+    if (rc_ != (want_rc) || strcmp(got_, (want))) { \
+        fprintf(stderr, "%s:%d: %s on %u: rc %d (want %d)\n  got  [%s]\n  want [%s]\n", \
+                __FILE__, __LINE__, (atts), (unsigned)(uid), rc_, (int)(want_rc), got_, \
+                (want)); \
+        test_failures_++; \
+    } \
+} while (0)
+
+#define ENV1 "(\"Mon, 1 Jan 2024 00:00:00 +0000\" \"hi\" ((\"Ann\" NIL \"ann\" " \
+             "\"example.com\")) ((\"Ann\" NIL \"ann\" \"example.com\")) ((\"Ann\" NIL " \
+             "\"ann\" \"example.com\")) NIL NIL NIL NIL NIL)"
+
+static void test_render(void)
+{
+    env e = {0};
+    REQUIRE_OK(env_open(&e, "fetch-engine"));
+    imap_fetch_ctx x;
+    imap_fetch_ctx_init(&x, e.snap, false, 5);  /* UID 5 is \Recent */
+    char want[512];
+
+    snprintf(want, sizeof want,
+             "* 1 FETCH (UID 1 FLAGS (\\Seen $Label) INTERNALDATE "
+             "\"13-Sep-2020 14:26:40 +0200\" RFC822.SIZE %zu)\r\n", sizeof M1 - 1);
+    EXPECT(&x, "(RFC822.SIZE INTERNALDATE FLAGS UID)", 1, 1, false, false, 0, want);
+    snprintf(want, sizeof want,
+             "* 2 FETCH (FLAGS (\\Flagged \\Deleted) INTERNALDATE "
+             "\"13-Sep-2020 06:56:40 -0530\" RFC822.SIZE %zu)\r\n", sizeof M2 - 1);
+    EXPECT(&x, "FAST", 2, 2, false, false, 0, want);
+    /* UID FETCH: the UID first, unasked; FLAGS because \Seen was just set */
+    EXPECT(&x, "RFC822.SIZE", 4, 5, true, true, 0,
+           "* 4 FETCH (UID 5 FLAGS (\\Recent) RFC822.SIZE 22)\r\n");
+    EXPECT(&x, "ENVELOPE", 1, 1, false, false, 0, "* 1 FETCH (ENVELOPE " ENV1 ")\r\n");
+    EXPECT(&x, "(BODY UID)", 1, 1, false, false, 0,
+           "* 1 FETCH (UID 1 BODY (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL "
+           "\"7BIT\" 7 1))\r\n");
+    EXPECT(&x, "BODYSTRUCTURE", 1, 1, false, false, 0,
+           "* 1 FETCH (BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL "
+           "\"7BIT\" 7 1 NIL NIL NIL NIL))\r\n");
+    EXPECT(&x, "(BODY.PEEK[TEXT] BODY[HEADER.FIELDS (subject)] UID)", 1, 1, false, false, 0,
+           "* 1 FETCH (UID 1 BODY[TEXT] {7}\r\nhello\r\n BODY[HEADER.FIELDS (subject)] "
+           "{15}\r\nSubject: hi\r\n\r\n)\r\n");
+    EXPECT(&x, "(BODY[]<0.4> RFC822.HEADER BINARY.SIZE[1])", 1, 1, false, false, 0,
+           "* 1 FETCH (BODY[]<0> {4}\r\nDate RFC822.HEADER {82}\r\n"
+           "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nFrom: Ann <ann@example.com>\r\n"
+           "Subject: hi\r\n\r\n BINARY.SIZE[1] 7)\r\n");
+    /* a part that does not exist: NIL for BODY, the command fails for
+     * BINARY; an unknown encoding fails BINARY with its own code */
+    EXPECT(&x, "BODY[2]", 1, 1, false, false, 0, "* 1 FETCH (BODY[2] NIL)\r\n");
+    EXPECT(&x, "(BINARY[2] UID)", 1, 1, false, false, -ENOENT,
+           "* 1 FETCH (UID 1 BINARY[2] NIL)\r\n");
+    EXPECT(&x, "(BINARY.PEEK[1] BODY[TEXT])", 2, 2, false, false, -ENOTSUP,
+           "* 2 FETCH (BINARY[1] NIL BODY[TEXT] {5}\r\n!!!\r\n)\r\n");
+    /* expunged but still in the snapshot: answered */
+    EXPECT(&x, "(FLAGS BODY[TEXT])", 3, 3, false, false, 0,
+           "* 3 FETCH (FLAGS () BODY[TEXT] {5}\r\nbye\r\n)\r\n");
+    /* not in the snapshot at all: nothing */
+    EXPECT(&x, "ALL", 9, 6, true, false, -ENOENT, "");
+    EXPECT(&x, "()", 1, 1, false, false, 0, "* 1 FETCH ()\r\n");
+    /* UTF-8 mode reaches the renderer: nothing to change for ASCII */
+    x.utf8 = true;
+    EXPECT(&x, "ENVELOPE", 1, 1, false, false, 0, "* 1 FETCH (ENVELOPE " ENV1 ")\r\n");
+    env_close(&e);
+}
+
+/* A listing in UID order, backwards and with a gap answers as lookups by
+ * UID would (the cursor is the engine's only way in). */
+static void test_listing(void)
+{
+    env e = {0};
+    REQUIRE_OK(env_open(&e, "fetch-listing"));
+    imap_fetch_ctx x;
+    imap_fetch_ctx_init(&x, e.snap, false, UINT32_MAX);
+    static const uint32_t order[] = {1, 2, 3, 4, 5, 2, 5, 1, 4, 4};
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
+        uint32_t u = order[i];
+        store_msg m;
+        REQUIRE(store_snap_lookup(e.snap, u, &m) >= 0);
+        char want[96];
+        snprintf(want, sizeof want, "* %zu FETCH (UID %u RFC822.SIZE %u)\r\n", i + 1, u, m.size);
+        EXPECT(&x, "RFC822.SIZE", (uint32_t)(i + 1), u, true, false, 0, want);
+    }
+    env_close(&e);
+}
+
+/* What the hand-off got. */
+typedef struct sent {
+    char before[64];
+    const char *p;
+    size_t len;
+    int calls;
+} sent;
+
+static void take(void *arg, imap_out *o, const char *p, size_t len)
+{
+    sent *s = arg;
+    snprintf(s->before, sizeof s->before, "%.*s", (int)o->len, o->p);
+    o->len = 0;
+    s->p = p;
+    s->len = len;
+    s->calls++;
+}
+
+static void test_zero_copy(void)
+{
+    env e = {0};
+    REQUIRE_OK(env_open(&e, "fetch-zerocopy"));
+    imap_fetch_ctx x;
+    imap_fetch_ctx_init(&x, e.snap, false, UINT32_MAX);
+    int rc;
+    /* without a send function: copied */
+    const char *got = one(&x, "BODY.PEEK[]", 4, 4, false, false, &rc);
+    CHECK_EQ(rc, 0);
+    char head[64];
+    int hn = snprintf(head, sizeof head, "* 4 FETCH (BODY[] {%zu}\r\n", e.biglen);
+    CHECK(!strncmp(got, head, (size_t)hn));
+    CHECK(strlen(got) == (size_t)hn + e.biglen + 3);
+    CHECK(!memcmp(got + hn, e.big, e.biglen));
+    CHECK(!strcmp(got + hn + e.biglen, ")\r\n"));
+    /* with one: the bytes by reference, into the store's mapping */
+    sent s = {0};
+    x.send = take;
+    x.send_arg = &s;
+    got = one(&x, "(UID BODY.PEEK[])", 4, 4, false, false, &rc);
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(s.calls, 1);
+    snprintf(head, sizeof head, "* 4 FETCH (UID 4 BODY[] {%zu}\r\n", e.biglen);
+    CHECK(!strcmp(s.before, head));
+    const char *raw;
+    size_t rawlen;
+    REQUIRE_OK(store_snap_bytes(e.snap, 4, 0, SIZE_MAX, &raw, &rawlen));
+    CHECK(s.p == raw && s.len == e.biglen);
+    CHECK(!strcmp(got, ")\r\n"));
+    /* small sections and built ones are still copied */
+    got = one(&x, "(BODY[TEXT]<0.100> BODY.PEEK[HEADER.FIELDS.NOT (X)])", 4, 4, false, false,
+              &rc);
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(s.calls, 1);
+    static const char small[] = "* 4 FETCH (BODY[TEXT]<0> {100}\r\n";
+    CHECK(!strncmp(got, small, sizeof small - 1));
+    CHECK(strstr(got, " BODY[HEADER.FIELDS.NOT (X)] {16}\r\nSubject: big\r\n\r\n)\r\n"));
+    env_close(&e);
+}
+
+/* A damaged index entry: the simple items from the entry's flag word, then
+ * the response closed and -EIO (the cache and bytes are never read). */
+static void test_damaged(void)
+{
+    env e = {0};
+    REQUIRE_OK(env_open(&e, "fetch-damaged"));
+    char path[1024];
+    snprintf(path, sizeof path, "%s/index", store_mbox_dir(e.mb));
+    int fd = open(path, O_RDWR);
+    REQUIRE(fd >= 0);
+    off_t at = IDX_HDR_SIZE + 1 * sizeof(struct idx_entry) + offsetof(struct idx_entry, log_off);
+    unsigned char b;
+    REQUIRE(pread(fd, &b, 1, at) == 1);
+    b ^= 0x40;
+    REQUIRE(pwrite(fd, &b, 1, at) == 1);
+    close(fd);
+    imap_fetch_ctx x;
+    imap_fetch_ctx_init(&x, e.snap, false, UINT32_MAX);
+    EXPECT(&x, "(UID ENVELOPE)", 2, 2, false, false, -EIO, "* 2 FETCH (UID 2)\r\n");
+    EXPECT(&x, "(FLAGS BODY.PEEK[])", 2, 2, false, false, -EIO,
+           "* 2 FETCH (FLAGS (\\Flagged \\Deleted))\r\n");
+    EXPECT(&x, "FLAGS", 2, 2, false, false, 0, "* 2 FETCH (FLAGS (\\Flagged \\Deleted))\r\n");
+    EXPECT(&x, "BODY[TEXT]", 1, 1, false, false, 0, "* 1 FETCH (BODY[TEXT] {7}\r\nhello\r\n)\r\n");
+    env_close(&e);
+}
+
+int main(void)
+{
+    RUN(test_parse);
+    RUN(test_render);
+    RUN(test_listing);
+    RUN(test_zero_copy);
+    RUN(test_damaged);
+    return test_summary();
+}

@@ -1,0 +1,325 @@
+/* tests/unit/test_store_cursor.c — walking a snapshot by position
+ * (store_cursor_*): steps, seeks forward and back, gaps left by expunges
+ * (tombstones, then no entries at all after compaction), the end, and a
+ * damaged cache blob or index entry read through a cursor exactly as
+ * through store_snap_cache / store_snap_bytes. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/format.h"
+#include "store/store.h"
+#include "tests/unit/testutil.h"
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+    (void)sb; (void)flag; (void)f;
+    return remove(p);
+}
+
+typedef struct env {
+    char root[512];
+    store_user *u;
+    store_mbox *mb;
+} env;
+
+static int env_open(env *e, const char *tag)
+{
+    snprintf(e->root, sizeof e->root, "%s", test_tmpdir(tag));
+    store_opts o;
+    store_opts_default(&o);
+    o.fsync = STORE_FSYNC_NEVER;
+    int r = store_user_open(e->root, "user", &o, &e->u);
+    return r < 0 ? r : store_mbox_open(e->u, "INBOX", &e->mb);
+}
+
+static void env_close(env *e)
+{
+    if (e->mb)
+        store_mbox_close(e->mb);
+    if (e->u)
+        store_user_close(e->u);
+    nftw(e->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Messages 1..n, UIDs 1..n; message i has the subject "subject-<i>". */
+static int fill(env *e, unsigned n)
+{
+    for (unsigned i = 1; i <= n; i++) {
+        char b[160];
+        int len = snprintf(b, sizeof b,
+                           "From: a@example.com\r\nSubject: subject-%02u\r\n\r\nbody %u\r\n",
+                           i, i);
+        store_new_msg m = { .data = b, .len = (size_t)len, .internal_date = 1600000000 };
+        uint32_t uid;
+        int r = store_append(e->mb, &m, 1, &uid);
+        if (r < 0)
+            return r;
+        if (uid != i)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+static int expunge(env *e, uint32_t lo, uint32_t hi)
+{
+    store_range r = { lo, hi };
+    return store_expunge(e->mb, &r, 1, false, NULL, NULL);
+}
+
+static bool subject_is(const store_cache *c, unsigned i)
+{
+    store_envelope env;
+    char want[32];
+    snprintf(want, sizeof want, "subject-%02u", i);
+    return store_cache_envelope(c, 0, &env) == 0 && env.subject.p &&
+           env.subject.len == strlen(want) && !memcmp(env.subject.p, want, env.subject.len);
+}
+
+static uint32_t here(const store_cursor *c)
+{
+    store_msg m;
+    return store_cursor_msg(c, &m) < 0 ? 0 : m.uid;
+}
+
+static void test_empty(void)
+{
+    env e = { 0 };
+    REQUIRE_OK(env_open(&e, "cursor-empty"));
+    store_snap *s = store_snap_get(e.mb);
+    REQUIRE(s);
+    store_cursor c;
+    store_cursor_init(&c, s);
+    store_msg m;
+    store_cache cache;
+    const char *p;
+    size_t n;
+    CHECK_EQ(store_cursor_msg(&c, &m), -ENOENT);
+    CHECK_EQ(store_cursor_next(&c, NULL), -ENOENT);
+    CHECK_EQ(store_cursor_seek(&c, 1, NULL), -ENOENT);
+    CHECK_EQ(c.pos, 0);
+    CHECK_EQ(store_cursor_cache(&c, &cache), -ENOENT);
+    CHECK_EQ(store_cursor_bytes(&c, 0, SIZE_MAX, &p, &n), -ENOENT);
+    store_snap_put(s);
+    env_close(&e);
+}
+
+/* Every step agrees with the lookups by UID, tombstones included. */
+static void test_walk(void)
+{
+    env e = { 0 };
+    REQUIRE_OK(env_open(&e, "cursor-walk"));
+    REQUIRE_OK(fill(&e, 20));
+    REQUIRE_OK(expunge(&e, 3, 5));
+    REQUIRE_OK(expunge(&e, 10, 10));
+    store_snap *s = store_snap_get(e.mb);
+    REQUIRE(s);
+    REQUIRE(store_snap_entries(s) == 20);
+    store_cursor c;
+    store_cursor_init(&c, s);
+    store_msg m;
+    int rc = store_cursor_msg(&c, &m);
+    for (uint32_t uid = 1; uid <= 20; uid++) {
+        bool gone = (uid >= 3 && uid <= 5) || uid == 10;
+        CHECK_EQ(rc, gone ? 0 : 1);
+        CHECK_EQ(m.uid, uid);
+        CHECK_EQ(c.pos, uid - 1);
+        store_msg want;
+        REQUIRE(store_snap_lookup(s, uid, &want) == rc);
+        CHECK(m.uid == want.uid && m.flags == want.flags && m.modseq == want.modseq &&
+              m.size == want.size && m.hdr_len == want.hdr_len);
+        /* cache and bytes by position are the ones by UID: same mapping */
+        store_cache a, b;
+        const char *pa, *pb;
+        size_t na, nb;
+        REQUIRE_OK(store_cursor_cache(&c, &a));
+        REQUIRE_OK(store_snap_cache(s, uid, &b));
+        CHECK(a.blob == b.blob && a.len == b.len);
+        CHECK(subject_is(&a, uid));
+        REQUIRE_OK(store_cursor_bytes(&c, 0, SIZE_MAX, &pa, &na));
+        REQUIRE_OK(store_snap_bytes(s, uid, 0, SIZE_MAX, &pb, &nb));
+        CHECK(pa == pb && na == nb && na == m.size);
+        REQUIRE_OK(store_cursor_bytes(&c, m.hdr_len, 4, &pa, &na));
+        CHECK(na == 4 && !memcmp(pa, "body", 4));
+        REQUIRE_OK(store_cursor_bytes(&c, m.size + 10, 4, &pa, &na));
+        CHECK_EQ(na, 0);
+        store_msg nm = {0};
+        rc = store_cursor_next(&c, &nm);
+        if (rc >= 0) {
+            REQUIRE(store_cursor_msg(&c, &m) == rc);
+            CHECK(nm.uid == m.uid && nm.modseq == m.modseq);
+        }
+    }
+    CHECK_EQ(rc, -ENOENT);
+    CHECK_EQ(c.pos, 20);
+    CHECK_EQ(store_cursor_next(&c, NULL), -ENOENT);     /* stays at the end */
+    CHECK_EQ(c.pos, 20);
+    store_snap_put(s);
+    env_close(&e);
+}
+
+static void test_seek(void)
+{
+    env e = { 0 };
+    REQUIRE_OK(env_open(&e, "cursor-seek"));
+    REQUIRE_OK(fill(&e, 100));
+    REQUIRE_OK(expunge(&e, 3, 5));
+    REQUIRE_OK(expunge(&e, 40, 60));
+    store_snap *s = store_snap_get(e.mb);
+    REQUIRE(s);
+    store_cursor c;
+    store_cursor_init(&c, s);
+    CHECK_EQ(store_cursor_seek(&c, 1, NULL), 1);      /* here already */
+    CHECK_EQ(c.pos, 0);
+    CHECK_EQ(store_cursor_seek(&c, 2, NULL), 1);      /* the next one */
+    CHECK_EQ(store_cursor_seek(&c, 4, NULL), 0);      /* a tombstone: still there */
+    CHECK_EQ(here(&c), 4);
+    CHECK_EQ(store_cursor_seek(&c, 6, NULL), 1);
+    CHECK_EQ(store_cursor_seek(&c, 90, NULL), 1);     /* far ahead: searched */
+    CHECK_EQ(c.pos, 89);
+    CHECK_EQ(store_cursor_seek(&c, 7, NULL), 1);      /* back */
+    CHECK_EQ(c.pos, 6);
+    CHECK_EQ(store_cursor_seek(&c, 7, NULL), 1);      /* same */
+    CHECK_EQ(store_cursor_seek(&c, 101, NULL), -ENOENT);  /* past the last */
+    CHECK_EQ(c.pos, 100);
+    CHECK_EQ(store_cursor_seek(&c, 1000, NULL), -ENOENT); /* at the end, further */
+    CHECK_EQ(c.pos, 100);
+    CHECK_EQ(store_cursor_seek(&c, 100, NULL), 1);    /* back from the end */
+    CHECK_EQ(c.pos, 99);
+    CHECK_EQ(store_cursor_seek(&c, 0, NULL), -ENOENT);    /* no UID 0: at UID 1 */
+    CHECK_EQ(c.pos, 0);
+    store_snap_put(s);
+
+    /* Compaction drops the tombstones: no entries in the gaps any more. */
+    REQUIRE_OK(store_compact(e.mb, NULL, NULL));
+    s = store_snap_get(e.mb);
+    REQUIRE(s);
+    REQUIRE(store_snap_entries(s) == 100 - 3 - 21);
+    store_cursor_init(&c, s);
+    CHECK_EQ(store_cursor_seek(&c, 4, NULL), -ENOENT);
+    CHECK_EQ(here(&c), 6);              /* the next UID there is */
+    CHECK_EQ(c.pos, 2);
+    CHECK_EQ(store_cursor_seek(&c, 41, NULL), -ENOENT);
+    CHECK_EQ(here(&c), 61);
+    CHECK_EQ(store_cursor_seek(&c, 39, NULL), 1);
+    CHECK_EQ(store_cursor_next(&c, NULL), 1);
+    CHECK_EQ(here(&c), 61);
+    /* every UID, in order, then the end; seek agrees with the lookups */
+    store_cursor_init(&c, s);
+    for (uint32_t uid = 0; uid <= 101; uid++) {
+        store_msg m;
+        int want = store_snap_lookup(s, uid, &m);
+        store_msg got = {0};
+        CHECK_EQ(store_cursor_seek(&c, uid, &got), want);
+        if (want >= 0) {
+            CHECK(got.uid == uid && got.size == m.size && got.flags == m.flags);
+            store_cache cache;
+            REQUIRE_OK(store_cursor_cache(&c, &cache));
+            CHECK(subject_is(&cache, uid));
+        }
+    }
+    store_snap_put(s);
+    env_close(&e);
+}
+
+/* The mailbox's file whose name starts with prefix, in path. */
+static bool find_file(const env *e, const char *prefix, char *path, size_t cap)
+{
+    const char *dir = store_mbox_dir(e->mb);
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    struct dirent *de;
+    bool found = false;
+    while (!found && (de = readdir(d)))
+        if (!strncmp(de->d_name, prefix, strlen(prefix))) {
+            snprintf(path, cap, "%s/%s", dir, de->d_name);
+            found = true;
+        }
+    closedir(d);
+    return found;
+}
+
+/* Flip one byte of a file at off; the maps see it (MAP_SHARED). */
+static int flip(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR);
+    if (fd < 0)
+        return -errno;
+    unsigned char b;
+    int rc = pread(fd, &b, 1, off) == 1 ? 0 : -EIO;
+    b ^= 0x20;
+    if (rc == 0 && pwrite(fd, &b, 1, off) != 1)
+        rc = -EIO;
+    close(fd);
+    return rc;
+}
+
+static void test_damage(void)
+{
+    env e = { 0 };
+    REQUIRE_OK(env_open(&e, "cursor-damage"));
+    REQUIRE_OK(fill(&e, 8));
+    char path[1024];
+
+    /* A damaged cache blob: the message is parsed again, as by UID. */
+    REQUIRE(find_file(&e, "cache.", path, sizeof path));
+    FILE *f = fopen(path, "rb");
+    REQUIRE(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    const char *hit = memmem(buf, n, "subject-05", 10);
+    REQUIRE(hit);
+    REQUIRE_OK(flip(path, (off_t)(hit - buf) + 8));
+    store_snap *s = store_snap_get(e.mb);
+    REQUIRE(s);
+    store_cursor c;
+    store_cursor_init(&c, s);
+    REQUIRE(store_cursor_seek(&c, 5, NULL) == 1);
+    store_cache cache, bycache;
+    REQUIRE_OK(store_cursor_cache(&c, &cache));
+    CHECK(subject_is(&cache, 5));      /* the original, not the flipped byte */
+    REQUIRE_OK(store_snap_cache(s, 5, &bycache));
+    CHECK(subject_is(&bycache, 5));
+    CHECK(cache.blob != bycache.blob);  /* each parse has its own buffer */
+    REQUIRE_OK(store_cursor_next(&c, NULL));
+    REQUIRE_OK(store_cursor_cache(&c, &cache));
+    CHECK(subject_is(&cache, 6));      /* the neighbour's blob is fine */
+    store_snap_put(s);
+
+    /* A damaged index entry (its log offset): refused, never followed. */
+    REQUIRE(find_file(&e, "index", path, sizeof path));
+    REQUIRE_OK(flip(path, IDX_HDR_SIZE + 2 * sizeof(struct idx_entry) +
+                              offsetof(struct idx_entry, log_off) + 1));
+    s = store_snap_get(e.mb);
+    REQUIRE(s);
+    store_cursor_init(&c, s);
+    const char *p;
+    size_t got;
+    CHECK_EQ(store_cursor_seek(&c, 3, NULL), 1);     /* the flags word is still readable */
+    CHECK_EQ(store_cursor_cache(&c, &cache), -EBADMSG);
+    CHECK_EQ(store_cursor_bytes(&c, 0, SIZE_MAX, &p, &got), -EBADMSG);
+    CHECK_EQ(store_snap_cache(s, 3, &cache), -EBADMSG);
+    CHECK_EQ(store_snap_bytes(s, 3, 0, SIZE_MAX, &p, &got), -EBADMSG);
+    CHECK_EQ(store_cursor_next(&c, NULL), 1);
+    REQUIRE_OK(store_cursor_cache(&c, &cache));
+    CHECK(subject_is(&cache, 4));
+    CHECK_EQ(store_cursor_seek(&c, 3, NULL), 1);     /* back: checked again */
+    CHECK_EQ(store_cursor_bytes(&c, 0, SIZE_MAX, &p, &got), -EBADMSG);
+    store_snap_put(s);
+    REQUIRE_OK(flip(path, IDX_HDR_SIZE + 2 * sizeof(struct idx_entry) +
+                              offsetof(struct idx_entry, log_off) + 1));
+    env_close(&e);
+}
+
+int main(void)
+{
+    RUN(test_empty);
+    RUN(test_walk);
+    RUN(test_seek);
+    RUN(test_damage);
+    return test_summary();
+}
