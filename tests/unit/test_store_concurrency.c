@@ -20,48 +20,6 @@
 
 /* ---- helpers -------------------------------------------------------- */
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* snprintf for paths: a truncated path is a test bug, so stop loudly. */
-__attribute__((format(printf, 3, 4), unused))
-static void pathf(char *out, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) {
-        fprintf(stderr, "path too long: %s\n", out);
-        abort();
-    }
-}
-
-static bool quick_mode(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    const char *q = getenv("RINGMAIL_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-#endif
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* A message that carries its own id; its whole content is a function of
  * the id, so a reader can regenerate and compare it.  malloc'd. */
 static char *make_msg(unsigned id, size_t *len)
@@ -461,13 +419,13 @@ static void test_readers_writer_compactor(void)
     store_user *u;
     store_mbox *mb;
     REQUIRE_OK(open_mb(root, "a", STORE_FSYNC_NEVER, &u, &mb));
-    shared sh = { .mb = mb, .total = quick_mode() ? 1500 : 5000 };
+    shared sh = { .mb = mb, .total = test_quick() ? 1500 : 5000 };
     sh.uid_cap = sh.total * 2 + 1000;
     sh.uid_of_id = calloc(sh.total, sizeof *sh.uid_of_id);
     sh.flags_of_uid = calloc(sh.uid_cap, sizeof *sh.flags_of_uid);
     sh.expunged = calloc(sh.uid_cap, 1);
     atomic_store(&thread_errors, 0);
-    double t0 = now_s();
+    double t0 = test_now();
     pthread_t w, r1, r2, f, c;
     REQUIRE(pthread_create(&r1, NULL, reader_main, &sh) == 0);
     REQUIRE(pthread_create(&r2, NULL, reader_main, &sh) == 0);
@@ -481,7 +439,7 @@ static void test_readers_writer_compactor(void)
     pthread_join(r1, NULL);
     pthread_join(r2, NULL);
     fprintf(stderr, "  %.1fs: %u appended, %ld snapshots, %ld message reads, %ld flag ops, "
-            "%ld expunged, %ld compactions\n", now_s() - t0, atomic_load(&sh.written),
+            "%ld expunged, %ld compactions\n", test_now() - t0, atomic_load(&sh.written),
             atomic_load(&sh.snaps), atomic_load(&sh.reads), atomic_load(&sh.flag_ops),
             atomic_load(&sh.expunged_n), atomic_load(&sh.compactions));
     CHECK_EQ(atomic_load(&thread_errors), 0);
@@ -499,7 +457,7 @@ static void test_readers_writer_compactor(void)
     free(sh.uid_of_id);
     free(sh.flags_of_uid);
     free(sh.expunged);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -508,7 +466,7 @@ static void test_readers_writer_compactor(void)
 static void test_two_processes(void)
 {
     char *root = strdup(test_tmpdir("conc-b"));
-    const unsigned per = quick_mode() ? 500 : 2000;
+    const unsigned per = test_quick() ? 500 : 2000;
     int gate[2];
     REQUIRE(pipe(gate) == 0);
     pid_t kids[2];
@@ -589,7 +547,7 @@ static void test_two_processes(void)
     free(ids);
     free(uids);
     close_mb(u, mb);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -734,7 +692,7 @@ static void test_other_process(void)
     REQUIRE_OK(store_mbox_status(mb, &st));
     CHECK_EQ(st.messages, 21);
     close_mb(u, mb);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -815,7 +773,7 @@ static void progress(void *arg, uint64_t done, uint64_t total)
 static int count_logs(const char *root, const char *user)
 {
     char m[700];
-    pathf(m, sizeof m, "%s/%s/m", root, user);
+    test_pathf(m, sizeof m, "%s/%s/m", root, user);
     DIR *d = opendir(m);
     if (!d)
         return -1;
@@ -825,7 +783,7 @@ static int count_logs(const char *root, const char *user)
         if (de->d_name[0] == '.')
             continue;
         char sub[1400];
-        pathf(sub, sizeof sub, "%s/%s", m, de->d_name);
+        test_pathf(sub, sizeof sub, "%s/%s", m, de->d_name);
         DIR *e = opendir(sub);
         if (!e)
             continue;
@@ -845,7 +803,7 @@ static void test_compaction(void)
     store_user *u;
     store_mbox *mb;
     REQUIRE_OK(open_mb(root, "d", STORE_FSYNC_NEVER, &u, &mb));
-    const unsigned N = quick_mode() ? 600 : 2000;
+    const unsigned N = test_quick() ? 600 : 2000;
     uint32_t *uids = calloc(N, sizeof *uids);
     for (unsigned i = 0; i < N; i += 10)
         REQUIRE_OK(append_ids(mb, i, 10, 0, uids + i));
@@ -964,7 +922,7 @@ static void test_compaction(void)
     free(s_after);
     free(sv);
     free(uids);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -1112,7 +1070,7 @@ static void test_cross_process_compaction(void)
     CHECK_EQ(check_ids(mb, want, nw, "after reopen"), 0);
     close_mb(u, mb);
     free(sv);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -1173,7 +1131,7 @@ static void test_concurrent_mailbox_list(void)
         free(names[i]);
     free(names);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -1247,7 +1205,7 @@ static void test_group_commit(void)
         free(ids);
         free(uids);
         close_mb(u, mb);
-        rm_rf(root);
+        test_rm_rf(root);
         free(root);
     }
 }
@@ -1278,7 +1236,7 @@ int main(int argc, char **argv)
         return 2;
     exe[l] = 0;
     self_exe = exe;
-    unsigned t = quick_mode() ? 1200 : 300;
+    unsigned t = test_quick() ? 1200 : 300;
     RUN_ISOLATED(test_other_process, t);
     RUN_ISOLATED(test_compaction, t);
     RUN_ISOLATED(test_cross_process_compaction, t);

@@ -22,31 +22,6 @@
 
 /* ---- file helpers --------------------------------------------------- */
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* snprintf for paths: a truncated path is a test bug, so stop loudly. */
-__attribute__((format(printf, 3, 4), unused))
-static void pathf(char *out, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) {
-        fprintf(stderr, "path too long: %s\n", out);
-        abort();
-    }
-}
-
 static int copy_file(const char *src, const char *dst)
 {
     int in = open(src, O_RDONLY | O_CLOEXEC);
@@ -90,8 +65,8 @@ static int copy_tree(const char *src, const char *dst)
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
         char s[1024], t[1024];
-        pathf(s, sizeof s, "%s/%s", src, de->d_name);
-        pathf(t, sizeof t, "%s/%s", dst, de->d_name);
+        test_pathf(s, sizeof s, "%s/%s", src, de->d_name);
+        test_pathf(t, sizeof t, "%s/%s", dst, de->d_name);
         struct stat st;
         if (lstat(s, &st) < 0) { rc = -errno; break; }
         if (S_ISDIR(st.st_mode))
@@ -113,7 +88,7 @@ static int64_t file_size(const char *p)
 static int find_mbox_dir(const char *root, const char *user, uint64_t id, char *out, size_t cap)
 {
     char m[1024];
-    pathf(m, sizeof m, "%s/%s/m", root, user);
+    test_pathf(m, sizeof m, "%s/%s/m", root, user);
     DIR *d = opendir(m);
     if (!d)
         return -errno;
@@ -132,7 +107,7 @@ static int find_mbox_dir(const char *root, const char *user, uint64_t id, char *
         snprintf(only, sizeof only, "%s", de->d_name);
         for (int i = 0; i < 4; i++)
             if (!strcmp(de->d_name, cand[i])) {
-                pathf(out, cap, "%s/%s", m, de->d_name);
+                test_pathf(out, cap, "%s/%s", m, de->d_name);
                 match = 1;
             }
     }
@@ -140,7 +115,7 @@ static int find_mbox_dir(const char *root, const char *user, uint64_t id, char *
     if (match)
         return 0;
     if (n == 1) {
-        pathf(out, cap, "%s/%s", m, only);
+        test_pathf(out, cap, "%s/%s", m, only);
         return 0;
     }
     return -ENOENT;
@@ -161,22 +136,12 @@ static int find_one(const char *dir, const char *prefix, char *out, size_t cap)
         if (l > 4 && !strcmp(de->d_name + l - 4, ".tmp"))
             continue;
         n++;
-        pathf(out, cap, "%s/%s", dir, de->d_name);
+        test_pathf(out, cap, "%s/%s", dir, de->d_name);
     }
     closedir(d);
     if (n != 1)
         fprintf(stderr, "  %d files named %s* in %s\n", n, prefix, dir);
     return n == 1 ? 0 : -ENOENT;
-}
-
-static bool quick_mode(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    const char *q = getenv("RINGMAIL_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-#endif
 }
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
@@ -561,9 +526,9 @@ static void sweep(const char *tag, op_fn op)
 {
     char *base = strdup(test_tmpdir(tag));
     char root[600], before[600], after[600];
-    pathf(root, sizeof root, "%s/orig", base);
-    pathf(before, sizeof before, "%s/before", base);
-    pathf(after, sizeof after, "%s/after", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(before, sizeof before, "%s/before", base);
+    test_pathf(after, sizeof after, "%s/after", base);
     mkdir(root, 0700);
     const char *user = "crash";
     unsigned next_id = 1;
@@ -599,7 +564,7 @@ static void sweep(const char *tag, op_fn op)
     REQUIRE_OK(copy_tree(root, after));
     const char *mrel = mdir + strlen(root);         /* "/<user>/m/<id>" */
     const char *lrel = logp + strlen(mdir);         /* "/log.N" */
-    pathf(idxp, sizeof idxp, "%s%s/index", before, mrel);
+    test_pathf(idxp, sizeof idxp, "%s%s/index", before, mrel);
     bool have_old_index = file_size(idxp) >= 0;
     CHECK(have_old_index);
     uint32_t a_next = A.uidnext, b_next = B.uidnext;
@@ -615,11 +580,11 @@ static void sweep(const char *tag, op_fn op)
     if (!sc || !*sc)
         sc = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : NULL;
     if (sc) {
-        pathf(sbase, sizeof sbase, "%s/ringmail-sweep.XXXXXX", sc);
+        test_pathf(sbase, sizeof sbase, "%s/ringmail-sweep.XXXXXX", sc);
         if (!mkdtemp(sbase))
-            pathf(sbase, sizeof sbase, "%s", base);
+            test_pathf(sbase, sizeof sbase, "%s", base);
     } else {
-        pathf(sbase, sizeof sbase, "%s", base);
+        test_pathf(sbase, sizeof sbase, "%s", base);
     }
     int fails[NVARIANTS] = { 0 }, runs[NVARIANTS] = { 0 };
     int64_t first_fail[NVARIANTS] = { -1, -1, -1 };
@@ -630,14 +595,14 @@ static void sweep(const char *tag, op_fn op)
             if (v == V_OLDINDEX && !have_old_index)
                 continue;
             char scratch[700], p[1400], label[200];
-            pathf(scratch, sizeof scratch, "%s/s%ld", sbase, iter++);
+            test_pathf(scratch, sizeof scratch, "%s/s%ld", sbase, iter++);
             if (copy_tree(after, scratch) < 0) {
                 fails[v]++;
                 continue;
             }
-            pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
+            test_pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
             truncate_file(p, off);
-            pathf(p, sizeof p, "%s%s/index", scratch, mrel);
+            test_pathf(p, sizeof p, "%s%s/index", scratch, mrel);
             if (v == V_NOINDEX)
                 unlink(p);
             else if (v == V_OLDINDEX)
@@ -674,7 +639,7 @@ static void sweep(const char *tag, op_fn op)
                     first_fail[v] = off;
                 fails[v]++;
             }
-            rm_rf(scratch);
+            test_rm_rf(scratch);
         }
     }
     for (int v = 0; v < NVARIANTS; v++) {
@@ -686,8 +651,8 @@ static void sweep(const char *tag, op_fn op)
     state_free(&A);
     state_free(&B);
     if (strcmp(sbase, base) != 0)
-        rm_rf(sbase);
-    rm_rf(base);
+        test_rm_rf(sbase);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -734,7 +699,7 @@ static void test_corrupt_index_and_cache(void)
 {
     char *base = strdup(test_tmpdir("crash-index"));
     char root[600];
-    pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
     mkdir(root, 0700);
     const char *user = "idx";
     unsigned next_id = 1;
@@ -771,10 +736,10 @@ static void test_corrupt_index_and_cache(void)
     rng_state = seed | 1;
     for (int c = 0; c < NCASES; c++) {
         char scratch[700], idx[1400], cache[1400];
-        pathf(scratch, sizeof scratch, "%s/case%d", base, c);
+        test_pathf(scratch, sizeof scratch, "%s/case%d", base, c);
         REQUIRE_OK(copy_tree(root, scratch));
-        pathf(idx, sizeof idx, "%s%s/index", scratch, mrel);
-        pathf(cache, sizeof cache, "%s%s%s", scratch, mrel, crel);
+        test_pathf(idx, sizeof idx, "%s%s/index", scratch, mrel);
+        test_pathf(cache, sizeof cache, "%s%s%s", scratch, mrel, crel);
         const char *target = c >= C_CACHE_GARBAGE ? cache : idx;
         int64_t sz = file_size(target);
         REQUIRE(sz > 0);
@@ -833,10 +798,10 @@ static void test_corrupt_index_and_cache(void)
         CHECK_EQ(append_id(mb, 5000 + (unsigned)c, 0, &nu), 0);
         CHECK(nu >= sx.uidnext);
         close_mb(u, mb);
-        rm_rf(scratch);
+        test_rm_rf(scratch);
     }
     state_free(&X);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -869,7 +834,7 @@ static void test_check_healthy(void)
     state_free(&a);
     state_free(&b);
     close_mb(u, mb);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -887,7 +852,7 @@ static void test_check_corrupt_middle(void)
 {
     char *base = strdup(test_tmpdir("crash-check-bad"));
     char root[600];
-    pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
     mkdir(root, 0700);
     unsigned next_id = 1;
     REQUIRE_OK(build_base(root, "chk", &next_id));
@@ -920,9 +885,9 @@ static void test_check_corrupt_middle(void)
 
     for (int variant = 0; variant < 2; variant++) {
         char scratch[700], p[1400];
-        pathf(scratch, sizeof scratch, "%s/v%d", base, variant);
+        test_pathf(scratch, sizeof scratch, "%s/v%d", base, variant);
         REQUIRE_OK(copy_tree(root, scratch));
-        pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
+        test_pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
         fd = open(p, O_RDWR);
         REQUIRE(fd >= 0);
         char c;
@@ -931,7 +896,7 @@ static void test_check_corrupt_middle(void)
         REQUIRE(pwrite(fd, &c, 1, flip_at) == 1);
         close(fd);
         if (variant == 1) {
-            pathf(p, sizeof p, "%s%s/index", scratch, mrel);
+            test_pathf(p, sizeof p, "%s%s/index", scratch, mrel);
             unlink(p);
         }
         int rc = open_mb(scratch, "chk", STORE_FSYNC_NEVER, &u, &mb);
@@ -962,7 +927,7 @@ static void test_check_corrupt_middle(void)
             /* replaying from scratch meets the bad record in the middle: either
              * refuse to open, or open without cutting off the valid records after
              * it (they are not a torn tail). */
-            pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
+            test_pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
             int64_t lbefore = lsz;
             if (rc == 0) {
                 state got;
@@ -991,7 +956,7 @@ static void test_check_corrupt_middle(void)
         }
     }
     state_free(&X);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -1000,7 +965,7 @@ static void test_bad_tails(void)
 {
     char *base = strdup(test_tmpdir("crash-tails"));
     char root[600];
-    pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
     mkdir(root, 0700);
     unsigned next_id = 1;
     REQUIRE_OK(build_base(root, "t", &next_id));
@@ -1030,10 +995,10 @@ static void test_bad_tails(void)
     rng_state = 777;
     for (int t = 0; t < NT; t++) {
         char scratch[700], p[1400], ip[1400];
-        pathf(scratch, sizeof scratch, "%s/t%d", base, t);
+        test_pathf(scratch, sizeof scratch, "%s/t%d", base, t);
         REQUIRE_OK(copy_tree(root, scratch));
-        pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
-        pathf(ip, sizeof ip, "%s%s/index", scratch, mrel);
+        test_pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
+        test_pathf(ip, sizeof ip, "%s%s/index", scratch, mrel);
         bool torn = t == T_TORN || t == T_TORN_NOIDX;
         if (torn) {
             truncate_file(p, lsz - 10);
@@ -1100,7 +1065,7 @@ static void test_bad_tails(void)
         }
     }
     state_free(&X);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -1182,7 +1147,7 @@ static void test_spray_index_and_cache(void)
 {
     char *base = strdup(test_tmpdir("crash-spray"));
     char root[600];
-    pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
     mkdir(root, 0700);
     const char *user = "sp";
     unsigned next_id = 1;
@@ -1207,22 +1172,22 @@ static void test_spray_index_and_cache(void)
     const char *sc = getenv("RINGMAIL_TEST_SCRATCH");
     if (!sc || !*sc)
         sc = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : NULL;
-    pathf(sbase, sizeof sbase, "%s/ringmail-spray.XXXXXX", sc ? sc : base);
+    test_pathf(sbase, sizeof sbase, "%s/ringmail-spray.XXXXXX", sc ? sc : base);
     REQUIRE(mkdtemp(sbase));
     const char *se = getenv("RINGMAIL_TEST_SEED");
     uint64_t seed = se ? strtoull(se, NULL, 0) : (uint64_t)time(NULL);
     rng_state = seed | 1;
     for (int f = 0; f < 2; f++) {
         char orig[1400];
-        pathf(orig, sizeof orig, "%s%s%s", root, mrel, files[f]);
+        test_pathf(orig, sizeof orig, "%s%s%s", root, mrel, files[f]);
         int64_t sz = file_size(orig);
         REQUIRE(sz > 0);
         int fails = 0, runs = 0;
         for (int64_t off = 0; off < sz; off += 64) {
             char scratch[700], p[1400], label[300];
-            pathf(scratch, sizeof scratch, "%s/x%d-%" PRId64, sbase, f, off);
+            test_pathf(scratch, sizeof scratch, "%s/x%d-%" PRId64, sbase, f, off);
             REQUIRE_OK(copy_tree(root, scratch));
-            pathf(p, sizeof p, "%s%s%s", scratch, mrel, files[f]);
+            test_pathf(p, sizeof p, "%s%s%s", scratch, mrel, files[f]);
             int64_t at = off + (int64_t)(rnd() % 56);
             if (at + 8 > sz)
                 at = sz - 8;
@@ -1233,7 +1198,7 @@ static void test_spray_index_and_cache(void)
             REQUIRE(fd >= 0);
             REQUIRE(pwrite(fd, buf, 8, at) == 8);
             close(fd);
-            pathf(label, sizeof label, "%s: 8 random bytes at %" PRId64 " of %" PRId64 " (seed %" PRIu64 ")",
+            test_pathf(label, sizeof label, "%s: 8 random bytes at %" PRId64 " of %" PRId64 " (seed %" PRIu64 ")",
                   files[f] + 1, at, sz, seed);
             fflush(stderr);
             pid_t pid = fork();
@@ -1253,7 +1218,7 @@ static void test_spray_index_and_cache(void)
                     fprintf(stderr, "  kept %s\n", scratch);
             }
             if (!keep)
-                rm_rf(scratch);
+                test_rm_rf(scratch);
         }
         if (fails)
             fprintf(stderr, "  %s: %d of %d corrupted copies read back wrong\n", files[f] + 1,
@@ -1261,9 +1226,9 @@ static void test_spray_index_and_cache(void)
         CHECK_EQ(fails, 0);
     }
     if (!getenv("RINGMAIL_TEST_KEEP"))
-        rm_rf(sbase);
+        test_rm_rf(sbase);
     state_free(&X);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -1275,7 +1240,7 @@ static void one_name(const char *dir, const char *prefix, char *out, size_t cap)
     char full[1400];
     out[0] = 0;
     if (find_one(dir, prefix, full, sizeof full) == 0)
-        pathf(out, cap, "%s", strrchr(full, '/') + 1);
+        test_pathf(out, cap, "%s", strrchr(full, '/') + 1);
 }
 
 /* The files of the generation before and after a compaction, mixed as a
@@ -1285,9 +1250,9 @@ static void test_compaction_leftovers(void)
 {
     char *base = strdup(test_tmpdir("crash-compact"));
     char root[600], pre[600], post[600];
-    pathf(root, sizeof root, "%s/orig", base);
-    pathf(pre, sizeof pre, "%s/pre", base);
-    pathf(post, sizeof post, "%s/post", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(pre, sizeof pre, "%s/pre", base);
+    test_pathf(post, sizeof post, "%s/post", base);
     mkdir(root, 0700);
     unsigned next_id = 1;
     REQUIRE_OK(build_base(root, "cc", &next_id));
@@ -1336,25 +1301,25 @@ static void test_compaction_leftovers(void)
     };
     for (int c = 0; c < NL; c++) {
         char scratch[700], a[1400], b[1400];
-        pathf(scratch, sizeof scratch, "%s/l%d", base, c);
+        test_pathf(scratch, sizeof scratch, "%s/l%d", base, c);
         bool from_post = c == L_POST_OLDLOG || c == L_POST_OLDLOG_NOIDX || c == L_PRE_NEWLOG_NEWIDX;
         REQUIRE_OK(copy_tree(from_post ? post : pre, scratch));
         const char *other = from_post ? pre : post;
         const char *ol = from_post ? oldlog : newlog, *oc = from_post ? oldcache : newcache;
-        pathf(a, sizeof a, "%s%s/%s", other, mrel, ol);
+        test_pathf(a, sizeof a, "%s%s/%s", other, mrel, ol);
         if (c == L_PRE_TMP)
-            pathf(b, sizeof b, "%s%s/%s.tmp", scratch, mrel, ol);
+            test_pathf(b, sizeof b, "%s%s/%s.tmp", scratch, mrel, ol);
         else
-            pathf(b, sizeof b, "%s%s/%s", scratch, mrel, ol);
+            test_pathf(b, sizeof b, "%s%s/%s", scratch, mrel, ol);
         REQUIRE_OK(copy_file(a, b));
         if (c == L_PRE_HALFNEW)
             truncate_file(b, file_size(b) / 2);
         if (c != L_PRE_TMP && c != L_PRE_HALFNEW) {
-            pathf(a, sizeof a, "%s%s/%s", other, mrel, oc);
-            pathf(b, sizeof b, "%s%s/%s", scratch, mrel, oc);
+            test_pathf(a, sizeof a, "%s%s/%s", other, mrel, oc);
+            test_pathf(b, sizeof b, "%s%s/%s", scratch, mrel, oc);
             REQUIRE_OK(copy_file(a, b));
         }
-        pathf(b, sizeof b, "%s%s/index", scratch, mrel);
+        test_pathf(b, sizeof b, "%s%s/index", scratch, mrel);
         if (c == L_PRE_NEWLOG_NOIDX || c == L_POST_OLDLOG_NOIDX)
             unlink(b);
         fflush(stderr);
@@ -1368,11 +1333,11 @@ static void test_compaction_leftovers(void)
         if (WIFSIGNALED(wst))
             fprintf(stderr, "  %s: crashed with signal %d\n", lname[c], WTERMSIG(wst));
         CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
-        rm_rf(scratch);
+        test_rm_rf(scratch);
     }
     state_free(&X);
     state_free(&Y);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -1436,7 +1401,7 @@ static int failed_write_child(const char *root)
                 if (store_mailbox_get(u, "INBOX", &info) == 0) {
                     free(info.name);
                     if (find_mbox_dir(root, "fw", info.id, mdir, sizeof mdir) == 0) {
-                        pathf(ip, sizeof ip, "%s/index", mdir);
+                        test_pathf(ip, sizeof ip, "%s/index", mdir);
                         unlink(ip);
                     }
                 }
@@ -1483,7 +1448,7 @@ static void test_failed_write(void)
     if (WIFSIGNALED(wst))
         fprintf(stderr, "  failed write: killed by signal %d\n", WTERMSIG(wst));
     CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -1505,7 +1470,7 @@ static void test_failed_write(void)
 
 int main(void)
 {
-    unsigned t = quick_mode() ? 1200 : 300;
+    unsigned t = test_quick() ? 1200 : 300;
     RUN_ISOLATED(test_check_healthy, t);
     RUN_ISOLATED(test_bad_tails, t);
     RUN_ISOLATED(test_check_corrupt_middle, t);

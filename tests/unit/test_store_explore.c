@@ -812,22 +812,11 @@ static void img_free(struct img *v, size_t n)
     free(v);
 }
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Write a built state under dir; with reboot, every index says it was
  * written in an earlier boot. */
 static void materialize(const char *dir, struct img *v, size_t n, bool reboot)
 {
-    rm_rf(dir);
+    test_rm_rf(dir);
     mkdir(dir, 0700);
     char p[1400];
     /* sorted: a directory comes before what is in it */
@@ -974,16 +963,6 @@ struct call {                   /* one store call of the workload */
 static struct call calls[64];
 static size_t ncalls;
 static char *initial;
-
-static bool quick_mode(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    const char *q = getenv("RINGMAIL_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-#endif
-}
 
 static int open_mb(const char *root, store_user **u, store_mbox **mb)
 {
@@ -1478,7 +1457,7 @@ static void test_explore(void)
             "%zu of them syncs, %zu index snapshots\n", ncalls, R.nops, nsync, nmapped);
     REQUIRE(R.nops > 50 && nsync > 10 && nmapped > 5);
 
-    bool quick = quick_mode();
+    bool quick = test_quick();
     uint64_t rng = 0x853c49e6748fea9bull;
     for (size_t k = 0; k <= R.nops; k++)
         explore_point(state, k, &rng, quick);
@@ -1488,7 +1467,7 @@ static void test_explore(void)
     printf("crash states explored: %zu\n", stats.states);
     CHECK_EQ(stats.failures, 0);
     CHECK(stats.states > R.nops);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 

@@ -68,23 +68,6 @@ int unlink(const char *path)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static bool quick_mode(void)
-{
-    const char *q = getenv("RINGMAIL_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-}
-
 static char *make_msg(unsigned id, size_t *len)
 {
     size_t body = 100 + (id * 37u) % 300;
@@ -258,7 +241,7 @@ static void test_many_compactions_lost_index(void)
     CHECK_EQ(uid, st.uidnext);
     close_mb(u, mb);
     free(want);
-    rm_rf(root);
+    test_rm_rf(root);
 }
 
 /* ---- a DELETE that crashed after its commit point ---------------------- */
@@ -321,7 +304,7 @@ static void test_orphan_mailbox_dir(void)
     free(kept_before);
     free(kept_after);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
 }
 
 /* ---- \Recent claims across a compaction ------------------------------- */
@@ -369,7 +352,7 @@ static void test_recent_claim_across_compaction(void)
     REQUIRE_OK(store_mbox_status(mb, &st));
     CHECK_EQ(st.recent, 0);
     close_mb(u, mb);
-    rm_rf(root);
+    test_rm_rf(root);
 }
 
 /* ---- compaction while other processes open the mailbox ----------------- */
@@ -407,7 +390,7 @@ static void test_compact_races_opens(void)
             _exit(0);
         }
     }
-    int rounds = quick_mode() ? 15 : 40, failed = 0;
+    int rounds = test_quick() ? 15 : 40, failed = 0;
     for (int i = 0; i < rounds; i++) {
         REQUIRE_OK(open_mb(root, "c", &u, &mb));
         int rc = store_compact(mb, NULL, NULL);
@@ -434,7 +417,7 @@ static void test_compact_races_opens(void)
     close_mb(u, mb);
     free(want);
     free(got);
-    rm_rf(root);
+    test_rm_rf(root);
 }
 
 /* ---- a killed compaction leaves nothing behind ------------------------ */
@@ -517,7 +500,7 @@ static void test_killed_compaction(void)
     REQUIRE(WIFEXITED(cst) && WEXITSTATUS(cst) == 0 && total > 8);
     /* Every call if there are few, else 40 spread over the run: each kill
      * point is a fork, a compaction and a recovery. */
-    int npoints = total <= 60 || !quick_mode() ? total : 40;
+    int npoints = total <= 60 || !test_quick() ? total : 40;
 
     int tried = 0, left_something = 0, swept_by_check = 0;
     for (int i = 0; i <= npoints; i++, tried++) {
@@ -564,7 +547,7 @@ static void test_killed_compaction(void)
             CHECK_EQ(strays(dir, s, sizeof s), 0);
             swept_by_check++;
         }
-        rm_rf(stash);
+        test_rm_rf(stash);
         close_mb(u, mb);
     }
     CHECK(left_something > 0);
@@ -572,7 +555,7 @@ static void test_killed_compaction(void)
     fprintf(stderr, "  compaction killed at %d of its %d store calls, %d kills left "
             "files behind\n", tried - 1, total, left_something);
     free(want);
-    rm_rf(root);
+    test_rm_rf(root);
 }
 
 int main(void)

@@ -1,14 +1,20 @@
 /* tests/unit/testutil.h — a minimal assertion harness for the C unit tests.
  * CHECK() records a failure and goes on; REQUIRE() stops the test.  main()
- * calls RUN(fn) for each test and returns test_summary(). */
+ * calls RUN(fn) for each test and returns test_summary().  Below it, the
+ * helpers every store test needs (scratch directories, paths, quick mode,
+ * a clock), here once instead of a copy in each file. */
 #ifndef RINGMAIL_TESTUTIL_H
 #define RINGMAIL_TESTUTIL_H
 
 #include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int test_failures_;
@@ -48,6 +54,58 @@ static inline const char *test_tmpdir(const char *tag)
         exit(2);
     }
     return path;
+}
+
+static inline int test_rm_cb_(const char *p, const struct stat *sb, int flag,
+                               struct FTW *f)
+{
+    (void)sb; (void)flag; (void)f;
+    remove(p);
+    return 0;           /* go on: remove as much as can be removed */
+}
+
+/* Remove the tree at path (a test's scratch store), not following links. */
+static inline void test_rm_rf(const char *path)
+{
+    nftw(path, test_rm_cb_, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* snprintf into a path buffer; a path that does not fit stops the test
+ * program (a truncated path would quietly test another file). */
+__attribute__((format(printf, 3, 4)))
+static inline void test_pathf(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) {
+        fprintf(stderr, "path too long: %s\n", out);
+        abort();
+    }
+}
+
+/* Run the smaller version of the long tests: RINGMAIL_TEST_QUICK set (and
+ * not "0"), or always under AddressSanitizer, which makes them slow. */
+static inline bool test_quick(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return true;
+#endif
+#endif
+    const char *q = getenv("RINGMAIL_TEST_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
+
+/* Monotonic seconds, for timing a step. */
+static inline double test_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 #endif
