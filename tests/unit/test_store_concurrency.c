@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "store/store.h"
+#include "tests/unit/store_testutil.h"
 #include "tests/unit/testutil.h"
 
 /* ---- helpers -------------------------------------------------------- */
@@ -86,33 +87,6 @@ static void terr(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     pthread_mutex_unlock(&err_lock);
-}
-
-static int open_mb(const char *root, const char *user, store_fsync fs, store_user **u,
-                   store_mbox **mb)
-{
-    store_opts o;
-    store_opts_default(&o);
-    o.fsync = fs;
-    *u = NULL;
-    *mb = NULL;
-    int rc = store_user_open(root, user, &o, u);
-    if (rc < 0)
-        return rc;
-    rc = store_mbox_open(*u, "INBOX", mb);
-    if (rc < 0) {
-        store_user_close(*u);
-        *u = NULL;
-    }
-    return rc;
-}
-
-static void close_mb(store_user *u, store_mbox *mb)
-{
-    if (mb)
-        store_mbox_close(mb);
-    if (u)
-        store_user_close(u);
 }
 
 static int append_ids(store_mbox *mb, unsigned first, size_t n, uint32_t flags, uint32_t *uids)
@@ -418,7 +392,7 @@ static void test_readers_writer_compactor(void)
     char *root = strdup(test_tmpdir("conc-a"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "a", STORE_FSYNC_NEVER, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "a", STORE_FSYNC_NEVER, &u, &mb));
     shared sh = { .mb = mb, .total = test_quick() ? 1500 : 5000 };
     sh.uid_cap = sh.total * 2 + 1000;
     sh.uid_of_id = calloc(sh.total, sizeof *sh.uid_of_id);
@@ -450,10 +424,10 @@ static void test_readers_writer_compactor(void)
     store_status st;
     REQUIRE_OK(store_mbox_status(mb, &st));
     CHECK(st.generation >= (uint64_t)atomic_load(&sh.compactions));
-    close_mb(u, mb);
-    REQUIRE_OK(open_mb(root, "a", STORE_FSYNC_NEVER, &u, &mb));
+    test_inbox_close(u, mb);
+    REQUIRE_OK(test_inbox_open(root, "a", STORE_FSYNC_NEVER, &u, &mb));
     check_final(&sh, mb, "after reopen");
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     free(sh.uid_of_id);
     free(sh.flags_of_uid);
     free(sh.expunged);
@@ -480,7 +454,7 @@ static void test_two_processes(void)
             (void)!read(gate[0], &c, 1);   /* wait until both exist */
             store_user *u;
             store_mbox *mb;
-            int rc = open_mb(root, "shared", STORE_FSYNC_NEVER, &u, &mb);
+            int rc = test_inbox_open(root, "shared", STORE_FSYNC_NEVER, &u, &mb);
             if (rc < 0) {
                 fprintf(stderr, "  child %d: open: %s\n", k, strerror(-rc));
                 _exit(2);
@@ -501,7 +475,7 @@ static void test_two_processes(void)
                 }
                 last = uid;
             }
-            close_mb(u, mb);
+            test_inbox_close(u, mb);
             _exit(errs ? 1 : 0);
         }
     }
@@ -516,7 +490,7 @@ static void test_two_processes(void)
     }
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "shared", STORE_FSYNC_NEVER, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "shared", STORE_FSYNC_NEVER, &u, &mb));
     store_mailbox_info *v = NULL;
     size_t nmb = 0;
     REQUIRE_OK(store_mailbox_list(u, &v, &nmb));
@@ -546,7 +520,7 @@ static void test_two_processes(void)
     free(seen);
     free(ids);
     free(uids);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     test_rm_rf(root);
     free(root);
 }
@@ -583,7 +557,7 @@ static int child_main(int argc, char **argv)
         return 64;
     store_user *u;
     store_mbox *mb;
-    int rc = open_mb(argv[2], argv[3], STORE_FSYNC_BATCH, &u, &mb);
+    int rc = test_inbox_open(argv[2], argv[3], STORE_FSYNC_BATCH, &u, &mb);
     if (rc < 0) {
         fprintf(stderr, "  child: open: %s\n", strerror(-rc));
         return 2;
@@ -615,7 +589,7 @@ static int child_main(int argc, char **argv)
     }
     if (rc)
         fprintf(stderr, "  child %s: %s\n", argv[1], strerror(-rc));
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     return rc ? 1 : 0;
 }
 
@@ -624,7 +598,7 @@ static void test_other_process(void)
     char *root = strdup(test_tmpdir("conc-c"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "c", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "c", STORE_FSYNC_BATCH, &u, &mb));
     uint32_t mine[10];
     for (unsigned i = 0; i < 10; i++)
         REQUIRE_OK(append_ids(mb, i, 1, 0, &mine[i]));
@@ -691,7 +665,7 @@ static void test_other_process(void)
     store_snap_put(s3);
     REQUIRE_OK(store_mbox_status(mb, &st));
     CHECK_EQ(st.messages, 21);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     test_rm_rf(root);
     free(root);
 }
@@ -802,7 +776,7 @@ static void test_compaction(void)
     char *root = strdup(test_tmpdir("conc-d"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "d", STORE_FSYNC_NEVER, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "d", STORE_FSYNC_NEVER, &u, &mb));
     const unsigned N = test_quick() ? 600 : 2000;
     uint32_t *uids = calloc(N, sizeof *uids);
     for (unsigned i = 0; i < N; i += 10)
@@ -909,15 +883,15 @@ static void test_compaction(void)
     /* persists; and the old generation's files are gone */
     saved *s_before = NULL, *s_after = NULL;
     size_t nb = save_all(mb, &s_before);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     CHECK_EQ(count_logs(root, "d"), 1);
-    REQUIRE_OK(open_mb(root, "d", STORE_FSYNC_NEVER, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "d", STORE_FSYNC_NEVER, &u, &mb));
     size_t na = save_all(mb, &s_after);
     CHECK_EQ(saved_diff(s_before, nb, s_after, na), 0);
     store_status re;
     REQUIRE_OK(store_mbox_status(mb, &re));
     CHECK_EQ(re.generation, after.generation);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     free(s_before);
     free(s_after);
     free(sv);
@@ -994,7 +968,7 @@ static void test_cross_process_compaction(void)
     char *root = strdup(test_tmpdir("conc-f"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "f", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "f", STORE_FSYNC_BATCH, &u, &mb));
     uint32_t uids[100];
     for (unsigned i = 0; i < 100; i += 10)
         REQUIRE_OK(append_ids(mb, i, 10, 0, uids + i));
@@ -1064,11 +1038,11 @@ static void test_cross_process_compaction(void)
         want[nw++] = 5000 + i;
     want[nw++] = 2000;
     CHECK_EQ(check_ids(mb, want, nw, "after the other process appended"), 0);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     CHECK_EQ(count_logs(root, "f"), 1);
-    REQUIRE_OK(open_mb(root, "f", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "f", STORE_FSYNC_BATCH, &u, &mb));
     CHECK_EQ(check_ids(mb, want, nw, "after reopen"), 0);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     free(sv);
     test_rm_rf(root);
     free(root);
@@ -1150,7 +1124,7 @@ static void *gc_main(void *p)
     gc_arg *a = p;
     store_user *u;
     store_mbox *mb;
-    int rc = open_mb(a->root, "g", a->fs, &u, &mb);
+    int rc = test_inbox_open(a->root, "g", a->fs, &u, &mb);
     if (rc < 0) {
         a->err = rc;
         return NULL;
@@ -1158,7 +1132,7 @@ static void *gc_main(void *p)
     for (unsigned i = 0; i < a->n && rc == 0; i++)
         rc = append_ids(mb, a->first + i, 1, 0, &a->uids[i]);
     a->err = rc;
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     return NULL;
 }
 
@@ -1170,7 +1144,7 @@ static void test_group_commit(void)
         /* hold the user open so the threads share one object */
         store_user *u;
         store_mbox *mb;
-        REQUIRE_OK(open_mb(root, "g", modes[mode], &u, &mb));
+        REQUIRE_OK(test_inbox_open(root, "g", modes[mode], &u, &mb));
         enum { T = 4 };
         const unsigned per = mode == 0 ? 60 : 15;
         gc_arg args[T];
@@ -1204,27 +1178,11 @@ static void test_group_commit(void)
         CHECK_EQ(bad, 0);
         free(ids);
         free(uids);
-        close_mb(u, mb);
+        test_inbox_close(u, mb);
         test_rm_rf(root);
         free(root);
     }
 }
-
-/* Each test in its own process: a crash is one failed test, not a lost run.
- * RINGMAIL_TEST_NOFORK=1 runs them in-process (for a debugger);
- * RINGMAIL_TEST_ONLY=test_name runs just one. */
-#define RUN_ISOLATED(fn, secs) do { const char *only_ = getenv("RINGMAIL_TEST_ONLY"); \
-    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
-    if (getenv("RINGMAIL_TEST_NOFORK")) { RUN(fn); break; } \
-    fflush(stderr); pid_t pid_ = fork(); \
-    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
-    int st_ = 0; test_count_++; \
-    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
-    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
-        WTERMSIG(st_)); test_failures_++; } \
-    else if (WEXITSTATUS(st_) == 1) test_failures_++; \
-    else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
-        #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
 
 int main(int argc, char **argv)
 {

@@ -21,14 +21,6 @@
 #include "store/store.h"
 #include "tests/unit/testutil.h"
 
-#define RUN_ISOLATED(fn, secs) do { fflush(stderr); pid_t pid_ = fork(); \
-    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
-    int st_ = 0; test_count_++; \
-    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
-    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
-        WTERMSIG(st_)); test_failures_++; } \
-    else if (WEXITSTATUS(st_) != 0) test_failures_++; } while (0)
-
 static long long file_size(const char *p)
 {
     struct stat st;

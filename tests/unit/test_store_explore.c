@@ -45,6 +45,7 @@
 
 #include "store/format.h"
 #include "store/store.h"
+#include "tests/unit/store_testutil.h"
 #include "tests/unit/testutil.h"
 
 /* ---- the record ----------------------------------------------------------- */
@@ -964,20 +965,6 @@ static struct call calls[64];
 static size_t ncalls;
 static char *initial;
 
-static int open_mb(const char *root, store_user **u, store_mbox **mb)
-{
-    store_opts o;
-    store_opts_default(&o);
-    o.fsync = STORE_FSYNC_ALWAYS;
-    int rc = store_user_open(root, "x", &o, u);
-    if (rc < 0)
-        return rc;
-    rc = store_mbox_open(*u, "INBOX", mb);
-    if (rc < 0)
-        store_user_close(*u);
-    return rc;
-}
-
 static int flags_of(store_mbox *mb, uint32_t lo, uint32_t hi, store_flag_op op, uint32_t fl,
                     const char *kw)
 {
@@ -1075,7 +1062,7 @@ static int reopen(const char *root, store_user **u, store_mbox **mb)
     store_user_close(*u);
     *mb = NULL;
     *u = NULL;
-    return open_mb(root, u, mb);
+    return test_inbox_open(root, "x", STORE_FSYNC_ALWAYS, u, mb);
 }
 
 /* The recorded workload.  The mailbox starts with 72 messages (on disk). */
@@ -1084,7 +1071,7 @@ static int workload(const char *root)
     store_user *u = NULL;
     store_mbox *mb = NULL;
     ncalls = 0;
-    STEP("open", open_mb(root, &u, &mb));
+    STEP("open", test_inbox_open(root, "x", STORE_FSYNC_ALWAYS, &u, &mb));
     STEP("append 1", append_ids(mb, 100, 1));
     STEP("flags +Seen 2:3", flags_of(mb, 2, 3, STORE_FLAGS_ADD, STORE_F_SEEN, NULL));
     STEP("append 3 at once", append_ids(mb, 110, 3));
@@ -1165,7 +1152,7 @@ static const char *verify(const char *dir, size_t k, char **detail)
     store_mbox *mb = NULL;
     const char *bad = NULL;
     char *got = NULL, *more = NULL, *again = NULL;
-    int rc = open_mb(dir, &u, &mb);
+    int rc = test_inbox_open(dir, "x", STORE_FSYNC_ALWAYS, &u, &mb);
     if (rc < 0) {
         snprintf(why, sizeof why, "open failed: %s", strerror(-rc));
         return why;
@@ -1238,7 +1225,7 @@ static const char *verify(const char *dir, size_t k, char **detail)
     store_user_close(u);
     mb = NULL;
     u = NULL;
-    if ((rc = open_mb(dir, &u, &mb)) < 0) {
+    if ((rc = test_inbox_open(dir, "x", STORE_FSYNC_ALWAYS, &u, &mb)) < 0) {
         snprintf(why, sizeof why, "reopen after append: %s", strerror(-rc));
         bad = why;
         goto out;
@@ -1436,7 +1423,7 @@ static void test_explore(void)
      * can be stale while the page of new ones is not. */
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "x", STORE_FSYNC_ALWAYS, &u, &mb));
     for (unsigned i = 0; i < 72; i += 4)
         REQUIRE_OK(append_ids(mb, 1000 + i, 4));
     initial = describe_user(u);

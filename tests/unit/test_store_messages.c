@@ -1923,22 +1923,6 @@ static void test_random_model(void)
     env_close(&e, true);
 }
 
-/* Each test in its own process: a crash is one failed test, not a lost run.
- * RINGMAIL_TEST_NOFORK=1 runs them in-process (for a debugger);
- * RINGMAIL_TEST_ONLY=test_name runs just one. */
-#define RUN_ISOLATED(fn, secs) do { const char *only_ = getenv("RINGMAIL_TEST_ONLY"); \
-    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
-    if (getenv("RINGMAIL_TEST_NOFORK")) { RUN(fn); break; } \
-    fflush(stderr); pid_t pid_ = fork(); \
-    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
-    int st_ = 0; test_count_++; \
-    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
-    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
-        WTERMSIG(st_)); test_failures_++; } \
-    else if (WEXITSTATUS(st_) == 1) test_failures_++; \
-    else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
-        #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
-
 int main(void)
 {
     RUN_ISOLATED(test_append_uids, test_quick() ? 1200 : 300);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "store/store.h"
+#include "tests/unit/store_testutil.h"
 #include "tests/unit/testutil.h"
 
 static uint64_t rng_state = 0xdeadbeefcafef00dull;
@@ -42,20 +43,6 @@ static size_t make_msg(unsigned id, char *buf)
     buf[o++] = '\r';
     buf[o++] = '\n';
     return o;
-}
-
-static int open_mb(const char *root, store_user **u, store_mbox **mb)
-{
-    store_opts o;
-    store_opts_default(&o);
-    o.fsync = STORE_FSYNC_NEVER;
-    int rc = store_user_open(root, "big", &o, u);
-    if (rc < 0)
-        return rc;
-    rc = store_mbox_open(*u, "INBOX", mb);
-    if (rc < 0)
-        store_user_close(*u);
-    return rc;
 }
 
 /* live[] are the live UIDs in order; ids_by_seq[] the message ids. */
@@ -159,7 +146,7 @@ static void test_scale(void)
     char *root = strdup(test_tmpdir("scale"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "big", STORE_FSYNC_NEVER, &u, &mb));
     uint32_t *live = calloc(N, sizeof *live);
     unsigned *ids = calloc(N, sizeof *ids);
     char *bufs = malloc(B * 2048);
@@ -203,7 +190,7 @@ static void test_scale(void)
 
     /* reopen, timed */
     t0 = test_now();
-    REQUIRE_OK(open_mb(root, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "big", STORE_FSYNC_NEVER, &u, &mb));
     store_snap *s = store_snap_get(mb);
     REQUIRE(s);
     fprintf(stderr, "  reopen (user + mailbox + snapshot) took %.4f s\n", test_now() - t0);
@@ -238,7 +225,7 @@ static void test_scale(void)
     store_user_close(u);
 
     t0 = test_now();
-    REQUIRE_OK(open_mb(root, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "big", STORE_FSYNC_NEVER, &u, &mb));
     s = store_snap_get(mb);
     REQUIRE(s);
     fprintf(stderr, "  reopen after expunge took %.4f s\n", test_now() - t0);
@@ -276,7 +263,7 @@ static void test_large_messages(void)
     char *root = strdup(test_tmpdir("scale-big"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "big", STORE_FSYNC_NEVER, &u, &mb));
     size_t *lens = calloc(N, sizeof *lens);
     uint32_t *uids = calloc(N, sizeof *uids);
     char *buf = malloc(4 << 20), *want = malloc(4 << 20);
@@ -323,7 +310,7 @@ static void test_large_messages(void)
         if (pass == 0) {
             store_mbox_close(mb);
             store_user_close(u);
-            REQUIRE_OK(open_mb(root, &u, &mb));
+            REQUIRE_OK(test_inbox_open(root, "big", STORE_FSYNC_NEVER, &u, &mb));
         } else if (pass == 1) {
             REQUIRE_OK(store_compact(mb, NULL, NULL));
         }
@@ -337,19 +324,6 @@ static void test_large_messages(void)
     test_rm_rf(root);
     free(root);
 }
-
-#define RUN_ISOLATED(fn, secs) do { const char *only_ = getenv("RINGMAIL_TEST_ONLY"); \
-    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
-    if (getenv("RINGMAIL_TEST_NOFORK")) { RUN(fn); break; } \
-    fflush(stderr); pid_t pid_ = fork(); \
-    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
-    int st_ = 0; test_count_++; \
-    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
-    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
-        WTERMSIG(st_)); test_failures_++; } \
-    else if (WEXITSTATUS(st_) == 1) test_failures_++; \
-    else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
-        #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
 
 int main(void)
 {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,23 @@ static int test_count_;
     test_failures_++; return; } } while (0)
 #define RUN(fn) do { int before_ = test_failures_; test_count_++; fn(); \
     fprintf(stderr, "%s %s\n", test_failures_ == before_ ? "ok  " : "FAIL", #fn); } while (0)
+
+/* RUN in a child process with an alarm of secs seconds: a crash or hang is
+ * one failed test, not a lost run (an exit status other than 1 is reported:
+ * a sanitizer's).  RINGMAIL_TEST_NOFORK=1 runs the tests in-process (for a
+ * debugger); RINGMAIL_TEST_ONLY=test_name runs just one. */
+#define RUN_ISOLATED(fn, secs) do { const char *only_ = getenv("RINGMAIL_TEST_ONLY"); \
+    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
+    if (getenv("RINGMAIL_TEST_NOFORK")) { RUN(fn); break; } \
+    fflush(stderr); pid_t pid_ = fork(); \
+    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
+    int st_ = 0; test_count_++; \
+    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
+    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
+        WTERMSIG(st_)); test_failures_++; } \
+    else if (WEXITSTATUS(st_) == 1) test_failures_++; \
+    else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
+        #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
 
 static inline int test_summary(void)
 {
