@@ -43,14 +43,13 @@ static search_arg g_args[K_COUNT];
 /* The SINCE date: the midnight (UTC) after 90 % of the messages. */
 static int64_t since_midnight(const bench_mail *m, char *buf, size_t cap)
 {
-    static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     int64_t t = m->info[m->ninfo * 9 / 10].internal_date;
     t -= t % 86400;
     time_t tt = (time_t)t;
     struct tm tm;
     gmtime_r(&tt, &tm);
-    snprintf(buf, cap, "%d-%s-%d", tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900);
+    snprintf(buf, cap, "%d-%s-%d", tm.tm_mday, store_month_abbr(tm.tm_mon),
+             tm.tm_year + 1900);
     return t;
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "store/internal.h"
+#include "store/utf8.h"
 
 #define LIST_MAGIC "RINGMAIL-MAILBOXES 1"
 
@@ -52,43 +53,13 @@ char store_user_separator(const store_user *u)
 
 /* ---- names ------------------------------------------------------------------ */
 
-static bool utf8_valid(const unsigned char *s)
-{
-    while (*s) {
-        unsigned c = *s, n;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3;
-        else
-            return false;
-        unsigned cp = c & (0x3f >> n);
-        for (unsigned i = 1; i <= n; i++) {
-            if ((s[i] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (s[i] & 0x3f);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return false;
-        s += n + 1;
-    }
-    return true;
-}
-
 /* Validate and canonicalize a mailbox name (INBOX in any case, also as the
  * first level, is spelled "INBOX").  *out is malloc'd. */
 static int name_canon(const store_user *u, const char *name, char **out)
 {
     char sep = u->opts.separator;
     size_t n = strlen(name);
-    if (n == 0 || n > STORE_MAX_NAME_LEN || !utf8_valid((const unsigned char *)name))
+    if (n == 0 || n > STORE_MAX_NAME_LEN || !store_utf8_valid(name, n))
         return -EINVAL;
     if (name[0] == sep || name[n - 1] == sep)
         return -EINVAL;

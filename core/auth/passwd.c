@@ -14,6 +14,7 @@
 
 #include "core/auth/passwd.h"
 #include "core/auth/sasl_crypto.h"
+#include "store/utf8.h"
 
 #ifdef RINGMAIL_HAVE_SODIUM
 #include <sodium.h>
@@ -657,17 +658,9 @@ const char *passwd_user_name_problem(const char *name)
             i++;
             continue;
         }
-        size_t len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-        uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
-        static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-        if (!len || n - i < len)
-            return "it is not UTF-8";
-        for (size_t k = 1; k < len; k++) {
-            if ((u[i + k] & 0xc0) != 0x80)
-                return "it is not UTF-8";
-            cp = cp << 6 | (u[i + k] & 0x3f);
-        }
-        if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        uint32_t cp;
+        size_t len = store_utf8_decode(u + i, n - i, &cp);
+        if (!len)
             return "it is not UTF-8";
         if (cp < 0xa0)
             return "it contains a control character";

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "core/auth/sasl_internal.h"
+#include "store/utf8.h"
 
 static const char *const mech_names[] = {
     [SASL_MECH_PLAIN] = "PLAIN",
@@ -108,26 +109,9 @@ bool sasl_valid_name_(const char *p, size_t n)
             i++;
             continue;
         }
-        size_t len;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) {
-            len = 2; cp = c & 0x1f; min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3; cp = c & 0x0f; min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4; cp = c & 0x07; min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((u[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (u[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-            (cp >= 0x80 && cp < 0xa0))
+        uint32_t cp;
+        size_t len = store_utf8_decode(u + i, n - i, &cp);
+        if (!len || cp < 0xa0)          /* not UTF-8, or a C1 control */
             return false;
         i += len;
     }

@@ -87,143 +87,197 @@ static bool valid_ext(const char *p, size_t n)
     return true;
 }
 
-static sasl_status client_first(sasl *s, const char *m, size_t n)
+/* A SCRAM parse step's verdict: 0, or -errno with the RFC 5802 server-error
+ * value to send (why).  client_first turns it into one sasl_fail_. */
+typedef struct {
+    int err;
+    const char *why;
+} scram_err;
+
+static int bad(scram_err *e, int err, const char *why)
 {
-    bool oom = false;
+    e->err = err;
+    e->why = why;
+    return err;
+}
+
+/* A saslname that did not decode: out of memory, or not a valid name. */
+static int bad_name(scram_err *e, bool oom)
+{
+    return oom ? bad(e, -ENOMEM, "no-resources")
+               : bad(e, -EINVAL, "invalid-username-encoding");
+}
+
+/* The GS2 header of m[0..n): gs2-cbind-flag ("n", "y" or "p=" cb-name, the
+ * name into cbname), [authzid] and ",".  *authzid is malloc'd (NULL when
+ * absent; the caller's), *bare points past the header in m. */
+static int parse_gs2(const char *m, size_t n, char *flag, char cbname[static 32],
+                     char **authzid, const char **bare, scram_err *e)
+{
     const char *p = m, *end = m + n;
-    char flag = *p;
-    char cbname[32] = "";
+    *flag = *p;
+    *authzid = NULL;
     /* gs2-cbind-flag */
-    if ((flag == 'n' || flag == 'y') && n >= 2 && p[1] == ',') {
+    if ((*flag == 'n' || *flag == 'y') && n >= 2 && p[1] == ',') {
         p += 2;
-    } else if (flag == 'p' && n >= 2 && p[1] == '=') {
+    } else if (*flag == 'p' && n >= 2 && p[1] == '=') {
         const char *c = memchr(p + 2, ',', (size_t)(end - p - 2));
         size_t l = c ? (size_t)(c - p - 2) : 0;
-        if (!c || l == 0 || l >= sizeof cbname)
-            return sasl_fail_(s, -EINVAL, "invalid-encoding");
+        if (!c || l == 0 || l >= 32)
+            return bad(e, -EINVAL, "invalid-encoding");
         for (size_t i = 0; i < l; i++) {
             char ch = p[2 + i];
             if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
                   (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
-                return sasl_fail_(s, -EINVAL, "invalid-encoding");
+                return bad(e, -EINVAL, "invalid-encoding");
         }
         memcpy(cbname, p + 2, l);
         cbname[l] = '\0';
         p = c + 1;
     } else {
-        return sasl_fail_(s, -EINVAL, "invalid-encoding");
+        return bad(e, -EINVAL, "invalid-encoding");
     }
     /* [authzid] "," */
-    char *authzid = NULL;
     if (end - p >= 2 && p[0] == 'a' && p[1] == '=') {
         const char *c = memchr(p, ',', (size_t)(end - p));
+        bool oom = false;
         if (!c)
-            return sasl_fail_(s, -EINVAL, "invalid-encoding");
-        if (!(authzid = saslname(p + 2, (size_t)(c - p - 2), &oom)))
-            return sasl_fail_(s, oom ? -ENOMEM : -EINVAL,
-                              oom ? "no-resources" : "invalid-username-encoding");
+            return bad(e, -EINVAL, "invalid-encoding");
+        if (!(*authzid = saslname(p + 2, (size_t)(c - p - 2), &oom)))
+            return bad_name(e, oom);
         p = c;
     }
     if (p == end || *p != ',') {
-        free(authzid);
-        return sasl_fail_(s, -EINVAL, "invalid-encoding");
+        free(*authzid);
+        *authzid = NULL;
+        return bad(e, -EINVAL, "invalid-encoding");
     }
-    p++;
-    size_t gl = (size_t)(p - m);
-    const char *bare = p;
-    /* Channel binding policy. */
-    int perr = 0;
-    const char *perror_ = NULL;
+    *bare = p + 1;
+    return 0;
+}
+
+/* Channel binding policy: -PLUS needs "p=" with a type the transport can
+ * give (its data into s->cbdata); the plain mechanism refuses "p=", and
+ * "y" while -PLUS was offered means a downgrade. */
+static int check_binding(sasl *s, char flag, const char *cbname, scram_err *e)
+{
     if (s->mech == SASL_MECH_SCRAM_SHA_256_PLUS) {
-        if (flag != 'p') {
-            perr = -EINVAL;
-            perror_ = "invalid-encoding";
-        } else if (strcmp(cbname, "tls-exporter") && strcmp(cbname, "tls-server-end-point")) {
-            perr = -ENOTSUP;
-            perror_ = "unsupported-channel-binding-type";
-        } else {
-            size_t len = sizeof s->cbdata;
-            if (!s->be.binding || s->be.binding(s->be.arg, cbname, s->cbdata, &len) < 0 ||
-                len == 0 || len > sizeof s->cbdata) {
-                perr = -ENOTSUP;
-                perror_ = "channel-binding-not-supported";
-            } else {
-                s->cblen = len;
-            }
-        }
+        if (flag != 'p')
+            return bad(e, -EINVAL, "invalid-encoding");
+        if (strcmp(cbname, "tls-exporter") && strcmp(cbname, "tls-server-end-point"))
+            return bad(e, -ENOTSUP, "unsupported-channel-binding-type");
+        size_t len = sizeof s->cbdata;
+        if (!s->be.binding || s->be.binding(s->be.arg, cbname, s->cbdata, &len) < 0 ||
+            len == 0 || len > sizeof s->cbdata)
+            return bad(e, -ENOTSUP, "channel-binding-not-supported");
+        s->cblen = len;
     } else if (flag == 'p') {
         /* Channel binding asked for under the mechanism without it. */
-        perr = -EINVAL;
-        perror_ = "invalid-encoding";
+        return bad(e, -EINVAL, "invalid-encoding");
     } else if (flag == 'y' && s->plus_offered) {
         /* The client could bind and believes we cannot, but we offered
          * -PLUS: someone removed it from our capabilities. */
-        perr = -EACCES;
-        perror_ = "server-does-support-channel-binding";
+        return bad(e, -EACCES, "server-does-support-channel-binding");
     }
-    if (perr) {
-        free(authzid);
-        return sasl_fail_(s, perr, perror_);
-    }
-    /* client-first-message-bare: [reserved-mext ","] username "," nonce
-     * ["," extensions] */
-    if (end - p >= 2 && p[0] == 'm' && p[1] == '=') {
-        free(authzid);
-        return sasl_fail_(s, -EINVAL, "extensions-not-supported");
-    }
-    const char *c = end - p >= 2 && p[0] == 'n' && p[1] == '=' ? memchr(p, ',', (size_t)(end - p)) : NULL;
-    if (!c) {
-        free(authzid);
-        return sasl_fail_(s, -EINVAL, "invalid-encoding");
-    }
-    char *user = saslname(p + 2, (size_t)(c - p - 2), &oom);
-    if (!user) {
-        free(authzid);
-        return sasl_fail_(s, oom ? -ENOMEM : -EINVAL,
-                          oom ? "no-resources" : "invalid-username-encoding");
-    }
-    bool authz_ok = !authzid || !strcmp(authzid, user);
-    s->authzid = authzid;
-    s->user = user;
-    p = c + 1;
-    if (end - p < 3 || p[0] != 'r' || p[1] != '=') 
-        return sasl_fail_(s, -EINVAL, "invalid-encoding");
-    const char *nonce = p + 2;
-    for (p = nonce; p < end && *p != ','; p++)
+    return 0;
+}
+
+/* client-first-message-bare's start, [reserved-mext ","] username ",":
+ * the name into *user (malloc'd, the caller's), *rest past its comma. */
+static int parse_username(const char *p, const char *end, char **user,
+                          const char **rest, scram_err *e)
+{
+    if (end - p >= 2 && p[0] == 'm' && p[1] == '=')
+        return bad(e, -EINVAL, "extensions-not-supported");
+    const char *c = end - p >= 2 && p[0] == 'n' && p[1] == '=' ?
+                    memchr(p, ',', (size_t)(end - p)) : NULL;
+    if (!c)
+        return bad(e, -EINVAL, "invalid-encoding");
+    bool oom = false;
+    if (!(*user = saslname(p + 2, (size_t)(c - p - 2), &oom)))
+        return bad_name(e, oom);
+    *rest = c + 1;
+    return 0;
+}
+
+/* The rest of it, nonce ["," extensions]: the client's nonce is
+ * nonce[0..*nl); extensions are ignored but must be well-formed. */
+static int parse_nonce(const char *p, const char *end, const char **nonce,
+                       size_t *nl, scram_err *e)
+{
+    if (end - p < 3 || p[0] != 'r' || p[1] != '=')
+        return bad(e, -EINVAL, "invalid-encoding");
+    *nonce = p + 2;
+    for (p = *nonce; p < end && *p != ','; p++)
         if (!nonce_char(*p))
-            return sasl_fail_(s, -EINVAL, "invalid-encoding");
-    size_t nl = (size_t)(p - nonce);
-    if (nl == 0 || nl > SASL_MAX_NONCE)
-        return sasl_fail_(s, -EINVAL, "invalid-encoding");
-    while (p < end) {       /* extensions: ignored, but well-formed */
-        const char *e = memchr(p + 1, ',', (size_t)(end - p - 1));
-        if (!e)
-            e = end;
-        if (!valid_ext(p + 1, (size_t)(e - p - 1)))
-            return sasl_fail_(s, -EINVAL, "invalid-encoding");
-        p = e;
+            return bad(e, -EINVAL, "invalid-encoding");
+    *nl = (size_t)(p - *nonce);
+    if (*nl == 0 || *nl > SASL_MAX_NONCE)
+        return bad(e, -EINVAL, "invalid-encoding");
+    while (p < end) {
+        const char *x = memchr(p + 1, ',', (size_t)(end - p - 1));
+        if (!x)
+            x = end;
+        if (!valid_ext(p + 1, (size_t)(x - p - 1)))
+            return bad(e, -EINVAL, "invalid-encoding");
+        p = x;
     }
-    if (!authz_ok)
-        return sasl_fail_(s, -EPERM, "other-error");
-    /* Server nonce: 18 random bytes, 24 base64 characters. */
+    return 0;
+}
+
+/* Keep what the proof will need: the GS2 header m[0..gl), the bare
+ * message bare[0..bl) and the combined nonce (the client's, then ours:
+ * 18 random bytes in 24 base64 characters, unless a test set one). */
+static int keep_first(sasl *s, const char *m, size_t gl, const char *bare,
+                      size_t bl, const char *nonce, size_t nl, scram_err *e)
+{
     if (!s->snonce[0]) {
         uint8_t r[18];
         if (rm_random(r, sizeof r) < 0)
-            return sasl_fail_(s, -EIO, "other-error");
+            return bad(e, -EIO, "other-error");
         rm_b64_encode(r, sizeof r, s->snonce);
     }
     size_t sl = strlen(s->snonce);
     s->gs2_header = malloc(gl + 1);
-    s->client_first_bare = malloc((size_t)(end - bare) + 1);
+    s->client_first_bare = malloc(bl + 1);
     s->nonce = malloc(nl + sl + 1);
     if (!s->gs2_header || !s->client_first_bare || !s->nonce)
-        return sasl_fail_(s, -ENOMEM, "no-resources");
+        return bad(e, -ENOMEM, "no-resources");
     memcpy(s->gs2_header, m, gl);
     s->gs2_header[gl] = '\0';
-    memcpy(s->client_first_bare, bare, (size_t)(end - bare));
-    s->client_first_bare[end - bare] = '\0';
+    memcpy(s->client_first_bare, bare, bl);
+    s->client_first_bare[bl] = '\0';
     memcpy(s->nonce, nonce, nl);
     memcpy(s->nonce + nl, s->snonce, sl + 1);
+    return 0;
+}
+
+/* client-first-message (RFC 5802 7): gs2-header client-first-message-bare.
+ * The checks keep their order (it decides which error a client sees for a
+ * message with several faults); the names are s's from the moment they
+ * are parsed. */
+static sasl_status client_first(sasl *s, const char *m, size_t n)
+{
+    const char *end = m + n, *bare, *p, *nonce;
+    char flag, cbname[32] = "";
+    char *authzid, *user;
+    size_t nl;
+    scram_err e = {0};
+    if (parse_gs2(m, n, &flag, cbname, &authzid, &bare, &e))
+        return sasl_fail_(s, e.err, e.why);
+    if (check_binding(s, flag, cbname, &e) || parse_username(bare, end, &user, &p, &e)) {
+        free(authzid);
+        return sasl_fail_(s, e.err, e.why);
+    }
+    bool authz_ok = !authzid || !strcmp(authzid, user);
+    s->authzid = authzid;
+    s->user = user;
+    if (parse_nonce(p, end, &nonce, &nl, &e))
+        return sasl_fail_(s, e.err, e.why);
+    if (!authz_ok)
+        return sasl_fail_(s, -EPERM, "other-error");
+    if (keep_first(s, m, (size_t)(bare - m), bare, (size_t)(end - bare), nonce, nl, &e))
+        return sasl_fail_(s, e.err, e.why);
     s->state = s->work = SS_WORK_LOOKUP;
     return SASL_WORK;
 }

@@ -1,6 +1,7 @@
 /* core/fetch/mime_decode.c — transfer encodings, charsets and RFC 2047 encoded
  * words (contract in core/fetch/mime_decode.h). */
 #include "core/fetch/mime_decode.h"
+#include "store/utf8.h"
 
 #include <errno.h>
 #include <iconv.h>
@@ -294,56 +295,6 @@ int mime_decode_binary(store_str encoding, const char *in, size_t len,
 /* ------------------------------------------------------------------ */
 /* UTF-8                                                               */
 
-/* Length of the valid UTF-8 sequence at p (n > 0 bytes left), or 0. */
-static size_t utf8_seq(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    uint8_t lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    return len;
-}
-
-bool mime_utf8_valid(const char *s, size_t n)
-{
-    const uint8_t *p = (const uint8_t *)s;
-    size_t i = 0;
-    while (i < n) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k = utf8_seq(p + i, n - i);
-        if (!k)
-            return false;
-        i += k;
-    }
-    return true;
-}
-
 static const char REPL[3] = { (char)0xef, (char)0xbf, (char)0xbd };
 
 /* Append p as UTF-8: valid runs copied, each invalid byte -> U+FFFD.  CR
@@ -360,7 +311,8 @@ static int utf8_copy(store_buf *out, const char *s, size_t n, bool drop_crlf)
             i++;
             continue;
         }
-        k = p[i] < 0x80 ? 0 : utf8_seq(p + i, n - i);
+        uint32_t cp;
+        k = p[i] < 0x80 ? 0 : store_utf8_decode(p + i, n - i, &cp);
         if (k) {
             i += k;
             continue;
@@ -504,7 +456,7 @@ int mime_to_utf8(store_str charset, const char *in, size_t len,
          * sequences above U+10FFFF through (a UTF-8 label iconv knows
          * under another spelling, "utf-8(", sends such input there):
          * those are cleaned like any other bad bytes. */
-        if (!r && !mime_utf8_valid((const char *)out->data + old, out->len - old)) {
+        if (!r && !store_utf8_valid((const char *)out->data + old, out->len - old)) {
             store_buf t = { 0 };
             r = utf8_copy(&t, (const char *)out->data + old, out->len - old, false);
             if (!r) {

@@ -116,8 +116,4 @@ int mime_part_text(const store_cache *c, uint32_t part, const char *msg,
 /* Is the part a text/... leaf (the parts mime_part_text returns text for)? */
 bool mime_part_is_text(const store_part *p);
 
-/* Is [p, p+n) valid UTF-8 (no overlongs, surrogates or code points above
- * U+10FFFF)? */
-bool mime_utf8_valid(const char *p, size_t n);
-
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/imap/imap_args.h"
+#include "store/utf8.h"
 
 static const char b64[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
@@ -49,28 +50,8 @@ static int sb_add(struct sbuf *b, const char *s, size_t n)
 
 static int sb_utf8(struct sbuf *b, uint32_t c)
 {
-    char u[4];
-    size_t n;
-    if (c < 0x80) {
-        u[0] = (char)c;
-        n = 1;
-    } else if (c < 0x800) {
-        u[0] = (char)(0xc0 | c >> 6);
-        u[1] = (char)(0x80 | (c & 0x3f));
-        n = 2;
-    } else if (c < 0x10000) {
-        u[0] = (char)(0xe0 | c >> 12);
-        u[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-        u[2] = (char)(0x80 | (c & 0x3f));
-        n = 3;
-    } else {
-        u[0] = (char)(0xf0 | c >> 18);
-        u[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-        u[2] = (char)(0x80 | ((c >> 6) & 0x3f));
-        u[3] = (char)(0x80 | (c & 0x3f));
-        n = 4;
-    }
-    return sb_add(b, u, n);
+    char u[STORE_UTF8_MAX];
+    return sb_add(b, u, store_utf8_encode(c, u));
 }
 
 /* Decode the base64 run s[0..n) (between "&" and "-") as UTF-16BE. */
@@ -153,35 +134,6 @@ char *imap_mutf7_to_utf8(const char *s, size_t len)
     return b.p;
 }
 
-/* Next code point of NUL-terminated UTF-8 at *s; -1 if invalid. */
-static int32_t utf8_next(const unsigned char **s)
-{
-    const unsigned char *p = *s;
-    uint32_t c = p[0], min;
-    int n;
-    if (c < 0x80) {
-        *s = p + 1;
-        return (int32_t)c;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        n = 1, c &= 0x1f, min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 2, c &= 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 3, c &= 0x07, min = 0x10000;
-    } else {
-        return -1;
-    }
-    for (int i = 1; i <= n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return -1;          /* also stops at the terminating NUL */
-        c = (c << 6) | (p[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return -1;
-    *s = p + n + 1;
-    return (int32_t)c;
-}
-
 /* Encode the UTF-16BE units u[0..n) as modified base64 between & and -. */
 static int encode_run(struct sbuf *b, const uint16_t *u, size_t n)
 {
@@ -210,7 +162,7 @@ char *imap_utf8_to_mutf7(const char *s)
     uint16_t *u = NULL;
     size_t nu = 0, ucap = 0;
     int rc = sb_add(&b, "", 0);
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
     while (rc == 0 && *p) {
         if (printable(*p)) {
             rc = sb_add(&b, *p == '&' ? "&-" : (const char *)p, *p == '&' ? 2 : 1);
@@ -220,11 +172,13 @@ char *imap_utf8_to_mutf7(const char *s)
         /* A run of characters that are not printable ASCII. */
         nu = 0;
         while (*p && !printable(*p)) {
-            int32_t c = utf8_next(&p);
-            if (c < 0) {
+            uint32_t c;
+            size_t k = store_utf8_decode(p, (size_t)(end - p), &c);
+            if (!k) {
                 rc = -EINVAL;
                 break;
             }
+            p += k;
             if (nu + 2 > ucap) {
                 size_t nc = ucap ? ucap * 2 : 16;
                 uint16_t *nup = realloc(u, nc * sizeof *u);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/imap/imap_args.h"
+#include "store/utf8.h"
 
 #define QUOTED_MAX 1024
 
@@ -75,39 +76,6 @@ void imap_out_printf(imap_out *o, const char *fmt, ...)
     o->len += (size_t)n;
 }
 
-/* Is s[0..n) valid UTF-8 (shortest forms, no surrogates, <= U+10FFFF)? */
-static bool valid_utf8(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        size_t k;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            k = 1, cp = c & 0x1f, min = 0x80;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            k = 2, cp = c & 0x0f, min = 0x800;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (k > n - i - 1)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 /* Byte classes for quoted strings: 0 copied as is, 1 escaped with a
  * backslash, 2 forces a literal (NUL CR LF), 3 8-bit (UTF-8 when allowed). */
 static const uint8_t qclass[256] = {
@@ -154,7 +122,7 @@ void imap_out_string(imap_out *o, const char *s, size_t n, bool utf8_ok)
         }
         *d++ = (char)c;
     }
-    if (eight && !(utf8_ok && valid_utf8((const unsigned char *)s, n))) {
+    if (eight && !(utf8_ok && store_utf8_valid(s, n))) {
         out_literal(o, s, n);
         return;
     }

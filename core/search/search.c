@@ -248,6 +248,192 @@ static int make_str_node(srch_kind kind, unsigned cost, const char *s,
     return 0;
 }
 
+/* The argument list every key parser below takes: the keys' arguments
+ * a[0..n), the next one at *i (advanced past what the key consumes). */
+
+/* HEADER name value: one of the envelope's fields is answered from the
+ * cache (SK_ENVELOPE), any other header from the message (SK_HEADER). */
+static int key_header(pstate *ps, const imap_arg *a, size_t n, size_t *i,
+                      srch_node **out)
+{
+    const char *name, *s;
+    size_t nlen, len;
+    int rc;
+    if ((rc = take_string(ps, a, n, i, &name, &nlen)) ||
+        (rc = take_string(ps, a, n, i, &s, &len)))
+        return rc;
+    if (nlen == 0 || memchr(name, ':', nlen))
+        return fail(ps, -EINVAL, "bad header field name");
+    int field = -1;
+    for (int k = 0; k < ENV_COUNT; k++)
+        if (bytes_ieq(name, nlen, env_names[k]))
+            field = k;
+    srch_node *nd;
+    if (field >= 0) {
+        if ((rc = make_str_node(SK_ENVELOPE, COST_CACHE, s, len, &nd)))
+            return rc;
+        nd->u.str.field = field;
+    } else {
+        if ((rc = make_str_node(SK_HEADER, COST_HEADER, s, len, &nd)))
+            return rc;
+        if (!(nd->u.str.name = dup_bytes(name, nlen))) {
+            node_free(nd);
+            return -ENOMEM;
+        }
+        nd->u.str.name_len = nlen;
+    }
+    *out = nd;
+    return 0;
+}
+
+/* BEFORE/ON/SINCE and their SENT forms: a date (the SENT ones read the
+ * Date: header from the cache, the others the index). */
+static int key_date(pstate *ps, const struct keydef *kd, const imap_arg *a,
+                    size_t n, size_t *i, srch_node **out)
+{
+    int64_t day;
+    if (*i >= n || (a[*i].type != IMAP_ARG_ATOM &&
+                    a[*i].type != IMAP_ARG_STRING) ||
+        srch_parse_imap_date(a[*i].s, a[*i].len, &day) < 0)
+        return fail(ps, -EINVAL, "bad date");
+    (*i)++;
+    bool sent = kd->kind == SK_SENTBEFORE || kd->kind == SK_SENTON ||
+                kd->kind == SK_SENTSINCE;
+    srch_node *nd = node_new(kd->kind, sent ? COST_CACHE : COST_INDEX);
+    if (!nd)
+        return -ENOMEM;
+    nd->u.day = day;
+    *out = nd;
+    return 0;
+}
+
+/* MODSEQ ["/flags/name" priv|shared|all] n: this store keeps one modseq
+ * per message, so RFC 7162 says to ignore the entry. */
+static int key_modseq(pstate *ps, const imap_arg *a, size_t n, size_t *i,
+                      srch_node **out)
+{
+    uint64_t num;
+    if (*i < n && imap_arg_number(&a[*i], &num) < 0) {
+        /* the entry name is a quoted string; some clients send an atom */
+        if (a[*i].type == IMAP_ARG_LIST || a[*i].type == IMAP_ARG_NIL)
+            return fail(ps, -EINVAL, "bad MODSEQ entry name");
+        (*i)++;
+        if (*i >= n || !(imap_arg_is(&a[*i], "priv") ||
+                         imap_arg_is(&a[*i], "shared") ||
+                         imap_arg_is(&a[*i], "all")))
+            return fail(ps, -EINVAL, "bad MODSEQ entry type");
+        (*i)++;
+    }
+    if (*i >= n || imap_arg_number(&a[*i], &num) < 0 || num > INT64_MAX)
+        return fail(ps, -EINVAL, "mod-sequence expected");
+    (*i)++;
+    srch_node *nd = node_new(SK_MODSEQ, COST_INDEX);
+    if (!nd)
+        return -ENOMEM;
+    nd->u.num = num;
+    ps->prog->uses_modseq = true;
+    *out = nd;
+    return 0;
+}
+
+/* KEYWORD/UNKEYWORD flag: a system flag by its bit, any other keyword by
+ * name; \Recent is no keyword but the RECENT (or, negated, OLD) test. */
+static int key_keyword(pstate *ps, const struct keydef *kd, const imap_arg *a,
+                       size_t n, size_t *i, srch_node **out)
+{
+    const char *s;
+    size_t len;
+    int rc;
+    if ((rc = take_string(ps, a, n, i, &s, &len)))
+        return rc;
+    if (len == 0)
+        return fail(ps, -EINVAL, "keyword expected");
+    srch_node *nd;
+    if (s[0] == '\\' && bytes_ieq(s, len, "\\Recent")) {
+        nd = node_new(SK_RECENT, COST_INDEX);
+        if (!nd)
+            return -ENOMEM;
+        if (!kd->want_set) {
+            srch_node *not = node_new(SK_NOT, COST_INDEX);
+            if (!not || node_add_kid(not, nd)) {
+                free(not);
+                free(nd);
+                return -ENOMEM;
+            }
+            nd = not;
+        }
+        *out = nd;
+        return 0;
+    }
+    nd = node_new(SK_KEYWORD, COST_INDEX);
+    if (!nd)
+        return -ENOMEM;
+    nd->u.kw.want_set = kd->want_set;
+    if (s[0] == '\\') {
+        for (size_t k = 0; k < sizeof sysflags / sizeof sysflags[0]; k++)
+            if (bytes_ieq(s, len, sysflags[k].name))
+                nd->u.kw.sysflag = sysflags[k].flag;
+    } else if (!(nd->u.kw.name = dup_bytes(s, len))) {
+        free(nd);
+        return -ENOMEM;
+    }
+    nd->u.kw.idx = -1;
+    *out = nd;
+    return 0;
+}
+
+/* Append a child made here to nd; on failure both are freed. */
+static int add_new_kid(srch_node *nd, srch_node *kid)
+{
+    if (!kid || node_add_kid(nd, kid)) {
+        free(kid);
+        node_free(nd);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* NOT key, OR key key, and NEW / OLD (spelled as RECENT UNSEEN and NOT
+ * RECENT): the nodes with children.  depth is the nesting of this key. */
+static int key_compound(pstate *ps, const struct keydef *kd, const imap_arg *a,
+                        size_t n, size_t *i, unsigned depth, srch_node **out)
+{
+    unsigned nk = kd->arg == A_NOT ? 1 : kd->arg == A_OR ? 2 : 0;
+    if (nk && depth + 1 > ps->lim.max_depth)
+        return fail(ps, -E2BIG, "search keys nested too deeply");
+    srch_node *nd = node_new(kd->kind, COST_INDEX);
+    if (!nd)
+        return -ENOMEM;
+    for (unsigned k = 0; k < nk; k++) {
+        srch_node *kid = NULL;
+        int rc;
+        if ((rc = parse_key(ps, a, n, i, depth + 1, &kid)) ||
+            (rc = node_add_kid(nd, kid))) {
+            node_free(kid);
+            node_free(nd);
+            return rc;
+        }
+    }
+    if (kd->arg == A_NEW || kd->arg == A_OLD) {
+        /* NEW = RECENT UNSEEN (an AND); OLD = NOT RECENT. */
+        if (add_new_kid(nd, node_new(SK_RECENT, COST_INDEX)))
+            return -ENOMEM;
+        if (kd->arg == A_NEW) {
+            srch_node *u = node_new(SK_FLAGS, COST_INDEX);
+            if (u) {
+                u->u.flags.mask = STORE_F_SEEN;
+                u->u.flags.want_set = false;
+            }
+            if (add_new_kid(nd, u))
+                return -ENOMEM;
+        }
+    }
+    *out = nd;
+    return 0;
+}
+
+/* The key kd (its name just consumed) with its arguments: the simple
+ * kinds here, the others in the key_* parsers above. */
 static int parse_arg_key(pstate *ps, const struct keydef *kd,
                          const imap_arg *a, size_t n, size_t *i,
                          unsigned depth, srch_node **out)
@@ -280,50 +466,6 @@ static int parse_arg_key(pstate *ps, const struct keydef *kd,
             nd->u.str.field = (int)kd->flag;
         break;
 
-    case A_HEADER: {
-        const char *name;
-        size_t nlen;
-        if ((rc = take_string(ps, a, n, i, &name, &nlen)) ||
-            (rc = take_string(ps, a, n, i, &s, &len)))
-            return rc;
-        if (nlen == 0 || memchr(name, ':', nlen))
-            return fail(ps, -EINVAL, "bad header field name");
-        int field = -1;
-        for (int k = 0; k < ENV_COUNT; k++)
-            if (bytes_ieq(name, nlen, env_names[k]))
-                field = k;
-        if (field >= 0) {
-            if ((rc = make_str_node(SK_ENVELOPE, COST_CACHE, s, len, &nd)))
-                return rc;
-            nd->u.str.field = field;
-        } else {
-            if ((rc = make_str_node(SK_HEADER, COST_HEADER, s, len, &nd)))
-                return rc;
-            if (!(nd->u.str.name = dup_bytes(name, nlen))) {
-                node_free(nd);
-                return -ENOMEM;
-            }
-            nd->u.str.name_len = nlen;
-        }
-        break;
-    }
-
-    case A_DATE: {
-        int64_t day;
-        if (*i >= n || (a[*i].type != IMAP_ARG_ATOM &&
-                        a[*i].type != IMAP_ARG_STRING) ||
-            srch_parse_imap_date(a[*i].s, a[*i].len, &day) < 0)
-            return fail(ps, -EINVAL, "bad date");
-        (*i)++;
-        bool sent = kd->kind == SK_SENTBEFORE || kd->kind == SK_SENTON ||
-                    kd->kind == SK_SENTSINCE;
-        nd = node_new(kd->kind, sent ? COST_CACHE : COST_INDEX);
-        if (!nd)
-            return -ENOMEM;
-        nd->u.day = day;
-        break;
-    }
-
     case A_NUM:
         if (*i >= n || imap_arg_number(&a[*i], &num) < 0)
             return fail(ps, -EINVAL, "number expected");
@@ -334,32 +476,6 @@ static int parse_arg_key(pstate *ps, const struct keydef *kd,
         nd->u.num = num;
         break;
 
-    case A_MODSEQ:
-        /* MODSEQ ["/flags/name" priv|shared|all] n: this store keeps one
-         * modseq per message, so RFC 7162 says to ignore the entry. */
-        if (*i < n && imap_arg_number(&a[*i], &num) < 0) {
-            /* the entry name is a quoted string; some clients send an
-             * atom */
-            if (a[*i].type == IMAP_ARG_LIST || a[*i].type == IMAP_ARG_NIL)
-                return fail(ps, -EINVAL, "bad MODSEQ entry name");
-            (*i)++;
-            if (*i >= n || !(imap_arg_is(&a[*i], "priv") ||
-                             imap_arg_is(&a[*i], "shared") ||
-                             imap_arg_is(&a[*i], "all")))
-                return fail(ps, -EINVAL, "bad MODSEQ entry type");
-            (*i)++;
-        }
-        if (*i >= n || imap_arg_number(&a[*i], &num) < 0 ||
-            num > INT64_MAX)
-            return fail(ps, -EINVAL, "mod-sequence expected");
-        (*i)++;
-        nd = node_new(SK_MODSEQ, COST_INDEX);
-        if (!nd)
-            return -ENOMEM;
-        nd->u.num = num;
-        ps->prog->uses_modseq = true;
-        break;
-
     case A_SET:
         if (*i >= n)
             return fail(ps, -EINVAL, "sequence set expected");
@@ -368,85 +484,19 @@ static int parse_arg_key(pstate *ps, const struct keydef *kd,
         (*i)++;
         break;
 
-    case A_KEYWORD: {
-        if ((rc = take_string(ps, a, n, i, &s, &len)))
-            return rc;
-        if (len == 0)
-            return fail(ps, -EINVAL, "keyword expected");
-        if (s[0] == '\\' && bytes_ieq(s, len, "\\Recent")) {
-            /* KEYWORD \Recent is RECENT, UNKEYWORD \Recent is OLD. */
-            nd = node_new(SK_RECENT, COST_INDEX);
-            if (!nd)
-                return -ENOMEM;
-            if (!kd->want_set) {
-                srch_node *not = node_new(SK_NOT, COST_INDEX);
-                if (!not || node_add_kid(not, nd)) {
-                    free(not);
-                    free(nd);
-                    return -ENOMEM;
-                }
-                nd = not;
-            }
-            break;
-        }
-        nd = node_new(SK_KEYWORD, COST_INDEX);
-        if (!nd)
-            return -ENOMEM;
-        nd->u.kw.want_set = kd->want_set;
-        if (s[0] == '\\') {
-            for (size_t k = 0; k < sizeof sysflags / sizeof sysflags[0]; k++)
-                if (bytes_ieq(s, len, sysflags[k].name))
-                    nd->u.kw.sysflag = sysflags[k].flag;
-        } else if (!(nd->u.kw.name = dup_bytes(s, len))) {
-            free(nd);
-            return -ENOMEM;
-        }
-        nd->u.kw.idx = -1;
-        break;
-    }
-
+    case A_HEADER:
+        return key_header(ps, a, n, i, out);
+    case A_DATE:
+        return key_date(ps, kd, a, n, i, out);
+    case A_MODSEQ:
+        return key_modseq(ps, a, n, i, out);
+    case A_KEYWORD:
+        return key_keyword(ps, kd, a, n, i, out);
     case A_NOT:
     case A_OR:
     case A_NEW:
-    case A_OLD: {
-        unsigned nk = kd->arg == A_NOT ? 1 : kd->arg == A_OR ? 2 : 0;
-        if (nk && depth + 1 > ps->lim.max_depth)
-            return fail(ps, -E2BIG, "search keys nested too deeply");
-        nd = node_new(kd->kind, COST_INDEX);
-        if (!nd)
-            return -ENOMEM;
-        for (unsigned k = 0; k < nk; k++) {
-            srch_node *kid = NULL;
-            if ((rc = parse_key(ps, a, n, i, depth + 1, &kid)) ||
-                (rc = node_add_kid(nd, kid))) {
-                node_free(kid);
-                node_free(nd);
-                return rc;
-            }
-        }
-        if (kd->arg == A_NEW || kd->arg == A_OLD) {
-            /* NEW = RECENT UNSEEN (an AND); OLD = NOT RECENT. */
-            srch_node *r = node_new(SK_RECENT, COST_INDEX);
-            if (!r || node_add_kid(nd, r)) {
-                free(r);
-                node_free(nd);
-                return -ENOMEM;
-            }
-            if (kd->arg == A_NEW) {
-                srch_node *u = node_new(SK_FLAGS, COST_INDEX);
-                if (u) {
-                    u->u.flags.mask = STORE_F_SEEN;
-                    u->u.flags.want_set = false;
-                }
-                if (!u || node_add_kid(nd, u)) {
-                    free(u);
-                    node_free(nd);
-                    return -ENOMEM;
-                }
-            }
-        }
-        break;
-    }
+    case A_OLD:
+        return key_compound(ps, kd, a, n, i, depth, out);
     }
     *out = nd;
     return 0;

@@ -10,6 +10,7 @@
  * fullwidth Latin letters.  Everything else compares exactly; bytes that
  * are not UTF-8 are copied as they are. */
 #include "core/search/search_internal.h"
+#include "store/utf8.h"
 
 #include <errno.h>
 
@@ -81,59 +82,6 @@ static uint32_t fold_cp(uint32_t c)
     return c;
 }
 
-/* Decode one UTF-8 sequence at p (n > 0 bytes left).  Returns its length,
- * or 0 if it is not valid (overlong, surrogate, truncated, > U+10FFFF). */
-static size_t utf8_dec(const unsigned char *p, size_t n, uint32_t *cp)
-{
-    unsigned char b = p[0];
-    size_t len;
-    uint32_t c, min;
-    if (b < 0xC2 || b > 0xF4)
-        return 0;
-    if (b < 0xE0) {
-        len = 2, c = b & 0x1F, min = 0x80;
-    } else if (b < 0xF0) {
-        len = 3, c = b & 0x0F, min = 0x800;
-    } else {
-        len = 4, c = b & 0x07, min = 0x10000;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        c = (c << 6) | (p[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-        return 0;
-    *cp = c;
-    return len;
-}
-
-static size_t utf8_enc(uint32_t c, unsigned char *o)
-{
-    if (c < 0x80) {
-        o[0] = (unsigned char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        o[0] = (unsigned char)(0xC0 | (c >> 6));
-        o[1] = (unsigned char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        o[0] = (unsigned char)(0xE0 | (c >> 12));
-        o[1] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
-        o[2] = (unsigned char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xF0 | (c >> 18));
-    o[1] = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
-    o[2] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
-    o[3] = (unsigned char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
 int srch_fold(const char *src, size_t n, store_buf *out)
 {
     /* No mapping in fold_cp() lengthens the UTF-8 (İ, ſ: 2 -> 1, ẞ: 3 -> 2,
@@ -152,13 +100,13 @@ int srch_fold(const char *src, size_t n, store_buf *out)
             continue;
         }
         uint32_t cp;
-        size_t len = utf8_dec(p + i, n - i, &cp);
+        size_t len = store_utf8_decode(p + i, n - i, &cp);
         if (!len) {
             *o++ = b;
             i++;
             continue;
         }
-        o += utf8_enc(fold_cp(cp), o);
+        o += store_utf8_encode(fold_cp(cp), o);
         i += len;
     }
     out->len = (size_t)(o - out->data);

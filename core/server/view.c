@@ -14,6 +14,7 @@
 #include "core/base/log.h"
 #include "core/fetch/fetch_engine.h"
 #include "core/server/session.h"
+#include "store/utf8.h"
 
 void sess_changed(session *s, store_mbox *mb)
 {
@@ -172,25 +173,10 @@ void sess_store_error(session *s, const char *tag, int rc, const char *what)
 
 /* ---- mailbox names ------------------------------------------------------------ */
 
-static bool utf8_ok(const unsigned char *p)
-{
-    while (*p) {
-        unsigned c = *p, n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1
-                         : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 9;
-        if (n == 9)
-            return false;
-        for (unsigned i = 1; i <= n; i++)
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-        p += n + 1;
-    }
-    return true;
-}
-
 char *sess_mbox_from_client(session *s, const char *name)
 {
     if (s->utf8) {
-        if (!utf8_ok((const unsigned char *)name))
+        if (!store_utf8_valid(name, strlen(name)))
             return NULL;
         return strdup(name);
     }

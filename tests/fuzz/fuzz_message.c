@@ -15,6 +15,7 @@
 #include "core/imap/imap_args.h"
 #include "core/fetch/mime_decode.h"
 #include "store/message.h"
+#include "store/utf8.h"
 #include "fuzz_common.h"
 
 static void touch(store_str s)
@@ -30,7 +31,7 @@ static void check_utf8_out(const store_buf *b, size_t from)
     FUZZ_CHECK(b->len >= from);
     if (b->len == from)
         return;
-    FUZZ_CHECK(mime_utf8_valid((const char *)b->data + from, b->len - from));
+    FUZZ_CHECK(store_utf8_valid((const char *)b->data + from, b->len - from));
 }
 
 /* Decoders on an arbitrary byte string. */

@@ -156,8 +156,13 @@ class Edge(rs.ServerTestCase):
 
     def test_utf8_accept_invalid_utf8_is_bad(self):
         c = self.utf8_session()
-        self.expect(c.cmd(b'CREATE "bad\xc3\x28utf8"'), "BAD",
-                    msg="RFC 6855 3: invalid UTF-8 in a quoted string MUST be BAD")
+        # A bad tail byte, an overlong "/", a surrogate, U+110000: RFC 3629
+        # UTF-8 is what the mailbox names must be, checked where they arrive.
+        for bad in (b"bad\xc3\x28utf8", b"a\xc0\xafb", b"a\xe0\x80\xafb",
+                    b"sur\xed\xa0\x80", b"big\xf4\x90\x80\x80"):
+            self.expect(c.cmd(b'CREATE "%s"' % bad), "BAD",
+                        msg="RFC 6855 3: invalid UTF-8 in a quoted string MUST be BAD: %r" % bad)
+        self.ok(c, b'CREATE "ok\xf4\x8f\xbf\xbf"')
 
     # -- unusual message shapes --
 

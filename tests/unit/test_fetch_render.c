@@ -6,6 +6,7 @@
 #include "core/fetch/fetch_render.h"
 #include "core/fetch/mime_decode.h"
 #include "store/message.h"
+#include "store/utf8.h"
 #include "testutil.h"
 
 #include <stdarg.h>
@@ -1157,15 +1158,15 @@ static void test_charsets(void)
      * decoder passes sequences above U+10FFFF: the output is still
      * valid UTF-8 (found by fuzz_message). */
     REQUIRE_OK(mime_to_utf8(mime_str("utf-8("), "\xf7\x8a\xae\xa2z", 5, &b));
-    CHECK(mime_utf8_valid((char *)b.data, b.len));
+    CHECK(store_utf8_valid((char *)b.data, b.len));
     CHECK(b.len >= 1 && b.data[b.len - 1] == 'z');
     b.len = 0;
     REQUIRE_OK(mime_decode_header("=?utf8(?b?94quot?=", 18, &b));
-    CHECK(mime_utf8_valid((char *)b.data, b.len));
-    CHECK(mime_utf8_valid("caf\xc3\xa9", 5));
-    CHECK(!mime_utf8_valid("\xc0\xaf", 2));                 /* overlong */
-    CHECK(!mime_utf8_valid("\xed\xa0\x80", 3));             /* surrogate */
-    CHECK(!mime_utf8_valid("\xf4\x90\x80\x80", 4));         /* > U+10FFFF */
+    CHECK(store_utf8_valid((char *)b.data, b.len));
+    CHECK(store_utf8_valid("caf\xc3\xa9", 5));
+    CHECK(!store_utf8_valid("\xc0\xaf", 2));                 /* overlong */
+    CHECK(!store_utf8_valid("\xed\xa0\x80", 3));             /* surrogate */
+    CHECK(!store_utf8_valid("\xf4\x90\x80\x80", 4));         /* > U+10FFFF */
     free(b.data);
 }
 
@@ -1285,7 +1286,7 @@ static void test_pathological(void)
             msg_free(&m);
             store_buf b = { 0 };
             CHECK_EQ(mime_decode_header(h, strlen(h), &b), 0);
-            CHECK(mime_utf8_valid((char *)b.data, b.len));
+            CHECK(store_utf8_valid((char *)b.data, b.len));
             free(b.data);
             free(raw);
             free(h);
@@ -1520,7 +1521,7 @@ static int exercise(const char *raw, size_t len, double *sections)
     for (uint32_t i = 0; i < m.c.nparts; i++) {
         t.len = 0;
         if (mime_part_text(&m.c, i, m.raw, m.len, &t) ||
-            !mime_utf8_valid((char *)t.data, t.len))
+            !store_utf8_valid((char *)t.data, t.len))
             bad++;
     }
     free(t.data);
@@ -1577,13 +1578,13 @@ static void test_random(void)
         for (size_t i = 0; i < n; i++)
             buf[i] = rndn(3) ? "=?utf-8?qQbB_ \r\n=A3x"[rndn(20)] : (char)rnd();
         store_buf b = { 0 };
-        if (mime_decode_header(buf, n, &b) || !mime_utf8_valid((char *)b.data, b.len))
+        if (mime_decode_header(buf, n, &b) || !store_utf8_valid((char *)b.data, b.len))
             bad++;
         b.len = 0;
         static const char *const cs[] = { "utf-8", "iso-8859-1", "shift_jis",
             "iso-2022-jp", "gb2312", "utf-16", "x-none", "koi8-r", NULL };
         if (mime_to_utf8(mime_str(cs[rndn(9)]), buf, n, &b) ||
-            !mime_utf8_valid((char *)b.data, b.len))
+            !store_utf8_valid((char *)b.data, b.len))
             bad++;
         b.len = 0;
         uint64_t size;

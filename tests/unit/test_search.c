@@ -22,16 +22,6 @@ typedef struct fixture {
     uint32_t n;
 } fixture;
 
-static int rm_cb(const char *p, const struct stat *st, int type,
-                 struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    remove(p);
-    return 0;
-}
-
 static char *to_crlf(const char *s, size_t *len)
 {
     size_t n = strlen(s), extra = 0;
@@ -204,7 +194,7 @@ static void fixture_close(fixture *f)
         store_mbox_close(f->mb);
     if (f->u)
         store_user_close(f->u);
-    nftw(f->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    test_rm_rf(f->root);
 }
 
 /* ---- running searches ------------------------------------------------ */

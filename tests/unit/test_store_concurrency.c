@@ -16,51 +16,10 @@
 #include <time.h>
 
 #include "store/store.h"
+#include "tests/unit/store_testutil.h"
 #include "tests/unit/testutil.h"
 
 /* ---- helpers -------------------------------------------------------- */
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* snprintf for paths: a truncated path is a test bug, so stop loudly. */
-__attribute__((format(printf, 3, 4), unused))
-static void pathf(char *out, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) {
-        fprintf(stderr, "path too long: %s\n", out);
-        abort();
-    }
-}
-
-static bool quick_mode(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    const char *q = getenv("RINGMAIL_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-#endif
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* A message that carries its own id; its whole content is a function of
  * the id, so a reader can regenerate and compare it.  malloc'd. */
@@ -128,33 +87,6 @@ static void terr(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     pthread_mutex_unlock(&err_lock);
-}
-
-static int open_mb(const char *root, const char *user, store_fsync fs, store_user **u,
-                   store_mbox **mb)
-{
-    store_opts o;
-    store_opts_default(&o);
-    o.fsync = fs;
-    *u = NULL;
-    *mb = NULL;
-    int rc = store_user_open(root, user, &o, u);
-    if (rc < 0)
-        return rc;
-    rc = store_mbox_open(*u, "INBOX", mb);
-    if (rc < 0) {
-        store_user_close(*u);
-        *u = NULL;
-    }
-    return rc;
-}
-
-static void close_mb(store_user *u, store_mbox *mb)
-{
-    if (mb)
-        store_mbox_close(mb);
-    if (u)
-        store_user_close(u);
 }
 
 static int append_ids(store_mbox *mb, unsigned first, size_t n, uint32_t flags, uint32_t *uids)
@@ -460,14 +392,14 @@ static void test_readers_writer_compactor(void)
     char *root = strdup(test_tmpdir("conc-a"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "a", STORE_FSYNC_NEVER, &u, &mb));
-    shared sh = { .mb = mb, .total = quick_mode() ? 1500 : 5000 };
+    REQUIRE_OK(test_inbox_open(root, "a", STORE_FSYNC_NEVER, &u, &mb));
+    shared sh = { .mb = mb, .total = test_quick() ? 1500 : 5000 };
     sh.uid_cap = sh.total * 2 + 1000;
     sh.uid_of_id = calloc(sh.total, sizeof *sh.uid_of_id);
     sh.flags_of_uid = calloc(sh.uid_cap, sizeof *sh.flags_of_uid);
     sh.expunged = calloc(sh.uid_cap, 1);
     atomic_store(&thread_errors, 0);
-    double t0 = now_s();
+    double t0 = test_now();
     pthread_t w, r1, r2, f, c;
     REQUIRE(pthread_create(&r1, NULL, reader_main, &sh) == 0);
     REQUIRE(pthread_create(&r2, NULL, reader_main, &sh) == 0);
@@ -481,7 +413,7 @@ static void test_readers_writer_compactor(void)
     pthread_join(r1, NULL);
     pthread_join(r2, NULL);
     fprintf(stderr, "  %.1fs: %u appended, %ld snapshots, %ld message reads, %ld flag ops, "
-            "%ld expunged, %ld compactions\n", now_s() - t0, atomic_load(&sh.written),
+            "%ld expunged, %ld compactions\n", test_now() - t0, atomic_load(&sh.written),
             atomic_load(&sh.snaps), atomic_load(&sh.reads), atomic_load(&sh.flag_ops),
             atomic_load(&sh.expunged_n), atomic_load(&sh.compactions));
     CHECK_EQ(atomic_load(&thread_errors), 0);
@@ -492,14 +424,14 @@ static void test_readers_writer_compactor(void)
     store_status st;
     REQUIRE_OK(store_mbox_status(mb, &st));
     CHECK(st.generation >= (uint64_t)atomic_load(&sh.compactions));
-    close_mb(u, mb);
-    REQUIRE_OK(open_mb(root, "a", STORE_FSYNC_NEVER, &u, &mb));
+    test_inbox_close(u, mb);
+    REQUIRE_OK(test_inbox_open(root, "a", STORE_FSYNC_NEVER, &u, &mb));
     check_final(&sh, mb, "after reopen");
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     free(sh.uid_of_id);
     free(sh.flags_of_uid);
     free(sh.expunged);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -508,7 +440,7 @@ static void test_readers_writer_compactor(void)
 static void test_two_processes(void)
 {
     char *root = strdup(test_tmpdir("conc-b"));
-    const unsigned per = quick_mode() ? 500 : 2000;
+    const unsigned per = test_quick() ? 500 : 2000;
     int gate[2];
     REQUIRE(pipe(gate) == 0);
     pid_t kids[2];
@@ -522,7 +454,7 @@ static void test_two_processes(void)
             (void)!read(gate[0], &c, 1);   /* wait until both exist */
             store_user *u;
             store_mbox *mb;
-            int rc = open_mb(root, "shared", STORE_FSYNC_NEVER, &u, &mb);
+            int rc = test_inbox_open(root, "shared", STORE_FSYNC_NEVER, &u, &mb);
             if (rc < 0) {
                 fprintf(stderr, "  child %d: open: %s\n", k, strerror(-rc));
                 _exit(2);
@@ -543,7 +475,7 @@ static void test_two_processes(void)
                 }
                 last = uid;
             }
-            close_mb(u, mb);
+            test_inbox_close(u, mb);
             _exit(errs ? 1 : 0);
         }
     }
@@ -558,7 +490,7 @@ static void test_two_processes(void)
     }
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "shared", STORE_FSYNC_NEVER, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "shared", STORE_FSYNC_NEVER, &u, &mb));
     store_mailbox_info *v = NULL;
     size_t nmb = 0;
     REQUIRE_OK(store_mailbox_list(u, &v, &nmb));
@@ -588,8 +520,8 @@ static void test_two_processes(void)
     free(seen);
     free(ids);
     free(uids);
-    close_mb(u, mb);
-    rm_rf(root);
+    test_inbox_close(u, mb);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -625,7 +557,7 @@ static int child_main(int argc, char **argv)
         return 64;
     store_user *u;
     store_mbox *mb;
-    int rc = open_mb(argv[2], argv[3], STORE_FSYNC_BATCH, &u, &mb);
+    int rc = test_inbox_open(argv[2], argv[3], STORE_FSYNC_BATCH, &u, &mb);
     if (rc < 0) {
         fprintf(stderr, "  child: open: %s\n", strerror(-rc));
         return 2;
@@ -657,7 +589,7 @@ static int child_main(int argc, char **argv)
     }
     if (rc)
         fprintf(stderr, "  child %s: %s\n", argv[1], strerror(-rc));
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     return rc ? 1 : 0;
 }
 
@@ -666,7 +598,7 @@ static void test_other_process(void)
     char *root = strdup(test_tmpdir("conc-c"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "c", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "c", STORE_FSYNC_BATCH, &u, &mb));
     uint32_t mine[10];
     for (unsigned i = 0; i < 10; i++)
         REQUIRE_OK(append_ids(mb, i, 1, 0, &mine[i]));
@@ -733,8 +665,8 @@ static void test_other_process(void)
     store_snap_put(s3);
     REQUIRE_OK(store_mbox_status(mb, &st));
     CHECK_EQ(st.messages, 21);
-    close_mb(u, mb);
-    rm_rf(root);
+    test_inbox_close(u, mb);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -815,7 +747,7 @@ static void progress(void *arg, uint64_t done, uint64_t total)
 static int count_logs(const char *root, const char *user)
 {
     char m[700];
-    pathf(m, sizeof m, "%s/%s/m", root, user);
+    test_pathf(m, sizeof m, "%s/%s/m", root, user);
     DIR *d = opendir(m);
     if (!d)
         return -1;
@@ -825,7 +757,7 @@ static int count_logs(const char *root, const char *user)
         if (de->d_name[0] == '.')
             continue;
         char sub[1400];
-        pathf(sub, sizeof sub, "%s/%s", m, de->d_name);
+        test_pathf(sub, sizeof sub, "%s/%s", m, de->d_name);
         DIR *e = opendir(sub);
         if (!e)
             continue;
@@ -844,8 +776,8 @@ static void test_compaction(void)
     char *root = strdup(test_tmpdir("conc-d"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "d", STORE_FSYNC_NEVER, &u, &mb));
-    const unsigned N = quick_mode() ? 600 : 2000;
+    REQUIRE_OK(test_inbox_open(root, "d", STORE_FSYNC_NEVER, &u, &mb));
+    const unsigned N = test_quick() ? 600 : 2000;
     uint32_t *uids = calloc(N, sizeof *uids);
     for (unsigned i = 0; i < N; i += 10)
         REQUIRE_OK(append_ids(mb, i, 10, 0, uids + i));
@@ -951,20 +883,20 @@ static void test_compaction(void)
     /* persists; and the old generation's files are gone */
     saved *s_before = NULL, *s_after = NULL;
     size_t nb = save_all(mb, &s_before);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     CHECK_EQ(count_logs(root, "d"), 1);
-    REQUIRE_OK(open_mb(root, "d", STORE_FSYNC_NEVER, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "d", STORE_FSYNC_NEVER, &u, &mb));
     size_t na = save_all(mb, &s_after);
     CHECK_EQ(saved_diff(s_before, nb, s_after, na), 0);
     store_status re;
     REQUIRE_OK(store_mbox_status(mb, &re));
     CHECK_EQ(re.generation, after.generation);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     free(s_before);
     free(s_after);
     free(sv);
     free(uids);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -1036,7 +968,7 @@ static void test_cross_process_compaction(void)
     char *root = strdup(test_tmpdir("conc-f"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "f", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "f", STORE_FSYNC_BATCH, &u, &mb));
     uint32_t uids[100];
     for (unsigned i = 0; i < 100; i += 10)
         REQUIRE_OK(append_ids(mb, i, 10, 0, uids + i));
@@ -1106,13 +1038,13 @@ static void test_cross_process_compaction(void)
         want[nw++] = 5000 + i;
     want[nw++] = 2000;
     CHECK_EQ(check_ids(mb, want, nw, "after the other process appended"), 0);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     CHECK_EQ(count_logs(root, "f"), 1);
-    REQUIRE_OK(open_mb(root, "f", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "f", STORE_FSYNC_BATCH, &u, &mb));
     CHECK_EQ(check_ids(mb, want, nw, "after reopen"), 0);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     free(sv);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -1173,7 +1105,7 @@ static void test_concurrent_mailbox_list(void)
         free(names[i]);
     free(names);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -1192,7 +1124,7 @@ static void *gc_main(void *p)
     gc_arg *a = p;
     store_user *u;
     store_mbox *mb;
-    int rc = open_mb(a->root, "g", a->fs, &u, &mb);
+    int rc = test_inbox_open(a->root, "g", a->fs, &u, &mb);
     if (rc < 0) {
         a->err = rc;
         return NULL;
@@ -1200,7 +1132,7 @@ static void *gc_main(void *p)
     for (unsigned i = 0; i < a->n && rc == 0; i++)
         rc = append_ids(mb, a->first + i, 1, 0, &a->uids[i]);
     a->err = rc;
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     return NULL;
 }
 
@@ -1212,7 +1144,7 @@ static void test_group_commit(void)
         /* hold the user open so the threads share one object */
         store_user *u;
         store_mbox *mb;
-        REQUIRE_OK(open_mb(root, "g", modes[mode], &u, &mb));
+        REQUIRE_OK(test_inbox_open(root, "g", modes[mode], &u, &mb));
         enum { T = 4 };
         const unsigned per = mode == 0 ? 60 : 15;
         gc_arg args[T];
@@ -1246,27 +1178,11 @@ static void test_group_commit(void)
         CHECK_EQ(bad, 0);
         free(ids);
         free(uids);
-        close_mb(u, mb);
-        rm_rf(root);
+        test_inbox_close(u, mb);
+        test_rm_rf(root);
         free(root);
     }
 }
-
-/* Each test in its own process: a crash is one failed test, not a lost run.
- * RINGMAIL_TEST_NOFORK=1 runs them in-process (for a debugger);
- * RINGMAIL_TEST_ONLY=test_name runs just one. */
-#define RUN_ISOLATED(fn, secs) do { const char *only_ = getenv("RINGMAIL_TEST_ONLY"); \
-    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
-    if (getenv("RINGMAIL_TEST_NOFORK")) { RUN(fn); break; } \
-    fflush(stderr); pid_t pid_ = fork(); \
-    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
-    int st_ = 0; test_count_++; \
-    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
-    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
-        WTERMSIG(st_)); test_failures_++; } \
-    else if (WEXITSTATUS(st_) == 1) test_failures_++; \
-    else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
-        #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
 
 int main(int argc, char **argv)
 {
@@ -1278,7 +1194,7 @@ int main(int argc, char **argv)
         return 2;
     exe[l] = 0;
     self_exe = exe;
-    unsigned t = quick_mode() ? 1200 : 300;
+    unsigned t = test_quick() ? 1200 : 300;
     RUN_ISOLATED(test_other_process, t);
     RUN_ISOLATED(test_compaction, t);
     RUN_ISOLATED(test_cross_process_compaction, t);

@@ -18,34 +18,10 @@
 #include <time.h>
 
 #include "store/store.h"
+#include "tests/unit/store_testutil.h"
 #include "tests/unit/testutil.h"
 
 /* ---- file helpers --------------------------------------------------- */
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* snprintf for paths: a truncated path is a test bug, so stop loudly. */
-__attribute__((format(printf, 3, 4), unused))
-static void pathf(char *out, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) {
-        fprintf(stderr, "path too long: %s\n", out);
-        abort();
-    }
-}
 
 static int copy_file(const char *src, const char *dst)
 {
@@ -90,8 +66,8 @@ static int copy_tree(const char *src, const char *dst)
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
         char s[1024], t[1024];
-        pathf(s, sizeof s, "%s/%s", src, de->d_name);
-        pathf(t, sizeof t, "%s/%s", dst, de->d_name);
+        test_pathf(s, sizeof s, "%s/%s", src, de->d_name);
+        test_pathf(t, sizeof t, "%s/%s", dst, de->d_name);
         struct stat st;
         if (lstat(s, &st) < 0) { rc = -errno; break; }
         if (S_ISDIR(st.st_mode))
@@ -113,7 +89,7 @@ static int64_t file_size(const char *p)
 static int find_mbox_dir(const char *root, const char *user, uint64_t id, char *out, size_t cap)
 {
     char m[1024];
-    pathf(m, sizeof m, "%s/%s/m", root, user);
+    test_pathf(m, sizeof m, "%s/%s/m", root, user);
     DIR *d = opendir(m);
     if (!d)
         return -errno;
@@ -132,7 +108,7 @@ static int find_mbox_dir(const char *root, const char *user, uint64_t id, char *
         snprintf(only, sizeof only, "%s", de->d_name);
         for (int i = 0; i < 4; i++)
             if (!strcmp(de->d_name, cand[i])) {
-                pathf(out, cap, "%s/%s", m, de->d_name);
+                test_pathf(out, cap, "%s/%s", m, de->d_name);
                 match = 1;
             }
     }
@@ -140,7 +116,7 @@ static int find_mbox_dir(const char *root, const char *user, uint64_t id, char *
     if (match)
         return 0;
     if (n == 1) {
-        pathf(out, cap, "%s/%s", m, only);
+        test_pathf(out, cap, "%s/%s", m, only);
         return 0;
     }
     return -ENOENT;
@@ -161,22 +137,12 @@ static int find_one(const char *dir, const char *prefix, char *out, size_t cap)
         if (l > 4 && !strcmp(de->d_name + l - 4, ".tmp"))
             continue;
         n++;
-        pathf(out, cap, "%s/%s", dir, de->d_name);
+        test_pathf(out, cap, "%s/%s", dir, de->d_name);
     }
     closedir(d);
     if (n != 1)
         fprintf(stderr, "  %d files named %s* in %s\n", n, prefix, dir);
     return n == 1 ? 0 : -ENOENT;
-}
-
-static bool quick_mode(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    const char *q = getenv("RINGMAIL_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-#endif
 }
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
@@ -327,33 +293,6 @@ static bool state_eq(const state *want, const state *got, const char *what, bool
     return ok;
 }
 
-static int open_mb(const char *root, const char *user, store_fsync fs, store_user **u,
-                   store_mbox **mb)
-{
-    store_opts o;
-    store_opts_default(&o);
-    o.fsync = fs;
-    *u = NULL;
-    *mb = NULL;
-    int rc = store_user_open(root, user, &o, u);
-    if (rc < 0)
-        return rc;
-    rc = store_mbox_open(*u, "INBOX", mb);
-    if (rc < 0) {
-        store_user_close(*u);
-        *u = NULL;
-    }
-    return rc;
-}
-
-static void close_mb(store_user *u, store_mbox *mb)
-{
-    if (mb)
-        store_mbox_close(mb);
-    if (u)
-        store_user_close(u);
-}
-
 static int append_id(store_mbox *mb, unsigned id, uint32_t flags, uint32_t *uid)
 {
     size_t len;
@@ -371,7 +310,7 @@ static int build_base(const char *root, const char *user, unsigned *next_id)
 {
     store_user *u;
     store_mbox *mb;
-    int rc = open_mb(root, user, STORE_FSYNC_BATCH, &u, &mb);
+    int rc = test_inbox_open(root, user, STORE_FSYNC_BATCH, &u, &mb);
     if (rc < 0)
         return rc;
     uint32_t uids[20];
@@ -387,7 +326,7 @@ static int build_base(const char *root, const char *user, unsigned *next_id)
     store_range rr = { uids[10], uids[11] };
     if (rc == 0)
         rc = store_flags(mb, &rr, 1, STORE_FLAGS_SET, STORE_F_ANSWERED, NULL, 0, 0, NULL, NULL, NULL);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     return rc;
 }
 
@@ -465,7 +404,7 @@ static int recover_one(const char *scratch_root, const char *user, const state *
 {
     store_user *u;
     store_mbox *mb;
-    int rc = open_mb(scratch_root, user, STORE_FSYNC_NEVER, &u, &mb);
+    int rc = test_inbox_open(scratch_root, user, STORE_FSYNC_NEVER, &u, &mb);
     if (rc < 0) {
         if (verbose)
             fprintf(stderr, "  %s: open failed: %s\n", label, strerror(-rc));
@@ -520,13 +459,13 @@ static int recover_one(const char *scratch_root, const char *user, const state *
             ok = false;
         }
     }
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     if (!ok)
         return 0;
     if (!reopen)
         return which;
     /* and everything, including the new message, survives another reopen */
-    rc = open_mb(scratch_root, user, STORE_FSYNC_NEVER, &u, &mb);
+    rc = test_inbox_open(scratch_root, user, STORE_FSYNC_NEVER, &u, &mb);
     if (rc < 0) {
         if (verbose)
             fprintf(stderr, "  %s: second open failed: %s\n", label, strerror(-rc));
@@ -553,7 +492,7 @@ static int recover_one(const char *scratch_root, const char *user, const state *
             ok = false;
     }
     state_free(&got);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     return ok ? which : 0;
 }
 
@@ -561,9 +500,9 @@ static void sweep(const char *tag, op_fn op)
 {
     char *base = strdup(test_tmpdir(tag));
     char root[600], before[600], after[600];
-    pathf(root, sizeof root, "%s/orig", base);
-    pathf(before, sizeof before, "%s/before", base);
-    pathf(after, sizeof after, "%s/after", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(before, sizeof before, "%s/before", base);
+    test_pathf(after, sizeof after, "%s/after", base);
     mkdir(root, 0700);
     const char *user = "crash";
     unsigned next_id = 1;
@@ -573,12 +512,12 @@ static void sweep(const char *tag, op_fn op)
     store_user *u;
     store_mbox *mb;
     state A, B;
-    REQUIRE_OK(open_mb(root, user, STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, user, STORE_FSYNC_BATCH, &u, &mb));
     REQUIRE_OK(capture(mb, &A));
     store_mailbox_info info;
     REQUIRE_OK(store_mailbox_get(u, "INBOX", &info));
     free(info.name);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     char mdir[1024], logp[1200], idxp[1200];
     REQUIRE_OK(find_mbox_dir(root, user, info.id, mdir, sizeof mdir));
     REQUIRE_OK(find_one(mdir, "log.", logp, sizeof logp));
@@ -587,10 +526,10 @@ static void sweep(const char *tag, op_fn op)
     REQUIRE_OK(copy_tree(root, before));
 
     /* the operation */
-    REQUIRE_OK(open_mb(root, user, STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, user, STORE_FSYNC_BATCH, &u, &mb));
     REQUIRE_OK(op(mb, &next_id));
     REQUIRE_OK(capture(mb, &B));
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     char logp2[1200];
     REQUIRE_OK(find_one(mdir, "log.", logp2, sizeof logp2));
     REQUIRE(strcmp(logp, logp2) == 0);   /* same generation */
@@ -599,7 +538,7 @@ static void sweep(const char *tag, op_fn op)
     REQUIRE_OK(copy_tree(root, after));
     const char *mrel = mdir + strlen(root);         /* "/<user>/m/<id>" */
     const char *lrel = logp + strlen(mdir);         /* "/log.N" */
-    pathf(idxp, sizeof idxp, "%s%s/index", before, mrel);
+    test_pathf(idxp, sizeof idxp, "%s%s/index", before, mrel);
     bool have_old_index = file_size(idxp) >= 0;
     CHECK(have_old_index);
     uint32_t a_next = A.uidnext, b_next = B.uidnext;
@@ -615,11 +554,11 @@ static void sweep(const char *tag, op_fn op)
     if (!sc || !*sc)
         sc = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : NULL;
     if (sc) {
-        pathf(sbase, sizeof sbase, "%s/ringmail-sweep.XXXXXX", sc);
+        test_pathf(sbase, sizeof sbase, "%s/ringmail-sweep.XXXXXX", sc);
         if (!mkdtemp(sbase))
-            pathf(sbase, sizeof sbase, "%s", base);
+            test_pathf(sbase, sizeof sbase, "%s", base);
     } else {
-        pathf(sbase, sizeof sbase, "%s", base);
+        test_pathf(sbase, sizeof sbase, "%s", base);
     }
     int fails[NVARIANTS] = { 0 }, runs[NVARIANTS] = { 0 };
     int64_t first_fail[NVARIANTS] = { -1, -1, -1 };
@@ -630,14 +569,14 @@ static void sweep(const char *tag, op_fn op)
             if (v == V_OLDINDEX && !have_old_index)
                 continue;
             char scratch[700], p[1400], label[200];
-            pathf(scratch, sizeof scratch, "%s/s%ld", sbase, iter++);
+            test_pathf(scratch, sizeof scratch, "%s/s%ld", sbase, iter++);
             if (copy_tree(after, scratch) < 0) {
                 fails[v]++;
                 continue;
             }
-            pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
+            test_pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
             truncate_file(p, off);
-            pathf(p, sizeof p, "%s%s/index", scratch, mrel);
+            test_pathf(p, sizeof p, "%s%s/index", scratch, mrel);
             if (v == V_NOINDEX)
                 unlink(p);
             else if (v == V_OLDINDEX)
@@ -674,7 +613,7 @@ static void sweep(const char *tag, op_fn op)
                     first_fail[v] = off;
                 fails[v]++;
             }
-            rm_rf(scratch);
+            test_rm_rf(scratch);
         }
     }
     for (int v = 0; v < NVARIANTS; v++) {
@@ -686,8 +625,8 @@ static void sweep(const char *tag, op_fn op)
     state_free(&A);
     state_free(&B);
     if (strcmp(sbase, base) != 0)
-        rm_rf(sbase);
-    rm_rf(base);
+        test_rm_rf(sbase);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -734,7 +673,7 @@ static void test_corrupt_index_and_cache(void)
 {
     char *base = strdup(test_tmpdir("crash-index"));
     char root[600];
-    pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
     mkdir(root, 0700);
     const char *user = "idx";
     unsigned next_id = 1;
@@ -743,13 +682,13 @@ static void test_corrupt_index_and_cache(void)
     store_mbox *mb;
     state X;
     store_status sx;
-    REQUIRE_OK(open_mb(root, user, STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, user, STORE_FSYNC_BATCH, &u, &mb));
     REQUIRE_OK(capture(mb, &X));
     REQUIRE_OK(store_mbox_status(mb, &sx));
     store_mailbox_info info;
     REQUIRE_OK(store_mailbox_get(u, "INBOX", &info));
     free(info.name);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     char mdir[1024];
     REQUIRE_OK(find_mbox_dir(root, user, info.id, mdir, sizeof mdir));
     const char *mrel = mdir + strlen(root);
@@ -771,10 +710,10 @@ static void test_corrupt_index_and_cache(void)
     rng_state = seed | 1;
     for (int c = 0; c < NCASES; c++) {
         char scratch[700], idx[1400], cache[1400];
-        pathf(scratch, sizeof scratch, "%s/case%d", base, c);
+        test_pathf(scratch, sizeof scratch, "%s/case%d", base, c);
         REQUIRE_OK(copy_tree(root, scratch));
-        pathf(idx, sizeof idx, "%s%s/index", scratch, mrel);
-        pathf(cache, sizeof cache, "%s%s%s", scratch, mrel, crel);
+        test_pathf(idx, sizeof idx, "%s%s/index", scratch, mrel);
+        test_pathf(cache, sizeof cache, "%s%s%s", scratch, mrel, crel);
         const char *target = c >= C_CACHE_GARBAGE ? cache : idx;
         int64_t sz = file_size(target);
         REQUIRE(sz > 0);
@@ -804,7 +743,7 @@ static void test_corrupt_index_and_cache(void)
         char label[200];
         snprintf(label, sizeof label, "%s (seed %" PRIu64 ")", cname[c], seed);
         fprintf(stderr, "  case: %s\n", label);
-        int rc = open_mb(scratch, user, STORE_FSYNC_NEVER, &u, &mb);
+        int rc = test_inbox_open(scratch, user, STORE_FSYNC_NEVER, &u, &mb);
         if (rc < 0) {
             fprintf(stderr, "  %s: open failed: %s\n", label, strerror(-rc));
             CHECK(0);
@@ -832,11 +771,11 @@ static void test_corrupt_index_and_cache(void)
         uint32_t nu = 0;
         CHECK_EQ(append_id(mb, 5000 + (unsigned)c, 0, &nu), 0);
         CHECK(nu >= sx.uidnext);
-        close_mb(u, mb);
-        rm_rf(scratch);
+        test_inbox_close(u, mb);
+        test_rm_rf(scratch);
     }
     state_free(&X);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -849,7 +788,7 @@ static void test_check_healthy(void)
     REQUIRE_OK(build_base(root, "chk", &next_id));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "chk", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "chk", STORE_FSYNC_BATCH, &u, &mb));
     store_check_report rep;
     memset(&rep, 0xff, sizeof rep);
     CHECK_EQ(store_check(mb, false, &rep, NULL, NULL), 0);
@@ -868,8 +807,8 @@ static void test_check_healthy(void)
     CHECK(state_eq(&a, &b, "healthy repair", true));
     state_free(&a);
     state_free(&b);
-    close_mb(u, mb);
-    rm_rf(root);
+    test_inbox_close(u, mb);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -887,19 +826,19 @@ static void test_check_corrupt_middle(void)
 {
     char *base = strdup(test_tmpdir("crash-check-bad"));
     char root[600];
-    pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
     mkdir(root, 0700);
     unsigned next_id = 1;
     REQUIRE_OK(build_base(root, "chk", &next_id));
     store_user *u;
     store_mbox *mb;
     state X;
-    REQUIRE_OK(open_mb(root, "chk", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "chk", STORE_FSYNC_BATCH, &u, &mb));
     REQUIRE_OK(capture(mb, &X));
     store_mailbox_info info;
     REQUIRE_OK(store_mailbox_get(u, "INBOX", &info));
     free(info.name);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     char mdir[1024], logp[1200];
     REQUIRE_OK(find_mbox_dir(root, "chk", info.id, mdir, sizeof mdir));
     REQUIRE_OK(find_one(mdir, "log.", logp, sizeof logp));
@@ -920,9 +859,9 @@ static void test_check_corrupt_middle(void)
 
     for (int variant = 0; variant < 2; variant++) {
         char scratch[700], p[1400];
-        pathf(scratch, sizeof scratch, "%s/v%d", base, variant);
+        test_pathf(scratch, sizeof scratch, "%s/v%d", base, variant);
         REQUIRE_OK(copy_tree(root, scratch));
-        pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
+        test_pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
         fd = open(p, O_RDWR);
         REQUIRE(fd >= 0);
         char c;
@@ -931,10 +870,10 @@ static void test_check_corrupt_middle(void)
         REQUIRE(pwrite(fd, &c, 1, flip_at) == 1);
         close(fd);
         if (variant == 1) {
-            pathf(p, sizeof p, "%s%s/index", scratch, mrel);
+            test_pathf(p, sizeof p, "%s%s/index", scratch, mrel);
             unlink(p);
         }
-        int rc = open_mb(scratch, "chk", STORE_FSYNC_NEVER, &u, &mb);
+        int rc = test_inbox_open(scratch, "chk", STORE_FSYNC_NEVER, &u, &mb);
         if (variant == 0) {
             /* the index is intact: opening needs no replay and must work */
             CHECK_EQ(rc, 0);
@@ -957,12 +896,12 @@ static void test_check_corrupt_middle(void)
                     good++;
             CHECK(good + 1 >= X.n);
             state_free(&got);
-            close_mb(u, mb);
+            test_inbox_close(u, mb);
         } else {
             /* replaying from scratch meets the bad record in the middle: either
              * refuse to open, or open without cutting off the valid records after
              * it (they are not a torn tail). */
-            pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
+            test_pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
             int64_t lbefore = lsz;
             if (rc == 0) {
                 state got;
@@ -983,7 +922,7 @@ static void test_check_corrupt_middle(void)
                 store_check_report rep;
                 memset(&rep, 0, sizeof rep);
                 CHECK_EQ(store_check(mb, false, &rep, NULL, NULL), -EBADMSG);
-                close_mb(u, mb);
+                test_inbox_close(u, mb);
             } else {
                 CHECK_EQ(rc, -EBADMSG);
             }
@@ -991,7 +930,7 @@ static void test_check_corrupt_middle(void)
         }
     }
     state_free(&X);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -1000,21 +939,21 @@ static void test_bad_tails(void)
 {
     char *base = strdup(test_tmpdir("crash-tails"));
     char root[600];
-    pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
     mkdir(root, 0700);
     unsigned next_id = 1;
     REQUIRE_OK(build_base(root, "t", &next_id));
     store_user *u;
     store_mbox *mb;
     state X;
-    REQUIRE_OK(open_mb(root, "t", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "t", STORE_FSYNC_BATCH, &u, &mb));
     uint32_t last_uid;
     REQUIRE_OK(append_id(mb, 777, 0, &last_uid));
     REQUIRE_OK(capture(mb, &X));
     store_mailbox_info info;
     REQUIRE_OK(store_mailbox_get(u, "INBOX", &info));
     free(info.name);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     char mdir[1024], logp[1200];
     REQUIRE_OK(find_mbox_dir(root, "t", info.id, mdir, sizeof mdir));
     REQUIRE_OK(find_one(mdir, "log.", logp, sizeof logp));
@@ -1030,10 +969,10 @@ static void test_bad_tails(void)
     rng_state = 777;
     for (int t = 0; t < NT; t++) {
         char scratch[700], p[1400], ip[1400];
-        pathf(scratch, sizeof scratch, "%s/t%d", base, t);
+        test_pathf(scratch, sizeof scratch, "%s/t%d", base, t);
         REQUIRE_OK(copy_tree(root, scratch));
-        pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
-        pathf(ip, sizeof ip, "%s%s/index", scratch, mrel);
+        test_pathf(p, sizeof p, "%s%s%s", scratch, mrel, lrel);
+        test_pathf(ip, sizeof ip, "%s%s/index", scratch, mrel);
         bool torn = t == T_TORN || t == T_TORN_NOIDX;
         if (torn) {
             truncate_file(p, lsz - 10);
@@ -1052,7 +991,7 @@ static void test_bad_tails(void)
         state want = X;
         if (torn)
             want.n--;
-        int rc = open_mb(scratch, "t", STORE_FSYNC_NEVER, &u, &mb);
+        int rc = test_inbox_open(scratch, "t", STORE_FSYNC_NEVER, &u, &mb);
         if (rc < 0) {
             fprintf(stderr, "  %s: open failed: %s\n", tname[t], strerror(-rc));
             CHECK(0);
@@ -1077,12 +1016,12 @@ static void test_bad_tails(void)
         uint32_t nu = 0;
         CHECK_EQ(append_id(mb, 888, STORE_F_FLAGGED, &nu), 0);
         CHECK(nu > (torn ? last_uid - 1 : last_uid));
-        close_mb(u, mb);
+        test_inbox_close(u, mb);
         /* the message appended after recovery must survive the next recovery */
         for (int again = 0; again < 2; again++) {
             if (again)
                 unlink(ip);
-            rc = open_mb(scratch, "t", STORE_FSYNC_NEVER, &u, &mb);
+            rc = test_inbox_open(scratch, "t", STORE_FSYNC_NEVER, &u, &mb);
             CHECK_EQ(rc, 0);
             if (rc < 0)
                 break;
@@ -1096,11 +1035,11 @@ static void test_bad_tails(void)
                 CHECK_EQ(got.v[got.n - 1].flags, STORE_F_FLAGGED);
             }
             state_free(&got);
-            close_mb(u, mb);
+            test_inbox_close(u, mb);
         }
     }
     state_free(&X);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -1115,7 +1054,7 @@ static bool spray_child(const char *root, const char *user, const state *X,
 {
     store_user *u;
     store_mbox *mb;
-    int rc = open_mb(root, user, STORE_FSYNC_NEVER, &u, &mb);
+    int rc = test_inbox_open(root, user, STORE_FSYNC_NEVER, &u, &mb);
     if (rc < 0) {
         if (verbose)
             fprintf(stderr, "  %s: open refused: %s (acceptable)\n", label, strerror(-rc));
@@ -1174,7 +1113,7 @@ static bool spray_child(const char *root, const char *user, const state *X,
                     sx->uidnext);
         ok = false;
     }
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     return ok;
 }
 
@@ -1182,7 +1121,7 @@ static void test_spray_index_and_cache(void)
 {
     char *base = strdup(test_tmpdir("crash-spray"));
     char root[600];
-    pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
     mkdir(root, 0700);
     const char *user = "sp";
     unsigned next_id = 1;
@@ -1191,13 +1130,13 @@ static void test_spray_index_and_cache(void)
     store_mbox *mb;
     state X;
     store_status sx;
-    REQUIRE_OK(open_mb(root, user, STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, user, STORE_FSYNC_BATCH, &u, &mb));
     REQUIRE_OK(capture(mb, &X));
     REQUIRE_OK(store_mbox_status(mb, &sx));
     store_mailbox_info info;
     REQUIRE_OK(store_mailbox_get(u, "INBOX", &info));
     free(info.name);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     char mdir[1024], cpath[1200];
     REQUIRE_OK(find_mbox_dir(root, user, info.id, mdir, sizeof mdir));
     REQUIRE_OK(find_one(mdir, "cache.", cpath, sizeof cpath));
@@ -1207,22 +1146,22 @@ static void test_spray_index_and_cache(void)
     const char *sc = getenv("RINGMAIL_TEST_SCRATCH");
     if (!sc || !*sc)
         sc = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : NULL;
-    pathf(sbase, sizeof sbase, "%s/ringmail-spray.XXXXXX", sc ? sc : base);
+    test_pathf(sbase, sizeof sbase, "%s/ringmail-spray.XXXXXX", sc ? sc : base);
     REQUIRE(mkdtemp(sbase));
     const char *se = getenv("RINGMAIL_TEST_SEED");
     uint64_t seed = se ? strtoull(se, NULL, 0) : (uint64_t)time(NULL);
     rng_state = seed | 1;
     for (int f = 0; f < 2; f++) {
         char orig[1400];
-        pathf(orig, sizeof orig, "%s%s%s", root, mrel, files[f]);
+        test_pathf(orig, sizeof orig, "%s%s%s", root, mrel, files[f]);
         int64_t sz = file_size(orig);
         REQUIRE(sz > 0);
         int fails = 0, runs = 0;
         for (int64_t off = 0; off < sz; off += 64) {
             char scratch[700], p[1400], label[300];
-            pathf(scratch, sizeof scratch, "%s/x%d-%" PRId64, sbase, f, off);
+            test_pathf(scratch, sizeof scratch, "%s/x%d-%" PRId64, sbase, f, off);
             REQUIRE_OK(copy_tree(root, scratch));
-            pathf(p, sizeof p, "%s%s%s", scratch, mrel, files[f]);
+            test_pathf(p, sizeof p, "%s%s%s", scratch, mrel, files[f]);
             int64_t at = off + (int64_t)(rnd() % 56);
             if (at + 8 > sz)
                 at = sz - 8;
@@ -1233,7 +1172,7 @@ static void test_spray_index_and_cache(void)
             REQUIRE(fd >= 0);
             REQUIRE(pwrite(fd, buf, 8, at) == 8);
             close(fd);
-            pathf(label, sizeof label, "%s: 8 random bytes at %" PRId64 " of %" PRId64 " (seed %" PRIu64 ")",
+            test_pathf(label, sizeof label, "%s: 8 random bytes at %" PRId64 " of %" PRId64 " (seed %" PRIu64 ")",
                   files[f] + 1, at, sz, seed);
             fflush(stderr);
             pid_t pid = fork();
@@ -1253,7 +1192,7 @@ static void test_spray_index_and_cache(void)
                     fprintf(stderr, "  kept %s\n", scratch);
             }
             if (!keep)
-                rm_rf(scratch);
+                test_rm_rf(scratch);
         }
         if (fails)
             fprintf(stderr, "  %s: %d of %d corrupted copies read back wrong\n", files[f] + 1,
@@ -1261,9 +1200,9 @@ static void test_spray_index_and_cache(void)
         CHECK_EQ(fails, 0);
     }
     if (!getenv("RINGMAIL_TEST_KEEP"))
-        rm_rf(sbase);
+        test_rm_rf(sbase);
     state_free(&X);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -1275,7 +1214,7 @@ static void one_name(const char *dir, const char *prefix, char *out, size_t cap)
     char full[1400];
     out[0] = 0;
     if (find_one(dir, prefix, full, sizeof full) == 0)
-        pathf(out, cap, "%s", strrchr(full, '/') + 1);
+        test_pathf(out, cap, "%s", strrchr(full, '/') + 1);
 }
 
 /* The files of the generation before and after a compaction, mixed as a
@@ -1285,23 +1224,23 @@ static void test_compaction_leftovers(void)
 {
     char *base = strdup(test_tmpdir("crash-compact"));
     char root[600], pre[600], post[600];
-    pathf(root, sizeof root, "%s/orig", base);
-    pathf(pre, sizeof pre, "%s/pre", base);
-    pathf(post, sizeof post, "%s/post", base);
+    test_pathf(root, sizeof root, "%s/orig", base);
+    test_pathf(pre, sizeof pre, "%s/pre", base);
+    test_pathf(post, sizeof post, "%s/post", base);
     mkdir(root, 0700);
     unsigned next_id = 1;
     REQUIRE_OK(build_base(root, "cc", &next_id));
     store_user *u;
     store_mbox *mb;
     state X, Y;
-    REQUIRE_OK(open_mb(root, "cc", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "cc", STORE_FSYNC_BATCH, &u, &mb));
     REQUIRE_OK(capture(mb, &X));
     store_status sx;
     REQUIRE_OK(store_mbox_status(mb, &sx));
     store_mailbox_info info;
     REQUIRE_OK(store_mailbox_get(u, "INBOX", &info));
     free(info.name);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     char mdir[1024];
     REQUIRE_OK(find_mbox_dir(root, "cc", info.id, mdir, sizeof mdir));
     const char *mrel = mdir + strlen(root);
@@ -1310,10 +1249,10 @@ static void test_compaction_leftovers(void)
     one_name(mdir, "cache.", oldcache, sizeof oldcache);
     REQUIRE(oldlog[0] && oldcache[0]);
     REQUIRE_OK(copy_tree(root, pre));
-    REQUIRE_OK(open_mb(root, "cc", STORE_FSYNC_BATCH, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "cc", STORE_FSYNC_BATCH, &u, &mb));
     REQUIRE_OK(store_compact(mb, NULL, NULL));
     REQUIRE_OK(capture(mb, &Y));
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     CHECK(state_eq(&X, &Y, "compaction itself", true));
     one_name(mdir, "log.", newlog, sizeof newlog);
     one_name(mdir, "cache.", newcache, sizeof newcache);
@@ -1336,25 +1275,25 @@ static void test_compaction_leftovers(void)
     };
     for (int c = 0; c < NL; c++) {
         char scratch[700], a[1400], b[1400];
-        pathf(scratch, sizeof scratch, "%s/l%d", base, c);
+        test_pathf(scratch, sizeof scratch, "%s/l%d", base, c);
         bool from_post = c == L_POST_OLDLOG || c == L_POST_OLDLOG_NOIDX || c == L_PRE_NEWLOG_NEWIDX;
         REQUIRE_OK(copy_tree(from_post ? post : pre, scratch));
         const char *other = from_post ? pre : post;
         const char *ol = from_post ? oldlog : newlog, *oc = from_post ? oldcache : newcache;
-        pathf(a, sizeof a, "%s%s/%s", other, mrel, ol);
+        test_pathf(a, sizeof a, "%s%s/%s", other, mrel, ol);
         if (c == L_PRE_TMP)
-            pathf(b, sizeof b, "%s%s/%s.tmp", scratch, mrel, ol);
+            test_pathf(b, sizeof b, "%s%s/%s.tmp", scratch, mrel, ol);
         else
-            pathf(b, sizeof b, "%s%s/%s", scratch, mrel, ol);
+            test_pathf(b, sizeof b, "%s%s/%s", scratch, mrel, ol);
         REQUIRE_OK(copy_file(a, b));
         if (c == L_PRE_HALFNEW)
             truncate_file(b, file_size(b) / 2);
         if (c != L_PRE_TMP && c != L_PRE_HALFNEW) {
-            pathf(a, sizeof a, "%s%s/%s", other, mrel, oc);
-            pathf(b, sizeof b, "%s%s/%s", scratch, mrel, oc);
+            test_pathf(a, sizeof a, "%s%s/%s", other, mrel, oc);
+            test_pathf(b, sizeof b, "%s%s/%s", scratch, mrel, oc);
             REQUIRE_OK(copy_file(a, b));
         }
-        pathf(b, sizeof b, "%s%s/index", scratch, mrel);
+        test_pathf(b, sizeof b, "%s%s/index", scratch, mrel);
         if (c == L_PRE_NEWLOG_NOIDX || c == L_POST_OLDLOG_NOIDX)
             unlink(b);
         fflush(stderr);
@@ -1368,11 +1307,11 @@ static void test_compaction_leftovers(void)
         if (WIFSIGNALED(wst))
             fprintf(stderr, "  %s: crashed with signal %d\n", lname[c], WTERMSIG(wst));
         CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
-        rm_rf(scratch);
+        test_rm_rf(scratch);
     }
     state_free(&X);
     state_free(&Y);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 
@@ -1390,7 +1329,7 @@ static int failed_write_child(const char *root)
     fputc('\n', stderr); errs++; } } while (0)
     store_user *u;
     store_mbox *mb;
-    if (open_mb(root, "fw", STORE_FSYNC_BATCH, &u, &mb) < 0)
+    if (test_inbox_open(root, "fw", STORE_FSYNC_BATCH, &u, &mb) < 0)
         return 1;
     uint32_t uid = 0, nu = 0;
     for (unsigned i = 0; i < 10; i++)
@@ -1425,7 +1364,7 @@ static int failed_write_child(const char *root)
     FW(rc == 0 || rc == -EIO, "append after the limit was lifted returned %d", rc);
     if (accepted)
         FW(nu > uid, "uid %u after %u", nu, uid);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     size_t want_n = A.n + (accepted ? 1 : 0);
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) {
@@ -1436,14 +1375,14 @@ static int failed_write_child(const char *root)
                 if (store_mailbox_get(u, "INBOX", &info) == 0) {
                     free(info.name);
                     if (find_mbox_dir(root, "fw", info.id, mdir, sizeof mdir) == 0) {
-                        pathf(ip, sizeof ip, "%s/index", mdir);
+                        test_pathf(ip, sizeof ip, "%s/index", mdir);
                         unlink(ip);
                     }
                 }
                 store_user_close(u);
             }
         }
-        if (open_mb(root, "fw", STORE_FSYNC_BATCH, &u, &mb) < 0) {
+        if (test_inbox_open(root, "fw", STORE_FSYNC_BATCH, &u, &mb) < 0) {
             FW(0, "pass %d: reopen failed", pass);
             break;
         }
@@ -1463,7 +1402,7 @@ static int failed_write_child(const char *root)
             FW(append_id(mb, 4000, 0, &again) == 0, "append after reopen failed");
             want_n++;
         }
-        close_mb(u, mb);
+        test_inbox_close(u, mb);
     }
     free(big);
     state_free(&A);
@@ -1483,29 +1422,13 @@ static void test_failed_write(void)
     if (WIFSIGNALED(wst))
         fprintf(stderr, "  failed write: killed by signal %d\n", WTERMSIG(wst));
     CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
-/* Each test in its own process: a crash is one failed test, not a lost run.
- * RINGMAIL_TEST_NOFORK=1 runs them in-process (for a debugger);
- * RINGMAIL_TEST_ONLY=test_name runs just one. */
-#define RUN_ISOLATED(fn, secs) do { const char *only_ = getenv("RINGMAIL_TEST_ONLY"); \
-    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
-    if (getenv("RINGMAIL_TEST_NOFORK")) { RUN(fn); break; } \
-    fflush(stderr); pid_t pid_ = fork(); \
-    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
-    int st_ = 0; test_count_++; \
-    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
-    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
-        WTERMSIG(st_)); test_failures_++; } \
-    else if (WEXITSTATUS(st_) == 1) test_failures_++; \
-    else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
-        #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
-
 int main(void)
 {
-    unsigned t = quick_mode() ? 1200 : 300;
+    unsigned t = test_quick() ? 1200 : 300;
     RUN_ISOLATED(test_check_healthy, t);
     RUN_ISOLATED(test_bad_tails, t);
     RUN_ISOLATED(test_check_corrupt_middle, t);

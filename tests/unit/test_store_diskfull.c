@@ -21,38 +21,6 @@
 #include "store/store.h"
 #include "tests/unit/testutil.h"
 
-#define RUN_ISOLATED(fn, secs) do { fflush(stderr); pid_t pid_ = fork(); \
-    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
-    int st_ = 0; test_count_++; \
-    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
-    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
-        WTERMSIG(st_)); test_failures_++; } \
-    else if (WEXITSTATUS(st_) != 0) test_failures_++; } while (0)
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-__attribute__((format(printf, 3, 4)))
-static void pathf(char *out, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) {
-        fprintf(stderr, "path too long: %s\n", out);
-        abort();
-    }
-}
-
 static long long file_size(const char *p)
 {
     struct stat st;
@@ -114,14 +82,14 @@ static int box_open(struct box *b, const char *root, bool fresh)
     store_opts o;
     store_opts_default(&o);
     o.fsync = STORE_FSYNC_ALWAYS;
-    pathf(b->root, sizeof b->root, "%s", root);
+    test_pathf(b->root, sizeof b->root, "%s", root);
     int rc = store_user_open(root, "dana", &o, &b->u);
     if (rc < 0)
         return rc;
     store_mailbox_info info;
     if ((rc = store_mailbox_get(b->u, "INBOX", &info)) < 0)
         return rc;
-    pathf(b->dir, sizeof b->dir, "%s/dana/m/%llu", root, (unsigned long long)info.id);
+    test_pathf(b->dir, sizeof b->dir, "%s/dana/m/%llu", root, (unsigned long long)info.id);
     free(info.name);
     (void)fresh;
     return store_mbox_open(b->u, "INBOX", &b->mb);
@@ -138,7 +106,7 @@ static void box_close(struct box *b)
 static long long box_file(const struct box *b, const char *name)
 {
     char p[PATH_MAX + 32];
-    pathf(p, sizeof p, "%s/%s", b->dir, name);
+    test_pathf(p, sizeof p, "%s/%s", b->dir, name);
     return file_size(p);
 }
 
@@ -228,14 +196,14 @@ static void failed_apply(int which)
         store_snap_put(s);
         if (pass == 0) {
             char p[PATH_MAX + 16];
-            pathf(p, sizeof p, "%s/index", b.dir);
+            test_pathf(p, sizeof p, "%s/index", b.dir);
             box_close(&b);
             CHECK(unlink(p) == 0);
         } else {
             box_close(&b);
         }
     }
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -302,7 +270,7 @@ static void test_move_expunge_fails(void)
     REQUIRE_OK(store_mbox_status(b.mb, &st));
     CHECK_EQ(st.messages, 2);
     box_close(&b);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -311,7 +279,7 @@ static void test_move_expunge_fails(void)
 /* Fill the file system holding dir: a file that takes every free block. */
 static int fill(const char *dir, char *filler, size_t cap)
 {
-    pathf(filler, cap, "%s/filler", dir);
+    test_pathf(filler, cap, "%s/filler", dir);
     int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0)
         return -errno;
@@ -340,7 +308,7 @@ static char fs_base[PATH_MAX];
 static void test_full_filesystem(void)
 {
     char mnt[PATH_MAX + 8], filler[PATH_MAX + 32];
-    pathf(mnt, sizeof mnt, "%s/mnt", fs_base);
+    test_pathf(mnt, sizeof mnt, "%s/mnt", fs_base);
     REQUIRE(mkdir(mnt, 0700) == 0);
     if (mount("ringmail-test", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=320k,mode=0700") < 0) {
         fprintf(stderr, "  skip: cannot mount a tmpfs at %s (%s); needs root\n", mnt,
@@ -406,7 +374,7 @@ static void test_full_filesystem(void)
     /* Other's index is damaged (its header, in place: no room is freed), so
      * opening it must rebuild from the log, and there is no room for that. */
     char ip[PATH_MAX + 64];
-    pathf(ip, sizeof ip, "%s/dana/m/%llu/index", mnt, (unsigned long long)oinfo.id);
+    test_pathf(ip, sizeof ip, "%s/dana/m/%llu/index", mnt, (unsigned long long)oinfo.id);
     int ifd = open(ip, O_WRONLY);
     CHECK(ifd >= 0 && pwrite(ifd, "XXXXXXXX", 8, 0) == 8);
     if (ifd >= 0)
@@ -464,11 +432,11 @@ int main(void)
     RUN_ISOLATED(test_move_expunge_fails, 300);
     /* The directory is made here, so that the mount is undone even if the
      * child that runs the test dies (of the SIGBUS this test is about). */
-    pathf(fs_base, sizeof fs_base, "%s", test_tmpdir("full-fs"));
+    test_pathf(fs_base, sizeof fs_base, "%s", test_tmpdir("full-fs"));
     RUN_ISOLATED(test_full_filesystem, 300);
     char mnt[PATH_MAX + 8];
-    pathf(mnt, sizeof mnt, "%s/mnt", fs_base);
+    test_pathf(mnt, sizeof mnt, "%s/mnt", fs_base);
     umount2(mnt, MNT_DETACH);   /* normally done already: EINVAL */
-    rm_rf(fs_base);
+    test_rm_rf(fs_base);
     return test_summary();
 }

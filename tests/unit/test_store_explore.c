@@ -45,6 +45,7 @@
 
 #include "store/format.h"
 #include "store/store.h"
+#include "tests/unit/store_testutil.h"
 #include "tests/unit/testutil.h"
 
 /* ---- the record ----------------------------------------------------------- */
@@ -812,22 +813,11 @@ static void img_free(struct img *v, size_t n)
     free(v);
 }
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Write a built state under dir; with reboot, every index says it was
  * written in an earlier boot. */
 static void materialize(const char *dir, struct img *v, size_t n, bool reboot)
 {
-    rm_rf(dir);
+    test_rm_rf(dir);
     mkdir(dir, 0700);
     char p[1400];
     /* sorted: a directory comes before what is in it */
@@ -975,30 +965,6 @@ static struct call calls[64];
 static size_t ncalls;
 static char *initial;
 
-static bool quick_mode(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    const char *q = getenv("RINGMAIL_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-#endif
-}
-
-static int open_mb(const char *root, store_user **u, store_mbox **mb)
-{
-    store_opts o;
-    store_opts_default(&o);
-    o.fsync = STORE_FSYNC_ALWAYS;
-    int rc = store_user_open(root, "x", &o, u);
-    if (rc < 0)
-        return rc;
-    rc = store_mbox_open(*u, "INBOX", mb);
-    if (rc < 0)
-        store_user_close(*u);
-    return rc;
-}
-
 static int flags_of(store_mbox *mb, uint32_t lo, uint32_t hi, store_flag_op op, uint32_t fl,
                     const char *kw)
 {
@@ -1096,7 +1062,7 @@ static int reopen(const char *root, store_user **u, store_mbox **mb)
     store_user_close(*u);
     *mb = NULL;
     *u = NULL;
-    return open_mb(root, u, mb);
+    return test_inbox_open(root, "x", STORE_FSYNC_ALWAYS, u, mb);
 }
 
 /* The recorded workload.  The mailbox starts with 72 messages (on disk). */
@@ -1105,7 +1071,7 @@ static int workload(const char *root)
     store_user *u = NULL;
     store_mbox *mb = NULL;
     ncalls = 0;
-    STEP("open", open_mb(root, &u, &mb));
+    STEP("open", test_inbox_open(root, "x", STORE_FSYNC_ALWAYS, &u, &mb));
     STEP("append 1", append_ids(mb, 100, 1));
     STEP("flags +Seen 2:3", flags_of(mb, 2, 3, STORE_FLAGS_ADD, STORE_F_SEEN, NULL));
     STEP("append 3 at once", append_ids(mb, 110, 3));
@@ -1186,7 +1152,7 @@ static const char *verify(const char *dir, size_t k, char **detail)
     store_mbox *mb = NULL;
     const char *bad = NULL;
     char *got = NULL, *more = NULL, *again = NULL;
-    int rc = open_mb(dir, &u, &mb);
+    int rc = test_inbox_open(dir, "x", STORE_FSYNC_ALWAYS, &u, &mb);
     if (rc < 0) {
         snprintf(why, sizeof why, "open failed: %s", strerror(-rc));
         return why;
@@ -1259,7 +1225,7 @@ static const char *verify(const char *dir, size_t k, char **detail)
     store_user_close(u);
     mb = NULL;
     u = NULL;
-    if ((rc = open_mb(dir, &u, &mb)) < 0) {
+    if ((rc = test_inbox_open(dir, "x", STORE_FSYNC_ALWAYS, &u, &mb)) < 0) {
         snprintf(why, sizeof why, "reopen after append: %s", strerror(-rc));
         bad = why;
         goto out;
@@ -1457,7 +1423,7 @@ static void test_explore(void)
      * can be stale while the page of new ones is not. */
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "x", STORE_FSYNC_ALWAYS, &u, &mb));
     for (unsigned i = 0; i < 72; i += 4)
         REQUIRE_OK(append_ids(mb, 1000 + i, 4));
     initial = describe_user(u);
@@ -1478,7 +1444,7 @@ static void test_explore(void)
             "%zu of them syncs, %zu index snapshots\n", ncalls, R.nops, nsync, nmapped);
     REQUIRE(R.nops > 50 && nsync > 10 && nmapped > 5);
 
-    bool quick = quick_mode();
+    bool quick = test_quick();
     uint64_t rng = 0x853c49e6748fea9bull;
     for (size_t k = 0; k <= R.nops; k++)
         explore_point(state, k, &rng, quick);
@@ -1488,7 +1454,7 @@ static void test_explore(void)
     printf("crash states explored: %zu\n", stats.states);
     CHECK_EQ(stats.failures, 0);
     CHECK(stats.states > R.nops);
-    rm_rf(base);
+    test_rm_rf(base);
     free(base);
 }
 

@@ -15,31 +15,6 @@
 
 /* ---- helpers -------------------------------------------------------- */
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* snprintf for paths: a truncated path is a test bug, so stop loudly. */
-__attribute__((format(printf, 3, 4), unused))
-static void pathf(char *out, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) {
-        fprintf(stderr, "path too long: %s\n", out);
-        abort();
-    }
-}
-
 /* A fresh mail_root; owned by the caller (free). */
 static char *new_root(const char *tag)
 {
@@ -228,7 +203,7 @@ static void test_inbox_created(void)
     free(info.name);
     CHECK_EQ(count_mailboxes(u), 1);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -311,7 +286,7 @@ static void test_create_list_get(void)
     CHECK_EQ(store_mailbox_status(u, "work", &st2), 0);
     CHECK_EQ(st2.messages, 0);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -339,7 +314,7 @@ static void test_nested_create(void)
     CHECK(has_mailbox(u, "INBOX/sub"));
     CHECK_EQ(count_mailboxes(u), 6);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -393,7 +368,7 @@ static void test_invalid_names(void)
     CHECK_EQ(store_mailbox_rename(u, "ok", "x/"), -EINVAL);
     CHECK(has_mailbox(u, "ok"));
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -456,7 +431,7 @@ static void test_delete(void)
     CHECK(has_mailbox(u, "full"));
     CHECK_EQ(count_mailboxes(u), 2);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -525,7 +500,7 @@ static void test_rename(void)
     CHECK(!has_mailbox(u, "a/b"));
     check_contents(u, "x/b", m2, 1);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -584,7 +559,7 @@ static void test_rename_inbox(void)
     const char *const one[] = { MSG3 };
     check_contents(u, "INBOX", one, 1);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -624,7 +599,7 @@ static void test_rename_open_and_children(void)
     check_contents(u, "Moved", three, 1);
     check_contents(u, "INBOX", NULL, 0);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -686,7 +661,7 @@ static void test_subscriptions(void)
     CHECK(g.subscribed);
     free(g.name);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -736,7 +711,7 @@ static void test_special_use(void)
     CHECK_EQ(g.special, STORE_SPECIAL_ARCHIVE | STORE_SPECIAL_JUNK);
     free(g.name);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -797,7 +772,7 @@ static void test_uidvalidity(void)
     CHECK(g2.uidvalidity != g.uidvalidity);
     CHECK(g2.uidvalidity != 0);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -830,7 +805,7 @@ static void test_dot_separator(void)
     CHECK(has_mailbox(u, "z.b.c"));
     CHECK(has_mailbox(u, "z.b"));
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -894,7 +869,7 @@ static void test_persistence(void)
     CHECK_EQ(count_mailboxes(w), 1);
     CHECK(!has_mailbox(w, "Drafts"));
     store_user_close(w);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -902,7 +877,7 @@ static void test_bad_user_names(void)
 {
     char *root = new_root("mbx-users");
     char inner[600];
-    pathf(inner, sizeof inner, "%s/root", root);
+    test_pathf(inner, sizeof inner, "%s/root", root);
     REQUIRE(mkdir(inner, 0700) == 0);
     static const char *const bad[] = {
         "../x", "..", ".", "", "a/b", "/abs", "x/..", "a\x01", "a\nb",
@@ -918,32 +893,16 @@ static void test_bad_user_names(void)
     }
     /* nothing escaped the mail root */
     char esc[700];
-    pathf(esc, sizeof esc, "%s/x", root);
+    test_pathf(esc, sizeof esc, "%s/x", root);
     CHECK(!path_exists(esc));
     /* a normal user still works */
     store_user *u = NULL;
     CHECK_EQ(store_user_open(inner, "normal.user+tag@example.com", NULL, &u), 0);
     if (u)
         store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
-
-/* Each test in its own process: a crash is one failed test, not a lost run.
- * RINGMAIL_TEST_NOFORK=1 runs them in-process (for a debugger);
- * RINGMAIL_TEST_ONLY=test_name runs just one. */
-#define RUN_ISOLATED(fn, secs) do { const char *only_ = getenv("RINGMAIL_TEST_ONLY"); \
-    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
-    if (getenv("RINGMAIL_TEST_NOFORK")) { RUN(fn); break; } \
-    fflush(stderr); pid_t pid_ = fork(); \
-    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
-    int st_ = 0; test_count_++; \
-    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
-    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
-        WTERMSIG(st_)); test_failures_++; } \
-    else if (WEXITSTATUS(st_) == 1) test_failures_++; \
-    else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
-        #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
 
 /* A closed mailbox lingers open while its user is open: reopening it must
  * still see what another process (a fork with its own handles) appended
@@ -1019,7 +978,7 @@ static void test_linger(void)
     check_contents(u, "INBOX", all, 3);
     check_contents(u, "box19", two, 2);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -1095,7 +1054,7 @@ static void test_names_round_trip(void)
     REQUIRE_OK(store_user_open(root, "nina", NULL, &u));
     check_rt_names(u, ids, " Work");
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -1113,9 +1072,9 @@ static void test_list_file_compat(void)
 {
     char *root = new_root("mbx-listfile");
     char dir[PATH_MAX], path[PATH_MAX];
-    pathf(dir, sizeof dir, "%s/olga", root);
+    test_pathf(dir, sizeof dir, "%s/olga", root);
     REQUIRE(mkdir(dir, 0700) == 0);
-    pathf(path, sizeof path, "%s/mailboxes", dir);
+    test_pathf(path, sizeof path, "%s/mailboxes", dir);
     write_file(path, "RINGMAIL-MAILBOXES 1\nnext_id 4\nlast_uidvalidity 1700000003\n"
                "M 1 1700000001 0 INBOX\nM 2 1700000002 0  lead\n"
                "M 3 1700000003 4 Trash can \nS  lead\nS gone\n");
@@ -1177,13 +1136,13 @@ static void test_list_file_compat(void)
     }
     CHECK_EQ(count_mailboxes(u), 6);
     for (int id = 1; id <= 6; id++) {
-        pathf(dir, sizeof dir, "%s/olga/m/%d", root, id);
+        test_pathf(dir, sizeof dir, "%s/olga/m/%d", root, id);
         mkdir(dir, 0700);
     }
     CHECK_EQ(store_mailbox_delete(u, "Work"), 0);
-    pathf(dir, sizeof dir, "%s/olga/m/4", root);
+    test_pathf(dir, sizeof dir, "%s/olga/m/4", root);
     CHECK(path_exists(dir));
-    pathf(dir, sizeof dir, "%s/olga/m/3", root);
+    test_pathf(dir, sizeof dir, "%s/olga/m/3", root);
     CHECK(!path_exists(dir));
     store_user_close(u);
     /* The repair was saved with that change: the same names after reload. */
@@ -1194,7 +1153,7 @@ static void test_list_file_compat(void)
     CHECK(has_mailbox(u, "INBOX-2"));
     CHECK(!has_mailbox(u, "Work"));
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -1220,7 +1179,7 @@ static void test_noselect(void)
     REQUIRE_OK(append_raw(mb, MSG1, 0, &uid));
     store_mbox_close(mb);
     char dir[PATH_MAX];
-    pathf(dir, sizeof dir, "%s/paul/m/%llu", root, (unsigned long long)pid);
+    test_pathf(dir, sizeof dir, "%s/paul/m/%llu", root, (unsigned long long)pid);
     CHECK(path_exists(dir));
 
     CHECK_EQ(store_mailbox_delete(u, "p"), -ENOTEMPTY);
@@ -1298,7 +1257,7 @@ static void test_noselect(void)
     store_mailbox_info_free(v, n);
     CHECK_EQ(store_mailbox_delete_ext(u, "INBOX", STORE_DELETE_KEEP_PARENT), -EPERM);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 

@@ -19,41 +19,6 @@
 
 /* ---- helpers -------------------------------------------------------- */
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* snprintf for paths: a truncated path is a test bug, so stop loudly. */
-__attribute__((format(printf, 3, 4), unused))
-static void pathf(char *out, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) {
-        fprintf(stderr, "path too long: %s\n", out);
-        abort();
-    }
-}
-
-static bool quick_mode(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    const char *q = getenv("RINGMAIL_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-#endif
-}
-
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void)
 {
@@ -156,7 +121,7 @@ static void env_close(env *e, bool remove_files)
     e->mb = NULL;
     e->u = NULL;
     if (remove_files && e->root) {
-        rm_rf(e->root);
+        test_rm_rf(e->root);
         free(e->root);
         e->root = NULL;
     }
@@ -1225,7 +1190,7 @@ static void test_multi_append_atomic(void)
     batch_ctx c = { .mb = e.mb };
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, batch_reader, &c) == 0);
-    int rounds = quick_mode() ? 60 : 200;
+    int rounds = test_quick() ? 60 : 200;
     for (int r = 0; r < rounds; r++) {
         store_new_msg m[10];
         char *bufs[10];
@@ -1875,7 +1840,7 @@ static void test_random_model(void)
     model a = { .name = "INBOX", .mb = e.mb }, b = { .name = "B", .mb = mbb };
     a.hms = hms_of(a.mb);
     b.hms = hms_of(b.mb);
-    int steps = quick_mode() ? 1000 : 3000;
+    int steps = test_quick() ? 1000 : 3000;
     int failed = 0;
     for (int step = 0; step < steps && !failed; step++) {
         model *m = rndn(5) ? &a : &b;
@@ -1958,39 +1923,23 @@ static void test_random_model(void)
     env_close(&e, true);
 }
 
-/* Each test in its own process: a crash is one failed test, not a lost run.
- * RINGMAIL_TEST_NOFORK=1 runs them in-process (for a debugger);
- * RINGMAIL_TEST_ONLY=test_name runs just one. */
-#define RUN_ISOLATED(fn, secs) do { const char *only_ = getenv("RINGMAIL_TEST_ONLY"); \
-    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
-    if (getenv("RINGMAIL_TEST_NOFORK")) { RUN(fn); break; } \
-    fflush(stderr); pid_t pid_ = fork(); \
-    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
-    int st_ = 0; test_count_++; \
-    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
-    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
-        WTERMSIG(st_)); test_failures_++; } \
-    else if (WEXITSTATUS(st_) == 1) test_failures_++; \
-    else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
-        #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
-
 int main(void)
 {
-    RUN_ISOLATED(test_append_uids, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_status_counts, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_bytes, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_dates, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_flags, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_keyword_limit, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_expunge, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_seq_uid_random, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_copy_move, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_defer_sync, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_copy_into_self, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_copy_move_atomic, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_multi_append_atomic, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_cache, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_odd_bytes, quick_mode() ? 1200 : 300);
-    RUN_ISOLATED(test_random_model, quick_mode() ? 1200 : 300);
+    RUN_ISOLATED(test_append_uids, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_status_counts, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_bytes, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_dates, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_flags, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_keyword_limit, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_expunge, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_seq_uid_random, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_copy_move, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_defer_sync, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_copy_into_self, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_copy_move_atomic, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_multi_append_atomic, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_cache, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_odd_bytes, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_random_model, test_quick() ? 1200 : 300);
     return test_summary();
 }

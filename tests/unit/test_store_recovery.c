@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 
 #include "store/store.h"
+#include "tests/unit/store_testutil.h"
 #include "tests/unit/testutil.h"
 
 /* ---- interposition ---------------------------------------------------- */
@@ -67,23 +68,6 @@ int unlink(const char *path)
 }
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static bool quick_mode(void)
-{
-    const char *q = getenv("RINGMAIL_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-}
 
 static char *make_msg(unsigned id, size_t *len)
 {
@@ -147,26 +131,6 @@ static char *describe(store_mbox *mb)
     return out;
 }
 
-static int open_mb(const char *root, const char *user, store_user **u, store_mbox **mb)
-{
-    store_opts o;
-    store_opts_default(&o);
-    o.fsync = STORE_FSYNC_ALWAYS;
-    int rc = store_user_open(root, user, &o, u);
-    if (rc < 0)
-        return rc;
-    rc = store_mbox_open(*u, "INBOX", mb);
-    if (rc < 0)
-        store_user_close(*u);
-    return rc;
-}
-
-static void close_mb(store_user *u, store_mbox *mb)
-{
-    store_mbox_close(mb);
-    store_user_close(u);
-}
-
 /* Names in dir that are not the files of one healthy generation (lock,
  * compact.lock, index, log.N, cache.N), ' '-joined into out. */
 static int strays(const char *dir, char *out, size_t cap)
@@ -207,7 +171,7 @@ static void test_many_compactions_lost_index(void)
     const char *root = test_tmpdir("recov-gen");
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "g", &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "g", STORE_FSYNC_ALWAYS, &u, &mb));
     uint32_t uid;
     unsigned id = 0;
     for (; id < 6; id++)
@@ -231,12 +195,12 @@ static void test_many_compactions_lost_index(void)
     REQUIRE_OK(store_mbox_status(mb, &st));
     CHECK_EQ(st.generation, 71);
     char *want = describe(mb);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
 
     char p[1200];
     snprintf(p, sizeof p, "%s/index", dir);
     REQUIRE(unlink(p) == 0);
-    REQUIRE_OK(open_mb(root, "g", &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "g", STORE_FSYNC_ALWAYS, &u, &mb));
     char *got = describe(mb);
     CHECK(!strcmp(want, got));
     if (strcmp(want, got))
@@ -244,11 +208,11 @@ static void test_many_compactions_lost_index(void)
     free(got);
     store_check_report rep;
     CHECK_EQ(store_check(mb, false, &rep, NULL, NULL), 0);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
 
     /* And check --repair on a mailbox whose index is missing. */
     REQUIRE(unlink(p) == 0);
-    REQUIRE_OK(open_mb(root, "g", &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "g", STORE_FSYNC_ALWAYS, &u, &mb));
     CHECK_EQ(store_check(mb, true, &rep, NULL, NULL), 0);
     CHECK_EQ(store_check(mb, false, &rep, NULL, NULL), 0);
     got = describe(mb);
@@ -256,9 +220,9 @@ static void test_many_compactions_lost_index(void)
     free(got);
     REQUIRE_OK(append_id(mb, 999, 0, &uid));
     CHECK_EQ(uid, st.uidnext);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     free(want);
-    rm_rf(root);
+    test_rm_rf(root);
 }
 
 /* ---- a DELETE that crashed after its commit point ---------------------- */
@@ -321,7 +285,7 @@ static void test_orphan_mailbox_dir(void)
     free(kept_before);
     free(kept_after);
     store_user_close(u);
-    rm_rf(root);
+    test_rm_rf(root);
 }
 
 /* ---- \Recent claims across a compaction ------------------------------- */
@@ -348,7 +312,7 @@ static void test_recent_claim_across_compaction(void)
     const char *root = test_tmpdir("recov-recent");
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "r", &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "r", STORE_FSYNC_ALWAYS, &u, &mb));
     uint32_t uid, first;
     for (unsigned i = 0; i < 3; i++)
         REQUIRE_OK(append_id(mb, i, 0, &uid));
@@ -368,8 +332,8 @@ static void test_recent_claim_across_compaction(void)
     store_status st;
     REQUIRE_OK(store_mbox_status(mb, &st));
     CHECK_EQ(st.recent, 0);
-    close_mb(u, mb);
-    rm_rf(root);
+    test_inbox_close(u, mb);
+    test_rm_rf(root);
 }
 
 /* ---- compaction while other processes open the mailbox ----------------- */
@@ -379,14 +343,14 @@ static void test_compact_races_opens(void)
     const char *root = test_tmpdir("recov-race");
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "c", &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "c", STORE_FSYNC_ALWAYS, &u, &mb));
     uint32_t uid;
     for (unsigned i = 0; i < 200; i++)
         REQUIRE_OK(append_id(mb, i, 0, &uid));
     char *want = describe(mb);
     char dir[1024];
     mbox_dir_of(mb, dir, sizeof dir);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     /* Children open and close the mailbox over and over: every open of a
      * fresh process runs recovery, which used to delete the compaction's
      * log.N.tmp. */
@@ -400,22 +364,22 @@ static void test_compact_races_opens(void)
             for (int i = 0; i < 200000; i++) {
                 store_user *cu;
                 store_mbox *cm;
-                if (open_mb(root, "c", &cu, &cm) < 0)
+                if (test_inbox_open(root, "c", STORE_FSYNC_ALWAYS, &cu, &cm) < 0)
                     _exit(3);
-                close_mb(cu, cm);
+                test_inbox_close(cu, cm);
             }
             _exit(0);
         }
     }
-    int rounds = quick_mode() ? 15 : 40, failed = 0;
+    int rounds = test_quick() ? 15 : 40, failed = 0;
     for (int i = 0; i < rounds; i++) {
-        REQUIRE_OK(open_mb(root, "c", &u, &mb));
+        REQUIRE_OK(test_inbox_open(root, "c", STORE_FSYNC_ALWAYS, &u, &mb));
         int rc = store_compact(mb, NULL, NULL);
         if (rc < 0) {
             fprintf(stderr, "  compaction %d failed: %s\n", i, strerror(-rc));
             failed++;
         }
-        close_mb(u, mb);
+        test_inbox_close(u, mb);
     }
     for (int k = 0; k < NCHILD; k++) {
         int wst = 0;
@@ -424,17 +388,17 @@ static void test_compact_races_opens(void)
         CHECK(WIFSIGNALED(wst) || (WIFEXITED(wst) && WEXITSTATUS(wst) == 0));
     }
     CHECK_EQ(failed, 0);
-    REQUIRE_OK(open_mb(root, "c", &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "c", STORE_FSYNC_ALWAYS, &u, &mb));
     char *got = describe(mb);
     CHECK(!strcmp(want, got));
     store_check_report rep;
     CHECK_EQ(store_check(mb, false, &rep, NULL, NULL), 0);
     char s[512];
     CHECK_EQ(strays(dir, s, sizeof s), 0);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
     free(want);
     free(got);
-    rm_rf(root);
+    test_rm_rf(root);
 }
 
 /* ---- a killed compaction leaves nothing behind ------------------------ */
@@ -477,7 +441,7 @@ static void test_killed_compaction(void)
     const char *root = test_tmpdir("recov-kill");
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, "k", &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "k", STORE_FSYNC_ALWAYS, &u, &mb));
     uint32_t uid;
     for (unsigned i = 0; i < 40; i++)
         REQUIRE_OK(append_id(mb, i, i % 4 ? 0 : STORE_F_DELETED, &uid));
@@ -486,7 +450,7 @@ static void test_killed_compaction(void)
     char dir[1024], stash[1100];
     mbox_dir_of(mb, dir, sizeof dir);
     snprintf(stash, sizeof stash, "%s/stash", root);
-    close_mb(u, mb);
+    test_inbox_close(u, mb);
 
     /* How many store calls a compaction makes here: a child counts them
      * (compacting a copy would do as well; the count does not depend on
@@ -500,14 +464,14 @@ static void test_killed_compaction(void)
     if (cpid == 0) {
         store_user *cu;
         store_mbox *cm;
-        if (open_mb(root, "k", &cu, &cm) < 0)
+        if (test_inbox_open(root, "k", STORE_FSYNC_ALWAYS, &cu, &cm) < 0)
             _exit(3);
         calls = 0;
         kill_at = INT32_MAX;
         int rc = store_compact(cm, NULL, NULL);
         *shared = calls;
         kill_at = -1;
-        close_mb(cu, cm);
+        test_inbox_close(cu, cm);
         _exit(rc < 0 ? 4 : 0);
     }
     int cst = 0;
@@ -517,7 +481,7 @@ static void test_killed_compaction(void)
     REQUIRE(WIFEXITED(cst) && WEXITSTATUS(cst) == 0 && total > 8);
     /* Every call if there are few, else 40 spread over the run: each kill
      * point is a fork, a compaction and a recovery. */
-    int npoints = total <= 60 || !quick_mode() ? total : 40;
+    int npoints = total <= 60 || !test_quick() ? total : 40;
 
     int tried = 0, left_something = 0, swept_by_check = 0;
     for (int i = 0; i <= npoints; i++, tried++) {
@@ -528,13 +492,13 @@ static void test_killed_compaction(void)
         if (pid == 0) {
             store_user *cu;
             store_mbox *cm;
-            if (open_mb(root, "k", &cu, &cm) < 0)
+            if (test_inbox_open(root, "k", STORE_FSYNC_ALWAYS, &cu, &cm) < 0)
                 _exit(3);
             calls = 0;
             kill_at = point;
             int rc = store_compact(cm, NULL, NULL);
             kill_at = -1;
-            close_mb(cu, cm);
+            test_inbox_close(cu, cm);
             _exit(rc < 0 ? 4 : 0);
         }
         int wst = 0;
@@ -548,7 +512,7 @@ static void test_killed_compaction(void)
         left_something += nstray > 0;
         int stashed = stash_strays(dir, stash, false);
         /* The next open removes what the dead compaction left ... */
-        REQUIRE_OK(open_mb(root, "k", &u, &mb));
+        REQUIRE_OK(test_inbox_open(root, "k", STORE_FSYNC_ALWAYS, &u, &mb));
         CHECK_EQ(strays(dir, s, sizeof s), 0);
         if (s[0])
             fprintf(stderr, "  killed at call %d of %d: left %s\n", point, total, s);
@@ -564,15 +528,15 @@ static void test_killed_compaction(void)
             CHECK_EQ(strays(dir, s, sizeof s), 0);
             swept_by_check++;
         }
-        rm_rf(stash);
-        close_mb(u, mb);
+        test_rm_rf(stash);
+        test_inbox_close(u, mb);
     }
     CHECK(left_something > 0);
     CHECK(swept_by_check > 0);
     fprintf(stderr, "  compaction killed at %d of its %d store calls, %d kills left "
             "files behind\n", tried - 1, total, left_something);
     free(want);
-    rm_rf(root);
+    test_rm_rf(root);
 }
 
 int main(void)

@@ -12,49 +12,8 @@
 #include <time.h>
 
 #include "store/store.h"
+#include "tests/unit/store_testutil.h"
 #include "tests/unit/testutil.h"
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* snprintf for paths: a truncated path is a test bug, so stop loudly. */
-__attribute__((format(printf, 3, 4), unused))
-static void pathf(char *out, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) {
-        fprintf(stderr, "path too long: %s\n", out);
-        abort();
-    }
-}
-
-static bool quick_mode(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    const char *q = getenv("RINGMAIL_TEST_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-#endif
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static uint64_t rng_state = 0xdeadbeefcafef00dull;
 static uint64_t rnd(void)
@@ -84,20 +43,6 @@ static size_t make_msg(unsigned id, char *buf)
     buf[o++] = '\r';
     buf[o++] = '\n';
     return o;
-}
-
-static int open_mb(const char *root, store_user **u, store_mbox **mb)
-{
-    store_opts o;
-    store_opts_default(&o);
-    o.fsync = STORE_FSYNC_NEVER;
-    int rc = store_user_open(root, "big", &o, u);
-    if (rc < 0)
-        return rc;
-    rc = store_mbox_open(*u, "INBOX", mb);
-    if (rc < 0)
-        store_user_close(*u);
-    return rc;
 }
 
 /* live[] are the live UIDs in order; ids_by_seq[] the message ids. */
@@ -154,7 +99,7 @@ static void check_lookups(store_snap *s, const uint32_t *live, const unsigned *i
 static void full_listing(store_snap *s, const uint32_t *live, const unsigned *ids, size_t n,
                          const char *when)
 {
-    double t0 = now_s();
+    double t0 = test_now();
     uint32_t entries = store_snap_entries(s), prev = 0;
     size_t li = 0;
     int bad = 0;
@@ -191,24 +136,24 @@ static void full_listing(store_snap *s, const uint32_t *live, const unsigned *id
     CHECK_EQ(li, n);
     CHECK_EQ(bad, 0);
     fprintf(stderr, "  %s: listing %u entries with envelopes took %.3f s\n", when, entries,
-            now_s() - t0);
+            test_now() - t0);
 }
 
 static void test_scale(void)
 {
-    const size_t N = quick_mode() ? 20000 : 100000;
+    const size_t N = test_quick() ? 20000 : 100000;
     const size_t B = 1000;
     char *root = strdup(test_tmpdir("scale"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "big", STORE_FSYNC_NEVER, &u, &mb));
     uint32_t *live = calloc(N, sizeof *live);
     unsigned *ids = calloc(N, sizeof *ids);
     char *bufs = malloc(B * 2048);
     store_new_msg *m = calloc(B, sizeof *m);
     REQUIRE(live && ids && bufs && m);
     uint64_t total = 0, seen = 0;
-    double t0 = now_s();
+    double t0 = test_now();
     for (size_t i = 0; i < N; i += B) {
         for (size_t k = 0; k < B; k++) {
             size_t len = make_msg((unsigned)(i + k), bufs + k * 2048);
@@ -226,7 +171,7 @@ static void test_scale(void)
             goto out;
         }
     }
-    double t_app = now_s() - t0;
+    double t_app = test_now() - t0;
     fprintf(stderr, "  appended %zu messages (%.1f MB) in %.2f s (%.0f msg/s)\n", N, total / 1e6,
             t_app, N / t_app);
     for (size_t i = 1; i < N; i++)
@@ -244,11 +189,11 @@ static void test_scale(void)
     store_user_close(u);
 
     /* reopen, timed */
-    t0 = now_s();
-    REQUIRE_OK(open_mb(root, &u, &mb));
+    t0 = test_now();
+    REQUIRE_OK(test_inbox_open(root, "big", STORE_FSYNC_NEVER, &u, &mb));
     store_snap *s = store_snap_get(mb);
     REQUIRE(s);
-    fprintf(stderr, "  reopen (user + mailbox + snapshot) took %.4f s\n", now_s() - t0);
+    fprintf(stderr, "  reopen (user + mailbox + snapshot) took %.4f s\n", test_now() - t0);
     check_lookups(s, live, ids, N, maxuid, "after reopen");
     full_listing(s, live, ids, N, "after reopen");
     store_snap_put(s);
@@ -265,10 +210,10 @@ static void test_scale(void)
             w++;
         }
     }
-    t0 = now_s();
+    t0 = test_now();
     store_uidlist ex = { 0 };
     REQUIRE_OK(store_expunge(mb, rs, nexp, false, &ex, NULL));
-    fprintf(stderr, "  expunged %zu messages in one call in %.3f s\n", ex.n, now_s() - t0);
+    fprintf(stderr, "  expunged %zu messages in one call in %.3f s\n", ex.n, test_now() - t0);
     CHECK_EQ(ex.n, nexp);
     store_uidlist_free(&ex);
     free(rs);
@@ -279,11 +224,11 @@ static void test_scale(void)
     store_mbox_close(mb);
     store_user_close(u);
 
-    t0 = now_s();
-    REQUIRE_OK(open_mb(root, &u, &mb));
+    t0 = test_now();
+    REQUIRE_OK(test_inbox_open(root, "big", STORE_FSYNC_NEVER, &u, &mb));
     s = store_snap_get(mb);
     REQUIRE(s);
-    fprintf(stderr, "  reopen after expunge took %.4f s\n", now_s() - t0);
+    fprintf(stderr, "  reopen after expunge took %.4f s\n", test_now() - t0);
     check_lookups(s, live, ids, w, maxuid, "after expunge+reopen");
     full_listing(s, live, ids, w, "after expunge+reopen");
     store_snap_put(s);
@@ -294,7 +239,7 @@ out:
     free(ids);
     free(bufs);
     free(m);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
@@ -314,11 +259,11 @@ static void fill_big(char *p, size_t len, unsigned id)
 
 static void test_large_messages(void)
 {
-    const unsigned N = quick_mode() ? 12 : 30;
+    const unsigned N = test_quick() ? 12 : 30;
     char *root = strdup(test_tmpdir("scale-big"));
     store_user *u;
     store_mbox *mb;
-    REQUIRE_OK(open_mb(root, &u, &mb));
+    REQUIRE_OK(test_inbox_open(root, "big", STORE_FSYNC_NEVER, &u, &mb));
     size_t *lens = calloc(N, sizeof *lens);
     uint32_t *uids = calloc(N, sizeof *uids);
     char *buf = malloc(4 << 20), *want = malloc(4 << 20);
@@ -365,7 +310,7 @@ static void test_large_messages(void)
         if (pass == 0) {
             store_mbox_close(mb);
             store_user_close(u);
-            REQUIRE_OK(open_mb(root, &u, &mb));
+            REQUIRE_OK(test_inbox_open(root, "big", STORE_FSYNC_NEVER, &u, &mb));
         } else if (pass == 1) {
             REQUIRE_OK(store_compact(mb, NULL, NULL));
         }
@@ -376,26 +321,13 @@ static void test_large_messages(void)
     free(uids);
     free(buf);
     free(want);
-    rm_rf(root);
+    test_rm_rf(root);
     free(root);
 }
 
-#define RUN_ISOLATED(fn, secs) do { const char *only_ = getenv("RINGMAIL_TEST_ONLY"); \
-    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
-    if (getenv("RINGMAIL_TEST_NOFORK")) { RUN(fn); break; } \
-    fflush(stderr); pid_t pid_ = fork(); \
-    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
-    int st_ = 0; test_count_++; \
-    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
-    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
-        WTERMSIG(st_)); test_failures_++; } \
-    else if (WEXITSTATUS(st_) == 1) test_failures_++; \
-    else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
-        #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
-
 int main(void)
 {
-    RUN_ISOLATED(test_scale, quick_mode() ? 1500 : 600);
-    RUN_ISOLATED(test_large_messages, quick_mode() ? 1500 : 600);
+    RUN_ISOLATED(test_scale, test_quick() ? 1500 : 600);
+    RUN_ISOLATED(test_large_messages, test_quick() ? 1500 : 600);
     return test_summary();
 }

@@ -1,14 +1,21 @@
 /* tests/unit/testutil.h — a minimal assertion harness for the C unit tests.
  * CHECK() records a failure and goes on; REQUIRE() stops the test.  main()
- * calls RUN(fn) for each test and returns test_summary(). */
+ * calls RUN(fn) for each test and returns test_summary().  Below it, the
+ * helpers every store test needs (scratch directories, paths, quick mode,
+ * a clock), here once instead of a copy in each file. */
 #ifndef RINGMAIL_TESTUTIL_H
 #define RINGMAIL_TESTUTIL_H
 
 #include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int test_failures_;
@@ -26,6 +33,23 @@ static int test_count_;
     test_failures_++; return; } } while (0)
 #define RUN(fn) do { int before_ = test_failures_; test_count_++; fn(); \
     fprintf(stderr, "%s %s\n", test_failures_ == before_ ? "ok  " : "FAIL", #fn); } while (0)
+
+/* RUN in a child process with an alarm of secs seconds: a crash or hang is
+ * one failed test, not a lost run (an exit status other than 1 is reported:
+ * a sanitizer's).  RINGMAIL_TEST_NOFORK=1 runs the tests in-process (for a
+ * debugger); RINGMAIL_TEST_ONLY=test_name runs just one. */
+#define RUN_ISOLATED(fn, secs) do { const char *only_ = getenv("RINGMAIL_TEST_ONLY"); \
+    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
+    if (getenv("RINGMAIL_TEST_NOFORK")) { RUN(fn); break; } \
+    fflush(stderr); pid_t pid_ = fork(); \
+    if (pid_ == 0) { test_failures_ = 0; alarm(secs); RUN(fn); exit(test_failures_ ? 1 : 0); } \
+    int st_ = 0; test_count_++; \
+    if (pid_ < 0 || waitpid(pid_, &st_, 0) < 0) { test_failures_++; break; } \
+    if (WIFSIGNALED(st_)) { fprintf(stderr, "FAIL %s (killed by signal %d)\n", #fn, \
+        WTERMSIG(st_)); test_failures_++; } \
+    else if (WEXITSTATUS(st_) == 1) test_failures_++; \
+    else if (WEXITSTATUS(st_) != 0) { fprintf(stderr, "FAIL %s (exit status %d: sanitizer?)\n", \
+        #fn, WEXITSTATUS(st_)); test_failures_++; } } while (0)
 
 static inline int test_summary(void)
 {
@@ -48,6 +72,58 @@ static inline const char *test_tmpdir(const char *tag)
         exit(2);
     }
     return path;
+}
+
+static inline int test_rm_cb_(const char *p, const struct stat *sb, int flag,
+                               struct FTW *f)
+{
+    (void)sb; (void)flag; (void)f;
+    remove(p);
+    return 0;           /* go on: remove as much as can be removed */
+}
+
+/* Remove the tree at path (a test's scratch store), not following links. */
+static inline void test_rm_rf(const char *path)
+{
+    nftw(path, test_rm_cb_, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* snprintf into a path buffer; a path that does not fit stops the test
+ * program (a truncated path would quietly test another file). */
+__attribute__((format(printf, 3, 4)))
+static inline void test_pathf(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) {
+        fprintf(stderr, "path too long: %s\n", out);
+        abort();
+    }
+}
+
+/* Run the smaller version of the long tests: RINGMAIL_TEST_QUICK set (and
+ * not "0"), or always under AddressSanitizer, which makes them slow. */
+static inline bool test_quick(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return true;
+#endif
+#endif
+    const char *q = getenv("RINGMAIL_TEST_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
+
+/* Monotonic seconds, for timing a step. */
+static inline double test_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 #endif
