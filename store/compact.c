@@ -283,6 +283,9 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
      * are the mailbox, whatever the directory fsync said. */
     gen_recent_handover(old, ng);
     mb->log_end = nend;
+    /* Still the generation this compaction started from (checked under
+     * the lock held since), followed by the next one. */
+    RM_ASSERT(mb->gen == old && ng->generation == old->generation + 1);
     mbox_gen_install(mb, ng);
     ng = NULL;
     char p[PATH_MAX];

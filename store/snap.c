@@ -194,6 +194,7 @@ static const struct tombcache *snap_tombs(const store_snap *cs)
     store_snap *s = (store_snap *)cs;
     if (s->has_tombs && !s->tomb) {
         s->tomb = tomb_get(s->g, s->count);
+        RM_ASSERT(!s->tomb || (s->tomb->count == s->count && s->tomb->n <= s->count));
         if (s->tomb)
             s->live = s->count - s->tomb->n;
     }
@@ -225,6 +226,7 @@ uint32_t store_snap_uid_of_seq(const store_snap *s, uint32_t seq)
         else
             hi = mid;
     }
+    RM_ASSERT(lo < s->count);
     return gen_entry(s->g, lo)->uid;
 }
 
@@ -285,6 +287,7 @@ int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
     uint64_t n = e->size - off;
     if (len < n)
         n = len;
+    RM_ASSERT(off <= e->size && off + n <= e->size && n <= len);
     uint64_t at = e->log_off + sizeof(struct log_rec) + sizeof(struct log_message) + off;
     const uint8_t *b = mapchain_get(&s->g->log, at, n);
     if (!b)
