@@ -13,6 +13,7 @@
 
 #include "core/base/log.h"
 #include "core/server/session.h"
+#include "store/assert.h"
 
 void sess_changed(session *s, store_mbox *mb)
 {
@@ -35,6 +36,7 @@ void sess_unselect(session *s)
     s->saved = NULL;
     s->nsaved = 0;
     s->nrecent = 0;
+    RM_ASSERT(!s->cont);        /* a running command would still use the view */
     if (s->state == ST_SELECTED)
         s->state = ST_AUTH;
 }
@@ -141,6 +143,7 @@ int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,
             /* the view is ascending, so mapped ranges stay sorted and disjoint */
             lo = s->view[lo - 1];
             hi = s->view[hi - 1];
+            RM_ASSERT(lo <= hi);    /* the view ascends */
         } else if (hi > last) {
             hi = last;
         }

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "core/server/session.h"
+#include "store/assert.h"
 
 enum {
     PH_ECHO,        /* STORE's FETCH responses for the messages it named */
@@ -95,6 +96,8 @@ static void walk_end(session *s, view_sync *vs)
 {
     if (!vs->walking)
         return;
+    /* view[0..lo) not looked at, [lo..w) the gap, [w..top) kept */
+    RM_ASSERT(vs->lo <= vs->w && vs->w <= vs->top && vs->top <= s->nview);
     if (vs->w > vs->lo)
         memmove(&s->view[vs->lo], &s->view[vs->w], (vs->top - vs->w) * sizeof *s->view);
     s->nview = vs->lo + (vs->top - vs->w);
@@ -104,6 +107,7 @@ static void walk_end(session *s, view_sync *vs)
 /* Keep view[lo - 1 .. from) (above an entry going away): to the top. */
 static void walk_keep_above(session *s, view_sync *vs, uint32_t from)
 {
+    RM_ASSERT(vs->walking && from <= vs->lo && vs->lo <= vs->w && vs->w <= vs->top);
     uint32_t n = vs->lo - from;
     vs->w -= n;
     memmove(&s->view[vs->w], &s->view[from], n * sizeof *s->view);
@@ -194,6 +198,8 @@ static int view_push(session *s, uint32_t uid)
         s->view = v;
         s->capview = cap;
     }
+    /* The view ascends: every binary search over it relies on that. */
+    RM_ASSERT(!s->nview || s->view[s->nview - 1] < uid);
     s->view[s->nview++] = uid;
     return 0;
 }
@@ -237,6 +243,7 @@ static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
             continue;
         while (vs->vj < s->nview && s->view[vs->vj] < m.uid)
             vs->vj++;
+        RM_ASSERT(vs->vj <= s->nview);
         if (vs->vj == s->nview || s->view[vs->vj] != m.uid)
             continue;
         imap_out_printf(&s->out, "* %u FETCH (", vs->vj + 1);
@@ -289,6 +296,8 @@ static bool view_sync_step(session *s, void *arg)
     default:
         break;
     }
+    /* The view is closed up before the answer that follows it. */
+    RM_ASSERT(!vs->walking && s->nview <= s->capview);
     if (vs->tail.len)
         imap_out_add(&s->out, vs->tail.p, vs->tail.len);
     return true;
