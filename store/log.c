@@ -109,7 +109,6 @@ int log_scan(const uint8_t *base, uint64_t size, uint64_t from,
         if (!(r.rflags & LOGF_CONT))
             c = off;
     }
-    RM_ASSERT(from <= c && c <= off && (off == from || off <= size));
     *committed = c;
     *stop = off;
     return 0;

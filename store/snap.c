@@ -287,7 +287,6 @@ int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
     uint64_t n = e->size - off;
     if (len < n)
         n = len;
-    RM_ASSERT(off <= e->size && off + n <= e->size && n <= len);
     uint64_t at = e->log_off + sizeof(struct log_rec) + sizeof(struct log_message) + off;
     const uint8_t *b = mapchain_get(&s->g->log, at, n);
     if (!b)

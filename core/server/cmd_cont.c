@@ -124,7 +124,6 @@ void sess_cont_run(session *s)
     if (!s->cont || s->pool_busy || s->delayed || s->cont_drain ||
         s->state == ST_LOGOUT)
         return;
-    RM_ASSERT(s->cont->step && s->conn);
     store_defer d;
     store_defer_begin(&d);
     bool done = s->cont->step(s, s->cont->state);

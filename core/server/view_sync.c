@@ -243,7 +243,6 @@ static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
             continue;
         while (vs->vj < s->nview && s->view[vs->vj] < m.uid)
             vs->vj++;
-        RM_ASSERT(vs->vj <= s->nview);
         if (vs->vj == s->nview || s->view[vs->vj] != m.uid)
             continue;
         imap_out_printf(&s->out, "* %u FETCH (", vs->vj + 1);
