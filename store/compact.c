@@ -36,7 +36,7 @@ static int cw_flush(struct cw *w)
 {
     if (!w->buf.len)
         return 0;
-    int rc = fs_pwrite_all(w->fd, w->buf.data, w->buf.len, w->end);
+    int rc = store_fs_pwrite_all(w->fd, w->buf.data, w->buf.len, w->end);
     w->end += w->buf.len;
     w->buf.len = 0;
     return rc;
@@ -53,7 +53,7 @@ static int cw_rec(struct cw *w, uint16_t type, const void *a, size_t an,
         (rc = store_buf_append(&w->buf, a, an)) < 0 ||
         (bn && (rc = store_buf_append(&w->buf, b, bn)) < 0))
         return rc;
-    log_rec_seal((struct log_rec *)(w->buf.data + at), type, 0,
+    store_log_rec_seal((struct log_rec *)(w->buf.data + at), type, 0,
                  (uint32_t)(an + bn));
     rc = store_buf_append(&w->buf, zero, ALIGN8(w->buf.len) - w->buf.len);
     if (rc == 0 && w->buf.len >= (4u << 20))
@@ -79,7 +79,7 @@ static int cw_keywords(struct cw *w, struct idx_hdr *h, unsigned from)
 static int cw_message(struct cw *w, struct gen *old, const struct idx_entry *e,
                       uint64_t fm, uint64_t keywords)
 {
-    const uint8_t *rec = mapchain_get(&old->log, e->log_off,
+    const uint8_t *rec = store_mapchain_get(&old->log, e->log_off,
                                       sizeof(struct log_rec) +
                                           sizeof(struct log_message) + e->size);
     if (!rec)
@@ -119,18 +119,18 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
 {
     /* One compaction at a time, and its temporary files are its own while
      * it runs: recovery in another process sweeps them only when it can
-     * take this lock (see mbox_sweep).  Taken before the snapshot, so a
+     * take this lock (see store_mbox_sweep).  Taken before the snapshot, so a
      * compaction that waited here compacts what the previous one left. */
-    int cfd = mbox_compact_lock(mb, true);
+    int cfd = store_mbox_compact_lock(mb, true);
     if (cfd < 0)
         return cfd;
     store_snap *s = store_snap_get(mb);
     if (!s) {
-        mbox_compact_unlock(cfd);
+        store_mbox_compact_unlock(cfd);
         return -ENOMEM;
     }
     struct gen *old = s->g, *ng = NULL;
-    struct idx_hdr *oh = gen_hdr(old);
+    struct idx_hdr *oh = store_gen_hdr(old);
     uint64_t G = old->generation + 1;
     char logt[PATH_MAX], logp[PATH_MAX], idxt[PATH_MAX], idxp[PATH_MAX];
     char cachet[PATH_MAX], cachep[PATH_MAX];
@@ -139,12 +139,12 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     bool locked = false;
     int renamed = 0;            /* how many of log, cache were renamed */
     int rc;
-    if ((rc = path_in(mb, logt, sizeof logt, "log.%" PRIu64 ".tmp", G)) < 0 ||
-        (rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, G)) < 0 ||
-        (rc = path_in(mb, idxt, sizeof idxt, "index.compact", 0)) < 0 ||
-        (rc = path_in(mb, idxp, sizeof idxp, "index", 0)) < 0 ||
-        (rc = path_in(mb, cachet, sizeof cachet, "cache.%" PRIu64 ".tmp", G)) < 0 ||
-        (rc = path_in(mb, cachep, sizeof cachep, "cache.%" PRIu64, G)) < 0)
+    if ((rc = store_mbox_path(mb, logt, sizeof logt, "log.%" PRIu64 ".tmp", G)) < 0 ||
+        (rc = store_mbox_path(mb, logp, sizeof logp, "log.%" PRIu64, G)) < 0 ||
+        (rc = store_mbox_path(mb, idxt, sizeof idxt, "index.compact", 0)) < 0 ||
+        (rc = store_mbox_path(mb, idxp, sizeof idxp, "index", 0)) < 0 ||
+        (rc = store_mbox_path(mb, cachet, sizeof cachet, "cache.%" PRIu64 ".tmp", G)) < 0 ||
+        (rc = store_mbox_path(mb, cachep, sizeof cachep, "cache.%" PRIu64, G)) < 0)
         goto out;
 
     /* ---- phase 1 ---- */
@@ -163,8 +163,8 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     lh.base_uidnext = A_LOAD(&oh->uidnext);
     lh.base_modseq = A_LOAD(&oh->highestmodseq);
     lh.tomb_floor = oh->tomb_floor;
-    log_hdr_seal(&lh);
-    if ((rc = fs_pwrite_all(w.fd, &lh, sizeof lh, 0)) < 0)
+    store_log_hdr_seal(&lh);
+    if ((rc = store_fs_pwrite_all(w.fd, &lh, sizeof lh, 0)) < 0)
         goto out;
     unsigned nkw0 = A_LOAD(&oh->nkeywords);
     if ((rc = cw_keywords(&w, oh, 0)) < 0)
@@ -177,9 +177,9 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     }
     uint64_t total = 0, done = 0;
     for (uint32_t p = 0; p < n0; p++)
-        total += gen_entry(old, p)->size;
+        total += store_gen_entry(old, p)->size;
     for (uint32_t p = 0; p < n0; p++) {
-        const struct idx_entry *e = gen_entry(old, p);
+        const struct idx_entry *e = store_gen_entry(old, p);
         uint64_t fm = A_LOAD(&e->fm), kw = A_LOAD(&e->keywords);
         seen[p] = (struct seen){fm, kw};
         if (FM_FLAGS(fm) & ENT_EXPUNGED) {
@@ -197,18 +197,18 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
         goto out;
     unlink(idxt);
     unlink(cachet);
-    if ((rc = gen_open_paths(logt, idxt, cachet, O_CREAT | O_TRUNC, &ng)) < 0)
+    if ((rc = store_gen_open_paths(logt, idxt, cachet, O_CREAT | O_TRUNC, &ng)) < 0)
         goto out;
     ng->generation = G;
-    if ((rc = cache_hdr_write(ng->cache_fd, G)) < 0)
+    if ((rc = store_cache_hdr_write(ng->cache_fd, G)) < 0)
         goto out;
-    idx_hdr_init(gen_hdr(ng), &lh);
+    store_idx_hdr_init(store_gen_hdr(ng), &lh);
     uint64_t nend;
-    if ((rc = gen_catch_up(ng, CU_KEEP, &nend, NULL)) < 0)
+    if ((rc = store_gen_catch_up(ng, CU_KEEP, &nend, NULL)) < 0)
         goto out;
 
     /* ---- phase 2 ---- */
-    if ((rc = mbox_wlock(mb)) < 0)
+    if ((rc = store_mbox_wlock(mb)) < 0)
         goto out;
     locked = true;
     if (mb->gen != old) {
@@ -218,7 +218,7 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     if ((rc = cw_keywords(&w, oh, nkw0)) < 0)
         goto out;
     for (uint32_t p = 0; p < n0; p++) {
-        const struct idx_entry *e = gen_entry(old, p);
+        const struct idx_entry *e = store_gen_entry(old, p);
         uint64_t fm = A_LOAD(&e->fm), kw = A_LOAD(&e->keywords);
         if (FM_FLAGS(seen[p].fm) & ENT_EXPUNGED)
             continue;
@@ -231,7 +231,7 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     }
     uint32_t n1 = A_LOAD(&oh->count);
     for (uint32_t p = n0; p < n1; p++) {
-        const struct idx_entry *e = gen_entry(old, p);
+        const struct idx_entry *e = store_gen_entry(old, p);
         uint64_t fm = A_LOAD(&e->fm);
         if (FM_FLAGS(fm) & ENT_EXPUNGED) {
             if (FM_MODSEQ(fm) > lh.tomb_floor)
@@ -245,11 +245,11 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     /* Final header: the counters as they are now. */
     lh.base_uidnext = A_LOAD(&oh->uidnext);
     lh.base_modseq = A_LOAD(&oh->highestmodseq);
-    log_hdr_seal(&lh);
-    if ((rc = fs_pwrite_all(w.fd, &lh, sizeof lh, 0)) < 0 ||
-        (rc = gen_catch_up(ng, CU_KEEP, &nend, NULL)) < 0)
+    store_log_hdr_seal(&lh);
+    if ((rc = store_fs_pwrite_all(w.fd, &lh, sizeof lh, 0)) < 0 ||
+        (rc = store_gen_catch_up(ng, CU_KEEP, &nend, NULL)) < 0)
         goto out;
-    struct idx_hdr *nh = gen_hdr(ng);
+    struct idx_hdr *nh = store_gen_hdr(ng);
     if (lh.base_uidnext > nh->uidnext)
         nh->uidnext = lh.base_uidnext;
     if (lh.base_modseq > nh->highestmodseq)
@@ -261,7 +261,7 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
         rc = -errno;
         goto out;
     }
-    if ((rc = mbox_checkpoint(mb, ng)) < 0)
+    if ((rc = store_mbox_checkpoint(mb, ng)) < 0)
         goto out;
     if (rename(logt, logp) < 0) {
         rc = -errno;
@@ -278,20 +278,20 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
         goto out;
     }
     renamed = 0;    /* committed */
-    rc = fs_fsync_dir(mb->dir);
+    rc = store_fs_fsync_dir(mb->dir);
     /* The index rename was the commit point; from here on the new files
      * are the mailbox, whatever the directory fsync said. */
-    gen_recent_handover(old, ng);
+    store_gen_recent_handover(old, ng);
     mb->log_end = nend;
     /* Still the generation this compaction started from (checked under
      * the lock held since), followed by the next one. */
     RM_ASSERT(mb->gen == old && ng->generation == old->generation + 1);
-    mbox_gen_install(mb, ng);
+    store_mbox_gen_install(mb, ng);
     ng = NULL;
     char p[PATH_MAX];
-    path_in(mb, p, sizeof p, "log.%" PRIu64, G - 1);
+    store_mbox_path(mb, p, sizeof p, "log.%" PRIu64, G - 1);
     unlink(p);
-    path_in(mb, p, sizeof p, "cache.%" PRIu64, G - 1);
+    store_mbox_path(mb, p, sizeof p, "cache.%" PRIu64, G - 1);
     unlink(p);
     if (progress)
         progress(arg, total, total);
@@ -306,9 +306,9 @@ out:
             unlink(cachep);
     }
     if (locked)
-        mbox_wunlock(mb);
+        store_mbox_wunlock(mb);
     if (ng) {
-        gen_put(ng);
+        store_gen_put(ng);
         unlink(logt);
         unlink(idxt);
         unlink(cachet);
@@ -320,6 +320,6 @@ out:
     free(w.buf.data);
     free(seen);
     store_snap_put(s);
-    mbox_compact_unlock(cfd);
+    store_mbox_compact_unlock(cfd);
     return rc;
 }

@@ -11,15 +11,15 @@
 
 /* ---- fsutil.c ---------------------------------------------------------- */
 
-int fs_mkdirs(const char *path, mode_t mode);
-int fs_rmtree(const char *path);
-int fs_fsync_dir(const char *dir);
+int store_fs_mkdirs(const char *path, mode_t mode);
+int store_fs_rmtree(const char *path);
+int store_fs_fsync_dir(const char *dir);
 /* Write data to path atomically: path.tmp, fdatasync, rename, fsync dir. */
-int fs_write_atomic(const char *path, const void *data, size_t len);
-int fs_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
-int fs_pread_all(int fd, void *p, size_t n, uint64_t off);
+int store_fs_write_atomic(const char *path, const void *data, size_t len);
+int store_fs_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
+int store_fs_pread_all(int fd, void *p, size_t n, uint64_t off);
 /* The kernel's boot id (16 bytes), zero if unknown. */
-void fs_boot_id(uint8_t out[16]);
+void store_fs_boot_id(uint8_t out[16]);
 
 /* ---- mapchain: growing read-only maps of a growing file ---------------- */
 
@@ -40,11 +40,11 @@ struct mapchain {
     int prot;
 };
 
-int mapchain_init(struct mapchain *mc, int fd, int prot, size_t need);
-void mapchain_destroy(struct mapchain *mc);
+int store_mapchain_init(struct mapchain *mc, int fd, int prot, size_t need);
+void store_mapchain_destroy(struct mapchain *mc);
 /* Pointer to [off, off+len); the caller knows those bytes exist in the file.
  * NULL on mmap failure. */
-uint8_t *mapchain_get(struct mapchain *mc, uint64_t off, uint64_t len);
+uint8_t *store_mapchain_get(struct mapchain *mc, uint64_t off, uint64_t len);
 
 /* ---- a generation: one set of log/index/cache files -------------------- */
 
@@ -148,22 +148,22 @@ struct store_user {
 
 /* ---- mbox.c ------------------------------------------------------------ */
 
-static inline struct idx_hdr *gen_hdr(struct gen *g)
+static inline struct idx_hdr *store_gen_hdr(struct gen *g)
 {
-    return (struct idx_hdr *)mapchain_get(&g->idx, 0, IDX_HDR_SIZE);
+    return (struct idx_hdr *)store_mapchain_get(&g->idx, 0, IDX_HDR_SIZE);
 }
-struct idx_entry *gen_entry(struct gen *g, uint32_t pos);
-struct gen *mbox_gen_get(struct store_mbox *mb);
-void gen_put(struct gen *g);
+struct idx_entry *store_gen_entry(struct gen *g, uint32_t pos);
+struct gen *store_mbox_gen_get(struct store_mbox *mb);
+void store_gen_put(struct gen *g);
 /* Binary search: position of uid among the first count entries, or -1. */
-int64_t gen_find(struct gen *g, uint32_t count, uint32_t uid);
+int64_t store_gen_find(struct gen *g, uint32_t count, uint32_t uid);
 /* First position with entry uid >= uid. */
-uint32_t gen_lower_bound(struct gen *g, uint32_t count, uint32_t uid);
+uint32_t store_gen_lower_bound(struct gen *g, uint32_t count, uint32_t uid);
 
 /* Take the write lock (mutex + flock), switch to a newer generation if one
  * was swapped in, and apply log records other processes wrote. */
-int mbox_wlock(struct store_mbox *mb);
-void mbox_wunlock(struct store_mbox *mb);
+int store_mbox_wlock(struct store_mbox *mb);
+void store_mbox_wunlock(struct store_mbox *mb);
 
 /* Apply the log from hdr->log_applied to the end (writer held), cutting a
  * torn tail; -EBADMSG for damage inside the log. */
@@ -173,50 +173,50 @@ int mbox_catch_up(struct store_mbox *mb, struct gen *g);
  * CU_CUT truncates a torn tail, CU_SALVAGE also skips damage inside the log
  * (counted in *skipped) instead of failing with -EBADMSG. */
 enum { CU_KEEP, CU_CUT, CU_SALVAGE };
-int gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *skipped);
-void idx_hdr_init(struct idx_hdr *h, const struct log_file_hdr *lh);
-int cache_hdr_write(int fd, uint64_t generation);
-int gen_open_paths(const char *logp, const char *idxp, const char *cachep,
+int store_gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *skipped);
+void store_idx_hdr_init(struct idx_hdr *h, const struct log_file_hdr *lh);
+int store_cache_hdr_write(int fd, uint64_t generation);
+int store_gen_open_paths(const char *logp, const char *idxp, const char *cachep,
                    int oflags, struct gen **out);
-int read_log_hdr(int fd, struct log_file_hdr *lh);
-void mbox_gen_install(struct store_mbox *mb, struct gen *g);
-int path_in(const struct store_mbox *mb, char *buf, size_t n, const char *fmt,
+int store_log_hdr_read(int fd, struct log_file_hdr *lh);
+void store_mbox_gen_install(struct store_mbox *mb, struct gen *g);
+int store_mbox_path(const struct store_mbox *mb, char *buf, size_t n, const char *fmt,
             uint64_t arg);
 
 /* Rebuild index and cache from the log into a new index file and swap it in
  * (writer held). */
-int mbox_rebuild(struct store_mbox *mb);
+int store_mbox_rebuild(struct store_mbox *mb);
 
 /* The compaction lock: a locked fd, or -EWOULDBLOCK (!wait) / -errno. */
-int mbox_compact_lock(struct store_mbox *mb, bool wait);
-void mbox_compact_unlock(int fd);
+int store_mbox_compact_lock(struct store_mbox *mb, bool wait);
+void store_mbox_compact_unlock(int fd);
 /* Remove every file of the mailbox directory that is not part of
  * generation `keep`: stale generations, and temporary files unless a live
  * compaction owns them (writer held).  *removed (may be NULL) counts. */
-int mbox_sweep(struct store_mbox *mb, uint64_t keep, unsigned *removed);
+int store_mbox_sweep(struct store_mbox *mb, uint64_t keep, unsigned *removed);
 
 /* recent_uid of an index whose claims moved to a newer one. */
 #define RECENT_MOVED UINT32_MAX
 /* Mark old superseded and carry its \Recent claims over to ng, which is
  * not yet installed (writer held). */
-void gen_recent_handover(struct gen *old, struct gen *ng);
+void store_gen_recent_handover(struct gen *old, struct gen *ng);
 
 /* Write a checkpoint (writer held). */
-int mbox_checkpoint(struct store_mbox *mb, struct gen *g);
+int store_mbox_checkpoint(struct store_mbox *mb, struct gen *g);
 
 /* Open a generation's files; create = make fresh ones. */
 int gen_open(struct store_mbox *mb, uint64_t generation, struct gen **out);
 
 /* Apply one valid record at log offset `off` to the index (writer held).
  * Used by the writer, catch-up and rebuild alike. */
-int idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
+int store_idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
               uint64_t off);
 /* Make room in the index file for `count` entries. */
 int idx_reserve(struct gen *g, uint32_t count);
 /* Append a cache entry for the message; returns offset in *off. */
 int cache_add(struct gen *g, const char *raw, size_t len, uint64_t *off,
               uint32_t *clen);
-uint32_t entry_crc(const struct idx_entry *e);
+uint32_t store_entry_crc(const struct idx_entry *e);
 uint32_t idx_kw_crc(const struct idx_hdr *h);
 
 /* ---- log.c ------------------------------------------------------------- */
@@ -226,40 +226,40 @@ uint32_t idx_kw_crc(const struct idx_hdr *h);
 int64_t log_rec_check(const uint8_t *base, uint64_t size, uint64_t off);
 /* Fill rec header fields and crc over header+payload (payload follows rec
  * in memory). */
-void log_rec_seal(struct log_rec *r, uint16_t type, uint16_t rflags,
+void store_log_rec_seal(struct log_rec *r, uint16_t type, uint16_t rflags,
                   uint32_t len);
-int log_hdr_check(const struct log_file_hdr *h);
-void log_hdr_seal(struct log_file_hdr *h);
+int store_log_hdr_check(const struct log_file_hdr *h);
+void store_log_hdr_seal(struct log_file_hdr *h);
 
 /* Valid end of the log: the end of the last complete transaction. */
-int log_scan_end(const uint8_t *base, uint64_t size, uint64_t from,
+int store_log_scan_end(const uint8_t *base, uint64_t size, uint64_t from,
                  uint64_t *end);
 /* Same, and *stop = where the run of valid records ends. */
 int log_scan(const uint8_t *base, uint64_t size, uint64_t from,
              uint64_t *committed, uint64_t *stop);
 /* The first offset after off where a complete transaction starts, or size
  * if there is none (then everything from off on is a torn tail). */
-uint64_t log_resync(const uint8_t *base, uint64_t size, uint64_t off);
+uint64_t store_log_resync(const uint8_t *base, uint64_t size, uint64_t off);
 
 /* ---- write.c ----------------------------------------------------------- */
 
 int mbox_sync_policy(struct store_mbox *mb);
 /* Append a UID to a growable list (l may be NULL: nothing to do). */
-int uidlist_add(store_uidlist *l, uint32_t uid);
+int store_uidlist_add(store_uidlist *l, uint32_t uid);
 
 /* ---- user.c ------------------------------------------------------------ */
 
 int user_mbox_dir(struct store_user *u, uint64_t id, char **out);
 /* Lock the mailbox list (mutex + flock) and load it; unlock.  While held,
  * no CREATE, DELETE or RENAME runs in any process. */
-int user_list_lock(struct store_user *u);
-void user_list_unlock(struct store_user *u);
-bool user_list_has_id(const struct store_user *u, uint64_t id);
+int store_user_list_lock(struct store_user *u);
+void store_user_list_unlock(struct store_user *u);
+bool store_user_list_has_id(const struct store_user *u, uint64_t id);
 
 /* mbox.c: create a new mailbox's directory and empty log. */
-int mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity);
-int mbox_open_dir(struct store_user *u, uint64_t id, const char *dir,
+int store_mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity);
+int store_mbox_open_dir(struct store_user *u, uint64_t id, const char *dir,
                   struct store_mbox **out);
-void mbox_destroy(struct store_mbox *mb);
+void store_mbox_destroy(struct store_mbox *mb);
 
 #endif

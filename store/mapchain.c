@@ -39,7 +39,7 @@ static int seg_push(struct mapchain *mc, uint64_t need)
     return 0;
 }
 
-int mapchain_init(struct mapchain *mc, int fd, int prot, size_t need)
+int store_mapchain_init(struct mapchain *mc, int fd, int prot, size_t need)
 {
     RM_ASSERT(fd >= 0);
     mc->fd = fd;
@@ -52,7 +52,7 @@ int mapchain_init(struct mapchain *mc, int fd, int prot, size_t need)
     return rc;
 }
 
-void mapchain_destroy(struct mapchain *mc)
+void store_mapchain_destroy(struct mapchain *mc)
 {
     struct mapseg *s = atomic_load(&mc->cur);
     while (s) {
@@ -65,7 +65,7 @@ void mapchain_destroy(struct mapchain *mc)
     pthread_mutex_destroy(&mc->lock);
 }
 
-uint8_t *mapchain_get(struct mapchain *mc, uint64_t off, uint64_t len)
+uint8_t *store_mapchain_get(struct mapchain *mc, uint64_t off, uint64_t len)
 {
     struct mapseg *s = atomic_load_explicit(&mc->cur, memory_order_acquire);
     if (off + len <= s->len)

@@ -26,7 +26,7 @@
 #define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define A_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
-int path_in(const struct store_mbox *mb, char *buf, size_t n,
+int store_mbox_path(const struct store_mbox *mb, char *buf, size_t n,
                    const char *fmt, uint64_t arg)
 {
     char name[64];
@@ -36,7 +36,7 @@ int path_in(const struct store_mbox *mb, char *buf, size_t n,
     return 0;
 }
 
-uint32_t entry_crc(const struct idx_entry *e)
+uint32_t store_entry_crc(const struct idx_entry *e)
 {
     struct idx_entry c = *e;
     c.fm = 0;
@@ -45,19 +45,19 @@ uint32_t entry_crc(const struct idx_entry *e)
     return store_crc32c(0, &c, sizeof c);
 }
 
-struct idx_entry *gen_entry(struct gen *g, uint32_t pos)
+struct idx_entry *store_gen_entry(struct gen *g, uint32_t pos)
 {
-    return (struct idx_entry *)mapchain_get(
+    return (struct idx_entry *)store_mapchain_get(
         &g->idx, IDX_HDR_SIZE + (uint64_t)pos * sizeof(struct idx_entry),
         sizeof(struct idx_entry));
 }
 
-uint32_t gen_lower_bound(struct gen *g, uint32_t count, uint32_t uid)
+uint32_t store_gen_lower_bound(struct gen *g, uint32_t count, uint32_t uid)
 {
     uint32_t lo = 0, hi = count;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (gen_entry(g, mid)->uid < uid)
+        if (store_gen_entry(g, mid)->uid < uid)
             lo = mid + 1;
         else
             hi = mid;
@@ -65,10 +65,10 @@ uint32_t gen_lower_bound(struct gen *g, uint32_t count, uint32_t uid)
     return lo;
 }
 
-int64_t gen_find(struct gen *g, uint32_t count, uint32_t uid)
+int64_t store_gen_find(struct gen *g, uint32_t count, uint32_t uid)
 {
-    uint32_t p = gen_lower_bound(g, count, uid);
-    if (p < count && gen_entry(g, p)->uid == uid)
+    uint32_t p = store_gen_lower_bound(g, count, uid);
+    if (p < count && store_gen_entry(g, p)->uid == uid)
         return p;
     return -1;
 }
@@ -84,11 +84,11 @@ static void gen_free(struct gen *g)
         free(g->tomb);
     }
     if (atomic_load(&g->log.cur))
-        mapchain_destroy(&g->log);
+        store_mapchain_destroy(&g->log);
     if (atomic_load(&g->idx.cur))
-        mapchain_destroy(&g->idx);
+        store_mapchain_destroy(&g->idx);
     if (atomic_load(&g->cache.cur))
-        mapchain_destroy(&g->cache);
+        store_mapchain_destroy(&g->cache);
     if (g->log_fd >= 0)
         close(g->log_fd);
     if (g->idx_fd >= 0)
@@ -100,14 +100,14 @@ static void gen_free(struct gen *g)
     free(g);
 }
 
-void gen_put(struct gen *g)
+void store_gen_put(struct gen *g)
 {
     RM_ASSERT(!g || atomic_load(&g->refs) > 0);     /* the caller's reference */
     if (g && atomic_fetch_sub(&g->refs, 1) == 1)
         gen_free(g);
 }
 
-struct gen *mbox_gen_get(struct store_mbox *mb)
+struct gen *store_mbox_gen_get(struct store_mbox *mb)
 {
     pthread_mutex_lock(&mb->glock);
     struct gen *g = mb->gen;
@@ -117,7 +117,7 @@ struct gen *mbox_gen_get(struct store_mbox *mb)
     return g;
 }
 
-void mbox_gen_install(struct store_mbox *mb, struct gen *g)
+void store_mbox_gen_install(struct store_mbox *mb, struct gen *g)
 {
     pthread_mutex_lock(&mb->glock);
     struct gen *old = mb->gen;
@@ -125,7 +125,7 @@ void mbox_gen_install(struct store_mbox *mb, struct gen *g)
     /* Installing the current one again would drop its last reference. */
     RM_ASSERT(g && g != old && atomic_load(&g->refs) > 0);
     pthread_mutex_unlock(&mb->glock);
-    gen_put(old);
+    store_gen_put(old);
 }
 
 static int file_size(int fd, uint64_t *size)
@@ -160,7 +160,7 @@ static int idx_alloc(struct gen *g, uint64_t size)
 
 /* Open (or with O_CREAT in flags, create) a generation's three files at
  * explicit paths and map them. */
-int gen_open_paths(const char *logp, const char *idxp,
+int store_gen_open_paths(const char *logp, const char *idxp,
                           const char *cachep, int oflags, struct gen **out)
 {
     struct gen *g = calloc(1, sizeof *g);
@@ -196,9 +196,9 @@ int gen_open_paths(const char *logp, const char *idxp,
             goto fail;
         isz = IDX_HDR_SIZE;
     }
-    if ((rc = mapchain_init(&g->log, g->log_fd, PROT_READ, lsz)) < 0 ||
-        (rc = mapchain_init(&g->idx, g->idx_fd, PROT_READ | PROT_WRITE, isz)) < 0 ||
-        (rc = mapchain_init(&g->cache, g->cache_fd, PROT_READ, csz)) < 0)
+    if ((rc = store_mapchain_init(&g->log, g->log_fd, PROT_READ, lsz)) < 0 ||
+        (rc = store_mapchain_init(&g->idx, g->idx_fd, PROT_READ | PROT_WRITE, isz)) < 0 ||
+        (rc = store_mapchain_init(&g->cache, g->cache_fd, PROT_READ, csz)) < 0)
         goto fail;
     *out = g;
     return 0;
@@ -211,11 +211,11 @@ int gen_open(struct store_mbox *mb, uint64_t generation, struct gen **out)
 {
     char logp[PATH_MAX], idxp[PATH_MAX], cachep[PATH_MAX];
     int rc;
-    if ((rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, generation)) < 0 ||
-        (rc = path_in(mb, idxp, sizeof idxp, "index", 0)) < 0 ||
-        (rc = path_in(mb, cachep, sizeof cachep, "cache.%" PRIu64, generation)) < 0)
+    if ((rc = store_mbox_path(mb, logp, sizeof logp, "log.%" PRIu64, generation)) < 0 ||
+        (rc = store_mbox_path(mb, idxp, sizeof idxp, "index", 0)) < 0 ||
+        (rc = store_mbox_path(mb, cachep, sizeof cachep, "cache.%" PRIu64, generation)) < 0)
         return rc;
-    rc = gen_open_paths(logp, idxp, cachep, 0, out);
+    rc = store_gen_open_paths(logp, idxp, cachep, 0, out);
     if (rc == 0)
         (*out)->generation = generation;
     return rc;
@@ -237,13 +237,13 @@ int idx_reserve(struct gen *g, uint32_t count)
         n = n < (64u << 20) ? n * 2 : n + (64u << 20);
     if ((rc = idx_alloc(g, n)) < 0)
         return rc;
-    return mapchain_get(&g->idx, 0, need) ? 0 : -ENOMEM;
+    return store_mapchain_get(&g->idx, 0, need) ? 0 : -ENOMEM;
 }
 
 int cache_add(struct gen *g, const char *raw, size_t len, uint64_t *off,
               uint32_t *clen)
 {
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     store_buf b = {0};
     struct cache_rec cr = {0};
     int rc = store_buf_append(&b, &cr, sizeof cr);
@@ -261,7 +261,7 @@ int cache_add(struct gen *g, const char *raw, size_t len, uint64_t *off,
     uint64_t at = h->cache_end;
     if (at < CACHE_HDR_SIZE)
         at = CACHE_HDR_SIZE;
-    if ((rc = fs_pwrite_all(g->cache_fd, b.data, b.len, at)) < 0)
+    if ((rc = store_fs_pwrite_all(g->cache_fd, b.data, b.len, at)) < 0)
         goto out;
     *off = at;
     *clen = cr.len;
@@ -294,7 +294,7 @@ static int apply_message(struct gen *g, struct idx_hdr *h,
     memcpy(&m, r + 1, sizeof m);
     uint32_t count = h->count + g->pend;
     RM_ASSERT(m.uid != 0 && m.hdr_len <= m.size);   /* log_rec_check */
-    if (count && gen_entry(g, count - 1)->uid >= m.uid)
+    if (count && store_gen_entry(g, count - 1)->uid >= m.uid)
         return 0;   /* already applied (replay after a crash) */
     const char *raw = (const char *)(r + 1) + sizeof m;
     struct idx_entry e = {0};
@@ -303,7 +303,7 @@ static int apply_message(struct gen *g, struct idx_hdr *h,
         return rc;
     if ((rc = idx_reserve(g, count + 1)) < 0)
         return rc;
-    h = gen_hdr(g);
+    h = store_gen_hdr(g);
     e.uid = m.uid;
     e.size = m.size;
     e.fm = FM_MAKE(m.modseq, m.flags & STORE_F_ALL);
@@ -312,13 +312,13 @@ static int apply_message(struct gen *g, struct idx_hdr *h,
     e.internal_date = m.internal_date;
     e.hdr_len = m.hdr_len;
     e.tz_min = m.tz_min;
-    e.crc = entry_crc(&e);
-    *gen_entry(g, count) = e;
+    e.crc = store_entry_crc(&e);
+    *store_gen_entry(g, count) = e;
     g->pend++;
     if (m.uid >= h->uidnext)
         A_STORE(&h->uidnext, m.uid + 1);
     bump_modseq(h, m.modseq);
-    /* Counters move with the count, at publication (see idx_apply). */
+    /* Counters move with the count, at publication (see store_idx_apply). */
     g->pend_messages.unseen += !(m.flags & STORE_F_SEEN);
     g->pend_messages.deleted += !!(m.flags & STORE_F_DELETED);
     g->pend_messages.size += m.size;
@@ -340,8 +340,8 @@ static void apply_flags(struct gen *g, struct idx_hdr *h,
     for (uint32_t i = 0; i < f.nranges; i++) {
         struct log_range rg;
         memcpy(&rg, rp + i * sizeof rg, sizeof rg);
-        for (uint32_t p = gen_lower_bound(g, count, rg.lo); p < count; p++) {
-            struct idx_entry *e = gen_entry(g, p);
+        for (uint32_t p = store_gen_lower_bound(g, count, rg.lo); p < count; p++) {
+            struct idx_entry *e = store_gen_entry(g, p);
             if (e->uid > rg.hi)
                 break;
             uint64_t fm = A_LOAD(&e->fm);
@@ -375,8 +375,8 @@ static void apply_expunge(struct gen *g, struct idx_hdr *h,
     for (uint32_t i = 0; i < x.nranges; i++) {
         struct log_range rg;
         memcpy(&rg, rp + i * sizeof rg, sizeof rg);
-        for (uint32_t p = gen_lower_bound(g, count, rg.lo); p < count; p++) {
-            struct idx_entry *e = gen_entry(g, p);
+        for (uint32_t p = store_gen_lower_bound(g, count, rg.lo); p < count; p++) {
+            struct idx_entry *e = store_gen_entry(g, p);
             if (e->uid > rg.hi)
                 break;
             uint64_t fm = A_LOAD(&e->fm);
@@ -432,7 +432,7 @@ static void apply_keyword(struct idx_hdr *h, const struct log_rec *r)
  * live.  Hence the order:
  *
  *   1. checkpoint: msync every page, fdatasync log and cache, write the
- *      checkpoint slot, msync the header (mbox_checkpoint);
+ *      checkpoint slot, msync the header (store_mbox_checkpoint);
  *   2. before the first change after it, clear both slots and msync the
  *      header (here): a checkpoint on disk is now never older than a page
  *      beside it, because no page changes until the retraction is on disk;
@@ -453,11 +453,11 @@ static int ckpt_retract(struct idx_hdr *h)
     return 0;
 }
 
-int idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
+int store_idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
               uint64_t off)
 {
     (void)mb;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     int rc = ckpt_retract(h);
     RM_ASSERT(r->type >= LOG_MESSAGE && r->type <= LOG_KEYWORD);
     if (rc < 0)
@@ -475,7 +475,7 @@ int idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
         memset(&g->pend_messages, 0, sizeof g->pend_messages);
         return rc;
     }
-    h = gen_hdr(g);
+    h = store_gen_hdr(g);
     if (!(r->rflags & LOGF_CONT)) {
         /* The end of a transaction: publish its messages together. */
         if (g->pend) {
@@ -494,35 +494,35 @@ int idx_apply(struct store_mbox *mb, struct gen *g, const struct log_rec *r,
 
 /* ---- catch-up, checkpoint, rebuild --------------------------------------- */
 
-int gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *skipped)
+int store_gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *skipped)
 {
     uint64_t size;
     int rc = file_size(g->log_fd, &size);
     if (rc < 0)
         return rc;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     uint64_t off = h->log_applied;
     if (off < LOG_HDR_SIZE)
         off = LOG_HDR_SIZE;
     if (off > size)
         return -EBADMSG;    /* the index is ahead of the log */
-    const uint8_t *base = size > off ? mapchain_get(&g->log, 0, size) : NULL;
+    const uint8_t *base = size > off ? store_mapchain_get(&g->log, 0, size) : NULL;
     if (size > off && !base)
         return -ENOMEM;
     while (off < size) {
         uint64_t end;
-        log_scan_end(base, size, off, &end);
+        store_log_scan_end(base, size, off, &end);
         while (off < end) {
             const struct log_rec *r = (const void *)(base + off);
-            RM_ASSERT(off + rec_bytes(r) <= end);   /* log_scan_end checked it */
-            if ((rc = idx_apply(NULL, g, r, off)) < 0)
+            RM_ASSERT(off + rec_bytes(r) <= end);   /* store_log_scan_end checked it */
+            if ((rc = store_idx_apply(NULL, g, r, off)) < 0)
                 return rc;
             off += rec_bytes(r);
         }
         A_STORE(&h->log_applied, ALIGN8(off));
         if (off >= size)
             break;
-        uint64_t next = log_resync(base, size, off);
+        uint64_t next = store_log_resync(base, size, off);
         if (next >= size) {
             /* A torn tail: a write that was never acknowledged. */
             if (mode != CU_KEEP) {
@@ -547,7 +547,7 @@ int gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *skipped)
 
 int mbox_catch_up(struct store_mbox *mb, struct gen *g)
 {
-    return gen_catch_up(g, CU_CUT, &mb->log_end, NULL);
+    return store_gen_catch_up(g, CU_CUT, &mb->log_end, NULL);
 }
 
 static uint32_t ckpt_crc(const struct idx_ckpt *c)
@@ -555,12 +555,12 @@ static uint32_t ckpt_crc(const struct idx_ckpt *c)
     return store_crc32c(0, c, offsetof(struct idx_ckpt, crc));
 }
 
-int mbox_checkpoint(struct store_mbox *mb, struct gen *g)
+int store_mbox_checkpoint(struct store_mbox *mb, struct gen *g)
 {
     (void)mb;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     uint64_t isz = IDX_HDR_SIZE + (uint64_t)h->count * sizeof(struct idx_entry);
-    uint8_t *base = mapchain_get(&g->idx, 0, isz);
+    uint8_t *base = store_mapchain_get(&g->idx, 0, isz);
     if (!base)
         return -ENOMEM;
     if (fdatasync(g->cache_fd) < 0 || fdatasync(g->log_fd) < 0 ||
@@ -595,7 +595,7 @@ static uint32_t idx_static_crc(const struct idx_hdr *h)
     return store_crc32c(0, h, offsetof(struct idx_hdr, static_crc));
 }
 
-void idx_hdr_init(struct idx_hdr *h, const struct log_file_hdr *lh)
+void store_idx_hdr_init(struct idx_hdr *h, const struct log_file_hdr *lh)
 {
     memset(h, 0, sizeof *h);
     memcpy(h->magic, IDX_MAGIC, 8);
@@ -613,25 +613,25 @@ void idx_hdr_init(struct idx_hdr *h, const struct log_file_hdr *lh)
     h->kw_crc = idx_kw_crc(h);
     h->log_applied = LOG_HDR_SIZE;
     h->cache_end = CACHE_HDR_SIZE;
-    fs_boot_id(h->boot_id);
+    store_fs_boot_id(h->boot_id);
 }
 
-int cache_hdr_write(int fd, uint64_t generation)
+int store_cache_hdr_write(int fd, uint64_t generation)
 {
     struct cache_file_hdr ch = {0};
     memcpy(ch.magic, CACHE_MAGIC, 8);
     ch.version = FMT_VERSION;
     ch.hdr_size = CACHE_HDR_SIZE;
     ch.generation = generation;
-    return fs_pwrite_all(fd, &ch, sizeof ch, 0);
+    return store_fs_pwrite_all(fd, &ch, sizeof ch, 0);
 }
 
-int read_log_hdr(int fd, struct log_file_hdr *lh)
+int store_log_hdr_read(int fd, struct log_file_hdr *lh)
 {
-    int rc = fs_pread_all(fd, lh, sizeof *lh, 0);
+    int rc = store_fs_pread_all(fd, lh, sizeof *lh, 0);
     if (rc == -EIO)
         return -EBADMSG;
-    return rc < 0 ? rc : log_hdr_check(lh);
+    return rc < 0 ? rc : store_log_hdr_check(lh);
 }
 
 /* Build a fresh index + cache for log.<generation> from the log alone and
@@ -643,40 +643,40 @@ static int rebuild_gen(struct store_mbox *mb, uint64_t generation,
     char idxt[PATH_MAX + 8], cachet[PATH_MAX + 8];
     struct gen *g = NULL;
     int rc;
-    if ((rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, generation)) < 0 ||
-        (rc = path_in(mb, idxp, sizeof idxp, "index", 0)) < 0 ||
-        (rc = path_in(mb, cachep, sizeof cachep, "cache.%" PRIu64, generation)) < 0)
+    if ((rc = store_mbox_path(mb, logp, sizeof logp, "log.%" PRIu64, generation)) < 0 ||
+        (rc = store_mbox_path(mb, idxp, sizeof idxp, "index", 0)) < 0 ||
+        (rc = store_mbox_path(mb, cachep, sizeof cachep, "cache.%" PRIu64, generation)) < 0)
         return rc;
     snprintf(idxt, sizeof idxt, "%s.tmp", idxp);
     snprintf(cachet, sizeof cachet, "%s.tmp", cachep);
     unlink(idxt);
     unlink(cachet);
-    if ((rc = gen_open_paths(logp, idxt, cachet, O_CREAT | O_TRUNC, &g)) < 0)
+    if ((rc = store_gen_open_paths(logp, idxt, cachet, O_CREAT | O_TRUNC, &g)) < 0)
         return rc;
     g->generation = generation;
     struct log_file_hdr lh;
-    if ((rc = read_log_hdr(g->log_fd, &lh)) < 0)
+    if ((rc = store_log_hdr_read(g->log_fd, &lh)) < 0)
         goto fail;
-    if ((rc = cache_hdr_write(g->cache_fd, generation)) < 0)
+    if ((rc = store_cache_hdr_write(g->cache_fd, generation)) < 0)
         goto fail;
-    idx_hdr_init(gen_hdr(g), &lh);
+    store_idx_hdr_init(store_gen_hdr(g), &lh);
     {
         uint64_t skipped = 0;
-        if ((rc = gen_catch_up(g, CU_SALVAGE, &mb->log_end, &skipped)) < 0)
+        if ((rc = store_gen_catch_up(g, CU_SALVAGE, &mb->log_end, &skipped)) < 0)
             goto fail;
     }
-    if ((rc = mbox_checkpoint(mb, g)) < 0)
+    if ((rc = store_mbox_checkpoint(mb, g)) < 0)
         goto fail;
     if (rename(cachet, cachep) < 0 || rename(idxt, idxp) < 0) {
         rc = -errno;
         goto fail;
     }
-    if ((rc = fs_fsync_dir(mb->dir)) < 0)
+    if ((rc = store_fs_fsync_dir(mb->dir)) < 0)
         goto fail;
     *out = g;
     return 0;
 fail:
-    gen_put(g);
+    store_gen_put(g);
     unlink(idxt);
     unlink(cachet);
     return rc;
@@ -692,7 +692,7 @@ static int rebuild_in_memory(struct store_mbox *mb, uint64_t generation,
 {
     char logp[PATH_MAX], idxp[64], cachep[64];
     struct gen *g = NULL;
-    int rc = path_in(mb, logp, sizeof logp, "log.%" PRIu64, generation);
+    int rc = store_mbox_path(mb, logp, sizeof logp, "log.%" PRIu64, generation);
     if (rc < 0)
         return rc;
     int ifd = memfd_create("ringmail-index", MFD_CLOEXEC);
@@ -701,25 +701,25 @@ static int rebuild_in_memory(struct store_mbox *mb, uint64_t generation,
         rc = -errno;
         goto out;
     }
-    /* gen_open_paths opens by name: the memfds' names in /proc. */
+    /* store_gen_open_paths opens by name: the memfds' names in /proc. */
     snprintf(idxp, sizeof idxp, "/proc/self/fd/%d", ifd);
     snprintf(cachep, sizeof cachep, "/proc/self/fd/%d", cfd);
-    if ((rc = gen_open_paths(logp, idxp, cachep, O_CREAT, &g)) < 0)
+    if ((rc = store_gen_open_paths(logp, idxp, cachep, O_CREAT, &g)) < 0)
         goto out;
     g->generation = generation;
     struct log_file_hdr lh;
     uint64_t end;
-    if ((rc = read_log_hdr(g->log_fd, &lh)) < 0 ||
-        (rc = cache_hdr_write(g->cache_fd, generation)) < 0)
+    if ((rc = store_log_hdr_read(g->log_fd, &lh)) < 0 ||
+        (rc = store_cache_hdr_write(g->cache_fd, generation)) < 0)
         goto out;
-    idx_hdr_init(gen_hdr(g), &lh);
-    if ((rc = gen_catch_up(g, CU_KEEP, &end, NULL)) < 0)
+    store_idx_hdr_init(store_gen_hdr(g), &lh);
+    if ((rc = store_gen_catch_up(g, CU_KEEP, &end, NULL)) < 0)
         goto out;
     mb->failed = -ENOSPC;
     *out = g;
     g = NULL;
 out:
-    gen_put(g);
+    store_gen_put(g);
     if (ifd >= 0)
         close(ifd);
     if (cfd >= 0)
@@ -727,7 +727,7 @@ out:
     return rc;
 }
 
-void gen_recent_handover(struct gen *old, struct gen *ng)
+void store_gen_recent_handover(struct gen *old, struct gen *ng)
 {
     /* Claims are lock-free compare-and-swaps on the old header (see
      * store_mbox_claim_recent), from this process and others, right up to
@@ -739,7 +739,7 @@ void gen_recent_handover(struct gen *old, struct gen *ng)
      * its compare-and-swap and goes to the new header.  Nobody can claim
      * on the new header yet: it is not installed here, and other processes
      * reach it only through the writer lock, which the caller holds. */
-    struct idx_hdr *oh = gen_hdr(old), *nh = gen_hdr(ng);
+    struct idx_hdr *oh = store_gen_hdr(old), *nh = store_gen_hdr(ng);
     A_STORE(&oh->superseded, 1);
     uint32_t v = __atomic_exchange_n(&oh->recent_uid, RECENT_MOVED, __ATOMIC_ACQ_REL);
     if (v == RECENT_MOVED)
@@ -750,7 +750,7 @@ void gen_recent_handover(struct gen *old, struct gen *ng)
         A_STORE(&nh->recent_uid, v);
 }
 
-int mbox_rebuild(struct store_mbox *mb)
+int store_mbox_rebuild(struct store_mbox *mb)
 {
     struct gen *old = mb->gen, *g;
     int rc = rebuild_gen(mb, old->generation, &g);
@@ -758,8 +758,8 @@ int mbox_rebuild(struct store_mbox *mb)
         return rc;
     /* A rebuilt index starts with nothing claimed; what was claimed in the
      * old one stays claimed. */
-    gen_recent_handover(old, g);
-    mbox_gen_install(mb, g);
+    store_gen_recent_handover(old, g);
+    store_mbox_gen_install(mb, g);
     return 0;
 }
 
@@ -800,10 +800,10 @@ static int newest_log(const char *dir, uint64_t *out)
  * for its whole run, so that its temporary files, written without the
  * writer lock, are never taken for the leftovers of a dead one.  Returns
  * the locked fd, -EWOULDBLOCK if a compaction holds it and !wait. */
-int mbox_compact_lock(struct store_mbox *mb, bool wait)
+int store_mbox_compact_lock(struct store_mbox *mb, bool wait)
 {
     char p[PATH_MAX];
-    int rc = path_in(mb, p, sizeof p, "compact.lock", 0);
+    int rc = store_mbox_path(mb, p, sizeof p, "compact.lock", 0);
     if (rc < 0)
         return rc;
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -819,7 +819,7 @@ int mbox_compact_lock(struct store_mbox *mb, bool wait)
     return fd;
 }
 
-void mbox_compact_unlock(int fd)
+void store_mbox_compact_unlock(int fd)
 {
     if (fd >= 0)
         close(fd);  /* drops the flock */
@@ -836,7 +836,7 @@ static bool tmp_name(const char *name)
            !strcmp(name, "cache.check");
 }
 
-int mbox_sweep(struct store_mbox *mb, uint64_t keep, unsigned *removed)
+int store_mbox_sweep(struct store_mbox *mb, uint64_t keep, unsigned *removed)
 {
     /* Writer lock held: no rebuild or check of another process is running,
      * and compaction renames its files to their final names only under it.
@@ -845,11 +845,11 @@ int mbox_sweep(struct store_mbox *mb, uint64_t keep, unsigned *removed)
      * never happened), and so is every temporary file, unless a compaction
      * is running right now: its phase 1 works without the writer lock, and
      * then its files are left alone (they are swept at a later open). */
-    int cfd = mbox_compact_lock(mb, false);
+    int cfd = store_mbox_compact_lock(mb, false);
     bool tmp_ok = cfd >= 0;
     DIR *d = opendir(mb->dir);
     if (!d) {
-        mbox_compact_unlock(cfd);
+        store_mbox_compact_unlock(cfd);
         return -errno;
     }
     unsigned n = 0;
@@ -865,7 +865,7 @@ int mbox_sweep(struct store_mbox *mb, uint64_t keep, unsigned *removed)
             n++;
     }
     closedir(d);
-    mbox_compact_unlock(cfd);
+    store_mbox_compact_unlock(cfd);
     if (removed)
         *removed = n;
     return 0;
@@ -877,7 +877,7 @@ static int idx_sane(struct gen *g, uint64_t log_size, const struct log_file_hdr 
     uint64_t isz = 0;
     if (file_size(g->idx_fd, &isz) < 0 || isz < IDX_HDR_SIZE)
         return 0;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     if (memcmp(h->magic, IDX_MAGIC, 8) || h->version != FMT_VERSION ||
         h->hdr_size != IDX_HDR_SIZE || h->entry_size != sizeof(struct idx_entry) ||
         h->static_crc != idx_static_crc(h) || h->generation != lh->generation ||
@@ -893,19 +893,19 @@ static int idx_sane(struct gen *g, uint64_t log_size, const struct log_file_hdr 
         h->kw_crc != idx_kw_crc(h) || h->recent_uid > h->uidnext)
         return 0;
     uint8_t boot[16];
-    fs_boot_id(boot);
+    store_fs_boot_id(boot);
     if (memcmp(boot, h->boot_id, 16) != 0 && !ckpt_current(h))
         return 0;   /* the machine went down since unsynced changes */
     /* Spot-check entries: the last, and a few spread over the file. */
     uint32_t n = h->count;
     for (uint32_t k = 0; k < 16 && n; k++) {
         uint32_t p = k == 0 ? n - 1 : (uint32_t)((uint64_t)n * k / 16);
-        const struct idx_entry *e = gen_entry(g, p);
-        if (e->crc != entry_crc(e) || e->uid == 0 || e->uid >= h->uidnext ||
+        const struct idx_entry *e = store_gen_entry(g, p);
+        if (e->crc != store_entry_crc(e) || e->uid == 0 || e->uid >= h->uidnext ||
             e->log_off + sizeof(struct log_rec) + sizeof(struct log_message) +
                 e->size > log_size)
             return 0;
-        if (p && gen_entry(g, p - 1)->uid >= e->uid)
+        if (p && store_gen_entry(g, p - 1)->uid >= e->uid)
             return 0;
     }
     return 1;
@@ -915,21 +915,21 @@ static int idx_sane(struct gen *g, uint64_t log_size, const struct log_file_hdr 
 static int mbox_recover(struct store_mbox *mb)
 {
     char idxp[PATH_MAX];
-    int rc = path_in(mb, idxp, sizeof idxp, "index", 0);
+    int rc = store_mbox_path(mb, idxp, sizeof idxp, "index", 0);
     if (rc < 0)
         return rc;
     uint64_t generation = 0;
     int fd = open(idxp, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         struct idx_hdr h;
-        if (fs_pread_all(fd, &h, offsetof(struct idx_hdr, static_crc) + 4, 0) == 0 &&
+        if (store_fs_pread_all(fd, &h, offsetof(struct idx_hdr, static_crc) + 4, 0) == 0 &&
             memcmp(h.magic, IDX_MAGIC, 8) == 0 && h.static_crc == idx_static_crc(&h))
             generation = h.generation;
         close(fd);
     }
     char logp[PATH_MAX];
     if (generation) {
-        path_in(mb, logp, sizeof logp, "log.%" PRIu64, generation);
+        store_mbox_path(mb, logp, sizeof logp, "log.%" PRIu64, generation);
         if (access(logp, F_OK) != 0)
             generation = 0;
     }
@@ -944,14 +944,14 @@ static int mbox_recover(struct store_mbox *mb)
     if (rc == 0) {
         struct log_file_hdr lh;
         uint64_t lsz = 0;
-        if ((rc = read_log_hdr(g->log_fd, &lh)) < 0 ||
+        if ((rc = store_log_hdr_read(g->log_fd, &lh)) < 0 ||
             (rc = file_size(g->log_fd, &lsz)) < 0) {
-            gen_put(g);
+            store_gen_put(g);
             return rc;
         }
         ok = idx_sane(g, lsz, &lh);
         if (ok) {
-            struct idx_hdr *h = gen_hdr(g);
+            struct idx_hdr *h = store_gen_hdr(g);
             rc = mbox_catch_up(mb, g);
             if (rc == -EBADMSG)
                 ok = false;
@@ -961,13 +961,13 @@ static int mbox_recover(struct store_mbox *mb)
                  * the next write applies them first (or fails alike). */
                 rc = 0;
             else if (rc < 0) {
-                gen_put(g);
+                store_gen_put(g);
                 return rc;
             }
-            fs_boot_id(h->boot_id);
+            store_fs_boot_id(h->boot_id);
         }
         if (!ok)
-            gen_put(g);
+            store_gen_put(g);
     }
     if (!ok) {
         rc = rebuild_gen(mb, generation, &g);
@@ -981,14 +981,14 @@ static int mbox_recover(struct store_mbox *mb)
     }
     mb->gen = g;
     /* Leftovers of an interrupted compaction or rebuild. */
-    mbox_sweep(mb, generation, NULL);
+    store_mbox_sweep(mb, generation, NULL);
     return 0;
 }
 
-int mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity)
+int store_mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity)
 {
     char p[PATH_MAX];
-    int rc = fs_mkdirs(dir, 0700);
+    int rc = store_fs_mkdirs(dir, 0700);
     if (rc < 0)
         return rc;
     struct log_file_hdr lh = {0};
@@ -1000,16 +1000,16 @@ int mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity)
     lh.uidvalidity = uidvalidity;
     lh.base_uidnext = 1;
     lh.base_modseq = 1;
-    log_hdr_seal(&lh);
+    store_log_hdr_seal(&lh);
     snprintf(p, sizeof p, "%s/log.1", dir);
-    if ((rc = fs_write_atomic(p, &lh, sizeof lh)) < 0)
+    if ((rc = store_fs_write_atomic(p, &lh, sizeof lh)) < 0)
         return rc;
     snprintf(p, sizeof p, "%s/lock", dir);
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
     close(fd);
-    return fs_fsync_dir(dir);
+    return store_fs_fsync_dir(dir);
 }
 
 /* ---- locking --------------------------------------------------------------- */
@@ -1022,7 +1022,7 @@ static int same_file(int fd, const char *path)
     return a.st_ino == b.st_ino && a.st_dev == b.st_dev;
 }
 
-int mbox_wlock(struct store_mbox *mb)
+int store_mbox_wlock(struct store_mbox *mb)
 {
     pthread_mutex_lock(&mb->wlock);
     if (flock(mb->lock_fd, LOCK_EX) < 0) {
@@ -1033,18 +1033,18 @@ int mbox_wlock(struct store_mbox *mb)
     int rc = 0;
     struct gen *g = mb->gen;
     char idxp[PATH_MAX];
-    path_in(mb, idxp, sizeof idxp, "index", 0);
-    if (A_LOAD(&gen_hdr(g)->superseded) || !same_file(g->idx_fd, idxp)) {
+    store_mbox_path(mb, idxp, sizeof idxp, "index", 0);
+    if (A_LOAD(&store_gen_hdr(g)->superseded) || !same_file(g->idx_fd, idxp)) {
         /* Another process compacted or rebuilt: move to its files. */
         struct idx_hdr h;
         int fd = open(idxp, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fs_pread_all(fd, &h, sizeof h.magic + 64, 0) < 0) {
+        if (fd < 0 || store_fs_pread_all(fd, &h, sizeof h.magic + 64, 0) < 0) {
             rc = fd < 0 ? -errno : -EBADMSG;
         } else {
             struct gen *ng;
             rc = gen_open(mb, h.generation, &ng);
             if (rc == 0)
-                mbox_gen_install(mb, ng);
+                store_mbox_gen_install(mb, ng);
         }
         if (fd >= 0)
             close(fd);
@@ -1054,7 +1054,7 @@ int mbox_wlock(struct store_mbox *mb)
     }
     rc = mbox_catch_up(mb, g);
     if (rc == -EBADMSG)
-        rc = mbox_rebuild(mb);
+        rc = store_mbox_rebuild(mb);
     if (rc < 0)
         goto fail;
     return 0;
@@ -1064,7 +1064,7 @@ fail:
     return rc;
 }
 
-void mbox_wunlock(struct store_mbox *mb)
+void store_mbox_wunlock(struct store_mbox *mb)
 {
     RM_ASSERT(pthread_mutex_trylock(&mb->wlock) == EBUSY);     /* held */
     flock(mb->lock_fd, LOCK_UN);
@@ -1073,7 +1073,7 @@ void mbox_wunlock(struct store_mbox *mb)
 
 /* ---- open / close ------------------------------------------------------------ */
 
-int mbox_open_dir(struct store_user *u, uint64_t id, const char *dir,
+int store_mbox_open_dir(struct store_user *u, uint64_t id, const char *dir,
                   struct store_mbox **out)
 {
     struct store_mbox *mb = calloc(1, sizeof *mb);
@@ -1112,11 +1112,11 @@ int mbox_open_dir(struct store_user *u, uint64_t id, const char *dir,
     *out = mb;
     return 0;
 fail:
-    mbox_destroy(mb);
+    store_mbox_destroy(mb);
     return rc;
 }
 
-void mbox_destroy(struct store_mbox *mb)
+void store_mbox_destroy(struct store_mbox *mb)
 {
     if (!mb)
         return;
@@ -1125,14 +1125,14 @@ void mbox_destroy(struct store_mbox *mb)
         if (flock(mb->lock_fd, LOCK_EX) == 0) {
             /* ... unless the last one still describes the index: closing
              * a mailbox that was only read costs no disk flush. */
-            struct idx_hdr *h = gen_hdr(mb->gen);
+            struct idx_hdr *h = store_gen_hdr(mb->gen);
             if (!A_LOAD(&h->superseded) && h->log_applied == mb->log_end &&
                 !ckpt_current(h))
-                mbox_checkpoint(mb, mb->gen);
+                store_mbox_checkpoint(mb, mb->gen);
             flock(mb->lock_fd, LOCK_UN);
         }
     }
-    gen_put(mb->gen);
+    store_gen_put(mb->gen);
     if (mb->lock_fd >= 0)
         close(mb->lock_fd);
     pthread_mutex_destroy(&mb->glock);
@@ -1145,9 +1145,9 @@ void mbox_destroy(struct store_mbox *mb)
 
 int store_mbox_refresh(struct store_mbox *mb)
 {
-    int rc = mbox_wlock(mb);
+    int rc = store_mbox_wlock(mb);
     if (rc == 0)
-        mbox_wunlock(mb);
+        store_mbox_wunlock(mb);
     return rc;
 }
 
@@ -1168,8 +1168,8 @@ int store_mbox_claim_recent(struct store_mbox *mb, uint32_t *first)
      * RECENT_MOVED) sends us through the writer lock, which moves to the
      * new files, and we claim there. */
     for (;;) {
-        struct gen *g = mbox_gen_get(mb);
-        struct idx_hdr *hh = gen_hdr(g);
+        struct gen *g = store_mbox_gen_get(mb);
+        struct idx_hdr *hh = store_gen_hdr(g);
         bool moved = A_LOAD(&hh->superseded);
         if (!moved) {
             uint32_t next = A_LOAD(&hh->uidnext);
@@ -1184,7 +1184,7 @@ int store_mbox_claim_recent(struct store_mbox *mb, uint32_t *first)
             if (!moved)
                 *first = old;
         }
-        gen_put(g);
+        store_gen_put(g);
         if (!moved)
             return 0;
         int rc = store_mbox_refresh(mb);
@@ -1195,15 +1195,15 @@ int store_mbox_claim_recent(struct store_mbox *mb, uint32_t *first)
 
 int store_mbox_status(struct store_mbox *mb, store_status *st)
 {
-    struct gen *g = mbox_gen_get(mb);
-    if (A_LOAD(&gen_hdr(g)->superseded)) {
-        gen_put(g);
+    struct gen *g = store_mbox_gen_get(mb);
+    if (A_LOAD(&store_gen_hdr(g)->superseded)) {
+        store_gen_put(g);
         int rc = store_mbox_refresh(mb);
         if (rc < 0)
             return rc;
-        g = mbox_gen_get(mb);
+        g = store_mbox_gen_get(mb);
     }
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     memset(st, 0, sizeof *st);
     st->messages = A_LOAD(&h->messages);
     st->unseen = A_LOAD(&h->unseen);
@@ -1221,17 +1221,17 @@ int store_mbox_status(struct store_mbox *mb, store_status *st)
     uint32_t recent = A_LOAD(&h->recent_uid);
     if (recent == RECENT_MOVED && A_LOAD(&h->superseded)) {
         /* Replaced while we read: ask the new index. */
-        gen_put(g);
+        store_gen_put(g);
         return store_mbox_status(mb, st);
     }
-    uint32_t p = gen_lower_bound(g, count, recent);
+    uint32_t p = store_gen_lower_bound(g, count, recent);
     if (p == 0) {
         st->recent = st->messages;  /* nobody has claimed any yet */
     } else {
         for (; p < count; p++)
-            if (!(FM_FLAGS(A_LOAD(&gen_entry(g, p)->fm)) & ENT_EXPUNGED))
+            if (!(FM_FLAGS(A_LOAD(&store_gen_entry(g, p)->fm)) & ENT_EXPUNGED))
                 st->recent++;
     }
-    gen_put(g);
+    store_gen_put(g);
     return 0;
 }

@@ -29,7 +29,7 @@ static void tomb_put(struct tombcache *t)
 
 static struct tombcache *tomb_get(struct gen *g, uint32_t count)
 {
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     uint64_t xseq = A_LOAD(&h->expunge_seq);
     pthread_mutex_lock(&g->tlock);
     struct tombcache *t = g->tomb;
@@ -47,7 +47,7 @@ static struct tombcache *tomb_get(struct gen *g, uint32_t count)
     t->expunge_seq = xseq;
     size_t cap = 0;
     for (uint32_t p = 0; p < count; p++) {
-        if (!(FM_FLAGS(A_LOAD(&gen_entry(g, p)->fm)) & ENT_EXPUNGED))
+        if (!(FM_FLAGS(A_LOAD(&store_gen_entry(g, p)->fm)) & ENT_EXPUNGED))
             continue;
         if (t->n == cap) {
             cap = cap ? cap * 2 : 256;
@@ -71,26 +71,26 @@ static struct tombcache *tomb_get(struct gen *g, uint32_t count)
 
 store_snap *store_snap_get(store_mbox *mb)
 {
-    struct gen *g = mbox_gen_get(mb);
-    if (A_LOAD(&gen_hdr(g)->superseded)) {
-        gen_put(g);
+    struct gen *g = store_mbox_gen_get(mb);
+    if (A_LOAD(&store_gen_hdr(g)->superseded)) {
+        store_gen_put(g);
         if (store_mbox_refresh(mb) < 0)
             return NULL;
-        g = mbox_gen_get(mb);
+        g = store_mbox_gen_get(mb);
     }
     store_snap *s = calloc(1, sizeof *s);
     if (!s) {
-        gen_put(g);
+        store_gen_put(g);
         return NULL;
     }
     s->mb = mb;
     s->g = g;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     s->count = A_LOAD(&h->count);
     s->uidnext = A_LOAD(&h->uidnext);
     s->highestmodseq = A_LOAD(&h->highestmodseq);
     /* The entry pages must be mapped before anyone dereferences them. */
-    if (s->count && !gen_entry(g, s->count - 1)) {
+    if (s->count && !store_gen_entry(g, s->count - 1)) {
         store_snap_put(s);
         return NULL;
     }
@@ -115,7 +115,7 @@ void store_snap_put(store_snap *s)
         r = n;
     }
     tomb_put(s->tomb);
-    gen_put(s->g);
+    store_gen_put(s->g);
     free(s);
 }
 
@@ -123,11 +123,11 @@ uint32_t store_snap_messages(const store_snap *s) { return s->live; }
 uint32_t store_snap_entries(const store_snap *s) { return s->count; }
 uint32_t store_snap_uidnext(const store_snap *s) { return s->uidnext; }
 uint64_t store_snap_highestmodseq(const store_snap *s) { return s->highestmodseq; }
-uint32_t store_snap_uidvalidity(const store_snap *s) { return gen_hdr(s->g)->uidvalidity; }
+uint32_t store_snap_uidvalidity(const store_snap *s) { return store_gen_hdr(s->g)->uidvalidity; }
 
 const char *store_snap_keyword(const store_snap *s, unsigned i)
 {
-    struct idx_hdr *h = gen_hdr(s->g);
+    struct idx_hdr *h = store_gen_hdr(s->g);
     if (i >= A_LOAD(&h->nkeywords) || !h->keywords[i][0])
         return NULL;
     return h->keywords[i];
@@ -135,7 +135,7 @@ const char *store_snap_keyword(const store_snap *s, unsigned i)
 
 int store_snap_keyword_index(const store_snap *s, const char *name)
 {
-    struct idx_hdr *h = gen_hdr(s->g);
+    struct idx_hdr *h = store_gen_hdr(s->g);
     unsigned n = A_LOAD(&h->nkeywords);
     for (unsigned i = 0; i < n; i++)
         if (!strcasecmp(h->keywords[i], name))
@@ -160,7 +160,7 @@ int store_snap_entry(const store_snap *s, uint32_t pos, store_msg *m)
 {
     if (pos >= s->count)
         return -ERANGE;
-    const struct idx_entry *e = gen_entry(s->g, pos);
+    const struct idx_entry *e = store_gen_entry(s->g, pos);
     fill_msg(e, m);
     return (FM_FLAGS(A_LOAD(&e->fm)) & ENT_EXPUNGED) ? 0 : 1;
 }
@@ -204,7 +204,7 @@ static const struct tombcache *snap_tombs(const store_snap *cs)
 uint32_t store_snap_seq_of_uid(const store_snap *s, uint32_t uid)
 {
     snap_tombs(s);
-    int64_t p = gen_find(s->g, s->count, uid);
+    int64_t p = store_gen_find(s->g, s->count, uid);
     if (p < 0 || is_tomb(s->tomb, (uint32_t)p))
         return 0;
     return (uint32_t)p - tombs_below(s->tomb, (uint32_t)p) + 1;
@@ -216,7 +216,7 @@ uint32_t store_snap_uid_of_seq(const store_snap *s, uint32_t seq)
     if (seq == 0 || seq > s->live)
         return 0;
     if (!s->tomb)
-        return gen_entry(s->g, seq - 1)->uid;
+        return store_gen_entry(s->g, seq - 1)->uid;
     /* Smallest pos whose live rank (pos + 1 - tombs_below(pos + 1)) is seq. */
     uint32_t lo = seq - 1, hi = s->count - 1;
     while (lo < hi) {
@@ -227,15 +227,15 @@ uint32_t store_snap_uid_of_seq(const store_snap *s, uint32_t seq)
             hi = mid;
     }
     RM_ASSERT(lo < s->count);
-    return gen_entry(s->g, lo)->uid;
+    return store_gen_entry(s->g, lo)->uid;
 }
 
 static const struct idx_entry *find_live(const store_snap *s, uint32_t uid)
 {
-    int64_t p = gen_find(s->g, s->count, uid);
+    int64_t p = store_gen_find(s->g, s->count, uid);
     if (p < 0)
         return NULL;
-    const struct idx_entry *e = gen_entry(s->g, (uint32_t)p);
+    const struct idx_entry *e = store_gen_entry(s->g, (uint32_t)p);
     if (FM_FLAGS(A_LOAD(&e->fm)) & ENT_EXPUNGED)
         return NULL;
     return e;
@@ -243,7 +243,7 @@ static const struct idx_entry *find_live(const store_snap *s, uint32_t uid)
 
 int store_snap_lookup(const store_snap *s, uint32_t uid, store_msg *m)
 {
-    int64_t p = gen_find(s->g, s->count, uid);
+    int64_t p = store_gen_find(s->g, s->count, uid);
     if (p < 0)
         return -ENOENT;
     return store_snap_entry(s, (uint32_t)p, m);
@@ -263,8 +263,8 @@ int store_snap_msg(const store_snap *s, uint32_t uid, store_msg *m)
  * follow its offsets. */
 static bool entry_sound(const store_snap *s, const struct idx_entry *e)
 {
-    const struct idx_hdr *h = gen_hdr(s->g);
-    return e->crc == entry_crc(e) &&
+    const struct idx_hdr *h = store_gen_hdr(s->g);
+    return e->crc == store_entry_crc(e) &&
            e->log_off + sizeof(struct log_rec) + sizeof(struct log_message) + e->size <=
                A_LOAD(&h->log_applied) &&
            (!e->cache_off || e->cache_off + sizeof(struct cache_rec) + e->cache_len <=
@@ -276,10 +276,10 @@ static bool entry_sound(const store_snap *s, const struct idx_entry *e)
 int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
                      size_t len, const char **ptr, size_t *got)
 {
-    int64_t p = gen_find(s->g, s->count, uid);
+    int64_t p = store_gen_find(s->g, s->count, uid);
     if (p < 0)
         return -ENOENT;
-    const struct idx_entry *e = gen_entry(s->g, (uint32_t)p);
+    const struct idx_entry *e = store_gen_entry(s->g, (uint32_t)p);
     if (!entry_sound(s, e))
         return -EBADMSG;
     if (off > e->size)
@@ -288,7 +288,7 @@ int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
     if (len < n)
         n = len;
     uint64_t at = e->log_off + sizeof(struct log_rec) + sizeof(struct log_message) + off;
-    const uint8_t *b = mapchain_get(&s->g->log, at, n);
+    const uint8_t *b = store_mapchain_get(&s->g->log, at, n);
     if (!b)
         return -ENOMEM;
     *ptr = (const char *)b;
@@ -298,14 +298,14 @@ int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
 
 int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c)
 {
-    int64_t p = gen_find(s->g, s->count, uid);
+    int64_t p = store_gen_find(s->g, s->count, uid);
     if (p < 0)
         return -ENOENT;
-    const struct idx_entry *e = gen_entry(s->g, (uint32_t)p);
+    const struct idx_entry *e = store_gen_entry(s->g, (uint32_t)p);
     if (!entry_sound(s, e))
         return -EBADMSG;
     if (e->cache_off) {
-        const uint8_t *b = mapchain_get(&s->g->cache, e->cache_off,
+        const uint8_t *b = store_mapchain_get(&s->g->cache, e->cache_off,
                                         sizeof(struct cache_rec) + e->cache_len);
         struct cache_rec cr;
         if (b) {
@@ -341,10 +341,10 @@ int store_snap_changed_since(const store_snap *s, uint64_t since,
                              store_uidlist *out)
 {
     for (uint32_t p = 0; p < s->count; p++) {
-        const struct idx_entry *e = gen_entry(s->g, p);
+        const struct idx_entry *e = store_gen_entry(s->g, p);
         uint64_t fm = A_LOAD(&e->fm);
         if (!(FM_FLAGS(fm) & ENT_EXPUNGED) && FM_MODSEQ(fm) > since) {
-            int rc = uidlist_add(out, e->uid);
+            int rc = store_uidlist_add(out, e->uid);
             if (rc < 0)
                 return rc;
         }
@@ -355,15 +355,15 @@ int store_snap_changed_since(const store_snap *s, uint64_t since,
 int store_snap_expunged_since(const store_snap *s, uint64_t since,
                               store_uidlist *out, bool *exact)
 {
-    struct idx_hdr *h = gen_hdr(s->g);
+    struct idx_hdr *h = store_gen_hdr(s->g);
     bool ex = since >= h->tomb_floor;
     int rc = 0;
     if (ex) {
         for (uint32_t p = 0; p < s->count && rc == 0; p++) {
-            const struct idx_entry *e = gen_entry(s->g, p);
+            const struct idx_entry *e = store_gen_entry(s->g, p);
             uint64_t fm = A_LOAD(&e->fm);
             if ((FM_FLAGS(fm) & ENT_EXPUNGED) && FM_MODSEQ(fm) > since)
-                rc = uidlist_add(out, e->uid);
+                rc = store_uidlist_add(out, e->uid);
         }
     } else {
         /* Tombstones were dropped: every UID below UIDNEXT that is not
@@ -374,15 +374,15 @@ int store_snap_expunged_since(const store_snap *s, uint64_t since,
             uint32_t upto = uidnext;
             bool live = false;
             if (p < s->count) {
-                const struct idx_entry *e = gen_entry(s->g, p);
+                const struct idx_entry *e = store_gen_entry(s->g, p);
                 upto = e->uid;
                 live = !(FM_FLAGS(A_LOAD(&e->fm)) & ENT_EXPUNGED);
             }
             for (uint32_t u = next; u < upto && rc == 0; u++)
-                rc = uidlist_add(out, u);
+                rc = store_uidlist_add(out, u);
             if (p < s->count) {
                 if (!live && rc == 0)
-                    rc = uidlist_add(out, upto);
+                    rc = store_uidlist_add(out, upto);
                 next = upto + 1;
             }
         }

@@ -391,7 +391,7 @@ static int list_save(store_user *u)
         free(buf);
         return -ENOMEM;
     }
-    int rc = fs_write_atomic(path, buf, len);
+    int rc = store_fs_write_atomic(path, buf, len);
     free(buf);
     if (rc == 0) {
         struct stat st;
@@ -459,10 +459,10 @@ static int new_box_files(store_user *u, uint64_t *id, uint32_t *uv)
     if (rc < 0)
         return rc;
     /* A leftover directory of a crashed create is not ours to reuse. */
-    fs_rmtree(dir);
-    rc = mbox_create_files(dir, *id, *uv);
+    store_fs_rmtree(dir);
+    rc = store_mbox_create_files(dir, *id, *uv);
     if (rc < 0)
-        fs_rmtree(dir);     /* a half-made one (a full disk) is nobody's */
+        store_fs_rmtree(dir);     /* a half-made one (a full disk) is nobody's */
     free(dir);
     return rc;
 }
@@ -551,7 +551,7 @@ int store_user_open(const char *mail_root, const char *user,
     }
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/m", u->root);
-    if ((rc = fs_mkdirs(path, 0700)) < 0)
+    if ((rc = store_fs_mkdirs(path, 0700)) < 0)
         goto fail;
     snprintf(path, sizeof path, "%s/lock", u->root);
     u->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -605,7 +605,7 @@ void store_user_close(store_user *u)
     /* Nobody can find the user now; what is left open is lingering. */
     for (store_mbox *m = u->open, *nx; m; m = nx) {
         nx = m->next;
-        mbox_destroy(m);
+        store_mbox_destroy(m);
     }
     u->open = NULL;
     user_free(u);
@@ -787,7 +787,7 @@ int store_mailbox_delete_ext(store_user *u, const char *name, unsigned flags)
     }
     char *dir;
     if (files && user_mbox_dir(u, id, &dir) == 0) {
-        fs_rmtree(dir);     /* the list no longer names it: best effort */
+        store_fs_rmtree(dir);     /* the list no longer names it: best effort */
         free(dir);
     }
 out:
@@ -997,7 +997,7 @@ int store_mbox_open(store_user *u, const char *name, store_mbox **out)
         }
     char *dir;
     if ((rc = user_mbox_dir(u, id, &dir)) == 0) {
-        rc = mbox_open_dir(u, id, dir, out);
+        rc = store_mbox_open_dir(u, id, dir, out);
         free(dir);
     }
     if (rc == 0) {
@@ -1039,7 +1039,7 @@ void store_mbox_close(store_mbox *mb)
     pthread_mutex_unlock(&u->lock);
     if (last) {
         if (!linger)
-            mbox_destroy(mb);
+            store_mbox_destroy(mb);
         store_user_close(u);    /* a lingering mailbox does not hold its user */
     }
 }
@@ -1056,17 +1056,17 @@ int store_mailbox_status(store_user *u, const char *name, store_status *st)
 }
 
 /* For store_user_orphans (check.c): the list, locked and current. */
-int user_list_lock(store_user *u)
+int store_user_list_lock(store_user *u)
 {
     return ulock(u);
 }
 
-void user_list_unlock(store_user *u)
+void store_user_list_unlock(store_user *u)
 {
     uunlock(u);
 }
 
-bool user_list_has_id(const store_user *u, uint64_t id)
+bool store_user_list_has_id(const store_user *u, uint64_t id)
 {
     for (size_t i = 0; i < u->nboxes; i++)
         if (u->boxes[i].id == id)

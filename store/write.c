@@ -52,7 +52,7 @@ void store_uidlist_free(store_uidlist *l)
     l->n = l->cap = 0;
 }
 
-int uidlist_add(store_uidlist *l, uint32_t uid)
+int store_uidlist_add(store_uidlist *l, uint32_t uid)
 {
     if (!l)
         return 0;
@@ -86,7 +86,7 @@ static int rec_begin(store_buf *b, size_t *at)
 static void rec_end(store_buf *b, size_t at, uint16_t type, uint16_t rflags)
 {
     struct log_rec *r = (struct log_rec *)(b->data + at);
-    log_rec_seal(r, type, rflags, (uint32_t)(b->len - at - sizeof *r));
+    store_log_rec_seal(r, type, rflags, (uint32_t)(b->len - at - sizeof *r));
 }
 
 /* Slot of a keyword, adding a KEYWORD record to the transaction for a new
@@ -190,7 +190,7 @@ static void undo_apply(struct idx_hdr *h, const struct txn_undo *u)
 static int txn_commit(struct store_mbox *mb, store_buf *b)
 {
     struct gen *g = mb->gen;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     uint64_t at = mb->log_end;
     static const uint8_t zero[8];
     struct txn_undo undo = {0};
@@ -204,11 +204,11 @@ static int txn_commit(struct store_mbox *mb, store_buf *b)
         rc = undo_save(h, b, &undo);
     if (rc < 0)
         return rc;
-    rc = fs_pwrite_all(g->log_fd, b->data, b->len, at);
+    rc = store_fs_pwrite_all(g->log_fd, b->data, b->len, at);
     if (rc < 0)
         goto cut;
     mb->log_end = at + b->len;
-    const uint8_t *base = mapchain_get(&g->log, 0, mb->log_end);
+    const uint8_t *base = store_mapchain_get(&g->log, 0, mb->log_end);
     if (!base) {
         rc = -ENOMEM;
         goto cut;
@@ -216,17 +216,17 @@ static int txn_commit(struct store_mbox *mb, store_buf *b)
     for (uint64_t off = at; off < mb->log_end;) {
         const struct log_rec *r = (const void *)(base + off);
         RM_ASSERT(off + ALIGN8(sizeof *r + (uint64_t)r->len) <= mb->log_end);
-        if ((rc = idx_apply(mb, g, r, off)) < 0)
+        if ((rc = store_idx_apply(mb, g, r, off)) < 0)
             goto cut;
         off += ALIGN8(sizeof *r + (uint64_t)r->len);
     }
     free(undo.keywords);
     return 0;
 cut:
-    /* Nothing of the transaction was published (idx_apply publishes at
+    /* Nothing of the transaction was published (store_idx_apply publishes at
      * its last record and forgot the pending entries), so no reader has
      * seen it; take back what reached the header and the files. */
-    undo_apply(gen_hdr(g), &undo);
+    undo_apply(store_gen_hdr(g), &undo);
     free(undo.keywords);
     mb->log_end = at;
     if (ftruncate(g->log_fd, (off_t)at) < 0 ||
@@ -243,7 +243,7 @@ cut:
 static void txn_close(store_buf *b, size_t last_at)
 {
     struct log_rec *r = (struct log_rec *)(b->data + last_at);
-    log_rec_seal(r, r->type, r->rflags & ~LOGF_CONT, r->len);
+    store_log_rec_seal(r, r->type, r->rflags & ~LOGF_CONT, r->len);
 }
 
 /* ---- the operations (writer lock held) --------------------------------------- */
@@ -265,7 +265,7 @@ static size_t header_len(const char *p, size_t n)
 
 static int do_append(struct store_mbox *mb, struct wop *op)
 {
-    struct idx_hdr *h = gen_hdr(mb->gen);
+    struct idx_hdr *h = store_gen_hdr(mb->gen);
     store_buf b = {0};
     const char *pending[STORE_MAX_KEYWORDS];
     unsigned npending = 0;
@@ -399,7 +399,7 @@ static int ranges_add(store_buf *b, uint32_t uid, uint32_t *n)
 static int do_flags(struct store_mbox *mb, struct wop *op)
 {
     struct gen *g = mb->gen;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     store_buf b = {0};
     const char *pending[STORE_MAX_KEYWORDS];
     unsigned npending = 0;
@@ -422,8 +422,8 @@ static int do_flags(struct store_mbox *mb, struct wop *op)
         goto out;
     uint32_t nr = 0, count = h->count;
     for (size_t i = 0; i < nset; i++) {
-        for (uint32_t p = gen_lower_bound(g, count, set[i].lo); p < count; p++) {
-            struct idx_entry *e = gen_entry(g, p);
+        for (uint32_t p = store_gen_lower_bound(g, count, set[i].lo); p < count; p++) {
+            struct idx_entry *e = store_gen_entry(g, p);
             if (e->uid > set[i].hi)
                 break;
             uint64_t fm = e->fm;
@@ -431,7 +431,7 @@ static int do_flags(struct store_mbox *mb, struct wop *op)
             if (fl & ENT_EXPUNGED)
                 continue;
             if (op->unchangedsince && FM_MODSEQ(fm) > op->unchangedsince) {
-                if ((rc = uidlist_add(op->modified, e->uid)) < 0)
+                if ((rc = store_uidlist_add(op->modified, e->uid)) < 0)
                     goto out;
                 continue;
             }
@@ -445,7 +445,7 @@ static int do_flags(struct store_mbox *mb, struct wop *op)
             if (nf == fl && nk == e->keywords)
                 continue;
             if ((rc = ranges_add(&b, e->uid, &nr)) < 0 ||
-                (rc = uidlist_add(op->changed, e->uid)) < 0)
+                (rc = store_uidlist_add(op->changed, e->uid)) < 0)
                 goto out;
         }
     }
@@ -467,7 +467,7 @@ out:
 static int do_expunge(struct store_mbox *mb, struct wop *op)
 {
     struct gen *g = mb->gen;
-    struct idx_hdr *h = gen_hdr(g);
+    struct idx_hdr *h = store_gen_hdr(g);
     store_buf b = {0};
     struct log_range *set = NULL;
     size_t nset = 0, at = 0;
@@ -479,15 +479,15 @@ static int do_expunge(struct store_mbox *mb, struct wop *op)
         goto out;
     uint32_t nr = 0, count = h->count;
     for (size_t i = 0; i < nset; i++) {
-        for (uint32_t p = gen_lower_bound(g, count, set[i].lo); p < count; p++) {
-            struct idx_entry *e = gen_entry(g, p);
+        for (uint32_t p = store_gen_lower_bound(g, count, set[i].lo); p < count; p++) {
+            struct idx_entry *e = store_gen_entry(g, p);
             if (e->uid > set[i].hi)
                 break;
             uint32_t fl = FM_FLAGS(e->fm);
             if ((fl & ENT_EXPUNGED) || (op->only_deleted && !(fl & STORE_F_DELETED)))
                 continue;
             if ((rc = ranges_add(&b, e->uid, &nr)) < 0 ||
-                (rc = uidlist_add(op->changed, e->uid)) < 0)
+                (rc = store_uidlist_add(op->changed, e->uid)) < 0)
                 goto out;
         }
     }
@@ -519,7 +519,7 @@ static int run_op(struct store_mbox *mb, struct wop *op)
 
 static void run_batch(struct store_mbox *mb, struct wop *batch)
 {
-    int rc = mb->failed ? mb->failed : mbox_wlock(mb);
+    int rc = mb->failed ? mb->failed : store_mbox_wlock(mb);
     if (rc < 0) {
         for (struct wop *o = batch; o; o = o->next)
             o->rc = rc;
@@ -559,7 +559,7 @@ static void run_batch(struct store_mbox *mb, struct wop *batch)
             }
         }
     }
-    mbox_wunlock(mb);
+    store_mbox_wunlock(mb);
 }
 
 /* The store_defer of this thread between store_defer_begin and _end. */
@@ -582,7 +582,7 @@ static void defer_add(store_defer *d, struct gen *g, uint64_t end)
         if (d->e[i].gen == g) {
             if (d->e[i].end < end)
                 d->e[i].end = end;
-            gen_put(g);
+            store_gen_put(g);
             return;
         }
     }
@@ -619,7 +619,7 @@ int store_defer_sync(store_defer *d)
 void store_defer_release(store_defer *d)
 {
     for (size_t i = 0; i < d->n; i++)
-        gen_put(d->e[i].gen);
+        store_gen_put(d->e[i].gen);
     d->n = 0;
 }
 
@@ -732,7 +732,7 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
     uint32_t count = store_snap_entries(s);
     struct gen *g = s->g;
     for (size_t i = 0; i < nrs; i++) {
-        for (uint32_t p = gen_lower_bound(g, count, rs[i].lo); p < count; p++) {
+        for (uint32_t p = store_gen_lower_bound(g, count, rs[i].lo); p < count; p++) {
             store_msg m;
             int live = store_snap_entry(s, p, &m);
             if (m.uid > rs[i].hi)
@@ -800,8 +800,8 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
         goto out;
     size_t su0 = src_uids ? src_uids->n : 0, du0 = dst_uids ? dst_uids->n : 0;
     for (size_t i = 0; i < n; i++) {
-        if ((src_uids && (rc = uidlist_add(src_uids, srcv[i])) < 0) ||
-            (dst_uids && (rc = uidlist_add(dst_uids, uids[i])) < 0))
+        if ((src_uids && (rc = store_uidlist_add(src_uids, srcv[i])) < 0) ||
+            (dst_uids && (rc = store_uidlist_add(dst_uids, uids[i])) < 0))
             goto out;
     }
     if (move) {
