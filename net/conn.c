@@ -22,6 +22,7 @@ static const net_conn_ops *ops_of(const struct net_conn *c)
 struct net_conn *net_conn_accepted(struct net_worker *w, int fd,
                                    const struct sockaddr *sa, unsigned l)
 {
+    RM_ASSERT(fd >= 0 && w == net_worker_self);
     struct net_conn *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
@@ -77,6 +78,7 @@ int net_stash_add(struct net_conn *c, const uint8_t *p, size_t n)
         st->cap = ncap;
         c->stash = st;
     }
+    RM_ASSERT(st && st->len + n <= st->cap);
     memcpy(st->data + st->len, p, n);
     st->len += n;
     return 0;
@@ -142,6 +144,7 @@ void net_conn_abort(struct net_conn *c)
 void net_conn_begin_close(struct net_conn *c)
 {
     struct net_worker *w = c->w;
+    RM_ASSERT_MSG(w == net_worker_self, "connection used off its worker");
     if (c->flags & (NC_CLOSING | NC_DEAD))
         return;
     c->flags |= NC_CLOSING;
@@ -175,6 +178,7 @@ static void zombie_add(struct net_worker *w, struct net_conn *c)
         w->zombies = z;
         w->zcap = cap;
     }
+    RM_ASSERT(!c->tidx);    /* off the timer heap: tidx now means this array */
     w->zombies[w->nzombies] = c;
     c->tidx = (uint32_t)++w->nzombies;
 }
@@ -183,6 +187,7 @@ static void zombie_del(struct net_worker *w, struct net_conn *c)
 {
     if (!c->tidx)
         return;
+    RM_ASSERT(c->tidx <= w->nzombies && w->zombies[c->tidx - 1] == c);
     size_t i = c->tidx - 1;
     struct net_conn *last = w->zombies[--w->nzombies];
     w->zombies[i] = last;
@@ -203,12 +208,15 @@ void net_conn_reap(struct net_conn *c)
 {
     if (!(c->flags & NC_DEAD) || c->refs || (c->flags & NC_QUEUED))
         return;
+    /* Finalized: out of the table, on_close delivered, input dropped. */
+    RM_ASSERT(!c->hnext && !(c->flags & NC_OPEN) && !c->stash);
     zombie_del(c->w, c);
     conn_free(c);
 }
 
 void net_conn_put(struct net_conn *c)
 {
+    RM_ASSERT(c->refs > 0);
     c->refs--;
     net_conn_reap(c);
 }
@@ -224,6 +232,7 @@ void net_conn_finalize(struct net_conn *c)
     c->flags |= NC_DEAD;
     net_heap_del(&w->heap, c);
     net_tab_del(&w->tab, c);
+    RM_ASSERT(w->nconns > 0 && !c->tidx);
     w->nconns--;
     net_out_release_all(c);
     if (c->tls)
@@ -247,6 +256,7 @@ void net_conn_service(struct net_conn *c)
 {
     struct net_worker *w = c->w;
     const net_conn_ops *ops = ops_of(c);
+    RM_ASSERT(w == net_worker_self && !(c->flags & NC_QUEUED));
 
     if (c->flags & NC_DEAD) {
         net_conn_reap(c);
@@ -289,6 +299,7 @@ void net_conn_service(struct net_conn *c)
 
 void net_conn_send(net_conn *c, const void *p, size_t n)
 {
+    RM_ASSERT_MSG(c->w == net_worker_self, "connection used off its worker");
     if (!n || (c->flags & (NC_DEAD | NC_ABORT)))
         return;
     if ((c->tls ? net_tls_send(c, p, n, NULL, NULL, true)
@@ -305,6 +316,7 @@ void net_conn_send(net_conn *c, const void *p, size_t n)
 void net_conn_send_ref(net_conn *c, const void *p, size_t n,
                        void (*release)(void *arg), void *arg)
 {
+    RM_ASSERT_MSG(c->w == net_worker_self, "connection used off its worker");
     if (!n || (c->flags & (NC_DEAD | NC_ABORT))) {
         if (release)
             release(arg);
@@ -330,6 +342,7 @@ size_t net_conn_pending(const net_conn *c)
 
 void net_conn_pause(net_conn *c, bool pause)
 {
+    RM_ASSERT_MSG(c->w == net_worker_self, "connection used off its worker");
     if (c->flags & NC_DEAD)
         return;
     if (pause) {
@@ -346,6 +359,7 @@ void net_conn_pause(net_conn *c, bool pause)
 void net_conn_yield(net_conn *c)
 {
     struct net_worker *w = c->w;
+    RM_ASSERT_MSG(w == net_worker_self, "connection used off its worker");
     if (c->flags & (NC_DEAD | NC_ABORT | NC_CLOSING | NC_YIELD))
         return;
     if (w->nyield == w->yieldcap) {
@@ -373,6 +387,7 @@ void net_conn_close(net_conn *c)
 void net_conn_timer(net_conn *c, uint32_t ms)
 {
     struct net_worker *w = c->w;
+    RM_ASSERT_MSG(w == net_worker_self, "connection used off its worker");
     if (c->flags & (NC_DEAD | NC_CLOSING))
         return;
     if (!ms) {

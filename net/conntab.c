@@ -65,6 +65,7 @@ void net_tab_del(struct net_conntab *t, struct net_conn *c)
     if (*pp) {
         *pp = c->hnext;
         c->hnext = NULL;
+        RM_ASSERT(t->n > 0);
         t->n--;
     }
 }

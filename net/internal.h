@@ -16,6 +16,7 @@
 #include <sys/uio.h>
 
 #include "net/net.h"
+#include "store/assert.h"
 
 #define NET_MAX_LISTENERS 8
 /* iovecs per sendmsg: enough to cover a response made of a few copied
@@ -229,6 +230,9 @@ uint64_t net_now_ms(void);
 extern atomic_uint net_hard_stops;
 void *net_worker_main(void *arg);
 void net_worker_attend(struct net_worker *w, struct net_conn *c);
+/* The worker whose thread this is (NULL on any other thread): a connection
+ * is touched by its own worker only, which the public calls assert. */
+extern __thread struct net_worker *net_worker_self;
 
 /* conn.c */
 struct net_conn *net_conn_accepted(struct net_worker *w, int fd,

@@ -42,6 +42,7 @@ int net_outq_copy(struct net_out **op, const void *p_, size_t n)
     if (t && !t->release) {
         size_t used = (size_t)(t->p - t->data) + t->len;
         size_t k = t->cap - used < n ? t->cap - used : n;
+        RM_ASSERT(used <= t->cap && t->len <= o->pending);
         memcpy(t->data + used, p, k);
         t->len += k;
         o->pending += k;
@@ -88,6 +89,7 @@ int net_outq_ref(struct net_out **op, const void *p, size_t n,
 
 int net_out_iov(struct net_out *o, struct iovec *iov, int max)
 {
+    RM_ASSERT(max > 0 && (o->head || !o->pending));
     int k = 0;
     for (struct net_chunk *ch = o->head; ch && k < max; ch = ch->next) {
         if (!ch->len)
@@ -109,6 +111,7 @@ static void chunk_done(struct net_chunk *ch)
 
 void net_outq_advance(struct net_out *o, size_t n)
 {
+    RM_ASSERT(n <= o->pending);     /* sent no more than was queued */
     while (o->head) {
         struct net_chunk *ch = o->head;
         size_t k = ch->len < n ? ch->len : n;

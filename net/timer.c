@@ -49,6 +49,8 @@ static void sift_down(struct net_heap *h, size_t i)
 
 int net_heap_set(struct net_heap *h, struct net_conn *c, uint64_t deadline)
 {
+    /* A set tidx must be this heap's slot (a zombie's is not: it left). */
+    RM_ASSERT(!c->tidx || (c->tidx <= h->n && h->a[c->tidx - 1] == c));
     if (c->tidx) {
         uint64_t old = c->deadline;
         c->deadline = deadline;
@@ -78,6 +80,7 @@ void net_heap_del(struct net_heap *h, struct net_conn *c)
         return;
     size_t i = c->tidx - 1;
     c->tidx = 0;
+    RM_ASSERT(i < h->n && h->a[i] == c);
     struct net_conn *last = h->a[--h->n];
     if (i == h->n)
         return;

@@ -12,6 +12,7 @@
 #include "net/internal.h"
 
 atomic_uint net_hard_stops;
+__thread struct net_worker *net_worker_self;
 
 uint64_t net_now_ms(void)
 {
@@ -22,6 +23,7 @@ uint64_t net_now_ms(void)
 
 void net_worker_attend(struct net_worker *w, struct net_conn *c)
 {
+    RM_ASSERT_MSG(w == net_worker_self && c->w == w, "connection used off its worker");
     if (c->flags & (NC_QUEUED | NC_DEAD))
         return;
     c->flags |= NC_QUEUED;
@@ -43,6 +45,7 @@ static void attend_all(struct net_worker *w)
         w->att_head = c->anext;
         if (!w->att_head)
             w->att_tail = NULL;
+        RM_ASSERT(c->flags & NC_QUEUED);
         c->flags &= ~NC_QUEUED;
         net_conn_service(c);
     }
@@ -248,6 +251,7 @@ void *net_worker_main(void *arg)
     struct net_worker *w = arg;
     net_server *s = w->s;
     int rc = -EINVAL;
+    net_worker_self = w;
 
     if (w->want != NET_BACKEND_EPOLL) {
         w->be = &net_be_uring;
@@ -265,6 +269,8 @@ void *net_worker_main(void *arg)
     if (!atomic_load(&s->stopping))
         w->be->accept_on(w);
     loop(w);
+    /* The loop ends once every connection is finalized. */
+    RM_ASSERT(w->nconns == 0 && w->tab.n == 0);
 
     /* Posts that raced with the stop still run, exactly once, here. */
     pthread_mutex_lock(&w->qlock);

@@ -323,6 +323,9 @@ static int compact_install(struct compaction *c)
     int rc = store_fs_fsync_dir(mb->dir);
     store_gen_recent_handover(c->old, c->ng);
     mb->log_end = c->nend;
+    /* Still the generation this compaction started from (checked under
+     * the lock held since), followed by the next one. */
+    RM_ASSERT(mb->gen == c->old && c->ng->generation == c->old->generation + 1);
     store_mbox_gen_install(mb, c->ng);
     c->ng = NULL;
     char p[PATH_MAX];

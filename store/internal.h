@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 
 #include "store/format.h"
+#include "store/assert.h"
 #include "store/store.h"
 
 /* ---- fsutil.c ---------------------------------------------------------- */

@@ -41,6 +41,7 @@ static int seg_push(struct mapchain *mc, uint64_t need)
 
 int store_mapchain_init(struct mapchain *mc, int fd, int prot, size_t need)
 {
+    RM_ASSERT(fd >= 0);
     mc->fd = fd;
     mc->prot = prot;
     atomic_init(&mc->cur, NULL);

@@ -102,6 +102,7 @@ static void gen_free(struct gen *g)
 
 void store_gen_put(struct gen *g)
 {
+    RM_ASSERT(!g || atomic_load(&g->refs) > 0);     /* the caller's reference */
     if (g && atomic_fetch_sub(&g->refs, 1) == 1)
         gen_free(g);
 }
@@ -110,6 +111,7 @@ struct gen *store_mbox_gen_get(struct store_mbox *mb)
 {
     pthread_mutex_lock(&mb->glock);
     struct gen *g = mb->gen;
+    RM_ASSERT(g && atomic_load(&g->refs) > 0);      /* the mailbox holds one */
     atomic_fetch_add(&g->refs, 1);
     pthread_mutex_unlock(&mb->glock);
     return g;
@@ -120,6 +122,8 @@ void store_mbox_gen_install(struct store_mbox *mb, struct gen *g)
     pthread_mutex_lock(&mb->glock);
     struct gen *old = mb->gen;
     mb->gen = g;
+    /* Installing the current one again would drop its last reference. */
+    RM_ASSERT(g && g != old && atomic_load(&g->refs) > 0);
     pthread_mutex_unlock(&mb->glock);
     store_gen_put(old);
 }
@@ -293,6 +297,7 @@ static int apply_message(struct gen *g, struct idx_hdr *h,
     struct log_message m;
     memcpy(&m, r + 1, sizeof m);
     uint32_t count = h->count + g->pend;
+    RM_ASSERT(m.uid != 0 && m.hdr_len <= m.size);   /* log_rec_check */
     if (count && store_gen_entry(g, count - 1)->uid >= m.uid)
         return 0;   /* already applied (replay after a crash) */
     const char *raw = (const char *)(r + 1) + sizeof m;
@@ -405,6 +410,9 @@ static void apply_keyword(struct idx_hdr *h, const struct log_rec *r)
 {
     struct log_keyword k;
     memcpy(&k, r + 1, sizeof k);
+    /* log_rec_check let only records in these bounds through; the slot
+     * array is in the shared index header. */
+    RM_ASSERT(k.slot < STORE_MAX_KEYWORDS && k.len <= STORE_MAX_KEYWORD_LEN);
     char *slot = h->keywords[k.slot];
     memcpy(slot, (const char *)(r + 1) + sizeof k, k.len);
     slot[k.len] = '\0';
@@ -455,6 +463,7 @@ int store_idx_apply(struct store_mbox *mb, struct gen *g,
     (void)mb;
     struct idx_hdr *h = store_gen_hdr(g);
     int rc = ckpt_retract(h);
+    RM_ASSERT(r->type >= LOG_MESSAGE && r->type <= LOG_KEYWORD);
     if (rc < 0)
         return rc;
     switch (r->type) {
@@ -509,6 +518,7 @@ int store_gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *ski
         store_log_scan_end(base, size, off, &end);
         while (off < end) {
             const struct log_rec *r = (const void *)(base + off);
+            RM_ASSERT(off + rec_bytes(r) <= end);   /* store_log_scan_end checked it */
             if ((rc = store_idx_apply(NULL, g, r, off)) < 0)
                 return rc;
             off += rec_bytes(r);
@@ -1062,6 +1072,7 @@ fail:
 
 void store_mbox_wunlock(struct store_mbox *mb)
 {
+    RM_ASSERT(pthread_mutex_trylock(&mb->wlock) == EBUSY);     /* held */
     flock(mb->lock_fd, LOCK_UN);
     pthread_mutex_unlock(&mb->wlock);
 }

@@ -181,6 +181,7 @@ static const struct tombcache *snap_tombs(const store_snap *cs)
     store_snap *s = (store_snap *)cs;
     if (s->has_tombs && !s->tomb) {
         s->tomb = tomb_get(s->g, s->count);
+        RM_ASSERT(!s->tomb || (s->tomb->count == s->count && s->tomb->n <= s->count));
         if (s->tomb)
             s->live = s->count - s->tomb->n;
     }
@@ -212,6 +213,7 @@ uint32_t store_snap_uid_of_seq(const store_snap *s, uint32_t seq)
         else
             hi = mid;
     }
+    RM_ASSERT(lo < s->count);
     return store_gen_entry(s->g, lo)->uid;
 }
 

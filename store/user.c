@@ -562,6 +562,7 @@ void store_user_close(store_user *u)
     if (!u)
         return;
     pthread_mutex_lock(&registry_lock);
+    RM_ASSERT(u->refs > 0);
     bool last = --u->refs == 0;
     if (last)
         for (store_user **pp = &registry; *pp; pp = &(*pp)->next)
@@ -993,6 +994,7 @@ void store_mbox_close(store_mbox *mb)
         return;
     store_user *u = mb->user;
     pthread_mutex_lock(&u->lock);
+    RM_ASSERT(atomic_load(&mb->refs) > 0 && !mb->lingering);   /* an open handle */
     bool last = atomic_fetch_sub(&mb->refs, 1) == 1;
     bool linger = last && !mb->failed && u->nlinger < STORE_LINGER;
     if (linger) {

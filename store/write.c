@@ -8,7 +8,6 @@
  * flush that covers their records has returned.  A failed flush makes the
  * mailbox refuse writes: the kernel may have dropped the pages, and we
  * never claim durability we do not have. */
-#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +195,11 @@ static int txn_commit(struct store_mbox *mb, store_buf *b)
     static const uint8_t zero[8];
     struct txn_undo undo = {0};
     int rc = store_buf_append(b, zero, ALIGN8(b->len) - b->len);
+    /* The writer lock is held, the mailbox still takes writes (run_batch
+     * checks mb->failed before every operation) and the log ends on a
+     * record boundary. */
+    RM_ASSERT(pthread_mutex_trylock(&mb->wlock) == EBUSY);
+    RM_ASSERT(!mb->failed && at % 8 == 0 && at >= LOG_HDR_SIZE);
     if (rc == 0)
         rc = undo_save(h, b, &undo);
     if (rc < 0)
@@ -211,6 +215,7 @@ static int txn_commit(struct store_mbox *mb, store_buf *b)
     }
     for (uint64_t off = at; off < mb->log_end;) {
         const struct log_rec *r = (const void *)(base + off);
+        RM_ASSERT(off + ALIGN8(sizeof *r + (uint64_t)r->len) <= mb->log_end);
         if ((rc = store_idx_apply(mb, g, r, off)) < 0)
             goto cut;
         off += ALIGN8(sizeof *r + (uint64_t)r->len);
@@ -366,7 +371,7 @@ static int norm_set(const store_range *set, size_t nset, uint32_t uidnext,
         r[n++] = (struct log_range){1, uidnext ? uidnext - 1 : 0};
     } else {
         for (size_t i = 0; i < nset && set[i].lo < uidnext; i++) {
-            assert(set[i].lo <= set[i].hi && (!i || set[i - 1].hi < set[i].lo));
+            RM_ASSERT(set[i].lo <= set[i].hi && (!i || set[i - 1].hi < set[i].lo));
             r[n++] = (struct log_range){set[i].lo,
                                         set[i].hi < uidnext ? set[i].hi : uidnext - 1};
         }
@@ -448,6 +453,7 @@ static int do_flags(struct store_mbox *mb, struct wop *op)
         op->modseq = 0;     /* nothing changed: no record, no new modseq */
         goto out;
     }
+    RM_ASSERT(at + sizeof(struct log_rec) + sizeof lf <= b.len);
     ((struct log_flags *)(b.data + at + sizeof(struct log_rec)))->nranges = nr;
     rec_end(&b, at, LOG_FLAGS, 0);
     if ((rc = txn_commit(mb, &b)) == 0)
@@ -489,6 +495,7 @@ static int do_expunge(struct store_mbox *mb, struct wop *op)
         op->modseq = 0;
         goto out;
     }
+    RM_ASSERT(at + sizeof(struct log_rec) + sizeof lx <= b.len);
     ((struct log_expunge *)(b.data + at + sizeof(struct log_rec)))->nranges = nr;
     rec_end(&b, at, LOG_EXPUNGE, 0);
     if ((rc = txn_commit(mb, &b)) == 0)
@@ -531,6 +538,8 @@ static void run_batch(struct store_mbox *mb, struct wop *batch)
             mb->failed = o->rc = -EIO;
         inline_sync |= !o->defer;
     }
+    RM_ASSERT(mb->log_end >= start);    /* a cut transaction goes back to its start */
+    RM_ASSERT(g == mb->gen);            /* swapped only under the lock we hold */
     atomic_store(&g->written, mb->log_end);
     if (pol != STORE_FSYNC_NEVER && mb->log_end != start) {
         if (inline_sync && !mb->failed) {
@@ -577,6 +586,7 @@ static void defer_add(store_defer *d, struct gen *g, uint64_t end)
             return;
         }
     }
+    RM_ASSERT(d->n < STORE_DEFER_MAX);
     d->e[d->n].gen = g;        /* submit checked there is room */
     d->e[d->n++].end = end;
 }
@@ -641,6 +651,7 @@ static int submit(struct store_mbox *mb, struct wop *op)
         pthread_cond_broadcast(&mb->qcond);
     }
     pthread_mutex_unlock(&mb->qlock);
+    RM_ASSERT(op->done && (!op->dgen || d));    /* a deferred op had a collector */
     if (op->dgen)
         defer_add(d, op->dgen, op->dend);
     return op->rc;

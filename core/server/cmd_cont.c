@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "core/server/session.h"
+#include "store/assert.h"
 
 static uint64_t now_ns(void)
 {
@@ -79,11 +80,11 @@ void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void
     if (s->cont) {
         /* A step ends its command with another (FETCH, then the updates
          * before its tagged answer): that one runs next. */
-        if (s->cont_then)
-            abort();    /* one follower: a step finishes with one call */
+        RM_ASSERT_MSG(!s->cont_then, "one follower: a step finishes with one call");
         s->cont_then = c;
         return;
     }
+    RM_ASSERT(!s->cont_then);   /* a follower only exists behind a running command */
     s->cont = c;
     s->cont_drain = false;
     sess_hold_input(s);
@@ -128,8 +129,7 @@ void sess_cont_run(session *s)
     bool done = s->cont->step(s, s->cont->state);
     store_defer_end();
     /* A step that goes on cannot have handed over to another. */
-    if (!done && s->cont_then)
-        abort();
+    RM_ASSERT(done || !s->cont_then);
     if (done) {
         struct sess_cont *then = s->cont_then;
         s->cont_then = NULL;

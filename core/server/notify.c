@@ -26,6 +26,7 @@
 
 #include "core/base/log.h"
 #include "core/server/server.h"
+#include "store/assert.h"
 
 struct watch {
     const store_mbox *mb;
@@ -198,6 +199,7 @@ static void ino_changed(imap_server *srv, int wd)
         pthread_mutex_lock(&srv->nlock);
         if (rc < 0 || nbox_update(b, &st))
             n = collect(srv, b->mb, (net_conn_id){0, 0}, stack, &ids);
+        RM_ASSERT(b->busy > 0);     /* ours, taken above */
         if (--b->busy == 0)
             pthread_cond_broadcast(&in->idle);
         pthread_mutex_unlock(&srv->nlock);
@@ -400,6 +402,7 @@ static void nbox_unwatch(imap_server *srv, const store_mbox *mb)
 {
     struct notify_ino *in = srv->ino;
     struct nbox *b = in ? nbox_find(in, mb) : NULL;
+    RM_ASSERT(!b || b->watchers > 0);
     if (!b || --b->watchers)
         return;
     while (b->busy) {

@@ -14,6 +14,7 @@
 #include "core/auth/sasl.h"
 #include "core/search/search.h"
 #include "core/server/session.h"
+#include "store/assert.h"
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -162,6 +163,7 @@ static void sync_done(void *arg, int status)
     struct sync_job *j = arg;
     session *s = j->s;
     int rc = status < 0 ? status : j->rc;
+    RM_ASSERT(s->pool_busy);    /* this job is what the session waits for */
     store_defer_release(&j->d);
     free(j);
     s->pool_busy = false;
@@ -202,6 +204,8 @@ bool sess_flush_failed(session *s, int sync_rc)
 
 void sess_hold_until_durable(session *s, store_defer *d)
 {
+    /* One flush at a time: a second would overwrite the held answer. */
+    RM_ASSERT(!s->pool_busy && !s->held.len && d->n > 0);
     struct sync_job *j = malloc(sizeof *j);
     if (j) {
         j->s = s;
@@ -283,6 +287,11 @@ static void run_command(session *s, const uint8_t *p, size_t n)
     }
     log_msg(s->srv->log_commands ? LOGL_INFO : LOGL_DEBUG, s->id, s->user, "command %s%s",
             uid ? "UID " : "", def->name);
+    /* A command runs only when nothing of the last one is pending, and a
+     * mailbox is open exactly in the selected state. */
+    RM_ASSERT(!s->cont && !s->cont_then && !s->pool_busy && !s->delayed &&
+              !s->in_yield && s->wait == WAIT_NONE);
+    RM_ASSERT((s->state == ST_SELECTED) == (s->mb != NULL) && s->nview <= s->capview);
     unsigned bad = s->bad;
     store_defer d;
     store_defer_begin(&d);
@@ -290,6 +299,7 @@ static void run_command(session *s, const uint8_t *p, size_t n)
                   .uid = uid};
     def->fn(&c);
     store_defer_end();
+    RM_ASSERT(s->state == ST_LOGOUT || (s->state == ST_SELECTED) == (s->mb != NULL));
     if (d.n)
         sess_hold_until_durable(s, &d);
     if (s->bad == bad)
@@ -467,6 +477,7 @@ void sess_delay_answer(session *s, unsigned delay_ms)
         return;
     }
     char *held = malloc(s->out.len + 1);
+    RM_ASSERT(!s->delayed);     /* one held answer at a time */
     if (!held) {
         sess_flush(s);
         return;
@@ -574,6 +585,7 @@ static void *on_open(net_conn *c)
 static void on_data(net_conn *c, void *user, const uint8_t *p, size_t n)
 {
     (void)c;
+    RM_ASSERT(((session *)user)->conn == c);
     feed(user, p, n);
 }
 
@@ -640,6 +652,8 @@ static void on_wake(net_conn *c, void *user)
 
 void sess_free(session *s)
 {
+    /* No pool job points here any more, and on_close let go of the mailbox. */
+    RM_ASSERT(!s->pool_busy && !s->mb);
     sess_cont_free(s);
     sasl_free(s->sasl);
     store_user_close(s->su);
@@ -656,6 +670,7 @@ static void on_close(net_conn *c, void *user)
 {
     (void)c;
     session *s = user;
+    RM_ASSERT(s->conn == c && !s->dead);
     log_msg(LOGL_INFO, s->id, s->user, "disconnect");
     if (s->counted_ip)
         abuse_conn_close(s->srv->abuse, s->ip);

@@ -14,6 +14,7 @@
 #include "core/base/log.h"
 #include "core/fetch/fetch_engine.h"
 #include "core/server/session.h"
+#include "store/assert.h"
 #include "store/utf8.h"
 
 void sess_changed(session *s, store_mbox *mb)
@@ -37,6 +38,7 @@ void sess_unselect(session *s)
     s->saved = NULL;
     s->nsaved = 0;
     s->nrecent = 0;
+    RM_ASSERT(!s->cont);        /* a running command would still use the view */
     if (s->state == ST_SELECTED)
         s->state = ST_AUTH;
 }
@@ -115,6 +117,7 @@ int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,
             /* the view is ascending, so mapped ranges stay sorted and disjoint */
             lo = s->view[lo - 1];
             hi = s->view[hi - 1];
+            RM_ASSERT(lo <= hi);    /* the view ascends */
         } else if (hi > last) {
             hi = last;
         }

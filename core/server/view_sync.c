@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "core/server/session.h"
+#include "store/assert.h"
 
 enum {
     PH_ECHO,        /* STORE's FETCH responses for the messages it named */
@@ -93,6 +94,8 @@ static void walk_end(session *s, view_sync *vs)
 {
     if (!vs->walking)
         return;
+    /* view[0..lo) not looked at, [lo..w) the gap, [w..top) kept */
+    RM_ASSERT(vs->lo <= vs->w && vs->w <= vs->top && vs->top <= s->nview);
     if (vs->w > vs->lo)
         memmove(&s->view[vs->lo], &s->view[vs->w], (vs->top - vs->w) * sizeof *s->view);
     s->nview = vs->lo + (vs->top - vs->w);
@@ -102,6 +105,7 @@ static void walk_end(session *s, view_sync *vs)
 /* Keep view[lo - 1 .. from) (above an entry going away): to the top. */
 static void walk_keep_above(session *s, view_sync *vs, uint32_t from)
 {
+    RM_ASSERT(vs->walking && from <= vs->lo && vs->lo <= vs->w && vs->w <= vs->top);
     uint32_t n = vs->lo - from;
     vs->w -= n;
     memmove(&s->view[vs->w], &s->view[from], n * sizeof *s->view);
@@ -192,6 +196,8 @@ static int view_push(session *s, uint32_t uid)
         s->view = v;
         s->capview = cap;
     }
+    /* The view ascends: every binary search over it relies on that. */
+    RM_ASSERT(!s->nview || s->view[s->nview - 1] < uid);
     s->view[s->nview++] = uid;
     return 0;
 }
@@ -287,6 +293,8 @@ static bool view_sync_step(session *s, void *arg)
     default:
         break;
     }
+    /* The view is closed up before the answer that follows it. */
+    RM_ASSERT(!vs->walking && s->nview <= s->capview);
     if (vs->tail.len)
         imap_out_add(&s->out, vs->tail.p, vs->tail.len);
     return true;
