@@ -10,11 +10,6 @@ void cmd_capability(imap_cmd *c)
 {
     session *s = c->s;
     const char *tag = c->tag;
-    size_t nargs = c->nargs;
-    if (nargs) {
-        sess_bad(s, tag, "CAPABILITY takes no arguments");
-        return;
-    }
     imap_out_printf(&s->out, "* CAPABILITY ");
     sess_capabilities(s, &s->out);
     imap_out_printf(&s->out, "\r\n");
@@ -27,11 +22,6 @@ void cmd_starttls(imap_cmd *c)
 {
     session *s = c->s;
     const char *tag = c->tag;
-    size_t nargs = c->nargs;
-    if (nargs) {
-        sess_bad(s, tag, "STARTTLS takes no arguments");
-        return;
-    }
     if (!s->srv->tls) {
         sess_tagged(s, tag, "NO", "[UNAVAILABLE] TLS is not configured");
         return;
@@ -48,28 +38,13 @@ void cmd_noop(imap_cmd *c)
 {
     session *s = c->s;
     const char *tag = c->tag;
-    size_t nargs = c->nargs;
-    if (nargs) {
-        sess_bad(s, tag, "NOOP takes no arguments");
-        return;
-    }
-    cmd_done(s, c->def, tag, "OK", "NOOP completed");
-}
-
-void cmd_check(imap_cmd *c)
-{
-    cmd_noop(c);
+    cmd_done(s, c->def, tag, "OK", "%s completed", c->def->name);
 }
 
 void cmd_logout(imap_cmd *c)
 {
     session *s = c->s;
     const char *tag = c->tag;
-    size_t nargs = c->nargs;
-    if (nargs) {
-        sess_bad(s, tag, "LOGOUT takes no arguments");
-        return;
-    }
     sess_untagged(s, "BYE Logging out");
     sess_tagged(s, tag, "OK", "LOGOUT completed");
     s->state = ST_LOGOUT;
@@ -124,11 +99,6 @@ void cmd_namespace(imap_cmd *c)
 {
     session *s = c->s;
     const char *tag = c->tag;
-    size_t nargs = c->nargs;
-    if (nargs) {
-        sess_bad(s, tag, "NAMESPACE takes no arguments");
-        return;
-    }
     char sep = store_user_separator(s->su);
     sess_untagged(s, "NAMESPACE ((\"\" \"%c\")) NIL NIL", sep);
     sess_tagged(s, tag, "OK", "NAMESPACE completed");
@@ -140,11 +110,6 @@ void cmd_idle(imap_cmd *c)
 {
     session *s = c->s;
     const char *tag = c->tag;
-    size_t nargs = c->nargs;
-    if (nargs) {
-        sess_bad(s, tag, "IDLE takes no arguments");
-        return;
-    }
     free(s->wait_tag);
     s->wait_tag = strdup(tag);
     if (!s->wait_tag) {

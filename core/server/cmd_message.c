@@ -389,11 +389,6 @@ void cmd_close(imap_cmd *c)
 {
     session *s = c->s;
     const char *tag = c->tag;
-    size_t nargs = c->nargs;
-    if (nargs) {
-        sess_bad(s, tag, "CLOSE takes no arguments");
-        return;
-    }
     store_uidlist x = {0};
     int rc = 0;
     if (!s->readonly) {
@@ -426,11 +421,6 @@ void cmd_unselect(imap_cmd *c)
 {
     session *s = c->s;
     const char *tag = c->tag;
-    size_t nargs = c->nargs;
-    if (nargs) {
-        sess_bad(s, tag, "UNSELECT takes no arguments");
-        return;
-    }
     sess_unselect(s);
     sess_tagged(s, tag, "OK", "UNSELECT completed");
 }
@@ -460,8 +450,9 @@ void cmd_expunge(imap_cmd *c)
     imap_arg *args = c->args;
     size_t nargs = c->nargs;
     bool uid = c->uid;
-    if (nargs != (uid ? 1u : 0u) || (uid && args[0].type != IMAP_ARG_ATOM)) {
-        sess_bad(s, tag, uid ? "UID EXPUNGE takes a UID set" : "EXPUNGE takes no arguments");
+    /* the plain form's arguments are refused by the dispatcher (no_args) */
+    if (uid && (nargs != 1 || args[0].type != IMAP_ARG_ATOM)) {
+        sess_bad(s, tag, "UID EXPUNGE takes a UID set");
         return;
     }
     if (cmd_read_only(c))

@@ -15,47 +15,49 @@
 #include <strings.h>
 
 #include "core/server/session.h"
+#include "store/assert.h"
 
 enum { NONE = CMD_UPD_NONE, NO_EXPUNGE = CMD_UPD_NO_EXPUNGE, ALL = CMD_UPD_ALL };
 
-/* name, handler, states, UID form, writes, updates before the answer */
+/* name, handler, states, UID form, writes, no arguments, updates before the
+ * answer */
 const cmd_def cmd_table[CMD_COUNT] = {
-    [CMD_CAPABILITY] = {"CAPABILITY", cmd_capability, CMD_IN_ANY, false, false, NONE},
+    [CMD_CAPABILITY] = {"CAPABILITY", cmd_capability, CMD_IN_ANY, false, false, true, NONE},
     /* NOOP and CHECK are how a client asks for the updates (RFC 9051 6.1.2) */
-    [CMD_NOOP] = {"NOOP", cmd_noop, CMD_IN_ANY, false, false, ALL},
-    [CMD_LOGOUT] = {"LOGOUT", cmd_logout, CMD_IN_ANY, false, false, NONE},
-    [CMD_ID] = {"ID", cmd_id, CMD_IN_ANY, false, false, NONE},
-    [CMD_ENABLE] = {"ENABLE", cmd_enable, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_STARTTLS] = {"STARTTLS", cmd_starttls, CMD_IN_NOAUTH, false, false, NONE},
-    [CMD_LOGIN] = {"LOGIN", cmd_login, CMD_IN_NOAUTH, false, false, NONE},
-    [CMD_AUTHENTICATE] = {"AUTHENTICATE", cmd_authenticate, CMD_IN_NOAUTH, false, false, NONE},
-    [CMD_NAMESPACE] = {"NAMESPACE", cmd_namespace, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_SELECT] = {"SELECT", cmd_select, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_EXAMINE] = {"EXAMINE", cmd_examine, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_CREATE] = {"CREATE", cmd_create, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_DELETE] = {"DELETE", cmd_delete, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_RENAME] = {"RENAME", cmd_rename, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_SUBSCRIBE] = {"SUBSCRIBE", cmd_subscribe, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_UNSUBSCRIBE] = {"UNSUBSCRIBE", cmd_unsubscribe, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_LIST] = {"LIST", cmd_list, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_LSUB] = {"LSUB", cmd_lsub, CMD_IN_AUTHED, false, false, NONE},
-    [CMD_STATUS] = {"STATUS", cmd_status, CMD_IN_AUTHED, false, false, NONE},
+    [CMD_NOOP] = {"NOOP", cmd_noop, CMD_IN_ANY, false, false, true, ALL},
+    [CMD_LOGOUT] = {"LOGOUT", cmd_logout, CMD_IN_ANY, false, false, true, NONE},
+    [CMD_ID] = {"ID", cmd_id, CMD_IN_ANY, false, false, false, NONE},
+    [CMD_ENABLE] = {"ENABLE", cmd_enable, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_STARTTLS] = {"STARTTLS", cmd_starttls, CMD_IN_NOAUTH, false, false, true, NONE},
+    [CMD_LOGIN] = {"LOGIN", cmd_login, CMD_IN_NOAUTH, false, false, false, NONE},
+    [CMD_AUTHENTICATE] = {"AUTHENTICATE", cmd_authenticate, CMD_IN_NOAUTH, false, false, false, NONE},
+    [CMD_NAMESPACE] = {"NAMESPACE", cmd_namespace, CMD_IN_AUTHED, false, false, true, NONE},
+    [CMD_SELECT] = {"SELECT", cmd_select, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_EXAMINE] = {"EXAMINE", cmd_examine, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_CREATE] = {"CREATE", cmd_create, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_DELETE] = {"DELETE", cmd_delete, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_RENAME] = {"RENAME", cmd_rename, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_SUBSCRIBE] = {"SUBSCRIBE", cmd_subscribe, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_UNSUBSCRIBE] = {"UNSUBSCRIBE", cmd_unsubscribe, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_LIST] = {"LIST", cmd_list, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_LSUB] = {"LSUB", cmd_lsub, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_STATUS] = {"STATUS", cmd_status, CMD_IN_AUTHED, false, false, false, NONE},
     /* to the selected mailbox; to another, nothing */
-    [CMD_APPEND] = {"APPEND", cmd_append, CMD_IN_AUTHED, false, false, ALL},
-    [CMD_IDLE] = {"IDLE", cmd_idle, CMD_IN_AUTHED, false, false, ALL},
-    [CMD_CHECK] = {"CHECK", cmd_check, CMD_IN_SELECTED, false, false, ALL},
+    [CMD_APPEND] = {"APPEND", cmd_append, CMD_IN_AUTHED, false, false, false, ALL},
+    [CMD_IDLE] = {"IDLE", cmd_idle, CMD_IN_AUTHED, false, false, true, ALL},
+    [CMD_CHECK] = {"CHECK", cmd_noop, CMD_IN_SELECTED, false, false, true, ALL},
     /* CLOSE expunges silently (RFC 9051 6.4.1); EXAMINE then CLOSE
      * expunges nothing, so it is not refused */
-    [CMD_CLOSE] = {"CLOSE", cmd_close, CMD_IN_SELECTED, false, false, NONE},
-    [CMD_UNSELECT] = {"UNSELECT", cmd_unselect, CMD_IN_SELECTED, false, false, NONE},
-    [CMD_EXPUNGE] = {"EXPUNGE", cmd_expunge, CMD_IN_SELECTED, true, true, ALL},
-    [CMD_STORE] = {"STORE", cmd_store, CMD_IN_SELECTED, true, true, NO_EXPUNGE},
-    [CMD_COPY] = {"COPY", cmd_copy, CMD_IN_SELECTED, true, false, ALL},
-    [CMD_MOVE] = {"MOVE", cmd_move, CMD_IN_SELECTED, true, true, ALL},
+    [CMD_CLOSE] = {"CLOSE", cmd_close, CMD_IN_SELECTED, false, false, true, NONE},
+    [CMD_UNSELECT] = {"UNSELECT", cmd_unselect, CMD_IN_SELECTED, false, false, true, NONE},
+    [CMD_EXPUNGE] = {"EXPUNGE", cmd_expunge, CMD_IN_SELECTED, true, true, true, ALL},
+    [CMD_STORE] = {"STORE", cmd_store, CMD_IN_SELECTED, true, true, false, NO_EXPUNGE},
+    [CMD_COPY] = {"COPY", cmd_copy, CMD_IN_SELECTED, true, false, false, ALL},
+    [CMD_MOVE] = {"MOVE", cmd_move, CMD_IN_SELECTED, true, true, false, ALL},
     /* FETCH may set \Seen, but not on a read-only mailbox, where it is
      * still allowed: it does not count as writing */
-    [CMD_FETCH] = {"FETCH", cmd_fetch, CMD_IN_SELECTED, true, false, NO_EXPUNGE},
-    [CMD_SEARCH] = {"SEARCH", cmd_search, CMD_IN_SELECTED, true, false, NO_EXPUNGE},
+    [CMD_FETCH] = {"FETCH", cmd_fetch, CMD_IN_SELECTED, true, false, false, NO_EXPUNGE},
+    [CMD_SEARCH] = {"SEARCH", cmd_search, CMD_IN_SELECTED, true, false, false, NO_EXPUNGE},
 };
 
 const cmd_def *cmd_find(const char *name)
@@ -68,8 +70,8 @@ const cmd_def *cmd_find(const char *name)
 
 void cmd_update(session *s, const cmd_def *def, sess_update_req *u)
 {
-    if (def->updates == CMD_UPD_NONE)
-        abort();    /* the table says this command announces nothing */
+    /* the table says whether this command announces anything */
+    RM_ASSERT_MSG(def->updates != CMD_UPD_NONE, def->name);
     u->allow_expunge = def->updates == CMD_UPD_ALL;
     sess_update(s, u);
 }

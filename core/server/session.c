@@ -285,6 +285,10 @@ static void run_command(session *s, const uint8_t *p, size_t n)
                          : "Select a mailbox first");
         goto out;
     }
+    if (def->no_args && !uid && nargs) {
+        sess_bad(s, tag, "%s takes no arguments", def->name);
+        goto out;
+    }
     log_msg(s->srv->log_commands ? LOGL_INFO : LOGL_DEBUG, s->id, s->user, "command %s%s",
             uid ? "UID " : "", def->name);
     /* A command runs only when nothing of the last one is pending, and a

@@ -261,6 +261,9 @@ struct cmd_def {
     /* changes the selected mailbox: refused with NO [READ-ONLY] after
      * EXAMINE (cmd_read_only); COPY, which writes elsewhere, does not */
     bool writes;
+    /* the plain form takes no arguments: the dispatcher answers BAD "<name>
+     * takes no arguments" before the handler runs (UID EXPUNGE takes a set) */
+    bool no_args;
     uint8_t updates;            /* cmd_updates */
 };
 
@@ -320,7 +323,6 @@ void cmd_list(imap_cmd *c);
 void cmd_lsub(imap_cmd *c);
 void cmd_status(imap_cmd *c);
 void cmd_append(imap_cmd *c);
-void cmd_check(imap_cmd *c);
 void cmd_close(imap_cmd *c);
 void cmd_unselect(imap_cmd *c);
 void cmd_expunge(imap_cmd *c);

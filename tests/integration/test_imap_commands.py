@@ -43,6 +43,21 @@ class Commands(rs.ServerTestCase):
         for cmd in ("NAMESPACE", "STATUS INBOX (MESSAGES)", 'LIST "" INBOX', "CREATE S1"):
             self.assertTrue(self.tagged(c, cmd).startswith("OK "), cmd)
 
+    def test_no_arguments(self):
+        """The commands the table declares argument-less answer BAD naming
+        themselves, in every state they are valid in, and run without."""
+        c = self.connect()
+        for cmd in ("CAPABILITY", "NOOP", "STARTTLS"):
+            self.assertEqual(self.tagged(c, cmd + " x"), "BAD %s takes no arguments" % cmd)
+        c = self.login(select="INBOX")
+        for cmd in ("CAPABILITY", "NOOP", "NAMESPACE", "IDLE", "CHECK", "EXPUNGE",
+                    "UNSELECT", "CLOSE", "LOGOUT"):
+            self.assertEqual(self.tagged(c, cmd + " (a b)"), "BAD %s takes no arguments" % cmd)
+        # CHECK is a NOOP (RFC 9051 removed it; RFC 3501 6.4.1) and says so by its name
+        self.assertEqual(self.tagged(c, "CHECK"), "OK CHECK completed")
+        self.assertEqual(self.tagged(c, "NOOP"), "OK NOOP completed")
+        self.assertEqual(self.tagged(c, "UNSELECT"), "OK UNSELECT completed")
+
     def test_uid_forms(self):
         c = self.login(select="INBOX")
         self.append_msgs(c, "INBOX", [msg(1)])
@@ -126,7 +141,7 @@ class Commands(rs.ServerTestCase):
         # announce everything: NOOP, CHECK, COPY, EXPUNGE, MOVE, IDLE
         r = self.ok(a, "CHECK")
         self.assertEqual(r.numbers("EXPUNGE"), [2], r.describe())
-        self.assertEqual(r.tagged.raw.split(b" ", 1)[1], b"OK NOOP completed")
+        self.assertEqual(r.tagged.raw.split(b" ", 1)[1], b"OK CHECK completed")
         for cmd in ("NOOP", "COPY 1 INBOX", "EXPUNGE", "APPEND INBOX {3+}\r\nx\r\n"):
             expunge_2_elsewhere()
             r = self.ok(a, cmd)

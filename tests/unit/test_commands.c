@@ -39,6 +39,12 @@ static void test_declarations(void)
                                       "SEARCH", NULL};     /* RFC 9051 6.4.9 */
     static const char *const writes[] = {"EXPUNGE", "STORE", "MOVE", NULL};
     static const char *const no_expunge[] = {"FETCH", "STORE", "SEARCH", NULL};
+    /* the RFC 9051 grammar gives these no arguments ("capability", "noop",
+     * "logout", "starttls", "namespace", "idle", "close", "unselect",
+     * "expunge" without UID; RFC 3501's "check") */
+    static const char *const no_args[] = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS",
+                                          "NAMESPACE", "IDLE", "CHECK", "CLOSE",
+                                          "UNSELECT", "EXPUNGE", NULL};
     static const char *const noauth[] = {"STARTTLS", "LOGIN", "AUTHENTICATE", NULL};
     static const char *const any[] = {"CAPABILITY", "NOOP", "LOGOUT", "ID", NULL};
     static const char *const selected[] = {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "STORE",
@@ -47,6 +53,7 @@ static void test_declarations(void)
         const cmd_def *d = &cmd_table[i];
         CHECK(d->uid == named(d, uid));
         CHECK(d->writes == named(d, writes));
+        CHECK(d->no_args == named(d, no_args));
         CHECK((d->updates == CMD_UPD_NO_EXPUNGE) == named(d, no_expunge));
         unsigned want = named(d, noauth) ? CMD_IN_NOAUTH : named(d, any) ? CMD_IN_ANY
                       : named(d, selected) ? CMD_IN_SELECTED : CMD_IN_AUTHED;
