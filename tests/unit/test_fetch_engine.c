@@ -6,7 +6,6 @@
  * large sections handed off by reference. */
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -14,7 +13,7 @@
 #include "core/imap/imap_args.h"
 #include "store/format.h"
 #include "store/store.h"
-#include "tests/unit/testutil.h"
+#include "tests/unit/store_testutil.h"
 
 /* ---- requests -------------------------------------------------------- */
 
@@ -103,12 +102,6 @@ static void test_parse(void)
 
 /* ---- responses ------------------------------------------------------- */
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
 typedef struct env {
     char root[512];
     store_user *u;
@@ -129,11 +122,8 @@ typedef struct env {
 static int env_open(env *e, const char *tag)
 {
     snprintf(e->root, sizeof e->root, "%s", test_tmpdir(tag));
-    store_opts o;
-    store_opts_default(&o);
-    o.fsync = STORE_FSYNC_NEVER;
-    int rc = store_user_open(e->root, "user", &o, &e->u);
-    if (rc < 0 || (rc = store_mbox_open(e->u, "INBOX", &e->mb)) < 0)
+    int rc = test_inbox_open(e->root, "user", STORE_FSYNC_NEVER, &e->u, &e->mb);
+    if (rc < 0)
         return rc;
     static const char hdr[] = "Subject: big\r\n\r\n";
     e->biglen = sizeof hdr - 1 + 40000;
@@ -166,12 +156,9 @@ static int env_open(env *e, const char *tag)
 static void env_close(env *e)
 {
     store_snap_put(e->snap);
-    if (e->mb)
-        store_mbox_close(e->mb);
-    if (e->u)
-        store_user_close(e->u);
+    test_inbox_close(e->u, e->mb);
     free(e->big);
-    nftw(e->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    test_rm_rf(e->root);
 }
 
 /* One response as a string (static buffer); *rc gets imap_fetch_one's. */

@@ -5,19 +5,12 @@
  * through store_snap_cache / store_snap_bytes. */
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "store/format.h"
 #include "store/store.h"
-#include "tests/unit/testutil.h"
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
+#include "tests/unit/store_testutil.h"
 
 typedef struct env {
     char root[512];
@@ -28,20 +21,13 @@ typedef struct env {
 static int env_open(env *e, const char *tag)
 {
     snprintf(e->root, sizeof e->root, "%s", test_tmpdir(tag));
-    store_opts o;
-    store_opts_default(&o);
-    o.fsync = STORE_FSYNC_NEVER;
-    int r = store_user_open(e->root, "user", &o, &e->u);
-    return r < 0 ? r : store_mbox_open(e->u, "INBOX", &e->mb);
+    return test_inbox_open(e->root, "user", STORE_FSYNC_NEVER, &e->u, &e->mb);
 }
 
 static void env_close(env *e)
 {
-    if (e->mb)
-        store_mbox_close(e->mb);
-    if (e->u)
-        store_user_close(e->u);
-    nftw(e->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    test_inbox_close(e->u, e->mb);
+    test_rm_rf(e->root);
 }
 
 /* Messages 1..n, UIDs 1..n; message i has the subject "subject-<i>". */
