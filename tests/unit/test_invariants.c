@@ -17,43 +17,13 @@
 
 /* Run fn() in a child with stderr going to a pipe.  *sig gets the signal
  * that ended it (0 if it exited), out its stderr. */
-static int run_child(void (*fn)(void), int *sig, char *out, size_t cap)
-{
-    int p[2];
-    if (pipe(p) < 0)
-        return -errno;
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0) {
-        struct rlimit rl = { 0, 0 };    /* the abort is expected: no core */
-        setrlimit(RLIMIT_CORE, &rl);
-        close(p[0]);
-        dup2(p[1], 2);
-        fn();
-        _exit(0);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < cap && (r = read(p[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = 0;
-    close(p[0]);
-    int st;
-    if (waitpid(pid, &st, 0) < 0)
-        return -errno;
-    *sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-    return 0;
-}
-
 /* ---- the store: a handle closed twice ---- */
 
 static const char *g_root;
 
-static void close_twice(void)
+static void close_twice(void *arg)
 {
+    (void)arg;
     store_user *u;
     store_mbox *mb;
     if (store_user_open(g_root, "alice", NULL, &u) < 0 ||
@@ -64,8 +34,9 @@ static void close_twice(void)
     _exit(4);
 }
 
-static void close_once(void)
+static void close_once(void *arg)
 {
+    (void)arg;
     store_user *u;
     store_mbox *mb;
     if (store_user_open(g_root, "alice", NULL, &u) < 0 ||
@@ -80,10 +51,10 @@ static void test_mbox_closed_twice(void)
     g_root = test_tmpdir("invariants");
     char out[1024];
     int sig = -1;
-    REQUIRE_OK(run_child(close_once, &sig, out, sizeof out));
+    REQUIRE_OK(test_run_child(close_once, NULL, &sig, out, sizeof out));
     CHECK_EQ(sig, 0);
     CHECK_EQ(strlen(out), 0);
-    REQUIRE_OK(run_child(close_twice, &sig, out, sizeof out));
+    REQUIRE_OK(test_run_child(close_twice, NULL, &sig, out, sizeof out));
     CHECK_EQ(sig, SIGABRT);
     CHECK(strstr(out, ": store_mbox_close: assertion failed: ") != NULL);
 }
@@ -106,8 +77,9 @@ static void nop_close(net_conn *c, void *u) { (void)c; (void)u; }
 static const net_conn_ops OPS = {.on_open = grab_open, .on_data = nop_data,
                                  .on_close = nop_close};
 
-static void send_off_worker(void)
+static void send_off_worker(void *arg)
 {
+    (void)arg;
     net_config cfg = {.workers = 1};
     net_server *s;
     if (net_server_new(&cfg, &OPS, &s) < 0 || net_server_listen(s, "127.0.0.1:0") < 0 ||
@@ -138,7 +110,7 @@ static void test_conn_off_worker(void)
 {
     char out[1024];
     int sig = -1;
-    REQUIRE_OK(run_child(send_off_worker, &sig, out, sizeof out));
+    REQUIRE_OK(test_run_child(send_off_worker, NULL, &sig, out, sizeof out));
     CHECK_EQ(sig, SIGABRT);
     CHECK(strstr(out, ": net_conn_send: assertion failed: ") != NULL);
     CHECK(strstr(out, "connection used off its worker") != NULL);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -124,6 +125,42 @@ static inline double test_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+
+/* Run fn(arg) in a child with stderr going to a pipe, for tests of what
+ * must abort.  *sig gets the signal that ended the child (0 if it exited),
+ * out (cap bytes, NUL-terminated) its stderr.  The child dumps no core. */
+static inline int test_run_child(void (*fn)(void *), void *arg, int *sig, char *out,
+                                 size_t cap)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return -errno;
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        struct rlimit rl = { 0, 0 };    /* the abort is expected: no core */
+        setrlimit(RLIMIT_CORE, &rl);
+        close(p[0]);
+        dup2(p[1], 2);
+        fn(arg);
+        _exit(0);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(p[0], out + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    out[n] = 0;
+    close(p[0]);
+    int st;
+    if (waitpid(pid, &st, 0) < 0)
+        return -errno;
+    *sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    return 0;
 }
 
 #endif
