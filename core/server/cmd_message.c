@@ -51,24 +51,49 @@ static int parse_flags(const imap_arg *v, size_t n, uint32_t *flags,
     return 0;
 }
 
-/* "dd-Mon-yyyy hh:mm:ss +zzzz" -> seconds and zone minutes. */
+/* Digits s[0..n) as a number, or -1 if any is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int dm[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 1 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0) ? 29 : dm[m];
+}
+
+/* APPEND's date-time, exactly RFC 9051's grammar:
+ *   date-day-fixed "-" date-month "-" date-year SP time SP zone
+ *   date-day-fixed = (SP DIGIT) / 2DIGIT, date-year = 4DIGIT,
+ *   time = 2DIGIT ":" 2DIGIT ":" 2DIGIT, zone = ("+" / "-") 4DIGIT
+ * -> seconds and zone minutes.  The month name is case-insensitive, as
+ * every literal string of the grammar is (RFC 5234 2.3), so "01-jan-2024"
+ * is valid; a day the month does not have (31-Feb-2024) is not a date and
+ * gets BAD, where mktime-style normalization would store 2-Mar. */
 static int parse_datetime(const char *s, int64_t *t, int16_t *tz)
 {
-    int d, y, hh, mm, ss, z;
-    char mon[4], sign;
-    if (*s == ' ')
-        s++;
-    if (sscanf(s, "%2d-%3s-%4d %2d:%2d:%2d %c%4d", &d, mon, &y, &hh, &mm, &ss, &sign, &z) != 8 ||
-        (sign != '+' && sign != '-'))
+    if (strlen(s) != 26 || s[2] != '-' || s[6] != '-' || s[11] != ' ' || s[14] != ':' ||
+        s[17] != ':' || s[20] != ' ' || (s[21] != '+' && s[21] != '-'))
         return -EINVAL;
-    int month = strlen(mon) == 3 ? store_month_parse(mon, 3) : -1;
-    if (month < 0 || d < 1 || d > 31 || y < 1970 ||
-        hh > 23 || mm > 59 || ss > 60 || z % 100 > 59 || z > 2359)
+    int d = s[0] == ' ' ? digits(s + 1, 1) : digits(s, 2);
+    int month = store_month_parse(s + 3, 3);
+    int y = digits(s + 7, 4), hh = digits(s + 12, 2), mm = digits(s + 15, 2);
+    int ss = digits(s + 18, 2), z = digits(s + 22, 4);
+    if (d < 1 || month < 0 || y < 1970 || hh < 0 || mm < 0 || ss < 0 || z < 0 ||
+        d > days_in_month(y, month) || hh > 23 || mm > 59 || ss > 60 || z % 100 > 59 ||
+        z > 2359)
         return -EINVAL;
     struct tm tm = {.tm_year = y - 1900, .tm_mon = month, .tm_mday = d,
                     .tm_hour = hh, .tm_min = mm, .tm_sec = ss};
     int zm = (z / 100) * 60 + z % 100;
-    if (sign == '-')
+    if (s[21] == '-')
         zm = -zm;
     *t = (int64_t)timegm(&tm) - (int64_t)zm * 60;
     *tz = (int16_t)zm;

