@@ -162,13 +162,14 @@ typedef struct imap_section_data {
  * message/rfc822 (or message/global) part and refer to the embedded
  * message; MIME is the part's own MIME header (for "1" of a non-multipart
  * message, the message header).  BINARY[] is the whole message unchanged;
- * BINARY[part] needs a leaf part.
+ * BINARY[part] of a message/rfc822 (or message/global) part is the embedded
+ * message unchanged; otherwise BINARY[part] needs a leaf part.
  *
  * Returns 0 (then call imap_section_data_free), or:
  *   -ENOENT   no such part: answer BODY[...] NIL; for BINARY, NO.
  *   -EINVAL   the section does not apply to that part (HEADER/TEXT of a
- *             part that is not a message, BINARY of a multipart or
- *             message part): answer BODY[...] NIL; for BINARY, NO.
+ *             part that is not a message, BINARY of a multipart):
+ *             answer BODY[...] NIL; for BINARY, NO.
  *   -ENOTSUP  BINARY of a part whose Content-Transfer-Encoding is unknown:
  *             answer NO [UNKNOWN-CTE].
  *   -ENOMEM.

@@ -389,6 +389,20 @@ static int resolve(const imap_section *s, const store_cache *c, src *r)
             r->len = p.body_off + p.body_len;
             return 0;
         }
+        /* RFC 9051 6.4.5 allows BINARY only for leaf body parts, naming
+         * multipart, message/rfc822 and message/global as not leaves; RFC
+         * 3516, which defines BINARY, has no such rule.  An embedded message has no encoding to undo
+         * (RFC 2046 5.2.1: "No encoding other than "7bit", "8bit", or
+         * "binary" is permitted for the body of a "message/rfc822"
+         * entity"), so, as Dovecot does, we answer BINARY[n] of one with
+         * its bytes as they are (BODY[n]) instead of failing the FETCH.  A
+         * multipart still fails: its body is boundaries and headers, not
+         * content. */
+        if (is_message(&p)) {
+            r->off = p.body_off;
+            r->len = p.body_len;
+            return 0;
+        }
         if (!is_leaf(&p))
             return -EINVAL;
         r->off = p.body_off;

@@ -9,6 +9,7 @@
 
 #include "core/auth/authpool.h"
 #include "core/base/log.h"
+#include "core/fetch/mime_encode.h"
 #include "core/server/session.h"
 #include "store/crlf.h"
 
@@ -179,7 +180,25 @@ void cmd_append(imap_cmd *c)
          * LF bytes are data, and RFC 3516 4.4 forbids a transformation
          * that loses data: it is stored as sent. */
         size_t clen = lit->binary ? lit->len : store_crlf_len(lit->s, lit->len);
-        if (clen != lit->len) {
+        if (lit->binary && memchr(lit->s, '\0', lit->len)) {
+            /* Parts holding NULs could reach a client only through BINARY:
+             * they are stored re-encoded as base64 (core/fetch/mime_encode.h
+             * says why this is allowed and why at APPEND). */
+            store_buf b = {0};
+            size_t nconv;
+            if (mime_binary_to_base64(lit->s, lit->len, &b, &nconv) < 0) {
+                sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+                goto out;
+            }
+            conv[n] = (char *)b.data;
+            m->data = conv[n];
+            m->len = b.len;
+            if (b.len > s->srv->limits.max_literal) {
+                sess_tagged(s, tag, "NO", "[TOOBIG] Message too big once its binary parts are "
+                            "encoded as base64 (APPENDLIMIT=%zu)", s->srv->limits.max_literal);
+                goto out;
+            }
+        } else if (clen != lit->len) {
             /* APPENDLIMIT bounds what is stored, the safe reading: RFC 4469
              * 4.2 answers TOOBIG when "the resulting message exceeds a
              * server-specific message size limit", and every message in a

@@ -76,6 +76,60 @@ class ExactB(rs.ServerTestCase):
         self.assertIn(n, f, r.describe())
         return f[n]
 
+    # -- BINARY (RFC 3516, RFC 9051 6.4.5) --
+
+    def test_binary_of_message_rfc822_part(self):
+        c = self.box([FWD])
+        f = self.fetch1(c, "FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])")
+        self.assertEqual(bytes(f["BINARY[2]"]), INNER)
+        self.assertEqual(f["BINARY.SIZE[2]"], len(INNER))
+        f = self.fetch1(c, "FETCH 1 (BINARY.PEEK[2]<10.20> BINARY.PEEK[2.1])")
+        self.assertEqual(bytes(f["BINARY[2]<10>"]), INNER[10:30])
+        self.assertEqual(bytes(f["BINARY[2.1]"]), INNER[INNER.index(b"\r\n\r\n") + 4:])
+
+    def test_binary_size_and_partial_of_encoded_parts(self):
+        c = self.box([FIVE])
+        f = self.fetch1(c, "FETCH 1 (BINARY.SIZE[1] BINARY.SIZE[2] BINARY.SIZE[3] "
+                           "BINARY.SIZE[4] BINARY.SIZE[5])")
+        sizes = [f["BINARY.SIZE[%d]" % i] for i in range(1, 6)]
+        f = self.fetch1(c, "FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[2] BINARY.PEEK[3] "
+                           "BINARY.PEEK[4] BINARY.PEEK[5])")
+        got = [bytes(f["BINARY[%d]" % i]) for i in range(1, 6)]
+        self.assertEqual(got, [THIRTY, TWENTYNINE, b"a=bc", b"plain", DATA5])
+        self.assertEqual(sizes, [len(g) for g in got], "BINARY.SIZE = the BINARY length")
+        for origin, count in ((10, 10), (0, 1), (95, 10), (99, 1), (100, 5), (3, 1000)):
+            f = self.fetch1(c, "FETCH 1 BINARY.PEEK[5]<%d.%d>" % (origin, count))
+            self.assertEqual(bytes(f["BINARY[5]<%d>" % origin]), DATA5[origin:origin + count],
+                             "BINARY[5]<%d.%d>" % (origin, count))
+        f = self.fetch1(c, "FETCH 1 BINARY.PEEK[1]<28.10>")
+        self.assertEqual(bytes(f["BINARY[1]<28>"]), THIRTY[28:])
+
+    def test_literal8_binary_part_reaches_the_client(self):
+        c = self.login(enable="IMAP4rev2")
+        self.ok(c, "CREATE B")
+        r = c.cmd(b"APPEND B ~{%d}\r\n" % len(BINMSG) + BINMSG)
+        self.expect(r, "OK")
+        self.ok(c, "SELECT B")
+        f = self.fetch1(c, "FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1] BODYSTRUCTURE)")
+        self.assertEqual(bytes(f["BINARY[1]"]), BINPART, "BINARY gives the data back")
+        self.assertEqual(f["BINARY.SIZE[1]"], len(BINPART))
+        bs = f["BODYSTRUCTURE"]
+        leaf = bs[0]
+        enc = rs.s(leaf[5]).upper()
+        f = self.fetch1(c, "FETCH 1 (BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[] RFC822.SIZE)")
+        body = bytes(f["BODY[1]"])
+        self.assertNotIn(b"\x00", body, "BODY[] cannot carry NUL (RFC 9051 4.3)")
+        self.assertNotIn(b"\x00", bytes(f["BODY[]"]))
+        self.assertEqual(enc, "BASE64", "BODYSTRUCTURE describes what BODY[] sends")
+        self.assertEqual(base64.b64decode(body), BINPART, "BODY[1] is the data, re-encoded")
+        self.assertIn(b"content-transfer-encoding: base64", bytes(f["BODY[1.MIME]"]).lower())
+        self.assertEqual(int(leaf[6]), len(body), "body size = octets of BODY[1]")
+        self.assertEqual(f["RFC822.SIZE"], len(bytes(f["BODY[]"])))
+        # the whole message fetched as BODY[] parses back to the same part
+        import email
+        m = email.message_from_bytes(bytes(f["BODY[]"]))
+        self.assertEqual(m.get_payload()[0].get_payload(decode=True), BINPART)
+
     # -- SEARCH / UID sets (RFC 9051 seq-range) --
 
     def test_uid_set_above_every_uid_is_empty(self):

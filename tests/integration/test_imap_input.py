@@ -142,14 +142,18 @@ class StoredAsCrlf(rs.ServerTestCase):
         self.expect(c.append("INBOX", msg, plus=False), "BAD")
         st = self.ok(c, "STATUS INBOX (MESSAGES)")
         self.assertIn("MESSAGES 0", st.untagged[0].line)
-        # literal8 (BINARY is offered): accepted, and stored as sent, bare LF
-        # included (a binary part's LF bytes are data).
+        # literal8 (BINARY is offered): accepted; the body holding the NUL is
+        # stored as base64 (RFC 3516 4.4 allows a lossless CTE change), so
+        # BODY[] carries no NUL and BINARY[1] gives the octets back (a bare
+        # LF of this text part as CRLF, RFC 9051 6.4.5).
         bin_msg = b"Subject: nul\r\n\r\nbefore\x00after\nend\r\n"
         r = self.expect(c.cmd(b"APPEND INBOX ~{%d+}\r\n%s" % (len(bin_msg), bin_msg)), "OK")
         self.ok(c, "SELECT INBOX")
-        r = self.ok(c, "UID FETCH %d RFC822.SIZE" % self.uid_of(r))
+        r = self.ok(c, "UID FETCH %d (RFC822.SIZE BODY.PEEK[] BINARY.PEEK[1])" % self.uid_of(r))
         (_, d), = r.fetch_list()
-        self.assertEqual(d["RFC822.SIZE"], len(bin_msg))
+        self.assertEqual(d["RFC822.SIZE"], len(bytes(d["BODY[]"])))
+        self.assertNotIn(b"\x00", bytes(d["BODY[]"]))
+        self.assertEqual(bytes(d["BINARY[1]"]), b"before\x00after\r\nend\r\n")
         self.ok(c, "NOOP")
 
 

@@ -1,10 +1,12 @@
-/* tests/unit/test_fetch_render.c — core/fetch/fetch_render.c, core/fetch/fetch_section.c
- * and core/fetch/mime_decode.c: ENVELOPE, BODY/BODYSTRUCTURE, body sections,
- * BINARY, RFC 2047 and charset decoding, against exact expected output
+/* tests/unit/test_fetch_render.c — core/fetch/fetch_render.c, core/fetch/fetch_section.c,
+ * core/fetch/mime_decode.c and core/fetch/mime_encode.c: ENVELOPE,
+ * BODY/BODYSTRUCTURE, body sections, BINARY, base64 for APPENDed binary
+ * parts, RFC 2047 and charset decoding, against exact expected output
  * (RFC 3501 / RFC 9051 examples included), plus randomized messages that
  * must always render well-formed. */
 #include "core/fetch/fetch_render.h"
 #include "core/fetch/mime_decode.h"
+#include "core/fetch/mime_encode.h"
 #include "store/message.h"
 #include "store/utf8.h"
 #include "testutil.h"
@@ -555,10 +557,17 @@ static void test_nested(void)
     CHECK_EQ(fetch_err(&m, "BODY[2.3]"), -ENOENT);
     CHECK_EQ(fetch_err(&m, "BODY[1.1.1]"), -ENOENT);
     CHECK_EQ(fetch_err(&m, "BINARY[1]"), -EINVAL);     /* multipart */
-    CHECK_EQ(fetch_err(&m, "BINARY[2]"), -EINVAL);     /* message */
-    CHECK_EQ(fetch_err(&m, "BINARY.SIZE[2]"), -EINVAL);
-    /* Ranges tell the caller what to read. */
+    /* An embedded message has no encoding to undo: BINARY gives it as
+     * it is, and BINARY.SIZE its length. */
+    CHECK_FETCH(&m, "BINARY[2]", inner);
     imap_section s;
+    imap_section_data d;
+    REQUIRE_OK(imap_section_parse("BINARY.SIZE[2]", 14, &s));
+    REQUIRE_OK(imap_section_fetch(&s, &m.c, m.raw, m.len, &d));
+    CHECK_EQ(d.size, strlen(inner));
+    imap_section_data_free(&d);
+    imap_section_free(&s);
+    /* Ranges tell the caller what to read. */
     uint64_t off, len;
     REQUIRE_OK(imap_section_parse("BODY[2.HEADER]", 14, &s));
     REQUIRE_OK(imap_section_range(&s, &m.c, &off, &len));
@@ -1044,6 +1053,67 @@ static void test_binary(void)
     imap_section_data_free(&d);
     imap_section_free(&s);
     msg_free(&m);
+}
+
+/* ---- mime_encode: binary parts of an APPEND as base64 ------------- */
+
+static void test_binary_to_base64(void)
+{
+    /* 100 octets with NULs: two lines of 76 characters and one of 32 */
+    char data[100];
+    for (int i = 0; i < 100; i++)
+        data[i] = (char)(i * 7);
+    store_buf b = {0};
+    REQUIRE_OK(mime_encode_base64(data, sizeof data, &b));
+    CHECK_EQ(b.len, 76 + 2 + 60);
+    CHECK(!memcmp(b.data + 76, "\r\n", 2) && !memchr(b.data + 78, '\n', b.len - 78));
+    store_buf d = {0};
+    REQUIRE_OK(mime_decode_base64((const char *)b.data, b.len, &d));
+    CHECK(d.len == sizeof data && !memcmp(d.data, data, sizeof data));
+    free(d.data);
+    b.len = 0;
+    REQUIRE_OK(mime_encode_base64("ab", 2, &b));
+    CHECK(b.len == 4 && !memcmp(b.data, "YWI=", 4));
+    free(b.data);
+
+    /* Only the part holding a NUL changes: its (folded) CTE field goes,
+     * base64 comes, and the boundary's CRLF stays where it was. */
+    static const char raw[] =
+        "Subject: bin\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n"
+        "--z\r\nContent-Type: text/plain\r\n\r\nplain \xff text\r\n"
+        "--z\r\nContent-Type: application/x-data\r\ncontent-transfer-encoding :\r\n"
+        " binary\r\nX-After: kept\r\n\r\n\x00\x01" "ab\n\r\n"
+        "--z--\r\n";
+    store_buf out = {0};
+    size_t nconv;
+    REQUIRE_OK(mime_binary_to_base64(raw, sizeof raw - 1, &out, &nconv));
+    CHECK_EQ(nconv, 1);
+    static const char want[] =
+        "Subject: bin\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n"
+        "--z\r\nContent-Type: text/plain\r\n\r\nplain \xff text\r\n"
+        "--z\r\nContent-Type: application/x-data\r\nX-After: kept\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\nAAFhYgo=\r\n"
+        "--z--\r\n";
+    CHECK(out.len == sizeof want - 1 && !memcmp(out.data, want, out.len));
+    if (out.len != sizeof want - 1 || memcmp(out.data, want, out.len))
+        fprintf(stderr, "  got %.*s\n", (int)out.len, (const char *)out.data);
+    /* what the store parses back: BINARY[2] is the data again */
+    msg m;
+    REQUIRE_OK(msg_raw(&m, (const char *)out.data, out.len));
+    CHECK(fetch_is(&m, "BINARY[2]", "\x00\x01" "ab\n", 5));
+    CHECK_FETCH(&m, "BODY[2]", "AAFhYgo=");
+    msg_free(&m);
+
+    /* A single-part message: its body ends the message, with a CRLF. */
+    out.len = 0;
+    REQUIRE_OK(mime_binary_to_base64("Subject: x\r\n\r\na\0b", 17, &out, &nconv));
+    static const char one[] = "Subject: x\r\nContent-Transfer-Encoding: base64\r\n\r\nYQBi\r\n";
+    CHECK(nconv == 1 && out.len == sizeof one - 1 && !memcmp(out.data, one, out.len));
+    /* Nothing to do: an exact copy. */
+    out.len = 0;
+    REQUIRE_OK(mime_binary_to_base64("Subject: x\r\n\r\nab\xff", 17, &out, &nconv));
+    CHECK(nconv == 0 && out.len == 17 && !memcmp(out.data, "Subject: x\r\n\r\nab\xff", 17));
+    free(out.data);
 }
 
 /* ---- mime_decode --------------------------------------------------- */
@@ -1616,6 +1686,7 @@ int main(void)
     RUN(test_section_parse);
     RUN(test_partials);
     RUN(test_binary);
+    RUN(test_binary_to_base64);
     RUN(test_base64_qp);
     RUN(test_charsets);
     RUN(test_rfc2047);
