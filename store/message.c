@@ -1,13 +1,15 @@
 /* store/message.c — the message parser and the cache blob (contract in
  * store/message.h).
  *
- * Blob format, version 2.  All integers are little-endian and nothing is
+ * Blob format, version 3.  All integers are little-endian and nothing is
  * aligned, so a blob can be copied or mapped anywhere (readers use byte
  * loads).
  *
  *   header, 40 bytes
  *      0  magic "RMcb"
- *      4  u16 version (2; 1 is still read: it had no field 36)
+ *      4  u16 version (3; 1 and 2 are still read: 1 had no field 36,
+ *         and 2's rendered envelope came from an older rendering, so it
+ *         is ignored and envelope 0 is rendered at fetch time)
  *      6  u16 header size (40)
  *      8  u32 total blob length, header included
  *     12  u32 CRC32C (Castagnoli, as in the log) over bytes [0,12) and
@@ -104,7 +106,7 @@
 #include "store/store.h"    /* store_crc32c: one CRC32C for records and blobs */
 
 #define BLOB_MAGIC "RMcb"
-#define BLOB_VERSION 2
+#define BLOB_VERSION 3
 #define HDR_SIZE 40
 #define PART_SIZE 88
 #define ENV_SIZE 44
@@ -1342,9 +1344,10 @@ int store_cache_open(const void *blob, size_t len, store_cache *c)
 {
     const uint8_t *b = blob;
     if (!b || len < HDR_SIZE || memcmp(b, BLOB_MAGIC, 4) ||
-        (ld16(b + 4) != BLOB_VERSION && ld16(b + 4) != 1) || ld16(b + 6) != HDR_SIZE)
+        (ld16(b + 4) != BLOB_VERSION && ld16(b + 4) != 1 && ld16(b + 4) != 2) ||
+        ld16(b + 6) != HDR_SIZE)
         return -EBADMSG;
-    uint32_t rendered = ld16(b + 4) == 1 ? NIL_REF : ld32(b + 36);
+    uint32_t rendered = ld16(b + 4) == BLOB_VERSION ? ld32(b + 36) : NIL_REF;
     uint32_t total = ld32(b + 8), msg_len = ld32(b + 16);
     uint32_t nparts = ld32(b + 20), nenvs = ld32(b + 24);
     uint32_t nparams = ld32(b + 28), pool_len = ld32(b + 32);

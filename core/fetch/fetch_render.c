@@ -14,6 +14,9 @@ typedef struct rctx {
     /* address parsing scratch */
     store_buf phrase, local, domain, adl, comment;
     size_t count;               /* addresses written in the current list */
+    bool plain;                 /* addresses as search text, not IMAP data
+                                   (imap_render_address_text) */
+    bool in_angle;              /* inside "<...>": comments are no name */
 } rctx;
 
 static void oom(rctx *x)
@@ -141,7 +144,7 @@ static size_t take_comment(rctx *x, const char *s, size_t n, size_t i)
         a++;
     while (z > a && is_ws(s[z - 1]))
         z--;
-    if (z > a) {
+    if (z > a && !x->in_angle) {
         x->comment.len = 0;
         unquote(x, &x->comment, s, a, z);
     }
@@ -310,6 +313,21 @@ static void emit_addr(rctx *x, const store_buf *name)
 {
     if (!name->len && !x->local.len && !x->domain.len && !x->adl.len)
         return;
+    if (x->plain) {
+        /* "name <local@domain>, ": what the ENVELOPE says, in the form
+         * the address is written in a header */
+        const store_buf *nm = name->len ? name : &x->comment;
+        imap_out_add(x->o, nm->data, nm->len);
+        add(x, nm->len ? " <" : "<");
+        imap_out_add(x->o, x->local.data, x->local.len);
+        if (x->domain.len) {
+            add(x, "@");
+            imap_out_add(x->o, x->domain.data, x->domain.len);
+        }
+        add(x, ">, ");
+        x->count++;
+        return;
+    }
     begin_addr(x);
     put_buf_nstr(x, name->len ? name : &x->comment, true);
     add(x, " ");
@@ -323,6 +341,15 @@ static void emit_addr(rctx *x, const store_buf *name)
 
 static void emit_group(rctx *x, const store_buf *name)
 {
+    if (x->plain) {
+        if (name) {
+            imap_out_add(x->o, name->data, name->len);
+            add(x, ": ");
+        } else {
+            add(x, "; ");
+        }
+        return;
+    }
     begin_addr(x);
     add(x, "NIL NIL ");
     if (name)
@@ -345,6 +372,9 @@ static size_t parse_mailbox(rctx *x, const char *s, size_t n, size_t i,
     char c = i < n ? s[i] : 0;
 
     if (c == '<') {
+        /* A comment inside the angle-addr is CFWS between its tokens
+         * (RFC 5322 3.4), never the display name: "<a (x)@b>" has none. */
+        x->in_angle = true;
         x->local.len = 0;
         i = skip_cfws(x, s, n, i + 1);
         if (i < n && s[i] == '@') {     /* obs-route "@a,@b:" */
@@ -361,6 +391,7 @@ static size_t parse_mailbox(rctx *x, const char *s, size_t n, size_t i,
             i++;
         if (i < n && s[i] == '>')
             i++;
+        x->in_angle = false;
         i = skip_cfws(x, s, n, i);
         emit_addr(x, &x->phrase);
     } else if (c == '@') {
@@ -415,7 +446,7 @@ static size_t addr_list(rctx *x, store_str v)
         }
         i = parse_mailbox(x, s, n, i, false);
     }
-    if (x->count)
+    if (x->count && !x->plain)
         add(x, ")");
     return x->count;
 }
@@ -685,6 +716,15 @@ static void body(rctx *x, uint32_t idx, bool ext)
         put_nstr(x, p.location);
     }
     add(x, ")");
+}
+
+int imap_render_address_text(imap_out *o, store_str value)
+{
+    rctx x;
+    rctx_init(&x, o, NULL, true);
+    x.plain = true;
+    addr_list(&x, value);
+    return rctx_done(&x);
 }
 
 int imap_render_body(imap_out *o, const store_cache *c, bool extensible,

@@ -39,7 +39,8 @@
  *   - ENVELOPE addresses are parsed leniently from the raw header values
  *     (RFC 5322 address lists with obsolete forms): display names lose
  *     their quoting and whitespace runs, RFC 2047 words stay encoded; a
- *     comment is the display name when there is no phrase ("a@b (Ann)");
+ *     comment is the display name when there is no phrase ("a@b (Ann)"),
+ *     except one inside the angle brackets ("<a (x)@b>" has no name);
  *     a missing domain or local part is the empty string (never NIL,
  *     which would mean a group marker); "<>" without a name is dropped; an
  *     unterminated group is closed; an empty list is NIL.
@@ -62,6 +63,19 @@
  * index (nothing written). */
 int imap_render_envelope(imap_out *o, const store_cache *c,
                          uint32_t env_index, bool utf8);
+
+/* A header value's address list as plain text, each address as ENVELOPE
+ * parses it (same leniency) and a header would write it: "name
+ * <local@domain>, " ("<local@domain>, " without a name; a group as "name: "
+ * ... "; ").  Comments and folding whitespace are not part of an address
+ * (RFC 5322 3.2.2: "Runs of FWS, comment, or CFWS that occur between
+ * lexical tokens in a structured header field are semantically interpreted
+ * as a single space character", and addr-spec's tokens are joined without
+ * one), so they are gone, except that a comment stands in for a missing
+ * name, as in ENVELOPE.  Names keep their RFC 2047 words encoded
+ * and lose their quoting.  SEARCH FROM/TO/CC/BCC match this text.  Returns
+ * 0 or o->err. */
+int imap_render_address_text(imap_out *o, store_str value);
 
 /* The message's body structure: BODYSTRUCTURE with extensible, BODY
  * without. */

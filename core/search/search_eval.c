@@ -7,6 +7,7 @@
  * bytes (HEADER, BODY, TEXT), and the decoded, folded text of the body and
  * of the headers.  The scratch buffers live for one run call and are
  * reused from message to message. */
+#include "core/fetch/fetch_render.h"
 #include "core/fetch/mime_decode.h"
 #include "core/search/search_internal.h"
 
@@ -33,6 +34,7 @@ typedef struct ev {
     store_buf body;         /* folded text parts + embedded headers */
     store_buf text;         /* folded top header + MIME part headers */
     store_buf tmp, tmp2;
+    imap_out addr;          /* an address field as plain text */
     int err;
 } ev;
 
@@ -201,12 +203,34 @@ static bool value_has(ev *e, const srch_node *n, const char *p, size_t len)
 
 /* ---- string keys ----------------------------------------------------- */
 
+/* FROM, TO, CC, BCC (and HEADER of Sender or Reply-To) match the
+ * addresses as ENVELOPE gives them, "name <local@domain>", not the raw
+ * value: "From: <user (c)@ (c) example.org>" is user@example.org, and its
+ * comments are nothing to search for (imap_render_address_text).  RFC 9051
+ * 6.4.4 only says the field "contains the specified string"; what the
+ * field contains is its addresses. */
+static bool is_address_field(int f)
+{
+    return f == ENV_FROM || f == ENV_SENDER || f == ENV_REPLY_TO || f == ENV_TO ||
+           f == ENV_CC || f == ENV_BCC;
+}
+
 static bool match_envelope(ev *e, const srch_node *n)
 {
     if (!load_cache(e))
         return false;
     store_str f = env_field(&e->env, n->u.str.field);
-    return f.p && value_has(e, n, f.p, f.len);
+    if (!f.p)
+        return false;
+    if (!is_address_field(n->u.str.field))
+        return value_has(e, n, f.p, f.len);
+    e->addr.len = 0;
+    int rc = imap_render_address_text(&e->addr, f);
+    if (rc < 0) {
+        e->err = rc;
+        return false;
+    }
+    return value_has(e, n, e->addr.p ? e->addr.p : "", e->addr.len);
 }
 
 static bool is_wsp(char c) { return c == ' ' || c == '\t'; }
@@ -513,6 +537,7 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
     free(e.text.data);
     free(e.tmp.data);
     free(e.tmp2.data);
+    imap_out_free(&e.addr);
     return rc;
 }
 

@@ -149,6 +149,31 @@ class ExactB(rs.ServerTestCase):
         self.assertEqual(self.ok(c, "UID SEARCH UID %d:4294967295" % (nxt - 1)).search(), [],
                          "an expunged top UID")
 
+    # -- SEARCH FROM and addresses with comments (RFC 5322 3.4, CFWS) --
+
+    def test_search_address_with_comments(self):
+        m1 = (b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+              b"To: Ann (the boss) <ann(x)@(y)example.com>\r\n"
+              b"Cc: bob . smith @ example . net (Bob)\r\n"
+              b"Subject: comments\r\n\r\nbody\r\n")
+        m2 = b"From: other@domain.org\r\nSubject: plain\r\n\r\nbody\r\n"
+        c = self.box([m1, m2], enable=None)
+        self.assertEqual(self.ok(c, "SEARCH FROM user-from@domain.org").search(), [1])
+        self.assertEqual(self.ok(c, "SEARCH FROM \"user-from@domain\"").search(), [1])
+        self.assertEqual(self.ok(c, "SEARCH TO ann@example.com").search(), [1])
+        self.assertEqual(self.ok(c, "SEARCH CC bob.smith@example.net").search(), [1])
+        self.assertEqual(self.ok(c, "SEARCH FROM comment").search(), [],
+                         "a comment is not part of the address")
+        self.assertEqual(self.ok(c, "SEARCH FROM domain.org").search(), [1, 2])
+        env = self.fetch1(c, "FETCH 1 ENVELOPE")["ENVELOPE"]
+        frm = env[2][0]
+        self.assertEqual((rs.s(frm[2]), rs.s(frm[3])), ("user-from", "domain.org"))
+        to = env[5][0]
+        self.assertEqual((rs.s(to[0]), rs.s(to[2]), rs.s(to[3])),
+                         ("Ann", "ann", "example.com"))
+        cc = env[6][0]
+        self.assertEqual((rs.s(cc[2]), rs.s(cc[3])), ("bob.smith", "example.net"))
+
     # -- the implicit \Seen of FETCH (RFC 9051 6.4.5) --
 
     def test_implicit_seen_announced_in_any_order(self):

@@ -1217,9 +1217,15 @@ static void test_blob_truncation(void)
         copy[0] ^= 1;
         CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
         copy[0] ^= 1;
-        copy[4] = 3;
+        copy[4] = 4;
         reseal(copy, full);
         CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
+        /* Version 2's rendered envelope came from an older rendering: the
+         * blob is read, its rendered text is not. */
+        copy[4] = 2;
+        reseal(copy, full);
+        CHECK_EQ(store_cache_open(copy, full, &c), 0);
+        CHECK(store_cache_envelope_text(&c).p == NULL);
         /* Version 1 (no rendered envelope; field 36 must be 0) is read. */
         uint8_t f36[4];
         memcpy(f36, copy + 36, 4);
@@ -1232,7 +1238,7 @@ static void test_blob_truncation(void)
         reseal(copy, full);
         CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
         memcpy(copy + 36, f36, 4);
-        copy[4] = 2;
+        copy[4] = 3;
         reseal(copy, full);
         /* The test's CRC32C agrees with the blob's. */
         CHECK(!memcmp(copy, p.buf.data, full));
