@@ -689,6 +689,11 @@ static void test_addresses(void)
           "((\"Giant; \\\"Big\\\" Box\" NIL \"sysservices\" \"example.net\"))" },
         { "jdoe@machine(comment).  example",
           "((\"comment\" NIL \"jdoe\" \"machine.example\"))" },
+        /* a comment inside "<...>" is CFWS of the addr-spec, no name */
+        { "<user-from (comment)@ (comment) domain.org>",
+          "((NIL NIL \"user-from\" \"domain.org\"))" },
+        { "(Ann) <a (x)@b>", "((\"Ann\" NIL \"a\" \"b\"))" },
+        { "<a@b> (after)", "((\"after\" NIL \"a\" \"b\"))" },
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char *got = to_of(t[i].in);
@@ -704,6 +709,27 @@ static void test_addresses(void)
     };
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
         free(to_of(junk[i]));
+
+    /* The same addresses as SEARCH's text: comments gone. */
+    static const struct { const char *in, *out; } txt[] = {
+        { "<user-from (comment)@ (comment) domain.org>", "<user-from@domain.org>, " },
+        { "Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>",
+          "Pete <pete@silly.test>, " },
+        { "\"Doe, John\" <jd@x.org>, a@b (Ann)", "Doe, John <jd@x.org>, Ann <a@b>, " },
+        { "Friends: a@b, Bob <c@d>;", "Friends: <a@b>, Bob <c@d>, ; " },
+        { "user", "<user>, " },
+        { "", "" },
+    };
+    for (size_t i = 0; i < sizeof txt / sizeof txt[0]; i++) {
+        imap_out o = {0};
+        store_str v = { txt[i].in, (uint32_t)strlen(txt[i].in) };
+        CHECK_EQ(imap_render_address_text(&o, v), 0);
+        bool same = o.len == strlen(txt[i].out) && !memcmp(o.p, txt[i].out, o.len);
+        if (!same)
+            fprintf(stderr, "  [%s] -> [%.*s]\n", txt[i].in, (int)o.len, o.p ? o.p : "");
+        CHECK(same);
+        imap_out_free(&o);
+    }
 }
 
 /* The envelope rendered at append and kept in the blob must be exactly

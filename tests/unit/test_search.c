@@ -116,7 +116,7 @@ static const char msg5[] =
     "--b2--\n";
 
 static const char msg6[] =
-    "From: Grace <grace@example.com>\n"
+    "From: Grace (Hopper) <grace (work)@ (main office) example.com>\n"
     "To: bob@example.org\n"
     "Subject: a folded\n"
     " subject line\n"
@@ -587,6 +587,13 @@ static void test_headers(void)
     CHECK_STR(S("FROM \"J\xc3\xb6rg\""), "2");
     CHECK_STR(S("FROM \"M\xc3\x9cLLER\""), "2");
     CHECK_STR(S("FROM \"=?ISO-8859-1?Q?\""), "");
+    /* comments are not part of an address (RFC 5322 3.2.2): #6's From is
+     * "Grace <grace@example.com>" */
+    CHECK_STR(S("FROM grace@example.com"), "6");
+    CHECK_STR(S("FROM \"Grace <grace@\""), "6");
+    CHECK_STR(S("FROM work"), "");
+    CHECK_STR(S("FROM office"), "");
+    CHECK_STR(S("FROM Hopper"), "");
     CHECK_STR(S("TO bob"), "1,4,5,6");
     CHECK_STR(S("TO alice"), "2");
     CHECK_STR(S("CC carol"), "2");
