@@ -144,13 +144,21 @@ static void internaldate(imap_out *o, int64_t t, int16_t tz)
 }
 
 /* The sections of one message, after the simple items.  Returns 0 or the
- * code for the command's answer (imap_fetch_one). */
+ * code for the command's answer (imap_fetch_one).  *sent is set once part
+ * of the response has gone out by reference (o was emptied then).  A
+ * failed append to o stops here: o is cut back to the end of the last
+ * whole item, o->err cleared and *cut set, so the caller can close or
+ * withdraw the response; -ENOMEM. */
 static int sections(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req,
-                    const store_cache *cache, const char *raw, size_t rawlen, const char *sp)
+                    const store_cache *cache, const char *raw, size_t rawlen, const char *sp,
+                    bool *sent, bool *cut)
 {
     int result = 0;
     for (size_t i = 0; i < req->nsecs; i++) {
         const imap_section *sec = &req->secs[i];
+        size_t mark = o->len;
+        if (o->err)
+            break;
         imap_section_data d;
         int rc = imap_section_fetch(sec, cache, raw, rawlen, &d);
         imap_out_add(o, sp, strlen(sp));
@@ -177,12 +185,21 @@ static int sections(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req,
             imap_out_add(o, d.p, d.len);
         } else if (d.len >= IMAP_FETCH_ZERO_COPY_MIN && !d.buf.data && x->send) {
             imap_out_printf(o, "{%zu}\r\n", d.len);
-            x->send(x->send_arg, o, d.p, d.len);
+            if (!o->err) {      /* never a cut-off head before the bytes */
+                x->send(x->send_arg, o, d.p, d.len);
+                *sent = true;
+            }
         } else {
             imap_out_printf(o, "{%zu}\r\n", d.len);
             imap_out_add(o, d.p, d.len);
         }
         imap_section_data_free(&d);
+        if (o->err) {
+            o->len = mark;
+            o->err = 0;
+            *cut = true;
+            return -ENOMEM;
+        }
     }
     return result;
 }
@@ -191,8 +208,18 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
                    uint32_t uid, bool uidcmd, bool flags_changed)
 {
     store_msg m;
+    if (o->err)
+        return o->err;          /* nothing more can be written to o */
     if (store_cursor_seek(&x->cur, uid, &m) < 0)
         return -ENOENT;
+    /* Every way out leaves o well-formed: the whole response; or, when an
+     * append to o fails (a section too large to copy, a renderer's
+     * scratch buffer), nothing of it (o back at start, o->err cleared); or,
+     * once part of it went out by reference and cannot be taken back, the
+     * response closed after its last whole item.  A client never sees a
+     * "* n FETCH (" line that does not end. */
+    size_t start = o->len;
+    bool sent = false, cut = false;
     imap_out_lit(o, "* ");
     imap_out_uint(o, seq);
     imap_out_lit(o, " FETCH (");
@@ -220,15 +247,14 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         imap_out_uint(o, m.size);
         sp = " ";
     }
+    int result = 0;
     if (!(req->simple & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCTURE)) &&
-        !req->nsecs) {
-        imap_out_lit(o, ")\r\n");
-        return 0;
-    }
+        !req->nsecs)
+        goto close;
     store_cache cache;
     if (store_cursor_cache(&x->cur, &cache) < 0) {
-        imap_out_lit(o, ")\r\n");
-        return -EIO;
+        result = -EIO;
+        goto close;
     }
     if (req->simple & IMAP_FETCH_ENVELOPE) {
         imap_out_add(o, sp, strlen(sp));
@@ -248,15 +274,23 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         imap_render_body(o, &cache, true, x->utf8);
         sp = " ";
     }
-    int result = 0;
-    if (req->nsecs) {
+    if (req->nsecs && !o->err) {
         const char *raw;
         size_t rawlen;
         if (store_cursor_bytes(&x->cur, 0, SIZE_MAX, &raw, &rawlen) < 0)
             result = -EIO;
         else
-            result = sections(x, o, req, &cache, raw, rawlen, sp);
+            result = sections(x, o, req, &cache, raw, rawlen, sp, &sent, &cut);
+    }
+close:
+    if (o->err || cut) {
+        if (!sent) {
+            o->len = start;     /* withdrawn whole */
+            o->err = 0;
+            return -ENOMEM;
+        }
+        result = -ENOMEM;       /* sections() cut o back to a whole item */
     }
     imap_out_lit(o, ")\r\n");
-    return result;
+    return o->err ? o->err : result;
 }

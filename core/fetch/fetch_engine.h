@@ -93,7 +93,13 @@ void imap_fetch_ctx_init(imap_fetch_ctx *x, store_snap *snap, bool utf8, uint32_
  *             written): answer NO [UNKNOWN-CTE];
  *   -EIO      the message's cache or bytes could not be read: the
  *             response is closed after what was written;
- *   -ENOMEM   a section could not be built (NIL written).
+ *   -ENOMEM   a section could not be built (NIL written); or the
+ *             response could not be appended to o: then nothing of it is
+ *             in o (o as it was on entry, o->err 0), or, if part of it
+ *             already went out through send, it is closed after its last
+ *             whole item.  Either way no response is left unterminated.
+ *             Called with o->err set, nothing is written and o->err is
+ *             returned.
  * Other sections of the same message are answered either way. */
 int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, uint32_t seq,
                    uint32_t uid, bool uidcmd, bool flags_changed);

@@ -2,8 +2,9 @@
  * attribute lists parsed from real command text into requests (and the
  * BAD reasons), and the exact bytes of each message's response rendered
  * from a store mailbox: simple items, ENVELOPE, sections, BINARY errors,
- * \Recent, an expunged message, a missing one, a damaged index entry, and
- * large sections handed off by reference. */
+ * \Recent, an expunged message, a missing one, a damaged index entry,
+ * large sections handed off by reference, and responses that run out of
+ * memory (withdrawn or closed, never left open). */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -354,6 +355,152 @@ static void test_damaged(void)
     env_close(&e);
 }
 
+/* ---- responses that cannot be built ---------------------------------- */
+
+/* A real allocation failure: in a child whose address space is capped a
+ * few MiB above what it uses, a section too big to copy into the output
+ * buffer.  ASan's allocator must then return NULL as malloc does. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+#endif
+
+#define HUGE_LEN (16u << 20)            /* message 6: copied into o: fails */
+#define PART2_LEN (6u << 20)            /* message 7, part 2 decoded: fits */
+#define HEADROOM (10u << 20)
+
+typedef struct oom_run {
+    env *e;
+} oom_run;
+
+static void cap_address_space(size_t headroom)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (!f || fscanf(f, "%lu", &pages) != 1)
+        _exit(3);
+    fclose(f);
+    struct rlimit rl;
+    rl.rlim_cur = rl.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + headroom;
+    if (setrlimit(RLIMIT_AS, &rl) < 0)
+        _exit(4);
+}
+
+/* In the child: report what the engine did as "rc len err|bytes". */
+static void oom_child(void *arg)
+{
+    oom_run *r = arg;
+    imap_fetch_ctx x;
+    imap_fetch_ctx_init(&x, r->e->snap, false, UINT32_MAX);
+    const char *raw;
+    size_t rawlen;
+    /* the mappings exist before the cap (they are the store's, not ours) */
+    if (store_snap_bytes(r->e->snap, 6, 0, SIZE_MAX, &raw, &rawlen) < 0 ||
+        store_snap_bytes(r->e->snap, 7, 0, SIZE_MAX, &raw, &rawlen) < 0)
+        _exit(5);
+    imap_fetch_req q1, q2;
+    const char *err;
+    if (parse("(UID BODY.PEEK[])", &q1, &err) < 0 ||
+        parse("(UID BODY.PEEK[1] BINARY.PEEK[2] RFC822.SIZE)", &q2, &err) < 0)
+        _exit(6);
+    imap_out o = {0};
+    imap_out_lit(&o, "* 1 FETCH (UID 1)\r\n");
+    cap_address_space(HEADROOM);
+
+    /* 1: nothing goes out by reference: the response is withdrawn whole */
+    int rc = imap_fetch_one(&x, &o, &q1, 6, 6, false, false);
+    fprintf(stderr, "1 %d %d [%.*s]\n", rc, o.err, (int)o.len, o.p);
+    /* the buffer still works for the next message */
+    rc = imap_fetch_one(&x, &o, &q1, 1, 1, false, false);
+    fprintf(stderr, "2 %d %d [%.*s]\n", rc, o.err, (int)o.len, o.p);
+
+    /* 3: part 1 went out by reference, part 2 cannot be copied: closed
+     * after part 1 */
+    sent sn = {0};
+    x.send = take;
+    x.send_arg = &sn;
+    o.len = 0;
+    rc = imap_fetch_one(&x, &o, &q2, 7, 7, false, false);
+    fprintf(stderr, "3 %d %d %d [%s] [%.*s]\n", rc, o.err, sn.calls, sn.before, (int)o.len,
+            o.p);
+    _exit(0);
+}
+
+static void test_out_of_memory(void)
+{
+    env e = {0};
+    REQUIRE_OK(env_open(&e, "fetch-oom"));
+    static const char h6[] = "Subject: huge\r\n\r\n";
+    static const char h7[] =
+        "Subject: parts\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n"
+        "--q\r\nContent-Type: text/plain\r\n\r\n";
+    static const char h7b[] =
+        "\r\n--q\r\nContent-Type: application/octet-stream\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n";
+    size_t p1 = 40000, b64 = PART2_LEN / 3 * 4;
+    size_t l6 = sizeof h6 - 1 + HUGE_LEN;
+    size_t l7 = sizeof h7 - 1 + p1 + sizeof h7b - 1 + b64 + b64 / 76 * 2 + 9;
+    char *m6 = malloc(l6), *m7 = malloc(l7);
+    REQUIRE(m6 && m7);
+    memcpy(m6, h6, sizeof h6 - 1);
+    for (size_t i = sizeof h6 - 1; i < l6; i++)
+        m6[i] = i % 64 == 62 ? '\r' : i % 64 == 63 ? '\n' : 'x';
+    size_t n = 0;
+    memcpy(m7, h7, sizeof h7 - 1);
+    n += sizeof h7 - 1;
+    for (size_t i = 0; i < p1; i++)
+        m7[n++] = i % 50 == 48 ? '\r' : i % 50 == 49 ? '\n' : 'y';
+    memcpy(m7 + n, h7b, sizeof h7b - 1);
+    n += sizeof h7b - 1;
+    for (size_t i = 0; i < b64; i++) {
+        m7[n++] = "QUJD"[i % 4];            /* "ABC" repeated */
+        if (i % 76 == 75) {
+            m7[n++] = '\r';
+            m7[n++] = '\n';
+        }
+    }
+    memcpy(m7 + n, "\r\n--q--\r\n", 9);
+    n += 9;
+    store_new_msg m[2] = {
+        {.data = m6, .len = l6, .internal_date = 1600000000},
+        {.data = m7, .len = n, .internal_date = 1600000000},
+    };
+    uint32_t uids[2];
+    REQUIRE_OK(store_append(e.mb, m, 2, uids));
+    REQUIRE(uids[0] == 6 && uids[1] == 7);
+    store_snap_put(e.snap);
+    e.snap = store_snap_get(e.mb);
+    REQUIRE(e.snap);
+
+    oom_run r = {&e};
+    int sig = -1;
+    static char out[4096];
+    REQUIRE_OK(test_run_child(oom_child, &r, &sig, out, sizeof out));
+    CHECK_EQ(sig, 0);
+    char want[512];
+    snprintf(want, sizeof want,
+             "1 %d 0 [* 1 FETCH (UID 1)\r\n]\n"
+             "2 0 0 [* 1 FETCH (UID 1)\r\n* 1 FETCH (UID 1 BODY[] {%zu}\r\n%s)\r\n]\n"
+             "3 %d 0 1 [* 7 FETCH (UID 7 RFC822.SIZE %zu BODY[1] {%zu}\r\n] [)\r\n]\n",
+             -ENOMEM, sizeof M1 - 1, M1, -ENOMEM, n, p1);
+    if (strcmp(out, want))
+        fprintf(stderr, "  child said:\n%s  want:\n%s", out, want);
+    CHECK(!strcmp(out, want));
+    free(m6);
+    free(m7);
+    env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_parse);
@@ -361,5 +508,6 @@ int main(void)
     RUN(test_listing);
     RUN(test_zero_copy);
     RUN(test_damaged);
+    RUN(test_out_of_memory);
     return test_summary();
 }
