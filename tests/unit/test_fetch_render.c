@@ -724,7 +724,7 @@ static void test_addresses(void)
         imap_out o = {0};
         store_str v = { txt[i].in, (uint32_t)strlen(txt[i].in) };
         CHECK_EQ(imap_render_address_text(&o, v), 0);
-        bool same = o.len == strlen(txt[i].out) && !memcmp(o.p, txt[i].out, o.len);
+        bool same = o.len == strlen(txt[i].out) && (!o.len || !memcmp(o.p, txt[i].out, o.len));
         if (!same)
             fprintf(stderr, "  [%s] -> [%.*s]\n", txt[i].in, (int)o.len, o.p ? o.p : "");
         CHECK(same);
