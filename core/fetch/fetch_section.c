@@ -184,8 +184,11 @@ static int section_spec(sp *p, imap_section *out)
     if (out->npath && !dot && p->i < p->n && p->s[p->i] != ']')
         return -EINVAL;                 /* "1HEADER" */
     if (dot || (p->i < p->n && p->s[p->i] != ']')) {
+        /* section-binary = "[" [section-part] "]" (RFC 3516 7, RFC 9051
+         * 9): BINARY[HEADER] or BINARY[1.MIME] is BAD.  Dovecot answers
+         * them as BODY[...]; the grammar has no such form. */
         if (out->item != IMAP_ITEM_BODY)
-            return -EINVAL;             /* section-binary: part only */
+            return -EINVAL;
         if (at_ci(p, "HEADER.FIELDS.NOT")) {
             out->text = IMAP_SECTION_HEADER_FIELDS_NOT;
             p->i += 17;
@@ -537,6 +540,12 @@ int imap_section_fetch(const imap_section *s, const store_cache *c,
             e = -ENOTSUP;
             goto fail;
         }
+        /* RFC 9051 6.4.5: "servers MUST ensure that textual line-oriented
+         * sections are always transmitted using the IMAP CRLF line
+         * termination syntax": a text part's bare LF goes out as CRLF,
+         * also after base64 (BINARY.SIZE counts the CR).  Dovecot 2.3
+         * sends decoded base64 text as it is, one octet shorter per bare
+         * LF; we follow the RFC. */
         if (!ident || (text && bare_lf(p, (size_t)len))) {
             store_buf *b = s->item == IMAP_ITEM_BINARY ? &out->buf : NULL;
             uint64_t size;
@@ -561,6 +570,8 @@ int imap_section_fetch(const imap_section *s, const store_cache *c,
     }
     out->p = p ? p : "";
     out->len = (size_t)len;
+    /* RFC 3516 4.3: without a NUL "the server SHOULD return the data in a
+     * <string> instead of a <literal8>" (Dovecot always sends literal8). */
     if (s->item == IMAP_ITEM_BINARY)
         out->nul = out->len && memchr(out->p, 0, out->len);
     return 0;
