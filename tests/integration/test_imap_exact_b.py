@@ -179,11 +179,18 @@ class ExactB(rs.ServerTestCase):
     def test_implicit_seen_announced_in_any_order(self):
         msgs = [b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i) for i in range(1, 7)]
         c = self.box(msgs, enable=None)
+        other = self.login(select="M")
         for spec, want in (("5,1", {1, 5}), ("6,2:3", {2, 3, 6}), ("4,4", {4})):
             r = self.ok(c, "FETCH %s BODY[]" % spec)
             flagged = {n for n, d in r.fetch_list() if "FLAGS" in d and
                        "\\SEEN" in {str(x).upper() for x in d["FLAGS"]}}
             self.assertEqual(flagged, want, "FETCH %s: %s" % (spec, r.describe()))
+            # and to the other session with the mailbox selected
+            r = self.ok(other, "NOOP")
+            seen = {n for n, d in r.fetch_list() if "FLAGS" in d and
+                    "\\SEEN" in {str(x).upper() for x in d["FLAGS"]}}
+            self.assertEqual(seen, want, "other session after FETCH %s: %s"
+                             % (spec, r.describe()))
 
     # -- APPEND date-time (RFC 9051 date-time, case-insensitive literals) --
 
