@@ -15,6 +15,7 @@
 #include "core/auth/passwd.h"
 #include "core/auth/sasl_crypto.h"
 #include "store/utf8.h"
+#include "store/base64.h"
 
 #ifdef RINGMAIL_HAVE_SODIUM
 #include <sodium.h>
@@ -226,7 +227,7 @@ static int scram_field(const char **s, uint8_t *out, size_t max, size_t *len)
     if (n / 4 * 3 > max + 2)
         return -EINVAL;
     uint8_t buf[PASSWD_SCRAM_SALT_MAX + 3];
-    long r = rm_b64_decode(*s, n, buf);
+    long r = store_b64_decode(*s, n, buf);
     if (r <= 0 || (size_t)r > max)
         return -EINVAL;
     memcpy(out, buf, (size_t)r);
@@ -340,9 +341,9 @@ static char *dummy_secret;      /* never freed: one per process */
 static void dummy_init(void)
 {
     uint8_t r[16];
-    char pw[rm_b64_enc_len(16) + 1];
+    char pw[store_b64_enc_len(16) + 1];
     if (rm_random(r, sizeof r) == 0) {
-        rm_b64_encode(r, sizeof r, pw);
+        store_b64_encode(r, sizeof r, pw);
         if (passwd_hash(PASSWD_DEFAULT_SCHEME, pw, &dummy_secret) < 0)
             dummy_secret = NULL;
     }
@@ -499,11 +500,11 @@ static int hash_scram(const char *password, char **out)
         return rc;
     passwd_scram_derive(password, strlen(password), salt, sizeof salt,
                         PASSWD_SCRAM_ITERATIONS, &k);
-    char s64[rm_b64_enc_len(16) + 1], st64[rm_b64_enc_len(32) + 1],
-        sv64[rm_b64_enc_len(32) + 1], buf[200];
-    rm_b64_encode(k.salt, k.salt_len, s64);
-    rm_b64_encode(k.stored_key, 32, st64);
-    rm_b64_encode(k.server_key, 32, sv64);
+    char s64[store_b64_enc_len(16) + 1], st64[store_b64_enc_len(32) + 1],
+        sv64[store_b64_enc_len(32) + 1], buf[200];
+    store_b64_encode(k.salt, k.salt_len, s64);
+    store_b64_encode(k.stored_key, 32, st64);
+    store_b64_encode(k.server_key, 32, sv64);
     snprintf(buf, sizeof buf, "%u,%s,%s,%s", k.iterations, s64, st64, sv64);
     memset(&k, 0, sizeof k);
     return with_prefix("SCRAM-SHA-256", buf, out);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+
 #define RM_SHA256_LEN 32
 
 void rm_sha256(const void *p, size_t n, uint8_t out[RM_SHA256_LEN]);
@@ -26,13 +27,5 @@ bool rm_memeq(const void *a, const void *b, size_t n);
 /* "boringssl" (for test logs). */
 const char *rm_crypto_backend(void);
 
-/* Base64 (RFC 4648, with padding).  Encode: out holds
- * rm_b64_enc_len(n) + 1 bytes (NUL-terminated); returns the length.
- * Decode: strict (length a multiple of 4, padding only at the end, no
- * whitespace, unused bits zero); out holds n / 4 * 3 bytes; returns the
- * decoded length or -EINVAL. */
-#define rm_b64_enc_len(n) (((n) + 2) / 3 * 4)
-size_t rm_b64_encode(const void *in, size_t n, char *out);
-long rm_b64_decode(const char *in, size_t n, uint8_t *out);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "core/auth/sasl_crypto.h"
 #include "core/auth/sasl_internal.h"
+#include "store/base64.h"
 
 static pthread_once_t fake_once = PTHREAD_ONCE_INIT;
 static passwd_scram fake_creds;
@@ -15,7 +16,7 @@ static void fake_init(void)
 {
     uint8_t salt[16];
     /* RFC 7677's salt: W22ZaJ0SNY7soEsUEjb6gQ== */
-    rm_b64_decode("W22ZaJ0SNY7soEsUEjb6gQ==", 24, salt);
+    store_b64_decode("W22ZaJ0SNY7soEsUEjb6gQ==", 24, salt);
     passwd_scram_derive("pencil", 6, salt, 16, 4096, &fake_creds);
 }
 

@@ -11,6 +11,7 @@
 
 #include "core/auth/sasl_crypto.h"
 #include "core/auth/sasl_internal.h"
+#include "store/base64.h"
 
 void sasl_scram_free_(sasl *s)
 {
@@ -235,7 +236,7 @@ static int keep_first(sasl *s, const char *m, size_t gl, const char *bare,
         uint8_t r[18];
         if (rm_random(r, sizeof r) < 0)
             return bad(e, -EIO, "other-error");
-        rm_b64_encode(r, sizeof r, s->snonce);
+        store_b64_encode(r, sizeof r, s->snonce);
     }
     size_t sl = strlen(s->snonce);
     s->gs2_header = malloc(gl + 1);
@@ -296,8 +297,8 @@ sasl_status sasl_scram_resume_(sasl *s)
         if (rm_random(s->creds.stored_key, 32) < 0 || rm_random(s->creds.server_key, 32) < 0)
             return sasl_fail_(s, -EIO, "other-error");
     }
-    char salt64[rm_b64_enc_len(PASSWD_SCRAM_SALT_MAX) + 1];
-    rm_b64_encode(s->creds.salt, s->creds.salt_len, salt64);
+    char salt64[store_b64_enc_len(PASSWD_SCRAM_SALT_MAX) + 1];
+    store_b64_encode(s->creds.salt, s->creds.salt_len, salt64);
     size_t n = strlen(s->nonce) + strlen(salt64) + 32;
     if (!(s->server_first = malloc(n)))
         return sasl_fail_(s, -ENOMEM, "no-resources");
@@ -321,7 +322,7 @@ static sasl_status client_final(sasl *s, const char *m, size_t n)
     uint8_t *cb = malloc(bl / 4 * 3 + 1);
     if (!cb)
         return sasl_fail_(s, -ENOMEM, "no-resources");
-    long cbl = rm_b64_decode(m + 2, bl, cb);
+    long cbl = store_b64_decode(m + 2, bl, cb);
     if (cbl < 0) {
         free(cb);
         return sasl_fail_(s, -EINVAL, "invalid-encoding");
@@ -361,7 +362,7 @@ static sasl_status client_final(sasl *s, const char *m, size_t n)
         return sasl_fail_(s, -EINVAL, "invalid-encoding");
     uint8_t pr[48];
     size_t pl = (size_t)(end - proof);
-    long prl = pl <= 64 ? rm_b64_decode(proof, pl, pr) : -EINVAL;
+    long prl = pl <= 64 ? store_b64_decode(proof, pl, pr) : -EINVAL;
     if (prl != 32)
         return sasl_fail_(s, -EINVAL, "invalid-encoding");
     if (!cb_ok)
@@ -388,8 +389,8 @@ static sasl_status client_final(sasl *s, const char *m, size_t n)
     }
     rm_hmac_sha256(s->creds.server_key, 32, am, al, sig);
     free(am);
-    char buf[2 + rm_b64_enc_len(32) + 1] = "v=";
-    rm_b64_encode(sig, 32, buf + 2);
+    char buf[2 + store_b64_enc_len(32) + 1] = "v=";
+    store_b64_encode(sig, 32, buf + 2);
     sasl_set_out_(s, buf);
     s->state = SS_SCRAM_ACK;
     return SASL_CONTINUE;

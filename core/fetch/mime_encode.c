@@ -1,6 +1,7 @@
 /* core/fetch/mime_encode.c — binary parts re-encoded as base64 (contract in
  * core/fetch/mime_encode.h). */
 #include "core/fetch/mime_encode.h"
+#include "store/base64.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -10,24 +11,18 @@
 
 int mime_encode_base64(const void *p, size_t n, store_buf *out)
 {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    enum { LINE = 57 };                 /* bytes that make 76 characters */
     const uint8_t *s = p;
-    size_t quanta = (n + 2) / 3, lines = (quanta + 18) / 19;
-    if (store_buf_reserve(out, quanta * 4 + (lines ? lines - 1 : 0) * 2))
+    size_t lines = (n + LINE - 1) / LINE;
+    if (store_buf_reserve(out, store_b64_enc_len(n) + (lines ? lines - 1 : 0) * 2 + 1))
         return -ENOMEM;
     char *o = (char *)out->data + out->len;
-    for (size_t q = 0; q < quanta; q++) {
-        if (q && q % 19 == 0) {         /* 19 quanta = 76 characters a line */
+    for (size_t i = 0; i < n; i += LINE) {
+        if (i) {
             *o++ = '\r';
             *o++ = '\n';
         }
-        size_t i = q * 3, k = n - i < 3 ? n - i : 3;
-        uint32_t v = (uint32_t)s[i] << 16 | (k > 1 ? (uint32_t)s[i + 1] << 8 : 0) |
-                     (k > 2 ? s[i + 2] : 0);
-        *o++ = a[v >> 18 & 63];
-        *o++ = a[v >> 12 & 63];
-        *o++ = k > 1 ? a[v >> 6 & 63] : '=';
-        *o++ = k > 2 ? a[v & 63] : '=';
+        o += store_b64_encode(s + i, n - i < LINE ? n - i : LINE, o);
     }
     out->len = (size_t)((uint8_t *)o - out->data);
     return 0;

@@ -26,6 +26,7 @@
 #include "core/auth/sasl.h"
 #include "core/auth/sasl_crypto.h"
 #include "core/server/session.h"
+#include "store/base64.h"
 
 enum job_kind { JOB_LOGIN, JOB_SASL };
 
@@ -357,7 +358,7 @@ static void sasl_advance(session *s, sasl_status st, const uint8_t *out, size_t 
             auth_end(s);
             return;
         }
-        size_t n = rm_b64_encode(out, outlen, b);
+        size_t n = store_b64_encode(out, outlen, b);
         imap_out_printf(&s->out, "+ %.*s\r\n", (int)n, b);
         free(b);
         s->wait = WAIT_AUTH;
@@ -434,7 +435,7 @@ static void sasl_advance(session *s, sasl_status st, const uint8_t *out, size_t 
 static void sasl_feed(session *s, const char *b64, size_t n)
 {
     uint8_t *raw = malloc(n / 4 * 3 + 4);
-    long len = raw ? rm_b64_decode(b64, n, raw) : -ENOMEM;
+    long len = raw ? store_b64_decode(b64, n, raw) : -ENOMEM;
     if (len < 0) {
         free(raw);
         sess_bad(s, s->wait_tag, "Invalid base64");

@@ -7,6 +7,7 @@
 #include "core/auth/passwd.h"
 #include "core/auth/sasl_crypto.h"
 #include "testutil.h"
+#include "store/base64.h"
 
 static void hex(const uint8_t *p, size_t n, char *out)
 {
@@ -52,23 +53,23 @@ static void t_base64(void)
 {
     char e[64];
     uint8_t d[64];
-    rm_b64_encode("", 0, e);
+    store_b64_encode("", 0, e);
     CHECK(!strcmp(e, ""));
-    rm_b64_encode("f", 1, e);
+    store_b64_encode("f", 1, e);
     CHECK(!strcmp(e, "Zg=="));
-    rm_b64_encode("fo", 2, e);
+    store_b64_encode("fo", 2, e);
     CHECK(!strcmp(e, "Zm8="));
-    rm_b64_encode("foobar", 6, e);
+    store_b64_encode("foobar", 6, e);
     CHECK(!strcmp(e, "Zm9vYmFy"));
-    CHECK_EQ(rm_b64_decode("Zm9vYmFy", 8, d), 6);
+    CHECK_EQ(store_b64_decode("Zm9vYmFy", 8, d), 6);
     CHECK(!memcmp(d, "foobar", 6));
-    CHECK_EQ(rm_b64_decode("Zg==", 4, d), 1);
-    CHECK_EQ(rm_b64_decode("Zm8=", 4, d), 2);
-    CHECK_EQ(rm_b64_decode("", 0, d), 0);
+    CHECK_EQ(store_b64_decode("Zg==", 4, d), 1);
+    CHECK_EQ(store_b64_decode("Zm8=", 4, d), 2);
+    CHECK_EQ(store_b64_decode("", 0, d), 0);
     const char *bad[] = {"Zg=", "Zh==", "Zm9=", "Z===", "====", "Zg==Zg==", "Zm 9",
                          "Zm9vY", "Zm9v\nYmFy", "Zm-_", "=Zm9"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK_EQ(rm_b64_decode(bad[i], strlen(bad[i]), d), -EINVAL);
+        CHECK_EQ(store_b64_decode(bad[i], strlen(bad[i]), d), -EINVAL);
 }
 
 /* RFC 7677's example: user "user", password "pencil".  The keys derived
@@ -77,15 +78,15 @@ static void t_base64(void)
 static void t_scram_rfc7677_keys(void)
 {
     uint8_t salt[16], proof[32], vsig[32], sig[32], ck[32], st[32];
-    REQUIRE(rm_b64_decode("W22ZaJ0SNY7soEsUEjb6gQ==", 24, salt) == 16);
+    REQUIRE(store_b64_decode("W22ZaJ0SNY7soEsUEjb6gQ==", 24, salt) == 16);
     passwd_scram k;
     REQUIRE_OK(passwd_scram_derive("pencil", 6, salt, 16, 4096, &k));
     const char *am =
         "n=user,r=rOprNGfwEbeRWgbNEkqO,"
         "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
         "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
-    REQUIRE(rm_b64_decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", 44, proof) == 32);
-    REQUIRE(rm_b64_decode("6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", 44, vsig) == 32);
+    REQUIRE(store_b64_decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", 44, proof) == 32);
+    REQUIRE(store_b64_decode("6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", 44, vsig) == 32);
     rm_hmac_sha256(k.stored_key, 32, am, strlen(am), sig);
     for (int i = 0; i < 32; i++)
         ck[i] = proof[i] ^ sig[i];
@@ -96,9 +97,9 @@ static void t_scram_rfc7677_keys(void)
 
     /* The same as a Dovecot line, parsed and verified. */
     char s64[64], st64[64], sv64[64], line[256];
-    rm_b64_encode(k.stored_key, 32, st64);
-    rm_b64_encode(k.server_key, 32, sv64);
-    rm_b64_encode(salt, 16, s64);
+    store_b64_encode(k.stored_key, 32, st64);
+    store_b64_encode(k.server_key, 32, sv64);
+    store_b64_encode(salt, 16, s64);
     snprintf(line, sizeof line, "4096,%s,%s,%s", s64, st64, sv64);
     passwd_scram p;
     REQUIRE_OK(passwd_scram_parse(line, &p));

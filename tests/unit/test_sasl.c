@@ -7,6 +7,7 @@
 #include "core/auth/sasl.h"
 #include "core/auth/sasl_crypto.h"
 #include "testutil.h"
+#include "store/base64.h"
 
 /* ---- a fake credential store ---- */
 
@@ -66,7 +67,7 @@ static const sasl_backend BE_NOCB = {.verify = fake_verify, .scram_lookup = fake
 static void setup(void)
 {
     uint8_t salt[16];
-    rm_b64_decode("W22ZaJ0SNY7soEsUEjb6gQ==", 24, salt);
+    store_b64_decode("W22ZaJ0SNY7soEsUEjb6gQ==", 24, salt);
     passwd_scram_derive("pencil", 6, salt, 16, 4096, &g_pencil);
 }
 
@@ -94,7 +95,7 @@ static void client_final(const char *password, const char *bare, const char *ser
     const char *r = strstr(server_first, "r="), *s = strstr(server_first, ",s="),
                *i = strstr(server_first, ",i=");
     uint8_t salt[64], cbin[256], sp[32], ck[32], sk[32], stk[32], sig[32], proof[32];
-    long sl = rm_b64_decode(s + 3, (size_t)(i - s - 3), salt);
+    long sl = store_b64_decode(s + 3, (size_t)(i - s - 3), salt);
     unsigned it = (unsigned)atoi(i + 3);
     rm_pbkdf2_sha256(password, strlen(password), salt, (size_t)sl, it, sp);
     rm_hmac_sha256(sp, 32, "Client Key", 10, ck);
@@ -105,13 +106,13 @@ static void client_final(const char *password, const char *bare, const char *ser
     if (cblen)
         memcpy(cbin + gl, cb, cblen);
     char cb64[400], without[1024], am[2048], p64[64];
-    rm_b64_encode(cbin, gl + cblen, cb64);
+    store_b64_encode(cbin, gl + cblen, cb64);
     snprintf(without, sizeof without, "c=%s,r=%.*s", cb64, (int)(s - r - 2), r + 2);
     snprintf(am, sizeof am, "%s,%s,%s", bare, server_first, without);
     rm_hmac_sha256(stk, 32, am, strlen(am), sig);
     for (int k = 0; k < 32; k++)
         proof[k] = ck[k] ^ sig[k];
-    rm_b64_encode(proof, 32, p64);
+    store_b64_encode(proof, 32, p64);
     if (snprintf(out, outsz, "%s,p=%s", without, p64) >= (int)outsz)
         out[0] = '\0';
     if (server_sig)
@@ -166,7 +167,7 @@ static sasl_status scram_run(sasl_mech mech, const sasl_backend *be, bool plus_o
         char v[64] = "v=";
         client_final(password, first + strlen(gs2), out, gs2, cb, cblen, fin, sizeof fin, vsig);
         st = step(s, fin, out, sizeof out);
-        rm_b64_encode(vsig, 32, v + 2);
+        store_b64_encode(vsig, 32, v + 2);
         if (st == SASL_CONTINUE) {
             if (strcmp(out, v))
                 st = SASL_FAIL;
