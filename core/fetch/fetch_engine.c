@@ -193,6 +193,8 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
     store_msg m;
     if (store_cursor_seek(&x->cur, uid, &m) < 0)
         return -ENOENT;
+    if (x->keywords)
+        m.keywords = x->keywords(x->keywords_arg, o, m.keywords);
     imap_out_lit(o, "* ");
     imap_out_uint(o, seq);
     imap_out_lit(o, " FETCH (");

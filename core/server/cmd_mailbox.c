@@ -121,22 +121,7 @@ static void select_answer(session *s, select_cont *sc)
     }
     s->nrecent = recent;
     s->modseq_seen = store_snap_highestmodseq(snap);
-    imap_out kw = {0};
-    for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
-        const char *n = store_snap_keyword(snap, k);
-        if (n)
-            imap_out_printf(&kw, " %s", n);
-    }
-    const char *kws = kw.p ? kw.p : "";
-    int kwl = (int)kw.len;
-    imap_out_printf(&s->out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n",
-                    kwl, kws);
-    if (readonly)
-        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-    else
-        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted "
-                        "\\Seen \\Draft%.*s \\*)] Flags permitted\r\n", kwl, kws);
-    imap_out_free(&kw);
+    sess_announce_flags(s, &s->out, snap);
     imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
     if (!s->rev2) {
         imap_out_printf(&s->out, "* %u RECENT\r\n", recent);

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""ringmaild: exact answers about flags, mailbox names, MOVE and LIST.
+
+- A keyword first set by STORE or APPEND is announced by an untagged FLAGS
+  and OK [PERMANENTFLAGS] before any FETCH FLAGS shows it, in the writer's
+  session and in every other session with the mailbox selected, IDLE
+  included (RFC 9051 7.3.5: FLAGS names the flags the mailbox has), also
+  while several sessions create keywords at once.
+
+Clients are the raw client of ringmail_server.py.  Runs once per io
+backend."""
+
+import os
+import re
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ringmail_server as rs  # noqa: E402
+
+
+def msg(i, subject="test"):
+    return ("From: Sender <s%d@example.com>\r\nTo: r@example.org\r\nSubject: %s\r\n"
+            "Message-ID: <x%d@example.com>\r\n\r\nBody %d.\r\n" % (i, subject, i, i)).encode()
+
+
+class FlagWatch:
+    """Follows one session's responses: the keywords announced by FLAGS and
+    PERMANENTFLAGS so far, and every FETCH FLAGS that shows a keyword not
+    announced before it."""
+
+    def __init__(self, name, readonly=False):
+        self.name = name
+        self.readonly = readonly
+        self.flags = set()
+        self.perm = set()
+        self.violations = []
+        self.fetches = 0
+
+    def feed(self, responses):
+        for r in responses:
+            if not r.untagged:
+                continue
+            kind = r.kind()
+            if kind == "FLAGS":
+                self.flags = set(str(f).lower() for f in r.items()[1])
+            elif kind == "OK":
+                st = r.status()
+                if st and st[1] and st[1].upper().startswith("PERMANENTFLAGS"):
+                    inner = re.search(r"\((.*)\)", st[1]).group(1)
+                    self.perm = set(f.lower() for f in inner.split())
+            elif kind == "FETCH":
+                d = rs.fetch_dict(r)
+                if "FLAGS" not in d:
+                    continue
+                self.fetches += 1
+                for f in d["FLAGS"]:
+                    f = str(f).lower()
+                    if f.startswith("\\"):
+                        continue
+                    if f not in self.flags or (not self.readonly and f not in self.perm):
+                        self.violations.append("%s: %r before FLAGS/PERMANENTFLAGS named %s"
+                                               % (self.name, r, f))
+
+    def cmd(self, c, text):
+        r = c.cmd(text)
+        self.feed(r.untagged)
+        return r
+
+
+class Keywords(rs.ServerTestCase):
+
+    def select(self, name, readonly=False):
+        c = self.login()
+        w = FlagWatch(name, readonly)
+        r = w.cmd(c, ("EXAMINE" if readonly else "SELECT") + " INBOX")
+        self.expect(r, "OK")
+        return c, w
+
+    def idle_collect(self, c, w, wait=0.3):
+        """IDLE for a moment; what arrives is checked as it comes."""
+        tag = c.tag()
+        c.send(tag + " IDLE\r\n")
+        while True:
+            r = c.read()
+            if r.continuation:
+                break
+            w.feed([r])
+        w.feed(c.pending(wait))
+        c.send("DONE\r\n")
+        untagged, tagged, _ = c.read_until_tag(tag)
+        w.feed(untagged)
+        self.assertEqual(tagged.status()[0], "OK", tagged)
+
+    def test_new_keyword_announced_first_everywhere(self):
+        c0 = self.login()
+        self.append_msgs(c0, "INBOX", [msg(i) for i in range(3)])
+        wr, ww = self.select("writer")
+        no, nw = self.select("noop")
+        fe, fw = self.select("fetch")
+        ex, xw = self.select("examine", readonly=True)
+        idle, iw = self.select("idle")
+        for i in range(24):
+            kw = "kw%d" % i
+            if i % 3 == 0:
+                r = ww.cmd(wr, "STORE 1 +FLAGS (%s)" % kw)
+            elif i % 3 == 1:
+                r = ww.cmd(wr, "UID STORE 1:* +FLAGS (%s)" % kw)
+            else:
+                r = wr.cmd_lit("APPEND INBOX (%s) " % kw, msg(100 + i), "")
+                ww.feed(r.untagged)
+                self.expect(r, "OK")
+                ww.cmd(wr, "FETCH 1:* (FLAGS)")
+            self.expect(r, "OK")
+            nw.cmd(no, "NOOP")
+            self.expect(fw.cmd(fe, "FETCH 1:* (UID FLAGS)"), "OK")
+            xw.cmd(ex, "FETCH 1:* FLAGS")
+            self.idle_collect(idle, iw, 0.2 if i % 4 == 0 else 0.05)
+        for w in (ww, nw, fw, xw, iw):
+            self.assertEqual(w.violations, [], "\n".join(w.violations[:10]))
+            self.assertIn("kw23", w.flags, "%s was never told of kw23" % w.name)
+            self.assertGreater(w.fetches, 0, w.name)
+
+    def test_new_keywords_from_concurrent_writers(self):
+        c0 = self.login()
+        self.append_msgs(c0, "INBOX", [msg(i) for i in range(4)])
+        readers = [self.select("reader%d" % i) for i in range(3)]
+        writers = [self.select("writer%d" % i) for i in range(4)]
+        errors = []
+        stop = threading.Event()
+
+        def write(k, c, w):
+            try:
+                for i in range(14):
+                    kw = "w%dk%d" % (k, i)
+                    if i % 2:
+                        r = w.cmd(c, "STORE %d +FLAGS (%s)" % (1 + (i % 4), kw))
+                    else:
+                        r = c.cmd_lit("APPEND INBOX (%s) " % kw, msg(1000 * k + i), "")
+                        w.feed(r.untagged)
+                    if r.status != "OK":
+                        errors.append(r.describe())
+                    w.cmd(c, "FETCH 1:* FLAGS")
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+
+        def read(k, c, w):
+            try:
+                while not stop.is_set():
+                    w.cmd(c, "FETCH 1:* (FLAGS)" if k % 2 == 0 else "NOOP")
+            except Exception as e:
+                errors.append(repr(e))
+
+        ths = [threading.Thread(target=write, args=(k, c, w)) for k, (c, w) in enumerate(writers)]
+        rths = [threading.Thread(target=read, args=(k, c, w)) for k, (c, w) in enumerate(readers)]
+        for t in ths + rths:
+            t.start()
+        for t in ths:
+            t.join(60)
+        stop.set()
+        for t in rths:
+            t.join(60)
+        self.assertEqual(errors, [])
+        for c, w in readers + writers:
+            w.cmd(c, "FETCH 1:* FLAGS")
+            self.assertEqual(w.violations, [], "\n".join(w.violations[:10]))
+            self.assertIn("w3k13", w.flags, w.name)
+
+
+rs.parametrize(globals(), Keywords)
+
+if __name__ == "__main__":
+    rs.main()
