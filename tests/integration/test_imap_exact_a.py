@@ -168,7 +168,45 @@ class Keywords(rs.ServerTestCase):
             self.assertIn("w3k13", w.flags, w.name)
 
 
-rs.parametrize(globals(), Keywords)
+ATOM_NAME = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
+
+
+class Names(rs.ServerTestCase):
+
+    def check_atom_name(self, c, wire, shown):
+        """The name sent as an atom works in every command that takes one;
+        LIST shows it as `shown` (parsed)."""
+        self.ok(c, "CREATE " + wire)
+        r = self.ok(c, "SELECT " + wire)
+        self.assertEqual(r.numbers("EXISTS"), [0])
+        self.ok(c, "UNSELECT")
+        self.ok(c, "EXAMINE " + wire)
+        self.ok(c, "CLOSE")
+        for pat in (wire, '"*"', "*[*", "%"):
+            r = self.ok(c, 'LIST "" ' + pat)
+            names = [rs.s(x.items()[3]) for x in r.of("LIST")]
+            self.assertIn(shown, names, "LIST \"\" %s: %r" % (pat, r.describe()))
+        r = self.ok(c, "STATUS %s (MESSAGES)" % wire)
+        self.assertEqual(len(r.of("STATUS")), 1)
+        self.ok(c, "SUBSCRIBE " + wire)
+        r = self.ok(c, 'LSUB "" ' + wire)
+        self.assertEqual(len(r.of("LSUB")), 1, r.describe())
+        self.ok(c, "RENAME %s %s2" % (wire, wire))
+        self.ok(c, "DELETE %s2" % wire)
+
+    def test_bracket_in_atom_names(self):
+        c = self.login()
+        # modified UTF-7 (IMAP4rev1): '&' is written "&-"
+        self.check_atom_name(c, ATOM_NAME.replace("&", "&-"), ATOM_NAME.replace("&", "&-"))
+        self.check_atom_name(c, "a[b", "a[b")
+        c2 = self.login(enable="UTF8=ACCEPT")
+        self.check_atom_name(c2, ATOM_NAME, ATOM_NAME)
+        # a section still needs its ']' after a fetch attribute
+        self.ok(c, "SELECT INBOX")
+        self.expect(c.cmd("FETCH 1 BODY[HEADER"), "BAD")
+
+
+rs.parametrize(globals(), Keywords, Names)
 
 if __name__ == "__main__":
     rs.main()
