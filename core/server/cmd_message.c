@@ -31,7 +31,9 @@ static int parse_flags(const imap_arg *v, size_t n, uint32_t *flags,
     if (!*kw)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        if (v[i].type != IMAP_ARG_ATOM)
+        /* In a flag position NIL is no nil: flag-keyword = atom (RFC 9051
+         * formal syntax), and "NIL" is an atom there like any other. */
+        if (v[i].type != IMAP_ARG_ATOM && v[i].type != IMAP_ARG_NIL)
             return -EINVAL;
         const char *f = v[i].s;
         if (f[0] == '\\') {

@@ -44,7 +44,7 @@ class FlagWatch:
                 continue
             kind = r.kind()
             if kind == "FLAGS":
-                self.flags = set(str(f).lower() for f in r.items()[1])
+                self.flags = set("nil" if f is None else str(f).lower() for f in r.items()[1])
             elif kind == "OK":
                 st = r.status()
                 if st and st[1] and st[1].upper().startswith("PERMANENTFLAGS"):
@@ -56,7 +56,7 @@ class FlagWatch:
                     continue
                 self.fetches += 1
                 for f in d["FLAGS"]:
-                    f = str(f).lower()
+                    f = "nil" if f is None else str(f).lower()
                     if f.startswith("\\"):
                         continue
                     if f not in self.flags or (not self.readonly and f not in self.perm):
@@ -206,7 +206,39 @@ class Names(rs.ServerTestCase):
         self.expect(c.cmd("FETCH 1 BODY[HEADER"), "BAD")
 
 
-rs.parametrize(globals(), Keywords, Names)
+def flagnames(lst):
+    """A FLAGS list, upper-cased and sorted, without \\Recent (the test
+    parser reads the atom NIL as None)."""
+    return sorted("NIL" if f is None else str(f).upper() for f in lst
+                  if str(f).upper() != "\\RECENT")
+
+
+class NilFlag(rs.ServerTestCase):
+
+    def test_nil_is_a_keyword_in_store_and_append(self):
+        c = self.login()
+        self.append_msgs(c, "INBOX", [msg(1), msg(2)])
+        w = FlagWatch("nil")
+        self.expect(w.cmd(c, "SELECT INBOX"), "OK")
+        r = self.expect(w.cmd(c, "STORE 1 +FLAGS NIL"), "OK")
+        self.assertEqual(flagnames(r.fetches()[1]["FLAGS"]), ["NIL"])
+        self.expect(w.cmd(c, "STORE 2 FLAGS (\\Seen nil)"), "OK")
+        r = self.expect(w.cmd(c, "FETCH 1:2 FLAGS"), "OK")
+        self.assertEqual(flagnames(r.fetches()[2]["FLAGS"]), ["NIL", "\\SEEN"])
+        self.expect(w.cmd(c, "STORE 1 -FLAGS.SILENT NIL"), "OK")
+        r = self.expect(w.cmd(c, "FETCH 1 FLAGS"), "OK")
+        self.assertEqual(flagnames(r.fetches()[1]["FLAGS"]), [])
+        r = c.cmd_lit("APPEND INBOX (NIL \\Flagged) ", msg(3), "")
+        w.feed(r.untagged)
+        self.expect(r, "OK")
+        r = self.expect(w.cmd(c, "FETCH 3 FLAGS"), "OK")
+        self.assertEqual(flagnames(r.fetches()[3]["FLAGS"]), ["NIL", "\\FLAGGED"])
+        r = self.expect(w.cmd(c, "SEARCH KEYWORD NIL"), "OK")
+        self.assertEqual(r.search(), [2, 3])
+        self.assertEqual(w.violations, [])
+
+
+rs.parametrize(globals(), Keywords, Names, NilFlag)
 
 if __name__ == "__main__":
     rs.main()
