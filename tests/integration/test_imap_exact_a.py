@@ -238,7 +238,54 @@ class NilFlag(rs.ServerTestCase):
         self.assertEqual(w.violations, [])
 
 
-rs.parametrize(globals(), Keywords, Names, NilFlag)
+class MoveSelf(rs.ServerTestCase):
+
+    def test_move_into_the_selected_mailbox(self):
+        c = self.login()
+        self.append_msgs(c, "INBOX", [(msg(i), ["\\Flagged"]) if i == 1 else msg(i)
+                                      for i in range(1, 4)])
+        other = self.login(select="INBOX")
+        r = self.ok(c, "SELECT INBOX")
+        uv = int(r.code_of("UIDVALIDITY").split()[1])
+        r = self.expect(c.cmd("MOVE 1 INBOX"), "OK")
+        oks = [x for x in r.untagged if x.kind() == "OK"]
+        self.assertEqual(len(oks), 1, r.describe())
+        st = oks[0].status()
+        self.assertEqual(st[1], "COPYUID %d 1 4" % uv, r.describe())
+        self.assertNotEqual(st[2].strip(), "", "resp-text needs text after the code")
+        self.assertRegex(oks[0].line, r"^\* OK \[COPYUID [^\]]*\] \S")
+        self.assertEqual(r.numbers("EXPUNGE"), [1], r.describe())
+        self.assertEqual(r.numbers("EXISTS"), [3], r.describe())
+        r = self.ok(c, "FETCH 1:* (UID FLAGS)")
+        got = {d["UID"]: flagnames(d["FLAGS"]) for _, d in r.fetch_list()}
+        self.assertEqual(got, {2: [], 3: [], 4: ["\\FLAGGED"]})
+        # UID MOVE of several, and COPY into itself
+        r = self.expect(c.cmd("UID MOVE 2:3 INBOX"), "OK")
+        self.assertEqual(r.code_of("COPYUID").split()[2:], ["2:3", "5:6"], r.describe())
+        r = self.expect(c.cmd("COPY 1 INBOX"), "OK")
+        self.assertEqual(r.code_of("COPYUID").split()[2:], ["4", "7"], r.describe())
+        r = self.ok(c, "UID SEARCH ALL")
+        self.assertEqual(r.search(), [4, 5, 6, 7])
+        r = self.ok(other, "NOOP")
+        self.assertEqual(len(r.numbers("EXPUNGE")), 3, r.describe())
+        r = self.ok(other, "UID SEARCH ALL")
+        self.assertEqual(r.search(), [4, 5, 6, 7])
+        # read-only: refused as any MOVE is
+        self.ok(c, "EXAMINE INBOX")
+        self.expect(c.cmd("MOVE 1 INBOX"), "NO")
+
+    def test_move_untagged_copyuid_has_text(self):
+        c = self.login()
+        self.ok(c, "CREATE Dest")
+        self.append_msgs(c, "INBOX", [msg(1)])
+        self.ok(c, "SELECT INBOX")
+        r = self.expect(c.cmd("MOVE 1 Dest"), "OK")
+        oks = [x for x in r.untagged if x.kind() == "OK" and "COPYUID" in x.line]
+        self.assertEqual(len(oks), 1, r.describe())
+        self.assertRegex(oks[0].line, r"^\* OK \[COPYUID \d+ 1 1\] \S", r.describe())
+
+
+rs.parametrize(globals(), Keywords, Names, NilFlag, MoveSelf)
 
 if __name__ == "__main__":
     rs.main()
