@@ -495,12 +495,26 @@ static bool has_children(const char *const *sorted, size_t n, const char *name, 
     return i < n && !strncmp(sorted[i], key, l + 1);
 }
 
+static void list_line_ext(session *s, const char *verb, const char *attrs, char sep,
+                          const char *name, size_t namelen, const char *ext)
+{
+    imap_out_printf(&s->out, "* %s (%s) \"%c\" ", verb, attrs, sep);
+    char buf[STORE_MAX_NAME_LEN + 1];
+    if (name[namelen] != '\0' && namelen < sizeof buf) {
+        memcpy(buf, name, namelen);
+        buf[namelen] = '\0';
+        name = buf;
+    }
+    sess_mbox_to_client(s, &s->out, name);
+    if (ext)
+        imap_out_printf(&s->out, " %s", ext);
+    imap_out_printf(&s->out, "\r\n");
+}
+
 static void list_line(session *s, const char *verb, const char *attrs, char sep,
                       const char *name)
 {
-    imap_out_printf(&s->out, "* %s (%s) \"%c\" ", verb, attrs, sep);
-    sess_mbox_to_client(s, &s->out, name);
-    imap_out_printf(&s->out, "\r\n");
+    list_line_ext(s, verb, attrs, sep, name, strlen(name), NULL);
 }
 
 /* A LIST or LSUB in progress: one mailbox (with its STATUS, if asked) is
@@ -520,6 +534,14 @@ typedef struct list_cont {
     char **pats;                /* full patterns; NULL: LIST "" "" */
     size_t npats;
     size_t pi, k;               /* next pattern, next mailbox or subscription */
+    /* Parents listed for the subscriptions (LSUB, LIST (SUBSCRIBED
+     * RECURSIVEMATCH)), walking the sorted subscriptions: the lengths of
+     * those that are prefixes of `prev`, the subscription last looked at.
+     * Names under one parent sort together, so a parent still on this
+     * stack is one already listed, and is listed once. */
+    const char *prev;
+    size_t nanc;
+    size_t anc[STORE_MAX_NAME_LEN / 2 + 1];
     char tag[];
 } list_cont;
 
@@ -565,6 +587,63 @@ static int list_index(list_cont *lc)
     return 0;
 }
 
+/* Before the subscription `name`, its parents that the pattern matches and
+ * that are not subscribed themselves, each once (lc->anc):
+ *  - LSUB: only for a name the pattern does not match.  RFC 3501 6.3.9:
+ *    'if "foo/bar" ... is subscribed but "foo" is not.  A "%" wildcard to
+ *    LSUB must return foo, not foo/bar, in the LSUB response, and it MUST
+ *    be flagged with the \Noselect attribute.'
+ *  - LIST (SUBSCRIBED RECURSIVEMATCH): RFC 5258 3.5 and its examples 8 and
+ *    9: "Foo" comes with the CHILDINFO extended data item
+ *    ("CHILDINFO" ("SUBSCRIBED")), \NonExistent if there is no such
+ *    mailbox.  We list every such parent the pattern matches, also when
+ *    its subscribed children match too (example 9 with "*" does the
+ *    same): a client learns of the subscriptions below without having
+ *    to work it out from the names. */
+static void list_parents(session *s, list_cont *lc, const char *pat, const char *name,
+                         bool match)
+{
+    char sep = lc->sep;
+    bool lsub = lc->lsub;
+    /* parents listed for an earlier name that are parents of this one */
+    while (lc->nanc) {
+        size_t l = lc->anc[lc->nanc - 1];
+        if (lc->prev && !strncmp(lc->prev, name, l) && name[l] == sep)
+            break;
+        lc->nanc--;
+    }
+    lc->prev = name;
+    if (lsub && match)
+        return;
+    size_t top = lc->nanc ? lc->anc[lc->nanc - 1] : 0;
+    char buf[STORE_MAX_NAME_LEN + 1];
+    for (size_t l = 0; name[l]; l++) {
+        if (name[l] != sep || l == 0 || l <= top || l >= sizeof buf)
+            continue;
+        memcpy(buf, name, l);
+        buf[l] = '\0';
+        if (!imap_list_match(pat, buf, sep) || is_subscribed(lc->ssubs, lc->nsubs, buf))
+            continue;
+        size_t m = name_lower(lc->names, lc->n, buf);
+        m = m < lc->n && !strcmp(lc->names[m], buf) ? lc->names_at[m] : lc->n;
+        char attrs[160] = "";
+        if (lsub)
+            strcat(attrs, "\\Noselect");
+        else if (m == lc->n)
+            strcat(attrs, "\\NonExistent");
+        else if (lc->v[m].noselect)
+            strcat(attrs, "\\Noselect");
+        if (!lsub && m < lc->n && special_name(lc->v[m].special)) {
+            strcat(attrs, *attrs ? " " : "");
+            strcat(attrs, special_name(lc->v[m].special));
+        }
+        list_line_ext(s, lsub ? "LSUB" : "LIST", attrs, sep, buf, l,
+                      lsub ? NULL : "(\"CHILDINFO\" (\"SUBSCRIBED\"))");
+        if (lc->nanc < sizeof lc->anc / sizeof *lc->anc)
+            lc->anc[lc->nanc++] = l;
+    }
+}
+
 static bool list_step(session *s, void *arg)
 {
     list_cont *lc = arg;
@@ -585,14 +664,28 @@ static bool list_step(session *s, void *arg)
             continue;
         }
         if (lsub || (lc->sel & SEL_SUBSCRIBED)) {
+            bool recursive = !lsub && (lc->sel & SEL_RECURSIVE);
+            /* LSUB and RECURSIVEMATCH list parents with the subscriptions
+             * below them: in sorted order, so each parent comes once,
+             * before its children. */
+            const char *const *sv = lsub || recursive ? lc->ssubs
+                                                      : (const char *const *)subs;
+            if (lc->k == 0) {
+                lc->prev = NULL;
+                lc->nanc = 0;
+            }
             for (; lc->k < nsubs; lc->k++) {
                 size_t k = lc->k;
                 if (sess_slice_over(s, &sl))
                     return false;
-                if (!imap_list_match(full, subs[k], sep))
+                const char *name = sv[k];
+                bool match = imap_list_match(full, name, sep);
+                if (lsub || recursive)
+                    list_parents(s, lc, full, name, match);
+                if (!match)
                     continue;
-                size_t m = name_lower(lc->names, n, subs[k]);
-                m = m < n && !strcmp(lc->names[m], subs[k]) ? lc->names_at[m] : n;
+                size_t m = name_lower(lc->names, n, name);
+                m = m < n && !strcmp(lc->names[m], name) ? lc->names_at[m] : n;
                 char attrs[160] = "";
                 if (m == n)
                     strcat(attrs, lsub ? "\\Noselect" : "\\NonExistent");
@@ -605,7 +698,11 @@ static bool list_step(session *s, void *arg)
                         strcat(attrs, special_name(v[m].special));
                     }
                 }
-                list_line(s, lsub ? "LSUB" : "LIST", attrs, sep, subs[k]);
+                /* RFC 5258 3.5: with RECURSIVEMATCH, a subscribed name
+                 * with subscribed children says so too (example 9). */
+                bool childinfo = recursive && has_children(lc->ssubs, nsubs, name, sep);
+                list_line_ext(s, lsub ? "LSUB" : "LIST", attrs, sep, name, strlen(name),
+                              childinfo ? "(\"CHILDINFO\" (\"SUBSCRIBED\"))" : NULL);
             }
         } else {
             for (; lc->k < n; lc->k++) {

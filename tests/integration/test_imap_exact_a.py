@@ -285,7 +285,108 @@ class MoveSelf(rs.ServerTestCase):
         self.assertRegex(oks[0].line, r"^\* OK \[COPYUID \d+ 1 1\] \S", r.describe())
 
 
-rs.parametrize(globals(), Keywords, Names, NilFlag, MoveSelf)
+def list_lines(r, verb="LIST"):
+    """[(name, set of upper-case attributes, extended data or None)]."""
+    out = []
+    for x in r.of(verb):
+        it = x.items()
+        attrs = set(str(a).upper() for a in it[1])
+        out.append((rs.s(it[3]), attrs, norm(it[4]) if len(it) > 4 else None))
+    return out
+
+
+def norm(x):
+    if isinstance(x, list):
+        return [norm(y) for y in x]
+    return rs.s(x) if isinstance(x, bytes) else str(x)
+
+
+CHILDINFO = ["CHILDINFO", ["SUBSCRIBED"]]
+
+
+class Subscribed(rs.ServerTestCase):
+
+    def setup_rfc5258_example8(self, c):
+        for n in ("Foo", "Foo/Bar", "Foo/Baz", "Moo"):
+            self.ok(c, "CREATE " + n)
+        self.ok(c, "SUBSCRIBE Foo/Baz")
+
+    def test_recursivematch_returns_parent_with_childinfo(self):
+        c = self.login()
+        self.setup_rfc5258_example8(c)
+        # RFC 5258 section 5, example 8 A
+        r = self.ok(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+        self.assertEqual(list_lines(r), [("Foo", set(), CHILDINFO)], r.describe())
+        r = self.ok(c, 'LIST (SUBSCRIBED) "" "%"')
+        self.assertEqual(list_lines(r), [], r.describe())
+        # A1: Foo subscribed too
+        self.ok(c, "SUBSCRIBE Foo")
+        r = self.ok(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+        self.assertEqual(list_lines(r), [("Foo", {"\\SUBSCRIBED"}, CHILDINFO)], r.describe())
+        self.ok(c, "UNSUBSCRIBE Foo")
+        # A2: a parent that does not exist
+        self.ok(c, "SUBSCRIBE Gone/Child")
+        r = self.ok(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+        got = sorted(list_lines(r))
+        self.assertEqual(got, [("Foo", set(), CHILDINFO),
+                               ("Gone", {"\\NONEXISTENT"}, CHILDINFO)], r.describe())
+        # B: nothing subscribed, nothing listed
+        self.ok(c, "UNSUBSCRIBE Foo/Baz")
+        self.ok(c, "UNSUBSCRIBE Gone/Child")
+        r = self.ok(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+        self.assertEqual(list_lines(r), [], r.describe())
+
+    def test_recursivematch_rfc5258_example9(self):
+        c = self.login()
+        for n in ("foo2", "foo2/bar1", "foo2/bar2", "baz2", "baz2/bar2", "baz2/bar22",
+                  "baz2/bar222", "eps2", "eps2/mamba", "qux2/bar2"):
+            self.ok(c, "CREATE " + n)
+        for n in ("foo2/bar1", "foo2/bar2", "baz2/bar2", "baz2/bar22", "baz2/bar222",
+                  "eps2", "eps2/mamba", "qux2/bar2"):
+            self.ok(c, "SUBSCRIBE " + n)
+        r = self.ok(c, 'LIST (RECURSIVEMATCH SUBSCRIBED) "" "*2"')
+        got = {n: (a, e) for n, a, e in list_lines(r)}
+        self.assertEqual(len(got), len(list_lines(r)), "each name once:\n" + r.describe())
+        must = {"foo2": (set(), CHILDINFO), "foo2/bar2": ({"\\SUBSCRIBED"}, None),
+                "baz2/bar2": ({"\\SUBSCRIBED"}, None), "baz2/bar22": ({"\\SUBSCRIBED"}, None),
+                "baz2/bar222": ({"\\SUBSCRIBED"}, None),
+                "eps2": ({"\\SUBSCRIBED"}, CHILDINFO), "qux2/bar2": ({"\\SUBSCRIBED"}, None)}
+        for n, v in must.items():
+            self.assertEqual(got.get(n), v, "%s in\n%s" % (n, r.describe()))
+        # what the RFC allows besides (its "may also include")
+        extra = set(got) - set(must)
+        self.assertLessEqual(extra, {"baz2", "qux2"}, r.describe())
+        if "qux2" in got:   # created as a parent of qux2/bar2 here
+            self.assertIn(got["qux2"], [({"\\NONEXISTENT"}, CHILDINFO), (set(), CHILDINFO)])
+        r = self.ok(c, 'LIST (RECURSIVEMATCH SUBSCRIBED) "" "*"')
+        got = list_lines(r)
+        self.assertEqual([n for n, _, _ in got],
+                         ["baz2", "baz2/bar2", "baz2/bar22", "baz2/bar222", "eps2",
+                          "eps2/mamba", "foo2", "foo2/bar1", "foo2/bar2", "qux2", "qux2/bar2"],
+                         r.describe())
+        self.assertEqual(got[0], ("baz2", set(), CHILDINFO))
+
+    def test_lsub_percent_returns_noselect_parent(self):
+        c = self.login()
+        self.setup_rfc5258_example8(c)
+        self.ok(c, "SUBSCRIBE Foo/Bar")
+        self.ok(c, "SUBSCRIBE Moo")
+        self.ok(c, "SUBSCRIBE Top/Mid/Leaf")
+        # RFC 3501 6.3.9: foo, flagged \Noselect, not foo/bar
+        r = self.ok(c, 'LSUB "" "%"')
+        got = sorted(list_lines(r, "LSUB"))
+        self.assertEqual(got, [("Foo", {"\\NOSELECT"}, None), ("Moo", set(), None),
+                               ("Top", {"\\NOSELECT"}, None)], r.describe())
+        r = self.ok(c, 'LSUB "" "Top/%"')
+        self.assertEqual(list_lines(r, "LSUB"), [("Top/Mid", {"\\NOSELECT"}, None)],
+                         r.describe())
+        # '*' matches the subscriptions themselves: no parent is added
+        r = self.ok(c, 'LSUB "" "*"')
+        self.assertEqual(sorted(n for n, _, _ in list_lines(r, "LSUB")),
+                         ["Foo/Bar", "Foo/Baz", "Moo", "Top/Mid/Leaf"], r.describe())
+
+
+rs.parametrize(globals(), Keywords, Names, NilFlag, MoveSelf, Subscribed)
 
 if __name__ == "__main__":
     rs.main()
