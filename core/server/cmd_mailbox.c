@@ -37,6 +37,19 @@ static const char *special_name(uint32_t sp)
     return NULL;
 }
 
+/* Append the special-use attributes of sp (any number of them) to the
+ * attribute list attrs (room for all five is needed: 160 bytes are). */
+static void special_attrs(char *attrs, uint32_t sp)
+{
+    for (uint32_t b = 1; b <= STORE_SPECIAL_ARCHIVE; b <<= 1) {
+        if (!(sp & b))
+            continue;
+        if (*attrs)
+            strcat(attrs, " ");
+        strcat(attrs, special_name(b));
+    }
+}
+
 static uint32_t special_parse(const char *s)
 {
     for (uint32_t b = 1; b <= STORE_SPECIAL_ARCHIVE; b <<= 1)
@@ -253,7 +266,10 @@ void cmd_create(imap_cmd *c)
     }
     uint32_t special = 0;
     if (nargs == 2) {
-        /* RFC 6154 CREATE-SPECIAL-USE: (USE (\Sent ...)) */
+        /* RFC 6154 CREATE-SPECIAL-USE: (USE (\Sent ...)).  Several
+         * attributes are kept together, as in RFC 6154 5.3's example
+         * ("CREATE MySpecial (USE (\Drafts \Sent))" answered OK), and
+         * LIST shows each of them. */
         const imap_arg *l = &args[1];
         for (size_t i = 0; i < l->nlist; i += 2) {
             if (!imap_arg_is(&l->list[i], "USE") || i + 1 >= l->nlist ||
@@ -633,10 +649,8 @@ static void list_parents(session *s, list_cont *lc, const char *pat, const char 
             strcat(attrs, "\\NonExistent");
         else if (lc->v[m].noselect)
             strcat(attrs, "\\Noselect");
-        if (!lsub && m < lc->n && special_name(lc->v[m].special)) {
-            strcat(attrs, *attrs ? " " : "");
-            strcat(attrs, special_name(lc->v[m].special));
-        }
+        if (!lsub && m < lc->n)
+            special_attrs(attrs, lc->v[m].special);
         list_line_ext(s, lsub ? "LSUB" : "LIST", attrs, sep, buf, l,
                       lsub ? NULL : "(\"CHILDINFO\" (\"SUBSCRIBED\"))");
         if (lc->nanc < sizeof lc->anc / sizeof *lc->anc)
@@ -693,10 +707,8 @@ static bool list_step(session *s, void *arg)
                     strcat(attrs, "\\Noselect");
                 if (!lsub) {
                     strcat(attrs, *attrs ? " \\Subscribed" : "\\Subscribed");
-                    if (m < n && special_name(v[m].special)) {
-                        strcat(attrs, " ");
-                        strcat(attrs, special_name(v[m].special));
-                    }
+                    if (m < n)
+                        special_attrs(attrs, v[m].special);
                 }
                 /* RFC 5258 3.5: with RECURSIVEMATCH, a subscribed name
                  * with subscribed children says so too (example 9). */
@@ -720,10 +732,7 @@ static bool list_step(session *s, void *arg)
                     strcat(attrs, " \\Noselect");
                 if (lc->ret & RET_SUBSCRIBED && is_subscribed(lc->ssubs, nsubs, v[k].name))
                     strcat(attrs, " \\Subscribed");
-                if (special_name(v[k].special)) {
-                    strcat(attrs, " ");
-                    strcat(attrs, special_name(v[k].special));
-                }
+                special_attrs(attrs, v[k].special);
                 list_line(s, "LIST", attrs, sep, v[k].name);
                 /* RFC 5819: no STATUS for a \Noselect name */
                 if ((lc->ret & RET_STATUS) && !v[k].noselect)

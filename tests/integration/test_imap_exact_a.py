@@ -386,7 +386,42 @@ class Subscribed(rs.ServerTestCase):
                          ["Foo/Bar", "Foo/Baz", "Moo", "Top/Mid/Leaf"], r.describe())
 
 
-rs.parametrize(globals(), Keywords, Names, NilFlag, MoveSelf, Subscribed)
+class SpecialUse(rs.ServerTestCase):
+
+    def specials(self, c, cmd):
+        r = self.ok(c, cmd)
+        return {n: a - {"\\HASCHILDREN", "\\HASNOCHILDREN", "\\SUBSCRIBED"}
+                for n, a, _ in list_lines(r)}
+
+    def test_create_with_two_special_uses_lists_both(self):
+        c = self.login()
+        # RFC 6154 5.3
+        self.ok(c, "CREATE MySpecial (USE (\\Drafts \\Sent))")
+        self.ok(c, "CREATE Three (USE (\\Trash \\Junk \\Archive))")
+        self.ok(c, "CREATE Plain")
+        want = {"MySpecial": {"\\DRAFTS", "\\SENT"},
+                "Three": {"\\TRASH", "\\JUNK", "\\ARCHIVE"}}
+        for cmd in ('LIST "" "*"', 'LIST "" "*" RETURN (SPECIAL-USE)',
+                    'LIST (SPECIAL-USE) "" "*"'):
+            got = self.specials(c, cmd)
+            for n, a in want.items():
+                self.assertEqual(got.get(n), a, "%s: %r" % (cmd, got))
+        self.assertNotIn("Plain", self.specials(c, 'LIST (SPECIAL-USE) "" "*"'))
+        self.ok(c, "SUBSCRIBE MySpecial")
+        got = self.specials(c, 'LIST (SUBSCRIBED) "" "My*"')
+        self.assertEqual(got, {"MySpecial": {"\\DRAFTS", "\\SENT"}})
+        self.expect(c.cmd("CREATE Bad (USE (\\Sent \\All))"), "NO", "USEATTR")
+        self.assertNotIn("Bad", self.specials(c, 'LIST "" "*"'))
+        # kept across a restart
+        self.assertEqual(self.server.stop(), 0)
+        self.server.start()
+        c = self.login()
+        got = self.specials(c, 'LIST "" "*"')
+        for n, a in want.items():
+            self.assertEqual(got.get(n), a, "after a restart: %r" % got)
+
+
+rs.parametrize(globals(), Keywords, Names, NilFlag, MoveSelf, Subscribed, SpecialUse)
 
 if __name__ == "__main__":
     rs.main()
