@@ -8,6 +8,7 @@
 
 #include "core/base/log.h"
 #include "core/server/session.h"
+#include "store/assert.h"
 
 /* The mailbox argument in UTF-8, or NULL after answering. */
 static char *mbox_arg(session *s, const char *tag, imap_args *a, const imap_arg *arg)
@@ -164,8 +165,11 @@ static bool select_step(session *s, void *arg)
         if ((sc->p & 1023) == 0 && sess_slice_over(s, &sl))
             return false;
         store_msg m;
-        if (store_snap_entry(sc->snap, sc->p, &m) != 1 || s->nview == s->capview)
+        if (store_snap_entry(sc->snap, sc->p, &m) != 1)
             continue;
+        /* The view was sized for every entry of the snapshot: a message
+         * dropped here would be answered OK with a wrong EXISTS. */
+        RM_ASSERT(s->nview < s->capview);
         s->view[s->nview++] = m.uid;
         if (!sc->first_unseen && !(m.flags & STORE_F_SEEN))
             sc->first_unseen = s->nview;

@@ -421,7 +421,72 @@ class SpecialUse(rs.ServerTestCase):
             self.assertEqual(got.get(n), a, "after a restart: %r" % got)
 
 
-rs.parametrize(globals(), Keywords, Names, NilFlag, MoveSelf, Subscribed, SpecialUse)
+def failalloc_lib():
+    """The LD_PRELOAD library of tests/failalloc (ctest passes its path;
+    by hand, it is looked for next to ringmaild)."""
+    lib = os.environ.get("RINGMAIL_FAILALLOC")
+    if not lib and os.environ.get("RINGMAILD"):
+        lib = os.path.join(os.path.dirname(os.environ["RINGMAILD"]), "tests",
+                           "librm_failalloc.so")
+    return lib if lib and os.path.exists(lib) else None
+
+
+BIG = 2999                      # the view of BIG messages: (BIG + 1) * 4 bytes
+
+
+class SelectOutOfMemory(rs.ServerTestCase):
+    """ringmaild under LD_PRELOAD=librm_failalloc.so: every allocation of
+    the size of the view of the mailbox Big fails.  Skipped where the
+    library is not built (sanitizer builds)."""
+
+    users_per_class = 4
+
+    @classmethod
+    def setUpClass(cls):
+        lib = failalloc_lib()
+        if cls.backend is not None and not lib:
+            raise rs.unittest.SkipTest("librm_failalloc.so not built (sanitizers)")
+        saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "RINGMAIL_FAILALLOC_SIZE")}
+        if lib:
+            os.environ["LD_PRELOAD"] = lib
+            os.environ["RINGMAIL_FAILALLOC_SIZE"] = str((BIG + 1) * 4)
+        try:
+            super().setUpClass()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    @classmethod
+    def prepare_server(cls, server):
+        for u in ("user0", "user1"):
+            server.import_mbox(u, "Big", [msg(i) for i in range(BIG)])
+            server.import_mbox(u, "INBOX", [msg(i) for i in range(3)])
+
+    def test_select_fails_with_no_and_leaves_nothing_selected(self):
+        c = self.login()
+        # a mailbox of another size is selected as usual
+        r = self.ok(c, "SELECT INBOX")
+        self.assertEqual(r.numbers("EXISTS"), [3])
+        for cmd in ("SELECT Big", "EXAMINE Big"):
+            r = c.cmd(cmd)
+            self.assertEqual(r.status, "NO", r.describe())
+            self.assertEqual(r.code_name(), "SERVERBUG", r.describe())
+            self.assertEqual(r.numbers("EXISTS"), [], "no view, no EXISTS:\n" + r.describe())
+            # RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected
+            r = c.cmd("FETCH 1 UID")
+            self.assertEqual(r.status, "BAD", r.describe())
+            self.ok(c, "SELECT INBOX")
+        # the session goes on: STATUS knows every message of Big
+        r = self.ok(c, "STATUS Big (MESSAGES)")
+        self.assertIn("MESSAGES %d" % BIG, r.of("STATUS")[0].line)
+        self.ok(c, "NOOP")
+
+
+rs.parametrize(globals(), Keywords, Names, NilFlag, MoveSelf, Subscribed, SpecialUse,
+               SelectOutOfMemory)
 
 if __name__ == "__main__":
     rs.main()
