@@ -607,19 +607,20 @@ static int list_index(list_cont *lc)
     return 0;
 }
 
-/* Before the subscription `name`, its parents that the pattern matches and
- * that are not subscribed themselves, each once (lc->anc):
- *  - LSUB: only for a name the pattern does not match.  RFC 3501 6.3.9:
- *    'if "foo/bar" ... is subscribed but "foo" is not.  A "%" wildcard to
- *    LSUB must return foo, not foo/bar, in the LSUB response, and it MUST
- *    be flagged with the \Noselect attribute.'
- *  - LIST (SUBSCRIBED RECURSIVEMATCH): RFC 5258 3.5 and its examples 8 and
- *    9: "Foo" comes with the CHILDINFO extended data item
- *    ("CHILDINFO" ("SUBSCRIBED")), \NonExistent if there is no such
- *    mailbox.  We list every such parent the pattern matches, also when
- *    its subscribed children match too (example 9 with "*" does the
- *    same): a client learns of the subscriptions below without having
- *    to work it out from the names. */
+/* Before the subscription `name` when the pattern does not match it: its
+ * parents that the pattern matches and that are not subscribed themselves,
+ * each once (lc->anc).
+ *  - LSUB: RFC 3501 6.3.9: 'if "foo/bar" ... is subscribed but "foo" is
+ *    not.  A "%" wildcard to LSUB must return foo, not foo/bar, in the LSUB
+ *    response, and it MUST be flagged with the \Noselect attribute.'
+ *  - LIST (SUBSCRIBED RECURSIVEMATCH): RFC 5258 3.5, example 8: "Foo" with
+ *    the CHILDINFO extended data item ("CHILDINFO" ("SUBSCRIBED")),
+ *    \NonExistent if there is no such mailbox.  Only for a subscription
+ *    the pattern does not match: "Servers SHOULD ONLY return a
+ *    non-matching mailbox name along with CHILDINFO if at least one
+ *    matching child is not also being returned" (3.5; example 9's "*"
+ *    listing does otherwise, the SHOULD is what we follow, as Dovecot 2.3
+ *    does). */
 static void list_parents(session *s, list_cont *lc, const char *pat, const char *name,
                          bool match)
 {
@@ -633,7 +634,7 @@ static void list_parents(session *s, list_cont *lc, const char *pat, const char 
         lc->nanc--;
     }
     lc->prev = name;
-    if (lsub && match)
+    if (match)
         return;
     size_t top = lc->nanc ? lc->anc[lc->nanc - 1] : 0;
     char buf[STORE_MAX_NAME_LEN + 1];
