@@ -242,8 +242,9 @@ void store_defer_release(store_defer *d);
 /* Copy the live messages of src in the set to dst (same user or not),
  * keeping flags, keywords and internal dates.  src_uids/dst_uids (either may
  * be NULL) get the pairs in UID order (COPYUID).  With move, the copies are
- * made durable first and the originals then expunged.  Copying a mailbox
- * into itself is allowed; moving one into itself is -EINVAL. */
+ * made durable first and the originals then expunged.  Copying or moving
+ * a mailbox into itself is allowed: the set is the messages that exist
+ * when it starts; a move gives them new UIDs and expunges the originals. */
 int store_copy(store_mbox *src, const store_range *set, size_t nset,
                store_mbox *dst, bool move,
                store_uidlist *src_uids, store_uidlist *dst_uids);

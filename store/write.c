@@ -847,8 +847,6 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
                store_mbox *dst, bool move, store_uidlist *src_uids,
                store_uidlist *dst_uids)
 {
-    if (src == dst && move)
-        return -EINVAL;
     store_snap *s = store_snap_get(src);
     if (!s)
         return -ENOMEM;

@@ -212,6 +212,13 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         return o->err;          /* nothing more can be written to o */
     if (store_cursor_seek(&x->cur, uid, &m) < 0)
         return -ENOENT;
+    if (x->keywords) {
+        /* may write an untagged FLAGS first: it is not this response's to
+         * take back below */
+        m.keywords = x->keywords(x->keywords_arg, o, m.keywords);
+        if (o->err)
+            return o->err;
+    }
     /* Every way out leaves o well-formed: the whole response; or, when an
      * append to o fails (a section too large to copy, a renderer's
      * scratch buffer), nothing of it (o back at start, o->err cleared); or,

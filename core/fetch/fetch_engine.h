@@ -73,6 +73,12 @@ typedef struct imap_fetch_ctx {
     uint32_t recent_first;      /* UIDs from here on are \Recent */
     imap_fetch_send_fn *send;   /* NULL: every section is copied into o */
     void *send_arg;
+    /* Called with a message's keywords before its response line begins:
+     * the caller may first write lines of its own to o (the untagged FLAGS
+     * announcing a keyword the client has not been told of) and returns
+     * the keywords the line may show.  NULL: all of them. */
+    uint64_t (*keywords)(void *arg, imap_out *o, uint64_t keywords);
+    void *keywords_arg;
 } imap_fetch_ctx;
 
 /* A context over snap (held by the caller for as long as the context and

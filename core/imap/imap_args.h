@@ -153,11 +153,14 @@ typedef struct imap_args imap_args;   /* owns the tree and unescaped strings */
  * command name (upper-cased; for "UID FETCH" the name is "UID" and FETCH is
  * the first argument, as written) and the argument list.
  *
- * Atoms follow RFC 9051's ATOM-CHAR plus what astrings, sequence sets, LIST
- * patterns and flags need ('*', '%', ']', '\') and 8-bit bytes, except that
- * '[' ... ']' brackets are kept inside one atom together with what they
- * enclose (even spaces, parentheses and quoted strings, kept raw), so
+ * Atoms follow RFC 9051's ATOM-CHAR ('[' included) plus what astrings,
+ * sequence sets, LIST patterns and flags need ('*', '%', ']', '\') and
+ * 8-bit bytes.  After the name of a fetch attribute that takes a section
+ * (BODY, BODY.PEEK, BINARY, BINARY.PEEK, BINARY.SIZE, any case) a '[' opens
+ * one: the brackets stay inside the atom together with what they enclose
+ * (even spaces, parentheses and quoted strings, kept raw), so
  * BODY[HEADER.FIELDS (A B)]<0.100> is one atom, as is BODY.PEEK[1.2.MIME].
+ * Anywhere else '[' is an ordinary atom character: "a[b" is one atom.
  * An atom NIL (any case) is IMAP_ARG_NIL (s = "NIL").  Tokens are separated
  * by one or more spaces.  Nesting of lists is limited (64).
  *

@@ -102,11 +102,28 @@ static bool tag_char(uint8_t c)
     return c > 0x20 && c < 0x7f && !strchr("(){%*\"\\+", c);
 }
 
-/* ATOM-CHAR, list-wildcards, resp-specials, '\' (flags) and 8-bit; '['
- * opens a section and is handled by the caller. */
+/* ATOM-CHAR, list-wildcards, resp-specials, '\' (flags) and 8-bit.  '['
+ * is an ATOM-CHAR too; atom() decides when it opens a section. */
 static bool atom_char(uint8_t c)
 {
-    return c > 0x20 && c != 0x7f && !strchr("(){\"[", c);
+    return c > 0x20 && c != 0x7f && !strchr("(){\"", c);
+}
+
+/* Does '[' after these len bytes open a section?  Only after the names of
+ * the fetch attributes that take one (RFC 9051 formal syntax: fetch-att
+ * "BODY" ["[" section "]"], "BODY.PEEK[", "BINARY[", "BINARY.PEEK[",
+ * "BINARY.SIZE[").  Anywhere else '[' is an ATOM-CHAR like any other (atom
+ * = 1*ATOM-CHAR; '[' is not among atom-specials), so a mailbox name such
+ * as "a[b" or "x[}" is one atom, not an unterminated section. */
+static bool section_name(const uint8_t *p, size_t len)
+{
+    static const char *const names[] = {
+        "BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strlen(names[i]) == len && !strncasecmp((const char *)p, names[i], len))
+            return true;
+    return false;
 }
 
 /* A quoted string starting at ps->pos (the opening quote).  With out NULL
@@ -229,7 +246,7 @@ static int atom(struct parser *ps, imap_arg *arg)
                 return fail(ps, c == '\r' || c == '\n' ? "Missing ] (line break)"
                                                        : "Invalid character in section");
             }
-        } else if (c == '[') {
+        } else if (c == '[' && section_name(ps->p + start, ps->pos - start)) {
             depth++;
         } else if (!atom_char(c)) {
             break;

@@ -108,6 +108,14 @@ static void send_ref(void *arg, imap_out *o, const char *p, size_t len)
     net_conn_send_ref(fc->s->conn, p, len, snapref_put, fc->ref);
 }
 
+/* A message's FLAGS never shows a keyword before the untagged FLAGS that
+ * announces it (sess_keywords_announce). */
+static uint64_t fetch_keywords(void *arg, imap_out *o, uint64_t keywords)
+{
+    fetch_cont *fc = arg;
+    return sess_keywords_announce(fc->s, o, fc->ref->snap, keywords);
+}
+
 /* The FETCH with its \Seen written (or none to write): pin the snapshot
  * and run the first step, the rest in steps.  fc is taken over. */
 static void fetch_go(session *s, fetch_cont *fc)
@@ -127,6 +135,8 @@ static void fetch_go(session *s, fetch_cont *fc)
     imap_fetch_ctx_init(&fc->fx, snap, s->utf8, s->recent_first);
     fc->fx.send = send_ref;
     fc->fx.send_arg = fc;
+    fc->fx.keywords = fetch_keywords;
+    fc->fx.keywords_arg = fc;
     sess_cont_begin(s, fetch_step, fetch_cont_free, fc);
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/base/log.h"
 #include "core/server/session.h"
+#include "store/assert.h"
 
 /* The mailbox argument in UTF-8, or NULL after answering. */
 static char *mbox_arg(session *s, const char *tag, imap_args *a, const imap_arg *arg)
@@ -35,6 +36,19 @@ static const char *special_name(uint32_t sp)
     case STORE_SPECIAL_ARCHIVE: return "\\Archive";
     }
     return NULL;
+}
+
+/* Append the special-use attributes of sp (any number of them) to the
+ * attribute list attrs (room for all five is needed: 160 bytes are). */
+static void special_attrs(char *attrs, uint32_t sp)
+{
+    for (uint32_t b = 1; b <= STORE_SPECIAL_ARCHIVE; b <<= 1) {
+        if (!(sp & b))
+            continue;
+        if (*attrs)
+            strcat(attrs, " ");
+        strcat(attrs, special_name(b));
+    }
 }
 
 static uint32_t special_parse(const char *s)
@@ -121,22 +135,7 @@ static void select_answer(session *s, select_cont *sc)
     }
     s->nrecent = recent;
     s->modseq_seen = store_snap_highestmodseq(snap);
-    imap_out kw = {0};
-    for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
-        const char *n = store_snap_keyword(snap, k);
-        if (n)
-            imap_out_printf(&kw, " %s", n);
-    }
-    const char *kws = kw.p ? kw.p : "";
-    int kwl = (int)kw.len;
-    imap_out_printf(&s->out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n",
-                    kwl, kws);
-    if (readonly)
-        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-    else
-        imap_out_printf(&s->out, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted "
-                        "\\Seen \\Draft%.*s \\*)] Flags permitted\r\n", kwl, kws);
-    imap_out_free(&kw);
+    sess_announce_flags(s, &s->out, snap);
     imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
     if (!s->rev2) {
         imap_out_printf(&s->out, "* %u RECENT\r\n", recent);
@@ -166,8 +165,11 @@ static bool select_step(session *s, void *arg)
         if ((sc->p & 1023) == 0 && sess_slice_over(s, &sl))
             return false;
         store_msg m;
-        if (store_snap_entry(sc->snap, sc->p, &m) != 1 || s->nview == s->capview)
+        if (store_snap_entry(sc->snap, sc->p, &m) != 1)
             continue;
+        /* The view was sized for every entry of the snapshot: a message
+         * dropped here would be answered OK with a wrong EXISTS. */
+        RM_ASSERT(s->nview < s->capview);
         s->view[s->nview++] = m.uid;
         if (!sc->first_unseen && !(m.flags & STORE_F_SEEN))
             sc->first_unseen = s->nview;
@@ -268,7 +270,10 @@ void cmd_create(imap_cmd *c)
     }
     uint32_t special = 0;
     if (nargs == 2) {
-        /* RFC 6154 CREATE-SPECIAL-USE: (USE (\Sent ...)) */
+        /* RFC 6154 CREATE-SPECIAL-USE: (USE (\Sent ...)).  Several
+         * attributes are kept together, as in RFC 6154 5.3's example
+         * ("CREATE MySpecial (USE (\Drafts \Sent))" answered OK), and
+         * LIST shows each of them. */
         const imap_arg *l = &args[1];
         for (size_t i = 0; i < l->nlist; i += 2) {
             if (!imap_arg_is(&l->list[i], "USE") || i + 1 >= l->nlist ||
@@ -510,12 +515,26 @@ static bool has_children(const char *const *sorted, size_t n, const char *name, 
     return i < n && !strncmp(sorted[i], key, l + 1);
 }
 
+static void list_line_ext(session *s, const char *verb, const char *attrs, char sep,
+                          const char *name, size_t namelen, const char *ext)
+{
+    imap_out_printf(&s->out, "* %s (%s) \"%c\" ", verb, attrs, sep);
+    char buf[STORE_MAX_NAME_LEN + 1];
+    if (name[namelen] != '\0' && namelen < sizeof buf) {
+        memcpy(buf, name, namelen);
+        buf[namelen] = '\0';
+        name = buf;
+    }
+    sess_mbox_to_client(s, &s->out, name);
+    if (ext)
+        imap_out_printf(&s->out, " %s", ext);
+    imap_out_printf(&s->out, "\r\n");
+}
+
 static void list_line(session *s, const char *verb, const char *attrs, char sep,
                       const char *name)
 {
-    imap_out_printf(&s->out, "* %s (%s) \"%c\" ", verb, attrs, sep);
-    sess_mbox_to_client(s, &s->out, name);
-    imap_out_printf(&s->out, "\r\n");
+    list_line_ext(s, verb, attrs, sep, name, strlen(name), NULL);
 }
 
 /* A LIST or LSUB in progress: one mailbox (with its STATUS, if asked) is
@@ -535,6 +554,14 @@ typedef struct list_cont {
     char **pats;                /* full patterns; NULL: LIST "" "" */
     size_t npats;
     size_t pi, k;               /* next pattern, next mailbox or subscription */
+    /* Parents listed for the subscriptions (LSUB, LIST (SUBSCRIBED
+     * RECURSIVEMATCH)), walking the sorted subscriptions: the lengths of
+     * those that are prefixes of `prev`, the subscription last looked at.
+     * Names under one parent sort together, so a parent still on this
+     * stack is one already listed, and is listed once. */
+    const char *prev;
+    size_t nanc;
+    size_t anc[STORE_MAX_NAME_LEN / 2 + 1];
     char tag[];
 } list_cont;
 
@@ -580,6 +607,62 @@ static int list_index(list_cont *lc)
     return 0;
 }
 
+/* Before the subscription `name` when the pattern does not match it: its
+ * parents that the pattern matches and that are not subscribed themselves,
+ * each once (lc->anc).
+ *  - LSUB: RFC 3501 6.3.9: 'if "foo/bar" ... is subscribed but "foo" is
+ *    not.  A "%" wildcard to LSUB must return foo, not foo/bar, in the LSUB
+ *    response, and it MUST be flagged with the \Noselect attribute.'
+ *  - LIST (SUBSCRIBED RECURSIVEMATCH): RFC 5258 3.5, example 8: "Foo" with
+ *    the CHILDINFO extended data item ("CHILDINFO" ("SUBSCRIBED")),
+ *    \NonExistent if there is no such mailbox.  Only for a subscription
+ *    the pattern does not match: "Servers SHOULD ONLY return a
+ *    non-matching mailbox name along with CHILDINFO if at least one
+ *    matching child is not also being returned" (3.5; example 9's "*"
+ *    listing does otherwise, the SHOULD is what we follow, as Dovecot 2.3
+ *    does). */
+static void list_parents(session *s, list_cont *lc, const char *pat, const char *name,
+                         bool match)
+{
+    char sep = lc->sep;
+    bool lsub = lc->lsub;
+    /* parents listed for an earlier name that are parents of this one */
+    while (lc->nanc) {
+        size_t l = lc->anc[lc->nanc - 1];
+        if (lc->prev && !strncmp(lc->prev, name, l) && name[l] == sep)
+            break;
+        lc->nanc--;
+    }
+    lc->prev = name;
+    if (match)
+        return;
+    size_t top = lc->nanc ? lc->anc[lc->nanc - 1] : 0;
+    char buf[STORE_MAX_NAME_LEN + 1];
+    for (size_t l = 0; name[l]; l++) {
+        if (name[l] != sep || l == 0 || l <= top || l >= sizeof buf)
+            continue;
+        memcpy(buf, name, l);
+        buf[l] = '\0';
+        if (!imap_list_match(pat, buf, sep) || is_subscribed(lc->ssubs, lc->nsubs, buf))
+            continue;
+        size_t m = name_lower(lc->names, lc->n, buf);
+        m = m < lc->n && !strcmp(lc->names[m], buf) ? lc->names_at[m] : lc->n;
+        char attrs[160] = "";
+        if (lsub)
+            strcat(attrs, "\\Noselect");
+        else if (m == lc->n)
+            strcat(attrs, "\\NonExistent");
+        else if (lc->v[m].noselect)
+            strcat(attrs, "\\Noselect");
+        if (!lsub && m < lc->n)
+            special_attrs(attrs, lc->v[m].special);
+        list_line_ext(s, lsub ? "LSUB" : "LIST", attrs, sep, buf, l,
+                      lsub ? NULL : "(\"CHILDINFO\" (\"SUBSCRIBED\"))");
+        if (lc->nanc < sizeof lc->anc / sizeof *lc->anc)
+            lc->anc[lc->nanc++] = l;
+    }
+}
+
 static bool list_step(session *s, void *arg)
 {
     list_cont *lc = arg;
@@ -600,14 +683,28 @@ static bool list_step(session *s, void *arg)
             continue;
         }
         if (lsub || (lc->sel & SEL_SUBSCRIBED)) {
+            bool recursive = !lsub && (lc->sel & SEL_RECURSIVE);
+            /* LSUB and RECURSIVEMATCH list parents with the subscriptions
+             * below them: in sorted order, so each parent comes once,
+             * before its children. */
+            const char *const *sv = lsub || recursive ? lc->ssubs
+                                                      : (const char *const *)subs;
+            if (lc->k == 0) {
+                lc->prev = NULL;
+                lc->nanc = 0;
+            }
             for (; lc->k < nsubs; lc->k++) {
                 size_t k = lc->k;
                 if (sess_slice_over(s, &sl))
                     return false;
-                if (!imap_list_match(full, subs[k], sep))
+                const char *name = sv[k];
+                bool match = imap_list_match(full, name, sep);
+                if (lsub || recursive)
+                    list_parents(s, lc, full, name, match);
+                if (!match)
                     continue;
-                size_t m = name_lower(lc->names, n, subs[k]);
-                m = m < n && !strcmp(lc->names[m], subs[k]) ? lc->names_at[m] : n;
+                size_t m = name_lower(lc->names, n, name);
+                m = m < n && !strcmp(lc->names[m], name) ? lc->names_at[m] : n;
                 char attrs[160] = "";
                 if (m == n)
                     strcat(attrs, lsub ? "\\Noselect" : "\\NonExistent");
@@ -615,12 +712,14 @@ static bool list_step(session *s, void *arg)
                     strcat(attrs, "\\Noselect");
                 if (!lsub) {
                     strcat(attrs, *attrs ? " \\Subscribed" : "\\Subscribed");
-                    if (m < n && special_name(v[m].special)) {
-                        strcat(attrs, " ");
-                        strcat(attrs, special_name(v[m].special));
-                    }
+                    if (m < n)
+                        special_attrs(attrs, v[m].special);
                 }
-                list_line(s, lsub ? "LSUB" : "LIST", attrs, sep, subs[k]);
+                /* RFC 5258 3.5: with RECURSIVEMATCH, a subscribed name
+                 * with subscribed children says so too (example 9). */
+                bool childinfo = recursive && has_children(lc->ssubs, nsubs, name, sep);
+                list_line_ext(s, lsub ? "LSUB" : "LIST", attrs, sep, name, strlen(name),
+                              childinfo ? "(\"CHILDINFO\" (\"SUBSCRIBED\"))" : NULL);
             }
         } else {
             for (; lc->k < n; lc->k++) {
@@ -638,10 +737,7 @@ static bool list_step(session *s, void *arg)
                     strcat(attrs, " \\Noselect");
                 if (lc->ret & RET_SUBSCRIBED && is_subscribed(lc->ssubs, nsubs, v[k].name))
                     strcat(attrs, " \\Subscribed");
-                if (special_name(v[k].special)) {
-                    strcat(attrs, " ");
-                    strcat(attrs, special_name(v[k].special));
-                }
+                special_attrs(attrs, v[k].special);
                 list_line(s, "LIST", attrs, sep, v[k].name);
                 /* RFC 5819: no STATUS for a \Noselect name */
                 if ((lc->ret & RET_STATUS) && !v[k].noselect)

@@ -32,7 +32,9 @@ static int parse_flags(const imap_arg *v, size_t n, uint32_t *flags,
     if (!*kw)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        if (v[i].type != IMAP_ARG_ATOM)
+        /* In a flag position NIL is no nil: flag-keyword = atom (RFC 9051
+         * formal syntax), and "NIL" is an atom there like any other. */
+        if (v[i].type != IMAP_ARG_ATOM && v[i].type != IMAP_ARG_NIL)
             return -EINVAL;
         const char *f = v[i].s;
         if (f[0] == '\\') {
@@ -708,8 +710,10 @@ static void copy_answer(session *s, const char *tag, bool move, store_mbox *dst,
     }
     sess_update_req u = {0};
     if (move) {
+        /* resp-text = ["[" resp-text-code "]" SP] text (RFC 3501 formal
+         * syntax): the code alone is not a response; cu ends with "] ". */
         if (su->n)
-            imap_out_printf(&s->out, "* OK %.*s\r\n", (int)cu.len - 1, cu.p);
+            imap_out_printf(&s->out, "* OK %.*sMoved\r\n", (int)cu.len, cu.p);
         /* The source UIDs come in the order of the COPYUID answer. */
         u.gone = su->n ? malloc(su->n * sizeof *u.gone) : NULL;
         if (u.gone) {
@@ -867,10 +871,9 @@ static void do_copy(imap_cmd *c, bool move)
         sess_store_error(s, tag, rc, verb);
         goto out;
     }
-    if (move && dst == s->mb) {
-        sess_tagged(s, tag, "NO", "[CANNOT] Source and target are the same mailbox");
-        goto out;
-    }
+    /* MOVE into the selected mailbox itself is a move like any other: RFC
+     * 6851 forbids nothing here, and the client learns the new UIDs from
+     * COPYUID, the expunge of the old ones and EXISTS of the new. */
     if (nr && copy_submit(s, tag, r, nr, dst, move) == 0) {
         r = NULL;       /* the job's now */
         dst = NULL;

@@ -72,6 +72,13 @@ struct session {
     uint32_t recent_first;      /* uids >= this are \Recent for us */
     uint32_t nrecent;           /* \Recent count last announced */
     uint64_t modseq_seen;       /* flag changes up to here were announced */
+    /* The keywords (bits of the store's keyword table) the client has been
+     * told of by an untagged FLAGS: no FETCH FLAGS shows another one, in
+     * any session (RFC 9051 7.3.5, 2.3.2: the FLAGS response names the
+     * flags applicable to the mailbox, and a client learns a new keyword
+     * from it before meeting it on a message). */
+    uint64_t kw_announced;
+    bool kw_announced_once;     /* FLAGS was sent since SELECT */
     uint32_t *saved;            /* SEARCHRES $, as UIDs */
     uint32_t nsaved;
     bool woken;                 /* another session changed the mailbox */
@@ -202,9 +209,21 @@ void sess_set_error(session *s, const char *tag, int rc);
 void sess_store_error(session *s, const char *tag, int rc, const char *what);
 /* Tell others a mailbox changed. */
 void sess_changed(session *s, store_mbox *mb);
-/* FLAGS list of a message. */
+/* FLAGS list of a message: only the keywords announced (kw_announced);
+ * call sess_keywords_announce before the line begins. */
 void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
                 uint64_t keywords, bool recent);
+/* Write "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)]" for the
+ * keywords the mailbox has now, and remember them as announced. */
+void sess_announce_flags(session *s, imap_out *o, const store_snap *snap);
+/* Before a line that shows a message's keywords: if any of them was not
+ * announced yet, announce the mailbox's flags first (to o, before the
+ * line).  Returns the keywords the line may show (all of them, unless
+ * writing the announcement failed). */
+uint64_t sess_keywords_announce(session *s, imap_out *o, const store_snap *snap,
+                                uint64_t keywords);
+/* The mailbox has keywords the client has not been told of. */
+bool sess_keywords_new(session *s, const store_snap *snap);
 
 void sess_set_server(imap_server *srv);
 

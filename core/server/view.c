@@ -36,6 +36,8 @@ void sess_unselect(session *s)
     s->mbname = NULL;
     free(s->saved);
     s->saved = NULL;
+    s->kw_announced = 0;
+    s->kw_announced_once = false;
     s->nsaved = 0;
     s->nrecent = 0;
     RM_ASSERT(!s->cont);        /* a running command would still use the view */
@@ -70,8 +72,59 @@ uint32_t sess_seq_of_uid(const session *s, uint32_t uid)
 void sess_flags(session *s, imap_out *o, const store_snap *snap, uint32_t flags,
                 uint64_t keywords, bool recent)
 {
-    (void)s;
-    imap_fetch_flags(o, snap, flags, keywords, recent);
+    imap_fetch_flags(o, snap, flags, keywords & s->kw_announced, recent);
+}
+
+/* The keywords the mailbox's table holds now.  The table only grows (a
+ * slot, once named, keeps its name for the life of the mailbox), and a
+ * message's keyword bit is set after the slot it names: a bit read
+ * before this call is covered by its answer. */
+static uint64_t snap_keyword_mask(const store_snap *snap, imap_out *names)
+{
+    uint64_t mask = 0;
+    for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
+        const char *n = store_snap_keyword(snap, k);
+        if (!n)
+            continue;
+        mask |= 1ull << k;
+        if (names)
+            imap_out_printf(names, " %s", n);
+    }
+    return mask;
+}
+
+void sess_announce_flags(session *s, imap_out *o, const store_snap *snap)
+{
+    imap_out kw = {0};
+    uint64_t mask = snap_keyword_mask(snap, &kw);
+    const char *kws = kw.p ? kw.p : "";
+    int kwl = (int)kw.len;
+    imap_out_printf(o, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n",
+                    kwl, kws);
+    /* Read-only: PERMANENTFLAGS () was said at EXAMINE and stays true. */
+    if (s->readonly && !s->kw_announced_once)
+        imap_out_lit(o, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    else if (!s->readonly)
+        imap_out_printf(o, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted "
+                        "\\Seen \\Draft%.*s \\*)] Flags permitted\r\n", kwl, kws);
+    if (kw.err || o->err)
+        mask = 0;       /* not said: say it again next time */
+    imap_out_free(&kw);
+    s->kw_announced = mask;
+    s->kw_announced_once = true;
+}
+
+uint64_t sess_keywords_announce(session *s, imap_out *o, const store_snap *snap,
+                                uint64_t keywords)
+{
+    if (keywords & ~s->kw_announced)
+        sess_announce_flags(s, o, snap);
+    return keywords & s->kw_announced;
+}
+
+bool sess_keywords_new(session *s, const store_snap *snap)
+{
+    return (snap_keyword_mask(snap, NULL) & ~s->kw_announced) != 0;
 }
 
 int sess_set_to_uids(session *s, const char *spec, bool uid, store_range **out,

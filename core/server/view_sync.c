@@ -125,6 +125,7 @@ static bool step_echo(session *s, view_sync *vs, sess_slice *sl)
             store_msg m;
             if (store_snap_msg(vs->snap, u, &m) < 0)
                 continue;
+            m.keywords = sess_keywords_announce(s, &s->out, vs->snap, m.keywords);
             imap_out_printf(&s->out, "* %u FETCH (FLAGS ", vs->i + 1);
             sess_flags(s, &s->out, vs->snap, m.flags, m.keywords, u >= s->recent_first);
             if (vs->echo_uid)
@@ -243,6 +244,7 @@ static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
             vs->vj++;
         if (vs->vj == s->nview || s->view[vs->vj] != m.uid)
             continue;
+        m.keywords = sess_keywords_announce(s, &s->out, vs->snap, m.keywords);
         imap_out_printf(&s->out, "* %u FETCH (", vs->vj + 1);
         if (s->rev2)
             imap_out_printf(&s->out, "UID %u ", m.uid);
@@ -343,6 +345,11 @@ void sess_update(session *s, sess_update_req *u)
     }
     vs->since = s->modseq_seen;
     vs->hms = store_snap_highestmodseq(snap);
+    /* New keywords are announced at once, before anything that could show
+     * them, even when no message in the view carries one yet: the writer
+     * of APPEND (keyword) and every other session learn of it here. */
+    if (sess_keywords_new(s, snap))
+        sess_announce_flags(s, &s->out, snap);
     sess_cont_begin(s, view_sync_step, view_sync_free, vs);
 out:
     free(u->echo);

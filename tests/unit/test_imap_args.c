@@ -572,6 +572,15 @@ static void test_tokens_good(void)
     CHECK_PARSE("x SELECT caf\xc3\xa9", "x SELECT A:caf\\xc3\\xa9");
     CHECK_PARSE("x FETCH 1 (BODY[]<0.10> BODY[1.HEADER])",
                 "x FETCH A:1 (A:BODY[]<0.10> A:BODY[1.HEADER])");
+    /* '[' is an ATOM-CHAR: only after a fetch attribute does it open a
+     * section (a mailbox named with every atom character but ']'). */
+    CHECK_PARSE("x SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}",
+                "x SELECT A:!#$&'+,-.0123456789:;<=>?@^_`|[}");
+    CHECK_PARSE("x LIST \"\" a[b*", "x LIST S:0: A:a[b*");
+    CHECK_PARSE("x CREATE a[b c]", "x CREATE A:a[b A:c]");
+    CHECK_PARSE("x FETCH 1 (body[1] Binary.Size[2] binary.peek[3]<0.4> BODYX[a b])",
+                "x FETCH A:1 (A:body[1] A:Binary.Size[2] A:binary.peek[3]<0.4> A:BODYX[a A:b])");
+    CHECK_PARSE("x FETCH 1 (FLAGS x.BODY[a b])", "x FETCH A:1 (A:FLAGS A:x.BODY[a A:b])");
 
     /* 64 levels of lists are fine, 65 are not. */
     char deep[256];

@@ -989,8 +989,6 @@ static void test_copy_move(void)
     env_close(&e, true);
 }
 
-/* Copying a mailbox into itself is allowed (the set is the messages that
- * exist when it starts, not the new copies); moving into itself is -EINVAL. */
 /* Deferred durability: writes between store_defer_begin/end come back
  * without their flush and name the log to flush; one store_defer per log;
  * fsync = never defers nothing; the destination of a MOVE is flushed
@@ -1048,6 +1046,9 @@ static void test_defer_sync(void)
     env_close(&e, true);
 }
 
+/* Copying a mailbox into itself is allowed (the set is the messages that
+ * exist when it starts, not the new copies), and so is moving (RFC 6851
+ * allows it: the messages get new UIDs and the originals are expunged). */
 static void test_copy_into_self(void)
 {
     env e = { 0 };
@@ -1064,10 +1065,7 @@ static void test_copy_into_self(void)
     }
     store_range all = { 1, UINT32_MAX };
     store_uidlist su = { 0 }, du = { 0 };
-    CHECK_EQ(store_copy(e.mb, &all, 1, e.mb, true, &su, &du), -EINVAL);
     store_status st;
-    REQUIRE_OK(store_mbox_status(e.mb, &st));
-    CHECK_EQ(st.messages, 3);
     REQUIRE_OK(store_copy(e.mb, &all, 1, e.mb, false, &su, &du));
     CHECK(list_eq(&su, u, 3));
     CHECK_EQ(du.n, 3);
@@ -1089,6 +1087,34 @@ static void test_copy_into_self(void)
         free(want);
     }
     store_snap_put(s);
+
+    /* Move the first three into the mailbox itself: six messages still,
+     * the originals gone, their copies above every UID so far. */
+    uint32_t top = du.n ? du.uids[du.n - 1] : 0;
+    store_uidlist msu = { 0 }, mdu = { 0 };
+    store_range first = { u[0], u[2] };
+    REQUIRE_OK(store_copy(e.mb, &first, 1, e.mb, true, &msu, &mdu));
+    CHECK(list_eq(&msu, u, 3));
+    CHECK_EQ(mdu.n, 3);
+    REQUIRE_OK(store_mbox_status(e.mb, &st));
+    CHECK_EQ(st.messages, 6);
+    s = store_snap_get(e.mb);
+    REQUIRE(s);
+    for (size_t i = 0; i < mdu.n && i < 3; i++) {
+        store_msg m;
+        CHECK_EQ(store_snap_msg(s, u[i], &m), -ENOENT);
+        REQUIRE_OK(store_snap_msg(s, mdu.uids[i], &m));
+        CHECK(mdu.uids[i] > top);
+        CHECK_EQ(m.flags, STORE_F_SEEN);
+        CHECK_EQ(m.keywords != 0, i == 1);
+        size_t len;
+        char *want = make_msg(60 + (unsigned)i, &len);
+        CHECK(msg_bytes_eq(s, mdu.uids[i], want, len));
+        free(want);
+    }
+    store_snap_put(s);
+    store_uidlist_free(&msu);
+    store_uidlist_free(&mdu);
     store_uidlist_free(&su);
     store_uidlist_free(&du);
     env_close(&e, true);
