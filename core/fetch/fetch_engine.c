@@ -47,12 +47,12 @@ static int parse_att(imap_fetch_req *r, const imap_arg *a, bool in_list, const c
         return -EINVAL;
     }
     const char *s = a->s;
-    enum { NMACRO_FIRST = 7 };      /* ALL, FAST and FULL follow */
+    enum { NMACRO_FIRST = 8 };      /* ALL, FAST and FULL follow */
     static const struct { const char *name; unsigned bits; } simple[] = {
         {"UID", IMAP_FETCH_UID}, {"FLAGS", IMAP_FETCH_FLAGS},
         {"INTERNALDATE", IMAP_FETCH_INTERNALDATE}, {"RFC822.SIZE", IMAP_FETCH_SIZE},
         {"ENVELOPE", IMAP_FETCH_ENVELOPE}, {"BODY", IMAP_FETCH_BODY},
-        {"BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE},
+        {"BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE}, {"MODSEQ", IMAP_FETCH_MODSEQ},
         {"ALL", IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE |
                     IMAP_FETCH_ENVELOPE},
         {"FAST", IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE},
@@ -212,6 +212,8 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         return o->err;          /* nothing more can be written to o */
     if (store_cursor_seek(&x->cur, uid, &m) < 0)
         return -ENOENT;
+    if (req->changedsince && m.modseq <= req->changedsince)
+        return 0;
     if (x->keywords) {
         /* may write an untagged FLAGS first: it is not this response's to
          * take back below */
@@ -236,7 +238,15 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         imap_out_uint(o, uid);
         sp = " ";
     }
-    if ((req->simple & IMAP_FETCH_FLAGS) || flags_changed) {
+    bool flags = (req->simple & IMAP_FETCH_FLAGS) || flags_changed;
+    if ((req->simple & IMAP_FETCH_MODSEQ) || (flags && x->condstore)) {
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "MODSEQ (");
+        imap_out_uint(o, m.modseq);
+        imap_out_lit(o, ")");
+        sp = " ";
+    }
+    if (flags) {
         imap_out_add(o, sp, strlen(sp));
         imap_out_lit(o, "FLAGS ");
         imap_fetch_flags(o, x->cur.snap, m.flags, m.keywords, uid >= x->recent_first);

@@ -30,6 +30,7 @@ enum {
     IMAP_FETCH_ENVELOPE = 1 << 4,
     IMAP_FETCH_BODY = 1 << 5,           /* BODY without a section */
     IMAP_FETCH_BODYSTRUCTURE = 1 << 6,
+    IMAP_FETCH_MODSEQ = 1 << 7,         /* RFC 7162 3.1.4.2 */
 };
 
 /* Sections at least this long go out by reference when the caller offers
@@ -43,6 +44,10 @@ typedef struct imap_fetch_req {
     size_t nsecs;
     bool sets_seen;             /* a section without .PEEK: the command
                                    sets \Seen */
+    /* FETCH modifier (CHANGEDSINCE n), RFC 7162 3.1.4.1: only messages
+     * whose modseq is above it are answered; 0: none (set by the caller,
+     * which also adds IMAP_FETCH_MODSEQ) */
+    uint64_t changedsince;
 } imap_fetch_req;
 
 /* Parse FETCH's attribute argument: one attribute, or a parenthesized list
@@ -79,6 +84,10 @@ typedef struct imap_fetch_ctx {
      * the keywords the line may show.  NULL: all of them. */
     uint64_t (*keywords)(void *arg, imap_out *o, uint64_t keywords);
     void *keywords_arg;
+    /* CONDSTORE is enabled: a response with FLAGS carries MODSEQ too
+     * (RFC 7162 3.1: "mod-sequence data in all subsequent untagged FETCH
+     * responses") */
+    bool condstore;
 } imap_fetch_ctx;
 
 /* A context over snap (held by the caller for as long as the context and
@@ -86,12 +95,15 @@ typedef struct imap_fetch_ctx {
 void imap_fetch_ctx_init(imap_fetch_ctx *x, store_snap *snap, bool utf8, uint32_t recent_first);
 
 /* Append message uid's response, "* seq FETCH (...)\r\n", to o: UID first
- * when uidcmd or asked, FLAGS when asked or flags_changed (the command set
+ * when uidcmd or asked, MODSEQ when asked (or with FLAGS under
+ * x->condstore), FLAGS when asked or flags_changed (the command set
  * \Seen on it), then the other items in a fixed order and the sections in
  * request order.  UIDs asked in ascending order cost O(1) each.  An
  * expunged message still in the snapshot is answered as a live one (its
  * bytes stay until compaction; RFC 3501 7.4.1 forbids announcing the
- * expunge during a FETCH).  Returns 0, or:
+ * expunge during a FETCH).  With req->changedsince, a message whose
+ * modseq is not above it gets no response (0, nothing written).
+ * Returns 0, or:
  *   -ENOENT   the snapshot has no such message (nothing written), or a
  *             BINARY section of a part that does not exist or does not
  *             fit (written as NIL): answer NO [CANNOT];

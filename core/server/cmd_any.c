@@ -76,8 +76,11 @@ void cmd_enable(imap_cmd *c)
         return;
     }
     imap_out o = {0};
+    bool condstore = false;
     for (size_t i = 0; i < nargs; i++) {
         if (args[i].type != IMAP_ARG_ATOM) {
+            if (condstore)
+                s->condstore = false;   /* BAD: the command did nothing */
             sess_bad(s, tag, "ENABLE takes capability names");
             imap_out_free(&o);
             return;
@@ -88,10 +91,20 @@ void cmd_enable(imap_cmd *c)
         } else if (!strcasecmp(args[i].s, "UTF8=ACCEPT") && !s->utf8_accept) {
             s->utf8 = s->utf8_accept = true;
             imap_out_printf(&o, " UTF8=ACCEPT");
+        } else if (!strcasecmp(args[i].s, "CONDSTORE") && !s->condstore) {
+            /* the HIGHESTMODSEQ of the selected mailbox, if any, goes out
+             * after ENABLED (RFC 7162 3.1) */
+            s->condstore = true;
+            condstore = true;
+            imap_out_printf(&o, " CONDSTORE");
         }
     }
     imap_out_printf(&s->out, "* ENABLED%.*s\r\n", (int)o.len, o.p ? o.p : "");
     imap_out_free(&o);
+    if (condstore) {
+        s->condstore = false;
+        sess_condstore_enable(s, &s->out);
+    }
     sess_tagged(s, tag, "OK", "ENABLE completed");
 }
 

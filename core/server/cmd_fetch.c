@@ -137,6 +137,7 @@ static void fetch_go(session *s, fetch_cont *fc)
     fc->fx.send_arg = fc;
     fc->fx.keywords = fetch_keywords;
     fc->fx.keywords_arg = fc;
+    fc->fx.condstore = s->condstore;
     sess_cont_begin(s, fetch_step, fetch_cont_free, fc);
 }
 
@@ -249,19 +250,39 @@ void cmd_fetch(imap_cmd *c)
         sess_bad(s, tag, "FETCH takes a set and attributes");
         return;
     }
-    if (nargs == 3) {   /* (CHANGEDSINCE n) etc.: not offered */
-        sess_bad(s, tag, "Unknown FETCH modifier");
-        return;
+    /* RFC 4466 2.4: fetch-modifiers = SP "(" fetch-modifier *(SP
+     * fetch-modifier) ")".  The one offered is RFC 7162's CHANGEDSINCE
+     * mod-sequence-value (1*DIGIT, nonzero: mod-sequence-valzer is
+     * UNCHANGEDSINCE's); VANISHED belongs to QRESYNC, not offered. */
+    uint64_t changedsince = 0;
+    if (nargs == 3) {
+        const imap_arg *l = &args[2];
+        if (l->type != IMAP_ARG_LIST || l->nlist != 2 ||
+            !imap_arg_is(&l->list[0], "CHANGEDSINCE") ||
+            imap_arg_number(&l->list[1], &changedsince) < 0 || !changedsince) {
+            sess_bad(s, tag, "Unknown FETCH modifier");
+            return;
+        }
     }
     int rc = imap_fetch_parse(&args[1], &req, &err);
     if (rc < 0) {
         sess_bad(s, tag, "%s", rc == -ENOMEM ? "Out of memory" : err);
         goto out;
     }
+    /* RFC 7162 3.1.4.1: CHANGEDSINCE "implicitly adds the MODSEQ FETCH
+     * message data item" */
+    if (changedsince) {
+        req.changedsince = changedsince;
+        req.simple |= IMAP_FETCH_MODSEQ;
+    }
     if ((rc = sess_set_to_uids(s, args[0].s, uid, &r, &nr)) < 0) {
         sess_set_error(s, tag, rc);
         goto out;
     }
+    /* RFC 7162 3.1: FETCH MODSEQ and FETCH (CHANGEDSINCE) are CONDSTORE
+     * enabling commands (the first one writes HIGHESTMODSEQ) */
+    if (req.simple & IMAP_FETCH_MODSEQ)
+        sess_condstore_enable(s, &s->out);
     size_t taglen = strlen(tag);
     fetch_cont *fc = calloc(1, sizeof *fc + taglen + 1);
     if (!fc) {

@@ -63,19 +63,28 @@ static uint32_t special_parse(const char *s)
 
 /* What the select-params asked for; filled by parse_select_params. */
 struct select_opts {
-    bool none_yet;          /* placeholder: no parameter is supported yet */
+    bool condstore;         /* (CONDSTORE): RFC 7162 3.1.8 */
 };
 
-/* The parameters this server supports, by the extension that defines them.
- * None yet: CONDSTORE ("CONDSTORE", no value) and QRESYNC ("QRESYNC" with a
- * list) go here, each with a parser that fills struct select_opts, when
- * those extensions are offered. */
+static bool param_condstore(const imap_arg *args, size_t n, size_t *i, struct select_opts *o)
+{
+    (void)args;
+    (void)n;
+    (void)i;
+    o->condstore = true;
+    return true;
+}
+
+/* The parameters this server supports, by the extension that defines them:
+ * CONDSTORE (no value).  QRESYNC ("QRESYNC" with a list) goes here, with a
+ * parser that fills struct select_opts, when that extension is offered. */
 static const struct select_param {
     const char *name;
     /* Reads the value at args[*i] if the parameter takes one (advancing
      * *i); returns false for a bad value. */
     bool (*parse)(const imap_arg *args, size_t n, size_t *i, struct select_opts *o);
 } select_params[] = {
+    {"CONDSTORE", param_condstore},
     {NULL, NULL},
 };
 
@@ -144,6 +153,12 @@ static void select_answer(session *s, select_cont *sc)
     }
     imap_out_printf(&s->out, "* OK [UIDVALIDITY %u] UIDs valid\r\n", store_snap_uidvalidity(snap));
     imap_out_printf(&s->out, "* OK [UIDNEXT %u] Predicted next UID\r\n", store_snap_uidnext(snap));
+    /* RFC 7162 3.1.2.1: once CONDSTORE is enabled, HIGHESTMODSEQ "with
+     * every successful SELECT or EXAMINE command".  Every mailbox keeps
+     * modseqs, so NOMODSEQ (3.1.2.2) is never sent. */
+    if (s->condstore)
+        imap_out_printf(&s->out, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+                        (unsigned long long)s->modseq_seen);
     if (s->rev2) {
         imap_out_printf(&s->out, "* LIST () \"%c\" ", store_user_separator(s->su));
         sess_mbox_to_client(s, &s->out, s->mbname);
@@ -200,7 +215,12 @@ static void do_select(imap_cmd *c, bool readonly)
     char *name = mbox_arg(s, tag, a, &args[0]);
     if (!name)
         return;
+    /* RFC 7162 3.1: SELECT/EXAMINE (CONDSTORE) is a CONDSTORE enabling
+     * command; its HIGHESTMODSEQ is that of the mailbox it selects (the
+     * previous one is closed first, so nothing is written for it). */
     bool was_selected = s->state == ST_SELECTED;
+    if (opts.condstore)
+        s->condstore = true;
     sess_unselect(s);
     if (was_selected && s->rev2)
         sess_untagged(s, "OK [CLOSED] Previous mailbox closed");
@@ -397,12 +417,13 @@ void cmd_unsubscribe(imap_cmd *c)
 /* ---- STATUS -------------------------------------------------------------------- */
 
 enum { ST_MESSAGES = 1, ST_UIDNEXT = 2, ST_UIDVALIDITY = 4, ST_UNSEEN = 8,
-       ST_RECENT = 16, ST_SIZE = 32, ST_DELETED = 64 };
+       ST_RECENT = 16, ST_SIZE = 32, ST_DELETED = 64, ST_HIGHESTMODSEQ = 128 };
 
 static int status_items(const imap_arg *l, unsigned *items)
 {
     static const char *const names[] = {"MESSAGES", "UIDNEXT", "UIDVALIDITY",
-                                        "UNSEEN", "RECENT", "SIZE", "DELETED"};
+                                        "UNSEEN", "RECENT", "SIZE", "DELETED",
+                                        "HIGHESTMODSEQ"};
     *items = 0;
     if (l->type != IMAP_ARG_LIST || !l->nlist)
         return -EINVAL;
@@ -435,6 +456,10 @@ static int status_line(session *s, const char *name, unsigned items)
     if (items & ST_RECENT) { imap_out_printf(&s->out, "%sRECENT %u", sp, st.recent); sp = " "; }
     if (items & ST_SIZE) { imap_out_printf(&s->out, "%sSIZE %llu", sp, (unsigned long long)st.size); sp = " "; }
     if (items & ST_DELETED) { imap_out_printf(&s->out, "%sDELETED %u", sp, st.deleted); sp = " "; }
+    if (items & ST_HIGHESTMODSEQ) {
+        imap_out_printf(&s->out, "%sHIGHESTMODSEQ %llu", sp, (unsigned long long)st.highestmodseq);
+        sp = " ";
+    }
     imap_out_printf(&s->out, ")\r\n");
     return 0;
 }
@@ -454,6 +479,9 @@ void cmd_status(imap_cmd *c)
     char *name = mbox_arg(s, tag, a, &args[0]);
     if (!name)
         return;
+    /* RFC 7162 3.1: "a STATUS (HIGHESTMODSEQ) command" enables CONDSTORE */
+    if (items & ST_HIGHESTMODSEQ)
+        sess_condstore_enable(s, &s->out);
     int rc = status_line(s, name, items);
     if (rc < 0)
         sess_store_error(s, tag, rc, "status");

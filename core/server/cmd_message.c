@@ -370,8 +370,8 @@ static void write_work(void *arg)
 }
 
 static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
-                         store_uidlist *modified, store_range *r, size_t nr, bool silent,
-                         bool uid);
+                         store_uidlist *changed, store_uidlist *modified, store_range *r,
+                         size_t nr, bool silent, bool uid, bool cond);
 static void expunge_answer(session *s, const char *tag, int rc, store_uidlist *x);
 static void close_answer(session *s, const char *tag, int rc, const store_uidlist *x);
 
@@ -392,8 +392,8 @@ static void write_done(void *arg, int status)
     } else if (j->expunge) {
         expunge_answer(s, j->tag, status < 0 ? status : j->rc, &j->expunged);
     } else {
-        store_answer(s, j->tag, status < 0 ? status : j->rc, j->modseq, &j->modified, j->r,
-                     j->nr, j->silent, j->uid);
+        store_answer(s, j->tag, status < 0 ? status : j->rc, j->modseq, &j->changed,
+                     &j->modified, j->r, j->nr, j->silent, j->uid, j->unchangedsince != 0);
         j->r = NULL;    /* the answer's */
     }
     write_job_free(j);
@@ -535,11 +535,22 @@ void cmd_expunge(imap_cmd *c)
 
 /* ---- STORE ----------------------------------------------------------------------- */
 
-/* The answer of a STORE whose store_flags returned rc, modseq and
- * modified; r (the ranges named, nr of them) is taken over. */
+/* Sorted UIDs as one-UID ranges (malloc'd), for the echo of a STORE. */
+static store_range *uids_ranges(const store_uidlist *l)
+{
+    store_range *r = malloc((l->n ? l->n : 1) * sizeof *r);
+    if (r)
+        for (size_t i = 0; i < l->n; i++)
+            r[i] = (store_range){l->uids[i], l->uids[i]};
+    return r;
+}
+
+/* The answer of a STORE whose store_flags returned rc, modseq, changed
+ * and modified; cond: it had UNCHANGEDSINCE.  r (the ranges named, nr of
+ * them) is taken over. */
 static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
-                         store_uidlist *modified, store_range *r, size_t nr, bool silent,
-                         bool uid)
+                         store_uidlist *changed, store_uidlist *modified, store_range *r,
+                         size_t nr, bool silent, bool uid, bool cond)
 {
     if (rc < 0) {
         sess_store_error(s, tag, rc, "store");
@@ -551,6 +562,7 @@ static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
             s->modseq_seen = modseq;    /* only our own change: announced here */
         sess_changed(s, s->mb);
     }
+    sort_uids(modified->uids, modified->n);
     /* The FETCH lines of the messages named (a line each: in steps), the
      * others' changes, then the answer. */
     sess_update_req u = {.echo_uid = uid};
@@ -558,13 +570,61 @@ static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
         u.echo = r;
         u.necho = nr;
         r = NULL;
+    } else if (silent && s->condstore && cond && nr) {
+        /* RFC 7162 3.1.3: for each message the conditional operation was
+         * performed on, "An untagged FETCH response MUST be sent, even if
+         * the .SILENT suffix is specified, and the response MUST include
+         * the MODSEQ message data item"; the ones that failed the test
+         * are in MODIFIED instead. */
+        u.echo = r;
+        u.necho = nr;
+        r = NULL;
+        u.echo_modseq_only = true;
+        if (modified->n) {
+            u.echo_skip = modified->uids;
+            u.nechoskip = modified->n;
+        }
+    } else if (silent && s->condstore && changed->n) {
+        /* RFC 7162 Example 14: once CONDSTORE is enabled, STORE
+         * +FLAGS.SILENT answers "* 7 FETCH (MODSEQ (...))" for what it
+         * changed, so the client's cache learns the new mod-sequence. */
+        sort_uids(changed->uids, changed->n);
+        u.echo = uids_ranges(changed);
+        u.necho = u.echo ? changed->n : 0;
+        u.echo_modseq_only = true;
     }
     free(r);
     if (modified->n) {
-        sort_uids(modified->uids, modified->n);
-        imap_out_printf(&u.tail, "%s OK [MODIFIED ", tag);
-        imap_out_set(&u.tail, modified->uids, modified->n);
-        imap_out_printf(&u.tail, "] Conditional STORE failed for some\r\n");
+        /* RFC 7162 3.1.3: "the message set (for STORE) or set of UIDs (for
+         * UID STORE) of all messages that failed the UNCHANGEDSINCE test".
+         * The view does not lose messages before this answer (no EXPUNGE
+         * while answering STORE), so the numbers hold. */
+        uint32_t *set = modified->uids;
+        size_t n = modified->n;
+        uint32_t *seqs = NULL;
+        if (!uid) {
+            seqs = malloc(n * sizeof *seqs);
+            size_t k = 0;
+            for (size_t i = 0; seqs && i < n; i++) {
+                uint32_t q = sess_seq_of_uid(s, set[i]);
+                if (q)
+                    seqs[k++] = q;
+            }
+            set = seqs;
+            n = seqs ? k : 0;
+        }
+        if (n) {
+            imap_out_printf(&u.tail, "%s OK [MODIFIED ", tag);
+            imap_out_set(&u.tail, set, n);
+            imap_out_printf(&u.tail, "] Conditional STORE failed for some\r\n");
+        } else {
+            imap_out_printf(&u.tail, "%s OK STORE completed\r\n", tag);
+        }
+        free(seqs);
+        if (u.echo_skip) {  /* the update owns them now */
+            modified->uids = NULL;
+            modified->n = modified->cap = 0;
+        }
     } else {
         imap_out_printf(&u.tail, "%s OK STORE completed\r\n", tag);
     }
@@ -580,6 +640,7 @@ void cmd_store(imap_cmd *c)
     bool uid = c->uid;
     size_t i = 1;
     uint64_t unchangedsince = 0;
+    bool cond = false;
     if (nargs >= 2 && args[1].type == IMAP_ARG_LIST) {
         const imap_arg *l = &args[1];
         if (l->nlist != 2 || !imap_arg_is(&l->list[0], "UNCHANGEDSINCE") ||
@@ -588,6 +649,7 @@ void cmd_store(imap_cmd *c)
             return;
         }
         i = 2;
+        cond = true;
     }
     if (nargs < i + 2 || args[0].type != IMAP_ARG_ATOM || args[i].type != IMAP_ARG_ATOM) {
         sess_bad(s, tag, "STORE takes a set, an operation and flags");
@@ -640,6 +702,35 @@ void cmd_store(imap_cmd *c)
     }
     if (cmd_read_only(c))
         goto out;
+    /* RFC 7162 3.1: STORE (UNCHANGEDSINCE) is a CONDSTORE enabling
+     * command */
+    if (cond)
+        sess_condstore_enable(s, &s->out);
+    if (cond && !unchangedsince) {
+        /* RFC 7162 3.1.3: "Use of UNCHANGEDSINCE with a modification
+         * sequence of 0 always fails if the metadata item exists.  A
+         * system flag MUST always be considered existent": every message
+         * named fails (every modseq here is at least 1), nothing is
+         * written. */
+        for (size_t k = 0; k < nr; k++)
+            for (uint32_t v = sess_view_lower(s, r[k].lo); v < s->nview && s->view[v] <= r[k].hi;
+                 v++) {
+                if (modified.n == modified.cap) {
+                    size_t cap = modified.cap ? modified.cap * 2 : 16;
+                    uint32_t *nu = realloc(modified.uids, cap * sizeof *nu);
+                    if (!nu) {
+                        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+                        goto out;
+                    }
+                    modified.uids = nu;
+                    modified.cap = cap;
+                }
+                modified.uids[modified.n++] = s->view[v];
+            }
+        store_answer(s, tag, 0, 0, &changed, &modified, r, nr, silent, uid, cond);
+        r = NULL;
+        goto out;
+    }
     char *kwcopy = NULL;
     if (nr && view_count(s, r, nr, WRITE_POOL_MIN) >= WRITE_POOL_MIN) {
         write_job *j = write_job_new(tag);
@@ -676,7 +767,7 @@ void cmd_store(imap_cmd *c)
     if (nr)
         rc = store_flags(s->mb, r, nr, fop, flags, kw, nkw, unchangedsince, &changed,
                          &modified, &modseq);
-    store_answer(s, tag, rc, modseq, &modified, r, nr, silent, uid);
+    store_answer(s, tag, rc, modseq, &changed, &modified, r, nr, silent, uid, cond);
     r = NULL;
     free(kwcopy);
 out:

@@ -190,6 +190,10 @@ void cmd_search(imap_cmd *c)
         sess_bad(s, tag, "%s", err ? err : "Bad search program");
         goto out;
     }
+    /* RFC 7162 3.1: a SEARCH with the MODSEQ criterion is a CONDSTORE
+     * enabling command */
+    if (imap_search_uses_modseq(prog))
+        sess_condstore_enable(s, &s->out);
     size_t taglen = strlen(tag);
     search_cont *sc = calloc(1, sizeof *sc + taglen + 1);
     store_snap *snap = sc ? store_snap_get(s->mb) : NULL;

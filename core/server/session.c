@@ -69,7 +69,7 @@ void sess_capabilities(session *s, imap_out *o)
 {
     imap_out_printf(o, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE "
                        "NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
-                       "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES "
+                       "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE "
                        "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND "
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
     if (s->state == ST_NOAUTH) {
@@ -85,6 +85,21 @@ void sess_capabilities(session *s, imap_out *o)
                 imap_out_printf(o, " AUTH=SCRAM-SHA-256-PLUS");
         }
     }
+}
+
+bool sess_condstore_enable(session *s, imap_out *o)
+{
+    if (s->condstore)
+        return false;
+    s->condstore = true;
+    /* The value is what the client was told of so far (modseq_seen), not
+     * the mailbox's latest: changes above it are still to be announced, as
+     * FETCH with their MODSEQ, and a client that took the latest here
+     * would think it had seen them. */
+    if (s->state == ST_SELECTED && s->mb)
+        imap_out_printf(o, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+                        (unsigned long long)s->modseq_seen);
+    return true;
 }
 
 bool sess_plaintext_ok(const session *s)

@@ -41,6 +41,10 @@ struct session {
     char *auth_mech;
     bool rev2, utf8;            /* ENABLE IMAP4rev2 / either (UTF-8 names) */
     bool utf8_accept;           /* ENABLE UTF8=ACCEPT itself (RFC 6855) */
+    /* a CONDSTORE enabling command was issued (RFC 7162 3.1): every FETCH
+     * response with FLAGS, solicited or not, carries MODSEQ from now on,
+     * and SELECT/EXAMINE send HIGHESTMODSEQ */
+    bool condstore;
     bool loopback;
     bool counted_ip, counted_user;  /* in the abuse accounting */
     bool out_paused;            /* reading stopped: the client does not read */
@@ -186,6 +190,13 @@ typedef struct sess_update_req {
     store_range *echo;
     size_t necho;
     bool echo_uid;
+    /* with CONDSTORE: FETCH (MODSEQ (n)) only, no FLAGS (a .SILENT STORE,
+     * RFC 7162 3.1.3 and Example 14) */
+    bool echo_modseq_only;
+    /* UIDs of the echo ranges that get no line (STORE UNCHANGEDSINCE's
+     * failures under .SILENT), ascending (malloc'd, taken over) */
+    uint32_t *echo_skip;
+    size_t nechoskip;
     /* EXPUNGE, MOVE: UIDs the command removed, ascending (malloc'd, taken
      * over); announced first, as they must be before the tagged answer */
     uint32_t *gone;
@@ -226,6 +237,13 @@ uint64_t sess_keywords_announce(session *s, imap_out *o, const store_snap *snap,
 bool sess_keywords_new(session *s, const store_snap *snap);
 
 void sess_set_server(imap_server *srv);
+
+/* A CONDSTORE enabling command (RFC 7162 3.1).  The first one with a
+ * mailbox selected writes "* OK [HIGHESTMODSEQ n]" to o: "A first
+ * CONDSTORE enabling command executed in the session with a mailbox
+ * selected MUST cause the server to return HIGHESTMODSEQ".  Returns true
+ * if CONDSTORE was off until now. */
+bool sess_condstore_enable(session *s, imap_out *o);
 
 /* ---- commands (core/server/commands.c) ----
  * Each command has an entry in one table that declares what it needs: the

@@ -50,7 +50,9 @@ typedef struct view_sync {
     store_range *echo;          /* owned */
     size_t necho, k;
     uint32_t i;                 /* view index in echo[k]; UINT32_MAX: not looked up */
-    bool echo_uid;
+    bool echo_uid, echo_modseq_only;
+    uint32_t *echo_skip;        /* owned, ascending */
+    size_t nechoskip, sk;
     /* PH_GONE */
     uint32_t *gone;             /* owned, ascending */
     size_t ngone;               /* gone[0..ngone) not announced yet */
@@ -70,6 +72,7 @@ static void view_sync_free(void *arg)
     if (vs->snap)
         store_snap_put(vs->snap);
     free(vs->echo);
+    free(vs->echo_skip);
     free(vs->gone);
     imap_out_free(&vs->tail);
     free(vs);
@@ -122,12 +125,24 @@ static bool step_echo(session *s, view_sync *vs, sess_slice *sl)
             if (sess_slice_over(s, sl))
                 return false;
             uint32_t u = s->view[vs->i];
+            while (vs->sk < vs->nechoskip && vs->echo_skip[vs->sk] < u)
+                vs->sk++;
+            if (vs->sk < vs->nechoskip && vs->echo_skip[vs->sk] == u)
+                continue;
             store_msg m;
             if (store_snap_msg(vs->snap, u, &m) < 0)
                 continue;
-            m.keywords = sess_keywords_announce(s, &s->out, vs->snap, m.keywords);
-            imap_out_printf(&s->out, "* %u FETCH (FLAGS ", vs->i + 1);
-            sess_flags(s, &s->out, vs->snap, m.flags, m.keywords, u >= s->recent_first);
+            if (vs->echo_modseq_only) {
+                imap_out_printf(&s->out, "* %u FETCH (", vs->i + 1);
+            } else {
+                m.keywords = sess_keywords_announce(s, &s->out, vs->snap, m.keywords);
+                imap_out_printf(&s->out, "* %u FETCH (FLAGS ", vs->i + 1);
+                sess_flags(s, &s->out, vs->snap, m.flags, m.keywords, u >= s->recent_first);
+                if (s->condstore)
+                    imap_out_lit(&s->out, " ");
+            }
+            if (s->condstore)
+                imap_out_printf(&s->out, "MODSEQ (%llu)", (unsigned long long)m.modseq);
             if (vs->echo_uid)
                 imap_out_printf(&s->out, " UID %u", u);
             imap_out_lit(&s->out, ")\r\n");
@@ -250,6 +265,10 @@ static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
             imap_out_printf(&s->out, "UID %u ", m.uid);
         imap_out_lit(&s->out, "FLAGS ");
         sess_flags(s, &s->out, vs->snap, m.flags, m.keywords, m.uid >= s->recent_first);
+        /* RFC 7162 3.1.4.2: flag changes made elsewhere reach a
+         * CONDSTORE-aware client with the message's mod-sequence */
+        if (s->condstore)
+            imap_out_printf(&s->out, " MODSEQ (%llu)", (unsigned long long)m.modseq);
         imap_out_lit(&s->out, ")\r\n");
         out_spill(s);
     }
@@ -322,6 +341,9 @@ void sess_update(session *s, sess_update_req *u)
     vs->echo = u->echo;
     vs->necho = u->necho;
     vs->echo_uid = u->echo_uid;
+    vs->echo_modseq_only = u->echo_modseq_only;
+    vs->echo_skip = u->echo_skip;
+    vs->nechoskip = u->nechoskip;
     vs->i = UINT32_MAX;
     vs->gone = u->gone;
     vs->ngone = u->ngone;
@@ -353,6 +375,7 @@ void sess_update(session *s, sess_update_req *u)
     sess_cont_begin(s, view_sync_step, view_sync_free, vs);
 out:
     free(u->echo);
+    free(u->echo_skip);
     free(u->gone);
     imap_out_free(&u->tail);
     memset(u, 0, sizeof *u);
