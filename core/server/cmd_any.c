@@ -92,6 +92,9 @@ void cmd_enable(imap_cmd *c)
             s->utf8 = s->utf8_accept = true;
             imap_out_printf(&o, " UTF8=ACCEPT");
         } else if (!strcasecmp(args[i].s, "CONDSTORE") && !s->condstore) {
+            /* once on (RFC 5161 3.1: "each corresponding ENABLED response
+             * SHOULD only contain extensions enabled by the corresponding
+             * ENABLE command"), as for the others */
             /* the HIGHESTMODSEQ of the selected mailbox, if any, goes out
              * after ENABLED (RFC 7162 3.1) */
             s->condstore = true;

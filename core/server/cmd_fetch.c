@@ -253,7 +253,10 @@ void cmd_fetch(imap_cmd *c)
     /* RFC 4466 2.4: fetch-modifiers = SP "(" fetch-modifier *(SP
      * fetch-modifier) ")".  The one offered is RFC 7162's CHANGEDSINCE
      * mod-sequence-value (1*DIGIT, nonzero: mod-sequence-valzer is
-     * UNCHANGEDSINCE's); VANISHED belongs to QRESYNC, not offered. */
+     * UNCHANGEDSINCE's), so (CHANGEDSINCE 0) is BAD: RFC 7162 9,
+     * "mod-sequence-value = 1*DIGIT ;; Positive unsigned 63-bit integer"
+     * (Dovecot 2.3 takes 0 as "everything").  VANISHED belongs to
+     * QRESYNC, not offered. */
     uint64_t changedsince = 0;
     if (nargs == 3) {
         const imap_arg *l = &args[2];

@@ -155,7 +155,11 @@ static void select_answer(session *s, select_cont *sc)
     imap_out_printf(&s->out, "* OK [UIDNEXT %u] Predicted next UID\r\n", store_snap_uidnext(snap));
     /* RFC 7162 3.1.2.1: once CONDSTORE is enabled, HIGHESTMODSEQ "with
      * every successful SELECT or EXAMINE command".  Every mailbox keeps
-     * modseqs, so NOMODSEQ (3.1.2.2) is never sent. */
+     * modseqs, so NOMODSEQ (3.1.2.2) is never sent.  Before an enabling
+     * command it is not sent (Dovecot 2.3 sends it always): 3.1.2 asks
+     * for it on a SELECT "issued after a CONDSTORE enabling command", and
+     * the first enabling command with a mailbox selected sends it then
+     * (sess_condstore_enable). */
     if (s->condstore)
         imap_out_printf(&s->out, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
                         (unsigned long long)s->modseq_seen);

@@ -575,7 +575,9 @@ static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
          * performed on, "An untagged FETCH response MUST be sent, even if
          * the .SILENT suffix is specified, and the response MUST include
          * the MODSEQ message data item"; the ones that failed the test
-         * are in MODIFIED instead. */
+         * are in MODIFIED instead.  A message the operation left as it
+         * was (+FLAGS of a flag it has) keeps its mod-sequence (3.1.11)
+         * and is still answered with it; Dovecot 2.3 leaves it out. */
         u.echo = r;
         u.necho = nr;
         r = NULL;

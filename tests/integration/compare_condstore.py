@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""CONDSTORE (RFC 7162 section 3) answers of ringmaild next to Dovecot's.
+
+Runs the same sessions against a ringmaild (RINGMAILD, as the integration
+tests) and a private Dovecot (dovecot-imapd from apt, a config of its own in
+a temp dir, listening on loopback only; never the system instance), then
+prints each command with both answers, normalized: modseq values, UIDVALIDITY
+and the human-readable text after a status are left out, tags are the same.
+Lines that differ are marked with "!".  Exit status 0 whatever differs: the
+differences are read, and each one where we keep ours has the RFC sentence
+in the code.
+
+    RINGMAILD=build/ringmaild python3 tests/integration/compare_condstore.py
+
+Needs root (Dovecot's mail processes run as nobody) and /usr/sbin/dovecot."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ringmail_server as rs  # noqa: E402
+
+USER, PASSWORD = "cmpuser", "cmp-password"
+
+DOVECOT_CONF = """
+instance_name = ringmail-condstore-{id}
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_uid = {uid}
+mail_gid = {gid}
+first_valid_uid = 1
+first_valid_gid = 1
+mail_location = mdbox:~/mdbox
+mail_home = {d}/mail/%u
+passdb {{
+  driver = passwd-file
+  args = {d}/passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = {d}/passwd
+  default_fields = uid={uid} gid={gid} home={d}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"""
+
+
+class Dovecot:
+    def __init__(self):
+        import grp
+        import pwd
+        self.d = tempfile.mkdtemp(prefix="dovecot-condstore.", dir=rs.scratch_base())
+        os.chmod(self.d, 0o755)
+        for sub in ("run", "state", "mail"):
+            os.makedirs(os.path.join(self.d, sub))
+        uid = pwd.getpwnam("nobody").pw_uid
+        gid = grp.getgrnam("nogroup").gr_gid
+        os.chown(os.path.join(self.d, "mail"), uid, gid)
+        self.port, hold = rs.reserve_port()
+        hold.close()
+        self.conf = os.path.join(self.d, "dovecot.conf")
+        with open(self.conf, "w") as f:
+            f.write(DOVECOT_CONF.format(id=os.getpid(), d=self.d, uid=uid, gid=gid,
+                                        port=self.port))
+        with open(os.path.join(self.d, "passwd"), "w") as f:
+            f.write("%s:{PLAIN}%s:%d:%d::%s/mail/%s::\n" % (USER, PASSWORD, uid, gid, self.d,
+                                                               USER))
+        subprocess.run(["dovecot", "-c", self.conf], check=True)
+        for _ in range(100):
+            try:
+                rs.Imap("127.0.0.1", self.port).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("dovecot did not listen on %d" % self.port)
+
+    def connect(self):
+        return rs.Imap("127.0.0.1", self.port)
+
+    def stop(self):
+        pidf = os.path.join(self.d, "run", "master.pid")
+        try:
+            pid = int(open(pidf).read())
+        except OSError:
+            pid = None
+        if pid:
+            os.kill(pid, 15)
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.1)
+        if os.environ.get("RINGMAIL_KEEP"):
+            print("dovecot dir kept: %s" % self.d)
+        else:
+            shutil.rmtree(self.d, ignore_errors=True)
+
+
+def norm(line):
+    line = re.sub(r"MODSEQ \(\d+\)", "MODSEQ (m)", line)
+    line = re.sub(r"HIGHESTMODSEQ \d+", "HIGHESTMODSEQ h", line)
+    line = re.sub(r"(UNCHANGEDSINCE|CHANGEDSINCE) \d+", r"\1 n", line)
+    line = re.sub(r"MODSEQ \d+", "MODSEQ m", line)
+    line = re.sub(r"UIDVALIDITY \d+", "UIDVALIDITY v", line)
+    line = re.sub(r"^(\S+ (?:OK|NO|BAD)(?: \[[^\]]*\])?).*$", r"\1", line)
+    line = re.sub(r"^(\* (?:OK|NO|BAD|BYE)(?: \[[^\]]*\])?).*$", r"\1", line)
+    line = re.sub(r"^\* CAPABILITY .*", "* CAPABILITY ...", line)
+    line = re.sub(r"\(\\Recent\)|\\Recent ?| \\Recent", "", line)
+    line = re.sub(r"PERMANENTFLAGS \([^)]*\)", "PERMANENTFLAGS (...)", line)
+    line = re.sub(r'STATUS "?INBOX"?', "STATUS INBOX", line)
+    return line
+
+
+class Run:
+    """One server's sessions, and everything they were answered."""
+
+    def __init__(self, connect):
+        self.connect = connect
+        self.sess = {}
+        self.log = []
+
+    def s(self, name):
+        if name not in self.sess:
+            c = self.connect()
+            c.ok("LOGIN %s %s" % (USER, PASSWORD))
+            self.sess[name] = c
+        return self.sess[name]
+
+    def do(self, name, cmd):
+        c = self.s(name)
+        r = c.cmd(cmd)
+        lines = [u.line for u in r.untagged] + [r.tagged.line]
+        self.log.append(("%s: %s" % (name, r.command), [norm(x) for x in lines], r))
+        return r
+
+    def modseq_of(self, r, n):
+        for num, f in r.fetch_list():
+            if num == n and "MODSEQ" in f:
+                return int(f["MODSEQ"][0])
+        raise AssertionError("no MODSEQ for %d in %s" % (n, r.describe()))
+
+    def hms(self, r):
+        m = re.search(rb"HIGHESTMODSEQ (\d+)", b"\n".join(u.raw for u in r.untagged))
+        return int(m.group(1))
+
+
+def msg(i):
+    return b"Subject: m%d\r\nFrom: a@example.org\r\n\r\nbody %d\r\n" % (i, i)
+
+
+def script(run):
+    a = run.s("A")
+    for i in range(1, 10):
+        a.expect(a.append("INBOX", msg(i)), "OK")
+    run.do("A", "CAPABILITY")
+    run.do("A", "SELECT INBOX")
+    run.do("B", "SELECT INBOX (CONDSTORE)")
+    run.do("C", "SELECT INBOX")
+    h0 = run.hms(run.do("P", "STATUS INBOX (MESSAGES UIDNEXT HIGHESTMODSEQ)"))
+    run.do("A", "FETCH 1:3 (MODSEQ)")                    # first enabling: HIGHESTMODSEQ
+    run.do("A", "FETCH 2 (FLAGS)")
+    run.do("A", "STORE 7 +FLAGS.SILENT (\\Deleted)")     # Example 14
+    run.do("B", "NOOP")
+    run.do("C", "NOOP")
+    run.do("A", "STORE 7 +FLAGS.SILENT (\\Deleted)")     # no change
+    run.do("A", "STORE 6 +FLAGS (\\Answered)")
+    run.do("A", "UID STORE 5 +FLAGS (\\Answered)")
+    run.do("B", "NOOP")
+    run.do("B", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % h0)   # Example 12
+    run.do("B", "FETCH 1:* (UID) (CHANGEDSINCE %d)" % run.hms(
+        run.do("P", "STATUS INBOX (HIGHESTMODSEQ)")))
+    base = run.hms(run.do("P", "STATUS INBOX (HIGHESTMODSEQ)"))
+    run.do("C", "STORE 8 +FLAGS (\\Seen)")
+    run.do("C", "STORE 9 +FLAGS (\\Answered)")
+    run.do("A", "STORE 8,4,9 (UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Deleted)" % base)  # Ex. 6
+    run.do("A", "UID STORE 8,4,9 (UNCHANGEDSINCE %d) +FLAGS.SILENT ($x)" % base)
+    run.do("A", "STORE 3 (UNCHANGEDSINCE 0) +FLAGS.SILENT ($MDNSent)")             # Ex. 8
+    run.do("C", "STORE 2 (UNCHANGEDSINCE %d) -FLAGS.SILENT (\\Deleted)" % base)     # Ex. 5
+    run.do("C", "STORE 1:2 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % base)
+    m1 = run.modseq_of(run.do("A", "FETCH 1 (MODSEQ)"), 1)
+    run.do("A", "STORE 1 (UNCHANGEDSINCE %d) FLAGS.SILENT (\\Seen $a)" % m1)
+    run.do("B", "STORE 1 (UNCHANGEDSINCE %d) FLAGS.SILENT ($b)" % m1)
+    top = run.hms(run.do("P", "STATUS INBOX (HIGHESTMODSEQ)"))
+    run.do("A", "SEARCH MODSEQ %d" % base)
+    run.do("A", 'SEARCH MODSEQ "/flags/\\\\draft" all %d' % base)                  # Ex. 15
+    run.do("A", "SEARCH MODSEQ %d" % (top + 1))                                     # Ex. 16
+    run.do("A", "SEARCH RETURN (ALL) MODSEQ %d" % base)                             # Ex. 19
+    run.do("A", "FETCH 1:* (FLAGS) (CHANGEDSINCE 0)")
+    run.do("A", "FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)")
+    run.do("D", "ENABLE CONDSTORE")
+    run.do("D", "ENABLE CONDSTORE")
+    run.do("D", "EXAMINE INBOX")
+    run.do("E", "SELECT INBOX")
+    run.do("E", "STORE 3 (UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Draft)" % top)
+
+
+def main():
+    rm = rs.Server(users={USER: PASSWORD})
+    rm.start()
+    dv = Dovecot()
+    runs = {}
+    try:
+        for name, connect in (("ringmail", rm.connect), ("dovecot", dv.connect)):
+            run = Run(connect)
+            script(run)
+            runs[name] = run
+    finally:
+        dv.stop()
+        rm.stop()
+        rm.cleanup()
+    ndiff = 0
+    for (cmd, ours, _r1), (_c2, theirs, _r2) in zip(runs["ringmail"].log, runs["dovecot"].log):
+        print("C %s" % cmd)
+        if ours == theirs:
+            for x in ours:
+                print("    = %s" % x)
+            continue
+        ndiff += 1
+        for x in ours:
+            print("  %s R %s" % (" " if x in theirs else "!", x))
+        for x in theirs:
+            print("  %s D %s" % (" " if x in ours else "!", x))
+    print("%d of %d commands answered differently" % (ndiff, len(runs["ringmail"].log)))
+
+
+if __name__ == "__main__":
+    main()
