@@ -63,6 +63,7 @@ typedef struct view_sync {
     /* PH_FLAGS */
     uint64_t since, hms;
     uint32_t pos, vj;           /* snapshot position; view index (merge) */
+    size_t ek;                  /* echo range (merge): FLAGS echoed already */
     imap_out tail;              /* the command's answer, owned */
 } view_sync;
 
@@ -259,6 +260,15 @@ static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
             vs->vj++;
         if (vs->vj == s->nview || s->view[vs->vj] != m.uid)
             continue;
+        /* The STORE's echo showed this message's FLAGS from the same
+         * snapshot a moment ago: saying it again tells nothing.  (A
+         * MODSEQ-only echo showed no FLAGS: those are announced here.) */
+        if (!vs->echo_modseq_only) {
+            while (vs->ek < vs->necho && vs->echo[vs->ek].hi < m.uid)
+                vs->ek++;
+            if (vs->ek < vs->necho && vs->echo[vs->ek].lo <= m.uid)
+                continue;
+        }
         m.keywords = sess_keywords_announce(s, &s->out, vs->snap, m.keywords);
         imap_out_printf(&s->out, "* %u FETCH (", vs->vj + 1);
         if (s->rev2)

@@ -210,6 +210,26 @@ class Condstore(rs.ServerTestCase):
         for n, f in r.fetch_list():
             self.assertNotIn("MODSEQ", f, r.describe())
 
+    def test_store_echo_said_once(self):
+        # another session changed messages 2 and 3 before this STORE:
+        # message 2's line (FLAGS and MODSEQ from one moment) comes once,
+        # message 3's as the others' change
+        for enable in ("CONDSTORE", None):
+            c = self.box(3, enable=enable)
+            self.ok(c, "SELECT INBOX")
+            c2 = self.login(select="INBOX")
+            self.ok(c2, "STORE 2:3 +FLAGS (\\Flagged)")
+            r = self.ok(c, "STORE 1:2 +FLAGS (\\Seen)")
+            self.assertEqual(sorted(n for n, f in r.fetch_list()), [1, 2, 3], r.describe())
+            f = r.fetches()
+            self.assertEqual(sorted(x for x in map(str, f[2]["FLAGS"]) if x != "\\Recent"),
+                             ["\\Flagged", "\\Seen"])
+            if enable:
+                self.assertEqual(modseq(f[2]), self.hms())
+            c.close()
+            c2.close()
+            self.ok(self.login(select="INBOX"), "STORE 1:* -FLAGS (\\Seen \\Flagged)")
+
     # -- STORE (UNCHANGEDSINCE) (3.1.3) --
 
     def test_unchangedsince_example_6(self):
