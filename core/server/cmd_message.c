@@ -371,7 +371,8 @@ static void write_work(void *arg)
 
 static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
                          store_uidlist *changed, store_uidlist *modified, store_range *r,
-                         size_t nr, bool silent, bool uid, bool cond);
+                         size_t nr, bool silent, bool uid, bool cond,
+                         uint64_t unchangedsince);
 static void expunge_answer(session *s, const char *tag, int rc, store_uidlist *x);
 static void close_answer(session *s, const char *tag, int rc, const store_uidlist *x);
 
@@ -393,7 +394,8 @@ static void write_done(void *arg, int status)
         expunge_answer(s, j->tag, status < 0 ? status : j->rc, &j->expunged);
     } else {
         store_answer(s, j->tag, status < 0 ? status : j->rc, j->modseq, &j->changed,
-                     &j->modified, j->r, j->nr, j->silent, j->uid, j->unchangedsince != 0);
+                     &j->modified, j->r, j->nr, j->silent, j->uid, j->unchangedsince != 0,
+                     j->unchangedsince);
         j->r = NULL;    /* the answer's */
     }
     write_job_free(j);
@@ -550,13 +552,19 @@ static store_range *uids_ranges(const store_uidlist *l)
  * them) is taken over. */
 static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
                          store_uidlist *changed, store_uidlist *modified, store_range *r,
-                         size_t nr, bool silent, bool uid, bool cond)
+                         size_t nr, bool silent, bool uid, bool cond,
+                         uint64_t unchangedsince)
 {
     if (rc < 0) {
         sess_store_error(s, tag, rc, "store");
         free(r);
         return;
     }
+    /* Every message the conditional STORE changed had a modseq no newer
+     * than UNCHANGEDSINCE; if the client had been told everything up to
+     * there, it knew their flags, and the MODSEQ line below is all it
+     * needs of them (not their FLAGS again among the others' changes). */
+    uint64_t known = cond && unchangedsince <= s->modseq_seen ? modseq : 0;
     if (modseq) {
         if (modseq == s->modseq_seen + 1)
             s->modseq_seen = modseq;    /* only our own change: announced here */
@@ -582,6 +590,7 @@ static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
         u.necho = nr;
         r = NULL;
         u.echo_modseq_only = true;
+        u.echo_known_modseq = known;
         if (modified->n) {
             u.echo_skip = modified->uids;
             u.nechoskip = modified->n;
@@ -729,7 +738,7 @@ void cmd_store(imap_cmd *c)
                 }
                 modified.uids[modified.n++] = s->view[v];
             }
-        store_answer(s, tag, 0, 0, &changed, &modified, r, nr, silent, uid, cond);
+        store_answer(s, tag, 0, 0, &changed, &modified, r, nr, silent, uid, cond, 0);
         r = NULL;
         goto out;
     }
@@ -769,7 +778,8 @@ void cmd_store(imap_cmd *c)
     if (nr)
         rc = store_flags(s->mb, r, nr, fop, flags, kw, nkw, unchangedsince, &changed,
                          &modified, &modseq);
-    store_answer(s, tag, rc, modseq, &changed, &modified, r, nr, silent, uid, cond);
+    store_answer(s, tag, rc, modseq, &changed, &modified, r, nr, silent, uid, cond,
+                 unchangedsince);
     r = NULL;
     free(kwcopy);
 out:

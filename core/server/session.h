@@ -197,6 +197,11 @@ typedef struct sess_update_req {
      * failures under .SILENT), ascending (malloc'd, taken over) */
     uint32_t *echo_skip;
     size_t nechoskip;
+    /* nonzero: the messages with this modseq were written by the command
+     * and the client knows their flags (a conditional STORE whose test
+     * was no newer than what the client had been told): they are not
+     * announced again among the others' changes */
+    uint64_t echo_known_modseq;
     /* EXPUNGE, MOVE: UIDs the command removed, ascending (malloc'd, taken
      * over); announced first, as they must be before the tagged answer */
     uint32_t *gone;

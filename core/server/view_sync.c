@@ -64,6 +64,7 @@ typedef struct view_sync {
     uint64_t since, hms;
     uint32_t pos, vj;           /* snapshot position; view index (merge) */
     size_t ek;                  /* echo range (merge): FLAGS echoed already */
+    uint64_t known_modseq;      /* sess_update_req.echo_known_modseq */
     imap_out tail;              /* the command's answer, owned */
 } view_sync;
 
@@ -263,6 +264,8 @@ static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
         /* The STORE's echo showed this message's FLAGS from the same
          * snapshot a moment ago: saying it again tells nothing.  (A
          * MODSEQ-only echo showed no FLAGS: those are announced here.) */
+        if (vs->known_modseq && m.modseq == vs->known_modseq)
+            continue;
         if (!vs->echo_modseq_only) {
             while (vs->ek < vs->necho && vs->echo[vs->ek].hi < m.uid)
                 vs->ek++;
@@ -354,6 +357,7 @@ void sess_update(session *s, sess_update_req *u)
     vs->echo_modseq_only = u->echo_modseq_only;
     vs->echo_skip = u->echo_skip;
     vs->nechoskip = u->nechoskip;
+    vs->known_modseq = u->echo_known_modseq;
     vs->i = UINT32_MAX;
     vs->gone = u->gone;
     vs->ngone = u->ngone;

@@ -27,7 +27,7 @@ def modseq(f):
     return int(v[0])
 
 
-class Condstore(rs.ServerTestCase):
+class CondstoreBase(rs.ServerTestCase):
 
     def box(self, n, enable=None, name="INBOX"):
         c = self.login(enable=enable)
@@ -47,6 +47,9 @@ class Condstore(rs.ServerTestCase):
     def code_value(self, r, name):
         v = r.code_of(name)
         return int(v.split()[1]) if v else None
+
+
+class Condstore(CondstoreBase):
 
     # -- advertising and enabling (3.1, 3.1.1, RFC 5161) --
 
@@ -385,7 +388,49 @@ class Condstore(rs.ServerTestCase):
         self.assertEqual(r.of("SEARCH")[0].line, "* SEARCH 2 5")
 
 
-rs.parametrize(globals(), Condstore)
+class CondstoreBig(CondstoreBase):
+    """A STORE of more than 16384 messages runs on the sync pool: the same
+    answers from there."""
+    users_per_class = 2
+    N = 17000
+
+    @classmethod
+    def prepare_server(cls, server):
+        server.import_mbox("user0", "INBOX", [b"Subject: m%d\r\n\r\nx\r\n" % i
+                                              for i in range(cls.N)])
+
+    def test_big_conditional_store(self):
+        n = self.N
+        c = self.login()
+        r = self.ok(c, "SELECT INBOX (CONDSTORE)")
+        h = int(r.code_of("HIGHESTMODSEQ").split()[1])
+        c2 = self.login(select="INBOX")
+        self.ok(c2, "STORE 100,16999 +FLAGS.SILENT (\\Seen)")
+        r = self.expect(c.cmd("STORE 1:* (UNCHANGEDSINCE %d) +FLAGS.SILENT ($big)" % h,
+                              timeout=120), "OK", code="MODIFIED")
+        self.assertEqual(r.code, "MODIFIED 100,16999")
+        mine = [num for num, f in r.fetch_list() if list(f) == ["MODSEQ"]]
+        self.assertEqual(len(mine), n - 2)
+        self.assertNotIn(100, mine)
+        # the others' change, with its MODSEQ, after the echo
+        others = {num: f for num, f in r.fetch_list() if "FLAGS" in f}
+        self.assertEqual(sorted(others), [100, 16999], r.describe())
+        # UID STORE from the pool: UIDs in MODIFIED (UIDs are 1..n here)
+        h2 = modseq(self.ok(c, "FETCH 1 MODSEQ").fetches()[1])
+        self.ok(c2, "STORE 5 +FLAGS.SILENT (\\Answered)")
+        r = self.expect(c.cmd("UID STORE 1:* (UNCHANGEDSINCE %d) +FLAGS.SILENT ($big2)" % h2,
+                              timeout=120), "OK", code="MODIFIED")
+        self.assertEqual(r.code, "MODIFIED 5")
+        self.assertEqual(len([f for num, f in r.fetch_list() if set(f) == {"UID", "MODSEQ"}]),
+                         n - 1)
+        h3 = self.hms()
+        r = self.ok(c, "FETCH 1:* (UID) (CHANGEDSINCE %d)" % h2, timeout=120)
+        self.assertEqual(len(r.fetch_list()), n, r.describe())
+        r = self.ok(c, "FETCH 1:* (UID) (CHANGEDSINCE %d)" % h3, timeout=120)
+        self.assertEqual(r.fetch_list(), [], r.describe())
+
+
+rs.parametrize(globals(), Condstore, CondstoreBig)
 
 if __name__ == "__main__":
     rs.main()
