@@ -84,9 +84,12 @@ typedef struct imap_fetch_ctx {
      * the keywords the line may show.  NULL: all of them. */
     uint64_t (*keywords)(void *arg, imap_out *o, uint64_t keywords);
     void *keywords_arg;
-    /* CONDSTORE is enabled: a response with FLAGS carries MODSEQ too
-     * (RFC 7162 3.1: "mod-sequence data in all subsequent untagged FETCH
-     * responses") */
+    /* CONDSTORE is enabled: a response with FLAGS carries MODSEQ too.
+     * RFC 7162 3.1: "The server MUST then include mod-sequence data in all
+     * subsequent untagged FETCH responses"; we read it as every response
+     * that shows flags, the client's own FETCH FLAGS included, so that a
+     * cache filled from it knows the modseq of what it holds (Dovecot 2.3
+     * adds MODSEQ to flag changes only). */
     bool condstore;
 } imap_fetch_ctx;
 

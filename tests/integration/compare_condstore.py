@@ -5,7 +5,8 @@ Runs the same sessions against a ringmaild (RINGMAILD, as the integration
 tests) and a private Dovecot (dovecot-imapd from apt, a config of its own in
 a temp dir, listening on loopback only; never the system instance), then
 prints each command with both answers, normalized: modseq values, UIDVALIDITY
-and the human-readable text after a status are left out, tags are the same.
+and the human-readable text after a status are left out, the items of a
+FETCH response are in name order, tags are the same.
 Lines that differ are marked with "!".  Exit status 0 whatever differs: the
 differences are read, and each one where we keep ours has the RFC sentence
 in the code.
@@ -134,6 +135,23 @@ def norm(line):
     return line
 
 
+def fetch_sorted(u):
+    """A FETCH response with its items in name order (the order is free:
+    RFC 9051 7.5.2), MODSEQ values left out; other responses as they are."""
+    if u.kind() != "FETCH":
+        return u.line
+    d = rs.fetch_dict(u)
+    out = []
+    for k in sorted(d):
+        v = d[k]
+        if k == "MODSEQ":
+            v = "(m)"
+        elif isinstance(v, list):
+            v = "(%s)" % " ".join(map(str, v))
+        out.append("%s %s" % (k, v))
+    return "* %d FETCH (%s)" % (u.number(), " ".join(out))
+
+
 class Run:
     """One server's sessions, and everything they were answered."""
 
@@ -152,7 +170,7 @@ class Run:
     def do(self, name, cmd):
         c = self.s(name)
         r = c.cmd(cmd)
-        lines = [u.line for u in r.untagged] + [r.tagged.line]
+        lines = [fetch_sorted(u) for u in r.untagged] + [r.tagged.line]
         self.log.append(("%s: %s" % (name, r.command), [norm(x) for x in lines], r))
         return r
 
