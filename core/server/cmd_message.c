@@ -574,6 +574,7 @@ static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
     /* The FETCH lines of the messages named (a line each: in steps), the
      * others' changes, then the answer. */
     sess_update_req u = {.echo_uid = uid};
+    bool skip_modified = false;     /* the echo leaves out MODIFIED's */
     if (!silent && nr) {
         u.echo = r;
         u.necho = nr;
@@ -591,10 +592,7 @@ static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
         r = NULL;
         u.echo_modseq_only = true;
         u.echo_known_modseq = known;
-        if (modified->n) {
-            u.echo_skip = modified->uids;
-            u.nechoskip = modified->n;
-        }
+        skip_modified = true;
     } else if (silent && s->condstore && changed->n) {
         /* RFC 7162 Example 14: once CONDSTORE is enabled, STORE
          * +FLAGS.SILENT answers "* 7 FETCH (MODSEQ (...))" for what it
@@ -610,31 +608,35 @@ static void store_answer(session *s, const char *tag, int rc, uint64_t modseq,
          * UID STORE) of all messages that failed the UNCHANGEDSINCE test".
          * The view does not lose messages before this answer (no EXPUNGE
          * while answering STORE), so the numbers hold. */
-        uint32_t *set = modified->uids;
         size_t n = modified->n;
-        uint32_t *seqs = NULL;
-        if (!uid) {
-            seqs = malloc(n * sizeof *seqs);
-            size_t k = 0;
-            for (size_t i = 0; seqs && i < n; i++) {
-                uint32_t q = sess_seq_of_uid(s, set[i]);
-                if (q)
-                    seqs[k++] = q;
+        if (skip_modified) {
+            u.echo_skip = malloc(n * sizeof *u.echo_skip);
+            if (u.echo_skip) {
+                memcpy(u.echo_skip, modified->uids, n * sizeof *u.echo_skip);
+                u.nechoskip = n;
+            } else {
+                /* no MODSEQ lines rather than some for messages it did
+                 * not write: the tagged answer below stays exact */
+                free(u.echo);
+                u.echo = NULL;
+                u.necho = 0;
             }
-            set = seqs;
-            n = seqs ? k : 0;
+        }
+        if (!uid) {     /* UIDs to message numbers, in place: both ascend */
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                uint32_t q = sess_seq_of_uid(s, modified->uids[i]);
+                if (q)
+                    modified->uids[k++] = q;
+            }
+            n = k;
         }
         if (n) {
             imap_out_printf(&u.tail, "%s OK [MODIFIED ", tag);
-            imap_out_set(&u.tail, set, n);
+            imap_out_set(&u.tail, modified->uids, n);
             imap_out_printf(&u.tail, "] Conditional STORE failed for some\r\n");
         } else {
             imap_out_printf(&u.tail, "%s OK STORE completed\r\n", tag);
-        }
-        free(seqs);
-        if (u.echo_skip) {  /* the update owns them now */
-            modified->uids = NULL;
-            modified->n = modified->cap = 0;
         }
     } else {
         imap_out_printf(&u.tail, "%s OK STORE completed\r\n", tag);
