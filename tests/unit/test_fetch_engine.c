@@ -2,7 +2,8 @@
  * attribute lists parsed from real command text into requests (and the
  * BAD reasons), and the exact bytes of each message's response rendered
  * from a store mailbox: simple items, ENVELOPE, sections, BINARY errors,
- * \Recent, an expunged message, a missing one, a damaged index entry,
+ * \Recent, MODSEQ and CHANGEDSINCE (RFC 7162), an expunged message, a
+ * missing one, a damaged index entry,
  * large sections handed off by reference, and responses that run out of
  * memory (withdrawn or closed, never left open). */
 #include <dirent.h>
@@ -75,10 +76,16 @@ static void test_parse(void)
     REQUIRE_OK(parse("()", &r, &err));
     CHECK(r.simple == 0 && r.nsecs == 0);
     imap_fetch_req_free(&r);
+    REQUIRE_OK(parse("(modseq FLAGS)", &r, &err));
+    CHECK_EQ(r.simple, IMAP_FETCH_MODSEQ | IMAP_FETCH_FLAGS);
+    CHECK_EQ(r.changedsince, 0);
+    imap_fetch_req_free(&r);
 
     static const struct { const char *atts, *why; } bad[] = {
         {"(UID ALL)", "ALL, FAST and FULL cannot be in a list"},
         {"(FAST)", "ALL, FAST and FULL cannot be in a list"},
+        {"(MODSEQ FAST)", "ALL, FAST and FULL cannot be in a list"},
+        {"MODSEQ.X", "Unknown fetch attribute"},
         {"FOO", "Unknown fetch attribute"},
         {"(UID BODY.PEEK[HEADER] X)", "Unknown fetch attribute"},
         {"\"UID\"", "Fetch attribute expected"},
@@ -247,6 +254,44 @@ static void test_render(void)
     /* UTF-8 mode reaches the renderer: nothing to change for ASCII */
     x.utf8 = true;
     EXPECT(&x, "ENVELOPE", 1, 1, false, false, 0, "* 1 FETCH (ENVELOPE " ENV1 ")\r\n");
+    x.utf8 = false;
+
+    /* MODSEQ (RFC 7162 3.1.4.2): after UID, before FLAGS; with CONDSTORE
+     * on, every response with FLAGS carries it, asked or not */
+    store_msg m1, m2;
+    store_range two = {2, 2};
+    REQUIRE_OK(store_flags(e.mb, &two, 1, STORE_FLAGS_ADD, STORE_F_ANSWERED, NULL, 0, 0, NULL,
+                           NULL, NULL));
+    REQUIRE(store_snap_msg(e.snap, 1, &m1) == 0 && store_snap_msg(e.snap, 2, &m2) == 0);
+    REQUIRE(m1.modseq < m2.modseq);
+    snprintf(want, sizeof want, "* 1 FETCH (MODSEQ (%llu))\r\n", (unsigned long long)m1.modseq);
+    EXPECT(&x, "MODSEQ", 1, 1, false, false, 0, want);
+    snprintf(want, sizeof want, "* 1 FETCH (UID 1 MODSEQ (%llu) FLAGS (\\Seen $Label))\r\n",
+             (unsigned long long)m1.modseq);
+    EXPECT(&x, "(FLAGS MODSEQ)", 1, 1, true, false, 0, want);
+    EXPECT(&x, "FLAGS", 1, 1, false, false, 0, "* 1 FETCH (FLAGS (\\Seen $Label))\r\n");
+    EXPECT(&x, "RFC822.SIZE", 4, 5, false, true, 0,
+           "* 4 FETCH (FLAGS (\\Recent) RFC822.SIZE 22)\r\n");
+    x.condstore = true;
+    snprintf(want, sizeof want, "* 1 FETCH (MODSEQ (%llu) FLAGS (\\Seen $Label))\r\n",
+             (unsigned long long)m1.modseq);
+    EXPECT(&x, "FLAGS", 1, 1, false, false, 0, want);
+    snprintf(want, sizeof want, "* 1 FETCH (RFC822.SIZE %zu)\r\n", sizeof M1 - 1);
+    EXPECT(&x, "RFC822.SIZE", 1, 1, false, false, 0, want);
+    x.condstore = false;
+    /* CHANGEDSINCE (3.1.4.1): only messages whose modseq is above it */
+    imap_fetch_req r;
+    const char *err;
+    REQUIRE_OK(parse("UID", &r, &err));
+    r.changedsince = m1.modseq;
+    imap_out o = {0};
+    CHECK_EQ(imap_fetch_one(&x, &o, &r, 1, 1, false, false), 0);
+    CHECK_EQ(o.len, 0);
+    CHECK_EQ(imap_fetch_one(&x, &o, &r, 2, 2, false, false), 0);
+    const char *w2 = "* 2 FETCH (UID 2)\r\n";
+    CHECK(o.len == strlen(w2) && !memcmp(o.p, w2, o.len));
+    imap_out_free(&o);
+    imap_fetch_req_free(&r);
     env_close(&e);
 }
 
