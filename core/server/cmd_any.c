@@ -79,8 +79,6 @@ void cmd_enable(imap_cmd *c)
     bool condstore = false;
     for (size_t i = 0; i < nargs; i++) {
         if (args[i].type != IMAP_ARG_ATOM) {
-            if (condstore)
-                s->condstore = false;   /* BAD: the command did nothing */
             sess_bad(s, tag, "ENABLE takes capability names");
             imap_out_free(&o);
             return;
@@ -91,23 +89,22 @@ void cmd_enable(imap_cmd *c)
         } else if (!strcasecmp(args[i].s, "UTF8=ACCEPT") && !s->utf8_accept) {
             s->utf8 = s->utf8_accept = true;
             imap_out_printf(&o, " UTF8=ACCEPT");
-        } else if (!strcasecmp(args[i].s, "CONDSTORE") && !s->condstore) {
-            /* once on (RFC 5161 3.1: "each corresponding ENABLED response
-             * SHOULD only contain extensions enabled by the corresponding
-             * ENABLE command"), as for the others */
-            /* the HIGHESTMODSEQ of the selected mailbox, if any, goes out
-             * after ENABLED (RFC 7162 3.1) */
-            s->condstore = true;
+        } else if (!strcasecmp(args[i].s, "CONDSTORE") && !s->condstore && !condstore) {
+            /* listed once, by the ENABLE that turned it on (RFC 5161 3.1:
+             * "each corresponding ENABLED response SHOULD only contain
+             * extensions enabled by the corresponding ENABLE command"), as
+             * the others are; turned on after the loop (a BAD on a later
+             * argument enables nothing of it) */
             condstore = true;
             imap_out_printf(&o, " CONDSTORE");
         }
     }
     imap_out_printf(&s->out, "* ENABLED%.*s\r\n", (int)o.len, o.p ? o.p : "");
     imap_out_free(&o);
-    if (condstore) {
-        s->condstore = false;
+    /* the HIGHESTMODSEQ of the selected mailbox, if any, follows ENABLED
+     * (RFC 7162 3.1) */
+    if (condstore)
         sess_condstore_enable(s, &s->out);
-    }
     sess_tagged(s, tag, "OK", "ENABLE completed");
 }
 

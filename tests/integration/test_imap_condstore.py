@@ -56,6 +56,16 @@ class Condstore(CondstoreBase):
     def test_capability_and_enable(self):
         c = self.login()
         self.assertIn("CONDSTORE", c.capabilities())
+        # a BAD ENABLE enables nothing
+        self.expect(c.cmd('ENABLE CONDSTORE "x"'), "BAD")
+        r = self.ok(c, "EXAMINE INBOX")
+        self.assertIsNone(r.code_of("HIGHESTMODSEQ"), r.describe())
+        r = self.ok(c, "ENABLE CONDSTORE condstore")
+        self.assertEqual([u.raw for u in r.of("ENABLED")], [b"* ENABLED CONDSTORE"])
+        # selected: the first enabling command says HIGHESTMODSEQ
+        self.assertIsNotNone(self.code_value(r, "HIGHESTMODSEQ"), r.describe())
+        self.ok(c, "UNSELECT")
+        c = self.login()
         r = self.ok(c, "ENABLE CONDSTORE")
         self.assertEqual([u.raw for u in r.of("ENABLED")], [b"* ENABLED CONDSTORE"])
         r = self.ok(c, "ENABLE CONDSTORE")
