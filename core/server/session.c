@@ -235,6 +235,24 @@ void sess_hold_until_durable(session *s, store_defer *d)
     }
 }
 
+/* Is there a literal8 among args (lists included), other than a message of
+ * APPEND?  RFC 3516 9 and RFC 9051 9 have literal8 only in append-data: an
+ * astring is a string, and string = quoted / literal.  Dovecot answers
+ * "literal8 not allowed here" too.  In APPEND a literal8 at the top level
+ * after the mailbox can only be a message (a flag list or a date is never a
+ * literal); cmd_append checks the rest of its grammar. */
+static bool misplaced_literal8(const imap_arg *args, size_t nargs, bool append)
+{
+    for (size_t i = 0; i < nargs; i++) {
+        if (args[i].type == IMAP_ARG_LITERAL && args[i].binary && !(append && i > 0))
+            return true;
+        if (args[i].type == IMAP_ARG_LIST && misplaced_literal8(args[i].list, args[i].nlist,
+                                                                false))
+            return true;
+    }
+    return false;
+}
+
 static void run_command(session *s, const uint8_t *p, size_t n)
 {
     imap_args *a = NULL;
@@ -287,6 +305,10 @@ static void run_command(session *s, const uint8_t *p, size_t n)
     }
     if (def->no_args && !uid && nargs) {
         sess_bad(s, tag, "%s takes no arguments", def->name);
+        goto out;
+    }
+    if (misplaced_literal8(args, nargs, !uid && !strcmp(def->name, "APPEND"))) {
+        sess_bad(s, tag, "A literal8 is allowed only as APPEND's message");
         goto out;
     }
     log_msg(s->srv->log_commands ? LOGL_INFO : LOGL_DEBUG, s->id, s->user, "command %s%s",
