@@ -579,6 +579,177 @@ class ArgCounts(Base):
 
 
 # ---------------------------------------------------------------------------
+# GRAMMAR of tags, search keys, fetch attributes, date-time, and the errors
+# RFC 9051 6 fixes for mailbox commands.
+
+# RFC 9051 9: tag = 1*<any ASTRING-CHAR except "+">; a bad tag gets an
+# untagged BAD (7.1.3: "* BAD" when the tag cannot be found).
+TAG_ROWS = [("a]b", True), ("a[b", True), ("a!#$&'", True), ("~a", True), ("A.1-_", True),
+            ("a%b", False), ("a*b", False), ("a+b", False), ("+a", False), ("a{b", False),
+            ("a\\b", False), ('a"b', False), ("a(b", False), ("a)b", False)]
+
+# One message: Subject "hello", From a@b.c, body "body", flags \Flagged $Fwd.
+# (key, matches?) -- every search-key of RFC 9051 9 / RFC 3501 9.
+SEARCH_KEYS = [
+    ("ALL", True), ("ANSWERED", False), ("BCC x", False), ("BEFORE 1-Jan-2030", True),
+    ("BODY body", True), ("CC x", False), ("DELETED", False), ("DRAFT", False),
+    ("FLAGGED", True), ("FROM a", True), ("HEADER Subject hello", True),
+    ("KEYWORD $Fwd", True), ("LARGER 1", True), ("NOT ALL", False),
+    ("ON 1-Jan-2030", False), ("OR ALL ALL", True), ("SEEN", False),
+    ("SENTBEFORE 1-Jan-2030", True), ("SENTON 1-Jan-2030", False),
+    ("SENTON 1-Jan-2024", True), ("SENTSINCE 2-Jan-2024", False),
+    ("SENTSINCE 1-Jan-2000", True), ("SINCE 1-Jan-2000", True), ("SMALLER 1000", True),
+    ("SUBJECT hello", True), ("TEXT body", True), ("TO x", False), ("UID 1", True),
+    ("UNANSWERED", True), ("UNDELETED", True), ("UNDRAFT", True), ("UNFLAGGED", False),
+    ("UNKEYWORD $Fwd", False), ("UNSEEN", True), ("1", True), ("1:*", True),
+    ("(ALL)", True), ("(ALL FLAGGED)", True), ('BEFORE "1-Jan-2030"', True),
+    ("ALL FLAGGED UNSEEN", True), ("CHARSET UTF-8 ALL", True), ("RETURN () ALL", True),
+    ("RETURN (MIN) CHARSET UTF-8 ALL", True),
+]
+# Each key with an argument missing, and other non-keys: BAD.
+SEARCH_BAD = [
+    "BCC", "BEFORE", "BODY", "CC", "FROM", "HEADER Subject", "HEADER", "KEYWORD", "LARGER",
+    "NOT", "ON", "OR ALL", "SENTBEFORE", "SENTON", "SENTSINCE", "SINCE", "SMALLER",
+    "SUBJECT", "TEXT", "TO", "UID", "UNKEYWORD", "()", "(ALL", "ALL)", "LARGER -1",
+    "LARGER x", "BEFORE 1-Jan-30", "BEFORE 1-Foo-2030", "BEFORE 32-Jan-2030", "UID 0",
+    "UID x", "X-UNKNOWN", "CHARSET", "CHARSET UTF-8", "RETURN (X-UNKNOWN) ALL",
+    "RETURN MIN ALL", "CHARSET UTF-8 RETURN () ALL", "ALL RETURN (MIN)", "KEYWORD (a)",
+]
+
+# FETCH attributes (RFC 9051 9 fetch-att, RFC 3516 section-binary) of a
+# one-part message "Subject: a\r\nFrom: a@b.c\r\n\r\nhi\r\n".
+FETCH_GOOD = [
+    ("BODY[]<0.5>", "BODY[]<0>", b"Subje"), ("BODY.PEEK[HEADER]<0.3>", "BODY[HEADER]<0>", b"Sub"),
+    ("BODY.PEEK[TEXT]", "BODY[TEXT]", b"hi\r\n"), ("BODY.PEEK[1]", "BODY[1]", b"hi\r\n"),
+    ("BODY.PEEK[1.MIME]", "BODY[1.MIME]", None),
+    ("body.peek[header.fields (subject)]", None, b"Subject: a\r\n\r\n"),
+    ("BODY.PEEK[HEADER.FIELDS.NOT (Subject)]", None, b"From: a@b.c\r\n\r\n"),
+    ('BODY.PEEK[HEADER.FIELDS ("Subject")]', None, b"Subject: a\r\n\r\n"),
+    ("BINARY.PEEK[1]", "BINARY[1]", b"hi\r\n"), ("BINARY.PEEK[1]<1.1>", "BINARY[1]<1>", b"i"),
+    ("BINARY.SIZE[1]", "BINARY.SIZE[1]", 4), ("BINARY.PEEK[]", "BINARY[]", None),
+    ("RFC822.HEADER", "RFC822.HEADER", b"Subject: a\r\nFrom: a@b.c\r\n\r\n"),
+    ("RFC822.SIZE", "RFC822.SIZE", 31),
+    ("BODY.PEEK[1]<0.4294967296>", "BODY[1]<0>", b"hi\r\n"),   # RFC 9051: nz-number64
+]
+FETCH_BAD = [
+    "BODY[]<0.0>", "BODY[]<5>", "BODY[0]", "BODY[1.0]", "BODY[MIME]", "BODY[HEADER.FIELDS]",
+    "BODY[HEADER.FIELDS ()]", "BODY[TEXT ]", "BODY[ TEXT]", "BODY [TEXT]", "BODY[TEXT",
+    "BINARY[1.MIME]", "BINARY[TEXT]", "BINARY[HEADER]", "BINARY.SIZE[1]<0.2>",
+    "RFC822.PEEK", "X-UNKNOWN", "(FLAGS (UID))", "(ALL)", "(FAST)", "(FULL)", "FLAGS UID",
+    "BODY[1]<0.18446744073709551616>",
+]
+
+# APPEND's date-time (RFC 9051 9: DQUOTE date-day-fixed "-" date-month "-"
+# date-year SP time SP zone DQUOTE; month names case-insensitive as every
+# literal string of the grammar, RFC 9051 9 note 3).
+DATE_ROWS = [
+    ('"01-Jan-2024 00:00:00 +0000"', "OK"), ('"01-jan-2024 00:00:00 +0000"', "OK"),
+    ('" 1-Jan-2024 00:00:00 +0000"', "OK"), ('"31-Dec-1999 23:59:59 -1200"', "OK"),
+    ('"1-Jan-2024 00:00:00 +0000"', "BAD"), ('"31-Feb-2024 00:00:00 +0000"', "BAD"),
+    ('"01-Jan-2024 24:00:00 +0000"', "BAD"), ('"01-Jan-2024 00:00:00 0000"', "BAD"),
+    ('"01-Jan-2024 00:00:00"', "BAD"), ('"01-Foo-2024 00:00:00 +0000"', "BAD"),
+    ("01-Jan-2024", "BAD"),
+]
+
+# (state, command, status, code): the errors RFC 9051 6 names.
+MAILBOX_ROWS = [
+    ("noauth", "SELECT INBOX", "BAD", None),          # 6.3: authenticated state only
+    ("noauth", "LIST \"\" *", "BAD", None),
+    ("auth", "FETCH 1 FLAGS", "BAD", None),           # 6.4: selected state only
+    ("auth", "CLOSE", "BAD", None),
+    ("auth", "LOGIN a b", "BAD", None),               # 6.2: not authenticated only
+    ("auth", "CREATE INBOX", "NO", None),             # 6.3.4 "error to create INBOX"
+    ("auth", "DELETE INBOX", "NO", None),             # 6.3.5 "error to delete INBOX"
+    ("auth", "DELETE nosuch", "NO", None),
+    ("auth", "RENAME nosuch other", "NO", None),      # 6.3.6
+    ("auth", "SELECT nosuch", "NO", None),
+    ("auth", "STATUS nosuch (MESSAGES)", "NO", None),
+    ("auth", "APPEND nosuch {5+}\r\nx: y\r\n", "NO", "TRYCREATE"),   # 6.3.12
+    ("auth", "CREATE dup", "OK", None),
+    ("auth", "CREATE dup", "NO", None),               # 6.3.4 "error to create ... exists"
+    ("auth", "RENAME dup INBOX", "NO", None),         # 6.3.6 "to a name that exists"
+    ("auth", "CREATE trail/", "OK", None),            # 6.3.4 trailing delimiter
+    ("sel", "COPY 1 nosuch", "NO", "TRYCREATE"),      # 6.4.7
+    ("sel", "MOVE 1 nosuch", "NO", "TRYCREATE"),      # RFC 6851 3.3 as COPY
+]
+
+
+class Grammar(Base):
+
+    def test_tags(self):
+        for tag, good in TAG_ROWS:
+            c = self.connect()
+            c.send(tag.encode() + b" NOOP\r\n")
+            r = c.read()
+            if good:
+                self.assertEqual((r.tag, r.status()[0]), (tag, "OK"), tag)
+            else:
+                self.assertEqual((r.tag, r.status()[0]), ("*", "BAD"), tag)
+            c.close()
+            self.conns.remove(c)
+
+    def test_search_keys(self):
+        c = self.login()
+        m = b"Subject: hello\r\nFrom: a@b.c\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\nbody"
+        self.check(c.append("INBOX", m, flags=["\\Flagged", "$Fwd"]), "OK")
+        self.check(c.cmd("SELECT INBOX"), "OK")
+        for key, match in SEARCH_KEYS:
+            r = self.check(c.cmd("SEARCH " + key), "OK", what="SEARCH " + key)
+            if key.startswith("RETURN"):
+                got = bool(r.esearch().get("ALL") or r.esearch().get("MIN"))
+            else:
+                got = r.search() == [1]
+            self.assertEqual(got, match, "SEARCH " + key)
+        for key in SEARCH_BAD:
+            self.check(c.cmd("SEARCH " + key), "BAD", what="SEARCH " + key)
+        self.check(c.cmd("SEARCH CHARSET X-UNKNOWN ALL"), "NO", "BADCHARSET")
+
+    def test_fetch_attributes(self):
+        c = self.login()
+        self.check(c.append("INBOX", b"Subject: a\r\nFrom: a@b.c\r\n\r\nhi\r\n"), "OK")
+        self.check(c.cmd("SELECT INBOX"), "OK")
+        for att, key, want in FETCH_GOOD:
+            r = self.check(c.cmd("FETCH 1 " + att), "OK", what="FETCH " + att)
+            f = r.fetches()[1]
+            f.pop("FLAGS", None)
+            self.assertEqual(len(f), 1, att)
+            k, v = list(f.items())[0]
+            if key:
+                self.assertEqual(k, key, att)
+            if want is not None:
+                self.assertEqual(v if isinstance(want, int) else bytes(v), want, att)
+        for att in FETCH_BAD:
+            self.check(c.cmd("FETCH 1 " + att), "BAD", what="FETCH " + att)
+
+    def test_append_date_time(self):
+        c = self.login()
+        for date, status in DATE_ROWS:
+            self.check(c.cmd(b"APPEND INBOX " + date.encode() + b" {5+}\r\nx: y\r\n"),
+                       status, what="APPEND date " + date)
+        self.check(c.cmd("EXAMINE INBOX"), "OK")
+        r = self.check(c.cmd("FETCH 1:4 INTERNALDATE"), "OK")
+        # date-day-fixed is " 1" or "01" in a response
+        got = [rs.s(d["INTERNALDATE"]).replace(" ", "0", 1) if rs.s(d["INTERNALDATE"])[0] == " "
+               else rs.s(d["INTERNALDATE"]) for _, d in sorted(r.fetch_list())]
+        self.assertEqual(got, ["01-Jan-2024 00:00:00 +0000"] * 3 + ["31-Dec-1999 23:59:59 -1200"])
+
+    def test_mailbox_errors(self):
+        c = self.login()
+        self.check(c.append("INBOX", msg("e")), "OK")
+        conns = {"noauth": self.connect(), "auth": c}
+        for state, cmd, status, code in MAILBOX_ROWS:
+            if state not in conns:
+                conns[state] = self.login(select="INBOX")
+            r = conns[state].cmd(cmd.encode())
+            self.check(r, status, code, what=cmd)
+        r = self.check(c.cmd('LIST "" trail*'), "OK")
+        self.assertEqual(self.list_names(r), ["trail"])
+        r = self.check(c.cmd('LIST "" ""'), "OK")
+        self.assertEqual([rs.s(u.items()[2:]) for u in r.of("LIST")], [["/", ""]],
+                         "RFC 9051 6.3.9: \"\" asks for the delimiter and root")
+
+
+# ---------------------------------------------------------------------------
 # EXTENSIONS: the examples of the RFCs of every advertised capability
 
 
@@ -796,7 +967,7 @@ class Extensions(Base):
         self.assertEqual(r.of("RECENT"), [])
 
 
-rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Extensions)
+rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Grammar, Extensions)
 
 if __name__ == "__main__":
     rs.main()
