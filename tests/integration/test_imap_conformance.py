@@ -749,6 +749,47 @@ class Grammar(Base):
                          "RFC 9051 6.3.9: \"\" asks for the delimiter and root")
 
 
+# Where the RFC leaves a choice: Ringmail's (docs/server-design-notes.md,
+# "Grammar: known deviations and the choices the RFCs leave"; Dovecot 2.3
+# answers the same except where noted there).  INBOX selected, three
+# messages, the third without a Date: field.
+CHOICE_ROWS = [
+    ("SEARCH 4", "OK", None, []),
+    ("SEARCH 4294967295", "OK", None, []),
+    ("SEARCH 2:7", "OK", None, [2, 3]),
+    # no Date: the INTERNALDATE (today) stands in, as RFC 5256 2.2 says for SORT
+    ("SEARCH SENTBEFORE 1-Jan-1990", "OK", None, []),
+    ("SEARCH SENTSINCE 1-Jan-1990", "OK", None, [1, 2, 3]),
+    ("SEARCH SENTBEFORE 2-Jan-2024", "OK", None, [1, 2]),
+    ("SEARCH SENTSINCE 2-Jan-2024", "OK", None, [3]),
+    ("SEARCH SINCE 31-Feb-2024", "BAD", None, None),
+    ("APPEND INBOX {0+}\r\n", "NO", "CANNOT", None),
+    ("APPEND INBOX (\\Recent) {5+}\r\nx: y\r\n", "BAD", None, None),
+    ("APPEND INBOX (\\X-Future) {5+}\r\nx: y\r\n", "BAD", None, None),
+    ("STORE 1 +FLAGS (\\Recent)", "BAD", None, None),
+    ("STORE 1 +FLAGS (\\X-Future)", "BAD", None, None),
+    ("ENABLE UTF8=ACCEPT", "OK", None, None),
+]
+
+
+class Choices(Base):
+
+    def test_choices(self):
+        c = self.login()
+        dated = b"Date: Mon, 1 Jan 2024 12:00:00 +0000\r\nSubject: d\r\n\r\nx\r\n"
+        for m in (dated, dated, b"Subject: no date\r\n\r\nx\r\n"):
+            self.check(c.append("INBOX", m), "OK")
+        self.check(c.cmd("SELECT INBOX"), "OK")
+        for cmd, status, code, want in CHOICE_ROWS:
+            r = self.check(c.cmd(cmd.encode()), status, code, what=cmd)
+            if want is not None:
+                self.assertEqual(r.search(), want, cmd)
+        self.check(c.cmd("CREATE Empty"), "OK")
+        self.check(c.cmd("SELECT Empty"), "OK")
+        r = self.check(c.cmd("SEARCH *"), "OK")
+        self.assertEqual(r.search(), [])
+
+
 # ---------------------------------------------------------------------------
 # EXTENSIONS: the examples of the RFCs of every advertised capability
 
@@ -967,7 +1008,7 @@ class Extensions(Base):
         self.assertEqual(r.of("RECENT"), [])
 
 
-rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Grammar, Extensions)
+rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Grammar, Choices, Extensions)
 
 if __name__ == "__main__":
     rs.main()
