@@ -87,7 +87,39 @@ def status_items(res):
     return dict(zip(v[::2], v[1::2]))
 
 
+STATUS_RE = re.compile(rb"^(\S+) (OK|NO|BAD|BYE|PREAUTH)(?: (\[[^\]]*(?:\[[^\]]*\][^\]]*)*\])?(.*))?$",
+                       re.I | re.S)
+
+
+def response_problems(transcript):
+    """What the RFC 3501 9 response grammar rejects in a transcript: a
+    status response without text (resp-text = ["[" resp-text-code "]" SP]
+    text, and text = 1*TEXT-CHAR), and a FETCH without a msg-att."""
+    out = []
+    for line in transcript:
+        if not line.startswith(b"S: ") or len(line) >= 500:
+            continue
+        raw = line[3:]
+        m = STATUS_RE.match(raw)
+        if m:
+            text = m.group(4) or b""
+            if m.group(3) and not text.startswith(b" "):
+                out.append("no SP after the response code: %r" % raw)
+            elif not text.strip():
+                out.append("no text in a status response: %r" % raw)
+        if re.match(rb"^\* \d+ FETCH \(\)", raw):
+            out.append("FETCH without a msg-att: %r" % raw)
+    return out
+
+
 class Base(rs.ServerTestCase):
+
+    def tearDown(self):
+        problems = []
+        for c in self.conns:
+            problems += response_problems(c.transcript)
+        super().tearDown()
+        self.assertEqual(problems, [], "responses outside the grammar")
 
     def check(self, res, status, code=None, what=""):
         return self.expect(res, status, code, msg=what)
