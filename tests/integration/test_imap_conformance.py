@@ -804,6 +804,28 @@ CHOICE_ROWS = [
 ]
 
 
+class RenameInbox(Base):
+
+    def test_rename_inbox(self):
+        """RFC 9051 6.3.6: RENAME of INBOX moves its messages to the new
+        name and leaves INBOX empty; INBOX's UIDs are never reused under
+        one UIDVALIDITY (2.3.1.1)."""
+        c = self.login()
+        for i in range(2):
+            self.check(c.append("INBOX", msg("r%d" % i)), "OK")
+        before = status_items(self.check(c.cmd("STATUS INBOX (UIDVALIDITY UIDNEXT)"), "OK"))
+        self.check(c.cmd("RENAME INBOX Old"), "OK")
+        after = status_items(self.check(c.cmd("STATUS INBOX (MESSAGES UIDVALIDITY UIDNEXT)"),
+                                        "OK"))
+        self.assertEqual(after["MESSAGES"], 0)
+        self.assertTrue(after["UIDVALIDITY"] != before["UIDVALIDITY"] or
+                        after["UIDNEXT"] >= before["UIDNEXT"], (before, after))
+        old = status_items(self.check(c.cmd("STATUS Old (MESSAGES)"), "OK"))
+        self.assertEqual(old["MESSAGES"], 2)
+        r = self.check(c.cmd('LIST "" *'), "OK")
+        self.assertEqual(sorted(self.list_names(r)), ["INBOX", "Old"])
+
+
 class Choices(Base):
 
     def test_choices(self):
@@ -1040,7 +1062,7 @@ class Extensions(Base):
         self.assertEqual(r.of("RECENT"), [])
 
 
-rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Grammar, Choices, Extensions)
+rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Grammar, RenameInbox, Choices, Extensions)
 
 if __name__ == "__main__":
     rs.main()
