@@ -1062,7 +1062,34 @@ class Extensions(Base):
         self.assertEqual(r.of("RECENT"), [])
 
 
-rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Grammar, RenameInbox, Choices, Extensions)
+class Continuations(Base):
+    """Lines that answer a continuation: IDLE's DONE (RFC 2177 3: case
+    does not matter in ABNF strings; anything else ends IDLE with BAD) and
+    AUTHENTICATE's responses (RFC 9051 6.2.2: "*" or invalid base64 MUST
+    get a tagged BAD; Dovecot 2.3 answers NO to invalid base64)."""
+
+    ROWS = [
+        ("sel", [b"a IDLE", b"done"], [("+", None), ("a", "OK")]),
+        ("sel", [b"a IDLE", b"FOO", b"b NOOP"], [("+", None), ("a", "BAD"), ("b", "OK")]),
+        ("noauth", [b"a AUTHENTICATE PLAIN", b"*", b"b NOOP"],
+         [("+", None), ("a", "BAD"), ("b", "OK")]),
+        ("noauth", [b"a AUTHENTICATE PLAIN", b"!!!", b"b NOOP"],
+         [("+", None), ("a", "BAD"), ("b", "OK")]),
+    ]
+
+    def test_continuation_lines(self):
+        for state, lines, want in self.ROWS:
+            c = self.login(select="INBOX") if state == "sel" else self.connect()
+            got = []
+            for line in lines:          # each line gets exactly one response
+                c.send(line + b"\r\n")
+                r = c.read()
+                got.append((r.tag, None if r.continuation else r.status()[0]))
+            self.assertEqual(got, want, lines)
+
+
+rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Grammar, RenameInbox, Choices, Continuations,
+               Extensions)
 
 if __name__ == "__main__":
     rs.main()
