@@ -404,6 +404,15 @@ class Literals(Base):
         self.check(c.cmd(b"APPEND ~{5+}\r\nINBOX {10+}\r\nSubject: b"), "BAD",
                    what="literal8 as APPEND's mailbox")
         self.assertIsNotNone(r.code_of("APPENDUID"))
+        # RFC 6855 4: append-data =/ "UTF8" SP "(" literal8 ")"
+        self.check(c.cmd("ENABLE UTF8=ACCEPT"), "OK")
+        m = "Subject: café\r\n\r\nx\r\n".encode()
+        r = self.check(c.cmd(b"APPEND INBOX (\\Seen) UTF8 (~{%d+}\r\n%s)" % (len(m), m)), "OK",
+                       what="UTF8 (literal8)")
+        self.check(c.cmd(b"APPEND INBOX UTF8 (~{1+}\r\nx ~{1+}\r\ny)"), "BAD",
+                   what="two literal8 in UTF8 (...)")
+        self.check(c.cmd(b"APPEND INBOX (~{1+}\r\nx) {5+}\r\nx: y\r\n"), "BAD",
+                   what="literal8 in the flag list")
         # a synchronizing literal8 gets its continuation, then BAD
         r = c.cmd_lit("SELECT ~", b"INBOX", "")
         self.assertEqual(len(r.continuations), 1)
