@@ -680,6 +680,27 @@ FETCH_BAD = [
     "BODY[1]<0.18446744073709551616>",
 ]
 
+# STORE (RFC 9051 9: store-att-flags = (["+" / "-"] "FLAGS" [".SILENT"]) SP
+# (flag-list / (flag *(SP flag))); flag-list = "(" [flag *(SP flag)] ")").
+# (command, status, the FLAGS of the FETCH it answers with or None for none)
+STORE_ROWS = [
+    ("store 1 flags.silent (\\seen)", "OK", None),
+    ("STORE 1 -FLAGS.SILENT (\\Seen)", "OK", None),
+    ("STORE 1 +FLAGS ($MDNSent \\Seen \\Seen)", "OK", {"\\SEEN", "$MDNSENT"}),
+    ("STORE 1 +FLAGS ()", "OK", {"\\SEEN", "$MDNSENT"}),
+    ("STORE 1 +flags \\Answered \\Draft", "OK", {"\\SEEN", "$MDNSENT", "\\ANSWERED", "\\DRAFT"}),
+    ("STORE 1 FLAGS ()", "OK", set()),
+    ("STORE 1 +FLAGS (\\Seen", "BAD", None),
+    ("STORE 1 FLAGS.SILENT", "BAD", None),
+    ("STORE 1 +FLAGS.LOUD (\\Seen)", "BAD", None),
+    ("STORE 1 FLAGS (\\Answered) (\\Seen)", "BAD", None),
+    ("STORE 1 +FLAGS (\\*)", "BAD", None),          # \* is flag-perm only
+    ('STORE 1 +FLAGS ("quoted")', "BAD", None),       # flag-keyword is an atom
+    ("STORE 1 +FLAGS (a]b)", "BAD", None),            # "]" is no ATOM-CHAR
+    ("STORE 1 +FLAGS (a%b)", "BAD", None),
+    ("STORE 1 +FLAGS ((a))", "BAD", None),
+]
+
 # APPEND's date-time (RFC 9051 9: DQUOTE date-day-fixed "-" date-month "-"
 # date-year SP time SP zone DQUOTE; month names case-insensitive as every
 # literal string of the grammar, RFC 9051 9 note 3).
@@ -761,6 +782,19 @@ class Grammar(Base):
                 self.assertEqual(v if isinstance(want, int) else bytes(v), want, att)
         for att in FETCH_BAD:
             self.check(c.cmd("FETCH 1 " + att), "BAD", what="FETCH " + att)
+
+    def test_store(self):
+        c = self.login()
+        self.check(c.append("INBOX", msg("st")), "OK")
+        self.check(c.cmd("SELECT INBOX"), "OK")
+        for cmd, status, want in STORE_ROWS:
+            r = self.check(c.cmd(cmd), status, what=cmd)
+            f = r.fetches()
+            if want is None:
+                self.assertEqual(f, {}, cmd)
+            else:
+                got = {str(x).upper() for x in f[1]["FLAGS"]} - {"\\RECENT"}
+                self.assertEqual(got, want, cmd)
 
     def test_append_date_time(self):
         c = self.login()
