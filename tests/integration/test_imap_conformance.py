@@ -576,6 +576,9 @@ ARGC_ROWS = [
     ("sel", "UID STORE 1 +FLAGS (\\Seen)", "UID STORE 1", "UID STORE 1 FLAGS (\\Seen) x"),
     ("sel", "UID COPY 1 INBOX", "UID COPY 1", "UID COPY 1 INBOX x"),
     ("sel", "UID EXPUNGE 9", "UID EXPUNGE", "UID EXPUNGE 9 x"),
+    ("sel", "MOVE 1 INBOX", "MOVE 1", "MOVE 1 INBOX x"),
+    ("sel", "UID MOVE 9 INBOX", "UID MOVE 9", "UID MOVE 9 INBOX x"),
+    ("noauth", None, "AUTHENTICATE", "AUTHENTICATE PLAIN AGFAYg== x"),
     ("sel", "EXPUNGE", None, "EXPUNGE x"),
     ("sel", "UNSELECT", None, "UNSELECT x"),
 ]
