@@ -344,7 +344,26 @@ LIT_ROWS = [
 ]
 
 
+# A string (literal or quoted) where the grammar has an atom, a number, a
+# sequence set or a date: BAD (RFC 9051 9).  INBOX selected, one message.
+NOT_A_STRING = [
+    b"FETCH {1+}\r\n1 FLAGS", b"FETCH 1 {5+}\r\nFLAGS", b"FETCH 1 ({5+}\r\nFLAGS)",
+    b'FETCH 1 "FLAGS"', b"STATUS INBOX ({8+}\r\nMESSAGES)", b"SEARCH {3+}\r\nALL",
+    b'SEARCH "ALL"', b"STORE 1 {6+}\r\n+FLAGS (\\Seen)", b"STORE 1 +FLAGS ({5+}\r\n\\Seen)",
+    b"UID {5+}\r\nFETCH 1 FLAGS", b"{4+}\r\nNOOP", b"ENABLE {11+}\r\nUTF8=ACCEPT",
+    b'ENABLE "UTF8=ACCEPT"', b'LIST "" * RETURN ({8+}\r\nCHILDREN)',
+    b"SEARCH SINCE {10+}\r\n1-Jan-2020", b"SEARCH UID {1+}\r\n1", b"COPY {1+}\r\n1 INBOX",
+    b'SEARCH LARGER "1"', b'FETCH "1" FLAGS',
+]
+
+
 class Literals(Base):
+
+    def test_strings_where_atoms_belong(self):
+        c = self.prepared("sel")
+        for cmd in NOT_A_STRING:
+            self.check(c.cmd(cmd), "BAD", what=cmd.decode())
+        self.check(c.cmd("NOOP"), "OK")
 
     def prepared(self, state):
         c = self.login()
