@@ -314,6 +314,29 @@ class Nil(Base):
         self.assertEqual(env, [None, None, addr, addr, addr, None, None, None, None, None])
 
 
+    def test_envelope_groups(self):
+        """RFC 9051 7.5.2: a group is an address with NIL host (its name in
+        the mailbox field), ended by (NIL NIL NIL NIL); a display name with
+        a comma stays one string; encoded words are sent as they are."""
+        c = self.login()
+        m = (b"Date: Mon, 1 Jan 2024 12:00:00 +0000\r\nFrom: \"Doe, John\" <j@d.com>\r\n"
+             b"To: undisclosed-recipients:;\r\nCc: grp: a@b.c, d@e.f;, x@y.z\r\n"
+             b"Subject: =?utf-8?q?caf=C3=A9?=\r\nIn-Reply-To: <a@b>\r\n"
+             b"Message-ID: <m@d.com>\r\n\r\nhi\r\n")
+        self.check(c.append("INBOX", m), "OK")
+        self.check(c.cmd("EXAMINE INBOX"), "OK")
+        r = self.check(c.cmd("FETCH 1 ENVELOPE"), "OK")
+        env = rs.s(r.fetches()[1]["ENVELOPE"])
+        john = [["Doe, John", None, "j", "d.com"]]
+        end = [None, None, None, None]
+        self.assertEqual(env, [
+            "Mon, 1 Jan 2024 12:00:00 +0000", "=?utf-8?q?caf=C3=A9?=", john, john, john,
+            [[None, None, "undisclosed-recipients", None], end],
+            [[None, None, "grp", None], [None, None, "a", "b.c"], [None, None, "d", "e.f"], end,
+             [None, None, "x", "y.z"]],
+            None, "<a@b>", "<m@d.com>"])
+
+
 # ---------------------------------------------------------------------------
 # LITERALS
 
