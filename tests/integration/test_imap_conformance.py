@@ -944,13 +944,15 @@ class Extensions(Base):
         known = {"IMAP4REV1", "IMAP4REV2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE",
                  "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE",
                  "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH",
-                 "SEARCHRES", "STATUS=SIZE", "BINARY", "UTF8=ACCEPT", "MULTIAPPEND",
-                 "CONDSTORE", "QRESYNC", "COMPRESS=DEFLATE"}
+                 "SEARCHRES", "STATUS=SIZE", "BINARY", "UTF8=ACCEPT", "MULTIAPPEND"}
+        # RFC 7162 and RFC 4978 examples live with their features' own tests
+        # for now; rows here are still to be written.
+        elsewhere = {"CONDSTORE", "QRESYNC", "COMPRESS=DEFLATE"}
         caps = c.capabilities()
         for cap in caps:
             if cap.startswith("APPENDLIMIT=") or cap.startswith("AUTH="):
                 continue
-            self.assertIn(cap, known, "a capability without a conformance row")
+            self.assertIn(cap, known | elsewhere, "a capability without a conformance row")
 
     def test_enable(self):
         """RFC 5161 3.1 example: unknown names are ignored; ENABLED lists
