@@ -79,6 +79,12 @@ int imap_fetch_parse(const imap_arg *att, imap_fetch_req *req, const char **err)
     memset(req, 0, sizeof *req);
     int rc = 0;
     if (att->type == IMAP_ARG_LIST) {
+        /* RFC 9051 9: "(" fetch-att *(SP fetch-att) ")" names at least one,
+         * and "* n FETCH ()" would be no msg-att either. */
+        if (!att->nlist) {
+            *err = "Empty fetch attribute list";
+            return -EINVAL;
+        }
         for (size_t i = 0; i < att->nlist && rc == 0; i++)
             rc = parse_att(req, &att->list[i], true, err);
     } else {

@@ -225,26 +225,92 @@ static int literal(struct parser *ps, imap_arg *arg)
     return 0;
 }
 
+/* A growing copy of a section atom whose literals are rewritten as quoted
+ * strings. */
+struct atom_buf {
+    char *p;
+    size_t len, cap;
+};
+
+static int atom_buf_add(struct atom_buf *b, const void *s, size_t n)
+{
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap - b->len < n)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np)
+            return -ENOMEM;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* A literal inside a section (BODY[HEADER.FIELDS ({7}CRLF Subject)]): RFC
+ * 9051 9 makes header-fld-name an astring, so a literal may stand there.
+ * Its bytes go into the atom as a quoted string, the form the section
+ * parser reads; a header field name has no CR, LF or NUL (RFC 5322 3.6.8),
+ * and a literal8 is no astring. */
+static int section_literal(struct parser *ps, struct atom_buf *b)
+{
+    imap_arg lit = {0};
+    if (literal(ps, &lit) < 0)
+        return ps->rc;
+    if (lit.binary)
+        return fail(ps, "A literal8 is allowed only as APPEND's message");
+    if (atom_buf_add(b, "\"", 1) < 0)
+        return nomem(ps);
+    for (size_t i = 0; i < lit.len; i++) {
+        char c = lit.s[i];
+        if (c == '\r' || c == '\n' || c == '\0')
+            return fail(ps, "Bad header field name in a section");
+        if ((c == '"' || c == '\\') && atom_buf_add(b, "\\", 1) < 0)
+            return nomem(ps);
+        if (atom_buf_add(b, &c, 1) < 0)
+            return nomem(ps);
+    }
+    if (atom_buf_add(b, "\"", 1) < 0)
+        return nomem(ps);
+    return 0;
+}
+
 static int atom(struct parser *ps, imap_arg *arg)
 {
-    size_t start = ps->pos, depth = 0;
+    size_t start = ps->pos, depth = 0, seg = start;
+    struct atom_buf b = {0};
+    int rc = 0;
     while (ps->pos < ps->n) {
         uint8_t c = ps->p[ps->pos];
         if (depth) {
             if (c == ']') {
                 depth--;
             } else if (c == '[') {
-                if (++depth > MAX_DEPTH)
-                    return fail(ps, "Sections nested too deeply");
+                if (++depth > MAX_DEPTH) {
+                    rc = fail(ps, "Sections nested too deeply");
+                    goto out;
+                }
             } else if (c == '"') {
-                if (quoted(ps, NULL, NULL) < 0)
-                    return ps->rc;
+                if (quoted(ps, NULL, NULL) < 0) {
+                    rc = ps->rc;
+                    goto out;
+                }
                 continue;
-            } else if (c == '{') {
-                return fail(ps, "Literal inside a section is not supported");
+            } else if (is_literal_start(ps)) {
+                if (atom_buf_add(&b, ps->p + seg, ps->pos - seg) < 0) {
+                    rc = nomem(ps);
+                    goto out;
+                }
+                if ((rc = section_literal(ps, &b)) < 0)
+                    goto out;
+                seg = ps->pos;
+                continue;
             } else if (c < 0x20 || c == 0x7f) {
-                return fail(ps, c == '\r' || c == '\n' ? "Missing ] (line break)"
-                                                       : "Invalid character in section");
+                rc = fail(ps, c == '\r' || c == '\n' ? "Missing ] (line break)"
+                                                     : "Invalid character in section");
+                goto out;
             }
         } else if (c == '[' && section_name(ps->p + start, ps->pos - start)) {
             depth++;
@@ -253,21 +319,33 @@ static int atom(struct parser *ps, imap_arg *arg)
         }
         ps->pos++;
     }
-    if (depth)
-        return fail(ps, "Missing ]");
+    if (depth) {
+        rc = fail(ps, "Missing ]");
+        goto out;
+    }
     if (ps->pos == start) {
         uint8_t c = ps->p[start];
-        return fail(ps, c == '\r' || c == '\n' ? "Unexpected line break"
-                        : c == '{' ? "Bad literal" : "Invalid character");
+        rc = fail(ps, c == '\r' || c == '\n' ? "Unexpected line break"
+                      : c == '{' ? "Bad literal" : "Invalid character");
+        goto out;
     }
-    size_t len = ps->pos - start;
-    char *s = arena_strndup(ps->a, ps->p + start, len);
-    if (!s)
-        return nomem(ps);
+    if (b.p && atom_buf_add(&b, ps->p + seg, ps->pos - seg) < 0) {
+        rc = nomem(ps);
+        goto out;
+    }
+    const char *src = b.p ? b.p : (const char *)ps->p + start;
+    size_t len = b.p ? b.len : ps->pos - start;
+    char *s = arena_strndup(ps->a, src, len);
+    if (!s) {
+        rc = nomem(ps);
+        goto out;
+    }
     arg->type = len == 3 && !strcasecmp(s, "NIL") ? IMAP_ARG_NIL : IMAP_ARG_ATOM;
     arg->s = s;
     arg->len = len;
-    return 0;
+out:
+    free(b.p);
+    return rc;
 }
 
 /* Items up to the end (top) or the matching ')' (list). */

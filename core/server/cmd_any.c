@@ -78,7 +78,9 @@ void cmd_enable(imap_cmd *c)
     imap_out o = {0};
     bool condstore = false;
     for (size_t i = 0; i < nargs; i++) {
-        if (args[i].type != IMAP_ARG_ATOM) {
+        /* RFC 9051 9: capability = ("AUTH=" auth-type) / atom, and "NIL" is
+         * an atom there like any other: unknown, so ignored (RFC 5161 3.1). */
+        if (args[i].type != IMAP_ARG_ATOM && args[i].type != IMAP_ARG_NIL) {
             sess_bad(s, tag, "ENABLE takes capability names");
             imap_out_free(&o);
             return;

@@ -250,6 +250,31 @@ void sess_hold_until_durable(session *s, store_defer *d)
     }
 }
 
+/* Is there a literal8 among args (lists included), other than a message of
+ * APPEND?  RFC 3516 9 and RFC 9051 9 have literal8 only in append-data: an
+ * astring is a string, and string = quoted / literal.  Dovecot answers
+ * "literal8 not allowed here" too.  In APPEND a literal8 after the mailbox
+ * at the top level, or alone in the list after UTF8 (RFC 6855 4:
+ * append-data =/ "UTF8" SP "(" literal8 ")"), can only be a message (a flag
+ * list or a date is never a literal); cmd_append checks the rest of its
+ * grammar. */
+static bool misplaced_literal8(const imap_arg *args, size_t nargs, bool append)
+{
+    for (size_t i = 0; i < nargs; i++) {
+        const imap_arg *a = &args[i];
+        if (a->type == IMAP_ARG_LITERAL && a->binary && !(append && i > 0))
+            return true;
+        if (a->type != IMAP_ARG_LIST)
+            continue;
+        if (append && i > 1 && imap_arg_is(&args[i - 1], "UTF8") && a->nlist == 1 &&
+            a->list[0].type == IMAP_ARG_LITERAL)
+            continue;
+        if (misplaced_literal8(a->list, a->nlist, false))
+            return true;
+    }
+    return false;
+}
+
 static void run_command(session *s, const uint8_t *p, size_t n)
 {
     imap_args *a = NULL;
@@ -302,6 +327,10 @@ static void run_command(session *s, const uint8_t *p, size_t n)
     }
     if (def->no_args && !uid && nargs) {
         sess_bad(s, tag, "%s takes no arguments", def->name);
+        goto out;
+    }
+    if (misplaced_literal8(args, nargs, !uid && !strcmp(def->name, "APPEND"))) {
+        sess_bad(s, tag, "A literal8 is allowed only as APPEND's message");
         goto out;
     }
     log_msg(s->srv->log_commands ? LOGL_INFO : LOGL_DEBUG, s->id, s->user, "command %s%s",

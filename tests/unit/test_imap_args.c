@@ -553,6 +553,9 @@ static void test_tokens_good(void)
     CHECK_PARSE("t uid fetch 1 BODY.PEEK[1.2.MIME]", "t UID A:fetch A:1 A:BODY.PEEK[1.2.MIME]");
     CHECK_PARSE("x FETCH 1 BODY[HEADER.FIELDS (\"X-a]b\" Y)]",
                 "x FETCH A:1 A:BODY[HEADER.FIELDS (\"X-a]b\" Y)]");
+    /* header-fld-name is an astring: a literal there becomes a quoted string */
+    CHECK_PARSE("x FETCH 1 BODY.PEEK[HEADER.FIELDS ({7}\r\nSubject X {3+}\r\na\"b)]<0.5> UID",
+                "x FETCH A:1 A:BODY.PEEK[HEADER.FIELDS (\"Subject\" X \"a\\x5c\"b\")]<0.5> A:UID");
     CHECK_PARSE("x LOGIN \"us\\\\er\" \"p\\\"w\"", "x LOGIN S:5:us\\x5cer S:3:p\"w");
     CHECK_PARSE("x SELECT \"\xc3\xa9t\xc3\xa9\"", "x SELECT S:5:\\xc3\\xa9t\\xc3\\xa9");
     CHECK_PARSE("x SELECT \"\"", "x SELECT S:0:");
@@ -678,7 +681,10 @@ static void test_tokens_bad(void)
     CHECK_PARSE("a X a{3}\r\nabc", "a ERR:Invalid character in atom");
     CHECK_PARSE("a X BODY[HEADER", "a ERR:Missing ]");
     CHECK_PARSE("a X BODY[HEADER\r\n]", "a ERR:Missing ] (line break)");
-    CHECK_PARSE("a X BODY[{3}\r\nabc]", "a ERR:Literal inside a section is not supported");
+    CHECK_PARSE("a X BODY[HEADER.FIELDS (~{3}\r\nabc)]",
+                "a ERR:A literal8 is allowed only as APPEND's message");
+    CHECK_PARSE("a X BODY[HEADER.FIELDS ({3}\r\na\rb)]", "a ERR:Bad header field name in a section");
+    CHECK_PARSE("a X BODY[HEADER.FIELDS ({5}\r\nab)]", "a ERR:Literal longer than the command");
     CHECK_PARSE("a X {5}\r\nab", "a ERR:Literal longer than the command");
     CHECK_PARSE("a X {5}", "a ERR:Literal not at the end of a line");
     CHECK_PARSE("a X {5} \r\nabcde", "a ERR:Literal not at the end of a line");
