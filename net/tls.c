@@ -617,6 +617,10 @@ int net_conn_starttls(net_conn *c, net_tls *tls)
         return -EALREADY;
     if (c->flags & (NC_CLOSING | NC_ABORT | NC_DEAD))
         return -ENOTCONN;
+    /* The stash below would be compressed bytes, and the handshake would
+     * be read through the inflater: TLS goes on before compression. */
+    if (c->z)
+        return -EINVAL;
     int rc = net_tls_conn_start(c, tls);
     if (rc < 0)
         return rc;
