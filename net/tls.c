@@ -576,7 +576,9 @@ void net_tls_service(struct net_conn *c)
         free(t->pq);
         t->pq = NULL;
     }
-    if ((c->flags & NC_CLOSING) && !t->pq && !t->shut_sent) {
+    /* close_notify only once nothing waits above us (the deflater). */
+    if ((c->flags & NC_CLOSING) && !t->pq && !t->shut_sent &&
+        !net_z_pending(c)) {
         t->shut_sent = true;
         if (SSL_shutdown(t->ssl) < 0)
             ERR_clear_error();

@@ -79,7 +79,9 @@ def rss_kib(pid):
 
 
 class Compress(rs.ServerTestCase):
+    # a small output limit: the large FETCH goes out in many slices
     server_options = {"max_line_length": str(MAX_LINE), "append_limit": "1000000",
+                      "max_output_buffer": "65536",
                       "workers": "1"}
     users_per_class = 20
     use_tls = False
