@@ -10,11 +10,13 @@ RINGMAIL_TEST_QUICK=1 (the sanitizer run) uses a smaller mailbox."""
 
 import os
 import socket
+import subprocess
 import sys
 import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_mbox  # noqa: E402
 import ringmail_server as rs  # noqa: E402
 from ringmail_server import quote  # noqa: E402
 
@@ -89,6 +91,7 @@ class Compress(rs.ServerTestCase):
     @classmethod
     def prepare_server(cls, server):
         server.import_mbox("user0", "INBOX", [message(i) for i in range(NMSG)])
+        server.import_mbox("user19", "INBOX", gen_mbox.generate(20, 1978))
 
     def connect(self, **kw):
         if self.use_tls:
@@ -270,6 +273,31 @@ class Compress(rs.ServerTestCase):
             self.fail("the server kept a connection that sent garbage")
         self.assertTrue(self.server.alive())
         self.ok(self.compress(self.logged_in()), "NOOP")
+
+    def test_mbsync_compresses(self):
+        # a real client with its defaults: mbsync turns COMPRESS on when it
+        # is offered, and its sync comes out whole
+        exe = rs.require_program(self, "mbsync")
+        d = os.path.join(self.server.tmp, "mbsync-z")
+        os.makedirs(os.path.join(d, "Mail"), exist_ok=True)
+        with open(os.path.join(d, "rc"), "w") as f:
+            f.write("IMAPAccount a\nHost %s\nPort %d\nUser user19\nPass pw19-secret\n%s\n"
+                    "Timeout 60\n\nIMAPStore far\nAccount a\n\nMaildirStore near\n"
+                    "Path %s/Mail/\nInbox %s/Mail/INBOX\n\nChannel c\nFar :far:\n"
+                    "Near :near:\nPatterns *\nCreate Both\nSyncState *\n"
+                    % ("localhost" if self.use_tls else self.server.host,
+                       self.server.tls_port if self.use_tls else self.server.port,
+                       ("SSLType IMAPS\nCertificateFile %s" % self.server.cert)
+                       if self.use_tls else "SSLType None", d, d))
+        p = subprocess.run([exe, "-Dn", "-c", os.path.join(d, "rc"), "-a"],
+                           capture_output=True, timeout=300, cwd=d)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        self.assertEqual(p.returncode, 0, out[-3000:])
+        self.assertRegex(out, r"\n\d+ OK DEFLATE active", "mbsync did not compress")
+        got = os.listdir(os.path.join(d, "Mail", "INBOX", "cur")) + \
+            os.listdir(os.path.join(d, "Mail", "INBOX", "new"))
+        # no Expunge in the channel: \\Deleted messages come along too
+        self.assertEqual(len(got), 20)
 
 
 class CompressTls(Compress):
