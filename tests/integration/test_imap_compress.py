@@ -170,6 +170,28 @@ class Compress(rs.ServerTestCase):
             _, r, _ = c.read_until_tag(t)
             self.assertEqual(r.status()[0], "OK", r)
 
+    def test_long_pipeline_paused_midway(self):
+        # 400 commands (22 KB inflated: two inflate steps) whose answers
+        # overrun the output limit: the session stops reading halfway, the
+        # compressed rest waits, and every answer comes, in order, the same
+        # as on a plain connection
+        ref = self.logged_in("user0")
+        z = self.compress(self.logged_in("user0"))
+        cmds = b"".join(b"q%03d UID FETCH %d:%d (UID RFC822.SIZE BODY.PEEK[])\r\n"
+                        % (i, i % NMSG + 1, i % NMSG + 5) for i in range(400))
+        answers = []
+        for c in (ref, z):
+            self.ok(c, "EXAMINE INBOX")
+            c.send(cmds)
+            got = []
+            for i in range(400):
+                u, r, _ = c.read_until_tag("q%03d" % i, timeout=120)
+                self.assertEqual(r.status()[0], "OK", r)
+                got.append([x.raw for x in u])
+            answers.append(got)
+        self.assertEqual(answers[0], answers[1])
+        self.ok(z, "NOOP")
+
     def test_command_right_after_compress(self):
         # RFC 4978 3: the client must wait for the answer; one that does not
         # but compresses what follows is still understood, in order
@@ -296,7 +318,7 @@ class Compress(rs.ServerTestCase):
         self.assertRegex(out, r"\n\d+ OK DEFLATE active", "mbsync did not compress")
         got = os.listdir(os.path.join(d, "Mail", "INBOX", "cur")) + \
             os.listdir(os.path.join(d, "Mail", "INBOX", "new"))
-        # no Expunge in the channel: \\Deleted messages come along too
+        # no Expunge in the channel: \Deleted messages come along too
         self.assertEqual(len(got), 20)
 
 
