@@ -47,7 +47,10 @@ void cmd_compress(imap_cmd *c)
         return;
     }
     if (strcasecmp(c->args[0].s, "DEFLATE")) {
-        /* RFC 4978 3: BAD for an "invalid or unknown argument" */
+        /* RFC 4978 3: BAD for an "invalid or unknown argument".  Dovecot
+         * answers NO ("... compression mechanism not supported"); the
+         * RFC's result list has NO only for compression already active
+         * in another layer, so we keep to BAD. */
         sess_bad(s, tag, "Unknown compression mechanism");
         return;
     }
@@ -55,8 +58,9 @@ void cmd_compress(imap_cmd *c)
         /* RFC 4978 3 answers BAD for "COMPRESS already active", and NO
          * [COMPRESSIONACTIVE] when "the same mechanism is active already";
          * a second COMPRESS DEFLATE is both.  We take NO with the code, as
-         * Dovecot does: a client that sent it learns why, and is not
-         * counted towards the limit on BAD commands. */
+         * Dovecot does ("NO [COMPRESSIONACTIVE] COMPRESSION=DEFLATE already
+         * enabled."): the client learns why, and is not counted towards
+         * the limit on BAD commands. */
         sess_tagged(s, tag, "NO", "[COMPRESSIONACTIVE] DEFLATE is already active");
         return;
     }
