@@ -51,8 +51,16 @@
 #define Z_WBITS 15
 #define Z_MEMLEVEL 7
 #define Z_LEVEL 1
+/* A batch smaller than this (most answers: a tagged OK, a few untagged
+ * lines) gets a small deflater (a 4 KiB window, memLevel 5: about 40 KiB
+ * to set up instead of 200), which is all it can use: it holds the batch
+ * and the Z_DICT bytes before it. */
+#define Z_SMALL_BATCH 4096
+#define Z_SMALL_WBITS 12
+#define Z_SMALL_MEMLEVEL 5
 /* Bytes of our past output kept as the next deflater's dictionary. */
 #define Z_DICT 2048
+_Static_assert(Z_DICT <= (1 << Z_SMALL_WBITS) / 2, "the dictionary fits any deflater");
 /* Compressed bytes queued ahead of the socket before deflating waits. */
 #define Z_OUT_MAX (64 * 1024)
 /* Bytes per deflate/inflate step (a stack buffer). */
@@ -86,12 +94,14 @@ static size_t down_pending(const struct net_conn *c)
     return (c->out ? c->out->pending : 0) + (c->tls ? net_tls_pending(c) : 0);
 }
 
-static int def_open(struct net_zc *z)
+static int def_open(struct net_zc *z, size_t batch)
 {
+    bool small = batch < Z_SMALL_BATCH;
     z_stream *d = calloc(1, sizeof *d);
     if (!d)
         return -ENOMEM;
-    if (deflateInit2(d, Z_LEVEL, Z_DEFLATED, -Z_WBITS, Z_MEMLEVEL,
+    if (deflateInit2(d, Z_LEVEL, Z_DEFLATED, small ? -Z_SMALL_WBITS : -Z_WBITS,
+                     small ? Z_SMALL_MEMLEVEL : Z_MEMLEVEL,
                      Z_DEFAULT_STRATEGY) != Z_OK) {
         free(d);
         return -ENOMEM;
@@ -161,7 +171,7 @@ void net_z_service(struct net_conn *c)
             net_outq_advance(z->pq, 0);
             continue;
         }
-        if (!z->def && def_open(z) < 0)
+        if (!z->def && def_open(z, z->pq->pending) < 0)
             goto fail;
         size_t k = ch->len < Z_OUT_MAX ? ch->len : Z_OUT_MAX;
         ssize_t used = def_run(c, ch->p, k, Z_NO_FLUSH);
