@@ -86,7 +86,18 @@ int net_stash_add(struct net_conn *c, const uint8_t *p, size_t n)
 
 size_t net_conn_outbytes(const struct net_conn *c)
 {
-    return (c->out ? c->out->pending : 0) + (c->tls ? net_tls_pending(c) : 0);
+    return (c->out ? c->out->pending : 0) + (c->tls ? net_tls_pending(c) : 0) +
+           (c->z ? net_z_pending(c) : 0);
+}
+
+/* Decrypted bytes to the owner, through the inflater once compression is
+ * on (which stops, and stashes the compressed rest, if the owner pauses). */
+static void deliver_owner(struct net_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->z)
+        net_z_input(c, p, n);
+    else
+        ops_of(c)->on_data(c, c->user, p, n);
 }
 
 void net_conn_deliver(struct net_conn *c, const uint8_t *p, size_t n)
@@ -114,7 +125,7 @@ void net_conn_deliver_plain(struct net_conn *c, const uint8_t *p, size_t n)
             net_worker_attend(c->w, c);
         return;
     }
-    ops_of(c)->on_data(c, c->user, p, n);
+    deliver_owner(c, p, n);
 }
 
 void net_conn_sent(struct net_conn *c, size_t n)
@@ -197,6 +208,7 @@ static void zombie_del(struct net_worker *w, struct net_conn *c)
 
 static void conn_free(struct net_conn *c)
 {
+    net_z_conn_free(c);
     net_tls_conn_free(c);
     free(c->out);
     free(c->stash);
@@ -235,6 +247,8 @@ void net_conn_finalize(struct net_conn *c)
     RM_ASSERT(w->nconns > 0 && !c->tidx);
     w->nconns--;
     net_out_release_all(c);
+    if (c->z)
+        net_z_release_plain(c);
     if (c->tls)
         net_tls_release_plain(c);
     free(c->stash);
@@ -244,6 +258,7 @@ void net_conn_finalize(struct net_conn *c)
         if (ops_of(c)->on_close)
             ops_of(c)->on_close(c, c->user);
     }
+    net_z_conn_free(c);
     net_tls_conn_free(c);
     w->be->release(w, c);
     if (c->refs)
@@ -276,13 +291,18 @@ void net_conn_service(struct net_conn *c)
         if (c->stash && !(c->flags & (NC_PAUSED | NC_CLOSING | NC_ABORT))) {
             struct net_stash *st = c->stash;
             c->stash = NULL;
-            ops->on_data(c, c->user, st->data, st->len);
+            deliver_owner(c, st->data, st->len);
             free(st);
+        } else if (net_z_input_more(c) &&
+                   !(c->flags & (NC_PAUSED | NC_CLOSING | NC_ABORT))) {
+            net_z_input(c, NULL, 0);
         }
-        if ((c->flags & NC_PEER_EOF) && !c->stash &&
+        if ((c->flags & NC_PEER_EOF) && !c->stash && !net_z_input_more(c) &&
             !(c->flags & (NC_PAUSED | NC_CLOSING)))
             net_conn_begin_close(c);
     }
+    if (c->z && !(c->flags & NC_ABORT))
+        net_z_service(c);
     if (c->tls && !(c->flags & NC_ABORT))
         net_tls_service(c);
     if (!(c->flags & NC_ABORT))
@@ -291,7 +311,7 @@ void net_conn_service(struct net_conn *c)
         ((c->flags & NC_CLOSING) && !(c->flags & NC_SEND_BUSY) &&
          !net_conn_outbytes(c)))
         net_conn_finalize(c);
-    else if (c->tls && net_tls_more(c))
+    else if ((c->tls && net_tls_more(c)) || (c->z && net_z_more(c)))
         net_worker_attend(w, c);    /* the wire queue drained at once */
 }
 
@@ -302,8 +322,9 @@ void net_conn_send(net_conn *c, const void *p, size_t n)
     RM_ASSERT_MSG(c->w == net_worker_self, "connection used off its worker");
     if (!n || (c->flags & (NC_DEAD | NC_ABORT)))
         return;
-    if ((c->tls ? net_tls_send(c, p, n, NULL, NULL, true)
-                : net_out_copy(c, p, n)) < 0) {
+    if ((c->z ? net_z_send(c, p, n, NULL, NULL, true)
+         : c->tls ? net_tls_send(c, p, n, NULL, NULL, true)
+                  : net_out_copy(c, p, n)) < 0) {
         /* A hole in the stream would be worse than losing the connection. */
         net_conn_abort(c);
         return;
@@ -322,7 +343,8 @@ void net_conn_send_ref(net_conn *c, const void *p, size_t n,
             release(arg);
         return;
     }
-    int rc = c->tls ? net_tls_send(c, p, n, release, arg, false)
+    int rc = c->z ? net_z_send(c, p, n, release, arg, false)
+           : c->tls ? net_tls_send(c, p, n, release, arg, false)
                     : net_out_ref(c, p, n, release, arg);
     if (rc < 0) {
         if (release)

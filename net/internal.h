@@ -96,8 +96,10 @@ struct net_conn {
     struct net_conn *hnext;         /* table chain */
     struct net_conn *anext;         /* attention list */
     uint64_t deadline;              /* timer, worker clock (ms) */
-    struct net_stash *stash;        /* paused: received (plain) bytes */
+    struct net_stash *stash;        /* paused: received bytes, decrypted
+                                       but still compressed */
     struct net_tlsc *tls;           /* TLS state (tls.c); NULL: cleartext */
+    struct net_zc *z;               /* DEFLATE (compress.c); NULL: none */
     char *peer;                     /* formatted lazily */
     uint32_t flags;
     int fd;
@@ -239,10 +241,11 @@ struct net_conn *net_conn_accepted(struct net_worker *w, int fd,
                                    const struct sockaddr *sa, unsigned l);
 /* Received bytes from the socket (ciphertext on a TLS connection). */
 void net_conn_deliver(struct net_conn *c, const uint8_t *p, size_t n);
-/* Plaintext for the owner: on_data, or the stash while paused. */
+/* Decrypted bytes: to the owner (inflated if compressed), or to the stash
+ * while paused. */
 void net_conn_deliver_plain(struct net_conn *c, const uint8_t *p, size_t n);
 /* Output bytes not yet on the wire: ciphertext/cleartext queue plus TLS
- * plaintext waiting for encryption. */
+ * plaintext waiting for encryption plus bytes waiting for deflate. */
 size_t net_conn_outbytes(const struct net_conn *c);
 void net_conn_sent(struct net_conn *c, size_t n);
 void net_conn_abort(struct net_conn *c);
@@ -282,6 +285,22 @@ size_t net_tls_pending(const struct net_conn *c);
 bool net_tls_more(const struct net_conn *c);
 void net_tls_release_plain(struct net_conn *c);
 void net_tls_conn_free(struct net_conn *c);
+
+/* compress.c: DEFLATE as a filter between the owner and TLS/the socket. */
+/* Inflate received (decrypted) bytes and hand them to on_data. */
+void net_z_input(struct net_conn *c, const uint8_t *p, size_t n);
+/* Inflate has output left without more input (stopped by a pause). */
+bool net_z_input_more(const struct net_conn *c);
+int net_z_send(struct net_conn *c, const void *p, size_t n,
+               void (*release)(void *), void *arg, bool copy);
+/* Before TLS's service: deflate queued bytes, flush at the end of a batch. */
+void net_z_service(struct net_conn *c);
+/* Owner's bytes still to be deflated. */
+size_t net_z_pending(const struct net_conn *c);
+/* More could be deflated now if the service ran again. */
+bool net_z_more(const struct net_conn *c);
+void net_z_release_plain(struct net_conn *c);
+void net_z_conn_free(struct net_conn *c);
 
 /* timer.c */
 int net_heap_set(struct net_heap *h, struct net_conn *c, uint64_t deadline);

@@ -169,6 +169,22 @@ int net_conn_tls_binding(const net_conn *c, const char *type, uint8_t *out,
  * (32 bytes for the exporter; up to 64 for the end-point hash, which is
  * SHA-256 unless the certificate's signature hash is stronger). */
 
+/* ---- COMPRESS=DEFLATE (RFC 4978): raw DEFLATE both ways, zlib ---- */
+
+/* Turn compression on: output queued from now on is deflated (then
+ * encrypted, under TLS), and input is inflated (after decryption).  Use
+ * from on_data like net_conn_starttls: queue the last uncompressed bytes
+ * (the tagged OK) first, then call this, and hand over in rest/n the part
+ * of the current buffer after the command (it is compressed already; it
+ * is copied, and delivered inflated before anything received later); then
+ * return without looking at it.  Each batch of output ends with a
+ * Z_SYNC_FLUSH, so the peer can always decode everything sent.  Inflated
+ * input reaches on_data in pieces of at most 16 KiB, and inflating stops
+ * while the connection is paused.  A peer that sends something that is not
+ * deflate data is disconnected.  -EALREADY if compression is already on. */
+int net_conn_compress(net_conn *c, const void *rest, size_t n);
+bool net_conn_is_compressed(const net_conn *c);
+
 /* From any thread: have on_wake run for the connection on its worker, if
  * it still exists.  Wakes for the same connection may be coalesced. */
 void net_wake(net_server *s, net_conn_id id);

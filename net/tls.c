@@ -576,7 +576,9 @@ void net_tls_service(struct net_conn *c)
         free(t->pq);
         t->pq = NULL;
     }
-    if ((c->flags & NC_CLOSING) && !t->pq && !t->shut_sent) {
+    /* close_notify only once nothing waits above us (the deflater). */
+    if ((c->flags & NC_CLOSING) && !t->pq && !t->shut_sent &&
+        !net_z_pending(c)) {
         t->shut_sent = true;
         if (SSL_shutdown(t->ssl) < 0)
             ERR_clear_error();
@@ -617,6 +619,10 @@ int net_conn_starttls(net_conn *c, net_tls *tls)
         return -EALREADY;
     if (c->flags & (NC_CLOSING | NC_ABORT | NC_DEAD))
         return -ENOTCONN;
+    /* The stash below would be compressed bytes, and the handshake would
+     * be read through the inflater: TLS goes on before compression. */
+    if (c->z)
+        return -EINVAL;
     int rc = net_tls_conn_start(c, tls);
     if (rc < 0)
         return rc;

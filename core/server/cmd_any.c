@@ -34,6 +34,40 @@ void cmd_starttls(imap_cmd *c)
     s->starttls = true;
 }
 
+/* COMPRESS (RFC 4978 3): answer uncompressed, then the session loop
+ * turns compression on (net_conn_compress) once the tagged OK is queued:
+ * "the server MUST compress starting immediately after the CRLF which
+ * ends the tagged OK response". */
+void cmd_compress(imap_cmd *c)
+{
+    session *s = c->s;
+    const char *tag = c->tag;
+    if (c->nargs != 1 || c->args[0].type != IMAP_ARG_ATOM) {
+        sess_bad(s, tag, "COMPRESS takes a mechanism name");
+        return;
+    }
+    if (strcasecmp(c->args[0].s, "DEFLATE")) {
+        /* RFC 4978 3: BAD for an "invalid or unknown argument".  Dovecot
+         * answers NO ("... compression mechanism not supported"); the
+         * RFC's result list has NO only for compression already active
+         * in another layer, so we keep to BAD. */
+        sess_bad(s, tag, "Unknown compression mechanism");
+        return;
+    }
+    if (net_conn_is_compressed(s->conn)) {
+        /* RFC 4978 3 answers BAD for "COMPRESS already active", and NO
+         * [COMPRESSIONACTIVE] when "the same mechanism is active already";
+         * a second COMPRESS DEFLATE is both.  We take NO with the code, as
+         * Dovecot does ("NO [COMPRESSIONACTIVE] COMPRESSION=DEFLATE already
+         * enabled."): the client learns why, and is not counted towards
+         * the limit on BAD commands. */
+        sess_tagged(s, tag, "NO", "[COMPRESSIONACTIVE] DEFLATE is already active");
+        return;
+    }
+    sess_tagged(s, tag, "OK", "DEFLATE active");
+    s->compress = true;
+}
+
 void cmd_noop(imap_cmd *c)
 {
     session *s = c->s;

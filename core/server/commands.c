@@ -58,6 +58,8 @@ const cmd_def cmd_table[CMD_COUNT] = {
      * still allowed: it does not count as writing */
     [CMD_FETCH] = {"FETCH", cmd_fetch, CMD_IN_SELECTED, true, false, false, NO_EXPUNGE},
     [CMD_SEARCH] = {"SEARCH", cmd_search, CMD_IN_SELECTED, true, false, false, NO_EXPUNGE},
+    /* RFC 4978 5: command-auth, so after login only */
+    [CMD_COMPRESS] = {"COMPRESS", cmd_compress, CMD_IN_AUTHED, false, false, false, NONE},
 };
 
 const cmd_def *cmd_find(const char *name)

@@ -72,6 +72,8 @@ void sess_capabilities(session *s, imap_out *o)
                        "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE "
                        "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND "
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
+    if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)
+        imap_out_printf(o, " COMPRESS=DEFLATE");
     if (s->state == ST_NOAUTH) {
         if (s->srv->tls && !net_conn_is_tls(s->conn))
             imap_out_printf(o, " STARTTLS");
@@ -479,6 +481,17 @@ static void feed(session *s, const uint8_t *p, size_t n)
             s->starttls = false;
             sess_flush(s);
             if (net_conn_starttls(s->conn, s->srv->tls) < 0)
+                s->state = ST_LOGOUT;
+            break;
+        }
+        if (s->compress) {
+            /* The tagged OK goes out uncompressed; what the client sent
+             * after the command is compressed (RFC 4978 3: the client
+             * "MUST compress starting with the first command after
+             * COMPRESS"), so net inflates it along with what follows. */
+            s->compress = false;
+            sess_flush(s);
+            if (net_conn_compress(s->conn, p, n) < 0)
                 s->state = ST_LOGOUT;
             break;
         }

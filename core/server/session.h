@@ -49,6 +49,7 @@ struct session {
     bool counted_ip, counted_user;  /* in the abuse accounting */
     bool out_paused;            /* reading stopped: the client does not read */
     bool starttls;              /* STARTTLS answered: drop the rest of the input */
+    bool compress;              /* COMPRESS answered: the rest is compressed */
     char ip[64];
     unsigned bad;               /* BAD answers in a row */
     unsigned ncmds;             /* commands before authentication */
@@ -316,7 +317,7 @@ typedef enum cmd_code {
     CMD_CREATE, CMD_DELETE, CMD_RENAME, CMD_SUBSCRIBE, CMD_UNSUBSCRIBE,
     CMD_LIST, CMD_LSUB, CMD_STATUS, CMD_APPEND, CMD_IDLE, CMD_CHECK, CMD_CLOSE,
     CMD_UNSELECT, CMD_EXPUNGE, CMD_STORE, CMD_COPY, CMD_MOVE, CMD_FETCH,
-    CMD_SEARCH,
+    CMD_SEARCH, CMD_COMPRESS,
     CMD_COUNT
 } cmd_code;
 extern const cmd_def cmd_table[CMD_COUNT];
@@ -341,6 +342,7 @@ bool cmd_read_only(imap_cmd *c);
 /* Command handlers by file. */
 void cmd_capability(imap_cmd *c);
 void cmd_starttls(imap_cmd *c);
+void cmd_compress(imap_cmd *c);
 void cmd_noop(imap_cmd *c);
 void cmd_logout(imap_cmd *c);
 void cmd_id(imap_cmd *c);
