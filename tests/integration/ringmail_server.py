@@ -86,6 +86,16 @@ def reserve_port():
     return s.getsockname()[1], s
 
 
+def rss_kib(pid):
+    """A process's resident set (VmRSS) in KiB, for the tests that bound
+    what the server keeps."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
 def raise_nofile(want):
     """Raise RLIMIT_NOFILE of this process (and so of the servers it starts)
     to at least `want` if the hard limit allows; returns the soft limit."""

@@ -72,14 +72,6 @@ def message(i):
     return b"\r\n".join(hdr) + b"\r\n\r\n" + body
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 class Compress(rs.ServerTestCase):
     # a small output limit: the large FETCH goes out in many slices
     server_options = {"max_line_length": str(MAX_LINE), "append_limit": "1000000",
@@ -239,7 +231,7 @@ class Compress(rs.ServerTestCase):
         self.assertEqual(want[0], want[1])
         # a few tens of KB that inflate to BOMB_MB MB: answered, never buffered
         c = self.compress(self.logged_in())
-        before = rss_kib(self.server.proc.pid)
+        before = rs.rss_kib(self.server.proc.pid)
         zc = c.sock.z
         data = zc.compress(b"b NOOP ")
         block = b"y" * (1 << 20)
@@ -251,7 +243,7 @@ class Compress(rs.ServerTestCase):
         _, r, _ = c.read_until_tag("b", timeout=120)
         self.assertEqual(r.status()[0], "BAD")
         self.assertEqual(c.read_until_tag("b2")[1].status()[0], "OK")
-        grew = rss_kib(self.server.proc.pid) - before
+        grew = rs.rss_kib(self.server.proc.pid) - before
         self.assertLess(grew, 32 * 1024, "RSS grew by %d KiB" % grew)
         # and as a literal: NO [TOOBIG] as for plain input
         data = zc.compress(b"l APPEND INBOX {%d+}\r\n" % (BOMB_MB << 20))

@@ -188,10 +188,7 @@ class NonReadingClient(rs.ServerTestCase):
         server.import_mbox("user0", "INBOX", [big])
 
     def rss(self):
-        with open("/proc/%d/status" % self.server.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS"):
-                    return int(line.split()[1])
+        return rs.rss_kib(self.server.proc.pid)
 
     def test_bounded(self):
         # user0 got the big message (setUp hands out user0 first)

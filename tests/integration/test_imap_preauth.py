@@ -18,20 +18,12 @@ from ringmail_server import quote  # noqa: E402
 PREAUTH_LITERAL = 8192      # core/server/server.h PREAUTH_MAX_LITERAL
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
 class PreauthLiterals(rs.ServerTestCase):
     def test_big_nonsync_literals_keep_rss_small(self):
         """10 clients announce LOGIN {67108864+} (the default APPENDLIMIT)
         and send 16 MiB each: the server must not buffer them."""
         bystander = self.login()
-        before = rss_kib(self.server.proc.pid)
+        before = rs.rss_kib(self.server.proc.pid)
         socks = []
         for _ in range(10):
             s = socket.create_connection((self.server.host, self.server.port), timeout=10)
@@ -53,7 +45,7 @@ class PreauthLiterals(rs.ServerTestCase):
                     item[1] = data[:0]
             time.sleep(0.001)
         time.sleep(0.5)
-        grown = rss_kib(self.server.proc.pid) - before
+        grown = rs.rss_kib(self.server.proc.pid) - before
         for s, _ in socks:
             s.close()
         # 10 x 16 MiB were offered; a few MiB of slack for the allocator

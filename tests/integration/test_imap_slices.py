@@ -38,14 +38,6 @@ def message(i):
     return b"\r\n".join(hdr) + b"\r\n\r\n" + body
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 class Raw:
     """A raw connection whose reading the test controls."""
 
@@ -157,13 +149,13 @@ class Slices(rs.ServerTestCase):
         self.assertEqual(ones + b"r OK FETCH completed\r\n", ref)
 
         pid = self.server.proc.pid
-        before = rss_kib(pid)
+        before = rs.rss_kib(pid)
         slow = self.raw()
         tags = [b"f%d" % k for k in range(4)]
         slow.s.sendall(b"".join(t + b" " + self.FETCH + b"\r\n" for t in tags))
         # give the server time to produce whatever it is going to buffer
         time.sleep(3 if QUICK else 2)
-        grown = rss_kib(pid) - before
+        grown = rs.rss_kib(pid) - before
         # 4 answers of len(ref) bytes were asked for; about max_output_buffer
         # may wait for the client (plus one message and allocator slack)
         self.assertLess(grown * 1024, 8 * MAX_OUTPUT + (24 << 20 if QUICK else 0),
