@@ -1,7 +1,12 @@
 /* tests/unit/store_testutil.h — what the store tests share on top of
- * testutil.h: opening a user's INBOX in one call. */
+ * testutil.h: opening a user's INBOX in one call, and a mailbox as a
+ * client sees it, as one string. */
 #ifndef RINGMAIL_STORE_TESTUTIL_H
 #define RINGMAIL_STORE_TESTUTIL_H
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "store/store.h"
 #include "tests/unit/testutil.h"
@@ -34,6 +39,42 @@ static inline void test_inbox_close(store_user *u, store_mbox *mb)
         store_mbox_close(mb);
     if (u)
         store_user_close(u);
+}
+
+
+/* Everything a client can see of a mailbox, as one string (malloc'd):
+ * UIDNEXT, HIGHESTMODSEQ, and per live message its UID, flags, modseq,
+ * internal date, size, a CRC of its bytes and its keywords by name.  Two
+ * states are the same to every client when their strings are equal. */
+static inline char *test_describe_mbox(store_mbox *mb)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    store_snap *s = store_snap_get(mb);
+    if (!f || !s)
+        abort();
+    fprintf(f, "uidnext %u hms %" PRIu64 "\n", store_snap_uidnext(s),
+            store_snap_highestmodseq(s));
+    for (uint32_t p = 0; p < store_snap_entries(s); p++) {
+        store_msg m;
+        if (store_snap_entry(s, p, &m) != 1)
+            continue;
+        const char *bytes;
+        size_t got = 0;
+        uint32_t crc = 0;
+        if (store_snap_bytes(s, m.uid, 0, SIZE_MAX, &bytes, &got) == 0)
+            crc = store_crc32c(0, bytes, got);
+        fprintf(f, "%u f%#x m%" PRIu64 " d%" PRId64 " s%u/%zu c%08x k", m.uid, m.flags,
+                m.modseq, m.internal_date, m.size, got, crc);
+        for (unsigned k = 0; k < 64; k++)
+            if (m.keywords & (1ull << k))
+                fprintf(f, " %s", store_snap_keyword(s, k) ? store_snap_keyword(s, k) : "?");
+        fputc('\n', f);
+    }
+    store_snap_put(s);
+    fclose(f);
+    return out;
 }
 
 #endif

@@ -888,38 +888,6 @@ static int append_ids(store_mbox *mb, unsigned id, unsigned n)
     return r;
 }
 
-/* Everything a client can see, as one string. */
-static char *describe(store_mbox *mb)
-{
-    char *out = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&out, &len);
-    store_snap *s = store_snap_get(mb);
-    if (!f || !s)
-        abort();
-    fprintf(f, "uidnext %u hms %" PRIu64 "\n", store_snap_uidnext(s),
-            store_snap_highestmodseq(s));
-    for (uint32_t p = 0; p < store_snap_entries(s); p++) {
-        store_msg m;
-        if (store_snap_entry(s, p, &m) != 1)
-            continue;
-        const char *bytes;
-        size_t got = 0;
-        uint32_t crc = 0;
-        if (store_snap_bytes(s, m.uid, 0, SIZE_MAX, &bytes, &got) == 0)
-            crc = store_crc32c(0, bytes, got);
-        fprintf(f, "%u f%#x m%" PRIu64 " d%" PRId64 " s%u/%zu c%08x k", m.uid, m.flags,
-                m.modseq, m.internal_date, m.size, got, crc);
-        for (unsigned k = 0; k < 64; k++)
-            if (m.keywords & (1ull << k))
-                fprintf(f, " %s", store_snap_keyword(s, k) ? store_snap_keyword(s, k) : "?");
-        fputc('\n', f);
-    }
-    store_snap_put(s);
-    fclose(f);
-    return out;
-}
-
 /* Every mailbox of the user (name, id, UIDVALIDITY and content).  Mailboxes
  * this process has open are the same objects (no second recovery). */
 static char *describe_user(store_user *u)
@@ -944,7 +912,7 @@ static char *describe_user(store_user *u)
             fprintf(f, "open: %s\n", strerror(-rc));
             continue;
         }
-        char *d = describe(mb);
+        char *d = test_describe_mbox(mb);
         fputs(d, f);
         free(d);
         store_mbox_close(mb);

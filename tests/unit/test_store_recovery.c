@@ -102,35 +102,6 @@ static int append_id(store_mbox *mb, unsigned id, uint32_t flags, uint32_t *uid)
     return r;
 }
 
-/* What a client can see of a mailbox, as one string (uids, flags,
- * keywords, modseqs and a digest of every message's bytes). */
-static char *describe(store_mbox *mb)
-{
-    char *out = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&out, &len);
-    store_snap *s = store_snap_get(mb);
-    if (!f || !s)
-        abort();
-    fprintf(f, "uidnext %u hms %" PRIu64 "\n", store_snap_uidnext(s),
-            store_snap_highestmodseq(s));
-    for (uint32_t p = 0; p < store_snap_entries(s); p++) {
-        store_msg m;
-        if (store_snap_entry(s, p, &m) != 1)
-            continue;
-        const char *bytes;
-        size_t got;
-        uint32_t crc = 0;
-        if (store_snap_bytes(s, m.uid, 0, SIZE_MAX, &bytes, &got) == 0)
-            crc = store_crc32c(0, bytes, got);
-        fprintf(f, "%u %#x %" PRIx64 " %" PRIu64 " %u %08x\n", m.uid, m.flags, m.keywords,
-                m.modseq, m.size, crc);
-    }
-    store_snap_put(s);
-    fclose(f);
-    return out;
-}
-
 /* Names in dir that are not the files of one healthy generation (lock,
  * compact.lock, index, log.N, cache.N), ' '-joined into out. */
 static int strays(const char *dir, char *out, size_t cap)
@@ -194,14 +165,14 @@ static void test_many_compactions_lost_index(void)
     store_status st;
     REQUIRE_OK(store_mbox_status(mb, &st));
     CHECK_EQ(st.generation, 71);
-    char *want = describe(mb);
+    char *want = test_describe_mbox(mb);
     test_inbox_close(u, mb);
 
     char p[1200];
     snprintf(p, sizeof p, "%s/index", dir);
     REQUIRE(unlink(p) == 0);
     REQUIRE_OK(test_inbox_open(root, "g", STORE_FSYNC_ALWAYS, &u, &mb));
-    char *got = describe(mb);
+    char *got = test_describe_mbox(mb);
     CHECK(!strcmp(want, got));
     if (strcmp(want, got))
         fprintf(stderr, "want:\n%sgot:\n%s", want, got);
@@ -215,7 +186,7 @@ static void test_many_compactions_lost_index(void)
     REQUIRE_OK(test_inbox_open(root, "g", STORE_FSYNC_ALWAYS, &u, &mb));
     CHECK_EQ(store_check(mb, true, &rep, NULL, NULL), 0);
     CHECK_EQ(store_check(mb, false, &rep, NULL, NULL), 0);
-    got = describe(mb);
+    got = test_describe_mbox(mb);
     CHECK(!strcmp(want, got));
     free(got);
     REQUIRE_OK(append_id(mb, 999, 0, &uid));
@@ -245,7 +216,7 @@ static void test_orphan_mailbox_dir(void)
     store_mbox_close(mb);
     REQUIRE_OK(store_mbox_open(u, "Kept", &mb));
     REQUIRE_OK(append_id(mb, 2, 0, &uid));
-    char *kept_before = describe(mb);
+    char *kept_before = test_describe_mbox(mb);
     store_mbox_close(mb);
     CHECK_EQ(store_user_orphans(u, false, NULL, NULL), 0);
 
@@ -277,7 +248,7 @@ static void test_orphan_mailbox_dir(void)
     CHECK_EQ(store_user_orphans(u, false, NULL, NULL), 0);
     /* The other mailboxes are untouched. */
     REQUIRE_OK(store_mbox_open(u, "Kept", &mb));
-    char *kept_after = describe(mb);
+    char *kept_after = test_describe_mbox(mb);
     CHECK(!strcmp(kept_before, kept_after));
     store_mbox_close(mb);
     REQUIRE_OK(store_mbox_open(u, "INBOX", &mb));
@@ -347,7 +318,7 @@ static void test_compact_races_opens(void)
     uint32_t uid;
     for (unsigned i = 0; i < 200; i++)
         REQUIRE_OK(append_id(mb, i, 0, &uid));
-    char *want = describe(mb);
+    char *want = test_describe_mbox(mb);
     char dir[1024];
     mbox_dir_of(mb, dir, sizeof dir);
     test_inbox_close(u, mb);
@@ -389,7 +360,7 @@ static void test_compact_races_opens(void)
     }
     CHECK_EQ(failed, 0);
     REQUIRE_OK(test_inbox_open(root, "c", STORE_FSYNC_ALWAYS, &u, &mb));
-    char *got = describe(mb);
+    char *got = test_describe_mbox(mb);
     CHECK(!strcmp(want, got));
     store_check_report rep;
     CHECK_EQ(store_check(mb, false, &rep, NULL, NULL), 0);
@@ -446,7 +417,7 @@ static void test_killed_compaction(void)
     for (unsigned i = 0; i < 40; i++)
         REQUIRE_OK(append_id(mb, i, i % 4 ? 0 : STORE_F_DELETED, &uid));
     REQUIRE_OK(store_expunge(mb, NULL, 0, true, NULL, NULL));
-    char *want = describe(mb);
+    char *want = test_describe_mbox(mb);
     char dir[1024], stash[1100];
     mbox_dir_of(mb, dir, sizeof dir);
     snprintf(stash, sizeof stash, "%s/stash", root);
@@ -516,7 +487,7 @@ static void test_killed_compaction(void)
         CHECK_EQ(strays(dir, s, sizeof s), 0);
         if (s[0])
             fprintf(stderr, "  killed at call %d of %d: left %s\n", point, total, s);
-        char *got = describe(mb);
+        char *got = test_describe_mbox(mb);
         CHECK(!strcmp(want, got));
         free(got);
         /* ... and so does check, for files that appear while it is open. */
