@@ -14,7 +14,7 @@ PACKAGES=(
   android-libboringssl-dev    # TLS for the server (BoringSSL)
   libjemalloc-dev             # the server's allocator
   libbenchmark-dev            # Google Benchmark: bench/ringmail-microbench
-  zlib1g-dev                  # COMPRESS=DEFLATE, later
+  zlib1g-dev                  # COMPRESS=DEFLATE (net/compress.c)
   libcrypt-dev                # libxcrypt: password hashes
   libsodium-dev               # {ARGON2ID} password hashes
   openssl                     # the demo's self-signed certificate; TLS tests' certificates
