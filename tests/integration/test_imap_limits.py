@@ -293,10 +293,13 @@ class DropPrivileges(rs.ServerTestCase):
 
     def test_runs_as_nobody(self):
         nobody = pwd.getpwnam("nobody")
+        # The listeners are bound (and the harness sees the port open)
+        # before privileges are dropped; the workers that answer start
+        # after.  So a login first: then the drop has happened.
+        c = self.login()
         with open("/proc/%d/status" % self.server.proc.pid) as f:
             uids = [l for l in f if l.startswith("Uid:")][0].split()[1:]
         self.assertEqual(set(map(int, uids)), {nobody.pw_uid})
-        c = self.login()
         self.ok(c, "CREATE Box")
         self.expect(c.append("Box", b"Subject: x\r\n\r\nhi\r\n"), "OK")
         for root, dirs, files in os.walk(self.server.mail_root):
