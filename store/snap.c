@@ -394,3 +394,76 @@ int store_snap_expunged_since(const store_snap *s, uint64_t since,
         *exact = ex;
     return rc;
 }
+
+void store_rangelist_free(store_rangelist *l)
+{
+    free(l->r);
+    l->r = NULL;
+    l->n = l->cap = 0;
+}
+
+/* Append [lo, hi] (above every range already there), merging with the last
+ * range when adjacent. */
+static int rangelist_push(store_rangelist *l, uint32_t lo, uint32_t hi)
+{
+    RM_ASSERT(lo <= hi);
+    if (l->n) {
+        store_range *last = &l->r[l->n - 1];
+        RM_ASSERT(lo > last->hi);
+        if (lo - last->hi == 1) {
+            last->hi = hi;
+            return 0;
+        }
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        store_range *r = realloc(l->r, cap * sizeof *r);
+        if (!r)
+            return -ENOMEM;
+        l->r = r;
+        l->cap = cap;
+    }
+    l->r[l->n++] = (store_range){lo, hi};
+    return 0;
+}
+
+int store_snap_vanished(const store_snap *s, uint64_t since, uint32_t lo,
+                        uint32_t hi, store_rangelist *out)
+{
+    struct idx_hdr *h = store_gen_hdr(s->g);
+    uint32_t uidnext = store_snap_uidnext(s);
+    if (hi >= uidnext)
+        hi = uidnext - 1;
+    if (lo == 0)
+        lo = 1;
+    if (lo > hi)
+        return 0;
+    int rc = 0;
+    if (since >= A_LOAD(&h->tomb_floor)) {
+        for (uint32_t p = store_gen_lower_bound(s->g, s->count, lo); p < s->count && rc == 0; p++) {
+            const struct idx_entry *e = store_gen_entry(s->g, p);
+            if (e->uid > hi)
+                break;
+            uint64_t fm = A_LOAD(&e->fm);
+            if ((FM_FLAGS(fm) & ENT_EXPUNGED) && FM_MODSEQ(fm) > since)
+                rc = rangelist_push(out, e->uid, e->uid);
+        }
+        return rc;
+    }
+    /* Tombstones older than `since` were dropped: every UID in [lo, hi]
+     * that is not live now, as ranges between live messages. */
+    uint32_t next = lo;
+    for (uint32_t p = store_gen_lower_bound(s->g, s->count, lo); p < s->count && rc == 0; p++) {
+        const struct idx_entry *e = store_gen_entry(s->g, p);
+        if (e->uid > hi)
+            break;
+        if (FM_FLAGS(A_LOAD(&e->fm)) & ENT_EXPUNGED)
+            continue;
+        if (e->uid > next)
+            rc = rangelist_push(out, next, e->uid - 1);
+        next = e->uid + 1;
+    }
+    if (rc == 0 && next <= hi && next != 0)
+        rc = rangelist_push(out, next, hi);
+    return rc;
+}

@@ -374,6 +374,20 @@ int store_cursor_bytes(store_cursor *c, uint64_t off, size_t len, const char **p
 /* Messages with modseq > since (changed flags or appended), in UID order. */
 int store_snap_changed_since(const store_snap *s, uint64_t since,
                              store_uidlist *out);
+/* A list of UID ranges, sorted, disjoint and not adjacent. */
+typedef struct store_rangelist {
+    store_range *r;
+    size_t n, cap;
+} store_rangelist;
+void store_rangelist_free(store_rangelist *l);
+
+/* The expunge history for QRESYNC (RFC 7162 3.2.5.1, VANISHED (EARLIER)):
+ * the UIDs within [lo, hi] expunged with a modseq above `since`, as ranges.
+ * Never a live UID; it may include UIDs expunged at or before `since` where
+ * the history could not keep them apart (RFC 7162 5.1 allows reporting more
+ * than asked).  Its cost follows the number of ranges, not of messages. */
+int store_snap_vanished(const store_snap *s, uint64_t since, uint32_t lo,
+                        uint32_t hi, store_rangelist *out);
 /* UIDs expunged with modseq > since.  If tombstones older than `since` were
  * dropped by compaction, the answer is every UID below UIDNEXT that does not
  * exist, which RFC 7162 allows (*exact is then false). */
