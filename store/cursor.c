@@ -114,7 +114,7 @@ int store_cursor_cache(store_cursor *c, store_cache *out)
 {
     const struct idx_entry *e;
     int rc = sound(c, &e);
-    return rc < 0 ? rc : store_snap_entry_cache(c->snap, e, out);
+    return rc < 0 ? rc : store_snap_entry_cache(c->snap, c->pos, e, out);
 }
 
 int store_cursor_bytes(store_cursor *c, uint64_t off, size_t len, const char **ptr,

@@ -80,6 +80,9 @@ struct gen {
     _Atomic uint64_t written, synced;
     atomic_int sync_failed;     /* -EIO once a deferred flush failed */
     pthread_mutex_t slock;      /* one flush of this log at a time */
+    /* Entries whose cache blob this process has validated (seen.c). */
+    _Atomic(struct store_seen *) seen;
+    pthread_mutex_t seenlock;   /* guards growing `seen` */
 };
 
 struct store_snap {
@@ -149,6 +152,16 @@ struct store_user {
     unsigned nlinger;           /* mailboxes in `open` with refs 0 */
     struct store_user *next;
 };
+
+/* ---- seen.c: cache blobs already validated ----------------------------- */
+
+/* Open a blob that store_cache_open already accepted at this address in this
+ * process (see seen.c): only its header and counts are checked. */
+int store_cache_reopen(const void *blob, size_t len, store_cache *c);
+
+bool store_seen_test(struct gen *g, uint32_t pos);
+void store_seen_mark(struct gen *g, uint32_t pos);
+void store_seen_free(struct gen *g);
 
 /* ---- mbox.c ------------------------------------------------------------ */
 
@@ -250,7 +263,8 @@ bool store_snap_entry_sound(const store_snap *s, const struct idx_entry *e);
 /* store_snap_bytes and store_snap_cache for an entry of s found sound. */
 int store_snap_entry_bytes(const store_snap *s, const struct idx_entry *e, uint64_t off,
                            size_t len, const char **ptr, size_t *got);
-int store_snap_entry_cache(store_snap *s, const struct idx_entry *e, store_cache *c);
+int store_snap_entry_cache(store_snap *s, uint32_t pos, const struct idx_entry *e,
+                           store_cache *c);
 
 /* ---- write.c ----------------------------------------------------------- */
 

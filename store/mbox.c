@@ -95,8 +95,10 @@ static void gen_free(struct gen *g)
         close(g->idx_fd);
     if (g->cache_fd >= 0)
         close(g->cache_fd);
+    store_seen_free(g);
     pthread_mutex_destroy(&g->tlock);
     pthread_mutex_destroy(&g->slock);
+    pthread_mutex_destroy(&g->seenlock);
     free(g);
 }
 
@@ -169,6 +171,7 @@ int store_gen_open_paths(const char *logp, const char *idxp,
     atomic_init(&g->refs, 1);
     g->log_fd = g->idx_fd = g->cache_fd = -1;
     pthread_mutex_init(&g->tlock, NULL);
+    pthread_mutex_init(&g->seenlock, NULL);
     pthread_mutex_init(&g->slock, NULL);
     int rc = 0;
     uint64_t lsz, isz, csz;

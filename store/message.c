@@ -103,6 +103,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/internal.h"  /* store_cache_reopen */
 #include "store/store.h"    /* store_crc32c: one CRC32C for records and blobs */
 
 #define BLOB_MAGIC "RMcb"
@@ -1340,15 +1341,17 @@ static int part_kind(const store_cache *c, uint32_t i)
     return K_LEAF;
 }
 
-int store_cache_open(const void *blob, size_t len, store_cache *c)
+/* The O(1) part of opening a blob: the header, the counts against the
+ * length, and the views into it.  Everything a later accessor relies on
+ * beyond that is checked by blob_walk. */
+static int cache_layout(const uint8_t *b, size_t len, store_cache *v)
 {
-    const uint8_t *b = blob;
     if (!b || len < HDR_SIZE || memcmp(b, BLOB_MAGIC, 4) ||
         (ld16(b + 4) != BLOB_VERSION && ld16(b + 4) != 1 && ld16(b + 4) != 2) ||
         ld16(b + 6) != HDR_SIZE)
         return -EBADMSG;
     uint32_t rendered = ld16(b + 4) == BLOB_VERSION ? ld32(b + 36) : NIL_REF;
-    uint32_t total = ld32(b + 8), msg_len = ld32(b + 16);
+    uint32_t total = ld32(b + 8);
     uint32_t nparts = ld32(b + 20), nenvs = ld32(b + 24);
     uint32_t nparams = ld32(b + 28), pool_len = ld32(b + 32);
     if (total < HDR_SIZE || total > len || (ld16(b + 4) == 1 && ld32(b + 36) != 0) || nparts == 0 ||
@@ -1357,24 +1360,42 @@ int store_cache_open(const void *blob, size_t len, store_cache *c)
     uint64_t need = HDR_SIZE + (uint64_t)nparts * PART_SIZE +
                     (uint64_t)nenvs * ENV_SIZE +
                     (uint64_t)nparams * PARAM_SIZE + pool_len;
-    if (need != total || ld32(b + 12) != blob_crc(b, total))
+    if (need != total)
         return -EBADMSG;
 
-    store_cache v;
-    memset(&v, 0, sizeof v);
-    v.blob = b;
-    v.len = total;
-    v.nparts = nparts;
-    v.nenvelopes = nenvs;
-    v.parts_ = b + HDR_SIZE;
-    v.envs_ = v.parts_ + (size_t)nparts * PART_SIZE;
-    v.params_ = v.envs_ + (size_t)nenvs * ENV_SIZE;
-    v.pool_ = v.params_ + (size_t)nparams * PARAM_SIZE;
-    v.nparams_total_ = nparams;
-    v.pool_len_ = pool_len;
-    if (!ref_ok(&v, rendered, true))
+    memset(v, 0, sizeof *v);
+    v->blob = b;
+    v->len = total;
+    v->nparts = nparts;
+    v->nenvelopes = nenvs;
+    v->parts_ = b + HDR_SIZE;
+    v->envs_ = v->parts_ + (size_t)nparts * PART_SIZE;
+    v->params_ = v->envs_ + (size_t)nenvs * ENV_SIZE;
+    v->pool_ = v->params_ + (size_t)nparams * PARAM_SIZE;
+    v->nparams_total_ = nparams;
+    v->pool_len_ = pool_len;
+    if (!ref_ok(v, rendered, true))
         return -EBADMSG;
-    v.rendered_ = rendered;
+    v->rendered_ = rendered;
+    return 0;
+}
+
+int store_cache_reopen(const void *blob, size_t len, store_cache *c)
+{
+    return cache_layout(blob, len, c);
+}
+
+int store_cache_open(const void *blob, size_t len, store_cache *c)
+{
+    store_cache v;
+    int rc = cache_layout(blob, len, &v);
+    if (rc < 0)
+        return rc;
+    const uint8_t *b = blob;
+    if (ld32(b + 12) != blob_crc(b, v.len))
+        return -EBADMSG;
+    uint32_t msg_len = ld32(b + 16);
+    uint32_t nparts = v.nparts, nenvs = v.nenvelopes, nparams = v.nparams_total_;
 
     for (uint32_t i = 0; i < nenvs; i++)
         for (int k = 0; k < NENV; k++)

@@ -280,18 +280,28 @@ int store_snap_entry_bytes(const store_snap *s, const struct idx_entry *e, uint6
     return 0;
 }
 
-int store_snap_entry_cache(store_snap *s, const struct idx_entry *e, store_cache *c)
+int store_snap_entry_cache(store_snap *s, uint32_t pos, const struct idx_entry *e,
+                           store_cache *c)
 {
+    RM_ASSERT(pos < s->count && store_gen_entry(s->g, pos) == e);
     if (e->cache_off) {
         const uint8_t *b = store_mapchain_get(&s->g->cache, e->cache_off,
                                               sizeof(struct cache_rec) + e->cache_len);
         struct cache_rec cr;
         if (b) {
-            /* The blob carries its own CRC, which store_cache_open checks;
-             * the record's CRC is for check, not for every read. */
+            /* The blob carries its own CRC, which store_cache_open checks
+             * the first time this process reads it (seen.c); the record's
+             * CRC is for check, not for every read. */
             memcpy(&cr, b, sizeof cr);
-            if (cr.len == e->cache_len && store_cache_open(b + sizeof cr, cr.len, c) == 0)
-                return 0;
+            if (cr.len == e->cache_len) {
+                if (store_seen_test(s->g, pos) &&
+                    store_cache_reopen(b + sizeof cr, cr.len, c) == 0)
+                    return 0;
+                if (store_cache_open(b + sizeof cr, cr.len, c) == 0) {
+                    store_seen_mark(s->g, pos);
+                    return 0;
+                }
+            }
         }
     }
     /* Damaged or missing cache entry: parse the message again.  Each parse
@@ -337,7 +347,7 @@ int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c)
     const struct idx_entry *e = store_gen_entry(s->g, (uint32_t)p);
     if (!entry_sound(s, e))
         return -EBADMSG;
-    return store_snap_entry_cache(s, e, c);
+    return store_snap_entry_cache(s, (uint32_t)p, e, c);
 }
 
 int store_snap_changed_since(const store_snap *s, uint64_t since,
