@@ -154,5 +154,9 @@ void sess_cont_run(session *s)
         return;
     }
     sess_flush(s);
+    if (s->state == ST_LOGOUT) {
+        net_conn_close(s->conn);    /* may free s */
+        return;
+    }
     sess_cont_next(s);
 }

@@ -56,6 +56,21 @@ void sess_untagged(session *s, const char *fmt, ...)
 
 void sess_flush(session *s)
 {
+    if (s->out.err) {
+        /* An answer could not be built (out of memory).  The buffer may end
+         * in the middle of a response, and everything written after the
+         * failure was dropped, so the client would wait for a tagged line
+         * that never comes.  End the session with a line that needs no
+         * memory; every caller closes a session in ST_LOGOUT. */
+        static const char bye[] = "* BYE [SERVERBUG] Out of memory, closing\r\n";
+        log_msg(LOGL_ERROR, s->id, s->user, "building an answer failed: %s; dropped %zu bytes",
+                strerror(-s->out.err), s->out.len);
+        imap_out_free(&s->out);
+        memset(&s->out, 0, sizeof s->out);
+        net_conn_send(s->conn, bye, sizeof bye - 1);
+        s->state = ST_LOGOUT;
+        return;
+    }
     if (s->out.len)
         net_conn_send(s->conn, s->out.p, s->out.len);
     s->out.len = 0;

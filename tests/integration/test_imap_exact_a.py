@@ -485,8 +485,81 @@ class SelectOutOfMemory(rs.ServerTestCase):
         self.ok(c, "NOOP")
 
 
+MANY = 25000                    # "* SEARCH 1 ... 25000" is about 139 KB
+
+
+class OutputOutOfMemory(rs.ServerTestCase):
+    """ringmaild under LD_PRELOAD=librm_failalloc.so: every allocation of
+    262144 bytes fails, which is where a session's output buffer grows past
+    128 KiB (the SEARCH result of 25000 UIDs needs 131072).  An answer that cannot be built must not be lost silently (the
+    client would wait forever for its tagged line): the session ends with
+    BYE and a closed connection, and the other sessions go on."""
+
+    users_per_class = 4
+
+    @classmethod
+    def setUpClass(cls):
+        lib = failalloc_lib()
+        if cls.backend is not None and not lib:
+            raise rs.unittest.SkipTest("librm_failalloc.so not built (sanitizers)")
+        saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "RINGMAIL_FAILALLOC_SIZE")}
+        if lib:
+            os.environ["LD_PRELOAD"] = lib
+            os.environ["RINGMAIL_FAILALLOC_SIZE"] = str(262144)
+        try:
+            super().setUpClass()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    @classmethod
+    def prepare_server(cls, server):
+        for u in ("user0", "user1"):
+            server.import_mbox(u, "Many", [msg(i) for i in range(MANY)])
+
+    def test_answer_that_cannot_be_built_ends_the_session(self):
+        """Whether the answer outgrows 128 KiB in one buffer depends on how
+        much of it one time slice writes, so each attempt ends one of two
+        ways, both checked: the whole answer, or BYE and a closed
+        connection.  Never a partial answer followed by silence (the old
+        behaviour: the client waited forever).  The BYE path must be seen
+        at least once in the attempts."""
+        bystander = self.login(select="Many")
+        byes = 0
+        for attempt in range(12):
+            c = self.login(select="Many")
+            c.send(b"a1 SEARCH ALL\r\na2 NOOP\r\n")
+            deadline = time.monotonic() + 20
+            while b"a2 OK" not in c.buf and not c.closed:
+                try:
+                    c._fill(max(0.1, deadline - time.monotonic()))
+                except ConnectionError:
+                    break
+            data = c.buf
+            if c.closed:
+                self.assertTrue(data.endswith(b"* BYE [SERVERBUG] Out of memory, closing\r\n"),
+                                data[-200:])
+                self.assertNotIn(b"a1 OK", data)    # never an OK for an answer cut short
+                byes += 1
+            else:
+                line = data.split(b"\r\n")[0].split()
+                self.assertEqual(line[:2], [b"*", b"SEARCH"])
+                self.assertEqual([int(x) for x in line[2:]], list(range(1, MANY + 1)))
+                self.assertIn(b"a1 OK SEARCH completed\r\na2 OK", data)
+                c.close()
+            if byes >= 2:
+                break
+        self.assertGreater(byes, 0, "the output buffer never reached 128 KiB in one piece")
+        # the other session on the server is not affected
+        self.ok(bystander, "NOOP")
+        r = self.ok(bystander, "UID SEARCH UID 24990:*")
+        self.assertEqual(len(r.of("SEARCH")[0].line.split()) - 2, 11)
+
 rs.parametrize(globals(), Keywords, Names, NilFlag, MoveSelf, Subscribed, SpecialUse,
-               SelectOutOfMemory)
+               SelectOutOfMemory, OutputOutOfMemory)
 
 if __name__ == "__main__":
     rs.main()
