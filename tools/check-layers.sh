@@ -17,13 +17,14 @@ declare -A ALLOW=(
   [store]=""
   [net]="store/assert.h"
   [core/imap]="store/utf8.h"
+  [core/lmtp]="store/utf8.h store/assert.h"
   [core/base]="store"
   [core/auth]="net store/utf8.h store/base64.h"
   [core/fetch]="core/imap store"
   [core/search]="core/fetch core/imap store"
-  [core/server]="core/search core/fetch core/auth core/imap core/base store net"
+  [core/server]="core/search core/fetch core/auth core/lmtp core/imap core/base store net"
   [tools]="core/base core/auth core/fetch core/imap store"
-  [bench]="core/server core/search core/fetch core/auth core/imap core/base store net"
+  [bench]="core/server core/search core/fetch core/auth core/lmtp core/imap core/base store net"
 )
 
 bad=0
