@@ -86,6 +86,9 @@ void net_addr_store(struct net_conn *c, const struct sockaddr *sa)
         c->family = AF_INET6;
         c->port = ntohs(in6->sin6_port);
         memcpy(c->addr, &in6->sin6_addr, 16);
+    } else if (sa && sa->sa_family == AF_UNIX) {
+        c->family = AF_UNIX;
+        c->port = 0;
     } else {
         c->family = AF_UNSPEC;
     }
@@ -102,6 +105,8 @@ const char *net_conn_peer(const net_conn *c_)
         snprintf(buf, sizeof buf, "%s:%u", ip, c->port);
     else if (c->family == AF_INET6 && inet_ntop(AF_INET6, c->addr, ip, sizeof ip))
         snprintf(buf, sizeof buf, "[%s]:%u", ip, c->port);
+    else if (c->family == AF_UNIX)
+        snprintf(buf, sizeof buf, "unix");
     else
         snprintf(buf, sizeof buf, "?");
     /* Kept (sized to fit: most sessions log their peer, and this is per
@@ -109,6 +114,11 @@ const char *net_conn_peer(const net_conn *c_)
      * still get something printable. */
     c->peer = strdup(buf);
     return c->peer ? c->peer : "?";
+}
+
+int net_conn_tag(const net_conn *c)
+{
+    return c->w->s->lst[c->listener].tag;
 }
 
 bool net_conn_is_loopback(const net_conn *c)
@@ -123,5 +133,6 @@ bool net_conn_is_loopback(const net_conn *c)
             return true;
         return !memcmp(c->addr, v4_mapped, 12) && c->addr[12] == 127;
     }
-    return false;
+    /* A Unix socket's peer is on this machine, like a loopback one. */
+    return c->family == AF_UNIX;
 }

@@ -31,6 +31,8 @@ struct net_conn *net_conn_accepted(struct net_worker *w, int fd,
     c->w = w;
     c->fd = fd;
     c->seq = ++w->next_seq;
+    RM_ASSERT(l < NET_MAX_LISTENERS && NET_MAX_LISTENERS <= 256);
+    c->listener = (uint8_t)l;
     net_addr_store(c, sa);
     if (net_tab_put(&w->tab, c) < 0) {
         close(fd);

@@ -105,7 +105,8 @@ struct net_conn {
     int fd;
     uint32_t tidx;                  /* timer heap position + 1; 0 = none */
     uint8_t refs;                   /* io_uring ops in flight */
-    uint8_t family;                 /* AF_INET / AF_INET6 */
+    uint8_t family;                 /* AF_INET / AF_INET6 / AF_UNIX */
+    uint8_t listener;               /* index into the server's lst[] */
     uint16_t port;                  /* peer port, host order */
     uint8_t addr[16];               /* peer address (4 or 16 bytes) */
 };
@@ -207,6 +208,7 @@ struct net_worker {
 struct net_listener {
     int family;
     int port;
+    int tag;                        /* the owner's: net_conn_tag() */
     net_tls *tls;                   /* implicit TLS; NULL: cleartext */
     int *fds;                       /* one per worker, -1 once closed */
 };

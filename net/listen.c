@@ -9,9 +9,13 @@
  * servers bind before dropping privileges, as the same user), so another
  * user cannot join the group and take connections. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "net/internal.h"
@@ -140,4 +144,85 @@ int net_server_listen_tls(net_server *s, const char *hostport, net_tls *tls)
         return rc;
     s->lst[s->nlisteners - 1].tls = tls;
     return 0;
+}
+
+int net_server_tag(net_server *s, int tag)
+{
+    if (s->started)
+        return -EBUSY;
+    if (!s->nlisteners)
+        return -EINVAL;
+    s->lst[s->nlisteners - 1].tag = tag;
+    return 0;
+}
+
+/* A Unix stream socket at `path`.  SO_REUSEPORT does not spread a Unix
+ * socket's connections, so there is one socket and every worker accepts on
+ * its own duplicate of it: whoever wakes first takes a connection, the
+ * others find none (EAGAIN), which both backends expect anyway. */
+int net_server_listen_unix(net_server *s, const char *path, unsigned mode)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    if (s->started)
+        return -EBUSY;
+    if (s->nlisteners == NET_MAX_LISTENERS)
+        return -ENOSPC;
+    if (!path || !*path || strlen(path) >= sizeof sun.sun_path || mode > 0777)
+        return -EINVAL;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    /* A socket left by an earlier run is replaced; anything else at that
+     * path is the operator's, and never removed. */
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return -EEXIST;
+        if (unlink(path) < 0)
+            return -errno;
+    }
+    int *fds = calloc(s->nworkers, sizeof *fds);
+    if (!fds)
+        return -ENOMEM;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        fds[i] = -1;
+    int rc = 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    fds[0] = fd;
+    /* The mode is set before anyone can connect: bind under a umask that
+     * hides the socket, chmod, then listen. */
+    mode_t old = umask(0777);
+    int b = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+    int e = errno;
+    umask(old);
+    if (b < 0) {
+        rc = -e;
+        goto fail;
+    }
+    if (chmod(path, (mode_t)mode) < 0 || listen(fd, NET_BACKLOG) < 0) {
+        rc = -errno;
+        unlink(path);
+        goto fail;
+    }
+    for (unsigned i = 1; i < s->nworkers; i++) {
+        fds[i] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (fds[i] < 0) {
+            rc = -errno;
+            unlink(path);
+            goto fail;
+        }
+    }
+    struct net_listener *l = &s->lst[s->nlisteners++];
+    l->family = AF_UNIX;
+    l->port = 0;
+    l->fds = fds;
+    return 0;
+fail:
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(fds);
+    return rc;
 }

@@ -85,6 +85,13 @@ int net_server_new(const net_config *cfg, const net_conn_ops *ops,
  * worker); net_server_port() tells it.  Call before net_server_start. */
 int net_server_listen(net_server *s, const char *hostport);
 int net_server_port(const net_server *s, unsigned listener);
+/* Listen on a Unix stream socket at `path` with permission bits `mode`
+ * (e.g. 0660; set before the socket accepts).  A stale socket at the path
+ * is replaced; any other file there is -EEXIST.  Its port is 0. */
+int net_server_listen_unix(net_server *s, const char *path, unsigned mode);
+/* Give the listener added last a tag (0 by default), which its connections
+ * report (net_conn_tag): one server, several protocols.  Before start. */
+int net_server_tag(net_server *s, int tag);
 /* Start the workers (threads).  Returns once they are running. */
 int net_server_start(net_server *s);
 /* Which backend the workers use (after start). */
@@ -117,9 +124,12 @@ void net_conn_close(net_conn *c);
 /* Arm the connection's one timer (ms from now); 0 cancels. */
 void net_conn_timer(net_conn *c, uint32_t ms);
 net_conn_id net_conn_get_id(const net_conn *c);
-/* "ip:port" of the peer. */
+/* "ip:port" of the peer ("unix" on a Unix socket). */
 const char *net_conn_peer(const net_conn *c);
+/* Loopback, or a Unix socket (a peer on this machine either way). */
 bool net_conn_is_loopback(const net_conn *c);
+/* The tag of the listener that accepted the connection (net_server_tag). */
+int net_conn_tag(const net_conn *c);
 /* The worker index, 0 <= i < workers. */
 unsigned net_conn_worker(const net_conn *c);
 

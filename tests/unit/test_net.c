@@ -19,7 +19,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -179,6 +181,7 @@ struct rec {
     atomic_int releases;
     char peer[80];
     bool loopback;
+    int tag;
     atomic_llong resumed_at, late_data_at;
     atomic_long stash_at_resume;
     atomic_llong max_pending;
@@ -223,6 +226,7 @@ static void *common_open(net_conn *c)
     r->thread = pthread_self();
     snprintf(r->peer, sizeof r->peer, "%s", net_conn_peer(c));
     r->loopback = net_conn_is_loopback(c);
+    r->tag = net_conn_tag(c);
     atomic_fetch_add(&r->opens, 1);
     struct sess *s = calloc(1, sizeof *s);
     s->r = r;
@@ -1547,6 +1551,104 @@ static void t_yield(void)
     check_exactly_once_closed(3);
 }
 
+static int client_unix(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = { 5, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof sa.sun_path) {
+        close(fd);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A Unix socket listener beside a TCP one: its mode is set, a stale socket
+ * is replaced but no other file, every worker accepts on it, and each
+ * connection tells which listener (tag) took it. */
+static void t_unix(void)
+{
+    char dir[] = "/tmp/rm-net-unix-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    char path[128], file[128];
+    snprintf(path, sizeof path, "%s/lmtp", dir);
+    snprintf(file, sizeof file, "%s/plain", dir);
+    FILE *f = fopen(file, "w");
+    REQUIRE(f);
+    fclose(f);
+
+    net_config cfg = { .workers = 2, .backend = g_be };
+    net_server *s;
+    reset_recs();
+    REQUIRE_OK(net_server_new(&cfg, &cmd_ops, &s));
+    CHECK_EQ(net_server_tag(s, 1), -EINVAL);            /* no listener yet */
+    REQUIRE_OK(net_server_listen(s, "127.0.0.1:0"));
+    CHECK_EQ(net_server_listen_unix(s, file, 0600), -EEXIST);   /* not a socket */
+    CHECK_EQ(net_server_listen_unix(s, "", 0600), -EINVAL);
+    CHECK_EQ(net_server_listen_unix(s, path, 01777), -EINVAL);
+    REQUIRE_OK(net_server_listen_unix(s, path, 0600));
+    REQUIRE_OK(net_server_tag(s, 7));
+    struct stat st;
+    REQUIRE(lstat(path, &st) == 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    CHECK_EQ(st.st_mode & 0777, 0600);
+    CHECK_EQ(net_server_port(s, 1), 0);
+    REQUIRE_OK(net_server_start(s));
+    CHECK_EQ(net_server_tag(s, 1), -EBUSY);
+    int port = net_server_port(s, 0);
+
+    int fds[13], n = 0;
+    for (int i = 0; i < 12; i++) {
+        fds[n] = client_unix(path);
+        if (fds[n] >= 0 && rec_of(fds[n]) >= 0)
+            n++;
+    }
+    CHECK_EQ(n, 12);
+    fds[n] = client(port);
+    CHECK(fds[n] >= 0 && rec_of(fds[n]) >= 0);
+    n++;
+    CHECK(wait_atleast(&g_opens, n, 3000));
+    int by_tag[2] = { 0, 0 };
+    for (int i = 0; i < n; i++) {
+        int u = !strcmp(g_recs[i].peer, "unix");
+        CHECK(g_recs[i].loopback);
+        CHECK_EQ(g_recs[i].tag, u ? 7 : 0);
+        by_tag[u]++;
+    }
+    CHECK_EQ(by_tag[1], 12);
+    CHECK_EQ(by_tag[0], 1);
+    char line[16];
+    CHECK(write_str(fds[0], "QUIT\n") && read_line(fds[0], line, sizeof line) &&
+          !strcmp(line, "bye"));
+    CHECK(read_eof(fds[0]));
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    CHECK(wait_atleast(&g_closes, n, 3000));
+    net_server_stop(s);
+    net_server_wait(s);
+    net_server_free(s);
+    check_exactly_once_closed(n);
+
+    /* The next run replaces the stale socket. */
+    REQUIRE_OK(net_server_new(&cfg, &cmd_ops, &s));
+    CHECK_EQ(net_server_listen_unix(s, path, 0660), 0);
+    REQUIRE(lstat(path, &st) == 0);
+    CHECK_EQ(st.st_mode & 0777, 0660);
+    net_server_free(s);
+    unlink(path);
+    unlink(file);
+    rmdir(dir);
+}
+
 #define BOTH(fn)                                                          \
     static void fn##_io_uring(void) { g_be = NET_BACKEND_IO_URING; g_test = #fn "_io_uring"; alarm(60); fn(); alarm(0); } \
     static void fn##_epoll(void) { g_be = NET_BACKEND_EPOLL; g_test = #fn "_epoll"; alarm(60); fn(); alarm(0); }
@@ -1570,6 +1672,7 @@ BOTH(t_stop_forced)
 BOTH(t_stop_quiet)
 BOTH(t_refuse)
 BOTH(t_addresses)
+BOTH(t_unix)
 
 #define RUN_BOTH(fn) do { RUN(fn##_io_uring); RUN(fn##_epoll); } while (0)
 
@@ -1604,6 +1707,7 @@ int main(void)
     RUN_BOTH(t_stop_quiet);
     RUN_BOTH(t_refuse);
     RUN_BOTH(t_addresses);
+    RUN_BOTH(t_unix);
     free(g_big);
     return test_summary();
 }
