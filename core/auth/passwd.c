@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -24,6 +25,9 @@
 struct pw_user {
     char *name;
     char *secret;           /* with its {SCHEME} prefix, if any */
+    char *extra;            /* the fields after the seventh ':' (Dovecot's
+                               extra fields: "userdb_quota_rule=*:storage=1G
+                               ..."), or NULL */
 };
 
 struct passwd_db {
@@ -31,6 +35,7 @@ struct passwd_db {
     pthread_mutex_t lock;
     struct pw_user *users;
     size_t n;
+    struct pw_user **folded;    /* users sorted by ASCII-case-folded name */
     struct stat st;
     bool loaded;
     bool scram_everyone;    /* every user has SCRAM-capable credentials */
@@ -42,6 +47,7 @@ static void users_free(struct pw_user *u, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(u[i].name);
         free(u[i].secret);
+        free(u[i].extra);
     }
     free(u);
 }
@@ -74,8 +80,20 @@ static int load_file(const char *path, struct pw_user **out, size_t *nout)
         *c1 = '\0';
         char *secret = c1 + 1;
         char *c2 = strchr(secret, ':');
-        if (c2)
+        char *extra = NULL;
+        if (c2) {
             *c2 = '\0';
+            /* uid:gid:gecos:home:shell:extra — the extra fields are the
+             * rest of the line, ':' included */
+            extra = c2 + 1;
+            for (int k = 0; k < 5 && extra; k++) {
+                extra = strchr(extra, ':');
+                if (extra)
+                    extra++;
+            }
+            if (extra && !*extra)
+                extra = NULL;
+        }
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             struct pw_user *nv = realloc(v, cap * sizeof *nv);
@@ -87,9 +105,11 @@ static int load_file(const char *path, struct pw_user **out, size_t *nout)
         }
         v[n].name = strdup(line);
         v[n].secret = strdup(secret);
-        if (!v[n].name || !v[n].secret) {
+        v[n].extra = extra ? strdup(extra) : NULL;
+        if (!v[n].name || !v[n].secret || (extra && !v[n].extra)) {
             free(v[n].name);
             free(v[n].secret);
+            free(v[n].extra);
             rc = -ENOMEM;
             break;
         }
@@ -125,6 +145,7 @@ void passwd_close(passwd_db *db)
     if (!db)
         return;
     users_free(db->users, db->n);
+    free(db->folded);
     pthread_mutex_destroy(&db->lock);
     free(db->path);
     free(db);
@@ -144,6 +165,11 @@ static bool same_file(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+static int cmp_folded(const void *a, const void *b)
+{
+    return strcasecmp((*(struct pw_user *const *)a)->name, (*(struct pw_user *const *)b)->name);
+}
+
 /* Re-read the file if it changed (lock held). */
 static int refresh(passwd_db *db)
 {
@@ -160,9 +186,20 @@ static int refresh(passwd_db *db)
     int rc = load_file(db->path, &v, &n);
     if (rc < 0)
         return rc;
+    struct pw_user **folded = n ? malloc(n * sizeof *folded) : NULL;
+    if (n && !folded) {
+        users_free(v, n);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        folded[i] = &v[i];
+    if (n)
+        qsort(folded, n, sizeof *folded, cmp_folded);
     users_free(db->users, db->n);
+    free(db->folded);
     db->users = v;
     db->n = n;
+    db->folded = folded;
     db->scram_everyone = true;
     for (size_t i = 0; i < n; i++)
         if (!scram_capable(v[i].secret))
@@ -745,5 +782,37 @@ int passwd_file_set(const char *path, const char *user, const char *entry,
         }
     }
     free(nbuf);
+    return rc;
+}
+
+int passwd_lookup(passwd_db *db, const char *user, bool fold, char **name, char **extra)
+{
+    *name = NULL;
+    if (extra)
+        *extra = NULL;
+    pthread_mutex_lock(&db->lock);
+    int rc = refresh(db);
+    if (rc == 0) {
+        struct pw_user key = {.name = (char *)user}, *kp = &key;
+        struct pw_user *u = db->n ? bsearch(&key, db->users, db->n, sizeof key, cmp_user) : NULL;
+        if (!u && fold && db->n) {
+            struct pw_user **f = bsearch(&kp, db->folded, db->n, sizeof kp, cmp_folded);
+            u = f ? *f : NULL;
+        }
+        if (!u)
+            rc = -ENOENT;
+        else if (!(*name = strdup(u->name)) ||
+                 (extra && u->extra && !(*extra = strdup(u->extra))))
+            rc = -ENOMEM;
+    }
+    pthread_mutex_unlock(&db->lock);
+    if (rc < 0) {
+        free(*name);
+        *name = NULL;
+        if (extra) {
+            free(*extra);
+            *extra = NULL;
+        }
+    }
     return rc;
 }

@@ -125,6 +125,14 @@ int passwd_scram_everyone(passwd_db *db);
 #define PASSWD_USER_MAX 255
 const char *passwd_user_name_problem(const char *name);
 
+/* Does `user` exist?  0 with *name (the name as the file spells it) and, if
+ * extra is not NULL, *extra (the line's extra fields, or NULL if it has
+ * none), both malloc'd; -ENOENT if not; -EIO etc. if the file cannot be
+ * read.  With fold, a name that differs only in ASCII case is found too
+ * (mail delivery: RFC 5321 2.4 leaves case in local parts to the receiving
+ * host, and people write addresses as they please); an exact match wins. */
+int passwd_lookup(passwd_db *db, const char *user, bool fold, char **name, char **extra);
+
 /* Add (replace = false: -EEXIST if present) or replace (replace = true:
  * -ENOENT if absent) a user's line, or delete it (entry NULL: -ENOENT if
  * absent), rewriting the file atomically.  -EINVAL: a user name

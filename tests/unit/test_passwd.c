@@ -315,6 +315,46 @@ static void t_reread(void)
     passwd_close(db);
 }
 
+/* passwd_lookup: exact names first, ASCII case folded on request, and the
+ * extra fields (everything after the seventh ':') as Dovecot reads them. */
+static void t_lookup(void)
+{
+    const char *dir = test_tmpdir("passwd-lookup");
+    char path[600];
+    snprintf(path, sizeof path, "%s/passwd", dir);
+    write_file(path,
+               "alice:{PLAIN}a\n"
+               "Bob:{PLAIN}b:1000:1000::/home/bob::userdb_quota_rule=*:storage=1G "
+               "userdb_quota_rule2=*:messages=10\n"
+               "carol:{PLAIN}c:::::\n"
+               "ALICE:{PLAIN}A\n"
+               "dave:{PLAIN}d:1:2\n");
+    passwd_db *db;
+    REQUIRE_OK(passwd_open(path, &db));
+    char *name, *extra;
+    REQUIRE_OK(passwd_lookup(db, "alice", false, &name, &extra));
+    CHECK(!strcmp(name, "alice") && extra == NULL);
+    free(name);
+    REQUIRE_OK(passwd_lookup(db, "ALICE", true, &name, NULL));
+    CHECK(!strcmp(name, "ALICE"));          /* the exact match wins */
+    free(name);
+    CHECK_EQ(passwd_lookup(db, "bob", false, &name, &extra), -ENOENT);
+    CHECK(name == NULL && extra == NULL);
+    REQUIRE_OK(passwd_lookup(db, "bob", true, &name, &extra));
+    CHECK(!strcmp(name, "Bob"));
+    CHECK(extra && !strcmp(extra, "userdb_quota_rule=*:storage=1G userdb_quota_rule2=*:messages=10"));
+    free(name);
+    free(extra);
+    REQUIRE_OK(passwd_lookup(db, "CAROL", true, &name, &extra));
+    CHECK(!strcmp(name, "carol") && extra == NULL);     /* empty extra field */
+    free(name);
+    REQUIRE_OK(passwd_lookup(db, "dave", true, &name, &extra));
+    CHECK(extra == NULL);
+    free(name);
+    CHECK_EQ(passwd_lookup(db, "eve", true, &name, &extra), -ENOENT);
+    passwd_close(db);
+}
+
 int main(void)
 {
     RUN(t_crypto_vectors);
@@ -324,5 +364,6 @@ int main(void)
     RUN(t_known_lines);
     RUN(t_scram_lookup);
     RUN(t_reread);
+    RUN(t_lookup);
     return test_summary();
 }
