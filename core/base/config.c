@@ -27,6 +27,24 @@ static const config_key config_table[] = {
       "IMAP (STARTTLS) listen addresses, comma-separated; empty = none" },
     { "listen_tls", CONFIG_STR, "0.0.0.0:993", NULL, 0, 0,
       "IMAPS (implicit TLS) listen addresses, comma-separated; empty = none" },
+    { "listen_lmtp", CONFIG_STR, "", NULL, 0, 0,
+      "LMTP listen addresses for mail delivery from the MTA: Unix socket paths (starting "
+      "with /) and host:port, comma-separated; empty = none" },
+    { "lmtp_socket_mode", CONFIG_STR, "0660", NULL, 0, 0,
+      "permission bits (octal) of the LMTP Unix sockets; the MTA's user must be able to "
+      "connect" },
+    { "lmtp_user_domain", CONFIG_ENUM, "strip", "strip|keep", 0, 0,
+      "LMTP recipients: user names are local parts (strip) or whole addresses (keep)" },
+    { "recipient_delimiter", CONFIG_STR, "+", NULL, 0, 0,
+      "characters that end the user in a local part: user+folder@ is delivered to "
+      "folder when it exists (else INBOX); empty = none" },
+    { "lmtp_max_recipients", CONFIG_INT, "1000", NULL, 100, 100000,
+      "recipients in one LMTP transaction (RFC 5321 4.5.3.1.8: at least 100); more get "
+      "452 and are retried by the MTA" },
+    { "lmtp_timeout", CONFIG_INT, "300", NULL, 1, 86400,
+      "seconds an LMTP client may stay silent (RFC 5321 4.5.3.2 suggests 5 minutes)" },
+    { "lmtp_hostname", CONFIG_STR, "", NULL, 0, 0,
+      "the name LMTP greets with and writes in Received lines; empty = the host name" },
     { "passwd_file", CONFIG_STR, "./ringmail-passwd", NULL, 0, 0,
       "users and password hashes, in Dovecot's passwd-file format" },
     { "workers", CONFIG_INT, "0", NULL, 0, 4096,

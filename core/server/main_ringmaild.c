@@ -69,6 +69,46 @@ static void *signal_thread(void *arg)
 }
 
 /* The TLS context from tls_cert/tls_key/tls_sni; NULL without tls_cert. */
+/* listen_lmtp: Unix socket paths (with lmtp_socket_mode) and host:port
+ * addresses, each tagged LISTEN_LMTP.  A Unix socket is one file, which N
+ * processes cannot each bind: with processes > 1 LMTP takes TCP only. */
+static int listen_lmtp(const config *cfg, net_server *net)
+{
+    const char *spec = config_get(cfg, "listen_lmtp");
+    if (!*spec)
+        return 0;
+    const char *ms = config_get(cfg, "lmtp_socket_mode");
+    char *end;
+    unsigned long mode = strtoul(ms, &end, 8);
+    if (!*ms || *end || mode > 0777) {
+        fprintf(stderr, "ringmaild: lmtp_socket_mode: '%s' is not an octal mode\n", ms);
+        return -EINVAL;
+    }
+    long long procs = 1;
+    config_get_int(cfg, "processes", &procs);
+    char *l = strdup(spec);
+    if (!l)
+        return -ENOMEM;
+    int rc = 0;
+    for (char *save = NULL, *tok = strtok_r(l, ", \t", &save); tok && rc == 0;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        if (tok[0] == '/' && procs > 1) {
+            fprintf(stderr, "ringmaild: listen_lmtp: a Unix socket (%s) cannot be shared by "
+                    "processes = %lld; use host:port\n", tok, procs);
+            rc = -EINVAL;
+            break;
+        }
+        rc = tok[0] == '/' ? net_server_listen_unix(net, tok, (unsigned)mode)
+                           : net_server_listen(net, tok);
+        if (rc == 0)
+            rc = net_server_tag(net, LISTEN_LMTP);
+        if (rc < 0)
+            fprintf(stderr, "ringmaild: cannot listen (LMTP) on %s: %s\n", tok, strerror(-rc));
+    }
+    free(l);
+    return rc;
+}
+
 static int setup_tls(const config *cfg, net_tls **out)
 {
     const char *cert = config_get(cfg, "tls_cert"), *key = config_get(cfg, "tls_key");
@@ -165,7 +205,7 @@ static int serve(const config *cfg, int ready_fd, pid_t supervisor)
     }
     if (net_backend_parse(config_get(cfg, "io_backend"), &nc.backend) < 0)
         nc.backend = NET_BACKEND_AUTO;
-    if ((rc = net_server_new(&nc, &imap_session_ops, &srv.net)) < 0) {
+    if ((rc = net_server_new(&nc, &server_conn_ops, &srv.net)) < 0) {
         fprintf(stderr, "ringmaild: cannot start the runtime: %s\n", strerror(-rc));
         goto out;
     }
@@ -200,6 +240,8 @@ static int serve(const config *cfg, int ready_fd, pid_t supervisor)
         }
         free(l);
     }
+    if ((rc = listen_lmtp(cfg, srv.net)) < 0)
+        goto out;
     if (!nlisten) {
         fprintf(stderr, "ringmaild: nothing to listen on (set listen or listen_tls)\n");
         goto out;

@@ -66,6 +66,8 @@ int imap_server_init(imap_server *srv, const config *cfg)
      * offered (passwd_scram_everyone); an unreadable file is reported at
      * the first login, as before. */
     passwd_generation(srv->pw);
+    if ((rc = lmtp_conf_init(srv, cfg)) < 0)
+        return rc;
     sess_set_server(srv);
     store_msg_set_renderer(imap_envelope_prerender);
     return 0;

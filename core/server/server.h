@@ -35,6 +35,19 @@
 #define PREAUTH_MAX_LITERAL (8u * 1024)
 #define PREAUTH_MAX_COMMAND_EXTRA (16u * 1024)
 
+/* Listener tags (net_server_tag): which protocol a connection speaks. */
+enum { LISTEN_IMAP = 0, LISTEN_LMTP = 1 };
+
+/* LMTP delivery settings (core/server/lmtp.c). */
+typedef struct lmtp_conf {
+    bool keep_domain;           /* lmtp_user_domain = keep */
+    char delimiters[16];        /* recipient_delimiter */
+    unsigned max_rcpt;
+    unsigned timeout_ms;
+    uint64_t max_size;          /* append_limit: the same bound as APPEND */
+    char hostname[256];
+} lmtp_conf;
+
 typedef struct imap_server {
     const config *cfg;
     const char *mail_root;
@@ -65,10 +78,17 @@ typedef struct imap_server {
     struct watch **watches;     /* hash buckets */
     size_t nbuckets;
     struct notify_ino *ino;     /* changes by other processes (inotify) */
+    lmtp_conf lmtp;
 } imap_server;
 
-/* The connection callbacks for net (on_open ... on_shutdown). */
+/* The connection callbacks for net (on_open ... on_shutdown): IMAP's, and
+ * the ones the server gives net, which hand each connection to IMAP or
+ * LMTP by its listener's tag. */
 extern const net_conn_ops imap_session_ops;
+extern const net_conn_ops server_conn_ops;
+/* lmtp.c: the LMTP settings from the configuration; -EINVAL with a line on
+ * stderr for a bad one. */
+int lmtp_conf_init(imap_server *srv, const config *cfg);
 
 int imap_server_init(imap_server *srv, const config *cfg);
 void imap_server_fini(imap_server *srv);
