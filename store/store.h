@@ -409,6 +409,7 @@ typedef struct store_check_report {
     uint64_t index_mismatches, cache_errors;
     uint64_t leftovers;     /* files of dead compactions, rebuilds and
                                generations, removed (they are never data) */
+    uint64_t history_runs;  /* runs of the expunge history (LOG_VANISHED) */
     bool repaired;
 } store_check_report;
 
