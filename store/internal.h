@@ -290,6 +290,9 @@ size_t store_since_mem(const store_snap *s);
 /* Build or bring up to date the modseq summary of s's generation now
  * (normally done by the first query).  0 or -ENOMEM. */
 int store_since_prepare(const store_snap *s);
+/* Build a summary of s's generation from nothing and throw it away: what
+ * the first query in a process costs (benchmarks).  *mem = its bytes. */
+int store_since_build_scratch(const store_snap *s, size_t *mem);
 
 /* ---- write.c ----------------------------------------------------------- */
 

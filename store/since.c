@@ -46,6 +46,8 @@
 struct hist {
     bool have;                  /* the generation has a LOG_VANISHED record */
     uint32_t n;
+    uint64_t *bmax;             /* highest modseq of each MS_BLOCK runs: a
+                                   query skips the blocks not above since */
     struct log_vrun r[];
 };
 
@@ -81,6 +83,14 @@ static struct hist *hist_read(struct gen *g)
     hs->have = true;
     hs->n = v.nruns;
     memcpy(hs->r, b + sizeof r + sizeof v, (size_t)v.nruns * sizeof(struct log_vrun));
+    hs->bmax = calloc(((size_t)v.nruns + MS_BLOCK - 1) / MS_BLOCK + 1, sizeof *hs->bmax);
+    if (!hs->bmax) {
+        free(hs);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < hs->n; i++)
+        if (hs->r[i].modseq > hs->bmax[i >> MS_SHIFT])
+            hs->bmax[i >> MS_SHIFT] = hs->r[i].modseq;
     return hs;
 }
 
@@ -175,8 +185,10 @@ struct msum {
 void store_since_free(struct gen *g)
 {
     struct hist *hs = atomic_load(&g->hist);
-    if (hs && hs != &hist_none)
+    if (hs && hs != &hist_none) {
+        free(hs->bmax);
         free(hs);
+    }
     struct msum *m = atomic_load(&g->msum);
     if (m) {
         struct msarr *a = atomic_load(&m->arr);
@@ -346,6 +358,23 @@ static const struct msarr *msum_get(const store_snap *s)
     return atomic_load_explicit(&m->arr, memory_order_acquire);
 }
 
+int store_since_build_scratch(const store_snap *s, size_t *mem)
+{
+    struct msum m = {.log_off = 0};
+    pthread_mutex_init(&m.lock, NULL);
+    int rc = msum_follow(s->g, &m);
+    struct msarr *a = atomic_load(&m.arr);
+    *mem = sizeof m;
+    while (a) {
+        struct msarr *p = a->prev;
+        *mem += sizeof *a + (size_t)a->cap * sizeof(uint64_t);
+        free(a);
+        a = p;
+    }
+    pthread_mutex_destroy(&m.lock);
+    return rc;
+}
+
 int store_since_prepare(const store_snap *s)
 {
     return msum_get(s) ? 0 : -ENOMEM;
@@ -362,7 +391,8 @@ size_t store_since_mem(const store_snap *s)
     }
     struct hist *hs = atomic_load(&s->g->hist);
     if (hs && hs != &hist_none)
-        n += sizeof *hs + (size_t)hs->n * sizeof(struct log_vrun);
+        n += sizeof *hs + (size_t)hs->n * sizeof(struct log_vrun) +
+             ((size_t)hs->n / MS_BLOCK + 1) * sizeof(uint64_t);
     return n;
 }
 
@@ -479,8 +509,12 @@ int store_snap_vanished(const store_snap *s, uint64_t since, uint32_t lo, uint32
     }
     size_t k = 0;
     while (rc == 0) {
-        while (i < hs->n && hs->r[i].lo <= hi && hs->r[i].modseq <= since)
-            i++;
+        while (i < hs->n && hs->r[i].lo <= hi && hs->r[i].modseq <= since) {
+            if ((i & (MS_BLOCK - 1)) == 0 && hs->bmax[i >> MS_SHIFT] <= since)
+                i += MS_BLOCK;  /* no run of this block is above since */
+            else
+                i++;
+        }
         bool run = i < hs->n && hs->r[i].lo <= hi;
         bool tomb = k < t.n;
         if (!run && !tomb)
