@@ -18,6 +18,22 @@
  *       as a response writer would): a client's header listing.  Time per iteration = one full
  *       listing; items_per_second = messages/s.
  *
+ *   store/changed_since/msgs:N, store/changed_since_scan/msgs:N
+ *       store_snap_changed_since after 10 changes (7 flag changes, 3
+ *       expunges of single messages), with since = HIGHESTMODSEQ before
+ *       them: what a QRESYNC/CONDSTORE resync of a client that missed 10
+ *       changes costs the store.  _scan is the reference scan of every
+ *       entry (the implementation before the modseq summary), measured in
+ *       the same run for the ratio.  items_per_second = queries/s.
+ *   store/vanished/msgs:N, store/vanished_scan/msgs:N
+ *       store_snap_vanished(since, 1, *) on the same state, likewise.
+ *   store/since_build/msgs:N
+ *       building the per-generation modseq summary from nothing (what the
+ *       first query of a process pays); counter mem_bytes = its size.
+ *   These use their own mailboxes ("since-N" of user "since": ~200-byte
+ *   messages, one in 11 expunged, then compacted so that the expunge
+ *   history is in use; their index is what is measured).
+ *
  * The sized mailboxes are built once per size, before their first
  * measurement, under fsync=never with ~1-2 KB messages carrying realistic
  * headers; one message in 11 is expunged so that UIDs have gaps and
@@ -26,6 +42,7 @@
  * (they were just written or read): these are warm-cache figures.
  */
 #include "bench/bench.h"
+#include "store/internal.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -129,7 +146,7 @@ static size_t gen_message(char *buf, size_t cap, uint64_t no, int64_t date,
 
 static const bench_opts *opts;
 static char mail_root[PATH_MAX];
-static store_user *u_never, *u_batch, *u_list;
+static store_user *u_never, *u_batch, *u_list, *u_since;
 
 typedef struct sized {
     uint64_t n;             /* live messages wanted */
@@ -568,6 +585,194 @@ static void bm_list(bench_state *st, sized *z, bool envelope)
 static void bm_list_index(bench_state *st, void *arg) { bm_list(st, arg, false); }
 static void bm_list_envelope(bench_state *st, void *arg) { bm_list(st, arg, true); }
 
+/* ---- changed since a modseq --------------------------------------------- */
+
+typedef struct since_box {
+    uint64_t n;             /* live messages wanted */
+    char name[32];
+    bool ready, failed;
+    uint64_t since;         /* HIGHESTMODSEQ before the 10 changes */
+} since_box;
+
+static since_box since_boxes[BENCH_MAX_SIZES];
+
+/* Reuse the mailbox of an earlier run (UIDNEXT tells; it may have lost a
+ * few messages to the expunges below) or build it. */
+static int since_build(since_box *z)
+{
+    uint64_t total = z->n + z->n / 10;
+    store_status st;
+    store_mbox *mb = NULL;
+    int r = store_mailbox_status(u_since, z->name, &st);
+    if (r == 0 && st.uidnext == total + 1 && st.messages + 1000 >= z->n)
+        return 0;
+    if (r == 0 && (r = store_mailbox_delete(u_since, z->name)) < 0)
+        return r;
+    if ((r = store_mailbox_create(u_since, z->name, 0)) < 0 ||
+        (r = store_mbox_open(u_since, z->name, &mb)) < 0)
+        return r;
+    bench_note("building %s: %" PRIu64 " small messages ...", z->name, total);
+    double t0 = bench_now();
+    char *buf = malloc(256 * BUILD_BATCH);
+    store_new_msg *msgs = calloc(BUILD_BATCH, sizeof *msgs);
+    uint32_t *uids = malloc(sizeof *uids * BUILD_BATCH);
+    store_range *gone = malloc(sizeof *gone * (BUILD_BATCH / EXPUNGE_EVERY + 2));
+    if (!buf || !msgs || !uids || !gone) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (uint64_t done = 0; done < total;) {
+        size_t k = total - done < BUILD_BATCH ? (size_t)(total - done) : BUILD_BATCH;
+        for (size_t i = 0; i < k; i++) {
+            int len = snprintf(buf + i * 256, 256,
+                               "From: a@example.com\r\nTo: b@example.com\r\n"
+                               "Subject: message %" PRIu64 "\r\n\r\nbody\r\n", done + i);
+            msgs[i] = (store_new_msg){.data = buf + i * 256, .len = (size_t)len,
+                                      .internal_date = 1672531200,
+                                      .flags = (done + i) % 7 ? STORE_F_SEEN : 0};
+        }
+        if ((r = store_append(mb, msgs, k, uids)) < 0)
+            goto out;
+        size_t ng = 0;
+        for (size_t i = 0; i < k; i++)
+            if ((done + i) % EXPUNGE_EVERY == EXPUNGE_EVERY - 1)
+                gone[ng++] = (store_range){uids[i], uids[i]};
+        if (ng && (r = store_expunge(mb, gone, ng, false, NULL, NULL)) < 0)
+            goto out;
+        done += k;
+    }
+    r = store_compact(mb, NULL, NULL);
+    bench_note("built %s in %.1f s", z->name, bench_now() - t0);
+out:
+    free(buf);
+    free(msgs);
+    free(uids);
+    free(gone);
+    if (mb)
+        store_mbox_close(mb);
+    return r;
+}
+
+/* 7 flag changes and 3 expunges at random live UIDs, once per size and
+ * run; z->since = HIGHESTMODSEQ before them. */
+static int since_changes(since_box *z, store_mbox *mb)
+{
+    store_snap *s = store_snap_get(mb);
+    if (!s)
+        return -ENOMEM;
+    z->since = store_snap_highestmodseq(s);
+    uint32_t live = store_snap_messages(s);
+    uint32_t pick[10];
+    uint64_t rs = z->since * 2654435761u + 1;
+    for (int i = 0; i < 10; i++)
+        pick[i] = store_snap_uid_of_seq(s, 1 + (uint32_t)(bench_rnd_next(&rs) % live));
+    store_snap_put(s);
+    int r = 0;
+    for (int i = 0; i < 10 && r >= 0; i++) {
+        store_range one = {pick[i], pick[i]};
+        if (i < 7)
+            r = store_flags(mb, &one, 1, STORE_FLAGS_ADD, STORE_F_FLAGGED, NULL, 0, 0,
+                            NULL, NULL, NULL);
+        else
+            r = store_expunge(mb, &one, 1, false, NULL, NULL);
+    }
+    return r < 0 ? r : 0;
+}
+
+enum { SINCE_CHANGED, SINCE_CHANGED_SCAN, SINCE_VANISHED, SINCE_VANISHED_SCAN, SINCE_BUILD };
+
+typedef struct since_arg {
+    since_box *z;
+    int kind;
+} since_arg;
+
+static since_arg since_args[BENCH_MAX_SIZES][5];
+
+static void bm_since(bench_state *st, void *arg)
+{
+    since_arg *a = arg;
+    since_box *z = a->z;
+    if (z->failed) {
+        bench_error(st, "mailbox %s could not be built", z->name);
+        return;
+    }
+    store_mbox *mb = NULL;
+    int r = 0;
+    if (!z->ready) {
+        if ((r = since_build(z)) < 0 || (r = store_mbox_open(u_since, z->name, &mb)) < 0 ||
+            (r = since_changes(z, mb)) < 0) {
+            z->failed = true;
+            bench_error(st, "preparing %s: %s", z->name, strerror(-r));
+            if (mb)
+                store_mbox_close(mb);
+            return;
+        }
+        z->ready = true;
+    } else if ((r = store_mbox_open(u_since, z->name, &mb)) < 0) {
+        bench_error(st, "store_mbox_open: %s", strerror(-r));
+        return;
+    }
+    store_snap *s = store_snap_get(mb);
+    if (!s) {
+        bench_error(st, "no snapshot");
+        store_mbox_close(mb);
+        return;
+    }
+    /* The indexed answers must be the scan's (outside the timed loop). */
+    store_uidlist x = {0}, y = {0};
+    store_rangelist v = {0}, w = {0};
+    if (store_snap_changed_since(s, z->since, &x) < 0 ||
+        store_snap_changed_since_scan(s, z->since, &y) < 0 || x.n != y.n ||
+        (x.n && memcmp(x.uids, y.uids, x.n * sizeof *x.uids)) ||
+        store_snap_vanished(s, z->since, 1, UINT32_MAX, &v) < 0 ||
+        store_snap_vanished_scan(s, z->since, 1, UINT32_MAX, &w) < 0 || v.n != w.n ||
+        (v.n && memcmp(v.r, w.r, v.n * sizeof *v.r)) || x.n == 0 || v.n == 0) {
+        bench_error(st, "answers differ from the scan (%zu/%zu uids, %zu/%zu ranges)", x.n,
+                    y.n, v.n, w.n);
+        goto out;
+    }
+    size_t mem = 0;
+    switch (a->kind) {
+    case SINCE_CHANGED:
+    case SINCE_CHANGED_SCAN:
+        while (bench_keep_running(st)) {
+            x.n = 0;
+            if (a->kind == SINCE_CHANGED)
+                store_snap_changed_since(s, z->since, &x);
+            else
+                store_snap_changed_since_scan(s, z->since, &x);
+        }
+        break;
+    case SINCE_VANISHED:
+    case SINCE_VANISHED_SCAN:
+        while (bench_keep_running(st)) {
+            v.n = 0;
+            if (a->kind == SINCE_VANISHED)
+                store_snap_vanished(s, z->since, 1, UINT32_MAX, &v);
+            else
+                store_snap_vanished_scan(s, z->since, 1, UINT32_MAX, &v);
+        }
+        break;
+    default:
+        while (bench_keep_running(st))
+            if (store_since_build_scratch(s, &mem) < 0)
+                bench_error(st, "out of memory");
+        bench_set_counter(st, "mem_bytes", (double)mem, BENCH_COUNTER_PLAIN);
+        bench_set_counter(st, "mem_bytes_total", (double)store_since_mem(s),
+                          BENCH_COUNTER_PLAIN);
+        break;
+    }
+    bench_set_items_processed(st, bench_iterations(st));
+    bench_set_counter(st, "msgs", store_snap_messages(s), BENCH_COUNTER_PLAIN);
+out:
+    store_uidlist_free(&x);
+    store_uidlist_free(&y);
+    store_rangelist_free(&v);
+    store_rangelist_free(&w);
+    store_snap_put(s);
+    store_mbox_close(mb);
+}
+
 /* ---- registration ---------------------------------------------------------- */
 
 static int reg(const char *name, bench_fn fn, void *arg, bench_unit unit,
@@ -601,6 +806,8 @@ int bench_suite_store_register(const bench_opts *o)
     if ((r = store_user_open(mail_root, "never", &so, &u_never)) < 0)
         return r;
     if ((r = store_user_open(mail_root, "lister", &so, &u_list)) < 0)
+        return r;
+    if ((r = store_user_open(mail_root, "since", &so, &u_since)) < 0)
         return r;
     so.fsync = STORE_FSYNC_BATCH;
     if ((r = store_user_open(mail_root, "batch", &so, &u_batch)) < 0)
@@ -639,6 +846,19 @@ int bench_suite_store_register(const bench_opts *o)
                 return r;
         }
     }
+    for (size_t i = 0; i < o->nsizes; i++) {
+        since_box *z = &since_boxes[i];
+        z->n = o->sizes[i];
+        snprintf(z->name, sizeof z->name, "since-%" PRIu64, z->n);
+        static const char *const what[] = {"changed_since", "changed_since_scan", "vanished",
+                                           "vanished_scan", "since_build"};
+        for (int k = 0; k < 5; k++) {
+            since_args[i][k] = (since_arg){z, k};
+            snprintf(name, sizeof name, "store/%s/msgs:%" PRIu64, what[k], z->n);
+            if ((r = reg(name, bm_since, &since_args[i][k], BENCH_US, false)) < 0)
+                return r;
+        }
+    }
     return 0;
 }
 
@@ -652,7 +872,9 @@ void bench_suite_store_teardown(void)
         store_user_close(u_batch);
     if (u_list)
         store_user_close(u_list);
+    if (u_since)
+        store_user_close(u_since);
     if (u_never)
         store_user_close(u_never);
-    u_batch = u_list = u_never = NULL;
+    u_batch = u_list = u_never = u_since = NULL;
 }

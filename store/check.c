@@ -39,6 +39,12 @@ static int scan_log(struct gen *g, store_check_report *rep,
             rep->records++;
             if (r->type == LOG_MESSAGE)
                 rep->messages++;
+            if (r->type == LOG_VANISHED) {
+                /* store_log_scan_end validated its runs. */
+                struct log_vanished v;
+                memcpy(&v, r + 1, sizeof v);
+                rep->history_runs += v.nruns;
+            }
             off += ALIGN8(sizeof *r + (uint64_t)r->len);
             if (progress && (++n & 1023) == 0)
                 progress(arg, off, size);
@@ -85,7 +91,7 @@ static int compare_index(struct store_mbox *mb, struct gen *g,
         h->highestmodseq != rh->highestmodseq || h->messages != rh->messages ||
         h->unseen != rh->unseen || h->deleted != rh->deleted ||
         h->size_live != rh->size_live || h->nkeywords != rh->nkeywords ||
-        h->tombstones != rh->tombstones ||
+        h->tombstones != rh->tombstones || h->hist_off != rh->hist_off ||
         memcmp(h->keywords, rh->keywords, sizeof h->keywords))
         rep->index_mismatches++;
     if (n > rh->count)

@@ -234,6 +234,26 @@ static int compact_open_new(struct compaction *c)
     return store_gen_catch_up(c->ng, CU_KEEP, &c->nend, NULL);
 }
 
+/* Phase 2 (writer held): the expunge history of the new generation, as one
+ * LOG_VANISHED record (see since.c), built from the old one's and every
+ * tombstone as they are now: the tombstones this compaction drops live on
+ * in it.  Written after the replay, since expunges during phase 1 belong
+ * in it too; a log holding it gets LOG_VERSION_HIST. */
+static int compact_history(struct compaction *c, uint32_t n1)
+{
+    store_buf pl = {0};
+    uint32_t nruns = 0;
+    int rc = store_hist_build(c->old, n1, A_LOAD(&c->oh->uidnext), &pl, &nruns);
+    if (rc == 0 && nruns) {
+        rc = cw_rec(&c->w, LOG_VANISHED, pl.data, pl.len, NULL, 0);
+        c->lh.version = LOG_VERSION_HIST;
+    }
+    free(pl.data);
+    if (rc < 0)
+        return rc;
+    return cw_flush(&c->w);
+}
+
 /* Phase 2 (writer held): append what changed since the snapshot —
  * keyword slots, flag changes as FLAGS records with the same modseq,
  * expunges as EXPUNGE records, and the messages added meanwhile. */
@@ -265,7 +285,7 @@ static int compact_replay(struct compaction *c)
         else if ((rc = cw_message(&c->w, old, e, fm, A_LOAD(&e->keywords))) < 0)
             return rc;
     }
-    return cw_flush(&c->w);
+    return compact_history(c, n1);
 }
 
 /* Phase 2: the final header (the counters as they are now), the new index

@@ -14,6 +14,12 @@
 #endif
 
 #define FMT_VERSION 1
+/* A log that holds a LOG_VANISHED record says so with this version: a
+ * binary that knows only FMT_VERSION refuses it (-EPROTONOSUPPORT) instead
+ * of taking the unknown record for damage and cutting or skipping it.  Logs
+ * without the record keep FMT_VERSION, so mailboxes that never needed the
+ * history stay readable by such a binary. */
+#define LOG_VERSION_HIST 2
 
 /* ---- log.<gen> --------------------------------------------------------- */
 
@@ -55,6 +61,7 @@ enum {
     LOG_FLAGS = 2,
     LOG_EXPUNGE = 3,
     LOG_KEYWORD = 4,
+    LOG_VANISHED = 5,           /* the expunge history (written by compaction) */
 };
 
 /* More records of the same transaction follow.  A transaction is applied
@@ -96,6 +103,21 @@ struct log_keyword {            /* payload of LOG_KEYWORD, then the name */
 
 struct log_range {
     uint32_t lo, hi;
+};
+
+/* Payload of LOG_VANISHED, then nruns runs.  Compaction drops tombstones;
+ * their UIDs and modseqs live on here, as runs sorted by UID, disjoint and
+ * non-empty, each holding only UIDs that are not live (and never will be:
+ * UIDs are not reused) and carrying the highest expunge modseq among them.
+ * At most one per generation; the index header's hist_off points at it. */
+struct log_vanished {
+    uint32_t nruns;
+    uint32_t pad;
+};
+
+struct log_vrun {
+    uint32_t lo, hi;
+    uint64_t modseq;
 };
 
 /* ---- index ------------------------------------------------------------- */
@@ -150,7 +172,9 @@ struct idx_hdr {
     uint32_t kw_crc;            /* CRC32C of the keyword table (bit rot in
                                    names must not go unnoticed) */
     struct idx_ckpt ckpt[2];
-    uint8_t reserved[256];
+    uint64_t hist_off;          /* log offset of the LOG_VANISHED record, 0 =
+                                   none (set when the record is applied) */
+    uint8_t reserved[248];
     char keywords[64][IDX_KW_SLOT];
 };
 
@@ -198,6 +222,7 @@ _Static_assert(sizeof(struct log_file_hdr) == LOG_HDR_SIZE, "log header");
 _Static_assert(sizeof(struct log_rec) == 16, "log record header");
 _Static_assert(sizeof(struct log_message) == 48, "message record");
 _Static_assert(sizeof(struct idx_entry) == 64, "index entry");
+_Static_assert(sizeof(struct log_vrun) == 16, "history run");
 _Static_assert(sizeof(struct idx_hdr) <= IDX_HDR_SIZE, "index header");
 _Static_assert(sizeof(struct cache_file_hdr) == CACHE_HDR_SIZE, "cache header");
 

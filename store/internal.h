@@ -83,6 +83,12 @@ struct gen {
     /* Entries whose cache blob this process has validated (seen.c). */
     _Atomic(struct store_seen *) seen;
     pthread_mutex_t seenlock;   /* guards growing `seen` */
+    /* since.c, each built on first use and freed with the generation:
+     * the expunge history (LOG_VANISHED, immutable) and the per-block
+     * modseq maxima.  qlock guards their creation. */
+    pthread_mutex_t qlock;
+    _Atomic(struct hist *) hist;
+    _Atomic(struct msum *) msum;
 };
 
 struct store_snap {
@@ -225,6 +231,10 @@ uint32_t store_entry_crc(const struct idx_entry *e);
 
 /* ---- log.c ------------------------------------------------------------- */
 
+/* Validate the record at off (within size): its aligned length, 0 at a
+ * clean end, -EBADMSG for a torn or corrupt one. */
+int64_t store_log_rec_check(const uint8_t *base, uint64_t size, uint64_t off);
+
 /* Fill rec header fields and crc over header+payload (payload follows rec
  * in memory). */
 void store_log_rec_seal(struct log_rec *r, uint16_t type, uint16_t rflags,
@@ -265,6 +275,38 @@ int store_snap_entry_bytes(const store_snap *s, const struct idx_entry *e, uint6
                            size_t len, const char **ptr, size_t *got);
 int store_snap_entry_cache(store_snap *s, uint32_t pos, const struct idx_entry *e,
                            store_cache *c);
+
+/* ---- since.c: what changed since a modseq --------------------------- */
+
+struct hist;
+struct msum;
+void store_since_free(struct gen *g);
+/* The payload of the LOG_VANISHED record for the generation after g: every
+ * maximal run of UIDs below uidnext holding no live message among g's first
+ * n entries, with the highest expunge modseq known in it (from g's
+ * tombstones and history; a UID whose expunge was forgotten by an older
+ * format counts at tomb_floor).  *nruns = 0: nothing to write.  Writer
+ * held, so n covers every entry. */
+int store_hist_build(struct gen *g, uint32_t n, uint32_t uidnext, store_buf *payload,
+                     uint32_t *nruns);
+/* How many runs g's history holds; -1 if g has none (an older format, or a
+ * damaged record: VANISHED falls back to every non-live UID below
+ * tomb_floor). */
+int64_t store_hist_runs(struct gen *g);
+/* The answers by a scan of every entry (snap.c): the fallback when memory
+ * runs out, and the reference for tests and benchmarks. */
+int store_snap_changed_since_scan(const store_snap *s, uint64_t since, store_uidlist *out);
+int store_snap_vanished_scan(const store_snap *s, uint64_t since, uint32_t lo, uint32_t hi,
+                             store_rangelist *out);
+/* Bytes of memory the modseq summary of s's generation holds (0 before its
+ * first use). */
+size_t store_since_mem(const store_snap *s);
+/* Build or bring up to date the modseq summary of s's generation now
+ * (normally done by the first query).  0 or -ENOMEM. */
+int store_since_prepare(const store_snap *s);
+/* Build a summary of s's generation from nothing and throw it away: what
+ * the first query in a process costs (benchmarks).  *mem = its bytes. */
+int store_since_build_scratch(const store_snap *s, size_t *mem);
 
 /* ---- write.c ----------------------------------------------------------- */
 

@@ -24,7 +24,7 @@ void store_log_rec_seal(struct log_rec *r, uint16_t type, uint16_t rflags,
 
 /* Validate the record at off (within size).  Returns its total aligned
  * length, 0 at a clean end, or -EBADMSG for a torn/corrupt record. */
-static int64_t log_rec_check(const uint8_t *base, uint64_t size, uint64_t off)
+int64_t store_log_rec_check(const uint8_t *base, uint64_t size, uint64_t off)
 {
     if (off == size)
         return 0;
@@ -33,7 +33,7 @@ static int64_t log_rec_check(const uint8_t *base, uint64_t size, uint64_t off)
     struct log_rec r;
     memcpy(&r, base + off, sizeof r);
     if (r.magic != LOG_REC_MAGIC || r.len > REC_MAX_PAYLOAD ||
-        r.type < LOG_MESSAGE || r.type > LOG_KEYWORD)
+        r.type < LOG_MESSAGE || r.type > LOG_VANISHED)
         return -EBADMSG;
     uint64_t total = sizeof r + (uint64_t)r.len;
     if (off + total > size)
@@ -81,6 +81,25 @@ static int64_t log_rec_check(const uint8_t *base, uint64_t size, uint64_t off)
             return -EBADMSG;
         break;
     }
+    case LOG_VANISHED: {
+        /* Runs sorted, disjoint, not adjacent and inside UID space: the
+         * reader binary-searches them and never re-checks. */
+        struct log_vanished v;
+        if (r.len < sizeof v)
+            return -EBADMSG;
+        memcpy(&v, pl, sizeof v);
+        if (sizeof v + (uint64_t)v.nruns * sizeof(struct log_vrun) != r.len)
+            return -EBADMSG;
+        uint64_t prev_hi = 0;
+        for (uint32_t i = 0; i < v.nruns; i++) {
+            struct log_vrun vr;
+            memcpy(&vr, pl + sizeof v + (uint64_t)i * sizeof vr, sizeof vr);
+            if (vr.lo == 0 || vr.lo > vr.hi || (i && vr.lo <= prev_hi + 1) || vr.modseq == 0)
+                return -EBADMSG;
+            prev_hi = vr.hi;
+        }
+        break;
+    }
     }
     /* The padding belongs to the record: it was written by the same
      * pwrite, so a record whose padding is missing was torn too. */
@@ -97,7 +116,7 @@ static int log_scan(const uint8_t *base, uint64_t size, uint64_t from,
 {
     uint64_t off = from, c = from;
     for (;;) {
-        int64_t n = log_rec_check(base, size, off);
+        int64_t n = store_log_rec_check(base, size, off);
         if (n <= 0)
             break;
         struct log_rec r;
@@ -122,7 +141,7 @@ uint64_t store_log_resync(const uint8_t *base, uint64_t size, uint64_t off)
 {
     uint64_t p = ALIGN8(off + 1);
     while (p + sizeof(struct log_rec) <= size) {
-        if (log_rec_check(base, size, p) > 0) {
+        if (store_log_rec_check(base, size, p) > 0) {
             uint64_t c, stop;
             log_scan(base, size, p, &c, &stop);
             if (c > p)
@@ -146,7 +165,7 @@ int store_log_hdr_check(const struct log_file_hdr *h)
 {
     if (memcmp(h->magic, LOG_MAGIC, 8) != 0)
         return -EBADMSG;
-    if (h->version != FMT_VERSION)
+    if (h->version != FMT_VERSION && h->version != LOG_VERSION_HIST)
         return -EPROTONOSUPPORT;
     if (h->hdr_size != LOG_HDR_SIZE ||
         h->crc != store_crc32c(0, h, offsetof(struct log_file_hdr, crc)))

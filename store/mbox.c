@@ -96,9 +96,11 @@ static void gen_free(struct gen *g)
     if (g->cache_fd >= 0)
         close(g->cache_fd);
     store_seen_free(g);
+    store_since_free(g);
     pthread_mutex_destroy(&g->tlock);
     pthread_mutex_destroy(&g->slock);
     pthread_mutex_destroy(&g->seenlock);
+    pthread_mutex_destroy(&g->qlock);
     free(g);
 }
 
@@ -173,6 +175,7 @@ int store_gen_open_paths(const char *logp, const char *idxp,
     pthread_mutex_init(&g->tlock, NULL);
     pthread_mutex_init(&g->seenlock, NULL);
     pthread_mutex_init(&g->slock, NULL);
+    pthread_mutex_init(&g->qlock, NULL);
     int rc = 0;
     uint64_t lsz, isz, csz;
     g->log_fd = open(logp, O_RDWR | O_CLOEXEC);
@@ -466,7 +469,7 @@ int store_idx_apply(struct store_mbox *mb, struct gen *g,
     (void)mb;
     struct idx_hdr *h = store_gen_hdr(g);
     int rc = ckpt_retract(h);
-    RM_ASSERT(r->type >= LOG_MESSAGE && r->type <= LOG_KEYWORD);
+    RM_ASSERT(r->type >= LOG_MESSAGE && r->type <= LOG_VANISHED);
     if (rc < 0)
         return rc;
     switch (r->type) {
@@ -474,6 +477,9 @@ int store_idx_apply(struct store_mbox *mb, struct gen *g,
     case LOG_FLAGS: apply_flags(g, h, r); break;
     case LOG_EXPUNGE: apply_expunge(g, h, r); break;
     case LOG_KEYWORD: apply_keyword(h, r); break;
+    /* The history changes no entry: the index only remembers where it is
+     * (read on first use, see since.c), so a rebuilt index finds it too. */
+    case LOG_VANISHED: A_STORE(&h->hist_off, off); break;
     }
     if (rc < 0) {
         /* Forget the transaction's unpublished entries; log_applied still

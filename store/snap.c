@@ -350,8 +350,10 @@ int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c)
     return store_snap_entry_cache(s, (uint32_t)p, e, c);
 }
 
-int store_snap_changed_since(const store_snap *s, uint64_t since,
-                             store_uidlist *out)
+/* The reference answers by a scan of every entry (see since.c for the
+ * ones queries use). */
+int store_snap_changed_since_scan(const store_snap *s, uint64_t since,
+                                  store_uidlist *out)
 {
     for (uint32_t p = 0; p < s->count; p++) {
         const struct idx_entry *e = store_gen_entry(s->g, p);
@@ -437,8 +439,11 @@ static int rangelist_push(store_rangelist *l, uint32_t lo, uint32_t hi)
     return 0;
 }
 
-int store_snap_vanished(const store_snap *s, uint64_t since, uint32_t lo,
-                        uint32_t hi, store_rangelist *out)
+/* Tombstones only (no history), or every non-live UID in [lo, hi] when
+ * since is below tomb_floor: since.c uses it for a generation without
+ * history. */
+int store_snap_vanished_scan(const store_snap *s, uint64_t since, uint32_t lo,
+                             uint32_t hi, store_rangelist *out)
 {
     struct idx_hdr *h = store_gen_hdr(s->g);
     uint32_t uidnext = store_snap_uidnext(s);

@@ -371,7 +371,10 @@ int store_cursor_cache(store_cursor *c, store_cache *out);
 int store_cursor_bytes(store_cursor *c, uint64_t off, size_t len, const char **ptr,
                        size_t *got);
 
-/* Messages with modseq > since (changed flags or appended), in UID order. */
+/* Messages with modseq > since (changed flags or appended), in UID order.
+ * It reads only the index blocks holding a modseq above `since` (a
+ * per-generation summary, built by the first call in a process: about 4 ms
+ * at 10^6 messages), so a resync costs what changed, not the mailbox. */
 int store_snap_changed_since(const store_snap *s, uint64_t since,
                              store_uidlist *out);
 /* A list of UID ranges, sorted, disjoint and not adjacent. */
@@ -385,7 +388,11 @@ void store_rangelist_free(store_rangelist *l);
  * the UIDs within [lo, hi] expunged with a modseq above `since`, as ranges.
  * Never a live UID; it may include UIDs expunged at or before `since` where
  * the history could not keep them apart (RFC 7162 5.1 allows reporting more
- * than asked).  Its cost follows the number of ranges, not of messages. */
+ * than asked).  Ranges are appended to out, which must be empty or end
+ * below lo.  Its cost follows the ranges and the index blocks changed
+ * above `since`, not the messages, except in a mailbox last compacted by a
+ * version without the history, for `since` below the modseqs it dropped
+ * (then every non-live UID in [lo, hi], found by a scan). */
 int store_snap_vanished(const store_snap *s, uint64_t since, uint32_t lo,
                         uint32_t hi, store_rangelist *out);
 /* UIDs expunged with modseq > since.  If tombstones older than `since` were
@@ -409,6 +416,7 @@ typedef struct store_check_report {
     uint64_t index_mismatches, cache_errors;
     uint64_t leftovers;     /* files of dead compactions, rebuilds and
                                generations, removed (they are never data) */
+    uint64_t history_runs;  /* runs of the expunge history (LOG_VANISHED) */
     bool repaired;
 } store_check_report;
 
