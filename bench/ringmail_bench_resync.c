@@ -29,6 +29,8 @@
  * round; the writer starts the next round when all its devices are done.
  * A resync's latency runs from the socket's creation to the check; its bytes
  * are all received on that connection (greeting and LOGIN included).
+ * RINGMAIL_BENCH_DEBUG=1 in the environment prints each resync that found
+ * mismatches (user, device, method) on stderr.
  *
  * A user's clients run on one worker thread (ringmail_bench_conn.c puts
  * them there), so the per-user state here is never shared between threads.
@@ -730,7 +732,9 @@ int bench_resync_tagged(struct bench_worker *w, struct bench_client *c, int cmd,
             r->fetched = 1;
             if (!r->full) {
                 long known = set_count(&r->st, r->lastuid);
-                r->need_search = r->exists < 0 || known + r->newcount != r->exists;
+                /* nothing held: nothing can have been expunged */
+                r->need_search = r->lastuid > 0 &&
+                                 (r->exists < 0 || known + r->newcount != r->exists);
             }
         }
         break;
