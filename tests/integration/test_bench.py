@@ -214,6 +214,35 @@ class BenchBase:
         self.assertRegex(out, r"resyncs/s, \d+ bytes received per resync")
         self.assertIn(" 0 mismatches", out)
 
+    def test_6d_resync_sees_foreign_changes(self):
+        # the check can fail: a client the writer knows nothing of flips
+        # \Draft on user1's messages during the run; the devices see it, the
+        # writer's truth does not: mismatches, exit 1
+        m = imaplib.IMAP4("127.0.0.1", self.server.port)
+        m.login("user1", PASSWORD)
+        m.append("INBOX", None, None, b"Subject: foreign\r\n\r\nx\r\n")
+        cmd = [BENCH, "--host", "127.0.0.1", "--port", str(self.server.port),
+               "--users", "user%d", "--nusers", "1", "--password", PASSWORD,
+               "--clients", "1", "--duration", "2.5", "--workload", "resync",
+               "--devices", "2", "--io", self.IO, "--json"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            m.select("INBOX")
+            flip = 0
+            while p.poll() is None:
+                m.store("1:*", "+FLAGS" if flip % 2 == 0 else "-FLAGS", "(\\Draft)")
+                flip += 1
+                time.sleep(0.05)
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            m.logout()
+        self.assertEqual(p.returncode, 1, err.decode(errors="replace"))
+        r = json.loads(out)
+        self.assertGreater(r["resync"]["mismatches"], 0, json.dumps(r, indent=1))
+        self.assertEqual(r["errors"], 0, json.dumps(r, indent=1))
+
     def test_7_table_output(self):
         out, _ = self.bench("login", 2, duration=1, json_out=False)
         self.assertIn("LOGIN", out)
