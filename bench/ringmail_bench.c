@@ -30,12 +30,20 @@ static void usage(FILE *f)
             "         --password PW --clients N --duration S --workload W [--json]\n"
             "         [--weights login=1,select=5,...] [--populate N] [--threads N]\n"
             "         [--io uring|epoll] [--procs N] [--source-addrs N]\n"
-            "         [--bystander N]\n"
+            "         [--bystander N] [--devices D] [--changes K]\n"
+            "         [--resync-mode auto|qresync|condstore|full]\n"
             "workloads: login headers bodies append idle-hold mixed search-body copy store\n"
+            "  resync\n"
             "  search-body: SEARCH BODY for a word no message has (every body is read);\n"
             "  copy: COPY 1:* into a mailbox of the client's own, again and again\n"
             "  store: STORE 1:* +FLAGS (\\Flagged), then -FLAGS, again and again (not\n"
             "  .SILENT: a FETCH line per message in every answer)\n"
+            "  resync: every user (--nusers; --clients is not used) has a writer and D\n"
+            "  devices (--devices, 3); each round the writer changes K messages of the\n"
+            "  INBOX (--changes, 10: flag changes, appends, expunges), then each device\n"
+            "  reconnects, resyncs (QRESYNC, else CONDSTORE, else a full listing, as\n"
+            "  the server's CAPABILITY allows, or --resync-mode) and checks its state\n"
+            "  against the writer's: mismatches must be 0\n"
             "--bystander N: N more sessions (the last users) send NOOP after NOOP beside\n"
             "  the workload; their round trips are reported as \"bystander NOOP\"\n"
             "PATTERN: user%%d is expanded for 1..N; clients go to users round robin.\n"
@@ -127,6 +135,24 @@ static void report_table(const struct bench_config *cfg, const struct bench_resu
                ms(bench_hist_quantile(&r->bystander, 0.99)),
                ms(bench_hist_quantile(&r->bystander, 0.999)), ms(r->bystander.max),
                (unsigned long long)r->bystander_errors, cfg->bystanders);
+    if (cfg->workload == BW_RESYNC) {
+        const struct bench_resync_stats *s = &r->st.rs;
+        double n = s->resyncs ? (double)s->resyncs : 1;
+        printf("resync: %d users x %d devices, %d changes a round (%llu rounds, %llu changes): "
+               "%llu resyncs, %.1f resyncs/s, %.0f bytes received per resync (%.1f per "
+               "change), p50 %.3f ms, p99 %.3f ms, max %.3f ms; %llu mismatches\n",
+               cfg->nusers, cfg->devices, cfg->changes, (unsigned long long)s->rounds,
+               (unsigned long long)s->changes, (unsigned long long)s->resyncs,
+               (double)s->resyncs / r->elapsed_s, (double)s->bytes / n,
+               cfg->changes ? (double)s->bytes / n / cfg->changes : 0.0,
+               ms(bench_hist_quantile(&s->lat, 0.5)), ms(bench_hist_quantile(&s->lat, 0.99)),
+               ms(s->lat.max), (unsigned long long)s->mismatches);
+        printf("resync modes: qresync %llu, condstore %llu, full %llu; first syncs %llu "
+               "(%.0f bytes each)\n", (unsigned long long)s->by_mode[RESYNC_QRESYNC],
+               (unsigned long long)s->by_mode[RESYNC_CONDSTORE],
+               (unsigned long long)s->by_mode[RESYNC_FULL], (unsigned long long)s->initial,
+               s->initial ? (double)s->initial_bytes / (double)s->initial : 0.0);
+    }
     if (cfg->workload == BW_IDLE)
         printf("fanout (APPEND until every IDLE session saw EXISTS): %ld of %ld appends seen "
                "by all %ld sessions; p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
@@ -169,6 +195,28 @@ static void report_json(const struct bench_config *cfg, const struct bench_resul
                r->appends_seen, r->appends_sent, r->sessions);
     if (cfg->populate > 0)
         printf(", \"populate\": %ld", cfg->populate);
+    if (cfg->workload == BW_RESYNC) {
+        const struct bench_resync_stats *s = &r->st.rs;
+        double n = s->resyncs ? (double)s->resyncs : 1;
+        printf(", \"resync\": {\"users\": %d, \"devices\": %d, \"changes_per_round\": %d, "
+               "\"rounds\": %llu, \"changes\": %llu, \"resyncs\": %llu, "
+               "\"resyncs_per_sec\": %.1f, \"bytes_per_resync\": %.1f, "
+               "\"bytes_per_change\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
+               "\"max_ms\": %.3f, \"mismatches\": %llu, \"modes\": {\"qresync\": %llu, "
+               "\"condstore\": %llu, \"full\": %llu}, \"mode_asked\": \"%s\", "
+               "\"first_syncs\": %llu, \"bytes_per_first_sync\": %.1f}",
+               cfg->nusers, cfg->devices, cfg->changes, (unsigned long long)s->rounds,
+               (unsigned long long)s->changes, (unsigned long long)s->resyncs,
+               (double)s->resyncs / r->elapsed_s, (double)s->bytes / n,
+               cfg->changes ? (double)s->bytes / n / cfg->changes : 0.0,
+               ms(bench_hist_quantile(&s->lat, 0.5)), ms(bench_hist_quantile(&s->lat, 0.99)),
+               ms(s->lat.max), (unsigned long long)s->mismatches,
+               (unsigned long long)s->by_mode[RESYNC_QRESYNC],
+               (unsigned long long)s->by_mode[RESYNC_CONDSTORE],
+               (unsigned long long)s->by_mode[RESYNC_FULL],
+               bench_resync_mode_name[cfg->resync_mode], (unsigned long long)s->initial,
+               s->initial ? (double)s->initial_bytes / (double)s->initial : 0.0);
+    }
     if (cfg->bystanders)
         printf(", \"bystander\": {\"sessions\": %d, \"ops\": %llu, \"p50_ms\": %.3f, "
                "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"errors\": %llu}",
@@ -183,7 +231,7 @@ static void report_json(const struct bench_config *cfg, const struct bench_resul
 int main(int argc, char **argv)
 {
     struct bench_config cfg = { .host = NULL, .port = 0, .nusers = 1, .password = NULL,
-                                .clients = 1, .duration = 10 };
+                                .clients = 1, .duration = 10, .devices = 3, .changes = 10 };
     const char *workload = NULL, *weights = NULL;
     memcpy(cfg.weights, default_weights, sizeof cfg.weights);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -206,6 +254,9 @@ int main(int argc, char **argv)
         { "procs", required_argument, NULL, 'R' },
         { "source-addrs", required_argument, NULL, 'S' },
         { "bystander", required_argument, NULL, 'B' },
+        { "devices", required_argument, NULL, 'D' },
+        { "changes", required_argument, NULL, 'K' },
+        { "resync-mode", required_argument, NULL, 'M' },
         { "help", no_argument, NULL, 'H' },
         { NULL, 0, NULL, 0 }
     };
@@ -228,6 +279,20 @@ int main(int argc, char **argv)
         case 'R': cfg.procs = atoi(optarg); break;
         case 'S': cfg.source_addrs = atoi(optarg); break;
         case 'B': cfg.bystanders = atoi(optarg); break;
+        case 'D': cfg.devices = atoi(optarg); break;
+        case 'K': cfg.changes = atoi(optarg); break;
+        case 'M': {
+            int m = -1;
+            for (int i = 0; i < RESYNC_NMODES; i++)
+                if (!strcmp(optarg, bench_resync_mode_name[i]))
+                    m = i;
+            if (m < 0) {
+                fprintf(stderr, "ringmail-bench: --resync-mode auto|qresync|condstore|full\n");
+                return 2;
+            }
+            cfg.resync_mode = (enum bench_resync_mode)m;
+            break;
+        }
         case 'I':
             if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring")) {
                 cfg.io = BENCH_IO_URING;
@@ -246,12 +311,12 @@ int main(int argc, char **argv)
         !cfg.password || !workload || cfg.nusers < 1 || cfg.clients < 1 ||
         cfg.duration <= 0 || cfg.populate < 0 || cfg.threads < 1 || cfg.procs < 0 ||
         cfg.source_addrs < 0 || cfg.source_addrs > 254 || cfg.bystanders < 0 ||
-        cfg.bystanders > 1000) {
+        cfg.bystanders > 1000 || cfg.devices < 1 || cfg.devices > 1000 || cfg.changes < 0) {
         usage(stderr);
         return 2;
     }
     static const char *const names[] = { "login", "headers", "bodies", "append", "idle-hold",
-                                         "mixed", "search-body", "copy", "store" };
+                                         "mixed", "search-body", "copy", "store", "resync" };
     int found = -1;
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(workload, names[i]))
@@ -346,7 +411,10 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (bench_run(&cfg, cfg.workload, cfg.clients, cfg.duration, progress, r) < 0) {
+    int nclients = cfg.clients;
+    if (cfg.workload == BW_RESYNC)
+        nclients = cfg.clients = cfg.nusers * (cfg.devices + 1);
+    if (bench_run(&cfg, cfg.workload, nclients, cfg.duration, progress, r) < 0) {
         fprintf(stderr, "ringmail-bench: cannot start the worker threads\n");
         return 1;
     }
@@ -360,6 +428,8 @@ int main(int argc, char **argv)
     for (int k = 0; k < BC_NCMD; k++)
         ops += r->st.hist[k].count;
     int rc = total_errors(r) || r->bystander_errors || ops == 0 ? 1 : 0;
+    if (cfg.workload == BW_RESYNC && (r->st.rs.mismatches || !r->st.rs.resyncs))
+        rc = 1;
     free(r);
     return rc;
 }

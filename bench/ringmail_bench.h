@@ -49,12 +49,20 @@ uint64_t bench_hist_quantile(const bench_hist *h, double q);
 enum bench_cmd {
     BC_CONNECT, BC_LOGIN, BC_SELECT, BC_LIST, BC_STATUS, BC_FETCH_HDR, BC_FETCH_BODY,
     BC_STORE, BC_APPEND, BC_EXPUNGE, BC_LOGOUT, BC_IDLE, BC_NOOP, BC_SEARCH, BC_COPY,
-    BC_CREATE, BC_STORE_ALL, BC_NCMD
+    BC_CREATE, BC_STORE_ALL,
+    /* resync */
+    BC_CAPABILITY, BC_ENABLE, BC_UID_FETCH, BC_UID_SEARCH, BC_UID_STORE, BC_UID_EXPUNGE,
+    BC_NCMD
 };
 extern const char *const bench_cmd_name[BC_NCMD];
 
 enum bench_workload { BW_LOGIN, BW_HEADERS, BW_BODIES, BW_APPEND, BW_IDLE, BW_MIXED,
-                      BW_SEARCH, BW_COPY, BW_STORE, BW_POPULATE };
+                      BW_SEARCH, BW_COPY, BW_STORE, BW_RESYNC, BW_POPULATE };
+
+/* resync: how a device brings its copy of the INBOX up to date. */
+enum bench_resync_mode { RESYNC_AUTO, RESYNC_QRESYNC, RESYNC_CONDSTORE, RESYNC_FULL,
+                         RESYNC_NMODES };
+extern const char *const bench_resync_mode_name[RESYNC_NMODES];
 
 /* Operations of the mixed workload (--weights NAME=W,...). */
 enum bench_op {
@@ -84,14 +92,33 @@ struct bench_config {
     int procs;                  /* processes (resolved by main: >= 1) */
     int source_addrs;           /* > 0: bind clients to 127.0.0.1..N in turn */
     int bystanders;             /* --bystander N: NOOP sessions beside the workload */
+    int devices;                /* resync: --devices, per user */
+    int changes;                /* resync: --changes, messages changed per round */
+    enum bench_resync_mode resync_mode;   /* resync: --resync-mode (auto by default) */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+};
+
+/* resync: what the devices measured.  A resync runs from the device's
+ * connect to its state being checked against the writer's; the first sync
+ * of each device (it holds nothing yet) is counted apart. */
+struct bench_resync_stats {
+    bench_hist lat;
+    uint64_t resyncs, bytes;            /* bytes received by those resyncs */
+    uint64_t initial, initial_bytes;    /* first syncs */
+    uint64_t by_mode[RESYNC_NMODES];    /* resyncs done in each mode */
+    uint64_t mismatches;                /* messages whose state differed from the truth */
+    uint64_t changes, rounds;           /* the writers' */
 };
 
 struct bench_stats {
     bench_hist hist[BC_NCMD];
     uint64_t errors[BC_NCMD];
+    struct bench_resync_stats rs;
 };
+
+/* dst += src */
+void bench_stats_merge(struct bench_stats *dst, const struct bench_stats *src);
 
 struct bench_result {
     struct bench_stats st;       /* merged over threads */

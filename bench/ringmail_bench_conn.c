@@ -26,7 +26,8 @@
 const char *const bench_cmd_name[BC_NCMD] = {
     "CONNECT", "LOGIN", "SELECT", "LIST", "STATUS", "FETCH_HEADERS", "FETCH_BODY",
     "STORE", "APPEND", "EXPUNGE", "LOGOUT", "IDLE", "NOOP", "SEARCH_BODY", "COPY",
-    "CREATE", "STORE_ALL"
+    "CREATE", "STORE_ALL", "CAPABILITY", "ENABLE", "UID_FETCH_FLAGS", "UID_SEARCH",
+    "UID_STORE", "UID_EXPUNGE"
 };
 const char *const bench_op_name[OP_N] = {
     "login", "select", "list", "status", "headers", "body", "store", "append",
@@ -174,6 +175,44 @@ static void out_quoted(struct bench_client *c, const char *s)
     out_bytes(c, "\"", 1);
 }
 
+void bench_out_printf(struct bench_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    obuf_reserve(&c->out, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(c->out.p + c->out.len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    c->out.len += (size_t)n;
+}
+
+void bench_out_bytes(struct bench_client *c, const char *p, size_t n)
+{
+    out_bytes(c, p, n);
+}
+
+void bench_stats_merge(struct bench_stats *dst, const struct bench_stats *src)
+{
+    for (int k = 0; k < BC_NCMD; k++) {
+        bench_hist_merge(&dst->hist[k], &src->hist[k]);
+        dst->errors[k] += src->errors[k];
+    }
+    struct bench_resync_stats *d = &dst->rs;
+    const struct bench_resync_stats *s = &src->rs;
+    bench_hist_merge(&d->lat, &s->lat);
+    d->resyncs += s->resyncs;
+    d->bytes += s->bytes;
+    d->initial += s->initial;
+    d->initial_bytes += s->initial_bytes;
+    for (int m = 0; m < RESYNC_NMODES; m++)
+        d->by_mode[m] += s->by_mode[m];
+    d->mismatches += s->mismatches;
+    d->changes += s->changes;
+    d->rounds += s->rounds;
+}
+
 struct bench_obuf *bench_conn_wire(struct bench_client *c)
 {
     return c->ssl ? &c->wire : &c->out;
@@ -275,6 +314,11 @@ static void disconnect(struct bench_worker *w, struct bench_client *c, uint64_t 
     c->wake_at = bench_now_ns() + backoff;
 }
 
+void bench_conn_close(struct bench_worker *w, struct bench_client *c, uint64_t backoff_ns)
+{
+    disconnect(w, c, backoff_ns);
+}
+
 /* The connection failed or dropped: an error of the command in flight. */
 void bench_conn_fail(struct bench_worker *w, struct bench_client *c)
 {
@@ -352,6 +396,8 @@ static void start_connect(struct bench_worker *w, struct bench_client *c)
     c->fd = fd;
     c->cmd = BC_CONNECT;
     c->t0 = bench_now_ns();
+    c->conn_t0 = c->t0;
+    c->rxbytes = 0;
     c->state = ST_CONNECTING;
     w->opening++;
     g.eng->connect(w, c);
@@ -391,7 +437,9 @@ static void send_cmd(struct bench_worker *w, struct bench_client *c, int cmd, in
     char user[256];
     c->tag++;
     out_printf(c, "a%u ", c->tag);
-    switch (cmd) {
+    if (g.w == BW_RESYNC && cmd != BC_LOGIN)
+        bench_resync_format(w, c, cmd);
+    else switch (cmd) {
     case BC_LOGIN:
         bench_user_name(g.cfg, c->user, user, sizeof user);
         out_printf(c, "LOGIN ");
@@ -580,6 +628,8 @@ static int next_cmd(struct bench_worker *w, struct bench_client *c, int *op)
             return BC_APPEND;
         return BC_LOGOUT;
     }
+    if (g.w == BW_RESYNC)
+        return bench_resync_next(w, c);
     if (!c->authed)
         return BC_LOGIN;
     if (c->role == ROLE_APPENDER)
@@ -621,6 +671,11 @@ void bench_conn_step(struct bench_worker *w, struct bench_client *c)
         return;
     }
     if (c->fd < 0) {
+        if (g.w == BW_RESYNC && !bench_resync_may_connect(c)) {
+            c->state = ST_WAIT;      /* woken by its writer's next round */
+            c->wake_at = UINT64_MAX;
+            return;
+        }
         start_connect(w, c);
         return;
     }
@@ -701,6 +756,9 @@ static void complete(struct bench_worker *w, struct bench_client *c, int ok)
     case BC_CREATE:
         c->copy_ready = 1;
         break;
+    case BC_CAPABILITY: case BC_ENABLE: case BC_UID_FETCH: case BC_UID_SEARCH:
+    case BC_UID_STORE: case BC_UID_EXPUNGE:
+        break;
     case BC_LOGOUT:
         if (c->role == ROLE_POPULATE) {
             disconnect(w, c, 0);
@@ -741,6 +799,8 @@ static int on_line(struct bench_worker *w, struct bench_client *c, const char *l
         return -1;
     }
     if (len >= 2 && line[0] == '*' && line[1] == ' ') {
+        if (g.w == BW_RESYNC)
+            bench_resync_untagged(c, line, len);
         const char *p = line + 2, *end = line + len;
         if (p < end && *p >= '0' && *p <= '9') {
             long n = 0;
@@ -787,6 +847,20 @@ static int on_line(struct bench_worker *w, struct bench_client *c, const char *l
     if (c->cmd == BC_CREATE && memmem(p, (size_t)(end - p), "[ALREADYEXISTS]", 15))
         ok = 1;
     uint32_t gen = c->gen;
+    if (g.w == BW_RESYNC) {
+        int cmd = c->cmd;
+        if (ok)
+            bench_hist_add(&w->st->hist[cmd], bench_now_ns() - c->t0);
+        else
+            count_error(w, cmd);
+        atomic_fetch_add_explicit(&g.sh->ops, 1, memory_order_relaxed);
+        c->state = ST_READY;
+        if (cmd == BC_LOGIN && ok)
+            c->authed = 1;
+        if (!bench_resync_tagged(w, c, cmd, ok, p, (size_t)(end - p)) && c->gen == gen)
+            bench_conn_step(w, c);
+        return c->gen != gen ? -1 : 0;
+    }
     complete(w, c, ok);
     return c->gen != gen ? -1 : 0;
 }
@@ -869,6 +943,7 @@ void bench_conn_eof(struct bench_worker *w, struct bench_client *c)
 
 void bench_conn_input(struct bench_worker *w, struct bench_client *c, size_t n)
 {
+    c->rxbytes += n;
     if (!c->ssl) {
         c->inlen += n;
         parse(w, c);
@@ -953,6 +1028,7 @@ static void *worker_main(void *arg)
         free(c->out.p);
         free(c->wire.p);
         free(c->tx.p);
+        bench_resync_detach(c);
     }
     return NULL;
 }
@@ -999,7 +1075,8 @@ static int proc_start(int p, int nprocs, struct proc *pr)
         struct bench_worker *w = &pr->ws[t];
         w->st = calloc(1, sizeof *w->st);
         w->msgbuf = malloc(48 * 1024);
-        w->cl = calloc((size_t)(mine / nth + 1), sizeof *w->cl);
+        /* resync: a user's clients share a thread, so the counts differ */
+        w->cl = calloc((size_t)(g.w == BW_RESYNC ? mine : mine / nth + 1), sizeof *w->cl);
         w->rng = seed * (uint64_t)(t + 1) * 0x9e3779b97f4a7c15ull | 1;
         if (!w->st || !w->msgbuf || !w->cl)
             return -ENOMEM;
@@ -1020,6 +1097,8 @@ static int proc_start(int p, int nprocs, struct proc *pr)
         if (proc_of(i, nprocs) != p)
             continue;
         struct bench_worker *w = &pr->ws[k++ % nth];
+        if (g.w == BW_RESYNC)
+            w = &pr->ws[(i / (cfg->devices + 1)) % nth];
         struct bench_client *c = &w->cl[w->ncl++];
         c->id = i;
         c->fd = -1;
@@ -1038,6 +1117,11 @@ static int proc_start(int p, int nprocs, struct proc *pr)
             c->user = i - g.nsessions;
             c->role = ROLE_APPENDER;
         }
+        if (g.w == BW_RESYNC) {
+            c->user = i / (cfg->devices + 1);
+            if (bench_resync_attach(c, c->user, i % (cfg->devices + 1)) < 0)
+                return -ENOMEM;
+        }
     }
     for (int t = 0; t < nth; t++) {
         if (pthread_create(&pr->ws[t].th, NULL, worker_main, &pr->ws[t]) != 0)
@@ -1055,12 +1139,8 @@ static void proc_finish(int p, struct proc *pr)
         pthread_join(pr->ws[t].th, NULL);
     for (int t = 0; pr->ws && t < pr->nth; t++) {
         struct bench_worker *w = &pr->ws[t];
-        if (w->st) {
-            for (int k = 0; k < BC_NCMD; k++) {
-                bench_hist_merge(&g.pstats[p].hist[k], &w->st->hist[k]);
-                g.pstats[p].errors[k] += w->st->errors[k];
-            }
-        }
+        if (w->st)
+            bench_stats_merge(&g.pstats[p], w->st);
         if (w->eng && w->eng_state && t >= pr->started)
             w->eng->fini(w);
         free(w->st);
@@ -1110,7 +1190,8 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
         total += g.nappenders;
     }
     g.nclients = total;
-    int nprocs = wl == BW_POPULATE || cfg->procs < 1 ? 1 : cfg->procs;
+    /* resync: a user's writer and devices share their state in memory */
+    int nprocs = wl == BW_POPULATE || wl == BW_RESYNC || cfg->procs < 1 ? 1 : cfg->procs;
     if (nprocs > nclients)
         nprocs = nclients;
 
@@ -1217,12 +1298,8 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
         if (atomic_load(&e->remaining) == 0 && atomic_load(&e->last_seen))
             bench_hist_add(&out->fanout, atomic_load(&e->last_seen) - e->start);
     }
-    for (int p = 0; p < nprocs; p++) {
-        for (int k = 0; k < BC_NCMD; k++) {
-            bench_hist_merge(&out->st.hist[k], &g.pstats[p].hist[k]);
-            out->st.errors[k] += g.pstats[p].errors[k];
-        }
-    }
+    for (int p = 0; p < nprocs; p++)
+        bench_stats_merge(&out->st, &g.pstats[p]);
     free(pids);
     munmap(map, maplen);
     g.sh = NULL;

@@ -52,6 +52,9 @@ struct bench_client {
     int src;                  /* source address index (0: none bound) */
     int inflight;             /* io_uring: operations the kernel holds */
     unsigned armed;           /* io_uring: bit per operation kind in flight */
+    uint64_t conn_t0;         /* when the socket of this connection was made */
+    uint64_t rxbytes;         /* bytes received on this connection */
+    struct bench_resync *rs;  /* resync: the writer's or device's state (owned) */
 };
 
 struct bench_worker;
@@ -105,5 +108,33 @@ void bench_conn_eof(struct bench_worker *w, struct bench_client *c);
 void bench_conn_fail(struct bench_worker *w, struct bench_client *c);
 struct bench_obuf *bench_conn_wire(struct bench_client *c);
 void bench_conn_step(struct bench_worker *w, struct bench_client *c);
+
+/* Closes c's connection (no error counted); c waits in ST_WAIT for
+ * backoff_ns, then goes on (bench_conn_step). */
+void bench_conn_close(struct bench_worker *w, struct bench_client *c, uint64_t backoff_ns);
+/* The command buffer (plaintext; sent by flush after the command). */
+__attribute__((format(printf, 2, 3)))
+void bench_out_printf(struct bench_client *c, const char *fmt, ...);
+void bench_out_bytes(struct bench_client *c, const char *p, size_t n);
+
+/* ---- the resync workload (ringmail_bench_resync.c) ----
+ * Every user has one writer (client index 0 of its group) and D devices;
+ * the clients of one user run on one worker thread, so the per-user state
+ * needs no locking.  Processes: one (--procs is ignored). */
+/* Sets up c as client k (0: the writer) of user u.  0 or -ENOMEM. */
+int bench_resync_attach(struct bench_client *c, int u, int k);
+void bench_resync_detach(struct bench_client *c);
+/* 0: c (no socket) must wait for the next round; 1: it may connect. */
+int bench_resync_may_connect(struct bench_client *c);
+/* The next command of c, or -1 to wait (c->wake_at is set). */
+int bench_resync_next(struct bench_worker *w, struct bench_client *c);
+/* Writes the text of cmd for c (tag written already). */
+void bench_resync_format(struct bench_worker *w, struct bench_client *c, int cmd);
+/* An untagged response line (without CRLF). */
+void bench_resync_untagged(struct bench_client *c, const char *line, size_t len);
+/* The tagged response of c's command ("OK ..." from resp on); returns 1 if c
+ * was disconnected (done with its resync), 0 if the client goes on. */
+int bench_resync_tagged(struct bench_worker *w, struct bench_client *c, int cmd, int ok,
+                        const char *resp, size_t len);
 
 #endif

@@ -22,6 +22,9 @@ PACKAGES=(
   clang                       # fuzz targets (libFuzzer), later
   isync                       # mbsync: a real IMAP client in the integration tests
   offlineimap3                # offlineimap: another real client in those tests
+  neomutt                     # NeoMutt: a real client with a header cache (CONDSTORE, QRESYNC)
+  tmux                        # drives NeoMutt's screen in test_client_neomutt.py
+  tokyocabinet-bin            # tcbmgr: reads NeoMutt's header cache in that test
   curl                        # curl -T imap://: a bare-LF APPEND in the integration tests
   e2fsprogs                   # mkfs.ext4: the disk-full test makes a small ext4 on a loop device
 )

@@ -4,7 +4,9 @@ implemented workload runs 1-2 s with --json on each I/O engine (--io uring,
 --io epoll; one server per engine) and must report zero errors,
 plausible counts and ordered percentiles; --populate must create the
 messages (checked with STATUS over imaplib) and skip users that have enough;
-idle-hold must see every append in every session; --tls works against the
+idle-hold must see every append in every session; resync's devices must
+end every resync with the writer's state (by CONDSTORE and by full
+listings); --tls works against the
 TLS listener; a dead server gives errors and exit 1, never a hang.  Timings decide
 nothing."""
 
@@ -169,6 +171,77 @@ class BenchBase:
                             extra=["--bystander", "1"])
         self.assertIn("bystander NOOP", out)
         self.bench("login", 1, extra=["--bystander", "1", "--tls"], expect_rc=2)
+
+    def test_6c_resync(self):
+        # every device's state must equal the writer's after every resync,
+        # whatever the method: the server's best (auto: CONDSTORE, or QRESYNC
+        # where offered), CONDSTORE forced, a full listing
+        devices, changes = 2, 6
+        for mode in ("auto", "condstore", "full"):
+            r = self.bench("resync", 1, duration=1.5,
+                           extra=["--devices", str(devices), "--changes", str(changes),
+                                  "--resync-mode", mode])
+            self.check_result(r, "resync", NUSERS * (devices + 1),
+                              ["CONNECT", "LOGIN", "SELECT", "UID_FETCH_FLAGS", "UID_STORE",
+                               "UID_EXPUNGE", "APPEND", "CAPABILITY"])
+            s = r["resync"]
+            dump = json.dumps(r, indent=1)
+            self.assertEqual(s["mismatches"], 0, dump)
+            self.assertEqual(s["mode_asked"], mode)
+            self.assertEqual((s["users"], s["devices"], s["changes_per_round"]),
+                             (NUSERS, devices, changes))
+            self.assertEqual(s["first_syncs"], NUSERS * devices, dump)
+            self.assertGreaterEqual(s["rounds"], 2 * NUSERS, dump)
+            self.assertGreater(s["resyncs"], 0, dump)
+            # a round's changes come before its resyncs; the last may be cut
+            self.assertGreaterEqual(s["changes"], changes * s["resyncs"] // devices, dump)
+            self.assertLessEqual(s["resyncs"], (s["rounds"] - NUSERS) * devices, dump)
+            used = {k for k, v in s["modes"].items() if v}
+            want = {"auto": {"condstore", "qresync"}, "condstore": {"condstore"},
+                    "full": {"full"}}[mode]
+            self.assertTrue(used and used <= want, dump)
+            self.assertEqual(sum(s["modes"].values()), s["resyncs"])
+            self.assertGreater(s["bytes_per_resync"], 0)
+            self.assertAlmostEqual(s["resyncs_per_sec"], s["resyncs"] / r["duration_s"],
+                                   delta=0.01 * s["resyncs"] + 1)
+            self.assertLessEqual(s["p50_ms"], s["p99_ms"])
+            self.assertLessEqual(s["p99_ms"], s["max_ms"])
+            self.assertGreater(s["max_ms"], 0)
+            if mode == "condstore":
+                # the expunges are found by UID SEARCH (RFC 4549 4.3.1)
+                self.assertIn("UID_SEARCH", r["commands"], dump)
+        out, _ = self.bench("resync", 1, duration=1, json_out=False, extra=["--devices", "1"])
+        self.assertRegex(out, r"resyncs/s, \d+ bytes received per resync")
+        self.assertIn(" 0 mismatches", out)
+
+    def test_6d_resync_sees_foreign_changes(self):
+        # the check can fail: a client the writer knows nothing of flips
+        # \Draft on user1's messages during the run; the devices see it, the
+        # writer's truth does not: mismatches, exit 1
+        m = imaplib.IMAP4("127.0.0.1", self.server.port)
+        m.login("user1", PASSWORD)
+        m.append("INBOX", None, None, b"Subject: foreign\r\n\r\nx\r\n")
+        cmd = [BENCH, "--host", "127.0.0.1", "--port", str(self.server.port),
+               "--users", "user%d", "--nusers", "1", "--password", PASSWORD,
+               "--clients", "1", "--duration", "2.5", "--workload", "resync",
+               "--devices", "2", "--io", self.IO, "--json"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            m.select("INBOX")
+            flip = 0
+            while p.poll() is None:
+                m.store("1:*", "+FLAGS" if flip % 2 == 0 else "-FLAGS", "(\\Draft)")
+                flip += 1
+                time.sleep(0.05)
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            m.logout()
+        self.assertEqual(p.returncode, 1, err.decode(errors="replace"))
+        r = json.loads(out)
+        self.assertGreater(r["resync"]["mismatches"], 0, json.dumps(r, indent=1))
+        self.assertEqual(r["errors"], 0, json.dumps(r, indent=1))
 
     def test_7_table_output(self):
         out, _ = self.bench("login", 2, duration=1, json_out=False)

@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# bench/resync.sh: ringmail-bench --workload resync against Ringmail and
+# Dovecot in one run, on the same big INBOX.
+#
+#   bash bench/resync.sh [--messages M] [--users N] [--devices D] [--changes K]
+#                        [--duration S] [--io uring|epoll] [--out FILE.md] [--keep]
+#
+# Starts ringmaild (build/, built Release if needed) and a private Dovecot
+# (dovecot-imapd from apt, the config bench/compare/dovecot.conf.in in a temp
+# dir; never /etc/dovecot) on free 127.0.0.1 ports, gives both the same users
+# (one SHA512-CRYPT passwd-file) and the same INBOX of M small generated
+# messages per user (default 100,000; ringmail-admin import for Ringmail,
+# doveadm import for Dovecot, both from one mbox file), then runs the resync
+# workload: Ringmail with its best method (auto), Dovecot with its best
+# (auto: QRESYNC) and Dovecot with CONDSTORE (the method Ringmail uses while
+# it has no QRESYNC).  Prints the table and writes it as Markdown to --out
+# (default bench/resync-results.md), the raw JSON next to it (.jsonl).
+#
+# Defaults: 1 user x 100,000 messages, 3 devices, 10 changes a round, 20 s
+# a run.  Must run as root (Dovecot drops privileges to its own users).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE=$ROOT/bench/compare
+BUILD=${BUILD:-$ROOT/build}
+RINGMAILD=$BUILD/ringmaild
+ADMIN=$BUILD/ringmail-admin
+BENCH=$BUILD/ringmail-bench
+
+MESSAGES=100000
+USERS=1
+DEVICES=3
+CHANGES=10
+DURATION=20
+IO=uring
+OUT=$ROOT/bench/resync-results.md
+KEEP=0
+PASSWORD=resync-pw-3
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+
+while (($#)); do
+    case $1 in
+    --messages) MESSAGES=$2; shift ;;
+    --users) USERS=$2; shift ;;
+    --devices) DEVICES=$2; shift ;;
+    --changes) CHANGES=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --io) IO=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --keep) KEEP=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "resync.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "run as root (Dovecot needs it to drop privileges)"
+case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
+T0=$SECONDS
+
+# --- build ---------------------------------------------------------------------
+if [[ ! -x $BENCH || ! -x $RINGMAILD || ! -x $ADMIN ]]; then
+    log "configuring a Release build in $BUILD"
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+log "building ringmaild, ringmail-admin, ringmail-bench"
+cmake --build "$BUILD" -j2 --target ringmaild ringmail-admin ringmail-bench >/dev/null
+BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt")
+RM_VERSION=$(git -C "$ROOT" rev-parse --short HEAD)
+
+# --- Dovecot (as compare.sh: never the system instance) -------------------------
+system_dovecot_pid() {
+    local f=/run/dovecot/master.pid
+    [[ -r $f ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
+    return 0
+}
+if ! command -v dovecot >/dev/null || ! [[ -x /usr/lib/dovecot/imap ]]; then
+    was=$(system_dovecot_pid)
+    log "installing dovecot-imapd"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+    now=$(system_dovecot_pid)
+    if [[ -n $now && -z $was ]]; then
+        log "stopping the system Dovecot the install started (pid $now)"
+        kill "$now"
+        sleep 1
+    fi
+fi
+[[ -z $(system_dovecot_pid) ]] || die "the system's Dovecot is running; stop it first, it would share the CPUs"
+DOVECOT_VERSION=$(dovecot --version)
+
+TMP=$(mktemp -d /tmp/ringmail-resync.XXXXXX)
+chmod 755 "$TMP"
+RM=$TMP/ringmail
+DV=$TMP/dovecot
+mkdir -p "$RM/mail" "$DV/run" "$DV/state" "$DV/mail" "$TMP/out"
+RM_PID=
+
+dovecot_master_pid() {
+    [[ -r $DV/run/master.pid ]] && cat "$DV/run/master.pid"
+    return 0
+}
+
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    if [[ -n $RM_PID ]]; then
+        kill -TERM "$RM_PID" 2>/dev/null || true
+        wait "$RM_PID" 2>/dev/null || true
+    fi
+    pid=$(dovecot_master_pid)
+    if [[ -n $pid ]]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    if ((KEEP)); then log "kept $TMP"; else rm -rf "$TMP"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+read -r P_RM P_DV P_DVS < <(python3 - <<'PY'
+import socket
+socks = []
+for _ in range(3):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(*(s.getsockname()[1] for s in socks))
+PY
+)
+# Dovecot's config has an imaps listener: it gets a certificate it never uses.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+chmod 644 "$TMP/key.pem" "$TMP/cert.pem"
+
+cat >"$RM/ringmail.conf" <<CONF
+# written by bench/resync.sh
+mail_root = $RM/mail
+passwd_file = $RM/passwd
+listen = 127.0.0.1:$P_RM
+fsync = batch
+auth_cache_ttl = 60
+max_connections_per_user = 0
+max_connections_per_ip = 0
+CONF
+for ((i = 1; i <= USERS; i++)); do
+    printf '%s\n' "$PASSWORD" | "$ADMIN" -c "$RM/ringmail.conf" user add --scheme SHA512-CRYPT "user$i" >/dev/null
+done
+awk -F: -v OFS=: -v uid="$(id -u nobody)" -v gid="$(getent group nogroup | cut -d: -f3)" \
+    -v home="$DV/mail" '{ print $1, $2, uid, gid, "", home "/" $1, "" }' "$RM/passwd" >"$DV/passwd"
+chmod 644 "$DV/passwd"
+chown nobody:nogroup "$DV/mail"
+
+# --- the INBOX: M small messages, a third of them \Seen, every 17th \Flagged -----
+MBOX=$TMP/inbox.mbox
+log "generating $MESSAGES messages"
+python3 - "$MESSAGES" "$MBOX" <<'PY'
+import sys
+n, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "w") as f:
+    for i in range(1, n + 1):
+        status = "Status: RO\n" if i % 3 == 0 else ""
+        xstatus = "X-Status: F\n" if i % 17 == 0 else ""
+        f.write("From MAILER-DAEMON Mon Dec  7 00:00:00 2026\n"
+                "From: Sender %d <sender%d@example.com>\n"
+                "To: Reader <reader@example.org>\n"
+                "Subject: message %d of the resync benchmark\n"
+                "Date: Mon, 07 Dec 2026 00:00:00 +0000\n"
+                "Message-ID: <%d.resync@example.com>\n%s%s\n"
+                "Body of message %d.\n\n" % (i % 97, i % 97, i, i, status, xstatus, i))
+PY
+chmod 644 "$MBOX"
+
+wait_port() {
+    for _ in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    die "$2 does not accept connections on port $1"
+}
+
+t=$SECONDS
+for ((i = 1; i <= USERS; i++)); do
+    "$ADMIN" -c "$RM/ringmail.conf" import "user$i" INBOX "$MBOX" >/dev/null
+done
+RM_FILL=$((SECONDS - t))
+"$RINGMAILD" -c "$RM/ringmail.conf" </dev/null >>"$RM/ringmaild.log" 2>&1 &
+RM_PID=$!
+wait_port "$P_RM" ringmaild
+
+limit=$(( (DEVICES + 1) * USERS + 100 ))
+((limit < 200)) && limit=200
+sed -e "s|@D@|$DV|g" -e "s|@TMP@|$TMP|g" -e "s|@ID@|$$|g" \
+    -e "s|@IMAP_PORT@|$P_DV|g" -e "s|@IMAPS_PORT@|$P_DVS|g" \
+    -e "s|@MAIL_UID@|$(id -u nobody)|g" -e "s|@MAIL_GID@|$(getent group nogroup | cut -d: -f3)|g" \
+    -e "s|@AUTH_CACHE_SIZE@|10M|g" -e "s|@PROCESS_LIMIT@|$limit|g" \
+    -e "s|@CLIENT_LIMIT@|$((limit * 3))|g" \
+    "$HERE/dovecot.conf.in" >"$DV/dovecot.conf"
+dovecot -c "$DV/dovecot.conf"
+wait_port "$P_DV" dovecot
+t=$SECONDS
+mkdir -p "$TMP/src"                 # doveadm runs as the mail user (nobody)
+chown nobody:nogroup "$TMP/src"
+for ((i = 1; i <= USERS; i++)); do
+    doveadm -c "$DV/dovecot.conf" import -u "user$i" "mbox:$TMP/src:INBOX=$MBOX" "" all \
+        2>"$TMP/out/doveadm.err" || die "doveadm import failed: $(tail -3 "$TMP/out/doveadm.err")"
+    [[ -s $TMP/out/doveadm.err ]] && die "doveadm import: $(tail -3 "$TMP/out/doveadm.err")"
+    have=$(doveadm -c "$DV/dovecot.conf" -f flow mailbox status -u "user$i" messages INBOX | sed 's/.*=//')
+    [[ $have == "$MESSAGES" ]] || die "user$i: Dovecot has $have messages after the import, not $MESSAGES"
+done
+DV_FILL=$((SECONDS - t))
+log "filled: ringmail $RM_FILL s, dovecot $DV_FILL s"
+
+# --- runs ------------------------------------------------------------------------------
+RAW=${OUT%.md}.jsonl
+[[ $RAW == "$OUT" ]] && RAW=$OUT.jsonl
+: >"$RAW"
+FAILED=0
+run() {   # server port mode
+    local server=$1 port=$2 mode=$3 rc=0 out="$TMP/out/$1-$3"
+    timeout $((DURATION + 600)) "$BENCH" --host 127.0.0.1 --port "$port" --users 'user%d' \
+        --nusers "$USERS" --password "$PASSWORD" --workload resync --devices "$DEVICES" \
+        --changes "$CHANGES" --resync-mode "$mode" --duration "$DURATION" --io "$IO" \
+        --json >"$out.json" 2>"$out.err" || rc=$?
+    ((rc == 0)) || FAILED=1
+    python3 - "$server" "$mode" "$rc" "$out.json" >>"$RAW" <<'PY'
+import json, sys
+server, mode, rc, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+try:
+    bench = json.loads(open(path).read().splitlines()[-1])
+except Exception:
+    bench = None
+print(json.dumps({"server": server, "mode": mode, "rc": rc, "bench": bench}))
+PY
+    log "$server ($mode): rc $rc $(tail -c 300 "$out.err" | tr '\n' ' ')"
+}
+run ringmail "$P_RM" auto
+run dovecot "$P_DV" auto
+run dovecot "$P_DV" condstore
+
+ELAPSED=$((SECONDS - T0))
+python3 - "$RAW" "$OUT" <<PY
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+head = ("| server | asked | used | resyncs/s | bytes/resync | bytes/change | p50 ms | p99 ms "
+        "| mismatches | errors | rc |")
+lines = ["# Resync: Ringmail vs Dovecot", "",
+         "Made by \`bash bench/resync.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') in $((ELAPSED / 60)) min $((ELAPSED % 60)) s.",
+         "",
+         "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)",
+         "- Ringmail $RM_VERSION ($BUILD_TYPE), fsync = batch; Dovecot $DOVECOT_VERSION, mdbox (bench/compare/dovecot.conf.in)",
+         "- $USERS user(s), INBOX of $MESSAGES messages each (filled: Ringmail $RM_FILL s by import, Dovecot $DV_FILL s by doveadm import)",
+         "- ringmail-bench --workload resync --devices $DEVICES --changes $CHANGES --duration $DURATION --io $IO: a round is $CHANGES changes by the writer (3 in 5 flag changes, 1 append, 1 expunge), then every device reconnects, resyncs and checks its state",
+         "- bytes/resync: all received on the device's connection (greeting, LOGIN, CAPABILITY not included: asked once); resyncs/s counts the writer's changes between rounds in the elapsed time",
+         "", head, "|" + "---|" * (head.count("|") - 1)]
+for r in rows:
+    b = r["bench"] or {}
+    s = b.get("resync", {})
+    used = ", ".join("%s %d" % (k, v) for k, v in s.get("modes", {}).items() if v) or "-"
+    lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+        r["server"], r["mode"], used, s.get("resyncs_per_sec", "-"),
+        s.get("bytes_per_resync", "-"), s.get("bytes_per_change", "-"), s.get("p50_ms", "-"),
+        s.get("p99_ms", "-"), s.get("mismatches", "-"), b.get("errors", "-"), r["rc"]))
+def get(server, mode, key):
+    for r in rows:
+        if r["server"] == server and r["mode"] == mode and r["bench"]:
+            return r["bench"].get("resync", {}).get(key)
+rm, dv = get("ringmail", "auto", "resyncs_per_sec"), get("dovecot", "auto", "resyncs_per_sec")
+if rm and dv:
+    lines += ["", "Ringmail / Dovecot (both auto): %.2fx the resyncs/s, %.2fx the bytes per resync" % (
+        rm / dv, get("ringmail", "auto", "bytes_per_resync") / get("dovecot", "auto", "bytes_per_resync"))]
+text = "\n".join(lines) + "\n"
+open(sys.argv[2], "w").write(text)
+print(text)
+PY
+log "wrote $OUT and $RAW"
+exit "$FAILED"
