@@ -307,6 +307,34 @@ static int key_date(pstate *ps, const struct keydef *kd, const imap_arg *a,
     return 0;
 }
 
+/* ATOM-CHAR (RFC 9051 9): any CHAR but atom-specials. */
+static bool atom_char(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && !strchr("(){%*\"\\]", c);
+}
+
+/* RFC 7162 7: entry-flag-name = DQUOTE "/flags/" attr-flag DQUOTE, and
+ * attr-flag is a system flag, "\" atom, or a keyword atom. */
+static bool modseq_entry_name(const imap_arg *a)
+{
+    if (a->type != IMAP_ARG_STRING && a->type != IMAP_ARG_LITERAL)
+        return false;
+    const char *p = a->s;
+    size_t len = a->len;
+    if (len < 7 || strncasecmp(p, "/flags/", 7))
+        return false;
+    p += 7;
+    len -= 7;
+    if (len && *p == '\\')
+        p++, len--;
+    if (!len)
+        return false;
+    for (size_t k = 0; k < len; k++)
+        if (!atom_char((unsigned char)p[k]))
+            return false;
+    return true;
+}
+
 /* MODSEQ ["/flags/name" priv|shared|all] n: this store keeps one modseq
  * per message, so RFC 7162 says to ignore the entry. */
 static int key_modseq(pstate *ps, const imap_arg *a, size_t n, size_t *i,
@@ -314,9 +342,8 @@ static int key_modseq(pstate *ps, const imap_arg *a, size_t n, size_t *i,
 {
     uint64_t num;
     if (*i < n && imap_arg_number(&a[*i], &num) < 0) {
-        /* the entry name is a quoted string; some clients send an atom */
-        if (a[*i].type == IMAP_ARG_LIST || a[*i].type == IMAP_ARG_NIL)
-            return fail(ps, -EINVAL, "bad MODSEQ entry name");
+        if (!modseq_entry_name(&a[*i]))
+            return fail(ps, -EINVAL, "bad MODSEQ entry name (\"/flags/<flag>\" expected)");
         (*i)++;
         if (*i >= n || !(imap_arg_is(&a[*i], "priv") ||
                          imap_arg_is(&a[*i], "shared") ||
