@@ -318,7 +318,10 @@ static void test_parse_errors(void)
     CHECK_EQ(parse_rc("MODSEQ \"/flags/\\\\seen\" bogus 5"), -EINVAL);
     CHECK_EQ(parse_rc("MODSEQ \"/flags/\\\\seen\" all"), -EINVAL);
     CHECK_EQ(parse_rc("MODSEQ \"/flags/\\\\seen\" priv 5"), 0);
-    CHECK_EQ(parse_rc("MODSEQ /flags/\\seen shared 5"), 0);
+    /* RFC 7162 7: entry-flag-name = DQUOTE "/flags/" attr-flag DQUOTE */
+    CHECK_EQ(parse_rc("MODSEQ /flags/\\seen shared 5"), -EINVAL);
+    CHECK_EQ(parse_rc("MODSEQ \"/other/x\" shared 5"), -EINVAL);
+    CHECK_EQ(parse_rc("MODSEQ \"/flags/$Junk\" shared 5"), 0);
     CHECK_EQ(parse_rc("MODSEQ (x) all 5"), -EINVAL);
     CHECK_EQ(parse_rc("MODSEQ 5 all"), 0);     /* MODSEQ 5, then ALL */
     CHECK_EQ(parse_rc("MODSEQ x all"), -EINVAL);
