@@ -117,6 +117,11 @@ struct store_mbox {
     struct gen *gen;
 
     pthread_mutex_t wlock;      /* one writer in the process */
+    /* The append being written (under wlock): its messages' cache blobs,
+     * parsed before the lock, for the UIDs from hint_uid on. */
+    const store_new_msg *hint;
+    size_t nhint;
+    uint32_t hint_uid;
     int failed;                 /* -errno after a failed fsync: read-only */
     uint64_t log_end;           /* writer's view of the log size */
     uint64_t ckpt_log;          /* log offset of the last checkpoint */

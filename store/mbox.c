@@ -250,14 +250,21 @@ static int idx_reserve(struct gen *g, uint32_t count)
 }
 
 /* Append a cache entry for the message; returns offset in *off. */
-static int cache_add(struct gen *g, const char *raw, size_t len, uint64_t *off,
-                     uint32_t *clen)
+static int cache_add(struct gen *g, const char *raw, size_t len, const store_new_msg *hint,
+                     uint64_t *off, uint32_t *clen)
 {
     struct idx_hdr *h = store_gen_hdr(g);
     store_buf b = {0};
     struct cache_rec cr = {0};
     int rc = store_buf_append(&b, &cr, sizeof cr);
-    if (rc == 0)
+    store_cache view;
+    /* A blob made before the lock is used when it opens and describes a
+     * message of this length (a wrong one is parsed again, not trusted). */
+    if (rc == 0 && hint && hint->cache &&
+        store_cache_open(hint->cache, hint->cache_len, &view) == 0 &&
+        store_cache_is_current(&view) && store_cache_msg_len(&view) == len)
+        rc = store_buf_append(&b, hint->cache, view.len);
+    else if (rc == 0)
         rc = store_msg_parse(raw, len, &b);
     if (rc < 0)
         goto out;
@@ -297,7 +304,7 @@ static void bump_modseq(struct idx_hdr *h, uint64_t m)
         A_STORE(&h->highestmodseq, m);
 }
 
-static int apply_message(struct gen *g, struct idx_hdr *h,
+static int apply_message(struct store_mbox *mb, struct gen *g, struct idx_hdr *h,
                          const struct log_rec *r, uint64_t off)
 {
     struct log_message m;
@@ -308,7 +315,10 @@ static int apply_message(struct gen *g, struct idx_hdr *h,
         return 0;   /* already applied (replay after a crash) */
     const char *raw = (const char *)(r + 1) + sizeof m;
     struct idx_entry e = {0};
-    int rc = cache_add(g, raw, m.size, &e.cache_off, &e.cache_len);
+    const store_new_msg *hint = NULL;
+    if (mb && mb->hint && m.uid >= mb->hint_uid && m.uid - mb->hint_uid < mb->nhint)
+        hint = &mb->hint[m.uid - mb->hint_uid];
+    int rc = cache_add(g, raw, m.size, hint, &e.cache_off, &e.cache_len);
     if (rc < 0)
         return rc;
     if ((rc = idx_reserve(g, count + 1)) < 0)
@@ -466,14 +476,13 @@ static int ckpt_retract(struct idx_hdr *h)
 int store_idx_apply(struct store_mbox *mb, struct gen *g,
                     const struct log_rec *r, uint64_t off)
 {
-    (void)mb;
     struct idx_hdr *h = store_gen_hdr(g);
     int rc = ckpt_retract(h);
     RM_ASSERT(r->type >= LOG_MESSAGE && r->type <= LOG_VANISHED);
     if (rc < 0)
         return rc;
     switch (r->type) {
-    case LOG_MESSAGE: rc = apply_message(g, h, r, off); break;
+    case LOG_MESSAGE: rc = apply_message(mb, g, h, r, off); break;
     case LOG_FLAGS: apply_flags(g, h, r); break;
     case LOG_EXPUNGE: apply_expunge(g, h, r); break;
     case LOG_KEYWORD: apply_keyword(h, r); break;

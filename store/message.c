@@ -99,6 +99,7 @@
 #include "store/message.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1253,10 +1254,18 @@ out:
     return 0;   /* the blob without the text is as good, only slower */
 }
 
+static _Atomic uint64_t parses;
+
+uint64_t store_msg_parses(void)
+{
+    return atomic_load_explicit(&parses, memory_order_relaxed);
+}
+
 int store_msg_parse(const char *raw, size_t len, store_buf *out)
 {
     if (len > UINT32_MAX)
         return -EFBIG;
+    atomic_fetch_add_explicit(&parses, 1, memory_order_relaxed);
     parser P;
     memset(&P, 0, sizeof P);
     P.msg = raw && len ? raw : "";
@@ -1471,6 +1480,58 @@ int store_cache_open(const void *blob, size_t len, store_cache *c)
     if (children != nparts - 1 || next_env != nenvs)
         return -EBADMSG;
     *c = v;
+    return 0;
+}
+
+uint32_t store_cache_msg_len(const store_cache *c)
+{
+    return ld32(c->blob + 16);
+}
+
+bool store_cache_is_current(const store_cache *c)
+{
+    return ld16(c->blob + 4) == BLOB_VERSION;
+}
+
+bool store_msg_prefix_safe(const char *raw, size_t len)
+{
+    if (len == 0 || raw[0] == '\n' || (len >= 2 && raw[0] == '\r' && raw[1] == '\n'))
+        return true;
+    /* field-name = 1*ftext, ftext = %d33-57 / %d59-126 (RFC 5322 3.6.8) */
+    size_t i = 0;
+    while (i < len && raw[i] >= 33 && raw[i] <= 126 && raw[i] != ':')
+        i++;
+    return i > 0 && i < len && raw[i] == ':';
+}
+
+int store_msg_prefixed(const void *blob, size_t len, size_t prefix, store_buf *out)
+{
+    store_cache c;
+    int rc = store_cache_open(blob, len, &c);
+    if (rc < 0)
+        return rc;
+    const uint8_t *b = blob;
+    uint64_t msg_len = ld32(b + 16);
+    if (msg_len + prefix > UINT32_MAX)
+        return -EFBIG;
+    size_t old = out->len;
+    if ((rc = store_buf_append(out, blob, c.len)) < 0)
+        return rc;
+    uint8_t *nb = (uint8_t *)out->data + old;
+    uint32_t k = (uint32_t)prefix;
+    st32(nb + 16, (uint32_t)msg_len + k);
+    uint8_t *parts = nb + HDR_SIZE;
+    for (uint32_t i = 0; i < c.nparts; i++) {
+        uint8_t *rec = parts + (size_t)i * PART_SIZE;
+        if (i == 0) {
+            /* the new fields belong to the root's header */
+            st32(rec + 4 * PF_HDR_LEN, ld32(rec + 4 * PF_HDR_LEN) + k);
+        } else {
+            st32(rec + 4 * PF_HDR_OFF, ld32(rec + 4 * PF_HDR_OFF) + k);
+        }
+        st32(rec + 4 * PF_BODY_OFF, ld32(rec + 4 * PF_BODY_OFF) + k);
+    }
+    st32(nb + 12, blob_crc(nb, (uint32_t)c.len));
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #ifndef RINGMAIL_STORE_MESSAGE_H
 #define RINGMAIL_STORE_MESSAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,6 +98,25 @@ store_str store_cache_envelope_text(const store_cache *c);
 /* Parse raw message bytes and append the blob to out (out may already hold
  * data; the blob starts at the old out->len).  Returns 0 or -errno. */
 int store_msg_parse(const char *raw, size_t len, store_buf *out);
+/* Messages parsed by this process so far (a counter for tests and
+ * metrics: a copy or a delivery to many recipients should add one). */
+uint64_t store_msg_parses(void);
+
+/* The blob of the same message with `prefix` bytes of header fields put
+ * before it (a delivery's Return-Path, Delivered-To, Received): every
+ * offset moves by prefix and the root's header grows by it; nothing else of
+ * the structure changes, so one parse serves every recipient.  Valid only
+ * when the message starts with a header field or with its empty line
+ * (store_msg_prefix_safe), where the parser reads prefix + message as
+ * exactly that.  Appends to out as store_msg_parse does. */
+int store_msg_prefixed(const void *blob, size_t len, size_t prefix, store_buf *out);
+/* The length of the message a blob describes. */
+uint32_t store_cache_msg_len(const store_cache *c);
+/* Was the blob made by this version of the parser (not an older one that
+ * store_cache_open still reads)? */
+bool store_cache_is_current(const store_cache *c);
+/* Does the message start with a header field ("name:") or an empty line? */
+bool store_msg_prefix_safe(const char *raw, size_t len);
 
 /* Validate a blob and fill a view.  Returns 0, or -EBADMSG if the blob is
  * damaged or of an unknown version (the caller then re-parses the message). */

@@ -199,6 +199,12 @@ typedef struct store_new_msg {
     uint32_t flags;         /* STORE_F_* */
     const char *const *keywords;
     size_t nkeywords;
+    /* Optional: the message's cache blob, from store_msg_parse or
+     * store_msg_prefixed of exactly these bytes (a delivery to several
+     * recipients parses once).  Without it store_append parses the message
+     * itself, before it takes the mailbox's write lock.  Not retained. */
+    const void *cache;
+    size_t cache_len;
 } store_new_msg;
 
 /* An inclusive UID range; a set is an array of them (need not be sorted or

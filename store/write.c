@@ -306,7 +306,12 @@ static int do_append(struct store_mbox *mb, struct wop *op)
     if (op->n == 0)
         goto out;
     txn_close(&b, last);
+    mb->hint = op->msgs;
+    mb->nhint = op->n;
+    mb->hint_uid = uid - (uint32_t)op->n;
     rc = txn_commit(mb, &b);
+    mb->hint = NULL;
+    mb->nhint = 0;
 out:
     free(b.data);
     return rc;
@@ -660,8 +665,34 @@ static int submit(struct store_mbox *mb, struct wop *op)
 int store_append(store_mbox *mb, const store_new_msg *msgs, size_t n,
                  uint32_t *uids_out)
 {
-    struct wop op = {.kind = WOP_APPEND, .msgs = msgs, .n = n, .uids_out = uids_out};
-    return n ? submit(mb, &op) : 0;
+    if (!n)
+        return 0;
+    /* Parse here, in the caller's thread, so that the mailbox's writers do
+     * not wait for it under the lock (the apply step takes these blobs). */
+    store_new_msg *own = malloc(n * sizeof *own);
+    store_buf *blobs = calloc(n, sizeof *blobs);
+    int rc = 0;
+    if (!own || !blobs) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        own[i] = msgs[i];
+        if (own[i].cache || msgs[i].len > UINT32_MAX)
+            continue;
+        if (store_msg_parse(msgs[i].data, msgs[i].len, &blobs[i]) == 0) {
+            own[i].cache = blobs[i].data;
+            own[i].cache_len = blobs[i].len;
+        }   /* else the apply step parses it and reports the error */
+    }
+    struct wop op = {.kind = WOP_APPEND, .msgs = own, .n = n, .uids_out = uids_out};
+    rc = submit(mb, &op);
+out:
+    for (size_t i = 0; blobs && i < n; i++)
+        free(blobs[i].data);
+    free(blobs);
+    free(own);
+    return rc;
 }
 
 int store_flags(store_mbox *mb, const store_range *set, size_t nset,
@@ -771,6 +802,13 @@ static int copy_batch_add(struct copy_batch *b, store_snap *s,
                                     .tz_min = m->tz_min, .flags = m->flags,
                                     .keywords = (const char *const *)(uintptr_t)kw0,
                                     .nkeywords = b->nkw - kw0};
+    /* The copy's cache entry is the original's (no second parse); the apply
+     * step checks it and parses if it is of an older version. */
+    store_cache c;
+    if (store_snap_cache(s, m->uid, &c) == 0) {
+        b->msgs[b->n].cache = c.blob;
+        b->msgs[b->n].cache_len = c.len;
+    }
     b->srcv[b->n++] = m->uid;
     return 0;
 }

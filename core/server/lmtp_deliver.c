@@ -23,6 +23,7 @@
 #include "core/server/lmtp.h"
 #include "store/assert.h"
 #include "store/crlf.h"
+#include "store/message.h"
 
 struct result {
     int code;
@@ -96,14 +97,18 @@ static int trace_fields(const struct job *j, const lmtp_rcpt *r, char *buf, size
     return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
 }
 
+/* body's parsed blob (or NULL): each copy's is made from it by moving its
+ * offsets past the trace fields (store_msg_prefixed), so the message is
+ * parsed once however many recipients it has. */
 static void deliver_one(struct job *j, const lmtp_rcpt *r, const char *body, size_t blen,
-                        struct result *res)
+                        const store_buf *parsed, struct result *res)
 {
     char head[2048];
     int hl = trace_fields(j, r, head, sizeof head);
     char *copy = NULL;
     store_user *su = NULL;
     store_mbox *mb = NULL;
+    store_buf blob = { 0 };
     if (hl < 0 || !(copy = malloc((size_t)hl + blen))) {
         set(res, 451, "4.3.0", "<%s> Out of memory", r->addr);
         goto out;
@@ -117,6 +122,10 @@ static void deliver_one(struct job *j, const lmtp_rcpt *r, const char *body, siz
     uint32_t uid = 0;
     if (rc == 0) {
         store_new_msg m = { .data = copy, .len = (size_t)hl + blen };
+        if (parsed && store_msg_prefixed(parsed->data, parsed->len, (size_t)hl, &blob) == 0) {
+            m.cache = blob.data;
+            m.cache_len = blob.len;
+        }
         time_t now = time(NULL);
         struct tm lt;
         localtime_r(&now, &lt);
@@ -141,6 +150,7 @@ out:
     if (su)
         store_user_close(su);
     free(copy);
+    free(blob.data);
 }
 
 static void work(void *arg)
@@ -160,12 +170,17 @@ static void work(void *arg)
     char *body = blen == ls->mlen ? NULL : malloc(blen ? blen : 1);
     if (body)
         store_crlf_copy(body, ls->msg, ls->mlen);
+    const char *text = body ? body : ls->msg;
+    store_buf parsed = { 0 };
+    bool once = (blen == ls->mlen || body) && store_msg_prefix_safe(text, blen) &&
+                store_msg_parse(text, blen, &parsed) == 0;
     for (size_t i = 0; i < ls->nrcpt; i++) {
         if (blen != ls->mlen && !body)
             set(&j->res[i], 451, "4.3.0", "<%s> Out of memory", ls->rcpt[i].addr);
         else
-            deliver_one(j, &ls->rcpt[i], body ? body : ls->msg, blen, &j->res[i]);
+            deliver_one(j, &ls->rcpt[i], text, blen, once ? &parsed : NULL, &j->res[i]);
     }
+    free(parsed.data);
     free(body);
 }
 

@@ -1591,6 +1591,84 @@ static void test_big_message(void)
     free(m);
 }
 
+/* store_msg_prefixed: the blob of prefix + message, made from the message's
+ * own blob, is byte for byte what parsing prefix + message gives, for every
+ * message that starts with a field or an empty line (store_msg_prefix_safe)
+ * — generated trees, their mutations and noise. */
+static int prefixed_one(const char *m, size_t n, int *bad, int *checked)
+{
+    static const char prefix[] = "Return-Path: <s@example.org>\r\n"
+                                 "Delivered-To: u@example.org\r\n"
+                                 "Received: from mx (unix)\r\n\tby host (Ringmail) with LMTP id 1\r\n"
+                                 "\tfor <u@example.org>; Mon, 7 Dec 2026 02:47:48 +0000\r\n";
+    size_t k = sizeof prefix - 1;
+    if (!store_msg_prefix_safe(m, n))
+        return 0;
+    store_buf whole = { 0 }, own = { 0 }, shifted = { 0 };
+    char *pm = malloc(k + n + 1);
+    memcpy(pm, prefix, k);
+    if (n)
+        memcpy(pm + k, m, n);
+    int r1 = store_msg_parse(pm, k + n, &whole);
+    int r2 = store_msg_parse(m, n, &own);
+    int r3 = r2 ? r2 : store_msg_prefixed(own.data, own.len, k, &shifted);
+    if (r1 || r2 || r3 || whole.len != shifted.len || memcmp(whole.data, shifted.data, whole.len)) {
+        if (++*bad <= 3)
+            fprintf(stderr, "  prefixed blob differs (%d %d %d, %zu/%zu bytes) for %zu-byte "
+                    "message %.40s\n", r1, r2, r3, whole.len, shifted.len, n, m);
+    }
+    ++*checked;
+    free(pm);
+    free(whole.data);
+    free(own.data);
+    free(shifted.data);
+    return 0;
+}
+
+static void test_prefixed(void)
+{
+    int bad = 0, checked = 0;
+    gen g = { 0 };
+    for (int iter = 0; iter < 3000; iter++) {
+        g.len = 0;
+        g_entity(&g, 0, NULL);
+        prefixed_one(g.p, g.len, &bad, &checked);
+        if (g.len) {
+            char *m = malloc(g.len);
+            memcpy(m, g.p, g.len);
+            for (int k = (int)rndn(8); k >= 0; k--) {
+                size_t at = rndn((uint32_t)g.len);
+                static const char noise[] = "\r\n-\0: \t\";=*(";
+                m[at] = rndn(2) ? (char)rnd() : noise[rndn(sizeof noise - 1)];
+            }
+            prefixed_one(m, g.len, &bad, &checked);
+            prefixed_one(m, rndn((uint32_t)g.len), &bad, &checked);
+            free(m);
+        }
+    }
+    for (int iter = 0; iter < 1000; iter++) {
+        size_t n = rndn(400);
+        char *m = malloc(n + 8);
+        memcpy(m, "X-A: b\r\n", 8);
+        for (size_t i = 8; i < n + 8; i++)
+            m[i] = rndn(3) ? "ab:\r\n -;=\"*"[rndn(12)] : (char)rnd();
+        prefixed_one(m, n + 8, &bad, &checked);
+        free(m);
+    }
+    prefixed_one("", 0, &bad, &checked);
+    prefixed_one("\r\nbody only\r\n", 14, &bad, &checked);
+    free(g.p);
+    CHECK_EQ(bad, 0);
+    CHECK(checked > 4000);
+    /* the condition itself */
+    CHECK(store_msg_prefix_safe("Subject: x\r\n", 12));
+    CHECK(store_msg_prefix_safe("\r\nbody", 6));
+    CHECK(!store_msg_prefix_safe(" folded\r\n", 9));
+    CHECK(!store_msg_prefix_safe("From me\r\n", 9));
+    CHECK(!store_msg_prefix_safe(":x\r\n", 4));
+    CHECK(!store_msg_prefix_safe("Subject", 7));
+}
+
 int main(void)
 {
     RUN(test_buf);
@@ -1615,6 +1693,7 @@ int main(void)
     RUN(test_blob_hostile);
     RUN(test_blob_mutation);
     RUN(test_random_messages);
+    RUN(test_prefixed);
     RUN(test_big_message);
     return test_summary();
 }

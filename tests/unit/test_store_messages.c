@@ -14,6 +14,7 @@
 
 #include <sys/wait.h>
 
+#include "store/message.h"
 #include "store/store.h"
 #include "tests/unit/testutil.h"
 
@@ -1325,6 +1326,72 @@ static void test_cache(void)
     env_close(&e, true);
 }
 
+/* One parse per message: store_append parses before the lock and the apply
+ * step takes that blob; a copy takes the original's blob; a caller's blob
+ * (a delivery's, made once for many recipients with store_msg_prefixed) is
+ * used as given — and a wrong one is parsed again, never trusted. */
+static void test_parse_once(void)
+{
+    env e = { 0 };
+    REQUIRE_OK(env_open(&e, "msg-parse-once", STORE_FSYNC_NEVER));
+    store_mbox *other = NULL;
+    REQUIRE_OK(store_mailbox_create(e.u, "Other", 0));
+    REQUIRE_OK(store_mbox_open(e.u, "Other", &other));
+    static const char body[] = "Subject: once\r\nMessage-ID: <once@x>\r\n\r\nbody\r\n";
+    static const char head[] = "Delivered-To: a@x\r\n";
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", head, body);
+    uint64_t p0 = store_msg_parses();
+    uint32_t uid;
+    store_new_msg m = { .data = full, .len = strlen(full) };
+    REQUIRE_OK(store_append(e.mb, &m, 1, &uid));
+    CHECK_EQ(store_msg_parses() - p0, 1);          /* parsed once, not again under the lock */
+
+    store_buf own = { 0 }, shifted = { 0 }, whole = { 0 };
+    REQUIRE_OK(store_msg_parse(body, strlen(body), &own));
+    REQUIRE_OK(store_msg_prefixed(own.data, own.len, strlen(head), &shifted));
+    REQUIRE_OK(store_msg_parse(full, strlen(full), &whole));
+    p0 = store_msg_parses();
+    m.cache = shifted.data;
+    m.cache_len = shifted.len;
+    uint32_t uid2, uid3;
+    REQUIRE_OK(store_append(e.mb, &m, 1, &uid2));
+    CHECK_EQ(store_msg_parses() - p0, 0);          /* the given blob */
+    store_range r = { uid, uid2 };
+    store_uidlist su = { 0 }, du = { 0 };
+    REQUIRE_OK(store_copy(e.mb, &r, 1, other, false, &su, &du));
+    CHECK_EQ(store_msg_parses() - p0, 0);          /* copies take the originals' blobs */
+    /* a blob of another message is refused and the message parsed */
+    m.cache = own.data;
+    m.cache_len = own.len;
+    REQUIRE_OK(store_append(e.mb, &m, 1, &uid3));
+    CHECK_EQ(store_msg_parses() - p0, 1);
+
+    /* every copy's cache is what a parse of its bytes gives */
+    store_snap *snaps[2] = { store_snap_get(e.mb), store_snap_get(other) };
+    REQUIRE(snaps[0] && snaps[1]);
+    uint32_t uids[2][3] = { { uid, uid2, uid3 }, { du.n > 0 ? du.uids[0] : 0,
+                                                   du.n > 1 ? du.uids[1] : 0, 0 } };
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 3; i++) {
+            if (!uids[k][i])
+                continue;
+            store_cache c;
+            REQUIRE_OK(store_snap_cache(snaps[k], uids[k][i], &c));
+            CHECK(c.len == whole.len && !memcmp(c.blob, whole.data, whole.len));
+        }
+    store_snap_put(snaps[0]);
+    store_snap_put(snaps[1]);
+    CHECK_EQ(du.n, 2);
+    store_uidlist_free(&su);
+    store_uidlist_free(&du);
+    free(own.data);
+    free(shifted.data);
+    free(whole.data);
+    store_mbox_close(other);
+    env_close(&e, true);
+}
+
 static void test_odd_bytes(void)
 {
     env e = { 0 };
@@ -1965,6 +2032,7 @@ int main(void)
     RUN_ISOLATED(test_copy_move_atomic, test_quick() ? 1200 : 300);
     RUN_ISOLATED(test_multi_append_atomic, test_quick() ? 1200 : 300);
     RUN_ISOLATED(test_cache, test_quick() ? 1200 : 300);
+    RUN_ISOLATED(test_parse_once, test_quick() ? 1200 : 300);
     RUN_ISOLATED(test_odd_bytes, test_quick() ? 1200 : 300);
     RUN_ISOLATED(test_random_model, test_quick() ? 1200 : 300);
     return test_summary();
