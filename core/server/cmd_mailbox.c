@@ -466,6 +466,8 @@ static void do_select(imap_cmd *c, bool readonly)
      * arguments for syntactic validity" */
     if (!perr && opts.qresync)
         perr = qresync_sets(s, &opts, sc);
+    /* A BAD leaves the selected mailbox as it was: the command was not
+     * run (Dovecot 2.3 closes it first and says [CLOSED]) */
     if (perr) {
         if (sc)
             select_cont_free(sc);
