@@ -525,6 +525,39 @@ class QresyncBig(QresyncBase):
         self.assertEqual(len(r.fetch_list()), 5)
         self.assertLess(len(b"".join(u.raw for u in r.untagged)), 10 * 120, r.describe())
 
+    def test_resync_many_changes(self):
+        """An answer of many lines (VANISHED (EARLIER) over several lines,
+        a FETCH per changed message) written in steps is whole and exact:
+        every sequence number is the message's rank among the survivors."""
+        n = self.N
+        self.server.import_mbox(self.user, "INBOX", [msg(i + 1) for i in range(n)])
+        q = self.qlogin()
+        r = self.ok(q, "SELECT INBOX", timeout=120)
+        uv = self.code_value(r, "UIDVALIDITY")
+        h0 = self.code_value(r, "HIGHESTMODSEQ")
+        self.ok(q, "UNSELECT")
+        c = self.login()
+        self.ok(c, "SELECT INBOX", timeout=120)
+        gone = [u for u in range(1, n + 1) if u % 3 == 0]
+        changed = [u for u in range(1, n + 1) if u % 2 == 1 and u % 3]
+        self.ok(c, "UID STORE %s +FLAGS.SILENT (\\Deleted)" % ",".join(map(str, gone)),
+                timeout=120)
+        self.ok(c, "EXPUNGE", timeout=120)
+        self.ok(c, "UID STORE 1:* +FLAGS.SILENT ($odd)", timeout=120)
+        self.ok(c, "UID STORE %s -FLAGS.SILENT ($odd)" %
+                ",".join(str(u) for u in range(2, n + 1, 2) if u % 3), timeout=120)
+        r = self.ok(q, "SELECT INBOX (QRESYNC (%d %d))" % (uv, h0), timeout=120)
+        self.assertEqual(vanished(r, True), gone)
+        lines = [u for u in r.untagged if u.raw.startswith(b"* VANISHED")]
+        self.assertEqual(len(lines), (len(gone) + 1023) // 1024)
+        live = [u for u in range(1, n + 1) if u % 3]
+        rank = {u: i + 1 for i, u in enumerate(live)}
+        got = [(num, int(f["UID"]), flagset(f)) for num, f in r.fetch_list()]
+        # every survivor changed (the $odd store touched them all)
+        self.assertEqual([u for _, u, _ in got], live)
+        self.assertTrue(all(num == rank[u] for num, u, _ in got))
+        self.assertEqual([u for _, u, fl in got if "$odd" in fl], changed)
+
 
 rs.parametrize(globals(), Qresync, QresyncDevice, QresyncBig)
 
