@@ -139,6 +139,8 @@ static uint64_t fetch_keywords(void *arg, imap_out *o, uint64_t keywords)
  * is above n, from the store's list of them (store_snap_changed_since), so
  * that a resync costs what changed rather than the set's size; and with
  * VANISHED, the UIDs of the set expunged since n.  0 or -ENOMEM. */
+#define CHANGES_NARROW_MIN 4096     /* messages */
+
 static int fetch_changes(fetch_cont *fc)
 {
     const store_snap *snap = fc->ref->snap;
@@ -148,6 +150,15 @@ static int fetch_changes(fetch_cont *fc)
     if (fc->vanished &&
         sess_vanished_collect(snap, since, fc->vset, fc->nvset, 1, &fc->van) < 0)
         return -ENOMEM;
+    /* A small set is cheaper to walk (a cursor step per message) than the
+     * list of every change in the mailbox is to build */
+    size_t count = 0;
+    for (size_t k = 0; k < fc->nr && count < CHANGES_NARROW_MIN; k++)
+        count += sess_view_lower(fc->s, fc->r[k].hi == UINT32_MAX ? fc->r[k].hi
+                                                                  : fc->r[k].hi + 1) -
+                 sess_view_lower(fc->s, fc->r[k].lo);
+    if (count < CHANGES_NARROW_MIN)
+        return 0;
     store_uidlist ch = {0};
     if (store_snap_changed_since(snap, since, &ch) < 0) {
         store_uidlist_free(&ch);

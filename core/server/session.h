@@ -264,7 +264,8 @@ bool sess_condstore_enable(session *s, imap_out *o);
 
 /* The UID set of a command that names UIDs which may be gone (UID FETCH's
  * VANISHED modifier): sorted, merged ranges of numbers as written, '*'
- * being `star`.  *r is malloc'd.  -E2BIG, -EINVAL as sess_set_to_uids. */
+ * being `star` ("$" as sess_set_to_uids).  *r is malloc'd.  -E2BIG, -EINVAL
+ * as sess_set_to_uids. */
 int sess_uidset_raw(session *s, const char *spec, uint32_t star, store_range **r,
                     size_t *n);
 /* The UIDs of `known` (sorted ranges) at or above `from` expunged with a

@@ -258,9 +258,14 @@ int sess_uidset_raw(session *s, const char *spec, uint32_t star, store_range **o
                     size_t *nout)
 {
     imap_seqset set = {0};
-    int rc = imap_seqset_parse(spec, strlen(spec), s->srv->max_seqset_ranges, &set, NULL);
+    bool dollar = false;
+    int rc = imap_seqset_parse(spec, strlen(spec), s->srv->max_seqset_ranges, &set, &dollar);
     if (rc < 0)
         return rc;
+    /* SEARCHRES: the saved UIDs, which lose the expunged ones (RFC 5182
+     * 2.1): what they name is in the view */
+    if (dollar)
+        return sess_set_to_uids(s, spec, true, out, nout);
     imap_range *res = malloc((set.n ? set.n : 1) * sizeof *res);
     store_range *r = malloc((set.n ? set.n : 1) * sizeof *r);
     if (!res || !r) {
