@@ -241,7 +241,7 @@ static void select_head(session *s, select_cont *sc)
             recent = st.recent;
     }
     s->nrecent = recent;
-    s->modseq_seen = store_snap_highestmodseq(snap);
+    s->modseq_seen = s->modseq_expunged = store_snap_highestmodseq(snap);
     sess_announce_flags(s, &s->out, snap);
     imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
     if (!s->rev2) {

@@ -81,6 +81,10 @@ struct session {
     uint32_t recent_first;      /* uids >= this are \Recent for us */
     uint32_t nrecent;           /* \Recent count last announced */
     uint64_t modseq_seen;       /* flag changes up to here were announced */
+    /* expunges up to here were announced (the view's snapshot at SELECT,
+     * then each sync that was allowed to announce them): an expunge held
+     * back (during FETCH, STORE, SEARCH) has a higher modseq */
+    uint64_t modseq_expunged;
     /* The keywords (bits of the store's keyword table) the client has been
      * told of by an untagged FLAGS: no FETCH FLAGS shows another one, in
      * any session (RFC 9051 7.3.5, 2.3.2: the FLAGS response names the
@@ -261,6 +265,9 @@ void sess_set_server(imap_server *srv);
  * selected MUST cause the server to return HIGHESTMODSEQ".  Returns true
  * if CONDSTORE was off until now. */
 bool sess_condstore_enable(session *s, imap_out *o);
+/* The HIGHESTMODSEQ a client may take as "told everything up to here":
+ * modseq_seen, or with QRESYNC and expunges held back, modseq_expunged. */
+uint64_t sess_modseq_told(const session *s);
 
 /* The UID set of a command that names UIDs which may be gone (UID FETCH's
  * VANISHED modifier): sorted, merged ranges of numbers as written, '*'

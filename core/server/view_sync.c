@@ -62,6 +62,7 @@ typedef struct view_sync {
     uint32_t need;              /* PH_EXPUNGE: entries still to find gone */
     /* PH_FLAGS */
     uint64_t since, hms;
+    bool held;                  /* others' expunges are held back */
     uint32_t pos, vj;           /* snapshot position; view index (merge) */
     size_t ek;                  /* echo range (merge): FLAGS echoed already */
     uint64_t known_modseq;      /* sess_update_req.echo_known_modseq */
@@ -308,9 +309,7 @@ static void step_new(session *s, view_sync *vs)
  * and the view ascend together, so a merge finds each sequence number. */
 static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
 {
-    if (vs->hms <= vs->since)
-        return true;
-    for (; vs->pos < vs->first_new; vs->pos++) {
+    for (; vs->hms > vs->since && vs->pos < vs->first_new; vs->pos++) {
         if (sess_slice_over(s, sl))
             return false;
         store_msg m;
@@ -348,6 +347,13 @@ static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
     }
     if (s->modseq_seen < vs->hms)
         s->modseq_seen = vs->hms;
+    /* RFC 7162 3.2: MODSEQ values were (or may have been) shown while
+     * expunges wait: a HIGHESTMODSEQ below those expunges' mod-sequence
+     * tells a QRESYNC client where to resume from should it go away
+     * before they are announced */
+    if (vs->held && s->qresync)
+        imap_out_printf(&s->out, "* OK [HIGHESTMODSEQ %llu] Expunges pending\r\n",
+                        (unsigned long long)sess_modseq_told(s));
     return true;
 }
 
@@ -388,6 +394,8 @@ static bool view_sync_step(session *s, void *arg)
     case PH_FLAGS:
         if (!step_flags(s, vs, &sl))
             return false;
+        if (vs->allow_expunge && s->modseq_expunged < vs->hms)
+            s->modseq_expunged = vs->hms;   /* every expunge in snap told */
         vs->phase = PH_DONE;
         /* fall through */
     default:
@@ -454,6 +462,7 @@ void sess_update(session *s, sess_update_req *u)
             vs->nnew++;
     }
     vs->since = s->modseq_seen;
+    vs->held = !vs->allow_expunge && store_snap_messages(snap) - vs->nnew < s->nview;
     vs->hms = store_snap_highestmodseq(snap);
     /* New keywords are announced at once, before anything that could show
      * them, even when no message in the view carries one yet: the writer

@@ -272,8 +272,10 @@ class Qresync(QresyncBase):
         r = self.ok(q, "UID FETCH 5:* (FLAGS) (VANISHED CHANGEDSINCE %d)" % h0)
         self.assertEqual(vanished(r, True), [11, 12])
         # a set outside the changes: nothing
+        # (but the HIGHESTMODSEQ below the held expunges: 3.2)
         r = self.ok(q, "UID FETCH 1:2 (FLAGS) (CHANGEDSINCE %d VANISHED)" % h0)
-        self.assertEqual(r.untagged, [], r.describe())
+        self.assertEqual([u.raw for u in r.untagged],
+                         [b"* OK [HIGHESTMODSEQ %d] Expunges pending" % h0], r.describe())
         # NOOP now announces them as VANISHED (not EARLIER)
         r = self.ok(q, "NOOP")
         self.assertEqual(vanished(r, False), [3, 11, 12])
@@ -394,6 +396,33 @@ class Qresync(QresyncBase):
         self.assertEqual(line.raw.rstrip(b"\r\n"), b"* VANISHED 5")
         q.send(b"DONE\r\n")
         self.assertEqual(q.read_until_tag("i1")[1].status()[0], "OK")
+
+    def test_highestmodseq_below_held_expunges(self):
+        """3.2: MODSEQ values shown while an expunge is held back come with
+        a HIGHESTMODSEQ below the expunge's, so that a client that goes
+        away then and resyncs from that value still learns of it."""
+        c = self.box(6)
+        q = self.qlogin()
+        self.ok(q, "SELECT INBOX")
+        self.ok(c, "SELECT INBOX")
+        self.ok(c, "UID STORE 2 +FLAGS.SILENT (\\Deleted)")
+        self.ok(c, "EXPUNGE")
+        self.ok(c, "UID STORE 5 +FLAGS (\\Flagged)")
+        r = self.ok(q, "FETCH 1:* (FLAGS MODSEQ)")
+        self.assertEqual(r.of("VANISHED"), [])
+        top = max(int(f["MODSEQ"][0]) for n, f in r.fetch_list())
+        h = self.code_value(r, "HIGHESTMODSEQ")
+        self.assertIsNotNone(h, r.describe())
+        self.assertLess(h, top)
+        uv = self.code_value(self.ok(q, "EXAMINE INBOX"), "UIDVALIDITY")
+        q2 = self.qlogin()
+        r = self.ok(q2, "SELECT INBOX (QRESYNC (%d %d))" % (uv, h))
+        self.assertEqual(vanished(r, True), [2])
+        # once announced, no more of it
+        q = self.qlogin()
+        self.ok(q, "SELECT INBOX")
+        r = self.ok(q, "FETCH 1:* (FLAGS MODSEQ)")
+        self.assertIsNone(self.code_value(r, "HIGHESTMODSEQ"), r.describe())
 
     # -- 3.2.11: [CLOSED] --
 
