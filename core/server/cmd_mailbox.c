@@ -97,7 +97,7 @@ static bool param_qresync(const imap_arg *args, size_t n, size_t *i, struct sele
         imap_arg_number(&l->list[0], &v) < 0 || v == 0 || v > UINT32_MAX)
         return false;
     o->uidvalidity = (uint32_t)v;
-    /* mod-sequence-value is "Positive" (RFC 7162 9), as in CHANGEDSINCE */
+    /* mod-sequence-value is "Positive" (RFC 7162 7), as in CHANGEDSINCE */
     if (l->list[1].type != IMAP_ARG_ATOM || imap_arg_number(&l->list[1], &o->modseq) < 0 ||
         o->modseq == 0)
         return false;
@@ -208,7 +208,6 @@ typedef struct select_cont {
     size_t vk;                  /* next one to write */
     store_uidlist changed;      /* live UIDs with modseq > since */
     size_t ck, kk;              /* next changed UID; known range (merge) */
-    uint32_t vi;                /* view index (merge) */
     session *unselect;          /* the SELECT failed late: unselect once
                                    the step is over (not under it) */
     char tag[];
@@ -310,15 +309,13 @@ static bool qresync_changed(session *s, select_cont *sc, sess_slice *sl)
             continue;
         if (sess_slice_over(s, sl))
             return false;
-        /* the view and the list ascend together */
-        sc->vi = sess_view_lower_n(s, u, s->nview);
-        if (sc->vi == s->nview || s->view[sc->vi] != u)
-            continue;   /* not in the view: came after the snapshot's count */
+        /* the view holds every live message of the snapshot */
+        uint32_t seq = sess_seq_of_uid(s, u);
         store_msg m;
-        if (store_snap_msg(sc->snap, u, &m) < 0)
+        if (!seq || store_snap_msg(sc->snap, u, &m) < 0)
             continue;
         m.keywords = sess_keywords_announce(s, &s->out, sc->snap, m.keywords);
-        imap_out_printf(&s->out, "* %u FETCH (UID %u FLAGS ", sc->vi + 1, u);
+        imap_out_printf(&s->out, "* %u FETCH (UID %u FLAGS ", seq, u);
         sess_flags(s, &s->out, sc->snap, m.flags, m.keywords, u >= s->recent_first);
         imap_out_printf(&s->out, " MODSEQ (%llu))\r\n", (unsigned long long)m.modseq);
         if (s->out.len > (1u << 18))
@@ -394,50 +391,61 @@ static bool select_step(session *s, void *arg)
     return true;
 }
 
-/* The sets of a QRESYNC parameter into sc: 0, or the reason for BAD. */
-static const char *qresync_sets(session *s, const struct select_opts *o, select_cont *sc)
+/* The sets of a QRESYNC parameter into sc.  Returns 0; -EINVAL with *why
+ * the reason for BAD; -E2BIG (more ranges than max_seqset_ranges) or
+ * -ENOMEM for a NO. */
+static int qresync_sets(session *s, const struct select_opts *o, select_cont *sc,
+                        const char **why)
 {
     size_t maxr = s->srv->max_seqset_ranges;
-    imap_seqset k = {0};
+    int rc;
     if (o->known) {
-        if (imap_seqset_parse(o->known, strlen(o->known), maxr, &k, NULL) < 0)
-            return "Bad known-uids in QRESYNC";
-        for (size_t i = 0; i < k.n; i++)
-            if (k.r[i].star) {
-                free(k.r);
-                return "known-uids: \"*\" is not allowed";     /* RFC 7162 9 */
-            }
+        imap_seqset k = {0};
+        *why = "Bad known-uids in QRESYNC";
+        if ((rc = imap_seqset_parse(o->known, strlen(o->known), maxr, &k, NULL)) < 0)
+            return rc;
         imap_range *res = malloc((k.n ? k.n : 1) * sizeof *res);
         sc->known = malloc((k.n ? k.n : 1) * sizeof *sc->known);
-        if (!res || !sc->known) {
-            free(res);
-            free(k.r);
-            return "Out of memory";
+        rc = res && sc->known ? 0 : -ENOMEM;
+        for (size_t i = 0; i < k.n && rc == 0; i++)
+            if (k.r[i].star) {
+                *why = "known-uids: \"*\" is not allowed";    /* RFC 7162 7 */
+                rc = -EINVAL;
+            }
+        if (rc == 0) {
+            sc->nknown = imap_seqset_resolve(&k, 0, res);
+            for (size_t i = 0; i < sc->nknown; i++)
+                sc->known[i] = (store_range){res[i].lo, res[i].hi};
         }
-        sc->nknown = imap_seqset_resolve(&k, 0, res);
-        for (size_t i = 0; i < sc->nknown; i++)
-            sc->known[i] = (store_range){res[i].lo, res[i].hi};
         free(res);
         free(k.r);
+        if (rc < 0)
+            return rc;
     }
     if (o->mseq) {
         set_iter *its[2] = {&sc->mseq, &sc->muid};
         const char *sets[2] = {o->mseq, o->muid};
         uint64_t count[2] = {0, 0};
         for (int j = 0; j < 2; j++) {
-            if (imap_seqset_parse(sets[j], strlen(sets[j]), maxr, &its[j]->set, NULL) < 0)
-                return "Bad seq-match-data in QRESYNC";
+            *why = "Bad seq-match-data in QRESYNC";
+            if ((rc = imap_seqset_parse(sets[j], strlen(sets[j]), maxr, &its[j]->set, NULL)) < 0)
+                return rc;
             for (size_t i = 0; i < its[j]->set.n; i++) {
-                if (its[j]->set.r[i].star)
-                    return "seq-match-data: \"*\" is not allowed";
+                if (its[j]->set.r[i].star) {
+                    *why = "seq-match-data: \"*\" is not allowed";
+                    return -EINVAL;
+                }
                 count[j] += its[j]->set.r[i].hi - its[j]->set.r[i].lo + 1;
             }
         }
-        /* "the corresponding UIDs": a pair for every number */
-        if (count[0] != count[1])
-            return "seq-match-data: the two sets differ in size";
+        /* known-sequence-set: "Set of message numbers corresponding to the
+         * UIDs in known-uid-set": a pair for every number */
+        if (count[0] != count[1]) {
+            *why = "seq-match-data: the two sets differ in size";
+            return -EINVAL;
+        }
     }
-    return NULL;
+    return 0;
 }
 
 static void do_select(imap_cmd *c, bool readonly)
@@ -458,20 +466,29 @@ static void do_select(imap_cmd *c, bool readonly)
      * is specified and the client hasn't issued "ENABLE QRESYNC"" */
     if (!perr && opts.qresync && !s->qresync)
         perr = "QRESYNC is not enabled";
-    size_t taglen = strlen(tag);
-    select_cont *sc = calloc(1, sizeof *sc + taglen + 1);
-    if (!perr && !sc)
-        perr = "Out of memory";
-    /* "Before opening the specified mailbox, the server verifies all
-     * arguments for syntactic validity" */
-    if (!perr && opts.qresync)
-        perr = qresync_sets(s, &opts, sc);
     /* A BAD leaves the selected mailbox as it was: the command was not
      * run (Dovecot 2.3 closes it first and says [CLOSED]) */
     if (perr) {
-        if (sc)
-            select_cont_free(sc);
         sess_bad(s, tag, "%s", perr);
+        return;
+    }
+    size_t taglen = strlen(tag);
+    select_cont *sc = calloc(1, sizeof *sc + taglen + 1);
+    if (!sc) {
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        return;
+    }
+    /* "Before opening the specified mailbox, the server verifies all
+     * arguments for syntactic validity" */
+    int qrc = opts.qresync ? qresync_sets(s, &opts, sc, &perr) : 0;
+    if (qrc < 0) {
+        select_cont_free(sc);
+        if (qrc == -E2BIG)
+            sess_tagged(s, tag, "NO", "[LIMIT] Too many ranges in a QRESYNC set");
+        else if (qrc == -ENOMEM)
+            sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        else
+            sess_bad(s, tag, "%s", perr);
         return;
     }
     char *name = mbox_arg(s, tag, a, &args[0]);
