@@ -245,7 +245,7 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
     imap_out_uint(o, seq);
     imap_out_lit(o, " FETCH (");
     const char *sp = "";
-    if (uidcmd || (req->simple & IMAP_FETCH_UID)) {
+    if (uidcmd || (req->simple & IMAP_FETCH_UID) || (flags_changed && x->qresync)) {
         imap_out_lit(o, "UID ");
         imap_out_uint(o, uid);
         sp = " ";

@@ -215,6 +215,7 @@ static void fetch_go(session *s, fetch_cont *fc)
     fc->fx.keywords = fetch_keywords;
     fc->fx.keywords_arg = fc;
     fc->fx.condstore = s->condstore;
+    fc->fx.qresync = s->qresync;
     if (fetch_changes(fc) < 0) {
         sess_tagged(s, fc->tag, "NO", "[SERVERBUG] Out of memory");
         fetch_cont_free(fc);

@@ -424,6 +424,20 @@ class Qresync(QresyncBase):
         r = self.ok(q, "FETCH 1:* (FLAGS MODSEQ)")
         self.assertIsNone(self.code_value(r, "HIGHESTMODSEQ"), r.describe())
 
+    def test_untagged_fetch_has_uid_and_modseq(self):
+        """3.2.4: once enabled, UID and MODSEQ in every FETCH response the
+        client did not ask for: a STORE's, an implicit \\Seen's, another
+        session's change."""
+        q = self.box(3, c=self.qlogin())
+        self.ok(q, "SELECT INBOX")
+        for cmd in ("STORE 2 +FLAGS (\\Answered)", "FETCH 3 (BODY[TEXT])",
+                    "STORE 1 +FLAGS.SILENT (\\Flagged)"):
+            r = self.ok(q, cmd)
+            (num, f), = [(n, f) for n, f in r.fetch_list() if "UID" in f or "FLAGS" in f or
+                         "MODSEQ" in f]
+            self.assertEqual(int(f["UID"]), num, r.describe())
+            self.assertIn("MODSEQ", f, r.describe())
+
     # -- 3.2.11: [CLOSED] --
 
     def test_closed(self):
