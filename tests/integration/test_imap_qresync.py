@@ -13,7 +13,9 @@ proportion to the changes.  Runs once per io backend."""
 
 import os
 import re
+import socket
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmail_server as rs  # noqa: E402
@@ -602,7 +604,79 @@ class QresyncBig(QresyncBase):
         self.assertEqual([u for _, u, fl in got if "$odd" in fl], changed)
 
 
-rs.parametrize(globals(), Qresync, QresyncDevice, QresyncBig)
+class QresyncSlow(QresyncBase):
+    """A QRESYNC SELECT with a long answer to a client that does not read:
+    the worker's other sessions are served meanwhile, and the answer, read
+    late, is byte for byte the one an eager client gets."""
+
+    server_options = {"workers": "1", "max_output_buffer": str(64 << 10)}
+    users_per_class = 2
+    N = 4000 if QUICK else 20000
+
+    def raw(self):
+        sk = socket.create_connection((self.server.host, self.server.port), timeout=60)
+        self.conns_raw.append(sk)
+        buf = b""
+        for cmd in (None, b"l LOGIN %s %s\r\n" % (self.user.encode(), self.password.encode()),
+                    b"e ENABLE QRESYNC\r\n"):
+            if cmd:
+                sk.sendall(cmd)
+            want = b"\r\n" if cmd is None else cmd.split(b" ")[0] + b" OK"
+            while want not in buf or not buf.endswith(b"\r\n"):
+                buf += sk.recv(1 << 16)
+            buf = b""
+        return sk
+
+    def read_tagged(self, sk, tag, timeout=120):
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while not re.search(rb"(^|\r\n)" + tag + rb" [^\r]*\r\n$", buf):
+            self.assertLess(time.monotonic(), deadline, buf[-300:])
+            d = sk.recv(1 << 20)
+            self.assertTrue(d, buf[-300:])
+            buf += d
+        return buf
+
+    def test_slow_reader(self):
+        self.conns_raw = []
+        n = self.N
+        self.server.import_mbox(self.user, "INBOX", [msg(i + 1) for i in range(n)])
+        q = self.qlogin()
+        r = self.ok(q, "SELECT INBOX", timeout=120)
+        uv = self.code_value(r, "UIDVALIDITY")
+        h0 = self.code_value(r, "HIGHESTMODSEQ")
+        self.ok(q, "UID STORE 1:* +FLAGS.SILENT ($all)", timeout=120)
+        self.ok(q, "UID STORE %s +FLAGS.SILENT (\\Deleted)" %
+                ",".join(str(u) for u in range(1, n + 1, 5)), timeout=120)
+        self.ok(q, "EXPUNGE", timeout=120)
+        cmd = b"s SELECT INBOX (QRESYNC (%d %d))\r\n" % (uv, h0)
+        try:
+            eager = self.raw()
+            eager.sendall(cmd)
+            ref = self.read_tagged(eager, b"s")
+            self.assertGreater(len(ref), 2 * (64 << 10))
+            self.assertEqual(ref.count(b" FETCH (UID "), n - n // 5)
+            slow = self.raw()
+            slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+            slow.sendall(cmd)
+            time.sleep(0.5)
+            # the worker's only thread serves another session meanwhile
+            t0 = time.monotonic()
+            self.ok(self.login(), "NOOP")
+            self.assertLess(time.monotonic() - t0, 5)
+            self.assertEqual(self.read_tagged(slow, b"s"), ref)
+            # one that goes away in the middle (its state is freed: ASan)
+            gone = self.raw()
+            gone.sendall(cmd)
+            time.sleep(0.2)
+            gone.close()
+            self.ok(self.login(), "NOOP")
+        finally:
+            for sk in self.conns_raw:
+                sk.close()
+
+
+rs.parametrize(globals(), Qresync, QresyncDevice, QresyncBig, QresyncSlow)
 
 if __name__ == "__main__":
     rs.main()
