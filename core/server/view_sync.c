@@ -21,6 +21,12 @@
  * step is pending, and a wake-up during IDLE only marks the session
  * (the sync runs again once this one ends).
  *
+ * Expunges (EXPUNGE, or VANISHED once QRESYNC is enabled) go before the
+ * flag changes, whose numbers are then those after them; Dovecot 2.3 does
+ * the reverse.  Either is exact, each number being right when it is read
+ * (RFC 7162 3.2.10.2: VANISHED "adjusts the message sequence numbers for
+ * the messages remaining").
+ *
  * One snapshot is pinned for the whole announcement.  Flags are read live
  * from it, so a change made meanwhile may be announced now and again at
  * the next sync: harmless, where missing one would not be. */
