@@ -216,9 +216,15 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
     store_msg m;
     if (o->err)
         return o->err;          /* nothing more can be written to o */
-    if (store_cursor_seek(&x->cur, uid, &m) < 0)
+    int live = store_cursor_seek(&x->cur, uid, &m);
+    if (live < 0)
         return -ENOENT;
-    if (req->changedsince && m.modseq <= req->changedsince)
+    /* CHANGEDSINCE asks for flag changes: a message expunged since (its
+     * tombstone's modseq is above n) has none to report, and is told as
+     * gone by VANISHED (EARLIER) in the same answer (RFC 7162 3.2.6) or by
+     * the next EXPUNGE/VANISHED; a FETCH line for it after that would
+     * bring back a UID the client was just told is gone */
+    if (req->changedsince && (m.modseq <= req->changedsince || !live))
         return 0;
     if (x->keywords) {
         /* may write an untagged FLAGS first: it is not this response's to
@@ -239,7 +245,7 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
     imap_out_uint(o, seq);
     imap_out_lit(o, " FETCH (");
     const char *sp = "";
-    if (uidcmd || (req->simple & IMAP_FETCH_UID)) {
+    if (uidcmd || (req->simple & IMAP_FETCH_UID) || (flags_changed && x->qresync)) {
         imap_out_lit(o, "UID ");
         imap_out_uint(o, uid);
         sp = " ";

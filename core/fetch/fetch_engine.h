@@ -91,6 +91,9 @@ typedef struct imap_fetch_ctx {
      * cache filled from it knows the modseq of what it holds (Dovecot 2.3
      * adds MODSEQ to flag changes only). */
     bool condstore;
+    /* QRESYNC enabled (RFC 7162 3.2.4): a response whose FLAGS the
+     * command changed (the implicit \Seen) carries UID as well */
+    bool qresync;
 } imap_fetch_ctx;
 
 /* A context over snap (held by the caller for as long as the context and

@@ -110,7 +110,7 @@ void cmd_enable(imap_cmd *c)
         return;
     }
     imap_out o = {0};
-    bool condstore = false;
+    bool condstore = false, qresync = false;
     for (size_t i = 0; i < nargs; i++) {
         /* RFC 9051 9: capability = ("AUTH=" auth-type) / atom, and "NIL" is
          * an atom there like any other: unknown, so ignored (RFC 5161 3.1). */
@@ -133,13 +133,25 @@ void cmd_enable(imap_cmd *c)
              * argument enables nothing of it) */
             condstore = true;
             imap_out_printf(&o, " CONDSTORE");
+        } else if (!strcasecmp(args[i].s, "QRESYNC") && !s->qresync && !qresync) {
+            /* RFC 7162 3.2.3: "ENABLE QRESYNC" and "ENABLE QRESYNC
+             * CONDSTORE" "have identical results": both turn CONDSTORE on.
+             * The ENABLED line names what the client asked for and this
+             * command enabled (RFC 5161 3.2: "capability names that the
+             * server supports and that were successfully enabled"), so
+             * CONDSTORE appears only when named; Dovecot 2.3 answers
+             * "ENABLE QRESYNC" the same way. */
+            qresync = true;
+            imap_out_printf(&o, " QRESYNC");
         }
     }
     imap_out_printf(&s->out, "* ENABLED%.*s\r\n", (int)o.len, o.p ? o.p : "");
     imap_out_free(&o);
+    if (qresync)
+        s->qresync = true;
     /* the HIGHESTMODSEQ of the selected mailbox, if any, follows ENABLED
      * (RFC 7162 3.1) */
-    if (condstore)
+    if (condstore || qresync)
         sess_condstore_enable(s, &s->out);
     sess_tagged(s, tag, "OK", "ENABLE completed");
 }

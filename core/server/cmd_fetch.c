@@ -44,6 +44,14 @@ typedef struct fetch_cont {
     session *s;
     int failed;
     bool uid;
+    /* UID FETCH (CHANGEDSINCE n VANISHED), RFC 7162 3.2.6: the UID set as
+     * written (owned), then the VANISHED (EARLIER) ranges to write before
+     * any FETCH line */
+    store_range *vset;
+    size_t nvset;
+    bool vanished;
+    store_rangelist van;
+    size_t vk;
     char tag[];
 } fetch_cont;
 
@@ -55,6 +63,8 @@ static void fetch_cont_free(void *arg)
     store_uidlist_free(&fc->seen);
     imap_fetch_req_free(&fc->req);
     free(fc->r);
+    free(fc->vset);
+    store_rangelist_free(&fc->van);
     free(fc);
 }
 
@@ -66,6 +76,15 @@ static bool fetch_step(session *s, void *arg)
     fetch_cont *fc = arg;
     sess_slice sl;
     sess_slice_begin(&sl);
+    /* RFC 7162 3.2.6: "Any VANISHED (EARLIER) responses MUST be returned
+     * before any FETCH responses" */
+    while (fc->vk < fc->van.n) {
+        if (sess_slice_over(s, &sl))
+            return false;
+        fc->vk = sess_vanished_write(&s->out, &fc->van, fc->vk, SESS_VANISHED_LINE);
+        if (s->out.len > (1u << 18))
+            sess_flush(s);
+    }
     for (; fc->k < fc->nr; fc->k++, fc->i = UINT32_MAX) {
         const store_range *rk = &fc->r[fc->k];
         if (fc->i == UINT32_MAX)
@@ -116,6 +135,64 @@ static uint64_t fetch_keywords(void *arg, imap_out *o, uint64_t keywords)
     return sess_keywords_announce(fc->s, o, fc->ref->snap, keywords);
 }
 
+/* FETCH (CHANGEDSINCE n): the set narrowed to the messages whose modseq
+ * is above n, from the store's list of them (store_snap_changed_since), so
+ * that a resync costs what changed rather than the set's size; and with
+ * VANISHED, the UIDs of the set expunged since n.  0 or -ENOMEM. */
+#define CHANGES_NARROW_MIN 4096     /* messages */
+
+static int fetch_changes(fetch_cont *fc)
+{
+    const store_snap *snap = fc->ref->snap;
+    uint64_t since = fc->req.changedsince;
+    if (!since)
+        return 0;
+    if (fc->vanished &&
+        sess_vanished_collect(snap, since, fc->vset, fc->nvset, 1, &fc->van) < 0)
+        return -ENOMEM;
+    /* A small set is cheaper to walk (a cursor step per message) than the
+     * list of every change in the mailbox is to build */
+    size_t count = 0;
+    for (size_t k = 0; k < fc->nr && count < CHANGES_NARROW_MIN; k++)
+        count += sess_view_lower(fc->s, fc->r[k].hi == UINT32_MAX ? fc->r[k].hi
+                                                                  : fc->r[k].hi + 1) -
+                 sess_view_lower(fc->s, fc->r[k].lo);
+    if (count < CHANGES_NARROW_MIN)
+        return 0;
+    store_uidlist ch = {0};
+    if (store_snap_changed_since(snap, since, &ch) < 0) {
+        store_uidlist_free(&ch);
+        return -ENOMEM;
+    }
+    /* both ascend: a merge keeps the changed UIDs inside the set */
+    store_range *r = malloc((ch.n ? ch.n : 1) * sizeof *r);
+    if (!r) {
+        store_uidlist_free(&ch);
+        return -ENOMEM;
+    }
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < ch.n; i++) {
+        uint32_t u = ch.uids[i];
+        while (k < fc->nr && fc->r[k].hi < u)
+            k++;
+        if (k == fc->nr)
+            break;
+        if (u < fc->r[k].lo)
+            continue;
+        if (n && r[n - 1].hi + 1 == u)
+            r[n - 1].hi = u;
+        else
+            r[n++] = (store_range){u, u};
+    }
+    store_uidlist_free(&ch);
+    free(fc->r);
+    fc->r = r;
+    fc->nr = n;
+    fc->k = 0;
+    fc->i = UINT32_MAX;
+    return 0;
+}
+
 /* The FETCH with its \Seen written (or none to write): pin the snapshot
  * and run the first step, the rest in steps.  fc is taken over. */
 static void fetch_go(session *s, fetch_cont *fc)
@@ -138,6 +215,12 @@ static void fetch_go(session *s, fetch_cont *fc)
     fc->fx.keywords = fetch_keywords;
     fc->fx.keywords_arg = fc;
     fc->fx.condstore = s->condstore;
+    fc->fx.qresync = s->qresync;
+    if (fetch_changes(fc) < 0) {
+        sess_tagged(s, fc->tag, "NO", "[SERVERBUG] Out of memory");
+        fetch_cont_free(fc);
+        return;
+    }
     sess_cont_begin(s, fetch_step, fetch_cont_free, fc);
 }
 
@@ -251,22 +334,53 @@ void cmd_fetch(imap_cmd *c)
         return;
     }
     /* RFC 4466 2.4: fetch-modifiers = SP "(" fetch-modifier *(SP
-     * fetch-modifier) ")".  The one offered is RFC 7162's CHANGEDSINCE
+     * fetch-modifier) ")".  The ones offered are RFC 7162's CHANGEDSINCE
      * mod-sequence-value (1*DIGIT, nonzero: mod-sequence-valzer is
      * UNCHANGEDSINCE's), so (CHANGEDSINCE 0) is BAD: RFC 7162 9,
      * "mod-sequence-value = 1*DIGIT ;; Positive unsigned 63-bit integer"
-     * (Dovecot 2.3 takes 0 as "everything").  VANISHED belongs to
-     * QRESYNC, not offered. */
+     * (Dovecot 2.3 takes 0 as "everything"), and VANISHED (3.2.6). */
     uint64_t changedsince = 0;
+    bool vanished = false;
     if (nargs == 3) {
         const imap_arg *l = &args[2];
-        if (l->type != IMAP_ARG_LIST || l->nlist != 2 ||
-            !imap_arg_is(&l->list[0], "CHANGEDSINCE") ||
-            imap_arg_number(&l->list[1], &changedsince) < 0 || !changedsince) {
+        if (l->type != IMAP_ARG_LIST || !l->nlist) {
             sess_bad(s, tag, "Unknown FETCH modifier");
             return;
         }
+        for (size_t k = 0; k < l->nlist; k++) {
+            if (imap_arg_is(&l->list[k], "CHANGEDSINCE") && !changedsince &&
+                k + 1 < l->nlist && imap_arg_number(&l->list[k + 1], &changedsince) == 0 &&
+                changedsince) {
+                k++;
+            } else if (imap_arg_is(&l->list[k], "VANISHED") && !vanished) {
+                vanished = true;
+            } else {
+                sess_bad(s, tag, "Unknown FETCH modifier");
+                return;
+            }
+        }
+        /* RFC 7162 3.2.6: "the VANISHED UID FETCH modifier is NOT allowed
+         * with a FETCH command.  The server MUST return a tagged BAD
+         * response"; "MUST respond with a tagged BAD response if the
+         * VANISHED UID FETCH modifier is specified and the client hasn't
+         * issued "ENABLE QRESYNC""; "If the VANISHED UID FETCH modifier is
+         * used without the CHANGEDSINCE UID FETCH modifier, the server
+         * MUST respond with a tagged BAD response." */
+        if (vanished && !uid) {
+            sess_bad(s, tag, "VANISHED is only allowed with UID FETCH");
+            return;
+        }
+        if (vanished && !s->qresync) {
+            sess_bad(s, tag, "VANISHED needs ENABLE QRESYNC");
+            return;
+        }
+        if (vanished && !changedsince) {
+            sess_bad(s, tag, "VANISHED needs CHANGEDSINCE");
+            return;
+        }
     }
+    store_range *vset = NULL;
+    size_t nvset = 0;
     int rc = imap_fetch_parse(&args[1], &req, &err);
     if (rc < 0) {
         sess_bad(s, tag, "%s", rc == -ENOMEM ? "Out of memory" : err);
@@ -279,6 +393,16 @@ void cmd_fetch(imap_cmd *c)
         req.simple |= IMAP_FETCH_MODSEQ;
     }
     if ((rc = sess_set_to_uids(s, args[0].s, uid, &r, &nr)) < 0) {
+        sess_set_error(s, tag, rc);
+        goto out;
+    }
+    /* The UIDs VANISHED looks at are the set as written, not only the
+     * messages it names now.  '*' stands for every UID from its other end
+     * up: the expunged UIDs above the last message are "messages from the
+     * UID set parameter that have been expunged" (3.2.6) for a client
+     * whose cache went up to there, and the store never reports a UID at
+     * or above UIDNEXT. */
+    if (vanished && (rc = sess_uidset_raw(s, args[0].s, UINT32_MAX, &vset, &nvset)) < 0) {
         sess_set_error(s, tag, rc);
         goto out;
     }
@@ -297,6 +421,10 @@ void cmd_fetch(imap_cmd *c)
     fc->nr = nr;
     fc->i = UINT32_MAX;
     fc->uid = uid;
+    fc->vanished = vanished;
+    fc->vset = vset;
+    fc->nvset = nvset;
+    vset = NULL;
     memcpy(fc->tag, tag, taglen + 1);
     if (req.sets_seen && !s->readonly && nr) {
         if (seen_submit(s, fc) == 0)
@@ -312,4 +440,5 @@ void cmd_fetch(imap_cmd *c)
 out:
     imap_fetch_req_free(&req);
     free(r);
+    free(vset);
 }

@@ -64,6 +64,14 @@ static uint32_t special_parse(const char *s)
 /* What the select-params asked for; filled by parse_select_params. */
 struct select_opts {
     bool condstore;         /* (CONDSTORE): RFC 7162 3.1.8 */
+    /* (QRESYNC (uidvalidity modseq [known-uids] [(seqs uids)])): RFC
+     * 7162 3.2.5; the sets are the atoms as written, checked by
+     * qresync_sets */
+    bool qresync;
+    uint32_t uidvalidity;
+    uint64_t modseq;
+    const char *known;      /* NULL: 1:<UIDNEXT-1> */
+    const char *mseq, *muid;    /* seq-match-data, or NULL */
 };
 
 static bool param_condstore(const imap_arg *args, size_t n, size_t *i, struct select_opts *o)
@@ -75,9 +83,43 @@ static bool param_condstore(const imap_arg *args, size_t n, size_t *i, struct se
     return true;
 }
 
+/* RFC 7162 3.2.5: "QRESYNC" SP "(" uidvalidity SP mod-sequence-value
+ * [SP known-uids] [SP seq-match-data] ")", seq-match-data = "("
+ * known-sequence-set SP known-uid-set ")".  The sets' syntax is checked
+ * later (qresync_sets). */
+static bool param_qresync(const imap_arg *args, size_t n, size_t *i, struct select_opts *o)
+{
+    if (*i >= n || args[*i].type != IMAP_ARG_LIST || o->qresync)
+        return false;
+    const imap_arg *l = &args[(*i)++];
+    uint64_t v;
+    if (l->nlist < 2 || l->nlist > 4 || l->list[0].type != IMAP_ARG_ATOM ||
+        imap_arg_number(&l->list[0], &v) < 0 || v == 0 || v > UINT32_MAX)
+        return false;
+    o->uidvalidity = (uint32_t)v;
+    /* mod-sequence-value is "Positive" (RFC 7162 7), as in CHANGEDSINCE */
+    if (l->list[1].type != IMAP_ARG_ATOM || imap_arg_number(&l->list[1], &o->modseq) < 0 ||
+        o->modseq == 0)
+        return false;
+    size_t k = 2;
+    if (k < l->nlist && l->list[k].type == IMAP_ARG_ATOM)
+        o->known = l->list[k++].s;
+    if (k < l->nlist) {
+        const imap_arg *m = &l->list[k++];
+        if (m->type != IMAP_ARG_LIST || m->nlist != 2 || m->list[0].type != IMAP_ARG_ATOM ||
+            m->list[1].type != IMAP_ARG_ATOM)
+            return false;
+        o->mseq = m->list[0].s;
+        o->muid = m->list[1].s;
+    }
+    if (k != l->nlist)
+        return false;
+    o->qresync = true;
+    return true;
+}
+
 /* The parameters this server supports, by the extension that defines them:
- * CONDSTORE (no value).  QRESYNC ("QRESYNC" with a list) goes here, with a
- * parser that fills struct select_opts, when that extension is offered. */
+ * CONDSTORE (no value), QRESYNC (a list). */
 static const struct select_param {
     const char *name;
     /* Reads the value at args[*i] if the parameter takes one (advancing
@@ -85,6 +127,7 @@ static const struct select_param {
     bool (*parse)(const imap_arg *args, size_t n, size_t *i, struct select_opts *o);
 } select_params[] = {
     {"CONDSTORE", param_condstore},
+    {"QRESYNC", param_qresync},
     {NULL, NULL},
 };
 
@@ -111,28 +154,82 @@ static const char *parse_select_params(const imap_arg *list, struct select_opts 
     return NULL;
 }
 
+/* A QRESYNC known-sequence-set or known-uid-set walked in the client's
+ * order (which the RFC says ascends), one number at a time. */
+typedef struct set_iter {
+    imap_seqset set;            /* owned */
+    size_t k;
+    uint64_t next;              /* in set.r[k] */
+} set_iter;
+
+static bool set_iter_next(set_iter *it, uint32_t *v)
+{
+    while (it->k < it->set.n) {
+        const imap_seqrange *r = &it->set.r[it->k];
+        if (it->next < r->lo)
+            it->next = r->lo;
+        if (it->next <= r->hi) {
+            *v = (uint32_t)it->next++;
+            return true;
+        }
+        it->k++;
+    }
+    return false;
+}
+
 /* The view of a big mailbox is built in steps (10^6 messages take ~10 ms
  * in one go, during which the worker's other sessions would wait); the
  * answer is written once it is whole.  The session is in the selected
  * state meanwhile but runs nothing else, so nobody sees the view half
  * built; the snapshot it is built from is pinned, and whatever changes
- * after it is announced at the next sync, as after any SELECT. */
+ * after it is announced at the next sync, as after any SELECT.
+ *
+ * With QRESYNC (RFC 7162 3.2.5) the usual responses are followed, in
+ * steps too, by VANISHED (EARLIER) and the FETCH of what changed; both
+ * come from the store's answers for "since n" (store_snap_vanished,
+ * store_snap_changed_since), so their cost follows what changed, not the
+ * mailbox. */
+enum { SEL_VIEW, SEL_MATCH, SEL_VANISHED, SEL_CHANGED, SEL_DONE };
+
 typedef struct select_cont {
     store_snap *snap;           /* owned */
+    int phase;
     uint32_t p, entries;        /* next snapshot position, their count */
     uint32_t first_unseen, recent;
     bool readonly;
+    /* QRESYNC */
+    bool qresync;
+    uint64_t since;
+    store_range *known;         /* known-uids, sorted (owned) */
+    size_t nknown;
+    set_iter mseq, muid;        /* seq-match-data (owned sets) */
+    uint32_t from;              /* VANISHED starts here (3.2.5.2) */
+    store_rangelist van;        /* VANISHED (EARLIER) ranges */
+    size_t vk;                  /* next one to write */
+    store_uidlist changed;      /* live UIDs with modseq > since */
+    size_t ck, kk;              /* next changed UID; known range (merge) */
+    session *unselect;          /* the SELECT failed late: unselect once
+                                   the step is over (not under it) */
     char tag[];
 } select_cont;
 
 static void select_cont_free(void *arg)
 {
     select_cont *sc = arg;
-    store_snap_put(sc->snap);
+    if (sc->unselect)
+        sess_unselect(sc->unselect);
+    if (sc->snap)
+        store_snap_put(sc->snap);
+    free(sc->known);
+    free(sc->mseq.set.r);
+    free(sc->muid.set.r);
+    store_rangelist_free(&sc->van);
+    store_uidlist_free(&sc->changed);
     free(sc);
 }
 
-static void select_answer(session *s, select_cont *sc)
+/* The untagged responses of every SELECT/EXAMINE. */
+static void select_head(session *s, select_cont *sc)
 {
     store_snap *snap = sc->snap;
     bool readonly = sc->readonly;
@@ -143,7 +240,7 @@ static void select_answer(session *s, select_cont *sc)
             recent = st.recent;
     }
     s->nrecent = recent;
-    s->modseq_seen = store_snap_highestmodseq(snap);
+    s->modseq_seen = s->modseq_expunged = store_snap_highestmodseq(snap);
     sess_announce_flags(s, &s->out, snap);
     imap_out_printf(&s->out, "* %u EXISTS\r\n", s->nview);
     if (!s->rev2) {
@@ -170,8 +267,61 @@ static void select_answer(session *s, select_cont *sc)
     }
     if (notify_watch(s->srv, s->mb, net_conn_get_id(s->conn)) < 0)
         log_msg(LOGL_WARN, s->id, s->user, "no memory to watch the mailbox");
-    sess_tagged(s, sc->tag, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
-                readonly ? "EXAMINE" : "SELECT");
+}
+
+static void select_tagged(session *s, select_cont *sc)
+{
+    sess_tagged(s, sc->tag, "OK", "[%s] %s completed", sc->readonly ? "READ-ONLY" : "READ-WRITE",
+                sc->readonly ? "EXAMINE" : "SELECT");
+}
+
+/* RFC 7162 3.2.5.2: "If a pair matches, then the client knows of any
+ * expunges up to, and including, the message"; the first pair that does
+ * not match ends the walk ("the lowest UID included in the VANISHED
+ * response would be" the last matching UID + 1). */
+static bool qresync_match(session *s, select_cont *sc, sess_slice *sl)
+{
+    uint32_t seq, uid;
+    for (;;) {
+        if ((sl->n & 255) == 0 && sess_slice_over(s, sl))
+            return false;
+        sl->n++;
+        if (!set_iter_next(&sc->mseq, &seq) || !set_iter_next(&sc->muid, &uid))
+            break;
+        if (seq == 0 || seq > s->nview || s->view[seq - 1] != uid)
+            break;
+        sc->from = uid == UINT32_MAX ? UINT32_MAX : uid + 1;
+    }
+    return true;
+}
+
+/* The changed messages the client knows of (known-uids): "* n FETCH (UID
+ * u FLAGS (...) MODSEQ (m))", in UID order, as Example 3.2.5.1 shows. */
+static bool qresync_changed(session *s, select_cont *sc, sess_slice *sl)
+{
+    for (; sc->ck < sc->changed.n; sc->ck++) {
+        uint32_t u = sc->changed.uids[sc->ck];
+        while (sc->kk < sc->nknown && sc->known[sc->kk].hi < u)
+            sc->kk++;
+        if (sc->kk == sc->nknown)
+            break;
+        if (u < sc->known[sc->kk].lo)
+            continue;
+        if (sess_slice_over(s, sl))
+            return false;
+        /* the view holds every live message of the snapshot */
+        uint32_t seq = sess_seq_of_uid(s, u);
+        store_msg m;
+        if (!seq || store_snap_msg(sc->snap, u, &m) < 0)
+            continue;
+        m.keywords = sess_keywords_announce(s, &s->out, sc->snap, m.keywords);
+        imap_out_printf(&s->out, "* %u FETCH (UID %u FLAGS ", seq, u);
+        sess_flags(s, &s->out, sc->snap, m.flags, m.keywords, u >= s->recent_first);
+        imap_out_printf(&s->out, " MODSEQ (%llu))\r\n", (unsigned long long)m.modseq);
+        if (s->out.len > (1u << 18))
+            sess_flush(s);
+    }
+    return true;
 }
 
 static bool select_step(session *s, void *arg)
@@ -179,24 +329,123 @@ static bool select_step(session *s, void *arg)
     select_cont *sc = arg;
     sess_slice sl;
     sess_slice_begin(&sl);
-    for (; sc->p < sc->entries; sc->p++) {
-        /* a unit of work is 1024 entries (~10 us) */
-        if ((sc->p & 1023) == 0 && sess_slice_over(s, &sl))
+    switch (sc->phase) {
+    case SEL_VIEW:
+        for (; sc->p < sc->entries; sc->p++) {
+            /* a unit of work is 1024 entries (~10 us) */
+            if ((sc->p & 1023) == 0 && sess_slice_over(s, &sl))
+                return false;
+            store_msg m;
+            if (store_snap_entry(sc->snap, sc->p, &m) != 1)
+                continue;
+            /* The view was sized for every entry of the snapshot: a message
+             * dropped here would be answered OK with a wrong EXISTS. */
+            RM_ASSERT(s->nview < s->capview);
+            s->view[s->nview++] = m.uid;
+            if (!sc->first_unseen && !(m.flags & STORE_F_SEEN))
+                sc->first_unseen = s->nview;
+            if (m.uid >= s->recent_first)
+                sc->recent++;
+        }
+        select_head(s, sc);
+        sc->phase = SEL_MATCH;
+        /* fall through */
+    case SEL_MATCH:
+        if (!sc->qresync) {
+            sc->phase = SEL_DONE;
+            break;
+        }
+        if (!qresync_match(s, sc, &sl))
             return false;
-        store_msg m;
-        if (store_snap_entry(sc->snap, sc->p, &m) != 1)
-            continue;
-        /* The view was sized for every entry of the snapshot: a message
-         * dropped here would be answered OK with a wrong EXISTS. */
-        RM_ASSERT(s->nview < s->capview);
-        s->view[s->nview++] = m.uid;
-        if (!sc->first_unseen && !(m.flags & STORE_F_SEEN))
-            sc->first_unseen = s->nview;
-        if (m.uid >= s->recent_first)
-            sc->recent++;
+        if (sess_vanished_collect(sc->snap, sc->since, sc->known, sc->nknown, sc->from,
+                                  &sc->van) < 0 ||
+            store_snap_changed_since(sc->snap, sc->since, &sc->changed) < 0) {
+            /* Nothing of it was written: the SELECT fails (RFC 3501
+             * 6.3.1: no mailbox is selected after a NO) rather than
+             * answering OK with part of what changed */
+            imap_out_printf(&s->out, "%s NO [SERVERBUG] Out of memory\r\n", sc->tag);
+            sc->unselect = s;
+            return true;
+        }
+        sc->phase = SEL_VANISHED;
+        /* fall through */
+    case SEL_VANISHED:
+        /* "Any VANISHED (EARLIER) responses MUST be returned before any
+         * FETCH responses" (3.2.6, which 3.2.5.1 says applies) */
+        while (sc->vk < sc->van.n) {
+            if (sess_slice_over(s, &sl))
+                return false;
+            sc->vk = sess_vanished_write(&s->out, &sc->van, sc->vk, SESS_VANISHED_LINE);
+            if (s->out.len > (1u << 18))
+                sess_flush(s);
+        }
+        sc->phase = SEL_CHANGED;
+        /* fall through */
+    case SEL_CHANGED:
+        if (!qresync_changed(s, sc, &sl))
+            return false;
+        sc->phase = SEL_DONE;
+        break;
     }
-    select_answer(s, sc);
+    select_tagged(s, sc);
     return true;
+}
+
+/* The sets of a QRESYNC parameter into sc.  Returns 0; -EINVAL with *why
+ * the reason for BAD; -E2BIG (more ranges than max_seqset_ranges) or
+ * -ENOMEM for a NO. */
+static int qresync_sets(session *s, const struct select_opts *o, select_cont *sc,
+                        const char **why)
+{
+    size_t maxr = s->srv->max_seqset_ranges;
+    int rc;
+    if (o->known) {
+        imap_seqset k = {0};
+        *why = "Bad known-uids in QRESYNC";
+        if ((rc = imap_seqset_parse(o->known, strlen(o->known), maxr, &k, NULL)) < 0)
+            return rc;
+        imap_range *res = malloc((k.n ? k.n : 1) * sizeof *res);
+        sc->known = malloc((k.n ? k.n : 1) * sizeof *sc->known);
+        rc = res && sc->known ? 0 : -ENOMEM;
+        for (size_t i = 0; i < k.n && rc == 0; i++)
+            if (k.r[i].star) {
+                *why = "known-uids: \"*\" is not allowed";    /* RFC 7162 7 */
+                rc = -EINVAL;
+            }
+        if (rc == 0) {
+            sc->nknown = imap_seqset_resolve(&k, 0, res);
+            for (size_t i = 0; i < sc->nknown; i++)
+                sc->known[i] = (store_range){res[i].lo, res[i].hi};
+        }
+        free(res);
+        free(k.r);
+        if (rc < 0)
+            return rc;
+    }
+    if (o->mseq) {
+        set_iter *its[2] = {&sc->mseq, &sc->muid};
+        const char *sets[2] = {o->mseq, o->muid};
+        uint64_t count[2] = {0, 0};
+        for (int j = 0; j < 2; j++) {
+            *why = "Bad seq-match-data in QRESYNC";
+            if ((rc = imap_seqset_parse(sets[j], strlen(sets[j]), maxr, &its[j]->set, NULL)) < 0)
+                return rc;
+            for (size_t i = 0; i < its[j]->set.n; i++) {
+                if (its[j]->set.r[i].star) {
+                    *why = "seq-match-data: \"*\" is not allowed";
+                    return -EINVAL;
+                }
+                count[j] += its[j]->set.r[i].hi - its[j]->set.r[i].lo + 1;
+            }
+        }
+        /* known-sequence-set: "Set of message numbers corresponding to the
+         * UIDs in known-uid-set": a pair for every number */
+        if (count[0] != count[1]) {
+            *why = "seq-match-data: the two sets differ in size";
+            return -EINVAL;
+        }
+    }
+    return 0;
 }
 
 static void do_select(imap_cmd *c, bool readonly)
@@ -212,13 +461,41 @@ static void do_select(imap_cmd *c, bool readonly)
     }
     struct select_opts opts = {0};
     const char *perr = nargs == 2 ? parse_select_params(&args[1], &opts) : NULL;
+    /* RFC 7162 3.2.5: "A server MUST respond with a tagged BAD response if
+     * the Quick Resynchronization parameter to the SELECT/EXAMINE command
+     * is specified and the client hasn't issued "ENABLE QRESYNC"" */
+    if (!perr && opts.qresync && !s->qresync)
+        perr = "QRESYNC is not enabled";
+    /* A BAD leaves the selected mailbox as it was: the command was not
+     * run (Dovecot 2.3 closes it first and says [CLOSED]) */
     if (perr) {
         sess_bad(s, tag, "%s", perr);
         return;
     }
-    char *name = mbox_arg(s, tag, a, &args[0]);
-    if (!name)
+    size_t taglen = strlen(tag);
+    select_cont *sc = calloc(1, sizeof *sc + taglen + 1);
+    if (!sc) {
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         return;
+    }
+    /* "Before opening the specified mailbox, the server verifies all
+     * arguments for syntactic validity" */
+    int qrc = opts.qresync ? qresync_sets(s, &opts, sc, &perr) : 0;
+    if (qrc < 0) {
+        select_cont_free(sc);
+        if (qrc == -E2BIG)
+            sess_tagged(s, tag, "NO", "[LIMIT] Too many ranges in a QRESYNC set");
+        else if (qrc == -ENOMEM)
+            sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+        else
+            sess_bad(s, tag, "%s", perr);
+        return;
+    }
+    char *name = mbox_arg(s, tag, a, &args[0]);
+    if (!name) {
+        select_cont_free(sc);
+        return;
+    }
     /* RFC 7162 3.1: SELECT/EXAMINE (CONDSTORE) is a CONDSTORE enabling
      * command; its HIGHESTMODSEQ is that of the mailbox it selects (the
      * previous one is closed first, so nothing is written for it). */
@@ -226,13 +503,18 @@ static void do_select(imap_cmd *c, bool readonly)
     if (opts.condstore)
         s->condstore = true;
     sess_unselect(s);
-    if (was_selected && s->rev2)
+    /* RFC 7162 3.2.11: "A server that advertises "QRESYNC" or "CONDSTORE"
+     * in the capability string must return the CLOSED response code in
+     * this case, whether or not a CONDSTORE enabling command was issued"
+     * (and RFC 9051 7.1 asks the same of IMAP4rev2): one rule for all. */
+    if (was_selected)
         sess_untagged(s, "OK [CLOSED] Previous mailbox closed");
     store_mbox *mb;
     int rc = store_mbox_open(s->su, name, &mb);
     if (rc < 0) {
         sess_store_error(s, tag, rc, "select");
         free(name);
+        select_cont_free(sc);
         return;
     }
     uint32_t recent_first = UINT32_MAX;
@@ -242,6 +524,7 @@ static void do_select(imap_cmd *c, bool readonly)
     if (!snap) {
         store_mbox_close(mb);
         free(name);
+        select_cont_free(sc);
         sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         return;
     }
@@ -250,21 +533,42 @@ static void do_select(imap_cmd *c, bool readonly)
     s->readonly = readonly;
     s->recent_first = recent_first;
     s->state = ST_SELECTED;
-    size_t taglen = strlen(tag);
-    select_cont *sc = calloc(1, sizeof *sc + taglen + 1);
     uint32_t entries = store_snap_entries(snap);
-    s->view = sc ? malloc((entries + 1) * sizeof *s->view) : NULL;
+    s->view = malloc((entries + 1) * sizeof *s->view);
+    sc->snap = snap;
     if (!s->view) {
-        free(sc);
-        store_snap_put(snap);
+        select_cont_free(sc);
         sess_unselect(s);
         sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
         return;
     }
     s->capview = entries + 1;
-    sc->snap = snap;
     sc->entries = entries;
     sc->readonly = readonly;
+    /* RFC 7162 3.2.5: a UIDVALIDITY that does not match: "the server MUST
+     * ignore the remaining parameters and behave as if no dynamic message
+     * data changed" */
+    if (opts.qresync && opts.uidvalidity == store_snap_uidvalidity(snap)) {
+        sc->qresync = true;
+        sc->since = opts.modseq;
+        sc->from = 1;
+        /* 3.2.5.1: "If the client did not provide the list of UIDs, the
+         * server acts as if the client has specified "1:<maxuid>", where
+         * <maxuid> is the mailbox's UIDNEXT value minus 1" (none if the
+         * mailbox never had a message) */
+        if (!opts.known && store_snap_uidnext(snap) > 1) {
+            free(sc->known);
+            sc->known = malloc(sizeof *sc->known);
+            if (!sc->known) {
+                select_cont_free(sc);
+                sess_unselect(s);
+                sess_tagged(s, tag, "NO", "[SERVERBUG] Out of memory");
+                return;
+            }
+            sc->known[0] = (store_range){1, store_snap_uidnext(snap) - 1};
+            sc->nknown = 1;
+        }
+    }
     memcpy(sc->tag, tag, taglen + 1);
     sess_cont_begin(s, select_step, select_cont_free, sc);
 }

@@ -485,6 +485,13 @@ static void expunge_answer(session *s, const char *tag, int rc, store_uidlist *x
         sess_changed(s, s->mb);
     }
     sess_update_req u = {.gone = x->uids, .ngone = x->n};
+    /* RFC 7162 3.2.7, 3.2.9: "If at least one message got expunged and
+     * QRESYNC was enabled, the server MUST send the updated per-mailbox
+     * modification sequence using the HIGHESTMODSEQ response code ... in
+     * the tagged OK response" (the value once the updates before it are
+     * out: sess_update_req.tail_hms) */
+    u.tail_hms = s->qresync && x->n;
+    u.tail_hms_at = strlen(tag) + 4;
     x->uids = NULL;
     x->n = 0;
     imap_out_printf(&u.tail, "%s OK EXPUNGE completed\r\n", tag);
@@ -828,6 +835,12 @@ static void copy_answer(session *s, const char *tag, bool move, store_mbox *dst,
         }   /* else: the expunges are found as another session's would be */
         if (su->n)
             sess_changed(s, s->mb);
+        /* RFC 6851 4.4: "If at least one message was moved, the server
+         * MUST send the updated per-mailbox modification sequence using
+         * the HIGHESTMODSEQ response code ... in the tagged or untagged
+         * OK response" (under QRESYNC, as for EXPUNGE: RFC 7162 3.2.7) */
+        u.tail_hms = s->qresync && su->n;
+        u.tail_hms_at = strlen(tag) + 4;
         imap_out_printf(&u.tail, "%s OK MOVE completed\r\n", tag);
     } else {
         imap_out_printf(&u.tail, "%s OK %.*sCOPY completed\r\n", tag, (int)cu.len,

@@ -84,7 +84,7 @@ void sess_capabilities(session *s, imap_out *o)
 {
     imap_out_printf(o, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE "
                        "NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
-                       "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE "
+                       "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC "
                        "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND "
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
     if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)
@@ -104,6 +104,17 @@ void sess_capabilities(session *s, imap_out *o)
     }
 }
 
+uint64_t sess_modseq_told(const session *s)
+{
+    /* RFC 7162 3.2: "if the server sends MODSEQ FETCH data items while
+     * EXPUNGE (or VANISHED) replies with lower mod-sequences being
+     * delayed, the server MUST send the HIGHESTMODSEQ response code with
+     * a lower value than the EXPUNGE's mod-sequence" */
+    if (s->qresync && s->modseq_expunged < s->modseq_seen)
+        return s->modseq_expunged;
+    return s->modseq_seen;
+}
+
 bool sess_condstore_enable(session *s, imap_out *o)
 {
     if (s->condstore)
@@ -115,7 +126,7 @@ bool sess_condstore_enable(session *s, imap_out *o)
      * would think it had seen them. */
     if (s->state == ST_SELECTED && s->mb)
         imap_out_printf(o, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
-                        (unsigned long long)s->modseq_seen);
+                        (unsigned long long)sess_modseq_told(s));
     return true;
 }
 

@@ -45,6 +45,10 @@ struct session {
      * response with FLAGS, solicited or not, carries MODSEQ from now on,
      * and SELECT/EXAMINE send HIGHESTMODSEQ */
     bool condstore;
+    /* ENABLE QRESYNC was answered (RFC 7162 3.2.3): CONDSTORE is on too,
+     * expunges are announced as VANISHED, SELECT takes (QRESYNC ...) and
+     * UID FETCH takes the VANISHED modifier */
+    bool qresync;
     bool loopback;
     bool counted_ip, counted_user;  /* in the abuse accounting */
     bool out_paused;            /* reading stopped: the client does not read */
@@ -77,6 +81,10 @@ struct session {
     uint32_t recent_first;      /* uids >= this are \Recent for us */
     uint32_t nrecent;           /* \Recent count last announced */
     uint64_t modseq_seen;       /* flag changes up to here were announced */
+    /* expunges up to here were announced (the view's snapshot at SELECT,
+     * then each sync that was allowed to announce them): an expunge held
+     * back (during FETCH, STORE, SEARCH) has a higher modseq */
+    uint64_t modseq_expunged;
     /* The keywords (bits of the store's keyword table) the client has been
      * told of by an untagged FLAGS: no FETCH FLAGS shows another one, in
      * any session (RFC 9051 7.3.5, 2.3.2: the FLAGS response names the
@@ -208,6 +216,13 @@ typedef struct sess_update_req {
     uint32_t *gone;
     size_t ngone;
     imap_out tail;              /* written last (taken over) */
+    /* tail_hms: "[HIGHESTMODSEQ n] " goes into the tail at offset
+     * tail_hms_at (after "tag OK "), n being the highest modseq of the
+     * snapshot the announcement was made from: everything up to it has
+     * been told by then (RFC 7162 3.2.7 and 3.2.9, EXPUNGE and UID
+     * EXPUNGE under QRESYNC; RFC 6851 4.4, MOVE) */
+    bool tail_hms;
+    size_t tail_hms_at;
 } sess_update_req;
 void sess_update(session *s, sess_update_req *u);
 /* uid -> seq in the view (0 if none). */
@@ -250,6 +265,26 @@ void sess_set_server(imap_server *srv);
  * selected MUST cause the server to return HIGHESTMODSEQ".  Returns true
  * if CONDSTORE was off until now. */
 bool sess_condstore_enable(session *s, imap_out *o);
+/* The HIGHESTMODSEQ a client may take as "told everything up to here":
+ * modseq_seen, or with QRESYNC and expunges held back, modseq_expunged. */
+uint64_t sess_modseq_told(const session *s);
+
+/* The UID set of a command that names UIDs which may be gone (UID FETCH's
+ * VANISHED modifier): sorted, merged ranges of numbers as written, '*'
+ * being `star` ("$" as sess_set_to_uids).  *r is malloc'd.  -E2BIG, -EINVAL
+ * as sess_set_to_uids. */
+int sess_uidset_raw(session *s, const char *spec, uint32_t star, store_range **r,
+                    size_t *n);
+/* The UIDs of `known` (sorted ranges) at or above `from` expunged with a
+ * modseq above `since` in snap (RFC 7162 3.2.5.1, 3.2.6), appended to out
+ * as ranges.  0 or -errno. */
+int sess_vanished_collect(const store_snap *snap, uint64_t since, const store_range *known,
+                          size_t nknown, uint32_t from, store_rangelist *out);
+/* One "* VANISHED (EARLIER) ..." line (RFC 7162 3.2.10.1) of the ranges
+ * v->r[i..i+max) (fewer at the end); returns the index after the last one
+ * written.  A long answer is several such lines, written in slices. */
+size_t sess_vanished_write(imap_out *o, const store_rangelist *v, size_t i, size_t max);
+#define SESS_VANISHED_LINE 1024     /* ranges per VANISHED (EARLIER) line */
 
 /* ---- commands (core/server/commands.c) ----
  * Each command has an entry in one table that declares what it needs: the

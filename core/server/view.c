@@ -253,3 +253,99 @@ void sess_mbox_to_client(session *s, imap_out *o, const char *utf8name)
         imap_out_string(o, utf8name, strlen(utf8name), false);
     }
 }
+
+int sess_uidset_raw(session *s, const char *spec, uint32_t star, store_range **out,
+                    size_t *nout)
+{
+    imap_seqset set = {0};
+    bool dollar = false;
+    int rc = imap_seqset_parse(spec, strlen(spec), s->srv->max_seqset_ranges, &set, &dollar);
+    if (rc < 0)
+        return rc;
+    /* SEARCHRES: the saved UIDs, which lose the expunged ones (RFC 5182
+     * 2.1): what they name is in the view */
+    if (dollar)
+        return sess_set_to_uids(s, spec, true, out, nout);
+    imap_range *res = malloc((set.n ? set.n : 1) * sizeof *res);
+    store_range *r = malloc((set.n ? set.n : 1) * sizeof *r);
+    if (!res || !r) {
+        free(res);
+        free(r);
+        free(set.r);
+        return -ENOMEM;
+    }
+    size_t nres = imap_seqset_resolve(&set, star, res), n = 0;
+    free(set.r);
+    for (size_t i = 0; i < nres; i++) {
+        uint32_t lo = res[i].lo ? res[i].lo : 1;
+        if (lo <= res[i].hi)
+            r[n++] = (store_range){lo, res[i].hi};
+    }
+    free(res);
+    *out = r;
+    *nout = n;
+    return 0;
+}
+
+/* "lo:hi" or "lo". */
+static void out_range(imap_out *o, uint32_t lo, uint32_t hi)
+{
+    imap_out_uint(o, lo);
+    if (hi != lo) {
+        imap_out_lit(o, ":");
+        imap_out_uint(o, hi);
+    }
+}
+
+int sess_vanished_collect(const store_snap *snap, uint64_t since, const store_range *known,
+                          size_t nknown, uint32_t from, store_rangelist *out)
+{
+    /* One call per range, each into a list of its own that is then
+     * appended: the contract says what a call gives, not what it does to
+     * ranges already in its list. */
+    store_rangelist one = {0};
+    int rc = 0;
+    for (size_t k = 0; k < nknown && rc == 0; k++) {
+        uint32_t lo = known[k].lo > from ? known[k].lo : from;
+        if (lo > known[k].hi)
+            continue;
+        one.n = 0;
+        rc = store_snap_vanished(snap, since, lo, known[k].hi, &one);
+        for (size_t i = 0; i < one.n && rc == 0; i++) {
+            store_range r = one.r[i];
+            if (out->n && r.lo <= out->r[out->n - 1].hi + 1) {
+                RM_ASSERT(r.lo > out->r[out->n - 1].hi);    /* known ascends */
+                out->r[out->n - 1].hi = r.hi;
+                continue;
+            }
+            if (out->n == out->cap) {
+                size_t cap = out->cap ? out->cap * 2 : 16;
+                store_range *nr = realloc(out->r, cap * sizeof *nr);
+                if (!nr) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                out->r = nr;
+                out->cap = cap;
+            }
+            out->r[out->n++] = r;
+        }
+    }
+    store_rangelist_free(&one);
+    return rc;
+}
+
+size_t sess_vanished_write(imap_out *o, const store_rangelist *v, size_t i, size_t max)
+{
+    size_t end = v->n - i > max ? i + max : v->n;
+    if (i == end)
+        return i;
+    imap_out_lit(o, "* VANISHED (EARLIER) ");
+    for (size_t k = i; k < end; k++) {
+        if (k > i)
+            imap_out_lit(o, ",");
+        out_range(o, v->r[k].lo, v->r[k].hi);
+    }
+    imap_out_lit(o, "\r\n");
+    return end;
+}

@@ -21,6 +21,12 @@
  * step is pending, and a wake-up during IDLE only marks the session
  * (the sync runs again once this one ends).
  *
+ * Expunges (EXPUNGE, or VANISHED once QRESYNC is enabled) go before the
+ * flag changes, whose numbers are then those after them; Dovecot 2.3 does
+ * the reverse.  Either is exact, each number being right when it is read
+ * (RFC 7162 3.2.10.2: VANISHED "adjusts the message sequence numbers for
+ * the messages remaining").
+ *
  * One snapshot is pinned for the whole announcement.  Flags are read live
  * from it, so a change made meanwhile may be announced now and again at
  * the next sync: harmless, where missing one would not be. */
@@ -62,10 +68,17 @@ typedef struct view_sync {
     uint32_t need;              /* PH_EXPUNGE: entries still to find gone */
     /* PH_FLAGS */
     uint64_t since, hms;
+    bool held;                  /* others' expunges are held back */
     uint32_t pos, vj;           /* snapshot position; view index (merge) */
     size_t ek;                  /* echo range (merge): FLAGS echoed already */
     uint64_t known_modseq;      /* sess_update_req.echo_known_modseq */
+    /* with QRESYNC: the UIDs the walk removed in this step, descending,
+     * written as one VANISHED line when the step ends (owned) */
+    uint32_t *van;
+    size_t nvan, capvan;
     imap_out tail;              /* the command's answer, owned */
+    bool tail_hms;              /* sess_update_req.tail_hms */
+    size_t tail_hms_at;
 } view_sync;
 
 static void view_sync_free(void *arg)
@@ -76,6 +89,7 @@ static void view_sync_free(void *arg)
     free(vs->echo);
     free(vs->echo_skip);
     free(vs->gone);
+    free(vs->van);
     imap_out_free(&vs->tail);
     free(vs);
 }
@@ -117,6 +131,56 @@ static void walk_keep_above(session *s, view_sync *vs, uint32_t from)
     vs->lo = from;
 }
 
+/* RFC 7162 3.2.10.2: once QRESYNC is enabled, "the server MUST use the
+ * VANISHED response without the EARLIER tag instead of the EXPUNGE
+ * response".  The walk collects what it removes and writes one VANISHED
+ * line per step: the UIDs are all in the view the client knows (never a
+ * message it was not told of, never one told gone already), and the line
+ * goes out before anything that follows the step. */
+static void van_flush(session *s, view_sync *vs)
+{
+    if (!vs->nvan)
+        return;
+    /* collected from the top of the view down: ascending for the set */
+    for (size_t i = 0, j = vs->nvan - 1; i < j; i++, j--) {
+        uint32_t t = vs->van[i];
+        vs->van[i] = vs->van[j];
+        vs->van[j] = t;
+    }
+    imap_out_lit(&s->out, "* VANISHED ");
+    imap_out_set(&s->out, vs->van, vs->nvan);
+    imap_out_lit(&s->out, "\r\n");
+    vs->nvan = 0;
+    out_spill(s);
+}
+
+/* Announce that the view entry at index i (UID uid) is gone. */
+static void announce_gone(session *s, view_sync *vs, uint32_t i, uint32_t uid)
+{
+    if (!s->qresync) {
+        imap_out_printf(&s->out, "* %u EXPUNGE\r\n", i + 1);
+        out_spill(s);
+        return;
+    }
+    if (vs->nvan == vs->capvan) {
+        size_t cap = vs->capvan ? vs->capvan * 2 : 64;
+        uint32_t *v = realloc(vs->van, cap * sizeof *v);
+        if (!v) {
+            /* no room to gather them: the ones so far go out now, and
+             * this one on a line of its own */
+            van_flush(s, vs);
+            imap_out_printf(&s->out, "* VANISHED %u\r\n", uid);
+            return;
+        }
+        vs->van = v;
+        vs->capvan = cap;
+    }
+    vs->van[vs->nvan++] = uid;
+    /* a line of bounded length */
+    if (vs->nvan == 8192)
+        van_flush(s, vs);
+}
+
 static bool step_echo(session *s, view_sync *vs, sess_slice *sl)
 {
     for (; vs->k < vs->necho; vs->k++, vs->i = UINT32_MAX) {
@@ -145,7 +209,11 @@ static bool step_echo(session *s, view_sync *vs, sess_slice *sl)
             }
             if (s->condstore)
                 imap_out_printf(&s->out, "MODSEQ (%llu)", (unsigned long long)m.modseq);
-            if (vs->echo_uid)
+            /* RFC 7162 3.2.4: with QRESYNC, "both UID and mod-sequence
+             * data in all subsequent untagged FETCH responses" caused by
+             * a STORE.  CONDSTORE alone keeps 3.1.3's form (Example 14's
+             * "* 7 FETCH (MODSEQ (...))"): the client asked for no UIDs. */
+            if (vs->echo_uid || s->qresync)
                 imap_out_printf(&s->out, " UID %u", u);
             imap_out_lit(&s->out, ")\r\n");
             out_spill(s);
@@ -168,8 +236,7 @@ static bool step_gone(session *s, view_sync *vs, sess_slice *sl)
             continue;   /* announced already (or never in the view) */
         walk_keep_above(s, vs, a + 1);
         vs->lo = a;
-        imap_out_printf(&s->out, "* %u EXPUNGE\r\n", a + 1);
-        out_spill(s);
+        announce_gone(s, vs, a, u);
     }
     walk_end(s, vs);
     return true;
@@ -194,8 +261,7 @@ static bool step_expunge(session *s, view_sync *vs, sess_slice *sl)
         if (store_snap_msg(vs->snap, s->view[i], &m) == -ENOENT) {
             vs->lo = i;
             vs->need--;
-            imap_out_printf(&s->out, "* %u EXPUNGE\r\n", i + 1);
-            out_spill(s);
+            announce_gone(s, vs, i, s->view[i]);
         } else {
             walk_keep_above(s, vs, i);
         }
@@ -249,9 +315,7 @@ static void step_new(session *s, view_sync *vs)
  * and the view ascend together, so a merge finds each sequence number. */
 static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
 {
-    if (vs->hms <= vs->since)
-        return true;
-    for (; vs->pos < vs->first_new; vs->pos++) {
+    for (; vs->hms > vs->since && vs->pos < vs->first_new; vs->pos++) {
         if (sess_slice_over(s, sl))
             return false;
         store_msg m;
@@ -274,7 +338,9 @@ static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
         }
         m.keywords = sess_keywords_announce(s, &s->out, vs->snap, m.keywords);
         imap_out_printf(&s->out, "* %u FETCH (", vs->vj + 1);
-        if (s->rev2)
+        /* RFC 7162 3.2.4: UID in every unsolicited FETCH once QRESYNC
+         * is on (IMAP4rev2 asks for it too, RFC 9051 7.5.2) */
+        if (s->rev2 || s->qresync)
             imap_out_printf(&s->out, "UID %u ", m.uid);
         imap_out_lit(&s->out, "FLAGS ");
         sess_flags(s, &s->out, vs->snap, m.flags, m.keywords, m.uid >= s->recent_first);
@@ -287,6 +353,13 @@ static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
     }
     if (s->modseq_seen < vs->hms)
         s->modseq_seen = vs->hms;
+    /* RFC 7162 3.2: MODSEQ values were (or may have been) shown while
+     * expunges wait: a HIGHESTMODSEQ below those expunges' mod-sequence
+     * tells a QRESYNC client where to resume from should it go away
+     * before they are announced */
+    if (vs->held && s->qresync)
+        imap_out_printf(&s->out, "* OK [HIGHESTMODSEQ %llu] Expunges pending\r\n",
+                        (unsigned long long)sess_modseq_told(s));
     return true;
 }
 
@@ -306,13 +379,18 @@ static bool view_sync_step(session *s, void *arg)
         vs->phase = PH_GONE;
         /* fall through */
     case PH_GONE:
-        if (!step_gone(s, vs, &sl))
+        if (!step_gone(s, vs, &sl)) {
+            van_flush(s, vs);
             return false;
+        }
         vs->phase = PH_EXPUNGE;
         /* fall through */
     case PH_EXPUNGE:
-        if (!step_expunge(s, vs, &sl))
+        if (!step_expunge(s, vs, &sl)) {
+            van_flush(s, vs);
             return false;
+        }
+        van_flush(s, vs);
         vs->phase = PH_NEW;
         /* fall through */
     case PH_NEW:
@@ -322,6 +400,8 @@ static bool view_sync_step(session *s, void *arg)
     case PH_FLAGS:
         if (!step_flags(s, vs, &sl))
             return false;
+        if (vs->allow_expunge && s->modseq_expunged < vs->hms)
+            s->modseq_expunged = vs->hms;   /* every expunge in snap told */
         vs->phase = PH_DONE;
         /* fall through */
     default:
@@ -329,8 +409,14 @@ static bool view_sync_step(session *s, void *arg)
     }
     /* The view is closed up before the answer that follows it. */
     RM_ASSERT(!vs->walking && s->nview <= s->capview);
-    if (vs->tail.len)
+    if (vs->tail_hms && vs->tail_hms_at <= vs->tail.len) {
+        /* everything up to the snapshot's modseq has been told now */
+        imap_out_add(&s->out, vs->tail.p, vs->tail_hms_at);
+        imap_out_printf(&s->out, "[HIGHESTMODSEQ %llu] ", (unsigned long long)vs->hms);
+        imap_out_add(&s->out, vs->tail.p + vs->tail_hms_at, vs->tail.len - vs->tail_hms_at);
+    } else if (vs->tail.len) {
         imap_out_add(&s->out, vs->tail.p, vs->tail.len);
+    }
     return true;
 }
 
@@ -362,6 +448,8 @@ void sess_update(session *s, sess_update_req *u)
     vs->gone = u->gone;
     vs->ngone = u->ngone;
     vs->tail = u->tail;
+    vs->tail_hms = u->tail_hms;
+    vs->tail_hms_at = u->tail_hms_at;
     memset(u, 0, sizeof *u);
     vs->last = s->nview ? s->view[s->nview - 1] : 0;
     /* New messages sit at the end of the index. */
@@ -380,6 +468,7 @@ void sess_update(session *s, sess_update_req *u)
             vs->nnew++;
     }
     vs->since = s->modseq_seen;
+    vs->held = !vs->allow_expunge && store_snap_messages(snap) - vs->nnew < s->nview;
     vs->hms = store_snap_highestmodseq(snap);
     /* New keywords are announced at once, before anything that could show
      * them, even when no message in the view carries one yet: the writer

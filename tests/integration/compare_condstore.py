@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""CONDSTORE (RFC 7162 section 3) answers of ringmaild next to Dovecot's.
+"""CONDSTORE and QRESYNC (RFC 7162 sections 3.1 and 3.2) answers of ringmaild
+next to Dovecot's.
 
 Runs the same sessions against a ringmaild (RINGMAILD, as the integration
 tests) and a private Dovecot (dovecot-imapd from apt, a config of its own in
@@ -126,6 +127,7 @@ def norm(line):
     line = re.sub(r"(UNCHANGEDSINCE|CHANGEDSINCE) \d+", r"\1 n", line)
     line = re.sub(r"MODSEQ \d+", "MODSEQ m", line)
     line = re.sub(r"UIDVALIDITY \d+", "UIDVALIDITY v", line)
+    line = re.sub(r"QRESYNC \(\d+ \d+", "QRESYNC (v h", line)
     line = re.sub(r"^(\S+ (?:OK|NO|BAD)(?: \[[^\]]*\])?).*$", r"\1", line)
     line = re.sub(r"^(\* (?:OK|NO|BAD|BYE)(?: \[[^\]]*\])?).*$", r"\1", line)
     line = re.sub(r"^\* CAPABILITY .*", "* CAPABILITY ...", line)
@@ -235,6 +237,56 @@ def script(run):
     run.do("E", "STORE 3 (UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Draft)" % top)
 
 
+def qresync_script(run):
+    """RFC 7162 3.2: the same QRESYNC sequence on both servers, in a
+    mailbox of its own (its UIDs start at 1 on both)."""
+    a = run.s("A")
+    run.do("A", "CREATE QR")
+    for i in range(1, 13):
+        a.expect(a.append("QR", msg(i)), "OK")
+    run.do("Q", "ENABLE QRESYNC")
+    run.do("Q", "ENABLE QRESYNC CONDSTORE")
+    run.do("F", "ENABLE QRESYNC CONDSTORE")
+    run.do("G", "ENABLE CONDSTORE QRESYNC")
+    run.do("Q", "SELECT INBOX")
+    r = run.do("Q", "SELECT QR")                        # [CLOSED]
+    uv = int(r.code_of("UIDVALIDITY").split()[1])
+    h0 = run.hms(r)
+    run.do("A", "SELECT QR")
+    run.do("A", "UID STORE 3,7 +FLAGS ($Fwd \\Answered)")
+    run.do("A", "UID STORE 2,4,5 +FLAGS.SILENT (\\Deleted)")
+    run.do("A", "EXPUNGE")
+    a.expect(a.append("QR", msg(13)), "OK")
+    run.do("Q", "NOOP")                                 # VANISHED, FETCH with UID
+    run.do("R", "ENABLE QRESYNC")
+    run.do("R", "SELECT QR (QRESYNC (%d %d))" % (uv, h0))           # 3.2.5.1
+    run.do("R", "EXAMINE QR (QRESYNC (%d %d 1:4))" % (uv, h0))      # [CLOSED], known-uids
+    run.do("R", "EXAMINE QR (QRESYNC (%d %d 1:12 (1,3 1,4)))" % (uv, h0))  # 3.2.5.2
+    run.do("R", "EXAMINE QR (QRESYNC (%d %d 1:12 (2 2)))" % (uv, h0))
+    run.do("R", "SELECT QR (QRESYNC (67890007 %d 1:12))" % h0)      # UIDVALIDITY mismatch
+    run.do("R", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % h0)   # 3.2.6
+    run.do("R", "UID FETCH 4:12 (FLAGS) (VANISHED CHANGEDSINCE %d)" % h0)
+    run.do("R", "UID FETCH 1:* (FLAGS) (VANISHED)")                 # errors
+    run.do("R", "FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % h0)
+    run.do("A", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % h0)
+    run.do("A", "SELECT QR (QRESYNC (%d %d))" % (uv, h0))
+    run.do("A", "SELECT QR")
+    run.do("R", "UID STORE 8,9 +FLAGS.SILENT (\\Deleted)")
+    run.do("R", "EXPUNGE")                               # 3.2.7: VANISHED, HIGHESTMODSEQ
+    run.do("R", "UID STORE 1,6 +FLAGS.SILENT (\\Deleted)")
+    run.do("R", "UID EXPUNGE 6")                         # 3.2.9
+    run.do("R", "UID MOVE 10 INBOX")                     # RFC 6851 4.4
+    run.do("R", "STORE 1 +FLAGS ($Seen2)")               # 3.2.4: UID in the echo
+    run.do("R", "UID STORE 12:13 +FLAGS.SILENT (\\Deleted)")
+    run.do("R", "UID EXPUNGE 12:13")
+    run.do("R", "UID FETCH 11:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % h0)   # '*'
+    run.do("R", "UID FETCH 11:20 (FLAGS) (CHANGEDSINCE %d VANISHED)" % h0)
+    run.do("A", "NOOP")
+    run.do("Q", "NOOP")
+    run.do("R", "CLOSE")
+    run.do("Q", "SELECT INBOX")
+
+
 def main():
     rm = rs.Server(users={USER: PASSWORD})
     rm.start()
@@ -244,6 +296,7 @@ def main():
         for name, connect in (("ringmail", rm.connect), ("dovecot", dv.connect)):
             run = Run(connect)
             script(run)
+            qresync_script(run)
             runs[name] = run
     finally:
         dv.stop()

@@ -184,7 +184,9 @@ class LimitOnStoredSize(rs.ServerTestCase):
 class SelectParameters(rs.ServerTestCase):
     def test_unknown_parameters_bad(self):
         c = self.login()
-        self.assertNotIn("QRESYNC", c.capabilities())
+        # QRESYNC is offered, but its parameter without ENABLE QRESYNC is
+        # BAD too (RFC 7162 3.2.5), as is QRESYNC without its value
+        self.assertIn("QRESYNC", c.capabilities())
         for cmd in ("SELECT INBOX (BLURDYBLOOP)", "SELECT INBOX (QRESYNC (1 1))",
                     "SELECT INBOX ()", "SELECT INBOX (\"CONDSTORE\")",
                     "SELECT INBOX (CONDSTORE 1)", "EXAMINE INBOX (CONDSTORE QRESYNC)"):
