@@ -317,6 +317,9 @@ int store_since_build_scratch(const store_snap *s, size_t *mem);
 
 /* Append a UID to a growable list (l may be NULL: nothing to do). */
 int store_uidlist_add(store_uidlist *l, uint32_t uid);
+/* Append [lo, hi] to l, whose ranges all start at or below lo: merged with
+ * the last range when they overlap or touch. */
+int store_rangelist_push(store_rangelist *l, uint32_t lo, uint32_t hi);
 
 /* ---- user.c ------------------------------------------------------------ */
 

@@ -440,31 +440,6 @@ int store_snap_changed_since(const store_snap *s, uint64_t since, store_uidlist 
     return 0;
 }
 
-/* Append [lo, hi] to l, whose ranges all start at or below lo: merged with
- * the last range when they overlap or touch. */
-static int push_merge(store_rangelist *l, uint32_t lo, uint32_t hi)
-{
-    if (l->n) {
-        store_range *last = &l->r[l->n - 1];
-        RM_ASSERT(lo >= last->lo);
-        if (lo <= last->hi || lo - last->hi == 1) {
-            if (hi > last->hi)
-                last->hi = hi;
-            return 0;
-        }
-    }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        store_range *r = realloc(l->r, cap * sizeof *r);
-        if (!r)
-            return -ENOMEM;
-        l->r = r;
-        l->cap = cap;
-    }
-    l->r[l->n++] = (store_range){lo, hi};
-    return 0;
-}
-
 /* The tombstones of s in [lo, hi] with modseq > since, as ranges. */
 static int tombs_since(const store_snap *s, const struct msarr *a, uint64_t since,
                        uint32_t lo, uint32_t hi, store_rangelist *out)
@@ -484,7 +459,7 @@ static int tombs_since(const store_snap *s, const struct msarr *a, uint64_t sinc
             const struct idx_entry *e = store_gen_entry(s->g, p);
             uint64_t fm = A_LOAD(&e->fm);
             if ((FM_FLAGS(fm) & ENT_EXPUNGED) && FM_MODSEQ(fm) > since) {
-                int rc = push_merge(out, e->uid, e->uid);
+                int rc = store_rangelist_push(out, e->uid, e->uid);
                 if (rc < 0)
                     return rc;
             }
@@ -541,10 +516,10 @@ int store_snap_vanished(const store_snap *s, uint64_t since, uint32_t lo, uint32
         if (run && (!tomb || hs->r[i].lo <= t.r[k].lo)) {
             uint32_t rlo = hs->r[i].lo < lo ? lo : hs->r[i].lo;
             uint32_t rhi = hs->r[i].hi > hi ? hi : hs->r[i].hi;
-            rc = push_merge(out, rlo, rhi);
+            rc = store_rangelist_push(out, rlo, rhi);
             i++;
         } else {
-            rc = push_merge(out, t.r[k].lo, t.r[k].hi);
+            rc = store_rangelist_push(out, t.r[k].lo, t.r[k].hi);
             k++;
         }
     }

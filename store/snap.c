@@ -414,16 +414,17 @@ void store_rangelist_free(store_rangelist *l)
     l->n = l->cap = 0;
 }
 
-/* Append [lo, hi] (above every range already there), merging with the last
- * range when adjacent. */
-static int rangelist_push(store_rangelist *l, uint32_t lo, uint32_t hi)
+/* Append [lo, hi] to l, whose ranges all start at or below lo: merged with
+ * the last range when they overlap or touch. */
+int store_rangelist_push(store_rangelist *l, uint32_t lo, uint32_t hi)
 {
     RM_ASSERT(lo <= hi);
     if (l->n) {
         store_range *last = &l->r[l->n - 1];
-        RM_ASSERT(lo > last->hi);
-        if (lo - last->hi == 1) {
-            last->hi = hi;
+        RM_ASSERT(lo >= last->lo);
+        if (lo <= last->hi || lo - last->hi == 1) {
+            if (hi > last->hi)
+                last->hi = hi;
             return 0;
         }
     }
@@ -461,7 +462,7 @@ int store_snap_vanished_scan(const store_snap *s, uint64_t since, uint32_t lo,
                 break;
             uint64_t fm = A_LOAD(&e->fm);
             if ((FM_FLAGS(fm) & ENT_EXPUNGED) && FM_MODSEQ(fm) > since)
-                rc = rangelist_push(out, e->uid, e->uid);
+                rc = store_rangelist_push(out, e->uid, e->uid);
         }
         return rc;
     }
@@ -475,10 +476,10 @@ int store_snap_vanished_scan(const store_snap *s, uint64_t since, uint32_t lo,
         if (FM_FLAGS(A_LOAD(&e->fm)) & ENT_EXPUNGED)
             continue;
         if (e->uid > next)
-            rc = rangelist_push(out, next, e->uid - 1);
+            rc = store_rangelist_push(out, next, e->uid - 1);
         next = e->uid + 1;
     }
     if (rc == 0 && next <= hi && next != 0)
-        rc = rangelist_push(out, next, hi);
+        rc = store_rangelist_push(out, next, hi);
     return rc;
 }
