@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,10 @@ static void usage(FILE *f)
             "         [--io uring|epoll] [--procs N] [--source-addrs N]\n"
             "         [--bystander N] [--devices D] [--changes K]\n"
             "         [--resync-mode auto|qresync|condstore|full]\n"
+            "         [--lmtp PATH|HOST:PORT] [--rcpt-domain D] [--watchers N]\n"
+            "         [--max-rcpts N] [--seed S]\n"
             "workloads: login headers bodies append idle-hold mixed search-body copy store\n"
-            "  resync\n"
+            "  resync deliver\n"
             "  search-body: SEARCH BODY for a word no message has (every body is read);\n"
             "  copy: COPY 1:* into a mailbox of the client's own, again and again\n"
             "  store: STORE 1:* +FLAGS (\\Flagged), then -FLAGS, again and again (not\n"
@@ -44,6 +47,11 @@ static void usage(FILE *f)
             "  reconnects, resyncs (QRESYNC, else CONDSTORE, else a full listing, as\n"
             "  the server's CAPABILITY allows, or --resync-mode) and checks its state\n"
             "  against the writer's: mismatches must be 0\n"
+            "  deliver: --clients LMTP clients deliver to --lmtp (a Unix socket path or\n"
+            "  host:port) message after message (4-40 KB, varied MIME, from --seed),\n"
+            "  each to 1..--max-rcpts (5) users as <user@--rcpt-domain> (example.org),\n"
+            "  MAIL/RCPT/DATA in one write (PIPELINING), every reply checked; --watchers\n"
+            "  (1) IDLE sessions per user time the last 250 until the EXISTS\n"
             "--bystander N: N more sessions (the last users) send NOOP after NOOP beside\n"
             "  the workload; their round trips are reported as \"bystander NOOP\"\n"
             "PATTERN: user%%d is expanded for 1..N; clients go to users round robin.\n"
@@ -55,6 +63,44 @@ static void usage(FILE *f)
             "  default when more than %d connections go to one address)\n"
             "exit: 0 ok, 1 errors counted, 2 usage / not implemented\n",
             SOCKETS_PER_PROC, CONNS_PER_SOURCE);
+}
+
+/* --lmtp: a path (it has a '/') is a Unix socket, else HOST:PORT. */
+static int parse_lmtp(struct bench_config *cfg)
+{
+    const char *s = cfg->lmtp;
+    if (!s) {
+        fprintf(stderr, "ringmail-bench: deliver needs --lmtp PATH|HOST:PORT\n");
+        return -1;
+    }
+    if (strchr(s, '/')) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&cfg->lmtp_addr;
+        if (strlen(s) >= sizeof sun->sun_path) {
+            fprintf(stderr, "ringmail-bench: --lmtp: path too long\n");
+            return -1;
+        }
+        sun->sun_family = AF_UNIX;
+        strcpy(sun->sun_path, s);
+        cfg->lmtp_addrlen = (socklen_t)sizeof *sun;
+        return 0;
+    }
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || !colon[1]) {
+        fprintf(stderr, "ringmail-bench: --lmtp PATH|HOST:PORT\n");
+        return -1;
+    }
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)(colon - s), s);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
+    int gai = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (gai) {
+        fprintf(stderr, "ringmail-bench: --lmtp %s: %s\n", s, gai_strerror(gai));
+        return -1;
+    }
+    memcpy(&cfg->lmtp_addr, ai->ai_addr, ai->ai_addrlen);
+    cfg->lmtp_addrlen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
 }
 
 static int parse_weights(const char *s, unsigned *w)
@@ -153,6 +199,28 @@ static void report_table(const struct bench_config *cfg, const struct bench_resu
                (unsigned long long)s->by_mode[RESYNC_FULL], (unsigned long long)s->initial,
                s->initial ? (double)s->initial_bytes / (double)s->initial : 0.0);
     }
+    if (cfg->workload == BW_DELIVER) {
+        const struct bench_deliver_stats *d = &r->st.dl;
+        double el = d->elapsed_s > 0 ? d->elapsed_s : r->elapsed_s;
+        printf("deliver: %llu deliveries (%llu recipients, %.1f KB average) in %.2f s: "
+               "%.1f deliveries/s, %.1f recipients/s; delivery p50 %.3f ms, p99 %.3f ms, "
+               "max %.3f ms; %llu bad replies\n",
+               (unsigned long long)d->deliveries, (unsigned long long)d->rcpts,
+               d->deliveries ? (double)d->bytes / (double)d->deliveries / 1024 : 0.0, el,
+               (double)d->deliveries / el, (double)d->rcpts / el,
+               ms(bench_hist_quantile(&d->lat, 0.5)), ms(bench_hist_quantile(&d->lat, 0.99)),
+               ms(d->lat.max), (unsigned long long)d->bad_replies);
+        printf("250 -> EXISTS (%d watcher(s) a user): %llu of %llu copies seen; p50 %.3f ms, "
+               "p99 %.3f ms, max %.3f ms; %llu EXISTS before the 250\n", cfg->watchers,
+               (unsigned long long)d->exists_seen, (unsigned long long)d->exists_expected,
+               ms(bench_hist_quantile(&d->exists_lat, 0.5)),
+               ms(bench_hist_quantile(&d->exists_lat, 0.99)), ms(d->exists_lat.max),
+               (unsigned long long)d->exists_early);
+        printf("MAIL written -> EXISTS: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+               ms(bench_hist_quantile(&d->start_exists_lat, 0.5)),
+               ms(bench_hist_quantile(&d->start_exists_lat, 0.99)),
+               ms(d->start_exists_lat.max));
+    }
     if (cfg->workload == BW_IDLE)
         printf("fanout (APPEND until every IDLE session saw EXISTS): %ld of %ld appends seen "
                "by all %ld sessions; p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
@@ -217,6 +285,30 @@ static void report_json(const struct bench_config *cfg, const struct bench_resul
                bench_resync_mode_name[cfg->resync_mode], (unsigned long long)s->initial,
                s->initial ? (double)s->initial_bytes / (double)s->initial : 0.0);
     }
+    if (cfg->workload == BW_DELIVER) {
+        const struct bench_deliver_stats *d = &r->st.dl;
+        double el = d->elapsed_s > 0 ? d->elapsed_s : r->elapsed_s;
+        printf(", \"deliver\": {\"deliveries\": %llu, \"recipients\": %llu, "
+               "\"bytes\": %llu, \"elapsed_s\": %.3f, \"deliveries_per_sec\": %.1f, "
+               "\"recipients_per_sec\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
+               "\"max_ms\": %.3f, \"bad_replies\": %llu, \"watchers_per_user\": %d, "
+               "\"exists_expected\": %llu, \"exists_seen\": %llu, \"exists_early\": %llu, "
+               "\"exists_p50_ms\": %.3f, \"exists_p99_ms\": %.3f, \"exists_max_ms\": %.3f, "
+               "\"start_exists_p50_ms\": %.3f, \"start_exists_p99_ms\": %.3f, "
+               "\"start_exists_max_ms\": %.3f, \"seed\": %llu}",
+               (unsigned long long)d->deliveries, (unsigned long long)d->rcpts,
+               (unsigned long long)d->bytes, el, (double)d->deliveries / el,
+               (double)d->rcpts / el, ms(bench_hist_quantile(&d->lat, 0.5)),
+               ms(bench_hist_quantile(&d->lat, 0.99)), ms(d->lat.max),
+               (unsigned long long)d->bad_replies, cfg->watchers,
+               (unsigned long long)d->exists_expected, (unsigned long long)d->exists_seen,
+               (unsigned long long)d->exists_early,
+               ms(bench_hist_quantile(&d->exists_lat, 0.5)),
+               ms(bench_hist_quantile(&d->exists_lat, 0.99)), ms(d->exists_lat.max),
+               ms(bench_hist_quantile(&d->start_exists_lat, 0.5)),
+               ms(bench_hist_quantile(&d->start_exists_lat, 0.99)), ms(d->start_exists_lat.max),
+               (unsigned long long)cfg->seed);
+    }
     if (cfg->bystanders)
         printf(", \"bystander\": {\"sessions\": %d, \"ops\": %llu, \"p50_ms\": %.3f, "
                "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"errors\": %llu}",
@@ -231,7 +323,9 @@ static void report_json(const struct bench_config *cfg, const struct bench_resul
 int main(int argc, char **argv)
 {
     struct bench_config cfg = { .host = NULL, .port = 0, .nusers = 1, .password = NULL,
-                                .clients = 1, .duration = 10, .devices = 3, .changes = 10 };
+                                .clients = 1, .duration = 10, .devices = 3, .changes = 10,
+                                .rcpt_domain = "example.org", .watchers = 1, .max_rcpts = 5,
+                                .seed = 1 };
     const char *workload = NULL, *weights = NULL;
     memcpy(cfg.weights, default_weights, sizeof cfg.weights);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -257,6 +351,11 @@ int main(int argc, char **argv)
         { "devices", required_argument, NULL, 'D' },
         { "changes", required_argument, NULL, 'K' },
         { "resync-mode", required_argument, NULL, 'M' },
+        { "lmtp", required_argument, NULL, 'L' },
+        { "rcpt-domain", required_argument, NULL, 'r' },
+        { "watchers", required_argument, NULL, 'A' },
+        { "max-rcpts", required_argument, NULL, 'x' },
+        { "seed", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'H' },
         { NULL, 0, NULL, 0 }
     };
@@ -281,6 +380,11 @@ int main(int argc, char **argv)
         case 'B': cfg.bystanders = atoi(optarg); break;
         case 'D': cfg.devices = atoi(optarg); break;
         case 'K': cfg.changes = atoi(optarg); break;
+        case 'L': cfg.lmtp = optarg; break;
+        case 'r': cfg.rcpt_domain = optarg; break;
+        case 'A': cfg.watchers = atoi(optarg); break;
+        case 'x': cfg.max_rcpts = atoi(optarg); break;
+        case 's': cfg.seed = strtoull(optarg, NULL, 0); break;
         case 'M': {
             int m = -1;
             for (int i = 0; i < RESYNC_NMODES; i++)
@@ -311,12 +415,14 @@ int main(int argc, char **argv)
         !cfg.password || !workload || cfg.nusers < 1 || cfg.clients < 1 ||
         cfg.duration <= 0 || cfg.populate < 0 || cfg.threads < 1 || cfg.procs < 0 ||
         cfg.source_addrs < 0 || cfg.source_addrs > 254 || cfg.bystanders < 0 ||
-        cfg.bystanders > 1000 || cfg.devices < 1 || cfg.devices > 1000 || cfg.changes < 0) {
+        cfg.bystanders > 1000 || cfg.devices < 1 || cfg.devices > 1000 || cfg.changes < 0 ||
+        cfg.watchers < 0 || cfg.watchers > 100 || cfg.max_rcpts < 1 || cfg.max_rcpts > 64) {
         usage(stderr);
         return 2;
     }
     static const char *const names[] = { "login", "headers", "bodies", "append", "idle-hold",
-                                         "mixed", "search-body", "copy", "store", "resync" };
+                                         "mixed", "search-body", "copy", "store", "resync",
+                                         "deliver" };
     int found = -1;
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(workload, names[i]))
@@ -327,6 +433,8 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg.workload = (enum bench_workload)found;
+    if (cfg.workload == BW_DELIVER && parse_lmtp(&cfg) < 0)
+        return 2;
     cfg.workload_name = names[found];
     if (weights && parse_weights(weights, cfg.weights) < 0)
         return 2;
@@ -366,7 +474,8 @@ int main(int argc, char **argv)
         if (rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur - 100 < per_proc)
             per_proc = (long)rl.rlim_cur > 200 ? (long)rl.rlim_cur - 100 : 100;
     }
-    long sockets = cfg.clients + (cfg.workload == BW_IDLE ? cfg.nusers : 0);
+    long sockets = cfg.clients + (cfg.workload == BW_IDLE ? cfg.nusers : 0) +
+                   (cfg.workload == BW_DELIVER ? (long)cfg.nusers * cfg.watchers : 0);
     if (cfg.procs == 0)
         cfg.procs = (int)((sockets + per_proc - 1) / per_proc);
     if (cfg.procs > cfg.clients)
@@ -429,6 +538,11 @@ int main(int argc, char **argv)
         ops += r->st.hist[k].count;
     int rc = total_errors(r) || r->bystander_errors || ops == 0 ? 1 : 0;
     if (cfg.workload == BW_RESYNC && (r->st.rs.mismatches || !r->st.rs.resyncs))
+        rc = 1;
+    /* deliver: every copy answered 250 must be announced (when watched) */
+    if (cfg.workload == BW_DELIVER &&
+        (r->st.dl.bad_replies || !r->st.dl.deliveries ||
+         (cfg.watchers && r->st.dl.exists_seen < r->st.dl.exists_expected)))
         rc = 1;
     free(r);
     return rc;

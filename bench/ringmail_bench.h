@@ -52,12 +52,14 @@ enum bench_cmd {
     BC_CREATE, BC_STORE_ALL,
     /* resync */
     BC_CAPABILITY, BC_ENABLE, BC_UID_FETCH, BC_UID_SEARCH, BC_UID_STORE, BC_UID_EXPUNGE,
+    /* deliver (LMTP): the greeting and LHLO; one whole transaction */
+    BC_LHLO, BC_DELIVER,
     BC_NCMD
 };
 extern const char *const bench_cmd_name[BC_NCMD];
 
 enum bench_workload { BW_LOGIN, BW_HEADERS, BW_BODIES, BW_APPEND, BW_IDLE, BW_MIXED,
-                      BW_SEARCH, BW_COPY, BW_STORE, BW_RESYNC, BW_POPULATE };
+                      BW_SEARCH, BW_COPY, BW_STORE, BW_RESYNC, BW_DELIVER, BW_POPULATE };
 
 /* resync: how a device brings its copy of the INBOX up to date. */
 enum bench_resync_mode { RESYNC_AUTO, RESYNC_QRESYNC, RESYNC_CONDSTORE, RESYNC_FULL,
@@ -97,6 +99,25 @@ struct bench_config {
     enum bench_resync_mode resync_mode;   /* resync: --resync-mode (auto by default) */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    /* deliver: the LMTP server (--lmtp /path or host:port) */
+    const char *lmtp;
+    struct sockaddr_storage lmtp_addr;
+    socklen_t lmtp_addrlen;
+    const char *rcpt_domain;    /* --rcpt-domain: RCPT TO:<user@domain> */
+    int watchers;               /* --watchers: IDLE sessions per user */
+    int max_rcpts;              /* --max-rcpts: 1..N recipients a message */
+    uint64_t seed;              /* --seed: the messages and recipients */
+};
+
+/* deliver: what the LMTP clients and the IDLE watchers measured. */
+struct bench_deliver_stats {
+    bench_hist lat;                     /* MAIL written .. last 250 after the data */
+    bench_hist exists_lat;              /* that last 250 .. the watcher's EXISTS */
+    bench_hist start_exists_lat;        /* MAIL written .. the watcher's EXISTS */
+    uint64_t deliveries, rcpts, bytes;  /* completed transactions (every reply right) */
+    uint64_t bad_replies;               /* replies not the expected code */
+    uint64_t exists_expected, exists_seen, exists_early;  /* early: EXISTS before 250 */
+    double elapsed_s;                   /* from the first transaction to the stop */
 };
 
 /* resync: what the devices measured.  A resync runs from the device's
@@ -115,6 +136,7 @@ struct bench_stats {
     bench_hist hist[BC_NCMD];
     uint64_t errors[BC_NCMD];
     struct bench_resync_stats rs;
+    struct bench_deliver_stats dl;
 };
 
 /* dst += src */

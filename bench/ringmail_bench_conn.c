@@ -27,14 +27,14 @@ const char *const bench_cmd_name[BC_NCMD] = {
     "CONNECT", "LOGIN", "SELECT", "LIST", "STATUS", "FETCH_HEADERS", "FETCH_BODY",
     "STORE", "APPEND", "EXPUNGE", "LOGOUT", "IDLE", "NOOP", "SEARCH_BODY", "COPY",
     "CREATE", "STORE_ALL", "CAPABILITY", "ENABLE", "UID_FETCH_FLAGS", "UID_SEARCH",
-    "UID_STORE", "UID_EXPUNGE"
+    "UID_STORE", "UID_EXPUNGE", "LHLO", "DELIVER"
 };
 const char *const bench_op_name[OP_N] = {
     "login", "select", "list", "status", "headers", "body", "store", "append",
     "expunge", "logout"
 };
 
-enum { ROLE_NORMAL, ROLE_SESSION, ROLE_APPENDER, ROLE_POPULATE };
+enum { ROLE_NORMAL, ROLE_SESSION, ROLE_APPENDER, ROLE_POPULATE, ROLE_LMTP };
 #define OP_EXPUNGE2 OP_N          /* internal: EXPUNGE after STORE \Deleted */
 #define OP_NONE (-1)
 
@@ -211,6 +211,18 @@ void bench_stats_merge(struct bench_stats *dst, const struct bench_stats *src)
     d->mismatches += s->mismatches;
     d->changes += s->changes;
     d->rounds += s->rounds;
+    struct bench_deliver_stats *dd = &dst->dl;
+    const struct bench_deliver_stats *ds = &src->dl;
+    bench_hist_merge(&dd->lat, &ds->lat);
+    bench_hist_merge(&dd->exists_lat, &ds->exists_lat);
+    bench_hist_merge(&dd->start_exists_lat, &ds->start_exists_lat);
+    dd->deliveries += ds->deliveries;
+    dd->rcpts += ds->rcpts;
+    dd->bytes += ds->bytes;
+    dd->bad_replies += ds->bad_replies;
+    dd->exists_expected += ds->exists_expected;
+    dd->exists_seen += ds->exists_seen;
+    dd->exists_early += ds->exists_early;
 }
 
 struct bench_obuf *bench_conn_wire(struct bench_client *c)
@@ -302,6 +314,8 @@ static void disconnect(struct bench_worker *w, struct bench_client *c, uint64_t 
         atomic_fetch_sub(&g.sh->idling, 1);
         atomic_fetch_sub(&g.user_sessions[c->user], 1);
     }
+    if (c->dl)
+        bench_deliver_reset(c);
     c->authed = c->selected = 0;
     c->exists = 0;
     c->out.len = c->out.off = 0;
@@ -365,13 +379,14 @@ static void flush_out(struct bench_worker *w, struct bench_client *c)
 
 static void start_connect(struct bench_worker *w, struct bench_client *c)
 {
-    const struct bench_config *cfg = g.cfg;
     if (w->opening >= MAX_OPENING || g.eng->can_connect(w, c) < 0) {
         c->state = ST_WAIT;
         c->wake_at = bench_now_ns() + 1000000ull;
         return;
     }
-    int fd = socket(cfg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    socklen_t alen;
+    const struct sockaddr *addr = bench_conn_addr(c, &alen);
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         count_error(w, BC_CONNECT);
         c->state = ST_WAIT;
@@ -379,8 +394,9 @@ static void start_connect(struct bench_worker *w, struct bench_client *c)
         return;
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (c->src > 0) {
+    if (addr->sa_family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->src > 0 && addr->sa_family == AF_INET) {
         /* 127.0.0.src, the port chosen by connect() for the whole 4-tuple */
         struct sockaddr_in sin = { .sin_family = AF_INET,
                                    .sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)c->src) };
@@ -403,10 +419,30 @@ static void start_connect(struct bench_worker *w, struct bench_client *c)
     g.eng->connect(w, c);
 }
 
+const struct sockaddr *bench_conn_addr(const struct bench_client *c, socklen_t *len)
+{
+    if (c->dl) {
+        *len = g.cfg->lmtp_addrlen;
+        return (const struct sockaddr *)&g.cfg->lmtp_addr;
+    }
+    *len = g.cfg->addrlen;
+    return (const struct sockaddr *)&g.cfg->addr;
+}
+
+void bench_conn_flush(struct bench_worker *w, struct bench_client *c)
+{
+    flush_out(w, c);
+}
+
+int bench_conn_watchers_ready(void)
+{
+    return atomic_load(&g.sh->idling) >= g.nsessions || bench_now_ns() >= g.force_append_ns;
+}
+
 void bench_conn_connected(struct bench_worker *w, struct bench_client *c)
 {
     c->state = ST_GREETING;
-    if (!g.tls)
+    if (!g.tls || c->dl)          /* LMTP is spoken in clear (loopback or a socket) */
         return;
     c->ssl = SSL_new(g.tls);
     c->rbio = BIO_new(BIO_s_mem());
@@ -646,6 +682,7 @@ static int next_cmd(struct bench_worker *w, struct bench_client *c, int *op)
     case BW_APPEND:
         return BC_APPEND;
     case BW_IDLE:
+    case BW_DELIVER:
         return c->selected ? BC_IDLE : BC_SELECT;
     case BW_MIXED:
         return mixed_next(w, c, op);
@@ -677,6 +714,11 @@ void bench_conn_step(struct bench_worker *w, struct bench_client *c)
             return;
         }
         start_connect(w, c);
+        return;
+    }
+    if (c->dl) {
+        if (bench_deliver_next(w, c) < 0)
+            c->state = ST_WAIT;
         return;
     }
     int op;
@@ -775,20 +817,30 @@ static void complete(struct bench_worker *w, struct bench_client *c, int ok)
     bench_conn_step(w, c);
 }
 
+void bench_conn_greeted(struct bench_worker *w, struct bench_client *c)
+{
+    bench_hist_add(&w->st->hist[BC_CONNECT], bench_now_ns() - c->t0);
+    atomic_fetch_add_explicit(&g.sh->ops, 1, memory_order_relaxed);
+    c->in_conn_count = 1;
+    w->opening--;
+    long now = atomic_fetch_add(&g.sh->conns_now, 1) + 1;
+    long peak = atomic_load(&g.sh->conns_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&g.sh->conns_peak, &peak, now))
+        ;
+    c->state = ST_READY;
+}
+
 /* One response line (without CRLF); returns -1 if the client was reset. */
 static int on_line(struct bench_worker *w, struct bench_client *c, const char *line, size_t len)
 {
+    if (c->dl) {
+        uint32_t gen = c->gen;
+        bench_deliver_line(w, c, line, len);
+        return c->gen != gen ? -1 : 0;
+    }
     if (c->state == ST_GREETING) {
         if (len >= 4 && (!strncmp(line, "* OK", 4) || !strncmp(line, "* PREAUTH", 9))) {
-            bench_hist_add(&w->st->hist[BC_CONNECT], bench_now_ns() - c->t0);
-            atomic_fetch_add_explicit(&g.sh->ops, 1, memory_order_relaxed);
-            c->in_conn_count = 1;
-            w->opening--;
-            long now = atomic_fetch_add(&g.sh->conns_now, 1) + 1;
-            long peak = atomic_load(&g.sh->conns_peak);
-            while (now > peak && !atomic_compare_exchange_weak(&g.sh->conns_peak, &peak, now))
-                ;
-            c->state = ST_READY;
+            bench_conn_greeted(w, c);
             if (!strncmp(line, "* PREAUTH", 9))
                 c->authed = 1;
             uint32_t gen = c->gen;
@@ -808,8 +860,12 @@ static int on_line(struct bench_worker *w, struct bench_client *c, const char *l
                 n = n * 10 + (*p++ - '0');
             if ((size_t)(end - p) >= 7 && !strncmp(p, " EXISTS", 7)) {
                 c->exists = n;
-                if (c->role == ROLE_SESSION && c->state == ST_IDLING)
-                    fanout_seen(c, n);
+                if (c->role == ROLE_SESSION && c->state == ST_IDLING) {
+                    if (g.w == BW_DELIVER)
+                        bench_deliver_exists(c->user, n - c->exists0);
+                    else
+                        fanout_seen(c, n);
+                }
             } else if ((size_t)(end - p) >= 8 && !strncmp(p, " EXPUNGE", 8)) {
                 if (c->exists > 0)
                     c->exists--;
@@ -887,7 +943,7 @@ static int parse(struct bench_worker *w, struct bench_client *c)
             len--;
         int cont = c->contline;
         c->contline = 0;
-        if (len && line[len - 1] == '}') {
+        if (len && line[len - 1] == '}' && !c->dl) {   /* IMAP literals only */
             size_t i = len - 1;
             while (i > 0 && line[i - 1] != '{')
                 i--;
@@ -1029,6 +1085,7 @@ static void *worker_main(void *arg)
         free(c->wire.p);
         free(c->tx.p);
         bench_resync_detach(c);
+        bench_deliver_detach(c);
     }
     return NULL;
 }
@@ -1109,10 +1166,16 @@ static int proc_start(int p, int nprocs, struct proc *pr)
         c->src = cfg->source_addrs > 0 ? 1 + i % cfg->source_addrs : 0;
         if (i < g.nsessions) {
             c->user = i % cfg->nusers;
-            c->role = g.w == BW_POPULATE ? ROLE_POPULATE : g.w == BW_IDLE ? ROLE_SESSION
-                    : ROLE_NORMAL;
+            c->role = g.w == BW_POPULATE ? ROLE_POPULATE
+                    : g.w == BW_IDLE || g.w == BW_DELIVER ? ROLE_SESSION : ROLE_NORMAL;
             if (g.w == BW_IDLE)     /* sessions only on users that get appends */
                 c->user = i % g.nappenders;
+        } else if (g.w == BW_DELIVER) {
+            c->user = i - g.nsessions;
+            c->role = ROLE_LMTP;
+            c->src = 0;
+            if (bench_deliver_attach(c, i - g.nsessions) < 0)
+                return -ENOMEM;
         } else {
             c->user = i - g.nsessions;
             c->role = ROLE_APPENDER;
@@ -1189,9 +1252,18 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
         g.nappenders = cfg->nusers < nclients ? cfg->nusers : nclients;
         total += g.nappenders;
     }
+    if (wl == BW_DELIVER) {
+        /* the watchers first (sessions), then the LMTP clients */
+        g.nsessions = cfg->nusers * cfg->watchers;
+        total = g.nsessions + nclients;
+        if (bench_deliver_init(cfg->nusers) < 0)
+            return -ENOMEM;
+    }
     g.nclients = total;
-    /* resync: a user's writer and devices share their state in memory */
-    int nprocs = wl == BW_POPULATE || wl == BW_RESYNC || cfg->procs < 1 ? 1 : cfg->procs;
+    /* resync: a user's writer and devices share their state in memory;
+     * deliver: the recipients' 250 and EXISTS times */
+    int nprocs = wl == BW_POPULATE || wl == BW_RESYNC || wl == BW_DELIVER || cfg->procs < 1
+               ? 1 : cfg->procs;
     if (nprocs > nclients)
         nprocs = nclients;
 
@@ -1271,6 +1343,12 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
                atomic_load(&g.sh->seen_events) < atomic_load(&g.sh->nevents))
             sleep_ms(5);
     }
+    if (wl == BW_DELIVER) {
+        /* grace: the transactions in flight end, the watchers see them */
+        uint64_t grace = bench_now_ns() + 5000000000ull;
+        while (bench_now_ns() < grace && bench_deliver_outstanding() > 0)
+            sleep_ms(5);
+    }
     out->conns_end = atomic_load(&g.sh->conns_now);
     out->sessions = atomic_load(&g.sh->idling);
     atomic_store(&g.sh->stop_all, 1);
@@ -1300,6 +1378,10 @@ int bench_run(const struct bench_config *cfg, enum bench_workload wl, int nclien
     }
     for (int p = 0; p < nprocs; p++)
         bench_stats_merge(&out->st, &g.pstats[p]);
+    if (wl == BW_DELIVER) {
+        bench_deliver_collect(&out->st.dl, stop);
+        bench_deliver_fini();
+    }
     free(pids);
     munmap(map, maplen);
     g.sh = NULL;

@@ -55,6 +55,7 @@ struct bench_client {
     uint64_t conn_t0;         /* when the socket of this connection was made */
     uint64_t rxbytes;         /* bytes received on this connection */
     struct bench_resync *rs;  /* resync: the writer's or device's state (owned) */
+    struct bench_deliver *dl; /* deliver: an LMTP client's state (owned) */
 };
 
 struct bench_worker;
@@ -136,5 +137,35 @@ void bench_resync_untagged(struct bench_client *c, const char *line, size_t len)
  * was disconnected (done with its resync), 0 if the client goes on. */
 int bench_resync_tagged(struct bench_worker *w, struct bench_client *c, int cmd, int ok,
                         const char *resp, size_t len);
+
+/* ---- the deliver workload (ringmail_bench_deliver.c) ----
+ * LMTP clients (c->dl set) connect to cfg->lmtp_addr; IDLE watchers are
+ * ordinary sessions (one process). */
+/* The address c connects to (the LMTP server for LMTP clients). */
+const struct sockaddr *bench_conn_addr(const struct bench_client *c, socklen_t *len);
+/* The greeting was good: counts the connection, c becomes ST_READY. */
+void bench_conn_greeted(struct bench_worker *w, struct bench_client *c);
+/* Hands what bench_out_* queued to the engine. */
+void bench_conn_flush(struct bench_worker *w, struct bench_client *c);
+/* 1 once every IDLE watcher idles (or half the run has passed). */
+int bench_conn_watchers_ready(void);
+
+int bench_deliver_init(int nusers);
+void bench_deliver_fini(void);
+int bench_deliver_attach(struct bench_client *c, int k);
+void bench_deliver_detach(struct bench_client *c);
+/* The connection of c is gone (whatever was in flight is lost). */
+void bench_deliver_reset(struct bench_client *c);
+/* Sends c's next command, or returns -1 (c->wake_at set) to wait. */
+int bench_deliver_next(struct bench_worker *w, struct bench_client *c);
+/* A reply line of c's LMTP server (without CRLF). */
+void bench_deliver_line(struct bench_worker *w, struct bench_client *c, const char *line,
+                        size_t len);
+/* A watcher of user u sees that n messages arrived since its SELECT. */
+void bench_deliver_exists(int u, long n);
+/* Transactions in flight plus copies answered 250 and not yet seen. */
+long bench_deliver_outstanding(void);
+/* Fills the EXISTS figures of s (after the run). */
+void bench_deliver_collect(struct bench_deliver_stats *s, uint64_t stop_ns);
 
 #endif

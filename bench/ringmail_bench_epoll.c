@@ -37,8 +37,9 @@ static int epoll_can_connect(struct bench_worker *w, struct bench_client *c)
 
 static void epoll_connect(struct bench_worker *w, struct bench_client *c)
 {
-    const struct bench_config *cfg = bench_conn_config();
-    if (connect(c->fd, (const struct sockaddr *)&cfg->addr, cfg->addrlen) < 0 &&
+    socklen_t alen;
+    const struct sockaddr *addr = bench_conn_addr(c, &alen);
+    if (connect(c->fd, addr, alen) < 0 &&
         errno != EINPROGRESS) {
         bench_conn_fail(w, c);
         return;

@@ -109,9 +109,10 @@ static int uring_can_connect(struct bench_worker *w, struct bench_client *c)
 
 static void uring_connect(struct bench_worker *w, struct bench_client *c)
 {
-    const struct bench_config *cfg = bench_conn_config();
+    socklen_t alen;
+    const struct sockaddr *addr = bench_conn_addr(c, &alen);
     struct io_uring_sqe *sqe = get_sqe(w);
-    io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)&cfg->addr, cfg->addrlen);
+    io_uring_prep_connect(sqe, c->fd, addr, alen);
     arm(w, c, sqe, K_CONNECT);
 }
 

@@ -6,15 +6,19 @@ plausible counts and ordered percentiles; --populate must create the
 messages (checked with STATUS over imaplib) and skip users that have enough;
 idle-hold must see every append in every session; resync's devices must
 end every resync with the writer's state (by CONDSTORE and by full
-listings); --tls works against the
+listings); deliver's LMTP transactions must all get the right replies and
+every copy must be announced by EXISTS to the user's IDLE watcher (and be
+in the mailbox); --tls works against the
 TLS listener; a dead server gives errors and exit 1, never a hang.  Timings decide
 nothing."""
 
 import imaplib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -35,7 +39,10 @@ class BenchBase:
         if not BENCH or not os.access(BENCH, os.X_OK):
             raise AssertionError("ringmail-bench not found next to ringmaild (%r)" % BENCH)
         users = {"user%d" % i: PASSWORD for i in range(1, NUSERS + 1)}
-        cls.server = rs.Server("auto", users, name="bench-" + cls.IO, tls=True)
+        cls.lmtp_dir = tempfile.mkdtemp(prefix="bench-lmtp-", dir="/tmp")
+        cls.lmtp_sock = os.path.join(cls.lmtp_dir, "lmtp")
+        cls.server = rs.Server("auto", users, name="bench-" + cls.IO, tls=True,
+                               options={"listen_lmtp": cls.lmtp_sock})
         try:
             cls.server.start()
         except Exception:
@@ -48,6 +55,7 @@ class BenchBase:
         tail = cls.server.stderr_tail()
         report = rs.sanitizer_report(cls.server.stderr_since(0, 10 ** 7))
         cls.server.cleanup()
+        shutil.rmtree(cls.lmtp_dir, ignore_errors=True)
         if report:
             raise AssertionError("sanitizer report in ringmaild's stderr:\n" + report)
         if rc != 0:
@@ -242,6 +250,46 @@ class BenchBase:
         r = json.loads(out)
         self.assertGreater(r["resync"]["mismatches"], 0, json.dumps(r, indent=1))
         self.assertEqual(r["errors"], 0, json.dumps(r, indent=1))
+
+    def test_6e_deliver(self):
+        before = {u: self.messages(u) for u in ("user%d" % i for i in range(1, NUSERS + 1))}
+        clients = 3
+        r = self.bench("deliver", clients, duration=1.5,
+                       extra=["--lmtp", self.lmtp_sock, "--max-rcpts", "3", "--seed", "7"])
+        self.check_result(r, "deliver", clients, ["LOGIN", "SELECT", "IDLE", "LHLO", "DELIVER"])
+        d = r["deliver"]
+        js = json.dumps(r, indent=1)
+        self.assertEqual(d["bad_replies"], 0, js)
+        self.assertGreater(d["deliveries"], 0, js)
+        self.assertEqual(d["deliveries"], r["commands"]["DELIVER"]["ops"], js)
+        self.assertGreaterEqual(d["recipients"], d["deliveries"], js)
+        self.assertLessEqual(d["recipients"], 3 * d["deliveries"], js)
+        # 4-40 KB messages (and their headers)
+        self.assertGreaterEqual(d["bytes"], 4096 * d["deliveries"], js)
+        self.assertLessEqual(d["bytes"], 42 * 1024 * d["deliveries"], js)
+        # every copy answered 250 was announced to its user's watcher
+        self.assertEqual(d["exists_expected"], d["recipients"], js)
+        self.assertEqual(d["exists_seen"], d["recipients"], js)
+        self.assertEqual(r["commands"]["IDLE"]["ops"], NUSERS, js)
+        self.assertLessEqual(d["p50_ms"], d["p99_ms"])
+        self.assertLessEqual(d["p99_ms"], d["max_ms"])
+        self.assertLessEqual(d["exists_p50_ms"], d["exists_p99_ms"])
+        after = {u: self.messages(u) for u in before}
+        self.assertEqual(sum(after.values()) - sum(before.values()), d["recipients"], js)
+        # and over host:port with a table
+        port = rs.free_port()
+        srv = rs.Server("auto", {"user%d" % i: PASSWORD for i in range(1, NUSERS + 1)},
+                        name="bench-lmtp-tcp-" + self.IO,
+                        options={"listen_lmtp": "127.0.0.1:%d" % port})
+        srv.start()
+        try:
+            out, err = self.bench("deliver", 2, duration=1, port=srv.port, json_out=False,
+                                  extra=["--lmtp", "127.0.0.1:%d" % port, "--watchers", "0"])
+            self.assertIn("deliveries/s", out)
+            self.assertIn("0 bad replies", out)
+        finally:
+            srv.stop()
+            srv.cleanup()
 
     def test_7_table_output(self):
         out, _ = self.bench("login", 2, duration=1, json_out=False)
