@@ -2,10 +2,10 @@
  *
  * The job runs on the sync pool: for each recipient it prepends
  * Return-Path, Delivered-To and a Received line, appends the copy to the
- * recipient's mailbox (store_append returns once the copy is durable under
- * the fsync policy; concurrent deliveries and IMAP writers of one mailbox
- * share a flush), wakes the mailbox's IDLE sessions, and records the
- * recipient's reply.  Back on the worker the replies go out in recipient
+ * recipient's mailbox, wakes the mailbox's IDLE sessions, and records the
+ * recipient's reply; then it flushes every mailbox it wrote at once
+ * (deferred durability: concurrent deliveries and IMAP writers of one
+ * mailbox share a flush) before any reply goes out.  Back on the worker the replies go out in recipient
  * order (RFC 2033 4.2), so a 250 always means "on disk" and a copy that
  * failed is never on disk.
  *
@@ -174,11 +174,29 @@ static void work(void *arg)
     store_buf parsed = { 0 };
     bool once = (blen == ls->mlen || body) && store_msg_prefix_safe(text, blen) &&
                 store_msg_parse(text, blen, &parsed) == 0;
+    /* The copies are written one after the other but flushed together:
+     * the store defers each mailbox's flush (up to STORE_DEFER_MAX logs,
+     * more are flushed as they are written), and one store_defer_sync
+     * makes them all durable before any 250 is sent. */
+    store_defer d;
+    store_defer_begin(&d);
     for (size_t i = 0; i < ls->nrcpt; i++) {
         if (blen != ls->mlen && !body)
             set(&j->res[i], 451, "4.3.0", "<%s> Out of memory", ls->rcpt[i].addr);
         else
             deliver_one(j, &ls->rcpt[i], text, blen, once ? &parsed : NULL, &j->res[i]);
+    }
+    store_defer_end();
+    int rc = d.n ? store_defer_sync(&d) : 0;
+    store_defer_release(&d);
+    if (rc < 0) {
+        /* Not known to be on disk: no 250 (the MTA retries) */
+        log_msg(LOGL_ERROR, ls->id, NULL, "lmtp: flushing the delivery failed: %s",
+                strerror(-rc));
+        for (size_t i = 0; i < ls->nrcpt; i++)
+            if (j->res[i].code == 250)
+                set(&j->res[i], 451, "4.3.0", "<%s> Temporary failure storing the message",
+                    ls->rcpt[i].addr);
     }
     free(parsed.data);
     free(body);
