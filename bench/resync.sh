@@ -37,7 +37,8 @@ OUT=$ROOT/bench/resync-results.md
 KEEP=0
 PASSWORD=resync-pw-3
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+# shellcheck source=bench/lib-peer.sh
+. "$ROOT/bench/lib-peer.sh"
 
 while (($#)); do
     case $1 in
@@ -55,8 +56,6 @@ while (($#)); do
     shift
 done
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "run as root (Dovecot needs it to drop privileges)"
 case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
@@ -73,68 +72,10 @@ BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt")
 RM_VERSION=$(git -C "$ROOT" rev-parse --short HEAD)
 
 # --- Dovecot (as compare.sh: never the system instance) -------------------------
-system_dovecot_pid() {
-    local f=/run/dovecot/master.pid
-    [[ -r $f ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
-    return 0
-}
-if ! command -v dovecot >/dev/null || ! [[ -x /usr/lib/dovecot/imap ]]; then
-    was=$(system_dovecot_pid)
-    log "installing dovecot-imapd"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
-    now=$(system_dovecot_pid)
-    if [[ -n $now && -z $was ]]; then
-        log "stopping the system Dovecot the install started (pid $now)"
-        kill "$now"
-        sleep 1
-    fi
-fi
-[[ -z $(system_dovecot_pid) ]] || die "the system's Dovecot is running; stop it first, it would share the CPUs"
-DOVECOT_VERSION=$(dovecot --version)
+need_dovecot dovecot-imapd -- /usr/lib/dovecot/imap
+bench_tmp resync
 
-TMP=$(mktemp -d /tmp/ringmail-resync.XXXXXX)
-chmod 755 "$TMP"
-RM=$TMP/ringmail
-DV=$TMP/dovecot
-mkdir -p "$RM/mail" "$DV/run" "$DV/state" "$DV/mail" "$TMP/out"
-RM_PID=
-
-dovecot_master_pid() {
-    [[ -r $DV/run/master.pid ]] && cat "$DV/run/master.pid"
-    return 0
-}
-
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    if [[ -n $RM_PID ]]; then
-        kill -TERM "$RM_PID" 2>/dev/null || true
-        wait "$RM_PID" 2>/dev/null || true
-    fi
-    pid=$(dovecot_master_pid)
-    if [[ -n $pid ]]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    if ((KEEP)); then log "kept $TMP"; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-read -r P_RM P_DV P_DVS < <(python3 - <<'PY'
-import socket
-socks = []
-for _ in range(3):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(*(s.getsockname()[1] for s in socks))
-PY
-)
+read -r P_RM P_DV P_DVS < <(free_ports 3)
 # Dovecot's config has an imaps listener: it gets a certificate it never uses.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj /CN=localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
@@ -178,13 +119,6 @@ with open(path, "w") as f:
 PY
 chmod 644 "$MBOX"
 
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    die "$2 does not accept connections on port $1"
-}
 
 t=$SECONDS
 for ((i = 1; i <= USERS; i++)); do
