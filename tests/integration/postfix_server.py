@@ -174,7 +174,12 @@ class Postfix:
         main = MAIN_CF.format(tmp=self.tmp, hostname=self.hostname, domain=self.domain,
                               transport=self.transport)
         for k, v in self.main_extra.items():
-            main += "%s = %s\n" % (k, v)
+            # replace the template's line (Postfix warns about a parameter
+            # set twice, and `check` must be clean), else add one
+            line = "%s = %s" % (k, v)
+            main, n = re.subn(r"(?m)^%s =.*$" % re.escape(k), lambda _m: line, main)
+            if not n:
+                main += line + "\n"
         for name, text in (("main.cf", main), ("master.cf", MASTER_CF.format(port=self.port))):
             with open(os.path.join(self.config_dir, name), "w") as f:
                 f.write(text)

@@ -225,6 +225,40 @@ class PostfixCase(rs.ServerTestCase):
         self.assertIn(b"Diagnostic-Code: smtp; 550 5.1.1 <nobody@example.org>", n)
         self.assertNotIn(b"Final-Recipient: rfc822; %s" % rcpts[0].encode(), n)
 
+    def test_listed_users_unknown_refused_in_smtp(self):
+        """The README's advice for a public MX: with the users listed in
+        virtual_mailbox_maps, Postfix refuses an unknown one during the SMTP
+        session (550 5.1.1, so no bounce to a forged sender) and still
+        takes user+folder@ and other case spellings of a listed user."""
+        u, pw = self.other()
+        u2, pw2 = self.other()
+        users = os.path.join(self.pf.tmp, "virtual-users")
+        with open(users, "w") as f:
+            f.write("%s OK\n%s OK\n" % (addr(u), addr(u2)))
+        os.chmod(users, 0o644)
+        pf = ps.Postfix(DOMAIN, self.pf.transport, name="postfix-listed." + self.backend,
+                        main_extra={"virtual_mailbox_maps": "texthash:" + users})
+        self.addCleanup(pf.cleanup)
+        pf.start()
+        c = self.server.login(u, pw)
+        c.ok("CREATE Lists")
+        c.logout()
+        sent = message(9)
+        refused, qid = pf.submit("carol@example.org",
+                                 [addr(u + "+Lists"), "nobody@example.org",
+                                  "%s@Example.ORG" % u2.upper()],
+                                 sent)
+        self.assertEqual(list(refused), ["nobody@example.org"])
+        code, text = refused["nobody@example.org"]
+        self.assertEqual(code, 550)
+        self.assertTrue(text.startswith("5.1.1 <nobody@example.org>"), text)
+        pf.wait_log(r"postfix/qmgr\[\d+\]: %s: removed" % qid)
+        self.assertEqual(len(pf.log_lines(r": %s: to=<.*status=sent" % qid)), 2,
+                         pf.log_text()[-3000:])
+        self.assertEqual(pf.log_lines(r"status=bounced|non-delivery"), [])
+        self.assertEqual(len(self.mailbox(u, pw, "Lists")), 1)
+        self.assertEqual(len(self.mailbox(u2, pw2)), 1)
+
     def test_user_plus_folder(self):
         """user+folder@ goes into that folder when it exists, else INBOX
         (recipient_delimiter = + on both sides); Postfix hands ringmaild the
