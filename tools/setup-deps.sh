@@ -82,4 +82,18 @@ if ((${#still[@]})); then
   echo "setup-deps: still missing after install: ${still[*]}" >&2
   exit 1
 fi
+# An unconfigured Postfix has no main.cf and no running master; if debconf
+# held another answer, say so (the tests' private instances do not care,
+# but the system one is then configured and may run).
+for p in "${missing[@]}"; do
+  if [[ "$p" == postfix ]]; then
+    if [[ -e /etc/postfix/main.cf ]]; then
+      echo "setup-deps: warning: installing postfix wrote /etc/postfix/main.cf" >&2
+    fi
+    pid=$(sed -n '1s/ //gp' /var/spool/postfix/pid/master.pid 2>/dev/null || true)
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+      echo "setup-deps: warning: the system's Postfix is running (pid $pid)" >&2
+    fi
+  fi
+done
 echo "setup-deps: done"
