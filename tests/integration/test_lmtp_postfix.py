@@ -315,6 +315,26 @@ class PostfixCase(rs.ServerTestCase):
         self.assertRegex(mu, rb"\(Ringmail\) with UTF8LMTP id ")
         self.assertRegex(mu, rb"by mx\.ringmail\.test \(Postfix\) with UTF8SMTP")
 
+    def test_large_message_and_dots(self):
+        """A 3 MB message for two users, with lines that start with dots
+        (stuffed by smtplib, unstuffed and stuffed again by Postfix, unstuffed
+        by ringmaild) and a lone "." line: stored byte for byte."""
+        u2, pw2 = self.other()
+        lines = [b".", b"..", b". leading dot", b"x" * 998]
+        lines += [b"%07d %s" % (i, b"abcdefghij" * 7) for i in range(40000)]
+        body = b"\r\n".join(lines) + b"\r\n.\r\n"
+        sent = message(10, body=body)
+        self.assertGreater(len(sent), 3 * 10 ** 6)
+        refused, qid = self.pf.submit("carol@example.org", [addr(self.user), addr(u2)], sent)
+        self.assertEqual(refused, {})
+        self.removed(qid)
+        self.assert_sent(qid, addr(self.user))
+        self.assert_sent(qid, addr(u2))
+        for user, pw in ((self.user, self.password), (u2, pw2)):
+            got = self.mailbox(user, pw)
+            self.assertEqual(len(got), 1)
+            self.assertTrue(got[0].endswith(b"\r\n\r\n" + body), got[0][-200:])
+
     def test_idle_session_sees_the_delivery(self):
         imap = self.server.login(self.user, self.password)
         self.conns.append(imap)
