@@ -335,6 +335,55 @@ class PostfixCase(rs.ServerTestCase):
             self.assertEqual(len(got), 1)
             self.assertTrue(got[0].endswith(b"\r\n\r\n" + body), got[0][-200:])
 
+    def test_burst_of_deliveries(self):
+        """60 messages for the same two users in a row: Postfix delivers
+        them over several LMTP connections at once (4-6 lmtp processes in
+        its log here); every copy arrives once, UIDs 1..60 with none
+        missing, and an IDLE session of one of them counts up to
+        * 60 EXISTS."""
+        u2, pw2 = self.other()
+        imap = self.server.login(self.user, self.password)
+        self.conns.append(imap)
+        imap.ok("SELECT INBOX")
+        imap.send(b"i1 IDLE\r\n")
+        self.assertTrue(imap.read().continuation)
+        n = 60
+        s = self.pf.smtp()
+        qids = []
+        try:
+            for i in range(n):
+                s.mail("carol@example.org")
+                for r in (addr(self.user), addr(u2)):
+                    self.assertEqual(s.rcpt(r)[0], 250)
+                code, resp = s.data(message(100 + i))
+                self.assertEqual(code, 250, resp)
+                qids.append(re.search(rb"queued as (\w+)", resp).group(1).decode())
+            s.quit()
+        finally:
+            s.close()
+        exists = 0
+        while exists < n:
+            r = imap.read(timeout=30)
+            m = re.fullmatch(r"\* (\d+) EXISTS", r.line)
+            if m:
+                self.assertGreater(int(m.group(1)), exists)
+                exists = int(m.group(1))
+        self.assertEqual(exists, n)
+        imap.send(b"DONE\r\n")
+        imap.read_until_tag("i1")
+        for q in qids:
+            self.removed(q)
+            self.assert_sent(q, addr(self.user))
+            self.assert_sent(q, addr(u2))
+        for user, pw in ((self.user, self.password), (u2, pw2)):
+            c = self.server.login(user, pw)
+            got = rs.fetch_all(c, "INBOX")
+            c.logout()
+            self.assertEqual(sorted(got), list(range(1, n + 1)))
+            ids = sorted(rs.header_value(b, "Message-ID") for _, b in got.values())
+            self.assertEqual(ids, sorted("<pf%d.%d@example.org>" % (100 + i, os.getpid())
+                                         for i in range(n)))
+
     def test_idle_session_sees_the_delivery(self):
         imap = self.server.login(self.user, self.password)
         self.conns.append(imap)
