@@ -57,7 +57,7 @@ class PostfixCase(rs.ServerTestCase):
     # The socket's directory is root:postfix 0750, so only Postfix (and
     # root) can reach the socket whatever its mode; Postfix's lmtp client
     # runs as the postfix user, which does not own the socket.
-    server_options = {"lmtp_socket_mode": "0666"}
+    server_options = {"lmtp_socket_mode": "0666", "fsync": "batch"}
 
     @classmethod
     def setUpClass(cls):
@@ -383,6 +383,71 @@ class PostfixCase(rs.ServerTestCase):
             ids = sorted(rs.header_value(b, "Message-ID") for _, b in got.values())
             self.assertEqual(ids, sorted("<pf%d.%d@example.org>" % (100 + i, os.getpid())
                                          for i in range(n)))
+
+    def test_kill_during_a_burst(self):
+        """SIGKILL of ringmaild while Postfix delivers a burst of
+        two-recipient messages, then a restart and `postqueue -f`: a
+        recipient Postfix logged as sent before the kill has its copy, once;
+        every other copy arrives once the queue is flushed, and twice only
+        where Postfix logged that the connection broke after the data
+        ("message may be sent more than once": the crash between
+        ringmaild's write and Postfix reading the 250, which the README
+        describes); Postfix logs one status=sent per recipient."""
+        u2, pw2 = self.other()
+        rcpts = (addr(self.user), addr(u2))
+        n = 40
+        filler = b"".join(b"%05d %s\r\n" % (i, b"k" * 90) for i in range(1000))
+        s = self.pf.smtp()
+        qids = []
+        try:
+            for i in range(n):
+                s.mail("carol@example.org")
+                for r in rcpts:
+                    self.assertEqual(s.rcpt(r)[0], 250)
+                code, resp = s.data(message(200 + i, body=filler))
+                self.assertEqual(code, 250, resp)
+                qids.append(re.search(rb"queued as (\w+)", resp).group(1).decode())
+                if i == n // 4:
+                    # kill once deliveries are under way
+                    self.pf.wait_log(r"postfix/lmtp\[\d+\]: \w+: to=.*status=sent",
+                                     since=self.pf_offset)
+                    self.server.kill()
+            s.quit()
+        finally:
+            s.close()
+        before = self.pf.log_text().encode()[self.pf_offset:].decode("utf-8", "replace")
+        sent_before = set(re.findall(r"postfix/lmtp\[\d+\]: (\w+): to=<([^>]+)>, .*status=sent",
+                                     before))
+        self.server.start()
+        self.pf.flush()
+        for q in qids:
+            self.removed(q)
+            for r in rcpts:
+                self.assert_sent(q, r)
+        twice = []
+        for user, pw, r in ((self.user, self.password, rcpts[0]), (u2, pw2, rcpts[1])):
+            c = self.server.login(user, pw)
+            got = rs.fetch_all(c, "INBOX")
+            c.logout()
+            ids = [rs.header_value(b, "Message-ID") for _, b in got.values()]
+            for i, q in enumerate(qids):
+                copies = ids.count("<pf%d.%d@example.org>" % (200 + i, os.getpid()))
+                if (q, r) in sent_before:
+                    self.assertEqual(copies, 1, "%s for %s: sent before the kill" % (q, r))
+                else:
+                    self.assertIn(copies, (1, 2), "%s for %s" % (q, r))
+                if copies == 2:
+                    # Postfix knows this case: the connection broke after
+                    # the data, before it read every reply
+                    self.assertTrue(self.pf.log_lines(
+                        r": %s: to=<%s>, .*status=deferred \(lost connection with .* while "
+                        r"sending end of data -- message may be sent more than once\)"
+                        % (q, re.escape(r)), self.pf_offset), "%s for %s: two copies" % (q, r))
+                    twice.append((q, r))
+        self.assertTrue(sent_before)
+        if rs.VERBOSE:
+            sys.stderr.write("sent before the kill: %d of %d; delivered twice: %d\n"
+                             % (len(sent_before), 2 * n, len(twice)))
 
     def test_idle_session_sees_the_delivery(self):
         imap = self.server.login(self.user, self.password)
