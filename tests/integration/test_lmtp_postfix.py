@@ -9,8 +9,11 @@ saw, and what Postfix logged for each recipient: status=sent through the
 lmtp relay, status=bounced for an unknown user (ringmaild's 550 5.1.1 at
 RCPT, then Postfix's bounce back to the sender), status=deferred while
 ringmaild is down and one delivery after it is back and the queue is
-flushed.  The README section "Delivering mail: Postfix and LMTP" shows the
-same configuration lines."""
+flushed; also user+folder@, 8BITMIME and SMTPUTF8, a 3 MB message, a burst
+over Postfix's parallel lmtp clients, SIGKILL of ringmaild in the middle of
+one, and users listed in virtual_mailbox_maps.  Over quota runs once
+ringmaild has QUOTA (the quota_messages key).  The README section
+"Delivering mail: Postfix and LMTP" shows the same configuration lines."""
 
 import os
 import re
