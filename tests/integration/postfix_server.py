@@ -224,8 +224,9 @@ class Postfix:
             out = self.postfix("start", check=False)
             if self.master_pid() is None or "fatal" in out.lower():
                 last = out
+                self.running = True         # stop whatever did start
+                self.stop()
                 if "address already in use" in self.log_text().lower():
-                    self.postfix("stop", check=False)
                     continue
                 raise PostfixError("postfix start failed:\n%s\n--- maillog ---\n%s"
                                    % (out, self.log_text()[-4000:]))
