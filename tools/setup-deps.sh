@@ -27,6 +27,8 @@ PACKAGES=(
   tokyocabinet-bin            # tcbmgr: reads NeoMutt's header cache in that test
   curl                        # curl -T imap://: a bare-LF APPEND in the integration tests
   e2fsprogs                   # mkfs.ext4: the disk-full test makes a small ext4 on a loop device
+  postfix                     # a real MTA delivering into ringmaild's LMTP (test_lmtp_postfix.py);
+                              # installed unconfigured, its own instance is never started
 )
 
 missing=()
@@ -54,6 +56,16 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# Postfix is only run privately by the tests (its own config_directory under
+# a temp dir).  "No configuration" makes its postinst write no
+# /etc/postfix/main.cf and so start no system instance; the answer must be
+# in debconf before apt installs the package.
+for p in "${missing[@]}"; do
+  if [[ "$p" == postfix ]]; then
+    echo "postfix postfix/main_mailer_type select No configuration" |
+      "${SUDO[@]}" debconf-set-selections
+  fi
+done
 # Wait for another apt/dpkg (unattended upgrades) instead of failing at once.
 APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0)
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" update -qq
@@ -70,4 +82,18 @@ if ((${#still[@]})); then
   echo "setup-deps: still missing after install: ${still[*]}" >&2
   exit 1
 fi
+# An unconfigured Postfix has no main.cf and no running master; if debconf
+# held another answer, say so (the tests' private instances do not care,
+# but the system one is then configured and may run).
+for p in "${missing[@]}"; do
+  if [[ "$p" == postfix ]]; then
+    if [[ -e /etc/postfix/main.cf ]]; then
+      echo "setup-deps: warning: installing postfix wrote /etc/postfix/main.cf" >&2
+    fi
+    pid=$(sed -n '1s/ //gp' /var/spool/postfix/pid/master.pid 2>/dev/null || true)
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+      echo "setup-deps: warning: the system's Postfix is running (pid $pid)" >&2
+    fi
+  fi
+done
 echo "setup-deps: done"
