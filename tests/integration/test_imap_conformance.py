@@ -31,6 +31,11 @@ Areas:
 - CONDSTORE (RFC 7162 3.1): ENABLE, SELECT/EXAMINE (CONDSTORE), FETCH
   MODSEQ, CHANGEDSINCE, STORE UNCHANGEDSINCE with [MODIFIED], SEARCH MODSEQ
   with entry names, STATUS HIGHESTMODSEQ, and bad syntax of each.
+- QRESYNC (RFC 7162 3.2): ENABLE, SELECT/EXAMINE (QRESYNC ...) with every
+  form of uidvalidity, mod-sequence, known-uids and seq-match-data, UID
+  FETCH (CHANGEDSINCE n VANISHED) and its errors, VANISHED instead of
+  EXPUNGE after EXPUNGE, UID EXPUNGE and MOVE, [CLOSED], HIGHESTMODSEQ in
+  the tagged OK.
 - COMPRESS (RFC 4978): before authentication, twice, unknown mechanisms,
   on cleartext and inside TLS.
 
