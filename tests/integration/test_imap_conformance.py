@@ -1629,6 +1629,24 @@ class Compress(Base, RowRunner):
 # these UIDs can easily be referenced by the VANISHED (EARLIER)
 # response"): the checks require exactly the expunged UIDs among 1..8 and
 # allow other UIDs of the known set that are not in the mailbox.
+#
+# Dovecot 2.3.19 passes every OK row with its checks (VANISHED, FETCH,
+# [CLOSED], HIGHESTMODSEQ in the tagged OK) but the seq-match-data ones,
+# and answers OK where these rows want BAD; where it differs, Ringmail
+# keeps to the RFC:
+# - ENABLE before LOGIN: "OK ENABLE ignored in non-authenticated state"
+#   (RFC 5161 3.1: "only valid in the authenticated state");
+# - ENABLE names again what is already enabled ("* ENABLED QRESYNC
+#   QRESYNC"; RFC 5161 3.1: each ENABLED response "SHOULD only contain
+#   extensions enabled by the corresponding ENABLE command");
+# - SELECT (QRESYNC ...) without ENABLE QRESYNC with a mailbox selected:
+#   [CLOSED] before the BAD (Ringmail: a BAD command changes nothing);
+# - uidvalidity 0, mod-sequence 0 and 2^63, QRESYNC twice, QRESYNC outside
+#   the parentheses, VANISHED twice, CHANGEDSINCE 0 VANISHED, and VANISHED
+#   in a second modifier list: OK (section 7's grammar has none of them);
+# - seq-match-data: it reports the expunges below a matching pair too (it
+#   remembers every expunge); 3.2.5.2: "If a pair matches ... it will not
+#   include that range in the VANISHED response".
 
 QR_UIDS = list(range(1, 9))
 QR_GONE = (2, 5)
