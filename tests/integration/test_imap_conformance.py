@@ -1630,10 +1630,10 @@ class Compress(Base, RowRunner):
 # response"): the checks require exactly the expunged UIDs among 1..8 and
 # allow other UIDs of the known set that are not in the mailbox.
 #
-# Dovecot 2.3.19 passes every OK row with its checks (VANISHED, FETCH,
-# [CLOSED], HIGHESTMODSEQ in the tagged OK) but the seq-match-data ones,
-# and answers OK where these rows want BAD; where it differs, Ringmail
-# keeps to the RFC:
+# Dovecot 2.3.19 passes the OK rows of SELECT/EXAMINE, UID FETCH and the
+# expunges with their checks (VANISHED, FETCH, [CLOSED], HIGHESTMODSEQ in
+# the tagged OK) but the seq-match-data ones, and answers OK where many of
+# these rows want BAD; where it differs, Ringmail keeps to the RFC:
 # - ENABLE before LOGIN: "OK ENABLE ignored in non-authenticated state"
 #   (RFC 5161 3.1: "only valid in the authenticated state");
 # - ENABLE names again what is already enabled ("* ENABLED QRESYNC
