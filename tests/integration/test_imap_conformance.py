@@ -31,6 +31,11 @@ Areas:
 - CONDSTORE (RFC 7162 3.1): ENABLE, SELECT/EXAMINE (CONDSTORE), FETCH
   MODSEQ, CHANGEDSINCE, STORE UNCHANGEDSINCE with [MODIFIED], SEARCH MODSEQ
   with entry names, STATUS HIGHESTMODSEQ, and bad syntax of each.
+- QRESYNC (RFC 7162 3.2): ENABLE, SELECT/EXAMINE (QRESYNC ...) with every
+  form of uidvalidity, mod-sequence, known-uids and seq-match-data, UID
+  FETCH (CHANGEDSINCE n VANISHED) and its errors, VANISHED instead of
+  EXPUNGE after EXPUNGE, UID EXPUNGE and MOVE, [CLOSED], HIGHESTMODSEQ in
+  the tagged OK.
 - COMPRESS (RFC 4978): before authentication, twice, unknown mechanisms,
   on cleartext and inside TLS.
 
@@ -950,14 +955,12 @@ class Extensions(Base):
                  "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE",
                  "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH",
                  "SEARCHRES", "STATUS=SIZE", "BINARY", "UTF8=ACCEPT", "MULTIAPPEND",
-                 "CONDSTORE", "COMPRESS=DEFLATE"}
-        # QRESYNC (RFC 7162 3.2): its rows are still to be written
-        elsewhere = {"QRESYNC"}
+                 "CONDSTORE", "QRESYNC", "COMPRESS=DEFLATE"}
         caps = c.capabilities()
         for cap in caps:
             if cap.startswith("APPENDLIMIT=") or cap.startswith("AUTH="):
                 continue
-            self.assertIn(cap, known | elsewhere, "a capability without a conformance row")
+            self.assertIn(cap, known, "a capability without a conformance row")
 
     def test_enable(self):
         """RFC 5161 3.1 example: unknown names are ignored; ENABLED lists
@@ -1599,6 +1602,536 @@ class Compress(Base, RowRunner):
                 self.assertEqual(response_problems(c.transcript), [], what)
                 self.drop(c)
 
+
+# QRESYNC (RFC 7162 section 3.2, its examples and section 7's grammar).
+#
+# The mailbox (INBOX): UIDs 1..8 appended ({h0} after the last), UIDs 2 and
+# 5 expunged together ({hx} after the expunge), then flags set on UIDs 3
+# and 7 ({hms} after that).  Message numbers 1..6 are UIDs 1,3,4,6,7,8.  An
+# empty mailbox "Empty" that never held a message ({euv} its UIDVALIDITY).
+# States: "noauth", "auth" (logged in), "cs" (ENABLE CONDSTORE, SELECT
+# INBOX), "q0" (ENABLE QRESYNC), "q" (ENABLE QRESYNC, SELECT INBOX), "sel"
+# (SELECT INBOX, nothing enabled); and, for the rows that expunge, a fresh
+# mailbox {box} of five messages, UIDs 2 and 4 \Deleted, selected after
+# ENABLE QRESYNC ("qm") or ENABLE CONDSTORE ("cm").
+#
+# The awkward forms follow section 7: uidvalidity = nz-number (so 0 and
+# 2^32 are not one); mod-sequence-value = 1*DIGIT, "1 <= n <=
+# 9,223,372,036,854,775,807"; known-uids, known-sequence-set and
+# known-uid-set are sequence-sets where '"*" is not allowed'; seq-match-data
+# = "(" known-sequence-set SP known-uid-set ")" pairs the Nth number with
+# the Nth UID, so sets of different sizes are not seq-match-data (Ringmail
+# answers BAD); a range may be written either way round (RFC 9051 9: "2:4
+# and 4:2 are equivalent").  Section 7 also lets seq-match-data follow
+# the modseq without known-uids ([SP known-uids] [SP seq-match-data]).
+#
+# VANISHED (EARLIER) may name UIDs that never existed (3.2.10.2: "any of
+# these UIDs can easily be referenced by the VANISHED (EARLIER)
+# response"): the checks require exactly the expunged UIDs among 1..8 and
+# allow other UIDs of the known set that are not in the mailbox.
+#
+# Dovecot 2.3.19 passes the OK rows of SELECT/EXAMINE, UID FETCH and the
+# expunges with their checks (VANISHED, FETCH, [CLOSED], HIGHESTMODSEQ in
+# the tagged OK) but the seq-match-data ones, and answers OK where many of
+# these rows want BAD; where it differs, Ringmail keeps to the RFC:
+# - ENABLE before LOGIN: "OK ENABLE ignored in non-authenticated state"
+#   (RFC 5161 3.1: "only valid in the authenticated state");
+# - ENABLE names again what is already enabled ("* ENABLED QRESYNC
+#   QRESYNC"; RFC 5161 3.1: each ENABLED response "SHOULD only contain
+#   extensions enabled by the corresponding ENABLE command");
+# - SELECT (QRESYNC ...) without ENABLE QRESYNC with a mailbox selected:
+#   [CLOSED] before the BAD (Ringmail: a BAD command changes nothing);
+# - uidvalidity 0, mod-sequence 0 and 2^63, QRESYNC twice, QRESYNC outside
+#   the parentheses, VANISHED twice, CHANGEDSINCE 0 VANISHED, and VANISHED
+#   in a second modifier list: OK (section 7's grammar has none of them);
+# - seq-match-data: it reports the expunges below a matching pair too (it
+#   remembers every expunge); 3.2.5.2: "If a pair matches ... it will not
+#   include that range in the VANISHED response".
+
+QR_UIDS = list(range(1, 9))
+QR_GONE = (2, 5)
+QR_FLAGGED = (3, 7)
+
+
+def qr_vanished(r, earlier):
+    """The UIDs of the VANISHED responses, with (EARLIER) or without."""
+    out = []
+    for u in r.untagged:
+        if not u.raw.upper().startswith(b"* VANISHED"):
+            continue
+        m = re.match(rb"\* VANISHED (\(EARLIER\) )?([0-9:,]+)$", u.raw, re.I)
+        assert m, "10.2: expunged-resp = \"VANISHED\" [SP \"(EARLIER)\"] SP known-uids: %r" % u.raw
+        if bool(m.group(1)) == earlier:
+            out += rs.seqset(m.group(2).decode())
+    return out
+
+
+def qr_known(text, x):
+    """The UIDs of a known-uids argument (None: 1:<UIDNEXT-1>)."""
+    if text is None:
+        return set(range(1, x["uidnext"]))
+    return set(rs.seqset(text))
+
+
+def ck_qresync(m="h0", known=None, low=1, closed=False, ro=False, sel=True):
+    """A SELECT/EXAMINE (QRESYNC) (sel) or a UID FETCH (CHANGEDSINCE
+    VANISHED) (not sel) from mod-sequence x[m] with these known UIDs; low:
+    the lowest UID seq-match-data leaves to VANISHED.  m=None: the
+    UIDVALIDITY did not match, nothing but the usual responses."""
+
+    def check(t, r, x):
+        kinds = [u.kind() for u in r.untagged]
+        vi = [i for i, u in enumerate(r.untagged) if u.raw.upper().startswith(b"* VANISHED")]
+        fi = [i for i, k in enumerate(kinds) if k == "FETCH"]
+        if sel:
+            t.assertEqual(r.numbers("EXISTS"), [len(x["live"])], r.describe())
+            t.assertEqual(untagged_hms(r), x["hms"], "3.1.2.1: HIGHESTMODSEQ")
+            t.assertEqual(r.code_name(), "READ-ONLY" if ro else "READ-WRITE", r.describe())
+            cl = [i for i, u in enumerate(r.untagged) if b"[CLOSED]" in u.raw]
+            # 3.2.11: "a boundary between responses for the previously
+            # opened mailbox ... and the newly selected mailbox"
+            t.assertEqual(cl, [0] if closed else [], "3.2.11 [CLOSED]\n" + r.describe())
+            # 3.2.5: "the server MUST send all untagged responses as
+            # specified in Sections 6.3.1 and 6.3.2 of [RFC3501]" first
+            t.assertTrue(all(i > kinds.index("EXISTS") for i in vi + fi), r.describe())
+        # 3.2.6: "Any VANISHED (EARLIER) responses MUST be returned before
+        # any FETCH responses"
+        t.assertTrue(not vi or not fi or max(vi) < min(fi), r.describe())
+        t.assertLessEqual(len(vi), 1, r.describe())
+        t.assertEqual(qr_vanished(r, False), [], "3.2.10: EARLIER, not a live expunge")
+        got_v = qr_vanished(r, True)
+        if m is None:
+            t.assertEqual(got_v, [], "3.2.5: UIDVALIDITY mismatch\n" + r.describe())
+            t.assertEqual(r.fetch_list(), [], "3.2.5: UIDVALIDITY mismatch\n" + r.describe())
+            return
+        since = x[m] if isinstance(m, str) else m
+        known_set = qr_known(known, x)
+        want_v = sorted(u for u in QR_GONE if u in known_set and u >= low and x["hx"] > since)
+        t.assertEqual(sorted(u for u in got_v if u in QR_UIDS), want_v,
+                      "3.2.5.1 / 3.2.5.2 VANISHED (EARLIER)\n" + r.describe())
+        t.assertTrue(set(got_v) <= known_set, "VANISHED outside the known UIDs")
+        t.assertFalse(set(got_v) & set(x["live"]), "VANISHED names a message that is there")
+        # 3.2.5.1: "flag changes (using FETCH responses that MUST contain
+        # UIDs)"; seq-match-data restricts the expunges only
+        want_f = {u for u in x["live"] if u in known_set and x["ms"][u] > since}
+        got = {}
+        for n, f in r.fetch_list():
+            t.assertIn("UID", f, "3.2.5.1: FETCH responses that MUST contain UIDs")
+            t.assertIn("FLAGS", f, r.describe())
+            u = int(f["UID"])
+            t.assertEqual(n, x["live"].index(u) + 1, "message number of UID %d" % u)
+            t.assertEqual(int(f["MODSEQ"][0]), x["ms"][u], r.describe())
+            got[u] = f
+        t.assertEqual(set(got), want_f, "3.2.5.1 FETCH of what changed\n" + r.describe())
+    return check
+
+
+def ck_enabled_q(*names):
+    def check(t, r, x):
+        want = b" ".join([b"* ENABLED"] + [n.encode() for n in names])
+        t.assertEqual([u.raw.upper() for u in r.of("ENABLED")], [want], r.describe())
+    return check
+
+
+def ck_enabled_implies_condstore(t, r, x):
+    # 3.2.3: "the presence of the "QRESYNC" capability implies support for
+    # the CONDSTORE IMAP extension": HIGHESTMODSEQ on the next SELECT
+    ck_enabled_q("QRESYNC")(t, r, x)
+    s = t.cur
+    rr = t.check(s.cmd("SELECT INBOX"), "OK")
+    t.assertEqual(untagged_hms(rr), x["hms"], "3.2.3: QRESYNC implies CONDSTORE")
+
+
+def ck_first_enabling_q(t, r, x):
+    # 3.1: "A first CONDSTORE enabling command executed in the session with
+    # a mailbox selected MUST cause the server to return HIGHESTMODSEQ"
+    ck_enabled_q("QRESYNC")(t, r, x)
+    t.assertEqual(untagged_hms(r), x["hms"], "3.1: the first enabling command")
+
+
+def ck_still_selected(t, r, x):
+    # 3.2.5: "If any parameter is not syntactically valid, the server
+    # returns the tagged BAD response, and the mailbox remains unselected"
+    # (Ringmail: a BAD SELECT leaves the selection as it was, without
+    # [CLOSED]: the command was not carried out)
+    t.assertEqual([u for u in r.untagged if b"[CLOSED]" in u.raw], [], r.describe())
+    rr = t.cur.cmd("FETCH 1 (UID)")
+    t.assertEqual(rr.status, "OK", rr.describe())
+
+
+def ck_not_selected(t, r, x):
+    rr = t.cur.cmd("FETCH 1 (UID)")
+    t.assertEqual(rr.status, "BAD", "3.2.5: the mailbox remains unselected\n" + rr.describe())
+
+
+def ck_empty(t, r, x):
+    # 3.2.5.1: "If the mailbox is empty and never had any messages in it,
+    # then lack of the list of UIDs is interpreted as an empty set of UIDs"
+    t.assertEqual(r.numbers("EXISTS"), [0])
+    t.assertEqual(r.of("VANISHED"), [], r.describe())
+    t.assertEqual(r.fetch_list(), [], r.describe())
+
+
+def qr_status_hms(t, box):
+    return status_items(t.check(t.peek.cmd("STATUS %s (HIGHESTMODSEQ)" % quote(box)), "OK"))[
+        "HIGHESTMODSEQ"]
+
+
+def ck_expunged(uids, vanished=True, hms_in_tagged=True):
+    """An expunge in {box}: VANISHED (no EARLIER) instead of EXPUNGE once
+    QRESYNC is enabled (3.2.10.2), and the new HIGHESTMODSEQ in the tagged
+    OK (3.2.7, 3.2.9) or, after MOVE, in the tagged or an untagged OK (RFC
+    6851 4.4)."""
+
+    def check(t, r, x):
+        if vanished:
+            t.assertEqual(r.of("EXPUNGE"), [], "3.2.10.2: VANISHED instead of EXPUNGE")
+            t.assertEqual(qr_vanished(r, True), [],
+                          "3.2.10.2: \"MUST NOT contain the EARLIER tag\"")
+            t.assertEqual(sorted(qr_vanished(r, False)), sorted(uids), r.describe())
+            t.assertLessEqual(len(r.of("VANISHED")), 1, r.describe())
+        else:
+            t.assertEqual(r.of("VANISHED"), [], r.describe())
+            # the messages 1..5 have UIDs 1..5; each "* n EXPUNGE" renumbers
+            # the ones after n (RFC 9051 7.5.1), in whatever order they come
+            left = list(range(1, 6))
+            gone = [left.pop(n - 1) for n in r.numbers("EXPUNGE")]
+            t.assertEqual(sorted(gone), sorted(uids), r.describe())
+        hms = qr_status_hms(t, x["box"])
+        if not uids:
+            t.assertEqual(r.of("VANISHED") + r.of("EXPUNGE"), [], r.describe())
+            return
+        t.assertGreater(hms, x["box_hms"], "3.2: \"MUST increment the per-mailbox mod-sequence\"")
+        if hms_in_tagged is None:
+            return
+        v = r.code if hms_in_tagged else r.code_of("HIGHESTMODSEQ")
+        t.assertTrue(v and v.upper().startswith("HIGHESTMODSEQ "),
+                     "3.2.7: \"MUST send the updated per-mailbox modification sequence using "
+                     "the HIGHESTMODSEQ response code ... in the tagged OK\"\n" + r.describe())
+        t.assertEqual(int(v.split()[1]), hms)
+    return check
+
+
+def ck_close_q(t, r, x):
+    # 3.2.8: "No untagged EXPUNGE (or VANISHED) responses are sent"; "MUST
+    # NOT send the updated per-mailbox modification sequence using the
+    # HIGHESTMODSEQ response code ... in the tagged OK"
+    t.assertEqual(r.untagged, [], r.describe())
+    t.assertIsNone(r.code_of("HIGHESTMODSEQ"), r.describe())
+    st = status_items(t.check(t.peek.cmd("STATUS %s (MESSAGES HIGHESTMODSEQ)" % quote(x["box"])),
+                              "OK"))
+    t.assertEqual(st["MESSAGES"], 3)
+    t.assertGreater(st["HIGHESTMODSEQ"], x["box_hms"], "3.2.8: \"MUST increment\"")
+
+
+def ck_nothing_gone(t, r, x):
+    t.assertEqual(r.of("VANISHED") + r.of("EXPUNGE"), [], r.describe())
+    t.assertEqual(qr_status_hms(t, x["box"]), x["box_hms"], "nothing left {box}")
+
+
+def ck_move_then_resync(t, r, x):
+    # 3.2: MOVE associates "the incremented mod-sequence with the UIDs of
+    # the expunged messages": a resync from before it names them
+    ck_expunged([2, 3], hms_in_tagged=False)(t, r, x)
+    s = t.login(enable="QRESYNC")
+    rr = t.check(s.cmd("EXAMINE %s (QRESYNC (%d %d))" % (quote(x["box"]), x["box_uv"],
+                                                       x["box_hms"])), "OK")
+    t.assertEqual(sorted(qr_vanished(rr, True)), [2, 3], rr.describe())
+
+
+def ck_move_to_self(t, r, x):
+    ck_expunged([1], hms_in_tagged=False)(t, r, x)
+    t.assertEqual(r.numbers("EXISTS"), [5], r.describe())
+
+
+QRESYNC_ROWS = [
+    # ENABLE (3.2.3: "REQUIRED to support "ENABLE QRESYNC" and "ENABLE
+    # QRESYNC CONDSTORE" ... the order of parameters is not significant";
+    # RFC 5161 3.1 "each corresponding ENABLED response SHOULD only contain
+    # extensions enabled by the corresponding ENABLE command")
+    ("auth", "ENABLE QRESYNC", "OK", None, ck_enabled_implies_condstore),
+    ("auth", "enable qresync", "OK", None, ck_enabled_q("QRESYNC")),
+    ("auth", "ENABLE QRESYNC CONDSTORE", "OK", None, ck_enabled_q("QRESYNC", "CONDSTORE")),
+    ("auth", "ENABLE CONDSTORE QRESYNC", "OK", None, ck_enabled_q("CONDSTORE", "QRESYNC")),
+    ("auth", "ENABLE QRESYNC QRESYNC", "OK", None, ck_enabled_q("QRESYNC")),
+    ("auth", "ENABLE QRESYNC X-UNKNOWN", "OK", None, ck_enabled_q("QRESYNC")),
+    ("q0", "ENABLE QRESYNC", "OK", None, ck_enabled_q()),
+    ("q0", "ENABLE CONDSTORE", "OK", None, ck_enabled_q()),
+    ("cs", "ENABLE QRESYNC", "OK", None, ck_enabled_q("QRESYNC")),
+    ("sel", "ENABLE QRESYNC", "OK", None, ck_first_enabling_q),
+    ("noauth", "ENABLE QRESYNC", "BAD", None, None),
+    ("auth", "ENABLE (QRESYNC)", "BAD", None, None),
+    # SELECT/EXAMINE (QRESYNC ...) without ENABLE QRESYNC (3.2.5: "MUST
+    # respond with a tagged BAD response if the Quick Resynchronization
+    # parameter ... is specified and the client hasn't issued "ENABLE
+    # QRESYNC"")
+    ("auth", "SELECT INBOX (QRESYNC ({uv} {h0}))", "BAD", None, None),
+    ("cs", "SELECT INBOX (QRESYNC ({uv} {h0}))", "BAD", None, ck_still_selected),
+    ("sel", "EXAMINE INBOX (QRESYNC ({uv} {h0}))", "BAD", None, ck_still_selected),
+    # 3.2.5.1 and its example: VANISHED (EARLIER) of the expunged, then the
+    # FETCH of what changed, "as if the client has specified 1:<maxuid>"
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0}))", "OK", "READ-WRITE", ck_qresync()),
+    ("q0", "select inbox (qresync ({uv} {h0}))", "OK", "READ-WRITE", ck_qresync()),
+    ("q0", "EXAMINE INBOX (QRESYNC ({uv} {h0}))", "OK", "READ-ONLY", ck_qresync(ro=True)),
+    ("q", "SELECT INBOX (QRESYNC ({uv} {h0}))", "OK", "READ-WRITE", ck_qresync(closed=True)),
+    ("q", "EXAMINE INBOX (QRESYNC ({uv} {h0}))", "OK", "READ-ONLY",
+     ck_qresync(closed=True, ro=True)),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {hx}))", "OK", None, ck_qresync("hx")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {hms}))", "OK", None, ck_qresync("hms")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} 1))", "OK", None, ck_qresync(1)),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {hms1}))", "OK", None, ck_qresync("hms1")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} %d))" % MAX_MODSEQ, "OK", None, ck_qresync(MAX_MODSEQ)),
+    ("q0", "SELECT Empty (QRESYNC ({euv} 1))", "OK", None, ck_empty),
+    ("q0", "SELECT Empty (QRESYNC ({euv} 1 1:5 (1 1)))", "OK", None, ck_empty),
+    ("q0", "SELECT {{5+}}\r\nINBOX (QRESYNC ({uv} {h0}))", "OK", None, ck_qresync()),
+    ("q0", 'EXAMINE "INBOX" (QRESYNC ({uv} {h0} 1:8))', "OK", None,
+     ck_qresync(known="1:8", ro=True)),
+    # uidvalidity (3.2.5: "If the provided UIDVALIDITY doesn't match ...
+    # MUST ignore the remaining parameters and behave as if no dynamic
+    # message data changed"; uidvalidity = nz-number)
+    ("q0", "SELECT INBOX (QRESYNC ({uv1} {h0}))", "OK", "READ-WRITE", ck_qresync(None)),
+    ("q0", "SELECT INBOX (QRESYNC ({uv1} {h0} 1:8 (1 1)))", "OK", None, ck_qresync(None)),
+    ("q0", "SELECT INBOX (QRESYNC (4294967295 {h0}))", "OK", None, ck_qresync(None)),
+    ("q0", "SELECT INBOX (QRESYNC (0 {h0}))", "BAD", None, ck_not_selected),
+    # (3.2.5: the arguments are checked "Before opening the specified
+    # mailbox", so a syntax error is BAD even where the UIDVALIDITY would
+    # not match)
+    ("q0", "SELECT INBOX (QRESYNC ({uv1} 0))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv1} {h0} 1:*))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv1} {h0} 1:8 (1:2 1)))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC (4294967296 {h0}))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC (-1 {h0}))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC (x {h0}))", "BAD", None, None),
+    # the mod-sequence (mod-sequence-value: 1 .. 2^63-1; not optional)
+    ("q0", "SELECT INBOX (QRESYNC ({uv} 0))", "BAD", None, ck_not_selected),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} %d))" % (MAX_MODSEQ + 1), "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} 99999999999999999999999))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv}))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} x))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} -1))", "BAD", None, None),
+    # the parameter itself (RFC 4466 2.1 select-params; "QRESYNC" SP "("
+    # ... ")"; once, and with CONDSTORE)
+    ("q0", "SELECT INBOX (QRESYNC)", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ())", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC {uv} {h0})", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0})", "BAD", None, None),
+    ("q0", "SELECT INBOX QRESYNC ({uv} {h0})", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC({uv} {h0}))", "BAD", None, None),
+    # (an extra space inside the parentheses: Ringmail's list parser skips
+    # it here as in every parenthesized list, FETCH and STORE included)
+    ("q0", "SELECT INBOX (QRESYNC ( {uv} {h0}))", "OK", None, ck_qresync()),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} ))", "OK", None, ck_qresync()),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0}) QRESYNC ({uv} {h0}))", "BAD", None, None),
+    ("q", "SELECT INBOX (QRESYNC ({uv} {h0}) QRESYNC ({uv} {h0}))", "BAD", None,
+     ck_still_selected),
+    ("q0", "SELECT INBOX (CONDSTORE QRESYNC ({uv} {h0}))", "OK", None, ck_qresync()),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0}) CONDSTORE)", "OK", None, ck_qresync()),
+    ("q0", "EXAMINE INBOX (condstore qresync ({uv} {hx}))", "OK", "READ-ONLY",
+     ck_qresync("hx", ro=True)),
+    ("cs", "SELECT INBOX (CONDSTORE QRESYNC ({uv} {h0}))", "BAD", None, ck_still_selected),
+    # known-uids (a sequence-set of UIDs, '"*" is not allowed')
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8))", "OK", None, ck_qresync(known="1:8")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 8:1))", "OK", None, ck_qresync(known="1:8")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:4))", "OK", None, ck_qresync(known="1:4")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 5:8))", "OK", None, ck_qresync(known="5:8")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 2,5))", "OK", None, ck_qresync(known="2,5")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 3,7))", "OK", None, ck_qresync(known="3,7")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1,1,2,2:1))", "OK", None,
+     ck_qresync(known="1,2")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:100))", "OK", None, ck_qresync(known="1:100")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 9:4294967295))", "OK", None,
+     ck_qresync(known="9:20")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 4294967295))", "OK", None,
+     ck_qresync(known="4294967295")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {hx} 1:8))", "OK", None, ck_qresync("hx", known="1:8")),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:*))", "BAD", None, ck_not_selected),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} *))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1,*))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 0))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 0:3))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 4294967296))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1,,2))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} x))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 1:8))", "BAD", None, None),
+    # seq-match-data (3.2.5.2: "If a pair matches, then the client knows
+    # of any expunges up to, and including, the message"; the first pair
+    # that does not match ends the matching; it restricts the expunges, not
+    # the flag changes).  Now: 1 2 3 4 5 6 = UIDs 1 3 4 6 7 8.
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1:3 1,3,4)))", "OK", None,
+     ck_qresync(known="1:8", low=5)),
+    # (a range is the same written either way round, RFC 9051 9; "Both
+    # MUST be provided in ascending order" binds the client)
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (2:1 1,3)))", "OK", None,
+     ck_qresync(known="1:8", low=4)),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1,2 1,4)))", "OK", None,
+     ck_qresync(known="1:8", low=2)),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (2,4 3,6)))", "OK", None,
+     ck_qresync(known="1:8", low=7)),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (6 8)))", "OK", None,
+     ck_qresync(known="1:8", low=9)),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (3 5)))", "OK", None,
+     ck_qresync(known="1:8", low=1)),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1,30 1,40)))", "OK", None,
+     ck_qresync(known="1:8", low=2)),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (4294967295 4294967295)))", "OK", None,
+     ck_qresync(known="1:8", low=1)),
+    ("q0", "EXAMINE INBOX (QRESYNC ({uv} {h0} 1:8 (1:3 1,3,4)))", "OK", "READ-ONLY",
+     ck_qresync(known="1:8", low=5, ro=True)),
+    # [SP known-uids] [SP seq-match-data]: seq-match-data alone
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} (1:3 1,3,4)))", "OK", None, ck_qresync(low=5)),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1:2 1,3,4)))", "BAD", None, ck_not_selected),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1:3 1,3)))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1:* 1:3)))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1:3 1:*)))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (0 1)))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1 0)))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 ()))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1)))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1 1 1)))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1 1) (1 1)))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 (1 1)x))", "BAD", None, None),
+    ("q0", "SELECT INBOX (QRESYNC ({uv} {h0} 1:8 1 1))", "BAD", None, None),
+    # UID FETCH (CHANGEDSINCE n VANISHED) (3.2.6 and its Example 1: the
+    # expunged UIDs of the set "whose associated mod-sequence is larger",
+    # as VANISHED (EARLIER) before any FETCH)
+    ("q", "UID FETCH 1:8 (FLAGS) (CHANGEDSINCE {h0} VANISHED)", "OK", None,
+     ck_qresync(known="1:8", sel=False)),
+    ("q", "UID FETCH 1:* (FLAGS) (VANISHED CHANGEDSINCE {h0})", "OK", None,
+     ck_qresync(sel=False)),
+    ("q", "uid fetch 1:* (flags) (changedsince {h0} vanished)", "OK", None,
+     ck_qresync(sel=False)),
+    ("q", "UID FETCH 8:1 FLAGS (CHANGEDSINCE {h0} VANISHED)", "OK", None,
+     ck_qresync(known="1:8", sel=False)),
+    ("q", "UID FETCH 2 (FLAGS) (CHANGEDSINCE {h0} VANISHED)", "OK", None,
+     ck_qresync(known="2", sel=False)),
+    ("q", "UID FETCH 3:4 (FLAGS) (CHANGEDSINCE {h0} VANISHED)", "OK", None,
+     ck_qresync(known="3:4", sel=False)),
+    ("q", "UID FETCH 1:100 (FLAGS) (CHANGEDSINCE {h0} VANISHED)", "OK", None,
+     ck_qresync(known="1:100", sel=False)),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE {hx} VANISHED)", "OK", None,
+     ck_qresync("hx", sel=False)),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE {hms} VANISHED)", "OK", None,
+     ck_qresync("hms", sel=False)),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)", "OK", None,
+     ck_qresync(1, sel=False)),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % MAX_MODSEQ, "OK", None,
+     ck_qresync(MAX_MODSEQ, sel=False)),
+    # its errors: "NOT allowed with a FETCH command"; "MUST only be
+    # specified together with the CHANGEDSINCE UID FETCH modifier"; BAD
+    # "if ... the client hasn't issued "ENABLE QRESYNC"" (CONDSTORE is not
+    # enough); rexpunges-fetch-mod = "VANISHED" (no value)
+    ("q", "FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)", "BAD", None, None),
+    ("q", "FETCH 1:* (FLAGS) (VANISHED)", "BAD", None, None),
+    ("q", "UID FETCH 1:* (FLAGS) (VANISHED)", "BAD", None, None),
+    ("q", "uid fetch 1:* (flags) (vanished)", "BAD", None, None),
+    ("cs", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)", "BAD", None, None),
+    ("sel", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)", "BAD", None, None),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED VANISHED)", "BAD", None, None),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED 1)", "BAD", None, None),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 (VANISHED))", "BAD", None, None),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 0 VANISHED)", "BAD", None, None),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE VANISHED)", "BAD", None, None),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED", "BAD", None, None),
+    ("q", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1) (VANISHED)", "BAD", None, None),
+    # VANISHED instead of EXPUNGE (3.2.7, 3.2.9, 3.2.10.2 and its example;
+    # RFC 6851 4.4 for MOVE); {box}: UIDs 1..5, 2 and 4 \Deleted
+    ("qm", "EXPUNGE", "OK", "HIGHESTMODSEQ", ck_expunged([2, 4])),
+    ("qm", "expunge", "OK", "HIGHESTMODSEQ", ck_expunged([2, 4])),
+    ("qm", "UID EXPUNGE 1:3", "OK", "HIGHESTMODSEQ", ck_expunged([2])),
+    ("qm", "UID EXPUNGE 4:*", "OK", "HIGHESTMODSEQ", ck_expunged([4])),
+    ("qm", "UID EXPUNGE 1,3,5", "OK", None, ck_expunged([])),
+    ("qm", "MOVE 2:3 Other", "OK", None, ck_move_then_resync),
+    ("qm", "UID MOVE 4,5 Other", "OK", None, ck_expunged([4, 5], hms_in_tagged=False)),
+    ("qm", "UID MOVE 9 Other", "OK", None, ck_nothing_gone),
+    ("qm", "COPY 2 Other", "OK", None, ck_nothing_gone),
+    # (RFC 6851 allows a MOVE to the selected mailbox: a new UID, the old
+    # one vanishes)
+    ("qm", "UID MOVE 1 {box}", "OK", None, ck_move_to_self),
+    ("qm", "CLOSE", "OK", None, ck_close_q),
+    ("qm", "UNSELECT", "OK", None, ck_nothing_gone),
+    # (without QRESYNC: EXPUNGE responses; HIGHESTMODSEQ "is optional in
+    # this case", Ringmail leaves it out of the check)
+    ("cm", "EXPUNGE", "OK", None, ck_expunged([2, 4], vanished=False, hms_in_tagged=None)),
+    ("cm", "UID EXPUNGE 4", "OK", None, ck_expunged([4], vanished=False, hms_in_tagged=None)),
+    ("cm", "MOVE 2 Other", "OK", None, ck_expunged([2], vanished=False, hms_in_tagged=None)),
+]
+
+
+class Qresync(Base, RowRunner):
+
+    def ctx(self):
+        self.nbox += 1
+        x = dict(self.base)
+        x["box"] = "Q%d" % self.nbox
+        return x
+
+    def session(self, state):
+        x = self.cur_ctx
+        if state == "noauth":
+            c = self.connect()
+        elif state in ("qm", "cm"):
+            s = self.peek
+            self.check(s.cmd("CREATE " + x["box"]), "OK")
+            for u in range(1, 6):
+                self.check(s.append(x["box"], msg("m%d" % u),
+                                    flags=["\\Deleted"] if u in (2, 4) else None), "OK")
+            st = status_items(self.check(
+                s.cmd("STATUS %s (UIDVALIDITY HIGHESTMODSEQ)" % x["box"]), "OK"))
+            x["box_uv"], x["box_hms"] = st["UIDVALIDITY"], st["HIGHESTMODSEQ"]
+            c = self.login(enable="QRESYNC" if state == "qm" else "CONDSTORE")
+            self.check(c.cmd("SELECT " + x["box"]), "OK")
+        else:
+            enable = {"cs": "CONDSTORE", "q0": "QRESYNC", "q": "QRESYNC"}.get(state)
+            c = self.login(enable=enable)
+            if state in ("cs", "q", "sel"):
+                self.check(c.cmd("SELECT INBOX"), "OK")
+        self.cur = c
+        return c
+
+    def hms_of(self, c, box="INBOX"):
+        return status_items(self.check(c.cmd("STATUS %s (HIGHESTMODSEQ)" % box), "OK"))[
+            "HIGHESTMODSEQ"]
+
+    def test_qresync_rows(self):
+        c = self.login()
+        for i in QR_UIDS:
+            self.check(c.append("INBOX", msg("q%d" % i)), "OK")
+        self.check(c.cmd("CREATE Empty"), "OK")
+        self.check(c.cmd("CREATE Other"), "OK")
+        h0 = self.hms_of(c)
+        self.check(c.cmd("SELECT INBOX"), "OK")
+        self.check(c.cmd("UID STORE %s +FLAGS.SILENT (\\Deleted)" % ",".join(map(str, QR_GONE))),
+                   "OK")
+        self.check(c.cmd("EXPUNGE"), "OK")
+        hx = self.hms_of(c)
+        for u in QR_FLAGGED:
+            self.check(c.cmd("UID STORE %d +FLAGS.SILENT ($Row%d)" % (u, u)), "OK")
+        self.check(c.cmd("CLOSE"), "OK")
+        self.peek = self.login()
+        r = self.check(self.peek.cmd("EXAMINE INBOX (CONDSTORE)"), "OK")
+        uv = int(r.code_of("UIDVALIDITY").split()[1])
+        hms = untagged_hms(r)
+        uidnext = int(r.code_of("UIDNEXT").split()[1])
+        r = self.check(self.peek.cmd("FETCH 1:* (UID MODSEQ)"), "OK")
+        ms = {int(f["UID"]): int(f["MODSEQ"][0]) for _, f in r.fetch_list()}
+        live = [int(f["UID"]) for _, f in r.fetch_list()]
+        self.assertEqual(live, [1, 3, 4, 6, 7, 8])
+        self.assertTrue(h0 < hx < hms, (h0, hx, hms))
+        r = self.check(self.peek.cmd("STATUS Empty (UIDVALIDITY)"), "OK")
+        euv = status_items(r)["UIDVALIDITY"]
+        self.check(self.peek.cmd("UNSELECT"), "OK")
+        self.base = {"uv": uv, "uv1": uv % 4294967294 + 1, "h0": h0, "hx": hx, "hms": hms,
+                     "hms1": hms + 1, "ms": ms, "live": live, "uidnext": uidnext, "euv": euv}
+        self.nbox = 0
+
+        def ctx_of():
+            self.cur_ctx = self.ctx()
+            return self.cur_ctx
+        problems = self.run_rows(QRESYNC_ROWS, self.session, ctx_of)
+        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+
+
 class Continuations(Base):
     """Lines that answer a continuation: IDLE's DONE (RFC 2177 3: case
     does not matter in ABNF strings; anything else ends IDLE with BAD) and
@@ -1626,7 +2159,7 @@ class Continuations(Base):
 
 
 rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Grammar, RenameInbox, Choices, Continuations,
-               Extensions, Condstore, Compress)
+               Extensions, Condstore, Qresync, Compress)
 
 if __name__ == "__main__":
     rs.main()
