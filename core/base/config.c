@@ -33,6 +33,9 @@ static const config_key config_table[] = {
     { "lmtp_socket_mode", CONFIG_STR, "0660", NULL, 0, 0,
       "permission bits (octal) of the LMTP Unix sockets; the MTA's user must be able to "
       "connect" },
+    { "lmtp_socket_group", CONFIG_STR, "", NULL, 0, 0,
+      "group the LMTP Unix sockets belong to (e.g. postfix, with lmtp_socket_mode = 0660); "
+      "empty = the group ringmaild starts as" },
     { "lmtp_user_domain", CONFIG_ENUM, "strip", "strip|keep", 0, 0,
       "LMTP recipients: user names are local parts (strip) or whole addresses (keep)" },
     { "recipient_delimiter", CONFIG_STR, "+", NULL, 0, 0,

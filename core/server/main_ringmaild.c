@@ -86,6 +86,19 @@ static int listen_lmtp(const config *cfg, net_server *net)
     }
     long long procs = 1;
     config_get_int(cfg, "processes", &procs);
+    /* The MTA's delivery agent runs as its own user (Postfix: postfix): the
+     * socket's group lets it connect without opening the socket to all. */
+    const char *gname = config_get(cfg, "lmtp_socket_group");
+    gid_t gid = (gid_t)-1;
+    if (*gname) {
+        struct group gr, *res = NULL;
+        char buf[4096];
+        if (getgrnam_r(gname, &gr, buf, sizeof buf, &res) != 0 || !res) {
+            fprintf(stderr, "ringmaild: lmtp_socket_group: no group '%s'\n", gname);
+            return -EINVAL;
+        }
+        gid = gr.gr_gid;
+    }
     char *l = strdup(spec);
     if (!l)
         return -ENOMEM;
@@ -100,6 +113,8 @@ static int listen_lmtp(const config *cfg, net_server *net)
         }
         rc = tok[0] == '/' ? net_server_listen_unix(net, tok, (unsigned)mode)
                            : net_server_listen(net, tok);
+        if (rc == 0 && tok[0] == '/' && gid != (gid_t)-1 && chown(tok, (uid_t)-1, gid) < 0)
+            rc = -errno;
         if (rc == 0)
             rc = net_server_tag(net, LISTEN_LMTP);
         if (rc < 0)

@@ -447,7 +447,34 @@ class TcpAndDurability(LmtpBase):
         self.assertEqual(len(self.fetch_all(u2, pw2)), 5)
 
 
-rs.parametrize(globals(), Delivery, Limits, KeepDomain, TcpAndDurability)
+class SocketGroup(LmtpBase):
+    """lmtp_socket_group: the socket belongs to that group with the mode
+    given, so the MTA's user (Postfix: postfix) connects without the socket
+    being open to everyone."""
+    server_options = {"lmtp_socket_group": "nogroup", "lmtp_socket_mode": "0660"}
+
+    def test_socket_group_and_mode(self):
+        import grp
+        import stat
+        st = os.stat(self.sock)
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        self.assertEqual(st.st_gid, grp.getgrnam("nogroup").gr_gid)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o660)
+        c = self.lmtp()
+        self.assertEqual(c.code("QUIT"), 221)
+
+    def test_unknown_group_is_refused_at_start(self):
+        import subprocess
+        p = subprocess.run(self.server.command_line()[:1] + [
+            "-c", self.server.conf, "-o", "listen=127.0.0.1:0", "-o", "listen_tls=",
+            "-o", "passwd_file=" + self.server.passwd,
+            "-o", "listen_lmtp=" + self.sock + ".2", "-o", "lmtp_socket_group=no-such-group-x"],
+            capture_output=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(b"lmtp_socket_group: no group 'no-such-group-x'", p.stderr)
+
+
+rs.parametrize(globals(), Delivery, Limits, KeepDomain, TcpAndDurability, SocketGroup)
 
 if __name__ == "__main__":
     rs.main()
