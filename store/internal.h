@@ -157,6 +157,11 @@ struct store_user {
     struct store_mbox *open;
     unsigned nlinger;           /* mailboxes in `open` with refs 0 */
     struct store_user *next;
+    /* quota.c: the index headers of the user's mailboxes, mapped for
+     * store_user_usage; guarded by qlock, built on first use. */
+    pthread_mutex_t qlock;
+    struct qmap *qmaps;
+    size_t nqmaps;
 };
 
 /* ---- seen.c: cache blobs already validated ----------------------------- */
@@ -320,6 +325,13 @@ int store_uidlist_add(store_uidlist *l, uint32_t uid);
 int store_user_list_lock(struct store_user *u);
 void store_user_list_unlock(struct store_user *u);
 bool store_user_list_has_id(const struct store_user *u, uint64_t id);
+
+/* The mailboxes of the list with files (no \\Noselect names): ids and
+ * canonical names, copied (free each name and both arrays), under the
+ * list lock, the list reloaded first if another process changed it. */
+int store_user_box_ids(struct store_user *u, uint64_t **ids, char ***names, size_t *n);
+/* quota.c: drop the mapped headers (the user is being freed). */
+void store_quota_free(struct store_user *u);
 
 /* mbox.c: create a new mailbox's directory and empty log. */
 int store_mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity);
