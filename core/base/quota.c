@@ -51,8 +51,11 @@ int quota_rule_parse(const char *rule, quota_limits *l)
     if (!strncmp(p, "backend=", 8))
         return whole ? -EINVAL : 0;     /* a backend's own syntax: not ours */
     quota_limits nl = *l;
-    while (*p) {
+    for (bool more = true; more;) {
+        /* every ':'-separated part is a limit: "*:" or a trailing ':' is
+         * an empty limit name, which Dovecot refuses */
         const char *end = strchr(p, ':');
+        more = end != NULL;
         size_t len = end ? (size_t)(end - p) : strlen(p);
         char buf[64];
         if (len >= sizeof buf)
@@ -94,7 +97,8 @@ int quota_rule_parse(const char *rule, quota_limits *l)
         if (quota_size_parse(eq, unit, &v) < 0)
             return -EINVAL;
         *dst = v;
-        p = end ? end + 1 : p + len;
+        if (more)
+            p = end + 1;
     }
     if (whole)
         *l = nl;
