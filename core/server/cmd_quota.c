@@ -9,6 +9,19 @@
  * its quota plugin documentation), renamed by its admins to "User quota"
  * for Apple Mail; that is a display choice we do not need to copy.
  *
+ * Compared with Dovecot 2.3.19 (quota = count:User quota, the same
+ * passwd-file rules): the same QUOTA lines but for the root's name, and
+ * the same NO [OVERQUOTA] for APPEND and COPY and an allowed MOVE at the
+ * limit.  Where we differ, on purpose: for a user without limits Dovecot
+ * answers GETQUOTAROOT with "OK No quota" and no untagged response, while
+ * RFC 9208 4.1.2 lists QUOTAROOT and QUOTA as "REQUIRED untagged
+ * responses" and 4.2.1 says "an empty list means there are no
+ * administrative resource limits": we answer the root with "()".  Dovecot
+ * 2.3 refuses STATUS DELETED and DELETED-STORAGE as unknown items; 5.1 and
+ * 5.2 make them a MUST with QUOTA=RES-STORAGE and QUOTA=RES-MESSAGE.  A
+ * malformed SETQUOTA is BAD here (Dovecot: NO), as RFC 9208 4.1.3's
+ * "BAD - command unknown or arguments invalid" says.
+ *
  * Resources: STORAGE (KiB, RFC 9208 5.1: "in units of 1024 octets") and
  * MESSAGE (exact, 5.2).  The usage is the sum of RFC822.SIZE of the live
  * messages (store_user_usage), which 5.1 allows ("This MAY not be the same
