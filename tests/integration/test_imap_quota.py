@@ -185,12 +185,60 @@ class Quota(rs.ServerTestCase):
         self.server.import_mbox(self.user, "INBOX", [msg(i) for i in range(10, 14)])
         self.assertEqual(quota_of(self.ok(c, 'GETQUOTA ""'))["MESSAGE"], (5, 5))
         self.expect(c.append("INBOX", msg(20)), "NO", "OVERQUOTA")
-        p = self.server.admin("quota", self.user)
-        out = p.stdout.decode()
-        self.assertIn("5", out)
+        out = self.server.admin("quota", self.user).stdout.decode().splitlines()
+        self.assertEqual(out[0].split(), ["user", self.user])
+        self.assertTrue(out[1].startswith("storage ") and out[1].endswith("no limit"), out)
+        self.assertEqual(out[2], "messages  5 of 5, 100.0% (full)")
         self.server.admin("expunge", self.user, "INBOX", "1:2")
         self.assertEqual(quota_of(self.ok(c, 'GETQUOTA ""'))["MESSAGE"], (3, 5))
         self.append_msgs(c, "INBOX", [msg(21)])
+
+    def test_admin_quota(self):
+        c = self.limited("userdb_quota_rule=*:storage=1M:messages=10")
+        self.append_msgs(c, "INBOX", [msg(1, 2000)])
+        size = len(msg(1, 2000))
+        out = self.server.admin("quota", self.user).stdout.decode().splitlines()
+        self.assertEqual(out, ["user      %s" % self.user,
+                               "storage   %.1f KiB (%d bytes) of 1.0 MiB (1048576 bytes), %.1f%%"
+                               % (size / 1024, size, 100.0 * size / 1048576),
+                               "messages  1 of 10, 10.0%"])
+        # case folded as LMTP and LOGIN find users
+        self.assertEqual(self.server.admin("quota", self.user.upper()).stdout.decode()
+                         .splitlines()[0], "user      %s" % self.user)
+        p = self.server.admin("quota", "nobody-here", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"does not exist", p.stderr)
+        # a user of the passwd-file with no mail yet
+        u, pw = "user%d" % type(self).next_user, None
+        type(self).next_user += 1
+        out = self.server.admin("quota", u).stdout.decode().splitlines()
+        self.assertEqual(out[1:], ["storage   0 bytes, no limit", "messages  0, no limit"])
+        del pw
+
+    def test_two_writers_overshoot_at_most_one_command(self):
+        """Each writer's check sees every write finished before it, so two
+        sessions appending at once pass the limit by at most one APPEND."""
+        limit = 30
+        c1 = self.limited("userdb_quota_rule=*:messages=%d" % limit)
+        c2 = self.login(self.user, self.password)
+        import threading
+        refused = []
+
+        def run(c, base):
+            for i in range(limit * 2):
+                r = c.append("INBOX", msg(base + i))
+                if r.status != "OK":
+                    refused.append(r.code_name())
+                    return
+
+        ts = [threading.Thread(target=run, args=(c, k * 1000)) for k, c in ((0, c1), (1, c2))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(refused, ["OVERQUOTA", "OVERQUOTA"])
+        n = self.status(c1, "INBOX", "MESSAGES")["MESSAGES"]
+        self.assertIn(n, (limit, limit + 1))
 
     def test_limit_change_applies_at_once(self):
         c = self.limited("userdb_quota_rule=*:messages=1")
