@@ -332,6 +332,9 @@ bool store_user_list_has_id(const struct store_user *u, uint64_t id);
 int store_user_box_ids(struct store_user *u, uint64_t **ids, char ***names, size_t *n);
 /* quota.c: drop the mapped headers (the user is being freed). */
 void store_quota_free(struct store_user *u);
+/* quota.c: how many index headers a process keeps mapped for
+ * store_user_usage (tests; the default keeps clear of vm.max_map_count). */
+void store_quota_map_max(unsigned n);
 
 /* mbox.c: create a new mailbox's directory and empty log. */
 int store_mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity);

@@ -14,7 +14,12 @@
  * DELETE and RENAME of any process) and two atomic loads per mailbox; no
  * mailbox is opened and no file descriptor is held.  A header whose index
  * was replaced (compaction, rebuild) says so (`superseded`) and is mapped
- * again from the new file. */
+ * again from the new file.
+ *
+ * Each map is one VMA, and a process has at most vm.max_map_count of them
+ * (65530 by default) for everything it maps: past QMAP_MAX headers in the
+ * process (1000 users of 100 mailboxes each), a mailbox's header is read
+ * with pread instead, a few system calls more per mailbox and sum. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -30,6 +35,15 @@
 
 #define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 
+#define QMAP_MAX 16384
+static atomic_uint qmaps_mapped;    /* in the process */
+static atomic_uint qmaps_max = QMAP_MAX;
+
+void store_quota_map_max(unsigned n)
+{
+    atomic_store(&qmaps_max, n);
+}
+
 struct qmap {
     uint64_t id;
     const struct idx_hdr *h;    /* IDX_HDR_SIZE bytes, read-only; NULL: none */
@@ -37,8 +51,10 @@ struct qmap {
 
 static void qmap_drop(struct qmap *q)
 {
-    if (q->h)
+    if (q->h) {
         munmap((void *)q->h, IDX_HDR_SIZE);
+        atomic_fetch_sub(&qmaps_mapped, 1);
+    }
     q->h = NULL;
 }
 
@@ -51,34 +67,75 @@ void store_quota_free(struct store_user *u)
     u->nqmaps = 0;
 }
 
-/* Map the header of mailbox id's current index.  Only a header that is the
- * mailbox's own, valid and current is kept: -EAGAIN otherwise (the caller
- * then asks the mailbox itself, which recovers or rebuilds it). */
-static int qmap_open(struct store_user *u, uint64_t id, const struct idx_hdr **out)
+static bool hdr_current(const struct idx_hdr *h, uint64_t id)
+{
+    return memcmp(h->magic, IDX_MAGIC, 8) == 0 && h->mailbox_id == id &&
+           h->static_crc == store_crc32c(0, h, offsetof(struct idx_hdr, static_crc)) &&
+           !A_LOAD(&h->superseded);
+}
+
+static int index_path(struct store_user *u, uint64_t id, char *path, size_t n)
+{
+    if ((size_t)snprintf(path, n, "%s/m/%" PRIu64 "/index", u->root, id) >= n)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+/* Past QMAP_MAX: the header read once.  -EAGAIN as for qmap_open. */
+static int usage_by_pread(struct store_user *u, uint64_t id, store_usage *acc)
 {
     char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof path, "%s/m/%" PRIu64 "/index", u->root, id) >=
-        sizeof path)
-        return -ENAMETOOLONG;
+    int rc = index_path(u, id, path, sizeof path);
+    if (rc < 0)
+        return rc;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -EAGAIN;
+    /* the header up to the fields read (the keyword table is most of it) */
+    struct idx_hdr h;
+    memset(&h, 0, sizeof h);
+    rc = store_fs_pread_all(fd, &h, offsetof(struct idx_hdr, dead_bytes), 0);
+    close(fd);
+    if (rc < 0 || !hdr_current(&h, id))
+        return -EAGAIN;
+    acc->messages += h.messages;
+    acc->bytes += h.size_live;
+    return 0;
+}
+
+/* Map the header of mailbox id's current index.  Only a header that is the
+ * mailbox's own, valid and current is kept: -EAGAIN otherwise (the caller
+ * then asks the mailbox itself, which recovers or rebuilds it); -ENFILE
+ * when the process holds QMAP_MAX maps already. */
+static int qmap_open(struct store_user *u, uint64_t id, const struct idx_hdr **out)
+{
+    char path[PATH_MAX];
+    int rc = index_path(u, id, path, sizeof path);
+    if (rc < 0)
+        return rc;
+    if (atomic_load(&qmaps_mapped) >= atomic_load(&qmaps_max))
+        return -ENFILE;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -EAGAIN;
+    /* A file shorter than the header would SIGBUS on the loads below; an
+     * index is created at its full header size before it is renamed into
+     * place (mbox.c) and never shrinks, so a short one is never current. */
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_size < (off_t)IDX_HDR_SIZE) {
+        close(fd);
+        return -EAGAIN;
+    }
     void *p = mmap(NULL, IDX_HDR_SIZE, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED)
         return -EAGAIN;
     const struct idx_hdr *h = p;
-    /* A file shorter than the header would SIGBUS on the loads below; an
-     * index is created at its full header size before it is renamed into
-     * place (mbox.c), so a short one is never current. */
-    struct stat st;
-    if (stat(path, &st) < 0 || st.st_size < (off_t)IDX_HDR_SIZE ||
-        memcmp(h->magic, IDX_MAGIC, 8) != 0 || h->mailbox_id != id ||
-        h->static_crc != store_crc32c(0, h, offsetof(struct idx_hdr, static_crc)) ||
-        A_LOAD(&h->superseded)) {
+    if (!hdr_current(h, id)) {
         munmap(p, IDX_HDR_SIZE);
         return -EAGAIN;
     }
+    atomic_fetch_add(&qmaps_mapped, 1);
     *out = h;
     return 0;
 }
@@ -135,7 +192,11 @@ int store_user_usage(store_user *u, store_usage *out)
         struct qmap *q = &nv[i];
         if (q->h && A_LOAD(&q->h->superseded))
             qmap_drop(q);   /* compacted or rebuilt: the new file's */
-        if (!q->h && qmap_open(u, q->id, &q->h) < 0) {
+        int mrc = 0;
+        if (!q->h && (mrc = qmap_open(u, q->id, &q->h)) == -ENFILE &&
+            usage_by_pread(u, q->id, out) == 0)
+            continue;
+        if (!q->h && mrc < 0) {
             /* No usable index on disk (never opened since a crash left it
              * behind, or being rebuilt): open the mailbox, which repairs
              * it, and map the result next time. */
