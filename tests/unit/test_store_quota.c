@@ -4,6 +4,7 @@
  * by another process, through compaction, deletion, renaming and repair;
  * and what a sum costs for a user with 100 mailboxes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,43 @@ static int child_main(int argc, char **argv)
     return rc < 0 ? 3 : 0;
 }
 
+/* `ringmail-admin check` keeps the usage right: the usage is the index
+ * headers' counters, which check compares with the log and --repair
+ * rebuilds.  A header whose counters went wrong (bit rot, a bug) is found
+ * and fixed, and the sum follows at once. */
+static void test_usage_repaired_by_check(void)
+{
+    const char *root = test_tmpdir("quota-check");
+    store_user *u;
+    store_mbox *inbox;
+    REQUIRE_OK(test_inbox_open(root, "dave", STORE_FSYNC_NEVER, &u, &inbox));
+    REQUIRE_OK(append_n(inbox, 4, 100, 0));
+    store_usage good, bad;
+    REQUIRE_OK(store_user_usage(u, &good));
+    CHECK_EQ(good.messages, 4);
+    char path[4096];
+    test_pathf(path, sizeof path, "%s/dave/m/%" PRIu64 "/index", root, inbox->id);
+    int fd = open(path, O_RDWR);
+    REQUIRE(fd >= 0);
+    uint64_t wrong = good.bytes + 12345;
+    REQUIRE(pwrite(fd, &wrong, sizeof wrong, offsetof(struct idx_hdr, size_live)) ==
+            (ssize_t)sizeof wrong);
+    close(fd);
+    REQUIRE_OK(store_user_usage(u, &bad));
+    CHECK_EQ(bad.bytes, wrong);         /* the sum reads what the header says */
+    store_check_report rep;
+    memset(&rep, 0, sizeof rep);
+    CHECK(store_check(inbox, false, &rep, NULL, NULL) < 0 || rep.index_mismatches > 0);
+    CHECK(rep.index_mismatches > 0);
+    memset(&rep, 0, sizeof rep);
+    REQUIRE_OK(store_check(inbox, true, &rep, NULL, NULL));
+    REQUIRE_OK(store_user_usage(u, &bad));
+    CHECK_EQ(bad.bytes, good.bytes);
+    CHECK_EQ(bad.messages, good.messages);
+    test_inbox_close(u, inbox);
+    test_rm_rf(root);
+}
+
 /* Past the process's map budget the headers are read with pread: the
  * same sums, through the same changes. */
 static void test_usage_unmapped(void)
@@ -401,6 +439,7 @@ int main(int argc, char **argv)
     RUN(test_extra_parse);
     RUN(test_config_defaults);
     RUN_ISOLATED(test_usage_across_mailboxes, 300);
+    RUN_ISOLATED(test_usage_repaired_by_check, 300);
     RUN_ISOLATED(test_usage_unmapped, 300);
     RUN_ISOLATED(test_usage_other_process, 300);
     RUN_ISOLATED(test_usage_cost, 300);
