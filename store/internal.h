@@ -162,6 +162,11 @@ struct store_user {
     struct store_mbox *open;
     unsigned nlinger;           /* mailboxes in `open` with refs 0 */
     struct store_user *next;
+    /* quota.c: the index headers of the user's mailboxes, mapped for
+     * store_user_usage; guarded by qlock, built on first use. */
+    pthread_mutex_t qlock;
+    struct qmap *qmaps;
+    size_t nqmaps;
 };
 
 /* ---- seen.c: cache blobs already validated ----------------------------- */
@@ -328,6 +333,16 @@ int store_rangelist_push(store_rangelist *l, uint32_t lo, uint32_t hi);
 int store_user_list_lock(struct store_user *u);
 void store_user_list_unlock(struct store_user *u);
 bool store_user_list_has_id(const struct store_user *u, uint64_t id);
+
+/* The mailboxes of the list with files (no \\Noselect names): ids and
+ * canonical names, copied (free each name and both arrays), under the
+ * list lock, the list reloaded first if another process changed it. */
+int store_user_box_ids(struct store_user *u, uint64_t **ids, char ***names, size_t *n);
+/* quota.c: drop the mapped headers (the user is being freed). */
+void store_quota_free(struct store_user *u);
+/* quota.c: how many index headers a process keeps mapped for
+ * store_user_usage (tests; the default keeps clear of vm.max_map_count). */
+void store_quota_map_max(unsigned n);
 
 /* mbox.c: create a new mailbox's directory and empty log. */
 int store_mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity);

@@ -407,6 +407,28 @@ int store_snap_vanished(const store_snap *s, uint64_t since, uint32_t lo,
 int store_snap_expunged_since(const store_snap *s, uint64_t since,
                               store_uidlist *out, bool *exact);
 
+/* ---- quota usage ------------------------------------------------------ */
+
+typedef struct store_usage {
+    uint64_t messages;
+    uint64_t bytes;         /* sum of RFC822.SIZE */
+} store_usage;
+
+/* What all the user's mailboxes hold: the sum of their live messages and
+ * sizes (store_status messages and size), exact as of the call, writes of
+ * other processes included (a transaction in progress counts once it is
+ * published).  Cheap: the mailboxes' index headers stay mapped (8 KiB and
+ * no descriptor each) while the user is open, so a sum costs a lock of the
+ * mailbox list and two loads per mailbox. */
+int store_user_usage(store_user *u, store_usage *out);
+/* The live messages of mb in the set (each counted once, however the set
+ * overlaps itself), as of now: what a COPY of the set adds. */
+int store_mbox_set_usage(store_mbox *mb, const store_range *set, size_t nset,
+                         store_usage *out);
+/* The live messages of mb with \Deleted: what an EXPUNGE frees (RFC 9208
+ * STATUS DELETED and DELETED-STORAGE). */
+int store_mbox_deleted_usage(store_mbox *mb, store_usage *out);
+
 /* ---- maintenance ---------------------------------------------------- */
 
 typedef void (*store_progress_fn)(void *arg, uint64_t done, uint64_t total);

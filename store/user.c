@@ -471,6 +471,8 @@ static int add_parents(store_user *u, const char *canon)
 
 static void user_free(store_user *u)
 {
+    store_quota_free(u);
+    pthread_mutex_destroy(&u->qlock);
     list_clear(u);
     if (u->lock_fd >= 0)
         close(u->lock_fd);
@@ -514,6 +516,7 @@ int store_user_open(const char *mail_root, const char *user,
     u->refs = 1;
     u->opts = o;
     pthread_mutex_init(&u->lock, NULL);
+    pthread_mutex_init(&u->qlock, NULL);
     u->key = strdup(key);
     u->root = strdup(key);
     if (!u->key || !u->root) {
@@ -1043,4 +1046,43 @@ bool store_user_list_has_id(const store_user *u, uint64_t id)
         if (u->boxes[i].id == id)
             return true;
     return false;
+}
+
+int store_user_box_ids(store_user *u, uint64_t **ids, char ***names, size_t *n)
+{
+    *ids = NULL;
+    *names = NULL;
+    *n = 0;
+    int rc = ulock(u);
+    if (rc < 0)
+        return rc;
+    size_t k = 0;
+    uint64_t *iv = malloc((u->nboxes ? u->nboxes : 1) * sizeof *iv);
+    char **nv = calloc(u->nboxes ? u->nboxes : 1, sizeof *nv);
+    if (!iv || !nv) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < u->nboxes; i++) {
+        if (u->boxes[i].noselect || !u->boxes[i].id)
+            continue;
+        if (!(nv[k] = strdup(u->boxes[i].name))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        iv[k++] = u->boxes[i].id;
+    }
+out:
+    uunlock(u);
+    if (rc < 0) {
+        for (size_t i = 0; nv && i < k; i++)
+            free(nv[i]);
+        free(nv);
+        free(iv);
+        return rc;
+    }
+    *ids = iv;
+    *names = nv;
+    *n = k;
+    return 0;
 }

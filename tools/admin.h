@@ -105,6 +105,7 @@ int admin_cmd_mailbox_delete(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_mailbox_rename(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_mailbox_status(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_stats(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_quota(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_import(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_export(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_expunge(admin_ctx *ctx, int argc, char **argv);

@@ -20,6 +20,7 @@ static const char usage_text[] =
 "  mailbox rename USER OLD NEW       children move with the parent\n"
 "  mailbox status USER NAME          counters, sizes and log bytes\n"
 "  stats USER                        a table of every mailbox\n"
+"  quota USER                        storage and messages used, and the limits\n"
 "\n"
 "Messages:\n"
 "  import USER MAILBOX PATH          PATH: an mbox file (mboxrd) or a Maildir\n"
@@ -101,6 +102,7 @@ static const struct admin_command commands[] = {
     { "mailbox", "rename", admin_cmd_mailbox_rename },
     { "mailbox", "status", admin_cmd_mailbox_status },
     { NULL, "stats", admin_cmd_stats },
+    { NULL, "quota", admin_cmd_quota },
     { NULL, "import", admin_cmd_import },
     { NULL, "export", admin_cmd_export },
     { NULL, "expunge", admin_cmd_expunge },

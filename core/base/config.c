@@ -48,6 +48,15 @@ static const config_key config_table[] = {
       "seconds an LMTP client may stay silent (RFC 5321 4.5.3.2 suggests 5 minutes)" },
     { "lmtp_hostname", CONFIG_STR, "", NULL, 0, 0,
       "the name LMTP greets with and writes in Received lines; empty = the host name" },
+    { "quota_storage", CONFIG_STR, "", NULL, 0, 0,
+      "storage quota of a user whose passwd-file line sets none (userdb_quota_rule="
+      "*:storage=...): bytes, or with a unit B K M G T (1024-based); empty = no limit" },
+    { "quota_messages", CONFIG_INT, "0", NULL, 0, 4294967295LL,
+      "message quota of a user whose passwd-file line sets none (userdb_quota_rule="
+      "*:messages=N); 0 = no limit" },
+    { "quota_full_tempfail", CONFIG_BOOL, "no", NULL, 0, 0,
+      "LMTP: a recipient over quota gets 452 4.2.2 (the MTA retries) instead of 552 "
+      "5.2.2 (bounce)" },
     { "passwd_file", CONFIG_STR, "./ringmail-passwd", NULL, 0, 0,
       "users and password hashes, in Dovecot's passwd-file format" },
     { "workers", CONFIG_INT, "0", NULL, 0, 4096,

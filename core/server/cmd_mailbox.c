@@ -725,13 +725,14 @@ void cmd_unsubscribe(imap_cmd *c)
 /* ---- STATUS -------------------------------------------------------------------- */
 
 enum { ST_MESSAGES = 1, ST_UIDNEXT = 2, ST_UIDVALIDITY = 4, ST_UNSEEN = 8,
-       ST_RECENT = 16, ST_SIZE = 32, ST_DELETED = 64, ST_HIGHESTMODSEQ = 128 };
+       ST_RECENT = 16, ST_SIZE = 32, ST_DELETED = 64, ST_HIGHESTMODSEQ = 128,
+       ST_DELETED_STORAGE = 256 };
 
 static int status_items(const imap_arg *l, unsigned *items)
 {
     static const char *const names[] = {"MESSAGES", "UIDNEXT", "UIDVALIDITY",
                                         "UNSEEN", "RECENT", "SIZE", "DELETED",
-                                        "HIGHESTMODSEQ"};
+                                        "HIGHESTMODSEQ", "DELETED-STORAGE"};
     *items = 0;
     if (l->type != IMAP_ARG_LIST || !l->nlist)
         return -EINVAL;
@@ -745,6 +746,22 @@ static int status_items(const imap_arg *l, unsigned *items)
         *items |= bit;
     }
     return 0;
+}
+
+/* RFC 9208 4.1.4: DELETED-STORAGE, "the amount of storage space that can
+ * be reclaimed by performing EXPUNGE": in KiB like STORAGE, rounded up, of
+ * the sum of RFC822.SIZE of the \\Deleted messages, which is what the
+ * STORAGE usage (cmd_quota.c) loses by that EXPUNGE. */
+static void status_deleted_storage(session *s, const char *name, const char *sp)
+{
+    store_mbox *mb;
+    store_usage d = {0};
+    if (store_mbox_open(s->su, name, &mb) == 0) {
+        store_mbox_deleted_usage(mb, &d);
+        store_mbox_close(mb);
+    }
+    imap_out_printf(&s->out, "%sDELETED-STORAGE %llu", sp,
+                    (unsigned long long)((d.bytes + 1023) / 1024));
 }
 
 static int status_line(session *s, const char *name, unsigned items)
@@ -768,6 +785,8 @@ static int status_line(session *s, const char *name, unsigned items)
         imap_out_printf(&s->out, "%sHIGHESTMODSEQ %llu", sp, (unsigned long long)st.highestmodseq);
         sp = " ";
     }
+    if (items & ST_DELETED_STORAGE)
+        status_deleted_storage(s, name, sp);
     imap_out_printf(&s->out, ")\r\n");
     return 0;
 }

@@ -237,6 +237,8 @@ void cmd_append(imap_cmd *c)
         sess_store_error(s, tag, rc, "append");
         goto out;
     }
+    if (quota_refuse_append(s, tag, msgs, n))
+        goto out;
     rc = store_append(mb, msgs, n, uids);
     if (rc < 0) {
         sess_store_error(s, tag, rc, "append");
@@ -992,6 +994,8 @@ static void do_copy(imap_cmd *c, bool move)
     /* MOVE into the selected mailbox itself is a move like any other: RFC
      * 6851 forbids nothing here, and the client learns the new UIDs from
      * COPYUID, the expunge of the old ones and EXISTS of the new. */
+    if (quota_refuse_copy(s, tag, r, nr, move))
+        goto out;
     if (nr && copy_submit(s, tag, r, nr, dst, move) == 0) {
         r = NULL;       /* the job's now */
         dst = NULL;

@@ -60,6 +60,9 @@ const cmd_def cmd_table[CMD_COUNT] = {
     [CMD_SEARCH] = {"SEARCH", cmd_search, CMD_IN_SELECTED, true, false, false, NO_EXPUNGE},
     /* RFC 4978 5: command-auth, so after login only */
     [CMD_COMPRESS] = {"COMPRESS", cmd_compress, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_GETQUOTA] = {"GETQUOTA", cmd_getquota, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_GETQUOTAROOT] = {"GETQUOTAROOT", cmd_getquotaroot, CMD_IN_AUTHED, false, false, false, NONE},
+    [CMD_SETQUOTA] = {"SETQUOTA", cmd_setquota, CMD_IN_AUTHED, false, false, false, NONE},
 };
 
 const cmd_def *cmd_find(const char *name)

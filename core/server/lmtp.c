@@ -21,6 +21,7 @@
 
 #include "core/auth/authpool.h"
 #include "core/base/log.h"
+#include "core/server/quota.h"
 #include "core/lmtp/lmtp_proto.h"
 #include "core/server/lmtp.h"
 #include "store/assert.h"
@@ -287,6 +288,14 @@ static void cmd_rcpt(lmtp_sess *ls, const lmtp_cmd *cmd)
     if (rc < 0) {
         log_msg(LOGL_ERROR, ls->id, NULL, "recipient lookup failed: %s", strerror(-rc));
         reply(ls, 451, "4.3.0", "Temporary failure looking up the recipient");
+        return;
+    }
+    /* Over quota already (at or past a limit: no message fits): refused
+     * now, so the MTA bounces (or, with quota_full_tempfail, retries) */
+    if (quota_check_add(ls->srv, NULL, r.user, 1, 1, NULL, NULL) == -EDQUOT) {
+        bool t = ls->srv->quota_tempfail;
+        reply(ls, t ? 452 : 552, t ? "4.2.2" : "5.2.2", "<%s> Mailbox is full", r.addr);
+        lmtp_rcpt_free(&r);
         return;
     }
     ls->rcpt[ls->nrcpt++] = r;

@@ -21,6 +21,7 @@
 #include "core/auth/authpool.h"
 #include "core/base/log.h"
 #include "core/server/lmtp.h"
+#include "core/server/quota.h"
 #include "store/assert.h"
 #include "store/crlf.h"
 #include "store/message.h"
@@ -120,6 +121,7 @@ static void deliver_one(struct job *j, const lmtp_rcpt *r, const char *body, siz
     if (rc == 0)
         rc = target_mailbox(su, r, &mb, &name);
     uint32_t uid = 0;
+    bool over = false;
     if (rc == 0) {
         store_new_msg m = { .data = copy, .len = (size_t)hl + blen };
         if (parsed && store_msg_prefixed(parsed->data, parsed->len, (size_t)hl, &blob) == 0) {
@@ -131,13 +133,18 @@ static void deliver_one(struct job *j, const lmtp_rcpt *r, const char *body, siz
         localtime_r(&now, &lt);
         m.internal_date = now;
         m.tz_min = (int16_t)(lt.tm_gmtoff / 60);
-        rc = store_append(mb, &m, 1, &uid);
+        /* this copy must fit the quota, or none is written */
+        over = quota_check_add(j->srv, su, r->user, 1, m.len, NULL, NULL) == -EDQUOT;
+        rc = over ? -EDQUOT : store_append(mb, &m, 1, &uid);
     }
     if (rc == 0) {
         notify_changed(j->srv, mb, (net_conn_id){ 0, 0 });
         set(res, 250, "2.0.0", "<%s> Saved as UID %u in %s", r->addr, uid, name);
         log_msg(LOGL_INFO, j->ls->id, r->user, "lmtp: delivered UID %u to %s (%zu bytes)", uid,
                 name, (size_t)hl + blen);
+    } else if (over) {
+        bool t = j->srv->quota_tempfail;
+        set(res, t ? 452 : 552, t ? "4.2.2" : "5.2.2", "<%s> Mailbox is full", r->addr);
     } else if (rc == -ENOSPC) {
         set(res, 452, "4.3.1", "<%s> Insufficient system storage", r->addr);
     } else {

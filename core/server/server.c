@@ -6,6 +6,7 @@
 #include "core/auth/authpool.h"
 #include "core/fetch/fetch_render.h"
 #include "core/base/log.h"
+#include "core/server/quota.h"
 #include "core/server/session.h"
 
 static long long cfg_int(const config *cfg, const char *key)
@@ -67,6 +68,8 @@ int imap_server_init(imap_server *srv, const config *cfg)
      * the first login, as before. */
     passwd_generation(srv->pw);
     if ((rc = lmtp_conf_init(srv, cfg)) < 0)
+        return rc;
+    if ((rc = quota_conf_init(srv, cfg)) < 0)
         return rc;
     sess_set_server(srv);
     store_msg_set_renderer(imap_envelope_prerender);

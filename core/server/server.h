@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/base/config.h"
+#include "core/base/quota.h"
 #include "core/imap/imap_args.h"
 #include "core/auth/passwd.h"
 #include "net/net.h"
@@ -79,6 +80,8 @@ typedef struct imap_server {
     size_t nbuckets;
     struct notify_ino *ino;     /* changes by other processes (inotify) */
     lmtp_conf lmtp;
+    quota_limits quota_default; /* quota_storage, quota_messages */
+    bool quota_tempfail;        /* quota_full_tempfail */
 } imap_server;
 
 /* The connection callbacks for net (on_open ... on_shutdown): IMAP's, and

@@ -89,6 +89,8 @@ void sess_capabilities(session *s, imap_out *o)
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
     if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)
         imap_out_printf(o, " COMPRESS=DEFLATE");
+    if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)    /* RFC 9208; cmd_quota.c */
+        imap_out_printf(o, " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
     if (s->state == ST_NOAUTH) {
         if (s->srv->tls && !net_conn_is_tls(s->conn))
             imap_out_printf(o, " STARTTLS");

@@ -353,6 +353,7 @@ typedef enum cmd_code {
     CMD_LIST, CMD_LSUB, CMD_STATUS, CMD_APPEND, CMD_IDLE, CMD_CHECK, CMD_CLOSE,
     CMD_UNSELECT, CMD_EXPUNGE, CMD_STORE, CMD_COPY, CMD_MOVE, CMD_FETCH,
     CMD_SEARCH, CMD_COMPRESS,
+    CMD_GETQUOTA, CMD_GETQUOTAROOT, CMD_SETQUOTA,
     CMD_COUNT
 } cmd_code;
 extern const cmd_def cmd_table[CMD_COUNT];
@@ -401,6 +402,13 @@ void cmd_unsubscribe(imap_cmd *c);
 void cmd_list(imap_cmd *c);
 void cmd_lsub(imap_cmd *c);
 void cmd_status(imap_cmd *c);
+void cmd_getquota(imap_cmd *c);
+void cmd_getquotaroot(imap_cmd *c);
+void cmd_setquota(imap_cmd *c);
+/* Quota checks before a write (cmd_quota.c): true if the command was
+ * answered (NO [OVERQUOTA], or an error) and must write nothing. */
+bool quota_refuse_append(session *s, const char *tag, const store_new_msg *m, size_t n);
+bool quota_refuse_copy(session *s, const char *tag, const store_range *r, size_t nr, bool move);
 void cmd_append(imap_cmd *c);
 void cmd_close(imap_cmd *c);
 void cmd_unselect(imap_cmd *c);

@@ -38,6 +38,8 @@ Areas:
   the tagged OK.
 - COMPRESS (RFC 4978): before authentication, twice, unknown mechanisms,
   on cleartext and inside TLS.
+- QUOTA (RFC 9208 4, 7): GETQUOTA, GETQUOTAROOT, SETQUOTA without QUOTASET,
+  STATUS DELETED and DELETED-STORAGE, and bad syntax of each.
 
 Runs once per io backend."""
 
@@ -955,7 +957,8 @@ class Extensions(Base):
                  "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE",
                  "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH",
                  "SEARCHRES", "STATUS=SIZE", "BINARY", "UTF8=ACCEPT", "MULTIAPPEND",
-                 "CONDSTORE", "QRESYNC", "COMPRESS=DEFLATE"}
+                 "CONDSTORE", "QRESYNC", "COMPRESS=DEFLATE", "QUOTA", "QUOTA=RES-STORAGE",
+                 "QUOTA=RES-MESSAGE"}
         caps = c.capabilities()
         for cap in caps:
             if cap.startswith("APPENDLIMIT=") or cap.startswith("AUTH="):
@@ -2158,8 +2161,64 @@ class Continuations(Base):
             self.assertEqual(got, want, lines)
 
 
+# QUOTA (RFC 9208): the examples of section 4 and section 7's grammar, for
+# a user without limits (usage and limits: test_imap_quota.py).  A row:
+# (state, command, status, code); each gets a session of its own.
+QUOTA_ROWS = [
+    # 4.1.1 GETQUOTA: "NO - getquota error: no such quota root"
+    ("auth", 'GETQUOTA ""', "OK", None),
+    ("auth", 'getquota ""', "OK", None),
+    ("auth", "GETQUOTA \"!partition/sda4\"", "NO", None),
+    ("auth", "GETQUOTA", "BAD", None),
+    ("auth", 'GETQUOTA "" x', "BAD", None),
+    ("noauth", 'GETQUOTA ""', "BAD", None),
+    # 4.1.2 GETQUOTAROOT: "the mailbox name parameter doesn't have to
+    # reference an existing mailbox"
+    ("auth", "GETQUOTAROOT INBOX", "OK", None),
+    ("auth", "GETQUOTAROOT comp.mail.mime", "OK", None),
+    ("sel", "GETQUOTAROOT INBOX", "OK", None),
+    ("auth", "GETQUOTAROOT", "BAD", None),
+    ("auth", "GETQUOTAROOT INBOX x", "BAD", None),
+    # 4.1.3 SETQUOTA without QUOTASET: "NO - setquota error: can't set
+    # that data"; "BAD - command unknown or arguments invalid"
+    ("auth", "SETQUOTA \"\" (STORAGE 510)", "NO", "NOPERM"),
+    ("auth", "SETQUOTA \"#user/alice\" (STORAGE 512 MESSAGE 1000)", "NO", "NOPERM"),
+    ("auth", 'SETQUOTA "" ()', "NO", "NOPERM"),
+    ("auth", 'SETQUOTA "" (STORAGE)', "BAD", None),
+    ("auth", 'SETQUOTA "" STORAGE 510', "BAD", None),
+    ("auth", 'SETQUOTA "" (STORAGE x)', "BAD", None),
+    ("auth", 'SETQUOTA ""', "BAD", None),
+    # 4.1.4 STATUS DELETED and DELETED-STORAGE
+    ("auth", "STATUS INBOX (MESSAGES DELETED DELETED-STORAGE)", "OK", None),
+    ("auth", "STATUS INBOX (deleted-storage)", "OK", None),
+    ("auth", "STATUS INBOX (DELETED-STORAGES)", "BAD", None),
+]
+
+
+class Quota(Base):
+
+    def test_quota_rows(self):
+        for state, cmd, status, code in QUOTA_ROWS:
+            c = (self.connect() if state == "noauth" else
+                 self.login(select="INBOX") if state == "sel" else self.login())
+            r = self.check(c.cmd(cmd), status, code, what="%s (%s)" % (cmd, state))
+            if status == "OK" and cmd.upper().startswith("GETQUOTA"):
+                # 4.2.1: "an empty list means there are no administrative
+                # resource limits in the quota root"
+                self.assertEqual([q.raw for q in r.of("QUOTA")], [b'* QUOTA "" ()'], cmd)
+            if cmd.upper().startswith("GETQUOTAROOT") and status == "OK":
+                self.assertEqual(len(r.of("QUOTAROOT")), 1, cmd)
+                self.assertTrue(r.of("QUOTAROOT")[0].raw.endswith(b' ""'), cmd)
+            if cmd.upper().startswith("STATUS") and status == "OK":
+                items = r.of("STATUS")[0].items()[-1]
+                self.assertTrue(any(str(i).upper() == "DELETED-STORAGE" for i in items), cmd)
+            self.assertEqual(response_problems(c.transcript), [], cmd)
+            c.close()
+            self.conns.remove(c)
+
+
 rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Grammar, RenameInbox, Choices, Continuations,
-               Extensions, Condstore, Qresync, Compress)
+               Extensions, Condstore, Qresync, Compress, Quota)
 
 if __name__ == "__main__":
     rs.main()
