@@ -232,6 +232,8 @@ class Postfix:
                                    % (out, self.log_text()[-4000:]))
             self.running = True
             deadline = time.monotonic() + START_TIMEOUT
+            taken = False
+            log_at = len(self.log_text())
             while time.monotonic() < deadline:
                 try:
                     s = smtplib.SMTP("127.0.0.1", self.port, timeout=5)
@@ -239,8 +241,15 @@ class Postfix:
                     return self
                 except (OSError, smtplib.SMTPException) as e:
                     last = e
+                    # the master took the port only after `postfix start`
+                    # returned, and someone else had it by then: pick again
+                    if "address already in use" in self.log_text()[log_at:].lower():
+                        taken = True
+                        break
                     time.sleep(0.05)
             self.stop()
+            if taken:
+                continue
             raise PostfixError("Postfix's smtpd did not answer on port %d: %s\n%s"
                                % (self.port, last, self.log_text()[-4000:]))
         raise PostfixError("Postfix could not bind a free port: %s" % last)
