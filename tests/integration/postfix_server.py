@@ -221,6 +221,7 @@ class Postfix:
             self.port = rs.free_port()
             self.write_config()
             self.check()
+            log_at = len(self.log_text())
             out = self.postfix("start", check=False)
             if self.master_pid() is None or "fatal" in out.lower():
                 last = out
@@ -233,7 +234,6 @@ class Postfix:
             self.running = True
             deadline = time.monotonic() + START_TIMEOUT
             taken = False
-            log_at = len(self.log_text())
             while time.monotonic() < deadline:
                 try:
                     s = smtplib.SMTP("127.0.0.1", self.port, timeout=5)
