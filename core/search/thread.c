@@ -166,6 +166,10 @@ static void replace_node(thr *t, uint32_t at, uint32_t c)
  * descendent of B" (nor B itself). */
 static bool would_loop(const thr *t, uint32_t parent, uint32_t child)
 {
+    /* a childless node has no descendants: the usual case, a message not
+     * yet referenced, costs nothing instead of a walk up a long chain */
+    if (t->nd[child].first == NIL)
+        return parent == child;
     for (uint32_t x = parent; x != NIL; x = t->nd[x].parent)
         if (x == child)
             return true;
