@@ -354,6 +354,15 @@ static void emit_addr(rctx *x, const store_buf *name)
 
 static void emit_group(rctx *x, const store_buf *name)
 {
+    if (x->first) {
+        /* the group's start marker is an address of ENVELOPE's list: NIL
+         * name and host, the group's name as addr-mailbox */
+        if (name && !x->first->found) {
+            x->first->found = true;
+            imap_out_add(&x->first->local, name->data, name->len);
+        }
+        return;
+    }
     if (x->plain) {
         if (name) {
             imap_out_add(x->o, name->data, name->len);

@@ -3,6 +3,10 @@
 #include "core/fetch/mime_decode.h"
 #include "core/search/search_internal.h"
 #include "core/search/sort.h"
+#include "store/assert.h"
+#include "store/utf8.h"
+
+#include "core/search/casemap_table.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -143,19 +147,67 @@ out:
     return rc;
 }
 
-int imap_sort_casemap(const char *p, size_t n, store_buf *out)
+/* RFC 5051 step 2 for one code point: titlecase, then decomposition. */
+static int casemap_cp(uint32_t c, store_buf *out)
 {
-    size_t start = out->len;
-    int rc = srch_fold(p, n, out);
+    uint8_t u[4 * 32];     /* the longest mapping is 18 code points */
+    size_t n = 0;
+    if (c >= 0xAC00 && c <= 0xD7A3) {
+        /* Hangul syllables decompose arithmetically (Unicode 3.12) */
+        uint32_t si = c - 0xAC00;
+        n += store_utf8_encode(0x1100 + si / 588, u + n);
+        n += store_utf8_encode(0x1161 + (si % 588) / 28, u + n);
+        if (si % 28)
+            n += store_utf8_encode(0x11A7 + si % 28, u + n);
+        return store_buf_append(out, u, n);
+    }
+    size_t lo = 0, hi = sizeof casemap_rows / sizeof casemap_rows[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (casemap_rows[mid].cp < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < sizeof casemap_rows / sizeof casemap_rows[0] && casemap_rows[lo].cp == c) {
+        RM_ASSERT(casemap_rows[lo].n <= 32);
+        for (unsigned k = 0; k < casemap_rows[lo].n; k++)
+            n += store_utf8_encode(casemap_pool[casemap_rows[lo].off + k], u + n);
+    } else {
+        n = store_utf8_encode(c, u);
+    }
+    return store_buf_append(out, u, n);
+}
+
+int imap_sort_casemap(const char *src, size_t n, store_buf *out)
+{
+    const unsigned char *p = (const unsigned char *)src;
+    int rc = store_buf_reserve(out, n);
     if (rc < 0)
         return rc;
-    /* RFC 5051 maps to titlecase: for ASCII, the upper case, which puts
-     * "[\]^_`" after the letters' upper case (A-Z < '_'), not before
-     * them as lower case would.  Other letters stay in srch_fold's one
-     * case: equal where RFC 5051 finds them equal, ordered by code point
-     * of that case. */
-    for (size_t i = start; i < out->len; i++)
-        if (out->data[i] >= 'a' && out->data[i] <= 'z')
-            out->data[i] -= 32;
+    for (size_t i = 0; i < n;) {
+        unsigned char b = p[i];
+        if (b < 0x80) {
+            /* titlecase of ASCII is its upper case: "[\]^_`" sort after
+             * the letters (A-Z < '_'), not before them as lower case would */
+            uint8_t c = (uint8_t)(b >= 'a' && b <= 'z' ? b - 32 : b);
+            if ((rc = store_buf_append(out, &c, 1)) < 0)
+                return rc;
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t len = store_utf8_decode(p + i, n - i, &cp);
+        if (!len) {
+            /* not UTF-8 (an address's raw 8-bit local part): as it is */
+            if ((rc = store_buf_append(out, &b, 1)) < 0)
+                return rc;
+            i++;
+            continue;
+        }
+        if ((rc = casemap_cp(cp, out)) < 0)
+            return rc;
+        i += len;
+    }
     return 0;
 }

@@ -367,7 +367,13 @@ static int put_address(imap_sort_set *s, imap_sort_msg *m, int which,
         return pool_put(s, m, which, "", 0);
     if (!display)
         return put_mapped(s, m, which, a->local.p, a->local.len, false);
-    /* "If the address structure's [IMAP] addr-name is non-NIL, apply the
+    /* RFC 5957 4: "A 'derived-addr' value is created from the [IMAP]
+     * envelope structure resulting from a FETCH ENVELOPE on the message":
+     * our ENVELOPE gives a comment as addr-name when there is no phrase
+     * ("(Ann) <a@b>", "a@b (Ann)"), so DISPLAYFROM sorts that as "Ann".
+     * Dovecot does so for "a@b (Ann)" only and sorts "(Ann) <a@b>" as
+     * "a@b".
+     * "If the address structure's [IMAP] addr-name is non-NIL, apply the
      * procedure from [RFC5255], Section 4.6 (... decode any [RFC2047]
      * encoded-words ...).  If the resulting octet string is not the empty
      * string, use it" */

@@ -13,8 +13,10 @@
  *      and short byte strings.
  *
  * Strings compare by the collation RFC 5256 section 7 asks for,
- * i;unicode-casemap (RFC 5051), as far as imap_sort_casemap goes (see
- * there); the empty string collates first.  Ties are broken by sequence
+ * i;unicode-casemap (RFC 5051: imap_sort_casemap); the empty string
+ * collates first.  (SEARCH's case folding, srch_fold, is not that
+ * collation: it folds to lower case and does not decompose; equality
+ * under it is close, the order is not.)  Ties are broken by sequence
  * number (RFC 5256 section 3: "there is an implicit sort criterion of
  * 'sequence number'"). */
 #ifndef RINGMAIL_CORE_SORT_H
@@ -68,11 +70,16 @@ int imap_thread_parse_alg(const imap_arg *a, imap_thread_alg *out);
  * reply or forward for THREAD=REFERENCES).  0 or -ENOMEM. */
 int imap_base_subject(const char *p, size_t n, store_buf *out, bool *reply);
 
-/* Prepare UTF-8 for comparison by memcmp and length, appended to out: the
- * titlecase mapping of RFC 5051 step 2(a) for the characters SEARCH's
- * case folding covers (srch_fold: Latin, Greek, Cyrillic, fullwidth),
- * taken as the upper case; step 2(b), decomposition, is not applied, so
- * "é" does not sort with "e".  ASCII is exactly RFC 5051's.  0 or -ENOMEM. */
+/* Prepare UTF-8 for comparison by memcmp and length, appended to out:
+ * i;unicode-casemap (RFC 5051), whose step 2 maps each code point to its
+ * titlecase (UnicodeData.txt's simple mapping) and then by its
+ * decomposition property, canonical or compatibility (RFC 5051's own
+ * example takes U+01C5's <compat> one), until nothing decomposes (the
+ * result is not mapped again); so "Été" compares as "E\u0301TE\u0301",
+ * between "E" and "F".  From a table of Unicode 14 (casemap_table.h, tools/
+ * gen-casemap.py); Hangul syllables arithmetically.  Comparing the UTF-8
+ * bytes is comparing the code points, as RFC 5051 says.  Bytes that are
+ * not UTF-8 are copied.  0 or -ENOMEM. */
 int imap_sort_casemap(const char *p, size_t n, store_buf *out);
 
 /* ---- keys -------------------------------------------------------------- */

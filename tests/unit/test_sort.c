@@ -2,6 +2,7 @@
  * of RFC 5256 section 2.1 rule by rule, the string preparation for
  * comparison, the sent date of section 2.2, Message-ID normalization and
  * the sort criteria grammar.  On the wire: tests/integration/test_imap_sort.py. */
+#include "core/fetch/fetch_render.h"
 #include "core/search/sort.h"
 #include "tests/unit/testutil.h"
 
@@ -92,7 +93,26 @@ static void test_casemap(void)
     CHECK(cmp_mapped("hello", "HELLO") == 0);
     CHECK(cmp_mapped("Ärger", "äRGER") == 0);
     CHECK(cmp_mapped("Σίσυφος", "ΣΊΣΥΦΟΣ") == 0);
-    CHECK(cmp_mapped("straße", "STRAẞE") == 0);
+    /* neither ß nor ẞ has a titlecase mapping in UnicodeData.txt */
+    CHECK(cmp_mapped("straße", "STRAẞE") != 0);
+    /* step 2(b): decomposition; "Été" is "E\u0301TE\u0301": after "EZ"
+     * (U+0301 > 'Z'), before "F" */
+    CHECK(cmp_mapped("Été", "été") == 0);
+    CHECK(cmp_mapped("Été", "e\xcc\x81te\xcc\x81") == 0);
+    CHECK(cmp_mapped("Été", "ez") > 0);
+    CHECK(cmp_mapped("Été", "f") < 0);
+    /* RFC 5051's example: U+01C4 -> U+01C5 -> U+0044 U+017E -> D z U+030C */
+    store_buf b = {0};
+    CHECK(imap_sort_casemap("\u01C4", 2, &b) == 0);
+    CHECK(b.len == 4 && !memcmp(b.data, "Dz\xcc\x8c", 4));
+    free(b.data);
+    CHECK(cmp_mapped("\u01C4", "\u01C6") == 0);
+    CHECK(cmp_mapped("\u01C4", "\u01C5") == 0);
+    /* the decomposition is not mapped again: "D\u017E" is D Z U+030C */
+    CHECK(cmp_mapped("\u01C4", "D\u017E") > 0);
+    /* Hangul syllables decompose: U+AC00 is U+1100 U+1161 */
+    CHECK(cmp_mapped("\uAC00", "\u1100\u1161") == 0);
+    CHECK(cmp_mapped("µ", "\u039C") == 0);
     CHECK(cmp_mapped("", "a") < 0);          /* the empty string first */
     CHECK(cmp_mapped("a", "ab") < 0);
     CHECK(cmp_mapped("apple", "Banana") < 0);
@@ -209,6 +229,41 @@ static void test_criteria(void)
     CHECK(imap_thread_parse_alg(&a3, &alg) == -EINVAL);
 }
 
+static void first_is(const char *v, bool found, const char *name, const char *local,
+                     const char *domain)
+{
+    imap_address_parts a = {0};
+    store_str s = { v, (uint32_t)strlen(v) };
+    REQUIRE_OK(imap_first_address(s, &a));
+    bool ok = a.found == found && a.name.len == strlen(name) &&
+              !memcmp(a.name.p ? a.name.p : "", name, a.name.len) &&
+              a.local.len == strlen(local) && !memcmp(a.local.p ? a.local.p : "", local, a.local.len) &&
+              a.domain.len == strlen(domain) &&
+              !memcmp(a.domain.p ? a.domain.p : "", domain, a.domain.len);
+    if (!ok)
+        fprintf(stderr, "first address of \"%s\": %d \"%.*s\" \"%.*s\" \"%.*s\"\n", v, a.found,
+                (int)a.name.len, a.name.p, (int)a.local.len, a.local.p, (int)a.domain.len,
+                a.domain.p);
+    CHECK(ok);
+    imap_out_free(&a.name);
+    imap_out_free(&a.local);
+    imap_out_free(&a.domain);
+}
+
+static void test_first_address(void)
+{
+    first_is("Anna <anna@ex.org>, bob@ex.org", true, "Anna", "anna", "ex.org");
+    first_is("\"Zed, Z.\" <z@ex.org>", true, "Zed, Z.", "z", "ex.org");
+    first_is("mike@ex.org (Mike)", true, "Mike", "mike", "ex.org");
+    first_is("=?UTF-8?Q?B=C3=A9a?= <bea@ex.org>", true, "=?UTF-8?Q?B=C3=A9a?=", "bea", "ex.org");
+    /* a group's start marker comes first, as in ENVELOPE */
+    first_is("undisclosed-recipients:;", true, "", "undisclosed-recipients", "");
+    first_is("grp: a@ex.org;", true, "", "grp", "");
+    first_is("user", true, "", "user", "");
+    first_is("", false, "", "", "");
+    first_is(" , ", false, "", "", "");
+}
+
 int main(void)
 {
     RUN(test_base_subject);
@@ -216,5 +271,6 @@ int main(void)
     RUN(test_dates);
     RUN(test_msgids);
     RUN(test_criteria);
+    RUN(test_first_address);
     return test_summary();
 }
