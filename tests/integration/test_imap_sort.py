@@ -52,9 +52,10 @@ MSGS = [
 ]
 
 SORTS = [
-    # keys: 1-3 HELLO WORLD, 6 OTHER, 3 and 5 "éTé" (UTF-8 after ASCII)
-    ("SUBJECT", [1, 2, 4, 6, 3, 5]),
-    ("REVERSE SUBJECT", [3, 5, 6, 1, 2, 4]),
+    # keys (i;unicode-casemap, RFC 5051): 3 and 5 "E\u0301TE\u0301" (été
+    # decomposed), 1 2 4 "HELLO WORLD", 6 "OTHER"
+    ("SUBJECT", [3, 5, 1, 2, 4, 6]),
+    ("REVERSE SUBJECT", [6, 1, 2, 4, 3, 5]),
     # 5 (2023), 4 (1 Jan), 1 = 2 (2 Jan 12:00), 3 = 6 (3 Jan 00:00)
     ("DATE", [5, 4, 1, 2, 3, 6]),
     ("REVERSE DATE", [3, 6, 1, 2, 4, 5]),
@@ -73,9 +74,9 @@ SORTS = [
     # "" "" beta@ex.org delta@ex.org Xavier Yves
     ("DISPLAYTO", [3, 6, 1, 5, 4, 2]),
     ("REVERSE DISPLAYTO", [2, 4, 5, 1, 3, 6]),
-    ("SUBJECT DATE", [4, 1, 2, 6, 5, 3]),
-    ("SUBJECT REVERSE DATE", [1, 2, 4, 6, 3, 5]),
-    ("REVERSE SUBJECT REVERSE ARRIVAL", [3, 5, 6, 4, 1, 2]),
+    ("SUBJECT DATE", [5, 3, 4, 1, 2, 6]),
+    ("SUBJECT REVERSE DATE", [3, 5, 1, 2, 4, 6]),
+    ("REVERSE SUBJECT REVERSE ARRIVAL", [6, 4, 1, 2, 3, 5]),
 ]
 
 
@@ -124,6 +125,8 @@ class SortCase(rs.ServerTestCase):
         c = self.box()
         self.assertEqual(self.sort(c, "SORT (DATE) UTF-8 NOT FROM zulu"), [5, 4, 1, 3, 6])
         self.assertEqual(self.sort(c, "SORT (SUBJECT) UTF-8 SUBJECT hello"), [1, 2, 4])
+        self.assertEqual(self.sort(c, "SORT (SUBJECT) UTF-8 OR SUBJECT hello SUBJECT other"),
+                         [1, 2, 4, 6])
         self.assertEqual(self.sort(c, 'SORT (SIZE) "UTF-8" 2:4'), [2, 3, 4])
         # UID SORT's search keys are SEARCH's: a sequence set is sequence numbers
         self.assertEqual(self.sort(c, "UID SORT (SIZE) UTF-8 2:4"), [3, 4, 5])
