@@ -5,16 +5,19 @@
  * messages at a time, then the keys of the matching messages are read from
  * the cache a few messages at a time (no message is parsed), then the
  * order or the thread tree is computed in one go from the prepared keys
- * (O(n log n) comparisons, no I/O), and the answer is written out a slice
- * at a time.  The snapshot and the view stay the same throughout: the
+ * (O(n log n) comparisons, no I/O; on the sync pool from SORT_POOL_MIN
+ * messages on, so the worker's other sessions are not kept waiting), and
+ * the answer is written out a slice at a time.  The snapshot and the view stay the same throughout: the
  * session runs nothing else meanwhile. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/auth/authpool.h"
 #include "core/search/search.h"
 #include "core/search/sort.h"
 #include "core/server/session.h"
+#include "net/net.h"
 
 typedef struct sort_cont {
     imap_search_prog *prog;
@@ -27,7 +30,8 @@ typedef struct sort_cont {
     size_t ncrit;
     imap_thread_alg alg;
     bool thread, uid;
-    int phase;                  /* 0 search, 1 keys, 2 order, 3 output */
+    int phase;                  /* 0 search, 1 keys, 2 order, 3 its result, 4 output */
+    int order_rc;               /* of the order step when it ran on the pool */
     uint32_t next;              /* search: next sequence number */
     size_t at;                  /* keys: next result; output: next item */
     uint32_t *order;            /* SORT */
@@ -39,6 +43,11 @@ typedef struct sort_cont {
 #define SORT_KEYS_CHUNK 16      /* key extractions per unit of work */
 #define SORT_OUT_CHUNK 2048     /* numbers per unit of output */
 #define THREAD_OUT_CHUNK 16384  /* bytes per unit of output */
+/* From this many messages on, the order step (one go, O(n log n): ~60 ms
+ * for SORT (DATE) of 10^6 messages, ~0.7 s for SUBJECT, ~1.5 s for THREAD
+ * REFERENCES) runs on the sync pool, so the worker goes on serving its
+ * other sessions meanwhile. */
+#define SORT_POOL_MIN 20000
 
 static void sort_cont_free(void *arg)
 {
@@ -65,6 +74,80 @@ static bool sort_failed(session *s, sort_cont *sc, int rc)
                              : sc->thread ? "[SERVERBUG] Thread failed"
                                           : "[SERVERBUG] Sort failed");
     return true;
+}
+
+/* The order step on the pool: the job owns the keys and the result while
+ * it runs (a session closed meanwhile frees its command state at once; the
+ * job's completion frees the rest and the session). */
+typedef struct sort_job {
+    session *s;
+    sort_cont *sc;
+    imap_sort_set set;
+    const imap_sort_crit *crit;     /* sc's: read only, freed after us */
+    size_t ncrit;
+    bool thread, uid;
+    imap_thread_alg alg;
+    uint32_t *order;
+    imap_out text;
+    int rc;
+} sort_job;
+
+static int sort_compute(const imap_sort_set *set, bool thread, imap_thread_alg alg, bool uid,
+                        const imap_sort_crit *crit, size_t ncrit, uint32_t **order,
+                        imap_out *text)
+{
+    if (thread)
+        return imap_thread_render(set, alg, uid, text);
+    return imap_sort_order(set, crit, ncrit, order);
+}
+
+static void sort_work(void *arg)
+{
+    sort_job *j = arg;
+    j->rc = sort_compute(&j->set, j->thread, j->alg, j->uid, j->crit, j->ncrit, &j->order,
+                         &j->text);
+}
+
+static void sort_done(void *arg, int status)
+{
+    sort_job *j = arg;
+    session *s = j->s;
+    s->pool_busy = false;
+    if (s->dead) {
+        imap_sort_set_free(&j->set);
+        free(j->order);
+        imap_out_free(&j->text);
+        free(j);
+        sess_free(s);
+        return;
+    }
+    sort_cont *sc = j->sc;
+    sc->set = j->set;
+    sc->order = j->order;
+    sc->text = j->text;
+    sc->order_rc = status < 0 ? status : j->rc;
+    sc->phase = 3;
+    free(j);
+    sess_cont_next(s);
+}
+
+/* 0 if the order step went to the pool. */
+static int sort_submit(session *s, sort_cont *sc)
+{
+    sort_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    *j = (sort_job){ .s = s, .sc = sc, .set = sc->set, .crit = sc->crit, .ncrit = sc->ncrit,
+                     .thread = sc->thread, .uid = sc->uid, .alg = sc->alg };
+    int rc = authpool_submit(s->srv->syncpool, sort_work, j, sort_done, s->srv->net,
+                             net_conn_worker(s->conn));
+    if (rc < 0) {
+        free(j);
+        return rc;
+    }
+    memset(&sc->set, 0, sizeof sc->set);
+    s->pool_busy = true;
+    return 0;
 }
 
 static bool sort_step(session *s, void *arg)
@@ -100,14 +183,17 @@ static bool sort_step(session *s, void *arg)
                 return sort_failed(s, sc, rc);
     }
     if (sc->phase == 2) {
-        /* in one go: O(n log n) on prepared keys */
-        if (sc->thread)
-            rc = imap_thread_render(&sc->set, sc->alg, sc->uid, &sc->text);
-        else
-            rc = imap_sort_order(&sc->set, sc->crit, sc->ncrit, &sc->order);
-        if (rc < 0)
-            return sort_failed(s, sc, rc);
+        /* in one go: O(n log n) on prepared keys; on the pool if long */
+        if (sc->set.n >= SORT_POOL_MIN && sort_submit(s, sc) == 0)
+            return false;       /* sort_done resumes us in phase 3 */
+        sc->order_rc = sort_compute(&sc->set, sc->thread, sc->alg, sc->uid, sc->crit,
+                                    sc->ncrit, &sc->order, &sc->text);
         sc->phase = 3;
+    }
+    if (sc->phase == 3) {
+        if (sc->order_rc < 0)
+            return sort_failed(s, sc, sc->order_rc);
+        sc->phase = 4;
         sc->at = 0;
         imap_out_printf(&s->out, sc->thread ? "* THREAD" : "* SORT");
     }

@@ -177,7 +177,65 @@ class SortCase(rs.ServerTestCase):
         self.ok(c, "NOOP")
 
 
-rs.parametrize(globals(), SortCase)
+QUICK = os.environ.get("RINGMAIL_TEST_QUICK") == "1"
+
+
+class SortBigCase(rs.ServerTestCase):
+    """Past SORT_POOL_MIN (20000) messages the order step runs on the sync
+    pool: the same answers, and a client that leaves meanwhile."""
+    users_per_class = 6
+    N = 21000 if QUICK else 30000
+
+    def big(self):
+        import random
+        rng = random.Random(7)
+        self.keys = []
+        msgs = []
+        for i in range(self.N):
+            k = rng.randrange(5000)
+            pre = rng.choice(["", "Re: ", "[list] ", "Fwd: Re: "])
+            day = rng.randrange(1, 28)
+            self.keys.append(("TOPIC-%05d" % k, day))
+            msgs.append(b"From: a%d@ex.org\r\nSubject: %stopic-%05d\r\n"
+                        b"Date: %d Jan 2024 10:00:00 +0000\r\nMessage-ID: <b%d@ex>\r\n"
+                        b"References: <b%d@ex>\r\n\r\nx\r\n"
+                        % (i, pre.encode(), k, day, i, rng.randrange(self.N)))
+        self.server.import_mbox(self.user, "INBOX", msgs)
+        return self.login(select="INBOX")
+
+    def test_pool_order(self):
+        c = self.big()
+        r = self.ok(c, "SORT (SUBJECT) UTF-8 ALL", timeout=120)
+        got = [int(x) for u in r.untagged if u.raw.startswith(b"* SORT")
+               for x in u.raw.split()[2:]]
+        want = sorted(range(1, self.N + 1), key=lambda n: (self.keys[n - 1][0], n))
+        self.assertEqual(got, want)
+        r = self.ok(c, "SORT (REVERSE DATE) UTF-8 ALL", timeout=120)
+        got = [int(x) for u in r.untagged if u.raw.startswith(b"* SORT")
+               for x in u.raw.split()[2:]]
+        want = sorted(range(1, self.N + 1), key=lambda n: (-self.keys[n - 1][1], n))
+        self.assertEqual(got, want)
+        r = self.ok(c, "THREAD REFERENCES UTF-8 ALL", timeout=120)
+        line = [u.raw for u in r.untagged if u.raw.startswith(b"* THREAD")][0]
+        nums = [int(x) for x in re.findall(rb"\d+", line)]
+        self.assertEqual(sorted(nums), list(range(1, self.N + 1)))
+        self.assertEqual(line.count(b"("), line.count(b")"))
+        # a bystander on the server is answered meanwhile
+        b = self.login()
+        self.ok(b, "NOOP")
+
+    def test_leave_while_pooled(self):
+        c = self.big()
+        for cmd in ("THREAD REFERENCES UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL"):
+            c.send(("x1 %s\r\n" % cmd).encode())
+            c.close()
+            self.conns.remove(c)
+            c = self.login(select="INBOX")
+        self.ok(c, "SORT (ARRIVAL) UTF-8 1:3")
+        self.assertTrue(self.server.alive())
+
+
+rs.parametrize(globals(), SortCase, SortBigCase)
 
 if __name__ == "__main__":
     rs.main()
