@@ -543,11 +543,12 @@ typedef struct sort_ctx {
 static int cmp_str(const imap_sort_set *s, const imap_sort_msg *a,
                    const imap_sort_msg *b, int which)
 {
-    uint32_t la = a->len[which], lb = b->len[which];
-    int r = memcmp(s->pool.data + a->off[which], s->pool.data + b->off[which],
-                   la < lb ? la : lb);
-    if (r)
-        return r;
+    uint32_t la = a->len[which], lb = b->len[which], n = la < lb ? la : lb;
+    if (n) {
+        int r = memcmp(s->pool.data + a->off[which], s->pool.data + b->off[which], n);
+        if (r)
+            return r;
+    }
     return la < lb ? -1 : la > lb;
 }
 

@@ -535,8 +535,9 @@ static int cmp_subj_date(const void *a, const void *b, void *arg)
     const imap_sort_set *s = arg;
     const imap_sort_msg *x = &s->m[*(const uint32_t *)a], *y = &s->m[*(const uint32_t *)b];
     uint32_t lx = x->len[IMAP_SORT_S_SUBJECT], ly = y->len[IMAP_SORT_S_SUBJECT];
-    int r = memcmp(s->pool.data + x->off[IMAP_SORT_S_SUBJECT],
-                   s->pool.data + y->off[IMAP_SORT_S_SUBJECT], lx < ly ? lx : ly);
+    int r = lx && ly ? memcmp(s->pool.data + x->off[IMAP_SORT_S_SUBJECT],
+                              s->pool.data + y->off[IMAP_SORT_S_SUBJECT], lx < ly ? lx : ly)
+                     : 0;
     if (r)
         return r;
     if (lx != ly)
@@ -573,8 +574,8 @@ static int orderedsubject(thr *t)
         }
         const imap_sort_msg *a = &s->m[o[i]], *h = head == NIL ? NULL : &s->m[t->nd[head].msg];
         if (h && h->len[IMAP_SORT_S_SUBJECT] == a->len[IMAP_SORT_S_SUBJECT] &&
-            memcmp(s->pool.data + h->off[IMAP_SORT_S_SUBJECT],
-                   s->pool.data + a->off[IMAP_SORT_S_SUBJECT], a->len[IMAP_SORT_S_SUBJECT]) == 0) {
+            (!a->len[IMAP_SORT_S_SUBJECT] || memcmp(s->pool.data + h->off[IMAP_SORT_S_SUBJECT],
+                   s->pool.data + a->off[IMAP_SORT_S_SUBJECT], a->len[IMAP_SORT_S_SUBJECT]) == 0)) {
             link_node(t, head, x);
         } else {
             link_node(t, root, x);

@@ -54,7 +54,7 @@ static void thread_is(imap_sort_set *s, imap_thread_alg alg, bool uid, const cha
 {
     imap_out o = {0};
     REQUIRE_OK(imap_thread_render(s, alg, uid, &o));
-    bool ok = o.len == strlen(want) && !memcmp(o.p, want, o.len);
+    bool ok = o.len == strlen(want) && (!o.len || !memcmp(o.p, want, o.len));
     if (!ok)
         fprintf(stderr, "thread: \"%.*s\", want \"%s\"\n", (int)o.len, o.p ? o.p : "", want);
     CHECK(ok);
@@ -282,8 +282,26 @@ static void test_deep_chain(void)
     imap_sort_set_free(&s);
 }
 
+static void test_empty_keys(void)
+{
+    /* every string empty: the pool holds nothing at all */
+    imap_sort_set s = {0};
+    add(&s, 20, "", NULL, NULL, NULL);
+    add(&s, 10, "Re:", NULL, NULL, NULL);
+    add(&s, 10, "", NULL, NULL, NULL);
+    thread_is(&s, IMAP_THREAD_ORDEREDSUBJECT, false, " (2 (3)(1))");
+    REFS(&s, " (2)(3)(1)");
+    imap_sort_crit c[2] = {{IMAP_SORT_SUBJECT, false}, {IMAP_SORT_FROM, true}};
+    uint32_t *o = NULL;
+    REQUIRE_OK(imap_sort_order(&s, c, 2, &o));
+    CHECK(o[0] == 0 && o[1] == 1 && o[2] == 2);
+    free(o);
+    imap_sort_set_free(&s);
+}
+
 int main(void)
 {
+    RUN(test_empty_keys);
     RUN(test_chain_and_ids);
     RUN(test_loops);
     RUN(test_missing_parents);
