@@ -953,6 +953,8 @@ class Extensions(Base):
                  "CONDSTORE", "COMPRESS=DEFLATE"}
         # QRESYNC (RFC 7162 3.2): its rows are still to be written
         elsewhere = {"QRESYNC"}
+        # SORT and THREAD (RFC 5256, RFC 5957): tests/integration/test_imap_sort.py
+        elsewhere |= {"SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"}
         caps = c.capabilities()
         for cap in caps:
             if cap.startswith("APPENDLIMIT=") or cap.startswith("AUTH="):
