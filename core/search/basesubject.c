@@ -139,7 +139,7 @@ int imap_base_subject(const char *p, size_t n, store_buf *out, bool *reply)
         }
         break;
     }
-    rc = store_buf_append(out, x.s + x.b, x.e - x.b);
+    rc = x.e > x.b ? store_buf_append(out, x.s + x.b, x.e - x.b) : 0;
 out:
     free(dec.data);
     if (reply)
