@@ -299,8 +299,70 @@ static void test_empty_keys(void)
     imap_sort_set_free(&s);
 }
 
+/* Random id graphs (forward, backward, self and cyclic references,
+ * duplicates, missing ids, shared subjects): every message once in the
+ * answer, well nested, the same answer twice. */
+static void test_random_graphs(void)
+{
+    unsigned seed = 12345;
+    int rounds = test_quick() ? 100 : 400;
+    for (int round = 0; round < rounds; round++) {
+        imap_sort_set s = {0};
+        seed = seed * 1103515245u + 12345u;
+        unsigned n = 1 + (seed >> 16) % 40;
+        static const char *const subj[] = {"a", "Re: a", "b", "Fwd: b", "", "[l] a", "a (fwd)"};
+        for (unsigned i = 0; i < n; i++) {
+            char id[32], refs[128] = "";
+            seed = seed * 1103515245u + 12345u;
+            snprintf(id, sizeof id, "<%u@x>", (seed >> 8) % (n + 3));
+            for (unsigned k = (seed >> 20) % 4; k > 0; k--) {
+                seed = seed * 1103515245u + 12345u;
+                size_t l = strlen(refs);
+                snprintf(refs + l, sizeof refs - l, "<%u@x> ", (seed >> 8) % (n + 5));
+            }
+            seed = seed * 1103515245u + 12345u;
+            add(&s, (seed >> 12) % 7, subj[(seed >> 4) % 7], (seed & 7) ? id : NULL,
+                refs[0] ? refs : NULL, NULL);
+        }
+        for (int alg = 0; alg < 2; alg++) {
+            imap_out o = {0}, o2 = {0};
+            REQUIRE_OK(imap_thread_render(&s, (imap_thread_alg)alg, false, &o));
+            REQUIRE_OK(imap_thread_render(&s, (imap_thread_alg)alg, false, &o2));
+            CHECK(o.len == o2.len && (!o.len || !memcmp(o.p, o2.p, o.len)));
+            unsigned seen[64] = {0};
+            int depth = 0;
+            bool ok = true;
+            for (size_t i = 0; i < o.len; i++) {
+                if (o.p[i] == '(')
+                    depth++;
+                else if (o.p[i] == ')')
+                    ok &= --depth >= 0;
+                else if (o.p[i] >= '0' && o.p[i] <= '9') {
+                    unsigned v = 0;
+                    while (i < o.len && o.p[i] >= '0' && o.p[i] <= '9')
+                        v = v * 10 + (unsigned)(o.p[i++] - '0');
+                    i--;
+                    ok &= v >= 1 && v <= n;
+                    if (v < 64)
+                        seen[v]++;
+                }
+            }
+            ok &= depth == 0;
+            for (unsigned v = 1; v <= n; v++)
+                ok &= seen[v] == 1;
+            if (!ok)
+                fprintf(stderr, "round %d alg %d: \"%.*s\"\n", round, alg, (int)o.len, o.p);
+            CHECK(ok);
+            imap_out_free(&o);
+            imap_out_free(&o2);
+        }
+        imap_sort_set_free(&s);
+    }
+}
+
 int main(void)
 {
+    RUN(test_random_graphs);
     RUN(test_empty_keys);
     RUN(test_chain_and_ids);
     RUN(test_loops);
