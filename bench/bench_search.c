@@ -8,6 +8,15 @@
  *                                  (index, then the cache for the seen ones)
  *   search/body/msgs:M             BODY "qx-7731"          (every text part
  *                                  decoded; ~1 % match)
+ *   sort/date/msgs:N               SORT (DATE) UTF-8 ALL   (the Date: header
+ *                                  of every message from the cache)
+ *   sort/subject/msgs:N            SORT (SUBJECT) UTF-8 ALL (base subjects)
+ *   thread/references/msgs:N       THREAD REFERENCES UTF-8 ALL
+ *
+ * For sort/ and thread/, one iteration is the whole command without the
+ * output: search, key extraction from the cache (what the server does in
+ * slices), then the order or the thread tree (what it does in one go);
+ * the counter order_ms is the average time of that last step alone.
  *
  * N is --search-size (default 10^5), M --search-body-size (default 10^5).
  * One iteration = one command as the server runs it: tokenize "t SEARCH
@@ -20,6 +29,7 @@
  */
 #include "bench/bench.h"
 #include "core/search/search.h"
+#include "core/search/sort.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -31,7 +41,8 @@
 
 #define FISCHER 5   /* bench_mail_last_names[5] */
 
-typedef enum kind { K_UNSEEN, K_FROM, K_SINCE, K_OR_NOT, K_BODY, K_COUNT } kind;
+typedef enum kind { K_UNSEEN, K_FROM, K_SINCE, K_OR_NOT, K_BODY, K_SORT_DATE, K_SORT_SUBJECT,
+                    K_THREAD_REFS, K_COUNT } kind;
 
 typedef struct search_arg {
     kind k;
@@ -94,12 +105,110 @@ static int run_search(const bench_mail *m, const char *line, imap_search_result 
     return r;
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* One SORT or THREAD command (without writing the answer).  *order_ms gets
+ * the time of the final step. */
+static int run_sort(const bench_mail *m, kind k, imap_sort_set *set, uint32_t **order,
+                    imap_out *thr, double *order_ms)
+{
+    imap_search_result res = {0};
+    imap_search_prog *p = NULL;
+    imap_args *a = NULL;
+    const char *tag, *name, *err;
+    size_t taglen, nargs;
+    imap_arg *args;
+    static const char line[] = "t SEARCH ALL";
+    int r = imap_args_parse((const uint8_t *)line, strlen(line), &a, &tag, &taglen,
+                            &name, &args, &nargs, &err);
+    if (r == 0)
+        r = imap_search_parse_keys(args, nargs, NULL, &p, &err);
+    imap_sort_crit crit = {k == K_SORT_DATE ? IMAP_SORT_DATE : IMAP_SORT_SUBJECT, false};
+    imap_sort_set_free(set);
+    set->need = k == K_THREAD_REFS ? imap_thread_need(IMAP_THREAD_REFERENCES)
+                                   : imap_sort_need(&crit, 1);
+    store_snap *snap = r == 0 ? store_snap_get(m->mb) : NULL;
+    if (r == 0 && !snap)
+        r = -ENOMEM;
+    if (r == 0) {
+        imap_search_view v = {.snap = snap, .uids = m->live, .count = m->nlive};
+        r = imap_search_run(p, &v, &res);
+        store_cursor cur;
+        store_cursor_init(&cur, snap);
+        for (size_t i = 0; r == 0 && i < res.n; i++)
+            r = imap_sort_set_add(set, &cur, res.seqs[i], res.uids[i]);
+    }
+    if (r == 0) {
+        double t0 = now_ms();
+        free(*order);
+        *order = NULL;
+        thr->len = 0;
+        if (k == K_THREAD_REFS)
+            r = imap_thread_render(set, IMAP_THREAD_REFERENCES, false, thr);
+        else
+            r = imap_sort_order(set, &crit, 1, order);
+        *order_ms = now_ms() - t0;
+    }
+    if (snap)
+        store_snap_put(snap);
+    imap_search_result_free(&res);
+    imap_search_free(p);
+    imap_args_free(a);
+    return r;
+}
+
+static void bm_sort(bench_state *st, const search_arg *a, const bench_mail *m)
+{
+    imap_sort_set set = {0};
+    uint32_t *order = NULL;
+    imap_out thr = {0};
+    double ms = 0, total = 0;
+    int r = run_sort(m, a->k, &set, &order, &thr, &ms);
+    if (r < 0 || set.n != m->nlive) {
+        bench_error(st, "sort: %s (%zu of %u)", strerror(-r), set.n, m->nlive);
+        goto out;
+    }
+    /* checked against the prepared keys: ascending */
+    for (size_t i = 1; order && i < set.n; i++) {
+        const imap_sort_msg *x = &set.m[order[i - 1]], *y = &set.m[order[i]];
+        bool ok = a->k != K_SORT_DATE || x->date < y->date ||
+                  (x->date == y->date && x->seq < y->seq);
+        if (!ok) {
+            bench_error(st, "sort: not in order at %zu", i);
+            goto out;
+        }
+    }
+    while (bench_keep_running(st)) {
+        if ((r = run_sort(m, a->k, &set, &order, &thr, &ms)) < 0) {
+            bench_error(st, "sort: %s", strerror(-r));
+            goto out;
+        }
+        total += ms;
+    }
+    bench_set_items_processed(st, bench_iterations(st) * (int64_t)m->nlive);
+    bench_set_counter(st, "order_ms", bench_iterations(st) ? total / (double)bench_iterations(st)
+                                                           : 0, BENCH_COUNTER_PLAIN);
+out:
+    imap_sort_set_free(&set);
+    free(order);
+    imap_out_free(&thr);
+}
+
 static void bm_search(bench_state *st, void *arg)
 {
     const search_arg *a = arg;
     const bench_mail *m = bench_mail_get(st, a->n);
     if (!m)
         return;
+    if (a->k >= K_SORT_DATE) {
+        bm_sort(st, a, m);
+        return;
+    }
     char date[32], line[256];
     int64_t since = since_midnight(m, date, sizeof date);
     switch (a->k) {
@@ -153,13 +262,16 @@ out:
 
 int bench_suite_search_register(const bench_opts *o)
 {
-    static const char *const names[K_COUNT] = {"unseen", "from", "since", "or_not", "body"};
+    static const char *const names[K_COUNT] = {"unseen", "from", "since", "or_not", "body",
+                                               "date", "subject", "references"};
     char name[96];
     for (int k = 0; k < K_COUNT; k++) {
         search_arg *a = &g_args[k];
         a->k = (kind)k;
         a->n = k == K_BODY ? o->search_body_size : o->search_size;
-        snprintf(name, sizeof name, "search/%s/msgs:%" PRIu64, names[k], a->n);
+        snprintf(name, sizeof name, "%s/%s/msgs:%" PRIu64,
+                 k == K_THREAD_REFS ? "thread" : k >= K_SORT_DATE ? "sort" : "search",
+                 names[k], a->n);
         bench_bm *b = bench_register(name, bm_search, a);
         if (!b)
             return -ENOMEM;

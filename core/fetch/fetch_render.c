@@ -17,6 +17,8 @@ typedef struct rctx {
     bool plain;                 /* addresses as search text, not IMAP data
                                    (imap_render_address_text) */
     bool in_angle;              /* inside "<...>": comments are no name */
+    imap_address_parts *first;  /* imap_first_address: keep the first
+                                   mailbox here and write nothing */
 } rctx;
 
 static void oom(rctx *x)
@@ -313,6 +315,17 @@ static void emit_addr(rctx *x, const store_buf *name)
 {
     if (!name->len && !x->local.len && !x->domain.len && !x->adl.len)
         return;
+    if (x->first) {
+        const store_buf *nm = name->len ? name : &x->comment;
+        if (!x->first->found) {
+            x->first->found = true;
+            imap_out_add(&x->first->name, nm->data, nm->len);
+            imap_out_add(&x->first->local, x->local.data, x->local.len);
+            imap_out_add(&x->first->domain, x->domain.data, x->domain.len);
+        }
+        x->count++;
+        return;
+    }
     if (x->plain) {
         /* "name <local@domain>, ": what the ENVELOPE says, in the form
          * the address is written in a header */
@@ -341,6 +354,15 @@ static void emit_addr(rctx *x, const store_buf *name)
 
 static void emit_group(rctx *x, const store_buf *name)
 {
+    if (x->first) {
+        /* the group's start marker is an address of ENVELOPE's list: NIL
+         * name and host, the group's name as addr-mailbox */
+        if (name && !x->first->found) {
+            x->first->found = true;
+            imap_out_add(&x->first->local, name->data, name->len);
+        }
+        return;
+    }
     if (x->plain) {
         if (name) {
             imap_out_add(x->o, name->data, name->len);
@@ -725,6 +747,23 @@ int imap_render_address_text(imap_out *o, store_str value)
     x.plain = true;
     addr_list(&x, value);
     return rctx_done(&x);
+}
+
+int imap_first_address(store_str value, imap_address_parts *out)
+{
+    imap_out scratch = {0};     /* group names: not mailboxes */
+    rctx x;
+    rctx_init(&x, &scratch, NULL, true);
+    x.plain = true;
+    x.first = out;
+    out->found = false;
+    out->name.len = out->local.len = out->domain.len = 0;
+    addr_list(&x, value);
+    int rc = rctx_done(&x);
+    imap_out_free(&scratch);
+    if (!rc)
+        rc = out->name.err ? out->name.err : out->local.err ? out->local.err : out->domain.err;
+    return rc;
 }
 
 int imap_render_body(imap_out *o, const store_cache *c, bool extensible,

@@ -77,6 +77,19 @@ int imap_render_envelope(imap_out *o, const store_cache *c,
  * 0 or o->err. */
 int imap_render_address_text(imap_out *o, store_str value);
 
+/* The first address of a header value's address list, as ENVELOPE gives
+ * it (SORT's FROM/TO/CC and DISPLAYFROM/DISPLAYTO, RFC 5256 and RFC 5957):
+ * its addr-name (the phrase, else a comment, RFC 2047 words still
+ * encoded), addr-mailbox and addr-host, each replaced in out (the caller
+ * owns the buffers: imap_out_free).  A group's start marker is such an
+ * address, with the group's name as addr-mailbox and no name or host.
+ * out->found says whether there was one.  Returns 0 or -ENOMEM. */
+typedef struct imap_address_parts {
+    imap_out name, local, domain;
+    bool found;
+} imap_address_parts;
+int imap_first_address(store_str value, imap_address_parts *out);
+
 /* The message's body structure: BODYSTRUCTURE with extensible, BODY
  * without. */
 int imap_render_body(imap_out *o, const store_cache *c, bool extensible,

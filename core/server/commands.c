@@ -63,6 +63,10 @@ const cmd_def cmd_table[CMD_COUNT] = {
     [CMD_GETQUOTA] = {"GETQUOTA", cmd_getquota, CMD_IN_AUTHED, false, false, false, NONE},
     [CMD_GETQUOTAROOT] = {"GETQUOTAROOT", cmd_getquotaroot, CMD_IN_AUTHED, false, false, false, NONE},
     [CMD_SETQUOTA] = {"SETQUOTA", cmd_setquota, CMD_IN_AUTHED, false, false, false, NONE},
+    /* RFC 5256: EXPUNGE is not permitted while answering SORT or THREAD
+     * (allowed for the UID forms, held back for both, as for SEARCH) */
+    [CMD_SORT] = {"SORT", cmd_sort, CMD_IN_SELECTED, true, false, false, NO_EXPUNGE},
+    [CMD_THREAD] = {"THREAD", cmd_thread, CMD_IN_SELECTED, true, false, false, NO_EXPUNGE},
 };
 
 const cmd_def *cmd_find(const char *name)

@@ -85,7 +85,7 @@ void sess_capabilities(session *s, imap_out *o)
     imap_out_printf(o, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE "
                        "NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
                        "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC "
-                       "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND "
+                       "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
     if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)
         imap_out_printf(o, " COMPRESS=DEFLATE");

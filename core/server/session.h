@@ -354,6 +354,7 @@ typedef enum cmd_code {
     CMD_UNSELECT, CMD_EXPUNGE, CMD_STORE, CMD_COPY, CMD_MOVE, CMD_FETCH,
     CMD_SEARCH, CMD_COMPRESS,
     CMD_GETQUOTA, CMD_GETQUOTAROOT, CMD_SETQUOTA,
+    CMD_SORT, CMD_THREAD,
     CMD_COUNT
 } cmd_code;
 extern const cmd_def cmd_table[CMD_COUNT];
@@ -418,6 +419,8 @@ void cmd_copy(imap_cmd *c);
 void cmd_move(imap_cmd *c);
 void cmd_fetch(imap_cmd *c);
 void cmd_search(imap_cmd *c);
+void cmd_sort(imap_cmd *c);
+void cmd_thread(imap_cmd *c);
 void cmd_idle(imap_cmd *c);
 void idle_line(session *s, const uint8_t *line, size_t n);
 

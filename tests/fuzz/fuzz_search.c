@@ -3,7 +3,10 @@
  * Input: a command ("a UID SEARCH RETURN (MIN) CHARSET UTF-8 OR ..."),
  * tokenized with imap_args_parse; its arguments (after "UID" if present,
  * and after a leading SEARCH/SORT/THREAD atom) go to imap_search_parse and
- * imap_search_parse_keys, with default and with small limits. */
+ * imap_search_parse_keys, with default and with small limits.  For SORT and
+ * THREAD, the sort criteria or the algorithm too, and the keys after the
+ * charset.  The raw input also goes through the SORT/THREAD text helpers
+ * (core/search/sort.h): base subject, case mapping, sent date, msg-ids. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -12,6 +15,7 @@
 
 #include "core/imap/imap_args.h"
 #include "core/search/search.h"
+#include "core/search/sort.h"
 #include "fuzz_common.h"
 
 static void run(const imap_arg *args, size_t n, const imap_search_limits *lim,
@@ -43,8 +47,51 @@ static void run(const imap_arg *args, size_t n, const imap_search_limits *lim,
     imap_search_free(p);
 }
 
+static void text_helpers(const uint8_t *data, size_t size)
+{
+    store_buf b = {0}, c = {0};
+    bool reply;
+    if (imap_base_subject((const char *)data, size, &b, &reply) == 0) {
+        FUZZ_CHECK(b.len <= size * 4 + 16);   /* decoding grows by U+FFFD at most */
+        if (imap_sort_casemap(b.data ? (const char *)b.data : "", b.len, &c) == 0)
+            fuzz_sink += c.len;
+    }
+    int64_t t;
+    fuzz_sink += imap_sort_parse_date((const char *)data, size, &t) == 0;
+    size_t pos = 0;
+    b.len = 0;
+    int rc;
+    while ((rc = imap_sort_msgid((const char *)data, size, &pos, &b)) == 1) {
+        FUZZ_CHECK(pos <= size);
+        FUZZ_CHECK(b.len >= 4 && b.data[0] == '<');
+    }
+    FUZZ_CHECK(rc == 0 || rc == -ENOMEM);
+    free(b.data);
+    free(c.data);
+}
+
+static void sort_args(const imap_arg *v, size_t n, bool thread)
+{
+    imap_sort_crit crit[IMAP_SORT_MAX_CRIT];
+    const char *err = NULL;
+    imap_thread_alg alg;
+    if (n < 1)
+        return;
+    if (thread) {
+        fuzz_sink += imap_thread_parse_alg(&v[0], &alg) == 0;
+    } else {
+        int k = imap_sort_parse_criteria(&v[0], crit, IMAP_SORT_MAX_CRIT, &err);
+        FUZZ_CHECK(k > 0 || (k == -EINVAL && err));
+        if (k > 0)
+            fuzz_sink += imap_sort_need(crit, (size_t)k);
+    }
+    if (n >= 3)
+        run(v + 2, n - 2, NULL, true);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    text_helpers(data, size);
     imap_args *a = NULL;
     const char *tag = NULL, *name = NULL, *err = NULL;
     size_t taglen = 0, nargs = 0;
@@ -56,6 +103,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = nargs;
     if (!strcmp(name, "UID") && n > 0 && imap_arg_is(&v[0], "SEARCH"))
         v++, n--;
+    if (!strcmp(name, "UID") && n > 0 && (imap_arg_is(&v[0], "SORT") || imap_arg_is(&v[0], "THREAD"))) {
+        sort_args(v + 1, n - 1, imap_arg_is(&v[0], "THREAD"));
+        v++, n--;
+    } else if (!strcmp(name, "SORT") || !strcmp(name, "THREAD")) {
+        sort_args(v, n, !strcmp(name, "THREAD"));
+    }
     for (size_t i = 0; i < n && v[i].type == IMAP_ARG_ATOM; i++)
         fuzz_sink += imap_search_charset_ok(v[i].s, v[i].len);
     imap_search_limits small = { .max_depth = 4, .max_keys = 16,

@@ -36,9 +36,11 @@ static void test_find(void)
 static void test_declarations(void)
 {
     static const char *const uid[] = {"COPY", "MOVE", "EXPUNGE", "STORE", "FETCH",
-                                      "SEARCH", NULL};     /* RFC 9051 6.4.9 */
+                                      "SEARCH", "SORT", "THREAD", NULL};
+                                      /* RFC 9051 6.4.9, RFC 5256 (UID SORT, UID THREAD) */
     static const char *const writes[] = {"EXPUNGE", "STORE", "MOVE", NULL};
-    static const char *const no_expunge[] = {"FETCH", "STORE", "SEARCH", NULL};
+    static const char *const no_expunge[] = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD",
+                                             NULL};
     /* the RFC 9051 grammar gives these no arguments ("capability", "noop",
      * "logout", "starttls", "namespace", "idle", "close", "unselect",
      * "expunge" without UID; RFC 3501's "check") */
@@ -48,7 +50,8 @@ static void test_declarations(void)
     static const char *const noauth[] = {"STARTTLS", "LOGIN", "AUTHENTICATE", NULL};
     static const char *const any[] = {"CAPABILITY", "NOOP", "LOGOUT", "ID", NULL};
     static const char *const selected[] = {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "STORE",
-                                           "COPY", "MOVE", "FETCH", "SEARCH", NULL};
+                                           "COPY", "MOVE", "FETCH", "SEARCH", "SORT",
+                                           "THREAD", NULL};
     for (size_t i = 0; i < CMD_COUNT; i++) {
         const cmd_def *d = &cmd_table[i];
         CHECK(d->uid == named(d, uid));

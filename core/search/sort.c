@@ -1,0 +1,601 @@
+/* core/search/sort.c — SORT's criteria, the keys SORT and THREAD read from the
+ * cache, and the SORT order (contract in core/search/sort.h). */
+#include "core/fetch/fetch_render.h"
+#include "core/fetch/mime_decode.h"
+#include "core/search/search_internal.h"
+#include "core/search/sort.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- criteria ---------------------------------------------------------- */
+
+static const struct { const char *name; imap_sort_key key; } sort_keys[] = {
+    {"ARRIVAL", IMAP_SORT_ARRIVAL}, {"CC", IMAP_SORT_CC},
+    {"DATE", IMAP_SORT_DATE}, {"FROM", IMAP_SORT_FROM},
+    {"SIZE", IMAP_SORT_SIZE}, {"SUBJECT", IMAP_SORT_SUBJECT},
+    {"TO", IMAP_SORT_TO}, {"DISPLAYFROM", IMAP_SORT_DISPLAYFROM},
+    {"DISPLAYTO", IMAP_SORT_DISPLAYTO},
+};
+
+int imap_sort_parse_criteria(const imap_arg *list, imap_sort_crit *out,
+                             size_t max, const char **err)
+{
+    if (list->type != IMAP_ARG_LIST) {
+        *err = "Sort criteria must be a parenthesized list";
+        return -EINVAL;
+    }
+    if (!list->nlist) {
+        /* sort-criteria = "(" sort-criterion *(SP sort-criterion) ")" */
+        *err = "Empty sort criteria";
+        return -EINVAL;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < list->nlist; i++) {
+        bool rev = false;
+        if (imap_arg_is(&list->list[i], "REVERSE")) {
+            rev = true;
+            if (++i == list->nlist) {
+                *err = "REVERSE without a sort key";
+                return -EINVAL;
+            }
+        }
+        size_t k = 0;
+        while (k < sizeof sort_keys / sizeof sort_keys[0] &&
+               !imap_arg_is(&list->list[i], sort_keys[k].name))
+            k++;
+        if (k == sizeof sort_keys / sizeof sort_keys[0]) {
+            *err = "Unknown sort key";
+            return -EINVAL;
+        }
+        if (n == max) {
+            *err = "Too many sort criteria";
+            return -EINVAL;
+        }
+        out[n++] = (imap_sort_crit){ sort_keys[k].key, rev };
+    }
+    return (int)n;
+}
+
+int imap_thread_parse_alg(const imap_arg *a, imap_thread_alg *out)
+{
+    if (imap_arg_is(a, "ORDEREDSUBJECT"))
+        *out = IMAP_THREAD_ORDEREDSUBJECT;
+    else if (imap_arg_is(a, "REFERENCES"))
+        *out = IMAP_THREAD_REFERENCES;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+unsigned imap_sort_need(const imap_sort_crit *c, size_t n)
+{
+    unsigned need = 0;
+    for (size_t i = 0; i < n; i++) {
+        switch (c[i].key) {
+        case IMAP_SORT_CC: need |= IMAP_SORT_NEED_CC; break;
+        case IMAP_SORT_DATE: need |= IMAP_SORT_NEED_DATE; break;
+        case IMAP_SORT_FROM: need |= IMAP_SORT_NEED_FROM; break;
+        case IMAP_SORT_SUBJECT: need |= IMAP_SORT_NEED_SUBJECT; break;
+        case IMAP_SORT_TO: need |= IMAP_SORT_NEED_TO; break;
+        case IMAP_SORT_DISPLAYFROM: need |= IMAP_SORT_NEED_DFROM; break;
+        case IMAP_SORT_DISPLAYTO: need |= IMAP_SORT_NEED_DTO; break;
+        case IMAP_SORT_ARRIVAL: case IMAP_SORT_SIZE: break;
+        }
+    }
+    return need;
+}
+
+unsigned imap_thread_need(imap_thread_alg alg)
+{
+    return IMAP_SORT_NEED_SUBJECT | IMAP_SORT_NEED_DATE |
+           (alg == IMAP_THREAD_REFERENCES ? IMAP_SORT_NEED_IDS : 0);
+}
+
+/* ---- sent date ---------------------------------------------------------- */
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_alpha(char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+
+/* Skip whitespace and RFC 5322 comments (CFWS). */
+static size_t skip_cfws(const char *s, size_t n, size_t i)
+{
+    for (;;) {
+        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+            i++;
+        if (i >= n || s[i] != '(')
+            return i;
+        int depth = 0;
+        while (i < n) {
+            if (s[i] == '\\' && i + 1 < n) {
+                i += 2;
+                continue;
+            }
+            if (s[i] == '(')
+                depth++;
+            else if (s[i] == ')' && --depth == 0) {
+                i++;
+                break;
+            }
+            i++;
+        }
+    }
+}
+
+static unsigned num(const char *s, size_t n, size_t *i, unsigned max_digits,
+                    unsigned *nd)
+{
+    unsigned v = 0;
+    *nd = 0;
+    while (*i < n && is_digit(s[*i]) && *nd < max_digits) {
+        v = v * 10 + (unsigned)(s[*i] - '0');
+        (*i)++;
+        (*nd)++;
+    }
+    return v;
+}
+
+/* obs-zone of RFC 5322 4.3: minutes east of UTC; military zones and
+ * unknown names are "-0000", i.e. UTC, which is also what RFC 5256 2.2
+ * says for an invalid zone. */
+static int obs_zone(const char *s, size_t n)
+{
+    static const struct { const char *z; int min; } zones[] = {
+        {"UT", 0}, {"GMT", 0}, {"EST", -300}, {"EDT", -240}, {"CST", -360},
+        {"CDT", -300}, {"MST", -420}, {"MDT", -360}, {"PST", -480},
+        {"PDT", -420},
+    };
+    for (size_t k = 0; k < sizeof zones / sizeof zones[0]; k++)
+        if (strlen(zones[k].z) == n && strncasecmp(zones[k].z, s, n) == 0)
+            return zones[k].min;
+    return 0;
+}
+
+static unsigned days_in_month(unsigned y, unsigned m)
+{
+    static const unsigned dm[12] = { 31, 28, 31, 30, 31, 30,
+                                     31, 31, 30, 31, 30, 31 };
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return dm[m - 1];
+}
+
+int imap_sort_parse_date(const char *s, size_t n, int64_t *secs)
+{
+    size_t i = skip_cfws(s, n, 0), nd;
+    unsigned ndu;
+    /* [day-of-week ","] */
+    if (i < n && is_alpha(s[i])) {
+        while (i < n && is_alpha(s[i]))
+            i++;
+        i = skip_cfws(s, n, i);
+        if (i < n && s[i] == ',')
+            i++;
+        i = skip_cfws(s, n, i);
+    }
+    unsigned d = num(s, n, &i, 3, &ndu);
+    nd = ndu;
+    if (!nd || nd > 2)
+        return -EINVAL;
+    i = skip_cfws(s, n, i);
+    if (i < n && s[i] == '-')
+        i++;
+    i = skip_cfws(s, n, i);
+    size_t ms = i;
+    while (i < n && is_alpha(s[i]))
+        i++;
+    int m = store_month_parse(s + ms, i - ms);
+    if (m < 0)
+        return -EINVAL;
+    m++;
+    i = skip_cfws(s, n, i);
+    if (i < n && s[i] == '-')
+        i++;
+    i = skip_cfws(s, n, i);
+    unsigned y = num(s, n, &i, 5, &ndu);
+    if (ndu < 2 || ndu > 4 || (i < n && is_digit(s[i])))
+        return -EINVAL;
+    /* RFC 5322 4.3 obs-year */
+    if (ndu == 2)
+        y += y < 50 ? 2000 : 1900;
+    else if (ndu == 3)
+        y += 1900;
+    if (d < 1 || d > days_in_month(y, (unsigned)m))
+        return -EINVAL;
+    int64_t t = srch_days_from_civil(y, (unsigned)m, d) * 86400;
+
+    /* time-of-day: "If the time is also invalid, the time SHOULD be
+     * treated as 00:00:00" (and then the zone is moot). */
+    i = skip_cfws(s, n, i);
+    unsigned hh = num(s, n, &i, 2, &ndu), mm = 0, ss = 0;
+    if (!ndu || i >= n || s[i] != ':')
+        goto done;
+    i++;
+    mm = num(s, n, &i, 2, &ndu);
+    if (ndu != 2)
+        goto done;
+    if (i < n && s[i] == ':') {
+        i++;
+        ss = num(s, n, &i, 2, &ndu);
+        if (ndu != 2)
+            goto done;
+    }
+    if (hh > 23 || mm > 59 || ss > 60)
+        goto done;
+    t += (int64_t)hh * 3600 + mm * 60 + ss;
+    /* zone: "If the time zone is invalid, the date and time SHOULD be
+     * treated as UTC." */
+    i = skip_cfws(s, n, i);
+    if (i < n && (s[i] == '+' || s[i] == '-')) {
+        int sign = s[i] == '-' ? -1 : 1;
+        size_t zi = i + 1;
+        unsigned z = num(s, n, &zi, 4, &ndu);
+        if (ndu == 4 && z / 100 <= 23 && z % 100 <= 59)
+            t -= sign * (int64_t)((z / 100) * 60 + z % 100) * 60;
+    } else if (i < n && is_alpha(s[i])) {
+        size_t zs = i;
+        while (i < n && is_alpha(s[i]))
+            i++;
+        t -= (int64_t)obs_zone(s + zs, i - zs) * 60;
+    }
+done:
+    *secs = t;
+    return 0;
+}
+
+/* ---- Message-IDs -------------------------------------------------------- */
+
+int imap_sort_msgid(const char *p, size_t n, size_t *pos, store_buf *out)
+{
+    size_t i = *pos;
+    while (i < n) {
+        while (i < n && p[i] != '<') {
+            if (p[i] == '(') {          /* a comment may hold a '<' */
+                i = skip_cfws(p, n, i);
+                continue;
+            }
+            i++;
+        }
+        if (i >= n)
+            break;
+        /* msg-id = "<" id-left "@" id-right ">", each side a dot-atom-text,
+         * quoted string (obs-id-left) or domain literal: the same Message
+         * ID however quoted, so quotes, escapes, CFWS are dropped */
+        size_t start = out->len, at = 0, j = i + 1;
+        bool ok = false, quoted = false;
+        int rc = store_buf_append(out, "<", 1);
+        if (rc < 0)
+            return rc;
+        while (j < n) {
+            char c = p[j];
+            if (quoted) {
+                if (c == '"') {
+                    quoted = false;
+                } else {
+                    if (c == '\\' && j + 1 < n)
+                        c = p[++j];
+                    if ((rc = store_buf_append(out, &c, 1)) < 0)
+                        return rc;
+                }
+                j++;
+                continue;
+            }
+            if (c == '>') {
+                /* non-empty id-left and id-right */
+                ok = at > 1 && out->len > start + at + 1;
+                j++;
+                break;
+            }
+            if (c == '<')
+                break;              /* start over at this one */
+            if (c == '"') {
+                quoted = true;
+                j++;
+                continue;
+            }
+            if (c == '(') {
+                j = skip_cfws(p, n, j);
+                continue;
+            }
+            if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+                j++;
+                continue;
+            }
+            if (c == '\\' && j + 1 < n)
+                c = p[++j];
+            if (c == '@' && !at)
+                at = out->len - start;
+            if ((rc = store_buf_append(out, &c, 1)) < 0)
+                return rc;
+            j++;
+        }
+        if (ok) {
+            if ((rc = store_buf_append(out, ">", 1)) < 0)
+                return rc;
+            *pos = j;
+            return 1;
+        }
+        out->len = start;
+        i = j;      /* past it, or at the '<' that cut it short */
+    }
+    *pos = n;
+    return 0;
+}
+
+/* ---- extraction ---------------------------------------------------------- */
+
+static int pool_put(imap_sort_set *s, imap_sort_msg *m, int which,
+                    const void *p, size_t n)
+{
+    if (s->pool.len + n > UINT32_MAX)
+        return -E2BIG;
+    m->off[which] = (uint32_t)s->pool.len;
+    m->len[which] = (uint32_t)n;
+    return store_buf_append(&s->pool, p, n);
+}
+
+/* Decode (RFC 2047), case-map and keep a string key. */
+static int put_mapped(imap_sort_set *s, imap_sort_msg *m, int which,
+                      const char *p, size_t n, bool decode)
+{
+    int rc;
+    s->t2.len = 0;
+    if (decode) {
+        s->t1.len = 0;
+        if ((rc = mime_decode_header(p, n, &s->t1)) < 0)
+            return rc;
+        p = (const char *)s->t1.data;
+        n = s->t1.len;
+    }
+    if ((rc = imap_sort_casemap(p, n, &s->t2)) < 0)
+        return rc;
+    return pool_put(s, m, which, s->t2.data, s->t2.len);
+}
+
+/* FROM / TO / CC: "[IMAP] addr-mailbox of the first ... address" (RFC
+ * 5256); DISPLAYFROM / DISPLAYTO: the DISPLAY sort value of RFC 5957 3. */
+static int put_address(imap_sort_set *s, imap_sort_msg *m, int which,
+                       store_str v, bool display)
+{
+    imap_address_parts *a = s->addr;
+    int rc = imap_first_address(v, a);
+    if (rc < 0)
+        return rc;
+    if (!a->found)
+        return pool_put(s, m, which, "", 0);
+    if (!display)
+        return put_mapped(s, m, which, a->local.p, a->local.len, false);
+    /* RFC 5957 4: "A 'derived-addr' value is created from the [IMAP]
+     * envelope structure resulting from a FETCH ENVELOPE on the message":
+     * our ENVELOPE gives a comment as addr-name when there is no phrase
+     * ("(Ann) <a@b>", "a@b (Ann)"), so DISPLAYFROM sorts that as "Ann".
+     * Dovecot does so for "a@b (Ann)" only and sorts "(Ann) <a@b>" as
+     * "a@b".
+     * "If the address structure's [IMAP] addr-name is non-NIL, apply the
+     * procedure from [RFC5255], Section 4.6 (... decode any [RFC2047]
+     * encoded-words ...).  If the resulting octet string is not the empty
+     * string, use it" */
+    if (a->name.len) {
+        s->t1.len = 0;
+        if ((rc = mime_decode_header(a->name.p, a->name.len, &s->t1)) < 0)
+            return rc;
+        if (s->t1.len) {
+            s->t2.len = 0;
+            if ((rc = imap_sort_casemap((const char *)s->t1.data, s->t1.len, &s->t2)) < 0)
+                return rc;
+            return pool_put(s, m, which, s->t2.data, s->t2.len);
+        }
+    }
+    /* "Otherwise, if the address structure's [IMAP] addr-mailbox and
+     * [IMAP] addr-host are both non-NIL, the sort value for the address
+     * is addr-mailbox@addr-host."  ENVELOPE sends a missing host as ""
+     * rather than NIL; "user@" would be no address, so an empty host
+     * counts as NIL here. */
+    s->t1.len = 0;
+    if ((rc = store_buf_append(&s->t1, a->local.p, a->local.len)) < 0)
+        return rc;
+    if (a->domain.len &&
+        ((rc = store_buf_append(&s->t1, "@", 1)) < 0 ||
+         (rc = store_buf_append(&s->t1, a->domain.p, a->domain.len)) < 0))
+        return rc;
+    s->t2.len = 0;
+    if ((rc = imap_sort_casemap((const char *)s->t1.data, s->t1.len, &s->t2)) < 0)
+        return rc;
+    return pool_put(s, m, which, s->t2.data, s->t2.len);
+}
+
+/* The references of RFC 5256's REFERENCES algorithm: the Message IDs of
+ * References if it has a valid one, else the first valid one of
+ * In-Reply-To, else none. */
+static int put_refs(imap_sort_set *s, imap_sort_msg *m, const store_envelope *env)
+{
+    int rc;
+    size_t pos = 0;
+    s->t1.len = 0;
+    if (env->references.p) {
+        while ((rc = imap_sort_msgid(env->references.p, env->references.len, &pos, &s->t1)) == 1)
+            if ((rc = store_buf_append(&s->t1, "", 1)) < 0)
+                return rc;
+        if (rc < 0)
+            return rc;
+    }
+    if (!s->t1.len && env->in_reply_to.p) {
+        pos = 0;
+        rc = imap_sort_msgid(env->in_reply_to.p, env->in_reply_to.len, &pos, &s->t1);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 && (rc = store_buf_append(&s->t1, "", 1)) < 0)
+            return rc;
+    }
+    return pool_put(s, m, IMAP_SORT_S_REFS, s->t1.data, s->t1.len);
+}
+
+int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
+                      uint32_t uid)
+{
+    int rc;
+    if (!s->addr && !(s->addr = calloc(1, sizeof(imap_address_parts))))
+        return -ENOMEM;
+    if (s->n == s->cap) {
+        size_t c = s->cap ? s->cap * 2 : 256;
+        imap_sort_msg *p = realloc(s->m, c * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        s->m = p;
+        s->cap = c;
+    }
+    imap_sort_msg *m = &s->m[s->n];
+    memset(m, 0, sizeof *m);
+    m->seq = seq;
+    m->uid = uid;
+    for (int k = 0; k < IMAP_SORT_NSTR; k++)
+        m->off[k] = (uint32_t)s->pool.len;
+
+    store_msg e;
+    store_cache cache;
+    store_envelope env;
+    memset(&env, 0, sizeof env);
+    if (store_cursor_seek(cur, uid, &e) >= 0) {
+        m->size = e.size;
+        m->arrival = e.internal_date;
+        m->date = e.internal_date;
+        if (s->need && store_cursor_cache(cur, &cache) == 0)
+            (void)store_cache_envelope(&cache, 0, &env);
+    }
+    /* else: gone (compacted away) or unreadable: empty strings, as for
+     * absent headers ("it is treated as the empty string") */
+
+    unsigned need = s->need;
+    if (need & (IMAP_SORT_NEED_SUBJECT)) {
+        s->t2.len = 0;
+        s->t1.len = 0;
+        if (env.subject.p &&
+            (rc = imap_base_subject(env.subject.p, env.subject.len, &s->t1, &m->reply)) < 0)
+            return rc;
+        if ((rc = put_mapped(s, m, IMAP_SORT_S_SUBJECT, (const char *)s->t1.data,
+                             s->t1.len, false)) < 0)
+            return rc;
+    }
+    if ((need & IMAP_SORT_NEED_FROM) &&
+        (rc = put_address(s, m, IMAP_SORT_S_FROM, env.from, false)) < 0)
+        return rc;
+    if ((need & IMAP_SORT_NEED_TO) &&
+        (rc = put_address(s, m, IMAP_SORT_S_TO, env.to, false)) < 0)
+        return rc;
+    if ((need & IMAP_SORT_NEED_CC) &&
+        (rc = put_address(s, m, IMAP_SORT_S_CC, env.cc, false)) < 0)
+        return rc;
+    if ((need & IMAP_SORT_NEED_DFROM) &&
+        (rc = put_address(s, m, IMAP_SORT_S_DFROM, env.from, true)) < 0)
+        return rc;
+    if ((need & IMAP_SORT_NEED_DTO) &&
+        (rc = put_address(s, m, IMAP_SORT_S_DTO, env.to, true)) < 0)
+        return rc;
+    if (need & IMAP_SORT_NEED_DATE) {
+        int64_t t;
+        /* "If the sent date cannot be determined (a Date: header is missing
+         * or cannot be parsed), the INTERNALDATE for that message is used" */
+        if (env.date.p && imap_sort_parse_date(env.date.p, env.date.len, &t) == 0)
+            m->date = t;
+    }
+    if (need & IMAP_SORT_NEED_IDS) {
+        size_t pos = 0;
+        s->t1.len = 0;
+        rc = env.message_id.p
+             ? imap_sort_msgid(env.message_id.p, env.message_id.len, &pos, &s->t1) : 0;
+        if (rc < 0)
+            return rc;
+        if ((rc = pool_put(s, m, IMAP_SORT_S_MSGID, s->t1.data, rc == 1 ? s->t1.len : 0)) < 0)
+            return rc;
+        if ((rc = put_refs(s, m, &env)) < 0)
+            return rc;
+    }
+    s->n++;
+    return 0;
+}
+
+void imap_sort_set_free(imap_sort_set *s)
+{
+    free(s->m);
+    free(s->pool.data);
+    free(s->t1.data);
+    free(s->t2.data);
+    if (s->addr) {
+        imap_address_parts *a = s->addr;
+        imap_out_free(&a->name);
+        imap_out_free(&a->local);
+        imap_out_free(&a->domain);
+        free(a);
+    }
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- ordering ----------------------------------------------------------- */
+
+typedef struct sort_ctx {
+    const imap_sort_set *s;
+    const imap_sort_crit *c;
+    size_t n;
+} sort_ctx;
+
+static int cmp_str(const imap_sort_set *s, const imap_sort_msg *a,
+                   const imap_sort_msg *b, int which)
+{
+    uint32_t la = a->len[which], lb = b->len[which], n = la < lb ? la : lb;
+    if (n) {
+        int r = memcmp(s->pool.data + a->off[which], s->pool.data + b->off[which], n);
+        if (r)
+            return r;
+    }
+    return la < lb ? -1 : la > lb;
+}
+
+#define CMP3(x, y) ((x) < (y) ? -1 : (x) > (y))
+
+static int cmp_key(const imap_sort_set *s, const imap_sort_msg *a,
+                   const imap_sort_msg *b, imap_sort_key k)
+{
+    switch (k) {
+    case IMAP_SORT_ARRIVAL: return CMP3(a->arrival, b->arrival);
+    case IMAP_SORT_DATE: return CMP3(a->date, b->date);
+    case IMAP_SORT_SIZE: return CMP3(a->size, b->size);
+    case IMAP_SORT_CC: return cmp_str(s, a, b, IMAP_SORT_S_CC);
+    case IMAP_SORT_FROM: return cmp_str(s, a, b, IMAP_SORT_S_FROM);
+    case IMAP_SORT_TO: return cmp_str(s, a, b, IMAP_SORT_S_TO);
+    case IMAP_SORT_SUBJECT: return cmp_str(s, a, b, IMAP_SORT_S_SUBJECT);
+    case IMAP_SORT_DISPLAYFROM: return cmp_str(s, a, b, IMAP_SORT_S_DFROM);
+    case IMAP_SORT_DISPLAYTO: return cmp_str(s, a, b, IMAP_SORT_S_DTO);
+    }
+    return 0;
+}
+
+static int cmp_order(const void *x, const void *y, void *arg)
+{
+    const sort_ctx *c = arg;
+    const imap_sort_msg *a = &c->s->m[*(const uint32_t *)x];
+    const imap_sort_msg *b = &c->s->m[*(const uint32_t *)y];
+    for (size_t i = 0; i < c->n; i++) {
+        int r = cmp_key(c->s, a, b, c->c[i].key);
+        if (r)
+            return c->c[i].reverse ? -r : r;
+    }
+    /* "REVERSE only reverses a single criterion, and does not affect the
+     * implicit 'sequence number' sort criterion" */
+    return CMP3(a->seq, b->seq);
+}
+
+int imap_sort_order(const imap_sort_set *s, const imap_sort_crit *c,
+                    size_t ncrit, uint32_t **order)
+{
+    uint32_t *o = malloc((s->n ? s->n : 1) * sizeof *o);
+    if (!o)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n; i++)
+        o[i] = (uint32_t)i;
+    sort_ctx ctx = { s, c, ncrit };
+    qsort_r(o, s->n, sizeof *o, cmp_order, &ctx);
+    *order = o;
+    return 0;
+}
