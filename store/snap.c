@@ -152,6 +152,34 @@ int store_snap_entry(const store_snap *s, uint32_t pos, store_msg *m)
     return (FM_FLAGS(A_LOAD(&e->fm)) & ENT_EXPUNGED) ? 0 : 1;
 }
 
+size_t store_snap_live(const store_snap *s, uint32_t *pos, uint32_t end, uint32_t *uids,
+                       uint32_t *flags, size_t n)
+{
+    uint32_t p = *pos;
+    if (end > s->count)
+        end = s->count;
+    size_t k = 0;
+    if (p < end && n) {
+        /* the entries of a block are contiguous in the index's map */
+        const struct idx_entry *e = (const struct idx_entry *)store_mapchain_get(
+            &s->g->idx, IDX_HDR_SIZE + (uint64_t)p * sizeof *e,
+            (uint64_t)(end - p) * sizeof *e);
+        if (!e)
+            return 0;   /* no map: *pos stays, the caller sees no progress */
+        for (; p < end && k < n; p++, e++) {
+            uint64_t fm = A_LOAD(&e->fm);
+            if (FM_FLAGS(fm) & ENT_EXPUNGED)
+                continue;
+            uids[k] = e->uid;
+            if (flags)
+                flags[k] = FM_FLAGS(fm) & STORE_F_ALL;
+            k++;
+        }
+    }
+    *pos = p;
+    return k;
+}
+
 /* Tombstones at positions < pos. */
 static uint32_t tombs_below(const struct tombcache *t, uint32_t pos)
 {

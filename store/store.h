@@ -314,6 +314,13 @@ int store_snap_keyword_index(const store_snap *s, const char *name);
  * the fast path for listings. */
 uint32_t store_snap_entries(const store_snap *s);
 int store_snap_entry(const store_snap *s, uint32_t pos, store_msg *m);
+/* The live messages among the entries at positions [*pos, end), at most n
+ * of them: UIDs to uids[], system flags to flags[] (STORE_F_*; may be
+ * NULL); *pos moves past the entries read.  Returns how many were written.
+ * A session's view of a big mailbox is built this way, a block at a time,
+ * without a store_msg per message. */
+size_t store_snap_live(const store_snap *s, uint32_t *pos, uint32_t end, uint32_t *uids,
+                       uint32_t *flags, size_t n);
 
 /* Sequence numbers here are 1-based ranks among live messages of the
  * snapshot (a session keeps its own view on top).  O(log n). */

@@ -331,21 +331,32 @@ static bool select_step(session *s, void *arg)
     sess_slice_begin(&sl);
     switch (sc->phase) {
     case SEL_VIEW:
-        for (; sc->p < sc->entries; sc->p++) {
-            /* a unit of work is 1024 entries (~10 us) */
-            if ((sc->p & 1023) == 0 && sess_slice_over(s, &sl))
+        while (sc->p < sc->entries) {
+            /* a unit of work is a block of 1024 entries (a few us) */
+            if (sess_slice_over(s, &sl))
                 return false;
-            store_msg m;
-            if (store_snap_entry(sc->snap, sc->p, &m) != 1)
-                continue;
+            uint32_t p0 = sc->p, flags[1024];
+            uint32_t end = sc->entries - p0 > 1024 ? p0 + 1024 : sc->entries;
             /* The view was sized for every entry of the snapshot: a message
              * dropped here would be answered OK with a wrong EXISTS. */
-            RM_ASSERT(s->nview < s->capview);
-            s->view[s->nview++] = m.uid;
-            if (!sc->first_unseen && !(m.flags & STORE_F_SEEN))
-                sc->first_unseen = s->nview;
-            if (m.uid >= s->recent_first)
-                sc->recent++;
+            RM_ASSERT(s->capview - s->nview >= end - p0);
+            size_t k = store_snap_live(sc->snap, &sc->p, end, s->view + s->nview, flags,
+                                       end - p0);
+            if (sc->p == p0) {
+                /* the index could not be mapped: no mailbox is selected
+                 * after a NO (RFC 3501 6.3.1) */
+                imap_out_printf(&s->out, "%s NO [SERVERBUG] Cannot read the index\r\n", sc->tag);
+                sc->unselect = s;
+                return true;
+            }
+            for (size_t i = 0; i < k; i++) {
+                uint32_t u = s->view[s->nview + i];
+                if (!sc->first_unseen && !(flags[i] & STORE_F_SEEN))
+                    sc->first_unseen = s->nview + (uint32_t)i + 1;
+                if (u >= s->recent_first)
+                    sc->recent++;
+            }
+            s->nview += (uint32_t)k;
         }
         select_head(s, sc);
         sc->phase = SEL_MATCH;

@@ -70,6 +70,9 @@ typedef struct view_sync {
     uint64_t since, hms;
     bool held;                  /* others' expunges are held back */
     uint32_t pos, vj;           /* snapshot position; view index (merge) */
+    store_uidlist chg;          /* the store's list of what changed (owned) */
+    size_t ci;                  /* next in chg */
+    int chg_state;              /* 0 not asked, 1 have it, -1 scan instead */
     size_t ek;                  /* echo range (merge): FLAGS echoed already */
     uint64_t known_modseq;      /* sess_update_req.echo_known_modseq */
     /* with QRESYNC: the UIDs the walk removed in this step, descending,
@@ -90,6 +93,7 @@ static void view_sync_free(void *arg)
     free(vs->echo_skip);
     free(vs->gone);
     free(vs->van);
+    store_uidlist_free(&vs->chg);
     imap_out_free(&vs->tail);
     free(vs);
 }
@@ -311,45 +315,74 @@ static void step_new(session *s, view_sync *vs)
     s->nrecent = recent;
 }
 
-/* Flag changes since the last sync, in UID order: the snapshot's entries
- * and the view ascend together, so a merge finds each sequence number. */
+/* One changed message m (modseq above since, live) at view index vj: its
+ * FETCH, unless the STORE's echo showed it already. */
+static void announce_flags(session *s, view_sync *vs, store_msg *m, uint32_t vj)
+{
+    /* The STORE's echo showed this message's FLAGS from the same
+     * snapshot a moment ago: saying it again tells nothing.  (A
+     * MODSEQ-only echo showed no FLAGS: those are announced here.) */
+    if (vs->known_modseq && m->modseq == vs->known_modseq)
+        return;
+    if (!vs->echo_modseq_only) {
+        while (vs->ek < vs->necho && vs->echo[vs->ek].hi < m->uid)
+            vs->ek++;
+        if (vs->ek < vs->necho && vs->echo[vs->ek].lo <= m->uid)
+            return;
+    }
+    m->keywords = sess_keywords_announce(s, &s->out, vs->snap, m->keywords);
+    imap_out_printf(&s->out, "* %u FETCH (", vj + 1);
+    /* RFC 7162 3.2.4: UID in every unsolicited FETCH once QRESYNC
+     * is on (IMAP4rev2 asks for it too, RFC 9051 7.5.2) */
+    if (s->rev2 || s->qresync)
+        imap_out_printf(&s->out, "UID %u ", m->uid);
+    imap_out_lit(&s->out, "FLAGS ");
+    sess_flags(s, &s->out, vs->snap, m->flags, m->keywords, m->uid >= s->recent_first);
+    /* RFC 7162 3.1.4.2: flag changes made elsewhere reach a
+     * CONDSTORE-aware client with the message's mod-sequence */
+    if (s->condstore)
+        imap_out_printf(&s->out, " MODSEQ (%llu)", (unsigned long long)m->modseq);
+    imap_out_lit(&s->out, ")\r\n");
+    out_spill(s);
+}
+
+/* Flag changes since the last sync, in UID order.  The store lists the
+ * messages changed since a modseq at the cost of what changed (its modseq
+ * summary), so a session of a big mailbox pays for the changes, not for
+ * the mailbox, after every command; each UID's sequence number is a binary
+ * search in the view.  Without that list (no memory) the snapshot's
+ * entries and the view are merged instead, as they ascend together. */
 static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
 {
-    for (; vs->hms > vs->since && vs->pos < vs->first_new; vs->pos++) {
-        if (sess_slice_over(s, sl))
-            return false;
-        store_msg m;
-        if (store_snap_entry(vs->snap, vs->pos, &m) != 1 || m.modseq <= vs->since)
-            continue;
-        while (vs->vj < s->nview && s->view[vs->vj] < m.uid)
-            vs->vj++;
-        if (vs->vj == s->nview || s->view[vs->vj] != m.uid)
-            continue;
-        /* The STORE's echo showed this message's FLAGS from the same
-         * snapshot a moment ago: saying it again tells nothing.  (A
-         * MODSEQ-only echo showed no FLAGS: those are announced here.) */
-        if (vs->known_modseq && m.modseq == vs->known_modseq)
-            continue;
-        if (!vs->echo_modseq_only) {
-            while (vs->ek < vs->necho && vs->echo[vs->ek].hi < m.uid)
-                vs->ek++;
-            if (vs->ek < vs->necho && vs->echo[vs->ek].lo <= m.uid)
+    if (vs->hms > vs->since && vs->chg_state == 0)
+        vs->chg_state = store_snap_changed_since(vs->snap, vs->since, &vs->chg) == 0 ? 1 : -1;
+    if (vs->chg_state == 1) {
+        for (; vs->ci < vs->chg.n; vs->ci++) {
+            uint32_t u = vs->chg.uids[vs->ci];
+            if (u > vs->last)
+                break;      /* new messages: told by EXISTS, not FETCH */
+            if (sess_slice_over(s, sl))
+                return false;
+            uint32_t vj = sess_view_lower(s, u);
+            store_msg m;
+            if (vj == s->nview || s->view[vj] != u || store_snap_msg(vs->snap, u, &m) < 0 ||
+                m.modseq <= vs->since)
                 continue;
+            announce_flags(s, vs, &m, vj);
         }
-        m.keywords = sess_keywords_announce(s, &s->out, vs->snap, m.keywords);
-        imap_out_printf(&s->out, "* %u FETCH (", vs->vj + 1);
-        /* RFC 7162 3.2.4: UID in every unsolicited FETCH once QRESYNC
-         * is on (IMAP4rev2 asks for it too, RFC 9051 7.5.2) */
-        if (s->rev2 || s->qresync)
-            imap_out_printf(&s->out, "UID %u ", m.uid);
-        imap_out_lit(&s->out, "FLAGS ");
-        sess_flags(s, &s->out, vs->snap, m.flags, m.keywords, m.uid >= s->recent_first);
-        /* RFC 7162 3.1.4.2: flag changes made elsewhere reach a
-         * CONDSTORE-aware client with the message's mod-sequence */
-        if (s->condstore)
-            imap_out_printf(&s->out, " MODSEQ (%llu)", (unsigned long long)m.modseq);
-        imap_out_lit(&s->out, ")\r\n");
-        out_spill(s);
+    } else {
+        for (; vs->hms > vs->since && vs->pos < vs->first_new; vs->pos++) {
+            if (sess_slice_over(s, sl))
+                return false;
+            store_msg m;
+            if (store_snap_entry(vs->snap, vs->pos, &m) != 1 || m.modseq <= vs->since)
+                continue;
+            while (vs->vj < s->nview && s->view[vs->vj] < m.uid)
+                vs->vj++;
+            if (vs->vj == s->nview || s->view[vs->vj] != m.uid)
+                continue;
+            announce_flags(s, vs, &m, vs->vj);
+        }
     }
     if (s->modseq_seen < vs->hms)
         s->modseq_seen = vs->hms;

@@ -364,6 +364,46 @@ static void test_validated_once(void)
     env_close(&e);
 }
 
+/* store_snap_live: the live UIDs and flags of a range of positions, in
+ * blocks of any size, skipping tombstones; the position moves past what was
+ * read. */
+static void test_live_blocks(void)
+{
+    env e = { 0 };
+    REQUIRE_OK(env_open(&e, "cursor-live"));
+    REQUIRE_OK(fill(&e, 10));
+    REQUIRE_OK(expunge(&e, 3, 4));
+    REQUIRE_OK(expunge(&e, 9, 9));
+    store_range r = { 2, 2 };
+    REQUIRE_OK(store_flags(e.mb, &r, 1, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, 0, NULL, NULL,
+                           NULL));
+    store_snap *s = store_snap_get(e.mb);
+    REQUIRE(s);
+    static const uint32_t want[] = { 1, 2, 5, 6, 7, 8, 10 };
+    for (uint32_t blk = 1; blk <= 11; blk++) {
+        uint32_t uids[16], flags[16], pos = 0, got = 0, end = store_snap_entries(s);
+        while (pos < end) {
+            uint32_t p0 = pos;
+            size_t k = store_snap_live(s, &pos, pos + blk > end ? end : pos + blk, uids + got,
+                                       flags + got, 16 - got);
+            REQUIRE(pos > p0);
+            got += (uint32_t)k;
+        }
+        CHECK_EQ(got, 7);
+        CHECK(!memcmp(uids, want, sizeof want));
+        for (uint32_t i = 0; i < got; i++)
+            CHECK_EQ(flags[i] & STORE_F_SEEN, uids[i] == 2 ? STORE_F_SEEN : 0);
+    }
+    /* n bounds what is written; end past the entries is clipped */
+    uint32_t uids[4], pos = 0;
+    CHECK_EQ(store_snap_live(s, &pos, 1000, uids, NULL, 2), 2);
+    CHECK_EQ(pos, 2);
+    CHECK_EQ(store_snap_live(s, &pos, 1000, uids, NULL, 4), 4);
+    CHECK_EQ(uids[0], 5);
+    store_snap_put(s);
+    env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_empty);
@@ -371,5 +411,6 @@ int main(void)
     RUN(test_seek);
     RUN(test_damage);
     RUN(test_validated_once);
+    RUN(test_live_blocks);
     return test_summary();
 }
