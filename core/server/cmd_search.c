@@ -159,6 +159,30 @@ static bool search_step(session *s, void *arg)
     return true;
 }
 
+int sess_search_program(session *s, const char *tag, const imap_arg *args, size_t nargs,
+                        bool keys_only, imap_search_prog **prog)
+{
+    const char *err = NULL;
+    imap_search_limits lim = {.max_depth = s->srv->search_max_depth,
+                              .max_keys = s->srv->search_max_keys,
+                              .max_ranges = s->srv->max_seqset_ranges};
+    int rc = keys_only ? imap_search_parse_keys(args, nargs, &lim, prog, &err)
+                       : imap_search_parse(args, nargs, &lim, prog, &err);
+    if (rc == IMAP_SEARCH_EBADCHARSET)
+        sess_tagged(s, tag, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+    else if (rc == -E2BIG)
+        sess_tagged(s, tag, "NO", "[LIMIT] Search program too large");
+    else if (rc < 0)
+        sess_bad(s, tag, "%s", err ? err : "Bad search program");
+    if (rc < 0)
+        return -1;
+    /* RFC 7162 3.1: a SEARCH (or SORT, THREAD) with the MODSEQ criterion
+     * is a CONDSTORE enabling command */
+    if (imap_search_uses_modseq(*prog))
+        sess_condstore_enable(s, &s->out);
+    return 0;
+}
+
 void cmd_search(imap_cmd *c)
 {
     session *s = c->s;
@@ -167,33 +191,14 @@ void cmd_search(imap_cmd *c)
     size_t nargs = c->nargs;
     bool uid = c->uid;
     imap_search_prog *prog = NULL;
-    const char *err = NULL;
     /* RFC 6855 3: after ENABLE UTF8=ACCEPT, a CHARSET is an error. */
     size_t at = nargs >= 2 && imap_arg_is(&args[0], "RETURN") ? 2 : 0;
     if (s->utf8_accept && at < nargs && imap_arg_is(&args[at], "CHARSET")) {
         sess_bad(s, tag, "CHARSET is not allowed after ENABLE UTF8=ACCEPT");
         return;
     }
-    imap_search_limits lim = {.max_depth = s->srv->search_max_depth,
-                              .max_keys = s->srv->search_max_keys,
-                              .max_ranges = s->srv->max_seqset_ranges};
-    int rc = imap_search_parse(args, nargs, &lim, &prog, &err);
-    if (rc == IMAP_SEARCH_EBADCHARSET) {
-        sess_tagged(s, tag, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+    if (sess_search_program(s, tag, args, nargs, false, &prog) < 0)
         goto out;
-    }
-    if (rc == -E2BIG) {
-        sess_tagged(s, tag, "NO", "[LIMIT] Search program too large");
-        goto out;
-    }
-    if (rc < 0) {
-        sess_bad(s, tag, "%s", err ? err : "Bad search program");
-        goto out;
-    }
-    /* RFC 7162 3.1: a SEARCH with the MODSEQ criterion is a CONDSTORE
-     * enabling command */
-    if (imap_search_uses_modseq(prog))
-        sess_condstore_enable(s, &s->out);
     size_t taglen = strlen(tag);
     search_cont *sc = calloc(1, sizeof *sc + taglen + 1);
     store_snap *snap = sc ? store_snap_get(s->mb) : NULL;

@@ -268,24 +268,8 @@ static void sort_or_thread(imap_cmd *c, bool thread)
         sess_tagged(s, tag, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
         return;
     }
-    imap_search_limits lim = {.max_depth = s->srv->search_max_depth,
-                              .max_keys = s->srv->search_max_keys,
-                              .max_ranges = s->srv->max_seqset_ranges};
-    int rc = imap_search_parse_keys(args + 2, nargs - 2, &lim, &prog, &err);
-    if (rc == IMAP_SEARCH_EBADCHARSET) {
-        sess_tagged(s, tag, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+    if (sess_search_program(s, tag, args + 2, nargs - 2, true, &prog) < 0)
         goto out;
-    }
-    if (rc == -E2BIG) {
-        sess_tagged(s, tag, "NO", "[LIMIT] Search program too large");
-        goto out;
-    }
-    if (rc < 0) {
-        sess_bad(s, tag, "%s", err ? err : "Bad search program");
-        goto out;
-    }
-    if (imap_search_uses_modseq(prog))
-        sess_condstore_enable(s, &s->out);
     size_t taglen = strlen(tag);
     sort_cont *sc = calloc(1, sizeof *sc + taglen + 1);
     store_snap *snap = sc ? store_snap_get(s->mb) : NULL;

@@ -10,6 +10,7 @@
 #ifndef RINGMAIL_CORE_SESSION_H
 #define RINGMAIL_CORE_SESSION_H
 
+#include "core/search/search.h"
 #include "core/server/server.h"
 
 typedef enum sess_state {
@@ -418,6 +419,12 @@ void cmd_store(imap_cmd *c);
 void cmd_copy(imap_cmd *c);
 void cmd_move(imap_cmd *c);
 void cmd_fetch(imap_cmd *c);
+/* Parse a search program (keys_only: SORT's and THREAD's search keys, the
+ * charset taken apart) with the session's limits.  0 and *prog; or -1 with
+ * the tagged answer written (NO [BADCHARSET], NO [LIMIT], BAD).  A MODSEQ
+ * key enables CONDSTORE. */
+int sess_search_program(session *s, const char *tag, const imap_arg *args, size_t nargs,
+                        bool keys_only, imap_search_prog **prog);
 void cmd_search(imap_cmd *c);
 void cmd_sort(imap_cmd *c);
 void cmd_thread(imap_cmd *c);

@@ -434,12 +434,12 @@ def failalloc_lib():
 BIG = 2999                      # the view of BIG messages: (BIG + 1) * 4 bytes
 
 
-class SelectOutOfMemory(rs.ServerTestCase):
-    """ringmaild under LD_PRELOAD=librm_failalloc.so: every allocation of
-    the size of the view of the mailbox Big fails.  Skipped where the
-    library is not built (sanitizer builds)."""
+class FailAllocCase(rs.ServerTestCase):
+    """A ringmaild under LD_PRELOAD=librm_failalloc.so in which every
+    allocation of `fail_size` bytes fails.  Skipped where the library is not
+    built (sanitizer builds)."""
 
-    users_per_class = 4
+    fail_size = 0
 
     @classmethod
     def setUpClass(cls):
@@ -449,7 +449,7 @@ class SelectOutOfMemory(rs.ServerTestCase):
         saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "RINGMAIL_FAILALLOC_SIZE")}
         if lib:
             os.environ["LD_PRELOAD"] = lib
-            os.environ["RINGMAIL_FAILALLOC_SIZE"] = str((BIG + 1) * 4)
+            os.environ["RINGMAIL_FAILALLOC_SIZE"] = str(cls.fail_size)
         try:
             super().setUpClass()
         finally:
@@ -458,6 +458,15 @@ class SelectOutOfMemory(rs.ServerTestCase):
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+class SelectOutOfMemory(FailAllocCase):
+    """ringmaild under LD_PRELOAD=librm_failalloc.so: every allocation of
+    the size of the view of the mailbox Big fails.  Skipped where the
+    library is not built (sanitizer builds)."""
+
+    users_per_class = 4
+    fail_size = (BIG + 1) * 4
 
     @classmethod
     def prepare_server(cls, server):
@@ -488,7 +497,7 @@ class SelectOutOfMemory(rs.ServerTestCase):
 MANY = 25000                    # "* SEARCH 1 ... 25000" is about 139 KB
 
 
-class OutputOutOfMemory(rs.ServerTestCase):
+class OutputOutOfMemory(FailAllocCase):
     """ringmaild under LD_PRELOAD=librm_failalloc.so: every allocation of
     262144 bytes fails, which is where a session's output buffer grows past
     128 KiB (the SEARCH result of 25000 UIDs needs 131072).  An answer that cannot be built must not be lost silently (the
@@ -496,24 +505,7 @@ class OutputOutOfMemory(rs.ServerTestCase):
     BYE and a closed connection, and the other sessions go on."""
 
     users_per_class = 4
-
-    @classmethod
-    def setUpClass(cls):
-        lib = failalloc_lib()
-        if cls.backend is not None and not lib:
-            raise rs.unittest.SkipTest("librm_failalloc.so not built (sanitizers)")
-        saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "RINGMAIL_FAILALLOC_SIZE")}
-        if lib:
-            os.environ["LD_PRELOAD"] = lib
-            os.environ["RINGMAIL_FAILALLOC_SIZE"] = str(262144)
-        try:
-            super().setUpClass()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    fail_size = 262144
 
     @classmethod
     def prepare_server(cls, server):
