@@ -29,6 +29,10 @@
 /* Errors in a row (unknown commands, bad syntax, refused recipients do not
  * count) before the connection is dropped. */
 #define LMTP_MAX_ERRORS 20
+/* Commands between two deliveries: a transaction needs LHLO, MAIL, a RCPT
+ * per recipient and DATA; far more (NOOP, RSET, refused recipients over and
+ * over) is a client that never delivers, holding a connection. */
+#define LMTP_MAX_IDLE_COMMANDS(c) ((c)->max_rcpt * 2u + 100u)
 
 static imap_server *the_server;
 
@@ -467,6 +471,7 @@ static size_t consume(lmtp_sess *ls, const uint8_t *p, size_t n)
             if (end) {
                 ls->msize = ls->dec.size;
                 ls->state = LS_CMD;
+                ls->commands = 0;
                 lmtp_deliver(ls);
             }
             continue;
@@ -493,7 +498,8 @@ static size_t consume(lmtp_sess *ls, const uint8_t *p, size_t n)
                     ls->bdat_failed = false;    /* the reply went out with BDAT */
                 } else if (ls->bdat_last) {
                     ls->in_bdat = false;
-                    lmtp_deliver(ls);
+                    ls->commands = 0;
+                lmtp_deliver(ls);
                 } else {
                     reply(ls, 250, "2.0.0", "%llu octets received",
                           (unsigned long long)ls->msize);
@@ -532,6 +538,11 @@ static size_t consume(lmtp_sess *ls, const uint8_t *p, size_t n)
         if (len && ls->line[len - 1] == '\r')
             len--;
         ls->nline = 0;
+        if (++ls->commands > LMTP_MAX_IDLE_COMMANDS(&ls->srv->lmtp)) {
+            reply(ls, 421, "4.7.0", "Too many commands without a delivery, closing");
+            ls->closing = true;
+            break;
+        }
         command(ls, ls->line, len);
         if (ls->errors >= LMTP_MAX_ERRORS) {
             reply(ls, 421, "4.7.0", "Too many errors, closing");

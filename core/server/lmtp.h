@@ -29,6 +29,7 @@ typedef struct lmtp_sess {
     bool closing;       /* close once the replies are out */
     bool overlong;      /* discarding the rest of a too-long line */
     unsigned errors;
+    unsigned commands;  /* since the last delivery */
     char *helo;
     char *from;         /* reverse-path, "" for <> */
     lmtp_rcpt *rcpt;

@@ -382,6 +382,26 @@ class Limits(LmtpBase):
         codes = [c.reply()[0][0] for _ in range(100)]
         self.assertEqual(codes, [250] * 100)
 
+    def test_commands_without_a_delivery(self):
+        """A client that never delivers (NOOP, RSET, refused recipients
+        over and over) is closed after max_recipients * 2 + 100 commands;
+        a delivery starts the count again."""
+        c = self.lmtp()
+        c.cmd("LHLO mx")
+        c.cmd("MAIL FROM:<s@x>")
+        c.cmd("RCPT TO:<carol@x>")
+        self.assertEqual(c.code("DATA"), 354)
+        c.send(msg(11) + b".\r\n")
+        self.assertEqual(c.reply()[0][0], 250)
+        c.send(b"NOOP\r\n" * 300)
+        codes = [c.reply()[0][0] for _ in range(300)]
+        self.assertEqual(codes, [250] * 300)    # 300 <= 100 * 2 + 100
+        c.send(b"NOOP\r\n" * 5)
+        r = c.reply()
+        self.assertEqual(r[0][0], 421, r)
+        self.assertIn("without a delivery", r[0][1])
+        self.assertTrue(c.closed())
+
     def test_silent_client_times_out(self):
         c = self.lmtp()
         c.cmd("LHLO mx")
