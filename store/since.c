@@ -412,9 +412,15 @@ size_t store_since_mem(const store_snap *s)
 
 int store_snap_changed_since(const store_snap *s, uint64_t since, store_uidlist *out)
 {
+    return store_snap_changed_since_max(s, since, SIZE_MAX, out);
+}
+
+int store_snap_changed_since_max(const store_snap *s, uint64_t since, size_t max,
+                                 store_uidlist *out)
+{
     const struct msarr *a = msum_get(s);
     if (!a)
-        return store_snap_changed_since_scan(s, since, out);
+        return max == SIZE_MAX ? store_snap_changed_since_scan(s, since, out) : -E2BIG;
     uint32_t nb = (s->count + MS_BLOCK - 1) >> MS_SHIFT;
     for (uint32_t b = 0; b < nb; b++) {
         if ((b & (MS_BLOCK - 1)) == 0 &&
@@ -431,6 +437,8 @@ int store_snap_changed_since(const store_snap *s, uint64_t since, store_uidlist 
             const struct idx_entry *e = store_gen_entry(s->g, p);
             uint64_t fm = A_LOAD(&e->fm);
             if (!(FM_FLAGS(fm) & ENT_EXPUNGED) && FM_MODSEQ(fm) > since) {
+                if (out->n >= max)
+                    return -E2BIG;
                 int rc = store_uidlist_add(out, e->uid);
                 if (rc < 0)
                     return rc;

@@ -390,6 +390,11 @@ int store_cursor_bytes(store_cursor *c, uint64_t off, size_t len, const char **p
  * at 10^6 messages), so a resync costs what changed, not the mailbox. */
 int store_snap_changed_since(const store_snap *s, uint64_t since,
                              store_uidlist *out);
+/* The same, stopping at `max` UIDs: -E2BIG if more changed (out then holds
+ * a prefix).  For a caller that works in slices and, after a change of the
+ * whole mailbox, should walk it in steps rather than list it in one go. */
+int store_snap_changed_since_max(const store_snap *s, uint64_t since, size_t max,
+                                 store_uidlist *out);
 /* A list of UID ranges, sorted, disjoint and not adjacent. */
 typedef struct store_rangelist {
     store_range *r;

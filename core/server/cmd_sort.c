@@ -47,7 +47,7 @@ typedef struct sort_cont {
  * for SORT (DATE) of 10^6 messages, ~0.7 s for SUBJECT, ~1.5 s for THREAD
  * REFERENCES) runs on the sync pool, so the worker goes on serving its
  * other sessions meanwhile. */
-#define SORT_POOL_MIN 20000
+#define SORT_POOL_MIN 2000
 
 static void sort_cont_free(void *arg)
 {

@@ -46,6 +46,10 @@ enum {
     PH_DONE,
 };
 
+/* Changed messages listed at once for a sync (a few hundred microseconds
+ * of work); more are found by walking the snapshot in slices. */
+#define VIEW_CHANGES_MAX 16384
+
 typedef struct view_sync {
     store_snap *snap;           /* owned */
     int phase;
@@ -354,8 +358,14 @@ static void announce_flags(session *s, view_sync *vs, store_msg *m, uint32_t vj)
  * entries and the view are merged instead, as they ascend together. */
 static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
 {
-    if (vs->hms > vs->since && vs->chg_state == 0)
-        vs->chg_state = store_snap_changed_since(vs->snap, vs->since, &vs->chg) == 0 ? 1 : -1;
+    if (vs->hms > vs->since && vs->chg_state == 0) {
+        /* bounded: after a change of most of a big mailbox the list would
+         * be built in one go; the walk below goes in slices instead */
+        vs->chg_state = store_snap_changed_since_max(vs->snap, vs->since, VIEW_CHANGES_MAX,
+                                                     &vs->chg) == 0 ? 1 : -1;
+        if (vs->chg_state < 0)
+            store_uidlist_free(&vs->chg);
+    }
     if (vs->chg_state == 1) {
         for (; vs->ci < vs->chg.n; vs->ci++) {
             uint32_t u = vs->chg.uids[vs->ci];

@@ -181,7 +181,7 @@ QUICK = os.environ.get("RINGMAIL_TEST_QUICK") == "1"
 
 
 class SortBigCase(rs.ServerTestCase):
-    """Past SORT_POOL_MIN (20000) messages the order step runs on the sync
+    """Past SORT_POOL_MIN (2000) messages the order step runs on the sync
     pool: the same answers, and a client that leaves meanwhile."""
     users_per_class = 6
     N = 21000 if QUICK else 30000

@@ -630,6 +630,36 @@ static void test_threads(void)
     env_close(&e);
 }
 
+/* store_snap_changed_since_max stops at max UIDs with -E2BIG (a prefix in
+ * the list), and gives the whole list when it fits. */
+static void test_changed_max(void)
+{
+    env e;
+    REQUIRE_OK(env_open(&e, "since-max"));
+    REQUIRE_OK(append_n(e.mb, 300));
+    store_snap *s0 = store_snap_get(e.mb);
+    REQUIRE(s0);
+    uint64_t since = store_snap_highestmodseq(s0);
+    store_snap_put(s0);
+    for (uint32_t u = 10; u <= 290; u += 28)
+        REQUIRE_OK(flag_uid(e.mb, u, u));       /* 11 changes */
+    store_snap *s = store_snap_get(e.mb);
+    REQUIRE(s);
+    store_uidlist l = {0};
+    CHECK_EQ(store_snap_changed_since_max(s, since, 5, &l), -E2BIG);
+    CHECK_EQ(l.n, 5);
+    CHECK(l.n == 5 && l.uids[0] == 10 && l.uids[4] == 122);
+    store_uidlist_free(&l);
+    CHECK_EQ(store_snap_changed_since_max(s, since, 11, &l), 0);
+    CHECK_EQ(l.n, 11);
+    store_uidlist_free(&l);
+    REQUIRE_OK(store_snap_changed_since(s, since, &l));
+    CHECK_EQ(l.n, 11);
+    store_uidlist_free(&l);
+    store_snap_put(s);
+    env_close(&e);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 5 && !strcmp(argv[1], "child"))
@@ -645,5 +675,6 @@ int main(int argc, char **argv)
     RUN(test_legacy_log);
     RUN(test_model);
     RUN(test_threads);
+    RUN(test_changed_max);
     return test_summary();
 }
