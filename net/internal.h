@@ -220,6 +220,11 @@ struct net_server {
     struct net_worker *w;           /* nworkers of them */
     struct net_listener lst[NET_MAX_LISTENERS];
     unsigned nlisteners;
+    /* Listening sockets handed down by an earlier process of the same
+     * configuration (net_server_inherit): net_server_listen takes them in
+     * order instead of binding; what is left is closed at free. */
+    int *inh;
+    size_t ninh, inh_pos;
     net_backend backend;            /* what worker 0 runs */
     atomic_int stopping;
     bool started, joined;

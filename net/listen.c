@@ -7,7 +7,9 @@
  * connections over processes × workers sockets alike.  The kernel allows
  * the sharing only among sockets bound by the same effective uid (all
  * servers bind before dropping privileges, as the same user), so another
- * user cannot join the group and take connections. */
+ * user cannot join the group and take connections.  A supervisor can keep
+ * a server's sockets and hand them to its successor (net_server_inherit),
+ * so that a dying server does not reset the connections in its queues. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -69,6 +71,85 @@ static int get_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+/* Whether fd is a listening TCP socket bound to ss (any port when ss's
+ * is 0, else that port); its port, or -1. */
+static int bound_to(int fd, const struct sockaddr_storage *ss)
+{
+    struct sockaddr_storage got;
+    socklen_t len = sizeof got;
+    int acc = 0;
+    socklen_t alen = sizeof acc;
+    if (getsockname(fd, (struct sockaddr *)&got, &len) < 0 || got.ss_family != ss->ss_family ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) < 0 || !acc)
+        return -1;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)ss, *b = (const void *)&got;
+        if (a->sin_addr.s_addr != b->sin_addr.s_addr || (a->sin_port && a->sin_port != b->sin_port))
+            return -1;
+        return ntohs(b->sin_port);
+    }
+    const struct sockaddr_in6 *a = (const void *)ss, *b = (const void *)&got;
+    if (memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) ||
+        (a->sin6_port && a->sin6_port != b->sin6_port))
+        return -1;
+    return ntohs(b->sin6_port);
+}
+
+/* Take the next nworkers inherited sockets into fds when they are bound to
+ * ss, all on one port; returns that port, or -1 (then every inherited
+ * socket left is closed: the configuration changed, bind anew). */
+static int take_inherited(net_server *s, const struct sockaddr_storage *ss, int *fds)
+{
+    if (s->ninh - s->inh_pos < s->nworkers)
+        goto mismatch;
+    int port = -1;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        int p = bound_to(s->inh[s->inh_pos + i], ss);
+        if (p < 0 || (i && p != port))
+            goto mismatch;
+        port = p;
+    }
+    memcpy(fds, s->inh + s->inh_pos, s->nworkers * sizeof *fds);
+    s->inh_pos += s->nworkers;
+    return port;
+mismatch:
+    while (s->inh_pos < s->ninh)
+        close(s->inh[s->inh_pos++]);
+    return -1;
+}
+
+int net_server_inherit(net_server *s, const int *fds, size_t n)
+{
+    int rc = 0;
+    if (s->started || s->nlisteners || s->inh)
+        rc = -EBUSY;
+    else if (n && !(s->inh = malloc(n * sizeof *s->inh)))
+        rc = -ENOMEM;
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            close(fds[i]);
+        return rc;
+    }
+    if (n)
+        memcpy(s->inh, fds, n * sizeof *fds);
+    s->ninh = n;
+    s->inh_pos = 0;
+    return 0;
+}
+
+size_t net_server_listen_fds(const net_server *s, int *out, size_t max)
+{
+    size_t n = 0;
+    for (unsigned l = 0; l < s->nlisteners; l++) {
+        if (s->lst[l].family == AF_UNIX)
+            continue;
+        for (unsigned i = 0; i < s->nworkers; i++, n++)
+            if (n < max)
+                out[n] = s->lst[l].fds[i];
+    }
+    return n;
+}
+
 int net_server_listen(net_server *s, const char *hostport)
 {
     struct sockaddr_storage ss;
@@ -88,13 +169,21 @@ int net_server_listen(net_server *s, const char *hostport)
     bool any_port = ((ss.ss_family == AF_INET)
                      ? ((struct sockaddr_in *)&ss)->sin_port
                      : ((struct sockaddr_in6 *)&ss)->sin6_port) == 0;
+    int port = s->inh_pos < s->ninh ? take_inherited(s, &ss, fds) : -1;
+    if (port >= 0) {
+        struct net_listener *l = &s->lst[s->nlisteners++];
+        l->family = ss.ss_family;
+        l->port = port;
+        l->fds = fds;
+        return 0;
+    }
 
     /* Port 0: the first socket picks a free port and the others join it.
      * Someone else could take the port in between (only with
      * SO_REUSEPORT under our uid); then pick again. */
     for (int attempt = 0; attempt < 16; attempt++) {
         unsigned n = 0;
-        int port = 0;
+        port = 0;
         rc = 0;
         if (any_port)
             set_port(&ss, 0);

@@ -85,6 +85,19 @@ int net_server_new(const net_config *cfg, const net_conn_ops *ops,
  * worker); net_server_port() tells it.  Call before net_server_start. */
 int net_server_listen(net_server *s, const char *hostport);
 int net_server_port(const net_server *s, unsigned listener);
+/* Listening sockets that outlive a server process: net_server_listen_fds
+ * lists the TCP listeners' sockets (workers of each, in the order the
+ * listeners were added) so that a supervisor can keep duplicates; a later
+ * process of the same configuration passes them to net_server_inherit
+ * before it listens, and net_server_listen then takes them in order
+ * instead of binding new ones.  Connections waiting in their queues when a
+ * process dies are so accepted by its successor instead of being reset.
+ * A socket that does not match the address asked for (another
+ * configuration) is closed and a new one bound.  inherit takes ownership
+ * of the fds (and closes them on error); listen_fds fills at most max and
+ * returns how many there are. */
+int net_server_inherit(net_server *s, const int *fds, size_t n);
+size_t net_server_listen_fds(const net_server *s, int *out, size_t max);
 /* Listen on a Unix stream socket at `path` with permission bits `mode`
  * (e.g. 0660; set before the socket accepts).  A stale socket at the path
  * is replaced; any other file there is -EEXIST.  Its port is 0. */

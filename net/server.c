@@ -204,6 +204,9 @@ void net_server_free(net_server *s)
                 close(s->lst[l].fds[i]);
         free(s->lst[l].fds);
     }
+    while (s->inh && s->inh_pos < s->ninh)
+        close(s->inh[s->inh_pos++]);
+    free(s->inh);
     for (unsigned i = 0; s->w && i < s->nworkers; i++) {
         struct net_worker *w = &s->w[i];
         if (w->efd >= 0)

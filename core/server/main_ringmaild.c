@@ -12,7 +12,12 @@
  * kernel spreads connections over them and each has its own fd limit.  The
  * supervisor forwards SIGTERM/SIGINT/SIGHUP, restarts a server that dies
  * (backing off when one dies right after starting), and exits 0 once all
- * have stopped after SIGTERM.  IDLE sessions in one process learn of
+ * have stopped after SIGTERM.  Each server hands its listening sockets to
+ * the supervisor (core/server/handoff.c), which gives them to the slot's
+ * next server: the kernel keeps routing connections to a dead server's
+ * sockets (and, with io_uring, closes them only after the ring's
+ * asynchronous teardown), and a socket that closes resets every
+ * connection in its queue; kept open, they wait for the successor.  IDLE sessions in one process learn of
  * changes made in another through inotify (core/server/notify.c). */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +33,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +41,7 @@
 #include "core/auth/authpool.h"
 #include "core/base/config.h"
 #include "core/base/log.h"
+#include "core/server/handoff.h"
 #include "core/server/server.h"
 
 /* Signals are taken by one thread with sigwait, so that SIGHUP can do
@@ -186,10 +193,41 @@ static void usage(FILE *f)
           "  -h, --help     this text\n", f);
 }
 
+/* Under a supervisor: which slot this server fills, the socket to the
+ * supervisor (handoff.h), and the listening sockets the slot's previous
+ * server left (ownership passes to serve). */
+struct slot_ctx {
+    unsigned slot;
+    int sock;
+    pid_t supervisor;
+    int *lfds;
+    size_t nlfds;
+};
+
+/* Tell the supervisor which listening sockets this server holds, so that
+ * they outlive it.  A failure costs only that: a successor binds anew. */
+static void hand_listeners(const struct slot_ctx *sl, const net_server *net)
+{
+    size_t n = net_server_listen_fds(net, NULL, 0);
+    int *fds = malloc((n ? n : 1) * sizeof *fds);
+    int rc = -ENOMEM;
+    if (fds) {
+        net_server_listen_fds(net, fds, n);
+        rc = handoff_send_fds(sl->sock, sl->slot, fds, n);
+        free(fds);
+    }
+    if (rc < 0)
+        log_msg(LOGL_WARN, 0, NULL, "listening sockets not handed to the supervisor: %s; "
+                "connections waiting for this server when it dies will be reset",
+                strerror(-rc));
+}
+
 /* The server proper: bind, drop privileges, run the workers until a
- * signal stops them.  Under a supervisor, ready_fd gets one byte once the
- * workers run, and the process follows the supervisor into death. */
-static int serve(const config *cfg, int ready_fd, pid_t supervisor)
+ * signal stops them.  Under a supervisor (sl), the listening sockets come
+ * from the slot's previous server where there was one, the supervisor
+ * learns of them and that the workers run, and the process follows the
+ * supervisor into death. */
+static int serve(const config *cfg, const struct slot_ctx *sl)
 {
     int rc;
     /* Blocked before any thread exists (the auth pool starts in
@@ -222,6 +260,10 @@ static int serve(const config *cfg, int ready_fd, pid_t supervisor)
         nc.backend = NET_BACKEND_AUTO;
     if ((rc = net_server_new(&nc, &server_conn_ops, &srv.net)) < 0) {
         fprintf(stderr, "ringmaild: cannot start the runtime: %s\n", strerror(-rc));
+        goto out;
+    }
+    if (sl && sl->nlfds && (rc = net_server_inherit(srv.net, sl->lfds, sl->nlfds)) < 0) {
+        fprintf(stderr, "ringmaild: cannot take the listening sockets: %s\n", strerror(-rc));
         goto out;
     }
     char *listen = strdup(config_get(cfg, "listen"));
@@ -261,11 +303,13 @@ static int serve(const config *cfg, int ready_fd, pid_t supervisor)
         fprintf(stderr, "ringmaild: nothing to listen on (set listen or listen_tls)\n");
         goto out;
     }
+    if (sl)
+        hand_listeners(sl, srv.net);
     if (drop_privileges(cfg) < 0)
         goto out;
     /* Die with the supervisor (set after the uid change, which clears
      * it), so that killing it never leaves servers holding the ports. */
-    if (supervisor && (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor))
+    if (sl && (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != sl->supervisor))
         goto out;
     sc.net = srv.net;
     sc.tls = srv.tls;
@@ -283,10 +327,10 @@ static int serve(const config *cfg, int ready_fd, pid_t supervisor)
     log_msg(LOGL_INFO, 0, NULL, "ringmaild started: %s backend, listening on %s, mail_root %s, "
             "pid %d", net_backend_name(net_server_backend(srv.net)), config_get(cfg, "listen"),
             srv.mail_root, (int)getpid());
-    if (ready_fd >= 0) {
-        ssize_t w = write(ready_fd, "r", 1);
-        (void)w;
-        close(ready_fd);
+    if (sl) {
+        if ((rc = handoff_send_up(sl->sock, sl->slot)) < 0)
+            log_msg(LOGL_WARN, 0, NULL, "cannot tell the supervisor: %s", strerror(-rc));
+        close(sl->sock);
     }
     net_server_wait(srv.net);
     /* The workers stop only through the signal thread, which has ended. */
@@ -312,6 +356,11 @@ out:
 
 struct child {
     pid_t pid;                  /* 0: not running */
+    /* The slot's listening sockets, as its server handed them: kept across
+     * its restarts so that connections queued for a server that dies wait
+     * for the next one instead of being reset (net_server_inherit). */
+    int *lfds;
+    size_t nlfds;
     struct timespec started;
     unsigned fast_deaths;       /* deaths in a row soon after starting */
     struct timespec restart_at; /* when pid == 0 and not stopping */
@@ -327,21 +376,37 @@ static long long ms_since(const struct timespec *t)
     return (now.tv_sec - t->tv_sec) * 1000LL + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
-static pid_t spawn(const config *cfg, struct child *c, unsigned slot, int sfd, int ready[2],
-                   const sigset_t *oldmask)
+static void drop_lfds(struct child *c)
 {
+    for (size_t i = 0; i < c->nlfds; i++)
+        close(c->lfds[i]);
+    free(c->lfds);
+    c->lfds = NULL;
+    c->nlfds = 0;
+}
+
+static pid_t spawn(const config *cfg, struct child *ch, unsigned n, unsigned slot, int sfd,
+                   int ready[2], const sigset_t *oldmask)
+{
+    struct child *c = &ch[slot];
     pid_t pid = fork();
     if (pid < 0) {
         log_msg(LOGL_ERROR, 0, NULL, "supervisor: fork: %s", strerror(errno));
         return -1;
     }
     if (pid == 0) {
-        pid_t parent = getppid();
+        struct slot_ctx sl = {.slot = slot, .sock = ready[1], .supervisor = getppid(),
+                              .lfds = c->lfds, .nlfds = c->nlfds};
         close(sfd);
         close(ready[0]);
+        for (unsigned i = 0; i < n; i++)    /* other slots' sockets are theirs */
+            if (i != slot)
+                drop_lfds(&ch[i]);
         sigprocmask(SIG_SETMASK, oldmask, NULL);
         /* exit, not return: main's cleanup belongs to the supervisor */
-        exit(serve(cfg, ready[1], parent));
+        int rc = serve(cfg, &sl);
+        free(c->lfds);
+        exit(rc);
     }
     c->pid = pid;
     clock_gettime(CLOCK_MONOTONIC, &c->started);
@@ -372,12 +437,22 @@ typedef struct supervisor {
     int exit_code;
 } supervisor;
 
+/* Stop every server with sig.  The kept listening sockets go at once:
+ * the servers close theirs, and a connection must then be refused, not
+ * queued where nobody will accept it. */
+static void sup_stop(supervisor *sv, int sig)
+{
+    sv->stopping = true;
+    for (unsigned i = 0; i < sv->n; i++)
+        drop_lfds(&sv->ch[i]);
+    forward(sv->ch, sv->n, sig);
+}
+
 /* Stop every server and exit with a failure. */
 static void sup_fail(supervisor *sv)
 {
-    sv->stopping = true;
     sv->exit_code = 1;
-    forward(sv->ch, sv->n, SIGTERM);
+    sup_stop(sv, SIGTERM);
 }
 
 /* Start again the servers whose restart time has come.  Returns how many
@@ -397,7 +472,7 @@ static unsigned sup_restart_due(supervisor *sv, int *timeout)
         long long left = -ms_since(&c->restart_at);
         if (left <= 0) {
             log_msg(LOGL_INFO, 0, NULL, "supervisor: restarting server %u", i);
-            if (spawn(sv->cfg, c, i, sv->sfd, sv->ready, &sv->oldmask) > 0) {
+            if (spawn(sv->cfg, sv->ch, sv->n, i, sv->sfd, sv->ready, &sv->oldmask) > 0) {
                 running++;
                 continue;
             }
@@ -411,14 +486,48 @@ static unsigned sup_restart_due(supervisor *sv, int *timeout)
     return running;
 }
 
-/* Servers saying they are up: the start is over once all of them did. */
+/* A slot's server hands over (a chunk of) its listening sockets: they
+ * replace what the slot held (the same sockets, when it inherited them). */
+static void sup_take_fds(supervisor *sv, handoff_msg *m)
+{
+    struct child *c = m->slot < sv->n ? &sv->ch[m->slot] : NULL;
+    bool fits = c && !sv->stopping && m->total <= HANDOFF_MAX_FDS &&
+                (m->first == 0 || (c->lfds && c->nlfds == m->first));
+    if (fits && m->first == 0) {
+        drop_lfds(c);
+        if (m->total && !(c->lfds = malloc(m->total * sizeof *c->lfds)))
+            fits = false;
+    }
+    if (!fits || m->first + m->nfds > m->total) {
+        for (size_t i = 0; i < m->nfds; i++)
+            close(m->fds[i]);
+        if (c)
+            drop_lfds(c);
+        return;
+    }
+    memcpy(c->lfds + m->first, m->fds, m->nfds * sizeof *m->fds);
+    c->nlfds = m->first + m->nfds;
+}
+
+/* Servers' messages: their sockets, and that they are up (the start is
+ * over once all of them are). */
 static void sup_read_ready(supervisor *sv)
 {
-    char buf[64];
-    ssize_t r = read(sv->ready[0], buf, sizeof buf);
-    if (r > 0 && sv->starting && (sv->up += (unsigned)r) >= sv->n) {
-        sv->starting = false;
-        log_msg(LOGL_INFO, 0, NULL, "supervisor: all %u servers up", sv->n);
+    handoff_msg m;
+    int rc;
+    while ((rc = handoff_recv(sv->ready[0], &m)) != -EAGAIN) {
+        if (rc == -EPROTO)
+            continue;
+        if (rc < 0) {
+            log_msg(LOGL_ERROR, 0, NULL, "supervisor: %s", strerror(-rc));
+            return;
+        }
+        if (m.kind == HANDOFF_FDS) {
+            sup_take_fds(sv, &m);
+        } else if (sv->starting && ++sv->up >= sv->n) {
+            sv->starting = false;
+            log_msg(LOGL_INFO, 0, NULL, "supervisor: all %u servers up", sv->n);
+        }
     }
 }
 
@@ -437,6 +546,11 @@ static void sup_schedule_restart(struct child *c, unsigned i, pid_t pid, const c
     }
     log_msg(LOGL_ERROR, 0, NULL, "supervisor: server %u (pid %d) died (%s) after "
             "%lld ms; restarting in %lld ms", i, (int)pid, how, lived, delay);
+    /* Connections the kernel routes to the slot's sockets wait for its
+     * next server: fine for a moment, not through a back-off; then the
+     * sockets go (those waiting are reset) and the rest take the load. */
+    if (delay)
+        drop_lfds(c);
     clock_gettime(CLOCK_MONOTONIC, &c->restart_at);
     c->restart_at.tv_sec += delay / 1000;
     c->restart_at.tv_nsec += (delay % 1000) * 1000000;
@@ -482,8 +596,7 @@ static void sup_signal(supervisor *sv, int sig)
         forward(sv->ch, sv->n, SIGHUP);
     } else if (sig == SIGTERM || sig == SIGINT) {
         log_msg(LOGL_INFO, 0, NULL, "supervisor: signal %d: stopping the servers", sig);
-        sv->stopping = true;
-        forward(sv->ch, sv->n, sig);
+        sup_stop(sv, sig);
     } else if (sig == SIGCHLD) {
         int st;
         pid_t pid;
@@ -503,7 +616,8 @@ static int supervise(const config *cfg, unsigned n)
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, &sv.oldmask);
     sv.sfd = signalfd(-1, &set, SFD_CLOEXEC);
-    if (sv.sfd < 0 || pipe2(sv.ready, O_CLOEXEC) < 0) {
+    if (sv.sfd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv.ready) < 0 ||
+        fcntl(sv.ready[0], F_SETFL, O_NONBLOCK) < 0) {
         fprintf(stderr, "ringmaild: supervisor: %s\n", strerror(errno));
         return 1;
     }
@@ -513,7 +627,7 @@ static int supervise(const config *cfg, unsigned n)
         return 1;
     }
     for (unsigned i = 0; i < n; i++)
-        if (spawn(cfg, &sv.ch[i], i, sv.sfd, sv.ready, &sv.oldmask) < 0) {
+        if (spawn(cfg, sv.ch, n, i, sv.sfd, sv.ready, &sv.oldmask) < 0) {
             sup_fail(&sv);
             break;
         }
@@ -538,6 +652,8 @@ static int supervise(const config *cfg, unsigned n)
             sup_signal(&sv, (int)si.ssi_signo);
     }
     log_msg(LOGL_INFO, 0, NULL, "supervisor: all servers stopped");
+    for (unsigned i = 0; i < n; i++)
+        drop_lfds(&sv.ch[i]);
     free(sv.ch);
     close(sv.sfd);
     close(sv.ready[0]);
@@ -581,7 +697,7 @@ int main(int argc, char **argv)
         log_set_level(lvl);
     long long nproc = 1;
     config_get_int(&cfg, "processes", &nproc);
-    rc = nproc > 1 ? supervise(&cfg, (unsigned)nproc) : serve(&cfg, -1, 0);
+    rc = nproc > 1 ? supervise(&cfg, (unsigned)nproc) : serve(&cfg, NULL);
     config_free(&cfg);
     return rc;
 }

@@ -230,6 +230,55 @@ class MultiProcess(ServerTestCase):
         # Remember the servers: tearDownClass checks they are gone.
         type(self).last_servers = new
 
+    def test_4_connections_queued_for_a_killed_server_are_served(self):
+        """A connection the kernel queued for a server that then dies is
+        accepted by the slot's next server (the supervisor keeps the slot's
+        listening sockets), not reset.  The server is stopped first so that
+        some connections surely wait in its queue."""
+        pids = self.servers()
+        victim = pids[0]
+        os.kill(victim, signal.SIGSTOP)
+        socks = []
+        try:
+            for _ in range(self.NCONN):
+                s = socket.create_connection((self.server.host, self.server.port), timeout=10)
+                socks.append(s)
+            # Those the running server took greet at once; the rest wait
+            # in the stopped server's queue (none: probability 2^-40).
+            waiting = []
+            for s in socks:
+                s.settimeout(1.0 if not waiting else 0.2)
+                try:
+                    got = s.recv(4096)
+                    self.assertTrue(got.startswith(b"* OK"), got)
+                except socket.timeout:
+                    waiting.append(s)
+            self.assertTrue(waiting, "no connection waits for the stopped server %d" % victim)
+            off = self.server.stderr_size()
+            os.kill(victim, signal.SIGKILL)
+            for i, s in enumerate(waiting):
+                s.settimeout(10)
+                try:
+                    got = s.recv(4096)
+                except OSError as e:
+                    got = repr(e).encode()
+                self.assertTrue(got.startswith(b"* OK"), "connection %d of %d waiting for the "
+                                "killed server: %r; log:\n%s" % (i + 1, len(waiting), got,
+                                                                  self.server.stderr_since(off)))
+            s = waiting[-1]
+            s.sendall(b"a LOGIN %s %s\r\n" % (quote(self.user).encode(),
+                                                quote(self.password).encode()))
+            s.settimeout(10)
+            self.assertIn(b"a OK", s.recv(4096))
+        finally:
+            try:
+                os.kill(victim, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            for s in socks:
+                s.close()
+        self.servers()
+
     @classmethod
     def tearDownClass(cls):
         srv = getattr(cls, "server", None)
