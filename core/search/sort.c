@@ -4,6 +4,7 @@
 #include "core/fetch/mime_decode.h"
 #include "core/search/search_internal.h"
 #include "core/search/sort.h"
+#include "store/assert.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -247,6 +248,12 @@ done:
 
 /* ---- Message-IDs -------------------------------------------------------- */
 
+/* Bytes inside a msg-id that need the careful path below. */
+static const bool msgid_special[256] = {
+    ['"'] = true, ['('] = true, ['\\'] = true, ['<'] = true, [' '] = true,
+    ['\t'] = true, ['\r'] = true, ['\n'] = true,
+};
+
 int imap_sort_msgid(const char *p, size_t n, size_t *pos, store_buf *out)
 {
     size_t i = *pos;
@@ -263,11 +270,35 @@ int imap_sort_msgid(const char *p, size_t n, size_t *pos, store_buf *out)
         /* msg-id = "<" id-left "@" id-right ">", each side a dot-atom-text,
          * quoted string (obs-id-left) or domain literal: the same Message
          * ID however quoted, so quotes, escapes, CFWS are dropped */
+        /* The common case, "<left@right>" with no quotes, escapes, CFWS
+         * or stray '<': copied whole. */
+        const char *gt = memchr(p + i + 1, '>', n - i - 1);
+        if (gt) {
+            size_t e = (size_t)(gt - p), k = i + 1, atpos = 0;
+            while (k < e && !msgid_special[(uint8_t)p[k]]) {
+                if (p[k] == '@' && !atpos)
+                    atpos = k;
+                k++;
+            }
+            if (k == e && atpos > i + 1 && atpos + 1 < e) {
+                int rc = store_buf_append(out, p + i, e + 1 - i);
+                if (rc < 0)
+                    return rc;
+                *pos = e + 1;
+                return 1;
+            }
+        }
         size_t start = out->len, at = 0, j = i + 1;
         bool ok = false, quoted = false;
-        int rc = store_buf_append(out, "<", 1);
+        /* the Message ID is at most what is left of the input and its
+         * brackets: reserve once and write bytes straight in (this runs
+         * for every reference of every message THREAD looks at) */
+        int rc = store_buf_reserve(out, n - i + 2);
         if (rc < 0)
             return rc;
+        uint8_t *d = out->data;
+        size_t len = start;
+        d[len++] = '<';
         while (j < n) {
             char c = p[j];
             if (quoted) {
@@ -276,15 +307,14 @@ int imap_sort_msgid(const char *p, size_t n, size_t *pos, store_buf *out)
                 } else {
                     if (c == '\\' && j + 1 < n)
                         c = p[++j];
-                    if ((rc = store_buf_append(out, &c, 1)) < 0)
-                        return rc;
+                    d[len++] = (uint8_t)c;
                 }
                 j++;
                 continue;
             }
             if (c == '>') {
                 /* non-empty id-left and id-right */
-                ok = at > 1 && out->len > start + at + 1;
+                ok = at > 1 && len > start + at + 1;
                 j++;
                 break;
             }
@@ -306,14 +336,14 @@ int imap_sort_msgid(const char *p, size_t n, size_t *pos, store_buf *out)
             if (c == '\\' && j + 1 < n)
                 c = p[++j];
             if (c == '@' && !at)
-                at = out->len - start;
-            if ((rc = store_buf_append(out, &c, 1)) < 0)
-                return rc;
+                at = len - start;
+            d[len++] = (uint8_t)c;
             j++;
         }
         if (ok) {
-            if ((rc = store_buf_append(out, ">", 1)) < 0)
-                return rc;
+            d[len++] = '>';
+            RM_ASSERT(len - start <= n - i + 2);
+            out->len = len;
             *pos = j;
             return 1;
         }
