@@ -88,15 +88,7 @@ auth_cache_ttl = 60
 max_connections_per_user = 0
 max_connections_per_ip = 0
 CONF
-for ((i = 1; i <= USERS; i++)); do
-    printf '%s\n' "$PASSWORD" | "$ADMIN" -c "$RM/ringmail.conf" user add --scheme SHA512-CRYPT "user$i" >/dev/null
-done
-MAIL_UID=$(id -u nobody)
-MAIL_GID=$(getent group nogroup | cut -d: -f3)
-awk -F: -v OFS=: -v uid="$MAIL_UID" -v gid="$MAIL_GID" \
-    -v home="$DV/mail" '{ print $1, $2, uid, gid, "", home "/" $1, "" }' "$RM/passwd" >"$DV/passwd"
-chmod 644 "$DV/passwd"
-chown nobody:nogroup "$DV/mail"
+peer_users "$USERS"
 
 LIMIT=$((USERS + CLIENTS + 100))
 cat >"$DV/dovecot.conf" <<CONF

@@ -96,3 +96,50 @@ wait_port() {   # port name
     done
     die "$2 does not accept connections on port $1"
 }
+
+# The same n users (user1..userN, password $PASSWORD) for both servers:
+# ringmail-admin writes $RM/passwd (the caller wrote $RM/ringmail.conf),
+# Dovecot gets the same hashes with its mail user (nobody) and homes.
+peer_users() {   # n
+    local i
+    for ((i = 1; i <= $1; i++)); do
+        printf '%s\n' "$PASSWORD" |
+            "$ADMIN" -c "$RM/ringmail.conf" user add --scheme SHA512-CRYPT "user$i" >/dev/null
+    done
+    MAIL_UID=$(id -u nobody)
+    MAIL_GID=$(getent group nogroup | cut -d: -f3)
+    awk -F: -v OFS=: -v uid="$MAIL_UID" -v gid="$MAIL_GID" -v home="$DV/mail" \
+        '{ print $1, $2, uid, gid, "", home "/" $1, "" }' "$RM/passwd" >"$DV/passwd"
+    chmod 644 "$DV/passwd"
+    chown nobody:nogroup "$DV/mail"
+}
+
+# Dovecot on 127.0.0.1:port (and an imaps port it needs a certificate for
+# but that is never used) with bench/compare/dovecot.conf.in, sized for
+# about `limit` connections.  Needs peer_users first.
+dovecot_start() {   # port tls_port limit
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+    chmod 644 "$TMP/key.pem" "$TMP/cert.pem"
+    sed -e "s|@D@|$DV|g" -e "s|@TMP@|$TMP|g" -e "s|@ID@|$$|g" \
+        -e "s|@IMAP_PORT@|$1|g" -e "s|@IMAPS_PORT@|$2|g" \
+        -e "s|@MAIL_UID@|$MAIL_UID|g" -e "s|@MAIL_GID@|$MAIL_GID|g" \
+        -e "s|@AUTH_CACHE_SIZE@|10M|g" -e "s|@PROCESS_LIMIT@|$3|g" \
+        -e "s|@CLIENT_LIMIT@|$(($3 * 3))|g" \
+        "$ROOT/bench/compare/dovecot.conf.in" >"$DV/dovecot.conf"
+    dovecot -c "$DV/dovecot.conf"
+    wait_port "$1" dovecot
+}
+
+# doveadm import of an mbox file into user's INBOX, which must then hold
+# `messages` messages.
+dovecot_import() {   # user mbox messages
+    local have
+    mkdir -p "$TMP/src"                 # doveadm runs as the mail user (nobody)
+    chown nobody:nogroup "$TMP/src"
+    doveadm -c "$DV/dovecot.conf" import -u "$1" "mbox:$TMP/src:INBOX=$2" "" all \
+        2>"$TMP/out/doveadm.err" || die "doveadm import failed: $(tail -3 "$TMP/out/doveadm.err")"
+    [[ -s $TMP/out/doveadm.err ]] && die "doveadm import: $(tail -3 "$TMP/out/doveadm.err")"
+    have=$(doveadm -c "$DV/dovecot.conf" -f flow mailbox status -u "$1" messages INBOX | sed 's/.*=//')
+    [[ $have == "$3" ]] || die "$1: Dovecot has $have messages after the import, not $3"
+}

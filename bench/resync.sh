@@ -21,7 +21,6 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HERE=$ROOT/bench/compare
 BUILD=${BUILD:-$ROOT/build}
 RINGMAILD=$BUILD/ringmaild
 ADMIN=$BUILD/ringmail-admin
@@ -76,11 +75,6 @@ need_dovecot dovecot-imapd -- /usr/lib/dovecot/imap
 bench_tmp resync
 
 read -r P_RM P_DV P_DVS < <(free_ports 3)
-# Dovecot's config has an imaps listener: it gets a certificate it never uses.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
-chmod 644 "$TMP/key.pem" "$TMP/cert.pem"
-
 cat >"$RM/ringmail.conf" <<CONF
 # written by bench/resync.sh
 mail_root = $RM/mail
@@ -91,13 +85,7 @@ auth_cache_ttl = 60
 max_connections_per_user = 0
 max_connections_per_ip = 0
 CONF
-for ((i = 1; i <= USERS; i++)); do
-    printf '%s\n' "$PASSWORD" | "$ADMIN" -c "$RM/ringmail.conf" user add --scheme SHA512-CRYPT "user$i" >/dev/null
-done
-awk -F: -v OFS=: -v uid="$(id -u nobody)" -v gid="$(getent group nogroup | cut -d: -f3)" \
-    -v home="$DV/mail" '{ print $1, $2, uid, gid, "", home "/" $1, "" }' "$RM/passwd" >"$DV/passwd"
-chmod 644 "$DV/passwd"
-chown nobody:nogroup "$DV/mail"
+peer_users "$USERS"
 
 # --- the INBOX: M small messages, a third of them \Seen, every 17th \Flagged -----
 MBOX=$TMP/inbox.mbox
@@ -131,23 +119,10 @@ wait_port "$P_RM" ringmaild
 
 limit=$(( (DEVICES + 1) * USERS + 100 ))
 ((limit < 200)) && limit=200
-sed -e "s|@D@|$DV|g" -e "s|@TMP@|$TMP|g" -e "s|@ID@|$$|g" \
-    -e "s|@IMAP_PORT@|$P_DV|g" -e "s|@IMAPS_PORT@|$P_DVS|g" \
-    -e "s|@MAIL_UID@|$(id -u nobody)|g" -e "s|@MAIL_GID@|$(getent group nogroup | cut -d: -f3)|g" \
-    -e "s|@AUTH_CACHE_SIZE@|10M|g" -e "s|@PROCESS_LIMIT@|$limit|g" \
-    -e "s|@CLIENT_LIMIT@|$((limit * 3))|g" \
-    "$HERE/dovecot.conf.in" >"$DV/dovecot.conf"
-dovecot -c "$DV/dovecot.conf"
-wait_port "$P_DV" dovecot
+dovecot_start "$P_DV" "$P_DVS" "$limit"
 t=$SECONDS
-mkdir -p "$TMP/src"                 # doveadm runs as the mail user (nobody)
-chown nobody:nogroup "$TMP/src"
 for ((i = 1; i <= USERS; i++)); do
-    doveadm -c "$DV/dovecot.conf" import -u "user$i" "mbox:$TMP/src:INBOX=$MBOX" "" all \
-        2>"$TMP/out/doveadm.err" || die "doveadm import failed: $(tail -3 "$TMP/out/doveadm.err")"
-    [[ -s $TMP/out/doveadm.err ]] && die "doveadm import: $(tail -3 "$TMP/out/doveadm.err")"
-    have=$(doveadm -c "$DV/dovecot.conf" -f flow mailbox status -u "user$i" messages INBOX | sed 's/.*=//')
-    [[ $have == "$MESSAGES" ]] || die "user$i: Dovecot has $have messages after the import, not $MESSAGES"
+    dovecot_import "user$i" "$MBOX" "$MESSAGES"
 done
 DV_FILL=$((SECONDS - t))
 log "filled: ringmail $RM_FILL s, dovecot $DV_FILL s"

@@ -36,8 +36,9 @@ static void usage(FILE *f)
             "         [--lmtp PATH|HOST:PORT] [--rcpt-domain D] [--watchers N]\n"
             "         [--max-rcpts N] [--seed S]\n"
             "workloads: login headers bodies append idle-hold mixed search-body copy store\n"
-            "  resync deliver\n"
+            "  resync deliver sort thread\n"
             "  search-body: SEARCH BODY for a word no message has (every body is read);\n"
+            "  sort: SORT (REVERSE DATE) UTF-8 ALL; thread: THREAD REFERENCES UTF-8 ALL\n"
             "  copy: COPY 1:* into a mailbox of the client's own, again and again\n"
             "  store: STORE 1:* +FLAGS (\\Flagged), then -FLAGS, again and again (not\n"
             "  .SILENT: a FETCH line per message in every answer)\n"
@@ -255,6 +256,14 @@ static void report_json(const struct bench_config *cfg, const struct bench_resul
         first = 0;
     }
     printf("}");
+    if (cfg->bystanders)
+        printf(", \"bystander\": {\"sessions\": %d, \"ops\": %llu, \"p50_ms\": %.3f, "
+               "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"errors\": %llu}",
+               cfg->bystanders, (unsigned long long)r->bystander.count,
+               ms(bench_hist_quantile(&r->bystander, 0.5)),
+               ms(bench_hist_quantile(&r->bystander, 0.99)),
+               ms(bench_hist_quantile(&r->bystander, 0.999)), ms(r->bystander.max),
+               (unsigned long long)r->bystander_errors);
     if (cfg->workload == BW_IDLE)
         printf(", \"fanout\": {\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
                "\"appends\": %ld, \"appends_sent\": %ld, \"sessions\": %ld}",
@@ -422,7 +431,7 @@ int main(int argc, char **argv)
     }
     static const char *const names[] = { "login", "headers", "bodies", "append", "idle-hold",
                                          "mixed", "search-body", "copy", "store", "resync",
-                                         "deliver" };
+                                         "deliver", "sort", "thread" };
     int found = -1;
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(workload, names[i]))

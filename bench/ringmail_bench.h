@@ -54,12 +54,15 @@ enum bench_cmd {
     BC_CAPABILITY, BC_ENABLE, BC_UID_FETCH, BC_UID_SEARCH, BC_UID_STORE, BC_UID_EXPUNGE,
     /* deliver (LMTP): the greeting and LHLO; one whole transaction */
     BC_LHLO, BC_DELIVER,
+    /* sort, thread */
+    BC_SORT, BC_THREAD,
     BC_NCMD
 };
 extern const char *const bench_cmd_name[BC_NCMD];
 
 enum bench_workload { BW_LOGIN, BW_HEADERS, BW_BODIES, BW_APPEND, BW_IDLE, BW_MIXED,
-                      BW_SEARCH, BW_COPY, BW_STORE, BW_RESYNC, BW_DELIVER, BW_POPULATE };
+                      BW_SEARCH, BW_COPY, BW_STORE, BW_RESYNC, BW_DELIVER, BW_SORT, BW_THREAD,
+                      BW_POPULATE };
 
 /* resync: how a device brings its copy of the INBOX up to date. */
 enum bench_resync_mode { RESYNC_AUTO, RESYNC_QRESYNC, RESYNC_CONDSTORE, RESYNC_FULL,

@@ -27,7 +27,7 @@ const char *const bench_cmd_name[BC_NCMD] = {
     "CONNECT", "LOGIN", "SELECT", "LIST", "STATUS", "FETCH_HEADERS", "FETCH_BODY",
     "STORE", "APPEND", "EXPUNGE", "LOGOUT", "IDLE", "NOOP", "SEARCH_BODY", "COPY",
     "CREATE", "STORE_ALL", "CAPABILITY", "ENABLE", "UID_FETCH_FLAGS", "UID_SEARCH",
-    "UID_STORE", "UID_EXPUNGE", "LHLO", "DELIVER"
+    "UID_STORE", "UID_EXPUNGE", "LHLO", "DELIVER", "SORT", "THREAD"
 };
 const char *const bench_op_name[OP_N] = {
     "login", "select", "list", "status", "headers", "body", "store", "append",
@@ -525,6 +525,13 @@ static void send_cmd(struct bench_worker *w, struct bench_client *c, int cmd, in
         /* a word no generated message has: every body is read */
         out_printf(c, "SEARCH BODY \"ringmail-bench-absent\"\r\n");
         break;
+    case BC_SORT:
+        /* what a webmail's folder view sends: newest first */
+        out_printf(c, "SORT (REVERSE DATE) UTF-8 ALL\r\n");
+        break;
+    case BC_THREAD:
+        out_printf(c, "THREAD REFERENCES UTF-8 ALL\r\n");
+        break;
     case BC_CREATE:
         out_printf(c, "CREATE bench-copy-%d\r\n", c->id);
         break;
@@ -688,6 +695,10 @@ static int next_cmd(struct bench_worker *w, struct bench_client *c, int *op)
         return mixed_next(w, c, op);
     case BW_SEARCH:
         return c->selected ? BC_SEARCH : BC_SELECT;
+    case BW_SORT:
+        return c->selected ? BC_SORT : BC_SELECT;
+    case BW_THREAD:
+        return c->selected ? BC_THREAD : BC_SELECT;
     case BW_COPY:
         if (!c->copy_ready)
             return BC_CREATE;
