@@ -462,6 +462,9 @@ static int put_refs(imap_sort_set *s, imap_sort_msg *m, const store_envelope *en
     return pool_put(s, m, IMAP_SORT_S_REFS, s->t1.data, s->t1.len);
 }
 
+/* After this many messages the pool's size is estimated for the set. */
+#define POOL_SAMPLE 256
+
 int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
                       uint32_t uid)
 {
@@ -475,6 +478,13 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
             return -ENOMEM;
         s->m = p;
         s->cap = c;
+    }
+    if (s->n == POOL_SAMPLE && s->expect > 2 * POOL_SAMPLE) {
+        /* the first messages' average, a quarter more */
+        size_t per = s->pool.len / POOL_SAMPLE + 1, want = per * (s->expect - s->n);
+        want += want / 4;
+        if (want < (size_t)UINT32_MAX && (rc = store_buf_reserve(&s->pool, want)) < 0)
+            return rc;
     }
     imap_sort_msg *m = &s->m[s->n];
     memset(m, 0, sizeof *m);
@@ -543,6 +553,19 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
             return rc;
     }
     s->n++;
+    return 0;
+}
+
+int imap_sort_set_expect(imap_sort_set *s, size_t n)
+{
+    s->expect = n;
+    if (n <= s->cap)
+        return 0;
+    imap_sort_msg *p = realloc(s->m, n * sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    s->m = p;
+    s->cap = n;
     return 0;
 }
 

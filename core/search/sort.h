@@ -118,6 +118,7 @@ typedef struct imap_sort_set {
     unsigned need;          /* IMAP_SORT_NEED_* */
     imap_sort_msg *m;
     size_t n, cap;
+    size_t expect;          /* imap_sort_set_expect */
     store_buf pool;
     /* scratch */
     store_buf t1, t2;
@@ -136,6 +137,11 @@ unsigned imap_thread_need(imap_thread_alg alg);
 int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
                       uint32_t uid);
 void imap_sort_set_free(imap_sort_set *s);
+/* n messages will be added: their array is allocated now and the strings'
+ * pool sized from the first ones, so that a big set is not copied again
+ * and again as it grows (each copy of a set of 10^6 would hold the
+ * caller's thread for tens of ms).  0 or -ENOMEM. */
+int imap_sort_set_expect(imap_sort_set *s, size_t n);
 
 /* The set's messages in SORT order: *order (malloc'ed, s->n entries;
  * the caller frees it) gets indexes into s->m.  0 or -ENOMEM. */

@@ -34,7 +34,8 @@ typedef struct sort_cont {
     int order_rc;               /* of the order step when it ran on the pool */
     uint32_t next;              /* search: next sequence number */
     size_t at;                  /* keys: next result; output: next item */
-    uint32_t *order;            /* SORT */
+    uint32_t *order;            /* SORT: the numbers to send, in order */
+    size_t norder;
     imap_out text;              /* THREAD's rendered data */
     char tag[];
 } sort_cont;
@@ -92,13 +93,25 @@ typedef struct sort_job {
     int rc;
 } sort_job;
 
-static int sort_compute(const imap_sort_set *set, bool thread, imap_thread_alg alg, bool uid,
+/* The order step, which consumes the set: THREAD's text, or SORT's
+ * numbers (UIDs or sequence numbers) in order.  The set is freed here,
+ * on the pool for a big one: freeing some 100 MB of keys is itself
+ * milliseconds of work. */
+static int sort_compute(imap_sort_set *set, bool thread, imap_thread_alg alg, bool uid,
                         const imap_sort_crit *crit, size_t ncrit, uint32_t **order,
                         imap_out *text)
 {
-    if (thread)
-        return imap_thread_render(set, alg, uid, text);
-    return imap_sort_order(set, crit, ncrit, order);
+    int rc;
+    if (thread) {
+        rc = imap_thread_render(set, alg, uid, text);
+    } else if ((rc = imap_sort_order(set, crit, ncrit, order)) == 0) {
+        uint32_t *o = *order;
+        for (size_t i = 0; i < set->n; i++)
+            o[i] = uid ? set->m[o[i]].uid : set->m[o[i]].seq;
+    }
+    imap_sort_set_free(set);
+    memset(set, 0, sizeof *set);
+    return rc;
 }
 
 static void sort_work(void *arg)
@@ -122,7 +135,7 @@ static void sort_done(void *arg, int status)
         return;
     }
     sort_cont *sc = j->sc;
-    sc->set = j->set;
+    sc->set = j->set;           /* emptied by sort_compute, unless cancelled */
     sc->order = j->order;
     sc->text = j->text;
     sc->order_rc = status < 0 ? status : j->rc;
@@ -160,6 +173,8 @@ static bool sort_step(session *s, void *arg)
         if (sc->next > sc->v.count) {
             sc->phase = 1;
             store_cursor_init(&sc->cur, sc->snap);
+            if ((rc = imap_sort_set_expect(&sc->set, sc->res.n)) < 0)
+                return sort_failed(s, sc, rc);
             break;
         }
         if (sess_slice_over(s, &sl))
@@ -184,6 +199,7 @@ static bool sort_step(session *s, void *arg)
     }
     if (sc->phase == 2) {
         /* in one go: O(n log n) on prepared keys; on the pool if long */
+        sc->norder = sc->set.n;
         if (sc->set.n >= SORT_POOL_MIN && sort_submit(s, sc) == 0)
             return false;       /* sort_done resumes us in phase 3 */
         sc->order_rc = sort_compute(&sc->set, sc->thread, sc->alg, sc->uid, sc->crit,
@@ -208,13 +224,12 @@ static bool sort_step(session *s, void *arg)
             sc->at += k;
         }
     } else {
-        while (sc->at < sc->set.n) {
+        while (sc->at < sc->norder) {
             if (sess_slice_over(s, &sl))
                 return false;
-            for (size_t k = 0; k < SORT_OUT_CHUNK && sc->at < sc->set.n; k++, sc->at++) {
-                const imap_sort_msg *m = &sc->set.m[sc->order[sc->at]];
+            for (size_t k = 0; k < SORT_OUT_CHUNK && sc->at < sc->norder; k++, sc->at++) {
                 imap_out_lit(&s->out, " ");
-                imap_out_uint(&s->out, sc->uid ? m->uid : m->seq);
+                imap_out_uint(&s->out, sc->order[sc->at]);
             }
         }
     }
