@@ -100,6 +100,7 @@ log "filled: ringmail $RM_FILL s, dovecot $DV_FILL s"
 warm() {   # port
     python3 - "$1" "$PASSWORD" <<'PY'
 import imaplib, sys
+imaplib._MAXLINE = 1 << 30     # a SORT of 10^6 is one 7 MB line
 c = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
 c.login("user1", sys.argv[2])
 c.select("INBOX", readonly=True)
