@@ -248,7 +248,7 @@ class PenaltyAcrossConnections(rs.ServerTestCase):
 
 class GuessRate(rs.ServerTestCase):
     """Guessing one account's password from many connections at once, a
-    new connection per guess (today: 392 guesses/s)."""
+    new connection per guess (unthrottled: some 390 guesses/s)."""
     users_per_class = 4
     server_options = {"auth_failure_delay": "50"}
 
@@ -298,12 +298,17 @@ class GuessRate(rs.ServerTestCase):
                                  sum(1 for t, a in results if a == TOO_MANY)))
         # the penalty doubles per failure of the account (50 ms .. 3.2 s)
         # and checks asked for at once are spread as their failures would
-        # spread them (after a first burst of at most ABUSE_FREE_CHECKS):
-        # about 10 guesses fit in 4 s, however many connections ask (today
-        # one per connection loop and more: over 50 here)
+        # spread them after a first burst of at most ABUSE_FREE_CHECKS (16,
+        # core/auth/abuse.h).  The owner's login in the middle clears the
+        # account's count (abuse_login_ok), so a second burst may follow:
+        # at most 2 x 16 plus the few the penalty lets through between
+        # them, however many connections ask (unthrottled, the 50 loops
+        # here would get hundreds answered).  Under a loaded machine the
+        # second burst's answers land inside the window or not; both are
+        # right.
         self.assertGreaterEqual(len(guesses), 2)
-        self.assertLessEqual(len(guesses), 25, "%d guesses answered in %.0f s against one "
-                             "account" % (len(guesses), window))
+        self.assertLessEqual(len(guesses), 2 * 16 + 6, "%d guesses answered in %.0f s against "
+                             "one account" % (len(guesses), window))
         # once the attack stops and the penalty ends, the owner logs in
         time.sleep(3.5)
         answer, _ = login_answer(self.server, user, self.password)
