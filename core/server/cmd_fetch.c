@@ -160,9 +160,12 @@ static int fetch_changes(fetch_cont *fc)
     if (count < CHANGES_NARROW_MIN)
         return 0;
     store_uidlist ch = {0};
-    if (store_snap_changed_since(snap, since, &ch) < 0) {
+    int rc = store_snap_changed_since_max(snap, since, SESS_CHANGES_MAX, &ch);
+    if (rc < 0) {
         store_uidlist_free(&ch);
-        return -ENOMEM;
+        /* more changed than is listed at once: the set is walked whole,
+         * in slices, the engine skipping what did not change */
+        return rc == -E2BIG ? 0 : -ENOMEM;
     }
     /* both ascend: a merge keeps the changed UIDs inside the set */
     store_range *r = malloc((ch.n ? ch.n : 1) * sizeof *r);

@@ -207,7 +207,11 @@ typedef struct select_cont {
     store_rangelist van;        /* VANISHED (EARLIER) ranges */
     size_t vk;                  /* next one to write */
     store_uidlist changed;      /* live UIDs with modseq > since */
-    size_t ck, kk;              /* next changed UID; known range (merge) */
+    size_t ck, kk;              /* next changed UID (or view position when
+                                   walking); known range (merge) */
+    bool walk;                  /* more changed than SESS_CHANGES_MAX: the
+                                   view is walked instead of the list */
+    store_cursor cur;           /* for the walk */
     session *unselect;          /* the SELECT failed late: unselect once
                                    the step is over (not under it) */
     char tag[];
@@ -297,16 +301,61 @@ static bool qresync_match(session *s, select_cont *sc, sess_slice *sl)
 
 /* The changed messages the client knows of (known-uids): "* n FETCH (UID
  * u FLAGS (...) MODSEQ (m))", in UID order, as Example 3.2.5.1 shows. */
+/* Whether UID u is in known-uids (the UIDs asked about ascend). */
+static bool qresync_known(select_cont *sc, uint32_t u, bool *past)
+{
+    while (sc->kk < sc->nknown && sc->known[sc->kk].hi < u)
+        sc->kk++;
+    *past = sc->kk == sc->nknown;
+    return !*past && u >= sc->known[sc->kk].lo;
+}
+
+static void qresync_fetch(session *s, select_cont *sc, uint32_t seq, store_msg *m)
+{
+    m->keywords = sess_keywords_announce(s, &s->out, sc->snap, m->keywords);
+    imap_out_printf(&s->out, "* %u FETCH (UID %u FLAGS ", seq, m->uid);
+    sess_flags(s, &s->out, sc->snap, m->flags, m->keywords, m->uid >= s->recent_first);
+    imap_out_printf(&s->out, " MODSEQ (%llu))\r\n", (unsigned long long)m->modseq);
+    if (s->out.len > (1u << 18))
+        sess_flush(s);
+}
+
+/* The changed messages from more than SESS_CHANGES_MAX: the view in UID
+ * order, 256 messages a unit of work, each read through a cursor. */
+static bool qresync_walk(session *s, select_cont *sc, sess_slice *sl)
+{
+    while (sc->ck < s->nview) {
+        if (sess_slice_over(s, sl))
+            return false;
+        size_t end = s->nview - sc->ck > 256 ? sc->ck + 256 : s->nview;
+        for (; sc->ck < end; sc->ck++) {
+            uint32_t u = s->view[sc->ck];
+            bool past;
+            store_msg m;
+            if (!qresync_known(sc, u, &past)) {
+                if (past)
+                    return true;
+                continue;
+            }
+            if (store_cursor_seek(&sc->cur, u, &m) >= 0 && m.modseq > sc->since)
+                qresync_fetch(s, sc, (uint32_t)sc->ck + 1, &m);
+        }
+    }
+    return true;
+}
+
 static bool qresync_changed(session *s, select_cont *sc, sess_slice *sl)
 {
+    if (sc->walk)
+        return qresync_walk(s, sc, sl);
     for (; sc->ck < sc->changed.n; sc->ck++) {
         uint32_t u = sc->changed.uids[sc->ck];
-        while (sc->kk < sc->nknown && sc->known[sc->kk].hi < u)
-            sc->kk++;
-        if (sc->kk == sc->nknown)
-            break;
-        if (u < sc->known[sc->kk].lo)
+        bool past;
+        if (!qresync_known(sc, u, &past)) {
+            if (past)
+                break;
             continue;
+        }
         if (sess_slice_over(s, sl))
             return false;
         /* the view holds every live message of the snapshot */
@@ -314,12 +363,7 @@ static bool qresync_changed(session *s, select_cont *sc, sess_slice *sl)
         store_msg m;
         if (!seq || store_snap_msg(sc->snap, u, &m) < 0)
             continue;
-        m.keywords = sess_keywords_announce(s, &s->out, sc->snap, m.keywords);
-        imap_out_printf(&s->out, "* %u FETCH (UID %u FLAGS ", seq, u);
-        sess_flags(s, &s->out, sc->snap, m.flags, m.keywords, u >= s->recent_first);
-        imap_out_printf(&s->out, " MODSEQ (%llu))\r\n", (unsigned long long)m.modseq);
-        if (s->out.len > (1u << 18))
-            sess_flush(s);
+        qresync_fetch(s, sc, seq, &m);
     }
     return true;
 }
@@ -368,9 +412,17 @@ static bool select_step(session *s, void *arg)
         }
         if (!qresync_match(s, sc, &sl))
             return false;
+        int crc = store_snap_changed_since_max(sc->snap, sc->since, SESS_CHANGES_MAX,
+                                               &sc->changed);
+        if (crc == -E2BIG) {
+            store_uidlist_free(&sc->changed);
+            memset(&sc->changed, 0, sizeof sc->changed);
+            sc->walk = true;
+            store_cursor_init(&sc->cur, sc->snap);
+            crc = 0;
+        }
         if (sess_vanished_collect(sc->snap, sc->since, sc->known, sc->nknown, sc->from,
-                                  &sc->van) < 0 ||
-            store_snap_changed_since(sc->snap, sc->since, &sc->changed) < 0) {
+                                  &sc->van) < 0 || crc < 0) {
             /* Nothing of it was written: the SELECT fails (RFC 3501
              * 6.3.1: no mailbox is selected after a NO) rather than
              * answering OK with part of what changed */

@@ -149,6 +149,11 @@ typedef struct sess_slice {
     unsigned n;                 /* units of work so far */
 } sess_slice;
 #define SESS_SLICE_NS 500000u   /* ~0.5 ms of work per step */
+/* Changed messages listed at once (store_snap_changed_since_max: a few
+ * hundred microseconds of work) by a view sync, a QRESYNC SELECT or a
+ * FETCH CHANGEDSINCE; after a change of more, they walk the messages in
+ * slices instead of listing every change in one go. */
+#define SESS_CHANGES_MAX 16384
 void sess_slice_begin(sess_slice *sl);
 /* The slice's time is up (the output is not looked at). */
 bool sess_slice_expired(const sess_slice *sl);

@@ -46,10 +46,6 @@ enum {
     PH_DONE,
 };
 
-/* Changed messages listed at once for a sync (a few hundred microseconds
- * of work); more are found by walking the snapshot in slices. */
-#define VIEW_CHANGES_MAX 16384
-
 typedef struct view_sync {
     store_snap *snap;           /* owned */
     int phase;
@@ -361,7 +357,7 @@ static bool step_flags(session *s, view_sync *vs, sess_slice *sl)
     if (vs->hms > vs->since && vs->chg_state == 0) {
         /* bounded: after a change of most of a big mailbox the list would
          * be built in one go; the walk below goes in slices instead */
-        vs->chg_state = store_snap_changed_since_max(vs->snap, vs->since, VIEW_CHANGES_MAX,
+        vs->chg_state = store_snap_changed_since_max(vs->snap, vs->since, SESS_CHANGES_MAX,
                                                      &vs->chg) == 0 ? 1 : -1;
         if (vs->chg_state < 0)
             store_uidlist_free(&vs->chg);
