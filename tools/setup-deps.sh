@@ -29,6 +29,8 @@ PACKAGES=(
   e2fsprogs                   # mkfs.ext4: the disk-full test makes a small ext4 on a loop device
   postfix                     # a real MTA delivering into ringmaild's LMTP (test_lmtp_postfix.py);
                               # installed unconfigured, its own instance is never started
+  dovecot-imapd               # the peer test_compare_sort.py compares answers with (a private
+                              # instance); the system's is kept from starting (policy-rc.d)
 )
 
 missing=()
@@ -66,6 +68,18 @@ for p in "${missing[@]}"; do
       "${SUDO[@]}" debconf-set-selections
   fi
 done
+# Dovecot is only run privately by the tests.  Its postinst would start the
+# system's instance (listening on every address); a policy-rc.d that says
+# "not now" (101) keeps invoke-rc.d and deb-systemd-invoke from starting
+# anything during this install.  One already there is the machine's: kept.
+POLICY=/usr/sbin/policy-rc.d
+made_policy=0
+if [[ ! -e $POLICY ]] && printf '%s\n' "${missing[@]}" | grep -q '^dovecot'; then
+  printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
+  "${SUDO[@]}" chmod 755 "$POLICY"
+  made_policy=1
+  trap '"${SUDO[@]}" rm -f "$POLICY"' EXIT
+fi
 # Wait for another apt/dpkg (unattended upgrades) instead of failing at once.
 APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0)
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" update -qq
@@ -96,4 +110,11 @@ for p in "${missing[@]}"; do
     fi
   fi
 done
+if ((made_policy)); then
+  "${SUDO[@]}" rm -f "$POLICY"
+  trap - EXIT
+fi
+if [[ -r /run/dovecot/master.pid ]] && kill -0 "$(cat /run/dovecot/master.pid)" 2>/dev/null; then
+  echo "setup-deps: warning: the system's Dovecot is running" >&2
+fi
 echo "setup-deps: done"

@@ -104,7 +104,8 @@ class Dovecot:
     def stop(self):
         pidf = os.path.join(self.d, "run", "master.pid")
         try:
-            pid = int(open(pidf).read())
+            with open(pidf) as f:
+                pid = int(f.read())
         except OSError:
             pid = None
         if pid:
