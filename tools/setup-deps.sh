@@ -74,7 +74,11 @@ done
 # anything during this install.  One already there is the machine's: kept.
 POLICY=/usr/sbin/policy-rc.d
 made_policy=0
-if [[ ! -e $POLICY ]] && printf '%s\n' "${missing[@]}" | grep -q '^dovecot'; then
+want_dovecot=0
+for p in "${missing[@]}"; do
+  [[ "$p" == dovecot* ]] && want_dovecot=1
+done
+if [[ ! -e $POLICY ]] && ((want_dovecot)); then
   printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
   "${SUDO[@]}" chmod 755 "$POLICY"
   made_policy=1
