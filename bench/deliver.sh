@@ -62,14 +62,7 @@ case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
 T0=$SECONDS
 
 # --- build ---------------------------------------------------------------------
-if [[ ! -x $BENCH || ! -x $RINGMAILD || ! -x $ADMIN ]]; then
-    log "configuring a Release build in $BUILD"
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-log "building ringmaild, ringmail-admin, ringmail-bench"
-cmake --build "$BUILD" -j2 --target ringmaild ringmail-admin ringmail-bench >/dev/null
-BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt")
-RM_VERSION=$(git -C "$ROOT" rev-parse --short HEAD)
+bench_build
 
 # --- Dovecot (as compare.sh: never the system instance) -------------------------
 need_dovecot dovecot-imapd dovecot-lmtpd -- /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp

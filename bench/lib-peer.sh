@@ -78,6 +78,20 @@ bench_cleanup() {
     exit "$rc"
 }
 
+# ringmaild, ringmail-admin and ringmail-bench in $BUILD (configured as a
+# Release build if missing), brought up to date; sets BUILD_TYPE and
+# RM_VERSION for the report.
+bench_build() {
+    if [[ ! -x $BENCH || ! -x $RINGMAILD || ! -x $ADMIN ]]; then
+        log "configuring a Release build in $BUILD"
+        cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    fi
+    log "building ringmaild, ringmail-admin, ringmail-bench"
+    cmake --build "$BUILD" -j2 --target ringmaild ringmail-admin ringmail-bench >/dev/null
+    BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
+    RM_VERSION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+}
+
 # N free loopback ports, printed on one line.
 free_ports() {   # n
     python3 - "$1" <<'PY'

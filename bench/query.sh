@@ -57,14 +57,7 @@ done
 case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
 T0=$SECONDS
 
-if [[ ! -x $BENCH || ! -x $RINGMAILD || ! -x $ADMIN ]]; then
-    log "configuring a Release build in $BUILD"
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-log "building ringmaild, ringmail-admin, ringmail-bench"
-cmake --build "$BUILD" -j2 --target ringmaild ringmail-admin ringmail-bench >/dev/null
-BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
-RM_VERSION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+bench_build
 need_dovecot dovecot-imapd -- /usr/lib/dovecot/imap
 bench_tmp query
 

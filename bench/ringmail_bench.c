@@ -256,14 +256,6 @@ static void report_json(const struct bench_config *cfg, const struct bench_resul
         first = 0;
     }
     printf("}");
-    if (cfg->bystanders)
-        printf(", \"bystander\": {\"sessions\": %d, \"ops\": %llu, \"p50_ms\": %.3f, "
-               "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"errors\": %llu}",
-               cfg->bystanders, (unsigned long long)r->bystander.count,
-               ms(bench_hist_quantile(&r->bystander, 0.5)),
-               ms(bench_hist_quantile(&r->bystander, 0.99)),
-               ms(bench_hist_quantile(&r->bystander, 0.999)), ms(r->bystander.max),
-               (unsigned long long)r->bystander_errors);
     if (cfg->workload == BW_IDLE)
         printf(", \"fanout\": {\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
                "\"appends\": %ld, \"appends_sent\": %ld, \"sessions\": %ld}",
