@@ -110,27 +110,37 @@ def commands():
     return out
 
 
-def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 400
-    msgs = corpus(n)
+def answers(msgs, cmds):
+    """The same APPENDs and commands against a ringmaild and a private
+    Dovecot: {"ringmail": Run, "dovecot": Run}."""
     rm = rs.Server(users={USER: PASSWORD})
     rm.start()
-    dv = Dovecot()
     runs = {}
     try:
-        for name, connect in (("ringmail", rm.connect), ("dovecot", dv.connect)):
-            run = Run(connect)
-            a = run.s("A")
-            for raw, date in msgs:
-                a.expect(a.append("INBOX", raw, None, date), "OK")
-            run.do("A", "SELECT INBOX")
-            for cmd in commands():
-                run.do("A", cmd)
-            runs[name] = run
+        dv = Dovecot()
+        try:
+            for name, connect in (("ringmail", rm.connect), ("dovecot", dv.connect)):
+                run = Run(connect)
+                a = run.s("A")
+                for raw, date in msgs:
+                    a.expect(a.append("INBOX", raw, None, date), "OK")
+                run.do("A", "SELECT INBOX")
+                for cmd in cmds:
+                    run.do("A", cmd)
+                runs[name] = run
+                for c in run.sess.values():
+                    c.close()
+        finally:
+            dv.stop()
     finally:
-        dv.stop()
         rm.stop()
         rm.cleanup()
+    return runs
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 400
+    runs = answers(corpus(n), commands())
     ndiff = 0
     for (cmd, ours, _r1), (_c2, theirs, _r2) in zip(runs["ringmail"].log, runs["dovecot"].log):
         if ours == theirs:
