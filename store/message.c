@@ -1540,8 +1540,10 @@ store_str store_cache_envelope_text(const store_cache *c)
     return get_str(c, c->rendered_);
 }
 
-int store_cache_envelope(const store_cache *c, uint32_t i, store_envelope *out)
+int store_cache_envelope_fields(const store_cache *c, uint32_t i, unsigned fields,
+                                store_envelope *out)
 {
+    _Static_assert(STORE_ENV_ALL == (1u << NENV) - 1, "one bit per envelope field");
     if (i >= c->nenvelopes)
         return -ERANGE;
     const uint8_t *e = c->envs_ + (size_t)i * ENV_SIZE;
@@ -1551,8 +1553,14 @@ int store_cache_envelope(const store_cache *c, uint32_t i, store_envelope *out)
         &out->references,
     };
     for (int k = 0; k < NENV; k++)
-        *f[k] = get_str(c, ld32(e + 4 * k));
+        if (fields & (1u << k))
+            *f[k] = get_str(c, ld32(e + 4 * k));
     return 0;
+}
+
+int store_cache_envelope(const store_cache *c, uint32_t i, store_envelope *out)
+{
+    return store_cache_envelope_fields(c, i, STORE_ENV_ALL, out);
 }
 
 int store_cache_part(const store_cache *c, uint32_t i, store_part *out)

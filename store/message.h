@@ -125,6 +125,18 @@ int store_cache_open(const void *blob, size_t len, store_cache *c);
 /* Envelope i: 0 is the message's own, others belong to message/rfc822 parts.
  * Returns 0 or -ERANGE. */
 int store_cache_envelope(const store_cache *c, uint32_t i, store_envelope *out);
+/* Only the fields named in `fields` (STORE_ENV_*, in the order of
+ * store_envelope); the others in out are left as they are.  A listing
+ * that needs one header (SORT (DATE)) then touches only its string. */
+enum {
+    STORE_ENV_DATE = 1u << 0, STORE_ENV_SUBJECT = 1u << 1, STORE_ENV_FROM = 1u << 2,
+    STORE_ENV_SENDER = 1u << 3, STORE_ENV_REPLY_TO = 1u << 4, STORE_ENV_TO = 1u << 5,
+    STORE_ENV_CC = 1u << 6, STORE_ENV_BCC = 1u << 7, STORE_ENV_IN_REPLY_TO = 1u << 8,
+    STORE_ENV_MESSAGE_ID = 1u << 9, STORE_ENV_REFERENCES = 1u << 10,
+    STORE_ENV_ALL = (1u << 11) - 1,
+};
+int store_cache_envelope_fields(const store_cache *c, uint32_t i, unsigned fields,
+                                store_envelope *out);
 
 /* Part i, 0 <= i < c->nparts, in depth-first order.  Returns 0 or -ERANGE. */
 int store_cache_part(const store_cache *c, uint32_t i, store_part *out);

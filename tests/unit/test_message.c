@@ -410,6 +410,16 @@ static void test_simple(void)
     CHECK(str_eq(e.message_id, "<B27397-0100000@Blurdybloop.example>"));
     CHECK(!e.sender.p && !e.reply_to.p && !e.cc.p && !e.bcc.p);
     CHECK(!e.in_reply_to.p && !e.references.p);
+    /* only the fields asked for are filled; the rest keep what they held */
+    store_envelope some;
+    memset(&some, 0, sizeof some);
+    some.from.p = "untouched";
+    some.from.len = 9;
+    CHECK_EQ(store_cache_envelope_fields(&p.c, 0, STORE_ENV_DATE | STORE_ENV_MESSAGE_ID, &some), 0);
+    CHECK(str_eq(some.date, "Mon, 7 Feb 1994 21:52:25 -0800 (PST)"));
+    CHECK(str_eq(some.message_id, "<B27397-0100000@Blurdybloop.example>"));
+    CHECK(str_eq(some.from, "untouched") && !some.subject.p && !some.to.p);
+    CHECK_EQ(store_cache_envelope_fields(&p.c, 1, STORE_ENV_ALL, &some), -ERANGE);
     store_part sp = part(&p, 0);
     size_t body = off_of(&p, "Hello Joe");
     CHECK_EQ(sp.hdr_off, 0);

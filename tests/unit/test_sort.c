@@ -264,6 +264,72 @@ static void test_first_address(void)
     first_is(" , ", false, "", "", "");
 }
 
+/* The reference order for one numeric criterion: the key (reversed or
+ * not), then the sequence number. */
+static const imap_sort_set *ref_set;
+static imap_sort_crit ref_crit;
+
+static int ref_cmp(const void *x, const void *y)
+{
+    const imap_sort_msg *a = &ref_set->m[*(const uint32_t *)x];
+    const imap_sort_msg *b = &ref_set->m[*(const uint32_t *)y];
+    int64_t ka, kb;
+    switch (ref_crit.key) {
+    case IMAP_SORT_ARRIVAL: ka = a->arrival; kb = b->arrival; break;
+    case IMAP_SORT_DATE: ka = a->date; kb = b->date; break;
+    default: ka = a->size; kb = b->size; break;
+    }
+    int r = ka < kb ? -1 : ka > kb;
+    if (ref_crit.reverse)
+        r = -r;
+    return r ? r : (a->seq < b->seq ? -1 : a->seq > b->seq);
+}
+
+/* DATE, ARRIVAL and SIZE alone take the radix path: the same order as the
+ * comparison sort, ties, negative and far-future dates, INT64 extremes,
+ * REVERSE included. */
+static void test_numeric_order(void)
+{
+    static const size_t sizes[] = {2, 3, 100, 5000};
+    uint64_t rnd = 88172645463325252ull;
+    for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+        size_t n = sizes[z];
+        imap_sort_set set = {0};
+        set.m = calloc(n, sizeof *set.m);
+        REQUIRE(set.m);
+        set.n = set.cap = n;
+        for (size_t i = 0; i < n; i++) {
+            rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+            imap_sort_msg *m = &set.m[i];
+            m->seq = (uint32_t)(i + 1);
+            m->uid = (uint32_t)(i * 3 + 7);
+            /* few distinct values, so ties are common */
+            m->date = (int64_t)(rnd % 50) * 86400 - 40 * 86400;
+            m->arrival = (rnd >> 8) % 7 == 0 ? INT64_MIN + (int64_t)(rnd % 3)
+                       : (rnd >> 8) % 7 == 1 ? INT64_MAX - (int64_t)(rnd % 3)
+                                             : (int64_t)(rnd >> 20) - (1ll << 42);
+            m->size = (uint32_t)((rnd >> 30) % 4 ? (rnd >> 33) % 1000 : UINT32_MAX);
+        }
+        static const imap_sort_key keys[] = {IMAP_SORT_DATE, IMAP_SORT_ARRIVAL, IMAP_SORT_SIZE};
+        for (size_t k = 0; k < 3; k++)
+            for (int rev = 0; rev < 2; rev++) {
+                imap_sort_crit c = {keys[k], rev};
+                uint32_t *got = NULL, *want = malloc(n * sizeof *want);
+                REQUIRE(want);
+                REQUIRE_OK(imap_sort_order(&set, &c, 1, &got));
+                for (size_t i = 0; i < n; i++)
+                    want[i] = (uint32_t)i;
+                ref_set = &set;
+                ref_crit = c;
+                qsort(want, n, sizeof *want, ref_cmp);
+                CHECK(memcmp(got, want, n * sizeof *got) == 0);
+                free(got);
+                free(want);
+            }
+        free(set.m);
+    }
+}
+
 int main(void)
 {
     RUN(test_base_subject);
@@ -272,5 +338,6 @@ int main(void)
     RUN(test_msgids);
     RUN(test_criteria);
     RUN(test_first_address);
+    RUN(test_numeric_order);
     return test_summary();
 }
