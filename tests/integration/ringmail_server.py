@@ -253,6 +253,8 @@ class Server:
             if self.tls:
                 self.tls_port, hold = reserve_port()
                 self.port_holds.append(hold)
+            if self.log:            # an earlier attempt's, or a start without a stop
+                self.log.close()
             self.log = open(self.log_path, "ab")
             self.log.write(("=== start: %s\n" % " ".join(self.command_line())).encode())
             self.log.flush()
