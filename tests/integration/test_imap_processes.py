@@ -152,6 +152,25 @@ def established(pid, port):
     return n
 
 
+def all_stopped(pid):
+    """Every thread of pid is stopped (state T), the kernel's io_uring
+    workers aside."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name, state = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()[0]
+        if not name.startswith("iou-") and state not in ("T", "t"):
+            return False
+    return True
+
+
 def wait_until(pred, timeout, step=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -240,6 +259,11 @@ class MultiProcess(ServerTestCase):
         os.kill(victim, signal.SIGSTOP)
         socks = []
         try:
+            # SIGSTOP takes effect thread by thread: a worker still running
+            # could accept a connection and die holding it (lost with the
+            # process, as any accepted one is).  Connect once all stopped.
+            self.assertTrue(wait_until(lambda: all_stopped(victim), 10),
+                            "server %d did not stop" % victim)
             for _ in range(self.NCONN):
                 s = socket.create_connection((self.server.host, self.server.port), timeout=10)
                 socks.append(s)
@@ -256,16 +280,26 @@ class MultiProcess(ServerTestCase):
             self.assertTrue(waiting, "no connection waits for the stopped server %d" % victim)
             off = self.server.stderr_size()
             os.kill(victim, signal.SIGKILL)
+            lost = []
             for i, s in enumerate(waiting):
                 s.settimeout(10)
                 try:
                     got = s.recv(4096)
                 except OSError as e:
                     got = repr(e).encode()
-                self.assertTrue(got.startswith(b"* OK"), "connection %d of %d waiting for the "
-                                "killed server: %r; log:\n%s" % (i + 1, len(waiting), got,
-                                                                  self.server.stderr_since(off)))
-            s = waiting[-1]
+                if not got.startswith(b"* OK"):
+                    lost.append((i + 1, got))
+            # With io_uring the kernel itself may take one more connection
+            # for the dying server: the exit path runs the accept its ring
+            # had armed (io_uring cancels requests after running pending
+            # task work), and the socket dies with the process, as any
+            # accepted one does.  Every other waiting connection must be
+            # served; before the supervisor kept the sockets, all were reset.
+            allowed = 1 if self.server.backend == "io_uring" else 0
+            self.assertLessEqual(len(lost), allowed, "connections waiting for the killed "
+                                 "server, of %d, not served: %r; log:\n%s"
+                                 % (len(waiting), lost, self.server.stderr_since(off)))
+            s = next(x for k, x in enumerate(waiting) if k + 1 not in {i for i, _ in lost})
             s.sendall(b"a LOGIN %s %s\r\n" % (quote(self.user).encode(),
                                                 quote(self.password).encode()))
             s.settimeout(10)
