@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/auth/authpool.h"
 #include "core/search/search.h"
@@ -30,6 +31,10 @@ typedef struct sort_cont {
     size_t ncrit;
     imap_thread_alg alg;
     bool thread, uid;
+    bool esort;                 /* SORT RETURN (...): answer with ESEARCH */
+    imap_search_ret ret;
+    uint32_t *nums;             /* ESORT: the numbers in sort order */
+    size_t lfrom, lto;          /* ESORT: the ones listed (ALL / PARTIAL) */
     int phase;                  /* 0 search, 1 keys, 2 order, 3 its result, 4 output */
     int order_rc;               /* of the order step when it ran on the pool */
     uint32_t next;              /* search: next sequence number */
@@ -58,6 +63,7 @@ static void sort_cont_free(void *arg)
     imap_search_free(sc->prog);
     imap_sort_set_free(&sc->set);
     free(sc->order);
+    free(sc->nums);
     imap_out_free(&sc->text);
     free(sc);
 }
@@ -150,6 +156,67 @@ static int sort_submit(session *s, sort_cont *sc)
     return 0;
 }
 
+/* ESORT (RFC 5267 3.1): "* ESEARCH (TAG ..) [UID]" with MIN and MAX the
+ * first and last message in sort order ("the lowest sorted message"), ALL
+ * every one in sort order, COUNT, PARTIAL a range of the sorted list. */
+static int esort_head(session *s, sort_cont *sc)
+{
+    size_t n = sc->set.n;
+    if (n && !(sc->nums = malloc(n * sizeof *sc->nums)))
+        return -ENOMEM;
+    for (size_t k = 0; k < n; k++) {
+        const imap_sort_msg *m = &sc->set.m[sc->order[k]];
+        sc->nums[k] = sc->uid ? m->uid : m->seq;
+    }
+    unsigned r = sc->ret.opts;
+    imap_out_printf(&s->out, "* ESEARCH (TAG \"%s\")%s", sc->tag, sc->uid ? " UID" : "");
+    if (n && (r & IMAP_SEARCH_RET_MIN))
+        imap_out_printf(&s->out, " MIN %u", sc->nums[0]);
+    if (n && (r & IMAP_SEARCH_RET_MAX))
+        imap_out_printf(&s->out, " MAX %u", sc->nums[n - 1]);
+    sc->lfrom = sc->lto = 0;
+    if (n && (r & IMAP_SEARCH_RET_ALL)) {
+        imap_out_lit(&s->out, " ALL ");
+        sc->lto = n;
+    }
+    if (r & IMAP_SEARCH_RET_PARTIAL) {
+        /* the range counts positions in the sort order (RFC 5267 4.1: for
+         * SORT the "requested order" is the sort order) */
+        imap_search_partial_slice(&sc->ret, n, &sc->lfrom, &sc->lto);
+        imap_out_printf(&s->out, " PARTIAL (%lld:%lld %s", (long long)sc->ret.partial_lo,
+                        (long long)sc->ret.partial_hi, sc->lfrom < sc->lto ? "" : "NIL)");
+    }
+    sc->at = sc->lfrom;
+    return 0;
+}
+
+static void esort_tail(session *s, sort_cont *sc)
+{
+    unsigned r = sc->ret.opts;
+    size_t n = sc->set.n;
+    if ((r & IMAP_SEARCH_RET_PARTIAL) && sc->lfrom < sc->lto)
+        imap_out_lit(&s->out, ")");
+    if (r & IMAP_SEARCH_RET_COUNT)
+        imap_out_printf(&s->out, " COUNT %zu", n);
+    if (n && sc->res.modseqs) {
+        /* RFC 7162 3.1.5 / RFC 4731 3.2 as for SEARCH: MIN and/or MAX
+         * alone report those messages' MODSEQ, else the highest of all;
+         * set.m[k] is res's k-th match (added in that order) */
+        const uint64_t *ms = sc->res.modseqs;
+        uint64_t m = 0;
+        bool only_ends = !(r & (IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_COUNT |
+                                IMAP_SEARCH_RET_PARTIAL));
+        for (size_t k = 0; k < n; k++) {
+            bool end = ((r & IMAP_SEARCH_RET_MIN) && k == 0) ||
+                       ((r & IMAP_SEARCH_RET_MAX) && k == n - 1);
+            if ((!only_ends || end) && ms[sc->order[k]] > m)
+                m = ms[sc->order[k]];
+        }
+        if (m)
+            imap_out_printf(&s->out, " MODSEQ %llu", (unsigned long long)m);
+    }
+}
+
 static bool sort_step(session *s, void *arg)
 {
     sort_cont *sc = arg;
@@ -195,9 +262,22 @@ static bool sort_step(session *s, void *arg)
             return sort_failed(s, sc, sc->order_rc);
         sc->phase = 4;
         sc->at = 0;
-        imap_out_printf(&s->out, sc->thread ? "* THREAD" : "* SORT");
+        if (sc->esort) {
+            if ((rc = esort_head(s, sc)) < 0)
+                return sort_failed(s, sc, rc);
+        } else {
+            imap_out_printf(&s->out, sc->thread ? "* THREAD" : "* SORT");
+        }
     }
-    if (sc->thread) {
+    if (sc->esort) {
+        while (sc->at < sc->lto) {
+            if (sess_slice_over(s, &sl))
+                return false;
+            sc->at = imap_search_out_set(&s->out, sc->nums, sc->lfrom, sc->at, sc->lto,
+                                         SORT_OUT_CHUNK);
+        }
+        esort_tail(s, sc);
+    } else if (sc->thread) {
         while (sc->at < sc->text.len) {
             if (sess_slice_over(s, &sl))
                 return false;
@@ -236,7 +316,26 @@ static void sort_or_thread(imap_cmd *c, bool thread)
     imap_sort_crit crit[IMAP_SORT_MAX_CRIT];
     int ncrit = 0;
     imap_thread_alg alg = IMAP_THREAD_REFERENCES;
+    imap_search_ret ret = {0};
+    bool esort = false;
 
+    /* RFC 5267 3: extended-sort = ["UID" SP] "SORT" search-return-opts
+     * SP sort-criteria SP search-criteria */
+    if (!thread && nargs >= 1 && imap_arg_is(&args[0], "RETURN")) {
+        if (nargs < 2 || imap_search_parse_return(&args[1], &ret, &err) < 0) {
+            sess_bad(s, tag, "%s", err ? err : "RETURN needs a list of options");
+            return;
+        }
+        /* RFC 5267 3.1 lists the return options of [ESEARCH]; SAVE (RFC
+         * 5182) extends SEARCH only */
+        if (ret.opts & IMAP_SEARCH_RET_SAVE) {
+            sess_bad(s, tag, "SAVE is not a SORT return option");
+            return;
+        }
+        esort = true;
+        args += 2;
+        nargs -= 2;
+    }
     /* search-criteria = charset 1*(SP search-key) */
     if (nargs < 3) {
         sess_bad(s, tag, "%s needs %s, a charset and search keys",
@@ -289,6 +388,9 @@ static void sort_or_thread(imap_cmd *c, bool thread)
     sc->uid = c->uid;
     sc->thread = thread;
     sc->alg = alg;
+    sc->esort = esort;
+    sc->ret = ret;
+    sc->v.now = (int64_t)time(NULL);   /* RFC 5032: "the current date and time" */
     if (!thread) {
         memcpy(sc->crit, crit, (size_t)ncrit * sizeof crit[0]);
         sc->ncrit = (size_t)ncrit;

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""ringmaild: ESORT (RFC 5267 3), PARTIAL (RFC 5267 4.4, RFC 9394) for SEARCH
+and SORT, and WITHIN (RFC 5032: OLDER / YOUNGER).
+
+The mailbox is test_imap_sort.py's: six messages whose sort orders are
+worked out by hand there (SORTS), after one expunged message so that UIDs
+are sequence numbers + 1.  ESORT answers with MIN/MAX the first/last message
+in sort order and ALL in sort order; PARTIAL counts positions in the
+answer's order (mailbox order for SEARCH, sort order for SORT), negative
+ranges from the end.  WITHIN appends messages with an INTERNALDATE some
+seconds in the past.  Runs once per io backend."""
+
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ringmail_server as rs  # noqa: E402
+from test_imap_sort import MSGS, SORTS, msg  # noqa: E402
+
+ORDER = dict(SORTS)
+
+
+def imap_date(t):
+    return time.strftime("%d-%b-%Y %H:%M:%S +0000", time.gmtime(t))
+
+
+class EsearchCase(rs.ServerTestCase):
+    users_per_class = 20
+
+    def box(self):
+        c = self.login()
+        self.ok(c, "CREATE S")
+        self.expect(c.append("S", msg([b"Subject: gone"], 100)), "OK")
+        for raw, date in MSGS:
+            self.expect(c.append("S", raw, None, date), "OK")
+        self.ok(c, "SELECT S")
+        self.ok(c, "STORE 1 +FLAGS (\\Deleted)")
+        self.ok(c, "EXPUNGE")
+        return c
+
+    def es(self, c, cmd):
+        """The one ESEARCH response's data after its correlator, which must
+        carry the command's tag."""
+        r = self.ok(c, cmd)
+        lines = [u.raw.decode() for u in r.untagged if u.raw.startswith(b"* ESEARCH")]
+        self.assertEqual(len(lines), 1, r.describe())
+        self.assertEqual(r.of("SORT") + r.of("SEARCH"), [], r.describe())
+        m = re.match(r'\* ESEARCH \(TAG "([^"]+)"\)(.*)$', lines[0])
+        self.assertTrue(m, lines[0])
+        self.assertEqual(m.group(1), r.tagged.raw.split()[0].decode())
+        return m.group(2).strip()
+
+    def test_capability(self):
+        c = self.login()
+        caps = c.capabilities()
+        for cap in ("ESORT", "PARTIAL", "WITHIN", "SORT", "ESEARCH"):
+            self.assertIn(cap, caps)
+
+    # ---- ESORT ----------------------------------------------------------
+
+    def test_esort_options(self):
+        c = self.box()
+        # REVERSE DATE: 3 6 1 2 4 5 (UIDs one more)
+        self.assertEqual(ORDER["REVERSE DATE"], [3, 6, 1, 2, 4, 5])
+        for opts, want, uwant in [
+                ("MIN", "MIN 3", "MIN 4"),
+                ("MAX", "MAX 5", "MAX 6"),
+                ("COUNT", "COUNT 6", "COUNT 6"),
+                # RFC 5267 3.2: ranges only where the numbers ascend
+                ("ALL", "ALL 3,6,1:2,4:5", "ALL 4,7,2:3,5:6"),
+                ("", "ALL 3,6,1:2,4:5", "ALL 4,7,2:3,5:6"),
+                ("MIN MAX", "MIN 3 MAX 5", "MIN 4 MAX 6"),
+                ("COUNT MAX ALL MIN", "MIN 3 MAX 5 ALL 3,6,1:2,4:5 COUNT 6",
+                 "MIN 4 MAX 6 ALL 4,7,2:3,5:6 COUNT 6")]:
+            self.assertEqual(self.es(c, "SORT RETURN (%s) (REVERSE DATE) UTF-8 ALL" % opts),
+                             want, opts)
+            self.assertEqual(self.es(c, "UID SORT RETURN (%s) (REVERSE DATE) UTF-8 ALL" % opts),
+                             "UID " + uwant, "UID " + opts)
+        # every sort key: ALL is the SORT answer, MIN/MAX its ends
+        for crit, want in SORTS:
+            got = self.es(c, "SORT RETURN (MIN MAX ALL COUNT) (%s) UTF-8 ALL" % crit)
+            m = re.match(r"MIN (\d+) MAX (\d+) ALL (\S+) COUNT (\d+)$", got)
+            self.assertTrue(m, got)
+            nums = []
+            for part in m.group(3).split(","):
+                a, _, b = part.partition(":")
+                self.assertTrue(not b or int(a) < int(b), "3.2: no descending range: " + got)
+                nums += range(int(a), int(b or a) + 1)
+            self.assertEqual(nums, want, crit)
+            self.assertEqual((int(m.group(1)), int(m.group(2)), int(m.group(4))),
+                             (want[0], want[-1], len(want)), crit)
+        # search keys narrow it; an empty result has COUNT 0 and nothing else
+        self.assertEqual(self.es(c, "SORT RETURN (ALL MIN) (SUBJECT) UTF-8 SUBJECT hello"),
+                         "MIN 1 ALL 1:2,4")
+        self.assertEqual(self.es(c, "SORT RETURN (MIN MAX ALL COUNT) (DATE) UTF-8 "
+                                    "SUBJECT nothing"), "COUNT 0")
+        self.assertEqual(self.es(c, "SORT RETURN (MIN) (DATE) UTF-8 SUBJECT nothing"), "")
+        # without RETURN, SORT is unchanged
+        r = self.ok(c, "SORT (REVERSE DATE) UTF-8 ALL")
+        self.assertEqual(r.of("ESEARCH"), [])
+        self.assertEqual([u.raw for u in r.of("SORT")], [b"* SORT 3 6 1 2 4 5"])
+
+    def test_esort_rfc_example(self):
+        """RFC 5267 3.3: "UID SORT RETURN () (REVERSE DATE) UTF-8 UNDELETED
+        UNKEYWORD $Junk"."""
+        c = self.box()
+        self.ok(c, "STORE 2 +FLAGS ($Junk)")
+        self.ok(c, "STORE 4 +FLAGS (\\Deleted)")
+        # REVERSE DATE 3 6 1 2 4 5 without 2 and 4, as UIDs
+        self.assertEqual(self.es(c, "UID SORT RETURN () (REVERSE DATE) UTF-8 UNDELETED "
+                                    "UNKEYWORD $Junk"), "UID ALL 4,7,2,6")
+
+    def test_esort_errors(self):
+        self.box()
+        mk = lambda: self.login(select="S")  # noqa: E731
+        self.each(mk, ["SORT RETURN (ALL PARTIAL 1:2) (DATE) UTF-8 ALL",
+                       "SORT RETURN (PARTIAL 1:2 PARTIAL 3:4) (DATE) UTF-8 ALL",
+                       "SORT RETURN (SAVE) (DATE) UTF-8 ALL",
+                       "SORT RETURN (NOSUCH) (DATE) UTF-8 ALL",
+                       "SORT RETURN (PARTIAL 0:2) (DATE) UTF-8 ALL",
+                       "SORT RETURN (PARTIAL 1:-2) (DATE) UTF-8 ALL",
+                       "SORT RETURN (DATE) UTF-8 ALL", "SORT RETURN () (DATE) UTF-8",
+                       "SORT RETURN MIN (DATE) UTF-8 ALL", "SORT RETURN",
+                       "SORT RETURN (MIN)"], "BAD")
+        self.each(mk, ["SORT RETURN (MIN) (DATE) KOI8-R ALL"], "NO", "BADCHARSET")
+
+    # ---- PARTIAL ----------------------------------------------------------
+
+    def test_partial_search(self):
+        c = self.box()
+        for rng, seqs in [("1:2", "1:2"), ("2:1", "1:2"), ("5:100", "5:6"), ("6:6", "6"),
+                          ("7:10", "NIL"), ("4294967295:4294967295", "NIL"),
+                          ("-1:-2", "5:6"), ("-2:-1", "5:6"), ("-6:-6", "1"),
+                          ("-3:-100", "1:4"), ("-7:-9", "NIL")]:
+            # RFC 5267 4.4: "the original range and a potentially missing
+            # set of results"
+            self.assertEqual(self.es(c, "SEARCH RETURN (PARTIAL %s) ALL" % rng),
+                             "PARTIAL (%s %s)" % (rng, seqs), rng)
+        self.assertEqual(self.es(c, "UID SEARCH RETURN (PARTIAL -1:-2) ALL"),
+                         "UID PARTIAL (-1:-2 6:7)")
+        # mailbox order, the gaps of the result included
+        self.assertEqual(self.es(c, "UID SEARCH RETURN (PARTIAL 2:4) NOT 3"),
+                         "UID PARTIAL (2:4 3,5:6)")
+        # RFC 5267 4.1: no interaction with the other options: MIN, MAX and
+        # COUNT are of the whole result
+        self.assertEqual(self.es(c, "SEARCH RETURN (MIN MAX COUNT PARTIAL 2:3) ALL"),
+                         "MIN 1 MAX 6 PARTIAL (2:3 2:3) COUNT 6")
+        self.assertEqual(self.es(c, "SEARCH RETURN (PARTIAL 1:5) SUBJECT nothing"),
+                         "PARTIAL (1:5 NIL)")
+
+    def test_partial_rfc_example(self):
+        """RFC 5267 4.4's A02-A04 on a mailbox of 30 results: a range that
+        spans the end, one from the start, one beyond the end."""
+        c = self.login()
+        self.ok(c, "CREATE P")
+        for i in range(32):
+            self.expect(c.append("P", b"Subject: m%d\r\n\r\nx\r\n" % i,
+                                 ["$Junk"] if i in (3, 17) else None), "OK")
+        self.ok(c, "SELECT P")
+        keys = "UNDELETED UNKEYWORD $Junk"
+        self.assertEqual(self.es(c, "SEARCH RETURN (COUNT) " + keys), "COUNT 30")
+        self.assertEqual(self.es(c, "UID SEARCH RETURN (PARTIAL 25:40) " + keys),
+                         "UID PARTIAL (25:40 27:32)")
+        self.assertEqual(self.es(c, "UID SEARCH RETURN (PARTIAL 1:5) " + keys),
+                         "UID PARTIAL (1:5 1:3,5:6)")
+        self.assertEqual(self.es(c, "UID SEARCH RETURN (PARTIAL 31:40) " + keys),
+                         "UID PARTIAL (31:40 NIL)")
+        # RFC 9394: the last results, newest first in the range's spelling
+        self.assertEqual(self.es(c, "UID SEARCH RETURN (PARTIAL -1:-3) " + keys),
+                         "UID PARTIAL (-1:-3 30:32)")
+
+    def test_partial_save(self):
+        """SAVE with PARTIAL keeps the page in $ (as MIN/MAX keep theirs,
+        RFC 5182 2.4); FETCH $ shows it."""
+        c = self.box()
+        r = self.ok(c, "UID SEARCH RETURN (SAVE PARTIAL -2:-3) ALL")
+        self.assertEqual([u.raw for u in r.of("ESEARCH")][0].split(b")", 1)[1].strip(),
+                         b"UID PARTIAL (-2:-3 5:6)")
+        r = self.ok(c, "UID FETCH $ (UID)")
+        self.assertEqual(sorted(d["UID"] for d in r.fetches().values()), [5, 6])
+        r = self.ok(c, "UID SEARCH RETURN (SAVE PARTIAL 10:12) ALL")
+        self.assertEqual(self.es(c, "SEARCH RETURN (COUNT) $"), "COUNT 0")
+
+    def test_partial_sort(self):
+        c = self.box()
+        # REVERSE DATE 3 6 1 2 4 5: positions in the sort order
+        for rng, want in [("1:2", "3,6"), ("2:3", "6,1"), ("3:4", "1:2"), ("4:10", "2,4:5"),
+                          ("7:8", "NIL"), ("-1:-2", "4:5"), ("-6:-6", "3"),
+                          ("-3:-4", "1:2"), ("-5:-100", "3,6")]:
+            self.assertEqual(self.es(c, "SORT RETURN (PARTIAL %s) (REVERSE DATE) UTF-8 ALL"
+                                     % rng), "PARTIAL (%s %s)" % (rng, want), rng)
+        self.assertEqual(self.es(c, "UID SORT RETURN (PARTIAL 1:2 MIN COUNT) (REVERSE DATE) "
+                                    "UTF-8 ALL"), "UID MIN 4 PARTIAL (1:2 4,7) COUNT 6")
+
+    def test_partial_errors(self):
+        self.box()
+        mk = lambda: self.login(select="S")  # noqa: E731
+        self.each(mk, ["SEARCH RETURN (PARTIAL) ALL", "SEARCH RETURN (PARTIAL 0:1) ALL",
+                       "SEARCH RETURN (PARTIAL 1:0) ALL", "SEARCH RETURN (PARTIAL -1:2) ALL",
+                       "SEARCH RETURN (PARTIAL 1:*) ALL", "SEARCH RETURN (PARTIAL 3) ALL",
+                       "SEARCH RETURN (PARTIAL 1:4294967296) ALL",
+                       "SEARCH RETURN (PARTIAL \"1:2\") ALL",
+                       # RFC 5267 4.4: "either one PARTIAL, one ALL, or neither"
+                       "SEARCH RETURN (ALL PARTIAL 1:2) ALL",
+                       "SEARCH RETURN (PARTIAL 1:2 PARTIAL 1:2) ALL"], "BAD")
+
+    # ---- WITHIN -----------------------------------------------------------
+
+    def test_within(self):
+        c = self.login()
+        self.ok(c, "CREATE W")
+        now = int(time.time())
+        # 1: 1000 s old, 2: 5000 s old (\Seen), 3: 2020, 4: 5 days old
+        for age, flags in [(1000, None), (5000, ["\\Seen"]), (now - 1577836800, None),
+                           (5 * 86400, None)]:
+            self.expect(c.append("W", b"Subject: w\r\n\r\nx\r\n", flags,
+                                 imap_date(now - age)), "OK")
+        self.ok(c, "SELECT W")
+        # a few seconds pass between the appends and the searches: every
+        # bound is hundreds of seconds from a message
+        for keys, want in [("YOUNGER 3000", [1]), ("OLDER 3000", [2, 3, 4]),
+                           ("YOUNGER 10000", [1, 2]), ("OLDER 100", [1, 2, 3, 4]),
+                           ("YOUNGER 500", []), ("OLDER 500000", [3]),
+                           ("OLDER 1000000", [3]), ("NOT YOUNGER 10000", [3, 4]),
+                           ("OLDER 3000 YOUNGER 500000", [2, 4]),
+                           ("OR YOUNGER 3000 OLDER 1000000", [1, 3]),
+                           ("younger 4294967295", [1, 2, 3, 4])]:
+            self.assertEqual(self.ok(c, "SEARCH " + keys).search(), want, keys)
+        # RFC 5032 4: "SEARCH UNSEEN YOUNGER 259200"
+        self.assertEqual(self.ok(c, "SEARCH UNSEEN YOUNGER 259200").search(), [1])
+        self.assertEqual(self.ok(c, "UID SEARCH YOUNGER 3000").search(), [1])
+        self.assertEqual(self.es(c, "SEARCH RETURN (COUNT) OLDER 3000"), "COUNT 3")
+        r = self.ok(c, "SORT (ARRIVAL) UTF-8 OLDER 3000")
+        self.assertEqual([u.raw for u in r.of("SORT")], [b"* SORT 3 4 2"])
+        # a message appended now is younger than a minute
+        self.expect(c.append("W", b"Subject: w\r\n\r\nx\r\n"), "OK")
+        self.ok(c, "NOOP")
+        self.assertEqual(self.ok(c, "SEARCH YOUNGER 60").search(), [5])
+        mk = lambda: self.login(select="W")  # noqa: E731
+        self.each(mk, ["SEARCH OLDER 0", "SEARCH YOUNGER", "SEARCH OLDER -5",
+                       "SEARCH YOUNGER 4294967296", "SEARCH OLDER x",
+                       'SEARCH YOUNGER "60"'], "BAD")
+
+
+rs.parametrize(globals(), EsearchCase)
+
+if __name__ == "__main__":
+    rs.main()
