@@ -799,6 +799,7 @@ int imap_search_parse_return(const imap_arg *l, imap_search_ret *out,
         { "MIN", IMAP_SEARCH_RET_MIN }, { "MAX", IMAP_SEARCH_RET_MAX },
         { "ALL", IMAP_SEARCH_RET_ALL }, { "COUNT", IMAP_SEARCH_RET_COUNT },
         { "SAVE", IMAP_SEARCH_RET_SAVE }, { "PARTIAL", IMAP_SEARCH_RET_PARTIAL },
+        { "UPDATE", IMAP_SEARCH_RET_UPDATE }, { "CONTEXT", IMAP_SEARCH_RET_CONTEXT },
     };
     memset(out, 0, sizeof *out);
     if (l->type != IMAP_ARG_LIST) {
@@ -812,6 +813,10 @@ int imap_search_parse_return(const imap_arg *l, imap_search_ret *out,
                 bit = opts[k].bit;
         if (!bit) {
             *err = "unknown RETURN option";
+            return -EINVAL;
+        }
+        if (bit == IMAP_SEARCH_RET_UPDATE && (out->opts & bit)) {
+            *err = "UPDATE given twice";
             return -EINVAL;
         }
         if (bit == IMAP_SEARCH_RET_PARTIAL) {
@@ -839,8 +844,11 @@ int imap_search_parse_return(const imap_arg *l, imap_search_ret *out,
         *err = "ALL and PARTIAL exclude each other";
         return -EINVAL;
     }
-    if (l->nlist == 0)
-        out->opts = IMAP_SEARCH_RET_ALL;
+    /* RFC 4731: an empty list "is equivalent to (ALL)"; the CONTEXT hint
+     * asks for nothing of its own, so alone it counts as empty (as in
+     * Dovecot), while UPDATE alone asks for the updates only */
+    if (!(out->opts & ~IMAP_SEARCH_RET_CONTEXT))
+        out->opts |= IMAP_SEARCH_RET_ALL;
     return 0;
 }
 
@@ -888,6 +896,89 @@ size_t imap_search_out_set(imap_out *o, const uint32_t *nums, size_t start,
         i = j + 1;
     }
     return i;
+}
+
+/* ---- freezing (contexts) ------------------------------------------------ */
+
+/* Append [lo, hi] to r (n, cap), merging with the last range when they
+ * touch; ranges come ascending. */
+static int ranges_add(imap_range **r, size_t *n, size_t *cap, uint32_t lo, uint32_t hi)
+{
+    if (*n && (*r)[*n - 1].hi != UINT32_MAX && (*r)[*n - 1].hi + 1 >= lo) {
+        if (hi > (*r)[*n - 1].hi)
+            (*r)[*n - 1].hi = hi;
+        return 0;
+    }
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        imap_range *x = realloc(*r, c * sizeof *x);
+        if (!x)
+            return -ENOMEM;
+        *r = x;
+        *cap = c;
+    }
+    (*r)[(*n)++] = (imap_range){ lo, hi };
+    return 0;
+}
+
+static int freeze_node(srch_node *n, const imap_search_view *v)
+{
+    int rc;
+    for (size_t i = 0; i < n->nkids; i++)
+        if ((rc = freeze_node(n->kids[i], v)))
+            return rc;
+    imap_range *r = NULL;
+    size_t nr = 0, cap = 0;
+    rc = 0;
+    switch (n->kind) {
+    case SK_SEQSET:
+    case SK_UIDSET: {
+        uint32_t star = n->kind == SK_SEQSET ? v->count
+                        : v->count ? v->uids[v->count - 1] : 0;
+        imap_range *res = n->u.set.set.n ? malloc(n->u.set.set.n * sizeof *res) : NULL;
+        if (n->u.set.set.n && !res)
+            return -ENOMEM;
+        size_t nres = n->u.set.set.n ? imap_seqset_resolve(&n->u.set.set, star, res) : 0;
+        for (size_t k = 0; k < nres && !rc; k++) {
+            if (n->kind == SK_UIDSET) {
+                rc = ranges_add(&r, &nr, &cap, res[k].lo, res[k].hi);
+                continue;
+            }
+            /* sequence numbers -> the UIDs they name in v */
+            uint32_t hi = res[k].hi < v->count ? res[k].hi : v->count;
+            for (uint32_t seq = res[k].lo; seq >= 1 && seq <= hi && !rc; seq++)
+                rc = ranges_add(&r, &nr, &cap, v->uids[seq - 1], v->uids[seq - 1]);
+        }
+        free(res);
+        break;
+    }
+    case SK_SAVED:
+        for (size_t k = 0; v->saved && k < v->nsaved && !rc; k++)
+            rc = ranges_add(&r, &nr, &cap, v->saved[k], v->saved[k]);
+        break;
+    default:
+        return 0;
+    }
+    if (rc) {
+        free(r);
+        return rc;
+    }
+    if (n->kind != SK_SAVED) {
+        free(n->u.set.set.r);
+        free(n->u.set.res);
+    }
+    memset(&n->u.set, 0, sizeof n->u.set);
+    n->kind = SK_UIDSET;
+    n->cost = COST_INDEX;
+    n->u.set.res = r;
+    n->u.set.nres = nr;
+    n->u.set.resolved = n->u.set.frozen = true;
+    return 0;
+}
+
+int imap_search_freeze(imap_search_prog *p, const imap_search_view *v)
+{
+    return p->root ? freeze_node(p->root, v) : 0;
 }
 
 bool imap_search_charset_ok(const char *name, size_t len)

@@ -93,6 +93,8 @@
 #define IMAP_SEARCH_RET_COUNT 0x08u
 #define IMAP_SEARCH_RET_SAVE  0x10u
 #define IMAP_SEARCH_RET_PARTIAL 0x20u   /* RFC 5267 4.4, RFC 9394 */
+#define IMAP_SEARCH_RET_UPDATE 0x40u    /* RFC 5267 4.3 (CONTEXT=SEARCH) */
+#define IMAP_SEARCH_RET_CONTEXT 0x80u   /* RFC 5267 4.2: a hint, ignored */
 
 /* The RETURN options of SEARCH or SORT.  PARTIAL's range is kept as the
  * client wrote it (both ends > 0: counted from the first result; both < 0:
@@ -128,9 +130,11 @@ int imap_search_parse_keys(const imap_arg *args, size_t nargs,
 bool imap_search_charset_ok(const char *name, size_t len);
 void imap_search_free(imap_search_prog *p);
 
-/* The list after RETURN: MIN MAX ALL COUNT SAVE (RFC 4731, RFC 5182) and
+/* The list after RETURN: MIN MAX ALL COUNT SAVE (RFC 4731, RFC 5182),
  * PARTIAL range (RFC 5267 4.4 / RFC 9394: "PARTIAL 1:500", "PARTIAL
- * -1:-100"; ALL and PARTIAL exclude each other).  An empty list means ALL.
+ * -1:-100"; ALL and PARTIAL exclude each other), UPDATE and CONTEXT (RFC
+ * 5267 4.2, 4.3; they are no result options: "RETURN (UPDATE)" asks for
+ * no data).  An empty list means ALL.
  * 0 or -EINVAL (*err says why: BAD). */
 int imap_search_parse_return(const imap_arg *list, imap_search_ret *out,
                              const char **err);
@@ -163,7 +167,19 @@ bool imap_search_uses_saved(const imap_search_prog *p);
 
 /* ---- running ----------------------------------------------------------- */
 
-typedef struct imap_search_view {
+typedef struct imap_search_view imap_search_view;
+/* Fix what the program refers to at the time of the command, for a
+ * context that is evaluated again later over other messages (RFC 5267
+ * 4.3: "any message sequence numbers used in the search program are
+ * evaluated at the time the command is received"): sequence sets become
+ * the UIDs they name in v, UID sets get '*' resolved to v's last UID, and
+ * "$" becomes the UIDs it holds now.  The program then gives the same
+ * answer over v, and over any view that lists a subset of v's messages
+ * or messages added since, judges those by UID only.  0 or -ENOMEM (the
+ * program is then unusable). */
+int imap_search_freeze(imap_search_prog *p, const imap_search_view *v);
+
+struct imap_search_view {
     store_snap *snap;           /* pinned by the caller for the whole run */
     const uint32_t *uids;       /* uids[seq - 1] = UID, ascending */
     uint32_t count;             /* messages in the view */
@@ -177,7 +193,7 @@ typedef struct imap_search_view {
     int64_t now;                /* OLDER/YOUNGER (RFC 5032) count back from
                                    this (seconds since the epoch): the time
                                    of the command; 0: the time of the run */
-} imap_search_view;
+};
 
 /* Matches in ascending order: seqs[i] is the sequence number in the view,
  * uids[i] its UID; modseqs[i] its MODSEQ (only filled when the program uses

@@ -45,7 +45,7 @@ typedef struct ev {
 /* Substitute '*', order each range, sort and merge (imap_seqset_resolve). */
 static int resolve_set(srch_node *n, uint32_t star)
 {
-    if (n->u.set.resolved && n->u.set.star == star)
+    if (n->u.set.frozen || (n->u.set.resolved && n->u.set.star == star))
         return 0;
     free(n->u.set.res);
     n->u.set.res = NULL;

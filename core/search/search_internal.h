@@ -62,6 +62,7 @@ struct srch_node {
             size_t nres;
             uint32_t star;          /* what res was resolved for */
             bool resolved;
+            bool frozen;            /* res is fixed (imap_search_freeze) */
         } set;
         uint64_t num;
         int64_t day;                /* days since 1970-01-01 */

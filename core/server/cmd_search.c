@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "core/search/search.h"
+#include "core/server/search_context.h"
 #include "core/server/session.h"
 
 /* A SEARCH in progress: first the program runs over the view a slice at a
@@ -164,6 +165,15 @@ static bool search_step(session *s, void *arg)
         search_list_chunk(s, sc);
     }
     search_tail(s, sc);
+    if (sc->ret & IMAP_SEARCH_RET_UPDATE) {
+        /* RFC 5267 4.3.1: refused, "an untagged NO is generated ... with a
+         * response-code of NOUPDATE"; the other options were honoured */
+        int rc = search_ctx_add(s, sc->tag, sc->uid, &sc->prog, &sc->v, sc->res.uids,
+                                sc->res.n, store_snap_highestmodseq(sc->snap));
+        if (rc < 0)
+            sess_untagged(s, "NO [NOUPDATE \"%s\"] %s", sc->tag,
+                          rc == -ENOSPC ? "Too many contexts" : "No memory for a context");
+    }
     cmd_done(s, &cmd_table[CMD_SEARCH], sc->tag, "OK", "SEARCH completed");
     return true;
 }
@@ -208,6 +218,14 @@ void cmd_search(imap_cmd *c)
     }
     if (sess_search_program(s, tag, args, nargs, false, &prog) < 0)
         goto out;
+    /* RFC 5267 4.3: "An attempt to use UPDATE where a tag is already in use
+     * with a previous searching command that itself used UPDATE SHALL
+     * result in the server rejecting the searching command with a BAD
+     * response." */
+    if ((imap_search_return(prog) & IMAP_SEARCH_RET_UPDATE) && search_ctx_exists(s, tag)) {
+        sess_bad(s, tag, "Tag reuse: a search with this tag is updating");
+        goto out;
+    }
     size_t taglen = strlen(tag);
     search_cont *sc = calloc(1, sizeof *sc + taglen + 1);
     store_snap *snap = sc ? store_snap_get(s->mb) : NULL;
@@ -233,6 +251,18 @@ void cmd_search(imap_cmd *c)
     sc->v.now = (int64_t)time(NULL);   /* RFC 5032: "the current date and time" */
     sc->ret = imap_search_return(prog);
     sc->ropts = *imap_search_return_opts(prog);
+    /* a context is evaluated again later: what its sequence numbers, '*'
+     * and $ name is fixed now (RFC 5267 4.3) */
+    if ((sc->ret & IMAP_SEARCH_RET_UPDATE) && imap_search_freeze(prog, &sc->v) < 0) {
+        if (sc->ret & IMAP_SEARCH_RET_SAVE) {
+            free(s->saved);
+            s->saved = NULL;
+            s->nsaved = 0;
+        }
+        search_cont_free(sc);
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Search failed");
+        return;
+    }
     sc->save = sc->ret & IMAP_SEARCH_RET_SAVE;
     sc->esearch = imap_search_has_return(prog) || s->rev2;
     if (sc->esearch && !imap_search_has_return(prog))

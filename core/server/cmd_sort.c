@@ -332,6 +332,13 @@ static void sort_or_thread(imap_cmd *c, bool thread)
             sess_bad(s, tag, "SAVE is not a SORT return option");
             return;
         }
+        /* CONTEXT=SORT is not offered (CONTEXT=SEARCH is): no sorted
+         * contexts; the CONTEXT hint alone is harmless (RFC 5267 4.2:
+         * "Servers MAY ignore this return option") */
+        if (ret.opts & IMAP_SEARCH_RET_UPDATE) {
+            sess_bad(s, tag, "UPDATE is not supported with SORT");
+            return;
+        }
         esort = true;
         args += 2;
         nargs -= 2;

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/server/search_context.h"
 #include "core/server/session.h"
 #include "store/assert.h"
 
@@ -438,6 +439,9 @@ static bool view_sync_step(session *s, void *arg)
         /* fall through */
     case PH_NEW:
         step_new(s, vs);
+        /* RFC 5267 4.3.3: ADDTO for new messages "after the EXISTS" */
+        if (s->nctxs)
+            search_ctx_sync_new(s, vs->snap);
         vs->phase = PH_FLAGS;
         /* fall through */
     case PH_FLAGS:
@@ -518,6 +522,10 @@ void sess_update(session *s, sess_update_req *u)
      * of APPEND (keyword) and every other session learn of it here. */
     if (sess_keywords_new(s, snap))
         sess_announce_flags(s, &s->out, snap);
+    /* RFC 5267 4.3.4: REMOVEFROM for expunged messages "prior to the
+     * expunge notification itself" */
+    if (s->nctxs)
+        search_ctx_sync_begin(s, snap);
     sess_cont_begin(s, view_sync_step, view_sync_free, vs);
 out:
     free(u->echo);

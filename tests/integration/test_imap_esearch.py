@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """ringmaild: ESORT (RFC 5267 3), PARTIAL (RFC 5267 4.4, RFC 9394) for SEARCH
-and SORT, and WITHIN (RFC 5032: OLDER / YOUNGER).
+and SORT, WITHIN (RFC 5032: OLDER / YOUNGER), and CONTEXT=SEARCH (RFC 5267
+4: RETURN (UPDATE), ADDTO / REMOVEFROM after other sessions' APPEND,
+STORE and EXPUNGE and the session's own, CANCELUPDATE, NOUPDATE).
 
 The mailbox is test_imap_sort.py's: six messages whose sort orders are
 worked out by hand there (SORTS), after one expunged message so that UIDs
@@ -244,7 +246,232 @@ class EsearchCase(rs.ServerTestCase):
                        'SEARCH YOUNGER "60"'], "BAD")
 
 
-rs.parametrize(globals(), EsearchCase)
+def plain(n):
+    return b"Subject: m%d\r\n\r\nbody %d\r\n" % (n, n)
+
+
+class ContextCase(rs.ServerTestCase):
+    users_per_class = 30
+
+    def setup_box(self, n=6):
+        c = self.login()
+        self.ok(c, "CREATE C")
+        for i in range(1, n + 1):
+            self.expect(c.append("C", plain(i)), "OK")
+        self.ok(c, "SELECT C")
+        return c
+
+    def start(self, c, cmd):
+        """Run a searching command; its tag and its ESEARCH data."""
+        r = self.ok(c, cmd)
+        tag = r.tagged.raw.split()[0].decode()
+        lines = [u.raw.decode() for u in r.of("ESEARCH")]
+        self.assertEqual(len(lines), 1, r.describe())
+        return tag, lines[0].split(")", 1)[1].strip()
+
+    def updates(self, res_or_list, tag):
+        """The ADDTO/REMOVEFROM data of tag's ESEARCH responses, in order."""
+        items = res_or_list.untagged if hasattr(res_or_list, "untagged") else res_or_list
+        out = []
+        for u in items:
+            m = re.match(r'\* ESEARCH \(TAG "([^"]+)"\)(.*)$', u.raw.decode())
+            if m and m.group(1) == tag:
+                out.append(m.group(2).strip())
+        return out
+
+    def test_capability(self):
+        c = self.login()
+        self.assertIn("CONTEXT=SEARCH", c.capabilities())
+        self.assertNotIn("CONTEXT=SORT", c.capabilities())
+
+    def test_rfc_examples(self):
+        c = self.setup_box()
+        self.ok(c, "STORE 2,4 +FLAGS ($Junk)")
+        self.ok(c, "STORE 4:5 +FLAGS (\\Deleted)")
+        # 4.2: "SEARCH RETURN (CONTEXT COUNT) UNDELETED UNKEYWORD $Junk"
+        self.assertEqual(self.start(c, "SEARCH RETURN (CONTEXT COUNT) UNDELETED "
+                                       "UNKEYWORD $Junk")[1], "COUNT 3")
+        # 4.3: "B01 UID SEARCH RETURN (UPDATE COUNT) DELETED KEYWORD $Junk",
+        # then "B01 SORT RETURN (UPDATE) FLAGGED" is "BAD Tag reuse"
+        c.send(b"B01 UID SEARCH RETURN (UPDATE COUNT) DELETED KEYWORD $Junk\r\n")
+        untagged, tagged, _ = c.read_until_tag("B01")
+        self.assertEqual(tagged.status()[0], "OK")
+        self.assertEqual([u.raw for u in untagged], [b'* ESEARCH (TAG "B01") UID COUNT 1'])
+        for again in (b"B01 SEARCH RETURN (UPDATE) FLAGGED", b"B01 UID SEARCH RETURN "
+                      b"(UPDATE COUNT) ALL"):
+            c.send(again + b"\r\n")
+            untagged, tagged, _ = c.read_until_tag("B01")
+            self.assertEqual(tagged.status()[0], "BAD", tagged.raw)
+        # without UPDATE the tag may be used again; CONTEXT=SORT is not offered
+        c.send(b"B01 SEARCH RETURN (COUNT) ALL\r\n")
+        self.assertEqual(c.read_until_tag("B01")[1].status()[0], "OK")
+        self.expect(c.cmd("SORT RETURN (UPDATE) (DATE) UTF-8 ALL"), "BAD")
+        # 4.3.3: messages 1 and 3 (UIDs 1, 3) get \Deleted and $Junk
+        r = self.ok(c, "STORE 1,3 +FLAGS (\\Deleted $Junk)")
+        self.assertEqual(self.updates(r, "B01"), ["UID ADDTO (0 1,3)"])
+        # 4.3.4: "S: * ESEARCH (TAG "B01") UID REMOVEFROM (0 32768)" before the EXPUNGE
+        r = self.ok(c, "EXPUNGE")
+        raws = [u.raw for u in r.untagged]
+        self.assertEqual(raws[0], b'* ESEARCH (TAG "B01") UID REMOVEFROM (0 1,3:4)', raws)
+        self.assertEqual([x for x in raws[1:] if x.endswith(b"EXPUNGE")],
+                         [b"* 5 EXPUNGE", b"* 4 EXPUNGE", b"* 3 EXPUNGE", b"* 1 EXPUNGE"])
+        # 4.3.5 "C: B04 CANCELUPDATE "B01"" / "S: B04 OK"
+        self.ok(c, 'CANCELUPDATE "B01"')
+        r = self.ok(c, "STORE 1:* +FLAGS (\\Deleted $Junk)")
+        self.assertEqual(r.of("ESEARCH"), [])
+
+    def test_other_session_append(self):
+        a = self.setup_box(4)
+        b = self.login(select="C")
+        tag, data = self.start(a, "UID SEARCH RETURN (UPDATE) SUBJECT hot")
+        self.assertEqual(data, "UID")          # UPDATE alone asks for no data
+        seqtag, data = self.start(a, "SEARCH RETURN (UPDATE ALL) OR SUBJECT hot SUBJECT m2")
+        self.assertEqual(data, "ALL 2")
+        for subj in (b"hot one", b"cold", b"hot two"):
+            self.expect(b.append("C", b"Subject: " + subj + b"\r\n\r\nx\r\n"), "OK")
+        r = self.ok(a, "NOOP")
+        raws = [u.raw for u in r.untagged]
+        self.assertIn(b"* 7 EXISTS", raws)
+        exists = raws.index(b"* 7 EXISTS")
+        self.assertEqual(self.updates(r, tag), ["UID ADDTO (0 5,7)"])
+        self.assertEqual(self.updates(r, seqtag), ["ADDTO (0 5,7)"])
+        # 4.3.3: ADDTO for appended messages "MUST be sent after the EXISTS"
+        for t in (tag, seqtag):
+            pos = [i for i, x in enumerate(raws) if x.startswith(b'* ESEARCH (TAG "%s")'
+                                                                   % t.encode())]
+            self.assertTrue(pos and pos[0] > exists, raws)
+        # nothing twice
+        self.assertEqual(self.updates(self.ok(a, "NOOP"), tag), [])
+
+    def test_other_session_store_and_expunge(self):
+        a = self.setup_box(6)
+        b = self.login(select="C")
+        self.ok(b, "STORE 2 +FLAGS (\\Flagged)")
+        tag, data = self.start(a, "SEARCH RETURN (UPDATE MIN) FLAGGED")
+        self.assertEqual(data, "MIN 2")
+        utag, _ = self.start(a, "UID SEARCH RETURN (UPDATE) UNDELETED")
+        self.ok(b, "STORE 4,5 +FLAGS (\\Flagged)")
+        self.ok(b, "STORE 2 -FLAGS (\\Flagged)")
+        self.ok(b, "STORE 1 +FLAGS (\\Seen)")        # no change of the match
+        r = self.ok(a, "NOOP")
+        self.assertEqual(self.updates(r, tag), ["REMOVEFROM (0 2) ADDTO (0 4:5)"])
+        self.assertEqual(self.updates(r, utag), [])
+        # another session expunges 3 and 4: REMOVEFROM before the EXPUNGEs,
+        # numbered as the client still knows them
+        self.ok(b, "STORE 3:4 +FLAGS (\\Deleted)")
+        self.ok(b, "EXPUNGE")
+        r = self.ok(a, "NOOP")
+        raws = [u.raw for u in r.untagged]
+        self.assertEqual(self.updates(r, tag), ["REMOVEFROM (0 4)"])
+        self.assertEqual(self.updates(r, utag), ["UID REMOVEFROM (0 3:4)"])
+        first_expunge = min(i for i, x in enumerate(raws) if x.endswith(b"EXPUNGE"))
+        for t in (tag, utag):
+            pos = [i for i, x in enumerate(raws) if x.startswith(b'* ESEARCH (TAG "%s")'
+                                                                   % t.encode())]
+            self.assertTrue(pos[0] < first_expunge, raws)
+        # a FETCH holds expunges back: the REMOVEFROM may come first, the
+        # EXPUNGE with a later command
+        self.ok(b, "STORE 1 +FLAGS (\\Deleted)")
+        self.ok(b, "EXPUNGE")
+        r = self.ok(a, "FETCH 1 (UID)")
+        self.assertEqual([u.raw for u in r.untagged if u.raw.endswith(b"EXPUNGE")], [])
+        self.assertEqual(self.updates(r, utag), ["UID REMOVEFROM (0 1)"])
+        r = self.ok(a, "NOOP")
+        self.assertIn(b"* 1 EXPUNGE", [u.raw for u in r.untagged])
+        self.assertEqual(self.updates(r, utag), [])
+        # now: 2 5 6 (seq 1 2 3), 5 flagged
+        self.assertEqual(self.start(a, "SEARCH RETURN (ALL) FLAGGED")[1], "ALL 2")
+        self.assertEqual(self.start(a, "UID SEARCH RETURN (ALL) UNDELETED")[1],
+                         "UID ALL 2,5:6")
+
+    def test_own_changes(self):
+        a = self.setup_box(3)
+        tag, _ = self.start(a, "UID SEARCH RETURN (UPDATE) KEYWORD $x")
+        r = self.ok(a, "STORE 2 +FLAGS.SILENT ($x)")
+        self.assertEqual(self.updates(r, tag), ["UID ADDTO (0 2)"])
+        r = self.ok(a, "UID STORE 2 -FLAGS ($x)")
+        self.assertEqual(self.updates(r, tag), ["UID REMOVEFROM (0 2)"])
+        # the APPEND's own answer announces the EXISTS, and the ADDTO after it
+        r = self.expect(a.append("C", plain(9), ["$x"]), "OK")
+        raws = [u.raw for u in r.untagged]
+        self.assertEqual(self.updates(r, tag), ["UID ADDTO (0 4)"])
+        self.assertLess(raws.index(b"* 4 EXISTS"),
+                        raws.index(b'* ESEARCH (TAG "%s") UID ADDTO (0 4)' % tag.encode()))
+        self.assertEqual(self.updates(self.ok(a, "NOOP"), tag), [])
+        # MOVE out of the mailbox removes it
+        self.ok(a, "CREATE D")
+        r = self.ok(a, "UID MOVE 4 D")
+        self.assertEqual(self.updates(r, tag), ["UID REMOVEFROM (0 4)"])
+
+    def test_frozen_sequence_numbers(self):
+        """RFC 5267 4.3: "any message sequence numbers used in the search
+        program are evaluated at the time the command is received"."""
+        a = self.setup_box(5)
+        b = self.login(select="C")
+        tag, data = self.start(a, "SEARCH RETURN (UPDATE COUNT) 2:* FLAGGED")
+        self.assertEqual(data, "COUNT 0")
+        ltag, _ = self.start(a, "UID SEARCH RETURN (UPDATE) UID 4:* FLAGGED")
+        self.ok(b, "STORE 1 +FLAGS (\\Flagged)")
+        self.ok(b, "STORE 1 +FLAGS (\\Deleted)")
+        self.ok(b, "EXPUNGE")
+        self.expect(b.append("C", plain(6), ["\\Flagged"]), "OK")
+        # 2:* still names UIDs 2..5, not the new 6, and "*" of the UID set
+        # was 5; the ADDTO comes before the EXPUNGE of 1, so it numbers
+        # them 2:5 (after the EXPUNGE they are 1:4)
+        self.ok(b, "STORE 1:* +FLAGS (\\Flagged)")
+        r = self.ok(a, "NOOP")
+        raws = [u.raw for u in r.untagged]
+        self.assertEqual(self.updates(r, tag), ["ADDTO (0 2:5)"])
+        self.assertEqual(self.updates(r, ltag), ["UID ADDTO (0 4:5)"])
+        self.assertLess(raws.index(b'* ESEARCH (TAG "%s") ADDTO (0 2:5)' % tag.encode()),
+                        raws.index(b"* 1 EXPUNGE"))
+        self.assertEqual(self.start(a, "SEARCH RETURN (ALL) FLAGGED")[1], "ALL 1:5")
+
+    def test_idle(self):
+        a = self.setup_box(2)
+        b = self.login(select="C")
+        tag, _ = self.start(a, "UID SEARCH RETURN (UPDATE) SEEN")
+        a.send(b"i1 IDLE\r\n")
+        self.assertTrue(a.read().continuation)
+        self.ok(b, "STORE 2 +FLAGS (\\Seen)")
+        got = []
+        deadline = time.monotonic() + 10
+        while not self.updates(got, tag) and time.monotonic() < deadline:
+            got += a.pending(0.2)
+        self.assertEqual(self.updates(got, tag), ["UID ADDTO (0 2)"])
+        a.send(b"DONE\r\n")
+        self.assertEqual(a.read_until_tag("i1")[1].status()[0], "OK")
+
+    def test_cancel_and_limits(self):
+        a = self.setup_box(2)
+        mk = lambda: self.login(select="C")  # noqa: E731
+        self.each(mk, ["CANCELUPDATE", 'CANCELUPDATE "nosuch"', "CANCELUPDATE tag",
+                       "CANCELUPDATE {1+}\r\nx"], "BAD")
+        # 4.3.1: "Servers MUST provide at least one updating context per
+        # client"; past the limit, "* NO [NOUPDATE "tag"]" and the other
+        # options still honoured
+        tags = [self.start(a, "UID SEARCH RETURN (UPDATE) SEEN")[0] for _ in range(16)]
+        r = self.ok(a, "UID SEARCH RETURN (UPDATE COUNT) SEEN")
+        t17 = r.tagged.raw.split()[0].decode()
+        self.assertEqual([u.raw for u in r.untagged],
+                         [b'* ESEARCH (TAG "%s") UID COUNT 0' % t17.encode(),
+                          b'* NO [NOUPDATE "%s"] Too many contexts' % t17.encode()])
+        # a bad tag among good ones cancels none
+        self.expect(a.cmd('CANCELUPDATE "%s" "nosuch"' % tags[0]), "BAD")
+        self.ok(a, 'CANCELUPDATE "%s" "%s"' % (tags[0], tags[1]))
+        self.expect(a.cmd('CANCELUPDATE "%s"' % tags[0]), "BAD")
+        r = self.ok(a, "STORE 1 +FLAGS (\\Seen)")
+        self.assertEqual(sorted(t for t in tags if self.updates(r, t)), sorted(tags[2:]))
+        # closing the mailbox ends them all
+        self.ok(a, "SELECT C")
+        self.expect(a.cmd('CANCELUPDATE "%s"' % tags[5]), "BAD")
+        r = self.ok(a, "STORE 2 +FLAGS (\\Seen)")
+        self.assertEqual(r.of("ESEARCH"), [])
+        self.ok(a, "UNSELECT")
+        self.expect(a.cmd('CANCELUPDATE "%s"' % tags[5]), "BAD")
+
+
+rs.parametrize(globals(), EsearchCase, ContextCase)
 
 if __name__ == "__main__":
     rs.main()

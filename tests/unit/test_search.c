@@ -451,7 +451,16 @@ static void test_return_options(void)
         { "RETURN (PARTIAL 01:2) SEEN", -EINVAL, false, 0 },
         { "RETURN (PARTIAL \"1:2\") SEEN", -EINVAL, false, 0 },
         { "RETURN (PARTIAL (1:2)) SEEN", -EINVAL, false, 0 },
-        { "RETURN (UPDATE) SEEN", -EINVAL, false, 0 },
+        /* RFC 5267 4.2, 4.3 */
+        { "RETURN (UPDATE) SEEN", 0, true, IMAP_SEARCH_RET_UPDATE },
+        { "RETURN (UPDATE COUNT) SEEN", 0, true,
+          IMAP_SEARCH_RET_UPDATE | IMAP_SEARCH_RET_COUNT },
+        { "RETURN (CONTEXT) SEEN", 0, true,
+          IMAP_SEARCH_RET_CONTEXT | IMAP_SEARCH_RET_ALL },
+        { "RETURN (CONTEXT COUNT) SEEN", 0, true,
+          IMAP_SEARCH_RET_CONTEXT | IMAP_SEARCH_RET_COUNT },
+        { "RETURN (UPDATE UPDATE) SEEN", -EINVAL, false, 0 },
+        { "RETURN (UPDATE (FLAGS)) SEEN", -EINVAL, false, 0 },
         { "RETURN (MIN", -1000, false, 0 },
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
@@ -571,6 +580,60 @@ static void test_within(void)
     CHECK_STR(S("NOT YOUNGER 172800 OLDER 172800"), "1,2,3,4");
     CHECK_STR(S("OR YOUNGER 1 OLDER 13255200"), "1,4");
     CHECK_STR(S("SEEN YOUNGER 100000000"), "1,2,5");
+    store_snap_put(snap);
+    fixture_close(&f);
+}
+
+/* imap_search_freeze: sequence numbers, '*' and $ keep what they named
+ * in the view of the command when the program runs over other views (a
+ * CONTEXT=SEARCH context evaluating changed messages). */
+static void test_freeze(void)
+{
+    fixture f;
+    REQUIRE_OK(fixture_open(&f, "search-freeze"));
+    store_snap *snap = store_snap_get(f.mb);
+    REQUIRE(snap);
+    imap_search_view full = full_view(&f, snap);
+    uint32_t saved[] = { 4 };
+    full.saved = saved;
+    full.nsaved = 1;
+    const uint32_t sub[] = { 1, 3 }, sub2[] = { 2, 5 }, sub3[] = { 4, 6 };
+    struct { const char *keys; const uint32_t *uids; uint32_t n; const char *plain, *frozen; } c[] = {
+        { "1:2", sub2, 2, "2,5", "2" },
+        { "UID 5:*", sub, 2, "3", "" },
+        { "UID 5:*", sub3, 2, "6", "6" },
+        { "NOT 2:*", sub3, 2, "4", "" },
+        { "OR $ 6", sub3, 2, "", "4,6" },
+        { "$", sub3, 2, "", "4" },
+        { "*", sub2, 2, "5", "" },
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        imap_search_view v = full;
+        v.uids = c[i].uids;
+        v.count = c[i].n;
+        v.saved = NULL;
+        v.nsaved = 0;
+        CHECK_STR(search_v(&v, c[i].keys, NULL), c[i].plain);
+        imap_args *a = NULL;
+        imap_search_prog *p = NULL;
+        const char *err = NULL;
+        imap_search_result res = { 0 };
+        char out[256];
+        REQUIRE_OK(parse_cmd(c[i].keys, false, &a, &p, &err));
+        REQUIRE_OK(imap_search_freeze(p, &full));
+        REQUIRE_OK(imap_search_run(p, &v, &res));
+        join(out, sizeof out, res.uids, res.n);
+        CHECK_STR(out, c[i].frozen);
+        /* over the view of the command: the same answer as before */
+        char before[256];
+        snprintf(before, sizeof before, "%s", search_v(&full, c[i].keys, NULL));
+        REQUIRE_OK(imap_search_run(p, &full, &res));
+        join(out, sizeof out, res.uids, res.n);
+        CHECK_STR(out, before);
+        imap_search_result_free(&res);
+        imap_search_free(p);
+        imap_args_free(a);
+    }
     store_snap_put(snap);
     fixture_close(&f);
 }
@@ -1370,6 +1433,7 @@ int main(void)
     RUN(test_return_options);
     RUN(test_partial);
     RUN(test_within);
+    RUN(test_freeze);
     RUN(test_flags_sizes);
     RUN(test_dates);
     RUN(test_headers);

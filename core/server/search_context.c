@@ -1,0 +1,351 @@
+/* core/server/search_context.c — CONTEXT=SEARCH: live contexts and their
+ * ADDTO / REMOVEFROM updates (see search_context.h), and CANCELUPDATE. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/server/search_context.h"
+#include "core/server/session.h"
+
+struct search_ctx {
+    char *tag;
+    bool uid;                   /* UID SEARCH: updates carry UIDs */
+    imap_search_prog *prog;     /* frozen */
+    uint32_t *m;                /* the matches: UIDs, ascending */
+    size_t n, cap;
+    uint64_t modseq;            /* flag changes up to here were evaluated */
+    uint64_t xmodseq;           /* expunges up to here were looked for */
+    uint32_t last;              /* the view's messages up to this UID were
+                                   evaluated */
+};
+
+/* Changed messages evaluated again one by one; past this many (a change
+ * of most of a big mailbox) the whole view is evaluated instead. */
+#define CTX_CHANGES_MAX 16384
+
+static void ctx_free(struct search_ctx *c)
+{
+    free(c->tag);
+    imap_search_free(c->prog);
+    free(c->m);
+    memset(c, 0, sizeof *c);
+}
+
+static struct search_ctx *ctx_find(const session *s, const char *tag)
+{
+    for (unsigned i = 0; i < s->nctxs; i++)
+        if (!strcmp(s->ctxs[i].tag, tag))
+            return &s->ctxs[i];
+    return NULL;
+}
+
+bool search_ctx_exists(const session *s, const char *tag)
+{
+    return ctx_find(s, tag) != NULL;
+}
+
+int search_ctx_add(session *s, const char *tag, bool uid, imap_search_prog **prog,
+                   const imap_search_view *v, const uint32_t *matches, size_t n,
+                   uint64_t modseq)
+{
+    if (s->nctxs >= SEARCH_CONTEXT_MAX)
+        return -ENOSPC;
+    if (!s->ctxs && !(s->ctxs = calloc(SEARCH_CONTEXT_MAX, sizeof *s->ctxs)))
+        return -ENOMEM;
+    struct search_ctx c = { .uid = uid, .modseq = modseq,
+                            .last = v->count ? v->uids[v->count - 1] : 0 };
+    /* expunges not yet announced may still be in the view, and so in the
+     * matches: look for those too */
+    c.xmodseq = s->modseq_expunged < modseq ? s->modseq_expunged : modseq;
+    if (!(c.tag = strdup(tag)))
+        return -ENOMEM;
+    if (n && !(c.m = malloc(n * sizeof *c.m))) {
+        free(c.tag);
+        return -ENOMEM;
+    }
+    if (n)
+        memcpy(c.m, matches, n * sizeof *c.m);
+    c.n = c.cap = n;
+    c.prog = *prog;
+    *prog = NULL;
+    s->ctxs[s->nctxs++] = c;
+    return 0;
+}
+
+int search_ctx_cancel(session *s, const char *tag)
+{
+    struct search_ctx *c = ctx_find(s, tag);
+    if (!c)
+        return -ENOENT;
+    ctx_free(c);
+    *c = s->ctxs[--s->nctxs];
+    memset(&s->ctxs[s->nctxs], 0, sizeof s->ctxs[0]);
+    return 0;
+}
+
+void search_ctx_free_all(session *s)
+{
+    for (unsigned i = 0; i < s->nctxs; i++)
+        ctx_free(&s->ctxs[i]);
+    free(s->ctxs);
+    s->ctxs = NULL;
+    s->nctxs = 0;
+}
+
+/* ---- updates ------------------------------------------------------------ */
+
+/* A list of UIDs (ascending) as the update's numbers. */
+typedef struct uvec {
+    uint32_t *v;
+    size_t n, cap;
+} uvec;
+
+static int uvec_add(uvec *u, uint32_t x)
+{
+    if (u->n == u->cap) {
+        size_t c = u->cap ? u->cap * 2 : 32;
+        uint32_t *p = realloc(u->v, c * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        u->v = p;
+        u->cap = c;
+    }
+    u->v[u->n++] = x;
+    return 0;
+}
+
+/* " REMOVEFROM (0 set)" / " ADDTO (0 set)": UIDs as they are, or their
+ * sequence numbers in the view now (a UID not in the view is left out:
+ * the client has no number for it). */
+static void write_item(session *s, const struct search_ctx *c, const char *what, uvec *u)
+{
+    if (!u->n)
+        return;
+    size_t w = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        if (c->uid) {
+            u->v[w++] = u->v[i];
+            continue;
+        }
+        uint32_t j = sess_view_lower(s, u->v[i]);
+        if (j < s->nview && s->view[j] == u->v[i])
+            u->v[w++] = j + 1;
+    }
+    if (!w)
+        return;
+    imap_out_printf(&s->out, " %s (0 ", what);
+    imap_out_set(&s->out, u->v, w);
+    imap_out_lit(&s->out, ")");
+}
+
+static void write_update(session *s, const struct search_ctx *c, uvec *rm, uvec *add)
+{
+    if (!rm->n && !add->n)
+        return;
+    size_t at = s->out.len;
+    imap_out_printf(&s->out, "* ESEARCH (TAG \"%s\")%s", c->tag, c->uid ? " UID" : "");
+    size_t items = s->out.len;
+    write_item(s, c, "REMOVEFROM", rm);
+    write_item(s, c, "ADDTO", add);
+    if (s->out.len == items)
+        s->out.len = at;    /* nothing the client can number */
+    else
+        imap_out_lit(&s->out, "\r\n");
+}
+
+/* Replace the matches by the merge of the matches and the evaluated UIDs
+ * `eval` (ascending) whose result is res (ascending, a subset): each UID of
+ * eval matches iff it is in res.  What changed goes to rm / add. */
+static int apply(struct search_ctx *c, const uint32_t *eval, size_t ne,
+                 const imap_search_result *res, uvec *rm, uvec *add)
+{
+    uint32_t *out = malloc((c->n + res->n + 1) * sizeof *out);
+    if (!out)
+        return -ENOMEM;
+    size_t i = 0, k = 0, r = 0, w = 0;
+    int rc = 0;
+    while (!rc && (i < c->n || k < ne)) {
+        if (k == ne || (i < c->n && c->m[i] < eval[k])) {
+            out[w++] = c->m[i++];       /* not evaluated: unchanged */
+            continue;
+        }
+        uint32_t u = eval[k++];
+        bool was = i < c->n && c->m[i] == u;
+        if (was)
+            i++;
+        while (r < res->n && res->uids[r] < u)
+            r++;
+        bool now = r < res->n && res->uids[r] == u;
+        if (now)
+            out[w++] = u;
+        if (was && !now)
+            rc = uvec_add(rm, u);
+        else if (!was && now)
+            rc = uvec_add(add, u);
+    }
+    if (rc) {
+        free(out);
+        return rc;
+    }
+    free(c->m);
+    c->m = out;
+    c->n = w;
+    c->cap = c->n + res->n + 1;
+    return 0;
+}
+
+static imap_search_view ctx_view(session *s, store_snap *snap, const uint32_t *uids,
+                                 uint32_t n)
+{
+    return (imap_search_view){
+        .snap = snap, .uids = uids, .count = n,
+        .recent_first = s->recent_first == UINT32_MAX ? 0 : s->recent_first,
+        .now = (int64_t)time(NULL),
+    };
+}
+
+/* Drop the matches the snapshot no longer has (expunged since xmodseq). */
+static int ctx_expunged(struct search_ctx *c, store_snap *snap, uvec *rm)
+{
+    if (!c->n)
+        return 0;
+    store_rangelist gone = {0};
+    int rc = store_snap_vanished(snap, c->xmodseq, 1, c->last ? c->last : 1, &gone);
+    size_t w = 0, g = 0;
+    for (size_t i = 0; rc == 0 && i < c->n; i++) {
+        uint32_t u = c->m[i];
+        while (g < gone.n && gone.r[g].hi < u)
+            g++;
+        if (g < gone.n && gone.r[g].lo <= u) {
+            rc = uvec_add(rm, u);
+            continue;
+        }
+        c->m[w++] = u;
+    }
+    if (rc == 0)
+        c->n = w;
+    store_rangelist_free(&gone);
+    return rc;
+}
+
+static int ctx_changed(session *s, struct search_ctx *c, store_snap *snap, uvec *rm,
+                       uvec *add)
+{
+    store_uidlist chg = {0};
+    imap_search_result res = {0};
+    const uint32_t *eval;
+    size_t ne;
+    int rc = store_snap_changed_since_max(snap, c->modseq, CTX_CHANGES_MAX, &chg);
+    if (rc == -E2BIG) {
+        /* most of the mailbox changed: the whole of the view, once */
+        eval = s->view;
+        ne = sess_view_lower(s, c->last + 1);
+        rc = 0;
+    } else {
+        /* only messages of the view that were evaluated before: new ones
+         * are sync_new's, after the EXISTS */
+        size_t w = 0;
+        for (size_t i = 0; i < chg.n; i++) {
+            uint32_t j = sess_view_lower(s, chg.uids[i]);
+            if (chg.uids[i] <= c->last && j < s->nview && s->view[j] == chg.uids[i])
+                chg.uids[w++] = chg.uids[i];
+        }
+        chg.n = w;
+        eval = chg.uids;
+        ne = w;
+    }
+    if (rc == 0 && ne) {
+        imap_search_view v = ctx_view(s, snap, eval, (uint32_t)ne);
+        rc = imap_search_run(c->prog, &v, &res);
+        if (rc == 0)
+            rc = apply(c, eval, ne, &res, rm, add);
+    }
+    imap_search_result_free(&res);
+    store_uidlist_free(&chg);
+    return rc;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void search_ctx_sync_begin(session *s, store_snap *snap)
+{
+    uint64_t hms = store_snap_highestmodseq(snap);
+    for (unsigned i = 0; i < s->nctxs; i++) {
+        struct search_ctx *c = &s->ctxs[i];
+        uvec rm = {0}, add = {0};
+        if (c->xmodseq < hms && ctx_expunged(c, snap, &rm) == 0)
+            c->xmodseq = hms;
+        if (c->modseq < hms && ctx_changed(s, c, snap, &rm, &add) == 0)
+            c->modseq = hms;
+        /* the expunged and the changed each ascend and are disjoint
+         * (the changed are live): one set */
+        if (rm.n > 1)
+            qsort(rm.v, rm.n, sizeof *rm.v, cmp_u32);
+        write_update(s, c, &rm, &add);
+        free(rm.v);
+        free(add.v);
+    }
+}
+
+void search_ctx_sync_new(session *s, store_snap *snap)
+{
+    for (unsigned i = 0; i < s->nctxs; i++) {
+        struct search_ctx *c = &s->ctxs[i];
+        uint32_t j = sess_view_lower(s, c->last + 1);
+        if (c->last == UINT32_MAX || j >= s->nview)
+            continue;
+        uvec rm = {0}, add = {0};
+        imap_search_result res = {0};
+        imap_search_view v = ctx_view(s, snap, s->view + j, s->nview - j);
+        if (imap_search_run(c->prog, &v, &res) == 0 &&
+            apply(c, s->view + j, s->nview - j, &res, &rm, &add) == 0) {
+            c->last = s->view[s->nview - 1];
+            write_update(s, c, &rm, &add);
+        }
+        imap_search_result_free(&res);
+        free(rm.v);
+        free(add.v);
+    }
+}
+
+/* CANCELUPDATE "tag" ... (RFC 5267 4.3.5, command-select). */
+void cmd_cancelupdate(imap_cmd *c)
+{
+    session *s = c->s;
+    if (!c->nargs) {
+        sess_bad(s, c->tag, "CANCELUPDATE needs the tags of searches");
+        return;
+    }
+    /* command-select =/ "CANCELUPDATE" 1*(SP quoted); every tag is checked
+     * before any context ends, so a bad one cancels nothing */
+    for (size_t i = 0; i < c->nargs; i++) {
+        const imap_arg *a = &c->args[i];
+        if (a->type != IMAP_ARG_STRING) {
+            sess_bad(s, c->tag, "CANCELUPDATE takes quoted tags");
+            return;
+        }
+        char t[256];
+        if (a->len >= sizeof t || memchr(a->s, 0, a->len)) {
+            sess_bad(s, c->tag, "No such update context");
+            return;
+        }
+        memcpy(t, a->s, a->len);
+        t[a->len] = 0;
+        if (!ctx_find(s, t)) {
+            sess_bad(s, c->tag, "No such update context");
+            return;
+        }
+    }
+    for (size_t i = 0; i < c->nargs; i++) {
+        char t[256];
+        memcpy(t, c->args[i].s, c->args[i].len);
+        t[c->args[i].len] = 0;
+        search_ctx_cancel(s, t);
+    }
+    cmd_done(s, c->def, c->tag, "OK", "No further updates");
+}
