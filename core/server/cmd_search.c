@@ -84,7 +84,9 @@ static void search_head(session *s, search_cont *sc)
         if (ret & IMAP_SEARCH_RET_PARTIAL) {
             /* RFC 5267 4.4: "the original range and a potentially missing
              * set of results"; "NIL indicates no results correspond to the
-             * requested range" */
+             * requested range".  So "PARTIAL 3:1" is answered "(3:1 ...)"
+             * (Dovecot 2.3 writes its own "1:3"), and "-1:-3" as written
+             * (RFC 9394; Dovecot 2.3 predates it and answers BAD). */
             imap_search_partial_slice(&sc->ropts, res->n, &sc->lfrom, &sc->lto);
             imap_out_printf(&s->out, " PARTIAL (%lld:%lld %s",
                             (long long)sc->ropts.partial_lo,

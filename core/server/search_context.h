@@ -19,7 +19,12 @@
  * numbers removed as a result of those messages being expunged MUST be
  * sent prior to the expunge notification itself"); updates for new
  * messages after the EXISTS ("MUST be sent after the EXISTS notification
- * itself").  Sequence numbers are those of the view at that moment.
+ * itself").  Sequence numbers are those of the view at that moment.  An
+ * update goes before the FETCH of the same flag change (Dovecot 2.3 sends it
+ * after): RFC 5267 4.3.2 lets ESEARCH updates "be sent at any time" and
+ * only anticipates that servers "emit ADDTO when they normally emit the
+ * causal FETCH or EXISTS"; tests/integration/compare_esearch.py shows the
+ * answers otherwise agree.
  *
  * OLDER/YOUNGER in a context are judged when a message is evaluated again,
  * not as time passes (RFC 5032 2: "the server MAY delay the updates").
