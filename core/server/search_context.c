@@ -196,12 +196,12 @@ static int apply(struct search_ctx *c, const uint32_t *eval, size_t ne,
 }
 
 static imap_search_view ctx_view(session *s, store_snap *snap, const uint32_t *uids,
-                                 uint32_t n)
+                                 uint32_t n, int64_t now)
 {
     return (imap_search_view){
         .snap = snap, .uids = uids, .count = n,
         .recent_first = s->recent_first == UINT32_MAX ? 0 : s->recent_first,
-        .now = (int64_t)time(NULL),
+        .now = now,
     };
 }
 
@@ -229,41 +229,33 @@ static int ctx_expunged(struct search_ctx *c, store_snap *snap, uvec *rm)
     return rc;
 }
 
-static int ctx_changed(session *s, struct search_ctx *c, store_snap *snap, uvec *rm,
-                       uvec *add)
+/* One sync's evaluation, in slices (it runs inside the view sync's steps:
+ * a change of a whole big mailbox is evaluated a few messages at a time,
+ * the worker's other sessions served in between). */
+struct search_ctx_sync {
+    bool started;
+    unsigned ci;                /* the context being evaluated */
+    bool prepared;              /* its list is made */
+    store_uidlist chg;          /* changed UIDs (owned) */
+    const uint32_t *eval;       /* what is evaluated: chg's, or the view's */
+    size_t ne, pos;
+    imap_search_result res;
+    uvec rm, add;
+    int64_t now;
+};
+
+/* Messages evaluated between two looks at the slice. */
+#define CTX_EVAL_CHUNK 8
+
+void search_ctx_sync_free(search_ctx_sync *st)
 {
-    store_uidlist chg = {0};
-    imap_search_result res = {0};
-    const uint32_t *eval;
-    size_t ne;
-    int rc = store_snap_changed_since_max(snap, c->modseq, CTX_CHANGES_MAX, &chg);
-    if (rc == -E2BIG) {
-        /* most of the mailbox changed: the whole of the view, once */
-        eval = s->view;
-        ne = sess_view_lower(s, c->last + 1);
-        rc = 0;
-    } else {
-        /* only messages of the view that were evaluated before: new ones
-         * are sync_new's, after the EXISTS */
-        size_t w = 0;
-        for (size_t i = 0; i < chg.n; i++) {
-            uint32_t j = sess_view_lower(s, chg.uids[i]);
-            if (chg.uids[i] <= c->last && j < s->nview && s->view[j] == chg.uids[i])
-                chg.uids[w++] = chg.uids[i];
-        }
-        chg.n = w;
-        eval = chg.uids;
-        ne = w;
-    }
-    if (rc == 0 && ne) {
-        imap_search_view v = ctx_view(s, snap, eval, (uint32_t)ne);
-        rc = imap_search_run(c->prog, &v, &res);
-        if (rc == 0)
-            rc = apply(c, eval, ne, &res, rm, add);
-    }
-    imap_search_result_free(&res);
-    store_uidlist_free(&chg);
-    return rc;
+    if (!st)
+        return;
+    store_uidlist_free(&st->chg);
+    imap_search_result_free(&st->res);
+    free(st->rm.v);
+    free(st->add.v);
+    free(st);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -272,45 +264,103 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-void search_ctx_sync_begin(session *s, store_snap *snap)
+/* The list of context c to evaluate at the start of a sync: its messages
+ * in the view whose modseq passed c->modseq (new ones are left to the
+ * step after the EXISTS); when more than CTX_CHANGES_MAX changed, the
+ * whole of the view it evaluated before.  Expunged matches go to rm. */
+static int prepare_begin(session *s, search_ctx_sync *st, struct search_ctx *c,
+                         store_snap *snap, uint64_t hms)
 {
-    uint64_t hms = store_snap_highestmodseq(snap);
-    for (unsigned i = 0; i < s->nctxs; i++) {
-        struct search_ctx *c = &s->ctxs[i];
-        uvec rm = {0}, add = {0};
-        if (c->xmodseq < hms && ctx_expunged(c, snap, &rm) == 0)
-            c->xmodseq = hms;
-        if (c->modseq < hms && ctx_changed(s, c, snap, &rm, &add) == 0)
-            c->modseq = hms;
-        /* the expunged and the changed each ascend and are disjoint
-         * (the changed are live): one set */
-        if (rm.n > 1)
-            qsort(rm.v, rm.n, sizeof *rm.v, cmp_u32);
-        write_update(s, c, &rm, &add);
-        free(rm.v);
-        free(add.v);
+    int rc = 0;
+    if (c->xmodseq < hms && (rc = ctx_expunged(c, snap, &st->rm)) == 0)
+        c->xmodseq = hms;
+    if (rc < 0 || c->modseq >= hms)
+        return rc;
+    rc = store_snap_changed_since_max(snap, c->modseq, CTX_CHANGES_MAX, &st->chg);
+    if (rc == -E2BIG) {
+        st->eval = s->view;
+        st->ne = sess_view_lower(s, c->last + 1);
+        return 0;
     }
+    size_t w = 0;
+    for (size_t i = 0; rc == 0 && i < st->chg.n; i++) {
+        uint32_t u = st->chg.uids[i], j = sess_view_lower(s, u);
+        if (u <= c->last && j < s->nview && s->view[j] == u)
+            st->chg.uids[w++] = u;
+    }
+    st->chg.n = w;
+    st->eval = st->chg.uids;
+    st->ne = w;
+    return rc;
 }
 
-void search_ctx_sync_new(session *s, store_snap *snap)
+/* The list after the EXISTS: the view's messages above c->last. */
+static void prepare_new(session *s, search_ctx_sync *st, struct search_ctx *c)
 {
-    for (unsigned i = 0; i < s->nctxs; i++) {
-        struct search_ctx *c = &s->ctxs[i];
-        uint32_t j = sess_view_lower(s, c->last + 1);
-        if (c->last == UINT32_MAX || j >= s->nview)
-            continue;
-        uvec rm = {0}, add = {0};
-        imap_search_result res = {0};
-        imap_search_view v = ctx_view(s, snap, s->view + j, s->nview - j);
-        if (imap_search_run(c->prog, &v, &res) == 0 &&
-            apply(c, s->view + j, s->nview - j, &res, &rm, &add) == 0) {
-            c->last = s->view[s->nview - 1];
-            write_update(s, c, &rm, &add);
-        }
-        imap_search_result_free(&res);
-        free(rm.v);
-        free(add.v);
+    uint32_t j = c->last == UINT32_MAX ? s->nview : sess_view_lower(s, c->last + 1);
+    st->eval = s->view + j;
+    st->ne = s->nview - j;
+}
+
+bool search_ctx_sync_step(session *s, store_snap *snap, search_ctx_sync **stp, bool new,
+                          sess_slice *sl)
+{
+    search_ctx_sync *st = *stp;
+    if (!s->nctxs)
+        return true;
+    if (!st) {
+        if (!(st = *stp = calloc(1, sizeof *st)))
+            return true;    /* no memory: these updates are not sent */
+        st->now = (int64_t)time(NULL);
     }
+    uint64_t hms = store_snap_highestmodseq(snap);
+    for (; st->ci < s->nctxs; st->ci++) {
+        struct search_ctx *c = &s->ctxs[st->ci];
+        int rc = 0;
+        if (!st->prepared) {
+            st->prepared = true;
+            st->pos = st->ne = 0;
+            st->eval = NULL;
+            if (new)
+                prepare_new(s, st, c);
+            else
+                rc = prepare_begin(s, st, c, snap, hms);
+        }
+        imap_search_view v = ctx_view(s, snap, st->eval, (uint32_t)st->ne, st->now);
+        while (rc == 0 && st->pos < st->ne) {
+            if (sess_slice_over(s, sl))
+                return false;
+            uint32_t first = (uint32_t)st->pos + 1;
+            uint32_t last = st->ne - st->pos < CTX_EVAL_CHUNK ? (uint32_t)st->ne
+                                                             : first + CTX_EVAL_CHUNK - 1;
+            rc = imap_search_run_range(c->prog, &v, first, last, &st->res);
+            st->pos = last;
+        }
+        if (rc == 0 && st->ne)
+            rc = apply(c, st->eval, st->ne, &st->res, &st->rm, &st->add);
+        if (rc == 0) {
+            if (new) {
+                if (s->nview)
+                    c->last = s->view[s->nview - 1];
+            } else {
+                c->modseq = hms;
+            }
+            /* the expunged and the changed each ascend and are disjoint
+             * (the changed are live): one set */
+            if (st->rm.n > 1)
+                qsort(st->rm.v, st->rm.n, sizeof *st->rm.v, cmp_u32);
+            write_update(s, c, &st->rm, &st->add);
+        }
+        /* on failure (no memory) the context is looked at again at the
+         * next sync: its watermarks did not move */
+        st->prepared = false;
+        st->rm.n = st->add.n = 0;
+        st->res.n = 0;
+        store_uidlist_free(&st->chg);
+    }
+    /* the next call (the other phase) starts over */
+    st->ci = 0;
+    return true;
 }
 
 /* CANCELUPDATE "tag" ... (RFC 5267 4.3.5, command-select). */

@@ -29,6 +29,10 @@
  * OLDER/YOUNGER in a context are judged when a message is evaluated again,
  * not as time passes (RFC 5032 2: "the server MAY delay the updates").
  *
+ * The evaluation runs in slices within the sync's steps: after a change
+ * of a whole big mailbox (past CTX_CHANGES_MAX changed messages, the whole
+ * view is evaluated), the worker's other sessions are served in between.
+ *
  * At most SEARCH_CONTEXT_MAX contexts per session; beyond, the search is
  * answered with "* NO [NOUPDATE "tag"]" and keeps no context (RFC 5267
  * 4.3.1).  Contexts end with CANCELUPDATE or when the mailbox is closed. */
@@ -66,11 +70,17 @@ int search_ctx_cancel(session *s, const char *tag);
 /* Drop every context (the mailbox is closed). */
 void search_ctx_free_all(session *s);
 
-/* The view sync's hooks (view_sync.c).  sync_begin: before anything of
- * the sync is written, on the snapshot it announces: updates for the
- * messages of the view that changed.  sync_new: right after the EXISTS:
- * the view's messages added since the contexts last looked. */
-void search_ctx_sync_begin(session *s, store_snap *snap);
-void search_ctx_sync_new(session *s, store_snap *snap);
+/* The view sync's hooks (view_sync.c), run as steps of the sync: false
+ * when the slice ran out (call again with the same *st), true when done.
+ * *st (NULL at first) keeps the progress; free it with
+ * search_ctx_sync_free.  new = false: before anything of the sync is
+ * written, for the messages of the view that changed; new = true: right
+ * after the EXISTS, for the view's messages added since the contexts
+ * last looked. */
+typedef struct search_ctx_sync search_ctx_sync;
+typedef struct sess_slice sess_slice;
+bool search_ctx_sync_step(session *s, store_snap *snap, search_ctx_sync **st, bool new,
+                          sess_slice *sl);
+void search_ctx_sync_free(search_ctx_sync *st);
 
 #endif

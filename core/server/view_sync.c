@@ -39,10 +39,12 @@
 #include "store/assert.h"
 
 enum {
+    PH_CTX,         /* CONTEXT=SEARCH updates for messages of the view */
     PH_ECHO,        /* STORE's FETCH responses for the messages it named */
     PH_GONE,        /* EXPUNGE/MOVE: the UIDs the command removed */
     PH_EXPUNGE,     /* others' expunges, found by comparing with the snapshot */
     PH_NEW,         /* EXISTS, RECENT */
+    PH_CTX_NEW,     /* CONTEXT=SEARCH updates for the new messages */
     PH_FLAGS,       /* others' flag changes */
     PH_DONE,
 };
@@ -84,6 +86,7 @@ typedef struct view_sync {
      * written as one VANISHED line when the step ends (owned) */
     uint32_t *van;
     size_t nvan, capvan;
+    struct search_ctx_sync *ctx;    /* PH_CTX, PH_CTX_NEW (owned) */
     imap_out tail;              /* the command's answer, owned */
     bool tail_hms;              /* sess_update_req.tail_hms */
     size_t tail_hms_at;
@@ -99,6 +102,7 @@ static void view_sync_free(void *arg)
     free(vs->gone);
     free(vs->van);
     store_uidlist_free(&vs->chg);
+    search_ctx_sync_free(vs->ctx);
     imap_out_free(&vs->tail);
     free(vs);
 }
@@ -417,6 +421,13 @@ static bool view_sync_step(session *s, void *arg)
     if (!s->mb)
         vs->phase = PH_DONE;
     switch (vs->phase) {
+    case PH_CTX:
+        /* RFC 5267 4.3.4: REMOVEFROM for expunged messages "prior to the
+         * expunge notification itself" */
+        if (!search_ctx_sync_step(s, vs->snap, &vs->ctx, false, &sl))
+            return false;
+        vs->phase = PH_ECHO;
+        /* fall through */
     case PH_ECHO:
         if (!step_echo(s, vs, &sl))
             return false;
@@ -439,9 +450,12 @@ static bool view_sync_step(session *s, void *arg)
         /* fall through */
     case PH_NEW:
         step_new(s, vs);
+        vs->phase = PH_CTX_NEW;
+        /* fall through */
+    case PH_CTX_NEW:
         /* RFC 5267 4.3.3: ADDTO for new messages "after the EXISTS" */
-        if (s->nctxs)
-            search_ctx_sync_new(s, vs->snap);
+        if (!search_ctx_sync_step(s, vs->snap, &vs->ctx, true, &sl))
+            return false;
         vs->phase = PH_FLAGS;
         /* fall through */
     case PH_FLAGS:
@@ -522,10 +536,6 @@ void sess_update(session *s, sess_update_req *u)
      * of APPEND (keyword) and every other session learn of it here. */
     if (sess_keywords_new(s, snap))
         sess_announce_flags(s, &s->out, snap);
-    /* RFC 5267 4.3.4: REMOVEFROM for expunged messages "prior to the
-     * expunge notification itself" */
-    if (s->nctxs)
-        search_ctx_sync_begin(s, snap);
     sess_cont_begin(s, view_sync_step, view_sync_free, vs);
 out:
     free(u->echo);

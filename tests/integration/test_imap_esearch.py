@@ -471,7 +471,39 @@ class ContextCase(rs.ServerTestCase):
         self.expect(a.cmd('CANCELUPDATE "%s"' % tags[5]), "BAD")
 
 
-rs.parametrize(globals(), EsearchCase, ContextCase)
+class ContextBigCase(rs.ServerTestCase):
+    """Past 16384 changed messages a context evaluates the whole view, in
+    slices within the sync: the same updates, and a bystander is answered
+    meanwhile."""
+    users_per_class = 4
+    N = 17000
+
+    def test_change_of_everything(self):
+        self.server.import_mbox(self.user, "INBOX", [
+            b"Subject: %s %d\r\n\r\nx\r\n" % (b"odd" if i % 2 else b"even", i)
+            for i in range(1, self.N + 1)])
+        a = self.login(select="INBOX")
+        b = self.login(select="INBOX")
+        r = self.ok(a, "UID SEARCH RETURN (UPDATE COUNT) FLAGGED SUBJECT odd")
+        tag = r.tagged.raw.split()[0].decode()
+        r = self.ok(a, "SEARCH RETURN (UPDATE COUNT) NOT FLAGGED")
+        stag = r.tagged.raw.split()[0].decode()
+        self.ok(b, "STORE 1:* +FLAGS.SILENT (\\Flagged)", timeout=120)
+        self.ok(b, "STORE 2 -FLAGS.SILENT (\\Flagged)")
+        a.send(b"n1 NOOP\r\n")
+        self.ok(self.login(), "NOOP")
+        untagged, tagged, _ = a.read_until_tag("n1", 120)
+        ups = {}
+        for u in untagged:
+            m = re.match(r'\* ESEARCH \(TAG "([^"]+)"\) (.*)$', u.raw.decode())
+            if m:
+                ups.setdefault(m.group(1), []).append(m.group(2))
+        odd = ",".join("%d" % i for i in range(1, self.N + 1, 2))
+        self.assertEqual(ups[tag], ["UID ADDTO (0 %s)" % odd])
+        self.assertEqual(ups[stag], ["REMOVEFROM (0 1,3:%d)" % self.N])
+
+
+rs.parametrize(globals(), EsearchCase, ContextCase, ContextBigCase)
 
 if __name__ == "__main__":
     rs.main()
