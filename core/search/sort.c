@@ -586,6 +586,13 @@ static int cmp_order(const void *x, const void *y, void *arg)
     return CMP3(a->seq, b->seq);
 }
 
+int imap_sort_cmp(const imap_sort_set *s, const imap_sort_crit *c, size_t ncrit,
+                  uint32_t a, uint32_t b)
+{
+    sort_ctx ctx = { s, c, ncrit };
+    return cmp_order(&a, &b, &ctx);
+}
+
 int imap_sort_order(const imap_sort_set *s, const imap_sort_crit *c,
                     size_t ncrit, uint32_t **order)
 {

@@ -17,6 +17,7 @@
 #include "core/auth/authpool.h"
 #include "core/search/search.h"
 #include "core/search/sort.h"
+#include "core/server/search_context.h"
 #include "core/server/session.h"
 #include "net/net.h"
 
@@ -277,6 +278,19 @@ static bool sort_step(session *s, void *arg)
                                          SORT_OUT_CHUNK);
         }
         esort_tail(s, sc);
+        if (sc->ret.opts & IMAP_SEARCH_RET_UPDATE) {
+            /* RFC 5267 4.3.1: refused, "an untagged NO ... with a
+             * response-code of NOUPDATE"; the other options were honoured */
+            imap_out_lit(&s->out, "\r\n");
+            rc = search_ctx_add_sorted(s, sc->tag, sc->uid, &sc->prog, &sc->v,
+                                       store_snap_highestmodseq(sc->snap), sc->crit, sc->ncrit,
+                                       &sc->set, &sc->order);
+            if (rc < 0)
+                sess_untagged(s, "NO [NOUPDATE \"%s\"] %s", sc->tag,
+                              rc == -ENOSPC ? "Too many contexts" : "No memory for a context");
+            cmd_done(s, sort_def(sc), sc->tag, "OK", "SORT completed");
+            return true;
+        }
     } else if (sc->thread) {
         while (sc->at < sc->text.len) {
             if (sess_slice_over(s, &sl))
@@ -332,11 +346,11 @@ static void sort_or_thread(imap_cmd *c, bool thread)
             sess_bad(s, tag, "SAVE is not a SORT return option");
             return;
         }
-        /* CONTEXT=SORT is not offered (CONTEXT=SEARCH is): no sorted
-         * contexts; the CONTEXT hint alone is harmless (RFC 5267 4.2:
-         * "Servers MAY ignore this return option") */
-        if (ret.opts & IMAP_SEARCH_RET_UPDATE) {
-            sess_bad(s, tag, "UPDATE is not supported with SORT");
+        /* RFC 5267 4.3: UPDATE with a tag in use by a live context "SHALL
+         * result in the server rejecting the searching command with a BAD
+         * response" */
+        if ((ret.opts & IMAP_SEARCH_RET_UPDATE) && search_ctx_exists(s, tag)) {
+            sess_bad(s, tag, "Tag reuse: a search with this tag is updating");
             return;
         }
         esort = true;
@@ -398,6 +412,14 @@ static void sort_or_thread(imap_cmd *c, bool thread)
     sc->esort = esort;
     sc->ret = ret;
     sc->v.now = (int64_t)time(NULL);   /* RFC 5032: "the current date and time" */
+    /* a context is evaluated again later: what its sequence numbers, '*'
+     * and $ name is fixed now (RFC 5267 4.3) */
+    if ((ret.opts & IMAP_SEARCH_RET_UPDATE) && imap_search_freeze(prog, &sc->v) < 0) {
+        sc->prog = NULL;
+        sort_cont_free(sc);
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Sort failed");
+        goto out;
+    }
     if (!thread) {
         memcpy(sc->crit, crit, (size_t)ncrit * sizeof crit[0]);
         sc->ncrit = (size_t)ncrit;

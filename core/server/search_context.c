@@ -1,10 +1,12 @@
-/* core/server/search_context.c — CONTEXT=SEARCH: live contexts and their
- * ADDTO / REMOVEFROM updates (see search_context.h), and CANCELUPDATE. */
+/* core/server/search_context.c — CONTEXT=SEARCH and CONTEXT=SORT: live
+ * contexts and their ADDTO / REMOVEFROM updates (see search_context.h), and
+ * CANCELUPDATE. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/search/sort.h"
 #include "core/server/search_context.h"
 #include "core/server/session.h"
 
@@ -18,6 +20,18 @@ struct search_ctx {
     uint64_t xmodseq;           /* expunges up to here were looked for */
     uint32_t last;              /* the view's messages up to this UID were
                                    evaluated */
+    /* CONTEXT=SORT: the sort keys of every message that matched once
+     * (set.m[k].seq holds the UID: same order as sequence numbers, and it
+     * stays true while they shift), the matches in sort order as indexes
+     * into set.m, and UID -> index (ku ascending, ki alongside) */
+    bool sorted;
+    imap_sort_crit crit[IMAP_SORT_MAX_CRIT];
+    size_t ncrit;
+    imap_sort_set set;
+    uint32_t *ord;
+    size_t nord;
+    uint32_t *ku, *ki;
+    size_t nk;
 };
 
 /* Changed messages evaluated again one by one; past this many (a change
@@ -29,6 +43,10 @@ static void ctx_free(struct search_ctx *c)
     free(c->tag);
     imap_search_free(c->prog);
     free(c->m);
+    imap_sort_set_free(&c->set);
+    free(c->ord);
+    free(c->ku);
+    free(c->ki);
     memset(c, 0, sizeof *c);
 }
 
@@ -70,6 +88,45 @@ int search_ctx_add(session *s, const char *tag, bool uid, imap_search_prog **pro
     c.prog = *prog;
     *prog = NULL;
     s->ctxs[s->nctxs++] = c;
+    return 0;
+}
+
+int search_ctx_add_sorted(session *s, const char *tag, bool uid, imap_search_prog **prog,
+                          const imap_search_view *v, uint64_t modseq,
+                          const imap_sort_crit *crit, size_t ncrit, imap_sort_set *set,
+                          uint32_t **order)
+{
+    size_t n = set->n;
+    uint32_t *m = malloc((n ? n : 1) * sizeof *m);
+    uint32_t *ku = malloc((n ? n : 1) * sizeof *ku), *ki = malloc((n ? n : 1) * sizeof *ki);
+    int rc = -ENOMEM;
+    if (m && ku && ki) {
+        /* set->m was filled in the search's order: ascending UIDs */
+        for (size_t k = 0; k < n; k++) {
+            m[k] = ku[k] = set->m[k].uid;
+            ki[k] = (uint32_t)k;
+            set->m[k].seq = set->m[k].uid;
+        }
+        rc = search_ctx_add(s, tag, uid, prog, v, m, n, modseq);
+    }
+    free(m);
+    if (rc < 0) {
+        free(ku);
+        free(ki);
+        return rc;
+    }
+    struct search_ctx *c = &s->ctxs[s->nctxs - 1];
+    c->sorted = true;
+    memcpy(c->crit, crit, ncrit * sizeof *crit);
+    c->ncrit = ncrit;
+    c->set = *set;
+    memset(set, 0, sizeof *set);
+    c->ord = *order;
+    *order = NULL;
+    c->nord = n;
+    c->ku = ku;
+    c->ki = ki;
+    c->nk = n;
     return 0;
 }
 
@@ -152,6 +209,199 @@ static void write_update(session *s, const struct search_ctx *c, uvec *rm, uvec 
         s->out.len = at;    /* nothing the client can number */
     else
         imap_out_lit(&s->out, "\r\n");
+}
+
+/* The index into c->set of a UID that has keys, or UINT32_MAX. */
+static uint32_t key_of(const struct search_ctx *c, uint32_t uid)
+{
+    size_t lo = 0, hi = c->nk;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->ku[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->nk && c->ku[lo] == uid ? c->ki[lo] : UINT32_MAX;
+}
+
+/* Read the sort keys of the UIDs of add (ascending) that have none yet. */
+static int add_keys(struct search_ctx *c, store_snap *snap, const uvec *add)
+{
+    size_t want = 0;
+    for (size_t i = 0; i < add->n; i++)
+        want += key_of(c, add->v[i]) == UINT32_MAX;
+    if (!want)
+        return 0;
+    uint32_t *ku = malloc((c->nk + want) * sizeof *ku);
+    uint32_t *ki = malloc((c->nk + want) * sizeof *ki);
+    if (!ku || !ki) {
+        free(ku);
+        free(ki);
+        return -ENOMEM;
+    }
+    store_cursor cur;
+    store_cursor_init(&cur, snap);
+    size_t a = 0, w = 0;
+    int rc = 0;
+    for (size_t i = 0; i < add->n && rc == 0; i++) {
+        uint32_t u = add->v[i];
+        if (key_of(c, u) != UINT32_MAX)
+            continue;
+        while (a < c->nk && c->ku[a] < u) {
+            ku[w] = c->ku[a];
+            ki[w++] = c->ki[a++];
+        }
+        uint32_t idx = (uint32_t)c->set.n;
+        /* seq = the UID: see struct search_ctx */
+        if ((rc = imap_sort_set_add(&c->set, &cur, u, u)) == 0) {
+            ku[w] = u;
+            ki[w++] = idx;
+        }
+    }
+    while (a < c->nk) {
+        ku[w] = c->ku[a];
+        ki[w++] = c->ki[a++];
+    }
+    free(c->ku);
+    free(c->ki);
+    c->ku = ku;
+    c->ki = ki;
+    c->nk = w;
+    return rc;
+}
+
+/* The position (0-based) of set index k in c->ord, which holds it. */
+static size_t ord_find(const struct search_ctx *c, uint32_t k)
+{
+    size_t lo = 0, hi = c->nord;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (imap_sort_cmp(&c->set, c->crit, c->ncrit, c->ord[mid], k) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int cmp_sorted(const void *x, const void *y, void *arg)
+{
+    const struct search_ctx *c = arg;
+    return imap_sort_cmp(&c->set, c->crit, c->ncrit, *(const uint32_t *)x,
+                         *(const uint32_t *)y);
+}
+
+static int cmp_size(const void *x, const void *y)
+{
+    size_t a = *(const size_t *)x, b = *(const size_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* " pos number": the number of UID u (its sequence number in the view, or
+ * the UID); false if the client has no number for it. */
+static bool put_pair(session *s, const struct search_ctx *c, size_t pos, uint32_t u,
+                     bool first)
+{
+    uint32_t num = u;
+    if (!c->uid) {
+        uint32_t j = sess_view_lower(s, u);
+        if (j >= s->nview || s->view[j] != u)
+            return false;
+        num = j + 1;
+    }
+    imap_out_printf(&s->out, "%s%zu %u", first ? "" : " ", pos, num);
+    return true;
+}
+
+/* CONTEXT=SORT: the changes as REMOVEFROM / ADDTO pairs with their context
+ * positions (1-based), c->ord updated.  RFC 5267 4.3.3/4.3.4: "Each pair
+ * is processed in the order that it appears": removals go from the first
+ * position on, each position counted after the removals before it;
+ * additions in the order of their final positions, each inserted where it
+ * ends up.  The sort keys of a message never change (header fields, size,
+ * arrival): only the set of matches does. */
+static int write_sorted(session *s, struct search_ctx *c, store_snap *snap, uvec *rm,
+                        uvec *add)
+{
+    if (!rm->n && !add->n)
+        return 0;
+    int rc = add_keys(c, snap, add);
+    if (rc < 0)
+        return rc;
+    size_t *rpos = malloc((rm->n ? rm->n : 1) * sizeof *rpos);
+    uint32_t *ak = malloc((add->n ? add->n : 1) * sizeof *ak);
+    uint32_t *nord = malloc((c->nord + add->n + 1) * sizeof *nord);
+    if (!rpos || !ak || !nord) {
+        free(rpos);
+        free(ak);
+        free(nord);
+        return -ENOMEM;
+    }
+    size_t nr = 0;
+    for (size_t i = 0; i < rm->n; i++) {
+        uint32_t k = key_of(c, rm->v[i]);
+        size_t p = k == UINT32_MAX ? c->nord : ord_find(c, k);
+        if (p < c->nord && c->ord[p] == k)
+            rpos[nr++] = p;
+    }
+    qsort(rpos, nr, sizeof *rpos, cmp_size);
+    for (size_t i = 0; i < add->n; i++)
+        ak[i] = key_of(c, add->v[i]);
+    qsort_r(ak, add->n, sizeof *ak, cmp_sorted, c);
+
+    size_t at = s->out.len;
+    imap_out_printf(&s->out, "* ESEARCH (TAG \"%s\")%s", c->tag, c->uid ? " UID" : "");
+    size_t items = s->out.len;
+    if (nr) {
+        imap_out_lit(&s->out, " REMOVEFROM (");
+        size_t mark = s->out.len;
+        for (size_t i = 0; i < nr; i++)
+            put_pair(s, c, rpos[i] - i + 1, c->set.m[c->ord[rpos[i]]].uid, s->out.len == mark);
+        if (s->out.len == mark)
+            s->out.len = mark - strlen(" REMOVEFROM (");
+        else
+            imap_out_lit(&s->out, ")");
+    }
+    /* the order without the removed, merged with the added */
+    size_t w = 0, r = 0, a = 0, i = 0;
+    size_t mark = 0;
+    bool open = false;
+    while (i < c->nord || a < add->n) {
+        if (r < nr && i < c->nord && rpos[r] == i) {
+            r++;
+            i++;
+            continue;
+        }
+        if (a < add->n &&
+            (i == c->nord || imap_sort_cmp(&c->set, c->crit, c->ncrit, ak[a], c->ord[i]) < 0)) {
+            if (!open) {
+                imap_out_lit(&s->out, " ADDTO (");
+                mark = s->out.len;
+                open = true;
+            }
+            put_pair(s, c, w + 1, c->set.m[ak[a]].uid, s->out.len == mark);
+            nord[w++] = ak[a++];
+            continue;
+        }
+        nord[w++] = c->ord[i++];
+    }
+    if (open) {
+        if (s->out.len == mark)
+            s->out.len = mark - strlen(" ADDTO (");
+        else
+            imap_out_lit(&s->out, ")");
+    }
+    if (s->out.len == items)
+        s->out.len = at;
+    else
+        imap_out_lit(&s->out, "\r\n");
+    free(c->ord);
+    c->ord = nord;
+    c->nord = w;
+    free(rpos);
+    free(ak);
+    return 0;
 }
 
 /* Replace the matches by the merge of the matches and the evaluated UIDs
@@ -349,7 +599,10 @@ bool search_ctx_sync_step(session *s, store_snap *snap, search_ctx_sync **stp, b
              * (the changed are live): one set */
             if (st->rm.n > 1)
                 qsort(st->rm.v, st->rm.n, sizeof *st->rm.v, cmp_u32);
-            write_update(s, c, &st->rm, &st->add);
+            if (c->sorted)
+                write_sorted(s, c, snap, &st->rm, &st->add);
+            else
+                write_update(s, c, &st->rm, &st->add);
         }
         /* on failure (no memory) the context is looked at again at the
          * next sync: its watermarks did not move */

@@ -1,7 +1,7 @@
-/* core/server/search_context.h — CONTEXT=SEARCH (RFC 5267 4): the live
- * contexts of SEARCH RETURN (UPDATE) and UID SEARCH RETURN (UPDATE), and
- * their "* ESEARCH (TAG ..) ADDTO / REMOVEFROM" updates as the mailbox
- * changes.
+/* core/server/search_context.h — CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267
+ * 4): the live contexts of SEARCH / SORT RETURN (UPDATE) (and their UID
+ * forms), and their "* ESEARCH (TAG ..) ADDTO / REMOVEFROM" updates as the
+ * mailbox changes.
  *
  * A context keeps its program (frozen at the command: sequence numbers,
  * '*' and $ mean what they meant then, imap_search_freeze) and the UIDs of
@@ -9,9 +9,13 @@
  * changed is evaluated again: the messages whose modseq passed the one the
  * context last saw (flag changes, and expunges by their gone entries), and
  * the messages new in the view; each whose match changed goes into one
- * REMOVEFROM or ADDTO per context.  Context positions are 0, which RFC 5267
- * 4.3.3 allows for SEARCH ("the context position MAY be zero"), the sets
- * in mailbox order as it recommends.
+ * REMOVEFROM or ADDTO per context.  For SEARCH, context positions are 0,
+ * which RFC 5267 4.3.3 allows ("the context position MAY be zero"), the
+ * sets in mailbox order as it recommends.  For SORT, the context also
+ * keeps the sort keys of its messages (read from the cache once, when a
+ * message first matches: they never change) and its matches in sort
+ * order, and each update is a list of (position, number) pairs that the
+ * client applies in turn.
  *
  * Order on the wire (RFC 5267 4.3.3/4.3.4): updates for messages in the
  * view the client knows (flag changes, expunges) go out at the start of the
@@ -44,6 +48,7 @@
 #include <stdint.h>
 
 #include "core/search/search.h"
+#include "core/search/sort.h"
 #include "store/store.h"
 
 typedef struct session session;
@@ -63,6 +68,14 @@ bool search_ctx_exists(const session *s, const char *tag);
 int search_ctx_add(session *s, const char *tag, bool uid, imap_search_prog **prog,
                    const imap_search_view *v, const uint32_t *matches, size_t n,
                    uint64_t modseq);
+
+/* The same for SORT / UID SORT RETURN (UPDATE) (CONTEXT=SORT): the keys
+ * set (its messages the matches, added in ascending UID order) and order
+ * (imap_sort_order's) are taken too. */
+int search_ctx_add_sorted(session *s, const char *tag, bool uid, imap_search_prog **prog,
+                          const imap_search_view *v, uint64_t modseq,
+                          const imap_sort_crit *crit, size_t ncrit, imap_sort_set *set,
+                          uint32_t **order);
 
 /* CANCELUPDATE: end the context with this tag.  0 or -ENOENT. */
 int search_ctx_cancel(session *s, const char *tag);

@@ -87,7 +87,7 @@ void sess_capabilities(session *s, imap_out *o)
                        "NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
                        "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC "
                        "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
-                       "ESORT PARTIAL WITHIN CONTEXT=SEARCH "
+                       "ESORT PARTIAL WITHIN CONTEXT=SEARCH CONTEXT=SORT "
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
     if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)
         imap_out_printf(o, " COMPRESS=DEFLATE");

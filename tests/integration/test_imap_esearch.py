@@ -282,7 +282,7 @@ class ContextCase(rs.ServerTestCase):
     def test_capability(self):
         c = self.login()
         self.assertIn("CONTEXT=SEARCH", c.capabilities())
-        self.assertNotIn("CONTEXT=SORT", c.capabilities())
+        self.assertIn("CONTEXT=SORT", c.capabilities())
 
     def test_rfc_examples(self):
         c = self.setup_box()
@@ -298,14 +298,13 @@ class ContextCase(rs.ServerTestCase):
         self.assertEqual(tagged.status()[0], "OK")
         self.assertEqual([u.raw for u in untagged], [b'* ESEARCH (TAG "B01") UID COUNT 1'])
         for again in (b"B01 SEARCH RETURN (UPDATE) FLAGGED", b"B01 UID SEARCH RETURN "
-                      b"(UPDATE COUNT) ALL"):
+                      b"(UPDATE COUNT) ALL", b"B01 SORT RETURN (UPDATE) (DATE) UTF-8 FLAGGED"):
             c.send(again + b"\r\n")
             untagged, tagged, _ = c.read_until_tag("B01")
             self.assertEqual(tagged.status()[0], "BAD", tagged.raw)
-        # without UPDATE the tag may be used again; CONTEXT=SORT is not offered
+        # without UPDATE the tag may be used again
         c.send(b"B01 SEARCH RETURN (COUNT) ALL\r\n")
         self.assertEqual(c.read_until_tag("B01")[1].status()[0], "OK")
-        self.expect(c.cmd("SORT RETURN (UPDATE) (DATE) UTF-8 ALL"), "BAD")
         # 4.3.3: messages 1 and 3 (UIDs 1, 3) get \Deleted and $Junk
         r = self.ok(c, "STORE 1,3 +FLAGS (\\Deleted $Junk)")
         self.assertEqual(self.updates(r, "B01"), ["UID ADDTO (0 1,3)"])
@@ -403,6 +402,53 @@ class ContextCase(rs.ServerTestCase):
         r = self.ok(a, "UID MOVE 4 D")
         self.assertEqual(self.updates(r, tag), ["UID REMOVEFROM (0 4)"])
 
+    def test_sorted_context(self):
+        """CONTEXT=SORT: positions in the sort order (RFC 5267 4.3.3,
+        4.3.4), removals counted after the ones before them."""
+        a = self.login()
+        self.ok(a, "CREATE C")
+        # SUBJECT order: alpha 2, bravo 4, charlie 6, delta 1, echo 3, foxtrot 5
+        for subj in (b"delta", b"alpha", b"echo", b"bravo", b"foxtrot", b"charlie"):
+            self.expect(a.append("C", b"Subject: " + subj + b"\r\n\r\nx\r\n"), "OK")
+        self.ok(a, "SELECT C")
+        b = self.login(select="C")
+        tag, data = self.start(a, "UID SORT RETURN (UPDATE ALL) (SUBJECT) UTF-8 FLAGGED")
+        self.assertEqual(data, "UID")
+        stag, data = self.start(a, "SORT RETURN (UPDATE ALL) (REVERSE SUBJECT) UTF-8 UNSEEN")
+        self.assertEqual(data, "ALL 5,3,1,6,4,2")
+        self.ok(b, "STORE 1,4 +FLAGS (\\Flagged)")
+        r = self.ok(a, "NOOP")
+        self.assertEqual(self.updates(r, tag), ["UID ADDTO (1 4 2 1)"])
+        self.ok(b, "STORE 6 +FLAGS (\\Flagged)")
+        self.ok(b, "STORE 3,6 +FLAGS (\\Seen)")
+        r = self.ok(a, "NOOP")
+        self.assertEqual(self.updates(r, tag), ["UID ADDTO (2 6)"])
+        # 5 3 1 6 4 2 without 3 (position 2) and 6 (position 4, then 3)
+        self.assertEqual(self.updates(r, stag), ["REMOVEFROM (2 3 3 6)"])
+        self.expect(b.append("C", b"Subject: aardvark\r\n\r\nx\r\n", ["\\Flagged"]), "OK")
+        r = self.ok(a, "NOOP")
+        self.assertEqual(self.updates(r, tag), ["UID ADDTO (1 7)"])
+        self.assertEqual(self.updates(r, stag), ["ADDTO (5 7)"])
+        self.ok(b, "STORE 4 -FLAGS (\\Flagged)")
+        r = self.ok(a, "NOOP")
+        self.assertEqual(self.updates(r, tag), ["UID REMOVEFROM (2 4)"])
+        # 7 6 1: 1 and 7 expunged: 7 at 1, then 1 at 3 - 1; and 5 1 4 2 7:
+        # 1 at 2, then 7 at 5 - 1
+        self.ok(b, "STORE 1,7 +FLAGS (\\Deleted)")
+        self.ok(b, "EXPUNGE")
+        r = self.ok(a, "NOOP")
+        raws = [u.raw for u in r.untagged]
+        self.assertEqual(self.updates(r, tag), ["UID REMOVEFROM (1 7 2 1)"])
+        self.assertEqual(self.updates(r, stag), ["REMOVEFROM (2 1 4 7)"])
+        self.assertLess(raws.index(b'* ESEARCH (TAG "%s") UID REMOVEFROM (1 7 2 1)'
+                                   % tag.encode()), raws.index(b"* 7 EXPUNGE"))
+        self.assertEqual(self.start(a, "UID SORT RETURN (ALL) (SUBJECT) UTF-8 FLAGGED")[1],
+                         "UID ALL 6")
+        self.assertEqual(self.start(a, "SORT RETURN (ALL) (REVERSE SUBJECT) UTF-8 UNSEEN")[1],
+                         "ALL 4,3,1")
+        self.ok(a, 'CANCELUPDATE "%s" "%s"' % (tag, stag))
+        self.expect(a.cmd("THREAD RETURN (UPDATE) REFERENCES UTF-8 ALL"), "NO")
+
     def test_frozen_sequence_numbers(self):
         """RFC 5267 4.3: "any message sequence numbers used in the search
         program are evaluated at the time the command is received"."""
@@ -471,6 +517,149 @@ class ContextCase(rs.ServerTestCase):
         self.expect(a.cmd('CANCELUPDATE "%s"' % tags[5]), "BAD")
 
 
+def expand(text):
+    """'4,7,2:3' -> [4, 7, 2, 3] (the order kept; a:b ascending)."""
+    out = []
+    for part in text.split(","):
+        a, _, b = part.partition(":")
+        a, b = int(a), int(b or a)
+        out.extend(range(min(a, b), max(a, b) + 1))
+    return out
+
+
+class Client:
+    """A client's copy of its contexts' results, kept up to date from the
+    updates alone (RFC 5267 4.3.2: "The client MUST process ADDTO and
+    REMOVEFROM return data items in the order they appear") and from
+    EXPUNGE for sequence numbers."""
+
+    def __init__(self, tc):
+        self.tc = tc
+        self.lists = {}         # tag -> [numbers in the context's order]
+        self.seqs = set()       # tags numbered by sequence numbers
+        self.pairs = {}         # (kind, positioned) -> pairs processed
+        self.expunges = 0
+
+    def take(self, responses):
+        for u in responses:
+            raw = u.raw.decode()
+            m = re.match(r"\* (\d+) EXPUNGE$", raw)
+            if m:
+                n = int(m.group(1))
+                self.expunges += 1
+                for t in self.seqs:
+                    self.tc.assertNotIn(n, self.lists[t], "REMOVEFROM before EXPUNGE")
+                    self.lists[t] = [x - 1 if x > n else x for x in self.lists[t]]
+                continue
+            m = re.match(r'\* ESEARCH \(TAG "([^"]+)"\)(?: UID)?((?: (?:ADDTO|REMOVEFROM) '
+                         r'\([^)]*\))+)$', raw)
+            if not m or m.group(1) not in self.lists:
+                continue
+            lst = self.lists[m.group(1)]
+            for kind, body in re.findall(r"(ADDTO|REMOVEFROM) \(([^)]*)\)", m.group(2)):
+                toks = body.split()
+                self.tc.assertEqual(len(toks) % 2, 0, raw)
+                for pos, st in zip(toks[0::2], toks[1::2]):
+                    pos, nums = int(pos), expand(st)
+                    key = (kind, pos > 0)
+                    self.pairs[key] = self.pairs.get(key, 0) + 1
+                    if kind == "ADDTO" and pos == 0:
+                        lst.extend(nums)
+                        lst.sort()
+                    elif kind == "ADDTO":
+                        self.tc.assertLessEqual(pos, len(lst) + 1, raw)
+                        lst[pos - 1:pos - 1] = nums
+                    elif pos == 0:
+                        for x in nums:
+                            self.tc.assertIn(x, lst, raw)
+                            lst.remove(x)
+                    else:
+                        self.tc.assertEqual(lst[pos - 1:pos - 1 + len(nums)], nums, raw)
+                        del lst[pos - 1:pos - 1 + len(nums)]
+
+
+class ContextModelCase(rs.ServerTestCase):
+    """Random changes by two sessions; after each round the results a
+    client keeps from the updates equal a fresh search, for SEARCH and
+    SORT contexts, by UID and by sequence number."""
+    users_per_class = 4
+    WORDS = ["delta", "alpha", "echo", "bravo", "foxtrot", "charlie", "Re: alpha", "golf"]
+
+    def test_random_rounds(self):
+        import random
+        rng = random.Random(5267)
+        a = self.login()
+        self.ok(a, "CREATE M")
+        for i in range(12):
+            self.expect(a.append("M", b"Subject: %s\r\n\r\nx\r\n"
+                                 % rng.choice(self.WORDS).encode(),
+                                 ["\\Flagged"] if i % 3 == 0 else None), "OK")
+        self.ok(a, "SELECT M")
+        b = self.login(select="M")
+        client = Client(self)
+        queries = [
+            ("UID SEARCH", "FLAGGED", None),
+            ("SEARCH", "UNSEEN", None),
+            ("UID SORT", "OR FLAGGED SUBJECT alpha", "(SUBJECT)"),
+            ("SORT", "UNSEEN", "(REVERSE SUBJECT)"),
+            ("UID SORT", "NOT FLAGGED", "(REVERSE ARRIVAL SUBJECT)"),
+        ]
+
+        def fresh(cmd, keys, crit):
+            if crit:
+                r = self.ok(a, "%s RETURN (ALL) %s UTF-8 %s" % (cmd, crit, keys))
+            else:
+                r = self.ok(a, "%s RETURN (ALL) %s" % (cmd, keys))
+            client.take(r.untagged)
+            m = re.search(r" ALL (\S+)", r.of("ESEARCH")[0].raw.decode())
+            return expand(m.group(1)) if m else []
+
+        tags = []
+        for cmd, keys, crit in queries:
+            line = ("%s RETURN (UPDATE ALL) %s UTF-8 %s" % (cmd, crit, keys) if crit
+                    else "%s RETURN (UPDATE ALL) %s" % (cmd, keys))
+            r = self.ok(a, line)
+            tag = r.tagged.raw.split()[0].decode()
+            m = re.search(r" ALL (\S+)", r.of("ESEARCH")[0].raw.decode())
+            client.lists[tag] = expand(m.group(1)) if m else []
+            if not cmd.startswith("UID"):
+                client.seqs.add(tag)
+            tags.append(tag)
+        for rnd in range(25):
+            who = b if rnd % 4 else a
+            r = self.ok(b, "SEARCH ALL")
+            count = len(r.search() or [])
+            for _ in range(rng.randrange(1, 4)):
+                op = rng.randrange(5)
+                if op <= 1 and count:
+                    msgs = ",".join(str(rng.randrange(1, count + 1))
+                                    for _ in range(rng.randrange(1, 4)))
+                    flag = rng.choice(["\\Flagged", "\\Seen"])
+                    res = self.ok(who, "STORE %s %sFLAGS (%s)" % (msgs, rng.choice("+-"), flag))
+                    if who is a:
+                        client.take(res.untagged)
+                elif op == 2:
+                    flags = rng.choice([None, ["\\Flagged"], ["\\Seen"]])
+                    res = self.expect(who.append("M", b"Subject: %s\r\n\r\nx\r\n"
+                                                 % rng.choice(self.WORDS).encode(), flags),
+                                      "OK")
+                    if who is a:
+                        client.take(res.untagged)
+                elif op == 3 and count > 3:
+                    res = self.ok(b, "STORE %d +FLAGS (\\Deleted)" % rng.randrange(1, count + 1))
+                    self.ok(b, "EXPUNGE")
+                    count -= 1
+            client.take(self.ok(a, "NOOP").untagged)
+            for tag, (cmd, keys, crit) in zip(tags, queries):
+                self.assertEqual(client.lists[tag], fresh(cmd, keys, crit),
+                                 "round %d: %s %s %s" % (rnd, cmd, crit or "", keys))
+        # every kind of update was exercised
+        for key in (("ADDTO", False), ("ADDTO", True), ("REMOVEFROM", False),
+                    ("REMOVEFROM", True)):
+            self.assertGreater(client.pairs.get(key, 0), 3, (key, client.pairs))
+        self.assertGreater(client.expunges, 3)
+
+
 class ContextBigCase(rs.ServerTestCase):
     """Past 16384 changed messages a context evaluates the whole view, in
     slices within the sync: the same updates, and a bystander is answered
@@ -503,7 +692,7 @@ class ContextBigCase(rs.ServerTestCase):
         self.assertEqual(ups[stag], ["REMOVEFROM (0 1,3:%d)" % self.N])
 
 
-rs.parametrize(globals(), EsearchCase, ContextCase, ContextBigCase)
+rs.parametrize(globals(), EsearchCase, ContextCase, ContextModelCase, ContextBigCase)
 
 if __name__ == "__main__":
     rs.main()
