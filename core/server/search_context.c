@@ -225,52 +225,6 @@ static uint32_t key_of(const struct search_ctx *c, uint32_t uid)
     return lo < c->nk && c->ku[lo] == uid ? c->ki[lo] : UINT32_MAX;
 }
 
-/* Read the sort keys of the UIDs of add (ascending) that have none yet. */
-static int add_keys(struct search_ctx *c, store_snap *snap, const uvec *add)
-{
-    size_t want = 0;
-    for (size_t i = 0; i < add->n; i++)
-        want += key_of(c, add->v[i]) == UINT32_MAX;
-    if (!want)
-        return 0;
-    uint32_t *ku = malloc((c->nk + want) * sizeof *ku);
-    uint32_t *ki = malloc((c->nk + want) * sizeof *ki);
-    if (!ku || !ki) {
-        free(ku);
-        free(ki);
-        return -ENOMEM;
-    }
-    store_cursor cur;
-    store_cursor_init(&cur, snap);
-    size_t a = 0, w = 0;
-    int rc = 0;
-    for (size_t i = 0; i < add->n && rc == 0; i++) {
-        uint32_t u = add->v[i];
-        if (key_of(c, u) != UINT32_MAX)
-            continue;
-        while (a < c->nk && c->ku[a] < u) {
-            ku[w] = c->ku[a];
-            ki[w++] = c->ki[a++];
-        }
-        uint32_t idx = (uint32_t)c->set.n;
-        /* seq = the UID: see struct search_ctx */
-        if ((rc = imap_sort_set_add(&c->set, &cur, u, u)) == 0) {
-            ku[w] = u;
-            ki[w++] = idx;
-        }
-    }
-    while (a < c->nk) {
-        ku[w] = c->ku[a];
-        ki[w++] = c->ki[a++];
-    }
-    free(c->ku);
-    free(c->ki);
-    c->ku = ku;
-    c->ki = ki;
-    c->nk = w;
-    return rc;
-}
-
 /* The position (0-based) of set index k in c->ord, which holds it. */
 static size_t ord_find(const struct search_ctx *c, uint32_t k)
 {
@@ -324,11 +278,9 @@ static bool put_pair(session *s, const struct search_ctx *c, size_t pos, uint32_
 static int write_sorted(session *s, struct search_ctx *c, store_snap *snap, uvec *rm,
                         uvec *add)
 {
+    (void)snap;
     if (!rm->n && !add->n)
         return 0;
-    int rc = add_keys(c, snap, add);
-    if (rc < 0)
-        return rc;
     size_t *rpos = malloc((rm->n ? rm->n : 1) * sizeof *rpos);
     uint32_t *ak = malloc((add->n ? add->n : 1) * sizeof *ak);
     uint32_t *nord = malloc((c->nord + add->n + 1) * sizeof *nord);
@@ -492,6 +444,11 @@ struct search_ctx_sync {
     imap_search_result res;
     uvec rm, add;
     int64_t now;
+    bool applied;               /* the matches were updated from res */
+    /* CONTEXT=SORT: reading the keys of the added messages */
+    size_t kpos;                /* next in add */
+    store_cursor cur;
+    uvec nu, ni;                /* UIDs given keys, their indexes */
 };
 
 /* Messages evaluated between two looks at the slice. */
@@ -505,7 +462,58 @@ void search_ctx_sync_free(search_ctx_sync *st)
     imap_search_result_free(&st->res);
     free(st->rm.v);
     free(st->add.v);
+    free(st->nu.v);
+    free(st->ni.v);
     free(st);
+}
+
+/* CONTEXT=SORT: read the sort keys of the added messages that have none
+ * yet (a few cache reads per unit of the slice), then enter them in the
+ * UID -> index map.  false: the slice ran out (call again). */
+static bool add_keys_step(session *s, struct search_ctx *c, search_ctx_sync *st,
+                          store_snap *snap, sess_slice *sl, int *rc)
+{
+    if (st->kpos == 0)
+        store_cursor_init(&st->cur, snap);
+    for (; st->kpos < st->add.n && *rc == 0; st->kpos++) {
+        uint32_t u = st->add.v[st->kpos];
+        if (key_of(c, u) != UINT32_MAX)
+            continue;
+        if (sess_slice_over(s, sl))
+            return false;
+        uint32_t idx = (uint32_t)c->set.n;
+        /* seq = the UID: see struct search_ctx */
+        if ((*rc = imap_sort_set_add(&c->set, &st->cur, u, u)) == 0 &&
+            (*rc = uvec_add(&st->nu, u)) == 0)
+            *rc = uvec_add(&st->ni, idx);
+    }
+    if (*rc || !st->nu.n)
+        return true;
+    /* merge: both ascend */
+    size_t n = c->nk + st->nu.n;
+    uint32_t *ku = malloc(n * sizeof *ku), *ki = malloc(n * sizeof *ki);
+    if (!ku || !ki) {
+        free(ku);
+        free(ki);
+        *rc = -ENOMEM;
+        return true;
+    }
+    size_t a = 0, b = 0, w = 0;
+    while (a < c->nk || b < st->nu.n) {
+        if (b == st->nu.n || (a < c->nk && c->ku[a] < st->nu.v[b])) {
+            ku[w] = c->ku[a];
+            ki[w++] = c->ki[a++];
+        } else {
+            ku[w] = st->nu.v[b];
+            ki[w++] = st->ni.v[b++];
+        }
+    }
+    free(c->ku);
+    free(c->ki);
+    c->ku = ku;
+    c->ki = ki;
+    c->nk = w;
+    return true;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -586,8 +594,11 @@ bool search_ctx_sync_step(session *s, store_snap *snap, search_ctx_sync **stp, b
             rc = imap_search_run_range(c->prog, &v, first, last, &st->res);
             st->pos = last;
         }
-        if (rc == 0 && st->ne)
+        if (rc == 0 && st->ne && !st->applied)
             rc = apply(c, st->eval, st->ne, &st->res, &st->rm, &st->add);
+        st->applied = true;
+        if (rc == 0 && c->sorted && !add_keys_step(s, c, st, snap, sl, &rc))
+            return false;
         if (rc == 0) {
             if (new) {
                 if (s->nview)
@@ -606,7 +617,8 @@ bool search_ctx_sync_step(session *s, store_snap *snap, search_ctx_sync **stp, b
         }
         /* on failure (no memory) the context is looked at again at the
          * next sync: its watermarks did not move */
-        st->prepared = false;
+        st->prepared = st->applied = false;
+        st->kpos = st->nu.n = st->ni.n = 0;
         st->rm.n = st->add.n = 0;
         st->res.n = 0;
         store_uidlist_free(&st->chg);
