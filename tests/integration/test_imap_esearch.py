@@ -104,6 +104,22 @@ class EsearchCase(rs.ServerTestCase):
         self.assertEqual(r.of("ESEARCH"), [])
         self.assertEqual([u.raw for u in r.of("SORT")], [b"* SORT 3 6 1 2 4 5"])
 
+    def test_esort_modseq(self):
+        """RFC 7162 3.1.5 with RFC 4731 3.2's rule: MIN or MAX alone report
+        that message's MODSEQ (here the first/last in sort order), other
+        options the highest of all."""
+        c = self.box()
+        self.ok(c, "STORE 3 +FLAGS (\\Flagged)")     # 3 gets the highest modseq
+        r = self.ok(c, "FETCH 1:* (MODSEQ)")
+        ms = {n: int(d["MODSEQ"][0]) for n, d in r.fetches().items()}
+        # REVERSE DATE: 3 6 1 2 4 5
+        self.assertEqual(self.es(c, "SORT RETURN (MAX) (REVERSE DATE) UTF-8 MODSEQ 1"),
+                         "MAX 5 MODSEQ %d" % ms[5])
+        self.assertEqual(self.es(c, "SORT RETURN (MIN) (REVERSE DATE) UTF-8 MODSEQ 1"),
+                         "MIN 3 MODSEQ %d" % ms[3])
+        self.assertEqual(self.es(c, "SORT RETURN (COUNT) (DATE) UTF-8 MODSEQ 1"),
+                         "COUNT 6 MODSEQ %d" % max(ms.values()))
+
     def test_esort_rfc_example(self):
         """RFC 5267 3.3: "UID SORT RETURN () (REVERSE DATE) UTF-8 UNDELETED
         UNKEYWORD $Junk"."""
