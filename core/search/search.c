@@ -121,7 +121,7 @@ static bool bytes_ieq(const char *s, size_t n, const char *lit)
 
 typedef enum argkind {
     A_NONE, A_STRING, A_DATE, A_NUM, A_SET, A_KEYWORD, A_HEADER, A_NOT,
-    A_OR, A_MODSEQ, A_NEW, A_OLD,
+    A_OR, A_MODSEQ, A_NEW, A_OLD, A_INTERVAL,
 } argkind;
 
 static const struct keydef {
@@ -148,6 +148,7 @@ static const struct keydef {
     { "NEW", SK_AND, A_NEW, 0, false },
     { "NOT", SK_NOT, A_NOT, 0, false },
     { "OLD", SK_NOT, A_OLD, 0, false },
+    { "OLDER", SK_OLDER, A_INTERVAL, 0, false },
     { "ON", SK_ON, A_DATE, 0, false },
     { "OR", SK_OR, A_OR, 0, false },
     { "RECENT", SK_RECENT, A_NONE, 0, false },
@@ -167,6 +168,7 @@ static const struct keydef {
     { "UNFLAGGED", SK_FLAGS, A_NONE, STORE_F_FLAGGED, false },
     { "UNKEYWORD", SK_KEYWORD, A_KEYWORD, 0, false },
     { "UNSEEN", SK_FLAGS, A_NONE, STORE_F_SEEN, false },
+    { "YOUNGER", SK_YOUNGER, A_INTERVAL, 0, false },
 };
 
 /* Header fields the store cache keeps, in ENV_* order. */
@@ -503,6 +505,20 @@ static int parse_arg_key(pstate *ps, const struct keydef *kd,
         nd->u.num = num;
         break;
 
+    case A_INTERVAL:
+        /* RFC 5032 3: ( "OLDER" / "YOUNGER" ) SP nz-number; an interval
+         * beyond 2^32 seconds (136 years) would only reach before the
+         * epoch, so nz-number's range is the one we take */
+        if (*i >= n || imap_arg_number(&a[*i], &num) < 0 || num == 0 ||
+            num > UINT32_MAX)
+            return fail(ps, -EINVAL, "interval expected (seconds, nz-number)");
+        (*i)++;
+        nd = node_new(kd->kind, COST_INDEX);
+        if (!nd)
+            return -ENOMEM;
+        nd->u.num = num;
+        break;
+
     case A_SET:
         if (*i >= n)
             return fail(ps, -EINVAL, "sequence set expected");
@@ -707,25 +723,11 @@ static int parse_common(const imap_arg *args, size_t nargs,
             goto out;
         }
         ps.prog->has_return = true;
-        const imap_arg *l = &args[i++];
-        static const struct { const char *name; unsigned bit; } opts[] = {
-            { "MIN", IMAP_SEARCH_RET_MIN }, { "MAX", IMAP_SEARCH_RET_MAX },
-            { "ALL", IMAP_SEARCH_RET_ALL }, { "COUNT", IMAP_SEARCH_RET_COUNT },
-            { "SAVE", IMAP_SEARCH_RET_SAVE },
-        };
-        for (size_t j = 0; j < l->nlist; j++) {
-            unsigned bit = 0;
-            for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
-                if (imap_arg_is(&l->list[j], opts[k].name))
-                    bit = opts[k].bit;
-            if (!bit) {
-                rc = fail(&ps, -EINVAL, "unknown RETURN option");
-                goto out;
-            }
-            ps.prog->ret |= bit;
+        const char *why = NULL;
+        if ((rc = imap_search_parse_return(&args[i++], &ps.prog->ret, &why))) {
+            rc = fail(&ps, rc, why);
+            goto out;
         }
-        if (l->nlist == 0)
-            ps.prog->ret = IMAP_SEARCH_RET_ALL;
     }
     if (full && i < nargs && imap_arg_is(&args[i], "CHARSET")) {
         const char *cs;
@@ -768,6 +770,217 @@ int imap_search_parse_keys(const imap_arg *args, size_t nargs,
     return parse_common(args, nargs, lim, false, out, err);
 }
 
+/* partial-range-first = nz-number ":" nz-number
+ * partial-range-last  = MINUS nz-number ":" MINUS nz-number  (RFC 9394)
+ * nz-number being a 32-bit number (RFC 9051 9: "Unsigned 32-bit"). */
+static bool parse_partial_end(const char *p, size_t n, int64_t *v)
+{
+    bool neg = n && p[0] == '-';
+    if (neg)
+        p++, n--;
+    if (n == 0 || n > 10 || p[0] == '0')
+        return false;
+    uint64_t x = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (p[k] < '0' || p[k] > '9')
+            return false;
+        x = x * 10 + (uint64_t)(p[k] - '0');
+    }
+    if (x > UINT32_MAX)
+        return false;
+    *v = neg ? -(int64_t)x : (int64_t)x;
+    return true;
+}
+
+int imap_search_parse_return(const imap_arg *l, imap_search_ret *out,
+                             const char **err)
+{
+    static const struct { const char *name; unsigned bit; } opts[] = {
+        { "MIN", IMAP_SEARCH_RET_MIN }, { "MAX", IMAP_SEARCH_RET_MAX },
+        { "ALL", IMAP_SEARCH_RET_ALL }, { "COUNT", IMAP_SEARCH_RET_COUNT },
+        { "SAVE", IMAP_SEARCH_RET_SAVE }, { "PARTIAL", IMAP_SEARCH_RET_PARTIAL },
+        { "UPDATE", IMAP_SEARCH_RET_UPDATE }, { "CONTEXT", IMAP_SEARCH_RET_CONTEXT },
+    };
+    memset(out, 0, sizeof *out);
+    if (l->type != IMAP_ARG_LIST) {
+        *err = "RETURN needs a list of options";
+        return -EINVAL;
+    }
+    for (size_t j = 0; j < l->nlist; j++) {
+        unsigned bit = 0;
+        for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
+            if (imap_arg_is(&l->list[j], opts[k].name))
+                bit = opts[k].bit;
+        if (!bit) {
+            *err = "unknown RETURN option";
+            return -EINVAL;
+        }
+        if (bit == IMAP_SEARCH_RET_UPDATE && (out->opts & bit)) {
+            *err = "UPDATE given twice";
+            return -EINVAL;
+        }
+        if (bit == IMAP_SEARCH_RET_PARTIAL) {
+            /* RFC 5267 4.4: "A single command MUST NOT contain more than
+             * one PARTIAL or ALL search return option" */
+            if (out->opts & IMAP_SEARCH_RET_PARTIAL) {
+                *err = "PARTIAL given twice";
+                return -EINVAL;
+            }
+            const imap_arg *r = ++j < l->nlist ? &l->list[j] : NULL;
+            const char *colon = r && r->type == IMAP_ARG_ATOM
+                                ? memchr(r->s, ':', r->len) : NULL;
+            if (!colon ||
+                !parse_partial_end(r->s, (size_t)(colon - r->s), &out->partial_lo) ||
+                !parse_partial_end(colon + 1, r->len - (size_t)(colon - r->s) - 1,
+                                   &out->partial_hi) ||
+                (out->partial_lo < 0) != (out->partial_hi < 0)) {
+                *err = "PARTIAL needs a range: n:m or -n:-m";
+                return -EINVAL;
+            }
+        }
+        out->opts |= bit;
+    }
+    if ((out->opts & IMAP_SEARCH_RET_ALL) && (out->opts & IMAP_SEARCH_RET_PARTIAL)) {
+        *err = "ALL and PARTIAL exclude each other";
+        return -EINVAL;
+    }
+    /* RFC 4731: an empty list "is equivalent to (ALL)"; the CONTEXT hint
+     * asks for nothing of its own, so alone it counts as empty (as in
+     * Dovecot), while UPDATE alone asks for the updates only */
+    if (!(out->opts & ~IMAP_SEARCH_RET_CONTEXT))
+        out->opts |= IMAP_SEARCH_RET_ALL;
+    return 0;
+}
+
+void imap_search_partial_slice(const imap_search_ret *r, size_t n,
+                               size_t *from, size_t *to)
+{
+    int64_t lo = r->partial_lo, hi = r->partial_hi;
+    if (lo < 0) {
+        lo = -lo;
+        hi = -hi;
+    }
+    if (lo > hi) {      /* "A range 500:400 is the same as 400:500." */
+        int64_t t = lo;
+        lo = hi;
+        hi = t;
+    }
+    /* lo..hi (1-based, 1 <= lo <= hi) counted from the first result, or,
+     * for a negative range, from the last: -1 is the last result */
+    size_t a = (size_t)lo, b = (size_t)hi;
+    if (r->partial_lo > 0) {
+        *from = a - 1 < n ? a - 1 : n;
+        *to = b < n ? b : n;
+    } else {
+        *from = b < n ? n - b : 0;
+        *to = a <= n ? n - a + 1 : 0;
+    }
+    if (*to < *from)
+        *to = *from;
+}
+
+size_t imap_search_out_set(imap_out *o, const uint32_t *nums, size_t start,
+                           size_t i, size_t end, size_t max)
+{
+    for (size_t k = 0; i < end && k < max; k++) {
+        size_t j = i;
+        while (j + 1 < end && nums[j + 1] == nums[j] + 1)
+            j++;
+        if (i > start)
+            imap_out_lit(o, ",");
+        imap_out_uint(o, nums[i]);
+        if (j > i) {
+            imap_out_lit(o, ":");
+            imap_out_uint(o, nums[j]);
+        }
+        i = j + 1;
+    }
+    return i;
+}
+
+/* ---- freezing (contexts) ------------------------------------------------ */
+
+/* Append [lo, hi] to r (n, cap), merging with the last range when they
+ * touch; ranges come ascending. */
+static int ranges_add(imap_range **r, size_t *n, size_t *cap, uint32_t lo, uint32_t hi)
+{
+    if (*n && (*r)[*n - 1].hi != UINT32_MAX && (*r)[*n - 1].hi + 1 >= lo) {
+        if (hi > (*r)[*n - 1].hi)
+            (*r)[*n - 1].hi = hi;
+        return 0;
+    }
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        imap_range *x = realloc(*r, c * sizeof *x);
+        if (!x)
+            return -ENOMEM;
+        *r = x;
+        *cap = c;
+    }
+    (*r)[(*n)++] = (imap_range){ lo, hi };
+    return 0;
+}
+
+static int freeze_node(srch_node *n, const imap_search_view *v)
+{
+    int rc;
+    for (size_t i = 0; i < n->nkids; i++)
+        if ((rc = freeze_node(n->kids[i], v)))
+            return rc;
+    imap_range *r = NULL;
+    size_t nr = 0, cap = 0;
+    rc = 0;
+    switch (n->kind) {
+    case SK_SEQSET:
+    case SK_UIDSET: {
+        uint32_t star = n->kind == SK_SEQSET ? v->count
+                        : v->count ? v->uids[v->count - 1] : 0;
+        imap_range *res = n->u.set.set.n ? malloc(n->u.set.set.n * sizeof *res) : NULL;
+        if (n->u.set.set.n && !res)
+            return -ENOMEM;
+        size_t nres = n->u.set.set.n ? imap_seqset_resolve(&n->u.set.set, star, res) : 0;
+        for (size_t k = 0; k < nres && !rc; k++) {
+            if (n->kind == SK_UIDSET) {
+                rc = ranges_add(&r, &nr, &cap, res[k].lo, res[k].hi);
+                continue;
+            }
+            /* sequence numbers -> the UIDs they name in v */
+            uint32_t hi = res[k].hi < v->count ? res[k].hi : v->count;
+            for (uint32_t seq = res[k].lo; seq >= 1 && seq <= hi && !rc; seq++)
+                rc = ranges_add(&r, &nr, &cap, v->uids[seq - 1], v->uids[seq - 1]);
+        }
+        free(res);
+        break;
+    }
+    case SK_SAVED:
+        for (size_t k = 0; v->saved && k < v->nsaved && !rc; k++)
+            rc = ranges_add(&r, &nr, &cap, v->saved[k], v->saved[k]);
+        break;
+    default:
+        return 0;
+    }
+    if (rc) {
+        free(r);
+        return rc;
+    }
+    if (n->kind != SK_SAVED) {
+        free(n->u.set.set.r);
+        free(n->u.set.res);
+    }
+    memset(&n->u.set, 0, sizeof n->u.set);
+    n->kind = SK_UIDSET;
+    n->cost = COST_INDEX;
+    n->u.set.res = r;
+    n->u.set.nres = nr;
+    n->u.set.resolved = n->u.set.frozen = true;
+    return 0;
+}
+
+int imap_search_freeze(imap_search_prog *p, const imap_search_view *v)
+{
+    return p->root ? freeze_node(p->root, v) : 0;
+}
+
 bool imap_search_charset_ok(const char *name, size_t len)
 {
     return bytes_ieq(name, len, "UTF-8") || bytes_ieq(name, len, "US-ASCII");
@@ -782,7 +995,8 @@ void imap_search_free(imap_search_prog *p)
 }
 
 bool imap_search_has_return(const imap_search_prog *p) { return p->has_return; }
-unsigned imap_search_return(const imap_search_prog *p) { return p->ret; }
+unsigned imap_search_return(const imap_search_prog *p) { return p->ret.opts; }
+const imap_search_ret *imap_search_return_opts(const imap_search_prog *p) { return &p->ret; }
 bool imap_search_uses_modseq(const imap_search_prog *p) { return p->uses_modseq; }
 bool imap_search_uses_saved(const imap_search_prog *p) { return p->uses_saved; }
 
@@ -800,8 +1014,8 @@ void imap_search_result_free(imap_search_result *res)
  * (RFC 4731 3.2, RFC 5182 2.4). */
 static bool only_min_max(const imap_search_prog *p)
 {
-    unsigned r = p->ret;
-    return (r & (IMAP_SEARCH_RET_MIN | IMAP_SEARCH_RET_MAX)) &&
+    unsigned r = p->ret.opts;
+    return !(r & IMAP_SEARCH_RET_PARTIAL) && (r & (IMAP_SEARCH_RET_MIN | IMAP_SEARCH_RET_MAX)) &&
            !(r & (IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_COUNT));
 }
 
@@ -812,9 +1026,9 @@ uint64_t imap_search_result_modseq(const imap_search_prog *p,
         return 0;
     if (only_min_max(p)) {
         uint64_t m = 0;
-        if (p->ret & IMAP_SEARCH_RET_MIN)
+        if (p->ret.opts & IMAP_SEARCH_RET_MIN)
             m = res->modseqs[0];
-        if ((p->ret & IMAP_SEARCH_RET_MAX) && res->modseqs[res->n - 1] > m)
+        if ((p->ret.opts & IMAP_SEARCH_RET_MAX) && res->modseqs[res->n - 1] > m)
             m = res->modseqs[res->n - 1];
         return m;
     }
@@ -828,9 +1042,16 @@ uint64_t imap_search_result_modseq(const imap_search_prog *p,
 int imap_search_saved_uids(const imap_search_prog *p,
                            const imap_search_result *res, store_uidlist *out)
 {
-    size_t want = res->n;
+    unsigned r = p->ret.opts;
+    size_t from = 0, to = res->n;
+    /* With PARTIAL, $ holds the messages the range returned, as with MIN
+     * or MAX it holds those (RFC 5182 2.4): a client paging with
+     * "RETURN (SAVE PARTIAL n:m)" then FETCHes $ for that page. */
+    if (r & IMAP_SEARCH_RET_PARTIAL)
+        imap_search_partial_slice(&p->ret, res->n, &from, &to);
+    size_t want = to - from;
     if (only_min_max(p) && res->n)
-        want = (p->ret & IMAP_SEARCH_RET_MIN) && (p->ret & IMAP_SEARCH_RET_MAX)
+        want = (r & IMAP_SEARCH_RET_MIN) && (r & IMAP_SEARCH_RET_MAX)
                && res->n > 1 ? 2 : 1;
     free(out->uids);
     memset(out, 0, sizeof *out);
@@ -839,14 +1060,14 @@ int imap_search_saved_uids(const imap_search_prog *p,
     if (!(out->uids = malloc(want * sizeof *out->uids)))
         return -ENOMEM;
     out->cap = want;
-    if (want == res->n && !only_min_max(p)) {
-        memcpy(out->uids, res->uids, want * sizeof *out->uids);
+    if (!only_min_max(p)) {
+        memcpy(out->uids, res->uids + from, want * sizeof *out->uids);
     } else if (want == 2) {
         out->uids[0] = res->uids[0];
         out->uids[1] = res->uids[res->n - 1];
     } else {
-        out->uids[0] = (p->ret & IMAP_SEARCH_RET_MIN) ? res->uids[0]
-                                                       : res->uids[res->n - 1];
+        out->uids[0] = (r & IMAP_SEARCH_RET_MIN) ? res->uids[0]
+                                                 : res->uids[res->n - 1];
     }
     out->n = want;
     return 0;

@@ -9,7 +9,8 @@
  * (RFC 3501, RFC 9051 6.4.4) into a program: the optional ESEARCH result
  * options "RETURN (...)" (RFC 4731, with SAVE from RFC 5182), the optional
  * "CHARSET x", and the search keys, including MODSEQ (RFC 7162) and "$"
- * (RFC 5182).  imap_search_run() evaluates it over the session's view and
+ * (RFC 5182), OLDER/YOUNGER (RFC 5032).  imap_search_run() evaluates it
+ * over the session's view and
  * returns the matching messages in ascending order, as sequence numbers and
  * UIDs; the caller renders SEARCH or ESEARCH (UID forms included).
  * SORT and THREAD parse their criteria with imap_search_parse_keys().
@@ -30,6 +31,12 @@
  *    written in the Date: header (time and zone disregarded); when Date: is
  *    missing or unparseable the INTERNALDATE is used, as RFC 5256 does for
  *    SORT.
+ *  - OLDER n / YOUNGER n (RFC 5032) compare the INTERNALDATE itself, to the
+ *    second, with the view's time minus n: "For OLDER, messages match if
+ *    the INTERNALDATE is less recent than or equal to the target time.
+ *    For YOUNGER, messages match if the INTERNALDATE is more recent than
+ *    or equal to the target time."  (So one at exactly the target matches
+ *    both.)
  *  - String keys are substring matches after decoding (RFC 2047 words in
  *    headers, transfer encodings and charsets of text parts, all to UTF-8)
  *    and simple case folding on both sides: ASCII, Latin-1 Supplement,
@@ -85,6 +92,18 @@
 #define IMAP_SEARCH_RET_ALL   0x04u
 #define IMAP_SEARCH_RET_COUNT 0x08u
 #define IMAP_SEARCH_RET_SAVE  0x10u
+#define IMAP_SEARCH_RET_PARTIAL 0x20u   /* RFC 5267 4.4, RFC 9394 */
+#define IMAP_SEARCH_RET_UPDATE 0x40u    /* RFC 5267 4.3 (CONTEXT=SEARCH) */
+#define IMAP_SEARCH_RET_CONTEXT 0x80u   /* RFC 5267 4.2: a hint, ignored */
+
+/* The RETURN options of SEARCH or SORT.  PARTIAL's range is kept as the
+ * client wrote it (both ends > 0: counted from the first result; both < 0:
+ * from the last, RFC 9394), since the answer repeats "the original range"
+ * (RFC 5267 4.4). */
+typedef struct imap_search_ret {
+    unsigned opts;              /* IMAP_SEARCH_RET_* */
+    int64_t partial_lo, partial_hi;
+} imap_search_ret;
 
 typedef struct imap_search_limits {
     unsigned max_depth;     /* nesting of (), NOT, OR (default 32) */
@@ -111,11 +130,34 @@ int imap_search_parse_keys(const imap_arg *args, size_t nargs,
 bool imap_search_charset_ok(const char *name, size_t len);
 void imap_search_free(imap_search_prog *p);
 
+/* The list after RETURN: MIN MAX ALL COUNT SAVE (RFC 4731, RFC 5182),
+ * PARTIAL range (RFC 5267 4.4 / RFC 9394: "PARTIAL 1:500", "PARTIAL
+ * -1:-100"; ALL and PARTIAL exclude each other), UPDATE and CONTEXT (RFC
+ * 5267 4.2, 4.3; they are no result options: "RETURN (UPDATE)" asks for
+ * no data).  An empty list means ALL.
+ * 0 or -EINVAL (*err says why: BAD). */
+int imap_search_parse_return(const imap_arg *list, imap_search_ret *out,
+                             const char **err);
+/* Which of n results (in the answer's order) a PARTIAL range selects: the
+ * indexes [*from, *to), empty (from == to) when the range lies beyond the
+ * results ("the server returns the results that are in the set"). */
+void imap_search_partial_slice(const imap_search_ret *r, size_t n,
+                               size_t *from, size_t *to);
+/* Write nums[i..end) as a sequence-set in the given order (ESEARCH ALL and
+ * PARTIAL; for ESORT the sort order): ascending runs of consecutive
+ * numbers become ranges "a:b", and a comma precedes every item but the one
+ * at start (RFC 5267 3.2: "servers SHOULD present ranges only when the
+ * first seq-number is lower than the second").  Stops after max items
+ * (a run counts as one); returns the index where it stopped. */
+size_t imap_search_out_set(imap_out *o, const uint32_t *nums, size_t start,
+                           size_t i, size_t end, size_t max);
+
 /* Was there a RETURN clause (answer with ESEARCH)?  And its options:
  * RETURN () gives ALL; no RETURN gives 0.  RETURN (SAVE) alone gives SAVE
  * only, which suppresses the ESEARCH response (RFC 5182 / RFC 9051). */
 bool imap_search_has_return(const imap_search_prog *p);
 unsigned imap_search_return(const imap_search_prog *p);
+const imap_search_ret *imap_search_return_opts(const imap_search_prog *p);
 /* Does a MODSEQ key occur (append "(MODSEQ n)" / ESEARCH "MODSEQ n" to a
  * non-empty result, RFC 7162 3.1.5/3.1.10)? */
 bool imap_search_uses_modseq(const imap_search_prog *p);
@@ -125,7 +167,19 @@ bool imap_search_uses_saved(const imap_search_prog *p);
 
 /* ---- running ----------------------------------------------------------- */
 
-typedef struct imap_search_view {
+typedef struct imap_search_view imap_search_view;
+/* Fix what the program refers to at the time of the command, for a
+ * context that is evaluated again later over other messages (RFC 5267
+ * 4.3: "any message sequence numbers used in the search program are
+ * evaluated at the time the command is received"): sequence sets become
+ * the UIDs they name in v, UID sets get '*' resolved to v's last UID, and
+ * "$" becomes the UIDs it holds now.  The program then gives the same
+ * answer over v, and over any view that lists a subset of v's messages
+ * or messages added since, judges those by UID only.  0 or -ENOMEM (the
+ * program is then unusable). */
+int imap_search_freeze(imap_search_prog *p, const imap_search_view *v);
+
+struct imap_search_view {
     store_snap *snap;           /* pinned by the caller for the whole run */
     const uint32_t *uids;       /* uids[seq - 1] = UID, ascending */
     uint32_t count;             /* messages in the view */
@@ -136,7 +190,10 @@ typedef struct imap_search_view {
     bool date_zone_fixed;       /* BEFORE/ON/SINCE in date_zone_min instead
                                    of each message's own zone */
     int16_t date_zone_min;      /* minutes east of UTC */
-} imap_search_view;
+    int64_t now;                /* OLDER/YOUNGER (RFC 5032) count back from
+                                   this (seconds since the epoch): the time
+                                   of the command; 0: the time of the run */
+};
 
 /* Matches in ascending order: seqs[i] is the sequence number in the view,
  * uids[i] its UID; modseqs[i] its MODSEQ (only filled when the program uses
@@ -166,7 +223,8 @@ uint64_t imap_search_result_modseq(const imap_search_prog *p,
                                    const imap_search_result *res);
 /* The UIDs that $ holds after a successful SEARCH with SAVE (RFC 5182 2.4:
  * with MIN and/or MAX but no ALL/COUNT, only those messages; else all), in
- * ascending order.  out is replaced; free with store_uidlist_free. */
+ * ascending order; with PARTIAL only the messages the range selects.  out
+ * is replaced; free with store_uidlist_free. */
 int imap_search_saved_uids(const imap_search_prog *p,
                            const imap_search_result *res, store_uidlist *out);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 typedef struct ev {
     imap_search_prog *p;
@@ -35,6 +36,7 @@ typedef struct ev {
     store_buf text;         /* folded top header + MIME part headers */
     store_buf tmp, tmp2;
     imap_out addr;          /* an address field as plain text */
+    int64_t now;            /* OLDER/YOUNGER count back from this */
     int err;
 } ev;
 
@@ -43,7 +45,7 @@ typedef struct ev {
 /* Substitute '*', order each range, sort and merge (imap_seqset_resolve). */
 static int resolve_set(srch_node *n, uint32_t star)
 {
-    if (n->u.set.resolved && n->u.set.star == star)
+    if (n->u.set.frozen || (n->u.set.resolved && n->u.set.star == star))
         return 0;
     free(n->u.set.res);
     n->u.set.res = NULL;
@@ -445,6 +447,10 @@ static bool eval(ev *e, const srch_node *n)
         return sent_day(e) >= n->u.day;
     case SK_MODSEQ:
         return e->m.modseq >= n->u.num;
+    case SK_OLDER:
+        return e->m.internal_date <= e->now - (int64_t)n->u.num;
+    case SK_YOUNGER:
+        return e->m.internal_date >= e->now - (int64_t)n->u.num;
     case SK_ENVELOPE:
         return match_envelope(e, n);
     case SK_HEADER:
@@ -499,7 +505,7 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
     if (first > last || !p->root)
         return 0;
 
-    ev e = { .p = p, .v = v };
+    ev e = { .p = p, .v = v, .now = v->now ? v->now : (int64_t)time(NULL) };
     int rc = prepare(p->root, v);
     if (rc < 0)
         return rc;

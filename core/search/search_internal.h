@@ -28,6 +28,8 @@ typedef enum srch_kind {
     SK_SENTON,
     SK_SENTSINCE,
     SK_MODSEQ,          /* modseq >= num */
+    SK_OLDER,           /* u.num: INTERNALDATE <= now - num (RFC 5032) */
+    SK_YOUNGER,         /* INTERNALDATE >= now - num */
     SK_ENVELOPE,        /* u.str with field = an ENV_* index: cache */
     SK_HEADER,          /* u.str with name: raw header, every occurrence */
     SK_BODY,            /* u.str */
@@ -60,6 +62,7 @@ struct srch_node {
             size_t nres;
             uint32_t star;          /* what res was resolved for */
             bool resolved;
+            bool frozen;            /* res is fixed (imap_search_freeze) */
         } set;
         uint64_t num;
         int64_t day;                /* days since 1970-01-01 */
@@ -78,7 +81,7 @@ struct srch_node {
 struct imap_search_prog {
     srch_node *root;
     bool has_return;
-    unsigned ret;
+    imap_search_ret ret;
     bool uses_modseq, uses_saved;
 };
 

@@ -728,6 +728,13 @@ static int order_numeric(const imap_sort_set *s, const imap_sort_crit *c, uint32
     return rc;
 }
 
+int imap_sort_cmp(const imap_sort_set *s, const imap_sort_crit *c, size_t ncrit,
+                  uint32_t a, uint32_t b)
+{
+    sort_ctx ctx = { s, c, ncrit };
+    return cmp_order(&a, &b, &ctx);
+}
+
 int imap_sort_order(const imap_sort_set *s, const imap_sort_crit *c,
                     size_t ncrit, uint32_t **order)
 {

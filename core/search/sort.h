@@ -148,6 +148,13 @@ int imap_sort_set_expect(imap_sort_set *s, size_t n);
 int imap_sort_order(const imap_sort_set *s, const imap_sort_crit *c,
                     size_t ncrit, uint32_t **order);
 
+/* Compare the set's messages a and b (indexes into s->m) as
+ * imap_sort_order orders them: <0, 0 (a == b only) or >0.  For a caller
+ * that keeps an order up to date (a CONTEXT=SORT context inserting new
+ * matches).  The implicit criterion compares the entries' seq fields. */
+int imap_sort_cmp(const imap_sort_set *s, const imap_sort_crit *c, size_t ncrit,
+                  uint32_t a, uint32_t b);
+
 /* The THREAD response's data (what follows "* THREAD", with its leading
  * spaces: " (1 2)(3)"), numbers being UIDs with uid, else sequence
  * numbers, appended to o.  0 or -ENOMEM. */

@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/search/search.h"
+#include "core/server/search_context.h"
 #include "core/server/session.h"
 
 /* A SEARCH in progress: first the program runs over the view a slice at a
@@ -18,8 +20,10 @@ typedef struct search_cont {
     store_snap *snap;           /* pinned for the whole command */
     uint32_t next;              /* next sequence number to evaluate */
     size_t out;                 /* next result to write (phase 2) */
+    size_t lfrom, lto;          /* the results listed: all, or PARTIAL's */
     bool evaluated, started, uid, esearch, save;
     unsigned ret;
+    imap_search_ret ropts;
     char tag[];
 } search_cont;
 
@@ -71,9 +75,28 @@ static void search_head(session *s, search_cont *sc)
             imap_out_printf(&s->out, " MIN %u", nums[0]);
         if (res->n && (ret & IMAP_SEARCH_RET_MAX))
             imap_out_printf(&s->out, " MAX %u", nums[res->n - 1]);
-        if (res->n && (ret & IMAP_SEARCH_RET_ALL))
+        sc->lfrom = 0;
+        sc->lto = 0;
+        if (res->n && (ret & IMAP_SEARCH_RET_ALL)) {
             imap_out_printf(&s->out, " ALL ");
+            sc->lto = res->n;
+        }
+        if (ret & IMAP_SEARCH_RET_PARTIAL) {
+            /* RFC 5267 4.4: "the original range and a potentially missing
+             * set of results"; "NIL indicates no results correspond to the
+             * requested range".  So "PARTIAL 3:1" is answered "(3:1 ...)"
+             * (Dovecot 2.3 writes its own "1:3"), and "-1:-3" as written
+             * (RFC 9394; Dovecot 2.3 predates it and answers BAD). */
+            imap_search_partial_slice(&sc->ropts, res->n, &sc->lfrom, &sc->lto);
+            imap_out_printf(&s->out, " PARTIAL (%lld:%lld %s",
+                            (long long)sc->ropts.partial_lo,
+                            (long long)sc->ropts.partial_hi,
+                            sc->lfrom < sc->lto ? "" : "NIL)");
+        }
+        sc->out = sc->lfrom;
     } else {
+        sc->lfrom = sc->out = 0;
+        sc->lto = res->n;
         imap_out_printf(&s->out, "* SEARCH");
     }
 }
@@ -85,6 +108,8 @@ static void search_tail(session *s, search_cont *sc)
     if (sc->esearch) {
         if (!(sc->ret & ~IMAP_SEARCH_RET_SAVE))
             return;
+        if ((sc->ret & IMAP_SEARCH_RET_PARTIAL) && sc->lfrom < sc->lto)
+            imap_out_lit(&s->out, ")");
         if (sc->ret & IMAP_SEARCH_RET_COUNT)
             imap_out_printf(&s->out, " COUNT %zu", sc->res.n);
         if (modseq)
@@ -96,30 +121,18 @@ static void search_tail(session *s, search_cont *sc)
 }
 
 /* Up to SEARCH_OUT_CHUNK numbers of the list: " n n n" for SEARCH, the
- * sequence set of ESEARCH ALL (as imap_out_set writes it) otherwise. */
+ * sequence set of ESEARCH ALL or PARTIAL otherwise. */
 static void search_list_chunk(session *s, search_cont *sc)
 {
     const uint32_t *nums = sc->uid ? sc->res.uids : sc->res.seqs;
-    size_t n = sc->res.n, i = sc->out;
+    size_t i = sc->out;
     if (!sc->esearch) {
-        for (size_t k = 0; i < n && k < SEARCH_OUT_CHUNK; i++, k++) {
+        for (size_t k = 0; i < sc->lto && k < SEARCH_OUT_CHUNK; i++, k++) {
             imap_out_lit(&s->out, " ");
             imap_out_uint(&s->out, nums[i]);
         }
     } else {
-        for (size_t k = 0; i < n && k < SEARCH_OUT_CHUNK; k++) {
-            size_t j = i;
-            while (j + 1 < n && nums[j + 1] == nums[j] + 1)
-                j++;
-            if (i)
-                imap_out_lit(&s->out, ",");
-            imap_out_uint(&s->out, nums[i]);
-            if (j > i) {
-                imap_out_lit(&s->out, ":");
-                imap_out_uint(&s->out, nums[j]);
-            }
-            i = j + 1;
-        }
+        i = imap_search_out_set(&s->out, nums, sc->lfrom, i, sc->lto, SEARCH_OUT_CHUNK);
     }
     sc->out = i;
 }
@@ -148,13 +161,21 @@ static bool search_step(session *s, void *arg)
         sc->started = true;
         search_head(s, sc);
     }
-    bool list = !sc->esearch || (sc->res.n && (sc->ret & IMAP_SEARCH_RET_ALL));
-    while (list && sc->out < sc->res.n) {
+    while (sc->out < sc->lto) {
         if (sess_slice_over(s, &sl))
             return false;
         search_list_chunk(s, sc);
     }
     search_tail(s, sc);
+    if (sc->ret & IMAP_SEARCH_RET_UPDATE) {
+        /* RFC 5267 4.3.1: refused, "an untagged NO is generated ... with a
+         * response-code of NOUPDATE"; the other options were honoured */
+        int rc = search_ctx_add(s, sc->tag, sc->uid, &sc->prog, &sc->v, sc->res.uids,
+                                sc->res.n, store_snap_highestmodseq(sc->snap));
+        if (rc < 0)
+            sess_untagged(s, "NO [NOUPDATE \"%s\"] %s", sc->tag,
+                          rc == -ENOSPC ? "Too many contexts" : "No memory for a context");
+    }
     cmd_done(s, &cmd_table[CMD_SEARCH], sc->tag, "OK", "SEARCH completed");
     return true;
 }
@@ -199,6 +220,14 @@ void cmd_search(imap_cmd *c)
     }
     if (sess_search_program(s, tag, args, nargs, false, &prog) < 0)
         goto out;
+    /* RFC 5267 4.3: "An attempt to use UPDATE where a tag is already in use
+     * with a previous searching command that itself used UPDATE SHALL
+     * result in the server rejecting the searching command with a BAD
+     * response." */
+    if ((imap_search_return(prog) & IMAP_SEARCH_RET_UPDATE) && search_ctx_exists(s, tag)) {
+        sess_bad(s, tag, "Tag reuse: a search with this tag is updating");
+        goto out;
+    }
     size_t taglen = strlen(tag);
     search_cont *sc = calloc(1, sizeof *sc + taglen + 1);
     store_snap *snap = sc ? store_snap_get(s->mb) : NULL;
@@ -221,7 +250,21 @@ void cmd_search(imap_cmd *c)
     };
     sc->next = 1;
     sc->uid = uid;
+    sc->v.now = (int64_t)time(NULL);   /* RFC 5032: "the current date and time" */
     sc->ret = imap_search_return(prog);
+    sc->ropts = *imap_search_return_opts(prog);
+    /* a context is evaluated again later: what its sequence numbers, '*'
+     * and $ name is fixed now (RFC 5267 4.3) */
+    if ((sc->ret & IMAP_SEARCH_RET_UPDATE) && imap_search_freeze(prog, &sc->v) < 0) {
+        if (sc->ret & IMAP_SEARCH_RET_SAVE) {
+            free(s->saved);
+            s->saved = NULL;
+            s->nsaved = 0;
+        }
+        search_cont_free(sc);
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Search failed");
+        return;
+    }
     sc->save = sc->ret & IMAP_SEARCH_RET_SAVE;
     sc->esearch = imap_search_has_return(prog) || s->rev2;
     if (sc->esearch && !imap_search_has_return(prog))

@@ -12,10 +12,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/auth/authpool.h"
 #include "core/search/search.h"
 #include "core/search/sort.h"
+#include "core/server/search_context.h"
 #include "core/server/session.h"
 #include "net/net.h"
 
@@ -30,6 +32,10 @@ typedef struct sort_cont {
     size_t ncrit;
     imap_thread_alg alg;
     bool thread, uid;
+    bool esort;                 /* SORT RETURN (...): answer with ESEARCH */
+    imap_search_ret ret;
+    uint32_t *nums;             /* ESORT: the numbers in sort order */
+    size_t lfrom, lto;          /* ESORT: the ones listed (ALL / PARTIAL) */
     int phase;                  /* 0 search, 1 keys, 2 order, 3 its result, 4 output */
     int order_rc;               /* of the order step when it ran on the pool */
     uint32_t next;              /* search: next sequence number */
@@ -59,6 +65,7 @@ static void sort_cont_free(void *arg)
     imap_search_free(sc->prog);
     imap_sort_set_free(&sc->set);
     free(sc->order);
+    free(sc->nums);
     imap_out_free(&sc->text);
     free(sc);
 }
@@ -86,39 +93,43 @@ typedef struct sort_job {
     imap_sort_set set;
     const imap_sort_crit *crit;     /* sc's: read only, freed after us */
     size_t ncrit;
-    bool thread, uid;
+    bool thread, uid, esort;
     imap_thread_alg alg;
     uint32_t *order;
     imap_out text;
     int rc;
 } sort_job;
 
-/* The order step, which consumes the set: THREAD's text, or SORT's
- * numbers (UIDs or sequence numbers) in order.  The set is freed here,
- * on the pool for a big one: freeing some 100 MB of keys is itself
- * milliseconds of work. */
-static int sort_compute(imap_sort_set *set, bool thread, imap_thread_alg alg, bool uid,
-                        const imap_sort_crit *crit, size_t ncrit, uint32_t **order,
+/* The order step: THREAD's text, or SORT's order.  For SORT and THREAD
+ * it consumes the set: the order becomes the numbers to send (UIDs or
+ * sequence numbers) and the set is freed here, on the pool for a big one
+ * (freeing some 100 MB of keys is itself milliseconds of work).  ESORT
+ * keeps the set and the order as indexes into it: its answer needs their
+ * MODSEQs, and a CONTEXT=SORT takes both over. */
+static int sort_compute(imap_sort_set *set, bool thread, bool esort, imap_thread_alg alg,
+                        bool uid, const imap_sort_crit *crit, size_t ncrit, uint32_t **order,
                         imap_out *text)
 {
     int rc;
     if (thread) {
         rc = imap_thread_render(set, alg, uid, text);
-    } else if ((rc = imap_sort_order(set, crit, ncrit, order)) == 0) {
+    } else if ((rc = imap_sort_order(set, crit, ncrit, order)) == 0 && !esort) {
         uint32_t *o = *order;
         for (size_t i = 0; i < set->n; i++)
             o[i] = uid ? set->m[o[i]].uid : set->m[o[i]].seq;
     }
-    imap_sort_set_free(set);
-    memset(set, 0, sizeof *set);
+    if (!esort) {
+        imap_sort_set_free(set);
+        memset(set, 0, sizeof *set);
+    }
     return rc;
 }
 
 static void sort_work(void *arg)
 {
     sort_job *j = arg;
-    j->rc = sort_compute(&j->set, j->thread, j->alg, j->uid, j->crit, j->ncrit, &j->order,
-                         &j->text);
+    j->rc = sort_compute(&j->set, j->thread, j->esort, j->alg, j->uid, j->crit, j->ncrit,
+                         &j->order, &j->text);
 }
 
 static void sort_done(void *arg, int status)
@@ -151,7 +162,7 @@ static int sort_submit(session *s, sort_cont *sc)
     if (!j)
         return -ENOMEM;
     *j = (sort_job){ .s = s, .sc = sc, .set = sc->set, .crit = sc->crit, .ncrit = sc->ncrit,
-                     .thread = sc->thread, .uid = sc->uid, .alg = sc->alg };
+                     .thread = sc->thread, .uid = sc->uid, .esort = sc->esort, .alg = sc->alg };
     int rc = authpool_submit(s->srv->syncpool, sort_work, j, sort_done, s->srv->net,
                              net_conn_worker(s->conn));
     if (rc < 0) {
@@ -161,6 +172,67 @@ static int sort_submit(session *s, sort_cont *sc)
     memset(&sc->set, 0, sizeof sc->set);
     s->pool_busy = true;
     return 0;
+}
+
+/* ESORT (RFC 5267 3.1): "* ESEARCH (TAG ..) [UID]" with MIN and MAX the
+ * first and last message in sort order ("the lowest sorted message"), ALL
+ * every one in sort order, COUNT, PARTIAL a range of the sorted list. */
+static int esort_head(session *s, sort_cont *sc)
+{
+    size_t n = sc->set.n;
+    if (n && !(sc->nums = malloc(n * sizeof *sc->nums)))
+        return -ENOMEM;
+    for (size_t k = 0; k < n; k++) {
+        const imap_sort_msg *m = &sc->set.m[sc->order[k]];
+        sc->nums[k] = sc->uid ? m->uid : m->seq;
+    }
+    unsigned r = sc->ret.opts;
+    imap_out_printf(&s->out, "* ESEARCH (TAG \"%s\")%s", sc->tag, sc->uid ? " UID" : "");
+    if (n && (r & IMAP_SEARCH_RET_MIN))
+        imap_out_printf(&s->out, " MIN %u", sc->nums[0]);
+    if (n && (r & IMAP_SEARCH_RET_MAX))
+        imap_out_printf(&s->out, " MAX %u", sc->nums[n - 1]);
+    sc->lfrom = sc->lto = 0;
+    if (n && (r & IMAP_SEARCH_RET_ALL)) {
+        imap_out_lit(&s->out, " ALL ");
+        sc->lto = n;
+    }
+    if (r & IMAP_SEARCH_RET_PARTIAL) {
+        /* the range counts positions in the sort order (RFC 5267 4.1: for
+         * SORT the "requested order" is the sort order) */
+        imap_search_partial_slice(&sc->ret, n, &sc->lfrom, &sc->lto);
+        imap_out_printf(&s->out, " PARTIAL (%lld:%lld %s", (long long)sc->ret.partial_lo,
+                        (long long)sc->ret.partial_hi, sc->lfrom < sc->lto ? "" : "NIL)");
+    }
+    sc->at = sc->lfrom;
+    return 0;
+}
+
+static void esort_tail(session *s, sort_cont *sc)
+{
+    unsigned r = sc->ret.opts;
+    size_t n = sc->set.n;
+    if ((r & IMAP_SEARCH_RET_PARTIAL) && sc->lfrom < sc->lto)
+        imap_out_lit(&s->out, ")");
+    if (r & IMAP_SEARCH_RET_COUNT)
+        imap_out_printf(&s->out, " COUNT %zu", n);
+    if (n && sc->res.modseqs) {
+        /* RFC 7162 3.1.5 / RFC 4731 3.2 as for SEARCH: MIN and/or MAX
+         * alone report those messages' MODSEQ, else the highest of all;
+         * set.m[k] is res's k-th match (added in that order) */
+        const uint64_t *ms = sc->res.modseqs;
+        uint64_t m = 0;
+        bool only_ends = !(r & (IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_COUNT |
+                                IMAP_SEARCH_RET_PARTIAL));
+        for (size_t k = 0; k < n; k++) {
+            bool end = ((r & IMAP_SEARCH_RET_MIN) && k == 0) ||
+                       ((r & IMAP_SEARCH_RET_MAX) && k == n - 1);
+            if ((!only_ends || end) && ms[sc->order[k]] > m)
+                m = ms[sc->order[k]];
+        }
+        if (m)
+            imap_out_printf(&s->out, " MODSEQ %llu", (unsigned long long)m);
+    }
 }
 
 static bool sort_step(session *s, void *arg)
@@ -202,7 +274,7 @@ static bool sort_step(session *s, void *arg)
         sc->norder = sc->set.n;
         if (sc->set.n >= SORT_POOL_MIN && sort_submit(s, sc) == 0)
             return false;       /* sort_done resumes us in phase 3 */
-        sc->order_rc = sort_compute(&sc->set, sc->thread, sc->alg, sc->uid, sc->crit,
+        sc->order_rc = sort_compute(&sc->set, sc->thread, sc->esort, sc->alg, sc->uid, sc->crit,
                                     sc->ncrit, &sc->order, &sc->text);
         sc->phase = 3;
     }
@@ -211,9 +283,35 @@ static bool sort_step(session *s, void *arg)
             return sort_failed(s, sc, sc->order_rc);
         sc->phase = 4;
         sc->at = 0;
-        imap_out_printf(&s->out, sc->thread ? "* THREAD" : "* SORT");
+        if (sc->esort) {
+            if ((rc = esort_head(s, sc)) < 0)
+                return sort_failed(s, sc, rc);
+        } else {
+            imap_out_printf(&s->out, sc->thread ? "* THREAD" : "* SORT");
+        }
     }
-    if (sc->thread) {
+    if (sc->esort) {
+        while (sc->at < sc->lto) {
+            if (sess_slice_over(s, &sl))
+                return false;
+            sc->at = imap_search_out_set(&s->out, sc->nums, sc->lfrom, sc->at, sc->lto,
+                                         SORT_OUT_CHUNK);
+        }
+        esort_tail(s, sc);
+        if (sc->ret.opts & IMAP_SEARCH_RET_UPDATE) {
+            /* RFC 5267 4.3.1: refused, "an untagged NO ... with a
+             * response-code of NOUPDATE"; the other options were honoured */
+            imap_out_lit(&s->out, "\r\n");
+            rc = search_ctx_add_sorted(s, sc->tag, sc->uid, &sc->prog, &sc->v,
+                                       store_snap_highestmodseq(sc->snap), sc->crit, sc->ncrit,
+                                       &sc->set, &sc->order);
+            if (rc < 0)
+                sess_untagged(s, "NO [NOUPDATE \"%s\"] %s", sc->tag,
+                              rc == -ENOSPC ? "Too many contexts" : "No memory for a context");
+            cmd_done(s, sort_def(sc), sc->tag, "OK", "SORT completed");
+            return true;
+        }
+    } else if (sc->thread) {
         while (sc->at < sc->text.len) {
             if (sess_slice_over(s, &sl))
                 return false;
@@ -251,7 +349,33 @@ static void sort_or_thread(imap_cmd *c, bool thread)
     imap_sort_crit crit[IMAP_SORT_MAX_CRIT];
     int ncrit = 0;
     imap_thread_alg alg = IMAP_THREAD_REFERENCES;
+    imap_search_ret ret = {0};
+    bool esort = false;
 
+    /* RFC 5267 3: extended-sort = ["UID" SP] "SORT" search-return-opts
+     * SP sort-criteria SP search-criteria */
+    if (!thread && nargs >= 1 && imap_arg_is(&args[0], "RETURN")) {
+        if (nargs < 2 || imap_search_parse_return(&args[1], &ret, &err) < 0) {
+            sess_bad(s, tag, "%s", err ? err : "RETURN needs a list of options");
+            return;
+        }
+        /* RFC 5267 3.1 lists the return options of [ESEARCH]; SAVE (RFC
+         * 5182) extends SEARCH only */
+        if (ret.opts & IMAP_SEARCH_RET_SAVE) {
+            sess_bad(s, tag, "SAVE is not a SORT return option");
+            return;
+        }
+        /* RFC 5267 4.3: UPDATE with a tag in use by a live context "SHALL
+         * result in the server rejecting the searching command with a BAD
+         * response" */
+        if ((ret.opts & IMAP_SEARCH_RET_UPDATE) && search_ctx_exists(s, tag)) {
+            sess_bad(s, tag, "Tag reuse: a search with this tag is updating");
+            return;
+        }
+        esort = true;
+        args += 2;
+        nargs -= 2;
+    }
     /* search-criteria = charset 1*(SP search-key) */
     if (nargs < 3) {
         sess_bad(s, tag, "%s needs %s, a charset and search keys",
@@ -304,6 +428,17 @@ static void sort_or_thread(imap_cmd *c, bool thread)
     sc->uid = c->uid;
     sc->thread = thread;
     sc->alg = alg;
+    sc->esort = esort;
+    sc->ret = ret;
+    sc->v.now = (int64_t)time(NULL);   /* RFC 5032: "the current date and time" */
+    /* a context is evaluated again later: what its sequence numbers, '*'
+     * and $ name is fixed now (RFC 5267 4.3) */
+    if ((ret.opts & IMAP_SEARCH_RET_UPDATE) && imap_search_freeze(prog, &sc->v) < 0) {
+        sc->prog = NULL;
+        sort_cont_free(sc);
+        sess_tagged(s, tag, "NO", "[SERVERBUG] Sort failed");
+        goto out;
+    }
     if (!thread) {
         memcpy(sc->crit, crit, (size_t)ncrit * sizeof crit[0]);
         sc->ncrit = (size_t)ncrit;

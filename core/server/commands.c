@@ -67,6 +67,9 @@ const cmd_def cmd_table[CMD_COUNT] = {
      * (allowed for the UID forms, held back for both, as for SEARCH) */
     [CMD_SORT] = {"SORT", cmd_sort, CMD_IN_SELECTED, true, false, false, NO_EXPUNGE},
     [CMD_THREAD] = {"THREAD", cmd_thread, CMD_IN_SELECTED, true, false, false, NO_EXPUNGE},
+    /* RFC 5267 4.3.5: command-select */
+    [CMD_CANCELUPDATE] = {"CANCELUPDATE", cmd_cancelupdate, CMD_IN_SELECTED, false, false,
+                          false, ALL},
 };
 
 const cmd_def *cmd_find(const char *name)

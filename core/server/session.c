@@ -13,6 +13,7 @@
 #include "core/base/log.h"
 #include "core/auth/sasl.h"
 #include "core/search/search.h"
+#include "core/server/search_context.h"
 #include "core/server/session.h"
 #include "store/assert.h"
 
@@ -86,6 +87,7 @@ void sess_capabilities(session *s, imap_out *o)
                        "NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
                        "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC "
                        "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+                       "ESORT PARTIAL WITHIN CONTEXT=SEARCH CONTEXT=SORT "
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
     if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)
         imap_out_printf(o, " COMPRESS=DEFLATE");
@@ -752,6 +754,7 @@ void sess_free(session *s)
     free(s->wait_tag);
     free(s->auth_mech);
     free(s->saved);
+    search_ctx_free_all(s);
     free(s);
 }
 

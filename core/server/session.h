@@ -95,6 +95,8 @@ struct session {
     bool kw_announced_once;     /* FLAGS was sent since SELECT */
     uint32_t *saved;            /* SEARCHRES $, as UIDs */
     uint32_t nsaved;
+    struct search_ctx *ctxs;    /* CONTEXT=SEARCH (search_context.h) */
+    unsigned nctxs;
     bool woken;                 /* another session changed the mailbox */
 
     imap_out out;               /* responses of the current command */
@@ -360,7 +362,7 @@ typedef enum cmd_code {
     CMD_UNSELECT, CMD_EXPUNGE, CMD_STORE, CMD_COPY, CMD_MOVE, CMD_FETCH,
     CMD_SEARCH, CMD_COMPRESS,
     CMD_GETQUOTA, CMD_GETQUOTAROOT, CMD_SETQUOTA,
-    CMD_SORT, CMD_THREAD,
+    CMD_SORT, CMD_THREAD, CMD_CANCELUPDATE,
     CMD_COUNT
 } cmd_code;
 extern const cmd_def cmd_table[CMD_COUNT];
@@ -433,6 +435,7 @@ int sess_search_program(session *s, const char *tag, const imap_arg *args, size_
 void cmd_search(imap_cmd *c);
 void cmd_sort(imap_cmd *c);
 void cmd_thread(imap_cmd *c);
+void cmd_cancelupdate(imap_cmd *c);     /* search_context.c */
 void cmd_idle(imap_cmd *c);
 void idle_line(session *s, const uint8_t *line, size_t n);
 

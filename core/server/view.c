@@ -13,6 +13,7 @@
 
 #include "core/base/log.h"
 #include "core/fetch/fetch_engine.h"
+#include "core/server/search_context.h"
 #include "core/server/session.h"
 #include "store/assert.h"
 #include "store/utf8.h"
@@ -36,6 +37,7 @@ void sess_unselect(session *s)
     s->mbname = NULL;
     free(s->saved);
     s->saved = NULL;
+    search_ctx_free_all(s);     /* RFC 5267 4.3: until the mailbox is closed */
     s->kw_announced = 0;
     s->kw_announced_once = false;
     s->nsaved = 0;

@@ -34,14 +34,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/server/search_context.h"
 #include "core/server/session.h"
 #include "store/assert.h"
 
 enum {
+    PH_CTX,         /* CONTEXT=SEARCH updates for messages of the view */
     PH_ECHO,        /* STORE's FETCH responses for the messages it named */
     PH_GONE,        /* EXPUNGE/MOVE: the UIDs the command removed */
     PH_EXPUNGE,     /* others' expunges, found by comparing with the snapshot */
     PH_NEW,         /* EXISTS, RECENT */
+    PH_CTX_NEW,     /* CONTEXT=SEARCH updates for the new messages */
     PH_FLAGS,       /* others' flag changes */
     PH_DONE,
 };
@@ -79,6 +82,7 @@ typedef struct view_sync {
      * written as one VANISHED line when the step ends (owned) */
     uint32_t *van;
     size_t nvan, capvan;
+    struct search_ctx_sync *ctx;    /* PH_CTX, PH_CTX_NEW (owned) */
     imap_out tail;              /* the command's answer, owned */
     bool tail_hms;              /* sess_update_req.tail_hms */
     size_t tail_hms_at;
@@ -94,6 +98,7 @@ static void view_sync_free(void *arg)
     free(vs->gone);
     free(vs->van);
     store_uidlist_free(&vs->chg);
+    search_ctx_sync_free(vs->ctx);
     imap_out_free(&vs->tail);
     free(vs);
 }
@@ -412,6 +417,13 @@ static bool view_sync_step(session *s, void *arg)
     if (!s->mb)
         vs->phase = PH_DONE;
     switch (vs->phase) {
+    case PH_CTX:
+        /* RFC 5267 4.3.4: REMOVEFROM for expunged messages "prior to the
+         * expunge notification itself" */
+        if (!search_ctx_sync_step(s, vs->snap, &vs->ctx, false, &sl))
+            return false;
+        vs->phase = PH_ECHO;
+        /* fall through */
     case PH_ECHO:
         if (!step_echo(s, vs, &sl))
             return false;
@@ -434,6 +446,12 @@ static bool view_sync_step(session *s, void *arg)
         /* fall through */
     case PH_NEW:
         step_new(s, vs);
+        vs->phase = PH_CTX_NEW;
+        /* fall through */
+    case PH_CTX_NEW:
+        /* RFC 5267 4.3.3: ADDTO for new messages "after the EXISTS" */
+        if (!search_ctx_sync_step(s, vs->snap, &vs->ctx, true, &sl))
+            return false;
         vs->phase = PH_FLAGS;
         /* fall through */
     case PH_FLAGS:

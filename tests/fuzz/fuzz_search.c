@@ -4,7 +4,7 @@
  * tokenized with imap_args_parse; its arguments (after "UID" if present,
  * and after a leading SEARCH/SORT/THREAD atom) go to imap_search_parse and
  * imap_search_parse_keys, with default and with small limits.  For SORT and
- * THREAD, the sort criteria or the algorithm too, and the keys after the
+ * THREAD, the sort criteria (after SORT's RETURN options) or the algorithm too, and the keys after the
  * charset.  The raw input also goes through the SORT/THREAD text helpers
  * (core/search/sort.h): base subject, case mapping, sent date, msg-ids. */
 #include <errno.h>
@@ -36,7 +36,18 @@ static void run(const imap_arg *args, size_t n, const imap_search_limits *lim,
     FUZZ_CHECK(p != NULL);
     bool has = imap_search_has_return(p);
     unsigned ret = imap_search_return(p);
-    FUZZ_CHECK((ret & ~0x1Fu) == 0);
+    FUZZ_CHECK((ret & ~0xFFu) == 0);
+    if (ret & IMAP_SEARCH_RET_PARTIAL) {
+        /* the range's slice lies within the results, whatever their number */
+        const imap_search_ret *r = imap_search_return_opts(p);
+        FUZZ_CHECK(r->partial_lo != 0 && (r->partial_lo < 0) == (r->partial_hi < 0));
+        FUZZ_CHECK(!(ret & IMAP_SEARCH_RET_ALL));
+        for (size_t n = 0; n < 4; n++) {
+            size_t from, to;
+            imap_search_partial_slice(r, n * 1000, &from, &to);
+            FUZZ_CHECK(from <= to && to <= n * 1000);
+        }
+    }
     if (!has)
         FUZZ_CHECK(ret == 0);
     if (keys_only)
@@ -77,6 +88,16 @@ static void sort_args(const imap_arg *v, size_t n, bool thread)
     imap_thread_alg alg;
     if (n < 1)
         return;
+    if (!thread && imap_arg_is(&v[0], "RETURN") && n >= 2) {
+        /* ESORT (RFC 5267 3): SORT RETURN (opts) (criteria) ... */
+        imap_search_ret r;
+        int rc = imap_search_parse_return(&v[1], &r, &err);
+        FUZZ_CHECK(rc == 0 || (rc == -EINVAL && err));
+        v += 2;
+        n -= 2;
+        if (n < 1)
+            return;
+    }
     if (thread) {
         fuzz_sink += imap_thread_parse_alg(&v[0], &alg) == 0;
     } else {

@@ -960,7 +960,10 @@ class Extensions(Base):
                  "CONDSTORE", "QRESYNC", "COMPRESS=DEFLATE", "QUOTA", "QUOTA=RES-STORAGE",
                  "QUOTA=RES-MESSAGE"}
         # SORT and THREAD (RFC 5256, RFC 5957): tests/integration/test_imap_sort.py
-        elsewhere = {"SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"}
+        elsewhere = {"SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
+                     # ESORT, PARTIAL, WITHIN: tests/integration/test_imap_esearch.py
+                     "ESORT", "PARTIAL", "WITHIN", "CONTEXT=SEARCH",
+                     "CONTEXT=SORT"}
         caps = c.capabilities()
         for cap in caps:
             if cap.startswith("APPENDLIMIT=") or cap.startswith("AUTH="):

@@ -49,9 +49,10 @@ static void test_declarations(void)
                                           "UNSELECT", "EXPUNGE", NULL};
     static const char *const noauth[] = {"STARTTLS", "LOGIN", "AUTHENTICATE", NULL};
     static const char *const any[] = {"CAPABILITY", "NOOP", "LOGOUT", "ID", NULL};
+    /* RFC 5267 4.3.5: CANCELUPDATE is a command-select */
     static const char *const selected[] = {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "STORE",
                                            "COPY", "MOVE", "FETCH", "SEARCH", "SORT",
-                                           "THREAD", NULL};
+                                           "THREAD", "CANCELUPDATE", NULL};
     for (size_t i = 0; i < CMD_COUNT; i++) {
         const cmd_def *d = &cmd_table[i];
         CHECK(d->uid == named(d, uid));

@@ -431,7 +431,36 @@ static void test_return_options(void)
         { "RETURN (SAVE) SEEN", 0, true, IMAP_SEARCH_RET_SAVE },
         { "RETURN (COUNT COUNT) CHARSET UTF-8 SEEN", 0, true,
           IMAP_SEARCH_RET_COUNT },
-        { "RETURN (PARTIAL 1:10) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL 1:10) SEEN", 0, true, IMAP_SEARCH_RET_PARTIAL },
+        { "RETURN (partial -1:-100 MIN COUNT) SEEN", 0, true,
+          IMAP_SEARCH_RET_PARTIAL | IMAP_SEARCH_RET_MIN | IMAP_SEARCH_RET_COUNT },
+        { "RETURN (SAVE PARTIAL 4294967295:1) SEEN", 0, true,
+          IMAP_SEARCH_RET_PARTIAL | IMAP_SEARCH_RET_SAVE },
+        /* RFC 5267 4.4: "either one PARTIAL, one ALL, or neither" */
+        { "RETURN (ALL PARTIAL 1:2) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL 1:2 ALL) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL 1:2 PARTIAL 3:4) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL 0:10) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL 1:-10) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL -1:10) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL 1:*) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL 5) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL 1:4294967296) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL -0:-1) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL 01:2) SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL \"1:2\") SEEN", -EINVAL, false, 0 },
+        { "RETURN (PARTIAL (1:2)) SEEN", -EINVAL, false, 0 },
+        /* RFC 5267 4.2, 4.3 */
+        { "RETURN (UPDATE) SEEN", 0, true, IMAP_SEARCH_RET_UPDATE },
+        { "RETURN (UPDATE COUNT) SEEN", 0, true,
+          IMAP_SEARCH_RET_UPDATE | IMAP_SEARCH_RET_COUNT },
+        { "RETURN (CONTEXT) SEEN", 0, true,
+          IMAP_SEARCH_RET_CONTEXT | IMAP_SEARCH_RET_ALL },
+        { "RETURN (CONTEXT COUNT) SEEN", 0, true,
+          IMAP_SEARCH_RET_CONTEXT | IMAP_SEARCH_RET_COUNT },
+        { "RETURN (UPDATE UPDATE) SEEN", -EINVAL, false, 0 },
+        { "RETURN (UPDATE (FLAGS)) SEEN", -EINVAL, false, 0 },
         { "RETURN (MIN", -1000, false, 0 },
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
@@ -468,6 +497,146 @@ static void test_return_options(void)
 }
 
 /* ---- evaluation ------------------------------------------------------ */
+
+/* PARTIAL's range over n results (RFC 5267 4.4, RFC 9394), and the
+ * sequence-set writer of ESEARCH ALL / PARTIAL / ESORT. */
+static void test_partial(void)
+{
+    struct { int64_t lo, hi; size_t n, from, to; } c[] = {
+        { 1, 3, 10, 0, 3 }, { 3, 1, 10, 0, 3 }, { 8, 15, 10, 7, 10 },
+        { 10, 10, 10, 9, 10 }, { 11, 20, 10, 10, 10 }, { 1, 1, 0, 0, 0 },
+        { -1, -3, 10, 7, 10 }, { -3, -1, 10, 7, 10 }, { -1, -1, 10, 9, 10 },
+        { -10, -20, 10, 0, 1 }, { -11, -20, 10, 0, 0 }, { -1, -1, 0, 0, 0 },
+        { -5, -5, 10, 5, 6 }, { 4294967295, 4294967295, 10, 10, 10 },
+        { -4294967295, -1, 10, 0, 10 },
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        imap_search_ret r = { .opts = IMAP_SEARCH_RET_PARTIAL,
+                              .partial_lo = c[i].lo, .partial_hi = c[i].hi };
+        size_t from = 99, to = 99;
+        imap_search_partial_slice(&r, c[i].n, &from, &to);
+        if (from != c[i].from || to != c[i].to)
+            fprintf(stderr, "case %zu: [%zu,%zu)\n", i, from, to);
+        CHECK_EQ(from, c[i].from);
+        CHECK_EQ(to, c[i].to);
+    }
+
+    /* the range as written, both ends */
+    imap_args *a = NULL;
+    imap_search_prog *p = NULL;
+    const char *err = NULL;
+    REQUIRE_OK(parse_cmd("RETURN (PARTIAL -100:-1) ALL", false, &a, &p, &err));
+    CHECK_EQ(imap_search_return_opts(p)->partial_lo, -100);
+    CHECK_EQ(imap_search_return_opts(p)->partial_hi, -1);
+    imap_search_free(p);
+    imap_args_free(a);
+
+    uint32_t nums[] = { 5, 6, 7, 3, 4, 9, 8, 10 };
+    imap_out o = { 0 };
+    CHECK_EQ(imap_search_out_set(&o, nums, 0, 0, 8, 100), 8);
+    imap_out_add(&o, "", 1);
+    CHECK_STR(o.p, "5:7,3:4,9,8,10");
+    o.len = 0;
+    /* in pieces: max items per call, the comma before all but start's */
+    size_t i = 1;
+    i = imap_search_out_set(&o, nums, 1, i, 7, 1);
+    CHECK_EQ(i, 3);
+    i = imap_search_out_set(&o, nums, 1, i, 7, 2);
+    CHECK_EQ(i, 6);
+    i = imap_search_out_set(&o, nums, 1, i, 7, 2);
+    CHECK_EQ(i, 7);
+    imap_out_add(&o, "", 1);
+    CHECK_STR(o.p, "6:7,3:4,9,8");
+    imap_out_free(&o);
+}
+
+/* OLDER / YOUNGER (RFC 5032) against the view's time, to the second:
+ * "For OLDER, messages match if the INTERNALDATE is less recent than or
+ * equal to the target time.  For YOUNGER, ... more recent than or equal". */
+static void test_within(void)
+{
+    CHECK_EQ(parse_rc("OLDER 1"), 0);
+    CHECK_EQ(parse_rc("younger 4294967295"), 0);
+    CHECK_EQ(parse_rc("OLDER 0"), -EINVAL);         /* nz-number */
+    CHECK_EQ(parse_rc("OLDER"), -EINVAL);
+    CHECK_EQ(parse_rc("YOUNGER -5"), -EINVAL);
+    CHECK_EQ(parse_rc("YOUNGER x"), -EINVAL);
+    CHECK_EQ(parse_rc("YOUNGER 4294967296"), -EINVAL);
+    CHECK_EQ(parse_rc("YOUNGER \"60\""), -EINVAL);  /* a number, not a string */
+
+    fixture f;
+    REQUIRE_OK(fixture_open(&f, "search-within"));
+    store_snap *snap = store_snap_get(f.mb);
+    REQUIRE(snap);
+    imap_search_view v = full_view(&f, snap);
+    /* #6 arrived at 1717315200, #5 one day before; now is one day after #6 */
+    v.now = 1717315200 + 86400;
+    CHECK_STR(S("YOUNGER 86400"), "6");             /* at the target: both */
+    CHECK_STR(S("OLDER 86400"), "1,2,3,4,5,6");
+    CHECK_STR(S("YOUNGER 86399"), "");
+    CHECK_STR(S("OLDER 86401"), "1,2,3,4,5");
+    CHECK_STR(S("YOUNGER 172800"), "5,6");
+    CHECK_STR(S("YOUNGER 172799"), "6");
+    CHECK_STR(S("NOT YOUNGER 172800 OLDER 172800"), "1,2,3,4");
+    CHECK_STR(S("OR YOUNGER 1 OLDER 13255200"), "1,4");
+    CHECK_STR(S("SEEN YOUNGER 100000000"), "1,2,5");
+    store_snap_put(snap);
+    fixture_close(&f);
+}
+
+/* imap_search_freeze: sequence numbers, '*' and $ keep what they named
+ * in the view of the command when the program runs over other views (a
+ * CONTEXT=SEARCH context evaluating changed messages). */
+static void test_freeze(void)
+{
+    fixture f;
+    REQUIRE_OK(fixture_open(&f, "search-freeze"));
+    store_snap *snap = store_snap_get(f.mb);
+    REQUIRE(snap);
+    imap_search_view full = full_view(&f, snap);
+    uint32_t saved[] = { 4 };
+    full.saved = saved;
+    full.nsaved = 1;
+    const uint32_t sub[] = { 1, 3 }, sub2[] = { 2, 5 }, sub3[] = { 4, 6 };
+    struct { const char *keys; const uint32_t *uids; uint32_t n; const char *plain, *frozen; } c[] = {
+        { "1:2", sub2, 2, "2,5", "2" },
+        { "UID 5:*", sub, 2, "3", "" },
+        { "UID 5:*", sub3, 2, "6", "6" },
+        { "NOT 2:*", sub3, 2, "4", "" },
+        { "OR $ 6", sub3, 2, "", "4,6" },
+        { "$", sub3, 2, "", "4" },
+        { "*", sub2, 2, "5", "" },
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        imap_search_view v = full;
+        v.uids = c[i].uids;
+        v.count = c[i].n;
+        v.saved = NULL;
+        v.nsaved = 0;
+        CHECK_STR(search_v(&v, c[i].keys, NULL), c[i].plain);
+        imap_args *a = NULL;
+        imap_search_prog *p = NULL;
+        const char *err = NULL;
+        imap_search_result res = { 0 };
+        char out[256];
+        REQUIRE_OK(parse_cmd(c[i].keys, false, &a, &p, &err));
+        REQUIRE_OK(imap_search_freeze(p, &full));
+        REQUIRE_OK(imap_search_run(p, &v, &res));
+        join(out, sizeof out, res.uids, res.n);
+        CHECK_STR(out, c[i].frozen);
+        /* over the view of the command: the same answer as before */
+        char before[256];
+        snprintf(before, sizeof before, "%s", search_v(&full, c[i].keys, NULL));
+        REQUIRE_OK(imap_search_run(p, &full, &res));
+        join(out, sizeof out, res.uids, res.n);
+        CHECK_STR(out, before);
+        imap_search_result_free(&res);
+        imap_search_free(p);
+        imap_args_free(a);
+    }
+    store_snap_put(snap);
+    fixture_close(&f);
+}
 
 static void test_flags_sizes(void)
 {
@@ -1262,6 +1431,9 @@ int main(void)
     RUN(test_charset);
     RUN(test_limits);
     RUN(test_return_options);
+    RUN(test_partial);
+    RUN(test_within);
+    RUN(test_freeze);
     RUN(test_flags_sizes);
     RUN(test_dates);
     RUN(test_headers);
