@@ -961,6 +961,7 @@ class Extensions(Base):
                  "QUOTA=RES-MESSAGE"}
         # SORT and THREAD (RFC 5256, RFC 5957): tests/integration/test_imap_sort.py
         elsewhere = {"SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"}
+        elsewhere |= {"PREVIEW"}     # RFC 8970: tests/integration/test_imap_preview.py
         caps = c.capabilities()
         for cap in caps:
             if cap.startswith("APPENDLIMIT=") or cap.startswith("AUTH="):
