@@ -15,7 +15,10 @@
  *   - Every run of white space (Unicode White_Space and control
  *     characters) becomes one space, none at either end; zero-width
  *     characters with no text of their own (U+200B, U+FEFF, soft hyphen)
- *     are dropped.
+ *     are dropped.  Dovecot 2.3 keeps NBSP, U+200B and control characters
+ *     as they are; we render "as plain text" (3.3: "do whatever processing
+ *     might be useful in rendering the preview as plain text"), where they
+ *     show as nothing or as a space.
  *   - The cut is at IMAP_PREVIEW_CHARS code points, a "preview character"
  *     being "a single Universal Character Set (UCS) character encoded in
  *     UTF-8" (3.3), so never inside a character's bytes.
@@ -161,15 +164,37 @@ static size_t find_ci(const char *s, size_t i, size_t n, const char *lit)
 /* A character reference at s[i] == '&': its code point and length, or 0. */
 static size_t entity(const char *s, size_t i, size_t n, uint32_t *cp)
 {
+    /* the XML five, Latin-1's (HTML 4, U+00A0 to U+00FF) and punctuation */
     static const struct { const char *name; uint32_t cp; } named[] = {
         {"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''},
-        {"nbsp", 0xa0}, {"copy", 0xa9}, {"reg", 0xae}, {"trade", 0x2122},
-        {"hellip", 0x2026}, {"mdash", 0x2014}, {"ndash", 0x2013}, {"lsquo", 0x2018},
-        {"rsquo", 0x2019}, {"ldquo", 0x201c}, {"rdquo", 0x201d}, {"laquo", 0xab},
-        {"raquo", 0xbb}, {"euro", 0x20ac}, {"pound", 0xa3}, {"yen", 0xa5},
-        {"cent", 0xa2}, {"sect", 0xa7}, {"deg", 0xb0}, {"middot", 0xb7},
-        {"bull", 0x2022}, {"times", 0xd7}, {"zwnj", 0x200c}, {"zwj", 0x200d},
-        {"shy", 0xad}, {"ensp", 0x2002}, {"emsp", 0x2003}, {"thinsp", 0x2009},
+        {"nbsp", 0xa0}, {"iexcl", 0xa1}, {"cent", 0xa2}, {"pound", 0xa3}, {"curren", 0xa4},
+        {"yen", 0xa5}, {"brvbar", 0xa6}, {"sect", 0xa7}, {"uml", 0xa8}, {"copy", 0xa9},
+        {"ordf", 0xaa}, {"laquo", 0xab}, {"not", 0xac}, {"shy", 0xad}, {"reg", 0xae},
+        {"macr", 0xaf}, {"deg", 0xb0}, {"plusmn", 0xb1}, {"sup2", 0xb2}, {"sup3", 0xb3},
+        {"acute", 0xb4}, {"micro", 0xb5}, {"para", 0xb6}, {"middot", 0xb7},
+        {"cedil", 0xb8}, {"sup1", 0xb9}, {"ordm", 0xba}, {"raquo", 0xbb}, {"frac14", 0xbc},
+        {"frac12", 0xbd}, {"frac34", 0xbe}, {"iquest", 0xbf}, {"Agrave", 0xc0},
+        {"Aacute", 0xc1}, {"Acirc", 0xc2}, {"Atilde", 0xc3}, {"Auml", 0xc4},
+        {"Aring", 0xc5}, {"AElig", 0xc6}, {"Ccedil", 0xc7}, {"Egrave", 0xc8},
+        {"Eacute", 0xc9}, {"Ecirc", 0xca}, {"Euml", 0xcb}, {"Igrave", 0xcc},
+        {"Iacute", 0xcd}, {"Icirc", 0xce}, {"Iuml", 0xcf}, {"ETH", 0xd0}, {"Ntilde", 0xd1},
+        {"Ograve", 0xd2}, {"Oacute", 0xd3}, {"Ocirc", 0xd4}, {"Otilde", 0xd5},
+        {"Ouml", 0xd6}, {"times", 0xd7}, {"Oslash", 0xd8}, {"Ugrave", 0xd9},
+        {"Uacute", 0xda}, {"Ucirc", 0xdb}, {"Uuml", 0xdc}, {"Yacute", 0xdd},
+        {"THORN", 0xde}, {"szlig", 0xdf}, {"agrave", 0xe0}, {"aacute", 0xe1},
+        {"acirc", 0xe2}, {"atilde", 0xe3}, {"auml", 0xe4}, {"aring", 0xe5},
+        {"aelig", 0xe6}, {"ccedil", 0xe7}, {"egrave", 0xe8}, {"eacute", 0xe9},
+        {"ecirc", 0xea}, {"euml", 0xeb}, {"igrave", 0xec}, {"iacute", 0xed},
+        {"icirc", 0xee}, {"iuml", 0xef}, {"eth", 0xf0}, {"ntilde", 0xf1}, {"ograve", 0xf2},
+        {"oacute", 0xf3}, {"ocirc", 0xf4}, {"otilde", 0xf5}, {"ouml", 0xf6},
+        {"divide", 0xf7}, {"oslash", 0xf8}, {"ugrave", 0xf9}, {"uacute", 0xfa},
+        {"ucirc", 0xfb}, {"uuml", 0xfc}, {"yacute", 0xfd}, {"thorn", 0xfe}, {"yuml", 0xff},
+        {"trade", 0x2122}, {"hellip", 0x2026}, {"mdash", 0x2014}, {"ndash", 0x2013},
+        {"lsquo", 0x2018}, {"rsquo", 0x2019}, {"ldquo", 0x201c}, {"rdquo", 0x201d},
+        {"sbquo", 0x201a}, {"bdquo", 0x201e}, {"euro", 0x20ac}, {"bull", 0x2022},
+        {"zwnj", 0x200c}, {"zwj", 0x200d}, {"ensp", 0x2002}, {"emsp", 0x2003},
+        {"thinsp", 0x2009}, {"dagger", 0x2020}, {"permil", 0x2030}, {"oelig", 0x153},
+        {"OElig", 0x152}, {"scaron", 0x161}, {"Scaron", 0x160},
     };
     size_t j = i + 1;
     if (j < n && s[j] == '#') {
@@ -197,7 +222,8 @@ static size_t entity(const char *s, size_t i, size_t n, uint32_t *cp)
         return j - i;
     }
     size_t k = j;
-    while (k < n && k - j < 8 && ((s[k] | 0x20) >= 'a' && (s[k] | 0x20) <= 'z'))
+    while (k < n && k - j < 8 && (((s[k] | 0x20) >= 'a' && (s[k] | 0x20) <= 'z') ||
+                                  (k > j && s[k] >= '0' && s[k] <= '9')))
         k++;
     if (k >= n || s[k] != ';')
         return 0;

@@ -118,6 +118,8 @@ static void test_html(void)
            "Hello wo" "rld & all next\xc3\xa9\xe4\xb8\xad");
     EXPECT("Content-Type: text/html\n\n<p>a<br>b</p><table><tr><td>c</td><td>d</td></tr></table>\n",
            "a b c d");
+    EXPECT("Content-Type: text/html\n\ncaf&eacute; &Auml;rger &frac12; &hellip;&euro;\n",
+           "caf\xc3\xa9 \xc3\x84rger \xc2\xbd \xe2\x80\xa6\xe2\x82\xac");
     /* not tags: a lone '<', an unknown entity, &#0; */
     EXPECT("Content-Type: text/html\n\n1 < 2 &foo; &#0; <a href=\"x>y\">link</a>\n",
            "1 < 2 &foo; \xef\xbf\xbd link");
