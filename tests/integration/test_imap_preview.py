@@ -17,6 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmail_server as rs  # noqa: E402
+from test_lmtp import LmtpBase  # noqa: E402
 
 
 def m(hdrs, body):
@@ -225,7 +226,35 @@ class PreviewCase(rs.ServerTestCase):
         self.assertEqual(self.previews(c, "FETCH 1:* (PREVIEW (LAZY))"), want)
 
 
-rs.parametrize(globals(), PreviewCase)
+class PreviewDeliveryCase(LmtpBase):
+    """Previews made by ringmail-admin import and by LMTP delivery (one
+    parse for several recipients, the trace fields put before it)."""
+
+    @classmethod
+    def prepare_server(cls, server):
+        super().prepare_server(server)
+        server.import_mbox("carol", "INBOX", [m(["Subject: imported"], b"Imported   text\n")])
+
+    def test_import(self):
+        c = self.server.login("carol", "carol-secret", select="INBOX")
+        r = c.ok("FETCH 1 (PREVIEW (LAZY))")
+        self.assertEqual(text(r.fetches()[1]["PREVIEW"]), "Imported text")
+
+    def test_lmtp(self):
+        users = [self.other(), self.other()]
+        c = self.lmtp()
+        c.cmd("LHLO mx.example.org")
+        data = m(["Subject: delivered", "Content-Type: text/html"], b"<p>Delivered&nbsp;text</p>\n")
+        codes, replies = self.deliver(c, "a@example.org", [u + "@example.org" for u, _p in users], data)
+        self.assertEqual((codes, [r[0] for r in replies]), ([250, 250], [250, 250]))
+        for user, password in users:
+            i = self.server.login(user, password, select="INBOX")
+            r = i.ok("FETCH 1 (PREVIEW (LAZY))")
+            self.assertEqual(text(r.fetches()[1]["PREVIEW"]), "Delivered text")
+            i.close()
+
+
+rs.parametrize(globals(), PreviewCase, PreviewDeliveryCase)
 
 if __name__ == "__main__":
     rs.main()
