@@ -128,6 +128,8 @@ int imap_preview_plain(const char *s, size_t n, store_buf *out)
     return w.err;
 }
 
+static void html_to(pw *w, const char *s, size_t n);
+
 /* ---- HTML -------------------------------------------------------------- */
 
 static bool name_is(const char *p, size_t n, const char *lit)
@@ -155,9 +157,16 @@ static bool is_block(const char *p, size_t n)
 static size_t find_ci(const char *s, size_t i, size_t n, const char *lit)
 {
     size_t m = strlen(lit);
-    for (; i + m <= n; i++)
-        if (!strncasecmp(s + i, lit, m))
+    /* lit starts with punctuation ('<', '-', '>'): memchr finds candidates */
+    while (i + m <= n) {
+        const char *p = memchr(s + i, lit[0], n - m + 1 - i);
+        if (!p)
+            break;
+        i = (size_t)(p - s);
+        if (!strncasecmp(p, lit, m))
             return i;
+        i++;
+    }
     return n;
 }
 
@@ -406,18 +415,39 @@ int imap_preview(const store_cache *c, const char *msg, size_t msglen, store_buf
             break;
         }
     }
+    /* 200 characters rarely need more than the first 2 KiB: decode that,
+     * and only if it does not fill the preview take 4 times as much, up to
+     * the bound (at most 4/3 of the bound's work in all) */
     store_buf dec = { 0 }, utf = { 0 };
-    int r = mime_decode_transfer(p.encoding, msg + off, (size_t)len, &dec);
-    if (r == -ENOTSUP) {
-        r = 0;          /* an encoding we cannot undo: no text to show */
-        goto out;
+    size_t start = out->len;
+    int r = 0;
+    for (uint64_t lim = 2048;; lim *= 4) {
+        uint64_t take = lim < len ? lim : len;
+        dec.len = utf.len = 0;
+        out->len = start;
+        r = mime_decode_transfer(p.encoding, msg + off, (size_t)take, &dec);
+        if (r == -ENOTSUP) {
+            r = 0;      /* an encoding we cannot undo: no text to show */
+            break;
+        }
+        if (r < 0 || (r = mime_to_utf8(charset, dec.data ? (const char *)dec.data : "",
+                                       dec.len, &utf)) < 0)
+            break;
+        /* a character cut by the prefix is not shown as U+FFFD */
+        if (take < (uint64_t)p.body_len && utf.len >= 3 &&
+            !memcmp(utf.data + utf.len - 3, "\xef\xbf\xbd", 3))
+            utf.len -= 3;
+        pw w = { .out = out, .start = start };
+        const char *t = utf.data ? (const char *)utf.data : "";
+        if (kind == 2)
+            html_to(&w, t, utf.len);
+        else
+            pw_text(&w, t, utf.len);
+        if ((r = w.err) < 0 || pw_full(&w) || take == len)
+            break;
     }
-    if (r < 0 || (r = mime_to_utf8(charset, dec.data ? (const char *)dec.data : "",
-                                   dec.len, &utf)) < 0)
-        goto out;
-    const char *t = utf.data ? (const char *)utf.data : "";
-    r = kind == 2 ? imap_preview_html(t, utf.len, out) : imap_preview_plain(t, utf.len, out);
-out:
+    if (r < 0)
+        out->len = start;
     free(dec.data);
     free(utf.data);
     return r;
