@@ -269,7 +269,9 @@ static int sections(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req,
  * blob of an older parser, computed from the message now, or NIL under
  * LAZY (RFC 8970 4.1: "If this modifier is used, and the server is unable
  * to return preview data without undue delay, the server MUST return NIL
- * as the preview response"; reading the body is that delay).  Returns 0,
+ * as the preview response"; reading the body is that delay).  Dovecot 2.3
+ * answers NIL under LAZY until a FETCH without it has put the preview in
+ * its cache; ours is made at append, so LAZY gets it.  Returns 0,
  * or -EIO (NIL written) if the bytes cannot be read; -ENOMEM leaves
  * o->err set. */
 static int preview(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req,
