@@ -10,6 +10,7 @@
  */
 #include "bench/bench.h"
 #include "core/fetch/fetch_render.h"
+#include "core/fetch/preview.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -313,8 +314,10 @@ static int build(uint64_t n, bench_mail **out)
         store_opts so;
         store_opts_default(&so);
         so.fsync = STORE_FSYNC_NEVER;
-        /* As ringmaild does: blobs carry the rendered envelope. */
+        /* As ringmaild does: blobs carry the rendered envelope and the
+         * preview. */
         store_msg_set_renderer(imap_envelope_prerender);
+        store_msg_set_previewer(imap_preview);
         if ((r = store_user_open(root, "bench-mail", &so, &g_user)) < 0)
             return r;
     }

@@ -119,6 +119,9 @@ static int compare_index(struct store_mbox *mb, struct gen *g,
         if (cr.len != a->cache_len || cr.crc != store_crc32c(0, c + sizeof cr, cr.len) ||
             store_cache_open(c + sizeof cr, cr.len, &view) < 0)
             rep->cache_errors++;
+        else if (!store_cache_is_current(&view))
+            rep->cache_stale++;     /* an older parser's: readable, but without
+                                       what this one adds (the preview) */
     }
 out:
     store_gen_put(ref);
@@ -156,7 +159,7 @@ int store_check(store_mbox *mb, bool repair, store_check_report *rep,
     }
     rep->leftovers = swept;
     rc = compare_index(mb, mb->gen, rep);
-    if (rc == 0 && repair && (rep->index_mismatches || rep->cache_errors))
+    if (rc == 0 && repair && (rep->index_mismatches || rep->cache_errors || rep->cache_stale))
         rc = store_mbox_rebuild(mb);
     store_mbox_wunlock(mb);
     if (rc < 0)
@@ -168,7 +171,7 @@ int store_check(store_mbox *mb, bool repair, store_check_report *rep,
     if (rep->bad_records && (rc = store_compact(mb, NULL, NULL)) < 0)
         return rc;
     rep->repaired = rep->torn_bytes || rep->bad_records ||
-                    rep->index_mismatches || rep->cache_errors;
+                    rep->index_mismatches || rep->cache_errors || rep->cache_stale;
     return 0;
 }
 

@@ -1,16 +1,17 @@
 /* store/message.c — the message parser and the cache blob (contract in
  * store/message.h).
  *
- * Blob format, version 3.  All integers are little-endian and nothing is
+ * Blob format, version 4.  All integers are little-endian and nothing is
  * aligned, so a blob can be copied or mapped anywhere (readers use byte
  * loads).
  *
- *   header, 40 bytes
+ *   header, 44 bytes (40 before version 4)
  *      0  magic "RMcb"
- *      4  u16 version (3; 1 and 2 are still read: 1 had no field 36,
- *         and 2's rendered envelope came from an older rendering, so it
- *         is ignored and envelope 0 is rendered at fetch time)
- *      6  u16 header size (40)
+ *      4  u16 version (4; 1 to 3 are still read: 1 had no field 36,
+ *         2's rendered envelope came from an older rendering, so it
+ *         is ignored and envelope 0 is rendered at fetch time, and 1 to
+ *         3 have no field 40)
+ *      6  u16 header size (44; 40 for versions 1 to 3)
  *      8  u32 total blob length, header included
  *     12  u32 CRC32C (Castagnoli, as in the log) over bytes [0,12) and
  *         [16,total): the whole blob without this field
@@ -22,6 +23,9 @@
  *     36  u32 pool ref of envelope 0 already rendered as IMAP ENVELOPE, or
  *         NIL: listings copy it instead of parsing addresses (only set
  *         when the text is the same for every client: 7-bit, no literal)
+ *     40  u32 pool ref of the message's preview (RFC 8970 FETCH PREVIEW,
+ *         UTF-8, made by the registered previewer), or NIL when none was
+ *         made: the reader then computes it from the message
  *   parts      nparts x 88 bytes, depth-first order
  *   envelopes  nenvelopes x 44 bytes (11 string refs, in store_envelope order)
  *   params     nparams x 8 bytes (name ref, value ref)
@@ -108,8 +112,9 @@
 #include "store/store.h"    /* store_crc32c: one CRC32C for records and blobs */
 
 #define BLOB_MAGIC "RMcb"
-#define BLOB_VERSION 3
-#define HDR_SIZE 40
+#define BLOB_VERSION 4
+#define HDR_SIZE 44
+#define HDR_SIZE_V3 40  /* versions 1 to 3: no preview field */
 #define PART_SIZE 88
 #define ENV_SIZE 44
 #define PARAM_SIZE 8
@@ -267,6 +272,7 @@ typedef struct parser {
     uint32_t cap_rps;
     bool full;                  /* part limit hit: split nothing more */
     uint32_t rendered;          /* pool ref of the rendered envelope, or NIL */
+    uint32_t preview;           /* pool ref of the preview, or NIL */
 } parser;
 
 typedef struct fields {
@@ -1196,6 +1202,7 @@ static int emit_blob(parser *P, store_buf *out)
     st32(b + 28, P->nparams);
     st32(b + 32, (uint32_t)P->pool.len);
     st32(b + 36, P->rendered);
+    st32(b + 40, P->preview);
     for (uint32_t i = 0; i < P->nparts; i++, w += PART_SIZE) {
         const bpart *p = &P->parts[i];
         for (int k = 0; k < NPSTR; k++)
@@ -1223,35 +1230,55 @@ static int emit_blob(parser *P, store_buf *out)
 }
 
 static store_envelope_renderer *renderer;
+static store_previewer *previewer;
 
 void store_msg_set_renderer(store_envelope_renderer *fn)
 {
     renderer = fn;
 }
 
-/* The blob is at out[old..]: render its envelope through the hook and, if
- * the text is client-independent (7-bit, no literal, so UTF8=ACCEPT does
- * not change it), emit the blob again with the text in the pool. */
-static int prerender(parser *P, store_buf *out, size_t old)
+void store_msg_set_previewer(store_previewer *fn)
+{
+    previewer = fn;
+}
+
+/* The blob is at out[old..]: render its envelope and make its preview
+ * through the hooks, and emit the blob again with what they gave in the
+ * pool.  The envelope text is kept only if it is client-independent (7-bit,
+ * no literal, so UTF8=ACCEPT does not change it).  A hook that fails
+ * leaves its field NIL: the blob is as good, only slower to read. */
+static int decorate(parser *P, store_buf *out, size_t old)
 {
     store_cache c;
     store_buf txt = { 0 };
-    if (store_cache_open(out->data + old, out->len - old, &c) < 0 ||
-        renderer(&c, &txt) < 0)
-        goto out;
-    for (size_t i = 0; i < txt.len; i++)
-        if (txt.data[i] >= 0x80 || txt.data[i] == '\r' || txt.data[i] == '\n')
-            goto out;
-    uint32_t ref;
-    if (txt.len > UINT32_MAX / 2 || pool_add(P, (const char *)txt.data, txt.len, &ref))
-        goto out;
-    P->rendered = ref;
+    bool changed = false;
+    if (store_cache_open(out->data + old, out->len - old, &c) < 0)
+        return 0;
+    if (renderer && renderer(&c, &txt) == 0) {
+        bool ok = txt.len <= UINT32_MAX / 2;
+        for (size_t i = 0; ok && i < txt.len; i++)
+            if (txt.data[i] >= 0x80 || txt.data[i] == '\r' || txt.data[i] == '\n')
+                ok = false;
+        uint32_t ref;
+        if (ok && pool_add(P, (const char *)txt.data, txt.len, &ref) == 0) {
+            P->rendered = ref;
+            changed = true;
+        }
+    }
+    txt.len = 0;
+    if (previewer && previewer(&c, P->msg, P->len, &txt) == 0 &&
+        txt.len <= STORE_PREVIEW_MAX) {
+        uint32_t ref;
+        if (pool_add(P, txt.data ? (const char *)txt.data : "", txt.len, &ref) == 0) {
+            P->preview = ref;
+            changed = true;
+        }
+    }
+    free(txt.data);
+    if (!changed)
+        return 0;
     out->len = old;
-    free(txt.data);
     return emit_blob(P, out);
-out:
-    free(txt.data);
-    return 0;   /* the blob without the text is as good, only slower */
 }
 
 static _Atomic uint64_t parses;
@@ -1271,14 +1298,15 @@ int store_msg_parse(const char *raw, size_t len, store_buf *out)
     P.msg = raw && len ? raw : "";
     P.len = len;
     P.rendered = NIL_REF;
+    P.preview = NIL_REF;
     uint32_t idx;
     int32_t env;
     size_t old = out->len;
     int r = parse_entity(&P, 0, len, 0, 0, false, true, &idx, &env);
     if (!r)
         r = emit_blob(&P, out);
-    if (!r && renderer)
-        r = prerender(&P, out, old);
+    if (!r && (renderer || previewer))
+        r = decorate(&P, out, old);
     if (r)
         out->len = old;
     free(P.parts);
@@ -1355,18 +1383,22 @@ static int part_kind(const store_cache *c, uint32_t i)
  * beyond that is checked by blob_walk. */
 static int cache_layout(const uint8_t *b, size_t len, store_cache *v)
 {
-    if (!b || len < HDR_SIZE || memcmp(b, BLOB_MAGIC, 4) ||
-        (ld16(b + 4) != BLOB_VERSION && ld16(b + 4) != 1 && ld16(b + 4) != 2) ||
-        ld16(b + 6) != HDR_SIZE)
+    if (!b || len < HDR_SIZE_V3 || memcmp(b, BLOB_MAGIC, 4))
         return -EBADMSG;
-    uint32_t rendered = ld16(b + 4) == BLOB_VERSION ? ld32(b + 36) : NIL_REF;
+    uint16_t version = ld16(b + 4);
+    uint32_t hsize = version == BLOB_VERSION ? HDR_SIZE : HDR_SIZE_V3;
+    if (version < 1 || version > BLOB_VERSION || ld16(b + 6) != hsize || len < hsize)
+        return -EBADMSG;
+    /* version 2's rendered text came from an older rendering */
+    uint32_t rendered = version >= 3 ? ld32(b + 36) : NIL_REF;
+    uint32_t preview = version >= 4 ? ld32(b + 40) : NIL_REF;
     uint32_t total = ld32(b + 8);
     uint32_t nparts = ld32(b + 20), nenvs = ld32(b + 24);
     uint32_t nparams = ld32(b + 28), pool_len = ld32(b + 32);
-    if (total < HDR_SIZE || total > len || (ld16(b + 4) == 1 && ld32(b + 36) != 0) || nparts == 0 ||
+    if (total < hsize || total > len || (version == 1 && ld32(b + 36) != 0) || nparts == 0 ||
         nparts > STORE_MIME_MAX_PARTS || nenvs == 0 || nenvs > nparts)
         return -EBADMSG;
-    uint64_t need = HDR_SIZE + (uint64_t)nparts * PART_SIZE +
+    uint64_t need = hsize + (uint64_t)nparts * PART_SIZE +
                     (uint64_t)nenvs * ENV_SIZE +
                     (uint64_t)nparams * PARAM_SIZE + pool_len;
     if (need != total)
@@ -1377,15 +1409,17 @@ static int cache_layout(const uint8_t *b, size_t len, store_cache *v)
     v->len = total;
     v->nparts = nparts;
     v->nenvelopes = nenvs;
-    v->parts_ = b + HDR_SIZE;
+    v->parts_ = b + hsize;
     v->envs_ = v->parts_ + (size_t)nparts * PART_SIZE;
     v->params_ = v->envs_ + (size_t)nenvs * ENV_SIZE;
     v->pool_ = v->params_ + (size_t)nparams * PARAM_SIZE;
     v->nparams_total_ = nparams;
     v->pool_len_ = pool_len;
-    if (!ref_ok(v, rendered, true))
+    if (!ref_ok(v, rendered, true) || !ref_ok(v, preview, true) ||
+        (preview != NIL_REF && ld32(v->pool_ + preview) > STORE_PREVIEW_MAX))
         return -EBADMSG;
     v->rendered_ = rendered;
+    v->preview_ = preview;
     return 0;
 }
 
@@ -1490,7 +1524,14 @@ uint32_t store_cache_msg_len(const store_cache *c)
 
 bool store_cache_is_current(const store_cache *c)
 {
-    return ld16(c->blob + 4) == BLOB_VERSION;
+    return ld16(c->blob + 4) == BLOB_VERSION &&
+           (c->preview_ != NIL_REF || !previewer);
+}
+
+bool store_cache_preview(const store_cache *c, store_str *out)
+{
+    *out = get_str(c, c->preview_);
+    return out->p != NULL;
 }
 
 bool store_msg_prefix_safe(const char *raw, size_t len)
@@ -1520,7 +1561,7 @@ int store_msg_prefixed(const void *blob, size_t len, size_t prefix, store_buf *o
     uint8_t *nb = (uint8_t *)out->data + old;
     uint32_t k = (uint32_t)prefix;
     st32(nb + 16, (uint32_t)msg_len + k);
-    uint8_t *parts = nb + HDR_SIZE;
+    uint8_t *parts = nb + (c.parts_ - c.blob);
     for (uint32_t i = 0; i < c.nparts; i++) {
         uint8_t *rec = parts + (size_t)i * PART_SIZE;
         if (i == 0) {

@@ -81,7 +81,7 @@ typedef struct store_cache {
     uint32_t nparts, nenvelopes;
     /* private to message.c */
     const uint8_t *parts_, *envs_, *params_, *pool_;
-    uint32_t nparams_total_, pool_len_, rendered_;
+    uint32_t nparams_total_, pool_len_, rendered_, preview_;
 } store_cache;
 
 /* The IMAP layer renders ENVELOPE; the store keeps the rendered text of a
@@ -94,6 +94,22 @@ typedef int store_envelope_renderer(const store_cache *c, store_buf *out);
 void store_msg_set_renderer(store_envelope_renderer *fn);
 /* Envelope 0 as rendered at append, or {NULL, 0}. */
 store_str store_cache_envelope_text(const store_cache *c);
+
+/* The message's preview (RFC 8970 FETCH PREVIEW) is made at append by a
+ * hook the IMAP layer registers (it needs MIME and charset decoding, which
+ * live above the store): fn appends the UTF-8 preview text of the message
+ * raw/len, whose parsed blob is c, to out (at most STORE_PREVIEW_MAX
+ * bytes; nothing appended is the empty preview) and returns 0 or -errno.
+ * Register once at start, before any store use.  A blob made without it,
+ * or by a parser older than version 4, has no preview
+ * (store_cache_preview is false) and the reader computes one. */
+#define STORE_PREVIEW_MAX 1024
+typedef int store_previewer(const store_cache *c, const char *raw, size_t len,
+                            store_buf *out);
+void store_msg_set_previewer(store_previewer *fn);
+/* The preview made at append: true and *out set (possibly empty), or false
+ * if the blob has none. */
+bool store_cache_preview(const store_cache *c, store_str *out);
 
 /* Parse raw message bytes and append the blob to out (out may already hold
  * data; the blob starts at the old out->len).  Returns 0 or -errno. */
@@ -113,7 +129,9 @@ int store_msg_prefixed(const void *blob, size_t len, size_t prefix, store_buf *o
 /* The length of the message a blob describes. */
 uint32_t store_cache_msg_len(const store_cache *c);
 /* Was the blob made by this version of the parser (not an older one that
- * store_cache_open still reads)? */
+ * store_cache_open still reads), with a preview if a previewer is
+ * registered?  Blobs that are not are parsed again when given to
+ * store_append, and counted as stale by store_check (repair rebuilds). */
 bool store_cache_is_current(const store_cache *c);
 /* Does the message start with a header field ("name:") or an empty line? */
 bool store_msg_prefix_safe(const char *raw, size_t len);

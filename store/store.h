@@ -454,6 +454,8 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg);
 typedef struct store_check_report {
     uint64_t records, messages, bad_records, torn_bytes;
     uint64_t index_mismatches, cache_errors;
+    uint64_t cache_stale;   /* blobs of an older parser (no preview): not an
+                               error; repair rebuilds the cache */
     uint64_t leftovers;     /* files of dead compactions, rebuilds and
                                generations, removed (they are never data) */
     uint64_t history_runs;  /* runs of the expunge history (LOG_VANISHED) */

@@ -45,6 +45,10 @@ static int check_one(store_user *u, const char *name, bool repair)
     if (rep.leftovers)
         printf("%s: removed %llu leftover files of an interrupted compaction or rebuild\n",
                name, (unsigned long long)rep.leftovers);
+    if (rep.cache_stale)
+        printf("%s: %llu cache entries of an older version (no preview)%s\n", name,
+               (unsigned long long)rep.cache_stale,
+               repair && r == 0 ? ", rebuilt" : ", --repair rebuilds them");
     if (!problems && r == 0) {
         printf("%s: ok, %llu records, %u messages\n", name,
                (unsigned long long)rep.records, st.messages);

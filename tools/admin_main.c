@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/fetch/fetch_render.h"
+#include "core/fetch/preview.h"
 #include "tools/admin.h"
 
 static const char usage_text[] =
@@ -162,8 +163,9 @@ int main(int argc, char **argv)
         return ADMIN_FAIL;
     }
     /* Caches written by import, compaction and repair carry the rendered
-     * envelope, as the server's do. */
+     * envelope and the preview, as the server's do. */
     store_msg_set_renderer(imap_envelope_prerender);
+    store_msg_set_previewer(imap_preview);
     opterr = 0;
     /* '+': stop at the command word, whose own options are its business. */
     for (int c; (c = getopt_long(argc, argv, "+c:o:h", longopts, NULL)) != -1;) {

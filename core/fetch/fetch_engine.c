@@ -7,6 +7,8 @@
  * caller can send them by reference into the store's mapping. */
 #include "core/fetch/fetch_engine.h"
 
+#include "core/fetch/preview.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,12 +49,13 @@ static int parse_att(imap_fetch_req *r, const imap_arg *a, bool in_list, const c
         return -EINVAL;
     }
     const char *s = a->s;
-    enum { NMACRO_FIRST = 8 };      /* ALL, FAST and FULL follow */
+    enum { NMACRO_FIRST = 9 };      /* ALL, FAST and FULL follow */
     static const struct { const char *name; unsigned bits; } simple[] = {
         {"UID", IMAP_FETCH_UID}, {"FLAGS", IMAP_FETCH_FLAGS},
         {"INTERNALDATE", IMAP_FETCH_INTERNALDATE}, {"RFC822.SIZE", IMAP_FETCH_SIZE},
         {"ENVELOPE", IMAP_FETCH_ENVELOPE}, {"BODY", IMAP_FETCH_BODY},
         {"BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE}, {"MODSEQ", IMAP_FETCH_MODSEQ},
+        {"PREVIEW", IMAP_FETCH_PREVIEW},
         {"ALL", IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE |
                     IMAP_FETCH_ENVELOPE},
         {"FAST", IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE},
@@ -74,10 +77,40 @@ static int parse_att(imap_fetch_req *r, const imap_arg *a, bool in_list, const c
     return -EINVAL;
 }
 
+/* RFC 8970 6: fetch-att =/ "PREVIEW" [SP "(" preview-mod *(SP
+ * preview-mod) ")"], preview-mod = "LAZY". */
+static bool preview_mods(const imap_arg *mods)
+{
+    if (mods->type != IMAP_ARG_LIST || !mods->nlist)
+        return false;
+    for (size_t i = 0; i < mods->nlist; i++)
+        if (!imap_arg_is(&mods->list[i], "LAZY"))
+            return false;
+    return true;
+}
+
+bool imap_fetch_is_preview_mod(const imap_arg *att, const imap_arg *mods)
+{
+    return imap_arg_is(att, "PREVIEW") && preview_mods(mods);
+}
+
+int imap_fetch_parse_preview(const imap_arg *mods, imap_fetch_req *req, const char **err)
+{
+    memset(req, 0, sizeof *req);
+    if (!preview_mods(mods)) {
+        *err = "Unknown PREVIEW modifier";
+        return -EINVAL;
+    }
+    req->simple = IMAP_FETCH_PREVIEW;
+    req->preview_lazy = true;
+    return 0;
+}
+
 int imap_fetch_parse(const imap_arg *att, imap_fetch_req *req, const char **err)
 {
     memset(req, 0, sizeof *req);
     int rc = 0;
+    bool lazy = false;
     if (att->type == IMAP_ARG_LIST) {
         /* RFC 9051 9: "(" fetch-att *(SP fetch-att) ")" names at least one,
          * and "* n FETCH ()" would be no msg-att either. */
@@ -85,11 +118,33 @@ int imap_fetch_parse(const imap_arg *att, imap_fetch_req *req, const char **err)
             *err = "Empty fetch attribute list";
             return -EINVAL;
         }
-        for (size_t i = 0; i < att->nlist && rc == 0; i++)
-            rc = parse_att(req, &att->list[i], true, err);
+        for (size_t i = 0; i < att->nlist && rc == 0; i++) {
+            const imap_arg *a = &att->list[i];
+            if (imap_arg_is(a, "PREVIEW") && i + 1 < att->nlist &&
+                att->list[i + 1].type == IMAP_ARG_LIST) {
+                if (!preview_mods(&att->list[i + 1])) {
+                    *err = "Unknown PREVIEW modifier";
+                    rc = -EINVAL;
+                    break;
+                }
+                req->simple |= IMAP_FETCH_PREVIEW;
+                lazy = true;
+                i++;
+                continue;
+            }
+            if (imap_arg_is(a, "PREVIEW"))
+                req->preview_eager_ = true;
+            rc = parse_att(req, a, true, err);
+        }
     } else {
+        if (imap_arg_is(att, "PREVIEW"))
+            req->preview_eager_ = true;
         rc = parse_att(req, att, false, err);
     }
+    /* asked both with and without LAZY: the one without decides (a NIL
+     * would break RFC 8970 3.2, "A server MUST NOT return NIL to a FETCH
+     * PREVIEW request made without the LAZY modifier") */
+    req->preview_lazy = lazy && !req->preview_eager_;
     if (rc < 0)
         imap_fetch_req_free(req);
     return rc;
@@ -210,6 +265,43 @@ static int sections(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req,
     return result;
 }
 
+/* PREVIEW's value: the one made at append, kept in the cache blob; for a
+ * blob of an older parser, computed from the message now, or NIL under
+ * LAZY (RFC 8970 4.1: "If this modifier is used, and the server is unable
+ * to return preview data without undue delay, the server MUST return NIL
+ * as the preview response"; reading the body is that delay).  Dovecot 2.3
+ * answers NIL under LAZY until a FETCH without it has put the preview in
+ * its cache; ours is made at append, so LAZY gets it.  Returns 0,
+ * or -EIO (NIL written) if the bytes cannot be read; -ENOMEM leaves
+ * o->err set. */
+static int preview(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req,
+                   const store_cache *cache)
+{
+    store_str pv;
+    if (store_cache_preview(cache, &pv)) {
+        imap_out_string(o, pv.p, pv.len, x->utf8);
+        return 0;
+    }
+    if (req->preview_lazy) {
+        imap_out_lit(o, "NIL");
+        return 0;
+    }
+    const char *raw;
+    size_t rawlen;
+    if (store_cursor_bytes(&x->cur, 0, SIZE_MAX, &raw, &rawlen) < 0) {
+        imap_out_lit(o, "NIL");
+        return -EIO;
+    }
+    store_buf b = { 0 };
+    if (imap_preview(cache, raw, rawlen, &b) < 0) {
+        o->err = -ENOMEM;
+        return -ENOMEM;
+    }
+    imap_out_string(o, b.data ? (const char *)b.data : "", b.len, x->utf8);
+    free(b.data);
+    return 0;
+}
+
 int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, uint32_t seq,
                    uint32_t uid, bool uidcmd, bool flags_changed)
 {
@@ -277,7 +369,8 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         sp = " ";
     }
     int result = 0;
-    if (!(req->simple & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCTURE)) &&
+    if (!(req->simple & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCTURE |
+                         IMAP_FETCH_PREVIEW)) &&
         !req->nsecs)
         goto close;
     store_cache cache;
@@ -303,7 +396,13 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         imap_render_body(o, &cache, true, x->utf8);
         sp = " ";
     }
-    if (req->nsecs && !o->err) {
+    if ((req->simple & IMAP_FETCH_PREVIEW) && !o->err) {
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "PREVIEW ");
+        sp = " ";
+        result = preview(x, o, req, &cache);
+    }
+    if (req->nsecs && !o->err && result != -EIO) {
         const char *raw;
         size_t rawlen;
         if (store_cursor_bytes(&x->cur, 0, SIZE_MAX, &raw, &rawlen) < 0)

@@ -31,6 +31,7 @@ enum {
     IMAP_FETCH_BODY = 1 << 5,           /* BODY without a section */
     IMAP_FETCH_BODYSTRUCTURE = 1 << 6,
     IMAP_FETCH_MODSEQ = 1 << 7,         /* RFC 7162 3.1.4.2 */
+    IMAP_FETCH_PREVIEW = 1 << 8,        /* RFC 8970 */
 };
 
 /* Sections at least this long go out by reference when the caller offers
@@ -48,6 +49,11 @@ typedef struct imap_fetch_req {
      * whose modseq is above it are answered; 0: none (set by the caller,
      * which also adds IMAP_FETCH_MODSEQ) */
     uint64_t changedsince;
+    /* PREVIEW was asked only with the LAZY modifier (RFC 8970 4.1): a
+     * message whose preview was not made at append gets NIL instead of
+     * having its body read */
+    bool preview_lazy;
+    bool preview_eager_;        /* private to the parser */
 } imap_fetch_req;
 
 /* Parse FETCH's attribute argument: one attribute, or a parenthesized list
@@ -57,6 +63,12 @@ typedef struct imap_fetch_req {
  * *err saying why in a few words (a static string, for the BAD); -ENOMEM.
  * On error *req holds nothing. */
 int imap_fetch_parse(const imap_arg *att, imap_fetch_req *req, const char **err);
+/* FETCH n PREVIEW (LAZY): the attribute alone, outside a list, with its
+ * modifier list as the next argument.  Is mods such a list (only LAZY in
+ * it, RFC 8970 6: preview-mod = "LAZY"), rather than FETCH modifiers? */
+bool imap_fetch_is_preview_mod(const imap_arg *att, const imap_arg *mods);
+/* Parse that pair (imap_fetch_parse's contract). */
+int imap_fetch_parse_preview(const imap_arg *mods, imap_fetch_req *req, const char **err);
 void imap_fetch_req_free(imap_fetch_req *req);
 
 /* The FLAGS list "(\Seen kw \Recent)": system flags, then the keywords of

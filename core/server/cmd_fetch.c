@@ -332,7 +332,10 @@ void cmd_fetch(imap_cmd *c)
     const char *err = "Bad fetch attributes";
     store_range *r = NULL;
     size_t nr = 0;
-    if (nargs < 2 || nargs > 3 || args[0].type != IMAP_ARG_ATOM) {
+    /* FETCH n PREVIEW (LAZY): the attribute's own modifier list (RFC 8970
+     * 6), told from FETCH modifiers by its content */
+    size_t natt = nargs >= 3 && imap_fetch_is_preview_mod(&args[1], &args[2]) ? 2 : 1;
+    if (nargs < 2 || nargs > 2 + natt || args[0].type != IMAP_ARG_ATOM) {
         sess_bad(s, tag, "FETCH takes a set and attributes");
         return;
     }
@@ -344,8 +347,8 @@ void cmd_fetch(imap_cmd *c)
      * (Dovecot 2.3 takes 0 as "everything"), and VANISHED (3.2.6). */
     uint64_t changedsince = 0;
     bool vanished = false;
-    if (nargs == 3) {
-        const imap_arg *l = &args[2];
+    if (nargs == natt + 2) {
+        const imap_arg *l = &args[natt + 1];
         if (l->type != IMAP_ARG_LIST || !l->nlist) {
             sess_bad(s, tag, "Unknown FETCH modifier");
             return;
@@ -384,7 +387,8 @@ void cmd_fetch(imap_cmd *c)
     }
     store_range *vset = NULL;
     size_t nvset = 0;
-    int rc = imap_fetch_parse(&args[1], &req, &err);
+    int rc = natt == 2 ? imap_fetch_parse_preview(&args[2], &req, &err)
+                       : imap_fetch_parse(&args[1], &req, &err);
     if (rc < 0) {
         sess_bad(s, tag, "%s", rc == -ENOMEM ? "Out of memory" : err);
         goto out;

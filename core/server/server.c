@@ -5,6 +5,7 @@
 #include "core/auth/abuse.h"
 #include "core/auth/authpool.h"
 #include "core/fetch/fetch_render.h"
+#include "core/fetch/preview.h"
 #include "core/base/log.h"
 #include "core/server/quota.h"
 #include "core/server/session.h"
@@ -73,6 +74,7 @@ int imap_server_init(imap_server *srv, const config *cfg)
         return rc;
     sess_set_server(srv);
     store_msg_set_renderer(imap_envelope_prerender);
+    store_msg_set_previewer(imap_preview);
     return 0;
 }
 

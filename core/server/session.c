@@ -91,6 +91,7 @@ void sess_capabilities(session *s, imap_out *o)
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
     if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)
         imap_out_printf(o, " COMPRESS=DEFLATE");
+    imap_out_printf(o, " PREVIEW");    /* RFC 8970; core/fetch/preview.c */
     if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)    /* RFC 9208; cmd_quota.c */
         imap_out_printf(o, " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
     if (s->state == ST_NOAUTH) {

@@ -1,6 +1,7 @@
 /* tests/fuzz/fuzz_message.c — the message parser and cache blob
  * (store/message.h), the FETCH renderers and sections
- * (core/fetch/fetch_render.h) and the MIME decoders (core/fetch/mime_decode.h).
+ * (core/fetch/fetch_render.h), the MIME decoders (core/fetch/mime_decode.h)
+ * and the preview (core/fetch/preview.h).
  *
  * Input: the raw message.  Section paths are derived from the message's
  * own bytes and part tree.  Contract checks abort. */
@@ -14,6 +15,7 @@
 #include "core/fetch/fetch_render.h"
 #include "core/imap/imap_args.h"
 #include "core/fetch/mime_decode.h"
+#include "core/fetch/preview.h"
 #include "store/message.h"
 #include "store/utf8.h"
 #include "fuzz_common.h"
@@ -202,6 +204,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(rc == 0);
     FUZZ_CHECK(c.nparts >= 1 && c.nparts <= STORE_MIME_MAX_PARTS);
     FUZZ_CHECK(c.nenvelopes >= 1);
+
+    /* the preview, of the message and of its bytes taken as HTML: valid
+     * UTF-8 of at most IMAP_PREVIEW_CHARS characters, no controls, no
+     * space at either end */
+    for (int html = 0; html < 2; html++) {
+        store_buf pv = { 0 };
+        rc = html ? imap_preview_html(msg, size, &pv) : imap_preview(&c, msg, size, &pv);
+        FUZZ_CHECK(rc == 0 || rc == -ENOMEM);
+        if (rc == 0 && pv.len) {
+            check_utf8_out(&pv, 0);
+            FUZZ_CHECK(pv.len <= STORE_PREVIEW_MAX);
+            size_t chars = 0;
+            for (size_t i = 0; i < pv.len; i++) {
+                FUZZ_CHECK(pv.data[i] >= 0x20 && pv.data[i] != 0x7f);
+                chars += (pv.data[i] & 0xc0) != 0x80;
+            }
+            FUZZ_CHECK(chars <= IMAP_PREVIEW_CHARS);
+            FUZZ_CHECK(pv.data[0] != ' ' && pv.data[pv.len - 1] != ' ');
+        }
+        free(pv.data);
+    }
 
     /* every part, parameter and envelope */
     for (uint32_t i = 0; i < c.nparts; i++) {

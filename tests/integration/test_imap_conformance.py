@@ -964,6 +964,7 @@ class Extensions(Base):
                      # ESORT, PARTIAL, WITHIN: tests/integration/test_imap_esearch.py
                      "ESORT", "PARTIAL", "WITHIN", "CONTEXT=SEARCH",
                      "CONTEXT=SORT"}
+        elsewhere |= {"PREVIEW"}     # RFC 8970: tests/integration/test_imap_preview.py
         caps = c.capabilities()
         for cap in caps:
             if cap.startswith("APPENDLIMIT=") or cap.startswith("AUTH="):

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/fetch/fetch_engine.h"
+#include "core/fetch/preview.h"
 #include "core/imap/imap_args.h"
 #include "store/format.h"
 #include "store/store.h"
@@ -292,6 +293,69 @@ static void test_render(void)
     env_close(&e);
 }
 
+/* PREVIEW and PREVIEW (LAZY), RFC 8970: parsed, answered from the blob
+ * with no parse and no preview made at FETCH time; from a blob of an older
+ * parser (no preview) computed from the message, or NIL under LAZY. */
+static void test_preview(void)
+{
+    imap_fetch_req r;
+    const char *err;
+    REQUIRE_OK(parse("PREVIEW", &r, &err));
+    CHECK(r.simple == IMAP_FETCH_PREVIEW && !r.preview_lazy);
+    imap_fetch_req_free(&r);
+    REQUIRE_OK(parse("(UID preview (lazy))", &r, &err));
+    CHECK(r.simple == (IMAP_FETCH_UID | IMAP_FETCH_PREVIEW) && r.preview_lazy);
+    imap_fetch_req_free(&r);
+    REQUIRE_OK(parse("(PREVIEW (LAZY) FLAGS PREVIEW)", &r, &err));
+    CHECK(r.simple == (IMAP_FETCH_FLAGS | IMAP_FETCH_PREVIEW) && !r.preview_lazy);
+    imap_fetch_req_free(&r);
+    CHECK_EQ(parse("(PREVIEW (FOO))", &r, &err), -EINVAL);
+    CHECK(err && !strcmp(err, "Unknown PREVIEW modifier"));
+    CHECK_EQ(parse("(PREVIEW ())", &r, &err), -EINVAL);
+    CHECK_EQ(parse("(PREVIEW (LAZY) (LAZY))", &r, &err), -EINVAL);
+
+    /* the big message's text: lines of letters */
+    env e = {0};
+    store_msg_set_previewer(imap_preview);
+    REQUIRE_OK(env_open(&e, "fetch-preview"));
+    store_buf bigp = {0};
+    REQUIRE_OK(imap_preview_plain(e.big + 16, e.biglen - 16, &bigp));
+    REQUIRE(bigp.len > 190 && bigp.len <= 200);
+    char want[512];
+    snprintf(want, sizeof want, "* 4 FETCH (UID 4 PREVIEW \"%.*s\")\r\n", (int)bigp.len,
+             (const char *)bigp.data);
+    imap_fetch_ctx x;
+    imap_fetch_ctx_init(&x, e.snap, false, UINT32_MAX);
+    uint64_t runs = imap_preview_runs(), parses = store_msg_parses();
+    EXPECT(&x, "PREVIEW", 1, 1, false, false, 0, "* 1 FETCH (PREVIEW \"hello\")\r\n");
+    EXPECT(&x, "(UID PREVIEW (LAZY) RFC822.SIZE)", 1, 1, false, false, 0,
+           "* 1 FETCH (UID 1 RFC822.SIZE 89 PREVIEW \"hello\")\r\n");
+    /* an encoding that cannot be undone: no text, the empty string (RFC
+     * 8970 3.2), never NIL without LAZY */
+    EXPECT(&x, "PREVIEW", 2, 2, false, false, 0, "* 2 FETCH (PREVIEW \"\")\r\n");
+    EXPECT(&x, "PREVIEW", 4, 5, true, false, 0, "* 4 FETCH (UID 5 PREVIEW \"bye\")\r\n");
+    EXPECT(&x, "(UID PREVIEW)", 4, 4, false, false, 0, want);
+    CHECK_EQ(imap_preview_runs() - runs, 0);    /* made at append */
+    CHECK_EQ(store_msg_parses() - parses, 0);
+    env_close(&e);
+
+    /* blobs made without a previewer, as an older parser's */
+    store_msg_set_previewer(NULL);
+    REQUIRE_OK(env_open(&e, "fetch-preview-old"));
+    store_msg_set_previewer(imap_preview);
+    imap_fetch_ctx_init(&x, e.snap, false, UINT32_MAX);
+    runs = imap_preview_runs();
+    parses = store_msg_parses();
+    EXPECT(&x, "(PREVIEW (LAZY))", 1, 1, false, false, 0, "* 1 FETCH (PREVIEW NIL)\r\n");
+    CHECK_EQ(imap_preview_runs() - runs, 0);
+    EXPECT(&x, "(PREVIEW UID)", 1, 1, false, false, 0, "* 1 FETCH (UID 1 PREVIEW \"hello\")\r\n");
+    CHECK_EQ(imap_preview_runs() - runs, 1);
+    CHECK_EQ(store_msg_parses() - parses, 0);   /* the tree is the blob's */
+    store_msg_set_previewer(NULL);
+    free(bigp.data);
+    env_close(&e);
+}
+
 /* A listing in UID order, backwards and with a gap answers as lookups by
  * UID would (the cursor is the engine's only way in). */
 static void test_listing(void)
@@ -548,6 +612,7 @@ int main(void)
     RUN(test_parse);
     RUN(test_render);
     RUN(test_listing);
+    RUN(test_preview);
     RUN(test_zero_copy);
     RUN(test_damaged);
     RUN(test_out_of_memory);

@@ -163,6 +163,19 @@ static void reseal(uint8_t *b, size_t len)
     put32(b + 12, crc32c_ref(crc, b + 16, total - 16));
 }
 
+/* Make a version 4 blob a version 3 one of the same length, as an older
+ * parser would have written it: the header loses field 40 (the preview)
+ * and the pool gains 4 unused bytes at its end. */
+static void to_v3(uint8_t *b, size_t len)
+{
+    memmove(b + 40, b + 44, len - 44);
+    memset(b + len - 4, 0, 4);
+    b[4] = 3;
+    b[6] = 40;
+    put32(b + 32, get32(b + 32) + 4);
+    reseal(b, len);
+}
+
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void)
 {
@@ -1227,9 +1240,30 @@ static void test_blob_truncation(void)
         copy[0] ^= 1;
         CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
         copy[0] ^= 1;
-        copy[4] = 4;
+        copy[4] = 5;
         reseal(copy, full);
         CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
+        copy[4] = 4;
+        reseal(copy, full);
+        /* The test's CRC32C agrees with the blob's. */
+        CHECK(!memcmp(copy, p.buf.data, full));
+        CHECK_EQ(store_cache_open(copy, full, &c), 0);
+        CHECK(store_cache_is_current(&c));
+        /* A version 4 header of 40 bytes, or an older one of 44: refused. */
+        copy[6] = 40;
+        reseal(copy, full);
+        CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
+        copy[6] = 44;
+        copy[4] = 3;
+        reseal(copy, full);
+        CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
+        /* Version 3 (no preview field, a 40-byte header) is read. */
+        memcpy(copy, p.buf.data, full);
+        to_v3(copy, full);
+        CHECK_EQ(store_cache_open(copy, full, &c), 0);
+        CHECK(!store_cache_is_current(&c));
+        store_str pv;
+        CHECK(!store_cache_preview(&c, &pv));
         /* Version 2's rendered envelope came from an older rendering: the
          * blob is read, its rendered text is not. */
         copy[4] = 2;
@@ -1237,8 +1271,6 @@ static void test_blob_truncation(void)
         CHECK_EQ(store_cache_open(copy, full, &c), 0);
         CHECK(store_cache_envelope_text(&c).p == NULL);
         /* Version 1 (no rendered envelope; field 36 must be 0) is read. */
-        uint8_t f36[4];
-        memcpy(f36, copy + 36, 4);
         copy[4] = 1;
         memset(copy + 36, 0, 4);
         reseal(copy, full);
@@ -1247,12 +1279,6 @@ static void test_blob_truncation(void)
         copy[36] = 1;
         reseal(copy, full);
         CHECK_EQ(store_cache_open(copy, full, &c), -EBADMSG);
-        memcpy(copy + 36, f36, 4);
-        copy[4] = 3;
-        reseal(copy, full);
-        /* The test's CRC32C agrees with the blob's. */
-        CHECK(!memcmp(copy, p.buf.data, full));
-        CHECK_EQ(store_cache_open(copy, full, &c), 0);
         free(copy);
         parsed_free(&p);
     }
@@ -1267,7 +1293,7 @@ static void test_blob_hostile(void)
     uint32_t nparts = get32(p.buf.data + 20);
     REQUIRE(nparts >= 4);
     /* u32 field index k of part i */
-    #define PF(i, k) (40 + 88 * (size_t)(i) + 4 * (size_t)(k))
+    #define PF(i, k) (44 + 88 * (size_t)(i) + 4 * (size_t)(k))
     struct { size_t at; uint32_t v; const char *what; size_t at2; } lies[] = {
         { PF(1, 19), 1, "next_sibling points to itself", 0 },
         { PF(2, 19), 1, "next_sibling points backwards", 0 },
@@ -1287,7 +1313,8 @@ static void test_blob_hostile(void)
         { 20, 5000, "too many parts", 0 },
         { 24, 0, "no envelopes", 0 },
         { 32, 0xffffffffu, "pool length", 0 },
-        { 8, 39, "total below the header", 0 },
+        { 8, 43, "total below the header", 0 },
+        { 40, 0xfffffff0u, "preview ref past the pool", 0 },
     };
     for (size_t k = 0; k < sizeof lies / sizeof *lies; k++) {
         uint8_t *copy = malloc(full);
