@@ -46,8 +46,12 @@ static int check_one(store_user *u, const char *name, bool repair)
         printf("%s: removed %llu leftover files of an interrupted compaction or rebuild\n",
                name, (unsigned long long)rep.leftovers);
     if (!problems && r == 0) {
-        printf("%s: ok, %llu records, %u messages\n", name,
+        printf("%s: ok, %llu records, %u messages", name,
                (unsigned long long)rep.records, st.messages);
+        if (rep.legacy_messages)
+            printf(", %llu message records of the older format (no save date)",
+                   (unsigned long long)rep.legacy_messages);
+        printf("\n");
         return 0;
     }
     printf("%s: %s, %llu records, %u messages: %llu bad records, %llu torn bytes, "
