@@ -87,6 +87,7 @@ void sess_capabilities(session *s, imap_out *o)
                        "LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC "
                        "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
+    imap_out_printf(o, " OBJECTID SAVEDATE");     /* RFC 8474, RFC 8514 */
     if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)
         imap_out_printf(o, " COMPRESS=DEFLATE");
     if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)    /* RFC 9208; cmd_quota.c */
