@@ -295,8 +295,7 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         if (req->simple & IMAP_FETCH_SAVEDATE) {
             /* RFC 8514 4.2 gives NIL where "the underlying mailbox storage
              * does not support the save date"; so for a message saved
-             * before the store kept save dates (Dovecot 2.3 does the same
-             * for a message whose save date it does not know). */
+             * before the store kept save dates. */
             imap_out_add(o, sp, strlen(sp));
             imap_out_lit(o, "SAVEDATE ");
             if (ext.save_date)
