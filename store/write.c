@@ -268,8 +268,9 @@ static size_t header_len(const char *p, size_t n)
  * first, whatever the fsync policy: a binary that knows only the older
  * versions must find a version it refuses, never a record it would take
  * for damage.  Once per log; new logs start at LOG_VERSION_EXT. */
-static int log_ext_ready(struct gen *g)
+static int log_ext_ready(struct store_mbox *mb)
 {
+    struct gen *g = mb->gen;
     if (g->log_ext)
         return 0;
     struct log_file_hdr lh;
@@ -282,7 +283,7 @@ static int log_ext_ready(struct gen *g)
         if ((rc = store_fs_pwrite_all(g->log_fd, &lh, sizeof lh, 0)) < 0)
             return rc;
         if (fdatasync(g->log_fd) < 0)
-            return -EIO;
+            return mb->failed = -EIO;   /* as any failed flush (write.c top) */
     }
     g->log_ext = true;
     return 0;
@@ -300,7 +301,7 @@ static int do_append(struct store_mbox *mb, struct wop *op)
     /* RFC 8514 3: the save date is "the current date and time at the
      * moment the message is saved in the mailbox", however it came. */
     int64_t now = time(NULL);
-    int rc = log_ext_ready(mb->gen);
+    int rc = log_ext_ready(mb);
     if (rc < 0)
         goto out;
     for (size_t i = 0; i < op->n; i++) {
