@@ -11,6 +11,7 @@ backend."""
 import datetime
 import os
 import re
+import struct
 import sys
 import time
 
@@ -23,6 +24,58 @@ OBJECTID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,254}$")
 def msg(n):
     return (b"From: a@example.org\r\nTo: b@example.org\r\nSubject: m%d\r\n"
             b"Message-ID: <%d@example.org>\r\n\r\nbody %d\r\n" % (n, n, n))
+
+
+def _crc_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+CRC_TABLE = _crc_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def make_older_format(box_dir):
+    """Rewrite a mailbox's log as a version without EMAILID and save dates
+    wrote it (docs/store-format.md: log version 1, MESSAGE records with
+    ext_len 0) and drop its index, so that it is rebuilt from the log."""
+    logs = [f for f in os.listdir(box_dir) if re.match(r"log\.\d+$", f)]
+    assert len(logs) == 1, logs
+    path = os.path.join(box_dir, logs[0])
+    with open(path, "rb") as f:
+        b = f.read()
+    hdr = bytearray(b[:64])
+    struct.pack_into("<I", hdr, 8, 1)                       # version 1
+    struct.pack_into("<I", hdr, 60, crc32c(bytes(hdr[:60])))
+    out = bytearray(hdr)
+    off = 64
+    while off < len(b):
+        _crc, ln, typ, rfl, magic = struct.unpack_from("<IIHHI", b, off)
+        payload = bytearray(b[off + 16:off + 16 + ln])
+        if typ == 1:                                        # MESSAGE
+            ext_len = struct.unpack_from("<I", payload, 44)[0]
+            payload = payload[:ln - ext_len]
+            struct.pack_into("<I", payload, 44, 0)
+        rec = bytearray(struct.pack("<IIHHI", 0, len(payload), typ, rfl, magic)) + payload
+        struct.pack_into("<I", rec, 0, crc32c(bytes(rec[4:])))
+        rec += b"\0" * ((8 - len(rec) % 8) % 8)
+        out += rec
+        off += (16 + ln + 7) & ~7
+    with open(path + ".tmp", "wb") as f:
+        f.write(out)
+    os.rename(path + ".tmp", path)
+    os.unlink(os.path.join(box_dir, "index"))
 
 
 def imap_day(d):
@@ -205,12 +258,60 @@ class ObjectIdCase(rs.ServerTestCase):
         for u in (1, 2):
             self.assertGreater(parse_date(rs.s(fb[u]["SAVEDATE"])), s1)
         self.assertEqual(rs.s(fb[1]["INTERNALDATE"]), "01-Jan-2001 10:00:00 +0200")
-        want = {b: self.ids(c, b) for b in ("INBOX", "B")}
+        # ringmail-admin import saves too (and gives new EMAILIDs).
+        self.server.import_mbox(self.user, "Imported", [msg(7), msg(8)])
+        imp = self.ids(c, "Imported")
+        self.assertEqual(sorted(imp), [1, 2])
+        for u in imp:
+            self.assertGreaterEqual(parse_date(rs.s(imp[u][2])), s1)
+        self.assertEqual(len({imp[u][0] for u in imp} | {v[0] for v in self.ids(c, "B").values()}),
+                         4)
+        want = {b: self.ids(c, b) for b in ("INBOX", "B", "Imported")}
         c.close()
         self.server.admin("compact", self.user, "B")
         self.restart()
         c = self.login()
         self.assertEqual({b: self.ids(c, b) for b in want}, want)
+
+    def test_older_format(self):
+        """Messages saved by a version without EMAILID and save dates: the
+        EMAILID an append would have given them, SAVEDATE NIL and SAVED*
+        by their internal date (RFC 8514 4.2, 4.3); new messages in the
+        same mailbox, and copies of the old ones, get both."""
+        c = self.login()
+        for n in (1, 2):
+            self.expect(c.append("INBOX", msg(n), date="01-Jan-2001 10:00:00 +0000"), "OK")
+        self.ok(c, "CREATE X")
+        mbid = int(self.mailboxid(c, "INBOX").rsplit("_", 1)[1], 16)
+        c.close()
+        self.assertEqual(self.server.stop(), 0)
+        make_older_format(os.path.join(self.server.mail_root, self.user, "m", str(mbid)))
+        p = self.server.admin("check", self.user, "INBOX")
+        self.assertIn(b"2 message records of the older format", p.stdout)
+        self.server.start()
+        c = self.login()
+        ids = self.ids(c, "INBOX")
+        self.assertEqual(ids, {1: ("M%x_1" % mbid, None, None), 2: ("M%x_2" % mbid, None, None)})
+        self.assertEqual(self.uids(c, "UID SEARCH SAVEDBEFORE 2-Jan-2001"), [1, 2])
+        self.assertEqual(self.uids(c, "UID SEARCH SAVEDON 1-Jan-2001"), [1, 2])
+        self.assertEqual(self.uids(c, "UID SEARCH SAVEDATESUPPORTED"), [1, 2])
+        self.assertEqual(self.uids(c, "UID SEARCH EMAILID M%x_2" % mbid), [2])
+        # A new message in the old log, and a copy of an old one.
+        self.expect(c.append("INBOX", msg(3), date="01-Jan-2001 10:00:00 +0000"), "OK")
+        self.ok(c, "UID COPY 1 X")
+        ids = self.ids(c, "INBOX")
+        self.assertEqual(ids[3][0], "M%x_3" % mbid)
+        self.assertIsNotNone(ids[3][2])
+        self.assertEqual(self.uids(c, "UID SEARCH SAVEDBEFORE 2-Jan-2001"), [1, 2])
+        x = self.ids(c, "X")
+        self.assertEqual(x[1][0], "M%x_1" % mbid)
+        self.assertIsNotNone(x[1][2])
+        want = self.ids(c, "INBOX")
+        c.close()
+        self.server.admin("compact", self.user, "INBOX")
+        self.restart()
+        c = self.login()
+        self.assertEqual(self.ids(c, "INBOX"), want)
 
 
 rs.parametrize(globals(), ObjectIdCase)
