@@ -93,9 +93,9 @@ struct log_message {            /* payload of LOG_MESSAGE, then the bytes */
  * (unaligned: read with memcpy).  ext_len may be larger in a later version;
  * a reader uses the fields it knows. */
 struct log_msg_ext {
-    uint64_t email_mbox;        /* EMAILID: the id of the mailbox and the UID */
-    uint32_t email_uid;         /*   the message was first saved under */
-    uint32_t pad;
+    uint64_t email_mbox;        /* EMAILID: the id, UID and UIDVALIDITY of */
+    uint32_t email_uid;         /*   the mailbox the message was first */
+    uint32_t email_uv;          /*   saved under */
     int64_t save_date;          /* when saved into this mailbox (RFC 8514),
                                    seconds since the epoch */
 };

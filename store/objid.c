@@ -6,8 +6,8 @@
  * does not hold them, and a reader finds them through the entry's log
  * offset.  A record written before the extension existed has none: its
  * EMAILID is then the one an append would have given it (this mailbox's
- * id and the message's UID, both of which compaction keeps) and its save
- * date is not known. */
+ * id and UIDVALIDITY and the message's UID, all of which compaction keeps)
+ * and its save date is not known. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,7 +30,8 @@ int store_snap_entry_ext(const store_snap *s, const struct idx_entry *e, store_m
     memcpy(&m, p, sizeof m);
     if (m.uid != e->uid || m.size != e->size)
         return -EBADMSG;
-    *out = (store_msg_ext){.email_mbox = s->mb->id, .email_uid = e->uid};
+    *out = (store_msg_ext){.email_mbox = s->mb->id, .email_uid = e->uid,
+                           .email_uv = h->uidvalidity};
     if (!m.ext_len)
         return 0;
     uint64_t xoff = moff + sizeof m + m.size;
@@ -44,6 +45,7 @@ int store_snap_entry_ext(const store_snap *s, const struct idx_entry *e, store_m
         return -EBADMSG;
     out->email_mbox = x.email_mbox;
     out->email_uid = x.email_uid;
+    out->email_uv = x.email_uv;
     out->save_date = x.save_date;
     return 0;
 }
@@ -59,13 +61,14 @@ int store_snap_msg_ext(const store_snap *s, uint32_t uid, store_msg_ext *out)
     return store_snap_entry_ext(s, e, out);
 }
 
-/* "M<mailbox id>_<uid>", both in lower-case hex: a letter first and no
- * two ids differing only by case (RFC 8474 8.1: "prefix every ID with a
+/* "M<uidvalidity>_<mailbox id>_<uid>", in lower-case hex: a letter first
+ * and no two ids differing only by case (RFC 8474 8.1: "prefix every ID with a
  * single alphabetical character", avoid "IDs that differ only by ASCII
  * case"). */
 void store_emailid_format(const store_msg_ext *x, char *buf)
 {
-    snprintf(buf, STORE_OBJECTID_MAX, "M%" PRIx64 "_%" PRIx32, x->email_mbox, x->email_uid);
+    snprintf(buf, STORE_OBJECTID_MAX, "M%" PRIx32 "_%" PRIx64 "_%" PRIx32, x->email_uv,
+             x->email_mbox, x->email_uid);
 }
 
 static int hexnum(const char *s, size_t n, uint64_t max, uint64_t *out)
@@ -86,17 +89,17 @@ static int hexnum(const char *s, size_t n, uint64_t max, uint64_t *out)
     return 0;
 }
 
-int store_emailid_parse(const char *s, uint64_t *mbox, uint32_t *uid)
+int store_emailid_parse(const char *s, store_msg_ext *out)
 {
     if (s[0] != 'M')
         return -EINVAL;
-    const char *us = strchr(s + 1, '_');
-    uint64_t m, u;
-    if (!us || hexnum(s + 1, (size_t)(us - s - 1), UINT64_MAX, &m) < 0 ||
-        hexnum(us + 1, strlen(us + 1), UINT32_MAX, &u) < 0 || u == 0)
+    const char *a = strchr(s + 1, '_'), *b = a ? strchr(a + 1, '_') : NULL;
+    uint64_t v, m, u;
+    if (!b || hexnum(s + 1, (size_t)(a - s - 1), UINT32_MAX, &v) < 0 ||
+        hexnum(a + 1, (size_t)(b - a - 1), UINT64_MAX, &m) < 0 ||
+        hexnum(b + 1, strlen(b + 1), UINT32_MAX, &u) < 0 || u == 0)
         return -EINVAL;
-    *mbox = m;
-    *uid = (uint32_t)u;
+    *out = (store_msg_ext){.email_mbox = m, .email_uid = (uint32_t)u, .email_uv = (uint32_t)v};
     return 0;
 }
 

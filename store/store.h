@@ -210,6 +210,7 @@ typedef struct store_new_msg {
      * the target mailbox's id and its new UID. */
     uint64_t email_mbox;
     uint32_t email_uid;
+    uint32_t email_uv;
 } store_new_msg;
 
 /* An inclusive UID range; a set is an array of them (need not be sorted or
@@ -353,11 +354,15 @@ int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c);
  * Kept in the message's log record, not in the index entry: reading them
  * costs a look at the log (two small reads of the log mapping). */
 typedef struct store_msg_ext {
-    /* EMAILID: the mailbox id and UID the message was first saved under,
-     * carried by COPY and MOVE, compaction and repair; unique per user
-     * because mailbox ids and UIDs are never reused. */
+    /* EMAILID: the mailbox id, UID and the mailbox's UIDVALIDITY the
+     * message was first saved under, carried by COPY and MOVE, compaction
+     * and repair; unique per user because mailbox ids and UIDs are never
+     * reused, and the UIDVALIDITY (time-based) keeps a user's store made
+     * again from nothing (ids from 1 again) from giving an old id to a new
+     * message. */
     uint64_t email_mbox;
     uint32_t email_uid;
+    uint32_t email_uv;
     int64_t save_date;      /* saved into this mailbox at, seconds since the
                                epoch; 0 = not known (saved by a version
                                that did not record it) */
@@ -371,9 +376,9 @@ int store_snap_msg_ext(const store_snap *s, uint32_t uid, store_msg_ext *out);
  * STORE_OBJECTID_MAX bytes with its NUL. */
 #define STORE_OBJECTID_MAX 48
 void store_emailid_format(const store_msg_ext *x, char *buf);
-/* 0 and the parts, or -EINVAL for anything store_emailid_format does not
- * make (such an id matches no message). */
-int store_emailid_parse(const char *s, uint64_t *mbox, uint32_t *uid);
+/* 0 and the email_* fields of *out, or -EINVAL for anything
+ * store_emailid_format does not make (such an id matches no message). */
+int store_emailid_parse(const char *s, store_msg_ext *out);
 void store_mailboxid_format(uint64_t id, uint32_t uidvalidity, char *buf);
 
 /* ---- cursors ----

@@ -328,6 +328,7 @@ static int do_append(struct store_mbox *mb, struct wop *op)
         lm.ext_len = sizeof(struct log_msg_ext);
         struct log_msg_ext x = {.email_mbox = m->email_uid ? m->email_mbox : mb->id,
                                 .email_uid = m->email_uid ? m->email_uid : uid,
+                                .email_uv = m->email_uid ? m->email_uv : h->uidvalidity,
                                 .save_date = now};
         if ((rc = rec_begin(&b, &last)) < 0 ||
             (rc = store_buf_append(&b, &lm, sizeof lm)) < 0 ||
@@ -849,11 +850,12 @@ static int copy_batch_add(struct copy_batch *b, store_snap *s,
      * source message for the matching destination message in the COPYUID
      * pairing after a COPY or MOVE command".  Only within one user: ids
      * are unique per user, and another user's store may hold the same
-     * (mailbox id, UID) pair for a different message. */
+     * (mailbox id, UID) pair, and a UIDVALIDITY may repeat across users, for a different message. */
     store_msg_ext x;
     if (same_user && store_snap_msg_ext(s, m->uid, &x) == 0) {
         b->msgs[b->n].email_mbox = x.email_mbox;
         b->msgs[b->n].email_uid = x.email_uid;
+        b->msgs[b->n].email_uv = x.email_uv;
     }
     b->srcv[b->n++] = m->uid;
     return 0;

@@ -339,9 +339,8 @@ static int key_objectid(pstate *ps, const struct keydef *kd, const imap_arg *a,
     srch_node *nd = node_new(kd->kind, kd->kind == SK_EMAILID ? COST_CACHE : COST_INDEX);
     if (!nd)
         return -ENOMEM;
-    if (kd->kind == SK_EMAILID &&
-        store_emailid_parse(s, &nd->u.emailid.mbox, &nd->u.emailid.uid) < 0)
-        nd->u.emailid.uid = 0;
+    if (kd->kind == SK_EMAILID && store_emailid_parse(s, &nd->u.emailid) < 0)
+        nd->u.emailid.email_uid = 0;
     *out = nd;
     return 0;
 }

@@ -478,8 +478,10 @@ static bool eval(ev *e, const srch_node *n)
     case SK_SAVEDSINCE:
         return saved_day(e) >= n->u.day;
     case SK_EMAILID:
-        return n->u.emailid.uid && load_ext(e) && e->ext.email_uid == n->u.emailid.uid &&
-               e->ext.email_mbox == n->u.emailid.mbox;
+        return n->u.emailid.email_uid && load_ext(e) &&
+               e->ext.email_uid == n->u.emailid.email_uid &&
+               e->ext.email_mbox == n->u.emailid.email_mbox &&
+               e->ext.email_uv == n->u.emailid.email_uv;
     case SK_NONE:
         return false;
     case SK_ENVELOPE:

@@ -68,10 +68,7 @@ struct srch_node {
         } set;
         uint64_t num;
         int64_t day;                /* days since 1970-01-01 */
-        struct {
-            uint64_t mbox;
-            uint32_t uid;           /* 0: not an id the store makes */
-        } emailid;
+        store_msg_ext emailid;      /* email_uid 0: not an id the store makes */
         struct {
             char *needle;           /* folded UTF-8, NUL-terminated */
             size_t len;

@@ -616,6 +616,10 @@ static void test_objectid_savedate(void)
     snprintf(q, sizeof q, "OR EMAILID %s FLAGGED", id);
     CHECK_STR(S(q), "2,3");
     CHECK_STR(S("EMAILID M0_3"), "");
+    x.email_uv++;                   /* the same mailbox id and UID, another store */
+    store_emailid_format(&x, id);
+    snprintf(q, sizeof q, "EMAILID %s", id);
+    CHECK_STR(S(q), "");
     CHECK_STR(S("EMAILID x"), "");
     CHECK_STR(S("THREADID T1"), "");
     CHECK_STR(S("NOT THREADID T1"), "1,2,3,4,5,6");

@@ -105,25 +105,25 @@ static uint32_t log_version(store_mbox *mb)
 static void test_format(void)
 {
     char b[STORE_OBJECTID_MAX];
-    store_msg_ext x = {.email_mbox = 0x1f, .email_uid = 0x2a};
+    store_msg_ext x = {.email_mbox = 0x1f, .email_uid = 0x2a, .email_uv = 0x5f000000u};
     store_emailid_format(&x, b);
-    CHECK(!strcmp(b, "M1f_2a"));
-    uint64_t mb;
-    uint32_t uid;
-    REQUIRE_OK(store_emailid_parse(b, &mb, &uid));
-    CHECK_EQ(mb, 0x1f);
-    CHECK_EQ(uid, 0x2a);
-    x = (store_msg_ext){.email_mbox = UINT64_MAX, .email_uid = UINT32_MAX};
+    CHECK(!strcmp(b, "M5f000000_1f_2a"));
+    store_msg_ext y;
+    REQUIRE_OK(store_emailid_parse(b, &y));
+    CHECK(y.email_mbox == 0x1f && y.email_uid == 0x2a && y.email_uv == 0x5f000000u);
+    x = (store_msg_ext){.email_mbox = UINT64_MAX, .email_uid = UINT32_MAX,
+                        .email_uv = UINT32_MAX};
     store_emailid_format(&x, b);
     CHECK(strlen(b) < STORE_OBJECTID_MAX);
-    REQUIRE_OK(store_emailid_parse(b, &mb, &uid));
-    CHECK(mb == UINT64_MAX && uid == UINT32_MAX);
+    REQUIRE_OK(store_emailid_parse(b, &y));
+    CHECK(y.email_mbox == UINT64_MAX && y.email_uid == UINT32_MAX && y.email_uv == UINT32_MAX);
     /* Only the one spelling store_emailid_format makes. */
-    static const char *bad[] = {"", "M", "M1", "M1_", "M_1", "m1_2", "M01_2", "M1_02",
-                                "M1_0", "M1_A", "M1_2_3", "M1_100000000",
-                                "M10000000000000000_1", "T1_2", "M1_2 "};
+    static const char *bad[] = {"", "M", "M1", "M1_2", "M1_2_", "M_1_2", "M1__2", "m1_2_3",
+                                "M01_2_3", "M1_02_3", "M1_2_03", "M1_2_0", "M1_2_A",
+                                "M1_2_3_4", "M1_2_100000000", "M100000000_2_3",
+                                "M1_10000000000000000_3", "T1_2_3", "M1_2_3 "};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        CHECK(store_emailid_parse(bad[i], &mb, &uid) == -EINVAL);
+        CHECK(store_emailid_parse(bad[i], &y) == -EINVAL);
     store_mailboxid_format(7, 0x5f000000u, b);
     CHECK(!strcmp(b, "F5f000000_7"));
     for (const char *p = b; *p; p++)
@@ -140,11 +140,15 @@ static void test_append(void)
     int64_t t1 = time(NULL);
     uint64_t inbox = box_id(e.u, "INBOX");
     REQUIRE(inbox != 0);
+    store_snap *s0 = store_snap_get(e.mb);
+    uint32_t uv = store_snap_uidvalidity(s0);
+    store_snap_put(s0);
     for (uint32_t uid = 1; uid <= 3; uid++) {
         store_msg_ext x;
         REQUIRE_OK(ext_of(e.mb, uid, &x));
         CHECK_EQ(x.email_mbox, inbox);
         CHECK_EQ(x.email_uid, uid);
+        CHECK_EQ(x.email_uv, uv);
         /* The time of saving, not the internal date. */
         CHECK(x.save_date >= t0 && x.save_date <= t1);
     }
@@ -184,7 +188,8 @@ static void test_copy_move(void)
     store_msg_ext c1, c2, again;
     REQUIRE_OK(ext_of(o, du.uids[0], &c1));
     REQUIRE_OK(ext_of(o, du.uids[1], &c2));
-    CHECK(c1.email_mbox == a1.email_mbox && c1.email_uid == a1.email_uid);
+    CHECK(c1.email_mbox == a1.email_mbox && c1.email_uid == a1.email_uid &&
+          c1.email_uv == a1.email_uv && c1.email_uv != 0);
     CHECK(c2.email_mbox == a2.email_mbox && c2.email_uid == a2.email_uid);
     CHECK(c1.save_date >= t0 && c1.save_date > a1.save_date);
     CHECK(c2.save_date >= t0);
