@@ -850,7 +850,7 @@ static int copy_batch_add(struct copy_batch *b, store_snap *s,
      * source message for the matching destination message in the COPYUID
      * pairing after a COPY or MOVE command".  Only within one user: ids
      * are unique per user, and another user's store may hold the same
-     * (mailbox id, UID) pair, and a UIDVALIDITY may repeat across users, for a different message. */
+     * triple (UIDVALIDITY may repeat across users) for another message. */
     store_msg_ext x;
     if (same_user && store_snap_msg_ext(s, m->uid, &x) == 0) {
         b->msgs[b->n].email_mbox = x.email_mbox;
