@@ -37,8 +37,12 @@ static int scan_log(struct gen *g, store_check_report *rep,
         while (off < end) {
             const struct log_rec *r = (const void *)(base + off);
             rep->records++;
-            if (r->type == LOG_MESSAGE)
+            if (r->type == LOG_MESSAGE) {
+                struct log_message m;
+                memcpy(&m, r + 1, sizeof m);
                 rep->messages++;
+                rep->legacy_messages += m.ext_len == 0;
+            }
             if (r->type == LOG_VANISHED) {
                 /* store_log_scan_end validated its runs. */
                 struct log_vanished v;

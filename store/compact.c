@@ -81,18 +81,26 @@ static int cw_message(struct cw *w, struct gen *old, const struct idx_entry *e,
 {
     const uint8_t *rec = store_mapchain_get(&old->log, e->log_off,
                                             sizeof(struct log_rec) +
-                                          sizeof(struct log_message) + e->size);
+                                          sizeof(struct log_message));
     if (!rec)
         return -ENOMEM;
     struct log_message m;
     memcpy(&m, rec + sizeof(struct log_rec), sizeof m);
-    if (m.uid != e->uid || m.size != e->size)
+    if (m.uid != e->uid || m.size != e->size || m.ext_len > LOG_MSG_EXT_MAX)
         return -EBADMSG;
+    /* The message and its extension (EMAILID, save date) go over as they
+     * are: both stay the message's in this mailbox (RFC 8514 3: the save
+     * date "MUST NOT change as long as the message is contained within the
+     * same mailbox"). */
+    rec = store_mapchain_get(&old->log, e->log_off, sizeof(struct log_rec) + sizeof m +
+                                                        e->size + m.ext_len);
+    if (!rec)
+        return -ENOMEM;
     m.flags = FM_FLAGS(fm) & STORE_F_ALL;
     m.modseq = FM_MODSEQ(fm);
     m.keywords = keywords;
     return cw_rec(w, LOG_MESSAGE, &m, sizeof m,
-                  rec + sizeof(struct log_rec) + sizeof m, e->size);
+                  rec + sizeof(struct log_rec) + sizeof m, (size_t)e->size + m.ext_len);
 }
 
 static int cw_flags(struct cw *w, uint32_t uid, uint64_t fm, uint64_t kw)
@@ -170,7 +178,8 @@ static int compact_start_log(struct compaction *c)
         return -errno;
     struct log_file_hdr *lh = &c->lh;
     memcpy(lh->magic, LOG_MAGIC, 8);
-    lh->version = FMT_VERSION;
+    lh->version = LOG_VERSION_EXT;    /* it may get MESSAGE extensions and
+                                         the history: both allowed there */
     lh->hdr_size = LOG_HDR_SIZE;
     lh->mailbox_id = oh->mailbox_id;
     lh->generation = c->G;
@@ -238,7 +247,7 @@ static int compact_open_new(struct compaction *c)
  * LOG_VANISHED record (see since.c), built from the old one's and every
  * tombstone as they are now: the tombstones this compaction drops live on
  * in it.  Written after the replay, since expunges during phase 1 belong
- * in it too; a log holding it gets LOG_VERSION_HIST. */
+ * in it too (the new log is of LOG_VERSION_EXT, which allows it). */
 static int compact_history(struct compaction *c, uint32_t n1)
 {
     store_buf pl = {0};
@@ -246,7 +255,6 @@ static int compact_history(struct compaction *c, uint32_t n1)
     int rc = store_hist_build(c->old, n1, A_LOAD(&c->oh->uidnext), &pl, &nruns);
     if (rc == 0 && nruns) {
         rc = cw_rec(&c->w, LOG_VANISHED, pl.data, pl.len, NULL, 0);
-        c->lh.version = LOG_VERSION_HIST;
     }
     free(pl.data);
     if (rc < 0)

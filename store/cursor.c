@@ -124,3 +124,10 @@ int store_cursor_bytes(store_cursor *c, uint64_t off, size_t len, const char **p
     int rc = sound(c, &e);
     return rc < 0 ? rc : store_snap_entry_bytes(c->snap, e, off, len, ptr, got);
 }
+
+int store_cursor_ext(store_cursor *c, store_msg_ext *out)
+{
+    const struct idx_entry *e;
+    int rc = sound(c, &e);
+    return rc < 0 ? rc : store_snap_entry_ext(c->snap, e, out);
+}

@@ -20,6 +20,13 @@
  * without the record keep FMT_VERSION, so mailboxes that never needed the
  * history stay readable by such a binary. */
 #define LOG_VERSION_HIST 2
+/* A log that may hold MESSAGE records with an extension (struct
+ * log_msg_ext: the EMAILID and the save date) has this version, and may
+ * hold a LOG_VANISHED record as well.  New logs (CREATE, compaction) start
+ * with it; an older log is raised to it, header first and flushed, before
+ * its first such record (write.c), so a binary that knows only versions 1
+ * and 2 refuses the log instead of cutting the record as damage. */
+#define LOG_VERSION_EXT 3
 
 /* ---- log.<gen> --------------------------------------------------------- */
 
@@ -78,8 +85,21 @@ struct log_message {            /* payload of LOG_MESSAGE, then the bytes */
     uint16_t pad;
     uint32_t hdr_len;
     uint32_t size;
-    uint32_t pad2;
+    uint32_t ext_len;           /* bytes after the message: 0 (older
+                                   records) or a struct log_msg_ext */
 };
+
+/* After the message bytes of a LOG_MESSAGE record with ext_len != 0
+ * (unaligned: read with memcpy).  ext_len may be larger in a later version;
+ * a reader uses the fields it knows. */
+struct log_msg_ext {
+    uint64_t email_mbox;        /* EMAILID: the id, UID and UIDVALIDITY of */
+    uint32_t email_uid;         /*   the mailbox the message was first */
+    uint32_t email_uv;          /*   saved under */
+    int64_t save_date;          /* when saved into this mailbox (RFC 8514),
+                                   seconds since the epoch */
+};
+#define LOG_MSG_EXT_MAX 1024u
 
 struct log_flags {              /* payload of LOG_FLAGS, then ranges */
     uint64_t modseq;
@@ -221,6 +241,7 @@ struct cache_rec {              /* then `len` bytes of blob, 8-aligned */
 _Static_assert(sizeof(struct log_file_hdr) == LOG_HDR_SIZE, "log header");
 _Static_assert(sizeof(struct log_rec) == 16, "log record header");
 _Static_assert(sizeof(struct log_message) == 48, "message record");
+_Static_assert(sizeof(struct log_msg_ext) == 24, "message extension");
 _Static_assert(sizeof(struct idx_entry) == 64, "index entry");
 _Static_assert(sizeof(struct log_vrun) == 16, "history run");
 _Static_assert(sizeof(struct idx_hdr) <= IDX_HDR_SIZE, "index header");

@@ -67,6 +67,8 @@ struct gen {
     struct mapchain log, idx, cache;
     uint64_t idx_alloc;         /* index bytes known allocated (idx_alloc()):
                                    only those may be stored to via the map */
+    bool log_ext;               /* the log is known to be LOG_VERSION_EXT
+                                   (writer; see write.c log_ext_ready) */
     uint32_t pend;              /* entries written but not yet published:
                                    a transaction becomes visible at once */
     struct {
@@ -285,6 +287,9 @@ int store_snap_entry_bytes(const store_snap *s, const struct idx_entry *e, uint6
                            size_t len, const char **ptr, size_t *got);
 int store_snap_entry_cache(store_snap *s, uint32_t pos, const struct idx_entry *e,
                            store_cache *c);
+
+/* objid.c: the ids and save date of an entry of s found sound. */
+int store_snap_entry_ext(const store_snap *s, const struct idx_entry *e, store_msg_ext *out);
 
 /* ---- since.c: what changed since a modseq --------------------------- */
 

@@ -49,8 +49,17 @@ int64_t store_log_rec_check(const uint8_t *base, uint64_t size, uint64_t off)
         if (r.len < sizeof m)
             return -EBADMSG;
         memcpy(&m, pl, sizeof m);
-        if ((uint64_t)m.size + sizeof m != r.len || m.hdr_len > m.size || m.uid == 0)
+        if ((uint64_t)m.size + sizeof m + m.ext_len != r.len || m.hdr_len > m.size ||
+            m.uid == 0 ||
+            (m.ext_len && (m.ext_len < sizeof(struct log_msg_ext) ||
+                           m.ext_len > LOG_MSG_EXT_MAX)))
             return -EBADMSG;
+        if (m.ext_len) {
+            struct log_msg_ext x;
+            memcpy(&x, pl + sizeof m + m.size, sizeof x);
+            if (x.email_uid == 0)
+                return -EBADMSG;
+        }
         break;
     }
     case LOG_FLAGS: {
@@ -165,7 +174,8 @@ int store_log_hdr_check(const struct log_file_hdr *h)
 {
     if (memcmp(h->magic, LOG_MAGIC, 8) != 0)
         return -EBADMSG;
-    if (h->version != FMT_VERSION && h->version != LOG_VERSION_HIST)
+    if (h->version != FMT_VERSION && h->version != LOG_VERSION_HIST &&
+        h->version != LOG_VERSION_EXT)
         return -EPROTONOSUPPORT;
     if (h->hdr_size != LOG_HDR_SIZE ||
         h->crc != store_crc32c(0, h, offsetof(struct log_file_hdr, crc)))

@@ -385,6 +385,22 @@ static void apply_flags(struct gen *g, struct idx_hdr *h,
     A_STORE(&h->dead_bytes, h->dead_bytes + rec_bytes(r));
 }
 
+/* The log bytes of an entry's MESSAGE record, its extension included
+ * (read from the record; without it, as an older record). */
+static uint64_t msg_rec_bytes(struct gen *g, const struct idx_entry *e)
+{
+    uint64_t n = sizeof(struct log_rec) + sizeof(struct log_message) + e->size;
+    const uint8_t *p = store_mapchain_get(&g->log, e->log_off + sizeof(struct log_rec),
+                                          sizeof(struct log_message));
+    if (p) {
+        struct log_message m;
+        memcpy(&m, p, sizeof m);
+        if (m.uid == e->uid && m.ext_len <= LOG_MSG_EXT_MAX)
+            n += m.ext_len;
+    }
+    return ALIGN8(n);
+}
+
 static void apply_expunge(struct gen *g, struct idx_hdr *h,
                           const struct log_rec *r)
 {
@@ -408,8 +424,7 @@ static void apply_expunge(struct gen *g, struct idx_hdr *h,
             A_STORE(&h->messages, h->messages - 1);
             A_STORE(&h->tombstones, h->tombstones + 1);
             A_STORE(&h->size_live, h->size_live - e->size);
-            A_STORE(&h->dead_bytes, h->dead_bytes +
-                    ALIGN8(sizeof *r + sizeof(struct log_message) + e->size));
+            A_STORE(&h->dead_bytes, h->dead_bytes + msg_rec_bytes(g, e));
         }
     }
     bump_modseq(h, x.modseq);
@@ -1017,7 +1032,7 @@ int store_mbox_create_files(const char *dir, uint64_t id, uint32_t uidvalidity)
         return rc;
     struct log_file_hdr lh = {0};
     memcpy(lh.magic, LOG_MAGIC, 8);
-    lh.version = FMT_VERSION;
+    lh.version = LOG_VERSION_EXT;
     lh.hdr_size = LOG_HDR_SIZE;
     lh.mailbox_id = id;
     lh.generation = 1;

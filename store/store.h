@@ -205,6 +205,12 @@ typedef struct store_new_msg {
      * itself, before it takes the mailbox's write lock.  Not retained. */
     const void *cache;
     size_t cache_len;
+    /* The EMAILID to keep (store_copy sets it: RFC 8474 5.1, a copy has the
+     * original's); email_uid 0 = a new message, whose EMAILID is made from
+     * the target mailbox's id and its new UID. */
+    uint64_t email_mbox;
+    uint32_t email_uid;
+    uint32_t email_uv;
 } store_new_msg;
 
 /* An inclusive UID range; a set is an array of them (need not be sorted or
@@ -344,6 +350,37 @@ int store_snap_bytes(const store_snap *s, uint32_t uid, uint64_t off,
  * re-parsed into a buffer the snapshot owns. */
 int store_snap_cache(store_snap *s, uint32_t uid, store_cache *c);
 
+/* ---- object ids (RFC 8474) and save dates (RFC 8514) ----
+ * Kept in the message's log record, not in the index entry: reading them
+ * costs a look at the log (two small reads of the log mapping). */
+typedef struct store_msg_ext {
+    /* EMAILID: the mailbox id, UID and the mailbox's UIDVALIDITY the
+     * message was first saved under, carried by COPY and MOVE, compaction
+     * and repair; unique per user because mailbox ids and UIDs are never
+     * reused, and the UIDVALIDITY (time-based) keeps a user's store made
+     * again from nothing (ids from 1 again) from giving an old id to a new
+     * message. */
+    uint64_t email_mbox;
+    uint32_t email_uid;
+    uint32_t email_uv;
+    int64_t save_date;      /* saved into this mailbox at, seconds since the
+                               epoch; 0 = not known (saved by a version
+                               that did not record it) */
+} store_msg_ext;
+/* The message's ids and save date, live or expunged (as store_snap_bytes):
+ * 0, or -ENOENT (absent), -EBADMSG (a damaged entry or record). */
+int store_snap_msg_ext(const store_snap *s, uint32_t uid, store_msg_ext *out);
+
+/* Object ids as text: 1-255 of [A-Za-z0-9_-] (RFC 8474 8.1), starting with
+ * a letter that tells the kind (M: EMAILID, F: MAILBOXID).  Each fits in
+ * STORE_OBJECTID_MAX bytes with its NUL. */
+#define STORE_OBJECTID_MAX 48
+void store_emailid_format(const store_msg_ext *x, char *buf);
+/* 0 and the email_* fields of *out, or -EINVAL for anything
+ * store_emailid_format does not make (such an id matches no message). */
+int store_emailid_parse(const char *s, store_msg_ext *out);
+void store_mailboxid_format(uint64_t id, uint32_t uidvalidity, char *buf);
+
 /* ---- cursors ----
  * A cursor walks a snapshot's entries (live and expunged, in UID order) by
  * position, for listings: stepping to the next entry, or seeking to a UID
@@ -383,6 +420,8 @@ int store_cursor_msg(const store_cursor *c, store_msg *m);
 int store_cursor_cache(store_cursor *c, store_cache *out);
 int store_cursor_bytes(store_cursor *c, uint64_t off, size_t len, const char **ptr,
                        size_t *got);
+/* The entry's ids and save date, as store_snap_msg_ext. */
+int store_cursor_ext(store_cursor *c, store_msg_ext *out);
 
 /* Messages with modseq > since (changed flags or appended), in UID order.
  * It reads only the index blocks holding a modseq above `since` (a
@@ -459,6 +498,8 @@ typedef struct store_check_report {
     uint64_t leftovers;     /* files of dead compactions, rebuilds and
                                generations, removed (they are never data) */
     uint64_t history_runs;  /* runs of the expunge history (LOG_VANISHED) */
+    uint64_t legacy_messages; /* MESSAGE records of the older format: no
+                               EMAILID (one is derived) and no save date */
     bool repaired;
 } store_check_report;
 

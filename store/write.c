@@ -263,6 +263,32 @@ static size_t header_len(const char *p, size_t n)
     return n;
 }
 
+/* Before the first MESSAGE record with an extension goes into a log of
+ * version 1 or 2, raise its version (writer held).  The header is flushed
+ * first, whatever the fsync policy: a binary that knows only the older
+ * versions must find a version it refuses, never a record it would take
+ * for damage.  Once per log; new logs start at LOG_VERSION_EXT. */
+static int log_ext_ready(struct store_mbox *mb)
+{
+    struct gen *g = mb->gen;
+    if (g->log_ext)
+        return 0;
+    struct log_file_hdr lh;
+    int rc = store_log_hdr_read(g->log_fd, &lh);
+    if (rc < 0)
+        return rc;
+    if (lh.version != LOG_VERSION_EXT) {
+        lh.version = LOG_VERSION_EXT;
+        store_log_hdr_seal(&lh);
+        if ((rc = store_fs_pwrite_all(g->log_fd, &lh, sizeof lh, 0)) < 0)
+            return rc;
+        if (fdatasync(g->log_fd) < 0)
+            return mb->failed = -EIO;   /* as any failed flush (write.c top) */
+    }
+    g->log_ext = true;
+    return 0;
+}
+
 static int do_append(struct store_mbox *mb, struct wop *op)
 {
     struct idx_hdr *h = store_gen_hdr(mb->gen);
@@ -272,7 +298,12 @@ static int do_append(struct store_mbox *mb, struct wop *op)
     uint32_t uid = A_LOAD(&h->uidnext);
     uint64_t modseq = A_LOAD(&h->highestmodseq) + 1;
     size_t last = 0;
-    int rc = 0;
+    /* RFC 8514 3: the save date is "the current date and time at the
+     * moment the message is saved in the mailbox", however it came. */
+    int64_t now = time(NULL);
+    int rc = log_ext_ready(mb);
+    if (rc < 0)
+        goto out;
     for (size_t i = 0; i < op->n; i++) {
         const store_new_msg *m = &op->msgs[i];
         if (m->len > UINT32_MAX - 4096) {
@@ -294,9 +325,15 @@ static int do_append(struct store_mbox *mb, struct wop *op)
         lm.tz_min = m->tz_min;
         lm.size = (uint32_t)m->len;
         lm.hdr_len = (uint32_t)header_len(m->data, m->len);
+        lm.ext_len = sizeof(struct log_msg_ext);
+        struct log_msg_ext x = {.email_mbox = m->email_uid ? m->email_mbox : mb->id,
+                                .email_uid = m->email_uid ? m->email_uid : uid,
+                                .email_uv = m->email_uid ? m->email_uv : h->uidvalidity,
+                                .save_date = now};
         if ((rc = rec_begin(&b, &last)) < 0 ||
             (rc = store_buf_append(&b, &lm, sizeof lm)) < 0 ||
-            (rc = store_buf_append(&b, m->data, m->len)) < 0)
+            (rc = store_buf_append(&b, m->data, m->len)) < 0 ||
+            (rc = store_buf_append(&b, &x, sizeof x)) < 0)
             goto out;
         rec_end(&b, last, LOG_MESSAGE, LOGF_CONT);
         if (op->uids_out)
@@ -776,7 +813,7 @@ static int copy_batch_keywords(struct copy_batch *b, store_snap *s,
 }
 
 static int copy_batch_add(struct copy_batch *b, store_snap *s,
-                          const store_msg *m)
+                          const store_msg *m, bool same_user)
 {
     if (b->n == b->cap) {
         b->cap = b->cap ? b->cap * 2 : 16;
@@ -809,13 +846,24 @@ static int copy_batch_add(struct copy_batch *b, store_snap *s,
         b->msgs[b->n].cache = c.blob;
         b->msgs[b->n].cache_len = c.len;
     }
+    /* RFC 8474 5.1: "The server MUST return the same EMAILID as the
+     * source message for the matching destination message in the COPYUID
+     * pairing after a COPY or MOVE command".  Only within one user: ids
+     * are unique per user, and another user's store may hold the same
+     * triple (UIDVALIDITY may repeat across users) for another message. */
+    store_msg_ext x;
+    if (same_user && store_snap_msg_ext(s, m->uid, &x) == 0) {
+        b->msgs[b->n].email_mbox = x.email_mbox;
+        b->msgs[b->n].email_uid = x.email_uid;
+        b->msgs[b->n].email_uv = x.email_uv;
+    }
     b->srcv[b->n++] = m->uid;
     return 0;
 }
 
 /* Every live message of the set in the snapshot, in UID order. */
 static int copy_collect(store_snap *s, const store_range *set, size_t nset,
-                        struct copy_batch *b)
+                        bool same_user, struct copy_batch *b)
 {
     struct log_range *rs = NULL;
     size_t nrs = 0, nsorted = 0;
@@ -832,7 +880,7 @@ static int copy_collect(store_snap *s, const store_range *set, size_t nset,
             int live = store_snap_entry(s, p, &m);
             if (m.uid > rs[i].hi)
                 break;
-            if (live && (rc = copy_batch_add(b, s, &m)) < 0)
+            if (live && (rc = copy_batch_add(b, s, &m, same_user)) < 0)
                 goto out;
         }
     }
@@ -890,7 +938,7 @@ int store_copy(store_mbox *src, const store_range *set, size_t nset,
         return -ENOMEM;
     struct copy_batch b = {0};
     uint32_t *uids = NULL;
-    int rc = copy_collect(s, set, nset, &b);
+    int rc = copy_collect(s, set, nset, src->user == dst->user, &b);
     if (rc < 0 || b.n == 0)
         goto out;
     if (!(uids = malloc(b.n * sizeof *uids))) {

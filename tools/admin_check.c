@@ -50,8 +50,12 @@ static int check_one(store_user *u, const char *name, bool repair)
                (unsigned long long)rep.cache_stale,
                repair && r == 0 ? ", rebuilt" : ", --repair rebuilds them");
     if (!problems && r == 0) {
-        printf("%s: ok, %llu records, %u messages\n", name,
+        printf("%s: ok, %llu records, %u messages", name,
                (unsigned long long)rep.records, st.messages);
+        if (rep.legacy_messages)
+            printf(", %llu message records of the older format (no save date)",
+                   (unsigned long long)rep.legacy_messages);
+        printf("\n");
         return 0;
     }
     printf("%s: %s, %llu records, %u messages: %llu bad records, %llu torn bytes, "

@@ -49,13 +49,15 @@ static int parse_att(imap_fetch_req *r, const imap_arg *a, bool in_list, const c
         return -EINVAL;
     }
     const char *s = a->s;
-    enum { NMACRO_FIRST = 9 };      /* ALL, FAST and FULL follow */
+    enum { NMACRO_FIRST = 12 };     /* ALL, FAST and FULL follow */
     static const struct { const char *name; unsigned bits; } simple[] = {
         {"UID", IMAP_FETCH_UID}, {"FLAGS", IMAP_FETCH_FLAGS},
         {"INTERNALDATE", IMAP_FETCH_INTERNALDATE}, {"RFC822.SIZE", IMAP_FETCH_SIZE},
         {"ENVELOPE", IMAP_FETCH_ENVELOPE}, {"BODY", IMAP_FETCH_BODY},
         {"BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE}, {"MODSEQ", IMAP_FETCH_MODSEQ},
         {"PREVIEW", IMAP_FETCH_PREVIEW},
+        {"EMAILID", IMAP_FETCH_EMAILID}, {"THREADID", IMAP_FETCH_THREADID},
+        {"SAVEDATE", IMAP_FETCH_SAVEDATE},
         {"ALL", IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE |
                     IMAP_FETCH_ENVELOPE},
         {"FAST", IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_SIZE},
@@ -366,6 +368,43 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         imap_out_add(o, sp, strlen(sp));
         imap_out_lit(o, "RFC822.SIZE ");
         imap_out_uint(o, m.size);
+        sp = " ";
+    }
+    if (req->simple & (IMAP_FETCH_EMAILID | IMAP_FETCH_SAVEDATE)) {
+        store_msg_ext ext;
+        if (store_cursor_ext(&x->cur, &ext) < 0) {
+            o->len = start;     /* nothing of this response went out yet */
+            o->err = 0;
+            return -EIO;
+        }
+        if (req->simple & IMAP_FETCH_EMAILID) {
+            char id[STORE_OBJECTID_MAX];
+            store_emailid_format(&ext, id);
+            imap_out_add(o, sp, strlen(sp));
+            imap_out_printf(o, "EMAILID (%s)", id);
+            sp = " ";
+        }
+        if (req->simple & IMAP_FETCH_SAVEDATE) {
+            /* RFC 8514 4.2 gives NIL where "the underlying mailbox storage
+             * does not support the save date"; so for a message saved
+             * before the store kept save dates. */
+            imap_out_add(o, sp, strlen(sp));
+            imap_out_lit(o, "SAVEDATE ");
+            if (ext.save_date)
+                internaldate(o, ext.save_date, 0);
+            else
+                imap_out_lit(o, "NIL");
+            sp = " ";
+        }
+    }
+    if (req->simple & IMAP_FETCH_THREADID) {
+        /* RFC 8474 5.2: "THREADID is OPTIONAL; if the server doesn't
+         * support THREADID ... it MUST return NIL".  A THREADID "MUST NOT"
+         * change once reported and should be the same across mailboxes,
+         * which takes a per-user thread table kept at every save; without
+         * one, NIL is the exact answer. */
+        imap_out_add(o, sp, strlen(sp));
+        imap_out_lit(o, "THREADID NIL");
         sp = " ";
     }
     int result = 0;

@@ -32,6 +32,9 @@ enum {
     IMAP_FETCH_BODYSTRUCTURE = 1 << 6,
     IMAP_FETCH_MODSEQ = 1 << 7,         /* RFC 7162 3.1.4.2 */
     IMAP_FETCH_PREVIEW = 1 << 8,        /* RFC 8970 */
+    IMAP_FETCH_EMAILID = 1 << 9,        /* RFC 8474 5.3 */
+    IMAP_FETCH_THREADID = 1 << 10,
+    IMAP_FETCH_SAVEDATE = 1 << 11,      /* RFC 8514 4.2 */
 };
 
 /* Sections at least this long go out by reference when the caller offers

@@ -121,7 +121,7 @@ static bool bytes_ieq(const char *s, size_t n, const char *lit)
 
 typedef enum argkind {
     A_NONE, A_STRING, A_DATE, A_NUM, A_SET, A_KEYWORD, A_HEADER, A_NOT,
-    A_OR, A_MODSEQ, A_NEW, A_OLD, A_INTERVAL,
+    A_OR, A_MODSEQ, A_NEW, A_OLD, A_INTERVAL, A_OBJECTID,
 } argkind;
 
 static const struct keydef {
@@ -139,6 +139,7 @@ static const struct keydef {
     { "CC", SK_ENVELOPE, A_STRING, ENV_CC, false },
     { "DELETED", SK_FLAGS, A_NONE, STORE_F_DELETED, true },
     { "DRAFT", SK_FLAGS, A_NONE, STORE_F_DRAFT, true },
+    { "EMAILID", SK_EMAILID, A_OBJECTID, 0, false },
     { "FLAGGED", SK_FLAGS, A_NONE, STORE_F_FLAGGED, true },
     { "FROM", SK_ENVELOPE, A_STRING, ENV_FROM, false },
     { "HEADER", SK_HEADER, A_HEADER, 0, false },
@@ -152,6 +153,14 @@ static const struct keydef {
     { "ON", SK_ON, A_DATE, 0, false },
     { "OR", SK_OR, A_OR, 0, false },
     { "RECENT", SK_RECENT, A_NONE, 0, false },
+    /* RFC 8514 4.3: SAVEDATESUPPORTED "Matches all messages in the mailbox
+     * when the underlying storage of that mailbox supports the save date
+     * attribute": every mailbox of ours does (older messages without one
+     * are searched by their internal date, see search_eval.c). */
+    { "SAVEDATESUPPORTED", SK_ALL, A_NONE, 0, false },
+    { "SAVEDBEFORE", SK_SAVEDBEFORE, A_DATE, 0, false },
+    { "SAVEDON", SK_SAVEDON, A_DATE, 0, false },
+    { "SAVEDSINCE", SK_SAVEDSINCE, A_DATE, 0, false },
     { "SEEN", SK_FLAGS, A_NONE, STORE_F_SEEN, true },
     { "SENTBEFORE", SK_SENTBEFORE, A_DATE, 0, false },
     { "SENTON", SK_SENTON, A_DATE, 0, false },
@@ -160,6 +169,7 @@ static const struct keydef {
     { "SMALLER", SK_SMALLER, A_NUM, 0, false },
     { "SUBJECT", SK_ENVELOPE, A_STRING, ENV_SUBJECT, false },
     { "TEXT", SK_TEXT, A_STRING, 0, false },
+    { "THREADID", SK_NONE, A_OBJECTID, 0, false },
     { "TO", SK_ENVELOPE, A_STRING, ENV_TO, false },
     { "UID", SK_UIDSET, A_SET, 0, false },
     { "UNANSWERED", SK_FLAGS, A_NONE, STORE_F_ANSWERED, false },
@@ -301,10 +311,38 @@ static int key_date(pstate *ps, const struct keydef *kd, const imap_arg *a,
     (*i)++;
     bool sent = kd->kind == SK_SENTBEFORE || kd->kind == SK_SENTON ||
                 kd->kind == SK_SENTSINCE;
-    srch_node *nd = node_new(kd->kind, sent ? COST_CACHE : COST_INDEX);
+    bool saved = kd->kind == SK_SAVEDBEFORE || kd->kind == SK_SAVEDON ||
+                 kd->kind == SK_SAVEDSINCE;     /* read from the log */
+    srch_node *nd = node_new(kd->kind, sent || saved ? COST_CACHE : COST_INDEX);
     if (!nd)
         return -ENOMEM;
     nd->u.day = day;
+    *out = nd;
+    return 0;
+}
+
+/* EMAILID / THREADID objectid (RFC 8474 7: objectid = 1*255(ALPHA / DIGIT
+ * / "_" / "-")); anything else is a syntax error.  An EMAILID the store
+ * never made matches nothing (uid 0); so does every THREADID, since FETCH
+ * THREADID is NIL (RFC 8474 5.2: "a SEARCH for THREADID MUST NOT match
+ * any messages"). */
+static int key_objectid(pstate *ps, const struct keydef *kd, const imap_arg *a,
+                        size_t n, size_t *i, srch_node **out)
+{
+    if (*i >= n || (a[*i].type != IMAP_ARG_ATOM && a[*i].type != IMAP_ARG_STRING) ||
+        a[*i].len == 0 || a[*i].len > 255)
+        return fail(ps, -EINVAL, "object id expected");
+    const char *s = a[*i].s;
+    for (size_t k = 0; k < a[*i].len; k++)
+        if (!((s[k] >= 'a' && s[k] <= 'z') || (s[k] >= 'A' && s[k] <= 'Z') ||
+              (s[k] >= '0' && s[k] <= '9') || s[k] == '_' || s[k] == '-'))
+            return fail(ps, -EINVAL, "bad object id");
+    (*i)++;
+    srch_node *nd = node_new(kd->kind, kd->kind == SK_EMAILID ? COST_CACHE : COST_INDEX);
+    if (!nd)
+        return -ENOMEM;
+    if (kd->kind == SK_EMAILID && store_emailid_parse(s, &nd->u.emailid) < 0)
+        nd->u.emailid.email_uid = 0;
     *out = nd;
     return 0;
 }
@@ -531,6 +569,8 @@ static int parse_arg_key(pstate *ps, const struct keydef *kd,
         return key_header(ps, a, n, i, out);
     case A_DATE:
         return key_date(ps, kd, a, n, i, out);
+    case A_OBJECTID:
+        return key_objectid(ps, kd, a, n, i, out);
     case A_MODSEQ:
         return key_modseq(ps, a, n, i, out);
     case A_KEYWORD:

@@ -26,6 +26,8 @@ typedef struct ev {
     uint32_t seq, uid;
     store_msg m;
     int cache_st;           /* 0 not loaded, 1 loaded, -1 unavailable */
+    int ext_st;             /* the same for ext */
+    store_msg_ext ext;
     store_cache cache;
     store_envelope env;
     const char *msg;        /* whole message, when loaded */
@@ -129,6 +131,30 @@ static int64_t internal_day(const ev *e)
 }
 
 /* ---- lazily loaded message data ------------------------------------- */
+
+/* EMAILID and save date, from the message's log record. */
+static bool load_ext(ev *e)
+{
+    if (e->ext_st == 0) {
+        int rc = store_cursor_ext(&e->cur, &e->ext);
+        if (rc == -ENOMEM)
+            e->err = rc;
+        e->ext_st = rc == 0 ? 1 : -1;   /* else unreadable: no id, no date */
+    }
+    return e->ext_st == 1;
+}
+
+/* The save date's day, in the view's fixed zone if it has one, else UTC
+ * (a save date has no zone of its own).  RFC 8514 4.3: where the save date
+ * is not supported the SAVED* keys "MUST use the internal date attribute
+ * instead"; so for a message saved before the store kept save dates. */
+static int64_t saved_day(ev *e)
+{
+    if (!load_ext(e) || !e->ext.save_date)
+        return internal_day(e);
+    int zone = e->v->date_zone_fixed ? e->v->date_zone_min : 0;
+    return floor_div(e->ext.save_date + (int64_t)zone * 60, 86400);
+}
 
 static bool load_cache(ev *e)
 {
@@ -451,6 +477,19 @@ static bool eval(ev *e, const srch_node *n)
         return e->m.internal_date <= e->now - (int64_t)n->u.num;
     case SK_YOUNGER:
         return e->m.internal_date >= e->now - (int64_t)n->u.num;
+    case SK_SAVEDBEFORE:
+        return saved_day(e) < n->u.day;
+    case SK_SAVEDON:
+        return saved_day(e) == n->u.day;
+    case SK_SAVEDSINCE:
+        return saved_day(e) >= n->u.day;
+    case SK_EMAILID:
+        return n->u.emailid.email_uid && load_ext(e) &&
+               e->ext.email_uid == n->u.emailid.email_uid &&
+               e->ext.email_mbox == n->u.emailid.email_mbox &&
+               e->ext.email_uv == n->u.emailid.email_uv;
+    case SK_NONE:
+        return false;
     case SK_ENVELOPE:
         return match_envelope(e, n);
     case SK_HEADER:
@@ -529,7 +568,7 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
         e.seq = seq;
         e.uid = uid;
         e.m = cur;
-        e.cache_st = 0;
+        e.cache_st = e.ext_st = 0;
         e.have_msg = e.have_body = e.have_text = false;
         bool hit = eval(&e, p->root);
         if (e.err) {

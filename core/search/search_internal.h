@@ -34,6 +34,11 @@ typedef enum srch_kind {
     SK_HEADER,          /* u.str with name: raw header, every occurrence */
     SK_BODY,            /* u.str */
     SK_TEXT,            /* u.str */
+    SK_SAVEDBEFORE,     /* u.day: the save date's day (RFC 8514) */
+    SK_SAVEDON,
+    SK_SAVEDSINCE,
+    SK_EMAILID,         /* u.emailid (RFC 8474) */
+    SK_NONE,            /* matches nothing (THREADID: we give none) */
 } srch_kind;
 
 /* Envelope fields, in store_envelope's order. */
@@ -66,6 +71,7 @@ struct srch_node {
         } set;
         uint64_t num;
         int64_t day;                /* days since 1970-01-01 */
+        store_msg_ext emailid;      /* email_uid 0: not an id the store makes */
         struct {
             char *needle;           /* folded UTF-8, NUL-terminated */
             size_t len;

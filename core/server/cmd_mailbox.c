@@ -232,6 +232,22 @@ static void select_cont_free(void *arg)
     free(sc);
 }
 
+/* RFC 8474 4: the mailbox's MAILBOXID.  The store's mailbox id names the
+ * mailbox's files and is kept by RENAME, so "the same MAILBOXID for the
+ * source and destination when renaming"; RENAME INBOX gives INBOX a new
+ * id (RFC 3501 6.3.5: a new, empty INBOX) and the new name keeps INBOX's
+ * messages, UIDs and UIDVALIDITY, hence its MAILBOXID too. */
+static int mailboxid_of(session *s, const char *name, char *out)
+{
+    store_mailbox_info mi;
+    int rc = store_mailbox_get(s->su, name, &mi);
+    if (rc < 0)
+        return rc;
+    store_mailboxid_format(mi.id, mi.uidvalidity, out);
+    free(mi.name);
+    return 0;
+}
+
 /* The untagged responses of every SELECT/EXAMINE. */
 static void select_head(session *s, select_cont *sc)
 {
@@ -264,6 +280,11 @@ static void select_head(session *s, select_cont *sc)
     if (s->condstore)
         imap_out_printf(&s->out, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
                         (unsigned long long)s->modseq_seen);
+    /* RFC 8474 4.2: "MUST return an untagged OK response with the
+     * MAILBOXID response code on all successful SELECT and EXAMINE". */
+    char mid[STORE_OBJECTID_MAX];
+    if (mailboxid_of(s, s->mbname, mid) == 0)
+        imap_out_printf(&s->out, "* OK [MAILBOXID (%s)] Ok\r\n", mid);
     if (s->rev2) {
         imap_out_printf(&s->out, "* LIST () \"%c\" ", store_user_separator(s->su));
         sess_mbox_to_client(s, &s->out, s->mbname);
@@ -691,9 +712,14 @@ void cmd_create(imap_cmd *c)
     if (n > 1 && name[n - 1] == sep)    /* "foo/" creates "foo" (RFC 3501) */
         name[n - 1] = '\0';
     int rc = store_mailbox_create(s->su, name, special);
+    char mid[STORE_OBJECTID_MAX];
     if (rc < 0)
         sess_store_error(s, tag, rc, "create");
-    else
+    else if (mailboxid_of(s, name, mid) == 0)
+        /* RFC 8474 4.1: "MUST include the MAILBOXID response code in the
+         * tagged OK response to all successful CREATE commands". */
+        sess_tagged(s, tag, "OK", "[MAILBOXID (%s)] CREATE completed", mid);
+    else    /* removed again by another session meanwhile */
         sess_tagged(s, tag, "OK", "CREATE completed");
     free(name);
 }
@@ -789,13 +815,13 @@ void cmd_unsubscribe(imap_cmd *c)
 
 enum { ST_MESSAGES = 1, ST_UIDNEXT = 2, ST_UIDVALIDITY = 4, ST_UNSEEN = 8,
        ST_RECENT = 16, ST_SIZE = 32, ST_DELETED = 64, ST_HIGHESTMODSEQ = 128,
-       ST_DELETED_STORAGE = 256 };
+       ST_DELETED_STORAGE = 256, ST_MAILBOXID = 512 };
 
 static int status_items(const imap_arg *l, unsigned *items)
 {
     static const char *const names[] = {"MESSAGES", "UIDNEXT", "UIDVALIDITY",
                                         "UNSEEN", "RECENT", "SIZE", "DELETED",
-                                        "HIGHESTMODSEQ", "DELETED-STORAGE"};
+                                        "HIGHESTMODSEQ", "DELETED-STORAGE", "MAILBOXID"};
     *items = 0;
     if (l->type != IMAP_ARG_LIST || !l->nlist)
         return -EINVAL;
@@ -848,8 +874,13 @@ static int status_line(session *s, const char *name, unsigned items)
         imap_out_printf(&s->out, "%sHIGHESTMODSEQ %llu", sp, (unsigned long long)st.highestmodseq);
         sp = " ";
     }
-    if (items & ST_DELETED_STORAGE)
+    if (items & ST_DELETED_STORAGE) {
         status_deleted_storage(s, name, sp);
+        sp = " ";
+    }
+    char mid[STORE_OBJECTID_MAX];
+    if ((items & ST_MAILBOXID) && mailboxid_of(s, name, mid) == 0)
+        imap_out_printf(&s->out, "%sMAILBOXID (%s)", sp, mid);     /* RFC 8474 4.3 */
     imap_out_printf(&s->out, ")\r\n");
     return 0;
 }

@@ -89,6 +89,7 @@ void sess_capabilities(session *s, imap_out *o)
                        "STATUS=SIZE BINARY UTF8=ACCEPT MULTIAPPEND SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
                        "ESORT PARTIAL WITHIN CONTEXT=SEARCH CONTEXT=SORT "
                        "APPENDLIMIT=%zu", s->srv->limits.max_literal);
+    imap_out_printf(o, " OBJECTID SAVEDATE");     /* RFC 8474, RFC 8514 */
     if (s->state != ST_NOAUTH && s->state != ST_LOGOUT)
         imap_out_printf(o, " COMPRESS=DEFLATE");
     imap_out_printf(o, " PREVIEW");    /* RFC 8970; core/fetch/preview.c */

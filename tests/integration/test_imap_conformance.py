@@ -40,6 +40,10 @@ Areas:
   on cleartext and inside TLS.
 - QUOTA (RFC 9208 4, 7): GETQUOTA, GETQUOTAROOT, SETQUOTA without QUOTASET,
   STATUS DELETED and DELETED-STORAGE, and bad syntax of each.
+- OBJECTID (RFC 8474) and SAVEDATE (RFC 8514): MAILBOXID in CREATE,
+  SELECT/EXAMINE and STATUS, FETCH EMAILID/THREADID/SAVEDATE, their SEARCH
+  keys, against section 7 and section 5 of the RFCs, and bad syntax of each
+  (stability: test_imap_objectid.py).
 
 Runs once per io backend."""
 
@@ -958,7 +962,7 @@ class Extensions(Base):
                  "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH",
                  "SEARCHRES", "STATUS=SIZE", "BINARY", "UTF8=ACCEPT", "MULTIAPPEND",
                  "CONDSTORE", "QRESYNC", "COMPRESS=DEFLATE", "QUOTA", "QUOTA=RES-STORAGE",
-                 "QUOTA=RES-MESSAGE"}
+                 "QUOTA=RES-MESSAGE", "OBJECTID", "SAVEDATE"}
         # SORT and THREAD (RFC 5256, RFC 5957): tests/integration/test_imap_sort.py
         elsewhere = {"SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
                      # ESORT, PARTIAL, WITHIN: tests/integration/test_imap_esearch.py
@@ -2223,8 +2227,81 @@ class Quota(Base):
             self.conns.remove(c)
 
 
+# OBJECTID (RFC 8474 4-7) and SAVEDATE (RFC 8514 4-5).  A row: (state,
+# command, status, code, pattern): state "auth" or "sel" (INBOX selected,
+# one message); pattern, where given, must match one untagged response (or
+# the tagged one's code, for CREATE).
+OBJID = r"[A-Za-z0-9_-]{1,255}"     # 7: objectid = 1*255(ALPHA / DIGIT / "_" / "-")
+DATE_TIME = r'"[ 0-9]\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"'
+OBJECTID_ROWS = [
+    # 4.1: "MUST include the MAILBOXID response code in the tagged OK
+    # response to all successful CREATE commands"
+    ("auth", "CREATE objid-box", "OK", "MAILBOXID", r"MAILBOXID \(%s\)$" % OBJID),
+    # 4.2: "an untagged OK response with the MAILBOXID response code on all
+    # successful SELECT and EXAMINE commands"
+    ("auth", "SELECT INBOX", "OK", "READ-WRITE", r"\* OK \[MAILBOXID \(%s\)\] " % OBJID),
+    ("auth", "EXAMINE INBOX", "OK", "READ-ONLY", r"\* OK \[MAILBOXID \(%s\)\] " % OBJID),
+    # 4.3: status-att-val =/ "MAILBOXID" SP "(" objectid ")"
+    ("auth", "STATUS INBOX (MAILBOXID)", "OK", None,
+     r'\* STATUS "?INBOX"? \(MAILBOXID \(%s\)\)$' % OBJID),
+    ("auth", "STATUS INBOX (mailboxid MESSAGES)", "OK", None,
+     r"\(MAILBOXID \(%s\) MESSAGES 1\)$|\(MESSAGES 1 MAILBOXID \(%s\)\)$" % (OBJID, OBJID)),
+    ("auth", "STATUS INBOX (MAILBOXIDS)", "BAD", None, None),
+    ("auth", "STATUS INBOX MAILBOXID", "BAD", None, None),
+    # 5.3: fetch-emailid-resp, fetch-threadid-resp = "THREADID" SP
+    # ( "(" objectid ")" / nil ); NIL where THREADID is not supported
+    ("sel", "FETCH 1 (EMAILID THREADID)", "OK", None,
+     r"\* 1 FETCH \(EMAILID \(%s\) THREADID (\(%s\)|NIL)\)$" % (OBJID, OBJID)),
+    ("sel", "UID FETCH 1:* emailid", "OK", None, r"\* 1 FETCH \(UID \d+ EMAILID \(%s\)\)$" % OBJID),
+    ("sel", "FETCH 1 THREADID", "OK", None, r"\* 1 FETCH \(THREADID (\(%s\)|NIL)\)$" % OBJID),
+    ("sel", "FETCH 1 EMAILID.PEEK", "BAD", None, None),
+    ("auth", "FETCH 1 EMAILID", "BAD", None, None),
+    # 6: search-key =/ "EMAILID" SP objectid / "THREADID" SP objectid
+    ("sel", "SEARCH EMAILID M0_1", "OK", None, r"\* SEARCH$"),
+    ("sel", "SEARCH EMAILID x-y_z", "OK", None, r"\* SEARCH$"),
+    # 5.2: without THREADID support "a SEARCH for THREADID MUST NOT match"
+    ("sel", "SEARCH THREADID T1", "OK", None, r"\* SEARCH$"),
+    ("sel", "SEARCH NOT THREADID T1", "OK", None, r"\* SEARCH 1$"),
+    ("sel", "SEARCH EMAILID", "BAD", None, None),
+    ("sel", 'SEARCH EMAILID "a b"', "BAD", None, None),
+    ("sel", "SEARCH EMAILID a.b", "BAD", None, None),
+    ("sel", "SEARCH EMAILID " + "a" * 256, "BAD", None, None),
+    ("sel", "SEARCH THREADID", "BAD", None, None),
+    # RFC 8514 4.2, 5: msg-att-static =/ "SAVEDATE" SP (date-time / nil)
+    ("sel", "FETCH 1 SAVEDATE", "OK", None, r"\* 1 FETCH \(SAVEDATE (%s|NIL)\)$" % DATE_TIME),
+    ("sel", "fetch 1 (savedate uid)", "OK", None,
+     r"\* 1 FETCH \(UID \d+ SAVEDATE (%s|NIL)\)$" % DATE_TIME),
+    # 4.3: search-key =/ "SAVEDBEFORE" SP date / "SAVEDON" SP date /
+    # "SAVEDSINCE" SP date / "SAVEDATESUPPORTED"
+    ("sel", "SEARCH SAVEDBEFORE 1-Jan-2000", "OK", None, r"\* SEARCH$"),
+    ("sel", "SEARCH SAVEDON 1-Jan-2000", "OK", None, r"\* SEARCH$"),
+    ("sel", 'SEARCH SAVEDSINCE "01-Jan-2000"', "OK", None, r"\* SEARCH 1$"),
+    ("sel", "SEARCH SAVEDATESUPPORTED", "OK", None, r"\* SEARCH 1$"),
+    ("sel", "SEARCH SAVEDON", "BAD", None, None),
+    ("sel", "SEARCH SAVEDON 1-Foo-2000", "BAD", None, None),
+    ("sel", "SEARCH SAVEDATESUPPORTED 1-Jan-2000", "BAD", None, None),
+]
+
+
+class ObjectId(Base):
+
+    def test_objectid_rows(self):
+        c0 = self.login()
+        self.check(c0.append("INBOX", msg()), "OK")
+        for state, cmd, status, code, pat in OBJECTID_ROWS:
+            c = self.login(select="INBOX") if state == "sel" else self.login()
+            r = self.check(c.cmd(cmd), status, code, what="%s (%s)" % (cmd, state))
+            if pat:
+                lines = [u.raw.decode() for u in r.untagged] + [r.code or ""]
+                self.assertTrue(any(re.search(pat, x) for x in lines),
+                                "%s: no response matches %s\n%s" % (cmd, pat, r.describe()))
+            self.assertEqual(response_problems(c.transcript), [], cmd)
+            c.close()
+            self.conns.remove(c)
+
+
 rs.parametrize(globals(), Names, Nil, Literals, SeqSets, ArgCounts, Grammar, RenameInbox, Choices, Continuations,
-               Extensions, Condstore, Qresync, Compress, Quota)
+               Extensions, Condstore, Qresync, Compress, Quota, ObjectId)
 
 if __name__ == "__main__":
     rs.main()

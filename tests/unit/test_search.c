@@ -744,6 +744,73 @@ static void test_dates(void)
     fixture_close(&f);
 }
 
+/* RFC 8514 SAVED* (the save date: the time of the append, now, not the
+ * internal dates of 2024) and RFC 8474 EMAILID / THREADID. */
+static void test_objectid_savedate(void)
+{
+    fixture f;
+    REQUIRE_OK(fixture_open(&f, "search-objid"));
+    store_snap *snap = store_snap_get(f.mb);
+    REQUIRE(snap);
+    imap_search_view v = full_view(&f, snap);
+    store_msg_ext x;
+    REQUIRE_OK(store_snap_msg_ext(snap, f.uids[2], &x));
+    time_t now = (time_t)x.save_date;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char today[32], tomorrow[32], q[512];
+    snprintf(today, sizeof today, "%d-%s-%d", tm.tm_mday, store_month_abbr(tm.tm_mon),
+             tm.tm_year + 1900);
+    time_t t2 = now + 86400;
+    gmtime_r(&t2, &tm);
+    snprintf(tomorrow, sizeof tomorrow, "%d-%s-%d", tm.tm_mday, store_month_abbr(tm.tm_mon),
+             tm.tm_year + 1900);
+    v.date_zone_fixed = true;       /* UTC, as the save date's own day */
+    v.date_zone_min = 0;
+    snprintf(q, sizeof q, "SAVEDON %s", today);
+    CHECK_STR(S(q), "1,2,3,4,5,6");
+    snprintf(q, sizeof q, "SAVEDBEFORE %s", today);
+    CHECK_STR(S(q), "");
+    snprintf(q, sizeof q, "SAVEDSINCE %s", tomorrow);
+    CHECK_STR(S(q), "");
+    snprintf(q, sizeof q, "SAVEDBEFORE %s", tomorrow);
+    CHECK_STR(S(q), "1,2,3,4,5,6");
+    CHECK_STR(S("SAVEDSINCE 1-Jan-2025 NOT SINCE 1-Jan-2025"), "1,2,3,4,5,6");
+    CHECK_STR(S("SAVEDATESUPPORTED"), "1,2,3,4,5,6");
+    CHECK_STR(S("NOT SAVEDATESUPPORTED"), "");
+    char id[STORE_OBJECTID_MAX];
+    store_emailid_format(&x, id);
+    snprintf(q, sizeof q, "EMAILID %s", id);
+    CHECK_STR(S(q), "3");
+    snprintf(q, sizeof q, "OR EMAILID %s FLAGGED", id);
+    CHECK_STR(S(q), "2,3");
+    CHECK_STR(S("EMAILID M0_3"), "");
+    x.email_uv++;                   /* the same mailbox id and UID, another store */
+    store_emailid_format(&x, id);
+    snprintf(q, sizeof q, "EMAILID %s", id);
+    CHECK_STR(S(q), "");
+    CHECK_STR(S("EMAILID x"), "");
+    CHECK_STR(S("THREADID T1"), "");
+    CHECK_STR(S("NOT THREADID T1"), "1,2,3,4,5,6");
+    CHECK_EQ(parse_rc("EMAILID"), -EINVAL);
+    CHECK_EQ(parse_rc("EMAILID a.b"), -EINVAL);
+    CHECK_EQ(parse_rc("EMAILID \"\""), -EINVAL);
+    CHECK_EQ(parse_rc("THREADID"), -EINVAL);
+    CHECK_EQ(parse_rc("SAVEDON"), -EINVAL);
+    CHECK_EQ(parse_rc("SAVEDON 1-Foo-2024"), -EINVAL);
+    CHECK_EQ(parse_rc("saveddatesupported"), -EINVAL);
+    CHECK_EQ(parse_rc("savedatesupported"), 0);
+    char big[300];
+    memset(big, 'a', 256);
+    big[256] = '\0';
+    snprintf(q, sizeof q, "EMAILID %.255s", big);     /* 7: 1*255 */
+    CHECK_EQ(parse_rc(q), 0);
+    snprintf(q, sizeof q, "EMAILID %s", big);
+    CHECK_EQ(parse_rc(q), -EINVAL);
+    store_snap_put(snap);
+    fixture_close(&f);
+}
+
 static void test_headers(void)
 {
     fixture f;
@@ -1436,6 +1503,7 @@ int main(void)
     RUN(test_freeze);
     RUN(test_flags_sizes);
     RUN(test_dates);
+    RUN(test_objectid_savedate);
     RUN(test_headers);
     RUN(test_body_text);
     RUN(test_logic);

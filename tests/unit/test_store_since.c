@@ -358,7 +358,7 @@ static void make_legacy(const char *dir)
     fclose(f);
     struct log_file_hdr lh;
     memcpy(&lh, b, sizeof lh);
-    CHECK_EQ(lh.version, LOG_VERSION_HIST);
+    CHECK_EQ(lh.version, LOG_VERSION_EXT);
     lh.version = FMT_VERSION;
     store_log_hdr_seal(&lh);
     memcpy(o, &lh, sizeof lh);
