@@ -49,6 +49,9 @@ DIFFERENCES = {
         "RFC 5256 3: \"The US-ASCII and [UTF-8] charsets MUST be implemented.  All other "
         "charsets are optional.\"  We answer NO [BADCHARSET (UTF-8 US-ASCII)] as SEARCH "
         "does (core/server/cmd_sort.c)",
+    "SELECT INBOX":
+        "RFC 8474 4.2: with OBJECTID, SELECT answers \"* OK [MAILBOXID (...)]\"; "
+        "Dovecot 2.3 has no OBJECTID",
     # A message without a Date: header, or with one that cannot be parsed:
     # Dovecot takes its sent date for 1970, we take its INTERNALDATE.
     "SEARCH SENTBEFORE 2-Jan-2024": SENT_WHY,
