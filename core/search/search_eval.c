@@ -12,6 +12,7 @@
 #include "core/search/search_internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -349,6 +350,8 @@ static bool match_body(ev *e, const srch_node *n)
 {
     if (n->u.str.len == 0)
         return true;
+    if (n->u.str.ixq && !sindex_maybe(n->u.str.ixq, e->uid))
+        return false;
     if (!e->have_body) {
         int rc = build_body(e);
         if (rc < 0) {
@@ -364,6 +367,9 @@ static bool match_text(ev *e, const srch_node *n)
 {
     if (n->u.str.len == 0)
         return true;
+    /* the index holds the header text's trigrams too */
+    if (n->u.str.ixq && !sindex_maybe(n->u.str.ixq, e->uid))
+        return false;
     if (!e->have_text) {
         int rc = build_text(e);
         if (rc < 0) {
@@ -457,6 +463,67 @@ static bool eval(ev *e, const srch_node *n)
     return false;
 }
 
+/* ---- the search index --------------------------------------------------- */
+
+static atomic_bool index_on = true;
+
+void imap_search_set_index(bool on)
+{
+    atomic_store(&index_on, on);
+}
+
+/* Give every BODY/TEXT key the index can narrow its query. */
+static bool attach_queries(srch_node *n, sindex *x)
+{
+    bool any = false;
+    for (size_t i = 0; i < n->nkids; i++)
+        any |= attach_queries(n->kids[i], x);
+    if ((n->kind == SK_BODY || n->kind == SK_TEXT) && !n->u.str.ixq && x)
+        n->u.str.ixq = sindex_query(x, n->u.str.needle, n->u.str.len);
+    return any || ((n->kind == SK_BODY || n->kind == SK_TEXT) && n->u.str.ixq);
+}
+
+static bool wants_index(const srch_node *n)
+{
+    for (size_t i = 0; i < n->nkids; i++)
+        if (wants_index(n->kids[i]))
+            return true;
+    return (n->kind == SK_BODY || n->kind == SK_TEXT) && n->u.str.len >= 3;
+}
+
+/* The first run of a program with a BODY/TEXT key opens the mailbox's
+ * index (segments are true for ever, so later runs over other snapshots
+ * of the same mailbox may use it too). */
+static void index_attach(imap_search_prog *p, const imap_search_view *v)
+{
+    p->ix_tried = true;
+    if (!atomic_load(&index_on) || !wants_index(p->root))
+        return;
+    p->ix = sindex_open(store_snap_dir(v->snap), store_snap_uidvalidity(v->snap), true);
+    if (p->ix && !attach_queries(p->root, p->ix)) {
+        sindex_close(p->ix);
+        p->ix = NULL;
+    }
+}
+
+/* Index the current message: its body and text, built here once and then
+ * used by the evaluation too.  A message whose text cannot be built is
+ * left out (it stays scanned); so is everything if the index fails. */
+static void index_message(ev *e, sindex *x)
+{
+    if (!load_cache(e) || !load_msg(e))
+        return;
+    int rc = build_body(e);
+    if (rc < 0)
+        return;     /* the evaluation meets it again if it needs it */
+    e->have_body = true;
+    if ((rc = build_text(e)) < 0)
+        return;
+    e->have_text = true;
+    if (sindex_doc(x, e->uid) == 0 && sindex_add(x, e->body.data, e->body.len) == 0)
+        (void)sindex_add(x, e->text.data, e->text.len);
+}
+
 /* ---- the walk ---------------------------------------------------------- */
 
 static int res_add(imap_search_result *r, bool modseqs, uint32_t seq,
@@ -503,6 +570,8 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
     int rc = prepare(p->root, v);
     if (rc < 0)
         return rc;
+    if (!p->ix_tried)
+        index_attach(p, v);
     /* modseqs is all-or-nothing over the result */
     if (p->uses_modseq && !res->modseqs) {
         if (res->n)
@@ -525,6 +594,8 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
         e.m = cur;
         e.cache_st = 0;
         e.have_msg = e.have_body = e.have_text = false;
+        if (p->ix && sindex_wants(p->ix, uid))
+            index_message(&e, p->ix);
         bool hit = eval(&e, p->root);
         if (e.err) {
             rc = e.err;
@@ -533,6 +604,9 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
         if (hit && (rc = res_add(res, p->uses_modseq, seq, uid, cur.modseq)))
             break;
     }
+    /* the walk is over: write what was indexed */
+    if (p->ix && rc == 0 && last == v->count)
+        (void)sindex_flush(p->ix);
     free(e.body.data);
     free(e.text.data);
     free(e.tmp.data);

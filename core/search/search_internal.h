@@ -6,6 +6,7 @@
 #define RINGMAIL_CORE_SEARCH_INTERNAL_H
 
 #include "core/search/search.h"
+#include "core/search/sindex.h"
 
 typedef enum srch_kind {
     SK_ALL,
@@ -69,6 +70,8 @@ struct srch_node {
             char *name;             /* SK_HEADER: field name */
             size_t name_len;
             int field;              /* SK_ENVELOPE: ENV_* */
+            sindex_q *ixq;          /* SK_BODY/SK_TEXT: the index's
+                                       candidates (NULL: scan) */
         } str;
     } u;
     srch_node **kids;
@@ -80,6 +83,8 @@ struct imap_search_prog {
     bool has_return;
     unsigned ret;
     bool uses_modseq, uses_saved;
+    sindex *ix;             /* the search index, opened at the first run */
+    bool ix_tried;
 };
 
 /* ---- text (search_fold.c, search_date.c) ------------------------------ */

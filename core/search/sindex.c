@@ -1,0 +1,992 @@
+/* core/search/sindex.c — the search index: trigram posting lists per
+ * mailbox, narrowing BODY and TEXT to candidate messages.
+ *
+ * Why trigrams.  SEARCH BODY/TEXT is a substring match (search.h): the
+ * needle may start and end inside words, so a word index would miss
+ * matches or need the whole text anyway.  A trigram index keeps substring
+ * semantics exactly: if the needle occurs in a message's text, every run of
+ * three consecutive bytes of the needle occurs in it too, so the messages
+ * holding all the needle's trigrams are a superset of the matches.  The
+ * evaluator then checks each candidate as it always does, so every answer
+ * is the scan's answer; the index only skips messages that cannot match.
+ * Needles shorter than three bytes (and any with a NUL byte, which the
+ * index leaves out) get no narrowing: the scan.
+ *
+ * What the trigrams are taken from.  Exactly the bytes the evaluator
+ * searches: search_eval.c builds the decoded (RFC 2047 words, transfer
+ * encodings, charsets to UTF-8), case-folded (srch_fold) text of the body
+ * and of the headers, and hands those same buffers to sindex_add; the
+ * needle is folded by the same srch_fold.  Trigrams are of bytes of that
+ * folded UTF-8, not of characters: a multibyte character spreads over
+ * several trigrams, all of which a matching text has too, so no folding
+ * beyond the evaluator's is needed and none is allowed (folding more here,
+ * e.g. accents, would only add candidates; folding less would lose
+ * matches).  Body and header text go into one set per message: BODY gets
+ * the candidates of TEXT, a few more to check, one set to store.
+ * Trigrams holding a NUL byte are left out (the evaluator separates parts
+ * with NUL; an IMAP string has none).
+ *
+ * Files, in the mailbox directory beside the store's: `sindex.<lo>.<hi>`,
+ * immutable segments, each indexing some messages with UIDs in [lo, hi];
+ * `sindex.lock`, flock()ed by the one builder; `sindex-new.*`, a segment
+ * being written (renamed into place when complete; a builder removes stale
+ * ones).  Segments never overlap; one that does (a crash between a merge's
+ * rename and its unlink) is ignored.  The store removes them with the
+ * directory.  Layout of a segment (little-endian, as the store's files):
+ *
+ *   header (64 bytes): "RMSIDX\0\1", u32 version 1, u32 header size 64,
+ *     u32 uidvalidity, u32 lo, u32 hi, u32 ndocs, u32 nterms, u32 docs_len,
+ *     u64 post_len, u32 docs_crc, 16 bytes zero, u32 CRC32C of bytes 0..59
+ *   docs: the UIDs indexed, ascending, as varint deltas (docs_len bytes)
+ *   table: nterms entries of 32 bytes sorted by trigram: u32 trigram
+ *     (b0 << 16 | b1 << 8 | b2), u32 count, u64 offset into the postings,
+ *     u32 length, u32 CRC32C of the list, u32 the entry's position, u32
+ *     CRC32C of the entry's first 28 bytes
+ *   postings: per trigram, its messages' UIDs ascending as varint deltas
+ *
+ * Trust.  A damaged index must never give a wrong answer, and a wrong
+ * answer here is a missing candidate.  So: the header's CRC, the file's
+ * size against the header's sizes, the docs' CRC and uidvalidity are
+ * checked when a segment is first used; every table entry the binary
+ * search touches is checked (its CRC includes its position, so entries
+ * moved by damage fail too); every posting list is checked before use,
+ * and its UIDs must ascend within [lo, hi] and number count.  Anything
+ * that fails makes the segment "damaged": its messages are scanned, and a
+ * builder removes the file so that the next search rebuilds it.  A
+ * message that a segment's range holds but its docs do not (not readable
+ * when it was built, or an expunged message another snapshot still shows)
+ * is scanned too: only a UID in docs whose text lacks a trigram is skipped.
+ * Segments are not fsynced: a crash may leave a torn file, which fails
+ * these checks and is rebuilt.
+ *
+ * Updates.  Messages never change and UIDs are never reused, so a segment
+ * stays true for ever: appends need no work here (new messages are in no
+ * segment: they are scanned, and indexed by the next body search that
+ * walks over them); expunged messages' UIDs stay in the lists and only
+ * cost a lookup in the view (compaction keeps UIDs, so it needs no work
+ * either).  A small last segment is merged with the new messages when the
+ * next one is written, so searches after single appends do not pile up
+ * tiny files.  Building is done by the searches themselves, over the
+ * messages they walk, a segment at a time (at most SINDEX_MAX_PAIRS
+ * postings, SINDEX_MAX_DOCS messages), so it runs in the command's slices. */
+#include "core/search/sindex.h"
+#include "store/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SINDEX_MAGIC "RMSIDX\0\1"
+#define SINDEX_VERSION 1u
+#define SINDEX_HDR 64u
+#define SINDEX_ENTRY 32u
+#define SINDEX_MAX_PAIRS (1u << 20)     /* postings per segment while building */
+#define SINDEX_MAX_DOCS 65536u
+#define SINDEX_ABSORB_BYTES (512u << 10) /* a smaller last segment is merged */
+
+/* ---- little-endian helpers ------------------------------------------ */
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+static size_t put_varint(uint8_t *p, uint32_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+/* Returns bytes read, 0 on a truncated or overlong varint. */
+static size_t get_varint(const uint8_t *p, const uint8_t *end, uint32_t *v)
+{
+    uint32_t r = 0;
+    for (size_t i = 0; i < 5 && p + i < end; i++) {
+        r |= (uint32_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            if (i == 4 && p[i] > 0x0f)
+                return 0;
+            *v = r;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Decode count ascending UIDs in [lo, hi] from [p, p + len).  Returns 0 or
+ * -EBADMSG. */
+static int decode_list(const uint8_t *p, size_t len, uint32_t count, uint32_t lo,
+                       uint32_t hi, uint32_t *out)
+{
+    const uint8_t *end = p + len;
+    uint32_t prev = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t d;
+        size_t k = get_varint(p, end, &d);
+        if (!k || (i && !d) || d > UINT32_MAX - prev)
+            return -EBADMSG;
+        p += k;
+        prev += d;
+        if (prev < lo || prev > hi)
+            return -EBADMSG;
+        out[i] = prev;
+    }
+    return p == end ? 0 : -EBADMSG;
+}
+
+/* ---- segments ------------------------------------------------------- */
+
+typedef struct seg {
+    uint32_t lo, hi;
+    char name[48];
+    int state;              /* 0 not loaded, 1 usable, -1 damaged */
+    uint8_t *map;
+    size_t len;
+    uint64_t fsize;
+    uint32_t *docs;
+    uint32_t ndocs, nterms;
+    const uint8_t *table, *post;
+    uint64_t post_len;
+} seg;
+
+struct sindex {
+    char *dir;
+    uint32_t uidvalidity;
+    seg *segs;              /* sorted by lo, disjoint */
+    size_t nsegs;
+    int lock_fd;            /* >= 0: the builder */
+    sindex_stats st;
+
+    /* building */
+    bool building;          /* false once a builder step failed */
+    uint32_t last_uid;      /* highest UID started */
+    uint32_t *bdocs;
+    size_t nbdocs, capbdocs;
+    uint64_t *pairs;        /* trigram << 32 | uid, in the order added */
+    size_t npairs, cappairs;
+    struct dslot { uint32_t key1, doc; } *dset;   /* this message's trigrams */
+    uint32_t dcap, dn;
+    size_t doc_start;       /* its first pair */
+    uint32_t limit_lo;      /* lo of the next segment above the pending
+                               messages: they must stay below it */
+    seg *absorbed;          /* merged into the pending messages */
+    bool flushed;           /* wrote a segment: the listing's last one may
+                               be gone (absorbed), absorb no more */
+};
+
+struct sindex_q {
+    sindex *x;
+    uint32_t *tri;
+    size_t ntri;
+    size_t cur;             /* segment of the cached candidates, or SIZE_MAX */
+    uint32_t *cand;
+    size_t ncand, pos;
+    bool cand_ok;           /* cand is usable for segs[cur] */
+};
+
+static void seg_unload(seg *s)
+{
+    if (s->map)
+        munmap(s->map, s->len);
+    free(s->docs);
+    s->map = NULL;
+    s->docs = NULL;
+}
+
+static int seg_path(const sindex *x, const char *name, char *p, size_t n)
+{
+    return (size_t)snprintf(p, n, "%s/%s", x->dir, name) < n ? 0 : -ENAMETOOLONG;
+}
+
+/* Map and check a segment (see "Trust" above).  Returns 0 or -errno. */
+static int seg_load(sindex *x, seg *s)
+{
+    if (s->state)
+        return s->state > 0 ? 0 : -EBADMSG;
+    char path[PATH_MAX];
+    int rc = seg_path(x, s->name, path, sizeof path);
+    int fd = rc ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    struct stat stt;
+    if (fd < 0 || fstat(fd, &stt) < 0 || stt.st_size < (off_t)SINDEX_HDR) {
+        rc = fd < 0 ? -errno : -EBADMSG;
+        goto bad;
+    }
+    s->len = (size_t)stt.st_size;
+    s->fsize = (uint64_t)stt.st_size;
+    s->map = mmap(NULL, s->len, PROT_READ, MAP_SHARED, fd, 0);
+    if (s->map == MAP_FAILED) {
+        s->map = NULL;
+        rc = -errno;
+        goto bad;
+    }
+    close(fd);
+    fd = -1;
+    const uint8_t *h = s->map;
+    rc = -EBADMSG;
+    if (memcmp(h, SINDEX_MAGIC, 8) || get32(h + 8) != SINDEX_VERSION ||
+        get32(h + 12) != SINDEX_HDR || get32(h + 60) != store_crc32c(0, h, 60) ||
+        get32(h + 16) != x->uidvalidity || get32(h + 20) != s->lo ||
+        get32(h + 24) != s->hi)
+        goto bad;
+    s->ndocs = get32(h + 28);
+    s->nterms = get32(h + 32);
+    uint32_t docs_len = get32(h + 36);
+    s->post_len = get64(h + 40);
+    if ((uint64_t)SINDEX_HDR + docs_len + (uint64_t)s->nterms * SINDEX_ENTRY +
+        s->post_len != s->fsize || !s->ndocs || s->ndocs > s->hi - s->lo + 1)
+        goto bad;
+    const uint8_t *docs = h + SINDEX_HDR;
+    if (get32(h + 48) != store_crc32c(0, docs, docs_len))
+        goto bad;
+    if (!(s->docs = malloc((size_t)s->ndocs * sizeof *s->docs))) {
+        rc = -ENOMEM;
+        goto bad;
+    }
+    if (decode_list(docs, docs_len, s->ndocs, s->lo, s->hi, s->docs) < 0 ||
+        s->docs[0] != s->lo || s->docs[s->ndocs - 1] != s->hi)
+        goto bad;
+    s->table = docs + docs_len;
+    s->post = s->table + (size_t)s->nterms * SINDEX_ENTRY;
+    s->state = 1;
+    return 0;
+bad:
+    if (fd >= 0)
+        close(fd);
+    seg_unload(s);
+    s->state = -1;
+    x->st.bad++;
+    if (x->lock_fd >= 0 && rc != -ENOMEM && rc != -ENOENT) {
+        /* the builder removes it: the next search indexes its messages */
+        char p[PATH_MAX];
+        if (!seg_path(x, s->name, p, sizeof p))
+            unlink(p);
+    }
+    return rc < 0 ? rc : -EBADMSG;
+}
+
+/* Damage found after loading (a table entry or a list): scan its
+ * messages; a builder removes it so that the next search rebuilds it. */
+static void seg_damaged(sindex *x, seg *s)
+{
+    seg_unload(s);
+    s->state = -1;
+    x->st.bad++;
+    char p[PATH_MAX];
+    if (x->lock_fd >= 0 && !seg_path(x, s->name, p, sizeof p))
+        unlink(p);
+}
+
+/* The table entry of trigram key: 1 found (*e set), 0 absent, -EBADMSG. */
+static int seg_find(const seg *s, uint32_t key, const uint8_t **e)
+{
+    size_t lo = 0, hi = s->nterms;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const uint8_t *p = s->table + mid * SINDEX_ENTRY;
+        if (get32(p + 24) != mid || get32(p + 28) != store_crc32c(0, p, 28))
+            return -EBADMSG;
+        uint32_t k = get32(p);
+        if (k == key) {
+            *e = p;
+            return 1;
+        }
+        if (k < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* A checked posting list: count and bytes. */
+static int seg_list(const seg *s, const uint8_t *e, const uint8_t **p, size_t *len,
+                    uint32_t *count)
+{
+    uint64_t off = get64(e + 8);
+    uint32_t l = get32(e + 16);
+    *count = get32(e + 4);
+    if (off > s->post_len || l > s->post_len - off || !*count || *count > s->ndocs ||
+        get32(e + 20) != store_crc32c(0, s->post + off, l))
+        return -EBADMSG;
+    *p = s->post + off;
+    *len = l;
+    return 0;
+}
+
+static int name_parse(const char *n, uint32_t *lo, uint32_t *hi)
+{
+    unsigned long a, b;
+    char *end;
+    if (strncmp(n, "sindex.", 7) || n[7] < '0' || n[7] > '9')
+        return -1;
+    errno = 0;
+    a = strtoul(n + 7, &end, 10);
+    if (*end != '.' || end[1] < '0' || end[1] > '9')
+        return -1;
+    b = strtoul(end + 1, &end, 10);
+    if (*end || errno || a > UINT32_MAX || b > UINT32_MAX || a < 1 || a > b)
+        return -1;
+    *lo = (uint32_t)a;
+    *hi = (uint32_t)b;
+    return 0;
+}
+
+static int seg_cmp(const void *a, const void *b)
+{
+    const seg *x = a, *y = b;
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    return x->hi > y->hi ? -1 : x->hi < y->hi;
+}
+
+/* List the segments: sorted, overlapping ones dropped.  A builder removes
+ * stale temporary files. */
+static int list_segments(sindex *x)
+{
+    DIR *d = opendir(x->dir);
+    if (!d)
+        return -errno;
+    size_t cap = 0;
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d))) {
+        uint32_t lo, hi;
+        if (x->lock_fd >= 0 && !strncmp(de->d_name, "sindex-new.", 11)) {
+            char p[PATH_MAX];
+            if (!seg_path(x, de->d_name, p, sizeof p))
+                unlink(p);
+            continue;
+        }
+        if (name_parse(de->d_name, &lo, &hi) < 0 || strlen(de->d_name) >= sizeof x->segs->name)
+            continue;
+        if (x->nsegs == cap) {
+            cap = cap ? cap * 2 : 16;
+            seg *n = realloc(x->segs, cap * sizeof *n);
+            if (!n) {
+                rc = -ENOMEM;
+                break;
+            }
+            x->segs = n;
+        }
+        seg *s = &x->segs[x->nsegs++];
+        memset(s, 0, sizeof *s);
+        s->lo = lo;
+        s->hi = hi;
+        strcpy(s->name, de->d_name);
+    }
+    closedir(d);
+    if (rc < 0)
+        return rc;
+    qsort(x->segs, x->nsegs, sizeof *x->segs, seg_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < x->nsegs; i++)
+        if (!w || x->segs[i].lo > x->segs[w - 1].hi)
+            x->segs[w++] = x->segs[i];
+    x->nsegs = w;
+    x->st.segments = w;
+    return 0;
+}
+
+sindex *sindex_open(const char *dir, uint32_t uidvalidity, bool build)
+{
+    sindex *x = calloc(1, sizeof *x);
+    if (!x || !(x->dir = strdup(dir))) {
+        free(x);
+        return NULL;
+    }
+    x->uidvalidity = uidvalidity;
+    x->lock_fd = -1;
+    if (build) {
+        char p[PATH_MAX];
+        int fd = seg_path(x, "sindex.lock", p, sizeof p) ? -1
+                 : open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+            x->lock_fd = fd;
+        else if (fd >= 0)
+            close(fd);
+        x->building = x->lock_fd >= 0;
+    }
+    if (list_segments(x) < 0) {
+        /* no listing: no segments; do not build over ones we cannot see */
+        x->nsegs = 0;
+        x->building = false;
+    }
+    x->limit_lo = UINT32_MAX;
+    return x;
+}
+
+static void builder_reset(sindex *x)
+{
+    free(x->bdocs);
+    free(x->pairs);
+    free(x->dset);
+    x->bdocs = NULL;
+    x->pairs = NULL;
+    x->dset = NULL;
+    x->nbdocs = x->capbdocs = x->npairs = x->cappairs = 0;
+    x->dcap = x->dn = 0;
+    x->absorbed = NULL;
+    x->limit_lo = UINT32_MAX;
+}
+
+void sindex_close(sindex *x)
+{
+    if (!x)
+        return;
+    builder_reset(x);
+    for (size_t i = 0; i < x->nsegs; i++)
+        seg_unload(&x->segs[i]);
+    free(x->segs);
+    if (x->lock_fd >= 0)
+        close(x->lock_fd);      /* releases the flock */
+    free(x->dir);
+    free(x);
+}
+
+void sindex_get_stats(const sindex *x, sindex_stats *st)
+{
+    *st = x->st;
+}
+
+/* The segment whose range holds uid, or SIZE_MAX. */
+static size_t seg_of(const sindex *x, uint32_t uid)
+{
+    size_t lo = 0, hi = x->nsegs;
+    while (lo < hi) {       /* first segment with lo > uid */
+        size_t mid = lo + (hi - lo) / 2;
+        if (x->segs[mid].lo <= uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo && uid <= x->segs[lo - 1].hi ? lo - 1 : SIZE_MAX;
+}
+
+static bool in_sorted(const uint32_t *v, size_t n, uint32_t x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && v[lo] == x;
+}
+
+/* ---- building --------------------------------------------------------- */
+
+static void stop_building(sindex *x)
+{
+    x->building = false;
+    builder_reset(x);
+}
+
+bool sindex_wants(const sindex *x, uint32_t uid)
+{
+    return x->building && uid > x->last_uid && seg_of(x, uid) == SIZE_MAX;
+}
+
+static int add_pair(sindex *x, uint32_t key, uint32_t uid)
+{
+    if (x->npairs == x->cappairs) {
+        size_t c = x->cappairs ? x->cappairs * 2 : 1u << 16;
+        uint64_t *a = realloc(x->pairs, c * sizeof *a);
+        if (!a)
+            return -ENOMEM;
+        x->pairs = a;
+        x->cappairs = c;
+    }
+    x->pairs[x->npairs++] = (uint64_t)key << 32 | uid;
+    return 0;
+}
+
+static uint32_t dhash(uint32_t key1, uint32_t cap)
+{
+    return (key1 * 2654435761u) >> 8 & (cap - 1);
+}
+
+/* The set of the current message's trigrams (small: it stays in the CPU's
+ * cache, which a table of every trigram of a segment does not): doc tells
+ * which message a slot belongs to, so it needs no clearing. */
+static int dset_grow(sindex *x)
+{
+    uint32_t ncap = x->dcap ? x->dcap * 2 : 4096;
+    struct dslot *n = calloc(ncap, sizeof *n);
+    if (!n)
+        return -ENOMEM;
+    free(x->dset);
+    x->dset = n;
+    x->dcap = ncap;
+    /* the message's trigrams so far are its pairs since doc_start */
+    uint32_t doc = (uint32_t)x->nbdocs;
+    for (size_t i = x->doc_start; i < x->npairs; i++) {
+        uint32_t key1 = (uint32_t)(x->pairs[i] >> 32) + 1;
+        uint32_t h = dhash(key1, ncap);
+        while (n[h].doc == doc && n[h].key1 != key1)
+            h = (h + 1) & (ncap - 1);
+        n[h].key1 = key1;
+        n[h].doc = doc;
+    }
+    return 0;
+}
+
+/* Record trigram key for the current message, once. */
+static int add_trigram(sindex *x, uint32_t key, uint32_t uid)
+{
+    uint32_t key1 = key + 1, doc = (uint32_t)x->nbdocs;
+    uint32_t h = dhash(key1, x->dcap);
+    while (x->dset[h].doc == doc) {
+        if (x->dset[h].key1 == key1)
+            return 0;
+        h = (h + 1) & (x->dcap - 1);
+    }
+    x->dset[h].key1 = key1;
+    x->dset[h].doc = doc;
+    if (add_pair(x, key, uid) < 0)
+        return -ENOMEM;
+    if (++x->dn * 2 > x->dcap)
+        return dset_grow(x);
+    return 0;
+}
+
+static int add_doc_uid(sindex *x, uint32_t uid)
+{
+    if (x->nbdocs == x->capbdocs) {
+        size_t c = x->capbdocs ? x->capbdocs * 2 : 1024;
+        uint32_t *a = realloc(x->bdocs, c * sizeof *a);
+        if (!a)
+            return -ENOMEM;
+        x->bdocs = a;
+        x->capbdocs = c;
+    }
+    x->bdocs[x->nbdocs++] = uid;
+    return 0;
+}
+
+/* Merge a small last segment below uid into the pending messages, so the
+ * next flush replaces it by one segment. */
+static int absorb_tail(sindex *x, uint32_t uid)
+{
+    if (!x->nsegs || x->flushed)
+        return 0;
+    seg *s = &x->segs[x->nsegs - 1];
+    if (s->hi >= uid || seg_load(x, s) < 0 || s->fsize > SINDEX_ABSORB_BYTES)
+        return 0;
+    uint32_t *tmp = malloc((size_t)s->ndocs * sizeof *tmp);
+    if (!tmp)
+        return -ENOMEM;
+    int rc = 0;
+    for (uint32_t d = 0; d < s->ndocs && !rc; d++)
+        rc = add_doc_uid(x, s->docs[d]);
+    for (uint32_t i = 0; i < s->nterms && !rc; i++) {
+        const uint8_t *e = s->table + (size_t)i * SINDEX_ENTRY, *p;
+        size_t len;
+        uint32_t count;
+        if (get32(e + 24) != i || get32(e + 28) != store_crc32c(0, e, 28) ||
+            (i && get32(e) <= get32(e - SINDEX_ENTRY)) ||
+            seg_list(s, e, &p, &len, &count) < 0 ||
+            decode_list(p, len, count, s->lo, s->hi, tmp) < 0) {
+            rc = -EBADMSG;
+            break;
+        }
+        for (uint32_t k = 0; k < count && !rc; k++)
+            rc = add_pair(x, get32(e), tmp[k]);
+    }
+    free(tmp);
+    if (rc == -EBADMSG) {
+        /* damaged: start afresh without it (its messages get scanned) */
+        seg_damaged(x, s);
+        builder_reset(x);
+        return 0;
+    }
+    if (rc == 0)
+        x->absorbed = s;
+    return rc;
+}
+
+int sindex_doc(sindex *x, uint32_t uid)
+{
+    int rc = 0;
+    if (!x->building)
+        return -EINVAL;
+    /* A full segment, or the next message beyond a segment above the
+     * pending ones (segments must not overlap): write what is pending. */
+    if (x->nbdocs && (x->npairs >= SINDEX_MAX_PAIRS || x->nbdocs >= SINDEX_MAX_DOCS ||
+                      uid > x->limit_lo))
+        rc = sindex_flush(x);
+    if (rc == 0 && !x->nbdocs) {
+        /* the first segment above uid bounds this one */
+        size_t lo = 0, hi = x->nsegs;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (x->segs[mid].lo <= uid)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        x->limit_lo = lo < x->nsegs ? x->segs[lo].lo : UINT32_MAX;
+        if (lo == x->nsegs)
+            rc = absorb_tail(x, uid);
+    }
+    if (rc == 0)
+        rc = add_doc_uid(x, uid);
+    if (rc == 0 && !x->dset)
+        rc = dset_grow(x);
+    if (rc < 0) {
+        stop_building(x);
+        return rc;
+    }
+    /* the set's slots of earlier messages now count as empty (doc is
+     * the message's number, 1-based) */
+    x->dn = 0;
+    x->doc_start = x->npairs;
+    x->last_uid = uid;
+    return 0;
+}
+
+int sindex_add(sindex *x, const void *text, size_t len)
+{
+    if (!x->building || !x->nbdocs)
+        return -EINVAL;
+    const uint8_t *b = text;
+    uint32_t uid = x->bdocs[x->nbdocs - 1];
+    for (size_t i = 0; i + 3 <= len; i++) {
+        if (!b[i + 2]) {
+            i += 2;             /* the next two windows hold this NUL too */
+            continue;
+        }
+        if (!b[i] || !b[i + 1])
+            continue;
+        uint32_t key = (uint32_t)b[i] << 16 | (uint32_t)b[i + 1] << 8 | b[i + 2];
+        if (add_trigram(x, key, uid) < 0) {
+            stop_building(x);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* Sort the pairs by trigram, keeping the order of each trigram's UIDs
+ * (LSD radix sort on the 24 key bits: stable). */
+static int sort_pairs(sindex *x)
+{
+    uint64_t *b = malloc((x->npairs + 1) * sizeof *b), *a = x->pairs;
+    if (!b)
+        return -ENOMEM;
+    for (int shift = 32; shift < 56; shift += 8) {
+        size_t cnt[257] = {0};
+        for (size_t i = 0; i < x->npairs; i++)
+            cnt[((a[i] >> shift) & 0xff) + 1]++;
+        for (int j = 0; j < 256; j++)
+            cnt[j + 1] += cnt[j];
+        for (size_t i = 0; i < x->npairs; i++)
+            b[cnt[(a[i] >> shift) & 0xff]++] = a[i];
+        uint64_t *t = a;
+        a = b;
+        b = t;
+    }
+    free(b);                /* three passes: the result is in the other array */
+    x->pairs = a;
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int sindex_flush(sindex *x)
+{
+    if (!x->building || !x->nbdocs)
+        return 0;
+    int rc = -ENOMEM;
+    uint8_t *buf = NULL;
+    int fd = -1;
+    char tmp[PATH_MAX] = "";
+    uint32_t lo = x->bdocs[0], hi = x->bdocs[x->nbdocs - 1];
+    uint32_t nterms = 0;
+
+    if (sort_pairs(x) < 0)
+        goto out;
+    for (size_t i = 0; i < x->npairs; i++)
+        nterms += !i || x->pairs[i] >> 32 != x->pairs[i - 1] >> 32;
+    size_t max = SINDEX_HDR + (size_t)x->nbdocs * 5 + (size_t)nterms * SINDEX_ENTRY +
+                 x->npairs * 5;
+    if (!(buf = calloc(1, max)))
+        goto out;
+    uint8_t *p = buf + SINDEX_HDR;
+    uint32_t prev = 0;
+    for (size_t i = 0; i < x->nbdocs; i++) {
+        p += put_varint(p, x->bdocs[i] - prev);
+        prev = x->bdocs[i];
+    }
+    uint32_t docs_len = (uint32_t)(p - (buf + SINDEX_HDR));
+    uint8_t *table = p, *post = table + (size_t)nterms * SINDEX_ENTRY, *q = post;
+    size_t i = 0;
+    for (uint32_t t = 0; t < nterms; t++) {
+        uint32_t key = (uint32_t)(x->pairs[i] >> 32), count = 0;
+        uint8_t *ls = q;
+        prev = 0;
+        for (; i < x->npairs && (uint32_t)(x->pairs[i] >> 32) == key; i++, count++) {
+            uint32_t uid = (uint32_t)x->pairs[i];
+            q += put_varint(q, uid - prev);
+            prev = uid;
+        }
+        uint8_t *e = table + (size_t)t * SINDEX_ENTRY;
+        put32(e, key);
+        put32(e + 4, count);
+        put64(e + 8, (uint64_t)(ls - post));
+        put32(e + 16, (uint32_t)(q - ls));
+        put32(e + 20, store_crc32c(0, ls, (size_t)(q - ls)));
+        put32(e + 24, t);
+        put32(e + 28, store_crc32c(0, e, 28));
+    }
+    memcpy(buf, SINDEX_MAGIC, 8);
+    put32(buf + 8, SINDEX_VERSION);
+    put32(buf + 12, SINDEX_HDR);
+    put32(buf + 16, x->uidvalidity);
+    put32(buf + 20, lo);
+    put32(buf + 24, hi);
+    put32(buf + 28, (uint32_t)x->nbdocs);
+    put32(buf + 32, nterms);
+    put32(buf + 36, docs_len);
+    put64(buf + 40, (uint64_t)(q - post));
+    put32(buf + 48, store_crc32c(0, buf + SINDEX_HDR, docs_len));
+    put32(buf + 60, store_crc32c(0, buf, 60));
+
+    static unsigned seq;
+    char name[64], path[PATH_MAX];
+    snprintf(name, sizeof name, "sindex-new.%ld.%u", (long)getpid(),
+             __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+    snprintf(tmp, sizeof tmp, "%s/%s", x->dir, name);
+    snprintf(name, sizeof name, "sindex.%" PRIu32 ".%" PRIu32, lo, hi);
+    if ((rc = seg_path(x, name, path, sizeof path)) < 0)
+        goto out;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = -errno;
+        tmp[0] = 0;
+        goto out;
+    }
+    if ((rc = write_all(fd, buf, (size_t)(q - buf))) < 0)
+        goto out;
+    close(fd);
+    fd = -1;
+    if (rename(tmp, path) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    tmp[0] = 0;
+    if (x->absorbed && strcmp(x->absorbed->name, name)) {
+        char old[PATH_MAX];
+        if (!seg_path(x, x->absorbed->name, old, sizeof old))
+            unlink(old);
+    }
+    x->st.written++;
+    x->flushed = true;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (tmp[0])
+        unlink(tmp);
+    free(buf);
+    bool ok = rc == 0;
+    builder_reset(x);
+    if (!ok)
+        stop_building(x);
+    return rc;
+}
+
+/* ---- querying -------------------------------------------------------- */
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+sindex_q *sindex_query(sindex *x, const char *needle, size_t len)
+{
+    if (!x || len < 3 || memchr(needle, 0, len))
+        return NULL;
+    sindex_q *q = calloc(1, sizeof *q);
+    if (!q || !(q->tri = malloc((len - 2) * sizeof *q->tri))) {
+        free(q);
+        return NULL;
+    }
+    const uint8_t *b = (const uint8_t *)needle;
+    for (size_t i = 0; i + 3 <= len; i++)
+        q->tri[q->ntri++] = (uint32_t)b[i] << 16 | (uint32_t)b[i + 1] << 8 | b[i + 2];
+    qsort(q->tri, q->ntri, sizeof *q->tri, cmp_u32);
+    size_t w = 0;
+    for (size_t i = 0; i < q->ntri; i++)
+        if (!w || q->tri[i] != q->tri[w - 1])
+            q->tri[w++] = q->tri[i];
+    q->ntri = w;
+    q->x = x;
+    q->cur = SIZE_MAX;
+    return q;
+}
+
+void sindex_query_free(sindex_q *q)
+{
+    if (!q)
+        return;
+    free(q->tri);
+    free(q->cand);
+    free(q);
+}
+
+/* Keep in a[0..*na) the UIDs that list l (count, bytes) holds too. */
+static int intersect(uint32_t *a, size_t *na, const uint8_t *p, size_t len,
+                     uint32_t count, const seg *s)
+{
+    const uint8_t *end = p + len;
+    uint32_t prev = 0, v = 0;
+    size_t w = 0, i = 0;
+    uint32_t k = 0;
+    bool have = false;
+    while (i < *na) {
+        if (!have) {
+            if (k == count)
+                break;
+            uint32_t d;
+            size_t n = get_varint(p, end, &d);
+            if (!n || (k && !d) || d > UINT32_MAX - prev)
+                return -EBADMSG;
+            p += n;
+            v = prev += d;
+            k++;
+            if (v < s->lo || v > s->hi)
+                return -EBADMSG;
+            have = true;
+        }
+        if (a[i] < v)
+            i++;
+        else if (a[i] > v)
+            have = false;
+        else {
+            a[w++] = a[i++];
+            have = false;
+        }
+    }
+    *na = w;
+    return 0;
+}
+
+/* The candidates of segment i: the UIDs of its docs that hold every
+ * trigram of the needle.  Returns 0 or -errno (-EBADMSG: damaged). */
+static int load_cands(sindex_q *q, size_t i)
+{
+    seg *s = &q->x->segs[i];
+    q->cur = i;
+    q->cand_ok = false;
+    q->ncand = q->pos = 0;
+    int rc = seg_load(q->x, s);
+    if (rc < 0)
+        return rc;
+    const uint8_t **ents = malloc(q->ntri * sizeof *ents);
+    if (!ents)
+        return -ENOMEM;
+    size_t best = 0;
+    for (size_t t = 0; t < q->ntri; t++) {
+        rc = seg_find(s, q->tri[t], &ents[t]);
+        if (rc <= 0)
+            goto out;           /* absent: no candidate (rc 0), or damage */
+        if (get32(ents[t] + 4) < get32(ents[best] + 4))
+            best = t;
+    }
+    const uint8_t *p;
+    size_t len;
+    uint32_t count;
+    if ((rc = seg_list(s, ents[best], &p, &len, &count)) < 0)
+        goto out;
+    free(q->cand);
+    if (!(q->cand = malloc(count * sizeof *q->cand))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((rc = decode_list(p, len, count, s->lo, s->hi, q->cand)) < 0)
+        goto out;
+    q->ncand = count;
+    for (size_t t = 0; t < q->ntri && q->ncand; t++) {
+        if (t == best)
+            continue;
+        if ((rc = seg_list(s, ents[t], &p, &len, &count)) < 0 ||
+            (rc = intersect(q->cand, &q->ncand, p, len, count, s)) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    free(ents);
+    if (rc == 0)
+        q->cand_ok = true;
+    else
+        q->ncand = 0;
+    if (rc == -EBADMSG)
+        seg_damaged(q->x, s);
+    return rc;
+}
+
+int sindex_maybe(sindex_q *q, uint32_t uid)
+{
+    size_t i = seg_of(q->x, uid);
+    if (i == SIZE_MAX)
+        return 1;
+    seg *s = &q->x->segs[i];
+    if (i != q->cur && load_cands(q, i) < 0)
+        return 1;
+    if (!q->cand_ok || s->state != 1)
+        return 1;
+    if (!in_sorted(s->docs, s->ndocs, uid))
+        return 1;
+    /* ascending calls: walk forward; otherwise search */
+    if (q->pos < q->ncand && q->cand[q->pos] <= uid) {
+        while (q->pos < q->ncand && q->cand[q->pos] < uid)
+            q->pos++;
+        return q->pos < q->ncand && q->cand[q->pos] == uid;
+    }
+    return in_sorted(q->cand, q->ncand, uid);
+}

@@ -1,0 +1,57 @@
+/* core/search/sindex.h — the search index: trigram posting lists that narrow
+ * BODY and TEXT keys to candidate messages (private to core/search; see
+ * sindex.c for the format and why it is exact).
+ *
+ * One sindex per running program: it reads the mailbox's index segments
+ * and, if it could take the index lock, builds new ones from the messages
+ * the search walks over that no segment covers (sindex_wants / sindex_doc /
+ * sindex_add, then sindex_flush).  A query (sindex_q) answers, per UID,
+ * "certainly no match" or "maybe": everything the index does not cover
+ * (not built yet, damaged, being built) is "maybe", so the evaluator
+ * decides every answer and the index only saves it work. */
+#ifndef RINGMAIL_CORE_SEARCH_SINDEX_H
+#define RINGMAIL_CORE_SEARCH_SINDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sindex sindex;
+typedef struct sindex_q sindex_q;
+
+/* The index of the mailbox whose files are in dir.  With build, try to
+ * become its builder (one at a time, across processes: a non-blocking
+ * flock on dir/sindex.lock).  NULL when out of memory: search without. */
+sindex *sindex_open(const char *dir, uint32_t uidvalidity, bool build);
+/* Drop it; messages added since the last flush are not kept. */
+void sindex_close(sindex *x);
+
+/* Should the message uid be indexed now (a builder, no segment covers
+ * it, above every message added so far)? */
+bool sindex_wants(const sindex *x, uint32_t uid);
+/* Start the message uid (sindex_wants said yes), then add its searchable
+ * texts (folded UTF-8, as the evaluator searches them; several calls).
+ * On failure the builder stops (the index stays as it was). */
+int sindex_doc(sindex *x, uint32_t uid);
+int sindex_add(sindex *x, const void *text, size_t len);
+/* Write what was added as a segment (nothing if nothing was). */
+int sindex_flush(sindex *x);
+
+/* A query for one needle (folded UTF-8).  NULL when the index cannot
+ * narrow it (shorter than a trigram, a NUL byte, no memory). */
+sindex_q *sindex_query(sindex *x, const char *needle, size_t len);
+void sindex_query_free(sindex_q *q);
+/* 0: the message uid certainly does not contain the needle; 1: maybe
+ * (evaluate it).  UIDs must be asked in ascending order for speed (any
+ * order is correct). */
+int sindex_maybe(sindex_q *q, uint32_t uid);
+
+/* Statistics for tests and benchmarks. */
+typedef struct sindex_stats {
+    size_t segments;        /* listed at open */
+    size_t bad;             /* found damaged (their messages are scanned) */
+    size_t written;         /* segments this handle wrote */
+} sindex_stats;
+void sindex_get_stats(const sindex *x, sindex_stats *st);
+
+#endif
