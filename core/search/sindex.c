@@ -661,16 +661,16 @@ int sindex_doc(sindex *x, uint32_t uid)
     }
     if (rc == 0)
         rc = add_doc_uid(x, uid);
+    /* the set's slots of earlier messages now count as empty (doc is
+     * the message's number, 1-based) */
+    x->dn = 0;
+    x->doc_start = x->npairs;
     if (rc == 0 && !x->dset)
         rc = dset_grow(x);
     if (rc < 0) {
         stop_building(x);
         return rc;
     }
-    /* the set's slots of earlier messages now count as empty (doc is
-     * the message's number, 1-based) */
-    x->dn = 0;
-    x->doc_start = x->npairs;
     x->last_uid = uid;
     return 0;
 }
