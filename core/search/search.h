@@ -165,6 +165,12 @@ void imap_search_result_free(imap_search_result *res);
  * over the messages they walk.  On by default; off, every search scans
  * and nothing is written.  Set once at startup (config search_index). */
 void imap_search_set_index(bool on);
+/* The first sequence number from seq on that the program may match: the
+ * index rules out the messages before it (seq itself when it cannot tell),
+ * or v->count + 1.  Bounded work (a few segments of the index); a caller
+ * running in slices calls it before each imap_search_run_range, from
+ * where it got to, with the same view. */
+uint32_t imap_search_skip(imap_search_prog *p, const imap_search_view *v, uint32_t seq);
 
 /* The MODSEQ value to report for this result (RFC 7162 3.1.6, RFC 4731
  * 3.2: for a lone MIN or MAX, that message's; for MIN and MAX alone, the

@@ -503,7 +503,35 @@ static void index_attach(imap_search_prog *p, const imap_search_view *v)
     if (p->ix && !attach_queries(p->root, p->ix)) {
         sindex_close(p->ix);
         p->ix = NULL;
+        return;
     }
+    /* A BODY/TEXT key that every match must satisfy gates the walk. */
+    srch_node *r = p->root;
+    if (r && (r->kind == SK_BODY || r->kind == SK_TEXT))
+        p->gate = r->u.str.ixq;
+    for (size_t i = 0; r && r->kind == SK_AND && !p->gate && i < r->nkids; i++)
+        if (r->kids[i]->kind == SK_BODY || r->kids[i]->kind == SK_TEXT)
+            p->gate = r->kids[i]->u.str.ixq;
+}
+
+/* Segments a skip may work through per call (each costs at most a few
+ * hundred microseconds: a map, a check, a few lists). */
+#define SKIP_BUDGET 4
+
+uint32_t imap_search_skip(imap_search_prog *p, const imap_search_view *v, uint32_t seq)
+{
+    if (seq < 1)
+        seq = 1;
+    if (!p->root || seq > v->count)
+        return seq;
+    if (!p->ix_tried)
+        index_attach(p, v);
+    if (!p->gate)
+        return seq;
+    seq = sindex_next(p->gate, v->uids, v->count, seq, SKIP_BUDGET);
+    if (seq > v->count && p->ix)
+        (void)sindex_flush(p->ix);  /* the walk is over (see run_range) */
+    return seq;
 }
 
 /* Index the current message: its body and text, built here once and then
@@ -584,6 +612,8 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
      * entries (tombstones) past the last. */
     store_cursor_init(&e.cur, v->snap);
     for (uint32_t seq = first; seq <= last; seq++) {
+        if (p->gate && (seq = sindex_next(p->gate, v->uids, last, seq, SKIP_BUDGET)) > last)
+            break;
         uint32_t uid = v->uids[seq - 1];
         store_msg cur;
         if (store_cursor_seek(&e.cur, uid, &cur) < 0)

@@ -84,6 +84,9 @@ struct imap_search_prog {
     unsigned ret;
     bool uses_modseq, uses_saved;
     sindex *ix;             /* the search index, opened at the first run */
+    sindex_q *gate;         /* a query every match must pass (a key of the
+                               root's AND): the walk jumps over what it rules
+                               out.  Owned by its node. */
     bool ix_tried;
 };
 

@@ -199,6 +199,7 @@ struct sindex {
     uint32_t limit_lo;      /* lo of the next segment above the pending
                                messages: they must stay below it */
     seg *absorbed;          /* merged into the pending messages */
+    unsigned nq;            /* queries made on it */
     bool flushed;           /* wrote a segment: the listing's last one may
                                be gone (absorbed), absorb no more */
 };
@@ -210,6 +211,7 @@ struct sindex_q {
     size_t cur;             /* segment of the cached candidates, or SIZE_MAX */
     uint32_t *cand;
     size_t ncand, pos;
+    size_t dpos;            /* in the segment's docs, for ascending UIDs */
     bool cand_ok;           /* cand is usable for segs[cur] */
 };
 
@@ -220,6 +222,16 @@ static void seg_unload(seg *s)
     free(s->docs);
     s->map = NULL;
     s->docs = NULL;
+}
+
+/* Unmap a usable segment that no query needs any more; it loads (and is
+ * checked) again if one does. */
+static void seg_unload_ok(seg *s)
+{
+    if (s->state == 1) {
+        seg_unload(s);
+        s->state = 0;
+    }
 }
 
 static int seg_path(const sindex *x, const char *name, char *p, size_t n)
@@ -867,6 +879,7 @@ sindex_q *sindex_query(sindex *x, const char *needle, size_t len)
     q->ntri = w;
     q->x = x;
     q->cur = SIZE_MAX;
+    x->nq++;
     return q;
 }
 
@@ -921,9 +934,11 @@ static int intersect(uint32_t *a, size_t *na, const uint8_t *p, size_t len,
 static int load_cands(sindex_q *q, size_t i)
 {
     seg *s = &q->x->segs[i];
+    if (q->cur != SIZE_MAX && q->x->nq == 1 && q->cur != i)
+        seg_unload_ok(&q->x->segs[q->cur]);    /* passed: free the map */
     q->cur = i;
     q->cand_ok = false;
-    q->ncand = q->pos = 0;
+    q->ncand = q->pos = q->dpos = 0;
     int rc = seg_load(q->x, s);
     if (rc < 0)
         return rc;
@@ -970,23 +985,73 @@ out:
     return rc;
 }
 
-int sindex_maybe(sindex_q *q, uint32_t uid)
+/* Is uid among the docs of the current segment?  Ascending UIDs walk
+ * forward; others search. */
+static bool in_docs(sindex_q *q, const seg *s, uint32_t uid)
 {
-    size_t i = seg_of(q->x, uid);
-    if (i == SIZE_MAX)
-        return 1;
-    seg *s = &q->x->segs[i];
-    if (i != q->cur && load_cands(q, i) < 0)
-        return 1;
-    if (!q->cand_ok || s->state != 1)
-        return 1;
-    if (!in_sorted(s->docs, s->ndocs, uid))
-        return 1;
-    /* ascending calls: walk forward; otherwise search */
+    if (q->dpos < s->ndocs && s->docs[q->dpos] <= uid) {
+        while (q->dpos < s->ndocs && s->docs[q->dpos] < uid)
+            q->dpos++;
+        return q->dpos < s->ndocs && s->docs[q->dpos] == uid;
+    }
+    return in_sorted(s->docs, s->ndocs, uid);
+}
+
+static bool in_cands(sindex_q *q, uint32_t uid)
+{
     if (q->pos < q->ncand && q->cand[q->pos] <= uid) {
         while (q->pos < q->ncand && q->cand[q->pos] < uid)
             q->pos++;
         return q->pos < q->ncand && q->cand[q->pos] == uid;
     }
     return in_sorted(q->cand, q->ncand, uid);
+}
+
+/* The segment of uid with its candidates ready: the segment, or NULL when
+ * uid is not covered (or its segment unusable: scan). */
+static const seg *seg_ready(sindex_q *q, uint32_t uid)
+{
+    size_t i = q->cur;
+    if (i == SIZE_MAX || uid < q->x->segs[i].lo || uid > q->x->segs[i].hi) {
+        i = seg_of(q->x, uid);
+        if (i == SIZE_MAX || load_cands(q, i) < 0)
+            return NULL;
+    }
+    const seg *s = &q->x->segs[i];
+    return q->cand_ok && s->state == 1 ? s : NULL;
+}
+
+int sindex_maybe(sindex_q *q, uint32_t uid)
+{
+    const seg *s = seg_ready(q, uid);
+    if (!s || !in_docs(q, s, uid))
+        return 1;
+    return in_cands(q, uid);
+}
+
+uint32_t sindex_next(sindex_q *q, const uint32_t *uids, uint32_t count, uint32_t seq,
+                     unsigned budget)
+{
+    while (seq >= 1 && seq <= count) {
+        uint32_t uid = uids[seq - 1];
+        size_t before = q->cur;
+        const seg *s;
+        if (q->cur == SIZE_MAX || uid < q->x->segs[q->cur].lo ||
+            uid > q->x->segs[q->cur].hi) {
+            if (!budget)
+                return seq;     /* the caller comes back */
+            budget--;
+        }
+        if (!(s = seg_ready(q, uid)))
+            return seq;
+        (void)before;
+        /* through the view's UIDs in this segment: stop at one that is a
+         * candidate or that the segment did not index */
+        while (seq <= count && (uid = uids[seq - 1]) <= s->hi) {
+            if (!in_docs(q, s, uid) || in_cands(q, uid))
+                return seq;
+            seq++;
+        }
+    }
+    return seq;
 }

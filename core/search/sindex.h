@@ -45,6 +45,12 @@ void sindex_query_free(sindex_q *q);
  * (evaluate it).  UIDs must be asked in ascending order for speed (any
  * order is correct). */
 int sindex_maybe(sindex_q *q, uint32_t uid);
+/* The first sequence number from seq on (view uids[0..count), ascending)
+ * whose message may contain the needle, or count + 1.  Works through at
+ * most budget segments (each a few hundred microseconds at most), then
+ * returns where it got to: the message there is not ruled out yet. */
+uint32_t sindex_next(sindex_q *q, const uint32_t *uids, uint32_t count, uint32_t seq,
+                     unsigned budget);
 
 /* Statistics for tests and benchmarks. */
 typedef struct sindex_stats {

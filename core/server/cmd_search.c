@@ -136,6 +136,9 @@ static bool search_step(session *s, void *arg)
         }
         if (sess_slice_over(s, &sl))
             return false;
+        /* over what the search index rules out */
+        if ((sc->next = imap_search_skip(sc->prog, &sc->v, sc->next)) > sc->v.count)
+            continue;
         uint32_t last = sc->v.count - sc->next < SEARCH_CHUNK ? sc->v.count
                                                               : sc->next + SEARCH_CHUNK - 1;
         if (imap_search_run_range(sc->prog, &sc->v, sc->next, last, &sc->res) < 0) {
