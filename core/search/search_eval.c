@@ -516,7 +516,7 @@ static void index_attach(imap_search_prog *p, const imap_search_view *v)
 
 /* Segments a skip may work through per call (each costs at most a few
  * hundred microseconds: a map, a check, a few lists). */
-#define SKIP_BUDGET 4
+#define SKIP_BUDGET 1
 
 uint32_t imap_search_skip(imap_search_prog *p, const imap_search_view *v, uint32_t seq)
 {

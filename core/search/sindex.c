@@ -77,6 +77,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,8 +170,7 @@ typedef struct seg {
     uint32_t lo, hi;
     char name[48];
     int state;              /* 0 not loaded, 1 usable, -1 damaged */
-    uint8_t *map;
-    size_t len;
+    struct segfile *f;      /* while loaded: the checked file (below) */
     uint64_t fsize;
     uint32_t *docs;
     uint32_t ndocs, nterms;
@@ -215,12 +215,117 @@ struct sindex_q {
     bool cand_ok;           /* cand is usable for segs[cur] */
 };
 
+/* ---- the process's checked segments ---------------------------------
+ * Checking a segment (its header, its docs' CRC, decoding the docs) and
+ * mapping it costs more than a query of it: a search over 10^6 messages
+ * meets hundreds of segments.  So the process keeps the segments it
+ * checked, mapped, by file identity (device, inode, size, mtime and ctime
+ * to the nanosecond, UIDVALIDITY): a file changed in place or replaced is
+ * a new entry, checked again.  Up to SINDEX_CACHE_MAX, least recently used
+ * first out; one found damaged later is dropped when its last user lets
+ * go. */
+#define SINDEX_CACHE_MAX 4096u
+#define SINDEX_CACHE_BUCKETS 1024u
+
+typedef struct segfile {
+    struct segfile *next;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    int64_t mtime_ns, ctime_ns;
+    uint32_t uidvalidity;
+    unsigned refs;
+    bool bad;
+    uint64_t used;
+    uint8_t *map;
+    size_t len;
+    uint32_t *docs;
+    uint32_t ndocs, nterms;
+    const uint8_t *table, *post;
+    uint64_t post_len;
+} segfile;
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static segfile *cache_tab[SINDEX_CACHE_BUCKETS];
+static unsigned cache_n;
+static uint64_t cache_clock;
+
+static void segfile_free(segfile *f)
+{
+    if (f->map)
+        munmap(f->map, f->len);
+    free(f->docs);
+    free(f);
+}
+
+static int64_t ts_ns(struct timespec t)
+{
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static bool segfile_is(const segfile *f, const struct stat *st, uint32_t uidvalidity)
+{
+    return !f->bad && f->dev == st->st_dev && f->ino == st->st_ino && f->size == st->st_size &&
+           f->mtime_ns == ts_ns(st->st_mtim) && f->ctime_ns == ts_ns(st->st_ctim) &&
+           f->uidvalidity == uidvalidity;
+}
+
+/* Unlink f from the table (cache_mu held). */
+static void cache_remove(segfile *f)
+{
+    segfile **pp = &cache_tab[(size_t)f->ino % SINDEX_CACHE_BUCKETS];
+    while (*pp && *pp != f)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = f->next;
+        cache_n--;
+    }
+}
+
+static void cache_evict(void)
+{
+    while (cache_n > SINDEX_CACHE_MAX) {
+        segfile *old = NULL;
+        for (size_t b = 0; b < SINDEX_CACHE_BUCKETS; b++)
+            for (segfile *f = cache_tab[b]; f; f = f->next)
+                if (!f->refs && (!old || f->used < old->used))
+                    old = f;
+        if (!old)
+            return;
+        cache_remove(old);
+        segfile_free(old);
+    }
+}
+
+static void segfile_put(segfile *f, bool damaged)
+{
+    pthread_mutex_lock(&cache_mu);
+    if (damaged && !f->bad) {
+        f->bad = true;
+        cache_remove(f);
+    }
+    bool drop = --f->refs == 0 && f->bad;
+    pthread_mutex_unlock(&cache_mu);
+    if (drop)
+        segfile_free(f);
+}
+
+static void seg_fields(seg *s, const segfile *f)
+{
+    s->fsize = (uint64_t)f->size;
+    s->docs = f->docs;
+    s->ndocs = f->ndocs;
+    s->nterms = f->nterms;
+    s->table = f->table;
+    s->post = f->post;
+    s->post_len = f->post_len;
+}
+
 static void seg_unload(seg *s)
 {
-    if (s->map)
-        munmap(s->map, s->len);
-    free(s->docs);
-    s->map = NULL;
+    if (s->f)
+        segfile_put(s->f, false);
+    s->f = NULL;
     s->docs = NULL;
 }
 
@@ -239,7 +344,8 @@ static int seg_path(const sindex *x, const char *name, char *p, size_t n)
     return (size_t)snprintf(p, n, "%s/%s", x->dir, name) < n ? 0 : -ENAMETOOLONG;
 }
 
-/* Map and check a segment (see "Trust" above).  Returns 0 or -errno. */
+/* Map and check a segment (see "Trust" above), or find it checked in the
+ * process's cache.  Returns 0 or -errno. */
 static int seg_load(sindex *x, seg *s)
 {
     if (s->state)
@@ -248,52 +354,97 @@ static int seg_load(sindex *x, seg *s)
     int rc = seg_path(x, s->name, path, sizeof path);
     int fd = rc ? -1 : open(path, O_RDONLY | O_CLOEXEC);
     struct stat stt;
+    segfile *f = NULL;
     if (fd < 0 || fstat(fd, &stt) < 0 || stt.st_size < (off_t)SINDEX_HDR) {
         rc = fd < 0 ? -errno : -EBADMSG;
         goto bad;
     }
-    s->len = (size_t)stt.st_size;
-    s->fsize = (uint64_t)stt.st_size;
-    s->map = mmap(NULL, s->len, PROT_READ, MAP_SHARED, fd, 0);
-    if (s->map == MAP_FAILED) {
-        s->map = NULL;
+    pthread_mutex_lock(&cache_mu);
+    for (f = cache_tab[(size_t)stt.st_ino % SINDEX_CACHE_BUCKETS]; f; f = f->next)
+        if (segfile_is(f, &stt, x->uidvalidity))
+            break;
+    if (f) {
+        f->refs++;
+        f->used = ++cache_clock;
+    }
+    pthread_mutex_unlock(&cache_mu);
+    if (f) {
+        close(fd);
+        if (f->docs[0] != s->lo || f->docs[f->ndocs - 1] != s->hi) {
+            segfile_put(f, false);      /* another name for the file */
+            f = NULL;
+            rc = -EBADMSG;
+            fd = -1;
+            goto bad;
+        }
+        s->f = f;
+        seg_fields(s, f);
+        s->state = 1;
+        return 0;
+    }
+    if (!(f = calloc(1, sizeof *f))) {
+        rc = -ENOMEM;
+        goto bad;
+    }
+    f->dev = stt.st_dev;
+    f->ino = stt.st_ino;
+    f->size = stt.st_size;
+    f->mtime_ns = ts_ns(stt.st_mtim);
+    f->ctime_ns = ts_ns(stt.st_ctim);
+    f->uidvalidity = x->uidvalidity;
+    f->len = (size_t)stt.st_size;
+    f->map = mmap(NULL, f->len, PROT_READ, MAP_SHARED, fd, 0);
+    if (f->map == MAP_FAILED) {
+        f->map = NULL;
         rc = -errno;
         goto bad;
     }
     close(fd);
     fd = -1;
-    const uint8_t *h = s->map;
+    const uint8_t *h = f->map;
     rc = -EBADMSG;
     if (memcmp(h, SINDEX_MAGIC, 8) || get32(h + 8) != SINDEX_VERSION ||
         get32(h + 12) != SINDEX_HDR || get32(h + 60) != store_crc32c(0, h, 60) ||
         get32(h + 16) != x->uidvalidity || get32(h + 20) != s->lo ||
         get32(h + 24) != s->hi)
         goto bad;
-    s->ndocs = get32(h + 28);
-    s->nterms = get32(h + 32);
+    f->ndocs = get32(h + 28);
+    f->nterms = get32(h + 32);
     uint32_t docs_len = get32(h + 36);
-    s->post_len = get64(h + 40);
-    if ((uint64_t)SINDEX_HDR + docs_len + (uint64_t)s->nterms * SINDEX_ENTRY +
-        s->post_len != s->fsize || !s->ndocs || s->ndocs > s->hi - s->lo + 1)
+    f->post_len = get64(h + 40);
+    if ((uint64_t)SINDEX_HDR + docs_len + (uint64_t)f->nterms * SINDEX_ENTRY +
+        f->post_len != (uint64_t)f->size || !f->ndocs || f->ndocs > s->hi - s->lo + 1)
         goto bad;
     const uint8_t *docs = h + SINDEX_HDR;
     if (get32(h + 48) != store_crc32c(0, docs, docs_len))
         goto bad;
-    if (!(s->docs = malloc((size_t)s->ndocs * sizeof *s->docs))) {
+    if (!(f->docs = malloc((size_t)f->ndocs * sizeof *f->docs))) {
         rc = -ENOMEM;
         goto bad;
     }
-    if (decode_list(docs, docs_len, s->ndocs, s->lo, s->hi, s->docs) < 0 ||
-        s->docs[0] != s->lo || s->docs[s->ndocs - 1] != s->hi)
+    if (decode_list(docs, docs_len, f->ndocs, s->lo, s->hi, f->docs) < 0 ||
+        f->docs[0] != s->lo || f->docs[f->ndocs - 1] != s->hi)
         goto bad;
-    s->table = docs + docs_len;
-    s->post = s->table + (size_t)s->nterms * SINDEX_ENTRY;
+    f->table = docs + docs_len;
+    f->post = f->table + (size_t)f->nterms * SINDEX_ENTRY;
+    f->refs = 1;
+    pthread_mutex_lock(&cache_mu);
+    f->used = ++cache_clock;
+    size_t bkt = (size_t)f->ino % SINDEX_CACHE_BUCKETS;
+    f->next = cache_tab[bkt];
+    cache_tab[bkt] = f;
+    cache_n++;
+    cache_evict();
+    pthread_mutex_unlock(&cache_mu);
+    s->f = f;
+    seg_fields(s, f);
     s->state = 1;
     return 0;
 bad:
     if (fd >= 0)
         close(fd);
-    seg_unload(s);
+    if (f)
+        segfile_free(f);
     s->state = -1;
     x->st.bad++;
     if (x->lock_fd >= 0 && rc != -ENOMEM && rc != -ENOENT) {
@@ -309,7 +460,10 @@ bad:
  * messages; a builder removes it so that the next search rebuilds it. */
 static void seg_damaged(sindex *x, seg *s)
 {
-    seg_unload(s);
+    if (s->f)
+        segfile_put(s->f, true);
+    s->f = NULL;
+    s->docs = NULL;
     s->state = -1;
     x->st.bad++;
     char p[PATH_MAX];
