@@ -171,6 +171,10 @@ void imap_search_set_index(bool on);
  * running in slices calls it before each imap_search_run_range, from
  * where it got to, with the same view. */
 uint32_t imap_search_skip(imap_search_prog *p, const imap_search_view *v, uint32_t seq);
+/* After the last slice: a step (well under a millisecond) of writing what
+ * the run indexed.  True while there is more; what is left when the
+ * program is freed is done then. */
+bool imap_search_finish(imap_search_prog *p);
 
 /* The MODSEQ value to report for this result (RFC 7162 3.1.6, RFC 4731
  * 3.2: for a lone MIN or MAX, that message's; for MIN and MAX alone, the

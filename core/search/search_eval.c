@@ -530,8 +530,13 @@ uint32_t imap_search_skip(imap_search_prog *p, const imap_search_view *v, uint32
         return seq;
     seq = sindex_next(p->gate, v->uids, v->count, seq, SKIP_BUDGET);
     if (seq > v->count && p->ix)
-        (void)sindex_flush(p->ix);  /* the walk is over (see run_range) */
+        (void)sindex_seal(p->ix, 2);   /* the walk is over (see run_range) */
     return seq;
+}
+
+bool imap_search_finish(imap_search_prog *p)
+{
+    return p->ix && sindex_work(p->ix, 4) > 0;
 }
 
 /* Index the current message: its body and text, built here once and then
@@ -636,7 +641,7 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
     }
     /* the walk is over: write what was indexed */
     if (p->ix && rc == 0 && last == v->count)
-        (void)sindex_flush(p->ix);
+        (void)sindex_seal(p->ix, 2);
     free(e.body.data);
     free(e.text.data);
     free(e.tmp.data);
@@ -655,5 +660,8 @@ int imap_search_run(imap_search_prog *p, const imap_search_view *v,
     }
     if (!v->count)
         return 0;
-    return imap_search_run_range(p, v, 1, v->count, res);
+    int rc = imap_search_run_range(p, v, 1, v->count, res);
+    if (p->ix)
+        (void)sindex_work(p->ix, 0);    /* unsliced anyway: write it now */
+    return rc;
 }

@@ -200,6 +200,7 @@ struct sindex {
                                messages: they must stay below it */
     seg *absorbed;          /* merged into the pending messages */
     unsigned nq;            /* queries made on it */
+    struct sindex_job *job; /* a sealed segment being written */
     bool flushed;           /* wrote a segment: the listing's last one may
                                be gone (absorbed), absorb no more */
 };
@@ -624,10 +625,16 @@ static void builder_reset(sindex *x)
     x->limit_lo = UINT32_MAX;
 }
 
+static int job_run(sindex *x, unsigned steps);
+static void job_free(struct sindex_job *j);
+static int seal(sindex *x);
+
 void sindex_close(sindex *x)
 {
     if (!x)
         return;
+    (void)job_run(x, 0);        /* a sealed segment is finished */
+    job_free(x->job);
     builder_reset(x);
     for (size_t i = 0; i < x->nsegs; i++)
         seg_unload(&x->segs[i]);
@@ -810,7 +817,13 @@ int sindex_doc(sindex *x, uint32_t uid)
      * pending ones (segments must not overlap): write what is pending. */
     if (x->nbdocs && (x->npairs >= SINDEX_MAX_PAIRS || x->nbdocs >= SINDEX_MAX_DOCS ||
                       uid > x->limit_lo))
-        rc = sindex_flush(x);
+        rc = seal(x);
+    else if (x->job)
+        rc = job_run(x, 1);     /* the sealed one goes on, a step a message */
+    if (rc > 0)
+        rc = 0;
+    if (!x->building)
+        return rc < 0 ? rc : -EIO;
     if (rc == 0 && !x->nbdocs) {
         /* the first segment above uid bounds this one */
         size_t lo = 0, hi = x->nsegs;
@@ -863,30 +876,6 @@ int sindex_add(sindex *x, const void *text, size_t len)
     return 0;
 }
 
-/* Sort the pairs by trigram, keeping the order of each trigram's UIDs
- * (LSD radix sort on the 24 key bits: stable). */
-static int sort_pairs(sindex *x)
-{
-    uint64_t *b = malloc((x->npairs + 1) * sizeof *b), *a = x->pairs;
-    if (!b)
-        return -ENOMEM;
-    for (int shift = 32; shift < 56; shift += 8) {
-        size_t cnt[257] = {0};
-        for (size_t i = 0; i < x->npairs; i++)
-            cnt[((a[i] >> shift) & 0xff) + 1]++;
-        for (int j = 0; j < 256; j++)
-            cnt[j + 1] += cnt[j];
-        for (size_t i = 0; i < x->npairs; i++)
-            b[cnt[(a[i] >> shift) & 0xff]++] = a[i];
-        uint64_t *t = a;
-        a = b;
-        b = t;
-    }
-    free(b);                /* three passes: the result is in the other array */
-    x->pairs = a;
-    return 0;
-}
-
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
     while (n) {
@@ -902,107 +891,237 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-int sindex_flush(sindex *x)
+/* ---- writing a segment, in steps -------------------------------------
+ * Writing a segment is a stable radix sort of its (trigram, UID) pairs on
+ * the 24 trigram bits, the encoding, and one write: for 10^6 pairs some
+ * 20 ms, too long to hold a worker.  So a full segment is sealed into a
+ * job that later calls advance by SINDEX_STEP pairs at a time (a fraction
+ * of a millisecond) while the next one fills. */
+#define SINDEX_STEP 32768u
+
+enum { J_HIST, J_PASS0, J_PASS1, J_PASS2, J_LAYOUT, J_TERMS, J_WRITE, J_DONE };
+
+struct sindex_job {
+    int phase;
+    size_t at;
+    uint32_t *docs;
+    size_t ndocs;
+    uint64_t *pairs, *tmp;  /* the sort goes pairs -> tmp -> pairs -> tmp */
+    size_t npairs;
+    size_t cnt[3][257];
+    char absorbed[48];      /* the segment this one replaces, or "" */
+    uint8_t *buf, *table, *post, *q;
+    uint32_t nterms, t, docs_len;
+};
+
+static void job_free(struct sindex_job *j)
+{
+    if (!j)
+        return;
+    free(j->docs);
+    free(j->pairs);
+    free(j->tmp);
+    free(j->buf);
+    free(j);
+}
+
+static unsigned pass_shift(int pass) { return 32u + 8u * (unsigned)pass; }
+
+/* One step of the job.  Returns 1 more to do, 0 done, -errno. */
+static int job_step(sindex *x, struct sindex_job *j)
+{
+    size_t end = j->at + SINDEX_STEP < j->npairs ? j->at + SINDEX_STEP : j->npairs;
+    switch (j->phase) {
+    case J_HIST:
+        for (size_t i = j->at; i < end; i++)
+            for (int k = 0; k < 3; k++)
+                j->cnt[k][((j->pairs[i] >> pass_shift(k)) & 0xff) + 1]++;
+        if ((j->at = end) < j->npairs)
+            return 1;
+        for (int k = 0; k < 3; k++)
+            for (int v = 0; v < 256; v++)
+                j->cnt[k][v + 1] += j->cnt[k][v];
+        if (!(j->tmp = malloc((j->npairs + 1) * sizeof *j->tmp)))
+            return -ENOMEM;
+        j->phase = J_PASS0;
+        j->at = 0;
+        return 1;
+    case J_PASS0:
+    case J_PASS1:
+    case J_PASS2: {
+        int k = j->phase - J_PASS0;
+        const uint64_t *src = k == 1 ? j->tmp : j->pairs;
+        uint64_t *dst = k == 1 ? j->pairs : j->tmp;
+        size_t *c = j->cnt[k];
+        for (size_t i = j->at; i < end; i++)
+            dst[c[(src[i] >> pass_shift(k)) & 0xff]++] = src[i];
+        if ((j->at = end) < j->npairs)
+            return 1;
+        j->phase++;
+        j->at = 0;
+        return 1;
+    }
+    case J_LAYOUT: {
+        const uint64_t *v = j->tmp;         /* sorted */
+        for (size_t i = 0; i < j->npairs; i++)
+            j->nterms += !i || v[i] >> 32 != v[i - 1] >> 32;
+        size_t max = SINDEX_HDR + j->ndocs * 5 + (size_t)j->nterms * SINDEX_ENTRY +
+                     j->npairs * 5;
+        if (!(j->buf = malloc(max)))
+            return -ENOMEM;
+        memset(j->buf, 0, SINDEX_HDR);
+        uint8_t *p = j->buf + SINDEX_HDR;
+        uint32_t prev = 0;
+        for (size_t i = 0; i < j->ndocs; i++) {
+            p += put_varint(p, j->docs[i] - prev);
+            prev = j->docs[i];
+        }
+        j->docs_len = (uint32_t)(p - (j->buf + SINDEX_HDR));
+        j->table = p;
+        j->q = j->post = p + (size_t)j->nterms * SINDEX_ENTRY;
+        j->phase = J_TERMS;
+        j->at = 0;
+        return 1;
+    }
+    case J_TERMS: {
+        const uint64_t *v = j->tmp;
+        size_t i = j->at;
+        while (j->t < j->nterms && i < end) {
+            uint32_t key = (uint32_t)(v[i] >> 32), count = 0, prev = 0;
+            uint8_t *ls = j->q;
+            for (; i < j->npairs && (uint32_t)(v[i] >> 32) == key; i++, count++) {
+                j->q += put_varint(j->q, (uint32_t)v[i] - prev);
+                prev = (uint32_t)v[i];
+            }
+            uint8_t *e = j->table + (size_t)j->t * SINDEX_ENTRY;
+            put32(e, key);
+            put32(e + 4, count);
+            put64(e + 8, (uint64_t)(ls - j->post));
+            put32(e + 16, (uint32_t)(j->q - ls));
+            put32(e + 20, store_crc32c(0, ls, (size_t)(j->q - ls)));
+            put32(e + 24, j->t);
+            put32(e + 28, store_crc32c(0, e, 28));
+            j->t++;
+        }
+        j->at = i;
+        if (j->t < j->nterms)
+            return 1;
+        j->phase = J_WRITE;
+        return 1;
+    }
+    case J_WRITE: {
+        uint8_t *buf = j->buf;
+        uint32_t lo = j->docs[0], hi = j->docs[j->ndocs - 1];
+        memcpy(buf, SINDEX_MAGIC, 8);
+        put32(buf + 8, SINDEX_VERSION);
+        put32(buf + 12, SINDEX_HDR);
+        put32(buf + 16, x->uidvalidity);
+        put32(buf + 20, lo);
+        put32(buf + 24, hi);
+        put32(buf + 28, (uint32_t)j->ndocs);
+        put32(buf + 32, j->nterms);
+        put32(buf + 36, j->docs_len);
+        put64(buf + 40, (uint64_t)(j->q - j->post));
+        put32(buf + 48, store_crc32c(0, buf + SINDEX_HDR, j->docs_len));
+        put32(buf + 60, store_crc32c(0, buf, 60));
+
+        static unsigned seq;
+        char name[64], tmp[PATH_MAX], path[PATH_MAX];
+        snprintf(name, sizeof name, "sindex-new.%ld.%u", (long)getpid(),
+                 __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+        int rc = seg_path(x, name, tmp, sizeof tmp);
+        snprintf(name, sizeof name, "sindex.%" PRIu32 ".%" PRIu32, lo, hi);
+        if (rc == 0)
+            rc = seg_path(x, name, path, sizeof path);
+        if (rc < 0)
+            return rc;
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -errno;
+        rc = write_all(fd, buf, (size_t)(j->q - buf));
+        close(fd);
+        if (rc == 0 && rename(tmp, path) < 0)
+            rc = -errno;
+        if (rc < 0) {
+            unlink(tmp);
+            return rc;
+        }
+        if (j->absorbed[0] && strcmp(j->absorbed, name)) {
+            char old[PATH_MAX];
+            if (!seg_path(x, j->absorbed, old, sizeof old))
+                unlink(old);
+        }
+        x->st.written++;
+        j->phase = J_DONE;
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* Run the pending job for up to steps steps (0: to its end).  Returns 1 if
+ * work is left, 0 or -errno (the builder then stops). */
+static int job_run(sindex *x, unsigned steps)
+{
+    int rc = 0;
+    while (x->job) {
+        rc = job_step(x, x->job);
+        if (rc <= 0) {
+            job_free(x->job);
+            x->job = NULL;
+            if (rc < 0)
+                stop_building(x);
+            return rc;
+        }
+        if (steps && !--steps)
+            return 1;
+    }
+    return rc;
+}
+
+/* Seal what was added into a job (after finishing the previous one). */
+static int seal(sindex *x)
 {
     if (!x->building || !x->nbdocs)
         return 0;
-    int rc = -ENOMEM;
-    uint8_t *buf = NULL;
-    int fd = -1;
-    char tmp[PATH_MAX] = "";
-    uint32_t lo = x->bdocs[0], hi = x->bdocs[x->nbdocs - 1];
-    uint32_t nterms = 0;
-
-    if (sort_pairs(x) < 0)
-        goto out;
-    for (size_t i = 0; i < x->npairs; i++)
-        nterms += !i || x->pairs[i] >> 32 != x->pairs[i - 1] >> 32;
-    size_t max = SINDEX_HDR + (size_t)x->nbdocs * 5 + (size_t)nterms * SINDEX_ENTRY +
-                 x->npairs * 5;
-    if (!(buf = calloc(1, max)))
-        goto out;
-    uint8_t *p = buf + SINDEX_HDR;
-    uint32_t prev = 0;
-    for (size_t i = 0; i < x->nbdocs; i++) {
-        p += put_varint(p, x->bdocs[i] - prev);
-        prev = x->bdocs[i];
-    }
-    uint32_t docs_len = (uint32_t)(p - (buf + SINDEX_HDR));
-    uint8_t *table = p, *post = table + (size_t)nterms * SINDEX_ENTRY, *q = post;
-    size_t i = 0;
-    for (uint32_t t = 0; t < nterms; t++) {
-        uint32_t key = (uint32_t)(x->pairs[i] >> 32), count = 0;
-        uint8_t *ls = q;
-        prev = 0;
-        for (; i < x->npairs && (uint32_t)(x->pairs[i] >> 32) == key; i++, count++) {
-            uint32_t uid = (uint32_t)x->pairs[i];
-            q += put_varint(q, uid - prev);
-            prev = uid;
-        }
-        uint8_t *e = table + (size_t)t * SINDEX_ENTRY;
-        put32(e, key);
-        put32(e + 4, count);
-        put64(e + 8, (uint64_t)(ls - post));
-        put32(e + 16, (uint32_t)(q - ls));
-        put32(e + 20, store_crc32c(0, ls, (size_t)(q - ls)));
-        put32(e + 24, t);
-        put32(e + 28, store_crc32c(0, e, 28));
-    }
-    memcpy(buf, SINDEX_MAGIC, 8);
-    put32(buf + 8, SINDEX_VERSION);
-    put32(buf + 12, SINDEX_HDR);
-    put32(buf + 16, x->uidvalidity);
-    put32(buf + 20, lo);
-    put32(buf + 24, hi);
-    put32(buf + 28, (uint32_t)x->nbdocs);
-    put32(buf + 32, nterms);
-    put32(buf + 36, docs_len);
-    put64(buf + 40, (uint64_t)(q - post));
-    put32(buf + 48, store_crc32c(0, buf + SINDEX_HDR, docs_len));
-    put32(buf + 60, store_crc32c(0, buf, 60));
-
-    static unsigned seq;
-    char name[64], path[PATH_MAX];
-    snprintf(name, sizeof name, "sindex-new.%ld.%u", (long)getpid(),
-             __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
-    snprintf(tmp, sizeof tmp, "%s/%s", x->dir, name);
-    snprintf(name, sizeof name, "sindex.%" PRIu32 ".%" PRIu32, lo, hi);
-    if ((rc = seg_path(x, name, path, sizeof path)) < 0)
-        goto out;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = -errno;
-        tmp[0] = 0;
-        goto out;
-    }
-    if ((rc = write_all(fd, buf, (size_t)(q - buf))) < 0)
-        goto out;
-    close(fd);
-    fd = -1;
-    if (rename(tmp, path) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    tmp[0] = 0;
-    if (x->absorbed && strcmp(x->absorbed->name, name)) {
-        char old[PATH_MAX];
-        if (!seg_path(x, x->absorbed->name, old, sizeof old))
-            unlink(old);
-    }
-    x->st.written++;
-    x->flushed = true;
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (tmp[0])
-        unlink(tmp);
-    free(buf);
-    bool ok = rc == 0;
-    builder_reset(x);
-    if (!ok)
+    int rc = job_run(x, 0);
+    if (rc < 0 || !x->building)
+        return rc;
+    struct sindex_job *j = calloc(1, sizeof *j);
+    if (!j) {
         stop_building(x);
-    return rc;
+        return -ENOMEM;
+    }
+    j->docs = x->bdocs;
+    j->ndocs = x->nbdocs;
+    j->pairs = x->pairs;
+    j->npairs = x->npairs;
+    if (x->absorbed)
+        snprintf(j->absorbed, sizeof j->absorbed, "%s", x->absorbed->name);
+    x->bdocs = NULL;
+    x->pairs = NULL;
+    x->job = j;
+    x->flushed = true;
+    builder_reset(x);
+    return 0;
+}
+
+int sindex_flush(sindex *x)
+{
+    int rc = seal(x);
+    return rc < 0 ? rc : job_run(x, 0);
+}
+
+int sindex_seal(sindex *x, unsigned steps)
+{
+    int rc = seal(x);
+    return rc < 0 ? rc : job_run(x, steps);
+}
+
+int sindex_work(sindex *x, unsigned steps)
+{
+    return x->job ? job_run(x, steps) : 0;
 }
 
 /* ---- querying -------------------------------------------------------- */

@@ -34,8 +34,14 @@ bool sindex_wants(const sindex *x, uint32_t uid);
  * On failure the builder stops (the index stays as it was). */
 int sindex_doc(sindex *x, uint32_t uid);
 int sindex_add(sindex *x, const void *text, size_t len);
-/* Write what was added as a segment (nothing if nothing was). */
+/* Write what was added as a segment (nothing if nothing was), at once. */
 int sindex_flush(sindex *x);
+/* The same in steps: seal what was added and do up to steps steps of the
+ * writing (each well under a millisecond; 0: all); sindex_work does more.
+ * Both return 1 while work is left, 0 when none is, or -errno.  What is
+ * left when the handle closes is done then. */
+int sindex_seal(sindex *x, unsigned steps);
+int sindex_work(sindex *x, unsigned steps);
 
 /* A query for one needle (folded UTF-8).  NULL when the index cannot
  * narrow it (shorter than a trigram, a NUL byte, no memory). */

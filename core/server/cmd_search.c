@@ -131,6 +131,12 @@ static bool search_step(session *s, void *arg)
     sess_slice_begin(&sl);
     while (!sc->evaluated) {
         if (sc->next > sc->v.count) {
+            /* the search index written in steps too */
+            if (imap_search_finish(sc->prog)) {
+                if (sess_slice_over(s, &sl))
+                    return false;
+                continue;
+            }
             sc->evaluated = true;
             break;
         }
