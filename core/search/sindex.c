@@ -573,7 +573,8 @@ static int list_segments(sindex *x)
     closedir(d);
     if (rc < 0)
         return rc;
-    qsort(x->segs, x->nsegs, sizeof *x->segs, seg_cmp);
+    if (x->nsegs > 1)
+        qsort(x->segs, x->nsegs, sizeof *x->segs, seg_cmp);
     size_t w = 0;
     for (size_t i = 0; i < x->nsegs; i++)
         if (!w || x->segs[i].lo > x->segs[w - 1].hi)
