@@ -62,11 +62,14 @@
  * Updates.  Messages never change and UIDs are never reused, so a segment
  * stays true for ever: appends need no work here (new messages are in no
  * segment: they are scanned, and indexed by the next body search that
- * walks over them); expunged messages' UIDs stay in the lists and only
- * cost a lookup in the view (compaction keeps UIDs, so it needs no work
- * either).  A small last segment is merged with the new messages when the
- * next one is written, so searches after single appends do not pile up
- * tiny files.  Building is done by the searches themselves, over the
+ * walks over them); compaction keeps UIDs, so it needs no work either.
+ * Expunged messages' UIDs stay in the lists until a builder's walk finds a
+ * segment (below the view's last message) of which fewer than half are
+ * still in the view: it writes it again with those only, or removes it if
+ * none is (anyone who still sees one of them scans it), so the index
+ * shrinks with the mailbox.  A small last segment is merged with the new
+ * messages when the next one is written, so searches after single appends
+ * do not pile up tiny files.  Building is done by the searches themselves, over the
  * messages they walk, a segment at a time (at most SINDEX_MAX_PAIRS
  * postings, SINDEX_MAX_DOCS messages), so it runs in the command's slices. */
 #include "core/search/sindex.h"
@@ -91,6 +94,7 @@
 #define SINDEX_HDR 64u
 #define SINDEX_ENTRY 32u
 #define SINDEX_MAX_PAIRS (1u << 20)     /* postings per segment while building */
+static size_t max_pairs = SINDEX_MAX_PAIRS;
 #define SINDEX_MAX_DOCS 65536u
 #define SINDEX_ABSORB_BYTES (512u << 10) /* a smaller last segment is merged */
 
@@ -171,6 +175,7 @@ typedef struct seg {
     char name[48];
     int state;              /* 0 not loaded, 1 usable, -1 damaged */
     struct segfile *f;      /* while loaded: the checked file (below) */
+    bool live_checked;      /* a builder looked at how much of it is live */
     uint64_t fsize;
     uint32_t *docs;
     uint32_t ndocs, nterms;
@@ -816,7 +821,7 @@ int sindex_doc(sindex *x, uint32_t uid)
         return -EINVAL;
     /* A full segment, or the next message beyond a segment above the
      * pending ones (segments must not overlap): write what is pending. */
-    if (x->nbdocs && (x->npairs >= SINDEX_MAX_PAIRS || x->nbdocs >= SINDEX_MAX_DOCS ||
+    if (x->nbdocs && (x->npairs >= max_pairs || x->nbdocs >= SINDEX_MAX_DOCS ||
                       uid > x->limit_lo))
         rc = seal(x);
     else if (x->job)
@@ -900,7 +905,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
  * of a millisecond) while the next one fills. */
 #define SINDEX_STEP 32768u
 
-enum { J_HIST, J_PASS0, J_PASS1, J_PASS2, J_LAYOUT, J_TERMS, J_WRITE, J_DONE };
+enum { J_LOAD, J_HIST, J_PASS0, J_PASS1, J_PASS2, J_LAYOUT, J_TERMS, J_WRITE, J_DONE };
 
 struct sindex_job {
     int phase;
@@ -913,6 +918,9 @@ struct sindex_job {
     char absorbed[48];      /* the segment this one replaces, or "" */
     uint8_t *buf, *table, *post, *q;
     uint32_t nterms, t, docs_len;
+    seg src;                /* J_LOAD: the segment to shrink (a reference) */
+    uint32_t src_t, *src_list;
+    size_t cap;
 };
 
 static void job_free(struct sindex_job *j)
@@ -923,6 +931,9 @@ static void job_free(struct sindex_job *j)
     free(j->pairs);
     free(j->tmp);
     free(j->buf);
+    free(j->src_list);
+    if (j->src.f)
+        segfile_put(j->src.f, false);
     free(j);
 }
 
@@ -933,6 +944,42 @@ static int job_step(sindex *x, struct sindex_job *j)
 {
     size_t end = j->at + SINDEX_STEP < j->npairs ? j->at + SINDEX_STEP : j->npairs;
     switch (j->phase) {
+    case J_LOAD: {
+        /* the lists of the segment being shrunk, without the UIDs no
+         * longer live: read in trigram order, so already sorted */
+        const seg *src = &j->src;
+        size_t done = 0;
+        while (j->src_t < src->nterms && done < SINDEX_STEP) {
+            const uint8_t *e = src->table + (size_t)j->src_t * SINDEX_ENTRY, *p;
+            size_t len;
+            uint32_t count;
+            if (get32(e + 24) != j->src_t || get32(e + 28) != store_crc32c(0, e, 28) ||
+                (j->src_t && get32(e) <= get32(e - SINDEX_ENTRY)) ||
+                seg_list(src, e, &p, &len, &count) < 0 ||
+                decode_list(p, len, count, src->lo, src->hi, j->src_list) < 0)
+                return -EBADMSG;
+            for (uint32_t k = 0; k < count; k++)
+                if (in_sorted(j->docs, j->ndocs, j->src_list[k])) {
+                    if (j->npairs == j->cap) {
+                        size_t c = j->cap ? j->cap * 2 : 1u << 16;
+                        uint64_t *a = realloc(j->pairs, c * sizeof *a);
+                        if (!a)
+                            return -ENOMEM;
+                        j->pairs = a;
+                        j->cap = c;
+                    }
+                    j->pairs[j->npairs++] = (uint64_t)get32(e) << 32 | j->src_list[k];
+                }
+            done += count;
+            j->src_t++;
+        }
+        if (j->src_t < src->nterms)
+            return 1;
+        j->tmp = j->pairs;      /* sorted: no passes */
+        j->pairs = NULL;
+        j->phase = J_LAYOUT;
+        return 1;
+    }
     case J_HIST:
         for (size_t i = j->at; i < end; i++)
             for (int k = 0; k < 3; k++)
@@ -1094,6 +1141,7 @@ static int seal(sindex *x)
         stop_building(x);
         return -ENOMEM;
     }
+    j->phase = J_HIST;
     j->docs = x->bdocs;
     j->ndocs = x->nbdocs;
     j->pairs = x->pairs;
@@ -1106,6 +1154,73 @@ static int seal(sindex *x)
     x->flushed = true;
     builder_reset(x);
     return 0;
+}
+
+/* A builder met segment s of the view uids[0..count): if fewer than half
+ * of its messages are still in the view (expunged, compacted away), write
+ * it again with only those (a job, in steps), so that the index shrinks
+ * with the mailbox.  The last segment is left to absorb_tail. */
+static void maybe_shrink(sindex *x, seg *s, const uint32_t *uids, uint32_t count)
+{
+    s->live_checked = true;
+    /* only below the view's last message: above it, messages may be
+     * newer than the view rather than gone */
+    if (x->lock_fd < 0 || !x->building || x->job || !count || s->hi > uids[count - 1] ||
+        s == &x->segs[x->nsegs - 1] || s->state < 0)
+        return;
+    size_t a = 0, b = count;
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (uids[mid] < s->lo)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    size_t first = a;
+    b = count;
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (uids[mid] <= s->hi)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    size_t live = a - first;
+    if (!live) {
+        /* nothing of it is live: its messages are scanned if anyone
+         * still sees them */
+        char p[PATH_MAX];
+        if (!seg_path(x, s->name, p, sizeof p))
+            unlink(p);
+        return;
+    }
+    if (s->state != 1 || live * 2 >= s->ndocs)
+        return;
+    struct sindex_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->docs = malloc((live + 1) * sizeof *j->docs)) ||
+        !(j->src_list = malloc((size_t)s->ndocs * sizeof *j->src_list))) {
+        job_free(j);
+        return;
+    }
+    for (size_t i = first; i < first + live; i++)
+        if (in_sorted(s->docs, s->ndocs, uids[i]))
+            j->docs[j->ndocs++] = uids[i];
+    if (!j->ndocs) {
+        job_free(j);
+        return;
+    }
+    pthread_mutex_lock(&cache_mu);
+    s->f->refs++;
+    pthread_mutex_unlock(&cache_mu);
+    j->src = *s;
+    j->phase = J_LOAD;
+    snprintf(j->absorbed, sizeof j->absorbed, "%s", s->name);
+    x->job = j;
+}
+
+void sindex_test_max_pairs(size_t n)
+{
+    max_pairs = n ? n : SINDEX_MAX_PAIRS;
 }
 
 int sindex_flush(sindex *x)
@@ -1318,7 +1433,14 @@ uint32_t sindex_next(sindex_q *q, const uint32_t *uids, uint32_t count, uint32_t
         }
         if (!(s = seg_ready(q, uid)))
             return seq;
-        (void)before;
+        if (q->x->lock_fd >= 0 && q->cur != before) {
+            /* a builder: the segments passed over hold no message of the
+             * view, this one may hold few */
+            for (size_t k = before == SIZE_MAX || before > q->cur ? 0 : before + 1;
+                 k <= q->cur; k++)
+                if (!q->x->segs[k].live_checked)
+                    maybe_shrink(q->x, &q->x->segs[k], uids, count);
+        }
         /* through the view's UIDs in this segment: stop at one that is a
          * candidate or that the segment did not index */
         while (seq <= count && (uid = uids[seq - 1]) <= s->hi) {

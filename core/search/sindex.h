@@ -58,6 +58,9 @@ int sindex_maybe(sindex_q *q, uint32_t uid);
 uint32_t sindex_next(sindex_q *q, const uint32_t *uids, uint32_t count, uint32_t seq,
                      unsigned budget);
 
+/* Tests: segments of at most n postings (0: the default). */
+void sindex_test_max_pairs(size_t n);
+
 /* Statistics for tests and benchmarks. */
 typedef struct sindex_stats {
     size_t segments;        /* listed at open */

@@ -575,6 +575,59 @@ static void test_expunge_compact(void)
     fixture_close(&f);
 }
 
+static long long index_bytes(const char *dir, size_t *nseg)
+{
+    DIR *d = opendir(dir);
+    long long total = 0;
+    struct dirent *de;
+    *nseg = 0;
+    while (d && (de = readdir(d))) {
+        unsigned a, b;
+        char c, p[1024];
+        struct stat st;
+        if (sscanf(de->d_name, "sindex.%u.%u%c", &a, &b, &c) != 2)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (stat(p, &st) == 0)
+            total += st.st_size;
+        (*nseg)++;
+    }
+    if (d)
+        closedir(d);
+    return total;
+}
+
+/* Segments mostly expunged are written again with what is left. */
+static void test_shrink(void)
+{
+    unsigned seed = 77;
+    fixture f;
+    sindex_test_max_pairs(4000);        /* many small segments */
+    REQUIRE_OK(fixture_open(&f, "sindex-shrink", 400, &seed));
+    const char *dir = store_mbox_dir(f.mb);
+    CHECK(same(&f, "BODY \"apple\"", 5));
+    size_t nseg0, nseg;
+    long long bytes0 = index_bytes(dir, &nseg0);
+    CHECK(nseg0 >= 5);
+    store_range r[] = {{f.uids[20], f.uids[379]}};
+    REQUIRE_OK(store_expunge(f.mb, r, 1, false, NULL, NULL));
+    long long bytes = bytes0;
+    for (int i = 0; i < 40; i++) {          /* one segment a search */
+        CHECK(same(&f, "BODY \"cherry\"", i % 2 ? 4 : 0));
+        bytes = index_bytes(dir, &nseg);
+    }
+    if (bytes * 4 > bytes0) {
+        fprintf(stderr, "shrink: %lld bytes of %lld left, %zu of %zu segments\n", bytes, bytes0,
+                nseg, nseg0);
+        test_failures_++;
+    }
+    check_random(&f, &seed, 80, "shrunk");
+    REQUIRE_OK(store_compact(f.mb, NULL, NULL));
+    check_random(&f, &seed, 40, "shrunk and compacted");
+    sindex_test_max_pairs(0);
+    fixture_close(&f);
+}
+
 /* search_index = no: nothing is written. */
 static void test_off(void)
 {
@@ -594,6 +647,7 @@ int main(void)
     RUN(test_appends);
     RUN(test_damage);
     RUN(test_expunge_compact);
+    RUN(test_shrink);
     RUN(test_off);
     return test_summary();
 }
