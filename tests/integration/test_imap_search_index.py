@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""ringmaild: SEARCH with the search index (search_index = yes) answers
-exactly as without it (no), on one mailbox of generated messages (plain,
+"""ringmaild: SEARCH (and SORT) with the search index (search_index = yes)
+answers exactly as without it (no), on one mailbox of generated messages (plain,
 base64 and quoted-printable bodies in UTF-8 and Latin-1, RFC 2047 headers,
 multipart with an embedded message; multibyte and mixed-case needles):
 the search that builds the index, the ones that use it, after a restart,
@@ -93,6 +93,9 @@ class SearchIndexCase(rs.ServerTestCase):
             a, b = rng.choice(NEEDLES), rng.choice(NEEDLES)
             cmds.append("SEARCH CHARSET UTF-8 OR BODY %s NOT TEXT %s" % (arg(a), arg(b)))
             cmds.append("UID SEARCH CHARSET UTF-8 SUBJECT %s BODY %s" % (arg(a), arg(b)))
+        for n in ("apple", "übermut", "café quartal", "zzzz"):
+            cmds.append("SORT (REVERSE SUBJECT) UTF-8 BODY %s" % arg(n))
+            cmds.append("UID SORT (ARRIVAL) UTF-8 NOT TEXT %s" % arg(n))
         return cmds
 
     def answers(self):
@@ -100,7 +103,12 @@ class SearchIndexCase(rs.ServerTestCase):
         out = []
         for cmd in self.commands():
             r = self.ok(c, cmd, timeout=120)
-            out.append((cmd, sorted(r.search())))
+            if "SORT" in cmd:
+                nums = [int(x) for u in r.untagged if u.raw.startswith(b"* SORT")
+                        for x in u.raw.split()[2:]]
+            else:
+                nums = sorted(r.search())
+            out.append((cmd, nums))
         return out
 
     def restart(self, index):
