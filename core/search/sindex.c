@@ -453,7 +453,7 @@ bad:
         segfile_free(f);
     s->state = -1;
     x->st.bad++;
-    if (x->lock_fd >= 0 && rc != -ENOMEM && rc != -ENOENT) {
+    if (x->lock_fd >= 0 && (rc == -EBADMSG || rc == 0)) {
         /* the builder removes it: the next search indexes its messages */
         char p[PATH_MAX];
         if (!seg_path(x, s->name, p, sizeof p))
