@@ -9,8 +9,8 @@
  *   search/body/msgs:M             BODY "qx-7731"          (every text part
  *                                  decoded; ~1 % match; search_index off)
  *   search/body_indexed/msgs:M     the same with the search index, built by
- *                                  the first (checked, untimed) run and kept
- *                                  beside the mailbox (in a --data-dir too)
+ *                                  untimed runs first and kept beside the
+ *                                  mailbox (in a --data-dir too)
  *   sort/date/msgs:N               SORT (DATE) UTF-8 ALL   (the Date: header
  *                                  of every message from the cache)
  *   sort/subject/msgs:N            SORT (SUBJECT) UTF-8 ALL (base subjects)
@@ -232,7 +232,12 @@ static void bm_search(bench_state *st, void *arg)
     imap_search_result res = {0};
     const char *err = NULL;
     imap_search_set_index(a->k == K_BODY_IX);
-    int r = run_search(m, line, &res, &err);
+    int r = 0;
+    /* a search indexes a quarter of a large mailbox: these build it */
+    for (int i = 0; a->k == K_BODY_IX && r == 0 && i < 4; i++)
+        r = run_search(m, line, &res, &err);
+    if (r == 0)
+        r = run_search(m, line, &res, &err);
     if (r < 0) {
         bench_error(st, "%s: %s (%s)", line, strerror(-r), err ? err : "");
         goto out;

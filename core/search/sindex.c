@@ -96,7 +96,8 @@
 #define SINDEX_MAX_PAIRS (1u << 20)     /* postings per segment while building */
 static size_t max_pairs = SINDEX_MAX_PAIRS;
 #define SINDEX_MAX_DOCS 65536u
-#define SINDEX_ABSORB_BYTES (512u << 10) /* a smaller last segment is merged */
+#define SINDEX_ABSORB_BYTES (128u << 10) /* a smaller last segment is merged
+                                           (decoded in one go: ~2 ms) */
 
 /* ---- little-endian helpers ------------------------------------------ */
 
@@ -205,7 +206,10 @@ struct sindex {
                                messages: they must stay below it */
     seg *absorbed;          /* merged into the pending messages */
     unsigned nq;            /* queries made on it */
+    uint32_t doc_budget;    /* messages this handle may index (0: any) */
+    uint32_t ndocs_run;     /* messages it indexed */
     struct sindex_job *job; /* a sealed segment being written */
+    bool want_seal;         /* seal what was added once the job is done */
     bool flushed;           /* wrote a segment: the listing's last one may
                                be gone (absorbed), absorb no more */
 };
@@ -693,7 +697,13 @@ static void stop_building(sindex *x)
 
 bool sindex_wants(const sindex *x, uint32_t uid)
 {
-    return x->building && uid > x->last_uid && seg_of(x, uid) == SIZE_MAX;
+    return x->building && uid > x->last_uid &&
+           (!x->doc_budget || x->ndocs_run < x->doc_budget) && seg_of(x, uid) == SIZE_MAX;
+}
+
+void sindex_set_budget(sindex *x, uint32_t n)
+{
+    x->doc_budget = n;
 }
 
 static int add_pair(sindex *x, uint32_t key, uint32_t uid)
@@ -850,6 +860,7 @@ int sindex_doc(sindex *x, uint32_t uid)
      * the message's number, 1-based) */
     x->dn = 0;
     x->doc_start = x->npairs;
+    x->ndocs_run++;
     if (rc == 0 && !x->dset)
         rc = dset_grow(x);
     if (rc < 0) {
@@ -1118,9 +1129,17 @@ static int job_run(sindex *x, unsigned steps)
         if (rc <= 0) {
             job_free(x->job);
             x->job = NULL;
-            if (rc < 0)
+            if (rc < 0) {
                 stop_building(x);
-            return rc;
+                return rc;
+            }
+            if (!x->want_seal)
+                return 0;
+            /* the messages added meanwhile are next */
+            x->want_seal = false;
+            if ((rc = seal(x)) < 0 || !x->job)
+                return rc;
+            rc = 1;
         }
         if (steps && !--steps)
             return 1;
@@ -1231,6 +1250,11 @@ int sindex_flush(sindex *x)
 
 int sindex_seal(sindex *x, unsigned steps)
 {
+    if (x->job && x->building && x->nbdocs) {
+        /* not now: finishing the job at once could take ~20 ms */
+        x->want_seal = true;
+        return job_run(x, steps);
+    }
     int rc = seal(x);
     return rc < 0 ? rc : job_run(x, steps);
 }
@@ -1419,7 +1443,7 @@ int sindex_maybe(sindex_q *q, uint32_t uid)
 }
 
 uint32_t sindex_next(sindex_q *q, const uint32_t *uids, uint32_t count, uint32_t seq,
-                     unsigned budget)
+                     unsigned *budget)
 {
     while (seq >= 1 && seq <= count) {
         uint32_t uid = uids[seq - 1];
@@ -1427,9 +1451,9 @@ uint32_t sindex_next(sindex_q *q, const uint32_t *uids, uint32_t count, uint32_t
         const seg *s;
         if (q->cur == SIZE_MAX || uid < q->x->segs[q->cur].lo ||
             uid > q->x->segs[q->cur].hi) {
-            if (!budget)
+            if (!*budget)
                 return seq;     /* the caller comes back */
-            budget--;
+            --*budget;
         }
         if (!(s = seg_ready(q, uid)))
             return seq;

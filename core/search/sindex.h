@@ -29,6 +29,10 @@ void sindex_close(sindex *x);
 /* Should the message uid be indexed now (a builder, no segment covers
  * it, above every message added so far)? */
 bool sindex_wants(const sindex *x, uint32_t uid);
+/* Index at most n messages with this handle (0: no limit): a search over
+ * a large mailbox that was never indexed costs a bounded multiple of the
+ * scan, and later searches index the rest. */
+void sindex_set_budget(sindex *x, uint32_t n);
 /* Start the message uid (sindex_wants said yes), then add its searchable
  * texts (folded UTF-8, as the evaluator searches them; several calls).
  * On failure the builder stops (the index stays as it was). */
@@ -53,10 +57,11 @@ void sindex_query_free(sindex_q *q);
 int sindex_maybe(sindex_q *q, uint32_t uid);
 /* The first sequence number from seq on (view uids[0..count), ascending)
  * whose message may contain the needle, or count + 1.  Works through at
- * most budget segments (each a few hundred microseconds at most), then
- * returns where it got to: the message there is not ruled out yet. */
+ * most *budget more segments (each a few hundred microseconds at most;
+ * *budget is counted down), then returns where it got to: the message
+ * there is not ruled out yet. */
 uint32_t sindex_next(sindex_q *q, const uint32_t *uids, uint32_t count, uint32_t seq,
-                     unsigned budget);
+                     unsigned *budget);
 
 /* Tests: segments of at most n postings (0: the default). */
 void sindex_test_max_pairs(size_t n);

@@ -131,11 +131,51 @@ static void test_postings(void)
     CHECK(!strcmp(first, "sindex.3.399"));
     sindex_close(x);
 
+    /* a budget of messages per handle; a seal while a segment is still
+     * being written waits for it instead of finishing it at once */
+    x = sindex_open(dir, 7, true);
+    REQUIRE(x);
+    sindex_set_budget(x, 2);
+    CHECK(sindex_wants(x, 1000));
+    REQUIRE_OK(sindex_doc(x, 1000));
+    REQUIRE_OK(sindex_add(x, "budget one", 10));
+    REQUIRE_OK(sindex_doc(x, 1001));
+    REQUIRE_OK(sindex_add(x, "budget two", 10));
+    CHECK(!sindex_wants(x, 1002));
+    sindex_set_budget(x, 0);
+    for (uint32_t uid = 1002; uid < 1300; uid++) {
+        char text[600];
+        for (size_t i = 0; i < sizeof text; i++)
+            text[i] = (char)('a' + rand_r(&seed) % 26);
+        REQUIRE_OK(sindex_doc(x, uid));
+        REQUIRE_OK(sindex_add(x, text, sizeof text));
+    }
+    CHECK_EQ(sindex_seal(x, 1), 1);
+    REQUIRE_OK(sindex_doc(x, 1400));
+    REQUIRE_OK(sindex_add(x, "later", 5));
+    CHECK_EQ(sindex_seal(x, 1), 1);    /* waits for the first */
+    while ((rc = sindex_work(x, 1)) == 1)
+        ;
+    CHECK_EQ(rc, 0);
+    /* 3..399 (too big to take in), 1000..1299 and 1400 */
+    CHECK_EQ(count_segments(dir, NULL, 0), 3);
+    sindex_close(x);
+    x = sindex_open(dir, 7, false);
+    q = sindex_query(x, "later", 5);
+    CHECK_EQ(sindex_maybe(q, 1400), 1);
+    CHECK_EQ(sindex_maybe(q, 1001), 0);
+    sindex_query_free(q);
+    q = sindex_query(x, "budget two", 10);
+    CHECK_EQ(sindex_maybe(q, 1001), 1);
+    CHECK_EQ(sindex_maybe(q, 1000), 0);
+    sindex_query_free(q);
+    sindex_close(x);
+
     /* a second builder waits for nobody: it does not build */
     sindex *b1 = sindex_open(dir, 7, true), *b2 = sindex_open(dir, 7, true);
-    CHECK(sindex_wants(b1, 500));
+    CHECK(sindex_wants(b1, 1500));
     CHECK(!sindex_wants(b1, 20));       /* covered */
-    CHECK(!sindex_wants(b2, 500));
+    CHECK(!sindex_wants(b2, 1500));
     sindex_close(b2);
     sindex_close(b1);
     test_rm_rf(dir);
