@@ -69,9 +69,13 @@
  * none is (anyone who still sees one of them scans it), so the index
  * shrinks with the mailbox.  A small last segment is merged with the new
  * messages when the next one is written, so searches after single appends
- * do not pile up tiny files.  Building is done by the searches themselves, over the
- * messages they walk, a segment at a time (at most SINDEX_MAX_PAIRS
- * postings, SINDEX_MAX_DOCS messages), so it runs in the command's slices. */
+ * do not pile up tiny files.
+ *
+ * Building is done by the searches themselves, over the messages they
+ * walk (at most a budget per search: search_eval.c gives a quarter of a
+ * large mailbox), a segment at a time (at most SINDEX_MAX_PAIRS postings,
+ * SINDEX_MAX_DOCS messages), and a full segment is written in steps while
+ * the next fills, so it all runs in the command's slices. */
 #include "core/search/sindex.h"
 #include "store/store.h"
 

@@ -238,7 +238,8 @@ static size_t make_msg(char *b, size_t cap, unsigned *seed, unsigned k)
     const char *subj = words[rand_r(seed) % NWORDS];
     switch (k % 5) {
     case 0:
-        w = (size_t)snprintf(b, cap, "From: a@example.org\r\nSubject: %s plain\r\n\r\n%s", subj, body);
+        w = (size_t)snprintf(b, cap, "From: a@example.org\r\nSubject: %s plain\r\n\r\n%s",
+                             subj, body);
         break;
     case 1:
         b64((const unsigned char *)body, bw, enc);
@@ -263,7 +264,8 @@ static size_t make_msg(char *b, size_t cap, unsigned *seed, unsigned k)
         char inner[1024];
         size_t iw = 0;
         add_text(inner, &iw, sizeof inner, seed, 6);
-        w = (size_t)snprintf(b, cap, "From: d@example.org\r\nSubject: multi\r\nMIME-Version: 1.0\r\n"
+        w = (size_t)snprintf(b, cap, "From: d@example.org\r\nSubject: multi\r\n"
+                             "MIME-Version: 1.0\r\n"
                              "Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n"
                              "preamble zeta\r\n--XX\r\nContent-Type: text/plain\r\n\r\n%s"
                              "--XX\r\nContent-Type: message/rfc822\r\n\r\n"
