@@ -124,6 +124,7 @@ uint32_t store_snap_entries(const store_snap *s) { return s->count; }
 uint32_t store_snap_uidnext(const store_snap *s) { return s->uidnext; }
 uint64_t store_snap_highestmodseq(const store_snap *s) { return s->highestmodseq; }
 uint32_t store_snap_uidvalidity(const store_snap *s) { return store_gen_hdr(s->g)->uidvalidity; }
+const char *store_snap_dir(const store_snap *s) { return s->mb->dir; }
 
 const char *store_snap_keyword(const store_snap *s, unsigned i)
 {

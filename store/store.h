@@ -309,6 +309,9 @@ uint32_t store_snap_messages(const store_snap *s);   /* live messages */
 uint32_t store_snap_uidnext(const store_snap *s);
 uint64_t store_snap_highestmodseq(const store_snap *s);
 uint32_t store_snap_uidvalidity(const store_snap *s);
+/* The mailbox's directory (as store_mbox_dir), for files derived from the
+ * messages that live beside the store's own (the search index). */
+const char *store_snap_dir(const store_snap *s);
 
 /* Name of keyword i, or NULL.  Valid while the snapshot is held. */
 const char *store_snap_keyword(const store_snap *s, unsigned i);

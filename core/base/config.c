@@ -111,6 +111,9 @@ static const config_key config_table[] = {
       "nesting depth of a SEARCH program" },
     { "search_max_keys", CONFIG_INT, "1000", NULL, 1, 1000000,
       "search keys in one SEARCH program" },
+    { "search_index", CONFIG_BOOL, "yes", NULL, 0, 0,
+      "keep a trigram index per mailbox (sindex.* files, built by body searches) "
+      "that narrows SEARCH BODY/TEXT to candidate messages; no = always scan" },
     { "max_seqset_ranges", CONFIG_INT, "100000", NULL, 1, 10000000,
       "ranges in one sequence set" },
     { "user", CONFIG_STR, "", NULL, 0, 0,

@@ -47,6 +47,7 @@ static void node_free(srch_node *n)
     case SK_TEXT:
         free(n->u.str.needle);
         free(n->u.str.name);
+        sindex_query_free(n->u.str.ixq);
         break;
     default:
         break;
@@ -1031,6 +1032,7 @@ void imap_search_free(imap_search_prog *p)
     if (!p)
         return;
     node_free(p->root);
+    sindex_close(p->ix);        /* after the queries that use it */
     free(p);
 }
 

@@ -66,7 +66,8 @@
  * children of every AND/OR are ordered cheapest first: flags, UID, sequence
  * numbers, size, INTERNALDATE, MODSEQ, \Recent and $ read only the index
  * entry; envelope keys read the cache; other HEADER keys read the header
- * bytes; BODY/TEXT read and decode the message.  A search on index keys
+ * bytes; BODY/TEXT read and decode the message, unless the search index
+ * (imap_search_set_index) rules the message out.  A search on index keys
  * over 10^5 messages touches no message byte.  A body search over a large
  * mailbox is CPU work: imap_search_run_range() lets the caller do it in
  * slices.
@@ -214,6 +215,23 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
                           uint32_t first, uint32_t last,
                           imap_search_result *res);
 void imap_search_result_free(imap_search_result *res);
+
+/* The search index (core/search/sindex.c): BODY and TEXT keys of three
+ * bytes or more are narrowed to the messages whose text has all the
+ * needle's trigrams, which are then evaluated as always; runs build it
+ * over the messages they walk.  On by default; off, every search scans
+ * and nothing is written.  Set once at startup (config search_index). */
+void imap_search_set_index(bool on);
+/* The first sequence number from seq on that the program may match: the
+ * index rules out the messages before it (seq itself when it cannot tell),
+ * or v->count + 1.  Bounded work (a few segments of the index); a caller
+ * running in slices calls it before each imap_search_run_range, from
+ * where it got to, with the same view. */
+uint32_t imap_search_skip(imap_search_prog *p, const imap_search_view *v, uint32_t seq);
+/* After the last slice: a step (well under a millisecond) of writing what
+ * the run indexed.  True while there is more; what is left when the
+ * program is freed is done then. */
+bool imap_search_finish(imap_search_prog *p);
 
 /* The MODSEQ value to report for this result (RFC 7162 3.1.6, RFC 4731
  * 3.2: for a lone MIN or MAX, that message's; for MIN and MAX alone, the

@@ -6,6 +6,7 @@
 #define RINGMAIL_CORE_SEARCH_INTERNAL_H
 
 #include "core/search/search.h"
+#include "core/search/sindex.h"
 
 typedef enum srch_kind {
     SK_ALL,
@@ -78,6 +79,8 @@ struct srch_node {
             char *name;             /* SK_HEADER: field name */
             size_t name_len;
             int field;              /* SK_ENVELOPE: ENV_* */
+            sindex_q *ixq;          /* SK_BODY/SK_TEXT: the index's
+                                       candidates (NULL: scan) */
         } str;
     } u;
     srch_node **kids;
@@ -89,6 +92,11 @@ struct imap_search_prog {
     bool has_return;
     imap_search_ret ret;
     bool uses_modseq, uses_saved;
+    sindex *ix;             /* the search index, opened at the first run */
+    sindex_q *gate;         /* a query every match must pass (a key of the
+                               root's AND): the walk jumps over what it rules
+                               out.  Owned by its node. */
+    bool ix_tried;
 };
 
 /* ---- text (search_fold.c, search_date.c) ------------------------------ */

@@ -144,11 +144,20 @@ static bool search_step(session *s, void *arg)
     sess_slice_begin(&sl);
     while (!sc->evaluated) {
         if (sc->next > sc->v.count) {
+            /* the search index written in steps too */
+            if (imap_search_finish(sc->prog)) {
+                if (sess_slice_over(s, &sl))
+                    return false;
+                continue;
+            }
             sc->evaluated = true;
             break;
         }
         if (sess_slice_over(s, &sl))
             return false;
+        /* over what the search index rules out */
+        if ((sc->next = imap_search_skip(sc->prog, &sc->v, sc->next)) > sc->v.count)
+            continue;
         uint32_t last = sc->v.count - sc->next < SEARCH_CHUNK ? sc->v.count
                                                               : sc->next + SEARCH_CHUNK - 1;
         if (imap_search_run_range(sc->prog, &sc->v, sc->next, last, &sc->res) < 0) {

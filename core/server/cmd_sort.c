@@ -243,6 +243,12 @@ static bool sort_step(session *s, void *arg)
     sess_slice_begin(&sl);
     while (sc->phase == 0) {
         if (sc->next > sc->v.count) {
+            /* the search index written in steps too (as SEARCH) */
+            if (imap_search_finish(sc->prog)) {
+                if (sess_slice_over(s, &sl))
+                    return false;
+                continue;
+            }
             sc->phase = 1;
             store_cursor_init(&sc->cur, sc->snap);
             if ((rc = imap_sort_set_expect(&sc->set, sc->res.n)) < 0)
@@ -251,6 +257,8 @@ static bool sort_step(session *s, void *arg)
         }
         if (sess_slice_over(s, &sl))
             return false;
+        if ((sc->next = imap_search_skip(sc->prog, &sc->v, sc->next)) > sc->v.count)
+            continue;
         uint32_t last = sc->v.count - sc->next < SORT_CHUNK ? sc->v.count
                                                             : sc->next + SORT_CHUNK - 1;
         if ((rc = imap_search_run_range(sc->prog, &sc->v, sc->next, last, &sc->res)) < 0)

@@ -6,6 +6,7 @@
 #include "core/auth/authpool.h"
 #include "core/fetch/fetch_render.h"
 #include "core/fetch/preview.h"
+#include "core/search/search.h"
 #include "core/base/log.h"
 #include "core/server/quota.h"
 #include "core/server/session.h"
@@ -45,6 +46,9 @@ int imap_server_init(imap_server *srv, const config *cfg)
     srv->max_seqset_ranges = (size_t)cfg_int(cfg, "max_seqset_ranges");
     srv->search_max_depth = (unsigned)cfg_int(cfg, "search_max_depth");
     srv->search_max_keys = (unsigned)cfg_int(cfg, "search_max_keys");
+    b = true;
+    config_get_bool(cfg, "search_index", &b);
+    imap_search_set_index(b);
     if ((rc = abuse_new(config_get(cfg, "trusted_networks"), &srv->abuse)) < 0)
         return rc;
     if ((rc = authpool_new((unsigned)cfg_int(cfg, "auth_pool_threads"), 0, &srv->authpool)) < 0 ||
