@@ -166,7 +166,15 @@ class Run:
     def s(self, name):
         if name not in self.sess:
             c = self.connect()
-            c.ok("LOGIN %s %s" % (USER, PASSWORD))
+            # [UNAVAILABLE] is a temporary failure (RFC 5530): Dovecot gives
+            # it while its auth process is still starting on a busy machine;
+            # a client tries again
+            for attempt in range(10):
+                r = c.cmd("LOGIN %s %s" % (USER, PASSWORD))
+                if r.status != "NO" or b"[UNAVAILABLE]" not in r.tagged.raw or attempt == 9:
+                    break
+                time.sleep(0.5)
+            c.expect(r, "OK")
             self.sess[name] = c
         return self.sess[name]
 
