@@ -77,4 +77,46 @@ static inline char *test_describe_mbox(store_mbox *mb)
     return out;
 }
 
+/* One user's INBOX in a fresh temporary mail root, for tests that work on
+ * one mailbox: test_env_open, test_env_reopen (close and open again, as
+ * a restart), test_env_close (removes the root). */
+typedef struct test_env {
+    char root[512];
+    store_user *u;
+    store_mbox *mb;
+} test_env;
+
+static inline int test_env_open(test_env *e, const char *tag)
+{
+    snprintf(e->root, sizeof e->root, "%s", test_tmpdir(tag));
+    return test_inbox_open(e->root, "user", STORE_FSYNC_NEVER, &e->u, &e->mb);
+}
+
+static inline int test_env_reopen(test_env *e)
+{
+    test_inbox_close(e->u, e->mb);
+    return test_inbox_open(e->root, "user", STORE_FSYNC_NEVER, &e->u, &e->mb);
+}
+
+static inline void test_env_close(test_env *e)
+{
+    test_inbox_close(e->u, e->mb);
+    test_rm_rf(e->root);
+}
+
+/* n small messages "Subject: s<i>" appended one by one, dated `date`. */
+static inline int test_append_n(store_mbox *mb, unsigned n, int64_t date)
+{
+    for (unsigned i = 0; i < n; i++) {
+        char b[160];
+        int len = snprintf(b, sizeof b,
+                           "From: a@example.com\r\nSubject: s%u\r\n\r\nbody %u\r\n", i, i);
+        store_new_msg m = {.data = b, .len = (size_t)len, .internal_date = date};
+        int rc = store_append(mb, &m, 1, NULL);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 #endif

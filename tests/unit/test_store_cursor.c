@@ -12,26 +12,8 @@
 #include "store/store.h"
 #include "tests/unit/store_testutil.h"
 
-typedef struct env {
-    char root[512];
-    store_user *u;
-    store_mbox *mb;
-} env;
-
-static int env_open(env *e, const char *tag)
-{
-    snprintf(e->root, sizeof e->root, "%s", test_tmpdir(tag));
-    return test_inbox_open(e->root, "user", STORE_FSYNC_NEVER, &e->u, &e->mb);
-}
-
-static void env_close(env *e)
-{
-    test_inbox_close(e->u, e->mb);
-    test_rm_rf(e->root);
-}
-
 /* Messages 1..n, UIDs 1..n; message i has the subject "subject-<i>". */
-static int fill(env *e, unsigned n)
+static int fill(test_env *e, unsigned n)
 {
     for (unsigned i = 1; i <= n; i++) {
         char b[160];
@@ -49,7 +31,7 @@ static int fill(env *e, unsigned n)
     return 0;
 }
 
-static int expunge(env *e, uint32_t lo, uint32_t hi)
+static int expunge(test_env *e, uint32_t lo, uint32_t hi)
 {
     store_range r = { lo, hi };
     return store_expunge(e->mb, &r, 1, false, NULL, NULL);
@@ -72,8 +54,8 @@ static uint32_t here(const store_cursor *c)
 
 static void test_empty(void)
 {
-    env e = { 0 };
-    REQUIRE_OK(env_open(&e, "cursor-empty"));
+    test_env e = { 0 };
+    REQUIRE_OK(test_env_open(&e, "cursor-empty"));
     store_snap *s = store_snap_get(e.mb);
     REQUIRE(s);
     store_cursor c;
@@ -89,14 +71,14 @@ static void test_empty(void)
     CHECK_EQ(store_cursor_cache(&c, &cache), -ENOENT);
     CHECK_EQ(store_cursor_bytes(&c, 0, SIZE_MAX, &p, &n), -ENOENT);
     store_snap_put(s);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* Every step agrees with the lookups by UID, tombstones included. */
 static void test_walk(void)
 {
-    env e = { 0 };
-    REQUIRE_OK(env_open(&e, "cursor-walk"));
+    test_env e = { 0 };
+    REQUIRE_OK(test_env_open(&e, "cursor-walk"));
     REQUIRE_OK(fill(&e, 20));
     REQUIRE_OK(expunge(&e, 3, 5));
     REQUIRE_OK(expunge(&e, 10, 10));
@@ -143,13 +125,13 @@ static void test_walk(void)
     CHECK_EQ(store_cursor_next(&c, NULL), -ENOENT);     /* stays at the end */
     CHECK_EQ(c.pos, 20);
     store_snap_put(s);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 static void test_seek(void)
 {
-    env e = { 0 };
-    REQUIRE_OK(env_open(&e, "cursor-seek"));
+    test_env e = { 0 };
+    REQUIRE_OK(test_env_open(&e, "cursor-seek"));
     REQUIRE_OK(fill(&e, 100));
     REQUIRE_OK(expunge(&e, 3, 5));
     REQUIRE_OK(expunge(&e, 40, 60));
@@ -207,11 +189,11 @@ static void test_seek(void)
         }
     }
     store_snap_put(s);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* The mailbox's file whose name starts with prefix, in path. */
-static bool find_file(const env *e, const char *prefix, char *path, size_t cap)
+static bool find_file(const test_env *e, const char *prefix, char *path, size_t cap)
 {
     const char *dir = store_mbox_dir(e->mb);
     DIR *d = opendir(dir);
@@ -245,8 +227,8 @@ static int flip(const char *path, off_t off)
 
 static void test_damage(void)
 {
-    env e = { 0 };
-    REQUIRE_OK(env_open(&e, "cursor-damage"));
+    test_env e = { 0 };
+    REQUIRE_OK(test_env_open(&e, "cursor-damage"));
     REQUIRE_OK(fill(&e, 8));
     char path[1024];
 
@@ -298,7 +280,7 @@ static void test_damage(void)
     store_snap_put(s);
     REQUIRE_OK(flip(path, IDX_HDR_SIZE + 2 * sizeof(struct idx_entry) +
                               offsetof(struct idx_entry, log_off) + 1));
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* A cache blob is validated on its first read in a process (store/seen.c)
@@ -307,8 +289,8 @@ static void test_damage(void)
  * the first read of a process that opens the mailbox afresh. */
 static void test_validated_once(void)
 {
-    env e = { 0 };
-    REQUIRE_OK(env_open(&e, "cursor-once"));
+    test_env e = { 0 };
+    REQUIRE_OK(test_env_open(&e, "cursor-once"));
     REQUIRE_OK(fill(&e, 8));
     store_snap *s = store_snap_get(e.mb);
     REQUIRE(s);
@@ -361,7 +343,7 @@ static void test_validated_once(void)
     REQUIRE_OK(store_snap_cache(s, 5, &cache));
     CHECK(subject_is(&cache, 5));
     store_snap_put(s);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* store_snap_live: the live UIDs and flags of a range of positions, in
@@ -369,8 +351,8 @@ static void test_validated_once(void)
  * read. */
 static void test_live_blocks(void)
 {
-    env e = { 0 };
-    REQUIRE_OK(env_open(&e, "cursor-live"));
+    test_env e = { 0 };
+    REQUIRE_OK(test_env_open(&e, "cursor-live"));
     REQUIRE_OK(fill(&e, 10));
     REQUIRE_OK(expunge(&e, 3, 4));
     REQUIRE_OK(expunge(&e, 9, 9));
@@ -401,7 +383,7 @@ static void test_live_blocks(void)
     CHECK_EQ(store_snap_live(s, &pos, 1000, uids, NULL, 4), 4);
     CHECK_EQ(uids[0], 5);
     store_snap_put(s);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 int main(void)

@@ -15,37 +15,6 @@
 #include "store/store.h"
 #include "tests/unit/store_testutil.h"
 
-typedef struct env {
-    char root[512];
-    store_user *u;
-    store_mbox *mb;
-} env;
-
-static int env_open(env *e, const char *tag)
-{
-    snprintf(e->root, sizeof e->root, "%s", test_tmpdir(tag));
-    return test_inbox_open(e->root, "user", STORE_FSYNC_NEVER, &e->u, &e->mb);
-}
-
-static void env_close(env *e)
-{
-    test_inbox_close(e->u, e->mb);
-    test_rm_rf(e->root);
-}
-
-static int append_n(store_mbox *mb, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        char b[160];
-        int len = snprintf(b, sizeof b, "From: a@example.com\r\nSubject: m%u\r\n\r\nbody\r\n", i);
-        store_new_msg m = {.data = b, .len = (size_t)len, .internal_date = 1000000000};
-        int rc = store_append(mb, &m, 1, NULL);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
 static uint64_t box_id(store_user *u, const char *name)
 {
     store_mailbox_info i;
@@ -133,10 +102,10 @@ static void test_format(void)
 
 static void test_append(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "objid-append"));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "objid-append"));
     int64_t t0 = time(NULL);
-    REQUIRE_OK(append_n(e.mb, 3));
+    REQUIRE_OK(test_append_n(e.mb, 3, 1000000000));
     int64_t t1 = time(NULL);
     uint64_t inbox = box_id(e.u, "INBOX");
     REQUIRE(inbox != 0);
@@ -163,14 +132,14 @@ static void test_append(void)
     REQUIRE_OK(store_cursor_ext(&c, &x));
     CHECK_EQ(x.email_uid, 2);
     store_snap_put(s);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 static void test_copy_move(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "objid-copy"));
-    REQUIRE_OK(append_n(e.mb, 4));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "objid-copy"));
+    REQUIRE_OK(test_append_n(e.mb, 4, 1000000000));
     REQUIRE_OK(store_mailbox_create(e.u, "Other", 0));
     store_mbox *o;
     REQUIRE_OK(store_mbox_open(e.u, "Other", &o));
@@ -221,14 +190,14 @@ static void test_copy_move(void)
     store_uidlist_free(&d2);
     store_uidlist_free(&d3);
     store_mbox_close(o);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 static void test_survives(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "objid-keep"));
-    REQUIRE_OK(append_n(e.mb, 10));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "objid-keep"));
+    REQUIRE_OK(test_append_n(e.mb, 10, 1000000000));
     REQUIRE_OK(store_mailbox_create(e.u, "Other", 0));
     store_mbox *o;
     REQUIRE_OK(store_mbox_open(e.u, "Other", &o));
@@ -283,16 +252,16 @@ static void test_survives(void)
     store_mbox_close(o);
     free(want);
     free(want_o);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* Expunging every message makes all the log's message bytes, extensions
  * included, dead: status dead_bytes is then the log minus its header. */
 static void test_dead_bytes(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "objid-dead"));
-    REQUIRE_OK(append_n(e.mb, 5));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "objid-dead"));
+    REQUIRE_OK(test_append_n(e.mb, 5, 1000000000));
     store_status st0;
     REQUIRE_OK(store_mbox_status(e.mb, &st0));
     REQUIRE_OK(store_expunge(e.mb, NULL, 0, false, NULL, NULL));
@@ -300,7 +269,7 @@ static void test_dead_bytes(void)
     REQUIRE_OK(store_mbox_status(e.mb, &st));
     CHECK_EQ(st.dead_bytes, st.log_bytes - LOG_HDR_SIZE);
     CHECK(st0.log_bytes < st.log_bytes);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* Rewrite the mailbox's log as the format before the extension wrote it:
@@ -360,9 +329,9 @@ static void make_legacy(const char *dir)
 
 static void test_legacy(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "objid-legacy"));
-    REQUIRE_OK(append_n(e.mb, 4));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "objid-legacy"));
+    REQUIRE_OK(test_append_n(e.mb, 4, 1000000000));
     char dir[600];
     test_pathf(dir, sizeof dir, "%s", store_mbox_dir(e.mb));
     uint64_t inbox = box_id(e.u, "INBOX");
@@ -392,7 +361,7 @@ static void test_legacy(void)
     store_uidlist_free(&du);
     store_mbox_close(o);
     /* A new message raises the log's version first. */
-    REQUIRE_OK(append_n(e.mb, 1));
+    REQUIRE_OK(test_append_n(e.mb, 1, 1000000000));
     CHECK_EQ(log_version(e.mb), LOG_VERSION_EXT);
     REQUIRE_OK(ext_of(e.mb, 5, &x));
     CHECK(x.email_uid == 5 && x.save_date != 0);
@@ -407,7 +376,7 @@ static void test_legacy(void)
     CHECK(!strcmp(got, want));
     free(got);
     free(want);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 int main(void)

@@ -26,44 +26,6 @@ static uint32_t rndn(uint32_t n)
     return n ? (uint32_t)(rng_state % n) : 0;
 }
 
-typedef struct env {
-    char root[512];
-    store_user *u;
-    store_mbox *mb;
-} env;
-
-static int env_open(env *e, const char *tag)
-{
-    snprintf(e->root, sizeof e->root, "%s", test_tmpdir(tag));
-    return test_inbox_open(e->root, "user", STORE_FSYNC_NEVER, &e->u, &e->mb);
-}
-
-static int env_reopen(env *e)
-{
-    test_inbox_close(e->u, e->mb);
-    return test_inbox_open(e->root, "user", STORE_FSYNC_NEVER, &e->u, &e->mb);
-}
-
-static void env_close(env *e)
-{
-    test_inbox_close(e->u, e->mb);
-    test_rm_rf(e->root);
-}
-
-static int append_n(store_mbox *mb, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        char b[160];
-        int len = snprintf(b, sizeof b,
-                           "From: a@example.com\r\nSubject: s%u\r\n\r\nbody %u\r\n", i, i);
-        store_new_msg m = {.data = b, .len = (size_t)len, .internal_date = 1600000000};
-        int rc = store_append(mb, &m, 1, NULL);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
 static int expunge_uid(store_mbox *mb, uint32_t lo, uint32_t hi, uint64_t *modseq)
 {
     store_range r = {lo, hi};
@@ -213,11 +175,11 @@ static int check_all(const model *m, store_mbox *mb, const char *when)
 
 static void test_history_exact(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "since-exact"));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "since-exact"));
     static model m;
     memset(&m, 0, sizeof m);
-    REQUIRE_OK(append_n(e.mb, 40));
+    REQUIRE_OK(test_append_n(e.mb, 40, 1600000000));
     /* Expunges separated by live messages (each its own run, so exact),
      * interleaved with flag changes, and one block of neighbours. */
     for (uint32_t u = 2; u <= 20; u += 3) {
@@ -255,13 +217,13 @@ static void test_history_exact(void)
     model_learn(&m, e.mb);
     CHECK_EQ(check_all(&m, e.mb, "expunges after compaction"), 0);
 
-    REQUIRE_OK(env_reopen(&e));
+    REQUIRE_OK(test_env_reopen(&e));
     CHECK_EQ(check_all(&m, e.mb, "after reopen"), 0);
 
     model_compacted(&m, e.mb);
     REQUIRE_OK(store_compact(e.mb, NULL, NULL));
     CHECK_EQ(check_all(&m, e.mb, "after a second compaction"), 0);
-    REQUIRE_OK(env_reopen(&e));
+    REQUIRE_OK(test_env_reopen(&e));
     CHECK_EQ(check_all(&m, e.mb, "after a second compaction and reopen"), 0);
 
     store_check_report rep;
@@ -289,17 +251,17 @@ static void test_history_exact(void)
     REQUIRE_OK(store_check(e.mb, true, &rep, NULL, NULL));
     CHECK(rep.repaired);
     CHECK_EQ(check_all(&m, e.mb, "after check --repair rebuilt the index"), 0);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* ---- the history's size -------------------------------------------------- */
 
 static void test_history_bounded(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "since-bounded"));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "since-bounded"));
     unsigned n = test_quick() ? 2000 : 10000;
-    REQUIRE_OK(append_n(e.mb, n));
+    REQUIRE_OK(test_append_n(e.mb, n, 1600000000));
     /* One by one, keeping every 100th: n expunges, n/100 live. */
     for (uint32_t u = 1; u <= n; u++)
         if (u % 100 != 0)
@@ -330,7 +292,7 @@ static void test_history_bounded(void)
     store_check_report rep;
     REQUIRE_OK(store_check(e.mb, false, &rep, NULL, NULL));
     CHECK_EQ(rep.history_runs, 1);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* ---- a log of the format without history ------------------------------ */
@@ -387,11 +349,11 @@ static void make_legacy(const char *dir)
 
 static void test_legacy_log(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "since-legacy"));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "since-legacy"));
     static model m;
     memset(&m, 0, sizeof m);
-    REQUIRE_OK(append_n(e.mb, 30));
+    REQUIRE_OK(test_append_n(e.mb, 30, 1600000000));
     for (uint32_t u = 3; u <= 12; u += 3)
         REQUIRE_OK(expunge_uid(e.mb, u, u, NULL));
     model_learn(&m, e.mb);
@@ -431,7 +393,7 @@ static void test_legacy_log(void)
         if (m.xms[u] && m.xms[u] <= floor)
             m.xms[u] = floor;   /* what the history can still tell */
     CHECK_EQ(check_all(&m, e.mb, "legacy log compacted"), 0);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* ---- the model test ---------------------------------------------------- */
@@ -453,7 +415,7 @@ static int child_main(char **argv)
     else if (!strcmp(argv[3], "compact"))
         rc = store_compact(mb, NULL, NULL);
     else
-        rc = append_n(mb, a);
+        rc = test_append_n(mb, a, 1600000000);
     test_inbox_close(u, mb);
     return rc < 0 ? 4 : 0;
 }
@@ -477,8 +439,8 @@ static int run_child(const char *root, const char *op, uint32_t a, uint32_t b)
 
 static void test_model(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "since-model"));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "since-model"));
     static model m;
     memset(&m, 0, sizeof m);
     unsigned steps = test_quick() ? 200 : 1500;
@@ -500,7 +462,7 @@ static void test_model(void)
         if (op < 30) {
             uint32_t k = 1 + rndn(4);
             snprintf(what, sizeof what, "append %u%s", k, other ? " (other)" : "");
-            REQUIRE_OK(other ? -run_child(e.root, "append", k, 0) : append_n(e.mb, k));
+            REQUIRE_OK(other ? -run_child(e.root, "append", k, 0) : test_append_n(e.mb, k, 1600000000));
         } else if (op < 60) {
             snprintf(what, sizeof what, "flags %u:%u%s", lo, hi, other ? " (other)" : "");
             REQUIRE_OK(other ? -run_child(e.root, "flags", lo, hi) : flag_uid(e.mb, lo, hi));
@@ -525,7 +487,7 @@ static void test_model(void)
             snprintf(what, sizeof what, "reopen");
             store_snap_put(held);
             held = NULL;
-            REQUIRE_OK(env_reopen(&e));
+            REQUIRE_OK(test_env_reopen(&e));
         } else {
             snprintf(what, sizeof what, "check --repair");
             store_check_report rep;
@@ -557,7 +519,7 @@ static void test_model(void)
     }
     store_snap_put(held);
     CHECK_EQ(bad, 0);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* Threads querying one generation while another writes. */
@@ -604,9 +566,9 @@ static void *query_thread(void *p)
 
 static void test_threads(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "since-threads"));
-    REQUIRE_OK(append_n(e.mb, 500));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "since-threads"));
+    REQUIRE_OK(test_append_n(e.mb, 500, 1600000000));
     atomic_int stop = 0;
     struct qarg qa[3];
     pthread_t t[3];
@@ -618,7 +580,7 @@ static void test_threads(void)
     for (unsigned i = 0; i < n; i++) {
         uint32_t lo = 1 + rndn(600);
         if (i % 3 == 0)
-            REQUIRE_OK(append_n(e.mb, 1));
+            REQUIRE_OK(test_append_n(e.mb, 1, 1600000000));
         else
             REQUIRE_OK(flag_uid(e.mb, lo, lo + rndn(3)));
     }
@@ -627,16 +589,16 @@ static void test_threads(void)
         pthread_join(t[i], NULL);
         CHECK_EQ(qa[i].bad, 0);
     }
-    env_close(&e);
+    test_env_close(&e);
 }
 
 /* store_snap_changed_since_max stops at max UIDs with -E2BIG (a prefix in
  * the list), and gives the whole list when it fits. */
 static void test_changed_max(void)
 {
-    env e;
-    REQUIRE_OK(env_open(&e, "since-max"));
-    REQUIRE_OK(append_n(e.mb, 300));
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "since-max"));
+    REQUIRE_OK(test_append_n(e.mb, 300, 1600000000));
     store_snap *s0 = store_snap_get(e.mb);
     REQUIRE(s0);
     uint64_t since = store_snap_highestmodseq(s0);
@@ -657,7 +619,7 @@ static void test_changed_max(void)
     CHECK_EQ(l.n, 11);
     store_uidlist_free(&l);
     store_snap_put(s);
-    env_close(&e);
+    test_env_close(&e);
 }
 
 int main(int argc, char **argv)
