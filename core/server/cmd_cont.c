@@ -49,6 +49,14 @@ bool sess_slice_over(session *s, sess_slice *sl)
     return (sl->n & 7) == 0 && now_ns() >= sl->deadline_ns;
 }
 
+bool sess_slice_over_each(session *s, sess_slice *sl)
+{
+    bool first = sl->n == 0;
+    if (sess_slice_over(s, sl))
+        return true;
+    return !first && now_ns() >= sl->deadline_ns;
+}
+
 struct sess_cont {
     sess_step_fn step;
     void (*free)(void *state);

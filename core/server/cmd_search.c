@@ -153,7 +153,7 @@ static bool search_step(session *s, void *arg)
             sc->evaluated = true;
             break;
         }
-        if (sess_slice_over(s, &sl))
+        if (sess_slice_over_each(s, &sl))
             return false;
         /* over what the search index rules out */
         if ((sc->next = imap_search_skip(sc->prog, &sc->v, sc->next)) > sc->v.count)

@@ -255,7 +255,7 @@ static bool sort_step(session *s, void *arg)
                 return sort_failed(s, sc, rc);
             break;
         }
-        if (sess_slice_over(s, &sl))
+        if (sess_slice_over_each(s, &sl))
             return false;
         if ((sc->next = imap_search_skip(sc->prog, &sc->v, sc->next)) > sc->v.count)
             continue;

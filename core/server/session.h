@@ -164,6 +164,10 @@ bool sess_slice_expired(const sess_slice *sl);
  * queued for the client is over max_output_buffer.  Never true before the
  * first unit, so every step makes progress. */
 bool sess_slice_over(session *s, sess_slice *sl);
+/* The same, looking at the clock after every unit: for units that can take
+ * a millisecond or more (SEARCH's evaluation of a few bodies, which may
+ * also feed the search index), where every eighth would overshoot. */
+bool sess_slice_over_each(session *s, sess_slice *sl);
 /* From a step of a running command (the step then returns true), the new
  * one follows it: FETCH's closing sync. */
 void sess_cont_start(session *s, sess_step_fn step, void (*freefn)(void *), void *state);
