@@ -14,11 +14,12 @@
  * (backing off when one dies right after starting), and exits 0 once all
  * have stopped after SIGTERM.  Each server hands its listening sockets to
  * the supervisor (core/server/handoff.c), which gives them to the slot's
- * next server: the kernel keeps routing connections to a dead server's
- * sockets (and, with io_uring, closes them only after the ring's
- * asynchronous teardown), and a socket that closes resets every
- * connection in its queue; kept open, they wait for the successor.  IDLE sessions in one process learn of
- * changes made in another through inotify (core/server/notify.c). */
+ * next server: the kernel routes connections to a dead server's sockets
+ * while they exist (with io_uring apparently until the ring's asynchronous
+ * teardown, after the process is gone), and a socket that closes resets
+ * every connection in its queue; kept open, they wait for the successor.
+ * IDLE sessions in one process learn of changes made in another through
+ * inotify (core/server/notify.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
