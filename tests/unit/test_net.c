@@ -1674,6 +1674,60 @@ BOTH(t_refuse)
 BOTH(t_addresses)
 BOTH(t_unix)
 
+/* net_server_inherit: sockets bound to the address asked for are taken
+ * over (the same descriptors, no new bind, the queue kept); for another
+ * address they are closed and new ones bound. */
+static void t_inherit(void)
+{
+    net_config cfg = { .workers = 2, .backend = NET_BACKEND_EPOLL };
+    net_server *a, *b, *c;
+    REQUIRE_OK(net_server_new(&cfg, &cmd_ops, &a));
+    REQUIRE_OK(net_server_listen(a, "127.0.0.1:0"));
+    int port = net_server_port(a, 0);
+    int fds[2];
+    CHECK_EQ(net_server_listen_fds(a, NULL, 0), 2);
+    CHECK_EQ(net_server_listen_fds(a, fds, 2), 2);
+    int keep[2] = { dup(fds[0]), dup(fds[1]) };
+    REQUIRE(keep[0] >= 0 && keep[1] >= 0);
+    net_server_free(a);
+    /* no server holds them now, the kept descriptors do: a connection
+     * waits in a queue */
+    int waiting = client(port);
+    CHECK(waiting >= 0);
+
+    REQUIRE_OK(net_server_new(&cfg, &cmd_ops, &b));
+    REQUIRE_OK(net_server_inherit(b, keep, 2));
+    CHECK_EQ(net_server_inherit(b, NULL, 0), -EBUSY);
+    char hp[64];
+    snprintf(hp, sizeof hp, "127.0.0.1:%d", port);
+    REQUIRE_OK(net_server_listen(b, hp));
+    CHECK_EQ(net_server_port(b, 0), port);
+    int got[2];
+    CHECK_EQ(net_server_listen_fds(b, got, 2), 2);
+    CHECK(got[0] == keep[0] && got[1] == keep[1]);
+    int again[2] = { dup(got[0]), dup(got[1]) };
+    REQUIRE(again[0] >= 0 && again[1] >= 0);
+    net_server_free(b);
+
+    REQUIRE_OK(net_server_new(&cfg, &cmd_ops, &c));
+    REQUIRE_OK(net_server_inherit(c, again, 2));
+    REQUIRE_OK(net_server_listen(c, "127.0.0.2:0"));
+    /* the new sockets are on 127.0.0.2; the old ones are gone (nobody
+     * listens on the old port), the connection that waited in them with
+     * them (the descriptors' numbers may be reused by the new sockets) */
+    int now[2];
+    CHECK_EQ(net_server_listen_fds(c, now, 2), 2);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    CHECK(getsockname(now[0], (struct sockaddr *)&sa, &len) == 0 &&
+          sa.sin_addr.s_addr == htonl(0x7f000002));
+    CHECK(net_server_port(c, 0) > 0);
+    CHECK_EQ(client(port), -1);
+    net_server_free(c);
+    if (waiting >= 0)
+        close(waiting);
+}
+
 #define RUN_BOTH(fn) do { RUN(fn##_io_uring); RUN(fn##_epoll); } while (0)
 
 int main(void)
@@ -1708,6 +1762,7 @@ int main(void)
     RUN_BOTH(t_refuse);
     RUN_BOTH(t_addresses);
     RUN_BOTH(t_unix);
+    RUN(t_inherit);
     free(g_big);
     return test_summary();
 }
