@@ -296,21 +296,48 @@ def qresync_script(run):
     run.do("Q", "SELECT INBOX")
 
 
-def main():
+def run_both(script):
+    """script(run) against a ringmaild and a private Dovecot, in turn:
+    {"ringmail": Run, "dovecot": Run}, their sessions closed."""
     rm = rs.Server(users={USER: PASSWORD})
     rm.start()
-    dv = Dovecot()
     runs = {}
     try:
-        for name, connect in (("ringmail", rm.connect), ("dovecot", dv.connect)):
-            run = Run(connect)
-            script(run)
-            qresync_script(run)
-            runs[name] = run
+        dv = Dovecot()
+        try:
+            for name, connect in (("ringmail", rm.connect), ("dovecot", dv.connect)):
+                run = Run(connect)
+                script(run)
+                runs[name] = run
+                for c in run.sess.values():
+                    c.close()
+        finally:
+            dv.stop()
     finally:
-        dv.stop()
         rm.stop()
         rm.cleanup()
+    return runs
+
+
+def print_diffs(runs, width):
+    """Each command, "=" when both answered alike, else "!" and both
+    answers (each line cut at width); then the count."""
+    ndiff = 0
+    for (cmd, ours, _r1), (_c2, theirs, _r2) in zip(runs["ringmail"].log, runs["dovecot"].log):
+        if ours == theirs:
+            print("= %s" % cmd)
+            continue
+        ndiff += 1
+        print("! %s" % cmd)
+        for x in ours:
+            print("    R %s" % x[:width])
+        for x in theirs:
+            print("    D %s" % x[:width])
+    print("%d of %d commands answered differently" % (ndiff, len(runs["ringmail"].log)))
+
+
+def main():
+    runs = run_both(lambda run: (script(run), qresync_script(run)))
     ndiff = 0
     for (cmd, ours, _r1), (_c2, theirs, _r2) in zip(runs["ringmail"].log, runs["dovecot"].log):
         print("C %s" % cmd)

@@ -22,8 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ringmail_server as rs  # noqa: E402
-from compare_condstore import Dovecot, Run, USER, PASSWORD  # noqa: E402
+from compare_condstore import print_diffs, run_both  # noqa: E402
 from test_imap_sort import MSGS  # noqa: E402
 
 
@@ -78,33 +77,8 @@ def script(run, now):
 
 
 def main():
-    rm = rs.Server(users={USER: PASSWORD})
-    rm.start()
-    dv = Dovecot()
-    runs = {}
     now = int(time.time())
-    try:
-        for name, connect in (("ringmail", rm.connect), ("dovecot", dv.connect)):
-            run = Run(connect)
-            script(run, now)
-            runs[name] = run
-    finally:
-        dv.stop()
-        rm.stop()
-        rm.cleanup()
-    ndiff = 0
-    for (cmd, ours, _r1), (_c2, theirs, _r2) in zip(runs["ringmail"].log, runs["dovecot"].log):
-        if ours == theirs:
-            print("= %s" % cmd)
-            continue
-        ndiff += 1
-        print("! %s" % cmd)
-        for x in ours:
-            print("    R %s" % x[:400])
-        for x in theirs:
-            print("    D %s" % x[:400])
-    print("%d of %d commands answered differently" % (ndiff, len(runs["ringmail"].log)))
-
+    print_diffs(run_both(lambda run: script(run, now)), 400)
 
 if __name__ == "__main__":
     main()

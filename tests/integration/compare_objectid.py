@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmail_server as rs  # noqa: E402
-from compare_condstore import Dovecot, Run, USER, PASSWORD  # noqa: E402
+from compare_condstore import run_both  # noqa: E402
 
 
 def msg(n):
@@ -78,19 +78,7 @@ def placeholders(logs):
 
 
 def main():
-    rm = rs.Server(users={USER: PASSWORD})
-    rm.start()
-    dv = Dovecot()
-    runs = {}
-    try:
-        for name, connect in (("ringmail", rm.connect), ("dovecot", dv.connect)):
-            run = Run(connect)
-            session(run)
-            runs[name] = run
-    finally:
-        dv.stop()
-        rm.stop()
-        rm.cleanup()
+    runs = run_both(session)
     ours, theirs = placeholders([runs["ringmail"].log, runs["dovecot"].log])
     ndiff = 0
     for (cmd, a), (_c, b) in zip(ours, theirs):

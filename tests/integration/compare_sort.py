@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmail_server as rs  # noqa: E402
-from compare_condstore import Dovecot, Run, USER, PASSWORD  # noqa: E402
+from compare_condstore import print_diffs, run_both  # noqa: E402
 
 SUBJECTS = ["Hello", "hello world", "Meeting", "[list] Meeting", "Re: Meeting",
             "RE: re: Meeting", "Fwd: Meeting", "Re: [list] Re: Meeting", "[fwd: Meeting]",
@@ -113,47 +113,20 @@ def commands():
 def answers(msgs, cmds):
     """The same APPENDs and commands against a ringmaild and a private
     Dovecot: {"ringmail": Run, "dovecot": Run}."""
-    rm = rs.Server(users={USER: PASSWORD})
-    rm.start()
-    runs = {}
-    try:
-        dv = Dovecot()
-        try:
-            for name, connect in (("ringmail", rm.connect), ("dovecot", dv.connect)):
-                run = Run(connect)
-                a = run.s("A")
-                for raw, date in msgs:
-                    a.expect(a.append("INBOX", raw, None, date), "OK")
-                run.do("A", "SELECT INBOX")
-                for cmd in cmds:
-                    run.do("A", cmd)
-                runs[name] = run
-                for c in run.sess.values():
-                    c.close()
-        finally:
-            dv.stop()
-    finally:
-        rm.stop()
-        rm.cleanup()
-    return runs
+    def script(run):
+        a = run.s("A")
+        for raw, date in msgs:
+            a.expect(a.append("INBOX", raw, None, date), "OK")
+        run.do("A", "SELECT INBOX")
+        for cmd in cmds:
+            run.do("A", cmd)
+    return run_both(script)
 
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 400
     runs = answers(corpus(n), commands())
-    ndiff = 0
-    for (cmd, ours, _r1), (_c2, theirs, _r2) in zip(runs["ringmail"].log, runs["dovecot"].log):
-        if ours == theirs:
-            print("= %s" % cmd)
-            continue
-        ndiff += 1
-        print("! %s" % cmd)
-        for x in ours:
-            print("    R %s" % x[:3000])
-        for x in theirs:
-            print("    D %s" % x[:3000])
-    print("%d of %d commands answered differently" % (ndiff, len(runs["ringmail"].log)))
-
+    print_diffs(runs, 3000)
 
 if __name__ == "__main__":
     main()
