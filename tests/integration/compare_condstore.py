@@ -73,7 +73,10 @@ class Dovecot:
     def __init__(self):
         import grp
         import pwd
-        self.d = tempfile.mkdtemp(prefix="dovecot-condstore.", dir=rs.scratch_base())
+        # In the system's temp dir, not the tests' scratch dir: Dovecot's
+        # auth and mail processes run as other users and must traverse every
+        # parent, and a checkout may sit under a 0700 directory (mktemp -d)
+        self.d = tempfile.mkdtemp(prefix="dovecot-condstore.")
         os.chmod(self.d, 0o755)
         for sub in ("run", "state", "mail"):
             os.makedirs(os.path.join(self.d, sub))
