@@ -5,6 +5,7 @@
 #include "core/search/search_internal.h"
 #include "core/search/sort.h"
 #include "store/assert.h"
+#include "store/msgid.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -100,31 +101,6 @@ unsigned imap_thread_need(imap_thread_alg alg)
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool is_alpha(char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
 
-/* Skip whitespace and RFC 5322 comments (CFWS). */
-static size_t skip_cfws(const char *s, size_t n, size_t i)
-{
-    for (;;) {
-        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
-            i++;
-        if (i >= n || s[i] != '(')
-            return i;
-        int depth = 0;
-        while (i < n) {
-            if (s[i] == '\\' && i + 1 < n) {
-                i += 2;
-                continue;
-            }
-            if (s[i] == '(')
-                depth++;
-            else if (s[i] == ')' && --depth == 0) {
-                i++;
-                break;
-            }
-            i++;
-        }
-    }
-}
-
 static unsigned num(const char *s, size_t n, size_t *i, unsigned max_digits,
                     unsigned *nd)
 {
@@ -165,25 +141,25 @@ static unsigned days_in_month(unsigned y, unsigned m)
 
 int imap_sort_parse_date(const char *s, size_t n, int64_t *secs)
 {
-    size_t i = skip_cfws(s, n, 0), nd;
+    size_t i = store_skip_cfws(s, n, 0), nd;
     unsigned ndu;
     /* [day-of-week ","] */
     if (i < n && is_alpha(s[i])) {
         while (i < n && is_alpha(s[i]))
             i++;
-        i = skip_cfws(s, n, i);
+        i = store_skip_cfws(s, n, i);
         if (i < n && s[i] == ',')
             i++;
-        i = skip_cfws(s, n, i);
+        i = store_skip_cfws(s, n, i);
     }
     unsigned d = num(s, n, &i, 3, &ndu);
     nd = ndu;
     if (!nd || nd > 2)
         return -EINVAL;
-    i = skip_cfws(s, n, i);
+    i = store_skip_cfws(s, n, i);
     if (i < n && s[i] == '-')
         i++;
-    i = skip_cfws(s, n, i);
+    i = store_skip_cfws(s, n, i);
     size_t ms = i;
     while (i < n && is_alpha(s[i]))
         i++;
@@ -191,10 +167,10 @@ int imap_sort_parse_date(const char *s, size_t n, int64_t *secs)
     if (m < 0)
         return -EINVAL;
     m++;
-    i = skip_cfws(s, n, i);
+    i = store_skip_cfws(s, n, i);
     if (i < n && s[i] == '-')
         i++;
-    i = skip_cfws(s, n, i);
+    i = store_skip_cfws(s, n, i);
     unsigned y = num(s, n, &i, 5, &ndu);
     if (ndu < 2 || ndu > 4 || (i < n && is_digit(s[i])))
         return -EINVAL;
@@ -209,7 +185,7 @@ int imap_sort_parse_date(const char *s, size_t n, int64_t *secs)
 
     /* time-of-day: "If the time is also invalid, the time SHOULD be
      * treated as 00:00:00" (and then the zone is moot). */
-    i = skip_cfws(s, n, i);
+    i = store_skip_cfws(s, n, i);
     unsigned hh = num(s, n, &i, 2, &ndu), mm = 0, ss = 0;
     if (!ndu || i >= n || s[i] != ':')
         goto done;
@@ -228,7 +204,7 @@ int imap_sort_parse_date(const char *s, size_t n, int64_t *secs)
     t += (int64_t)hh * 3600 + mm * 60 + ss;
     /* zone: "If the time zone is invalid, the date and time SHOULD be
      * treated as UTC." */
-    i = skip_cfws(s, n, i);
+    i = store_skip_cfws(s, n, i);
     if (i < n && (s[i] == '+' || s[i] == '-')) {
         int sign = s[i] == '-' ? -1 : 1;
         size_t zi = i + 1;
@@ -243,114 +219,6 @@ int imap_sort_parse_date(const char *s, size_t n, int64_t *secs)
     }
 done:
     *secs = t;
-    return 0;
-}
-
-/* ---- Message-IDs -------------------------------------------------------- */
-
-/* Bytes inside a msg-id that need the careful path below. */
-static const bool msgid_special[256] = {
-    ['"'] = true, ['('] = true, ['\\'] = true, ['<'] = true, [' '] = true,
-    ['\t'] = true, ['\r'] = true, ['\n'] = true,
-};
-
-int imap_sort_msgid(const char *p, size_t n, size_t *pos, store_buf *out)
-{
-    size_t i = *pos;
-    while (i < n) {
-        while (i < n && p[i] != '<') {
-            if (p[i] == '(') {          /* a comment may hold a '<' */
-                i = skip_cfws(p, n, i);
-                continue;
-            }
-            i++;
-        }
-        if (i >= n)
-            break;
-        /* msg-id = "<" id-left "@" id-right ">", each side a dot-atom-text,
-         * quoted string (obs-id-left) or domain literal: the same Message
-         * ID however quoted, so quotes, escapes, CFWS are dropped */
-        /* The common case, "<left@right>" with no quotes, escapes, CFWS
-         * or stray '<': copied whole. */
-        const char *gt = memchr(p + i + 1, '>', n - i - 1);
-        if (gt) {
-            size_t e = (size_t)(gt - p), k = i + 1, atpos = 0;
-            while (k < e && !msgid_special[(uint8_t)p[k]]) {
-                if (p[k] == '@' && !atpos)
-                    atpos = k;
-                k++;
-            }
-            if (k == e && atpos > i + 1 && atpos + 1 < e) {
-                int rc = store_buf_append(out, p + i, e + 1 - i);
-                if (rc < 0)
-                    return rc;
-                *pos = e + 1;
-                return 1;
-            }
-        }
-        size_t start = out->len, at = 0, j = i + 1;
-        bool ok = false, quoted = false;
-        /* the Message ID is at most what is left of the input and its
-         * brackets: reserve once and write bytes straight in (this runs
-         * for every reference of every message THREAD looks at) */
-        int rc = store_buf_reserve(out, n - i + 2);
-        if (rc < 0)
-            return rc;
-        uint8_t *d = out->data;
-        size_t len = start;
-        d[len++] = '<';
-        while (j < n) {
-            char c = p[j];
-            if (quoted) {
-                if (c == '"') {
-                    quoted = false;
-                } else {
-                    if (c == '\\' && j + 1 < n)
-                        c = p[++j];
-                    d[len++] = (uint8_t)c;
-                }
-                j++;
-                continue;
-            }
-            if (c == '>') {
-                /* non-empty id-left and id-right */
-                ok = at > 1 && len > start + at + 1;
-                j++;
-                break;
-            }
-            if (c == '<')
-                break;              /* start over at this one */
-            if (c == '"') {
-                quoted = true;
-                j++;
-                continue;
-            }
-            if (c == '(') {
-                j = skip_cfws(p, n, j);
-                continue;
-            }
-            if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-                j++;
-                continue;
-            }
-            if (c == '\\' && j + 1 < n)
-                c = p[++j];
-            if (c == '@' && !at)
-                at = len - start;
-            d[len++] = (uint8_t)c;
-            j++;
-        }
-        if (ok) {
-            d[len++] = '>';
-            RM_ASSERT(len - start <= n - i + 2);
-            out->len = len;
-            *pos = j;
-            return 1;
-        }
-        out->len = start;
-        i = j;      /* past it, or at the '<' that cut it short */
-    }
-    *pos = n;
     return 0;
 }
 
@@ -445,7 +313,7 @@ static int put_refs(imap_sort_set *s, imap_sort_msg *m, const store_envelope *en
     size_t pos = 0;
     s->t1.len = 0;
     if (env->references.p) {
-        while ((rc = imap_sort_msgid(env->references.p, env->references.len, &pos, &s->t1)) == 1)
+        while ((rc = store_msgid_next(env->references.p, env->references.len, &pos, &s->t1)) == 1)
             if ((rc = store_buf_append(&s->t1, "", 1)) < 0)
                 return rc;
         if (rc < 0)
@@ -453,7 +321,7 @@ static int put_refs(imap_sort_set *s, imap_sort_msg *m, const store_envelope *en
     }
     if (!s->t1.len && env->in_reply_to.p) {
         pos = 0;
-        rc = imap_sort_msgid(env->in_reply_to.p, env->in_reply_to.len, &pos, &s->t1);
+        rc = store_msgid_next(env->in_reply_to.p, env->in_reply_to.len, &pos, &s->t1);
         if (rc < 0)
             return rc;
         if (rc == 1 && (rc = store_buf_append(&s->t1, "", 1)) < 0)
@@ -564,7 +432,7 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
         size_t pos = 0;
         s->t1.len = 0;
         rc = env.message_id.p
-             ? imap_sort_msgid(env.message_id.p, env.message_id.len, &pos, &s->t1) : 0;
+             ? store_msgid_next(env.message_id.p, env.message_id.len, &pos, &s->t1) : 0;
         if (rc < 0)
             return rc;
         if ((rc = pool_put(s, m, IMAP_SORT_S_MSGID, s->t1.data, rc == 1 ? s->t1.len : 0)) < 0)

@@ -169,11 +169,4 @@ int imap_thread_render(const imap_sort_set *s, imap_thread_alg alg, bool uid,
  * or -EINVAL when there is no valid date (the caller uses INTERNALDATE). */
 int imap_sort_parse_date(const char *p, size_t n, int64_t *secs);
 
-/* The first valid msg-id of a header value, from *pos on, normalized
- * (RFC 5256: "<\"a\"@b>" and "<a@b>" are the same Message ID): quoting,
- * escapes, comments and whitespace removed, the brackets kept.  Appends it
- * to out and returns 1, returns 0 when there is none, or -ENOMEM; *pos
- * moves past it. */
-int imap_sort_msgid(const char *p, size_t n, size_t *pos, store_buf *out);
-
 #endif

@@ -16,6 +16,7 @@
 #include "core/imap/imap_args.h"
 #include "core/search/search.h"
 #include "core/search/sort.h"
+#include "store/msgid.h"
 #include "fuzz_common.h"
 
 static void run(const imap_arg *args, size_t n, const imap_search_limits *lim,
@@ -72,7 +73,7 @@ static void text_helpers(const uint8_t *data, size_t size)
     size_t pos = 0;
     b.len = 0;
     int rc;
-    while ((rc = imap_sort_msgid((const char *)data, size, &pos, &b)) == 1) {
+    while ((rc = store_msgid_next((const char *)data, size, &pos, &b)) == 1) {
         FUZZ_CHECK(pos <= size);
         FUZZ_CHECK(b.len >= 4 && b.data[0] == '<');
     }

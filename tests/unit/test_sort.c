@@ -4,6 +4,7 @@
  * the sort criteria grammar.  On the wire: tests/integration/test_imap_sort.py. */
 #include "core/fetch/fetch_render.h"
 #include "core/search/sort.h"
+#include "store/msgid.h"
 #include "tests/unit/testutil.h"
 
 /* base subject of s equals want, with the reply/forward flag rep */
@@ -160,7 +161,7 @@ static void ids_are(const char *s, const char *want)
     store_buf b = {0};
     size_t pos = 0;
     int rc;
-    while ((rc = imap_sort_msgid(s, strlen(s), &pos, &b)) == 1)
+    while ((rc = store_msgid_next(s, strlen(s), &pos, &b)) == 1)
         REQUIRE_OK(store_buf_append(&b, " ", 1));
     REQUIRE_OK(rc);
     REQUIRE_OK(store_buf_append(&b, "", 1));

@@ -4,6 +4,7 @@
  * grouping and the sibling order.  The keys are built here as
  * imap_sort_set_add builds them from the cache. */
 #include "core/search/sort.h"
+#include "store/msgid.h"
 #include "tests/unit/testutil.h"
 
 static void put(imap_sort_set *s, imap_sort_msg *m, int which, const void *p, size_t n)
@@ -35,14 +36,14 @@ static void add(imap_sort_set *s, int64_t date, const char *subject, const char 
     put(s, m, IMAP_SORT_S_SUBJECT, c.data, c.len);
     b.len = 0;
     size_t pos = 0;
-    int rc = msgid ? imap_sort_msgid(msgid, strlen(msgid), &pos, &b) : 0;
+    int rc = msgid ? store_msgid_next(msgid, strlen(msgid), &pos, &b) : 0;
     put(s, m, IMAP_SORT_S_MSGID, b.data, rc == 1 ? b.len : 0);
     b.len = 0;
     pos = 0;
-    while (refs && imap_sort_msgid(refs, strlen(refs), &pos, &b) == 1)
+    while (refs && store_msgid_next(refs, strlen(refs), &pos, &b) == 1)
         REQUIRE_OK(store_buf_append(&b, "", 1));
     pos = 0;
-    if (!b.len && irt && imap_sort_msgid(irt, strlen(irt), &pos, &b) == 1)
+    if (!b.len && irt && store_msgid_next(irt, strlen(irt), &pos, &b) == 1)
         REQUIRE_OK(store_buf_append(&b, "", 1));
     put(s, m, IMAP_SORT_S_REFS, b.data, b.len);
     free(b.data);
