@@ -400,6 +400,14 @@ void store_emailid_format(const store_msg_ext *x, char *buf);
 int store_emailid_parse(const char *s, store_msg_ext *out);
 void store_mailboxid_format(uint64_t id, uint32_t uidvalidity, char *buf);
 
+/* THREADID (RFC 8474 5.2, kind letter T): a 64-bit value computed from the
+ * message's own header fields (its cache blob c) and, for a message with
+ * no Message ID at all, its EMAILID x.  0, or -ENOMEM.  Nonzero always. */
+int store_threadid(const store_cache *c, const store_msg_ext *x, uint64_t *out);
+void store_threadid_format(uint64_t t, char *buf);
+/* 0, or -EINVAL for anything store_threadid_format does not make. */
+int store_threadid_parse(const char *s, uint64_t *out);
+
 /* ---- cursors ----
  * A cursor walks a snapshot's entries (live and expunged, in UID order) by
  * position, for listings: stepping to the next entry, or seeking to a UID

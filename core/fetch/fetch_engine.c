@@ -398,13 +398,24 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         }
     }
     if (req->simple & IMAP_FETCH_THREADID) {
-        /* RFC 8474 5.2: "THREADID is OPTIONAL; if the server doesn't
-         * support THREADID ... it MUST return NIL".  A THREADID "MUST NOT"
-         * change once reported and should be the same across mailboxes,
-         * which takes a per-user thread table kept at every save; without
-         * one, NIL is the exact answer. */
+        /* RFC 8474 5.2; how a thread is named: store_threadid. */
+        store_msg_ext ext;
+        store_cache tc;
+        uint64_t t;
+        int rc = store_cursor_ext(&x->cur, &ext);
+        if (rc == 0)
+            rc = store_cursor_cache(&x->cur, &tc);
+        if (rc == 0)
+            rc = store_threadid(&tc, &ext, &t);
+        if (rc < 0) {
+            o->len = start;     /* nothing of this response went out yet */
+            o->err = 0;
+            return -EIO;
+        }
+        char id[STORE_OBJECTID_MAX];
+        store_threadid_format(t, id);
         imap_out_add(o, sp, strlen(sp));
-        imap_out_lit(o, "THREADID NIL");
+        imap_out_printf(o, "THREADID (%s)", id);
         sp = " ";
     }
     int result = 0;

@@ -170,7 +170,7 @@ static const struct keydef {
     { "SMALLER", SK_SMALLER, A_NUM, 0, false },
     { "SUBJECT", SK_ENVELOPE, A_STRING, ENV_SUBJECT, false },
     { "TEXT", SK_TEXT, A_STRING, 0, false },
-    { "THREADID", SK_NONE, A_OBJECTID, 0, false },
+    { "THREADID", SK_THREADID, A_OBJECTID, 0, false },
     { "TO", SK_ENVELOPE, A_STRING, ENV_TO, false },
     { "UID", SK_UIDSET, A_SET, 0, false },
     { "UNANSWERED", SK_FLAGS, A_NONE, STORE_F_ANSWERED, false },
@@ -323,10 +323,8 @@ static int key_date(pstate *ps, const struct keydef *kd, const imap_arg *a,
 }
 
 /* EMAILID / THREADID objectid (RFC 8474 7: objectid = 1*255(ALPHA / DIGIT
- * / "_" / "-")); anything else is a syntax error.  An EMAILID the store
- * never made matches nothing (uid 0); so does every THREADID, since FETCH
- * THREADID is NIL (RFC 8474 5.2: "a SEARCH for THREADID MUST NOT match
- * any messages"). */
+ * / "_" / "-")); anything else is a syntax error.  An id the store never
+ * made matches nothing (uid 0, thread 0). */
 static int key_objectid(pstate *ps, const struct keydef *kd, const imap_arg *a,
                         size_t n, size_t *i, srch_node **out)
 {
@@ -339,11 +337,13 @@ static int key_objectid(pstate *ps, const struct keydef *kd, const imap_arg *a,
               (s[k] >= '0' && s[k] <= '9') || s[k] == '_' || s[k] == '-'))
             return fail(ps, -EINVAL, "bad object id");
     (*i)++;
-    srch_node *nd = node_new(kd->kind, kd->kind == SK_EMAILID ? COST_CACHE : COST_INDEX);
+    srch_node *nd = node_new(kd->kind, COST_CACHE);
     if (!nd)
         return -ENOMEM;
     if (kd->kind == SK_EMAILID && store_emailid_parse(s, &nd->u.emailid) < 0)
         nd->u.emailid.email_uid = 0;
+    if (kd->kind == SK_THREADID && store_threadid_parse(s, &nd->u.threadid) < 0)
+        nd->u.threadid = 0;
     *out = nd;
     return 0;
 }

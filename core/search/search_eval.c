@@ -172,6 +172,15 @@ static bool load_cache(ev *e)
     return e->cache_st == 1;
 }
 
+static bool match_thread(ev *e, uint64_t want)
+{
+    uint64_t t;
+    int rc = store_threadid(&e->cache, &e->ext, &t);
+    if (rc < 0)
+        e->err = rc;
+    return rc == 0 && t == want;
+}
+
 static bool load_msg(ev *e)
 {
     if (!e->have_msg) {
@@ -494,8 +503,8 @@ static bool eval(ev *e, const srch_node *n)
                e->ext.email_uid == n->u.emailid.email_uid &&
                e->ext.email_mbox == n->u.emailid.email_mbox &&
                e->ext.email_uv == n->u.emailid.email_uv;
-    case SK_NONE:
-        return false;
+    case SK_THREADID:
+        return n->u.threadid && load_ext(e) && load_cache(e) && match_thread(e, n->u.threadid);
     case SK_ENVELOPE:
         return match_envelope(e, n);
     case SK_HEADER:

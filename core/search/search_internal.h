@@ -39,7 +39,7 @@ typedef enum srch_kind {
     SK_SAVEDON,
     SK_SAVEDSINCE,
     SK_EMAILID,         /* u.emailid (RFC 8474) */
-    SK_NONE,            /* matches nothing (THREADID: we give none) */
+    SK_THREADID,        /* u.threadid (RFC 8474) */
 } srch_kind;
 
 /* Envelope fields, in store_envelope's order. */
@@ -73,6 +73,7 @@ struct srch_node {
         uint64_t num;
         int64_t day;                /* days since 1970-01-01 */
         store_msg_ext emailid;      /* email_uid 0: not an id the store makes */
+        uint64_t threadid;          /* 0: not an id the store makes */
         struct {
             char *needle;           /* folded UTF-8, NUL-terminated */
             size_t len;

@@ -2259,7 +2259,7 @@ OBJECTID_ROWS = [
     # 6: search-key =/ "EMAILID" SP objectid / "THREADID" SP objectid
     ("sel", "SEARCH EMAILID M0_1", "OK", None, r"\* SEARCH$"),
     ("sel", "SEARCH EMAILID x-y_z", "OK", None, r"\* SEARCH$"),
-    # 5.2: without THREADID support "a SEARCH for THREADID MUST NOT match"
+    # 5.2: an id the server never gave (T1) matches no message
     ("sel", "SEARCH THREADID T1", "OK", None, r"\* SEARCH$"),
     ("sel", "SEARCH NOT THREADID T1", "OK", None, r"\* SEARCH 1$"),
     ("sel", "SEARCH EMAILID", "BAD", None, None),

@@ -3,7 +3,9 @@
 CREATE, SELECT/EXAMINE, STATUS and LIST-STATUS, kept by RENAME (and by the
 new name of a renamed INBOX, whose own id is new) and a restart; EMAILID the
 same after COPY and MOVE and across compaction, check --repair and a
-restart; THREADID NIL and SEARCH THREADID matching nothing; SEARCH EMAILID;
+restart; THREADID the same for the messages of one conversation across
+mailboxes and for copies, different for others, kept by a restart, and
+SEARCH THREADID; SEARCH EMAILID;
 SAVEDATE the time of saving (APPEND, COPY, MOVE), never the internal date,
 SEARCH SAVEDBEFORE/SAVEDON/SAVEDSINCE/SAVEDATESUPPORTED.  Runs once per io
 backend."""
@@ -180,8 +182,9 @@ class ObjectIdCase(rs.ServerTestCase):
         self.assertEqual(len(set(eids)), 4)
         for e in eids:
             self.assertRegex(e, OBJECTID)
-        for u in ids:
-            self.assertIn(ids[u][1], (None, "NIL"))     # THREADID NIL
+        # Each its own Message-ID and no reply fields: four threads.
+        tids = [rs.s(ids[u][1][0]) for u in (1, 2, 3, 4)]
+        self.assertEqual(len(set(tids) | set(eids)), 8)
         # Same EMAILID for the COPYUID pairs of COPY and MOVE (RFC 8474 5.1).
         r = self.ok(c, "UID COPY 1 A")
         self.assertRegex(r.code, r"^COPYUID \d+ 1 1$")
@@ -202,6 +205,7 @@ class ObjectIdCase(rs.ServerTestCase):
         self.assertEqual(self.uids(c, "UID SEARCH EMAILID Mnot_ours"), [])
         self.assertEqual(self.uids(c, "UID SEARCH THREADID T1"), [])
         self.assertEqual(self.uids(c, "UID SEARCH NOT THREADID T1"), [1, 2])
+        self.assertEqual(self.uids(c, "UID SEARCH THREADID %s" % tids[1]), [2])
         self.expect(c.cmd("SEARCH EMAILID M1!"), "BAD")
         self.expect(c.cmd("SEARCH EMAILID"), "BAD")
         # Compaction (after an expunge), a restart and check --repair keep them.
@@ -222,6 +226,75 @@ class ObjectIdCase(rs.ServerTestCase):
         c = self.login()
         self.assertEqual({b: self.ids(c, b) for b in want}, want)
         self.assertEqual(self.uids(c, "UID SEARCH EMAILID %s" % eids[0]), [1])
+
+    def test_threadid(self):
+        """RFC 8474 5.2: related messages get the same THREADID, in
+        whatever mailbox (SHOULD); the same EMAILID the same THREADID
+        (MUST); never a change once reported (MUST NOT); never an EMAILID's
+        value."""
+        def m(subject, mid=None, irt=None, refs=None):
+            h = b"From: a@example.org\r\nSubject: %s\r\n" % subject.encode()
+            if mid:
+                h += b"Message-ID: %s\r\n" % mid.encode()
+            if irt:
+                h += b"In-Reply-To: %s\r\n" % irt.encode()
+            if refs:
+                h += b"References: %s\r\n" % refs.encode()
+            return h + b"\r\nbody\r\n"
+        c = self.login()
+        self.ok(c, "CREATE Sent")
+        inbox = [m("root", "<r1@example.org>"),
+                 m("Re: root", "<a2@example.org>", "<r1@example.org>", "<r1@example.org>"),
+                 m("other", "<o1@example.org>"),
+                 m("no id"),
+                 m("no id")]
+        sent = [m("Re: Re: root", "<a3@example.org>", "<a2@example.org>",
+                  "<r1@example.org> (a comment) <a2@example.org>"),
+                # the same Message ID however quoted (RFC 5256 3)
+                m("Re: root", "<a4@example.org>", None, '<"r1"@example.org>'),
+                # only In-Reply-To: the parent names the thread
+                m("Re: root", "<a5@example.org>", "<r1@example.org>"),
+                m("Re: other", "<o2@example.org>", "<o1@example.org>")]
+        for b in inbox:
+            self.expect(c.append("INBOX", b), "OK")
+        for b in sent:
+            self.expect(c.append("Sent", b), "OK")
+
+        def tids(box):
+            return {u: rs.s(v[1][0]) for u, v in self.ids(c, box).items()}
+        ti, ts = tids("INBOX"), tids("Sent")
+        for t in list(ti.values()) + list(ts.values()):
+            self.assertRegex(t, r"^T[0-9a-f]{16}$")
+        root, other = ti[1], ti[3]
+        self.assertEqual(ti[2], root)
+        self.assertEqual([ts[u] for u in (1, 2, 3)], [root] * 3)
+        self.assertEqual(ts[4], other)
+        self.assertNotEqual(root, other)
+        # No Message ID at all: a thread of its own each, even for the
+        # same bytes (two EMAILIDs)...
+        self.assertEqual(len({root, other, ti[4], ti[5]}), 4)
+        # ...and a copy, which has the original's EMAILID, has its THREADID.
+        self.ok(c, "SELECT INBOX")
+        r = self.ok(c, "UID COPY 4 Sent")
+        self.assertRegex(r.code, r"^COPYUID \d+ 4 5$")
+        self.assertEqual(tids("Sent")[5], ti[4])
+        # SEARCH THREADID in each mailbox.
+        self.ok(c, "SELECT INBOX")
+        self.assertEqual(self.uids(c, "UID SEARCH THREADID %s" % root), [1, 2])
+        self.assertEqual(self.uids(c, "UID SEARCH THREADID %s" % ti[4]), [4])
+        self.assertEqual(self.uids(c, "UID SEARCH NOT THREADID %s" % root), [3, 4, 5])
+        self.assertEqual(self.uids(c, "UID SEARCH THREADID %s" % root.upper()), [])
+        self.ok(c, "SELECT Sent")
+        self.assertEqual(self.uids(c, "UID SEARCH THREADID %s" % root), [1, 2, 3])
+        self.assertEqual(self.uids(c, "UID SEARCH OR THREADID %s THREADID %s"
+                                   % (other, ti[4])), [4, 5])
+        # Kept by a restart and compaction.
+        want = {"INBOX": tids("INBOX"), "Sent": tids("Sent")}
+        c.close()
+        self.server.admin("compact", self.user, "Sent")
+        self.restart()
+        c = self.login()
+        self.assertEqual({b: tids(b) for b in want}, want)
 
     def test_savedate(self):
         c = self.login()
@@ -275,7 +348,8 @@ class ObjectIdCase(rs.ServerTestCase):
 
     def test_older_format(self):
         """Messages saved by a version without EMAILID and save dates: the
-        EMAILID an append would have given them, SAVEDATE NIL and SAVED*
+        EMAILID an append would have given them, their THREADID, SAVEDATE
+        NIL and SAVED*
         by their internal date (RFC 8514 4.2, 4.3); new messages in the
         same mailbox, and copies of the old ones, get both."""
         c = self.login()
@@ -284,6 +358,7 @@ class ObjectIdCase(rs.ServerTestCase):
         self.ok(c, "CREATE X")
         uv, mbid = [int(x, 16) for x in self.mailboxid(c, "INBOX")[1:].split("_")]
         pre = "M%x_%x_" % (uv, mbid)
+        threads = {u: v[1] for u, v in self.ids(c, "INBOX").items()}
         c.close()
         self.assertEqual(self.server.stop(), 0)
         make_older_format(os.path.join(self.server.mail_root, self.user, "m", str(mbid)))
@@ -292,7 +367,8 @@ class ObjectIdCase(rs.ServerTestCase):
         self.server.start()
         c = self.login()
         ids = self.ids(c, "INBOX")
-        self.assertEqual(ids, {1: (pre + "1", None, None), 2: (pre + "2", None, None)})
+        # THREADID is made from the message itself: the same as before.
+        self.assertEqual(ids, {1: (pre + "1", threads[1], None), 2: (pre + "2", threads[2], None)})
         self.assertEqual(self.uids(c, "UID SEARCH SAVEDBEFORE 2-Jan-2001"), [1, 2])
         self.assertEqual(self.uids(c, "UID SEARCH SAVEDON 1-Jan-2001"), [1, 2])
         self.assertEqual(self.uids(c, "UID SEARCH SAVEDATESUPPORTED"), [1, 2])

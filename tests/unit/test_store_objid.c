@@ -93,6 +93,16 @@ static void test_format(void)
                                 "M1_10000000000000000_3", "T1_2_3", "M1_2_3 "};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         CHECK(store_emailid_parse(bad[i], &y) == -EINVAL);
+    /* THREADID: "T" and 16 hex digits, one spelling, never 0. */
+    uint64_t t;
+    store_threadid_format(0xabcdef0123456789ull, b);
+    CHECK(!strcmp(b, "Tabcdef0123456789"));
+    REQUIRE_OK(store_threadid_parse(b, &t));
+    CHECK_EQ(t, 0xabcdef0123456789ull);
+    static const char *tbad[] = {"", "T", "T1", "T0000000000000000", "TABCDEF0123456789",
+                                 "Mabcdef0123456789", "Tabcdef01234567890", "Tabcdef012345678g"};
+    for (size_t i = 0; i < sizeof tbad / sizeof *tbad; i++)
+        CHECK(store_threadid_parse(tbad[i], &t) == -EINVAL);
     store_mailboxid_format(7, 0x5f000000u, b);
     CHECK(!strcmp(b, "F5f000000_7"));
     for (const char *p = b; *p; p++)
