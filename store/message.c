@@ -1415,12 +1415,18 @@ static int cache_layout(const uint8_t *b, size_t len, store_cache *v)
     v->pool_ = v->params_ + (size_t)nparams * PARAM_SIZE;
     v->nparams_total_ = nparams;
     v->pool_len_ = pool_len;
-    if (!ref_ok(v, rendered, true) || !ref_ok(v, preview, true) ||
-        (preview != NIL_REF && ld32(v->pool_ + preview) > STORE_PREVIEW_MAX))
-        return -EBADMSG;
     v->rendered_ = rendered;
     v->preview_ = preview;
     return 0;
+}
+
+/* The header's string references, checked by store_cache_open only: each
+ * is a read in the pool, far from the header (a cache miss per message of
+ * a listing), and reopen trusts what open checked (seen.c). */
+static bool header_refs_ok(const store_cache *v)
+{
+    return ref_ok(v, v->rendered_, true) && ref_ok(v, v->preview_, true) &&
+           (v->preview_ == NIL_REF || ld32(v->pool_ + v->preview_) <= STORE_PREVIEW_MAX);
 }
 
 int store_cache_reopen(const void *blob, size_t len, store_cache *c)
@@ -1435,7 +1441,7 @@ int store_cache_open(const void *blob, size_t len, store_cache *c)
     if (rc < 0)
         return rc;
     const uint8_t *b = blob;
-    if (ld32(b + 12) != blob_crc(b, v.len))
+    if (ld32(b + 12) != blob_crc(b, v.len) || !header_refs_ok(&v))
         return -EBADMSG;
     uint32_t msg_len = ld32(b + 16);
     uint32_t nparts = v.nparts, nenvs = v.nenvelopes, nparams = v.nparams_total_;
