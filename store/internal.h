@@ -85,6 +85,9 @@ struct gen {
     /* Entries whose cache blob this process has validated (seen.c). */
     _Atomic(struct store_seen *) seen;
     pthread_mutex_t seenlock;   /* guards growing `seen` */
+    /* Sent dates derived by SORT, by entry position (memo.c). */
+    _Atomic(struct store_memo *) memo;
+    pthread_mutex_t memolock;   /* guards growing `memo` */
     /* since.c, each built on first use and freed with the generation:
      * the expunge history (LOG_VANISHED, immutable) and the per-block
      * modseq maxima.  qlock guards their creation. */
@@ -182,6 +185,7 @@ int store_cache_reopen(const void *blob, size_t len, store_cache *c);
 bool store_seen_test(struct gen *g, uint32_t pos);
 void store_seen_mark(struct gen *g, uint32_t pos);
 void store_seen_free(struct gen *g);
+void store_memo_free(struct gen *g);
 
 /* ---- mbox.c ------------------------------------------------------------ */
 

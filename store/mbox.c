@@ -96,10 +96,12 @@ static void gen_free(struct gen *g)
     if (g->cache_fd >= 0)
         close(g->cache_fd);
     store_seen_free(g);
+    store_memo_free(g);
     store_since_free(g);
     pthread_mutex_destroy(&g->tlock);
     pthread_mutex_destroy(&g->slock);
     pthread_mutex_destroy(&g->seenlock);
+    pthread_mutex_destroy(&g->memolock);
     pthread_mutex_destroy(&g->qlock);
     free(g);
 }
@@ -174,6 +176,7 @@ int store_gen_open_paths(const char *logp, const char *idxp,
     g->log_fd = g->idx_fd = g->cache_fd = -1;
     pthread_mutex_init(&g->tlock, NULL);
     pthread_mutex_init(&g->seenlock, NULL);
+    pthread_mutex_init(&g->memolock, NULL);
     pthread_mutex_init(&g->slock, NULL);
     pthread_mutex_init(&g->qlock, NULL);
     int rc = 0;

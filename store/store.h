@@ -431,6 +431,14 @@ typedef struct store_cursor {
 
 /* At position 0. */
 void store_cursor_init(store_cursor *c, store_snap *s);
+/* A value the caller derived from the content of the entry at the cursor
+ * (SORT's sent date), remembered for this generation in this process
+ * (store/memo.c): get returns false until a put.  The value must depend
+ * on the message's bytes alone, never on its flags.  Any int64 but
+ * INT64_MIN. */
+bool store_cursor_memo_get(const store_cursor *c, int64_t *v);
+void store_cursor_memo_put(const store_cursor *c, int64_t v);
+
 /* Move to the first entry whose UID is >= uid (or the end).  Returns 1 if
  * that entry has this UID and is live, 0 if it has it and is expunged
  * (m, if not NULL, then gets it), -ENOENT if the snapshot has no entry for

@@ -385,17 +385,25 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
     store_cache cache;
     store_envelope env;
     memset(&env, 0, sizeof env);
-    if (store_cursor_seek(cur, uid, &e) >= 0) {
+    unsigned need = s->need;
+    bool found = store_cursor_seek(cur, uid, &e) >= 0, cache_ok = false;
+    /* A sent date derived before (store/memo.c): then SORT (DATE) alone
+     * reads no cache blob. */
+    bool date_known = found && (need & IMAP_SORT_NEED_DATE) && store_cursor_memo_get(cur, &m->date);
+    if (date_known)
+        need &= ~(unsigned)IMAP_SORT_NEED_DATE;
+    if (found) {
         m->size = e.size;
         m->arrival = e.internal_date;
-        m->date = e.internal_date;
-        if (s->need && store_cursor_cache(cur, &cache) == 0)
-            (void)store_cache_envelope_fields(&cache, 0, env_fields(s->need), &env);
+        if (!date_known)
+            m->date = e.internal_date;
+        if (need && store_cursor_cache(cur, &cache) == 0 &&
+            store_cache_envelope_fields(&cache, 0, env_fields(need), &env) == 0)
+            cache_ok = true;
     }
     /* else: gone (compacted away) or unreadable: empty strings, as for
      * absent headers ("it is treated as the empty string") */
 
-    unsigned need = s->need;
     if (need & (IMAP_SORT_NEED_SUBJECT)) {
         s->t2.len = 0;
         s->t1.len = 0;
@@ -427,6 +435,8 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
          * or cannot be parsed), the INTERNALDATE for that message is used" */
         if (env.date.p && imap_sort_parse_date(env.date.p, env.date.len, &t) == 0)
             m->date = t;
+        if (cache_ok)           /* a failed read is not remembered */
+            store_cursor_memo_put(cur, m->date);
     }
     if (need & IMAP_SORT_NEED_IDS) {
         size_t pos = 0;

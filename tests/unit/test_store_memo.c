@@ -1,0 +1,70 @@
+/* tests/unit/test_store_memo.c — values derived from a message's content,
+ * remembered by entry position per generation (store/memo.c): unknown
+ * until put, kept for later snapshots of the same generation (past the
+ * first array's size too), and gone with the generation (compaction). */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+#include "tests/unit/store_testutil.h"
+
+static int seek(store_cursor *c, uint32_t uid)
+{
+    store_msg m;
+    return store_cursor_seek(c, uid, &m);
+}
+
+static void test_memo(void)
+{
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "memo"));
+    const unsigned n = 3000;    /* past the first array (1024 entries) */
+    REQUIRE_OK(test_append_n(e.mb, n, 1000000000));
+    store_snap *s = store_snap_get(e.mb);
+    REQUIRE(s != NULL);
+    store_cursor c;
+    store_cursor_init(&c, s);
+    int64_t v;
+    REQUIRE(seek(&c, 1) == 1);
+    CHECK(!store_cursor_memo_get(&c, &v));
+    for (uint32_t uid = 1; uid <= n; uid += 7) {
+        REQUIRE(seek(&c, uid) == 1);
+        store_cursor_memo_put(&c, (int64_t)uid * 1000 - 5);
+    }
+    store_snap_put(s);
+    /* A later snapshot of the same generation, after an append. */
+    REQUIRE_OK(test_append_n(e.mb, 1, 1000000000));
+    s = store_snap_get(e.mb);
+    store_cursor_init(&c, s);
+    unsigned hits = 0, wrong = 0;
+    for (uint32_t uid = 1; uid <= n + 1; uid++) {
+        REQUIRE(seek(&c, uid) == 1);
+        bool got = store_cursor_memo_get(&c, &v);
+        bool want = uid <= n && (uid - 1) % 7 == 0;
+        hits += got;
+        wrong += got != want || (got && v != (int64_t)uid * 1000 - 5);
+    }
+    CHECK_EQ(hits, (n + 6) / 7);
+    CHECK_EQ(wrong, 0);
+    /* INT64_MIN is "unknown": never stored. */
+    REQUIRE(seek(&c, 2) == 1);
+    store_cursor_memo_put(&c, INT64_MIN);
+    CHECK(!store_cursor_memo_get(&c, &v));
+    store_snap_put(s);
+    /* Compaction makes a new generation: nothing known, positions move. */
+    store_range r = {1, 10};
+    REQUIRE_OK(store_expunge(e.mb, &r, 1, false, NULL, NULL));
+    REQUIRE_OK(store_compact(e.mb, NULL, NULL));
+    s = store_snap_get(e.mb);
+    store_cursor_init(&c, s);
+    REQUIRE(seek(&c, 15) == 1);
+    CHECK(!store_cursor_memo_get(&c, &v));
+    store_snap_put(s);
+    test_env_close(&e);
+}
+
+int main(void)
+{
+    RUN(test_memo);
+    return test_summary();
+}
