@@ -187,6 +187,11 @@ void store_seen_mark(struct gen *g, uint32_t pos);
 void store_seen_free(struct gen *g);
 void store_memo_free(struct gen *g);
 
+/* Tests only (NULL otherwise): called as a transaction is published, just
+ * before its entries become visible (test_store_concurrency widens that
+ * moment with it). */
+extern void (*store_test_publish_hook)(void);
+
 /* ---- mbox.c ------------------------------------------------------------ */
 
 static inline struct idx_hdr *store_gen_hdr(struct gen *g)

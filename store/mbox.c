@@ -491,6 +491,8 @@ static int ckpt_retract(struct idx_hdr *h)
     return 0;
 }
 
+void (*store_test_publish_hook)(void);
+
 int store_idx_apply(struct store_mbox *mb, struct gen *g,
                     const struct log_rec *r, uint64_t off)
 {
@@ -517,8 +519,17 @@ int store_idx_apply(struct store_mbox *mb, struct gen *g,
     }
     h = store_gen_hdr(g);
     if (!(r->rflags & LOGF_CONT)) {
-        /* The end of a transaction: publish its messages together. */
+        /* The end of a transaction: publish its messages together.  The
+         * log offset first: a reader that sees an entry (the count) checks
+         * its record against log_applied (snap.c entry_sound, objid.c), so
+         * the record must be covered by then.  The other way round, a
+         * reader between the two stores took a new message for damage.
+         * Nothing needs the count to move first: since.c's summary reads
+         * entries past its own count directly. */
+        A_STORE(&h->log_applied, off + rec_bytes(r));
         if (g->pend) {
+            if (store_test_publish_hook)
+                store_test_publish_hook();
             A_STORE(&h->unseen, h->unseen + g->pend_messages.unseen);
             A_STORE(&h->deleted, h->deleted + g->pend_messages.deleted);
             A_STORE(&h->size_live, h->size_live + g->pend_messages.size);
@@ -527,7 +538,6 @@ int store_idx_apply(struct store_mbox *mb, struct gen *g,
             g->pend = 0;
             memset(&g->pend_messages, 0, sizeof g->pend_messages);
         }
-        A_STORE(&h->log_applied, off + rec_bytes(r));
     }
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "store/internal.h"
 #include "store/store.h"
 #include "tests/unit/store_testutil.h"
 #include "tests/unit/testutil.h"
@@ -1184,6 +1185,82 @@ static void test_group_commit(void)
     }
 }
 
+/* A message is published by two stores: the entry count and how far the
+ * log is applied.  A reader that sees the entry must find its record
+ * applied (store_snap_bytes, EMAILID read from the record), so the log
+ * offset must go first.  Readers look at the newest entry of each
+ * snapshot while one thread appends, so that they land between the two
+ * stores if they are in the wrong order. */
+struct fresh_arg {
+    store_mbox *mb;
+    atomic_bool *stop;
+    unsigned checks, bad;
+};
+
+static void *fresh_reader(void *arg)
+{
+    struct fresh_arg *a = arg;
+    while (!atomic_load(a->stop)) {
+        store_snap *s = store_snap_get(a->mb);
+        uint32_t n = s ? store_snap_entries(s) : 0;
+        store_msg m;
+        if (n && store_snap_entry(s, n - 1, &m) == 1) {
+            const char *p;
+            size_t got;
+            store_msg_ext x;
+            int rc = store_snap_bytes(s, m.uid, 0, SIZE_MAX, &p, &got);
+            int rx = store_snap_msg_ext(s, m.uid, &x);
+            a->checks++;
+            if (rc != 0 || rx != 0) {
+                if (a->bad++ < 5)
+                    terr("fresh uid %u: bytes %d, ext %d", m.uid, rc, rx);
+            }
+        }
+        store_snap_put(s);
+    }
+    return NULL;
+}
+
+static void publish_pause(void)
+{
+    usleep(50);
+}
+
+static void test_fresh_entry_published(void)
+{
+    store_test_publish_hook = publish_pause;
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "conc-fresh"));
+    atomic_bool stop = false;
+    enum { R = 2 };
+    struct fresh_arg args[R];
+    pthread_t th[R];
+    for (int i = 0; i < R; i++) {
+        args[i] = (struct fresh_arg){.mb = e.mb, .stop = &stop};
+        REQUIRE(pthread_create(&th[i], NULL, fresh_reader, &args[i]) == 0);
+    }
+    unsigned n = test_quick() ? 1000 : 3000;
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t uid;
+        if (append_ids(e.mb, i, 1, 0, &uid) < 0) {
+            terr("append %u failed", i);
+            break;
+        }
+    }
+    atomic_store(&stop, true);
+    unsigned checks = 0, bad = 0;
+    for (int i = 0; i < R; i++) {
+        pthread_join(th[i], NULL);
+        checks += args[i].checks;
+        bad += args[i].bad;
+    }
+    fprintf(stderr, "  %u appends, %u reads of the newest entry\n", n, checks);
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(atomic_load(&thread_errors), 0);
+    store_test_publish_hook = NULL;
+    test_env_close(&e);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -1202,5 +1279,6 @@ int main(int argc, char **argv)
     RUN_ISOLATED(test_group_commit, t);
     RUN_ISOLATED(test_two_processes, t);
     RUN_ISOLATED(test_readers_writer_compactor, t);
+    RUN_ISOLATED(test_fresh_entry_published, t);
     return test_summary();
 }
