@@ -10,6 +10,7 @@
  * the answer is written out a slice at a time.  The snapshot and the view stay the same throughout: the
  * session runs nothing else meanwhile. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +18,7 @@
 #include "core/auth/authpool.h"
 #include "core/search/search.h"
 #include "core/search/sort.h"
+#include "core/server/qmemo.h"
 #include "core/server/search_context.h"
 #include "core/server/session.h"
 #include "net/net.h"
@@ -43,6 +45,13 @@ typedef struct sort_cont {
     uint32_t *order;            /* SORT: the numbers to send, in order */
     size_t norder;
     imap_out text;              /* THREAD's rendered data */
+    /* The answer kept from an earlier SORT/THREAD of the same messages
+     * (qmemo.c), or NULL; its bytes stand for `order` or `text`. */
+    qmemo_entry *memo;
+    const void *memo_data;
+    size_t memo_len;
+    char scope[2 + 2 * IMAP_SORT_MAX_CRIT];  /* the memo key's question part */
+    size_t scope_len;
     char tag[];
 } sort_cont;
 
@@ -67,7 +76,44 @@ static void sort_cont_free(void *arg)
     free(sc->order);
     free(sc->nums);
     imap_out_free(&sc->text);
+    qmemo_release(sc->memo);
     free(sc);
+}
+
+/* The memo key of this query's answer: the mailbox (its directory names
+ * the user and the mailbox; a UID's message is fixed under one
+ * UIDVALIDITY), the question, and the messages the search matched. */
+static qmemo_key sort_memo_key(session *s, sort_cont *sc, char *buf, size_t cap)
+{
+    const char *dir = store_mbox_dir(s->mb);
+    size_t dl = strlen(dir), n = 0;
+    if (dl + 1 + 4 + sc->scope_len <= cap) {
+        memcpy(buf, dir, dl + 1);   /* with its NUL: no dir is a prefix of another's key */
+        uint32_t uv = store_snap_uidvalidity(sc->snap);
+        memcpy(buf + dl + 1, &uv, 4);
+        memcpy(buf + dl + 5, sc->scope, sc->scope_len);
+        n = dl + 5 + sc->scope_len;
+    }
+    return (qmemo_key){.scope = buf, .scope_len = n, .seqs = sc->res.seqs,
+                       .uids = sc->res.uids, .n = n ? sc->res.n : 0};
+}
+
+/* What the answer depends on besides the messages: SORT or THREAD, UID
+ * or not, the algorithm or every criterion in order. */
+static void sort_memo_scope(sort_cont *sc)
+{
+    size_t n = 0;
+    sc->scope[n++] = sc->thread ? 'T' : 'S';
+    sc->scope[n++] = sc->uid ? 'U' : 'N';
+    if (sc->thread) {
+        sc->scope[n++] = (char)sc->alg;
+    } else {
+        for (size_t i = 0; i < sc->ncrit; i++) {
+            sc->scope[n++] = (char)sc->crit[i].key;
+            sc->scope[n++] = sc->crit[i].reverse ? 'R' : '+';
+        }
+    }
+    sc->scope_len = n;
 }
 
 static const cmd_def *sort_def(const sort_cont *sc)
@@ -250,6 +296,17 @@ static bool sort_step(session *s, void *arg)
                 continue;
             }
             sc->phase = 1;
+            if (!sc->esort && sc->res.n) {
+                char kb[PATH_MAX + 8 + 2 * IMAP_SORT_MAX_CRIT];
+                qmemo_key k = sort_memo_key(s, sc, kb, sizeof kb);
+                if (k.scope_len &&
+                    (sc->memo = qmemo_get(&k, &sc->memo_data, &sc->memo_len)) != NULL) {
+                    sc->norder = sc->thread ? 0 : sc->memo_len / sizeof(uint32_t);
+                    sc->order_rc = 0;
+                    sc->phase = 3;
+                    break;
+                }
+            }
             store_cursor_init(&sc->cur, sc->snap);
             if ((rc = imap_sort_set_expect(&sc->set, sc->res.n)) < 0)
                 return sort_failed(s, sc, rc);
@@ -289,6 +346,13 @@ static bool sort_step(session *s, void *arg)
     if (sc->phase == 3) {
         if (sc->order_rc < 0)
             return sort_failed(s, sc, sc->order_rc);
+        if (!sc->esort && !sc->memo && sc->res.n) {
+            char kb[PATH_MAX + 8 + 2 * IMAP_SORT_MAX_CRIT];
+            qmemo_key k = sort_memo_key(s, sc, kb, sizeof kb);
+            if (k.scope_len)
+                qmemo_put(&k, sc->thread ? (const void *)sc->text.p : (const void *)sc->order,
+                          sc->thread ? sc->text.len : sc->norder * sizeof *sc->order);
+        }
         sc->phase = 4;
         sc->at = 0;
         if (sc->esort) {
@@ -320,22 +384,25 @@ static bool sort_step(session *s, void *arg)
             return true;
         }
     } else if (sc->thread) {
-        while (sc->at < sc->text.len) {
+        const char *text = sc->memo ? sc->memo_data : sc->text.p;
+        size_t len = sc->memo ? sc->memo_len : sc->text.len;
+        while (sc->at < len) {
             if (sess_slice_over(s, &sl))
                 return false;
-            size_t k = sc->text.len - sc->at;
+            size_t k = len - sc->at;
             if (k > THREAD_OUT_CHUNK)
                 k = THREAD_OUT_CHUNK;
-            imap_out_add(&s->out, sc->text.p + sc->at, k);
+            imap_out_add(&s->out, text + sc->at, k);
             sc->at += k;
         }
     } else {
+        const uint32_t *order = sc->memo ? sc->memo_data : sc->order;
         while (sc->at < sc->norder) {
             if (sess_slice_over(s, &sl))
                 return false;
             for (size_t k = 0; k < SORT_OUT_CHUNK && sc->at < sc->norder; k++, sc->at++) {
                 imap_out_lit(&s->out, " ");
-                imap_out_uint(&s->out, sc->order[sc->at]);
+                imap_out_uint(&s->out, order[sc->at]);
             }
         }
     }
@@ -452,6 +519,7 @@ static void sort_or_thread(imap_cmd *c, bool thread)
         sc->ncrit = (size_t)ncrit;
     }
     sc->set.need = thread ? imap_thread_need(alg) : imap_sort_need(crit, (size_t)ncrit);
+    sort_memo_scope(sc);
     memcpy(sc->tag, tag, taglen + 1);
     sess_cont_begin(s, sort_step, sort_cont_free, sc);
     return;

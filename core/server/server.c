@@ -8,6 +8,7 @@
 #include "core/fetch/preview.h"
 #include "core/search/search.h"
 #include "core/base/log.h"
+#include "core/server/qmemo.h"
 #include "core/server/quota.h"
 #include "core/server/session.h"
 
@@ -93,4 +94,5 @@ void imap_server_fini(imap_server *srv)
     abuse_free(srv->abuse);
     passwd_close(srv->pw);
     pthread_mutex_destroy(&srv->nlock);
+    qmemo_clear();      /* kept answers: nothing left allocated at exit */
 }

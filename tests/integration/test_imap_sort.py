@@ -159,6 +159,66 @@ class SortCase(rs.ServerTestCase):
                          "* THREAD")
         self.assertEqual(self.thread(c, "THREAD REFERENCES UTF-8 6"), "* THREAD (6)")
 
+    def test_repeated_answers_follow_changes(self):
+        """A SORT or THREAD asked again over the same messages may be
+        answered from the last answer (core/server/qmemo.c); every change
+        that matters must still show: new and expunged messages, shifted
+        sequence numbers, flags a search key looks at, another mailbox with
+        the same UIDs, another criterion, UID or not, another session."""
+        c = self.box()
+        queries = ["SORT (DATE) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL",
+                   "UID SORT (DATE) UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL",
+                   "SORT (DATE) UTF-8 UNSEEN", "THREAD REFERENCES UTF-8 ALL",
+                   "UID THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL"]
+
+        def answers(conn):
+            out = []
+            for q in queries:
+                r = self.ok(conn, q)
+                out.append([u.raw for u in r.untagged
+                            if re.match(rb"\* (SORT|THREAD)\b", u.raw)])
+            return out
+        first = answers(c)
+        self.assertEqual(answers(c), first)
+        self.assertEqual(self.sort(c, "SORT (DATE) UTF-8 ALL"), [5, 4, 1, 2, 3, 6])
+        # A new message, dated first: at the front.
+        self.expect(c.append("S", msg([b"Subject: early", b"Date: 1 Jan 2000 00:00:00 +0000",
+                                       b"Message-ID: <7@t>", b"In-Reply-To: <6@t>"], 100)),
+                    "OK")
+        self.ok(c, "NOOP")
+        self.assertEqual(self.sort(c, "SORT (DATE) UTF-8 ALL"), [7, 5, 4, 1, 2, 3, 6])
+        self.assertIn("(6 7)", self.thread(c, "THREAD REFERENCES UTF-8 ALL"))
+        # A flag that a search key looks at.
+        self.assertEqual(self.sort(c, "SORT (DATE) UTF-8 UNSEEN"), [7, 5, 4, 1, 2, 3, 6])
+        self.ok(c, "STORE 4 +FLAGS (\\Seen)")
+        self.assertEqual(self.sort(c, "SORT (DATE) UTF-8 UNSEEN"), [7, 5, 1, 2, 3, 6])
+        # An expunge shifts the sequence numbers (UIDs stay).
+        uid_before = self.sort(c, "UID SORT (DATE) UTF-8 ALL")
+        self.ok(c, "STORE 1 +FLAGS (\\Deleted)")
+        self.ok(c, "EXPUNGE")
+        self.assertEqual(self.sort(c, "SORT (DATE) UTF-8 ALL"), [6, 4, 3, 1, 2, 5])
+        self.assertEqual(self.sort(c, "UID SORT (DATE) UTF-8 ALL"),
+                         [u for u in uid_before if u != 2])
+        # Another mailbox, the same UIDs and sequence numbers, other messages.
+        self.ok(c, "CREATE T")
+        self.expect(c.append("T", msg([b"Subject: b", b"Date: 2 Jan 2024 00:00:00 +0000"], 10)),
+                    "OK")
+        self.expect(c.append("T", msg([b"Subject: a", b"Date: 1 Jan 2024 00:00:00 +0000"], 10)),
+                    "OK")
+        self.ok(c, "SELECT T")
+        self.assertEqual(self.sort(c, "SORT (DATE) UTF-8 ALL"), [2, 1])
+        self.ok(c, "CREATE U")
+        self.expect(c.append("U", msg([b"Subject: a", b"Date: 1 Jan 2024 00:00:00 +0000"], 10)),
+                    "OK")
+        self.expect(c.append("U", msg([b"Subject: b", b"Date: 2 Jan 2024 00:00:00 +0000"], 10)),
+                    "OK")
+        self.ok(c, "SELECT U")
+        self.assertEqual(self.sort(c, "SORT (DATE) UTF-8 ALL"), [1, 2])
+        self.assertEqual(self.sort(c, "SORT (REVERSE DATE) UTF-8 ALL"), [2, 1])
+        # Another session, the same mailbox: the same answers.
+        c2 = self.login(select="U")
+        self.assertEqual(self.sort(c2, "SORT (DATE) UTF-8 ALL"), [1, 2])
+
     def test_errors(self):
         c = self.box()
         mk = lambda: self.login(select="S")  # noqa: E731
