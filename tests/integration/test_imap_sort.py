@@ -200,19 +200,16 @@ class SortCase(rs.ServerTestCase):
         self.assertEqual(self.sort(c, "UID SORT (DATE) UTF-8 ALL"),
                          [u for u in uid_before if u != 2])
         # Another mailbox, the same UIDs and sequence numbers, other messages.
-        self.ok(c, "CREATE T")
-        self.expect(c.append("T", msg([b"Subject: b", b"Date: 2 Jan 2024 00:00:00 +0000"], 10)),
-                    "OK")
-        self.expect(c.append("T", msg([b"Subject: a", b"Date: 1 Jan 2024 00:00:00 +0000"], 10)),
-                    "OK")
-        self.ok(c, "SELECT T")
+        def dated_box(name, days):
+            self.ok(c, "CREATE " + name)
+            for d in days:
+                self.expect(c.append(name, msg([b"Subject: %d" % d,
+                                                b"Date: %d Jan 2024 00:00:00 +0000" % d], 10)),
+                            "OK")
+            self.ok(c, "SELECT " + name)
+        dated_box("T", [2, 1])
         self.assertEqual(self.sort(c, "SORT (DATE) UTF-8 ALL"), [2, 1])
-        self.ok(c, "CREATE U")
-        self.expect(c.append("U", msg([b"Subject: a", b"Date: 1 Jan 2024 00:00:00 +0000"], 10)),
-                    "OK")
-        self.expect(c.append("U", msg([b"Subject: b", b"Date: 2 Jan 2024 00:00:00 +0000"], 10)),
-                    "OK")
-        self.ok(c, "SELECT U")
+        dated_box("U", [1, 2])
         self.assertEqual(self.sort(c, "SORT (DATE) UTF-8 ALL"), [1, 2])
         self.assertEqual(self.sort(c, "SORT (REVERSE DATE) UTF-8 ALL"), [2, 1])
         # Another session, the same mailbox: the same answers.
