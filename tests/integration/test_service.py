@@ -189,6 +189,335 @@ class SdNotifyTwo(SdNotify, unittest.TestCase):
     processes = 2
 
 
+def run(cmd, **kw):
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", 300)
+    return subprocess.run(cmd, **kw)
+
+
+def need(*tools):
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        raise AssertionError("missing tools %s (tools/setup-deps.sh installs them)" % missing)
+
+
+def program(name):
+    path = os.path.join(BUILD, name)
+    if not os.access(path, os.X_OK):
+        raise AssertionError("%s is not built (RINGMAILD=%r)" % (path, rs.RINGMAILD))
+    return path
+
+
+def render(page, width=80):
+    """(text, stderr) of man -l with every groff warning on."""
+    p = run(["man", "--warnings=w", "-l", os.path.join(DIST, "man", page)],
+            env=dict(os.environ, MANWIDTH=str(width), MAN_KEEP_FORMATTING="", LC_ALL="C.UTF-8"))
+    return p.stdout, p.stderr, p.returncode
+
+
+def tags(text):
+    """The rendered tag lines (.TP headings, 7 spaces in) of a man page."""
+    return [ln.strip() for ln in text.splitlines() if re.match(r"^ {7}\S", ln)]
+
+
+def config_defaults():
+    """{key: default} from ringmail-admin config with an empty file."""
+    with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+        env = dict(os.environ)
+        env.pop("RINGMAIL_CONFIG", None)
+        p = run([program("ringmail-admin"), "-c", f.name, "config"], env=env)
+    assert p.returncode == 0, p.stderr
+    out = {}
+    for line in p.stdout.splitlines():
+        m = re.match(r"^(\w+) = (.*?)\s*# default$", line)
+        assert m, "unexpected line of ringmail-admin config: %r" % line
+        out[m.group(1)] = m.group(2).strip()
+    assert len(out) > 40, out
+    return out
+
+
+class ManPages(unittest.TestCase):
+    """The man pages render cleanly and say what the programs do."""
+
+    def test_render_without_warnings(self):
+        need("man")
+        for page in MAN_PAGES:
+            text, err, rc = render(page)
+            self.assertEqual(rc, 0, "%s: man exit %d: %s" % (page, rc, err))
+            self.assertEqual(err, "", "%s: groff warnings:\n%s" % (page, err))
+            self.assertIn("NAME", text)
+            self.assertIn("SEE ALSO", text)
+
+    def test_conf_page_has_every_key_with_its_default(self):
+        # From the source: a short .TP heading shares its line with the text.
+        with open(os.path.join(DIST, "man", "ringmail.conf.5")) as f:
+            have = {m.group(1).replace("\\-", "-").strip()
+                    for m in re.finditer(r"(?m)^\.B (\w+ =.*)$", f.read())}
+        missing = ["%s = %s" % kv for kv in sorted(config_defaults().items())
+                   if ("%s = %s" % kv).strip() not in have]
+        self.assertEqual(missing, [], "keys of ringmail-admin config missing from "
+                         "ringmail.conf(5) (or with another default)")
+
+    def test_admin_page_has_every_command(self):
+        p = run([program("ringmail-admin"), "--help"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        cmds = set()
+        for line in p.stdout.splitlines():
+            m = re.match(r"^  ([a-z][a-z-]*(?: [a-z][a-z-]*)*)(?: |$)", line)
+            if m:
+                cmds.add(m.group(1))
+        self.assertTrue({"mailbox list", "user add", "config", "import"} <= cmds, cmds)
+        text, _, _ = render("ringmail-admin.8", 400)
+        heads = tags(text)
+        missing = sorted(c for c in cmds
+                         if not any(h == c or h.startswith(c + " ") for h in heads))
+        self.assertEqual(missing, [], "commands of ringmail-admin's usage missing from "
+                         "ringmail-admin(8)")
+
+    def test_ringmaild_page_has_every_option(self):
+        p = run([program("ringmaild"), "-h"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        opts = set(re.findall(r"^\s+(-\w)", p.stdout, re.M))
+        opts |= set(re.findall(r"(--[a-z-]+)", p.stdout))
+        self.assertTrue({"-c", "-o", "-h", "--help"} <= opts, opts)
+        text, _, _ = render("ringmaild.8", 400)
+        heads = " ".join(h for h in tags(text) if h.startswith("-"))
+        for o in sorted(opts):
+            self.assertRegex(heads, r"(^|[ ,])%s\b" % re.escape(o), "ringmaild(8) lacks " + o)
+
+    def test_bench_page_has_every_option_and_workload(self):
+        p = run([program("ringmail-bench"), "--help"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        opts = set(re.findall(r"(--[a-z][a-z-]*)", p.stdout))
+        m = re.search(r"^workloads: (.*)\n((?:  \S.*\n)*?)", p.stdout, re.M)
+        work = set(m.group(1).split())
+        nxt = p.stdout[m.end():].split("\n", 1)[0]
+        if not re.match(r"^  \S+:", nxt):      # the list goes on on the next line
+            work |= set(nxt.split())
+        self.assertTrue({"--host", "--workload", "--json"} <= opts, opts)
+        self.assertTrue({"login", "headers", "sort", "thread"} <= work, work)
+        text, _, _ = render("ringmail-bench.1", 400)
+        heads = tags(text)
+        first = {h.split()[0] for h in heads if h}
+        self.assertEqual(sorted(opts - first), [], "options missing from ringmail-bench(1)")
+        self.assertEqual(sorted(work - first), [], "workloads missing from ringmail-bench(1)")
+
+
+class CommentedConf(unittest.TestCase):
+    """dist/ringmail.conf: every key, commented out with its default,
+    but the service's paths; and ringmail-admin accepts it."""
+
+    SERVICE = {"mail_root": "/var/lib/ringmail/mail", "passwd_file": "/var/lib/ringmail/passwd"}
+
+    def test_every_key_with_its_default(self):
+        with open(os.path.join(DIST, "ringmail.conf")) as f:
+            conf = f.read()
+        bad = []
+        for k, v in sorted(config_defaults().items()):
+            if k in self.SERVICE:
+                want = r"^%s = %s$" % (k, re.escape(self.SERVICE[k]))
+            else:
+                want = r"^#%s =[ \t]*%s[ \t]*$" % (k, re.escape(v))
+            if not re.search(want, conf, re.M):
+                bad.append(k)
+        self.assertEqual(bad, [], "keys missing from dist/ringmail.conf (or with a "
+                         "default other than ringmail-admin config's)")
+
+    def test_accepted(self):
+        p = run([program("ringmail-admin"), "-c", os.path.join(DIST, "ringmail.conf"),
+                 "config"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for k, v in self.SERVICE.items():
+            self.assertRegex(p.stdout, r"(?m)^%s = %s +# .*ringmail\.conf:\d+$"
+                             % (k, re.escape(v)))
+
+
+class Unit(unittest.TestCase):
+    """dist/ringmail.service says what the service needs and passes
+    systemd-analyze verify (on a copy whose ExecStart is the built
+    ringmaild: verify wants the binary to exist; the Documentation= pages
+    are looked up in dist/man through MANPATH)."""
+
+    def test_verify(self):
+        need("systemd-analyze", "man")
+        with open(os.path.join(DIST, "ringmail.service")) as f:
+            unit = f.read()
+        for line in ["Type=notify",
+                     "ExecStart=/usr/sbin/ringmaild -c /etc/ringmail/ringmail.conf",
+                     "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
+                     "User=ringmail", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                     "ProtectHome=yes", "PrivateTmp=yes", "RuntimeDirectory=ringmail",
+                     "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+                     "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+                     "ReadWritePaths=/var/lib/ringmail /run/ringmail",
+                     "WantedBy=multi-user.target"]:
+            self.assertRegex(unit, r"(?m)^%s$" % re.escape(line))
+        m = re.search(r"(?m)^LimitNOFILE=(\d+)$", unit)
+        self.assertTrue(m and int(m.group(1)) >= 500000, "LimitNOFILE for many connections")
+        tmp = tempfile.mkdtemp(prefix="unit.", dir=rs.scratch_base())
+        self.addCleanup(shutil.rmtree, tmp, True)
+        for sec in ("5", "8"):
+            os.makedirs(os.path.join(tmp, "man", "man" + sec))
+        for page in MAN_PAGES:
+            sec = page.rsplit(".", 1)[1]
+            if sec in ("5", "8"):
+                shutil.copy(os.path.join(DIST, "man", page),
+                            os.path.join(tmp, "man", "man" + sec, page))
+        path = os.path.join(tmp, "ringmail.service")
+        with open(path, "w") as f:
+            f.write(unit.replace("ExecStart=/usr/sbin/ringmaild",
+                                 "ExecStart=" + program("ringmaild")))
+        p = run(["systemd-analyze", "verify", path],
+                env=dict(os.environ, MANPATH=os.path.join(tmp, "man"), SYSTEMD_LOG_LEVEL="info"))
+        about = [ln for ln in (p.stdout + p.stderr).splitlines() if "ringmail" in ln]
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(about, [], "systemd-analyze verify says about the unit")
+        # Without the pages the same check fails: it really looked them up.
+        p = run(["systemd-analyze", "verify", path],
+                env=dict(os.environ, MANPATH=os.path.join(tmp, "none")))
+        self.assertNotEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
+def sanitized_build():
+    try:
+        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+            return "RINGMAIL_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
+class Package(unittest.TestCase):
+    """The Debian package CPack makes from the build directory."""
+
+    FILES = {
+        "usr/sbin/ringmaild": 0o755,
+        "usr/bin/ringmail-admin": 0o755,
+        "usr/bin/ringmail-bench": 0o755,
+        "lib/systemd/system/ringmail.service": 0o644,
+        "etc/ringmail/ringmail.conf": 0o644,
+        "usr/share/man/man8/ringmaild.8.gz": 0o644,
+        "usr/share/man/man8/ringmail-admin.8.gz": 0o644,
+        "usr/share/man/man5/ringmail.conf.5.gz": 0o644,
+        "usr/share/man/man1/ringmail-bench.1.gz": 0o644,
+        "usr/share/doc/ringmail/copyright": 0o644,
+        "usr/share/doc/ringmail/changelog.gz": 0o644,
+        "usr/share/lintian/overrides/ringmail": 0o644,
+    }
+
+    @classmethod
+    def setUpClass(cls):
+        need("cpack", "dpkg-deb", "dpkg-shlibdeps", "lintian")
+        cls.tmp = tempfile.mkdtemp(prefix="package.", dir=rs.scratch_base())
+        t0 = time.monotonic()
+        p = run(["cpack", "-G", "DEB", "-B", cls.tmp, "--config",
+                 os.path.join(BUILD, "CPackConfig.cmake")], cwd=cls.tmp)
+        cls.seconds = time.monotonic() - t0
+        debs = [f for f in os.listdir(cls.tmp) if f.endswith(".deb")]
+        if p.returncode != 0 or len(debs) != 1:
+            shutil.rmtree(cls.tmp, True)
+            raise AssertionError("cpack failed (exit %d): %s\n%s" % (p.returncode, p.stdout,
+                                                                     p.stderr))
+        cls.deb = os.path.join(cls.tmp, debs[0])
+        print("\npackage %s built in %.1f s" % (debs[0], cls.seconds), file=sys.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        if not rs.KEEP:
+            shutil.rmtree(cls.tmp, True)
+
+    def field(self, name):
+        p = run(["dpkg-deb", "-f", self.deb, name])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.strip()
+
+    def test_contents(self):
+        p = run(["dpkg-deb", "-c", self.deb])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        files = {}
+        for line in p.stdout.splitlines():
+            perm, owner, _size, _d, _t, name = line.split(None, 5)
+            self.assertEqual(owner, "root/root", line)
+            if not perm.startswith("d"):
+                mode = sum(0o400 >> i for i, c in enumerate(perm[1:]) if c != "-")
+                files[name[2:] if name.startswith("./") else name] = mode
+        self.assertEqual(files, self.FILES)
+
+    def test_control(self):
+        arch = run(["dpkg", "--print-architecture"]).stdout.strip()
+        self.assertEqual(self.field("Package"), "ringmail")
+        self.assertEqual(self.field("Architecture"), arch)
+        self.assertRegex(self.field("Version"), r"^\d+\.\d+\.\d+$")
+        self.assertEqual(self.field("Section"), "mail")
+        self.assertEqual(self.field("Priority"), "optional")
+        self.assertRegex(self.field("Maintainer"), r"^[^<>]+ <[^@\s]+@[^>\s]+>$")
+        desc = self.field("Description").split("\n")
+        self.assertTrue(len(desc) > 2 and len(desc[0]) < 80, desc)
+        deps = [d.split()[0] for d in self.field("Depends").split(", ")]
+        # adduser and deb-systemd-helper for the scripts; the rest computed by
+        # dpkg-shlibdeps from the programs
+        for d in ["adduser", "init-system-helpers", "libc6", "libsystemd0", "liburing2",
+                  "android-libboringssl", "zlib1g", "libsodium23"]:
+            self.assertIn(d, deps)
+        if not sanitized_build():
+            self.assertIn("libjemalloc2", deps)
+
+    def test_control_files(self):
+        tmp = os.path.join(self.tmp, "control")
+        p = run(["dpkg-deb", "-e", self.deb, tmp])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(os.path.join(tmp, "conffiles")) as f:
+            self.assertEqual(f.read().split(), ["/etc/ringmail/ringmail.conf"])
+        for script in ("postinst", "prerm", "postrm"):
+            path = os.path.join(tmp, script)
+            self.assertTrue(os.access(path, os.X_OK), script)
+            self.assertEqual(run(["sh", "-n", path]).returncode, 0, script)
+        with open(os.path.join(tmp, "postinst")) as f:
+            post = f.read()
+        self.assertRegex(post, r"adduser --system --group .*\n?.*ringmail")
+        self.assertIn("/var/lib/ringmail/mail", post)
+        self.assertIn("deb-systemd-helper update-state ringmail.service", post)
+
+    def test_installed_tree(self):
+        """The files as installed: the unit and the configuration are the
+        tree's, the pages gunzip to their sources, the programs run."""
+        root = os.path.join(self.tmp, "root")
+        p = run(["dpkg-deb", "-x", self.deb, root])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for inst, src in [("lib/systemd/system/ringmail.service", "ringmail.service"),
+                          ("etc/ringmail/ringmail.conf", "ringmail.conf")]:
+            with open(os.path.join(root, inst), "rb") as a, \
+                    open(os.path.join(DIST, src), "rb") as b:
+                self.assertEqual(a.read(), b.read(), inst)
+        import gzip
+        for page in MAN_PAGES:
+            sec = page.rsplit(".", 1)[1]
+            with gzip.open(os.path.join(root, "usr/share/man/man%s/%s.gz" % (sec, page))) as a, \
+                    open(os.path.join(DIST, "man", page), "rb") as b:
+                self.assertEqual(a.read(), b.read(), page)
+        p = run([os.path.join(root, "usr/sbin/ringmaild"), "-h"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = run([os.path.join(root, "usr/bin/ringmail-admin"), "--help"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # The unit runs what the package installs, on the file it installs.
+        with open(os.path.join(root, "lib/systemd/system/ringmail.service")) as f:
+            m = re.search(r"(?m)^ExecStart=(\S+) -c (\S+)$", f.read())
+        self.assertTrue(os.path.isfile(os.path.join(root, m.group(1).lstrip("/"))))
+        self.assertTrue(os.path.isfile(os.path.join(root, m.group(2).lstrip("/"))))
+
+    def test_lintian(self):
+        t0 = time.monotonic()
+        p = run(["lintian", "--display-level", ">=pedantic", "--show-overrides", self.deb])
+        out = p.stdout + p.stderr
+        print("lintian (%.1f s):\n%s" % (time.monotonic() - t0, out), file=sys.stderr)
+        errors = [ln for ln in out.splitlines() if ln.startswith("E:")]
+        self.assertEqual(errors, [], "lintian errors")
+        self.assertNotIn("lintian: error", out.lower())
+        # Only the one tag README explains is overridden.
+        overridden = {ln.split()[2] for ln in out.splitlines() if ln.startswith("O:")}
+        self.assertLessEqual(overridden, {"custom-library-search-path"})
+
+
 rs.parametrize(globals(), SdNotifyOne, SdNotifyTwo)
 
 if __name__ == "__main__":
