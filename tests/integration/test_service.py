@@ -6,7 +6,10 @@
   made right after READY gets its greeting), RELOADING=1 then READY=1 around
   SIGHUP, STOPPING=1 on SIGTERM; with processes = 2 only the supervisor (the
   service's main PID) speaks, and only once both servers are up.
-- The unit passes `systemd-analyze verify`.
+- The unit passes `systemd-analyze verify`, and its privilege model works:
+  ringmaild as an unprivileged user whose one capability is
+  CAP_NET_BIND_SERVICE binds a port below 1024 (setpriv(1) stands in for
+  systemd, which this machine does not run).
 - The man pages render with `man -l` without a warning, and stay true:
   every key `ringmail-admin config` lists is in ringmail.conf(5) and in the
   commented dist/ringmail.conf (with its default), every command of
@@ -377,6 +380,75 @@ class Unit(unittest.TestCase):
         p = run(["systemd-analyze", "verify", path],
                 env=dict(os.environ, MANPATH=os.path.join(tmp, "none")))
         self.assertNotEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
+class Privileges(unittest.TestCase):
+    """The unit's way of giving ringmaild ports 143 and 993: an unprivileged
+    user with CAP_NET_BIND_SERVICE as its only (ambient) capability and no
+    new privileges, as setpriv(1) sets it up here (the unit:
+    User=, AmbientCapabilities=, CapabilityBoundingSet=, NoNewPrivileges=).
+    Without the capability the same start fails."""
+
+    def test_unprivileged_user_binds_low_port(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to switch users")
+        need("setpriv")
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        # The system's temp dir, not RINGMAIL_TEST_TMP: the checkout may be
+        # under a directory nobody cannot enter.
+        tmp = tempfile.mkdtemp(prefix="ringmail-caps.")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chown(tmp, nobody.pw_uid, nobody.pw_gid)
+        prog = os.path.join(tmp, "ringmaild")
+        shutil.copy(program("ringmaild"), prog)
+        os.chmod(tmp, 0o755)
+        port = None
+        for cand in range(700, 1000):           # a free privileged port on loopback
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", cand))
+                except OSError:
+                    continue
+            port = cand
+            break
+        self.assertIsNotNone(port)
+        base = ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
+                "--clear-groups", "--no-new-privs"]
+        caps = ["--inh-caps=-all,+net_bind_service", "--ambient-caps=-all,+net_bind_service",
+                "--bounding-set=-all,+net_bind_service"]
+        cmd = [prog, "-o", "listen=127.0.0.1:%d" % port, "-o", "listen_tls=",
+               "-o", "mail_root=" + os.path.join(tmp, "mail"),
+               "-o", "passwd_file=" + os.path.join(tmp, "passwd"), "-o", "workers=1"]
+        p = run(base + cmd, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("Permission denied", p.stderr)
+        notify = NotifySocket(os.path.join(tmp, "notify"))
+        self.addCleanup(notify.close)
+        os.chown(notify.path, nobody.pw_uid, nobody.pw_gid)
+        proc = subprocess.Popen(base + caps + cmd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, NOTIFY_SOCKET=notify.path))
+        try:
+            got = notify.recv(20)
+            self.assertIsNotNone(got, "no READY=1 from ringmaild as nobody")
+            self.assertEqual(got[1].get("READY"), "1")
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.settimeout(10)
+                self.assertTrue(c.recv(100).startswith(b"* OK"))
+            with open("/proc/%d/status" % got[0]) as f:
+                status = f.read()
+            self.assertRegex(status, r"(?m)^Uid:\s+%d\s" % nobody.pw_uid)
+            self.assertRegex(status, r"(?m)^CapEff:\s+0+400$")    # CAP_NET_BIND_SERVICE only
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(20), 0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            out = proc.stdout.read().decode(errors="replace")
+            proc.stdout.close()
+        self.assertIsNone(rs.sanitizer_report(out), out)
 
 
 def sanitized_build():
