@@ -60,6 +60,8 @@ struct sigctx {
     net_tls *tls;
     sigset_t set;
     bool notify;        /* this process speaks to systemd (no supervisor) */
+    int sup_sock;       /* under a supervisor: the handoff socket, else -1 */
+    unsigned slot;
 };
 
 /* RELOADING=1 with the time it began: systemd (from 253, Type=notify-reload)
@@ -94,6 +96,8 @@ static void *signal_thread(void *arg)
             if (sc->notify)
                 sd_notifyf(0, "READY=1\nSTATUS=serving; %s", err[0] ? "reload failed, see the log"
                                                                      : "reloaded");
+            if (sc->sup_sock >= 0)  /* the supervisor says READY=1 once all have */
+                handoff_send_reloaded(sc->sup_sock, sc->slot);
             continue;
         }
         if (sc->notify)
@@ -343,6 +347,8 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
     sc.net = srv.net;
     sc.tls = srv.tls;
     sc.notify = !sl;
+    sc.sup_sock = sl ? sl->sock : -1;
+    sc.slot = sl ? sl->slot : 0;
     if ((rc = net_server_start(srv.net)) < 0) {
         fprintf(stderr, "ringmaild: cannot start workers: %s\n", strerror(-rc));
         goto out;
@@ -366,11 +372,12 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
     if (sl) {
         if ((rc = handoff_send_up(sl->sock, sl->slot)) < 0)
             log_msg(LOGL_WARN, 0, NULL, "cannot tell the supervisor: %s", strerror(-rc));
-        close(sl->sock);
     }
     net_server_wait(srv.net);
     /* The workers stop only through the signal thread, which has ended. */
     pthread_join(sigthr, NULL);
+    if (sl)
+        close(sl->sock);    /* the signal thread's reload reports went there */
     /* Password checks still queued are answered (cancelled) now that no
      * session can be woken; their sessions are closed already. */
     authpool_free(srv.authpool);
@@ -400,6 +407,7 @@ struct child {
     struct timespec started;
     unsigned fast_deaths;       /* deaths in a row soon after starting */
     struct timespec restart_at; /* when pid == 0 and not stopping */
+    bool reloading;             /* sent SIGHUP, has not said it reloaded */
 };
 
 #define FAST_DEATH_MS 5000      /* a server that lived less died "at once" */
@@ -477,8 +485,23 @@ typedef struct supervisor {
      * (bad config, port taken): stop all and fail, as one process would */
     bool starting;
     bool stopping;
+    bool reloading;             /* said RELOADING=1, READY=1 not yet */
     int exit_code;
 } supervisor;
+
+/* After a SIGHUP: READY=1 once every server it went to has reloaded or
+ * died (a successor reads the certificates at its start). */
+static void sup_reload_check(supervisor *sv)
+{
+    if (!sv->reloading)
+        return;
+    for (unsigned i = 0; i < sv->n; i++)
+        if (sv->ch[i].reloading)
+            return;
+    sv->reloading = false;
+    if (!sv->stopping)
+        sd_notifyf(0, "READY=1\nSTATUS=serving: %u server processes", sv->n);
+}
 
 /* Stop every server with sig.  The kept listening sockets go at once:
  * the servers close theirs, and a connection must then be refused, not
@@ -567,6 +590,10 @@ static void sup_read_ready(supervisor *sv)
         }
         if (m.kind == HANDOFF_FDS) {
             sup_take_fds(sv, &m);
+        } else if (m.kind == HANDOFF_RELOADED) {
+            if (m.slot < sv->n)
+                sv->ch[m.slot].reloading = false;
+            sup_reload_check(sv);
         } else if (sv->starting && ++sv->up >= sv->n) {
             sv->starting = false;
             log_msg(LOGL_INFO, 0, NULL, "supervisor: all %u servers up", sv->n);
@@ -617,6 +644,7 @@ static void sup_child_ended(supervisor *sv, pid_t pid, int st)
     if (i == sv->n)
         return;
     sv->ch[i].pid = 0;
+    sv->ch[i].reloading = false;
     bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (sv->stopping) {
         if (!clean)
@@ -641,14 +669,17 @@ static void sup_signal(supervisor *sv, int sig)
 {
     if (sig == SIGHUP) {
         log_msg(LOGL_INFO, 0, NULL, "supervisor: SIGHUP: passed to the servers");
-        /* Each server reloads on its own and logs the outcome; the
-         * supervisor's part of the reload ends once the signal is passed. */
-        bool say = !sv->starting && !sv->stopping;     /* READY=1 comes at the end of a start */
-        if (say)
+        /* Each server reloads on its own, logs the outcome and tells the
+         * supervisor, which says READY=1 once all have (sup_reload_check).
+         * During a start, READY=1 comes at its end anyway. */
+        if (!sv->starting && !sv->stopping) {
             notify_reloading();
+            sv->reloading = true;
+            for (unsigned i = 0; i < sv->n; i++)
+                sv->ch[i].reloading = sv->ch[i].pid > 0;
+        }
         forward(sv->ch, sv->n, SIGHUP);
-        if (say)
-            sd_notifyf(0, "READY=1\nSTATUS=serving: %u server processes", sv->n);
+        sup_reload_check(sv);
     } else if (sig == SIGTERM || sig == SIGINT) {
         log_msg(LOGL_INFO, 0, NULL, "supervisor: signal %d: stopping the servers", sig);
         sd_notify(0, "STOPPING=1\nSTATUS=stopping the servers");
@@ -658,6 +689,7 @@ static void sup_signal(supervisor *sv, int sig)
         pid_t pid;
         while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
             sup_child_ended(sv, pid, st);
+        sup_reload_check(sv);
     }
 }
 
