@@ -31,6 +31,12 @@ PACKAGES=(
                               # installed unconfigured, its own instance is never started
   dovecot-imapd               # the peer test_compare_sort.py compares answers with (a private
                               # instance); the system's is kept from starting (policy-rc.d)
+  libsystemd-dev              # sd_notify: ringmaild tells systemd it is ready (Type=notify)
+  systemd                     # systemd-analyze verify: test_service.py checks the unit
+  man-db                      # man -l: the man pages must render without warnings
+  dpkg-dev                    # dpkg-shlibdeps, dpkg-deb: CPack's Debian package
+  fakeroot                    # (for dpkg tools run as a user)
+  lintian                     # the Debian package's checker (test_service.py)
 )
 
 missing=()

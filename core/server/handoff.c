@@ -47,6 +47,12 @@ int handoff_send_up(int sock, unsigned slot)
     return send_one(sock, &w, NULL, 0);
 }
 
+int handoff_send_reloaded(int sock, unsigned slot)
+{
+    struct wire w = {.kind = HANDOFF_RELOADED, .slot = slot};
+    return send_one(sock, &w, NULL, 0);
+}
+
 int handoff_send_fds(int sock, unsigned slot, const int *fds, size_t n)
 {
     struct wire w = {.kind = HANDOFF_FDS, .slot = slot, .total = (uint32_t)n};
@@ -93,7 +99,7 @@ int handoff_recv(int sock, handoff_msg *m)
         }
     }
     bool ok = r == (ssize_t)sizeof w && !(mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
-              (w.kind == HANDOFF_UP ? m->nfds == 0
+              (w.kind == HANDOFF_UP || w.kind == HANDOFF_RELOADED ? m->nfds == 0
                : w.kind == HANDOFF_FDS && w.first <= w.total && m->nfds <= w.total - w.first);
     if (!ok) {
         for (size_t i = 0; i < m->nfds; i++)

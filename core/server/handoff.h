@@ -1,13 +1,13 @@
 /* core/server/handoff.h — what a server process tells its supervisor
- * (processes > 1) over their SOCK_SEQPACKET socket: that it is up, and
- * which listening sockets it holds, so that the supervisor keeps them for
+ * (processes > 1) over their SOCK_SEQPACKET socket: that it is up, that it
+ * has done a SIGHUP's reload, and which listening sockets it holds, so that the supervisor keeps them for
  * the next process of that slot (net_server_inherit). */
 #ifndef RINGMAIL_CORE_SERVER_HANDOFF_H
 #define RINGMAIL_CORE_SERVER_HANDOFF_H
 
 #include <stddef.h>
 
-enum { HANDOFF_UP = 1, HANDOFF_FDS = 2 };
+enum { HANDOFF_UP = 1, HANDOFF_FDS = 2, HANDOFF_RELOADED = 3 };
 /* fds per message: under the kernel's SCM_MAX_FD (253) */
 #define HANDOFF_CHUNK 200
 /* sockets a slot may hand over: listeners × workers, with room */
@@ -24,6 +24,8 @@ typedef struct handoff_msg {
 } handoff_msg;
 
 int handoff_send_up(int sock, unsigned slot);
+/* The reload a SIGHUP asked for is over (done or failed: the log says). */
+int handoff_send_reloaded(int sock, unsigned slot);
 /* All of fds[0..n), in chunks (a message carries at most a few hundred). */
 int handoff_send_fds(int sock, unsigned slot, const int *fds, size_t n);
 /* The next message: 0, -EAGAIN when none waits (sock is non-blocking),

@@ -19,7 +19,13 @@
  * teardown, after the process is gone), and a socket that closes resets
  * every connection in its queue; kept open, they wait for the successor.
  * IDLE sessions in one process learn of changes made in another through
- * inotify (core/server/notify.c). */
+ * inotify (core/server/notify.c).
+ *
+ * Under systemd (Type=notify, NOTIFY_SOCKET set) the process started tells
+ * the service manager through sd_notify(3): READY=1 once every listener is
+ * bound and the workers run, RELOADING=1 then READY=1 around SIGHUP,
+ * STOPPING=1 on SIGTERM, and STATUS= lines.  With NOTIFY_SOCKET unset
+ * sd_notify does nothing. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -39,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "core/auth/authpool.h"
 #include "core/base/config.h"
 #include "core/base/log.h"
@@ -51,7 +59,20 @@ struct sigctx {
     net_server *net;
     net_tls *tls;
     sigset_t set;
+    bool notify;        /* this process speaks to systemd (no supervisor) */
+    int sup_sock;       /* under a supervisor: the handoff socket, else -1 */
+    unsigned slot;
 };
+
+/* RELOADING=1 with the time it began: systemd (from 253, Type=notify-reload)
+ * wants MONOTONIC_USEC beside it; older ones ignore it. */
+static void notify_reloading(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+               (unsigned long long)t.tv_sec * 1000000ULL + (unsigned long long)t.tv_nsec / 1000);
+}
 
 static void *signal_thread(void *arg)
 {
@@ -62,14 +83,25 @@ static void *signal_thread(void *arg)
             continue;
         if (sig == SIGHUP) {
             char err[256] = "";
+            if (sc->notify)
+                notify_reloading();
             if (!sc->tls)
                 log_msg(LOGL_INFO, 0, NULL, "SIGHUP: no TLS configured, nothing to reload");
             else if (net_tls_reload(sc->tls, err, sizeof err) < 0)
                 log_msg(LOGL_ERROR, 0, NULL, "SIGHUP: certificates not reloaded: %s", err);
             else
                 log_msg(LOGL_INFO, 0, NULL, "SIGHUP: certificates reloaded");
+            /* A failed reload keeps the old certificates and serves on:
+             * READY either way, the log says which. */
+            if (sc->notify)
+                sd_notifyf(0, "READY=1\nSTATUS=serving; %s", err[0] ? "reload failed, see the log"
+                                                                     : "reloaded");
+            if (sc->sup_sock >= 0)  /* the supervisor says READY=1 once all have */
+                handoff_send_reloaded(sc->sup_sock, sc->slot);
             continue;
         }
+        if (sc->notify)
+            sd_notify(0, "STOPPING=1\nSTATUS=stopping: closing sessions");
         log_msg(LOGL_INFO, 0, NULL, "signal %d: stopping", sig);
         net_server_stop(sc->net);
         return NULL;
@@ -314,6 +346,9 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
         goto out;
     sc.net = srv.net;
     sc.tls = srv.tls;
+    sc.notify = !sl;
+    sc.sup_sock = sl ? sl->sock : -1;
+    sc.slot = sl ? sl->slot : 0;
     if ((rc = net_server_start(srv.net)) < 0) {
         fprintf(stderr, "ringmaild: cannot start workers: %s\n", strerror(-rc));
         goto out;
@@ -328,14 +363,21 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
     log_msg(LOGL_INFO, 0, NULL, "ringmaild started: %s backend, listening on %s, mail_root %s, "
             "pid %d", net_backend_name(net_server_backend(srv.net)), config_get(cfg, "listen"),
             srv.mail_root, (int)getpid());
+    /* Every listener is bound (connections queue from here on) and the
+     * workers run: a client that connects after READY gets its greeting.
+     * Under a supervisor the supervisor says it, once all servers are up. */
+    if (!sl)
+        sd_notifyf(0, "READY=1\nSTATUS=serving on %s (%s backend)", config_get(cfg, "listen"),
+                   net_backend_name(net_server_backend(srv.net)));
     if (sl) {
         if ((rc = handoff_send_up(sl->sock, sl->slot)) < 0)
             log_msg(LOGL_WARN, 0, NULL, "cannot tell the supervisor: %s", strerror(-rc));
-        close(sl->sock);
     }
     net_server_wait(srv.net);
     /* The workers stop only through the signal thread, which has ended. */
     pthread_join(sigthr, NULL);
+    if (sl)
+        close(sl->sock);    /* the signal thread's reload reports went there */
     /* Password checks still queued are answered (cancelled) now that no
      * session can be woken; their sessions are closed already. */
     authpool_free(srv.authpool);
@@ -365,6 +407,7 @@ struct child {
     struct timespec started;
     unsigned fast_deaths;       /* deaths in a row soon after starting */
     struct timespec restart_at; /* when pid == 0 and not stopping */
+    bool reloading;             /* sent SIGHUP, has not said it reloaded */
 };
 
 #define FAST_DEATH_MS 5000      /* a server that lived less died "at once" */
@@ -400,6 +443,13 @@ static pid_t spawn(const config *cfg, struct child *ch, unsigned n, unsigned slo
                               .lfds = c->lfds, .nlfds = c->nlfds};
         close(sfd);
         close(ready[0]);
+        /* Only the supervisor (systemd's MAINPID) speaks to systemd: a
+         * server tells it over the handoff socket that it is up (as it
+         * already must, to end the start), and the supervisor says READY=1
+         * once all are.  So the unit needs no NotifyAccess=all, which would
+         * let any process of the service (a server restarting while the
+         * others serve) move the service's state. */
+        unsetenv("NOTIFY_SOCKET");
         for (unsigned i = 0; i < n; i++)    /* other slots' sockets are theirs */
             if (i != slot)
                 drop_lfds(&ch[i]);
@@ -435,8 +485,23 @@ typedef struct supervisor {
      * (bad config, port taken): stop all and fail, as one process would */
     bool starting;
     bool stopping;
+    bool reloading;             /* said RELOADING=1, READY=1 not yet */
     int exit_code;
 } supervisor;
+
+/* After a SIGHUP: READY=1 once every server it went to has reloaded or
+ * died (a successor reads the certificates at its start). */
+static void sup_reload_check(supervisor *sv)
+{
+    if (!sv->reloading)
+        return;
+    for (unsigned i = 0; i < sv->n; i++)
+        if (sv->ch[i].reloading)
+            return;
+    sv->reloading = false;
+    if (!sv->stopping)
+        sd_notifyf(0, "READY=1\nSTATUS=serving: %u server processes", sv->n);
+}
 
 /* Stop every server with sig.  The kept listening sockets go at once:
  * the servers close theirs, and a connection must then be refused, not
@@ -525,9 +590,17 @@ static void sup_read_ready(supervisor *sv)
         }
         if (m.kind == HANDOFF_FDS) {
             sup_take_fds(sv, &m);
+        } else if (m.kind == HANDOFF_RELOADED) {
+            if (m.slot < sv->n)
+                sv->ch[m.slot].reloading = false;
+            sup_reload_check(sv);
         } else if (sv->starting && ++sv->up >= sv->n) {
             sv->starting = false;
             log_msg(LOGL_INFO, 0, NULL, "supervisor: all %u servers up", sv->n);
+            sd_notifyf(0, "READY=1\nSTATUS=serving: %u server processes", sv->n);
+        } else if (!sv->starting && !sv->stopping) {
+            sd_notifyf(0, "STATUS=serving: %u server processes; server %u restarted", sv->n,
+                       m.slot);
         }
     }
 }
@@ -547,6 +620,7 @@ static void sup_schedule_restart(struct child *c, unsigned i, pid_t pid, const c
     }
     log_msg(LOGL_ERROR, 0, NULL, "supervisor: server %u (pid %d) died (%s) after "
             "%lld ms; restarting in %lld ms", i, (int)pid, how, lived, delay);
+    sd_notifyf(0, "STATUS=server %u died (%s); restarting in %lld ms", i, how, delay);
     /* Connections the kernel routes to the slot's sockets wait for its
      * next server: fine for a moment, not through a back-off; then the
      * sockets go (those waiting are reset) and the rest take the load. */
@@ -570,6 +644,7 @@ static void sup_child_ended(supervisor *sv, pid_t pid, int st)
     if (i == sv->n)
         return;
     sv->ch[i].pid = 0;
+    sv->ch[i].reloading = false;
     bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (sv->stopping) {
         if (!clean)
@@ -594,15 +669,27 @@ static void sup_signal(supervisor *sv, int sig)
 {
     if (sig == SIGHUP) {
         log_msg(LOGL_INFO, 0, NULL, "supervisor: SIGHUP: passed to the servers");
+        /* Each server reloads on its own, logs the outcome and tells the
+         * supervisor, which says READY=1 once all have (sup_reload_check).
+         * During a start, READY=1 comes at its end anyway. */
+        if (!sv->starting && !sv->stopping) {
+            notify_reloading();
+            sv->reloading = true;
+            for (unsigned i = 0; i < sv->n; i++)
+                sv->ch[i].reloading = sv->ch[i].pid > 0;
+        }
         forward(sv->ch, sv->n, SIGHUP);
+        sup_reload_check(sv);
     } else if (sig == SIGTERM || sig == SIGINT) {
         log_msg(LOGL_INFO, 0, NULL, "supervisor: signal %d: stopping the servers", sig);
+        sd_notify(0, "STOPPING=1\nSTATUS=stopping the servers");
         sup_stop(sv, sig);
     } else if (sig == SIGCHLD) {
         int st;
         pid_t pid;
         while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
             sup_child_ended(sv, pid, st);
+        sup_reload_check(sv);
     }
 }
 
