@@ -31,6 +31,8 @@ PACKAGES=(
                               # installed unconfigured, its own instance is never started
   dovecot-imapd               # the peer test_compare_sort.py compares answers with (a private
                               # instance); the system's is kept from starting (policy-rc.d)
+  prometheus                  # promtool check metrics in test_metrics.py; the system's server is
+                              # kept from starting like Dovecot's (policy-rc.d)
 )
 
 missing=()
@@ -76,7 +78,7 @@ POLICY=/usr/sbin/policy-rc.d
 made_policy=0
 want_dovecot=0
 for p in "${missing[@]}"; do
-  [[ "$p" == dovecot* ]] && want_dovecot=1
+  [[ "$p" == dovecot* || "$p" == prometheus ]] && want_dovecot=1
 done
 if [[ ! -e $POLICY ]] && ((want_dovecot)); then
   printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
