@@ -1,4 +1,4 @@
-/* tests/unit/test_metrics.c — the Prometheus text of core/server/metrics.c:
+/* tests/unit/test_metrics_render.c — the Prometheus text of core/server/metrics.c:
  * label escaping, histogram lines (cumulative buckets, +Inf, _sum,
  * _count), and the registry summed over workers and process slots. */
 #include <stdint.h>
