@@ -40,6 +40,8 @@ struct net_conn *net_conn_accepted(struct net_worker *w, int fd,
         return NULL;
     }
     w->nconns++;
+    if (w->stats)
+        net_stat_add(&w->stats->accepted, 1);
 
     /* Implicit TLS: the filter is in place before on_open, so a greeting
      * queued there goes out encrypted once the handshake is done. */
@@ -106,6 +108,8 @@ void net_conn_deliver(struct net_conn *c, const uint8_t *p, size_t n)
 {
     /* After a close request input is read only to notice the peer going
      * away (and to avoid a reset from unread bytes); nobody wants it. */
+    if (c->w->stats)
+        net_stat_add(&c->w->stats->bytes_in, n);
     if (c->flags & (NC_CLOSING | NC_ABORT | NC_DEAD))
         return;
     if (c->tls) {
@@ -133,6 +137,8 @@ void net_conn_deliver_plain(struct net_conn *c, const uint8_t *p, size_t n)
 void net_conn_sent(struct net_conn *c, size_t n)
 {
     const net_config *cfg = &c->w->s->cfg;
+    if (c->w->stats)
+        net_stat_add(&c->w->stats->bytes_out, n);
     net_out_advance(c, n);
     if ((c->flags & NC_HIGH) && net_conn_outbytes(c) <= cfg->low_water) {
         c->flags &= ~NC_HIGH;

@@ -202,6 +202,7 @@ struct net_worker {
     enum net_wstate state;
     uint64_t drain_deadline;
     uint64_t accept_retry_at;       /* 0: none */
+    net_stats *stats;               /* net_server_set_stats; NULL: none */
     bool accepting;
 };
 
@@ -231,6 +232,13 @@ struct net_server {
     pthread_mutex_t lock;           /* start-up handshake */
     pthread_cond_t cond;
 };
+
+/* Add n to a counter only this worker writes (net_stats). */
+static inline void net_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
 
 /* worker.c */
 uint64_t net_now_ms(void);

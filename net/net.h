@@ -208,6 +208,19 @@ int net_conn_tls_binding(const net_conn *c, const char *type, uint8_t *out,
 int net_conn_compress(net_conn *c, const void *rest, size_t n);
 bool net_conn_is_compressed(const net_conn *c);
 
+/* ---- counters for whoever watches the process ----
+ * Bytes as they cross the socket (ciphertext under TLS, compressed under
+ * COMPRESS) and connections accepted, counted by worker w into the
+ * caller's st (net_server_set_stats, before start; st outlives the
+ * workers).  Only worker w writes it, with relaxed atomic loads and stores
+ * (no locked instruction); any thread may read it. */
+typedef struct net_stats {
+    _Atomic uint64_t bytes_in, bytes_out, accepted;
+} net_stats;
+int net_server_set_stats(net_server *s, unsigned w, net_stats *st);
+/* Worker threads the server runs (after net_server_new). */
+unsigned net_server_workers(const net_server *s);
+
 /* From any thread: have on_wake run for the connection on its worker, if
  * it still exists.  Wakes for the same connection may be coalesced. */
 void net_wake(net_server *s, net_conn_id id);

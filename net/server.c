@@ -223,6 +223,19 @@ void net_server_free(net_server *s)
     free(s);
 }
 
+int net_server_set_stats(net_server *s, unsigned w, net_stats *st)
+{
+    if (w >= s->nworkers || s->started)
+        return -EINVAL;
+    s->w[w].stats = st;
+    return 0;
+}
+
+unsigned net_server_workers(const net_server *s)
+{
+    return s->nworkers;
+}
+
 static int enqueue(net_server *s, unsigned wi, const struct net_msg *m)
 {
     struct net_worker *w;

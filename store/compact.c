@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "store/internal.h"
+#include "store/stats.h"
 
 #define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 
@@ -220,8 +221,15 @@ static int compact_copy_live(struct compaction *c, store_progress_fn progress,
         if (rc < 0)
             return rc;
         done += e->size;
-        if (progress && (p & 255) == 0)
-            progress(arg, done, c->total);
+        if ((p & 255) == 0) {
+            if (progress)
+                progress(arg, done, c->total);
+            store_stats *st = store_stats_get();
+            if (st) {
+                atomic_store_explicit(&st->compact_total, c->total, memory_order_relaxed);
+                atomic_store_explicit(&st->compact_done, done, memory_order_relaxed);
+            }
+        }
     }
     return cw_flush(&c->w);
 }
@@ -428,10 +436,22 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
         (rc = compact_seal(&c)) < 0 ||
         (rc = compact_swap(&c)) < 0)
         goto out;
+    uint64_t before = mb->log_end;
     rc = compact_install(&c);
     if (progress)
         progress(arg, c.total, c.total);
+    store_stats *st = store_stats_get();
+    if (st) {
+        atomic_fetch_add_explicit(&st->compactions, 1, memory_order_relaxed);
+        if (before > c.nend)
+            atomic_fetch_add_explicit(&st->compact_reclaimed, before - c.nend,
+                                      memory_order_relaxed);
+    }
 out:
+    if (store_stats_get()) {
+        atomic_store_explicit(&store_stats_get()->compact_total, 0, memory_order_relaxed);
+        atomic_store_explicit(&store_stats_get()->compact_done, 0, memory_order_relaxed);
+    }
     compact_cleanup(&c, rc);
     store_snap_put(s);
     store_mbox_compact_unlock(cfd);

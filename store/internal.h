@@ -21,6 +21,8 @@ int store_fs_fsync_dir(const char *dir);
 /* Write data to path atomically: path.tmp, fdatasync, rename, fsync dir. */
 int store_fs_write_atomic(const char *path, const void *data, size_t len);
 int store_fs_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
+/* fdatasync, counted and timed in the attached store_stats (stats.c). */
+int store_stat_fdatasync(int fd);
 int store_fs_pread_all(int fd, void *p, size_t n, uint64_t off);
 /* The kernel's boot id (16 bytes), zero if unknown. */
 void store_fs_boot_id(uint8_t out[16]);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "store/internal.h"
+#include "store/stats.h"
 
 #define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define A_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
@@ -619,7 +620,7 @@ static void run_batch(struct store_mbox *mb, struct wop *batch)
     for (struct wop *o = batch; o; o = o->next) {
         o->rc = mb->failed ? mb->failed : run_op(mb, o);
         if (o->rc == 0 && pol == STORE_FSYNC_ALWAYS && !o->defer &&
-            mb->log_end != start && fdatasync(g->log_fd) < 0)
+            mb->log_end != start && store_stat_fdatasync(g->log_fd) < 0)
             mb->failed = o->rc = -EIO;
         inline_sync |= !o->defer;
     }
@@ -628,7 +629,7 @@ static void run_batch(struct store_mbox *mb, struct wop *batch)
     atomic_store(&g->written, mb->log_end);
     if (pol != STORE_FSYNC_NEVER && mb->log_end != start) {
         if (inline_sync && !mb->failed) {
-            if (fdatasync(g->log_fd) < 0) {
+            if (store_stat_fdatasync(g->log_fd) < 0) {
                 mb->failed = -EIO;
                 for (struct wop *o = batch; o; o = o->next)
                     o->rc = -EIO;
@@ -691,7 +692,7 @@ int store_defer_sync(store_defer *d)
             uint64_t target = atomic_load(&g->written);
             if (failed)
                 rc = failed;
-            else if (fdatasync(g->log_fd) < 0)
+            else if (store_stat_fdatasync(g->log_fd) < 0)
                 atomic_store(&g->sync_failed, rc = -EIO);
             else if (atomic_load(&g->synced) < target)
                 atomic_store(&g->synced, target);
@@ -767,6 +768,14 @@ int store_append(store_mbox *mb, const store_new_msg *msgs, size_t n,
     }
     struct wop op = {.kind = WOP_APPEND, .msgs = own, .n = n, .uids_out = uids_out};
     rc = submit(mb, &op);
+    store_stats *st = store_stats_get();
+    if (rc == 0 && st) {
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < n; i++)
+            bytes += msgs[i].len;
+        atomic_fetch_add_explicit(&st->appended, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->appended_bytes, bytes, memory_order_relaxed);
+    }
 out:
     for (size_t i = 0; blobs && i < n; i++)
         free(blobs[i].data);

@@ -37,6 +37,8 @@ PACKAGES=(
   dpkg-dev                    # dpkg-shlibdeps, dpkg-deb: CPack's Debian package
   fakeroot                    # (for dpkg tools run as a user)
   lintian                     # the Debian package's checker (test_service.py)
+  prometheus                  # promtool check metrics in test_metrics.py; the system's server is
+                              # kept from starting like Dovecot's (policy-rc.d)
 )
 
 missing=()
@@ -82,7 +84,7 @@ POLICY=/usr/sbin/policy-rc.d
 made_policy=0
 want_dovecot=0
 for p in "${missing[@]}"; do
-  [[ "$p" == dovecot* ]] && want_dovecot=1
+  [[ "$p" == dovecot* || "$p" == prometheus ]] && want_dovecot=1
 done
 if [[ ! -e $POLICY ]] && ((want_dovecot)); then
   printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null

@@ -22,6 +22,7 @@ struct authpool_job {
     int status;
     enum job_where where;
     uint64_t not_before;        /* authpool_now_ms() time */
+    uint64_t submitted_ns;      /* store_stat_now_ns(), for the wait */
     struct authpool_job *prev, *next;
 };
 
@@ -35,10 +36,26 @@ struct authpool {
     struct jlist ready, waiting;
     size_t queued, queue_max;   /* queued: both lists */
     uint64_t ran, cancelled;
+    authpool_stats *stats;      /* authpool_set_stats; NULL: none */
     bool closing;
     unsigned nthreads;
     pthread_t *threads;
 };
+
+/* The queue depth for whoever watches (lock held). */
+static void publish(authpool *p)
+{
+    if (p->stats)
+        atomic_store_explicit(&p->stats->queued, p->queued, memory_order_relaxed);
+}
+
+void authpool_set_stats(authpool *p, authpool_stats *st)
+{
+    pthread_mutex_lock(&p->lock);
+    p->stats = st;
+    publish(p);
+    pthread_mutex_unlock(&p->lock);
+}
 
 uint64_t authpool_now_ms(void)
 {
@@ -138,6 +155,15 @@ static void *pool_main(void *arg)
         j->where = RUNNING;
         p->queued--;
         p->ran++;
+        publish(p);
+        if (p->stats) {
+            /* The wait counts from when the job could start: a penalty
+             * delay (not_before) is deliberate, not the pool's queue. */
+            uint64_t now = store_stat_now_ns(), from = j->submitted_ns;
+            if (j->not_before && j->not_before * 1000000ull > from)
+                from = j->not_before * 1000000ull;
+            store_hist_add(&p->stats->wait, now > from ? now - from : 0);
+        }
         pthread_mutex_unlock(&p->lock);
         j->work(j->arg);
         j->status = 0;
@@ -186,7 +212,8 @@ int authpool_submit_at(authpool *p, authpool_work_fn work, void *arg,
     if (!j)
         return -ENOMEM;
     *j = (struct authpool_job){.work = work, .done = done, .arg = arg, .srv = srv,
-                               .worker = worker, .not_before = not_before_ms};
+                               .worker = worker, .not_before = not_before_ms,
+                               .submitted_ns = store_stat_now_ns()};
     int rc = 0;
     pthread_mutex_lock(&p->lock);
     if (p->closing) {
@@ -208,6 +235,7 @@ int authpool_submit_at(authpool *p, authpool_work_fn work, void *arg,
             list_insert_after(&p->ready, p->ready.tail, j);
         }
         p->queued++;
+        publish(p);
         if (handle)
             *handle = j;
         /* A waiting thread recomputes its wake-up time, so one is enough
@@ -236,6 +264,7 @@ bool authpool_cancel(authpool *p, authpool_job *j)
         list_unlink(j->where == IN_READY ? &p->ready : &p->waiting, j);
         p->queued--;
         p->cancelled++;
+        publish(p);
     }
     pthread_mutex_unlock(&p->lock);
     if (queued)
@@ -286,6 +315,7 @@ void authpool_free(authpool *p)
         j->where = RUNNING;
     p->ready.head = p->ready.tail = p->waiting.head = p->waiting.tail = NULL;
     p->queued = 0;
+    publish(p);
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     for (unsigned i = 0; i < p->nthreads; i++)

@@ -25,6 +25,7 @@
 
 #include "core/auth/passwd.h"
 #include "net/net.h"
+#include "store/stats.h"
 
 typedef struct authpool authpool;
 typedef void (*authpool_work_fn)(void *arg);
@@ -68,6 +69,14 @@ bool authpool_cancel(authpool *p, authpool_job *job);
 size_t authpool_queued(authpool *p);
 /* Jobs whose work ran, and jobs authpool_cancel dropped, since the start. */
 void authpool_counts(authpool *p, uint64_t *ran, uint64_t *cancelled);
+/* Counters for whoever watches the process, in the caller's memory (it
+ * outlives the pool): the jobs queued now (waiting ones included), and how
+ * long each job waited for a thread from when it could start. */
+typedef struct authpool_stats {
+    _Atomic uint64_t queued;
+    store_hist wait;
+} authpool_stats;
+void authpool_set_stats(authpool *p, authpool_stats *st);
 void authpool_free(authpool *p);
 
 /* ---- verified-credentials cache ----

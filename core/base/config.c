@@ -30,6 +30,10 @@ static const config_key config_table[] = {
     { "listen_lmtp", CONFIG_STR, "", NULL, 0, 0,
       "LMTP listen addresses for mail delivery from the MTA: Unix socket paths (starting "
       "with /) and host:port, comma-separated; empty = none" },
+    { "listen_metrics", CONFIG_STR, "", NULL, 0, 0,
+      "Prometheus metrics over HTTP (GET /metrics) on host:port; a bare port is "
+      "127.0.0.1:port; a non-loopback address only when written out (0.0.0.0:port, "
+      "[::]:port); empty = off" },
     { "lmtp_socket_mode", CONFIG_STR, "0660", NULL, 0, 0,
       "permission bits (octal) of the LMTP Unix sockets; the MTA's user must be able to "
       "connect" },

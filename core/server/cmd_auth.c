@@ -25,6 +25,7 @@
 #include "core/base/log.h"
 #include "core/auth/sasl.h"
 #include "core/auth/sasl_crypto.h"
+#include "core/server/metrics.h"
 #include "core/server/session.h"
 #include "store/base64.h"
 
@@ -42,6 +43,15 @@ struct auth_job {
 };
 
 static const char *FAILED = "[AUTHENTICATIONFAILED] Authentication failed";
+/* The mechanism name login_ok and login_failed get for the LOGIN command
+ * (SASL's LOGIN has the same name: metrics tell them apart by pointer). */
+static const char LOGIN_COMMAND[] = "LOGIN";
+
+static void count_login(session *s, const char *mech, metrics_result r)
+{
+    metrics_login(net_conn_worker(s->conn), mech == LOGIN_COMMAND ? METRICS_MECH_LOGIN_COMMAND
+                  : metrics_mech_of_sasl(mech), r);
+}
 
 /* The address whose checks and failures are counted: none for trusted
  * networks (a proxy speaks for many users), as for connection counts. */
@@ -62,6 +72,7 @@ static void login_failed(session *s, const char *tag, const char *user, const ch
     unsigned n;
     unsigned delay = abuse_login_failed(s->srv->abuse, counted_ip(s), user,
                                         s->srv->auth_failure_delay_ms, extra_ms, &n);
+    count_login(s, mech, METRICS_FAILURE);
     log_msg(LOGL_INFO, s->id, user, "login failed (%s%s) from %s (%u in a row, answer in %u ms)",
             mech, extra_ms ? ", no such user" : "", net_conn_peer(s->conn), n,
             delay + extra_ms);
@@ -73,6 +84,7 @@ static void login_failed(session *s, const char *tag, const char *user, const ch
 static void login_ok(session *s, const char *tag, const char *user, const char *mech)
 {
     if (!abuse_user_open(s->srv->abuse, user, s->srv->max_conn_user)) {
+        count_login(s, mech, METRICS_UNAVAILABLE);
         log_msg(LOGL_WARN, s->id, user, "refused: max_connections_per_user");
         sess_tagged(s, tag, "NO", "[LIMIT] Too many connections for this user");
         return;
@@ -83,6 +95,7 @@ static void login_ok(session *s, const char *tag, const char *user, const char *
         abuse_user_close(s->srv->abuse, user);
         if (rc == 0)
             store_user_close(su);
+        count_login(s, mech, METRICS_UNAVAILABLE);
         log_msg(LOGL_ERROR, s->id, user, "store: %s", strerror(rc < 0 ? -rc : ENOMEM));
         sess_tagged(s, tag, "NO", "[UNAVAILABLE] Mail store unavailable");
         return;
@@ -91,6 +104,7 @@ static void login_ok(session *s, const char *tag, const char *user, const char *
     s->counted_user = true;
     abuse_login_ok(s->srv->abuse, counted_ip(s), user);
     s->state = ST_AUTH;
+    count_login(s, mech, METRICS_SUCCESS);
     log_msg(LOGL_INFO, s->id, user, "login (%s) from %s%s", mech, net_conn_peer(s->conn),
             net_conn_is_tls(s->conn) ? " over TLS" : "");
     imap_out_printf(&s->out, "%s OK [CAPABILITY ", tag);
@@ -150,15 +164,18 @@ static void job_done(void *arg, int status)
     char *tag = s->wait_tag;
     s->wait_tag = NULL;
     if (status < 0) {
+        count_login(s, j->kind == JOB_LOGIN ? LOGIN_COMMAND : s->auth_mech,
+                    METRICS_UNAVAILABLE);
         sess_tagged(s, tag, "NO", "[UNAVAILABLE] Authentication temporarily unavailable");
         sasl_free(s->sasl);
         s->sasl = NULL;
     } else if (j->kind == JOB_LOGIN) {
         if (j->rc == 0)
-            login_ok(s, tag, j->user, "LOGIN");
+            login_ok(s, tag, j->user, LOGIN_COMMAND);
         else if (j->rc == -EACCES)
-            login_failed(s, tag, j->user, "LOGIN", j->answer_delay_ms);
+            login_failed(s, tag, j->user, LOGIN_COMMAND, j->answer_delay_ms);
         else {
+            count_login(s, LOGIN_COMMAND, METRICS_UNAVAILABLE);
             log_msg(LOGL_ERROR, s->id, j->user, "passwd-file: %s", strerror(-j->rc));
             sess_tagged(s, tag, "NO", "[UNAVAILABLE] Authentication temporarily unavailable");
         }
@@ -286,7 +303,7 @@ void cmd_login(imap_cmd *c)
         return;
     }
     if (verified_recently(s, user, pass)) {
-        login_ok(s, tag, user, "LOGIN");
+        login_ok(s, tag, user, LOGIN_COMMAND);
         return;
     }
     struct auth_job *j = calloc(1, sizeof *j);
@@ -302,6 +319,7 @@ void cmd_login(imap_cmd *c)
             job_free(j);
         free(s->wait_tag);
         s->wait_tag = NULL;
+        count_login(s, LOGIN_COMMAND, METRICS_UNAVAILABLE);
         sess_tagged(s, tag, "NO", "%s", rc == -EAGAIN
                     ? "[UNAVAILABLE] Too many login attempts, try again later"
                     : "[UNAVAILABLE] Authentication temporarily unavailable");
@@ -374,6 +392,7 @@ static void sasl_advance(session *s, sasl_status st, const uint8_t *out, size_t 
         int rc = -ENOMEM;
         if (!j || (rc = submit(s, j, tag, sasl_authcid(s->sasl))) < 0) {
             free(j);
+            count_login(s, s->auth_mech, METRICS_UNAVAILABLE);
             sess_tagged(s, tag, "NO", "%s", rc == -EAGAIN
                         ? "[UNAVAILABLE] Too many login attempts, try again later"
                         : "[UNAVAILABLE] Authentication temporarily unavailable");
@@ -408,6 +427,9 @@ static void sasl_advance(session *s, sasl_status st, const uint8_t *out, size_t 
         if (err == -EACCES) {
             login_failed(s, t, u ? u : "", m, extra_ms);
         } else {
+            /* refused for what the client sent: a failure; else ours */
+            count_login(s, m, err == -EPERM || err == -EINVAL || err == -ENOTSUP
+                                  ? METRICS_FAILURE : METRICS_UNAVAILABLE);
             log_msg(LOGL_INFO, s->id, u, "authentication (%s) refused from %s%s%s: %s", m,
                     net_conn_peer(s->conn), z ? ", authzid " : "", z ? z : "",
                     err == -EPERM ? "authorization as another user"

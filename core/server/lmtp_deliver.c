@@ -20,6 +20,7 @@
 
 #include "core/auth/authpool.h"
 #include "core/base/log.h"
+#include "core/server/metrics.h"
 #include "core/server/lmtp.h"
 #include "core/server/quota.h"
 #include "store/assert.h"
@@ -212,9 +213,11 @@ static void work(void *arg)
 static void finish(struct job *j)
 {
     lmtp_sess *ls = j->ls;
-    for (size_t i = 0; i < ls->nrcpt; i++)
+    for (size_t i = 0; i < ls->nrcpt; i++) {
         imap_out_printf(&ls->out, "%d %s %s\r\n", j->res[i].code, j->res[i].status,
                         j->res[i].text);
+        metrics_lmtp(net_conn_worker(ls->conn), j->res[i].code);
+    }
     free(j->res);
     free(j);
     /* the transaction is over; LHLO's state stays */

@@ -51,6 +51,7 @@
 #include "core/base/config.h"
 #include "core/base/log.h"
 #include "core/server/handoff.h"
+#include "core/server/metrics.h"
 #include "core/server/server.h"
 
 /* Signals are taken by one thread with sigwait, so that SIGHUP can do
@@ -106,6 +107,24 @@ static void *signal_thread(void *arg)
         net_server_stop(sc->net);
         return NULL;
     }
+}
+
+/* Metrics: this process's slot of the counters (always: the control
+ * socket's stats read them too), and the listen_metrics listener if set
+ * (bound here, before privileges are dropped; its thread starts later). */
+static int setup_metrics(const config *cfg, imap_server *srv, unsigned slot,
+                         metrics_http **mh)
+{
+    int rc = metrics_attach(slot, srv->net, srv->authpool);
+    if (rc < 0) {
+        fprintf(stderr, "ringmaild: metrics: %s\n", strerror(-rc));
+        return rc;
+    }
+    const char *spec = config_get(cfg, "listen_metrics");
+    char err[256];
+    if (*spec && (rc = metrics_http_bind(spec, mh, err, sizeof err)) < 0)
+        fprintf(stderr, "ringmaild: %s\n", err);
+    return rc;
 }
 
 /* The TLS context from tls_cert/tls_key/tls_sni; NULL without tls_cert. */
@@ -275,6 +294,7 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
     pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
 
     imap_server srv;
+    metrics_http *mh = NULL;
     int exit_code = 1;
     if ((rc = imap_server_init(&srv, cfg)) < 0) {
         fprintf(stderr, "ringmaild: cannot start: %s\n", strerror(-rc));
@@ -332,6 +352,8 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
     }
     if ((rc = listen_lmtp(cfg, srv.net)) < 0)
         goto out;
+    if ((rc = setup_metrics(cfg, &srv, sl ? sl->slot : 0, &mh)) < 0)
+        goto out;
     if (!nlisten) {
         fprintf(stderr, "ringmaild: nothing to listen on (set listen or listen_tls)\n");
         goto out;
@@ -351,6 +373,12 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
     sc.slot = sl ? sl->slot : 0;
     if ((rc = net_server_start(srv.net)) < 0) {
         fprintf(stderr, "ringmaild: cannot start workers: %s\n", strerror(-rc));
+        goto out;
+    }
+    if (mh && (rc = metrics_http_start(mh)) < 0) {
+        fprintf(stderr, "ringmaild: metrics: %s\n", strerror(-rc));
+        net_server_stop(srv.net);
+        net_server_wait(srv.net);
         goto out;
     }
     pthread_t sigthr;
@@ -387,6 +415,8 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
     log_msg(LOGL_INFO, 0, NULL, "ringmaild stopped");
     exit_code = 0;
 out:
+    metrics_http_free(mh);
+    metrics_detach();
     notify_stop(&srv);      /* it wakes sessions through srv.net */
     if (srv.net)
         net_server_free(srv.net);
@@ -709,6 +739,13 @@ static int supervise(const config *cfg, unsigned n)
         fprintf(stderr, "ringmaild: supervisor: %s\n", strerror(errno));
         return 1;
     }
+    /* The counters every server writes its slot of, mapped before the
+     * forks so that all share it and any one answers for all. */
+    long long workers = 0;
+    config_get_int(cfg, "workers", &workers);
+    int mrc = metrics_map(n, (unsigned)workers);
+    if (mrc < 0)
+        log_msg(LOGL_WARN, 0, NULL, "supervisor: metrics: %s", strerror(-mrc));
     sv.ch = calloc(n, sizeof *sv.ch);
     if (!sv.ch) {
         fprintf(stderr, "ringmaild: supervisor: out of memory\n");

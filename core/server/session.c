@@ -13,6 +13,7 @@
 #include "core/base/log.h"
 #include "core/auth/sasl.h"
 #include "core/search/search.h"
+#include "core/server/metrics.h"
 #include "core/server/search_context.h"
 #include "core/server/session.h"
 #include "store/assert.h"
@@ -55,8 +56,35 @@ void sess_untagged(session *s, const char *fmt, ...)
     imap_out_printf(&s->out, "* %s\r\n", buf);
 }
 
+#define SESS_M_CLOSED 0xfe  /* on_close ran: counted nowhere any more */
+
+/* Metrics: move the session to the gauge of its present state, and end
+ * the timing of a command whose answer is complete (nothing of it runs
+ * on: no steps, no pool job, no delayed answer, no IDLE or SASL wait). */
+static void sess_metrics(session *s)
+{
+    if (s->m_state == SESS_M_CLOSED)
+        return;
+    unsigned w = net_conn_worker(s->conn);
+    metrics_state st = s->state == ST_LOGOUT ? METRICS_LOGOUT
+                       : s->wait == WAIT_IDLE ? METRICS_IDLE
+                       : s->state == ST_SELECTED ? METRICS_SELECTED
+                       : s->state == ST_AUTH ? METRICS_AUTH : METRICS_NOAUTH;
+    unsigned idx = metrics_state_index(st, net_conn_is_tls(s->conn));
+    if (idx != s->m_state) {
+        metrics_session_state(w, s->m_state, idx);
+        s->m_state = (uint8_t)idx;
+    }
+    if (s->m_cmd && !s->cont && !s->cont_then && !s->pool_busy && !s->delayed &&
+        s->wait == WAIT_NONE) {
+        metrics_command(w, s->m_cmd - 1u, store_stat_now_ns() - s->m_start_ns);
+        s->m_cmd = 0;
+    }
+}
+
 void sess_flush(session *s)
 {
+    sess_metrics(s);
     if (s->out.err) {
         /* An answer could not be built (out of memory).  The buffer may end
          * in the middle of a response, and everything written after the
@@ -379,11 +407,14 @@ static void run_command(session *s, const uint8_t *p, size_t n)
     store_defer_begin(&d);
     imap_cmd c = {.s = s, .def = def, .tag = tag, .a = a, .args = args, .nargs = nargs,
                   .uid = uid};
+    s->m_cmd = (uint8_t)(def - cmd_table + 1);
+    s->m_start_ns = store_stat_now_ns();
     def->fn(&c);
     store_defer_end();
     RM_ASSERT(s->state == ST_LOGOUT || (s->state == ST_SELECTED) == (s->mb != NULL));
     if (d.n)
         sess_hold_until_durable(s, &d);
+    sess_metrics(s);    /* a pipeline's commands are timed one by one */
     if (s->bad == bad)
         s->bad = 0;     /* the limit is on BAD answers in a row */
 out:
@@ -646,6 +677,7 @@ static void *on_open(net_conn *c)
     s->srv = srv;
     s->conn = c;
     s->id = atomic_fetch_add(&srv->next_session, 1) + 1;
+    s->m_state = METRICS_NO_STATE;
     s->loopback = net_conn_is_loopback(c);
     abuse_peer_ip(net_conn_peer(c), s->ip, sizeof s->ip);
     if (!abuse_trusted(srv->abuse, s->ip)) {
@@ -766,6 +798,8 @@ static void on_close(net_conn *c, void *user)
     session *s = user;
     RM_ASSERT(s->conn == c && !s->dead);
     log_msg(LOGL_INFO, s->id, s->user, "disconnect");
+    metrics_session_state(net_conn_worker(c), s->m_state, METRICS_NO_STATE);
+    s->m_state = SESS_M_CLOSED;
     if (s->counted_ip)
         abuse_conn_close(s->srv->abuse, s->ip);
     if (s->counted_user)

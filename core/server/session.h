@@ -108,6 +108,10 @@ struct session {
     bool cont_drain;            /* waits for the output queue to drain */
     bool in_yield;              /* a pipeline paused for one loop round
                                    (or for the output to drain) */
+    /* metrics (core/server/metrics.h): the (state, TLS) the session is
+     * counted under, and the command being timed (index + 1; 0: none) */
+    uint8_t m_state, m_cmd;
+    uint64_t m_start_ns;
 };
 
 /* Responses.  `text` may contain a response code "[...] ". */

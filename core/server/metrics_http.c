@@ -1,0 +1,336 @@
+/* core/server/metrics_http.c — GET /metrics over HTTP/1.x (listen_metrics).
+ *
+ * One thread of its own with blocking-style I/O under poll deadlines, not
+ * the workers' runtime: a scrape sums every slot of the region (tens of
+ * microseconds to a few milliseconds with many workers and processes) and
+ * a scraper may be slow or stuck; on its own thread neither costs an IMAP
+ * session anything, and the worst a stuck scraper does is make the next
+ * scrape wait for REQUEST_TIMEOUT_MS.  Connections are served one at a
+ * time: Prometheus scrapes every few seconds, and an HTTP server with one
+ * request per connection (Connection: close) needs no more.
+ *
+ * What it answers (RFC 9110): GET or HEAD /metrics (a query string is
+ * ignored): 200 with the text format; another path: 404; another method:
+ * 405 with Allow; a request head over REQUEST_MAX bytes: 431 (RFC 6585 5);
+ * one not complete within REQUEST_TIMEOUT_MS: closed without an answer. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/base/log.h"
+#include "core/server/metrics.h"
+
+#define REQUEST_MAX 8192
+#define REQUEST_TIMEOUT_MS 5000
+/* A whole answer must be taken within this: a scraper that stops reading
+ * does not hold the thread longer. */
+#define RESPONSE_TIMEOUT_MS 10000
+
+struct metrics_http {
+    int fd;
+    int stopfd;                 /* eventfd: metrics_http_free */
+    int port;
+    pthread_t thread;
+    bool started;
+};
+
+static int parse_spec(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
+                      char *err, size_t errlen)
+{
+    char host[64] = "127.0.0.1";
+    const char *port_s = spec;
+    const char *colon = strrchr(spec, ':');
+    if (colon) {
+        const char *h = spec;
+        size_t hl = (size_t)(colon - spec);
+        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+            h++;
+            hl -= 2;
+        }
+        if (hl == 0 || (hl == 1 && h[0] == '*')) {
+            snprintf(err, errlen, "listen_metrics = %s: write the address to listen on "
+                     "(127.0.0.1:PORT, or 0.0.0.0:PORT / [::]:PORT to open it to other "
+                     "machines)", spec);
+            return -EINVAL;
+        }
+        if (hl >= sizeof host) {
+            snprintf(err, errlen, "listen_metrics = %s: bad address", spec);
+            return -EINVAL;
+        }
+        memcpy(host, h, hl);
+        host[hl] = '\0';
+        port_s = colon + 1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(port_s, &end, 10);
+    if (!*port_s || *end || errno || port > 65535) {
+        snprintf(err, errlen, "listen_metrics = %s: bad port", spec);
+        return -EINVAL;
+    }
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (!strcmp(host, "localhost"))
+        strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof *in4;
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+    } else {
+        snprintf(err, errlen, "listen_metrics = %s: '%s' is not an IP address", spec, host);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int metrics_http_bind(const char *spec, metrics_http **out, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = parse_spec(spec, &ss, &len, err, errlen);
+    if (rc < 0)
+        return rc;
+    metrics_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    h->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int one = 1;
+    if (h->fd < 0 || h->stopfd < 0 ||
+        setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        /* every server process of a supervisor binds it: any answers */
+        setsockopt(h->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        (ss.ss_family == AF_INET6 &&
+         setsockopt(h->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+        bind(h->fd, (struct sockaddr *)&ss, len) < 0 || listen(h->fd, 64) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "listen_metrics = %s: %s", spec, strerror(errno));
+        goto fail;
+    }
+    struct sockaddr_storage got;
+    socklen_t gl = sizeof got;
+    if (getsockname(h->fd, (struct sockaddr *)&got, &gl) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "listen_metrics: %s", strerror(errno));
+        goto fail;
+    }
+    h->port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+                                             : ((struct sockaddr_in6 *)&got)->sin6_port);
+    *out = h;
+    return 0;
+fail:
+    if (h->fd >= 0)
+        close(h->fd);
+    if (h->stopfd >= 0)
+        close(h->stopfd);
+    free(h);
+    return rc;
+}
+
+int metrics_http_port(const metrics_http *h)
+{
+    return h->port;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait until fd has `events` or the stop eventfd fires or the deadline
+ * passes: 1 ready, 0 timeout or stop. */
+static int wait_for(metrics_http *h, int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = h->stopfd, .events = POLLIN}};
+        int n = poll(p, 2, (int)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || (p[1].revents & POLLIN))
+            return 0;
+        if (p[0].revents)
+            return 1;
+    }
+}
+
+static bool send_all(metrics_http *h, int fd, const char *p, size_t n, int64_t deadline)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_for(h, fd, POLLOUT, deadline) <= 0)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void answer(metrics_http *h, int fd, int status, const char *reason,
+                   const char *extra, const char *body, size_t blen, bool head)
+{
+    char hdr[512];
+    int hl = snprintf(hdr, sizeof hdr,
+                      "HTTP/1.1 %d %s\r\n"
+                      "Content-Type: %s\r\n"
+                      "Content-Length: %zu\r\n"
+                      "%s"
+                      "Connection: close\r\n\r\n",
+                      status, reason,
+                      status == 200 ? "text/plain; version=0.0.4; charset=utf-8"
+                                    : "text/plain; charset=utf-8",
+                      blen, extra ? extra : "");
+    int64_t deadline = now_ms() + RESPONSE_TIMEOUT_MS;
+    if (send_all(h, fd, hdr, (size_t)hl, deadline) && !head)
+        send_all(h, fd, body, blen, deadline);
+}
+
+static void serve_one(metrics_http *h, int fd)
+{
+    char req[REQUEST_MAX + 1];
+    size_t n = 0;
+    int64_t deadline = now_ms() + REQUEST_TIMEOUT_MS;
+    char *end = NULL;
+    while (!end) {
+        if (n == REQUEST_MAX) {
+            static const char msg[] = "Request header too large\n";
+            answer(h, fd, 431, "Request Header Fields Too Large", NULL, msg,
+                   sizeof msg - 1, false);
+            return;
+        }
+        ssize_t r = recv(fd, req + n, REQUEST_MAX - n, MSG_DONTWAIT);
+        if (r > 0) {
+            n += (size_t)r;
+            req[n] = '\0';
+            end = strstr(req, "\r\n\r\n");
+            if (!end)
+                end = strstr(req, "\n\n");  /* a bare-LF client */
+        } else if (r < 0 && errno == EINTR) {
+            continue;
+        } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_for(h, fd, POLLIN, deadline) <= 0)
+                return;     /* too slow, or stopping: no answer */
+        } else {
+            return;         /* closed before the request was whole */
+        }
+    }
+    /* request-line = method SP request-target SP HTTP-version */
+    char *sp1 = memchr(req, ' ', (size_t)(end - req));
+    char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
+    if (!sp1 || !sp2) {
+        static const char msg[] = "Bad request\n";
+        answer(h, fd, 400, "Bad Request", NULL, msg, sizeof msg - 1, false);
+        return;
+    }
+    *sp1 = *sp2 = '\0';
+    const char *method = req, *target = sp1 + 1;
+    size_t tl = strcspn(target, "?");
+    bool is_metrics = tl == 8 && !memcmp(target, "/metrics", 8);
+    bool head = !strcmp(method, "HEAD");
+    if (strcmp(method, "GET") && !head) {
+        /* RFC 9110 15.5.6: a 405 "MUST generate an Allow header field" */
+        static const char msg[] = "Method not allowed\n";
+        answer(h, fd, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n", msg,
+               sizeof msg - 1, false);
+        return;
+    }
+    if (!is_metrics) {
+        static const char msg[] = "Not found: the metrics are at /metrics\n";
+        answer(h, fd, 404, "Not Found", NULL, msg, sizeof msg - 1, head);
+        return;
+    }
+    char *body;
+    size_t blen;
+    int rc = metrics_render(&body, &blen);
+    if (rc < 0) {
+        static const char msg[] = "Metrics unavailable\n";
+        answer(h, fd, 503, "Service Unavailable", NULL, msg, sizeof msg - 1, head);
+        return;
+    }
+    answer(h, fd, 200, "OK", NULL, body, blen, head);
+    free(body);
+}
+
+static void *http_main(void *arg)
+{
+    metrics_http *h = arg;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = h->fd, .events = POLLIN},
+                              {.fd = h->stopfd, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_msg(LOGL_ERROR, 0, NULL, "metrics: poll: %s", strerror(errno));
+            return NULL;
+        }
+        if (p[1].revents & POLLIN)
+            return NULL;
+        int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+                usleep(100000);     /* do not spin on a listener we cannot serve */
+            continue;
+        }
+        serve_one(h, fd);
+        /* Answered in full (or given up on).  Bytes of the request left
+         * unread would make close() send a reset, which may destroy the
+         * answer before the client reads it: end our side, then read
+         * until the client closes (briefly). */
+        shutdown(fd, SHUT_WR);
+        int64_t deadline = now_ms() + 200;
+        char sink[4096];
+        while (wait_for(h, fd, POLLIN, deadline) > 0 && recv(fd, sink, sizeof sink, 0) > 0) {
+        }
+        close(fd);
+    }
+}
+
+int metrics_http_start(metrics_http *h)
+{
+    int rc = pthread_create(&h->thread, NULL, http_main, h);
+    if (rc)
+        return -rc;
+    h->started = true;
+    return 0;
+}
+
+void metrics_http_free(metrics_http *h)
+{
+    if (!h)
+        return;
+    if (h->started) {
+        uint64_t one = 1;
+        if (write(h->stopfd, &one, sizeof one) < 0) {
+            /* an eventfd write fails only on overflow: it is signalled */
+        }
+        pthread_join(h->thread, NULL);
+    }
+    close(h->fd);
+    close(h->stopfd);
+    free(h);
+}
