@@ -107,6 +107,8 @@ int net_server_listen_unix(net_server *s, const char *path, unsigned mode);
 int net_server_tag(net_server *s, int tag);
 /* Start the workers (threads).  Returns once they are running. */
 int net_server_start(net_server *s);
+/* How many workers (threads) the server has: net_conn_worker's bound. */
+unsigned net_server_workers(const net_server *s);
 /* Which backend the workers use (after start). */
 net_backend net_server_backend(const net_server *s);
 /* Ask for a graceful stop; async-signal-safe.  on_shutdown is called for

@@ -265,6 +265,11 @@ void net_wake(net_server *s, net_conn_id id)
     (void)enqueue(s, id.worker, &m);
 }
 
+unsigned net_server_workers(const net_server *s)
+{
+    return s->nworkers;
+}
+
 int net_post(net_server *s, unsigned w, void (*fn)(void *arg), void *arg)
 {
     if (!fn)

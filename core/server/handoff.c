@@ -16,7 +16,7 @@ struct wire {
     uint32_t kind, slot, first, total;
 };
 
-static int send_one(int sock, const struct wire *w, const int *fds, size_t n)
+static int send_one(int sock, const struct wire *w, const int *fds, size_t n, int flags)
 {
     union {
         struct cmsghdr h;
@@ -36,7 +36,7 @@ static int send_one(int sock, const struct wire *w, const int *fds, size_t n)
     }
     ssize_t r;
     do
-        r = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        r = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
     while (r < 0 && errno == EINTR);
     return r < 0 ? -errno : 0;
 }
@@ -44,7 +44,7 @@ static int send_one(int sock, const struct wire *w, const int *fds, size_t n)
 int handoff_send_up(int sock, unsigned slot)
 {
     struct wire w = {.kind = HANDOFF_UP, .slot = slot};
-    return send_one(sock, &w, NULL, 0);
+    return send_one(sock, &w, NULL, 0, 0);
 }
 
 int handoff_send_fds(int sock, unsigned slot, const int *fds, size_t n)
@@ -54,12 +54,18 @@ int handoff_send_fds(int sock, unsigned slot, const int *fds, size_t n)
     do {
         size_t k = n - at < HANDOFF_CHUNK ? n - at : HANDOFF_CHUNK;
         w.first = (uint32_t)at;
-        int rc = send_one(sock, &w, fds + at, k);
+        int rc = send_one(sock, &w, fds + at, k, 0);
         if (rc < 0)
             return rc;
         at += k;
     } while (at < n);
     return 0;
+}
+
+int handoff_send_conn(int sock, unsigned slot, int fd)
+{
+    struct wire w = {.kind = HANDOFF_CONTROL, .slot = slot, .total = 1};
+    return send_one(sock, &w, &fd, 1, MSG_DONTWAIT);
 }
 
 int handoff_recv(int sock, handoff_msg *m)
@@ -94,6 +100,7 @@ int handoff_recv(int sock, handoff_msg *m)
     }
     bool ok = r == (ssize_t)sizeof w && !(mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
               (w.kind == HANDOFF_UP ? m->nfds == 0
+               : w.kind == HANDOFF_CONTROL ? m->nfds == 1
                : w.kind == HANDOFF_FDS && w.first <= w.total && m->nfds <= w.total - w.first);
     if (!ok) {
         for (size_t i = 0; i < m->nfds; i++)

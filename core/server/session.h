@@ -108,6 +108,10 @@ struct session {
     bool cont_drain;            /* waits for the output queue to drain */
     bool in_yield;              /* a pipeline paused for one loop round
                                    (or for the output to drain) */
+    /* the worker's list of its sessions (control.c: who, kick, stats) */
+    session *reg_prev, *reg_next;
+    uint64_t opened_ms, last_cmd_ms;    /* CLOCK_MONOTONIC */
+    bool kicked;                /* BYE [UNAVAILABLE] once the command ends */
 };
 
 /* Responses.  `text` may contain a response code "[...] ". */

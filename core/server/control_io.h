@@ -1,0 +1,61 @@
+/* core/server/control_io.h — what the control socket's two ends inside
+ * ringmaild share (control.c in a server, control_relay.c in the
+ * supervisor): buffered answers, reading a request or an answer line, the
+ * rows of `who`, the socket's permissions. */
+#ifndef RINGMAIL_CORE_SERVER_CONTROL_IO_H
+#define RINGMAIL_CORE_SERVER_CONTROL_IO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An answer being written to fd; after the first failed write the rest is
+ * dropped (err set). */
+typedef struct ctl_out {
+    int fd;
+    int err;
+    size_t n;
+    char buf[16384];
+} ctl_out;
+
+void ctl_out_init(ctl_out *o, int fd);
+void ctl_printf(ctl_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ctl_flush(ctl_out *o);
+/* Send and receive timeouts of CONTROL_TIMEOUT_MS on a connection. */
+void ctl_timeouts(int fd);
+/* One request line (without "\n", NUL-terminated): 0, -E2BIG if longer
+ * than len - 1, -EAGAIN on the timeout, -EPIPE at EOF before "\n". */
+int ctl_read_request(int fd, char *line, size_t len);
+/* Split line at blanks into at most max words; returns how many (max + 1
+ * when there are more). */
+int ctl_split(char *line, char **argv, int max);
+/* The message of an unknown command or bad arguments. */
+const char *ctl_usage_error(int argc, char **argv);
+
+/* Lines of an answer, one at a time (the supervisor reading a server). */
+typedef struct ctl_reader {
+    int fd;
+    size_t pos, len;
+    bool eof;
+    char buf[65536];
+} ctl_reader;
+void ctl_reader_init(ctl_reader *r, int fd);
+/* The next line without its "\n" (NUL-terminated, valid until the next
+ * call), or NULL at EOF, on an error or the timeout. */
+char *ctl_reader_line(ctl_reader *r);
+
+/* One session in `who`. */
+typedef struct ctl_row {
+    char *user, *mbox;          /* malloc'd */
+    char peer[64];
+    const char *state;          /* static */
+    uint64_t id, idle_s, age_s;
+    unsigned slot, worker;
+    bool tls, deflate, idle;
+} ctl_row;
+void ctl_row_free(ctl_row *r);
+/* By user, then by session id. */
+int ctl_row_cmp(const void *a, const void *b);
+void ctl_row_write(ctl_out *o, const ctl_row *r);
+
+#endif

@@ -1,0 +1,517 @@
+/* core/server/control_relay.c — the control socket under processes = N
+ * (control.h).
+ *
+ * The supervisor binds admin_socket (one path, whatever N is) and serves
+ * each admin connection in a thread: it checks the peer, reads the
+ * request, and asks every running server by passing it one end of a new
+ * socketpair over the slot's control channel (HANDOFF_CONTROL), on which
+ * the server answers as it would a client of its own socket.  A fresh pair
+ * per request and per server means no answer can ever be mistaken for
+ * another's, requests from several admins run side by side, and a server
+ * that dies mid-answer is an EOF on its pair only.  The answers are then
+ * merged: `who` and `users` by a merge of the sorted streams (nothing is
+ * held but one line per server), kick and flush-auth-cache by a sum, stats
+ * by summing each "name value" line.  A slot whose server is not running
+ * (restarting) is skipped with a "# " note.
+ *
+ * Why not bind the socket in every server: a Unix socket is one file,
+ * which N processes cannot each bind (as for LMTP), and an answer from a
+ * single process would show only its own sessions. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/base/log.h"
+#include "core/server/control.h"
+#include "core/server/control_io.h"
+#include "core/server/handoff.h"
+
+struct control_relay {
+    int lfd;
+    char path[108];
+    unsigned n;
+    uid_t uid;                  /* the service user: served too */
+    uint64_t started_ms;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int *chan;                  /* per slot; -1: not running */
+    unsigned nclients;
+    int stop[2];
+    pthread_t thr;
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* One server's answer. */
+struct src {
+    ctl_reader rd;
+    bool live;                  /* answering; false once OK/ERR/EOF */
+    char *head;                 /* the current data line (in rd) */
+    char err[256];              /* its "ERR ..." reason, if any */
+};
+
+static bool request_ok(int argc, char **argv)
+{
+    if (argc < 1)
+        return false;
+    const char *c = argv[0];
+    if (!strcmp(c, "who"))
+        return argc <= 2;
+    if (!strcmp(c, "kick"))
+        return argc == 2;
+    return argc == 1 && (!strcmp(c, "reload") || !strcmp(c, "flush-auth-cache") ||
+                         !strcmp(c, "stats") || !strcmp(c, "users"));
+}
+
+/* Ask every running server `req`; notes about those that cannot answer
+ * go to o.  Returns how many answer. */
+static unsigned ask_all(control_relay *r, const char *req, struct src *s, ctl_out *o)
+{
+    unsigned live = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        s[i].live = false;
+        s[i].head = NULL;
+        s[i].err[0] = '\0';
+        s[i].rd.fd = -1;
+        pthread_mutex_lock(&r->lock);
+        int ch = r->chan[i] >= 0 ? dup(r->chan[i]) : -1;
+        pthread_mutex_unlock(&r->lock);
+        if (ch < 0) {
+            ctl_printf(o, "# process %u is not running (restarting): not included\n", i);
+            continue;
+        }
+        int sp[2];
+        int rc = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0 ? -errno : 0;
+        if (rc == 0) {
+            rc = handoff_send_conn(ch, i, sp[1]);
+            close(sp[1]);
+            if (rc < 0)
+                close(sp[0]);
+        }
+        close(ch);
+        if (rc < 0) {
+            ctl_printf(o, "# process %u does not answer (%s): not included\n", i,
+                       strerror(-rc));
+            continue;
+        }
+        ctl_timeouts(sp[0]);
+        size_t len = strlen(req);
+        if (send(sp[0], req, len, MSG_NOSIGNAL) != (ssize_t)len ||
+            send(sp[0], "\n", 1, MSG_NOSIGNAL) != 1) {
+            ctl_printf(o, "# process %u does not answer: not included\n", i);
+            close(sp[0]);
+            continue;
+        }
+        ctl_reader_init(&s[i].rd, sp[0]);
+        s[i].live = true;
+        live++;
+    }
+    return live;
+}
+
+/* The next data line of s (NULL at its end: OK, ERR or a broken stream);
+ * notes are passed on to o. */
+static char *next_line(struct src *s, unsigned i, ctl_out *o)
+{
+    while (s->live) {
+        char *l = ctl_reader_line(&s->rd);
+        if (!l) {
+            ctl_printf(o, "# process %u stopped answering: its part is missing\n", i);
+            snprintf(s->err, sizeof s->err, "process %u stopped answering", i);
+            s->live = false;
+        } else if (!strncmp(l, "# ", 2)) {
+            ctl_printf(o, "%s\n", l);
+        } else if (!strcmp(l, "OK")) {
+            s->live = false;
+        } else if (!strncmp(l, "ERR", 3)) {
+            snprintf(s->err, sizeof s->err, "%s", l[3] ? l + 4 : "failed");
+            s->live = false;
+        } else {
+            return l;
+        }
+    }
+    return NULL;
+}
+
+static void close_all(control_relay *r, struct src *s)
+{
+    for (unsigned i = 0; i < r->n; i++)
+        if (s[i].rd.fd >= 0) {
+            close(s[i].rd.fd);
+            s[i].rd.fd = -1;
+        }
+}
+
+static int key_cmp(const char *a, const char *b)
+{
+    size_t la = strcspn(a, "\t"), lb = strcspn(b, "\t");
+    int c = memcmp(a, b, la < lb ? la : lb);
+    return c ? c : la < lb ? -1 : la > lb;
+}
+
+/* who, users: merge the sorted answers.  users: each name once; *distinct
+ * counts them.  The first error of a server, if any, in err. */
+static void merge_sorted(control_relay *r, struct src *s, ctl_out *o, bool users,
+                         bool print, unsigned long long *distinct, char *err, size_t errlen)
+{
+    char last[512] = "";
+    bool have_last = false;
+    for (unsigned i = 0; i < r->n; i++)
+        s[i].head = next_line(&s[i], i, o);
+    for (;;) {
+        int best = -1;
+        for (unsigned i = 0; i < r->n; i++)
+            if (s[i].head && (best < 0 || key_cmp(s[i].head, s[best].head) < 0))
+                best = (int)i;
+        if (best < 0)
+            break;
+        char *l = s[best].head;
+        if (!users || !have_last || strcmp(l, last)) {
+            if (print)
+                ctl_printf(o, "%s\n", l);
+            if (users) {
+                (*distinct)++;
+                snprintf(last, sizeof last, "%s", l);
+                have_last = true;
+            }
+        }
+        s[best].head = next_line(&s[best], (unsigned)best, o);
+    }
+    for (unsigned i = 0; i < r->n && !err[0]; i++)
+        if (s[i].err[0])
+            snprintf(err, errlen, "%s", s[i].err);
+}
+
+/* The number after the word of each server's one line, summed. */
+static void merge_sum(control_relay *r, struct src *s, ctl_out *o, const char *word,
+                      char *err, size_t errlen)
+{
+    unsigned long long sum = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        char *l;
+        while ((l = next_line(&s[i], i, o)))
+            if (!strncmp(l, word, strlen(word)))
+                sum += strtoull(l + strlen(word), NULL, 10);
+        if (s[i].err[0] && !err[0])
+            snprintf(err, errlen, "%s", s[i].err);
+    }
+    ctl_printf(o, "%s %llu\n", word, sum);
+}
+
+#define STATS_MAX 256
+
+/* stats: "name value" lines summed by name (in the order the first server
+ * gave them); "process" and "worker" lines kept; uptime_seconds is the
+ * supervisor's, processes how many answered, users counted over all of
+ * them (a second round: the merge of `users`). */
+static void merge_stats(control_relay *r, struct src *s, ctl_out *o, unsigned live,
+                        char *err, size_t errlen)
+{
+    struct {
+        char name[128];
+        unsigned long long v;
+    } *sum = calloc(STATS_MAX, sizeof *sum);
+    size_t nsum = 0;
+    char **keep = NULL;
+    size_t nkeep = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        char *l;
+        while ((l = next_line(&s[i], i, o))) {
+            if (!strncmp(l, "process ", 8) || !strncmp(l, "worker ", 7)) {
+                char **nk = realloc(keep, (nkeep + 1) * sizeof *keep);
+                if (nk && (nk[nkeep] = strdup(l)))
+                    nkeep++;
+                if (nk)
+                    keep = nk;
+                continue;
+            }
+            char *sp = strrchr(l, ' ');
+            if (!sp || !sum)
+                continue;
+            *sp = '\0';
+            size_t k = 0;
+            while (k < nsum && strcmp(sum[k].name, l))
+                k++;
+            if (k == nsum && nsum < STATS_MAX)
+                snprintf(sum[nsum++].name, sizeof sum->name, "%s", l);
+            if (k < nsum)
+                sum[k].v += strtoull(sp + 1, NULL, 10);
+        }
+        if (s[i].err[0] && !err[0])
+            snprintf(err, errlen, "%s", s[i].err);
+    }
+    close_all(r, s);
+    unsigned long long users = 0;
+    char uerr[256] = "";
+    ctl_out none;               /* the users round prints nothing */
+    ctl_out_init(&none, -1);
+    none.err = -EPIPE;
+    if (ask_all(r, "users", s, &none))
+        merge_sorted(r, s, &none, true, false, &users, uerr, sizeof uerr);
+    close_all(r, s);
+    for (size_t k = 0; sum && k < nsum; k++) {
+        unsigned long long v = sum[k].v;
+        if (!strcmp(sum[k].name, "processes"))
+            v = live;
+        else if (!strcmp(sum[k].name, "uptime_seconds"))
+            v = (mono_ms() - r->started_ms) / 1000;
+        else if (!strcmp(sum[k].name, "users"))
+            v = users;
+        ctl_printf(o, "%s %llu\n", sum[k].name, v);
+    }
+    for (size_t k = 0; k < nkeep; k++) {
+        ctl_printf(o, "%s\n", keep[k]);
+        free(keep[k]);
+    }
+    free(keep);
+    free(sum);
+}
+
+static void relay_request(control_relay *r, ctl_out *o, char *line)
+{
+    char req[CONTROL_MAX_REQUEST + 1];
+    snprintf(req, sizeof req, "%s", line);
+    char *argv[4];
+    int argc = ctl_split(line, argv, 4);
+    if (!request_ok(argc, argv)) {
+        ctl_printf(o, "ERR %s\n", ctl_usage_error(argc, argv));
+        return;
+    }
+    struct src *s = calloc(r->n, sizeof *s);
+    if (!s) {
+        ctl_printf(o, "ERR out of memory\n");
+        return;
+    }
+    for (unsigned i = 0; i < r->n; i++)
+        s[i].rd.fd = -1;
+    char err[256] = "";
+    unsigned live = ask_all(r, req, s, o);
+    const char *cmd = argv[0];
+    if (!live) {
+        snprintf(err, sizeof err, "no server process answers");
+    } else if (!strcmp(cmd, "who") || !strcmp(cmd, "users")) {
+        unsigned long long d = 0;
+        merge_sorted(r, s, o, !strcmp(cmd, "users"), true, &d, err, sizeof err);
+    } else if (!strcmp(cmd, "kick")) {
+        merge_sum(r, s, o, "kicked", err, sizeof err);
+    } else if (!strcmp(cmd, "flush-auth-cache")) {
+        merge_sum(r, s, o, "flushed", err, sizeof err);
+    } else if (!strcmp(cmd, "stats")) {
+        merge_stats(r, s, o, live, err, sizeof err);
+    } else {    /* reload: each process says what it did */
+        for (unsigned i = 0; i < r->n; i++) {
+            char *l;
+            while ((l = next_line(&s[i], i, o)))
+                ctl_printf(o, "process %u: %s\n", i, l);
+            if (s[i].err[0]) {
+                ctl_printf(o, "process %u: %s\n", i, s[i].err);
+                if (!err[0])
+                    snprintf(err, sizeof err, "%s", s[i].err);
+            }
+        }
+    }
+    close_all(r, s);
+    free(s);
+    if (err[0])
+        ctl_printf(o, "ERR %s\n", err);
+    else
+        ctl_printf(o, "OK\n");
+}
+
+struct rclient {
+    control_relay *r;
+    int fd;
+};
+
+static void *relay_client(void *arg)
+{
+    struct rclient *cl = arg;
+    control_relay *r = cl->r;
+    ctl_out o;
+    ctl_out_init(&o, cl->fd);
+    char line[CONTROL_MAX_REQUEST + 1];
+    uid_t peer;
+    int rc;
+    if (!control_peer_ok(cl->fd, r->uid, &peer))
+        ctl_printf(&o, "ERR permission denied: uid %u may not use the control socket\n",
+                   (unsigned)peer);
+    else if ((rc = ctl_read_request(cl->fd, line, sizeof line)) < 0)
+        ctl_printf(&o, "ERR %s\n", rc == -E2BIG ? "request too long"
+                   : rc == -EAGAIN ? "no request in time" : "no request");
+    else
+        relay_request(r, &o, line);
+    ctl_flush(&o);
+    close(cl->fd);
+    free(cl);
+    pthread_mutex_lock(&r->lock);
+    r->nclients--;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+static void *relay_accept(void *arg)
+{
+    control_relay *r = arg;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = r->stop[0], .events = POLLIN},
+                              {.fd = r->lfd, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return NULL;
+        }
+        if (p[0].revents)
+            return NULL;
+        if (!(p[1].revents & POLLIN))
+            continue;
+        int fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ctl_timeouts(fd);
+        pthread_mutex_lock(&r->lock);
+        bool room = r->nclients < CONTROL_MAX_CLIENTS;
+        if (room)
+            r->nclients++;
+        pthread_mutex_unlock(&r->lock);
+        struct rclient *cl = room ? malloc(sizeof *cl) : NULL;
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        bool ok = false;
+        if (cl) {
+            cl->r = r;
+            cl->fd = fd;
+            ok = pthread_create(&t, &at, relay_client, cl) == 0;
+            if (!ok)
+                free(cl);
+        }
+        pthread_attr_destroy(&at);
+        if (ok)
+            continue;
+        if (room) {
+            pthread_mutex_lock(&r->lock);
+            r->nclients--;
+            pthread_mutex_unlock(&r->lock);
+        }
+        static const char busy[] = "ERR too many admin connections at once\n";
+        ssize_t k = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)k;
+        close(fd);
+    }
+}
+
+int control_relay_start(const char *path, uid_t uid, gid_t gid, unsigned nslots,
+                        control_relay **out)
+{
+    control_relay *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    if (strlen(path) >= sizeof r->path) {
+        free(r);
+        return -ENAMETOOLONG;
+    }
+    r->chan = malloc(nslots * sizeof *r->chan);
+    if (!r->chan) {
+        free(r);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < nslots; i++)
+        r->chan[i] = -1;
+    r->n = nslots;
+    r->uid = uid;
+    r->started_ms = mono_ms();
+    snprintf(r->path, sizeof r->path, "%s", path);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    int rc = control_bind(path, uid, gid);
+    if (rc < 0)
+        goto fail;
+    r->lfd = rc;
+    if (pipe2(r->stop, O_CLOEXEC) < 0) {
+        rc = -errno;
+        close(r->lfd);
+        unlink(path);
+        goto fail;
+    }
+    if (pthread_create(&r->thr, NULL, relay_accept, r) != 0) {
+        rc = -EAGAIN;
+        close(r->stop[0]);
+        close(r->stop[1]);
+        close(r->lfd);
+        unlink(path);
+        goto fail;
+    }
+    *out = r;
+    return 0;
+fail:
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+    free(r->chan);
+    free(r);
+    return rc;
+}
+
+void control_relay_set(control_relay *r, unsigned slot, int fd)
+{
+    if (!r || slot >= r->n) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    pthread_mutex_lock(&r->lock);
+    int old = r->chan[slot];
+    r->chan[slot] = fd;
+    pthread_mutex_unlock(&r->lock);
+    if (old >= 0)
+        close(old);
+}
+
+void control_relay_forget(control_relay *r)
+{
+    for (unsigned i = 0; i < r->n; i++)
+        if (r->chan[i] >= 0)
+            close(r->chan[i]);
+    close(r->lfd);
+    close(r->stop[0]);
+    close(r->stop[1]);
+}
+
+void control_relay_stop(control_relay *r)
+{
+    if (!r)
+        return;
+    ssize_t k = write(r->stop[1], "x", 1);
+    (void)k;
+    pthread_join(r->thr, NULL);
+    /* Requests running end: the servers' pairs give EOF as they stop. */
+    pthread_mutex_lock(&r->lock);
+    for (unsigned i = 0; i < r->n; i++) {
+        if (r->chan[i] >= 0)
+            close(r->chan[i]);
+        r->chan[i] = -1;
+    }
+    while (r->nclients)
+        pthread_cond_wait(&r->cond, &r->lock);
+    pthread_mutex_unlock(&r->lock);
+    close(r->lfd);
+    unlink(r->path);
+    close(r->stop[0]);
+    close(r->stop[1]);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+    free(r->chan);
+    free(r);
+}
