@@ -480,7 +480,7 @@ static void *client_thread(void *arg)
     else
         run_request(c, &o, line);
     ctl_flush(&o);
-    close(cl->fd);
+    ctl_close(cl->fd);
     free(cl);
     pthread_mutex_lock(&c->lock);
     c->nclients--;

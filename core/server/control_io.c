@@ -67,6 +67,23 @@ void ctl_timeouts(int fd)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
+void ctl_close(int fd)
+{
+    shutdown(fd, SHUT_WR);
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[4096];
+    for (size_t total = 0; total < (1u << 20);) {
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        total += (size_t)r;
+    }
+    close(fd);
+}
+
 int ctl_read_request(int fd, char *line, size_t len)
 {
     size_t n = 0;

@@ -23,6 +23,11 @@ void ctl_printf(ctl_out *o, const char *fmt, ...) __attribute__((format(printf, 
 void ctl_flush(ctl_out *o);
 /* Send and receive timeouts of CONTROL_TIMEOUT_MS on a connection. */
 void ctl_timeouts(int fd);
+/* End a connection after the answer: what the client sent beyond its
+ * request is read and dropped first (a little, for a second at most), so
+ * that the close does not reset the connection before the client has
+ * read the answer (ERR request too long). */
+void ctl_close(int fd);
 /* One request line (without "\n", NUL-terminated): 0, -E2BIG if longer
  * than len - 1, -EAGAIN on the timeout, -EPIPE at EOF before "\n". */
 int ctl_read_request(int fd, char *line, size_t len);

@@ -352,7 +352,7 @@ static void *relay_client(void *arg)
     else
         relay_request(r, &o, line);
     ctl_flush(&o);
-    close(cl->fd);
+    ctl_close(cl->fd);
     free(cl);
     pthread_mutex_lock(&r->lock);
     r->nclients--;
