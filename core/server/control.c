@@ -49,8 +49,9 @@ struct control {
     pthread_t thr;
     bool running;
     pthread_mutex_t lock;
-    pthread_cond_t cond;        /* a job is done; a client thread ended */
-    unsigned nclients;
+    pthread_cond_t cond;        /* a job is done */
+    ctl_clients clients;
+    bool clients_on;
 };
 
 static uint64_t mono_ms(void)
@@ -152,8 +153,8 @@ struct job {
     struct control *ctl;
     enum job_kind kind;
     unsigned w;
-    const char *user;           /* JOB_KICK; JOB_LIST: filter or NULL */
-    int cursor;                 /* JOB_LIST: -1 before the first step */
+    const char *user;           /* JOB_KICK: whom; JOB_LIST: filter or NULL */
+    int cursor;                 /* -1 before the first step */
     bool end, done;
     int err;
     ctl_row *rows;              /* JOB_LIST appends here */
@@ -188,7 +189,10 @@ static void fill_row(struct control *c, unsigned w, session *s, uint64_t now, ct
     r->age_s = (now - s->opened_ms) / 1000;
 }
 
-static void job_list(struct job *j, struct sess_reg *r)
+/* One step of a walk over the worker's sessions from the job's cursor:
+ * at most CONTROL_SLICE rows listed or sessions kicked, and at most
+ * CONTROL_SLICE * 16 sessions looked at (a filter that matches few). */
+static void job_step(struct job *j, struct sess_reg *r)
 {
     if (j->cursor < 0) {
         for (int i = 0; i < REG_CURSORS && j->cursor < 0; i++)
@@ -199,14 +203,28 @@ static void job_list(struct job *j, struct sess_reg *r)
             }
         if (j->cursor < 0) {
             j->err = -EBUSY;
+            j->end = true;
             return;
         }
     }
     uint64_t now = mono_ms();
     session *s = r->cur[j->cursor];
-    for (unsigned k = 0; s && k < CONTROL_SLICE; s = s->reg_next) {
+    for (unsigned k = 0, seen = 0; s && k < CONTROL_SLICE && seen < CONTROL_SLICE * 16;
+         s = s->reg_next, seen++) {
         if (j->user && (!s->user || strcmp(s->user, j->user)))
             continue;
+        k++;
+        if (j->kind == JOB_KICK) {
+            if (s->state == ST_LOGOUT)
+                continue;
+            j->count++;
+            if (!s->kicked) {
+                s->kicked = true;
+                /* on_wake says BYE, or the end of its command does */
+                net_wake(j->ctl->srv->net, net_conn_get_id(s->conn));
+            }
+            continue;
+        }
         if (j->n == j->cap) {   /* the poster made room for a slice */
             j->err = -ENOMEM;
             break;
@@ -218,7 +236,6 @@ static void job_list(struct job *j, struct sess_reg *r)
             break;
         }
         j->n++;
-        k++;
     }
     r->cur[j->cursor] = s;
     if (!s || j->err) {
@@ -227,29 +244,10 @@ static void job_list(struct job *j, struct sess_reg *r)
     }
 }
 
-static void job_kick(struct job *j, struct sess_reg *r)
-{
-    imap_server *srv = j->ctl->srv;
-    for (session *s = r->head; s; s = s->reg_next) {
-        if (!s->user || strcmp(s->user, j->user) || s->state == ST_LOGOUT)
-            continue;
-        j->count++;
-        if (!s->kicked) {
-            s->kicked = true;
-            /* on_wake says BYE, or the end of its command does */
-            net_wake(srv->net, net_conn_get_id(s->conn));
-        }
-    }
-}
-
 static void job_run(void *arg)
 {
     struct job *j = arg;
-    struct sess_reg *r = &j->ctl->reg[j->w];
-    if (j->kind == JOB_LIST)
-        job_list(j, r);
-    else
-        job_kick(j, r);
+    job_step(j, &j->ctl->reg[j->w]);
     pthread_mutex_lock(&j->ctl->lock);
     j->done = true;
     pthread_cond_broadcast(&j->ctl->cond);
@@ -368,10 +366,14 @@ static void cmd_kick(struct control *c, ctl_out *o, const char *user)
     struct job j = {.ctl = c, .kind = JOB_KICK, .user = user};
     for (unsigned w = 0; w < c->nworkers; w++) {
         j.w = w;
-        int rc = job_wait(&j);
-        if (rc < 0) {
-            ctl_printf(o, "ERR %s\n", strerror(-rc));
-            return;
+        j.cursor = -1;
+        j.end = false;
+        while (!j.end) {
+            int rc = job_wait(&j);
+            if (rc < 0) {
+                ctl_printf(o, "ERR %s\n", strerror(-rc));
+                return;
+            }
         }
     }
     log_msg(LOGL_INFO, 0, user, "control: kick: %u sessions", j.count);
@@ -428,8 +430,9 @@ static void cmd_stats(struct control *c, ctl_out *o)
     ctl_printf(o, "OK\n");
 }
 
-static void run_request(struct control *c, ctl_out *o, char *line)
+static void run_request(void *ctx, ctl_out *o, char *line)
 {
+    struct control *c = ctx;
     char *argv[4];
     int argc = ctl_split(line, argv, 4);
     const char *cmd = argc ? argv[0] : "";
@@ -457,72 +460,6 @@ static void run_request(struct control *c, ctl_out *o, char *line)
 
 /* ---- serving connections --------------------------------------------------- */
 
-struct client {
-    struct control *ctl;
-    int fd;
-};
-
-static void *client_thread(void *arg)
-{
-    struct client *cl = arg;
-    struct control *c = cl->ctl;
-    ctl_out o;
-    ctl_out_init(&o, cl->fd);
-    char line[CONTROL_MAX_REQUEST + 1];
-    uid_t peer;
-    int rc;
-    if (!control_peer_ok(cl->fd, (uid_t)-1, &peer))
-        ctl_printf(&o, "ERR permission denied: uid %u may not use the control socket\n",
-                   (unsigned)peer);
-    else if ((rc = ctl_read_request(cl->fd, line, sizeof line)) < 0)
-        ctl_printf(&o, "ERR %s\n", rc == -E2BIG ? "request too long"
-                   : rc == -EAGAIN ? "no request in time" : "no request");
-    else
-        run_request(c, &o, line);
-    ctl_flush(&o);
-    ctl_close(cl->fd);
-    free(cl);
-    pthread_mutex_lock(&c->lock);
-    c->nclients--;
-    pthread_cond_broadcast(&c->cond);
-    pthread_mutex_unlock(&c->lock);
-    return NULL;
-}
-
-static void serve_conn(struct control *c, int fd)
-{
-    ctl_timeouts(fd);
-    pthread_mutex_lock(&c->lock);
-    bool room = c->nclients < CONTROL_MAX_CLIENTS;
-    if (room)
-        c->nclients++;
-    pthread_mutex_unlock(&c->lock);
-    struct client *cl = room ? malloc(sizeof *cl) : NULL;
-    pthread_t t;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    if (cl) {
-        cl->ctl = c;
-        cl->fd = fd;
-        if (pthread_create(&t, &at, client_thread, cl) == 0) {
-            pthread_attr_destroy(&at);
-            return;
-        }
-        free(cl);
-    }
-    pthread_attr_destroy(&at);
-    if (room) {
-        pthread_mutex_lock(&c->lock);
-        c->nclients--;
-        pthread_mutex_unlock(&c->lock);
-    }
-    static const char busy[] = "ERR too many admin connections at once\n";
-    ssize_t r = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)r;
-    close(fd);
-}
-
 static void *accept_thread(void *arg)
 {
     struct control *c = arg;
@@ -541,21 +478,19 @@ static void *accept_thread(void *arg)
         if (p[1].revents & POLLIN) {
             int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
             if (fd >= 0)
-                serve_conn(c, fd);
+                ctl_clients_serve(&c->clients, fd);
         }
         if (p[2].revents) {
             handoff_msg m;
             int rc = handoff_recv(c->chan, &m);
+            bool hup = p[2].revents & (POLLHUP | POLLERR);
             if (rc == 0 && m.kind == HANDOFF_CONTROL && m.nfds == 1) {
-                serve_conn(c, m.fds[0]);
+                ctl_clients_serve(&c->clients, m.fds[0]);
             } else if (rc == 0) {
                 for (size_t i = 0; i < m.nfds; i++)
                     close(m.fds[i]);
-            } else if (rc != -EAGAIN && rc != -EPROTO) {
-                close(c->chan);     /* the supervisor is gone */
-                c->chan = -1;
-            }
-            if ((p[2].revents & (POLLHUP | POLLERR)) && c->chan >= 0 && rc == -EAGAIN) {
+            } else if (hup || (rc != -EAGAIN && rc != -EPROTO)) {
+                /* the supervisor is gone (EOF reads as -EPROTO) */
                 close(c->chan);
                 c->chan = -1;
             }
@@ -586,6 +521,8 @@ int control_start(imap_server *srv, int chan)
         return 0;
     if (pipe2(c->stop, O_CLOEXEC) < 0)
         return -errno;
+    ctl_clients_init(&c->clients, (uid_t)-1, run_request, c);
+    c->clients_on = true;
     if (pthread_create(&c->thr, NULL, accept_thread, c) != 0)
         return -EAGAIN;
     c->running = true;
@@ -603,12 +540,12 @@ void control_stop(imap_server *srv)
         pthread_join(c->thr, NULL);
         c->running = false;
     }
-    /* Requests still running finish: their jobs run even on a stopping
-     * server, and their clients' sends time out. */
-    pthread_mutex_lock(&c->lock);
-    while (c->nclients)
-        pthread_cond_wait(&c->cond, &c->lock);
-    pthread_mutex_unlock(&c->lock);
+    /* Requests still running end: their jobs run even on a stopping
+     * server, and their connections are shut down. */
+    if (c->clients_on) {
+        ctl_clients_stop(&c->clients);
+        c->clients_on = false;
+    }
     if (c->lfd >= 0) {
         close(c->lfd);
         c->lfd = -1;

@@ -1,5 +1,6 @@
 /* core/server/control_io.c — see control_io.h. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,4 +260,116 @@ int control_bind(const char *path, uid_t uid, gid_t gid)
         return rc;
     }
     return fd;
+}
+
+/* ---- the admin connections ---- */
+
+_Static_assert(CONTROL_MAX_CLIENTS <= 64, "ctl_clients.fd holds them");
+
+void ctl_clients_init(ctl_clients *cs, uid_t also_uid, ctl_handler handle, void *ctx)
+{
+    memset(cs, 0, sizeof *cs);
+    pthread_mutex_init(&cs->lock, NULL);
+    pthread_cond_init(&cs->cond, NULL);
+    for (size_t i = 0; i < sizeof cs->fd / sizeof *cs->fd; i++)
+        cs->fd[i] = -1;
+    cs->also_uid = also_uid;
+    cs->handle = handle;
+    cs->ctx = ctx;
+}
+
+struct ctl_conn {
+    ctl_clients *cs;
+    int fd;
+};
+
+static void *conn_thread(void *arg)
+{
+    struct ctl_conn *cc = arg;
+    ctl_clients *cs = cc->cs;
+    int fd = cc->fd;
+    free(cc);
+    ctl_out o;
+    ctl_out_init(&o, fd);
+    char line[CONTROL_MAX_REQUEST + 1];
+    uid_t peer;
+    int rc;
+    if (!control_peer_ok(fd, cs->also_uid, &peer))
+        ctl_printf(&o, "ERR permission denied: uid %u may not use the control socket\n",
+                   (unsigned)peer);
+    else if ((rc = ctl_read_request(fd, line, sizeof line)) < 0)
+        ctl_printf(&o, "ERR %s\n", rc == -E2BIG ? "request too long"
+                   : rc == -EAGAIN ? "no request in time" : "no request");
+    else
+        cs->handle(cs->ctx, &o, line);
+    ctl_flush(&o);
+    /* Out of the list before the close: ctl_clients_stop never touches a
+     * descriptor number that may have been reused. */
+    pthread_mutex_lock(&cs->lock);
+    for (size_t i = 0; i < sizeof cs->fd / sizeof *cs->fd; i++)
+        if (cs->fd[i] == fd)
+            cs->fd[i] = -1;
+    pthread_mutex_unlock(&cs->lock);
+    ctl_close(fd);
+    pthread_mutex_lock(&cs->lock);
+    cs->n--;
+    pthread_cond_broadcast(&cs->cond);
+    pthread_mutex_unlock(&cs->lock);
+    return NULL;
+}
+
+void ctl_clients_serve(ctl_clients *cs, int fd)
+{
+    ctl_timeouts(fd);
+    pthread_mutex_lock(&cs->lock);
+    size_t slot = sizeof cs->fd / sizeof *cs->fd;
+    if (!cs->stopping && cs->n < CONTROL_MAX_CLIENTS)
+        for (slot = 0; cs->fd[slot] >= 0; slot++)
+            ;
+    bool room = slot < sizeof cs->fd / sizeof *cs->fd;
+    if (room) {
+        cs->fd[slot] = fd;
+        cs->n++;
+    }
+    pthread_mutex_unlock(&cs->lock);
+    struct ctl_conn *cc = room ? malloc(sizeof *cc) : NULL;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    bool ok = false;
+    if (cc) {
+        cc->cs = cs;
+        cc->fd = fd;
+        ok = pthread_create(&t, &at, conn_thread, cc) == 0;
+        if (!ok)
+            free(cc);
+    }
+    pthread_attr_destroy(&at);
+    if (ok)
+        return;
+    if (room) {
+        pthread_mutex_lock(&cs->lock);
+        cs->fd[slot] = -1;
+        cs->n--;
+        pthread_mutex_unlock(&cs->lock);
+    }
+    static const char busy[] = "ERR too many admin connections at once\n";
+    ssize_t r = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)r;
+    close(fd);
+}
+
+void ctl_clients_stop(ctl_clients *cs)
+{
+    pthread_mutex_lock(&cs->lock);
+    cs->stopping = true;
+    for (size_t i = 0; i < sizeof cs->fd / sizeof *cs->fd; i++)
+        if (cs->fd[i] >= 0)
+            shutdown(cs->fd[i], SHUT_RDWR);
+    while (cs->n)
+        pthread_cond_wait(&cs->cond, &cs->lock);
+    pthread_mutex_unlock(&cs->lock);
+    pthread_mutex_destroy(&cs->lock);
+    pthread_cond_destroy(&cs->cond);
 }

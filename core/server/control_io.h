@@ -5,9 +5,11 @@
 #ifndef RINGMAIL_CORE_SERVER_CONTROL_IO_H
 #define RINGMAIL_CORE_SERVER_CONTROL_IO_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* An answer being written to fd; after the first failed write the rest is
  * dropped (err set). */
@@ -36,6 +38,29 @@ int ctl_read_request(int fd, char *line, size_t len);
 int ctl_split(char *line, char **argv, int max);
 /* The message of an unknown command or bad arguments. */
 const char *ctl_usage_error(int argc, char **argv);
+
+/* The admin connections being served, a thread each (at most
+ * CONTROL_MAX_CLIENTS).  A connection's thread checks the peer (root, our
+ * user or also_uid), reads the request and calls handle(ctx, o, line),
+ * which writes the whole answer to o. */
+typedef void (*ctl_handler)(void *ctx, ctl_out *o, char *line);
+typedef struct ctl_clients {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned n;
+    int fd[64];                 /* >= CONTROL_MAX_CLIENTS; -1 free */
+    bool stopping;
+    uid_t also_uid;
+    ctl_handler handle;
+    void *ctx;
+} ctl_clients;
+void ctl_clients_init(ctl_clients *cs, uid_t also_uid, ctl_handler handle, void *ctx);
+/* Serve fd (taken over) in a thread of its own; refused with an ERR line
+ * when too many are served already. */
+void ctl_clients_serve(ctl_clients *cs, int fd);
+/* Interrupt the connections still served (their reads and writes fail)
+ * and wait for their threads to end. */
+void ctl_clients_stop(ctl_clients *cs);
 
 /* Lines of an answer, one at a time (the supervisor reading a server). */
 typedef struct ctl_reader {

@@ -36,12 +36,10 @@ struct control_relay {
     int lfd;
     char path[108];
     unsigned n;
-    uid_t uid;                  /* the service user: served too */
     uint64_t started_ms;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
     int *chan;                  /* per slot; -1: not running */
-    unsigned nclients;
+    ctl_clients clients;
     int stop[2];
     pthread_t thr;
 };
@@ -165,8 +163,7 @@ static int key_cmp(const char *a, const char *b)
 static void merge_sorted(control_relay *r, struct src *s, ctl_out *o, bool users,
                          bool print, unsigned long long *distinct, char *err, size_t errlen)
 {
-    char last[512] = "";
-    bool have_last = false;
+    char *last = NULL;          /* users: the name written last */
     for (unsigned i = 0; i < r->n; i++)
         s[i].head = next_line(&s[i], i, o);
     for (;;) {
@@ -177,17 +174,18 @@ static void merge_sorted(control_relay *r, struct src *s, ctl_out *o, bool users
         if (best < 0)
             break;
         char *l = s[best].head;
-        if (!users || !have_last || strcmp(l, last)) {
+        if (!users || !last || strcmp(l, last)) {
             if (print)
                 ctl_printf(o, "%s\n", l);
             if (users) {
                 (*distinct)++;
-                snprintf(last, sizeof last, "%s", l);
-                have_last = true;
+                free(last);
+                last = strdup(l);   /* out of memory: a name may count twice */
             }
         }
         s[best].head = next_line(&s[best], (unsigned)best, o);
     }
+    free(last);
     for (unsigned i = 0; i < r->n && !err[0]; i++)
         if (s[i].err[0])
             snprintf(err, errlen, "%s", s[i].err);
@@ -278,8 +276,9 @@ static void merge_stats(control_relay *r, struct src *s, ctl_out *o, unsigned li
     free(sum);
 }
 
-static void relay_request(control_relay *r, ctl_out *o, char *line)
+static void relay_request(void *ctx, ctl_out *o, char *line)
 {
+    control_relay *r = ctx;
     char req[CONTROL_MAX_REQUEST + 1];
     snprintf(req, sizeof req, "%s", line);
     char *argv[4];
@@ -329,38 +328,6 @@ static void relay_request(control_relay *r, ctl_out *o, char *line)
         ctl_printf(o, "OK\n");
 }
 
-struct rclient {
-    control_relay *r;
-    int fd;
-};
-
-static void *relay_client(void *arg)
-{
-    struct rclient *cl = arg;
-    control_relay *r = cl->r;
-    ctl_out o;
-    ctl_out_init(&o, cl->fd);
-    char line[CONTROL_MAX_REQUEST + 1];
-    uid_t peer;
-    int rc;
-    if (!control_peer_ok(cl->fd, r->uid, &peer))
-        ctl_printf(&o, "ERR permission denied: uid %u may not use the control socket\n",
-                   (unsigned)peer);
-    else if ((rc = ctl_read_request(cl->fd, line, sizeof line)) < 0)
-        ctl_printf(&o, "ERR %s\n", rc == -E2BIG ? "request too long"
-                   : rc == -EAGAIN ? "no request in time" : "no request");
-    else
-        relay_request(r, &o, line);
-    ctl_flush(&o);
-    ctl_close(cl->fd);
-    free(cl);
-    pthread_mutex_lock(&r->lock);
-    r->nclients--;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->lock);
-    return NULL;
-}
-
 static void *relay_accept(void *arg)
 {
     control_relay *r = arg;
@@ -377,39 +344,8 @@ static void *relay_accept(void *arg)
         if (!(p[1].revents & POLLIN))
             continue;
         int fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ctl_timeouts(fd);
-        pthread_mutex_lock(&r->lock);
-        bool room = r->nclients < CONTROL_MAX_CLIENTS;
-        if (room)
-            r->nclients++;
-        pthread_mutex_unlock(&r->lock);
-        struct rclient *cl = room ? malloc(sizeof *cl) : NULL;
-        pthread_t t;
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        bool ok = false;
-        if (cl) {
-            cl->r = r;
-            cl->fd = fd;
-            ok = pthread_create(&t, &at, relay_client, cl) == 0;
-            if (!ok)
-                free(cl);
-        }
-        pthread_attr_destroy(&at);
-        if (ok)
-            continue;
-        if (room) {
-            pthread_mutex_lock(&r->lock);
-            r->nclients--;
-            pthread_mutex_unlock(&r->lock);
-        }
-        static const char busy[] = "ERR too many admin connections at once\n";
-        ssize_t k = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)k;
-        close(fd);
+        if (fd >= 0)
+            ctl_clients_serve(&r->clients, fd);
     }
 }
 
@@ -431,11 +367,10 @@ int control_relay_start(const char *path, uid_t uid, gid_t gid, unsigned nslots,
     for (unsigned i = 0; i < nslots; i++)
         r->chan[i] = -1;
     r->n = nslots;
-    r->uid = uid;
     r->started_ms = mono_ms();
     snprintf(r->path, sizeof r->path, "%s", path);
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->cond, NULL);
+    ctl_clients_init(&r->clients, uid, relay_request, r);
     int rc = control_bind(path, uid, gid);
     if (rc < 0)
         goto fail;
@@ -458,7 +393,7 @@ int control_relay_start(const char *path, uid_t uid, gid_t gid, unsigned nslots,
     return 0;
 fail:
     pthread_mutex_destroy(&r->lock);
-    pthread_cond_destroy(&r->cond);
+    ctl_clients_stop(&r->clients);
     free(r->chan);
     free(r);
     return rc;
@@ -496,22 +431,17 @@ void control_relay_stop(control_relay *r)
     ssize_t k = write(r->stop[1], "x", 1);
     (void)k;
     pthread_join(r->thr, NULL);
-    /* Requests running end: the servers' pairs give EOF as they stop. */
-    pthread_mutex_lock(&r->lock);
-    for (unsigned i = 0; i < r->n; i++) {
+    /* Requests running end: the servers have stopped (their pairs give
+     * EOF), and the admin connections are shut down. */
+    ctl_clients_stop(&r->clients);
+    for (unsigned i = 0; i < r->n; i++)
         if (r->chan[i] >= 0)
             close(r->chan[i]);
-        r->chan[i] = -1;
-    }
-    while (r->nclients)
-        pthread_cond_wait(&r->cond, &r->lock);
-    pthread_mutex_unlock(&r->lock);
     close(r->lfd);
     unlink(r->path);
     close(r->stop[0]);
     close(r->stop[1]);
     pthread_mutex_destroy(&r->lock);
-    pthread_cond_destroy(&r->cond);
     free(r->chan);
     free(r);
 }

@@ -11,6 +11,7 @@ import imaplib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import stat
@@ -328,6 +329,24 @@ class Control(ControlBase):
             shutil.rmtree(os.path.dirname(copy), ignore_errors=True)
         self.ctl("who")     # root still may
 
+    def test_stop_with_admin_connected(self):
+        """An admin connection that sends nothing does not hold up a
+        graceful stop (the server shuts it down)."""
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(os.path.join(self.server.mail_root, "admin.sock"))
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        self.assertEqual(self.server.stop(), 0)
+        self.assertLess(time.monotonic() - t0, 5)
+        s.close()
+        # the socket goes with the server
+        self.assertFalse(os.path.exists(os.path.join(self.server.mail_root, "admin.sock")))
+        p = self.ctl("who", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"no server running", p.stderr)
+        self.server.start()
+        self.ctl("who")
+
     def test_errors(self):
         p = self.ctl("ctl", "bogus", check=False)
         self.assertEqual(p.returncode, 1)
@@ -438,6 +457,50 @@ class ControlProcesses(ControlBase):
                           "process 1: no TLS configured, nothing to reload"])
         st = os.stat(os.path.join(self.server.mail_root, "admin.sock"))
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+
+    def pids(self):
+        lines = self.ctl("stats").stdout.decode().splitlines()
+        return {int(l.split()[1]): int(l.split()[3]) for l in lines if l.startswith("process ")}
+
+    def test_restarting_process_skipped(self):
+        """A server that is not running is left out with a note; the
+        others answer."""
+        ua, pa = self.user, self.password
+        conns, _ = self.spread([(ua, pa)], want_each=1)
+        old = self.pids()
+        self.assertEqual(sorted(old), [0, 1])
+        # a server killed soon after it started is restarted after a
+        # back-off (core/server/main_ringmaild.c): kill slot 1, then its
+        # successor at once, and ask during the back-off
+        os.kill(old[1], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while True:
+            p = self.ctl("stats")
+            now = self.pids()
+            if now.get(1, old[1]) != old[1] and not p.stderr:
+                break
+            self.assertLess(time.monotonic(), deadline, "slot 1 was not restarted")
+            time.sleep(0.02)
+        os.kill(now[1], signal.SIGKILL)
+        p = self.ctl("who")
+        self.assertIn(b"note: process 1 ", p.stderr)
+        self.assertEqual(p.stderr.count(b"\n"), 1, p.stderr)
+        rows = who_rows(p.stdout)
+        self.assertTrue(rows)
+        self.assertTrue(all(r["proc"].startswith("0.") for r in rows), rows)
+        self.assertEqual({r["user"] for r in rows}, {ua})
+        st = self.ctl("stats")
+        self.assertIn(b"note: process 1 ", st.stderr)
+        self.assertEqual(stats_dict(st.stdout)["processes"], 1)
+        # and back
+        deadline = time.monotonic() + 15
+        while True:
+            p = self.ctl("who")
+            if not p.stderr:
+                break
+            self.assertLess(time.monotonic(), deadline, "slot 1 did not come back")
+            time.sleep(0.05)
+        self.assertEqual(stats_dict(self.ctl("stats").stdout)["processes"], 2)
 
     def test_errors(self):
         p = self.ctl("ctl", "bogus", check=False)
