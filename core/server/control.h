@@ -34,12 +34,14 @@
  * worker (net_post, each worker listing its own sessions in bounded
  * slices) and waits for them, and under processes = N the supervisor, which
  * has no runtime, relays the request to every server and merges the
- * answers (control_relay.c).  A thread per admin client keeps all of this,
+ * answers (control_relay.c, in a process of its own).  A thread per admin
+ * client keeps all of this,
  * and a slow admin client, off the workers: the sessions pay only for the
  * slices their worker runs. */
 #ifndef RINGMAIL_CORE_SERVER_CONTROL_H
 #define RINGMAIL_CORE_SERVER_CONTROL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -87,17 +89,22 @@ int control_bind(const char *path, uid_t uid, gid_t gid);
 
 /* ---- processes = N: the supervisor (control_relay.c) ---- */
 
-typedef struct control_relay control_relay;
-/* Listen on path and serve every request by asking each slot's server
- * over its channel (control_relay_set) and merging the answers. */
-int control_relay_start(const char *path, uid_t uid, gid_t gid, unsigned nslots,
-                        control_relay **out);
+typedef struct control_link control_link;
+/* Bind path (0600, owned by uid/gid when not -1) and start the relay
+ * process on it, which serves every request by asking each slot's server
+ * over its channel and merging the answers.  mask: the signal mask it runs
+ * with (the supervisor's blocks the signals it reads from a signalfd). */
+int control_link_start(const char *path, uid_t uid, gid_t gid, unsigned nslots,
+                       const sigset_t *mask, control_link **out);
 /* The supervisor's end of slot's channel (taken over; -1: the slot's
  * server is not running). */
-void control_relay_set(control_relay *r, unsigned slot, int fd);
-/* In a forked server: close the relay's descriptors (no lock taken: only
- * the forking thread exists there). */
-void control_relay_forget(control_relay *r);
-void control_relay_stop(control_relay *r);
+void control_link_channel(control_link *l, unsigned slot, int fd);
+/* SIGCHLD: true when pid was the relay (then started again, unless
+ * stopping). */
+bool control_link_reaped(control_link *l, pid_t pid, int status);
+/* In a forked server: close the link's descriptors. */
+void control_link_forget(control_link *l);
+/* After the servers stopped: end the relay and wait for it. */
+void control_link_stop(control_link *l);
 
 #endif

@@ -1,9 +1,10 @@
 /* core/server/control_relay.c — the control socket under processes = N
  * (control.h).
  *
- * The supervisor binds admin_socket (one path, whatever N is) and serves
- * each admin connection in a thread: it checks the peer, reads the
- * request, and asks every running server by passing it one end of a new
+ * The supervisor binds admin_socket (one path, whatever N is) and hands it
+ * to a process of its own, the relay, which serves each admin connection
+ * in a thread: it checks the peer, reads the request, and asks every
+ * running server by passing it one end of a new
  * socketpair over the slot's control channel (HANDOFF_CONTROL), on which
  * the server answers as it would a client of its own socket.  A fresh pair
  * per request and per server means no answer can ever be mistaken for
@@ -16,14 +17,22 @@
  *
  * Why not bind the socket in every server: a Unix socket is one file,
  * which N processes cannot each bind (as for LMTP), and an answer from a
- * single process would show only its own sessions. */
+ * single process would show only its own sessions.  Why a process and not
+ * threads in the supervisor: the supervisor forks the servers, and a fork
+ * while another thread holds a lock (the allocator's, a sanitizer's) hands
+ * the child a lock nobody will release; so the supervisor stays single-
+ * threaded and tells the relay over a socket which channel each slot has
+ * (HANDOFF_CHANNEL), and starts it again should it die. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +40,8 @@
 #include "core/server/control.h"
 #include "core/server/control_io.h"
 #include "core/server/handoff.h"
+
+typedef struct control_relay control_relay;
 
 struct control_relay {
     int lfd;
@@ -125,8 +136,9 @@ static char *next_line(struct src *s, unsigned i, ctl_out *o)
     while (s->live) {
         char *l = ctl_reader_line(&s->rd);
         if (!l) {
+            /* it died (and is restarting), or took longer than the timeout:
+             * like a process that is not running, a note */
             ctl_printf(o, "# process %u stopped answering: its part is missing\n", i);
-            snprintf(s->err, sizeof s->err, "process %u stopped answering", i);
             s->live = false;
         } else if (!strncmp(l, "# ", 2)) {
             ctl_printf(o, "%s\n", l);
@@ -349,85 +361,45 @@ static void *relay_accept(void *arg)
     }
 }
 
-int control_relay_start(const char *path, uid_t uid, gid_t gid, unsigned nslots,
-                        control_relay **out)
+/* The relay process: serve admin connections on lfd (threads) while the
+ * supervisor tells over sup which channel each slot has; exit once the
+ * supervisor closes sup. */
+static int relay_main(int lfd, const char *path, uid_t also, unsigned nslots, int sup)
 {
     control_relay *r = calloc(1, sizeof *r);
-    if (!r)
-        return -ENOMEM;
-    if (strlen(path) >= sizeof r->path) {
-        free(r);
-        return -ENAMETOOLONG;
-    }
-    r->chan = malloc(nslots * sizeof *r->chan);
-    if (!r->chan) {
-        free(r);
-        return -ENOMEM;
-    }
+    int *chan = malloc(nslots * sizeof *chan);
+    if (!r || !chan || pipe2(r->stop, O_CLOEXEC) < 0)
+        return 1;
+    r->chan = chan;
     for (unsigned i = 0; i < nslots; i++)
         r->chan[i] = -1;
     r->n = nslots;
+    r->lfd = lfd;
     r->started_ms = mono_ms();
     snprintf(r->path, sizeof r->path, "%s", path);
     pthread_mutex_init(&r->lock, NULL);
-    ctl_clients_init(&r->clients, uid, relay_request, r);
-    int rc = control_bind(path, uid, gid);
-    if (rc < 0)
-        goto fail;
-    r->lfd = rc;
-    if (pipe2(r->stop, O_CLOEXEC) < 0) {
-        rc = -errno;
-        close(r->lfd);
-        unlink(path);
-        goto fail;
+    ctl_clients_init(&r->clients, also, relay_request, r);
+    if (pthread_create(&r->thr, NULL, relay_accept, r) != 0)
+        return 1;
+    for (;;) {
+        handoff_msg m;
+        int rc = handoff_recv(sup, &m);
+        if (rc == -EPROTO)
+            continue;
+        if (rc < 0)
+            break;      /* EOF: the supervisor stops (or died) */
+        if (m.kind != HANDOFF_CHANNEL || m.slot >= r->n) {
+            for (size_t i = 0; i < m.nfds; i++)
+                close(m.fds[i]);
+            continue;
+        }
+        pthread_mutex_lock(&r->lock);
+        int old = r->chan[m.slot];
+        r->chan[m.slot] = m.nfds ? m.fds[0] : -1;
+        pthread_mutex_unlock(&r->lock);
+        if (old >= 0)
+            close(old);
     }
-    if (pthread_create(&r->thr, NULL, relay_accept, r) != 0) {
-        rc = -EAGAIN;
-        close(r->stop[0]);
-        close(r->stop[1]);
-        close(r->lfd);
-        unlink(path);
-        goto fail;
-    }
-    *out = r;
-    return 0;
-fail:
-    pthread_mutex_destroy(&r->lock);
-    ctl_clients_stop(&r->clients);
-    free(r->chan);
-    free(r);
-    return rc;
-}
-
-void control_relay_set(control_relay *r, unsigned slot, int fd)
-{
-    if (!r || slot >= r->n) {
-        if (fd >= 0)
-            close(fd);
-        return;
-    }
-    pthread_mutex_lock(&r->lock);
-    int old = r->chan[slot];
-    r->chan[slot] = fd;
-    pthread_mutex_unlock(&r->lock);
-    if (old >= 0)
-        close(old);
-}
-
-void control_relay_forget(control_relay *r)
-{
-    for (unsigned i = 0; i < r->n; i++)
-        if (r->chan[i] >= 0)
-            close(r->chan[i]);
-    close(r->lfd);
-    close(r->stop[0]);
-    close(r->stop[1]);
-}
-
-void control_relay_stop(control_relay *r)
-{
-    if (!r)
-        return;
     ssize_t k = write(r->stop[1], "x", 1);
     (void)k;
     pthread_join(r->thr, NULL);
@@ -441,7 +413,178 @@ void control_relay_stop(control_relay *r)
     unlink(r->path);
     close(r->stop[0]);
     close(r->stop[1]);
+    close(sup);
     pthread_mutex_destroy(&r->lock);
     free(r->chan);
     free(r);
+    return 0;
+}
+
+/* ---- the supervisor's side ---- */
+
+struct control_link {
+    char path[108];
+    uid_t uid;
+    gid_t gid;
+    unsigned n;
+    int *chan;                  /* the supervisor's copies, to restart the relay */
+    sigset_t mask;              /* the signal mask the relay runs with */
+    pid_t pid;                  /* the relay process; 0 none */
+    int sock;                   /* to it */
+    bool stopping;
+};
+
+/* Close every descriptor from 3 up but keep[0..n) (sorted). */
+static void close_all_but(const int *keep, size_t n)
+{
+    unsigned from = 3;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned)keep[i] > from)
+            close_range(from, (unsigned)keep[i] - 1, 0);
+        if ((unsigned)keep[i] >= from)
+            from = (unsigned)keep[i] + 1;
+    }
+    close_range(from, ~0u, 0);
+}
+
+static int link_spawn(control_link *l)
+{
+    int lfd = control_bind(l->path, l->uid, l->gid);
+    if (lfd < 0)
+        return lfd;
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+        int rc = -errno;
+        close(lfd);
+        unlink(l->path);
+        return rc;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int rc = -errno;
+        close(lfd);
+        unlink(l->path);
+        close(sp[0]);
+        close(sp[1]);
+        return rc;
+    }
+    if (pid == 0) {
+        /* Nothing of the supervisor's: not its listening sockets (a
+         * duplicate would keep a socket the supervisor closes open), not
+         * the servers' channels (it gets its own copies below). */
+        int keep[2] = {lfd < sp[1] ? lfd : sp[1], lfd < sp[1] ? sp[1] : lfd};
+        close_all_but(keep, 2);
+        signal(SIGHUP, SIG_IGN);    /* the supervisor's business */
+        signal(SIGINT, SIG_IGN);
+        signal(SIGPIPE, SIG_IGN);
+        sigprocmask(SIG_SETMASK, &l->mask, NULL);
+        prctl(PR_SET_NAME, "ringmaild-ctl");
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() == 1)
+            _exit(1);
+        _exit(relay_main(lfd, l->path, l->uid, l->n, sp[1]));
+    }
+    close(lfd);
+    close(sp[1]);
+    l->pid = pid;
+    l->sock = sp[0];
+    for (unsigned i = 0; i < l->n; i++)
+        if (l->chan[i] >= 0)
+            handoff_send_channel(l->sock, i, l->chan[i]);
+    return 0;
+}
+
+int control_link_start(const char *path, uid_t uid, gid_t gid, unsigned nslots,
+                       const sigset_t *mask, control_link **out)
+{
+    control_link *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    l->chan = malloc(nslots * sizeof *l->chan);
+    if (!l->chan || strlen(path) >= sizeof l->path) {
+        int rc = l->chan ? -ENAMETOOLONG : -ENOMEM;
+        free(l->chan);
+        free(l);
+        return rc;
+    }
+    for (unsigned i = 0; i < nslots; i++)
+        l->chan[i] = -1;
+    snprintf(l->path, sizeof l->path, "%s", path);
+    l->uid = uid;
+    l->gid = gid;
+    l->n = nslots;
+    l->mask = *mask;
+    l->sock = -1;
+    int rc = link_spawn(l);
+    if (rc < 0) {
+        free(l->chan);
+        free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+void control_link_channel(control_link *l, unsigned slot, int fd)
+{
+    if (!l || slot >= l->n) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    if (l->chan[slot] >= 0)
+        close(l->chan[slot]);
+    l->chan[slot] = fd;
+    int rc = l->sock >= 0 ? handoff_send_channel(l->sock, slot, fd) : 0;
+    if (rc < 0)
+        log_msg(LOGL_WARN, 0, NULL, "supervisor: the control relay missed server %u's "
+                "channel: %s", slot, strerror(-rc));
+}
+
+bool control_link_reaped(control_link *l, pid_t pid, int st)
+{
+    if (!l || pid != l->pid)
+        return false;
+    l->pid = 0;
+    close(l->sock);
+    l->sock = -1;
+    if (l->stopping)
+        return true;
+    log_msg(LOGL_ERROR, 0, NULL, "supervisor: the control socket's process (pid %d) died "
+            "(status %d); starting it again", (int)pid, st);
+    int rc = link_spawn(l);
+    if (rc < 0)
+        log_msg(LOGL_ERROR, 0, NULL, "supervisor: no control socket any more: %s",
+                strerror(-rc));
+    return true;
+}
+
+void control_link_forget(control_link *l)
+{
+    if (!l)
+        return;
+    for (unsigned i = 0; i < l->n; i++)
+        if (l->chan[i] >= 0)
+            close(l->chan[i]);
+    if (l->sock >= 0)
+        close(l->sock);
+}
+
+void control_link_stop(control_link *l)
+{
+    if (!l)
+        return;
+    l->stopping = true;
+    if (l->sock >= 0)
+        close(l->sock);     /* the relay's cue to end */
+    l->sock = -1;
+    if (l->pid > 0) {
+        int st;
+        while (waitpid(l->pid, &st, 0) < 0 && errno == EINTR)
+            ;
+    }
+    for (unsigned i = 0; i < l->n; i++)
+        if (l->chan[i] >= 0)
+            close(l->chan[i]);
+    free(l->chan);
+    free(l);
 }

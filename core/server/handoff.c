@@ -68,6 +68,12 @@ int handoff_send_conn(int sock, unsigned slot, int fd)
     return send_one(sock, &w, &fd, 1, MSG_DONTWAIT);
 }
 
+int handoff_send_channel(int sock, unsigned slot, int fd)
+{
+    struct wire w = {.kind = HANDOFF_CHANNEL, .slot = slot, .total = fd >= 0};
+    return send_one(sock, &w, &fd, fd >= 0, MSG_DONTWAIT);
+}
+
 int handoff_recv(int sock, handoff_msg *m)
 {
     union {
@@ -84,6 +90,8 @@ int handoff_recv(int sock, handoff_msg *m)
     while (r < 0 && errno == EINTR);
     if (r < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (r == 0)
+        return -EPIPE;
     memset(m, 0, sizeof *m);
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
@@ -101,6 +109,7 @@ int handoff_recv(int sock, handoff_msg *m)
     bool ok = r == (ssize_t)sizeof w && !(mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
               (w.kind == HANDOFF_UP ? m->nfds == 0
                : w.kind == HANDOFF_CONTROL ? m->nfds == 1
+               : w.kind == HANDOFF_CHANNEL ? m->nfds <= 1
                : w.kind == HANDOFF_FDS && w.first <= w.total && m->nfds <= w.total - w.first);
     if (!ok) {
         for (size_t i = 0; i < m->nfds; i++)

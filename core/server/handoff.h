@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-enum { HANDOFF_UP = 1, HANDOFF_FDS = 2, HANDOFF_CONTROL = 3 };
+enum { HANDOFF_UP = 1, HANDOFF_FDS = 2, HANDOFF_CONTROL = 3, HANDOFF_CHANNEL = 4 };
 /* fds per message: under the kernel's SCM_MAX_FD (253) */
 #define HANDOFF_CHUNK 200
 /* sockets a slot may hand over: listeners × workers, with room */
@@ -31,8 +31,12 @@ int handoff_send_fds(int sock, unsigned slot, const int *fds, size_t n);
  * (fd, one end of a socketpair) to serve as if accepted on admin_socket
  * (control.h).  Never blocks: -EAGAIN when the server is not reading. */
 int handoff_send_conn(int sock, unsigned slot, int fd);
+/* Supervisor -> its control relay (control_relay.c): slot's channel is fd
+ * (-1: the slot has no server now).  Never blocks. */
+int handoff_send_channel(int sock, unsigned slot, int fd);
 /* The next message: 0, -EAGAIN when none waits (sock is non-blocking),
- * -EPROTO for one that is not ours (its fds closed), other -errno. */
+ * -EPROTO for one that is not ours (its fds closed), -EPIPE at EOF, other
+ * -errno. */
 int handoff_recv(int sock, handoff_msg *m);
 
 #endif

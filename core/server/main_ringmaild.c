@@ -447,14 +447,14 @@ static void drop_lfds(struct child *c)
 }
 
 /* The supervisor's control socket relay (NULL: admin_socket off). */
-static control_relay *the_relay;
+static control_link *the_link;
 
 static pid_t spawn(const config *cfg, struct child *ch, unsigned n, unsigned slot, int sfd,
                    int ready[2], const sigset_t *oldmask)
 {
     struct child *c = &ch[slot];
     int ctl[2] = {-1, -1};
-    if (the_relay && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
+    if (the_link && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
         log_msg(LOGL_WARN, 0, NULL, "supervisor: no control channel for server %u: %s", slot,
                 strerror(errno));
     pid_t pid = fork();
@@ -471,8 +471,7 @@ static pid_t spawn(const config *cfg, struct child *ch, unsigned n, unsigned slo
                               .lfds = c->lfds, .nlfds = c->nlfds, .ctl = ctl[1]};
         if (ctl[0] >= 0)
             close(ctl[0]);
-        if (the_relay)
-            control_relay_forget(the_relay);
+        control_link_forget(the_link);
         close(sfd);
         close(ready[0]);
         for (unsigned i = 0; i < n; i++)    /* other slots' sockets are theirs */
@@ -487,7 +486,7 @@ static pid_t spawn(const config *cfg, struct child *ch, unsigned n, unsigned slo
     c->pid = pid;
     if (ctl[0] >= 0) {
         close(ctl[1]);
-        control_relay_set(the_relay, slot, ctl[0]);
+        control_link_channel(the_link, slot, ctl[0]);
     }
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     log_msg(LOGL_INFO, 0, NULL, "supervisor: started server %u, pid %d", slot, (int)pid);
@@ -649,8 +648,7 @@ static void sup_child_ended(supervisor *sv, pid_t pid, int st)
     if (i == sv->n)
         return;
     sv->ch[i].pid = 0;
-    if (the_relay)
-        control_relay_set(the_relay, i, -1);
+    control_link_channel(the_link, i, -1);
     bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (sv->stopping) {
         if (!clean)
@@ -683,7 +681,8 @@ static void sup_signal(supervisor *sv, int sig)
         int st;
         pid_t pid;
         while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-            sup_child_ended(sv, pid, st);
+            if (!control_link_reaped(the_link, pid, st))
+                sup_child_ended(sv, pid, st);
     }
 }
 
@@ -720,7 +719,7 @@ static int supervise(const config *cfg, unsigned n)
         return 1;
     }
     int arc;
-    if (apath[0] && (arc = control_relay_start(apath, auid, agid, n, &the_relay)) < 0 &&
+    if (apath[0] && (arc = control_link_start(apath, auid, agid, n, &sv.oldmask, &the_link)) < 0 &&
         admin_socket_failed(apath, arc, dflt) < 0) {
         free(sv.ch);
         return 1;
@@ -751,8 +750,8 @@ static int supervise(const config *cfg, unsigned n)
             sup_signal(&sv, (int)si.ssi_signo);
     }
     log_msg(LOGL_INFO, 0, NULL, "supervisor: all servers stopped");
-    control_relay_stop(the_relay);
-    the_relay = NULL;
+    control_link_stop(the_link);
+    the_link = NULL;
     for (unsigned i = 0; i < n; i++)
         drop_lfds(&sv.ch[i]);
     free(sv.ch);

@@ -502,6 +502,40 @@ class ControlProcesses(ControlBase):
             time.sleep(0.05)
         self.assertEqual(stats_dict(self.ctl("stats").stdout)["processes"], 2)
 
+    def test_relay_restarted(self):
+        """The supervisor's control relay (a process of its own) is started
+        again when it dies, on the same path."""
+        sup = self.server.proc.pid
+
+        def relays():
+            with open("/proc/%d/task/%d/children" % (sup, sup)) as f:
+                kids = [int(x) for x in f.read().split()]
+            out = []
+            for k in kids:
+                try:
+                    with open("/proc/%d/comm" % k) as f:
+                        if f.read().strip() == "ringmaild-ctl":
+                            out.append(k)
+                except OSError:
+                    pass
+            return out
+        first = relays()
+        self.assertEqual(len(first), 1, first)
+        self.ctl("who")
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while True:
+            p = self.ctl("who", check=False)
+            if p.returncode == 0:
+                break
+            self.assertLess(time.monotonic(), deadline, p.stderr)
+            time.sleep(0.05)
+        now = relays()
+        self.assertEqual(len(now), 1, now)
+        self.assertNotEqual(now, first)
+        self.assertEqual(stats_dict(self.ctl("stats").stdout)["processes"], 2)
+        self.assertIn("control socket's process", self.server.stderr_since(self.log_offset))
+
     def test_errors(self):
         p = self.ctl("ctl", "bogus", check=False)
         self.assertEqual(p.returncode, 1)
