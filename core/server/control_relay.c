@@ -25,6 +25,7 @@
  * (HANDOFF_CHANNEL), and starts it again should it die. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -459,6 +460,7 @@ static int link_spawn(control_link *l)
         unlink(l->path);
         return rc;
     }
+    pid_t sup = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         int rc = -errno;
@@ -479,7 +481,15 @@ static int link_spawn(control_link *l)
         signal(SIGPIPE, SIG_IGN);
         sigprocmask(SIG_SETMASK, &l->mask, NULL);
         prctl(PR_SET_NAME, "ringmaild-ctl");
-        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() == 1)
+        /* It reads what admin clients send: no need for root, so not as
+         * root; the servers' user (who may use the socket anyway). */
+        if (l->uid != (uid_t)-1 && geteuid() == 0) {
+            gid_t g = l->gid != (gid_t)-1 ? l->gid : (gid_t)l->uid;
+            if (setgroups(1, &g) < 0 || setgid(g) < 0 || setuid(l->uid) < 0)
+                _exit(1);
+        }
+        /* after the uid change, which clears it */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != sup)
             _exit(1);
         _exit(relay_main(lfd, l->path, l->uid, l->n, sp[1]));
     }

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmail_server as rs  # noqa: E402
@@ -545,7 +546,66 @@ class ControlProcesses(ControlBase):
         self.assertIn(b"usage: who [USER]", p.stderr)
 
 
-parametrize(globals(), Control, ControlProcesses)
+class ControlServiceUser(ControlBase):
+    """Started as root with user = nobody: the socket belongs to nobody,
+    which may use it (as may root); the supervisor's relay runs as nobody
+    too."""
+    server_options = {"user": "nobody"}
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root (to start ringmaild as root)")
+        super().setUpClass()
+
+    @classmethod
+    def prepare_server(cls, server):
+        nobody = pwd.getpwnam("nobody")
+        for d in (os.path.dirname(server.tmp), server.tmp):
+            os.chmod(d, stat.S_IMODE(os.stat(d).st_mode) | 0o111)
+        os.chown(server.mail_root, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(server.passwd, 0o644)
+
+    def uids(self, pid):
+        with open("/proc/%d/status" % pid) as f:
+            return [int(x) for l in f if l.startswith("Uid:") for x in l.split()[1:]]
+
+    def test_owner_and_users(self):
+        nobody = pwd.getpwnam("nobody")
+        path = os.path.join(self.server.mail_root, "admin.sock")
+        st = os.stat(path)
+        self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (nobody.pw_uid, 0o600))
+        self.ok(self.login(), "NOOP")
+        rows = self.who()
+        self.assertEqual([r["user"] for r in rows], [self.user])
+        # the service user may use the socket
+        copy = os.path.join(tempfile.mkdtemp(prefix="ctl-admin."), "ringmail-admin")
+        shutil.copy(rs.ADMIN, copy)
+        os.chmod(os.path.dirname(copy), 0o755)
+        try:
+            p = subprocess.run(["setpriv", "--reuid=%d" % nobody.pw_uid,
+                                "--regid=%d" % nobody.pw_gid, "--clear-groups", copy,
+                                "-c", "/dev/null", "-o", "mail_root=" + self.server.mail_root,
+                                "who"], capture_output=True, timeout=30)
+        finally:
+            shutil.rmtree(os.path.dirname(copy), ignore_errors=True)
+        self.assertEqual(p.returncode, 0, p)
+        self.assertEqual(len(who_rows(p.stdout)), 1)
+        # no process of the server, the relay included, runs as root
+        sup = self.server.proc.pid
+        with open("/proc/%d/task/%d/children" % (sup, sup)) as f:
+            kids = [int(x) for x in f.read().split()]
+        # processes = 2: two servers and the relay; else the server itself
+        self.assertEqual(len(kids), 3 if "processes" in self.server_options else 0)
+        for k in kids or [sup]:
+            self.assertEqual(set(self.uids(k)), {nobody.pw_uid}, k)
+
+
+class ControlServiceUserProcesses(ControlServiceUser):
+    server_options = {"user": "nobody", "processes": "2"}
+
+
+parametrize(globals(), Control, ControlProcesses, ControlServiceUser, ControlServiceUserProcesses)
 
 if __name__ == "__main__":
     main()
