@@ -126,8 +126,46 @@ class ControlBase(ServerTestCase):
         return bye
 
 
+BULK_USER, BULK_PW = "user59", "pw59-secret"     # never handed out by setUp
+BULK_N, BULK_SIZE = 800, 25000      # 20 MB: far more than the socket buffers hold
+
+
+def bulk_msg(i):
+    head = b"From: a@example.org\r\nSubject: bulk %d\r\n\r\n" % i
+    return head + (b"x" * 78 + b"\r\n") * ((BULK_SIZE - len(head)) // 80)
+
+
 class Control(ControlBase):
     server_tls = True
+    # a command that answers a lot stays running while the client does not
+    # read (core/server/session.c: max_output_buffer)
+    server_options = {"max_output_buffer": "65536"}
+
+    @classmethod
+    def prepare_server(cls, server):
+        server.import_mbox(BULK_USER, "INBOX", [bulk_msg(i) for i in range(BULK_N)])
+
+    def test_kick_after_command(self):
+        """A session kicked while its command runs gets the whole answer,
+        then the BYE."""
+        c = self.login(BULK_USER, BULK_PW, select="INBOX")
+        c.send("f1 FETCH 1:* BODY.PEEK[]\r\n")
+        time.sleep(0.5)     # the server is now waiting for us to read
+        self.assertEqual(self.ctl("kick", BULK_USER).stdout.decode().split(), ["kicked", "1"])
+        fetched = 0
+        while True:
+            r = c.read(timeout=30)
+            if r.tag == "f1":
+                self.assertTrue(r.raw.startswith(b"f1 OK"), r.raw[:200])
+                break
+            self.assertFalse(r.raw.startswith(b"* BYE"), "BYE in the middle of FETCH")
+            if b" FETCH (" in r.raw[:40]:
+                fetched += 1
+        self.assertEqual(fetched, BULK_N)
+        bye = self.read_bye(c)
+        self.assertIsNotNone(bye, c.last())
+        self.assertTrue(bye.startswith(b"* BYE [UNAVAILABLE]"), bye)
+        self.assertTrue(c.wait_closed())
 
     def test_who(self):
         self.wait_sessions(0, "no session at the start")
