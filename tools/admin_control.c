@@ -89,12 +89,15 @@ static int control_request(admin_ctx *ctx, const char *req, const char *header)
     char *buf = NULL;
     size_t cap = 0;
     ssize_t k;
-    if (header)
-        fputs(header, stdout);
+    /* the header goes with the first line, or the OK: not before an error */
     while (ret < 0 && (k = getline(&buf, &cap, in)) > 0) {
         if (buf[k - 1] != '\n')
             break;      /* cut short */
         buf[k - 1] = '\0';
+        if (header && (!strcmp(buf, "OK") || strncmp(buf, "ERR", 3))) {
+            fputs(header, stdout);
+            header = NULL;
+        }
         if (!strcmp(buf, "OK")) {
             ret = ADMIN_OK;
         } else if (!strncmp(buf, "ERR", 3)) {

@@ -198,8 +198,10 @@ class Control(ControlBase):
         # the idle time is the time since the last command
         time.sleep(1.2)
         a.noop()
+        t = time.monotonic()
         rows = {r["addr"]: r for r in self.who()}
-        self.assertEqual(rows[local_addr(imaplib_sock(a))]["idle_s"], 0)
+        since = time.monotonic() - t       # a loaded machine may take a while
+        self.assertLessEqual(rows[local_addr(imaplib_sock(a))]["idle_s"], int(since))
         self.assertGreaterEqual(rows[local_addr(imaplib_sock(b))]["idle_s"], 1)
         # one user's sessions
         only = self.who(ub)
@@ -357,7 +359,7 @@ class Control(ControlBase):
                 p = as_nobody("who")
                 self.assertEqual(p.returncode, 1, p)
                 self.assertIn(b"permission denied: uid %d" % nobody.pw_uid, p.stderr)
-                self.assertEqual(p.stdout.count(b"\n"), 1, p.stdout)    # the header only
+                self.assertEqual(p.stdout, b"")     # not even the header
                 p = as_nobody("kick", self.user)
                 self.assertEqual(p.returncode, 1, p)
             finally:
