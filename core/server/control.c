@@ -490,7 +490,7 @@ static void *accept_thread(void *arg)
                 for (size_t i = 0; i < m.nfds; i++)
                     close(m.fds[i]);
             } else if (hup || (rc != -EAGAIN && rc != -EPROTO)) {
-                /* the supervisor is gone (EOF reads as -EPROTO) */
+                /* the supervisor is gone (EOF: -EPIPE) */
                 close(c->chan);
                 c->chan = -1;
             }
