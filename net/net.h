@@ -107,6 +107,8 @@ int net_server_listen_unix(net_server *s, const char *path, unsigned mode);
 int net_server_tag(net_server *s, int tag);
 /* Start the workers (threads).  Returns once they are running. */
 int net_server_start(net_server *s);
+/* How many workers (threads) the server has: net_conn_worker's bound. */
+unsigned net_server_workers(const net_server *s);
 /* Which backend the workers use (after start). */
 net_backend net_server_backend(const net_server *s);
 /* Ask for a graceful stop; async-signal-safe.  on_shutdown is called for
@@ -218,8 +220,6 @@ typedef struct net_stats {
     _Atomic uint64_t bytes_in, bytes_out, accepted;
 } net_stats;
 int net_server_set_stats(net_server *s, unsigned w, net_stats *st);
-/* Worker threads the server runs (after net_server_new). */
-unsigned net_server_workers(const net_server *s);
 
 /* From any thread: have on_wake run for the connection on its worker, if
  * it still exists.  Wakes for the same connection may be coalesced. */

@@ -105,6 +105,13 @@ int admin_cmd_mailbox_delete(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_mailbox_rename(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_mailbox_status(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_stats(admin_ctx *ctx, int argc, char **argv);
+/* admin_control.c: requests to the running server's control socket */
+int admin_cmd_who(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_kick(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_reload(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_flush_auth_cache(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_stats_any(admin_ctx *ctx, int argc, char **argv);    /* stats [USER] */
+int admin_cmd_control(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_quota(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_import(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_export(admin_ctx *ctx, int argc, char **argv);

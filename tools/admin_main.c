@@ -45,6 +45,17 @@ static const char usage_text[] =
 "                                    exit status 1 if problems remain\n"
 "  config                            print the effective configuration\n"
 "\n"
+"The running server (its control socket, admin_socket; root or its user):\n"
+"  who [USER]                        sessions, sorted by user: address, TLS,\n"
+"                                    compression, state, mailbox, idle time, IDLE,\n"
+"                                    process.worker, age (TAB-separated)\n"
+"  kick USER                         USER's sessions get * BYE [UNAVAILABLE]\n"
+"  reload                            what SIGHUP does: re-read the certificates\n"
+"  flush-auth-cache                  forget the verified passwords\n"
+"  stats                             live numbers: sessions by state, TLS, IDLE,\n"
+"                                    users, processes, auth cache\n"
+"  ctl REQUEST...                    send a raw request (core/server/control.h)\n"
+"\n"
 "Options:\n"
 "  -c CONFIG      configuration file (default: $RINGMAIL_CONFIG, else\n"
 "                 " CONFIG_DEFAULT_PATH " if it exists)\n"
@@ -102,7 +113,7 @@ static const struct admin_command commands[] = {
     { "mailbox", "delete", admin_cmd_mailbox_delete },
     { "mailbox", "rename", admin_cmd_mailbox_rename },
     { "mailbox", "status", admin_cmd_mailbox_status },
-    { NULL, "stats", admin_cmd_stats },
+    { NULL, "stats", admin_cmd_stats_any },
     { NULL, "quota", admin_cmd_quota },
     { NULL, "import", admin_cmd_import },
     { NULL, "export", admin_cmd_export },
@@ -114,6 +125,11 @@ static const struct admin_command commands[] = {
     { "user", "del", admin_cmd_user_del },
     { "user", "list", admin_cmd_user_list },
     { NULL, "config", cmd_config },
+    { NULL, "who", admin_cmd_who },
+    { NULL, "kick", admin_cmd_kick },
+    { NULL, "reload", admin_cmd_reload },
+    { NULL, "flush-auth-cache", admin_cmd_flush_auth_cache },
+    { NULL, "ctl", admin_cmd_control },
 };
 
 static const struct admin_command *find_command(int argc, char **argv,

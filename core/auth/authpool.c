@@ -490,6 +490,21 @@ size_t authcache_size(authcache *c)
     return n;
 }
 
+size_t authcache_flush(authcache *c)
+{
+    if (!c || !c->ttl)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->count;
+    memset(c->e, 0, c->max * sizeof *c->e);
+    for (size_t i = 0; i < c->nbuckets; i++)
+        c->bucket[i] = -1;
+    c->count = 0;
+    c->ring = 0;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
 static int verify_cached(authcache *c, passwd_db *db, const char *user,
                          const char *password, unsigned *answer_delay_ms)
 {

@@ -97,6 +97,10 @@ bool authcache_lookup(authcache *c, const char *user, const char *password,
 void authcache_insert(authcache *c, const char *user, const char *password,
                       uint64_t generation);
 size_t authcache_size(authcache *c);
+/* Drop every entry (the control socket's flush-auth-cache): the next login
+ * of everyone is checked against the passwd-file again.  Returns how many
+ * entries went. */
+size_t authcache_flush(authcache *c);
 /* passwd_verify with the cache in front (c may be NULL).  Same results as
  * passwd_verify; slow on a miss: call it on the pool. */
 int authcache_verify(authcache *c, passwd_db *db, const char *user,

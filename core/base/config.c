@@ -40,6 +40,10 @@ static const config_key config_table[] = {
     { "lmtp_socket_group", CONFIG_STR, "", NULL, 0, 0,
       "group the LMTP Unix sockets belong to (e.g. postfix, with lmtp_socket_mode = 0660); "
       "empty = the group ringmaild starts as" },
+    { "admin_socket", CONFIG_STR, "admin.sock", NULL, 0, 0,
+      "the control socket ringmail-admin's who, kick, reload, flush-auth-cache and stats "
+      "use (a Unix socket, mode 0600, for root and the server's user); a relative path is "
+      "under mail_root; empty = none" },
     { "lmtp_user_domain", CONFIG_ENUM, "strip", "strip|keep", 0, 0,
       "LMTP recipients: user names are local parts (strip) or whole addresses (keep)" },
     { "recipient_delimiter", CONFIG_STR, "+", NULL, 0, 0,
@@ -471,6 +475,19 @@ const char *config_get(const config *cfg, const char *key)
         return NULL;
     const char *v = cfg->entries[i].value;
     return v ? v : config_table[i].def;
+}
+
+int config_admin_socket(const config *cfg, char *buf, size_t len)
+{
+    const char *v = config_get(cfg, "admin_socket");
+    int n;
+    if (!v || !*v)
+        n = snprintf(buf, len, "%s", "");
+    else if (v[0] == '/')
+        n = snprintf(buf, len, "%s", v);
+    else
+        n = snprintf(buf, len, "%s/%s", config_get(cfg, "mail_root"), v);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
 const char *config_source(const config *cfg, const char *key)

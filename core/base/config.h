@@ -95,6 +95,9 @@ int config_load(config *cfg, const char *path, const char *const *overrides,
 /* The value of a known key, owned by cfg and valid until that key is set
  * again or cfg is freed; NULL for an unknown key (a programming error). */
 const char *config_get(const config *cfg, const char *key);
+/* The control socket's path (admin_socket; a relative one is under
+ * mail_root) in buf, "" when it is off.  -ENAMETOOLONG if it does not fit. */
+int config_admin_socket(const config *cfg, char *buf, size_t len);
 /* Where the value came from: "default", "PATH:LINE" or "-o". */
 const char *config_source(const config *cfg, const char *key);
 

@@ -16,7 +16,7 @@ struct wire {
     uint32_t kind, slot, first, total;
 };
 
-static int send_one(int sock, const struct wire *w, const int *fds, size_t n)
+static int send_one(int sock, const struct wire *w, const int *fds, size_t n, int flags)
 {
     union {
         struct cmsghdr h;
@@ -36,7 +36,7 @@ static int send_one(int sock, const struct wire *w, const int *fds, size_t n)
     }
     ssize_t r;
     do
-        r = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        r = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
     while (r < 0 && errno == EINTR);
     return r < 0 ? -errno : 0;
 }
@@ -44,13 +44,13 @@ static int send_one(int sock, const struct wire *w, const int *fds, size_t n)
 int handoff_send_up(int sock, unsigned slot)
 {
     struct wire w = {.kind = HANDOFF_UP, .slot = slot};
-    return send_one(sock, &w, NULL, 0);
+    return send_one(sock, &w, NULL, 0, 0);
 }
 
 int handoff_send_reloaded(int sock, unsigned slot)
 {
     struct wire w = {.kind = HANDOFF_RELOADED, .slot = slot};
-    return send_one(sock, &w, NULL, 0);
+    return send_one(sock, &w, NULL, 0, 0);
 }
 
 int handoff_send_fds(int sock, unsigned slot, const int *fds, size_t n)
@@ -60,12 +60,24 @@ int handoff_send_fds(int sock, unsigned slot, const int *fds, size_t n)
     do {
         size_t k = n - at < HANDOFF_CHUNK ? n - at : HANDOFF_CHUNK;
         w.first = (uint32_t)at;
-        int rc = send_one(sock, &w, fds + at, k);
+        int rc = send_one(sock, &w, fds + at, k, 0);
         if (rc < 0)
             return rc;
         at += k;
     } while (at < n);
     return 0;
+}
+
+int handoff_send_conn(int sock, unsigned slot, int fd)
+{
+    struct wire w = {.kind = HANDOFF_CONTROL, .slot = slot, .total = 1};
+    return send_one(sock, &w, &fd, 1, MSG_DONTWAIT);
+}
+
+int handoff_send_channel(int sock, unsigned slot, int fd)
+{
+    struct wire w = {.kind = HANDOFF_CHANNEL, .slot = slot, .total = fd >= 0};
+    return send_one(sock, &w, &fd, fd >= 0, MSG_DONTWAIT);
 }
 
 int handoff_recv(int sock, handoff_msg *m)
@@ -84,6 +96,8 @@ int handoff_recv(int sock, handoff_msg *m)
     while (r < 0 && errno == EINTR);
     if (r < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (r == 0)
+        return -EPIPE;
     memset(m, 0, sizeof *m);
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
@@ -100,6 +114,8 @@ int handoff_recv(int sock, handoff_msg *m)
     }
     bool ok = r == (ssize_t)sizeof w && !(mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
               (w.kind == HANDOFF_UP || w.kind == HANDOFF_RELOADED ? m->nfds == 0
+               : w.kind == HANDOFF_CONTROL ? m->nfds == 1
+               : w.kind == HANDOFF_CHANNEL ? m->nfds <= 1
                : w.kind == HANDOFF_FDS && w.first <= w.total && m->nfds <= w.total - w.first);
     if (!ok) {
         for (size_t i = 0; i < m->nfds; i++)

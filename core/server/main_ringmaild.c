@@ -50,6 +50,7 @@
 #include "core/auth/authpool.h"
 #include "core/base/config.h"
 #include "core/base/log.h"
+#include "core/server/control.h"
 #include "core/server/handoff.h"
 #include "core/server/metrics.h"
 #include "core/server/server.h"
@@ -82,20 +83,16 @@ static void *signal_thread(void *arg)
         int sig;
         if (sigwait(&sc->set, &sig) != 0)
             continue;
-        if (sig == SIGHUP) {
-            char err[256] = "";
+        if (sig == SIGHUP) {    /* the control socket's reload does the same */
+            char msg[300];
             if (sc->notify)
                 notify_reloading();
-            if (!sc->tls)
-                log_msg(LOGL_INFO, 0, NULL, "SIGHUP: no TLS configured, nothing to reload");
-            else if (net_tls_reload(sc->tls, err, sizeof err) < 0)
-                log_msg(LOGL_ERROR, 0, NULL, "SIGHUP: certificates not reloaded: %s", err);
-            else
-                log_msg(LOGL_INFO, 0, NULL, "SIGHUP: certificates reloaded");
+            int rc = control_reload(sc->tls, msg, sizeof msg);
+            log_msg(rc < 0 ? LOGL_ERROR : LOGL_INFO, 0, NULL, "SIGHUP: %s", msg);
             /* A failed reload keeps the old certificates and serves on:
              * READY either way, the log says which. */
             if (sc->notify)
-                sd_notifyf(0, "READY=1\nSTATUS=serving; %s", err[0] ? "reload failed, see the log"
+                sd_notifyf(0, "READY=1\nSTATUS=serving; %s", rc < 0 ? "reload failed, see the log"
                                                                      : "reloaded");
             if (sc->sup_sock >= 0)  /* the supervisor says READY=1 once all have */
                 handoff_send_reloaded(sc->sup_sock, sc->slot);
@@ -237,6 +234,49 @@ static int drop_privileges(const config *cfg)
     return 0;
 }
 
+/* The user the servers run as (`user`, when started as root): the owner
+ * of the control socket, and a peer it serves.  -1 when there is none. */
+static void service_ids(const config *cfg, uid_t *uid, gid_t *gid)
+{
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
+    const char *user = config_get(cfg, "user"), *group = config_get(cfg, "group");
+    struct passwd *pw = geteuid() == 0 && *user ? getpwnam(user) : NULL;
+    if (!pw)
+        return;
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    struct group *gr = *group ? getgrnam(group) : NULL;
+    if (gr)
+        *gid = gr->gr_gid;
+}
+
+/* admin_socket's path; "" when off.  An explicit setting that cannot be
+ * used stops the start; the default only costs a warning (two servers on
+ * one mail_root, a mail_root path too long for a socket). */
+static int admin_socket_path(const config *cfg, char *buf, size_t len, bool *dflt)
+{
+    *dflt = !strcmp(config_source(cfg, "admin_socket"), "default");
+    if (config_admin_socket(cfg, buf, len) < 0) {
+        fprintf(stderr, "ringmaild: admin_socket: the path is too long for a Unix socket\n");
+        buf[0] = '\0';
+        return *dflt ? 0 : -ENAMETOOLONG;
+    }
+    return 0;
+}
+
+static int admin_socket_failed(const char *path, int rc, bool dflt)
+{
+    if (dflt) {
+        log_msg(LOGL_WARN, 0, NULL, "no control socket: cannot listen on %s: %s", path,
+                rc == -EADDRINUSE ? "another server answers there" : strerror(-rc));
+        return 0;
+    }
+    fprintf(stderr, "ringmaild: cannot listen (admin_socket) on %s: %s\n", path,
+            rc == -EADDRINUSE ? "another server answers there" : strerror(-rc));
+    return rc;
+}
+
 static void usage(FILE *f)
 {
     fputs("usage: ringmaild [-c CONFIG] [-o key=value]...\n"
@@ -251,6 +291,7 @@ static void usage(FILE *f)
 struct slot_ctx {
     unsigned slot;
     int sock;
+    int ctl;                    /* the slot's control channel (control.h) */
     pid_t supervisor;
     int *lfds;
     size_t nlfds;
@@ -354,6 +395,22 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
         goto out;
     if ((rc = setup_metrics(cfg, &srv, sl ? sl->slot : 0, &mh)) < 0)
         goto out;
+    /* The control socket: this process's own with processes = 1; under a
+     * supervisor, requests come over the slot's channel instead. */
+    if ((rc = control_init(&srv, sl ? sl->slot : 0)) < 0)
+        goto out;
+    if (!sl) {
+        char apath[4096];
+        bool dflt;
+        uid_t auid;
+        gid_t agid;
+        service_ids(cfg, &auid, &agid);
+        if (admin_socket_path(cfg, apath, sizeof apath, &dflt) < 0)
+            goto out;
+        if (apath[0] && (rc = control_listen(&srv, apath, auid, agid)) < 0 &&
+            (rc = admin_socket_failed(apath, rc, dflt)) < 0)
+            goto out;
+    }
     if (!nlisten) {
         fprintf(stderr, "ringmaild: nothing to listen on (set listen or listen_tls)\n");
         goto out;
@@ -381,6 +438,8 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
         net_server_wait(srv.net);
         goto out;
     }
+    if ((rc = control_start(&srv, sl ? sl->ctl : -1)) < 0)
+        log_msg(LOGL_ERROR, 0, NULL, "control socket not served: %s", strerror(-rc));
     pthread_t sigthr;
     if (pthread_create(&sigthr, NULL, signal_thread, &sc) != 0) {
         fprintf(stderr, "ringmaild: cannot start the signal thread\n");
@@ -417,6 +476,7 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
 out:
     metrics_http_free(mh);
     metrics_detach();
+    control_fini(&srv);     /* its requests post to srv.net */
     notify_stop(&srv);      /* it wakes sessions through srv.net */
     if (srv.net)
         net_server_free(srv.net);
@@ -459,18 +519,32 @@ static void drop_lfds(struct child *c)
     c->nlfds = 0;
 }
 
+/* The supervisor's control socket relay (NULL: admin_socket off). */
+static control_link *the_link;
+
 static pid_t spawn(const config *cfg, struct child *ch, unsigned n, unsigned slot, int sfd,
                    int ready[2], const sigset_t *oldmask)
 {
     struct child *c = &ch[slot];
+    int ctl[2] = {-1, -1};
+    if (the_link && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
+        log_msg(LOGL_WARN, 0, NULL, "supervisor: no control channel for server %u: %s", slot,
+                strerror(errno));
     pid_t pid = fork();
     if (pid < 0) {
         log_msg(LOGL_ERROR, 0, NULL, "supervisor: fork: %s", strerror(errno));
+        if (ctl[0] >= 0) {
+            close(ctl[0]);
+            close(ctl[1]);
+        }
         return -1;
     }
     if (pid == 0) {
         struct slot_ctx sl = {.slot = slot, .sock = ready[1], .supervisor = getppid(),
-                              .lfds = c->lfds, .nlfds = c->nlfds};
+                              .lfds = c->lfds, .nlfds = c->nlfds, .ctl = ctl[1]};
+        if (ctl[0] >= 0)
+            close(ctl[0]);
+        control_link_forget(the_link);
         close(sfd);
         close(ready[0]);
         /* Only the supervisor (systemd's MAINPID) speaks to systemd: a
@@ -490,6 +564,10 @@ static pid_t spawn(const config *cfg, struct child *ch, unsigned n, unsigned slo
         exit(rc);
     }
     c->pid = pid;
+    if (ctl[0] >= 0) {
+        close(ctl[1]);
+        control_link_channel(the_link, slot, ctl[0]);
+    }
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     log_msg(LOGL_INFO, 0, NULL, "supervisor: started server %u, pid %d", slot, (int)pid);
     return pid;
@@ -675,6 +753,7 @@ static void sup_child_ended(supervisor *sv, pid_t pid, int st)
         return;
     sv->ch[i].pid = 0;
     sv->ch[i].reloading = false;
+    control_link_channel(the_link, i, -1);
     bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (sv->stopping) {
         if (!clean)
@@ -718,7 +797,8 @@ static void sup_signal(supervisor *sv, int sig)
         int st;
         pid_t pid;
         while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-            sup_child_ended(sv, pid, st);
+            if (!control_link_reaped(the_link, pid, st))
+                sup_child_ended(sv, pid, st);
         sup_reload_check(sv);
     }
 }
@@ -751,6 +831,23 @@ static int supervise(const config *cfg, unsigned n)
         fprintf(stderr, "ringmaild: supervisor: out of memory\n");
         return 1;
     }
+    /* The control socket is the supervisor's: one path for all servers,
+     * each request relayed to every one of them (control_relay.c). */
+    char apath[4096];
+    bool dflt;
+    uid_t auid;
+    gid_t agid;
+    service_ids(cfg, &auid, &agid);
+    if (admin_socket_path(cfg, apath, sizeof apath, &dflt) < 0) {
+        free(sv.ch);
+        return 1;
+    }
+    int arc;
+    if (apath[0] && (arc = control_link_start(apath, auid, agid, n, &sv.oldmask, &the_link)) < 0 &&
+        admin_socket_failed(apath, arc, dflt) < 0) {
+        free(sv.ch);
+        return 1;
+    }
     for (unsigned i = 0; i < n; i++)
         if (spawn(cfg, sv.ch, n, i, sv.sfd, sv.ready, &sv.oldmask) < 0) {
             sup_fail(&sv);
@@ -777,6 +874,8 @@ static int supervise(const config *cfg, unsigned n)
             sup_signal(&sv, (int)si.ssi_signo);
     }
     log_msg(LOGL_INFO, 0, NULL, "supervisor: all servers stopped");
+    control_link_stop(the_link);
+    the_link = NULL;
     for (unsigned i = 0; i < n; i++)
         drop_lfds(&sv.ch[i]);
     free(sv.ch);

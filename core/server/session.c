@@ -13,6 +13,7 @@
 #include "core/base/log.h"
 #include "core/auth/sasl.h"
 #include "core/search/search.h"
+#include "core/server/control.h"
 #include "core/server/metrics.h"
 #include "core/server/search_context.h"
 #include "core/server/session.h"
@@ -524,6 +525,7 @@ static void feed(session *s, const uint8_t *p, size_t n)
             const uint8_t *cp;
             size_t cn;
             imap_reader_command(s->rd, &cp, &cn);
+            s->last_cmd_ms = now_ms();
             if (s->wait == WAIT_IDLE)
                 idle_line(s, cp, cn);
             else if (s->wait == WAIT_AUTH)
@@ -579,6 +581,7 @@ static void feed(session *s, const uint8_t *p, size_t n)
             break;
     }
     sess_flush(s);
+    control_kick_due(s);
     if (s->state == ST_LOGOUT) {
         net_conn_close(s->conn);
         return;
@@ -624,6 +627,7 @@ void sess_resume_input(session *s)
     sess_flush(s);
     if (s->delayed || s->pool_busy)
         return;
+    control_kick_due(s);
     if (s->state == ST_LOGOUT) {
         net_conn_close(s->conn);
         return;
@@ -698,6 +702,8 @@ static void *on_open(net_conn *c)
         free(s);
         return NULL;
     }
+    s->opened_ms = s->last_cmd_ms = now_ms();
+    control_reg_add(s);
     log_msg(LOGL_INFO, s->id, NULL, "connect from %s", net_conn_peer(c));
     imap_out_printf(&s->out, "* OK [CAPABILITY ");
     sess_capabilities(s, &s->out);
@@ -766,6 +772,13 @@ static void on_wake(net_conn *c, void *user)
 {
     (void)c;
     session *s = user;
+    if (s->kicked && s->state != ST_LOGOUT) {   /* control.c: kick */
+        control_kick_due(s);
+        if (s->state == ST_LOGOUT) {
+            net_conn_close(c);
+            return;
+        }
+    }
     s->woken = true;
     /* While a command runs in steps (an announcement among them) the view
      * is its own: sess_cont_run syncs an IDLE session once it ends. */
@@ -800,6 +813,7 @@ static void on_close(net_conn *c, void *user)
     log_msg(LOGL_INFO, s->id, s->user, "disconnect");
     metrics_session_state(net_conn_worker(c), s->m_state, METRICS_NO_STATE);
     s->m_state = SESS_M_CLOSED;
+    control_reg_del(s);
     if (s->counted_ip)
         abuse_conn_close(s->srv->abuse, s->ip);
     if (s->counted_user)

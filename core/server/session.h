@@ -112,6 +112,10 @@ struct session {
      * counted under, and the command being timed (index + 1; 0: none) */
     uint8_t m_state, m_cmd;
     uint64_t m_start_ns;
+    /* the worker's list of its sessions (control.c: who, kick, stats) */
+    session *reg_prev, *reg_next;
+    uint64_t opened_ms, last_cmd_ms;    /* CLOCK_MONOTONIC */
+    bool kicked;                /* BYE [UNAVAILABLE] once the command ends */
 };
 
 /* Responses.  `text` may contain a response code "[...] ". */

@@ -109,7 +109,8 @@ class CrossProcessIdle(ServerTestCase):
 
 
 def child_pids(ppid):
-    """Live (not zombie) processes whose parent is ppid."""
+    """Live (not zombie) server processes whose parent is ppid (not the
+    supervisor's control socket relay, "ringmaild-ctl")."""
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -120,6 +121,8 @@ def child_pids(ppid):
         except OSError:
             continue
         fields = st[st.rindex(")") + 2:].split()
+        if st[st.index("(") + 1:st.rindex(")")] == "ringmaild-ctl":
+            continue
         if int(fields[1]) == ppid and fields[0] != "Z":
             out.append(int(d))
     return sorted(out)
