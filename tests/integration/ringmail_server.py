@@ -96,6 +96,27 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS for %d" % pid)
 
 
+def server_children(ppid):
+    """Live (not zombie) server processes whose parent is ppid: under a
+    supervisor, its servers, not its control socket relay
+    ("ringmaild-ctl"). Sorted pids."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if st[st.index("(") + 1:st.rindex(")")] == "ringmaild-ctl":
+            continue
+        if int(fields[1]) == ppid and fields[0] != "Z":
+            out.append(int(d))
+    return sorted(out)
+
+
 def raise_nofile(want):
     """Raise RLIMIT_NOFILE of this process (and so of the servers it starts)
     to at least `want` if the hard limit allows; returns the soft limit."""

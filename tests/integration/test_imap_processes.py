@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ringmail_server import (ServerTestCase, main, parametrize, quote)  # noqa: E402
+from ringmail_server import (ServerTestCase, main, parametrize, quote, server_children)  # noqa: E402
 
 PUSH_TIMEOUT = 5.0      # seconds an IDLE session may wait for a pushed update
 
@@ -109,23 +109,7 @@ class CrossProcessIdle(ServerTestCase):
 
 
 def child_pids(ppid):
-    """Live (not zombie) server processes whose parent is ppid (not the
-    supervisor's control socket relay, "ringmaild-ctl")."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if st[st.index("(") + 1:st.rindex(")")] == "ringmaild-ctl":
-            continue
-        if int(fields[1]) == ppid and fields[0] != "Z":
-            out.append(int(d))
-    return sorted(out)
+    return server_children(ppid)
 
 
 def established(pid, port):

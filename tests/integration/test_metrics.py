@@ -382,8 +382,7 @@ class ConfigChecks(rs.ServerTestCase):
 
 
 def server_pids(supervisor):
-    with open("/proc/%d/task/%d/children" % (supervisor, supervisor)) as f:
-        return [int(x) for x in f.read().split()]
+    return rs.server_children(supervisor)
 
 
 def socket_inodes(pid):

@@ -173,17 +173,7 @@ class SdNotify:
 
 
 def rs_children(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    st = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(st[1]) == ppid and st[0] != "Z":
-                out.append(int(d))
-    return out
+    return rs.server_children(ppid)
 
 
 class SdNotifyOne(SdNotify, unittest.TestCase):
