@@ -120,10 +120,12 @@ struct store_mbox {
 
     pthread_mutex_t wlock;      /* one writer in the process */
     /* The append being written (under wlock): its messages' cache blobs,
-     * parsed before the lock, for the UIDs from hint_uid on. */
+     * parsed before the lock; hint[i] is the message of UID hint_uids[i]
+     * (ascending, not always consecutive: a migration keeps the source's
+     * gaps), and hint_next the next one the apply step will meet. */
     const store_new_msg *hint;
-    size_t nhint;
-    uint32_t hint_uid;
+    const uint32_t *hint_uids;
+    size_t nhint, hint_next;
     int failed;                 /* -errno after a failed fsync: read-only */
     uint64_t log_end;           /* writer's view of the log size */
     uint64_t ckpt_log;          /* log offset of the last checkpoint */

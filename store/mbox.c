@@ -316,8 +316,8 @@ static int apply_message(struct store_mbox *mb, struct gen *g, struct idx_hdr *h
     const char *raw = (const char *)(r + 1) + sizeof m;
     struct idx_entry e = {0};
     const store_new_msg *hint = NULL;
-    if (mb && mb->hint && m.uid >= mb->hint_uid && m.uid - mb->hint_uid < mb->nhint)
-        hint = &mb->hint[m.uid - mb->hint_uid];
+    if (mb && mb->hint && mb->hint_next < mb->nhint && mb->hint_uids[mb->hint_next] == m.uid)
+        hint = &mb->hint[mb->hint_next++];
     int rc = cache_add(g, raw, m.size, hint, &e.cache_off, &e.cache_len);
     if (rc < 0)
         return rc;
@@ -991,6 +991,10 @@ static int mbox_recover(struct store_mbox *mb)
         ok = idx_sane(g, lsz, &lh);
         if (ok) {
             struct idx_hdr *h = store_gen_hdr(g);
+            /* store_mbox_set_uidnext writes the log header first: a crash
+             * before the index took it leaves the index behind. */
+            if (h->uidnext < lh.base_uidnext)
+                __atomic_store_n(&h->uidnext, lh.base_uidnext, __ATOMIC_RELEASE);
             rc = mbox_catch_up(mb, g);
             if (rc == -EBADMSG)
                 ok = false;

@@ -137,6 +137,14 @@ int store_mailbox_get(store_user *u, const char *name, store_mailbox_info *out);
  * Creating "a/b/c" creates missing parents "a" and "a/b" as well.  Creating
  * a \Noselect name makes it a new, empty mailbox (new UIDVALIDITY). */
 int store_mailbox_create(store_user *u, const char *name, uint32_t special);
+/* The same with a given UIDVALIDITY (nonzero), for a migration that keeps
+ * the source's.  A mailbox of that name that is empty and has never held a
+ * message (UIDNEXT 1: INBOX as made on first use) is replaced by a new one
+ * with the given UIDVALIDITY (a new MAILBOXID too), as DELETE and CREATE
+ * would.  -EEXIST if it exists with this UIDVALIDITY already (nothing
+ * changed: go on with it) or holds or held messages under another. */
+int store_mailbox_create_uv(store_user *u, const char *name, uint32_t special,
+                            uint32_t uidvalidity);
 /* Deleting INBOX is -EPERM; a mailbox with children is -ENOTEMPTY.
  * Deletion is durable when this returns; open handles keep working on the
  * old files until closed.  Deleting a \Noselect name without children
@@ -211,6 +219,10 @@ typedef struct store_new_msg {
     uint64_t email_mbox;
     uint32_t email_uid;
     uint32_t email_uv;
+    /* 0: the next UID.  Else exactly this UID (a migration keeping the
+     * source's): within one store_append the given UIDs ascend and each is
+     * at least UIDNEXT, else -ERANGE and nothing is written. */
+    uint32_t uid;
 } store_new_msg;
 
 /* An inclusive UID range; a set is an array of them (need not be sorted or
@@ -230,6 +242,10 @@ void store_uidlist_free(store_uidlist *l);
  * their UIDs. */
 int store_append(store_mbox *mb, const store_new_msg *msgs, size_t n,
                  uint32_t *uids_out);
+/* Raise UIDNEXT to uidnext without adding a message (a migrated mailbox
+ * takes its source's UIDNEXT), durably under the fsync policy.  -ERANGE if
+ * that would lower it. */
+int store_mbox_set_uidnext(store_mbox *mb, uint32_t uidnext);
 
 /* ---- deferred durability ----
  * A worker thread must not wait for the disk while other sessions wait for

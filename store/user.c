@@ -419,12 +419,18 @@ static uint32_t new_uidvalidity(store_user *u)
     return u->last_uidvalidity;
 }
 
-/* A new mailbox's directory and empty log, under a fresh id and
- * UIDVALIDITY (the list is saved by the caller). */
+/* A new mailbox's directory and empty log, under a fresh id and the
+ * UIDVALIDITY *uv, or a fresh one when *uv is 0 (the list is saved by the
+ * caller).  A given UIDVALIDITY (a migrated mailbox) moves the user's
+ * last one up to it, so that a mailbox created later under a deleted one's
+ * name still gets a greater value (RFC 3501 2.3.1.1). */
 static int new_box_files(store_user *u, uint64_t *id, uint32_t *uv)
 {
     *id = u->next_id++;
-    *uv = new_uidvalidity(u);
+    if (!*uv)
+        *uv = new_uidvalidity(u);
+    else if (*uv > u->last_uidvalidity)
+        u->last_uidvalidity = *uv;
     char *dir;
     int rc = user_mbox_dir(u, *id, &dir);
     if (rc < 0)
@@ -442,7 +448,7 @@ static int new_box_files(store_user *u, uint64_t *id, uint32_t *uv)
 static int add_box(store_user *u, const char *canon, uint32_t special)
 {
     uint64_t id;
-    uint32_t uv;
+    uint32_t uv = 0;
     int rc = new_box_files(u, &id, &uv);
     if (rc == 0)
         rc = push_box(u, canon, id, uv, special);
@@ -691,7 +697,7 @@ int store_mailbox_create(store_user *u, const char *name, uint32_t special)
         /* CREATE of a \Noselect name makes it a mailbox again (RFC 3501
          * 6.3.4), a new one: fresh id and UIDVALIDITY. */
         uint64_t id;
-        uint32_t uv;
+        uint32_t uv = 0;
         if ((rc = new_box_files(u, &id, &uv)) == 0) {
             b = find_box(u, canon);
             *b = (struct mbox_entry){b->name, id, uv, special, false};
@@ -705,6 +711,90 @@ int store_mailbox_create(store_user *u, const char *name, uint32_t special)
     if (rc < 0 && rc != -EEXIST)
         u->list_size = -1;  /* force a reload: memory may be ahead of disk */
     uunlock(u);
+    free(canon);
+    return rc;
+}
+
+/* Is the mailbox `canon` (id `id`) empty and has it never held a message?
+ * Called without the list lock (opening a mailbox may rebuild its index);
+ * the caller checks under the lock that the name still has that id. */
+static int box_pristine(store_user *u, const char *canon, uint64_t *id)
+{
+    store_mbox *mb;
+    int rc = store_mbox_open(u, canon, &mb);
+    if (rc < 0)
+        return rc;
+    store_status st;
+    if ((rc = store_mbox_status(mb, &st)) == 0) {
+        *id = mb->id;
+        rc = st.messages == 0 && st.uidnext == 1;
+    }
+    store_mbox_close(mb);
+    return rc;
+}
+
+int store_mailbox_create_uv(store_user *u, const char *name, uint32_t special,
+                            uint32_t uidvalidity)
+{
+    if ((special & ~STORE_SPECIAL_ALL) || uidvalidity == 0)
+        return -EINVAL;
+    char *canon;
+    int rc = name_canon(u, name, &canon);
+    if (rc < 0)
+        return rc;
+    store_mailbox_info cur;
+    uint64_t old_id = 0;
+    int pristine = 0;
+    if ((rc = store_mailbox_get(u, canon, &cur)) == 0) {
+        free(cur.name);
+        if (cur.uidvalidity == uidvalidity) {
+            rc = -EEXIST;   /* already this one: the caller goes on with it */
+            goto done;
+        }
+        if ((pristine = box_pristine(u, canon, &old_id)) < 0) {
+            rc = pristine;
+            goto done;
+        }
+        if (!pristine) {
+            rc = -EEXIST;   /* it holds (or held) messages under another UIDVALIDITY */
+            goto done;
+        }
+    } else if (rc != -ENOENT) {
+        goto done;
+    }
+    if ((rc = ulock(u)) < 0)
+        goto done;
+    struct mbox_entry *b = find_box(u, canon);
+    if (b && !b->noselect && (!pristine || b->id != old_id)) {
+        rc = -EEXIST;       /* created or replaced meanwhile: not ours to change */
+    } else if (b) {
+        /* A \Noselect name, or an untouched mailbox (INBOX made on first
+         * use): new files under the given UIDVALIDITY replace it, as a
+         * DELETE and CREATE would.  Open handles keep the old, empty files. */
+        uint64_t id;
+        uint32_t uv = uidvalidity;
+        uint64_t gone = b->noselect ? 0 : b->id;
+        if ((rc = new_box_files(u, &id, &uv)) == 0) {
+            b = find_box(u, canon);
+            *b = (struct mbox_entry){b->name, id, uv, special ? special : b->special, false};
+            rc = list_save(u);
+        }
+        char *dir;
+        if (rc == 0 && gone && user_mbox_dir(u, gone, &dir) == 0) {
+            store_fs_rmtree(dir);
+            free(dir);
+        }
+    } else if ((rc = add_parents(u, canon)) == 0) {
+        uint64_t id;
+        uint32_t uv = uidvalidity;
+        if ((rc = new_box_files(u, &id, &uv)) == 0 &&
+            (rc = push_box(u, canon, id, uv, special)) == 0)
+            rc = list_save(u);
+    }
+    if (rc < 0 && rc != -EEXIST)
+        u->list_size = -1;  /* force a reload: memory may be ahead of disk */
+    uunlock(u);
+done:
     free(canon);
     return rc;
 }

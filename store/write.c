@@ -20,7 +20,7 @@
 #define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define A_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
-enum wop_kind { WOP_APPEND, WOP_FLAGS, WOP_EXPUNGE };
+enum wop_kind { WOP_APPEND, WOP_FLAGS, WOP_EXPUNGE, WOP_UIDNEXT };
 
 struct wop {
     enum wop_kind kind;
@@ -34,6 +34,7 @@ struct wop {
     const char *const *keywords;
     size_t nkeywords;
     uint64_t unchangedsince;
+    uint32_t uidnext;           /* WOP_UIDNEXT */
     bool only_deleted;
     store_uidlist *changed, *modified;
     uint64_t modseq;
@@ -301,7 +302,8 @@ static int do_append(struct store_mbox *mb, struct wop *op)
     /* RFC 8514 3: the save date is "the current date and time at the
      * moment the message is saved in the mailbox", however it came. */
     int64_t now = time(NULL);
-    int rc = log_ext_ready(mb);
+    uint32_t *uids = malloc(op->n * sizeof *uids);
+    int rc = uids ? log_ext_ready(mb) : -ENOMEM;
     if (rc < 0)
         goto out;
     for (size_t i = 0; i < op->n; i++) {
@@ -309,6 +311,15 @@ static int do_append(struct store_mbox *mb, struct wop *op)
         if (m->len > UINT32_MAX - 4096) {
             rc = -EFBIG;
             goto out;
+        }
+        /* A given UID (a migration keeping the source's) may skip UIDs,
+         * never go back: UIDs are strictly ascending (RFC 9051 2.3.1.1). */
+        if (m->uid) {
+            if (m->uid < uid) {
+                rc = -ERANGE;
+                goto out;
+            }
+            uid = m->uid;
         }
         if (uid == UINT32_MAX) {
             rc = -EOVERFLOW;    /* UIDs exhausted: needs a new UIDVALIDITY */
@@ -336,22 +347,53 @@ static int do_append(struct store_mbox *mb, struct wop *op)
             (rc = store_buf_append(&b, &x, sizeof x)) < 0)
             goto out;
         rec_end(&b, last, LOG_MESSAGE, LOGF_CONT);
-        if (op->uids_out)
-            op->uids_out[i] = uid;
-        uid++;
+        uids[i] = uid++;
     }
     if (op->n == 0)
         goto out;
     txn_close(&b, last);
     mb->hint = op->msgs;
+    mb->hint_uids = uids;
     mb->nhint = op->n;
-    mb->hint_uid = uid - (uint32_t)op->n;
+    mb->hint_next = 0;
     rc = txn_commit(mb, &b);
     mb->hint = NULL;
+    mb->hint_uids = NULL;
     mb->nhint = 0;
+    if (rc == 0 && op->uids_out)
+        memcpy(op->uids_out, uids, op->n * sizeof *uids);
 out:
+    free(uids);
     free(b.data);
     return rc;
+}
+
+/* Raise UIDNEXT without a message (a migrated mailbox takes its source's).
+ * The log header's base_uidnext carries it: a rebuild of the index starts
+ * from there, compaction copies the index's UIDNEXT into the next log's
+ * header, and opening an index that a crash left behind raises it
+ * (mbox.c).  The header is flushed unless the policy is `never`. */
+static int do_uidnext(struct store_mbox *mb, struct wop *op)
+{
+    struct gen *g = mb->gen;
+    struct idx_hdr *h = store_gen_hdr(g);
+    uint32_t cur = A_LOAD(&h->uidnext);
+    if (op->uidnext < cur)
+        return -ERANGE;     /* UIDs are never reused: UIDNEXT never goes down */
+    if (op->uidnext == cur)
+        return 0;
+    struct log_file_hdr lh;
+    int rc = store_log_hdr_read(g->log_fd, &lh);
+    if (rc < 0)
+        return rc;
+    lh.base_uidnext = op->uidnext;
+    store_log_hdr_seal(&lh);
+    if ((rc = store_fs_pwrite_all(g->log_fd, &lh, sizeof lh, 0)) < 0)
+        return rc;
+    if (mb->user->opts.fsync != STORE_FSYNC_NEVER && fdatasync(g->log_fd) < 0)
+        return mb->failed = -EIO;   /* as any failed flush (top of this file) */
+    A_STORE(&h->uidnext, op->uidnext);
+    return 0;
 }
 
 static int range_cmp(const void *a, const void *b)
@@ -554,6 +596,7 @@ static int run_op(struct store_mbox *mb, struct wop *op)
 {
     switch (op->kind) {
     case WOP_APPEND: return do_append(mb, op);
+    case WOP_UIDNEXT: return do_uidnext(mb, op);
     case WOP_FLAGS: return do_flags(mb, op);
     default: return do_expunge(mb, op);
     }
@@ -730,6 +773,14 @@ out:
     free(blobs);
     free(own);
     return rc;
+}
+
+int store_mbox_set_uidnext(store_mbox *mb, uint32_t uidnext)
+{
+    if (uidnext == 0 || uidnext == UINT32_MAX)
+        return -ERANGE;
+    struct wop op = {.kind = WOP_UIDNEXT, .uidnext = uidnext};
+    return submit(mb, &op);
 }
 
 int store_flags(store_mbox *mb, const store_range *set, size_t nset,
