@@ -178,19 +178,23 @@ out:
 
 int admin_cmd_import(admin_ctx *ctx, int argc, char **argv)
 {
-    static const char synopsis[] =
-        "import USER MAILBOX PATH | import USER --dovecot-maildir DIR";
+    static const char synopsis[] = "import USER MAILBOX PATH | "
+        "import USER --dovecot-maildir DIR [--stock-special-use]";
     char *pos[3];
     size_t npos;
     const char *dovecot = NULL;
-    const admin_opt opts[] = { { "dovecot-maildir", NULL, &dovecot } };
-    if (admin_args(argc, argv, opts, 1, pos, 1, 3, &npos, synopsis) < 0)
+    bool stock = false;
+    const admin_opt opts[] = { { "dovecot-maildir", NULL, &dovecot },
+                               { "stock-special-use", &stock, NULL } };
+    if (admin_args(argc, argv, opts, 2, pos, 1, 3, &npos, synopsis) < 0)
         return ADMIN_USAGE;
     if (dovecot) {
         if (npos != 1)
             return admin_usage("too many arguments; usage: ringmail-admin %s", synopsis);
-        return admin_import_dovecot(ctx, pos[0], dovecot);
+        return admin_import_dovecot(ctx, pos[0], dovecot, stock);
     }
+    if (stock)
+        return admin_usage("--stock-special-use goes with --dovecot-maildir");
     if (npos != 3)
         return admin_usage("missing arguments; usage: ringmail-admin %s", synopsis);
     const char *user = pos[0], *name = pos[1], *path = pos[2];

@@ -15,7 +15,9 @@
  * date.  Subscriptions come from DIR/subscriptions.
  *
  * Dovecot keeps special-use attributes in its configuration, not in the
- * Maildir: none are set here (`mailbox create --special` does it after).
+ * Maildir.  With --stock-special-use the names of its stock configuration
+ * (conf.d/15-mailboxes.conf: Drafts, Junk, Trash, Sent, "Sent Messages")
+ * get the attribute it gives them there; without, none is set.
  *
  * Running it again is an incremental import: a mailbox that exists with
  * the Maildir's UIDVALIDITY gets only the messages whose UIDs are at or
@@ -66,6 +68,7 @@ typedef struct import_state {
     uint64_t seen;          /* messages looked at, for the progress bar */
     uint64_t skipped;       /* already imported by an earlier run */
     unsigned failed;        /* folders left (partly) undone */
+    bool stock_special;     /* --stock-special-use */
     admin_buf file, list;
 } import_state;
 
@@ -253,6 +256,34 @@ static int prepare_mailbox(import_state *st, const struct folder *f, bool have_u
     return 0;
 }
 
+/* Dovecot's stock special-use names (conf.d/15-mailboxes.conf). */
+static const struct {
+    const char *name;
+    uint32_t use;
+} stock_special[] = {
+    { "Drafts", STORE_SPECIAL_DRAFTS }, { "Junk", STORE_SPECIAL_JUNK },
+    { "Trash", STORE_SPECIAL_TRASH }, { "Sent", STORE_SPECIAL_SENT },
+    { "Sent Messages", STORE_SPECIAL_SENT },
+};
+
+static int set_stock_special(import_state *st, const char *name)
+{
+    for (size_t i = 0; i < sizeof stock_special / sizeof *stock_special; i++) {
+        if (strcmp(name, stock_special[i].name) != 0)
+            continue;
+        store_mailbox_info info;
+        int r = store_mailbox_get(st->u, name, &info);
+        if (r == 0) {
+            free(info.name);
+            r = store_mailbox_set_special(st->u, name, info.special | stock_special[i].use);
+        }
+        if (r < 0)
+            admin_mailbox_error(name, r);
+        return r;
+    }
+    return 0;
+}
+
 /* Bare LFs, which the import turns into CRLF: RFC822.SIZE = len + this. */
 static uint64_t bare_lfs(const char *p, size_t len)
 {
@@ -339,6 +370,8 @@ static int import_folder(import_state *st, struct folder *f)
 
     store_status ss;
     if ((ret = prepare_mailbox(st, f, have, h.uidvalidity, &mb, &ss)) < 0)
+        goto out;
+    if (st->stock_special && (ret = set_stock_special(st, f->name)) < 0)
         goto out;
     b->mb = mb;
     b->kwnames = (const char *const *)kw;
@@ -574,14 +607,15 @@ static unsigned import_subscriptions(import_state *st, const char *root, char se
     return count;
 }
 
-int admin_import_dovecot(admin_ctx *ctx, const char *user, const char *root)
+int admin_import_dovecot(admin_ctx *ctx, const char *user, const char *root,
+                         bool stock_special)
 {
     int ret = ADMIN_FAIL;
     struct folder *fv = NULL;
     size_t nf = 0;
     unsigned bad = 0;
     double t0 = admin_now();
-    import_state st = { 0 };
+    import_state st = { .stock_special = stock_special };
 
     if (!admin_is_maildir(root)) {
         admin_err("'%s' is not a Maildir (no cur/ and new/): give the directory of "

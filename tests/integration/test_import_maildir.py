@@ -3,7 +3,8 @@
 
 Once per run: a private Dovecot (dovecot-imapd from apt, its own config in
 a temp dir, loopback only, STARTTLS with a self-signed certificate,
-mail_location = maildir:~/Maildir) gets an account over IMAP: nested and
+mail_location = maildir:~/Maildir, the special-use names of its stock
+conf.d/15-mailboxes.conf) gets an account over IMAP: nested and
 non-ASCII folders, a few hundred messages APPENDed with dates and flags,
 keywords, expunges that leave UID gaps, subscriptions.  Dovecot is
 stopped and files are dropped into new/ as an MDA would (Dovecot has not
@@ -65,6 +66,21 @@ mail_home = {d}/mail/%u
 namespace inbox {{
   inbox = yes
   separator = /
+  mailbox Drafts {{
+    special_use = \\Drafts
+  }}
+  mailbox Junk {{
+    special_use = \\Junk
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+  }}
+  mailbox Sent {{
+    special_use = \\Sent
+  }}
+  mailbox "Sent Messages" {{
+    special_use = \\Sent
+  }}
 }}
 passdb {{
   driver = passwd-file
@@ -91,7 +107,8 @@ service imap-login {{
 # how many messages each gets.
 FOLDERS = [("INBOX", 220), ("Archive", 10), ("Archive/2024", 60), ("Work", 5),
            ("Work/Projects", 0), ("Work/Projects/Ringmail", 30),
-           ("Éléments envoyés", 25), ("日本語", 3), ("日本語/子", 12), ("Trash", 8)]
+           ("Éléments envoyés", 25), ("日本語", 3), ("日本語/子", 12), ("Trash", 8),
+           ("Sent", 6), ("Junk", 0)]
 SUBSCRIBED = ["INBOX", "Archive", "Archive/2024", "Work/Projects/Ringmail",
               "Éléments envoyés", "日本語/子"]
 KEYWORDS = ["$Forwarded", "$Junk", "Work", "todo", "$label1"]
@@ -434,7 +451,8 @@ class ImportMaildir(rs.ServerTestCase):
     def prepare_server(cls, server):
         cls.fx = Fixture.get()
         server.add_users({USER: PASSWORD})
-        p = server.admin("import", USER, "--dovecot-maildir", cls.fx.snapshot)
+        p = server.admin("import", USER, "--dovecot-maildir", cls.fx.snapshot,
+                         "--stock-special-use")
         cls.first_out = p.stdout.decode() + p.stderr.decode()
 
     def dlogin(self, user=USER, password=PASSWORD):
@@ -465,6 +483,7 @@ class ImportMaildir(rs.ServerTestCase):
         self.assertGreater(st["UIDNEXT"], st["MESSAGES"] + 1, "no UID gaps")
         self.assertTrue(any("todo" in m[0] for m in msgs.values()), "no keywords")
         self.assertIn("Éléments envoyés", self.fx.want["LIST"])
+        self.assertIn("\\trash", self.fx.want["LIST"]["Trash"][0])
         total = sum(self.fx.want[n][0]["MESSAGES"] for n in self.fx.folders)
         self.assertGreater(total, 250)
         # Files dropped without Dovecot: the UIDs it gave them, in its order.
