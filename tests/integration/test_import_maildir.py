@@ -546,6 +546,7 @@ class ImportMaildir(rs.ServerTestCase):
                               check=False)
         err = p.stderr.decode()
         self.assertEqual(p.returncode, 1, err)
+        self.assertNotIn("Sanitizer", err)
         self.assertRegex(err, r"mailbox 'INBOX' exists with UIDVALIDITY \d+ and holds or "
                          r"held messages; the Maildir '[^']*' has UIDVALIDITY \d+: left alone")
         self.assertIn("mailbox 'Work' exists with UIDVALIDITY", err)
