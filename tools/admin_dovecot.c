@@ -320,6 +320,11 @@ int admin_maildirpp_name(const char *dir, char sep, char **out)
     return join_levels(dir, strlen(dir), '.', sep, out);
 }
 
+int admin_dovecot_fs_name(const char *rel, char sep, char **out)
+{
+    return join_levels(rel, strlen(rel), '/', sep, out);
+}
+
 int admin_dovecot_subscription(unsigned version, const char *line, size_t len,
                                char sep, char **out)
 {

@@ -23,7 +23,8 @@
  *                     matches (a flag change renames the file and keeps
  *                     it).
  *   folder names      Maildir++: the root is INBOX, "<root>/.a.b" is the
- *                     mailbox a/b; each level is modified UTF-7 on disk.
+ *                     mailbox a/b; LAYOUT=fs: "<root>/a/b" is a/b.  Each
+ *                     level is modified UTF-7 on disk.
  *   subscriptions     Version 2: "V\t2\n\n", then one name a line with TAB
  *                     between levels; version 1 (no "V\t" line): names
  *                     with '.' between levels.  Levels modified UTF-7.
@@ -91,6 +92,10 @@ int admin_maildir_name_cmp(const char *a, const char *b);
  * mailbox_list_utf8, plain UTF-8 without '&'.  -EINVAL: an empty level,
  * a level that is neither, or one holding sep; -ENOMEM. */
 int admin_maildirpp_name(const char *dir, char sep, char **out);
+
+/* The same for LAYOUT=fs: a folder's path below the root ("a/b"), levels
+ * split at '/'. */
+int admin_dovecot_fs_name(const char *rel, char sep, char **out);
 
 /* One line of a subscriptions file as a mailbox name with separator sep,
  * malloc'd into *out; version 2 levels are split at TAB, version 1 at

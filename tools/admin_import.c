@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -178,23 +179,27 @@ out:
 
 int admin_cmd_import(admin_ctx *ctx, int argc, char **argv)
 {
-    static const char synopsis[] = "import USER MAILBOX PATH | "
-        "import USER --dovecot-maildir DIR [--stock-special-use]";
+    static const char synopsis[] = "import USER MAILBOX PATH | import USER "
+        "--dovecot-maildir DIR [--layout maildir++|fs] [--stock-special-use]";
     char *pos[3];
     size_t npos;
-    const char *dovecot = NULL;
+    const char *dovecot = NULL, *layout = NULL;
     bool stock = false;
     const admin_opt opts[] = { { "dovecot-maildir", NULL, &dovecot },
+                               { "layout", NULL, &layout },
                                { "stock-special-use", &stock, NULL } };
-    if (admin_args(argc, argv, opts, 2, pos, 1, 3, &npos, synopsis) < 0)
+    if (admin_args(argc, argv, opts, 3, pos, 1, 3, &npos, synopsis) < 0)
         return ADMIN_USAGE;
     if (dovecot) {
         if (npos != 1)
             return admin_usage("too many arguments; usage: ringmail-admin %s", synopsis);
-        return admin_import_dovecot(ctx, pos[0], dovecot, stock);
+        if (layout && strcasecmp(layout, "fs") != 0 && strcasecmp(layout, "maildir++") != 0)
+            return admin_usage("bad --layout '%s' (maildir++ or fs)", layout);
+        return admin_import_dovecot(ctx, pos[0], dovecot,
+                                    layout && !strcasecmp(layout, "fs"), stock);
     }
-    if (stock)
-        return admin_usage("--stock-special-use goes with --dovecot-maildir");
+    if (stock || layout)
+        return admin_usage("--layout and --stock-special-use go with --dovecot-maildir");
     if (npos != 3)
         return admin_usage("missing arguments; usage: ringmail-admin %s", synopsis);
     const char *user = pos[0], *name = pos[1], *path = pos[2];

@@ -2,7 +2,8 @@
  * whole Dovecot account stored as Maildir++ (mail_location = maildir:DIR,
  * its default layout), keeping what IMAP clients cache.
  *
- * Each folder (DIR itself is INBOX, DIR/.a.b is a/b) becomes a mailbox with
+ * Each folder (DIR itself is INBOX, DIR/.a.b is a/b; with Dovecot's
+ * LAYOUT=fs, `--layout fs`, DIR/a/b is a/b) becomes a mailbox with
  * the UIDVALIDITY of its dovecot-uidlist, every message keeps the UID the
  * uidlist gives its base name, and UIDNEXT becomes the uidlist's next UID,
  * so a client's cache (UIDVALIDITY, UIDs, and "nothing above UIDNEXT-1")
@@ -491,27 +492,33 @@ static int add_folder(struct folder **v, size_t *n, size_t *cap, char *dir, char
     return 0;
 }
 
-/* INBOX (the root) and every ".name" Maildir under it.  Folders whose
- * names cannot be mailbox names are reported and counted in *bad. */
-static int list_folders(const char *root, char sep, struct folder **out, size_t *n,
-                        unsigned *bad)
+/* The folders found so far. */
+struct flist {
+    struct folder *v;
+    size_t n, cap;
+    unsigned bad;           /* folders skipped for their names */
+    char sep;
+    bool fs;                /* LAYOUT=fs, else Maildir++ */
+    bool fs_hint;           /* a Maildir++ root holds LAYOUT=fs folders */
+};
+
+#define FS_MAX_DEPTH 64
+
+/* The folders in root/rel: Maildir++ ".a.b" Maildirs in the root, or
+ * LAYOUT=fs Maildirs at any depth (their cur/, new/ and tmp/ are no
+ * folders).  Folders whose names cannot be mailbox names are reported and
+ * counted, not fatal. */
+static int scan_folders(struct flist *fl, const char *root, const char *rel, int depth)
 {
-    struct folder *v = NULL;
-    size_t cnt = 0, cap = 0;
     int ret = 0;
-    char *dir = strdup(root), *name = strdup("INBOX");
-    if (!dir || !name || add_folder(&v, &cnt, &cap, dir, name) < 0) {
-        if (!cnt) {
-            free(dir);
-            free(name);
-        }
+    char *path = NULL;
+    if (asprintf(&path, "%s%s%s", root, *rel ? "/" : "", rel) < 0)
         return -ENOMEM;
-    }
-    DIR *d = opendir(root);
+    DIR *d = opendir(path);
     if (!d) {
         ret = -errno;
-        admin_err("cannot read '%s': %s", root, strerror(-ret));
-        folders_free(v, cnt);
+        admin_err("cannot read '%s': %s", path, strerror(-ret));
+        free(path);
         return ret;
     }
     for (;;) {
@@ -520,21 +527,49 @@ static int list_folders(const char *root, char sep, struct folder **out, size_t 
         if (!de) {
             ret = -errno;
             if (ret < 0)
-                admin_err("cannot read '%s': %s", root, strerror(-ret));
+                admin_err("cannot read '%s': %s", path, strerror(-ret));
             break;
         }
         const char *e = de->d_name;
-        if (e[0] != '.' || !strcmp(e, ".") || !strcmp(e, ".."))
+        bool own = !strcmp(e, "cur") || !strcmp(e, "new") || !strcmp(e, "tmp");
+        if (!fl->fs && e[0] != '.' && !own && !fl->fs_hint) {
+            /* A Maildir named without the dot: LAYOUT=fs, not Maildir++? */
+            char *x = NULL;
+            if (asprintf(&x, "%s/%s", path, e) >= 0 && admin_is_maildir(x))
+                fl->fs_hint = true;
+            free(x);
+        }
+        if (fl->fs ? e[0] == '.' || own
+                   : e[0] != '.' || !strcmp(e, ".") || !strcmp(e, ".."))
             continue;
-        if (asprintf(&dir, "%s/%s", root, e) < 0) {
+        char *dir = NULL, *sub = NULL, *name = NULL;
+        struct stat sb;
+        if (asprintf(&dir, "%s/%s", path, e) < 0 ||
+            asprintf(&sub, "%s%s%s", rel, *rel ? "/" : "", e) < 0) {
+            free(dir);
             ret = -ENOMEM;
             break;
         }
-        if (!admin_is_maildir(dir)) {
-            free(dir);          /* Dovecot's own files, or not a folder */
+        /* Symbolic links are not followed: no loops, no folder twice. */
+        if (lstat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+            free(dir);
+            free(sub);
             continue;
         }
-        int r = admin_maildirpp_name(e + 1, sep, &name);
+        if (fl->fs && depth + 1 < FS_MAX_DEPTH &&
+            (ret = scan_folders(fl, root, sub, depth + 1)) < 0) {
+            free(dir);
+            free(sub);
+            break;
+        }
+        if (!admin_is_maildir(dir)) {
+            free(dir);          /* Dovecot's own files, or only a parent */
+            free(sub);
+            continue;
+        }
+        int r = fl->fs ? admin_dovecot_fs_name(sub, fl->sep, &name)
+                       : admin_maildirpp_name(e + 1, fl->sep, &name);
+        free(sub);
         if (r == 0 && !strcasecmp(name, "INBOX")) {
             free(name);
             r = -EINVAL;
@@ -546,22 +581,44 @@ static int list_folders(const char *root, char sep, struct folder **out, size_t 
         }
         if (r < 0) {
             admin_err("folder '%s' has no valid mailbox name (levels modified UTF-7 or "
-                      "UTF-8, none empty, INBOX or holding '%c'): skipped", dir, sep);
+                      "UTF-8, none empty, INBOX or holding '%c'): skipped", dir, fl->sep);
             free(dir);
-            (*bad)++;
+            fl->bad++;
             continue;
         }
-        if ((ret = add_folder(&v, &cnt, &cap, dir, name)) < 0)
+        if ((ret = add_folder(&fl->v, &fl->n, &fl->cap, dir, name)) < 0)
             break;
     }
     closedir(d);
+    free(path);
+    return ret;
+}
+
+/* INBOX (the root) and every folder under it, parents first. */
+static int list_folders(const char *root, char sep, bool fs, struct folder **out,
+                        size_t *n, unsigned *bad)
+{
+    struct flist fl = { .sep = sep, .fs = fs };
+    char *dir = strdup(root), *name = strdup("INBOX");
+    if (!dir || !name || add_folder(&fl.v, &fl.n, &fl.cap, dir, name) < 0) {
+        if (!fl.n) {
+            free(dir);
+            free(name);
+        }
+        return -ENOMEM;
+    }
+    int ret = scan_folders(&fl, root, "", 0);
+    *bad = fl.bad;
+    if (fl.fs_hint)
+        admin_err("warning: '%s' holds Maildirs without a leading dot, as Dovecot's "
+                  "LAYOUT=fs makes them: not imported (give --layout fs for them)", root);
     if (ret < 0) {
-        folders_free(v, cnt);
+        folders_free(fl.v, fl.n);
         return ret;
     }
-    qsort(v, cnt, sizeof *v, folder_cmp);
-    *out = v;
-    *n = cnt;
+    qsort(fl.v, fl.n, sizeof *fl.v, folder_cmp);
+    *out = fl.v;
+    *n = fl.n;
     return 0;
 }
 
@@ -608,7 +665,7 @@ static unsigned import_subscriptions(import_state *st, const char *root, char se
 }
 
 int admin_import_dovecot(admin_ctx *ctx, const char *user, const char *root,
-                         bool stock_special)
+                         bool layout_fs, bool stock_special)
 {
     int ret = ADMIN_FAIL;
     struct folder *fv = NULL;
@@ -630,7 +687,7 @@ int admin_import_dovecot(admin_ctx *ctx, const char *user, const char *root,
     if (admin_user_open(ctx, user, true, &st.u) < 0)
         goto out;
     char sep = store_user_separator(st.u);
-    if (list_folders(root, sep, &fv, &nf, &bad) < 0)
+    if (list_folders(root, sep, layout_fs, &fv, &nf, &bad) < 0)
         goto out;
     uint64_t total = 0;
     for (size_t i = 0; i < nf; i++) {

@@ -17,8 +17,9 @@ folder's LIST, LSUB, STATUS (UIDVALIDITY UIDNEXT MESSAGES) and UID FETCH
 
 Per io backend: the Maildir is imported into a ringmaild's store, which
 must answer the same for every folder, and mbsync re-pointed at it must
-download nothing.  Also: an incremental second import (the Maildir grew
-under Dovecot), a target mailbox with another UIDVALIDITY (error, left
+download nothing.  Also: the same account under Dovecot's LAYOUT=fs
+(`--layout fs`), an incremental second import (the Maildir grew under
+Dovecot), a target mailbox with another UIDVALIDITY (error, left
 alone), and bad input (no uidlist, corrupt uidlist, unreadable file,
 non-UTF-8 folder name, S=/W= disagreeing with the file, keyword letters).
 
@@ -61,7 +62,7 @@ mail_uid = {uid}
 mail_gid = {gid}
 first_valid_uid = 1
 first_valid_gid = 1
-mail_location = maildir:~/Maildir
+mail_location = maildir:~/Maildir{layout}
 mail_home = {d}/mail/%u
 namespace inbox {{
   inbox = yes
@@ -127,7 +128,8 @@ def imap_date(ts):
 class Dovecot:
     """A private Dovecot over a directory that outlives it (restartable)."""
 
-    def __init__(self, d=None):
+    def __init__(self, d=None, layout=""):
+        self.layout = layout
         self.d = d or tempfile.mkdtemp(prefix="dovecot-maildir.")
         if d is None:
             os.chmod(self.d, 0o755)
@@ -150,7 +152,7 @@ class Dovecot:
         self.conf = os.path.join(self.d, "dovecot.conf")
         with open(self.conf, "w") as f:
             f.write(DOVECOT_CONF.format(id=os.getpid(), d=self.d, uid=self.uid, gid=self.gid,
-                                        port=self.port))
+                                        port=self.port, layout=self.layout))
         subprocess.run(["dovecot", "-c", self.conf], check=True)
         for _ in range(100):
             try:
@@ -439,12 +441,44 @@ class Fixture:
             cls.made = None
 
 
+class FsFixture:
+    """The same account under Dovecot's LAYOUT=fs (folders as nested
+    directories without dots), recorded once."""
+    made = None
+
+    @classmethod
+    def get(cls):
+        Fixture.get()           # the checks for root and dovecot
+        if cls.made is None:
+            cls.made = cls()
+        return cls.made
+
+    def __init__(self):
+        self.dv = Dovecot(layout=":LAYOUT=fs")
+        try:
+            self.dv.start()
+            build_account(self.dv)
+            self.folders = [n for n, _ in FOLDERS]
+            self.want = record(self.dv.login, self.folders)
+        except BaseException:
+            self.dv.cleanup()
+            raise
+        self.dv.stop()
+
+    @classmethod
+    def cleanup(cls):
+        if cls.made is not None:
+            cls.made.dv.cleanup()
+            cls.made = None
+
+
 def tearDownModule():
     Fixture.cleanup()
+    FsFixture.cleanup()
 
 
 class ImportMaildir(rs.ServerTestCase):
-    users_per_class = 8
+    users_per_class = 10
     server_tls = True
 
     @classmethod
@@ -534,6 +568,24 @@ class ImportMaildir(rs.ServerTestCase):
             self.assertIn("INBOX: 0 messages imported", p.stdout.decode())
         finally:
             dv.cleanup()
+
+    def test_layout_fs(self):
+        fx = FsFixture.get()
+        self.assertTrue(os.path.isdir(os.path.join(fx.dv.maildir, "Work", "Projects",
+                                                   "Ringmail", "cur")))
+        user = "fs"
+        self.server.add_users({user: "fs-secret"})
+        p = self.server.admin("import", user, "--dovecot-maildir", fx.dv.maildir,
+                              "--layout", "fs", "--stock-special-use")
+        self.assertNotIn("warning", p.stderr.decode())
+        got = record(lambda: self.dlogin(user, "fs-secret"), fx.folders)
+        self.assert_same(fx.want, got, "LAYOUT=fs")
+        # Without --layout fs only INBOX is taken, with a warning that says why.
+        user = "fs2"
+        self.server.add_users({user: "fs-secret"})
+        p = self.server.admin("import", user, "--dovecot-maildir", fx.dv.maildir)
+        self.assertIn("give --layout fs", p.stderr.decode())
+        self.assertIn("into 1 mailboxes", p.stdout.decode())
 
     def test_other_uidvalidity_left_alone(self):
         user = "clash"

@@ -211,6 +211,26 @@ static void t_folder_names(void)
     free(n);
 }
 
+static void t_fs_names(void)
+{
+    char *n = NULL;
+    REQUIRE_OK(admin_dovecot_fs_name("&AOk-t&AOk-/x", '/', &n));
+    CHECK(strcmp(n, "\xc3\xa9t\xc3\xa9/x") == 0);
+    free(n);
+    REQUIRE_OK(admin_dovecot_fs_name("a.b/c", '/', &n));  /* '.' is a character */
+    CHECK(strcmp(n, "a.b/c") == 0);
+    free(n);
+    REQUIRE_OK(admin_dovecot_fs_name("a/b", '.', &n));
+    CHECK(strcmp(n, "a.b") == 0);
+    free(n);
+    n = NULL;
+    CHECK_EQ(admin_dovecot_fs_name("a.b", '.', &n), -EINVAL);  /* holds the separator */
+    CHECK_EQ(admin_dovecot_fs_name("a//b", '/', &n), -EINVAL);
+    CHECK_EQ(admin_dovecot_fs_name("", '/', &n), -EINVAL);
+    CHECK_EQ(admin_dovecot_fs_name("caf\xe9", '/', &n), -EINVAL);
+    CHECK(n == NULL);
+}
+
 static void t_subscriptions(void)
 {
     char *n = NULL;
@@ -245,6 +265,7 @@ int main(void)
     RUN(t_file_names);
     RUN(t_name_order);
     RUN(t_folder_names);
+    RUN(t_fs_names);
     RUN(t_subscriptions);
     return test_summary();
 }
