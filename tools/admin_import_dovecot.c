@@ -295,6 +295,33 @@ static uint64_t bare_lfs(const char *p, size_t len)
     return n;
 }
 
+/* The file of base name base[0, len) in dir's cur/ or new/ now, malloc'd,
+ * or NULL: a message whose flags a running Dovecot changed after the scan
+ * has another name, and the same base. */
+static char *find_moved(const char *dir, const char *base, size_t len)
+{
+    static const char *const subs[] = { "cur", "new" };
+    char *found = NULL;
+    for (size_t i = 0; i < 2 && !found; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
+        DIR *d = opendir(path);
+        if (!d)
+            continue;
+        struct dirent *de;
+        while (!found && (de = readdir(d))) {
+            admin_maildir_name nm;
+            if (strncmp(de->d_name, base, len) != 0)
+                continue;
+            admin_maildir_name_parse(de->d_name, &nm);
+            if (nm.base_len == len && asprintf(&found, "%s/%s", path, de->d_name) < 0)
+                found = NULL;
+        }
+        closedir(d);
+    }
+    return found;
+}
+
 static int import_folder(import_state *st, struct folder *f)
 {
     int ret = 0;
@@ -386,6 +413,14 @@ static int import_folder(import_state *st, struct folder *f)
             continue;
         }
         ret = admin_read_file(d->path, &st->file);
+        char *moved = NULL;
+        if (ret == -ENOENT && (moved = find_moved(f->dir, d->base, d->nm.base_len))) {
+            /* Renamed by a flag change since the scan: the new name's flags. */
+            ret = admin_read_file(moved, &st->file);
+            const char *mb = strrchr(moved, '/') + 1;
+            admin_maildir_name_parse(mb, &d->nm);
+            free(moved);
+        }
         if (ret == -ENOENT) {
             vanished++;         /* expunged by a client that still runs */
             ret = 0;
