@@ -333,6 +333,8 @@ static int import_folder(import_state *st, struct folder *f)
     store_mbox *mb = NULL;
     admin_batch *b = st->b;
     uint64_t done0 = b->done, sizes_off = 0, vanished = 0, unknown_kw = 0;
+    uint64_t clash = 0, gone = 0;
+    store_snap *snap = NULL;
 
     /* The uidlist's names point into st->list: read it last, after the
      * keywords, and copy what is kept before reusing the buffer. */
@@ -404,12 +406,33 @@ static int import_folder(import_state *st, struct folder *f)
     b->mb = mb;
     b->kwnames = (const char *const *)kw;
     uint32_t uv = ss.uidvalidity, last = ss.uidnext - 1;
+    if (ss.uidnext > 1 && !(snap = store_snap_get(mb))) {
+        ret = -ENOMEM;
+        admin_err("out of memory");
+        goto out;
+    }
     for (size_t i = 0; i < f->nfiles; i++) {
         struct dmsg *d = &m[i];
         st->seen++;
         admin_progress_update(&st->pr, st->seen);
         if (d->uid < ss.uidnext) {
-            st->skipped++;      /* imported by an earlier run */
+            /* Imported by an earlier run, unless the mailbox never had
+             * that UID (the file came later, under a UID the mailbox had
+             * passed) or gave it to a message of another size (mail
+             * delivered here too): UIDs cannot go back to add it. */
+            store_msg sm;
+            int r = store_snap_lookup(snap, d->uid, &sm);
+            if (r == -ENOENT) {
+                gone++;
+            } else if (r >= 0 && d->nm.has_vsize && sm.size != d->nm.vsize) {
+                if (!clash)
+                    admin_err("'%s': mailbox '%s' gave its UID %u to another message "
+                              "(of %u bytes, not %llu)", d->path, f->name, d->uid, sm.size,
+                              (unsigned long long)d->nm.vsize);
+                clash++;
+            } else {
+                st->skipped++;
+            }
             continue;
         }
         ret = admin_read_file(d->path, &st->file);
@@ -417,8 +440,7 @@ static int import_folder(import_state *st, struct folder *f)
         if (ret == -ENOENT && (moved = find_moved(f->dir, d->base, d->nm.base_len))) {
             /* Renamed by a flag change since the scan: the new name's flags. */
             ret = admin_read_file(moved, &st->file);
-            const char *mb = strrchr(moved, '/') + 1;
-            admin_maildir_name_parse(mb, &d->nm);
+            admin_maildir_name_parse(strrchr(moved, '/') + 1, &d->nm);
             free(moved);
         }
         if (ret == -ENOENT) {
@@ -473,9 +495,24 @@ static int import_folder(import_state *st, struct folder *f)
         admin_err("warning: %llu files of '%s' vanished during the import (expunged "
                   "meanwhile?): skipped", (unsigned long long)vanished, f->dir);
     admin_progress_end(&st->pr);
+    if (gone)
+        admin_err("warning: %llu messages of '%s' have UIDs below the UIDNEXT of mailbox "
+                  "'%s' that it does not hold (expunged here since, or given to the "
+                  "Maildir after UIDs the mailbox had passed): not imported",
+                  (unsigned long long)gone, f->dir, f->name);
     printf("%s: %llu messages imported, UIDVALIDITY %u, UIDNEXT %u\n", f->name,
            (unsigned long long)(b->done - done0), uv, uidnext);
+    if (clash) {
+        /* Mail delivered to both since the first import: the Maildir's
+         * cannot get UIDs of their own without breaking UID order. */
+        admin_err("mailbox '%s': %llu messages of '%s' not imported: their UIDs were "
+                  "given to other messages here (mail delivered to both sides?)",
+                  f->name, (unsigned long long)clash, f->dir);
+        ret = -EEXIST;
+    }
 out:
+    if (snap)
+        store_snap_put(snap);
     if (ret < 0)
         st->failed++;
     b->mb = NULL;

@@ -478,7 +478,7 @@ def tearDownModule():
 
 
 class ImportMaildir(rs.ServerTestCase):
-    users_per_class = 10
+    users_per_class = 12
     server_tls = True
 
     @classmethod
@@ -607,6 +607,48 @@ class ImportMaildir(rs.ServerTestCase):
         c = self.dlogin(user, "clash-secret")
         got = record(lambda: c, ["Archive/2024"])
         self.assertEqual(got["Archive/2024"], self.fx.want["Archive/2024"])
+
+    def test_rerun_after_delivery_here(self):
+        """Mail delivered to ringmaild after the first import takes UIDs the
+        Maildir may give to other messages later: a re-run says so instead
+        of skipping them as imported."""
+        user = "both"
+        self.server.add_users({user: "both-secret"})
+        root = os.path.join(self.server.tmp, "both-maildir")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(root, sub), exist_ok=True)
+        msg = b"Subject: y\nFrom: a@example.org\n\nbody\n"
+        w = len(msg) + msg.count(b"\n")
+        names = ["%d.M1P1.h,S=%d,W=%d" % (i, len(msg), w) for i in (1, 2)]
+        for n in names:
+            with open(os.path.join(root, "cur", n + ":2,S"), "wb") as f:
+                f.write(msg)
+        with open(os.path.join(root, "dovecot-uidlist"), "w") as f:
+            f.write("3 V500 N3\n1 :%s\n2 :%s\n" % tuple(names))
+        self.server.admin("import", user, "--dovecot-maildir", root)
+        c = self.dlogin(user, "both-secret")
+        self.expect(c.append("INBOX", b"Subject: here\r\n\r\ndelivered to ringmaild\r\n"),
+                    "OK", "APPENDUID")
+        self.ok(c, "SELECT INBOX")
+        self.ok(c, "UID STORE 1 +FLAGS.SILENT (\\Deleted)")
+        self.ok(c, "EXPUNGE")
+        self.ok(c, "LOGOUT")
+        self.server.admin("compact", user, "INBOX")
+        # Meanwhile Dovecot gave UID 3 to another message.
+        big = msg + b"x" * 100 + b"\n"
+        n3 = "3.M1P1.h,S=%d,W=%d" % (len(big), len(big) + big.count(b"\n"))
+        with open(os.path.join(root, "new", n3), "wb") as f:
+            f.write(big)
+        with open(os.path.join(root, "dovecot-uidlist"), "a") as f:
+            f.write("3 :%s\n" % n3)
+        p = self.server.admin("import", user, "--dovecot-maildir", root, check=False)
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        self.assertIn("mailbox 'INBOX' gave its UID 3 to another message", err)
+        self.assertIn("1 messages of '%s' not imported" % root, err)
+        self.assertIn("1 messages of '%s' have UIDs below the UIDNEXT" % root, err)
+        self.assertIn("INBOX: 0 messages imported, UIDVALIDITY 500, UIDNEXT 4",
+                      p.stdout.decode())
 
     def test_bad_input(self):
         user = "bad"
