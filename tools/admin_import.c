@@ -180,26 +180,29 @@ out:
 int admin_cmd_import(admin_ctx *ctx, int argc, char **argv)
 {
     static const char synopsis[] = "import USER MAILBOX PATH | import USER "
-        "--dovecot-maildir DIR [--layout maildir++|fs] [--stock-special-use]";
+        "--dovecot-maildir DIR [--layout maildir++|fs] [--control CDIR] "
+        "[--stock-special-use]";
     char *pos[3];
     size_t npos;
-    const char *dovecot = NULL, *layout = NULL;
+    const char *dovecot = NULL, *layout = NULL, *control = NULL;
     bool stock = false;
     const admin_opt opts[] = { { "dovecot-maildir", NULL, &dovecot },
                                { "layout", NULL, &layout },
+                               { "control", NULL, &control },
                                { "stock-special-use", &stock, NULL } };
-    if (admin_args(argc, argv, opts, 3, pos, 1, 3, &npos, synopsis) < 0)
+    if (admin_args(argc, argv, opts, 4, pos, 1, 3, &npos, synopsis) < 0)
         return ADMIN_USAGE;
     if (dovecot) {
         if (npos != 1)
             return admin_usage("too many arguments; usage: ringmail-admin %s", synopsis);
         if (layout && strcasecmp(layout, "fs") != 0 && strcasecmp(layout, "maildir++") != 0)
             return admin_usage("bad --layout '%s' (maildir++ or fs)", layout);
-        return admin_import_dovecot(ctx, pos[0], dovecot,
+        return admin_import_dovecot(ctx, pos[0], dovecot, control,
                                     layout && !strcasecmp(layout, "fs"), stock);
     }
-    if (stock || layout)
-        return admin_usage("--layout and --stock-special-use go with --dovecot-maildir");
+    if (stock || layout || control)
+        return admin_usage("--layout, --control and --stock-special-use go with "
+                           "--dovecot-maildir");
     if (npos != 3)
         return admin_usage("missing arguments; usage: ringmail-admin %s", synopsis);
     const char *user = pos[0], *name = pos[1], *path = pos[2];

@@ -52,11 +52,12 @@ int admin_batch_flush(admin_batch *b);
 /* A whole file into buf (reused). */
 int admin_read_file(const char *path, admin_buf *buf);
 
-/* `import USER --dovecot-maildir DIR [--layout fs] [--stock-special-use]`:
- * every folder of a Dovecot Maildir account (Maildir++ or LAYOUT=fs) with
- * its UIDVALIDITY, UIDs, flags, keywords and subscriptions (and the
- * special-use of Dovecot's stock configuration). */
+/* `import USER --dovecot-maildir DIR [--layout fs] [--control CDIR]
+ * [--stock-special-use]`: every folder of a Dovecot Maildir account
+ * (Maildir++ or LAYOUT=fs; control files in the Maildir or under CONTROL=
+ * CDIR) with its UIDVALIDITY, UIDs, flags, keywords and subscriptions (and
+ * the special-use of Dovecot's stock configuration). */
 int admin_import_dovecot(admin_ctx *ctx, const char *user, const char *dir,
-                         bool layout_fs, bool stock_special);
+                         const char *control, bool layout_fs, bool stock_special);
 
 #endif

@@ -13,7 +13,10 @@
  * (admin_maildir_name_cmp).  Flags and keyword letters come from the file
  * name (keyword letters through dovecot-keywords), INTERNALDATE from the
  * file's mtime, which is what Dovecot's Maildir reports as the received
- * date.  Subscriptions come from DIR/subscriptions.
+ * date.  Subscriptions come from DIR/subscriptions.  With Dovecot's
+ * CONTROL=CDIR (`--control CDIR`), the uidlists, keywords files and
+ * subscriptions are under CDIR, in the folders' paths ("CDIR/.a.b", INBOX
+ * as "CDIR/.INBOX"; LAYOUT=fs: "CDIR/a/b", "CDIR/INBOX").
  *
  * Dovecot keeps special-use attributes in its configuration, not in the
  * Maildir.  With --stock-special-use the names of its stock configuration
@@ -51,6 +54,7 @@ struct dmsg {
 
 struct folder {
     char *dir;              /* the Maildir */
+    char *ctl;              /* where its dovecot-uidlist and -keywords are */
     char *name;             /* the mailbox */
     admin_maildir_entry *files;
     size_t nfiles;
@@ -128,7 +132,7 @@ static int read_keywords(import_state *st, const struct folder *f,
                          char *kw[ADMIN_BATCH_KEYWORDS])
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/dovecot-keywords", f->dir);
+    snprintf(path, sizeof path, "%s/dovecot-keywords", f->ctl);
     int r = admin_read_file(path, &st->list);
     if (r == -ENOENT)
         return 0;
@@ -168,7 +172,7 @@ static int read_uidlist(import_state *st, const struct folder *f,
                         admin_uidlist_hdr *h, struct urec **recs, size_t *n)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/dovecot-uidlist", f->dir);
+    snprintf(path, sizeof path, "%s/dovecot-uidlist", f->ctl);
     int r = admin_read_file(path, &st->list);
     if (r == -ENOENT)
         return 0;
@@ -348,7 +352,7 @@ static int import_folder(import_state *st, struct folder *f)
     if (!have)
         admin_err("warning: '%s' has no dovecot-uidlist: mailbox '%s' gets a new "
                   "UIDVALIDITY and its messages new UIDs (clients download it again)",
-                  f->dir, f->name);
+                  f->ctl, f->name);
 
     m = calloc(f->nfiles ? f->nfiles : 1, sizeof *m);
     if (!m) {
@@ -541,27 +545,47 @@ static void folders_free(struct folder *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(v[i].dir);
+        free(v[i].ctl);
         free(v[i].name);
         admin_maildir_free(v[i].files, v[i].nfiles);
     }
     free(v);
 }
 
-static int add_folder(struct folder **v, size_t *n, size_t *cap, char *dir, char *name)
+/* Takes dir, ctl and name (freed on failure too). */
+static int add_folder(struct folder **v, size_t *n, size_t *cap, char *dir, char *ctl,
+                      char *name)
 {
+    if (!dir || !ctl || !name) {
+        free(dir);
+        free(ctl);
+        free(name);
+        return -ENOMEM;
+    }
     if (*n == *cap) {
         size_t nc = *cap ? *cap * 2 : 16;
         struct folder *nv = realloc(*v, nc * sizeof *nv);
         if (!nv) {
             free(dir);
+            free(ctl);
             free(name);
             return -ENOMEM;
         }
         *v = nv;
         *cap = nc;
     }
-    (*v)[(*n)++] = (struct folder){ .dir = dir, .name = name };
+    (*v)[(*n)++] = (struct folder){ .dir = dir, .ctl = ctl, .name = name };
     return 0;
+}
+
+/* The control directory of a folder: Dovecot's CONTROL=DIR mirrors the
+ * folders' paths (INBOX as ".INBOX", or "INBOX" with LAYOUT=fs). */
+static char *ctl_dir(const char *ctl, const char *dir, const char *rel)
+{
+    char *out = NULL;
+    if (!ctl)
+        return strdup(dir);
+    return asprintf(&out, "%s/%s", ctl, rel) < 0 ? NULL : out;
 }
 
 /* The folders found so far. */
@@ -572,6 +596,7 @@ struct flist {
     char sep;
     bool fs;                /* LAYOUT=fs, else Maildir++ */
     bool fs_hint;           /* a Maildir++ root holds LAYOUT=fs folders */
+    const char *ctl;        /* CONTROL=, or NULL */
 };
 
 #define FS_MAX_DEPTH 64
@@ -641,13 +666,19 @@ static int scan_folders(struct flist *fl, const char *root, const char *rel, int
         }
         int r = fl->fs ? admin_dovecot_fs_name(sub, fl->sep, &name)
                        : admin_maildirpp_name(e + 1, fl->sep, &name);
+        char *ctl = ctl_dir(fl->ctl, dir, sub);
         free(sub);
+        if (!ctl && r == 0) {
+            free(name);
+            r = -ENOMEM;
+        }
         if (r == 0 && !strcasecmp(name, "INBOX")) {
             free(name);
             r = -EINVAL;
         }
         if (r == -ENOMEM) {
             free(dir);
+            free(ctl);
             ret = r;
             break;
         }
@@ -655,10 +686,11 @@ static int scan_folders(struct flist *fl, const char *root, const char *rel, int
             admin_err("folder '%s' has no valid mailbox name (levels modified UTF-7 or "
                       "UTF-8, none empty, INBOX or holding '%c'): skipped", dir, fl->sep);
             free(dir);
+            free(ctl);
             fl->bad++;
             continue;
         }
-        if ((ret = add_folder(&fl->v, &fl->n, &fl->cap, dir, name)) < 0)
+        if ((ret = add_folder(&fl->v, &fl->n, &fl->cap, dir, ctl, name)) < 0)
             break;
     }
     closedir(d);
@@ -667,18 +699,13 @@ static int scan_folders(struct flist *fl, const char *root, const char *rel, int
 }
 
 /* INBOX (the root) and every folder under it, parents first. */
-static int list_folders(const char *root, char sep, bool fs, struct folder **out,
-                        size_t *n, unsigned *bad)
+static int list_folders(const char *root, const char *ctl, char sep, bool fs,
+                        struct folder **out, size_t *n, unsigned *bad)
 {
-    struct flist fl = { .sep = sep, .fs = fs };
-    char *dir = strdup(root), *name = strdup("INBOX");
-    if (!dir || !name || add_folder(&fl.v, &fl.n, &fl.cap, dir, name) < 0) {
-        if (!fl.n) {
-            free(dir);
-            free(name);
-        }
+    struct flist fl = { .sep = sep, .fs = fs, .ctl = ctl };
+    if (add_folder(&fl.v, &fl.n, &fl.cap, strdup(root),
+                   ctl_dir(ctl, root, fs ? "INBOX" : ".INBOX"), strdup("INBOX")) < 0)
         return -ENOMEM;
-    }
     int ret = scan_folders(&fl, root, "", 0);
     *bad = fl.bad;
     if (fl.fs_hint)
@@ -737,7 +764,7 @@ static unsigned import_subscriptions(import_state *st, const char *root, char se
 }
 
 int admin_import_dovecot(admin_ctx *ctx, const char *user, const char *root,
-                         bool layout_fs, bool stock_special)
+                         const char *control, bool layout_fs, bool stock_special)
 {
     int ret = ADMIN_FAIL;
     struct folder *fv = NULL;
@@ -751,6 +778,12 @@ int admin_import_dovecot(admin_ctx *ctx, const char *user, const char *root,
                   "Dovecot's mail_location = maildir:DIR", root);
         return ADMIN_FAIL;
     }
+    struct stat sb;
+    if (control && (stat(control, &sb) < 0 || !S_ISDIR(sb.st_mode))) {
+        admin_err("'%s' is not a directory: give the directory of Dovecot's "
+                  "CONTROL=DIR", control);
+        return ADMIN_FAIL;
+    }
     st.b = calloc(1, sizeof *st.b);
     if (!st.b) {
         admin_err("out of memory");
@@ -759,7 +792,7 @@ int admin_import_dovecot(admin_ctx *ctx, const char *user, const char *root,
     if (admin_user_open(ctx, user, true, &st.u) < 0)
         goto out;
     char sep = store_user_separator(st.u);
-    if (list_folders(root, sep, layout_fs, &fv, &nf, &bad) < 0)
+    if (list_folders(root, control, sep, layout_fs, &fv, &nf, &bad) < 0)
         goto out;
     uint64_t total = 0;
     for (size_t i = 0; i < nf; i++) {
@@ -777,7 +810,7 @@ int admin_import_dovecot(admin_ctx *ctx, const char *user, const char *root,
         if (r == -ENOMEM || r == -ENOSPC || r == -EDQUOT || r == -EIO)
             break;              /* the next folders would fail the same way */
     }
-    unsigned subs = import_subscriptions(&st, root, sep);
+    unsigned subs = import_subscriptions(&st, control ? control : root, sep);
     char hb[32];
     printf("imported %llu messages (%s) into %zu mailboxes, %llu already there, "
            "%u subscriptions, in %.1f s\n", (unsigned long long)st.b->done,

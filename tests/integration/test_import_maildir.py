@@ -18,7 +18,7 @@ folder's LIST, LSUB, STATUS (UIDVALIDITY UIDNEXT MESSAGES) and UID FETCH
 Per io backend: the Maildir is imported into a ringmaild's store, which
 must answer the same for every folder, and mbsync re-pointed at it must
 download nothing.  Also: the same account under Dovecot's LAYOUT=fs
-(`--layout fs`), an incremental second import (the Maildir grew under
+(`--layout fs`) and with CONTROL= (`--control`), an incremental second import (the Maildir grew under
 Dovecot), a target mailbox with another UIDVALIDITY (error, left
 alone), and bad input (no uidlist, corrupt uidlist, unreadable file,
 non-UTF-8 folder name, S=/W= disagreeing with the file, keyword letters).
@@ -441,20 +441,22 @@ class Fixture:
             cls.made = None
 
 
-class FsFixture:
-    """The same account under Dovecot's LAYOUT=fs (folders as nested
-    directories without dots), recorded once."""
-    made = None
+class OtherFixture:
+    """The same account under another mail_location of Dovecot's
+    (":LAYOUT=fs": folders as nested directories without dots;
+    ":CONTROL=~/control": uidlists and keywords in another tree), each
+    recorded once."""
+    made = {}
 
     @classmethod
-    def get(cls):
+    def get(cls, location):
         Fixture.get()           # the checks for root and dovecot
-        if cls.made is None:
-            cls.made = cls()
-        return cls.made
+        if location not in cls.made:
+            cls.made[location] = cls(location)
+        return cls.made[location]
 
-    def __init__(self):
-        self.dv = Dovecot(layout=":LAYOUT=fs")
+    def __init__(self, location):
+        self.dv = Dovecot(layout=location)
         try:
             self.dv.start()
             build_account(self.dv)
@@ -467,18 +469,18 @@ class FsFixture:
 
     @classmethod
     def cleanup(cls):
-        if cls.made is not None:
-            cls.made.dv.cleanup()
-            cls.made = None
+        for fx in cls.made.values():
+            fx.dv.cleanup()
+        cls.made.clear()
 
 
 def tearDownModule():
     Fixture.cleanup()
-    FsFixture.cleanup()
+    OtherFixture.cleanup()
 
 
 class ImportMaildir(rs.ServerTestCase):
-    users_per_class = 12
+    users_per_class = 14
     server_tls = True
 
     @classmethod
@@ -570,7 +572,7 @@ class ImportMaildir(rs.ServerTestCase):
             dv.cleanup()
 
     def test_layout_fs(self):
-        fx = FsFixture.get()
+        fx = OtherFixture.get(":LAYOUT=fs")
         self.assertTrue(os.path.isdir(os.path.join(fx.dv.maildir, "Work", "Projects",
                                                    "Ringmail", "cur")))
         user = "fs"
@@ -586,6 +588,19 @@ class ImportMaildir(rs.ServerTestCase):
         p = self.server.admin("import", user, "--dovecot-maildir", fx.dv.maildir)
         self.assertIn("give --layout fs", p.stderr.decode())
         self.assertIn("into 1 mailboxes", p.stdout.decode())
+
+    def test_control_dir(self):
+        fx = OtherFixture.get(":CONTROL=~/control")
+        control = os.path.join(os.path.dirname(fx.dv.maildir), "control")
+        self.assertTrue(os.path.exists(os.path.join(control, ".INBOX", "dovecot-uidlist")))
+        self.assertFalse(os.path.exists(os.path.join(fx.dv.maildir, "dovecot-uidlist")))
+        user = "ctl"
+        self.server.add_users({user: "ctl-secret"})
+        p = self.server.admin("import", user, "--dovecot-maildir", fx.dv.maildir,
+                              "--control", control, "--stock-special-use")
+        self.assertNotIn("warning", p.stderr.decode())
+        got = record(lambda: self.dlogin(user, "ctl-secret"), fx.folders)
+        self.assert_same(fx.want, got, "CONTROL=")
 
     def test_other_uidvalidity_left_alone(self):
         user = "clash"
