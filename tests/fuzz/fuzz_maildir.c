@@ -1,10 +1,10 @@
 /* tests/fuzz/fuzz_maildir.c — Dovecot's Maildir side files and names
  * (tools/admin_dovecot.c): the input is split at '\n' and each line read
  * as a uidlist header, a uidlist record of both versions, a keywords line,
- * a message file name, a folder name and a subscriptions line of both
- * versions.  What comes back must point inside the line, base names must
- * be non-empty and free of '/', and decoded names must be UTF-8 without
- * the separator or controls. */
+ * a message file name, a folder name (Maildir++ and LAYOUT=fs) and a
+ * subscriptions line of both versions.  What comes back must point inside
+ * the line, base names must be non-empty and free of '/', and decoded
+ * names must be UTF-8 without the separator or controls. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +51,10 @@ static void one_line(const char *l, size_t len)
     for (int s = 0; s < 2; s++) {
         char sep = s ? '.' : '/';
         if (admin_maildirpp_name(z, sep, &n) == 0) {
+            name_ok(n, sep);
+            free(n);
+        }
+        if (admin_dovecot_fs_name(z, sep, &n) == 0) {
             name_ok(n, sep);
             free(n);
         }
