@@ -5,8 +5,9 @@
  * and X-Status: fields that became flags) and appended in batches of up to
  * ADMIN_BATCH_MSGS messages or ADMIN_BATCH_BYTES bytes: one store_append
  * (so one fsync and one lock round) per batch instead of per message is
- * what makes a large import fast.  Each batch is atomic; if an import fails midway the
- * batches before it stay imported and the summary says how many. */
+ * what makes a large import fast.  Each batch is atomic; if an import
+ * fails midway the batches before it stay imported and the summary says
+ * how many. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
