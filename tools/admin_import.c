@@ -38,7 +38,7 @@ int admin_batch_flush(admin_batch *b)
             .data = b->data.data + it->off,
             .len = it->len,
             .internal_date = it->m.date,
-            .tz_min = 0,
+            .tz_min = it->m.tz_min,
             .flags = it->m.flags,
             .keywords = b->kwptrs[i],
             .nkeywords = nk,

@@ -17,6 +17,7 @@
 
 typedef struct admin_batch_msg {
     int64_t date;
+    int16_t tz_min;         /* the date's zone, minutes east of UTC */
     uint32_t flags;         /* STORE_F_* */
     uint32_t keywords;      /* bit i: admin_batch.kwnames[i] */
     uint32_t uid;           /* 0: the next one (store_new_msg.uid) */

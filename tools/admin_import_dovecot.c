@@ -13,10 +13,11 @@
  * (admin_maildir_name_cmp).  Flags and keyword letters come from the file
  * name (keyword letters through dovecot-keywords), INTERNALDATE from the
  * file's mtime, which is what Dovecot's Maildir reports as the received
- * date.  Subscriptions come from DIR/subscriptions.  With Dovecot's
- * CONTROL=CDIR (`--control CDIR`), the uidlists, keywords files and
- * subscriptions are under CDIR, in the folders' paths ("CDIR/.a.b", INBOX
- * as "CDIR/.INBOX"; LAYOUT=fs: "CDIR/a/b", "CDIR/INBOX").
+ * date (in the local time zone, as Dovecot shows it).  Subscriptions come
+ * from DIR/subscriptions.  With Dovecot's CONTROL=CDIR (`--control
+ * CDIR`), the uidlists, keywords files and subscriptions are under CDIR,
+ * in the folders' paths ("CDIR/.a.b", INBOX as "CDIR/.INBOX"; LAYOUT=fs:
+ * "CDIR/a/b", "CDIR/INBOX").
  *
  * Dovecot keeps special-use attributes in its configuration, not in the
  * Maildir.  With --stock-special-use the names of its stock configuration
@@ -39,6 +40,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "tools/admin_dovecot.h"
 #include "tools/admin_import.h"
@@ -289,6 +291,19 @@ static int set_stock_special(import_state *st, const char *name)
     return 0;
 }
 
+/* The zone of the local time at t, minutes east of UTC: Dovecot's
+ * Maildir has no zone for a received date and shows it in the server's
+ * local time, and so must we for INTERNALDATE to read the same. */
+static int16_t local_zone(int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!localtime_r(&tt, &tm))
+        return 0;
+    long min = tm.tm_gmtoff / 60;
+    return min > -1440 && min < 1440 ? (int16_t)min : 0;
+}
+
 /* Bare LFs, which the import turns into CRLF: RFC822.SIZE = len + this. */
 static uint64_t bare_lfs(const char *p, size_t len)
 {
@@ -470,8 +485,9 @@ static int import_folder(import_state *st, struct folder *f)
                 known |= 1u << k;
         if (d->nm.keywords & ~known)
             unknown_kw++;
-        admin_batch_msg bm = { .date = d->mtime, .flags = d->nm.flags,
-                               .keywords = d->nm.keywords & known, .uid = d->uid };
+        admin_batch_msg bm = { .date = d->mtime, .tz_min = local_zone(d->mtime),
+                               .flags = d->nm.flags, .keywords = d->nm.keywords & known,
+                               .uid = d->uid };
         if ((ret = admin_batch_add(b, st->file.data, st->file.len, false, &bm)) < 0)
             goto out;
         last = d->uid;

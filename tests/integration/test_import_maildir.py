@@ -43,6 +43,13 @@ import ringmail_server as rs  # noqa: E402
 
 USER, PASSWORD = "dove", "dove-secret"
 
+# Not UTC: Dovecot shows a Maildir message's received date in its local
+# time zone (TZ is in its default import_environment), and the import must
+# give INTERNALDATE the same zone.  Dovecot, ringmail-admin and ringmaild
+# inherit it from here.
+os.environ["TZ"] = "Europe/Paris"
+time.tzset()
+
 DOVECOT_CONF = """
 instance_name = ringmail-maildir-{id}
 base_dir = {d}/run
@@ -517,6 +524,8 @@ class ImportMaildir(rs.ServerTestCase):
         # The account is what the test meant it to be.
         st, msgs = self.fx.want["INBOX"]
         self.assertGreater(st["UIDNEXT"], st["MESSAGES"] + 1, "no UID gaps")
+        zones = {m[1][-5:] for m in msgs.values()}
+        self.assertEqual(zones, {"+0100", "+0200"}, "Dovecot's INTERNALDATE zones")
         self.assertTrue(any("todo" in m[0] for m in msgs.values()), "no keywords")
         self.assertIn("Éléments envoyés", self.fx.want["LIST"])
         self.assertIn("\\trash", self.fx.want["LIST"]["Trash"][0])
@@ -748,10 +757,10 @@ class ImportMaildir(rs.ServerTestCase):
         self.assertEqual(st, {"UIDVALIDITY": 4242, "UIDNEXT": 21, "MESSAGES": 3})
         want_body = msg.replace(b"\n", b"\r\n")
         self.assertEqual(msgs[5], (["$Forwarded", "\\Answered", "\\Seen", "todo"],
-                                   "01-Jan-1970 00:25:00 +0000", len(want_body), want_body))
+                                   "01-Jan-1970 01:25:00 +0100", len(want_body), want_body))
         self.assertEqual(msgs[9][0], ["\\Flagged"])     # P: no IMAP flag; b: left out
         self.assertEqual(msgs[9][2], len(want_body))    # the content, not W=9999 or W=8
-        self.assertEqual(msgs[20][1], "01-Jan-1970 00:28:20 +0000")
+        self.assertEqual(msgs[20][1], "01-Jan-1970 01:28:20 +0100")
         st, msgs = got["NoList"]
         self.assertEqual(st["MESSAGES"], 2)
         self.assertEqual(sorted(msgs), [1, 2])
