@@ -137,14 +137,8 @@ int admin_uidlist_record(unsigned version, const char *line, size_t len,
         if (i == len)
             return -EINVAL;
         i++;                    /* the ':' */
-    } else {
-        /* Version 1: "<uid> <flags> <filename>". */
-        while (i < len && line[i] != ' ')
-            i++;
-        if (i == len)
-            return -EINVAL;
-        i++;
     }
+    /* Version 1 (also Courier's courierimapuiddb): "<uid> <filename>". */
     const char *name = line + i;
     size_t nlen = len - i;
     if (nlen == 0 || memchr(name, '/', nlen) || memchr(name, '\0', nlen))

@@ -9,8 +9,9 @@
  *                       "<uid> [<ext>...] :<filename>" per message, where
  *                       each ext is one letter and a value (S<size>,
  *                       W<virtual size>, G<guid>, P<pop3 uidl>, ...).
- *                     Version 1: "1 <uidvalidity> <nextuid>" then
- *                       "<uid> <flags> <filename>".
+ *                     Version 1 (Dovecot 1.0, Courier's courierimapuiddb):
+ *                       "1 <uidvalidity> <nextuid>" then "<uid> <filename>".
+ *                     Dovecot reads only these two versions.
  *                     UIDs are ascending; the file may still list messages
  *                     since expunged (it is rewritten lazily) and may lack
  *                     files delivered since it was written.

@@ -89,6 +89,15 @@ static int urec_cmp(const void *a, const void *b)
     return x->len < y->len ? -1 : x->len > y->len;
 }
 
+static int urec_cmp_uid(const void *a, const void *b)
+{
+    int c = urec_cmp(a, b);
+    if (c)
+        return c;
+    const struct urec *x = a, *y = b;
+    return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
 static int dmsg_uid_cmp(const void *a, const void *b)
 {
     const struct dmsg *x = a, *y = b;
@@ -227,10 +236,18 @@ static int read_uidlist(import_state *st, const struct folder *f,
      * listed message may be gone: no UID listed is ever given again. */
     if (prev >= h->nextuid)
         h->nextuid = prev + 1;
+    /* A file listed twice (Dovecot appends a line when an expunged file
+     * comes back) has the UID of its last line, as Dovecot reads it. */
+    size_t out = 0;
     if (cnt)
-        qsort(v, cnt, sizeof *v, urec_cmp);
+        qsort(v, cnt, sizeof *v, urec_cmp_uid);
+    for (size_t i = 0; i < cnt; i++) {
+        if (i + 1 < cnt && urec_cmp(&v[i], &v[i + 1]) == 0)
+            continue;
+        v[out++] = v[i];
+    }
     *recs = v;
-    *n = cnt;
+    *n = out;
     return 1;
 }
 

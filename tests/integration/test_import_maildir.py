@@ -696,13 +696,18 @@ class ImportMaildir(rs.ServerTestCase):
         msg = b"Subject: x\nFrom: a@example.org\n\nline one\nline two\n"
         inbox = folder("")
         with open(os.path.join(inbox, "dovecot-uidlist"), "w") as f:
-            f.write("3 V4242 N20 Gabc\n5 :100.M1P1.h,S=%d,W=%d\n"
+            # 101 is listed twice: its last line counts, as for Dovecot
+            f.write("3 V4242 N20 Gabc\n2 :101.M1P1.h,S=7,W=8\n5 :100.M1P1.h,S=%d,W=%d\n"
                     "9 W9999 :101.M1P1.h,S=7,W=8\n" % (len(msg), len(msg) + 5))
         with open(os.path.join(inbox, "dovecot-keywords"), "w") as f:
             f.write("0 $Forwarded\n1 bad keyword\n2 todo\nnot a line\n")
         put(inbox, "cur", "100.M1P1.h,S=%d,W=%d:2,RSac" % (len(msg), len(msg) + 5), msg, 1500)
         put(inbox, "cur", "101.M1P1.h,S=7,W=8:2,FPb", msg, 1600)     # sizes disagree
         put(inbox, "new", "102.M1P1.h", msg, 1700)                    # not listed yet
+        v1 = folder(".V1")         # Dovecot 1.0's (and Courier's) format
+        with open(os.path.join(v1, "dovecot-uidlist"), "w") as f:
+            f.write("1 77 5\n3 3.a:2,S\n")
+        put(v1, "cur", "3.a:2,S", msg)
         nolist = folder(".NoList")
         put(nolist, "cur", "200.M2P1.h:2,T", msg, 1800)
         put(nolist, "new", "100.M2P1.h", msg, 1900)
@@ -738,6 +743,7 @@ class ImportMaildir(rs.ServerTestCase):
         self.assertEqual(p.returncode, 1, out + err)
         self.assertNotIn("Sanitizer", err)
         self.assertIn("INBOX: 3 messages imported, UIDVALIDITY 4242, UIDNEXT 21", out)
+        self.assertIn("V1: 1 messages imported, UIDVALIDITY 77, UIDNEXT 5", out)
         self.assertIn("'bad keyword' is not an IMAP keyword", err)
         self.assertIn("line 4 is not \"<index> <keyword>\"", err)
         self.assertIn("1 messages of '%s' have S= or W= sizes" % root, err)
@@ -750,11 +756,13 @@ class ImportMaildir(rs.ServerTestCase):
         self.assertIn("mailbox 'Unreadable' was imported up to UID 1", err)
         self.assertIn("cannot subscribe '&Jjo'", err)
         c = self.dlogin(user, "bad-secret")
-        got = record(lambda: c, ["INBOX", "NoList", "Unreadable"])
+        got = record(lambda: c, ["INBOX", "NoList", "Unreadable", "V1"])
+        self.assertEqual(sorted(got["V1"][1]), [3])
         self.assertNotIn("Corrupt", got["LIST"])
         self.assertEqual(sorted(got["LSUB"]), ["Corrupt", "NoList"])
         st, msgs = got["INBOX"]
         self.assertEqual(st, {"UIDVALIDITY": 4242, "UIDNEXT": 21, "MESSAGES": 3})
+        self.assertEqual(sorted(msgs), [5, 9, 20])
         want_body = msg.replace(b"\n", b"\r\n")
         self.assertEqual(msgs[5], (["$Forwarded", "\\Answered", "\\Seen", "todo"],
                                    "01-Jan-1970 01:25:00 +0100", len(want_body), want_body))

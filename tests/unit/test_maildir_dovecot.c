@@ -73,10 +73,12 @@ static void t_uidlist_record(void)
     REQUIRE_OK(rec(3, "7  W5  :a!2,S", &r));
     CHECK(name_is(&r, "a"));
     CHECK(r.has_vsize && r.vsize == 5 && !r.has_size);
-    /* Version 1: "<uid> <flags> <filename>". */
-    REQUIRE_OK(rec(1, "12 0 1035108000.25581_1.host:2,S", &r));
+    /* Version 1: "<uid> <filename>"; no extension fields. */
+    REQUIRE_OK(rec(1, "12 1035108000.25581_1.host:2,S", &r));
     CHECK_EQ(r.uid, 12);
     CHECK(name_is(&r, "1035108000.25581_1.host"));
+    REQUIRE_OK(rec(1, "13  W5", &r));
+    CHECK(name_is(&r, "W5") && !r.has_vsize);
 
     const char *bad3[] = {
         "", "1", "1 ", "0 :a", "x :a", "1:a", "4294967295 :a", "99999999999 :a",
@@ -89,7 +91,7 @@ static void t_uidlist_record(void)
             fprintf(stderr, "v3 record '%s' gave %d\n", bad3[i], x);
         CHECK_EQ(x, -EINVAL);
     }
-    const char *bad1[] = { "1", "1 0", "1 0 ", "0 0 a", "1 0 a/b" };
+    const char *bad1[] = { "1", "1 ", "0 a", "1 a/b", "1 :2,S" };
     for (size_t i = 0; i < sizeof bad1 / sizeof *bad1; i++)
         CHECK_EQ(rec(1, bad1[i], &r), -EINVAL);
     /* A NUL inside the line is not a name. */
