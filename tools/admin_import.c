@@ -1,57 +1,48 @@
 /* tools/admin_import.c — `import USER MAILBOX PATH` from an mbox file or a
- * Maildir.
+ * Maildir (`import USER --dovecot-maildir DIR`: admin_import_dovecot.c).
  *
  * Messages are converted to CRLF (mbox: unquoted, and without the Status:
  * and X-Status: fields that became flags) and appended in batches of up to
- * BATCH_MSGS messages or BATCH_BYTES bytes: one store_append (so one fsync
- * and one lock round) per batch instead of per message is what makes a
- * large import fast.  Each batch is atomic; if an import fails midway the
- * batches before it stay imported and the summary says how many. */
+ * ADMIN_BATCH_MSGS messages or ADMIN_BATCH_BYTES bytes: one store_append
+ * (so one fsync and one lock round) per batch instead of per message is
+ * what makes a large import fast.  Each batch is atomic; if an import
+ * fails midway the batches before it stay imported and the summary says
+ * how many. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "tools/admin.h"
+#include "tools/admin_import.h"
 #include "tools/admin_maildir.h"
 #include "tools/admin_mbox.h"
 
-#define BATCH_MSGS 256
-#define BATCH_BYTES (8u << 20)
-
-struct batch_item {
-    size_t off, len;        /* in batch.data */
-    int64_t date;
-    uint32_t flags;
-};
-
-typedef struct batch {
-    store_mbox *mb;
-    admin_buf data;         /* the converted messages, back to back */
-    struct batch_item items[BATCH_MSGS];
-    store_new_msg msgs[BATCH_MSGS];
-    uint32_t uids[BATCH_MSGS];
-    size_t n;
-    uint64_t done, bytes;   /* messages and bytes appended so far */
-} batch;
-
-static int batch_flush(batch *b)
+int admin_batch_flush(admin_batch *b)
 {
     if (b->n == 0)
         return 0;
     /* Pointers are taken only now: data may have moved while growing. */
     for (size_t i = 0; i < b->n; i++) {
-        const struct batch_item *it = &b->items[i];
+        const struct admin_batch_item *it = &b->items[i];
+        size_t nk = 0;
+        for (unsigned k = 0; k < ADMIN_BATCH_KEYWORDS; k++)
+            if ((it->m.keywords >> k & 1) && b->kwnames && b->kwnames[k])
+                b->kwptrs[i][nk++] = b->kwnames[k];
         b->msgs[i] = (store_new_msg){
             .data = b->data.data + it->off,
             .len = it->len,
-            .internal_date = it->date,
-            .tz_min = 0,
-            .flags = it->flags,
+            .internal_date = it->m.date,
+            .tz_min = it->m.tz_min,
+            .flags = it->m.flags,
+            .keywords = b->kwptrs[i],
+            .nkeywords = nk,
+            .uid = it->m.uid,
         };
     }
     int r = store_append(b->mb, b->msgs, b->n, b->uids);
@@ -70,10 +61,8 @@ static int batch_flush(batch *b)
     return 0;
 }
 
-/* mbox: raw is an mbox entry (quoted From_ lines; Status:/X-Status: fields
- * already read into flags, so they are dropped). */
-static int batch_add(batch *b, const char *raw, size_t len, bool mbox,
-                     int64_t date, uint32_t flags)
+int admin_batch_add(admin_batch *b, const char *raw, size_t len, bool mbox,
+                    const admin_batch_msg *m)
 {
     size_t off = b->data.len;
     int r = admin_mbox_to_crlf(raw, len, mbox, &b->data);
@@ -83,13 +72,13 @@ static int batch_add(batch *b, const char *raw, size_t len, bool mbox,
     }
     if (mbox)
         b->data.len = off + admin_mbox_drop_status(b->data.data + off, b->data.len - off);
-    b->items[b->n++] = (struct batch_item){ off, b->data.len - off, date, flags };
-    if (b->n == BATCH_MSGS || b->data.len >= BATCH_BYTES)
-        return batch_flush(b);
+    b->items[b->n++] = (struct admin_batch_item){ off, b->data.len - off, *m };
+    if (b->n == ADMIN_BATCH_MSGS || b->data.len >= ADMIN_BATCH_BYTES)
+        return admin_batch_flush(b);
     return 0;
 }
 
-static int import_mbox(batch *b, const char *path, int fd, uint64_t size,
+static int import_mbox(admin_batch *b, const char *path, int fd, uint64_t size,
                        admin_progress *pr)
 {
     int ret = 0;
@@ -114,18 +103,19 @@ static int import_mbox(batch *b, const char *path, int fd, uint64_t size,
     int64_t date;
     unsigned long line;
     while (admin_mbox_next(&rd, &msg, &len, &date, &line) == 1) {
-        ret = batch_add(b, msg, len, true, date, admin_mbox_flags(msg, len));
+        admin_batch_msg m = { .date = date, .flags = admin_mbox_flags(msg, len) };
+        ret = admin_batch_add(b, msg, len, true, &m);
         if (ret < 0)
             goto out;
         admin_progress_update(pr, rd.pos);
     }
-    ret = batch_flush(b);
+    ret = admin_batch_flush(b);
 out:
     munmap(map, size);
     return ret;
 }
 
-static int read_file(const char *path, admin_buf *buf)
+int admin_read_file(const char *path, admin_buf *buf)
 {
     int ret = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -151,7 +141,7 @@ static int read_file(const char *path, admin_buf *buf)
     return ret;
 }
 
-static int import_maildir(batch *b, const char *path, admin_progress *pr)
+static int import_maildir(admin_batch *b, const char *path, admin_progress *pr)
 {
     admin_maildir_entry *v = NULL;
     size_t n = 0;
@@ -163,7 +153,7 @@ static int import_maildir(batch *b, const char *path, admin_progress *pr)
     }
     pr->total = n;
     for (size_t i = 0; i < n; i++) {
-        ret = read_file(v[i].path, &file);
+        ret = admin_read_file(v[i].path, &file);
         if (ret == -ENOENT) {
             /* Moved or deleted by a client since the scan: not ours. */
             admin_err("warning: '%s' vanished; skipped", v[i].path);
@@ -175,12 +165,13 @@ static int import_maildir(batch *b, const char *path, admin_progress *pr)
                       v[i].path, strerror(-ret), (unsigned long long)b->done);
             goto out;
         }
-        ret = batch_add(b, file.data, file.len, false, v[i].mtime, v[i].flags);
+        admin_batch_msg m = { .date = v[i].mtime, .flags = v[i].flags };
+        ret = admin_batch_add(b, file.data, file.len, false, &m);
         if (ret < 0)
             goto out;
         admin_progress_update(pr, i + 1);
     }
-    ret = batch_flush(b);
+    ret = admin_batch_flush(b);
 out:
     free(file.data);
     admin_maildir_free(v, n);
@@ -189,17 +180,38 @@ out:
 
 int admin_cmd_import(admin_ctx *ctx, int argc, char **argv)
 {
+    static const char synopsis[] = "import USER MAILBOX PATH | import USER "
+        "--dovecot-maildir DIR [--layout maildir++|fs] [--control CDIR] "
+        "[--stock-special-use]";
     char *pos[3];
     size_t npos;
-    if (admin_args(argc, argv, NULL, 0, pos, 3, 3, &npos,
-                   "import USER MAILBOX PATH") < 0)
+    const char *dovecot = NULL, *layout = NULL, *control = NULL;
+    bool stock = false;
+    const admin_opt opts[] = { { "dovecot-maildir", NULL, &dovecot },
+                               { "layout", NULL, &layout },
+                               { "control", NULL, &control },
+                               { "stock-special-use", &stock, NULL } };
+    if (admin_args(argc, argv, opts, 4, pos, 1, 3, &npos, synopsis) < 0)
         return ADMIN_USAGE;
+    if (dovecot) {
+        if (npos != 1)
+            return admin_usage("too many arguments; usage: ringmail-admin %s", synopsis);
+        if (layout && strcasecmp(layout, "fs") != 0 && strcasecmp(layout, "maildir++") != 0)
+            return admin_usage("bad --layout '%s' (maildir++ or fs)", layout);
+        return admin_import_dovecot(ctx, pos[0], dovecot, control,
+                                    layout && !strcasecmp(layout, "fs"), stock);
+    }
+    if (stock || layout || control)
+        return admin_usage("--layout, --control and --stock-special-use go with "
+                           "--dovecot-maildir");
+    if (npos != 3)
+        return admin_usage("missing arguments; usage: ringmail-admin %s", synopsis);
     const char *user = pos[0], *name = pos[1], *path = pos[2];
 
     int ret = ADMIN_FAIL, r;
     int fd = -1;
     store_user *u = NULL;
-    batch *b = NULL;
+    admin_batch *b = NULL;
     admin_progress pr;
     double t0 = admin_now();
 
