@@ -1004,10 +1004,13 @@ static int mbox_recover(struct store_mbox *mb)
         ok = idx_sane(g, lsz, &lh);
         if (ok) {
             struct idx_hdr *h = store_gen_hdr(g);
-            /* store_mbox_set_uidnext writes the log header first: a crash
-             * before the index took it leaves the index behind. */
+            /* store_mbox_set_uidnext and _set_highestmodseq write the log
+             * header first: a crash before the index took it leaves the
+             * index behind. */
             if (h->uidnext < lh.base_uidnext)
                 __atomic_store_n(&h->uidnext, lh.base_uidnext, __ATOMIC_RELEASE);
+            if (h->highestmodseq < lh.base_modseq)
+                __atomic_store_n(&h->highestmodseq, lh.base_modseq, __ATOMIC_RELEASE);
             rc = mbox_catch_up(mb, g);
             if (rc == -EBADMSG)
                 ok = false;

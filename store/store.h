@@ -246,6 +246,12 @@ int store_append(store_mbox *mb, const store_new_msg *msgs, size_t n,
  * takes its source's UIDNEXT), durably under the fsync policy.  -ERANGE if
  * that would lower it. */
 int store_mbox_set_uidnext(store_mbox *mb, uint32_t uidnext);
+/* Raise HIGHESTMODSEQ to modseq without a change (a migrated mailbox takes
+ * at least its source's: a client that synchronised with the source asks
+ * for the changes since the value it holds, so later changes here must
+ * get greater mod-sequences), durably.  -ERANGE if that would lower it or for a value
+ * of 2^56 or more. */
+int store_mbox_set_highestmodseq(store_mbox *mb, uint64_t modseq);
 
 /* ---- deferred durability ----
  * A worker thread must not wait for the disk while other sessions wait for

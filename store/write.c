@@ -21,7 +21,7 @@
 #define A_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define A_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
-enum wop_kind { WOP_APPEND, WOP_FLAGS, WOP_EXPUNGE, WOP_UIDNEXT };
+enum wop_kind { WOP_APPEND, WOP_FLAGS, WOP_EXPUNGE, WOP_RAISE };
 
 struct wop {
     enum wop_kind kind;
@@ -35,7 +35,7 @@ struct wop {
     const char *const *keywords;
     size_t nkeywords;
     uint64_t unchangedsince;
-    uint32_t uidnext;           /* WOP_UIDNEXT */
+    uint32_t uidnext;           /* WOP_RAISE (and modseq) */
     bool only_deleted;
     store_uidlist *changed, *modified;
     uint64_t modseq;
@@ -369,31 +369,44 @@ out:
     return rc;
 }
 
-/* Raise UIDNEXT without a message (a migrated mailbox takes its source's).
- * The log header's base_uidnext carries it: a rebuild of the index starts
- * from there, compaction copies the index's UIDNEXT into the next log's
- * header, and opening an index that a crash left behind raises it
- * (mbox.c).  The header is flushed unless the policy is `never`. */
-static int do_uidnext(struct store_mbox *mb, struct wop *op)
+/* Raise UIDNEXT and HIGHESTMODSEQ without a message (a migrated mailbox
+ * takes its source's UIDNEXT, UIDs being never reused, and at least its
+ * HIGHESTMODSEQ: a client that synchronised with the source asks for the
+ * changes since the value it holds (RFC 7162 3.1.4 CHANGEDSINCE, 3.2.5
+ * QRESYNC), so every change made here after the move must get a greater
+ * mod-sequence to be reported).  The log header's base_uidnext and base_modseq carry them: a
+ * rebuild of the index starts from there, compaction copies the index's
+ * values into the next log's header, and opening an index that a crash
+ * left behind raises it (mbox.c).  The header is flushed unless the policy
+ * is `never`.  0 leaves a value as it is. */
+static int do_raise(struct store_mbox *mb, struct wop *op)
 {
     struct gen *g = mb->gen;
     struct idx_hdr *h = store_gen_hdr(g);
     uint32_t cur = A_LOAD(&h->uidnext);
-    if (op->uidnext < cur)
-        return -ERANGE;     /* UIDs are never reused: UIDNEXT never goes down */
-    if (op->uidnext == cur)
+    uint64_t curm = A_LOAD(&h->highestmodseq);
+    if ((op->uidnext && op->uidnext < cur) || (op->modseq && op->modseq < curm))
+        return -ERANGE;     /* never down: UIDs and mod-sequences are not reused */
+    bool up_uid = op->uidnext > cur, up_ms = op->modseq > curm;
+    if (!up_uid && !up_ms)
         return 0;
     struct log_file_hdr lh;
     int rc = store_log_hdr_read(g->log_fd, &lh);
     if (rc < 0)
         return rc;
-    lh.base_uidnext = op->uidnext;
+    if (up_uid)
+        lh.base_uidnext = op->uidnext;
+    if (up_ms)
+        lh.base_modseq = op->modseq;
     store_log_hdr_seal(&lh);
     if ((rc = store_fs_pwrite_all(g->log_fd, &lh, sizeof lh, 0)) < 0)
         return rc;
     if (mb->user->opts.fsync != STORE_FSYNC_NEVER && fdatasync(g->log_fd) < 0)
         return mb->failed = -EIO;   /* as any failed flush (top of this file) */
-    A_STORE(&h->uidnext, op->uidnext);
+    if (up_uid)
+        A_STORE(&h->uidnext, op->uidnext);
+    if (up_ms)
+        A_STORE(&h->highestmodseq, op->modseq);
     return 0;
 }
 
@@ -597,7 +610,7 @@ static int run_op(struct store_mbox *mb, struct wop *op)
 {
     switch (op->kind) {
     case WOP_APPEND: return do_append(mb, op);
-    case WOP_UIDNEXT: return do_uidnext(mb, op);
+    case WOP_RAISE: return do_raise(mb, op);
     case WOP_FLAGS: return do_flags(mb, op);
     default: return do_expunge(mb, op);
     }
@@ -788,7 +801,16 @@ int store_mbox_set_uidnext(store_mbox *mb, uint32_t uidnext)
 {
     if (uidnext == 0 || uidnext == UINT32_MAX)
         return -ERANGE;
-    struct wop op = {.kind = WOP_UIDNEXT, .uidnext = uidnext};
+    struct wop op = {.kind = WOP_RAISE, .uidnext = uidnext};
+    return submit(mb, &op);
+}
+
+int store_mbox_set_highestmodseq(store_mbox *mb, uint64_t modseq)
+{
+    /* an index entry keeps 56 bits of modseq (FM_MAKE); RFC 7162 allows 63 */
+    if (modseq == 0 || modseq >= (1ull << 56))
+        return -ERANGE;
+    struct wop op = {.kind = WOP_RAISE, .modseq = modseq};
     return submit(mb, &op);
 }
 

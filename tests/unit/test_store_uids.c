@@ -2,8 +2,8 @@
  * mailbox created with a given UIDVALIDITY (INBOX made on first use takes
  * one while it has never held a message), messages appended with given
  * UIDs (gaps kept, never going back: -ERANGE and nothing written), and
- * UIDNEXT raised without a message, kept across reopen, an index rebuilt
- * from the log, compaction and check --repair. */
+ * UIDNEXT and HIGHESTMODSEQ raised without a message, kept across reopen,
+ * an index rebuilt from the log, compaction and check --repair. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -109,6 +109,16 @@ static void test_given_uids(void)
     REQUIRE_OK(store_append(mb, m, 1, got));
     CHECK_EQ(got[0], 100);
     REQUIRE_OK(store_mbox_set_uidnext(mb, 200));
+    /* HIGHESTMODSEQ the same way; the next change goes past it. */
+    REQUIRE_OK(store_mbox_set_highestmodseq(mb, 5000));
+    CHECK_EQ(status_of(mb).highestmodseq, 5000);
+    CHECK_EQ(store_mbox_set_highestmodseq(mb, 4999), -ERANGE);
+    CHECK_EQ(store_mbox_set_highestmodseq(mb, 1ull << 56), -ERANGE);
+    store_range one = {100, 100};
+    uint64_t ms = 0;
+    REQUIRE_OK(store_flags(mb, &one, 1, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, 0, NULL, NULL,
+                           &ms));
+    CHECK_EQ(ms, 5001);
     free(want);
     want = test_describe_mbox(mb);
     char dir[600];
@@ -137,6 +147,7 @@ static void test_given_uids(void)
     REQUIRE_OK(store_expunge(mb, &all, 1, true, NULL, NULL));
     REQUIRE_OK(store_compact(mb, NULL, NULL));
     CHECK_EQ(status_of(mb).uidnext, 200);
+    CHECK(status_of(mb).highestmodseq > 5001);
     CHECK_EQ(status_of(mb).messages, 0);
     store_check_report rep;
     REQUIRE_OK(store_check(mb, true, &rep, NULL, NULL));
@@ -155,12 +166,15 @@ static void test_uidnext_index_behind(void)
     REQUIRE_OK(test_env_open(&e, "uids-behind"));
     REQUIRE_OK(test_append_n(e.mb, 2, 1000000000));
     REQUIRE_OK(store_mbox_set_uidnext(e.mb, 50));
+    REQUIRE_OK(store_mbox_set_highestmodseq(e.mb, 900));
     store_snap *s = store_snap_get(e.mb);
     REQUIRE(s != NULL);
     __atomic_store_n(&store_gen_hdr(s->g)->uidnext, 3, __ATOMIC_RELEASE);
+    __atomic_store_n(&store_gen_hdr(s->g)->highestmodseq, 3, __ATOMIC_RELEASE);
     store_snap_put(s);
     REQUIRE_OK(test_env_reopen(&e));
     CHECK_EQ(status_of(e.mb).uidnext, 50);
+    CHECK_EQ(status_of(e.mb).highestmodseq, 900);
     test_env_close(&e);
 }
 
