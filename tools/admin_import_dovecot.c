@@ -251,6 +251,9 @@ static int read_uidlist(import_state *st, const struct folder *f,
     return 1;
 }
 
+/* HIGHESTMODSEQ of an imported mailbox, at least (prepare_mailbox). */
+#define IMPORT_MODSEQ_FLOOR (1ull << 32)
+
 /* Create the mailbox, or find it ready for more; -errno after reporting. */
 static int prepare_mailbox(import_state *st, const struct folder *f, bool have_uv,
                            uint32_t uv, store_mbox **mb, store_status *ss)
@@ -276,6 +279,17 @@ static int prepare_mailbox(import_state *st, const struct folder *f, bool have_u
         admin_err("mailbox '%s' holds or held messages and '%s' has no dovecot-uidlist "
                   "to tell which are new: left alone", f->name, f->dir);
         return -EEXIST;
+    }
+    /* Dovecot's mod-sequences live in its binary index, not in the
+     * Maildir.  A CONDSTORE/QRESYNC client holds one of them and asks for
+     * the changes since: every message imported must have a greater one,
+     * so that such a client refetches the flags once (never a body)
+     * instead of missing changes.  Dovecot counts its mod-sequences one
+     * change at a time from 1: none reaches 2^32. */
+    if (have_uv && ss->highestmodseq < IMPORT_MODSEQ_FLOOR &&
+        (r = store_mbox_set_highestmodseq(*mb, IMPORT_MODSEQ_FLOOR)) < 0) {
+        admin_mailbox_error(f->name, r);
+        return r;
     }
     return 0;
 }

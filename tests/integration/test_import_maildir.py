@@ -307,6 +307,9 @@ def record(connect, folders):
         r = ok(c, "STATUS %s (UIDVALIDITY UIDNEXT MESSAGES)" % q(name))
         st = [u for u in r.untagged if u.kind() == "STATUS"][0].items()[-1]
         st = dict(zip([rs.s(x).upper() for x in st[0::2]], [int(x) for x in st[1::2]]))
+        r = ok(c, "STATUS %s (HIGHESTMODSEQ)" % q(name))
+        hms = [u for u in r.untagged if u.kind() == "STATUS"][0].items()[-1]
+        out.setdefault("HIGHESTMODSEQ", {})[name] = int(hms[1])
         ok(c, "EXAMINE " + q(name))
         r = ok(c, "UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])", timeout=120)
         msgs = {}
@@ -521,6 +524,12 @@ class ImportMaildir(rs.ServerTestCase):
         self.assertIn("INBOX: ", self.first_out)
         got = record(self.dlogin, self.fx.folders)
         self.assert_same(self.fx.want, got, "after import")
+        # Not the same by design: every mod-sequence here is above any a
+        # client may hold from Dovecot (tools/admin_import_dovecot.c).
+        for name in self.fx.folders:
+            self.assertGreater(got["HIGHESTMODSEQ"][name], self.fx.want["HIGHESTMODSEQ"][name],
+                               name)
+            self.assertGreaterEqual(got["HIGHESTMODSEQ"][name], 1 << 32, name)
         # The account is what the test meant it to be.
         st, msgs = self.fx.want["INBOX"]
         self.assertGreater(st["UIDNEXT"], st["MESSAGES"] + 1, "no UID gaps")
