@@ -12,16 +12,18 @@ Steps, in order (one Dovecot and one ringmaild per class):
      SELECTed on the copy's INBOX at ringmaild and sees the messages arrive;
      UIDVALIDITY, UIDs, UIDNEXT, flags, keywords, dates, special-use and
      subscriptions are compared over IMAP with Dovecot's; --check says exact;
-     mbsync pointed at ringmaild (same Maildir, same sync state) pulls and
-     pushes nothing and adds no file; then a new message at Ringmail and a
-     flag set locally sync as usual;
+     mbsync pointed at ringmaild (same Maildir, same sync state) syncs
+     without an error (a changed UIDVALIDITY is one) and adds no file;
   b  changes at Dovecot (new messages, flag changes, expunges, a new folder,
      a renamed folder, a deleted folder): a second run copies only those
      (counted FETCH commands and bytes), then --check exact; a change on one
      side makes --check exit 1; the master user's login works;
   c  errors: bad password, nothing listening, UIDVALIDITY changed at the
      source (the mailbox named, exit 1, the copy untouched);
-  d  killed midway (SIGKILL), run again: --check exact.
+  d  killed midway (SIGKILL), run again: --check exact;
+  e  cut-over: mbsync's last sync with Dovecot, a last run, mbsync against
+     ringmaild adds no file; a new message at Ringmail and a flag set in the
+     Maildir then sync as usual.
 RINGMAIL_MIGRATE_MESSAGES sets the size of the big account (default 10,200).
 """
 
@@ -397,9 +399,40 @@ class Migrate(rs.ServerTestCase):
             d.logout()
             r.logout()
 
+    def mbsync(self, port, cert, step):
+        """mbsync with its defaults but for what a configuration must name,
+        into the same Maildir and sync state whichever server it talks to."""
+        d = os.path.join(self.tmp, "mbsync")
+        os.makedirs(os.path.join(d, "Mail"), exist_ok=True)
+        conf = os.path.join(d, "mbsyncrc")
+        with open(conf, "w") as f:
+            f.write("IMAPAccount acct\nHost localhost\nPort %d\nUser %s\nPass %s\n"
+                    "SSLType IMAPS\nCertificateFile %s\n\n"
+                    "IMAPStore far\nAccount acct\n\n"
+                    "MaildirStore near\nPath %s/Mail/\nInbox %s/Mail/INBOX\n"
+                    "SubFolders Verbatim\n\n"
+                    "Channel ch\nFar :far:\nNear :near:\nPatterns *\nCreate Both\n"
+                    "SyncState *\n" % (port, USER, PASSWORD, cert, d, d))
+        p = subprocess.run([rs.require_program(self, "mbsync"), "-c", conf, "-a"],
+                           capture_output=True, timeout=600, cwd=d)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        self.assertEqual(p.returncode, 0, "mbsync (%s):\n%s" % (step, out[-4000:]))
+        return out
+
+    def maildir_files(self):
+        out = set()
+        for root, _dirs, files in os.walk(os.path.join(self.tmp, "mbsync", "Mail")):
+            if os.path.basename(root) in ("cur", "new"):
+                out.update(os.path.join(root, f.split(",U=")[0].split(":")[0]) for f in files)
+        return out
+
     # -- the steps --
 
     def test_a_first_run(self):
+        # mbsync holds a copy of the account from Dovecot, with its UIDs
+        self.mbsync(self.dove.sport, self.dove.cert, "against Dovecot")
+        files = self.maildir_files()
+        self.assertGreater(len(files), 1000)
         # a session on the copy's INBOX while the migration runs
         watcher = self.ring()
         typ, data = watcher.select("INBOX")
@@ -419,6 +452,18 @@ class Migrate(rs.ServerTestCase):
         p = self.migrate("--check")
         self.assertEqual(p.returncode, 0, p.out)
         self.assertIn("exact", p.out)
+        # mbsync now syncs against Ringmail: same UIDVALIDITY and UIDs, so
+        # nothing to download, nothing to upload, no file added
+        out = self.mbsync(self.server.tls_port, self.server.cert, "against Ringmail")
+        self.assertNotRegex(out, r"UIDVALIDITY|[Ee]rror", out)
+        self.assertEqual(self.maildir_files(), files)
+
+    def flagged_at_ringmail(self):
+        r = self.ring()
+        r.select("INBOX", readonly=True)
+        typ, data = r.uid("SEARCH", "FLAGGED")
+        r.logout()
+        return set(int(x) for x in data[0].split())
 
     def test_b_incremental(self):
         d = self.dove.imap()
@@ -550,6 +595,35 @@ class Migrate(rs.ServerTestCase):
         p = self.migrate("--check")
         self.assertEqual(p.returncode, 0, p.out)
         self.compare()
+
+    def test_e_cutover(self):
+        # the final sequence: the client last synced with Dovecot, a last
+        # run, the client pointed at Ringmail downloads nothing.  (The
+        # folders deleted or re-made at Dovecot above go from the Maildir
+        # too, as a client would follow them.)
+        for gone in ("Junk", "Old", "Renamed"):
+            shutil.rmtree(os.path.join(self.tmp, "mbsync", "Mail", gone), ignore_errors=True)
+        self.mbsync(self.dove.sport, self.dove.cert, "last sync with Dovecot")
+        files = self.maildir_files()
+        self.migrate(check=True)
+        self.assertEqual(self.migrate("--check").returncode, 0)
+        self.mbsync(self.server.tls_port, self.server.cert, "first sync with Ringmail")
+        self.assertEqual(self.maildir_files(), files)
+        # changes on either side sync as usual
+        r = self.ring()
+        r.append("INBOX", "(\\Flagged)", None, message(900000))
+        r.logout()
+        inbox = os.path.join(self.tmp, "mbsync", "Mail", "INBOX", "cur")
+        victim = sorted(f for f in os.listdir(inbox) if "F" not in f.rpartition(":2,")[2])[0]
+        base, _, fl = victim.rpartition(":2,")
+        os.rename(os.path.join(inbox, victim),
+                  os.path.join(inbox, base + ":2," + "".join(sorted(fl + "F"))))
+        before = self.flagged_at_ringmail()
+        self.mbsync(self.server.tls_port, self.server.cert, "a change on each side")
+        self.assertEqual(len(self.maildir_files()), len(files) + 1)
+        after = self.flagged_at_ringmail()
+        self.assertEqual(len(after - before), 1)
+
 
 
 rs.parametrize(globals(), Migrate)

@@ -13,7 +13,9 @@
  *   - in the copy only, at or above the source's UIDNEXT: delivered here,
  *     not at the source (after a cut-over): kept and reported;
  *   - at the source only, below the copy's UIDNEXT: the copy can no longer
- *     take that UID (UIDs only ascend): reported as a difference.
+ *     take that UID (UIDs only ascend): reported as a difference;
+ *   - in both with different RFC822.SIZE: two messages under one UID
+ *     (delivered on both sides after a cut-over): reported, left alone.
  * The listing costs one short line per message; CONDSTORE's CHANGEDSINCE
  * would shorten it on a mostly quiet mailbox but could not see expunges
  * without QRESYNC, and the full listing is exact on every server. */
@@ -1022,7 +1024,7 @@ int mig_sync_mailbox(mig_run *r, const mig_src_mbox *m)
         rc = -ENOMEM;
         goto out;
     }
-    size_t ncopy = 0, ngone = 0, nch = 0, nlost = 0, nkept = 0;
+    size_t ncopy = 0, ngone = 0, nch = 0, nlost = 0, nkept = 0, nconflict = 0;
     uint64_t copy_bytes = 0;
     for (size_t i = 0, j = 0; i < src.n || j < dst.n;) {
         if (j >= dst.n || (i < src.n && src.v[i].uid < dst.v[j].uid)) {
@@ -1039,6 +1041,13 @@ int mig_sync_mailbox(mig_run *r, const mig_src_mbox *m)
                 gone[ngone++] = dst.v[j].uid;
             else
                 nkept++;
+            j++;
+        } else if (src.v[i].size != dst.v[j].size) {
+            /* One UID, two messages: mail delivered here took a UID the
+             * source gave later (delivery went on at both after a
+             * cut-over).  Neither is ours to change. */
+            nconflict++;
+            i++;
             j++;
         } else {
             if (src.v[i].flags != dst.v[j].flags || !kw_equal(src.v[i].kw, dst.v[j].kw))
@@ -1067,6 +1076,12 @@ int mig_sync_mailbox(mig_run *r, const mig_src_mbox *m)
         admin_err("%s: %s: %zu message(s) at the source have UIDs below this copy's UIDNEXT "
                   "and cannot be copied with their UIDs (expunged here?)", r->user, m->name,
                   nlost);
+    if (nconflict) {
+        admin_err("%s: %s: %zu UID(s) hold another message here than at the source (mail "
+                  "delivered to both after the cut-over?): left alone", r->user, m->name,
+                  nconflict);
+        r->s.errors++;
+    }
     if (nkept)
         printf("%s: %s: %zu message(s) here above the source's UIDNEXT kept (delivered here)\n",
                r->user, m->name, nkept);
