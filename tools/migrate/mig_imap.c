@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,8 +221,10 @@ static int64_t literal_at_end(const mig_conn *c)
     const char *d = p;
     while (d >= c->resp && isdigit((unsigned char)*d))
         d--;
-    if (d < c->resp || *d != '{' || d == p || p - d > 10)
+    if (d < c->resp || *d != '{' || d == p)
         return -1;
+    if (p - d > 10)             /* more digits than any size we take */
+        return INT64_MAX;
     uint64_t n = 0;
     for (const char *q = d + 1; q <= p; q++)
         n = n * 10 + (uint64_t)(*q - '0');
@@ -705,6 +708,16 @@ static int tls_start(mig_conn *c, const mig_url *u, const char *ca, char *err,
         c->ssl = NULL;
         return -EPROTO;
     }
+    return 0;
+}
+
+int mig_conn_fd(int fd, mig_conn **out)
+{
+    mig_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->fd = fd;
+    *out = c;
     return 0;
 }
 

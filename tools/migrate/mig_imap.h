@@ -37,6 +37,9 @@ int mig_url_parse(const char *s, mig_url *out);
 int mig_connect(const mig_url *url, const char *ca, mig_conn **out,
                 char *err, size_t errlen);
 void mig_close(mig_conn *c);          /* LOGOUT (best effort) and free */
+/* A connection over an already connected socket, no TLS, nothing read yet
+ * (the tests drive the reader through a socketpair). */
+int mig_conn_fd(int fd, mig_conn **out);
 
 /* LOGIN with the name and password as IMAP strings.  -EACCES for NO. */
 int mig_login(mig_conn *c, const char *user, const char *password,

@@ -331,7 +331,8 @@ static int read_listing(mig_run *r, uint32_t tag, listing *l, const char *mbox)
     free(it);
     if (rc < 0)
         return rc;
-    qsort(l->v, l->n, sizeof *l->v, cmp_lmsg);
+    if (l->n)
+        qsort(l->v, l->n, sizeof *l->v, cmp_lmsg);
     /* A UID listed twice (a server's odd answer) counts once. */
     size_t k = 0;
     for (size_t i = 0; i < l->n; i++) {
@@ -380,7 +381,7 @@ static int target_listing(store_mbox *mb, listing *l, uint32_t *uidnext, uint32_
             break;
     }
     store_snap_put(sn);
-    if (rc == 0)
+    if (rc == 0 && l->n)
         qsort(l->v, l->n, sizeof *l->v, cmp_lmsg);
     return rc;
 }
