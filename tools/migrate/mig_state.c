@@ -1,6 +1,7 @@
 /* tools/migrate/mig_state.c — the migration's state file.
  *
- * One line per mailbox: "m UIDVALIDITY LAST_UID HIGHESTMODSEQ NAME", the
+ * One line per mailbox: "m UIDVALIDITY LAST_UID HIGHESTMODSEQ COPY_MODSEQ
+ * NAME", the
  * name last so that it may hold spaces (no line breaks: the store refuses
  * control characters in names).  The file says what the previous run saw;
  * what is copied is read from the store itself, so a run killed between an
@@ -15,7 +16,7 @@
 
 #include "tools/migrate/migrate.h"
 
-#define STATE_MAGIC "ringmail-migrate-state 1"
+#define STATE_MAGIC "ringmail-migrate-state 2"
 
 int mig_state_load(mig_state *st, const char *path)
 {
@@ -43,9 +44,10 @@ int mig_state_load(mig_state *st, const char *path)
             continue;
         }
         unsigned uv, last;
-        uint64_t hms;
+        uint64_t hms, cms;
         int off = 0;
-        if (sscanf(line, "m %u %u %" SCNu64 " %n", &uv, &last, &hms, &off) != 3 ||
+        if (sscanf(line, "m %u %u %" SCNu64 " %" SCNu64 " %n", &uv, &last, &hms, &cms,
+                   &off) != 4 ||
             off == 0 || !line[off]) {
             rc = -EBADMSG;
             break;
@@ -58,6 +60,7 @@ int mig_state_load(mig_state *st, const char *path)
         e->uidvalidity = uv;
         e->last_uid = last;
         e->highestmodseq = hms;
+        e->copy_modseq = cms;
     }
     free(line);
     fclose(f);
@@ -79,8 +82,9 @@ int mig_state_save(const mig_state *st)
     }
     fprintf(f, "%s\n", STATE_MAGIC);
     for (size_t i = 0; i < st->n; i++)
-        fprintf(f, "m %u %u %" PRIu64 " %s\n", st->v[i].uidvalidity, st->v[i].last_uid,
-                st->v[i].highestmodseq, st->v[i].name);
+        fprintf(f, "m %u %u %" PRIu64 " %" PRIu64 " %s\n", st->v[i].uidvalidity,
+                st->v[i].last_uid, st->v[i].highestmodseq, st->v[i].copy_modseq,
+                st->v[i].name);
     int rc = 0;
     if (fflush(f) != 0 || fsync(fileno(f)) != 0)
         rc = -errno;

@@ -17,14 +17,16 @@
 
 /* ---- the state file (mig_state.c) ----
  * <mail_root>/<user>/migrate.state (or --state DIR/<user>.state): per
- * mailbox copied, its name here, its UIDVALIDITY, the highest UID copied
- * and the source's HIGHESTMODSEQ at the last run.  Text, one line each;
+ * mailbox copied, its name here, its UIDVALIDITY, the highest UID copied,
+ * the source's HIGHESTMODSEQ at the last run and the copy's when that run
+ * was done with the mailbox.  Text, one line each;
  * rewritten whole (temporary file, fsync, rename) after every batch. */
 typedef struct mig_state_mbox {
     char *name;             /* UTF-8, our separator */
     uint32_t uidvalidity;
     uint32_t last_uid;
     uint64_t highestmodseq;
+    uint64_t copy_modseq;   /* the copy's HIGHESTMODSEQ when that run ended; 0: unknown */
     bool seen;              /* matched to a source mailbox in this run */
 } mig_state_mbox;
 
@@ -61,7 +63,7 @@ typedef struct mig_src_mbox {
 /* Counters of a run, for the summary and the tests. */
 typedef struct mig_stats {
     uint64_t copied, copied_bytes, flag_changes, expunged, fetches;
-    uint64_t mailboxes, differences, errors;
+    uint64_t mailboxes, unchanged, differences, errors;
 } mig_stats;
 
 typedef struct mig_run {
