@@ -641,7 +641,8 @@ static void show_progress(mig_run *r, uint64_t done_b, uint64_t total_b, uint64_
 }
 
 static int copy_new(mig_run *r, const mig_src_mbox *m, store_mbox *mb, const uint32_t *v,
-                    const uint32_t *sizes, size_t n, uint64_t total_bytes, uint32_t uidnext, const src_status *ss)
+                    const uint32_t *sizes, size_t n, uint64_t total_bytes, uint32_t uidnext,
+                    const src_status *ss)
 {
     batch b = { .mb = mb, .uidnext = uidnext };
     b.m = calloc(BATCH_MSGS, sizeof *b.m);

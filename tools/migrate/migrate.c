@@ -284,7 +284,8 @@ static void follow_renames(mig_run *r, src_list *l)
             char *old = strdup(e->name);
             for (size_t j = 0; old && j < r->st.n; j++) {
                 mig_state_mbox *c = &r->st.v[j];
-                if (strncmp(c->name, old, ol) == 0 && (c->name[ol] == '\0' || c->name[ol] == r->sep)) {
+                if (strncmp(c->name, old, ol) == 0 &&
+                    (c->name[ol] == '\0' || c->name[ol] == r->sep)) {
                     char *nn = malloc(strlen(m->name) + strlen(c->name + ol) + 1);
                     if (!nn)
                         continue;
@@ -473,8 +474,8 @@ static int migrate_user(admin_ctx *ctx, const mig_opts *o, const char *user,
         else
             printf("%s: %llu difference(s)\n", user, (unsigned long long)r.s.differences);
     } else {
-        printf("%s: %llu mailboxes (%llu unchanged); copied %llu messages (%s) in %.1f s (%.0f msg/s, "
-               "%.1f MB/s); %llu flag changes, %llu expunged; %llu FETCH commands\n",
+        printf("%s: %llu mailboxes (%llu unchanged); copied %llu messages (%s) in %.1f s "
+               "(%.0f msg/s, %.1f MB/s); %llu flag changes, %llu expunged; %llu FETCH commands\n",
                user, (unsigned long long)r.s.mailboxes, (unsigned long long)r.s.unchanged,
                (unsigned long long)r.s.copied,
                admin_human_bytes(r.s.copied_bytes, hb, sizeof hb), dt,
