@@ -23,8 +23,10 @@ Steps, in order (one Dovecot and one ringmaild per class):
   d  killed midway (SIGKILL), run again: --check exact;
   e  cut-over: mbsync's and offlineimap's last sync with Dovecot, a last
      run, mbsync and offlineimap against ringmaild add no file (a changed
-     UIDVALIDITY would be an error for both); a new message at Ringmail and a flag set in the
-     Maildir then sync as usual.
+     UIDVALIDITY would be an error for both), --check=full exact; a new
+     message at Ringmail and a flag set in the Maildir then sync as usual;
+  f  hierarchy_separator = . keeps Dovecot's names; the progress bar on a
+     terminal (script(1)).
 RINGMAIL_MIGRATE_MESSAGES sets the size of the big account (default 10,200).
 """
 
@@ -678,6 +680,8 @@ class Migrate(rs.ServerTestCase):
         self.assertGreater(len(ofiles), 200)
         self.migrate(check=True)
         self.assertEqual(self.migrate("--check").returncode, 0)
+        p = self.migrate("--check=full")
+        self.assertEqual(p.returncode, 0, p.out)
         self.mbsync(self.server.tls_port, self.server.cert, "first sync with Ringmail")
         self.assertEqual(self.maildir_files(), files)
         self.offlineimap(self.server.tls_port, self.server.cert, "first sync with Ringmail")
@@ -697,6 +701,27 @@ class Migrate(rs.ServerTestCase):
         after = self.flagged_at_ringmail()
         self.assertEqual(len(after - before), 1)
 
+
+    def test_f_dot_separator_and_tty(self):
+        # hierarchy_separator = . keeps Dovecot's names as they are; on a
+        # terminal the progress bar shows messages, rate and ETA
+        cmd = [rs.ADMIN, "-c", self.server.conf, "-o", "mail_root=" + self.server.mail_root,
+               "-o", "hierarchy_separator=.", "migrate", "dotted", "--from",
+               "imaps://localhost:%d" % self.dove.sport, "--login", USER, "--password-file",
+               self.pwfile, "--ca", self.dove.cert]
+        p = subprocess.run(["script", "-qec", " ".join("'%s'" % a for a in cmd), "/dev/null"],
+                           capture_output=True, timeout=300)
+        out = p.stdout.decode(errors="replace")
+        self.assertEqual(p.returncode, 0, out[-3000:])
+        self.assertRegex(out, r"\r\S.* \[[#.]+\] +\d+%.* msgs")
+        p = self.server.admin("-o", "hierarchy_separator=.", "mailbox", "list", "dotted")
+        names = p.stdout.decode().split("\n")
+        self.assertIn("Work.Projects.2024", [n.split("\t")[0] for n in names])
+        self.assertIn("Été.Réunions 日本", [n.split("\t")[0] for n in names])
+        p = self.server.admin("-o", "hierarchy_separator=.", "migrate", "dotted", "--check",
+                              "--from", "imaps://localhost:%d" % self.dove.sport, "--login", USER,
+                              "--password-file", self.pwfile, "--ca", self.dove.cert, check=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
 rs.parametrize(globals(), Migrate)
