@@ -838,7 +838,7 @@ static int open_target(mig_run *r, const mig_src_mbox *m, const src_status *ss,
                 return rc;
             }
         }
-        if (rc == 0 && info.special != m->special && m->special)
+        if (rc == 0 && info.special != m->special)
             rc = store_mailbox_set_special(r->u, m->name, m->special);
     } else if (rc == -ENOENT) {
         rc = store_mailbox_create_uv(r->u, m->name, m->special, ss->uidvalidity);
