@@ -660,6 +660,8 @@ static int copy_new(mig_run *r, const mig_src_mbox *m, store_mbox *mb, const uin
     char label[64];
     snprintf(label, sizeof label, "%.40s", m->name);
     admin_progress_start(&r->prog, label, total_bytes, true);
+    if (r->quiet)
+        r->prog.tty = false;
     while (next < n || ntags > 0) {
         /* The next command once the previous one is answered (see
          * COPY_INFLIGHT); never past a stop request. */

@@ -398,7 +398,8 @@ static void check_extra(mig_run *r, src_list *l)
 static int migrate_user(admin_ctx *ctx, const mig_opts *o, const char *user,
                         const char *login, const char *password_file)
 {
-    mig_run r = { .o = o, .ctx = ctx, .user = user, .t0 = admin_now() };
+    mig_run r = { .o = o, .ctx = ctx, .user = user, .t0 = admin_now(),
+                  .quiet = quiet_progress };
     src_list l = { 0 };
     char password[1024], err[512];
     int ret = ADMIN_FAIL;
@@ -430,9 +431,6 @@ static int migrate_user(admin_ctx *ctx, const mig_opts *o, const char *user,
     }
     if (list_source(&r, &l) < 0)
         goto out;
-    admin_progress_start(&r.prog, "", 0, true);
-    if (quiet_progress)
-        r.prog.tty = false;
     if (!o->check)
         follow_renames(&r, &l);
     for (size_t i = 0; i < l.n && !mig_stop; i++) {
@@ -443,9 +441,7 @@ static int migrate_user(admin_ctx *ctx, const mig_opts *o, const char *user,
         }
         if (m->noselect)
             continue;
-        bool pq = r.prog.tty;
         rc = mig_sync_mailbox(&r, m);
-        r.prog.tty = pq;
         if (rc < 0) {
             r.s.errors++;
             if (rc == -ECONNRESET || rc == -EPIPE || rc == -ETIMEDOUT)

@@ -76,6 +76,7 @@ typedef struct mig_run {
     mig_stats s;
     char sep;               /* ours */
     admin_progress prog;
+    bool quiet;             /* no progress bar even on a terminal (--parallel) */
     double t0;
 } mig_run;
 
