@@ -130,6 +130,7 @@ static bool kw_equal(const char *a, const char *b)
 typedef struct fetch_item {
     uint32_t uid;
     bool has_flags, has_date, has_size, has_body;
+    bool body_nil;          /* BODY[] NIL: the server could not give it */
     uint32_t flags, size;
     int64_t date;
     int16_t tz;
@@ -240,6 +241,7 @@ static int parse_fetch(const mig_resp *r, fetch_item *it)
             if (t == MIG_T_NIL) {
                 s = "";
                 n = 0;
+                it->body_nil = true;
             } else if (t != MIG_T_STRING) {
                 return -EPROTO;
             }
@@ -704,6 +706,15 @@ static int copy_new(mig_run *r, const mig_src_mbox *m, store_mbox *mb, const uin
         }
         if (pf == 0 || !it->has_body)
             continue;
+        if (it->body_nil) {
+            /* Not an empty message but one the server could not read:
+             * reported, not copied (--check then names it). */
+            admin_err("%s: %s: the source sent no body for UID %u (BODY[] NIL): not copied",
+                      r->user, m->name, it->uid);
+            r->s.errors++;
+            got++;
+            continue;
+        }
         if (!it->uid || !it->has_date) {
             admin_err("%s: the source sent a message of '%s' without its UID or INTERNALDATE",
                       r->user, m->name);
