@@ -522,10 +522,11 @@ class Migrate(rs.ServerTestCase):
         self.assertTrue(0 < int(m.group(2)) <= 15, out)
         self.assertEqual(int(m.group(3)), 5, out)
         # only the new messages were fetched, and only changed mailboxes
-        # listed: INBOX (a listing and a fetch), the new folder (the same);
-        # the renamed one and the rest are unchanged (HIGHESTMODSEQ)
+        # listed: INBOX (what changed since its HIGHESTMODSEQ, then the new
+        # messages), the new folder (a full listing, then its message); the
+        # renamed one and the rest are unchanged (HIGHESTMODSEQ)
         self.assertEqual(int(m.group(4)), 4, out)
-        self.assertRegex(out, r"13 mailboxes \(11 unchanged\)")
+        self.assertRegex(out, r"13 mailboxes \(11 unchanged, 1 listed from changes\)")
         self.assertIn("renamed at the source: 'Renamed' -> 'Work/Moved'", out)
         self.assertIn("deleted at the source: 'Old'", out)
         watcher.noop()

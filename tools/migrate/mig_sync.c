@@ -455,6 +455,150 @@ static int examine(mig_run *r, const mig_src_mbox *m, src_status *ss)
     return 0;
 }
 
+/* ---- the listing from what changed (CONDSTORE and ESEARCH) ---- */
+
+/* "1:3,5,9:10" into ascending UIDs appended to *v. */
+static int parse_uidset(const char *s, size_t n, uint32_t **v, size_t *nv, size_t *cap)
+{
+    const char *p = s, *end = s + n;
+    while (p < end) {
+        char *e;
+        unsigned long lo = strtoul(p, &e, 10), hi = lo;
+        if (e == p || lo == 0 || lo > UINT32_MAX)
+            return -EPROTO;
+        p = e;
+        if (p < end && *p == ':') {
+            hi = strtoul(p + 1, &e, 10);
+            if (e == p + 1 || hi == 0 || hi > UINT32_MAX)
+                return -EPROTO;
+            p = e;
+            if (hi < lo) {
+                unsigned long t = lo;
+                lo = hi;
+                hi = t;
+            }
+        }
+        if (p < end && *p++ != ',')
+            return -EPROTO;
+        for (unsigned long u = lo; u <= hi; u++) {
+            if (*nv == *cap) {
+                size_t c = *cap ? *cap * 2 : 1024;
+                uint32_t *q = realloc(*v, c * sizeof *q);
+                if (!q)
+                    return -ENOMEM;
+                *v = q;
+                *cap = c;
+            }
+            (*v)[(*nv)++] = (uint32_t)u;
+        }
+    }
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* When only the source changed since the last run and it offers CONDSTORE
+ * and ESEARCH, the full listing is rebuilt from much less: the UIDs that
+ * exist (`UID SEARCH RETURN (ALL) ALL`, RFC 4731: ranges, so a few bytes
+ * for a mailbox without many gaps), the messages changed or added since
+ * the recorded HIGHESTMODSEQ (`UID FETCH 1:* (...) (CHANGEDSINCE m)`, RFC
+ * 7162 3.1.4), and for every other UID the copy's own flags and size,
+ * which matched the source's when that run ended and nobody changed since
+ * (the copy's HIGHESTMODSEQ is the recorded one).  Returns 1 with *out
+ * filled, 0 when the full listing must be used (*out empty), or -errno. */
+static int delta_listing(mig_run *r, const mig_src_mbox *m, const src_status *ss,
+                         listing *out)
+{
+    mig_state_mbox *e = mig_state_find(&r->st, m->name);
+    store_status st;
+    if (!e || !e->highestmodseq || !ss->highestmodseq || !e->copy_modseq ||
+        !mig_has_cap(r->c, "ESEARCH") || !mig_has_cap(r->c, "CONDSTORE") ||
+        store_mailbox_status(r->u, m->name, &st) < 0 || st.uidvalidity != ss->uidvalidity ||
+        st.highestmodseq != e->copy_modseq)
+        return 0;
+    uint32_t *all = NULL;
+    size_t nall = 0, capall = 0;
+    listing chg = { 0 }, dst = { 0 };
+    store_mbox *mb = NULL;
+    uint32_t tag;
+    int rc = mig_send(r->c, &tag, "UID SEARCH RETURN (ALL) ALL");
+    while (rc == 0) {
+        mig_resp resp;
+        if ((rc = mig_read(r->c, &resp)) < 0)
+            break;
+        if (resp.tagged && resp.tag == tag) {
+            char err[320];
+            rc = mig_tagged_status(&resp, err, sizeof err);
+            if (rc < 0)
+                admin_err("%s: UID SEARCH in '%s' failed: %s", r->user, m->name, err);
+            break;
+        }
+        /* "* ESEARCH (TAG "x") UID ALL 1:5,7" (RFC 4731 3.1) */
+        const char *a = strcasestr(resp.data, " UID ALL ");
+        if (strncasecmp(resp.data, "* ESEARCH ", 10) == 0 && a) {
+            a += 9;
+            rc = parse_uidset(a, strcspn(a, " "), &all, &nall, &capall);
+            if (rc < 0)
+                admin_err("%s: an ESEARCH answer I cannot read: %.200s", r->user, resp.data);
+        }
+    }
+    if (rc == 0) {
+        rc = mig_send(r->c, &tag, "UID FETCH 1:* (UID FLAGS RFC822.SIZE) (CHANGEDSINCE %llu)",
+                      (unsigned long long)e->highestmodseq);
+        r->s.fetches++;
+        if (rc == 0)
+            rc = read_listing(r, tag, &chg, m->name);
+    }
+    if (rc < 0)
+        goto out;
+    if (nall)
+        qsort(all, nall, sizeof *all, cmp_u32);
+    uint32_t un, uv;
+    if ((rc = store_mbox_open(r->u, m->name, &mb)) < 0 ||
+        (rc = target_listing(mb, &dst, &un, &uv)) < 0)
+        goto out;
+    rc = 1;
+    size_t j = 0, k = 0;
+    for (size_t i = 0; i < nall; i++) {
+        if (i > 0 && all[i] == all[i - 1])
+            continue;
+        while (j < chg.n && chg.v[j].uid < all[i])
+            j++;
+        while (k < dst.n && dst.v[k].uid < all[i])
+            k++;
+        const lmsg *from = j < chg.n && chg.v[j].uid == all[i] ? &chg.v[j]
+                         : k < dst.n && dst.v[k].uid == all[i] ? &dst.v[k] : NULL;
+        if (!from) {            /* neither changed nor here: take the full listing */
+            rc = 0;
+            break;
+        }
+        lmsg *x = listing_add(out);
+        if (!x || (from->kw && !(x->kw = strdup(from->kw)))) {
+            rc = -ENOMEM;
+            break;
+        }
+        x->uid = all[i];
+        x->flags = from->flags;
+        x->size = from->size;
+        x->date = from->date;
+    }
+    if (rc <= 0)
+        listing_free(out);
+    else
+        r->s.from_changes++;
+out:
+    if (mb)
+        store_mbox_close(mb);
+    listing_free(&chg);
+    listing_free(&dst);
+    free(all);
+    return rc;
+}
+
 /* ---- copying ---- */
 
 typedef struct batch {
@@ -1043,7 +1187,12 @@ int mig_sync_mailbox(mig_run *r, const mig_src_mbox *m)
     uint32_t *copy = NULL, *copy_sizes = NULL, *gone = NULL;
     fchange *ch = NULL;
     store_mbox *mb = NULL;
-    if (ss.exists > 0) {
+    if (ss.exists > 0 && !r->o->check) {
+        rc = delta_listing(r, m, &ss, &src);
+        if (rc < 0)
+            goto out;
+    }
+    if (ss.exists > 0 && (r->o->check || rc == 0)) {
         uint32_t tag;
         rc = mig_send(r->c, &tag, "UID FETCH 1:* (UID FLAGS RFC822.SIZE%s)",
                       r->o->check ? " INTERNALDATE" : "");
@@ -1053,6 +1202,7 @@ int mig_sync_mailbox(mig_run *r, const mig_src_mbox *m)
         if (rc < 0)
             goto out;
     }
+    rc = 0;
     if (!ss.uidnext)    /* RFC 3501 servers may leave it out: the next is above all */
         ss.uidnext = src.n ? src.v[src.n - 1].uid + 1 : 1;
     if (r->o->check) {

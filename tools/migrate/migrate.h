@@ -63,7 +63,7 @@ typedef struct mig_src_mbox {
 /* Counters of a run, for the summary and the tests. */
 typedef struct mig_stats {
     uint64_t copied, copied_bytes, flag_changes, expunged, fetches;
-    uint64_t mailboxes, unchanged, differences, errors;
+    uint64_t mailboxes, unchanged, from_changes, differences, errors;
 } mig_stats;
 
 typedef struct mig_run {
