@@ -471,7 +471,8 @@ static int migrate_user(admin_ctx *ctx, const mig_opts *o, const char *user,
             printf("%s: %llu difference(s)\n", user, (unsigned long long)r.s.differences);
     } else {
         printf("%s: %llu mailboxes (%llu unchanged, %llu listed from changes); copied %llu "
-               "messages (%s) in %.1f s (%.0f msg/s, %.1f MB/s); %llu flag changes, %llu expunged; %llu FETCH commands\n",
+               "messages (%s) in %.1f s (%.0f msg/s, %.1f MB/s); %llu flag changes, "
+               "%llu expunged; %llu FETCH commands\n",
                user, (unsigned long long)r.s.mailboxes, (unsigned long long)r.s.unchanged,
                (unsigned long long)r.s.from_changes,
                (unsigned long long)r.s.copied,
