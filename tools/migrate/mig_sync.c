@@ -16,12 +16,12 @@
  *     take that UID (UIDs only ascend): reported as a difference;
  *   - in both with different RFC822.SIZE: two messages under one UID
  *     (delivered on both sides after a cut-over): reported, left alone.
- * The listing costs one short line per message and is exact on every
+ * The full listing costs one short line per message and is exact on every
  * server; on a CONDSTORE server a mailbox whose HIGHESTMODSEQ, UIDNEXT and
  * message count are as the last run left them is not listed at all
  * (unchanged() below), so a quiet account's re-run costs one EXAMINE per
- * mailbox.  (CHANGEDSINCE would shorten the listing of a changed mailbox
- * too, but sees expunges only with QRESYNC; not done.) */
+ * mailbox, and one changed only at the source is listed from its changes
+ * where ESEARCH is offered too (delta_listing() below). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
