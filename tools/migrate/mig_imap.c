@@ -101,14 +101,30 @@ static void tls_error(char *err, size_t errlen, const char *what)
     }
 }
 
+/* Whether a failed SSL_read/SSL_write was only a signal (SIGINT asking to
+ * stop after this batch): the socket blocks, so a "retry" answer
+ * (BoringSSL's socket BIO turns EINTR into one) means exactly that.  A
+ * timeout (SO_RCVTIMEO: EAGAIN) is not retried. */
+static bool interrupted(SSL *ssl, int k)
+{
+    int e = SSL_get_error(ssl, k);
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return false;
+    return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ||
+           (e == SSL_ERROR_SYSCALL && errno == EINTR);
+}
+
 static int raw_write(mig_conn *c, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w;
         if (c->ssl) {
             int k = SSL_write(c->ssl, p, n > 1u << 30 ? 1 << 30 : (int)n);
-            if (k <= 0)
+            if (k <= 0) {
+                if (interrupted(c->ssl, k))
+                    continue;
                 return -EPIPE;
+            }
             w = k;
         } else {
             w = send(c->fd, p, n, MSG_NOSIGNAL);
@@ -139,12 +155,9 @@ static int fill(mig_conn *c)
         if (c->ssl) {
             int k = SSL_read(c->ssl, c->rbuf + c->rlen, (int)(sizeof c->rbuf - c->rlen));
             if (k <= 0) {
-                int e = SSL_get_error(c->ssl, k);
-                if (e == SSL_ERROR_ZERO_RETURN)
-                    return -ECONNRESET;
-                if (e == SSL_ERROR_SYSCALL && errno == EINTR)
+                if (interrupted(c->ssl, k))
                     continue;
-                return errno == EAGAIN ? -ETIMEDOUT : -ECONNRESET;
+                return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -ECONNRESET;
             }
             n = k;
         } else {
