@@ -25,6 +25,11 @@ typedef struct admin_ctx {
     config cfg;
     store_opts opts;        /* from cfg */
     const char *mail_root;  /* from cfg, owned by it */
+    /* The command line's -c and -o, for a command run by another program
+     * (migrate: ringmail-migrate). */
+    const char *conf_path;
+    const char *const *overrides;
+    size_t noverrides;
 } admin_ctx;
 
 /* "ringmail-admin: <message>\n" on stderr. */
@@ -74,6 +79,7 @@ int admin_select_mailboxes(store_user *u, const char *user, const char *name,
 typedef struct admin_progress {
     char label[64];
     bool tty, bytes, shown;
+    char detail[96];        /* shown after the counts (admin_progress_detail) */
     uint64_t total;
     int64_t last_ns;        /* of the last redraw, to redraw ~10 times/s */
 } admin_progress;
@@ -83,6 +89,9 @@ void admin_progress_start(admin_progress *p, const char *label,
 void admin_progress_update(admin_progress *p, uint64_t done);
 /* Usable as a store_progress_fn with arg = the admin_progress. */
 void admin_progress_cb(void *arg, uint64_t done, uint64_t total);
+/* Text shown after the counts from the next redraw on ("12/40 msgs,
+ * 3.1 MB/s, ETA 8 s"). */
+void admin_progress_detail(admin_progress *p, const char *text);
 /* Erase the bar (the caller prints its summary next). */
 void admin_progress_end(admin_progress *p);
 
@@ -122,5 +131,8 @@ int admin_cmd_user_add(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_user_passwd(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_user_del(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_user_list(admin_ctx *ctx, int argc, char **argv);
+/* In ringmail-admin it runs ringmail-migrate (admin_migrate.c), which links
+ * libssl; there it is the migration itself (migrate/migrate.c). */
+int admin_cmd_migrate(admin_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -48,6 +48,16 @@ static const char usage_text[] =
 "  user del [--purge] USER           remove from the passwd-file; --purge: and the mail\n"
 "  user list                         user names, one a line\n"
 "\n"
+"Migration (keeping UIDVALIDITY and UIDs; runs ringmail-migrate):\n"
+"  migrate USER --from imaps://HOST[:PORT]|imap://HOST[:PORT] [--starttls]\n"
+"          --login NAME --password-file FILE [--ca FILE] [--state DIR]\n"
+"          [--check[=full]] [--reset-mailbox NAME]\n"
+"                                    copy every mailbox, message, flag and\n"
+"                                    subscription; again: only what changed;\n"
+"                                    --check: compare, exit 1 on a difference\n"
+"  migrate --users FILE [--parallel N] --from URL [--ca FILE] ...\n"
+"                                    FILE: lines \"USER LOGIN PASSWORD-FILE\"\n"
+"\n"
 "Maintenance:\n"
 "  compact USER [MAILBOX]            rewrite logs without dead records\n"
 "  check USER [MAILBOX] [--repair]   verify logs, indexes and caches;\n"
@@ -116,6 +126,13 @@ struct admin_command {
     admin_cmd_fn fn;
 };
 
+#ifdef RINGMAIL_MIGRATE_PROGRAM
+/* ringmail-migrate: the same command line, one command. */
+static const struct admin_command commands[] = {
+    { NULL, "migrate", admin_cmd_migrate },
+    { NULL, "config", cmd_config },
+};
+#else
 static const struct admin_command commands[] = {
     { "mailbox", "list", admin_cmd_mailbox_list },
     { "mailbox", "create", admin_cmd_mailbox_create },
@@ -139,7 +156,9 @@ static const struct admin_command commands[] = {
     { NULL, "reload", admin_cmd_reload },
     { NULL, "flush-auth-cache", admin_cmd_flush_auth_cache },
     { NULL, "ctl", admin_cmd_control },
+    { NULL, "migrate", admin_cmd_migrate },
 };
+#endif
 
 static const struct admin_command *find_command(int argc, char **argv,
                                                 int *skip)
@@ -263,6 +282,9 @@ int main(int argc, char **argv)
         ret = ADMIN_FAIL;
         goto out;
     }
+    ctx.conf_path = conf_path;
+    ctx.overrides = overrides;
+    ctx.noverrides = noverrides;
     ret = cmd->fn(&ctx, rest - skip, rargv + skip);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         admin_err("cannot write to standard output: %s", strerror(errno));

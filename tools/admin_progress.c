@@ -69,8 +69,8 @@ static void draw(admin_progress *p, uint64_t done)
         snprintf(b, sizeof b, "%llu", (unsigned long long)p->total);
     }
     /* \033[K clears what a longer previous line left behind. */
-    fprintf(stderr, "\r%s [%s] %3u%%  %s / %s\033[K", p->label, bar,
-            (unsigned)(done * 100 / total), a, b);
+    fprintf(stderr, "\r%s [%s] %3u%%  %s / %s%s%s\033[K", p->label, bar,
+            (unsigned)(done * 100 / total), a, b, p->detail[0] ? "  " : "", p->detail);
     fflush(stderr);
     p->shown = true;
 }
@@ -92,6 +92,11 @@ void admin_progress_cb(void *arg, uint64_t done, uint64_t total)
     if (total)
         p->total = total;
     admin_progress_update(p, done);
+}
+
+void admin_progress_detail(admin_progress *p, const char *text)
+{
+    snprintf(p->detail, sizeof p->detail, "%s", text);
 }
 
 void admin_progress_end(admin_progress *p)

@@ -24,6 +24,7 @@ declare -A ALLOW=(
   [core/search]="core/fetch core/imap store"
   [core/server]="core/search core/fetch core/auth core/lmtp core/imap core/base store net"
   [tools]="core/base core/auth core/fetch core/imap store"
+  [tools/migrate]="tools core/base core/auth core/fetch core/imap store"
   [bench]="core/server core/search core/fetch core/auth core/lmtp core/imap core/base store net"
 )
 
@@ -55,9 +56,17 @@ for dir in "${!ALLOW[@]}"; do
   done
 done
 # Every folder with sources must be in the table, so a new one gets a rule.
-for d in store net tools bench core/*/; do
+for d in store net tools tools/migrate bench core/*/; do
   d=${d%/}
   [ -n "${ALLOW[$d]+x}" ] || { echo "check-layers: $d has no rule" >&2; bad=1; }
+done
+# ringmail-admin links no TLS library: only ringmail-migrate (tools/migrate/,
+# which speaks IMAP to another server) may use BoringSSL's libssl.
+for f in tools/*.[ch]; do
+  if grep -q '^[[:space:]]*#[[:space:]]*include[[:space:]]*<openssl/ssl\.h>' "$f"; then
+    echo "check-layers: $f includes <openssl/ssl.h>: ringmail-admin links no libssl (TLS lives in tools/migrate/)" >&2
+    bad=1
+  fi
 done
 [ -z "$(find core -maxdepth 1 -name '*.[ch]')" ] ||
   { echo "check-layers: sources directly in core/ (put them in a folder)" >&2; bad=1; }
