@@ -364,8 +364,9 @@ static char *find_moved(const char *dir, const char *base, size_t len)
             if (strncmp(de->d_name, base, len) != 0)
                 continue;
             admin_maildir_name_parse(de->d_name, &nm);
-            if (nm.base_len == len && asprintf(&found, "%s/%s", path, de->d_name) < 0)
-                found = NULL;
+            char *p;    /* not &found: gcc 12 then takes found for a pointer to itself */
+            if (nm.base_len == len && asprintf(&p, "%s/%s", path, de->d_name) >= 0)
+                found = p;
         }
         closedir(d);
     }

@@ -258,6 +258,12 @@ def q(name):
     return '"%s"' % rs.mutf7_encode(name).replace("\\", "\\\\").replace('"', '\\"')
 
 
+def highestmodseq(c, name):
+    typ, data = c.status(q(name), "(HIGHESTMODSEQ)")
+    m = re.search(rb"HIGHESTMODSEQ (\d+)", data[0])
+    return int(m.group(1))
+
+
 def snapshot(c, names):
     """{name: (uidvalidity, uidnext, {uid: (flags, internaldate, size)})}
     over IMAP, names as the server spells them (its separator)."""
@@ -397,6 +403,10 @@ class Migrate(rs.ServerTestCase):
                 self.assertEqual(ds[n][1], rsn[ours(n)][1], "UIDNEXT of " + n)
                 self.assertEqual(sorted(ds[n][2]), sorted(rsn[ours(n)][2]), "UIDs of " + n)
                 self.assertEqual(ds[n][2], rsn[ours(n)][2], "messages of " + n)
+                # a client that synchronised with Dovecot asks for the
+                # changes since Dovecot's HIGHESTMODSEQ: ours is never lower
+                self.assertGreaterEqual(highestmodseq(r, ours(n)), highestmodseq(d, n),
+                                        "HIGHESTMODSEQ of " + n)
             return sum(len(v[2]) for v in ds.values())
         finally:
             d.logout()

@@ -1254,6 +1254,20 @@ int mig_sync_mailbox(mig_run *r, const mig_src_mbox *m)
             j++;
         }
     }
+    /* A client that synchronised with the source holds its HIGHESTMODSEQ
+     * and asks for the changes since (RFC 7162 3.1.4.1, 3.2.5): every
+     * message and change written here must get a greater mod-sequence, so
+     * that such a client refetches their flags (never a body) instead of
+     * missing them. */
+    store_status pre;
+    if ((rc = store_mbox_status(mb, &pre)) < 0)
+        goto out;
+    if (ss.highestmodseq > pre.highestmodseq &&
+        (rc = store_mbox_set_highestmodseq(mb, ss.highestmodseq)) < 0) {
+        admin_err("%s: cannot set HIGHESTMODSEQ of '%s' to %llu: %s", r->user, m->name,
+                  (unsigned long long)ss.highestmodseq, store_strerror(rc));
+        goto out;
+    }
     if (nch && (rc = apply_flags(r, mb, m->name, ch, nch)) < 0)
         goto out;
     if (ngone && (rc = expunge(r, mb, m->name, gone, ngone)) < 0)
