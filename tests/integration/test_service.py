@@ -457,6 +457,7 @@ class Package(unittest.TestCase):
     FILES = {
         "usr/sbin/ringmaild": 0o755,
         "usr/bin/ringmail-admin": 0o755,
+        "usr/bin/ringmail-migrate": 0o755,
         "usr/bin/ringmail-bench": 0o755,
         "lib/systemd/system/ringmail.service": 0o644,
         "etc/ringmail/ringmail.conf": 0o644,
@@ -563,6 +564,11 @@ class Package(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         p = run([os.path.join(root, "usr/bin/ringmail-admin"), "--help"])
         self.assertEqual(p.returncode, 0, p.stderr)
+        # `ringmail-admin migrate` runs the ringmail-migrate installed beside
+        # it: its own usage error, not "cannot run".
+        p = run([os.path.join(root, "usr/bin/ringmail-admin"), "migrate"])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--from", p.stderr)
         # The unit runs what the package installs, on the file it installs.
         with open(os.path.join(root, "lib/systemd/system/ringmail.service")) as f:
             m = re.search(r"(?m)^ExecStart=(\S+) -c (\S+)$", f.read())
