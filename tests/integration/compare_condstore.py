@@ -18,111 +18,27 @@ Needs root (Dovecot's mail processes run as nobody) and /usr/sbin/dovecot."""
 
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dovecot_peer  # noqa: E402
 import ringmail_server as rs  # noqa: E402
 
 USER, PASSWORD = "cmpuser", "cmp-password"
 
-DOVECOT_CONF = """
-instance_name = ringmail-condstore-{id}
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-info_log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-default_internal_user = dovecot
-default_login_user = dovenull
-mail_uid = {uid}
-mail_gid = {gid}
-first_valid_uid = 1
-first_valid_gid = 1
-mail_location = mdbox:~/mdbox
-mail_home = {d}/mail/%u
-passdb {{
-  driver = passwd-file
-  args = {d}/passwd
-}}
-userdb {{
-  driver = passwd-file
-  args = {d}/passwd
-  default_fields = uid={uid} gid={gid} home={d}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-"""
+class Dovecot(dovecot_peer.PrivateDovecot):
+    """USER's account in mdbox, started at once; stop() removes it."""
 
-
-class Dovecot:
     def __init__(self):
-        import grp
-        import pwd
-        # In the system's temp dir, not the tests' scratch dir: Dovecot's
-        # auth and mail processes run as other users and must traverse every
-        # parent, and a checkout may sit under a 0700 directory (mktemp -d)
-        self.d = tempfile.mkdtemp(prefix="dovecot-condstore.")
-        os.chmod(self.d, 0o755)
-        for sub in ("run", "state", "mail"):
-            os.makedirs(os.path.join(self.d, sub))
-        uid = pwd.getpwnam("nobody").pw_uid
-        gid = grp.getgrnam("nogroup").gr_gid
-        os.chown(os.path.join(self.d, "mail"), uid, gid)
-        self.port, hold = rs.reserve_port()
-        hold.close()
-        self.conf = os.path.join(self.d, "dovecot.conf")
-        with open(self.conf, "w") as f:
-            f.write(DOVECOT_CONF.format(id=os.getpid(), d=self.d, uid=uid, gid=gid,
-                                        port=self.port))
-        with open(os.path.join(self.d, "passwd"), "w") as f:
-            f.write("%s:{PLAIN}%s:%d:%d::%s/mail/%s::\n" % (USER, PASSWORD, uid, gid, self.d,
-                                                               USER))
-        subprocess.run(["dovecot", "-c", self.conf], check=True)
-        for _ in range(100):
-            try:
-                rs.Imap("127.0.0.1", self.port).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("dovecot did not listen on %d" % self.port)
+        super().__init__("condstore", {USER: PASSWORD}, "mail_location = mdbox:~/mdbox\n")
+        self.start()
 
     def connect(self):
         return rs.Imap("127.0.0.1", self.port)
 
     def stop(self):
-        pidf = os.path.join(self.d, "run", "master.pid")
-        try:
-            with open(pidf) as f:
-                pid = int(f.read())
-        except OSError:
-            pid = None
-        if pid:
-            os.kill(pid, 15)
-            for _ in range(100):
-                try:
-                    os.kill(pid, 0)
-                except OSError:
-                    break
-                time.sleep(0.1)
-        if os.environ.get("RINGMAIL_KEEP"):
-            print("dovecot dir kept: %s" % self.d)
-        else:
-            shutil.rmtree(self.d, ignore_errors=True)
+        self.cleanup()
 
 
 def norm(line):

@@ -26,7 +26,6 @@ non-UTF-8 folder name, S=/W= disagreeing with the file, keyword letters).
 Needs root (Dovecot's mail processes run as nobody), /usr/sbin/dovecot and
 mbsync: missing programs are failures (tools/setup-deps.sh installs them)."""
 
-import grp
 import os
 import pwd
 import re
@@ -39,6 +38,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_mbox  # noqa: E402
+import dovecot_peer  # noqa: E402
 import ringmail_server as rs  # noqa: E402
 
 USER, PASSWORD = "dove", "dove-secret"
@@ -50,64 +50,30 @@ USER, PASSWORD = "dove", "dove-secret"
 os.environ["TZ"] = "Europe/Paris"
 time.tzset()
 
+# Dovecot's part of the configuration (tests/integration/dovecot_peer.py
+# has the rest): Maildir, "/" as separator, the special-use names of its
+# stock conf.d/15-mailboxes.conf.
 DOVECOT_CONF = """
-instance_name = ringmail-maildir-{id}
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-info_log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = yes
-ssl_cert = <{d}/cert.pem
-ssl_key = <{d}/key.pem
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-default_internal_user = dovecot
-default_login_user = dovenull
-mail_uid = {uid}
-mail_gid = {gid}
-first_valid_uid = 1
-first_valid_gid = 1
 mail_location = maildir:~/Maildir{layout}
-mail_home = {d}/mail/%u
-namespace inbox {{
+namespace inbox {{{{
   inbox = yes
   separator = /
-  mailbox Drafts {{
+  mailbox Drafts {{{{
     special_use = \\Drafts
-  }}
-  mailbox Junk {{
+  }}}}
+  mailbox Junk {{{{
     special_use = \\Junk
-  }}
-  mailbox Trash {{
+  }}}}
+  mailbox Trash {{{{
     special_use = \\Trash
-  }}
-  mailbox Sent {{
+  }}}}
+  mailbox Sent {{{{
     special_use = \\Sent
-  }}
-  mailbox "Sent Messages" {{
+  }}}}
+  mailbox "Sent Messages" {{{{
     special_use = \\Sent
-  }}
-}}
-passdb {{
-  driver = passwd-file
-  args = {d}/passwd
-}}
-userdb {{
-  driver = passwd-file
-  args = {d}/passwd
-  default_fields = uid={uid} gid={gid} home={d}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
+  }}}}
+}}}}
 """
 
 # Folders made over IMAP (parents first: Dovecot's Maildir++ lists a parent
@@ -132,42 +98,13 @@ def imap_date(ts):
     return time.strftime("%d-%b-%Y %H:%M:%S +0000", time.gmtime(ts))
 
 
-class Dovecot:
+class Dovecot(dovecot_peer.PrivateDovecot):
     """A private Dovecot over a directory that outlives it (restartable)."""
 
-    def __init__(self, d=None, layout=""):
-        self.layout = layout
-        self.d = d or tempfile.mkdtemp(prefix="dovecot-maildir.")
-        if d is None:
-            os.chmod(self.d, 0o755)
-            for sub in ("run", "state", "mail"):
-                os.makedirs(os.path.join(self.d, sub))
-            self.uid = pwd.getpwnam("nobody").pw_uid
-            self.gid = grp.getgrnam("nogroup").gr_gid
-            os.chown(os.path.join(self.d, "mail"), self.uid, self.gid)
-            rs.make_cert(os.path.join(self.d, "cert.pem"), os.path.join(self.d, "key.pem"),
-                         "localhost")
-            with open(os.path.join(self.d, "passwd"), "w") as f:
-                f.write("%s:{PLAIN}%s:%d:%d::%s/mail/%s::\n" % (
-                    USER, PASSWORD, self.uid, self.gid, self.d, USER))
+    def __init__(self, layout=""):
+        super().__init__("maildir", {USER: PASSWORD}, DOVECOT_CONF.format(layout=layout),
+                         tls=True)
         self.maildir = os.path.join(self.d, "mail", USER, "Maildir")
-        self.port = None
-
-    def start(self):
-        self.port, hold = rs.reserve_port()
-        hold.close()
-        self.conf = os.path.join(self.d, "dovecot.conf")
-        with open(self.conf, "w") as f:
-            f.write(DOVECOT_CONF.format(id=os.getpid(), d=self.d, uid=self.uid, gid=self.gid,
-                                        port=self.port, layout=self.layout))
-        subprocess.run(["dovecot", "-c", self.conf], check=True)
-        for _ in range(100):
-            try:
-                rs.Imap("127.0.0.1", self.port).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("dovecot did not listen on %d" % self.port)
 
     def login(self):
         c = rs.Imap("127.0.0.1", self.port)
@@ -177,28 +114,6 @@ class Dovecot:
                 return c
             time.sleep(0.5)     # [UNAVAILABLE] while its auth process starts
         raise RuntimeError("dovecot LOGIN: %s" % r.describe())
-
-    def stop(self):
-        pidf = os.path.join(self.d, "run", "master.pid")
-        try:
-            with open(pidf) as f:
-                pid = int(f.read())
-        except OSError:
-            return
-        os.kill(pid, 15)
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                return
-            time.sleep(0.1)
-
-    def cleanup(self):
-        self.stop()
-        if os.environ.get("RINGMAIL_KEEP"):
-            print("dovecot dir kept: %s" % self.d)
-        else:
-            shutil.rmtree(self.d, ignore_errors=True)
 
 
 def ok(c, cmd, **kw):

@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dovecot_peer  # noqa: E402
 import ringmail_server as rs  # noqa: E402
 
 USER, PASSWORD = "migr", "migr-secret"
@@ -51,28 +51,12 @@ MASTER, MASTER_PW = "admin", "master-secret"
 TOTAL = int(os.environ.get("RINGMAIL_MIGRATE_MESSAGES",
                            "1200" if os.environ.get("RINGMAIL_TEST_QUICK") else "10200"))
 
+# Dovecot's part of the configuration (tests/integration/dovecot_peer.py
+# has the rest): Maildir, "." as separator, special-use, a master user
+# ("user*master" logins).
 DOVECOT_CONF = r"""
-instance_name = ringmail-migrate-{id}
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-info_log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = yes
-ssl_cert = <{d}/cert.pem
-ssl_key = <{d}/key.pem
-disable_plaintext_auth = no
-auth_mechanisms = plain login
 auth_master_user_separator = *
-default_internal_user = dovecot
-default_login_user = dovenull
-mail_uid = {uid}
-mail_gid = {gid}
-first_valid_uid = 1
-first_valid_gid = 1
 mail_location = maildir:~/Maildir
-mail_home = {d}/mail/%u
 namespace inbox {{
   inbox = yes
   separator = .
@@ -96,26 +80,6 @@ passdb {{
   driver = passwd-file
   args = {d}/master-users
   master = yes
-}}
-passdb {{
-  driver = passwd-file
-  args = {d}/passwd
-}}
-userdb {{
-  driver = passwd-file
-  args = {d}/passwd
-  default_fields = uid={uid} gid={gid} home={d}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    address = 127.0.0.1
-    port = {sport}
-    ssl = yes
-  }}
 }}
 """
 
@@ -142,30 +106,11 @@ def message(i, size=0):
             ).encode()
 
 
-class Dovecot:
+class Dovecot(dovecot_peer.PrivateDovecot):
     """A private Dovecot holding USER's account as a Maildir written here."""
 
     def __init__(self):
-        import grp
-        import pwd
-        self.d = tempfile.mkdtemp(prefix="dovecot-migrate.")
-        os.chmod(self.d, 0o755)
-        for sub in ("run", "state", "mail"):
-            os.makedirs(os.path.join(self.d, sub))
-        self.uid = pwd.getpwnam("nobody").pw_uid
-        self.gid = grp.getgrnam("nogroup").gr_gid
-        self.cert = os.path.join(self.d, "cert.pem")
-        rs.make_cert(self.cert, os.path.join(self.d, "key.pem"), "localhost")
-        self.port, h1 = rs.reserve_port()
-        self.sport, h2 = rs.reserve_port()
-        h1.close()
-        h2.close()
-        with open(os.path.join(self.d, "dovecot.conf"), "w") as f:
-            f.write(DOVECOT_CONF.format(id=os.getpid(), d=self.d, uid=self.uid, gid=self.gid,
-                                        port=self.port, sport=self.sport))
-        with open(os.path.join(self.d, "passwd"), "w") as f:
-            f.write("%s:{PLAIN}%s:%d:%d::%s/mail/%s::\n" % (USER, PASSWORD, self.uid, self.gid,
-                                                           self.d, USER))
+        super().__init__("migrate", {USER: PASSWORD}, DOVECOT_CONF, tls=True)
         with open(os.path.join(self.d, "master-users"), "w") as f:
             f.write("%s:{PLAIN}%s\n" % (MASTER, MASTER_PW))
         self.maildir = os.path.join(self.d, "mail", USER, "Maildir")
@@ -214,16 +159,6 @@ class Dovecot:
                         os.path.join(self.d, "mail")], check=True)
         return n
 
-    def start(self):
-        subprocess.run(["dovecot", "-c", os.path.join(self.d, "dovecot.conf")], check=True)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("dovecot did not listen on %d" % self.port)
-
     def imap(self, login=USER, password=PASSWORD):
         for attempt in range(20):
             c = imaplib.IMAP4("127.0.0.1", self.port)
@@ -236,21 +171,6 @@ class Dovecot:
                     raise
                 c.shutdown()
                 time.sleep(0.3)
-
-    def stop(self):
-        try:
-            with open(os.path.join(self.d, "run", "master.pid")) as f:
-                pid = int(f.read())
-            os.kill(pid, 15)
-            for _ in range(100):
-                os.kill(pid, 0)
-                time.sleep(0.1)
-        except (OSError, ValueError):
-            pass
-        if os.environ.get("RINGMAIL_KEEP"):
-            print("dovecot dir kept: %s" % self.d)
-        else:
-            shutil.rmtree(self.d, ignore_errors=True)
 
 
 def q(name):
@@ -350,7 +270,7 @@ class Migrate(rs.ServerTestCase):
             c.append(q("Renamed"), "(\\Flagged)", None, message(999998))
             c.logout()
         except Exception:
-            cls.dove.stop()
+            cls.dove.cleanup()
             raise
         cls.tmp = tempfile.mkdtemp(dir=cls.server.tmp)
         cls.pwfile = os.path.join(cls.tmp, "pw")
@@ -359,7 +279,7 @@ class Migrate(rs.ServerTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.dove.stop()
+        cls.dove.cleanup()
         super().tearDownClass()
 
     # -- helpers --
