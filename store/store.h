@@ -170,6 +170,8 @@ int store_mailbox_set_special(store_user *u, const char *name, uint32_t special)
 /* ---- an open mailbox -------------------------------------------------- */
 
 int store_mbox_open(store_user *u, const char *name, store_mbox **out);
+/* Another handle on an open mailbox (the same object; close each). */
+store_mbox *store_mbox_dup(store_mbox *mb);
 void store_mbox_close(store_mbox *mb);
 /* Pick up changes written by another process. */
 int store_mbox_refresh(store_mbox *mb);

@@ -1081,6 +1081,16 @@ int store_mbox_open(store_user *u, const char *name, store_mbox **out)
  * a checkpoint at the close. */
 #define STORE_LINGER 8
 
+store_mbox *store_mbox_dup(store_mbox *mb)
+{
+    store_user *u = mb->user;
+    pthread_mutex_lock(&u->lock);
+    RM_ASSERT(atomic_load(&mb->refs) > 0 && !mb->lingering);   /* an open handle */
+    atomic_fetch_add(&mb->refs, 1);
+    pthread_mutex_unlock(&u->lock);
+    return mb;
+}
+
 void store_mbox_close(store_mbox *mb)
 {
     if (!mb)

@@ -119,6 +119,12 @@ static const config_key config_table[] = {
       "nesting depth of a SEARCH program" },
     { "search_max_keys", CONFIG_INT, "1000", NULL, 1, 1000000,
       "search keys in one SEARCH program" },
+    { "autocompact_dead_percent", CONFIG_INT, "50", NULL, 0, 100,
+      "the server compacts a mailbox (on a thread of its own, at low priority) once "
+      "this share of its log is dead bytes (expunged messages, superseded flag "
+      "records) and autocompact_min_dead too; 0 = never (ringmail-admin compact only)" },
+    { "autocompact_min_dead", CONFIG_INT, "8388608", NULL, 0, 1099511627776LL,
+      "dead log bytes a mailbox must hold before the server compacts it" },
     { "search_index", CONFIG_BOOL, "yes", NULL, 0, 0,
       "keep a trigram index per mailbox (sindex.* files, built by body searches) "
       "that narrows SEARCH BODY/TEXT to candidate messages; no = always scan" },

@@ -8,6 +8,7 @@
 #include "core/fetch/preview.h"
 #include "core/search/search.h"
 #include "core/base/log.h"
+#include "core/server/autocompact.h"
 #include "core/server/qmemo.h"
 #include "core/server/quota.h"
 #include "core/server/session.h"
@@ -50,6 +51,10 @@ int imap_server_init(imap_server *srv, const config *cfg)
     b = true;
     config_get_bool(cfg, "search_index", &b);
     imap_search_set_index(b);
+    if ((rc = autocompact_start((uint64_t)cfg_int(cfg, "autocompact_min_dead"),
+                                (unsigned)cfg_int(cfg, "autocompact_dead_percent"),
+                                &srv->autocompact)) < 0)
+        return rc;
     if ((rc = abuse_new(config_get(cfg, "trusted_networks"), &srv->abuse)) < 0)
         return rc;
     if ((rc = authpool_new((unsigned)cfg_int(cfg, "auth_pool_threads"), 0, &srv->authpool)) < 0 ||
@@ -87,6 +92,8 @@ void notify_fini(imap_server *srv);
 
 void imap_server_fini(imap_server *srv)
 {
+    autocompact_stop(srv->autocompact);     /* its queue holds mailboxes */
+    srv->autocompact = NULL;
     notify_fini(srv);
     authpool_free(srv->authpool);   /* after the workers: see main */
     authpool_free(srv->syncpool);

@@ -83,6 +83,7 @@ typedef struct imap_server {
     quota_limits quota_default; /* quota_storage, quota_messages */
     bool quota_tempfail;        /* quota_full_tempfail */
     struct control *ctl;        /* the control socket (control.h) */
+    struct autocompact *autocompact;    /* NULL: off (autocompact.h) */
 } imap_server;
 
 /* The connection callbacks for net (on_open ... on_shutdown): IMAP's, and

@@ -13,6 +13,7 @@
 
 #include "core/base/log.h"
 #include "core/fetch/fetch_engine.h"
+#include "core/server/autocompact.h"
 #include "core/server/search_context.h"
 #include "core/server/session.h"
 #include "store/assert.h"
@@ -21,6 +22,7 @@
 void sess_changed(session *s, store_mbox *mb)
 {
     notify_changed(s->srv, mb, net_conn_get_id(s->conn));
+    autocompact_consider(s->srv->autocompact, mb, s->user);
 }
 
 void sess_unselect(session *s)
