@@ -187,11 +187,20 @@ class ServerError(Exception):
 class Server:
     """One ringmaild with its own temp dir, users and mail_root."""
 
-    def __init__(self, backend="auto", users=None, options=None, name="ringmaild", tls=False):
+    def __init__(self, backend="auto", users=None, options=None, name="ringmaild", tls=False,
+                 other_users=False):
+        """other_users: its files are reached by another user too (the
+        server or ringmail-admin run as nobody), so its directory is in the
+        system's temp dir, mode 0755: the tests' scratch dir may sit under
+        a 0700 directory (a checkout in mktemp -d) that nobody cannot
+        traverse."""
         if not RINGMAILD or not os.access(RINGMAILD, os.X_OK):
             raise ServerError("RINGMAILD is not set to an executable (got %r)" % RINGMAILD)
         self.backend = backend
-        self.tmp = tempfile.mkdtemp(prefix=name + "." + backend + ".", dir=scratch_base())
+        self.tmp = tempfile.mkdtemp(prefix=name + "." + backend + ".",
+                                    dir=None if other_users else scratch_base())
+        if other_users:
+            os.chmod(self.tmp, 0o755)
         self.mail_root = os.path.join(self.tmp, "mail")
         os.makedirs(self.mail_root)
         self.passwd = os.path.join(self.tmp, "passwd")
@@ -1003,6 +1012,7 @@ class ServerTestCase(unittest.TestCase):
     backend = None          # set by parametrize
     server_options = {}
     server_tls = False      # also a TLS listener with a self-signed certificate
+    server_other_users = False  # Server(other_users=): nobody reaches its files
     users_per_class = 60
 
     @classmethod
@@ -1012,7 +1022,8 @@ class ServerTestCase(unittest.TestCase):
         users = {"user%d" % i: "pw%d-secret" % i for i in range(cls.users_per_class)}
         users["crypt"] = ("crypt-secret", "SHA512-CRYPT")
         cls.server = Server(cls.backend, users, cls.server_options,
-                            name=cls.__name__.lower(), tls=cls.server_tls)
+                            name=cls.__name__.lower(), tls=cls.server_tls,
+                            other_users=cls.server_other_users)
         cls.next_user = 0
         cls.prepare_server(cls.server)
         try:

@@ -72,6 +72,7 @@ def imaplib_sock(m):
 
 
 class ControlBase(ServerTestCase):
+    server_other_users = True   # test_permissions and the service user: nobody
 
     def ctl(self, *args, check=True):
         p = self.server.admin(*args, check=False)
