@@ -544,6 +544,36 @@ int store_idx_apply(struct store_mbox *mb, struct gen *g,
 
 /* ---- catch-up, checkpoint, rebuild --------------------------------------- */
 
+static uint32_t ckpt_crc(const struct idx_ckpt *c);
+
+/* Does a transaction start (or the log end) at `at`?  Found by hopping
+ * record headers from a boundary known good: the newest sound checkpoint's
+ * log offset at or before `at`, else the log's header.  Index damage can
+ * move log_applied into the middle of the last transaction, whose rest
+ * then looks like a torn tail: cutting it there would lose an
+ * acknowledged write.  Hopping reads one header per record, and runs
+ * only when a catch-up finds nothing it can apply. */
+static bool log_boundary(struct gen *g, const uint8_t *base, uint64_t size, uint64_t at)
+{
+    const struct idx_hdr *h = store_gen_hdr(g);
+    uint64_t p = LOG_HDR_SIZE;
+    for (int i = 0; i < 2; i++) {
+        const struct idx_ckpt *c = &h->ckpt[i];
+        if (c->seq && c->crc == ckpt_crc(c) && c->log_applied % 8 == 0 &&
+            c->log_applied > p && c->log_applied <= at)
+            p = c->log_applied;
+    }
+    bool cont = false;
+    while (p < at) {
+        const struct log_rec *r = (const void *)(base + p);
+        if (size - p < sizeof *r || r->magic != LOG_REC_MAGIC || rec_bytes(r) > size - p)
+            return false;
+        cont = r->rflags & LOGF_CONT;
+        p += rec_bytes(r);
+    }
+    return p == at && !cont;
+}
+
 int store_gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *skipped)
 {
     uint64_t size;
@@ -556,6 +586,7 @@ int store_gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *ski
         off = LOG_HDR_SIZE;
     if (off > size)
         return -EBADMSG;    /* the index is ahead of the log */
+    const uint64_t start = off;
     const uint8_t *base = size > off ? store_mapchain_get(&g->log, 0, size) : NULL;
     if (size > off && !base)
         return -ENOMEM;
@@ -574,7 +605,10 @@ int store_gen_catch_up(struct gen *g, int mode, uint64_t *log_end, uint64_t *ski
             break;
         uint64_t next = store_log_resync(base, size, off);
         if (next >= size) {
-            /* A torn tail: a write that was never acknowledged. */
+            /* A torn tail: a write that was never acknowledged; unless
+             * the index's log offset was damaged into a transaction. */
+            if (off == start && mode == CU_CUT && !log_boundary(g, base, size, off))
+                return -EBADMSG;    /* the caller rebuilds the index */
             if (mode != CU_KEEP) {
                 if (ftruncate(g->log_fd, (off_t)off) < 0)
                     return -errno;
