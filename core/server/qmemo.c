@@ -161,10 +161,12 @@ void qmemo_put(const qmemo_key *k, const void *data, size_t len)
     *e = (qmemo_entry){.hash = key_hash(k), .scope_len = k->scope_len, .n = k->n,
                        .len = len, .bytes = bytes, .seqs_dense = sd};
     atomic_init(&e->refs, 1);
+    /* The answer right after the lists, 4-aligned (a SORT answer is an
+     * array of uint32_t); the scope, bytes, last. */
     e->uids = (uint32_t *)(e + 1);
     e->seqs = e->uids + k->n;
-    e->scope = (uint8_t *)(e->seqs + nseq);
-    e->data = e->scope + k->scope_len;
+    e->data = (uint8_t *)(e->seqs + nseq);
+    e->scope = e->data + len;
     memcpy(e->uids, k->uids, k->n * sizeof *k->uids);
     memcpy(e->seqs, k->seqs, nseq * sizeof *k->seqs);
     memcpy(e->scope, k->scope, k->scope_len);
