@@ -137,13 +137,12 @@ static int next_line(const admin_buf *buf, size_t *pos, const char **line, size_
     return 1;
 }
 
-/* dovecot-keywords into kw[] (strdup'd names); a missing file is no
- * keywords.  Bad lines are warned about and left out. */
-static int read_keywords(import_state *st, const struct folder *f,
-                         char *kw[ADMIN_BATCH_KEYWORDS])
+/* The control file `name` of a folder into st->list, its path into path:
+ * 1, 0 if there is none, -errno after reporting. */
+static int read_ctl_file(import_state *st, const struct folder *f, const char *name,
+                         char path[4096])
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/dovecot-keywords", f->ctl);
+    snprintf(path, 4096, "%s/%s", f->ctl, name);
     int r = admin_read_file(path, &st->list);
     if (r == -ENOENT)
         return 0;
@@ -151,6 +150,18 @@ static int read_keywords(import_state *st, const struct folder *f,
         admin_err("cannot read '%s': %s", path, strerror(-r));
         return r;
     }
+    return 1;
+}
+
+/* dovecot-keywords into kw[] (strdup'd names); a missing file is no
+ * keywords.  Bad lines are warned about and left out. */
+static int read_keywords(import_state *st, const struct folder *f,
+                         char *kw[ADMIN_BATCH_KEYWORDS])
+{
+    char path[4096];
+    int r = read_ctl_file(st, f, "dovecot-keywords", path);
+    if (r <= 0)
+        return r;
     size_t pos = 0, len, nlen, lineno = 0;
     const char *line, *name;
     unsigned idx;
@@ -183,14 +194,9 @@ static int read_uidlist(import_state *st, const struct folder *f,
                         admin_uidlist_hdr *h, struct urec **recs, size_t *n)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/dovecot-uidlist", f->ctl);
-    int r = admin_read_file(path, &st->list);
-    if (r == -ENOENT)
-        return 0;
-    if (r < 0) {
-        admin_err("cannot read '%s': %s", path, strerror(-r));
+    int r = read_ctl_file(st, f, "dovecot-uidlist", path);
+    if (r <= 0)
         return r;
-    }
     const char *hint = "; mailbox left alone (without the file its messages are "
                        "imported with new UIDs, as Dovecot would rebuild it)";
     size_t pos = 0, len, lineno = 1, cap = 0;
