@@ -72,8 +72,10 @@ int imap_server_init(imap_server *srv, const config *cfg)
         srv->preauth_limits.max_command = srv->limits.max_line + PREAUTH_MAX_COMMAND_EXTRA;
     pthread_mutex_init(&srv->nlock, NULL);
     atomic_init(&srv->next_session, 0);
-    if ((rc = passwd_open(config_get(cfg, "passwd_file"), &srv->pw)) < 0)
+    userdb_params up = {.passwd_file = config_get(cfg, "passwd_file")};
+    if ((rc = userdb_open(&up, &srv->users)) < 0)
         return rc;
+    srv->pw = userdb_passwd(srv->users);
     /* Read the users now, so the first greeting knows whether SCRAM can be
      * offered (passwd_scram_everyone); an unreadable file is reported at
      * the first login, as before. */
@@ -99,7 +101,8 @@ void imap_server_fini(imap_server *srv)
     authpool_free(srv->syncpool);
     authcache_free(srv->authcache);
     abuse_free(srv->abuse);
-    passwd_close(srv->pw);
+    userdb_close(srv->users);
+    srv->pw = NULL;
     pthread_mutex_destroy(&srv->nlock);
     qmemo_clear();      /* kept answers: nothing left allocated at exit */
 }

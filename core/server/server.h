@@ -20,6 +20,7 @@
 #include "core/base/quota.h"
 #include "core/imap/imap_args.h"
 #include "core/auth/passwd.h"
+#include "core/auth/userdb.h"
 #include "net/net.h"
 #include "store/store.h"
 
@@ -53,7 +54,8 @@ typedef struct imap_server {
     const config *cfg;
     const char *mail_root;
     store_opts sopts;
-    passwd_db *pw;
+    userdb *users;      /* the directory: who exists, passwords, quota, routes */
+    passwd_db *pw;      /* userdb_passwd(users): SCRAM, the auth cache's generation */
     net_server *net;
     imap_reader_limits limits;
     imap_reader_limits preauth_limits;  /* before login: small literals */

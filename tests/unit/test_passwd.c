@@ -117,17 +117,6 @@ static void t_scram_rfc7677_keys(void)
     CHECK_EQ(passwd_scram_parse(line, &p), -EINVAL);
 }
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        perror(path);
-        exit(2);
-    }
-    fputs(text, f);
-    fclose(f);
-}
-
 static void t_every_scheme(void)
 {
     const char *dir = test_tmpdir("passwd");
@@ -160,7 +149,7 @@ static void t_every_scheme(void)
     char *h = NULL;
     CHECK_EQ(passwd_hash("MD4", "x", &h), -EINVAL);
     CHECK_EQ(passwd_hash("plain", "x", &h), -EINVAL);
-    write_file(path, text);
+    test_write_file(path, text);
     passwd_db *db;
     REQUIRE_OK(passwd_open(path, &db));
     for (size_t i = 0; i < ns; i++) {
@@ -188,7 +177,7 @@ static void t_known_lines(void)
     const char *dir = test_tmpdir("passwd");
     char path[600];
     snprintf(path, sizeof path, "%s/passwd", dir);
-    write_file(path,
+    test_write_file(path,
         /* Drepper's SHA-crypt specification */
         "s512:{SHA512-CRYPT}$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBn"
         "IFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1::::::\n"
@@ -256,7 +245,7 @@ static void t_scram_lookup(void)
              sc, cr);
     free(sc);
     free(cr);
-    write_file(path, text);
+    test_write_file(path, text);
     passwd_db *db;
     REQUIRE_OK(passwd_open(path, &db));
     passwd_scram k, want;
@@ -322,7 +311,7 @@ static void t_lookup(void)
     const char *dir = test_tmpdir("passwd-lookup");
     char path[600];
     snprintf(path, sizeof path, "%s/passwd", dir);
-    write_file(path,
+    test_write_file(path,
                "alice:{PLAIN}a\n"
                "Bob:{PLAIN}b:1000:1000::/home/bob::userdb_quota_rule=*:storage=1G "
                "userdb_quota_rule2=*:messages=10\n"

@@ -1058,14 +1058,6 @@ static void test_names_round_trip(void)
     free(root);
 }
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    REQUIRE(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* A list file written by an earlier version loads with its names exact;
  * malformed mailbox lines are refused, not guessed at. */
 static void test_list_file_compat(void)
@@ -1075,7 +1067,7 @@ static void test_list_file_compat(void)
     test_pathf(dir, sizeof dir, "%s/olga", root);
     REQUIRE(mkdir(dir, 0700) == 0);
     test_pathf(path, sizeof path, "%s/mailboxes", dir);
-    write_file(path, "RINGMAIL-MAILBOXES 1\nnext_id 4\nlast_uidvalidity 1700000003\n"
+    test_write_file(path, "RINGMAIL-MAILBOXES 1\nnext_id 4\nlast_uidvalidity 1700000003\n"
                "M 1 1700000001 0 INBOX\nM 2 1700000002 0  lead\n"
                "M 3 1700000003 4 Trash can \nS  lead\nS gone\n");
     store_user *u = NULL;
@@ -1104,7 +1096,7 @@ static void test_list_file_compat(void)
         char text[256];
         snprintf(text, sizeof text, "RINGMAIL-MAILBOXES 1\nnext_id 9\nM 1 1 0 INBOX\n%s",
                  bad[i]);
-        write_file(path, text);
+        test_write_file(path, text);
         int r = store_user_open(root, "olga", NULL, &u);
         if (r != -EBADMSG)
             fprintf(stderr, "  bad list line #%zu: open returned %d\n", i, r);
@@ -1117,7 +1109,7 @@ static void test_list_file_compat(void)
      * spaces: " INBOX" as a second "INBOX", " Work" as a second "Work", " "
      * as "".  Every mailbox is reachable again under a name of its own; the
      * oldest keeps the name; deleting one leaves the other's files. */
-    write_file(path, "RINGMAIL-MAILBOXES 1\nnext_id 6\nlast_uidvalidity 8\n"
+    test_write_file(path, "RINGMAIL-MAILBOXES 1\nnext_id 6\nlast_uidvalidity 8\n"
                "M 4 7 0 Work\nM 2 5 0 INBOX\nM 1 1 0 INBOX\nM 3 6 0 Work\n"
                "M 5 8 0 \nM 6 9 0 Work-4\nS Work\n");
     REQUIRE_OK(store_user_open(root, "olga", NULL, &u));

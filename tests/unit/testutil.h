@@ -75,6 +75,18 @@ static inline const char *test_tmpdir(const char *tag)
     return path;
 }
 
+/* Write text to path (created or truncated); exits on failure. */
+static inline void test_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        exit(2);
+    }
+    fputs(text, f);
+    fclose(f);
+}
+
 static inline int test_rm_cb_(const char *p, const struct stat *sb, int flag,
                                struct FTW *f)
 {

@@ -1,0 +1,126 @@
+/* core/auth/userdb.c — the directory of users over the passwd-file.
+ * See userdb.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/auth/userdb.h"
+
+struct userdb {
+    passwd_db *pw;
+};
+
+int userdb_open(const userdb_params *p, userdb **out)
+{
+    *out = NULL;
+    userdb *db = calloc(1, sizeof *db);
+    if (!db)
+        return -ENOMEM;
+    int rc = passwd_open(p->passwd_file, &db->pw);
+    if (rc < 0) {
+        free(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+void userdb_close(userdb *db)
+{
+    if (!db)
+        return;
+    passwd_close(db->pw);
+    free(db);
+}
+
+passwd_db *userdb_passwd(userdb *db)
+{
+    return db->pw;
+}
+
+void userdb_rec_free(userdb_rec *rec)
+{
+    if (!rec)
+        return;
+    free(rec->name);
+    free(rec->extra);
+    rec->name = rec->extra = NULL;
+}
+
+int userdb_lookup(userdb *db, const char *user, bool fold, userdb_rec *rec)
+{
+    userdb_rec r = {0};
+    int rc = passwd_lookup(db->pw, user, fold, &r.name, &r.extra);
+    if (rc < 0)
+        return rc;
+    if (rec)
+        *rec = r;
+    else
+        userdb_rec_free(&r);
+    return 0;
+}
+
+int userdb_verify(userdb *db, const char *user, const char *password, userdb_rec *rec,
+                  unsigned *answer_delay_ms)
+{
+    unsigned delay = 0;
+    int rc = passwd_verify_timed(db->pw, user, password, &delay);
+    if (answer_delay_ms)
+        *answer_delay_ms = delay;
+    if (rc < 0 || !rec)
+        return rc;
+    /* The file may change between the two reads: a user removed meanwhile
+     * is refused, as a moment later it would be. */
+    rc = passwd_lookup(db->pw, user, false, &rec->name, &rec->extra);
+    return rc == -ENOENT ? -EACCES : rc;
+}
+
+const char *userdb_field(const char *extra, const char *key, size_t *len)
+{
+    size_t klen = strlen(key);
+    const char *p = extra;
+    while (p && *p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *name = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+        if ((size_t)(p - name) > 7 && !strncmp(name, "userdb_", 7))
+            name += 7;
+        if ((size_t)(p - name) > klen && !strncmp(name, key, klen) && name[klen] == '=') {
+            *len = (size_t)(p - (name + klen + 1));
+            return name + klen + 1;
+        }
+    }
+    return NULL;
+}
+
+int userdb_route(const userdb_rec *rec, char **host, unsigned *port)
+{
+    *host = NULL;
+    *port = 0;
+    size_t hl = 0, pl = 0;
+    const char *h = userdb_field(rec->extra, "host", &hl);
+    const char *p = userdb_field(rec->extra, "port", &pl);
+    if (p) {
+        unsigned v = 0;
+        if (!pl || pl > 5)
+            return -EINVAL;
+        for (size_t i = 0; i < pl; i++) {
+            if (p[i] < '0' || p[i] > '9')
+                return -EINVAL;
+            v = v * 10 + (unsigned)(p[i] - '0');
+        }
+        if (v < 1 || v > 65535)
+            return -EINVAL;
+        *port = v;
+    }
+    if (h && hl) {
+        for (size_t i = 0; i < hl; i++)
+            if ((unsigned char)h[i] <= ' ' || h[i] == 0x7f)
+                return -EINVAL;
+        if (!(*host = strndup(h, hl)))
+            return -ENOMEM;
+    }
+    return 0;
+}
