@@ -387,8 +387,9 @@ static bool match_body(ev *e, const srch_node *n)
 {
     if (n->u.str.len == 0)
         return true;
-    if (n->u.str.ixq && !sindex_maybe(n->u.str.ixq, e->uid))
-        return false;
+    int st = n->u.str.ixq ? sindex_state(n->u.str.ixq, e->uid) : SINDEX_MAYBE;
+    if (st != SINDEX_MAYBE)
+        return st == SINDEX_BODY_HAS;
     if (!e->have_body) {
         int rc = build_body(e);
         if (rc < 0) {
@@ -404,9 +405,11 @@ static bool match_text(ev *e, const srch_node *n)
 {
     if (n->u.str.len == 0)
         return true;
-    /* the index holds the header text's trigrams too */
-    if (n->u.str.ixq && !sindex_maybe(n->u.str.ixq, e->uid))
-        return false;
+    /* the index holds the header text's trigrams too; a word of the body
+     * is a match of TEXT as well */
+    int st = n->u.str.ixq ? sindex_state(n->u.str.ixq, e->uid) : SINDEX_MAYBE;
+    if (st != SINDEX_MAYBE)
+        return st == SINDEX_BODY_HAS;
     if (!e->have_text) {
         int rc = build_text(e);
         if (rc < 0) {
@@ -616,7 +619,7 @@ static void index_message(ev *e, sindex *x)
     if ((rc = build_text(e)) < 0)
         return;
     e->have_text = true;
-    if (sindex_doc(x, e->uid) == 0 && sindex_add(x, e->body.data, e->body.len) == 0)
+    if (sindex_doc(x, e->uid) == 0 && sindex_add_body(x, e->body.data, e->body.len) == 0)
         (void)sindex_add(x, e->text.data, e->text.len);
 }
 

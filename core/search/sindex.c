@@ -26,6 +26,24 @@
  * Trigrams holding a NUL byte are left out (the evaluator separates parts
  * with NUL; an IMAP string has none).
  *
+ * Certain matches.  Trigrams only rule messages out: a word that most
+ * messages hold leaves most of them as candidates, each decoded and
+ * checked (a word in 75 % of 10^6 messages: 2 s).  So a segment also
+ * keeps word entries (sindex_words.h): for each word of the body texts
+ * (a maximal run of letters, digits and multibyte characters, 3 to 32
+ * bytes) that at least 1 in 64 of its messages hold, the list of those
+ * messages.  A needle that equals such a word is then certainly in their
+ * bodies, because the word is a run of the very bytes the evaluator
+ * searches (sindex_state: SINDEX_BODY_HAS), and BODY and TEXT match them
+ * without reading them.  Substring semantics are untouched: the list
+ * says yes only where memmem would, other needles (pieces of words,
+ * several words) get the trigrams alone, and rarer words are left out
+ * because their few candidates are cheap to check.  Header text gives no
+ * word entries: BODY must not match a word of the headers only.  Words
+ * are keyed by a hash above every trigram key, in the same table; the
+ * entry holds the word itself, checked on every use, and two words of a
+ * segment whose keys collide are both left out.
+ *
  * Files, in the mailbox directory beside the store's: `sindex.<lo>.<hi>`,
  * immutable segments, each indexing some messages with UIDs in [lo, hi];
  * `sindex.lock`, flock()ed by the one builder; `sindex-new.*`, a segment
@@ -34,7 +52,8 @@
  * rename and its unlink) is ignored.  The store removes them with the
  * directory.  Layout of a segment (little-endian, as the store's files):
  *
- *   header (64 bytes): "RMSIDX\0\1", u32 version 1, u32 header size 64,
+ *   header (64 bytes): "RMSIDX\0\1", u32 version (1, or 2 with word
+ *     entries), u32 header size 64,
  *     u32 uidvalidity, u32 lo, u32 hi, u32 ndocs, u32 nterms, u32 docs_len,
  *     u64 post_len, u32 docs_crc, 16 bytes zero, u32 CRC32C of bytes 0..59
  *   docs: the UIDs indexed, ascending, as varint deltas (docs_len bytes)
@@ -42,10 +61,13 @@
  *     (b0 << 16 | b1 << 8 | b2), u32 count, u64 offset into the postings,
  *     u32 length, u32 CRC32C of the list, u32 the entry's position, u32
  *     CRC32C of the entry's first 28 bytes
- *   postings: per trigram, its messages' UIDs ascending as varint deltas
+ *   postings: per trigram, its messages' UIDs ascending as varint deltas;
+ *     per word entry (version 2; keys >= SWORD_KEY_BASE, after every
+ *     trigram), a length byte and the word, then the UIDs the same way
  *
  * Trust.  A damaged index must never give a wrong answer, and a wrong
- * answer here is a missing candidate.  So: the header's CRC, the file's
+ * answer here is a missing candidate or a word list naming a message
+ * that lacks the word.  So: the header's CRC, the file's
  * size against the header's sizes, the docs' CRC and uidvalidity are
  * checked when a segment is first used; every table entry the binary
  * search touches is checked (its CRC includes its position, so entries
@@ -77,6 +99,7 @@
  * SINDEX_MAX_DOCS messages), and a full segment is written in steps while
  * the next fills, so it all runs in the command's slices. */
 #include "core/search/sindex.h"
+#include "core/search/sindex_words.h"
 #include "store/store.h"
 
 #include <dirent.h>
@@ -94,7 +117,7 @@
 #include <unistd.h>
 
 #define SINDEX_MAGIC "RMSIDX\0\1"
-#define SINDEX_VERSION 1u
+#define SINDEX_VERSION 2u     /* 1: no word entries (still read) */
 #define SINDEX_HDR 64u
 #define SINDEX_ENTRY 32u
 #define SINDEX_MAX_PAIRS (1u << 20)     /* postings per segment while building */
@@ -216,6 +239,7 @@ struct sindex {
     bool want_seal;         /* seal what was added once the job is done */
     bool flushed;           /* wrote a segment: the listing's last one may
                                be gone (absorbed), absorb no more */
+    swords *words;          /* the pending messages' body words */
 };
 
 struct sindex_q {
@@ -227,6 +251,11 @@ struct sindex_q {
     size_t ncand, pos;
     size_t dpos;            /* in the segment's docs, for ascending UIDs */
     bool cand_ok;           /* cand is usable for segs[cur] */
+    uint8_t *word;          /* the needle, if it is a word (else NULL) */
+    size_t wlen;
+    uint32_t wkey;
+    uint32_t *sure;         /* segs[cur]'s messages whose body has the word */
+    size_t nsure, spos;
 };
 
 /* ---- the process's checked segments ---------------------------------
@@ -417,7 +446,7 @@ static int seg_load(sindex *x, seg *s)
     fd = -1;
     const uint8_t *h = f->map;
     rc = -EBADMSG;
-    if (memcmp(h, SINDEX_MAGIC, 8) || get32(h + 8) != SINDEX_VERSION ||
+    if (memcmp(h, SINDEX_MAGIC, 8) || get32(h + 8) < 1 || get32(h + 8) > SINDEX_VERSION ||
         get32(h + 12) != SINDEX_HDR || get32(h + 60) != store_crc32c(0, h, 60) ||
         get32(h + 16) != x->uidvalidity || get32(h + 20) != s->lo ||
         get32(h + 24) != s->hi)
@@ -519,6 +548,26 @@ static int seg_list(const seg *s, const uint8_t *e, const uint8_t **p, size_t *l
         return -EBADMSG;
     *p = s->post + off;
     *len = l;
+    return 0;
+}
+
+/* A checked word entry (key >= SWORD_KEY_BASE): its list is the word's
+ * length byte, the word, then the UIDs as a trigram's are. */
+static int word_list(const seg *s, const uint8_t *e, const uint8_t **w, size_t *wlen,
+                     const uint8_t **p, size_t *len, uint32_t *count)
+{
+    const uint8_t *b;
+    size_t l;
+    int rc = seg_list(s, e, &b, &l, count);
+    if (rc < 0)
+        return rc;
+    if (!l || b[0] < SWORD_MIN || b[0] > SWORD_MAX || (size_t)b[0] + 1 > l ||
+        swords_key(b + 1, b[0]) != get32(e))
+        return -EBADMSG;
+    *w = b + 1;
+    *wlen = b[0];
+    *p = b + 1 + b[0];
+    *len = l - 1 - b[0];
     return 0;
 }
 
@@ -637,6 +686,8 @@ static void builder_reset(sindex *x)
     x->dcap = x->dn = 0;
     x->absorbed = NULL;
     x->limit_lo = UINT32_MAX;
+    swords_free(x->words);
+    x->words = NULL;
 }
 
 static int job_run(sindex *x, unsigned steps);
@@ -806,15 +857,21 @@ static int absorb_tail(sindex *x, uint32_t uid)
         const uint8_t *e = s->table + (size_t)i * SINDEX_ENTRY, *p;
         size_t len;
         uint32_t count;
+        const uint8_t *w = NULL;
+        size_t wlen = 0;
+        bool word = get32(e) >= SWORD_KEY_BASE;
         if (get32(e + 24) != i || get32(e + 28) != store_crc32c(0, e, 28) ||
             (i && get32(e) <= get32(e - SINDEX_ENTRY)) ||
-            seg_list(s, e, &p, &len, &count) < 0 ||
+            (word ? word_list(s, e, &w, &wlen, &p, &len, &count)
+                  : seg_list(s, e, &p, &len, &count)) < 0 ||
             decode_list(p, len, count, s->lo, s->hi, tmp) < 0) {
             rc = -EBADMSG;
             break;
         }
+        if (word && !x->words && !(x->words = swords_new()))
+            rc = -ENOMEM;
         for (uint32_t k = 0; k < count && !rc; k++)
-            rc = add_pair(x, get32(e), tmp[k]);
+            rc = word ? swords_add(x->words, w, wlen, tmp[k]) : add_pair(x, get32(e), tmp[k]);
     }
     free(tmp);
     if (rc == -EBADMSG) {
@@ -897,6 +954,19 @@ int sindex_add(sindex *x, const void *text, size_t len)
     return 0;
 }
 
+int sindex_add_body(sindex *x, const void *text, size_t len)
+{
+    int rc = sindex_add(x, text, len);
+    if (rc < 0)
+        return rc;
+    if ((!x->words && !(x->words = swords_new())) ||
+        swords_add_text(x->words, x->bdocs[x->nbdocs - 1], text, len) < 0) {
+        stop_building(x);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
     while (n) {
@@ -936,6 +1006,10 @@ struct sindex_job {
     seg src;                /* J_LOAD: the segment to shrink (a reference) */
     uint32_t src_t, *src_list;
     size_t cap;
+    swords *words;          /* the messages' body words */
+    sword_out *wout;        /* those written (J_LAYOUT on) */
+    size_t nwout;
+    uint32_t ntri;          /* trigram entries: the word entries follow */
 };
 
 static void job_free(struct sindex_job *j)
@@ -947,12 +1021,36 @@ static void job_free(struct sindex_job *j)
     free(j->tmp);
     free(j->buf);
     free(j->src_list);
+    free(j->wout);
+    swords_free(j->words);
     if (j->src.f)
         segfile_put(j->src.f, false);
     free(j);
 }
 
 static unsigned pass_shift(int pass) { return 32u + 8u * (unsigned)pass; }
+
+/* Words in fewer of a segment's messages than this get no entry: their
+ * candidates are few, so checking them costs little, and the index stays
+ * small.  A word in 1 in 64 messages of 10^6 costs ~16,000 checks. */
+static uint32_t word_min(size_t ndocs)
+{
+    return ndocs / 64 > 8 ? (uint32_t)(ndocs / 64) : 8;
+}
+
+/* The next table entry: key's list (count UIDs) is from ls to j->q. */
+static void put_entry(struct sindex_job *j, uint32_t key, uint32_t count, const uint8_t *ls)
+{
+    uint8_t *e = j->table + (size_t)j->t * SINDEX_ENTRY;
+    put32(e, key);
+    put32(e + 4, count);
+    put64(e + 8, (uint64_t)(ls - j->post));
+    put32(e + 16, (uint32_t)(j->q - ls));
+    put32(e + 20, store_crc32c(0, ls, (size_t)(j->q - ls)));
+    put32(e + 24, j->t);
+    put32(e + 28, store_crc32c(0, e, 28));
+    j->t++;
+}
 
 /* One step of the job.  Returns 1 more to do, 0 done, -errno. */
 static int job_step(sindex *x, struct sindex_job *j)
@@ -965,16 +1063,24 @@ static int job_step(sindex *x, struct sindex_job *j)
         const seg *src = &j->src;
         size_t done = 0;
         while (j->src_t < src->nterms && done < SINDEX_STEP) {
-            const uint8_t *e = src->table + (size_t)j->src_t * SINDEX_ENTRY, *p;
-            size_t len;
+            const uint8_t *e = src->table + (size_t)j->src_t * SINDEX_ENTRY, *p, *w = NULL;
+            size_t len, wlen = 0;
             uint32_t count;
+            bool word = get32(e) >= SWORD_KEY_BASE;
             if (get32(e + 24) != j->src_t || get32(e + 28) != store_crc32c(0, e, 28) ||
                 (j->src_t && get32(e) <= get32(e - SINDEX_ENTRY)) ||
-                seg_list(src, e, &p, &len, &count) < 0 ||
+                (word ? word_list(src, e, &w, &wlen, &p, &len, &count)
+                      : seg_list(src, e, &p, &len, &count)) < 0 ||
                 decode_list(p, len, count, src->lo, src->hi, j->src_list) < 0)
                 return -EBADMSG;
+            if (word && !j->words && !(j->words = swords_new()))
+                return -ENOMEM;
             for (uint32_t k = 0; k < count; k++)
-                if (in_sorted(j->docs, j->ndocs, j->src_list[k])) {
+                if (word) {
+                    if (in_sorted(j->docs, j->ndocs, j->src_list[k]) &&
+                        swords_add(j->words, w, wlen, j->src_list[k]) < 0)
+                        return -ENOMEM;
+                } else if (in_sorted(j->docs, j->ndocs, j->src_list[k])) {
                     if (j->npairs == j->cap) {
                         size_t c = j->cap ? j->cap * 2 : 1u << 16;
                         uint64_t *a = realloc(j->pairs, c * sizeof *a);
@@ -1028,8 +1134,15 @@ static int job_step(sindex *x, struct sindex_job *j)
         const uint64_t *v = j->tmp;         /* sorted */
         for (size_t i = 0; i < j->npairs; i++)
             j->nterms += !i || v[i] >> 32 != v[i - 1] >> 32;
+        j->ntri = j->nterms;
+        size_t wbytes = 0;
+        if (j->words && swords_finish(j->words, word_min(j->ndocs), &j->wout, &j->nwout) < 0)
+            return -ENOMEM;
+        for (size_t i = 0; i < j->nwout; i++)
+            wbytes += 1 + j->wout[i].len + (size_t)j->wout[i].n * 5;
+        j->nterms += (uint32_t)j->nwout;
         size_t max = SINDEX_HDR + j->ndocs * 5 + (size_t)j->nterms * SINDEX_ENTRY +
-                     j->npairs * 5;
+                     j->npairs * 5 + wbytes;
         if (!(j->buf = malloc(max)))
             return -ENOMEM;
         memset(j->buf, 0, SINDEX_HDR);
@@ -1049,26 +1162,33 @@ static int job_step(sindex *x, struct sindex_job *j)
     case J_TERMS: {
         const uint64_t *v = j->tmp;
         size_t i = j->at;
-        while (j->t < j->nterms && i < end) {
+        while (j->t < j->ntri && i < end) {
             uint32_t key = (uint32_t)(v[i] >> 32), count = 0, prev = 0;
             uint8_t *ls = j->q;
             for (; i < j->npairs && (uint32_t)(v[i] >> 32) == key; i++, count++) {
                 j->q += put_varint(j->q, (uint32_t)v[i] - prev);
                 prev = (uint32_t)v[i];
             }
-            uint8_t *e = j->table + (size_t)j->t * SINDEX_ENTRY;
-            put32(e, key);
-            put32(e + 4, count);
-            put64(e + 8, (uint64_t)(ls - j->post));
-            put32(e + 16, (uint32_t)(j->q - ls));
-            put32(e + 20, store_crc32c(0, ls, (size_t)(j->q - ls)));
-            put32(e + 24, j->t);
-            put32(e + 28, store_crc32c(0, e, 28));
-            j->t++;
+            put_entry(j, key, count, ls);
         }
         j->at = i;
-        if (j->t < j->nterms)
+        if (j->t < j->ntri)
             return 1;
+        /* the word entries after the trigrams' (their keys are above):
+         * a few thousand short lists at most, one step */
+        for (size_t k = 0; k < j->nwout; k++) {
+            const sword_out *o = &j->wout[k];
+            uint8_t *ls = j->q;
+            *j->q++ = o->len;
+            memcpy(j->q, o->word, o->len);
+            j->q += o->len;
+            uint32_t prev = 0;
+            for (uint32_t u = 0; u < o->n; u++) {
+                j->q += put_varint(j->q, o->uids[u] - prev);
+                prev = o->uids[u];
+            }
+            put_entry(j, o->key, o->n, ls);
+        }
         j->phase = J_WRITE;
         return 1;
     }
@@ -1169,6 +1289,8 @@ static int seal(sindex *x)
     j->ndocs = x->nbdocs;
     j->pairs = x->pairs;
     j->npairs = x->npairs;
+    j->words = x->words;
+    x->words = NULL;
     if (x->absorbed)
         snprintf(j->absorbed, sizeof j->absorbed, "%s", x->absorbed->name);
     x->bdocs = NULL;
@@ -1289,6 +1411,11 @@ sindex_q *sindex_query(sindex *x, const char *needle, size_t len)
     for (size_t i = 0; i + 3 <= len; i++)
         q->tri[q->ntri++] = (uint32_t)b[i] << 16 | (uint32_t)b[i + 1] << 8 | b[i + 2];
     qsort(q->tri, q->ntri, sizeof *q->tri, cmp_u32);
+    if (swords_is_word(b, len) && (q->word = malloc(len))) {
+        memcpy(q->word, needle, len);
+        q->wlen = len;
+        q->wkey = swords_key(b, len);
+    }
     size_t w = 0;
     for (size_t i = 0; i < q->ntri; i++)
         if (!w || q->tri[i] != q->tri[w - 1])
@@ -1306,6 +1433,8 @@ void sindex_query_free(sindex_q *q)
         return;
     free(q->tri);
     free(q->cand);
+    free(q->word);
+    free(q->sure);
     free(q);
 }
 
@@ -1346,6 +1475,30 @@ static int intersect(uint32_t *a, size_t *na, const uint8_t *p, size_t len,
     return 0;
 }
 
+/* The messages of segment s whose body certainly has the needle: the
+ * word's list, if the needle is a word that s has an entry for. */
+static int load_sure(sindex_q *q, const seg *s)
+{
+    const uint8_t *e, *w, *p;
+    size_t wlen, len;
+    uint32_t count;
+    int rc = seg_find(s, q->wkey, &e);
+    if (rc <= 0)
+        return rc;
+    if ((rc = word_list(s, e, &w, &wlen, &p, &len, &count)) < 0)
+        return rc;
+    if (wlen != q->wlen || memcmp(w, q->word, wlen))
+        return 0;           /* another word with the same key */
+    uint32_t *a = realloc(q->sure, count * sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    q->sure = a;
+    if ((rc = decode_list(p, len, count, s->lo, s->hi, q->sure)) < 0)
+        return rc;
+    q->nsure = count;
+    return 0;
+}
+
 /* The candidates of segment i: the UIDs of its docs that hold every
  * trigram of the needle.  Returns 0 or -errno (-EBADMSG: damaged). */
 static int load_cands(sindex_q *q, size_t i)
@@ -1356,6 +1509,7 @@ static int load_cands(sindex_q *q, size_t i)
     q->cur = i;
     q->cand_ok = false;
     q->ncand = q->pos = q->dpos = 0;
+    q->nsure = q->spos = 0;
     int rc = seg_load(q->x, s);
     if (rc < 0)
         return rc;
@@ -1390,7 +1544,7 @@ static int load_cands(sindex_q *q, size_t i)
             (rc = intersect(q->cand, &q->ncand, p, len, count, s)) < 0)
             goto out;
     }
-    rc = 0;
+    rc = q->ncand && q->word ? load_sure(q, s) : 0;
 out:
     free(ents);
     if (rc == 0)
@@ -1438,12 +1592,29 @@ static const seg *seg_ready(sindex_q *q, uint32_t uid)
     return q->cand_ok && s->state == 1 ? s : NULL;
 }
 
-int sindex_maybe(sindex_q *q, uint32_t uid)
+static bool in_sure(sindex_q *q, uint32_t uid)
+{
+    if (q->spos < q->nsure && q->sure[q->spos] <= uid) {
+        while (q->spos < q->nsure && q->sure[q->spos] < uid)
+            q->spos++;
+        return q->spos < q->nsure && q->sure[q->spos] == uid;
+    }
+    return in_sorted(q->sure, q->nsure, uid);
+}
+
+int sindex_state(sindex_q *q, uint32_t uid)
 {
     const seg *s = seg_ready(q, uid);
     if (!s || !in_docs(q, s, uid))
-        return 1;
-    return in_cands(q, uid);
+        return SINDEX_MAYBE;
+    if (!in_cands(q, uid))
+        return SINDEX_NO;
+    return in_sure(q, uid) ? SINDEX_BODY_HAS : SINDEX_MAYBE;
+}
+
+int sindex_maybe(sindex_q *q, uint32_t uid)
+{
+    return sindex_state(q, uid) != SINDEX_NO;
 }
 
 uint32_t sindex_next(sindex_q *q, const uint32_t *uids, uint32_t count, uint32_t seq,

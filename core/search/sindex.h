@@ -38,6 +38,9 @@ void sindex_set_budget(sindex *x, uint32_t n);
  * On failure the builder stops (the index stays as it was). */
 int sindex_doc(sindex *x, uint32_t uid);
 int sindex_add(sindex *x, const void *text, size_t len);
+/* sindex_add for the message's body text: its words are kept too, so that
+ * a search for a word can be answered without reading the message. */
+int sindex_add_body(sindex *x, const void *text, size_t len);
 /* Write what was added as a segment (nothing if nothing was), at once. */
 int sindex_flush(sindex *x);
 /* The same in steps: seal what was added and do up to steps steps of the
@@ -55,6 +58,14 @@ void sindex_query_free(sindex_q *q);
  * (evaluate it).  UIDs must be asked in ascending order for speed (any
  * order is correct). */
 int sindex_maybe(sindex_q *q, uint32_t uid);
+/* The same with certainty both ways: SINDEX_NO the message uid does not
+ * contain the needle anywhere; SINDEX_BODY_HAS its body text certainly
+ * contains it (the needle is a word of the body: so BODY and TEXT match
+ * without reading it); SINDEX_MAYBE evaluate it. */
+#define SINDEX_NO 0
+#define SINDEX_MAYBE 1
+#define SINDEX_BODY_HAS 2
+int sindex_state(sindex_q *q, uint32_t uid);
 /* The first sequence number from seq on (view uids[0..count), ascending)
  * whose message may contain the needle, or count + 1.  Works through at
  * most *budget more segments (each a few hundred microseconds at most;

@@ -449,6 +449,73 @@ static void check_random(fixture *f, unsigned *seed, int rounds, const char *wha
     }
 }
 
+/* Words of the body: a word in enough of a segment's messages answers
+ * "certainly in the body" for them, exactly and only for the word as a
+ * whole; a word only in header text, a piece of a word, a rare word and a
+ * segment written before words were kept answer "maybe". */
+static void test_words(void)
+{
+    const char *dir = test_tmpdir("sindex-words");
+    sindex *x = sindex_open(dir, 7, true);
+    REQUIRE(x);
+    for (uint32_t uid = 1; uid <= 40; uid++) {
+        char body[128];
+        int n = snprintf(body, sizeof body, "dear sir,\r\nthe invoice%s is late. rare%u",
+                         uid % 2 ? " \xc3\xa4rger" : "", uid);
+        REQUIRE_OK(sindex_doc(x, uid));
+        REQUIRE_OK(sindex_add_body(x, body, (size_t)n));
+        REQUIRE_OK(sindex_add(x, "subject: headerword\0", 20));
+    }
+    REQUIRE_OK(sindex_flush(x));
+    sindex_close(x);
+
+    x = sindex_open(dir, 7, false);
+    REQUIRE(x);
+    sindex_q *q = sindex_query(x, "invoice", 7);
+    REQUIRE(q);
+    for (uint32_t uid = 1; uid <= 40; uid++)
+        CHECK_EQ(sindex_state(q, uid), SINDEX_BODY_HAS);
+    CHECK_EQ(sindex_state(q, 41), SINDEX_MAYBE);    /* not indexed */
+    sindex_query_free(q);
+    q = sindex_query(x, "\xc3\xa4rger", 6);           /* multibyte word, odd UIDs */
+    REQUIRE(q);
+    CHECK_EQ(sindex_state(q, 1), SINDEX_BODY_HAS);
+    CHECK_EQ(sindex_state(q, 2), SINDEX_NO);
+    sindex_query_free(q);
+    const char *maybe[] = {"nvoic", "headerword", "rare7", "the invoice"};
+    for (size_t i = 0; i < sizeof maybe / sizeof *maybe; i++) {
+        q = sindex_query(x, maybe[i], strlen(maybe[i]));
+        REQUIRE(q);
+        CHECK_EQ(sindex_state(q, 7), SINDEX_MAYBE);
+        CHECK_EQ(sindex_maybe(q, 7), 1);
+        sindex_query_free(q);
+    }
+    q = sindex_query(x, "invoicex", 8);
+    REQUIRE(q);
+    CHECK_EQ(sindex_state(q, 7), SINDEX_NO);
+    sindex_query_free(q);
+    sindex_close(x);
+
+    /* a merge keeps the words: one more message absorbs the small segment */
+    x = sindex_open(dir, 7, true);
+    REQUIRE(x);
+    REQUIRE_OK(sindex_doc(x, 41));
+    REQUIRE_OK(sindex_add_body(x, "no such word here", 17));
+    REQUIRE_OK(sindex_flush(x));
+    sindex_close(x);
+    char first[256];
+    CHECK_EQ(count_segments(dir, first, sizeof first), 1);
+    CHECK(!strcmp(first, "sindex.1.41"));
+    x = sindex_open(dir, 7, false);
+    q = sindex_query(x, "invoice", 7);
+    REQUIRE(q);
+    CHECK_EQ(sindex_state(q, 3), SINDEX_BODY_HAS);
+    CHECK_EQ(sindex_state(q, 41), SINDEX_NO);
+    sindex_query_free(q);
+    sindex_close(x);
+    test_rm_rf(dir);
+}
+
 static void test_exact(void)
 {
     unsigned seed = 4242;
@@ -685,6 +752,7 @@ static void test_off(void)
 int main(void)
 {
     RUN(test_postings);
+    RUN(test_words);
     RUN(test_exact);
     RUN(test_appends);
     RUN(test_damage);
