@@ -87,9 +87,11 @@ struct gen {
     /* Entries whose cache blob this process has validated (seen.c). */
     _Atomic(struct store_seen *) seen;
     pthread_mutex_t seenlock;   /* guards growing `seen` */
-    /* Sent dates derived by SORT, by entry position (memo.c). */
-    _Atomic(struct store_memo *) memo;
-    pthread_mutex_t memolock;   /* guards growing `memo` */
+    /* Values derived by SORT and THREAD, per kind by entry position
+     * (memo.c); the bytes of byte values in memo_arena. */
+    _Atomic(struct store_memo *) memo[STORE_MEMO_KINDS];
+    struct store_memo_chunk *memo_arena;
+    pthread_mutex_t memolock;   /* guards growing `memo`, memo_arena */
     /* since.c, each built on first use and freed with the generation:
      * the expunge history (LOG_VANISHED, immutable) and the per-block
      * modseq maxima.  qlock guards their creation. */

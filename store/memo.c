@@ -5,28 +5,41 @@
  * the message's cache blob and parsed.  The blobs of a big mailbox lie all
  * over the cache file, so that read is a few cache misses per message, most
  * of a SORT's time, and a webmail client sends the same SORT on every view
- * of the folder.  The parsed value never changes for an entry of a
- * generation (its blob is immutable, as seen.c explains), so the first
- * SORT stores it here by entry position and later ones read one array.
- * Only the store's readers fill it, with what the caller derived (the
- * store does not parse dates: core/search does); a value that two threads
- * compute at once is the same value.
+ * of the folder.  THREAD needs every message's Message-ID and references
+ * and its base subject: reading and normalizing them is most of its time,
+ * and it is the same work for every set of messages a THREAD is asked
+ * about.  The derived value never changes for an entry of a generation
+ * (its blob is immutable, as seen.c explains), so the first SORT or THREAD
+ * stores it here by entry position and later ones read one array.  Only
+ * the store's readers fill it, with what the caller derived (the store
+ * parses no dates nor subjects: core/search does); a value that two
+ * threads compute at once is the same value.
  *
- * Memory: 8 bytes per entry of each generation sorted by date in this
- * process, freed with the generation (when no session has the mailbox
- * open, or after compaction).  The array grows by doubling under
- * g->memolock; readers take no lock, and an old array stays until the
- * generation is freed (a reader may hold it).  A value stored in the old
- * array while the new one is being copied may be lost: it is derived again
- * next time. */
+ * One array per kind (STORE_MEMO_*).  A date is the array's value itself;
+ * bytes are copied into the generation's arena (chunks that never move)
+ * and the array holds a pointer to their length and bytes.
+ *
+ * Memory: 8 bytes per entry of each generation and kind used in this
+ * process, and the bytes (some 100 per message for THREAD's), freed with
+ * the generation (when no session has the mailbox open, or after
+ * compaction).  Bytes stop being remembered once the process's arenas
+ * hold MEMO_BUDGET: the values are then derived each time, as before.  The
+ * arrays grow by doubling under g->memolock; readers take no lock, and an
+ * old array stays until the generation is freed (a reader may hold it).  A
+ * value stored in the old array while the new one is being copied may be
+ * lost: it is derived again next time. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "store/internal.h"
 
 /* "Not known yet": no date a message can have (sort dates are seconds of
- * years 1..9999 and internal dates). */
+ * years 1..9999 and internal dates), and no pointer. */
 #define MEMO_NONE INT64_MIN
+#define MEMO_CHUNK (1u << 20)
+/* Bytes all generations' arenas of this process may hold. */
+#define MEMO_BUDGET ((uint64_t)512 << 20)
 
 struct store_memo {
     uint64_t n;
@@ -34,10 +47,18 @@ struct store_memo {
     _Atomic int64_t v[];
 };
 
-static struct store_memo *memo_grow(struct gen *g, uint32_t pos)
+struct store_memo_chunk {
+    struct store_memo_chunk *next;
+    size_t used, cap;
+    uint8_t data[];
+};
+
+static _Atomic uint64_t arena_bytes;
+
+static struct store_memo *memo_grow(struct gen *g, unsigned kind, uint32_t pos)
 {
     pthread_mutex_lock(&g->memolock);
-    struct store_memo *old = atomic_load(&g->memo);
+    struct store_memo *old = atomic_load(&g->memo[kind]);
     if (old && pos < old->n) {
         pthread_mutex_unlock(&g->memolock);
         return old;
@@ -54,44 +75,126 @@ static struct store_memo *memo_grow(struct gen *g, uint32_t pos)
         for (; i < n; i++)
             atomic_init(&m->v[i], MEMO_NONE);
         m->older = old;
-        atomic_store_explicit(&g->memo, m, memory_order_release);
+        atomic_store_explicit(&g->memo[kind], m, memory_order_release);
     }
     pthread_mutex_unlock(&g->memolock);
     return m;
 }
 
-bool store_cursor_memo_get(const store_cursor *c, int64_t *v)
+static bool get(const store_cursor *c, unsigned kind, int64_t *v)
 {
+    RM_ASSERT(kind < STORE_MEMO_KINDS);
     struct gen *g = c->snap->g;
-    struct store_memo *m = atomic_load_explicit(&g->memo, memory_order_acquire);
+    struct store_memo *m = atomic_load_explicit(&g->memo[kind], memory_order_acquire);
     if (!m || c->pos >= c->count_ || c->pos >= m->n)
         return false;
-    int64_t x = atomic_load_explicit(&m->v[c->pos], memory_order_relaxed);
+    int64_t x = atomic_load_explicit(&m->v[c->pos], memory_order_acquire);
     if (x == MEMO_NONE)
         return false;
     *v = x;
     return true;
 }
 
-void store_cursor_memo_put(const store_cursor *c, int64_t v)
+static void put(const store_cursor *c, unsigned kind, int64_t v)
 {
     struct gen *g = c->snap->g;
     if (c->pos >= c->count_ || v == MEMO_NONE)
         return;
-    struct store_memo *m = atomic_load_explicit(&g->memo, memory_order_acquire);
+    struct store_memo *m = atomic_load_explicit(&g->memo[kind], memory_order_acquire);
     if (!m || c->pos >= m->n)
-        m = memo_grow(g, c->pos);
+        m = memo_grow(g, kind, c->pos);
     if (m && c->pos < m->n)     /* no memory: derived again next time */
-        atomic_store_explicit(&m->v[c->pos], v, memory_order_relaxed);
+        atomic_store_explicit(&m->v[c->pos], v, memory_order_release);
+}
+
+bool store_cursor_memo_get(const store_cursor *c, int64_t *v)
+{
+    return get(c, STORE_MEMO_DATE, v);
+}
+
+void store_cursor_memo_put(const store_cursor *c, int64_t v)
+{
+    put(c, STORE_MEMO_DATE, v);
+}
+
+bool store_cursor_memo_bytes(const store_cursor *c, unsigned kind, const uint8_t **p,
+                             size_t *len)
+{
+    RM_ASSERT(kind != STORE_MEMO_DATE);
+    int64_t v;
+    if (!get(c, kind, &v))
+        return false;
+    const uint8_t *rec = (const uint8_t *)(uintptr_t)v;
+    uint32_t l;
+    memcpy(&l, rec, sizeof l);
+    *p = rec + sizeof l;
+    *len = l;
+    return true;
+}
+
+/* Room for n bytes in g's arena, under g->memolock; NULL when out of
+ * memory or budget. */
+static uint8_t *arena_alloc(struct gen *g, size_t n)
+{
+    struct store_memo_chunk *ch = g->memo_arena;
+    if (!ch || ch->cap - ch->used < n) {
+        size_t cap = n > MEMO_CHUNK ? n : MEMO_CHUNK;
+        if (atomic_fetch_add(&arena_bytes, cap) + cap > MEMO_BUDGET) {
+            atomic_fetch_sub(&arena_bytes, cap);
+            return NULL;
+        }
+        if (!(ch = malloc(sizeof *ch + cap))) {
+            atomic_fetch_sub(&arena_bytes, cap);
+            return NULL;
+        }
+        ch->used = 0;
+        ch->cap = cap;
+        ch->next = g->memo_arena;
+        g->memo_arena = ch;
+    }
+    uint8_t *p = ch->data + ch->used;
+    ch->used += (n + 7) & ~(size_t)7;       /* the next record aligned */
+    if (ch->used > ch->cap)
+        ch->used = ch->cap;
+    return p;
+}
+
+void store_cursor_memo_put_bytes(const store_cursor *c, unsigned kind, const void *p,
+                                 size_t len)
+{
+    RM_ASSERT(kind != STORE_MEMO_DATE && kind < STORE_MEMO_KINDS);
+    int64_t v;
+    if (len > STORE_MEMO_MAX_BYTES || c->pos >= c->count_ || get(c, kind, &v))
+        return;
+    struct gen *g = c->snap->g;
+    pthread_mutex_lock(&g->memolock);
+    uint32_t l = (uint32_t)len;
+    uint8_t *rec = arena_alloc(g, sizeof l + len);
+    if (rec) {
+        memcpy(rec, &l, sizeof l);
+        if (len)
+            memcpy(rec + sizeof l, p, len);
+    }
+    pthread_mutex_unlock(&g->memolock);
+    if (rec)    /* published with release: a reader sees the bytes */
+        put(c, kind, (int64_t)(uintptr_t)rec);
 }
 
 void store_memo_free(struct gen *g)
 {
-    struct store_memo *m = atomic_load(&g->memo);
-    while (m) {
-        struct store_memo *o = m->older;
-        free(m);
-        m = o;
+    for (unsigned k = 0; k < STORE_MEMO_KINDS; k++) {
+        struct store_memo *m = atomic_load(&g->memo[k]);
+        while (m) {
+            struct store_memo *o = m->older;
+            free(m);
+            m = o;
+        }
+        atomic_store(&g->memo[k], NULL);
     }
-    atomic_store(&g->memo, NULL);
+    while (g->memo_arena) {
+        struct store_memo_chunk *ch = g->memo_arena;
+        g->memo_arena = ch->next;
+        atomic_fetch_sub(&arena_bytes, ch->cap);
+        free(ch);
+    }
 }

@@ -446,6 +446,17 @@ void store_cursor_init(store_cursor *c, store_snap *s);
  * INT64_MIN. */
 bool store_cursor_memo_get(const store_cursor *c, int64_t *v);
 void store_cursor_memo_put(const store_cursor *c, int64_t v);
+/* The same for bytes (at most STORE_MEMO_MAX_BYTES), one value per kind:
+ * THREAD's normalized Message-IDs, the base subject.  get gives a pointer
+ * valid while the snapshot is held.  A put may be dropped (no memory, the
+ * process's memo budget spent, a value there already): the caller
+ * derives it again next time. */
+enum { STORE_MEMO_DATE, STORE_MEMO_IDS, STORE_MEMO_SUBJECT, STORE_MEMO_KINDS };
+#define STORE_MEMO_MAX_BYTES 65536u
+bool store_cursor_memo_bytes(const store_cursor *c, unsigned kind, const uint8_t **p,
+                             size_t *len);
+void store_cursor_memo_put_bytes(const store_cursor *c, unsigned kind, const void *p,
+                                 size_t len);
 
 /* Move to the first entry whose UID is >= uid (or the end).  Returns 1 if
  * that entry has this UID and is live, 0 if it has it and is expunged

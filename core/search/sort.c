@@ -307,6 +307,59 @@ static int put_address(imap_sort_set *s, imap_sort_msg *m, int which,
 /* The references of RFC 5256's REFERENCES algorithm: the Message IDs of
  * References if it has a valid one, else the first valid one of
  * In-Reply-To, else none. */
+/* THREAD's keys remembered per message (store/memo.c): the IDs as
+ * [u32 length of the Message-ID][Message-ID][references, each followed by
+ * NUL], the subject as [reply][base subject, case-mapped]. */
+static int memo_ids(imap_sort_set *s, const imap_sort_msg *m, const store_cursor *cur)
+{
+    uint32_t ml = m->len[IMAP_SORT_S_MSGID];
+    s->t1.len = 0;
+    int rc = store_buf_append(&s->t1, &ml, sizeof ml);
+    if (rc == 0)
+        rc = store_buf_append(&s->t1, s->pool.data + m->off[IMAP_SORT_S_MSGID], ml);
+    if (rc == 0)
+        rc = store_buf_append(&s->t1, s->pool.data + m->off[IMAP_SORT_S_REFS],
+                              m->len[IMAP_SORT_S_REFS]);
+    if (rc == 0)
+        store_cursor_memo_put_bytes(cur, STORE_MEMO_IDS, s->t1.data, s->t1.len);
+    return rc;
+}
+
+static int memo_subject(imap_sort_set *s, const imap_sort_msg *m, const store_cursor *cur)
+{
+    uint8_t r = m->reply;
+    s->t1.len = 0;
+    int rc = store_buf_append(&s->t1, &r, 1);
+    if (rc == 0)
+        rc = store_buf_append(&s->t1, s->pool.data + m->off[IMAP_SORT_S_SUBJECT],
+                              m->len[IMAP_SORT_S_SUBJECT]);
+    if (rc == 0)
+        store_cursor_memo_put_bytes(cur, STORE_MEMO_SUBJECT, s->t1.data, s->t1.len);
+    return rc;
+}
+
+/* The keys found remembered (NULL: not). */
+static int put_memoed(imap_sort_set *s, imap_sort_msg *m, const uint8_t *ids, size_t ids_n,
+                      const uint8_t *subj, size_t subj_n)
+{
+    int rc = 0;
+    if (ids) {
+        uint32_t ml;
+        memcpy(&ml, ids, sizeof ml);
+        if (ml > ids_n - sizeof ml)
+            return -EBADMSG;    /* cannot be: the store keeps what we gave */
+        if ((rc = pool_put(s, m, IMAP_SORT_S_MSGID, ids + sizeof ml, ml)) < 0 ||
+            (rc = pool_put(s, m, IMAP_SORT_S_REFS, ids + sizeof ml + ml,
+                           ids_n - sizeof ml - ml)) < 0)
+            return rc;
+    }
+    if (subj) {
+        m->reply = subj[0] != 0;
+        rc = pool_put(s, m, IMAP_SORT_S_SUBJECT, subj + 1, subj_n - 1);
+    }
+    return rc;
+}
+
 static int put_refs(imap_sort_set *s, imap_sort_msg *m, const store_envelope *env)
 {
     int rc;
@@ -392,6 +445,21 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
     bool date_known = found && (need & IMAP_SORT_NEED_DATE) && store_cursor_memo_get(cur, &m->date);
     if (date_known)
         need &= ~(unsigned)IMAP_SORT_NEED_DATE;
+    /* THREAD's keys too: the normalized IDs, the base subject */
+    const uint8_t *ids = NULL, *subj = NULL;
+    size_t ids_n = 0, subj_n = 0;
+    if (found && (need & IMAP_SORT_NEED_IDS) &&
+        store_cursor_memo_bytes(cur, STORE_MEMO_IDS, &ids, &ids_n) && ids_n >= 4)
+        need &= ~(unsigned)IMAP_SORT_NEED_IDS;
+    else
+        ids = NULL;
+    if (found && (need & IMAP_SORT_NEED_SUBJECT) &&
+        store_cursor_memo_bytes(cur, STORE_MEMO_SUBJECT, &subj, &subj_n) && subj_n >= 1)
+        need &= ~(unsigned)IMAP_SORT_NEED_SUBJECT;
+    else
+        subj = NULL;
+    if ((rc = put_memoed(s, m, ids, ids_n, subj, subj_n)) < 0)
+        return rc;
     if (found) {
         m->size = e.size;
         m->arrival = e.internal_date;
@@ -412,6 +480,8 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
             return rc;
         if ((rc = put_mapped(s, m, IMAP_SORT_S_SUBJECT, (const char *)s->t1.data,
                              s->t1.len, false)) < 0)
+            return rc;
+        if (cache_ok && (rc = memo_subject(s, m, cur)) < 0)
             return rc;
     }
     if ((need & IMAP_SORT_NEED_FROM) &&
@@ -448,6 +518,8 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
         if ((rc = pool_put(s, m, IMAP_SORT_S_MSGID, s->t1.data, rc == 1 ? s->t1.len : 0)) < 0)
             return rc;
         if ((rc = put_refs(s, m, &env)) < 0)
+            return rc;
+        if (cache_ok && (rc = memo_ids(s, m, cur)) < 0)
             return rc;
     }
     s->n++;

@@ -4,6 +4,8 @@
  * first array's size too), and gone with the generation (compaction). */
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "store/store.h"
 #include "tests/unit/store_testutil.h"
@@ -63,8 +65,67 @@ static void test_memo(void)
     test_env_close(&e);
 }
 
+/* Bytes: kept per kind, independent of the dates, the first put wins, the
+ * size bound holds, and they go with the generation. */
+static void test_memo_bytes(void)
+{
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "memo-bytes"));
+    const unsigned n = 2500;
+    REQUIRE_OK(test_append_n(e.mb, n, 1000000000));
+    store_snap *s = store_snap_get(e.mb);
+    store_cursor c;
+    store_cursor_init(&c, s);
+    const uint8_t *p;
+    size_t len;
+    char buf[64];
+    for (uint32_t uid = 1; uid <= n; uid += 3) {
+        REQUIRE(seek(&c, uid) == 1);
+        int k = snprintf(buf, sizeof buf, "<%u@example.org>", uid);
+        store_cursor_memo_put_bytes(&c, STORE_MEMO_IDS, buf, (size_t)k);
+        store_cursor_memo_put_bytes(&c, STORE_MEMO_IDS, "other", 5);  /* dropped */
+    }
+    REQUIRE(seek(&c, 4) == 1);
+    store_cursor_memo_put_bytes(&c, STORE_MEMO_SUBJECT, "", 0);        /* empty is a value */
+    static uint8_t big[STORE_MEMO_MAX_BYTES + 1];
+    REQUIRE(seek(&c, 5) == 1);
+    store_cursor_memo_put_bytes(&c, STORE_MEMO_SUBJECT, big, sizeof big);
+    store_snap_put(s);
+
+    s = store_snap_get(e.mb);
+    store_cursor_init(&c, s);
+    unsigned wrong = 0, hits = 0;
+    int64_t v;
+    for (uint32_t uid = 1; uid <= n; uid++) {
+        REQUIRE(seek(&c, uid) == 1);
+        bool got = store_cursor_memo_bytes(&c, STORE_MEMO_IDS, &p, &len);
+        int k = snprintf(buf, sizeof buf, "<%u@example.org>", uid);
+        hits += got;
+        wrong += got != ((uid - 1) % 3 == 0) ||
+                 (got && (len != (size_t)k || memcmp(p, buf, len)));
+        wrong += store_cursor_memo_get(&c, &v);     /* dates: none put */
+    }
+    CHECK_EQ(hits, (n + 2) / 3);
+    CHECK_EQ(wrong, 0);
+    REQUIRE(seek(&c, 4) == 1);
+    CHECK(store_cursor_memo_bytes(&c, STORE_MEMO_SUBJECT, &p, &len) && len == 0);
+    REQUIRE(seek(&c, 5) == 1);
+    CHECK(!store_cursor_memo_bytes(&c, STORE_MEMO_SUBJECT, &p, &len));
+    store_snap_put(s);
+    store_range r = {1, 10};
+    REQUIRE_OK(store_expunge(e.mb, &r, 1, false, NULL, NULL));
+    REQUIRE_OK(store_compact(e.mb, NULL, NULL));
+    s = store_snap_get(e.mb);
+    store_cursor_init(&c, s);
+    REQUIRE(seek(&c, 13) == 1);
+    CHECK(!store_cursor_memo_bytes(&c, STORE_MEMO_IDS, &p, &len));
+    store_snap_put(s);
+    test_env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_memo);
+    RUN(test_memo_bytes);
     return test_summary();
 }
