@@ -13,7 +13,8 @@
 # both one user whose INBOX is M messages from bench/gen_threads.py (default
 # 100,000; ringmail-admin import and doveadm import of one mbox file), then
 # runs, for each server, one client sending SORT (REVERSE DATE) UTF-8 ALL,
-# THREAD REFERENCES UTF-8 ALL or SEARCH BODY of an absent word again and
+# THREAD REFERENCES UTF-8 ALL (also over UID N:* with a new N each time:
+# the -fresh workloads) or SEARCH BODY of an absent word again and
 # again for S seconds (default 20) while one more session sends NOOP after
 # NOOP: its round trips say what the query costs everyone else on the
 # worker (Dovecot runs each session in its own process, so its bystander
@@ -137,7 +138,7 @@ for s in ringmail dovecot; do
     counts=$(warm "$port")
     log "$s warm-up ($((SECONDS - t)) s): SORT results, THREAD threads: $counts"
     eval "WARM_${s}=\"$counts\" WARM_${s}_S=$((SECONDS - t))"
-    for wl in sort thread search-body; do
+    for wl in sort thread sort-fresh thread-fresh search-body; do
         run "$s" "$port" "$wl"
     done
 done
@@ -146,7 +147,8 @@ ELAPSED=$((SECONDS - T0))
 python3 - "$RAW" "$OUT" <<PY
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-cmd = {"sort": "SORT", "thread": "THREAD", "search-body": "SEARCH_BODY"}
+cmd = {"sort": "SORT", "thread": "THREAD", "sort-fresh": "SORT", "thread-fresh": "THREAD",
+       "search-body": "SEARCH_BODY"}
 head = "| server | workload | queries/s | p50 ms | p99 ms | bystander NOOP p50 / p99 / max ms | errors | rc |"
 lines = ["# SORT, THREAD and SEARCH: Ringmail vs Dovecot", "",
          "Made by \`bash bench/query.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') in $((ELAPSED / 60)) min $((ELAPSED % 60)) s.",
@@ -155,7 +157,7 @@ lines = ["# SORT, THREAD and SEARCH: Ringmail vs Dovecot", "",
          "- Ringmail $RM_VERSION ($BUILD_TYPE), workers = 1; Dovecot $DOVECOT_VERSION, mdbox, no FTS plugin (bench/compare/dovecot.conf.in)",
          "- one INBOX of $MESSAGES messages from bench/gen_threads.py (filled: Ringmail $RM_FILL s by import, Dovecot $DV_FILL s by doveadm import)",
          "- first query (imaplib, not timed, builds caches): Ringmail ${WARM_ringmail_S} s, Dovecot ${WARM_dovecot_S} s; SORT results and THREAD threads: Ringmail ${WARM_ringmail}, Dovecot ${WARM_dovecot}",
-         "- ringmail-bench --clients 1 --bystander 1 --duration $DURATION --io $IO: sort = SORT (REVERSE DATE) UTF-8 ALL, thread = THREAD REFERENCES UTF-8 ALL, search-body = SEARCH BODY of a word no message has; the bystander sends NOOP after NOOP (2 ms apart) on the same worker (Ringmail) or in its own process (Dovecot)",
+         "- ringmail-bench --clients 1 --bystander 1 --duration $DURATION --io $IO: sort = SORT (REVERSE DATE) UTF-8 ALL, thread = THREAD REFERENCES UTF-8 ALL (the same query again and again, as a folder view; Ringmail answers repeats from its kept answers), sort-fresh and thread-fresh = UID SORT / UID THREAD of UID N:* with N = 1, 2, 3, ... (a different set each time: computed afresh), search-body = SEARCH BODY of a word no message has; the bystander sends NOOP after NOOP (2 ms apart) on the same worker (Ringmail) or in its own process (Dovecot)",
          "", head, "|" + "---|" * (head.count("|") - 1)]
 rate = {}
 for r in rows:

@@ -36,9 +36,12 @@ static void usage(FILE *f)
             "         [--lmtp PATH|HOST:PORT] [--rcpt-domain D] [--watchers N]\n"
             "         [--max-rcpts N] [--seed S]\n"
             "workloads: login headers bodies append idle-hold mixed search-body copy store\n"
-            "  resync deliver sort thread\n"
+            "  resync deliver sort thread sort-fresh thread-fresh\n"
             "  search-body: SEARCH BODY for a word no message has (every body is read);\n"
             "  sort: SORT (REVERSE DATE) UTF-8 ALL; thread: THREAD REFERENCES UTF-8 ALL\n"
+            "  sort-fresh, thread-fresh: the same over UID N:*, N = 1, 2, ... 997 in turn,\n"
+            "    so that no two queries in a row select the same messages (nothing a\n"
+            "    server kept from the last answer applies)\n"
             "  copy: COPY 1:* into a mailbox of the client's own, again and again\n"
             "  store: STORE 1:* +FLAGS (\\Flagged), then -FLAGS, again and again (not\n"
             "  .SILENT: a FETCH line per message in every answer)\n"
@@ -423,7 +426,8 @@ int main(int argc, char **argv)
     }
     static const char *const names[] = { "login", "headers", "bodies", "append", "idle-hold",
                                          "mixed", "search-body", "copy", "store", "resync",
-                                         "deliver", "sort", "thread" };
+                                         "deliver", "sort", "thread", "sort-fresh",
+                                         "thread-fresh" };
     int found = -1;
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(workload, names[i]))

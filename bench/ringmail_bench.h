@@ -62,7 +62,7 @@ extern const char *const bench_cmd_name[BC_NCMD];
 
 enum bench_workload { BW_LOGIN, BW_HEADERS, BW_BODIES, BW_APPEND, BW_IDLE, BW_MIXED,
                       BW_SEARCH, BW_COPY, BW_STORE, BW_RESYNC, BW_DELIVER, BW_SORT, BW_THREAD,
-                      BW_POPULATE };
+                      BW_SORT_FRESH, BW_THREAD_FRESH, BW_POPULATE };
 
 /* resync: how a device brings its copy of the INBOX up to date. */
 enum bench_resync_mode { RESYNC_AUTO, RESYNC_QRESYNC, RESYNC_CONDSTORE, RESYNC_FULL,

@@ -526,12 +526,16 @@ static void send_cmd(struct bench_worker *w, struct bench_client *c, int cmd, in
         out_printf(c, "SEARCH BODY \"ringmail-bench-absent\"\r\n");
         break;
     case BC_SORT:
-        /* what a webmail's folder view sends: newest first */
-        out_printf(c, "SORT (REVERSE DATE) UTF-8 ALL\r\n");
+    case BC_THREAD: {
+        /* what a webmail's folder view sends (SORT: newest first); the
+         * fresh workloads change the set every time */
+        const char *q = cmd == BC_SORT ? "SORT (REVERSE DATE)" : "THREAD REFERENCES";
+        if (g.w == BW_SORT_FRESH || g.w == BW_THREAD_FRESH)
+            out_printf(c, "UID %s UTF-8 UID %u:*\r\n", q, 1 + (unsigned)(c->fresh++ % 997));
+        else
+            out_printf(c, "%s UTF-8 ALL\r\n", q);
         break;
-    case BC_THREAD:
-        out_printf(c, "THREAD REFERENCES UTF-8 ALL\r\n");
-        break;
+    }
     case BC_CREATE:
         out_printf(c, "CREATE bench-copy-%d\r\n", c->id);
         break;
@@ -696,8 +700,10 @@ static int next_cmd(struct bench_worker *w, struct bench_client *c, int *op)
     case BW_SEARCH:
         return c->selected ? BC_SEARCH : BC_SELECT;
     case BW_SORT:
+    case BW_SORT_FRESH:
         return c->selected ? BC_SORT : BC_SELECT;
     case BW_THREAD:
+    case BW_THREAD_FRESH:
         return c->selected ? BC_THREAD : BC_SELECT;
     case BW_COPY:
         if (!c->copy_ready)

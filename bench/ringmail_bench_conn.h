@@ -36,6 +36,7 @@ struct bench_client {
     int authed, selected, in_conn_count;
     int copy_ready;           /* copy: the target mailbox exists */
     int store_flip;           /* store: the next STORE removes \Flagged */
+    unsigned fresh;           /* sort-fresh, thread-fresh: queries sent */
     long exists, exists0, seen;
     long status_messages, to_append;
     int cmd, pending_op;
