@@ -13,13 +13,7 @@ static const char *write_conf(const char *name, const char *text)
 {
     static char path[700];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        perror(path);
-        exit(2);
-    }
-    fputs(text, f);
-    fclose(f);
+    test_write_file(path, text);
     return path;
 }
 

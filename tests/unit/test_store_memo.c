@@ -16,6 +16,20 @@ static int seek(store_cursor *c, uint32_t uid)
     return store_cursor_seek(c, uid, &m);
 }
 
+/* Expunge the first ten and compact (a new generation); a snapshot of it
+ * with c on it. */
+static store_snap *compacted(test_env *e, store_cursor *c)
+{
+    store_range r = {1, 10};
+    if (store_expunge(e->mb, &r, 1, false, NULL, NULL) < 0 ||
+        store_compact(e->mb, NULL, NULL) < 0)
+        return NULL;
+    store_snap *s = store_snap_get(e->mb);
+    if (s)
+        store_cursor_init(c, s);
+    return s;
+}
+
 static void test_memo(void)
 {
     test_env e;
@@ -54,11 +68,7 @@ static void test_memo(void)
     CHECK(!store_cursor_memo_get(&c, &v));
     store_snap_put(s);
     /* Compaction makes a new generation: nothing known, positions move. */
-    store_range r = {1, 10};
-    REQUIRE_OK(store_expunge(e.mb, &r, 1, false, NULL, NULL));
-    REQUIRE_OK(store_compact(e.mb, NULL, NULL));
-    s = store_snap_get(e.mb);
-    store_cursor_init(&c, s);
+    REQUIRE((s = compacted(&e, &c)) != NULL);
     REQUIRE(seek(&c, 15) == 1);
     CHECK(!store_cursor_memo_get(&c, &v));
     store_snap_put(s);
@@ -112,11 +122,7 @@ static void test_memo_bytes(void)
     REQUIRE(seek(&c, 5) == 1);
     CHECK(!store_cursor_memo_bytes(&c, STORE_MEMO_SUBJECT, &p, &len));
     store_snap_put(s);
-    store_range r = {1, 10};
-    REQUIRE_OK(store_expunge(e.mb, &r, 1, false, NULL, NULL));
-    REQUIRE_OK(store_compact(e.mb, NULL, NULL));
-    s = store_snap_get(e.mb);
-    store_cursor_init(&c, s);
+    REQUIRE((s = compacted(&e, &c)) != NULL);
     REQUIRE(seek(&c, 13) == 1);
     CHECK(!store_cursor_memo_bytes(&c, STORE_MEMO_IDS, &p, &len));
     store_snap_put(s);
