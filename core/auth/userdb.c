@@ -1,6 +1,7 @@
 /* core/auth/userdb.c — the directory of users over the passwd-file.
  * See userdb.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 
 struct userdb {
     passwd_db *pw;
+    char *passwd_path;
 };
 
 int userdb_open(const userdb_params *p, userdb **out)
@@ -16,8 +18,13 @@ int userdb_open(const userdb_params *p, userdb **out)
     userdb *db = calloc(1, sizeof *db);
     if (!db)
         return -ENOMEM;
+    if (!(db->passwd_path = strdup(p->passwd_file))) {
+        free(db);
+        return -ENOMEM;
+    }
     int rc = passwd_open(p->passwd_file, &db->pw);
     if (rc < 0) {
+        free(db->passwd_path);
         free(db);
         return rc;
     }
@@ -30,6 +37,7 @@ void userdb_close(userdb *db)
     if (!db)
         return;
     passwd_close(db->pw);
+    free(db->passwd_path);
     free(db);
 }
 
@@ -123,4 +131,106 @@ int userdb_route(const userdb_rec *rec, char **host, unsigned *port)
             return -ENOMEM;
     }
     return 0;
+}
+
+static bool route_key(const char *f, size_t n)
+{
+    if (n > 7 && !strncmp(f, "userdb_", 7)) {
+        f += 7;
+        n -= 7;
+    }
+    return (n > 5 && !strncmp(f, "host=", 5)) || (n > 5 && !strncmp(f, "port=", 5)) ||
+           (n == 5 && (!strncmp(f, "host=", 5) || !strncmp(f, "port=", 5)));
+}
+
+/* extra without its host and port fields, then the new ones: malloc'd.
+ * The other fields keep their order and spelling. */
+static int route_extra(const char *extra, const char *host, unsigned port, char **out)
+{
+    size_t cap = (extra ? strlen(extra) : 0) + (host ? strlen(host) : 0) + 32;
+    char *o = malloc(cap), *w = o;
+    if (!o)
+        return -ENOMEM;
+    for (const char *p = extra; p && *p;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *f = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+        if (p > f && !route_key(f, (size_t)(p - f))) {
+            if (w > o)
+                *w++ = ' ';
+            memcpy(w, f, (size_t)(p - f));
+            w += p - f;
+        }
+    }
+    if (host)
+        w += sprintf(w, "%shost=%s", w > o ? " " : "", host);
+    if (port)
+        w += sprintf(w, "%sport=%u", w > o ? " " : "", port);
+    *w = '\0';
+    *out = o;
+    return 0;
+}
+
+static int route_check(const char *host, unsigned port)
+{
+    if (port > 65535)
+        return -EINVAL;
+    if (host) {
+        if (!*host)
+            return -EINVAL;
+        for (const char *p = host; *p; p++)
+            if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == ':')
+                return -EINVAL;
+    }
+    return 0;
+}
+
+/* The passwd-file: "secret:uid:gid:gecos:home:shell:extra"; a shorter line
+ * gets the empty fields it lacks before its extra fields. */
+static int passwd_set_route(const char *path, const char *user, const char *host,
+                            unsigned port)
+{
+    char *entry = NULL, *extra = NULL, *line = NULL;
+    int rc = passwd_file_entry(path, user, &entry);
+    if (rc < 0)
+        return rc;
+    char *p = entry;
+    int colons = 0;
+    for (; *p && colons < 6; p++)
+        if (*p == ':')
+            colons++;
+    const char *old = colons == 6 ? p : NULL;
+    size_t head = colons == 6 ? (size_t)(p - entry) : strlen(entry);
+    if ((rc = route_extra(old, host, port, &extra)) < 0)
+        goto out;
+    line = malloc(head + 6 + strlen(extra) + 1);
+    if (!line) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    memcpy(line, entry, head);
+    size_t n = head;
+    for (; colons < 6; colons++)
+        line[n++] = ':';
+    strcpy(line + n, extra);
+    rc = passwd_file_set(path, user, line, true);
+out:
+    if (entry)
+        memset(entry, 0, strlen(entry));
+    if (line)
+        memset(line, 0, strlen(line));
+    free(entry);
+    free(extra);
+    free(line);
+    return rc;
+}
+
+int userdb_set_route(userdb *db, const char *user, const char *host, unsigned port)
+{
+    int rc = route_check(host, port);
+    if (rc < 0)
+        return rc;
+    return passwd_set_route(db->passwd_path, user, host, port);
 }

@@ -69,6 +69,18 @@ const char *userdb_field(const char *extra, const char *key, size_t *len);
  * blanks or control characters. */
 int userdb_route(const userdb_rec *rec, char **host, unsigned *port);
 
+/* Point the user's record at another backend (moving a user): the
+ * "host" and "port" fields become host and port (host NULL: the mail is
+ * here, both fields go; port 0: no port field).  The passwd-file: the
+ * user's line is rewritten (passwd_file_set) keeping its secret, its
+ * other fields and the other extra fields, "userdb_"-prefixed ones
+ * included.  Servers holding the record in their cache see the change
+ * once it expires (auth_cache_ttl) or `ringmail-admin flush-auth-cache`
+ * drops it; this process's own cached record goes at once.  0; -ENOENT no
+ * such user; -EINVAL a host with blanks or control characters, or a port
+ * over 65535; -EAGAIN the directory cannot answer now; -EIO etc. */
+int userdb_set_route(userdb *db, const char *user, const char *host, unsigned port);
+
 /* The passwd-file behind the directory: SCRAM credentials and the
  * generation that the auth cache keys on. */
 passwd_db *userdb_passwd(userdb *db);

@@ -64,10 +64,66 @@ static void t_passwd_backend(void)
     userdb_close(db);
 }
 
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    static char buf[4096];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+/* userdb_set_route on the passwd-file: the route fields change (with or
+ * without Dovecot's prefix), everything else on the line stays, a short
+ * line grows the empty fields it lacked, other users are untouched. */
+static void t_set_route(void)
+{
+    const char *dir = test_tmpdir("userdb-route");
+    char path[600];
+    snprintf(path, sizeof path, "%s/passwd", dir);
+    test_write_file(path, "# users\n"
+                    "alice:{PLAIN}a:1:2:Alice:/h:/sh:userdb_quota_rule=*:storage=1G "
+                    "userdb_host=10.0.0.1 port=143 x=y\n"
+                    "bob:{PLAIN}b\n"
+                    "carol:{PLAIN}c::::::host=h3\n");
+    userdb *db;
+    REQUIRE_OK(userdb_open(&(userdb_params){.passwd_file = path}, &db));
+    REQUIRE_OK(userdb_set_route(db, "alice", "10.0.0.2", 10143));
+    REQUIRE_OK(userdb_set_route(db, "bob", "b.example", 0));
+    REQUIRE_OK(userdb_set_route(db, "carol", NULL, 0));
+    CHECK(!strcmp(slurp(path), "# users\n"
+              "alice:{PLAIN}a:1:2:Alice:/h:/sh:userdb_quota_rule=*:storage=1G x=y "
+              "host=10.0.0.2 port=10143\n"
+              "bob:{PLAIN}b::::::host=b.example\n"
+              "carol:{PLAIN}c::::::\n"));
+    userdb_rec r = {0};
+    char *h;
+    unsigned port;
+    REQUIRE_OK(userdb_verify(db, "alice", "a", &r, NULL));
+    REQUIRE_OK(userdb_route(&r, &h, &port));
+    CHECK(h && !strcmp(h, "10.0.0.2") && port == 10143);
+    free(h);
+    userdb_rec_free(&r);
+    REQUIRE_OK(userdb_lookup(db, "bob", false, &r));
+    REQUIRE_OK(userdb_route(&r, &h, &port));
+    CHECK(h && !strcmp(h, "b.example") && port == 0);
+    free(h);
+    userdb_rec_free(&r);
+    REQUIRE_OK(userdb_verify(db, "bob", "b", NULL, NULL));
+    CHECK_EQ(userdb_set_route(db, "dave", "h", 1), -ENOENT);
+    CHECK_EQ(userdb_set_route(db, "bob", "a b", 1), -EINVAL);
+    CHECK_EQ(userdb_set_route(db, "bob", "", 1), -EINVAL);
+    CHECK_EQ(userdb_set_route(db, "bob", "h", 65536), -EINVAL);
+    userdb_close(db);
+}
+
 int main(void)
 {
     RUN(t_fields);
     RUN(t_route);
     RUN(t_passwd_backend);
+    RUN(t_set_route);
     return test_summary();
 }
