@@ -46,7 +46,7 @@ static void t_passwd_backend(void)
     test_write_file(path, "alice:{PLAIN}a::::::host=127.0.0.1 port=1143\n"
                      "Bob:{PLAIN}b\n");
     userdb *db;
-    REQUIRE_OK(userdb_open(&(userdb_params){.passwd_file = path}, &db));
+    REQUIRE_OK(userdb_open(&(userdb_params){.passwd_file = path}, &db, NULL));
     userdb_rec r = {0};
     unsigned delay = 7;
     REQUIRE_OK(userdb_verify(db, "alice", "a", &r, &delay));
@@ -89,7 +89,7 @@ static void t_set_route(void)
                     "bob:{PLAIN}b\n"
                     "carol:{PLAIN}c::::::host=h3\n");
     userdb *db;
-    REQUIRE_OK(userdb_open(&(userdb_params){.passwd_file = path}, &db));
+    REQUIRE_OK(userdb_open(&(userdb_params){.passwd_file = path}, &db, NULL));
     REQUIRE_OK(userdb_set_route(db, "alice", "10.0.0.2", 10143));
     REQUIRE_OK(userdb_set_route(db, "bob", "b.example", 0));
     REQUIRE_OK(userdb_set_route(db, "carol", NULL, 0));
