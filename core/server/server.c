@@ -112,6 +112,32 @@ int imap_server_init(imap_server *srv, const config *cfg)
     return 0;
 }
 
+struct refresh {
+    imap_server *srv;
+    char user[];
+};
+
+static void refresh_work(void *arg)
+{
+    struct refresh *r = arg;
+    userdb_lookup(r->srv->users, r->user, true, NULL);
+    free(r);
+}
+
+void server_refresh_user(imap_server *srv, const char *user)
+{
+    if (!userdb_is_directory(srv->users))
+        return;     /* the passwd-file is read on every lookup anyway */
+    size_t n = strlen(user) + 1;
+    struct refresh *r = malloc(sizeof *r + n);
+    if (!r)
+        return;
+    r->srv = srv;
+    memcpy(r->user, user, n);
+    if (authpool_submit(srv->authpool, refresh_work, r, NULL, NULL, 0) < 0)
+        free(r);
+}
+
 void notify_fini(imap_server *srv);
 
 void imap_server_fini(imap_server *srv)
