@@ -50,6 +50,12 @@ void userdb_dir_error(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    /* libpq's messages span lines: one log line */
+    for (char *p = last_error; *p; p++)
+        if ((unsigned char)*p < ' ')
+            *p = ' ';
+    for (size_t n = strlen(last_error); n && last_error[n - 1] == ' ';)
+        last_error[--n] = '\0';
 }
 
 const char *userdb_error(void)

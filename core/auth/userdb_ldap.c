@@ -38,6 +38,9 @@
 struct lconn {
     LDAP *ld;
     bool service;       /* bound as the service identity now */
+    bool reused;        /* taken from the pool: the server may have closed
+                           it meanwhile (a restart) */
+    bool down;          /* the last bind found the server gone */
 };
 
 struct userdb_dir {
@@ -115,18 +118,27 @@ static void conn_close(struct lconn *c)
     c->ld = NULL;
 }
 
-/* An idle connection, or a new one bound as the service. */
+static int conn_new(userdb_dir *d, struct lconn *c);
+
+/* An idle connection, or a new one. */
 static int conn_get(userdb_dir *d, struct lconn *c)
 {
     pthread_mutex_lock(&d->lock);
     if (d->nidle) {
         *c = d->idle[--d->nidle];
         pthread_mutex_unlock(&d->lock);
+        c->reused = true;
         return 0;
     }
     pthread_mutex_unlock(&d->lock);
+    return conn_new(d, c);
+}
+
+static int conn_new(userdb_dir *d, struct lconn *c)
+{
     c->ld = NULL;
     c->service = false;
+    c->reused = false;
     int rc = ldap_initialize(&c->ld, d->uri);
     if (rc != LDAP_SUCCESS) {
         userdb_dir_error("ldap %s: %s", d->uri, ldap_err2string(rc));
@@ -167,6 +179,7 @@ static int conn_service(userdb_dir *d, struct lconn *c)
         return 0;
     if (*d->bind_dn) {
         int rc = simple_bind(c->ld, d->bind_dn, d->bind_pw);
+        c->down = rc == LDAP_SERVER_DOWN;
         if (rc != LDAP_SUCCESS) {
             userdb_dir_error("ldap %s: bind as %s: %s", d->uri, d->bind_dn,
                              ldap_err2string(rc));
@@ -202,9 +215,24 @@ static int find_user(userdb_dir *d, struct lconn *c, const char *user, char **dn
     struct timeval tv = {.tv_sec = d->timeout_ms / 1000,
                          .tv_usec = (d->timeout_ms % 1000) * 1000};
     LDAPMessage *res = NULL;
-    int lr = (rc = conn_service(d, c)) < 0 ? LDAP_SUCCESS
+    int lr;
+    for (;;) {
+        lr = (rc = conn_service(d, c)) < 0 ? LDAP_SUCCESS
              : ldap_search_ext_s(c->ld, d->base, LDAP_SCOPE_SUBTREE, filter, attrs, 0, NULL,
                                  NULL, &tv, 2, &res);
+        /* A pooled connection the server dropped while it sat idle (the
+         * directory restarted): once more on a new one, so that the first
+         * user after a restart is not refused.  A timeout is not retried:
+         * the bound is the bound. */
+        bool down = rc < 0 ? c->down : lr == LDAP_SERVER_DOWN;
+        if (!down || !c->reused)
+            break;
+        ldap_msgfree(res);
+        res = NULL;
+        conn_close(c);
+        if ((rc = conn_new(d, c)) < 0)
+            break;
+    }
     free(filter);
     if (rc < 0)
         return rc;

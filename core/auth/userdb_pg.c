@@ -108,27 +108,15 @@ static void conn_put(userdb_dir *d, PGconn *c)
     pthread_mutex_unlock(&d->lock);
 }
 
-/* Run query with params; *res the one result (PQclear).  0, or -EAGAIN
- * with the connection closed (*cp NULL). */
-static int run(userdb_dir *d, PGconn **cp, const char *query, int n, const char *const *params,
-               PGresult **res)
+/* Send query on c and wait for its one result.  0; -EAGAIN the server
+ * said no (c still usable if PQstatus says so) or timed out; -EPIPE the
+ * connection broke before an answer. */
+static int run_once(PGconn *c, const char *query, int n, const char *const *params,
+                    uint64_t deadline, PGresult **res)
 {
-    uint64_t deadline = userdb_now_ms() + d->timeout_ms;
-    *res = NULL;
-    *cp = NULL;
-    pthread_mutex_lock(&d->lock);
-    PGconn *c = d->nidle ? d->idle[--d->nidle] : NULL;
-    pthread_mutex_unlock(&d->lock);
-    if (c && PQstatus(c) != CONNECTION_OK) {
-        PQfinish(c);
-        c = NULL;
-    }
-    if (!c && !(c = conn_new(d, deadline)))
-        return -EAGAIN;
-    *cp = c;
     if (!PQsendQueryParams(c, query, n, NULL, params, NULL, NULL, 0)) {
         userdb_dir_error("pgsql: %s", PQerrorMessage(c));
-        goto lost;
+        return -EPIPE;
     }
     while (PQflush(c) > 0)
         if (wait_sock(c, true, deadline) < 0)
@@ -136,12 +124,14 @@ static int run(userdb_dir *d, PGconn **cp, const char *query, int n, const char 
     PGresult *r, *keep = NULL;
     for (;;) {
         while (PQisBusy(c)) {
-            if (wait_sock(c, false, deadline) < 0)
+            if (wait_sock(c, false, deadline) < 0) {
+                PQclear(keep);
                 goto timeout;
+            }
             if (!PQconsumeInput(c)) {
                 userdb_dir_error("pgsql: %s", PQerrorMessage(c));
                 PQclear(keep);
-                goto lost;
+                return -EPIPE;
             }
         }
         if (!(r = PQgetResult(c)))
@@ -155,20 +145,49 @@ static int run(userdb_dir *d, PGconn **cp, const char *query, int n, const char 
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         userdb_dir_error("pgsql: %s", keep ? PQresultErrorMessage(keep) : PQerrorMessage(c));
         PQclear(keep);
-        /* The server said no (a bad query, a statement timeout): the
-         * connection still works if it says so. */
-        if (PQstatus(c) != CONNECTION_OK)
-            goto lost;
-        return -EAGAIN;
+        return PQstatus(c) == CONNECTION_OK ? -EAGAIN : -EPIPE;
     }
     *res = keep;
     return 0;
 timeout:
     userdb_dir_error("pgsql: no answer within directory_timeout");
-lost:
-    PQfinish(c);
+    return -ETIMEDOUT;
+}
+
+/* Run query with params on a pooled or new connection; *res the one
+ * result (PQclear), *cp the connection to give back (done).  0, or
+ * -EAGAIN with *cp NULL when the connection could not be kept. */
+static int run(userdb_dir *d, PGconn **cp, const char *query, int n, const char *const *params,
+               PGresult **res)
+{
+    uint64_t deadline = userdb_now_ms() + d->timeout_ms;
+    *res = NULL;
     *cp = NULL;
-    return -EAGAIN;
+    pthread_mutex_lock(&d->lock);
+    PGconn *c = d->nidle ? d->idle[--d->nidle] : NULL;
+    pthread_mutex_unlock(&d->lock);
+    bool reused = c != NULL;
+    if (c && PQstatus(c) != CONNECTION_OK) {
+        PQfinish(c);
+        c = NULL;
+        reused = false;
+    }
+    for (;;) {
+        if (!c && !(c = conn_new(d, deadline)))
+            return -EAGAIN;
+        int rc = run_once(c, query, n, params, deadline, res);
+        if (rc == 0 || rc == -EAGAIN) {
+            *cp = c;        /* answered, or a refusal on a sound connection */
+            return rc;
+        }
+        PQfinish(c);
+        c = NULL;
+        /* A pooled connection the server dropped while it sat idle (a
+         * restart): once more on a new one.  A timeout is not retried. */
+        if (rc != -EPIPE || !reused)
+            return -EAGAIN;
+        reused = false;
+    }
 }
 
 static void done(userdb_dir *d, PGconn *c)
@@ -200,8 +219,10 @@ static int p_lookup(userdb_dir *d, const char *user, userdb_rec *rec)
     PGresult *r;
     const char *params[1] = {user};
     int rc = run(d, &c, d->q_user, 1, params, &r);
-    if (rc < 0)
+    if (rc < 0) {
+        done(d, c);
         return rc;
+    }
     rc = PQntuples(r) ? to_rec(r, 0, user, rec) : -ENOENT;
     PQclear(r);
     done(d, c);
@@ -214,8 +235,10 @@ static int p_verify(userdb_dir *d, const char *user, const char *password, userd
     PGresult *r;
     const char *params[1] = {user};
     int rc = run(d, &c, d->q_password, 1, params, &r);
-    if (rc < 0)
+    if (rc < 0) {
+        done(d, c);
         return rc;
+    }
     done(d, c);
     if (!PQntuples(r)) {
         rc = -ENOENT;
@@ -244,8 +267,10 @@ static int p_set_route(userdb_dir *d, const char *user, const char *host, unsign
     PGconn *c;
     PGresult *r;
     int rc = run(d, &c, d->q_route, 3, params, &r);
-    if (rc < 0)
+    if (rc < 0) {
+        done(d, c);
         return rc;
+    }
     const char *n = PQcmdTuples(r);
     rc = n && *n && strcmp(n, "0") ? 0 : -ENOENT;
     PQclear(r);
