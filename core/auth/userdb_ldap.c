@@ -379,21 +379,15 @@ static int l_set_route(userdb_dir *d, const char *user, const char *host, unsign
     char pbuf[12];
     snprintf(pbuf, sizeof pbuf, "%u", port);
     char *hv[] = {(char *)host, NULL}, *pv[] = {pbuf, NULL};
-    /* A value to set replaces the attribute; none deletes it (deleting
-     * an absent attribute is an error, so that answer is fine). */
-    LDAPMod mh = {.mod_op = host ? LDAP_MOD_REPLACE : LDAP_MOD_DELETE, .mod_type = (char *)ha,
+    /* RFC 4511 4.6: "A replace with no value will delete the entire
+     * attribute if it exists, and it is ignored if the attribute does not
+     * exist": one atomic modify whatever was there. */
+    LDAPMod mh = {.mod_op = LDAP_MOD_REPLACE, .mod_type = (char *)ha,
                   .mod_values = host ? hv : NULL};
-    LDAPMod mp = {.mod_op = port ? LDAP_MOD_REPLACE : LDAP_MOD_DELETE, .mod_type = (char *)pa,
+    LDAPMod mp = {.mod_op = LDAP_MOD_REPLACE, .mod_type = (char *)pa,
                   .mod_values = port ? pv : NULL};
     LDAPMod *mods[3] = {&mh, pa ? &mp : NULL, NULL};
     int lr = ldap_modify_ext_s(c.ld, dn, mods, NULL, NULL);
-    if (lr == LDAP_NO_SUCH_ATTRIBUTE && (!host || !port)) {
-        /* one of them was absent already: set the other alone */
-        LDAPMod *one[2] = {host ? &mh : (pa && port ? &mp : NULL), NULL};
-        lr = one[0] ? ldap_modify_ext_s(c.ld, dn, one, NULL, NULL) : LDAP_SUCCESS;
-        if (lr == LDAP_NO_SUCH_ATTRIBUTE)
-            lr = LDAP_SUCCESS;
-    }
     if (lr != LDAP_SUCCESS) {
         userdb_dir_error("ldap %s: modify %s: %s", d->uri, dn, ldap_err2string(lr));
         rc = conn_lost(lr) ? -EAGAIN : -EIO;

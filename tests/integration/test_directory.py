@@ -12,6 +12,7 @@ LMTP answers 451 4.3.0 for an uncached recipient while the directory is
 down and delivers to a cached one."""
 
 import os
+import re
 import sys
 import threading
 import time
@@ -89,6 +90,19 @@ class DirectoryBase(rs.ServerTestCase):
                 pass
             os.rmdir(cls.sockdir)
 
+    @classmethod
+    def prepare_server(cls, server):
+        # ringmail-admin reads the same directory settings
+        with open(server.conf, "a") as f:
+            for k, v in cls.dir_options().items():
+                f.write("%s = %s\n" % (k, v))
+
+    def show(self, user):
+        p = self.server.admin("user", "show", user, check=False)
+        out = p.stdout.decode()
+        m = re.search(r"^backend +(.*)$", out, re.M)
+        return p.returncode, (m.group(1) if m else p.stderr.decode())
+
     def login_as(self, user, password=None):
         c = self.connect()
         if password is None:
@@ -165,6 +179,31 @@ class Basics:
         self.expect(c.cmd("AUTHENTICATE PLAIN " + ir), "OK")
 
 
+    def test_route_shown_and_set(self):
+        self.assertEqual(self.show("alice"), (0, "10.1.2.3:10143"))
+        self.assertEqual(self.show("carol"), (0, "here"))
+        self.server.admin("user", "route", "carol", "10.9.9.9:1143")
+        self.assertEqual(self.show("carol"), (0, "10.9.9.9:1143"))
+        self.server.admin("user", "route", "carol", "b2.example")
+        self.assertEqual(self.show("carol"), (0, "b2.example"))
+        self.server.admin("user", "route", "carol", "here")
+        self.assertEqual(self.show("carol"), (0, "here"))
+        self.server.admin("user", "route", "carol", "10.9.9.8:2143")
+        self.assertEqual(self.show("carol"), (0, "10.9.9.8:2143"))
+        self.assertIn("10.9.9.8", self.directory_says("carol"))
+        p = self.server.admin("user", "route", "nosuchuser", "h:1", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("does not exist", p.stderr.decode())
+        p = self.server.admin("user", "route", "carol", "h:99999", check=False)
+        self.assertEqual(p.returncode, 2)
+        # quota through the same directory
+        p = self.server.admin("quota", "alice")
+        self.assertRegex(p.stdout.decode(), r"storage .* of .*\(1048576 bytes\)")
+        # the password still works after the record changed
+        _, r = self.login_as("carol")
+        self.expect(r, "OK")
+
+
 class LdapBase(DirectoryBase):
     directory = "ldap"
     ldap_auth = "search"
@@ -172,6 +211,9 @@ class LdapBase(DirectoryBase):
     @classmethod
     def make_directory(cls):
         return ds.Slapd({k: v[1] for k, v in users().items()}, rs.scratch_base())
+
+    def directory_says(self, user):
+        return self.dir.search("(uid=%s)" % user, "mailHost", "mailPort")
 
     @classmethod
     def dir_options(cls):
@@ -214,6 +256,9 @@ class PgBase(DirectoryBase):
         u["bob"] = dict(u["bob"], password="{SHA512-CRYPT}" + rs.sha512_crypt("bob-pw"))
         u["carol"] = dict(u["carol"], password="{PLAIN}carol-pw")
         return ds.Postgres(u)
+
+    def directory_says(self, user):
+        return self.dir.psql("SELECT host, port FROM users WHERE name = '%s'" % user)
 
     @classmethod
     def dir_options(cls):
