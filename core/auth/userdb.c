@@ -274,6 +274,16 @@ void userdb_rec_free(userdb_rec *rec)
     rec->name = rec->extra = NULL;
 }
 
+/* A directory that says how it spells the name (userdb_dir.h): without
+ * fold, only that spelling is the user (r is freed if not). */
+static bool exact(userdb_rec *r, const char *user, bool fold)
+{
+    if (fold || !strcmp(r->name, user))
+        return true;
+    userdb_rec_free(r);
+    return false;
+}
+
 static int deliver(userdb_rec *r, userdb_rec *rec)
 {
     if (rec)
@@ -293,13 +303,13 @@ int userdb_lookup(userdb *db, const char *user, bool fold, userdb_rec *rec)
         return deliver(&r, rec);
     }
     if (rcache_get(db, user, &r) == 0)
-        return deliver(&r, rec);
+        return exact(&r, user, fold) ? deliver(&r, rec) : -ENOENT;
     userdb_rec_free(&r);
     last_error[0] = '\0';
     if ((rc = db->ops->lookup(db->dir, user, &r)) < 0)
         return rc;
     rcache_put(db, user, &r);
-    return deliver(&r, rec);
+    return exact(&r, user, fold) ? deliver(&r, rec) : -ENOENT;
 }
 
 int userdb_lookup_cached(userdb *db, const char *user, bool fold, userdb_rec *rec)
@@ -310,6 +320,8 @@ int userdb_lookup_cached(userdb *db, const char *user, bool fold, userdb_rec *re
     int rc = rcache_get(db, user, &r);
     if (rc < 0)
         return rc;
+    if (!exact(&r, user, fold))
+        return -ENOENT;
     deliver(&r, rec);
     return rc;
 }
@@ -323,6 +335,8 @@ int userdb_verify(userdb *db, const char *user, const char *password, userdb_rec
         userdb_rec r = {0};
         last_error[0] = '\0';
         rc = db->ops->verify(db->dir, user, password, &r);
+        if (rc == 0 && !exact(&r, user, false))
+            rc = -ENOENT;       /* "ALICE" is not alice's login */
         if (rc == -ENOENT) {
             /* As passwd_verify_timed: no hash was needed, so the answer
              * waits as long as one, and reads like a wrong password. */

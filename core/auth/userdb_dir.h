@@ -7,7 +7,14 @@
  * (passwd_unknown_delay_ms) before both become -EACCES.  Every call may
  * block up to the directory's timeout; on -EAGAIN (down, timed out,
  * refused) or -EIO (the directory answered something we cannot use) the
- * backend has said why with userdb_dir_error. */
+ * backend has said why with userdb_dir_error.
+ *
+ * rec->name: the name as the directory spells it when it says so (an
+ * attribute or column mapped to the field "user"), else the name asked
+ * for.  A directory may compare names without regard to case (LDAP's uid
+ * does); userdb.c then holds logins to the exact spelling, as the
+ * passwd-file does, so that one user's mail is not split over "Alice" and
+ * "alice", while delivery (fold) takes any case to the user's name. */
 #ifndef RINGMAIL_CORE_USERDB_DIR_H
 #define RINGMAIL_CORE_USERDB_DIR_H
 

@@ -12,8 +12,9 @@
  *           4513 5.1.3): the directory checks it, and the hash never
  *           leaves it.
  * ldap_attrs maps attributes onto the record's extra fields
- * ("mailHost=host,mailPort=port,mailQuota=quota_rule"): the first value of
- * each attribute present becomes "field=value".
+ * ("uid=user,mailHost=host,mailPort=port,mailQuota=quota_rule"): the first
+ * value of each attribute present becomes "field=value"; the field "user"
+ * is the name itself (see userdb_dir.h).
  *
  * Connections: a small pool, one per thread that needs one at a time,
  * made on demand, bound as the service and reused; any error that may
@@ -262,7 +263,16 @@ static int find_user(userdb_dir *d, struct lconn *c, const char *user, char **dn
     rc = 0;
     for (size_t i = 0; i < d->nattrs && rc == 0; i++) {
         struct berval **v = ldap_get_values_len(c->ld, e, d->attr[i]);
-        if (v && v[0]) {
+        if (v && v[0] && !strcmp(d->field[i], "user")) {
+            /* the name as the directory spells it (see userdb_dir.h) */
+            char *n = strndup(v[0]->bv_val, v[0]->bv_len);
+            if (!n) {
+                rc = -ENOMEM;
+            } else {
+                free(rec->name);
+                rec->name = n;
+            }
+        } else if (v && v[0]) {
             int r = userdb_extra_add(&rec->extra, d->field[i], v[0]->bv_val, v[0]->bv_len);
             if (r == -ENOMEM)
                 rc = r;

@@ -6,7 +6,9 @@
  *                         form ("{SHA512-CRYPT}$6$...", "{SSHA}...",
  *                         "{PLAIN}x"), the other columns extra fields by
  *                         their names ("SELECT password, host, port FROM
- *                         users WHERE name = $1"); NULLs are left out;
+ *                         users WHERE name = $1"); NULLs are left out; a
+ *                         column named "user" is the name as the table
+ *                         spells it (see userdb_dir.h);
  *   pgsql_user_query      every column an extra field (LMTP, quota);
  *   pgsql_route_query     $2 the host, $3 the port (NULL when none):
  *                         "UPDATE users SET host = $2, port = $3 WHERE
@@ -205,6 +207,16 @@ static int to_rec(PGresult *r, int first, const char *user, userdb_rec *rec)
         if (PQgetisnull(r, 0, i))
             continue;
         const char *v = PQgetvalue(r, 0, i);
+        if (!strcmp(PQfname(r, i), "user")) {     /* the name as spelt there */
+            char *n = strdup(v);
+            if (!n) {
+                userdb_rec_free(rec);
+                return -ENOMEM;
+            }
+            free(rec->name);
+            rec->name = n;
+            continue;
+        }
         if (userdb_extra_add(&rec->extra, PQfname(r, i), v, strlen(v)) == -ENOMEM) {
             userdb_rec_free(rec);
             return -ENOMEM;

@@ -90,14 +90,16 @@ static const config_key config_table[] = {
       "{SHA512-CRYPT}, ...) here; bind = bind as the entry's DN with the password" },
     { "ldap_attrs", CONFIG_STR, "", NULL, 0, 0,
       "userdb = ldap: attributes that become the user's fields, attr=field comma-separated "
-      "(mailHost=host,mailPort=port,mailQuota=quota_rule)" },
+      "(uid=user,mailHost=host,mailPort=port,mailQuota=quota_rule); user: the name as the "
+      "directory spells it (logins must match it exactly; delivery takes any case)" },
     { "pgsql_connect", CONFIG_STR, "", NULL, 0, 0,
       "userdb = pgsql: libpq connection string (host=/run/postgresql dbname=mail user=ringmail); "
       "no TLS: a Unix socket or a trusted network" },
     { "pgsql_password_query", CONFIG_STR, "SELECT password, host, port, quota_rule FROM users WHERE name = $1",
       NULL, 0, 0,
       "userdb = pgsql: $1 the user; the first column the password hash in passwd-file form, "
-      "the others fields by their names (NULL: none)" },
+      "the others fields by their names (NULL: none; a column named user: the name as the "
+      "table spells it)" },
     { "pgsql_user_query", CONFIG_STR, "SELECT host, port, quota_rule FROM users WHERE name = $1",
       NULL, 0, 0,
       "userdb = pgsql: $1 the user; every column a field by its name (no row: no such user)" },

@@ -168,6 +168,21 @@ class Basics:
         r = self.ok(c, "STATUS INBOX (MESSAGES)")
         self.assertIn("MESSAGES 1", r.untagged[0].line)
 
+    def test_case_of_names(self):
+        # the directory matches "IVAN" (LDAP's uid ignores case; the SQL
+        # compares lower()): delivery goes to ivan's mailbox, and a login
+        # must spell the name as the directory does, as with a passwd-file
+        rcpt, data = self.deliver("IVAN")
+        self.assertEqual([rcpt[0]] + [d[0] for d in data], [250, 250])
+        _, r = self.login_as("IVAN", "ivan-pw")
+        self.expect(r, "NO", "AUTHENTICATIONFAILED")
+        c, r = self.login_as("ivan")
+        self.expect(r, "OK")
+        r = self.ok(c, "STATUS INBOX (MESSAGES)")
+        self.assertIn("MESSAGES 1", r.untagged[0].line)
+        self.assertEqual(self.show("IVAN"), (0, "here"))
+        self.assertFalse(os.path.exists(os.path.join(self.server.mail_root, "IVAN")))
+
     def test_scram_not_offered(self):
         c = self.connect()
         caps = c.capabilities()
@@ -222,7 +237,7 @@ class LdapBase(DirectoryBase):
                 "ldap_bind_dn": d.bind_dn, "ldap_bind_password": d.bind_pw,
                 "ldap_filter": "(&(objectClass=inetOrgPerson)(uid=%u))",
                 "ldap_auth": cls.ldap_auth,
-                "ldap_attrs": "mailHost=host,mailPort=port,mailQuota=quota_rule"}
+                "ldap_attrs": "uid=user,mailHost=host,mailPort=port,mailQuota=quota_rule"}
 
 
 class LdapSearch(Basics, LdapBase):
@@ -264,8 +279,11 @@ class PgBase(DirectoryBase):
     def dir_options(cls):
         return {"userdb": "pgsql", "pgsql_connect": cls.dir.conninfo,
                 "pgsql_password_query":
-                    "SELECT password, host, port, quota_rule FROM users WHERE name = $1",
-                "pgsql_user_query": "SELECT host, port, quota_rule FROM users WHERE name = $1"}
+                    'SELECT password, name AS "user", host, port, quota_rule FROM users '
+                    'WHERE lower(name) = lower($1)',
+                "pgsql_user_query": 'SELECT name AS "user", host, port, quota_rule FROM users '
+                                    'WHERE lower(name) = lower($1)',
+                "pgsql_route_query": "UPDATE users SET host = $2, port = $3 WHERE name = $1"}
 
 
 class Pgsql(Basics, PgBase):
