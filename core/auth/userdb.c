@@ -141,10 +141,11 @@ static void rcache_drop(userdb *db, const char *user)
     pthread_mutex_unlock(&db->lock);
 }
 
+/* Kept even with a TTL of 0: such an entry is old at once, so
+ * userdb_lookup always asks the directory, but a worker, which cannot
+ * ask, still has the last answer (quota of a logged-in user). */
 static void rcache_put(userdb *db, const char *user, const userdb_rec *rec)
 {
-    if (!db->ttl_ms)
-        return;
     struct rentry *e = calloc(1, sizeof *e);
     if (!e || !(e->key = strdup(user)) || rec_copy(rec, &e->rec) < 0) {
         if (e)

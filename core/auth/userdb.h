@@ -39,7 +39,9 @@ typedef struct userdb_params {
                                    "pgsql" */
     unsigned timeout_ms;        /* directory_timeout: every directory call */
     unsigned cache_ttl_s;       /* auth_cache_ttl: how long a directory's
-                                   records are kept (0: not kept) */
+                                   records are answered without asking it
+                                   (0: always asked; see
+                                   userdb_lookup_cached) */
     /* userdb = ldap */
     const char *ldap_uri, *ldap_base, *ldap_bind_dn, *ldap_bind_password;
     const char *ldap_filter;    /* "%u": the user name, RFC 4515-escaped */

@@ -262,6 +262,29 @@ class LdapBind(Basics, LdapBase):
         self.expect(r, "NO", "AUTHENTICATIONFAILED")
 
 
+class LdapNoCache(LdapBase):
+    """auth_cache_ttl = 0: every login and every lookup asks the
+    directory; the workers still have the last answer for quota."""
+    extra_options = {"auth_cache_ttl": "0"}
+
+    def test_quota_and_append_without_cache(self):
+        c, r = self.login_as("bob")                  # *:messages=5
+        self.expect(r, "OK")
+        r = self.ok(c, "GETQUOTAROOT INBOX")
+        self.assertIn('* QUOTA "" (MESSAGE 0 5)', [u.line for u in r.untagged])
+        for i in range(5):
+            self.expect(c.append("INBOX", msg(i)), "OK")
+        self.expect(c.append("INBOX", msg(9)), "NO", "OVERQUOTA")
+        rcpt, _ = self.deliver("bob")              # full: refused at RCPT
+        self.assertEqual(rcpt[0], 552, rcpt)
+        self.dir.stop()
+        try:
+            _, r = self.login_as("bob")              # nothing remembered
+            self.expect(r, "NO", "UNAVAILABLE")
+        finally:
+            self.dir.start()
+
+
 class PgBase(DirectoryBase):
     directory = "pgsql"
 
@@ -451,7 +474,7 @@ def _ppid(pid):
         return -1
 
 
-rs.parametrize(globals(), LdapSearch, LdapBind, Pgsql, LdapOutage, PgOutage)
+rs.parametrize(globals(), LdapSearch, LdapBind, LdapNoCache, Pgsql, LdapOutage, PgOutage)
 
 if __name__ == "__main__":
     rs.main()
