@@ -357,11 +357,14 @@ static void cmd_rcpt(lmtp_sess *ls, const lmtp_cmd *cmd)
     char addr[LMTP_LOCAL_MAX + LMTP_DOMAIN_MAX + 2];
     snprintf(addr, sizeof addr, "%s%s%s", cmd->local, cmd->domain ? "@" : "",
              cmd->domain ? cmd->domain : "");
+    /* A record within auth_cache_ttl serves at once; an older one, or
+     * none, is asked for on the pool (delivery can wait; the TTL is the
+     * operator's bound on how stale a route or quota may be). */
     userdb_rec rec = {0};
     int rc = userdb_lookup_cached(ls->srv->users, name, true, &rec);
-    if (rc == 1) {              /* older than the TTL: serves, and is renewed */
-        server_refresh_user(ls->srv, name);
-        rc = 0;
+    if (rc == 1) {
+        userdb_rec_free(&rec);
+        rc = -EWOULDBLOCK;
     }
     if (rc != -EWOULDBLOCK) {
         rcpt_finish(ls, rc, &rec, detail, addr, NULL);

@@ -281,6 +281,12 @@ class LdapNoCache(LdapBase):
         try:
             _, r = self.login_as("bob")              # nothing remembered
             self.expect(r, "NO", "UNAVAILABLE")
+            # a record past the TTL is not a delivery's answer: 451, retried
+            rcpt, _ = self.deliver("bob")
+            self.assertEqual((rcpt[0], rcpt[1].split()[0]), (451, "4.3.0"), rcpt)
+            # the session's quota still has the last answer (the worker
+            # cannot ask): the limit holds
+            self.expect(c.append("INBOX", msg(10)), "NO", "OVERQUOTA")
         finally:
             self.dir.start()
 
