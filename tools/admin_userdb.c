@@ -3,6 +3,7 @@
  * another backend), whatever `userdb` says: the passwd-file, LDAP or
  * PostgreSQL.  `quota` reads users through admin_userdb_open too. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,9 @@ int admin_userdb_open(admin_ctx *ctx, userdb **out)
         .pgsql_user_query = config_get(cfg, "pgsql_user_query"),
         .pgsql_route_query = config_get(cfg, "pgsql_route_query"),
     };
+    /* A directory that goes away mid-request must be an error message,
+     * not a SIGPIPE (libldap writes to its socket with write()). */
+    signal(SIGPIPE, SIG_IGN);
     const char *why = NULL;
     int rc = userdb_open(&p, out, &why);
     if (rc < 0)

@@ -119,8 +119,8 @@ static void login_ok(session *s, const char *tag, const char *user, const char *
  * only hears NO [UNAVAILABLE]. */
 static void log_unavailable(session *s, const char *user, int rc)
 {
-    if (rc == 0 || rc == -EACCES)
-        return;
+    if (rc == 0 || rc == -EACCES || !userdb_is_directory(s->srv->users))
+        return;     /* the passwd-file's errors are logged by job_done */
     const char *why = userdb_error();
     log_msg(LOGL_ERROR, s->id, user, "user directory unavailable: %s",
             *why ? why : strerror(-rc));
@@ -287,9 +287,10 @@ bool auth_scram_offered(session *s)
 }
 
 /* Credentials verified within auth_cache_ttl, against the passwd-file as
- * it is now (a directory server: since the last flush-auth-cache): right, so no check is needed, nor a penalty or a queue
- * slot (an account under attack stays open to its owner).  Cheap enough
- * for the worker: one stat and one HMAC. */
+ * it is now (a directory server: since the last flush-auth-cache): right,
+ * so no check is needed, nor a penalty or a queue slot (an account under
+ * attack stays open to its owner).  Cheap enough for the worker: one stat
+ * and one HMAC. */
 static bool verified_recently(session *s, const char *user, const char *pass)
 {
     userdb *db = s->srv->users;
