@@ -42,6 +42,7 @@ struct lconn {
     bool reused;        /* taken from the pool: the server may have closed
                            it meanwhile (a restart) */
     bool down;          /* the last bind found the server gone */
+    bool user_bound;    /* bound as a user (ldap_auth = bind) since */
 };
 
 struct userdb_dir {
@@ -140,6 +141,8 @@ static int conn_new(userdb_dir *d, struct lconn *c)
     c->ld = NULL;
     c->service = false;
     c->reused = false;
+    c->down = false;
+    c->user_bound = false;
     int rc = ldap_initialize(&c->ld, d->uri);
     if (rc != LDAP_SUCCESS) {
         userdb_dir_error("ldap %s: %s", d->uri, ldap_err2string(rc));
@@ -178,8 +181,12 @@ static int conn_service(userdb_dir *d, struct lconn *c)
 {
     if (c->service)
         return 0;
-    if (*d->bind_dn) {
-        int rc = simple_bind(c->ld, d->bind_dn, d->bind_pw);
+    /* Anonymous (no bind_dn) needs a bind only to drop the identity of a
+     * user bound on this connection before (RFC 4513 5.1.1: an empty name
+     * and password). */
+    if (*d->bind_dn || c->user_bound) {
+        int rc = simple_bind(c->ld, d->bind_dn, *d->bind_dn ? d->bind_pw : "");
+        c->user_bound = false;
         c->down = rc == LDAP_SERVER_DOWN;
         if (rc != LDAP_SUCCESS) {
             userdb_dir_error("ldap %s: bind as %s: %s", d->uri, d->bind_dn,
@@ -332,6 +339,7 @@ static int l_verify(userdb_dir *d, const char *user, const char *password, userd
         return finish(d, &c, rc);
     if (d->auth_bind) {
         c.service = false;      /* whatever the answer: bound as someone else */
+        c.user_bound = true;
         int lr = simple_bind(c.ld, dn, password);
         if (lr == LDAP_INVALID_CREDENTIALS) {
             rc = -EACCES;

@@ -19,7 +19,9 @@
  * against directory_timeout) and reused; each query is sent and its
  * answer polled against the same bound, and the server is asked to stop
  * a statement that takes longer (statement_timeout).  A connection that
- * failed or timed out is closed and the next call makes a new one.
+ * failed or timed out is closed and the next call makes a new one.  (A
+ * host name in pgsql_connect is resolved by libpq without that bound:
+ * give an address or a socket directory.)
  *
  * TLS to PostgreSQL is refused (sslmode other than disable, and
  * gssencmode): libpq's TLS is OpenSSL's, and ringmaild's libssl is

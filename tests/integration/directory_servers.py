@@ -157,7 +157,7 @@ olcRootPW: admin-secret
 olcDbMaxSize: 16777216
 olcAccess: {{0}}to attrs=userPassword by dn.exact="{bind}" read by anonymous auth by * none
 olcAccess: {{1}}to attrs=mailHost,mailPort by dn.exact="{bind}" write by * read
-olcAccess: {{2}}to * by * read
+olcAccess: {{2}}to * by dn.exact="{bind}" read by anonymous read by self read by * none
 """.format(dir=self.dir, mods=MODULE_DIR, schemas=schemas, ringmail=RINGMAIL_SCHEMA,
            base=BASE, db=self.db_dir, bind=BIND_DN)
         # slapadd wants each entry once, blank-line separated

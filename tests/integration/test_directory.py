@@ -262,6 +262,34 @@ class LdapBind(Basics, LdapBase):
         self.expect(r, "NO", "AUTHENTICATIONFAILED")
 
 
+class LdapBindAnonymous(Basics, LdapBase):
+    """ldap_auth = bind with anonymous searches (no ldap_bind_dn): after a
+    user's bind, the connection is made anonymous again for the next
+    search."""
+    ldap_auth = "bind"
+
+    @classmethod
+    def dir_options(cls):
+        o = super().dir_options()
+        o.update(ldap_bind_dn="", ldap_bind_password="")
+        return o
+
+    def test_searches_stay_anonymous(self):
+        # a user sees only its own entry (the test's ACL): were the next
+        # search made as the user bound last, it would find nobody else
+        for user in ("carol", "dave", "erin", "frank", "carol"):
+            _, r = self.login_as(user)
+            self.expect(r, "OK", msg=user)
+
+    def test_route_shown_and_set(self):
+        # anonymous may not write (slapd: "Strong(er) authentication
+        # required"): refused, and the directory's words are said
+        p = self.server.admin("user", "route", "carol", "10.9.9.9:1143", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(p.stderr.decode(), r"user directory: ldap .*: modify uid=carol,")
+        self.assertEqual(self.show("carol"), (0, "here"))
+
+
 class LdapNoCache(LdapBase):
     """auth_cache_ttl = 0: every login and every lookup asks the
     directory; the workers still have the last answer for quota."""
@@ -480,7 +508,7 @@ def _ppid(pid):
         return -1
 
 
-rs.parametrize(globals(), LdapSearch, LdapBind, LdapNoCache, Pgsql, LdapOutage, PgOutage)
+rs.parametrize(globals(), LdapSearch, LdapBind, LdapBindAnonymous, LdapNoCache, Pgsql, LdapOutage, PgOutage)
 
 if __name__ == "__main__":
     rs.main()
