@@ -131,6 +131,14 @@ int admin_cmd_user_add(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_user_passwd(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_user_del(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_user_list(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_user_show(admin_ctx *ctx, int argc, char **argv);
+int admin_cmd_user_route(admin_ctx *ctx, int argc, char **argv);
+/* admin_userdb.c: the directory of users from the configuration (an error
+ * said on stderr), and one user's record (-ENOENT etc., said too). */
+struct userdb;
+struct userdb_rec;
+int admin_userdb_open(admin_ctx *ctx, struct userdb **out);
+int admin_userdb_lookup(admin_ctx *ctx, const char *user, struct userdb_rec *rec);
 /* In ringmail-admin it runs ringmail-migrate (admin_migrate.c), which links
  * libssl; there it is the migration itself (migrate/migrate.c). */
 int admin_cmd_migrate(admin_ctx *ctx, int argc, char **argv);

@@ -47,6 +47,9 @@ static const char usage_text[] =
 "  user passwd [--scheme NAME] USER  change a password\n"
 "  user del [--purge] USER           remove from the passwd-file; --purge: and the mail\n"
 "  user list                         user names, one a line\n"
+"  user show USER                    the user's fields and backend, from the\n"
+"                                    directory (userdb: passwd-file, ldap, pgsql)\n"
+"  user route USER HOST[:PORT]|here  set the backend holding the user's mail\n"
 "\n"
 "Migration (keeping UIDVALIDITY and UIDs; runs ringmail-migrate):\n"
 "  migrate USER --from imaps://HOST[:PORT]|imap://HOST[:PORT] [--starttls]\n"
@@ -150,6 +153,8 @@ static const struct admin_command commands[] = {
     { "user", "passwd", admin_cmd_user_passwd },
     { "user", "del", admin_cmd_user_del },
     { "user", "list", admin_cmd_user_list },
+    { "user", "show", admin_cmd_user_show },
+    { "user", "route", admin_cmd_user_route },
     { NULL, "config", cmd_config },
     { NULL, "who", admin_cmd_who },
     { NULL, "kick", admin_cmd_kick },

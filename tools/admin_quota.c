@@ -1,8 +1,9 @@
 /* tools/admin_quota.c — `quota USER`: a user's usage and limits.
  *
  * The same numbers IMAP GETQUOTA and LMTP use: limits from the user's
- * passwd-file line (Dovecot's quota_rule extra fields) or the configured
- * defaults, usage summed over the user's mailboxes (store_user_usage).
+ * record in the directory (the passwd-file line's quota_rule extra
+ * fields, or the LDAP attribute / SQL column mapped to quota_rule) or the
+ * configured defaults, usage summed over the user's mailboxes (store_user_usage).
  * `check --repair` keeps the usage right: it is read from the mailboxes'
  * index headers, which check compares with, and rebuilds from, the logs. */
 #include <errno.h>
@@ -11,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/auth/passwd.h"
+#include "core/auth/userdb.h"
 #include "core/base/quota.h"
 #include "tools/admin.h"
 
@@ -59,24 +60,12 @@ int admin_cmd_quota(admin_ctx *ctx, int argc, char **argv)
         admin_err("quota_storage: not a size: %s", config_get(&ctx->cfg, "quota_storage"));
         return ADMIN_FAIL;
     }
-    passwd_db *db;
-    const char *path = config_get(&ctx->cfg, "passwd_file");
-    int rc = passwd_open(path, &db);
-    if (rc < 0) {
-        admin_err("%s: %s", path, strerror(-rc));
+    /* The user's record from the directory ringmaild uses (userdb). */
+    userdb_rec rec = {0};
+    int rc = admin_userdb_lookup(ctx, pos[0], &rec);
+    if (rc < 0)
         return ADMIN_FAIL;
-    }
-    char *name = NULL, *extra = NULL;
-    rc = passwd_lookup(db, pos[0], true, &name, &extra);
-    passwd_close(db);
-    if (rc == -ENOENT) {
-        admin_err("user '%s' does not exist", pos[0]);
-        return ADMIN_FAIL;
-    }
-    if (rc < 0) {
-        admin_err("%s: %s", path, strerror(-rc));
-        return ADMIN_FAIL;
-    }
+    char *name = rec.name, *extra = rec.extra;
     int ret = ADMIN_FAIL;
     bool bad = quota_user_limits(&def, extra, &lim) < 0;
     if (bad)

@@ -39,6 +39,13 @@ PACKAGES=(
   lintian                     # the Debian package's checker (test_service.py)
   prometheus                  # promtool check metrics in test_metrics.py; the system's server is
                               # kept from starting like Dovecot's (policy-rc.d)
+  libldap-dev                 # OpenLDAP's libldap: userdb = ldap (core/auth/userdb_ldap.c)
+  libpq-dev                   # libpq: userdb = pgsql (core/auth/userdb_pg.c)
+  slapd                       # a private LDAP server in test_directory.py; installed with
+                              # slapd/no_configuration (no system database) and not started
+  ldap-utils                  # slapadd's companions (ldapsearch) for that test's setup
+  postgresql                  # a private cluster (initdb, pg_ctl) in test_directory.py; the
+                              # system's cluster is kept from starting (policy-rc.d)
 )
 
 missing=()
@@ -75,6 +82,13 @@ for p in "${missing[@]}"; do
     echo "postfix postfix/main_mailer_type select No configuration" |
       "${SUDO[@]}" debconf-set-selections
   fi
+  # slapd likewise: "omit configuration" makes its postinst create no
+  # /etc/ldap/slapd.d database and start nothing; the tests run their own
+  # slapd from a temp dir.
+  if [[ "$p" == slapd ]]; then
+    echo "slapd slapd/no_configuration boolean true" |
+      "${SUDO[@]}" debconf-set-selections
+  fi
 done
 # Dovecot is only run privately by the tests.  Its postinst would start the
 # system's instance (listening on every address); a policy-rc.d that says
@@ -84,7 +98,8 @@ POLICY=/usr/sbin/policy-rc.d
 made_policy=0
 want_dovecot=0
 for p in "${missing[@]}"; do
-  [[ "$p" == dovecot* || "$p" == prometheus ]] && want_dovecot=1
+  [[ "$p" == dovecot* || "$p" == prometheus || "$p" == slapd || "$p" == postgresql ]] &&
+    want_dovecot=1
 done
 if [[ ! -e $POLICY ]] && ((want_dovecot)); then
   printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null

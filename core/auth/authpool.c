@@ -530,3 +530,16 @@ int authcache_verify_timed(authcache *c, passwd_db *db, const char *user,
     *answer_delay_ms = 0;
     return verify_cached(c, db, user, password, answer_delay_ms);
 }
+
+int authcache_verify_userdb(authcache *c, userdb *db, const char *user,
+                            const char *password, unsigned *answer_delay_ms)
+{
+    *answer_delay_ms = 0;
+    uint64_t gen = c && c->ttl ? userdb_generation(db) : 0;
+    if (gen && authcache_lookup(c, user, password, gen))
+        return 0;
+    int rc = userdb_verify(db, user, password, NULL, answer_delay_ms);
+    if (rc == 0 && gen)
+        authcache_insert(c, user, password, gen);
+    return rc;
+}

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "core/auth/passwd.h"
+#include "core/auth/userdb.h"
 #include "net/net.h"
 #include "store/stats.h"
 
@@ -109,5 +110,11 @@ int authcache_verify(authcache *c, passwd_db *db, const char *user,
  * *answer_delay_ms says how long to wait before answering (see there). */
 int authcache_verify_timed(authcache *c, passwd_db *db, const char *user,
                            const char *password, unsigned *answer_delay_ms);
+/* The same over the directory of users (userdb_verify), keyed on
+ * userdb_generation: for a directory server only flush-auth-cache ends
+ * an entry before the TTL.  -EAGAIN (directory unavailable) is never
+ * cached; userdb_error() says why. */
+int authcache_verify_userdb(authcache *c, userdb *db, const char *user,
+                            const char *password, unsigned *answer_delay_ms);
 
 #endif

@@ -324,8 +324,42 @@ static void sodium_setup(void)
 }
 #endif
 
+/* {SSHA}: base64(SHA1(password salt) salt), what slappasswd writes by
+ * default (RFC 2307's userPassword with OpenLDAP's salted scheme); {SHA}:
+ * base64(SHA1(password)).  Salt of any length, as OpenLDAP reads it. */
+static int ssha_check(const char *b64, const char *password, bool salted)
+{
+    size_t n = strlen(b64);
+    uint8_t *raw = malloc(n / 4 * 3 + 4);
+    if (!raw)
+        return -ENOMEM;
+    long len = store_b64_decode(b64, n, raw);
+    int rc = -EACCES;
+    if (len >= RM_SHA1_LEN && (salted || len == RM_SHA1_LEN)) {
+        size_t plen = strlen(password), slen = (size_t)len - RM_SHA1_LEN;
+        uint8_t *buf = malloc(plen + slen + 1);
+        if (!buf) {
+            rc = -ENOMEM;
+        } else {
+            uint8_t got[RM_SHA1_LEN];
+            memcpy(buf, password, plen);
+            memcpy(buf + plen, raw + RM_SHA1_LEN, slen);
+            rm_sha1(buf, plen + slen, got);
+            rc = rm_memeq(got, raw, RM_SHA1_LEN) ? 0 : -EACCES;
+            memset(buf, 0, plen + slen);
+            free(buf);
+        }
+    }
+    free(raw);
+    return rc;
+}
+
 static int check_secret(const char *secret, const char *password)
 {
+    if (!strncasecmp(secret, "{SSHA}", 6))
+        return ssha_check(secret + 6, password, true);
+    if (!strncasecmp(secret, "{SHA}", 5))
+        return ssha_check(secret + 5, password, false);
     if (!strncmp(secret, "{PLAIN}", 7))
         return ct_equal(secret + 7, password) ? 0 : -EACCES;
     if (!strncmp(secret, "{CLEAR}", 7))
@@ -508,6 +542,16 @@ int passwd_verify_timed(passwd_db *db, const char *user, const char *password,
         return -EACCES;
     }
     return verify_known(secret, password);
+}
+
+int passwd_check_secret(const char *secret, const char *password)
+{
+    return check_secret(secret, password);
+}
+
+unsigned passwd_unknown_delay_ms(const char *password)
+{
+    return timing_draw_ms(password);
 }
 
 const char *passwd_schemes(void)
@@ -814,5 +858,30 @@ int passwd_lookup(passwd_db *db, const char *user, bool fold, char **name, char 
             *extra = NULL;
         }
     }
+    return rc;
+}
+
+int passwd_file_entry(const char *path, const char *user, char **entry)
+{
+    *entry = NULL;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return errno == EACCES ? -EIO : -errno;
+    char *line = NULL;
+    size_t cap = 0, ul = strlen(user);
+    ssize_t len;
+    int rc = -ENOENT;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if ((size_t)len > ul && !strncmp(line, user, ul) && line[ul] == ':') {
+            rc = (*entry = strdup(line + ul + 1)) ? 0 : -ENOMEM;
+            break;
+        }
+    }
+    if (line)
+        memset(line, 0, cap);
+    free(line);
+    fclose(f);
     return rc;
 }

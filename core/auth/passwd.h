@@ -68,6 +68,17 @@ uint64_t passwd_generation(passwd_db *db);
  * another thread holds the lock. */
 uint64_t passwd_generation_nowait(passwd_db *db);
 
+/* Check password against one secret in the passwd-file's form
+ * ("{SCHEME}..." or bare crypt(3) output), as a directory server hands it
+ * over (an LDAP userPassword, a SQL column).  Besides the schemes above,
+ * {SSHA} and {SHA} (base64 SHA-1 with and without salt: slappasswd's
+ * default; verify only).  0 match, -EACCES no match or an unknown scheme,
+ * -ENOMEM.  Slow (the hash): on the pool. */
+int passwd_check_secret(const char *secret, const char *password);
+/* How long an answer about a user that does not exist must wait: a
+ * duration drawn from recent real checks (see passwd_verify_timed). */
+unsigned passwd_unknown_delay_ms(const char *password);
+
 /* Make a passwd-file entry's secret for `scheme` (one of passwd_schemes,
  * case-sensitive).  *out is malloc'd "{SCHEME}secret".  -EINVAL unknown
  * scheme, -ENOTSUP scheme not built in (ARGON2ID without libsodium). */
@@ -140,6 +151,10 @@ int passwd_lookup(passwd_db *db, const char *user, bool fold, char **name, char 
  * break in entry. */
 int passwd_file_set(const char *path, const char *user, const char *entry,
                     bool replace);
+/* The line of `user` (exact name) after "user:", malloc'd in *entry:
+ * "secret:uid:gid:gecos:home:shell:extra" as far as the line goes.
+ * -ENOENT no such line; -EIO etc. */
+int passwd_file_entry(const char *path, const char *user, char **entry);
 /* User names, one per element; free each and the array. */
 int passwd_file_users(const char *path, char ***names, size_t *n);
 

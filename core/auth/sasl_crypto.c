@@ -17,6 +17,11 @@ void rm_sha256(const void *p, size_t n, uint8_t out[RM_SHA256_LEN])
     SHA256(p, n, out);
 }
 
+void rm_sha1(const void *p, size_t n, uint8_t out[RM_SHA1_LEN])
+{
+    SHA1(p, n, out);
+}
+
 void rm_hmac_sha256(const void *key, size_t klen, const void *p, size_t n,
                     uint8_t out[RM_SHA256_LEN])
 {

@@ -12,6 +12,11 @@
 
 
 #define RM_SHA256_LEN 32
+#define RM_SHA1_LEN 20
+
+/* SHA-1: only to check {SSHA}/{SHA} secrets (slappasswd's default), never
+ * to make new ones. */
+void rm_sha1(const void *p, size_t n, uint8_t out[RM_SHA1_LEN]);
 
 void rm_sha256(const void *p, size_t n, uint8_t out[RM_SHA256_LEN]);
 void rm_hmac_sha256(const void *key, size_t klen, const void *p, size_t n,

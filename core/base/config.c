@@ -67,6 +67,45 @@ static const config_key config_table[] = {
       "5.2.2 (bounce)" },
     { "passwd_file", CONFIG_STR, "./ringmail-passwd", NULL, 0, 0,
       "users and password hashes, in Dovecot's passwd-file format" },
+    { "userdb", CONFIG_ENUM, "passwd-file", "passwd-file|ldap|pgsql", 0, 0,
+      "where users, their passwords, quota rules and backends (host=, port=) come from: "
+      "passwd_file, an LDAP directory (ldap_*) or PostgreSQL (pgsql_*); SCRAM is offered "
+      "only with passwd-file" },
+    { "directory_timeout", CONFIG_INT, "5000", NULL, 100, 600000,
+      "ms any one call to the LDAP or PostgreSQL directory may take (connect, bind, search, "
+      "query); a directory down or slower answers logins NO [UNAVAILABLE], LMTP 451" },
+    { "ldap_uri", CONFIG_STR, "", NULL, 0, 0,
+      "userdb = ldap: the server, ldap://host:port/ (ldaps://, ldapi:// too)" },
+    { "ldap_base", CONFIG_STR, "", NULL, 0, 0,
+      "userdb = ldap: the DN users are searched under (subtree)" },
+    { "ldap_bind_dn", CONFIG_STR, "", NULL, 0, 0,
+      "userdb = ldap: the DN ringmaild binds as to search; empty = anonymous" },
+    { "ldap_bind_password", CONFIG_STR, "", NULL, 0, 0,
+      "userdb = ldap: ldap_bind_dn's password" },
+    { "ldap_filter", CONFIG_STR, "(&(objectClass=inetOrgPerson)(uid=%u))", NULL, 0, 0,
+      "userdb = ldap: the filter that finds one user; %u is the name, escaped as RFC 4515 "
+      "says" },
+    { "ldap_auth", CONFIG_ENUM, "search", "search|bind", 0, 0,
+      "userdb = ldap: search = compare the entry's userPassword ({SSHA}, {CRYPT}, "
+      "{SHA512-CRYPT}, ...) here; bind = bind as the entry's DN with the password" },
+    { "ldap_attrs", CONFIG_STR, "", NULL, 0, 0,
+      "userdb = ldap: attributes that become the user's fields, attr=field comma-separated "
+      "(uid=user,mailHost=host,mailPort=port,mailQuota=quota_rule); user: the name as the "
+      "directory spells it (logins must match it exactly; delivery takes any case)" },
+    { "pgsql_connect", CONFIG_STR, "", NULL, 0, 0,
+      "userdb = pgsql: libpq connection string (host=/run/postgresql dbname=mail user=ringmail); "
+      "no TLS: a Unix socket or a trusted network" },
+    { "pgsql_password_query", CONFIG_STR, "SELECT password, host, port, quota_rule FROM users WHERE name = $1",
+      NULL, 0, 0,
+      "userdb = pgsql: $1 the user; the first column the password hash in passwd-file form, "
+      "the others fields by their names (NULL: none; a column named user: the name as the "
+      "table spells it)" },
+    { "pgsql_user_query", CONFIG_STR, "SELECT host, port, quota_rule FROM users WHERE name = $1",
+      NULL, 0, 0,
+      "userdb = pgsql: $1 the user; every column a field by its name (no row: no such user)" },
+    { "pgsql_route_query", CONFIG_STR, "UPDATE users SET host = $2, port = $3 WHERE name = $1",
+      NULL, 0, 0,
+      "userdb = pgsql: moving a user: $1 the user, $2 the host, $3 the port (NULL: none)" },
     { "workers", CONFIG_INT, "0", NULL, 0, 4096,
       "server worker threads; 0 = one per online CPU" },
     { "processes", CONFIG_INT, "1", NULL, 1, 256,
@@ -91,7 +130,8 @@ static const config_key config_table[] = {
     { "auth_pool_threads", CONFIG_INT, "2", NULL, 1, 256,
       "threads that check passwords, so a slow hash never stalls a worker" },
     { "auth_cache_ttl", CONFIG_INT, "60", NULL, 0, 86400,
-      "seconds a verified password is remembered (0: never); a passwd-file change forgets all" },
+      "seconds a verified password, and a directory's user record, is remembered (0: never); "
+      "a passwd-file change forgets all, so does flush-auth-cache" },
     { "auth_failure_delay", CONFIG_INT, "250", NULL, 0, 60000,
       "ms a failed login is penalized: its answer and the next login check for the same "
       "address or user, on any connection, wait that long; doubles with each failure in "

@@ -114,13 +114,26 @@ static void login_ok(session *s, const char *tag, const char *user, const char *
 
 /* ---- the pool -------------------------------------------------------------- */
 
+/* On the pool thread, where userdb_error() still holds the reason: a
+ * directory that cannot answer is the operator's problem, and the client
+ * only hears NO [UNAVAILABLE]. */
+static void log_unavailable(session *s, const char *user, int rc)
+{
+    if (rc == 0 || rc == -EACCES || !userdb_is_directory(s->srv->users))
+        return;     /* the passwd-file's errors are logged by job_done */
+    const char *why = userdb_error();
+    log_msg(LOGL_ERROR, s->id, user, "user directory unavailable: %s",
+            *why ? why : strerror(-rc));
+}
+
 static void job_work(void *arg)
 {
     struct auth_job *j = arg;
-    if (j->kind == JOB_LOGIN)
-        j->rc = authcache_verify_timed(j->s->srv->authcache, j->s->srv->pw, j->user, j->pass,
-                                       &j->answer_delay_ms);
-    else
+    if (j->kind == JOB_LOGIN) {
+        j->rc = authcache_verify_userdb(j->s->srv->authcache, j->s->srv->users, j->user,
+                                        j->pass, &j->answer_delay_ms);
+        log_unavailable(j->s, j->user, j->rc);
+    } else
         sasl_work(j->s->sasl);
 }
 
@@ -176,7 +189,8 @@ static void job_done(void *arg, int status)
             login_failed(s, tag, j->user, LOGIN_COMMAND, j->answer_delay_ms);
         else {
             count_login(s, LOGIN_COMMAND, METRICS_UNAVAILABLE);
-            log_msg(LOGL_ERROR, s->id, j->user, "passwd-file: %s", strerror(-j->rc));
+            if (!userdb_is_directory(s->srv->users))
+                log_msg(LOGL_ERROR, s->id, j->user, "passwd-file: %s", strerror(-j->rc));
             sess_tagged(s, tag, "NO", "[UNAVAILABLE] Authentication temporarily unavailable");
         }
     } else {
@@ -260,7 +274,10 @@ static void refresh_work(void *arg)
 
 bool auth_scram_offered(session *s)
 {
-    if (!s->srv->scram_auto)
+    /* SCRAM's keys come from the passwd-file alone; with users in a
+     * directory server, a client offered SCRAM would fail for all of
+     * them (and mbsync does not fall back): not offered. */
+    if (!s->srv->scram_auto || userdb_is_directory(s->srv->users))
         return false;
     int rc = passwd_scram_everyone(s->srv->pw);
     if (rc == -EAGAIN && !atomic_exchange(&refresh_queued, true) &&
@@ -270,13 +287,24 @@ bool auth_scram_offered(session *s)
 }
 
 /* Credentials verified within auth_cache_ttl, against the passwd-file as
- * it is now: right, so no check is needed, nor a penalty or a queue
- * slot (an account under attack stays open to its owner).  Cheap enough
- * for the worker: one stat and one HMAC. */
+ * it is now (a directory server: since the last flush-auth-cache): right,
+ * so no check is needed, nor a penalty or a queue slot (an account under
+ * attack stays open to its owner).  Cheap enough for the worker: one stat
+ * and one HMAC. */
 static bool verified_recently(session *s, const char *user, const char *pass)
 {
-    uint64_t gen = passwd_generation_nowait(s->srv->pw);
-    return gen && authcache_lookup(s->srv->authcache, user, pass, gen);
+    userdb *db = s->srv->users;
+    uint64_t gen = userdb_generation_nowait(db);
+    if (!gen || !authcache_lookup(s->srv->authcache, user, pass, gen))
+        return false;
+    if (!userdb_is_directory(db))
+        return true;
+    /* A directory's user also needs a record at hand (quota reads it on
+     * the worker); one older than the TTL serves while it is renewed. */
+    int rc = userdb_lookup_cached(db, user, false, NULL);
+    if (rc == 1)
+        server_refresh_user(s->srv, user);
+    return rc >= 0;
 }
 
 /* ---- LOGIN ------------------------------------------------------------------- */
@@ -332,8 +360,10 @@ void cmd_login(imap_cmd *c)
 static int be_verify(void *arg, const char *user, const char *pass)
 {
     session *s = arg;
-    return authcache_verify_timed(s->srv->authcache, s->srv->pw, user, pass,
-                                  &s->auth_job->answer_delay_ms);
+    int rc = authcache_verify_userdb(s->srv->authcache, s->srv->users, user, pass,
+                                     &s->auth_job->answer_delay_ms);
+    log_unavailable(s, user, rc);
+    return rc;
 }
 
 static int be_verify_cached(void *arg, const char *user, const char *pass)
@@ -344,6 +374,10 @@ static int be_verify_cached(void *arg, const char *user, const char *pass)
 static int be_scram(void *arg, const char *user, passwd_scram *out)
 {
     session *s = arg;
+    /* Users live in a directory server: the passwd-file's SCRAM keys are
+     * not theirs (see auth_scram_offered). */
+    if (userdb_is_directory(s->srv->users))
+        return -EACCES;
     return passwd_scram_lookup(s->srv->pw, user, out);
 }
 

@@ -51,25 +51,36 @@ int quota_conf_init(imap_server *srv, const config *cfg)
 
 int quota_limits_of(imap_server *srv, const char *user, quota_limits *out)
 {
-    char *name = NULL, *extra = NULL;
-    int rc = passwd_lookup(srv->pw, user, true, &name, &extra);
+    /* Called on workers' loops: only what the directory said recently
+     * (userdb_lookup_cached; the passwd-file is read as before).  A user
+     * who logged in has a record cached; one older than auth_cache_ttl
+     * still serves while the pool asks again; none at all (flushed) is
+     * asked for, and this answer is -EAGAIN: never limits made up. */
+    userdb_rec r = {0};
+    int rc = userdb_lookup_cached(srv->users, user, true, &r);
+    if (rc == 1 || rc == -EWOULDBLOCK)
+        server_refresh_user(srv, user);
+    if (rc == -EWOULDBLOCK) {
+        log_msg(LOGL_WARN, 0, user, "quota: the user's record is not at hand (directory "
+                "asked again)");
+        return -EAGAIN;
+    }
     if (rc == -ENOENT) {
         *out = srv->quota_default;
         return 0;
     }
     if (rc < 0)
         return rc;
-    rc = quota_user_limits(&srv->quota_default, extra, out);
+    rc = quota_user_limits(&srv->quota_default, r.extra, out);
     if (rc < 0) {
         /* A bad rule must not make the mailbox unusable, nor unlimited
          * without a word: the configured defaults, and the log says why. */
-        log_msg(LOGL_WARN, 0, name, "quota: bad quota_rule in the passwd-file line; "
+        log_msg(LOGL_WARN, 0, r.name, "quota: bad quota_rule in the user's record; "
                 "using the configured defaults");
         *out = srv->quota_default;
         rc = 0;
     }
-    free(name);
-    free(extra);
+    userdb_rec_free(&r);
     return rc;
 }
 

@@ -447,11 +447,14 @@ static void run_request(void *ctx, ctl_out *o, char *line)
     } else if (!strcmp(cmd, "reload") && argc == 1) {
         char msg[300];
         int rc = control_reload(c->srv->tls, msg, sizeof msg);
+        userdb_flush(c->srv->users);    /* the directory is asked afresh */
         log_msg(rc < 0 ? LOGL_ERROR : LOGL_INFO, 0, NULL, "control: reload: %s", msg);
         ctl_printf(o, rc < 0 ? "ERR %s\n" : "%s\nOK\n", msg);
     } else if (!strcmp(cmd, "flush-auth-cache") && argc == 1) {
         size_t k = authcache_flush(c->srv->authcache);
-        log_msg(LOGL_INFO, 0, NULL, "control: auth cache flushed (%zu entries)", k);
+        size_t r = userdb_flush(c->srv->users);
+        log_msg(LOGL_INFO, 0, NULL, "control: auth cache flushed (%zu entries, %zu user "
+                "records)", k, r);
         ctl_printf(o, "flushed %zu\nOK\n", k);
     } else if (!strcmp(cmd, "stats") && argc == 1) {
         cmd_stats(c, o);

@@ -2,7 +2,8 @@
  *
  * A connection on an LMTP listener speaks RFC 2033 on RFC 5321's grammar
  * (parsed by core/lmtp/): LHLO, MAIL, RCPT, DATA or BDAT, then one reply
- * per accepted recipient.  Recipients are users of the passwd-file, as for
+ * per accepted recipient.  Recipients are users of the directory (userdb.h:
+ * the passwd-file, LDAP or PostgreSQL), looked up off the worker, as for
  * IMAP.  The delivery itself (lmtp_deliver.c) runs on the sync pool, off the
  * worker, and a recipient hears 250 only once its copy is on disk under the
  * fsync policy; the worker goes on with its other sessions meanwhile.
@@ -139,42 +140,110 @@ static void reset(lmtp_sess *ls)
     ls->bdat_failed = false;
 }
 
-/* The recipient's user: the local part up to the first delimiter, with the
- * domain when lmtp_user_domain = keep; the rest of the local part names a
- * folder.  Returns 0, -ENOENT (no such user), or another -errno. */
-static int resolve(lmtp_sess *ls, const lmtp_cmd *cmd, lmtp_rcpt *r)
+/* The recipient's user name: the local part up to the first delimiter,
+ * with the domain when lmtp_user_domain = keep (into name); the rest of
+ * the local part names a folder (*detail, or NULL). */
+static void rcpt_name(lmtp_sess *ls, const lmtp_cmd *cmd, char *name, size_t size,
+                      const char **detail)
 {
     const lmtp_conf *c = &ls->srv->lmtp;
     const char *local = cmd->local;
     size_t ulen = strlen(local);
-    const char *detail = NULL;
+    *detail = NULL;
     if (c->delimiters[0]) {
         size_t k = strcspn(local, c->delimiters);
         if (k < ulen && k > 0) {
-            detail = local + k + 1;
+            *detail = local + k + 1;
             ulen = k;
         }
     }
-    char name[LMTP_LOCAL_MAX + LMTP_DOMAIN_MAX + 2];
     if (c->keep_domain && cmd->domain)
-        snprintf(name, sizeof name, "%.*s@%s", (int)ulen, local, cmd->domain);
+        snprintf(name, size, "%.*s@%s", (int)ulen, local, cmd->domain);
     else
-        snprintf(name, sizeof name, "%.*s", (int)ulen, local);
-    char *user = NULL;
-    int rc = passwd_lookup(ls->srv->pw, name, true, &user, NULL);
-    if (rc < 0)
-        return rc;
-    r->user = user;
-    r->folder = detail && *detail ? strdup(detail) : NULL;
-    size_t alen = strlen(local) + (cmd->domain ? strlen(cmd->domain) + 1 : 0) + 1;
-    r->addr = malloc(alen);
-    if ((detail && *detail && !r->folder) || !r->addr) {
-        lmtp_rcpt_free(r);
-        return -ENOMEM;
+        snprintf(name, size, "%.*s", (int)ulen, local);
+}
+
+/* A recipient whose user is known (rc 0, rec its record) or not (rc
+ * -ENOENT, -EAGAIN, ...): accepted into the transaction, or refused. */
+static void rcpt_finish(lmtp_sess *ls, int rc, userdb_rec *rec, const char *folder,
+                        const char *addr, const char *why)
+{
+    if (rc == -ENOENT) {
+        reply(ls, 550, "5.1.1", "<%s>: no such user here", addr);
+        return;
     }
-    snprintf(r->addr, alen, "%s%s%s", local, cmd->domain ? "@" : "",
-             cmd->domain ? cmd->domain : "");
-    return 0;
+    if (rc < 0) {
+        log_msg(LOGL_ERROR, ls->id, NULL, "recipient lookup failed for <%s>: %s", addr,
+                why && *why ? why : strerror(-rc));
+        reply(ls, 451, "4.3.0", "Temporary failure looking up the recipient");
+        return;
+    }
+    lmtp_rcpt r = {.user = rec->name};
+    rec->name = NULL;
+    r.folder = folder && *folder ? strdup(folder) : NULL;
+    r.addr = strdup(addr);
+    if ((folder && *folder && !r.folder) || !r.addr) {
+        lmtp_rcpt_free(&r);
+        reply(ls, 451, "4.3.0", "Out of memory");
+        return;
+    }
+    /* Over quota already (at or past a limit: no message fits): refused
+     * now, so the MTA bounces (or, with quota_full_tempfail, retries) */
+    if (quota_check_add(ls->srv, NULL, r.user, 1, 1, NULL, NULL) == -EDQUOT) {
+        bool t = ls->srv->quota_tempfail;
+        reply(ls, t ? 452 : 552, t ? "4.2.2" : "5.2.2", "<%s> Mailbox is full", r.addr);
+        lmtp_rcpt_free(&r);
+        return;
+    }
+    ls->rcpt[ls->nrcpt++] = r;
+    reply(ls, 250, "2.1.5", "Recipient OK");
+}
+
+/* A recipient the directory must be asked about: on the auth pool (the
+ * worker never waits for a directory), the session holding its input
+ * meanwhile as for a delivery. */
+struct rcpt_job {
+    lmtp_sess *ls;
+    char *name, *folder, *addr;
+    int rc;
+    userdb_rec rec;
+    char why[200];
+};
+
+static void rcpt_job_free(struct rcpt_job *j)
+{
+    free(j->name);
+    free(j->folder);
+    free(j->addr);
+    userdb_rec_free(&j->rec);
+    free(j);
+}
+
+static void rcpt_work(void *arg)
+{
+    struct rcpt_job *j = arg;
+    j->rc = userdb_lookup(j->ls->srv->users, j->name, true, &j->rec);
+    if (j->rc < 0 && j->rc != -ENOENT)
+        snprintf(j->why, sizeof j->why, "%s", userdb_error());
+}
+
+static void rcpt_done(void *arg, int status)
+{
+    struct rcpt_job *j = arg;
+    lmtp_sess *ls = j->ls;
+    RM_ASSERT(ls->busy);
+    ls->busy = false;
+    if (ls->dead) {
+        rcpt_job_free(j);
+        lmtp_free(ls);
+        return;
+    }
+    if (status < 0)     /* the pool shut down before the job ran */
+        reply(ls, 421, "4.3.2", "%s Server shutting down", ls->srv->lmtp.hostname);
+    else
+        rcpt_finish(ls, j->rc, &j->rec, j->folder, j->addr, j->why);
+    rcpt_job_free(j);
+    lmtp_resume(ls);
 }
 
 static bool param_size(const char *v, uint64_t *out)
@@ -282,28 +351,48 @@ static void cmd_rcpt(lmtp_sess *ls, const lmtp_cmd *cmd)
         ls->rcpt = v;
         ls->caprcpt = cap;
     }
-    lmtp_rcpt r = { 0 };
-    int rc = resolve(ls, cmd, &r);
-    if (rc == -ENOENT) {
-        reply(ls, 550, "5.1.1", "<%s%s%s>: no such user here", cmd->local,
-              cmd->domain ? "@" : "", cmd->domain ? cmd->domain : "");
+    char name[LMTP_LOCAL_MAX + LMTP_DOMAIN_MAX + 2];
+    const char *detail;
+    rcpt_name(ls, cmd, name, sizeof name, &detail);
+    char addr[LMTP_LOCAL_MAX + LMTP_DOMAIN_MAX + 2];
+    snprintf(addr, sizeof addr, "%s%s%s", cmd->local, cmd->domain ? "@" : "",
+             cmd->domain ? cmd->domain : "");
+    /* A record within auth_cache_ttl serves at once; an older one, or
+     * none, is asked for on the pool (delivery can wait; the TTL is the
+     * operator's bound on how stale a route or quota may be). */
+    userdb_rec rec = {0};
+    int rc = userdb_lookup_cached(ls->srv->users, name, true, &rec);
+    if (rc == 1) {
+        userdb_rec_free(&rec);
+        rc = -EWOULDBLOCK;
+    }
+    if (rc != -EWOULDBLOCK) {
+        rcpt_finish(ls, rc, &rec, detail, addr, NULL);
+        userdb_rec_free(&rec);
         return;
     }
-    if (rc < 0) {
-        log_msg(LOGL_ERROR, ls->id, NULL, "recipient lookup failed: %s", strerror(-rc));
-        reply(ls, 451, "4.3.0", "Temporary failure looking up the recipient");
+    struct rcpt_job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->ls = ls;
+        j->name = strdup(name);
+        j->folder = detail ? strdup(detail) : NULL;
+        j->addr = strdup(addr);
+    }
+    if (!j || !j->name || (detail && !j->folder) || !j->addr) {
+        if (j)
+            rcpt_job_free(j);
+        reply(ls, 451, "4.3.0", "Out of memory");
         return;
     }
-    /* Over quota already (at or past a limit: no message fits): refused
-     * now, so the MTA bounces (or, with quota_full_tempfail, retries) */
-    if (quota_check_add(ls->srv, NULL, r.user, 1, 1, NULL, NULL) == -EDQUOT) {
-        bool t = ls->srv->quota_tempfail;
-        reply(ls, t ? 452 : 552, t ? "4.2.2" : "5.2.2", "<%s> Mailbox is full", r.addr);
-        lmtp_rcpt_free(&r);
-        return;
+    ls->busy = true;
+    net_conn_pause(ls->conn, true);
+    if (authpool_submit(ls->srv->authpool, rcpt_work, j, rcpt_done, ls->srv->net,
+                        net_conn_worker(ls->conn)) < 0) {
+        ls->busy = false;
+        net_conn_pause(ls->conn, false);
+        rcpt_job_free(j);
+        reply(ls, 451, "4.3.0", "Server busy, try again later");
     }
-    ls->rcpt[ls->nrcpt++] = r;
-    reply(ls, 250, "2.1.5", "Recipient OK");
 }
 
 static void start_data(lmtp_sess *ls)

@@ -60,6 +60,7 @@
 struct sigctx {
     net_server *net;
     net_tls *tls;
+    userdb *users;      /* reload also forgets the directory's records */
     sigset_t set;
     bool notify;        /* this process speaks to systemd (no supervisor) */
     int sup_sock;       /* under a supervisor: the handoff socket, else -1 */
@@ -88,6 +89,8 @@ static void *signal_thread(void *arg)
             if (sc->notify)
                 notify_reloading();
             int rc = control_reload(sc->tls, msg, sizeof msg);
+            if (sc->users)
+                userdb_flush(sc->users);
             log_msg(rc < 0 ? LOGL_ERROR : LOGL_INFO, 0, NULL, "SIGHUP: %s", msg);
             /* A failed reload keeps the old certificates and serves on:
              * READY either way, the log says which. */
@@ -425,6 +428,7 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
         goto out;
     sc.net = srv.net;
     sc.tls = srv.tls;
+    sc.users = srv.users;
     sc.notify = !sl;
     sc.sup_sock = sl ? sl->sock : -1;
     sc.slot = sl ? sl->slot : 0;

@@ -1,5 +1,7 @@
 /* core/server/server.c — the server's shared state from the configuration. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/auth/abuse.h"
@@ -72,9 +74,29 @@ int imap_server_init(imap_server *srv, const config *cfg)
         srv->preauth_limits.max_command = srv->limits.max_line + PREAUTH_MAX_COMMAND_EXTRA;
     pthread_mutex_init(&srv->nlock, NULL);
     atomic_init(&srv->next_session, 0);
-    userdb_params up = {.passwd_file = config_get(cfg, "passwd_file")};
-    if ((rc = userdb_open(&up, &srv->users)) < 0)
+    userdb_params up = {
+        .passwd_file = config_get(cfg, "passwd_file"),
+        .kind = config_get(cfg, "userdb"),
+        .timeout_ms = (unsigned)cfg_int(cfg, "directory_timeout"),
+        .cache_ttl_s = (unsigned)cfg_int(cfg, "auth_cache_ttl"),
+        .ldap_uri = config_get(cfg, "ldap_uri"),
+        .ldap_base = config_get(cfg, "ldap_base"),
+        .ldap_bind_dn = config_get(cfg, "ldap_bind_dn"),
+        .ldap_bind_password = config_get(cfg, "ldap_bind_password"),
+        .ldap_filter = config_get(cfg, "ldap_filter"),
+        .ldap_auth = config_get(cfg, "ldap_auth"),
+        .ldap_attrs = config_get(cfg, "ldap_attrs"),
+        .pgsql_connect = config_get(cfg, "pgsql_connect"),
+        .pgsql_password_query = config_get(cfg, "pgsql_password_query"),
+        .pgsql_user_query = config_get(cfg, "pgsql_user_query"),
+        .pgsql_route_query = config_get(cfg, "pgsql_route_query"),
+    };
+    const char *why = NULL;
+    if ((rc = userdb_open(&up, &srv->users, &why)) < 0) {
+        if (why)
+            fprintf(stderr, "ringmaild: %s\n", why);
         return rc;
+    }
     srv->pw = userdb_passwd(srv->users);
     /* Read the users now, so the first greeting knows whether SCRAM can be
      * offered (passwd_scram_everyone); an unreadable file is reported at
@@ -88,6 +110,32 @@ int imap_server_init(imap_server *srv, const config *cfg)
     store_msg_set_renderer(imap_envelope_prerender);
     store_msg_set_previewer(imap_preview);
     return 0;
+}
+
+struct refresh {
+    imap_server *srv;
+    char user[];
+};
+
+static void refresh_work(void *arg)
+{
+    struct refresh *r = arg;
+    userdb_lookup(r->srv->users, r->user, true, NULL);
+    free(r);
+}
+
+void server_refresh_user(imap_server *srv, const char *user)
+{
+    if (!userdb_is_directory(srv->users))
+        return;     /* the passwd-file is read on every lookup anyway */
+    size_t n = strlen(user) + 1;
+    struct refresh *r = malloc(sizeof *r + n);
+    if (!r)
+        return;
+    r->srv = srv;
+    memcpy(r->user, user, n);
+    if (authpool_submit(srv->authpool, refresh_work, r, NULL, NULL, 0) < 0)
+        free(r);
 }
 
 void notify_fini(imap_server *srv);

@@ -98,6 +98,10 @@ extern const net_conn_ops server_conn_ops;
 int lmtp_conf_init(imap_server *srv, const config *cfg);
 
 int imap_server_init(imap_server *srv, const config *cfg);
+/* Have the auth pool ask the directory for user's record (none cached, or
+ * older than auth_cache_ttl) so that the next userdb_lookup_cached on a
+ * worker finds it; nobody waits for the answer. */
+void server_refresh_user(imap_server *srv, const char *user);
 void imap_server_fini(imap_server *srv);
 
 /* notify.c: sessions watching a mailbox get on_wake when it changes. */

@@ -224,6 +224,10 @@ void sess_store_error(session *s, const char *tag, int rc, const char *what)
     case -EDQUOT: code = "[OVERQUOTA] Not enough disk space"; break;
     case -EFBIG: code = "[TOOBIG] Message too large"; break;
     case -EOVERFLOW: code = "[LIMIT] UIDs exhausted"; break;
+    /* A subsystem that cannot answer now (the user directory): RFC 5530
+     * 3, UNAVAILABLE, "a failure of some subsystem" that "may be
+     * temporary", logged where it happened. */
+    case -EAGAIN: code = "[UNAVAILABLE] Temporarily unavailable, try again"; break;
     default: code = "[SERVERBUG] Internal error; the event is logged"; break;
     }
     if (!strncmp(code, "[SERVERBUG]", 11) || rc == -ENOSPC || rc == -EDQUOT)

@@ -344,6 +344,31 @@ static void t_lookup(void)
     passwd_close(db);
 }
 
+/* {SSHA} and {SHA} as OpenLDAP's slappasswd writes them (slappasswd -s
+ * 'correct horse' -h '{SSHA}' / '{SHA}', OpenLDAP 2.5.13): a directory's
+ * userPassword values, checked by passwd_check_secret. */
+static void t_ldap_schemes(void)
+{
+    CHECK_EQ(passwd_check_secret("{SSHA}NjSW6yu6Pf/8lCk4q/hTbe1+oLYDds8b", "correct horse"), 0);
+    CHECK_EQ(passwd_check_secret("{ssha}NjSW6yu6Pf/8lCk4q/hTbe1+oLYDds8b", "correct horse"), 0);
+    CHECK_EQ(passwd_check_secret("{SSHA}NjSW6yu6Pf/8lCk4q/hTbe1+oLYDds8b", "correct hors"), -EACCES);
+    CHECK_EQ(passwd_check_secret("{SSHA}NjSW6yu6Pf/8lCk4q/hTbe1+oLYDds8c", "correct horse"), -EACCES);
+    CHECK_EQ(passwd_check_secret("{SHA}L55TUjtiq8FBorTWAZ0jy6g129A=", "correct horse"), 0);
+    CHECK_EQ(passwd_check_secret("{SHA}L55TUjtiq8FBorTWAZ0jy6g129A=", ""), -EACCES);
+    /* too short to hold a digest, not base64, no salt where one is due */
+    CHECK_EQ(passwd_check_secret("{SSHA}AAAA", "x"), -EACCES);
+    CHECK_EQ(passwd_check_secret("{SSHA}!!!!", "x"), -EACCES);
+    CHECK_EQ(passwd_check_secret("{SHA}NjSW6yu6Pf/8lCk4q/hTbe1+oLYDds8b", "correct horse"), -EACCES);
+    /* the passwd-file's own schemes through the same door */
+    CHECK_EQ(passwd_check_secret("{PLAIN}pw", "pw"), 0);
+    CHECK_EQ(passwd_check_secret("{NOSUCH}pw", "pw"), -EACCES);
+    char *h = NULL;
+    REQUIRE_OK(passwd_hash("SHA512-CRYPT", "pw", &h));
+    CHECK_EQ(passwd_check_secret(h, "pw"), 0);
+    CHECK_EQ(passwd_check_secret(h, "pW"), -EACCES);
+    free(h);
+}
+
 int main(void)
 {
     RUN(t_crypto_vectors);
@@ -354,5 +379,6 @@ int main(void)
     RUN(t_scram_lookup);
     RUN(t_reread);
     RUN(t_lookup);
+    RUN(t_ldap_schemes);
     return test_summary();
 }
