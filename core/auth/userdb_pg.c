@@ -28,7 +28,6 @@
  * BoringSSL, whose symbols libpq's calls would reach in the same process.
  * Reach PostgreSQL over its Unix socket or a trusted network. */
 #include <errno.h>
-#include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -36,7 +35,33 @@
 #include <string.h>
 
 #include "core/auth/passwd.h"
+#include "core/auth/pq_load.h"
 #include "core/auth/userdb_dir.h"
+
+/* libpq's functions as loaded at run time (pq_load.h) */
+#define PQclear pq_fn.PQclear
+#define PQcmdTuples pq_fn.PQcmdTuples
+#define PQconnectPoll pq_fn.PQconnectPoll
+#define PQconnectStart pq_fn.PQconnectStart
+#define PQconninfoFree pq_fn.PQconninfoFree
+#define PQconninfoParse pq_fn.PQconninfoParse
+#define PQconsumeInput pq_fn.PQconsumeInput
+#define PQerrorMessage pq_fn.PQerrorMessage
+#define PQfinish pq_fn.PQfinish
+#define PQflush pq_fn.PQflush
+#define PQfname pq_fn.PQfname
+#define PQfreemem pq_fn.PQfreemem
+#define PQgetResult pq_fn.PQgetResult
+#define PQgetisnull pq_fn.PQgetisnull
+#define PQgetvalue pq_fn.PQgetvalue
+#define PQisBusy pq_fn.PQisBusy
+#define PQnfields pq_fn.PQnfields
+#define PQntuples pq_fn.PQntuples
+#define PQresultErrorMessage pq_fn.PQresultErrorMessage
+#define PQresultStatus pq_fn.PQresultStatus
+#define PQsendQueryParams pq_fn.PQsendQueryParams
+#define PQsocket pq_fn.PQsocket
+#define PQstatus pq_fn.PQstatus
 
 struct userdb_dir {
     char *conninfo;         /* the operator's, with our settings after it */
@@ -340,6 +365,9 @@ int userdb_pg_open(const userdb_params *p, userdb_dir **out, const userdb_dir_op
 {
     *out = NULL;
     *ops = &pg_ops;
+    int lrc = pq_load(why);
+    if (lrc < 0)
+        return lrc;
     userdb_dir *d = calloc(1, sizeof *d);
     if (!d)
         return -ENOMEM;
