@@ -115,6 +115,11 @@ static int load_file(const char *path, struct pw_user **out, size_t *nout)
         }
         n++;
     }
+    /* getline says -1 for a read error as for the end: a file that could
+     * not be read whole (EISDIR, EIO) is not a file with fewer users, whom
+     * mail delivery would then refuse as unknown */
+    if (rc == 0 && ferror(f))
+        rc = -EIO;
     free(line);
     fclose(f);
     if (rc < 0) {

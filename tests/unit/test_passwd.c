@@ -344,6 +344,32 @@ static void t_lookup(void)
     passwd_close(db);
 }
 
+/* A passwd-file that cannot be read (here a directory in its place: root,
+ * who runs the tests, reads any mode) is an error, not a file without
+ * users: lookups must not say "no such user" (LMTP and the socketmap would
+ * refuse the mail as unknown). */
+static void t_unreadable(void)
+{
+    const char *dir = test_tmpdir("passwd");
+    char path[600];
+    snprintf(path, sizeof path, "%s/passwd", dir);
+    test_write_file(path, "alice:{PLAIN}a\n");
+    passwd_db *db;
+    REQUIRE_OK(passwd_open(path, &db));
+    char *name = NULL;
+    REQUIRE_OK(passwd_lookup(db, "alice", false, &name, NULL));
+    free(name);
+    REQUIRE(unlink(path) == 0 && mkdir(path, 0700) == 0);
+    int rc = passwd_lookup(db, "alice", false, &name, NULL);
+    CHECK(rc < 0 && rc != -ENOENT);
+    rc = passwd_lookup(db, "bob", false, &name, NULL);
+    CHECK(rc < 0 && rc != -ENOENT);
+    CHECK(name == NULL);
+    passwd_close(db);
+    rmdir(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN(t_crypto_vectors);
@@ -354,5 +380,6 @@ int main(void)
     RUN(t_scram_lookup);
     RUN(t_reread);
     RUN(t_lookup);
+    RUN(t_unreadable);
     return test_summary();
 }
