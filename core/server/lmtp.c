@@ -24,6 +24,7 @@
 #include "core/server/quota.h"
 #include "core/lmtp/lmtp_proto.h"
 #include "core/server/lmtp.h"
+#include "core/server/socketmap.h"
 #include "store/assert.h"
 
 /* Errors in a row (unknown commands, bad syntax, refused recipients do not
@@ -139,27 +140,33 @@ static void reset(lmtp_sess *ls)
     ls->bdat_failed = false;
 }
 
-/* The recipient's user: the local part up to the first delimiter, with the
- * domain when lmtp_user_domain = keep; the rest of the local part names a
- * folder.  Returns 0, -ENOENT (no such user), or another -errno. */
-static int resolve(lmtp_sess *ls, const lmtp_cmd *cmd, lmtp_rcpt *r)
+int lmtp_user_of(const lmtp_conf *c, const char *local, const char *domain, char *name,
+                 size_t cap, const char **detail)
 {
-    const lmtp_conf *c = &ls->srv->lmtp;
-    const char *local = cmd->local;
     size_t ulen = strlen(local);
-    const char *detail = NULL;
+    *detail = NULL;
     if (c->delimiters[0]) {
         size_t k = strcspn(local, c->delimiters);
         if (k < ulen && k > 0) {
-            detail = local + k + 1;
+            *detail = local + k + 1;
             ulen = k;
         }
     }
+    int n = c->keep_domain && domain
+            ? snprintf(name, cap, "%.*s@%s", (int)ulen, local, domain)
+            : snprintf(name, cap, "%.*s", (int)ulen, local);
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+/* The recipient's user (lmtp_user_of); the rest of the local part names a
+ * folder.  Returns 0, -ENOENT (no such user), or another -errno. */
+static int resolve(lmtp_sess *ls, const lmtp_cmd *cmd, lmtp_rcpt *r)
+{
+    const char *local = cmd->local;
+    const char *detail;
     char name[LMTP_LOCAL_MAX + LMTP_DOMAIN_MAX + 2];
-    if (c->keep_domain && cmd->domain)
-        snprintf(name, sizeof name, "%.*s@%s", (int)ulen, local, cmd->domain);
-    else
-        snprintf(name, sizeof name, "%.*s", (int)ulen, local);
+    if (lmtp_user_of(&ls->srv->lmtp, local, cmd->domain, name, sizeof name, &detail) < 0)
+        return -ENOENT;     /* the parser bounds both parts: cannot happen */
     char *user = NULL;
     int rc = passwd_lookup(ls->srv->pw, name, true, &user, NULL);
     if (rc < 0)
@@ -673,11 +680,18 @@ const net_conn_ops lmtp_session_ops = {
     .on_shutdown = on_shutdown,
 };
 
-/* ---- the server's callbacks: IMAP or LMTP by the listener's tag ---- */
+/* ---- the server's callbacks: IMAP, LMTP or the socketmap by the listener's tag ---- */
 
 static const net_conn_ops *ops_for(const net_conn *c)
 {
-    return net_conn_tag(c) == LISTEN_LMTP ? &lmtp_session_ops : &imap_session_ops;
+    switch (net_conn_tag(c)) {
+    case LISTEN_LMTP:
+        return &lmtp_session_ops;
+    case LISTEN_SOCKETMAP:
+        return &socketmap_ops;
+    default:
+        return &imap_session_ops;
+    }
 }
 
 static void *d_open(net_conn *c)
