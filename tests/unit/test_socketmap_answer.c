@@ -1,10 +1,11 @@
-/* tests/unit/test_socketmap.c — the answers of the socketmap lookup tables
- * (core/server/socketmap.c) over a passwd-file directory: a recipient's
- * user found as LMTP finds it (delimiter, lmtp_user_domain, case), the
- * transport from the record's host and lmtp_port or the defaults, NOTFOUND
- * for unknown users and keys that are no address, TEMP when the directory
- * cannot be read, PERM for a bad record or request; and the settings
- * (socketmap_lmtp_default from listen_lmtp). */
+/* tests/unit/test_socketmap_answer.c — the answers of the socketmap lookup
+ * tables (core/server/socketmap.c) over a passwd-file directory: a
+ * recipient's user found as LMTP finds it (delimiter, lmtp_user_domain,
+ * case), the transport from the record's host and lmtp_port or the
+ * defaults, NOTFOUND for unknown users and keys that are no address, TEMP
+ * when the directory cannot be read, PERM for a bad record or request; and
+ * the settings (socketmap_lmtp_default from listen_lmtp).  (The name is not
+ * test_socketmap: that is tests/integration/test_socketmap.py's.) */
 #include "core/server/lmtp.h"
 #include "core/server/socketmap.h"
 #include "tests/unit/testutil.h"
