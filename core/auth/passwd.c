@@ -181,9 +181,13 @@ static int refresh(passwd_db *db)
     /* One stat per login: a changed file takes effect at once. */
     struct stat st;
     /* -EACCES means "wrong password" to callers: a file we may not read
-     * is an operator's problem, reported as such (-EIO). */
+     * is an operator's problem, reported as such (-EIO).  So is a file
+     * read before that is gone (it is replaced by rename, never removed):
+     * -ENOENT would say "no such user" of everyone, and mail delivery
+     * would refuse them all as unknown.  A file that never existed is
+     * still a directory without users. */
     if (stat(db->path, &st) < 0)
-        return errno == EACCES ? -EIO : -errno;
+        return errno == EACCES || (errno == ENOENT && db->loaded) ? -EIO : -errno;
     if (db->loaded && same_file(&st, &db->st))
         return 0;
     struct pw_user *v;

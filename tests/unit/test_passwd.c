@@ -345,9 +345,9 @@ static void t_lookup(void)
 }
 
 /* A passwd-file that cannot be read (here a directory in its place: root,
- * who runs the tests, reads any mode) is an error, not a file without
- * users: lookups must not say "no such user" (LMTP and the socketmap would
- * refuse the mail as unknown). */
+ * who runs the tests, reads any mode), or that was read and is gone, is an
+ * error, not a file without users: lookups must not say "no such user"
+ * (LMTP and the socketmap would refuse the mail as unknown). */
 static void t_unreadable(void)
 {
     const char *dir = test_tmpdir("passwd");
@@ -365,8 +365,19 @@ static void t_unreadable(void)
     rc = passwd_lookup(db, "bob", false, &name, NULL);
     CHECK(rc < 0 && rc != -ENOENT);
     CHECK(name == NULL);
+    /* and a file read before that is gone */
+    REQUIRE(rmdir(path) == 0);
+    rc = passwd_lookup(db, "bob", false, &name, NULL);
+    CHECK(rc < 0 && rc != -ENOENT);
+    test_write_file(path, "bob:{PLAIN}b\n");
+    REQUIRE_OK(passwd_lookup(db, "bob", false, &name, NULL));
+    free(name);
     passwd_close(db);
-    rmdir(path);
+    /* one that never existed has no users */
+    REQUIRE_OK(passwd_open(path, &db));
+    unlink(path);
+    CHECK_EQ(passwd_lookup(db, "bob", false, &name, NULL), -ENOENT);
+    passwd_close(db);
     rmdir(dir);
 }
 
