@@ -34,6 +34,10 @@ static const config_key config_table[] = {
       "Postfix socketmap lookup tables (transport, mailbox) from the directory on "
       "host:port addresses, comma-separated; only trusted_networks may connect; "
       "empty = off" },
+    { "socketmap_domains", CONFIG_STR, "", NULL, 0, 0,
+      "socketmap: the domains whose addresses are users, comma-separated (needed with "
+      "lmtp_user_domain = strip: Postfix asks about remote recipients too); empty = any "
+      "domain" },
     { "socketmap_lmtp_port", CONFIG_INT, "24", NULL, 1, 65535,
       "socketmap transport: the LMTP port of a backend whose users' records carry no "
       "lmtp_port field" },

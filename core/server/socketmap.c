@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/auth/abuse.h"
 #include "core/auth/authpool.h"
@@ -84,7 +85,57 @@ int socketmap_conf_init(socketmap_conf *c, const config *cfg, char *err, size_t 
     } else {
         local_from_listen(config_get(cfg, "listen_lmtp"), c->local, sizeof c->local);
     }
+    const char *doms = config_get(cfg, "socketmap_domains");
+    size_t n = 0;
+    for (const char *p = doms; *p;) {
+        p += strspn(p, ", \t");
+        size_t k = strcspn(p, ", \t");
+        if (!k)
+            break;
+        if (n + k + 2 > sizeof c->domains) {
+            snprintf(err, errlen, "socketmap_domains: longer than %zu characters",
+                     sizeof c->domains - 2);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < k; i++) {
+            unsigned char ch = (unsigned char)p[i];
+            if (ch <= ' ' || ch >= 0x7f || ch == '@') {
+                snprintf(err, errlen, "socketmap_domains: '%.*s' is not a domain", (int)k, p);
+                return -EINVAL;
+            }
+        }
+        if (n)
+            c->domains[n++] = ' ';
+        memcpy(c->domains + n, p, k);
+        n += k;
+        c->domains[n] = '\0';
+        p += k;
+    }
+    /* With lmtp_user_domain = strip, a user is any domain's local part:
+     * the map would claim every alice@ of the Internet. */
+    if (*config_get(cfg, "listen_socketmap") && !n &&
+        strcmp(config_get(cfg, "lmtp_user_domain"), "keep")) {
+        snprintf(err, errlen, "socketmap_domains: set the domains whose addresses are "
+                 "users (with lmtp_user_domain = strip, alice@any.example would be alice, "
+                 "and Postfix asks the map about remote recipients too)");
+        return -EINVAL;
+    }
     return 0;
+}
+
+/* Is `dom` one of socketmap_domains (ASCII case folded; none set: any)? */
+static bool our_domain(const socketmap_conf *c, const char *dom)
+{
+    if (!c->domains[0])
+        return true;
+    size_t dl = strlen(dom);
+    for (const char *p = c->domains; *p;) {
+        size_t k = strcspn(p, " ");
+        if (k == dl && !strncasecmp(p, dom, k))
+            return true;
+        p += k + (p[k] == ' ');
+    }
+    return false;
 }
 
 /* ---- answering ---- */
@@ -192,6 +243,8 @@ size_t socketmap_answer(const socketmap_conf *c, const lmtp_conf *lc, userdb *db
     char dom[SOCKETMAP_REQUEST_MAX + 1];
     memcpy(dom, domain, klen - llen - 1);
     dom[klen - llen - 1] = '\0';
+    if (!our_domain(c, dom))
+        return say(out, cap, "NOTFOUND ");
     if (lmtp_user_of(lc, local, dom, name, sizeof name, &detail) < 0)
         return say(out, cap, "NOTFOUND ");
     userdb_rec rec = {0};

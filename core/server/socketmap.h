@@ -17,7 +17,10 @@
  *              local_recipient_maps, so unknown users are refused at RCPT.
  *
  * The user of an address is found as LMTP finds it (lmtp_user_of:
- * lmtp_user_domain, recipient_delimiter), the name's case folded.  Unknown
+ * lmtp_user_domain, recipient_delimiter), the name's case folded, for
+ * addresses of socketmap_domains only: Postfix asks transport_maps about
+ * every recipient, remote ones too, and with lmtp_user_domain = strip
+ * alice@elsewhere.example would otherwise be routed to our alice.  Unknown
  * user: NOTFOUND; a directory that cannot answer: TEMP (Postfix defers the
  * mail, it never bounces on it); a record that cannot be used or a request
  * that makes no sense: PERM (Postfix defers too, and logs a table error).
@@ -46,6 +49,9 @@ typedef struct socketmap_conf {
     unsigned lmtp_port;         /* socketmap_lmtp_port */
     char local[512];            /* socketmap_lmtp_default, or what listen_lmtp
                                    gives; "" when neither says */
+    /* socketmap_domains, blank-separated: only addresses of these are
+     * users' ("" = any domain, allowed only with lmtp_user_domain = keep) */
+    char domains[2048];
     unsigned timeout_ms;        /* socketmap_timeout */
     unsigned max_conn;          /* socketmap_max_connections */
 } socketmap_conf;

@@ -102,7 +102,7 @@ class SocketmapRaw(rs.ServerTestCase):
     host/lmtp_port fields, and the harness's userN kept here."""
     users_per_class = 10
     server_options = {"socketmap_timeout": "3", "log_level": "debug",
-                      "auth_pool_threads": "2"}
+                      "auth_pool_threads": "2", "socketmap_domains": "example.org"}
 
     @classmethod
     def setUpClass(cls):
@@ -166,6 +166,10 @@ class SocketmapRaw(rs.ServerTestCase):
                 # no host: the mail is here, at the first listen_lmtp address
                 ("transport %s@example.org" % self.user, here),
                 ("transport nobody@example.org", "NOTFOUND "),
+                # a remote recipient (Postfix asks about those too): not ours,
+                # though its local part is a user's here
+                ("transport alice@elsewhere.example", "NOTFOUND "),
+                ("mailbox alice@elsewhere.example", "NOTFOUND "),
                 # Postfix asks for the domain after the address: no user's
                 ("transport example.org", "NOTFOUND "),
                 ("mailbox alice+x@example.org", "OK alice"),
@@ -326,7 +330,7 @@ class SocketmapLimits(unittest.TestCase):
     def start(self, options):
         port, hold = rs.reserve_port()
         self.addCleanup(hold.close)
-        opts = dict(options, listen_socketmap="127.0.0.1:%d" % port)
+        opts = dict(options, listen_socketmap="127.0.0.1:%d" % port, socketmap_domains="x")
         srv = rs.Server(self.backend, {"alice": "a"}, opts, name="socketmap-limits")
         self.addCleanup(srv.cleanup)
         srv.start()
@@ -424,6 +428,7 @@ class PostfixRouting(unittest.TestCase):
         cls.cleanups.append(hold.close)
         cls.maps = rs.Server(cls.backend, pwusers, {
             "listen_socketmap": "127.0.0.1:%d" % cls.sm_port,
+            "socketmap_domains": DOMAIN,
             "socketmap_lmtp_default": "lmtp:inet:127.0.0.1:%d" % cls.lmtp_ports[0],
             "log_level": "debug"},
             name="maps")

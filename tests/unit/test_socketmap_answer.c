@@ -67,9 +67,11 @@ static const char users[] =
 static void t_transport(void)
 {
     static const char *const kv[] = {"socketmap_lmtp_default=lmtp:unix:/run/rm/lmtp",
-                                     "socketmap_lmtp_port=2400"};
+                                     "socketmap_lmtp_port=2400",
+                                     "listen_socketmap=127.0.0.1:2425",
+                                     "socketmap_domains=example.org, Example.NET"};
     char err[300];
-    REQUIRE_OK(conf(kv, 2, err, sizeof err));
+    REQUIRE_OK(conf(kv, 4, err, sizeof err));
     memset(&lc, 0, sizeof lc);
     strcpy(lc.delimiters, "+");
     open_db(users);
@@ -103,6 +105,14 @@ static void t_transport(void)
     ANSWER("transport alice\t@example.org", "NOTFOUND ");
     /* lmtp_user_domain = strip: gina@example.org is not "gina" */
     ANSWER("transport gina@example.org", "NOTFOUND ");
+    /* only addresses of socketmap_domains (any case) are users: Postfix
+     * asks about remote recipients too, and alice@elsewhere is not ours */
+    ANSWER("transport alice@example.net", "OK lmtp:inet:127.0.0.1:10024");
+    ANSWER("transport alice@EXAMPLE.ORG", "OK lmtp:inet:127.0.0.1:10024");
+    ANSWER("transport alice@elsewhere.example", "NOTFOUND ");
+    ANSWER("transport alice@sub.example.org", "NOTFOUND ");
+    ANSWER("transport alice@example.org.evil", "NOTFOUND ");
+    ANSWER("mailbox alice@elsewhere.example", "NOTFOUND ");
     userdb_close(db);
 }
 
@@ -194,6 +204,20 @@ static void t_settings(void)
                                       "socketmap_lmtp_default=lmtp:inet:a b"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         CHECK_EQ(conf(&bad[i], 1, err, sizeof err), -EINVAL);
+    /* serving the maps with lmtp_user_domain = strip needs the domains */
+    static const char *const strip_kv[] = {"listen_socketmap=127.0.0.1:2425"};
+    CHECK_EQ(conf(strip_kv, 1, err, sizeof err), -EINVAL);
+    CHECK(strstr(err, "socketmap_domains") != NULL);
+    static const char *const keep_kv[] = {"listen_socketmap=127.0.0.1:2425",
+                                          "lmtp_user_domain=keep"};
+    REQUIRE_OK(conf(keep_kv, 2, err, sizeof err));
+    CHECK(!strcmp(sc.domains, ""));
+    static const char *const dom_kv[] = {"listen_socketmap=127.0.0.1:2425",
+                                         "socketmap_domains= a.example,b.example  c.example, "};
+    REQUIRE_OK(conf(dom_kv, 2, err, sizeof err));
+    CHECK(!strcmp(sc.domains, "a.example b.example c.example"));
+    static const char *const baddom_kv[] = {"socketmap_domains=a@b.example"};
+    CHECK_EQ(conf(baddom_kv, 1, err, sizeof err), -EINVAL);
     static const char *const lim_kv[] = {"socketmap_timeout=5",
                                          "socketmap_max_connections=7"};
     REQUIRE_OK(conf(lim_kv, 2, err, sizeof err));
