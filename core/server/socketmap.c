@@ -149,8 +149,10 @@ static size_t say(char *out, size_t cap, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(out, cap, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
+    if (n < 0 || (size_t)n >= cap)
+        /* a cut answer could name the wrong host: none (a directory's
+         * host names are far shorter than SOCKETMAP_REPLY_MAX) */
+        n = snprintf(out, cap, "PERM the answer is longer than %zu bytes", cap - 1);
     size_t len = (size_t)n < cap ? (size_t)n : cap - 1;
     /* a reason is text on one line (a name from the directory could hold
      * anything) */
@@ -248,8 +250,10 @@ size_t socketmap_answer(const socketmap_conf *c, const lmtp_conf *lc, userdb *db
     if (lmtp_user_of(lc, local, dom, name, sizeof name, &detail) < 0)
         return say(out, cap, "NOTFOUND ");
     userdb_rec rec = {0};
-    /* fold: Postfix lower-cases keys (DICT_FLAG_FOLD_MUL), and LMTP finds
-     * users whatever the case of the address */
+    /* fold: Postfix lower-cases the keys of some tables and not of others
+     * (it asks virtual_mailbox_maps for "b0+x@example.org" and
+     * transport_maps for "B0+x@example.org"), and LMTP finds users
+     * whatever the case of the address */
     int rc = userdb_lookup(db, name, true, &rec);
     if (rc == -ENOENT)
         return say(out, cap, "NOTFOUND ");

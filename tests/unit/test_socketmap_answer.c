@@ -62,7 +62,8 @@ static const char users[] =
     "dan:{PLAIN}d::::::host=2001:db8::7 lmtp_port=2424\n"
     "erin:{PLAIN}e::::::host=10.0.0.9 lmtp_port=70000\n"
     "frank:{PLAIN}f::::::host=10.0.0.9 port=0\n"
-    "gina@example.org:{PLAIN}g::::::host=10.0.0.3\n";
+    "gina@example.org:{PLAIN}g::::::host=10.0.0.3\n"
+    "hugo:{PLAIN}h::::::host=a-backend-with-a-rather-long-name.datacenter-one.example.org\n";
 
 static void t_transport(void)
 {
@@ -103,6 +104,13 @@ static void t_transport(void)
                                 sizeof reply);
     CHECK(n == 9 && !memcmp(reply, "NOTFOUND ", 9));
     ANSWER("transport alice\t@example.org", "NOTFOUND ");
+    /* an answer that does not fit is no answer (a cut one could name
+     * another host) */
+    n = socketmap_answer(&sc, &lc, db, "transport hugo@example.org", 26, reply, 64);
+    reply[n] = '\0';
+    CHECK(!strcmp(reply, "PERM the answer is longer than 63 bytes"));
+    ANSWER("transport hugo@example.org",
+           "OK lmtp:inet:a-backend-with-a-rather-long-name.datacenter-one.example.org:2400");
     /* lmtp_user_domain = strip: gina@example.org is not "gina" */
     ANSWER("transport gina@example.org", "NOTFOUND ");
     /* only addresses of socketmap_domains (any case) are users: Postfix
