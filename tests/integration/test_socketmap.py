@@ -352,6 +352,20 @@ class SocketmapLimits(unittest.TestCase):
             m.close()
         self.assertIn("socketmap_max_connections (2)", srv.stderr_tail())
 
+    def test_processes(self):
+        """processes = 2: both servers take socketmap connections on the
+        shared port (SO_REUSEPORT), and every one is answered."""
+        srv, port = self.start({"processes": "2", "workers": "1"})
+        deadline = time.monotonic() + 10
+        while len(rs.server_children(srv.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(len(rs.server_children(srv.proc.pid)), 2)
+        for i in range(60):
+            m = Map(port)
+            self.assertEqual(m.ask("transport alice+%d@x" % i), "PERM alice has no host "
+                             "and socketmap_lmtp_default is not set")
+            m.close()
+
     def test_only_trusted_networks(self):
         """socketmap_table(5): "neither the connection nor the server are
         authenticated": loopback is not in trusted_networks here, so the
