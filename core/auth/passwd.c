@@ -115,6 +115,11 @@ static int load_file(const char *path, struct pw_user **out, size_t *nout)
         }
         n++;
     }
+    /* getline says -1 for a read error as for the end: a file that could
+     * not be read whole (EISDIR, EIO) is not a file with fewer users, whom
+     * mail delivery would then refuse as unknown */
+    if (rc == 0 && ferror(f))
+        rc = -EIO;
     free(line);
     fclose(f);
     if (rc < 0) {
@@ -176,9 +181,13 @@ static int refresh(passwd_db *db)
     /* One stat per login: a changed file takes effect at once. */
     struct stat st;
     /* -EACCES means "wrong password" to callers: a file we may not read
-     * is an operator's problem, reported as such (-EIO). */
+     * is an operator's problem, reported as such (-EIO).  So is a file
+     * read before that is gone (it is replaced by rename, never removed):
+     * -ENOENT would say "no such user" of everyone, and mail delivery
+     * would refuse them all as unknown.  A file that never existed is
+     * still a directory without users. */
     if (stat(db->path, &st) < 0)
-        return errno == EACCES ? -EIO : -errno;
+        return errno == EACCES || (errno == ENOENT && db->loaded) ? -EIO : -errno;
     if (db->loaded && same_file(&st, &db->st))
         return 0;
     struct pw_user *v;

@@ -30,6 +30,25 @@ static const config_key config_table[] = {
     { "listen_lmtp", CONFIG_STR, "", NULL, 0, 0,
       "LMTP listen addresses for mail delivery from the MTA: Unix socket paths (starting "
       "with /) and host:port, comma-separated; empty = none" },
+    { "listen_socketmap", CONFIG_STR, "", NULL, 0, 0,
+      "Postfix socketmap lookup tables (transport, mailbox) from the directory on "
+      "host:port addresses, comma-separated; only trusted_networks may connect; "
+      "empty = off" },
+    { "socketmap_domains", CONFIG_STR, "", NULL, 0, 0,
+      "socketmap: the domains whose addresses are users, comma-separated (needed with "
+      "lmtp_user_domain = strip: Postfix asks about remote recipients too); empty = any "
+      "domain" },
+    { "socketmap_lmtp_port", CONFIG_INT, "24", NULL, 1, 65535,
+      "socketmap transport: the LMTP port of a backend whose users' records carry no "
+      "lmtp_port field" },
+    { "socketmap_lmtp_default", CONFIG_STR, "", NULL, 0, 0,
+      "socketmap transport of a user whose record names no host (the mail is here), "
+      "e.g. lmtp:inet:10.0.0.1:24 or lmtp:unix:/run/ringmail/lmtp; empty = from the "
+      "first listen_lmtp address unless it is a wildcard" },
+    { "socketmap_timeout", CONFIG_INT, "60", NULL, 1, 86400,
+      "seconds a socketmap client may stay silent between requests" },
+    { "socketmap_max_connections", CONFIG_INT, "1000", NULL, 1, 1000000,
+      "socketmap connections at a time (per process); more are closed at once" },
     { "listen_metrics", CONFIG_STR, "", NULL, 0, 0,
       "Prometheus metrics over HTTP (GET /metrics) on host:port; a bare port is "
       "127.0.0.1:port; a non-loopback address only when written out (0.0.0.0:port, "

@@ -25,6 +25,7 @@
 #include "core/server/quota.h"
 #include "core/lmtp/lmtp_proto.h"
 #include "core/server/lmtp.h"
+#include "core/server/socketmap.h"
 #include "store/assert.h"
 
 /* Errors in a row (unknown commands, bad syntax, refused recipients do not
@@ -140,14 +141,9 @@ static void reset(lmtp_sess *ls)
     ls->bdat_failed = false;
 }
 
-/* The recipient's user name: the local part up to the first delimiter,
- * with the domain when lmtp_user_domain = keep (into name); the rest of
- * the local part names a folder (*detail, or NULL). */
-static void rcpt_name(lmtp_sess *ls, const lmtp_cmd *cmd, char *name, size_t size,
-                      const char **detail)
+int lmtp_user_of(const lmtp_conf *c, const char *local, const char *domain, char *name,
+                 size_t cap, const char **detail)
 {
-    const lmtp_conf *c = &ls->srv->lmtp;
-    const char *local = cmd->local;
     size_t ulen = strlen(local);
     *detail = NULL;
     if (c->delimiters[0]) {
@@ -157,10 +153,10 @@ static void rcpt_name(lmtp_sess *ls, const lmtp_cmd *cmd, char *name, size_t siz
             ulen = k;
         }
     }
-    if (c->keep_domain && cmd->domain)
-        snprintf(name, size, "%.*s@%s", (int)ulen, local, cmd->domain);
-    else
-        snprintf(name, size, "%.*s", (int)ulen, local);
+    int n = c->keep_domain && domain
+            ? snprintf(name, cap, "%.*s@%s", (int)ulen, local, domain)
+            : snprintf(name, cap, "%.*s", (int)ulen, local);
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
 /* A recipient whose user is known (rc 0, rec its record) or not (rc
@@ -353,7 +349,11 @@ static void cmd_rcpt(lmtp_sess *ls, const lmtp_cmd *cmd)
     }
     char name[LMTP_LOCAL_MAX + LMTP_DOMAIN_MAX + 2];
     const char *detail;
-    rcpt_name(ls, cmd, name, sizeof name, &detail);
+    if (lmtp_user_of(&ls->srv->lmtp, cmd->local, cmd->domain, name, sizeof name, &detail) < 0) {
+        reply(ls, 550, "5.1.1", "<%s@%s>: no such user here", cmd->local,
+              cmd->domain ? cmd->domain : "");   /* the parser bounds both: cannot be */
+        return;
+    }
     char addr[LMTP_LOCAL_MAX + LMTP_DOMAIN_MAX + 2];
     snprintf(addr, sizeof addr, "%s%s%s", cmd->local, cmd->domain ? "@" : "",
              cmd->domain ? cmd->domain : "");
@@ -762,11 +762,18 @@ const net_conn_ops lmtp_session_ops = {
     .on_shutdown = on_shutdown,
 };
 
-/* ---- the server's callbacks: IMAP or LMTP by the listener's tag ---- */
+/* ---- the server's callbacks: IMAP, LMTP or the socketmap by the listener's tag ---- */
 
 static const net_conn_ops *ops_for(const net_conn *c)
 {
-    return net_conn_tag(c) == LISTEN_LMTP ? &lmtp_session_ops : &imap_session_ops;
+    switch (net_conn_tag(c)) {
+    case LISTEN_LMTP:
+        return &lmtp_session_ops;
+    case LISTEN_SOCKETMAP:
+        return &socketmap_ops;
+    default:
+        return &imap_session_ops;
+    }
 }
 
 static void *d_open(net_conn *c)

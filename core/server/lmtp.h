@@ -53,6 +53,14 @@ typedef struct lmtp_sess {
 void lmtp_deliver(lmtp_sess *ls);
 
 /* lmtp.c */
+/* The directory's name for recipient local@domain (domain may be NULL):
+ * the local part up to the first of recipient_delimiter (a delimiter
+ * first in the local part does not count), with "@domain" when
+ * lmtp_user_domain = keep; *detail is what follows the delimiter (a
+ * folder), or NULL.  LMTP and the socketmap (socketmap.c) name users the
+ * same way.  0, or -ENAMETOOLONG when it does not fit in cap. */
+int lmtp_user_of(const lmtp_conf *c, const char *local, const char *domain, char *name,
+                 size_t cap, const char **detail);
 void lmtp_resume(lmtp_sess *ls);
 void lmtp_free(lmtp_sess *ls);
 void lmtp_rcpt_free(lmtp_rcpt *r);

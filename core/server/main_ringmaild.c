@@ -183,6 +183,30 @@ static int listen_lmtp(const config *cfg, net_server *net)
     return rc;
 }
 
+/* listen_socketmap: host:port addresses tagged LISTEN_SOCKETMAP (TCP
+ * only, so that every process of processes = N serves them). */
+static int listen_socketmap(const config *cfg, net_server *net)
+{
+    const char *spec = config_get(cfg, "listen_socketmap");
+    if (!*spec)
+        return 0;
+    char *l = strdup(spec);
+    if (!l)
+        return -ENOMEM;
+    int rc = 0;
+    for (char *save = NULL, *tok = strtok_r(l, ", \t", &save); tok && rc == 0;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        rc = tok[0] == '/' ? -EINVAL : net_server_listen(net, tok);
+        if (rc == 0)
+            rc = net_server_tag(net, LISTEN_SOCKETMAP);
+        if (rc < 0)
+            fprintf(stderr, "ringmaild: cannot listen (socketmap) on %s: %s\n", tok,
+                    rc == -EINVAL ? "host:port expected" : strerror(-rc));
+    }
+    free(l);
+    return rc;
+}
+
 static int setup_tls(const config *cfg, net_tls **out)
 {
     const char *cert = config_get(cfg, "tls_cert"), *key = config_get(cfg, "tls_key");
@@ -394,7 +418,7 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
         }
         free(l);
     }
-    if ((rc = listen_lmtp(cfg, srv.net)) < 0)
+    if ((rc = listen_lmtp(cfg, srv.net)) < 0 || (rc = listen_socketmap(cfg, srv.net)) < 0)
         goto out;
     if ((rc = setup_metrics(cfg, &srv, sl ? sl->slot : 0, &mh)) < 0)
         goto out;

@@ -14,6 +14,7 @@
 #include "core/server/qmemo.h"
 #include "core/server/quota.h"
 #include "core/server/session.h"
+#include "core/server/socketmap.h"
 
 static long long cfg_int(const config *cfg, const char *key)
 {
@@ -103,6 +104,8 @@ int imap_server_init(imap_server *srv, const config *cfg)
      * the first login, as before. */
     passwd_generation(srv->pw);
     if ((rc = lmtp_conf_init(srv, cfg)) < 0)
+        return rc;
+    if ((rc = socketmap_init(srv, cfg)) < 0)
         return rc;
     if ((rc = quota_conf_init(srv, cfg)) < 0)
         return rc;

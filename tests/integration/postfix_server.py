@@ -12,6 +12,10 @@ started or stopped.
     pf.wait_log(r"%s: to=<b@example.org>.*status=sent" % qid)
     pf.stop()             # postfix -c DIR stop
 
+With transport_maps (a Postfix table, e.g. ringmaild's
+"socketmap:inet:127.0.0.1:PORT:transport"), each recipient goes where the
+table says and `transport` serves only the addresses it does not know.
+
 Postfix's programs run as root here (the tests do); its daemons run as
 mail_owner (the "postfix" user the package made), so everything they must
 reach (the temp dir, the LMTP socket) has to be open to that user.  What
@@ -32,6 +36,7 @@ import ringmail_server as rs
 
 POSTFIX = "/usr/sbin/postfix"
 POSTQUEUE = "/usr/sbin/postqueue"
+SENDMAIL = "/usr/sbin/sendmail"
 
 # A loopback-only Postfix with no local delivery: mail for `domain` goes to
 # `transport`, mail for any other domain is refused (no relaying), and
@@ -144,11 +149,13 @@ class Postfix:
     temp dir; SMTP on a free loopback port."""
 
     def __init__(self, domain, transport, hostname="mx.ringmail.test", name="postfix",
-                 main_extra=None):
+                 main_extra=None, transport_maps=None):
         self.domain = domain
         self.transport = transport
         self.hostname = hostname
         self.main_extra = dict(main_extra or {})
+        if transport_maps:
+            self.main_extra["transport_maps"] = transport_maps
         self.tmp = tempfile.mkdtemp(prefix=name + ".", dir=rs.scratch_base())
         os.chmod(self.tmp, 0o755)
         try:
@@ -289,6 +296,16 @@ class Postfix:
         """The queue as `postqueue -j` lists it: one dict per message."""
         out = self.run(POSTQUEUE, "-c", self.config_dir, "-j")
         return [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+
+    def sendmail(self, sender, rcpts, data):
+        """Local submission (sendmail -> postdrop -> pickup): the message is
+        queued without smtpd's recipient checks, so what happens to it is
+        decided by the queue manager and the address resolver."""
+        p = subprocess.run([SENDMAIL, "-C", self.config_dir, "-i", "-f", sender, "--"]
+                           + list(rcpts), input=data, capture_output=True, timeout=60)
+        if p.returncode != 0:
+            raise PostfixError("sendmail: exit %d: %s" % (
+                p.returncode, (p.stdout + p.stderr).decode(errors="replace")))
 
     # -- the log --
 

@@ -369,6 +369,43 @@ static void t_ldap_schemes(void)
     free(h);
 }
 
+/* A passwd-file that cannot be read (here a directory in its place: root,
+ * who runs the tests, reads any mode), or that was read and is gone, is an
+ * error, not a file without users: lookups must not say "no such user"
+ * (LMTP and the socketmap would refuse the mail as unknown). */
+static void t_unreadable(void)
+{
+    const char *dir = test_tmpdir("passwd");
+    char path[600];
+    snprintf(path, sizeof path, "%s/passwd", dir);
+    test_write_file(path, "alice:{PLAIN}a\n");
+    passwd_db *db;
+    REQUIRE_OK(passwd_open(path, &db));
+    char *name = NULL;
+    REQUIRE_OK(passwd_lookup(db, "alice", false, &name, NULL));
+    free(name);
+    REQUIRE(unlink(path) == 0 && mkdir(path, 0700) == 0);
+    int rc = passwd_lookup(db, "alice", false, &name, NULL);
+    CHECK(rc < 0 && rc != -ENOENT);
+    rc = passwd_lookup(db, "bob", false, &name, NULL);
+    CHECK(rc < 0 && rc != -ENOENT);
+    CHECK(name == NULL);
+    /* and a file read before that is gone */
+    REQUIRE(rmdir(path) == 0);
+    rc = passwd_lookup(db, "bob", false, &name, NULL);
+    CHECK(rc < 0 && rc != -ENOENT);
+    test_write_file(path, "bob:{PLAIN}b\n");
+    REQUIRE_OK(passwd_lookup(db, "bob", false, &name, NULL));
+    free(name);
+    passwd_close(db);
+    /* one that never existed has no users */
+    REQUIRE_OK(passwd_open(path, &db));
+    unlink(path);
+    CHECK_EQ(passwd_lookup(db, "bob", false, &name, NULL), -ENOENT);
+    passwd_close(db);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN(t_crypto_vectors);
@@ -380,5 +417,6 @@ int main(void)
     RUN(t_reread);
     RUN(t_lookup);
     RUN(t_ldap_schemes);
+    RUN(t_unreadable);
     return test_summary();
 }
