@@ -39,6 +39,8 @@ PACKAGES=(
   lintian                     # the Debian package's checker (test_service.py)
   prometheus                  # promtool check metrics in test_metrics.py; the system's server is
                               # kept from starting like Dovecot's (policy-rc.d)
+  nginx                       # the IMAP proxy in front of backends (test_nginx_proxy.py: a private
+  libnginx-mod-mail           # instance); the system's is kept from starting like Dovecot's
 )
 
 missing=()
@@ -84,7 +86,7 @@ POLICY=/usr/sbin/policy-rc.d
 made_policy=0
 want_dovecot=0
 for p in "${missing[@]}"; do
-  [[ "$p" == dovecot* || "$p" == prometheus ]] && want_dovecot=1
+  [[ "$p" == dovecot* || "$p" == prometheus || "$p" == nginx* ]] && want_dovecot=1
 done
 if [[ ! -e $POLICY ]] && ((want_dovecot)); then
   printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
