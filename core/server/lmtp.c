@@ -23,6 +23,7 @@
 #include "core/base/log.h"
 #include "core/server/quota.h"
 #include "core/lmtp/lmtp_proto.h"
+#include "core/server/auth_http.h"
 #include "core/server/lmtp.h"
 #include "store/assert.h"
 
@@ -677,7 +678,9 @@ const net_conn_ops lmtp_session_ops = {
 
 static const net_conn_ops *ops_for(const net_conn *c)
 {
-    return net_conn_tag(c) == LISTEN_LMTP ? &lmtp_session_ops : &imap_session_ops;
+    int tag = net_conn_tag(c);
+    return tag == LISTEN_LMTP ? &lmtp_session_ops
+         : tag == LISTEN_AUTH_HTTP ? &auth_http_ops : &imap_session_ops;
 }
 
 static void *d_open(net_conn *c)

@@ -53,6 +53,7 @@
 #include "core/server/control.h"
 #include "core/server/handoff.h"
 #include "core/server/metrics.h"
+#include "core/server/auth_http.h"
 #include "core/server/server.h"
 
 /* Signals are taken by one thread with sigwait, so that SIGHUP can do
@@ -392,6 +393,8 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
         free(l);
     }
     if ((rc = listen_lmtp(cfg, srv.net)) < 0)
+        goto out;
+    if ((rc = auth_http_listen(cfg, srv.net)) < 0)
         goto out;
     if ((rc = setup_metrics(cfg, &srv, sl ? sl->slot : 0, &mh)) < 0)
         goto out;

@@ -8,6 +8,7 @@
 #include "core/fetch/preview.h"
 #include "core/search/search.h"
 #include "core/base/log.h"
+#include "core/server/auth_http.h"
 #include "core/server/autocompact.h"
 #include "core/server/qmemo.h"
 #include "core/server/quota.h"
@@ -83,6 +84,8 @@ int imap_server_init(imap_server *srv, const config *cfg)
     if ((rc = lmtp_conf_init(srv, cfg)) < 0)
         return rc;
     if ((rc = quota_conf_init(srv, cfg)) < 0)
+        return rc;
+    if ((rc = auth_http_conf_init(srv, cfg)) < 0)
         return rc;
     sess_set_server(srv);
     store_msg_set_renderer(imap_envelope_prerender);

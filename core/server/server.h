@@ -38,7 +38,7 @@
 #define PREAUTH_MAX_COMMAND_EXTRA (16u * 1024)
 
 /* Listener tags (net_server_tag): which protocol a connection speaks. */
-enum { LISTEN_IMAP = 0, LISTEN_LMTP = 1 };
+enum { LISTEN_IMAP = 0, LISTEN_LMTP = 1, LISTEN_AUTH_HTTP = 2 };
 
 /* LMTP delivery settings (core/server/lmtp.c). */
 typedef struct lmtp_conf {

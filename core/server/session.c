@@ -682,8 +682,12 @@ static void *on_open(net_conn *c)
     s->conn = c;
     s->id = atomic_fetch_add(&srv->next_session, 1) + 1;
     s->m_state = METRICS_NO_STATE;
-    s->loopback = net_conn_is_loopback(c);
     abuse_peer_ip(net_conn_peer(c), s->ip, sizeof s->ip);
+    /* plaintext_auth = loopback: this machine, and trusted_networks, where
+     * a proxy (nginx) logs in with its client's password over its own
+     * connection (as Dovecot ignores disable_plaintext_auth for
+     * login_trusted_networks) */
+    s->loopback = net_conn_is_loopback(c) || abuse_trusted(srv->abuse, s->ip);
     if (!abuse_trusted(srv->abuse, s->ip)) {
         if (!abuse_conn_open(srv->abuse, s->ip, srv->max_conn_ip)) {
             log_msg(LOGL_WARN, s->id, NULL, "refused %s: max_connections_per_ip", s->ip);
