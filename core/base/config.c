@@ -40,6 +40,13 @@ static const config_key config_table[] = {
     { "auth_http_default_backend", CONFIG_STR, "", NULL, 0, 0,
       "auth_http: the backend (host:port) of a user whose record has no host= field; "
       "empty = this server's first listen address (a wildcard one as loopback)" },
+    { "listen_proxy", CONFIG_STR, "", NULL, 0, 0,
+      "IMAP listen addresses whose connections start with a PROXY protocol header (v1 or "
+      "v2; nginx's proxy_protocol on): the client's address it carries is the one logged, "
+      "limited and penalized; comma-separated; empty = none" },
+    { "proxy_protocol_from", CONFIG_STR, "", NULL, 0, 0,
+      "CIDRs that may connect to listen_proxy (the proxies); others are refused; "
+      "empty = nobody" },
     { "lmtp_socket_mode", CONFIG_STR, "0660", NULL, 0, 0,
       "permission bits (octal) of the LMTP Unix sockets; the MTA's user must be able to "
       "connect" },

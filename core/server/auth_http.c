@@ -405,11 +405,14 @@ static void job_done(void *arg, int status)
                 j->ip[0] ? j->ip : "a trusted address", n, pen);
         /* The penalty is nginx's to wait (Auth-Wait, whole seconds, on its
          * timer); the stand-in time of an unknown user's hash is ours, so
-         * that the answer comes as late as a real check's would. */
+         * that the answer comes as late as a real check's would.  At least
+         * 1: nginx takes "Auth-Wait: 0" as no Auth-Wait and closes the
+         * client's connection (ngx_mail_auth_http_module: sleep == 0). */
         int len = snprintf(f, sizeof f,
                            "Auth-Status: [AUTHENTICATIONFAILED] Invalid login or password\r\n");
         if (j->attempt < AUTH_HTTP_MAX_ATTEMPTS)
-            snprintf(f + len, sizeof f - (size_t)len, "Auth-Wait: %u\r\n", (pen + 999) / 1000);
+            snprintf(f + len, sizeof f - (size_t)len, "Auth-Wait: %u\r\n",
+                     pen > 1000 ? (pen + 999) / 1000 : 1);
         send_auth(c, f, j->answer_delay_ms);
     } else {
         log_msg(LOGL_ERROR, c->id, j->user, "auth_http: directory: %s", strerror(-j->rc));

@@ -74,7 +74,7 @@ static void login_failed(session *s, const char *tag, const char *user, const ch
                                         s->srv->auth_failure_delay_ms, extra_ms, &n);
     count_login(s, mech, METRICS_FAILURE);
     log_msg(LOGL_INFO, s->id, user, "login failed (%s%s) from %s (%u in a row, answer in %u ms)",
-            mech, extra_ms ? ", no such user" : "", net_conn_peer(s->conn), n,
+            mech, extra_ms ? ", no such user" : "", s->peer, n,
             delay + extra_ms);
     sess_flush(s);  /* what came before is not delayed */
     sess_tagged(s, tag, "NO", "%s", FAILED);
@@ -105,7 +105,7 @@ static void login_ok(session *s, const char *tag, const char *user, const char *
     abuse_login_ok(s->srv->abuse, counted_ip(s), user);
     s->state = ST_AUTH;
     count_login(s, mech, METRICS_SUCCESS);
-    log_msg(LOGL_INFO, s->id, user, "login (%s) from %s%s", mech, net_conn_peer(s->conn),
+    log_msg(LOGL_INFO, s->id, user, "login (%s) from %s%s", mech, s->peer,
             net_conn_is_tls(s->conn) ? " over TLS" : "");
     imap_out_printf(&s->out, "%s OK [CAPABILITY ", tag);
     sess_capabilities(s, &s->out);
@@ -431,7 +431,7 @@ static void sasl_advance(session *s, sasl_status st, const uint8_t *out, size_t 
             count_login(s, m, err == -EPERM || err == -EINVAL || err == -ENOTSUP
                                   ? METRICS_FAILURE : METRICS_UNAVAILABLE);
             log_msg(LOGL_INFO, s->id, u, "authentication (%s) refused from %s%s%s: %s", m,
-                    net_conn_peer(s->conn), z ? ", authzid " : "", z ? z : "",
+                    s->peer, z ? ", authzid " : "", z ? z : "",
                     err == -EPERM ? "authorization as another user"
                     : err == -EINVAL ? "malformed SASL message"
                     : err == -ENOTSUP ? "channel binding not possible" : strerror(-err));

@@ -38,7 +38,8 @@
 #define PREAUTH_MAX_COMMAND_EXTRA (16u * 1024)
 
 /* Listener tags (net_server_tag): which protocol a connection speaks. */
-enum { LISTEN_IMAP = 0, LISTEN_LMTP = 1, LISTEN_AUTH_HTTP = 2 };
+enum { LISTEN_IMAP = 0, LISTEN_LMTP = 1, LISTEN_AUTH_HTTP = 2,
+       LISTEN_IMAP_PROXY = 3 /* IMAP after a PROXY protocol header */ };
 
 /* LMTP delivery settings (core/server/lmtp.c). */
 typedef struct lmtp_conf {
