@@ -807,6 +807,12 @@ static void on_data(net_conn *c, void *user, const uint8_t *p, size_t n)
     (void)c;
     session *s = user;
     RM_ASSERT(s->conn == c);
+    /* nginx's mail proxy sets no TCP_NODELAY on its connections to the
+     * backends: a command it forwards in two writes (a line, then the
+     * literal the client sent after it) waits for our ACK of the first,
+     * which the kernel delays ~40 ms while we send nothing back. */
+    if (net_conn_tag(c) == LISTEN_IMAP_PROXY)
+        net_conn_quickack(c);
     if (s->proxy_wait)
         proxy_header(s, p, n);
     else

@@ -48,7 +48,7 @@ class Nginx:
     """One nginx mail proxy: IMAP with STARTTLS on self.port, IMAPS on
     self.tls_port, asking auth_http at 127.0.0.1:auth_port."""
 
-    def __init__(self, auth_port, proxy_protocol=True, name="nginx"):
+    def __init__(self, auth_port, proxy_protocol=True, name="nginx", proxy_buffer=None):
         self.exe, why = nginx_binary()
         if not self.exe:
             raise rs.ServerError(why)
@@ -58,6 +58,7 @@ class Nginx:
         rs.make_cert(self.cert, self.key, "localhost")
         self.auth_port = auth_port
         self.proxy_protocol = proxy_protocol
+        self.proxy_buffer = proxy_buffer
         self.conf = os.path.join(self.tmp, "nginx.conf")
         self.error_log = os.path.join(self.tmp, "error.log")
         self.proc = None
@@ -78,6 +79,7 @@ mail {
     auth_http_timeout 30s;
     proxy_pass_error_message on;
     %(pp)s
+    %(pb)s
     ssl_certificate %(cert)s;
     ssl_certificate_key %(key)s;
     server {
@@ -92,6 +94,7 @@ mail {
 }
 """ % {"module": MAIL_MODULE, "tmp": self.tmp, "auth": self.auth_port,
        "pp": "proxy_protocol on;" if self.proxy_protocol else "",
+       "pb": "proxy_buffer %s;" % self.proxy_buffer if self.proxy_buffer else "",
        "cert": self.cert, "key": self.key, "port": self.port, "tls_port": self.tls_port})
 
     def start(self):
@@ -158,7 +161,8 @@ class Cluster:
     secret as written when it starts with '{')."""
 
     def __init__(self, backend, users, n=3, proxy_protocol=True, options=None,
-                 auth_options=None):
+                 auth_options=None, proxy_buffer=None):
+        self.proxy_buffer = proxy_buffer
         self.users = dict(users)
         self.proxy_protocol = proxy_protocol
         self.auth_port, self.auth_hold = rs.reserve_port()
@@ -207,7 +211,8 @@ class Cluster:
             for s in self.servers:
                 s.start()
             self.write_passwd()
-            self.nginx = Nginx(self.auth_port, self.proxy_protocol).start()
+            self.nginx = Nginx(self.auth_port, self.proxy_protocol,
+                               proxy_buffer=self.proxy_buffer).start()
         except Exception:
             self.cleanup()
             raise

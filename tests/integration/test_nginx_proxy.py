@@ -188,6 +188,30 @@ class NginxProxy(unittest.TestCase):
         self.assertTrue(tagged.raw.startswith(b"i1 OK"), tagged.raw)
         a.logout()
 
+    def test_append_in_two_writes_is_not_held_back(self):
+        """nginx's mail proxy sends with Nagle's algorithm on: the literal of
+        an APPEND that arrives after its command line waits until the
+        backend acknowledges the line.  The backend acknowledges at once
+        (TCP_QUICKACK on listen_proxy), not after the ~40 ms delayed-ACK
+        timer."""
+        c = self.raw_via_nginx("dave")
+        body = msg("two-writes") + b"x" * 8000 + b"\r\n"
+        times = []
+        for _ in range(12):
+            tag = c.tag()
+            t0 = time.monotonic()
+            c.send(b"%s APPEND INBOX {%d+}\r\n" % (tag.encode(), len(body)))
+            time.sleep(0.002)       # a second write, as a client's literal is
+            c.send(body + b"\r\n")
+            _, tagged, _ = c.read_until_tag(tag)
+            times.append(time.monotonic() - t0 - 0.002)
+            self.assertIn(b" OK", tagged.raw)
+        c.logout()
+        times.sort()
+        self.assertLess(times[len(times) // 2], 0.030,
+                        "median APPEND through nginx %.1f ms: delayed ACKs?"
+                        % (times[len(times) // 2] * 1000))
+
     def test_wrong_password_then_right_one(self):
         m = self.starttls_client()
         with self.assertRaises(imaplib.IMAP4.error) as cm:
