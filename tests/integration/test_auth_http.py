@@ -145,6 +145,7 @@ class AuthHttp(AuthHttpCase):
             self.assertIn("Invalid login or password", h.get("Auth-Status", ""))
             self.assertNotIn("Auth-Server", h)
             self.assertIn("Auth-Wait", h, "nginx closes the client without Auth-Wait")
+            self.assertGreaterEqual(int(h["Auth-Wait"]), 1, "nginx takes 0 as none")
 
     def test_tenth_attempt_gets_no_wait(self):
         code, h = ask(self.http_port, login_fields("routed", "nope", attempt=10))
