@@ -15,7 +15,9 @@ against the backend directly and through nginx:
    cold (auth_cache_ttl = 0: every login hashes; through nginx twice, once
    for auth_http and once for the proxied LOGIN);
 2. `mixed` (the default command mix in logged-in sessions): the cost per
-   command once the session runs.
+   command once the session runs;
+3. `login` cold again with proxy_secret set (nginx logs in to the backend
+   with it: one hash per login through nginx).
 
 Prints ops/s and each command's median and p99 latency, direct and
 through nginx, with the ratios; PROXY_BUFFER sets nginx's proxy_buffer
@@ -87,12 +89,12 @@ def show(title, direct, proxied):
                 cmd, q[:-3], a[q], b[q], b[q] / a[q] if a[q] else 0))
 
 
-def run(ttl, workloads):
+def run(ttl, workloads, extra=None):
     secrets = argon2_secrets()
     users = {name: (secret, 0) for name, secret in secrets.items()}
-    c = npx.Cluster(backend, users, n=1, options={"auth_cache_ttl": str(ttl),
-                                                  "auth_failure_delay": "0"},
-                    proxy_buffer=proxy_buffer)
+    opts = {"auth_cache_ttl": str(ttl), "auth_failure_delay": "0"}
+    opts.update(extra or {})
+    c = npx.Cluster(backend, users, n=1, options=opts, proxy_buffer=proxy_buffer)
     c.start()
     try:
         res = {}
@@ -109,3 +111,6 @@ show("login, auth cache warm", *warm["login"])
 show("mixed commands in logged-in sessions", *warm["mixed"])
 cold = run(0, [("login", ())])
 show("login, auth cache cold (every login hashes Argon2id)", *cold["login"])
+cold = run(0, [("login", ())], {"proxy_secret": "bench-proxy-secret-0123"})
+show("login, auth cache cold, proxy_secret (one hash per login through nginx)",
+     *cold["login"])

@@ -47,6 +47,10 @@ static const config_key config_table[] = {
     { "proxy_protocol_from", CONFIG_STR, "", NULL, 0, 0,
       "CIDRs that may connect to listen_proxy (the proxies); others are refused; "
       "empty = nobody" },
+    { "proxy_secret", CONFIG_STR, "", NULL, 0, 0,
+      "auth_http answers it as Auth-Pass, so nginx logs in to the backend with it instead "
+      "of the client's password; a server takes it as the password of any existing user, "
+      "from trusted_networks only; 16-128 visible ASCII characters; empty = off" },
     { "lmtp_socket_mode", CONFIG_STR, "0660", NULL, 0, 0,
       "permission bits (octal) of the LMTP Unix sockets; the MTA's user must be able to "
       "connect" },

@@ -41,6 +41,7 @@ static struct {
     imap_server *srv;
     char host[256];             /* the default backend */
     unsigned port;
+    char secret[129];           /* proxy_secret */
 } conf;
 
 static atomic_uint nconns;
@@ -100,6 +101,18 @@ static int split_hostport(const char *spec, char *host, size_t hlen, unsigned *p
 int auth_http_conf_init(imap_server *srv, const config *cfg)
 {
     conf.srv = srv;
+    const char *secret = config_get(cfg, "proxy_secret");
+    size_t sl = strlen(secret);
+    bool printable = true;
+    for (size_t i = 0; i < sl; i++)
+        printable &= secret[i] > ' ' && secret[i] < 0x7f;
+    /* An HTTP header value, and a LOGIN literal nginx sends as is: visible
+     * ASCII; long enough not to be guessed. */
+    if (sl && (sl < 16 || sl >= sizeof conf.secret || !printable)) {
+        fprintf(stderr, "ringmaild: proxy_secret: 16 to 128 visible ASCII characters\n");
+        return -EINVAL;
+    }
+    memcpy(conf.secret, secret, sl + 1);
     const char *spec = config_get(cfg, "auth_http_default_backend");
     if (*spec) {
         if (split_hostport(spec, conf.host, sizeof conf.host, &conf.port) < 0) {
@@ -393,8 +406,12 @@ static void job_done(void *arg, int status)
         log_msg(LOGL_INFO, c->id, j->user, "auth_http: ok for %s, backend %s:%u%s",
                 j->ip[0] ? j->ip : "a trusted address", j->server, j->port,
                 j->cached ? " (cached)" : "");
-        snprintf(f, sizeof f, "Auth-Status: OK\r\nAuth-Server: %s\r\nAuth-Port: %u\r\n",
-                 j->server, j->port);
+        int len = snprintf(f, sizeof f, "Auth-Status: OK\r\nAuth-Server: %s\r\n"
+                           "Auth-Port: %u\r\n", j->server, j->port);
+        /* nginx logs in to the backend with this instead of the client's
+         * password (it takes Auth-Pass from the answer as is) */
+        if (conf.secret[0])
+            snprintf(f + len, sizeof f - (size_t)len, "Auth-Pass: %s\r\n", conf.secret);
         send_auth(c, f, 0);
     } else if (j->rc == -EACCES) {
         unsigned n;

@@ -74,6 +74,7 @@ def escape(s):
 class AuthHttpCase(rs.ServerTestCase):
     users_per_class = 16
     failure_delay = "0"
+    extra_options = {}
 
     @classmethod
     def setUpClass(cls):
@@ -83,6 +84,7 @@ class AuthHttpCase(rs.ServerTestCase):
         cls.server_options = {"listen_auth_http": "127.0.0.1:%d" % cls.http_port,
                               "trusted_networks": TRUSTED_SRC + "/32",
                               "auth_failure_delay": cls.failure_delay}
+        cls.server_options.update(cls.extra_options)
         super().setUpClass()
         # Records with routes (the passwd-file's extra fields, after the
         # 7th ':'), written once the server runs: it re-reads the file.
@@ -240,7 +242,50 @@ class AuthHttpPenalty(AuthHttpCase):
         self.assertLess(time.monotonic() - t0, 1.0)
 
 
-rs.parametrize(globals(), AuthHttp, AuthHttpPenalty)
+SECRET = "proxies-only-7f3a9c1e"
+
+
+def imap_from(port, src):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((src, 0))
+    sock.settimeout(rs.IO_TIMEOUT)
+    sock.connect(("127.0.0.1", port))
+    c = rs.Imap.__new__(rs.Imap)
+    c.sock, c.timeout, c.buf, c.n, c.closed, c.transcript = sock, rs.IO_TIMEOUT, b"", 0, \
+        False, []
+    c.greeting = c.read()
+    return c
+
+
+class AuthHttpSecret(AuthHttpCase):
+    """proxy_secret: auth_http's OK carries it as Auth-Pass (nginx logs in
+    to the backend with it); a LOGIN with it is taken for any existing user,
+    from trusted_networks only, without the user's password."""
+    extra_options = {"proxy_secret": SECRET}
+
+    def test_ok_carries_the_secret(self):
+        code, h = ask(self.http_port, login_fields("routed", "routed-pw"))
+        self.assertEqual(h.get("Auth-Status"), "OK")
+        self.assertEqual(h.get("Auth-Pass"), SECRET)
+        code, h = ask(self.http_port, login_fields("routed", "wrong"))
+        self.assertNotIn("Auth-Pass", h)
+
+    def test_secret_login_from_trusted_only(self):
+        c = imap_from(self.server.port, TRUSTED_SRC)
+        c.ok("LOGIN routed %s" % SECRET)
+        c.logout()
+        self.assertIn("proxy_secret accepted", self.server.stderr_since(self.log_offset))
+        c = imap_from(self.server.port, TRUSTED_SRC)
+        c.expect(c.cmd("LOGIN nosuchuser %s" % SECRET), "NO")
+        c.logout()
+        # 127.0.0.1 is loopback but not in trusted_networks here
+        c = imap_from(self.server.port, "127.0.0.1")
+        c.expect(c.cmd("LOGIN routed %s" % SECRET), "NO")
+        c.ok("LOGIN routed routed-pw")
+        c.logout()
+
+
+rs.parametrize(globals(), AuthHttp, AuthHttpPenalty, AuthHttpSecret)
 
 if __name__ == "__main__":
     rs.main()

@@ -48,6 +48,7 @@ def msg(subject, n=0):
 
 class NginxProxy(unittest.TestCase):
     backend = None
+    options = None      # every backend's extra settings
 
     @classmethod
     def setUpClass(cls):
@@ -56,7 +57,7 @@ class NginxProxy(unittest.TestCase):
         exe, why = npx.nginx_binary()
         if not exe:
             raise AssertionError(why)
-        cls.cluster = npx.Cluster(cls.backend, USERS).start()
+        cls.cluster = npx.Cluster(cls.backend, USERS, options=cls.options).start()
         cls.nginx = cls.cluster.nginx
         cls.stopped = {}
 
@@ -339,7 +340,31 @@ SyncState *
             m.logout()
 
 
-rs.parametrize(globals(), NginxProxy)
+class NginxProxySecret(NginxProxy):
+    """proxy_secret on every backend: auth_http hands it to nginx as
+    Auth-Pass, nginx logs in to the backends with it, and they take it
+    (nginx is in trusted_networks) without checking the password again."""
+    options = {"proxy_secret": "shared-by-the-backends-42"}
+
+    def test_backends_take_the_secret(self):
+        for user in ("alice", "bob", "carol"):
+            m = self.starttls_client()
+            self.assertEqual(m.login(user, USERS[user][0])[0], "OK")
+            typ, data = m.append("INBOX", None, None, msg("secret-" + user))
+            self.assertEqual(typ, "OK", data)
+            m.logout()
+            self.wait_log(USERS[user][1], "user=%s proxy_secret accepted" % user)
+        m = self.starttls_client()
+        with self.assertRaises(imaplib.IMAP4.error):
+            m.login("alice", "shared-by-the-backends-42")   # not through nginx
+
+
+# Only the secret's own test for the second class.
+for _name in [n for n in dir(NginxProxy) if n.startswith("test_")]:
+    setattr(NginxProxySecret, _name, None)
+del _name
+
+rs.parametrize(globals(), NginxProxy, NginxProxySecret)
 
 if __name__ == "__main__":
     rs.main()
