@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,4 +136,13 @@ bool net_conn_is_loopback(const net_conn *c)
     }
     /* A Unix socket's peer is on this machine, like a loopback one. */
     return c->family == AF_UNIX;
+}
+
+void net_conn_quickack(net_conn *c)
+{
+    if (c->family == AF_UNIX || c->fd < 0)
+        return;
+    int one = 1;
+    /* best effort: a failure costs only the delay it would have saved */
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }

@@ -143,6 +143,13 @@ net_conn_id net_conn_get_id(const net_conn *c);
 const char *net_conn_peer(const net_conn *c);
 /* Loopback, or a Unix socket (a peer on this machine either way). */
 bool net_conn_is_loopback(const net_conn *c);
+/* Acknowledge what was received now rather than after the delayed-ACK
+ * timer (TCP_QUICKACK, which also sends an ACK that is due; the kernel
+ * falls back to delaying later, so call it after each receive).  For a
+ * peer that holds small writes until its last one is acknowledged
+ * (Nagle's algorithm, as nginx's mail proxy has it): without this, a
+ * command sent in two writes waits ~40 ms.  Nothing on a Unix socket. */
+void net_conn_quickack(net_conn *c);
 /* The tag of the listener that accepted the connection (net_server_tag). */
 int net_conn_tag(const net_conn *c);
 /* The worker index, 0 <= i < workers. */

@@ -46,6 +46,8 @@ PACKAGES=(
   ldap-utils                  # slapadd's companions (ldapsearch) for that test's setup
   postgresql                  # a private cluster (initdb, pg_ctl) in test_directory.py; the
                               # system's cluster is kept from starting (policy-rc.d)
+  nginx                       # the IMAP proxy in front of backends (test_nginx_proxy.py: a private
+  libnginx-mod-mail           # instance); the system's is kept from starting like Dovecot's
 )
 
 missing=()
@@ -98,8 +100,8 @@ POLICY=/usr/sbin/policy-rc.d
 made_policy=0
 want_dovecot=0
 for p in "${missing[@]}"; do
-  [[ "$p" == dovecot* || "$p" == prometheus || "$p" == slapd || "$p" == postgresql ]] &&
-    want_dovecot=1
+  [[ "$p" == dovecot* || "$p" == prometheus || "$p" == slapd || "$p" == postgresql ||
+     "$p" == nginx* ]] && want_dovecot=1
 done
 if [[ ! -e $POLICY ]] && ((want_dovecot)); then
   printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null

@@ -53,6 +53,23 @@ static const config_key config_table[] = {
       "Prometheus metrics over HTTP (GET /metrics) on host:port; a bare port is "
       "127.0.0.1:port; a non-loopback address only when written out (0.0.0.0:port, "
       "[::]:port); empty = off" },
+    { "listen_auth_http", CONFIG_STR, "", NULL, 0, 0,
+      "nginx's mail auth_http protocol (auth_http http://HOST:PORT/ in nginx's mail block) "
+      "on host:port, comma-separated; only trusted_networks may connect; empty = off" },
+    { "auth_http_default_backend", CONFIG_STR, "", NULL, 0, 0,
+      "auth_http: the backend (host:port) of a user whose record has no host= field; "
+      "empty = this server's first listen address (a wildcard one as loopback)" },
+    { "listen_proxy", CONFIG_STR, "", NULL, 0, 0,
+      "IMAP listen addresses whose connections start with a PROXY protocol header (v1 or "
+      "v2; nginx's proxy_protocol on): the client's address it carries is the one logged, "
+      "limited and penalized; comma-separated; empty = none" },
+    { "proxy_protocol_from", CONFIG_STR, "", NULL, 0, 0,
+      "CIDRs that may connect to listen_proxy (the proxies); others are refused; "
+      "empty = nobody" },
+    { "proxy_secret", CONFIG_STR, "", NULL, 0, 0,
+      "auth_http answers it as Auth-Pass, so nginx logs in to the backend with it instead "
+      "of the client's password; a server takes it as the password of any existing user, "
+      "from trusted_networks only; 16-128 visible ASCII characters; empty = off" },
     { "lmtp_socket_mode", CONFIG_STR, "0660", NULL, 0, 0,
       "permission bits (octal) of the LMTP Unix sockets; the MTA's user must be able to "
       "connect" },
@@ -145,7 +162,8 @@ static const config_key config_table[] = {
     { "log_commands", CONFIG_BOOL, "no", NULL, 0, 0,
       "log every command's name (info level), not only logins and errors" },
     { "plaintext_auth", CONFIG_ENUM, "loopback", "loopback|yes|no", 0, 0,
-      "LOGIN and plaintext SASL without TLS: from loopback only, always, never" },
+      "LOGIN and plaintext SASL without TLS: from loopback and trusted_networks only "
+      "(a proxy such as nginx logs in with the client's password), always, never" },
     { "auth_pool_threads", CONFIG_INT, "2", NULL, 1, 256,
       "threads that check passwords, so a slow hash never stalls a worker" },
     { "auth_cache_ttl", CONFIG_INT, "60", NULL, 0, 86400,

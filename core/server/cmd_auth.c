@@ -40,6 +40,8 @@ struct auth_job {
                                    name: end it once */
     authpool_job *handle;       /* for authpool_cancel */
     unsigned answer_delay_ms;   /* unknown user: wait this before the NO */
+    bool secret;                /* JOB_LOGIN with proxy_secret: the user
+                                   need only exist */
 };
 
 static const char *FAILED = "[AUTHENTICATIONFAILED] Authentication failed";
@@ -74,7 +76,7 @@ static void login_failed(session *s, const char *tag, const char *user, const ch
                                         s->srv->auth_failure_delay_ms, extra_ms, &n);
     count_login(s, mech, METRICS_FAILURE);
     log_msg(LOGL_INFO, s->id, user, "login failed (%s%s) from %s (%u in a row, answer in %u ms)",
-            mech, extra_ms ? ", no such user" : "", net_conn_peer(s->conn), n,
+            mech, extra_ms ? ", no such user" : "", s->peer, n,
             delay + extra_ms);
     sess_flush(s);  /* what came before is not delayed */
     sess_tagged(s, tag, "NO", "%s", FAILED);
@@ -105,7 +107,7 @@ static void login_ok(session *s, const char *tag, const char *user, const char *
     abuse_login_ok(s->srv->abuse, counted_ip(s), user);
     s->state = ST_AUTH;
     count_login(s, mech, METRICS_SUCCESS);
-    log_msg(LOGL_INFO, s->id, user, "login (%s) from %s%s", mech, net_conn_peer(s->conn),
+    log_msg(LOGL_INFO, s->id, user, "login (%s) from %s%s", mech, s->peer,
             net_conn_is_tls(s->conn) ? " over TLS" : "");
     imap_out_printf(&s->out, "%s OK [CAPABILITY ", tag);
     sess_capabilities(s, &s->out);
@@ -129,7 +131,13 @@ static void log_unavailable(session *s, const char *user, int rc)
 static void job_work(void *arg)
 {
     struct auth_job *j = arg;
-    if (j->kind == JOB_LOGIN) {
+    if (j->kind == JOB_LOGIN && j->secret) {
+        /* the proxy's shared secret: the user must exist, no password */
+        j->rc = userdb_lookup(j->s->srv->users, j->user, false, NULL);
+        if (j->rc == -ENOENT)
+            j->rc = -EACCES;
+        log_unavailable(j->s, j->user, j->rc);
+    } else if (j->kind == JOB_LOGIN) {
         j->rc = authcache_verify_userdb(j->s->srv->authcache, j->s->srv->users, j->user,
                                         j->pass, &j->answer_delay_ms);
         log_unavailable(j->s, j->user, j->rc);
@@ -183,6 +191,9 @@ static void job_done(void *arg, int status)
         sasl_free(s->sasl);
         s->sasl = NULL;
     } else if (j->kind == JOB_LOGIN) {
+        if (j->rc == 0 && j->secret)
+            log_msg(LOGL_INFO, s->id, j->user, "proxy_secret accepted from proxy %s",
+                    net_conn_peer(s->conn));
         if (j->rc == 0)
             login_ok(s, tag, j->user, LOGIN_COMMAND);
         else if (j->rc == -EACCES)
@@ -309,6 +320,28 @@ static bool verified_recently(session *s, const char *user, const char *pass)
 
 /* ---- LOGIN ------------------------------------------------------------------- */
 
+/* proxy_secret: nginx logs in to the backend with it (auth_http's answer
+ * carries it as Auth-Pass) instead of the client's password, which
+ * auth_http checked already; so the backend checks only that the user
+ * exists, and needs no hash.  Taken only from trusted_networks, judged by
+ * the connection itself (not by a PROXY header's address).  Constant
+ * time: the comparison tells nothing about the secret. */
+static bool is_proxy_secret(session *s, const char *pass)
+{
+    const char *secret = config_get(s->srv->cfg, "proxy_secret");
+    size_t sl = secret ? strlen(secret) : 0, pl = strlen(pass);
+    if (!sl)
+        return false;
+    unsigned char diff = (unsigned char)(sl != pl);
+    for (size_t i = 0; i < sl; i++)
+        diff |= (unsigned char)(secret[i] ^ (i < pl ? pass[i] : 0));
+    if (diff)
+        return false;
+    char ip[64];
+    abuse_peer_ip(net_conn_peer(s->conn), ip, sizeof ip);
+    return abuse_trusted(s->srv->abuse, ip);
+}
+
 void cmd_login(imap_cmd *c)
 {
     session *s = c->s;
@@ -330,7 +363,8 @@ void cmd_login(imap_cmd *c)
         sess_bad(s, tag, "Bad user name or password syntax");
         return;
     }
-    if (verified_recently(s, user, pass)) {
+    bool secret = is_proxy_secret(s, pass);
+    if (!secret && verified_recently(s, user, pass)) {
         login_ok(s, tag, user, LOGIN_COMMAND);
         return;
     }
@@ -338,6 +372,7 @@ void cmd_login(imap_cmd *c)
     if (j) {
         j->s = s;
         j->kind = JOB_LOGIN;
+        j->secret = secret;
         j->user = strdup(user);
         j->pass = strdup(pass);
     }
@@ -465,7 +500,7 @@ static void sasl_advance(session *s, sasl_status st, const uint8_t *out, size_t 
             count_login(s, m, err == -EPERM || err == -EINVAL || err == -ENOTSUP
                                   ? METRICS_FAILURE : METRICS_UNAVAILABLE);
             log_msg(LOGL_INFO, s->id, u, "authentication (%s) refused from %s%s%s: %s", m,
-                    net_conn_peer(s->conn), z ? ", authzid " : "", z ? z : "",
+                    s->peer, z ? ", authzid " : "", z ? z : "",
                     err == -EPERM ? "authorization as another user"
                     : err == -EINVAL ? "malformed SASL message"
                     : err == -ENOTSUP ? "channel binding not possible" : strerror(-err));

@@ -178,7 +178,7 @@ static void fill_row(struct control *c, unsigned w, session *s, uint64_t now, ct
     r->id = s->id;
     r->user = strdup(s->user ? s->user : "-");
     r->mbox = strdup(s->state == ST_SELECTED && s->mbname ? s->mbname : "-");
-    snprintf(r->peer, sizeof r->peer, "%s", net_conn_peer(s->conn));
+    snprintf(r->peer, sizeof r->peer, "%s", s->peer);
     r->state = state_name(s->state);
     r->tls = net_conn_is_tls(s->conn);
     r->deflate = net_conn_is_compressed(s->conn);

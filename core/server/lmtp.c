@@ -24,6 +24,7 @@
 #include "core/base/log.h"
 #include "core/server/quota.h"
 #include "core/lmtp/lmtp_proto.h"
+#include "core/server/auth_http.h"
 #include "core/server/lmtp.h"
 #include "core/server/socketmap.h"
 #include "store/assert.h"
@@ -771,6 +772,8 @@ static const net_conn_ops *ops_for(const net_conn *c)
         return &lmtp_session_ops;
     case LISTEN_SOCKETMAP:
         return &socketmap_ops;
+    case LISTEN_AUTH_HTTP:
+        return &auth_http_ops;
     default:
         return &imap_session_ops;
     }

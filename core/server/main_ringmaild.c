@@ -53,6 +53,8 @@
 #include "core/server/control.h"
 #include "core/server/handoff.h"
 #include "core/server/metrics.h"
+#include "core/server/auth_http.h"
+#include "core/server/proxy_proto.h"
 #include "core/server/server.h"
 
 /* Signals are taken by one thread with sigwait, so that SIGHUP can do
@@ -420,6 +422,11 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
     }
     if ((rc = listen_lmtp(cfg, srv.net)) < 0 || (rc = listen_socketmap(cfg, srv.net)) < 0)
         goto out;
+    if ((rc = auth_http_listen(cfg, srv.net)) < 0)
+        goto out;
+    if ((rc = proxy_proto_listen(cfg, srv.net)) < 0)
+        goto out;
+    nlisten += *config_get(cfg, "listen_proxy") != '\0';
     if ((rc = setup_metrics(cfg, &srv, sl ? sl->slot : 0, &mh)) < 0)
         goto out;
     /* The control socket: this process's own with processes = 1; under a

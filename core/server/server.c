@@ -10,7 +10,9 @@
 #include "core/fetch/preview.h"
 #include "core/search/search.h"
 #include "core/base/log.h"
+#include "core/server/auth_http.h"
 #include "core/server/autocompact.h"
+#include "core/server/proxy_proto.h"
 #include "core/server/qmemo.h"
 #include "core/server/quota.h"
 #include "core/server/session.h"
@@ -109,6 +111,8 @@ int imap_server_init(imap_server *srv, const config *cfg)
         return rc;
     if ((rc = quota_conf_init(srv, cfg)) < 0)
         return rc;
+    if ((rc = auth_http_conf_init(srv, cfg)) < 0 || (rc = proxy_proto_conf_init(cfg)) < 0)
+        return rc;
     sess_set_server(srv);
     store_msg_set_renderer(imap_envelope_prerender);
     store_msg_set_previewer(imap_preview);
@@ -152,6 +156,7 @@ void imap_server_fini(imap_server *srv)
     authpool_free(srv->syncpool);
     authcache_free(srv->authcache);
     abuse_free(srv->abuse);
+    proxy_proto_conf_fini();
     userdb_close(srv->users);
     srv->pw = NULL;
     pthread_mutex_destroy(&srv->nlock);

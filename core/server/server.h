@@ -38,8 +38,11 @@
 #define PREAUTH_MAX_COMMAND_EXTRA (16u * 1024)
 
 /* Listener tags (net_server_tag): which protocol a connection speaks. */
-/* LISTEN_SOCKETMAP: Postfix lookup tables (socketmap.c). */
-enum { LISTEN_IMAP = 0, LISTEN_LMTP = 1, LISTEN_SOCKETMAP = 2 };
+/* LISTEN_SOCKETMAP: Postfix lookup tables (socketmap.c); LISTEN_AUTH_HTTP:
+ * nginx's auth_http (auth_http.c); LISTEN_IMAP_PROXY: IMAP after a PROXY
+ * protocol header. */
+enum { LISTEN_IMAP = 0, LISTEN_LMTP = 1, LISTEN_SOCKETMAP = 2, LISTEN_AUTH_HTTP = 3,
+       LISTEN_IMAP_PROXY = 4 };
 
 /* LMTP delivery settings (core/server/lmtp.c). */
 typedef struct lmtp_conf {

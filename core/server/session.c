@@ -16,6 +16,7 @@
 #include "core/server/control.h"
 #include "core/server/metrics.h"
 #include "core/server/search_context.h"
+#include "core/server/proxy_proto.h"
 #include "core/server/session.h"
 #include "store/assert.h"
 
@@ -672,6 +673,31 @@ void sess_set_server(imap_server *srv)
     the_server = srv;
 }
 
+/* Count the client's connection against max_connections_per_ip (not for
+ * trusted_networks); false: over it, the BYE is queued. */
+static bool count_conn(session *s)
+{
+    imap_server *srv = s->srv;
+    if (abuse_trusted(srv->abuse, s->ip))
+        return true;
+    if (!abuse_conn_open(srv->abuse, s->ip, srv->max_conn_ip)) {
+        log_msg(LOGL_WARN, s->id, NULL, "refused %s: max_connections_per_ip", s->ip);
+        static const char bye[] = "* BYE Too many connections from your address\r\n";
+        net_conn_send(s->conn, bye, sizeof bye - 1);
+        return false;
+    }
+    s->counted_ip = true;
+    return true;
+}
+
+static void greet(session *s)
+{
+    imap_out_printf(&s->out, "* OK [CAPABILITY ");
+    sess_capabilities(s, &s->out);
+    imap_out_printf(&s->out, "] Ringmail ready\r\n");
+    sess_flush(s);
+}
+
 static void *on_open(net_conn *c)
 {
     imap_server *srv = the_server;
@@ -682,17 +708,27 @@ static void *on_open(net_conn *c)
     s->conn = c;
     s->id = atomic_fetch_add(&srv->next_session, 1) + 1;
     s->m_state = METRICS_NO_STATE;
-    s->loopback = net_conn_is_loopback(c);
-    abuse_peer_ip(net_conn_peer(c), s->ip, sizeof s->ip);
-    if (!abuse_trusted(srv->abuse, s->ip)) {
-        if (!abuse_conn_open(srv->abuse, s->ip, srv->max_conn_ip)) {
-            log_msg(LOGL_WARN, s->id, NULL, "refused %s: max_connections_per_ip", s->ip);
-            static const char bye[] = "* BYE Too many connections from your address\r\n";
-            net_conn_send(c, bye, sizeof bye - 1);
+    snprintf(s->peer, sizeof s->peer, "%s", net_conn_peer(c));
+    abuse_peer_ip(s->peer, s->ip, sizeof s->ip);
+    /* plaintext_auth = loopback: this machine, and trusted_networks, where
+     * a proxy (nginx) logs in with its client's password over its own
+     * connection (as Dovecot ignores disable_plaintext_auth for
+     * login_trusted_networks).  Judged by the connection itself, not by
+     * the address a PROXY header names. */
+    s->loopback = net_conn_is_loopback(c) || abuse_trusted(srv->abuse, s->ip);
+    if (net_conn_tag(c) == LISTEN_IMAP_PROXY) {
+        if (!proxy_proto_from(s->ip)) {
+            log_msg(LOGL_WARN, s->id, NULL, "refused %s on listen_proxy: not in "
+                    "proxy_protocol_from", s->peer);
             free(s);
             return NULL;
         }
-        s->counted_ip = true;
+        /* The header comes first: the greeting, the per-address count and
+         * the log's address wait for it (proxy_header). */
+        s->proxy_wait = true;
+    } else if (!count_conn(s)) {
+        free(s);
+        return NULL;
     }
     s->login_deadline = now_ms() + srv->login_timeout_ms;
     s->rd = imap_reader_new(&srv->preauth_limits);
@@ -704,20 +740,83 @@ static void *on_open(net_conn *c)
     }
     s->opened_ms = s->last_cmd_ms = now_ms();
     control_reg_add(s);
-    log_msg(LOGL_INFO, s->id, NULL, "connect from %s", net_conn_peer(c));
-    imap_out_printf(&s->out, "* OK [CAPABILITY ");
-    sess_capabilities(s, &s->out);
-    imap_out_printf(&s->out, "] Ringmail ready\r\n");
-    sess_flush(s);
+    if (s->proxy_wait) {
+        log_msg(LOGL_DEBUG, s->id, NULL, "proxy connection from %s", s->peer);
+    } else {
+        log_msg(LOGL_INFO, s->id, NULL, "connect from %s", s->peer);
+        greet(s);
+    }
     arm_timer(s);
     return s;
+}
+
+/* listen_proxy: bytes before the PROXY header is whole.  They are kept in
+ * the stash (no command runs before the greeting); once it is parsed, the
+ * client's address replaces the proxy's, the connection is counted under
+ * it, the greeting goes out and what followed the header is fed on. */
+static void proxy_header(session *s, const uint8_t *p, size_t n)
+{
+    size_t cap = PROXY_PROTO_V2_MAX;
+    if (s->nstash + n > cap)
+        n = cap - s->nstash;    /* more than a header holds: parse fails */
+    uint8_t *b = realloc(s->stash, s->nstash + n + 1);
+    if (!b) {
+        net_conn_close(s->conn);
+        return;
+    }
+    memcpy(b + s->nstash, p, n);
+    s->stash = b;
+    s->nstash += n;
+    size_t used = 0;
+    char peer[sizeof s->peer];
+    int rc = proxy_proto_parse(s->stash, s->nstash, &used, peer, sizeof peer);
+    if (rc == 0 && s->nstash < cap)
+        return;
+    if (rc <= 0) {
+        log_msg(LOGL_WARN, s->id, NULL, "proxy %s sent no valid PROXY protocol header: "
+                "closed", s->peer);
+        s->state = ST_LOGOUT;
+        net_conn_close(s->conn);
+        return;
+    }
+    s->proxy_wait = false;
+    char via[sizeof s->peer];
+    snprintf(via, sizeof via, "%s", s->peer);
+    if (peer[0]) {
+        snprintf(s->peer, sizeof s->peer, "%s", peer);
+        abuse_peer_ip(s->peer, s->ip, sizeof s->ip);
+    }
+    if (!count_conn(s)) {
+        s->state = ST_LOGOUT;
+        net_conn_close(s->conn);
+        return;
+    }
+    log_msg(LOGL_INFO, s->id, NULL, "connect from %s via proxy %s", s->peer, via);
+    uint8_t *rest = s->stash;
+    size_t nrest = s->nstash;
+    s->stash = NULL;
+    s->nstash = 0;
+    greet(s);
+    if (nrest > used)
+        feed(s, rest + used, nrest - used);
+    free(rest);
 }
 
 static void on_data(net_conn *c, void *user, const uint8_t *p, size_t n)
 {
     (void)c;
-    RM_ASSERT(((session *)user)->conn == c);
-    feed(user, p, n);
+    session *s = user;
+    RM_ASSERT(s->conn == c);
+    /* nginx's mail proxy sets no TCP_NODELAY on its connections to the
+     * backends: a command it forwards in two writes (a line, then the
+     * literal the client sent after it) waits for our ACK of the first,
+     * which the kernel delays ~40 ms while we send nothing back. */
+    if (net_conn_tag(c) == LISTEN_IMAP_PROXY)
+        net_conn_quickack(c);
+    if (s->proxy_wait)
+        proxy_header(s, p, n);
+    else
+        feed(s, p, n);
 }
 
 static void on_drain(net_conn *c, void *user)

@@ -56,6 +56,9 @@ struct session {
     bool starttls;              /* STARTTLS answered: drop the rest of the input */
     bool compress;              /* COMPRESS answered: the rest is compressed */
     char ip[64];
+    char peer[64];              /* "ip:port" of the client: the connection's,
+                                   or a PROXY protocol header's */
+    bool proxy_wait;            /* listen_proxy: the header is still to come */
     unsigned bad;               /* BAD answers in a row */
     unsigned ncmds;             /* commands before authentication */
     uint64_t login_deadline;    /* CLOCK_MONOTONIC ms: absolute, from connect */
