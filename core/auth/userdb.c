@@ -1,6 +1,7 @@
 /* core/auth/userdb.c — the directory of users over the passwd-file.
  * See userdb.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 
 struct userdb {
     passwd_db *pw;
+    char *path;         /* the passwd-file, for userdb_set_route */
 };
 
 int userdb_open(const userdb_params *p, userdb **out)
@@ -21,6 +23,11 @@ int userdb_open(const userdb_params *p, userdb **out)
         free(db);
         return rc;
     }
+    if (!(db->path = strdup(p->passwd_file))) {
+        passwd_close(db->pw);
+        free(db);
+        return -ENOMEM;
+    }
     *out = db;
     return 0;
 }
@@ -30,6 +37,7 @@ void userdb_close(userdb *db)
     if (!db)
         return;
     passwd_close(db->pw);
+    free(db->path);
     free(db);
 }
 
@@ -123,4 +131,80 @@ int userdb_route(const userdb_rec *rec, char **host, unsigned *port)
             return -ENOMEM;
     }
     return 0;
+}
+
+/* The passwd-file line of user without "user:" (malloc'd), or -ENOENT. */
+static int line_of(const char *path, const char *user, char **out)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    size_t ul = strlen(user), cap = 0;
+    char *buf = NULL;
+    ssize_t k;
+    int rc = -ENOENT;
+    while ((k = getline(&buf, &cap, f)) > 0) {
+        while (k > 0 && (buf[k - 1] == '\n' || buf[k - 1] == '\r'))
+            buf[--k] = '\0';
+        if ((size_t)k > ul && !strncmp(buf, user, ul) && buf[ul] == ':') {
+            rc = (*out = strdup(buf + ul + 1)) ? 0 : -ENOMEM;
+            break;
+        }
+    }
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+int userdb_set_route(userdb *db, const char *user, const char *host, unsigned port)
+{
+    if (!host || !*host || port < 1 || port > 65535)
+        return -EINVAL;
+    for (const char *h = host; *h; h++)
+        if ((unsigned char)*h <= ' ' || *h == 0x7f)
+            return -EINVAL;
+    char *rest = NULL, *nbuf = NULL;
+    size_t nlen = 0;
+    int rc = line_of(db->path, user, &rest);
+    if (rc < 0)
+        return rc;
+    FILE *m = open_memstream(&nbuf, &nlen);
+    if (!m) {
+        free(rest);
+        return -ENOMEM;
+    }
+    /* Six ':' end the six fields after the name (password, uid, gid,
+     * gecos, home, shell); the rest of the line is the extra fields, which
+     * may hold ':' themselves (userdb_quota_rule=*:storage=1G).  A short
+     * line gets its empty fields. */
+    char *p = rest;
+    for (int i = 0; i < 6; i++) {
+        char *c = strchr(p, ':');
+        if (c) {
+            fwrite(p, 1, (size_t)(c - p) + 1, m);
+            p = c + 1;
+        } else {
+            fputs(p, m);
+            fputc(':', m);
+            p += strlen(p);
+        }
+    }
+    /* Every field but host and port is kept, in its order; the route goes
+     * last. */
+    for (char *save = NULL, *t = strtok_r(p, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
+        const char *name = !strncmp(t, "userdb_", 7) ? t + 7 : t;
+        if (!strncmp(name, "host=", 5) || !strncmp(name, "port=", 5))
+            continue;
+        fprintf(m, "%s ", t);
+    }
+    fprintf(m, "host=%s port=%u", host, port);
+    if (fclose(m) != 0) {
+        free(rest);
+        free(nbuf);
+        return -ENOMEM;
+    }
+    rc = passwd_file_set(db->path, user, nbuf, true);
+    free(rest);
+    free(nbuf);
+    return rc;
 }

@@ -69,6 +69,14 @@ const char *userdb_field(const char *extra, const char *key, size_t *len);
  * blanks or control characters. */
 int userdb_route(const userdb_rec *rec, char **host, unsigned *port);
 
+/* Make the user's record name host and port as its backend (a user moved
+ * to another backend: ringmail-admin user move).  For the passwd-file the
+ * line's host= and port= extra fields are replaced (the file rewritten
+ * atomically; the rest of the line kept byte for byte), so every server
+ * reading it routes the user there from its next lookup.  -ENOENT no such
+ * user, -EINVAL a bad host or port. */
+int userdb_set_route(userdb *db, const char *user, const char *host, unsigned port);
+
 /* The passwd-file behind the directory: SCRAM credentials and the
  * generation that the auth cache keys on. */
 passwd_db *userdb_passwd(userdb *db);

@@ -64,8 +64,56 @@ static void t_passwd_backend(void)
     userdb_close(db);
 }
 
+/* userdb_set_route rewrites host= and port= and keeps the rest of the
+ * line, including extra fields with ':' in them and other users' lines;
+ * lookups see the new route at once (the file is read again). */
+static void t_set_route(void)
+{
+    const char *dir = test_tmpdir("userdb-route");
+    char path[600];
+    snprintf(path, sizeof path, "%s/passwd", dir);
+    test_write_file(path, "# users\n"
+                    "alice:{PLAIN}a:1:2::/home/a::userdb_quota_rule=*:storage=1G "
+                    "userdb_host=10.0.0.1 port=143 x=y\n"
+                    "bob:{PLAIN}b\n");
+    userdb *db;
+    REQUIRE_OK(userdb_open(&(userdb_params){.passwd_file = path}, &db));
+    REQUIRE_OK(userdb_set_route(db, "alice", "10.0.0.2", 1143));
+    REQUIRE_OK(userdb_set_route(db, "bob", "127.0.0.1", 10143));
+    CHECK_EQ(userdb_set_route(db, "carol", "127.0.0.1", 10143), -ENOENT);
+    CHECK_EQ(userdb_set_route(db, "bob", "a b", 10143), -EINVAL);
+    CHECK_EQ(userdb_set_route(db, "bob", "h", 0), -EINVAL);
+    userdb_rec r = {0};
+    REQUIRE_OK(userdb_lookup(db, "alice", false, &r));
+    CHECK(r.extra && !strcmp(r.extra, "userdb_quota_rule=*:storage=1G x=y "
+                             "host=10.0.0.2 port=1143"));
+    char *h;
+    unsigned port;
+    REQUIRE_OK(userdb_route(&r, &h, &port));
+    CHECK(!strcmp(h, "10.0.0.2") && port == 1143);
+    free(h);
+    userdb_rec_free(&r);
+    REQUIRE_OK(userdb_verify(db, "alice", "a", &r, NULL));
+    userdb_rec_free(&r);
+    REQUIRE_OK(userdb_verify(db, "bob", "b", &r, NULL));
+    CHECK(r.extra && !strcmp(r.extra, "host=127.0.0.1 port=10143"));
+    userdb_rec_free(&r);
+    FILE *f = fopen(path, "r");
+    char buf[512] = "";
+    REQUIRE(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    CHECK(!strcmp(buf, "# users\n"
+                  "alice:{PLAIN}a:1:2::/home/a::userdb_quota_rule=*:storage=1G x=y "
+                  "host=10.0.0.2 port=1143\n"
+                  "bob:{PLAIN}b::::::host=127.0.0.1 port=10143\n"));
+    userdb_close(db);
+}
+
 int main(void)
 {
+    RUN(t_set_route);
     RUN(t_fields);
     RUN(t_route);
     RUN(t_passwd_backend);
