@@ -47,6 +47,10 @@ static const char usage_text[] =
 "  user passwd [--scheme NAME] USER  change a password\n"
 "  user del [--purge] USER           remove from the passwd-file; --purge: and the mail\n"
 "  user list                         user names, one a line\n"
+"  user move USER --to HOST:PORT     move the user's mail to another backend (its\n"
+"      [--secret-file F] [--rounds N] listen_move) while the user works, then point\n"
+"      [--quiet BYTES]                the directory there; --cleanup: remove the\n"
+"                                    old copy a finished move left here\n"
 "\n"
 "Migration (keeping UIDVALIDITY and UIDs; runs ringmail-migrate):\n"
 "  migrate USER --from imaps://HOST[:PORT]|imap://HOST[:PORT] [--starttls]\n"
@@ -150,6 +154,7 @@ static const struct admin_command commands[] = {
     { "user", "passwd", admin_cmd_user_passwd },
     { "user", "del", admin_cmd_user_del },
     { "user", "list", admin_cmd_user_list },
+    { "user", "move", admin_cmd_user_move },
     { NULL, "config", cmd_config },
     { NULL, "who", admin_cmd_who },
     { NULL, "kick", admin_cmd_kick },
