@@ -69,11 +69,12 @@ class MoveCase(rs.ServerTestCase):
 
     # ---- the two backends ----
 
-    def make_backends(self, populate=True):
+    def make_backends(self, populate=True, src_options=None):
         lmtp_s, lmtp_t = free_port(), free_port()
         self.move_port = free_port()
         src = rs.Server(self.backend, name="move-src",
-                        options={"listen_lmtp": "127.0.0.1:%d" % lmtp_s})
+                        options=dict({"listen_lmtp": "127.0.0.1:%d" % lmtp_s},
+                                     **(src_options or {})))
         tgt = rs.Server(self.backend, name="move-tgt",
                         options={"listen_lmtp": "127.0.0.1:%d" % lmtp_t,
                                  "listen_move": "127.0.0.1:%d" % self.move_port,
@@ -451,6 +452,39 @@ class UserMove(MoveCase):
         c = src.login(USER, PASSWORD)
         self.assertEqual(c.append("INBOX", b"Subject: after\r\n\r\nx\r\n").status, "OK")
         c.logout()
+
+    def test_freeze_seen_by_every_process(self):
+        """processes = 2: the control socket's freeze stops the writes of
+        both servers (IMAP NO [UNAVAILABLE], LMTP 451) and thaw lets them
+        in again; reading goes on meanwhile."""
+        src, _tgt = self.make_backends(populate=False, src_options={"processes": "2"})
+        src.import_mbox(USER, "INBOX", gen_mbox.generate(3, 5))
+        conns = [src.login(USER, PASSWORD, select="INBOX") for _ in range(8)]
+        p = src.admin("ctl", "freeze", USER, "moving", "127.0.0.1:1")
+        out = p.stdout.decode()
+        self.assertEqual(out.count("frozen"), 2, out)
+        self.assertTrue(os.path.exists(os.path.join(src.mail_root, USER, "frozen")))
+        for c in conns:
+            r = c.cmd("STORE 1 +FLAGS (\\Flagged)")
+            self.assertEqual((r.status, r.code_name()), ("NO", "UNAVAILABLE"), r.describe())
+            r = c.cmd("FETCH 1:* (FLAGS)")
+            self.assertEqual(r.status, "OK", r.describe())
+            r = c.append("INBOX", b"Subject: frozen\r\n\r\nx\r\n")
+            self.assertEqual((r.status, r.code_name()), ("NO", "UNAVAILABLE"), r.describe())
+        for _ in range(4):
+            with smtplib.LMTP("127.0.0.1", src.lmtp_port, timeout=30) as l:
+                l.ehlo("mta.test")
+                with self.assertRaises(smtplib.SMTPDataError) as cm:
+                    l.sendmail("x@example.com", [USER + "@example.com"],
+                               "Subject: frozen\r\n\r\nx\r\n")
+                self.assertEqual(cm.exception.smtp_code, 451)
+        p = src.admin("ctl", "thaw", USER)
+        self.assertEqual(p.stdout.decode().count("thawed"), 2, p.stdout)
+        for c in conns:
+            self.assertEqual(c.cmd("STORE 1 +FLAGS (\\Flagged)").status, "OK")
+            c.logout()
+        self.assertEqual(src.admin("ctl", "freeze", USER, "gone", "x:1", check=False).returncode,
+                         1)
 
 
 rs.parametrize(globals(), UserMove)
