@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,25 @@ int store_user_freeze(const char *mail_root, const char *user, const char *why)
     int n = snprintf(line, sizeof line, "%s\n", why);
     if (n < 0 || (size_t)n >= sizeof line)
         return -EINVAL;
-    if ((rc = store_fs_write_atomic(p, line, (size_t)n)) < 0)
+    /* A temporary name of our own: every process of a server under
+     * processes = N makes the file at once when the control socket's
+     * freeze reaches them all. */
+    static atomic_uint seq;
+    char tmp[PATH_MAX + 80];
+    snprintf(tmp, sizeof tmp, "%s.%d.%u.tmp", p, (int)getpid(), atomic_fetch_add(&seq, 1));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, line, (size_t)n) != n || fdatasync(fd) < 0)
+        rc = -EIO;
+    close(fd);
+    if (rc == 0 && rename(tmp, p) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlink(tmp);
+        return rc;
+    }
+    if ((rc = store_fs_fsync_dir(root)) < 0)
         return rc;
     return barrier(root);
 }
