@@ -685,6 +685,9 @@ int admin_cmd_user_move(admin_ctx *ctx, int argc, char **argv)
         if ((rc = round_run(&m, false)) < 0)
             goto restore;
         total += m.sent;
+        /* flushed now, not while the user is frozen */
+        if ((rc = sayf(&m, "SYNC")) < 0 || (rc = expect_ok(&m, "SYNC")) < 0)
+            goto restore;
         printf("round %lu: %u files, %" PRIu64 " bytes in %.2f s\n", r, m.files, m.sent,
                elapsed(tr));
         fflush(stdout);

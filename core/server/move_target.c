@@ -45,6 +45,10 @@
  *                               with the source's; only if all agree is the
  *                               staging directory renamed to the user's
  *                               (the commit point).  OK committed.
+ *   SYNC                     -> fsync every file held, OK: sent after each
+ *                               round before the freeze, so that COMMIT's
+ *                               fsync (while the user is frozen) flushes
+ *                               only the last round's bytes
  *   QUIT                     -> OK, closed
  */
 #include <arpa/inet.h>
@@ -512,7 +516,12 @@ static void imap_address(struct conn *c, char *host, size_t hl, unsigned *port)
 
 static int cmd_user(struct conn *c, const char *name)
 {
-    if (!path_ok(name) || strchr(name, '/') || strlen(name) > 200)
+    /* A store user name (a single path component; an address under
+     * lmtp_user_domain = keep), and one word of this protocol. */
+    bool ok = *name && name[0] != '.' && strlen(name) <= 200;
+    for (const char *p = name; ok && *p; p++)
+        ok = (unsigned char)*p > ' ' && *p != 0x7f && *p != '/';
+    if (!ok)
         return say(c, "ERR bad user name");
     const char *root = c->m->srv->mail_root;
     char p[PATH_MAX];
@@ -891,6 +900,9 @@ static void serve(struct conn *c)
                 rc = say(c, "OK");
         } else if (!strcmp(line, "WRITE") || !strcmp(line, "PUT")) {
             rc = cmd_write(c, args, line[0] == 'P');
+        } else if (!strcmp(line, "SYNC") && c->user[0]) {
+            rc = walk(c, "", 1, fsync_one, NULL);
+            rc = rc < 0 ? say(c, "ERR fsync: %s", strerror(-rc)) : say(c, "OK");
         } else if (!strcmp(line, "COMMIT")) {
             rc = cmd_commit(c, args);
         } else if (!strcmp(line, "QUIT")) {
