@@ -37,8 +37,6 @@ SECRET = "s3cret-of-the-backends"
 MAILBOXES = {"INBOX": 1500, "Work": 600, "Lists/ietf": 400, "Archive": 300}
 
 
-def free_port():
-    return rs.free_port()
 
 
 class MoveCase(rs.ServerTestCase):
@@ -54,6 +52,7 @@ class MoveCase(rs.ServerTestCase):
 
     def setUp(self):
         self.servers = []
+        self.holds = []
         self.threads = []
         self.stop_ev = threading.Event()
 
@@ -66,12 +65,21 @@ class MoveCase(rs.ServerTestCase):
                 sys.stderr.write("--- %s stderr ---\n%s\n" % (s.tmp, s.stderr_tail(4000)))
             s.stop()
             s.cleanup()
+        for h in self.holds:
+            h.close()
 
     # ---- the two backends ----
 
+    def port(self):
+        """A loopback port held (SO_REUSEPORT, not listening) until the
+        test ends, so that no test running beside this one is given it."""
+        port, hold = rs.reserve_port()
+        self.holds.append(hold)
+        return port
+
     def make_backends(self, populate=True, src_options=None):
-        lmtp_s, lmtp_t = free_port(), free_port()
-        self.move_port = free_port()
+        lmtp_s, lmtp_t = self.port(), self.port()
+        self.move_port = self.port()
         src = rs.Server(self.backend, name="move-src",
                         options=dict({"listen_lmtp": "127.0.0.1:%d" % lmtp_s},
                                      **(src_options or {})))
