@@ -667,7 +667,9 @@ int admin_cmd_user_move(admin_ctx *ctx, int argc, char **argv)
     if (!(a = answer(&m)))
         goto restore;
     if (!strncmp(a, "ERR ", 4) && strstr(a, "exists") &&
-        store_user_frozen(ctx->mail_root, user, why, sizeof why) == 1) {
+        store_user_frozen(ctx->mail_root, user, why, sizeof why) == 1 &&
+        !strncmp(why, "moving to ", 10) && !strncmp(why + 10, m.imap_host,
+                                                   strlen(m.imap_host))) {
         /* An earlier run committed and stopped before the flip. */
         printf("%s: the target holds it already (an earlier run committed): finishing\n",
                user);
