@@ -123,11 +123,14 @@ def main():
             p = subprocess.Popen([RINGMAILD, "-c", b["conf"]], stdout=log, stderr=log,
                                  start_new_session=True)
             procs.append(p)
-            for _ in range(200):
+            for _ in range(600):
                 try:
                     socket.create_connection(("127.0.0.1", b["imap"]), 1).close()
                     break
                 except OSError:
+                    if p.poll() is not None:
+                        with open(os.path.join(b["dir"], "stderr")) as f:
+                            raise SystemExit("ringmaild did not start:\n" + f.read()[-2000:])
                     time.sleep(0.05)
 
         def route():

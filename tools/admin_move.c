@@ -705,15 +705,24 @@ int admin_cmd_user_move(admin_ctx *ctx, int argc, char **argv)
         fflush(stdout);
         char **lines = NULL;
         size_t nlines = 0;
-        if ((rc = round_run(&m, true)) < 0)
-            goto restore;
-        total += m.sent;
-        printf("final round: %u files, %" PRIu64 " bytes in %.2f s\n", m.files, m.sent,
-               elapsed(tf));
+        /* Read before the last round: opening and closing each mailbox
+         * here also leaves a checkpoint in its index (store-format.md,
+         * "Trust"), taken under the freeze, so the index the last round
+         * ships is trusted by a target on another machine (another boot)
+         * instead of being rebuilt there while the user waits. */
         if ((rc = mbox_lines(ctx, user, &lines, &nlines)) < 0) {
             admin_err("reading %s's mailboxes: %s", user, store_strerror(rc));
             goto restore;
         }
+        if ((rc = round_run(&m, true)) < 0) {
+            for (size_t i = 0; i < nlines; i++)
+                free(lines[i]);
+            free(lines);
+            goto restore;
+        }
+        total += m.sent;
+        printf("final round: %u files, %" PRIu64 " bytes in %.2f s\n", m.files, m.sent,
+               elapsed(tf));
         rc = commit(&m, lines, nlines);
         for (size_t i = 0; i < nlines; i++)
             free(lines[i]);
