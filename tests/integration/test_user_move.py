@@ -51,6 +51,7 @@ class MoveCase(rs.ServerTestCase):
         pass
 
     def setUp(self):
+        self._fail_count = self._failures_so_far()
         self.servers = []
         self.holds = []
         self.threads = []
@@ -60,13 +61,20 @@ class MoveCase(rs.ServerTestCase):
         self.stop_ev.set()
         for t in self.threads:
             t.join(30)
+        failed = self._failures_so_far() != self._fail_count
+        reports = []
         for s in self.servers:
-            if rs.VERBOSE:
+            if failed or rs.VERBOSE:
                 sys.stderr.write("--- %s stderr ---\n%s\n" % (s.tmp, s.stderr_tail(4000)))
             s.stop()
+            rep = rs.sanitizer_report(s.stderr_tail(400000))
+            if rep:
+                reports.append(rep)
             s.cleanup()
         for h in self.holds:
             h.close()
+        if reports:
+            self.fail("sanitizer report in ringmaild's stderr:\n" + reports[0])
 
     # ---- the two backends ----
 
@@ -128,6 +136,9 @@ class MoveCase(rs.ServerTestCase):
             return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         p = subprocess.run(args, capture_output=True, timeout=600)
         out = (p.stdout + p.stderr).decode(errors="replace")
+        rep = rs.sanitizer_report(out)
+        if rep:
+            self.fail("sanitizer report from ringmail-admin user move:\n" + rep)
         if check and p.returncode != 0:
             self.fail("user move exited %d:\n%s" % (p.returncode, out))
         return p.returncode, out
