@@ -505,6 +505,58 @@ class UserMove(MoveCase):
         self.assertEqual(src.admin("ctl", "freeze", USER, "gone", "x:1", check=False).returncode,
                          1)
 
+    def test_target_protocol_guards(self):
+        """The target refuses what it must: no secret, a path outside the
+        user's directory, an append not at the end, a user that exists, a
+        commit whose numbers do not match (nothing renamed), and an
+        address outside trusted_networks."""
+        src, tgt = self.make_backends(populate=False)
+
+        def conn():
+            sk = socket.create_connection(("127.0.0.1", self.move_port), timeout=10)
+            return sk, sk.makefile("rb")
+
+        def ask(sk, f, line, data=b""):
+            sk.sendall(line.encode() + b"\n" + data)
+            return f.readline().decode().rstrip("\n")
+
+        sk, f = conn()
+        self.assertTrue(ask(sk, f, "USER x").startswith("ERR"))
+        sk.close()
+        sk, f = conn()
+        self.assertEqual(ask(sk, f, "HELLO 1 " + SECRET), "OK 127.0.0.1 %d" % tgt.port)
+        self.assertEqual(ask(sk, f, "USER newbie"), "OK new")
+        staged = os.path.join(tgt.mail_root, "newbie.moving")
+        for bad in ("../x", "m/../../x", "/etc/x", ".hidden", "a/b/c/d", "m/5/log.1.part"):
+            self.assertTrue(ask(sk, f, "PUT %s 3" % bad, b"abc").startswith("ERR"), bad)
+        self.assertFalse(os.path.exists(os.path.join(tgt.mail_root, "x")))
+        self.assertEqual(ask(sk, f, "PUT m/5/log.1 3", b"abc"), "OK")
+        self.assertTrue(ask(sk, f, "WRITE m/5/log.1 1 2", b"zz").startswith("ERR"))
+        self.assertEqual(ask(sk, f, "WRITE m/5/log.1 3 2", b"de"), "OK")
+        with open(os.path.join(staged, "m", "5", "log.1"), "rb") as fh:
+            self.assertEqual(fh.read(), b"abcde")
+        self.assertRegex(ask(sk, f, "LIST"), r"^F 5 [0-9a-f]{8} m/5/log.1$")
+        self.assertEqual(f.readline().decode().strip(), "OK")
+        # a commit whose files do not open as a store: refused, nothing renamed
+        r = ask(sk, f, "COMMIT 1 1", b"5 m/5/log.1\nM 1 1 1 0 INBOX\n")
+        self.assertTrue(r.startswith("ERR"), r)
+        self.assertFalse(os.path.exists(os.path.join(tgt.mail_root, "newbie")))
+        self.assertTrue(os.path.isdir(staged))
+        sk.close()
+        # a user the target has already
+        os.makedirs(os.path.join(tgt.mail_root, "there"))
+        sk, f = conn()
+        ask(sk, f, "HELLO 1 " + SECRET)
+        self.assertIn("exists", ask(sk, f, "USER there"))
+        sk.close()
+        # from outside trusted_networks
+        tgt.stop()
+        tgt.options["trusted_networks"] = "10.0.0.0/8"
+        tgt.start()
+        sk, f = conn()
+        self.assertIn("not allowed", f.readline().decode())
+        sk.close()
+
 
 rs.parametrize(globals(), UserMove)
 
