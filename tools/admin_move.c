@@ -620,7 +620,7 @@ int admin_cmd_user_move(admin_ctx *ctx, int argc, char **argv)
     snprintf(m.root, sizeof m.root, "%s/%s", ctx->mail_root, user);
     userdb *db = NULL;
     int ret = ADMIN_FAIL, rc;
-    bool frozen = false, committed = false;
+    bool frozen = false, committed = false, in_doubt = false;
     char *a = NULL;
     uint64_t total = 0;
     double t0 = 0, tf = 0;
@@ -723,12 +723,30 @@ int admin_cmd_user_move(admin_ctx *ctx, int argc, char **argv)
         total += m.sent;
         printf("final round: %u files, %" PRIu64 " bytes in %.2f s\n", m.files, m.sent,
                elapsed(tf));
+        /* Once COMMIT is sent only its answer says who holds the user: a
+         * signal must not cut it short, and without an answer (the
+         * connection lost) the user stays frozen, for a thaw here could
+         * leave two live copies.  A run again finishes a commit that
+         * happened, or resumes one that did not. */
+        sigset_t sigs, oldsigs;
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGINT);
+        sigaddset(&sigs, SIGTERM);
+        sigprocmask(SIG_BLOCK, &sigs, &oldsigs);
         rc = commit(&m, lines, nlines);
         for (size_t i = 0; i < nlines; i++)
             free(lines[i]);
         free(lines);
-        if (rc < 0)
+        if (rc == -EPIPE) {
+            in_doubt = true;
+            admin_err("no answer to the commit: %s stays frozen here; run this again "
+                      "(it finishes the move if the target took the user, else resumes it)",
+                      user);
+        }
+        if (rc < 0) {
+            sigprocmask(SIG_SETMASK, &oldsigs, NULL);
             goto restore;
+        }
         committed = true;
         printf("committed on the target (%zu mailboxes checked) in %.2f s after the freeze\n",
                nlines, elapsed(tf));
@@ -756,7 +774,7 @@ int admin_cmd_user_move(admin_ctx *ctx, int argc, char **argv)
            elapsed(t0), downtime, user);
     ret = ADMIN_OK;
 restore:
-    if (ret != ADMIN_OK && frozen && !committed)
+    if (ret != ADMIN_OK && frozen && !committed && !in_doubt)
         thaw(&m);
     else if (ret != ADMIN_OK && !frozen)
         fprintf(stderr, "ringmail-admin: %s is still served here; run again to resume\n",
