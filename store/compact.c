@@ -428,6 +428,9 @@ int store_compact(store_mbox *mb, store_progress_fn progress, void *arg)
     if ((rc = store_mbox_wlock(mb)) < 0)
         goto out;
     c.locked = true;
+    /* A frozen user's files are being copied away: no new generation. */
+    if ((rc = store_user_check_frozen(mb->user->root)) < 0)
+        goto out;
     if (mb->gen != c.old) {
         rc = -EAGAIN;   /* someone else compacted meanwhile */
         goto out;

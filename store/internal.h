@@ -27,6 +27,12 @@ int store_fs_pread_all(int fd, void *p, size_t n, uint64_t off);
 /* The kernel's boot id (16 bytes), zero if unknown. */
 void store_fs_boot_id(uint8_t out[16]);
 
+/* ---- freeze.c ---------------------------------------------------------- */
+
+/* -EROFS if the user whose directory is user_root is frozen, else 0.  Call
+ * it holding the lock the write takes (see freeze.c). */
+int store_user_check_frozen(const char *user_root);
+
 /* ---- mapchain: growing read-only maps of a growing file ---------------- */
 
 /* A file is mapped with a reservation larger than it, so growth needs no

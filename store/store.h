@@ -167,6 +167,21 @@ int store_mailbox_subscribe(store_user *u, const char *name, bool on);
 int store_subscriptions(store_user *u, char ***names, size_t *n); /* free each and the array */
 int store_mailbox_set_special(store_user *u, const char *name, uint32_t special);
 
+/* ---- freezing a user (a move to another backend) ----
+ * While <mail_root>/<user>/frozen exists, every write to the user's store
+ * (append, flags, expunge, mailbox list changes, compaction's swap) fails
+ * with -EROFS, in every process, and reading goes on.  The file holds one
+ * line saying why ("moving to HOST:PORT", "moved to HOST:PORT"). */
+#define STORE_FROZEN_FILE "frozen"
+/* Make the file (durably) and wait until every write that had begun has
+ * ended (it takes and releases each writer lock of the user once): when it
+ * returns 0, the user's files change no more.  -ENOENT: no such user. */
+int store_user_freeze(const char *mail_root, const char *user, const char *why);
+/* Remove the file; 0 also when there was none. */
+int store_user_thaw(const char *mail_root, const char *user);
+/* 1 frozen (why, if not NULL, gets the line), 0 not, or -errno. */
+int store_user_frozen(const char *mail_root, const char *user, char *why, size_t len);
+
 /* ---- an open mailbox -------------------------------------------------- */
 
 int store_mbox_open(store_user *u, const char *name, store_mbox **out);

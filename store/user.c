@@ -398,6 +398,16 @@ static void uunlock(store_user *u)
     pthread_mutex_unlock(&u->lock);
 }
 
+/* Lock the list for a change: -EROFS while the user is frozen (freeze.c:
+ * looked for under the lock, so the freezer's barrier covers it). */
+static int ulock_w(store_user *u)
+{
+    int rc = ulock(u);
+    if (rc == 0 && (rc = store_user_check_frozen(u->root)) < 0)
+        uunlock(u);
+    return rc;
+}
+
 static struct mbox_entry *find_box(store_user *u, const char *canon)
 {
     for (size_t i = 0; i < u->nboxes; i++)
@@ -688,7 +698,7 @@ int store_mailbox_create(store_user *u, const char *name, uint32_t special)
     int rc = name_canon(u, name, &canon);
     if (rc < 0)
         return rc;
-    if ((rc = ulock(u)) < 0) {
+    if ((rc = ulock_w(u)) < 0) {
         free(canon);
         return rc;
     }
@@ -762,7 +772,7 @@ int store_mailbox_create_uv(store_user *u, const char *name, uint32_t special,
     } else if (rc != -ENOENT) {
         goto done;
     }
-    if ((rc = ulock(u)) < 0)
+    if ((rc = ulock_w(u)) < 0)
         goto done;
     struct mbox_entry *b = find_box(u, canon);
     if (b && !b->noselect && (!pristine || b->id != old_id)) {
@@ -814,7 +824,7 @@ int store_mailbox_delete_ext(store_user *u, const char *name, unsigned flags)
         free(canon);
         return -EPERM;
     }
-    if ((rc = ulock(u)) < 0) {
+    if ((rc = ulock_w(u)) < 0) {
         free(canon);
         return rc;
     }
@@ -869,7 +879,7 @@ int store_mailbox_rename(store_user *u, const char *from, const char *to)
         rc = name_canon(u, to, &ct);
     if (rc < 0)
         goto done;
-    if ((rc = ulock(u)) < 0)
+    if ((rc = ulock_w(u)) < 0)
         goto done;
     struct mbox_entry *b = find_box(u, cf);
     bool inbox = !strcmp(cf, "INBOX");
@@ -951,7 +961,7 @@ int store_mailbox_subscribe(store_user *u, const char *name, bool on)
     int rc = name_canon(u, name, &canon);
     if (rc < 0)
         return rc;
-    if ((rc = ulock(u)) < 0) {
+    if ((rc = ulock_w(u)) < 0) {
         free(canon);
         return rc;
     }
@@ -1009,7 +1019,7 @@ int store_mailbox_set_special(store_user *u, const char *name, uint32_t special)
     int rc = name_canon(u, name, &canon);
     if (rc < 0)
         return rc;
-    if ((rc = ulock(u)) < 0) {
+    if ((rc = ulock_w(u)) < 0) {
         free(canon);
         return rc;
     }

@@ -619,6 +619,10 @@ static int run_op(struct store_mbox *mb, struct wop *op)
 static void run_batch(struct store_mbox *mb, struct wop *batch)
 {
     int rc = mb->failed ? mb->failed : store_mbox_wlock(mb);
+    /* A frozen user (freeze.c) writes nothing; looked for under the lock,
+     * which the freezer's barrier takes after making the file. */
+    if (rc == 0 && (rc = store_user_check_frozen(mb->user->root)) < 0)
+        store_mbox_wunlock(mb);
     if (rc < 0) {
         for (struct wop *o = batch; o; o = o->next)
             o->rc = rc;

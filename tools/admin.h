@@ -115,6 +115,11 @@ int admin_cmd_mailbox_rename(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_mailbox_status(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_stats(admin_ctx *ctx, int argc, char **argv);
 /* admin_control.c: requests to the running server's control socket */
+/* Send one request, copy the answer lines to stdout (header, if not NULL,
+ * before the first); ADMIN_OK on "OK", else ADMIN_FAIL (error printed). */
+int admin_control_request(admin_ctx *ctx, const char *req, const char *header);
+/* admin_move.c: user move USER --to HOST:PORT | --cleanup */
+int admin_cmd_user_move(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_who(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_kick(admin_ctx *ctx, int argc, char **argv);
 int admin_cmd_reload(admin_ctx *ctx, int argc, char **argv);

@@ -62,7 +62,7 @@ static int connect_control(admin_ctx *ctx, char *path, size_t len)
 
 /* Send the request, copy the answer; header (may be NULL) is printed
  * before the first line. */
-static int control_request(admin_ctx *ctx, const char *req, const char *header)
+int admin_control_request(admin_ctx *ctx, const char *req, const char *header)
 {
     char path[4096];
     if (strlen(req) >= REQUEST_MAX) {
@@ -130,7 +130,7 @@ int admin_cmd_who(admin_ctx *ctx, int argc, char **argv)
     snprintf(req, sizeof req, "who%s%s", npos ? " " : "", npos ? pos[0] : "");
     if (npos && strpbrk(pos[0], " \t\r\n"))
         return admin_usage("who: a user name has no blanks");
-    return control_request(ctx, req, "USER\tADDRESS\tTLS\tCOMPRESS\tSTATE\tMAILBOX\tIDLE_S"
+    return admin_control_request(ctx, req, "USER\tADDRESS\tTLS\tCOMPRESS\tSTATE\tMAILBOX\tIDLE_S"
                            "\tIN_IDLE\tPROCESS.WORKER\tAGE_S\n");
 }
 
@@ -144,7 +144,7 @@ int admin_cmd_kick(admin_ctx *ctx, int argc, char **argv)
         return admin_usage("kick: a user name has no blanks");
     char req[REQUEST_MAX];
     snprintf(req, sizeof req, "kick %s", pos[0]);
-    return control_request(ctx, req, NULL);
+    return admin_control_request(ctx, req, NULL);
 }
 
 int admin_cmd_reload(admin_ctx *ctx, int argc, char **argv)
@@ -153,7 +153,7 @@ int admin_cmd_reload(admin_ctx *ctx, int argc, char **argv)
     size_t npos;
     if (admin_args(argc, argv, NULL, 0, pos, 0, 0, &npos, "reload") < 0)
         return ADMIN_USAGE;
-    return control_request(ctx, "reload", NULL);
+    return admin_control_request(ctx, "reload", NULL);
 }
 
 int admin_cmd_flush_auth_cache(admin_ctx *ctx, int argc, char **argv)
@@ -162,13 +162,13 @@ int admin_cmd_flush_auth_cache(admin_ctx *ctx, int argc, char **argv)
     size_t npos;
     if (admin_args(argc, argv, NULL, 0, pos, 0, 0, &npos, "flush-auth-cache") < 0)
         return ADMIN_USAGE;
-    return control_request(ctx, "flush-auth-cache", NULL);
+    return admin_control_request(ctx, "flush-auth-cache", NULL);
 }
 
 int admin_cmd_stats_any(admin_ctx *ctx, int argc, char **argv)
 {
     if (argc == 1)      /* no user: the running server's numbers */
-        return control_request(ctx, "stats", NULL);
+        return admin_control_request(ctx, "stats", NULL);
     return admin_cmd_stats(ctx, argc, argv);
 }
 
@@ -185,5 +185,5 @@ int admin_cmd_control(admin_ctx *ctx, int argc, char **argv)
             return admin_usage("ctl: request too long");
         at += (size_t)n;
     }
-    return control_request(ctx, req, NULL);
+    return admin_control_request(ctx, req, NULL);
 }

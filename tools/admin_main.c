@@ -50,6 +50,10 @@ static const char usage_text[] =
 "  user show USER                    the user's fields and backend, from the\n"
 "                                    directory (userdb: passwd-file, ldap, pgsql)\n"
 "  user route USER HOST[:PORT]|here  set the backend holding the user's mail\n"
+"  user move USER --to HOST:PORT     move the user's mail to another backend (its\n"
+"      [--secret-file F] [--rounds N] listen_move) while the user works, then point\n"
+"      [--quiet BYTES]                the directory there; --cleanup: remove the\n"
+"                                    old copy a finished move left here\n"
 "\n"
 "Migration (keeping UIDVALIDITY and UIDs; runs ringmail-migrate):\n"
 "  migrate USER --from imaps://HOST[:PORT]|imap://HOST[:PORT] [--starttls]\n"
@@ -155,6 +159,7 @@ static const struct admin_command commands[] = {
     { "user", "list", admin_cmd_user_list },
     { "user", "show", admin_cmd_user_show },
     { "user", "route", admin_cmd_user_route },
+    { "user", "move", admin_cmd_user_move },
     { NULL, "config", cmd_config },
     { NULL, "who", admin_cmd_who },
     { NULL, "kick", admin_cmd_kick },

@@ -70,6 +70,13 @@ static const config_key config_table[] = {
       "auth_http answers it as Auth-Pass, so nginx logs in to the backend with it instead "
       "of the client's password; a server takes it as the password of any existing user, "
       "from trusted_networks only; 16-128 visible ASCII characters; empty = off" },
+    { "listen_move", CONFIG_STR, "", NULL, 0, 0,
+      "receive users moved here from another backend (ringmail-admin user move --to) on "
+      "host:port; a bare port is 127.0.0.1:port; only trusted_networks may connect, with "
+      "move_secret; empty = off" },
+    { "move_secret", CONFIG_STR, "", NULL, 0, 0,
+      "the shared secret of listen_move and of ringmail-admin user move (which reads it "
+      "here unless given --secret-file); required with listen_move" },
     { "lmtp_socket_mode", CONFIG_STR, "0660", NULL, 0, 0,
       "permission bits (octal) of the LMTP Unix sockets; the MTA's user must be able to "
       "connect" },

@@ -91,6 +91,22 @@ static void login_ok(session *s, const char *tag, const char *user, const char *
         sess_tagged(s, tag, "NO", "[LIMIT] Too many connections for this user");
         return;
     }
+    /* A user moved to another backend (ringmail-admin user move) keeps
+     * its old copy here, frozen: a client that a stale route (a proxy's
+     * cache, an old DNS answer) still sends here must not read or change
+     * it.  RFC 5530 3: UNAVAILABLE, "the server is unable to process the
+     * command... due to an administrative action"; it comes back through
+     * the directory, which names the new backend. */
+    char why[256];
+    if (store_user_frozen(s->srv->mail_root, user, why, sizeof why) == 1 &&
+        !strncmp(why, "moved", 5)) {
+        abuse_user_close(s->srv->abuse, user);
+        count_login(s, mech, METRICS_UNAVAILABLE);
+        log_msg(LOGL_INFO, s->id, user, "login refused: %s", why);
+        sess_tagged(s, tag, "NO", "[UNAVAILABLE] This mailbox has moved to another server; "
+                    "try again");
+        return;
+    }
     store_user *su;
     int rc = store_user_open(s->srv->mail_root, user, &s->srv->sopts, &su);
     if (rc < 0 || !(s->user = strdup(user))) {

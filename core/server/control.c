@@ -28,6 +28,7 @@
 #include "core/server/control_io.h"
 #include "core/server/handoff.h"
 #include "core/server/session.h"
+#include "store/store.h"
 
 #define REG_CURSORS 16      /* listings running at once on one worker */
 
@@ -432,6 +433,28 @@ static void cmd_stats(struct control *c, ctl_out *o)
     ctl_printf(o, "OK\n");
 }
 
+/* freeze USER moving|moved HOST:PORT (ringmail-admin user move): the
+ * user's writes stop (store_user_freeze: the file is seen by every process
+ * of the server, and this returns once the writes in progress have ended,
+ * so every acknowledged write is in the logs). */
+static void cmd_freeze(struct control *c, ctl_out *o, const char *user, const char *state,
+                       const char *to)
+{
+    if (strcmp(state, "moving") && strcmp(state, "moved")) {
+        ctl_printf(o, "ERR usage: freeze USER moving|moved HOST:PORT\n");
+        return;
+    }
+    char why[300];
+    snprintf(why, sizeof why, "%s to %s", state, to);
+    int rc = store_user_freeze(c->srv->mail_root, user, why);
+    log_msg(rc < 0 ? LOGL_ERROR : LOGL_INFO, 0, user, "control: freeze (%s): %s", why,
+            rc < 0 ? strerror(-rc) : "writes stopped");
+    if (rc < 0)
+        ctl_printf(o, "ERR %s\n", strerror(-rc));
+    else
+        ctl_printf(o, "frozen\nOK\n");
+}
+
 static void run_request(void *ctx, ctl_out *o, char *line)
 {
     struct control *c = ctx;
@@ -458,6 +481,13 @@ static void run_request(void *ctx, ctl_out *o, char *line)
         ctl_printf(o, "flushed %zu\nOK\n", k);
     } else if (!strcmp(cmd, "stats") && argc == 1) {
         cmd_stats(c, o);
+    } else if (!strcmp(cmd, "freeze") && argc == 4) {
+        cmd_freeze(c, o, argv[1], argv[2], argv[3]);
+    } else if (!strcmp(cmd, "thaw") && argc == 2) {
+        int rc = store_user_thaw(c->srv->mail_root, argv[1]);
+        log_msg(rc < 0 ? LOGL_ERROR : LOGL_INFO, 0, argv[1], "control: thaw: %s",
+                rc < 0 ? strerror(-rc) : "writes allowed again");
+        ctl_printf(o, rc < 0 ? "ERR %s\n" : "thawed\nOK\n", strerror(-rc));
     } else {
         ctl_printf(o, "ERR %s\n", ctl_usage_error(argc, argv));
     }

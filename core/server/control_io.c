@@ -128,13 +128,15 @@ const char *ctl_usage_error(int argc, char **argv)
         const char *name, *usage;
     } u[] = {{"who", "usage: who [USER]"}, {"kick", "usage: kick USER"},
              {"reload", "usage: reload"}, {"flush-auth-cache", "usage: flush-auth-cache"},
-             {"stats", "usage: stats"}, {"users", "usage: users"}};
+             {"stats", "usage: stats"}, {"users", "usage: users"},
+             {"freeze", "usage: freeze USER moving|moved HOST:PORT"},
+             {"thaw", "usage: thaw USER"}};
     if (argc == 0)
-        return "empty request (commands: who, kick, reload, flush-auth-cache, stats)";
+        return "empty request (commands: who, kick, reload, flush-auth-cache, stats, freeze, thaw)";
     for (size_t i = 0; i < sizeof u / sizeof *u; i++)
         if (!strcmp(argv[0], u[i].name))
             return u[i].usage;
-    return "unknown command (commands: who, kick, reload, flush-auth-cache, stats)";
+    return "unknown command (commands: who, kick, reload, flush-auth-cache, stats, freeze, thaw)";
 }
 
 void ctl_reader_init(ctl_reader *r, int fd)

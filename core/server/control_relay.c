@@ -78,8 +78,10 @@ static bool request_ok(int argc, char **argv)
     const char *c = argv[0];
     if (!strcmp(c, "who"))
         return argc <= 2;
-    if (!strcmp(c, "kick"))
+    if (!strcmp(c, "kick") || !strcmp(c, "thaw"))
         return argc == 2;
+    if (!strcmp(c, "freeze"))
+        return argc == 4;
     return argc == 1 && (!strcmp(c, "reload") || !strcmp(c, "flush-auth-cache") ||
                          !strcmp(c, "stats") || !strcmp(c, "users"));
 }
@@ -322,7 +324,7 @@ static void relay_request(void *ctx, ctl_out *o, char *line)
         merge_sum(r, s, o, "flushed", err, sizeof err);
     } else if (!strcmp(cmd, "stats")) {
         merge_stats(r, s, o, live, err, sizeof err);
-    } else {    /* reload: each process says what it did */
+    } else {    /* reload, freeze, thaw: each process says what it did */
         for (unsigned i = 0; i < r->n; i++) {
             char *l;
             while ((l = next_line(&s[i], i, o)))

@@ -148,6 +148,12 @@ static void deliver_one(struct job *j, const lmtp_rcpt *r, const char *body, siz
         set(res, t ? 452 : 552, t ? "4.2.2" : "5.2.2", "<%s> Mailbox is full", r->addr);
     } else if (rc == -ENOSPC) {
         set(res, 452, "4.3.1", "<%s> Insufficient system storage", r->addr);
+    } else if (rc == -EROFS) {
+        /* Frozen for a move (store_user_freeze): RFC 5321 4.2.5, a 4yz
+         * reply makes the MTA keep the message and retry, by then at the
+         * backend that the directory names. */
+        log_msg(LOGL_INFO, j->ls->id, r->user, "lmtp: deferred: the user is being moved");
+        set(res, 451, "4.3.0", "<%s> Mailbox is being moved; try again later", r->addr);
     } else {
         log_msg(LOGL_ERROR, j->ls->id, r->user, "lmtp: delivery failed: %s", strerror(-rc));
         set(res, 451, "4.3.0", "<%s> Temporary failure storing the message", r->addr);

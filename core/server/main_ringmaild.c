@@ -55,6 +55,7 @@
 #include "core/server/metrics.h"
 #include "core/server/auth_http.h"
 #include "core/server/proxy_proto.h"
+#include "core/server/move_target.h"
 #include "core/server/server.h"
 
 /* Signals are taken by one thread with sigwait, so that SIGHUP can do
@@ -365,6 +366,7 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
 
     imap_server srv;
     metrics_http *mh = NULL;
+    move_target *mt = NULL;
     int exit_code = 1;
     if ((rc = imap_server_init(&srv, cfg)) < 0) {
         fprintf(stderr, "ringmaild: cannot start: %s\n", strerror(-rc));
@@ -429,6 +431,15 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
     nlisten += *config_get(cfg, "listen_proxy") != '\0';
     if ((rc = setup_metrics(cfg, &srv, sl ? sl->slot : 0, &mh)) < 0)
         goto out;
+    /* listen_move: bound here, before privileges are dropped */
+    const char *mspec = config_get(cfg, "listen_move");
+    char merr[256];
+    if (*mspec &&
+        (rc = move_target_bind(mspec, config_get(cfg, "move_secret"), &mt, merr,
+                               sizeof merr)) < 0) {
+        fprintf(stderr, "ringmaild: %s\n", merr);
+        goto out;
+    }
     /* The control socket: this process's own with processes = 1; under a
      * supervisor, requests come over the slot's channel instead. */
     if ((rc = control_init(&srv, sl ? sl->slot : 0)) < 0)
@@ -473,6 +484,8 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
         net_server_wait(srv.net);
         goto out;
     }
+    if (mt && (rc = move_target_start(mt, &srv)) < 0)
+        log_msg(LOGL_ERROR, 0, NULL, "listen_move not served: %s", strerror(-rc));
     if ((rc = control_start(&srv, sl ? sl->ctl : -1)) < 0)
         log_msg(LOGL_ERROR, 0, NULL, "control socket not served: %s", strerror(-rc));
     pthread_t sigthr;
@@ -509,6 +522,7 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
     log_msg(LOGL_INFO, 0, NULL, "ringmaild stopped");
     exit_code = 0;
 out:
+    move_target_free(mt);
     metrics_http_free(mh);
     metrics_detach();
     control_fini(&srv);     /* its requests post to srv.net */

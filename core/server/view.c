@@ -223,6 +223,11 @@ void sess_store_error(session *s, const char *tag, int rc, const char *what)
     case -ENOSPC:
     case -EDQUOT: code = "[OVERQUOTA] Not enough disk space"; break;
     case -EFBIG: code = "[TOOBIG] Message too large"; break;
+    /* The user is frozen (store_user_freeze): being moved to another
+     * backend.  RFC 5530 3: UNAVAILABLE is for a command the server cannot
+     * process "due to an administrative action"; reading goes on, and the
+     * client is told BYE [UNAVAILABLE] once the move is done. */
+    case -EROFS: code = "[UNAVAILABLE] Mailbox is being moved; try again shortly"; break;
     case -EOVERFLOW: code = "[LIMIT] UIDs exhausted"; break;
     /* A subsystem that cannot answer now (the user directory): RFC 5530
      * 3, UNAVAILABLE, "a failure of some subsystem" that "may be
