@@ -138,28 +138,6 @@ int auth_http_conf_init(imap_server *srv, const config *cfg)
     return 0;
 }
 
-int auth_http_listen(const config *cfg, net_server *net)
-{
-    const char *spec = config_get(cfg, "listen_auth_http");
-    if (!*spec)
-        return 0;
-    char *l = strdup(spec);
-    if (!l)
-        return -ENOMEM;
-    int rc = 0;
-    for (char *save = NULL, *tok = strtok_r(l, ", \t", &save); tok && rc == 0;
-         tok = strtok_r(NULL, ", \t", &save)) {
-        rc = net_server_listen(net, tok);
-        if (rc == 0)
-            rc = net_server_tag(net, LISTEN_AUTH_HTTP);
-        if (rc < 0)
-            fprintf(stderr, "ringmaild: cannot listen (auth_http) on %s: %s\n", tok,
-                    strerror(-rc));
-    }
-    free(l);
-    return rc;
-}
-
 /* ---- parsing ----------------------------------------------------------------- */
 
 size_t auth_http_head_end(const char *buf, size_t n)

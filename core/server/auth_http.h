@@ -39,10 +39,8 @@ extern const net_conn_ops auth_http_ops;
 
 /* listen_auth_http and auth_http_default_backend from the configuration;
  * -EINVAL with a line on stderr for a bad one.  The listener itself is
- * bound by auth_http_listen. */
+ * bound by ringmaild's main as a listener tagged LISTEN_AUTH_HTTP. */
 int auth_http_conf_init(imap_server *srv, const config *cfg);
-/* Bind listen_auth_http (if set) on net, tagged LISTEN_AUTH_HTTP. */
-int auth_http_listen(const config *cfg, net_server *net);
 
 /* ---- the request, parsed in place (for tests too) ---- */
 typedef struct auth_http_req {

@@ -186,11 +186,13 @@ static int listen_lmtp(const config *cfg, net_server *net)
     return rc;
 }
 
-/* listen_socketmap: host:port addresses tagged LISTEN_SOCKETMAP (TCP
- * only, so that every process of processes = N serves them). */
-static int listen_socketmap(const config *cfg, net_server *net)
+/* The host:port addresses of the setting `key` (comma- or
+ * blank-separated), bound and tagged: listen_socketmap (TCP only, so that
+ * every process of processes = N serves them), listen_auth_http,
+ * listen_proxy. */
+static int listen_tagged(const config *cfg, net_server *net, const char *key, int tag)
 {
-    const char *spec = config_get(cfg, "listen_socketmap");
+    const char *spec = config_get(cfg, key);
     if (!*spec)
         return 0;
     char *l = strdup(spec);
@@ -201,9 +203,9 @@ static int listen_socketmap(const config *cfg, net_server *net)
          tok = strtok_r(NULL, ", \t", &save)) {
         rc = tok[0] == '/' ? -EINVAL : net_server_listen(net, tok);
         if (rc == 0)
-            rc = net_server_tag(net, LISTEN_SOCKETMAP);
+            rc = net_server_tag(net, tag);
         if (rc < 0)
-            fprintf(stderr, "ringmaild: cannot listen (socketmap) on %s: %s\n", tok,
+            fprintf(stderr, "ringmaild: cannot listen (%s) on %s: %s\n", key, tok,
                     rc == -EINVAL ? "host:port expected" : strerror(-rc));
     }
     free(l);
@@ -422,11 +424,10 @@ static int serve(const config *cfg, const struct slot_ctx *sl)
         }
         free(l);
     }
-    if ((rc = listen_lmtp(cfg, srv.net)) < 0 || (rc = listen_socketmap(cfg, srv.net)) < 0)
-        goto out;
-    if ((rc = auth_http_listen(cfg, srv.net)) < 0)
-        goto out;
-    if ((rc = proxy_proto_listen(cfg, srv.net)) < 0)
+    if ((rc = listen_lmtp(cfg, srv.net)) < 0 ||
+        (rc = listen_tagged(cfg, srv.net, "listen_socketmap", LISTEN_SOCKETMAP)) < 0 ||
+        (rc = listen_tagged(cfg, srv.net, "listen_auth_http", LISTEN_AUTH_HTTP)) < 0 ||
+        (rc = listen_tagged(cfg, srv.net, "listen_proxy", LISTEN_IMAP_PROXY)) < 0)
         goto out;
     nlisten += *config_get(cfg, "listen_proxy") != '\0';
     if ((rc = setup_metrics(cfg, &srv, sl ? sl->slot : 0, &mh)) < 0)

@@ -21,13 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/base/log.h"
 #include "core/server/metrics.h"
+#include "core/server/sidelisten.h"
 
 #define REQUEST_MAX 8192
 #define REQUEST_TIMEOUT_MS 5000
@@ -36,11 +36,7 @@
 #define RESPONSE_TIMEOUT_MS 10000
 
 struct metrics_http {
-    int fd;
-    int stopfd;                 /* eventfd: metrics_http_free */
-    int port;
-    pthread_t thread;
-    bool started;
+    sidelisten l;
 };
 
 static int parse_spec(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
@@ -107,69 +103,18 @@ int metrics_http_bind(const char *spec, metrics_http **out, char *err, size_t er
     metrics_http *h = calloc(1, sizeof *h);
     if (!h)
         return -ENOMEM;
-    h->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    int one = 1;
-    if (h->fd < 0 || h->stopfd < 0 ||
-        setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        /* every server process of a supervisor binds it: any answers */
-        setsockopt(h->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-        (ss.ss_family == AF_INET6 &&
-         setsockopt(h->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
-        bind(h->fd, (struct sockaddr *)&ss, len) < 0 || listen(h->fd, 64) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "listen_metrics = %s: %s", spec, strerror(errno));
-        goto fail;
+    if ((rc = sidelisten_bind(&h->l, &ss, len, 64)) < 0) {
+        snprintf(err, errlen, "listen_metrics = %s: %s", spec, strerror(-rc));
+        free(h);
+        return rc;
     }
-    struct sockaddr_storage got;
-    socklen_t gl = sizeof got;
-    if (getsockname(h->fd, (struct sockaddr *)&got, &gl) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "listen_metrics: %s", strerror(errno));
-        goto fail;
-    }
-    h->port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
-                                             : ((struct sockaddr_in6 *)&got)->sin6_port);
     *out = h;
     return 0;
-fail:
-    if (h->fd >= 0)
-        close(h->fd);
-    if (h->stopfd >= 0)
-        close(h->stopfd);
-    free(h);
-    return rc;
 }
 
 int metrics_http_port(const metrics_http *h)
 {
-    return h->port;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wait until fd has `events` or the stop eventfd fires or the deadline
- * passes: 1 ready, 0 timeout or stop. */
-static int wait_for(metrics_http *h, int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return 0;
-        struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = h->stopfd, .events = POLLIN}};
-        int n = poll(p, 2, (int)left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 || (p[1].revents & POLLIN))
-            return 0;
-        if (p[0].revents)
-            return 1;
-    }
+    return h->l.port;
 }
 
 static bool send_all(metrics_http *h, int fd, const char *p, size_t n, int64_t deadline)
@@ -182,7 +127,7 @@ static bool send_all(metrics_http *h, int fd, const char *p, size_t n, int64_t d
         } else if (w < 0 && errno == EINTR) {
             continue;
         } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (wait_for(h, fd, POLLOUT, deadline) <= 0)
+            if (sidelisten_wait(&h->l, fd, POLLOUT, deadline) <= 0)
                 return false;
         } else {
             return false;
@@ -205,7 +150,7 @@ static void answer(metrics_http *h, int fd, int status, const char *reason,
                       status == 200 ? "text/plain; version=0.0.4; charset=utf-8"
                                     : "text/plain; charset=utf-8",
                       blen, extra ? extra : "");
-    int64_t deadline = now_ms() + RESPONSE_TIMEOUT_MS;
+    int64_t deadline = sidelisten_now_ms() + RESPONSE_TIMEOUT_MS;
     if (send_all(h, fd, hdr, (size_t)hl, deadline) && !head)
         send_all(h, fd, body, blen, deadline);
 }
@@ -214,7 +159,7 @@ static void serve_one(metrics_http *h, int fd)
 {
     char req[REQUEST_MAX + 1];
     size_t n = 0;
-    int64_t deadline = now_ms() + REQUEST_TIMEOUT_MS;
+    int64_t deadline = sidelisten_now_ms() + REQUEST_TIMEOUT_MS;
     char *end = NULL;
     while (!end) {
         if (n == REQUEST_MAX) {
@@ -233,7 +178,7 @@ static void serve_one(metrics_http *h, int fd)
         } else if (r < 0 && errno == EINTR) {
             continue;
         } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (wait_for(h, fd, POLLIN, deadline) <= 0)
+            if (sidelisten_wait(&h->l, fd, POLLIN, deadline) <= 0)
                 return;     /* too slow, or stopping: no answer */
         } else {
             return;         /* closed before the request was whole */
@@ -279,58 +224,32 @@ static void serve_one(metrics_http *h, int fd)
 static void *http_main(void *arg)
 {
     metrics_http *h = arg;
-    for (;;) {
-        struct pollfd p[2] = {{.fd = h->fd, .events = POLLIN},
-                              {.fd = h->stopfd, .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            log_msg(LOGL_ERROR, 0, NULL, "metrics: poll: %s", strerror(errno));
-            return NULL;
-        }
-        if (p[1].revents & POLLIN)
-            return NULL;
-        int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
-                usleep(100000);     /* do not spin on a listener we cannot serve */
-            continue;
-        }
+    int fd;
+    while ((fd = sidelisten_accept(&h->l, NULL)) >= 0) {
         serve_one(h, fd);
         /* Answered in full (or given up on).  Bytes of the request left
          * unread would make close() send a reset, which may destroy the
          * answer before the client reads it: end our side, then read
          * until the client closes (briefly). */
         shutdown(fd, SHUT_WR);
-        int64_t deadline = now_ms() + 200;
+        int64_t deadline = sidelisten_now_ms() + 200;
         char sink[4096];
-        while (wait_for(h, fd, POLLIN, deadline) > 0 && recv(fd, sink, sizeof sink, 0) > 0) {
+        while (sidelisten_wait(&h->l, fd, POLLIN, deadline) > 0 && recv(fd, sink, sizeof sink, 0) > 0) {
         }
         close(fd);
     }
+    return NULL;
 }
 
 int metrics_http_start(metrics_http *h)
 {
-    int rc = pthread_create(&h->thread, NULL, http_main, h);
-    if (rc)
-        return -rc;
-    h->started = true;
-    return 0;
+    return sidelisten_start(&h->l, http_main, h);
 }
 
 void metrics_http_free(metrics_http *h)
 {
     if (!h)
         return;
-    if (h->started) {
-        uint64_t one = 1;
-        if (write(h->stopfd, &one, sizeof one) < 0) {
-            /* an eventfd write fails only on overflow: it is signalled */
-        }
-        pthread_join(h->thread, NULL);
-    }
-    close(h->fd);
-    close(h->stopfd);
+    sidelisten_close(&h->l);
     free(h);
 }

@@ -65,7 +65,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -75,6 +74,7 @@
 #include "core/auth/abuse.h"
 #include "core/base/log.h"
 #include "core/server/move_target.h"
+#include "core/server/sidelisten.h"
 #include "store/store.h"
 
 #define LINE_MAX_ 4096
@@ -84,13 +84,9 @@
 #define BUF_SIZE (256 * 1024)
 
 struct move_target {
-    int fd;
-    int stopfd;
-    int port;
+    sidelisten l;
     char *secret;
     imap_server *srv;
-    pthread_t thread;
-    bool started;
 };
 
 /* One connection. */
@@ -105,13 +101,6 @@ struct conn {
     char stage[2048];           /* <mail_root>/<user>.moving */
     int stage_fd;               /* flock()ed: one transfer per user at a time */
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- binding ---------------------------------------------------------------- */
 
@@ -165,65 +154,31 @@ int move_target_bind(const char *spec, const char *secret, move_target **out, ch
         free(m);
         return -ENOMEM;
     }
-    int rc = 0, one = 1;
-    m->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    m->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (m->fd < 0 || m->stopfd < 0 ||
-        setsockopt(m->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        /* every server process of a supervisor binds it; the state of a
-         * transfer is in the staging directory, so any process serves a
-         * reconnection */
-        setsockopt(m->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-        bind(m->fd, (struct sockaddr *)&ss, len) < 0 || listen(m->fd, 8) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "listen_move = %s: %s", spec, strerror(errno));
-        goto fail;
+    /* every server process of a supervisor binds it; the state of a
+     * transfer is in the staging directory, so any process serves a
+     * reconnection */
+    int rc = sidelisten_bind(&m->l, &ss, len, 8);
+    if (rc < 0) {
+        snprintf(err, errlen, "listen_move = %s: %s", spec, strerror(-rc));
+        free(m->secret);
+        free(m);
+        return rc;
     }
-    struct sockaddr_storage got;
-    socklen_t gl = sizeof got;
-    if (getsockname(m->fd, (struct sockaddr *)&got, &gl) < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    m->port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
-                                             : ((struct sockaddr_in6 *)&got)->sin6_port);
     *out = m;
     return 0;
-fail:
-    if (m->fd >= 0)
-        close(m->fd);
-    if (m->stopfd >= 0)
-        close(m->stopfd);
-    free(m->secret);
-    free(m);
-    return rc;
 }
 
 int move_target_port(const move_target *m)
 {
-    return m->port;
+    return m->l.port;
 }
 
 /* ---- connection I/O ------------------------------------------------------------ */
 
-/* 1 ready, 0 timeout or stopping. */
+/* 1 ready, 0 timeout (IDLE_TIMEOUT_MS) or stopping. */
 static int wait_for(struct conn *c, short events)
 {
-    int64_t deadline = now_ms() + IDLE_TIMEOUT_MS;
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return 0;
-        struct pollfd p[2] = {{.fd = c->fd, .events = events},
-                              {.fd = c->m->stopfd, .events = POLLIN}};
-        int n = poll(p, 2, (int)left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 || (p[1].revents & POLLIN))
-            return 0;
-        if (p[0].revents)
-            return 1;
-    }
+    return sidelisten_wait(&c->m->l, c->fd, events, sidelisten_now_ms() + IDLE_TIMEOUT_MS);
 }
 
 static int fill(struct conn *c)
@@ -923,24 +878,9 @@ static void *move_main(void *arg)
     char *buf = malloc(BUF_SIZE);
     if (!buf)
         return NULL;
-    for (;;) {
-        struct pollfd p[2] = {{.fd = m->fd, .events = POLLIN},
-                              {.fd = m->stopfd, .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (p[1].revents & POLLIN)
-            break;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        int fd = accept4(m->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
-                usleep(100000);
-            continue;
-        }
+    struct sockaddr_storage ss;
+    int fd;
+    while ((fd = sidelisten_accept(&m->l, &ss)) >= 0) {
         struct conn c = {.m = m, .fd = fd, .buf = buf, .stage_fd = -1};
         char a[INET6_ADDRSTRLEN] = "?";
         unsigned port = 0;
@@ -965,26 +905,14 @@ static void *move_main(void *arg)
 int move_target_start(move_target *m, imap_server *srv)
 {
     m->srv = srv;
-    int rc = pthread_create(&m->thread, NULL, move_main, m);
-    if (rc)
-        return -rc;
-    m->started = true;
-    return 0;
+    return sidelisten_start(&m->l, move_main, m);
 }
 
 void move_target_free(move_target *m)
 {
     if (!m)
         return;
-    if (m->started) {
-        uint64_t one = 1;
-        if (write(m->stopfd, &one, sizeof one) < 0) {
-            /* an eventfd write fails only on overflow: it is signalled */
-        }
-        pthread_join(m->thread, NULL);
-    }
-    close(m->fd);
-    close(m->stopfd);
+    sidelisten_close(&m->l);
     free(m->secret);
     free(m);
 }

@@ -134,24 +134,3 @@ bool proxy_proto_from(const char *ip)
     return from && abuse_trusted(from, ip);
 }
 
-int proxy_proto_listen(const config *cfg, net_server *net)
-{
-    const char *spec = config_get(cfg, "listen_proxy");
-    if (!*spec)
-        return 0;
-    char *l = strdup(spec);
-    if (!l)
-        return -ENOMEM;
-    int rc = 0;
-    for (char *save = NULL, *tok = strtok_r(l, ", \t", &save); tok && rc == 0;
-         tok = strtok_r(NULL, ", \t", &save)) {
-        rc = net_server_listen(net, tok);
-        if (rc == 0)
-            rc = net_server_tag(net, LISTEN_IMAP_PROXY);
-        if (rc < 0)
-            fprintf(stderr, "ringmaild: cannot listen (listen_proxy) on %s: %s\n", tok,
-                    strerror(-rc));
-    }
-    free(l);
-    return rc;
-}

@@ -44,7 +44,5 @@ void proxy_proto_conf_fini(void);
 /* May a connection from ip (no port) send a header?  Never when
  * proxy_protocol_from is empty. */
 bool proxy_proto_from(const char *ip);
-/* Bind listen_proxy (if set) on net, tagged LISTEN_IMAP_PROXY. */
-int proxy_proto_listen(const config *cfg, net_server *net);
 
 #endif
