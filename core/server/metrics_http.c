@@ -39,65 +39,11 @@ struct metrics_http {
     sidelisten l;
 };
 
-static int parse_spec(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
-                      char *err, size_t errlen)
-{
-    char host[64] = "127.0.0.1";
-    const char *port_s = spec;
-    const char *colon = strrchr(spec, ':');
-    if (colon) {
-        const char *h = spec;
-        size_t hl = (size_t)(colon - spec);
-        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-            h++;
-            hl -= 2;
-        }
-        if (hl == 0 || (hl == 1 && h[0] == '*')) {
-            snprintf(err, errlen, "listen_metrics = %s: write the address to listen on "
-                     "(127.0.0.1:PORT, or 0.0.0.0:PORT / [::]:PORT to open it to other "
-                     "machines)", spec);
-            return -EINVAL;
-        }
-        if (hl >= sizeof host) {
-            snprintf(err, errlen, "listen_metrics = %s: bad address", spec);
-            return -EINVAL;
-        }
-        memcpy(host, h, hl);
-        host[hl] = '\0';
-        port_s = colon + 1;
-    }
-    char *end;
-    errno = 0;
-    unsigned long port = strtoul(port_s, &end, 10);
-    if (!*port_s || *end || errno || port > 65535) {
-        snprintf(err, errlen, "listen_metrics = %s: bad port", spec);
-        return -EINVAL;
-    }
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (!strcmp(host, "localhost"))
-        strcpy(host, "127.0.0.1");
-    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        *len = sizeof *in4;
-    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        *len = sizeof *in6;
-    } else {
-        snprintf(err, errlen, "listen_metrics = %s: '%s' is not an IP address", spec, host);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 int metrics_http_bind(const char *spec, metrics_http **out, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int rc = parse_spec(spec, &ss, &len, err, errlen);
+    int rc = sidelisten_parse("listen_metrics", spec, &ss, &len, err, errlen);
     if (rc < 0)
         return rc;
     metrics_http *h = calloc(1, sizeof *h);

@@ -111,44 +111,11 @@ int move_target_bind(const char *spec, const char *secret, move_target **out, ch
         snprintf(err, errlen, "listen_move = %s needs move_secret", spec);
         return -EINVAL;
     }
-    char host[64] = "127.0.0.1";
-    const char *port_s = spec, *colon = strrchr(spec, ':');
-    if (colon) {
-        const char *h = spec;
-        size_t hl = (size_t)(colon - spec);
-        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-            h++;
-            hl -= 2;
-        }
-        if (hl == 0 || hl >= sizeof host) {
-            snprintf(err, errlen, "listen_move = %s: bad address", spec);
-            return -EINVAL;
-        }
-        memcpy(host, h, hl);
-        host[hl] = '\0';
-        port_s = colon + 1;
-    }
-    char *end;
-    errno = 0;
-    unsigned long port = strtoul(port_s, &end, 10);
-    if (!*port_s || *end || errno || port > 65535) {
-        snprintf(err, errlen, "listen_move = %s: bad port", spec);
-        return -EINVAL;
-    }
-    struct sockaddr_storage ss = {0};
+    struct sockaddr_storage ss;
     socklen_t len;
-    if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
-        ((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
-        len = sizeof(struct sockaddr_in);
-    } else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-        ((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-        len = sizeof(struct sockaddr_in6);
-    } else {
-        snprintf(err, errlen, "listen_move = %s: not an IP address", spec);
-        return -EINVAL;
-    }
+    int rc = sidelisten_parse("listen_move", spec, &ss, &len, err, errlen);
+    if (rc < 0)
+        return rc;
     move_target *m = calloc(1, sizeof *m);
     if (!m || !(m->secret = strdup(secret))) {
         free(m);
@@ -157,7 +124,7 @@ int move_target_bind(const char *spec, const char *secret, move_target **out, ch
     /* every server process of a supervisor binds it; the state of a
      * transfer is in the staging directory, so any process serves a
      * reconnection */
-    int rc = sidelisten_bind(&m->l, &ss, len, 8);
+    rc = sidelisten_bind(&m->l, &ss, len, 8);
     if (rc < 0) {
         snprintf(err, errlen, "listen_move = %s: %s", spec, strerror(-rc));
         free(m->secret);

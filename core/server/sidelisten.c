@@ -1,6 +1,10 @@
 /* core/server/sidelisten.c — a listener with a thread of its own.  See
  * sidelisten.h. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -9,6 +13,60 @@
 #include <unistd.h>
 
 #include "core/server/sidelisten.h"
+
+int sidelisten_parse(const char *key, const char *spec, struct sockaddr_storage *ss,
+                     socklen_t *len, char *err, size_t errlen)
+{
+    char host[64] = "127.0.0.1";
+    const char *port_s = spec;
+    const char *colon = strrchr(spec, ':');
+    if (colon) {
+        const char *h = spec;
+        size_t hl = (size_t)(colon - spec);
+        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+            h++;
+            hl -= 2;
+        }
+        if (hl == 0 || (hl == 1 && h[0] == '*')) {
+            snprintf(err, errlen, "%s = %s: write the address to listen on "
+                     "(127.0.0.1:PORT, or 0.0.0.0:PORT / [::]:PORT to open it to other "
+                     "machines)", key, spec);
+            return -EINVAL;
+        }
+        if (hl >= sizeof host) {
+            snprintf(err, errlen, "%s = %s: bad address", key, spec);
+            return -EINVAL;
+        }
+        memcpy(host, h, hl);
+        host[hl] = '\0';
+        port_s = colon + 1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(port_s, &end, 10);
+    if (!*port_s || *end || errno || port > 65535) {
+        snprintf(err, errlen, "%s = %s: bad port", key, spec);
+        return -EINVAL;
+    }
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (!strcmp(host, "localhost"))
+        strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof *in4;
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+    } else {
+        snprintf(err, errlen, "%s = %s: '%s' is not an IP address", key, spec, host);
+        return -EINVAL;
+    }
+    return 0;
+}
 
 int sidelisten_bind(sidelisten *l, const struct sockaddr_storage *ss, socklen_t len,
                     int backlog)

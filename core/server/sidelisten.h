@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -23,6 +24,11 @@ typedef struct sidelisten {
     bool started;
 } sidelisten;
 
+/* The address of the setting key = spec: "host:port", "[v6]:port",
+ * "localhost:port", or a bare port (127.0.0.1); a wildcard only when
+ * written out (0.0.0.0, [::]).  0, or -EINVAL with a message in err. */
+int sidelisten_parse(const char *key, const char *spec, struct sockaddr_storage *ss,
+                     socklen_t *len, char *err, size_t errlen);
 /* Bind and listen on ss.  0 or -errno (both fds closed again). */
 int sidelisten_bind(sidelisten *l, const struct sockaddr_storage *ss, socklen_t len,
                     int backlog);
