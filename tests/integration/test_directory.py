@@ -45,6 +45,31 @@ def users():
 PASSWORDS = {k: v[0] for k, v in users().items()}
 
 
+def hung_login(case, busy):
+    """With the directory stopped: a LOGIN gets NO [UNAVAILABLE] within a
+    few directory_timeouts, and a NOOP on the logged-in session `busy` is
+    answered meanwhile, not after it."""
+    c = case.connect()
+    t0 = time.monotonic()
+    tag = c.tag()
+    c.send("%s LOGIN grace grace-pw\r\n" % tag)
+    # meanwhile the worker answers another session at once
+    time.sleep(0.2)
+    t1 = time.monotonic()
+    case.ok(busy, "NOOP")
+    noop = time.monotonic() - t1
+    r = rs.Result(tag + " LOGIN", *c.read_until_tag(tag, timeout=10))
+    took = time.monotonic() - t0
+    # the NOOP came back while the LOGIN still waited for the directory
+    # (1000 ms at least), not after it
+    case.assertLess(noop, 0.8, "NOOP took %.2f s" % noop)
+    case.assertLess(noop + 0.2, took)
+    case.expect(r, "NO", "UNAVAILABLE")
+    # directory_timeout = 1000 ms: a connect, a bind or a search may each
+    # take it, never more than a few
+    case.assertLess(took, 4.5, "answered after %.1f s" % took)
+
+
 class DirectoryBase(rs.ServerTestCase):
     """A ringmaild whose users come from a private directory server; the
     passwd-file holds other users, who must not log in."""
@@ -412,25 +437,7 @@ class Outage:
         self.expect(r, "OK")
         self.dir.pause()
         try:
-            c = self.connect()
-            t0 = time.monotonic()
-            tag = c.tag()
-            c.send("%s LOGIN grace grace-pw\r\n" % tag)
-            # meanwhile the worker answers another session at once
-            time.sleep(0.2)
-            t1 = time.monotonic()
-            self.ok(busy, "NOOP")
-            noop = time.monotonic() - t1
-            r = rs.Result(tag + " LOGIN", *c.read_until_tag(tag, timeout=10))
-            took = time.monotonic() - t0
-            # the NOOP came back while the LOGIN still waited for the
-            # directory (1000 ms at least), not after it
-            self.assertLess(noop, 0.8, "NOOP took %.2f s" % noop)
-            self.assertLess(noop + 0.2, took)
-            self.expect(r, "NO", "UNAVAILABLE")
-            # directory_timeout = 1000 ms: a connect, a bind or a search may
-            # each take it, never more than a few
-            self.assertLess(took, 4.5, "answered after %.1f s" % took)
+            hung_login(self, busy)
             self.assertTrue(self.server.alive())
         finally:
             self.dir.resume()
@@ -485,22 +492,7 @@ class PgOutage(Outage, PgBase):
         for p in pids:
             os.kill(p, 19)
         try:
-            c = self.connect()
-            t0 = time.monotonic()
-            tag = c.tag()
-            c.send("%s LOGIN grace grace-pw\r\n" % tag)
-            time.sleep(0.2)
-            t1 = time.monotonic()
-            self.ok(busy, "NOOP")
-            noop = time.monotonic() - t1
-            r = rs.Result(tag + " LOGIN", *c.read_until_tag(tag, timeout=10))
-            took = time.monotonic() - t0
-            # the NOOP came back while the LOGIN still waited for the
-            # directory (1000 ms at least), not after it
-            self.assertLess(noop, 0.8, "NOOP took %.2f s" % noop)
-            self.assertLess(noop + 0.2, took)
-            self.expect(r, "NO", "UNAVAILABLE")
-            self.assertLess(took, 4.5, "answered after %.1f s" % took)
+            hung_login(self, busy)
         finally:
             for p in pids:
                 os.kill(p, 18)
