@@ -11,6 +11,7 @@
 
 #include "store/format.h"
 #include "store/assert.h"
+#include "store/names.h"
 #include "store/store.h"
 
 /* ---- fsutil.c ---------------------------------------------------------- */
@@ -97,6 +98,7 @@ struct gen {
      * (memo.c); the bytes of byte values in memo_arena. */
     _Atomic(struct store_memo *) memo[STORE_MEMO_KINDS];
     struct store_memo_chunk *memo_arena;
+    store_names memo_names;     /* numbers for THREAD's Message-IDs */
     pthread_mutex_t memolock;   /* guards growing `memo`, memo_arena */
     /* since.c, each built on first use and freed with the generation:
      * the expunge history (LOG_VANISHED, immutable) and the per-block

@@ -38,8 +38,8 @@
  * years 1..9999 and internal dates), and no pointer. */
 #define MEMO_NONE INT64_MIN
 #define MEMO_CHUNK (1u << 20)
-/* Bytes all generations' arenas of this process may hold. */
-#define MEMO_BUDGET ((uint64_t)512 << 20)
+/* Bytes all generations' arenas and numbers of this process may hold. */
+static _Atomic uint64_t memo_budget = (uint64_t)512 << 20;
 
 struct store_memo {
     uint64_t n;
@@ -139,7 +139,7 @@ static uint8_t *arena_alloc(struct gen *g, size_t n)
     struct store_memo_chunk *ch = g->memo_arena;
     if (!ch || ch->cap - ch->used < n) {
         size_t cap = n > MEMO_CHUNK ? n : MEMO_CHUNK;
-        if (atomic_fetch_add(&arena_bytes, cap) + cap > MEMO_BUDGET) {
+        if (atomic_fetch_add(&arena_bytes, cap) + cap > atomic_load(&memo_budget)) {
             atomic_fetch_sub(&arena_bytes, cap);
             return NULL;
         }
@@ -180,8 +180,50 @@ void store_cursor_memo_put_bytes(const store_cursor *c, unsigned kind, const voi
         put(c, kind, (int64_t)(uintptr_t)rec);
 }
 
+/* The numbers live in g->memo_names, under g->memolock, within the
+ * process's budget like the arenas: once it is spent, strings numbered
+ * before are still found, new ones get -ENOSPC and the caller numbers them
+ * itself. */
+int store_cursor_memo_name(const store_cursor *c, const void *p, size_t len, uint32_t *num)
+{
+    struct gen *g = c->snap->g;
+    pthread_mutex_lock(&g->memolock);
+    int rc = store_names_find(&g->memo_names, p, len, false, num);
+    if (rc == -ENOENT) {
+        size_t cost = store_names_cost(&g->memo_names, len), before = g->memo_names.bytes;
+        if (atomic_fetch_add(&arena_bytes, cost) + cost > atomic_load(&memo_budget)) {
+            rc = -ENOSPC;
+        } else {
+            rc = store_names_find(&g->memo_names, p, len, true, num);
+            if (rc == -E2BIG)
+                rc = -ENOSPC;
+        }
+        /* what it really cost (at most `cost`) stays counted */
+        atomic_fetch_sub(&arena_bytes, cost - (g->memo_names.bytes - before));
+    }
+    pthread_mutex_unlock(&g->memolock);
+    return rc;
+}
+
+bool store_cursor_memo_named(const store_cursor *c, uint32_t num, const uint8_t **p,
+                             size_t *len)
+{
+    struct gen *g = c->snap->g;
+    pthread_mutex_lock(&g->memolock);
+    bool ok = store_names_get(&g->memo_names, num, p, len);
+    pthread_mutex_unlock(&g->memolock);
+    return ok;
+}
+
+void store_memo_set_budget(uint64_t bytes)
+{
+    atomic_store(&memo_budget, bytes);
+}
+
 void store_memo_free(struct gen *g)
 {
+    atomic_fetch_sub(&arena_bytes, g->memo_names.bytes);
+    store_names_free(&g->memo_names);
     for (unsigned k = 0; k < STORE_MEMO_KINDS; k++) {
         struct store_memo *m = atomic_load(&g->memo[k]);
         while (m) {

@@ -472,6 +472,19 @@ bool store_cursor_memo_bytes(const store_cursor *c, unsigned kind, const uint8_t
                              size_t *len);
 void store_cursor_memo_put_bytes(const store_cursor *c, unsigned kind, const void *p,
                                  size_t len);
+/* A number for these bytes (THREAD's Message-IDs), the same for the same
+ * bytes in every cursor on the generation: numbers are dense from 0
+ * (store/names.h), so a caller indexes an array by them instead of
+ * hashing strings.  0, -ENOSPC (the process's memo budget is spent: a
+ * string numbered before is still found, a new one is not numbered), or
+ * -ENOMEM.  store_cursor_memo_named gives the bytes back (valid while the
+ * snapshot is held), false for a number never given. */
+int store_cursor_memo_name(const store_cursor *c, const void *p, size_t len, uint32_t *num);
+bool store_cursor_memo_named(const store_cursor *c, uint32_t num, const uint8_t **p,
+                             size_t *len);
+/* The bytes the memos of all generations of this process may hold
+ * (default 512 MB); for tests. */
+void store_memo_set_budget(uint64_t bytes);
 
 /* Move to the first entry whose UID is >= uid (or the end).  Returns 1 if
  * that entry has this UID and is live, 0 if it has it and is expunged

@@ -2,6 +2,7 @@
  * remembered by entry position per generation (store/memo.c): unknown
  * until put, kept for later snapshots of the same generation (past the
  * first array's size too), and gone with the generation (compaction). */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -129,9 +130,66 @@ static void test_memo_bytes(void)
     test_env_close(&e);
 }
 
+/* Numbers for strings: dense from 0, the same bytes the same number in
+ * every snapshot of the generation, the bytes given back; once the budget
+ * is spent old strings are still found and new ones get -ENOSPC; a new
+ * generation numbers afresh. */
+static void test_memo_names(void)
+{
+    test_env e;
+    REQUIRE_OK(test_env_open(&e, "memo-names"));
+    REQUIRE_OK(test_append_n(e.mb, 20, 1000000000));
+    store_snap *s = store_snap_get(e.mb);
+    store_cursor c;
+    store_cursor_init(&c, s);
+    const unsigned n = 5000;    /* past the first table and chunk */
+    char buf[64];
+    uint32_t num;
+    unsigned wrong = 0;
+    for (unsigned i = 0; i < n; i++) {
+        int k = snprintf(buf, sizeof buf, "%u@example.org", i);
+        REQUIRE_OK(store_cursor_memo_name(&c, buf, (size_t)k, &num));
+        wrong += num != i;
+    }
+    REQUIRE_OK(store_cursor_memo_name(&c, "", 0, &num));    /* "" is a string */
+    CHECK_EQ(num, n);
+    CHECK_EQ(wrong, 0);
+    store_snap_put(s);
+    REQUIRE_OK(test_append_n(e.mb, 1, 1000000000));
+    s = store_snap_get(e.mb);
+    store_cursor_init(&c, s);
+    const uint8_t *p;
+    size_t len;
+    for (unsigned i = 0; i < n; i += 7) {
+        int k = snprintf(buf, sizeof buf, "%u@example.org", i);
+        REQUIRE_OK(store_cursor_memo_name(&c, buf, (size_t)k, &num));
+        wrong += num != i;
+        wrong += !store_cursor_memo_named(&c, i, &p, &len) || len != (size_t)k ||
+                 memcmp(p, buf, len) != 0;
+    }
+    CHECK_EQ(wrong, 0);
+    CHECK(store_cursor_memo_named(&c, n, &p, &len) && len == 0);
+    CHECK(!store_cursor_memo_named(&c, n + 1, &p, &len));
+    store_memo_set_budget(0);
+    CHECK_EQ(store_cursor_memo_name(&c, "new@example.org", 15, &num), -ENOSPC);
+    REQUIRE_OK(store_cursor_memo_name(&c, "42@example.org", 14, &num));
+    CHECK_EQ(num, 42);
+    store_memo_set_budget((uint64_t)512 << 20);
+    REQUIRE_OK(store_cursor_memo_name(&c, "new@example.org", 15, &num));
+    CHECK_EQ(num, n + 1);
+    store_snap_put(s);
+    REQUIRE((s = compacted(&e, &c)) != NULL);
+    CHECK(!store_cursor_memo_named(&c, 0, &p, &len));
+    REQUIRE_OK(store_cursor_memo_name(&c, "42@example.org", 14, &num));
+    CHECK_EQ(num, 0);
+    store_snap_put(s);
+    test_env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_memo);
     RUN(test_memo_bytes);
+    RUN(test_memo_names);
     return test_summary();
 }
