@@ -304,25 +304,147 @@ static int put_address(imap_sort_set *s, imap_sort_msg *m, int which,
     return pool_put(s, m, which, s->t2.data, s->t2.len);
 }
 
-/* The references of RFC 5256's REFERENCES algorithm: the Message IDs of
- * References if it has a valid one, else the first valid one of
- * In-Reply-To, else none. */
-/* THREAD's keys remembered per message (store/memo.c): the IDs as
- * [u32 length of the Message-ID][Message-ID][references, each followed by
- * NUL], the subject as [reply][base subject, case-mapped]. */
-static int memo_ids(imap_sort_set *s, const imap_sort_msg *m, const store_cursor *cur)
+/* ---- Message-IDs as numbers ------------------------------------------ */
+
+static int ids_room(imap_sort_set *s, size_t more)
 {
-    uint32_t ml = m->len[IMAP_SORT_S_MSGID];
+    if (s->nids + more <= s->capids)
+        return 0;
+    if (s->nids + more > UINT32_MAX)
+        return -E2BIG;
+    size_t c = s->capids ? s->capids : 1024;
+    while (c < s->nids + more)
+        c *= 2;
+    uint32_t *p = realloc(s->ids, c * sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    s->ids = p;
+    s->capids = c;
+    return 0;
+}
+
+static void ids_push(imap_sort_set *s, uint32_t num)
+{
+    RM_ASSERT(s->nids < s->capids);
+    s->ids[s->nids++] = num;
+    if (num != IMAP_SORT_NO_ID && num >= s->id_bound)
+        s->id_bound = num + 1;
+}
+
+/* From the store's numbers to the set's own: the store's memo budget is
+ * spent, so a string it has not numbered gets no number there, and the
+ * set's numbers must all come from one table.  The numbers so far are
+ * given again by their bytes. */
+static int ids_go_local(imap_sort_set *s, const store_cursor *cur)
+{
+    if (!(s->local = calloc(1, sizeof *s->local)))
+        return -ENOMEM;
+    s->ids_local = true;
+    s->id_bound = 0;
+    for (size_t i = 0; i < s->nids; i++) {
+        const uint8_t *p;
+        size_t len;
+        if (s->ids[i] == IMAP_SORT_NO_ID)
+            continue;
+        if (!cur || !store_cursor_memo_named(cur, s->ids[i], &p, &len))
+            return -EBADMSG;    /* cannot be: the store gave the number */
+        int rc = store_names_find(s->local, p, len, true, &s->ids[i]);
+        if (rc < 0)
+            return rc;
+        if (s->ids[i] >= s->id_bound)
+            s->id_bound = s->ids[i] + 1;
+    }
+    return 0;
+}
+
+/* The number of an ID's bytes, from the store's table or the set's. */
+static int id_number(imap_sort_set *s, const store_cursor *cur, const void *p, size_t len,
+                     uint32_t *num)
+{
+    int rc;
+    if (!s->ids_local) {
+        if (cur && (rc = store_cursor_memo_name(cur, p, len, num)) != -ENOSPC)
+            return rc;
+        if ((rc = ids_go_local(s, cur)) < 0)
+            return rc;
+    }
+    return store_names_find(s->local, p, len, true, num);
+}
+
+int imap_sort_set_ids(imap_sort_set *s, imap_sort_msg *m, const store_cursor *cur,
+                      const char *subj, size_t subj_len, const char *msgid,
+                      size_t msgid_len, const char *refs, size_t refs_len)
+{
+    size_t nrefs = 0;
+    for (size_t at = 0; at < refs_len; at += strlen(refs + at) + 1)
+        nrefs++;
+    int rc = ids_room(s, 2 + nrefs);
+    if (rc < 0)
+        return rc;
+    uint32_t num = IMAP_SORT_NO_ID;
+    m->ids_at = (uint32_t)s->nids;
+    m->nrefs = (uint32_t)nrefs;
+    if (subj_len && (rc = id_number(s, cur, subj, subj_len, &num)) < 0)
+        return rc;
+    ids_push(s, num);
+    num = IMAP_SORT_NO_ID;
+    if (msgid_len && (rc = id_number(s, cur, msgid, msgid_len, &num)) < 0)
+        return rc;
+    ids_push(s, num);
+    for (size_t at = 0; at < refs_len; at += strlen(refs + at) + 1) {
+        if ((rc = id_number(s, cur, refs + at, strlen(refs + at), &num)) < 0)
+            return rc;
+        ids_push(s, num);
+    }
+    return 0;
+}
+
+/* THREAD's keys remembered per message (store/memo.c): for REFERENCES,
+ * all it needs as u32s: [reply][the store's numbers of the subject,
+ * Message-ID and references] (imap_sort_msg.ids_at); the subject for the
+ * others as [reply][base subject, case-mapped]. */
+#define MEMO_IDS_MIN (3 * sizeof(uint32_t))
+
+static void memo_ids(imap_sort_set *s, const imap_sort_msg *m, const store_cursor *cur)
+{
+    if (s->ids_local)       /* numbers of the set's own mean nothing later */
+        return;
+    uint32_t reply = m->reply;
+    size_t n = (2 + (size_t)m->nrefs) * sizeof(uint32_t);
     s->t1.len = 0;
-    int rc = store_buf_append(&s->t1, &ml, sizeof ml);
-    if (rc == 0)
-        rc = store_buf_append(&s->t1, s->pool.data + m->off[IMAP_SORT_S_MSGID], ml);
-    if (rc == 0)
-        rc = store_buf_append(&s->t1, s->pool.data + m->off[IMAP_SORT_S_REFS],
-                              m->len[IMAP_SORT_S_REFS]);
-    if (rc == 0)
+    if (store_buf_append(&s->t1, &reply, sizeof reply) == 0 &&
+        store_buf_append(&s->t1, s->ids + m->ids_at, n) == 0)
         store_cursor_memo_put_bytes(cur, STORE_MEMO_IDS, s->t1.data, s->t1.len);
-    return rc;
+}
+
+/* A message's THREAD keys from their remembered numbers. */
+static int put_memo_ids(imap_sort_set *s, imap_sort_msg *m, const store_cursor *cur,
+                        const uint8_t *rec, size_t n)
+{
+    uint32_t reply;
+    memcpy(&reply, rec, sizeof reply);
+    m->reply = reply != 0;
+    rec += sizeof reply;
+    size_t k = n / sizeof(uint32_t) - 1;
+    int rc = ids_room(s, k);
+    if (rc < 0)
+        return rc;
+    m->ids_at = (uint32_t)s->nids;
+    m->nrefs = (uint32_t)(k - 2);
+    for (size_t i = 0; i < k; i++) {
+        uint32_t num;
+        memcpy(&num, rec + i * sizeof num, sizeof num);
+        if (s->ids_local && num != IMAP_SORT_NO_ID) {
+            const uint8_t *p;
+            size_t len;
+            if (!store_cursor_memo_named(cur, num, &p, &len))
+                return -EBADMSG;    /* cannot be: the store gave the number */
+            if ((rc = store_names_find(s->local, p, len, true, &num)) < 0)
+                return rc;
+        }
+        ids_push(s, num);
+    }
+    return 0;
 }
 
 static int memo_subject(imap_sort_set *s, const imap_sort_msg *m, const store_cursor *cur)
@@ -339,20 +461,12 @@ static int memo_subject(imap_sort_set *s, const imap_sort_msg *m, const store_cu
 }
 
 /* The keys found remembered (NULL: not). */
-static int put_memoed(imap_sort_set *s, imap_sort_msg *m, const uint8_t *ids, size_t ids_n,
-                      const uint8_t *subj, size_t subj_n)
+static int put_memoed(imap_sort_set *s, imap_sort_msg *m, const store_cursor *cur,
+                      const uint8_t *ids, size_t ids_n, const uint8_t *subj, size_t subj_n)
 {
     int rc = 0;
-    if (ids) {
-        uint32_t ml;
-        memcpy(&ml, ids, sizeof ml);
-        if (ml > ids_n - sizeof ml)
-            return -EBADMSG;    /* cannot be: the store keeps what we gave */
-        if ((rc = pool_put(s, m, IMAP_SORT_S_MSGID, ids + sizeof ml, ml)) < 0 ||
-            (rc = pool_put(s, m, IMAP_SORT_S_REFS, ids + sizeof ml + ml,
-                           ids_n - sizeof ml - ml)) < 0)
-            return rc;
-    }
+    if (ids && (rc = put_memo_ids(s, m, cur, ids, ids_n)) < 0)
+        return rc;
     if (subj) {
         m->reply = subj[0] != 0;
         rc = pool_put(s, m, IMAP_SORT_S_SUBJECT, subj + 1, subj_n - 1);
@@ -360,7 +474,10 @@ static int put_memoed(imap_sort_set *s, imap_sort_msg *m, const uint8_t *ids, si
     return rc;
 }
 
-static int put_refs(imap_sort_set *s, imap_sort_msg *m, const store_envelope *env)
+/* The references of RFC 5256's REFERENCES algorithm: the Message IDs of
+ * References if it has a valid one, else the first valid one of
+ * In-Reply-To, else none; into s->t1, each followed by NUL. */
+static int get_refs(imap_sort_set *s, const store_envelope *env)
 {
     int rc;
     size_t pos = 0;
@@ -380,7 +497,7 @@ static int put_refs(imap_sort_set *s, imap_sort_msg *m, const store_envelope *en
         if (rc == 1 && (rc = store_buf_append(&s->t1, "", 1)) < 0)
             return rc;
     }
-    return pool_put(s, m, IMAP_SORT_S_REFS, s->t1.data, s->t1.len);
+    return 0;
 }
 
 /* The envelope fields the keys in `need` are made from: only those are
@@ -449,8 +566,10 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
     const uint8_t *ids = NULL, *subj = NULL;
     size_t ids_n = 0, subj_n = 0;
     if (found && (need & IMAP_SORT_NEED_IDS) &&
-        store_cursor_memo_bytes(cur, STORE_MEMO_IDS, &ids, &ids_n) && ids_n >= 4)
-        need &= ~(unsigned)IMAP_SORT_NEED_IDS;
+        store_cursor_memo_bytes(cur, STORE_MEMO_IDS, &ids, &ids_n) &&
+        ids_n >= MEMO_IDS_MIN && ids_n % 4 == 0)
+        /* the subject comes as its number: its bytes are not needed */
+        need &= ~(unsigned)(IMAP_SORT_NEED_IDS | IMAP_SORT_NEED_SUBJECT);
     else
         ids = NULL;
     if (found && (need & IMAP_SORT_NEED_SUBJECT) &&
@@ -458,7 +577,7 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
         need &= ~(unsigned)IMAP_SORT_NEED_SUBJECT;
     else
         subj = NULL;
-    if ((rc = put_memoed(s, m, ids, ids_n, subj, subj_n)) < 0)
+    if ((rc = put_memoed(s, m, cur, ids, ids_n, subj, subj_n)) < 0)
         return rc;
     if (found) {
         m->size = e.size;
@@ -510,17 +629,20 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
     }
     if (need & IMAP_SORT_NEED_IDS) {
         size_t pos = 0;
-        s->t1.len = 0;
+        s->t2.len = 0;
         rc = env.message_id.p
-             ? store_msgid_next(env.message_id.p, env.message_id.len, &pos, &s->t1) : 0;
+             ? store_msgid_next(env.message_id.p, env.message_id.len, &pos, &s->t2) : 0;
         if (rc < 0)
             return rc;
-        if ((rc = pool_put(s, m, IMAP_SORT_S_MSGID, s->t1.data, rc == 1 ? s->t1.len : 0)) < 0)
+        size_t ml = rc == 1 ? s->t2.len : 0;
+        if ((rc = get_refs(s, &env)) < 0 ||
+            (rc = imap_sort_set_ids(s, m, cur,
+                                    (const char *)s->pool.data + m->off[IMAP_SORT_S_SUBJECT],
+                                    m->len[IMAP_SORT_S_SUBJECT], (const char *)s->t2.data, ml,
+                                    (const char *)s->t1.data, s->t1.len)) < 0)
             return rc;
-        if ((rc = put_refs(s, m, &env)) < 0)
-            return rc;
-        if (cache_ok && (rc = memo_ids(s, m, cur)) < 0)
-            return rc;
+        if (cache_ok)
+            memo_ids(s, m, cur);
     }
     s->n++;
     return 0;
@@ -529,6 +651,10 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
 int imap_sort_set_expect(imap_sort_set *s, size_t n)
 {
     s->expect = n;
+    /* a Message-ID and about half a reference each (a reply's parent) */
+    int rc;
+    if ((s->need & IMAP_SORT_NEED_IDS) && (rc = ids_room(s, n + n / 2)) < 0)
+        return rc;
     if (n <= s->cap)
         return 0;
     imap_sort_msg *p = realloc(s->m, n * sizeof *p);
@@ -545,6 +671,11 @@ void imap_sort_set_free(imap_sort_set *s)
     free(s->pool.data);
     free(s->t1.data);
     free(s->t2.data);
+    free(s->ids);
+    if (s->local) {
+        store_names_free(s->local);
+        free(s->local);
+    }
     if (s->addr) {
         imap_address_parts *a = s->addr;
         imap_out_free(&a->name);

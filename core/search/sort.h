@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "core/imap/imap_args.h"
+#include "store/names.h"
 #include "store/store.h"
 
 typedef enum imap_sort_key {
@@ -100,10 +101,11 @@ enum {
 enum {
     IMAP_SORT_S_SUBJECT, IMAP_SORT_S_FROM, IMAP_SORT_S_TO, IMAP_SORT_S_CC,
     IMAP_SORT_S_DFROM, IMAP_SORT_S_DTO,
-    IMAP_SORT_S_MSGID,      /* normalized, "" if none is valid */
-    IMAP_SORT_S_REFS,       /* normalized references, each followed by NUL */
     IMAP_SORT_NSTR
 };
+
+/* A message without a valid Message-ID (in imap_sort_set.ids). */
+#define IMAP_SORT_NO_ID UINT32_MAX
 
 typedef struct imap_sort_msg {
     uint32_t seq, uid;
@@ -112,6 +114,11 @@ typedef struct imap_sort_msg {
     int64_t arrival;        /* INTERNALDATE, seconds since the epoch */
     int64_t date;           /* sent date (RFC 5256 2.2), UTC seconds */
     uint32_t off[IMAP_SORT_NSTR], len[IMAP_SORT_NSTR];
+    /* THREAD=REFERENCES: ids[ids_at ..] of the set are the numbers of the
+     * base subject (IMAP_SORT_NO_ID if empty), of the normalized
+     * Message-ID (IMAP_SORT_NO_ID if none is valid), then of the nrefs
+     * references */
+    uint32_t ids_at, nrefs;
 } imap_sort_msg;
 
 typedef struct imap_sort_set {
@@ -120,6 +127,16 @@ typedef struct imap_sort_set {
     size_t n, cap;
     size_t expect;          /* imap_sort_set_expect */
     store_buf pool;
+    /* Message-IDs and base subjects as numbers (THREAD=REFERENCES):
+     * equal strings, equal numbers, every one below
+     * id_bound.  The store's numbers for the generation (the same in every
+     * query: store_cursor_memo_name), or, with ids_local, the set's own
+     * (when there is no store, or its memo budget is spent). */
+    uint32_t *ids;
+    size_t nids, capids;
+    uint32_t id_bound;
+    bool ids_local;
+    store_names *local;
     /* scratch */
     store_buf t1, t2;
     void *addr;             /* imap_address_parts */
@@ -142,6 +159,16 @@ void imap_sort_set_free(imap_sort_set *s);
  * and again as it grows (each copy of a set of 10^6 would hold the
  * caller's thread for tens of ms).  0 or -ENOMEM. */
 int imap_sort_set_expect(imap_sort_set *s, size_t n);
+/* Give m (the set's last message, being added) the numbers THREAD=
+ * REFERENCES works on: subj its base subject, case-mapped (as the
+ * IMAP_SORT_S_SUBJECT key), msgid the normalized Message-ID ("" for
+ * none), refs the normalized references, each followed by NUL (RFC 5256's
+ * references: References, else In-Reply-To).  Numbered by the store
+ * through cur, or by the set's own table (cur NULL, as in tests).  0 or
+ * -ENOMEM. */
+int imap_sort_set_ids(imap_sort_set *s, imap_sort_msg *m, const store_cursor *cur,
+                      const char *subj, size_t subj_len, const char *msgid,
+                      size_t msgid_len, const char *refs, size_t refs_len);
 
 /* The set's messages in SORT order: *order (malloc'ed, s->n entries;
  * the caller frees it) gets indexes into s->m.  0 or -ENOMEM. */

@@ -14,116 +14,21 @@ typedef struct tnode {
     uint32_t parent, first, last, prev, next;
     int64_t kdate;              /* sort key: sent date, then sequence */
     uint32_t kseq;
+    uint32_t kuid;              /* the message's UID: what rendering needs
+                                   is in the node, not in the set */
 } tnode;
-
-typedef struct tslot {
-    uint32_t off, len, val;     /* key in the set's pool; val NIL: empty */
-    uint32_t h;                 /* the key's hash (low bits): most keys that
-                                   differ are told apart without reading
-                                   the pool, which is the cache miss */
-} tslot;
-
-typedef struct ttab {
-    tslot *slot;
-    size_t cap, n;
-} ttab;
 
 typedef struct thr {
     const imap_sort_set *s;
     tnode *nd;
     size_t n, cap;
-    ttab ids, subj;
+    uint32_t *node_of;          /* Message-ID number -> node, or NIL;
+                                   in (5) base subject number -> node */
     uint32_t *stack;            /* traversal scratch */
     size_t nstack, capstack;
+    uint32_t *kids;             /* sort_children's scratch */
+    size_t capkids;
 } thr;
-
-/* ---- string table ------------------------------------------------------ */
-
-/* Eight bytes a step (Message IDs are some 40 bytes): multiply and fold. */
-static uint64_t hash(const uint8_t *p, size_t n)
-{
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, v;
-    for (; n >= 8; p += 8, n -= 8) {
-        memcpy(&v, p, 8);
-        h = (h ^ v) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-    }
-    v = 0;
-    memcpy(&v, p, n);
-    h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
-    return h ^ (h >> 29);
-}
-
-static int tab_init(ttab *t, size_t entries)
-{
-    size_t cap = 16;
-    while (cap < entries * 2)
-        cap *= 2;
-    t->slot = malloc(cap * sizeof *t->slot);
-    if (!t->slot)
-        return -ENOMEM;
-    for (size_t i = 0; i < cap; i++)
-        t->slot[i].val = NIL;
-    t->cap = cap;
-    t->n = 0;
-    return 0;
-}
-
-static tslot *tab_find_h(const thr *t, const ttab *tb, uint32_t off, uint32_t len,
-                         uint64_t h)
-{
-    const uint8_t *pool = t->s->pool.data;
-    size_t mask = tb->cap - 1, i = (size_t)(h >> 32) & mask;
-    for (;;) {
-        tslot *sl = &tb->slot[i];
-        if (sl->val == NIL) {
-            sl->h = (uint32_t)h;    /* for the caller's tab_set */
-            return sl;
-        }
-        if (sl->h == (uint32_t)h && sl->len == len &&
-            memcmp(pool + sl->off, pool + off, len) == 0)
-            return sl;
-        i = (i + 1) & mask;
-    }
-}
-
-/* The slot of the key: its entry, or the empty slot to fill (tab_set). */
-static tslot *tab_find(const thr *t, const ttab *tb, uint32_t off, uint32_t len)
-{
-    return tab_find_h(t, tb, off, len, hash(t->s->pool.data + off, len));
-}
-
-/* Fill the empty slot tab_find gave (it holds the key's hash already). */
-static void tab_set(tslot *sl, uint32_t off, uint32_t len, uint32_t val)
-{
-    sl->off = off;
-    sl->len = len;
-    sl->val = val;
-}
-
-static uint64_t full_hash(const thr *t, const tslot *sl)
-{
-    return hash(t->s->pool.data + sl->off, sl->len);
-}
-
-/* Room for one more entry (at most half full). */
-static int tab_room(thr *t, ttab *tb)
-{
-    if ((tb->n + 1) * 2 <= tb->cap)
-        return 0;
-    ttab nt;
-    if (tab_init(&nt, tb->cap) < 0)
-        return -ENOMEM;
-    for (size_t i = 0; i < tb->cap; i++)
-        if (tb->slot[i].val != NIL)
-            tab_set(tab_find_h(t, &nt, tb->slot[i].off, tb->slot[i].len,
-                               full_hash(t, &tb->slot[i])),
-                    tb->slot[i].off, tb->slot[i].len, tb->slot[i].val);
-    nt.n = tb->n;
-    free(tb->slot);
-    *tb = nt;
-    return 0;
-}
 
 /* ---- the tree ----------------------------------------------------------- */
 
@@ -143,6 +48,7 @@ static uint32_t node_new(thr *t, uint32_t msg)
     if (msg != NIL) {
         x->kdate = t->s->m[msg].date;
         x->kseq = t->s->m[msg].seq;
+        x->kuid = t->s->m[msg].uid;
     }
     return (uint32_t)t->n++;
 }
@@ -271,13 +177,28 @@ static int cmp_nodes(const void *a, const void *b, void *arg)
  * date and then use the first child". */
 static int sort_children(thr *t, uint32_t p)
 {
+    /* siblings were linked in sequence order, and most mail arrives in
+     * the order it was sent: a set already in order is left as it is */
     size_t k = 0;
-    for (uint32_t c = t->nd[p].first; c != NIL; c = t->nd[c].next)
+    bool sorted = true;
+    for (uint32_t c = t->nd[p].first, prev = NIL; c != NIL; prev = c, c = t->nd[c].next) {
         k++;
-    if (k > 1) {
-        uint32_t *a = malloc(k * sizeof *a);
-        if (!a)
-            return -ENOMEM;
+        if (prev != NIL && sorted && cmp_nodes(&prev, &c, t->nd) > 0)
+            sorted = false;
+    }
+    if (k > 1 && !sorted) {
+        if (k > t->capkids) {
+            /* one scratch for every call: most sets of siblings are small */
+            size_t c = t->capkids ? t->capkids : 64;
+            while (c < k)
+                c *= 2;
+            uint32_t *p = realloc(t->kids, c * sizeof *p);
+            if (!p)
+                return -ENOMEM;
+            t->kids = p;
+            t->capkids = c;
+        }
+        uint32_t *a = t->kids;
         k = 0;
         for (uint32_t c = t->nd[p].first; c != NIL; c = t->nd[c].next)
             a[k++] = c;
@@ -288,7 +209,6 @@ static int sort_children(thr *t, uint32_t p)
         }
         t->nd[p].first = a[0];
         t->nd[p].last = a[k - 1];
-        free(a);
     }
     tnode *x = &t->nd[p];
     if (x->msg == NIL && x->first != NIL) {
@@ -315,28 +235,32 @@ static int references(thr *t)
     const imap_sort_set *s = t->s;
     int rc;
     uint32_t root = node_new(t, NIL);
-    if (root == NIL || (rc = tab_init(&t->ids, s->n)) < 0)
+    if (root == NIL)
         return -ENOMEM;
+    /* the IDs are numbers (imap_sort_set.ids): the node of each is found
+     * in an array, not by hashing its bytes */
+    if (s->id_bound && !(t->node_of = malloc((size_t)s->id_bound * sizeof *t->node_of)))
+        return -ENOMEM;
+    for (size_t i = 0; i < s->id_bound; i++)
+        t->node_of[i] = NIL;
     /* (1) for each searched message, in sequence order */
     for (size_t i = 0; i < s->n; i++) {
         const imap_sort_msg *m = &s->m[i];
+        const uint32_t *ids = s->ids + m->ids_at + 1;   /* after the subject */
         uint32_t self = NIL;
-        if (m->len[IMAP_SORT_S_MSGID]) {
-            if ((rc = tab_room(t, &t->ids)) < 0)
-                return rc;
-            tslot *sl = tab_find(t, &t->ids, m->off[IMAP_SORT_S_MSGID],
-                                 m->len[IMAP_SORT_S_MSGID]);
-            if (sl->val == NIL) {
+        if (ids[0] != IMAP_SORT_NO_ID) {
+            uint32_t *slot = &t->node_of[ids[0]];
+            if (*slot == NIL) {
                 if ((self = node_new(t, (uint32_t)i)) == NIL)
                     return -ENOMEM;
-                tab_set(sl, m->off[IMAP_SORT_S_MSGID], m->len[IMAP_SORT_S_MSGID], self);
-                t->ids.n++;
-            } else if (t->nd[sl->val].msg == NIL) {
+                *slot = self;
+            } else if (t->nd[*slot].msg == NIL) {
                 /* a dummy made for a reference becomes this message */
-                self = sl->val;
+                self = *slot;
                 t->nd[self].msg = (uint32_t)i;
                 t->nd[self].kdate = m->date;
                 t->nd[self].kseq = m->seq;
+                t->nd[self].kuid = m->uid;
             }
             /* else: "If two or more messages have the same Message ID,
              * then only use that Message ID in the first (lowest sequence
@@ -350,22 +274,15 @@ static int references(thr *t)
 
         /* (1)(A) link the references as parent/child */
         uint32_t prev = NIL;
-        const char *r = (const char *)s->pool.data + m->off[IMAP_SORT_S_REFS];
-        size_t rl = m->len[IMAP_SORT_S_REFS];
-        for (size_t at = 0; at < rl;) {
-            size_t l = strlen(r + at);
-            uint32_t off = m->off[IMAP_SORT_S_REFS] + (uint32_t)at;
-            if ((rc = tab_room(t, &t->ids)) < 0)
-                return rc;
-            tslot *sl = tab_find(t, &t->ids, off, (uint32_t)l);
-            uint32_t cur = sl->val;
+        for (uint32_t k = 1; k <= m->nrefs; k++) {
+            uint32_t *slot = &t->node_of[ids[k]];
+            uint32_t cur = *slot;
             if (cur == NIL) {
                 /* "If no message can be found with a given Message ID,
                  * create a dummy message with this ID." */
                 if ((cur = node_new(t, NIL)) == NIL)
                     return -ENOMEM;
-                tab_set(sl, off, (uint32_t)l, cur);
-                t->ids.n++;
+                *slot = cur;
             }
             /* "If a message already has a parent, don't change the
              * existing link." ... "Do not create a parent/child link if
@@ -373,7 +290,6 @@ static int references(thr *t)
             if (prev != NIL && t->nd[cur].parent == NIL && !would_loop(t, prev, cur))
                 link_node(t, prev, cur);
             prev = cur;
-            at += l + 1;
         }
         /* (1)(B) the last reference is the parent: an existing parent
          * (from a truncated References elsewhere) gives way to it; with no
@@ -382,8 +298,6 @@ static int references(thr *t)
         if (prev != NIL && !would_loop(t, prev, self))
             link_node(t, prev, self);
     }
-    free(t->ids.slot);
-    t->ids.slot = NULL;
 
     /* (2) the parentless are the root's children */
     for (uint32_t x = 1; x < t->n; x++)
@@ -442,39 +356,39 @@ static int references(thr *t)
     if ((rc = sort_children(t, root)) < 0)
         return rc;
 
-    /* (5) gather the root's children by base subject */
-    if ((rc = tab_init(&t->subj, t->n)) < 0)
-        return rc;
+    /* (5) gather the root's children by base subject: the subjects are
+     * numbers too (imap_sort_set.ids), the table an array */
+    for (size_t i = 0; i < s->id_bound; i++)
+        t->node_of[i] = NIL;
     /* (5)(B) one message per base subject */
     for (uint32_t x = t->nd[root].first; x != NIL; x = t->nd[x].next) {
         uint32_t sm = subject_msg(t, x);
-        if (sm == NIL || !s->m[sm].len[IMAP_SORT_S_SUBJECT])
+        uint32_t num = sm == NIL ? IMAP_SORT_NO_ID : s->ids[s->m[sm].ids_at];
+        if (num == IMAP_SORT_NO_ID)
             continue;       /* (ii) an empty thread subject */
-        tslot *sl = tab_find(t, &t->subj, s->m[sm].off[IMAP_SORT_S_SUBJECT],
-                             s->m[sm].len[IMAP_SORT_S_SUBJECT]);
-        if (sl->val == NIL) {
-            tab_set(sl, s->m[sm].off[IMAP_SORT_S_SUBJECT], s->m[sm].len[IMAP_SORT_S_SUBJECT], x);
-            t->subj.n++;
+        uint32_t *sl = &t->node_of[num];
+        if (*sl == NIL) {
+            *sl = x;
             continue;
         }
-        const tnode *in = &t->nd[sl->val];
+        const tnode *in = &t->nd[*sl];
         /* "if the message in the subject table is not a dummy, AND either
          * ... The current message is a dummy, OR The message in the
          * subject table is a reply or forward and the current message is
          * not." */
         if (in->msg != NIL &&
             (t->nd[x].msg == NIL || (s->m[in->msg].reply && !s->m[t->nd[x].msg].reply)))
-            sl->val = x;
+            *sl = x;
     }
     /* (5)(C) merge threads with the same subject */
     for (uint32_t x = t->nd[root].first, nx; x != NIL; x = nx) {
         nx = t->nd[x].next;
         uint32_t sm = subject_msg(t, x);
-        if (sm == NIL || !s->m[sm].len[IMAP_SORT_S_SUBJECT])
+        uint32_t num = sm == NIL ? IMAP_SORT_NO_ID : s->ids[s->m[sm].ids_at];
+        if (num == IMAP_SORT_NO_ID)
             continue;
-        tslot *sl = tab_find(t, &t->subj, s->m[sm].off[IMAP_SORT_S_SUBJECT],
-                             s->m[sm].len[IMAP_SORT_S_SUBJECT]);
-        uint32_t in = sl->val;
+        uint32_t *sl = &t->node_of[num];
+        uint32_t in = *sl;
         if (in == x)
             continue;
         bool xd = t->nd[x].msg == NIL, id = t->nd[in].msg == NIL;
@@ -504,16 +418,27 @@ static int references(thr *t)
             replace_node(t, in, d);
             link_node(t, d, in);
             link_node(t, d, x);
-            sl->val = d;
+            *sl = d;
         }
     }
 
-    /* (6) sort every set of siblings, the youngest first */
-    if ((rc = postorder(t, root, &ord, &nord)) < 0)
-        return rc;
-    for (size_t i = 0; i < nord && !rc; i++)
-        rc = sort_children(t, ord[i]);
-    free(ord);
+    /* (6) "sort each set of siblings by sent date ... grandchildren are
+     * sorted before children, etc.  In the case of a dummy message (which
+     * can only occur with top-level siblings), use its first child for
+     * sorting."  Only a dummy's key depends on its children's order, so
+     * the dummies go first, then the messages' children, then the root's
+     * (in array order, not by a walk of the tree).  A dummy under a dummy
+     * comes from (5)(C), which made the outer one after the inner one: in
+     * array order the inner one is sorted first. */
+    for (uint32_t x = 1; x < t->n && !rc; x++)
+        if (t->nd[x].msg == NIL && t->nd[x].first != NIL)
+            rc = sort_children(t, x);
+    for (uint32_t x = 1; x < t->n && !rc; x++)
+        if (t->nd[x].msg != NIL && t->nd[x].first != NIL &&
+            t->nd[t->nd[x].first].next != NIL)
+            rc = sort_children(t, x);
+    if (rc == 0)
+        rc = sort_children(t, root);
     return rc;
 }
 
@@ -521,8 +446,7 @@ static int references(thr *t)
 
 static void put_num(const thr *t, imap_out *o, uint32_t x, bool uid)
 {
-    const imap_sort_msg *m = &t->s->m[t->nd[x].msg];
-    imap_out_uint(o, uid ? m->uid : m->seq);
+    imap_out_uint(o, uid ? t->nd[x].kuid : t->nd[x].kseq);
 }
 
 /* The inside of the thread-list that starts at x: "3 6 (4 23)(44 7 96)"
@@ -634,9 +558,9 @@ int imap_thread_render(const imap_sort_set *s, imap_thread_alg alg, bool uid,
         imap_out_lit(o, ")");
     }
     free(t.nd);
-    free(t.ids.slot);
-    free(t.subj.slot);
+    free(t.node_of);
     free(t.stack);
+    free(t.kids);
     if (rc == 0 && o->err)
         rc = o->err;
     return rc;

@@ -2,7 +2,8 @@
  * (RFC 5256 section 3) on crafted Message-ID graphs: loops, missing and
  * duplicate ids, dummy pruning and promotion, truncated References, subject
  * grouping and the sibling order.  The keys are built here as
- * imap_sort_set_add builds them from the cache. */
+ * imap_sort_set_add builds them from the cache (test_thread_store.c takes
+ * them from a store). */
 #include "core/search/sort.h"
 #include "store/msgid.h"
 #include "tests/unit/testutil.h"
@@ -36,16 +37,19 @@ static void add(imap_sort_set *s, int64_t date, const char *subject, const char 
     put(s, m, IMAP_SORT_S_SUBJECT, c.data, c.len);
     b.len = 0;
     size_t pos = 0;
-    int rc = msgid ? store_msgid_next(msgid, strlen(msgid), &pos, &b) : 0;
-    put(s, m, IMAP_SORT_S_MSGID, b.data, rc == 1 ? b.len : 0);
-    b.len = 0;
+    store_buf id = {0};
+    int rc = msgid ? store_msgid_next(msgid, strlen(msgid), &pos, &id) : 0;
     pos = 0;
     while (refs && store_msgid_next(refs, strlen(refs), &pos, &b) == 1)
         REQUIRE_OK(store_buf_append(&b, "", 1));
     pos = 0;
     if (!b.len && irt && store_msgid_next(irt, strlen(irt), &pos, &b) == 1)
         REQUIRE_OK(store_buf_append(&b, "", 1));
-    put(s, m, IMAP_SORT_S_REFS, b.data, b.len);
+    /* as imap_sort_set_add gives them, numbered by the set's own table */
+    REQUIRE_OK(imap_sort_set_ids(s, m, NULL, (const char *)c.data, c.len,
+                                 (const char *)id.data, rc == 1 ? id.len : 0,
+                                 (const char *)b.data, b.len));
+    free(id.data);
     free(b.data);
     free(c.data);
     s->n++;
