@@ -35,8 +35,12 @@
 #include "store/internal.h"
 
 /* "Not known yet": no date a message can have (sort dates are seconds of
- * years 1..9999 and internal dates), and no pointer. */
+ * years 1..9999 and internal dates), and no pointer.  Values are kept
+ * XORed with it, so that "not known" is 0 and a new array comes zeroed
+ * from calloc: its pages are mapped as they are first written, instead
+ * of all at once by a loop on the caller's thread. */
 #define MEMO_NONE INT64_MIN
+#define MEMO_ENC(v) ((int64_t)((uint64_t)(v) ^ (uint64_t)MEMO_NONE))
 #define MEMO_CHUNK (1u << 20)
 /* Bytes all generations' arenas and numbers of this process may hold. */
 static _Atomic uint64_t memo_budget = (uint64_t)512 << 20;
@@ -55,7 +59,10 @@ struct store_memo_chunk {
 
 static _Atomic uint64_t arena_bytes;
 
-static struct store_memo *memo_grow(struct gen *g, unsigned kind, uint32_t pos)
+/* The array grows to hold pos; a first one holds every entry of the
+ * caller's snapshot at once (count), so that filling a big mailbox does
+ * not copy the array again and again. */
+static struct store_memo *memo_grow(struct gen *g, unsigned kind, uint32_t pos, uint32_t count)
 {
     pthread_mutex_lock(&g->memolock);
     struct store_memo *old = atomic_load(&g->memo[kind]);
@@ -64,16 +71,13 @@ static struct store_memo *memo_grow(struct gen *g, unsigned kind, uint32_t pos)
         return old;
     }
     uint64_t n = old ? old->n * 2 : 1024;
-    while (n <= pos)
+    while (n <= pos || (!old && n < count))
         n *= 2;
-    struct store_memo *m = malloc(sizeof *m + n * sizeof m->v[0]);
+    struct store_memo *m = calloc(1, sizeof *m + n * sizeof m->v[0]);
     if (m) {
         m->n = n;
-        uint64_t i = 0;
-        for (; old && i < old->n; i++)
+        for (uint64_t i = 0; old && i < old->n; i++)
             atomic_init(&m->v[i], atomic_load_explicit(&old->v[i], memory_order_relaxed));
-        for (; i < n; i++)
-            atomic_init(&m->v[i], MEMO_NONE);
         m->older = old;
         atomic_store_explicit(&g->memo[kind], m, memory_order_release);
     }
@@ -89,9 +93,9 @@ static bool get(const store_cursor *c, unsigned kind, int64_t *v)
     if (!m || c->pos >= c->count_ || c->pos >= m->n)
         return false;
     int64_t x = atomic_load_explicit(&m->v[c->pos], memory_order_acquire);
-    if (x == MEMO_NONE)
+    if (x == 0)
         return false;
-    *v = x;
+    *v = MEMO_ENC(x);
     return true;
 }
 
@@ -102,9 +106,9 @@ static void put(const store_cursor *c, unsigned kind, int64_t v)
         return;
     struct store_memo *m = atomic_load_explicit(&g->memo[kind], memory_order_acquire);
     if (!m || c->pos >= m->n)
-        m = memo_grow(g, kind, c->pos);
+        m = memo_grow(g, kind, c->pos, c->count_);
     if (m && c->pos < m->n)     /* no memory: derived again next time */
-        atomic_store_explicit(&m->v[c->pos], v, memory_order_release);
+        atomic_store_explicit(&m->v[c->pos], MEMO_ENC(v), memory_order_release);
 }
 
 bool store_cursor_memo_get(const store_cursor *c, int64_t *v)

@@ -5,8 +5,10 @@
  * per generation (store/memo.c), a caller may keep its own.
  *
  * The table owns copies of the bytes, in chunks that never move: a pointer
- * from store_names_get stays valid until store_names_free.  Not locked:
- * the owner serializes calls. */
+ * from store_names_get stays valid until store_names_free.  No call does
+ * work in proportion to the table's size: a bigger table's slots move
+ * over a few per add, and the number -> bytes map is in blocks that never
+ * move.  Not locked: the owner serializes calls. */
 #ifndef RINGMAIL_STORE_NAMES_H
 #define RINGMAIL_STORE_NAMES_H
 
@@ -17,8 +19,12 @@
 typedef struct store_names {
     struct store_names_slot *slot;  /* open addressing, at most half full */
     size_t cap, n;
-    const uint8_t **rec;            /* number -> [u32 length][bytes] */
-    size_t caprec;
+    struct store_names_slot *old;   /* the table before it grew, its slots
+                                       moving into slot a few per add */
+    size_t oldcap, moved;
+    const uint8_t ***rec;           /* number -> [u32 length][bytes], in
+                                       blocks */
+    size_t caprec;                  /* blocks rec has room for */
     struct store_names_chunk *chunk;
     size_t bytes;                   /* memory held, for the owner's budget */
 } store_names;
