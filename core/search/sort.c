@@ -538,10 +538,15 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
         s->cap = c;
     }
     if (s->n == POOL_SAMPLE && s->expect > 2 * POOL_SAMPLE) {
-        /* the first messages' average, a quarter more */
+        /* the first messages' average, a quarter more, for the strings
+         * and for THREAD's numbers: growing either later copies it whole */
         size_t per = s->pool.len / POOL_SAMPLE + 1, want = per * (s->expect - s->n);
         want += want / 4;
         if (want < (size_t)UINT32_MAX && (rc = store_buf_reserve(&s->pool, want)) < 0)
+            return rc;
+        per = s->nids / POOL_SAMPLE + 1;
+        want = per * (s->expect - s->n);
+        if ((s->need & IMAP_SORT_NEED_IDS) && (rc = ids_room(s, want + want / 4)) < 0)
             return rc;
     }
     imap_sort_msg *m = &s->m[s->n];
@@ -651,10 +656,7 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
 int imap_sort_set_expect(imap_sort_set *s, size_t n)
 {
     s->expect = n;
-    /* a Message-ID and about half a reference each (a reply's parent) */
-    int rc;
-    if ((s->need & IMAP_SORT_NEED_IDS) && (rc = ids_room(s, n + n / 2)) < 0)
-        return rc;
+
     if (n <= s->cap)
         return 0;
     imap_sort_msg *p = realloc(s->m, n * sizeof *p);
