@@ -281,6 +281,27 @@ class SortBigCase(rs.ServerTestCase):
         b = self.login()
         self.ok(b, "NOOP")
 
+    def test_pool_answers_kept(self):
+        """A big answer is kept on the pool (qmemo_put runs there): asked
+        again it is the same, and a new message still shows."""
+        c = self.big()
+
+        def ask(q):
+            r = self.ok(c, q, timeout=120)
+            return [u.raw for u in r.untagged if re.match(rb"\* (SORT|THREAD)\b", u.raw)]
+        qs = ["SORT (REVERSE DATE) UTF-8 ALL", "UID THREAD REFERENCES UTF-8 ALL",
+              "SORT (SUBJECT) UTF-8 1:5000"]
+        first = [ask(q) for q in qs]
+        self.assertEqual([ask(q) for q in qs], first)
+        self.expect(c.append("INBOX", b"Subject: topic-00001\r\nMessage-ID: <new@ex>\r\n"
+                             b"Date: 28 Jan 2024 12:00:00 +0000\r\nReferences: <b1@ex>\r\n"
+                             b"\r\nx\r\n"), "OK")
+        self.ok(c, "NOOP")
+        again = [ask(q) for q in qs]
+        self.assertEqual(again[0][0].split()[2], str(self.N + 1).encode())
+        self.assertIn(b" %d" % (self.N + 1), again[1][0].replace(b"(", b" "))
+        self.assertEqual(again[2], first[2])
+
     def test_leave_while_pooled(self):
         c = self.big()
         for cmd in ("THREAD REFERENCES UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL"):
