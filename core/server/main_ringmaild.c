@@ -52,6 +52,7 @@
 #include "core/base/log.h"
 #include "core/server/control.h"
 #include "core/server/handoff.h"
+#include "core/server/main_alloc.h"
 #include "core/server/metrics.h"
 #include "core/server/auth_http.h"
 #include "core/server/proxy_proto.h"
@@ -592,6 +593,7 @@ static pid_t spawn(const config *cfg, struct child *ch, unsigned n, unsigned slo
     if (pid == 0) {
         struct slot_ctx sl = {.slot = slot, .sock = ready[1], .supervisor = getppid(),
                               .lfds = c->lfds, .nlfds = c->nlfds, .ctl = ctl[1]};
+        ringmaild_alloc_child();
         if (ctl[0] >= 0)
             close(ctl[0]);
         control_link_forget(the_link);
