@@ -9,17 +9,33 @@
 
 #define NIL UINT32_MAX
 
+/* What threading reads of a message is in its node, so that walking the
+ * tree touches nodes only (the set's entries are twice their size). */
 typedef struct tnode {
     uint32_t msg;               /* index into set->m; NIL for a dummy */
     uint32_t parent, first, last, prev, next;
-    int64_t kdate;              /* sort key: sent date, then sequence */
-    uint32_t kseq;
-    uint32_t kuid;              /* the message's UID: what rendering needs
-                                   is in the node, not in the set */
+    int64_t kdate;              /* sort key: sent date, then num */
+    uint32_t num;               /* the number to send, UID or sequence
+                                   number: the two ascend together, so
+                                   either is the sequence-number tie-break */
+    uint32_t subj;              /* REFERENCES: the base subject's number
+                                   (imap_sort_set.ids) with SUBJ_REPLY, NIL
+                                   if empty */
 } tnode;
+
+#define SUBJ_REPLY (1u << 31)   /* subject numbers stay below 2^31 */
+
+/* A child of the root in (5). */
+typedef struct troot {
+    uint32_t node;
+    uint32_t subj;              /* its thread's, as tnode.subj */
+    bool dummy;
+} troot;
 
 typedef struct thr {
     const imap_sort_set *s;
+    bool uid;                   /* UIDs are sent, not sequence numbers */
+    bool refs;                  /* REFERENCES: the set has ids */
     tnode *nd;
     size_t n, cap;
     uint32_t *node_of;          /* Message-ID number -> node, or NIL;
@@ -31,6 +47,21 @@ typedef struct thr {
 } thr;
 
 /* ---- the tree ----------------------------------------------------------- */
+
+/* Make x message msg. */
+static void node_msg(const thr *t, tnode *x, uint32_t msg)
+{
+    const imap_sort_msg *m = &t->s->m[msg];
+    x->msg = msg;
+    x->kdate = m->date;
+    x->num = t->uid ? m->uid : m->seq;
+    x->subj = NIL;
+    if (t->refs) {
+        uint32_t sn = t->s->ids[m->ids_at];
+        if (sn != IMAP_SORT_NO_ID)
+            x->subj = sn | (m->reply ? SUBJ_REPLY : 0);
+    }
+}
 
 static uint32_t node_new(thr *t, uint32_t msg)
 {
@@ -44,12 +75,9 @@ static uint32_t node_new(thr *t, uint32_t msg)
     }
     tnode *x = &t->nd[t->n];
     *x = (tnode){ .msg = msg, .parent = NIL, .first = NIL, .last = NIL,
-                  .prev = NIL, .next = NIL };
-    if (msg != NIL) {
-        x->kdate = t->s->m[msg].date;
-        x->kseq = t->s->m[msg].seq;
-        x->kuid = t->s->m[msg].uid;
-    }
+                  .prev = NIL, .next = NIL, .subj = NIL };
+    if (msg != NIL)
+        node_msg(t, x, msg);
     return (uint32_t)t->n++;
 }
 
@@ -117,49 +145,67 @@ static bool would_loop(const thr *t, uint32_t parent, uint32_t child)
     return false;
 }
 
-static int push(thr *t, uint32_t x)
+/* The dummies under root, every one after the dummies below it (deepest
+ * first), in *out (*n of them; the caller frees).  Only the dummies: a
+ * walk of the whole tree is a cache miss per node, and most dummies are
+ * the root's children, whose depth is known without a walk.  A dummy's
+ * depth is found by going up to a node whose depth is known; every node
+ * passed learns its own, so no node is climbed twice. */
+static int dummies_deepest_first(thr *t, uint32_t root, uint32_t **out, size_t *n)
 {
-    if (t->nstack == t->capstack) {
-        size_t c = t->capstack ? t->capstack * 2 : 256;
-        uint32_t *p = realloc(t->stack, c * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        t->stack = p;
-        t->capstack = c;
+    size_t nd = 0, maxd = 0;
+    uint32_t *depth = calloc(t->n, sizeof *depth);     /* 0: not known yet */
+    uint32_t *ord = NULL, *count = NULL;
+    int rc = -ENOMEM;
+    if (!depth)
+        return rc;
+    depth[root] = 1;
+    for (uint32_t x = 1; x < t->n; x++) {
+        if (t->nd[x].msg != NIL)
+            continue;
+        nd++;
+        /* up to a known depth, stacking the way */
+        t->nstack = 0;
+        uint32_t y = x;
+        while (!depth[y]) {
+            if (t->nstack == t->capstack) {
+                size_t c = t->capstack ? t->capstack * 2 : 256;
+                uint32_t *p = realloc(t->stack, c * sizeof *p);
+                if (!p)
+                    goto out;
+                t->stack = p;
+                t->capstack = c;
+            }
+            t->stack[t->nstack++] = y;
+            y = t->nd[y].parent;    /* every node is under root after (2) */
+        }
+        while (t->nstack) {
+            uint32_t z = t->stack[--t->nstack];
+            depth[z] = depth[t->nd[z].parent] + 1;
+        }
+        if (depth[x] > maxd)
+            maxd = depth[x];
     }
-    t->stack[t->nstack++] = x;
-    return 0;
-}
-
-/* The nodes under root (root included) with every node after all of its
- * descendants: reversed preorder, in *out (n entries, the caller frees). */
-static int postorder(thr *t, uint32_t root, uint32_t **out, size_t *n)
-{
-    uint32_t *ord = malloc(t->n * sizeof *ord);
-    size_t k = 0;
-    int rc = 0;
-    if (!ord)
-        return -ENOMEM;
-    t->nstack = 0;
-    if ((rc = push(t, root)) < 0)
-        goto fail;
-    while (t->nstack) {
-        uint32_t x = t->stack[--t->nstack];
-        ord[k++] = x;
-        for (uint32_t c = t->nd[x].first; c != NIL; c = t->nd[c].next)
-            if ((rc = push(t, c)) < 0)
-                goto fail;
-    }
-    for (size_t i = 0; i < k / 2; i++) {
-        uint32_t tmp = ord[i];
-        ord[i] = ord[k - 1 - i];
-        ord[k - 1 - i] = tmp;
-    }
+    /* by depth, deepest first: a counting sort */
+    if (!(ord = malloc((nd ? nd : 1) * sizeof *ord)) ||
+        !(count = calloc(maxd + 2, sizeof *count)))
+        goto out;
+    for (uint32_t x = 1; x < t->n; x++)
+        if (t->nd[x].msg == NIL)
+            count[maxd - depth[x] + 1]++;
+    for (size_t d = 1; d <= maxd + 1; d++)
+        count[d] += count[d - 1];
+    for (uint32_t x = 1; x < t->n; x++)
+        if (t->nd[x].msg == NIL)
+            ord[count[maxd - depth[x]]++] = x;
     *out = ord;
-    *n = k;
-    return 0;
-fail:
+    *n = nd;
+    ord = NULL;
+    rc = 0;
+out:
     free(ord);
+    free(count);
+    free(depth);
     return rc;
 }
 
@@ -169,8 +215,25 @@ static int cmp_nodes(const void *a, const void *b, void *arg)
     const tnode *x = &nd[*(const uint32_t *)a], *y = &nd[*(const uint32_t *)b];
     if (x->kdate != y->kdate)
         return x->kdate < y->kdate ? -1 : 1;
-    return x->kseq < y->kseq ? -1 : x->kseq > y->kseq;
+    return x->num < y->num ? -1 : x->num > y->num;
 }
+
+/* A big set of siblings is sorted by copies of their keys, side by side:
+ * comparing in place reads two nodes from all over the array. */
+typedef struct tkey {
+    int64_t date;
+    uint32_t num, node;
+} tkey;
+
+static int cmp_keys(const void *a, const void *b)
+{
+    const tkey *x = a, *y = b;
+    if (x->date != y->date)
+        return x->date < y->date ? -1 : 1;
+    return x->num < y->num ? -1 : x->num > y->num;
+}
+
+#define SORT_BY_KEYS 64
 
 /* Sort p's children by their keys, then give p (a dummy) its first
  * child's key: "In the case of a dummy message, sort its children by sent
@@ -186,7 +249,22 @@ static int sort_children(thr *t, uint32_t p)
         if (prev != NIL && sorted && cmp_nodes(&prev, &c, t->nd) > 0)
             sorted = false;
     }
-    if (k > 1 && !sorted) {
+    if (k > SORT_BY_KEYS && !sorted) {
+        tkey *keys = malloc(k * sizeof *keys);
+        if (!keys)
+            return -ENOMEM;
+        k = 0;
+        for (uint32_t c = t->nd[p].first; c != NIL; c = t->nd[c].next)
+            keys[k++] = (tkey){.date = t->nd[c].kdate, .num = t->nd[c].num, .node = c};
+        qsort(keys, k, sizeof *keys, cmp_keys);
+        for (size_t i = 0; i < k; i++) {
+            t->nd[keys[i].node].prev = i ? keys[i - 1].node : NIL;
+            t->nd[keys[i].node].next = i + 1 < k ? keys[i + 1].node : NIL;
+        }
+        t->nd[p].first = keys[0].node;
+        t->nd[p].last = keys[k - 1].node;
+        free(keys);
+    } else if (k > 1 && !sorted) {
         if (k > t->capkids) {
             /* one scratch for every call: most sets of siblings are small */
             size_t c = t->capkids ? t->capkids : 64;
@@ -213,19 +291,18 @@ static int sort_children(thr *t, uint32_t p)
     tnode *x = &t->nd[p];
     if (x->msg == NIL && x->first != NIL) {
         x->kdate = t->nd[x->first].kdate;
-        x->kseq = t->nd[x->first].kseq;
+        x->num = t->nd[x->first].num;
     }
     return 0;
 }
 
-/* The message whose base subject a node's thread has ("either the
- * current message or its first child if the current message is a
- * dummy"), or NIL. */
-static uint32_t subject_msg(const thr *t, uint32_t x)
+/* The base subject a node's thread has ("either the current message or
+ * its first child if the current message is a dummy"), as tnode.subj. */
+static uint32_t thread_subj(const thr *t, uint32_t x)
 {
     while (x != NIL && t->nd[x].msg == NIL)
         x = t->nd[x].first;
-    return x == NIL ? NIL : t->nd[x].msg;
+    return x == NIL ? NIL : t->nd[x].subj;
 }
 
 /* ---- REFERENCES ---------------------------------------------------------- */
@@ -257,10 +334,7 @@ static int references(thr *t)
             } else if (t->nd[*slot].msg == NIL) {
                 /* a dummy made for a reference becomes this message */
                 self = *slot;
-                t->nd[self].msg = (uint32_t)i;
-                t->nd[self].kdate = m->date;
-                t->nd[self].kseq = m->seq;
-                t->nd[self].kuid = m->uid;
+                node_msg(t, &t->nd[self], (uint32_t)i);
             }
             /* else: "If two or more messages have the same Message ID,
              * then only use that Message ID in the first (lowest sequence
@@ -304,16 +378,16 @@ static int references(thr *t)
         if (t->nd[x].parent == NIL)
             link_node(t, root, x);
 
-    /* (3) prune dummies, deepest first */
+    /* (3) prune dummies, deepest first: a dummy's fate depends on its
+     * children only once the dummies below it are pruned (the RFC's
+     * recursion), and pruning never changes a shallower node's depth */
     uint32_t *ord;
     size_t nord;
-    if ((rc = postorder(t, root, &ord, &nord)) < 0)
+    if ((rc = dummies_deepest_first(t, root, &ord, &nord)) < 0)
         return rc;
     for (size_t i = 0; i < nord; i++) {
         uint32_t x = ord[i];
         tnode *d = &t->nd[x];
-        if (x == root || d->msg != NIL)
-            continue;
         if (d->first == NIL) {
             unlink_node(t, x);      /* "a dummy message with NO children" */
             continue;
@@ -349,49 +423,63 @@ static int references(thr *t)
     free(ord);
 
     /* (4) sort the root's children by sent date (a dummy by its first
-     * child, after sorting its children) */
-    for (uint32_t x = t->nd[root].first; x != NIL; x = t->nd[x].next)
-        if (t->nd[x].msg == NIL && (rc = sort_children(t, x)) < 0)
+     * child, after sorting its children); the dummies among them found
+     * in array order, not by walking the root's list */
+    for (uint32_t x = 1; x < t->n; x++)
+        if (t->nd[x].msg == NIL && t->nd[x].parent == root &&
+            (rc = sort_children(t, x)) < 0)
             return rc;
     if ((rc = sort_children(t, root)) < 0)
         return rc;
 
     /* (5) gather the root's children by base subject: the subjects are
-     * numbers too (imap_sort_set.ids), the table an array */
+     * numbers too (imap_sort_set.ids), the table an array.  The root's
+     * children are read once, in their order, into an array that (B) and
+     * (C) go through: walking the list twice is two cache misses a thread.
+     * (C) visits them in that order as the list would: it moves only the
+     * current thread and the one in the table, which comes before it
+     * (a later one enters the table in (B) only as a dummy, or as a
+     * non-reply over a reply: the current one then joins it, and nothing
+     * is moved in the list after the current one). */
+    size_t nroots = 0;
+    for (uint32_t x = t->nd[root].first; x != NIL; x = t->nd[x].next)
+        nroots++;
+    troot *r = malloc((nroots ? nroots : 1) * sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    nroots = 0;
+    for (uint32_t x = t->nd[root].first; x != NIL; x = t->nd[x].next)
+        r[nroots++] = (troot){.node = x, .subj = thread_subj(t, x),
+                              .dummy = t->nd[x].msg == NIL};
     for (size_t i = 0; i < s->id_bound; i++)
         t->node_of[i] = NIL;
-    /* (5)(B) one message per base subject */
-    for (uint32_t x = t->nd[root].first; x != NIL; x = t->nd[x].next) {
-        uint32_t sm = subject_msg(t, x);
-        uint32_t num = sm == NIL ? IMAP_SORT_NO_ID : s->ids[s->m[sm].ids_at];
-        if (num == IMAP_SORT_NO_ID)
+    /* (5)(B) one message per base subject; node_of holds indexes into r */
+    for (uint32_t k = 0; k < nroots; k++) {
+        if (r[k].subj == NIL)
             continue;       /* (ii) an empty thread subject */
-        uint32_t *sl = &t->node_of[num];
+        uint32_t *sl = &t->node_of[r[k].subj & ~SUBJ_REPLY];
         if (*sl == NIL) {
-            *sl = x;
+            *sl = k;
             continue;
         }
-        const tnode *in = &t->nd[*sl];
+        const troot *in = &r[*sl];
         /* "if the message in the subject table is not a dummy, AND either
          * ... The current message is a dummy, OR The message in the
          * subject table is a reply or forward and the current message is
          * not." */
-        if (in->msg != NIL &&
-            (t->nd[x].msg == NIL || (s->m[in->msg].reply && !s->m[t->nd[x].msg].reply)))
-            *sl = x;
+        if (!in->dummy &&
+            (r[k].dummy || ((in->subj & SUBJ_REPLY) && !(r[k].subj & SUBJ_REPLY))))
+            *sl = k;
     }
     /* (5)(C) merge threads with the same subject */
-    for (uint32_t x = t->nd[root].first, nx; x != NIL; x = nx) {
-        nx = t->nd[x].next;
-        uint32_t sm = subject_msg(t, x);
-        uint32_t num = sm == NIL ? IMAP_SORT_NO_ID : s->ids[s->m[sm].ids_at];
-        if (num == IMAP_SORT_NO_ID)
+    for (uint32_t k = 0; k < nroots; k++) {
+        if (r[k].subj == NIL)
             continue;
-        uint32_t *sl = &t->node_of[num];
-        uint32_t in = *sl;
-        if (in == x)
+        troot *tin = &r[t->node_of[r[k].subj & ~SUBJ_REPLY]];
+        if (tin == &r[k])
             continue;
-        bool xd = t->nd[x].msg == NIL, id = t->nd[in].msg == NIL;
+        uint32_t x = r[k].node, in = tin->node;
+        bool xd = r[k].dummy, id = tin->dummy;
         if (xd && id) {
             /* "append the current message's children to the children of
              * the message in the subject table ... and then delete the
@@ -402,7 +490,7 @@ static int references(thr *t)
                 link_node(t, in, c);
             }
             unlink_node(t, x);
-        } else if (id || (!xd && s->m[t->nd[x].msg].reply && !s->m[t->nd[in].msg].reply)) {
+        } else if (id || (!xd && (r[k].subj & SUBJ_REPLY) && !(tin->subj & SUBJ_REPLY))) {
             /* a child of the message in the subject table */
             unlink_node(t, x);
             link_node(t, in, x);
@@ -412,15 +500,19 @@ static int references(thr *t)
              * the dummy.  Then replace the message in the subject table
              * with the dummy message." */
             uint32_t d = node_new(t, NIL);
-            if (d == NIL)
+            if (d == NIL) {
+                free(r);
                 return -ENOMEM;
+            }
             unlink_node(t, x);
             replace_node(t, in, d);
             link_node(t, d, in);
             link_node(t, d, x);
-            *sl = d;
+            tin->node = d;
+            tin->dummy = true;
         }
     }
+    free(r);
 
     /* (6) "sort each set of siblings by sent date ... grandchildren are
      * sorted before children, etc.  In the case of a dummy message (which
@@ -444,14 +536,14 @@ static int references(thr *t)
 
 /* ---- output ------------------------------------------------------------ */
 
-static void put_num(const thr *t, imap_out *o, uint32_t x, bool uid)
+static void put_num(const thr *t, imap_out *o, uint32_t x)
 {
-    imap_out_uint(o, uid ? t->nd[x].kuid : t->nd[x].kseq);
+    imap_out_uint(o, t->nd[x].num);
 }
 
 /* The inside of the thread-list that starts at x: "3 6 (4 23)(44 7 96)"
  * (thread-members), or for a dummy its children's lists "(3)(5)". */
-static int render_members(thr *t, imap_out *o, uint32_t x, bool uid, unsigned depth)
+static int render_members(thr *t, imap_out *o, uint32_t x, unsigned depth)
 {
     int rc;
     /* Deep branches nest; chains do not (they loop here). */
@@ -462,13 +554,13 @@ static int render_members(thr *t, imap_out *o, uint32_t x, bool uid, unsigned de
         if (nd->msg == NIL) {
             for (uint32_t c = nd->first; c != NIL; c = t->nd[c].next) {
                 imap_out_lit(o, "(");
-                if ((rc = render_members(t, o, c, uid, depth + 1)) < 0)
+                if ((rc = render_members(t, o, c, depth + 1)) < 0)
                     return rc;
                 imap_out_lit(o, ")");
             }
             return 0;
         }
-        put_num(t, o, x, uid);
+        put_num(t, o, x);
         if (nd->first == NIL)
             return 0;
         imap_out_lit(o, " ");
@@ -478,7 +570,7 @@ static int render_members(thr *t, imap_out *o, uint32_t x, bool uid, unsigned de
         }
         for (uint32_t c = nd->first; c != NIL; c = t->nd[c].next) {
             imap_out_lit(o, "(");
-            if ((rc = render_members(t, o, c, uid, depth + 1)) < 0)
+            if ((rc = render_members(t, o, c, depth + 1)) < 0)
                 return rc;
             imap_out_lit(o, ")");
         }
@@ -547,13 +639,13 @@ static int orderedsubject(thr *t)
 int imap_thread_render(const imap_sort_set *s, imap_thread_alg alg, bool uid,
                        imap_out *o)
 {
-    thr t = { .s = s };
+    thr t = { .s = s, .uid = uid, .refs = alg == IMAP_THREAD_REFERENCES && s->n };
     int rc = alg == IMAP_THREAD_REFERENCES ? references(&t) : orderedsubject(&t);
     for (uint32_t x = rc == 0 ? t.nd[0].first : NIL; x != NIL; x = t.nd[x].next) {
         if (x == t.nd[0].first)
             imap_out_lit(o, " ");
         imap_out_lit(o, "(");
-        if ((rc = render_members(&t, o, x, uid, 0)) < 0)
+        if ((rc = render_members(&t, o, x, 0)) < 0)
             break;
         imap_out_lit(o, ")");
     }
