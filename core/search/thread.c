@@ -25,9 +25,13 @@ typedef struct tnode {
 
 #define SUBJ_REPLY (1u << 31)   /* subject numbers stay below 2^31 */
 
-/* A child of the root in (5). */
+/* A child of the root, from (4) on: the root's list is read once into an
+ * array of these, which (4), (5) and (6) sort and go through instead of
+ * walking the list (a cache miss a thread, each time). */
 typedef struct troot {
-    uint32_t node;
+    int64_t date;               /* the node's sort key */
+    uint32_t num;
+    uint32_t node;              /* NIL: no longer the root's child */
     uint32_t subj;              /* its thread's, as tnode.subj */
     bool dummy;
 } troot;
@@ -305,6 +309,40 @@ static uint32_t thread_subj(const thr *t, uint32_t x)
     return x == NIL ? NIL : t->nd[x].subj;
 }
 
+static int cmp_roots(const void *a, const void *b)
+{
+    const troot *x = a, *y = b;
+    if (x->date != y->date)
+        return x->date < y->date ? -1 : 1;
+    return x->num < y->num ? -1 : x->num > y->num;
+}
+
+/* Put the root's children in the order of r (n entries, those with a
+ * node), sorting r first unless it is in order already. */
+static void root_order(thr *t, uint32_t root, troot *r, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (r[i].node != NIL)
+            r[k++] = r[i];
+    bool sorted = true;
+    for (size_t i = 1; i < k && sorted; i++)
+        sorted = cmp_roots(&r[i - 1], &r[i]) < 0;
+    if (!sorted)
+        qsort(r, k, sizeof *r, cmp_roots);
+    uint32_t prev = NIL;
+    for (size_t i = 0; i < k; i++) {
+        tnode *x = &t->nd[r[i].node];
+        x->prev = prev;
+        x->next = NIL;
+        if (prev != NIL)
+            t->nd[prev].next = r[i].node;
+        prev = r[i].node;
+    }
+    t->nd[root].first = k ? r[0].node : NIL;
+    t->nd[root].last = prev;
+}
+
 /* ---- REFERENCES ---------------------------------------------------------- */
 
 static int references(thr *t)
@@ -429,8 +467,27 @@ static int references(thr *t)
         if (t->nd[x].msg == NIL && t->nd[x].parent == root &&
             (rc = sort_children(t, x)) < 0)
             return rc;
-    if ((rc = sort_children(t, root)) < 0)
-        return rc;
+    size_t nroots = 0, caproots = 1024;
+    troot *r = malloc(caproots * sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    /* in array order (a sequential read), then sorted */
+    for (uint32_t x = 1; x < t->n; x++) {
+        if (t->nd[x].parent != root)
+            continue;
+        if (nroots == caproots) {
+            troot *p = realloc(r, (caproots *= 2) * sizeof *r);
+            if (!p) {
+                free(r);
+                return -ENOMEM;
+            }
+            r = p;
+        }
+        const tnode *nd = &t->nd[x];
+        r[nroots++] = (troot){.date = nd->kdate, .num = nd->num, .node = x,
+                              .subj = thread_subj(t, x), .dummy = nd->msg == NIL};
+    }
+    root_order(t, root, r, nroots);
 
     /* (5) gather the root's children by base subject: the subjects are
      * numbers too (imap_sort_set.ids), the table an array.  The root's
@@ -441,16 +498,6 @@ static int references(thr *t)
      * (a later one enters the table in (B) only as a dummy, or as a
      * non-reply over a reply: the current one then joins it, and nothing
      * is moved in the list after the current one). */
-    size_t nroots = 0;
-    for (uint32_t x = t->nd[root].first; x != NIL; x = t->nd[x].next)
-        nroots++;
-    troot *r = malloc((nroots ? nroots : 1) * sizeof *r);
-    if (!r)
-        return -ENOMEM;
-    nroots = 0;
-    for (uint32_t x = t->nd[root].first; x != NIL; x = t->nd[x].next)
-        r[nroots++] = (troot){.node = x, .subj = thread_subj(t, x),
-                              .dummy = t->nd[x].msg == NIL};
     for (size_t i = 0; i < s->id_bound; i++)
         t->node_of[i] = NIL;
     /* (5)(B) one message per base subject; node_of holds indexes into r */
@@ -490,10 +537,12 @@ static int references(thr *t)
                 link_node(t, in, c);
             }
             unlink_node(t, x);
+            r[k].node = NIL;
         } else if (id || (!xd && (r[k].subj & SUBJ_REPLY) && !(tin->subj & SUBJ_REPLY))) {
             /* a child of the message in the subject table */
             unlink_node(t, x);
             link_node(t, in, x);
+            r[k].node = NIL;
         } else {
             /* "create a new dummy message and make both the current
              * message and the message in the subject table children of
@@ -510,9 +559,9 @@ static int references(thr *t)
             link_node(t, d, x);
             tin->node = d;
             tin->dummy = true;
+            r[k].node = NIL;
         }
     }
-    free(r);
 
     /* (6) "sort each set of siblings by sent date ... grandchildren are
      * sorted before children, etc.  In the case of a dummy message (which
@@ -529,8 +578,16 @@ static int references(thr *t)
         if (t->nd[x].msg != NIL && t->nd[x].first != NIL &&
             t->nd[t->nd[x].first].next != NIL)
             rc = sort_children(t, x);
-    if (rc == 0)
-        rc = sort_children(t, root);
+    /* the root's: a dummy's key is its first child's, as just sorted */
+    if (rc == 0) {
+        for (size_t k = 0; k < nroots; k++)
+            if (r[k].node != NIL && r[k].dummy) {
+                r[k].date = t->nd[r[k].node].kdate;
+                r[k].num = t->nd[r[k].node].num;
+            }
+        root_order(t, root, r, nroots);
+    }
+    free(r);
     return rc;
 }
 
