@@ -10,6 +10,7 @@
  * entries are mapped (store_snap_get), a mapping is never moved or
  * unmapped while its generation is pinned, and entries below the count
  * never move (their flag and keyword words are read atomically). */
+#include <fcntl.h>
 #include <errno.h>
 
 #include "store/internal.h"
@@ -130,4 +131,29 @@ int store_cursor_ext(store_cursor *c, store_msg_ext *out)
     const struct idx_entry *e;
     int rc = sound(c, &e);
     return rc < 0 ? rc : store_snap_entry_ext(c->snap, e, out);
+}
+
+/* The bytes of the entries from the cursor on, up to `window` of them in
+ * the chosen file: the log is in message order, and so is most of the
+ * cache (a message's blob is written with it). */
+uint32_t store_cursor_readahead(const store_cursor *c, unsigned what, uint64_t window)
+{
+    if (c->pos >= c->count_)
+        return 0;
+    const struct idx_entry *first = ent(c, c->pos);
+    bool body = what == STORE_RA_BODY;
+    uint64_t lo = body ? first->log_off : first->cache_off, hi = lo;
+    uint32_t p = c->pos;
+    for (; p < c->count_; p++) {
+        const struct idx_entry *e = ent(c, p);
+        uint64_t off = body ? e->log_off : e->cache_off;
+        uint64_t end = off + (body ? e->size + 64 : e->cache_len + 64);
+        if (!off || off < lo || end - lo > window)
+            break;      /* out of order (or none): stop the window here */
+        hi = end;
+    }
+    if (hi > lo)
+        (void)posix_fadvise(body ? c->snap->g->log.fd : c->snap->g->cache.fd, (off_t)lo,
+                            (off_t)(hi - lo), POSIX_FADV_WILLNEED);
+    return p - c->pos;
 }

@@ -184,6 +184,12 @@ static bool match_thread(ev *e, uint64_t want)
 static bool load_msg(ev *e)
 {
     if (!e->have_msg) {
+        /* a scan of bodies reads the log in order: ask for what comes
+         * next while this is looked at, half a window ahead */
+        if (e->cur.pos >= e->p->ra_pos) {
+            uint32_t n = store_cursor_readahead(&e->cur, STORE_RA_BODY, STORE_RA_WINDOW);
+            e->p->ra_pos = e->cur.pos + (n > 1 ? n / 2 : 1);
+        }
         int rc = store_cursor_bytes(&e->cur, 0, SIZE_MAX, &e->msg, &e->msglen);
         if (rc < 0) {
             if (rc == -ENOMEM)

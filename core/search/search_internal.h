@@ -97,6 +97,8 @@ struct imap_search_prog {
     sindex_q *gate;         /* a query every match must pass (a key of the
                                root's AND): the walk jumps over what it rules
                                out.  Owned by its node. */
+    uint32_t ra_pos;        /* entry position from which the message
+                               bytes are to be read ahead again */
     bool ix_tried;
 };
 

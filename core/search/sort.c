@@ -589,6 +589,11 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
         m->arrival = e.internal_date;
         if (!date_known)
             m->date = e.internal_date;
+        if (need && cur->pos >= s->ra_pos) {
+            /* keys not remembered are read from the cache in order */
+            uint32_t n = store_cursor_readahead(cur, STORE_RA_CACHE, STORE_RA_WINDOW);
+            s->ra_pos = cur->pos + (n > 1 ? n / 2 : 1);
+        }
         if (need && store_cursor_cache(cur, &cache) == 0 &&
             store_cache_envelope_fields(&cache, 0, env_fields(need), &env) == 0)
             cache_ok = true;

@@ -126,6 +126,8 @@ typedef struct imap_sort_set {
     imap_sort_msg *m;
     size_t n, cap;
     size_t expect;          /* imap_sort_set_expect */
+    uint32_t ra_pos;        /* entry position from which cache blobs are to
+                               be read ahead again */
     store_buf pool;
     /* Message-IDs and base subjects as numbers (THREAD=REFERENCES):
      * equal strings, equal numbers, every one below

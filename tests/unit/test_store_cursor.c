@@ -386,6 +386,31 @@ static void test_live_blocks(void)
     test_env_close(&e);
 }
 
+/* Read-ahead covers the entries from the cursor on, as many as fit in
+ * the window, in either file; none past the end. */
+static void test_readahead(void)
+{
+    test_env e = { 0 };
+    REQUIRE_OK(test_env_open(&e, "cursor-ra"));
+    REQUIRE_OK(fill(&e, 50));
+    store_snap *s = store_snap_get(e.mb);
+    REQUIRE(s);
+    store_cursor c;
+    store_cursor_init(&c, s);
+    CHECK_EQ(store_cursor_readahead(&c, STORE_RA_BODY, STORE_RA_WINDOW), 50);
+    CHECK_EQ(store_cursor_readahead(&c, STORE_RA_CACHE, STORE_RA_WINDOW), 50);
+    store_msg m;
+    REQUIRE(store_cursor_seek(&c, 41, &m) == 1);
+    CHECK_EQ(store_cursor_readahead(&c, STORE_RA_BODY, STORE_RA_WINDOW), 10);
+    /* a window smaller than two messages holds at most one */
+    CHECK(store_cursor_readahead(&c, STORE_RA_BODY, m.size + 70) <= 1);
+    CHECK_EQ(store_cursor_readahead(&c, STORE_RA_BODY, 1), 0);
+    REQUIRE(store_cursor_seek(&c, 51, &m) < 0);
+    CHECK_EQ(store_cursor_readahead(&c, STORE_RA_BODY, STORE_RA_WINDOW), 0);
+    store_snap_put(s);
+    test_env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_empty);
@@ -394,5 +419,6 @@ int main(void)
     RUN(test_damage);
     RUN(test_validated_once);
     RUN(test_live_blocks);
+    RUN(test_readahead);
     return test_summary();
 }
