@@ -52,6 +52,23 @@ typedef struct thr {
 
 /* ---- the tree ----------------------------------------------------------- */
 
+/* Room for `need` elements of `size` bytes in *arr (capacity *cap,
+ * doubled from `first`).  0 or -ENOMEM (*arr unchanged). */
+static int grow(void *arr, size_t *cap, size_t need, size_t size, size_t first)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    void *p = realloc(*(void **)arr, c * size);
+    if (!p)
+        return -ENOMEM;
+    *(void **)arr = p;
+    *cap = c;
+    return 0;
+}
+
 /* Make x message msg. */
 static void node_msg(const thr *t, tnode *x, uint32_t msg)
 {
@@ -69,14 +86,8 @@ static void node_msg(const thr *t, tnode *x, uint32_t msg)
 
 static uint32_t node_new(thr *t, uint32_t msg)
 {
-    if (t->n == t->cap) {
-        size_t c = t->cap ? t->cap * 2 : 64;
-        tnode *p = realloc(t->nd, c * sizeof *p);
-        if (!p)
-            return NIL;
-        t->nd = p;
-        t->cap = c;
-    }
+    if (grow(&t->nd, &t->cap, t->n + 1, sizeof *t->nd, 64) < 0)
+        return NIL;
     tnode *x = &t->nd[t->n];
     *x = (tnode){ .msg = msg, .parent = NIL, .first = NIL, .last = NIL,
                   .prev = NIL, .next = NIL, .subj = NIL };
@@ -172,14 +183,8 @@ static int dummies_deepest_first(thr *t, uint32_t root, uint32_t **out, size_t *
         t->nstack = 0;
         uint32_t y = x;
         while (!depth[y]) {
-            if (t->nstack == t->capstack) {
-                size_t c = t->capstack ? t->capstack * 2 : 256;
-                uint32_t *p = realloc(t->stack, c * sizeof *p);
-                if (!p)
-                    goto out;
-                t->stack = p;
-                t->capstack = c;
-            }
+            if (grow(&t->stack, &t->capstack, t->nstack + 1, sizeof *t->stack, 256) < 0)
+                goto out;
             t->stack[t->nstack++] = y;
             y = t->nd[y].parent;    /* every node is under root after (2) */
         }
@@ -269,17 +274,9 @@ static int sort_children(thr *t, uint32_t p)
         t->nd[p].last = keys[k - 1].node;
         free(keys);
     } else if (k > 1 && !sorted) {
-        if (k > t->capkids) {
-            /* one scratch for every call: most sets of siblings are small */
-            size_t c = t->capkids ? t->capkids : 64;
-            while (c < k)
-                c *= 2;
-            uint32_t *p = realloc(t->kids, c * sizeof *p);
-            if (!p)
-                return -ENOMEM;
-            t->kids = p;
-            t->capkids = c;
-        }
+        /* one scratch for every call: most sets of siblings are small */
+        if (grow(&t->kids, &t->capkids, k, sizeof *t->kids, 64) < 0)
+            return -ENOMEM;
         uint32_t *a = t->kids;
         k = 0;
         for (uint32_t c = t->nd[p].first; c != NIL; c = t->nd[c].next)
@@ -318,8 +315,9 @@ static int cmp_roots(const void *a, const void *b)
 }
 
 /* Put the root's children in the order of r (n entries, those with a
- * node), sorting r first unless it is in order already. */
-static void root_order(thr *t, uint32_t root, troot *r, size_t n)
+ * node), sorting r first unless it is in order already; r keeps those,
+ * and their number is returned. */
+static size_t root_order(thr *t, uint32_t root, troot *r, size_t n)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -341,6 +339,7 @@ static void root_order(thr *t, uint32_t root, troot *r, size_t n)
     }
     t->nd[root].first = k ? r[0].node : NIL;
     t->nd[root].last = prev;
+    return k;
 }
 
 /* ---- REFERENCES ---------------------------------------------------------- */
@@ -467,27 +466,21 @@ static int references(thr *t)
         if (t->nd[x].msg == NIL && t->nd[x].parent == root &&
             (rc = sort_children(t, x)) < 0)
             return rc;
-    size_t nroots = 0, caproots = 1024;
-    troot *r = malloc(caproots * sizeof *r);
-    if (!r)
-        return -ENOMEM;
+    size_t nroots = 0, caproots = 0;
+    troot *r = NULL;
     /* in array order (a sequential read), then sorted */
     for (uint32_t x = 1; x < t->n; x++) {
         if (t->nd[x].parent != root)
             continue;
-        if (nroots == caproots) {
-            troot *p = realloc(r, (caproots *= 2) * sizeof *r);
-            if (!p) {
-                free(r);
-                return -ENOMEM;
-            }
-            r = p;
+        if (grow(&r, &caproots, nroots + 1, sizeof *r, 1024) < 0) {
+            free(r);
+            return -ENOMEM;
         }
         const tnode *nd = &t->nd[x];
         r[nroots++] = (troot){.date = nd->kdate, .num = nd->num, .node = x,
                               .subj = thread_subj(t, x), .dummy = nd->msg == NIL};
     }
-    root_order(t, root, r, nroots);
+    nroots = root_order(t, root, r, nroots);
 
     /* (5) gather the root's children by base subject: the subjects are
      * numbers too (imap_sort_set.ids), the table an array.  The root's
@@ -585,7 +578,7 @@ static int references(thr *t)
                 r[k].date = t->nd[r[k].node].kdate;
                 r[k].num = t->nd[r[k].node].num;
             }
-        root_order(t, root, r, nroots);
+        nroots = root_order(t, root, r, nroots);
     }
     free(r);
     return rc;
