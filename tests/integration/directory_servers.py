@@ -53,6 +53,26 @@ def free_port():
     return port
 
 
+def stop_process(pid, timeout=5.0):
+    """SIGSTOP pid and wait until every one of its threads is stopped: the
+    signal is only queued when kill() returns, and a test that goes on at
+    once may still be answered by a thread that has not stopped yet."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            states = []
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            return
+        if all(st in ("T", "t") for st in states):
+            return
+        time.sleep(0.005)
+    raise RuntimeError("process %d did not stop" % pid)
+
+
 def wait_port(port, proc, timeout=15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -226,7 +246,7 @@ userPassword: {bindpw}
     def pause(self):
         """SIGSTOP: connections are accepted by the kernel, nothing answers."""
         if self.running():
-            os.kill(self.proc.pid, signal.SIGSTOP)
+            stop_process(self.proc.pid)
 
     def resume(self):
         if self.running():

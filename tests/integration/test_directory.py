@@ -13,6 +13,7 @@ down and delivers to a cached one."""
 
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -490,12 +491,12 @@ class PgOutage(Outage, PgBase):
         pids = [self.dir.pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and
                                  _ppid(int(p)) == self.dir.pid]
         for p in pids:
-            os.kill(p, 19)
+            ds.stop_process(p)      # SIGSTOP, and every thread stopped
         try:
             hung_login(self, busy)
         finally:
             for p in pids:
-                os.kill(p, 18)
+                os.kill(p, signal.SIGCONT)
         _, r = self.login_as("grace")
         self.expect(r, "OK")
 
