@@ -5,6 +5,9 @@
 #ifndef RINGMAIL_CORE_SEARCH_INTERNAL_H
 #define RINGMAIL_CORE_SEARCH_INTERNAL_H
 
+#include <errno.h>
+#include <stdlib.h>
+
 #include "core/search/search.h"
 #include "core/search/sindex.h"
 
@@ -114,5 +117,23 @@ int srch_parse_imap_date(const char *s, size_t n, int64_t *day);
 /* The calendar date of an RFC 5322 Date: value, time and zone
  * disregarded.  Returns 0 or -EINVAL. */
 int srch_parse_rfc5322_date(const char *s, size_t n, int64_t *day);
+
+/* Room for `need` elements of `size` bytes in the array *arr (capacity
+ * *cap, doubled from `first`): one growth rule for core/search's arrays.
+ * 0 or -ENOMEM (*arr unchanged). */
+static inline int srch_grow(void *arr, size_t *cap, size_t need, size_t size, size_t first)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    void *p = realloc(*(void **)arr, c * size);
+    if (!p)
+        return -ENOMEM;
+    *(void **)arr = p;
+    *cap = c;
+    return 0;
+}
 
 #endif

@@ -308,19 +308,9 @@ static int put_address(imap_sort_set *s, imap_sort_msg *m, int which,
 
 static int ids_room(imap_sort_set *s, size_t more)
 {
-    if (s->nids + more <= s->capids)
-        return 0;
     if (s->nids + more > UINT32_MAX)
         return -E2BIG;
-    size_t c = s->capids ? s->capids : 1024;
-    while (c < s->nids + more)
-        c *= 2;
-    uint32_t *p = realloc(s->ids, c * sizeof *p);
-    if (!p)
-        return -ENOMEM;
-    s->ids = p;
-    s->capids = c;
-    return 0;
+    return srch_grow(&s->ids, &s->capids, s->nids + more, sizeof *s->ids, 1024);
 }
 
 static void ids_push(imap_sort_set *s, uint32_t num)

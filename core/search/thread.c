@@ -1,6 +1,7 @@
 /* core/search/thread.c — THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256
  * section 3) over prepared keys (core/search/sort.h); the steps are numbered
  * as in the RFC. */
+#include "core/search/search_internal.h"
 #include "core/search/sort.h"
 
 #include <errno.h>
@@ -52,23 +53,6 @@ typedef struct thr {
 
 /* ---- the tree ----------------------------------------------------------- */
 
-/* Room for `need` elements of `size` bytes in *arr (capacity *cap,
- * doubled from `first`).  0 or -ENOMEM (*arr unchanged). */
-static int grow(void *arr, size_t *cap, size_t need, size_t size, size_t first)
-{
-    if (need <= *cap)
-        return 0;
-    size_t c = *cap ? *cap : first;
-    while (c < need)
-        c *= 2;
-    void *p = realloc(*(void **)arr, c * size);
-    if (!p)
-        return -ENOMEM;
-    *(void **)arr = p;
-    *cap = c;
-    return 0;
-}
-
 /* Make x message msg. */
 static void node_msg(const thr *t, tnode *x, uint32_t msg)
 {
@@ -86,7 +70,7 @@ static void node_msg(const thr *t, tnode *x, uint32_t msg)
 
 static uint32_t node_new(thr *t, uint32_t msg)
 {
-    if (grow(&t->nd, &t->cap, t->n + 1, sizeof *t->nd, 64) < 0)
+    if (srch_grow(&t->nd, &t->cap, t->n + 1, sizeof *t->nd, 64) < 0)
         return NIL;
     tnode *x = &t->nd[t->n];
     *x = (tnode){ .msg = msg, .parent = NIL, .first = NIL, .last = NIL,
@@ -183,7 +167,7 @@ static int dummies_deepest_first(thr *t, uint32_t root, uint32_t **out, size_t *
         t->nstack = 0;
         uint32_t y = x;
         while (!depth[y]) {
-            if (grow(&t->stack, &t->capstack, t->nstack + 1, sizeof *t->stack, 256) < 0)
+            if (srch_grow(&t->stack, &t->capstack, t->nstack + 1, sizeof *t->stack, 256) < 0)
                 goto out;
             t->stack[t->nstack++] = y;
             y = t->nd[y].parent;    /* every node is under root after (2) */
@@ -275,7 +259,7 @@ static int sort_children(thr *t, uint32_t p)
         free(keys);
     } else if (k > 1 && !sorted) {
         /* one scratch for every call: most sets of siblings are small */
-        if (grow(&t->kids, &t->capkids, k, sizeof *t->kids, 64) < 0)
+        if (srch_grow(&t->kids, &t->capkids, k, sizeof *t->kids, 64) < 0)
             return -ENOMEM;
         uint32_t *a = t->kids;
         k = 0;
@@ -472,7 +456,7 @@ static int references(thr *t)
     for (uint32_t x = 1; x < t->n; x++) {
         if (t->nd[x].parent != root)
             continue;
-        if (grow(&r, &caproots, nroots + 1, sizeof *r, 1024) < 0) {
+        if (srch_grow(&r, &caproots, nroots + 1, sizeof *r, 1024) < 0) {
             free(r);
             return -ENOMEM;
         }
