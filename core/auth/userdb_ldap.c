@@ -25,6 +25,7 @@
  * synchronous operation (libldap waits for the answer with it). */
 #include <errno.h>
 #include <ldap.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,15 +123,38 @@ static void conn_close(struct lconn *c)
 
 static int conn_new(userdb_dir *d, struct lconn *c);
 
-/* An idle connection, or a new one. */
+/* Has the server spoken on, or closed, an idle connection?  Nothing is
+ * outstanding on it, so anything to read is unsolicited: a Notice of
+ * Disconnection (RFC 4511 4.4.1, which slapd sends when it shuts down)
+ * or the end of the stream.  Such a connection is dropped unread: it is
+ * of no use, and libldap 2.5 does not free a Notice of Disconnection it
+ * reads (try_read1msg returns -1 with the message's BerElement still
+ * allocated): 117 bytes per connection and directory restart.  A search
+ * in flight when the directory shuts down still meets that, and there is
+ * nothing to do about it here (see core/server/main_sanitize.c). */
+static bool conn_stale(struct lconn *c)
+{
+    int fd = -1;
+    if (ldap_get_option(c->ld, LDAP_OPT_DESC, &fd) != LDAP_OPT_SUCCESS || fd < 0)
+        return false;       /* not connected yet: the next call connects */
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) != 0;
+}
+
+/* An idle connection the server still holds, or a new one. */
 static int conn_get(userdb_dir *d, struct lconn *c)
 {
-    pthread_mutex_lock(&d->lock);
-    if (d->nidle) {
+    for (;;) {
+        pthread_mutex_lock(&d->lock);
+        if (!d->nidle)
+            break;
         *c = d->idle[--d->nidle];
         pthread_mutex_unlock(&d->lock);
-        c->reused = true;
-        return 0;
+        if (!conn_stale(c)) {
+            c->reused = true;
+            return 0;
+        }
+        conn_close(c);
     }
     pthread_mutex_unlock(&d->lock);
     return conn_new(d, c);
