@@ -80,6 +80,9 @@ typedef struct store_stats {
     _Atomic uint64_t compact_reclaimed; /* log bytes they freed */
     _Atomic uint64_t compact_done;      /* the running one: bytes copied ... */
     _Atomic uint64_t compact_total;     /* ... of this many (0: none runs) */
+    _Atomic uint64_t faults_moved;      /* cold pages read in off the workers
+                                           (store/fault.c) ... */
+    _Atomic uint64_t faults_moved_bytes;    /* ... and their bytes */
 } store_stats;
 
 /* Count into st from now on (NULL: stop).  st must outlive the counting. */

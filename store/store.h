@@ -496,6 +496,27 @@ enum { STORE_RA_BODY, STORE_RA_CACHE };
 #define STORE_RA_WINDOW ((uint64_t)16 << 20)
 uint32_t store_cursor_readahead(const store_cursor *c, unsigned what, uint64_t window);
 
+/* What a scan knows of one file of its snapshot to be in memory: the byte
+ * range the last look found resident (store/fault.c).  Zero it to start. */
+typedef struct store_resident {
+    const void *map_;           /* private to store/fault.c */
+    uint64_t lo_, hi_;
+} store_resident;
+
+typedef struct store_fault store_fault;
+
+/* Whether the bytes of the cursor's entry in `what`'s file (STORE_RA_BODY:
+ * the message, STORE_RA_CACHE: its cache blob) are in memory, so that
+ * reading them will not wait for the disk.  0: they are (or there is
+ * nothing to read, or it cannot be told); -EWOULDBLOCK: they are not, and
+ * *f brings them in: store_fault_run it on a thread that may wait, then
+ * store_fault_free it (on any thread) and read; -ENOMEM. */
+int store_cursor_resident(const store_cursor *c, unsigned what, store_resident *known,
+                          store_fault **f);
+void store_fault_run(store_fault *f);
+uint64_t store_fault_bytes(const store_fault *f);
+void store_fault_free(store_fault *f);
+
 /* Move to the first entry whose UID is >= uid (or the end).  Returns 1 if
  * that entry has this UID and is live, 0 if it has it and is expunged
  * (m, if not NULL, then gets it), -ENOENT if the snapshot has no entry for

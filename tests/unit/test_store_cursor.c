@@ -7,8 +7,12 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/format.h"
+#include "store/stats.h"
 #include "store/store.h"
 #include "tests/unit/store_testutil.h"
 
@@ -411,6 +415,153 @@ static void test_readahead(void)
     test_env_close(&e);
 }
 
+/* Every file under dir written out and dropped from the page cache (the
+ * kernel drops clean pages nobody maps, as it does under memory
+ * pressure).  Returns how many files it dropped. */
+static int drop_cached(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (stat(p, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            n += drop_cached(p);
+        } else if (S_ISREG(st.st_mode)) {
+            int fd = open(p, O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) {
+                fdatasync(fd);
+                if (posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0)
+                    n++;
+                close(fd);
+            }
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* Whether the page cache holds byte 0 of the file's last quarter: a file
+ * system that keeps everything in memory (tmpfs) cannot drop anything. */
+static bool file_dropped(const char *dir)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, "probe");
+    int fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return false;
+    static char page[1 << 16];
+    memset(page, 'x', sizeof page);
+    bool gone = false;
+    if (write(fd, page, sizeof page) == (ssize_t)sizeof page && fdatasync(fd) == 0 &&
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0) {
+        void *m = mmap(NULL, sizeof page, PROT_READ, MAP_SHARED, fd, 0);
+        unsigned char v[16];
+        if (m != MAP_FAILED) {
+            gone = mincore(m, sizeof page, v) == 0 && !(v[15] & 1);
+            munmap(m, sizeof page);
+        }
+    }
+    close(fd);
+    unlink(p);
+    return gone;
+}
+
+/* A message of about 6 KB: 250 of them fill 1.5 MB of log. */
+static int fill_big(test_env *e, unsigned n)
+{
+    static char b[8192];
+    for (unsigned i = 1; i <= n; i++) {
+        int len = snprintf(b, sizeof b, "From: a@example.com\r\nSubject: subject-%02u\r\n\r\n",
+                           i);
+        while (len < 6000)
+            len += snprintf(b + len, sizeof b - (size_t)len, "line %u of message %u\r\n",
+                            (unsigned)len, i);
+        store_new_msg m = { .data = b, .len = (size_t)len, .internal_date = 1600000000 };
+        int r = store_append(e->mb, &m, 1, NULL);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* store_cursor_resident: the bytes of a mailbox whose files the kernel
+ * dropped are found not in memory, a store_fault brings them in (and
+ * some beyond: the next message needs none), the look then says they
+ * are there, and what is read is the message. */
+static void test_resident(void)
+{
+    test_env e = { 0 };
+    REQUIRE_OK(test_env_open(&e, "cursor-resident"));
+    if (!file_dropped(e.root)) {
+        printf("  skipped: this file system keeps every page in memory\n");
+        test_env_close(&e);
+        return;
+    }
+    REQUIRE_OK(fill_big(&e, 250));
+    test_inbox_close(e.u, e.mb);
+    CHECK(drop_cached(e.root) >= 3);
+    REQUIRE_OK(test_inbox_open(e.root, "user", STORE_FSYNC_NEVER, &e.u, &e.mb));
+    static store_stats st;
+    store_stats_attach(&st);
+
+    store_snap *s = store_snap_get(e.mb);
+    REQUIRE(s);
+    store_cursor c;
+    store_cursor_init(&c, s);
+    store_resident body = { 0 }, cache = { 0 };
+    store_msg m;
+    REQUIRE(store_cursor_seek(&c, 120, &m) == 1);
+    store_fault *f = NULL;
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, &body, &f), -EWOULDBLOCK);
+    REQUIRE(f);
+    CHECK(store_fault_bytes(f) >= 128 * 1024);
+    store_fault_run(f);
+    store_fault_free(f);
+    f = NULL;
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, &body, &f), 0);
+    CHECK(!f);
+    const char *bytes;
+    size_t got;
+    REQUIRE_OK(store_cursor_bytes(&c, 0, SIZE_MAX, &bytes, &got));
+    CHECK_EQ(got, m.size);
+    CHECK(got > 40 && !memcmp(bytes + 21, "Subject: subject-120", 20));
+    /* the fault read on: the next message is there, found without a look */
+    REQUIRE(store_cursor_seek(&c, 121, &m) == 1);
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, &body, &f), 0);
+    CHECK_EQ(atomic_load(&st.faults_moved), 1);
+    CHECK(atomic_load(&st.faults_moved_bytes) >= 128 * 1024);
+
+    /* the cache blobs likewise */
+    REQUIRE(store_cursor_seek(&c, 60, &m) == 1);
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_CACHE, &cache, &f), -EWOULDBLOCK);
+    REQUIRE(f);
+    store_fault_run(f);
+    store_fault_free(f);
+    f = NULL;
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_CACHE, &cache, &f), 0);
+    store_cache ch;
+    REQUIRE_OK(store_cursor_cache(&c, &ch));
+    CHECK(subject_is(&ch, 60));
+    CHECK_EQ(atomic_load(&st.faults_moved), 2);
+
+    /* past the last message: nothing to read, nothing to wait for */
+    REQUIRE(store_cursor_seek(&c, 251, &m) < 0);
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, &body, &f), 0);
+    CHECK(!f);
+    store_stats_attach(NULL);
+    store_snap_put(s);
+    test_env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_empty);
@@ -420,5 +571,6 @@ int main(void)
     RUN(test_validated_once);
     RUN(test_live_blocks);
     RUN(test_readahead);
+    RUN(test_resident);
     return test_summary();
 }
