@@ -3,6 +3,7 @@
  * RFC 5182 "$"), the tree's ordering by cost, and the result helpers.
  * Evaluation is in search_eval.c, text handling in search_text.c. */
 #include "core/search/search_internal.h"
+#include "store/assert.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -1033,7 +1034,24 @@ void imap_search_free(imap_search_prog *p)
         return;
     node_free(p->root);
     sindex_close(p->ix);        /* after the queries that use it */
+    store_fault_free(p->fault);
     free(p);
+}
+
+void imap_search_yield_io(imap_search_prog *p, bool on)
+{
+    p->io_yield = on;
+}
+
+store_fault *imap_search_take_fault(imap_search_prog *p, uint32_t *seq)
+{
+    store_fault *f = p->fault;
+    RM_ASSERT(f);       /* after a run that returned -EWOULDBLOCK */
+    p->fault = NULL;
+    *seq = p->fault_seq;
+    p->faulted_seq = p->fault_seq;
+    p->faulted_what = p->fault_what;
+    return f;
 }
 
 bool imap_search_has_return(const imap_search_prog *p) { return p->has_return; }

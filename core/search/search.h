@@ -215,6 +215,16 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
                           uint32_t first, uint32_t last,
                           imap_search_result *res);
 void imap_search_result_free(imap_search_result *res);
+/* Let imap_search_run_range stop before a message whose bytes are not in
+ * memory (store/fault.c) and return -EWOULDBLOCK, with the matches before
+ * it appended: the caller brings them in off its thread with the fault
+ * imap_search_take_fault gives (its own then), and runs the range again
+ * from the sequence number given there.  That message is then read
+ * without another look, so a scan always goes on.  Off unless asked for
+ * (turn it off before handing the program to code that does not stop):
+ * imap_search_run reads on, whatever waiting that costs. */
+void imap_search_yield_io(imap_search_prog *p, bool on);
+store_fault *imap_search_take_fault(imap_search_prog *p, uint32_t *seq);
 
 /* The search index (core/search/sindex.c): BODY and TEXT keys of three
  * bytes or more are narrowed to the messages whose text has all the

@@ -10,6 +10,7 @@
 #include "core/fetch/fetch_render.h"
 #include "core/fetch/mime_decode.h"
 #include "core/search/search_internal.h"
+#include "store/assert.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -157,9 +158,32 @@ static int64_t saved_day(ev *e)
     return floor_div(e->ext.save_date + (int64_t)zone * 60, 86400);
 }
 
+/* Whether the run may read `what` of the message now: not when it is to
+ * stop for the disk first (imap_search_yield_io). */
+static bool in_memory(ev *e, unsigned what)
+{
+    imap_search_prog *p = e->p;
+    if (!p->io_yield || e->err || (e->seq == p->faulted_seq && what == p->faulted_what))
+        return !e->err;
+    store_fault *f;
+    int rc = store_cursor_resident(&e->cur, what,
+                                   what == STORE_RA_BODY ? &p->res_body : &p->res_cache, &f);
+    if (rc == -EWOULDBLOCK) {
+        RM_ASSERT(!p->fault);
+        p->fault = f;
+        p->fault_seq = e->seq;
+        p->fault_what = what;
+    }
+    if (rc < 0)
+        e->err = rc;
+    return rc == 0;
+}
+
 static bool load_cache(ev *e)
 {
     if (e->cache_st == 0) {
+        if (!in_memory(e, STORE_RA_CACHE))
+            return false;       /* e->err says why */
         int rc = store_cursor_cache(&e->cur, &e->cache);
         if (rc == 0)
             rc = store_cache_envelope(&e->cache, 0, &e->env);
@@ -190,6 +214,8 @@ static bool load_msg(ev *e)
             uint32_t n = store_cursor_readahead(&e->cur, STORE_RA_BODY, STORE_RA_WINDOW);
             e->p->ra_pos = e->cur.pos + (n > 1 ? n / 2 : 1);
         }
+        if (!in_memory(e, STORE_RA_BODY))
+            return false;       /* e->err says why */
         int rc = store_cursor_bytes(&e->cur, 0, SIZE_MAX, &e->msg, &e->msglen);
         if (rc < 0) {
             if (rc == -ENOMEM)
@@ -704,7 +730,7 @@ int imap_search_run_range(imap_search_prog *p, const imap_search_view *v,
         e.have_msg = e.have_body = e.have_text = false;
         if (p->ix && sindex_wants(p->ix, uid))
             index_message(&e, p->ix);
-        bool hit = eval(&e, p->root);
+        bool hit = !e.err && eval(&e, p->root);
         if (e.err) {
             rc = e.err;
             break;

@@ -103,6 +103,14 @@ struct imap_search_prog {
     uint32_t ra_pos;        /* entry position from which the message
                                bytes are to be read ahead again */
     bool ix_tried;
+    /* imap_search_yield_io: what is known to be in memory, the fault
+     * that stopped the run and where it stopped; the message it was for
+     * is read without a look (faulted_seq) */
+    bool io_yield;
+    store_resident res_body, res_cache;
+    store_fault *fault;
+    uint32_t fault_seq, faulted_seq;
+    unsigned fault_what, faulted_what;  /* STORE_RA_BODY or _CACHE */
 };
 
 /* ---- text (search_fold.c, search_date.c) ------------------------------ */

@@ -572,6 +572,23 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
         need &= ~(unsigned)IMAP_SORT_NEED_SUBJECT;
     else
         subj = NULL;
+    if (found && need) {
+        if (cur->pos >= s->ra_pos) {
+            /* keys not remembered are read from the cache in order */
+            uint32_t n = store_cursor_readahead(cur, STORE_RA_CACHE, STORE_RA_WINDOW);
+            s->ra_pos = cur->pos + (n > 1 ? n / 2 : 1);
+        }
+        if (s->io_yield && cur->pos != s->fault_pos) {
+            /* nothing of this message is in the set yet: it can stop */
+            RM_ASSERT(!s->fault);
+            if ((rc = store_cursor_resident(cur, STORE_RA_CACHE, &s->res_cache,
+                                            &s->fault)) < 0) {
+                if (rc == -EWOULDBLOCK)
+                    s->fault_pos = cur->pos;
+                return rc;
+            }
+        }
+    }
     if ((rc = put_memoed(s, m, cur, ids, ids_n, subj, subj_n)) < 0)
         return rc;
     if (found) {
@@ -579,11 +596,6 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
         m->arrival = e.internal_date;
         if (!date_known)
             m->date = e.internal_date;
-        if (need && cur->pos >= s->ra_pos) {
-            /* keys not remembered are read from the cache in order */
-            uint32_t n = store_cursor_readahead(cur, STORE_RA_CACHE, STORE_RA_WINDOW);
-            s->ra_pos = cur->pos + (n > 1 ? n / 2 : 1);
-        }
         if (need && store_cursor_cache(cur, &cache) == 0 &&
             store_cache_envelope_fields(&cache, 0, env_fields(need), &env) == 0)
             cache_ok = true;
@@ -662,8 +674,23 @@ int imap_sort_set_expect(imap_sort_set *s, size_t n)
     return 0;
 }
 
+void imap_sort_set_yield_io(imap_sort_set *s, bool on)
+{
+    s->io_yield = on;
+    s->fault_pos = UINT32_MAX;
+}
+
+store_fault *imap_sort_set_take_fault(imap_sort_set *s)
+{
+    store_fault *f = s->fault;
+    RM_ASSERT(f);       /* after an add that returned -EWOULDBLOCK */
+    s->fault = NULL;
+    return f;
+}
+
 void imap_sort_set_free(imap_sort_set *s)
 {
+    store_fault_free(s->fault);
     free(s->m);
     free(s->pool.data);
     free(s->t1.data);

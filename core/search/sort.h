@@ -128,6 +128,13 @@ typedef struct imap_sort_set {
     size_t expect;          /* imap_sort_set_expect */
     uint32_t ra_pos;        /* entry position from which cache blobs are to
                                be read ahead again */
+    /* imap_sort_set_yield_io: what is known to be in memory of the
+     * cache, the fault that stopped an add, and the entry position it
+     * was for (read without a look when tried again) */
+    bool io_yield;
+    store_resident res_cache;
+    store_fault *fault;
+    uint32_t fault_pos;
     store_buf pool;
     /* Message-IDs and base subjects as numbers (THREAD=REFERENCES):
      * equal strings, equal numbers, every one below
@@ -155,6 +162,13 @@ unsigned imap_thread_need(imap_thread_alg alg);
  * 0, -ENOMEM, or -E2BIG (the strings passed 4 GiB). */
 int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
                       uint32_t uid);
+/* Let imap_sort_set_add return -EWOULDBLOCK, having added nothing, when
+ * the message's cache blob is not in memory (store/fault.c): the caller
+ * brings it in off its thread with the fault imap_sort_set_take_fault
+ * gives (its own then) and adds the same message again, which is then
+ * read without another look.  Off unless asked for. */
+void imap_sort_set_yield_io(imap_sort_set *s, bool on);
+store_fault *imap_sort_set_take_fault(imap_sort_set *s);
 void imap_sort_set_free(imap_sort_set *s);
 /* n messages will be added: their array is allocated now and the strings'
  * pool sized from the first ones, so that a big set is not copied again

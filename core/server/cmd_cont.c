@@ -15,9 +15,11 @@
  * stash), so pipelined commands keep their order and nothing else changes
  * the session's view under the command.  A step that writes (FETCH setting
  * \Seen) has its answer held until the write is durable, as any command. */
+#include <errno.h>
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/auth/authpool.h"
 #include "core/server/session.h"
 #include "store/assert.h"
 
@@ -125,6 +127,54 @@ void sess_cont_next(session *s)
         s->cont_drain = true;   /* on_drain: the client has read */
     else
         net_conn_yield(s->conn);
+}
+
+/* A step that met pages of the store not in memory (store/fault.c): they
+ * are read in on the sync pool, and the command goes on once they are. */
+struct fault_job {
+    session *s;
+    store_fault *f;
+};
+
+static void fault_work(void *arg)
+{
+    store_fault_run(((struct fault_job *)arg)->f);
+}
+
+static void fault_done(void *arg, int status)
+{
+    struct fault_job *j = arg;
+    session *s = j->s;
+    (void)status;       /* not run: the step reads them itself */
+    store_fault_free(j->f);
+    free(j);
+    RM_ASSERT(s->pool_busy);    /* this job is what the session waits for */
+    s->pool_busy = false;
+    if (s->dead) {
+        sess_free(s);
+        return;
+    }
+    sess_cont_next(s);
+}
+
+int sess_cont_fault_in(session *s, store_fault *f)
+{
+    RM_ASSERT(!s->pool_busy && f);
+    struct fault_job *j = malloc(sizeof *j);
+    if (j) {
+        j->s = s;
+        j->f = f;
+        if (authpool_submit(s->srv->syncpool, fault_work, j, fault_done, s->srv->net,
+                            net_conn_worker(s->conn)) == 0) {
+            s->pool_busy = true;
+            return 0;
+        }
+        free(j);
+    }
+    /* no job: read them here, as without the look */
+    store_fault_run(f);
+    store_fault_free(f);
+    return -EAGAIN;
 }
 
 void sess_cont_run(session *s)

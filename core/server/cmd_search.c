@@ -160,7 +160,15 @@ static bool search_step(session *s, void *arg)
             continue;
         uint32_t last = sc->v.count - sc->next < SEARCH_CHUNK ? sc->v.count
                                                               : sc->next + SEARCH_CHUNK - 1;
-        if (imap_search_run_range(sc->prog, &sc->v, sc->next, last, &sc->res) < 0) {
+        int rc = imap_search_run_range(sc->prog, &sc->v, sc->next, last, &sc->res);
+        if (rc == -EWOULDBLOCK) {
+            /* a message not in memory: read in off the worker, then on
+             * from it */
+            if (sess_cont_fault_in(s, imap_search_take_fault(sc->prog, &sc->next)) == 0)
+                return false;
+            continue;
+        }
+        if (rc < 0) {
             search_failed(s, sc);
             return true;
         }
@@ -179,6 +187,7 @@ static bool search_step(session *s, void *arg)
     if (sc->ret & IMAP_SEARCH_RET_UPDATE) {
         /* RFC 5267 4.3.1: refused, "an untagged NO is generated ... with a
          * response-code of NOUPDATE"; the other options were honoured */
+        imap_search_yield_io(sc->prog, false);     /* a context's runs read on */
         int rc = search_ctx_add(s, sc->tag, sc->uid, &sc->prog, &sc->v, sc->res.uids,
                                 sc->res.n, store_snap_highestmodseq(sc->snap));
         if (rc < 0)
@@ -251,6 +260,7 @@ void cmd_search(imap_cmd *c)
         goto out;
     }
     sc->prog = prog;
+    imap_search_yield_io(prog, true);   /* search_step stops for the disk */
     sc->snap = snap;
     sc->v = (imap_search_view){
         .snap = snap, .uids = s->view, .count = s->nview,

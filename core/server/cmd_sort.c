@@ -350,7 +350,14 @@ static bool sort_step(session *s, void *arg)
             continue;
         uint32_t last = sc->v.count - sc->next < SORT_CHUNK ? sc->v.count
                                                             : sc->next + SORT_CHUNK - 1;
-        if ((rc = imap_search_run_range(sc->prog, &sc->v, sc->next, last, &sc->res)) < 0)
+        rc = imap_search_run_range(sc->prog, &sc->v, sc->next, last, &sc->res);
+        if (rc == -EWOULDBLOCK) {
+            /* as SEARCH: a message not in memory is read in off the worker */
+            if (sess_cont_fault_in(s, imap_search_take_fault(sc->prog, &sc->next)) == 0)
+                return false;
+            continue;
+        }
+        if (rc < 0)
             return sort_failed(s, sc, rc);
         sc->next = last + 1;
     }
@@ -361,10 +368,20 @@ static bool sort_step(session *s, void *arg)
         }
         if (sess_slice_over(s, &sl))
             return false;
-        for (size_t k = 0; k < SORT_KEYS_CHUNK && sc->at < sc->res.n; k++, sc->at++)
-            if ((rc = imap_sort_set_add(&sc->set, &sc->cur, sc->res.seqs[sc->at],
-                                        sc->res.uids[sc->at])) < 0)
+        for (size_t k = 0; k < SORT_KEYS_CHUNK && sc->at < sc->res.n; k++) {
+            rc = imap_sort_set_add(&sc->set, &sc->cur, sc->res.seqs[sc->at],
+                                   sc->res.uids[sc->at]);
+            if (rc == -EWOULDBLOCK) {
+                /* its cache blob is not in memory: read in off the
+                 * worker, then the same message again */
+                if (sess_cont_fault_in(s, imap_sort_set_take_fault(&sc->set)) == 0)
+                    return false;
+                continue;
+            }
+            if (rc < 0)
                 return sort_failed(s, sc, rc);
+            sc->at++;
+        }
     }
     if (sc->phase == 2) {
         /* in one go: O(n log n) on prepared keys; on the pool if long */
@@ -406,6 +423,9 @@ static bool sort_step(session *s, void *arg)
             /* RFC 5267 4.3.1: refused, "an untagged NO ... with a
              * response-code of NOUPDATE"; the other options were honoured */
             imap_out_lit(&s->out, "\r\n");
+            /* a context's runs and adds read on */
+            imap_search_yield_io(sc->prog, false);
+            imap_sort_set_yield_io(&sc->set, false);
             rc = search_ctx_add_sorted(s, sc->tag, sc->uid, &sc->prog, &sc->v,
                                        store_snap_highestmodseq(sc->snap), sc->crit, sc->ncrit,
                                        &sc->set, &sc->order);
@@ -525,6 +545,7 @@ static void sort_or_thread(imap_cmd *c, bool thread)
         goto out;
     }
     sc->prog = prog;
+    imap_search_yield_io(prog, true);   /* sort_step stops for the disk */
     sc->snap = snap;
     sc->v = (imap_search_view){
         .snap = snap, .uids = s->view, .count = s->nview,
@@ -551,6 +572,7 @@ static void sort_or_thread(imap_cmd *c, bool thread)
         sc->ncrit = (size_t)ncrit;
     }
     sc->set.need = thread ? imap_thread_need(alg) : imap_sort_need(crit, (size_t)ncrit);
+    imap_sort_set_yield_io(&sc->set, true);
     sort_memo_scope(sc);
     memcpy(sc->tag, tag, taglen + 1);
     sess_cont_begin(s, sort_step, sort_cont_free, sc);

@@ -286,7 +286,7 @@ typedef struct totals {
     uint64_t logins[METRICS_NMECHS][METRICS_NRESULTS];
     uint64_t lmtp[METRICS_NLMTP];
     hsum cmd[CMD_COUNT];
-    uint64_t appended, appended_bytes, flushes;
+    uint64_t appended, appended_bytes, flushes, cold_reads, cold_read_bytes;
     hsum fsync;
     uint64_t compactions, reclaimed, compact_done, compact_total;
     uint64_t auth_queued;
@@ -330,6 +330,8 @@ static void sum_all(totals *t)
         t->appended += LD(s->store.appended);
         t->appended_bytes += LD(s->store.appended_bytes);
         t->flushes += LD(s->store.flushes);
+        t->cold_reads += LD(s->store.faults_moved);
+        t->cold_read_bytes += LD(s->store.faults_moved_bytes);
         hist_sum(&t->fsync, &s->store.fsync);
         t->compactions += LD(s->store.compactions);
         t->reclaimed += LD(s->store.compact_reclaimed);
@@ -419,6 +421,11 @@ static void render(FILE *f, const totals *t)
                          "Time one fdatasync of a mailbox log took");
     metrics_write_hist(f, "ringmail_store_fsync_duration_seconds", NULL, 0, t->fsync.b,
                        t->fsync.sum_ns);
+    one(f, "ringmail_store_cold_reads_total", "counter",
+        "Store pages not in memory that SEARCH, SORT or THREAD had read in off the workers "
+        "(one count per read of a stretch)", (double)t->cold_reads);
+    one(f, "ringmail_store_cold_read_bytes_total", "counter",
+        "Bytes of those reads", (double)t->cold_read_bytes);
     one(f, "ringmail_auth_queue_jobs", "gauge",
         "Password checks queued for the hashing threads (penalty waits included)",
         (double)t->auth_queued);

@@ -191,6 +191,12 @@ void sess_cont_run(session *s);
 /* Schedule the next step: now (after one loop round) or, if the output
  * queue is over its limit, once it drains. */
 void sess_cont_next(session *s);
+/* From a step that met store pages not in memory (imap_search_yield_io,
+ * imap_sort_set_yield_io): f (taken) reads them in on the sync pool, and
+ * the step is run again once it has (it then returns false).  0, or
+ * -EAGAIN when no job could be made: f was run here, on the worker, and
+ * the step goes on at once. */
+int sess_cont_fault_in(session *s, store_fault *f);
 /* Drop the command in progress (the connection is gone). */
 void sess_cont_free(session *s);
 

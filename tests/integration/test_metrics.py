@@ -2,11 +2,16 @@
 """Prometheus metrics (listen_metrics, GET /metrics): the text format
 (promtool check metrics), each action moving exactly its family by the
 right amount, gauges back to zero when sessions end, HTTP errors and
-limits, and `processes = 2` seen whole in one scrape.
+limits, and `processes = 2` seen whole in one scrape.  ColdPages: SEARCH,
+SORT and THREAD over a mailbox whose files the kernel dropped read them
+in off the workers (ringmail_store_cold_reads_total) and answer as over
+a warm one.
 
 Environment: see ringmail_server.py (RINGMAILD, RINGMAIL_ADMIN, ...).
 """
 
+import ctypes
+import mmap
 import os
 import re
 import shutil
@@ -169,6 +174,7 @@ class Metrics(MetricsBase):
                     "ringmail_lmtp_deliveries_total",
                     "ringmail_store_appended_messages_total",
                     "ringmail_store_appended_bytes_total", "ringmail_store_flushes_total",
+                    "ringmail_store_cold_reads_total", "ringmail_store_cold_read_bytes_total",
                     "ringmail_store_fsync_duration_seconds", "ringmail_auth_queue_jobs",
                     "ringmail_auth_queue_wait_seconds", "ringmail_compactions_total",
                     "ringmail_compaction_reclaimed_bytes_total",
@@ -412,6 +418,115 @@ def conn_inodes(port):
     return out
 
 
+def drop_cached(root):
+    """Every file under root written out and dropped from the page cache
+    (the kernel drops clean pages nobody maps, as under memory pressure)."""
+    for d, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(d, name), os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def page_cache_drops(directory):
+    """Whether a written page of a file here leaves memory when dropped
+    (not on tmpfs, which holds every page)."""
+    path = os.path.join(directory, "probe")
+    with open(path, "wb") as f:
+        f.write(b"x" * 65536)
+        f.flush()
+        os.fdatasync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, 65536, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            return False
+        vec = (ctypes.c_ubyte * 16)()
+        rc = libc.mincore(addr, 65536, vec)
+        libc.munmap(addr, 65536)
+        return rc == 0 and not vec[15] & 1
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def big_message(i):
+    """About 6 KB; every 50th says "needle"."""
+    word = b"needle" if i % 50 == 0 else b"haystack"
+    body = b"".join(b"line %d of message %d: %s\r\n" % (k, i, word if k == 30 else b"hay")
+                    for k in range(200))
+    return (b"From: Sender %d <s%d@example.org>\r\nSubject: %s topic %d\r\n"
+            b"Message-ID: <m%d@example.org>\r\n%s"
+            b"Date: Mon, %d Feb 2022 21:52:25 -0800\r\n\r\n" %
+            (i % 7, i % 7, b"Re:" if i % 3 else b"", i % 40, i,
+             b"References: <m%d@example.org>\r\n" % (i - 40) if i >= 40 else b"",
+             1 + i % 28)) + body
+
+
+class ColdPages(MetricsBase):
+    """A mailbox whose files are not in memory: SEARCH BODY, SORT and
+    THREAD stop before each stretch the kernel would have to read from
+    the disk, have it read in on the sync pool (the worker serves other
+    sessions meanwhile), and go on; their answers are those over the warm
+    mailbox.  ringmail_store_cold_reads_total counts those reads."""
+    users_per_class = 2
+
+    # (query, drop the search index first): a search that builds the
+    # index reads every body; a substring that is no whole word ("eedle")
+    # is checked in the bodies the index leaves; SORT and THREAD read the
+    # cache
+    QUERIES = [("UID SEARCH BODY needle", True),
+               ("UID SEARCH BODY eedle", False),
+               ("UID SORT (SUBJECT REVERSE DATE) UTF-8 ALL", False),
+               ("UID THREAD REFERENCES UTF-8 ALL", False)]
+
+    def answer(self, c, q):
+        r = self.ok(c, q)
+        return [u.raw for u in r.untagged if u.kind() in ("SEARCH", "SORT", "THREAD")]
+
+    def test_cold_mailbox_read_off_the_worker(self):
+        if not page_cache_drops(self.server.mail_root):
+            self.skipTest("the mail root's file system keeps every page in memory")
+        c = self.login()
+        for i in range(1, 601):
+            self.expect(c.append("INBOX", rs.crlf(big_message(i))), "OK")
+        self.ok(c, "SELECT INBOX")
+        warm = {q: self.answer(c, q) for q, _ in self.QUERIES}
+        needles = [b"%d" % i for i in range(50, 601, 50)]
+        self.assertEqual(warm["UID SEARCH BODY needle"], [b"* SEARCH " + b" ".join(needles)])
+        self.assertEqual(warm["UID SEARCH BODY eedle"], warm["UID SEARCH BODY needle"])
+        c.close()
+        for q, drop_index in self.QUERIES:
+            # each on a server that has not read the mailbox since its
+            # files left memory (a server keeps what it derived)
+            self.assertEqual(self.server.stop(), 0)
+            if drop_index:
+                for d, _dirs, files in os.walk(self.server.mail_root):
+                    for name in files:
+                        if name.startswith("sindex."):
+                            os.unlink(os.path.join(d, name))
+            drop_cached(self.server.mail_root)
+            self.server.start()
+            before = self.scrape()
+            c = self.login(select="INBOX")
+            self.assertEqual(self.answer(c, q), warm[q], q)
+            c.close()
+            after = self.scrape()
+            d = self.delta(before, after)
+            self.assertGreater(d.get(key("ringmail_store_cold_reads_total"), 0), 0, q)
+            self.assertGreater(d.get(key("ringmail_store_cold_read_bytes_total"), 0), 4096, q)
+
+
 class TwoProcesses(MetricsBase):
     """processes = 2: sessions on both are in one scrape, whichever
     process answers it; a server killed and restarted keeps its counters
@@ -491,7 +606,7 @@ class TwoProcesses(MetricsBase):
         self.wait_gauges({})
 
 
-rs.parametrize(globals(), Metrics, TwoProcesses)
+rs.parametrize(globals(), Metrics, TwoProcesses, ColdPages)
 rs.parametrize(globals(), ConfigChecks)
 
 if __name__ == "__main__":
