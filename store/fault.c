@@ -73,8 +73,8 @@ static uint64_t first_absent(const uint8_t *base, uint64_t a, uint64_t b, uint64
     return b;
 }
 
-int store_cursor_resident(const store_cursor *c, unsigned what, store_resident *known,
-                          store_fault **f)
+int store_cursor_resident(const store_cursor *c, unsigned what, uint64_t upto,
+                          store_resident *known, store_fault **f)
 {
     *f = NULL;
     if (c->pos >= c->count_)
@@ -85,7 +85,8 @@ int store_cursor_resident(const store_cursor *c, unsigned what, store_resident *
     uint64_t off, end;
     if (body) {
         off = e->log_off;
-        end = off + sizeof(struct log_rec) + sizeof(struct log_message) + e->size;
+        end = off + sizeof(struct log_rec) + sizeof(struct log_message) +
+              (upto < e->size ? upto : e->size);
     } else {
         off = e->cache_off;
         end = off + sizeof(struct cache_rec) + e->cache_len;

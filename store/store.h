@@ -506,13 +506,15 @@ typedef struct store_resident {
 typedef struct store_fault store_fault;
 
 /* Whether the bytes of the cursor's entry in `what`'s file (STORE_RA_BODY:
- * the message, STORE_RA_CACHE: its cache blob) are in memory, so that
- * reading them will not wait for the disk.  0: they are (or there is
- * nothing to read, or it cannot be told); -EWOULDBLOCK: they are not, and
- * *f brings them in: store_fault_run it on a thread that may wait, then
- * store_fault_free it (on any thread) and read; -ENOMEM. */
-int store_cursor_resident(const store_cursor *c, unsigned what, store_resident *known,
-                          store_fault **f);
+ * the message, its first `upto` bytes; STORE_RA_CACHE: its cache blob)
+ * are in memory, so that reading them will not wait for the disk.  0:
+ * they are (or there is nothing to read, or it cannot be told);
+ * -EWOULDBLOCK: they are not, and *f brings them in: store_fault_run it
+ * on a thread that may wait, then store_fault_free it (on any thread) and
+ * read; -ENOMEM. */
+#define STORE_ALL_BYTES UINT64_MAX
+int store_cursor_resident(const store_cursor *c, unsigned what, uint64_t upto,
+                          store_resident *known, store_fault **f);
 void store_fault_run(store_fault *f);
 uint64_t store_fault_bytes(const store_fault *f);
 void store_fault_free(store_fault *f);

@@ -304,6 +304,47 @@ static int preview(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req,
     return 0;
 }
 
+/* Items rendered from the cache blob (as imap_fetch_one reads it). */
+#define FROM_CACHE \
+    (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCTURE | IMAP_FETCH_PREVIEW | \
+     IMAP_FETCH_THREADID)
+
+static bool headers_only(const imap_fetch_req *req)
+{
+    for (size_t i = 0; i < req->nsecs; i++) {
+        const imap_section *sec = &req->secs[i];
+        if (sec->npath || (sec->text != IMAP_SECTION_HEADER &&
+                           sec->text != IMAP_SECTION_HEADER_FIELDS &&
+                           sec->text != IMAP_SECTION_HEADER_FIELDS_NOT))
+            return false;
+    }
+    return true;
+}
+
+int imap_fetch_resident(imap_fetch_ctx *x, const imap_fetch_req *req, uint32_t uid,
+                        unsigned skip, store_fault **f, unsigned *what)
+{
+    *f = NULL;
+    bool cache = (req->simple & FROM_CACHE) || req->nsecs, body = req->nsecs > 0;
+    if (!cache && !body)
+        return 0;       /* FLAGS, UID, sizes and dates: the index alone */
+    store_msg m;
+    if (store_cursor_seek(&x->cur, uid, &m) < 0)
+        return 0;       /* imap_fetch_one says so */
+    int rc = 0;
+    if (cache && !(skip & (1u << STORE_RA_CACHE))) {
+        *what = STORE_RA_CACHE;
+        rc = store_cursor_resident(&x->cur, STORE_RA_CACHE, STORE_ALL_BYTES, &x->res_cache, f);
+    }
+    if (rc == 0 && body && !(skip & (1u << STORE_RA_BODY))) {
+        *what = STORE_RA_BODY;
+        rc = store_cursor_resident(&x->cur, STORE_RA_BODY,
+                                   headers_only(req) ? IMAP_FETCH_HEADER_BYTES : STORE_ALL_BYTES,
+                                   &x->res_body, f);
+    }
+    return rc;
+}
+
 int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, uint32_t seq,
                    uint32_t uid, bool uidcmd, bool flags_changed)
 {
@@ -419,9 +460,7 @@ int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, ui
         sp = " ";
     }
     int result = 0;
-    if (!(req->simple & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCTURE |
-                         IMAP_FETCH_PREVIEW)) &&
-        !req->nsecs)
+    if (!(req->simple & FROM_CACHE & ~IMAP_FETCH_THREADID) && !req->nsecs)
         goto close;
     store_cache cache;
     if (store_cursor_cache(&x->cur, &cache) < 0) {

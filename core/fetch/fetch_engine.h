@@ -109,6 +109,8 @@ typedef struct imap_fetch_ctx {
     /* QRESYNC enabled (RFC 7162 3.2.4): a response whose FLAGS the
      * command changed (the implicit \Seen) carries UID as well */
     bool qresync;
+    /* imap_fetch_resident: what is known to be in memory */
+    store_resident res_body, res_cache;
 } imap_fetch_ctx;
 
 /* A context over snap (held by the caller for as long as the context and
@@ -142,5 +144,16 @@ void imap_fetch_ctx_init(imap_fetch_ctx *x, store_snap *snap, bool utf8, uint32_
  * Other sections of the same message are answered either way. */
 int imap_fetch_one(imap_fetch_ctx *x, imap_out *o, const imap_fetch_req *req, uint32_t seq,
                    uint32_t uid, bool uidcmd, bool flags_changed);
+
+/* Whether what imap_fetch_one will read of message uid for req is in
+ * memory (store/fault.c): its cache blob for the items rendered from it,
+ * its bytes for sections (the first IMAP_FETCH_HEADER_BYTES of them when
+ * every section is of the header).  `skip` (STORE_RA_* bits, 1u << what)
+ * are not looked at: those a fault just brought in.  0; -EWOULDBLOCK, *f
+ * bringing in *what (the caller runs it where waiting is fine and then
+ * fetches, skipping it); -ENOMEM. */
+#define IMAP_FETCH_HEADER_BYTES ((uint64_t)64 << 10)
+int imap_fetch_resident(imap_fetch_ctx *x, const imap_fetch_req *req, uint32_t uid,
+                        unsigned skip, store_fault **f, unsigned *what);
 
 #endif

@@ -166,7 +166,7 @@ static bool in_memory(ev *e, unsigned what)
     if (!p->io_yield || e->err || (e->seq == p->faulted_seq && what == p->faulted_what))
         return !e->err;
     store_fault *f;
-    int rc = store_cursor_resident(&e->cur, what,
+    int rc = store_cursor_resident(&e->cur, what, STORE_ALL_BYTES,
                                    what == STORE_RA_BODY ? &p->res_body : &p->res_cache, &f);
     if (rc == -EWOULDBLOCK) {
         RM_ASSERT(!p->fault);

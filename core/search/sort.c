@@ -581,8 +581,8 @@ int imap_sort_set_add(imap_sort_set *s, store_cursor *cur, uint32_t seq,
         if (s->io_yield && cur->pos != s->fault_pos) {
             /* nothing of this message is in the set yet: it can stop */
             RM_ASSERT(!s->fault);
-            if ((rc = store_cursor_resident(cur, STORE_RA_CACHE, &s->res_cache,
-                                            &s->fault)) < 0) {
+            if ((rc = store_cursor_resident(cur, STORE_RA_CACHE, STORE_ALL_BYTES,
+                                            &s->res_cache, &s->fault)) < 0) {
                 if (rc == -EWOULDBLOCK)
                     s->fault_pos = cur->pos;
                 return rc;

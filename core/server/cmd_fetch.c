@@ -52,6 +52,10 @@ typedef struct fetch_cont {
     bool vanished;
     store_rangelist van;
     size_t vk;
+    /* the message whose pages a fault brought in, and which of its files
+     * (1u << STORE_RA_*): not looked at again */
+    uint32_t fault_uid;
+    unsigned fault_skip;
     char tag[];
 } fetch_cont;
 
@@ -93,6 +97,16 @@ static bool fetch_step(session *s, void *arg)
             if (sess_slice_over(s, &sl))
                 return false;
             uint32_t u = s->view[fc->i];
+            /* what the message needs read from the disk is read on the
+             * sync pool first, not in a page fault on the worker */
+            unsigned skip = fc->fault_uid == u ? fc->fault_skip : 0, what;
+            store_fault *f;
+            if (imap_fetch_resident(&fc->fx, &fc->req, u, skip, &f, &what) == -EWOULDBLOCK) {
+                fc->fault_uid = u;
+                fc->fault_skip = skip | 1u << what;
+                if (sess_cont_fault_in(s, f) == 0)
+                    return false;
+            }
             while (fc->sj < fc->seen.n && fc->seen.uids[fc->sj] < u)
                 fc->sj++;
             bool sc = fc->sj < fc->seen.n && fc->seen.uids[fc->sj] == u;

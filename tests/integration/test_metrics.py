@@ -3,7 +3,7 @@
 (promtool check metrics), each action moving exactly its family by the
 right amount, gauges back to zero when sessions end, HTTP errors and
 limits, and `processes = 2` seen whole in one scrape.  ColdPages: SEARCH,
-SORT and THREAD over a mailbox whose files the kernel dropped read them
+SORT, THREAD and FETCH over a mailbox whose files the kernel dropped read them
 in off the workers (ringmail_store_cold_reads_total) and answer as over
 a warm one.
 
@@ -474,8 +474,8 @@ def big_message(i):
 
 
 class ColdPages(MetricsBase):
-    """A mailbox whose files are not in memory: SEARCH BODY, SORT and
-    THREAD stop before each stretch the kernel would have to read from
+    """A mailbox whose files are not in memory: SEARCH BODY, SORT, THREAD
+    and FETCH stop before each stretch the kernel would have to read from
     the disk, have it read in on the sync pool (the worker serves other
     sessions meanwhile), and go on; their answers are those over the warm
     mailbox.  ringmail_store_cold_reads_total counts those reads."""
@@ -483,16 +483,21 @@ class ColdPages(MetricsBase):
 
     # (query, drop the search index first): a search that builds the
     # index reads every body; a substring that is no whole word ("eedle")
-    # is checked in the bodies the index leaves; SORT and THREAD read the
-    # cache
+    # is checked in the bodies the index leaves; SORT, THREAD and FETCH
+    # ENVELOPE read the cache; FETCH of sections the messages' bytes (of
+    # headers only: their start)
     QUERIES = [("UID SEARCH BODY needle", True),
                ("UID SEARCH BODY eedle", False),
                ("UID SORT (SUBJECT REVERSE DATE) UTF-8 ALL", False),
-               ("UID THREAD REFERENCES UTF-8 ALL", False)]
+               ("UID THREAD REFERENCES UTF-8 ALL", False),
+               ("UID FETCH 1:* (ENVELOPE)", False),
+               ("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])", False),
+               ("UID FETCH 1:* (BODY.PEEK[])", False)]
 
     def answer(self, c, q):
         r = self.ok(c, q)
-        return [u.raw for u in r.untagged if u.kind() in ("SEARCH", "SORT", "THREAD")]
+        return [u.raw for u in r.untagged
+                if u.kind() in ("SEARCH", "SORT", "THREAD", "FETCH")]
 
     def test_cold_mailbox_read_off_the_worker(self):
         if not page_cache_drops(self.server.mail_root):

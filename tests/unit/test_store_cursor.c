@@ -521,13 +521,13 @@ static void test_resident(void)
     store_msg m;
     REQUIRE(store_cursor_seek(&c, 120, &m) == 1);
     store_fault *f = NULL;
-    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, &body, &f), -EWOULDBLOCK);
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, STORE_ALL_BYTES, &body, &f), -EWOULDBLOCK);
     REQUIRE(f);
     CHECK(store_fault_bytes(f) >= 128 * 1024);
     store_fault_run(f);
     store_fault_free(f);
     f = NULL;
-    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, &body, &f), 0);
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, STORE_ALL_BYTES, &body, &f), 0);
     CHECK(!f);
     const char *bytes;
     size_t got;
@@ -536,18 +536,18 @@ static void test_resident(void)
     CHECK(got > 40 && !memcmp(bytes + 21, "Subject: subject-120", 20));
     /* the fault read on: the next message is there, found without a look */
     REQUIRE(store_cursor_seek(&c, 121, &m) == 1);
-    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, &body, &f), 0);
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, STORE_ALL_BYTES, &body, &f), 0);
     CHECK_EQ(atomic_load(&st.faults_moved), 1);
     CHECK(atomic_load(&st.faults_moved_bytes) >= 128 * 1024);
 
     /* the cache blobs likewise */
     REQUIRE(store_cursor_seek(&c, 60, &m) == 1);
-    CHECK_EQ(store_cursor_resident(&c, STORE_RA_CACHE, &cache, &f), -EWOULDBLOCK);
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_CACHE, STORE_ALL_BYTES, &cache, &f), -EWOULDBLOCK);
     REQUIRE(f);
     store_fault_run(f);
     store_fault_free(f);
     f = NULL;
-    CHECK_EQ(store_cursor_resident(&c, STORE_RA_CACHE, &cache, &f), 0);
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_CACHE, STORE_ALL_BYTES, &cache, &f), 0);
     store_cache ch;
     REQUIRE_OK(store_cursor_cache(&c, &ch));
     CHECK(subject_is(&ch, 60));
@@ -555,7 +555,7 @@ static void test_resident(void)
 
     /* past the last message: nothing to read, nothing to wait for */
     REQUIRE(store_cursor_seek(&c, 251, &m) < 0);
-    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, &body, &f), 0);
+    CHECK_EQ(store_cursor_resident(&c, STORE_RA_BODY, STORE_ALL_BYTES, &body, &f), 0);
     CHECK(!f);
     store_stats_attach(NULL);
     store_snap_put(s);
