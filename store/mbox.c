@@ -982,8 +982,18 @@ static int idx_sane(struct gen *g, uint64_t log_size, const struct log_file_hdr 
     store_fs_boot_id(boot);
     if (memcmp(boot, h->boot_id, 16) != 0 && !ckpt_current(h))
         return 0;   /* the machine went down since unsynced changes */
-    /* Spot-check entries: the last, and a few spread over the file. */
+    /* Spot-check entries: the last, and a few spread over the file.  Each
+     * is on a page of its own: asked for all at once first, the 16 reads
+     * of a cold index wait for the disk together, not one after another
+     * (a cold 10^6-message index held the opening thread ~50 ms). */
     uint32_t n = h->count;
+    for (uint32_t k = 0; k < 16 && n; k++) {
+        uint32_t p = k == 0 ? n - 1 : (uint32_t)((uint64_t)n * k / 16);
+        (void)posix_fadvise(g->idx_fd,
+                            (off_t)(IDX_HDR_SIZE + (uint64_t)(p ? p - 1 : 0) *
+                                                       sizeof(struct idx_entry)),
+                            2 * sizeof(struct idx_entry), POSIX_FADV_WILLNEED);
+    }
     for (uint32_t k = 0; k < 16 && n; k++) {
         uint32_t p = k == 0 ? n - 1 : (uint32_t)((uint64_t)n * k / 16);
         const struct idx_entry *e = store_gen_entry(g, p);
