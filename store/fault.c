@@ -73,6 +73,51 @@ static uint64_t first_absent(const uint8_t *base, uint64_t a, uint64_t b, uint64
     return b;
 }
 
+/* The look at [off, end) of a file of g mapped by s, reading on to
+ * LOOK_AHEAD; not all there, *f brings in from the first absent page at
+ * least `min` bytes. */
+static int look(struct gen *g, struct mapseg *s, uint64_t off, uint64_t end, uint64_t min,
+                store_resident *known, store_fault **f)
+{
+    if (known->map_ == s->base && off >= known->lo_ && end <= known->hi_)
+        return 0;
+    uint64_t pg = page_size();
+    uint64_t a = off & ~(pg - 1), b = a + LOOK_AHEAD;
+    if (b < end)
+        b = end;
+    b = (b + pg - 1) & ~(pg - 1);
+    if (b > s->len)
+        b = s->len;     /* a mapping's length is whole pages */
+    bool told;
+    uint64_t absent = first_absent(s->base, a, b, pg, &told);
+    if (!told)
+        return 0;       /* cannot tell: read as before */
+    known->map_ = s->base;
+    known->lo_ = a;
+    known->hi_ = absent;
+    if (absent >= end)
+        return 0;
+    /* Bring in from the first absent page what is asked for, and at least
+     * `min`, since a scan reads on (within the mapping; past the file's
+     * end MADV_POPULATE_READ stops with EFAULT, harmlessly). */
+    uint64_t to = absent + min;
+    if (to < end)
+        to = end;
+    to = (to + pg - 1) & ~(pg - 1);
+    if (to > s->len)
+        to = s->len;
+    store_fault *x = malloc(sizeof *x);
+    if (!x)
+        return -ENOMEM;
+    atomic_fetch_add(&g->refs, 1);
+    x->g = g;
+    x->addr = s->base + absent;
+    x->len = (size_t)(to - absent);
+    x->sure = (size_t)(((end + pg - 1) & ~(pg - 1)) - absent);
+    *f = x;
+    return -EWOULDBLOCK;
+}
+
 int store_cursor_resident(const store_cursor *c, unsigned what, uint64_t upto,
                           store_resident *known, store_fault **f)
 {
@@ -97,43 +142,25 @@ int store_cursor_resident(const store_cursor *c, unsigned what, uint64_t upto,
      * the read say so */
     if (!off || end > s->len || end <= off || !store_snap_entry_sound(c->snap, e))
         return 0;
-    if (known->map_ == s->base && off >= known->lo_ && end <= known->hi_)
+    return look(g, s, off, end, FAULT_MIN, known, f);
+}
+
+int store_snap_entries_resident(const store_snap *sn, uint32_t pos, uint32_t end,
+                                store_resident *known, store_fault **f)
+{
+    *f = NULL;
+    if (end > sn->count)
+        end = sn->count;
+    if (pos >= end)
         return 0;
-    uint64_t pg = page_size();
-    uint64_t a = off & ~(pg - 1), b = a + LOOK_AHEAD;
-    if (b < end)
-        b = end;
-    b = (b + pg - 1) & ~(pg - 1);
-    if (b > s->len)
-        b = s->len;     /* a mapping's length is whole pages */
-    bool told;
-    uint64_t absent = first_absent(s->base, a, b, pg, &told);
-    if (!told)
-        return 0;       /* cannot tell: read as before */
-    known->map_ = s->base;
-    known->lo_ = a;
-    known->hi_ = absent;
-    if (absent >= end)
-        return 0;
-    /* Bring in from the first absent page the entry's pages, and at
-     * least FAULT_MIN, since a scan reads on (within the mapping; past
-     * the file's end MADV_POPULATE_READ stops with EFAULT, harmlessly). */
-    uint64_t to = absent + FAULT_MIN;
-    if (to < end)
-        to = end;
-    to = (to + pg - 1) & ~(pg - 1);
+    struct gen *g = sn->g;
+    struct mapseg *s = atomic_load_explicit(&g->idx.cur, memory_order_acquire);
+    uint64_t off = IDX_HDR_SIZE + (uint64_t)pos * sizeof(struct idx_entry);
+    uint64_t to = IDX_HDR_SIZE + (uint64_t)end * sizeof(struct idx_entry);
     if (to > s->len)
-        to = s->len;
-    store_fault *x = malloc(sizeof *x);
-    if (!x)
-        return -ENOMEM;
-    atomic_fetch_add(&g->refs, 1);
-    x->g = g;
-    x->addr = s->base + absent;
-    x->len = (size_t)(to - absent);
-    x->sure = (size_t)(((end + pg - 1) & ~(pg - 1)) - absent);
-    *f = x;
-    return -EWOULDBLOCK;
+        return 0;       /* not mapped yet: the read maps it */
+    /* entries are read in order, 48 bytes each: a look's worth at once */
+    return look(g, s, off, to, LOOK_AHEAD, known, f);
 }
 
 void store_fault_run(store_fault *f)

@@ -515,6 +515,10 @@ typedef struct store_fault store_fault;
 #define STORE_ALL_BYTES UINT64_MAX
 int store_cursor_resident(const store_cursor *c, unsigned what, uint64_t upto,
                           store_resident *known, store_fault **f);
+/* The same for the index entries at positions [pos, end) (a SELECT's
+ * walk of them, store_snap_live). */
+int store_snap_entries_resident(const store_snap *s, uint32_t pos, uint32_t end,
+                                store_resident *known, store_fault **f);
 void store_fault_run(store_fault *f);
 uint64_t store_fault_bytes(const store_fault *f);
 void store_fault_free(store_fault *f);

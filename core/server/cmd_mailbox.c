@@ -214,6 +214,8 @@ typedef struct select_cont {
     store_cursor cur;           /* for the walk */
     session *unselect;          /* the SELECT failed late: unselect once
                                    the step is over (not under it) */
+    store_resident res;         /* the index entries known in memory */
+    uint32_t faulted;           /* 1 + the block a fault brought in */
     char tag[];
 } select_cont;
 
@@ -402,6 +404,15 @@ static bool select_step(session *s, void *arg)
                 return false;
             uint32_t p0 = sc->p, flags[1024];
             uint32_t end = sc->entries - p0 > 1024 ? p0 + 1024 : sc->entries;
+            /* entries the kernel has dropped are read in on the sync
+             * pool, not in page faults on the worker (store/fault.c) */
+            store_fault *f;
+            if (sc->faulted != p0 + 1 &&
+                store_snap_entries_resident(sc->snap, p0, end, &sc->res, &f) == -EWOULDBLOCK) {
+                sc->faulted = p0 + 1;
+                if (sess_cont_fault_in(s, f) == 0)
+                    return false;
+            }
             /* The view was sized for every entry of the snapshot: a message
              * dropped here would be answered OK with a wrong EXISTS. */
             RM_ASSERT(s->capview - s->nview >= end - p0);

@@ -562,6 +562,58 @@ static void test_resident(void)
     test_env_close(&e);
 }
 
+/* store_snap_entries_resident: index entries between the few an open
+ * looks at are found not in memory, and a fault brings them in. */
+static void test_entries_resident(void)
+{
+    test_env e = { 0 };
+    REQUIRE_OK(test_env_open(&e, "cursor-entries"));
+    if (!file_dropped(e.root)) {
+        printf("  skipped: this file system keeps every page in memory\n");
+        test_env_close(&e);
+        return;
+    }
+    /* 100,000 entries: 4.8 MB of index, in batches (one call each) */
+    enum { N = 100000, BATCH = 500 };
+    static char bodies[BATCH][64];
+    static store_new_msg m[BATCH];
+    for (unsigned i = 0; i < N; i += BATCH) {
+        for (unsigned k = 0; k < BATCH; k++) {
+            int len = snprintf(bodies[k], sizeof bodies[k], "Subject: s%u\r\n\r\nb\r\n", i + k);
+            m[k] = (store_new_msg){.data = bodies[k], .len = (size_t)len,
+                                   .internal_date = 1600000000};
+        }
+        REQUIRE_OK(store_append(e.mb, m, BATCH, NULL));
+    }
+    test_inbox_close(e.u, e.mb);
+    CHECK(drop_cached(e.root) >= 3);
+    REQUIRE_OK(test_inbox_open(e.root, "user", STORE_FSYNC_NEVER, &e.u, &e.mb));
+    store_snap *s = store_snap_get(e.mb);
+    REQUIRE(s);
+    /* the open read the index around the 16 entries it looked at (every
+     * 300 KB): what it did not map is dropped again */
+    drop_cached(e.root);
+    store_resident known = { 0 };
+    store_fault *f = NULL;
+    /* 1,000 entries (12 pages) well away from those 16 */
+    uint32_t from = N / 32 - 500;
+    CHECK_EQ(store_snap_entries_resident(s, from, from + 1000, &known, &f), -EWOULDBLOCK);
+    REQUIRE(f);
+    CHECK(store_fault_bytes(f) >= 1000 * 48);
+    store_fault_run(f);
+    store_fault_free(f);
+    f = NULL;
+    CHECK_EQ(store_snap_entries_resident(s, from, from + 1000, &known, &f), 0);
+    CHECK(!f);
+    uint32_t pos = from, uids[1000];
+    CHECK_EQ(store_snap_live(s, &pos, from + 1000, uids, NULL, 1000), 1000);
+    CHECK_EQ(uids[0], from + 1);
+    /* past the end: nothing */
+    CHECK_EQ(store_snap_entries_resident(s, N, N + 10, &known, &f), 0);
+    store_snap_put(s);
+    test_env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_empty);
@@ -572,5 +624,6 @@ int main(void)
     RUN(test_live_blocks);
     RUN(test_readahead);
     RUN(test_resident);
+    RUN(test_entries_resident);
     return test_summary();
 }
