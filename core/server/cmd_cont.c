@@ -159,8 +159,10 @@ static void fault_done(void *arg, int status)
 
 int sess_cont_fault_in(session *s, store_fault *f)
 {
-    RM_ASSERT(!s->pool_busy && f);
-    struct fault_job *j = malloc(sizeof *j);
+    RM_ASSERT(f);
+    /* pool_busy only where sess_cont_start, out of memory, runs the steps
+     * back to back: then here too */
+    struct fault_job *j = s->pool_busy ? NULL : malloc(sizeof *j);
     if (j) {
         j->s = s;
         j->f = f;
