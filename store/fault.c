@@ -73,13 +73,20 @@ static uint64_t first_absent(const uint8_t *base, uint64_t a, uint64_t b, uint64
     return b;
 }
 
+/* Whether the last look found [off, end) of the map s in memory. */
+static bool known_has(const store_resident *known, const struct mapseg *s, uint64_t off,
+                      uint64_t end)
+{
+    return known->map_ == s->base && off >= known->lo_ && end <= known->hi_;
+}
+
 /* The look at [off, end) of a file of g mapped by s, reading on to
  * LOOK_AHEAD; not all there, *f brings in from the first absent page at
  * least `min` bytes. */
 static int look(struct gen *g, struct mapseg *s, uint64_t off, uint64_t end, uint64_t min,
                 store_resident *known, store_fault **f)
 {
-    if (known->map_ == s->base && off >= known->lo_ && end <= known->hi_)
+    if (known_has(known, s, off, end))
         return 0;
     uint64_t pg = page_size();
     uint64_t a = off & ~(pg - 1), b = a + LOOK_AHEAD;
@@ -138,9 +145,13 @@ int store_cursor_resident(const store_cursor *c, unsigned what, uint64_t upto,
     }
     struct mapseg *s = atomic_load_explicit(body ? &g->log.cur : &g->cache.cur,
                                             memory_order_acquire);
-    /* nothing to read, or an entry the read will refuse (damaged): let
-     * the read say so */
-    if (!off || end > s->len || end <= off || !store_snap_entry_sound(c->snap, e))
+    if (!off || end > s->len || end <= off)
+        return 0;       /* nothing to read, or a damaged entry: the read says so */
+    if (known_has(known, s, off, end))
+        return 0;       /* the common case: no CRC, no system call */
+    /* an entry the read will refuse (damaged) is not read in either; the
+     * read checks it once more, as always */
+    if (!store_snap_entry_sound(c->snap, e))
         return 0;
     return look(g, s, off, end, FAULT_MIN, known, f);
 }
